@@ -1,0 +1,98 @@
+# malloc-doctor: build, test, demo and benchmarks.
+#
+# Everything generated goes under build/ (objects, the tool, fixtures); the source tree stays clean.
+# The two commands a new user runs are `make demo` and `make test`; both install missing Debian
+# packages first (`make deps`) and then re-enter make, so that pkg-config answers are read after
+# the packages exist.
+
+VERSION := 0.1.0
+B := build
+CC := gcc
+MUSL_CC := musl-gcc
+
+# Debian packages: the tool's libraries, the test and benchmark tools, and the allocators we compare.
+DEB_PKGS := gcc make pkg-config libelf-dev binutils-dev libcjson-dev libcmocka-dev bats strace \
+	musl-tools musl-dev libmimalloc-dev libmimalloc2.0 libjemalloc-dev libjemalloc2 \
+	libgoogle-perftools-dev libgoogle-perftools4 hyperfine clang python3 git binutils
+
+# Recursive (=) so that pkg-config runs when a recipe needs it, never while deps are missing.
+PKG_CFLAGS = $(shell pkg-config --cflags libelf libcjson)
+PKG_LIBS = $(shell pkg-config --libs libelf libcjson) -lbfd
+CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla
+TOOL_CFLAGS = -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -I. $(PKG_CFLAGS) -DMD_VERSION='"$(VERSION)"'
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+TOOL_SRC := $(wildcard lib/*.c rules/*.c) $(filter-out cmd/main.c,$(wildcard cmd/*.c))
+TOOL_OBJ := $(TOOL_SRC:%.c=$(B)/obj/%.o)
+TOOL_SAN_OBJ := $(TOOL_SRC:%.c=$(B)/san/%.o)
+TOOL := $(B)/malloc-doctor
+TOOL_SAN := $(B)/malloc-doctor-san
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/unit/%)
+
+.PHONY: all deps demo test check bench clean format tool tool-san unit fixtures
+
+all: tool alloc
+
+tool: $(TOOL)
+tool-san: $(TOOL_SAN)
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "deps: all Debian packages present"; exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "deps: missing:$$missing; run: sudo apt-get install$$missing" >&2; exit 1; fi; \
+	echo "deps: installing$$missing"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
+
+demo: deps
+	@$(MAKE) --no-print-directory all fixtures
+	@sh tests/demo.sh
+
+test: deps
+	@$(MAKE) --no-print-directory check
+
+check: all tool-san unit fixtures alloc-test-prereqs
+	@tests/run
+
+bench: deps
+	@$(MAKE) --no-print-directory all fixtures alloc-bench-prereqs
+	@sh tests/bench/run.sh
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(TOOL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/san/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(TOOL_CFLAGS) $(SAN_FLAGS) -MMD -MP -c $< -o $@
+
+$(TOOL): $(B)/obj/cmd/main.o $(TOOL_OBJ)
+	$(CC) -o $@ $^ $(PKG_LIBS)
+
+$(TOOL_SAN): $(B)/san/cmd/main.o $(TOOL_SAN_OBJ)
+	$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS)
+
+# Unit tests link the engine (lib/ and rules/) built with sanitizers, never cmd/.
+ENGINE_SAN_OBJ := $(filter $(B)/san/lib/% $(B)/san/rules/%,$(TOOL_SAN_OBJ))
+$(B)/unit/%: tests/unit/%.c $(ENGINE_SAN_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(TOOL_CFLAGS) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS) $(CMOCKA_LIBS)
+
+unit: $(UNIT_BIN)
+
+include tests/fixtures/fixtures.mk
+include alloc/alloc.mk
+
+format:
+	clang-format -i $(wildcard cmd/*.[ch] lib/*.[ch] rules/*.[ch] alloc/*.[ch] tests/unit/*.c)
+
+clean:
+	rm -rf $(B)
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)
