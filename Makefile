@@ -20,7 +20,9 @@ PKG_CFLAGS = $(shell pkg-config --cflags libelf libcjson)
 PKG_LIBS = $(shell pkg-config --libs libelf libcjson) -lbfd
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
 
-WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla
+# Messages for people are cut to fixed buffers on purpose, so truncation is not an error.
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
+	-Wno-format-truncation
 TOOL_CFLAGS = -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -I. $(PKG_CFLAGS) -DMD_VERSION='"$(VERSION)"'
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 

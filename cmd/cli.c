@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "cmd/cli.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MD_MAX_OPTIONS 32
+
+static size_t build_getopt(const struct md_opt *opts, struct option *out, char *shorts)
+{
+    size_t n = 0, s = 0;
+    shorts[s++] = ':'; // report a missing argument as ':' instead of '?'
+    for (; opts[n].name && n < MD_MAX_OPTIONS; n++) {
+        out[n] = (struct option){opts[n].name, opts[n].arg ? required_argument : no_argument,
+                                 NULL, opts[n].key};
+        if (opts[n].key < 256) {
+            shorts[s++] = (char)opts[n].key;
+            if (opts[n].arg)
+                shorts[s++] = ':';
+        }
+    }
+    out[n] = (struct option){0};
+    shorts[s] = 0;
+    return n;
+}
+
+int md_cli_next(const struct md_command *cmd, int argc, char **argv, const char **arg)
+{
+    struct option longs[MD_MAX_OPTIONS + 1];
+    char shorts[2 * MD_MAX_OPTIONS + 2];
+    build_getopt(cmd->options, longs, shorts);
+    opterr = 0;
+    int key = getopt_long(argc, argv, shorts, longs, NULL);
+    *arg = optarg;
+    if (key == '?') {
+        if (optopt && optopt < 256)
+            return md_cli_usage_error(cmd, "unknown option -%c", optopt), '?';
+        return md_cli_usage_error(cmd, "unknown option %s", argv[optind - 1]), '?';
+    }
+    if (key == ':')
+        return md_cli_usage_error(cmd, "option %s needs an argument", argv[optind - 1]), '?';
+    return key;
+}
+
+void md_cli_usage(const struct md_command *cmd, FILE *out)
+{
+    fprintf(out, "usage: malloc-doctor %s %s\n\n%s\n\noptions:\n", cmd->name, cmd->synopsis,
+            cmd->description);
+    for (const struct md_opt *o = cmd->options; o->name; o++) {
+        char left[64];
+        if (o->key < 256)
+            snprintf(left, sizeof left, "-%c, --%s%s%s", o->key, o->name, o->arg ? " " : "",
+                     o->arg ? o->arg : "");
+        else
+            snprintf(left, sizeof left, "    --%s%s%s", o->name, o->arg ? " " : "",
+                     o->arg ? o->arg : "");
+        fprintf(out, "  %-26s %s\n", left, o->help);
+    }
+    fputs("\nexit status: 0 success, 1 a requested check failed, 2 usage or input error\n", out);
+}
+
+int md_cli_usage_error(const struct md_command *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "malloc-doctor %s: ", cmd->name);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'malloc-doctor %s --help'.\n", cmd->name);
+    return MD_EXIT_USAGE;
+}
+
+void md_cli_error(const struct md_command *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "malloc-doctor: %s: ", cmd->name);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+void md_cli_print_json(const cJSON *report)
+{
+    char *text = cJSON_Print(report);
+    if (text)
+        printf("%s\n", text);
+    free(text);
+}

@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// malloc-doctor inspect: option parsing and rendering; the work is lib/inspect.c.
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd/cli.h"
+#include "lib/inspect.h"
+
+enum { OPT_ROOT = 0x101, OPT_EXPECT, OPT_JSON };
+
+static const struct md_opt options[] = {
+    {"recursive", 'r', NULL, "inspect the ELF files and archives under each directory"},
+    {"root", OPT_ROOT, "DIR", "resolve libraries inside the sysroot DIR"},
+    {"expect", OPT_EXPECT, "ALLOC", "exit 1 unless ALLOC serves malloc (e.g. mimalloc, musl)"},
+    {"json", OPT_JSON, NULL, "print the report as JSON (schema malloc-doctor/1)"},
+    {"verbose", 'v', NULL, "show the evidence and the load order for each file"},
+    {"help", MD_OPT_HELP, NULL, "show this help"},
+    {"version", MD_OPT_VERSION, NULL, "show the version"},
+    {0},
+};
+
+struct inspect_args {
+    struct md_inspect_options opt;
+    bool json, verbose;
+};
+
+// --- text rendering ------------------------------------------------------------------------
+
+static const char *str_or(const cJSON *o, const char *key, const char *fallback)
+{
+    const char *s = md_json_get_str(o, key);
+    return s ? s : fallback;
+}
+
+static const char *basename_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+static void active_cell(const cJSON *file, char *out, size_t size)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(file, "active");
+    if (!a) {
+        snprintf(out, size, "-");
+        return;
+    }
+    const char *provider = md_json_get_str(a, "provider");
+    const char *path = md_json_get_str(file, "path");
+    bool elsewhere = provider && path && strcmp(provider, path);
+    snprintf(out, size, "%s (%s)%s%s", str_or(a, "name", "unknown"), str_or(a, "confidence", "?"),
+             elsewhere ? " via " : "", elsewhere ? basename_of(provider) : "");
+}
+
+// Allocators present in the file other than the active one.
+static void others_cell(const cJSON *file, char *out, size_t size)
+{
+    const char *active = md_json_get_str(cJSON_GetObjectItemCaseSensitive(file, "active"), "id");
+    size_t n = 0;
+    const cJSON *a;
+    out[0] = 0;
+    cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(file, "allocators"))
+    {
+        const char *id = md_json_get_str(a, "id");
+        if (n < size && (!active || strcmp(id, active)))
+            n += (size_t)snprintf(out + n, size - n, "%s%s", n ? ", " : "",
+                                  md_json_get_str(a, "name"));
+    }
+    if (!n)
+        snprintf(out, size, "-");
+}
+
+static int path_width(const cJSON *files)
+{
+    int width = 4;
+    const cJSON *f;
+    cJSON_ArrayForEach(f, files)
+    {
+        int len = (int)strlen(str_or(f, "path", ""));
+        if (len > width)
+            width = len;
+    }
+    return width > 60 ? 60 : width;
+}
+
+static void print_row(const cJSON *f, int width)
+{
+    const char *kind = str_or(f, "kind", "-");
+    if (!strcmp(kind, "archive")) {
+        printf("%-*s  %-13s %d of %d members define allocator symbols\n", width,
+               str_or(f, "path", ""), kind,
+               cJSON_GetObjectItemCaseSensitive(f, "allocator_members")->valueint,
+               cJSON_GetObjectItemCaseSensitive(f, "members")->valueint);
+        return;
+    }
+    char active[256], others[256];
+    active_cell(f, active, sizeof active);
+    others_cell(f, others, sizeof others);
+    printf("%-*s  %-13s %-6s %-7s %-34s %s\n", width, str_or(f, "path", ""), kind,
+           str_or(f, "libc", "-"), str_or(f, "threads", "-"), active, others);
+}
+
+static void print_details(const cJSON *f)
+{
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(f, "format");
+    printf("%s:\n  format: %s %s, %s-endian%s%s\n", str_or(f, "path", ""),
+           str_or(fmt, "class", "?"), str_or(fmt, "machine", "?"),
+           str_or(fmt, "byte_order", "?"), md_json_get_bool(f, "stripped") ? ", stripped" : "",
+           md_json_get_str(f, "interpreter") ? "" : "");
+    if (md_json_get_str(f, "interpreter"))
+        printf("  interpreter: %s\n", md_json_get_str(f, "interpreter"));
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(f, "active");
+    if (a)
+        printf("  active: %s; %s\n", str_or(a, "name", "unknown"), str_or(a, "how", ""));
+    const cJSON *alloc, *ev, *lib;
+    cJSON_ArrayForEach(alloc, cJSON_GetObjectItemCaseSensitive(f, "allocators"))
+    {
+        printf("  present: %s (%s):", str_or(alloc, "name", "?"), str_or(alloc, "confidence", "?"));
+        cJSON_ArrayForEach(ev, cJSON_GetObjectItemCaseSensitive(alloc, "evidence"))
+            printf(" %s %s;", str_or(ev, "type", "?"), str_or(ev, "value", "?"));
+        putchar('\n');
+    }
+    cJSON_ArrayForEach(lib, cJSON_GetObjectItemCaseSensitive(f, "load_order"))
+        printf("  load order: %s%s\n", str_or(lib, "path", "?"),
+               md_json_get_bool(lib, "exports_malloc") ? "  (defines malloc)" : "");
+    cJSON_ArrayForEach(lib, cJSON_GetObjectItemCaseSensitive(f, "missing_libraries"))
+        printf("  not found: %s\n", lib->valuestring);
+}
+
+static void print_findings(const cJSON *files)
+{
+    const cJSON *f, *x;
+    cJSON_ArrayForEach(f, files)
+    {
+        cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(f, "findings"))
+        {
+            printf("\n%s: %s %s: %s\n  %s\n", str_or(f, "path", ""), str_or(x, "severity", "?"),
+                   str_or(x, "id", "?"), str_or(x, "title", ""), str_or(x, "message", ""));
+            if (md_json_get_str(x, "fix"))
+                printf("  fix: %s\n", md_json_get_str(x, "fix"));
+        }
+    }
+}
+
+static void render_text(const cJSON *report, bool verbose)
+{
+    const cJSON *files = cJSON_GetObjectItemCaseSensitive(report, "files"), *f;
+    int width = path_width(files);
+    bool header = false;
+    cJSON_ArrayForEach(f, files)
+    {
+        if (strcmp(str_or(f, "status", ""), "ok"))
+            continue;
+        if (!header)
+            printf("%-*s  %-13s %-6s %-7s %-34s %s\n", width, "FILE", "KIND", "LIBC", "THREADS",
+                   "ACTIVE ALLOCATOR", "ALSO PRESENT");
+        header = true;
+        print_row(f, width);
+    }
+    if (verbose)
+        cJSON_ArrayForEach(f, files)
+        {
+            if (!strcmp(str_or(f, "status", ""), "ok") && strcmp(str_or(f, "kind", ""), "archive"))
+                putchar('\n'), print_details(f);
+        }
+    print_findings(files);
+}
+
+// --- the command ---------------------------------------------------------------------------
+
+// Returns true when the command should run; otherwise *exit_code says how to exit (--help and
+// --version: 0, a usage error: 2).
+static bool parse(const struct md_command *cmd, int argc, char **argv, struct inspect_args *a,
+                  int *exit_code)
+{
+    const char *arg;
+    int key;
+    *exit_code = MD_EXIT_OK;
+    while ((key = md_cli_next(cmd, argc, argv, &arg)) != -1) {
+        switch (key) {
+        case 'r': a->opt.recursive = true; break;
+        case 'v': a->verbose = true; break;
+        case OPT_ROOT: a->opt.root = arg; break;
+        case OPT_EXPECT: a->opt.expect = arg; break;
+        case OPT_JSON: a->json = true; break;
+        case MD_OPT_HELP: md_cli_usage(cmd, stdout); return false;
+        case MD_OPT_VERSION: printf("malloc-doctor %s\n", MD_VERSION); return false;
+        default: *exit_code = MD_EXIT_USAGE; return false;
+        }
+    }
+    if (optind < argc)
+        return true;
+    *exit_code = md_cli_usage_error(cmd, "no FILE given");
+    return false;
+}
+
+static void print_errors(const struct md_command *cmd, const cJSON *files)
+{
+    const cJSON *f;
+    cJSON_ArrayForEach(f, files)
+    {
+        if (md_json_get_str(f, "error"))
+            md_cli_error(cmd, "%s", md_json_get_str(f, "error"));
+    }
+}
+
+static int run(const struct md_command *cmd, int argc, char **argv)
+{
+    struct inspect_args a = {0};
+    int rc;
+    if (!parse(cmd, argc, argv, &a, &rc))
+        return rc;
+    cJSON *report = md_report_new("inspect", MD_VERSION);
+    cJSON *files = cJSON_AddArrayToObject(report, "files");
+    struct md_inspector in;
+    struct md_error err;
+    if (md_inspector_init(&in, &a.opt, files, &err)) {
+        cJSON_Delete(report);
+        return md_cli_usage_error(cmd, "%s", err.msg);
+    }
+    for (int i = optind; i < argc; i++)
+        md_inspect_path(&in, argv[i]);
+    md_inspect_summary(&in, report);
+    print_errors(cmd, files);
+    if (a.json)
+        md_cli_print_json(report);
+    else
+        render_text(report, a.verbose);
+    rc = in.errors ? MD_EXIT_USAGE : in.expect_failed ? MD_EXIT_CHECK : MD_EXIT_OK;
+    md_inspector_free(&in);
+    cJSON_Delete(report);
+    return rc;
+}
+
+const struct md_command md_cmd_inspect = {
+    .name = "inspect",
+    .summary = "which allocators an ELF file contains and which one serves malloc",
+    .synopsis = "[-r] [--root DIR] [--expect ALLOC] [--json] [-v] FILE|DIR...",
+    .description =
+        "Reads ELF executables, shared libraries, objects and ar archives (never runs them) and\n"
+        "reports every allocator whose signature is present, with evidence, and the allocator\n"
+        "that really serves malloc: from the symbol table for static files, by resolving\n"
+        "DT_NEEDED in the loader's order for dynamic ones. Errors go to stderr, one line per\n"
+        "file; the other files are still inspected.",
+    .options = options,
+    .run = run,
+};

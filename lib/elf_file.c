@@ -1,0 +1,525 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "lib/elf_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char elf_magic[4] = {0x7f, 'E', 'L', 'F'};
+
+static int elf_fail(struct md_error *err, const char *path, const char *what)
+{
+    return md_fail(err, "%s: %s: %s", path, what, elf_errmsg(-1));
+}
+
+// An extent [off, off+len) lies inside a file of size bytes, without overflow.
+static bool extent_fits(uint64_t off, uint64_t len, uint64_t size)
+{
+    return off <= size && len <= size - off;
+}
+
+static int check_tables(struct md_elf *e, struct md_error *err)
+{
+    const GElf_Ehdr *h = &e->ehdr;
+    // the header's own count: libelf reports 0 sections when it cannot read the table
+    size_t shnum = h->e_shnum ? h->e_shnum : e->shnum;
+    if (h->e_shoff && !extent_fits(h->e_shoff, (uint64_t)shnum * h->e_shentsize, e->size))
+        return md_fail(err, "%s: truncated section header table (%zu entries at offset %ju, file "
+                            "is %zu bytes)",
+                       e->path, shnum, (uintmax_t)h->e_shoff, e->size);
+    if (e->phnum && !extent_fits(h->e_phoff, (uint64_t)e->phnum * h->e_phentsize, e->size))
+        return md_fail(err, "%s: truncated program header table (%zu entries at offset %ju)",
+                       e->path, e->phnum, (uintmax_t)h->e_phoff);
+    for (Elf_Scn *scn = NULL; (scn = elf_nextscn(e->elf, scn));) {
+        GElf_Shdr sh;
+        if (!gelf_getshdr(scn, &sh))
+            return elf_fail(err, e->path, "corrupt section header");
+        if (sh.sh_type != SHT_NOBITS && !extent_fits(sh.sh_offset, sh.sh_size, e->size))
+            return md_fail(err, "%s: section %zu extends past the end of the file (truncated?)",
+                           e->path, elf_ndxscn(scn));
+    }
+    return 0;
+}
+
+// Validates the ELF header and tables of e->elf, filling ehdr and the table counts.
+static int validate_elf(struct md_elf *e, struct md_error *err)
+{
+    size_t raw_size = 0;
+    const char *raw = elf_rawfile(e->elf, &raw_size);
+    if (raw_size < e->size) // libelf may map less than the file (archive members: exactly it)
+        e->size = raw_size;
+    if (!raw || raw_size < EI_NIDENT || memcmp(raw, elf_magic, sizeof elf_magic))
+        return md_fail(err, "%s: not an ELF file", e->path);
+    if (raw[EI_CLASS] != ELFCLASS32 && raw[EI_CLASS] != ELFCLASS64)
+        return md_fail(err, "%s: unsupported ELF class %d", e->path, raw[EI_CLASS]);
+    if (raw[EI_DATA] != ELFDATA2LSB && raw[EI_DATA] != ELFDATA2MSB)
+        return md_fail(err, "%s: unsupported ELF byte order %d", e->path, raw[EI_DATA]);
+    if (!gelf_getehdr(e->elf, &e->ehdr))
+        return md_fail(err, "%s: truncated or corrupt ELF header", e->path);
+    if (elf_getshdrnum(e->elf, &e->shnum) || elf_getshdrstrndx(e->elf, &e->shstrndx))
+        return elf_fail(err, e->path, "corrupt section header table");
+    if (elf_getphdrnum(e->elf, &e->phnum))
+        return elf_fail(err, e->path, "corrupt program header table");
+    return check_tables(e, err);
+}
+
+static int open_regular(const char *path, size_t *size, struct md_error *err)
+{
+    // O_NONBLOCK: opening a FIFO must not hang; it is refused below.
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return md_fail_errno(err, errno, "%s", path);
+    struct stat st;
+    const char *bad = NULL;
+    if (fstat(fd, &st))
+        bad = "cannot stat";
+    else if (S_ISDIR(st.st_mode))
+        bad = "is a directory (use -r to inspect directories)";
+    else if (!S_ISREG(st.st_mode))
+        bad = "not a regular file";
+    else if (st.st_size == 0)
+        bad = "empty file";
+    if (bad) {
+        close(fd);
+        return md_fail(err, "%s: %s", path, bad);
+    }
+    *size = (size_t)st.st_size;
+    return fd;
+}
+
+// Walks the ar member headers once before libelf does, so a corrupt header is reported with its
+// offset instead of looking like the end of the archive.
+static int check_ar_headers(const struct md_elf *ar, struct md_error *err)
+{
+    size_t size = 0;
+    const char *raw = elf_rawfile(ar->elf, &size);
+    size_t off = 8; // after "!<arch>\n"
+    while (raw && off < size) {
+        char digits[11] = {0};
+        char *end;
+        if (size - off < 60 || memcmp(raw + off + 58, "`\n", 2))
+            return md_fail(err, "%s: corrupt archive member header at offset %zu", ar->path, off);
+        memcpy(digits, raw + off + 48, 10);
+        unsigned long long len = strtoull(digits, &end, 10);
+        if (end == digits || (*end && *end != ' ') || len > size - off - 60)
+            return md_fail(err, "%s: corrupt archive member header at offset %zu (bad size)",
+                           ar->path, off);
+        off += 60 + len + (len & 1);
+    }
+    return 0;
+}
+
+int md_elf_open(struct md_elf *e, const char *path, bool *is_archive, struct md_error *err)
+{
+    memset(e, 0, sizeof *e);
+    e->path = path;
+    e->fd = -1;
+    elf_version(EV_CURRENT);
+    int fd = open_regular(path, &e->size, err);
+    if (fd < 0)
+        return -1;
+    e->fd = fd;
+    e->elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+    if (!e->elf) {
+        char magic[4] = {0};
+        bool elf_magic_seen = pread(fd, magic, 4, 0) == 4 && !memcmp(magic, elf_magic, 4);
+        md_elf_close(e);
+        if (elf_magic_seen)
+            return md_fail(err, "%s: truncated or corrupt ELF header (%s)", path, elf_errmsg(-1));
+        return elf_fail(err, path, "cannot read");
+    }
+    *is_archive = elf_kind(e->elf) == ELF_K_AR;
+    if (*is_archive) {
+        if (check_ar_headers(e, err)) {
+            md_elf_close(e);
+            return -1;
+        }
+        return 0;
+    }
+    if (elf_kind(e->elf) != ELF_K_ELF) {
+        size_t n = 0;
+        const char *raw = elf_rawfile(e->elf, &n);
+        bool elf_magic_seen = raw && n >= 4 && !memcmp(raw, elf_magic, 4);
+        md_elf_close(e);
+        return md_fail(err, "%s: %s", path,
+                       elf_magic_seen ? "truncated or corrupt ELF header"
+                                      : "not an ELF file or ar archive");
+    }
+    if (validate_elf(e, err)) {
+        md_elf_close(e);
+        return -1;
+    }
+    return 0;
+}
+
+void md_elf_close(struct md_elf *e)
+{
+    if (e->elf)
+        elf_end(e->elf);
+    if (e->fd >= 0)
+        close(e->fd);
+    e->elf = NULL;
+    e->fd = -1;
+}
+
+static bool is_archive_index(const char *name)
+{
+    return !strcmp(name, "/") || !strcmp(name, "//") || !strcmp(name, "/SYM64/");
+}
+
+int md_archive_next(struct md_elf *ar, struct md_elf *m, char *label, size_t label_size,
+                    size_t *skipped, struct md_error *err)
+{
+    while (!ar->archive_done) {
+        elf_errno(); // clear, so an error below belongs to this call
+        Elf *sub = elf_begin(ar->fd, ELF_C_READ_MMAP, ar->elf);
+        if (!sub) {
+            int code = elf_errno();
+            ar->archive_done = true;
+            return code ? md_fail(err, "%s: corrupt archive member header: %s", ar->path,
+                                  elf_errmsg(code))
+                        : 0;
+        }
+        // elf_getarhdr answers for the archive's current header: read it before elf_next moves on
+        Elf_Arhdr *h = elf_getarhdr(sub);
+        if (!h || !h->ar_name) {
+            elf_end(sub);
+            ar->archive_done = true;
+            return md_fail(err, "%s: corrupt archive member header", ar->path);
+        }
+        bool skip = is_archive_index(h->ar_name) || elf_kind(sub) != ELF_K_ELF;
+        *skipped += skip && !is_archive_index(h->ar_name);
+        snprintf(label, label_size, "%s(%s)", ar->path, h->ar_name);
+        size_t member_size = h->ar_size > 0 ? (size_t)h->ar_size : 0;
+        if (elf_next(sub) == ELF_C_NULL)
+            ar->archive_done = true;
+        if (skip) {
+            elf_end(sub);
+            continue;
+        }
+        memset(m, 0, sizeof *m);
+        m->path = label;
+        m->fd = -1;
+        m->elf = sub;
+        m->size = member_size;
+        if (validate_elf(m, err)) {
+            md_elf_close(m);
+            ar->archive_done = true;
+            return -1;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+const char *md_elf_class_name(const struct md_elf *e)
+{
+    return e->ehdr.e_ident[EI_CLASS] == ELFCLASS64 ? "ELF64" : "ELF32";
+}
+
+bool md_elf_big_endian(const struct md_elf *e)
+{
+    return e->ehdr.e_ident[EI_DATA] == ELFDATA2MSB;
+}
+
+const char *md_elf_machine_name(const struct md_elf *e)
+{
+    static const struct {
+        int machine;
+        const char *name;
+    } names[] = {
+        {EM_X86_64, "x86-64"}, {EM_386, "i386"},     {EM_AARCH64, "aarch64"},
+        {EM_ARM, "arm"},       {EM_RISCV, "riscv"},  {EM_PPC64, "ppc64"},
+        {EM_PPC, "ppc"},       {EM_S390, "s390"},    {EM_MIPS, "mips"},
+        {EM_SPARCV9, "sparcv9"}, {EM_LOONGARCH, "loongarch"}, {EM_NONE, "none"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (names[i].machine == e->ehdr.e_machine)
+            return names[i].name;
+    return "unknown";
+}
+
+int md_elf_interpreter(struct md_elf *e, const char **interp, struct md_error *err)
+{
+    *interp = NULL;
+    for (size_t i = 0; i < e->phnum; i++) {
+        GElf_Phdr ph;
+        if (!gelf_getphdr(e->elf, (int)i, &ph) || ph.p_type != PT_INTERP)
+            continue;
+        Elf_Data *d = elf_getdata_rawchunk(e->elf, (int64_t)ph.p_offset, ph.p_filesz, ELF_T_BYTE);
+        if (!d || !d->d_size || !memchr(d->d_buf, 0, d->d_size))
+            return md_fail(err, "%s: corrupt PT_INTERP segment", e->path);
+        *interp = d->d_buf;
+    }
+    return 0;
+}
+
+static void record_dyn(struct md_elf *e, size_t strndx, const GElf_Dyn *d, struct md_dynamic *dyn)
+{
+    const char *s = NULL;
+    switch (d->d_tag) {
+    case DT_NEEDED:
+    case DT_SONAME:
+    case DT_RPATH:
+    case DT_RUNPATH:
+        s = elf_strptr(e->elf, strndx, d->d_un.d_val);
+        break;
+    case DT_FLAGS_1:
+        dyn->flags_1 = d->d_un.d_val;
+        return;
+    default:
+        return;
+    }
+    if (!s)
+        return;
+    if (d->d_tag == DT_NEEDED && dyn->needed_count < MD_MAX_NEEDED)
+        dyn->needed[dyn->needed_count++] = s;
+    else if (d->d_tag == DT_SONAME)
+        dyn->soname = s;
+    else if (d->d_tag == DT_RPATH)
+        dyn->rpath = s;
+    else if (d->d_tag == DT_RUNPATH)
+        dyn->runpath = s;
+}
+
+int md_elf_dynamic(struct md_elf *e, struct md_dynamic *dyn, struct md_error *err)
+{
+    memset(dyn, 0, sizeof *dyn);
+    for (Elf_Scn *scn = NULL; (scn = elf_nextscn(e->elf, scn));) {
+        GElf_Shdr sh;
+        if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_DYNAMIC)
+            continue;
+        Elf_Data *data = elf_getdata(scn, NULL);
+        if (!data)
+            return elf_fail(err, e->path, "cannot read the dynamic section");
+        dyn->present = true;
+        GElf_Dyn d;
+        for (int i = 0; gelf_getdyn(data, i, &d) && d.d_tag != DT_NULL; i++)
+            record_dyn(e, sh.sh_link, &d, dyn);
+    }
+    return 0;
+}
+
+enum md_elf_kind md_elf_kind_of(const struct md_elf *e, bool has_interp,
+                                const struct md_dynamic *dyn)
+{
+    switch (e->ehdr.e_type) {
+    case ET_REL:
+        return MD_KIND_RELOCATABLE;
+    case ET_EXEC:
+        return has_interp ? MD_KIND_DYNAMIC : MD_KIND_STATIC;
+    case ET_DYN:
+        if (dyn->flags_1 & DF_1_PIE)
+            return has_interp ? MD_KIND_DYNAMIC : MD_KIND_STATIC_PIE;
+        // Older linkers did not set DF_1_PIE: an interpreter without a soname is an executable
+        // (libc.so.6 has both, and is a library).
+        if (has_interp && !dyn->soname)
+            return MD_KIND_DYNAMIC;
+        if (!has_interp && !dyn->soname && dyn->needed_count == 0 && e->ehdr.e_entry)
+            return MD_KIND_STATIC_PIE;
+        return MD_KIND_SHARED;
+    default:
+        return MD_KIND_OTHER;
+    }
+}
+
+const char *md_elf_kind_name(enum md_elf_kind kind)
+{
+    static const char *const names[] = {
+        [MD_KIND_STATIC] = "static",
+        [MD_KIND_STATIC_PIE] = "static-pie",
+        [MD_KIND_DYNAMIC] = "dynamic",
+        [MD_KIND_SHARED] = "shared-object",
+        [MD_KIND_RELOCATABLE] = "relocatable",
+        [MD_KIND_OTHER] = "other",
+    };
+    return names[kind];
+}
+
+// Version names by index, from .gnu.version_r (needed) and .gnu.version_d (defined).
+struct version_names {
+    const char **name;
+    size_t count;
+};
+
+#define MD_MAX_VERSION_INDEX 4096
+
+static void version_set(struct version_names *v, size_t index, const char *name)
+{
+    index &= 0x7fff; // the top bit marks hidden versions
+    if (index >= MD_MAX_VERSION_INDEX || !name)
+        return;
+    if (index >= v->count) {
+        size_t n = index + 16;
+        const char **grown = realloc(v->name, n * sizeof *grown);
+        if (!grown)
+            return;
+        memset(grown + v->count, 0, (n - v->count) * sizeof *grown);
+        v->name = grown;
+        v->count = n;
+    }
+    v->name[index] = name;
+}
+
+static void read_verneed(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, struct version_names *v)
+{
+    Elf_Data *d = elf_getdata(scn, NULL);
+    size_t off = 0;
+    for (size_t i = 0; d && i < sh->sh_info; i++) {
+        GElf_Verneed vn;
+        if (!gelf_getverneed(d, (int)off, &vn))
+            return;
+        size_t aux = off + vn.vn_aux;
+        for (size_t j = 0; j < vn.vn_cnt; j++) {
+            GElf_Vernaux va;
+            if (!gelf_getvernaux(d, (int)aux, &va))
+                return;
+            version_set(v, va.vna_other, elf_strptr(elf, sh->sh_link, va.vna_name));
+            if (!va.vna_next)
+                break;
+            aux += va.vna_next;
+        }
+        if (!vn.vn_next)
+            return;
+        off += vn.vn_next;
+    }
+}
+
+static void read_verdef(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, struct version_names *v)
+{
+    Elf_Data *d = elf_getdata(scn, NULL);
+    size_t off = 0;
+    for (size_t i = 0; d && i < sh->sh_info; i++) {
+        GElf_Verdef vd;
+        GElf_Verdaux va;
+        if (!gelf_getverdef(d, (int)off, &vd))
+            return;
+        if (gelf_getverdaux(d, (int)(off + vd.vd_aux), &va))
+            version_set(v, vd.vd_ndx, elf_strptr(elf, sh->sh_link, va.vda_name));
+        if (!vd.vd_next)
+            return;
+        off += vd.vd_next;
+    }
+}
+
+// Finds the version tables that belong to the .dynsym section with index dynsym_index.
+static Elf_Data *read_versions(struct md_elf *e, size_t dynsym_index, struct version_names *v)
+{
+    Elf_Data *versym = NULL;
+    for (Elf_Scn *scn = NULL; (scn = elf_nextscn(e->elf, scn));) {
+        GElf_Shdr sh;
+        if (!gelf_getshdr(scn, &sh))
+            continue;
+        if (sh.sh_type == SHT_GNU_versym && sh.sh_link == dynsym_index)
+            versym = elf_getdata(scn, NULL);
+        else if (sh.sh_type == SHT_GNU_verneed)
+            read_verneed(e->elf, scn, &sh, v);
+        else if (sh.sh_type == SHT_GNU_verdef)
+            read_verdef(e->elf, scn, &sh, v);
+    }
+    return versym;
+}
+
+static int walk_symtab(struct md_elf *e, Elf_Scn *scn, const GElf_Shdr *sh, md_sym_fn fn,
+                       void *ctx, struct md_error *err)
+{
+    Elf_Data *data = elf_getdata(scn, NULL);
+    if (!data)
+        return elf_fail(err, e->path, "cannot read a symbol table");
+    bool dynamic = sh->sh_type == SHT_DYNSYM;
+    struct version_names versions = {0};
+    Elf_Data *versym = dynamic ? read_versions(e, elf_ndxscn(scn), &versions) : NULL;
+    size_t entsize = sh->sh_entsize ? sh->sh_entsize : gelf_fsize(e->elf, ELF_T_SYM, 1, EV_CURRENT);
+    size_t count = entsize ? sh->sh_size / entsize : 0;
+    int stop = 0;
+    for (size_t i = 1; i < count && !stop; i++) {
+        GElf_Sym s;
+        if (!gelf_getsym(data, (int)i, &s))
+            break;
+        struct md_sym sym = {
+            .name = elf_strptr(e->elf, sh->sh_link, s.st_name),
+            .value = s.st_value,
+            .size = s.st_size,
+            .type = GELF_ST_TYPE(s.st_info),
+            .bind = GELF_ST_BIND(s.st_info),
+            .defined = s.st_shndx != SHN_UNDEF,
+            .dynamic = dynamic,
+        };
+        GElf_Versym vs;
+        if (versym && gelf_getversym(versym, (int)i, &vs) && (vs & 0x7fff) > 1 &&
+            (size_t)(vs & 0x7fff) < versions.count)
+            sym.version = versions.name[vs & 0x7fff];
+        if (sym.name && *sym.name)
+            stop = fn(&sym, ctx);
+    }
+    free(versions.name);
+    return 0;
+}
+
+int md_elf_symbols(struct md_elf *e, md_sym_fn fn, void *ctx, bool *has_symtab,
+                   struct md_error *err)
+{
+    *has_symtab = false;
+    for (Elf_Scn *scn = NULL; (scn = elf_nextscn(e->elf, scn));) {
+        GElf_Shdr sh;
+        if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM))
+            continue;
+        if (sh.sh_type == SHT_SYMTAB && sh.sh_size > sh.sh_entsize)
+            *has_symtab = true;
+        if (walk_symtab(e, scn, &sh, fn, ctx, err))
+            return -1;
+    }
+    return 0;
+}
+
+static const char *section_name(struct md_elf *e, const GElf_Shdr *sh)
+{
+    const char *name = elf_strptr(e->elf, e->shstrndx, sh->sh_name);
+    return name ? name : "?";
+}
+
+static int visit_segments(struct md_elf *e, md_bytes_fn fn, void *ctx)
+{
+    for (size_t i = 0; i < e->phnum; i++) {
+        GElf_Phdr ph;
+        if (!gelf_getphdr(e->elf, (int)i, &ph) || ph.p_type != PT_LOAD || (ph.p_flags & PF_X))
+            continue;
+        Elf_Data *d = elf_getdata_rawchunk(e->elf, (int64_t)ph.p_offset, ph.p_filesz, ELF_T_BYTE);
+        if (d)
+            fn("(segment)", d->d_buf, d->d_size, ctx);
+    }
+    return 0;
+}
+
+int md_elf_data_sections(struct md_elf *e, md_bytes_fn fn, void *ctx, struct md_error *err)
+{
+    if (e->shnum == 0)
+        return visit_segments(e, fn, ctx);
+    for (Elf_Scn *scn = NULL; (scn = elf_nextscn(e->elf, scn));) {
+        GElf_Shdr sh;
+        if (!gelf_getshdr(scn, &sh))
+            return elf_fail(err, e->path, "corrupt section header");
+        if (sh.sh_type != SHT_PROGBITS || !(sh.sh_flags & SHF_ALLOC) ||
+            (sh.sh_flags & SHF_EXECINSTR) || sh.sh_size == 0)
+            continue;
+        Elf_Data *d = elf_rawdata(scn, NULL);
+        if (d && d->d_buf)
+            fn(section_name(e, &sh), d->d_buf, d->d_size, ctx);
+    }
+    return 0;
+}
+
+bool md_elf_has_section(struct md_elf *e, const char *name)
+{
+    for (Elf_Scn *scn = NULL; (scn = elf_nextscn(e->elf, scn));) {
+        GElf_Shdr sh;
+        if (gelf_getshdr(scn, &sh) && !strcmp(section_name(e, &sh), name))
+            return true;
+    }
+    return false;
+}

@@ -1,0 +1,483 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "lib/identify.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// How many distinct function addresses on each side of malloc count as its neighbourhood: a
+// linker lays out one object file's functions together, so malloc's neighbours name its object.
+#define MD_NEIGHBOURS 4
+// A name at malloc's own address (an alias) outweighs any number of neighbours.
+#define MD_ALIAS_WEIGHT 100
+
+static unsigned name_hash(const char *s)
+{
+    unsigned h = 2166136261u; // FNV-1a
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+static int add_exact(struct md_matcher *m, const char *name, int sig, struct md_error *err)
+{
+    for (unsigned i = name_hash(name), n = 0; n < MD_NAME_SLOTS; i++, n++) {
+        unsigned slot = i % MD_NAME_SLOTS;
+        if (!m->exact[slot].name) {
+            m->exact[slot].name = name;
+            m->exact[slot].sig = sig;
+            return 0;
+        }
+        if (!strcmp(m->exact[slot].name, name))
+            return 0; // first row wins
+    }
+    return md_fail(err, "signature table: too many symbol names");
+}
+
+static int add_symbol(struct md_matcher *m, const char *pattern, int sig, struct md_error *err)
+{
+    size_t len = strlen(pattern);
+    if (!len || pattern[len - 1] != '*')
+        return add_exact(m, pattern, sig, err);
+    if (m->prefix_count == MD_MAX_PREFIXES)
+        return md_fail(err, "signature table: too many symbol prefixes");
+    m->prefix[m->prefix_count].prefix = pattern;
+    m->prefix[m->prefix_count].len = len - 1;
+    m->prefix[m->prefix_count++].sig = sig;
+    return 0;
+}
+
+// Adds one byte signature to both scanners; 16-bit tables get an image per byte order.
+static int add_bytes(struct md_matcher *m, const struct md_byte_sig *b, int sig, size_t *used,
+                     struct md_error *err)
+{
+    size_t index = m->scanner[0].count;
+    for (int order = 0; order < 2; order++) {
+        const void *bytes = b->text;
+        size_t len = b->text ? strlen(b->text) : b->word_count * 2;
+        if (b->words) {
+            if (*used + len > sizeof m->word_bytes[order])
+                return md_fail(err, "signature table: byte tables too large");
+            unsigned char *out = m->word_bytes[order] + *used;
+            for (size_t w = 0; w < b->word_count; w++) {
+                out[2 * w + order] = (unsigned char)(b->words[w] & 0xff);
+                out[2 * w + !order] = (unsigned char)(b->words[w] >> 8);
+            }
+            bytes = out;
+        }
+        if (md_scanner_add(&m->scanner[order], bytes, len, (int)index))
+            return md_fail(err, "signature table: too many or too short byte patterns");
+    }
+    if (b->words)
+        *used += b->word_count * 2;
+    m->pattern_sig[index] = sig;
+    m->pattern_byte_sig[index] = b;
+    return 0;
+}
+
+int md_matcher_init(struct md_matcher *m, struct md_error *err)
+{
+    memset(m, 0, sizeof *m);
+    md_scanner_init(&m->scanner[0]);
+    md_scanner_init(&m->scanner[1]);
+    if (md_signature_count > MD_MAX_SIGNATURES)
+        return md_fail(err, "signature table: more than %d rows", MD_MAX_SIGNATURES);
+    size_t used = 0;
+    for (size_t i = 0; i < md_signature_count; i++) {
+        const struct md_signature *s = &md_signatures[i];
+        for (const char *const *p = s->symbols; *p; p++)
+            if (add_symbol(m, *p, (int)i, err))
+                return -1;
+        for (const char *const *p = s->entries; *p; p++)
+            if (add_symbol(m, *p, (int)i, err))
+                return -1;
+        for (const struct md_byte_sig *b = s->bytes; b->label; b++)
+            if (add_bytes(m, b, (int)i, &used, err))
+                return -1;
+    }
+    return 0;
+}
+
+int md_matcher_lookup(const struct md_matcher *m, const char *name)
+{
+    for (unsigned i = name_hash(name), n = 0; n < MD_NAME_SLOTS; i++, n++) {
+        unsigned slot = i % MD_NAME_SLOTS;
+        if (!m->exact[slot].name)
+            break;
+        if (!strcmp(m->exact[slot].name, name))
+            return m->exact[slot].sig;
+    }
+    for (size_t i = 0; i < m->prefix_count; i++)
+        if (!strncmp(name, m->prefix[i].prefix, m->prefix[i].len))
+            return m->prefix[i].sig;
+    return -1;
+}
+
+static void add_evidence(struct md_hit *h, const char *type, const char *value)
+{
+    for (unsigned i = 0; i < h->evidence_count; i++)
+        if (!strcmp(h->evidence[i].value, value) && !strcmp(h->evidence[i].type, type))
+            return; // .symtab and .dynsym repeat names: count each once
+    if (!strcmp(type, "symbol"))
+        h->symbols++;
+    else if (!strcmp(type, "import"))
+        h->imports++;
+    else if (!strcmp(type, "string"))
+        h->strings++;
+    else if (!strcmp(type, "table"))
+        h->tables++;
+    else if (!strcmp(type, "section"))
+        h->sections++;
+    if (h->evidence_count < MD_EVIDENCE_MAX) {
+        struct md_evidence *ev = &h->evidence[h->evidence_count++];
+        ev->type = type;
+        snprintf(ev->value, sizeof ev->value, "%s", value);
+    }
+}
+
+struct symbol_walk {
+    const struct md_matcher *m;
+    struct md_ident *id;
+    bool oom;
+};
+
+static void note_malloc(struct md_ident *id, const struct md_sym *s)
+{
+    if (s->defined) {
+        // prefer .symtab's view, and a dynamic export for exports_malloc
+        if (!id->defines_malloc || !s->dynamic)
+            id->malloc_addr = s->value;
+        id->defines_malloc = true;
+        id->exports_malloc |= s->dynamic;
+    } else if (s->dynamic) {
+        id->imports_malloc = true;
+        id->malloc_version = s->version;
+    }
+}
+
+static bool push_func(struct md_ident *id, const struct md_sym *s)
+{
+    if (id->func_count == id->func_cap) {
+        size_t cap = id->func_cap ? id->func_cap * 2 : 1024;
+        struct md_funcsym *grown = realloc(id->funcs, cap * sizeof *grown);
+        if (!grown)
+            return false;
+        id->funcs = grown;
+        id->func_cap = cap;
+    }
+    id->funcs[id->func_count++] = (struct md_funcsym){.addr = s->value, .name = s->name};
+    return true;
+}
+
+static bool is_thread_symbol(const char *name)
+{
+    for (const char *const *p = md_thread_symbols; *p; p++)
+        if (md_symbol_pattern_match(*p, name))
+            return true;
+    return false;
+}
+
+static int on_symbol(const struct md_sym *s, void *ctx)
+{
+    struct symbol_walk *w = ctx;
+    struct md_ident *id = w->id;
+    if (!strcmp(s->name, "malloc"))
+        note_malloc(id, s);
+    if (!id->thread_symbol && is_thread_symbol(s->name))
+        id->thread_symbol = s->name;
+    if (s->version && !strncmp(s->version, "GLIBC_", 6))
+        id->glibc_versions = true;
+    if (s->defined && (s->type == STT_FUNC || s->type == STT_GNU_IFUNC) && !push_func(id, s)) {
+        w->oom = true;
+        return 1;
+    }
+    int sig = md_matcher_lookup(w->m, s->name);
+    if (sig >= 0)
+        add_evidence(&id->hit[sig], s->defined ? "symbol" : "import", s->name);
+    return 0;
+}
+
+struct bytes_walk {
+    const struct md_scanner *scanner;
+    unsigned char found[MD_SCAN_MAX_PATTERNS];
+};
+
+static void on_section(const char *section, const void *data, size_t size, void *ctx)
+{
+    (void)section;
+    struct bytes_walk *w = ctx;
+    md_scanner_run(w->scanner, data, size, w->found);
+}
+
+static int scan_bytes(const struct md_matcher *m, struct md_elf *e, struct md_ident *id,
+                      struct md_error *err)
+{
+    struct bytes_walk w = {.scanner = &m->scanner[md_elf_big_endian(e)]};
+    if (md_elf_data_sections(e, on_section, &w, err))
+        return -1;
+    for (size_t i = 0; i < w.scanner->count; i++) {
+        if (!w.found[i])
+            continue;
+        const struct md_byte_sig *b = m->pattern_byte_sig[i];
+        char value[120];
+        if (b->text)
+            snprintf(value, sizeof value, "%s \"%.80s\"", b->label, b->text);
+        else
+            snprintf(value, sizeof value, "%s (%zu entries)", b->label, b->word_count);
+        add_evidence(&id->hit[m->pattern_sig[i]], b->text ? "string" : "table", value);
+    }
+    return 0;
+}
+
+static int by_addr(const void *a, const void *b)
+{
+    const struct md_funcsym *x = a, *y = b;
+    if (x->addr != y->addr)
+        return x->addr < y->addr ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+int md_identify(const struct md_matcher *m, struct md_elf *e, struct md_ident *id,
+                struct md_error *err)
+{
+    memset(id, 0, sizeof *id);
+    struct symbol_walk w = {.m = m, .id = id};
+    if (md_elf_symbols(e, on_symbol, &w, &id->has_symtab, err))
+        return -1;
+    if (w.oom)
+        return md_fail(err, "%s: out of memory reading symbols", e->path);
+    for (size_t i = 0; i < md_signature_count; i++)
+        for (const char *const *p = md_signatures[i].sections; *p; p++)
+            if (md_elf_has_section(e, *p))
+                add_evidence(&id->hit[i], "section", *p);
+    if (scan_bytes(m, e, id, err))
+        return -1;
+    qsort(id->funcs, id->func_count, sizeof *id->funcs, by_addr);
+    return 0;
+}
+
+void md_ident_free(struct md_ident *id)
+{
+    free(id->funcs);
+    id->funcs = NULL;
+    id->func_count = id->func_cap = 0;
+}
+
+const char *md_hit_confidence(const struct md_hit *h)
+{
+    if (h->tables || h->sections || h->symbols >= 2 || (h->symbols && h->strings))
+        return "high";
+    if (h->symbols || h->strings >= 2)
+        return "medium";
+    if (h->strings)
+        return "low";
+    return NULL;
+}
+
+// --- who serves malloc --------------------------------------------------------------------
+
+static size_t first_at_or_after(const struct md_ident *id, GElf_Addr addr)
+{
+    size_t lo = 0, hi = id->func_count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (id->funcs[mid].addr < addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static bool is_entry_of(const struct md_signature *s, const char *name)
+{
+    for (const char *const *p = s->entries; *p; p++)
+        if (!strcmp(*p, name))
+            return true;
+    return false;
+}
+
+struct vote {
+    int sig;
+    const char *because; // the strongest name behind the vote
+    bool entry;          // the address is an allocator's documented entry point
+};
+
+struct tally {
+    int score[MD_MAX_SIGNATURES];
+    const char *because[MD_MAX_SIGNATURES];
+};
+
+static void tally_name(const struct md_matcher *m, struct tally *t, const char *name, int weight,
+                       int exclude)
+{
+    int sig = md_matcher_lookup(m, name);
+    if (sig < 0 || sig == exclude || md_signatures[sig].kind != MD_SIG_ALLOCATOR)
+        return;
+    t->score[sig] += weight;
+    if (!t->because[sig] || weight == MD_ALIAS_WEIGHT)
+        t->because[sig] = name;
+}
+
+// Neighbours: functions at the MD_NEIGHBOURS nearest distinct addresses below and above addr,
+// weighted by closeness. at is the first function at or after addr.
+static void tally_neighbours(const struct md_matcher *m, const struct md_ident *id, size_t at,
+                             GElf_Addr addr, int exclude, struct tally *t)
+{
+    GElf_Addr last = addr;
+    int distance = 0;
+    for (size_t i = at; i-- > 0;) {
+        if (id->funcs[i].addr != last && ++distance > MD_NEIGHBOURS)
+            break;
+        last = id->funcs[i].addr;
+        tally_name(m, t, id->funcs[i].name, MD_NEIGHBOURS + 1 - distance, exclude);
+    }
+    last = addr;
+    distance = 0;
+    for (size_t i = at; i < id->func_count; i++) {
+        if (id->funcs[i].addr == addr)
+            continue; // aliases are counted separately
+        if (id->funcs[i].addr != last && ++distance > MD_NEIGHBOURS)
+            break;
+        last = id->funcs[i].addr;
+        tally_name(m, t, id->funcs[i].name, MD_NEIGHBOURS + 1 - distance, exclude);
+    }
+}
+
+// Scores the allocators whose names sit at addr (aliases) or next to it. exclude: a signature
+// not to vote for (the wrapper being resolved through).
+static struct vote vote_at(const struct md_matcher *m, const struct md_ident *id, GElf_Addr addr,
+                           int exclude)
+{
+    struct tally t = {0};
+    size_t at = first_at_or_after(id, addr);
+    for (size_t i = at; i < id->func_count && id->funcs[i].addr == addr; i++) {
+        int sig = md_matcher_lookup(m, id->funcs[i].name);
+        if (sig >= 0 && sig != exclude && is_entry_of(&md_signatures[sig], id->funcs[i].name))
+            return (struct vote){.sig = sig, .because = id->funcs[i].name, .entry = true};
+        tally_name(m, &t, id->funcs[i].name, MD_ALIAS_WEIGHT, exclude);
+    }
+    tally_neighbours(m, id, at, addr, exclude, &t);
+    struct vote best = {.sig = -1};
+    for (size_t s = 0; s < md_signature_count; s++)
+        if (t.score[s] && (best.sig < 0 || t.score[s] > t.score[best.sig]))
+            best = (struct vote){.sig = (int)s, .because = t.because[s]};
+    return best;
+}
+
+static bool find_function(const struct md_ident *id, const char *name, GElf_Addr *addr)
+{
+    for (size_t i = 0; i < id->func_count; i++)
+        if (!strcmp(id->funcs[i].name, name)) {
+            *addr = id->funcs[i].addr;
+            return true;
+        }
+    return false;
+}
+
+static bool is_present(const struct md_ident *id, int sig)
+{
+    return md_signatures[sig].kind == MD_SIG_ALLOCATOR && md_hit_confidence(&id->hit[sig]);
+}
+
+// The allocators present that can serve malloc; a wrapper (musl lite) does not count when a
+// real allocator of the same family is present.
+static size_t real_allocators(const struct md_ident *id, int *out)
+{
+    size_t n = 0;
+    for (size_t s = 0; s < md_signature_count; s++) {
+        if (!is_present(id, (int)s))
+            continue;
+        bool shadowed = false;
+        for (size_t t = 0; md_signatures[s].wrapper_target && t < md_signature_count; t++)
+            shadowed |= t != s && is_present(id, (int)t) &&
+                        !strcmp(md_signatures[t].family, md_signatures[s].family);
+        if (!shadowed)
+            out[n++] = (int)s;
+    }
+    return n;
+}
+
+static void by_elimination(const struct md_ident *id, const char *why, struct md_active *out)
+{
+    int present[MD_MAX_SIGNATURES];
+    size_t n = real_allocators(id, present);
+    if (n == 1) {
+        // a file that defines malloc and holds exactly one allocator (libc.so.6) is sure
+        bool sure = id->defines_malloc && !strcmp(md_hit_confidence(&id->hit[present[0]]), "high");
+        out->sig = present[0];
+        out->confidence = sure ? "high" : "medium";
+        snprintf(out->how, sizeof out->how, "%s; %s is the only allocator present", why,
+                 md_signatures[present[0]].name);
+        return;
+    }
+    out->sig = -1;
+    out->confidence = "low";
+    if (n == 0) {
+        snprintf(out->how, sizeof out->how, "%s; no allocator signature found", why);
+        return;
+    }
+    int len = snprintf(out->how, sizeof out->how, "%s; candidates:", why);
+    for (size_t i = 0; i < n && len > 0 && (size_t)len < sizeof out->how; i++)
+        len += snprintf(out->how + len, sizeof out->how - (size_t)len, "%s %s", i ? "," : "",
+                        md_signatures[present[i]].name);
+}
+
+// musl's malloc() forwards to whoever defines the wrapper target (__libc_malloc_impl).
+static void resolve_wrapper(const struct md_matcher *m, const struct md_ident *id, int wrapper,
+                            struct md_active *out)
+{
+    const struct md_signature *w = &md_signatures[wrapper];
+    GElf_Addr target;
+    if (!find_function(id, w->wrapper_target, &target)) {
+        by_elimination(id, "malloc is musl's wrapper", out);
+        return;
+    }
+    struct vote v = vote_at(m, id, target, -1);
+    if (v.sig == wrapper && v.entry) {
+        out->sig = wrapper;
+        out->confidence = "high";
+        snprintf(out->how, sizeof out->how,
+                 "malloc is musl's wrapper and %s is %s: free() is never linked, so musl uses its "
+                 "bump allocator",
+                 w->wrapper_target, v.because);
+        return;
+    }
+    v = vote_at(m, id, target, wrapper);
+    if (v.sig < 0) {
+        by_elimination(id, "malloc is musl's wrapper", out);
+        return;
+    }
+    out->sig = v.sig;
+    out->confidence = "high";
+    snprintf(out->how, sizeof out->how, "malloc is musl's wrapper; %s sits with %s (%s)",
+             w->wrapper_target, md_signatures[v.sig].name, v.because);
+}
+
+void md_active_local(const struct md_matcher *m, const struct md_ident *id, struct md_active *out)
+{
+    memset(out, 0, sizeof *out);
+    out->sig = -1;
+    if (!id->defines_malloc && id->has_symtab) {
+        out->confidence = "high";
+        snprintf(out->how, sizeof out->how, "the file does not link malloc");
+        return;
+    }
+    if (!id->defines_malloc) {
+        by_elimination(id, "stripped (no symbol table)", out);
+        return;
+    }
+    struct vote v = vote_at(m, id, id->malloc_addr, -1);
+    if (v.sig < 0) {
+        by_elimination(id, "malloc's neighbours name no allocator", out);
+        return;
+    }
+    if (md_signatures[v.sig].wrapper_target) {
+        resolve_wrapper(m, id, v.sig, out);
+        return;
+    }
+    out->sig = v.sig;
+    out->confidence = "high";
+    snprintf(out->how, sizeof out->how, v.entry ? "malloc is an alias of %s" : "malloc sits with %s",
+             v.because);
+}

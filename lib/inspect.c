@@ -1,0 +1,407 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "lib/inspect.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "rules/rules.h"
+
+int md_inspector_init(struct md_inspector *in, const struct md_inspect_options *opt,
+                      cJSON *files, struct md_error *err)
+{
+    memset(in, 0, sizeof *in);
+    in->opt = *opt;
+    in->files = files;
+    if (opt->expect) {
+        const struct md_signature *s = md_signature_find(opt->expect);
+        if (!s || s->kind != MD_SIG_ALLOCATOR) {
+            char names[512];
+            md_inspect_allocator_names(names, sizeof names);
+            return md_fail(err, "unknown allocator '%s' (known: %s)", opt->expect, names);
+        }
+    }
+    if (md_matcher_init(&in->matcher, err))
+        return -1;
+    return md_loader_init(&in->loader, opt->root, &in->matcher, err);
+}
+
+void md_inspector_free(struct md_inspector *in)
+{
+    md_loader_free(&in->loader);
+}
+
+void md_inspect_allocator_names(char *out, size_t size)
+{
+    size_t n = 0;
+    out[0] = 0;
+    for (size_t i = 0; i < md_signature_count && n < size; i++) {
+        const struct md_signature *s = &md_signatures[i];
+        if (s->kind != MD_SIG_ALLOCATOR)
+            continue;
+        bool new_family = md_signature_find(s->family) == s && strcmp(s->family, s->id);
+        n += (size_t)snprintf(out + n, size - n, "%s%s%s%s", n ? ", " : "", s->id,
+                              new_family ? ", " : "", new_family ? s->family : "");
+    }
+}
+
+static cJSON *new_entry(struct md_inspector *in, const char *path)
+{
+    cJSON *entry = cJSON_CreateObject();
+    cJSON_AddStringToObject(entry, "path", path);
+    cJSON_AddItemToArray(in->files, entry);
+    return entry;
+}
+
+static void add_error(struct md_inspector *in, const char *path, const struct md_error *err)
+{
+    cJSON *entry = new_entry(in, path);
+    cJSON_AddStringToObject(entry, "status", "error");
+    cJSON_AddStringToObject(entry, "error", err->msg);
+    in->errors++;
+}
+
+static cJSON *signature_json(int sig)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", md_signatures[sig].id);
+    cJSON_AddStringToObject(o, "family", md_signatures[sig].family);
+    cJSON_AddStringToObject(o, "name", md_signatures[sig].name);
+    return o;
+}
+
+static void add_format(cJSON *entry, const struct md_elf *e)
+{
+    cJSON *f = cJSON_AddObjectToObject(entry, "format");
+    cJSON_AddStringToObject(f, "class", md_elf_class_name(e));
+    cJSON_AddStringToObject(f, "machine", md_elf_machine_name(e));
+    cJSON_AddStringToObject(f, "byte_order", md_elf_big_endian(e) ? "big" : "little");
+}
+
+static void add_allocators(cJSON *entry, const struct md_ident *id)
+{
+    cJSON *list = cJSON_AddArrayToObject(entry, "allocators");
+    cJSON *refs = cJSON_AddArrayToObject(entry, "references");
+    for (size_t s = 0; s < md_signature_count; s++) {
+        const struct md_hit *h = &id->hit[s];
+        const char *confidence = md_hit_confidence(h);
+        if (md_signatures[s].kind != MD_SIG_ALLOCATOR)
+            continue;
+        if (!confidence) {
+            if (h->imports) // the program calls this allocator's API without containing it
+                cJSON_AddItemToArray(refs, cJSON_CreateString(md_signatures[s].id));
+            continue;
+        }
+        cJSON *a = signature_json((int)s);
+        cJSON_AddStringToObject(a, "confidence", confidence);
+        cJSON *ev = cJSON_AddArrayToObject(a, "evidence");
+        for (unsigned i = 0; i < h->evidence_count; i++) {
+            cJSON *item = cJSON_CreateObject();
+            cJSON_AddStringToObject(item, "type", h->evidence[i].type);
+            cJSON_AddStringToObject(item, "value", h->evidence[i].value);
+            cJSON_AddItemToArray(ev, item);
+        }
+        cJSON_AddItemToArray(list, a);
+    }
+}
+
+// libc from the interpreter when there is one, else from the runtime signatures.
+static const char *libc_of(const struct md_ident *id, const char *interp)
+{
+    if (interp)
+        return strstr(interp, "ld-musl") ? "musl" : strstr(interp, "ld-linux") ? "glibc" : "unknown";
+    const char *best = "none";
+    unsigned best_score = 0;
+    for (size_t s = 0; s < md_signature_count; s++) {
+        const struct md_hit *h = &id->hit[s];
+        unsigned score = 3 * h->sections + 2 * h->symbols + h->strings;
+        if (md_signatures[s].kind == MD_SIG_RUNTIME && score > best_score)
+            best = md_signatures[s].id, best_score = score;
+    }
+    if (!strcmp(best, "none") && id->glibc_versions)
+        return "glibc";
+    return best;
+}
+
+static void add_threads(cJSON *entry, const struct md_ident *id, const char *libc)
+{
+    const char *answer = "no", *because = id->thread_symbol;
+    if (!strcmp(libc, "go"))
+        answer = "yes", because = "Go runtime";
+    else if (id->thread_symbol)
+        answer = "yes";
+    else if (!id->has_symtab && !id->imports_malloc && !id->exports_malloc)
+        answer = "unknown"; // stripped static: pthread_create leaves no name behind
+    cJSON_AddStringToObject(entry, "threads", answer);
+    md_json_str(entry, "threads_evidence", because);
+}
+
+static void add_active(cJSON *entry, const struct md_active *a, const char *provider,
+                       const char *note)
+{
+    cJSON *o = a->sig >= 0 ? signature_json(a->sig) : cJSON_CreateObject();
+    if (a->sig < 0) {
+        cJSON_AddNullToObject(o, "id");
+        cJSON_AddNullToObject(o, "family");
+        cJSON_AddNullToObject(o, "name");
+    }
+    cJSON_AddStringToObject(o, "confidence", a->confidence);
+    cJSON_AddStringToObject(o, "how", a->how);
+    md_json_str(o, "provider", provider);
+    md_json_str(o, "note", note);
+    cJSON_AddItemToObject(entry, "active", o);
+}
+
+static void add_load_order(cJSON *entry, const struct md_scope *scope)
+{
+    cJSON *order = cJSON_AddArrayToObject(entry, "load_order");
+    for (size_t i = 0; i < scope->count; i++) {
+        const struct md_libinfo *li = scope->object[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "path", li->path);
+        cJSON_AddBoolToObject(o, "exports_malloc", li->exports_malloc);
+        if (li->exports_malloc && li->active.sig >= 0)
+            cJSON_AddItemToObject(o, "allocator", signature_json(li->active.sig));
+        else
+            cJSON_AddNullToObject(o, "allocator");
+        cJSON_AddItemToArray(order, o);
+    }
+    md_json_strs(entry, "missing_libraries", scope->missing, scope->missing_count);
+}
+
+static const char runtime_note[] =
+    "LD_PRELOAD, /etc/ld.so.preload changes and LD_LIBRARY_PATH can change this at run time";
+
+// Dynamic objects: malloc binds to the first object in load order that exports it.
+static void active_dynamic(struct md_inspector *in, cJSON *entry, const char *path,
+                           const struct md_elf *e, const struct md_dynamic *dyn,
+                           const char *interp, const struct md_ident *id)
+{
+    struct md_active a;
+    if (id->exports_malloc) {
+        md_active_local(&in->matcher, id, &a);
+        add_active(entry, &a, path, runtime_note);
+        return;
+    }
+    struct md_scope scope;
+    md_loader_scope(&in->loader, path, e, dyn, interp, &scope);
+    add_load_order(entry, &scope);
+    for (size_t i = 0; i < scope.count; i++) {
+        const struct md_libinfo *li = scope.object[i];
+        if (!li->exports_malloc)
+            continue;
+        a = li->active;
+        char how[sizeof a.how];
+        snprintf(how, sizeof how, "malloc binds to %s (first in load order to define it); %s",
+                 li->path, li->active.how);
+        snprintf(a.how, sizeof a.how, "%s", how);
+        add_active(entry, &a, li->path, runtime_note);
+        return;
+    }
+    a = (struct md_active){.sig = -1, .confidence = "low"};
+    snprintf(a.how, sizeof a.how, "no library in the load order defines malloc%s",
+             scope.missing_count ? " (some libraries were not found)" : "");
+    add_active(entry, &a, NULL, runtime_note);
+}
+
+static bool takes_expect(const char *kind)
+{
+    return strcmp(kind, "relocatable") && strcmp(kind, "other");
+}
+
+static void check_expect(struct md_inspector *in, cJSON *entry, const char *kind)
+{
+    if (!in->opt.expect || !takes_expect(kind))
+        return;
+    const cJSON *active = cJSON_GetObjectItemCaseSensitive(entry, "active");
+    const char *id = md_json_get_str(active, "id"), *family = md_json_get_str(active, "family");
+    bool met = (id && !strcmp(id, in->opt.expect)) || (family && !strcmp(family, in->opt.expect));
+    cJSON *o = cJSON_AddObjectToObject(entry, "expect");
+    cJSON_AddStringToObject(o, "allocator", in->opt.expect);
+    cJSON_AddBoolToObject(o, "met", met);
+    in->expect_failed += !met;
+}
+
+static void add_findings(struct md_inspector *in, cJSON *entry)
+{
+    cJSON *findings = cJSON_AddArrayToObject(entry, "findings");
+    struct md_rule_input input = {.file = entry, .expect = in->opt.expect};
+    md_rules_run(&input, findings);
+}
+
+// Fills entry for one ELF object. Returns -1 with err set when the file is unreadable.
+static int describe_elf(struct md_inspector *in, struct md_elf *e, const char *path, cJSON *entry,
+                        struct md_error *err)
+{
+    const char *interp;
+    struct md_dynamic dyn;
+    struct md_ident id;
+    if (md_elf_interpreter(e, &interp, err) || md_elf_dynamic(e, &dyn, err) ||
+        md_identify(&in->matcher, e, &id, err))
+        return -1;
+    enum md_elf_kind kind = md_elf_kind_of(e, interp != NULL, &dyn);
+    const char *kind_name = md_elf_kind_name(kind), *libc = libc_of(&id, interp);
+    cJSON_AddStringToObject(entry, "status", "ok");
+    add_format(entry, e);
+    cJSON_AddStringToObject(entry, "kind", kind_name);
+    bool linked = kind != MD_KIND_RELOCATABLE; // libc and threads are facts of linked files
+    md_json_str(entry, "libc", linked ? libc : NULL);
+    md_json_str(entry, "interpreter", interp);
+    cJSON_AddBoolToObject(entry, "stripped", !id.has_symtab);
+    if (linked)
+        add_threads(entry, &id, libc);
+    else
+        cJSON_AddNullToObject(entry, "threads"), cJSON_AddNullToObject(entry, "threads_evidence");
+    md_json_strs(entry, "needed", dyn.needed, dyn.needed_count);
+    md_json_str(entry, "malloc_import_version", id.imports_malloc ? id.malloc_version : NULL);
+    add_allocators(entry, &id);
+    struct md_active a;
+    if (kind == MD_KIND_DYNAMIC || kind == MD_KIND_SHARED) {
+        active_dynamic(in, entry, path, e, &dyn, interp, &id);
+    } else if (kind != MD_KIND_RELOCATABLE || id.defines_malloc) {
+        md_active_local(&in->matcher, &id, &a);
+        add_active(entry, &a, NULL, NULL);
+    }
+    check_expect(in, entry, kind_name);
+    if (takes_expect(kind_name))
+        add_findings(in, entry);
+    md_ident_free(&id);
+    return 0;
+}
+
+static bool has_allocator_evidence(const cJSON *entry)
+{
+    return cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(entry, "allocators")) > 0 ||
+           cJSON_GetObjectItemCaseSensitive(entry, "active");
+}
+
+static void inspect_archive(struct md_inspector *in, struct md_elf *ar, const char *path)
+{
+    cJSON *summary = new_entry(in, path);
+    size_t members = 0, matched = 0, skipped = 0;
+    char label[PATH_MAX + 256];
+    struct md_elf m;
+    struct md_error err;
+    int rc;
+    while ((rc = md_archive_next(ar, &m, label, sizeof label, &skipped, &err)) == 1) {
+        members++;
+        cJSON *entry = cJSON_CreateObject();
+        cJSON_AddStringToObject(entry, "path", label);
+        cJSON_AddStringToObject(entry, "archive", path);
+        char member[256]; // label is "path(member)"
+        snprintf(member, sizeof member, "%.*s", (int)(strlen(label) - strlen(path) - 2),
+                 label + strlen(path) + 1);
+        cJSON_AddStringToObject(entry, "member", member);
+        if (describe_elf(in, &m, label, entry, &err)) {
+            cJSON_Delete(entry);
+            add_error(in, label, &err);
+        } else if (has_allocator_evidence(entry)) {
+            matched++;
+            cJSON_AddItemToArray(in->files, entry);
+        } else {
+            cJSON_Delete(entry);
+        }
+        md_elf_close(&m);
+    }
+    cJSON_AddStringToObject(summary, "status", rc < 0 ? "error" : "ok");
+    if (rc < 0) {
+        cJSON_AddStringToObject(summary, "error", err.msg);
+        in->errors++;
+    }
+    cJSON_AddStringToObject(summary, "kind", "archive");
+    cJSON_AddNumberToObject(summary, "members", (double)members);
+    cJSON_AddNumberToObject(summary, "allocator_members", (double)matched);
+    cJSON_AddNumberToObject(summary, "skipped_members", (double)skipped);
+}
+
+static void inspect_file(struct md_inspector *in, const char *path)
+{
+    struct md_elf e;
+    struct md_error err;
+    bool is_archive = false;
+    in->inspected++;
+    if (md_elf_open(&e, path, &is_archive, &err)) {
+        add_error(in, path, &err);
+        return;
+    }
+    if (is_archive) {
+        inspect_archive(in, &e, path);
+    } else {
+        cJSON *entry = cJSON_CreateObject();
+        cJSON_AddStringToObject(entry, "path", path);
+        if (describe_elf(in, &e, path, entry, &err)) {
+            cJSON_Delete(entry);
+            add_error(in, path, &err);
+        } else {
+            cJSON_AddItemToArray(in->files, entry);
+        }
+    }
+    md_elf_close(&e);
+}
+
+// In a directory walk only ELF files and archives are inspected; scripts and data are skipped.
+static bool looks_inspectable(const char *path)
+{
+    unsigned char magic[8] = {0};
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return true; // let inspect_file report the error
+    ssize_t n = read(fd, magic, sizeof magic);
+    close(fd);
+    return n >= 4 && (!memcmp(magic, "\x7f" "ELF", 4) || (n == 8 && !memcmp(magic, "!<arch>\n", 8)));
+}
+
+static void walk_dir(struct md_inspector *in, const char *dir)
+{
+    struct dirent **names;
+    int n = scandir(dir, &names, NULL, alphasort); // sorted: the report is deterministic
+    if (n < 0) {
+        struct md_error err;
+        md_fail_errno(&err, errno, "%s", dir);
+        add_error(in, dir, &err);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        const char *name = names[i]->d_name;
+        char path[PATH_MAX];
+        struct stat st;
+        if (strcmp(name, ".") && strcmp(name, "..") &&
+            snprintf(path, sizeof path, "%s/%s", dir, name) < (int)sizeof path &&
+            !lstat(path, &st)) {
+            // symlinks are not followed: no loops, and each file is reported once
+            if (S_ISDIR(st.st_mode))
+                walk_dir(in, path);
+            else if (S_ISREG(st.st_mode) && looks_inspectable(path))
+                inspect_file(in, path);
+            else
+                in->skipped++;
+        }
+        free(names[i]);
+    }
+    free(names);
+}
+
+void md_inspect_path(struct md_inspector *in, const char *path)
+{
+    struct stat st;
+    if (in->opt.recursive && !stat(path, &st) && S_ISDIR(st.st_mode))
+        walk_dir(in, path);
+    else
+        inspect_file(in, path);
+}
+
+void md_inspect_summary(const struct md_inspector *in, cJSON *report)
+{
+    cJSON *s = cJSON_AddObjectToObject(report, "summary");
+    cJSON_AddNumberToObject(s, "files", (double)in->inspected);
+    cJSON_AddNumberToObject(s, "errors", (double)in->errors);
+    cJSON_AddNumberToObject(s, "skipped", (double)in->skipped);
+    md_json_str(s, "expect", in->opt.expect);
+    cJSON_AddNumberToObject(s, "expect_failed", (double)in->expect_failed);
+}

@@ -1,0 +1,407 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "lib/loader.h"
+
+#include <glob.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MD_CONF_DEPTH 8 // include nesting in ld.so.conf
+
+// A list of owned strings.
+struct strlist {
+    char ***items;
+    size_t *count;
+};
+
+static int strlist_add(struct strlist l, const char *s, size_t len)
+{
+    char **grown = realloc(*l.items, (*l.count + 1) * sizeof *grown);
+    if (!grown)
+        return -1;
+    *l.items = grown;
+    if (!(grown[*l.count] = strndup(s, len)))
+        return -1;
+    (*l.count)++;
+    return 0;
+}
+
+static void strlist_free(char **items, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        free(items[i]);
+    free(items);
+}
+
+static void rooted(const struct md_loader *l, const char *path, char *out, size_t size)
+{
+    snprintf(out, size, "%s%s", path[0] == '/' ? l->root : "", path);
+}
+
+// Adds each word of s (separated by white space, ':' or ',') to the list.
+static int add_words(struct strlist list, const char *s)
+{
+    while (*s) {
+        size_t skip = strspn(s, " \t:,\n"), len;
+        s += skip;
+        len = strcspn(s, " \t:,\n");
+        if (len && strlist_add(list, s, len))
+            return -1;
+        s += len;
+    }
+    return 0;
+}
+
+static int read_conf(struct md_loader *l, const char *path, int depth);
+
+static int include_conf(struct md_loader *l, const char *conf_path, const char *pattern, int depth)
+{
+    char dir[PATH_MAX], full[PATH_MAX], rooted_pattern[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", conf_path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = 0;
+    if (pattern[0] == '/')
+        rooted(l, pattern, rooted_pattern, sizeof rooted_pattern);
+    else
+        snprintf(rooted_pattern, sizeof rooted_pattern, "%s/%s", dir, pattern);
+    glob_t g;
+    if (glob(rooted_pattern, 0, NULL, &g))
+        return 0;
+    int rc = 0;
+    for (size_t i = 0; i < g.gl_pathc && !rc; i++) {
+        snprintf(full, sizeof full, "%s", g.gl_pathv[i]);
+        rc = read_conf(l, full, depth + 1);
+    }
+    globfree(&g);
+    return rc;
+}
+
+// path is already inside the root.
+static int read_conf(struct md_loader *l, const char *path, int depth)
+{
+    if (depth > MD_CONF_DEPTH)
+        return 0;
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0; // a missing ld.so.conf means "no extra directories"
+    char line[PATH_MAX + 64];
+    int rc = 0;
+    while (!rc && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "#\n")] = 0;
+        char *s = line + strspn(line, " \t");
+        if (!strncmp(s, "include", 7) && (s[7] == ' ' || s[7] == '\t')) {
+            s += 8 + strspn(s + 8, " \t");
+            s[strcspn(s, " \t")] = 0;
+            rc = include_conf(l, path, s, depth);
+        } else if (strncmp(s, "hwcap", 5)) {
+            rc = add_words((struct strlist){&l->conf_dirs, &l->conf_count}, s);
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+static int read_preload(struct md_loader *l)
+{
+    char path[PATH_MAX];
+    rooted(l, "/etc/ld.so.preload", path, sizeof path);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    char line[PATH_MAX];
+    int rc = 0;
+    while (!rc && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "#\n")] = 0;
+        rc = add_words((struct strlist){&l->preload, &l->preload_count}, line);
+    }
+    fclose(f);
+    return rc;
+}
+
+int md_loader_init(struct md_loader *l, const char *root, const struct md_matcher *m,
+                   struct md_error *err)
+{
+    memset(l, 0, sizeof *l);
+    l->root = root ? root : "";
+    l->matcher = m;
+    char path[PATH_MAX];
+    rooted(l, "/etc/ld.so.conf", path, sizeof path);
+    if (read_conf(l, path, 0) || read_preload(l)) {
+        md_loader_free(l);
+        return md_fail(err, "out of memory reading the loader configuration");
+    }
+    return 0;
+}
+
+static void libinfo_free(struct md_libinfo *li)
+{
+    free(li->path);
+    free(li->error);
+    strlist_free(li->needed, li->needed_count);
+    free(li->rpath);
+    free(li->runpath);
+    free(li);
+}
+
+void md_loader_free(struct md_loader *l)
+{
+    strlist_free(l->conf_dirs, l->conf_count);
+    strlist_free(l->preload, l->preload_count);
+    for (size_t i = 0; i < l->lib_count; i++)
+        libinfo_free(l->libs[i]);
+    free(l->libs);
+    memset(l, 0, sizeof *l);
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static void fill_libinfo(struct md_loader *l, struct md_libinfo *li)
+{
+    struct md_elf e;
+    struct md_error err;
+    bool is_archive = false;
+    if (md_elf_open(&e, li->path, &is_archive, &err)) {
+        li->error = strdup(err.msg);
+        return;
+    }
+    struct md_dynamic dyn;
+    struct md_ident id;
+    if (is_archive || md_elf_dynamic(&e, &dyn, &err) || md_identify(l->matcher, &e, &id, &err)) {
+        li->error = strdup(is_archive ? "an archive, not a shared library" : err.msg);
+        md_elf_close(&e);
+        return;
+    }
+    li->elf_class = e.ehdr.e_ident[EI_CLASS];
+    li->machine = e.ehdr.e_machine;
+    li->exports_malloc = id.exports_malloc;
+    if (id.exports_malloc)
+        md_active_local(l->matcher, &id, &li->active);
+    for (size_t i = 0; i < dyn.needed_count; i++)
+        strlist_add((struct strlist){&li->needed, &li->needed_count}, dyn.needed[i],
+                    strlen(dyn.needed[i]));
+    li->rpath = dup_or_null(dyn.rpath);
+    li->runpath = dup_or_null(dyn.runpath);
+    md_ident_free(&id);
+    md_elf_close(&e);
+}
+
+// The cached facts of the library at path (read on first use), or NULL when out of memory.
+static struct md_libinfo *library(struct md_loader *l, const char *path)
+{
+    for (size_t i = 0; i < l->lib_count; i++)
+        if (!strcmp(l->libs[i]->path, path))
+            return l->libs[i];
+    if (l->lib_count == l->lib_cap) {
+        size_t cap = l->lib_cap ? 2 * l->lib_cap : 32;
+        struct md_libinfo **grown = realloc(l->libs, cap * sizeof *grown);
+        if (!grown)
+            return NULL;
+        l->libs = grown;
+        l->lib_cap = cap;
+    }
+    struct md_libinfo *li = calloc(1, sizeof *li);
+    if (!li || !(li->path = strdup(path))) {
+        free(li);
+        return NULL;
+    }
+    fill_libinfo(l, li);
+    l->libs[l->lib_count++] = li;
+    return li;
+}
+
+struct requester {
+    const char *origin; // directory of the requesting object (for $ORIGIN)
+    const char *rpath, *runpath;
+    int elf_class, machine;
+};
+
+// Expands $ORIGIN, $LIB and $PLATFORM in one search directory; roots absolute results.
+static void expand_dir(const struct md_loader *l, const struct requester *r, const char *dir,
+                       char *out, size_t size)
+{
+    char tmp[PATH_MAX];
+    size_t n = 0;
+    bool from_origin = false;
+    for (const char *s = dir; *s && n + 1 < sizeof tmp;) {
+        const char *val = NULL;
+        size_t skip = 0;
+        if (!strncmp(s, "$ORIGIN", 7) || !strncmp(s, "${ORIGIN}", 9)) {
+            val = r->origin, skip = s[1] == '{' ? 9 : 7, from_origin = s == dir;
+        } else if (!strncmp(s, "$LIB", 4) || !strncmp(s, "${LIB}", 6)) {
+            val = r->elf_class == ELFCLASS64 ? "lib64" : "lib", skip = s[1] == '{' ? 6 : 4;
+        } else if (!strncmp(s, "$PLATFORM", 9) || !strncmp(s, "${PLATFORM}", 11)) {
+            val = "x86_64", skip = s[1] == '{' ? 11 : 9;
+        }
+        if (val) {
+            n += (size_t)snprintf(tmp + n, sizeof tmp - n, "%s", val);
+            s += skip;
+        } else {
+            tmp[n++] = *s++;
+        }
+    }
+    tmp[n < sizeof tmp ? n : sizeof tmp - 1] = 0;
+    if (from_origin) // $ORIGIN is already a real path inside the root
+        snprintf(out, size, "%s", tmp);
+    else
+        rooted(l, tmp, out, size);
+}
+
+static const struct md_libinfo *try_dir(struct md_loader *l, const struct requester *r,
+                                        const char *dir, const char *name)
+{
+    char expanded[PATH_MAX], path[PATH_MAX];
+    expand_dir(l, r, dir, expanded, sizeof expanded);
+    if (snprintf(path, sizeof path, "%s/%s", expanded, name) >= (int)sizeof path)
+        return NULL;
+    if (access(path, F_OK))
+        return NULL;
+    const struct md_libinfo *li = library(l, path);
+    // the loader skips files of another class or machine and keeps searching
+    if (!li || li->error || li->elf_class != r->elf_class || li->machine != r->machine)
+        return NULL;
+    return li;
+}
+
+static const struct md_libinfo *try_list(struct md_loader *l, const struct requester *r,
+                                         const char *list, const char *name)
+{
+    char dirs[PATH_MAX * 4];
+    snprintf(dirs, sizeof dirs, "%s", list ? list : "");
+    for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+        const struct md_libinfo *li = try_dir(l, r, d, name);
+        if (li)
+            return li;
+    }
+    return NULL;
+}
+
+static const char *musl_default_dirs(const struct md_loader *l, char *buf, size_t size)
+{
+    char path[PATH_MAX];
+    rooted(l, "/etc/ld-musl-x86_64.path", path, sizeof path);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return "/lib:/usr/local/lib:/usr/lib";
+    size_t n = fread(buf, 1, size - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    for (char *p = buf; *p; p++)
+        if (*p == '\n')
+            *p = ':';
+    return buf;
+}
+
+static const struct md_libinfo *search(struct md_loader *l, const struct requester *r,
+                                       const struct requester *exe, const char *name, bool musl)
+{
+    const struct md_libinfo *li = NULL;
+    if (strchr(name, '/')) {
+        char path[PATH_MAX];
+        rooted(l, name, path, sizeof path);
+        return access(path, F_OK) ? NULL : library(l, path);
+    }
+    if (!r->runpath && !(li = try_list(l, r, r->rpath, name)) && r != exe && !exe->runpath)
+        li = try_list(l, exe, exe->rpath, name);
+    if (!li)
+        li = try_list(l, r, r->runpath, name);
+    if (musl) {
+        char buf[PATH_MAX];
+        return li ? li : try_list(l, r, musl_default_dirs(l, buf, sizeof buf), name);
+    }
+    for (size_t i = 0; !li && i < l->conf_count; i++)
+        li = try_dir(l, r, l->conf_dirs[i], name);
+    const char *defaults =
+        r->elf_class == ELFCLASS64 ? "/lib64:/usr/lib64:/lib:/usr/lib" : "/lib:/usr/lib";
+    return li ? li : try_list(l, r, defaults, name);
+}
+
+static bool in_scope(const struct md_scope *scope, const struct md_libinfo *li)
+{
+    for (size_t i = 0; i < scope->count; i++)
+        if (scope->object[i] == li)
+            return true;
+    return false;
+}
+
+static void scope_add(struct md_scope *scope, const struct md_libinfo *li)
+{
+    if (li && scope->count < MD_MAX_SCOPE && !in_scope(scope, li))
+        scope->object[scope->count++] = li;
+}
+
+// The directory of path, resolved through symlinks as the loader's $ORIGIN is.
+static void origin_of(const char *path, char *out, size_t size)
+{
+    char real[PATH_MAX];
+    snprintf(out, size, "%s", realpath(path, real) ? real : path);
+    char *slash = strrchr(out, '/');
+    if (slash == out)
+        out[1] = 0;
+    else if (slash)
+        *slash = 0;
+    else
+        snprintf(out, size, ".");
+}
+
+static void requester_of(const struct md_libinfo *li, char *origin, size_t size,
+                         struct requester *r)
+{
+    origin_of(li->path, origin, size);
+    *r = (struct requester){.origin = origin, .rpath = li->rpath, .runpath = li->runpath,
+                            .elf_class = li->elf_class, .machine = li->machine};
+}
+
+// musl's loader is also its libc: "libc.so" needs resolve to the interpreter file.
+static const struct md_libinfo *musl_libc(struct md_loader *l, const char *interp,
+                                          const char *name)
+{
+    if (strcmp(name, "libc.so") && strncmp(name, "libc.musl-", 10))
+        return NULL;
+    char path[PATH_MAX], real[PATH_MAX];
+    rooted(l, interp, path, sizeof path);
+    const char *use = realpath(path, real) ? real : path;
+    return access(use, F_OK) ? NULL : library(l, use);
+}
+
+static void resolve_needed(struct md_loader *l, const struct requester *r,
+                           const struct requester *exe, char **needed, size_t count,
+                           const char *interp, struct md_scope *scope)
+{
+    for (size_t i = 0; i < count; i++) {
+        const struct md_libinfo *li = scope->musl ? musl_libc(l, interp, needed[i]) : NULL;
+        if (!li)
+            li = search(l, r, exe, needed[i], scope->musl);
+        if (li)
+            scope_add(scope, li);
+        else if (scope->missing_count < MD_MAX_SCOPE)
+            scope->missing[scope->missing_count++] = needed[i];
+    }
+}
+
+void md_loader_scope(struct md_loader *l, const char *path, const struct md_elf *e,
+                    const struct md_dynamic *dyn, const char *interp, struct md_scope *scope)
+{
+    memset(scope, 0, sizeof *scope);
+    scope->musl = interp && strstr(interp, "ld-musl");
+    char origin[PATH_MAX];
+    origin_of(path, origin, sizeof origin);
+    struct requester exe = {.origin = origin, .rpath = dyn->rpath, .runpath = dyn->runpath,
+                            .elf_class = e->ehdr.e_ident[EI_CLASS], .machine = e->ehdr.e_machine};
+    if (!scope->musl)
+        resolve_needed(l, &exe, &exe, l->preload, l->preload_count, interp, scope);
+    resolve_needed(l, &exe, &exe, (char **)dyn->needed, dyn->needed_count, interp, scope);
+    // breadth first: each object's needs are appended after everything already in scope
+    for (size_t i = 0; i < scope->count; i++) {
+        const struct md_libinfo *li = scope->object[i];
+        char lib_origin[PATH_MAX];
+        struct requester r;
+        requester_of(li, lib_origin, sizeof lib_origin, &r);
+        resolve_needed(l, &r, &exe, li->needed, li->needed_count, interp, scope);
+    }
+}

@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// Resolving DT_NEEDED the way the dynamic loader does (like lddtree), without running anything:
+// which library's `malloc` a dynamic program binds to.
+//
+// glibc order for each needed name: the requester's DT_RPATH (when it has no DT_RUNPATH) and the
+// executable's, then DT_RUNPATH, then the ld.so.conf directories, then the default directories;
+// /etc/ld.so.preload objects come before all DT_NEEDED ones. musl: DT_RPATH/DT_RUNPATH, then
+// /etc/ld-musl-ARCH.path or /lib:/usr/local/lib:/usr/lib; "libc.so" is the loader itself.
+// LD_LIBRARY_PATH and LD_PRELOAD are run-time settings and are deliberately not read.
+#ifndef MD_LOADER_H
+#define MD_LOADER_H
+
+#include <stdbool.h>
+
+#include "lib/identify.h"
+
+#define MD_MAX_SCOPE 256
+
+// What the loader needs to know of one library, kept after the file is closed.
+struct md_libinfo {
+    char *path;   // as found (inside the root when one is set)
+    char *error;  // why it could not be read, or NULL
+    int elf_class, machine;
+    bool exports_malloc;
+    struct md_active active; // who serves its malloc, when it exports one
+    char **needed;
+    size_t needed_count;
+    char *rpath, *runpath;
+};
+
+struct md_loader {
+    const char *root; // "" for the running system
+    const struct md_matcher *matcher;
+    char **conf_dirs; // ld.so.conf, in order
+    size_t conf_count;
+    char **preload; // /etc/ld.so.preload entries
+    size_t preload_count;
+    struct md_libinfo **libs; // every library read so far, by path
+    size_t lib_count, lib_cap;
+};
+
+struct md_scope {
+    const struct md_libinfo *object[MD_MAX_SCOPE]; // load order after the executable
+    size_t count;
+    const char *missing[MD_MAX_SCOPE]; // needed names that were not found (owned by the loader
+    size_t missing_count;              // or the executable)
+    bool musl;
+};
+
+int md_loader_init(struct md_loader *l, const char *root, const struct md_matcher *m,
+                   struct md_error *err);
+void md_loader_free(struct md_loader *l);
+
+// Builds the load order of an executable (or library) e. interp may be NULL.
+void md_loader_scope(struct md_loader *l, const char *path, const struct md_elf *e,
+                     const struct md_dynamic *dyn, const char *interp, struct md_scope *scope);
+
+#endif

@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "lib/report.h"
+
+cJSON *md_report_new(const char *command, const char *version)
+{
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "schema", MD_SCHEMA);
+    cJSON *tool = cJSON_AddObjectToObject(r, "tool");
+    cJSON_AddStringToObject(tool, "name", "malloc-doctor");
+    cJSON_AddStringToObject(tool, "version", version);
+    cJSON_AddStringToObject(r, "command", command);
+    return r;
+}
+
+void md_json_str(cJSON *obj, const char *key, const char *value)
+{
+    if (value)
+        cJSON_AddStringToObject(obj, key, value);
+    else
+        cJSON_AddNullToObject(obj, key);
+}
+
+void md_json_strs(cJSON *obj, const char *key, const char *const *values, size_t count)
+{
+    cJSON *arr = cJSON_AddArrayToObject(obj, key);
+    for (size_t i = 0; i < count; i++)
+        cJSON_AddItemToArray(arr, cJSON_CreateString(values[i]));
+}
+
+const char *md_json_get_str(const cJSON *obj, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+int md_json_get_bool(const cJSON *obj, const char *key)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, key));
+}

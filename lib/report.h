@@ -1,0 +1,20 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// The report model: every command collects into one cJSON tree, then cmd/ renders it as text or
+// prints it as JSON. The tree is the single source of both outputs.
+#ifndef MD_REPORT_H
+#define MD_REPORT_H
+
+#include <cJSON.h>
+
+#define MD_SCHEMA "malloc-doctor/1"
+
+// {"schema": MD_SCHEMA, "tool": {"name", "version"}, "command": command}; NULL when out of memory.
+cJSON *md_report_new(const char *command, const char *version);
+
+// Small helpers that keep builders short; all accept NULL values and store JSON null.
+void md_json_str(cJSON *obj, const char *key, const char *value);
+void md_json_strs(cJSON *obj, const char *key, const char *const *values, size_t count);
+const char *md_json_get_str(const cJSON *obj, const char *key); // NULL unless a string
+int md_json_get_bool(const cJSON *obj, const char *key);        // 0 unless true
+
+#endif

@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// The signature table. Each list names things that only that allocator (or runtime) defines;
+// names shared between allocators (malloc, __libc_malloc, which jemalloc also aliases) are
+// deliberately absent. Strings and tables are what survives `strip`.
+#include "rules/signatures.h"
+
+#include <string.h>
+
+#define LIST(...) ((const char *const[]){__VA_ARGS__, NULL})
+#define NONE ((const char *const[]){NULL})
+#define TEXT(label_, s) {.label = (label_), .text = (s)}
+#define END_BYTES {.label = NULL}
+
+// musl mallocng's size classes in 16-byte units (src/malloc/mallocng), a constant table that
+// every static mallocng binary carries in .rodata, stripped or not.
+static const uint16_t musl_mallocng_size_classes[] = {
+    1,    2,    3,    4,    5,    6,    7,    8,    9,    10,   12,   15,   18,   20,   25,   31,
+    36,   42,   50,   63,   72,   84,   102,  127,  146,  170,  204,  255,  292,  340,  409,  511,
+    584,  682,  818,  1023, 1169, 1364, 1637, 2047, 2340, 2730, 3276, 4095, 4680, 5460, 6552, 8191,
+};
+
+static const struct md_byte_sig musl_mallocng_bytes[] = {
+    {.label = "size-class table",
+     .words = musl_mallocng_size_classes,
+     .word_count = sizeof musl_mallocng_size_classes / sizeof musl_mallocng_size_classes[0]},
+    END_BYTES,
+};
+
+static const struct md_byte_sig glibc_malloc_bytes[] = {
+    TEXT("message", "malloc(): corrupted top size"),
+    TEXT("message", "malloc_consolidate(): invalid chunk size"),
+    TEXT("message", "corrupted size vs. prev_size"),
+    TEXT("message", "free(): invalid pointer"),
+    END_BYTES,
+};
+
+static const struct md_byte_sig mimalloc_bytes[] = {
+    TEXT("message", "mimalloc: warning: "),
+    TEXT("message", "mimalloc: error: "),
+    TEXT("option prefix", "mimalloc_%s"),
+    END_BYTES,
+};
+
+static const struct md_byte_sig jemalloc_bytes[] = {
+    TEXT("message", "<jemalloc>: "),
+    END_BYTES,
+};
+
+static const struct md_byte_sig tcmalloc_bytes[] = {
+    TEXT("message", "tcmalloc: large alloc"),
+    TEXT("option", "TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD"),
+    END_BYTES,
+};
+
+static const struct md_byte_sig go_alloc_bytes[] = {
+    // function names live in .gopclntab, which strip keeps
+    TEXT("function name", "runtime.mallocgc"),
+    END_BYTES,
+};
+
+static const struct md_byte_sig mdalloc_bytes[] = {
+    TEXT("message prefix", "mdalloc: "),
+    END_BYTES,
+};
+
+static const struct md_byte_sig glibc_bytes[] = {
+    TEXT("string", "GLIBC_PRIVATE"),
+    TEXT("string", "GLIBC_TUNABLES"),
+    TEXT("message", "Fatal glibc error: "),
+    END_BYTES,
+};
+
+static const struct md_byte_sig musl_bytes[] = {
+    TEXT("strerror text", "No error information"),
+    END_BYTES,
+};
+
+static const struct md_byte_sig go_bytes[] = {
+    TEXT("build info", "\xff Go buildinf:"),
+    END_BYTES,
+};
+
+static const struct md_byte_sig no_bytes[] = {END_BYTES};
+
+const struct md_signature md_signatures[] = {
+    {
+        .id = "musl-mallocng",
+        .family = "musl",
+        .name = "musl mallocng",
+        .symbols = LIST("__malloc_alloc_meta", "__malloc_size_classes", "__malloc_context",
+                        "alloc_slot", "alloc_group", "nontrivial_free"),
+        .entries = NONE,
+        .sections = NONE,
+        .bytes = musl_mallocng_bytes,
+    },
+    {
+        .id = "musl-oldmalloc",
+        .family = "musl",
+        .name = "musl oldmalloc",
+        .symbols = LIST("__bin_chunk", "alloc_fwd", "alloc_rev", "unbin", "pretrim",
+                        "bin_index_up"),
+        .entries = NONE,
+        .sections = NONE,
+        .bytes = no_bytes,
+    },
+    {
+        // musl's malloc() wrapper and its bump allocator, linked alone when free() is unused
+        .id = "musl-lite",
+        .family = "musl",
+        .name = "musl lite_malloc",
+        .symbols = LIST("__simple_malloc", "__bump_lockptr", "default_malloc"),
+        .entries = LIST("__simple_malloc"),
+        .sections = NONE,
+        .bytes = no_bytes,
+        .wrapper_target = "__libc_malloc_impl",
+    },
+    {
+        .id = "glibc-ptmalloc",
+        .family = "glibc",
+        .name = "glibc ptmalloc",
+        .symbols = LIST("_int_malloc", "_int_free", "_int_realloc", "_int_memalign",
+                        "malloc_consolidate", "sysmalloc", "main_arena", "tcache_init",
+                        "arena_get2", "malloc_info", "mallinfo2", "malloc_trim",
+                        "__malloc_arena_thread_freeres", "__libc_pvalloc", "__libc_mallinfo"),
+        .entries = NONE,
+        .sections = NONE,
+        .bytes = glibc_malloc_bytes,
+    },
+    {
+        .id = "mimalloc",
+        .family = "mimalloc",
+        .name = "mimalloc",
+        .symbols = LIST("mi_malloc", "mi_free", "mi_calloc", "mi_realloc", "mi_zalloc",
+                        "mi_heap_malloc", "mi_version", "mi_option_get", "mi_stats_print",
+                        "_mi_*"),
+        .entries = LIST("mi_malloc"),
+        .sections = NONE,
+        .bytes = mimalloc_bytes,
+    },
+    {
+        .id = "jemalloc",
+        .family = "jemalloc",
+        .name = "jemalloc",
+        .symbols = LIST("mallocx", "rallocx", "xallocx", "sallocx", "dallocx", "sdallocx",
+                        "nallocx", "mallctl", "mallctlnametomib", "mallctlbymib",
+                        "malloc_stats_print", "je_*", "_rjem_*"),
+        .entries = LIST("je_malloc", "_rjem_malloc"),
+        .sections = NONE,
+        .bytes = jemalloc_bytes,
+    },
+    {
+        .id = "tcmalloc",
+        .family = "tcmalloc",
+        .name = "tcmalloc (gperftools)",
+        .symbols = LIST("tc_malloc", "tc_free", "tc_calloc", "tc_realloc", "tc_memalign",
+                        "tc_newarray", "tc_version", "TCMallocGetenvSafe",
+                        "_ZN8tcmalloc6Static*", "_ZN8tcmalloc11ThreadCache*",
+                        "_ZN22TCMallocImplementation*"),
+        .entries = LIST("tc_malloc"),
+        .sections = NONE,
+        .bytes = tcmalloc_bytes,
+    },
+    {
+        .id = "tcmalloc-google",
+        .family = "tcmalloc",
+        .name = "tcmalloc (Google)",
+        .symbols = LIST("TCMallocInternal*", "_ZN8tcmalloc17tcmalloc_internal*"),
+        .entries = LIST("TCMallocInternalMalloc"),
+        .sections = NONE,
+        .bytes = no_bytes,
+    },
+    {
+        .id = "snmalloc",
+        .family = "snmalloc",
+        .name = "snmalloc",
+        .symbols = LIST("sn_malloc", "sn_free", "sn_rust_alloc", "sn_rust_dealloc",
+                        "_ZN8snmalloc*"),
+        .entries = LIST("sn_malloc"),
+        .sections = NONE,
+        .bytes = no_bytes,
+    },
+    {
+        .id = "rpmalloc",
+        .family = "rpmalloc",
+        .name = "rpmalloc",
+        .symbols = LIST("rpmalloc", "rpfree", "rpcalloc", "rprealloc", "rpmalloc_initialize",
+                        "rpmalloc_finalize", "rpmalloc_thread_initialize"),
+        .entries = LIST("rpmalloc"),
+        .sections = NONE,
+        .bytes = no_bytes,
+    },
+    {
+        .id = "go-runtime",
+        .family = "go",
+        .name = "Go runtime allocator",
+        .symbols = LIST("runtime.mallocgc", "runtime.mheap_"),
+        .entries = NONE,
+        .sections = NONE,
+        .bytes = go_alloc_bytes,
+    },
+    {
+        .id = "mdalloc",
+        .family = "mdalloc",
+        .name = "mdalloc",
+        .symbols = LIST("mdalloc_*", "md_malloc", "md_free"),
+        .entries = LIST("md_malloc", "mdalloc_malloc"),
+        .sections = NONE,
+        .bytes = mdalloc_bytes,
+    },
+    {
+        .id = "glibc",
+        .family = "glibc",
+        .name = "glibc",
+        .kind = MD_SIG_RUNTIME,
+        .symbols = LIST("gnu_get_libc_version", "__libc_start_call_main",
+                        "_dl_relocate_static_pie", "__libc_setup_tls", "_IO_stdin_used"),
+        .entries = NONE,
+        .sections = NONE,
+        .bytes = glibc_bytes,
+    },
+    {
+        .id = "musl",
+        .family = "musl",
+        .name = "musl",
+        .kind = MD_SIG_RUNTIME,
+        .symbols = LIST("__init_libc", "__libc_start_init", "__dls2", "__dls3"),
+        .entries = NONE,
+        .sections = NONE,
+        .bytes = musl_bytes,
+    },
+    {
+        .id = "go",
+        .family = "go",
+        .name = "Go runtime",
+        .kind = MD_SIG_RUNTIME,
+        .symbols = LIST("runtime.main", "runtime.rt0_go"),
+        .entries = NONE,
+        .sections = LIST(".go.buildinfo", ".gopclntab", ".note.go.buildid"),
+        .bytes = go_bytes,
+    },
+};
+
+const size_t md_signature_count = sizeof md_signatures / sizeof md_signatures[0];
+
+const char *const md_thread_symbols[] = {
+    "pthread_create", "__pthread_create", "thrd_create", "_ZNSt6thread15_M_start_thread*", NULL,
+};
+
+const struct md_signature *md_signature_find(const char *id_or_family)
+{
+    for (size_t i = 0; i < md_signature_count; i++)
+        if (!strcmp(md_signatures[i].id, id_or_family))
+            return &md_signatures[i];
+    for (size_t i = 0; i < md_signature_count; i++)
+        if (!strcmp(md_signatures[i].family, id_or_family))
+            return &md_signatures[i];
+    return NULL;
+}
+
+int md_symbol_pattern_match(const char *pattern, const char *name)
+{
+    size_t n = strlen(pattern);
+    if (n && pattern[n - 1] == '*')
+        return !strncmp(pattern, name, n - 1);
+    return !strcmp(pattern, name);
+}
