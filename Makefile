@@ -66,25 +66,37 @@ bench: deps
 	@$(MAKE) --no-print-directory all fixtures alloc-bench-prereqs
 	@sh tests/bench/run.sh
 
+# `make V=1` shows the full commands.
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
 $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(TOOL_CFLAGS) -MMD -MP -c $< -o $@
+	@[ "$(V)" = 1 ] || echo "  CC      $<"
+	$(Q)$(CC) $(TOOL_CFLAGS) -MMD -MP -c $< -o $@
 
 $(B)/san/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(TOOL_CFLAGS) $(SAN_FLAGS) -MMD -MP -c $< -o $@
+	@[ "$(V)" = 1 ] || echo "  CC-SAN  $<"
+	$(Q)$(CC) $(TOOL_CFLAGS) $(SAN_FLAGS) -MMD -MP -c $< -o $@
 
 $(TOOL): $(B)/obj/cmd/main.o $(TOOL_OBJ)
-	$(CC) -o $@ $^ $(PKG_LIBS)
+	@[ "$(V)" = 1 ] || echo "  LINK    $@"
+	$(Q)$(CC) -o $@ $^ $(PKG_LIBS)
 
 $(TOOL_SAN): $(B)/san/cmd/main.o $(TOOL_SAN_OBJ)
-	$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS)
+	@[ "$(V)" = 1 ] || echo "  LINK    $@"
+	$(Q)$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS)
 
 # Unit tests link the engine (lib/ and rules/) built with sanitizers, never cmd/.
 ENGINE_SAN_OBJ := $(filter $(B)/san/lib/% $(B)/san/rules/%,$(TOOL_SAN_OBJ))
 $(B)/unit/%: tests/unit/%.c $(ENGINE_SAN_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(TOOL_CFLAGS) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS) $(CMOCKA_LIBS)
+	@[ "$(V)" = 1 ] || echo "  CC-SAN  $<"
+	$(Q)$(CC) $(TOOL_CFLAGS) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS) $(CMOCKA_LIBS)
 
 unit: $(UNIT_BIN)
 

@@ -483,6 +483,12 @@ static const char *section_name(struct md_elf *e, const GElf_Shdr *sh)
     return name ? name : "?";
 }
 
+// Unwind tables are large (6 MB in rustc's driver) and never hold strings or constant tables.
+static bool is_unwind_section(const char *name)
+{
+    return strstr(name, "eh_frame") || strstr(name, "gcc_except_table");
+}
+
 static int visit_segments(struct md_elf *e, md_bytes_fn fn, void *ctx)
 {
     for (size_t i = 0; i < e->phnum; i++) {
@@ -505,7 +511,8 @@ int md_elf_data_sections(struct md_elf *e, md_bytes_fn fn, void *ctx, struct md_
         if (!gelf_getshdr(scn, &sh))
             return elf_fail(err, e->path, "corrupt section header");
         if (sh.sh_type != SHT_PROGBITS || !(sh.sh_flags & SHF_ALLOC) ||
-            (sh.sh_flags & SHF_EXECINSTR) || sh.sh_size == 0)
+            (sh.sh_flags & (SHF_EXECINSTR | SHF_WRITE)) || sh.sh_size == 0 ||
+            is_unwind_section(section_name(e, &sh)))
             continue;
         Elf_Data *d = elf_rawdata(scn, NULL);
         if (d && d->d_buf)

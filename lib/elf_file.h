@@ -84,8 +84,9 @@ const char *md_elf_kind_name(enum md_elf_kind kind);
 int md_elf_symbols(struct md_elf *e, md_sym_fn fn, void *ctx, bool *has_symtab,
                    struct md_error *err);
 
-// Visits the bytes of every allocated, non-executable PROGBITS section (where strings and constant
-// tables live), or of every non-executable PT_LOAD segment when there are no section headers.
+// Visits the bytes of every read-only, non-executable PROGBITS section except unwind tables (where
+// strings and constant tables live), or of every non-executable PT_LOAD segment when there are no
+// section headers.
 int md_elf_data_sections(struct md_elf *e, md_bytes_fn fn, void *ctx, struct md_error *err);
 
 // True when a section of that name exists.

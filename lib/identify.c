@@ -39,8 +39,8 @@ static int add_symbol(struct md_matcher *m, const char *pattern, int sig, struct
     size_t len = strlen(pattern);
     if (!len || pattern[len - 1] != '*')
         return add_exact(m, pattern, sig, err);
-    if (m->prefix_count == MD_MAX_PREFIXES)
-        return md_fail(err, "signature table: too many symbol prefixes");
+    if (m->prefix_count == MD_MAX_PREFIXES || len < 3)
+        return md_fail(err, "signature table: too many or too short symbol prefixes");
     m->prefix[m->prefix_count].prefix = pattern;
     m->prefix[m->prefix_count].len = len - 1;
     m->prefix[m->prefix_count++].sig = sig;
@@ -107,9 +107,11 @@ int md_matcher_lookup(const struct md_matcher *m, const char *name)
         if (!strcmp(m->exact[slot].name, name))
             return m->exact[slot].sig;
     }
-    for (size_t i = 0; i < m->prefix_count; i++)
-        if (!strncmp(name, m->prefix[i].prefix, m->prefix[i].len))
+    for (size_t i = 0; i < m->prefix_count; i++) {
+        const char *p = m->prefix[i].prefix; // every prefix has at least two characters
+        if (p[0] == name[0] && p[1] == name[1] && !strncmp(name, p, m->prefix[i].len))
             return m->prefix[i].sig;
+    }
     return -1;
 }
 
@@ -252,7 +254,9 @@ int md_identify(const struct md_matcher *m, struct md_elf *e, struct md_ident *i
                 add_evidence(&id->hit[i], "section", *p);
     if (scan_bytes(m, e, id, err))
         return -1;
-    qsort(id->funcs, id->func_count, sizeof *id->funcs, by_addr);
+    // only the neighbourhood of a defined malloc needs address order
+    if (id->defines_malloc)
+        qsort(id->funcs, id->func_count, sizeof *id->funcs, by_addr);
     return 0;
 }
 

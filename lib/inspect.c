@@ -20,8 +20,7 @@ int md_inspector_init(struct md_inspector *in, const struct md_inspect_options *
     in->opt = *opt;
     in->files = files;
     if (opt->expect) {
-        const struct md_signature *s = md_signature_find(opt->expect);
-        if (!s || s->kind != MD_SIG_ALLOCATOR) {
+        if (!md_allocator_known(opt->expect)) {
             char names[512];
             md_inspect_allocator_names(names, sizeof names);
             return md_fail(err, "unknown allocator '%s' (known: %s)", opt->expect, names);

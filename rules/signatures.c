@@ -257,6 +257,16 @@ const struct md_signature *md_signature_find(const char *id_or_family)
     return NULL;
 }
 
+int md_allocator_known(const char *id_or_family)
+{
+    for (size_t i = 0; i < md_signature_count; i++)
+        if (md_signatures[i].kind == MD_SIG_ALLOCATOR &&
+            (!strcmp(md_signatures[i].id, id_or_family) ||
+             !strcmp(md_signatures[i].family, id_or_family)))
+            return 1;
+    return 0;
+}
+
 int md_symbol_pattern_match(const char *pattern, const char *name)
 {
     size_t n = strlen(pattern);

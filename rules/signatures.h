@@ -47,6 +47,9 @@ extern const char *const md_thread_symbols[];
 // The row with this id or family (first match), or NULL.
 const struct md_signature *md_signature_find(const char *id_or_family);
 
+// True when an allocator row has this id or family (what --expect accepts).
+int md_allocator_known(const char *id_or_family);
+
 // True when name matches pattern ("foo" exactly, or "foo*" as a prefix).
 int md_symbol_pattern_match(const char *pattern, const char *name);
 

@@ -1,0 +1,284 @@
+#!/usr/bin/env bats
+# End-to-end tests of `malloc-doctor inspect` on fixtures built from source (tests/fixtures).
+# MD_TOOL selects the binary (the normal or the sanitizer build); tests/run sets it.
+
+setup() {
+    cd "${MD_ROOT:-$BATS_TEST_DIRNAME/../..}"
+    T=${MD_TOOL:-build/malloc-doctor}
+    FX=build/fixtures
+}
+
+# the active allocator's id in the JSON report of one file
+active_id() {
+    "$T" inspect --json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["files"][0]["active"]["id"])'
+}
+
+# one field of the first file entry, as JSON
+field() {
+    "$T" inspect --json "$1" | python3 -c "import json,sys; print(json.dumps(json.load(sys.stdin)['files'][0]$2))"
+}
+
+@test "--help and --version for the tool and for inspect" {
+    run "$T" --help
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"inspect"* ]]
+    run "$T" --version
+    [ "$status" -eq 0 ]
+    [[ "$output" =~ ^malloc-doctor\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
+    run "$T" inspect --help
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"--expect ALLOC"* ]]
+    [[ "$output" == *"exit status"* ]]
+    run "$T" help inspect
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"usage: malloc-doctor inspect"* ]]
+}
+
+@test "usage errors exit 2 with one clear line" {
+    run "$T"
+    [ "$status" -eq 2 ]
+    run "$T" frobnicate
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"'frobnicate' is not a command"* ]]
+    run "$T" inspect --bogus "$FX/musl-static"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"unknown option --bogus"* ]]
+    run "$T" inspect
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"no FILE given"* ]]
+    run "$T" inspect --expect nosuchalloc "$FX/musl-static"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"unknown allocator 'nosuchalloc'"* ]]
+    [[ "$output" == *"mimalloc"* ]]
+}
+
+@test "musl static (mallocng): active allocator, libc, threads, MD001" {
+    run "$T" inspect "$FX/musl-static"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"static"*"musl"*"yes"*"musl mallocng (high)"* ]]
+    [[ "$output" == *"warning MD001"* ]]
+    [ "$(active_id "$FX/musl-static")" = musl-mallocng ]
+    [ "$(field "$FX/musl-static" '["libc"]')" = '"musl"' ]
+    [ "$(field "$FX/musl-static" '["threads"]')" = '"yes"' ]
+    [ "$(field "$FX/musl-static" '["findings"][0]["id"]')" = '"MD001"' ]
+}
+
+@test "musl static stripped: identified from the size-class table that survives strip" {
+    [ "$(active_id "$FX/musl-static-stripped")" = musl-mallocng ]
+    [ "$(field "$FX/musl-static-stripped" '["stripped"]')" = true ]
+    run "$T" inspect -v "$FX/musl-static-stripped"
+    [[ "$output" == *"table size-class table"* ]]
+    [ "$(field "$FX/musl-static-stripped" '["libc"]')" = '"musl"' ]
+}
+
+@test "musl without free(): only the bump allocator is linked" {
+    [ "$(active_id "$FX/musl-nofree")" = musl-lite ]
+}
+
+@test "glibc static and dynamic" {
+    [ "$(active_id "$FX/glibc-static")" = glibc-ptmalloc ]
+    [ "$(field "$FX/glibc-static" '["kind"]')" = '"static"' ]
+    [ "$(active_id "$FX/glibc-dynamic")" = glibc-ptmalloc ]
+    [ "$(field "$FX/glibc-dynamic" '["kind"]')" = '"dynamic"' ]
+    [[ "$(field "$FX/glibc-dynamic" '["active"]["provider"]')" == *"libc.so.6"* ]]
+    run "$T" inspect "$FX/glibc-dynamic"
+    [[ "$output" == *"glibc ptmalloc (high) via libc.so.6"* ]]
+}
+
+@test "dynamic program linked with -lmimalloc: mimalloc serves malloc" {
+    [ "$(active_id "$FX/mimalloc-dynamic")" = mimalloc ]
+    [[ "$(field "$FX/mimalloc-dynamic" '["active"]["provider"]')" == *"libmimalloc.so.2"* ]]
+    run "$T" inspect --expect mimalloc "$FX/mimalloc-dynamic"
+    [ "$status" -eq 0 ]
+}
+
+@test "-lmimalloc dropped by --as-needed: --expect fails with MD003 naming the cause" {
+    [ "$(active_id "$FX/mimalloc-dropped")" = glibc-ptmalloc ]
+    [ "$(field "$FX/mimalloc-dropped" '["malloc_import_version"]')" = '"GLIBC_2.2.5"' ]
+    run "$T" inspect --expect mimalloc "$FX/mimalloc-dropped"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"error MD003"* ]]
+    [[ "$output" == *"malloc@GLIBC_2.2.5"*"--as-needed"* ]]
+    run "$T" inspect --json --expect mimalloc "$FX/mimalloc-dropped"
+    [ "$status" -eq 1 ]
+    echo "$output" | python3 -c 'import json,sys; f=json.load(sys.stdin)["files"][0]; assert f["expect"]=={"allocator":"mimalloc","met":False}, f["expect"]'
+}
+
+@test "glibc static program with Debian's libjemalloc.a" {
+    [ "$(active_id "$FX/jemalloc-static")" = jemalloc ]
+    run "$T" inspect --expect jemalloc "$FX/jemalloc-static"
+    [ "$status" -eq 0 ]
+    run "$T" inspect --expect glibc "$FX/jemalloc-static"
+    [ "$status" -eq 1 ]
+}
+
+@test "mimalloc-like symbols beside musl malloc: musl is active, MD002 says so" {
+    [ "$(active_id "$FX/fake-mimalloc-musl")" = musl-mallocng ]
+    run "$T" inspect "$FX/fake-mimalloc-musl"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"warning MD002"* ]]
+    [[ "$output" == *"mimalloc is linked into this file but malloc is served by musl mallocng"* ]]
+    run "$T" inspect --expect mimalloc "$FX/fake-mimalloc-musl"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"expected mimalloc to serve malloc, but musl mallocng does"* ]]
+}
+
+@test "--expect accepts a family name" {
+    run "$T" inspect --expect musl "$FX/musl-static"
+    [ "$status" -eq 0 ]
+    run "$T" inspect --expect musl "$FX/glibc-static"
+    [ "$status" -eq 1 ]
+}
+
+@test "32-bit and big-endian ELF files are inspected" {
+    run "$T" inspect --json "$FX/elf32-lsb" "$FX/elf64-msb"
+    [ "$status" -eq 0 ]
+    echo "$output" | python3 -c '
+import json,sys
+a,b=json.load(sys.stdin)["files"]
+assert a["format"]=={"class":"ELF32","machine":"i386","byte_order":"little"}, a["format"]
+assert b["format"]=={"class":"ELF64","machine":"ppc64","byte_order":"big"}, b["format"]
+for f in (a,b):
+    assert f["active"]["id"]=="musl-mallocng", f["active"]
+    ev=[e["value"] for x in f["allocators"] if x["id"]=="musl-mallocng" for e in x["evidence"]]
+    assert any("size-class table" in v for v in ev), ev'
+}
+
+@test "bad inputs: one clear line each, exit 2" {
+    chk() { # file, expected message part
+        run "$T" inspect "$1"
+        [ "$status" -eq 2 ] || { echo "status $status for $1"; return 1; }
+        [ "${#lines[@]}" -eq 1 ] || { echo "not one line: $output"; return 1; }
+        [[ "$output" == "malloc-doctor: inspect: $1: "*"$2"* ]] || { echo "$output"; return 1; }
+    }
+    chk "$FX/does-not-exist" "No such file or directory"
+    chk "$FX/bad" "is a directory (use -r"
+    chk "$FX/bad/empty" "empty file"
+    chk "$FX/bad/text.txt" "not an ELF file or ar archive"
+    chk "$FX/bad/truncated-header" "truncated or corrupt ELF header"
+    chk "$FX/bad/truncated-shtab" "truncated section header table"
+    chk "$FX/bad/corrupt-member.a" "corrupt archive member header at offset 8"
+    run "$T" inspect "$FX/bad/truncated-member.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"truncated-member.a(half.o): truncated section header table"* ]]
+}
+
+@test "permission denied is reported, not fatal" {
+    dir=$(mktemp -d)
+    cp "$FX/musl-static" "$dir/secret"
+    cp "$T" "$dir/tool"
+    chmod 000 "$dir/secret"
+    chmod 755 "$dir"
+    if [ "$(id -u)" = 0 ]; then
+        run setpriv --reuid=65534 --regid=65534 --clear-groups "$dir/tool" inspect "$dir/secret"
+    else
+        run "$dir/tool" inspect "$dir/secret"
+    fi
+    rm -rf "$dir"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"secret: Permission denied"* ]]
+}
+
+@test "one bad file never stops the others" {
+    run "$T" inspect --json "$FX/bad/empty" "$FX/musl-static" "$FX/bad/text.txt" "$FX/glibc-static"
+    [ "$status" -eq 2 ]
+    python3 -c '
+import json,sys
+r=json.loads(sys.argv[1][sys.argv[1].index("{"):])
+st=[f["status"] for f in r["files"]]
+assert st==["error","ok","error","ok"], st
+assert r["summary"]["errors"]==2 and r["summary"]["files"]==4, r["summary"]' "$output"
+}
+
+@test "error exit code wins over a failed --expect" {
+    run "$T" inspect --expect mimalloc "$FX/glibc-static" "$FX/bad/empty"
+    [ "$status" -eq 2 ]
+}
+
+@test "directories with -r: ELF files only, symlinks not followed, sorted" {
+    run "$T" inspect -r --json "$FX/tree"
+    [ "$status" -eq 0 ]
+    python3 -c '
+import json,sys
+r=json.loads(sys.argv[1])
+paths=[f["path"] for f in r["files"]]
+assert paths==["build/fixtures/tree/bin/glibc-dynamic","build/fixtures/tree/bin/musl-static"], paths
+assert r["summary"]["skipped"]==2, r["summary"]' "$output"
+}
+
+@test "archives: one entry per member that defines allocator symbols" {
+    run "$T" inspect --json "$FX/libc-musl.a"
+    [ "$status" -eq 0 ]
+    python3 -c '
+import json,sys
+r=json.loads(sys.argv[1])
+head=r["files"][0]
+assert head["kind"]=="archive" and head["members"]>1000, head
+members={f["member"]:f for f in r["files"][1:]}
+assert "malloc.lo" in members and "lite_malloc.lo" in members, list(members)
+assert head["allocator_members"]==len(members)
+ids={a["id"] for a in members["malloc.lo"]["allocators"]}
+assert ids=={"musl-mallocng"}, ids
+assert members["lite_malloc.lo"]["active"]["id"]=="musl-lite"' "$output"
+}
+
+@test "--root resolves DT_NEEDED inside a sysroot" {
+    root=$(mktemp -d)
+    mkdir -p "$root/usr/bin" "$root/opt/alloc" "$root/etc/ld.so.conf.d" "$root/lib/x86_64-linux-gnu"
+    cp "$FX/glibc-dynamic" "$root/usr/bin/prog"
+    echo "include /etc/ld.so.conf.d/*.conf" > "$root/etc/ld.so.conf"
+    echo "/opt/alloc" > "$root/etc/ld.so.conf.d/alloc.conf"
+    # in this sysroot libc.so.6 is really mimalloc: only --root can know that
+    cp /usr/lib/x86_64-linux-gnu/libmimalloc.so.2 "$root/opt/alloc/libc.so.6"
+    run "$T" inspect --json --root "$root" "$root/usr/bin/prog"
+    rm -rf "$root"
+    [ "$status" -eq 0 ]
+    python3 -c '
+import json,sys
+f=json.loads(sys.argv[1])["files"][0]
+assert f["active"]["id"]=="mimalloc", f["active"]
+assert f["active"]["provider"].endswith("/opt/alloc/libc.so.6"), f["active"]' "$output"
+}
+
+@test "missing libraries are listed and the answer says it is unsure" {
+    root=$(mktemp -d)
+    mkdir -p "$root/usr/bin"
+    cp "$FX/glibc-dynamic" "$root/usr/bin/prog"
+    run "$T" inspect --json --root "$root" "$root/usr/bin/prog"
+    rm -rf "$root"
+    [ "$status" -eq 0 ]
+    python3 -c '
+import json,sys
+f=json.loads(sys.argv[1])["files"][0]
+assert f["missing_libraries"]==["libc.so.6"], f["missing_libraries"]
+assert f["active"]["id"] is None and f["active"]["confidence"]=="low", f["active"]' "$output"
+}
+
+@test "JSON carries the schema and every documented top-level field" {
+    run "$T" inspect --json "$FX/musl-static"
+    [ "$status" -eq 0 ]
+    python3 -c '
+import json,sys
+r=json.loads(sys.argv[1])
+assert r["schema"]=="malloc-doctor/1" and r["command"]=="inspect"
+f=r["files"][0]
+for k in ["path","status","format","kind","libc","interpreter","stripped","threads","threads_evidence",
+          "needed","malloc_import_version","allocators","references","active","findings"]:
+    assert k in f, k
+for k in ["id","family","name","confidence","how","provider","note"]:
+    assert k in f["active"], k
+for x in f["findings"]:
+    for k in ["id","rule","severity","title","message","fix","evidence"]:
+        assert k in x, k' "$output"
+}
+
+@test "inspect never runs the file" {
+    dir=$(mktemp -d)
+    # an executable that would leave a mark if it were run
+    printf '#include <stdio.h>\nint main(void){FILE*f=fopen("%s/ran","w");return f==0;}\n' "$dir" > "$dir/p.c"
+    gcc -o "$dir/p" "$dir/p.c"
+    run "$T" inspect "$dir/p"
+    [ "$status" -eq 0 ]
+    [ ! -e "$dir/ran" ]
+    rm -rf "$dir"
+}
