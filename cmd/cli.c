@@ -12,8 +12,8 @@ static size_t build_getopt(const struct md_opt *opts, struct option *out, char *
     size_t n = 0, s = 0;
     shorts[s++] = ':'; // report a missing argument as ':' instead of '?'
     for (; opts[n].name && n < MD_MAX_OPTIONS; n++) {
-        out[n] = (struct option){opts[n].name, opts[n].arg ? required_argument : no_argument,
-                                 NULL, opts[n].key};
+        out[n] = (struct option){opts[n].name, opts[n].arg ? required_argument : no_argument, NULL,
+                                 opts[n].key};
         if (opts[n].key < 256) {
             shorts[s++] = (char)opts[n].key;
             if (opts[n].arg)

@@ -104,8 +104,8 @@ static void print_details(const cJSON *f)
 {
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(f, "format");
     printf("%s:\n  format: %s %s, %s-endian%s%s\n", str_or(f, "path", ""),
-           str_or(fmt, "class", "?"), str_or(fmt, "machine", "?"),
-           str_or(fmt, "byte_order", "?"), md_json_get_bool(f, "stripped") ? ", stripped" : "",
+           str_or(fmt, "class", "?"), str_or(fmt, "machine", "?"), str_or(fmt, "byte_order", "?"),
+           md_json_get_bool(f, "stripped") ? ", stripped" : "",
            md_json_get_str(f, "interpreter") ? "" : "");
     if (md_json_get_str(f, "interpreter"))
         printf("  interpreter: %s\n", md_json_get_str(f, "interpreter"));
@@ -178,14 +178,30 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct in
     *exit_code = MD_EXIT_OK;
     while ((key = md_cli_next(cmd, argc, argv, &arg)) != -1) {
         switch (key) {
-        case 'r': a->opt.recursive = true; break;
-        case 'v': a->verbose = true; break;
-        case OPT_ROOT: a->opt.root = arg; break;
-        case OPT_EXPECT: a->opt.expect = arg; break;
-        case OPT_JSON: a->json = true; break;
-        case MD_OPT_HELP: md_cli_usage(cmd, stdout); return false;
-        case MD_OPT_VERSION: printf("malloc-doctor %s\n", MD_VERSION); return false;
-        default: *exit_code = MD_EXIT_USAGE; return false;
+        case 'r':
+            a->opt.recursive = true;
+            break;
+        case 'v':
+            a->verbose = true;
+            break;
+        case OPT_ROOT:
+            a->opt.root = arg;
+            break;
+        case OPT_EXPECT:
+            a->opt.expect = arg;
+            break;
+        case OPT_JSON:
+            a->json = true;
+            break;
+        case MD_OPT_HELP:
+            md_cli_usage(cmd, stdout);
+            return false;
+        case MD_OPT_VERSION:
+            printf("malloc-doctor %s\n", MD_VERSION);
+            return false;
+        default:
+            *exit_code = MD_EXIT_USAGE;
+            return false;
         }
     }
     if (optind < argc)

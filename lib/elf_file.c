@@ -29,8 +29,9 @@ static int check_tables(struct md_elf *e, struct md_error *err)
     // the header's own count: libelf reports 0 sections when it cannot read the table
     size_t shnum = h->e_shnum ? h->e_shnum : e->shnum;
     if (h->e_shoff && !extent_fits(h->e_shoff, (uint64_t)shnum * h->e_shentsize, e->size))
-        return md_fail(err, "%s: truncated section header table (%zu entries at offset %ju, file "
-                            "is %zu bytes)",
+        return md_fail(err,
+                       "%s: truncated section header table (%zu entries at offset %ju, file "
+                       "is %zu bytes)",
                        e->path, shnum, (uintmax_t)h->e_shoff, e->size);
     if (e->phnum && !extent_fits(h->e_phoff, (uint64_t)e->phnum * h->e_phentsize, e->size))
         return md_fail(err, "%s: truncated program header table (%zu entries at offset %ju)",
@@ -233,10 +234,18 @@ const char *md_elf_machine_name(const struct md_elf *e)
         int machine;
         const char *name;
     } names[] = {
-        {EM_X86_64, "x86-64"}, {EM_386, "i386"},     {EM_AARCH64, "aarch64"},
-        {EM_ARM, "arm"},       {EM_RISCV, "riscv"},  {EM_PPC64, "ppc64"},
-        {EM_PPC, "ppc"},       {EM_S390, "s390"},    {EM_MIPS, "mips"},
-        {EM_SPARCV9, "sparcv9"}, {EM_LOONGARCH, "loongarch"}, {EM_NONE, "none"},
+        {EM_X86_64, "x86-64"},
+        {EM_386, "i386"},
+        {EM_AARCH64, "aarch64"},
+        {EM_ARM, "arm"},
+        {EM_RISCV, "riscv"},
+        {EM_PPC64, "ppc64"},
+        {EM_PPC, "ppc"},
+        {EM_S390, "s390"},
+        {EM_MIPS, "mips"},
+        {EM_SPARCV9, "sparcv9"},
+        {EM_LOONGARCH, "loongarch"},
+        {EM_NONE, "none"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (names[i].machine == e->ehdr.e_machine)
@@ -331,12 +340,9 @@ enum md_elf_kind md_elf_kind_of(const struct md_elf *e, bool has_interp,
 const char *md_elf_kind_name(enum md_elf_kind kind)
 {
     static const char *const names[] = {
-        [MD_KIND_STATIC] = "static",
-        [MD_KIND_STATIC_PIE] = "static-pie",
-        [MD_KIND_DYNAMIC] = "dynamic",
-        [MD_KIND_SHARED] = "shared-object",
-        [MD_KIND_RELOCATABLE] = "relocatable",
-        [MD_KIND_OTHER] = "other",
+        [MD_KIND_STATIC] = "static",           [MD_KIND_STATIC_PIE] = "static-pie",
+        [MD_KIND_DYNAMIC] = "dynamic",         [MD_KIND_SHARED] = "shared-object",
+        [MD_KIND_RELOCATABLE] = "relocatable", [MD_KIND_OTHER] = "other",
     };
     return names[kind];
 }
@@ -425,8 +431,8 @@ static Elf_Data *read_versions(struct md_elf *e, size_t dynsym_index, struct ver
     return versym;
 }
 
-static int walk_symtab(struct md_elf *e, Elf_Scn *scn, const GElf_Shdr *sh, md_sym_fn fn,
-                       void *ctx, struct md_error *err)
+static int walk_symtab(struct md_elf *e, Elf_Scn *scn, const GElf_Shdr *sh, md_sym_fn fn, void *ctx,
+                       struct md_error *err)
 {
     Elf_Data *data = elf_getdata(scn, NULL);
     if (!data)

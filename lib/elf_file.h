@@ -14,12 +14,12 @@
 #include "lib/error.h"
 
 enum md_elf_kind {
-    MD_KIND_STATIC,       // ET_EXEC without an interpreter
-    MD_KIND_STATIC_PIE,   // ET_DYN, position independent, no interpreter
-    MD_KIND_DYNAMIC,      // an executable with PT_INTERP (PIE or not)
-    MD_KIND_SHARED,       // a shared library
-    MD_KIND_RELOCATABLE,  // .o, archive members
-    MD_KIND_OTHER,        // core files and the like
+    MD_KIND_STATIC,      // ET_EXEC without an interpreter
+    MD_KIND_STATIC_PIE,  // ET_DYN, position independent, no interpreter
+    MD_KIND_DYNAMIC,     // an executable with PT_INTERP (PIE or not)
+    MD_KIND_SHARED,      // a shared library
+    MD_KIND_RELOCATABLE, // .o, archive members
+    MD_KIND_OTHER,       // core files and the like
 };
 
 struct md_elf {
@@ -47,8 +47,8 @@ struct md_sym {
     GElf_Addr value;
     GElf_Xword size;
     unsigned char type, bind;
-    bool defined; // st_shndx != SHN_UNDEF
-    bool dynamic; // from .dynsym
+    bool defined;        // st_shndx != SHN_UNDEF
+    bool dynamic;        // from .dynsym
     const char *version; // .dynsym symbols: the version name (GLIBC_2.2.5), else NULL
 };
 

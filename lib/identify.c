@@ -482,6 +482,6 @@ void md_active_local(const struct md_matcher *m, const struct md_ident *id, stru
     }
     out->sig = v.sig;
     out->confidence = "high";
-    snprintf(out->how, sizeof out->how, v.entry ? "malloc is an alias of %s" : "malloc sits with %s",
-             v.because);
+    snprintf(out->how, sizeof out->how,
+             v.entry ? "malloc is an alias of %s" : "malloc sits with %s", v.because);
 }

@@ -13,8 +13,8 @@
 
 #include "rules/rules.h"
 
-int md_inspector_init(struct md_inspector *in, const struct md_inspect_options *opt,
-                      cJSON *files, struct md_error *err)
+int md_inspector_init(struct md_inspector *in, const struct md_inspect_options *opt, cJSON *files,
+                      struct md_error *err)
 {
     memset(in, 0, sizeof *in);
     in->opt = *opt;
@@ -114,7 +114,9 @@ static void add_allocators(cJSON *entry, const struct md_ident *id)
 static const char *libc_of(const struct md_ident *id, const char *interp)
 {
     if (interp)
-        return strstr(interp, "ld-musl") ? "musl" : strstr(interp, "ld-linux") ? "glibc" : "unknown";
+        return strstr(interp, "ld-musl")    ? "musl"
+               : strstr(interp, "ld-linux") ? "glibc"
+                                            : "unknown";
     const char *best = "none";
     unsigned best_score = 0;
     for (size_t s = 0; s < md_signature_count; s++) {
@@ -179,8 +181,8 @@ static const char runtime_note[] =
 
 // Dynamic objects: malloc binds to the first object in load order that exports it.
 static void active_dynamic(struct md_inspector *in, cJSON *entry, const char *path,
-                           const struct md_elf *e, const struct md_dynamic *dyn,
-                           const char *interp, const struct md_ident *id)
+                           const struct md_elf *e, const struct md_dynamic *dyn, const char *interp,
+                           const struct md_ident *id)
 {
     struct md_active a;
     if (id->exports_malloc) {
@@ -353,7 +355,11 @@ static bool looks_inspectable(const char *path)
         return true; // let inspect_file report the error
     ssize_t n = read(fd, magic, sizeof magic);
     close(fd);
-    return n >= 4 && (!memcmp(magic, "\x7f" "ELF", 4) || (n == 8 && !memcmp(magic, "!<arch>\n", 8)));
+    return n >= 4 && (!memcmp(magic,
+                              "\x7f"
+                              "ELF",
+                              4) ||
+                      (n == 8 && !memcmp(magic, "!<arch>\n", 8)));
 }
 
 static void walk_dir(struct md_inspector *in, const char *dir)

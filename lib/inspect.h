@@ -24,8 +24,8 @@ struct md_inspector {
 };
 
 // Fails on an unknown --expect name or a broken signature table.
-int md_inspector_init(struct md_inspector *in, const struct md_inspect_options *opt,
-                      cJSON *files, struct md_error *err);
+int md_inspector_init(struct md_inspector *in, const struct md_inspect_options *opt, cJSON *files,
+                      struct md_error *err);
 void md_inspector_free(struct md_inspector *in);
 
 // Appends one entry per file (archives: per member with allocator evidence) to in->files;

@@ -353,13 +353,15 @@ static void requester_of(const struct md_libinfo *li, char *origin, size_t size,
                          struct requester *r)
 {
     origin_of(li->path, origin, size);
-    *r = (struct requester){.origin = origin, .rpath = li->rpath, .runpath = li->runpath,
-                            .elf_class = li->elf_class, .machine = li->machine};
+    *r = (struct requester){.origin = origin,
+                            .rpath = li->rpath,
+                            .runpath = li->runpath,
+                            .elf_class = li->elf_class,
+                            .machine = li->machine};
 }
 
 // musl's loader is also its libc: "libc.so" needs resolve to the interpreter file.
-static const struct md_libinfo *musl_libc(struct md_loader *l, const char *interp,
-                                          const char *name)
+static const struct md_libinfo *musl_libc(struct md_loader *l, const char *interp, const char *name)
 {
     if (strcmp(name, "libc.so") && strncmp(name, "libc.musl-", 10))
         return NULL;
@@ -385,14 +387,17 @@ static void resolve_needed(struct md_loader *l, const struct requester *r,
 }
 
 void md_loader_scope(struct md_loader *l, const char *path, const struct md_elf *e,
-                    const struct md_dynamic *dyn, const char *interp, struct md_scope *scope)
+                     const struct md_dynamic *dyn, const char *interp, struct md_scope *scope)
 {
     memset(scope, 0, sizeof *scope);
     scope->musl = interp && strstr(interp, "ld-musl");
     char origin[PATH_MAX];
     origin_of(path, origin, sizeof origin);
-    struct requester exe = {.origin = origin, .rpath = dyn->rpath, .runpath = dyn->runpath,
-                            .elf_class = e->ehdr.e_ident[EI_CLASS], .machine = e->ehdr.e_machine};
+    struct requester exe = {.origin = origin,
+                            .rpath = dyn->rpath,
+                            .runpath = dyn->runpath,
+                            .elf_class = e->ehdr.e_ident[EI_CLASS],
+                            .machine = e->ehdr.e_machine};
     if (!scope->musl)
         resolve_needed(l, &exe, &exe, l->preload, l->preload_count, interp, scope);
     resolve_needed(l, &exe, &exe, (char **)dyn->needed, dyn->needed_count, interp, scope);

@@ -18,8 +18,8 @@
 
 // What the loader needs to know of one library, kept after the file is closed.
 struct md_libinfo {
-    char *path;   // as found (inside the root when one is set)
-    char *error;  // why it could not be read, or NULL
+    char *path;  // as found (inside the root when one is set)
+    char *error; // why it could not be read, or NULL
     int elf_class, machine;
     bool exports_malloc;
     struct md_active active; // who serves its malloc, when it exports one

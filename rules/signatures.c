@@ -8,15 +8,21 @@
 
 #define LIST(...) ((const char *const[]){__VA_ARGS__, NULL})
 #define NONE ((const char *const[]){NULL})
-#define TEXT(label_, s) {.label = (label_), .text = (s)}
-#define END_BYTES {.label = NULL}
+#define TEXT(label_, s)                                                                            \
+    {                                                                                              \
+        .label = (label_), .text = (s)                                                             \
+    }
+#define END_BYTES                                                                                  \
+    {                                                                                              \
+        .label = NULL                                                                              \
+    }
 
 // musl mallocng's size classes in 16-byte units (src/malloc/mallocng), a constant table that
 // every static mallocng binary carries in .rodata, stripped or not.
 static const uint16_t musl_mallocng_size_classes[] = {
-    1,    2,    3,    4,    5,    6,    7,    8,    9,    10,   12,   15,   18,   20,   25,   31,
-    36,   42,   50,   63,   72,   84,   102,  127,  146,  170,  204,  255,  292,  340,  409,  511,
-    584,  682,  818,  1023, 1169, 1364, 1637, 2047, 2340, 2730, 3276, 4095, 4680, 5460, 6552, 8191,
+    1,   2,   3,   4,    5,    6,    7,    8,    9,    10,   12,   15,   18,   20,   25,   31,
+    36,  42,  50,  63,   72,   84,   102,  127,  146,  170,  204,  255,  292,  340,  409,  511,
+    584, 682, 818, 1023, 1169, 1364, 1637, 2047, 2340, 2730, 3276, 4095, 4680, 5460, 6552, 8191,
 };
 
 static const struct md_byte_sig musl_mallocng_bytes[] = {
@@ -97,8 +103,8 @@ const struct md_signature md_signatures[] = {
         .id = "musl-oldmalloc",
         .family = "musl",
         .name = "musl oldmalloc",
-        .symbols = LIST("__bin_chunk", "alloc_fwd", "alloc_rev", "unbin", "pretrim",
-                        "bin_index_up"),
+        .symbols =
+            LIST("__bin_chunk", "alloc_fwd", "alloc_rev", "unbin", "pretrim", "bin_index_up"),
         .entries = NONE,
         .sections = NONE,
         .bytes = no_bytes,
@@ -131,8 +137,7 @@ const struct md_signature md_signatures[] = {
         .family = "mimalloc",
         .name = "mimalloc",
         .symbols = LIST("mi_malloc", "mi_free", "mi_calloc", "mi_realloc", "mi_zalloc",
-                        "mi_heap_malloc", "mi_version", "mi_option_get", "mi_stats_print",
-                        "_mi_*"),
+                        "mi_heap_malloc", "mi_version", "mi_option_get", "mi_stats_print", "_mi_*"),
         .entries = LIST("mi_malloc"),
         .sections = NONE,
         .bytes = mimalloc_bytes,
@@ -153,9 +158,8 @@ const struct md_signature md_signatures[] = {
         .family = "tcmalloc",
         .name = "tcmalloc (gperftools)",
         .symbols = LIST("tc_malloc", "tc_free", "tc_calloc", "tc_realloc", "tc_memalign",
-                        "tc_newarray", "tc_version", "TCMallocGetenvSafe",
-                        "_ZN8tcmalloc6Static*", "_ZN8tcmalloc11ThreadCache*",
-                        "_ZN22TCMallocImplementation*"),
+                        "tc_newarray", "tc_version", "TCMallocGetenvSafe", "_ZN8tcmalloc6Static*",
+                        "_ZN8tcmalloc11ThreadCache*", "_ZN22TCMallocImplementation*"),
         .entries = LIST("tc_malloc"),
         .sections = NONE,
         .bytes = tcmalloc_bytes,
@@ -173,8 +177,8 @@ const struct md_signature md_signatures[] = {
         .id = "snmalloc",
         .family = "snmalloc",
         .name = "snmalloc",
-        .symbols = LIST("sn_malloc", "sn_free", "sn_rust_alloc", "sn_rust_dealloc",
-                        "_ZN8snmalloc*"),
+        .symbols =
+            LIST("sn_malloc", "sn_free", "sn_rust_alloc", "sn_rust_dealloc", "_ZN8snmalloc*"),
         .entries = LIST("sn_malloc"),
         .sections = NONE,
         .bytes = no_bytes,
@@ -212,8 +216,8 @@ const struct md_signature md_signatures[] = {
         .family = "glibc",
         .name = "glibc",
         .kind = MD_SIG_RUNTIME,
-        .symbols = LIST("gnu_get_libc_version", "__libc_start_call_main",
-                        "_dl_relocate_static_pie", "__libc_setup_tls", "_IO_stdin_used"),
+        .symbols = LIST("gnu_get_libc_version", "__libc_start_call_main", "_dl_relocate_static_pie",
+                        "__libc_setup_tls", "_IO_stdin_used"),
         .entries = NONE,
         .sections = NONE,
         .bytes = glibc_bytes,

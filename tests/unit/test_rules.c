@@ -35,7 +35,8 @@ static const char *fired(const char *json, const char *expect)
     return ids;
 }
 
-#define MUSL_ACTIVE "\"active\":{\"id\":\"musl-mallocng\",\"family\":\"musl\",\"name\":\"musl mallocng\"}"
+#define MUSL_ACTIVE                                                                                \
+    "\"active\":{\"id\":\"musl-mallocng\",\"family\":\"musl\",\"name\":\"musl mallocng\"}"
 
 static void md001_needs_musl_and_threads(void **state)
 {
@@ -44,7 +45,8 @@ static void md001_needs_musl_and_threads(void **state)
                               "\"pthread_create\"," MUSL_ACTIVE "}",
                               NULL),
                         "MD001");
-    assert_string_equal(fired("{\"kind\":\"static\",\"threads\":\"no\"," MUSL_ACTIVE "}", NULL), "");
+    assert_string_equal(fired("{\"kind\":\"static\",\"threads\":\"no\"," MUSL_ACTIVE "}", NULL),
+                        "");
     assert_string_equal(fired("{\"kind\":\"static\",\"threads\":\"yes\",\"active\":{\"id\":"
                               "\"mdalloc\",\"family\":\"mdalloc\",\"name\":\"mdalloc\"}}",
                               NULL),
@@ -72,13 +74,15 @@ static void md002_third_party_allocator_not_active(void **state)
 static void md003_only_with_a_failed_expectation(void **state)
 {
     (void)state;
-    const char *dropped = "{\"kind\":\"dynamic\",\"malloc_import_version\":\"GLIBC_2.2.5\","
-                          "\"active\":{\"id\":\"glibc-ptmalloc\",\"family\":\"glibc\",\"name\":"
-                          "\"glibc ptmalloc\"},\"expect\":{\"allocator\":\"mimalloc\",\"met\":false}}";
+    const char *dropped =
+        "{\"kind\":\"dynamic\",\"malloc_import_version\":\"GLIBC_2.2.5\","
+        "\"active\":{\"id\":\"glibc-ptmalloc\",\"family\":\"glibc\",\"name\":"
+        "\"glibc ptmalloc\"},\"expect\":{\"allocator\":\"mimalloc\",\"met\":false}}";
     assert_string_equal(fired(dropped, "mimalloc"), "MD003");
     assert_string_equal(fired(dropped, NULL), "");
-    const char *met = "{\"kind\":\"dynamic\",\"active\":{\"id\":\"mimalloc\",\"family\":\"mimalloc\","
-                      "\"name\":\"mimalloc\"},\"expect\":{\"allocator\":\"mimalloc\",\"met\":true}}";
+    const char *met =
+        "{\"kind\":\"dynamic\",\"active\":{\"id\":\"mimalloc\",\"family\":\"mimalloc\","
+        "\"name\":\"mimalloc\"},\"expect\":{\"allocator\":\"mimalloc\",\"met\":true}}";
     assert_string_equal(fired(met, "mimalloc"), "");
 }
 

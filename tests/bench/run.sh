@@ -1,0 +1,8 @@
+#!/bin/sh
+# `make bench`: every benchmark, side by side, in one go. Speed goals live here, never in tests.
+set -eu
+cd "$(dirname "$0")/../.."
+sh tests/bench/inspect.sh
+if [ -f tests/bench/alloc/run.sh ]; then
+    sh tests/bench/alloc/run.sh
+fi
