@@ -26,7 +26,9 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes 
 TOOL_CFLAGS = -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -I. $(PKG_CFLAGS) -DMD_VERSION='"$(VERSION)"'
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
-TOOL_SRC := $(wildcard lib/*.c rules/*.c) $(filter-out cmd/main.c,$(wildcard cmd/*.c))
+# MD_EXCLUDE (patterns) leaves sources out of a build, e.g. a module that is mid-edit.
+TOOL_SRC := $(filter-out $(MD_EXCLUDE),$(wildcard lib/*.c rules/*.c) \
+	$(filter-out cmd/main.c,$(wildcard cmd/*.c)))
 TOOL_OBJ := $(TOOL_SRC:%.c=$(B)/obj/%.o)
 TOOL_SAN_OBJ := $(TOOL_SRC:%.c=$(B)/san/%.o)
 TOOL := $(B)/malloc-doctor
@@ -37,7 +39,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/unit/%)
 
 .PHONY: all deps demo test check bench clean format tool tool-san unit fixtures
 
-all: tool alloc
+all: tool alloc probe
 
 tool: $(TOOL)
 tool-san: $(TOOL_SAN)
@@ -59,7 +61,7 @@ demo: deps
 test: deps
 	@$(MAKE) --no-print-directory check
 
-check: all tool-san unit fixtures alloc-test-prereqs
+check: all tool-san unit fixtures perf-fixtures alloc-test-prereqs
 	@tests/run
 
 bench: deps
@@ -101,7 +103,9 @@ $(B)/unit/%: tests/unit/%.c $(ENGINE_SAN_OBJ)
 unit: $(UNIT_BIN)
 
 include tests/fixtures/fixtures.mk
+include tests/fixtures/perf.mk
 include alloc/alloc.mk
+include alloc/probe.mk
 
 format:
 	clang-format -i $(wildcard cmd/*.[ch] lib/*.[ch] rules/*.[ch] alloc/*.[ch] tests/unit/*.c)

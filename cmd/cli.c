@@ -7,9 +7,12 @@
 
 #define MD_MAX_OPTIONS 32
 
-static size_t build_getopt(const struct md_opt *opts, struct option *out, char *shorts)
+static size_t build_getopt(const struct md_command *cmd, struct option *out, char *shorts)
 {
+    const struct md_opt *opts = cmd->options;
     size_t n = 0, s = 0;
+    if (cmd->options_end_at_operand)
+        shorts[s++] = '+';
     shorts[s++] = ':'; // report a missing argument as ':' instead of '?'
     for (; opts[n].name && n < MD_MAX_OPTIONS; n++) {
         out[n] = (struct option){opts[n].name, opts[n].arg ? required_argument : no_argument, NULL,
@@ -28,8 +31,8 @@ static size_t build_getopt(const struct md_opt *opts, struct option *out, char *
 int md_cli_next(const struct md_command *cmd, int argc, char **argv, const char **arg)
 {
     struct option longs[MD_MAX_OPTIONS + 1];
-    char shorts[2 * MD_MAX_OPTIONS + 2];
-    build_getopt(cmd->options, longs, shorts);
+    char shorts[2 * MD_MAX_OPTIONS + 3];
+    build_getopt(cmd, longs, shorts);
     opterr = 0;
     int key = getopt_long(argc, argv, shorts, longs, NULL);
     *arg = optarg;

@@ -5,6 +5,7 @@
 #define MD_CLI_H
 
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 #include <cJSON.h>
@@ -30,10 +31,12 @@ struct md_command {
     const char *synopsis; // after "usage: malloc-doctor NAME "
     const char *description;
     const struct md_opt *options;
+    bool options_end_at_operand; // `trace CMD -x`: -x belongs to CMD, not to us
     int (*run)(const struct md_command *cmd, int argc, char **argv);
 };
 
 extern const struct md_command md_cmd_inspect;
+extern const struct md_command md_cmd_trace;
 
 // Iterates options like getopt_long. Returns the key, -1 after the last option (optind is then
 // the first operand), or '?' after printing a usage error. --help is handled by the caller.

@@ -8,6 +8,7 @@
 
 static const struct md_command *const commands[] = {
     &md_cmd_inspect,
+    &md_cmd_trace,
     NULL,
 };
 

@@ -1,0 +1,221 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// malloc-doctor trace: option parsing and rendering; the work is lib/trace.c.
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/cli.h"
+#include "lib/trace.h"
+
+enum { OPT_JSON = 0x101, OPT_OPS, OPT_PROPAGATE, OPT_PROBE_DIR };
+
+static const struct md_opt options[] = {
+    {"json", OPT_JSON, NULL, "print the report as JSON (schema malloc-doctor/1)"},
+    {"output", 'o', "FILE", "write the report to FILE instead of stdout (CMD keeps stdout)"},
+    {"ops", OPT_OPS, "N", "the number of allocator operations, when they cannot be counted"},
+    {"propagate-exit", OPT_PROPAGATE, NULL, "exit with the program's status (128+N for signal N)"},
+    {"probe-dir", OPT_PROBE_DIR, "DIR", "where the probe's glibc/ and musl/ builds are"},
+    {"help", MD_OPT_HELP, NULL, "show this help"},
+    {"version", MD_OPT_VERSION, NULL, "show the version"},
+    {0},
+};
+
+struct trace_args {
+    struct md_trace_options opt;
+    bool json, propagate;
+    const char *output;
+};
+
+// --- text rendering ------------------------------------------------------------------------
+
+static double num(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+static const char *str(const cJSON *o, const char *key, const char *fallback)
+{
+    const char *s = md_json_get_str(o, key);
+    return s ? s : fallback;
+}
+
+static void print_header(const cJSON *r)
+{
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(r, "target");
+    const cJSON *run = cJSON_GetObjectItemCaseSensitive(r, "run");
+    const cJSON *active = cJSON_GetObjectItemCaseSensitive(t, "active");
+    printf("trace: %s (%s, %s; malloc: %s; counted by: %s)\n", str(t, "path", "?"),
+           str(t, "kind", "?"), str(t, "libc", "?"), str(active, "name", "unknown"),
+           str(r, "mode", "?"));
+    const char *sig = md_json_get_str(run, "signal");
+    if (sig)
+        printf("exit: killed by SIG%s", sig);
+    else
+        printf("exit: %d", (int)num(run, "exit_code"));
+    printf("   wall %.3f s   user %.3f s   sys %.3f s   peak RSS %.1f MB   faults %.0f minor, "
+           "%.0f major\n",
+           num(run, "wall_seconds"), num(run, "user_seconds"), num(run, "sys_seconds"),
+           num(run, "max_rss_kb") / 1024, num(run, "minor_faults"), num(run, "major_faults"));
+}
+
+static void print_ops(const cJSON *r)
+{
+    const cJSON *ops = cJSON_GetObjectItemCaseSensitive(r, "ops");
+    if (!md_json_get_str(ops, "source")) {
+        printf("\nallocator operations: not counted (static program: give --ops N)\n");
+        return;
+    }
+    printf("\nallocator operations: %.0f (malloc %.0f, free %.0f, calloc %.0f, realloc %.0f, "
+           "aligned %.0f; from %s)\n",
+           num(ops, "total"), num(ops, "malloc"), num(ops, "free"), num(ops, "calloc"),
+           num(ops, "realloc"), num(ops, "aligned"), str(ops, "source", "?"));
+}
+
+static void print_syscalls(const cJSON *r)
+{
+    printf("\n%-10s %10s %14s %14s %10s\n", "SYSCALL", "COUNT", "PER 1000 OPS", "IN ALLOCATOR",
+           "SECONDS");
+    const cJSON *s;
+    cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(r, "syscalls"))
+    {
+        const cJSON *per = cJSON_GetObjectItemCaseSensitive(s, "per_op");
+        char per_k[32] = "-";
+        if (cJSON_IsNumber(per))
+            snprintf(per_k, sizeof per_k, "%.3f", per->valuedouble * 1000);
+        printf("%-10s %10.0f %14s %14.0f %10.4f\n", str(s, "name", "?"), num(s, "count"), per_k,
+               num(s, "in_allocator"), num(s, "seconds"));
+    }
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(r, "futex");
+    printf("\nfutex waits: %.0f, %.4f s blocked (%.1f%% of wall time); %.0f inside allocator calls "
+           "(%.4f s)\n",
+           num(f, "waits"), num(f, "wait_seconds"), 100 * num(f, "wait_share_of_wall"),
+           num(f, "allocator_waits"), num(f, "allocator_wait_seconds"));
+}
+
+static void print_bands(const cJSON *r, const char *key, const char *title)
+{
+    const cJSON *bands = cJSON_GetObjectItemCaseSensitive(r, key), *b;
+    if (!cJSON_GetArraySize(bands))
+        return;
+    printf("\n%s:\n%-22s %18s %22s\n", title, "SIZE BAND", "REQUESTS", "MEMORY SYSCALLS");
+    cJSON_ArrayForEach(b, bands)
+    {
+        char band[48], req[40] = "-", sys[40];
+        snprintf(band, sizeof band, "%.0f-%.0f B", num(b, "from"), num(b, "to"));
+        if (cJSON_GetObjectItemCaseSensitive(b, "requests"))
+            snprintf(req, sizeof req, "%.0f (%.2f%%)", num(b, "requests"),
+                     100 * num(b, "request_share"));
+        snprintf(sys, sizeof sys, "%.0f (%.1f%%)", num(b, "memory_syscalls"),
+                 100 * num(b, "memory_syscall_share"));
+        printf("%-22s %18s %22s\n", band, req, sys);
+    }
+}
+
+static void render_text(const cJSON *r)
+{
+    print_header(r);
+    print_ops(r);
+    print_syscalls(r);
+    print_bands(r, "size_bands", "request sizes whose calls made memory syscalls");
+    print_bands(r, "free_bands", "freed block sizes whose free made memory syscalls");
+}
+
+// --- the command ---------------------------------------------------------------------------
+
+static bool parse(const struct md_command *cmd, int argc, char **argv, struct trace_args *a,
+                  int *exit_code)
+{
+    const char *arg;
+    int key;
+    char *end;
+    *exit_code = MD_EXIT_OK;
+    while ((key = md_cli_next(cmd, argc, argv, &arg)) != -1) {
+        switch (key) {
+        case OPT_JSON:
+            a->json = true;
+            break;
+        case OPT_PROPAGATE:
+            a->propagate = true;
+            break;
+        case OPT_PROBE_DIR:
+            a->opt.probe_dir = arg;
+            break;
+        case 'o':
+            a->output = arg;
+            break;
+        case OPT_OPS:
+            a->opt.ops = strtoull(arg, &end, 10);
+            if (*end || !*arg || a->opt.ops == 0) {
+                *exit_code =
+                    md_cli_usage_error(cmd, "--ops needs a positive number, not '%s'", arg);
+                return false;
+            }
+            break;
+        case MD_OPT_HELP:
+            md_cli_usage(cmd, stdout);
+            return false;
+        case MD_OPT_VERSION:
+            printf("malloc-doctor %s\n", MD_VERSION);
+            return false;
+        default:
+            *exit_code = MD_EXIT_USAGE;
+            return false;
+        }
+    }
+    if (optind >= argc) {
+        *exit_code = md_cli_usage_error(cmd, "no command given (malloc-doctor trace -- CMD ARGS)");
+        return false;
+    }
+    a->opt.argv = argv + optind;
+    return true;
+}
+
+static int program_status(const struct md_run_result *run)
+{
+    return run->exited ? run->exit_code : 128 + run->signal;
+}
+
+static int run(const struct md_command *cmd, int argc, char **argv)
+{
+    struct trace_args a = {0};
+    int rc;
+    if (!parse(cmd, argc, argv, &a, &rc))
+        return rc;
+    cJSON *report = md_report_new("trace", MD_VERSION);
+    struct md_run_result result;
+    struct md_error err;
+    fflush(NULL); // the program writes to the same stdout
+    if (md_trace(&a.opt, report, &result, &err)) {
+        md_cli_error(cmd, "%s", err.msg);
+        cJSON_Delete(report);
+        return MD_EXIT_USAGE;
+    }
+    rc = a.propagate ? program_status(&result) : MD_EXIT_OK;
+    if (a.output && !freopen(a.output, "w", stdout)) {
+        md_cli_error(cmd, "%s: %s", a.output, strerror(errno));
+        rc = MD_EXIT_USAGE;
+    } else if (a.json) {
+        md_cli_print_json(report);
+    } else {
+        render_text(report);
+    }
+    cJSON_Delete(report);
+    return rc;
+}
+
+const struct md_command md_cmd_trace = {
+    .name = "trace",
+    .summary = "run a program and measure what its allocator costs (syscalls per operation)",
+    .synopsis = "[--json] [-o FILE] [--ops N] [--propagate-exit] [--] CMD [ARGS...]",
+    .description =
+        "Runs CMD under strace (memory and futex syscalls only) with a preloaded probe that\n"
+        "counts every malloc, free, calloc, realloc and aligned allocation, and reports the\n"
+        "syscalls per allocator operation, futex blocking, mmap lengths, the request-size\n"
+        "histogram and which request sizes made the syscalls. CMD's stdin, stdout and stderr\n"
+        "are untouched; the report follows on stdout after CMD ends.",
+    .options = options,
+    .options_end_at_operand = true,
+    .run = run,
+};

@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "lib/probe_file.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+// How long to watch the tick counter against the clock to set the slow-call threshold; the final
+// conversion uses the whole run as its baseline.
+#define MD_CALIBRATION_NS 2000000
+
+uint64_t md_realtime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static double measure_ticks_per_ns(void)
+{
+    uint64_t t0 = md_probe_ticks(), n0 = md_realtime_ns(), n1;
+    while ((n1 = md_realtime_ns()) - n0 < MD_CALIBRATION_NS)
+        ;
+    return (double)(md_probe_ticks() - t0) / (double)(n1 - n0);
+}
+
+static int make_file(struct md_probe_file *pf, struct md_error *err)
+{
+    const char *tmp = getenv("TMPDIR");
+    const char *dirs[] = {"/dev/shm", tmp && *tmp ? tmp : "/tmp", "/tmp"};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        snprintf(pf->path, sizeof pf->path, "%s/malloc-doctor-probe-XXXXXX", dirs[i]);
+        int fd = mkstemp(pf->path);
+        if (fd >= 0)
+            return fd;
+    }
+    return md_fail_errno(err, errno, "cannot create the probe file in /dev/shm or /tmp");
+}
+
+int md_probe_file_create(struct md_probe_file *pf, uint64_t slow_threshold_ns, struct md_error *err)
+{
+    memset(pf, 0, sizeof *pf);
+    int fd = make_file(pf, err);
+    if (fd < 0)
+        return -1;
+    pf->size = md_probe_file_size(MD_PROBE_SLOTS, MD_PROBE_SLOW_MAX);
+    if (ftruncate(fd, (off_t)pf->size)) { // sparse: only touched pages take memory
+        close(fd);
+        unlink(pf->path);
+        return md_fail_errno(err, errno, "%s", pf->path);
+    }
+    void *map = mmap(NULL, pf->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) {
+        unlink(pf->path);
+        return md_fail_errno(err, errno, "%s", pf->path);
+    }
+    struct md_probe_header *h = pf->header = map;
+    h->version = MD_PROBE_VERSION;
+    h->slot_count = MD_PROBE_SLOTS;
+    h->slow_max = MD_PROBE_SLOW_MAX;
+    double rate = measure_ticks_per_ns();
+    h->slow_threshold_ticks = (uint64_t)((double)slow_threshold_ns * rate);
+    h->cal_tsc = md_probe_ticks();
+    h->cal_realtime_ns = md_realtime_ns();
+    pf->ticks_per_ns = rate;
+    atomic_thread_fence(memory_order_release);
+    h->magic = MD_PROBE_MAGIC; // last: a probe that sees the magic sees everything else
+    return 0;
+}
+
+void md_probe_file_finish(struct md_probe_file *pf)
+{
+    uint64_t dt = md_probe_ticks() - pf->header->cal_tsc;
+    uint64_t dn = md_realtime_ns() - pf->header->cal_realtime_ns;
+    if (dn > MD_CALIBRATION_NS && dt)
+        pf->ticks_per_ns = (double)dt / (double)dn;
+}
+
+uint64_t md_probe_ticks_to_ns(const struct md_probe_file *pf, uint64_t ticks)
+{
+    // a call that moved to a CPU whose counter lags shows as huge: cap it, it is slow anyway
+    double ns = (double)ticks / pf->ticks_per_ns;
+    return ns < 1e9 ? (uint64_t)ns : 1000000000u;
+}
+
+void md_probe_file_close(struct md_probe_file *pf)
+{
+    if (pf->header)
+        munmap(pf->header, pf->size);
+    if (pf->path[0])
+        unlink(pf->path);
+    memset(pf, 0, sizeof *pf);
+}

@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// The tool's side of the probe's shared file (alloc/probe_shared.h): create it before the run,
+// read it after, and convert the probe's tick durations to nanoseconds.
+#ifndef MD_PROBE_FILE_H
+#define MD_PROBE_FILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "alloc/probe_shared.h"
+#include "lib/error.h"
+
+struct md_probe_file {
+    char path[256];
+    struct md_probe_header *header; // the shared mapping
+    size_t size;
+    double ticks_per_ns; // measured at creation, refined over the whole run by _finish
+};
+
+// Creates and maps the file (in /dev/shm when possible); slow calls are those longer than
+// slow_threshold_ns.
+int md_probe_file_create(struct md_probe_file *pf, uint64_t slow_threshold_ns,
+                         struct md_error *err);
+// Takes the closing clock pair; call after the program has exited.
+void md_probe_file_finish(struct md_probe_file *pf);
+// Nanoseconds of a tick duration.
+uint64_t md_probe_ticks_to_ns(const struct md_probe_file *pf, uint64_t ticks);
+// Unmaps and removes the file.
+void md_probe_file_close(struct md_probe_file *pf);
+
+uint64_t md_realtime_ns(void);
+
+#endif

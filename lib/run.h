@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// Running a program under strace, untouched: its stdin, stdout and stderr are the tool's.
+//
+// strace runs with -D (as a detached grandchild), so the program itself is our direct child:
+// wait4 gives its exit status and its exact rusage, not strace's. The tool becomes a child
+// subreaper so the detached tracer (and any orphan of the program) is reaped here too.
+#ifndef MD_RUN_H
+#define MD_RUN_H
+
+#include <stdbool.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include "lib/error.h"
+
+struct md_run_spec {
+    char *const *argv;          // the program and its arguments; argv[0] is a path
+    const char *strace_out;     // strace's output file; NULL runs the program without strace
+    const char *const *cmd_env; // NAME=VALUE for the program only (strace -E), NULL-terminated
+    // Called while the program's process is stopped, before anything is executed in it (to attach
+    // perf events, which then follow it across exec); a non-zero return aborts the run.
+    int (*before_start)(pid_t pid, void *ctx, struct md_error *err);
+    void *ctx;
+};
+
+struct md_run_result {
+    pid_t pid;
+    bool exited; // exited normally: exit_code is valid
+    int exit_code;
+    int signal;          // killed by this signal, else 0
+    struct rusage usage; // the program and the children it waited for
+    double wall_seconds;
+};
+
+// Finds prog in PATH (or checks it when it contains a '/'); fills path.
+int md_find_program(const char *prog, char *path, size_t size, struct md_error *err);
+
+// Runs the program and waits until it and every process left behind have exited.
+int md_run(const struct md_run_spec *spec, struct md_run_result *res, struct md_error *err);
+
+#endif

@@ -1,0 +1,210 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "lib/trace.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/inspect.h"
+#include "lib/probe_file.h"
+#include "lib/trace_stats.h"
+
+// Calls slower than this are logged by the probe; any syscall strace stops on takes longer.
+#define MD_SLOW_CALL_NS 2000
+
+enum trace_mode {
+    MODE_PRELOAD, // the probe interposes malloc in a dynamic program
+    MODE_NONE,    // static, or malloc defined by the program: counts need uprobes
+};
+
+struct target {
+    char path[PATH_MAX];
+    cJSON *inspect; // the inspect entry of the program
+    enum trace_mode mode;
+    const char *libc;
+};
+
+// Inspects the program to choose how to count its allocator calls.
+static int examine(const char *path, struct target *t, struct md_error *err)
+{
+    cJSON *files = cJSON_CreateArray();
+    struct md_inspector in;
+    struct md_inspect_options opt = {0};
+    if (md_inspector_init(&in, &opt, files, err)) {
+        cJSON_Delete(files);
+        return -1;
+    }
+    md_inspect_path(&in, path);
+    md_inspector_free(&in);
+    cJSON *entry = cJSON_DetachItemFromArray(files, 0);
+    cJSON_Delete(files);
+    const char *error = md_json_get_str(entry, "error");
+    if (error) {
+        md_fail(err, "%s", error);
+        cJSON_Delete(entry);
+        return -1;
+    }
+    t->inspect = entry;
+    const char *kind = md_json_get_str(entry, "kind");
+    const char *provider =
+        md_json_get_str(cJSON_GetObjectItemCaseSensitive(entry, "active"), "provider");
+    bool own_malloc = provider && !strcmp(provider, path);
+    t->mode = kind && !strcmp(kind, "dynamic") && !own_malloc ? MODE_PRELOAD : MODE_NONE;
+    t->libc = md_json_get_str(entry, "libc");
+    return 0;
+}
+
+static int probe_library(const struct md_trace_options *opt, const char *libc, char *out,
+                         size_t size, struct md_error *err)
+{
+    char dir[PATH_MAX];
+    if (opt->probe_dir) {
+        snprintf(dir, sizeof dir, "%s", opt->probe_dir);
+    } else {
+        ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+        dir[n > 0 ? n : 0] = 0;
+        char *slash = strrchr(dir, '/');
+        snprintf(slash ? slash : dir, sizeof dir - (size_t)(slash ? slash - dir : 0),
+                 "/alloc/probe");
+    }
+    snprintf(out, size, "%s/%s/libmdprobe.so", dir,
+             libc && !strcmp(libc, "musl") ? "musl" : "glibc");
+    if (access(out, R_OK))
+        return md_fail(err, "%s: the probe library is missing (run `make` first)", out);
+    return 0;
+}
+
+static void add_target(cJSON *report, const struct target *t, char *const *argv)
+{
+    cJSON *o = cJSON_AddObjectToObject(report, "target");
+    cJSON *args = cJSON_AddArrayToObject(o, "argv");
+    for (char *const *a = argv; *a; a++)
+        cJSON_AddItemToArray(args, cJSON_CreateString(*a));
+    cJSON_AddStringToObject(o, "path", t->path);
+    md_json_str(o, "kind", md_json_get_str(t->inspect, "kind"));
+    md_json_str(o, "libc", md_json_get_str(t->inspect, "libc"));
+    cJSON *active = cJSON_GetObjectItemCaseSensitive(t->inspect, "active");
+    cJSON_AddItemToObject(o, "active", active ? cJSON_Duplicate(active, 1) : cJSON_CreateNull());
+    cJSON_AddStringToObject(report, "mode", t->mode == MODE_PRELOAD ? "preload" : "none");
+}
+
+static void add_run(cJSON *report, const struct md_run_result *r, const struct md_strace_log *log,
+                    const struct md_probe_file *pf)
+{
+    cJSON *o = cJSON_AddObjectToObject(report, "run");
+    if (r->exited)
+        cJSON_AddNumberToObject(o, "exit_code", r->exit_code);
+    else
+        cJSON_AddNullToObject(o, "exit_code");
+    if (r->signal)
+        cJSON_AddStringToObject(o, "signal",
+                                sigabbrev_np(r->signal) ? sigabbrev_np(r->signal) : "?");
+    else
+        cJSON_AddNullToObject(o, "signal");
+    cJSON_AddNumberToObject(o, "wall_seconds", r->wall_seconds);
+    cJSON_AddNumberToObject(o, "user_seconds",
+                            (double)r->usage.ru_utime.tv_sec + r->usage.ru_utime.tv_usec / 1e6);
+    cJSON_AddNumberToObject(o, "sys_seconds",
+                            (double)r->usage.ru_stime.tv_sec + r->usage.ru_stime.tv_usec / 1e6);
+    cJSON_AddNumberToObject(o, "max_rss_kb", (double)r->usage.ru_maxrss);
+    cJSON_AddNumberToObject(o, "minor_faults", (double)r->usage.ru_minflt);
+    cJSON_AddNumberToObject(o, "major_faults", (double)r->usage.ru_majflt);
+    cJSON_AddNumberToObject(o, "processes", (double)(log->exits + log->kills));
+    if (pf)
+        cJSON_AddNumberToObject(o, "probed_processes", atomic_load(&pf->header->processes));
+    else
+        cJSON_AddNullToObject(o, "probed_processes");
+}
+
+static int temp_file(char *path, size_t size, const char *name, struct md_error *err)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(path, size, "%s/%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", name);
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return md_fail_errno(err, errno, "cannot create a file in %s", tmp ? tmp : "/tmp");
+    close(fd);
+    return 0;
+}
+
+struct session {
+    struct target target;
+    struct md_probe_file probe;
+    char strace_out[PATH_MAX];
+    char env_preload[PATH_MAX + 64], env_file[PATH_MAX + 32];
+    struct md_strace_log log;
+};
+
+static int prepare(const struct md_trace_options *opt, struct session *s, struct md_error *err)
+{
+    if (md_find_program(opt->argv[0], s->target.path, sizeof s->target.path, err) ||
+        examine(s->target.path, &s->target, err) ||
+        temp_file(s->strace_out, sizeof s->strace_out, "malloc-doctor-strace", err))
+        return -1;
+    if (s->target.mode != MODE_PRELOAD)
+        return 0;
+    char lib[PATH_MAX];
+    if (probe_library(opt, s->target.libc, lib, sizeof lib, err) ||
+        md_probe_file_create(&s->probe, MD_SLOW_CALL_NS, err))
+        return -1;
+    const char *prev = getenv("LD_PRELOAD");
+    snprintf(s->env_preload, sizeof s->env_preload, "LD_PRELOAD=%s%s%s", lib,
+             prev && *prev ? ":" : "", prev && *prev ? prev : "");
+    snprintf(s->env_file, sizeof s->env_file, "%s=%s", MD_PROBE_ENV, s->probe.path);
+    return 0;
+}
+
+static void cleanup(struct session *s)
+{
+    if (s->strace_out[0])
+        unlink(s->strace_out);
+    md_probe_file_close(&s->probe);
+    md_strace_log_free(&s->log);
+    cJSON_Delete(s->target.inspect);
+}
+
+static int measure(const struct md_trace_options *opt, struct session *s, cJSON *report,
+                   struct md_run_result *run, struct md_error *err)
+{
+    bool preload = s->target.mode == MODE_PRELOAD;
+    const char *env[] = {s->env_preload, s->env_file, NULL};
+    struct md_run_spec spec = {
+        .argv = opt->argv, .strace_out = s->strace_out, .cmd_env = preload ? env : NULL};
+    if (md_run(&spec, run, err))
+        return -1;
+    if (preload)
+        md_probe_file_finish(&s->probe);
+    if (md_strace_parse_file(&s->log, s->strace_out, err))
+        return -1;
+    if (s->log.lines == 0)
+        return md_fail(err, "strace recorded nothing: is ptrace permitted here? (see "
+                            "/proc/sys/kernel/yama/ptrace_scope and seccomp policies)");
+    add_target(report, &s->target, opt->argv);
+    add_run(report, run, &s->log, preload ? &s->probe : NULL);
+    struct md_trace_input in = {.log = &s->log,
+                                .probe = preload ? &s->probe : NULL,
+                                .ops_source = preload ? "probe" : NULL,
+                                .wall_seconds = run->wall_seconds};
+    if (!preload && opt->ops) {
+        in.ops[MD_OP_MALLOC] = opt->ops;
+        in.ops_source = "--ops";
+    }
+    return md_trace_stats(&in, report, err);
+}
+
+int md_trace(const struct md_trace_options *opt, cJSON *report, struct md_run_result *run,
+             struct md_error *err)
+{
+    struct session *s = calloc(1, sizeof *s);
+    if (!s)
+        return md_fail(err, "out of memory");
+    int rc = prepare(opt, s, err);
+    if (!rc)
+        rc = measure(opt, s, report, run, err);
+    cleanup(s);
+    free(s);
+    return rc;
+}

@@ -1,0 +1,23 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// trace: run a program under strace and the preload probe, and report what its allocator costs.
+#ifndef MD_TRACE_H
+#define MD_TRACE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lib/report.h"
+#include "lib/run.h"
+
+struct md_trace_options {
+    char **argv;           // the program and its arguments
+    const char *probe_dir; // directory holding glibc/ and musl/ builds of libmdprobe.so
+    uint64_t ops;          // --ops N: the operation count when it cannot be measured (0: none)
+};
+
+// Runs the program and fills report ("target", "mode", "run", and the statistics of
+// trace_stats.h). run receives the program's exit status for --propagate-exit.
+int md_trace(const struct md_trace_options *opt, cJSON *report, struct md_run_result *run,
+             struct md_error *err);
+
+#endif

@@ -1,0 +1,483 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "lib/trace_stats.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+// strace stamps are whole microseconds: an event this close to a slow call's ends still counts
+// as inside it.
+#define MD_JOIN_SLACK_NS 1000
+// Request sizes no further apart than this (bytes) make one size band.
+#define MD_BAND_GAP 8
+#define MD_MAX_BANDS 8
+
+static const char *const op_names[MD_OP_COUNT] = MD_OP_NAMES;
+
+struct probe_totals {
+    uint64_t ops[MD_OP_COUNT], bytes, slow, dropped;
+    uint64_t hist_exact[MD_HIST_EXACT], hist_log2[MD_HIST_LOG2];
+};
+
+struct slow_call {
+    uint64_t start, end, size;
+    int32_t tid;
+    uint32_t op;
+};
+
+struct sys_totals {
+    uint64_t count, failed, dur_ns, in_alloc, unfinished;
+    uint64_t by_op[MD_OP_COUNT];
+};
+
+// Syscalls attributed to calls of each size: exact below MD_HIST_EXACT, per power of two above.
+struct size_table {
+    uint64_t (*exact)[MD_SYS_COUNT]; // [MD_HIST_EXACT]
+    uint64_t log2[MD_HIST_LOG2][MD_SYS_COUNT];
+};
+
+struct thread_row {
+    int32_t tid, pid;
+    uint64_t ops;
+    uint64_t sys[MD_SYS_COUNT];
+};
+
+// Everything the join accumulates; large tables live on the heap.
+struct stats {
+    struct probe_totals probe;
+    struct sys_totals sys[MD_SYS_COUNT];
+    uint64_t futex_waits, futex_wait_ns, futex_alloc_waits, futex_alloc_wait_ns;
+    uint64_t mmap_len_log2[64];
+    struct size_table requests, frees; // syscalls by request size, and by freed block size
+    struct thread_row *threads;
+    size_t thread_count, thread_cap;
+    uint64_t joined, outside;
+};
+
+static bool is_memory_sys(int sys)
+{
+    return sys != MD_SYS_FUTEX;
+}
+
+static void add_slot(struct probe_totals *t, const struct md_probe_slot *s)
+{
+    for (int op = 0; op < MD_OP_COUNT; op++)
+        t->ops[op] += s->ops[op];
+    t->bytes += s->bytes_requested;
+    t->slow += s->slow_calls;
+    t->dropped += s->slow_dropped;
+    for (size_t i = 0; i < MD_HIST_EXACT; i++)
+        t->hist_exact[i] += s->hist_exact[i];
+    for (size_t i = 0; i < MD_HIST_LOG2; i++)
+        t->hist_log2[i] += s->hist_log2[i];
+}
+
+static struct thread_row *thread_of(struct stats *st, int32_t tid)
+{
+    for (size_t i = 0; i < st->thread_count; i++)
+        if (st->threads[i].tid == tid)
+            return &st->threads[i];
+    if (st->thread_count == st->thread_cap) {
+        size_t cap = st->thread_cap ? 2 * st->thread_cap : 64;
+        struct thread_row *grown = realloc(st->threads, cap * sizeof *grown);
+        if (!grown)
+            return NULL;
+        st->threads = grown;
+        st->thread_cap = cap;
+    }
+    struct thread_row *t = &st->threads[st->thread_count++];
+    memset(t, 0, sizeof *t);
+    t->tid = tid;
+    return t;
+}
+
+static int read_probe(struct stats *st, const struct md_probe_file *pf)
+{
+    struct md_probe_header *h = pf->header;
+    struct md_probe_slot *slots = md_probe_slots(h);
+    for (uint32_t i = 0; i < h->slot_count; i++) {
+        if (i && !atomic_load(&slots[i].claimed))
+            continue;
+        add_slot(&st->probe, &slots[i]);
+        uint64_t ops = 0;
+        for (int op = 0; op < MD_OP_COUNT; op++)
+            ops += slots[i].ops[op];
+        if (!i || !ops)
+            continue; // slot 0 pools threads that found no slot of their own
+        struct thread_row *t = thread_of(st, slots[i].tid);
+        if (!t)
+            return -1;
+        t->pid = slots[i].pid;
+        t->ops += ops;
+    }
+    return 0;
+}
+
+static int by_tid_start(const void *a, const void *b)
+{
+    const struct slow_call *x = a, *y = b;
+    if (x->tid != y->tid)
+        return x->tid < y->tid ? -1 : 1;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+static int by_tid_ts(const void *a, const void *b)
+{
+    const struct md_sys_event *x = a, *y = b;
+    if (x->tid != y->tid)
+        return x->tid < y->tid ? -1 : 1;
+    return x->ts_ns < y->ts_ns ? -1 : x->ts_ns > y->ts_ns;
+}
+
+// The probe's slow calls in strace's clock, sorted by thread and start.
+static struct slow_call *slow_calls(const struct md_probe_file *pf, size_t *count)
+{
+    struct md_probe_header *h = pf->header;
+    size_t n = atomic_load(&h->slow_used);
+    n = n < h->slow_max ? n : h->slow_max;
+    struct slow_call *out = calloc(n ? n : 1, sizeof *out);
+    if (!out)
+        return NULL;
+    const struct md_probe_slow *log = md_probe_slow_log(h);
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!log[i].end_realtime_ns) // reserved but never written: the process died in between
+            continue;
+        uint64_t end = log[i].end_realtime_ns, dur = md_probe_ticks_to_ns(pf, log[i].ticks);
+        out[kept++] = (struct slow_call){.start = end > dur ? end - dur : 0,
+                                         .end = end,
+                                         .size = log[i].size,
+                                         .tid = log[i].tid,
+                                         .op = log[i].op};
+    }
+    qsort(out, kept, sizeof *out, by_tid_start);
+    *count = kept;
+    return out;
+}
+
+static void count_event(struct stats *st, const struct md_sys_event *e, const struct slow_call *in)
+{
+    struct sys_totals *t = &st->sys[e->sys];
+    t->count++;
+    t->failed += e->failed;
+    t->unfinished += !e->finished;
+    t->dur_ns += e->dur_ns;
+    if (e->sys == MD_SYS_MMAP && e->length)
+        st->mmap_len_log2[md_probe_log2_bin(e->length)]++;
+    if (e->sys == MD_SYS_FUTEX && e->futex_wait) {
+        st->futex_waits++;
+        st->futex_wait_ns += e->dur_ns;
+        st->futex_alloc_waits += in != NULL;
+        st->futex_alloc_wait_ns += in ? e->dur_ns : 0;
+    }
+    if (!in) {
+        st->outside++;
+        return;
+    }
+    st->joined++;
+    t->in_alloc++;
+    t->by_op[in->op < MD_OP_COUNT ? in->op : MD_OP_MALLOC]++;
+    struct size_table *table = in->op == MD_OP_FREE ? &st->frees : &st->requests;
+    if (in->size < MD_HIST_EXACT)
+        table->exact[in->size][e->sys]++;
+    else
+        table->log2[md_probe_log2_bin(in->size)][e->sys]++;
+}
+
+// Walks events and slow calls, both sorted by (thread, time), in one merge.
+static int join(struct stats *st, struct md_strace_log *log, const struct slow_call *slow,
+                size_t slow_count)
+{
+    qsort(log->event, log->count, sizeof *log->event, by_tid_ts);
+    size_t j = 0;
+    struct thread_row *row = NULL;
+    for (size_t i = 0; i < log->count; i++) {
+        const struct md_sys_event *e = &log->event[i];
+        if (!row || row->tid != e->tid) {
+            if (!(row = thread_of(st, e->tid)))
+                return -1;
+        }
+        row->sys[e->sys]++;
+        while (j < slow_count &&
+               (slow[j].tid < e->tid ||
+                (slow[j].tid == e->tid && slow[j].end + MD_JOIN_SLACK_NS < e->ts_ns)))
+            j++;
+        bool inside =
+            j < slow_count && slow[j].tid == e->tid && slow[j].start <= e->ts_ns + MD_JOIN_SLACK_NS;
+        count_event(st, e, inside ? &slow[j] : NULL);
+    }
+    return 0;
+}
+
+// --- JSON -----------------------------------------------------------------------------------
+
+static uint64_t total_ops(const uint64_t *ops)
+{
+    uint64_t n = 0;
+    for (int op = 0; op < MD_OP_COUNT; op++)
+        n += ops[op];
+    return n;
+}
+
+static void add_ops(cJSON *report, const uint64_t *ops, const char *source)
+{
+    cJSON *o = cJSON_AddObjectToObject(report, "ops");
+    if (!source) {
+        cJSON_AddNullToObject(o, "total");
+        cJSON_AddNullToObject(o, "source");
+        return;
+    }
+    cJSON_AddNumberToObject(o, "total", (double)total_ops(ops));
+    for (int op = 0; op < MD_OP_COUNT; op++)
+        cJSON_AddNumberToObject(o, op_names[op], (double)ops[op]);
+    cJSON_AddStringToObject(o, "source", source);
+}
+
+static void add_per_op(cJSON *o, const char *key, uint64_t count, uint64_t ops)
+{
+    if (ops)
+        cJSON_AddNumberToObject(o, key, (double)count / (double)ops);
+    else
+        cJSON_AddNullToObject(o, key);
+}
+
+static void add_syscalls(cJSON *report, const struct stats *st, uint64_t ops)
+{
+    cJSON *arr = cJSON_AddArrayToObject(report, "syscalls");
+    for (int s = 0; s < MD_SYS_COUNT; s++) {
+        const struct sys_totals *t = &st->sys[s];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", md_sys_name((enum md_sys)s));
+        cJSON_AddNumberToObject(o, "count", (double)t->count);
+        cJSON_AddNumberToObject(o, "failed", (double)t->failed);
+        cJSON_AddNumberToObject(o, "unfinished", (double)t->unfinished);
+        cJSON_AddNumberToObject(o, "seconds", (double)t->dur_ns / 1e9);
+        add_per_op(o, "per_op", t->count, ops);
+        cJSON_AddNumberToObject(o, "in_allocator", (double)t->in_alloc);
+        add_per_op(o, "in_allocator_per_op", t->in_alloc, ops);
+        cJSON *by = cJSON_AddObjectToObject(o, "in_allocator_by_op");
+        for (int op = 0; op < MD_OP_COUNT; op++)
+            cJSON_AddNumberToObject(by, op_names[op], (double)t->by_op[op]);
+        cJSON_AddItemToArray(arr, o);
+    }
+}
+
+static void add_futex(cJSON *report, const struct stats *st, double wall, uint64_t ops)
+{
+    cJSON *o = cJSON_AddObjectToObject(report, "futex");
+    cJSON_AddNumberToObject(o, "calls", (double)st->sys[MD_SYS_FUTEX].count);
+    cJSON_AddNumberToObject(o, "waits", (double)st->futex_waits);
+    cJSON_AddNumberToObject(o, "wait_seconds", (double)st->futex_wait_ns / 1e9);
+    cJSON_AddNumberToObject(o, "wait_share_of_wall",
+                            wall > 0 ? (double)st->futex_wait_ns / 1e9 / wall : 0);
+    cJSON_AddNumberToObject(o, "allocator_waits", (double)st->futex_alloc_waits);
+    cJSON_AddNumberToObject(o, "allocator_wait_seconds", (double)st->futex_alloc_wait_ns / 1e9);
+    add_per_op(o, "allocator_waits_per_op", st->futex_alloc_waits, ops);
+}
+
+static void add_range(cJSON *arr, uint64_t from, uint64_t to, uint64_t count)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "from", (double)from);
+    cJSON_AddNumberToObject(o, "to", (double)to);
+    cJSON_AddNumberToObject(o, "count", (double)count);
+    cJSON_AddItemToArray(arr, o);
+}
+
+static uint64_t log2_top(int bin)
+{
+    return bin >= 63 ? UINT64_MAX : (2ull << bin) - 1;
+}
+
+static void add_mmap_lengths(cJSON *report, const struct stats *st)
+{
+    cJSON *arr = cJSON_AddArrayToObject(report, "mmap_lengths");
+    for (int b = 0; b < 64; b++)
+        if (st->mmap_len_log2[b])
+            add_range(arr, 1ull << b, log2_top(b), st->mmap_len_log2[b]);
+}
+
+static void add_requests(cJSON *report, const struct probe_totals *p, bool have)
+{
+    cJSON *o = cJSON_AddObjectToObject(report, "requests");
+    if (!have) {
+        cJSON_AddNullToObject(o, "count");
+        return;
+    }
+    uint64_t log2[MD_HIST_LOG2];
+    memcpy(log2, p->hist_log2, sizeof log2);
+    for (size_t s = 0; s < MD_HIST_EXACT; s++) // fold the exact counts into the same buckets
+        log2[md_probe_log2_bin(s)] += p->hist_exact[s];
+    cJSON_AddNumberToObject(o, "count", (double)(total_ops(p->ops) - p->ops[MD_OP_FREE]));
+    cJSON_AddNumberToObject(o, "bytes", (double)p->bytes);
+    cJSON *arr = cJSON_AddArrayToObject(o, "histogram");
+    for (int b = 0; b < MD_HIST_LOG2; b++)
+        if (log2[b])
+            add_range(arr, b ? 1ull << b : 0, log2_top(b), log2[b]);
+}
+
+struct band {
+    uint64_t from, to, requests, memory;
+    uint64_t sys[MD_SYS_COUNT];
+};
+
+static uint64_t memory_of(const uint64_t *sys)
+{
+    uint64_t n = 0;
+    for (int s = 0; s < MD_SYS_COUNT; s++)
+        n += is_memory_sys(s) ? sys[s] : 0;
+    return n;
+}
+
+static void band_add(struct band *b, const uint64_t *sys, uint64_t requests)
+{
+    for (int s = 0; s < MD_SYS_COUNT; s++)
+        b->sys[s] += sys[s];
+    b->memory += memory_of(sys);
+    b->requests += requests;
+}
+
+// Groups sizes that made memory syscalls into bands of neighbouring sizes. hist_exact and
+// hist_log2 count requests per size (NULL for freed blocks, whose sizes are not counted).
+static size_t find_bands(const struct size_table *t, const uint64_t *hist_exact,
+                         const uint64_t *hist_log2, struct band *out, size_t max)
+{
+    size_t n = 0;
+    for (uint64_t size = 0; size < MD_HIST_EXACT; size++) {
+        if (!memory_of(t->exact[size]))
+            continue;
+        if (n && size - out[n - 1].to <= MD_BAND_GAP) {
+            for (uint64_t s = out[n - 1].to + 1; s < size && hist_exact; s++) // the gap
+                out[n - 1].requests += hist_exact[s];
+            out[n - 1].to = size;
+        } else if (n < max) {
+            out[n++] = (struct band){.from = size, .to = size};
+        } else {
+            continue;
+        }
+        band_add(&out[n - 1], t->exact[size], hist_exact ? hist_exact[size] : 0);
+    }
+    for (int b = 0; b < MD_HIST_LOG2 && n < max; b++)
+        if (memory_of(t->log2[b])) {
+            out[n] = (struct band){.from = 1ull << b, .to = log2_top(b)};
+            band_add(&out[n++], t->log2[b], hist_log2 ? hist_log2[b] : 0);
+        }
+    return n;
+}
+
+static int by_memory_desc(const void *a, const void *b)
+{
+    const struct band *x = a, *y = b;
+    return x->memory < y->memory ? 1 : x->memory > y->memory ? -1 : 0;
+}
+
+static uint64_t all_memory_syscalls(const struct stats *st)
+{
+    uint64_t n = 0;
+    for (int s = 0; s < MD_SYS_COUNT; s++)
+        n += is_memory_sys(s) ? st->sys[s].count : 0;
+    return n;
+}
+
+// "size_bands" (request sizes, with their share of requests) or "free_bands" (freed block sizes).
+static void add_bands(cJSON *report, const char *key, const struct stats *st,
+                      const struct size_table *t, bool requests_known)
+{
+    struct band bands[64];
+    const struct probe_totals *p = &st->probe;
+    size_t n = find_bands(t, requests_known ? p->hist_exact : NULL,
+                          requests_known ? p->hist_log2 : NULL, bands, 64);
+    qsort(bands, n, sizeof bands[0], by_memory_desc);
+    uint64_t all = all_memory_syscalls(st), requests = total_ops(p->ops) - p->ops[MD_OP_FREE];
+    cJSON *arr = cJSON_AddArrayToObject(report, key);
+    for (size_t i = 0; i < n && i < MD_MAX_BANDS; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "from", (double)bands[i].from);
+        cJSON_AddNumberToObject(o, "to", (double)bands[i].to);
+        if (requests_known) {
+            cJSON_AddNumberToObject(o, "requests", (double)bands[i].requests);
+            cJSON_AddNumberToObject(o, "request_share",
+                                    requests ? (double)bands[i].requests / (double)requests : 0);
+        }
+        cJSON_AddNumberToObject(o, "memory_syscalls", (double)bands[i].memory);
+        cJSON_AddNumberToObject(o, "memory_syscall_share",
+                                all ? (double)bands[i].memory / (double)all : 0);
+        cJSON *sys = cJSON_AddObjectToObject(o, "syscalls");
+        for (int s = 0; s < MD_SYS_COUNT; s++)
+            cJSON_AddNumberToObject(sys, md_sys_name((enum md_sys)s), (double)bands[i].sys[s]);
+        cJSON_AddItemToArray(arr, o);
+    }
+}
+
+static void add_threads(cJSON *report, const struct stats *st)
+{
+    cJSON *arr = cJSON_AddArrayToObject(report, "threads");
+    for (size_t i = 0; i < st->thread_count; i++) {
+        const struct thread_row *t = &st->threads[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "tid", t->tid);
+        if (t->pid)
+            cJSON_AddNumberToObject(o, "pid", t->pid);
+        else
+            cJSON_AddNullToObject(o, "pid");
+        cJSON_AddNumberToObject(o, "ops", (double)t->ops);
+        cJSON *sys = cJSON_AddObjectToObject(o, "syscalls");
+        for (int s = 0; s < MD_SYS_COUNT; s++)
+            cJSON_AddNumberToObject(sys, md_sys_name((enum md_sys)s), (double)t->sys[s]);
+        cJSON_AddItemToArray(arr, o);
+    }
+}
+
+static void add_attribution(cJSON *report, const struct stats *st, const struct md_strace_log *log,
+                            bool have_probe)
+{
+    cJSON *o = cJSON_AddObjectToObject(report, "attribution");
+    cJSON_AddBoolToObject(o, "available", have_probe);
+    cJSON_AddNumberToObject(o, "slow_calls", (double)st->probe.slow);
+    cJSON_AddNumberToObject(o, "slow_calls_dropped", (double)st->probe.dropped);
+    cJSON_AddNumberToObject(o, "events_in_allocator", (double)st->joined);
+    cJSON_AddNumberToObject(o, "events_outside", (double)st->outside);
+    cJSON_AddNumberToObject(o, "strace_lines", (double)log->lines);
+    cJSON_AddNumberToObject(o, "strace_lines_unparsed", (double)log->unparsed);
+}
+
+int md_trace_stats(struct md_trace_input *in, cJSON *report, struct md_error *err)
+{
+    struct stats *st = calloc(1, sizeof *st);
+    if (!st || !(st->requests.exact = calloc(MD_HIST_EXACT, sizeof *st->requests.exact)) ||
+        !(st->frees.exact = calloc(MD_HIST_EXACT, sizeof *st->frees.exact))) {
+        if (st)
+            free(st->requests.exact);
+        free(st);
+        return md_fail(err, "out of memory");
+    }
+    struct slow_call *slow = NULL;
+    size_t slow_count = 0;
+    int rc = 0;
+    if (in->probe) {
+        rc = read_probe(st, in->probe);
+        if (!rc && !(slow = slow_calls(in->probe, &slow_count)))
+            rc = -1;
+        memcpy(in->ops, st->probe.ops, sizeof in->ops);
+    }
+    if (!rc)
+        rc = join(st, in->log, slow, slow_count);
+    if (!rc) {
+        uint64_t ops = in->ops_source ? total_ops(in->ops) : 0;
+        add_ops(report, in->ops, in->ops_source);
+        add_syscalls(report, st, ops);
+        add_futex(report, st, in->wall_seconds, ops);
+        add_mmap_lengths(report, st);
+        add_requests(report, &st->probe, in->probe != NULL);
+        add_bands(report, "size_bands", st, &st->requests, true);
+        add_bands(report, "free_bands", st, &st->frees, false);
+        add_threads(report, st);
+        add_attribution(report, st, in->log, in->probe != NULL);
+    }
+    free(slow);
+    free(st->threads);
+    free(st->requests.exact);
+    free(st->frees.exact);
+    free(st);
+    return rc ? md_fail(err, "out of memory") : 0;
+}

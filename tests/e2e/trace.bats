@@ -1,0 +1,126 @@
+#!/usr/bin/env bats
+# End-to-end tests of `malloc-doctor trace`: real strace, the real probe, real programs.
+
+setup() {
+    cd "${MD_ROOT:-$BATS_TEST_DIRNAME/../..}"
+    T=${MD_TOOL:-build/malloc-doctor}
+    FX=build/fixtures
+    OUT=$(mktemp)
+}
+
+teardown() {
+    rm -f "$OUT"
+}
+
+# a python expression over the report r, printed
+q() {
+    python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print($1)" "$OUT"
+}
+
+sys_field() { # syscall name, field
+    q "[s for s in r['syscalls'] if s['name']=='$1'][0]['$2']"
+}
+
+@test "--help lists the options and the command form" {
+    run "$T" trace --help
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"usage: malloc-doctor trace"*"CMD [ARGS...]"* ]]
+    [[ "$output" == *"--propagate-exit"* ]]
+    run "$T" trace
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"no command given"* ]]
+    run "$T" trace -- /nonexistent/prog
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"/nonexistent/prog: not an executable file"* ]]
+}
+
+@test "seed 004: the 1016-1024 B band causes the mmaps, and per-op counts match the allocator's own" {
+    run "$T" trace --json -o "$OUT" -- "$FX/toy-driver"
+    [ "$status" -eq 0 ]
+    # the toy allocator prints its own counts on stderr at exit
+    toy=$(echo "$output" | grep '^toy:')
+    own() { echo "$toy" | sed -n "s/.* $1=\([0-9]*\).*/\1/p"; }
+    [ "$(q "r['ops']['malloc']")" = "$(own malloc)" ]
+    [ "$(q "r['ops']['free']")" = "$(own free)" ]
+    [ "$(q "r['mode']")" = preload ]
+    # every munmap is the allocator's own, inside free
+    [ "$(sys_field munmap in_allocator)" = "$(own munmap)" ]
+    band=$(q "[b for b in r['size_bands'] if b['from']==1016 and b['to']==1024][0]['syscalls']['mmap']")
+    mmaps=$(own mmap)
+    python3 -c "import sys; b,m=int(sys.argv[1]),int(sys.argv[2]); assert b >= 0.9*m, (b,m)" "$band" "$mmaps"
+    # the band is narrow: under 2% of the requests
+    python3 -c "import sys; assert float(sys.argv[1]) < 0.02" \
+        "$(q "[b for b in r['size_bands'] if b['from']==1016][0]['request_share']")"
+    # per-op numbers are the counts divided by the operations
+    python3 -c "
+import json; r=json.load(open('$OUT')); m=[s for s in r['syscalls'] if s['name']=='mmap'][0]
+assert abs(m['per_op'] - m['count']/r['ops']['total']) < 1e-12, m"
+}
+
+@test "text report: summary table first, the size band named" {
+    run "$T" trace -- "$FX/toy-driver"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"allocator operations: 100000"* ]]
+    [[ "$output" == *"SYSCALL"*"PER 1000 OPS"*"IN ALLOCATOR"* ]]
+    [[ "$output" == *"1016-1024 B"* ]]
+}
+
+@test "the program's output is untouched and its exit status reported" {
+    run "$T" trace -o "$OUT" --json -- "$FX/glibc-dynamic"
+    [ "$status" -eq 0 ]
+    [ "$output" = "ops 80000" ]
+    [ "$(q "r['run']['exit_code']")" = 0 ]
+    [ "$(q "r['target']['active']['id']")" = glibc-ptmalloc ]
+    # two threads, each with its own counters
+    [ "$(q "len([t for t in r['threads'] if t['ops'] > 0])")" -ge 3 ]
+}
+
+@test "_exit: counts survive, exit code 3 reported and propagated on request" {
+    run "$T" trace --json -o "$OUT" -- "$FX/lifecycle" _exit 1234
+    [ "$status" -eq 0 ]
+    [ "$(q "r['run']['exit_code']")" = 3 ]
+    [ "$(q "r['ops']['malloc']")" = 1234 ]
+    [ "$(q "r['ops']['free']")" = 1234 ]
+    run "$T" trace --propagate-exit -o "$OUT" -- "$FX/lifecycle" _exit 10
+    [ "$status" -eq 3 ]
+}
+
+@test "SIGKILL: counts survive and the signal is reported" {
+    run "$T" trace --json --propagate-exit -o "$OUT" -- "$FX/lifecycle" kill 777
+    [ "$status" -eq 137 ]
+    [ "$(q "r['run']['signal']")" = KILL ]
+    [ "$(q "r['run']['exit_code']")" = None ]
+    [ "$(q "r['ops']['malloc']")" = 777 ]
+}
+
+@test "fork and exec: the child is counted too" {
+    run "$T" trace --json -o "$OUT" -- "$FX/lifecycle" fork 500
+    [ "$status" -eq 0 ]
+    [ "$(q "r['ops']['malloc']")" = 1000 ]
+    [ "$(q "r['run']['probed_processes']")" = 2 ]
+    [ "$(q "r['run']['processes']")" = 2 ]
+    [ "$(q "len(set(t['pid'] for t in r['threads'] if t['pid']))")" = 2 ]
+}
+
+@test "static program: not counted without uprobes; --ops gives the per-op numbers" {
+    run "$T" trace --json -o "$OUT" -- "$FX/musl-static"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['mode']")" = none ]
+    [ "$(q "r['ops']['total']")" = None ]
+    [ "$(sys_field futex per_op)" = None ]
+    run "$T" trace --json --ops 80000 -o "$OUT" -- "$FX/musl-static"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['ops']['source']")" = --ops ]
+    python3 -c "
+import json; r=json.load(open('$OUT')); f=[s for s in r['syscalls'] if s['name']=='futex'][0]
+assert abs(f['per_op'] - f['count']/80000) < 1e-12, f"
+}
+
+@test "strace missing: a clear error naming the package" {
+    dir=$(mktemp -d)
+    ln -s /bin/true "$dir/true"
+    run env PATH="$dir" "$PWD/$T" trace -- "$dir/true"
+    rm -rf "$dir"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"strace: not found; install it (apt-get install strace)"* ]]
+}

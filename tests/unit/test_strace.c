@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// The strace output parser on real line shapes, split calls, and garbage.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "lib/strace.h"
+
+static void feed(struct md_strace_log *log, const char *const *lines)
+{
+    for (; *lines; lines++)
+        assert_int_equal(md_strace_parse_line(log, *lines, strlen(*lines)), 0);
+}
+
+static void a_complete_mmap_line(void **state)
+{
+    (void)state;
+    struct md_strace_log log = {0};
+    feed(&log,
+         (const char *const[]){"7514  1795322775.000080 mmap(NULL, 8192, PROT_READ|PROT_WRITE, "
+                               "MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f16185e6000 <0.000024>",
+                               NULL});
+    assert_int_equal(log.count, 1);
+    const struct md_sys_event *e = &log.event[0];
+    assert_int_equal(e->tid, 7514);
+    assert_int_equal(e->sys, MD_SYS_MMAP);
+    assert_int_equal(e->length, 8192);
+    assert_true(e->ts_ns == 1795322775000080000ull);
+    assert_int_equal(e->dur_ns, 24000);
+    assert_true(e->finished);
+    assert_false(e->failed);
+    md_strace_log_free(&log);
+}
+
+static void split_calls_are_joined_per_thread(void **state)
+{
+    (void)state;
+    struct md_strace_log log = {0};
+    feed(&log, (const char *const[]){
+                   "100 1.000001 futex(0x5555, FUTEX_WAIT_PRIVATE, 2, NULL <unfinished ...>",
+                   "101 1.000002 munmap(0x7f00, 4096 <unfinished ...>",
+                   "101 1.000009 <... munmap resumed>) = 0 <0.000007>",
+                   "102 1.000010 futex(0x5555, FUTEX_WAKE_PRIVATE, 1) = 1 <0.000003>",
+                   "100 1.000500 <... futex resumed>) = 0 <0.000499>", NULL});
+    assert_int_equal(log.count, 3);
+    assert_int_equal(log.pending_count, 0);
+    const struct md_sys_event *munmap = &log.event[0], *wake = &log.event[1], *wait = &log.event[2];
+    assert_int_equal(munmap->sys, MD_SYS_MUNMAP);
+    assert_int_equal(munmap->length, 4096);
+    assert_int_equal(munmap->dur_ns, 7000);
+    assert_false(wake->futex_wait);
+    assert_true(wait->futex_wait);
+    assert_int_equal(wait->tid, 100);
+    assert_int_equal(wait->dur_ns, 499000);
+    md_strace_log_free(&log);
+}
+
+static void failures_kills_and_process_lines(void **state)
+{
+    (void)state;
+    struct md_strace_log log = {0};
+    feed(&log,
+         (const char *const[]){
+             "5 2.5 mmap(NULL, 1099511627776, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = -1 "
+             "ENOMEM (Cannot allocate memory) <0.000010>",
+             "5 2.6 madvise(0x7f00, 65536, MADV_DONTNEED) = ?",
+             "5 2.7 --- SIGCHLD {si_signo=SIGCHLD, si_code=CLD_EXITED} ---",
+             "6 2.8 +++ exited with 0 +++", "5 2.9 +++ killed by SIGKILL +++",
+             "5 3.0 mremap(0x7f00, 4096, 8192, MREMAP_MAYMOVE) = 0x7f10 <0.000001>", NULL});
+    assert_int_equal(log.count, 3);
+    assert_true(log.event[0].failed);
+    assert_true(log.event[0].length == 1099511627776ull);
+    assert_false(log.event[1].finished);
+    assert_int_equal(log.event[2].length, 8192); // mremap: the new length
+    assert_int_equal(log.exits, 1);
+    assert_int_equal(log.kills, 1);
+    assert_int_equal(log.unparsed, 0);
+    md_strace_log_free(&log);
+}
+
+static void garbage_is_counted_not_fatal(void **state)
+{
+    (void)state;
+    struct md_strace_log log = {0};
+    feed(&log, (const char *const[]){
+                   "", "x", "12", "12 ", "12 abc mmap(", "99999999999999999999 1.0 brk(NULL) = 0",
+                   "1 1.0 <... futex resumed>) = 0", "1 1.99999999999999999999999 brk(NULL) = 0x1",
+                   "1 1.0 mmap(NULL, 99999999999999999999999, 0) = 0x1 <0.1", "1 1.0 munmap(",
+                   "1 1.0 futex(", NULL});
+    assert_int_equal(log.unparsed, 8); // the first eight lines
+    assert_int_equal(log.lines, 11);
+    assert_true(log.count <= 4);
+    md_strace_log_free(&log);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(a_complete_mmap_line),
+        cmocka_unit_test(split_calls_are_joined_per_thread),
+        cmocka_unit_test(failures_kills_and_process_lines),
+        cmocka_unit_test(garbage_is_counted_not_fatal),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
