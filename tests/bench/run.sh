@@ -3,6 +3,7 @@
 set -eu
 cd "$(dirname "$0")/../.."
 sh tests/bench/inspect.sh
+sh tests/bench/trace.sh
 if [ -f tests/bench/alloc/run.sh ]; then
     sh tests/bench/alloc/run.sh
 fi

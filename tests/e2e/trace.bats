@@ -119,7 +119,7 @@ assert abs(f['per_op'] - f['count']/80000) < 1e-12, f"
 @test "strace missing: a clear error naming the package" {
     dir=$(mktemp -d)
     ln -s /bin/true "$dir/true"
-    run env PATH="$dir" "$PWD/$T" trace -- "$dir/true"
+    run env PATH="$dir" "$(realpath "$T")" trace -- "$dir/true"
     rm -rf "$dir"
     [ "$status" -eq 2 ]
     [[ "$output" == *"strace: not found; install it (apt-get install strace)"* ]]

@@ -1,0 +1,33 @@
+// The overhead benchmark's program: 2 threads, each a tight malloc/free loop over mixed sizes
+// (a little work per block, as real programs do).
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define ITERATIONS 4000000
+
+static void *loop(void *arg)
+{
+    unsigned seed = (unsigned)(size_t)arg;
+    unsigned long sum = 0;
+    for (long i = 0; i < ITERATIONS; i++) {
+        unsigned char *volatile p = malloc(16 + (rand_r(&seed) & 511));
+        if (!p)
+            abort();
+        p[0] = (unsigned char)i;
+        sum += p[0];
+        free(p);
+    }
+    return (void *)sum;
+}
+
+int main(void)
+{
+    pthread_t t[2];
+    for (size_t i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, loop, (void *)(i + 1));
+    for (size_t i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    puts("done");
+    return 0;
+}

@@ -1,0 +1,21 @@
+#!/bin/sh
+# trace's overhead on a 2-thread malloc/free loop, side by side with strace -f -c, in one run.
+# Goals (issue 4): default mode at most 1.3x on glibc dynamic and 2.0x on static musl.
+set -eu
+T=${MD_TOOL:-build/malloc-doctor}
+B=build/bench
+mkdir -p $B
+gcc -O2 -pthread -o $B/mtloop-glibc tests/bench/src/mtloop.c
+musl-gcc -O2 -static -o $B/mtloop-musl tests/bench/src/mtloop.c
+out=$(mktemp)
+for v in glibc musl; do
+    p=$B/mtloop-$v
+    echo "trace overhead, $v ($p: 2 threads x 4M malloc/free):"
+    hyperfine --warmup 1 --runs 5 --style none --export-markdown "$out" \
+        -n "plain" "$p" \
+        -n "strace -f -c" "strace -f -c -o /dev/null $p" \
+        -n "malloc-doctor trace" "$T trace -o /dev/null -- $p" >/dev/null
+    cat "$out"
+    echo
+done
+rm -f "$out"
