@@ -7,6 +7,7 @@
 // threshold (the ones that made syscalls, or waited on a lock) are logged with their tick stamps
 // so the tool can join them with strace's timestamps and say which request sizes cost syscalls.
 #include <dlfcn.h>
+#include <link.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -48,7 +49,9 @@ static struct {
     struct real_allocator real;
     int resolving; // dlsym may allocate: those requests come from boot[]
     struct md_probe_header *shared;
-    _Atomic int attach_tried;            // the first allocator call may come before our constructor
+    _Atomic int attach_tried; // the first allocator call may come before our constructor
+    uint32_t flags;           // md_probe_flags, set once the objects are recorded
+    pid_t pid;
     struct md_probe_slot *overflow_slot; // shared by threads that found no slot (atomic adds)
     uint64_t threshold;
     size_t boot_used;
@@ -56,6 +59,13 @@ static struct {
 } probe;
 
 static __thread struct md_probe_slot *tls_slot __attribute__((tls_model("initial-exec")));
+static __thread uintptr_t tls_stack_top __attribute__((tls_model("initial-exec")));
+
+// Where a hook was called from: its frame (to walk the frame-pointer chain) and return address.
+struct caller {
+    void *frame, *ret;
+};
+#define CALLER ((struct caller){__builtin_frame_address(0), __builtin_return_address(0)})
 
 static void *boot_alloc(size_t n)
 {
@@ -91,6 +101,183 @@ static void resolve(void)
     probe.resolving = 0;
 }
 
+// --- loaded objects, call stacks, live blocks (--stacks, --leaks) ---------------------------
+
+static int add_object(struct dl_phdr_info *info, size_t size, void *ctx)
+{
+    (void)size, (void)ctx;
+    struct md_probe_header *h = probe.shared;
+    uint64_t start = UINT64_MAX, end = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD)
+            continue;
+        start = ph->p_vaddr < start ? ph->p_vaddr : start;
+        end = ph->p_vaddr + ph->p_memsz > end ? ph->p_vaddr + ph->p_memsz : end;
+    }
+    uint32_t at = atomic_fetch_add(&h->objects_used, 1);
+    if (at >= h->object_max || !end)
+        return 0;
+    struct md_probe_object *o = &md_probe_objects(h)[at];
+    o->pid = probe.pid;
+    o->bias = info->dlpi_addr;
+    o->start = info->dlpi_addr + start;
+    o->end = info->dlpi_addr + end;
+    const char *name = info->dlpi_name;
+    if (name && *name) {
+        strncpy(o->path, name, sizeof o->path - 1);
+    } else { // the executable itself
+        ssize_t n = readlink("/proc/self/exe", o->path, sizeof o->path - 1);
+        o->path[n > 0 ? n : 0] = 0;
+    }
+    return 0;
+}
+
+static void record_objects(void)
+{
+    dl_iterate_phdr(add_object, NULL);
+}
+
+// The end of the memory mapping holding this thread's stack, read once per thread from
+// /proc/self/maps without allocating; frame pointers are followed only below it.
+static uintptr_t stack_top(void)
+{
+    uintptr_t sp = (uintptr_t)__builtin_frame_address(0), top = sp;
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    char buf[4096];
+    size_t have = 0;
+    ssize_t n;
+    while (fd >= 0 && (n = read(fd, buf + have, sizeof buf - have - 1)) > 0) {
+        have += (size_t)n;
+        buf[have] = 0;
+        char *line = buf, *nl;
+        while ((nl = strchr(line, '\n'))) {
+            char *dash;
+            uintptr_t lo = strtoull(line, &dash, 16), hi = strtoull(dash + 1, NULL, 16);
+            if (lo <= sp && sp < hi)
+                top = hi;
+            line = nl + 1;
+        }
+        have -= (size_t)(line - buf);
+        memmove(buf, line, have);
+    }
+    if (fd >= 0)
+        close(fd);
+    return top;
+}
+
+// Return addresses, innermost first: the hook's caller, then the frame-pointer chain while it
+// stays on this thread's stack (code built without frame pointers ends the walk early).
+static unsigned capture(struct caller c, uint64_t *frames)
+{
+    if (!tls_stack_top)
+        tls_stack_top = stack_top();
+    unsigned depth = 0;
+    frames[depth++] = (uint64_t)c.ret;
+    uintptr_t fp = (uintptr_t)c.frame, next = fp ? *(uintptr_t *)fp : 0;
+    while (depth < MD_PROBE_FRAMES && next > fp && !(next & 7) && next + 16 <= tls_stack_top) {
+        uint64_t ret = ((uint64_t *)next)[1];
+        if (!ret)
+            break;
+        frames[depth++] = ret;
+        fp = next;
+        next = *(uintptr_t *)fp;
+    }
+    return depth;
+}
+
+static uint64_t stack_hash(const uint64_t *frames, unsigned depth)
+{
+    uint64_t h = (uint64_t)probe.pid;
+    for (unsigned i = 0; i < depth; i++)
+        h = md_probe_mix(h ^ frames[i]);
+    return h | 1; // 0 marks a free entry
+}
+
+// The stack table entry (index + 1) of the caller's stack, inserted on first sight; 0 when full.
+static uint32_t stack_id(struct caller c)
+{
+    uint64_t frames[MD_PROBE_FRAMES];
+    unsigned depth = capture(c, frames);
+    uint64_t h = stack_hash(frames, depth);
+    struct md_probe_header *hdr = probe.shared;
+    struct md_probe_stack *table = md_probe_stacks(hdr);
+    uint32_t mask = hdr->stack_max - 1;
+    for (uint32_t i = (uint32_t)h & mask, n = 0; n < 64; i = (i + 1) & mask, n++) {
+        struct md_probe_stack *e = &table[i];
+        uint64_t seen = atomic_load(&e->hash);
+        if (seen == h && e->pid == probe.pid && e->depth == depth &&
+            !memcmp(e->frames, frames, depth * sizeof frames[0]))
+            return i + 1;
+        if (seen == 0 && atomic_compare_exchange_strong(&e->hash, &seen, h)) {
+            // a reader racing with this write sees other frames and inserts a twin; the tool
+            // merges entries with equal frames
+            memcpy(e->frames, frames, depth * sizeof frames[0]);
+            e->depth = depth;
+            e->pid = probe.pid;
+            atomic_fetch_add(&hdr->stacks_used, 1);
+            return i + 1;
+        }
+    }
+    atomic_fetch_add(&hdr->stacks_dropped, 1);
+    return 0;
+}
+
+static void live_insert(void *p, uint64_t size, uint32_t stack)
+{
+    struct md_probe_header *h = probe.shared;
+    struct md_probe_live *table = md_probe_live_table(h);
+    uint64_t mask = h->live_max - 1;
+    for (uint64_t i = md_probe_mix((uint64_t)p) & mask, n = 0; n < 256; i = (i + 1) & mask, n++) {
+        uint64_t seen = atomic_load(&table[i].address);
+        if ((seen == 0 || seen == MD_PROBE_LIVE_TOMBSTONE) &&
+            atomic_compare_exchange_strong(&table[i].address, &seen, (uint64_t)p)) {
+            table[i].size = size;
+            table[i].pid = probe.pid;
+            table[i].stack = stack;
+            return;
+        }
+    }
+    atomic_fetch_add(&h->live_dropped, 1);
+}
+
+static void live_remove(void *p)
+{
+    struct md_probe_header *h = probe.shared;
+    struct md_probe_live *table = md_probe_live_table(h);
+    uint64_t mask = h->live_max - 1;
+    for (uint64_t i = md_probe_mix((uint64_t)p) & mask, n = 0; n < 256; i = (i + 1) & mask, n++) {
+        uint64_t seen = atomic_load(&table[i].address);
+        if (seen == 0)
+            return; // never recorded (allocated before the probe attached, or in the parent)
+        if (seen == (uint64_t)p && table[i].pid == probe.pid) {
+            atomic_store(&table[i].address, MD_PROBE_LIVE_TOMBSTONE);
+            return;
+        }
+    }
+}
+
+// What --stacks and --leaks add to a call: the caller's stack, counted per stack; the live-block
+// table kept current. Returns the stack id for the slow-call log.
+static uint32_t track(enum md_probe_op op, uint64_t size, void *result, void *freed,
+                      struct caller c)
+{
+    uint32_t stack = 0;
+    if (freed && (probe.flags & MD_PROBE_WANT_LEAKS))
+        live_remove(freed);
+    if (op == MD_OP_FREE || !result)
+        return 0;
+    stack = stack_id(c);
+    if (stack && (probe.flags & MD_PROBE_WANT_STACKS)) {
+        struct md_probe_stack *e = &md_probe_stacks(probe.shared)[stack - 1];
+        atomic_fetch_add_explicit(&e->allocations, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&e->bytes, size, memory_order_relaxed);
+    }
+    if (probe.flags & MD_PROBE_WANT_LEAKS)
+        live_insert(result, size, stack);
+    return stack;
+}
+
 static void attach_shared(void)
 {
     if (atomic_exchange(&probe.attach_tried, 1))
@@ -109,18 +296,26 @@ static void attach_shared(void)
     close(fd);
     struct md_probe_header *h = map;
     if (map == MAP_FAILED || h->magic != MD_PROBE_MAGIC || h->version != MD_PROBE_VERSION ||
-        (size_t)st.st_size < md_probe_file_size(h->slot_count, h->slow_max))
+        (size_t)st.st_size < md_probe_file_size(h))
         return;
     atomic_fetch_add(&h->processes, 1);
     probe.threshold = h->slow_threshold_ticks;
     probe.overflow_slot = &md_probe_slots(h)[0]; // slot 0 is reserved for overflow
+    probe.pid = getpid();
     probe.shared = h;
+    if (h->flags)
+        record_objects();
+    probe.flags = h->flags; // last: the stack and leak paths need the objects
 }
 
-// A forked child is a new process: its threads need slots of their own.
+// A forked child is a new process: its threads need slots of their own, and its pid names its
+// stacks, live blocks and objects.
 static void forget_slot_in_child(void)
 {
     tls_slot = NULL;
+    probe.pid = getpid();
+    if (probe.shared && probe.flags)
+        record_objects();
 }
 
 __attribute__((constructor)) static void probe_init(void)
@@ -167,7 +362,7 @@ static uint64_t realtime_ns(void)
 }
 
 static void log_slow(struct md_probe_slot *s, enum md_probe_op op, uint64_t size, uint64_t ticks,
-                     uint64_t end_realtime_ns)
+                     uint64_t end_realtime_ns, uint32_t stack)
 {
     struct md_probe_header *h = probe.shared;
     uint64_t at = atomic_fetch_add(&h->slow_used, 1);
@@ -179,7 +374,8 @@ static void log_slow(struct md_probe_slot *s, enum md_probe_op op, uint64_t size
                                                       .end_realtime_ns = end_realtime_ns,
                                                       .size = size,
                                                       .tid = (int32_t)syscall(SYS_gettid),
-                                                      .op = op};
+                                                      .op = (uint16_t)op,
+                                                      .stack = stack};
 }
 
 static void count_shared(struct md_probe_slot *s, enum md_probe_op op, uint64_t size)
@@ -195,8 +391,10 @@ static void count_shared(struct md_probe_slot *s, enum md_probe_op op, uint64_t 
 }
 
 // size is the request; for free the block's usable size, which goes to the slow log only (the
-// histogram and byte count describe requests).
-static inline void record(enum md_probe_op op, uint64_t size, uint64_t t0)
+// histogram and byte count describe requests). result: the block returned; freed: the block
+// released (free, realloc).
+static inline void record(enum md_probe_op op, uint64_t size, uint64_t t0, void *result,
+                          void *freed, struct caller c)
 {
     uint64_t ticks = md_probe_ticks() - t0, end_realtime = 0;
     // read the clock before attaching: attaching makes syscalls of its own. Until then the
@@ -218,9 +416,16 @@ static inline void record(enum md_probe_op op, uint64_t size, uint64_t t0)
         else
             s->hist_log2[md_probe_log2_bin(size)]++;
     }
-    if (__builtin_expect(end_realtime != 0, 0) && ticks > probe.threshold) {
+    bool slow = end_realtime != 0 && ticks > probe.threshold;
+    uint32_t stack = 0;
+    if (__builtin_expect(probe.flags != 0, 0)) {
+        stack = track(op, size, result, freed, c);
+        if (slow && !stack) // a slow free: its stack names who waited or unmapped
+            stack = stack_id(c);
+    }
+    if (__builtin_expect(slow, 0)) {
         __atomic_fetch_add(&s->slow_calls, 1, __ATOMIC_RELAXED);
-        log_slow(s, op, size, ticks, end_realtime);
+        log_slow(s, op, size, ticks, end_realtime, stack);
     }
 }
 
@@ -239,7 +444,7 @@ EXPORT void *malloc(size_t n)
         return boot_alloc(n);
     uint64_t t0 = md_probe_ticks();
     void *p = probe.real.malloc(n);
-    record(MD_OP_MALLOC, n, t0);
+    record(MD_OP_MALLOC, n, t0, p, NULL, CALLER);
     return p;
 }
 
@@ -253,7 +458,7 @@ EXPORT void free(void *p)
     uint64_t size = probe.real.usable_size ? probe.real.usable_size(p) : 0;
     uint64_t t0 = md_probe_ticks();
     probe.real.free(p);
-    record(MD_OP_FREE, size, t0);
+    record(MD_OP_FREE, size, t0, NULL, p, CALLER);
 }
 
 EXPORT void *calloc(size_t n, size_t each)
@@ -266,7 +471,7 @@ EXPORT void *calloc(size_t n, size_t each)
     }
     uint64_t t0 = md_probe_ticks();
     void *p = probe.real.calloc(n, each);
-    record(MD_OP_CALLOC, (uint64_t)n * each, t0);
+    record(MD_OP_CALLOC, (uint64_t)n * each, t0, p, NULL, CALLER);
     return p;
 }
 
@@ -288,7 +493,8 @@ EXPORT void *realloc(void *old, size_t n)
         return realloc_from_boot(old, n);
     uint64_t t0 = md_probe_ticks();
     void *p = probe.real.realloc(old, n);
-    record(MD_OP_REALLOC, n, t0);
+    // a failed realloc keeps the old block; realloc(p, 0) may free it and return NULL
+    record(MD_OP_REALLOC, n, t0, p, p || !n ? old : NULL, CALLER);
     return p;
 }
 
@@ -308,7 +514,7 @@ EXPORT int posix_memalign(void **out, size_t align, size_t n)
         return ENOMEM;
     uint64_t t0 = md_probe_ticks();
     int rc = probe.real.posix_memalign(out, align, n);
-    record(MD_OP_ALIGNED, n, t0);
+    record(MD_OP_ALIGNED, n, t0, rc ? NULL : *out, NULL, CALLER);
     return rc;
 }
 
@@ -320,7 +526,7 @@ EXPORT int posix_memalign(void **out, size_t align, size_t n)
             return NULL;                                                                           \
         uint64_t t0 = md_probe_ticks();                                                            \
         void *p = probe.real.name args;                                                            \
-        record(MD_OP_ALIGNED, size, t0);                                                           \
+        record(MD_OP_ALIGNED, size, t0, p, NULL, CALLER);                                          \
         return p;                                                                                  \
     }
 

@@ -6,7 +6,8 @@
 // without locks. Because the counts live in a shared file mapping, they survive _exit, crashes and
 // SIGKILL: the tool reads the file after the whole process tree is gone.
 //
-// Layout: header | slots[slot_count] | slow[slow_max].
+// Layout: header | slots[slot_count] | slow[slow_max] | objects[object_max] | stacks[stack_max]
+//         | live[live_max]. The last three are used only with --stacks or --leaks.
 #ifndef MD_PROBE_SHARED_H
 #define MD_PROBE_SHARED_H
 
@@ -15,10 +16,20 @@
 #include <stdint.h>
 
 #define MD_PROBE_MAGIC 0x3165626f7270646dull // "mdprobe1"
-#define MD_PROBE_VERSION 1
+#define MD_PROBE_VERSION 2
 #define MD_PROBE_ENV "MD_PROBE_FILE"
 #define MD_PROBE_SLOTS 1024
 #define MD_PROBE_SLOW_MAX (1u << 20)
+#define MD_PROBE_OBJECTS 4096
+#define MD_PROBE_STACKS (1u << 16)
+#define MD_PROBE_LIVE (1u << 22)
+#define MD_PROBE_FRAMES 8
+#define MD_PROBE_PATH 184
+
+enum md_probe_flags {
+    MD_PROBE_WANT_STACKS = 1, // allocation call stacks, counted per stack
+    MD_PROBE_WANT_LEAKS = 2,  // every live block, with its stack
+};
 
 enum md_probe_op {
     MD_OP_MALLOC,
@@ -56,7 +67,36 @@ struct md_probe_slow {
     uint64_t end_realtime_ns;
     uint64_t size; // request size (for free: the block's usable size)
     int32_t tid;
-    uint32_t op;
+    uint16_t op;
+    uint16_t reserved;
+    uint32_t stack; // index into the stack table + 1, 0 when not captured
+    uint32_t reserved2;
+};
+
+// A loaded ELF object of one process (from dl_iterate_phdr), to symbolize return addresses.
+struct md_probe_object {
+    int32_t pid;
+    uint32_t reserved;
+    uint64_t bias, start, end; // load bias; the address range of its PT_LOAD segments
+    char path[MD_PROBE_PATH];
+};
+
+// A distinct call stack (return addresses, innermost first), with what allocated from it.
+struct md_probe_stack {
+    _Atomic uint64_t hash; // 0: free entry
+    uint32_t depth;
+    int32_t pid;
+    uint64_t frames[MD_PROBE_FRAMES];
+    _Atomic uint64_t allocations, bytes;
+};
+
+// A block that is live now (--leaks): open addressing on the block's address.
+#define MD_PROBE_LIVE_TOMBSTONE 1u
+struct md_probe_live {
+    _Atomic uint64_t address; // 0 free, MD_PROBE_LIVE_TOMBSTONE freed, else the block
+    uint64_t size;
+    int32_t pid;
+    uint32_t stack; // index + 1, or 0
 };
 
 struct md_probe_header {
@@ -68,16 +108,23 @@ struct md_probe_header {
     _Atomic uint32_t slots_overflow; // threads that found no free slot
     _Atomic uint64_t slow_used;
     _Atomic uint32_t processes; // processes that attached
-    uint32_t reserved;
+    uint32_t flags;             // md_probe_flags
+    uint32_t object_max, stack_max;
+    uint64_t live_max;
+    _Atomic uint32_t objects_used, stacks_used;
+    _Atomic uint64_t stacks_dropped, live_dropped;
     // One (ticks, CLOCK_REALTIME) pair taken by the tool before the program starts; with a second
     // pair after it ends, the tool knows the tick rate.
     uint64_t cal_tsc, cal_realtime_ns;
 };
 
-static inline size_t md_probe_file_size(uint32_t slots, uint64_t slow_max)
+static inline size_t md_probe_file_size(const struct md_probe_header *h)
 {
-    return sizeof(struct md_probe_header) + slots * sizeof(struct md_probe_slot) +
-           slow_max * sizeof(struct md_probe_slow);
+    return sizeof(struct md_probe_header) + h->slot_count * sizeof(struct md_probe_slot) +
+           h->slow_max * sizeof(struct md_probe_slow) +
+           h->object_max * sizeof(struct md_probe_object) +
+           h->stack_max * sizeof(struct md_probe_stack) +
+           h->live_max * sizeof(struct md_probe_live);
 }
 
 static inline struct md_probe_slot *md_probe_slots(struct md_probe_header *h)
@@ -88,6 +135,29 @@ static inline struct md_probe_slot *md_probe_slots(struct md_probe_header *h)
 static inline struct md_probe_slow *md_probe_slow_log(struct md_probe_header *h)
 {
     return (struct md_probe_slow *)(md_probe_slots(h) + h->slot_count);
+}
+
+static inline struct md_probe_object *md_probe_objects(struct md_probe_header *h)
+{
+    return (struct md_probe_object *)(md_probe_slow_log(h) + h->slow_max);
+}
+
+static inline struct md_probe_stack *md_probe_stacks(struct md_probe_header *h)
+{
+    return (struct md_probe_stack *)(md_probe_objects(h) + h->object_max);
+}
+
+static inline struct md_probe_live *md_probe_live_table(struct md_probe_header *h)
+{
+    return (struct md_probe_live *)(md_probe_stacks(h) + h->stack_max);
+}
+
+static inline uint64_t md_probe_mix(uint64_t x)
+{
+    x ^= x >> 33; // a 64-bit finaliser: spreads pointer bits over the whole table
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    return x;
 }
 
 static inline unsigned md_probe_log2_bin(uint64_t size)

@@ -6,14 +6,28 @@
 #include <string.h>
 
 #include "cmd/cli.h"
+#include "alloc/probe_shared.h"
 #include "lib/trace.h"
 
-enum { OPT_JSON = 0x101, OPT_OPS, OPT_PROPAGATE, OPT_PROBE_DIR };
+enum {
+    OPT_JSON = 0x101,
+    OPT_OPS,
+    OPT_PROPAGATE,
+    OPT_PROBE_DIR,
+    OPT_STACKS,
+    OPT_LEAKS,
+    OPT_LEAK_MIN,
+    OPT_FOLDED
+};
 
 static const struct md_opt options[] = {
     {"json", OPT_JSON, NULL, "print the report as JSON (schema malloc-doctor/1)"},
     {"output", 'o', "FILE", "write the report to FILE instead of stdout (CMD keeps stdout)"},
     {"ops", OPT_OPS, "N", "the number of allocator operations, when they cannot be counted"},
+    {"stacks", OPT_STACKS, NULL, "top call stacks that allocate, and of futex waits inside them"},
+    {"folded", OPT_FOLDED, "FILE", "with --stacks: write folded stacks for flame graphs to FILE"},
+    {"leaks", OPT_LEAKS, NULL, "blocks never freed at exit, grouped by call stack"},
+    {"leak-min", OPT_LEAK_MIN, "BYTES", "with --leaks: list only stacks that leaked this much"},
     {"propagate-exit", OPT_PROPAGATE, NULL, "exit with the program's status (128+N for signal N)"},
     {"probe-dir", OPT_PROBE_DIR, "DIR", "where the probe's glibc/ and musl/ builds are"},
     {"help", MD_OPT_HELP, NULL, "show this help"},
@@ -113,6 +127,41 @@ static void print_bands(const cJSON *r, const char *key, const char *title)
     }
 }
 
+static void print_stack_list(const cJSON *list, const char *title, const char *count_key,
+                             const char *bytes_key, const char *bytes_label)
+{
+    const cJSON *st;
+    int shown = 0;
+    cJSON_ArrayForEach(st, list)
+    {
+        if (shown++ == 5)
+            break;
+        if (shown == 1)
+            printf("\n%s:\n", title);
+        printf("  %.0f %s, %.6g %s\n", num(st, count_key), count_key, num(st, bytes_key),
+               bytes_label);
+        const cJSON *f;
+        cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(st, "frames"))
+            printf("      %s\n", f->valuestring);
+    }
+}
+
+static void print_stacks(const cJSON *r)
+{
+    print_stack_list(cJSON_GetObjectItemCaseSensitive(r, "stacks"), "top allocating call stacks",
+                     "allocations", "bytes", "bytes");
+    print_stack_list(cJSON_GetObjectItemCaseSensitive(r, "futex_stacks"),
+                     "call stacks of futex waits inside the allocator", "waits", "wait_seconds",
+                     "s blocked");
+    const cJSON *leaks = cJSON_GetObjectItemCaseSensitive(r, "leaks");
+    if (!leaks)
+        return;
+    printf("\nleaks: %.0f blocks, %.0f bytes never freed\n", num(leaks, "blocks"),
+           num(leaks, "bytes"));
+    print_stack_list(cJSON_GetObjectItemCaseSensitive(leaks, "by_stack"), "leaked from", "blocks",
+                     "bytes", "bytes");
+}
+
 static void render_text(const cJSON *r)
 {
     print_header(r);
@@ -120,16 +169,29 @@ static void render_text(const cJSON *r)
     print_syscalls(r);
     print_bands(r, "size_bands", "request sizes whose calls made memory syscalls");
     print_bands(r, "free_bands", "freed block sizes whose free made memory syscalls");
+    print_stacks(r);
 }
 
 // --- the command ---------------------------------------------------------------------------
+
+static bool parse_count(const struct md_command *cmd, const char *option, const char *arg,
+                        uint64_t *out, int *exit_code)
+{
+    char *end;
+    errno = 0;
+    *out = strtoull(arg, &end, 10);
+    if (!*arg || *end || *arg == '-' || errno || *out == 0) {
+        *exit_code = md_cli_usage_error(cmd, "%s needs a positive number, not '%s'", option, arg);
+        return false;
+    }
+    return true;
+}
 
 static bool parse(const struct md_command *cmd, int argc, char **argv, struct trace_args *a,
                   int *exit_code)
 {
     const char *arg;
     int key;
-    char *end;
     *exit_code = MD_EXIT_OK;
     while ((key = md_cli_next(cmd, argc, argv, &arg)) != -1) {
         switch (key) {
@@ -145,13 +207,22 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct tr
         case 'o':
             a->output = arg;
             break;
-        case OPT_OPS:
-            a->opt.ops = strtoull(arg, &end, 10);
-            if (*end || !*arg || a->opt.ops == 0) {
-                *exit_code =
-                    md_cli_usage_error(cmd, "--ops needs a positive number, not '%s'", arg);
+        case OPT_STACKS:
+            a->opt.probe_flags |= MD_PROBE_WANT_STACKS;
+            break;
+        case OPT_LEAKS:
+            a->opt.probe_flags |= MD_PROBE_WANT_LEAKS;
+            break;
+        case OPT_FOLDED:
+            a->opt.folded = arg;
+            break;
+        case OPT_LEAK_MIN:
+            if (!parse_count(cmd, "--leak-min", arg, &a->opt.leak_min_bytes, exit_code))
                 return false;
-            }
+            break;
+        case OPT_OPS:
+            if (!parse_count(cmd, "--ops", arg, &a->opt.ops, exit_code))
+                return false;
             break;
         case MD_OPT_HELP:
             md_cli_usage(cmd, stdout);
@@ -166,6 +237,10 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct tr
     }
     if (optind >= argc) {
         *exit_code = md_cli_usage_error(cmd, "no command given (malloc-doctor trace -- CMD ARGS)");
+        return false;
+    }
+    if (a->opt.folded && !(a->opt.probe_flags & MD_PROBE_WANT_STACKS)) {
+        *exit_code = md_cli_usage_error(cmd, "--folded needs --stacks");
         return false;
     }
     a->opt.argv = argv + optind;
@@ -208,7 +283,8 @@ static int run(const struct md_command *cmd, int argc, char **argv)
 const struct md_command md_cmd_trace = {
     .name = "trace",
     .summary = "run a program and measure what its allocator costs (syscalls per operation)",
-    .synopsis = "[--json] [-o FILE] [--ops N] [--propagate-exit] [--] CMD [ARGS...]",
+    .synopsis = "[--json] [-o FILE] [--stacks [--folded FILE]] [--leaks [--leak-min BYTES]]\n"
+                "       [--ops N] [--propagate-exit] [--] CMD [ARGS...]",
     .description =
         "Runs CMD under strace (memory and futex syscalls only) with a preloaded probe that\n"
         "counts every malloc, free, calloc, realloc and aligned allocation, and reports the\n"

@@ -41,13 +41,21 @@ static int make_file(struct md_probe_file *pf, struct md_error *err)
     return md_fail_errno(err, errno, "cannot create the probe file in /dev/shm or /tmp");
 }
 
-int md_probe_file_create(struct md_probe_file *pf, uint64_t slow_threshold_ns, struct md_error *err)
+int md_probe_file_create(struct md_probe_file *pf, uint64_t slow_threshold_ns, uint32_t flags,
+                         struct md_error *err)
 {
     memset(pf, 0, sizeof *pf);
+    struct md_probe_header layout = {
+        .slot_count = MD_PROBE_SLOTS,
+        .slow_max = MD_PROBE_SLOW_MAX,
+        .object_max = flags ? MD_PROBE_OBJECTS : 0,
+        .stack_max = flags ? MD_PROBE_STACKS : 0,
+        .live_max = flags & MD_PROBE_WANT_LEAKS ? MD_PROBE_LIVE : 0,
+    };
     int fd = make_file(pf, err);
     if (fd < 0)
         return -1;
-    pf->size = md_probe_file_size(MD_PROBE_SLOTS, MD_PROBE_SLOW_MAX);
+    pf->size = md_probe_file_size(&layout);
     if (ftruncate(fd, (off_t)pf->size)) { // sparse: only touched pages take memory
         close(fd);
         unlink(pf->path);
@@ -60,9 +68,9 @@ int md_probe_file_create(struct md_probe_file *pf, uint64_t slow_threshold_ns, s
         return md_fail_errno(err, errno, "%s", pf->path);
     }
     struct md_probe_header *h = pf->header = map;
+    *h = layout;
     h->version = MD_PROBE_VERSION;
-    h->slot_count = MD_PROBE_SLOTS;
-    h->slow_max = MD_PROBE_SLOW_MAX;
+    h->flags = flags;
     double rate = measure_ticks_per_ns();
     h->slow_threshold_ticks = (uint64_t)((double)slow_threshold_ns * rate);
     h->cal_tsc = md_probe_ticks();

@@ -18,8 +18,8 @@ struct md_probe_file {
 };
 
 // Creates and maps the file (in /dev/shm when possible); slow calls are those longer than
-// slow_threshold_ns.
-int md_probe_file_create(struct md_probe_file *pf, uint64_t slow_threshold_ns,
+// slow_threshold_ns; flags (md_probe_flags) ask for call stacks and live blocks.
+int md_probe_file_create(struct md_probe_file *pf, uint64_t slow_threshold_ns, uint32_t flags,
                          struct md_error *err);
 // Takes the closing clock pair; call after the program has exited.
 void md_probe_file_finish(struct md_probe_file *pf);

@@ -10,6 +10,7 @@
 
 #include "lib/inspect.h"
 #include "lib/probe_file.h"
+#include "lib/trace_stacks.h"
 #include "lib/trace_stats.h"
 
 // Calls slower than this are logged by the probe; any syscall strace stops on takes longer.
@@ -148,7 +149,7 @@ static int prepare(const struct md_trace_options *opt, struct session *s, struct
         return 0;
     char lib[PATH_MAX];
     if (probe_library(opt, s->target.libc, lib, sizeof lib, err) ||
-        md_probe_file_create(&s->probe, MD_SLOW_CALL_NS, err))
+        md_probe_file_create(&s->probe, MD_SLOW_CALL_NS, opt->probe_flags, err))
         return -1;
     const char *prev = getenv("LD_PRELOAD");
     snprintf(s->env_preload, sizeof s->env_preload, "LD_PRELOAD=%s%s%s", lib,
@@ -164,6 +165,29 @@ static void cleanup(struct session *s)
     md_probe_file_close(&s->probe);
     md_strace_log_free(&s->log);
     cJSON_Delete(s->target.inspect);
+}
+
+static int stats_with_stacks(const struct md_trace_options *opt, struct session *s,
+                             struct md_trace_input *in, cJSON *report, struct md_error *err)
+{
+    in->stack_slots = s->probe.header->stack_max + 1;
+    in->futex_waits_by_stack = calloc(in->stack_slots, sizeof *in->futex_waits_by_stack);
+    in->futex_ns_by_stack = calloc(in->stack_slots, sizeof *in->futex_ns_by_stack);
+    int rc = -1;
+    if (!in->futex_waits_by_stack || !in->futex_ns_by_stack)
+        md_fail(err, "out of memory");
+    else if (!md_trace_stats(in, report, err)) {
+        struct md_stack_options so = {.stacks = opt->probe_flags & MD_PROBE_WANT_STACKS,
+                                      .leaks = opt->probe_flags & MD_PROBE_WANT_LEAKS,
+                                      .leak_min_bytes = opt->leak_min_bytes,
+                                      .folded = opt->folded,
+                                      .futex_waits = in->futex_waits_by_stack,
+                                      .futex_ns = in->futex_ns_by_stack};
+        rc = md_trace_stacks(&s->probe, &so, report, err);
+    }
+    free(in->futex_waits_by_stack);
+    free(in->futex_ns_by_stack);
+    return rc;
 }
 
 static int measure(const struct md_trace_options *opt, struct session *s, cJSON *report,
@@ -192,7 +216,9 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
         in.ops[MD_OP_MALLOC] = opt->ops;
         in.ops_source = "--ops";
     }
-    return md_trace_stats(&in, report, err);
+    if (!preload || !opt->probe_flags)
+        return md_trace_stats(&in, report, err);
+    return stats_with_stacks(opt, s, &in, report, err);
 }
 
 int md_trace(const struct md_trace_options *opt, cJSON *report, struct md_run_result *run,

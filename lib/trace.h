@@ -13,6 +13,9 @@ struct md_trace_options {
     char **argv;           // the program and its arguments
     const char *probe_dir; // directory holding glibc/ and musl/ builds of libmdprobe.so
     uint64_t ops;          // --ops N: the operation count when it cannot be measured (0: none)
+    uint32_t probe_flags;  // md_probe_flags: --stacks, --leaks
+    uint64_t leak_min_bytes; // --leaks: report stacks that leaked at least this much
+    const char *folded;      // --folded FILE: allocation stacks in flame-graph format
 };
 
 // Runs the program and fills report ("target", "mode", "run", and the statistics of

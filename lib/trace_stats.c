@@ -22,7 +22,7 @@ struct probe_totals {
 struct slow_call {
     uint64_t start, end, size;
     int32_t tid;
-    uint32_t op;
+    uint32_t op, stack;
 };
 
 struct sys_totals {
@@ -148,11 +148,21 @@ static struct slow_call *slow_calls(const struct md_probe_file *pf, size_t *coun
                                          .end = end,
                                          .size = log[i].size,
                                          .tid = log[i].tid,
-                                         .op = log[i].op};
+                                         .op = log[i].op,
+                                         .stack = log[i].stack};
     }
     qsort(out, kept, sizeof *out, by_tid_start);
     *count = kept;
     return out;
+}
+
+static void count_futex_stack(const struct md_trace_input *input, const struct md_sys_event *e,
+                              const struct slow_call *in)
+{
+    if (!input->futex_waits_by_stack || !in || !in->stack || in->stack >= input->stack_slots)
+        return;
+    input->futex_waits_by_stack[in->stack]++;
+    input->futex_ns_by_stack[in->stack] += e->dur_ns;
 }
 
 static void count_event(struct stats *st, const struct md_sys_event *e, const struct slow_call *in)
@@ -185,9 +195,10 @@ static void count_event(struct stats *st, const struct md_sys_event *e, const st
 }
 
 // Walks events and slow calls, both sorted by (thread, time), in one merge.
-static int join(struct stats *st, struct md_strace_log *log, const struct slow_call *slow,
+static int join(struct stats *st, const struct md_trace_input *input, const struct slow_call *slow,
                 size_t slow_count)
 {
+    struct md_strace_log *log = input->log;
     qsort(log->event, log->count, sizeof *log->event, by_tid_ts);
     size_t j = 0;
     struct thread_row *row = NULL;
@@ -205,6 +216,8 @@ static int join(struct stats *st, struct md_strace_log *log, const struct slow_c
         bool inside =
             j < slow_count && slow[j].tid == e->tid && slow[j].start <= e->ts_ns + MD_JOIN_SLACK_NS;
         count_event(st, e, inside ? &slow[j] : NULL);
+        if (e->sys == MD_SYS_FUTEX && e->futex_wait)
+            count_futex_stack(input, e, inside ? &slow[j] : NULL);
     }
     return 0;
 }
@@ -461,7 +474,7 @@ int md_trace_stats(struct md_trace_input *in, cJSON *report, struct md_error *er
         memcpy(in->ops, st->probe.ops, sizeof in->ops);
     }
     if (!rc)
-        rc = join(st, in->log, slow, slow_count);
+        rc = join(st, in, slow, slow_count);
     if (!rc) {
         uint64_t ops = in->ops_source ? total_ops(in->ops) : 0;
         add_ops(report, in->ops, in->ops_source);

@@ -21,6 +21,9 @@ struct md_trace_input {
     uint64_t ops[MD_OP_COUNT];   // operation counts when there is no probe (uprobes or --ops)
     const char *ops_source;      // "probe", "uprobes", "--ops", or NULL when unknown
     double wall_seconds;
+    // with stacks: futex waits inside allocator calls per stack id (index + 1), filled here
+    uint64_t *futex_waits_by_stack, *futex_ns_by_stack;
+    uint32_t stack_slots; // entries in those arrays
 };
 
 // Adds "ops", "syscalls", "futex", "mmap_lengths", "threads", "requests", "size_bands",

@@ -124,3 +124,41 @@ assert abs(f['per_op'] - f['count']/80000) < 1e-12, f"
     [ "$status" -eq 2 ]
     [[ "$output" == *"strace: not found; install it (apt-get install strace)"* ]]
 }
+
+@test "--leaks: both leaking call sites with their exact byte counts" {
+    run "$T" trace --leaks --json -o "$OUT" -- "$FX/leaker"
+    [ "$status" -eq 0 ]
+    python3 -c "
+import json; r=json.load(open('$OUT')); l=r['leaks']
+sites={s['frames'][0].split(' ')[0]: (s['blocks'], s['bytes']) for s in l['by_stack']}
+assert sites.get('leak_small') == (10, 1000), sites
+assert sites.get('leak_large') == (3, 15000), sites
+assert 'no_leak' not in sites, sites
+assert 'stacks' not in r    # --leaks alone does not rank allocation stacks"
+    run "$T" trace --leaks --leak-min 2000 --json -o "$OUT" -- "$FX/leaker"
+    python3 -c "
+import json; r=json.load(open('$OUT')); s=[x['frames'][0] for x in r['leaks']['by_stack']]
+assert len(s) == 1 and s[0].startswith('leak_large'), s"
+}
+
+@test "--stacks: allocating stacks ranked, folded output, futex waits inside the allocator" {
+    folded=$(mktemp)
+    run "$T" trace --stacks --folded "$folded" --json -o "$OUT" -- "$FX/leaker"
+    [ "$status" -eq 0 ]
+    python3 -c "
+import json; r=json.load(open('$OUT')); top=r['stacks'][0]
+assert top['frames'][0].startswith('no_leak') and top['allocations'] == 1000, top
+assert top['frames'][1].startswith('main'), top"
+    grep -q '^.*main (leaker);no_leak (leaker) 1000$' "$folded"
+    rm -f "$folded"
+    run "$T" trace --stacks --json -o "$OUT" -- "$FX/toy-mt"
+    [ "$status" -eq 0 ]
+    python3 -c "
+import json; r=json.load(open('$OUT'))
+assert r['ops']['malloc'] >= 200000, r['ops']
+for s in r['futex_stacks']:
+    assert s['frames'][0].startswith('churn'), s"
+    run "$T" trace --folded x -- "$FX/leaker"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--folded needs --stacks"* ]]
+}

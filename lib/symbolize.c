@@ -1,0 +1,293 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "lib/symbolize.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct collect_ctx {
+    struct md_func_sym *funcs;
+    size_t count, cap;
+    bool oom;
+};
+
+static int collect_func(const struct md_sym *s, void *arg)
+{
+    struct collect_ctx *c = arg;
+    if (!s->defined || (s->type != STT_FUNC && s->type != STT_GNU_IFUNC) || !s->value)
+        return 0;
+    if (c->count == c->cap) {
+        size_t n = c->cap ? 2 * c->cap : 256;
+        struct md_func_sym *grown = realloc(c->funcs, n * sizeof *grown);
+        if (!grown) {
+            c->oom = true;
+            return 1;
+        }
+        c->funcs = grown;
+        c->cap = n;
+    }
+    c->funcs[c->count++] = (struct md_func_sym){s->name, s->value, s->size, s->bind};
+    return 0;
+}
+
+static int bind_rank(unsigned char bind)
+{
+    return bind == STB_GLOBAL ? 0 : bind == STB_WEAK ? 1 : 2;
+}
+
+static size_t leading_underscores(const char *s)
+{
+    size_t n = 0;
+    while (s[n] == '_')
+        n++;
+    return n;
+}
+
+// Address order; among aliases the name a person would recognise first (malloc before
+// __libc_malloc), then by name so that the order never depends on qsort.
+static int func_cmp(const void *a, const void *b)
+{
+    const struct md_func_sym *x = a, *y = b;
+    if (x->addr != y->addr)
+        return x->addr < y->addr ? -1 : 1;
+    if (bind_rank(x->bind) != bind_rank(y->bind))
+        return bind_rank(x->bind) - bind_rank(y->bind);
+    size_t ux = leading_underscores(x->name), uy = leading_underscores(y->name);
+    if (ux != uy)
+        return ux < uy ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+// .symtab and .dynsym both list exported functions: keep one copy of each (address, name).
+static size_t dedup_funcs(struct md_func_sym *f, size_t n)
+{
+    size_t out = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool dup = false;
+        for (size_t j = out; j-- > 0 && f[j].addr == f[i].addr;)
+            dup = dup || !strcmp(f[j].name, f[i].name);
+        if (!dup)
+            f[out++] = f[i];
+    }
+    return out;
+}
+
+static int read_loads(struct md_symtab *t, struct md_error *err)
+{
+    t->loads = calloc(t->elf.phnum ? t->elf.phnum : 1, sizeof *t->loads);
+    if (!t->loads)
+        return md_fail(err, "%s: out of memory", t->path);
+    for (size_t i = 0; i < t->elf.phnum; i++) {
+        GElf_Phdr ph;
+        if (gelf_getphdr(t->elf.elf, (int)i, &ph) && ph.p_type == PT_LOAD)
+            t->loads[t->load_count++] = ph;
+    }
+    return 0;
+}
+
+static int read_funcs(struct md_symtab *t, struct md_error *err)
+{
+    struct collect_ctx c = {0};
+    bool has_symtab;
+    if (md_elf_symbols(&t->elf, collect_func, &c, &has_symtab, err)) {
+        free(c.funcs);
+        return -1;
+    }
+    if (c.oom) {
+        free(c.funcs);
+        return md_fail(err, "%s: out of memory reading symbols", t->path);
+    }
+    if (c.count)
+        qsort(c.funcs, c.count, sizeof *c.funcs, func_cmp);
+    t->funcs = c.funcs;
+    t->count = dedup_funcs(c.funcs, c.count);
+    return 0;
+}
+
+int md_symtab_load(struct md_symtab *t, const char *path, struct md_error *err)
+{
+    memset(t, 0, sizeof *t);
+    t->path = strdup(path);
+    if (!t->path)
+        return md_fail(err, "%s: out of memory", path);
+    bool is_archive = false;
+    if (md_elf_open(&t->elf, t->path, &is_archive, err)) {
+        md_symtab_free(t);
+        return -1;
+    }
+    t->elf_open = true;
+    int rc = -1;
+    if (is_archive)
+        md_fail(err, "%s: an archive, not a loadable ELF file", path);
+    else if (t->elf.ehdr.e_type != ET_EXEC && t->elf.ehdr.e_type != ET_DYN)
+        md_fail(err, "%s: not an executable or shared library", path);
+    else
+        rc = read_loads(t, err) || read_funcs(t, err) ? -1 : 0;
+    if (rc)
+        md_symtab_free(t);
+    return rc;
+}
+
+void md_symtab_free(struct md_symtab *t)
+{
+    if (t->elf_open)
+        md_elf_close(&t->elf);
+    free(t->funcs);
+    free(t->loads);
+    free(t->path);
+    memset(t, 0, sizeof *t);
+}
+
+bool md_symtab_offset_to_addr(const struct md_symtab *t, uint64_t offset, uint64_t *addr)
+{
+    for (size_t i = 0; i < t->load_count; i++) {
+        const GElf_Phdr *p = &t->loads[i];
+        if (offset >= p->p_offset && offset - p->p_offset < p->p_filesz) {
+            *addr = offset - p->p_offset + p->p_vaddr;
+            return true;
+        }
+    }
+    return false;
+}
+
+bool md_symtab_addr_to_offset(const struct md_symtab *t, uint64_t addr, uint64_t *offset)
+{
+    for (size_t i = 0; i < t->load_count; i++) {
+        const GElf_Phdr *p = &t->loads[i];
+        if (addr >= p->p_vaddr && addr - p->p_vaddr < p->p_filesz) {
+            *offset = addr - p->p_vaddr + p->p_offset;
+            return true;
+        }
+    }
+    return false;
+}
+
+// Index of the first alias of the last address <= addr, or count when there is none.
+static size_t floor_index(const struct md_symtab *t, uint64_t addr)
+{
+    size_t lo = 0, hi = t->count; // answer: the last i with funcs[i].addr <= addr
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (t->funcs[mid].addr <= addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return t->count;
+    size_t i = lo - 1;
+    while (i > 0 && t->funcs[i - 1].addr == t->funcs[i].addr)
+        i--;
+    return i;
+}
+
+const struct md_func_sym *md_symtab_find(const struct md_symtab *t, uint64_t addr, size_t *aliases)
+{
+    size_t i = floor_index(t, addr);
+    if (i == t->count)
+        return NULL;
+    size_t n = 1;
+    uint64_t size = t->funcs[i].size;
+    while (i + n < t->count && t->funcs[i + n].addr == t->funcs[i].addr) {
+        if (t->funcs[i + n].size > size)
+            size = t->funcs[i + n].size;
+        n++;
+    }
+    // A sized function ends where its size says; an unsized one (hand-written assembly) is
+    // trusted up to the next symbol, which is the best a symbol table can tell.
+    if (size && addr - t->funcs[i].addr >= size)
+        return NULL;
+    if (aliases)
+        *aliases = n;
+    return &t->funcs[i];
+}
+
+const struct md_func_sym *md_symtab_by_name(const struct md_symtab *t, const char *name)
+{
+    for (size_t i = 0; i < t->count; i++)
+        if (!strcmp(t->funcs[i].name, name))
+            return &t->funcs[i];
+    return NULL;
+}
+
+int md_elf_func_offset(const char *path, const char *name, uint64_t *offset, struct md_error *err)
+{
+    struct md_symtab t;
+    if (md_symtab_load(&t, path, err))
+        return -1;
+    const struct md_func_sym *f = md_symtab_by_name(&t, name);
+    int rc = 0;
+    if (!f)
+        rc = md_fail(err, "%s: no function named %s in the symbol tables", path, name);
+    else if (!md_symtab_addr_to_offset(&t, f->addr, offset))
+        rc = md_fail(err, "%s: function %s at 0x%jx is not in a loadable segment", path, name,
+                     (uintmax_t)f->addr);
+    md_symtab_free(&t);
+    return rc;
+}
+
+void md_symcache_init(struct md_symcache *c)
+{
+    memset(c, 0, sizeof *c);
+}
+
+void md_symcache_free(struct md_symcache *c)
+{
+    for (size_t i = 0; i < c->count; i++) {
+        if (c->tabs[i]) {
+            md_symtab_free(c->tabs[i]);
+            free(c->tabs[i]);
+        }
+        free(c->paths[i]);
+    }
+    free(c->tabs);
+    free(c->paths);
+    memset(c, 0, sizeof *c);
+}
+
+static bool symcache_grow(struct md_symcache *c)
+{
+    if (c->count < c->cap)
+        return true;
+    size_t n = c->cap ? 2 * c->cap : 16;
+    struct md_symtab **tabs = realloc(c->tabs, n * sizeof *tabs);
+    if (!tabs)
+        return false;
+    c->tabs = tabs;
+    char **paths = realloc(c->paths, n * sizeof *paths);
+    if (!paths)
+        return false;
+    c->paths = paths;
+    c->cap = n;
+    return true;
+}
+
+const struct md_symtab *md_symcache_get(struct md_symcache *c, const char *path)
+{
+    for (size_t i = 0; i < c->count; i++)
+        if (!strcmp(c->paths[i], path))
+            return c->tabs[i];
+    char *copy = strdup(path);
+    if (!copy || !symcache_grow(c)) {
+        free(copy);
+        return NULL;
+    }
+    struct md_symtab *t = malloc(sizeof *t);
+    struct md_error err; // an unreadable file just has no names; the caller counts "unknown"
+    if (t && md_symtab_load(t, path, &err)) {
+        free(t);
+        t = NULL;
+    }
+    c->paths[c->count] = copy;
+    c->tabs[c->count++] = t;
+    return t;
+}
+
+const struct md_func_sym *md_symbolize(struct md_symcache *c, const char *path, uint64_t offset,
+                                       size_t *aliases)
+{
+    const struct md_symtab *t = md_symcache_get(c, path);
+    uint64_t addr;
+    if (!t || !md_symtab_offset_to_addr(t, offset, &addr))
+        return NULL;
+    return md_symtab_find(t, addr, aliases);
+}
