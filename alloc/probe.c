@@ -52,6 +52,7 @@ static struct {
     _Atomic int attach_tried; // the first allocator call may come before our constructor
     uint32_t flags;           // md_probe_flags, set once the objects are recorded
     pid_t pid;
+    bool rseq;                           // slow calls are found by the rseq mark (see mark_begin)
     struct md_probe_slot *overflow_slot; // shared by threads that found no slot (atomic adds)
     uint64_t threshold;
     size_t boot_used;
@@ -99,6 +100,120 @@ static void resolve(void)
     r.usable_size = (size_t(*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
     probe.real = r;
     probe.resolving = 0;
+}
+
+// --- finding slow calls --------------------------------------------------------------------
+//
+// Reading a clock at both ends of every call costs two tick reads (~25 ns here), more than a
+// whole malloc/free pair. Instead the probe arms the rseq area glibc registers for each thread:
+// rseq_cs points at a critical-section descriptor whose range is never executed, and the kernel
+// sets rseq_cs back to NULL whenever the thread is switched out. Every syscall strace stops on
+// switches the thread out. So a call that finds rseq_cs cleared on return was slow; a call that
+// finds it cleared on entry follows a switch in the program's own code, and the current time
+// bounds where this call's syscalls can start. Clocks are read only on those rare events. rseq
+// users write rseq_cs themselves at the start of their own critical sections, so an armed
+// descriptor is invisible to them.
+
+extern const ptrdiff_t __rseq_offset __attribute__((weak));
+extern const unsigned int __rseq_size __attribute__((weak));
+
+#if defined(__x86_64__)
+// The descriptor's range [md_rseq_never, +1) is never executed; the kernel checks the signature
+// (x86's RSEQ_SIG) before the abort address of every descriptor it reads.
+__asm__(".pushsection .text\n"
+        ".balign 16\n"
+        "md_rseq_never:\n\tnop\n\tnop\n"
+        "\t.long 0x53053053\n"
+        "md_rseq_abort:\n\tud2\n"
+        ".popsection\n");
+extern const char md_rseq_never[] __attribute__((visibility("hidden")));
+extern const char md_rseq_abort[] __attribute__((visibility("hidden")));
+#define MD_HAVE_RSEQ_MARK 1
+#else
+#define MD_HAVE_RSEQ_MARK 0
+#endif
+
+// The kernel's struct rseq_cs (linux/rseq.h), 32-byte aligned.
+struct rseq_descriptor {
+    uint32_t version, flags;
+    uint64_t start_ip, post_commit_offset, abort_ip;
+} __attribute__((aligned(32)));
+
+static struct rseq_descriptor never_descriptor;
+static __thread uint64_t tls_boundary_ns __attribute__((tls_model("initial-exec")));
+
+struct mark {
+    uint64_t t0; // ticks (tick timing only)
+    bool rseq;
+};
+
+static inline volatile uint64_t *rseq_cs_field(void)
+{
+    // struct rseq: cpu_id_start, cpu_id, then the rseq_cs pointer at offset 8
+    return (volatile uint64_t *)((char *)__builtin_thread_pointer() + __rseq_offset + 8);
+}
+
+static uint64_t clock_ns(clockid_t clock)
+{
+    struct timespec now;
+    clock_gettime(clock, &now);
+    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+}
+
+// True when this kernel clears an armed rseq_cs after a switch (a short sleep always switches).
+static bool rseq_mark_works(void)
+{
+#if MD_HAVE_RSEQ_MARK
+    if (!&__rseq_size || !&__rseq_offset || __rseq_size < 16)
+        return false;
+    never_descriptor = (struct rseq_descriptor){.start_ip = (uint64_t)md_rseq_never,
+                                                .post_commit_offset = 1,
+                                                .abort_ip = (uint64_t)md_rseq_abort};
+    volatile uint64_t *cs = rseq_cs_field();
+    *cs = (uint64_t)&never_descriptor;
+    struct timespec pause = {0, 20000};
+    nanosleep(&pause, NULL);
+    return *cs == 0;
+#else
+    return false;
+#endif
+}
+
+static inline void mark_begin(struct mark *m)
+{
+    m->rseq = probe.rseq;
+    if (!m->rseq) {
+        m->t0 = md_probe_ticks();
+        return;
+    }
+    volatile uint64_t *cs = rseq_cs_field();
+    if (__builtin_expect(*cs == 0, 0)) // switched out since the last call: a new boundary
+        tls_boundary_ns = clock_ns(CLOCK_REALTIME);
+    *cs = (uint64_t)&never_descriptor;
+}
+
+// Whether the call that just returned was slow, with its times. Before the probe has attached the
+// threshold is 0 and every call counts as slow, which only the first few calls are; the clock is
+// read here, before attaching makes syscalls of its own.
+static inline bool mark_end(const struct mark *m, uint64_t *ticks, uint64_t *start_realtime,
+                            uint64_t *end_realtime)
+{
+    if (m->rseq) {
+        volatile uint64_t *cs = rseq_cs_field();
+        if (*cs != 0)
+            return false;
+        *ticks = 0;
+        *start_realtime = tls_boundary_ns;
+        *end_realtime = tls_boundary_ns = clock_ns(CLOCK_REALTIME);
+        *cs = (uint64_t)&never_descriptor; // armed again for the gap before the next call
+        return true;
+    }
+    *ticks = md_probe_ticks() - m->t0;
+    if (*ticks <= probe.threshold)
+        return false;
+    *start_realtime = 0;
+    *end_realtime = clock_ns(CLOCK_REALTIME);
+    return true;
 }
 
 // --- loaded objects, call stacks, live blocks (--stacks, --leaks) ---------------------------
@@ -302,10 +417,13 @@ static void attach_shared(void)
     probe.threshold = h->slow_threshold_ticks;
     probe.overflow_slot = &md_probe_slots(h)[0]; // slot 0 is reserved for overflow
     probe.pid = getpid();
+    probe.rseq = !(h->flags & MD_PROBE_PRECISE) && rseq_mark_works();
+    atomic_fetch_or(&h->method, probe.rseq ? MD_METHOD_RSEQ : MD_METHOD_TICKS);
     probe.shared = h;
-    if (h->flags)
+    if (h->flags & (MD_PROBE_WANT_STACKS | MD_PROBE_WANT_LEAKS))
         record_objects();
-    probe.flags = h->flags; // last: the stack and leak paths need the objects
+    probe.flags =
+        h->flags & (MD_PROBE_WANT_STACKS | MD_PROBE_WANT_LEAKS); // last: they need the objects
 }
 
 // A forked child is a new process: its threads need slots of their own, and its pid names its
@@ -354,15 +472,8 @@ static inline struct md_probe_slot *my_slot(void)
     return tls_slot = claim_slot();
 }
 
-static uint64_t realtime_ns(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-}
-
 static void log_slow(struct md_probe_slot *s, enum md_probe_op op, uint64_t size, uint64_t ticks,
-                     uint64_t end_realtime_ns, uint32_t stack)
+                     uint64_t start_realtime_ns, uint64_t end_realtime_ns, uint32_t stack)
 {
     struct md_probe_header *h = probe.shared;
     uint64_t at = atomic_fetch_add(&h->slow_used, 1);
@@ -371,6 +482,7 @@ static void log_slow(struct md_probe_slot *s, enum md_probe_op op, uint64_t size
         return;
     }
     md_probe_slow_log(h)[at] = (struct md_probe_slow){.ticks = ticks,
+                                                      .start_realtime_ns = start_realtime_ns,
                                                       .end_realtime_ns = end_realtime_ns,
                                                       .size = size,
                                                       .tid = (int32_t)syscall(SYS_gettid),
@@ -378,6 +490,7 @@ static void log_slow(struct md_probe_slot *s, enum md_probe_op op, uint64_t size
                                                       .stack = stack};
 }
 
+// The overflow slot is shared by threads that found no slot of their own: atomic adds.
 static void count_shared(struct md_probe_slot *s, enum md_probe_op op, uint64_t size)
 {
     __atomic_fetch_add(&s->ops[op], 1, __ATOMIC_RELAXED);
@@ -391,42 +504,65 @@ static void count_shared(struct md_probe_slot *s, enum md_probe_op op, uint64_t 
 }
 
 // size is the request; for free the block's usable size, which goes to the slow log only (the
-// histogram and byte count describe requests). result: the block returned; freed: the block
-// released (free, realloc).
-static inline void record(enum md_probe_op op, uint64_t size, uint64_t t0, void *result,
-                          void *freed, struct caller c)
+// histogram and byte count describe requests).
+static inline void count(struct md_probe_slot *s, enum md_probe_op op, uint64_t size)
 {
-    uint64_t ticks = md_probe_ticks() - t0, end_realtime = 0;
-    // read the clock before attaching: attaching makes syscalls of its own. Until then the
-    // threshold is 0 and every call reads it, which only the first few calls do.
-    if (__builtin_expect(ticks > probe.threshold, 0))
-        end_realtime = realtime_ns();
+    s->ops[op]++;
+    if (op == MD_OP_FREE)
+        return;
+    s->bytes_requested += size;
+    if (size < MD_HIST_EXACT)
+        s->hist_exact[size]++;
+    else
+        s->hist_log2[md_probe_log2_bin(size)]++;
+}
+
+// result: the block returned; freed: the block released (free, realloc).
+// Everything but the common case: the first call of a thread, the overflow slot, a slow call,
+// and --stacks/--leaks bookkeeping. Kept out of line so the fast path stays small.
+__attribute__((noinline)) static void record_slow(enum md_probe_op op, uint64_t size,
+                                                  const struct mark *m, void *result, void *freed,
+                                                  struct caller c)
+{
+    uint64_t ticks = 0, start_realtime = 0, end_realtime = 0;
+    bool slow = mark_end(m, &ticks, &start_realtime, &end_realtime);
     struct md_probe_slot *s = my_slot();
     if (!s)
         return;
-    if (__builtin_expect(s == probe.overflow_slot, 0)) {
-        count_shared(s, op, op == MD_OP_FREE ? 0 : size);
-    } else if (op == MD_OP_FREE) {
-        s->ops[op]++;
-    } else {
-        s->ops[op]++;
-        s->bytes_requested += size;
-        if (size < MD_HIST_EXACT)
-            s->hist_exact[size]++;
-        else
-            s->hist_log2[md_probe_log2_bin(size)]++;
-    }
-    bool slow = end_realtime != 0 && ticks > probe.threshold;
+    if (s == probe.overflow_slot)
+        count_shared(s, op, size);
+    else
+        count(s, op, size);
+    slow = slow && (m->rseq || ticks > probe.threshold); // the real threshold, once attached
     uint32_t stack = 0;
-    if (__builtin_expect(probe.flags != 0, 0)) {
+    if (probe.flags) {
         stack = track(op, size, result, freed, c);
         if (slow && !stack) // a slow free: its stack names who waited or unmapped
             stack = stack_id(c);
     }
-    if (__builtin_expect(slow, 0)) {
+    if (slow) {
         __atomic_fetch_add(&s->slow_calls, 1, __ATOMIC_RELAXED);
-        log_slow(s, op, size, ticks, end_realtime, stack);
+        log_slow(s, op, size, ticks, start_realtime, end_realtime, stack);
     }
+}
+
+// True when the call was fast: rseq_cs is still armed, or few ticks passed.
+static inline bool mark_fast(const struct mark *m)
+{
+    if (m->rseq)
+        return *rseq_cs_field() != 0;
+    return md_probe_ticks() - m->t0 <= probe.threshold && probe.threshold;
+}
+
+static inline void record(enum md_probe_op op, uint64_t size, const struct mark *m, void *result,
+                          void *freed, struct caller c)
+{
+    struct md_probe_slot *s = tls_slot;
+    if (__builtin_expect(s && s != probe.overflow_slot && !probe.flags, 1) && mark_fast(m)) {
+        count(s, op, size);
+        return;
+    }
+    record_slow(op, size, m, result, freed, c);
 }
 
 static inline bool ready(void)
@@ -442,9 +578,10 @@ EXPORT void *malloc(size_t n)
 {
     if (!ready())
         return boot_alloc(n);
-    uint64_t t0 = md_probe_ticks();
+    struct mark m;
+    mark_begin(&m);
     void *p = probe.real.malloc(n);
-    record(MD_OP_MALLOC, n, t0, p, NULL, CALLER);
+    record(MD_OP_MALLOC, n, &m, p, NULL, CALLER);
     return p;
 }
 
@@ -456,9 +593,10 @@ EXPORT void free(void *p)
         return;
     // the block's size tells which size band a munmap or madvise inside free belongs to
     uint64_t size = probe.real.usable_size ? probe.real.usable_size(p) : 0;
-    uint64_t t0 = md_probe_ticks();
+    struct mark m;
+    mark_begin(&m);
     probe.real.free(p);
-    record(MD_OP_FREE, size, t0, NULL, p, CALLER);
+    record(MD_OP_FREE, size, &m, NULL, p, CALLER);
 }
 
 EXPORT void *calloc(size_t n, size_t each)
@@ -469,9 +607,10 @@ EXPORT void *calloc(size_t n, size_t each)
             return NULL;
         return boot_alloc(total); // static storage: already zero
     }
-    uint64_t t0 = md_probe_ticks();
+    struct mark m;
+    mark_begin(&m);
     void *p = probe.real.calloc(n, each);
-    record(MD_OP_CALLOC, (uint64_t)n * each, t0, p, NULL, CALLER);
+    record(MD_OP_CALLOC, (uint64_t)n * each, &m, p, NULL, CALLER);
     return p;
 }
 
@@ -491,10 +630,11 @@ EXPORT void *realloc(void *old, size_t n)
         return boot_alloc(n);
     if (is_boot(old))
         return realloc_from_boot(old, n);
-    uint64_t t0 = md_probe_ticks();
+    struct mark m;
+    mark_begin(&m);
     void *p = probe.real.realloc(old, n);
     // a failed realloc keeps the old block; realloc(p, 0) may free it and return NULL
-    record(MD_OP_REALLOC, n, t0, p, p || !n ? old : NULL, CALLER);
+    record(MD_OP_REALLOC, n, &m, p, p || !n ? old : NULL, CALLER);
     return p;
 }
 
@@ -512,9 +652,10 @@ EXPORT int posix_memalign(void **out, size_t align, size_t n)
 {
     if (!ready() || !probe.real.posix_memalign)
         return ENOMEM;
-    uint64_t t0 = md_probe_ticks();
+    struct mark m;
+    mark_begin(&m);
     int rc = probe.real.posix_memalign(out, align, n);
-    record(MD_OP_ALIGNED, n, t0, rc ? NULL : *out, NULL, CALLER);
+    record(MD_OP_ALIGNED, n, &m, rc ? NULL : *out, NULL, CALLER);
     return rc;
 }
 
@@ -524,9 +665,10 @@ EXPORT int posix_memalign(void **out, size_t align, size_t n)
     {                                                                                              \
         if (!ready() || !probe.real.name)                                                          \
             return NULL;                                                                           \
-        uint64_t t0 = md_probe_ticks();                                                            \
+        struct mark m;                                                                             \
+        mark_begin(&m);                                                                            \
         void *p = probe.real.name args;                                                            \
-        record(MD_OP_ALIGNED, size, t0, p, NULL, CALLER);                                          \
+        record(MD_OP_ALIGNED, size, &m, p, NULL, CALLER);                                          \
         return p;                                                                                  \
     }
 

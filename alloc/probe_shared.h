@@ -29,6 +29,13 @@
 enum md_probe_flags {
     MD_PROBE_WANT_STACKS = 1, // allocation call stacks, counted per stack
     MD_PROBE_WANT_LEAKS = 2,  // every live block, with its stack
+    MD_PROBE_PRECISE = 4,     // time every call with ticks, never the rseq switch mark
+};
+
+// How slow calls were found (header.method, written by each process's probe).
+enum md_probe_method {
+    MD_METHOD_TICKS = 1, // tick counter at both ends of every call
+    MD_METHOD_RSEQ = 2,  // the kernel cleared an armed rseq_cs: the thread was switched out
 };
 
 enum md_probe_op {
@@ -63,7 +70,8 @@ struct md_probe_slot {
 // clock, when the call is found slow (rarely, so the cost does not matter); ticks give only the
 // duration, so tick counters that differ between CPUs cannot shift the call in time.
 struct md_probe_slow {
-    uint64_t ticks; // duration in ticks
+    uint64_t ticks;             // duration in ticks (tick timing), else 0
+    uint64_t start_realtime_ns; // rseq mark: no syscall of the call came before this, else 0
     uint64_t end_realtime_ns;
     uint64_t size; // request size (for free: the block's usable size)
     int32_t tid;
@@ -113,6 +121,8 @@ struct md_probe_header {
     uint64_t live_max;
     _Atomic uint32_t objects_used, stacks_used;
     _Atomic uint64_t stacks_dropped, live_dropped;
+    _Atomic uint32_t method; // md_probe_method bits of every process that attached
+    uint32_t reserved3;
     // One (ticks, CLOCK_REALTIME) pair taken by the tool before the program starts; with a second
     // pair after it ends, the tool knows the tick rate.
     uint64_t cal_tsc, cal_realtime_ns;

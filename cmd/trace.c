@@ -14,6 +14,7 @@ enum {
     OPT_OPS,
     OPT_PROPAGATE,
     OPT_PROBE_DIR,
+    OPT_PRECISE,
     OPT_STACKS,
     OPT_LEAKS,
     OPT_LEAK_MIN,
@@ -28,6 +29,7 @@ static const struct md_opt options[] = {
     {"folded", OPT_FOLDED, "FILE", "with --stacks: write folded stacks for flame graphs to FILE"},
     {"leaks", OPT_LEAKS, NULL, "blocks never freed at exit, grouped by call stack"},
     {"leak-min", OPT_LEAK_MIN, "BYTES", "with --leaks: list only stacks that leaked this much"},
+    {"precise", OPT_PRECISE, NULL, "time every allocator call (exact windows, more overhead)"},
     {"propagate-exit", OPT_PROPAGATE, NULL, "exit with the program's status (128+N for signal N)"},
     {"probe-dir", OPT_PROBE_DIR, "DIR", "where the probe's glibc/ and musl/ builds are"},
     {"help", MD_OPT_HELP, NULL, "show this help"},
@@ -206,6 +208,9 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct tr
             break;
         case 'o':
             a->output = arg;
+            break;
+        case OPT_PRECISE:
+            a->opt.probe_flags |= MD_PROBE_PRECISE;
             break;
         case OPT_STACKS:
             a->opt.probe_flags |= MD_PROBE_WANT_STACKS;

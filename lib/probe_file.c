@@ -48,8 +48,8 @@ int md_probe_file_create(struct md_probe_file *pf, uint64_t slow_threshold_ns, u
     struct md_probe_header layout = {
         .slot_count = MD_PROBE_SLOTS,
         .slow_max = MD_PROBE_SLOW_MAX,
-        .object_max = flags ? MD_PROBE_OBJECTS : 0,
-        .stack_max = flags ? MD_PROBE_STACKS : 0,
+        .object_max = flags & (MD_PROBE_WANT_STACKS | MD_PROBE_WANT_LEAKS) ? MD_PROBE_OBJECTS : 0,
+        .stack_max = flags & (MD_PROBE_WANT_STACKS | MD_PROBE_WANT_LEAKS) ? MD_PROBE_STACKS : 0,
         .live_max = flags & MD_PROBE_WANT_LEAKS ? MD_PROBE_LIVE : 0,
     };
     int fd = make_file(pf, err);

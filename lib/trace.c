@@ -148,8 +148,14 @@ static int prepare(const struct md_trace_options *opt, struct session *s, struct
     if (s->target.mode != MODE_PRELOAD)
         return 0;
     char lib[PATH_MAX];
+    // an allocator with rseq critical sections of its own must not see the rseq mark
+    const char *alloc_id =
+        md_json_get_str(cJSON_GetObjectItemCaseSensitive(s->target.inspect, "active"), "id");
+    uint32_t flags = opt->probe_flags;
+    if (alloc_id && !strcmp(alloc_id, "tcmalloc-google"))
+        flags |= MD_PROBE_PRECISE;
     if (probe_library(opt, s->target.libc, lib, sizeof lib, err) ||
-        md_probe_file_create(&s->probe, MD_SLOW_CALL_NS, opt->probe_flags, err))
+        md_probe_file_create(&s->probe, MD_SLOW_CALL_NS, flags, err))
         return -1;
     const char *prev = getenv("LD_PRELOAD");
     snprintf(s->env_preload, sizeof s->env_preload, "LD_PRELOAD=%s%s%s", lib,

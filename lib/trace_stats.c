@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "lib/trace_stats.h"
 
+#include "lib/report.h"
+
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,12 +115,12 @@ static int read_probe(struct stats *st, const struct md_probe_file *pf)
     return 0;
 }
 
-static int by_tid_start(const void *a, const void *b)
+static int by_tid_end(const void *a, const void *b)
 {
     const struct slow_call *x = a, *y = b;
     if (x->tid != y->tid)
         return x->tid < y->tid ? -1 : 1;
-    return x->start < y->start ? -1 : x->start > y->start;
+    return x->end < y->end ? -1 : x->end > y->end;
 }
 
 static int by_tid_ts(const void *a, const void *b)
@@ -129,7 +131,9 @@ static int by_tid_ts(const void *a, const void *b)
     return x->ts_ns < y->ts_ns ? -1 : x->ts_ns > y->ts_ns;
 }
 
-// The probe's slow calls in strace's clock, sorted by thread and start.
+// The probe's slow calls in strace's clock, sorted by thread and time. A thread's calls follow
+// each other, so a call cannot start before the previous one ended: that bound narrows starts
+// known only coarsely (the rseq mark's 4 ms clock).
 static struct slow_call *slow_calls(const struct md_probe_file *pf, size_t *count)
 {
     struct md_probe_header *h = pf->header;
@@ -144,14 +148,20 @@ static struct slow_call *slow_calls(const struct md_probe_file *pf, size_t *coun
         if (!log[i].end_realtime_ns) // reserved but never written: the process died in between
             continue;
         uint64_t end = log[i].end_realtime_ns, dur = md_probe_ticks_to_ns(pf, log[i].ticks);
-        out[kept++] = (struct slow_call){.start = end > dur ? end - dur : 0,
+        uint64_t start = log[i].start_realtime_ns ? log[i].start_realtime_ns
+                         : end > dur              ? end - dur
+                                                  : 0;
+        out[kept++] = (struct slow_call){.start = start,
                                          .end = end,
                                          .size = log[i].size,
                                          .tid = log[i].tid,
                                          .op = log[i].op,
                                          .stack = log[i].stack};
     }
-    qsort(out, kept, sizeof *out, by_tid_start);
+    qsort(out, kept, sizeof *out, by_tid_end);
+    for (size_t i = 1; i < kept; i++)
+        if (out[i].tid == out[i - 1].tid && out[i].start < out[i - 1].end)
+            out[i].start = out[i - 1].end;
     *count = kept;
     return out;
 }
@@ -442,10 +452,12 @@ static void add_threads(cJSON *report, const struct stats *st)
 }
 
 static void add_attribution(cJSON *report, const struct stats *st, const struct md_strace_log *log,
-                            bool have_probe)
+                            bool have_probe, uint32_t method)
 {
     cJSON *o = cJSON_AddObjectToObject(report, "attribution");
     cJSON_AddBoolToObject(o, "available", have_probe);
+    static const char *const methods[] = {NULL, "ticks", "rseq", "rseq+ticks"};
+    md_json_str(o, "method", methods[method & 3]);
     cJSON_AddNumberToObject(o, "slow_calls", (double)st->probe.slow);
     cJSON_AddNumberToObject(o, "slow_calls_dropped", (double)st->probe.dropped);
     cJSON_AddNumberToObject(o, "events_in_allocator", (double)st->joined);
@@ -485,7 +497,8 @@ int md_trace_stats(struct md_trace_input *in, cJSON *report, struct md_error *er
         add_bands(report, "size_bands", st, &st->requests, true);
         add_bands(report, "free_bands", st, &st->frees, false);
         add_threads(report, st);
-        add_attribution(report, st, in->log, in->probe != NULL);
+        add_attribution(report, st, in->log, in->probe != NULL,
+                        in->probe ? atomic_load(&in->probe->header->method) : 0);
     }
     free(slow);
     free(st->threads);
