@@ -10,11 +10,12 @@ musl-gcc -O2 -static -o $B/mtloop-musl tests/bench/src/mtloop.c
 out=$(mktemp)
 for v in glibc musl; do
     p=$B/mtloop-$v
-    echo "trace overhead, $v ($p: 2 threads x 4M malloc/free):"
+    echo "trace overhead, $v ($p: 2 threads x 20M malloc/free):"
     hyperfine --warmup 1 --runs 5 --style none --export-markdown "$out" \
         -n "plain" "$p" \
         -n "strace -f -c" "strace -f -c -o /dev/null $p" \
-        -n "malloc-doctor trace" "$T trace -o /dev/null -- $p" >/dev/null
+        -n "malloc-doctor trace" "$T trace -o /dev/null -- $p" \
+        -n "malloc-doctor trace --stacks" "$T trace --stacks -o /dev/null -- $p" >/dev/null
     cat "$out"
     echo
 done

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define ITERATIONS 4000000
+#define ITERATIONS 20000000
 
 static void *loop(void *arg)
 {
