@@ -53,6 +53,7 @@ static struct {
     uint32_t flags;           // md_probe_flags, set once the objects are recorded
     pid_t pid;
     bool rseq;                           // slow calls are found by the rseq mark (see mark_begin)
+    bool inactive;                       // no probe file: only forward calls
     struct md_probe_slot *overflow_slot; // shared by threads that found no slot (atomic adds)
     uint64_t threshold;
     size_t boot_used;
@@ -182,6 +183,8 @@ static bool rseq_mark_works(void)
 static inline void mark_begin(struct mark *m)
 {
     m->rseq = probe.rseq;
+    if (probe.inactive)
+        return;
     if (!m->rseq) {
         m->t0 = md_probe_ticks();
         return;
@@ -395,9 +398,13 @@ static uint32_t track(enum md_probe_op op, uint64_t size, void *result, void *fr
 
 static void attach_shared(void)
 {
-    if (atomic_exchange(&probe.attach_tried, 1))
+    // a plain load first: without a probe file every call comes here, and an exchange on a
+    // shared line would make threads fight over it
+    if (atomic_load_explicit(&probe.attach_tried, memory_order_relaxed) ||
+        atomic_exchange(&probe.attach_tried, 1))
         return;
     const char *path = getenv(MD_PROBE_ENV);
+    probe.inactive = true; // until the file checks out
     if (!path)
         return;
     int fd = open(path, O_RDWR | O_CLOEXEC);
@@ -417,6 +424,7 @@ static void attach_shared(void)
     probe.threshold = h->slow_threshold_ticks;
     probe.overflow_slot = &md_probe_slots(h)[0]; // slot 0 is reserved for overflow
     probe.pid = getpid();
+    probe.inactive = false;
     probe.rseq = !(h->flags & MD_PROBE_PRECISE) && rseq_mark_works();
     atomic_fetch_or(&h->method, probe.rseq ? MD_METHOD_RSEQ : MD_METHOD_TICKS);
     probe.shared = h;
@@ -557,6 +565,8 @@ static inline bool mark_fast(const struct mark *m)
 static inline void record(enum md_probe_op op, uint64_t size, const struct mark *m, void *result,
                           void *freed, struct caller c)
 {
+    if (__builtin_expect(probe.inactive, 0))
+        return;
     struct md_probe_slot *s = tls_slot;
     if (__builtin_expect(s && s != probe.overflow_slot && !probe.flags, 1) && mark_fast(m)) {
         count(s, op, size);
@@ -592,7 +602,7 @@ EXPORT void free(void *p)
     if (!ready())
         return;
     // the block's size tells which size band a munmap or madvise inside free belongs to
-    uint64_t size = probe.real.usable_size ? probe.real.usable_size(p) : 0;
+    uint64_t size = !probe.inactive && probe.real.usable_size ? probe.real.usable_size(p) : 0;
     struct mark m;
     mark_begin(&m);
     probe.real.free(p);
