@@ -63,6 +63,18 @@ void md_cli_usage(const struct md_command *cmd, FILE *out)
     fputs("\nexit status: 0 success, 1 a requested check failed, 2 usage or input error\n", out);
 }
 
+bool md_cli_stop(const struct md_command *cmd, int key, int *exit_code)
+{
+    *exit_code = MD_EXIT_OK;
+    if (key == MD_OPT_HELP)
+        md_cli_usage(cmd, stdout);
+    else if (key == MD_OPT_VERSION)
+        printf("malloc-doctor %s\n", MD_VERSION);
+    else
+        *exit_code = MD_EXIT_USAGE;
+    return false;
+}
+
 int md_cli_usage_error(const struct md_command *cmd, const char *fmt, ...)
 {
     va_list ap;

@@ -193,15 +193,8 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct in
         case OPT_JSON:
             a->json = true;
             break;
-        case MD_OPT_HELP:
-            md_cli_usage(cmd, stdout);
-            return false;
-        case MD_OPT_VERSION:
-            printf("malloc-doctor %s\n", MD_VERSION);
-            return false;
         default:
-            *exit_code = MD_EXIT_USAGE;
-            return false;
+            return md_cli_stop(cmd, key, exit_code);
         }
     }
     if (optind < argc)

@@ -229,15 +229,8 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct tr
             if (!parse_count(cmd, "--ops", arg, &a->opt.ops, exit_code))
                 return false;
             break;
-        case MD_OPT_HELP:
-            md_cli_usage(cmd, stdout);
-            return false;
-        case MD_OPT_VERSION:
-            printf("malloc-doctor %s\n", MD_VERSION);
-            return false;
         default:
-            *exit_code = MD_EXIT_USAGE;
-            return false;
+            return md_cli_stop(cmd, key, exit_code);
         }
     }
     if (optind >= argc) {
