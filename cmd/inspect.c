@@ -103,10 +103,9 @@ static void print_row(const cJSON *f, int width)
 static void print_details(const cJSON *f)
 {
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(f, "format");
-    printf("%s:\n  format: %s %s, %s-endian%s%s\n", str_or(f, "path", ""),
-           str_or(fmt, "class", "?"), str_or(fmt, "machine", "?"), str_or(fmt, "byte_order", "?"),
-           md_json_get_bool(f, "stripped") ? ", stripped" : "",
-           md_json_get_str(f, "interpreter") ? "" : "");
+    printf("%s:\n  format: %s %s, %s-endian%s\n", str_or(f, "path", ""), str_or(fmt, "class", "?"),
+           str_or(fmt, "machine", "?"), str_or(fmt, "byte_order", "?"),
+           md_json_get_bool(f, "stripped") ? ", stripped" : "");
     if (md_json_get_str(f, "interpreter"))
         printf("  interpreter: %s\n", md_json_get_str(f, "interpreter"));
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(f, "active");
