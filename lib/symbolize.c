@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "lib/symbolize.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct collect_ctx {
     struct md_func_sym *funcs;
@@ -34,8 +37,11 @@ static int bind_rank(unsigned char bind)
     return bind == STB_GLOBAL ? 0 : bind == STB_WEAK ? 1 : 2;
 }
 
+// glibc's __GI_ names are internal call aliases of the real ones: never the name to show.
 static size_t leading_underscores(const char *s)
 {
+    if (!strncmp(s, "__GI_", 5))
+        return SIZE_MAX;
     size_t n = 0;
     while (s[n] == '_')
         n++;
@@ -84,11 +90,62 @@ static int read_loads(struct md_symtab *t, struct md_error *err)
     return 0;
 }
 
+#define DEBUG_ROOT "/usr/lib/debug/.build-id/"
+
+// The GNU build id as lowercase hex into hex (size >= 2 * 64 + 1); false when there is none.
+static bool build_id_hex(struct md_elf *e, char *hex, size_t size)
+{
+    for (Elf_Scn *scn = NULL; (scn = elf_nextscn(e->elf, scn));) {
+        GElf_Shdr sh;
+        Elf_Data *d;
+        if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_NOTE || !(d = elf_getdata(scn, NULL)))
+            continue;
+        GElf_Nhdr nh;
+        size_t off = 0, name_off, desc_off;
+        while ((off = gelf_getnote(d, off, &nh, &name_off, &desc_off)) > 0) {
+            if (nh.n_type != NT_GNU_BUILD_ID || nh.n_namesz != 4 || nh.n_descsz > 64 ||
+                memcmp((char *)d->d_buf + name_off, "GNU", 4) || 2 * nh.n_descsz + 1 > size)
+                continue;
+            const unsigned char *id = (const unsigned char *)d->d_buf + desc_off;
+            for (size_t i = 0; i < nh.n_descsz; i++)
+                snprintf(hex + 2 * i, 3, "%02x", id[i]);
+            return nh.n_descsz > 1;
+        }
+    }
+    return false;
+}
+
+// Opens the separate debug file of a stripped t, if installed. Its absence is not an error.
+static void open_debug_file(struct md_symtab *t)
+{
+    char hex[129], path[sizeof DEBUG_ROOT + 140];
+    if (!build_id_hex(&t->elf, hex, sizeof hex))
+        return;
+    snprintf(path, sizeof path, DEBUG_ROOT "%.2s/%s.debug", hex, hex + 2);
+    bool is_archive = false;
+    struct md_error ignored;
+    if (access(path, R_OK) || !(t->debug_path = strdup(path)))
+        return;
+    if (md_elf_open(&t->debug_elf, t->debug_path, &is_archive, &ignored) == 0 && !is_archive) {
+        t->debug_open = true;
+        return;
+    }
+    if (is_archive)
+        md_elf_close(&t->debug_elf);
+    free(t->debug_path);
+    t->debug_path = NULL;
+}
+
 static int read_funcs(struct md_symtab *t, struct md_error *err)
 {
     struct collect_ctx c = {0};
-    bool has_symtab;
-    if (md_elf_symbols(&t->elf, collect_func, &c, &has_symtab, err)) {
+    bool has_symtab = false, debug_symtab = false;
+    int rc = md_elf_symbols(&t->elf, collect_func, &c, &has_symtab, err);
+    if (!rc && !has_symtab)
+        open_debug_file(t);
+    if (!rc && t->debug_open && md_elf_symbols(&t->debug_elf, collect_func, &c, &debug_symtab, err))
+        rc = -1;
+    if (rc) {
         free(c.funcs);
         return -1;
     }
@@ -131,6 +188,9 @@ void md_symtab_free(struct md_symtab *t)
 {
     if (t->elf_open)
         md_elf_close(&t->elf);
+    if (t->debug_open)
+        md_elf_close(&t->debug_elf);
+    free(t->debug_path);
     free(t->funcs);
     free(t->loads);
     free(t->path);

@@ -30,6 +30,12 @@ struct md_symtab {
     char *path; // owned
     struct md_elf elf;
     bool elf_open;
+    // Stripped files (Debian's libc.so.6) keep their local functions (_int_malloc) in a separate
+    // debug file found by build id under /usr/lib/debug/.build-id (package libc6-dbg and the
+    // like). When present its symbols are merged in; the names point into it.
+    char *debug_path; // owned, NULL when none was found
+    struct md_elf debug_elf;
+    bool debug_open;
     struct md_func_sym *funcs;
     size_t count;
     GElf_Phdr *loads; // PT_LOAD headers, for offset <-> address

@@ -1,0 +1,477 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "lib/perf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/perf_event.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/perf_samples.h"
+
+#define DEFAULT_MAX_RECORD_BYTES ((size_t)256 << 20)
+#define DEFAULT_RING_PAGES 256u
+#define MAX_STACK 127 // the kernel's default perf_event_max_stack
+#define POLL_MS 100   // drain at least this often, whatever the wakeup watermark
+
+struct ring {
+    int fd;
+    void *base; // metadata page followed by data pages
+    size_t map_size, data_size;
+    unsigned char *scratch; // one record that wraps around the end of the buffer
+};
+
+struct md_perf {
+    pid_t pid;
+    int uprobe_fds[MD_PERF_MAX_UPROBES];
+    size_t uprobe_count;
+    const char *tracefs;   // mount point holding uprobe_events
+    char group[48];        // tracefs event group of our probes
+    size_t probes_defined; // probes p0.. written to uprobe_events, to remove at close
+    char *probe_paths[MD_PERF_MAX_UPROBES]; // canonical, as MMAP2 records name them
+    uint64_t probe_offsets[MD_PERF_MAX_UPROBES];
+    struct ring *rings;
+    size_t ring_count;
+    bool kernel_excluded;
+    int wake_fd; // eventfd: md_perf_collect tells the reader to finish
+    pthread_t reader;
+    bool reader_running;
+    struct md_perf_log log; // written by the reader only until it is joined
+    struct md_perf_names names;
+};
+
+static long perf_event_open(struct perf_event_attr *attr, pid_t pid, int cpu, int group,
+                            unsigned long flags)
+{
+    return syscall(SYS_perf_event_open, attr, pid, cpu, group, flags);
+}
+
+bool md_perf_name_in(const char *name, const char *const *list)
+{
+    // GCC names clones f.constprop.0, f.isra.0, f.part.0, f.cold: they are still f
+    const char *dot = name[0] ? strchr(name + 1, '.') : NULL;
+    size_t len = dot ? (size_t)(dot - name) : strlen(name);
+    for (size_t i = 0; list && list[i]; i++)
+        if (strlen(list[i]) == len && !strncmp(list[i], name, len))
+            return true;
+    return false;
+}
+
+static int open_fail(struct md_error *err, int errnum, const char *what)
+{
+    if (errnum == EACCES || errnum == EPERM)
+        return md_fail_errno(err, errnum,
+                             "perf_event_open (%s) not permitted; needs root or "
+                             "CAP_PERFMON, or a lower /proc/sys/kernel/perf_event_paranoid",
+                             what);
+    return md_fail_errno(err, errnum, "perf_event_open (%s)", what);
+}
+
+// ---- uprobes ------------------------------------------------------------------------------
+//
+// Why tracefs and not the uprobe PMU: an event of the uprobe PMU carries the path as a user
+// pointer (config1), and the kernel reads that pointer again, in the forking task's address space,
+// each time the event is inherited (perf_uprobe_init -> strndup_user). In the target the pointer
+// means nothing, so with inherit=1 its first pthread_create or fork fails with EFAULT (seen on
+// 6.x: musl's pthread_create aborted). A probe defined in tracefs/uprobe_events is a tracepoint
+// with a numeric id instead, and tracepoint events inherit without re-reading anything.
+
+static const char *const tracefs_roots[] = {"/sys/kernel/tracing", "/sys/kernel/debug/tracing"};
+
+static int find_tracefs(struct md_perf *p, struct md_error *err)
+{
+    for (size_t i = 0; i < sizeof tracefs_roots / sizeof tracefs_roots[0]; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "%s/uprobe_events", tracefs_roots[i]);
+        if (!access(path, W_OK)) {
+            p->tracefs = tracefs_roots[i];
+            return 0;
+        }
+    }
+    return md_fail(err, "perf: no writable tracefs uprobe_events (mount tracefs on "
+                        "/sys/kernel/tracing; needs root and CONFIG_UPROBE_EVENTS)");
+}
+
+static int write_uprobe_events(const struct md_perf *p, const char *line, struct md_error *err)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/uprobe_events", p->tracefs);
+    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0)
+        return md_fail_errno(err, errno, "%s", path);
+    size_t len = strlen(line);
+    ssize_t n = write(fd, line, len);
+    int saved = errno;
+    close(fd);
+    if (n != (ssize_t)len)
+        return md_fail_errno(err, n < 0 ? saved : EIO, "%s: writing \"%s\"", path, line);
+    return 0;
+}
+
+static int read_probe_id(const struct md_perf *p, size_t i, uint64_t *id, struct md_error *err)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/events/%s/p%zu/id", p->tracefs, p->group, i);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return md_fail_errno(err, errno, "%s", path);
+    unsigned long long v;
+    int ok = fscanf(f, "%llu", &v) == 1;
+    fclose(f);
+    *id = v;
+    return ok ? 0 : md_fail(err, "%s: not a number", path);
+}
+
+// Defines probe p<i> in our group, then opens a counting event on it.
+static int open_uprobe(struct md_perf *p, size_t i, const struct md_uprobe_spec *u,
+                       struct md_error *err)
+{
+    if (strpbrk(u->path, " \t\n"))
+        return md_fail(err, "perf: uprobe %s: tracefs cannot take a path with blanks: %s", u->name,
+                       u->path);
+    char line[PATH_MAX + 128];
+    snprintf(line, sizeof line, "p:%s/p%zu %s:0x%jx\n", p->group, i, u->path,
+             (uintmax_t)u->file_offset);
+    if (write_uprobe_events(p, line, err)) {
+        struct md_error why = *err; // e.g. ENOENT for a missing file, EINVAL past its end
+        return md_fail(err, "perf: uprobe %s at %s+0x%jx refused: %s", u->name, u->path,
+                       (uintmax_t)u->file_offset, why.msg);
+    }
+    p->probes_defined = i + 1;
+    p->probe_paths[i] = realpath(u->path, NULL);
+    p->probe_offsets[i] = u->file_offset;
+    uint64_t id = 0;
+    if (read_probe_id(p, i, &id, err))
+        return -1;
+    struct perf_event_attr a = {
+        .type = PERF_TYPE_TRACEPOINT,
+        .size = sizeof a,
+        .config = id,
+        .disabled = 1,
+        .enable_on_exec = 1,
+        .inherit = 1,
+    };
+    long fd = perf_event_open(&a, p->pid, -1, -1, PERF_FLAG_FD_CLOEXEC);
+    if (fd < 0) {
+        char what[MD_PERF_NAME_MAX + PATH_MAX];
+        snprintf(what, sizeof what, "uprobe %s at %s+0x%jx", u->name, u->path,
+                 (uintmax_t)u->file_offset);
+        return open_fail(err, errno, what);
+    }
+    p->uprobe_fds[p->uprobe_count++] = (int)fd;
+    return 0;
+}
+
+static int open_uprobes(struct md_perf *p, const struct md_perf_options *opt, struct md_error *err)
+{
+    if (!opt->uprobe_count)
+        return 0;
+    if (opt->uprobe_count > MD_PERF_MAX_UPROBES)
+        return md_fail(err, "perf: %zu uprobes requested, at most %d", opt->uprobe_count,
+                       MD_PERF_MAX_UPROBES);
+    if (find_tracefs(p, err))
+        return -1;
+    // one group per md_perf: concurrent runs (and our own tests) never share probe names
+    snprintf(p->group, sizeof p->group, "md_%ld_%ld", (long)getpid(), (long)p->pid);
+    for (size_t i = 0; i < opt->uprobe_count; i++)
+        if (open_uprobe(p, i, &opt->uprobes[i], err))
+            return -1;
+    p->names.probe_count = opt->uprobe_count;
+    return 0;
+}
+
+// Removes the probe definitions; the events on them must be closed first (else EBUSY).
+static void remove_uprobes(struct md_perf *p)
+{
+    for (size_t i = 0; i < p->probes_defined; i++) {
+        char line[128];
+        struct md_error ignored; // a probe left behind is inert and named after our pid
+        snprintf(line, sizeof line, "-:%s/p%zu\n", p->group, i);
+        write_uprobe_events(p, line, &ignored);
+    }
+    p->probes_defined = 0;
+}
+
+// ---- sampling -----------------------------------------------------------------------------
+
+static void sample_attr(struct perf_event_attr *a, unsigned hz, size_t data_size, bool kernel)
+{
+    memset(a, 0, sizeof *a);
+    a->type = PERF_TYPE_SOFTWARE;
+    a->size = sizeof *a;
+    a->config = PERF_COUNT_SW_CPU_CLOCK;
+    a->freq = 1;
+    a->sample_freq = hz;
+    a->sample_type = MD_PERF_SAMPLE_TYPE;
+    a->disabled = 1;
+    a->enable_on_exec = 1;
+    a->inherit = 1;
+    a->mmap = 1;  // executable mappings, to turn addresses into (file, offset)
+    a->mmap2 = 1; // ... as MMAP2 records
+    a->comm = 1;  // commands, to leave out strace
+    a->comm_exec = 1;
+    a->task = 1; // FORK records: a child starts with its parent's mappings
+    a->sample_id_all = 1;
+    a->use_clockid = 1; // one clock for every CPU's buffer, so records can be merged by time
+    a->clockid = CLOCK_MONOTONIC;
+    // Time in the kernel on behalf of malloc (page faults, mmap) is allocator time: sample it
+    // when allowed, but only the user part of the callchain is needed.
+    a->exclude_kernel = !kernel;
+    a->exclude_hv = 1;
+    a->exclude_callchain_kernel = 1;
+    a->sample_max_stack = MAX_STACK;
+    a->watermark = 1;
+    a->wakeup_watermark = (uint32_t)(data_size / 4);
+}
+
+static int map_ring(struct ring *r, size_t pages, struct md_error *err)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    r->data_size = pages * page;
+    r->map_size = r->data_size + page;
+    // writable: we advance data_tail, so the kernel never overwrites unread records; when full it
+    // reports what it could not store as PERF_RECORD_LOST
+    r->base = mmap(NULL, r->map_size, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
+    if (r->base == MAP_FAILED) {
+        r->base = NULL;
+        return md_fail_errno(err, errno, "perf: mmap of a %zu-byte ring buffer", r->map_size);
+    }
+    r->scratch = malloc(1 << 16); // perf_event_header.size is 16 bits
+    if (!r->scratch)
+        return md_fail(err, "perf: out of memory");
+    return 0;
+}
+
+// Opens the sampling event of one CPU. 1: the CPU is offline, skip it.
+static int open_cpu_event(struct md_perf *p, int cpu, unsigned hz, size_t pages,
+                          struct md_error *err)
+{
+    struct perf_event_attr a;
+    size_t data_size = pages * (size_t)sysconf(_SC_PAGESIZE);
+    sample_attr(&a, hz, data_size, !p->kernel_excluded);
+    long fd = perf_event_open(&a, p->pid, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+    if (fd < 0 && (errno == EACCES || errno == EPERM) && !p->kernel_excluded) {
+        p->kernel_excluded = true; // perf_event_paranoid >= 2 without privileges: user only
+        sample_attr(&a, hz, data_size, false);
+        fd = perf_event_open(&a, p->pid, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+    }
+    if (fd < 0 && errno == ENODEV)
+        return 1;
+    if (fd < 0) {
+        char what[64];
+        snprintf(what, sizeof what, "cpu-clock sampling on CPU %d", cpu);
+        return open_fail(err, errno, what);
+    }
+    struct ring *r = &p->rings[p->ring_count++];
+    r->fd = (int)fd;
+    return map_ring(r, pages, err);
+}
+
+static int open_sampling(struct md_perf *p, const struct md_perf_options *opt, struct md_error *err)
+{
+    size_t pages = opt->ring_pages ? opt->ring_pages : DEFAULT_RING_PAGES;
+    if (pages & (pages - 1))
+        return md_fail(err, "perf: ring_pages must be a power of 2, not %zu", pages);
+    long cpus = sysconf(_SC_NPROCESSORS_CONF);
+    if (cpus < 1)
+        cpus = 1;
+    p->rings = calloc((size_t)cpus, sizeof *p->rings);
+    if (!p->rings)
+        return md_fail(err, "perf: out of memory");
+    for (long cpu = 0; cpu < cpus; cpu++)
+        if (open_cpu_event(p, (int)cpu, opt->sample_hz, pages, err) < 0)
+            return -1;
+    if (!p->ring_count)
+        return md_fail(err, "perf: no online CPU accepted a sampling event");
+    return 0;
+}
+
+// ---- the reader thread --------------------------------------------------------------------
+
+// Copies every complete record out of the ring into the log and frees the space.
+static void drain_ring(struct ring *r, struct md_perf_log *log)
+{
+    struct perf_event_mmap_page *meta = r->base;
+    unsigned char *data =
+        (unsigned char *)r->base +
+        ((size_t)meta->data_offset ? (size_t)meta->data_offset : (size_t)sysconf(_SC_PAGESIZE));
+    uint64_t head = __atomic_load_n(&meta->data_head, __ATOMIC_ACQUIRE);
+    uint64_t tail = meta->data_tail;
+    while (tail + sizeof(struct perf_event_header) <= head) {
+        struct perf_event_header h;
+        size_t at = (size_t)(tail % r->data_size);
+        for (size_t i = 0; i < sizeof h; i++)
+            ((unsigned char *)&h)[i] = data[(at + i) % r->data_size];
+        if (h.size < sizeof h || tail + h.size > head)
+            break;
+        if (at + h.size <= r->data_size) {
+            md_perf_log_add(log, data + at, h.size);
+        } else { // wraps: stitch the two pieces together
+            size_t first = r->data_size - at;
+            memcpy(r->scratch, data + at, first);
+            memcpy(r->scratch + first, data, h.size - first);
+            md_perf_log_add(log, r->scratch, h.size);
+        }
+        tail += h.size;
+    }
+    __atomic_store_n(&meta->data_tail, tail, __ATOMIC_RELEASE);
+}
+
+static void drain_all(struct md_perf *p)
+{
+    for (size_t i = 0; i < p->ring_count; i++)
+        drain_ring(&p->rings[i], &p->log);
+}
+
+// Polls the ring buffers (woken at the watermark, or every POLL_MS) until told to stop. An event
+// whose task tree has exited reports POLLHUP for ever after: it leaves the poll set.
+static void *reader_main(void *arg)
+{
+    struct md_perf *p = arg;
+    struct pollfd *fds = calloc(p->ring_count + 1, sizeof *fds);
+    if (!fds)
+        return NULL; // collect still drains everything once; only more losses can follow
+    for (size_t i = 0; i < p->ring_count; i++)
+        fds[i] = (struct pollfd){.fd = p->rings[i].fd, .events = POLLIN};
+    fds[p->ring_count] = (struct pollfd){.fd = p->wake_fd, .events = POLLIN};
+    for (;;) {
+        int n = poll(fds, p->ring_count + 1, POLL_MS);
+        drain_all(p);
+        if (n > 0 && (fds[p->ring_count].revents & POLLIN))
+            break;
+        for (size_t i = 0; n > 0 && i < p->ring_count; i++)
+            if (fds[i].revents & (POLLHUP | POLLERR))
+                fds[i].fd = -1;
+    }
+    free(fds);
+    return NULL;
+}
+
+static int start_reader(struct md_perf *p, struct md_error *err)
+{
+    p->wake_fd = eventfd(0, EFD_CLOEXEC);
+    if (p->wake_fd < 0)
+        return md_fail_errno(err, errno, "perf: eventfd");
+    int rc = pthread_create(&p->reader, NULL, reader_main, p);
+    if (rc)
+        return md_fail_errno(err, rc, "perf: starting the sample reader thread");
+    p->reader_running = true;
+    return 0;
+}
+
+static void stop_reader(struct md_perf *p)
+{
+    if (!p->reader_running)
+        return;
+    uint64_t one = 1;
+    if (write(p->wake_fd, &one, sizeof one) != sizeof one) {
+        // an eventfd write only fails on counter overflow; the poll timeout still ends the wait
+    }
+    pthread_join(p->reader, NULL);
+    p->reader_running = false;
+    drain_all(p); // whatever arrived after the reader's last pass
+}
+
+// ---- public -------------------------------------------------------------------------------
+
+static struct md_perf *perf_new(pid_t pid, const struct md_perf_options *opt)
+{
+    struct md_perf *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->pid = pid;
+    p->wake_fd = -1;
+    md_perf_log_init(&p->log,
+                     opt->max_record_bytes ? opt->max_record_bytes : DEFAULT_MAX_RECORD_BYTES);
+    unsigned top = opt->top_n ? opt->top_n : MD_PERF_TOP;
+    p->names = (struct md_perf_names){
+        .api = opt->alloc_api,
+        .internal = opt->alloc_internal,
+        .top_n = top < MD_PERF_TOP ? top : MD_PERF_TOP,
+        .probe_paths = (const char *const *)p->probe_paths,
+        .probe_offsets = p->probe_offsets,
+    };
+    return p;
+}
+
+int md_perf_open(struct md_perf **out, pid_t pid, const struct md_perf_options *opt,
+                 struct md_error *err)
+{
+    *out = NULL;
+    if (opt->sample_hz && !opt->alloc_api)
+        return md_fail(err, "perf: sampling needs the list of allocator functions (alloc_api)");
+    struct md_perf *p = perf_new(pid, opt);
+    if (!p)
+        return md_fail(err, "perf: out of memory");
+    if (open_uprobes(p, opt, err) ||
+        (opt->sample_hz && (open_sampling(p, opt, err) || start_reader(p, err)))) {
+        md_perf_close(p);
+        return -1;
+    }
+    *out = p;
+    return 0;
+}
+
+static int read_uprobes(struct md_perf *p, struct md_perf_result *res, struct md_error *err)
+{
+    res->uprobe_count = p->uprobe_count;
+    for (size_t i = 0; i < p->uprobe_count; i++) {
+        uint64_t count;
+        ssize_t n = read(p->uprobe_fds[i], &count, sizeof count);
+        if (n != (ssize_t)sizeof count)
+            return md_fail_errno(err, n < 0 ? errno : EIO, "perf: reading uprobe count %zu", i);
+        res->uprobe_hits[i] = count;
+    }
+    return 0;
+}
+
+int md_perf_collect(struct md_perf *p, struct md_perf_result *res, struct md_error *err)
+{
+    memset(res, 0, sizeof *res);
+    if (read_uprobes(p, res, err))
+        return -1;
+    if (!p->ring_count)
+        return 0;
+    stop_reader(p);
+    res->sampled = true;
+    res->kernel_excluded = p->kernel_excluded;
+    res->cpus = (unsigned)p->ring_count;
+    if (p->log.dropped_other)
+        return md_fail(err, "perf: out of memory storing %ju mapping/process records",
+                       (uintmax_t)p->log.dropped_other);
+    return md_perf_replay(&p->log, &p->names, res, err);
+}
+
+void md_perf_close(struct md_perf *p)
+{
+    if (!p)
+        return;
+    stop_reader(p);
+    for (size_t i = 0; i < p->uprobe_count; i++)
+        close(p->uprobe_fds[i]);
+    remove_uprobes(p);
+    for (size_t i = 0; i < MD_PERF_MAX_UPROBES; i++)
+        free(p->probe_paths[i]);
+    for (size_t i = 0; i < p->ring_count; i++) {
+        struct ring *r = &p->rings[i];
+        if (r->base)
+            munmap(r->base, r->map_size);
+        free(r->scratch);
+        close(r->fd);
+    }
+    free(p->rings);
+    if (p->wake_fd >= 0)
+        close(p->wake_fd);
+    md_perf_log_free(&p->log);
+    free(p);
+}

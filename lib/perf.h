@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// perf_event_open for `malloc-doctor trace`: exact allocator call counts with uprobes, and the
+// share of CPU time spent inside the allocator from cpu-clock samples.
+//
+// Life cycle, driven by the caller that forks the target:
+//   child:  raise(SIGSTOP), then execvp(target)
+//   parent: waitpid(WUNTRACED); md_perf_open(pid); kill(pid, SIGCONT); wait for the whole tree;
+//           md_perf_collect; md_perf_close.
+// Every event is created disabled with enable_on_exec and inherit, so counting starts at the
+// exec of the target and follows every thread and child process it creates.
+//
+// Uprobes: each spec becomes a probe in tracefs (uprobe_events, group md_<ourpid>_<pid>, removed
+// again by md_perf_close) and a counting tracepoint event on it, opened on pid with cpu = -1.
+// read() after the tree exited gives the hits of the whole tree: the kernel folds each child's
+// count into the parent event when the child exits. Not the uprobe PMU: its events re-read the
+// path through a user pointer each time they are inherited, so with inherit=1 the target's
+// pthread_create/fork fails with EFAULT (see lib/perf.c). Needs root and a writable tracefs.
+// A uprobe hit traps into the kernel and costs microseconds, far more than a malloc: with both
+// uprobes and sampling on, kernel-mode samples taken at a probed address (or in the "[uprobes]"
+// page) are counted in samples_uprobe and left out of samples_total, so that the probes' own cost
+// is not charged to the allocator. The program still runs slower while probed.
+//
+// CPU samples: the kernel refuses to mmap a ring buffer of an inherited event opened with
+// cpu = -1 (perf_mmap: "Don't allow mmap() of inherited per-task counters"), so one cpu-clock
+// event is opened per CPU (pid, cpu = N, inherit), each with its own ring buffer; samples of
+// inherited (child) events land in that CPU's buffer of the parent event. A reader thread owned
+// by struct md_perf drains the buffers while the target runs, copying raw records into memory
+// (bounded by max_record_bytes); md_perf_collect sorts them by time, replays MMAP2/COMM/FORK
+// records to know each process's mappings and command, and symbolizes every sample. Samples the
+// kernel could not store (PERF_RECORD_LOST) and samples over the memory bound are counted in
+// samples_lost, never dropped silently. CPUs that come online after md_perf_open are not sampled.
+//
+// Callchains are walked by the kernel with frame pointers. Code built without them gives a
+// callchain that stops or goes astray after the leaf; then in practice only the sampled (leaf)
+// function decides whether a sample is inside the allocator. A leaf that does not set up a frame
+// (a libc function called by malloc, say pthread_mutex_lock) hides its direct caller; musl's
+// malloc is a tail jump to __libc_malloc_impl and never appears in a callchain at all. Hence
+// alloc_internal: the allocator's own function names, matched on the leaf. Stripped libraries
+// are symbolized with their build-id debug files when installed (lib/symbolize.h).
+#ifndef MD_PERF_H
+#define MD_PERF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "lib/error.h"
+
+#define MD_PERF_MAX_UPROBES 64
+#define MD_PERF_TOP 10
+#define MD_PERF_NAME_MAX 128
+
+struct md_uprobe_spec {
+    const char *name;     // for messages and results, e.g. "malloc"
+    const char *path;     // the ELF file holding the function (used only during md_perf_open)
+    uint64_t file_offset; // from md_elf_func_offset (lib/symbolize.h)
+};
+
+struct md_perf_options {
+    const struct md_uprobe_spec *uprobes; // counted exactly, whole process tree
+    size_t uprobe_count;                  // <= MD_PERF_MAX_UPROBES
+    unsigned sample_hz;                   // 0 = no CPU sampling; e.g. 1000-4000
+    // NULL-terminated lists of function names. A sample is "inside the allocator" when one of
+    // these names (or an alias at the same address) is the sampled function or appears anywhere
+    // in its user callchain. alloc_api: the public entry points (malloc, free, calloc, realloc,
+    // posix_memalign, aligned_alloc, memalign, valloc, pvalloc, reallocarray, _Znwm, _ZdlPv,
+    // ...); alloc_internal: functions that belong to the allocator (alloc_slot, _int_malloc),
+    // may be NULL. Names match exactly or up to a compiler suffix: "f.constprop.0" is "f".
+    // Both lists must stay valid until md_perf_close.
+    const char *const *alloc_api;
+    const char *const *alloc_internal;
+    unsigned top_n;          // entries in each top list; 0 = MD_PERF_TOP, at most MD_PERF_TOP
+    size_t max_record_bytes; // memory for raw sample records; 0 = 256 MiB
+    unsigned ring_pages;     // ring buffer data pages per CPU, a power of 2; 0 = 256 (1 MiB)
+};
+
+struct md_perf_func {
+    char name[MD_PERF_NAME_MAX]; // function name, or "[unknown]" / "[vdso]" style placeholders
+    uint64_t samples;            // samples whose sampled (leaf) function this is
+};
+
+struct md_perf_result {
+    size_t uprobe_count;
+    uint64_t uprobe_hits[MD_PERF_MAX_UPROBES]; // same order as options.uprobes
+
+    bool sampled;              // sample_hz was > 0
+    bool kernel_excluded;      // kernel-mode samples were not permitted (exclude_kernel=1)
+    unsigned cpus;             // CPUs sampled
+    uint64_t samples_total;    // samples of the target tree (strace excluded)
+    uint64_t samples_alloc;    // of those, inside the allocator
+    uint64_t samples_kernel;   // of samples_total, taken in kernel mode (named by the user
+                               // function that entered the kernel)
+    uint64_t samples_unknown;  // of samples_total, whose leaf could not be symbolized
+    uint64_t samples_excluded; // from processes whose command is "strace"
+    uint64_t samples_uprobe;   // in the kernel handling our uprobes (left out of the total)
+    uint64_t samples_lost;     // lost by the kernel (ring full) or over max_record_bytes
+    uint64_t throttled;        // times the kernel throttled the sampling rate
+    struct md_perf_func top_alloc[MD_PERF_TOP]; // hottest leaf functions of samples_alloc
+    size_t top_alloc_count;
+    struct md_perf_func top_all[MD_PERF_TOP]; // hottest leaf functions of samples_total
+    size_t top_all_count;
+};
+
+struct md_perf; // opaque: events, ring buffers, reader thread, collected records
+
+// Opens the events on pid, which must be stopped (SIGSTOP) and not yet have exec'd the target.
+// Starts the reader thread when sampling. On failure nothing stays open; EACCES/EPERM from
+// perf_event_open is reported as such (the message names perf_event_paranoid).
+int md_perf_open(struct md_perf **out, pid_t pid, const struct md_perf_options *opt,
+                 struct md_error *err);
+
+// After the whole process tree has exited: hit counts per uprobe, and the CPU samples (total,
+// inside the allocator, top allocator functions, top functions overall). Samples from processes
+// whose command is "strace" (a tracer forked from pid inherits the events) are excluded. Call
+// once; it stops the reader thread.
+int md_perf_collect(struct md_perf *p, struct md_perf_result *res, struct md_error *err);
+
+// Closes everything; safe on NULL and after a failed collect.
+void md_perf_close(struct md_perf *p);
+
+// Whether name is one of the NULL-terminated list, exactly or up to a ".suffix" that compilers
+// add to clones ("toy_refill.constprop.0" matches "toy_refill"). Exported for tests.
+bool md_perf_name_in(const char *name, const char *const *list);
+
+#endif

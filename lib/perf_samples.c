@@ -1,0 +1,689 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "lib/perf_samples.h"
+
+#include <linux/perf_event.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/symbolize.h"
+
+#define MAX_FRAMES 256
+
+// ---- the raw record log -------------------------------------------------------------------
+
+void md_perf_log_init(struct md_perf_log *l, size_t max)
+{
+    memset(l, 0, sizeof *l);
+    l->max = max;
+}
+
+void md_perf_log_free(struct md_perf_log *l)
+{
+    free(l->data);
+    memset(l, 0, sizeof *l);
+}
+
+static bool log_reserve(struct md_perf_log *l, size_t size)
+{
+    if (l->cap - l->len >= size)
+        return true;
+    size_t n = l->cap ? l->cap : 1 << 20;
+    while (n - l->len < size)
+        n *= 2;
+    unsigned char *grown = realloc(l->data, n);
+    if (!grown)
+        return false;
+    l->data = grown;
+    l->cap = n;
+    return true;
+}
+
+void md_perf_log_add(struct md_perf_log *l, const void *rec, size_t size)
+{
+    struct perf_event_header h;
+    memcpy(&h, rec, sizeof h);
+    bool sample = h.type == PERF_RECORD_SAMPLE;
+    if ((sample && l->len + size > l->max) || !log_reserve(l, size)) {
+        if (sample)
+            l->dropped_samples++;
+        else
+            l->dropped_other++;
+        return;
+    }
+    memcpy(l->data + l->len, rec, size);
+    l->len += size;
+}
+
+// ---- small hash tables --------------------------------------------------------------------
+
+// uint64 -> uint64, open addressing; key 0 is never stored (pids, tids and pointers are not 0).
+struct u64map {
+    uint64_t *keys, *vals;
+    size_t cap, count;
+};
+
+static size_t hash_u64(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    return (size_t)k;
+}
+
+static uint64_t *u64map_find(struct u64map *m, uint64_t key)
+{
+    if (!m->cap)
+        return NULL;
+    for (size_t i = hash_u64(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        if (m->keys[i] == key)
+            return &m->vals[i];
+        if (!m->keys[i])
+            return NULL;
+    }
+}
+
+static bool u64map_put(struct u64map *m, uint64_t key, uint64_t val);
+
+static bool u64map_grow(struct u64map *m)
+{
+    struct u64map bigger = {0};
+    bigger.cap = m->cap ? 2 * m->cap : 64;
+    bigger.keys = calloc(bigger.cap, sizeof *bigger.keys);
+    bigger.vals = calloc(bigger.cap, sizeof *bigger.vals);
+    if (!bigger.keys || !bigger.vals) {
+        free(bigger.keys);
+        free(bigger.vals);
+        return false;
+    }
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->keys[i])
+            u64map_put(&bigger, m->keys[i], m->vals[i]);
+    free(m->keys);
+    free(m->vals);
+    *m = bigger;
+    return true;
+}
+
+static bool u64map_put(struct u64map *m, uint64_t key, uint64_t val)
+{
+    uint64_t *v = u64map_find(m, key);
+    if (v) {
+        *v = val;
+        return true;
+    }
+    if (2 * (m->count + 1) > m->cap && !u64map_grow(m))
+        return false;
+    size_t i = hash_u64(key) & (m->cap - 1);
+    while (m->keys[i])
+        i = (i + 1) & (m->cap - 1);
+    m->keys[i] = key;
+    m->vals[i] = val;
+    m->count++;
+    return true;
+}
+
+static void u64map_free(struct u64map *m)
+{
+    free(m->keys);
+    free(m->vals);
+    memset(m, 0, sizeof *m);
+}
+
+// Sample counts by function label; labels are copied.
+struct counter {
+    char **keys;
+    uint64_t *vals;
+    size_t cap, count;
+};
+
+static size_t hash_str(const char *s)
+{
+    size_t h = 1469598103934665603ULL;
+    while (*s)
+        h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
+    return h;
+}
+
+static bool counter_add(struct counter *c, const char *key);
+
+static bool counter_grow(struct counter *c)
+{
+    struct counter bigger = {0};
+    bigger.cap = c->cap ? 2 * c->cap : 256;
+    bigger.keys = calloc(bigger.cap, sizeof *bigger.keys);
+    bigger.vals = calloc(bigger.cap, sizeof *bigger.vals);
+    if (!bigger.keys || !bigger.vals) {
+        free(bigger.keys);
+        free(bigger.vals);
+        return false;
+    }
+    for (size_t i = 0; i < c->cap; i++) {
+        if (!c->keys[i])
+            continue;
+        size_t j = hash_str(c->keys[i]) & (bigger.cap - 1);
+        while (bigger.keys[j])
+            j = (j + 1) & (bigger.cap - 1);
+        bigger.keys[j] = c->keys[i];
+        bigger.vals[j] = c->vals[i];
+    }
+    bigger.count = c->count;
+    free(c->keys);
+    free(c->vals);
+    *c = bigger;
+    return true;
+}
+
+static bool counter_add(struct counter *c, const char *key)
+{
+    if (2 * (c->count + 1) > c->cap && !counter_grow(c))
+        return false;
+    size_t i = hash_str(key) & (c->cap - 1);
+    while (c->keys[i] && strcmp(c->keys[i], key))
+        i = (i + 1) & (c->cap - 1);
+    if (!c->keys[i]) {
+        c->keys[i] = strdup(key);
+        if (!c->keys[i])
+            return false;
+        c->count++;
+    }
+    c->vals[i]++;
+    return true;
+}
+
+static void counter_free(struct counter *c)
+{
+    for (size_t i = 0; i < c->cap; i++)
+        free(c->keys[i]);
+    free(c->keys);
+    free(c->vals);
+    memset(c, 0, sizeof *c);
+}
+
+static int func_count_cmp(const void *a, const void *b)
+{
+    const struct md_perf_func *x = a, *y = b;
+    if (x->samples != y->samples)
+        return x->samples > y->samples ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+// The top n entries of c into out, most samples first, ties by name.
+static int counter_top(const struct counter *c, unsigned n, struct md_perf_func *out,
+                       size_t *out_count, struct md_error *err)
+{
+    struct md_perf_func *all = calloc(c->count ? c->count : 1, sizeof *all);
+    if (!all)
+        return md_fail(err, "perf: out of memory ranking functions");
+    size_t k = 0;
+    for (size_t i = 0; i < c->cap; i++) {
+        if (!c->keys[i])
+            continue;
+        snprintf(all[k].name, sizeof all[k].name, "%s", c->keys[i]);
+        all[k++].samples = c->vals[i];
+    }
+    qsort(all, k, sizeof *all, func_count_cmp);
+    *out_count = k < n ? k : n;
+    memcpy(out, all, *out_count * sizeof *out);
+    free(all);
+    return 0;
+}
+
+// ---- replay state -------------------------------------------------------------------------
+
+struct mapping {
+    uint64_t start, len, pgoff;
+    const char *file; // inside the log
+};
+
+struct proc {
+    struct mapping *maps;
+    size_t count, cap;
+};
+
+struct thread {
+    char comm[16];
+};
+
+struct replay {
+    const struct md_perf_names *names;
+    struct md_perf_result *res;
+    struct md_symcache syms;
+    struct u64map proc_index, thread_index, alloc_memo; // -> index + 1 / memo: 1 no, 2 yes
+    struct proc *procs;
+    size_t proc_count, proc_cap;
+    struct thread *threads;
+    size_t thread_count, thread_cap;
+    struct counter all, alloc;
+    bool oom;
+};
+
+static void *grow_array(void *arr, size_t *cap, size_t count, size_t elem)
+{
+    if (count < *cap)
+        return arr;
+    size_t n = *cap ? 2 * *cap : 64;
+    void *grown = realloc(arr, n * elem);
+    if (grown)
+        *cap = n;
+    return grown;
+}
+
+// The process with this pid, created empty when unknown; NULL only when out of memory.
+static struct proc *proc_get(struct replay *r, uint32_t pid)
+{
+    uint64_t *v = u64map_find(&r->proc_index, (uint64_t)pid + 1);
+    if (v)
+        return &r->procs[*v - 1];
+    struct proc *grown = grow_array(r->procs, &r->proc_cap, r->proc_count, sizeof *grown);
+    if (!grown)
+        return NULL;
+    r->procs = grown;
+    if (!u64map_put(&r->proc_index, (uint64_t)pid + 1, r->proc_count + 1))
+        return NULL;
+    memset(&r->procs[r->proc_count], 0, sizeof *r->procs);
+    return &r->procs[r->proc_count++];
+}
+
+static struct thread *thread_get(struct replay *r, uint32_t tid)
+{
+    uint64_t *v = u64map_find(&r->thread_index, (uint64_t)tid + 1);
+    if (v)
+        return &r->threads[*v - 1];
+    struct thread *grown = grow_array(r->threads, &r->thread_cap, r->thread_count, sizeof *grown);
+    if (!grown)
+        return NULL;
+    r->threads = grown;
+    if (!u64map_put(&r->thread_index, (uint64_t)tid + 1, r->thread_count + 1))
+        return NULL;
+    memset(&r->threads[r->thread_count], 0, sizeof *r->threads);
+    return &r->threads[r->thread_count++];
+}
+
+static bool proc_add_map(struct proc *p, const struct mapping *m)
+{
+    struct mapping *grown = grow_array(p->maps, &p->cap, p->count, sizeof *grown);
+    if (!grown)
+        return false;
+    p->maps = grown;
+    p->maps[p->count++] = *m;
+    return true;
+}
+
+// Newest mapping first: a later mmap over the same addresses replaces the earlier one.
+static const struct mapping *proc_find_map(const struct proc *p, uint64_t ip)
+{
+    for (size_t i = p->count; i-- > 0;)
+        if (ip >= p->maps[i].start && ip - p->maps[i].start < p->maps[i].len)
+            return &p->maps[i];
+    return NULL;
+}
+
+// ---- records ------------------------------------------------------------------------------
+
+// Bodies as the kernel writes them with sample_id_all; sample_id (pid, tid, time) is the last 16
+// bytes of every non-sample record.
+struct rec_comm {
+    uint32_t pid, tid;
+    char comm[];
+};
+
+struct rec_fork {
+    uint32_t pid, ppid, tid, ptid;
+    uint64_t time;
+};
+
+struct rec_mmap2 {
+    uint32_t pid, tid;
+    uint64_t addr, len, pgoff;
+    uint32_t maj, min;
+    uint64_t ino, ino_generation;
+    uint32_t prot, flags;
+    char filename[];
+};
+
+static void on_comm(struct replay *r, const struct perf_event_header *h, const unsigned char *body)
+{
+    struct rec_comm c;
+    if (h->size < sizeof *h + sizeof c + 16)
+        return;
+    memcpy(&c, body, sizeof c);
+    size_t room = h->size - sizeof *h - sizeof c - 16;
+    struct thread *t = thread_get(r, c.tid);
+    if (!t) {
+        r->oom = true;
+        return;
+    }
+    size_t n = strnlen((const char *)body + sizeof c, room);
+    if (n >= sizeof t->comm)
+        n = sizeof t->comm - 1;
+    memcpy(t->comm, body + sizeof c, n);
+    t->comm[n] = 0;
+    // exec replaced the address space: the old mappings are gone
+    struct proc *p = (h->misc & PERF_RECORD_MISC_COMM_EXEC) ? proc_get(r, c.pid) : NULL;
+    if (p)
+        p->count = 0;
+}
+
+static void on_fork(struct replay *r, const unsigned char *body)
+{
+    struct rec_fork f;
+    memcpy(&f, body, sizeof f);
+    struct thread *parent = thread_get(r, f.ptid);
+    char comm[16] = {0}; // a parent never seen (enabled before its COMM) has no name
+    if (parent)
+        memcpy(comm, parent->comm, sizeof comm);
+    struct thread *child = thread_get(r, f.tid);
+    if (!child) {
+        r->oom = true;
+        return;
+    }
+    memcpy(child->comm, comm, sizeof comm);
+    if (f.pid == f.ppid)
+        return; // a thread shares its process's mappings
+    // fork copies the address space without new MMAP records
+    struct proc *pp = proc_get(r, f.ppid);
+    size_t parent_index = pp ? (size_t)(pp - r->procs) : 0;
+    struct proc *cp = proc_get(r, f.pid); // may move r->procs
+    if (!pp || !cp) {
+        r->oom = true;
+        return;
+    }
+    pp = &r->procs[parent_index];
+    cp->count = 0;
+    for (size_t i = 0; i < pp->count && !r->oom; i++)
+        r->oom = !proc_add_map(cp, &pp->maps[i]);
+}
+
+static void on_mmap2(struct replay *r, const struct perf_event_header *h, const unsigned char *body)
+{
+    struct rec_mmap2 m;
+    if (h->size < sizeof *h + sizeof m + 16)
+        return;
+    memcpy(&m, body, sizeof m);
+    const char *file = (const char *)body + sizeof m;
+    size_t room = h->size - sizeof *h - sizeof m - 16;
+    if (!memchr(file, 0, room))
+        return;
+    struct proc *p = proc_get(r, m.pid);
+    struct mapping map = {m.addr, m.len, m.pgoff, file};
+    if (!p || !proc_add_map(p, &map))
+        r->oom = true;
+}
+
+// ---- samples ------------------------------------------------------------------------------
+
+struct frame_name {
+    const struct md_func_sym *func; // NULL when unknown
+    size_t aliases;
+    char label[MD_PERF_NAME_MAX];
+};
+
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+// Names the function at ip in process p; return addresses (not the leaf) are looked up at ip - 1
+// because a call may be the last instruction of its function.
+static void name_frame(struct replay *r, const struct proc *p, uint64_t ip, bool leaf,
+                       struct frame_name *out)
+{
+    out->func = NULL;
+    out->aliases = 0;
+    snprintf(out->label, sizeof out->label, "[unknown]");
+    const struct mapping *m = p ? proc_find_map(p, leaf ? ip : ip - 1) : NULL;
+    if (!m)
+        return;
+    uint64_t offset = (leaf ? ip : ip - 1) - m->start + m->pgoff;
+    if (m->file[0] == '/')
+        out->func = md_symbolize(&r->syms, m->file, offset, &out->aliases);
+    if (out->func)
+        snprintf(out->label, sizeof out->label, "%s", out->func->name);
+    else if (m->file[0] == '[')
+        snprintf(out->label, sizeof out->label, "%s", m->file); // [vdso]
+    else
+        snprintf(out->label, sizeof out->label, "[%s]", base_name(m->file));
+}
+
+static bool func_is_alloc(struct replay *r, const struct md_func_sym *f, size_t aliases)
+{
+    uint64_t *memo = u64map_find(&r->alloc_memo, (uint64_t)(uintptr_t)f);
+    if (memo)
+        return *memo == 2;
+    bool yes = false;
+    for (size_t i = 0; i < aliases && !yes; i++)
+        yes = md_perf_name_in(f[i].name, r->names->api) ||
+              (r->names->internal && md_perf_name_in(f[i].name, r->names->internal));
+    u64map_put(&r->alloc_memo, (uint64_t)(uintptr_t)f, yes ? 2 : 1);
+    return yes;
+}
+
+// The user-space part of a callchain: entries after PERF_CONTEXT_USER, up to the next marker.
+static size_t user_frames(const uint64_t *chain, size_t nr, uint64_t *out)
+{
+    size_t k = 0;
+    bool user = false;
+    for (size_t i = 0; i < nr && k < MAX_FRAMES; i++) {
+        if (chain[i] >= (uint64_t)PERF_CONTEXT_MAX) {
+            user = chain[i] == (uint64_t)PERF_CONTEXT_USER;
+            continue;
+        }
+        if (user)
+            out[k++] = chain[i];
+    }
+    return k;
+}
+
+// A uprobe hit traps into the kernel (int3, then a single step in the "[uprobes]" page unless the
+// instruction is emulated), costing far more than a malloc. Samples taken in the kernel while the
+// user ip is the breakpoint (offset or offset + 1, after the int3) or in that page are the
+// measurement's own cost: counted apart, left out of the program's total.
+static bool in_uprobe_handling(const struct replay *r, const struct proc *p, uint64_t ip)
+{
+    const struct mapping *m = p ? proc_find_map(p, ip) : NULL;
+    if (!m)
+        return false;
+    if (!strcmp(m->file, "[uprobes]"))
+        return true;
+    uint64_t offset = ip - m->start + m->pgoff;
+    for (size_t i = 0; i < r->names->probe_count; i++)
+        if ((offset == r->names->probe_offsets[i] || offset == r->names->probe_offsets[i] + 1) &&
+            !strcmp(m->file, r->names->probe_paths[i]))
+            return true;
+    return false;
+}
+
+struct sample {
+    uint64_t ip;
+    uint32_t pid, tid;
+    uint64_t time, nr;
+};
+
+static void count_sample(struct replay *r, const struct proc *p, const uint64_t *frames, size_t n)
+{
+    struct frame_name leaf;
+    name_frame(r, p, frames[0], true, &leaf);
+    bool in_alloc = leaf.func && func_is_alloc(r, leaf.func, leaf.aliases);
+    for (size_t i = 1; i < n && !in_alloc; i++) {
+        struct frame_name caller;
+        name_frame(r, p, frames[i], false, &caller);
+        in_alloc = caller.func && func_is_alloc(r, caller.func, caller.aliases);
+    }
+    r->res->samples_unknown += !leaf.func;
+    r->res->samples_alloc += in_alloc;
+    if (!counter_add(&r->all, leaf.label) || (in_alloc && !counter_add(&r->alloc, leaf.label)))
+        r->oom = true;
+}
+
+static void on_sample(struct replay *r, const struct perf_event_header *h,
+                      const unsigned char *body)
+{
+    struct sample s;
+    size_t body_size = h->size - sizeof *h;
+    if (body_size < sizeof s)
+        return;
+    memcpy(&s, body, sizeof s);
+    if (s.nr > (body_size - sizeof s) / sizeof(uint64_t))
+        return; // corrupt; cannot happen with the kernel's own records
+    struct thread *t = thread_get(r, s.tid);
+    if (t && !strcmp(t->comm, "strace")) {
+        r->res->samples_excluded++;
+        return;
+    }
+    bool kernel = (h->misc & PERF_RECORD_MISC_CPUMODE_MASK) == PERF_RECORD_MISC_KERNEL;
+    uint64_t chain[MAX_FRAMES], frames[MAX_FRAMES];
+    size_t nr = s.nr < MAX_FRAMES ? (size_t)s.nr : MAX_FRAMES;
+    memcpy(chain, body + sizeof s, nr * sizeof *chain);
+    size_t n = user_frames(chain, nr, frames);
+    if (n == 0 && !kernel) // no callchain at all: the sampled ip is the only frame
+        frames[n++] = s.ip;
+    uint64_t *pv = u64map_find(&r->proc_index, (uint64_t)s.pid + 1);
+    const struct proc *p = pv ? &r->procs[*pv - 1] : NULL;
+    if (kernel && n && in_uprobe_handling(r, p, frames[0])) {
+        r->res->samples_uprobe++;
+        return;
+    }
+    r->res->samples_total++;
+    r->res->samples_kernel += kernel;
+    if (n)
+        count_sample(r, p, frames, n);
+    else if (!counter_add(&r->all, "[kernel]"))
+        r->oom = true;
+}
+
+static void on_record(struct replay *r, const struct perf_event_header *h,
+                      const unsigned char *body)
+{
+    uint64_t lost;
+    switch (h->type) {
+    case PERF_RECORD_SAMPLE:
+        on_sample(r, h, body);
+        break;
+    case PERF_RECORD_COMM:
+        on_comm(r, h, body);
+        break;
+    case PERF_RECORD_FORK:
+        if (h->size >= sizeof *h + sizeof(struct rec_fork))
+            on_fork(r, body);
+        break;
+    case PERF_RECORD_MMAP2:
+        on_mmap2(r, h, body);
+        break;
+    case PERF_RECORD_LOST: // id, lost
+        if (h->size >= sizeof *h + 16) {
+            memcpy(&lost, body + 8, sizeof lost);
+            r->res->samples_lost += lost;
+        }
+        break;
+    case PERF_RECORD_LOST_SAMPLES:
+        if (h->size >= sizeof *h + 8) {
+            memcpy(&lost, body, sizeof lost);
+            r->res->samples_lost += lost;
+        }
+        break;
+    case PERF_RECORD_THROTTLE:
+        r->res->throttled++;
+        break;
+    default:
+        break;
+    }
+}
+
+// ---- ordering -----------------------------------------------------------------------------
+
+struct rec_ref {
+    uint64_t time;
+    size_t offset; // into the log; also the tie-break, which keeps arrival order
+};
+
+static uint64_t record_time(const struct perf_event_header *h, const unsigned char *rec)
+{
+    uint64_t t = 0;
+    if (h->type == PERF_RECORD_SAMPLE && h->size >= sizeof *h + 24)
+        memcpy(&t, rec + sizeof *h + 16, sizeof t); // after ip and pid/tid
+    else if (h->type != PERF_RECORD_SAMPLE && h->size >= sizeof *h + 16)
+        memcpy(&t, rec + h->size - 8, sizeof t); // sample_id: pid/tid, time
+    return t;
+}
+
+static int ref_cmp(const void *a, const void *b)
+{
+    const struct rec_ref *x = a, *y = b;
+    if (x->time != y->time)
+        return x->time < y->time ? -1 : 1;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+static int index_log(const struct md_perf_log *l, struct rec_ref **out, size_t *count,
+                     struct md_error *err)
+{
+    size_t n = 0, cap = 1024;
+    struct rec_ref *refs = malloc(cap * sizeof *refs);
+    for (size_t off = 0; refs && off + sizeof(struct perf_event_header) <= l->len;) {
+        struct perf_event_header h;
+        memcpy(&h, l->data + off, sizeof h);
+        if (h.size < sizeof h || h.size > l->len - off)
+            break; // the log only holds whole records, so this is not reached
+        if (n == cap) {
+            struct rec_ref *grown = realloc(refs, 2 * cap * sizeof *refs);
+            if (!grown) {
+                free(refs);
+                refs = NULL;
+                break;
+            }
+            refs = grown;
+            cap *= 2;
+        }
+        refs[n++] = (struct rec_ref){record_time(&h, l->data + off), off};
+        off += h.size;
+    }
+    if (!refs)
+        return md_fail(err, "perf: out of memory sorting %zu bytes of samples", l->len);
+    qsort(refs, n, sizeof *refs, ref_cmp);
+    *out = refs;
+    *count = n;
+    return 0;
+}
+
+static void replay_free(struct replay *r)
+{
+    md_symcache_free(&r->syms);
+    u64map_free(&r->proc_index);
+    u64map_free(&r->thread_index);
+    u64map_free(&r->alloc_memo);
+    for (size_t i = 0; i < r->proc_count; i++)
+        free(r->procs[i].maps);
+    free(r->procs);
+    free(r->threads);
+    counter_free(&r->all);
+    counter_free(&r->alloc);
+}
+
+int md_perf_replay(const struct md_perf_log *l, const struct md_perf_names *names,
+                   struct md_perf_result *res, struct md_error *err)
+{
+    struct rec_ref *refs = NULL;
+    size_t count = 0;
+    if (index_log(l, &refs, &count, err))
+        return -1;
+    struct replay r = {.names = names, .res = res};
+    md_symcache_init(&r.syms);
+    for (size_t i = 0; i < count && !r.oom; i++) {
+        struct perf_event_header h;
+        memcpy(&h, l->data + refs[i].offset, sizeof h);
+        on_record(&r, &h, l->data + refs[i].offset + sizeof h);
+    }
+    free(refs);
+    res->samples_lost += l->dropped_samples;
+    int rc = 0;
+    if (r.oom)
+        rc = md_fail(err, "perf: out of memory replaying samples");
+    else if (counter_top(&r.all, names->top_n, res->top_all, &res->top_all_count, err) ||
+             counter_top(&r.alloc, names->top_n, res->top_alloc, &res->top_alloc_count, err))
+        rc = -1;
+    replay_free(&r);
+    return rc;
+}

@@ -1,0 +1,406 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// lib/perf and lib/symbolize on real fixtures (built by `make perf-fixtures`): exact uprobe
+// counts, the allocator's CPU share, fork/exec inheritance and the strace exclusion.
+//
+// Each test starts its fixture the way `malloc-doctor trace` does: fork, the child stops itself,
+// the parent opens the events, continues it, and the child execs the fixture. perf_event_open
+// must be permitted (we run as root): a refusal fails the test with the kernel's reason.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "lib/perf.h"
+#include "lib/perf_samples.h"
+#include "lib/symbolize.h"
+
+#define PFX "build/fixtures/perf/"
+
+static const char *const alloc_api[] = {
+    "malloc",   "free",   "calloc",  "realloc",      "posix_memalign", "aligned_alloc",
+    "memalign", "valloc", "pvalloc", "reallocarray", "_Znwm",          "_ZdlPv",
+    "_Znam",    "_ZdaPv", "_ZdlPvm", NULL,
+};
+
+struct run {
+    struct md_perf_result res;
+    char out[256]; // the fixture's stdout
+    int status;
+};
+
+static pid_t spawn_stopped(char *const argv[], const char *out_path)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0 || dup2(fd, 1) < 0)
+            _exit(126);
+        raise(SIGSTOP);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, WUNTRACED), pid);
+    assert_true(WIFSTOPPED(status));
+    return pid;
+}
+
+static void read_output(const char *path, char *buf, size_t size)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, size - 1, f);
+    buf[n] = 0;
+    fclose(f);
+}
+
+// Runs argv under perf with opt and fills r; fails the test on any error.
+static void run_fixture(char *const argv[], const struct md_perf_options *opt, struct run *r)
+{
+    if (access(argv[0], X_OK))
+        fail_msg("%s missing: run `make perf-fixtures` first", argv[0]);
+    char out_path[] = "/tmp/md-perf-out-XXXXXX";
+    int fd = mkstemp(out_path);
+    assert_true(fd >= 0);
+    close(fd);
+    pid_t pid = spawn_stopped(argv, out_path);
+    struct md_perf *p;
+    struct md_error err;
+    if (md_perf_open(&p, pid, opt, &err)) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        unlink(out_path);
+        fail_msg("md_perf_open: %s", err.msg);
+    }
+    kill(pid, SIGCONT);
+    assert_int_equal(waitpid(pid, &r->status, 0), pid);
+    int rc = md_perf_collect(p, &r->res, &err);
+    md_perf_close(p);
+    read_output(out_path, r->out, sizeof r->out);
+    unlink(out_path);
+    if (rc)
+        fail_msg("md_perf_collect: %s", err.msg);
+    if (!WIFEXITED(r->status))
+        fail_msg("%s: killed by signal %d", argv[0], WTERMSIG(r->status));
+    assert_int_equal(WEXITSTATUS(r->status), 0);
+}
+
+static double alloc_share(const struct md_perf_result *res)
+{
+    return res->samples_total ? (double)res->samples_alloc / (double)res->samples_total : 0;
+}
+
+static void print_result(const char *label, const struct md_perf_result *res)
+{
+    fprintf(stderr,
+            "# %s: %ju samples, %ju in allocator (%.1f%%), %ju kernel, %ju unknown, %ju "
+            "excluded, %ju lost, %u cpus\n",
+            label, (uintmax_t)res->samples_total, (uintmax_t)res->samples_alloc,
+            100 * alloc_share(res), (uintmax_t)res->samples_kernel, (uintmax_t)res->samples_unknown,
+            (uintmax_t)res->samples_excluded, (uintmax_t)res->samples_lost, res->cpus);
+    for (size_t i = 0; i < res->top_alloc_count && i < 3; i++)
+        fprintf(stderr, "#   alloc %-24s %ju\n", res->top_alloc[i].name,
+                (uintmax_t)res->top_alloc[i].samples);
+    for (size_t i = 0; i < res->top_all_count && i < 3; i++)
+        fprintf(stderr, "#   all   %-24s %ju\n", res->top_all[i].name,
+                (uintmax_t)res->top_all[i].samples);
+}
+
+// ---- symbolize ----------------------------------------------------------------------------
+
+static void func_offset_round_trips(void **state)
+{
+    (void)state;
+    const char *path = PFX "churn-musl-static";
+    const char *names[] = {"malloc", "free", "main", "churn"};
+    struct md_symtab t;
+    struct md_error err;
+    if (md_symtab_load(&t, path, &err))
+        fail_msg("%s", err.msg);
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        uint64_t off, addr;
+        if (md_elf_func_offset(path, names[i], &off, &err))
+            fail_msg("%s", err.msg);
+        assert_true(md_symtab_offset_to_addr(&t, off, &addr));
+        size_t aliases = 0;
+        const struct md_func_sym *f = md_symtab_find(&t, addr, &aliases);
+        assert_non_null(f);
+        bool found = false; // the name may be an alias of the preferred one
+        for (size_t k = 0; k < aliases; k++)
+            found = found || !strcmp(f[k].name, names[i]);
+        assert_true(found);
+        // inside the function, too
+        assert_ptr_equal(md_symtab_find(&t, addr + 1, NULL), f);
+    }
+    md_symtab_free(&t);
+}
+
+static void func_offset_unknown_name_fails(void **state)
+{
+    (void)state;
+    struct md_error err;
+    uint64_t off;
+    assert_int_equal(md_elf_func_offset(PFX "compute", "no_such_function", &off, &err), -1);
+    assert_non_null(strstr(err.msg, "no_such_function"));
+    assert_int_equal(md_elf_func_offset("/nonexistent/file", "malloc", &off, &err), -1);
+    assert_non_null(strstr(err.msg, "/nonexistent/file"));
+}
+
+static void symcache_remembers_unreadable_files(void **state)
+{
+    (void)state;
+    struct md_symcache c;
+    md_symcache_init(&c);
+    assert_null(md_symcache_get(&c, "/nonexistent/lib.so"));
+    assert_null(md_symcache_get(&c, "/nonexistent/lib.so"));
+    assert_int_equal(c.count, 1);
+    const struct md_symtab *t = md_symcache_get(&c, PFX "compute");
+    assert_non_null(t);
+    assert_ptr_equal(md_symcache_get(&c, PFX "compute"), t);
+    md_symcache_free(&c);
+}
+
+// Debian's libc.so.6 has no .symtab; with libc6-dbg its local functions (the allocator's
+// internals) come from the build-id debug file.
+static void stripped_libc_gets_debug_file_symbols(void **state)
+{
+    (void)state;
+    const char *libc = "/lib/x86_64-linux-gnu/libc.so.6";
+    struct md_symtab t;
+    struct md_error err;
+    if (md_symtab_load(&t, libc, &err))
+        fail_msg("%s", err.msg);
+    if (!t.debug_path) {
+        md_symtab_free(&t);
+        fprintf(stderr, "# no build-id debug file for %s: install libc6-dbg\n", libc);
+        skip();
+    }
+    const struct md_func_sym *f = md_symtab_by_name(&t, "_int_malloc");
+    assert_non_null(f);
+    uint64_t off, addr;
+    assert_true(md_symtab_addr_to_offset(&t, f->addr, &off));
+    assert_true(md_symtab_offset_to_addr(&t, off + 16, &addr));
+    const struct md_func_sym *g = md_symtab_find(&t, addr, NULL);
+    assert_non_null(g);
+    assert_string_equal(g->name, "_int_malloc");
+    md_symtab_free(&t);
+}
+
+static void names_match_up_to_clone_suffix(void **state)
+{
+    (void)state;
+    const char *const list[] = {"toy_refill", "malloc", NULL};
+    assert_true(md_perf_name_in("malloc", list));
+    assert_true(md_perf_name_in("toy_refill.constprop.0", list));
+    assert_true(md_perf_name_in("toy_refill.cold", list));
+    assert_false(md_perf_name_in("toy_refill_x", list));
+    assert_false(md_perf_name_in("mallo", list));
+    assert_false(md_perf_name_in("malloc_trim", list));
+    assert_false(md_perf_name_in("free", list));
+    assert_false(md_perf_name_in("malloc", NULL));
+}
+
+// ---- the record log -----------------------------------------------------------------------
+
+static void log_counts_samples_over_its_bound(void **state)
+{
+    (void)state;
+    struct md_perf_log l;
+    md_perf_log_init(&l, 64);
+    unsigned char rec[48] = {0};
+    struct perf_event_header h = {.type = PERF_RECORD_SAMPLE, .size = sizeof rec};
+    memcpy(rec, &h, sizeof h);
+    md_perf_log_add(&l, rec, sizeof rec);
+    md_perf_log_add(&l, rec, sizeof rec); // over 64 bytes: counted, not stored
+    h.type = PERF_RECORD_COMM;
+    memcpy(rec, &h, sizeof h);
+    md_perf_log_add(&l, rec, sizeof rec); // side-band records are kept over the bound
+    assert_int_equal(l.len, 2 * sizeof rec);
+    assert_int_equal(l.dropped_samples, 1);
+    struct md_perf_names names = {.api = alloc_api, .top_n = MD_PERF_TOP};
+    struct md_perf_result res = {0};
+    struct md_error err;
+    assert_int_equal(md_perf_replay(&l, &names, &res, &err), 0);
+    assert_int_equal(res.samples_lost, 1); // the dropped sample is reported
+    md_perf_log_free(&l);
+}
+
+// ---- uprobes ------------------------------------------------------------------------------
+
+static void uprobes_count_static_musl_calls_exactly(void **state)
+{
+    (void)state;
+    const char *path = PFX "churn-musl-static";
+    struct md_uprobe_spec up[2] = {{"malloc", path, 0}, {"free", path, 0}};
+    struct md_error err;
+    for (size_t i = 0; i < 2; i++)
+        if (md_elf_func_offset(path, up[i].name, &up[i].file_offset, &err))
+            fail_msg("%s", err.msg);
+    struct md_perf_options opt = {.uprobes = up, .uprobe_count = 2};
+    char *argv[] = {(char *)path, NULL};
+    struct run r;
+    run_fixture(argv, &opt, &r);
+    unsigned long mallocs, frees;
+    assert_int_equal(sscanf(r.out, "malloc=%lu free=%lu", &mallocs, &frees), 2);
+    assert_true(mallocs > 0);
+    assert_int_equal(r.res.uprobe_count, 2);
+    fprintf(stderr, "# printed malloc=%lu free=%lu, uprobes malloc=%ju free=%ju\n", mallocs, frees,
+            (uintmax_t)r.res.uprobe_hits[0], (uintmax_t)r.res.uprobe_hits[1]);
+    assert_int_equal(r.res.uprobe_hits[0], mallocs);
+    assert_int_equal(r.res.uprobe_hits[1], frees);
+    assert_false(r.res.sampled);
+}
+
+// The same counts with sampling on at the same time. Each uprobe hit traps into the kernel and
+// costs far more than the malloc it counts: those samples must be set apart, not charged to
+// malloc. musl's malloc is a tail jump to __libc_malloc_impl and musl has no frame pointers, so
+// its time is only found through the internal names (as the signature table would give them).
+static void uprobes_and_sampling_together(void **state)
+{
+    (void)state;
+    const char *path = PFX "churn-musl-static";
+    struct md_uprobe_spec up = {"malloc", path, 0};
+    struct md_error err;
+    if (md_elf_func_offset(path, "malloc", &up.file_offset, &err))
+        fail_msg("%s", err.msg);
+    const char *const internal[] = {"__libc_malloc_impl", "__libc_free", "alloc_slot", NULL};
+    struct md_perf_options opt = {.uprobes = &up,
+                                  .uprobe_count = 1,
+                                  .sample_hz = 4000,
+                                  .alloc_api = alloc_api,
+                                  .alloc_internal = internal};
+    char *argv[] = {(char *)path, NULL};
+    struct run r;
+    run_fixture(argv, &opt, &r);
+    print_result("churn-musl-static", &r.res);
+    fprintf(stderr, "# %ju samples in uprobe handling\n", (uintmax_t)r.res.samples_uprobe);
+    unsigned long mallocs, frees;
+    assert_int_equal(sscanf(r.out, "malloc=%lu free=%lu", &mallocs, &frees), 2);
+    assert_int_equal(r.res.uprobe_hits[0], mallocs);
+    assert_true(r.res.sampled);
+    assert_int_equal(r.res.samples_excluded, 0);
+    assert_true(r.res.samples_uprobe > 0);
+    assert_true(r.res.samples_total > 0);
+    assert_true(r.res.samples_alloc > 0);
+    for (size_t i = 0; i < r.res.top_all_count; i++)
+        assert_string_not_equal(r.res.top_all[i].name, "malloc"); // a single jmp instruction
+}
+
+static void uprobe_open_failure_is_reported(void **state)
+{
+    (void)state;
+    struct md_uprobe_spec up = {"malloc", "/nonexistent/file", 0x1000};
+    struct md_perf_options opt = {.uprobes = &up, .uprobe_count = 1};
+    char *argv[] = {(char *)"/bin/true", NULL};
+    char out_path[] = "/tmp/md-perf-out-XXXXXX";
+    int fd = mkstemp(out_path);
+    close(fd);
+    pid_t pid = spawn_stopped(argv, out_path);
+    struct md_perf *p;
+    struct md_error err;
+    int rc = md_perf_open(&p, pid, &opt, &err);
+    kill(pid, SIGKILL); // before any assertion, so that a failure leaves no stopped child
+    waitpid(pid, NULL, 0);
+    unlink(out_path);
+    assert_int_equal(rc, -1);
+    assert_null(p);
+    fprintf(stderr, "# %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "uprobe malloc at /nonexistent/file+0x1000"));
+}
+
+// ---- CPU sampling -------------------------------------------------------------------------
+
+static void toy_global_lock_allocator_dominates(void **state)
+{
+    (void)state;
+    const char *const internal[] = {"toy_refill", NULL};
+    struct md_perf_options opt = {
+        .sample_hz = 2000, .alloc_api = alloc_api, .alloc_internal = internal};
+    char *argv[] = {(char *)PFX "toy-alloc", NULL};
+    struct run r;
+    run_fixture(argv, &opt, &r);
+    print_result("toy-alloc", &r.res);
+    if (r.res.samples_total < 100)
+        fail_msg("only %ju samples for 800 ms of CPU time", (uintmax_t)r.res.samples_total);
+    assert_true(alloc_share(&r.res) > 0.5);
+    assert_true(r.res.top_alloc_count > 0);
+    assert_string_equal(r.res.top_alloc[0].name, "toy_refill");
+    assert_string_equal(r.res.top_all[0].name, "toy_refill");
+}
+
+// toy_refill is found through the callchain (malloc -> toy_refill) without naming it internal.
+static void callchain_attributes_callee_to_malloc(void **state)
+{
+    (void)state;
+    struct md_perf_options opt = {.sample_hz = 2000, .alloc_api = alloc_api};
+    char *argv[] = {(char *)PFX "toy-alloc", NULL};
+    struct run r;
+    run_fixture(argv, &opt, &r);
+    print_result("toy-alloc, api only", &r.res);
+    assert_true(alloc_share(&r.res) > 0.5);
+    assert_string_equal(r.res.top_alloc[0].name, "toy_refill");
+}
+
+static void compute_bound_program_has_low_share(void **state)
+{
+    (void)state;
+    struct md_perf_options opt = {.sample_hz = 2000, .alloc_api = alloc_api};
+    char *argv[] = {(char *)PFX "compute", NULL};
+    struct run r;
+    run_fixture(argv, &opt, &r);
+    print_result("compute", &r.res);
+    if (r.res.samples_total < 100)
+        fail_msg("only %ju samples for 400 ms of CPU time", (uintmax_t)r.res.samples_total);
+    assert_true(alloc_share(&r.res) < 0.10);
+    assert_string_equal(r.res.top_all[0].name, "spin_compute");
+    assert_true(r.res.samples_unknown < r.res.samples_total / 10);
+}
+
+// Samples follow a plain fork (mappings inherited without MMAP records) and leave out a child
+// whose command is "strace".
+static void fork_is_followed_and_strace_excluded(void **state)
+{
+    (void)state;
+    struct md_perf_options opt = {.sample_hz = 2000, .alloc_api = alloc_api};
+    char *argv[] = {(char *)PFX "forker", (char *)PFX "bin/strace", NULL};
+    struct run r;
+    run_fixture(argv, &opt, &r);
+    print_result("forker", &r.res);
+    if (r.res.samples_excluded < 100)
+        fail_msg("only %ju samples from the process named strace",
+                 (uintmax_t)r.res.samples_excluded);
+    if (r.res.samples_total < 100)
+        fail_msg("only %ju samples from the forked worker", (uintmax_t)r.res.samples_total);
+    assert_string_equal(r.res.top_all[0].name, "spin_compute");
+    assert_true(alloc_share(&r.res) < 0.10);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(func_offset_round_trips),
+        cmocka_unit_test(func_offset_unknown_name_fails),
+        cmocka_unit_test(symcache_remembers_unreadable_files),
+        cmocka_unit_test(stripped_libc_gets_debug_file_symbols),
+        cmocka_unit_test(names_match_up_to_clone_suffix),
+        cmocka_unit_test(log_counts_samples_over_its_bound),
+        cmocka_unit_test(uprobes_count_static_musl_calls_exactly),
+        cmocka_unit_test(uprobes_and_sampling_together),
+        cmocka_unit_test(uprobe_open_failure_is_reported),
+        cmocka_unit_test(toy_global_lock_allocator_dominates),
+        cmocka_unit_test(callchain_attributes_callee_to_malloc),
+        cmocka_unit_test(compute_bound_program_has_low_share),
+        cmocka_unit_test(fork_is_followed_and_strace_excluded),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
