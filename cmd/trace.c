@@ -15,6 +15,7 @@ enum {
     OPT_PROPAGATE,
     OPT_PROBE_DIR,
     OPT_PRECISE,
+    OPT_SAMPLE_HZ,
     OPT_STACKS,
     OPT_LEAKS,
     OPT_LEAK_MIN,
@@ -29,6 +30,8 @@ static const struct md_opt options[] = {
     {"folded", OPT_FOLDED, "FILE", "with --stacks: write folded stacks for flame graphs to FILE"},
     {"leaks", OPT_LEAKS, NULL, "blocks never freed at exit, grouped by call stack"},
     {"leak-min", OPT_LEAK_MIN, "BYTES", "with --leaks: list only stacks that leaked this much"},
+    {"sample-hz", OPT_SAMPLE_HZ, "N",
+     "CPU samples per second for the allocator's CPU share (0: off)"},
     {"precise", OPT_PRECISE, NULL, "time every allocator call (exact windows, more overhead)"},
     {"propagate-exit", OPT_PROPAGATE, NULL, "exit with the program's status (128+N for signal N)"},
     {"probe-dir", OPT_PROBE_DIR, "DIR", "where the probe's glibc/ and musl/ builds are"},
@@ -36,6 +39,9 @@ static const struct md_opt options[] = {
     {"version", MD_OPT_VERSION, NULL, "show the version"},
     {0},
 };
+
+// Prime, so sampling does not beat in step with periodic work in the program.
+#define MD_DEFAULT_SAMPLE_HZ 997
 
 struct trace_args {
     struct md_trace_options opt;
@@ -80,7 +86,7 @@ static void print_ops(const cJSON *r)
 {
     const cJSON *ops = cJSON_GetObjectItemCaseSensitive(r, "ops");
     if (!md_json_get_str(ops, "source")) {
-        printf("\nallocator operations: not counted (static program: give --ops N)\n");
+        printf("\nallocator operations: not counted (give --ops N)\n");
         return;
     }
     printf("\nallocator operations: %.0f (malloc %.0f, free %.0f, calloc %.0f, realloc %.0f, "
@@ -100,8 +106,11 @@ static void print_syscalls(const cJSON *r)
         char per_k[32] = "-";
         if (cJSON_IsNumber(per))
             snprintf(per_k, sizeof per_k, "%.3f", per->valuedouble * 1000);
-        printf("%-10s %10.0f %14s %14.0f %10.4f\n", str(s, "name", "?"), num(s, "count"), per_k,
-               num(s, "in_allocator"), num(s, "seconds"));
+        char inside[32] = "-";
+        if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(s, "in_allocator")))
+            snprintf(inside, sizeof inside, "%.0f", num(s, "in_allocator"));
+        printf("%-10s %10.0f %14s %14s %10.4f\n", str(s, "name", "?"), num(s, "count"), per_k,
+               inside, num(s, "seconds"));
     }
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(r, "futex");
     printf("\nfutex waits: %.0f, %.4f s blocked (%.1f%% of wall time); %.0f inside allocator calls "
@@ -164,11 +173,32 @@ static void print_stacks(const cJSON *r)
                      "bytes", "bytes");
 }
 
+static void print_cpu(const cJSON *r)
+{
+    const cJSON *cpu = cJSON_GetObjectItemCaseSensitive(r, "cpu"), *f;
+    if (md_json_get_str(cpu, "error"))
+        printf("\nCPU share: %s\n", md_json_get_str(cpu, "error"));
+    if (!md_json_get_bool(cpu, "sampled"))
+        return;
+    printf("\nCPU share inside the allocator: %.1f%% of %.0f samples",
+           100 * num(cpu, "allocator_share"), num(cpu, "samples"));
+    int shown = 0;
+    cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(cpu, "top_allocator_functions"))
+    {
+        if (shown++ == 3)
+            break;
+        printf("%s %s %.1f%%", shown == 1 ? "; hottest:" : ",", str(f, "name", "?"),
+               100 * num(f, "share"));
+    }
+    putchar('\n');
+}
+
 static void render_text(const cJSON *r)
 {
     print_header(r);
     print_ops(r);
     print_syscalls(r);
+    print_cpu(r);
     print_bands(r, "size_bands", "request sizes whose calls made memory syscalls");
     print_bands(r, "free_bands", "freed block sizes whose free made memory syscalls");
     print_stacks(r);
@@ -176,17 +206,33 @@ static void render_text(const cJSON *r)
 
 // --- the command ---------------------------------------------------------------------------
 
-static bool parse_count(const struct md_command *cmd, const char *option, const char *arg,
-                        uint64_t *out, int *exit_code)
+// A decimal number for option; zero is allowed only with allow_zero.
+static bool parse_u64(const struct md_command *cmd, const char *option, const char *arg,
+                      uint64_t *out, bool allow_zero, int *exit_code)
 {
     char *end;
     errno = 0;
     *out = strtoull(arg, &end, 10);
-    if (!*arg || *end || *arg == '-' || errno || *out == 0) {
-        *exit_code = md_cli_usage_error(cmd, "%s needs a positive number, not '%s'", option, arg);
+    if (!*arg || *end || *arg == '-' || errno || (*out == 0 && !allow_zero)) {
+        *exit_code = md_cli_usage_error(cmd, "%s needs a %s number, not '%s'", option,
+                                        allow_zero ? "whole" : "positive", arg);
         return false;
     }
     return true;
+}
+
+static bool parse_count(const struct md_command *cmd, const char *option, const char *arg,
+                        uint64_t *out, int *exit_code)
+{
+    return parse_u64(cmd, option, arg, out, false, exit_code);
+}
+
+static bool parse_number(const struct md_command *cmd, const char *option, const char *arg,
+                         uint64_t *out, int *exit_code)
+{
+    return parse_u64(cmd, option, arg, out, true, exit_code) &&
+           (*out <= 100000 ||
+            (*exit_code = md_cli_usage_error(cmd, "%s: at most 100000", option), false));
 }
 
 static bool parse(const struct md_command *cmd, int argc, char **argv, struct trace_args *a,
@@ -194,7 +240,9 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct tr
 {
     const char *arg;
     int key;
+    uint64_t hz;
     *exit_code = MD_EXIT_OK;
+    a->opt.sample_hz = MD_DEFAULT_SAMPLE_HZ;
     while ((key = md_cli_next(cmd, argc, argv, &arg)) != -1) {
         switch (key) {
         case OPT_JSON:
@@ -208,6 +256,11 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct tr
             break;
         case 'o':
             a->output = arg;
+            break;
+        case OPT_SAMPLE_HZ:
+            if (!parse_number(cmd, "--sample-hz", arg, &hz, exit_code))
+                return false;
+            a->opt.sample_hz = (unsigned)hz;
             break;
         case OPT_PRECISE:
             a->opt.probe_flags |= MD_PROBE_PRECISE;

@@ -10,6 +10,7 @@
 
 #include "lib/inspect.h"
 #include "lib/probe_file.h"
+#include "lib/trace_perf.h"
 #include "lib/trace_stacks.h"
 #include "lib/trace_stats.h"
 
@@ -18,8 +19,11 @@
 
 enum trace_mode {
     MODE_PRELOAD, // the probe interposes malloc in a dynamic program
-    MODE_NONE,    // static, or malloc defined by the program: counts need uprobes
+    MODE_UPROBES, // static, or malloc defined by the program: uprobes count the calls
+    MODE_NONE,    // neither (stripped static program, or perf refused): --ops N
 };
+
+static const char *const mode_names[] = {"preload", "uprobes", "none"};
 
 struct target {
     char path[PATH_MAX];
@@ -53,7 +57,7 @@ static int examine(const char *path, struct target *t, struct md_error *err)
     const char *provider =
         md_json_get_str(cJSON_GetObjectItemCaseSensitive(entry, "active"), "provider");
     bool own_malloc = provider && !strcmp(provider, path);
-    t->mode = kind && !strcmp(kind, "dynamic") && !own_malloc ? MODE_PRELOAD : MODE_NONE;
+    t->mode = kind && !strcmp(kind, "dynamic") && !own_malloc ? MODE_PRELOAD : MODE_UPROBES;
     t->libc = md_json_get_str(entry, "libc");
     return 0;
 }
@@ -89,7 +93,7 @@ static void add_target(cJSON *report, const struct target *t, char *const *argv)
     md_json_str(o, "libc", md_json_get_str(t->inspect, "libc"));
     cJSON *active = cJSON_GetObjectItemCaseSensitive(t->inspect, "active");
     cJSON_AddItemToObject(o, "active", active ? cJSON_Duplicate(active, 1) : cJSON_CreateNull());
-    cJSON_AddStringToObject(report, "mode", t->mode == MODE_PRELOAD ? "preload" : "none");
+    cJSON_AddStringToObject(report, "mode", mode_names[t->mode]);
 }
 
 static void add_run(cJSON *report, const struct md_run_result *r, const struct md_strace_log *log,
@@ -133,6 +137,7 @@ static int temp_file(char *path, size_t size, const char *name, struct md_error 
 
 struct session {
     struct target target;
+    struct md_trace_perf perf;
     struct md_probe_file probe;
     char strace_out[PATH_MAX];
     char env_preload[PATH_MAX + 64], env_file[PATH_MAX + 32];
@@ -145,14 +150,19 @@ static int prepare(const struct md_trace_options *opt, struct session *s, struct
         examine(s->target.path, &s->target, err) ||
         temp_file(s->strace_out, sizeof s->strace_out, "malloc-doctor-strace", err))
         return -1;
-    if (s->target.mode != MODE_PRELOAD)
+    const char *active_id =
+        md_json_get_str(cJSON_GetObjectItemCaseSensitive(s->target.inspect, "active"), "id");
+    bool preload = s->target.mode == MODE_PRELOAD;
+    md_trace_perf_prepare(&s->perf, s->target.path, !preload, active_id, s->target.libc,
+                          opt->sample_hz);
+    if (!preload && !s->perf.uprobe_count)
+        s->target.mode = MODE_NONE;
+    if (!preload)
         return 0;
     char lib[PATH_MAX];
     // an allocator with rseq critical sections of its own must not see the rseq mark
-    const char *alloc_id =
-        md_json_get_str(cJSON_GetObjectItemCaseSensitive(s->target.inspect, "active"), "id");
     uint32_t flags = opt->probe_flags;
-    if (alloc_id && !strcmp(alloc_id, "tcmalloc-google"))
+    if (active_id && !strcmp(active_id, "tcmalloc-google"))
         flags |= MD_PROBE_PRECISE;
     if (probe_library(opt, s->target.libc, lib, sizeof lib, err) ||
         md_probe_file_create(&s->probe, MD_SLOW_CALL_NS, flags, err))
@@ -169,6 +179,7 @@ static void cleanup(struct session *s)
     if (s->strace_out[0])
         unlink(s->strace_out);
     md_probe_file_close(&s->probe);
+    md_trace_perf_close(&s->perf);
     md_strace_log_free(&s->log);
     cJSON_Delete(s->target.inspect);
 }
@@ -201,8 +212,11 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
 {
     bool preload = s->target.mode == MODE_PRELOAD;
     const char *env[] = {s->env_preload, s->env_file, NULL};
-    struct md_run_spec spec = {
-        .argv = opt->argv, .strace_out = s->strace_out, .cmd_env = preload ? env : NULL};
+    struct md_run_spec spec = {.argv = opt->argv,
+                               .strace_out = s->strace_out,
+                               .cmd_env = preload ? env : NULL,
+                               .before_start = md_trace_perf_start,
+                               .ctx = &s->perf};
     if (md_run(&spec, run, err))
         return -1;
     if (preload)
@@ -218,7 +232,11 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
                                 .probe = preload ? &s->probe : NULL,
                                 .ops_source = preload ? "probe" : NULL,
                                 .wall_seconds = run->wall_seconds};
-    if (!preload && opt->ops) {
+    uint64_t perf_ops[MD_OP_COUNT] = {0};
+    if (md_trace_perf_finish(&s->perf, perf_ops, report) && !preload) {
+        memcpy(in.ops, perf_ops, sizeof in.ops);
+        in.ops_source = "uprobes";
+    } else if (!preload && opt->ops) {
         in.ops[MD_OP_MALLOC] = opt->ops;
         in.ops_source = "--ops";
     }

@@ -264,7 +264,8 @@ static void add_per_op(cJSON *o, const char *key, uint64_t count, uint64_t ops)
         cJSON_AddNullToObject(o, key);
 }
 
-static void add_syscalls(cJSON *report, const struct stats *st, uint64_t ops)
+// attributed: whether the probe's windows say which calls were inside the allocator.
+static void add_syscalls(cJSON *report, const struct stats *st, uint64_t ops, bool attributed)
 {
     cJSON *arr = cJSON_AddArrayToObject(report, "syscalls");
     for (int s = 0; s < MD_SYS_COUNT; s++) {
@@ -276,12 +277,18 @@ static void add_syscalls(cJSON *report, const struct stats *st, uint64_t ops)
         cJSON_AddNumberToObject(o, "unfinished", (double)t->unfinished);
         cJSON_AddNumberToObject(o, "seconds", (double)t->dur_ns / 1e9);
         add_per_op(o, "per_op", t->count, ops);
+        cJSON_AddItemToArray(arr, o);
+        if (!attributed) {
+            cJSON_AddNullToObject(o, "in_allocator");
+            cJSON_AddNullToObject(o, "in_allocator_per_op");
+            cJSON_AddNullToObject(o, "in_allocator_by_op");
+            continue;
+        }
         cJSON_AddNumberToObject(o, "in_allocator", (double)t->in_alloc);
         add_per_op(o, "in_allocator_per_op", t->in_alloc, ops);
         cJSON *by = cJSON_AddObjectToObject(o, "in_allocator_by_op");
         for (int op = 0; op < MD_OP_COUNT; op++)
             cJSON_AddNumberToObject(by, op_names[op], (double)t->by_op[op]);
-        cJSON_AddItemToArray(arr, o);
     }
 }
 
@@ -490,7 +497,7 @@ int md_trace_stats(struct md_trace_input *in, cJSON *report, struct md_error *er
     if (!rc) {
         uint64_t ops = in->ops_source ? total_ops(in->ops) : 0;
         add_ops(report, in->ops, in->ops_source);
-        add_syscalls(report, st, ops);
+        add_syscalls(report, st, ops, in->probe != NULL);
         add_futex(report, st, in->wall_seconds, ops);
         add_mmap_lengths(report, st);
         add_requests(report, &st->probe, in->probe != NULL);

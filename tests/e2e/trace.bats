@@ -102,18 +102,51 @@ assert abs(m['per_op'] - m['count']/r['ops']['total']) < 1e-12, m"
     [ "$(q "len(set(t['pid'] for t in r['threads'] if t['pid']))")" = 2 ]
 }
 
-@test "static program: not counted without uprobes; --ops gives the per-op numbers" {
+@test "static musl program: uprobes count the operations exactly; futex and mmap per op" {
     run "$T" trace --json -o "$OUT" -- "$FX/musl-static"
+    [ "$status" -eq 0 ]
+    [ "$output" = "ops 80000" ]
+    [ "$(q "r['mode']")" = uprobes ]
+    [ "$(q "r['ops']['source']")" = uprobes ]
+    [ "$(q "r['ops']['malloc']")" = 40000 ]
+    [ "$(q "r['ops']['free']")" = 40000 ]
+    python3 -c "
+import json; r=json.load(open('$OUT'))
+for s in r['syscalls']:
+    assert abs(s['per_op'] - s['count']/80000) < 1e-12, s
+    assert s['in_allocator'] is None, s   # no probe windows for static programs
+f=r['futex']; assert f['wait_seconds'] >= 0 and 'wait_share_of_wall' in f, f
+assert r['cpu']['sampled'], r['cpu']"
+}
+
+@test "stripped static program: nothing to probe, --ops gives the per-op numbers" {
+    run "$T" trace --json -o "$OUT" -- "$FX/musl-static-stripped"
     [ "$status" -eq 0 ]
     [ "$(q "r['mode']")" = none ]
     [ "$(q "r['ops']['total']")" = None ]
     [ "$(sys_field futex per_op)" = None ]
-    run "$T" trace --json --ops 80000 -o "$OUT" -- "$FX/musl-static"
+    run "$T" trace --json --ops 80000 -o "$OUT" -- "$FX/musl-static-stripped"
     [ "$status" -eq 0 ]
     [ "$(q "r['ops']['source']")" = --ops ]
     python3 -c "
 import json; r=json.load(open('$OUT')); f=[s for s in r['syscalls'] if s['name']=='futex'][0]
 assert abs(f['per_op'] - f['count']/80000) < 1e-12, f"
+}
+
+@test "CPU share: a global-lock allocator is named, a compute-bound program is not blamed" {
+    run "$T" trace --json -o "$OUT" -- build/fixtures/perf/toy-alloc
+    [ "$status" -eq 0 ]
+    python3 -c "
+import json; c=json.load(open('$OUT'))['cpu']
+names=[f['name'] for f in c['top_allocator_functions'][:3]]
+assert c['allocator_share'] > 0.2 and 'toy_refill' in names, (c['allocator_share'], names)"
+    run "$T" trace --json -o "$OUT" -- build/fixtures/perf/compute
+    [ "$status" -eq 0 ]
+    python3 -c "
+import json; c=json.load(open('$OUT'))['cpu']
+assert c['samples'] > 50 and c['allocator_share'] < 0.1, c"
+    run "$T" trace --sample-hz 0 --json -o "$OUT" -- "$FX/lifecycle" exit 10
+    [ "$(q "r['cpu']['sampled']")" = False ]
 }
 
 @test "strace missing: a clear error naming the package" {

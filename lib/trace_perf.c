@@ -1,0 +1,170 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "lib/trace_perf.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "lib/report.h"
+#include "lib/symbolize.h"
+#include "rules/signatures.h"
+
+// Entry points counted with uprobes, by operation. memalign and posix_memalign are left out:
+// libcs implement them with aligned_alloc, which would count them twice.
+static const struct {
+    const char *name;
+    enum md_probe_op op;
+} entry_points[] = {
+    {"malloc", MD_OP_MALLOC},         {"free", MD_OP_FREE},
+    {"calloc", MD_OP_CALLOC},         {"realloc", MD_OP_REALLOC},
+    {"aligned_alloc", MD_OP_ALIGNED},
+};
+
+// A sample whose callchain passes through one of these is inside the allocator.
+static const char *const alloc_api[] = {
+    "malloc",
+    "free",
+    "calloc",
+    "realloc",
+    "reallocarray",
+    "posix_memalign",
+    "aligned_alloc",
+    "memalign",
+    "valloc",
+    "pvalloc",
+    "malloc_usable_size",
+    "__libc_malloc",
+    "__libc_free",
+    "__libc_calloc",
+    "__libc_realloc",
+    "__libc_malloc_impl",
+    "_Znwm",
+    "_Znam",
+    "_ZdlPv",
+    "_ZdaPv",
+    "_ZdlPvm",
+    "_ZdaPvm",
+    NULL,
+};
+
+static void collect_internal(struct md_trace_perf *tp, const char *active_id)
+{
+    const struct md_signature *sig = active_id ? md_signature_find(active_id) : NULL;
+    size_t n = 0;
+    for (const char *const *s = sig ? sig->symbols : NULL; s && *s && n + 1 < 64; s++)
+        if (!strchr(*s, '*')) // prefixes cannot be handed over as names
+            tp->internal[n++] = *s;
+    tp->internal[n] = NULL;
+}
+
+void md_trace_perf_prepare(struct md_trace_perf *tp, const char *path, bool want_uprobes,
+                           const char *active_id, const char *libc, unsigned sample_hz)
+{
+    memset(tp, 0, sizeof *tp);
+    tp->sample_hz = sample_hz;
+    tp->calloc_calls_malloc = libc && !strcmp(libc, "musl");
+    collect_internal(tp, active_id);
+    for (size_t i = 0; want_uprobes && i < sizeof entry_points / sizeof entry_points[0]; i++) {
+        struct md_error err;
+        uint64_t offset;
+        if (md_elf_func_offset(path, entry_points[i].name, &offset, &err))
+            continue; // not every program has every entry point
+        tp->uprobe[tp->uprobe_count] = (struct md_uprobe_spec){
+            .name = entry_points[i].name, .path = path, .file_offset = offset};
+        tp->uprobe_op[tp->uprobe_count++] = entry_points[i].op;
+    }
+    if (want_uprobes && !tp->uprobe_count)
+        snprintf(tp->error, sizeof tp->error,
+                 "%s: no malloc symbol to probe (stripped?): operations are not counted", path);
+}
+
+static int open_perf(struct md_trace_perf *tp, pid_t pid, size_t uprobes, unsigned hz,
+                     struct md_error *err)
+{
+    struct md_perf_options opt = {.uprobes = tp->uprobe,
+                                  .uprobe_count = uprobes,
+                                  .sample_hz = hz,
+                                  .alloc_api = alloc_api,
+                                  .alloc_internal = tp->internal};
+    return md_perf_open(&tp->perf, pid, &opt, err);
+}
+
+int md_trace_perf_start(pid_t pid, void *ctx, struct md_error *err)
+{
+    struct md_trace_perf *tp = ctx;
+    (void)err;
+    struct md_error why;
+    if (!tp->uprobe_count && !tp->sample_hz)
+        return 0;
+    if (!open_perf(tp, pid, tp->uprobe_count, tp->sample_hz, &why))
+        return 0;
+    // counting matters more than sampling: try the uprobes alone before giving up
+    if (tp->uprobe_count && tp->sample_hz && !open_perf(tp, pid, tp->uprobe_count, 0, &why)) {
+        snprintf(tp->error, sizeof tp->error, "CPU sampling unavailable: %s", why.msg);
+        return 0;
+    }
+    snprintf(tp->error, sizeof tp->error, "perf unavailable (needs root or CAP_PERFMON): %s",
+             why.msg);
+    tp->perf = NULL;
+    return 0;
+}
+
+static cJSON *functions_json(const struct md_perf_func *f, size_t n, uint64_t total)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; i < n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", f[i].name);
+        cJSON_AddNumberToObject(o, "samples", (double)f[i].samples);
+        cJSON_AddNumberToObject(o, "share", total ? (double)f[i].samples / (double)total : 0);
+        cJSON_AddItemToArray(arr, o);
+    }
+    return arr;
+}
+
+static void add_cpu(cJSON *report, const struct md_perf_result *r, const char *error)
+{
+    cJSON *o = cJSON_AddObjectToObject(report, "cpu");
+    cJSON_AddBoolToObject(o, "sampled", r && r->sampled);
+    md_json_str(o, "error", error && *error ? error : NULL);
+    if (!r || !r->sampled)
+        return;
+    cJSON_AddNumberToObject(o, "samples", (double)r->samples_total);
+    cJSON_AddNumberToObject(o, "allocator_samples", (double)r->samples_alloc);
+    cJSON_AddNumberToObject(o, "allocator_share",
+                            r->samples_total ? (double)r->samples_alloc / (double)r->samples_total
+                                             : 0);
+    cJSON_AddNumberToObject(o, "kernel_samples", (double)r->samples_kernel);
+    cJSON_AddNumberToObject(o, "lost", (double)r->samples_lost);
+    cJSON_AddItemToObject(o, "top_allocator_functions",
+                          functions_json(r->top_alloc, r->top_alloc_count, r->samples_total));
+    cJSON_AddItemToObject(o, "top_functions",
+                          functions_json(r->top_all, r->top_all_count, r->samples_total));
+}
+
+bool md_trace_perf_finish(struct md_trace_perf *tp, uint64_t *ops, cJSON *report)
+{
+    struct md_perf_result r;
+    struct md_error err;
+    bool counted = false;
+    if (tp->perf && md_perf_collect(tp->perf, &r, &err)) {
+        snprintf(tp->error, sizeof tp->error, "%s", err.msg);
+        add_cpu(report, NULL, tp->error);
+        return false;
+    }
+    if (tp->perf && tp->uprobe_count) {
+        for (size_t i = 0; i < tp->uprobe_count && i < r.uprobe_count; i++)
+            ops[tp->uprobe_op[i]] += r.uprobe_hits[i];
+        if (tp->calloc_calls_malloc) // musl's calloc enters malloc too: count it once
+            ops[MD_OP_MALLOC] -= ops[MD_OP_CALLOC] < ops[MD_OP_MALLOC] ? ops[MD_OP_CALLOC] : 0;
+        counted = true;
+    }
+    add_cpu(report, tp->perf ? &r : NULL, tp->error);
+    return counted;
+}
+
+void md_trace_perf_close(struct md_trace_perf *tp)
+{
+    if (tp->perf)
+        md_perf_close(tp->perf);
+    tp->perf = NULL;
+}

@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// trace's use of the perf module: uprobes that count the allocator calls of programs the preload
+// probe cannot see (static, or defining malloc themselves), and CPU sampling that measures the
+// share of time spent inside the allocator, for every program.
+#ifndef MD_TRACE_PERF_H
+#define MD_TRACE_PERF_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include <cJSON.h>
+
+#include "alloc/probe_shared.h"
+#include "lib/perf.h"
+
+struct md_trace_perf {
+    struct md_perf *perf;
+    struct md_uprobe_spec uprobe[MD_OP_COUNT];
+    int uprobe_op[MD_OP_COUNT];
+    size_t uprobe_count;
+    const char *internal[64]; // the active allocator's own function names (from its signature)
+    unsigned sample_hz;
+    bool calloc_calls_malloc; // musl: calloc() is malloc() + memset, counted twice by uprobes
+    char error[320];          // why perf could not be used, when it could not
+};
+
+// Prepares uprobes on the allocator entry points of path when want_uprobes; sampling at
+// sample_hz (0: none). active_id names the allocator whose internals count as allocator time.
+void md_trace_perf_prepare(struct md_trace_perf *tp, const char *path, bool want_uprobes,
+                           const char *active_id, const char *libc, unsigned sample_hz);
+// md_run's before_start: opens the events on the stopped process. Never fails the run: without
+// perf the report says why.
+int md_trace_perf_start(pid_t pid, void *ctx, struct md_error *err);
+// After the run: operation counts into ops (when uprobes counted them) and the "cpu" object.
+bool md_trace_perf_finish(struct md_trace_perf *tp, uint64_t *ops, cJSON *report);
+void md_trace_perf_close(struct md_trace_perf *tp);
+
+#endif
