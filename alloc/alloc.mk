@@ -1,5 +1,78 @@
-# mdalloc build rules, included by the top Makefile (placeholder until mdalloc lands).
+# SPDX-License-Identifier: MIT
+# mdalloc build rules, included by the top Makefile (uses B, CC, MUSL_CC, WARN from there).
+#
+# One portable core, three thin glues:
+#   $(B)/alloc/glibc/libmdalloc.so        LD_PRELOAD for glibc programs
+#   $(B)/alloc/glibc/libmdalloc-debug.so  same, with internal consistency checks (MDALLOC_DEBUG)
+#   $(B)/alloc/glibc/libmdalloc.a         the glibc objects, for static glibc programs
+#   $(B)/alloc/musl/libmdalloc.so         LD_PRELOAD for programs linked with musl's libc.so
+#   $(B)/alloc/musl/libmdalloc.a          musl-gcc objects that replace malloc in musl's libc.a
+#   $(B)/alloc/musl/members.txt           which musl libc.a member each archive object replaces
+
+MD_CORE := prim_linux sizeclass segment page heap options alloc thread_posix
+MD_HDRS := $(wildcard alloc/*.h)
+# The -fno-builtin flags stop the compiler from turning code inside the allocator into calls to
+# malloc/calloc (e.g. malloc+memset -> calloc), which would recurse.
+MD_CFLAGS := -std=c11 -O2 -g -fPIC -fvisibility=hidden -fno-plt $(WARN) \
+	-fno-builtin-malloc -fno-builtin-calloc -fno-builtin-realloc -fno-builtin-free
+MD_DEBUG_CFLAGS := $(filter-out -O2,$(MD_CFLAGS)) -O1 -DMDALLOC_DEBUG
+
+MD_GLIBC_OBJ := $(patsubst %,$(B)/alloc/obj-glibc/%.o,$(MD_CORE) api_public glue_glibc)
+MD_GLIBC_DBG_OBJ := $(patsubst %,$(B)/alloc/obj-glibc-debug/%.o,$(MD_CORE) api_public glue_glibc)
+MD_MUSL_OBJ := $(patsubst %,$(B)/alloc/obj-musl/%.o,$(MD_CORE) api_public glue_musl)
+MD_MUSL_MEMBERS := malloc lite_malloc free realloc calloc libc_calloc donate aligned_alloc \
+	memalign posix_memalign reallocarray malloc_usable_size valloc extra
+MD_MUSL_EMBED_OBJ := $(patsubst %,$(B)/alloc/obj-musl/%.o,$(MD_CORE)) \
+	$(patsubst %,$(B)/alloc/obj-musl-embed/md_musl_%.o,$(MD_MUSL_MEMBERS))
+
+MD_ALLOC_OUT := $(B)/alloc/glibc/libmdalloc.so $(B)/alloc/glibc/libmdalloc-debug.so \
+	$(B)/alloc/glibc/libmdalloc.a \
+	$(B)/alloc/musl/libmdalloc.so $(B)/alloc/musl/libmdalloc.a $(B)/alloc/musl/members.txt
+
 .PHONY: alloc alloc-test-prereqs alloc-bench-prereqs
-alloc:
-alloc-test-prereqs:
-alloc-bench-prereqs:
+alloc: $(MD_ALLOC_OUT)
+
+$(B)/alloc/obj-glibc/%.o: alloc/%.c $(MD_HDRS) alloc/alloc.mk
+	@mkdir -p $(@D)
+	$(CC) $(MD_CFLAGS) -DMD_REALLOC_ZERO_FREES=1 -c $< -o $@
+
+$(B)/alloc/obj-glibc-debug/%.o: alloc/%.c $(MD_HDRS) alloc/alloc.mk
+	@mkdir -p $(@D)
+	$(CC) $(MD_DEBUG_CFLAGS) -DMD_REALLOC_ZERO_FREES=1 -c $< -o $@
+
+$(B)/alloc/obj-musl/%.o: alloc/%.c $(MD_HDRS) alloc/alloc.mk
+	@mkdir -p $(@D)
+	$(MUSL_CC) $(MD_CFLAGS) -DMD_REALLOC_ZERO_FREES=0 -c $< -o $@
+
+$(B)/alloc/obj-musl-embed/md_musl_%.o: alloc/glue_musl_embed.c $(MD_HDRS) alloc/alloc.mk
+	@mkdir -p $(@D)
+	$(MUSL_CC) $(MD_CFLAGS) -DMD_MEMBER_$* -c $< -o $@
+
+$(B)/alloc/glibc/libmdalloc.so: $(MD_GLIBC_OBJ)
+	@mkdir -p $(@D)
+	$(CC) -shared -o $@ $^ -lpthread
+
+$(B)/alloc/glibc/libmdalloc-debug.so: $(MD_GLIBC_DBG_OBJ)
+	@mkdir -p $(@D)
+	$(CC) -shared -o $@ $^ -lpthread
+
+$(B)/alloc/glibc/libmdalloc.a: $(MD_GLIBC_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@
+	ar rcs $@ $^
+
+$(B)/alloc/musl/libmdalloc.so: $(MD_MUSL_OBJ)
+	@mkdir -p $(@D)
+	$(MUSL_CC) -shared -o $@ $^
+
+$(B)/alloc/musl/libmdalloc.a: $(MD_MUSL_EMBED_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@
+	ar rcs $@ $^
+
+$(B)/alloc/musl/members.txt: alloc/glue_musl_embed.c
+	@mkdir -p $(@D)
+	sed -n 's|^//   \(.*\) -> \(.*\)$$|\1 -> \2|p' $< > $@
+
+-include tests/alloc/alloc-tests.mk
+-include tests/bench/alloc/alloc-bench.mk

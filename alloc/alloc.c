@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: MIT
+// The C/POSIX allocation API on top of heaps, pages and huge segments: the slow paths of
+// malloc/free and everything with a contract (errno, overflow, alignment, usable size).
+#include "md_fast.h"
+#include "prim.h"
+
+#include <errno.h>
+#include <string.h>
+
+static void *md_enomem(void)
+{
+    errno = ENOMEM;
+    return NULL;
+}
+
+MD_NOINLINE void *md_malloc_generic(size_t n)
+{
+    md_heap_t *h = md_tls_heap;
+    if (MD_UNLIKELY(h == NULL)) {
+        h = md_heap_get_slow();
+        if (h == NULL)
+            return md_enomem();
+    }
+    void *p;
+    if (n <= MD_LARGE_MAX)
+        p = md_page_malloc_slow(h, n);
+    else
+        p = n > MD_MAX_REQUEST ? NULL : md_huge_alloc(n, MD_ALIGNMENT, 0, false);
+    return p != NULL ? p : md_enomem();
+}
+
+MD_NOINLINE void md_free_generic(void *p)
+{
+    if (p == NULL)
+        return;
+    md_segment_t *seg = md_segment_of(p);
+    md_page_t *pg = md_page_head(md_page_of(seg, p));
+    md_assert(pg->in_use);
+    if (pg->flags & MD_PAGE_HUGE) {
+        md_huge_free(seg);
+        return;
+    }
+    md_block_t *b = (pg->flags & MD_PAGE_HAS_ALIGNED) ? md_page_block_of(pg, p) : p;
+    md_heap_t *h = md_tls_heap;
+    if (pg->heap == h) {
+        md_page_free_slow(pg, b);
+        return;
+    }
+    if (h == NULL) // a thread that only frees still batches its remote frees in a heap of its own
+        h = md_heap_get_slow();
+    md_page_free_remote(h, pg, b);
+}
+
+size_t md_usable_size(const void *p)
+{
+    if (p == NULL)
+        return 0;
+    md_segment_t *seg = md_segment_of(p);
+    md_page_t *pg = md_page_head(md_page_of(seg, p));
+    if (pg->flags & MD_PAGE_HUGE)
+        return pg->block_size - (size_t)((const uint8_t *)p - pg->start);
+    if (!(pg->flags & MD_PAGE_HAS_ALIGNED))
+        return pg->block_size;
+    const uint8_t *b = (const uint8_t *)md_page_block_of(pg, p);
+    return pg->block_size - (size_t)((const uint8_t *)p - b);
+}
+
+bool md_allzero(const void *p)
+{
+    md_segment_t *seg = md_segment_of(p);
+    return (seg->pages[0].flags & MD_PAGE_HUGE) && seg->zeroed;
+}
+
+void *md_calloc(size_t count, size_t size)
+{
+    size_t n;
+    if (__builtin_mul_overflow(count, size, &n))
+        return md_enomem();
+    if (n > MD_LARGE_MAX) {
+        if (n > MD_MAX_REQUEST)
+            return md_enomem();
+        if (md_tls_heap == NULL && md_heap_get_slow() == NULL)
+            return md_enomem();
+        void *p = md_huge_alloc(n, MD_ALIGNMENT, 0, true);
+        return p != NULL ? p : md_enomem();
+    }
+    void *p = md_malloc_fast(n);
+    if (p != NULL)
+        memset(p, 0, n);
+    return p;
+}
+
+// Over-aligned request: a normal block big enough to contain an aligned pointer, or a huge
+// segment placed so the block is aligned.
+static void *md_alloc_aligned(size_t align, size_t n)
+{
+    if (align <= MD_ALIGNMENT)
+        return md_malloc_fast(n);
+    if (n > MD_MAX_REQUEST || align > MD_MAX_REQUEST)
+        return md_enomem();
+    if (n + align - 1 <= MD_LARGE_MAX) {
+        uint8_t *p = md_malloc_fast(n + align - 1);
+        if (p == NULL)
+            return NULL;
+        uint8_t *q = (uint8_t *)md_align_up((uintptr_t)p, align);
+        if (q != p) {
+            md_page_t *pg = md_page_head(md_page_of(md_segment_of(p), p));
+            pg->flags |= MD_PAGE_HAS_ALIGNED;
+        }
+        return q;
+    }
+    if (md_tls_heap == NULL && md_heap_get_slow() == NULL)
+        return md_enomem();
+    void *p = md_huge_alloc(n, align, 0, false);
+    return p != NULL ? p : md_enomem();
+}
+
+// glibc semantics: alignments that are not a power of two are rounded up.
+void *md_memalign(size_t align, size_t n)
+{
+    if (align > SIZE_MAX / 2 + 1) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!md_is_pow2(align))
+        align = align <= 1 ? 1 : (size_t)1 << (64 - __builtin_clzl(align - 1));
+    return md_alloc_aligned(align, n);
+}
+
+// C11/C17 with the resolution of DR 460: a non-power-of-two alignment fails with EINVAL.
+void *md_aligned_alloc(size_t align, size_t n)
+{
+    if (!md_is_pow2(align)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return md_alloc_aligned(align, n);
+}
+
+int md_posix_memalign(void **out, size_t align, size_t n)
+{
+    if (align < sizeof(void *) || !md_is_pow2(align))
+        return EINVAL;
+    int saved = errno;
+    void *p = md_alloc_aligned(align, n);
+    if (p == NULL) {
+        errno = saved;
+        return ENOMEM;
+    }
+    *out = p;
+    return 0;
+}
+
+void *md_valloc(size_t n)
+{
+    return md_alloc_aligned(md_prim_os_page_size(), n);
+}
+
+void *md_pvalloc(size_t n)
+{
+    size_t ps = md_prim_os_page_size();
+    if (n > SIZE_MAX - ps)
+        return md_enomem();
+    return md_alloc_aligned(ps, n == 0 ? ps : md_align_up(n, ps));
+}
+
+// A huge block that must move gets room to grow in place next time: realloc growth is usually
+// repeated, and the extra address space costs no memory until touched.
+static void *md_realloc_move(void *p, size_t old_usable, size_t n)
+{
+    void *q;
+    if (n > MD_LARGE_MAX) {
+        if (n > MD_MAX_REQUEST)
+            return md_enomem();
+        if (md_tls_heap == NULL && md_heap_get_slow() == NULL)
+            return md_enomem();
+        size_t slack = n > old_usable ? n / 2 : 0;
+        q = md_huge_alloc(n, MD_ALIGNMENT, slack, false);
+        if (q == NULL)
+            q = md_huge_alloc(n, MD_ALIGNMENT, 0, false);
+        if (q == NULL)
+            return md_enomem();
+    } else {
+        // Growing by small steps (appending): leave headroom so the next steps stay in place.
+        size_t want = n;
+        if (n > old_usable && n - old_usable < old_usable / 4 && n <= MD_LARGE_MAX - n / 4)
+            want = n + n / 4;
+        q = md_malloc_fast(want);
+        if (q == NULL)
+            return NULL;
+    }
+    memcpy(q, p, old_usable < n ? old_usable : n);
+    md_free_fast(p);
+    return q;
+}
+
+void *md_realloc(void *p, size_t n, bool zero_frees)
+{
+    if (p == NULL)
+        return md_malloc_fast(n);
+    if (n == 0 && zero_frees) {
+        md_free_fast(p);
+        return NULL;
+    }
+    size_t usable = md_usable_size(p);
+    if (n <= usable && n >= usable / 2)
+        return p; // fits, and shrinking in place wastes at most half the block
+    md_segment_t *seg = md_segment_of(p);
+    if (n > usable && (seg->pages[0].flags & MD_PAGE_HUGE) && md_huge_resize_in_place(seg, n))
+        return p;
+    return md_realloc_move(p, usable, n);
+}
+
+void *md_reallocarray(void *p, size_t count, size_t size, bool zero_frees)
+{
+    size_t n;
+    if (__builtin_mul_overflow(count, size, &n))
+        return md_enomem();
+    return md_realloc(p, n, zero_frees);
+}
+
+void md_free_sized(void *p, size_t size)
+{
+    md_assert(p == NULL || md_usable_size(p) >= size);
+    (void)size;
+    md_free_fast(p);
+}
+
+void md_free_aligned_sized(void *p, size_t align, size_t size)
+{
+    md_assert(p == NULL || ((uintptr_t)p & (align - 1)) == 0);
+    (void)align;
+    md_free_sized(p, size);
+}

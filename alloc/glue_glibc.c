@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: MIT
+// glibc glue (the preload library and the archive for static glibc programs): glibc's internal
+// entry points (used by libc itself and by programs that call them directly) and fork handlers.
+#include "md_fast.h"
+
+#include <pthread.h>
+
+const char md_glue_target[] = "glibc";
+
+MD_EXPORT void *__libc_malloc(size_t n);
+MD_EXPORT void __libc_free(void *p);
+MD_EXPORT void *__libc_calloc(size_t count, size_t size);
+MD_EXPORT void *__libc_realloc(void *p, size_t n);
+MD_EXPORT void *__libc_memalign(size_t align, size_t n);
+MD_EXPORT void *__libc_valloc(size_t n);
+MD_EXPORT void *__libc_pvalloc(size_t n);
+
+void *__libc_malloc(size_t n)
+{
+    return md_malloc_fast(n);
+}
+
+void __libc_free(void *p)
+{
+    md_free_fast(p);
+}
+
+void *__libc_calloc(size_t count, size_t size)
+{
+    return md_calloc(count, size);
+}
+
+void *__libc_realloc(void *p, size_t n)
+{
+    return md_realloc(p, n, true);
+}
+
+void *__libc_memalign(size_t align, size_t n)
+{
+    return md_memalign(align, n);
+}
+
+void *__libc_valloc(size_t n)
+{
+    return md_valloc(n);
+}
+
+void *__libc_pvalloc(size_t n)
+{
+    return md_pvalloc(n);
+}
+
+// A constructor, not the first malloc: pthread_atfork may itself allocate.
+__attribute__((constructor)) static void md_glibc_init(void)
+{
+    pthread_atfork(md_fork_prepare, md_fork_parent, md_fork_child);
+}

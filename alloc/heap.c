@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: MIT
+// Heaps and threads. Every thread allocates from its own heap without locks. Heap structures are
+// never unmapped: when a thread exits, its heap is collected (empty pages and segments released)
+// and handed over whole to the next thread that needs one; until then remote frees keep landing
+// in its pages, and other threads' periodic maintenance collects and purges it. This keeps every
+// page's `heap` pointer valid forever, which is what makes the one-CAS remote free safe.
+//
+// Fork: the global locks (heap registry, segment cache) are taken before fork and released in
+// both processes after it. In the child, heaps owned by threads that no longer exist may be in the
+// middle of an update, so they are marked orphan and never reused; remote frees into them stay
+// safe because those are single atomic pushes.
+#include "md_internal.h"
+#include "prim.h"
+
+__thread md_heap_t *md_tls_heap __attribute__((tls_model("initial-exec")));
+
+static md_lock_t md_heap_lock;
+static md_heap_t *md_heap_registry;
+static md_heap_t *md_heap_abandoned;
+static uint8_t *md_meta_next, *md_meta_end;
+static _Atomic int md_abandoned_busy; // one thread at a time collects abandoned heaps
+
+#define MD_META_CHUNK ((size_t)256 * 1024)
+
+// Heap structures come from their own small mappings (never from a segment).
+static md_heap_t *md_heap_new(void)
+{
+    size_t sz = md_align_up(sizeof(md_heap_t), 64);
+    if ((size_t)(md_meta_end - md_meta_next) < sz) {
+        uint8_t *chunk = md_prim_mmap(NULL, MD_META_CHUNK);
+        if (chunk == NULL)
+            return NULL;
+        md_stat_commit((int64_t)MD_META_CHUNK);
+        md_meta_next = chunk;
+        md_meta_end = chunk + MD_META_CHUNK;
+    }
+    md_heap_t *h = (md_heap_t *)md_meta_next; // fresh mapping: all zero
+    md_meta_next += sz;
+    for (size_t i = 0; i < MD_DIRECT_SLOTS; i++)
+        h->direct[i] = &md_page_empty;
+    h->registry_next = md_heap_registry;
+    md_heap_registry = h;
+    return h;
+}
+
+// The calling thread has no heap yet: adopt an abandoned one or make a new one.
+md_heap_t *md_heap_get_slow(void)
+{
+    if (atomic_load_explicit(&md_process_ready, memory_order_acquire) != 2)
+        md_process_init();
+    md_lock_acquire(&md_heap_lock);
+    md_heap_t *h = md_heap_abandoned;
+    if (h != NULL)
+        md_heap_abandoned = h->abandoned_next;
+    else
+        h = md_heap_new();
+    if (h != NULL) {
+        h->abandoned_next = NULL;
+        h->state = MD_HEAP_ACTIVE;
+    }
+    md_lock_release(&md_heap_lock);
+    if (h == NULL)
+        return NULL;
+    md_tls_heap = h;
+    md_glue_thread_bind(h);
+    return h;
+}
+
+static void md_heap_maintain_segments(md_heap_t *h, uint64_t now, bool idle)
+{
+    md_segment_t *seg = h->segments;
+    while (seg != NULL) {
+        md_segment_t *next = seg->next;
+        md_segment_maintain(h, seg, now, idle);
+        seg = next;
+    }
+}
+
+// Called by the glue when a thread exits.
+void md_heap_thread_exit(md_heap_t *h)
+{
+    if (md_tls_heap == h)
+        md_tls_heap = NULL;
+    md_heap_flush_remote(h);
+    md_heap_collect(h, true);
+    md_heap_maintain_segments(h, md_now_ms(), true);
+    md_lock_acquire(&md_heap_lock);
+    h->state = MD_HEAP_ABANDONED;
+    h->abandoned_next = md_heap_abandoned;
+    md_heap_abandoned = h;
+    md_lock_release(&md_heap_lock);
+}
+
+// Collect and purge heaps whose threads exited, so memory freed into them by other threads is
+// reused or returned even if no new thread comes to adopt them. They are taken off the list
+// while being collected, which gives this thread exclusive access.
+static void md_heap_collect_abandoned(uint64_t now)
+{
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&md_abandoned_busy, &expected, 1))
+        return;
+    md_lock_acquire(&md_heap_lock);
+    md_heap_t *list = md_heap_abandoned;
+    md_heap_abandoned = NULL;
+    md_lock_release(&md_heap_lock);
+    md_heap_t *last = NULL;
+    for (md_heap_t *h = list; h != NULL; h = h->abandoned_next) {
+        md_heap_collect(h, true);
+        md_heap_maintain_segments(h, now, true);
+        last = h;
+    }
+    if (last != NULL) {
+        md_lock_acquire(&md_heap_lock);
+        last->abandoned_next = md_heap_abandoned;
+        md_heap_abandoned = list;
+        md_lock_release(&md_heap_lock);
+    }
+    atomic_store(&md_abandoned_busy, 0);
+}
+
+// Deferred work, at most twice per purge delay: purge pages and cached segments that stayed free
+// long enough, and look after abandoned heaps.
+void md_heap_maintain(md_heap_t *h)
+{
+    uint64_t now = md_now_ms();
+    if (now < h->next_maintenance_ms)
+        return;
+    uint32_t period = md_options.purge_delay_ms / 2;
+    h->next_maintenance_ms = now + (period ? period : 1);
+    md_heap_flush_remote(h);
+    md_heap_maintain_segments(h, now, false);
+    md_cache_maintain(now);
+    if (md_heap_abandoned != NULL)
+        md_heap_collect_abandoned(now);
+}
+
+void md_heaps_foreach(void (*fn)(md_heap_t *, void *), void *arg)
+{
+    md_lock_acquire(&md_heap_lock);
+    for (md_heap_t *h = md_heap_registry; h != NULL; h = h->registry_next)
+        fn(h, arg);
+    md_lock_release(&md_heap_lock);
+}
+
+void md_fork_prepare(void)
+{
+    md_lock_acquire(&md_heap_lock);
+    md_segment_fork_prepare();
+}
+
+void md_fork_parent(void)
+{
+    md_segment_fork_parent();
+    md_lock_release(&md_heap_lock);
+}
+
+void md_fork_child(void)
+{
+    md_segment_fork_child();
+    md_lock_reset(&md_heap_lock);
+    atomic_store(&md_abandoned_busy, 0);
+    for (md_heap_t *h = md_heap_registry; h != NULL; h = h->registry_next)
+        if (h != md_tls_heap && h->state == MD_HEAP_ACTIVE)
+            h->state = MD_HEAP_ORPHAN;
+}

@@ -1,0 +1,358 @@
+// SPDX-License-Identifier: MIT
+// mdalloc internals: layout constants, the three core structures (segment, page, heap) and the
+// invariants that tie them together, as static inline helpers. Everything here is libc-agnostic;
+// the only OS access goes through prim.h.
+#ifndef MD_INTERNAL_H
+#define MD_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MD_VERSION "0.1.0"
+
+#define MD_EXPORT __attribute__((visibility("default")))
+#define MD_HIDDEN __attribute__((visibility("hidden")))
+#define MD_LIKELY(x) __builtin_expect(!!(x), 1)
+#define MD_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define MD_NOINLINE __attribute__((noinline))
+#define MD_COLD __attribute__((cold, noinline))
+
+// ---- layout -------------------------------------------------------------------------------------
+// A segment is a 4 MiB aligned mapping owned by one heap; its first 12 KiB hold the segment header
+// with all page descriptors, so a block's metadata is found by masking its address.
+#define MD_SEGMENT_SHIFT 22
+#define MD_SEGMENT_SIZE ((size_t)1 << MD_SEGMENT_SHIFT)
+#define MD_SEGMENT_MASK (MD_SEGMENT_SIZE - 1)
+#define MD_SEGMENT_HEADER ((size_t)12 * 1024)
+#define MD_MAX_PAGES 64
+#define MD_OS_PAGE 4096
+
+// A normal segment is cut into 64 slices of 64 KiB; a page is a run of 1 to 8 slices (the first
+// slice of a segment is shorter: the header). Page descriptors are per slice: a page's first
+// slice holds its state, the others point back to it (MD_PAGE_TAIL).
+#define MD_SLICE_SHIFT 16
+#define MD_SLICE_SIZE ((size_t)1 << MD_SLICE_SHIFT)
+#define MD_MAX_PAGE_SLICES 8
+#define MD_HUGE_PAGE_SHIFT 62 // huge segments: one page, whatever the segment size
+
+#define MD_ALIGNMENT 16 // alignof(max_align_t) on every 64-bit target we build for
+
+// Size class ranges (see sizeclass.c): blocks up to 8 KiB live in one-slice pages, up to 64 KiB in
+// pages of up to 8 slices (at least 8 blocks each), up to 512 KiB in a page of their own (one
+// block, returned to the segment as soon as it is freed); anything bigger gets its own huge
+// segment.
+#define MD_LARGE_MAX ((size_t)512 * 1024)
+// An empty page of blocks up to this size stays with its class while it is the class's current
+// page (alloc/free ping-pong stays cheap); bigger pages go back to the segment at once, so their
+// slices serve other classes.
+#define MD_KEEP_EMPTY_MAX ((size_t)8 * 1024)
+#define MD_CLASS_COUNT 104
+#define MD_DIRECT_MAX 1024 // sizes up to this find their page with one table load
+#define MD_DIRECT_SLOTS (MD_DIRECT_MAX / MD_ALIGNMENT + 1)
+
+// Anything above this cannot be a valid object size (ptrdiff_t must hold it).
+#define MD_MAX_REQUEST ((size_t)PTRDIFF_MAX - 2 * MD_SEGMENT_SIZE)
+
+enum md_segment_kind { MD_SEG_SLICED, MD_SEG_HUGE };
+
+// ---- blocks and pages ---------------------------------------------------------------------------
+typedef struct md_block_s {
+    struct md_block_s *next;
+} md_block_t;
+
+// page->flags: any bit set sends free() to the slow path.
+#define MD_PAGE_FULL 0x1        // unlinked from its queue: no free block when last looked at
+#define MD_PAGE_HAS_ALIGNED 0x2 // some pointers handed out are interior (over-aligned requests)
+#define MD_PAGE_HUGE 0x4        // the single block of a huge segment
+#define MD_PAGE_TAIL 0x8        // not a page: a later slice of the page at `head`
+
+// The low bits of page->xfree say what a remote freer must do besides pushing its block.
+#define MD_XSTATE_NORMAL 0u   // page is in its heap's queue: just push
+#define MD_XSTATE_FULL 1u     // page is unlinked: the first freer must tell the heap
+#define MD_XSTATE_NOTIFIED 2u // heap was told (page is or will be on heap->delayed)
+#define MD_XSTATE_MASK 3u
+// The top 16 bits of page->xfree count the blocks on the list, so the owner takes the list without
+// walking it (user addresses fit in 48 bits; a page has at most 4096 blocks).
+#define MD_XFREE_COUNT_SHIFT 48
+#define MD_XFREE_PTR_MASK                                                                          \
+    ((((uintptr_t)1 << MD_XFREE_COUNT_SHIFT) - 1) & ~(uintptr_t)MD_XSTATE_MASK)
+
+struct md_heap_s;
+struct md_segment_s;
+
+// One page descriptor. The owner-only fields share the first cache line; the cross-thread free
+// list lives on the second line so remote frees do not bounce the owner's hot line.
+typedef struct md_page_s {
+    md_block_t *free;                     // blocks ready to hand out (owner only)
+    uint32_t used;                        // blocks handed out and not yet returned to `free`
+    uint8_t flags;                        // MD_PAGE_*
+    uint8_t in_use;                       // assigned to a size class (vs. free in its segment)
+    uint8_t purged;                       // free page whose memory was given back to the OS
+    uint8_t class_idx;                    // size class
+    struct md_heap_s *heap;               // owner; stable for the page's lifetime
+    size_t block_size;                    // bytes per block
+    uint8_t *start;                       // first block
+    uint32_t capacity;                    // blocks that fit in the page
+    uint32_t carved;                      // blocks carved so far (the rest was never touched)
+    struct md_page_s *next;               // class queue links (owner only)
+    struct md_page_s *prev;               //
+    _Alignas(64) _Atomic uintptr_t xfree; // remote frees: block list | MD_XSTATE_*
+    struct md_page_s *delayed_next;       // link in heap->delayed, written by the notifying freer
+    uint64_t retired_ms;                  // when the slice became free (purge delay)
+    struct md_page_s *head;               // MD_PAGE_TAIL: the page this slice belongs to
+    uint8_t slices;                       // slices in this page
+} md_page_t;
+
+typedef struct md_segment_s {
+    uint64_t cookie; // MD_SEGMENT_COOKIE ^ address: lets checks recognise our segments
+    uint8_t kind;
+    uint8_t page_shift;
+    uint16_t page_count;
+    uint16_t pages_in_use;
+    uint8_t in_avail;        // linked in heap->avail
+    uint8_t zeroed;          // huge: block memory known to be zero at allocation
+    size_t size;             // bytes mapped
+    uint64_t free_mask;      // bit i set: pages[i] is free
+    uint64_t empty_since_ms; // when the last page in use was freed
+    struct md_heap_s *heap;
+    struct md_segment_s *next, *prev;             // heap->segments
+    struct md_segment_s *avail_next, *avail_prev; // heap->avail: has a free slice
+    _Alignas(64) md_page_t pages[MD_MAX_PAGES];
+} md_segment_t;
+
+_Static_assert(sizeof(md_segment_t) <= MD_SEGMENT_HEADER, "segment header too big");
+_Static_assert(sizeof(md_page_t) == 128, "page descriptor should be two cache lines");
+
+#define MD_SEGMENT_COOKIE 0x6d64616c6c6f6321ull
+
+// ---- heaps --------------------------------------------------------------------------------------
+typedef struct {
+    md_page_t *first;
+    md_page_t *last;
+} md_page_queue_t;
+
+enum md_heap_state { MD_HEAP_ACTIVE, MD_HEAP_ABANDONED, MD_HEAP_ORPHAN };
+
+// Remote frees are gathered per page in the freeing thread's heap and handed over as one chain
+// (one CAS per batch instead of per block). A small direct-mapped table keyed by page.
+#define MD_RFREE_SLOTS 16
+#define MD_RFREE_BATCH 32
+
+typedef struct {
+    md_page_t *page; // NULL: slot empty
+    md_block_t *head, *tail;
+    uint32_t count;
+} md_rfree_t;
+
+// A heap belongs to one thread at a time; only that thread touches anything but `delayed`.
+typedef struct md_heap_s {
+    md_page_t *direct[MD_DIRECT_SLOTS]; // size/16 -> page to allocate from (may be md_page_empty)
+    md_page_queue_t queues[MD_CLASS_COUNT];
+    _Atomic(md_page_t *) delayed; // full pages that received remote frees
+    md_segment_t *segments;       // every non-huge segment of this heap
+    md_segment_t *avail;          // segments with a free slice
+    uint64_t next_maintenance_ms;
+    uint32_t state;
+    struct md_heap_s *registry_next;      // all heaps ever made (they are never unmapped)
+    struct md_heap_s *abandoned_next;     // heaps waiting for a new thread
+    md_rfree_t rfree[MD_RFREE_SLOTS];     // remote frees not yet handed over
+    uint64_t class_pages[MD_CLASS_COUNT]; // statistics: pages set up per class
+} md_heap_t;
+
+// ---- shared state -------------------------------------------------------------------------------
+typedef struct {
+    _Atomic int locked;
+} md_lock_t;
+
+typedef struct {
+    int verbose;
+    int stats;
+    uint32_t purge_delay_ms; // free memory stays committed this long before it is purged
+    uint32_t cache_max;      // empty segments kept mapped (purged after the delay)
+} md_options_t;
+
+typedef struct {
+    _Atomic uint64_t mmap_calls, munmap_calls, madvise_calls;
+    _Atomic int64_t committed, committed_peak, mapped, mapped_peak;
+    _Atomic uint64_t huge_allocs, segments_reused;
+} md_stats_t;
+
+extern md_options_t md_options;
+extern md_stats_t md_stats;
+extern md_page_t md_page_empty;
+extern const uint32_t md_class_size[MD_CLASS_COUNT];
+extern const uint8_t md_direct_class[MD_DIRECT_SLOTS];
+extern const uint8_t md_class_slices[MD_CLASS_COUNT];
+
+// The thread's heap; NULL until its first allocation and after it exits.
+extern __thread md_heap_t *md_tls_heap __attribute__((tls_model("initial-exec")));
+
+// ---- debug checks -------------------------------------------------------------------------------
+void md_fatal(const char *msg, const char *detail) __attribute__((noreturn, cold));
+#ifdef MDALLOC_DEBUG
+#define MD_STR2(x) #x
+#define MD_STR(x) MD_STR2(x)
+#define md_assert(c)                                                                               \
+    ((c) ? (void)0 : md_fatal("assertion failed: " #c, __FILE__ ":" MD_STR(__LINE__)))
+#else
+#define md_assert(c) ((void)0)
+#endif
+
+// ---- inline helpers: the invariants -------------------------------------------------------------
+static inline size_t md_align_up(size_t n, size_t a)
+{
+    return (n + a - 1) & ~(a - 1);
+}
+
+static inline bool md_is_pow2(size_t n)
+{
+    return n != 0 && (n & (n - 1)) == 0;
+}
+
+// Every block starts at least one byte past its segment start (the header is there), and a huge
+// block aligned beyond the segment size starts exactly one segment past it: masking p-1 finds the
+// segment in both cases.
+static inline md_segment_t *md_segment_of(const void *p)
+{
+    return (md_segment_t *)(((uintptr_t)p - 1) & ~(uintptr_t)MD_SEGMENT_MASK);
+}
+
+static inline md_page_t *md_page_of(md_segment_t *seg, const void *p)
+{
+    size_t idx = ((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift;
+    md_assert(seg->cookie == (MD_SEGMENT_COOKIE ^ (uintptr_t)seg));
+    md_assert(idx < seg->page_count);
+    return &seg->pages[idx];
+}
+
+static inline md_segment_t *md_page_segment(const md_page_t *pg)
+{
+    return (md_segment_t *)((uintptr_t)pg & ~(uintptr_t)MD_SEGMENT_MASK);
+}
+
+static inline size_t md_page_index(const md_page_t *pg)
+{
+    return (size_t)(pg - md_page_segment(pg)->pages);
+}
+
+// The block containing p (p may be interior when the page hands out over-aligned pointers).
+static inline md_block_t *md_page_block_of(const md_page_t *pg, const void *p)
+{
+    size_t off = (size_t)((const uint8_t *)p - pg->start);
+    return (md_block_t *)(pg->start + off - off % pg->block_size);
+}
+
+static inline unsigned md_class_of(size_t n)
+{
+    if (n <= 128)
+        return n <= 16 ? 0 : (unsigned)((n - 1) >> 4);
+    size_t m = n - 1;
+    unsigned b = 63u - (unsigned)__builtin_clzl(m); // m >= 128, so b >= 7
+    return 8 + (b - 7) * 8 + (unsigned)((m >> (b - 3)) & 7);
+}
+
+// The page state for a pointer's slice descriptor (slow paths only: tails are rare).
+static inline md_page_t *md_page_head(md_page_t *pg)
+{
+    return (pg->flags & MD_PAGE_TAIL) ? pg->head : pg;
+}
+
+static inline uintptr_t md_xfree_state(uintptr_t x)
+{
+    return x & MD_XSTATE_MASK;
+}
+
+static inline md_block_t *md_xfree_list(uintptr_t x)
+{
+    return (md_block_t *)(x & MD_XFREE_PTR_MASK);
+}
+
+static inline uint32_t md_xfree_count(uintptr_t x)
+{
+    return (uint32_t)(x >> MD_XFREE_COUNT_SHIFT);
+}
+
+static inline void md_stat_add(_Atomic uint64_t *c)
+{
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+// ---- locks (only on slow paths: segment cache, heap registry) ----------------------------------
+void md_lock_acquire(md_lock_t *l);
+static inline void md_lock_release(md_lock_t *l)
+{
+    atomic_store_explicit(&l->locked, 0, memory_order_release);
+}
+static inline void md_lock_reset(md_lock_t *l)
+{
+    atomic_store_explicit(&l->locked, 0, memory_order_relaxed);
+}
+
+// ---- cross-file interfaces ----------------------------------------------------------------------
+// options.c
+void md_process_init(void);
+extern _Atomic int md_process_ready;
+uint64_t md_now_ms(void);
+void md_print(const char *s);
+void md_print_stats(void);
+void md_stat_commit(int64_t delta);
+void md_stat_map(int64_t delta);
+
+// segment.c
+md_segment_t *md_segment_alloc(md_heap_t *h);
+void md_segment_release(md_heap_t *h, md_segment_t *seg);
+md_page_t *md_segment_page_alloc(md_heap_t *h, unsigned slices, size_t block_size);
+bool md_segment_page_free(md_heap_t *h, md_page_t *pg);
+void md_page_area(md_page_t *pg, uint8_t **start, uint8_t **end);
+bool md_segment_maintain(md_heap_t *h, md_segment_t *seg, uint64_t now, bool idle);
+void *md_huge_alloc(size_t size, size_t align, size_t slack, bool zero);
+void md_huge_free(md_segment_t *seg);
+bool md_huge_resize_in_place(md_segment_t *seg, size_t new_size);
+size_t md_huge_usable(md_segment_t *seg, const void *p);
+void md_cache_maintain(uint64_t now);
+void md_segment_fork_prepare(void);
+void md_segment_fork_parent(void);
+void md_segment_fork_child(void);
+
+// page.c
+void *md_page_malloc_slow(md_heap_t *h, size_t n);
+void md_page_on_empty(md_heap_t *h, md_page_t *pg);
+void md_page_free_slow(md_page_t *pg, md_block_t *b);
+void md_page_free_remote(md_heap_t *h, md_page_t *pg, md_block_t *b);
+void md_heap_flush_remote(md_heap_t *h);
+void md_heap_process_delayed(md_heap_t *h);
+void md_heap_collect(md_heap_t *h, bool release_all);
+void md_queue_remove(md_heap_t *h, md_page_t *pg);
+
+// heap.c
+md_heap_t *md_heap_get_slow(void);
+void md_heap_thread_exit(md_heap_t *h);
+void md_heap_maintain(md_heap_t *h);
+void md_fork_prepare(void);
+void md_fork_parent(void);
+void md_fork_child(void);
+void md_heaps_foreach(void (*fn)(md_heap_t *, void *), void *arg);
+
+// alloc.c: the generic implementations behind the exported API
+void *md_malloc_generic(size_t n);
+void md_free_generic(void *p);
+void *md_calloc(size_t count, size_t size);
+void *md_realloc(void *p, size_t n, bool zero_frees);
+void *md_reallocarray(void *p, size_t count, size_t size, bool zero_frees);
+void *md_memalign(size_t align, size_t n);
+void *md_aligned_alloc(size_t align, size_t n);
+int md_posix_memalign(void **out, size_t align, size_t n);
+void *md_valloc(size_t n);
+void *md_pvalloc(size_t n);
+size_t md_usable_size(const void *p);
+bool md_allzero(const void *p);
+void md_free_sized(void *p, size_t size);
+void md_free_aligned_sized(void *p, size_t align, size_t size);
+
+// glue (one per target): bind a heap to the calling thread so md_heap_thread_exit runs at exit
+void md_glue_thread_bind(md_heap_t *h);
+extern const char md_glue_target[];
+
+#endif

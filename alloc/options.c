@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: MIT
+// Process-wide state: options from the environment, the verbose banner, statistics and the
+// messages mdalloc prints. Output never allocates (it formats into stack buffers and writes
+// through prim).
+#include "md_internal.h"
+#include "prim.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+md_options_t md_options = {
+    .verbose = 0,
+    .stats = 0,
+    .purge_delay_ms = 1000,
+    .cache_max = 128,
+};
+md_stats_t md_stats;
+_Atomic int md_process_ready; // 0: not yet, 1: someone initialising, 2: done
+
+// The string that identifies mdalloc inside a (possibly stripped) binary.
+__attribute__((used)) static const char md_ident[] = "mdalloc: version " MD_VERSION;
+
+uint64_t md_now_ms(void)
+{
+    return md_prim_clock_ms();
+}
+
+void md_lock_acquire(md_lock_t *l)
+{
+    for (unsigned spins = 0;; spins++) {
+        if (!atomic_exchange_explicit(&l->locked, 1, memory_order_acquire))
+            return;
+        while (atomic_load_explicit(&l->locked, memory_order_relaxed)) {
+            if (++spins > 64)
+                md_prim_yield();
+        }
+    }
+}
+
+void md_print(const char *s)
+{
+    md_prim_write_stderr(s, strlen(s));
+}
+
+static char *md_fmt_u64(char *out, uint64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (n > 0)
+        *out++ = tmp[--n];
+    *out = 0;
+    return out;
+}
+
+static char *md_append(char *out, const char *s)
+{
+    while (*s)
+        *out++ = *s++;
+    *out = 0;
+    return out;
+}
+
+void md_fatal(const char *msg, const char *detail)
+{
+    char buf[512];
+    char *p = md_append(buf, "mdalloc: ");
+    size_t room = sizeof(buf) - 32;
+    if (strlen(msg) < room) {
+        p = md_append(p, msg);
+        room -= strlen(msg);
+    }
+    if (detail != NULL && strlen(detail) < room) {
+        p = md_append(p, " (");
+        p = md_append(p, detail);
+        p = md_append(p, ")");
+    }
+    md_append(p, "\n");
+    md_print(buf);
+    abort();
+}
+
+static uint32_t md_env_u32(const char *name, uint32_t dflt)
+{
+    const char *s = md_prim_getenv(name);
+    if (s == NULL || *s < '0' || *s > '9')
+        return dflt;
+    uint64_t v = 0;
+    for (; *s >= '0' && *s <= '9' && v < 0xffffffffu; s++)
+        v = v * 10 + (uint64_t)(*s - '0');
+    return v > 0xffffffffu ? 0xffffffffu : (uint32_t)v;
+}
+
+static void md_print_banner(void)
+{
+    char buf[256];
+    char *p = md_append(buf, "mdalloc: version " MD_VERSION " (");
+    p = md_append(p, md_glue_target);
+#ifdef MDALLOC_DEBUG
+    p = md_append(p, ", debug");
+#endif
+    p = md_append(p, ") purge_delay_ms=");
+    p = md_fmt_u64(p, md_options.purge_delay_ms);
+    p = md_append(p, " cache_segments=");
+    p = md_fmt_u64(p, md_options.cache_max);
+    p = md_append(p, " stats=");
+    p = md_fmt_u64(p, (uint64_t)md_options.stats);
+    md_append(p, "\n");
+    md_print(buf);
+}
+
+void md_process_init(void)
+{
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&md_process_ready, &expected, 1)) {
+        while (atomic_load_explicit(&md_process_ready, memory_order_acquire) != 2)
+            md_prim_yield();
+        return;
+    }
+    md_options.verbose = (int)md_env_u32("MDALLOC_VERBOSE", 0);
+    md_options.stats = (int)md_env_u32("MDALLOC_STATS", 0);
+    md_options.purge_delay_ms = md_env_u32("MDALLOC_PURGE_DELAY", md_options.purge_delay_ms);
+    md_options.cache_max = md_env_u32("MDALLOC_CACHE_SEGMENTS", md_options.cache_max);
+    if (md_options.verbose)
+        md_print_banner();
+    atomic_store_explicit(&md_process_ready, 2, memory_order_release);
+}
+
+void md_stat_commit(int64_t delta)
+{
+    int64_t now = atomic_fetch_add_explicit(&md_stats.committed, delta, memory_order_relaxed);
+    now += delta;
+    int64_t peak = atomic_load_explicit(&md_stats.committed_peak, memory_order_relaxed);
+    while (now > peak &&
+           !atomic_compare_exchange_weak_explicit(&md_stats.committed_peak, &peak, now,
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
+void md_stat_map(int64_t delta)
+{
+    int64_t now = atomic_fetch_add_explicit(&md_stats.mapped, delta, memory_order_relaxed);
+    now += delta;
+    int64_t peak = atomic_load_explicit(&md_stats.mapped_peak, memory_order_relaxed);
+    while (now > peak &&
+           !atomic_compare_exchange_weak_explicit(&md_stats.mapped_peak, &peak, now,
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
+static void md_sum_class_pages(md_heap_t *h, void *arg)
+{
+    uint64_t *sum = arg;
+    for (size_t i = 0; i < MD_CLASS_COUNT; i++)
+        sum[i] += h->class_pages[i];
+}
+
+static void md_print_counter(const char *name, uint64_t v)
+{
+    char buf[96];
+    char *p = md_append(buf, "mdalloc: stats: ");
+    p = md_append(p, name);
+    p = md_append(p, " ");
+    p = md_fmt_u64(p, v);
+    md_append(p, "\n");
+    md_print(buf);
+}
+
+void md_print_stats(void)
+{
+    md_print_counter("mmap_calls", atomic_load(&md_stats.mmap_calls));
+    md_print_counter("munmap_calls", atomic_load(&md_stats.munmap_calls));
+    md_print_counter("madvise_calls", atomic_load(&md_stats.madvise_calls));
+    md_print_counter("peak_committed_bytes", (uint64_t)atomic_load(&md_stats.committed_peak));
+    md_print_counter("peak_mapped_bytes", (uint64_t)atomic_load(&md_stats.mapped_peak));
+    md_print_counter("huge_allocs", atomic_load(&md_stats.huge_allocs));
+    md_print_counter("segments_reused", atomic_load(&md_stats.segments_reused));
+    uint64_t pages[MD_CLASS_COUNT] = {0};
+    md_heaps_foreach(md_sum_class_pages, pages);
+    for (size_t i = 0; i < MD_CLASS_COUNT; i++) {
+        if (pages[i] == 0)
+            continue;
+        char buf[96];
+        char *p = md_append(buf, "mdalloc: stats: class ");
+        p = md_fmt_u64(p, i);
+        p = md_append(p, " size ");
+        p = md_fmt_u64(p, md_class_size[i]);
+        p = md_append(p, " pages_set_up ");
+        p = md_fmt_u64(p, pages[i]);
+        md_append(p, "\n");
+        md_print(buf);
+    }
+}
+
+__attribute__((destructor)) static void md_process_done(void)
+{
+    if (md_options.stats)
+        md_print_stats();
+}

@@ -1,0 +1,26 @@
+// SPDX-License-Identifier: MIT
+// The one narrow interface between mdalloc and the operating system. Nothing else in alloc/ makes
+// a system call. Implementations never touch errno (free() must preserve it) and never allocate
+// (they run inside malloc, also when mdalloc replaces musl's malloc inside libc.a).
+#ifndef MD_PRIM_H
+#define MD_PRIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+// Map `size` bytes of zeroed read-write memory, preferably at `hint`; NULL on failure.
+void *md_prim_mmap(void *hint, size_t size);
+void md_prim_munmap(void *addr, size_t size);
+// Give the pages back: later reads see zeros, RSS drops at once.
+void md_prim_purge(void *addr, size_t size);
+// Grow or shrink a mapping in place (never moves); false if the kernel refuses.
+bool md_prim_remap_in_place(void *addr, size_t old_size, size_t new_size);
+uint64_t md_prim_clock_ms(void);
+void md_prim_write_stderr(const char *s, size_t len);
+void md_prim_yield(void);
+// The value of an environment variable, or NULL; must not allocate.
+const char *md_prim_getenv(const char *name);
+size_t md_prim_os_page_size(void);
+
+#endif

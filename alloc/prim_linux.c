@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: MIT
+// Linux implementation of prim.h. On x86_64 system calls are issued directly so that errno is
+// never written and no libc wrapper is needed; elsewhere the libc `syscall` wrapper is used with
+// errno saved and restored.
+#define _GNU_SOURCE
+#include "prim.h"
+#include "md_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__x86_64__)
+static long md_syscall6(long nr, long a, long b, long c, long d, long e, long f)
+{
+    register long r10 __asm__("r10") = d;
+    register long r8 __asm__("r8") = e;
+    register long r9 __asm__("r9") = f;
+    long ret;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+                     : "rcx", "r11", "memory");
+    return ret;
+}
+#else
+static long md_syscall6(long nr, long a, long b, long c, long d, long e, long f)
+{
+    int saved = errno;
+    long ret = syscall(nr, a, b, c, d, e, f);
+    if (ret == -1)
+        ret = -errno;
+    errno = saved;
+    return ret;
+}
+#endif
+
+static bool md_syscall_failed(long ret)
+{
+    return (unsigned long)ret > (unsigned long)-4096;
+}
+
+void *md_prim_mmap(void *hint, size_t size)
+{
+    long ret = md_syscall6(SYS_mmap, (long)hint, (long)size, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    md_stat_add(&md_stats.mmap_calls);
+    if (md_syscall_failed(ret))
+        return NULL;
+    md_stat_map((int64_t)size);
+    return (void *)ret;
+}
+
+void md_prim_munmap(void *addr, size_t size)
+{
+    md_syscall6(SYS_munmap, (long)addr, (long)size, 0, 0, 0, 0);
+    md_stat_add(&md_stats.munmap_calls);
+    md_stat_map(-(int64_t)size);
+}
+
+void md_prim_purge(void *addr, size_t size)
+{
+    md_syscall6(SYS_madvise, (long)addr, (long)size, MADV_DONTNEED, 0, 0, 0);
+    md_stat_add(&md_stats.madvise_calls);
+}
+
+bool md_prim_remap_in_place(void *addr, size_t old_size, size_t new_size)
+{
+    long ret = md_syscall6(SYS_mremap, (long)addr, (long)old_size, (long)new_size, 0, 0, 0);
+    if (md_syscall_failed(ret))
+        return false;
+    md_stat_map((int64_t)new_size - (int64_t)old_size);
+    return true;
+}
+
+uint64_t md_prim_clock_ms(void)
+{
+    struct timespec ts;
+    // CLOCK_MONOTONIC_COARSE is served from the vDSO: no system call, ms resolution is enough.
+    if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void md_prim_write_stderr(const char *s, size_t len)
+{
+    while (len > 0) {
+        long ret = md_syscall6(SYS_write, 2, (long)s, (long)len, 0, 0, 0);
+        if (ret <= 0)
+            return;
+        s += ret;
+        len -= (size_t)ret;
+    }
+}
+
+void md_prim_yield(void)
+{
+    md_syscall6(SYS_sched_yield, 0, 0, 0, 0, 0, 0);
+}
+
+const char *md_prim_getenv(const char *name)
+{
+    return getenv(name);
+}
+
+size_t md_prim_os_page_size(void)
+{
+    long ps = sysconf(_SC_PAGESIZE);
+    return ps > 0 ? (size_t)ps : MD_OS_PAGE;
+}

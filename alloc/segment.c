@@ -1,0 +1,481 @@
+// SPDX-License-Identifier: MIT
+// Segments: 4 MiB aligned mappings carved into pages, owned by one heap; huge blocks get a segment
+// of their own. Empty segments go to one global cache instead of back to the OS, so no size
+// boundary maps and unmaps per allocation; cached memory is purged (madvise) only after
+// md_options.purge_delay_ms and unmapped only when the cache overflows or entries grow old.
+#include "md_internal.h"
+#include "prim.h"
+
+#include <string.h>
+
+#define MD_CACHE_SLOTS 256
+#define MD_CACHE_UNMAP_AGE_MS 10000 // purged entries this old are unmapped (address space)
+// Cached memory not yet purged is capped at 128 MiB or an eighth of the committed memory, whichever
+// is more: beyond that the oldest is purged at once, so a burst of frees cannot keep much more than
+// this resident for the whole purge delay.
+#define MD_CACHE_DIRTY_MIN ((size_t)128 << 20)
+
+typedef struct {
+    void *addr;
+    size_t size;
+    uint64_t since_ms;
+    bool purged;
+} md_cached_t;
+
+static md_lock_t md_cache_lock;
+static md_cached_t md_cache[MD_CACHE_SLOTS];
+static size_t md_cache_count;
+static size_t md_cache_dirty;        // bytes of unpurged cached memory
+static _Atomic uintptr_t md_os_hint; // lowest aligned base so far: the next mapping goes below
+
+// ---- OS memory ----------------------------------------------------------------------------------
+
+// Map `size` bytes aligned to `align` (a multiple of MD_SEGMENT_SIZE), `lead` bytes before an
+// aligned address. Mappings grow downwards like the kernel's own layout, so the hint usually
+// succeeds in one system call; otherwise over-map and trim.
+static void *md_os_map_aligned(size_t size, size_t align, size_t lead)
+{
+    uintptr_t hint = atomic_load_explicit(&md_os_hint, memory_order_relaxed);
+    if (hint != 0 && lead == 0 && hint > size + MD_SEGMENT_SIZE) {
+        uintptr_t want = (hint - size) & ~(uintptr_t)(align - 1);
+        void *p = md_prim_mmap((void *)want, size);
+        if (p != NULL && ((uintptr_t)p & (align - 1)) == 0) {
+            atomic_store_explicit(&md_os_hint, (uintptr_t)p, memory_order_relaxed);
+            return p;
+        }
+        if (p != NULL)
+            md_prim_munmap(p, size);
+    }
+    size_t over = size + align + lead;
+    uint8_t *raw = md_prim_mmap(NULL, over);
+    if (raw == NULL)
+        return NULL;
+    uintptr_t base = md_align_up((uintptr_t)raw + lead, align) - lead;
+    size_t head = base - (uintptr_t)raw;
+    size_t tail = over - head - size;
+    if (head > 0)
+        md_prim_munmap(raw, head);
+    if (tail > 0)
+        md_prim_munmap((uint8_t *)base + size, tail);
+    if (lead == 0)
+        atomic_store_explicit(&md_os_hint, base, memory_order_relaxed);
+    return (void *)base;
+}
+
+// ---- the cache of empty segments ---------------------------------------------------------------
+
+// Take a cached mapping of at least `size` bytes, at most half (plus one segment) bigger: the
+// unused tail only costs address space if it was purged, and reusing beats faulting in new pages.
+static void *md_cache_take(size_t size, size_t *got, bool *zeroed)
+{
+    md_lock_acquire(&md_cache_lock);
+    size_t best = MD_CACHE_SLOTS;
+    for (size_t i = md_cache_count; i-- > 0;) { // newest first: its memory is warm
+        md_cached_t *c = &md_cache[i];
+        if (c->size < size || c->size > size + size / 2 + MD_SEGMENT_SIZE)
+            continue;
+        if (best == MD_CACHE_SLOTS || c->size < md_cache[best].size)
+            best = i;
+        if (c->size == size)
+            break;
+    }
+    void *p = NULL;
+    if (best != MD_CACHE_SLOTS) {
+        md_cached_t c = md_cache[best];
+        md_cache[best] = md_cache[--md_cache_count];
+        p = c.addr;
+        *got = c.size;
+        *zeroed = c.purged;
+        if (c.purged)
+            md_stat_commit((int64_t)c.size);
+        else
+            md_cache_dirty -= c.size;
+        md_stat_add(&md_stats.segments_reused);
+    }
+    md_lock_release(&md_cache_lock);
+    return p;
+}
+
+// Evict the oldest entry; returns what the caller must unmap after dropping the lock.
+static md_cached_t md_cache_evict_oldest(void)
+{
+    size_t oldest = 0;
+    for (size_t i = 1; i < md_cache_count; i++)
+        if (md_cache[i].since_ms < md_cache[oldest].since_ms)
+            oldest = i;
+    md_cached_t c = md_cache[oldest];
+    md_cache[oldest] = md_cache[--md_cache_count];
+    if (!c.purged)
+        md_cache_dirty -= c.size;
+    return c;
+}
+
+static void md_cache_purge_entry(md_cached_t *c)
+{
+    md_prim_purge(c->addr, c->size);
+    md_stat_commit(-(int64_t)c->size);
+    md_cache_dirty -= c->size;
+    c->purged = true;
+}
+
+// Purge the oldest unpurged entries until the dirty bytes are within the cap.
+static void md_cache_enforce_dirty_cap(void)
+{
+    int64_t committed = atomic_load_explicit(&md_stats.committed, memory_order_relaxed);
+    size_t cap = committed > 0 ? (size_t)committed / 8 : 0;
+    if (cap < MD_CACHE_DIRTY_MIN)
+        cap = MD_CACHE_DIRTY_MIN;
+    while (md_cache_dirty > cap) {
+        md_cached_t *oldest = NULL;
+        for (size_t i = 0; i < md_cache_count; i++)
+            if (!md_cache[i].purged && (oldest == NULL || md_cache[i].since_ms < oldest->since_ms))
+                oldest = &md_cache[i];
+        if (oldest == NULL)
+            return;
+        md_cache_purge_entry(oldest);
+    }
+}
+
+static void md_cache_put(void *addr, size_t size, bool purged)
+{
+    md_cached_t victim = {addr, size, 0, purged}; // unmapped at once if nothing may be cached
+    md_lock_acquire(&md_cache_lock);
+    if (md_options.cache_max > 0) {
+        victim.addr = NULL;
+        if (md_cache_count >= md_options.cache_max || md_cache_count >= MD_CACHE_SLOTS)
+            victim = md_cache_evict_oldest();
+        md_cache[md_cache_count++] = (md_cached_t){addr, size, md_now_ms(), purged};
+        if (!purged)
+            md_cache_dirty += size;
+        md_cache_enforce_dirty_cap();
+    }
+    md_lock_release(&md_cache_lock);
+    if (victim.addr != NULL) {
+        if (!victim.purged)
+            md_stat_commit(-(int64_t)victim.size);
+        md_prim_munmap(victim.addr, victim.size);
+    }
+}
+
+// Purge entries idle longer than the purge delay; unmap purged ones that stayed unused for long.
+void md_cache_maintain(uint64_t now)
+{
+    md_lock_acquire(&md_cache_lock);
+    for (size_t i = 0; i < md_cache_count;) {
+        md_cached_t *c = &md_cache[i];
+        if (!c->purged && now - c->since_ms >= md_options.purge_delay_ms)
+            md_cache_purge_entry(c);
+        if (c->purged && now - c->since_ms >= MD_CACHE_UNMAP_AGE_MS) {
+            md_prim_munmap(c->addr, c->size);
+            *c = md_cache[--md_cache_count];
+            continue;
+        }
+        i++;
+    }
+    md_lock_release(&md_cache_lock);
+}
+
+void md_segment_fork_prepare(void)
+{
+    md_lock_acquire(&md_cache_lock);
+}
+
+void md_segment_fork_parent(void)
+{
+    md_lock_release(&md_cache_lock);
+}
+
+void md_segment_fork_child(void)
+{
+    md_lock_reset(&md_cache_lock);
+}
+
+// Memory for a segment of `size` bytes: cached if possible, else fresh from the OS (zeroed).
+static void *md_segment_memory(size_t size, size_t *got, bool *zeroed)
+{
+    void *p = md_cache_take(size, got, zeroed);
+    if (p != NULL)
+        return p;
+    p = md_os_map_aligned(size, MD_SEGMENT_SIZE, 0);
+    if (p == NULL)
+        return NULL;
+    *got = size;
+    *zeroed = true;
+    md_stat_commit((int64_t)size);
+    return p;
+}
+
+// ---- heap-owned segments ------------------------------------------------------------------------
+
+static void md_avail_add(md_heap_t *h, md_segment_t *seg)
+{
+    md_assert(!seg->in_avail && seg->kind == MD_SEG_SLICED);
+    seg->avail_prev = NULL;
+    seg->avail_next = h->avail;
+    if (seg->avail_next != NULL)
+        seg->avail_next->avail_prev = seg;
+    h->avail = seg;
+    seg->in_avail = 1;
+}
+
+static void md_avail_remove(md_heap_t *h, md_segment_t *seg)
+{
+    if (!seg->in_avail)
+        return;
+    if (seg->avail_prev != NULL)
+        seg->avail_prev->avail_next = seg->avail_next;
+    else
+        h->avail = seg->avail_next;
+    if (seg->avail_next != NULL)
+        seg->avail_next->avail_prev = seg->avail_prev;
+    seg->in_avail = 0;
+}
+
+static void md_segment_header_init(md_segment_t *seg, enum md_segment_kind kind, size_t size,
+                                   bool zeroed)
+{
+    seg->cookie = MD_SEGMENT_COOKIE ^ (uintptr_t)seg;
+    seg->kind = (uint8_t)kind;
+    seg->page_shift = kind == MD_SEG_SLICED ? MD_SLICE_SHIFT : MD_HUGE_PAGE_SHIFT;
+    seg->page_count = kind == MD_SEG_SLICED ? MD_MAX_PAGES : 1;
+    seg->pages_in_use = 0;
+    seg->in_avail = 0;
+    seg->zeroed = zeroed;
+    seg->size = size;
+    seg->free_mask = seg->page_count == 64 ? ~0ull : (1ull << seg->page_count) - 1;
+    seg->empty_since_ms = 0;
+    seg->heap = NULL;
+    seg->next = seg->prev = seg->avail_next = seg->avail_prev = NULL;
+    memset(seg->pages, 0, seg->page_count * sizeof(md_page_t));
+}
+
+md_segment_t *md_segment_alloc(md_heap_t *h)
+{
+    size_t got;
+    bool zeroed;
+    md_segment_t *seg = md_segment_memory(MD_SEGMENT_SIZE, &got, &zeroed);
+    if (seg == NULL)
+        return NULL;
+    md_segment_header_init(seg, MD_SEG_SLICED, got, zeroed);
+    seg->heap = h;
+    seg->next = h->segments;
+    if (h->segments != NULL)
+        h->segments->prev = seg;
+    h->segments = seg;
+    md_avail_add(h, seg);
+    return seg;
+}
+
+static uint8_t *md_slice_start(md_segment_t *seg, size_t idx)
+{
+    return (uint8_t *)seg + (idx == 0 ? MD_SEGMENT_HEADER : idx << MD_SLICE_SHIFT);
+}
+
+static uint8_t *md_slice_end(md_segment_t *seg, size_t idx)
+{
+    return (uint8_t *)seg + ((idx + 1) << MD_SLICE_SHIFT);
+}
+
+// Give an empty segment back to the cache.
+void md_segment_release(md_heap_t *h, md_segment_t *seg)
+{
+    md_assert(seg->pages_in_use == 0);
+    md_avail_remove(h, seg);
+    if (seg->prev != NULL)
+        seg->prev->next = seg->next;
+    else
+        h->segments = seg->next;
+    if (seg->next != NULL)
+        seg->next->prev = seg->prev;
+    // A segment whose slices were all purged is cached as purged (its header page aside).
+    bool purged = true;
+    for (size_t i = 0; i < seg->page_count; i++)
+        purged = purged && seg->pages[i].purged;
+    if (!purged) // the cache accounts for the whole segment as committed again
+        for (size_t i = 0; i < seg->page_count; i++)
+            if (seg->pages[i].purged)
+                md_stat_commit(md_slice_end(seg, i) - md_slice_start(seg, i));
+    seg->cookie = 0;
+    md_cache_put(seg, seg->size, purged);
+}
+
+// Bit i set: a run of `slices` free slices starts at slice i and can hold a `block_size` block
+// (the run at slice 0 is shorter by the header).
+static uint64_t md_segment_fitting_runs(md_segment_t *seg, unsigned slices, size_t block_size)
+{
+    uint64_t runs = seg->free_mask;
+    for (unsigned i = 1; i < slices; i++)
+        runs &= seg->free_mask >> i;
+    if (((size_t)slices << MD_SLICE_SHIFT) - MD_SEGMENT_HEADER < block_size)
+        runs &= ~1ull;
+    return runs;
+}
+
+// A page of `slices` slices from one of the heap's segments (a new one if none has room).
+md_page_t *md_segment_page_alloc(md_heap_t *h, unsigned slices, size_t block_size)
+{
+    md_assert(slices >= 1 && slices <= MD_MAX_PAGE_SLICES);
+    md_segment_t *seg = h->avail;
+    while (seg != NULL && md_segment_fitting_runs(seg, slices, block_size) == 0)
+        seg = seg->avail_next;
+    if (seg == NULL) {
+        seg = md_segment_alloc(h);
+        if (seg == NULL)
+            return NULL;
+    }
+    unsigned idx = (unsigned)__builtin_ctzll(md_segment_fitting_runs(seg, slices, block_size));
+    md_page_t *pg = &seg->pages[idx];
+    for (unsigned i = 0; i < slices; i++) {
+        md_page_t *sl = &seg->pages[idx + i];
+        if (sl->purged) {
+            sl->purged = 0;
+            md_stat_commit(md_slice_end(seg, idx + i) - md_slice_start(seg, idx + i));
+        }
+        sl->in_use = 1;
+        sl->flags = i == 0 ? 0 : MD_PAGE_TAIL;
+        sl->head = pg;
+    }
+    pg->slices = (uint8_t)slices;
+    seg->free_mask &= ~(((slices == 64 ? 0 : 1ull << slices) - 1) << idx);
+    seg->pages_in_use++;
+    if (seg->free_mask == 0)
+        md_avail_remove(h, seg);
+    return pg;
+}
+
+// Return a page to its segment. An empty segment stays with its heap for the purge delay
+// (md_segment_maintain releases it), so a heap that shrinks and grows again keeps its memory.
+bool md_segment_page_free(md_heap_t *h, md_page_t *pg)
+{
+    md_segment_t *seg = md_page_segment(pg);
+    size_t idx = md_page_index(pg);
+    md_assert(pg->in_use && pg->used == 0 && !(pg->flags & MD_PAGE_TAIL));
+    uint64_t now = md_now_ms();
+    unsigned slices = pg->slices;
+    for (unsigned i = 0; i < slices; i++) {
+        md_page_t *sl = &seg->pages[idx + i];
+        sl->in_use = 0;
+        sl->flags = 0;
+        sl->retired_ms = now;
+    }
+    seg->free_mask |= ((slices == 64 ? 0 : 1ull << slices) - 1) << idx;
+    seg->pages_in_use--;
+    if (seg->pages_in_use == 0)
+        seg->empty_since_ms = now;
+    if (!seg->in_avail)
+        md_avail_add(h, seg);
+    return false;
+}
+
+// Hand the memory of free pages back to the OS once they stayed free for the purge delay
+// (or at once with `all`). Adjacent pages are purged with one call.
+static void md_segment_purge_pages(md_segment_t *seg, uint64_t now, bool all)
+{
+    uint8_t *run_start = NULL, *run_end = NULL;
+    for (size_t i = 0; i <= seg->page_count; i++) {
+        md_page_t *pg = i < seg->page_count ? &seg->pages[i] : NULL;
+        bool purge = pg != NULL && !pg->in_use && !pg->purged &&
+                     (all || now - pg->retired_ms >= md_options.purge_delay_ms);
+        if (purge) {
+            uint8_t *s = md_slice_start(seg, i), *e = md_slice_end(seg, i);
+            if (run_start == NULL)
+                run_start = s;
+            run_end = e;
+            pg->purged = 1;
+            md_stat_commit(-(int64_t)(e - s));
+            continue;
+        }
+        if (run_start != NULL) {
+            md_prim_purge(run_start, (size_t)(run_end - run_start));
+            run_start = NULL;
+        }
+    }
+}
+
+// Periodic work on one segment: purge pages that stayed free long enough, and release the segment
+// if it stayed empty that long (at once if the heap is going idle). Returns true if released.
+bool md_segment_maintain(md_heap_t *h, md_segment_t *seg, uint64_t now, bool idle)
+{
+    bool expired = now - seg->empty_since_ms >= md_options.purge_delay_ms;
+    if (seg->pages_in_use == 0 && (idle || expired)) {
+        md_segment_release(h, seg);
+        return true;
+    }
+    md_segment_purge_pages(seg, now, false);
+    return false;
+}
+
+void md_page_area(md_page_t *pg, uint8_t **start, uint8_t **end)
+{
+    md_segment_t *seg = md_page_segment(pg);
+    size_t idx = md_page_index(pg);
+    *start = md_slice_start(seg, idx);
+    *end = md_slice_end(seg, idx + pg->slices - 1);
+}
+
+// ---- huge blocks --------------------------------------------------------------------------------
+
+// A huge block sits `off` bytes into its own segment: after the header, aligned as asked. For an
+// alignment above the segment size the segment starts exactly one segment before the block.
+void *md_huge_alloc(size_t size, size_t align, size_t slack, bool zero)
+{
+    if (align < MD_ALIGNMENT)
+        align = MD_ALIGNMENT;
+    size_t off = align > MD_SEGMENT_SIZE ? MD_SEGMENT_SIZE : md_align_up(MD_SEGMENT_HEADER, align);
+    if (size > MD_MAX_REQUEST - off - slack)
+        return NULL;
+    size_t need = md_align_up(off + size + slack, MD_OS_PAGE);
+    size_t got;
+    bool zeroed;
+    md_segment_t *seg;
+    if (align > MD_SEGMENT_SIZE) {
+        seg = md_os_map_aligned(need, align, MD_SEGMENT_SIZE);
+        got = need;
+        zeroed = true;
+        if (seg != NULL)
+            md_stat_commit((int64_t)need);
+    } else {
+        seg = md_segment_memory(need, &got, &zeroed);
+    }
+    if (seg == NULL)
+        return NULL;
+    md_segment_header_init(seg, MD_SEG_HUGE, got, zeroed);
+    seg->pages_in_use = 1;
+    seg->free_mask = 0;
+    md_page_t *pg = &seg->pages[0];
+    pg->in_use = 1;
+    pg->flags = MD_PAGE_HUGE;
+    pg->start = (uint8_t *)seg + off;
+    pg->block_size = got - off;
+    pg->capacity = pg->carved = pg->used = 1;
+    pg->purged = 0;
+    md_stat_add(&md_stats.huge_allocs);
+    if (zero && !zeroed)
+        memset(pg->start, 0, size);
+    return pg->start;
+}
+
+// Any thread may free a huge block: the segment belongs to no heap.
+void md_huge_free(md_segment_t *seg)
+{
+    md_assert(seg->kind == MD_SEG_HUGE);
+    seg->cookie = 0;
+    md_cache_put(seg, seg->size, false);
+}
+
+bool md_huge_resize_in_place(md_segment_t *seg, size_t new_size)
+{
+    md_page_t *pg = &seg->pages[0];
+    size_t off = (size_t)(pg->start - (uint8_t *)seg);
+    if (new_size <= pg->block_size)
+        return true;
+    if (new_size > MD_MAX_REQUEST - off)
+        return false;
+    size_t need = md_align_up(off + new_size, MD_OS_PAGE);
+    if (!md_prim_remap_in_place(seg, seg->size, need))
+        return false;
+    md_stat_commit((int64_t)(need - seg->size));
+    seg->size = need;
+    pg->block_size = need - off;
+    return true;
+}

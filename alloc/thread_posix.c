@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: MIT
+// Thread exit through a POSIX thread-specific key: its destructor hands the heap over. Neither
+// pthread_key_create nor pthread_setspecific (for the first keys) allocates, in glibc or musl.
+#include "md_internal.h"
+#include "prim.h"
+
+#include <pthread.h>
+
+static pthread_key_t md_thread_key;
+static _Atomic int md_key_state; // 0: none, 1: being created, 2: ready, 3: unavailable
+
+static void md_thread_done(void *heap)
+{
+    md_heap_thread_exit(heap);
+}
+
+static int md_key_ready(void)
+{
+    int st = atomic_load_explicit(&md_key_state, memory_order_acquire);
+    if (st >= 2)
+        return st;
+    int expected = 0;
+    if (atomic_compare_exchange_strong(&md_key_state, &expected, 1)) {
+        st = pthread_key_create(&md_thread_key, md_thread_done) == 0 ? 2 : 3;
+        atomic_store_explicit(&md_key_state, st, memory_order_release);
+        return st;
+    }
+    while ((st = atomic_load_explicit(&md_key_state, memory_order_acquire)) == 1)
+        md_prim_yield();
+    return st;
+}
+
+void md_glue_thread_bind(md_heap_t *h)
+{
+    if (md_key_ready() == 2)
+        pthread_setspecific(md_thread_key, h);
+}

@@ -1,0 +1,38 @@
+# SPDX-License-Identifier: MIT
+# mdalloc test programs (included from alloc/alloc.mk). Each program is built four ways: for
+# glibc (run with LD_PRELOAD), for musl's libc.so (LD_PRELOAD), as a static musl program with
+# mdalloc's musl archive linked in, and as a static glibc program with mdalloc's glibc archive. The archive is linked whole: libc.a members that
+# come later (stdio calling realloc, say) must find mdalloc's symbols already defined rather than
+# pull in musl's own malloc.
+MD_TEST_PROGS := conformance stress fork_mt churn_rss boundaries
+MD_TEST_CFLAGS := -std=c11 -O2 -g $(WARN) -pthread
+MD_TEST_BINS := $(patsubst %,$(B)/alloc-tests/glibc/%,$(MD_TEST_PROGS)) \
+	$(patsubst %,$(B)/alloc-tests/musl/%,$(MD_TEST_PROGS)) \
+	$(patsubst %,$(B)/alloc-tests/static/%,$(MD_TEST_PROGS)) \
+	$(patsubst %,$(B)/alloc-tests/gstatic/%,$(MD_TEST_PROGS)) \
+	$(B)/alloc-tests/static-plain/stress
+
+alloc-test-prereqs: alloc $(MD_TEST_BINS)
+
+$(B)/alloc-tests/glibc/%: tests/alloc/%.c
+	@mkdir -p $(@D)
+	$(CC) $(MD_TEST_CFLAGS) -o $@ $<
+
+$(B)/alloc-tests/musl/%: tests/alloc/%.c
+	@mkdir -p $(@D)
+	$(MUSL_CC) $(MD_TEST_CFLAGS) -o $@ $<
+
+$(B)/alloc-tests/static/%: tests/alloc/%.c $(B)/alloc/musl/libmdalloc.a
+	@mkdir -p $(@D)
+	$(MUSL_CC) $(MD_TEST_CFLAGS) -static -o $@ $< \
+		-Wl,--whole-archive $(B)/alloc/musl/libmdalloc.a -Wl,--no-whole-archive
+
+$(B)/alloc-tests/gstatic/%: tests/alloc/%.c $(B)/alloc/glibc/libmdalloc.a
+	@mkdir -p $(@D)
+	$(CC) $(MD_TEST_CFLAGS) -static -o $@ $< \
+		-Wl,--whole-archive $(B)/alloc/glibc/libmdalloc.a -Wl,--no-whole-archive
+
+# The same stress program with musl's own malloc, to show the test tells them apart.
+$(B)/alloc-tests/static-plain/%: tests/alloc/%.c
+	@mkdir -p $(@D)
+	$(MUSL_CC) $(MD_TEST_CFLAGS) -static -o $@ $<

@@ -1,0 +1,42 @@
+#!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
+# No mmap/munmap per allocation at any size boundary, and no madvise storm: the counts of those
+# system calls must not grow with the number of alloc/free iterations.
+load helpers
+
+# syscalls FLAVOR ITERATIONS: prints "mmap munmap madvise" as counted by MDALLOC_STATS
+syscalls() {
+    MDALLOC_STATS=1 run_with "$1" boundaries "$2"
+    [ "$status" -eq 0 ] || { echo "$output"; return 1; }
+    [[ "$output" == *"ok $2 iterations"* ]] || return 1
+    local mm mu ma
+    mm=$(awk '/stats: mmap_calls/ {print $4}' <<<"$output")
+    mu=$(awk '/stats: munmap_calls/ {print $4}' <<<"$output")
+    ma=$(awk '/stats: madvise_calls/ {print $4}' <<<"$output")
+    [ -n "$mm" ] && [ -n "$mu" ] && [ -n "$ma" ] || return 1
+    echo "$mm $mu $ma"
+}
+
+check_flat() {
+    local few many
+    few=$(syscalls "$1" 500) || { echo "$few"; return 1; }
+    many=$(syscalls "$1" 5000) || { echo "$many"; return 1; }
+    echo "500 iterations: $few; 5000 iterations: $many (mmap munmap madvise)"
+    read -r a1 b1 c1 <<<"$few"
+    read -r a2 b2 c2 <<<"$many"
+    # 16 sizes x 5000 iterations = 80000 allocations; allow a handful of calls, not one per round
+    [ "$a2" -le $((a1 + 4)) ] && [ "$b2" -le $((b1 + 4)) ] && [ "$c2" -le $((c1 + 8)) ]
+    [ "$a2" -lt 64 ] && [ "$b2" -lt 64 ] && [ "$c2" -lt 64 ]
+}
+
+@test "boundaries: no system calls per allocation, glibc preload" { check_flat glibc; }
+@test "boundaries: no system calls per allocation, static musl" { check_flat static; }
+
+@test "boundaries: the check can fail (without the segment cache every huge free unmaps)" {
+    few=$(MDALLOC_CACHE_SEGMENTS=0 syscalls glibc 100)
+    many=$(MDALLOC_CACHE_SEGMENTS=0 syscalls glibc 1000)
+    read -r a1 b1 _ <<<"$few"
+    read -r a2 b2 _ <<<"$many"
+    echo "mmap: $a1 vs $a2, munmap: $b1 vs $b2"
+    [ "$a2" -gt $((a1 + 500)) ] && [ "$b2" -gt $((b1 + 500)) ]
+}

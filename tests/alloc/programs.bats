@@ -1,0 +1,149 @@
+#!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
+# Real programs under LD_PRELOAD give the same output as with their own malloc; the statistics
+# and the banner work; the musl archive has everything musl's libc.a expects from its malloc.
+load helpers
+
+setup() {
+    WORK=$BATS_TEST_TMPDIR
+}
+
+# same_output CMD...: run with and without mdalloc, compare stdout and exit status.
+same_output() {
+    run "$@"
+    local plain_status=$status plain_output=$output
+    MDALLOC_VERBOSE=1 LD_PRELOAD=$MDA_GLIBC_SO run "$@"
+    [ "$status" -eq "$plain_status" ]
+    [[ "$output" == *"mdalloc: version"* ]] # it really ran under mdalloc
+    local filtered
+    filtered=$(printf '%s\n' "$output" | grep -v '^mdalloc: ')
+    [ "$filtered" = "$plain_output" ]
+}
+
+@test "python3 (threads, dicts, big strings) under mdalloc: identical output" {
+    cat >"$WORK/p.py" <<'PY'
+import hashlib, json, threading
+out = []
+def work(k):
+    d = {str(i): [i] * (i % 17) for i in range(20000 + k)}
+    s = json.dumps(d, sort_keys=True)
+    out.append((k, hashlib.sha256(s.encode()).hexdigest(), len(s)))
+ts = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+big = "x" * (50 << 20)
+print(sorted(out), len(big), sum(len(str(i)) for i in range(300000)))
+PY
+    same_output /usr/bin/python3 "$WORK/p.py"
+}
+
+@test "git (init, commit, log, gc) under mdalloc: identical output" {
+    export GIT_AUTHOR_DATE='2026-01-01T00:00:00Z' GIT_COMMITTER_DATE='2026-01-01T00:00:00Z'
+    export GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@t GIT_COMMITTER_NAME=t GIT_COMMITTER_EMAIL=t@t
+    for d in a b; do
+        mkdir -p "$WORK/$d"
+        git -C "$WORK/$d" init -q
+        cp "$MD_ROOT"/alloc/*.c "$WORK/$d/"
+        git -C "$WORK/$d" add . && git -C "$WORK/$d" commit -qm one
+    done
+    same_output git -C "$WORK/a" log --stat --format='%H %s'
+    LD_PRELOAD=$MDA_GLIBC_SO run git -C "$WORK/b" gc -q
+    [ "$status" -eq 0 ]
+    LD_PRELOAD=$MDA_GLIBC_SO run git -C "$WORK/b" fsck --strict
+    [ "$status" -eq 0 ]
+}
+
+@test "gcc compiling a file under mdalloc: identical object code" {
+    gcc -O2 -c "$MD_ROOT/tests/alloc/stress.c" -o "$WORK/plain.o"
+    LD_PRELOAD=$MDA_GLIBC_SO gcc -O2 -c "$MD_ROOT/tests/alloc/stress.c" -o "$WORK/md.o"
+    cmp "$WORK/plain.o" "$WORK/md.o"
+}
+
+@test "g++ under mdalloc builds a threaded C++ program that runs identically under mdalloc" {
+    cat >"$WORK/m.cpp" <<'CXX'
+#include <iostream>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+int main()
+{
+    std::vector<std::thread> ts;
+    std::vector<size_t> out(4);
+    for (int t = 0; t < 4; t++)
+        ts.emplace_back([t, &out] {
+            std::map<std::string, std::vector<int>> m;
+            for (int i = 0; i < 50000; i++)
+                m[std::to_string(i * (t + 1))].push_back(i);
+            size_t s = 0;
+            for (auto &kv : m)
+                s += kv.first.size() + kv.second.size();
+            out[t] = s;
+        });
+    for (auto &t : ts)
+        t.join();
+    for (auto s : out)
+        std::cout << s << "\n";
+}
+CXX
+    LD_PRELOAD=$MDA_GLIBC_SO run g++ -O1 -pthread "$WORK/m.cpp" -o "$WORK/m"
+    [ "$status" -eq 0 ]
+    same_output "$WORK/m"
+}
+
+@test "sort of a large input under mdalloc: identical output" {
+    seq 1 300000 | sed 's/$/ line/' | shuf --random-source=<(yes) >"$WORK/in"
+    sort "$WORK/in" >"$WORK/plain"
+    LD_PRELOAD=$MDA_GLIBC_SO sort "$WORK/in" >"$WORK/md"
+    cmp "$WORK/plain" "$WORK/md"
+}
+
+@test "MDALLOC_STATS=1 prints counters at exit" {
+    MDALLOC_STATS=1 run_with glibc conformance usable
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"mdalloc: stats: mmap_calls "[0-9]* ]]
+    [[ "$output" == *"mdalloc: stats: madvise_calls "* ]]
+    [[ "$output" == *"mdalloc: stats: peak_committed_bytes "[1-9]* ]]
+    [[ "$output" == *"mdalloc: stats: class 0 size 16 pages_set_up "[1-9]* ]]
+}
+
+@test "the libraries carry the identifying string 'mdalloc: ' even when stripped" {
+    strip -o "$WORK/stripped.so" "$MDA_GLIBC_SO"
+    grep -q 'mdalloc: version' "$WORK/stripped.so"
+    grep -q 'mdalloc: version' "$MDA_MUSL_SO"
+    strip -o "$WORK/stripped-static" "$MDA_TESTS/static/stress"
+    grep -q 'mdalloc: version' "$WORK/stripped-static"
+}
+
+@test "musl archive defines every malloc symbol musl's libc.a defines, and nothing clashing" {
+    local libc=/usr/lib/x86_64-linux-musl/libc.a
+    # symbols defined by musl's malloc members (mallocng internals excluded: nothing else uses them)
+    local wanted
+    wanted=$(nm -A "$libc" 2>/dev/null |
+        grep -E '^[^:]+:(malloc|lite_malloc|free|realloc|calloc|libc_calloc|donate|aligned_alloc|memalign|posix_memalign|reallocarray|malloc_usable_size|valloc)\.lo:' |
+        awk '$2 ~ /^[TW]$/ {print $3}' | grep -vE '^__malloc_(alloc_meta)$' | sort -u)
+    [ -n "$wanted" ]
+    local have
+    have=$(nm --defined-only "$MDA_MUSL_A" | awk '$2 ~ /^[TW]$/ {print $3}' | sort -u)
+    for sym in $wanted; do
+        grep -qx "$sym" <<<"$have" || { echo "missing $sym"; return 1; }
+    done
+    for sym in __libc_malloc_impl __libc_free __libc_realloc __malloc_donate __malloc_atfork \
+        __malloc_allzerop free_sized free_aligned_sized pvalloc; do
+        grep -qx "$sym" <<<"$have" || { echo "missing $sym"; return 1; }
+    done
+    # internal names are hidden-visibility and prefixed md_; nothing else leaks
+    ! nm --defined-only "$MDA_MUSL_A" | awk '$2 ~ /^[TDBR]$/ {print $3}' | grep -vE '^(md_|_*malloc|_*libc_|free|calloc|realloc|aligned_alloc|memalign|posix_memalign|reallocarray|valloc|pvalloc|free_sized|free_aligned_sized|malloc_usable_size|__malloc_)'
+}
+
+@test "musl archive objects make no libc call that could pull musl's malloc back in" {
+    run bash -c "nm --undefined-only '$MDA_MUSL_A' | awk '{print \$2}' | sort -u"
+    [ "$status" -eq 0 ]
+    for sym in $output; do
+        case $sym in
+        md_* | _GLOBAL_OFFSET_TABLE_ | memcpy | memset | getenv | clock_gettime | sysconf | abort | strlen | __errno_location | \
+            ___errno_location | pthread_key_create | pthread_setspecific | __stack_chk_fail | __tls_get_addr) ;;
+        *) echo "unexpected libc dependency: $sym"; return 1 ;;
+        esac
+    done
+}

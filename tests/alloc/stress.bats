@@ -1,0 +1,70 @@
+#!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
+# Randomized multithreaded stress (pattern-checked blocks, cross-thread frees, thread churn),
+# fork from a multithreaded process, and bounded memory under thread create/exit churn.
+load helpers
+
+stress() {
+    run_with "$1" stress 4 3 15000 "$2"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == "ok 4 threads x 3 waves x 15000 ops" ]]
+}
+
+@test "stress glibc preload" { stress glibc 1; }
+@test "stress glibc preload, second seed" { stress glibc 77; }
+@test "stress debug build (internal checks on)" { stress debug 5; }
+@test "stress musl preload" { stress musl 9; }
+@test "stress static musl with embedded mdalloc" { stress static 13; }
+@test "stress static glibc with mdalloc's glibc archive" { stress gstatic 17; }
+
+@test "stress: the static program really uses mdalloc, not musl's malloc" {
+    run nm "$MDA_TESTS/static/stress"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *" md_malloc_generic"* ]]
+    [[ "$output" != *"__malloc_context"* ]] # musl mallocng's state
+    run nm "$MDA_TESTS/static-plain/stress"
+    [[ "$output" == *"__malloc_context"* ]]
+}
+
+@test "fork in a multithreaded process, allocate in the child: glibc preload" {
+    run_with glibc fork_mt 8
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "$output" = "ok 8 forks" ]
+}
+
+@test "fork in a multithreaded process, allocate in the child: static musl (__malloc_atfork)" {
+    run_with static fork_mt 8
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "$output" = "ok 8 forks" ]
+}
+
+@test "fork in a multithreaded process, allocate in the child: static glibc" {
+    run_with gstatic fork_mt 8
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "$output" = "ok 8 forks" ]
+}
+
+@test "fork in a multithreaded process, allocate in the child: musl preload" {
+    run_with musl fork_mt 8
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "$output" = "ok 8 forks" ]
+}
+
+@test "thread create/exit churn keeps RSS bounded: glibc preload" {
+    run_with glibc churn_rss 2000
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *ok ]]
+}
+
+@test "thread create/exit churn keeps RSS bounded: static musl" {
+    run_with static churn_rss 2000
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *ok ]]
+}
