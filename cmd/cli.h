@@ -37,6 +37,7 @@ struct md_command {
 
 extern const struct md_command md_cmd_inspect;
 extern const struct md_command md_cmd_trace;
+extern const struct md_command md_cmd_patch;
 
 // Iterates options like getopt_long. Returns the key, -1 after the last option (optind is then
 // the first operand), or '?' after printing a usage error. --help is handled by the caller.

@@ -9,6 +9,7 @@
 static const struct md_command *const commands[] = {
     &md_cmd_inspect,
     &md_cmd_trace,
+    &md_cmd_patch,
     NULL,
 };
 

@@ -1,0 +1,330 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// malloc-doctor patch: option parsing, finding mdalloc's embedding archive, and rendering; the
+// work is lib/patch.c.
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd/cli.h"
+#include "lib/patch.h"
+
+enum { OPT_ALLOCATOR = 0x101, OPT_BACKUP, OPT_DRY_RUN, OPT_RESTORE, OPT_JSON };
+
+static const struct md_opt options[] = {
+    {"allocator", OPT_ALLOCATOR, "ARCHIVE.a", "add the members of this archive (default: mdalloc)"},
+    {"output", 'o', "OUT", "write the patched archive to OUT; LIBC.a stays untouched"},
+    {"backup", OPT_BACKUP, "SUFFIX", "keep the original as LIBC.a SUFFIX (default .orig)"},
+    {"dry-run", OPT_DRY_RUN, NULL, "print the plan and the checks; write nothing"},
+    {"restore", OPT_RESTORE, NULL, "put the backup back in place of LIBC.a"},
+    {"json", OPT_JSON, NULL, "print the report as JSON (schema malloc-doctor/1)"},
+    {"verbose", 'v', NULL, "list every symbol checked and what each member defines"},
+    {"help", MD_OPT_HELP, NULL, "show this help"},
+    {"version", MD_OPT_VERSION, NULL, "show the version"},
+    {0},
+};
+
+struct patch_args {
+    struct md_patch_options opt;
+    bool restore, json, verbose;
+    int kill_step; // fault injection, see arm_fault_injection
+    char allocator[PATH_MAX];
+};
+
+// --- finding mdalloc ---------------------------------------------------------------------------
+
+// mdalloc built with musl-gcc for embedding, beside the tool: the build tree
+// (build/malloc-doctor + build/alloc/musl/libmdalloc.a) or an install
+// (PREFIX/bin/malloc-doctor + PREFIX/lib/malloc-doctor/libmdalloc-musl.a).
+static bool find_mdalloc(char *out, size_t size)
+{
+    static const char *const beside[] = {
+        "alloc/musl/libmdalloc.a",
+        "../lib/malloc-doctor/libmdalloc-musl.a",
+    };
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return false;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return false;
+    *slash = 0;
+    for (size_t i = 0; i < sizeof beside / sizeof beside[0]; i++) {
+        snprintf(out, size, "%s/%s", exe, beside[i]);
+        if (!access(out, R_OK))
+            return true;
+    }
+    return false;
+}
+
+// --- fault injection ---------------------------------------------------------------------------
+
+// MALLOC_DOCTOR_PATCH_KILL_AT=N (tests only): SIGKILL ourselves at write step N, to prove that
+// no interruption of the write can lose the original.
+static void kill_at_step(enum md_patch_step step, void *ctx)
+{
+    if ((int)step == *(const int *)ctx)
+        raise(SIGKILL);
+}
+
+static void arm_fault_injection(struct patch_args *a)
+{
+    const char *at = getenv("MALLOC_DOCTOR_PATCH_KILL_AT");
+    if (!at || !*at)
+        return;
+    a->kill_step = atoi(at);
+    a->opt.step_hook = kill_at_step;
+    a->opt.step_ctx = &a->kill_step;
+}
+
+// --- text rendering ------------------------------------------------------------------------
+
+static const char *str_or(const cJSON *o, const char *key, const char *fallback)
+{
+    const char *s = md_json_get_str(o, key);
+    return s ? s : fallback;
+}
+
+static int count_of(const cJSON *report, const char *key)
+{
+    return cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(report, key));
+}
+
+// "a b c" from an array of strings, cut to the buffer.
+static void join(const cJSON *arr, char *out, size_t size)
+{
+    size_t n = 0;
+    const cJSON *x;
+    out[0] = 0;
+    cJSON_ArrayForEach(x, arr)
+    {
+        if (n < size && cJSON_IsString(x))
+            n += (size_t)snprintf(out + n, size - n, "%s%s", n ? " " : "", x->valuestring);
+    }
+}
+
+static void print_members(const cJSON *report, const char *key, const char *title, bool verbose)
+{
+    const cJSON *m;
+    char defs[200];
+    printf("%s %d %s:\n", key[0] == 'r' ? "remove" : "add", count_of(report, key), title);
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(report, key))
+    {
+        join(cJSON_GetObjectItemCaseSensitive(m, "defines"), defs, verbose ? sizeof defs : 60);
+        const cJSON *idx = cJSON_GetObjectItemCaseSensitive(m, "index");
+        if (idx)
+            printf("  #%-5d %-28s %s\n", idx->valueint, str_or(m, "member", "?"), defs);
+        else
+            printf("         %-28s %s\n", str_or(m, "member", "?"), defs);
+    }
+}
+
+static void print_need(const cJSON *o, const char *arrow)
+{
+    char by[160];
+    join(cJSON_GetObjectItemCaseSensitive(o, "needed_by"), by, sizeof by);
+    int count = cJSON_GetObjectItemCaseSensitive(o, "needed_by_count")->valueint;
+    const char *from = md_json_get_str(o, "provided_by");
+    if (!from)
+        from = str_or(o, "reason", NULL) ? str_or(o, "reason", "") : "";
+    printf("  %-24s needed by %s%s%s  %s %s\n", str_or(o, "symbol", "?"),
+           count ? by : "programs (public API)", count > 3 ? " ..." : "",
+           md_json_get_bool(o, "weak") ? " (weak)" : "", arrow, from);
+    if (md_json_get_str(o, "was_defined_by") && !strcmp(arrow, "MISSING"))
+        printf("  %-24s (was defined by removed member %s)\n", "", str_or(o, "was_defined_by", ""));
+}
+
+static void print_checks(const cJSON *report, bool verbose)
+{
+    const cJSON *o;
+    int checked = count_of(report, "checked");
+    printf("symbols checked: %d that only removed members defined (needed by kept members or "
+           "public API): %d missing, %d defined twice\n",
+           checked, count_of(report, "missing"), count_of(report, "duplicates"));
+    if (verbose || checked <= 24)
+        cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(report, "checked"))
+            print_need(o, "<-");
+    cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(report, "overrides"))
+        printf("  %-24s weak default in kept %s, overridden by %s\n", str_or(o, "symbol", "?"),
+               str_or(o, "weak_in", "?"), str_or(o, "strong_in", "?"));
+    cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(report, "missing"))
+        print_need(o, "MISSING");
+    cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(report, "duplicates"))
+        printf("  %-24s DEFINED TWICE: kept %s and added %s\n", str_or(o, "symbol", "?"),
+               str_or(o, "kept_member", "(another added object)"), str_or(o, "added_member", "?"));
+}
+
+static void render_plan(const cJSON *report, bool verbose)
+{
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(report, "libc");
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(report, "allocator");
+    printf("libc:      %s (musl, %s, %d members, %s)\n", str_or(l, "path", "?"),
+           str_or(l, "musl_allocator", "no musl allocator"),
+           cJSON_GetObjectItemCaseSensitive(l, "members")->valueint, str_or(l, "target", "?"));
+    printf("allocator: %s (%d members)\n", str_or(a, "path", "?"),
+           cJSON_GetObjectItemCaseSensitive(a, "members")->valueint);
+    if (!cJSON_GetObjectItemCaseSensitive(report, "remove"))
+        return;
+    print_members(report, "remove", "members of libc.a (they define the allocator's symbols)",
+                  verbose);
+    print_members(report, "add", "objects", verbose);
+    print_checks(report, verbose);
+}
+
+static void render_outcome(const cJSON *report)
+{
+    const char *status = str_or(report, "status", "");
+    if (!strcmp(status, "patched") && md_json_get_str(report, "backup"))
+        printf("patched %s (original kept as %s)\n", str_or(report, "output", "?"),
+               str_or(report, "backup", "?"));
+    else if (!strcmp(status, "patched"))
+        printf("wrote %s\n", str_or(report, "output", "?"));
+    else if (!strcmp(status, "planned"))
+        puts("dry run: the checks pass; nothing written");
+    else if (!strcmp(status, "already-patched"))
+        puts("already patched with this allocator: nothing to do");
+    else if (!strcmp(status, "restored"))
+        printf("restored %s from %s\n", str_or(report, "output", "?"),
+               str_or(report, "backup", "?"));
+    else if (!strcmp(status, "restore-planned"))
+        printf("dry run: would restore %s from %s\n", str_or(report, "output", "?"),
+               str_or(report, "backup", "?"));
+    else if (!strcmp(status, "refused"))
+        puts("refused: the patched libc.a would not link (see MISSING / DEFINED TWICE above); "
+             "nothing written");
+}
+
+// --- the command ---------------------------------------------------------------------------
+
+static bool parse_option(int key, const char *arg, struct patch_args *a)
+{
+    switch (key) {
+    case OPT_ALLOCATOR:
+        a->opt.allocator = arg;
+        return true;
+    case 'o':
+        a->opt.output = arg;
+        return true;
+    case OPT_BACKUP:
+        a->opt.backup_suffix = arg;
+        return true;
+    case OPT_DRY_RUN:
+        a->opt.dry_run = true;
+        return true;
+    case OPT_RESTORE:
+        a->restore = true;
+        return true;
+    case OPT_JSON:
+        a->json = true;
+        return true;
+    case 'v':
+        a->verbose = true;
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool check_args(const struct md_command *cmd, int argc, char **argv, struct patch_args *a,
+                       int *exit_code)
+{
+    if (optind + 1 != argc) {
+        *exit_code =
+            md_cli_usage_error(cmd, optind < argc ? "give exactly one LIBC.a" : "no LIBC.a given");
+        return false;
+    }
+    a->opt.libc = argv[optind];
+    if (a->restore && (a->opt.output || a->opt.allocator)) {
+        *exit_code = md_cli_usage_error(cmd, "--restore takes neither -o nor --allocator");
+        return false;
+    }
+    if (a->opt.backup_suffix && (!a->opt.backup_suffix[0] || strchr(a->opt.backup_suffix, '/'))) {
+        *exit_code = md_cli_usage_error(cmd, "--backup needs a non-empty SUFFIX without '/'");
+        return false;
+    }
+    if (a->restore || a->opt.allocator)
+        return true;
+    if (find_mdalloc(a->allocator, sizeof a->allocator)) {
+        a->opt.allocator = a->allocator;
+        return true;
+    }
+    *exit_code = md_cli_usage_error(
+        cmd, "mdalloc's musl archive is not installed beside this binary (looked for "
+             "alloc/musl/libmdalloc.a and ../lib/malloc-doctor/libmdalloc-musl.a next to it); "
+             "build it with 'make alloc' or pass --allocator ARCHIVE.a");
+    return false;
+}
+
+static bool parse(const struct md_command *cmd, int argc, char **argv, struct patch_args *a,
+                  int *exit_code)
+{
+    const char *arg;
+    int key;
+    *exit_code = MD_EXIT_OK;
+    while ((key = md_cli_next(cmd, argc, argv, &arg)) != -1) {
+        if (parse_option(key, arg, a))
+            continue;
+        if (key == MD_OPT_HELP)
+            md_cli_usage(cmd, stdout);
+        else if (key == MD_OPT_VERSION)
+            printf("malloc-doctor %s\n", MD_VERSION);
+        else
+            *exit_code = MD_EXIT_USAGE;
+        return false;
+    }
+    return check_args(cmd, argc, argv, a, exit_code);
+}
+
+static int run(const struct md_command *cmd, int argc, char **argv)
+{
+    struct patch_args a = {0};
+    int rc;
+    if (!parse(cmd, argc, argv, &a, &rc))
+        return rc;
+    arm_fault_injection(&a);
+    cJSON *report = md_report_new("patch", MD_VERSION);
+    struct md_error err = {{0}};
+    enum md_patch_result r =
+        a.restore ? md_patch_restore(&a.opt, report, &err) : md_patch(&a.opt, report, &err);
+    if (r == MD_PATCH_ERROR) {
+        md_cli_error(cmd, "%s", err.msg);
+        md_json_str(report, "error", err.msg);
+    }
+    if (a.json)
+        md_cli_print_json(report);
+    else if (r != MD_PATCH_ERROR) {
+        if (!a.restore)
+            render_plan(report, a.verbose);
+        render_outcome(report);
+    }
+    cJSON_Delete(report);
+    return r == MD_PATCH_ERROR ? MD_EXIT_USAGE : r == MD_PATCH_REFUSED ? MD_EXIT_CHECK : MD_EXIT_OK;
+}
+
+const struct md_command md_cmd_patch = {
+    .name = "patch",
+    .summary = "embed mdalloc (or another allocator) into a musl libc.a, safely",
+    .synopsis = "[--allocator ARCHIVE.a] [-o OUT] [--backup SUFFIX] [--dry-run] [--restore] "
+                "[--json] LIBC.a",
+    .description =
+        "Replaces the allocator inside a musl libc.a, so that `musl-gcc -static` programs get\n"
+        "the new one without any change to their build. The members to remove are chosen by\n"
+        "the symbols they define (the malloc family the new allocator provides, and musl's\n"
+        "allocator back end), duplicate member names included. Before writing, a closure\n"
+        "check proves the result links: every symbol a kept member needs that only a removed\n"
+        "member defined must come from the added objects, and nothing may be defined twice;\n"
+        "otherwise the command refuses (exit 1) and lists the symbols.\n\n"
+        "The added objects are mdalloc built for embedding, found beside this binary\n"
+        "(alloc/musl/libmdalloc.a in the build tree, ../lib/malloc-doctor/libmdalloc-musl.a\n"
+        "when installed), or the members of --allocator ARCHIVE.a.\n\n"
+        "In place, the original is kept as LIBC.a.orig and the result replaces LIBC.a with\n"
+        "a synced temp file and a rename (same mode and owner): an interruption never loses\n"
+        "the original. Patching twice is a no-op; --restore puts the original back. The output\n"
+        "is deterministic. glibc's libc.a and non-musl archives are refused.",
+    .options = options,
+    .run = run,
+};

@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// ar archives of relocatable objects: read every member (bytes and symbols) with libbfd, and
+// write a GNU-format archive with a symbol index, deterministically (like `ar D`). This is the
+// only file of malloc-doctor that uses libbfd.
+#ifndef MD_ARCHIVE_H
+#define MD_ARCHIVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "lib/error.h"
+
+enum md_sym_kind {
+    MD_SYM_DEFINED,    // global, strong
+    MD_SYM_WEAK,       // global, weak definition
+    MD_SYM_COMMON,     // tentative definition
+    MD_SYM_UNDEF,      // strong reference
+    MD_SYM_WEAK_UNDEF, // weak reference: may stay unresolved
+    MD_SYM_LOCAL,      // file-local; only used as evidence (musl's static allocator functions)
+};
+
+struct md_ar_symbol {
+    char *name;
+    enum md_sym_kind kind;
+};
+
+struct md_ar_member {
+    char *name; // as stored in the archive (duplicates allowed)
+    unsigned char *data;
+    size_t size;
+    struct md_ar_symbol *syms;
+    size_t nsyms;
+};
+
+struct md_archive {
+    char *path;
+    char target[64]; // bfd target of the first object member, e.g. "elf64-x86-64"
+    bool has_map;
+    struct md_ar_member *members;
+    size_t count;
+};
+
+// Reads an archive. Refuses thin archives, LTO/bitcode members and anything not an object.
+int md_archive_read(struct md_archive *ar, const char *path, struct md_error *err);
+void md_archive_free(struct md_archive *ar);
+
+static inline bool md_sym_is_def(enum md_sym_kind k)
+{
+    return k == MD_SYM_DEFINED || k == MD_SYM_WEAK || k == MD_SYM_COMMON;
+}
+
+static inline bool md_sym_is_undef(enum md_sym_kind k)
+{
+    return k == MD_SYM_UNDEF || k == MD_SYM_WEAK_UNDEF;
+}
+
+// Lays out a GNU ar archive of these members, in this order, into a malloc'ed buffer: a "/"
+// symbol index of every global definition, a "//" long-name table, zero dates, uids and gids and
+// mode 644, so the same members always give the same bytes.
+int md_archive_serialize(const struct md_ar_member *const *members, size_t count,
+                         unsigned char **out, size_t *size, struct md_error *err);
+
+#endif

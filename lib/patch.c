@@ -1,0 +1,929 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "lib/patch.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/archive.h"
+#include "rules/signatures.h"
+
+// The public malloc API. A member of libc.a that defines one of these is replaced only when the
+// new allocator defines the same name: musl's thin wrappers (valloc on top of memalign) stay
+// when the allocator has no version of its own.
+static const char *const malloc_family[] = {
+    "malloc",
+    "free",
+    "calloc",
+    "realloc",
+    "reallocarray",
+    "aligned_alloc",
+    "posix_memalign",
+    "memalign",
+    "valloc",
+    "pvalloc",
+    "malloc_usable_size",
+    "free_sized",
+    "free_aligned_sized",
+    NULL,
+};
+
+// musl's allocator back end (src/malloc/*): the names the rest of libc calls (the __libc_*
+// entries, __malloc_donate from the dynamic linker, __malloc_atfork from fork). A member that
+// defines one belongs to musl's allocator and always goes; the signature table adds each musl
+// allocator's internals (mallocng's __malloc_context, oldmalloc's __bin_chunk, ...).
+static const char *const musl_backend[] = {
+    "__libc_malloc",   "__libc_malloc_impl", "__libc_free",       "__libc_realloc", "__libc_calloc",
+    "__malloc_donate", "__malloc_atfork",    "__malloc_allzerop", "__malloc_lock",  NULL,
+};
+
+// Defined by the linker or by crt*.o, never by libc.a members.
+static const char *const linker_symbols[] = {
+    "_GLOBAL_OFFSET_TABLE_",
+    "_DYNAMIC",
+    "__ehdr_start",
+    "__executable_start",
+    "_end",
+    "_etext",
+    "_edata",
+    "__bss_start",
+    "__dso_handle",
+    "__TMC_END__",
+    "__init_array_start",
+    "__init_array_end",
+    "__fini_array_start",
+    "__fini_array_end",
+    "__preinit_array_start",
+    "__preinit_array_end",
+    "_init",
+    "_fini",
+    "main",
+    NULL,
+};
+
+static bool in_list(const char *const *list, const char *name)
+{
+    for (; *list; list++)
+        if (!strcmp(*list, name))
+            return true;
+    return false;
+}
+
+// --- a symbol table over the three sides of the plan ----------------------------------------
+
+enum { SIDE_KEPT, SIDE_REMOVED, SIDE_ADDED, SIDES };
+#define NEED_SHOWN 3
+
+struct sym {
+    const char *name;
+    int def[SIDES];    // defining member index + 1 on each side, 0 if none
+    int strong[SIDES]; // strong definitions on each side
+    int needs;         // kept members that reference it
+    int need_by[NEED_SHOWN];
+    bool weak_only_need; // every reference is weak
+};
+
+struct symtab {
+    struct sym *slot;
+    size_t cap, count;
+};
+
+static uint64_t hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static struct sym *probe(struct sym *slot, size_t cap, const char *name)
+{
+    size_t i = hash(name) & (cap - 1);
+    while (slot[i].name && strcmp(slot[i].name, name))
+        i = (i + 1) & (cap - 1);
+    return &slot[i];
+}
+
+static int symtab_grow(struct symtab *t)
+{
+    size_t ncap = t->cap ? t->cap * 2 : 4096;
+    struct sym *n = calloc(ncap, sizeof *n);
+    if (!n)
+        return -1;
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->slot[i].name)
+            *probe(n, ncap, t->slot[i].name) = t->slot[i];
+    free(t->slot);
+    t->slot = n;
+    t->cap = ncap;
+    return 0;
+}
+
+// The entry for name, created empty; NULL when out of memory.
+static struct sym *symtab_get(struct symtab *t, const char *name)
+{
+    if (2 * (t->count + 1) > t->cap && symtab_grow(t))
+        return NULL;
+    struct sym *s = probe(t->slot, t->cap, name);
+    if (!s->name) {
+        *s = (struct sym){.name = name, .weak_only_need = true};
+        t->count++;
+    }
+    return s;
+}
+
+// --- the plan ---------------------------------------------------------------------------------
+
+struct plan {
+    const struct md_patch_options *opt;
+    struct md_archive libc, alloc;
+    bool *removed; // per libc member
+    size_t removed_count;
+    struct symtab syms;
+    const char *flavor; // the musl allocator found: "mallocng", "oldmalloc", "lite", or NULL
+    int missing, duplicates;
+};
+
+static bool defines(const struct md_ar_member *m, const char *name)
+{
+    for (size_t j = 0; j < m->nsyms; j++)
+        if (!strcmp(m->syms[j].name, name) && md_sym_is_def(m->syms[j].kind))
+            return true;
+    return false;
+}
+
+// Defines (globally, or locally for static functions) a symbol of signature row s. Weak
+// definitions do not count: fork.lo carries weak stubs of lite_malloc's __bump_lockptr.
+static bool has_signature(const struct md_archive *ar, const struct md_signature *s)
+{
+    for (size_t i = 0; i < ar->count; i++)
+        for (size_t j = 0; j < ar->members[i].nsyms; j++) {
+            const struct md_ar_symbol *y = &ar->members[i].syms[j];
+            if (md_sym_is_undef(y->kind) || y->kind == MD_SYM_WEAK)
+                continue;
+            for (const char *const *p = s->symbols; *p; p++)
+                if (md_symbol_pattern_match(*p, y->name))
+                    return true;
+        }
+    return false;
+}
+
+static bool is_musl_internal(const char *name)
+{
+    if (in_list(musl_backend, name))
+        return true;
+    for (size_t i = 0; i < md_signature_count; i++) {
+        const struct md_signature *s = &md_signatures[i];
+        if (s->kind != MD_SIG_ALLOCATOR || strcmp(s->family, "musl"))
+            continue;
+        for (const char *const *p = s->symbols; *p; p++)
+            if (md_symbol_pattern_match(*p, name))
+                return true;
+    }
+    return false;
+}
+
+static bool alloc_defines(const struct plan *p, const char *name)
+{
+    for (size_t i = 0; i < p->alloc.count; i++)
+        if (defines(&p->alloc.members[i], name))
+            return true;
+    return false;
+}
+
+// Why a member goes: the first global it defines that the allocator replaces; NULL if it stays.
+static const char *removal_reason(const struct plan *p, const struct md_ar_member *m)
+{
+    for (size_t j = 0; j < m->nsyms; j++) {
+        const struct md_ar_symbol *y = &m->syms[j];
+        if (y->kind == MD_SYM_LOCAL || !md_sym_is_def(y->kind))
+            continue;
+        // a weak internal is a stub for when the allocator is absent (fork.lo's
+        // __malloc_atfork): it stays, and the added strong definition wins at link time
+        if ((y->kind != MD_SYM_WEAK && is_musl_internal(y->name)) ||
+            (in_list(malloc_family, y->name) && alloc_defines(p, y->name)))
+            return y->name;
+    }
+    return NULL;
+}
+
+static void choose_removals(struct plan *p)
+{
+    for (size_t i = 0; i < p->libc.count; i++)
+        if (removal_reason(p, &p->libc.members[i])) {
+            p->removed[i] = true;
+            p->removed_count++;
+        }
+}
+
+static int index_member(struct plan *p, const struct md_ar_member *m, int side, int idx)
+{
+    for (size_t j = 0; j < m->nsyms; j++) {
+        const struct md_ar_symbol *y = &m->syms[j];
+        if (y->kind == MD_SYM_LOCAL)
+            continue;
+        struct sym *s = symtab_get(&p->syms, y->name);
+        if (!s)
+            return -1;
+        if (md_sym_is_def(y->kind)) {
+            if (!s->def[side])
+                s->def[side] = idx + 1;
+            s->strong[side] += y->kind == MD_SYM_DEFINED;
+        } else if (side == SIDE_KEPT) {
+            if (s->needs < NEED_SHOWN)
+                s->need_by[s->needs] = idx;
+            s->needs++;
+            s->weak_only_need &= y->kind == MD_SYM_WEAK_UNDEF;
+        }
+    }
+    return 0;
+}
+
+static int index_all(struct plan *p, struct md_error *err)
+{
+    for (size_t i = 0; i < p->libc.count; i++)
+        if (index_member(p, &p->libc.members[i], p->removed[i] ? SIDE_REMOVED : SIDE_KEPT, (int)i))
+            return md_fail(err, "out of memory");
+    for (size_t i = 0; i < p->alloc.count; i++)
+        if (index_member(p, &p->alloc.members[i], SIDE_ADDED, (int)i))
+            return md_fail(err, "out of memory");
+    return 0;
+}
+
+// --- report building -------------------------------------------------------------------------
+
+static void add_defines(cJSON *o, const struct md_ar_member *m)
+{
+    cJSON *arr = cJSON_AddArrayToObject(o, "defines");
+    for (size_t j = 0; j < m->nsyms; j++)
+        if (m->syms[j].kind != MD_SYM_LOCAL && md_sym_is_def(m->syms[j].kind))
+            cJSON_AddItemToArray(arr, cJSON_CreateString(m->syms[j].name));
+}
+
+static void report_members(const struct plan *p, cJSON *report)
+{
+    cJSON *rm = cJSON_AddArrayToObject(report, "remove");
+    for (size_t i = 0; i < p->libc.count; i++) {
+        if (!p->removed[i])
+            continue;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "member", p->libc.members[i].name);
+        cJSON_AddNumberToObject(o, "index", (double)i);
+        cJSON_AddStringToObject(o, "because", removal_reason(p, &p->libc.members[i]));
+        add_defines(o, &p->libc.members[i]);
+        cJSON_AddItemToArray(rm, o);
+    }
+    cJSON *add = cJSON_AddArrayToObject(report, "add");
+    for (size_t i = 0; i < p->alloc.count; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "member", p->alloc.members[i].name);
+        add_defines(o, &p->alloc.members[i]);
+        cJSON_AddItemToArray(add, o);
+    }
+}
+
+static const char *libc_member(const struct plan *p, int idx_plus_one)
+{
+    return idx_plus_one ? p->libc.members[idx_plus_one - 1].name : NULL;
+}
+
+static const char *alloc_member(const struct plan *p, int idx_plus_one)
+{
+    return idx_plus_one ? p->alloc.members[idx_plus_one - 1].name : NULL;
+}
+
+static cJSON *need_entry(const struct plan *p, const struct sym *s)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "symbol", s->name);
+    cJSON *by = cJSON_AddArrayToObject(o, "needed_by");
+    for (int k = 0; k < s->needs && k < NEED_SHOWN; k++)
+        cJSON_AddItemToArray(by, cJSON_CreateString(p->libc.members[s->need_by[k]].name));
+    cJSON_AddNumberToObject(o, "needed_by_count", s->needs);
+    return o;
+}
+
+static int by_symbol(const void *a, const void *b)
+{
+    return strcmp((*(const struct sym *const *)a)->name, (*(const struct sym *const *)b)->name);
+}
+
+// The table's entries sorted by name, so reports do not depend on hashing.
+static const struct sym **sorted(const struct symtab *t)
+{
+    const struct sym **v = calloc(t->count + 1, sizeof *v);
+    size_t n = 0;
+    for (size_t i = 0; v && i < t->cap; i++)
+        if (t->slot[i].name)
+            v[n++] = &t->slot[i];
+    if (v)
+        qsort(v, n, sizeof *v, by_symbol);
+    return v;
+}
+
+// --- the checks --------------------------------------------------------------------------------
+
+// A kept member needs s, nothing kept defines it and a removed member did: the added objects must.
+static void check_kept_need(struct plan *p, const struct sym *s, cJSON *checked, cJSON *missing)
+{
+    if (!s->needs || s->def[SIDE_KEPT] || !s->def[SIDE_REMOVED])
+        return;
+    cJSON *o = need_entry(p, s);
+    cJSON_AddStringToObject(o, "was_defined_by", libc_member(p, s->def[SIDE_REMOVED]));
+    if (s->weak_only_need)
+        cJSON_AddBoolToObject(o, "weak", true);
+    if (s->def[SIDE_ADDED]) {
+        cJSON_AddStringToObject(o, "provided_by", alloc_member(p, s->def[SIDE_ADDED]));
+        cJSON_AddItemToArray(checked, o);
+    } else {
+        cJSON_AddItemToArray(missing, o);
+        p->missing++;
+    }
+}
+
+// The malloc API a program may call must survive: no family function may disappear.
+static void check_api(struct plan *p, const struct sym *s, cJSON *checked, cJSON *missing)
+{
+    if (!in_list(malloc_family, s->name) || !s->def[SIDE_REMOVED] || s->def[SIDE_KEPT] || s->needs)
+        return;
+    cJSON *o = need_entry(p, s);
+    cJSON_AddStringToObject(o, "was_defined_by", libc_member(p, s->def[SIDE_REMOVED]));
+    cJSON_AddStringToObject(o, "reason", "public malloc API that programs call");
+    if (s->def[SIDE_ADDED]) {
+        cJSON_AddStringToObject(o, "provided_by", alloc_member(p, s->def[SIDE_ADDED]));
+        cJSON_AddItemToArray(checked, o);
+        return;
+    }
+    cJSON_AddItemToArray(missing, o);
+    p->missing++;
+}
+
+// A kept weak default (fork.lo's __malloc_atfork) that an added strong definition overrides.
+static void note_override(const struct plan *p, const struct sym *s, cJSON *overrides)
+{
+    if (!s->def[SIDE_KEPT] || s->strong[SIDE_KEPT] || !s->strong[SIDE_ADDED])
+        return;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "symbol", s->name);
+    cJSON_AddStringToObject(o, "weak_in", libc_member(p, s->def[SIDE_KEPT]));
+    cJSON_AddStringToObject(o, "strong_in", alloc_member(p, s->def[SIDE_ADDED]));
+    cJSON_AddItemToArray(overrides, o);
+}
+
+// The first added member with a strong reference to name.
+static int added_needer(const struct plan *p, const char *name)
+{
+    for (size_t i = 0; i < p->alloc.count; i++)
+        for (size_t j = 0; j < p->alloc.members[i].nsyms; j++)
+            if (p->alloc.members[i].syms[j].kind == MD_SYM_UNDEF &&
+                !strcmp(p->alloc.members[i].syms[j].name, name))
+                return (int)i + 1;
+    return 0;
+}
+
+// The added objects' own strong references must be met by kept members or each other.
+static void check_added_need(struct plan *p, const struct sym *s, cJSON *missing)
+{
+    if (s->def[SIDE_KEPT] || s->def[SIDE_ADDED] || in_list(linker_symbols, s->name))
+        return;
+    int by = added_needer(p, s->name);
+    if (!by)
+        return;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "symbol", s->name);
+    cJSON *arr = cJSON_AddArrayToObject(o, "needed_by");
+    cJSON_AddItemToArray(arr, cJSON_CreateString(alloc_member(p, by)));
+    cJSON_AddNumberToObject(o, "needed_by_count", 1);
+    if (s->def[SIDE_REMOVED])
+        cJSON_AddStringToObject(o, "was_defined_by", libc_member(p, s->def[SIDE_REMOVED]));
+    else
+        cJSON_AddStringToObject(o, "reason", "defined nowhere in the libc.a");
+    cJSON_AddItemToArray(missing, o);
+    p->missing++;
+}
+
+static void check_duplicate(struct plan *p, const struct sym *s, cJSON *dups)
+{
+    if (!s->strong[SIDE_ADDED] || (!s->strong[SIDE_KEPT] && s->strong[SIDE_ADDED] < 2))
+        return;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "symbol", s->name);
+    if (s->strong[SIDE_KEPT])
+        cJSON_AddStringToObject(o, "kept_member", libc_member(p, s->def[SIDE_KEPT]));
+    cJSON_AddStringToObject(o, "added_member", alloc_member(p, s->def[SIDE_ADDED]));
+    cJSON_AddNumberToObject(o, "definitions",
+                            s->strong[SIDE_ADDED] + (s->strong[SIDE_KEPT] ? 1 : 0));
+    cJSON_AddItemToArray(dups, o);
+    p->duplicates++;
+}
+
+static int run_checks(struct plan *p, cJSON *report, struct md_error *err)
+{
+    const struct sym **v = sorted(&p->syms);
+    if (!v)
+        return md_fail(err, "out of memory");
+    cJSON *checked = cJSON_AddArrayToObject(report, "checked");
+    cJSON *missing = cJSON_AddArrayToObject(report, "missing");
+    cJSON *dups = cJSON_AddArrayToObject(report, "duplicates");
+    cJSON *overrides = cJSON_AddArrayToObject(report, "overrides");
+    for (size_t i = 0; i < p->syms.count; i++) {
+        check_kept_need(p, v[i], checked, missing);
+        check_api(p, v[i], checked, missing);
+        note_override(p, v[i], overrides);
+        check_added_need(p, v[i], missing);
+        check_duplicate(p, v[i], dups);
+    }
+    free(v);
+    return 0;
+}
+
+// --- identifying the input -------------------------------------------------------------------
+
+static bool has_sig(const struct md_archive *ar, const char *id)
+{
+    const struct md_signature *s = md_signature_find(id);
+    return s && has_signature(ar, s);
+}
+
+static int check_is_musl(struct plan *p, struct md_error *err)
+{
+    const char *path = p->libc.path;
+    if (has_sig(&p->libc, "glibc") || has_sig(&p->libc, "glibc-ptmalloc"))
+        return md_fail(err,
+                       "%s: this is glibc's libc.a, not musl's: glibc's malloc is woven into "
+                       "the rest of its libc (arenas, fork, thread exit), so it cannot be "
+                       "swapped by replacing members; link mdalloc ahead of libc instead",
+                       path);
+    if (!has_sig(&p->libc, "musl"))
+        return md_fail(err,
+                       "%s: not a musl libc.a: no member defines musl's startup "
+                       "(__init_libc, __libc_start_init); only musl's libc.a can be patched",
+                       path);
+    if (strcmp(p->libc.target, p->alloc.target))
+        return md_fail(err, "%s: objects are %s but the allocator %s has %s objects", path,
+                       p->libc.target, p->alloc.path, p->alloc.target);
+    static const char *const flavors[][2] = {
+        {"musl-mallocng", "mallocng"},
+        {"musl-oldmalloc", "oldmalloc"},
+        {"musl-lite", "lite_malloc"},
+    };
+    for (size_t i = 0; i < sizeof flavors / sizeof flavors[0]; i++)
+        if (has_sig(&p->libc, flavors[i][0])) {
+            p->flavor = flavors[i][1];
+            break;
+        }
+    return 0;
+}
+
+static bool same_member(const struct md_ar_member *a, const struct md_ar_member *b)
+{
+    return a->size == b->size && !strcmp(a->name, b->name) && !memcmp(a->data, b->data, a->size);
+}
+
+// Every added object is already in libc.a, byte for byte: this allocator was patched in before.
+static bool already_patched(const struct plan *p)
+{
+    for (size_t i = 0; i < p->alloc.count; i++) {
+        bool found = false;
+        for (size_t j = 0; j < p->libc.count && !found; j++)
+            found = same_member(&p->alloc.members[i], &p->libc.members[j]);
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+// The member that defines malloc, or NULL.
+static const char *malloc_definer(const struct md_archive *ar)
+{
+    for (size_t i = 0; i < ar->count; i++)
+        if (defines(&ar->members[i], "malloc"))
+            return ar->members[i].name;
+    return NULL;
+}
+
+static void report_inputs(const struct plan *p, cJSON *report)
+{
+    cJSON *l = cJSON_AddObjectToObject(report, "libc");
+    cJSON_AddStringToObject(l, "path", p->libc.path);
+    cJSON_AddStringToObject(l, "target", p->libc.target);
+    cJSON_AddNumberToObject(l, "members", (double)p->libc.count);
+    md_json_str(l, "musl_allocator", p->flavor);
+    cJSON *a = cJSON_AddObjectToObject(report, "allocator");
+    cJSON_AddStringToObject(a, "path", p->alloc.path);
+    cJSON_AddNumberToObject(a, "members", (double)p->alloc.count);
+}
+
+// --- writing -------------------------------------------------------------------------------
+
+static void step(const struct md_patch_options *opt, enum md_patch_step s)
+{
+    if (opt->step_hook)
+        opt->step_hook(s, opt->step_ctx);
+}
+
+static int write_all(int fd, const unsigned char *buf, size_t size)
+{
+    while (size) {
+        ssize_t n = write(fd, buf, size);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        buf += n, size -= (size_t)n;
+    }
+    return 0;
+}
+
+static int fsync_dir_of(const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy)
+        return -1;
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(copy);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+// Mode always; owner when patching in place (a root-owned toolchain file stays root's).
+static int copy_attributes(int fd, const struct stat *like, bool owner, const char *tmp,
+                           struct md_error *err)
+{
+    if (fchmod(fd, like->st_mode & 07777))
+        return md_fail_errno(err, errno, "%s: chmod", tmp);
+    if (owner && fchown(fd, like->st_uid, like->st_gid) && errno != EPERM)
+        return md_fail_errno(err, errno, "%s: chown", tmp);
+    return 0;
+}
+
+static int write_temp(const struct md_patch_options *opt, int fd, const char *tmp,
+                      const unsigned char *buf, size_t size, struct md_error *err)
+{
+    step(opt, MD_STEP_TEMP_CREATED);
+    if (write_all(fd, buf, size / 2))
+        return md_fail_errno(err, errno, "%s: write", tmp);
+    step(opt, MD_STEP_HALF_WRITTEN);
+    if (write_all(fd, buf + size / 2, size - size / 2))
+        return md_fail_errno(err, errno, "%s: write", tmp);
+    step(opt, MD_STEP_WRITTEN);
+    if (fsync(fd))
+        return md_fail_errno(err, errno, "%s: fsync", tmp);
+    step(opt, MD_STEP_SYNCED);
+    return 0;
+}
+
+// Reads the written file back through the same reader: a valid archive, an index, every member.
+static int verify_written(const char *tmp, size_t members, struct md_error *err)
+{
+    struct md_archive back;
+    int rc = md_archive_read(&back, tmp, err);
+    if (!rc && (!back.has_map || back.count != members))
+        rc = md_fail(err, "%s: read back %zu members (want %zu)%s", tmp, back.count, members,
+                     back.has_map ? "" : " and no symbol index");
+    md_archive_free(&back);
+    return rc;
+}
+
+static int read_file(const char *path, unsigned char **buf, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    size_t cap = 1 << 20, n = 0;
+    unsigned char *b = malloc(cap);
+    while (b) {
+        n += fread(b + n, 1, cap - n, f);
+        if (n < cap)
+            break;
+        unsigned char *nb = realloc(b, cap *= 2);
+        if (!nb)
+            free(b);
+        b = nb;
+    }
+    int rc = ferror(f) || !b ? -1 : 0;
+    fclose(f);
+    *buf = b, *size = n;
+    return rc;
+}
+
+static bool same_file_bytes(const char *a, const char *b)
+{
+    unsigned char *x = NULL, *y = NULL;
+    size_t nx = 0, ny = 0;
+    bool same = !read_file(a, &x, &nx) && !read_file(b, &y, &ny) && nx == ny && !memcmp(x, y, nx);
+    free(x), free(y);
+    return same;
+}
+
+// Keeps the original as libc + suffix: a hard link (instant, same bytes, mode and owner), or a
+// synced copy where links are not allowed. An existing backup is kept only if it is identical.
+static int backup_original(const char *libc, const char *backup, struct md_error *err)
+{
+    if (!access(backup, F_OK)) {
+        if (same_file_bytes(libc, backup))
+            return 0;
+        return md_fail(err,
+                       "%s exists and differs from %s; move it away or choose another "
+                       "--backup suffix",
+                       backup, libc);
+    }
+    if (!link(libc, backup))
+        return fsync_dir_of(backup) ? md_fail_errno(err, errno, "%s: fsync", backup) : 0;
+    return md_fail_errno(err, errno, "%s: cannot create backup", backup);
+}
+
+// Serializes the runs that write into one directory, so that temp files a killed run left can
+// be removed without racing a live run. Returns the locked directory (closing it unlocks).
+static int lock_dir_of(const char *path, struct md_error *err)
+{
+    char *copy = strdup(path);
+    if (!copy)
+        return md_fail(err, "out of memory");
+    const char *dir = dirname(copy);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        md_fail_errno(err, errno, "%s", dir);
+    else if (flock(fd, LOCK_EX | LOCK_NB)) {
+        if (errno == EWOULDBLOCK)
+            md_fail(err, "%s: another malloc-doctor patch is writing in this directory", dir);
+        else
+            md_fail_errno(err, errno, "%s: lock", dir);
+        close(fd);
+        fd = -1;
+    }
+    free(copy);
+    return fd;
+}
+
+// Removes "<name>.md-tmp.XXXXXX" files beside path: left by a run that was killed mid-write
+// (the lock proves no live run owns them). Returns how many.
+static int remove_stale_temps(int dirfd, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t n = strlen(base);
+    int dfd = dup(dirfd), removed = 0;
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d) {
+        if (dfd >= 0)
+            close(dfd);
+        return 0;
+    }
+    for (struct dirent *e; (e = readdir(d));)
+        if (!strncmp(e->d_name, base, n) && !strncmp(e->d_name + n, ".md-tmp.", 8) &&
+            strlen(e->d_name + n + 8) == 6 && !unlinkat(dirfd, e->d_name, 0))
+            removed++;
+    closedir(d);
+    return removed;
+}
+
+// The file to replace in place: a symlinked libc.a (a toolchain's lib/ pointing elsewhere) is
+// patched where it really lives, so the link stays a link.
+static char *in_place_path(const char *libc, struct md_error *err)
+{
+    struct stat st;
+    char *path = !lstat(libc, &st) && S_ISLNK(st.st_mode) ? realpath(libc, NULL) : strdup(libc);
+    if (!path)
+        md_fail_errno(err, errno, "%s", libc);
+    return path;
+}
+
+struct target {
+    const char *path;   // the file the result replaces
+    const char *backup; // NULL: no backup (-o)
+    struct stat like;   // mode (and owner) to give the result
+    bool owner;
+};
+
+static int make_temp(const char *path, char *tmp, size_t size, struct md_error *err)
+{
+    snprintf(tmp, size, "%s.md-tmp.XXXXXX", path);
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0)
+        return md_fail_errno(err, errno, "%s: cannot create a temporary file beside it", path);
+    return fd;
+}
+
+static int commit(const struct md_patch_options *opt, const struct target *t,
+                  const unsigned char *buf, size_t size, size_t members, struct md_error *err)
+{
+    char tmp[4096];
+    int fd = make_temp(t->path, tmp, sizeof tmp, err);
+    if (fd < 0)
+        return -1;
+    int rc = copy_attributes(fd, &t->like, t->owner, tmp, err);
+    if (!rc)
+        rc = write_temp(opt, fd, tmp, buf, size, err);
+    if (close(fd) && !rc)
+        rc = md_fail_errno(err, errno, "%s: close", tmp);
+    if (!rc && !(rc = verify_written(tmp, members, err)))
+        step(opt, MD_STEP_VERIFIED);
+    if (!rc && t->backup && !(rc = backup_original(t->path, t->backup, err)))
+        step(opt, MD_STEP_BACKED_UP);
+    if (!rc && rename(tmp, t->path))
+        rc = md_fail_errno(err, errno, "%s: rename onto %s", tmp, t->path);
+    if (rc) {
+        unlink(tmp);
+        return -1;
+    }
+    step(opt, MD_STEP_RENAMED);
+    if (fsync_dir_of(t->path))
+        return md_fail_errno(err, errno, "%s: fsync of the directory", t->path);
+    return 0;
+}
+
+static char *backup_path(const char *libc, const char *suffix)
+{
+    size_t n = strlen(libc) + strlen(suffix) + 1;
+    char *b = malloc(n);
+    if (b)
+        snprintf(b, n, "%s%s", libc, suffix);
+    return b;
+}
+
+static int resolve_target(const struct md_patch_options *opt, struct target *t, char **backup,
+                          char **path, struct md_error *err)
+{
+    *path = opt->output ? strdup(opt->output) : in_place_path(opt->libc, err);
+    if (!*path)
+        return -1;
+    *t = (struct target){.path = *path, .owner = !opt->output};
+    if (stat(opt->libc, &t->like))
+        return md_fail_errno(err, errno, "%s", opt->libc);
+    struct stat out;
+    if (opt->output && !stat(opt->output, &out) && out.st_dev == t->like.st_dev &&
+        out.st_ino == t->like.st_ino)
+        return md_fail(err, "%s: -o names the input itself; leave out -o to patch in place",
+                       opt->output);
+    if (opt->output)
+        return 0;
+    *backup = backup_path(*path, opt->backup_suffix ? opt->backup_suffix : ".orig");
+    t->backup = *backup;
+    return *backup ? 0 : md_fail(err, "out of memory");
+}
+
+static int write_result(struct plan *p, cJSON *report, struct md_error *err)
+{
+    size_t n = p->libc.count - p->removed_count + p->alloc.count, k = 0;
+    const struct md_ar_member **order = calloc(n + 1, sizeof *order);
+    if (!order)
+        return md_fail(err, "out of memory");
+    for (size_t i = 0; i < p->libc.count; i++)
+        if (!p->removed[i])
+            order[k++] = &p->libc.members[i];
+    for (size_t i = 0; i < p->alloc.count; i++)
+        order[k++] = &p->alloc.members[i];
+    unsigned char *buf = NULL;
+    size_t size = 0;
+    struct target t;
+    char *backup = NULL, *path = NULL;
+    int lock = -1;
+    int rc = md_archive_serialize(order, n, &buf, &size, err);
+    if (!rc)
+        rc = resolve_target(p->opt, &t, &backup, &path, err);
+    if (!rc && (lock = lock_dir_of(t.path, err)) < 0)
+        rc = -1;
+    if (!rc) {
+        cJSON_AddNumberToObject(report, "stale_temps_removed", remove_stale_temps(lock, t.path));
+        rc = commit(p->opt, &t, buf, size, n, err);
+    }
+    if (lock >= 0)
+        close(lock);
+    if (!rc) {
+        md_json_str(report, "output", t.path);
+        md_json_str(report, "backup", t.backup);
+        cJSON_AddNumberToObject(report, "members_written", (double)n);
+        cJSON_AddNumberToObject(report, "bytes_written", (double)size);
+    }
+    free(path), free(backup), free(buf), free(order);
+    return rc;
+}
+
+// --- entry points ----------------------------------------------------------------------------
+
+static void plan_free(struct plan *p)
+{
+    md_archive_free(&p->libc);
+    md_archive_free(&p->alloc);
+    free(p->removed);
+    free(p->syms.slot);
+}
+
+static int load(struct plan *p, struct md_error *err)
+{
+    if (md_archive_read(&p->libc, p->opt->libc, err) ||
+        md_archive_read(&p->alloc, p->opt->allocator, err))
+        return -1;
+    p->removed = calloc(p->libc.count + 1, sizeof *p->removed);
+    return p->removed ? check_is_musl(p, err) : md_fail(err, "out of memory");
+}
+
+// Patched before: with this allocator (a no-op) or with another one (refused: restore first).
+static enum md_patch_result patched_before(struct plan *p, cJSON *report, struct md_error *err)
+{
+    if (already_patched(p)) {
+        cJSON_AddStringToObject(report, "status", "already-patched");
+        return MD_PATCH_DONE;
+    }
+    const char *who = malloc_definer(&p->libc);
+    md_fail(err,
+            "%s: musl's allocator is not in this libc.a (malloc comes from %s): it was "
+            "patched before (with another allocator, or another build of it); run --restore first",
+            p->libc.path, who ? who : "nowhere");
+    return MD_PATCH_ERROR;
+}
+
+static enum md_patch_result plan_and_write(struct plan *p, cJSON *report, struct md_error *err)
+{
+    if (!p->flavor || already_patched(p))
+        return patched_before(p, report, err);
+    choose_removals(p);
+    if (index_all(p, err))
+        return MD_PATCH_ERROR;
+    report_members(p, report);
+    if (run_checks(p, report, err))
+        return MD_PATCH_ERROR;
+    if (p->missing || p->duplicates) {
+        cJSON_AddStringToObject(report, "status", "refused");
+        return MD_PATCH_REFUSED;
+    }
+    if (p->opt->dry_run) {
+        cJSON_AddStringToObject(report, "status", "planned");
+        return MD_PATCH_DONE;
+    }
+    if (write_result(p, report, err))
+        return MD_PATCH_ERROR;
+    cJSON_AddStringToObject(report, "status", "patched");
+    return MD_PATCH_DONE;
+}
+
+enum md_patch_result md_patch(const struct md_patch_options *opt, cJSON *report,
+                              struct md_error *err)
+{
+    struct plan p = {.opt = opt};
+    enum md_patch_result rc = MD_PATCH_ERROR;
+    if (!load(&p, err)) {
+        report_inputs(&p, report);
+        cJSON_AddBoolToObject(report, "dry_run", opt->dry_run);
+        rc = plan_and_write(&p, report, err);
+    }
+    plan_free(&p);
+    return rc;
+}
+
+// Checks the backup is a readable archive, then renames it over libc (same bytes, mode, owner).
+static enum md_patch_result restore_from(const struct md_patch_options *opt, const char *libc,
+                                         const char *backup, cJSON *report, struct md_error *err)
+{
+    struct md_archive check;
+    if (access(backup, F_OK))
+        return md_fail_errno(err, errno, "%s: no backup to restore", backup), MD_PATCH_ERROR;
+    int rc = md_archive_read(&check, backup, err);
+    md_archive_free(&check);
+    if (rc)
+        return MD_PATCH_ERROR;
+    md_json_str(report, "output", libc);
+    md_json_str(report, "backup", backup);
+    if (opt->dry_run) {
+        cJSON_AddStringToObject(report, "status", "restore-planned");
+        return MD_PATCH_DONE;
+    }
+    int lock = lock_dir_of(libc, err);
+    if (lock < 0)
+        return MD_PATCH_ERROR;
+    cJSON_AddNumberToObject(report, "stale_temps_removed", remove_stale_temps(lock, libc));
+    rc = rename(backup, libc) || fsync_dir_of(libc);
+    int e = errno;
+    close(lock);
+    if (rc)
+        return md_fail_errno(err, e, "%s: cannot restore from %s", libc, backup), MD_PATCH_ERROR;
+    cJSON_AddStringToObject(report, "status", "restored");
+    return MD_PATCH_DONE;
+}
+
+enum md_patch_result md_patch_restore(const struct md_patch_options *opt, cJSON *report,
+                                      struct md_error *err)
+{
+    char *libc = in_place_path(opt->libc, err);
+    char *backup =
+        libc ? backup_path(libc, opt->backup_suffix ? opt->backup_suffix : ".orig") : NULL;
+    enum md_patch_result rc = MD_PATCH_ERROR;
+    if (libc && !backup)
+        md_fail(err, "out of memory");
+    if (backup)
+        rc = restore_from(opt, libc, backup, report, err);
+    free(backup), free(libc);
+    return rc;
+}

@@ -1,0 +1,327 @@
+#!/usr/bin/env bats
+# End-to-end tests of `malloc-doctor patch` on copies of the real musl libc.a (never the system
+# file), on an oldmalloc-layout libc.a and on broken allocator archives (tests/fixtures/patch.mk).
+
+MUSL_LIBC=/usr/lib/x86_64-linux-musl/libc.a
+
+setup_file() {
+    cd "${MD_ROOT:-$BATS_TEST_DIRNAME/../..}"
+    T=${MD_TOOL:-build/malloc-doctor}
+    # one reference result, patched with -o, shared by the tests that only read it
+    mkdir -p "$BATS_FILE_TMPDIR/ref"
+    "$T" patch -o "$BATS_FILE_TMPDIR/ref/libc.a" "$MUSL_LIBC" >/dev/null
+}
+
+setup() {
+    cd "${MD_ROOT:-$BATS_TEST_DIRNAME/../..}"
+    T=${MD_TOOL:-build/malloc-doctor}
+    case $T in /*) ;; *) T=$PWD/$T ;; esac
+    PX=$PWD/build/fixtures/patch
+    REF=$BATS_FILE_TMPDIR/ref/libc.a
+    W=$BATS_TEST_TMPDIR
+    cp "$MUSL_LIBC" "$W/libc.a"
+}
+
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+# a python expression over the JSON report in $1, printed
+jq_() {
+    python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print($2)" "$1"
+}
+
+# links the 2-thread churn statically against the libc.a in directory $1, into $2
+link_churn() {
+    musl-gcc -static -L"$1" -o "$2" "$PX/churn.o"
+}
+
+# the active allocator's id and every allocator id present, from inspect --json
+active_id() {
+    "$T" inspect --json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["files"][0]["active"]["id"])'
+}
+present_ids() {
+    "$T" inspect --json "$1" | python3 -c 'import json,sys; print(" ".join(a["id"] for a in json.load(sys.stdin)["files"][0]["allocators"]))'
+}
+
+@test "--help, and usage errors exit 2" {
+    run "$T" patch --help
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"usage: malloc-doctor patch"*"LIBC.a"* ]]
+    [[ "$output" == *"--allocator ARCHIVE.a"*"--dry-run"*"--restore"* ]]
+    run "$T" patch
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"no LIBC.a given"* ]]
+    run "$T" patch --bogus "$W/libc.a"
+    [ "$status" -eq 2 ]
+    run "$T" patch --restore -o "$W/x.a" "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--restore takes neither"* ]]
+    run "$T" patch "$W/libc.a" "$W/libc.a"
+    [ "$status" -eq 2 ]
+}
+
+@test "--dry-run prints the plan (both free.lo and realloc.lo out, objects in, symbols checked) and writes nothing" {
+    before=$(sha "$W/libc.a")
+    run "$T" patch --dry-run "$W/libc.a"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"mallocng"* ]]
+    [ "$(grep -cE '^  #[0-9]+ +free\.lo ' <<<"$output")" -eq 2 ]
+    [ "$(grep -cE '^  #[0-9]+ +realloc\.lo ' <<<"$output")" -eq 2 ]
+    [[ "$output" == *"donate.lo"* && *"malloc.lo"* && *"lite_malloc.lo"* ]]
+    [[ "$output" == *"md_musl_lite_malloc.o"* ]]
+    [[ "$output" == *"__libc_malloc "*"<- md_musl_lite_malloc.o"* ]]
+    [[ "$output" == *"0 missing, 0 defined twice"* ]]
+    [[ "$output" == *"dry run"*"nothing written"* ]]
+    [ "$(sha "$W/libc.a")" = "$before" ]
+    [ "$(ls "$W")" = libc.a ] # no backup, no temp file
+}
+
+@test "--json: the plan as a report, members chosen by the symbols they define" {
+    "$T" patch --dry-run --json "$W/libc.a" >"$W/r.json"
+    [ "$(jq_ "$W/r.json" 'r["command"] + " " + r["status"]')" = "patch planned" ]
+    [ "$(jq_ "$W/r.json" 'r["libc"]["musl_allocator"]')" = mallocng ]
+    [ "$(jq_ "$W/r.json" 'sorted(m["member"] for m in r["remove"] if m["member"] in ("free.lo","realloc.lo"))')" = "['free.lo', 'free.lo', 'realloc.lo', 'realloc.lo']" ]
+    # fork.lo keeps its weak __malloc_atfork stub: it is not part of the allocator
+    [ "$(jq_ "$W/r.json" '[m for m in r["remove"] if m["member"]=="fork.lo"]')" = "[]" ]
+    [ "$(jq_ "$W/r.json" '[o["strong_in"] for o in r["overrides"] if o["symbol"]=="__malloc_atfork"]')" = "['md_musl_malloc.o']" ]
+    [ "$(jq_ "$W/r.json" 'len(r["missing"]) + len(r["duplicates"])')" = 0 ]
+    [ "$(jq_ "$W/r.json" 'sorted(c["symbol"] for c in r["checked"] if c["symbol"].startswith("__libc_"))')" = "['__libc_calloc', '__libc_free', '__libc_malloc']" ]
+}
+
+@test "patched archive: ar t and the symbol index are valid, -o leaves the input untouched" {
+    before=$(sha "$W/libc.a")
+    run "$T" patch -o "$W/out.a" "$W/libc.a"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"wrote $W/out.a"* ]]
+    [ "$(sha "$W/libc.a")" = "$before" ]
+    [ ! -e "$W/libc.a.orig" ]
+    ar t "$W/out.a" >"$W/members"
+    ! grep -qxE 'malloc\.lo|donate\.lo|lite_malloc\.lo|free\.lo|realloc\.lo' "$W/members"
+    grep -qx md_musl_malloc.o "$W/members"
+    grep -qx clone.lo "$W/members" # other duplicate names survive
+    [ "$(grep -cx clone.lo "$W/members")" -eq "$(ar t "$MUSL_LIBC" | grep -cx clone.lo)" ]
+    removed=$("$T" patch --dry-run --json "$W/libc.a" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(len(r["remove"]) - len(r["add"]))')
+    [ "$(wc -l <"$W/members")" -eq $(($(ar t "$MUSL_LIBC" | wc -l) - removed)) ]
+    nm --print-armap "$W/out.a" >"$W/armap" 2>/dev/null
+    grep -qx 'malloc in md_musl_lite_malloc.o' "$W/armap"
+    grep -qx '__libc_free in md_musl_free.o' "$W/armap"
+    grep -qx 'memcpy in memcpy.lo' "$W/armap"
+    # the index lists exactly the global definitions of the members
+    index=$(sed -n '/^Archive index:/,/^$/p' "$W/armap" | grep -c ' in ')
+    defs=$(nm -g --defined-only "$W/out.a" 2>/dev/null | grep -cE '^[0-9a-f]+ [A-Za-z] ')
+    [ "$index" -eq "$defs" ]
+}
+
+@test "a multithreaded static program links against the patched libc.a, runs, and mdalloc serves malloc" {
+    mkdir -p "$W/p"
+    "$T" patch -o "$W/p/libc.a" "$W/libc.a"
+    link_churn "$W/p" "$W/churn"
+    run "$W/churn" 2 20000
+    [ "$status" -eq 0 ]
+    [[ "$output" == "ok 2 20000 "* ]]
+    [ "$(active_id "$W/churn")" = mdalloc ]
+    [ "$(present_ids "$W/churn")" = mdalloc ]
+    run "$T" inspect --expect mdalloc "$W/churn"
+    [ "$status" -eq 0 ]
+    # the control: the same object linked against the original libc.a is musl's
+    [ "$(active_id "$PX/churn-musl")" = musl-mallocng ]
+}
+
+@test "trace: futex and mmap per allocator operation drop after the patch" {
+    mkdir -p "$W/p"
+    cp "$REF" "$W/p/libc.a"
+    link_churn "$W/p" "$W/churn"
+    "$T" trace --json -o "$W/before.json" -- "$PX/churn-musl" 2 20000 >/dev/null
+    "$T" trace --json -o "$W/after.json" -- "$W/churn" 2 20000 >/dev/null
+    per_op() { # report, syscall
+        jq_ "$1" "sum(s['per_op'] for s in r['syscalls'] if s['name'] in ('$2'.split(',')))"
+    }
+    b_mmap=$(per_op "$W/before.json" mmap,munmap)
+    a_mmap=$(per_op "$W/after.json" mmap,munmap)
+    b_futex=$(per_op "$W/before.json" futex)
+    a_futex=$(per_op "$W/after.json" futex)
+    echo "mmap+munmap per op: $b_mmap -> $a_mmap; futex per op: $b_futex -> $a_futex"
+    python3 -c "import sys; b,a=map(float,sys.argv[1:]); sys.exit(0 if a*10 < b else 1)" "$b_mmap" "$a_mmap"
+    python3 -c "import sys; b,a=map(float,sys.argv[1:]); sys.exit(0 if a <= b else 1)" "$b_futex" "$a_futex"
+}
+
+@test "output is deterministic: same input, same bytes" {
+    "$T" patch -o "$W/a.a" "$W/libc.a" >/dev/null
+    "$T" patch -o "$W/b.a" "$W/libc.a" >/dev/null
+    cmp "$W/a.a" "$W/b.a"
+    cmp "$W/a.a" "$REF"
+}
+
+@test "in place: backup, mode and owner kept; a second patch is a no-op; --restore gives the original bytes" {
+    orig=$(sha "$W/libc.a")
+    chmod 640 "$W/libc.a"
+    if [ "$(id -u)" = 0 ]; then chown 1234:5678 "$W/libc.a"; fi
+    owner=$(stat -c %u:%g "$W/libc.a")
+    run "$T" patch "$W/libc.a"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"original kept as $W/libc.a.orig"* ]]
+    cmp "$W/libc.a" "$REF"
+    [ "$(sha "$W/libc.a.orig")" = "$orig" ]
+    [ "$(stat -c %a "$W/libc.a")" = 640 ]
+    [ "$(stat -c %u:%g "$W/libc.a")" = "$owner" ]
+    patched=$(sha "$W/libc.a")
+    run "$T" patch "$W/libc.a"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"already patched"*"nothing to do"* ]]
+    [ "$(sha "$W/libc.a")" = "$patched" ]
+    [ "$(sha "$W/libc.a.orig")" = "$orig" ]
+    run "$T" patch --restore "$W/libc.a"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"restored"* ]]
+    [ "$(sha "$W/libc.a")" = "$orig" ]
+    [ ! -e "$W/libc.a.orig" ]
+    [ "$(stat -c %a "$W/libc.a")" = 640 ]
+    [ "$(stat -c %u:%g "$W/libc.a")" = "$owner" ]
+    run "$T" patch --restore "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"no backup to restore"* ]]
+    [ -z "$(ls "$W" | grep md-tmp)" ]
+}
+
+@test "--backup SUFFIX, and a different existing backup is never overwritten" {
+    orig=$(sha "$W/libc.a")
+    run "$T" patch --backup .pristine "$W/libc.a"
+    [ "$status" -eq 0 ]
+    [ "$(sha "$W/libc.a.pristine")" = "$orig" ]
+    run "$T" patch --restore --backup .pristine "$W/libc.a"
+    [ "$status" -eq 0 ]
+    [ "$(sha "$W/libc.a")" = "$orig" ]
+    echo stale >"$W/libc.a.orig"
+    run "$T" patch "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"libc.a.orig exists and differs"* ]]
+    [ "$(sha "$W/libc.a")" = "$orig" ]
+    [ "$(cat "$W/libc.a.orig")" = stale ]
+}
+
+@test "a symlinked libc.a is patched where it lives and stays a link" {
+    mkdir -p "$W/real"
+    mv "$W/libc.a" "$W/real/libc.a"
+    ln -s real/libc.a "$W/libc.a"
+    run "$T" patch "$W/libc.a"
+    [ "$status" -eq 0 ]
+    [ -L "$W/libc.a" ]
+    cmp "$W/real/libc.a" "$REF"
+    cmp "$W/real/libc.a.orig" "$MUSL_LIBC"
+    run "$T" patch --restore "$W/libc.a"
+    [ "$status" -eq 0 ]
+    [ -L "$W/libc.a" ]
+    cmp "$W/real/libc.a" "$MUSL_LIBC"
+}
+
+@test "patched before with another allocator: refused, restore first" {
+    "$T" patch "$W/libc.a" >/dev/null
+    run "$T" patch --allocator "$PX/libmdalloc-dup.a" "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"patched before"*"--restore"* ]]
+    cmp "$W/libc.a" "$REF"
+}
+
+@test "killing the process at any step of the write leaves the original intact" {
+    orig=$(sha "$W/libc.a")
+    for step in 1 2 3 4 5 6 7; do
+        rm -f "$W"/libc.a*
+        cp "$MUSL_LIBC" "$W/libc.a"
+        run env MALLOC_DOCTOR_PATCH_KILL_AT=$step "$T" patch "$W/libc.a"
+        echo "step $step: status $status"
+        [ "$status" -eq 137 ] # really killed there
+        if [ "$(sha "$W/libc.a")" != "$orig" ]; then
+            # only after the rename: then the result is complete and the backup is the original
+            [ "$step" -eq 7 ]
+            cmp "$W/libc.a" "$REF"
+            [ "$(sha "$W/libc.a.orig")" = "$orig" ]
+        fi
+        # and the next run finishes the job and clears the killed run's temp file
+        run "$T" patch "$W/libc.a"
+        [ "$status" -eq 0 ]
+        cmp "$W/libc.a" "$REF"
+        [ "$(sha "$W/libc.a.orig")" = "$orig" ]
+        [ -z "$(ls "$W" | grep md-tmp)" ]
+    done
+}
+
+@test "oldmalloc layout (no donate.lo, one free.lo): patched, links, runs, mdalloc active" {
+    mkdir -p "$W/old" "$W/oldp"
+    cp "$PX/oldmalloc/libc.a" "$W/old/libc.a"
+    link_churn "$W/old" "$W/churn-old"
+    [ "$(active_id "$W/churn-old")" = musl-oldmalloc ] # the fixture really is oldmalloc
+    "$T" patch --dry-run --json "$W/old/libc.a" >"$W/r.json"
+    [ "$(jq_ "$W/r.json" 'r["libc"]["musl_allocator"]')" = oldmalloc ]
+    [ "$(jq_ "$W/r.json" 'sorted(m["member"] for m in r["remove"] if m["member"] in ("malloc.lo","free.lo","realloc.lo","donate.lo"))')" = "['free.lo', 'malloc.lo', 'realloc.lo']" ]
+    [ "$(jq_ "$W/r.json" '[m["because"] for m in r["remove"] if m["member"]=="malloc.lo"]')" = "['__libc_malloc_impl']" ]
+    run "$T" patch -o "$W/oldp/libc.a" "$W/old/libc.a"
+    [ "$status" -eq 0 ]
+    link_churn "$W/oldp" "$W/churn-oldp"
+    run "$W/churn-oldp" 2 20000
+    [ "$status" -eq 0 ]
+    [[ "$output" == "ok 2 20000 "* ]]
+    [ "$(active_id "$W/churn-oldp")" = mdalloc ]
+    [ "$(present_ids "$W/churn-oldp")" = mdalloc ]
+}
+
+@test "--allocator missing a symbol that libc.a needs: refused with the list, nothing written" {
+    before=$(sha "$W/libc.a")
+    run "$T" patch --allocator "$PX/libmdalloc-nocalloc.a" -o "$W/out.a" "$W/libc.a"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"__libc_calloc"*"needed by"*"atexit.lo"*"MISSING"* ]]
+    [[ "$output" == *"was defined by removed member libc_calloc.lo"* ]]
+    [[ "$output" == *"refused"*"nothing written"* ]]
+    [ ! -e "$W/out.a" ]
+    run "$T" patch --json --allocator "$PX/libmdalloc-nocalloc.a" "$W/libc.a"
+    [ "$status" -eq 1 ]
+    [ "$(sha "$W/libc.a")" = "$before" ]
+    [ ! -e "$W/libc.a.orig" ]
+    echo "$output" >"$W/r.json"
+    [ "$(jq_ "$W/r.json" '[m["symbol"] for m in r["missing"]]')" = "['__libc_calloc']" ]
+    [ "$(jq_ "$W/r.json" 'r["status"]')" = refused ]
+}
+
+@test "--allocator defining a symbol libc.a keeps: refused as a duplicate definition" {
+    run "$T" patch --allocator "$PX/libmdalloc-dup.a" --dry-run "$W/libc.a"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"strlen"*"DEFINED TWICE: kept strlen.lo and added patch_dup.o"* ]]
+}
+
+@test "refusals: glibc's libc.a, not musl, thin archive, LTO member, not an archive" {
+    cp /usr/lib/x86_64-linux-gnu/libc.a "$W/glibc.a"
+    run "$T" patch "$W/glibc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"this is glibc's libc.a, not musl's"* ]]
+    cmp "$W/glibc.a" /usr/lib/x86_64-linux-gnu/libc.a
+    run "$T" patch --dry-run "$PX/notmusl.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"not a musl libc.a"* ]]
+    run "$T" patch --dry-run "$PX/thin.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"thin archive"* ]]
+    run "$T" patch --dry-run "$PX/lto.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"LTO member"* ]]
+    run "$T" patch --dry-run "$PX/churn.o"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"not an ar archive"* ]]
+    run "$T" patch --dry-run "$W/nonexistent.a"
+    [ "$status" -eq 2 ]
+}
+
+@test "finds mdalloc from any directory: the build tree and an install layout" {
+    cd /
+    run "$T" patch --dry-run --json "$W/libc.a"
+    [ "$status" -eq 0 ]
+    echo "$output" >"$W/r.json"
+    [ "$(jq_ "$W/r.json" 'r["allocator"]["path"]')" = "$(dirname "$T")/alloc/musl/libmdalloc.a" ]
+    mkdir -p "$W/prefix/bin" "$W/prefix/lib/malloc-doctor" "$W/bare"
+    cp "$T" "$W/prefix/bin/malloc-doctor"
+    cp "$(dirname "$T")/alloc/musl/libmdalloc.a" "$W/prefix/lib/malloc-doctor/libmdalloc-musl.a"
+    run "$W/prefix/bin/malloc-doctor" patch -o "$W/inst.a" "$W/libc.a"
+    [ "$status" -eq 0 ]
+    cmp "$W/inst.a" "$REF"
+    cp "$T" "$W/bare/malloc-doctor"
+    run "$W/bare/malloc-doctor" patch --dry-run "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"mdalloc's musl archive is not installed beside this binary"* ]]
+}
