@@ -65,7 +65,7 @@ check: all tool-san unit fixtures perf-fixtures patch-fixtures alloc-test-prereq
 	@tests/run
 
 bench: deps
-	@$(MAKE) --no-print-directory all fixtures alloc-bench-prereqs
+	@$(MAKE) --no-print-directory all fixtures patch-fixtures alloc-bench-prereqs
 	@sh tests/bench/run.sh
 
 # `make V=1` shows the full commands.

@@ -266,15 +266,8 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct pa
     int key;
     *exit_code = MD_EXIT_OK;
     while ((key = md_cli_next(cmd, argc, argv, &arg)) != -1) {
-        if (parse_option(key, arg, a))
-            continue;
-        if (key == MD_OPT_HELP)
-            md_cli_usage(cmd, stdout);
-        else if (key == MD_OPT_VERSION)
-            printf("malloc-doctor %s\n", MD_VERSION);
-        else
-            *exit_code = MD_EXIT_USAGE;
-        return false;
+        if (!parse_option(key, arg, a))
+            return md_cli_stop(cmd, key, exit_code);
     }
     return check_args(cmd, argc, argv, a, exit_code);
 }

@@ -11,20 +11,20 @@ done
 elves=$(for f in /usr/bin/*; do [ -f "$f" ] && [ ! -L "$f" ] && head -c 4 "$f" | grep -q ELF && echo "$f"; done | wc -l)
 echo "inspect benchmark: $elves ELF files in /usr/bin; big file: ${big:-none found} ($( [ -n "$big" ] && stat -Lc %s "$big" || echo 0) bytes)"
 out=$(mktemp)
-hyperfine --warmup 1 --runs 5 --export-markdown "$out" --style none \
+hyperfine -i --warmup 1 --runs 5 --export-markdown "$out" --style none \
     -n "malloc-doctor inspect -r /usr/bin" "$T inspect -r /usr/bin" \
     -n "nm -D (each file)" "sh -c 'for f in /usr/bin/*; do nm -D \$f; done' >/dev/null 2>&1" \
     -n "strings | grep (all files)" "sh -c 'strings /usr/bin/* | grep -c malloc' >/dev/null 2>&1" \
     >/dev/null
 cat "$out"
 if [ -n "$big" ]; then
-    hyperfine --warmup 1 --runs 10 --export-markdown "$out" --style none \
+    hyperfine -i --warmup 1 --runs 10 --export-markdown "$out" --style none \
         -n "malloc-doctor inspect BIG" "$T inspect $big" \
         -n "nm -D BIG" "nm -D $big" \
         -n "strings BIG | grep" "sh -c 'strings $big | grep -c malloc'" >/dev/null
     cat "$out"
 fi
-hyperfine --runs 5 --export-json "$out" "$T inspect -r /usr/bin" >/dev/null 2>&1
+hyperfine -i --runs 5 --export-json "$out" "$T inspect -r /usr/bin" >/dev/null 2>&1
 secs=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["mean"])' "$out")
 python3 -c "print('inspect: %.0f files/s on /usr/bin (goal >= 200)' % ($elves / $secs))"
 rm -f "$out"

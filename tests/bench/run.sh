@@ -4,6 +4,5 @@ set -eu
 cd "$(dirname "$0")/../.."
 sh tests/bench/inspect.sh
 sh tests/bench/trace.sh
-if [ -f tests/bench/alloc/run.sh ]; then
-    sh tests/bench/alloc/run.sh
-fi
+sh tests/bench/patch.sh
+sh tests/bench/alloc/run.sh 1 5
