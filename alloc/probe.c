@@ -377,6 +377,47 @@ static void live_remove(void *p)
 
 // What --stacks and --leaks add to a call: the caller's stack, counted per stack; the live-block
 // table kept current. Returns the stack id for the slow-call log.
+// Most allocations come from the same place as the one before. Each thread remembers its last
+// stack (keyed by the caller's frame, its return address and the next one up) and adds to that
+// stack's shared counters in batches, instead of walking, hashing and contending every time.
+// A thread that ends mid-batch loses at most MD_STACK_BATCH - 1 counts.
+#define MD_STACK_BATCH 64
+
+struct stack_cache {
+    uintptr_t frame, ret, ret1;
+    uint32_t id, pending;
+    uint64_t pending_bytes;
+};
+
+static __thread struct stack_cache tls_stacks __attribute__((tls_model("initial-exec")));
+
+static void flush_stack_counts(struct stack_cache *k)
+{
+    if (k->id && k->pending) {
+        struct md_probe_stack *e = &md_probe_stacks(probe.shared)[k->id - 1];
+        atomic_fetch_add_explicit(&e->allocations, k->pending, memory_order_relaxed);
+        atomic_fetch_add_explicit(&e->bytes, k->pending_bytes, memory_order_relaxed);
+    }
+    k->pending = 0;
+    k->pending_bytes = 0;
+}
+
+static uint32_t cached_stack_id(struct caller c)
+{
+    struct stack_cache *k = &tls_stacks;
+    if (!tls_stack_top)
+        tls_stack_top = stack_top();
+    uintptr_t fp = (uintptr_t)c.frame, next = fp ? *(uintptr_t *)fp : 0, ret1 = 0;
+    if (next > fp && !(next & 7) && next + 16 <= tls_stack_top)
+        ret1 = ((uintptr_t *)next)[1];
+    if (k->id && k->frame == fp && k->ret == (uintptr_t)c.ret && k->ret1 == ret1)
+        return k->id;
+    flush_stack_counts(k);
+    *k =
+        (struct stack_cache){.frame = fp, .ret = (uintptr_t)c.ret, .ret1 = ret1, .id = stack_id(c)};
+    return k->id;
+}
+
 static uint32_t track(enum md_probe_op op, uint64_t size, void *result, void *freed,
                       struct caller c)
 {
@@ -385,11 +426,12 @@ static uint32_t track(enum md_probe_op op, uint64_t size, void *result, void *fr
         live_remove(freed);
     if (op == MD_OP_FREE || !result)
         return 0;
-    stack = stack_id(c);
+    stack = cached_stack_id(c);
     if (stack && (probe.flags & MD_PROBE_WANT_STACKS)) {
-        struct md_probe_stack *e = &md_probe_stacks(probe.shared)[stack - 1];
-        atomic_fetch_add_explicit(&e->allocations, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&e->bytes, size, memory_order_relaxed);
+        tls_stacks.pending++;
+        tls_stacks.pending_bytes += size;
+        if (tls_stacks.pending == MD_STACK_BATCH)
+            flush_stack_counts(&tls_stacks);
     }
     if (probe.flags & MD_PROBE_WANT_LEAKS)
         live_insert(result, size, stack);
@@ -439,9 +481,17 @@ static void attach_shared(void)
 static void forget_slot_in_child(void)
 {
     tls_slot = NULL;
+    tls_stacks = (struct stack_cache){0}; // the parent's batch is the parent's
     probe.pid = getpid();
     if (probe.shared && probe.flags)
         record_objects();
+}
+
+// The exiting thread's last batch; other threads flush when they change stacks.
+__attribute__((destructor)) static void probe_fini(void)
+{
+    if (probe.shared && probe.flags)
+        flush_stack_counts(&tls_stacks);
 }
 
 __attribute__((constructor)) static void probe_init(void)

@@ -4,13 +4,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define ITERATIONS 20000000
+static long iterations = 20000000; // per thread; argv[1] overrides
 
 static void *loop(void *arg)
 {
     unsigned seed = (unsigned)(size_t)arg;
     unsigned long sum = 0;
-    for (long i = 0; i < ITERATIONS; i++) {
+    for (long i = 0; i < iterations; i++) {
         unsigned char *volatile p = malloc(16 + (rand_r(&seed) & 511));
         if (!p)
             abort();
@@ -21,8 +21,10 @@ static void *loop(void *arg)
     return (void *)sum;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1)
+        iterations = atol(argv[1]);
     pthread_t t[2];
     for (size_t i = 0; i < 2; i++)
         pthread_create(&t[i], NULL, loop, (void *)(i + 1));
