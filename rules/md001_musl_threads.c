@@ -27,11 +27,14 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
              "global lock, so threads that allocate wait for each other",
              md_json_get_str(active, "name"), md_json_get_str(in->file, "threads_evidence"));
     const char *fix =
-        is_static ? "relink against an allocator that replaces musl's malloc (seed 001: mimalloc "
-                    "or jemalloc linked ahead of libc.a), then check with `malloc-doctor inspect "
-                    "--expect mimalloc PROGRAM`"
-                  : "preload or link a thread-caching allocator built for musl (LD_PRELOAD=... or "
-                    "-lmimalloc before -lc), then check with `malloc-doctor inspect`";
+        is_static
+            ? "patch a copy of musl's libc.a with mdalloc and relink against it: `malloc-doctor "
+              "patch -o ~/musl-mdalloc/libc.a /usr/lib/x86_64-linux-musl/libc.a && musl-gcc "
+              "-static -L ~/musl-mdalloc ...`, then check with `malloc-doctor inspect --expect "
+              "mdalloc PROGRAM`"
+            : "preload a thread-caching allocator built for musl (LD_PRELOAD=build/alloc/musl/"
+              "libmdalloc.so, or link -lmimalloc before -lc), then measure with `malloc-doctor "
+              "trace -- PROGRAM`";
     cJSON *ev = md_finding_add(findings, rule, MD_SEV_WARNING, message, fix);
     cJSON_AddStringToObject(ev, "active", md_json_get_str(active, "id"));
     cJSON_AddStringToObject(ev, "threads_evidence", md_json_get_str(in->file, "threads_evidence"));

@@ -18,4 +18,19 @@ echo
 echo "A stripped static binary still tells: musl's size-class table survives strip."
 say malloc-doctor inspect -v $FX/musl-static-stripped
 $T inspect -v $FX/musl-static-stripped
+echo
+echo "Seed 004: which request sizes cost a syscall? (a toy allocator whose 1-byte header pushes"
+echo "1016-1024 B requests past its small-object limit)"
+say malloc-doctor trace -- $FX/toy-driver
+$T trace -- $FX/toy-driver 2>/dev/null
+
+echo
+echo "Seed 001: fix a static musl program by patching a copy of musl's libc.a with mdalloc."
+out=build/demo
+mkdir -p $out
+say malloc-doctor patch -o $out/libc.a /usr/lib/x86_64-linux-musl/libc.a
+$T patch -o $out/libc.a /usr/lib/x86_64-linux-musl/libc.a | tail -3
+musl-gcc -static -O2 -L $out -o $out/churn-patched tests/fixtures/src/churn.c
+say malloc-doctor inspect --expect mdalloc $out/churn-patched
+$T inspect --expect mdalloc $out/churn-patched
 exit 0

@@ -11,7 +11,7 @@ done
 elves=$(for f in /usr/bin/*; do [ -f "$f" ] && [ ! -L "$f" ] && head -c 4 "$f" | grep -q ELF && echo "$f"; done | wc -l)
 echo "inspect benchmark: $elves ELF files in /usr/bin; big file: ${big:-none found} ($( [ -n "$big" ] && stat -Lc %s "$big" || echo 0) bytes)"
 out=$(mktemp)
-hyperfine -i --warmup 1 --runs 5 --export-markdown "$out" --style none \
+hyperfine -i --runs 2 --export-markdown "$out" --style none \
     -n "malloc-doctor inspect -r /usr/bin" "$T inspect -r /usr/bin" \
     -n "nm -D (each file)" "sh -c 'for f in /usr/bin/*; do nm -D \$f; done' >/dev/null 2>&1" \
     -n "strings | grep (all files)" "sh -c 'strings /usr/bin/* | grep -c malloc' >/dev/null 2>&1" \
