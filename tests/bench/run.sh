@@ -5,4 +5,4 @@ cd "$(dirname "$0")/../.."
 sh tests/bench/inspect.sh
 sh tests/bench/trace.sh
 sh tests/bench/patch.sh
-sh tests/bench/alloc/run.sh 1 5
+bash tests/bench/alloc/run.sh 1 5
