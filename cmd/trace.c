@@ -202,6 +202,14 @@ static void render_text(const cJSON *r)
     print_bands(r, "size_bands", "request sizes whose calls made memory syscalls");
     print_bands(r, "free_bands", "freed block sizes whose free made memory syscalls");
     print_stacks(r);
+    const cJSON *x;
+    cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(r, "findings"))
+    {
+        printf("\n%s %s: %s\n  %s\n", str(x, "severity", "?"), str(x, "id", "?"),
+               str(x, "title", ""), str(x, "message", ""));
+        if (md_json_get_str(x, "fix"))
+            printf("  fix: %s\n", md_json_get_str(x, "fix"));
+    }
 }
 
 // --- the command ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 #include "lib/probe_file.h"
 #include "lib/trace_perf.h"
 #include "lib/trace_stacks.h"
+#include "rules/rules.h"
 #include "lib/trace_stats.h"
 
 // Calls slower than this are logged by the probe; any syscall strace stops on takes longer.
@@ -245,6 +246,13 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
     return stats_with_stacks(opt, s, &in, report, err);
 }
 
+static void add_findings(cJSON *report)
+{
+    cJSON *findings = cJSON_AddArrayToObject(report, "findings");
+    struct md_rule_input in = {.trace = report};
+    md_rules_run(&in, findings);
+}
+
 int md_trace(const struct md_trace_options *opt, cJSON *report, struct md_run_result *run,
              struct md_error *err)
 {
@@ -254,6 +262,8 @@ int md_trace(const struct md_trace_options *opt, cJSON *report, struct md_run_re
     int rc = prepare(opt, s, err);
     if (!rc)
         rc = measure(opt, s, report, run, err);
+    if (!rc)
+        add_findings(report);
     cleanup(s);
     free(s);
     return rc;

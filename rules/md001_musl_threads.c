@@ -14,6 +14,8 @@
 
 static void check(const struct md_rule *rule, const struct md_rule_input *in, cJSON *findings)
 {
+    if (!in->file)
+        return;
     const char *family = md_rule_active_family(in->file);
     const char *threads = md_json_get_str(in->file, "threads");
     const char *kind = md_json_get_str(in->file, "kind");

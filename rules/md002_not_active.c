@@ -43,6 +43,8 @@ static void report(const struct md_rule *rule, const cJSON *alloc, const char *w
 
 static void check(const struct md_rule *rule, const struct md_rule_input *in, cJSON *findings)
 {
+    if (!in->file)
+        return;
     const char *active_id = md_rule_active_id(in->file);
     const cJSON *a;
     cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(in->file, "allocators"))

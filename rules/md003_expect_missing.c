@@ -36,6 +36,8 @@ static bool present_anywhere(const cJSON *file, const char *expect)
 
 static void check(const struct md_rule *rule, const struct md_rule_input *in, cJSON *findings)
 {
+    if (!in->file)
+        return;
     const cJSON *expect = cJSON_GetObjectItemCaseSensitive(in->file, "expect");
     if (!in->expect || !expect || md_json_get_bool(expect, "met"))
         return;

@@ -9,11 +9,13 @@
 extern const struct md_rule md_rule_musl_threads;
 extern const struct md_rule md_rule_not_active;
 extern const struct md_rule md_rule_expect_missing;
+extern const struct md_rule md_rule_size_class_overflow;
 
 const struct md_rule *const md_rules[] = {
     &md_rule_musl_threads,
     &md_rule_not_active,
     &md_rule_expect_missing,
+    &md_rule_size_class_overflow,
     NULL,
 };
 

@@ -9,8 +9,9 @@
 enum md_severity { MD_SEV_INFO, MD_SEV_WARNING, MD_SEV_ERROR };
 
 struct md_rule_input {
-    const cJSON *file;  // one inspect entry (see README: JSON schema)
+    const cJSON *file;  // one inspect entry (see README: JSON schema), or NULL
     const char *expect; // --expect ALLOC, or NULL
+    const cJSON *trace; // a trace report, or NULL
 };
 
 struct md_rule {

@@ -195,3 +195,19 @@ for s in r['futex_stacks']:
     [ "$status" -eq 2 ]
     [[ "$output" == *"--folded needs --stacks"* ]]
 }
+
+@test "MD004 size-class overflow: named with its band and boundary; no false positive on glibc" {
+    run "$T" trace --json -o "$OUT" -- "$FX/toy-driver"
+    [ "$status" -eq 0 ]
+    python3 -c "
+import json; f=[x for x in json.load(open('$OUT'))['findings'] if x['id']=='MD004']
+assert len(f) == 1, f
+e=f[0]['evidence']
+assert (e['from'], e['to'], e['boundary']) == (1016, 1024, 1024), e
+assert f[0]['severity'] == 'error' and 'patch' in f[0]['fix'], f"
+    run "$T" trace -- "$FX/toy-driver"
+    [[ "$output" == *"error MD004: size-class overflow"* ]]
+    run "$T" trace --json -o "$OUT" -- "$FX/glibc-dynamic"
+    [ "$status" -eq 0 ]
+    [ "$(q "[x['id'] for x in r['findings']]")" = "[]" ]
+}

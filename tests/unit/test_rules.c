@@ -86,6 +86,39 @@ static void md003_only_with_a_failed_expectation(void **state)
     assert_string_equal(fired(met, "mimalloc"), "");
 }
 
+// Runs every rule on a trace report; returns the ids fired.
+static const char *fired_on_trace(const char *json)
+{
+    static char ids[128];
+    cJSON *t = entry(json), *findings = cJSON_CreateArray(), *f;
+    struct md_rule_input in = {.trace = t};
+    md_rules_run(&in, findings);
+    ids[0] = 0;
+    cJSON_ArrayForEach(f, findings)
+    {
+        strcat(ids, ids[0] ? " " : "");
+        strcat(ids, cJSON_GetObjectItem(f, "id")->valuestring);
+    }
+    cJSON_Delete(t);
+    cJSON_Delete(findings);
+    return ids;
+}
+
+static void md004_narrow_band_with_most_syscalls(void **state)
+{
+    (void)state;
+    const char *overflow = "{\"size_bands\":[{\"from\":1016,\"to\":1024,\"request_share\":0.008,"
+                           "\"memory_syscalls\":890,\"memory_syscall_share\":0.97}]}";
+    assert_string_equal(fired_on_trace(overflow), "MD004");
+    // a band that is a large part of the workload is the workload, not an overflow
+    const char *common = "{\"size_bands\":[{\"from\":16,\"to\":512,\"request_share\":0.6,"
+                         "\"memory_syscalls\":890,\"memory_syscall_share\":0.97}]}";
+    assert_string_equal(fired_on_trace(common), "");
+    const char *few = "{\"size_bands\":[{\"from\":1016,\"to\":1024,\"request_share\":0.008,"
+                      "\"memory_syscalls\":3,\"memory_syscall_share\":0.97}]}";
+    assert_string_equal(fired_on_trace(few), "");
+}
+
 static void severities_round_trip(void **state)
 {
     (void)state;
@@ -110,6 +143,7 @@ int main(void)
         cmocka_unit_test(md001_needs_musl_and_threads),
         cmocka_unit_test(md002_third_party_allocator_not_active),
         cmocka_unit_test(md003_only_with_a_failed_expectation),
+        cmocka_unit_test(md004_narrow_band_with_most_syscalls),
         cmocka_unit_test(severities_round_trip),
         cmocka_unit_test(rule_ids_are_unique),
     };

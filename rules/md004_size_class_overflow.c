@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// MD004: a narrow band of request sizes causes most of the allocator's mmap/munmap/madvise.
+//
+// Seed 004: a 1-byte header pushed 1016-1024 B requests past a 1024 B small-object limit, so
+// 0.82% of the allocations made 98% of the syscalls. An allocator is meant to serve every size
+// from cached memory; when a sliver of the size range goes to the OS on every call, the band's
+// upper end is the size-class boundary that is off by the header.
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "lib/report.h"
+#include "rules/rules.h"
+
+// A band of requests this rare...
+#define MD004_MAX_REQUEST_SHARE 0.05
+// ...that makes at least this share of all memory syscalls is an overflow, not a workload.
+#define MD004_MIN_SYSCALL_SHARE 0.25
+// Below this many syscalls in the band, there is nothing worth fixing.
+#define MD004_MIN_SYSCALLS 32
+
+static double num(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+// The power of two at or above the band's end: where a size-class table usually changes regime.
+static unsigned long boundary_of(double to)
+{
+    unsigned long b = 1;
+    while (b < (unsigned long)to && b < (1ul << 62))
+        b <<= 1;
+    return b;
+}
+
+static void check(const struct md_rule *rule, const struct md_rule_input *in, cJSON *findings)
+{
+    if (!in->trace)
+        return;
+    const cJSON *band;
+    cJSON_ArrayForEach(band, cJSON_GetObjectItemCaseSensitive(in->trace, "size_bands"))
+    {
+        double share = num(band, "request_share"), sys_share = num(band, "memory_syscall_share");
+        if (share > MD004_MAX_REQUEST_SHARE || sys_share < MD004_MIN_SYSCALL_SHARE ||
+            num(band, "memory_syscalls") < MD004_MIN_SYSCALLS)
+            continue;
+        char message[512];
+        snprintf(message, sizeof message,
+                 "requests of %.0f-%.0f B are %.2f%% of the requests but make %.0f%% of the memory "
+                 "syscalls (%.0f): they miss the size classes just below %lu B, as if a header "
+                 "pushed them over the limit",
+                 num(band, "from"), num(band, "to"), 100 * share, 100 * sys_share,
+                 num(band, "memory_syscalls"), boundary_of(num(band, "to")));
+        cJSON *ev = md_finding_add(
+            findings, rule, MD_SEV_ERROR, message,
+            "run the program with an allocator that caches every size (LD_PRELOAD="
+            "build/alloc/glibc/libmdalloc.so, or `malloc-doctor patch` for static musl), and "
+            "report the boundary to the allocator's authors");
+        cJSON_AddNumberToObject(ev, "from", num(band, "from"));
+        cJSON_AddNumberToObject(ev, "to", num(band, "to"));
+        cJSON_AddNumberToObject(ev, "boundary", (double)boundary_of(num(band, "to")));
+        cJSON_AddNumberToObject(ev, "request_share", share);
+        cJSON_AddNumberToObject(ev, "memory_syscall_share", sys_share);
+    }
+}
+
+const struct md_rule md_rule_size_class_overflow = {
+    .id = "MD004",
+    .name = "size-class-overflow",
+    .title = "size-class overflow: a narrow band of request sizes makes the syscalls",
+    .check = check,
+};
