@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "cmd/cli.h"
 
+#include "lib/report.h"
+
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +96,16 @@ void md_cli_error(const struct md_command *cmd, const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+}
+
+void md_cli_print_finding(const char *subject, const cJSON *finding)
+{
+    const char *fix = md_json_get_str(finding, "fix");
+    printf("\n%s%s%s %s: %s\n  %s\n", subject ? subject : "", subject ? ": " : "",
+           md_json_get_str(finding, "severity"), md_json_get_str(finding, "id"),
+           md_json_get_str(finding, "title"), md_json_get_str(finding, "message"));
+    if (fix)
+        printf("  fix: %s\n", fix);
 }
 
 void md_cli_print_json(const cJSON *report)

@@ -54,6 +54,9 @@ int md_cli_usage_error(const struct md_command *cmd, const char *fmt, ...)
 void md_cli_error(const struct md_command *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+// Prints one rule finding for people: "\n[SUBJECT: ]severity ID: title", message, fix.
+void md_cli_print_finding(const char *subject, const cJSON *finding);
+
 // Prints the report as JSON on stdout (one document, newline terminated).
 void md_cli_print_json(const cJSON *report);
 

@@ -132,12 +132,7 @@ static void print_findings(const cJSON *files)
     cJSON_ArrayForEach(f, files)
     {
         cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(f, "findings"))
-        {
-            printf("\n%s: %s %s: %s\n  %s\n", str_or(f, "path", ""), str_or(x, "severity", "?"),
-                   str_or(x, "id", "?"), str_or(x, "title", ""), str_or(x, "message", ""));
-            if (md_json_get_str(x, "fix"))
-                printf("  fix: %s\n", md_json_get_str(x, "fix"));
-        }
+            md_cli_print_finding(str_or(f, "path", ""), x);
     }
 }
 

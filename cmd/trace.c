@@ -53,8 +53,7 @@ struct trace_args {
 
 static double num(const cJSON *o, const char *key)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+    return md_json_get_num(o, key);
 }
 
 static const char *str(const cJSON *o, const char *key, const char *fallback)
@@ -204,12 +203,7 @@ static void render_text(const cJSON *r)
     print_stacks(r);
     const cJSON *x;
     cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(r, "findings"))
-    {
-        printf("\n%s %s: %s\n  %s\n", str(x, "severity", "?"), str(x, "id", "?"),
-               str(x, "title", ""), str(x, "message", ""));
-        if (md_json_get_str(x, "fix"))
-            printf("  fix: %s\n", md_json_get_str(x, "fix"));
-    }
+        md_cli_print_finding(NULL, x);
 }
 
 // --- the command ---------------------------------------------------------------------------

@@ -16,5 +16,6 @@ void md_json_str(cJSON *obj, const char *key, const char *value);
 void md_json_strs(cJSON *obj, const char *key, const char *const *values, size_t count);
 const char *md_json_get_str(const cJSON *obj, const char *key); // NULL unless a string
 int md_json_get_bool(const cJSON *obj, const char *key);        // 0 unless true
+double md_json_get_num(const cJSON *obj, const char *key);      // 0 unless a number
 
 #endif

@@ -20,8 +20,7 @@
 
 static double num(const cJSON *o, const char *key)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+    return md_json_get_num(o, key);
 }
 
 // The power of two at or above the band's end: where a size-class table usually changes regime.

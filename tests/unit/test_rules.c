@@ -3,6 +3,7 @@
 // and when it must stay silent.
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -17,12 +18,14 @@ static cJSON *entry(const char *json)
     return e;
 }
 
-// Runs every rule; returns the ids fired, space-separated.
-static const char *fired(const char *json, const char *expect)
+// Runs every rule on an inspect entry (as_trace false) or a trace report; returns the ids fired,
+// space-separated.
+static const char *run_rules(const char *json, const char *expect, bool as_trace)
 {
     static char ids[128];
     cJSON *e = entry(json), *findings = cJSON_CreateArray(), *f;
-    struct md_rule_input in = {.file = e, .expect = expect};
+    struct md_rule_input in = {
+        .file = as_trace ? NULL : e, .expect = expect, .trace = as_trace ? e : NULL};
     md_rules_run(&in, findings);
     ids[0] = 0;
     cJSON_ArrayForEach(f, findings)
@@ -33,6 +36,16 @@ static const char *fired(const char *json, const char *expect)
     cJSON_Delete(e);
     cJSON_Delete(findings);
     return ids;
+}
+
+static const char *fired(const char *json, const char *expect)
+{
+    return run_rules(json, expect, false);
+}
+
+static const char *fired_on_trace(const char *json)
+{
+    return run_rules(json, NULL, true);
 }
 
 #define MUSL_ACTIVE                                                                                \
@@ -84,24 +97,6 @@ static void md003_only_with_a_failed_expectation(void **state)
         "{\"kind\":\"dynamic\",\"active\":{\"id\":\"mimalloc\",\"family\":\"mimalloc\","
         "\"name\":\"mimalloc\"},\"expect\":{\"allocator\":\"mimalloc\",\"met\":true}}";
     assert_string_equal(fired(met, "mimalloc"), "");
-}
-
-// Runs every rule on a trace report; returns the ids fired.
-static const char *fired_on_trace(const char *json)
-{
-    static char ids[128];
-    cJSON *t = entry(json), *findings = cJSON_CreateArray(), *f;
-    struct md_rule_input in = {.trace = t};
-    md_rules_run(&in, findings);
-    ids[0] = 0;
-    cJSON_ArrayForEach(f, findings)
-    {
-        strcat(ids, ids[0] ? " " : "");
-        strcat(ids, cJSON_GetObjectItem(f, "id")->valuestring);
-    }
-    cJSON_Delete(t);
-    cJSON_Delete(findings);
-    return ids;
 }
 
 static void md004_narrow_band_with_most_syscalls(void **state)
