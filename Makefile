@@ -13,7 +13,7 @@ MUSL_CC := musl-gcc
 # Debian packages: the tool's libraries, the test and benchmark tools, and the allocators we compare.
 DEB_PKGS := gcc make pkg-config libelf-dev binutils-dev libcjson-dev libcmocka-dev bats strace \
 	musl-tools musl-dev libmimalloc-dev libmimalloc2.0 libjemalloc-dev libjemalloc2 \
-	libgoogle-perftools-dev libgoogle-perftools4 hyperfine clang python3 git binutils libc6-dbg
+	libgoogle-perftools-dev libgoogle-perftools4 hyperfine clang python3 python3-jsonschema git binutils libc6-dbg
 
 # Recursive (=) so that pkg-config runs when a recipe needs it, never while deps are missing.
 PKG_CFLAGS = $(shell pkg-config --cflags libelf libcjson)

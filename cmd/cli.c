@@ -3,9 +3,12 @@
 
 #include "lib/report.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define MD_MAX_OPTIONS 32
 
@@ -114,4 +117,68 @@ void md_cli_print_json(const cJSON *report)
     if (text)
         printf("%s\n", text);
     free(text);
+}
+
+// The report goes to a temporary file next to output, renamed over it when complete: a reader
+// never sees half a report, and a failed run leaves the previous one in place.
+static int redirect_stdout(const struct md_command *cmd, const char *output, char *tmp, size_t size,
+                           int *saved)
+{
+    snprintf(tmp, size, "%s.XXXXXX", output);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        md_cli_error(cmd, "%s: %s", output, strerror(errno));
+        return -1;
+    }
+    mode_t mask = umask(0);
+    umask(mask);
+    fchmod(fd, 0666 & ~mask);
+    fflush(stdout);
+    *saved = dup(STDOUT_FILENO);
+    dup2(fd, STDOUT_FILENO);
+    close(fd);
+    return 0;
+}
+
+static int restore_stdout(const struct md_command *cmd, const char *output, const char *tmp,
+                          int saved)
+{
+    bool written = fflush(stdout) == 0 && !ferror(stdout) && fsync(STDOUT_FILENO) == 0;
+    int write_errno = errno;
+    dup2(saved, STDOUT_FILENO);
+    close(saved);
+    clearerr(stdout);
+    if (written && rename(tmp, output) == 0)
+        return 0;
+    md_cli_error(cmd, "%s: %s", output, strerror(written ? errno : write_errno));
+    unlink(tmp);
+    return -1;
+}
+
+int md_cli_render(const struct md_command *cmd, const cJSON *report, const char *output, bool json,
+                  void (*render_text)(const cJSON *report))
+{
+    char tmp[4096];
+    int saved = -1;
+    if (output && redirect_stdout(cmd, output, tmp, sizeof tmp, &saved))
+        return -1;
+    if (json)
+        md_cli_print_json(report);
+    else
+        render_text(report);
+    return output ? restore_stdout(cmd, output, tmp, saved) : 0;
+}
+
+bool md_cli_parse_u64(const struct md_command *cmd, const char *option, const char *arg,
+                      uint64_t *out, bool allow_zero, int *exit_code)
+{
+    char *end;
+    errno = 0;
+    *out = strtoull(arg, &end, 10);
+    if (!*arg || *end || *arg == '-' || errno || (*out == 0 && !allow_zero)) {
+        *exit_code = md_cli_usage_error(cmd, "%s needs a %s number, not '%s'", option,
+                                        allow_zero ? "whole" : "positive", arg);
+        return false;
+    }
+    return true;
 }

@@ -6,6 +6,7 @@
 
 #include <getopt.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <cJSON.h>
@@ -38,6 +39,8 @@ struct md_command {
 extern const struct md_command md_cmd_inspect;
 extern const struct md_command md_cmd_trace;
 extern const struct md_command md_cmd_patch;
+extern const struct md_command md_cmd_doctor;
+extern const struct md_command md_cmd_rules;
 
 // Iterates options like getopt_long. Returns the key, -1 after the last option (optind is then
 // the first operand), or '?' after printing a usage error. --help is handled by the caller.
@@ -60,7 +63,54 @@ void md_cli_print_finding(const char *subject, const cJSON *finding);
 // Prints the report as JSON on stdout (one document, newline terminated).
 void md_cli_print_json(const cJSON *report);
 
+// Prints the report to output (NULL: stdout) as JSON or with render_text; returns -1 after
+// printing an error when output cannot be opened.
+int md_cli_render(const struct md_command *cmd, const cJSON *report, const char *output, bool json,
+                  void (*render_text)(const cJSON *report));
+
+// A decimal number for option; zero is allowed only with allow_zero. False after a usage error.
+bool md_cli_parse_u64(const struct md_command *cmd, const char *option, const char *arg,
+                      uint64_t *out, bool allow_zero, int *exit_code);
+
 #define MD_OPT_HELP 'h'
 #define MD_OPT_VERSION 0x100
+
+// --- the CI gate, shared by the commands that produce findings (cmd/cli_gate.c) ---------------
+
+enum { MD_OPT_FAIL_ON = 0x1f0, MD_OPT_BASELINE, MD_OPT_MAX_REGRESSION };
+
+#define MD_OPT_FAIL_ON_ENTRY                                                                       \
+    {                                                                                              \
+        "fail-on", MD_OPT_FAIL_ON, "LEVEL",                                                        \
+            "exit 1 if a finding is at least LEVEL (info|warning|error)"                           \
+    }
+#define MD_OPT_BASELINE_ENTRIES                                                                    \
+    {"baseline", MD_OPT_BASELINE, "FILE",                                                          \
+     "compare with a saved `--json` report; exit 1 on a regression"},                              \
+    {                                                                                              \
+        "max-regression", MD_OPT_MAX_REGRESSION, "PCT",                                            \
+            "with --baseline: growth allowed per metric, in percent (default 10)"                  \
+    }
+
+struct md_gate_args {
+    int fail_on;           // enum md_severity, or -1: findings never fail the run
+    const char *baseline;  // --baseline FILE, or NULL
+    double max_regression; // percent
+    bool max_regression_set;
+};
+
+void md_cli_gate_init(struct md_gate_args *g);
+// Handles a gate option's key; returns false (with *exit_code) on a bad value.
+bool md_cli_gate_option(const struct md_command *cmd, int key, const char *arg,
+                        struct md_gate_args *g, int *exit_code);
+// Checks the combination after parsing (--max-regression needs --baseline).
+bool md_cli_gate_valid(const struct md_command *cmd, const struct md_gate_args *g, int *exit_code);
+// Loads the baseline before anything runs, so a bad file costs no run; *baseline stays NULL
+// without --baseline. Returns false after printing the error.
+bool md_cli_gate_load(const struct md_command *cmd, const struct md_gate_args *g, cJSON **baseline);
+// Applies the gate to the finished report: adds "gate" when there is a baseline, prints one line
+// per regression on stderr, and returns MD_EXIT_CHECK when the gate fails, else MD_EXIT_OK.
+int md_cli_gate_apply(const struct md_command *cmd, const struct md_gate_args *g,
+                      const cJSON *baseline, cJSON *report);
 
 #endif

@@ -12,6 +12,7 @@ static const struct md_opt options[] = {
     {"recursive", 'r', NULL, "inspect the ELF files and archives under each directory"},
     {"root", OPT_ROOT, "DIR", "resolve libraries inside the sysroot DIR"},
     {"expect", OPT_EXPECT, "ALLOC", "exit 1 unless ALLOC serves malloc (e.g. mimalloc, musl)"},
+    MD_OPT_FAIL_ON_ENTRY,
     {"json", OPT_JSON, NULL, "print the report as JSON (schema malloc-doctor/1)"},
     {"verbose", 'v', NULL, "show the evidence and the load order for each file"},
     {"help", MD_OPT_HELP, NULL, "show this help"},
@@ -22,6 +23,7 @@ static const struct md_opt options[] = {
 struct inspect_args {
     struct md_inspect_options opt;
     bool json, verbose;
+    struct md_gate_args gate; // only --fail-on: inspect has no run to compare
 };
 
 // --- text rendering ------------------------------------------------------------------------
@@ -170,8 +172,13 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct in
     const char *arg;
     int key;
     *exit_code = MD_EXIT_OK;
+    md_cli_gate_init(&a->gate);
     while ((key = md_cli_next(cmd, argc, argv, &arg)) != -1) {
         switch (key) {
+        case MD_OPT_FAIL_ON:
+            if (!md_cli_gate_option(cmd, key, arg, &a->gate, exit_code))
+                return false;
+            break;
         case 'r':
             a->opt.recursive = true;
             break;
@@ -229,7 +236,8 @@ static int run(const struct md_command *cmd, int argc, char **argv)
         md_cli_print_json(report);
     else
         render_text(report, a.verbose);
-    rc = in.errors ? MD_EXIT_USAGE : in.expect_failed ? MD_EXIT_CHECK : MD_EXIT_OK;
+    rc = md_cli_gate_apply(cmd, &a.gate, NULL, report);
+    rc = in.errors ? MD_EXIT_USAGE : in.expect_failed ? MD_EXIT_CHECK : rc;
     md_inspector_free(&in);
     cJSON_Delete(report);
     return rc;
@@ -238,7 +246,7 @@ static int run(const struct md_command *cmd, int argc, char **argv)
 const struct md_command md_cmd_inspect = {
     .name = "inspect",
     .summary = "which allocators an ELF file contains and which one serves malloc",
-    .synopsis = "[-r] [--root DIR] [--expect ALLOC] [--json] [-v] FILE|DIR...",
+    .synopsis = "[-r] [--root DIR] [--expect ALLOC] [--fail-on LEVEL] [--json] [-v] FILE|DIR...",
     .description =
         "Reads ELF executables, shared libraries, objects and ar archives (never runs them) and\n"
         "reports every allocator whose signature is present, with evidence, and the allocator\n"

@@ -7,10 +7,7 @@
 #include "cmd/cli.h"
 
 static const struct md_command *const commands[] = {
-    &md_cmd_inspect,
-    &md_cmd_trace,
-    &md_cmd_patch,
-    NULL,
+    &md_cmd_doctor, &md_cmd_inspect, &md_cmd_trace, &md_cmd_patch, &md_cmd_rules, NULL,
 };
 
 static void usage(FILE *out)

@@ -63,28 +63,36 @@ static int examine(const char *path, struct target *t, struct md_error *err)
     return 0;
 }
 
+void md_tool_dir(char *dir, size_t size)
+{
+    ssize_t n = readlink("/proc/self/exe", dir, size - 1);
+    dir[n > 0 ? n : 0] = 0;
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = 0;
+    else
+        snprintf(dir, size, ".");
+}
+
 static int probe_library(const struct md_trace_options *opt, const char *libc, char *out,
                          size_t size, struct md_error *err)
 {
+    const char *flavour = libc && !strcmp(libc, "musl") ? "musl" : "glibc";
     char dir[PATH_MAX];
     if (opt->probe_dir) {
-        snprintf(dir, sizeof dir, "%s", opt->probe_dir);
+        snprintf(out, size, "%s/%s/libmdprobe.so", opt->probe_dir, flavour);
     } else {
-        ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
-        dir[n > 0 ? n : 0] = 0;
-        char *slash = strrchr(dir, '/');
-        snprintf(slash ? slash : dir, sizeof dir - (size_t)(slash ? slash - dir : 0),
-                 "/alloc/probe");
+        md_tool_dir(dir, sizeof dir);
+        snprintf(out, size, "%s/alloc/probe/%s/libmdprobe.so", dir, flavour);
     }
-    snprintf(out, size, "%s/%s/libmdprobe.so", dir,
-             libc && !strcmp(libc, "musl") ? "musl" : "glibc");
     if (access(out, R_OK))
         return md_fail(err, "%s: the probe library is missing (run `make` first)", out);
     return 0;
 }
 
-static void add_target(cJSON *report, const struct target *t, char *const *argv)
+static void add_target(cJSON *report, const struct target *t, const struct md_trace_options *opt)
 {
+    char *const *argv = opt->argv;
     cJSON *o = cJSON_AddObjectToObject(report, "target");
     cJSON *args = cJSON_AddArrayToObject(o, "argv");
     for (char *const *a = argv; *a; a++)
@@ -95,6 +103,8 @@ static void add_target(cJSON *report, const struct target *t, char *const *argv)
     cJSON *active = cJSON_GetObjectItemCaseSensitive(t->inspect, "active");
     cJSON_AddItemToObject(o, "active", active ? cJSON_Duplicate(active, 1) : cJSON_CreateNull());
     cJSON_AddStringToObject(report, "mode", mode_names[t->mode]);
+    if (opt->include_inspect)
+        cJSON_AddItemToObject(report, "inspect", cJSON_Duplicate(t->inspect, 1));
 }
 
 static void add_run(cJSON *report, const struct md_run_result *r, const struct md_strace_log *log,
@@ -141,7 +151,7 @@ struct session {
     struct md_trace_perf perf;
     struct md_probe_file probe;
     char strace_out[PATH_MAX];
-    char env_preload[PATH_MAX + 64], env_file[PATH_MAX + 32];
+    char env_preload[3 * PATH_MAX + 64], env_file[PATH_MAX + 32];
     struct md_strace_log log;
 };
 
@@ -168,9 +178,10 @@ static int prepare(const struct md_trace_options *opt, struct session *s, struct
     if (probe_library(opt, s->target.libc, lib, sizeof lib, err) ||
         md_probe_file_create(&s->probe, MD_SLOW_CALL_NS, flags, err))
         return -1;
-    const char *prev = getenv("LD_PRELOAD");
-    snprintf(s->env_preload, sizeof s->env_preload, "LD_PRELOAD=%s%s%s", lib,
-             prev && *prev ? ":" : "", prev && *prev ? prev : "");
+    // The probe first, so it interposes; then the allocator it forwards to (--compare).
+    const char *prev = getenv("LD_PRELOAD"), *with = opt->preload_allocator;
+    snprintf(s->env_preload, sizeof s->env_preload, "LD_PRELOAD=%s%s%s%s%s", lib, with ? ":" : "",
+             with ? with : "", prev && *prev ? ":" : "", prev && *prev ? prev : "");
     snprintf(s->env_file, sizeof s->env_file, "%s=%s", MD_PROBE_ENV, s->probe.path);
     return 0;
 }
@@ -227,7 +238,7 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
     if (s->log.lines == 0)
         return md_fail(err, "strace recorded nothing: is ptrace permitted here? (see "
                             "/proc/sys/kernel/yama/ptrace_scope and seccomp policies)");
-    add_target(report, &s->target, opt->argv);
+    add_target(report, &s->target, opt);
     add_run(report, run, &s->log, preload ? &s->probe : NULL);
     struct md_trace_input in = {.log = &s->log,
                                 .probe = preload ? &s->probe : NULL,

@@ -10,14 +10,20 @@
 #include "lib/run.h"
 
 struct md_trace_options {
-    char **argv;           // the program and its arguments
-    const char *probe_dir; // directory holding glibc/ and musl/ builds of libmdprobe.so
-    uint64_t ops;          // --ops N: the operation count when it cannot be measured (0: none)
-    uint32_t probe_flags;  // md_probe_flags: --stacks, --leaks
+    char **argv;             // the program and its arguments
+    const char *probe_dir;   // directory holding glibc/ and musl/ builds of libmdprobe.so
+    uint64_t ops;            // --ops N: the operation count when it cannot be measured (0: none)
+    uint32_t probe_flags;    // md_probe_flags: --stacks, --leaks
     uint64_t leak_min_bytes; // --leaks: report stacks that leaked at least this much
     const char *folded;      // --folded FILE: allocation stacks in flame-graph format
     unsigned sample_hz;      // CPU samples per second for the allocator's CPU share; 0: none
+    // An allocator library preloaded after the probe (the probe forwards to it): --compare.
+    const char *preload_allocator;
+    bool include_inspect; // add the program's whole inspect entry as "inspect" (doctor)
 };
+
+// The directory of the running tool: its probe and allocator builds are found from here.
+void md_tool_dir(char *dir, size_t size);
 
 // Runs the program and fills report ("target", "mode", "run", and the statistics of
 // trace_stats.h). run receives the program's exit status for --propagate-exit.

@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// --fail-on, --baseline and --max-regression: the same options and exit codes in every command
+// that produces findings; the comparison itself is lib/gate.c.
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/cli.h"
+#include "lib/gate.h"
+#include "lib/report.h"
+#include "rules/rules.h"
+
+// Runs of the same program differ by a few percent; 10% is a change, not noise.
+#define MD_DEFAULT_MAX_REGRESSION 10.0
+
+void md_cli_gate_init(struct md_gate_args *g)
+{
+    *g = (struct md_gate_args){.fail_on = -1, .max_regression = MD_DEFAULT_MAX_REGRESSION};
+}
+
+static bool parse_percent(const struct md_command *cmd, const char *arg, double *out,
+                          int *exit_code)
+{
+    char *end;
+    errno = 0;
+    *out = strtod(arg, &end);
+    if (!*arg || *end || errno || !isfinite(*out) || *out < 0 || *out > 1e6) {
+        *exit_code = md_cli_usage_error(
+            cmd, "--max-regression needs a percentage between 0 and 1000000, not '%s'", arg);
+        return false;
+    }
+    return true;
+}
+
+bool md_cli_gate_option(const struct md_command *cmd, int key, const char *arg,
+                        struct md_gate_args *g, int *exit_code)
+{
+    switch (key) {
+    case MD_OPT_FAIL_ON:
+        g->fail_on = md_severity_parse(arg);
+        if (g->fail_on < 0) {
+            *exit_code =
+                md_cli_usage_error(cmd, "--fail-on needs info, warning or error, not '%s'", arg);
+            return false;
+        }
+        return true;
+    case MD_OPT_BASELINE:
+        g->baseline = arg;
+        return true;
+    case MD_OPT_MAX_REGRESSION:
+        g->max_regression_set = true;
+        return parse_percent(cmd, arg, &g->max_regression, exit_code);
+    }
+    return false;
+}
+
+bool md_cli_gate_valid(const struct md_command *cmd, const struct md_gate_args *g, int *exit_code)
+{
+    if (g->max_regression_set && !g->baseline) {
+        *exit_code = md_cli_usage_error(cmd, "--max-regression needs --baseline FILE");
+        return false;
+    }
+    return true;
+}
+
+bool md_cli_gate_load(const struct md_command *cmd, const struct md_gate_args *g, cJSON **baseline)
+{
+    struct md_error err;
+    *baseline = NULL;
+    if (!g->baseline)
+        return true;
+    if (md_baseline_load(g->baseline, baseline, &err)) {
+        md_cli_error(cmd, "%s", err.msg);
+        return false;
+    }
+    return true;
+}
+
+static void print_regression(const struct md_command *cmd, const cJSON *r, double limit)
+{
+    double scale = md_json_get_num(r, "scale");
+    char change[48] = "new";
+    if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(r, "change_pct")))
+        snprintf(change, sizeof change, "%+.1f%%", md_json_get_num(r, "change_pct"));
+    md_cli_error(cmd, "regression: %s %.6g -> %.6g (%s, limit %g%%)", md_json_get_str(r, "label"),
+                 scale * md_json_get_num(r, "baseline"), scale * md_json_get_num(r, "current"),
+                 change, limit);
+}
+
+int md_cli_gate_apply(const struct md_command *cmd, const struct md_gate_args *g,
+                      const cJSON *baseline, cJSON *report)
+{
+    int rc = MD_EXIT_OK;
+    if (baseline && md_gate_check(baseline, g->baseline, g->max_regression, report) > 0) {
+        const cJSON *r;
+        cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(
+                                  cJSON_GetObjectItemCaseSensitive(report, "gate"), "regressions"))
+            print_regression(cmd, r, g->max_regression);
+        rc = MD_EXIT_CHECK;
+    }
+    int failing = g->fail_on < 0 ? 0 : md_report_findings_at_least(report, g->fail_on);
+    if (failing) {
+        md_cli_error(cmd, "%d finding%s at or above %s (--fail-on)", failing,
+                     failing == 1 ? "" : "s", md_severity_name(g->fail_on));
+        rc = MD_EXIT_CHECK;
+    }
+    return rc;
+}

@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// malloc-doctor rules: the diagnosis rules this version applies (id, name, title), so a finding
+// seen in CI can be looked up and a --fail-on policy written against stable ids.
+#include <stdio.h>
+
+#include "cmd/cli.h"
+#include "lib/report.h"
+#include "rules/rules.h"
+
+enum { OPT_JSON = 0x101 };
+
+static const struct md_opt options[] = {
+    {"json", OPT_JSON, NULL, "print the list as JSON (schema malloc-doctor/1)"},
+    {"help", MD_OPT_HELP, NULL, "show this help"},
+    {"version", MD_OPT_VERSION, NULL, "show the version"},
+    {0},
+};
+
+static void render_text(const cJSON *report)
+{
+    const cJSON *r;
+    printf("%-6s %-28s %s\n", "ID", "NAME", "TITLE");
+    cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(report, "rules"))
+        printf("%-6s %-28s %s\n", md_json_get_str(r, "id"), md_json_get_str(r, "name"),
+               md_json_get_str(r, "title"));
+}
+
+static int run(const struct md_command *cmd, int argc, char **argv)
+{
+    const char *arg;
+    int key, rc = MD_EXIT_OK;
+    bool json = false;
+    while ((key = md_cli_next(cmd, argc, argv, &arg)) != -1) {
+        if (key != OPT_JSON) {
+            md_cli_stop(cmd, key, &rc);
+            return rc;
+        }
+        json = true;
+    }
+    if (optind < argc)
+        return md_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    cJSON *report = md_report_new("rules", MD_VERSION);
+    cJSON *list = cJSON_AddArrayToObject(report, "rules");
+    for (const struct md_rule *const *rule = md_rules; *rule; rule++) {
+        cJSON *r = cJSON_CreateObject();
+        cJSON_AddStringToObject(r, "id", (*rule)->id);
+        cJSON_AddStringToObject(r, "name", (*rule)->name);
+        cJSON_AddStringToObject(r, "title", (*rule)->title);
+        cJSON_AddItemToArray(list, r);
+    }
+    md_cli_render(cmd, report, NULL, json, render_text);
+    cJSON_Delete(report);
+    return MD_EXIT_OK;
+}
+
+const struct md_command md_cmd_rules = {
+    .name = "rules",
+    .summary = "list the diagnosis rules: stable ids for findings and --fail-on policies",
+    .synopsis = "[--json]",
+    .description =
+        "Lists every rule that inspect, trace and doctor apply: its stable id (MD001...),\n"
+        "its name and what it finds. The README explains each rule's thresholds.",
+    .options = options,
+    .run = run,
+};

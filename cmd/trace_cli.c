@@ -1,0 +1,305 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// What `trace` and `doctor` share: the run with --compare and the gate, and text rendering.
+#include <stdio.h>
+
+#include "cmd/trace_cli.h"
+#include "lib/compare.h"
+#include "lib/report.h"
+
+// The status --propagate-exit passes on: the exit code, or 128+N for signal N (as shells do).
+static int program_status(const struct md_run_result *run)
+{
+    return run->exited ? run->exit_code : 128 + run->signal;
+}
+
+void md_trace_cli_init(struct md_trace_cli *a)
+{
+    *a = (struct md_trace_cli){.opt.sample_hz = MD_DEFAULT_SAMPLE_HZ};
+    md_cli_gate_init(&a->gate);
+}
+
+int md_trace_cli_option(const struct md_command *cmd, int key, const char *arg,
+                        struct md_trace_cli *a, int *exit_code)
+{
+    switch (key) {
+    case MD_TOPT_JSON:
+        a->json = true;
+        return 1;
+    case 'o':
+        a->output = arg;
+        return 1;
+    case MD_TOPT_COMPARE_WITH:
+        a->compare_with = arg;
+        a->compare = true;
+        return 1;
+    case MD_TOPT_COMPARE:
+        a->compare = true;
+        return 1;
+    case MD_TOPT_PROPAGATE:
+        a->propagate = true;
+        return 1;
+    case MD_TOPT_PROBE_DIR:
+        a->opt.probe_dir = arg;
+        return 1;
+    case MD_TOPT_OPS:
+        return md_cli_parse_u64(cmd, "--ops", arg, &a->opt.ops, false, exit_code) ? 1 : -1;
+    case MD_TOPT_LEAK_MIN:
+        return md_cli_parse_u64(cmd, "--leak-min", arg, &a->opt.leak_min_bytes, false, exit_code)
+                   ? 1
+                   : -1;
+    case MD_OPT_FAIL_ON:
+    case MD_OPT_BASELINE:
+    case MD_OPT_MAX_REGRESSION:
+        return md_cli_gate_option(cmd, key, arg, &a->gate, exit_code) ? 1 : -1;
+    }
+    return 0;
+}
+
+bool md_trace_cli_operands(const struct md_command *cmd, int argc, char **argv,
+                           struct md_trace_cli *a, int *exit_code)
+{
+    if (optind >= argc) {
+        *exit_code =
+            md_cli_usage_error(cmd, "no command given (malloc-doctor %s -- CMD ARGS)", cmd->name);
+        return false;
+    }
+    a->opt.argv = argv + optind;
+    return md_cli_gate_valid(cmd, &a->gate, exit_code);
+}
+
+int md_trace_cli_run(const struct md_command *cmd, const struct md_trace_cli *a,
+                     void (*render_text)(const cJSON *report))
+{
+    cJSON *baseline;
+    if (!md_cli_gate_load(cmd, &a->gate, &baseline))
+        return MD_EXIT_USAGE;
+    cJSON *report = md_report_new(cmd->name, MD_VERSION);
+    struct md_run_result result;
+    struct md_error err;
+    fflush(NULL); // the program writes to the same stdout
+    int failed = a->compare ? md_trace_compare(&a->opt, a->compare_with, report, &result, &err)
+                            : md_trace(&a->opt, report, &result, &err);
+    int rc = MD_EXIT_USAGE;
+    if (failed) {
+        md_cli_error(cmd, "%s", err.msg);
+    } else {
+        rc = md_cli_gate_apply(cmd, &a->gate, baseline, report);
+        if (a->propagate && program_status(&result))
+            rc = program_status(&result);
+        if (md_cli_render(cmd, report, a->output, a->json, render_text))
+            rc = MD_EXIT_USAGE;
+    }
+    cJSON_Delete(report);
+    cJSON_Delete(baseline);
+    return rc;
+}
+
+static double num(const cJSON *o, const char *key)
+{
+    return md_json_get_num(o, key);
+}
+
+static const char *str(const cJSON *o, const char *key, const char *fallback)
+{
+    const char *s = md_json_get_str(o, key);
+    return s ? s : fallback;
+}
+
+void md_render_trace_header(const cJSON *r)
+{
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(r, "target");
+    const cJSON *run = cJSON_GetObjectItemCaseSensitive(r, "run");
+    const cJSON *active = cJSON_GetObjectItemCaseSensitive(t, "active");
+    printf("%s: %s (%s, %s; malloc: %s; counted by: %s)\n", str(r, "command", "trace"),
+           str(t, "path", "?"), str(t, "kind", "?"), str(t, "libc", "?"),
+           str(active, "name", "unknown"), str(r, "mode", "?"));
+    const char *sig = md_json_get_str(run, "signal");
+    if (sig)
+        printf("exit: killed by SIG%s", sig);
+    else
+        printf("exit: %d", (int)num(run, "exit_code"));
+    printf("   wall %.3f s   user %.3f s   sys %.3f s   peak RSS %.1f MB   faults %.0f minor, "
+           "%.0f major\n",
+           num(run, "wall_seconds"), num(run, "user_seconds"), num(run, "sys_seconds"),
+           num(run, "max_rss_kb") / 1024, num(run, "minor_faults"), num(run, "major_faults"));
+}
+
+static void print_ops(const cJSON *r)
+{
+    const cJSON *ops = cJSON_GetObjectItemCaseSensitive(r, "ops");
+    if (!md_json_get_str(ops, "source")) {
+        printf("\nallocator operations: not counted (give --ops N)\n");
+        return;
+    }
+    printf("\nallocator operations: %.0f (malloc %.0f, free %.0f, calloc %.0f, realloc %.0f, "
+           "aligned %.0f; from %s)\n",
+           num(ops, "total"), num(ops, "malloc"), num(ops, "free"), num(ops, "calloc"),
+           num(ops, "realloc"), num(ops, "aligned"), str(ops, "source", "?"));
+}
+
+static void print_syscalls(const cJSON *r)
+{
+    printf("\n%-10s %10s %14s %14s %10s\n", "SYSCALL", "COUNT", "PER 1000 OPS", "IN ALLOCATOR",
+           "SECONDS");
+    const cJSON *s;
+    cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(r, "syscalls"))
+    {
+        const cJSON *per = cJSON_GetObjectItemCaseSensitive(s, "per_op");
+        char per_k[32] = "-";
+        if (cJSON_IsNumber(per))
+            snprintf(per_k, sizeof per_k, "%.3f", per->valuedouble * 1000);
+        char inside[32] = "-";
+        if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(s, "in_allocator")))
+            snprintf(inside, sizeof inside, "%.0f", num(s, "in_allocator"));
+        printf("%-10s %10.0f %14s %14s %10.4f\n", str(s, "name", "?"), num(s, "count"), per_k,
+               inside, num(s, "seconds"));
+    }
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(r, "futex");
+    printf("\nfutex waits: %.0f, %.4f s blocked (%.1f%% of wall time); %.0f inside allocator calls "
+           "(%.4f s)\n",
+           num(f, "waits"), num(f, "wait_seconds"), 100 * num(f, "wait_share_of_wall"),
+           num(f, "allocator_waits"), num(f, "allocator_wait_seconds"));
+}
+
+static void print_bands(const cJSON *r, const char *key, const char *title)
+{
+    const cJSON *bands = cJSON_GetObjectItemCaseSensitive(r, key), *b;
+    if (!cJSON_GetArraySize(bands))
+        return;
+    printf("\n%s:\n%-22s %18s %22s\n", title, "SIZE BAND", "REQUESTS", "MEMORY SYSCALLS");
+    cJSON_ArrayForEach(b, bands)
+    {
+        char band[48], req[40] = "-", sys[40];
+        snprintf(band, sizeof band, "%.0f-%.0f B", num(b, "from"), num(b, "to"));
+        if (cJSON_GetObjectItemCaseSensitive(b, "requests"))
+            snprintf(req, sizeof req, "%.0f (%.2f%%)", num(b, "requests"),
+                     100 * num(b, "request_share"));
+        snprintf(sys, sizeof sys, "%.0f (%.1f%%)", num(b, "memory_syscalls"),
+                 100 * num(b, "memory_syscall_share"));
+        printf("%-22s %18s %22s\n", band, req, sys);
+    }
+}
+
+static void print_stack_list(const cJSON *list, const char *title, const char *count_key,
+                             const char *bytes_key, const char *bytes_label)
+{
+    const cJSON *st;
+    int shown = 0;
+    cJSON_ArrayForEach(st, list)
+    {
+        if (shown++ == 5)
+            break;
+        if (shown == 1)
+            printf("\n%s:\n", title);
+        printf("  %.0f %s, %.6g %s\n", num(st, count_key), count_key, num(st, bytes_key),
+               bytes_label);
+        const cJSON *f;
+        cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(st, "frames"))
+            printf("      %s\n", f->valuestring);
+    }
+}
+
+static void print_stacks(const cJSON *r)
+{
+    print_stack_list(cJSON_GetObjectItemCaseSensitive(r, "stacks"), "top allocating call stacks",
+                     "allocations", "bytes", "bytes");
+    print_stack_list(cJSON_GetObjectItemCaseSensitive(r, "futex_stacks"),
+                     "call stacks of futex waits inside the allocator", "waits", "wait_seconds",
+                     "s blocked");
+    const cJSON *leaks = cJSON_GetObjectItemCaseSensitive(r, "leaks");
+    if (!leaks)
+        return;
+    printf("\nleaks: %.0f blocks, %.0f bytes never freed\n", num(leaks, "blocks"),
+           num(leaks, "bytes"));
+    print_stack_list(cJSON_GetObjectItemCaseSensitive(leaks, "by_stack"), "leaked from", "blocks",
+                     "bytes", "bytes");
+}
+
+static void print_cpu(const cJSON *r)
+{
+    const cJSON *cpu = cJSON_GetObjectItemCaseSensitive(r, "cpu"), *f;
+    if (md_json_get_str(cpu, "error"))
+        printf("\nCPU share: %s\n", md_json_get_str(cpu, "error"));
+    if (!md_json_get_bool(cpu, "sampled"))
+        return;
+    printf("\nCPU share inside the allocator: %.1f%% of %.0f samples",
+           100 * num(cpu, "allocator_share"), num(cpu, "samples"));
+    int shown = 0;
+    cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(cpu, "top_allocator_functions"))
+    {
+        if (shown++ == 3)
+            break;
+        printf("%s %s %.1f%%", shown == 1 ? "; hottest:" : ",", str(f, "name", "?"),
+               100 * num(f, "share"));
+    }
+    putchar('\n');
+}
+
+void md_render_trace(const cJSON *r)
+{
+    md_render_trace_header(r);
+    print_ops(r);
+    print_syscalls(r);
+    print_cpu(r);
+    print_bands(r, "size_bands", "request sizes whose calls made memory syscalls");
+    print_bands(r, "free_bands", "freed block sizes whose free made memory syscalls");
+    print_stacks(r);
+    const cJSON *x;
+    cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(r, "findings"))
+        md_cli_print_finding(NULL, x);
+}
+
+static void print_metric_value(double value, double scale)
+{
+    printf(" %14.6g", value * scale);
+}
+
+void md_render_compare(const cJSON *r)
+{
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(r, "compare"), *m;
+    if (!c)
+        return;
+    if (!md_json_get_bool(c, "possible")) {
+        printf("\ncompare: cannot preload another allocator: %s\n  fix: %s\n",
+               str(c, "reason", "?"), str(c, "fix", "?"));
+        return;
+    }
+    const char *with = str(c, "allocator", "?");
+    printf("\ncompare: the program's allocator vs %s (%s), two runs of the same command\n", with,
+           str(c, "library", "?"));
+    printf("%-32s %14s %14s %8s\n", "METRIC", "OWN", with, "RATIO");
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(c, "metrics"))
+    {
+        double scale = num(m, "scale");
+        printf("%-32s", str(m, "label", "?"));
+        print_metric_value(num(m, "own"), scale);
+        print_metric_value(num(m, "with"), scale);
+        if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m, "ratio")))
+            printf(" %7.2fx\n", num(m, "ratio"));
+        else
+            printf(" %8s\n", "-");
+    }
+    printf("(ratio = %s / own: below 1.00 is better with %s)\n", with, with);
+}
+
+void md_render_gate(const cJSON *r)
+{
+    const cJSON *g = cJSON_GetObjectItemCaseSensitive(r, "gate"), *m, *name;
+    if (!g)
+        return;
+    printf("\ngate: against %s, at most +%g%% per metric: %s\n", str(g, "baseline", "?"),
+           num(g, "max_regression_pct"), md_json_get_bool(g, "passed") ? "passed" : "FAILED");
+    printf("%-32s %14s %14s %9s\n", "METRIC", "BASELINE", "NOW", "CHANGE");
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(g, "compared"))
+    {
+        printf("%-32s", str(m, "label", "?"));
+        print_metric_value(num(m, "baseline"), num(m, "scale"));
+        print_metric_value(num(m, "current"), num(m, "scale"));
+        if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m, "change_pct")))
+            printf(" %+8.1f%%\n", num(m, "change_pct"));
+        else
+            printf(" %9s\n", "-");
+    }
+    cJSON_ArrayForEach(name, cJSON_GetObjectItemCaseSensitive(g, "not_comparable"))
+        printf("not comparable (not measured in both runs): %s\n", name->valuestring);
+}

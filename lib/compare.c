@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "lib/compare.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/metrics.h"
+
+static const char *str(const cJSON *o, const char *key)
+{
+    const char *s = md_json_get_str(o, key);
+    return s ? s : "";
+}
+
+static const cJSON *target_of(const cJSON *report)
+{
+    return cJSON_GetObjectItemCaseSensitive(report, "target");
+}
+
+// Why LD_PRELOAD cannot replace the allocator of this program, and what does instead.
+static void not_possible(cJSON *compare, const cJSON *report)
+{
+    const cJSON *target = target_of(report);
+    const char *kind = str(target, "kind"), *libc = str(target, "libc");
+    bool is_static = strncmp(kind, "static", 6) == 0;
+    const char *reason, *fix;
+    if (is_static && !strcmp(libc, "musl")) {
+        reason = "the program is linked statically: LD_PRELOAD cannot replace the malloc linked "
+                 "into it";
+        fix = "patch a copy of musl's libc.a with mdalloc and relink: `malloc-doctor patch -o "
+              "~/musl-mdalloc/libc.a /usr/lib/x86_64-linux-musl/libc.a && musl-gcc -static -L "
+              "~/musl-mdalloc ...`, then trace the new binary";
+    } else if (is_static) {
+        reason = "the program is linked statically: LD_PRELOAD cannot replace the malloc linked "
+                 "into it";
+        fix = "relink with mdalloc's objects ahead of libc (`gcc -static ... "
+              "build/alloc/glibc/libmdalloc.a`), then trace the new binary";
+    } else {
+        reason = "the program defines malloc itself, so a preloaded allocator is never called";
+        fix = "build the program without its own allocator (or with mdalloc's archive "
+              "build/alloc/glibc/libmdalloc.a in its place), then trace it again";
+    }
+    cJSON_AddStringToObject(compare, "reason", reason);
+    cJSON_AddStringToObject(compare, "fix", fix);
+}
+
+static int default_library(const cJSON *report, char *out, size_t size, struct md_error *err)
+{
+    char dir[PATH_MAX];
+    md_tool_dir(dir, sizeof dir);
+    const char *libc = str(target_of(report), "libc");
+    snprintf(out, size, "%s/alloc/%s/libmdalloc.so", dir, !strcmp(libc, "musl") ? "musl" : "glibc");
+    if (access(out, R_OK))
+        return md_fail(err, "%s: mdalloc is missing (run `make` first, or give --compare-with LIB)",
+                       out);
+    return 0;
+}
+
+static cJSON *side_by_side(const cJSON *own, const cJSON *with)
+{
+    cJSON *metrics = cJSON_CreateArray();
+    for (const struct md_metric *m = md_metrics; m->key; m++) {
+        double a, b;
+        if (!m->side_by_side || !m->get(own, &a) || !m->get(with, &b))
+            continue;
+        cJSON *row = md_metric_row(m);
+        cJSON_AddNumberToObject(row, "own", a);
+        cJSON_AddNumberToObject(row, "with", b);
+        // with / own: below 1 the preloaded allocator does better (every metric: lower is better)
+        if (a > 0)
+            cJSON_AddNumberToObject(row, "ratio", b / a);
+        else
+            cJSON_AddNullToObject(row, "ratio");
+        cJSON_AddItemToArray(metrics, row);
+    }
+    return metrics;
+}
+
+static const char *allocator_name(const char *library, bool is_default)
+{
+    if (is_default)
+        return "mdalloc";
+    const char *base = strrchr(library, '/');
+    return base ? base + 1 : library;
+}
+
+int md_trace_compare(const struct md_trace_options *opt, const char *with, cJSON *report,
+                     struct md_run_result *run, struct md_error *err)
+{
+    if (with && access(with, R_OK)) // before the first run, not after it
+        return md_fail_errno(err, errno, "%s", with);
+    if (md_trace(opt, report, run, err))
+        return -1;
+    cJSON *compare = cJSON_AddObjectToObject(report, "compare");
+    if (strcmp(str(report, "mode"), "preload")) {
+        cJSON_AddFalseToObject(compare, "possible");
+        not_possible(compare, report);
+        return 0;
+    }
+    char library[PATH_MAX];
+    if (with)
+        snprintf(library, sizeof library, "%s", with);
+    else if (default_library(report, library, sizeof library, err))
+        return -1;
+    struct md_trace_options again = *opt;
+    again.preload_allocator = library;
+    again.folded = NULL; // the first run wrote it
+    cJSON *other =
+        md_report_new("trace", str(cJSON_GetObjectItemCaseSensitive(report, "tool"), "version"));
+    struct md_run_result other_run;
+    if (md_trace(&again, other, &other_run, err)) {
+        cJSON_Delete(other);
+        return -1;
+    }
+    cJSON_AddTrueToObject(compare, "possible");
+    cJSON_AddStringToObject(compare, "allocator", allocator_name(library, !with));
+    cJSON_AddStringToObject(compare, "library", library);
+    cJSON_AddItemToObject(compare, "metrics", side_by_side(report, other));
+    cJSON_AddItemToObject(compare, "report", other);
+    return 0;
+}

@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "lib/gate.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "lib/metrics.h"
+#include "lib/report.h"
+#include "rules/rules.h"
+
+static int count_in(const cJSON *findings, int min_severity)
+{
+    int count = 0;
+    const cJSON *f;
+    cJSON_ArrayForEach(f, findings)
+    {
+        const char *name = md_json_get_str(f, "severity");
+        count += name && md_severity_parse(name) >= min_severity;
+    }
+    return count;
+}
+
+int md_report_findings_at_least(const cJSON *report, int min_severity)
+{
+    int count = count_in(cJSON_GetObjectItemCaseSensitive(report, "findings"), min_severity);
+    const cJSON *file;
+    cJSON_ArrayForEach(file, cJSON_GetObjectItemCaseSensitive(report, "files")) count +=
+        count_in(cJSON_GetObjectItemCaseSensitive(file, "findings"), min_severity);
+    return count;
+}
+
+int md_baseline_parse(const char *text, size_t len, const char *name, cJSON **out,
+                      struct md_error *err)
+{
+    const char *end = NULL;
+    cJSON *r = cJSON_ParseWithLengthOpts(text, len, &end, false);
+    if (!r)
+        return md_fail(err, "%s: not JSON (error near byte %zu)", name,
+                       end && end >= text ? (size_t)(end - text) : (size_t)0);
+    const char *schema = md_json_get_str(r, "schema");
+    const char *command = md_json_get_str(r, "command");
+    if (!cJSON_IsObject(r) || !schema || strcmp(schema, MD_SCHEMA) || !command ||
+        (strcmp(command, "trace") && strcmp(command, "doctor"))) {
+        cJSON_Delete(r);
+        return md_fail(err,
+                       "%s: not a malloc-doctor trace report (need schema %s from "
+                       "`trace --json` or `doctor --json`)",
+                       name, MD_SCHEMA);
+    }
+    *out = r;
+    return 0;
+}
+
+int md_baseline_load(const char *path, cJSON **out, struct md_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return md_fail_errno(err, errno, "%s", path);
+    struct stat st;
+    int rc = -1;
+    char *text = NULL;
+    // sized to the file: the tool's memory at fork time is counted in the program's peak RSS
+    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode))
+        md_fail(err, "%s: not a regular file", path);
+    else if ((unsigned long long)st.st_size > MD_BASELINE_MAX_BYTES)
+        md_fail(err, "%s: larger than %u MiB, not a report", path, MD_BASELINE_MAX_BYTES >> 20);
+    else if (!(text = malloc((size_t)st.st_size + 1)))
+        md_fail(err, "%s: out of memory", path);
+    else if (fread(text, 1, (size_t)st.st_size, f) != (size_t)st.st_size)
+        md_fail_errno(err, errno ? errno : EIO, "%s: cannot read", path);
+    else
+        rc = md_baseline_parse(text, (size_t)st.st_size, path, out, err);
+    free(text);
+    fclose(f);
+    return rc;
+}
+
+static bool regressed(const struct md_metric *m, double before, double after, double max_pct)
+{
+    double growth = after - before;
+    if (growth <= m->noise_floor)
+        return false;
+    return before <= 0 || 100 * growth / before > max_pct;
+}
+
+static cJSON *comparison(const struct md_metric *m, double before, double after)
+{
+    cJSON *c = md_metric_row(m);
+    cJSON_AddNumberToObject(c, "baseline", before);
+    cJSON_AddNumberToObject(c, "current", after);
+    if (before > 0)
+        cJSON_AddNumberToObject(c, "change_pct", 100 * (after - before) / before);
+    else
+        cJSON_AddNullToObject(c, "change_pct");
+    return c;
+}
+
+int md_gate_check(const cJSON *baseline, const char *baseline_name, double max_regression_pct,
+                  cJSON *current)
+{
+    cJSON *gate = cJSON_AddObjectToObject(current, "gate");
+    cJSON_AddStringToObject(gate, "baseline", baseline_name);
+    cJSON_AddNumberToObject(gate, "max_regression_pct", max_regression_pct);
+    cJSON *compared = cJSON_AddArrayToObject(gate, "compared");
+    cJSON *regressions = cJSON_AddArrayToObject(gate, "regressions");
+    cJSON *skipped = cJSON_AddArrayToObject(gate, "not_comparable");
+    int count = 0;
+    for (const struct md_metric *m = md_metrics; m->key; m++) {
+        double before, after;
+        if (!m->gated)
+            continue;
+        if (!m->get(baseline, &before) || !m->get(current, &after)) {
+            cJSON_AddItemToArray(skipped, cJSON_CreateString(m->key));
+            continue;
+        }
+        cJSON_AddItemToArray(compared, comparison(m, before, after));
+        if (regressed(m, before, after, max_regression_pct)) {
+            cJSON_AddItemToArray(regressions, comparison(m, before, after));
+            count++;
+        }
+    }
+    cJSON_AddBoolToObject(gate, "passed", count == 0);
+    return count;
+}

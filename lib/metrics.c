@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "lib/metrics.h"
+
+#include <string.h>
+
+#include "lib/report.h"
+
+static const cJSON *obj(const cJSON *report, const char *key)
+{
+    return cJSON_GetObjectItemCaseSensitive(report, key);
+}
+
+// A number that must be present: a missing one means the report cannot give the metric.
+static bool number(const cJSON *o, const char *key, double *value)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(v))
+        return false;
+    *value = v->valuedouble;
+    return true;
+}
+
+static bool op_count(const cJSON *report, double *ops)
+{
+    const cJSON *o = obj(report, "ops");
+    return md_json_get_str(o, "source") && number(o, "total", ops) && *ops > 0;
+}
+
+static bool wall(const cJSON *r, double *v)
+{
+    return number(obj(r, "run"), "wall_seconds", v);
+}
+
+static bool cpu_time(const cJSON *r, double *v)
+{
+    double user, sys;
+    if (!number(obj(r, "run"), "user_seconds", &user) ||
+        !number(obj(r, "run"), "sys_seconds", &sys))
+        return false;
+    *v = user + sys;
+    return true;
+}
+
+static bool peak_rss(const cJSON *r, double *v)
+{
+    return number(obj(r, "run"), "max_rss_kb", v);
+}
+
+static bool minor_faults(const cJSON *r, double *v)
+{
+    return number(obj(r, "run"), "minor_faults", v);
+}
+
+// The syscalls an allocator makes to get or give back memory (futex is counted apart).
+static bool is_memory_syscall(const char *name)
+{
+    static const char *const names[] = {"mmap", "munmap", "mremap", "madvise", "brk", "mprotect"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (name && !strcmp(name, names[i]))
+            return true;
+    return false;
+}
+
+static bool memory_syscalls_per_op(const cJSON *r, double *v)
+{
+    double ops, total = 0;
+    const cJSON *s;
+    if (!op_count(r, &ops) || !cJSON_IsArray(obj(r, "syscalls")))
+        return false;
+    cJSON_ArrayForEach(s, obj(r, "syscalls"))
+    {
+        if (is_memory_syscall(md_json_get_str(s, "name")))
+            total += md_json_get_num(s, "count");
+    }
+    *v = total / ops;
+    return true;
+}
+
+static bool futex_waits_per_op(const cJSON *r, double *v)
+{
+    double ops, waits;
+    if (!op_count(r, &ops) || !number(obj(r, "futex"), "waits", &waits))
+        return false;
+    *v = waits / ops;
+    return true;
+}
+
+static bool futex_wait_seconds(const cJSON *r, double *v)
+{
+    return number(obj(r, "futex"), "wait_seconds", v);
+}
+
+static bool futex_wait_share(const cJSON *r, double *v)
+{
+    return number(obj(r, "futex"), "wait_share_of_wall", v);
+}
+
+// Below this many samples one sample moves the share by more than two points: a short run's
+// share is noise, not a measurement.
+#define MD_MIN_CPU_SAMPLES 50
+
+static bool allocator_cpu_share(const cJSON *r, double *v)
+{
+    const cJSON *cpu = obj(r, "cpu");
+    return md_json_get_bool(cpu, "sampled") &&
+           md_json_get_num(cpu, "samples") >= MD_MIN_CPU_SAMPLES &&
+           number(cpu, "allocator_share", v);
+}
+
+const struct md_metric md_metrics[] = {
+    {"wall_seconds", "wall time (s)", 1, 0.05, false, true, wall},
+    {"cpu_seconds", "CPU time, user+sys (s)", 1, 0.05, false, true, cpu_time},
+    // RSS moves by a few hundred KiB between identical runs (stacks, page cache of the loader).
+    {"peak_rss_kb", "peak RSS (KiB)", 1, 2048, true, true, peak_rss},
+    {"minor_faults", "page faults (minor)", 1, 256, false, true, minor_faults},
+    // One syscall more per 1000 operations is the smallest change worth a failed build.
+    {"memory_syscalls_per_op", "memory syscalls per 1000 ops", 1000, 0.001, true, true,
+     memory_syscalls_per_op},
+    {"futex_waits_per_op", "futex waits per 1000 ops", 1000, 0.001, true, true, futex_waits_per_op},
+    {"futex_wait_seconds", "futex wait time (s)", 1, 0.01, false, true, futex_wait_seconds},
+    // Shares of wall or CPU time: two percentage points is what scheduling noise reaches here.
+    // Waits include pthread_join and condition variables, whose share swings with scheduling.
+    {"futex_wait_share", "futex wait share of wall time", 1, 0.05, true, true, futex_wait_share},
+    {"allocator_cpu_share", "CPU share inside the allocator", 1, 0.02, true, false,
+     allocator_cpu_share},
+    {0},
+};
+
+cJSON *md_metric_row(const struct md_metric *m)
+{
+    cJSON *row = cJSON_CreateObject();
+    cJSON_AddStringToObject(row, "metric", m->key);
+    cJSON_AddStringToObject(row, "label", m->label);
+    cJSON_AddNumberToObject(row, "scale", m->scale);
+    return row;
+}

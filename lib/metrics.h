@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// The numbers a trace report is judged by: one table, read by `trace --compare` (side by side)
+// and by the CI gate (`--baseline`). Every metric is "lower is better".
+#ifndef MD_METRICS_H
+#define MD_METRICS_H
+
+#include <stdbool.h>
+
+#include <cJSON.h>
+
+struct md_metric {
+    const char *key;   // stable JSON name: "memory_syscalls_per_op"
+    const char *label; // for people: "memory syscalls per 1000 ops"
+    double scale;      // the value is shown multiplied by this (per op -> per 1000 ops)
+    // A change smaller than this (in the metric's own unit) is noise, whatever its percentage:
+    // 0 -> 1 futex wait is +inf% but means nothing.
+    double noise_floor;
+    bool gated;        // compared by --baseline (same program, same allocator: a regression)
+    bool side_by_side; // shown by --compare (two allocators: the share of one is not the other's)
+    // false when the report cannot give the metric (no op count, CPU not sampled)
+    bool (*get)(const cJSON *report, double *value);
+};
+
+// Ends with an entry whose key is NULL.
+extern const struct md_metric md_metrics[];
+
+// A new JSON row naming the metric: {"metric": key, "label", "scale"}; the caller adds values.
+cJSON *md_metric_row(const struct md_metric *m);
+
+#endif

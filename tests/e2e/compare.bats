@@ -1,0 +1,66 @@
+#!/usr/bin/env bats
+# trace --compare and doctor --compare: the same program with its own allocator and with mdalloc
+# preloaded, side by side; static programs get the patch prescription instead.
+
+load common
+
+setup() {
+    common_setup
+}
+
+teardown() {
+    common_teardown
+}
+
+metric() { # metric key, field
+    q "[m for m in r['compare']['metrics'] if m['metric']=='$1'][0]['$2']"
+}
+
+@test "--compare on musl-dynamic churn: mdalloc runs it with less CPU and fewer futex waits" {
+    run "$T" trace --compare --json -o "$OUT" -- "$FX/musl-dynamic-loop" 500000
+    [ "$status" -eq 0 ]
+    [ "$(q "r['compare']['possible']")" = True ]
+    [ "$(q "r['compare']['allocator']")" = mdalloc ]
+    [[ "$(q "r['compare']['library']")" == */alloc/musl/libmdalloc.so ]]
+    # both runs did the same work: 2 threads x 500000 malloc/free pairs (+ libc's own few)
+    [ "$(q "r['ops']['total'] >= 2000000")" = True ]
+    [ "$(q "abs(r['compare']['report']['ops']['total'] - r['ops']['total']) < 100")" = True ]
+    # time and memory, always
+    for m in wall_seconds cpu_seconds peak_rss_kb minor_faults memory_syscalls_per_op \
+        futex_waits_per_op futex_wait_seconds; do
+        [ "$(metric $m own)" != "" ]
+        [ "$(metric $m with)" != "" ]
+    done
+    # musl's global lock against per-thread heaps: a wide margin, not a benchmark
+    [ "$(q "[m for m in r['compare']['metrics'] if m['metric']=='cpu_seconds'][0]['ratio'] < 0.9")" = True ]
+    [ "$(q "[m for m in r['compare']['metrics'] if m['metric']=='futex_waits_per_op'][0]['ratio'] < 0.5")" = True ]
+}
+
+@test "--compare text: a side-by-side table with ratios" {
+    run "$T" trace --compare -o "$OUT" -- "$FX/musl-dynamic-loop" 100000
+    [ "$status" -eq 0 ]
+    grep -q "^compare: the program's allocator vs mdalloc" "$OUT"
+    grep -Eq "^wall time \(s\) +[0-9.e-]+ +[0-9.e-]+ +[0-9.]+x$" "$OUT"
+    grep -Eq "^peak RSS \(KiB\) +[0-9]+ +[0-9]+ +[0-9.]+x$" "$OUT"
+}
+
+@test "--compare-with preloads another allocator; a missing one is an error before any run" {
+    lib=$(ls /usr/lib/x86_64-linux-gnu/libmimalloc.so.2* | head -1)
+    run "$T" trace --compare-with "$lib" --json -o "$OUT" -- "$FX/glibc-dynamic"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['compare']['allocator']")" = "${lib##*/}" ]
+    [ "$(q "r['compare']['possible']")" = True ]
+    run "$T" trace --compare-with /nonexistent/libx.so -- /bin/echo ran
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"/nonexistent/libx.so: No such file or directory"* ]]
+    [[ "$output" != *ran* ]]
+}
+
+@test "--compare on a static musl program says why and prescribes patch" {
+    run "$T" trace --compare --json -o "$OUT" -- "$FX/musl-static"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['compare']['possible']")" = False ]
+    [[ "$(q "r['compare']['reason']")" == *"linked statically"* ]]
+    [[ "$(q "r['compare']['fix']")" == *"malloc-doctor patch -o ~/musl-mdalloc/libc.a"* ]]
+    [ "$(q "'report' in r['compare']")" = False ]
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bats
+# `malloc-doctor doctor`: inspect + trace + rules in one run.
+
+load common
+
+setup() {
+    common_setup
+}
+
+teardown() {
+    common_teardown
+}
+
+@test "doctor --help, and usage errors" {
+    run "$T" doctor --help
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"usage: malloc-doctor doctor"*"CMD"* ]]
+    [[ "$output" == *"--fail-on LEVEL"* ]]
+    run "$T" doctor
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"no command given"* ]]
+    run "$T" --help
+    [[ "$output" == *"doctor "*"inspect, trace and diagnose"* ]]
+}
+
+@test "a healthy glibc program: verdict healthy, the inspect entry and the key numbers" {
+    run "$T" doctor --json -o "$OUT" -- "$FX/glibc-dynamic"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['command']")" = doctor ]
+    [ "$(q "r['inspect']['active']['id']")" = glibc-ptmalloc ]
+    [ "$(q "r['inspect']['threads']")" = yes ]
+    [ "$(q "r['findings']")" = "[]" ]
+    [ "$(q "r['ops']['total'] >= 80000")" = True ]
+    [ "$(q "'leaks' in r")" = True ]
+    run "$T" doctor -o "$OUT" -- "$FX/glibc-dynamic"
+    grep -q "^verdict: healthy, no rule fired" "$OUT"
+    grep -q "malloc served by: glibc ptmalloc (high confidence)" "$OUT"
+    grep -Eq "^  allocator operations +8000[0-9] \(counted by probe\)" "$OUT"
+}
+
+@test "the seed-004 toy: an error with its evidence and fix, first in the report" {
+    run "$T" doctor -o "$OUT" -- "$FX/toy-driver"
+    [ "$status" -eq 0 ]
+    grep -q "^verdict: 1 error" "$OUT"
+    grep -q "^error MD004: size-class overflow" "$OUT"
+    grep -q "  fix: " "$OUT"
+    run "$T" doctor --fail-on error -o "$OUT" -- "$FX/toy-driver"
+    [ "$status" -eq 1 ]
+}
+
+@test "leaks are tracked by default and shown with the key numbers" {
+    run "$T" doctor -o "$OUT" -- "$FX/leaker"
+    [ "$status" -eq 0 ]
+    grep -Eq "^  never freed at exit +[0-9]+ blocks, [0-9]+ bytes" "$OUT"
+    run "$T" doctor --no-leaks --json -o "$OUT" -- "$FX/leaker"
+    [ "$(q "'leaks' in r")" = False ]
+}

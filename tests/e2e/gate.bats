@@ -1,0 +1,94 @@
+#!/usr/bin/env bats
+# The CI gate: --fail-on on inspect, trace and doctor, and --baseline/--max-regression on real
+# runs: an unchanged run passes, a deliberately regressed one fails with one line per regression.
+
+load common
+
+setup() {
+    common_setup
+}
+
+teardown() {
+    common_teardown
+}
+
+@test "inspect --fail-on: exit 1 at or above the level, 0 below it, 2 for a bad level" {
+    run "$T" inspect --fail-on warning "$FX/musl-static"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"1 finding at or above warning (--fail-on)"* ]]
+    run "$T" inspect --fail-on error "$FX/musl-static"
+    [ "$status" -eq 0 ]
+    run "$T" inspect --fail-on info "$FX/glibc-dynamic"
+    [ "$status" -eq 0 ]
+    run "$T" inspect --fail-on fatal "$FX/musl-static"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--fail-on needs info, warning or error, not 'fatal'"* ]]
+}
+
+@test "trace --fail-on error fails on the seed-004 toy's size-class overflow" {
+    run "$T" trace --fail-on error -o "$DIR/r.txt" -- "$FX/toy-driver"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"at or above error (--fail-on)"* ]]
+    grep -q "error MD004" "$DIR/r.txt"
+    run "$T" trace --fail-on error -o "$DIR/r.txt" -- "$FX/toy-driver-fixed"
+    [ "$status" -eq 0 ]
+}
+
+@test "--baseline: an unchanged run passes, a regressed run fails with one line per regression" {
+    # the baseline: the seed-004 program with its allocator fixed; the regression: the header bug
+    run "$T" trace --json -o "$DIR/base.json" -- "$FX/toy-driver-fixed"
+    [ "$status" -eq 0 ]
+    run "$T" trace --json --baseline "$DIR/base.json" -o "$DIR/same.json" \
+        -- "$FX/toy-driver-fixed"
+    [ "$status" -eq 0 ]
+    [ "$(qf "$DIR/same.json" "r['gate']['passed']")" = True ]
+    [ "$(qf "$DIR/same.json" "len(r['gate']['compared']) >= 3")" = True ]
+    run "$T" trace --baseline "$DIR/base.json" --max-regression 5 -o "$DIR/reg.txt" \
+        -- "$FX/toy-driver"
+    [ "$status" -eq 1 ]
+    regressions=$(grep -c "regression:" <<<"$output")
+    [ "$regressions" -ge 1 ]
+    [[ "$output" == *"regression: memory syscalls per 1000 ops "*" -> "*"limit 5%)"* ]]
+    grep -q "gate: against $DIR/base.json, at most +5% per metric: FAILED" "$DIR/reg.txt"
+}
+
+@test "--baseline with a doctor report, and the JSON gate lists each regression once" {
+    run "$T" doctor --json -o "$DIR/base.json" -- "$FX/toy-driver-fixed"
+    [ "$status" -eq 0 ]
+    run "$T" doctor --json --baseline "$DIR/base.json" -o "$DIR/reg.json" -- "$FX/toy-driver"
+    [ "$status" -eq 1 ]
+    [ "$(qf "$DIR/reg.json" "[x['metric'] for x in r['gate']['regressions']].count('memory_syscalls_per_op')")" = 1 ]
+    [ "$(qf "$DIR/reg.json" "r['gate']['passed']")" = False ]
+}
+
+@test "bad baselines are refused before the program runs" {
+    run "$T" trace --baseline "$DIR/missing.json" -- /bin/echo ran
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"$DIR/missing.json: No such file or directory"* ]]
+    [[ "$output" != *ran* ]]
+    echo '{"schema": "malloc-doctor/1", "command": "inspect", "files": []}' >"$DIR/inspect.json"
+    run "$T" trace --baseline "$DIR/inspect.json" -- /bin/echo ran
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"inspect.json: not a malloc-doctor trace report"* ]]
+    printf '{"schema": "malloc-doctor/1", "comm' >"$DIR/cut.json"
+    run "$T" trace --baseline "$DIR/cut.json" -- /bin/echo ran
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"cut.json: not JSON"* ]]
+    run "$T" trace --max-regression 5 -- /bin/echo ran
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--max-regression needs --baseline FILE"* ]]
+    run "$T" trace --baseline "$DIR/cut.json" --max-regression -3 -- /bin/echo ran
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--max-regression needs a percentage"* ]]
+}
+
+@test "-o replaces the report file only when the report is complete" {
+    echo previous >"$DIR/report.txt"
+    run "$T" trace --baseline "$DIR/missing.json" -o "$DIR/report.txt" -- /bin/true
+    [ "$status" -eq 2 ]
+    [ "$(cat "$DIR/report.txt")" = previous ]
+    run "$T" trace -o "$DIR/report.txt" -- /bin/true
+    [ "$status" -eq 0 ]
+    grep -q "^trace: /bin/true" "$DIR/report.txt"
+    [ -z "$(ls "$DIR" | grep 'report.txt.')" ]
+}

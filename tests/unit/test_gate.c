@@ -1,0 +1,144 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// The CI gate's arithmetic on hand-made reports: percent limit, noise floors, metrics missing in
+// one report, zero baselines, and the baseline reader's refusals.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "lib/gate.h"
+#include "rules/rules.h"
+
+// A trace report with the gated numbers: RSS, memory syscalls and futex waits over 100000 ops,
+// futex share and CPU share (with enough samples to count).
+static cJSON *report(double rss_kb, double mmaps, double waits, double futex_share,
+                     double cpu_share)
+{
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"schema\":\"malloc-doctor/1\",\"command\":\"trace\","
+             "\"run\":{\"max_rss_kb\":%g},\"ops\":{\"total\":100000,\"source\":\"probe\"},"
+             "\"syscalls\":[{\"name\":\"mmap\",\"count\":%g},{\"name\":\"futex\",\"count\":99}],"
+             "\"futex\":{\"waits\":%g,\"wait_share_of_wall\":%g},"
+             "\"cpu\":{\"sampled\":true,\"samples\":500,\"allocator_share\":%g}}",
+             rss_kb, mmaps, waits, futex_share, cpu_share);
+    cJSON *r = cJSON_Parse(json);
+    assert_non_null(r);
+    return r;
+}
+
+// Runs the gate; returns the regressed metric keys, space-separated.
+static const char *regressions(cJSON *before, cJSON *after, double pct)
+{
+    static char keys[256];
+    int n = md_gate_check(before, "base.json", pct, after);
+    const cJSON *gate = cJSON_GetObjectItem(after, "gate"), *r;
+    keys[0] = 0;
+    cJSON_ArrayForEach(r, cJSON_GetObjectItem(gate, "regressions"))
+    {
+        strcat(keys, keys[0] ? " " : "");
+        strcat(keys, cJSON_GetObjectItem(r, "metric")->valuestring);
+    }
+    assert_int_equal(n, cJSON_GetArraySize(cJSON_GetObjectItem(gate, "regressions")));
+    assert_int_equal(cJSON_IsTrue(cJSON_GetObjectItem(gate, "passed")), n == 0);
+    cJSON_Delete(before);
+    cJSON_Delete(after);
+    return keys;
+}
+
+static void unchanged_passes(void **state)
+{
+    (void)state;
+    assert_string_equal(
+        regressions(report(4096, 500, 10, 0.1, 0.2), report(4096, 500, 10, 0.1, 0.2), 10), "");
+}
+
+static void growth_over_the_limit_fails_each_metric(void **state)
+{
+    (void)state;
+    assert_string_equal(
+        regressions(report(40960, 500, 1000, 0.1, 0.2), report(81920, 1000, 2000, 0.3, 0.5), 10),
+        "peak_rss_kb memory_syscalls_per_op futex_waits_per_op futex_wait_share "
+        "allocator_cpu_share");
+}
+
+static void growth_within_the_limit_passes(void **state)
+{
+    (void)state;
+    // +9% everywhere against a 10% limit
+    assert_string_equal(regressions(report(40960, 1000, 1000, 0.5, 0.5),
+                                    report(44646, 1090, 1090, 0.545, 0.545), 10),
+                        "");
+}
+
+static void changes_under_the_noise_floor_pass(void **state)
+{
+    (void)state;
+    // 0 -> 50 mmaps is +inf% but 0.5 per 1000 ops; RSS +1 MiB is +100% of 1 MiB but noise
+    assert_string_equal(
+        regressions(report(1024, 0, 0, 0, 0.01), report(2048, 50, 50, 0.04, 0.02), 10), "");
+    // over the floor from a zero baseline: a regression whatever the percentage
+    assert_string_equal(regressions(report(1024, 0, 0, 0, 0), report(1024, 200, 0, 0, 0), 1e6),
+                        "memory_syscalls_per_op");
+}
+
+static void metrics_missing_in_one_report_are_not_compared(void **state)
+{
+    (void)state;
+    cJSON *before = report(4096, 500, 10, 0.1, 0.2), *after = report(4096, 500, 10, 0.1, 0.9);
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(after, "cpu"), "samples",
+                              cJSON_CreateNumber(10)); // too few samples to count
+    cJSON_DeleteItemFromObject(after, "ops");          // no op count: nothing per op
+    assert_string_equal(regressions(before, after, 10), "");
+}
+
+static void reader_refuses_what_is_not_a_trace_report(void **state)
+{
+    (void)state;
+    struct md_error err;
+    cJSON *r = NULL;
+    const char *cut = "{\"schema\":\"malloc-doctor/1\",\"comm";
+    assert_int_equal(md_baseline_parse(cut, strlen(cut), "cut.json", &r, &err), -1);
+    assert_non_null(strstr(err.msg, "cut.json: not JSON"));
+    const char *inspect = "{\"schema\":\"malloc-doctor/1\",\"command\":\"inspect\"}";
+    assert_int_equal(md_baseline_parse(inspect, strlen(inspect), "i.json", &r, &err), -1);
+    assert_non_null(strstr(err.msg, "i.json: not a malloc-doctor trace report"));
+    const char *list = "[1,2]";
+    assert_int_equal(md_baseline_parse(list, strlen(list), "l.json", &r, &err), -1);
+    const char *ok = "{\"schema\":\"malloc-doctor/1\",\"command\":\"doctor\"}";
+    assert_int_equal(md_baseline_parse(ok, strlen(ok), "ok.json", &r, &err), 0);
+    cJSON_Delete(r);
+    // not NUL-terminated: the reader must stop at len
+    char unterminated[] = {'{', '}', 'x'};
+    assert_int_equal(md_baseline_parse(unterminated, 2, "u.json", &r, &err), -1);
+}
+
+static void findings_are_counted_by_severity_in_files_and_top_level(void **state)
+{
+    (void)state;
+    cJSON *r = cJSON_Parse("{\"findings\":[{\"severity\":\"warning\"}],"
+                           "\"files\":[{\"findings\":[{\"severity\":\"error\"},"
+                           "{\"severity\":\"info\"}]},{}]}");
+    assert_int_equal(md_report_findings_at_least(r, MD_SEV_INFO), 3);
+    assert_int_equal(md_report_findings_at_least(r, MD_SEV_WARNING), 2);
+    assert_int_equal(md_report_findings_at_least(r, MD_SEV_ERROR), 1);
+    cJSON_Delete(r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(unchanged_passes),
+        cmocka_unit_test(growth_over_the_limit_fails_each_metric),
+        cmocka_unit_test(growth_within_the_limit_passes),
+        cmocka_unit_test(changes_under_the_noise_floor_pass),
+        cmocka_unit_test(metrics_missing_in_one_report_are_not_compared),
+        cmocka_unit_test(reader_refuses_what_is_not_a_trace_report),
+        cmocka_unit_test(findings_are_counted_by_severity_in_files_and_top_level),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
