@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // malloc-doctor trace: option parsing and rendering; the work is lib/trace.c.
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,8 @@ enum {
     OPT_STACKS,
     OPT_LEAKS,
     OPT_LEAK_MIN,
-    OPT_FOLDED
+    OPT_FOLDED,
+    OPT_TIMEOUT
 };
 
 static const struct md_opt options[] = {
@@ -33,7 +35,10 @@ static const struct md_opt options[] = {
     {"sample-hz", OPT_SAMPLE_HZ, "N",
      "CPU samples per second for the allocator's CPU share (0: off)"},
     {"precise", OPT_PRECISE, NULL, "time every allocator call (exact windows, more overhead)"},
-    {"propagate-exit", OPT_PROPAGATE, NULL, "exit with the program's status (128+N for signal N)"},
+    {"timeout", OPT_TIMEOUT, "SECONDS",
+     "end CMD and all it started after SECONDS (SIGTERM, then SIGKILL); still report"},
+    {"propagate-exit", OPT_PROPAGATE, NULL,
+     "exit with the program's status (128+N for signal N, 124 when timed out)"},
     {"probe-dir", OPT_PROBE_DIR, "DIR", "where the probe's glibc/ and musl/ builds are"},
     {"help", MD_OPT_HELP, NULL, "show this help"},
     {"version", MD_OPT_VERSION, NULL, "show the version"},
@@ -42,6 +47,10 @@ static const struct md_opt options[] = {
 
 // Prime, so sampling does not beat in step with periodic work in the program.
 #define MD_DEFAULT_SAMPLE_HZ 997
+// A year: anything longer is a typo, and the deadline arithmetic stays far from overflow.
+#define MD_MAX_TIMEOUT_SECONDS 31536000.0
+// --propagate-exit after --timeout ended the run, as timeout(1) does.
+#define MD_EXIT_TIMED_OUT 124
 
 struct trace_args {
     struct md_trace_options opt;
@@ -79,6 +88,10 @@ static void print_header(const cJSON *r)
            "%.0f major\n",
            num(run, "wall_seconds"), num(run, "user_seconds"), num(run, "sys_seconds"),
            num(run, "max_rss_kb") / 1024, num(run, "minor_faults"), num(run, "major_faults"));
+    if (md_json_get_bool(run, "timed_out"))
+        printf("TIMED OUT after %g s: every process of the program was stopped (SIGTERM, then "
+               "SIGKILL); the counts cover the run until then\n",
+               num(run, "timeout_seconds"));
 }
 
 static void print_ops(const cJSON *r)
@@ -237,6 +250,28 @@ static bool parse_number(const struct md_command *cmd, const char *option, const
             (*exit_code = md_cli_usage_error(cmd, "%s: at most 100000", option), false));
 }
 
+// Seconds as a decimal number greater than zero ("2", "0.5").
+static bool parse_seconds(const struct md_command *cmd, const char *option, const char *arg,
+                          double *out, int *exit_code)
+{
+    char *end;
+    errno = 0;
+    *out = strtod(arg, &end);
+    bool decimal = *arg && strspn(arg, "0123456789.") == strlen(arg);
+    if (!decimal || *end || errno || !isfinite(*out) || *out <= 0) {
+        *exit_code = md_cli_usage_error(
+            cmd, "%s needs a number of seconds greater than 0 (e.g. 2 or 0.5), not '%s'", option,
+            arg);
+        return false;
+    }
+    if (*out > MD_MAX_TIMEOUT_SECONDS) {
+        *exit_code =
+            md_cli_usage_error(cmd, "%s: at most %.0f seconds", option, MD_MAX_TIMEOUT_SECONDS);
+        return false;
+    }
+    return true;
+}
+
 static bool parse(const struct md_command *cmd, int argc, char **argv, struct trace_args *a,
                   int *exit_code)
 {
@@ -284,6 +319,10 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct tr
             if (!parse_count(cmd, "--ops", arg, &a->opt.ops, exit_code))
                 return false;
             break;
+        case OPT_TIMEOUT:
+            if (!parse_seconds(cmd, "--timeout", arg, &a->opt.timeout_seconds, exit_code))
+                return false;
+            break;
         default:
             return md_cli_stop(cmd, key, exit_code);
         }
@@ -302,6 +341,8 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct tr
 
 static int program_status(const struct md_run_result *run)
 {
+    if (run->timed_out)
+        return MD_EXIT_TIMED_OUT;
     return run->exited ? run->exit_code : 128 + run->signal;
 }
 
@@ -337,13 +378,14 @@ const struct md_command md_cmd_trace = {
     .name = "trace",
     .summary = "run a program and measure what its allocator costs (syscalls per operation)",
     .synopsis = "[--json] [-o FILE] [--stacks [--folded FILE]] [--leaks [--leak-min BYTES]]\n"
-                "       [--ops N] [--propagate-exit] [--] CMD [ARGS...]",
+                "       [--ops N] [--timeout SECONDS] [--propagate-exit] [--] CMD [ARGS...]",
     .description =
         "Runs CMD under strace (memory and futex syscalls only) with a preloaded probe that\n"
         "counts every malloc, free, calloc, realloc and aligned allocation, and reports the\n"
         "syscalls per allocator operation, futex blocking, mmap lengths, the request-size\n"
         "histogram and which request sizes made the syscalls. CMD's stdin, stdout and stderr\n"
-        "are untouched; the report follows on stdout after CMD ends.",
+        "are untouched; the report follows on stdout after CMD and every process it started\n"
+        "(daemons included) have ended, or after --timeout stopped them all.",
     .options = options,
     .options_end_at_operand = true,
     .run = run,

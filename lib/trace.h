@@ -17,6 +17,7 @@ struct md_trace_options {
     uint64_t leak_min_bytes; // --leaks: report stacks that leaked at least this much
     const char *folded;      // --folded FILE: allocation stacks in flame-graph format
     unsigned sample_hz;      // CPU samples per second for the allocator's CPU share; 0: none
+    double timeout_seconds;  // --timeout: then the whole process tree is stopped; 0: none
 };
 
 // Runs the program and fills report ("target", "mode", "run", and the statistics of
