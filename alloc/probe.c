@@ -54,6 +54,7 @@ static struct {
     pid_t pid;
     bool rseq;                           // slow calls are found by the rseq mark (see mark_begin)
     bool inactive;                       // no probe file: only forward calls
+    bool header_only;                    // only the header and slot 0 are mapped (attach_shared)
     struct md_probe_slot *overflow_slot; // shared by threads that found no slot (atomic adds)
     uint64_t threshold;
     size_t boot_used;
@@ -457,10 +458,18 @@ static void attach_shared(void)
         return;
     }
     void *map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    // A process started under a tight RLIMIT_AS has no room for the whole file (tens of MB of
+    // address space). Then it maps only the header and slot 0, the overflow slot that follows
+    // it, and counts every call there exactly; its slow calls are counted as dropped.
+    const size_t header_only = sizeof(struct md_probe_header) + sizeof(struct md_probe_slot);
+    if (map == MAP_FAILED && (size_t)st.st_size >= header_only) {
+        map = mmap(NULL, header_only, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        probe.header_only = map != MAP_FAILED;
+    }
     close(fd);
     struct md_probe_header *h = map;
     if (map == MAP_FAILED || h->magic != MD_PROBE_MAGIC || h->version != MD_PROBE_VERSION ||
-        (size_t)st.st_size < md_probe_file_size(h))
+        (!probe.header_only && (size_t)st.st_size < md_probe_file_size(h)))
         return;
     atomic_fetch_add(&h->processes, 1);
     probe.threshold = h->slow_threshold_ticks;
@@ -470,6 +479,8 @@ static void attach_shared(void)
     probe.rseq = !(h->flags & MD_PROBE_PRECISE) && rseq_mark_works();
     atomic_fetch_or(&h->method, probe.rseq ? MD_METHOD_RSEQ : MD_METHOD_TICKS);
     probe.shared = h;
+    if (probe.header_only) // stacks and live blocks live in the part that is not mapped
+        return;
     if (h->flags & (MD_PROBE_WANT_STACKS | MD_PROBE_WANT_LEAKS))
         record_objects();
     probe.flags =
@@ -506,7 +517,8 @@ static struct md_probe_slot *claim_slot(void)
 {
     struct md_probe_header *h = probe.shared;
     struct md_probe_slot *slots = md_probe_slots(h);
-    for (uint32_t i = atomic_load(&h->slots_used) + 1; i < h->slot_count; i++) {
+    for (uint32_t i = atomic_load(&h->slots_used) + 1; i < h->slot_count && !probe.header_only;
+         i++) {
         uint32_t free_state = 0;
         if (atomic_compare_exchange_strong(&slots[i].claimed, &free_state, 1)) {
             slots[i].pid = (int32_t)getpid();
@@ -534,7 +546,7 @@ static void log_slow(struct md_probe_slot *s, enum md_probe_op op, uint64_t size
                      uint64_t start_realtime_ns, uint64_t end_realtime_ns, uint32_t stack)
 {
     struct md_probe_header *h = probe.shared;
-    uint64_t at = atomic_fetch_add(&h->slow_used, 1);
+    uint64_t at = probe.header_only ? h->slow_max : atomic_fetch_add(&h->slow_used, 1);
     if (at >= h->slow_max) {
         __atomic_fetch_add(&s->slow_dropped, 1, __ATOMIC_RELAXED);
         return;

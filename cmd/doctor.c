@@ -142,9 +142,10 @@ static int run(const struct md_command *cmd, int argc, char **argv)
 const struct md_command md_cmd_doctor = {
     .name = "doctor",
     .summary = "inspect, trace and diagnose a program in one run: the report to read first",
-    .synopsis = "[--json] [-o FILE] [--compare | --compare-with LIB] [--leak-min BYTES]\n"
-                "       [--fail-on LEVEL] [--baseline FILE [--max-regression PCT]] [--] CMD "
-                "[ARGS...]",
+    .synopsis =
+        "[--json] [-o FILE] [--compare | --compare-with LIB] [--leak-min BYTES]\n"
+        "       [--fail-on LEVEL] [--baseline FILE [--max-regression PCT]] [--timeout SECONDS]\n"
+        "       [--] CMD [ARGS...]",
     .description =
         "Inspects CMD's binary (which allocator serves malloc, threads), runs it once under\n"
         "trace with leak tracking, and applies every diagnosis rule to both: a verdict, each\n"

@@ -104,14 +104,15 @@ const struct md_command md_cmd_trace = {
     .summary = "run a program and measure what its allocator costs (syscalls per operation)",
     .synopsis = "[--json] [-o FILE] [--stacks [--folded FILE]] [--leaks [--leak-min BYTES]]\n"
                 "       [--compare | --compare-with LIB] [--fail-on LEVEL]\n"
-                "       [--baseline FILE [--max-regression PCT]] [--ops N] [--propagate-exit]\n"
-                "       [--] CMD [ARGS...]",
+                "       [--baseline FILE [--max-regression PCT]] [--ops N] [--timeout SECONDS]\n"
+                "       [--propagate-exit] [--] CMD [ARGS...]",
     .description =
         "Runs CMD under strace (memory and futex syscalls only) with a preloaded probe that\n"
         "counts every malloc, free, calloc, realloc and aligned allocation, and reports the\n"
         "syscalls per allocator operation, futex blocking, mmap lengths, the request-size\n"
         "histogram and which request sizes made the syscalls. CMD's stdin, stdout and stderr\n"
-        "are untouched; the report follows on stdout after CMD ends. --compare runs CMD a\n"
+        "are untouched; the report follows on stdout after CMD and every process it started\n"
+        "(daemons included) have ended, or after --timeout stopped them all. --compare runs CMD a\n"
         "second time with mdalloc preloaded and shows both runs side by side. Exit status 1\n"
         "when --fail-on or --baseline fails; with --propagate-exit, CMD's status wins when it\n"
         "is not 0.",

@@ -1,15 +1,48 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // What `trace` and `doctor` share: the run with --compare and the gate, and text rendering.
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cmd/trace_cli.h"
 #include "lib/compare.h"
 #include "lib/report.h"
 
+// A year: anything longer is a typo, and the deadline arithmetic stays far from overflow.
+#define MD_MAX_TIMEOUT_SECONDS 31536000.0
+// --propagate-exit after --timeout ended the run, as timeout(1) does.
+#define MD_EXIT_TIMED_OUT 124
+
 // The status --propagate-exit passes on: the exit code, or 128+N for signal N (as shells do).
 static int program_status(const struct md_run_result *run)
 {
+    if (run->timed_out)
+        return MD_EXIT_TIMED_OUT;
     return run->exited ? run->exit_code : 128 + run->signal;
+}
+
+// Seconds as a decimal number greater than zero ("2", "0.5").
+static bool parse_seconds(const struct md_command *cmd, const char *option, const char *arg,
+                          double *out, int *exit_code)
+{
+    char *end;
+    errno = 0;
+    *out = strtod(arg, &end);
+    bool decimal = *arg && strspn(arg, "0123456789.") == strlen(arg);
+    if (!decimal || *end || errno || !isfinite(*out) || *out <= 0) {
+        *exit_code = md_cli_usage_error(
+            cmd, "%s needs a number of seconds greater than 0 (e.g. 2 or 0.5), not '%s'", option,
+            arg);
+        return false;
+    }
+    if (*out > MD_MAX_TIMEOUT_SECONDS) {
+        *exit_code =
+            md_cli_usage_error(cmd, "%s: at most %.0f seconds", option, MD_MAX_TIMEOUT_SECONDS);
+        return false;
+    }
+    return true;
 }
 
 void md_trace_cli_init(struct md_trace_cli *a)
@@ -47,6 +80,8 @@ int md_trace_cli_option(const struct md_command *cmd, int key, const char *arg,
         return md_cli_parse_u64(cmd, "--leak-min", arg, &a->opt.leak_min_bytes, false, exit_code)
                    ? 1
                    : -1;
+    case MD_TOPT_TIMEOUT:
+        return parse_seconds(cmd, "--timeout", arg, &a->opt.timeout_seconds, exit_code) ? 1 : -1;
     case MD_OPT_FAIL_ON:
     case MD_OPT_BASELINE:
     case MD_OPT_MAX_REGRESSION:
@@ -122,6 +157,10 @@ void md_render_trace_header(const cJSON *r)
            "%.0f major\n",
            num(run, "wall_seconds"), num(run, "user_seconds"), num(run, "sys_seconds"),
            num(run, "max_rss_kb") / 1024, num(run, "minor_faults"), num(run, "major_faults"));
+    if (md_json_get_bool(run, "timed_out"))
+        printf("TIMED OUT after %g s: every process of the program was stopped (SIGTERM, then "
+               "SIGKILL); the counts cover the run until then\n",
+               num(run, "timeout_seconds"));
 }
 
 static void print_ops(const cJSON *r)

@@ -25,6 +25,7 @@ enum {
     MD_TOPT_COMPARE,
     MD_TOPT_COMPARE_WITH,
     MD_TOPT_LEAK_MIN,
+    MD_TOPT_TIMEOUT,
     MD_TOPT_OWN
 };
 
@@ -39,8 +40,10 @@ enum {
         MD_OPT_FAIL_ON_ENTRY, MD_OPT_BASELINE_ENTRIES,                                             \
         {"ops", MD_TOPT_OPS, "N",                                                                  \
          "the number of allocator operations, when they cannot be counted"},                       \
+        {"timeout", MD_TOPT_TIMEOUT, "SECONDS",                                                    \
+         "end CMD and all it started after SECONDS (SIGTERM, then SIGKILL); still report"},        \
         {"propagate-exit", MD_TOPT_PROPAGATE, NULL,                                                \
-         "exit with CMD's status when it is not 0 (128+N for signal N)"},                          \
+         "exit with CMD's status when not 0 (128+N for signal N, 124 when timed out)"},            \
         {"probe-dir", MD_TOPT_PROBE_DIR, "DIR", "where the probe's glibc/ and musl/ builds are"},  \
         {"help", MD_OPT_HELP, NULL, "show this help"},                                             \
     {                                                                                              \

@@ -1,20 +1,29 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "lib/run.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MD_MAX_ARGS 4096
+// After the timeout: how long processes get to act on SIGTERM before SIGKILL, and how long the
+// tracer gets to see its tracees die (and finish its output file) before it is killed too.
+#define MD_TERM_GRACE_SECONDS 1.0
+#define MD_TRACER_GRACE_SECONDS 1.0
+// SIGKILL is sent again at this interval: a process forked while the tree was listed is missed.
+#define MD_KILL_REPEAT_SECONDS 0.1
 
 static const char *const strace_head[] = {
     "strace", "-D", "-f", "--seccomp-bpf",
@@ -70,6 +79,116 @@ static int build_argv(const struct md_run_spec *spec, const char **out, struct m
     return 0;
 }
 
+// --- can strace run here? --------------------------------------------------------------------
+
+// The first integer in a file, or -1.
+static int read_int_file(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    int v = -1;
+    if (f && fscanf(f, "%d", &v) != 1)
+        v = -1;
+    if (f)
+        fclose(f);
+    return v;
+}
+
+// The value of a "Name:\tvalue" line of /proc/PID/status, or -1.
+static long status_field(pid_t pid, const char *name)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    long v = -1;
+    size_t len = strlen(name);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, name, len) && line[len] == ':') {
+            v = strtol(line + len + 1, NULL, 10);
+            break;
+        }
+    if (f)
+        fclose(f);
+    return v;
+}
+
+// What stops ptrace here, as advice on what to allow.
+static const char *ptrace_advice(char *buf, size_t size)
+{
+    int scope = read_int_file("/proc/sys/kernel/yama/ptrace_scope");
+    if (scope == 3)
+        snprintf(buf, size,
+                 "kernel.yama.ptrace_scope is 3, which turns ptrace off until reboot; "
+                 "set it to 1 or lower at boot");
+    else if (scope == 2)
+        snprintf(buf, size,
+                 "kernel.yama.ptrace_scope is 2 (admin only): run as root or with "
+                 "CAP_SYS_PTRACE, or `sysctl kernel.yama.ptrace_scope=1`");
+    else if (status_field(getpid(), "Seccomp") == 2)
+        snprintf(buf, size,
+                 "a seccomp filter denies it (in a container: run it with "
+                 "--cap-add=SYS_PTRACE, or a seccomp profile that allows ptrace)");
+    else
+        snprintf(buf, size,
+                 "allow ptrace for this user (CAP_SYS_PTRACE; in a container: "
+                 "--cap-add=SYS_PTRACE; check kernel.yama.ptrace_scope and LSM policies)");
+    return buf;
+}
+
+// Tries what strace -D will do: the tracee allows any tracer (PR_SET_PTRACER, as strace does)
+// and a process it forked seizes it. Same capabilities, seccomp filter and yama rules as strace,
+// so a refusal is found before the program runs (strace would run it untraced and say so only
+// on the terminal). Returns 0, or the errno of PTRACE_SEIZE.
+static int ptrace_refusal(void)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC))
+        return 0; // cannot tell: let strace try
+    pid_t tracee = fork();
+    if (tracee < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return 0;
+    }
+    if (tracee == 0) {
+        close(fds[0]);
+        prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0); // EINVAL without yama: harmless
+        pid_t self = getpid(), tracer = fork();
+        if (tracer == 0) {
+            int code = ptrace(PTRACE_SEIZE, self, NULL, NULL) ? errno : 0;
+            ssize_t w = write(fds[1], &code, sizeof code);
+            _exit(w == (ssize_t)sizeof code ? 0 : 1); // exiting detaches
+        }
+        int status;
+        if (tracer > 0)
+            waitpid(tracer, &status, 0);
+        _exit(0);
+    }
+    close(fds[1]);
+    int code = 0;
+    if (read(fds[0], &code, sizeof code) != (ssize_t)sizeof code)
+        code = 0;
+    close(fds[0]);
+    int status;
+    waitpid(tracee, &status, 0);
+    return code;
+}
+
+static int check_tracer(struct md_error *err)
+{
+    char path[PATH_MAX], advice[256];
+    if (md_find_program("strace", path, sizeof path, err))
+        return md_fail(err, "strace: not found; install it (apt-get install strace)");
+    int refused = ptrace_refusal();
+    if (refused)
+        return md_fail(err,
+                       "ptrace is not permitted here (PTRACE_SEIZE: %s), and trace needs it to "
+                       "run strace: %s",
+                       strerror(refused), ptrace_advice(advice, sizeof advice));
+    return 0;
+}
+
+// --- running and reaping ------------------------------------------------------------------
+
 static void child(const struct md_run_spec *spec, const char **argv, int report_fd)
 {
     if (spec->before_start)
@@ -107,17 +226,219 @@ static int start_stopped_child(const struct md_run_spec *spec, pid_t pid, struct
     return 0;
 }
 
-// Reaps every child (the program, the detached tracer, orphans) until none is left.
-static void wait_all(pid_t pid, struct md_run_result *res)
+// --- the timeout: stopping the whole process tree -------------------------------------------
+
+struct proc_entry {
+    pid_t pid, ppid, pgid;
+    bool mine;   // a descendant of this process
+    bool tracer; // traces another descendant (strace): ended last
+};
+
+// Parent and process group of one /proc entry; false when it is gone or not a process.
+static bool read_proc_entry(const char *name, struct proc_entry *e)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%s/stat", name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = 0;
+    char *end = strrchr(buf, ')'); // the command name may hold spaces and parentheses
+    int ppid, pgid;
+    char state;
+    if (!end || sscanf(end + 1, " %c %d %d", &state, &ppid, &pgid) != 3)
+        return false;
+    *e = (struct proc_entry){.pid = (pid_t)atoi(name), .ppid = ppid, .pgid = pgid};
+    return true;
+}
+
+// Every process in /proc, *count entries. NULL when /proc cannot be read.
+static struct proc_entry *scan_processes(size_t *count)
+{
+    DIR *d = opendir("/proc");
+    struct proc_entry *all = NULL;
+    size_t n = 0, cap = 0;
+    for (struct dirent *de; d && (de = readdir(d));) {
+        if (de->d_name[0] < '0' || de->d_name[0] > '9')
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 1024;
+            struct proc_entry *grown = realloc(all, cap * sizeof *grown);
+            if (!grown)
+                break;
+            all = grown;
+        }
+        n += read_proc_entry(de->d_name, &all[n]);
+    }
+    if (d)
+        closedir(d);
+    *count = n;
+    return all;
+}
+
+static int by_pid(const void *a, const void *b)
+{
+    pid_t x = ((const struct proc_entry *)a)->pid, y = ((const struct proc_entry *)b)->pid;
+    return (x > y) - (x < y);
+}
+
+static struct proc_entry *find_proc(struct proc_entry *all, size_t n, pid_t pid)
+{
+    struct proc_entry key = {.pid = pid};
+    return bsearch(&key, all, n, sizeof *all, by_pid);
+}
+
+// Marks this process's descendants. As a child subreaper we adopt every orphan, so a daemon
+// that double-forked into its own session is still in our tree.
+static void mark_tree(struct proc_entry *all, size_t n)
+{
+    qsort(all, n, sizeof *all, by_pid);
+    pid_t self = getpid();
+    for (bool grew = true; grew;) {
+        grew = false;
+        for (size_t i = 0; i < n; i++) {
+            if (all[i].mine)
+                continue;
+            struct proc_entry *parent = find_proc(all, n, all[i].ppid);
+            if (all[i].ppid == self || (parent && parent->mine))
+                grew = all[i].mine = true;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        long tracer = all[i].mine ? status_field(all[i].pid, "TracerPid") : 0;
+        struct proc_entry *t = tracer > 0 ? find_proc(all, n, (pid_t)tracer) : NULL;
+        if (t && t->mine)
+            t->tracer = true;
+    }
+}
+
+// Sends sig to every descendant, and to each process group one of them leads (a process forked
+// while /proc was read is still in its group); tracers only with_tracers.
+static void signal_tree(int sig, bool with_tracers)
+{
+    size_t n;
+    struct proc_entry *all = scan_processes(&n);
+    if (!all)
+        return;
+    mark_tree(all, n);
+    pid_t own_group = getpgrp();
+    for (size_t i = 0; i < n; i++) {
+        if (!all[i].mine || (all[i].tracer && !with_tracers))
+            continue;
+        kill(all[i].pid, sig);
+        if (all[i].pgid == all[i].pid && all[i].pgid != own_group)
+            kill(-all[i].pgid, sig);
+    }
+    free(all);
+}
+
+// The timeout runs in a thread of its own while the run's thread reaps. Both hold the lock while
+// they work, so a pid that was listed is not reaped (and reused) before it is signalled.
+struct watchdog {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    bool done; // every process has been reaped
+    bool timed_out;
+    struct timespec deadline;
+    pthread_t thread;
+    bool running;
+};
+
+static struct timespec monotonic_after(double seconds)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double whole = (double)(long long)seconds;
+    ts.tv_sec += (time_t)whole;
+    ts.tv_nsec += (long)((seconds - whole) * 1e9);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+// Sleeps until the deadline with the lock held; false when the run ended first.
+static bool sleep_until(struct watchdog *w, struct timespec deadline)
+{
+    while (!w->done)
+        if (pthread_cond_timedwait(&w->wake, &w->lock, &deadline) == ETIMEDOUT)
+            return !w->done;
+    return false;
+}
+
+// SIGTERM to the tree, SIGKILL after the grace period, repeated until every process is reaped;
+// the tracer is spared for a while so that it records its tracees' deaths.
+static void end_tree(struct watchdog *w)
+{
+    signal_tree(SIGTERM, false);
+    signal_tree(SIGCONT, false); // a stopped process acts on SIGTERM only once continued
+    double tracers_at = now_seconds() + MD_TERM_GRACE_SECONDS + MD_TRACER_GRACE_SECONDS;
+    for (bool go = sleep_until(w, monotonic_after(MD_TERM_GRACE_SECONDS)); go;
+         go = sleep_until(w, monotonic_after(MD_KILL_REPEAT_SECONDS)))
+        signal_tree(SIGKILL, now_seconds() >= tracers_at);
+}
+
+static void *watchdog_main(void *arg)
+{
+    struct watchdog *w = arg;
+    pthread_mutex_lock(&w->lock);
+    if (sleep_until(w, w->deadline)) {
+        w->timed_out = true;
+        end_tree(w);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+static void watchdog_start(struct watchdog *w, double seconds)
+{
+    memset(w, 0, sizeof *w);
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->wake, &attr);
+    pthread_condattr_destroy(&attr);
+    if (seconds <= 0)
+        return;
+    w->deadline = monotonic_after(seconds);
+    w->running = !pthread_create(&w->thread, NULL, watchdog_main, w);
+}
+
+static void watchdog_stop(struct watchdog *w)
+{
+    pthread_mutex_lock(&w->lock);
+    w->done = true;
+    pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->lock);
+    if (w->running)
+        pthread_join(w->thread, NULL);
+    pthread_cond_destroy(&w->wake);
+    pthread_mutex_destroy(&w->lock);
+}
+
+// Reaps every child (the program, the detached tracer, orphans) until none is left. waitid with
+// WNOWAIT finds an exited child without reaping it; it is then reaped under the lock.
+static void wait_all(pid_t pid, struct md_run_result *res, struct watchdog *w)
 {
     for (;;) {
+        siginfo_t info;
+        memset(&info, 0, sizeof info);
+        if (waitid(P_ALL, 0, &info, WEXITED | WNOWAIT | __WALL)) {
+            if (errno == EINTR)
+                continue;
+            return; // ECHILD: no process left
+        }
         int status;
         struct rusage ru;
-        pid_t got = wait4(-1, &status, 0, &ru);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0)
-            return;
+        pthread_mutex_lock(&w->lock);
+        pid_t got = wait4(info.si_pid, &status, __WALL, &ru);
+        pthread_mutex_unlock(&w->lock);
         if (got != pid || WIFSTOPPED(status) || WIFCONTINUED(status))
             continue;
         res->usage = ru;
@@ -131,7 +452,7 @@ int md_run(const struct md_run_spec *spec, struct md_run_result *res, struct md_
 {
     const char *argv[MD_MAX_ARGS];
     memset(res, 0, sizeof *res);
-    if (build_argv(spec, argv, err))
+    if (build_argv(spec, argv, err) || (spec->strace_out && check_tracer(err)))
         return -1;
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC))
@@ -152,7 +473,11 @@ int md_run(const struct md_run_spec *spec, struct md_run_result *res, struct md_
     int code = 0;
     ssize_t got = read(pipefd[0], &code, sizeof code); // EOF once exec succeeded
     close(pipefd[0]);
-    wait_all(pid, res);
+    struct watchdog w;
+    watchdog_start(&w, spec->timeout_seconds);
+    wait_all(pid, res, &w);
+    watchdog_stop(&w);
+    res->timed_out = w.timed_out;
     res->wall_seconds = now_seconds() - start;
     if (got == (ssize_t)sizeof code)
         return code == ENOENT && spec->strace_out

@@ -3,7 +3,9 @@
 //
 // strace runs with -D (as a detached grandchild), so the program itself is our direct child:
 // wait4 gives its exit status and its exact rusage, not strace's. The tool becomes a child
-// subreaper so the detached tracer (and any orphan of the program) is reaped here too.
+// subreaper so the detached tracer (and any orphan of the program) is reaped here too, and so
+// every process the program leaves behind, in whatever session, is still a descendant to stop
+// when a timeout ends the run.
 #ifndef MD_RUN_H
 #define MD_RUN_H
 
@@ -21,6 +23,9 @@ struct md_run_spec {
     // perf events, which then follow it across exec); a non-zero return aborts the run.
     int (*before_start)(pid_t pid, void *ctx, struct md_error *err);
     void *ctx;
+    // Seconds until the whole process tree is stopped: SIGTERM, SIGKILL after a grace period,
+    // the tracer last. 0: wait as long as the program and its descendants run.
+    double timeout_seconds;
 };
 
 struct md_run_result {
@@ -30,12 +35,15 @@ struct md_run_result {
     int signal;          // killed by this signal, else 0
     struct rusage usage; // the program and the children it waited for
     double wall_seconds;
+    bool timed_out; // the timeout ended the run: every process left was signalled
 };
 
 // Finds prog in PATH (or checks it when it contains a '/'); fills path.
 int md_find_program(const char *prog, char *path, size_t size, struct md_error *err);
 
-// Runs the program and waits until it and every process left behind have exited.
+// Runs the program and waits until it and every process left behind have exited (or, with a
+// timeout, have been killed). With strace, first checks that strace exists and that ptrace is
+// permitted here, and says what to install or allow when not.
 int md_run(const struct md_run_spec *spec, struct md_run_result *res, struct md_error *err);
 
 #endif

@@ -107,10 +107,15 @@ static void add_target(cJSON *report, const struct target *t, const struct md_tr
         cJSON_AddItemToObject(report, "inspect", cJSON_Duplicate(t->inspect, 1));
 }
 
-static void add_run(cJSON *report, const struct md_run_result *r, const struct md_strace_log *log,
-                    const struct md_probe_file *pf)
+static void add_run(cJSON *report, const struct md_run_result *r, double timeout,
+                    const struct md_strace_log *log, const struct md_probe_file *pf)
 {
     cJSON *o = cJSON_AddObjectToObject(report, "run");
+    cJSON_AddBoolToObject(o, "timed_out", r->timed_out);
+    if (timeout > 0)
+        cJSON_AddNumberToObject(o, "timeout_seconds", timeout);
+    else
+        cJSON_AddNullToObject(o, "timeout_seconds");
     if (r->exited)
         cJSON_AddNumberToObject(o, "exit_code", r->exit_code);
     else
@@ -228,7 +233,8 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
                                .strace_out = s->strace_out,
                                .cmd_env = preload ? env : NULL,
                                .before_start = md_trace_perf_start,
-                               .ctx = &s->perf};
+                               .ctx = &s->perf,
+                               .timeout_seconds = opt->timeout_seconds};
     if (md_run(&spec, run, err))
         return -1;
     if (preload)
@@ -239,7 +245,7 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
         return md_fail(err, "strace recorded nothing: is ptrace permitted here? (see "
                             "/proc/sys/kernel/yama/ptrace_scope and seccomp policies)");
     add_target(report, &s->target, opt);
-    add_run(report, run, &s->log, preload ? &s->probe : NULL);
+    add_run(report, run, opt->timeout_seconds, &s->log, preload ? &s->probe : NULL);
     struct md_trace_input in = {.log = &s->log,
                                 .probe = preload ? &s->probe : NULL,
                                 .ops_source = preload ? "probe" : NULL,

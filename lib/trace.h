@@ -20,6 +20,7 @@ struct md_trace_options {
     // An allocator library preloaded after the probe (the probe forwards to it): --compare.
     const char *preload_allocator;
     bool include_inspect; // add the program's whole inspect entry as "inspect" (doctor)
+    double timeout_seconds;  // --timeout: then the whole process tree is stopped; 0: none
 };
 
 // The directory of the running tool: its probe and allocator builds are found from here.

@@ -1,0 +1,204 @@
+#!/usr/bin/env bats
+# Hostile targets for `malloc-doctor trace` (issue 7): programs that start hundreds of threads or
+# processes, close every descriptor, daemonize, ignore SIGTERM, flood stdout or run out of address
+# space, and an environment that denies ptrace. Each fixture knows its own allocation counts;
+# the report must match them exactly, and the tool must never hang (`timeout 60` turns a hang
+# into a failure).
+
+setup() {
+    cd "${MD_ROOT:-$BATS_TEST_DIRNAME/../..}"
+    T=${MD_TOOL:-build/malloc-doctor}
+    H=build/fixtures/hostile
+    OUT=$(mktemp)
+    PIDS=$(mktemp -u)
+}
+
+teardown() {
+    # a test that failed half-way must not leave its targets running; a pid is killed only while
+    # it is still one of our fixtures (pids are reused)
+    local pid
+    if [ -f "$PIDS" ]; then
+        while read -r pid; do
+            [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" != "$PWD/$H/"* ]] || kill -KILL "$pid"
+        done <"$PIDS"
+    fi
+    rm -f "$OUT" "$PIDS"
+}
+
+# a python expression over the report r, printed
+q() {
+    python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print($1)" "$OUT"
+}
+
+# python statements over the report r (assertions)
+check() {
+    python3 -c "import json,sys,collections; r=json.load(open(sys.argv[1]))
+$1" "$OUT"
+}
+
+# succeeds when none of the pids in the file is alive
+all_gone() {
+    [ -s "$1" ] || return 1
+    local pid
+    while read -r pid; do
+        ! kill -0 "$pid" 2>/dev/null || return 1
+    done <"$1"
+}
+
+@test "200 threads at once: each worker's operations exact, threads and futex waits plausible" {
+    run timeout 60 "$T" trace --json -o "$OUT" -- "$H/threads" 200 500
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"hostile-threads: 200 threads, 500 malloc 500 free each"* ]]
+    check "
+ops, threads, futex = r['ops'], r['threads'], r['futex']
+# glibc starts and ends threads with calloc and free (thread-local storage vectors), never
+# malloc: every malloc in the report is a worker's
+assert ops['malloc'] == 200 * 500, ops
+assert ops['free'] >= 200 * 500, ops
+workers = [t for t in threads if t['ops'] == 2 * 500]
+assert len(workers) == 200, collections.Counter(t['ops'] for t in threads)
+assert len(threads) == 201 and len({t['tid'] for t in threads}) == 201, len(threads)
+assert len({t['pid'] for t in threads}) == 1, 'one process'
+assert r['run']['probed_processes'] == 1 and r['run']['exit_code'] == 0, r['run']
+# the barrier and pthread_join block: at least one wait, and not thousands
+assert 1 <= futex['waits'] <= futex['calls'] <= 10 * 200, futex
+assert futex['wait_seconds'] >= 0 and futex['allocator_waits'] <= futex['waits'], futex"
+}
+
+@test "50 forked children: every process's count exact, every process counted" {
+    run timeout 60 "$T" trace --json -o "$OUT" -- "$H/forks" 50 10
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"hostile-forks: 50 children, 0 failed"* ]]
+    check "
+ops = r['ops']
+assert ops['malloc'] == 10 * 50 * 51 // 2 and ops['free'] == ops['malloc'], ops
+per_pid = collections.Counter()
+for t in r['threads']:
+    per_pid[t['pid']] += t['ops']
+# child i made i*10 pairs: 20, 40, ... 1000 operations, one process each
+assert sorted(v for v in per_pid.values() if v) == [20 * i for i in range(1, 51)], per_pid
+assert r['run']['processes'] == 51, r['run']"
+}
+
+@test "all descriptors closed, then allocations and an exec with nothing open: counts complete" {
+    run timeout 60 "$T" trace --json --propagate-exit -o "$OUT" -- "$H/closefds" 3000
+    # 0: the exec'd child found fd 1 closed too (its write failed with EBADF)
+    [ "$status" -eq 0 ]
+    check "
+assert r['ops']['malloc'] == 6000 and r['ops']['free'] == 6000, r['ops']
+per_pid = collections.Counter()
+for t in r['threads']:
+    per_pid[t['pid']] += t['ops']
+assert sorted(per_pid.values()) == [6000, 6000], per_pid
+assert r['run']['probed_processes'] == 2 and r['run']['processes'] == 2, r['run']"
+}
+
+@test "a daemon (double fork, setsid, parent exits at once): trace waits for it and counts it" {
+    run timeout 60 "$T" trace --json -o "$OUT" -- "$H/daemon" 1000 200 "$PIDS"
+    [ "$status" -eq 0 ]
+    check "
+assert r['ops']['malloc'] == 200 and r['ops']['free'] == 200, r['ops']
+run = r['run']
+assert run['exit_code'] == 0 and run['timed_out'] is False, run
+assert run['wall_seconds'] >= 1.0, run   # the daemon's second, not the launcher's instant
+assert run['processes'] == 3, run        # launcher, session leader, daemon"
+    all_gone "$PIDS"
+}
+
+@test "--timeout shorter than the daemon's life: it is killed, the report says so" {
+    run timeout 60 "$T" trace --timeout 1.5 --json -o "$OUT" -- "$H/daemon" 6000 600 "$PIDS"
+    [ "$status" -eq 0 ]
+    check "
+run, ops = r['run'], r['ops']
+assert run['timed_out'] is True and run['timeout_seconds'] == 1.5, run
+assert run['exit_code'] == 0, run          # the launcher itself exited at once
+assert 1.5 <= run['wall_seconds'] < 5, run  # not the daemon's 6 s
+assert run['processes'] == 3, run          # the killed daemon is counted
+# killed part-way: some pairs made, at most one malloc without its free
+assert 0 < ops['malloc'] < 600 and ops['malloc'] - 1 <= ops['free'] <= ops['malloc'], ops"
+    all_gone "$PIDS"
+}
+
+@test "ignores SIGTERM, runs forever, a child in another session: --timeout 2 ends the whole tree" {
+    run timeout 60 "$T" trace --timeout 2 --propagate-exit --json -o "$OUT" -- "$H/noterm" 1000 "$PIDS"
+    [ "$status" -eq 124 ]
+    check "
+run, ops = r['run'], r['ops']
+assert run['timed_out'] is True and run['signal'] == 'KILL', run  # SIGTERM was ignored
+assert 2 <= run['wall_seconds'] < 8, run
+assert run['processes'] == 2, run
+assert ops['malloc'] == 2000 and ops['free'] == 2000, ops"
+    [ "$(wc -l <"$PIDS")" -eq 2 ]
+    all_gone "$PIDS"
+    rm -f "$PIDS"
+    run timeout 60 "$T" trace --timeout 1 -- "$H/noterm" 10 "$PIDS"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"exit: killed by SIGKILL"* ]]
+    [[ "$output" == *"TIMED OUT after 1 s"* ]]
+    [[ "$output" == *"allocator operations: 40 "* ]]
+    all_gone "$PIDS"
+}
+
+@test "static program (uprobes) ignoring SIGTERM: --timeout ends it, the uprobe counts survive" {
+    run timeout 60 "$T" trace --timeout 1 --json -o "$OUT" -- "$H/noterm-musl-static" 500 "$PIDS"
+    [ "$status" -eq 0 ]
+    check "
+run, ops = r['run'], r['ops']
+assert r['mode'] == 'uprobes' and ops['source'] == 'uprobes', (r['mode'], ops)
+assert run['timed_out'] is True and run['signal'] == 'KILL' and run['processes'] == 2, run
+assert ops['malloc'] == 1000 and ops['free'] == 1000, ops"
+    all_gone "$PIDS"
+}
+
+@test "100 MB on stdout: every byte arrives, the report goes to -o, counts exact" {
+    run bash -c 'set -o pipefail; timeout 60 "$1" trace --json -o "$2" -- "$3" 100 | wc -c' \
+        _ "$T" "$OUT" "$H/bigout"
+    [ "$status" -eq 0 ]
+    [ "$output" -eq 104857600 ]
+    check "
+assert r['ops']['malloc'] == 1600 and r['ops']['free'] == 1600, r['ops']
+assert r['run']['exit_code'] == 0, r['run']"
+}
+
+@test "tiny RLIMIT_AS: failed mallocs counted, and a process exec'd under 40 MiB is still counted" {
+    run timeout 60 "$T" trace --json -o "$OUT" -- "$H/rlimit" 20
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"hostile-rlimit parent: 20 ENOMEM of 20, 20 small ok"* ]]
+    [[ "$output" == *"hostile-rlimit child: 20 ENOMEM of 20, 20 small ok"* ]]
+    check "
+ops, run = r['ops'], r['run']
+# per process: 20 failed 64 MiB mallocs, 20 small malloc/free pairs (free(NULL) is not a call)
+assert ops['malloc'] == 80 and ops['free'] == 40, ops
+assert run['probed_processes'] == 2 and run['processes'] == 2 and run['exit_code'] == 0, run
+mmap = [s for s in r['syscalls'] if s['name'] == 'mmap'][0]
+assert mmap['failed'] >= 40, mmap   # each failed request was refused by the kernel"
+}
+
+@test "ptrace denied (seccomp, as in a container): a clear error before the program runs" {
+    # LeakSanitizer stops the world with ptrace, which the filter denies
+    run env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+        timeout 60 "$H/noptrace" "$T" trace -- build/fixtures/lifecycle exit 10
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"ptrace is not permitted here (PTRACE_SEIZE: Operation not permitted)"* ]]
+    [[ "$output" == *"seccomp filter denies it"*"--cap-add=SYS_PTRACE"* ]]
+    [[ "$output" != *"lifecycle"* ]] # the program was not run untraced
+}
+
+@test "--timeout: a run that ends in time is not marked; bad values are usage errors" {
+    run timeout 60 "$T" trace --timeout 30 --json -o "$OUT" -- build/fixtures/lifecycle exit 100
+    [ "$status" -eq 0 ]
+    check "
+run = r['run']
+assert run['timed_out'] is False and run['timeout_seconds'] == 30 and run['wall_seconds'] < 20, run
+assert r['ops']['malloc'] == 100, r['ops']"
+    for bad in 0 -1 abc nan inf 1e3 0x10 ""; do
+        run "$T" trace --timeout "$bad" -- build/fixtures/lifecycle exit 1
+        [ "$status" -eq 2 ]
+        [[ "$output" == *"--timeout needs a number of seconds greater than 0"* ]]
+    done
+    run "$T" trace --timeout 99999999 -- build/fixtures/lifecycle exit 1
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--timeout: at most 31536000 seconds"* ]]
+    run "$T" trace --help
+    [[ "$output" == *"--timeout SECONDS"* ]]
+}
