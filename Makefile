@@ -61,7 +61,7 @@ demo: deps
 test: deps
 	@$(MAKE) --no-print-directory check
 
-check: all tool-san unit fixtures perf-fixtures patch-fixtures alloc-test-prereqs
+check: all tool-san unit fixtures perf-fixtures patch-fixtures rule-fixtures alloc-test-prereqs
 	@tests/run
 
 bench: deps
@@ -105,6 +105,7 @@ unit: $(UNIT_BIN)
 include tests/fixtures/fixtures.mk
 include tests/fixtures/perf.mk
 include tests/fixtures/patch.mk
+include tests/fixtures/rules.mk
 include alloc/alloc.mk
 include alloc/probe.mk
 
