@@ -61,7 +61,8 @@ demo: deps
 test: deps
 	@$(MAKE) --no-print-directory check
 
-check: all tool-san unit fixtures perf-fixtures patch-fixtures hostile-fixtures alloc-test-prereqs
+check: all tool-san unit fixtures perf-fixtures patch-fixtures hostile-fixtures rule-fixtures \
+	alloc-test-prereqs
 	@tests/run
 
 bench: deps
@@ -106,6 +107,7 @@ include tests/fixtures/fixtures.mk
 include tests/fixtures/perf.mk
 include tests/fixtures/patch.mk
 include tests/fixtures/hostile.mk
+include tests/fixtures/rules.mk
 include alloc/alloc.mk
 include alloc/probe.mk
 

@@ -263,10 +263,13 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
     return stats_with_stacks(opt, s, &in, report, err);
 }
 
-static void add_findings(cJSON *report)
+// Rules see the trace and the program's inspect entry, so inspect-level rules (MD001) can weigh
+// the trace's numbers.
+static void add_findings(const struct md_trace_options *opt, const struct session *s, cJSON *report)
 {
     cJSON *findings = cJSON_AddArrayToObject(report, "findings");
-    struct md_rule_input in = {.trace = report};
+    struct md_rule_input in = {
+        .file = s->target.inspect, .trace = report, .leak_min_bytes = opt->leak_min_bytes};
     md_rules_run(&in, findings);
 }
 
@@ -280,7 +283,7 @@ int md_trace(const struct md_trace_options *opt, cJSON *report, struct md_run_re
     if (!rc)
         rc = measure(opt, s, report, run, err);
     if (!rc)
-        add_findings(report);
+        add_findings(opt, s, report);
     cleanup(s);
     free(s);
     return rc;

@@ -4,13 +4,76 @@
 // musl's allocators take one global lock per call (mallocng, oldmalloc's bins), so threads that
 // allocate serialise: seed 001 measured a static wasmtime 20x slower on 48 cores, issue 3 measured
 // 14-68x against mimalloc on 2 threads. From inspect alone this is a warning: the program may
-// allocate little. trace (issue 4) raises it to an error when futex waits show the contention.
+// allocate little. With a trace of the program it becomes an error when the trace shows the cost:
+// futex waits per allocator operation, the share of wall time blocked in them, or the share of
+// CPU spent in the allocator.
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "lib/report.h"
 #include "rules/rules.h"
+
+// One futex wait per 1000 allocator operations is contention on the lock: a healthy program
+// waits only to join or hand over work (musl fixtures: 0.0066-0.0076 waits per op contended,
+// 2 waits in all when the threads only compute).
+#define MD001_MIN_WAITS_PER_OP 0.001
+// Fewer waits than this are thread joins and start-up, whatever the rate.
+#define MD001_MIN_WAITS 32
+// Blocked inside allocator calls for a tenth of the wall time (only known in preload mode; the
+// dynamic musl fixture with 2 threads: 19%).
+#define MD001_MIN_WAIT_SHARE 0.10
+// A fifth of the program's CPU samples inside musl's allocator (static musl fixture: 28-33%):
+// a thread-caching allocator spends a few percent there.
+#define MD001_MIN_ALLOCATOR_CPU_SHARE 0.20
+// Below this many samples (0.1 s of CPU at the default rate) a share is noise.
+#define MD001_MIN_SAMPLES 100
+
+struct contention {
+    double ops, waits, waits_per_op, wait_share, samples, cpu_share;
+    bool attributed; // waits are those inside allocator calls, not the whole run's
+};
+
+static struct contention measure(const cJSON *trace)
+{
+    const cJSON *futex = cJSON_GetObjectItemCaseSensitive(trace, "futex");
+    const cJSON *cpu = cJSON_GetObjectItemCaseSensitive(trace, "cpu");
+    const char *mode = md_json_get_str(trace, "mode");
+    struct contention c = {.ops = md_rule_trace_ops(trace)};
+    c.attributed =
+        mode && !strcmp(mode, "preload") &&
+        md_json_get_bool(cJSON_GetObjectItemCaseSensitive(trace, "attribution"), "available");
+    c.waits = md_json_get_num(futex, c.attributed ? "allocator_waits" : "waits");
+    c.waits_per_op = c.ops > 0 ? c.waits / c.ops : 0;
+    double wall = md_json_get_num(cJSON_GetObjectItemCaseSensitive(trace, "run"), "wall_seconds");
+    // without attribution the waits include joins and idle workers: no share of wall from them
+    if (c.attributed && wall > 0)
+        c.wait_share = md_json_get_num(futex, "allocator_wait_seconds") / wall;
+    c.samples = md_rule_trace_program_samples(trace);
+    if (c.samples > 0)
+        c.cpu_share = md_json_get_num(cpu, "allocator_samples") / c.samples;
+    return c;
+}
+
+static bool contended(const struct contention *c)
+{
+    bool waits = c->waits >= MD001_MIN_WAITS && c->waits_per_op >= MD001_MIN_WAITS_PER_OP;
+    bool blocked = c->waits >= MD001_MIN_WAITS && c->wait_share >= MD001_MIN_WAIT_SHARE;
+    bool cpu = c->samples >= MD001_MIN_SAMPLES && c->cpu_share >= MD001_MIN_ALLOCATOR_CPU_SHARE;
+    return waits || blocked || cpu;
+}
+
+static void add_evidence(cJSON *ev, const struct contention *c)
+{
+    cJSON_AddNumberToObject(ev, "ops", c->ops);
+    cJSON_AddNumberToObject(ev, "futex_waits", c->waits);
+    cJSON_AddBoolToObject(ev, "futex_waits_in_allocator", c->attributed);
+    cJSON_AddNumberToObject(ev, "futex_waits_per_op", c->waits_per_op);
+    if (c->attributed)
+        cJSON_AddNumberToObject(ev, "allocator_wait_share_of_wall", c->wait_share);
+    cJSON_AddNumberToObject(ev, "cpu_samples", c->samples);
+    cJSON_AddNumberToObject(ev, "allocator_cpu_share", c->cpu_share);
+}
 
 static void check(const struct md_rule *rule, const struct md_rule_input *in, cJSON *findings)
 {
@@ -23,11 +86,29 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
         return;
     const cJSON *active = cJSON_GetObjectItemCaseSensitive(in->file, "active");
     bool is_static = !strcmp(kind, "static") || !strcmp(kind, "static-pie");
-    char message[512];
+    struct contention c = {0};
+    bool escalate = false;
+    if (in->trace) {
+        c = measure(in->trace);
+        escalate = contended(&c);
+    }
+    char shown[320] = "";
+    if (escalate && c.attributed)
+        snprintf(shown, sizeof shown,
+                 "; the trace shows it: %.0f futex waits inside allocator calls (%.2f per 1000 "
+                 "allocator operations), blocked for %.0f%% of the wall time, %.0f%% of %.0f CPU "
+                 "samples in the allocator",
+                 c.waits, 1000 * c.waits_per_op, 100 * c.wait_share, 100 * c.cpu_share, c.samples);
+    else if (escalate)
+        snprintf(shown, sizeof shown,
+                 "; the trace shows it: %.0f futex waits (%.2f per 1000 allocator operations), "
+                 "%.0f%% of %.0f CPU samples in the allocator",
+                 c.waits, 1000 * c.waits_per_op, 100 * c.cpu_share, c.samples);
+    char message[768];
     snprintf(message, sizeof message,
              "%s serves malloc in a program that starts threads (%s): musl's allocator takes a "
-             "global lock, so threads that allocate wait for each other",
-             md_json_get_str(active, "name"), md_json_get_str(in->file, "threads_evidence"));
+             "global lock, so threads that allocate wait for each other%s",
+             md_json_get_str(active, "name"), md_json_get_str(in->file, "threads_evidence"), shown);
     const char *fix =
         is_static
             ? "patch a copy of musl's libc.a with mdalloc and relink against it: `malloc-doctor "
@@ -36,10 +117,13 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
               "mdalloc PROGRAM`"
             : "preload a thread-caching allocator built for musl (LD_PRELOAD=build/alloc/musl/"
               "libmdalloc.so, or link -lmimalloc before -lc), then measure with `malloc-doctor "
-              "trace -- PROGRAM`";
-    cJSON *ev = md_finding_add(findings, rule, MD_SEV_WARNING, message, fix);
+              "trace --compare -- PROGRAM`";
+    cJSON *ev =
+        md_finding_add(findings, rule, escalate ? MD_SEV_ERROR : MD_SEV_WARNING, message, fix);
     cJSON_AddStringToObject(ev, "active", md_json_get_str(active, "id"));
     cJSON_AddStringToObject(ev, "threads_evidence", md_json_get_str(in->file, "threads_evidence"));
+    if (in->trace)
+        add_evidence(ev, &c);
 }
 
 const struct md_rule md_rule_musl_threads = {

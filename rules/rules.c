@@ -2,6 +2,7 @@
 // The rule registry: the one place a rule is added.
 #include "rules/rules.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "lib/report.h"
@@ -10,12 +11,24 @@ extern const struct md_rule md_rule_musl_threads;
 extern const struct md_rule md_rule_not_active;
 extern const struct md_rule md_rule_expect_missing;
 extern const struct md_rule md_rule_size_class_overflow;
+extern const struct md_rule md_rule_lock_hotspot;
+extern const struct md_rule md_rule_mmap_churn;
+extern const struct md_rule md_rule_madvise_storm;
+extern const struct md_rule md_rule_brk_churn;
+extern const struct md_rule md_rule_fault_churn;
+extern const struct md_rule md_rule_leaks;
 
 const struct md_rule *const md_rules[] = {
     &md_rule_musl_threads,
     &md_rule_not_active,
     &md_rule_expect_missing,
     &md_rule_size_class_overflow,
+    &md_rule_lock_hotspot,
+    &md_rule_mmap_churn,
+    &md_rule_madvise_storm,
+    &md_rule_brk_churn,
+    &md_rule_fault_churn,
+    &md_rule_leaks,
     NULL,
 };
 
@@ -67,4 +80,171 @@ const char *md_rule_active_family(const cJSON *file)
 const char *md_rule_active_id(const cJSON *file)
 {
     return md_json_get_str(cJSON_GetObjectItemCaseSensitive(file, "active"), "id");
+}
+
+double md_rule_trace_ops(const cJSON *trace)
+{
+    const cJSON *total =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(trace, "ops"), "total");
+    return cJSON_IsNumber(total) ? total->valuedouble : 0;
+}
+
+double md_rule_trace_syscalls(const cJSON *trace, const char *name, bool *attributed)
+{
+    *attributed = false;
+    const cJSON *s;
+    cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(trace, "syscalls"))
+    {
+        const char *n = md_json_get_str(s, "name");
+        if (!n || strcmp(n, name))
+            continue;
+        const cJSON *inside = cJSON_GetObjectItemCaseSensitive(s, "in_allocator");
+        const cJSON *attribution = cJSON_GetObjectItemCaseSensitive(trace, "attribution");
+        if (cJSON_IsNumber(inside) && md_json_get_bool(attribution, "available")) {
+            *attributed = true;
+            return inside->valuedouble;
+        }
+        return md_json_get_num(s, "count");
+    }
+    return -1;
+}
+
+double md_rule_trace_program_samples(const cJSON *trace)
+{
+    const cJSON *cpu = cJSON_GetObjectItemCaseSensitive(trace, "cpu");
+    if (!md_json_get_bool(cpu, "sampled"))
+        return 0;
+    double samples = md_json_get_num(cpu, "samples");
+    const cJSON *f;
+    cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(cpu, "top_functions"))
+    {
+        const char *name = md_json_get_str(f, "name");
+        if (name && !strcmp(name, "[uprobes]"))
+            samples -= md_json_get_num(f, "samples");
+    }
+    return samples > 0 ? samples : 0;
+}
+
+// Characters a shell takes literally; anything else gets single quotes.
+static bool shell_plain(const char *arg)
+{
+    if (!*arg)
+        return false;
+    for (const char *c = arg; *c; c++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./=:,@%+-", *c))
+            return false;
+    return true;
+}
+
+static void append(char *out, size_t size, size_t *len, const char *text)
+{
+    int n = snprintf(out + *len, size - *len, "%s", text);
+    if (n > 0)
+        *len = *len + (size_t)n < size ? *len + (size_t)n : size - 1;
+}
+
+void md_rule_trace_command(const cJSON *trace, char *out, size_t size)
+{
+    size_t len = 0;
+    out[0] = 0;
+    const cJSON *arg;
+    cJSON_ArrayForEach(arg, cJSON_GetObjectItemCaseSensitive(
+                                cJSON_GetObjectItemCaseSensitive(trace, "target"), "argv"))
+    {
+        if (!cJSON_IsString(arg))
+            continue;
+        if (len)
+            append(out, size, &len, " ");
+        if (shell_plain(arg->valuestring)) {
+            append(out, size, &len, arg->valuestring);
+            continue;
+        }
+        append(out, size, &len, "'");
+        for (const char *c = arg->valuestring; *c; c++) {
+            char one[2] = {*c, 0};
+            append(out, size, &len, *c == '\'' ? "'\\''" : one);
+        }
+        append(out, size, &len, "'");
+    }
+    if (!len)
+        snprintf(out, size, "PROGRAM");
+}
+
+void md_rule_trace_replace_allocator(const cJSON *trace, char *out, size_t size)
+{
+    const cJSON *target = cJSON_GetObjectItemCaseSensitive(trace, "target");
+    const char *kind = md_json_get_str(target, "kind"), *libc = md_json_get_str(target, "libc");
+    bool musl = libc && !strcmp(libc, "musl");
+    char cmd[512];
+    md_rule_trace_command(trace, cmd, sizeof cmd);
+    if (kind && !strcmp(kind, "dynamic"))
+        snprintf(out, size,
+                 "`malloc-doctor trace --compare -- %s` runs it again with mdalloc preloaded and "
+                 "shows both runs; to keep mdalloc: `LD_PRELOAD=DIR/alloc/%s/libmdalloc.so %s` "
+                 "(DIR: malloc-doctor's build directory)",
+                 cmd, musl ? "musl" : "glibc", cmd);
+    else if (musl)
+        snprintf(out, size,
+                 "static musl cannot be preloaded: `malloc-doctor patch -o ~/musl-mdalloc/libc.a "
+                 "/usr/lib/x86_64-linux-musl/libc.a`, relink with `musl-gcc -static -L "
+                 "~/musl-mdalloc ...`, then `malloc-doctor trace -- %s` again",
+                 cmd);
+    else
+        snprintf(out, size,
+                 "a static program cannot be preloaded: relink it with an allocator's archive "
+                 "ahead of libc (mdalloc: build/alloc/glibc/libmdalloc.a), then "
+                 "`malloc-doctor trace -- %s` again",
+                 cmd);
+}
+
+// glibc's malloc refuses an mmap threshold above 32 MiB on 64-bit (HEAP_MAX_SIZE / 2).
+#define GLIBC_MMAP_THRESHOLD_MAX (32ul << 20)
+// Never prescribe less than this: glibc's own dynamic threshold starts at 128 KiB and a smaller
+// one would make more mappings, not fewer.
+#define KEEP_MIN (1ul << 20)
+
+// The largest request size the trace saw (the top of its power-of-two bucket), or else the
+// longest mapping length bucket; 0 when the report has neither.
+static double largest_size(const cJSON *trace)
+{
+    double largest = 0;
+    const cJSON *b;
+    cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(
+                              cJSON_GetObjectItemCaseSensitive(trace, "requests"), "histogram"))
+    {
+        if (md_json_get_num(b, "count") > 0 && md_json_get_num(b, "to") > largest)
+            largest = md_json_get_num(b, "to");
+    }
+    if (largest == 0)
+        cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(trace, "mmap_lengths"))
+        {
+            if (md_json_get_num(b, "count") > 0 && md_json_get_num(b, "to") > largest)
+                largest = md_json_get_num(b, "to");
+        }
+    return largest;
+}
+
+void md_rule_trace_keep_memory(const cJSON *trace, char *out, size_t size)
+{
+    char replace[640], cmd[512];
+    md_rule_trace_replace_allocator(trace, replace, sizeof replace);
+    const char *family =
+        md_json_get_str(cJSON_GetObjectItemCaseSensitive(
+                            cJSON_GetObjectItemCaseSensitive(trace, "target"), "active"),
+                        "family");
+    if (!family || strcmp(family, "glibc")) {
+        snprintf(out, size, "%s", replace);
+        return;
+    }
+    unsigned long threshold = KEEP_MIN;
+    while (threshold <= largest_size(trace) && threshold < GLIBC_MMAP_THRESHOLD_MAX)
+        threshold <<= 1;
+    md_rule_trace_command(trace, cmd, sizeof cmd);
+    // a fixed mmap threshold turns glibc's dynamic trim threshold off too: set both, the trim
+    // threshold at twice the mmap threshold as glibc's own adjustment does
+    snprintf(out, size,
+             "keep freed blocks in glibc's heap: `GLIBC_TUNABLES=glibc.malloc.mmap_threshold=%lu:"
+             "glibc.malloc.trim_threshold=%lu %s` (a program that calls mallopt() for these "
+             "overrides them); or %s",
+             threshold, 2 * threshold, cmd, replace);
 }

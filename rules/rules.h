@@ -5,13 +5,17 @@
 #define MD_RULES_H
 
 #include <cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 enum md_severity { MD_SEV_INFO, MD_SEV_WARNING, MD_SEV_ERROR };
 
 struct md_rule_input {
-    const cJSON *file;  // one inspect entry (see README: JSON schema), or NULL
-    const char *expect; // --expect ALLOC, or NULL
-    const cJSON *trace; // a trace report, or NULL
+    const cJSON *file;       // one inspect entry (see README: JSON schema), or NULL
+    const char *expect;      // --expect ALLOC, or NULL
+    const cJSON *trace;      // a trace report, or NULL; with file, the trace of that program
+    uint64_t leak_min_bytes; // trace --leak-min; 0: the leak rule's own default
 };
 
 struct md_rule {
@@ -37,5 +41,22 @@ int md_severity_parse(const char *name);
 // Shared reads of an inspect entry.
 const char *md_rule_active_family(const cJSON *file); // "musl", "mimalloc", ... or NULL
 const char *md_rule_active_id(const cJSON *file);
+
+// Shared reads of a trace report.
+double md_rule_trace_ops(const cJSON *trace); // allocator operations; 0 when not known
+// A syscall's count inside allocator calls when the trace could tell (preload mode), else its
+// count in the whole run; *attributed says which. -1 when the report has no such syscall.
+double md_rule_trace_syscalls(const cJSON *trace, const char *name, bool *attributed);
+// CPU samples of the program itself: all samples less those in the tracer's own uprobe traps
+// (uprobes mode), which the program would not spend without malloc-doctor. 0 when not sampled.
+double md_rule_trace_program_samples(const cJSON *trace);
+// The traced command line, shell-quoted where needed, for prescriptions.
+void md_rule_trace_command(const cJSON *trace, char *out, size_t size);
+// The prescription for "run it with an allocator that keeps its memory": the compare run for a
+// dynamic program, patch for static musl, relinking for other static programs.
+void md_rule_trace_replace_allocator(const cJSON *trace, char *out, size_t size);
+// The fix for an allocator that gives memory back to the OS too eagerly: for glibc's malloc the
+// GLIBC_TUNABLES that keep blocks up to the largest request in the heap, then the replacement.
+void md_rule_trace_keep_memory(const cJSON *trace, char *out, size_t size);
 
 #endif

@@ -55,3 +55,15 @@ teardown() {
     run "$T" doctor --no-leaks --json -o "$OUT" -- "$FX/leaker"
     [ "$(q "'leaks' in r")" = False ]
 }
+
+@test "a musl program with threads: MD001 first, from inspect and trace together" {
+    run "$T" doctor --json -o "$OUT" -- "$FX/musl-static"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['inspect']['active']['family']")" = musl ]
+    [ "$(q "[f['id'] for f in r['findings']].count('MD001')")" = 1 ]
+    run "$T" doctor -o "$OUT" -- "$FX/musl-static"
+    grep -q "^error MD001: musl malloc in a multithreaded program" "$OUT"
+    # errors come before warnings in the text
+    first=$(grep -m1 -E "^(error|warning|info) MD" "$OUT")
+    [[ "$first" == "error "* ]]
+}

@@ -13,34 +13,10 @@ teardown() {
     common_teardown
 }
 
-# Collects the findings of every report in $DIR into one array and validates each one.
-validate_all() {
-    /usr/bin/python3 - "$DIR" rules/finding.schema.json <<'PY'
-import glob, json, sys
-import jsonschema
-schema = json.load(open(sys.argv[2]))
-jsonschema.Draft202012Validator.check_schema(schema)
-validator = jsonschema.Draft202012Validator(schema)
-seen, bad = set(), 0
-for path in sorted(glob.glob(sys.argv[1] + "/*.json")):
-    report = json.load(open(path))
-    findings = list(report.get("findings", []))
-    for f in report.get("files", []):
-        findings += f.get("findings", [])
-    for finding in findings:
-        for e in validator.iter_errors(finding):
-            print(f"{path}: {finding.get('id')}: {e.message}")
-            bad += 1
-        seen.add(finding.get("id"))
-print(" ".join(sorted(seen)))
-sys.exit(1 if bad else 0)
-PY
-}
-
 @test "the schema is valid and a finding that breaks it is caught" {
     echo '{"schema":"malloc-doctor/1","command":"trace","findings":[{"id":"X1","rule":"r",
       "severity":"fatal","title":"t","message":"m","fix":null,"evidence":{}}]}' >"$DIR/bad.json"
-    run validate_all
+    run validate_findings "$DIR"/*.json
     [ "$status" -eq 1 ]
     [[ "$output" == *"'fatal' is not one of"* ]]
     [[ "$output" == *"'X1' does not match"* ]]
@@ -50,7 +26,16 @@ PY
     "$T" inspect --json "$FX/musl-static" "$FX/fake-mimalloc-musl" >"$DIR/inspect.json" || true
     "$T" inspect --json --expect mimalloc "$FX/glibc-dynamic" >"$DIR/expect.json" || true
     "$T" trace --json -o "$DIR/toy.json" -- "$FX/toy-driver" 2>/dev/null
-    run validate_all
+    "$T" trace --json -o "$DIR/musl.json" -- "$FX/musl-static" >/dev/null
+    "$T" trace --json -o "$DIR/lock.json" -- "$FX/rules/lock-hotspot" 1 >/dev/null
+    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072 \
+        "$T" trace --json -o "$DIR/mmap.json" -- "$FX/rules/cycle" 262144 1000
+    GLIBC_TUNABLES=glibc.malloc.trim_threshold=0:glibc.malloc.top_pad=0 \
+        "$T" trace --json -o "$DIR/madvise.json" -- "$FX/rules/cycle" 65536 1000 thread
+    GLIBC_TUNABLES=glibc.malloc.trim_threshold=0:glibc.malloc.top_pad=0 \
+        "$T" trace --json -o "$DIR/brk.json" -- "$FX/rules/cycle" 65536 4000
+    "$T" trace --leaks --leak-min 1000 --json -o "$DIR/leaks.json" -- "$FX/leaker"
+    run validate_findings "$DIR"/*.json
     [ "$status" -eq 0 ]
     seen=${lines[${#lines[@]} - 1]}
     for id in $("$T" rules --json | python3 -c \

@@ -5,6 +5,8 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -46,6 +48,49 @@ static const char *fired(const char *json, const char *expect)
 static const char *fired_on_trace(const char *json)
 {
     return run_rules(json, NULL, true);
+}
+
+// Runs every rule on an inspect entry and/or a trace report (either may be NULL) with trace's
+// --leak-min; returns "ID/severity" of each finding, space-separated.
+static const char *run_input(const char *file_json, const char *trace_json, uint64_t leak_min)
+{
+    static char out[256];
+    cJSON *file = file_json ? entry(file_json) : NULL;
+    cJSON *trace = trace_json ? entry(trace_json) : NULL;
+    cJSON *findings = cJSON_CreateArray(), *f;
+    struct md_rule_input in = {.file = file, .trace = trace, .leak_min_bytes = leak_min};
+    md_rules_run(&in, findings);
+    out[0] = 0;
+    cJSON_ArrayForEach(f, findings)
+    {
+        strcat(out, out[0] ? " " : "");
+        strcat(out, cJSON_GetObjectItem(f, "id")->valuestring);
+        strcat(out, "/");
+        strcat(out, cJSON_GetObjectItem(f, "severity")->valuestring);
+    }
+    cJSON_Delete(file);
+    cJSON_Delete(trace);
+    cJSON_Delete(findings);
+    return out;
+}
+
+static char trace_json[2048];
+
+// A trace report of a dynamic glibc program in preload mode with attribution; the arguments are
+// JSON members spliced in (ops, syscalls, futex, cpu, run, leaks, ...).
+static const char *trace_of(const char *members)
+{
+    snprintf(trace_json, sizeof trace_json,
+             "{\"mode\":\"preload\",\"attribution\":{\"available\":true},"
+             "\"target\":{\"argv\":[\"prog\"],\"kind\":\"dynamic\",\"libc\":\"glibc\","
+             "\"active\":{\"id\":\"glibc-ptmalloc\",\"family\":\"glibc\"}},%s}",
+             members);
+    return trace_json;
+}
+
+static const char *on_trace(const char *members)
+{
+    return run_input(NULL, trace_of(members), 0);
 }
 
 #define MUSL_ACTIVE                                                                                \
@@ -114,6 +159,275 @@ static void md004_narrow_band_with_most_syscalls(void **state)
     assert_string_equal(fired_on_trace(few), "");
 }
 
+#define MUSL_THREADED_FILE                                                                         \
+    "{\"kind\":\"static\",\"threads\":\"yes\",\"threads_evidence\":\"pthread_"                     \
+    "create\"," MUSL_ACTIVE "}"
+
+// A static musl trace (uprobes: waits are the whole run's) with the given members.
+static const char *musl_trace(const char *members)
+{
+    snprintf(
+        trace_json, sizeof trace_json,
+        "{\"mode\":\"uprobes\",\"attribution\":{\"available\":false},\"target\":{\"argv\":"
+        "[\"prog\"],\"kind\":\"static\",\"libc\":\"musl\",\"active\":{\"id\":\"musl-mallocng\","
+        "\"family\":\"musl\"}},%s}",
+        members);
+    return trace_json;
+}
+
+static void md001_escalates_on_futex_waits_per_op(void **state)
+{
+    (void)state;
+    assert_string_equal(run_input(MUSL_THREADED_FILE, NULL, 0), "MD001/warning");
+    // 32 waits in 32000 operations: one per 1000, at both thresholds
+    assert_string_equal(run_input(MUSL_THREADED_FILE,
+                                  musl_trace("\"ops\":{\"total\":32000},\"futex\":{\"waits\":32}"),
+                                  0),
+                        "MD001/error");
+    assert_string_equal(run_input(MUSL_THREADED_FILE,
+                                  musl_trace("\"ops\":{\"total\":32001},\"futex\":{\"waits\":32}"),
+                                  0),
+                        "MD001/warning");
+    // joins: few waits, however high the rate
+    assert_string_equal(run_input(MUSL_THREADED_FILE,
+                                  musl_trace("\"ops\":{\"total\":4},\"futex\":{\"waits\":31}"), 0),
+                        "MD001/warning");
+}
+
+static void md001_escalates_on_allocator_cpu_share(void **state)
+{
+    (void)state;
+    const char *at = "\"ops\":{\"total\":1000},\"cpu\":{\"sampled\":true,\"samples\":100,"
+                     "\"allocator_samples\":20}";
+    assert_string_equal(run_input(MUSL_THREADED_FILE, musl_trace(at), 0), "MD001/error");
+    const char *below = "\"ops\":{\"total\":1000},\"cpu\":{\"sampled\":true,\"samples\":100,"
+                        "\"allocator_samples\":19}";
+    assert_string_equal(run_input(MUSL_THREADED_FILE, musl_trace(below), 0), "MD001/warning");
+    const char *few = "\"ops\":{\"total\":1000},\"cpu\":{\"sampled\":true,\"samples\":99,"
+                      "\"allocator_samples\":99}";
+    assert_string_equal(run_input(MUSL_THREADED_FILE, musl_trace(few), 0), "MD001/warning");
+    // the tracer's own uprobe traps are not the program's CPU: 20 of 200-100 samples is 20%
+    const char *traps = "\"ops\":{\"total\":1000},\"cpu\":{\"sampled\":true,\"samples\":200,"
+                        "\"allocator_samples\":20,\"top_functions\":[{\"name\":\"[uprobes]\","
+                        "\"samples\":100}]}";
+    assert_string_equal(run_input(MUSL_THREADED_FILE, musl_trace(traps), 0), "MD001/error");
+}
+
+static void md001_wait_share_only_when_attributed(void **state)
+{
+    (void)state;
+    const char *file = "{\"kind\":\"dynamic\",\"threads\":\"yes\",\"threads_evidence\":"
+                       "\"pthread_create\"," MUSL_ACTIVE "}";
+    char members[512];
+    // preload mode: 32 waits inside allocator calls, blocked 10% of the wall, few per op
+    snprintf(trace_json, sizeof trace_json, "%s", "");
+    const char *fmt = "{\"mode\":\"preload\",\"attribution\":{\"available\":true},\"target\":"
+                      "{\"argv\":[\"p\"],\"kind\":\"dynamic\",\"libc\":\"musl\",\"active\":{\"id\":"
+                      "\"musl-mallocng\",\"family\":\"musl\"}},\"ops\":{\"total\":1000000},"
+                      "\"run\":{\"wall_seconds\":1.0},\"futex\":{\"waits\":%d,\"wait_seconds\":5,"
+                      "\"allocator_waits\":%d,\"allocator_wait_seconds\":%s}}";
+    snprintf(members, sizeof members, fmt, 900, 32, "0.1");
+    assert_string_equal(run_input(file, members, 0), "MD001/error");
+    snprintf(members, sizeof members, fmt, 900, 32, "0.099");
+    assert_string_equal(run_input(file, members, 0), "MD001/warning");
+    snprintf(members, sizeof members, fmt, 900, 31, "0.5");
+    assert_string_equal(run_input(file, members, 0), "MD001/warning");
+}
+
+static void md005_one_allocator_function_with_most_cpu(void **state)
+{
+    (void)state;
+    const char *fmt = "\"ops\":{\"total\":1000},\"cpu\":{\"sampled\":true,\"samples\":%d,"
+                      "\"top_allocator_functions\":[{\"name\":\"free\",\"samples\":5},"
+                      "{\"name\":\"refill\",\"samples\":%d}]%s}";
+    char members[512];
+    snprintf(members, sizeof members, fmt, 100, 50, "");
+    assert_string_equal(on_trace(members), "MD005/error");
+    snprintf(members, sizeof members, fmt, 100, 49, "");
+    assert_string_equal(on_trace(members), "");
+    snprintf(members, sizeof members, fmt, 99, 99, "");
+    assert_string_equal(on_trace(members), "");
+    // 50 of 200 samples is 25%, but 100 of them are the tracer's uprobe traps
+    snprintf(members, sizeof members, fmt, 200, 50,
+             ",\"top_functions\":[{\"name\":\"[uprobes]\",\"samples\":100}]");
+    assert_string_equal(on_trace(members), "MD005/error");
+}
+
+static void md005_futex_wait_share_inside_the_allocator(void **state)
+{
+    (void)state;
+    const char *fmt = "\"ops\":{\"total\":1000},\"run\":{\"wall_seconds\":2.0},\"futex\":{"
+                      "\"allocator_waits\":%d,\"allocator_wait_seconds\":%s}";
+    char members[512];
+    snprintf(members, sizeof members, fmt, 32, "0.4");
+    assert_string_equal(on_trace(members), "MD005/error");
+    snprintf(members, sizeof members, fmt, 32, "0.39");
+    assert_string_equal(on_trace(members), "");
+    snprintf(members, sizeof members, fmt, 31, "1.0");
+    assert_string_equal(on_trace(members), "");
+    // musl's lock is MD001's finding
+    assert_string_equal(run_input(NULL,
+                                  musl_trace("\"ops\":{\"total\":1000},\"cpu\":{\"sampled\":true,"
+                                             "\"samples\":100,\"top_allocator_functions\":[{"
+                                             "\"name\":\"alloc_slot\",\"samples\":90}]}"),
+                                  0),
+                        "");
+}
+
+static const char *syscalls(const char *name, int in_allocator, int total, double ops)
+{
+    static char members[512];
+    snprintf(members, sizeof members,
+             "\"ops\":{\"total\":%.0f},\"syscalls\":[{\"name\":\"%s\",\"count\":%d,"
+             "\"in_allocator\":%d}]",
+             ops, name, total, in_allocator);
+    return members;
+}
+
+static void md006_mmap_churn_maps_and_unmaps(void **state)
+{
+    (void)state;
+    const char *fmt = "\"ops\":{\"total\":%d},\"syscalls\":[{\"name\":\"mmap\",\"count\":900,"
+                      "\"in_allocator\":%d},{\"name\":\"munmap\",\"count\":900,\"in_allocator\":"
+                      "%d}],\"mmap_lengths\":[{\"from\":4096,\"to\":8191,\"count\":%d}]";
+    char members[512];
+    snprintf(members, sizeof members, fmt, 32000, 64, 32, 64); // 2 per 1000, half unmapped
+    assert_string_equal(on_trace(members), "MD006/warning");
+    snprintf(members, sizeof members, fmt, 32000, 64, 31, 64); // growth maps without unmapping
+    assert_string_equal(on_trace(members), "");
+    snprintf(members, sizeof members, fmt, 31500, 63, 63, 63); // too few
+    assert_string_equal(on_trace(members), "");
+    snprintf(members, sizeof members, fmt, 32001, 64, 64, 64); // below the rate
+    assert_string_equal(on_trace(members), "");
+    // only the calls inside the allocator count when the trace could tell: 900 outside
+    snprintf(members, sizeof members, fmt, 32000, 0, 0, 900);
+    assert_string_equal(on_trace(members), "");
+}
+
+static void md007_madvise_storm(void **state)
+{
+    (void)state;
+    assert_string_equal(on_trace(syscalls("madvise", 64, 64, 32000)), "MD007/warning");
+    assert_string_equal(on_trace(syscalls("madvise", 63, 63, 31500)), "");
+    assert_string_equal(on_trace(syscalls("madvise", 64, 64, 32001)), "");
+    assert_string_equal(on_trace(syscalls("madvise", 0, 5000, 32000)), "");
+    // without attribution (uprobes mode) the run's count is all there is
+    snprintf(trace_json, sizeof trace_json,
+             "{\"mode\":\"uprobes\",\"ops\":{\"total\":32000},\"syscalls\":[{\"name\":"
+             "\"madvise\",\"count\":64,\"in_allocator\":null}]}");
+    assert_string_equal(run_input(NULL, trace_json, 0), "MD007/warning");
+}
+
+static void md008_brk_churn_beyond_growth(void **state)
+{
+    (void)state;
+    char members[512];
+    const char *fmt = "%s,\"run\":{\"max_rss_kb\":%d,\"processes\":1}";
+    // 64 brk calls move the break by at least 256 KiB: twice a 128 KiB peak RSS
+    snprintf(members, sizeof members, fmt, syscalls("brk", 64, 64, 32000), 128);
+    assert_string_equal(on_trace(members), "MD008/warning");
+    snprintf(members, sizeof members, fmt, syscalls("brk", 64, 64, 32000), 129);
+    assert_string_equal(on_trace(members), "");
+    snprintf(members, sizeof members, fmt, syscalls("brk", 63, 63, 31500), 1);
+    assert_string_equal(on_trace(members), "");
+    snprintf(members, sizeof members, fmt, syscalls("brk", 64, 64, 32001), 1);
+    assert_string_equal(on_trace(members), "");
+}
+
+static void md009_faults_beyond_peak_rss(void **state)
+{
+    (void)state;
+    const char *fmt = "\"ops\":{\"total\":%d},\"run\":{\"minor_faults\":%d,\"max_rss_kb\":%d,"
+                      "\"processes\":%d}";
+    char members[512];
+    // 1000 faults are 4000 KiB: four times a 1000 KiB peak, one per 100 operations
+    snprintf(members, sizeof members, fmt, 100000, 1000, 1000, 1);
+    assert_string_equal(on_trace(members), "MD009/warning");
+    snprintf(members, sizeof members, fmt, 100000, 1000, 1001, 1);
+    assert_string_equal(on_trace(members), "");
+    snprintf(members, sizeof members, fmt, 100000, 1000, 1000, 2); // each process faults its own
+    assert_string_equal(on_trace(members), "");
+    snprintf(members, sizeof members, fmt, 100001, 1000, 10, 1);
+    assert_string_equal(on_trace(members), "");
+    snprintf(members, sizeof members, fmt, 1000, 999, 10, 1);
+    assert_string_equal(on_trace(members), "");
+}
+
+static void md010_leaks_at_the_set_size(void **state)
+{
+    (void)state;
+    const char *fmt = "\"leaks\":{\"blocks\":3,\"bytes\":%d,\"by_stack\":[{\"frames\":["
+                      "\"leak_large (leaker)\",\"main (leaker)\"],\"blocks\":3,\"bytes\":%d}]}";
+    char members[512];
+    snprintf(members, sizeof members, fmt, 1 << 20, 1 << 20); // the default: 1 MiB
+    assert_string_equal(on_trace(members), "MD010/warning");
+    snprintf(members, sizeof members, fmt, (1 << 20) - 1, (1 << 20) - 1);
+    assert_string_equal(on_trace(members), "");
+    snprintf(members, sizeof members, fmt, 15000, 15000);
+    assert_string_equal(run_input(NULL, trace_of(members), 15000), "MD010/warning");
+    assert_string_equal(run_input(NULL, trace_of(members), 15001), "");
+    // without --leaks there is nothing to judge
+    assert_string_equal(on_trace("\"ops\":{\"total\":10}"), "");
+}
+
+static void md010_evidence_names_the_top_site(void **state)
+{
+    (void)state;
+    cJSON *trace = entry(trace_of("\"leaks\":{\"blocks\":13,\"bytes\":16000,\"by_stack\":[{"
+                                  "\"frames\":[\"leak_large (leaker)\"],\"blocks\":3,\"bytes\":"
+                                  "15000},{\"frames\":[\"leak_small (leaker)\"],\"blocks\":10,"
+                                  "\"bytes\":1000}]}"));
+    cJSON *findings = cJSON_CreateArray();
+    struct md_rule_input in = {.trace = trace, .leak_min_bytes = 1};
+    md_rules_run(&in, findings);
+    cJSON *ev = cJSON_GetObjectItem(cJSON_GetArrayItem(findings, 0), "evidence");
+    assert_int_equal(cJSON_GetObjectItem(ev, "bytes")->valueint, 16000);
+    assert_int_equal(cJSON_GetObjectItem(ev, "blocks")->valueint, 13);
+    cJSON *top = cJSON_GetObjectItem(ev, "top_site");
+    assert_int_equal(cJSON_GetObjectItem(top, "bytes")->valueint, 15000);
+    assert_string_equal(cJSON_GetArrayItem(cJSON_GetObjectItem(top, "frames"), 0)->valuestring,
+                        "leak_large (leaker)");
+    cJSON_Delete(trace);
+    cJSON_Delete(findings);
+}
+
+static void trace_command_is_shell_quoted(void **state)
+{
+    (void)state;
+    cJSON *trace = entry("{\"target\":{\"argv\":[\"prog\",\"a b\",\"it's\",\"--x=1\"]}}");
+    char cmd[128];
+    md_rule_trace_command(trace, cmd, sizeof cmd);
+    assert_string_equal(cmd, "prog 'a b' 'it'\\''s' --x=1");
+    md_rule_trace_command(trace, cmd, 8); // cut, never overrun
+    assert_int_equal(strlen(cmd), 7);
+    cJSON_Delete(trace);
+}
+
+// The prescribed glibc tunables keep blocks up to the largest request, within glibc's limit.
+static void keep_memory_tunables_cover_the_largest_request(void **state)
+{
+    (void)state;
+    const char *fmt = "\"requests\":{\"histogram\":[{\"from\":16,\"to\":31,\"count\":5},"
+                      "{\"from\":%lu,\"to\":%lu,\"count\":1}]}";
+    struct {
+        unsigned long from, to;
+        const char *expect;
+    } cases[] = {
+        {262144, 524287, "mmap_threshold=1048576:glibc.malloc.trim_threshold=2097152 prog"},
+        {4194304, 8388607, "mmap_threshold=8388608:glibc.malloc.trim_threshold=16777216 prog"},
+        {1ul << 30, (1ul << 31) - 1,
+         "mmap_threshold=33554432:glibc.malloc.trim_threshold=67108864 prog"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char members[256], fix[1024];
+        snprintf(members, sizeof members, fmt, cases[i].from, cases[i].to);
+        cJSON *trace = entry(trace_of(members));
+        md_rule_trace_keep_memory(trace, fix, sizeof fix);
+        assert_non_null(strstr(fix, cases[i].expect));
+        cJSON_Delete(trace);
+    }
+}
+
 static void severities_round_trip(void **state)
 {
     (void)state;
@@ -139,6 +453,19 @@ int main(void)
         cmocka_unit_test(md002_third_party_allocator_not_active),
         cmocka_unit_test(md003_only_with_a_failed_expectation),
         cmocka_unit_test(md004_narrow_band_with_most_syscalls),
+        cmocka_unit_test(md001_escalates_on_futex_waits_per_op),
+        cmocka_unit_test(md001_escalates_on_allocator_cpu_share),
+        cmocka_unit_test(md001_wait_share_only_when_attributed),
+        cmocka_unit_test(md005_one_allocator_function_with_most_cpu),
+        cmocka_unit_test(md005_futex_wait_share_inside_the_allocator),
+        cmocka_unit_test(md006_mmap_churn_maps_and_unmaps),
+        cmocka_unit_test(md007_madvise_storm),
+        cmocka_unit_test(md008_brk_churn_beyond_growth),
+        cmocka_unit_test(md009_faults_beyond_peak_rss),
+        cmocka_unit_test(md010_leaks_at_the_set_size),
+        cmocka_unit_test(md010_evidence_names_the_top_site),
+        cmocka_unit_test(trace_command_is_shell_quoted),
+        cmocka_unit_test(keep_memory_tunables_cover_the_largest_request),
         cmocka_unit_test(severities_round_trip),
         cmocka_unit_test(rule_ids_are_unique),
     };
