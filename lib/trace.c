@@ -10,6 +10,7 @@
 
 #include "lib/inspect.h"
 #include "lib/probe_file.h"
+#include "lib/taskstats.h"
 #include "lib/trace_perf.h"
 #include "lib/trace_stacks.h"
 #include "rules/rules.h"
@@ -107,8 +108,10 @@ static void add_target(cJSON *report, const struct target *t, const struct md_tr
         cJSON_AddItemToObject(report, "inspect", cJSON_Duplicate(t->inspect, 1));
 }
 
+// tree: the program's processes from taskstats, or NULL when the kernel did not tell
 static void add_run(cJSON *report, const struct md_run_result *r, double timeout,
-                    const struct md_strace_log *log, const struct md_probe_file *pf)
+                    const struct md_tree_usage *tree, const struct md_strace_log *log,
+                    const struct md_probe_file *pf)
 {
     cJSON *o = cJSON_AddObjectToObject(report, "run");
     cJSON_AddBoolToObject(o, "timed_out", r->timed_out);
@@ -130,10 +133,14 @@ static void add_run(cJSON *report, const struct md_run_result *r, double timeout
                             (double)r->usage.ru_utime.tv_sec + r->usage.ru_utime.tv_usec / 1e6);
     cJSON_AddNumberToObject(o, "sys_seconds",
                             (double)r->usage.ru_stime.tv_sec + r->usage.ru_stime.tv_usec / 1e6);
-    cJSON_AddNumberToObject(o, "max_rss_kb", (double)r->usage.ru_maxrss);
+    cJSON_AddNumberToObject(o, "max_rss_kb",
+                            tree ? (double)tree->peak_rss_kb : (double)r->usage.ru_maxrss);
+    cJSON_AddStringToObject(o, "max_rss_source", tree ? "taskstats" : "wait4");
     cJSON_AddNumberToObject(o, "minor_faults", (double)r->usage.ru_minflt);
     cJSON_AddNumberToObject(o, "major_faults", (double)r->usage.ru_majflt);
-    cJSON_AddNumberToObject(o, "processes", (double)(log->exits + log->kills));
+    // strace's exit lines count threads too; taskstats knows processes
+    cJSON_AddNumberToObject(o, "processes",
+                            tree ? (double)tree->processes : (double)(log->exits + log->kills));
     if (pf)
         cJSON_AddNumberToObject(o, "probed_processes", atomic_load(&pf->header->processes));
     else
@@ -224,6 +231,20 @@ static int stats_with_stacks(const struct md_trace_options *opt, struct session 
     return rc;
 }
 
+// The program's processes as the kernel's exit records tell them (lib/taskstats.h).
+static bool program_tree(const struct md_taskstats *exits, pid_t program,
+                         struct md_tree_usage *tree)
+{
+    char comm[32] = "";
+    FILE *f = fopen("/proc/self/comm", "r");
+    if (f) {
+        if (fgets(comm, sizeof comm, f))
+            comm[strcspn(comm, "\n")] = 0;
+        fclose(f);
+    }
+    return md_taskstats_tree(exits, program, getpid(), comm, tree);
+}
+
 static int measure(const struct md_trace_options *opt, struct session *s, cJSON *report,
                    struct md_run_result *run, struct md_error *err)
 {
@@ -235,7 +256,14 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
                                .before_start = md_trace_perf_start,
                                .ctx = &s->perf,
                                .timeout_seconds = opt->timeout_seconds};
-    if (md_run(&spec, run, err))
+    struct md_taskstats exits;
+    md_taskstats_start(&exits);
+    int failed = md_run(&spec, run, err);
+    md_taskstats_stop(&exits);
+    struct md_tree_usage tree;
+    bool tree_known = !failed && program_tree(&exits, run->pid, &tree);
+    md_taskstats_free(&exits);
+    if (failed)
         return -1;
     if (preload)
         md_probe_file_finish(&s->probe);
@@ -245,7 +273,8 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
         return md_fail(err, "strace recorded nothing: is ptrace permitted here? (see "
                             "/proc/sys/kernel/yama/ptrace_scope and seccomp policies)");
     add_target(report, &s->target, opt);
-    add_run(report, run, opt->timeout_seconds, &s->log, preload ? &s->probe : NULL);
+    add_run(report, run, opt->timeout_seconds, tree_known ? &tree : NULL, &s->log,
+            preload ? &s->probe : NULL);
     struct md_trace_input in = {.log = &s->log,
                                 .probe = preload ? &s->probe : NULL,
                                 .ops_source = preload ? "probe" : NULL,

@@ -211,3 +211,16 @@ assert f[0]['severity'] == 'error' and 'patch' in f[0]['fix'], f"
     [ "$status" -eq 0 ]
     [ "$(q "[x['id'] for x in r['findings']]")" = "[]" ]
 }
+
+@test "peak RSS is the program's own (taskstats), not strace's image before the exec" {
+    run "$T" trace --json -o "$OUT" -- /usr/bin/python3 -c \
+        "b = bytearray(48 << 20); print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])"
+    [ "$status" -eq 0 ]
+    own=${lines[0]}
+    [ "$(q "r['run']['max_rss_source']")" = taskstats ]
+    # the program's own high-water mark as it exits, within 5%
+    [ "$(q "abs(r['run']['max_rss_kb'] - $own) <= 0.05 * $own")" = True ]
+    run "$T" trace --json -o "$OUT" -- /bin/true
+    [ "$(q "r['run']['max_rss_kb'] < 3000")" = True ]
+    [ "$(q "r['run']['processes']")" = 1 ]
+}
