@@ -29,18 +29,21 @@ MD_NOINLINE void *md_malloc_generic(size_t n)
     return p != NULL ? p : md_enomem();
 }
 
-MD_NOINLINE void md_free_generic(void *p)
+// Everything free's fast path did not take: huge blocks, pages that are full or hand out
+// interior pointers, other threads' pages, and every kind of misuse (md_block_resolve aborts).
+MD_NOINLINE void md_free_generic(void *p, enum md_op op)
 {
     if (p == NULL)
         return;
+    md_block_t *b = md_block_resolve(p, op);
     md_segment_t *seg = md_segment_of(p);
     md_page_t *pg = md_page_head(md_page_of(seg, p));
-    md_assert(pg->in_use);
     if (pg->flags & MD_PAGE_HUGE) {
         md_huge_free(seg);
         return;
     }
-    md_block_t *b = (pg->flags & MD_PAGE_HAS_ALIGNED) ? md_page_block_of(pg, p) : p;
+    md_debug_block_freed(pg, b);
+    b->mark = md_free_mark(b); // also while it waits in a remote batch: a second free is caught
     md_heap_t *h = md_tls_heap;
     if (pg->heap == h) {
         md_page_free_slow(pg, b);
@@ -51,18 +54,32 @@ MD_NOINLINE void md_free_generic(void *p)
     md_page_free_remote(h, pg, b);
 }
 
-size_t md_usable_size(const void *p)
+static size_t md_usable_size_checked(const void *p, enum md_op op)
 {
-    if (p == NULL)
-        return 0;
+    const uint8_t *b = (const uint8_t *)md_block_resolve(p, op);
     md_segment_t *seg = md_segment_of(p);
     md_page_t *pg = md_page_head(md_page_of(seg, p));
     if (pg->flags & MD_PAGE_HUGE)
         return pg->block_size - (size_t)((const uint8_t *)p - pg->start);
-    if (!(pg->flags & MD_PAGE_HAS_ALIGNED))
-        return pg->block_size;
-    const uint8_t *b = (const uint8_t *)md_page_block_of(pg, p);
     return pg->block_size - (size_t)((const uint8_t *)p - b);
+}
+
+// The checks of free's fast path, for realloc's common case (a block start in a normal page);
+// anything else gets the full check.
+static inline size_t md_usable_size_fast(const void *p, enum md_op op)
+{
+    if (MD_LIKELY(md_segmap_has((uintptr_t)p - 1))) {
+        md_page_t *pg = md_page_of(md_segment_of(p), p);
+        const md_block_t *b = p;
+        if (MD_LIKELY(pg->flags == 0 && md_block_index(pg, p) < pg->carved && !md_block_is_free(b)))
+            return pg->block_size;
+    }
+    return md_usable_size_checked(p, op);
+}
+
+size_t md_usable_size(const void *p)
+{
+    return p == NULL ? 0 : md_usable_size_checked(p, MD_OP_USABLE_SIZE);
 }
 
 bool md_allzero(const void *p)
@@ -190,7 +207,7 @@ static void *md_realloc_move(void *p, size_t old_usable, size_t n)
             return NULL;
     }
     memcpy(q, p, old_usable < n ? old_usable : n);
-    md_free_fast(p);
+    md_free_fast(p, MD_OP_REALLOC);
     return q;
 }
 
@@ -199,10 +216,10 @@ void *md_realloc(void *p, size_t n, bool zero_frees)
     if (p == NULL)
         return md_malloc_fast(n);
     if (n == 0 && zero_frees) {
-        md_free_fast(p);
+        md_free_fast(p, MD_OP_REALLOC);
         return NULL;
     }
-    size_t usable = md_usable_size(p);
+    size_t usable = md_usable_size_fast(p, MD_OP_REALLOC);
     if (n <= usable && n >= usable / 2)
         return p; // fits, and shrinking in place wastes at most half the block
     md_segment_t *seg = md_segment_of(p);
@@ -221,14 +238,16 @@ void *md_reallocarray(void *p, size_t count, size_t size, bool zero_frees)
 
 void md_free_sized(void *p, size_t size)
 {
-    md_assert(p == NULL || md_usable_size(p) >= size);
+    md_assert(p == NULL || md_usable_size_checked(p, MD_OP_FREE_SIZED) >= size);
     (void)size;
-    md_free_fast(p);
+    md_free_fast(p, MD_OP_FREE_SIZED);
 }
 
 void md_free_aligned_sized(void *p, size_t align, size_t size)
 {
     md_assert(p == NULL || ((uintptr_t)p & (align - 1)) == 0);
+    md_assert(p == NULL || md_usable_size_checked(p, MD_OP_FREE_ALIGNED_SIZED) >= size);
     (void)align;
-    md_free_sized(p, size);
+    (void)size;
+    md_free_fast(p, MD_OP_FREE_ALIGNED_SIZED);
 }

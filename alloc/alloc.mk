@@ -9,7 +9,7 @@
 #   $(B)/alloc/musl/libmdalloc.a          musl-gcc objects that replace malloc in musl's libc.a
 #   $(B)/alloc/musl/members.txt           which musl libc.a member each archive object replaces
 
-MD_CORE := prim_linux sizeclass segment page heap options alloc thread_posix
+MD_CORE := prim_linux sizeclass segment page heap options alloc thread_posix check
 MD_HDRS := $(wildcard alloc/*.h)
 # The -fno-builtin flags stop the compiler from turning code inside the allocator into calls to
 # malloc/calloc (e.g. malloc+memset -> calloc), which would recurse.

@@ -32,7 +32,7 @@ void *malloc(size_t n)
 
 void free(void *p)
 {
-    md_free_fast(p);
+    md_free_fast(p, MD_OP_FREE);
 }
 
 void *calloc(size_t count, size_t size)

@@ -22,7 +22,7 @@ void *__libc_malloc(size_t n)
 
 void __libc_free(void *p)
 {
-    md_free_fast(p);
+    md_free_fast(p, MD_OP_FREE);
 }
 
 void *__libc_calloc(size_t count, size_t size)

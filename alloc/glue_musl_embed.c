@@ -75,12 +75,12 @@ MD_EXPORT void free(void *p);
 
 void __libc_free(void *p)
 {
-    md_free_fast(p);
+    md_free_fast(p, MD_OP_FREE);
 }
 
 void free(void *p)
 {
-    md_free_fast(p);
+    md_free_fast(p, MD_OP_FREE);
 }
 #elif defined(MD_MEMBER_realloc)
 MD_EXPORT void *__libc_realloc(void *p, size_t n);

@@ -58,8 +58,11 @@
 enum md_segment_kind { MD_SEG_SLICED, MD_SEG_HUGE };
 
 // ---- blocks and pages ---------------------------------------------------------------------------
+// A free block: the list link, and a mark that says "this block is free" (misuse detection, see
+// check.c). Every block is at least 16 bytes, so both fit.
 typedef struct md_block_s {
     struct md_block_s *next;
+    uintptr_t mark; // md_free_mark(block) while free (on any list), 0 once handed out
 } md_block_t;
 
 // page->flags: any bit set sends free() to the slow path.
@@ -67,6 +70,7 @@ typedef struct md_block_s {
 #define MD_PAGE_HAS_ALIGNED 0x2 // some pointers handed out are interior (over-aligned requests)
 #define MD_PAGE_HUGE 0x4        // the single block of a huge segment
 #define MD_PAGE_TAIL 0x8        // not a page: a later slice of the page at `head`
+#define MD_PAGE_UNUSED 0x10     // a free slice of its segment (no blocks): frees here are misuse
 
 // The low bits of page->xfree say what a remote freer must do besides pushing its block.
 #define MD_XSTATE_NORMAL 0u   // page is in its heap's queue: just push
@@ -82,8 +86,9 @@ typedef struct md_block_s {
 struct md_heap_s;
 struct md_segment_s;
 
-// One page descriptor. The owner-only fields share the first cache line; the cross-thread free
-// list lives on the second line so remote frees do not bounce the owner's hot line.
+// One page descriptor. What malloc's and free's fast paths read shares the first cache line; the
+// cross-thread free list lives on the second line so remote frees do not bounce the hot line
+// (the queue links there are only touched on slow paths).
 typedef struct md_page_s {
     md_block_t *free;                     // blocks ready to hand out (owner only)
     uint32_t used;                        // blocks handed out and not yet returned to `free`
@@ -96,9 +101,11 @@ typedef struct md_page_s {
     uint8_t *start;                       // first block
     uint32_t capacity;                    // blocks that fit in the page
     uint32_t carved;                      // blocks carved so far (the rest was never touched)
-    struct md_page_s *next;               // class queue links (owner only)
-    struct md_page_s *prev;               //
+    uint64_t div_inv;                     // md_class_div of the class, on the line free reads
+    uint32_t div_shift;                   //   (see md_block_index)
     _Alignas(64) _Atomic uintptr_t xfree; // remote frees: block list | MD_XSTATE_*
+    struct md_page_s *next;               // class queue links (owner only, slow paths)
+    struct md_page_s *prev;               //
     struct md_page_s *delayed_next;       // link in heap->delayed, written by the notifying freer
     uint64_t retired_ms;                  // when the slice became free (purge delay)
     struct md_page_s *head;               // MD_PAGE_TAIL: the page this slice belongs to
@@ -159,6 +166,7 @@ typedef struct md_heap_s {
     struct md_heap_s *abandoned_next;     // heaps waiting for a new thread
     md_rfree_t rfree[MD_RFREE_SLOTS];     // remote frees not yet handed over
     uint64_t class_pages[MD_CLASS_COUNT]; // statistics: pages set up per class
+    uint32_t debug_ticks;                 // debug build: when to check the whole heap next
 } md_heap_t;
 
 // ---- shared state -------------------------------------------------------------------------------
@@ -200,6 +208,46 @@ void md_fatal(const char *msg, const char *detail) __attribute__((noreturn, cold
 #define md_assert(c) ((void)0)
 #endif
 
+// ---- misuse detection (check.c)
+// ------------------------------------------------------------------ Which API call met a bad
+// pointer, for the message.
+enum md_op {
+    MD_OP_FREE,
+    MD_OP_FREE_SIZED,
+    MD_OP_FREE_ALIGNED_SIZED,
+    MD_OP_REALLOC,
+    MD_OP_USABLE_SIZE
+};
+
+// One bit per 4 MiB of address space (48-bit user addresses): set while a segment starts there
+// (mapped by mdalloc, in use or cached). free() tests it before it reads any metadata, so a
+// pointer mdalloc never returned is reported instead of dereferenced. 8 MiB of zero pages, of
+// which only the words covering our segments are ever touched.
+#define MD_ADDRESS_BITS 48
+#define MD_SEGMAP_BITS ((size_t)1 << (MD_ADDRESS_BITS - MD_SEGMENT_SHIFT))
+extern MD_HIDDEN _Atomic uint64_t md_segmap[MD_SEGMAP_BITS / 64];
+
+// Per size class: block index = rotr(offset * inverse of the odd part, trailing zero bits) when the
+// offset is a multiple of the block size, and a huge number otherwise (Hacker's Delight 10-16). One
+// multiply tells both "on a block boundary" and which block. Copied into each page at setup.
+typedef struct {
+    uint64_t inv;
+    uint32_t shift;
+} md_class_div_t;
+extern MD_HIDDEN md_class_div_t md_class_div[MD_CLASS_COUNT];
+// Secret of this process, mixed into free marks so user data never matches one by accident.
+extern MD_HIDDEN uintptr_t md_mark_key;
+
+void md_check_init(void);
+void md_segmap_set(const void *seg);
+void md_segmap_clear(const void *seg);
+// Diagnose a bad pointer (what free's fast path could not accept) and abort, or return the block
+// it designates. Slow paths and realloc/usable_size call this before touching a block.
+md_block_t *md_block_resolve(const void *p, enum md_op op);
+// p is in no segment of ours: report and abort (kept apart so the fast path saves no registers).
+void md_misuse_unowned(const void *p, enum md_op op) __attribute__((noreturn, cold));
+void md_misuse(const char *problem, const void *p, enum md_op op) __attribute__((noreturn, cold));
+
 // ---- inline helpers: the invariants -------------------------------------------------------------
 static inline size_t md_align_up(size_t n, size_t a)
 {
@@ -219,11 +267,12 @@ static inline md_segment_t *md_segment_of(const void *p)
     return (md_segment_t *)(((uintptr_t)p - 1) & ~(uintptr_t)MD_SEGMENT_MASK);
 }
 
+// The slice descriptor for p. Not checked here: free's fast path calls it on pointers it has not
+// validated yet (a descriptor past the last one still lies in the mapped header), and
+// md_block_resolve checks everything before a slow path relies on it.
 static inline md_page_t *md_page_of(md_segment_t *seg, const void *p)
 {
     size_t idx = ((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift;
-    md_assert(seg->cookie == (MD_SEGMENT_COOKIE ^ (uintptr_t)seg));
-    md_assert(idx < seg->page_count);
     return &seg->pages[idx];
 }
 
@@ -237,11 +286,42 @@ static inline size_t md_page_index(const md_page_t *pg)
     return (size_t)(pg - md_page_segment(pg)->pages);
 }
 
-// The block containing p (p may be interior when the page hands out over-aligned pointers).
-static inline md_block_t *md_page_block_of(const md_page_t *pg, const void *p)
+// True if a segment of ours covers the byte at address a (for a block pointer p: a = p - 1, as in
+// md_segment_of).
+static inline bool md_segmap_has(uintptr_t a)
 {
-    size_t off = (size_t)((const uint8_t *)p - pg->start);
-    return (md_block_t *)(pg->start + off - off % pg->block_size);
+    uintptr_t bit = a >> MD_SEGMENT_SHIFT;
+    if (MD_UNLIKELY(bit >= MD_SEGMAP_BITS))
+        return false;
+    uint64_t w = atomic_load_explicit(&md_segmap[bit / 64], memory_order_relaxed);
+    return (w >> (bit % 64)) & 1;
+}
+
+// Index of the block that starts exactly at p, or a number >= pg->carved (in fact huge) if p is
+// not on a block boundary of the page or lies before its first block.
+static inline uint64_t md_block_index(const md_page_t *pg, const void *p)
+{
+    uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)pg->start);
+    uint64_t x = off * pg->div_inv;
+    return (x >> pg->div_shift) | (x << ((64 - pg->div_shift) & 63));
+}
+
+// A freed block carries md_free_mark, a carved block that was never handed out md_carve_mark
+// (blocks are 16-byte aligned and the key's low bits are zero, so the two differ in bit 0 only).
+static inline uintptr_t md_free_mark(const md_block_t *b)
+{
+    return (uintptr_t)b ^ md_mark_key;
+}
+
+static inline uintptr_t md_carve_mark(const md_block_t *b)
+{
+    return md_free_mark(b) | 1;
+}
+
+// Either mark: the block is on a free list, so freeing it is misuse. (mark ^ free mark is 0 or 1.)
+static inline bool md_block_is_free(const md_block_t *b)
+{
+    return (b->mark ^ md_free_mark(b)) <= 1;
 }
 
 static inline unsigned md_class_of(size_t n)
@@ -321,6 +401,7 @@ void *md_page_malloc_slow(md_heap_t *h, size_t n);
 void md_page_on_empty(md_heap_t *h, md_page_t *pg);
 void md_page_free_slow(md_page_t *pg, md_block_t *b);
 void md_page_free_remote(md_heap_t *h, md_page_t *pg, md_block_t *b);
+void md_page_free_remote_block(md_page_t *pg, md_block_t *b);
 void md_heap_flush_remote(md_heap_t *h);
 void md_heap_process_delayed(md_heap_t *h);
 void md_heap_collect(md_heap_t *h, bool release_all);
@@ -337,7 +418,7 @@ void md_heaps_foreach(void (*fn)(md_heap_t *, void *), void *arg);
 
 // alloc.c: the generic implementations behind the exported API
 void *md_malloc_generic(size_t n);
-void md_free_generic(void *p);
+void md_free_generic(void *p, enum md_op op);
 void *md_calloc(size_t count, size_t size);
 void *md_realloc(void *p, size_t n, bool zero_frees);
 void *md_reallocarray(void *p, size_t count, size_t size, bool zero_frees);

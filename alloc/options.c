@@ -120,6 +120,7 @@ void md_process_init(void)
             md_prim_yield();
         return;
     }
+    md_check_init();
     md_options.verbose = (int)md_env_u32("MDALLOC_VERBOSE", 0);
     md_options.stats = (int)md_env_u32("MDALLOC_STATS", 0);
     md_options.purge_delay_ms = md_env_u32("MDALLOC_PURGE_DELAY", md_options.purge_delay_ms);

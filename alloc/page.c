@@ -9,7 +9,7 @@
 // the owner empties with one exchange), so full pages come back without the owner ever scanning.
 // The notifier pushes the page before its block, so the page cannot become empty (and be reused)
 // while the notifier still touches it.
-#include "md_internal.h"
+#include "md_fast.h"
 #include "prim.h"
 
 // Never in a queue and never with a free block: the fast path's miss target.
@@ -74,24 +74,98 @@ void md_queue_remove(md_heap_t *h, md_page_t *pg)
 // ---- page contents ------------------------------------------------------------------------------
 
 #ifdef MDALLOC_DEBUG
-// Debug build: every free block lies on a block boundary inside the carved part of its page, the
-// list has no cycle, and free + used blocks never exceed what was carved.
+// Debug build: every free block lies on a block boundary inside the carved part of its page and is
+// marked free, the list has no cycle, and the free blocks plus the blocks counted as used (handed
+// out, or freed by other threads and not yet collected) are exactly the blocks carved.
 static void md_page_check(const md_page_t *pg)
 {
-    md_assert(pg->in_use && !(pg->flags & MD_PAGE_TAIL));
+    md_assert(pg->in_use && !(pg->flags & (MD_PAGE_TAIL | MD_PAGE_UNUSED | MD_PAGE_HUGE)));
+    md_assert(pg->block_size == md_class_size[pg->class_idx]);
     md_assert(pg->carved <= pg->capacity && pg->used <= pg->carved);
     uint32_t n = 0;
     for (const md_block_t *b = pg->free; b != NULL; b = b->next) {
         size_t off = (size_t)((const uint8_t *)b - pg->start);
         md_assert((const uint8_t *)b >= pg->start && off < (size_t)pg->carved * pg->block_size);
         md_assert(off % pg->block_size == 0);
+        md_assert(md_block_is_free(b));
         md_assert(++n + pg->used <= pg->carved);
     }
+    md_assert(n + pg->used == pg->carved);
+    md_assert(md_xfree_count(atomic_load(&pg->xfree)) <= pg->used);
+}
+
+// Debug build: the whole heap. Queues are well linked and hold exactly the heap's in-use pages
+// that are not marked full, each with a consistent free list; the direct table points at the
+// queue heads; every segment is ours (cookie, segment map, owner) and its free mask, in-use count
+// and tail slices agree with the page descriptors.
+static void md_heap_check_segment(md_heap_t *h, md_segment_t *seg, size_t *listed)
+{
+    md_assert(seg->cookie == (MD_SEGMENT_COOKIE ^ (uintptr_t)seg) && seg->heap == h);
+    md_assert(seg->kind == MD_SEG_SLICED && md_segmap_has((uintptr_t)seg));
+    md_assert(seg->in_avail == (seg->free_mask != 0));
+    size_t heads = 0;
+    for (size_t i = 0; i < seg->page_count; i++) {
+        md_page_t *pg = &seg->pages[i];
+        md_assert(((seg->free_mask >> i) & 1) == !pg->in_use);
+        md_assert(!pg->in_use == !!(pg->flags & MD_PAGE_UNUSED));
+        if (!pg->in_use)
+            continue;
+        if (pg->flags & MD_PAGE_TAIL) {
+            md_page_t *head = pg->head;
+            md_assert(head >= seg->pages && head < pg && head->in_use);
+            md_assert((size_t)(pg - head) < head->slices && !(head->flags & MD_PAGE_TAIL));
+            continue;
+        }
+        heads++;
+        md_assert(pg->heap == h && pg->head == pg && pg->slices >= 1);
+        md_assert(i + pg->slices <= seg->page_count);
+        md_page_check(pg);
+        if (!(pg->flags & MD_PAGE_FULL))
+            (*listed)++;
+    }
+    md_assert(heads == seg->pages_in_use);
+}
+
+static void md_heap_check(md_heap_t *h)
+{
+    size_t queued = 0, listed = 0;
+    for (unsigned cls = 0; cls < MD_CLASS_COUNT; cls++) {
+        md_page_queue_t *q = &h->queues[cls];
+        md_page_t *prev = NULL;
+        for (md_page_t *pg = q->first; pg != NULL; prev = pg, pg = pg->next, queued++) {
+            md_assert(pg->prev == prev && pg->heap == h && pg->class_idx == cls);
+            md_assert(pg->in_use && !(pg->flags & (MD_PAGE_FULL | MD_PAGE_TAIL | MD_PAGE_HUGE)));
+        }
+        md_assert(q->last == prev);
+    }
+    for (size_t s = 0; s < MD_DIRECT_SLOTS; s++) {
+        md_page_t *first = h->queues[md_direct_class[s]].first;
+        md_assert(h->direct[s] == (first != NULL ? first : &md_page_empty));
+    }
+    md_segment_t *prev = NULL;
+    for (md_segment_t *seg = h->segments; seg != NULL; prev = seg, seg = seg->next) {
+        md_assert(seg->prev == prev);
+        md_heap_check_segment(h, seg, &listed);
+    }
+    md_assert(queued == listed);
+}
+
+// Often enough to catch corruption near where it happens, rarely enough for the stress test.
+#define MD_HEAP_CHECK_PERIOD 64
+static void md_heap_check_sometimes(md_heap_t *h)
+{
+    if (++h->debug_ticks % MD_HEAP_CHECK_PERIOD == 0)
+        md_heap_check(h);
 }
 #else
 static inline void md_page_check(const md_page_t *pg)
 {
     (void)pg;
+}
+
+static inline void md_heap_check_sometimes(md_heap_t *h)
+{
+    (void)h;
 }
 #endif
 
@@ -109,6 +183,8 @@ static void md_page_setup(md_heap_t *h, md_page_t *pg, unsigned cls)
     pg->start = start;
     pg->capacity = (uint32_t)((size_t)(end - start) / pg->block_size);
     pg->carved = 0;
+    pg->div_inv = md_class_div[cls].inv;
+    pg->div_shift = md_class_div[cls].shift;
     pg->next = pg->prev = NULL;
     atomic_store_explicit(&pg->xfree, MD_XSTATE_NORMAL, memory_order_relaxed);
     pg->delayed_next = NULL;
@@ -129,12 +205,15 @@ static bool md_page_extend(md_page_t *pg)
     if (n > left)
         n = left;
     uint8_t *first = pg->start + (size_t)pg->carved * bs;
-    uint8_t *p = first;
-    for (size_t i = 1; i < n; i++, p += bs)
-        ((md_block_t *)p)->next = (md_block_t *)(p + bs);
-    ((md_block_t *)p)->next = pg->free;
-    pg->free = (md_block_t *)first;
     pg->carved += (uint32_t)n;
+    uint8_t *p = first;
+    for (size_t i = 0; i < n; i++, p += bs) {
+        md_block_t *b = (md_block_t *)p;
+        b->next = i + 1 < n ? (md_block_t *)(p + bs) : pg->free;
+        b->mark = md_carve_mark(b); // free from the start: freeing it before malloc is misuse
+        md_debug_block_freed(pg, b);
+    }
+    pg->free = (md_block_t *)first;
     return true;
 }
 
@@ -245,7 +324,8 @@ static md_page_t *md_queue_find(md_heap_t *h, unsigned cls)
 
 void *md_page_malloc_slow(md_heap_t *h, size_t n)
 {
-    md_assert(n <= MD_LARGE_MAX);
+    md_assert(n <= MD_LARGE_MAX && h == md_tls_heap);
+    md_heap_check_sometimes(h);
     if (atomic_load_explicit(&h->delayed, memory_order_relaxed) != NULL)
         md_heap_process_delayed(h);
     md_heap_maintain(h);
@@ -254,7 +334,9 @@ void *md_page_malloc_slow(md_heap_t *h, size_t n)
     if (pg == NULL)
         return NULL;
     md_block_t *b = pg->free;
+    md_debug_block_taken(pg, b);
     pg->free = b->next;
+    b->mark = 0;
     pg->used++;
     return b;
 }
@@ -265,6 +347,7 @@ void *md_page_malloc_slow(md_heap_t *h, size_t n)
 void md_page_free_slow(md_page_t *pg, md_block_t *b)
 {
     md_heap_t *h = pg->heap;
+    md_assert(h == md_tls_heap && md_block_index(pg, b) < pg->carved);
     b->next = pg->free;
     pg->free = b;
     md_assert(pg->used > 0);
@@ -339,6 +422,15 @@ void md_page_free_remote(md_heap_t *h, md_page_t *pg, md_block_t *b)
     e->head = b;
     if (++e->count >= MD_RFREE_BATCH)
         md_rfree_flush(e);
+}
+
+// free()'s fast path found a valid block of another heap's page (already marked free).
+MD_NOINLINE void md_page_free_remote_block(md_page_t *pg, md_block_t *b)
+{
+    md_heap_t *h = md_tls_heap;
+    if (h == NULL) // a thread that only frees still batches its remote frees in a heap of its own
+        h = md_heap_get_slow();
+    md_page_free_remote(h, pg, b);
 }
 
 // Hand over every pending remote free (slow paths, maintenance, thread exit).

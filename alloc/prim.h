@@ -22,5 +22,7 @@ void md_prim_yield(void);
 // The value of an environment variable, or NULL; must not allocate.
 const char *md_prim_getenv(const char *name);
 size_t md_prim_os_page_size(void);
+// 64 random bits from the kernel (the process's AT_RANDOM bytes); never allocates.
+uint64_t md_prim_random64(void);
 
 #endif

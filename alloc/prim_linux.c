@@ -8,6 +8,8 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -110,4 +112,14 @@ size_t md_prim_os_page_size(void)
 {
     long ps = sysconf(_SC_PAGESIZE);
     return ps > 0 ? (size_t)ps : MD_OS_PAGE;
+}
+
+uint64_t md_prim_random64(void)
+{
+    uint64_t r = 0;
+    const void *bytes = (const void *)getauxval(AT_RANDOM);
+    if (bytes != NULL)
+        memcpy(&r, bytes, sizeof(r));
+    // Without AT_RANDOM, addresses (ASLR) and the clock still differ between runs.
+    return r ^ (uint64_t)(uintptr_t)&r ^ ((uint64_t)md_prim_clock_ms() << 20);
 }

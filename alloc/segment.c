@@ -41,6 +41,7 @@ static void *md_os_map_aligned(size_t size, size_t align, size_t lead)
         void *p = md_prim_mmap((void *)want, size);
         if (p != NULL && ((uintptr_t)p & (align - 1)) == 0) {
             atomic_store_explicit(&md_os_hint, (uintptr_t)p, memory_order_relaxed);
+            md_segmap_set(p);
             return p;
         }
         if (p != NULL)
@@ -59,7 +60,16 @@ static void *md_os_map_aligned(size_t size, size_t align, size_t lead)
         md_prim_munmap((uint8_t *)base + size, tail);
     if (lead == 0)
         atomic_store_explicit(&md_os_hint, base, memory_order_relaxed);
+    md_segmap_set((void *)base);
     return (void *)base;
+}
+
+// The segment map forgets a segment before its memory goes (a free racing with this is a use
+// after free by the program anyway).
+static void md_os_unmap_segment(void *addr, size_t size)
+{
+    md_segmap_clear(addr);
+    md_prim_munmap(addr, size);
 }
 
 // ---- the cache of empty segments ---------------------------------------------------------------
@@ -153,7 +163,7 @@ static void md_cache_put(void *addr, size_t size, bool purged)
     if (victim.addr != NULL) {
         if (!victim.purged)
             md_stat_commit(-(int64_t)victim.size);
-        md_prim_munmap(victim.addr, victim.size);
+        md_os_unmap_segment(victim.addr, victim.size);
     }
 }
 
@@ -166,7 +176,7 @@ void md_cache_maintain(uint64_t now)
         if (!c->purged && now - c->since_ms >= md_options.purge_delay_ms)
             md_cache_purge_entry(c);
         if (c->purged && now - c->since_ms >= MD_CACHE_UNMAP_AGE_MS) {
-            md_prim_munmap(c->addr, c->size);
+            md_os_unmap_segment(c->addr, c->size);
             *c = md_cache[--md_cache_count];
             continue;
         }
@@ -247,6 +257,8 @@ static void md_segment_header_init(md_segment_t *seg, enum md_segment_kind kind,
     seg->heap = NULL;
     seg->next = seg->prev = seg->avail_next = seg->avail_prev = NULL;
     memset(seg->pages, 0, seg->page_count * sizeof(md_page_t));
+    for (size_t i = 0; i < seg->page_count; i++)
+        seg->pages[i].flags = MD_PAGE_UNUSED;
 }
 
 md_segment_t *md_segment_alloc(md_heap_t *h)
@@ -355,7 +367,7 @@ bool md_segment_page_free(md_heap_t *h, md_page_t *pg)
     for (unsigned i = 0; i < slices; i++) {
         md_page_t *sl = &seg->pages[idx + i];
         sl->in_use = 0;
-        sl->flags = 0;
+        sl->flags = MD_PAGE_UNUSED;
         sl->retired_ms = now;
     }
     seg->free_mask |= ((slices == 64 ? 0 : 1ull << slices) - 1) << idx;

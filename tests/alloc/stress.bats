@@ -14,6 +14,16 @@ stress() {
 @test "stress glibc preload" { stress glibc 1; }
 @test "stress glibc preload, second seed" { stress glibc 77; }
 @test "stress debug build (internal checks on)" { stress debug 5; }
+
+# The debug build checks free lists, fill patterns, page and segment accounting and heap ownership
+# as it goes (alloc/README.md, "Debug build"); more threads than cores make cross-thread frees,
+# full pages and thread exits interleave in more ways.
+@test "stress debug build, 8 threads x 2 waves (internal checks on)" {
+    run_with debug stress 8 2 10000 23
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == "ok 8 threads x 2 waves x 10000 ops" ]]
+}
 @test "stress musl preload" { stress musl 9; }
 @test "stress static musl with embedded mdalloc" { stress static 13; }
 @test "stress static glibc with mdalloc's glibc archive" { stress gstatic 17; }

@@ -5,7 +5,11 @@
 MD_BENCH_CFLAGS := -std=c11 -O2 -g $(WARN) -pthread
 
 alloc-bench-prereqs: alloc $(B)/alloc-bench/bench-glibc $(B)/alloc-bench/bench-musl \
-	$(B)/alloc-bench/bench-musl-mdalloc
+	$(B)/alloc-bench/bench-musl-mdalloc $(B)/alloc-bench/fastpath
+
+$(B)/alloc-bench/fastpath: tests/bench/alloc/fastpath.c
+	@mkdir -p $(@D)
+	$(CC) $(MD_BENCH_CFLAGS) -o $@ $<
 
 $(B)/alloc-bench/bench-glibc: tests/bench/alloc/bench.c
 	@mkdir -p $(@D)

@@ -4,7 +4,10 @@
 # Prints throughput relative to mimalloc and peak RSS, plus the geometric mean of the ratios.
 #
 # usage: tests/bench/alloc/run.sh [SECONDS per run, default 1] [REPEATS, default 3]
-# Needs `make alloc-bench-prereqs`. Set BENCHES="churn larson" to run a subset.
+# Needs `make alloc-bench-prereqs`. Set BENCHES="churn larson" to run a subset, ALLOCS="mdalloc
+# mimalloc" to run some allocators only (mimalloc is the baseline and always runs), and
+# MDALLOC_BEFORE=path/to/libmdalloc.so to add a column "mdalloc-before" with another mdalloc build
+# (e.g. the previous version) preloaded the same way, measured in the same run.
 set -u
 cd "$(dirname "$0")/../../.."
 B=${MD_BUILD:-$PWD/build}
@@ -12,7 +15,12 @@ SECS=${1:-1}
 REPEATS=${2:-3}
 BENCHES=${BENCHES:-"larson prodcons churn mixed realloc big cjson"}
 LIBDIR=/usr/lib/x86_64-linux-gnu
-ALLOCS="glibc musl mdalloc mdalloc-musl mimalloc jemalloc tcmalloc"
+ALLOCS=${ALLOCS:-"glibc musl mdalloc mdalloc-musl mimalloc jemalloc tcmalloc"}
+[[ " $ALLOCS " == *" mimalloc "* ]] || ALLOCS="$ALLOCS mimalloc"
+if [ -n "${MDALLOC_BEFORE:-}" ]; then
+    [ -e "$MDALLOC_BEFORE" ] || { echo "missing $MDALLOC_BEFORE" >&2; exit 1; }
+    ALLOCS="mdalloc-before $ALLOCS"
+fi
 
 # command line for one allocator
 cmd_for() {
@@ -20,6 +28,7 @@ cmd_for() {
     glibc) echo "$B/alloc-bench/bench-glibc" ;;
     musl) echo "$B/alloc-bench/bench-musl" ;;
     mdalloc) echo "env LD_PRELOAD=$B/alloc/glibc/libmdalloc.so $B/alloc-bench/bench-glibc" ;;
+    mdalloc-before) echo "env LD_PRELOAD=$MDALLOC_BEFORE $B/alloc-bench/bench-glibc" ;;
     mdalloc-musl) echo "$B/alloc-bench/bench-musl-mdalloc" ;;
     mimalloc) echo "env LD_PRELOAD=$LIBDIR/libmimalloc.so.2 $B/alloc-bench/bench-glibc" ;;
     jemalloc) echo "env LD_PRELOAD=$LIBDIR/libjemalloc.so.2 $B/alloc-bench/bench-glibc" ;;
@@ -93,7 +102,7 @@ done
 # mdalloc vs musl's own malloc, on the same static musl program
 printf '\nmdalloc embedded in static musl vs musl malloc:'
 for bench in $BENCHES; do
-    a=${RATE[$bench,mdalloc-musl]} b=${RATE[$bench,musl]}
+    a=${RATE[$bench,mdalloc-musl]:-n/a} b=${RATE[$bench,musl]:-n/a}
     [ "$a" = n/a ] || [ "$b" = n/a ] && continue
     printf ' %s %sx' "$bench" "$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.1f", a / b}')"
 done
