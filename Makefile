@@ -61,7 +61,7 @@ demo: deps
 test: deps
 	@$(MAKE) --no-print-directory check
 
-check: all tool-san unit fixtures perf-fixtures patch-fixtures alloc-test-prereqs
+check: all tool-san unit fixtures perf-fixtures patch-fixtures alloc-test-prereqs fuzz-bin
 	@tests/run
 
 bench: deps
@@ -107,6 +107,7 @@ include tests/fixtures/perf.mk
 include tests/fixtures/patch.mk
 include alloc/alloc.mk
 include alloc/probe.mk
+include tests/fuzz/fuzz.mk
 
 format:
 	clang-format -i $(wildcard cmd/*.[ch] lib/*.[ch] rules/*.[ch] alloc/*.[ch] tests/unit/*.c)
