@@ -62,7 +62,7 @@ test: deps
 	@$(MAKE) --no-print-directory check
 
 check: all tool-san unit fixtures perf-fixtures patch-fixtures hostile-fixtures rule-fixtures \
-	alloc-test-prereqs
+	alloc-test-prereqs fuzz-bin
 	@tests/run
 
 bench: deps
@@ -110,6 +110,7 @@ include tests/fixtures/hostile.mk
 include tests/fixtures/rules.mk
 include alloc/alloc.mk
 include alloc/probe.mk
+include tests/fuzz/fuzz.mk
 
 format:
 	clang-format -i $(wildcard cmd/*.[ch] lib/*.[ch] rules/*.[ch] alloc/*.[ch] tests/unit/*.c)

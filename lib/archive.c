@@ -7,6 +7,9 @@
 #include "lib/archive.h"
 
 #include <bfd.h>
+#include <elf.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,16 +62,18 @@ static bool classify(const asymbol *s, enum md_sym_kind *kind)
     return true;
 }
 
-static int read_symbols(bfd *m, struct md_ar_member *out, struct md_error *err)
+static int read_symbols(const struct md_archive *ar, bfd *m, struct md_ar_member *out,
+                        struct md_error *err)
 {
     long bound = bfd_get_symtab_upper_bound(m);
     if (bound < 0)
-        return md_fail(err, "%s: symbols: %s", out->name, bfd_reason());
+        return md_fail(err, "%s(%s): symbols: %s", ar->path, out->name, bfd_reason());
     asymbol **tab = malloc((size_t)bound + sizeof *tab);
     long n = tab ? bfd_canonicalize_symtab(m, tab) : -1;
     if (n < 0) {
         free(tab);
-        return md_fail(err, "%s: symbols: %s", out->name, tab ? bfd_reason() : "out of memory");
+        return md_fail(err, "%s(%s): symbols: %s", ar->path, out->name,
+                       tab ? bfd_reason() : "out of memory");
     }
     out->syms = calloc((size_t)n + 1, sizeof *out->syms);
     for (long i = 0; out->syms && i < n; i++) {
@@ -80,7 +85,8 @@ static int read_symbols(bfd *m, struct md_ar_member *out, struct md_error *err)
     return out->syms ? 0 : md_fail(err, "%s: out of memory", out->name);
 }
 
-static int read_bytes(bfd *m, struct md_ar_member *out, struct md_error *err)
+static int read_bytes(const struct md_archive *ar, bfd *m, struct md_ar_member *out,
+                      struct md_error *err)
 {
     ufile_ptr size = bfd_get_file_size(m);
     out->size = (size_t)size;
@@ -88,21 +94,118 @@ static int read_bytes(bfd *m, struct md_ar_member *out, struct md_error *err)
     if (!out->data)
         return md_fail(err, "%s: out of memory", out->name);
     if (bfd_seek(m, 0, SEEK_SET) || bfd_bread(out->data, size, m) != size)
-        return md_fail(err, "%s: cannot read member: %s", out->name, bfd_reason());
+        return md_fail(err, "%s(%s): cannot read member: %s", ar->path, out->name, bfd_reason());
+    return 0;
+}
+
+// ELF fields read straight from a member's bytes, in the member's byte order.
+static uint64_t elf_field(const unsigned char *p, size_t width, bool big_endian)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < width; i++)
+        v |= (uint64_t)p[big_endian ? width - 1 - i : i] << (8 * i);
+    return v;
+}
+
+static bool extent_fits(uint64_t off, uint64_t len, uint64_t size)
+{
+    return off <= size && len <= size - off;
+}
+
+// Where the fields check_elf_member reads sit, per ELF class.
+struct elf_layout {
+    size_t word, ehdr, shdr;              // address size; header and section header sizes
+    size_t e_shoff, e_shentsize, e_shnum; // in the ELF header
+    size_t sh_type, sh_offset, sh_size;   // in a section header
+};
+
+static const struct elf_layout elf32 = {
+    .word = 4,
+    .ehdr = sizeof(Elf32_Ehdr),
+    .shdr = sizeof(Elf32_Shdr),
+    .e_shoff = offsetof(Elf32_Ehdr, e_shoff),
+    .e_shentsize = offsetof(Elf32_Ehdr, e_shentsize),
+    .e_shnum = offsetof(Elf32_Ehdr, e_shnum),
+    .sh_type = offsetof(Elf32_Shdr, sh_type),
+    .sh_offset = offsetof(Elf32_Shdr, sh_offset),
+    .sh_size = offsetof(Elf32_Shdr, sh_size),
+};
+static const struct elf_layout elf64 = {
+    .word = 8,
+    .ehdr = sizeof(Elf64_Ehdr),
+    .shdr = sizeof(Elf64_Shdr),
+    .e_shoff = offsetof(Elf64_Ehdr, e_shoff),
+    .e_shentsize = offsetof(Elf64_Ehdr, e_shentsize),
+    .e_shnum = offsetof(Elf64_Ehdr, e_shnum),
+    .sh_type = offsetof(Elf64_Shdr, sh_type),
+    .sh_offset = offsetof(Elf64_Shdr, sh_offset),
+    .sh_size = offsetof(Elf64_Shdr, sh_size),
+};
+
+// The section header table and every section with file contents must lie inside the member.
+// libbfd reads such a member with no more than a warning (found by fuzzing), and patch would then
+// copy a truncated object into the new libc.a; so the member is refused here, before bfd sees it.
+static int check_elf_member(const struct md_archive *ar, const struct md_ar_member *m,
+                            struct md_error *err)
+{
+    const unsigned char *d = m->data;
+    if (m->size < EI_NIDENT || memcmp(d, ELFMAG, SELFMAG))
+        return 0; // not ELF: bfd decides
+    const struct elf_layout *l = d[EI_CLASS] == ELFCLASS64 ? &elf64 : &elf32;
+    bool big = d[EI_DATA] == ELFDATA2MSB;
+    if ((d[EI_CLASS] != ELFCLASS32 && d[EI_CLASS] != ELFCLASS64) ||
+        (d[EI_DATA] != ELFDATA2LSB && !big) || m->size < l->ehdr)
+        return md_fail(err, "%s(%s): truncated or corrupt ELF header", ar->path, m->name);
+    uint64_t shoff = elf_field(d + l->e_shoff, l->word, big);
+    uint64_t entsize = elf_field(d + l->e_shentsize, 2, big);
+    uint64_t shnum = elf_field(d + l->e_shnum, 2, big);
+    if (!shoff)
+        return 0;
+    if (entsize < l->shdr)
+        return md_fail(err, "%s(%s): corrupt section header table (entries of %ju bytes)", ar->path,
+                       m->name, (uintmax_t)entsize);
+    if (!extent_fits(shoff, l->shdr, m->size))
+        return md_fail(err, "%s(%s): truncated section header table", ar->path, m->name);
+    if (shnum == 0) // 0xff00 sections or more: the count is section 0's sh_size
+        shnum = elf_field(d + shoff + l->sh_size, l->word, big);
+    if (shnum > m->size / entsize || !extent_fits(shoff, shnum * entsize, m->size))
+        return md_fail(err, "%s(%s): truncated section header table", ar->path, m->name);
+    for (uint64_t i = 1; i < shnum; i++) {
+        const unsigned char *sh = d + shoff + i * entsize;
+        uint64_t off = elf_field(sh + l->sh_offset, l->word, big);
+        uint64_t size = elf_field(sh + l->sh_size, l->word, big);
+        if (elf_field(sh + l->sh_type, 4, big) != SHT_NOBITS && !extent_fits(off, size, m->size))
+            return md_fail(err, "%s(%s): section %ju extends past the end of the member", ar->path,
+                           m->name, (uintmax_t)i);
+    }
     return 0;
 }
 
 static int read_member(struct md_archive *ar, bfd *m, struct md_ar_member *out,
                        struct md_error *err)
 {
-    out->name = strdup(bfd_get_filename(m));
+    const char *name = bfd_get_filename(m);
+    // an empty name cannot be written back: it would read as the "/" symbol index
+    if (!name || !name[0])
+        return md_fail(err, "%s: member %zu has no name (corrupt member header)", ar->path,
+                       ar->count);
+    // nor can a line break ("//" table entries end at one), and messages must stay one line
+    for (const char *c = name; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            return md_fail(err,
+                           "%s: member %zu has control characters in its name (corrupt member "
+                           "header)",
+                           ar->path, ar->count);
+    out->name = strdup(name);
     if (!out->name)
         return md_fail(err, "%s: out of memory", ar->path);
-    if (read_bytes(m, out, err))
+    if (read_bytes(ar, m, out, err))
         return -1;
     if (out->size >= 4 && !memcmp(out->data, "BC\xc0\xde", 4))
         return md_fail(err, "%s(%s): LLVM bitcode (LTO) member; an LTO libc cannot be patched",
                        ar->path, out->name);
+    if (check_elf_member(ar, out, err))
+        return -1;
     if (!bfd_check_format(m, bfd_object))
         return md_fail(err, "%s(%s): not an object file: %s", ar->path, out->name, bfd_reason());
     if (has_lto(m))
@@ -112,7 +215,7 @@ static int read_member(struct md_archive *ar, bfd *m, struct md_ar_member *out,
                        ar->path, out->name);
     if (!ar->target[0])
         snprintf(ar->target, sizeof ar->target, "%s", bfd_get_target(m));
-    return read_symbols(m, out, err);
+    return read_symbols(ar, m, out, err);
 }
 
 static int grow(struct md_archive *ar, size_t *cap, struct md_error *err)
@@ -160,12 +263,51 @@ static int open_archive(bfd *abfd, const char *path, struct md_error *err)
     return 0;
 }
 
-int md_archive_read(struct md_archive *ar, const char *path, struct md_error *err)
+// libbfd prints warnings ("BFD: x.o: invalid string offset ...") and internal assertion failures
+// to stderr by default; the engine never prints, and what matters reaches the caller through
+// bfd_get_error, so both are dropped while an archive is read.
+static void quiet_bfd_error(const char *fmt, va_list ap)
 {
-    *ar = (struct md_archive){.path = strdup(path)};
-    if (!ar->path)
-        return md_fail(err, "%s: out of memory", path);
-    bfd_init();
+    (void)fmt, (void)ap;
+}
+
+static void quiet_bfd_assert(const char *fmt, const char *bfd_version, const char *file, int line)
+{
+    (void)fmt, (void)bfd_version, (void)file, (void)line;
+}
+
+// The handlers do not see everything: the warnings libbfd (2.40) collects while bfd_check_format
+// tries the formats are printed with fprintf(stderr) directly ("has a corrupt string table
+// index", found by fuzzing). glibc's stderr is an ordinary variable that may be assigned, so the
+// stream points at /dev/null while bfd runs; file descriptor 2, where sanitizer reports go, is
+// left alone.
+struct quiet_bfd {
+    bfd_error_handler_type error;
+    bfd_assert_handler_type assert_fail;
+    FILE *saved_stderr, *sink;
+};
+
+static void quiet_bfd_begin(struct quiet_bfd *q)
+{
+    q->error = bfd_set_error_handler(quiet_bfd_error);
+    q->assert_fail = bfd_set_assert_handler(quiet_bfd_assert);
+    q->saved_stderr = stderr;
+    q->sink = fopen("/dev/null", "we");
+    if (q->sink)
+        stderr = q->sink;
+}
+
+static void quiet_bfd_end(struct quiet_bfd *q)
+{
+    stderr = q->saved_stderr;
+    if (q->sink)
+        fclose(q->sink);
+    bfd_set_error_handler(q->error);
+    bfd_set_assert_handler(q->assert_fail);
+}
+
+static int read_archive(struct md_archive *ar, const char *path, struct md_error *err)
+{
     bfd_set_error(bfd_error_no_error);
     bfd *abfd = bfd_openr(path, NULL);
     if (!abfd)
@@ -176,6 +318,19 @@ int md_archive_read(struct md_archive *ar, const char *path, struct md_error *er
         rc = read_members(ar, abfd, err);
     }
     bfd_close(abfd);
+    return rc;
+}
+
+int md_archive_read(struct md_archive *ar, const char *path, struct md_error *err)
+{
+    *ar = (struct md_archive){.path = strdup(path)};
+    if (!ar->path)
+        return md_fail(err, "%s: out of memory", path);
+    bfd_init();
+    struct quiet_bfd quiet;
+    quiet_bfd_begin(&quiet);
+    int rc = read_archive(ar, path, err);
+    quiet_bfd_end(&quiet);
     return rc;
 }
 

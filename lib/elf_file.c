@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,6 +197,10 @@ int md_archive_next(struct md_elf *ar, struct md_elf *m, char *label, size_t lab
         bool skip = is_archive_index(h->ar_name) || elf_kind(sub) != ELF_K_ELF;
         *skipped += skip && !is_archive_index(h->ar_name);
         snprintf(label, label_size, "%s(%s)", ar->path, h->ar_name);
+        // a corrupt header can put line breaks in the name: messages must stay one line
+        for (char *c = label; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                *c = '?';
         size_t member_size = h->ar_size > 0 ? (size_t)h->ar_size : 0;
         if (elf_next(sub) == ELF_C_NULL)
             ar->archive_done = true;
@@ -372,18 +377,26 @@ static void version_set(struct version_names *v, size_t index, const char *name)
     v->name[index] = name;
 }
 
+// The version records are chained by 32-bit byte offsets that libelf takes as int. Offsets are
+// summed in size_t and must stay inside the section: cast to int, a sum past 4 GiB would wrap back
+// to the start and a chain could loop for sh_info (up to 2^32) rounds.
+static bool in_version_section(const Elf_Data *d, size_t off)
+{
+    return off < d->d_size && off <= INT_MAX;
+}
+
 static void read_verneed(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, struct version_names *v)
 {
     Elf_Data *d = elf_getdata(scn, NULL);
     size_t off = 0;
     for (size_t i = 0; d && i < sh->sh_info; i++) {
         GElf_Verneed vn;
-        if (!gelf_getverneed(d, (int)off, &vn))
+        if (!in_version_section(d, off) || !gelf_getverneed(d, (int)off, &vn))
             return;
         size_t aux = off + vn.vn_aux;
         for (size_t j = 0; j < vn.vn_cnt; j++) {
             GElf_Vernaux va;
-            if (!gelf_getvernaux(d, (int)aux, &va))
+            if (!in_version_section(d, aux) || !gelf_getvernaux(d, (int)aux, &va))
                 return;
             version_set(v, va.vna_other, elf_strptr(elf, sh->sh_link, va.vna_name));
             if (!va.vna_next)
@@ -403,9 +416,10 @@ static void read_verdef(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, struct vers
     for (size_t i = 0; d && i < sh->sh_info; i++) {
         GElf_Verdef vd;
         GElf_Verdaux va;
-        if (!gelf_getverdef(d, (int)off, &vd))
+        if (!in_version_section(d, off) || !gelf_getverdef(d, (int)off, &vd))
             return;
-        if (gelf_getverdaux(d, (int)(off + vd.vd_aux), &va))
+        if (in_version_section(d, off + vd.vd_aux) &&
+            gelf_getverdaux(d, (int)(off + vd.vd_aux), &va))
             version_set(v, vd.vd_ndx, elf_strptr(elf, sh->sh_link, va.vda_name));
         if (!vd.vd_next)
             return;

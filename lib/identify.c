@@ -239,10 +239,9 @@ static int by_addr(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-int md_identify(const struct md_matcher *m, struct md_elf *e, struct md_ident *id,
-                struct md_error *err)
+static int collect(const struct md_matcher *m, struct md_elf *e, struct md_ident *id,
+                   struct md_error *err)
 {
-    memset(id, 0, sizeof *id);
     struct symbol_walk w = {.m = m, .id = id};
     if (md_elf_symbols(e, on_symbol, &w, &id->has_symtab, err))
         return -1;
@@ -254,9 +253,23 @@ int md_identify(const struct md_matcher *m, struct md_elf *e, struct md_ident *i
                 add_evidence(&id->hit[i], "section", *p);
     if (scan_bytes(m, e, id, err))
         return -1;
-    // only the neighbourhood of a defined malloc needs address order
-    if (id->defines_malloc)
+    // only the neighbourhood of a defined malloc needs address order; funcs is NULL (which qsort
+    // must not get) when malloc is defined but no function is, as in a corrupt symbol table
+    if (id->defines_malloc && id->func_count > 1)
         qsort(id->funcs, id->func_count, sizeof *id->funcs, by_addr);
+    return 0;
+}
+
+int md_identify(const struct md_matcher *m, struct md_elf *e, struct md_ident *id,
+                struct md_error *err)
+{
+    memset(id, 0, sizeof *id);
+    // callers release ident only on success: a failure after some symbols were collected (a
+    // corrupt second symbol table, a bad section header) must not leak them
+    if (collect(m, e, id, err)) {
+        md_ident_free(id);
+        return -1;
+    }
     return 0;
 }
 

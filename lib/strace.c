@@ -72,7 +72,8 @@ static bool parse_u64(struct cursor *c, uint64_t *out, int base)
 static bool parse_time(struct cursor *c, uint64_t *ns)
 {
     uint64_t sec, frac = 0;
-    if (!parse_u64(c, &sec, 10) || sec > UINT64_MAX / 1000000000u)
+    // below the quotient, sec * 10^9 leaves room for up to 10^9 - 1 ns of fraction
+    if (!parse_u64(c, &sec, 10) || sec >= UINT64_MAX / 1000000000u)
         return false;
     *ns = sec * 1000000000u;
     if (!take(c, "."))

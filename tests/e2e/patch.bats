@@ -325,3 +325,9 @@ present_ids() {
     [ "$status" -eq 2 ]
     [[ "$output" == *"mdalloc's musl archive is not installed beside this binary"* ]]
 }
+
+@test "an archive whose member is truncated is refused before libbfd copies it" {
+    run "$T" patch --dry-run "$FX/bad/truncated-member.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"truncated-member.a(half.o): truncated section header table"* ]]
+}

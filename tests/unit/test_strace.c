@@ -96,6 +96,20 @@ static void garbage_is_counted_not_fatal(void **state)
     md_strace_log_free(&log);
 }
 
+// The largest whole second whose nanoseconds still fit in 64 bits with any fraction is
+// 18446744072; one more second used to wrap the timestamp around to a few hundred milliseconds.
+static void timestamps_never_wrap(void **state)
+{
+    (void)state;
+    struct md_strace_log log = {0};
+    feed(&log, (const char *const[]){"1 18446744072.999999999 brk(NULL) = 0x1",
+                                     "1 18446744073.999999999 brk(NULL) = 0x1", NULL});
+    assert_int_equal(log.count, 1);
+    assert_true(log.event[0].ts_ns == 18446744072999999999ull);
+    assert_int_equal(log.unparsed, 1);
+    md_strace_log_free(&log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -103,6 +117,7 @@ int main(void)
         cmocka_unit_test(split_calls_are_joined_per_thread),
         cmocka_unit_test(failures_kills_and_process_lines),
         cmocka_unit_test(garbage_is_counted_not_fatal),
+        cmocka_unit_test(timestamps_never_wrap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
