@@ -327,7 +327,7 @@ present_ids() {
 }
 
 @test "an archive whose member is truncated is refused before libbfd copies it" {
-    run "$T" patch --dry-run "$FX/bad/truncated-member.a"
+    run "$T" patch --dry-run "$PWD/build/fixtures/bad/truncated-member.a"
     [ "$status" -eq 2 ]
     [[ "$output" == *"truncated-member.a(half.o): truncated section header table"* ]]
 }
