@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "lib/metrics.h"
+#include "rules/rules.h"
 
 static const char *str(const cJSON *o, const char *key)
 {
@@ -23,27 +24,22 @@ static const cJSON *target_of(const cJSON *report)
 // Why LD_PRELOAD cannot replace the allocator of this program, and what does instead.
 static void not_possible(cJSON *compare, const cJSON *report)
 {
-    const cJSON *target = target_of(report);
-    const char *kind = str(target, "kind"), *libc = str(target, "libc");
-    bool is_static = strncmp(kind, "static", 6) == 0;
-    const char *reason, *fix;
-    if (is_static && !strcmp(libc, "musl")) {
-        reason = "the program is linked statically: LD_PRELOAD cannot replace the malloc linked "
-                 "into it";
-        fix = "patch a copy of musl's libc.a with mdalloc and relink: `malloc-doctor patch -o "
-              "~/musl-mdalloc/libc.a /usr/lib/x86_64-linux-musl/libc.a && musl-gcc -static -L "
-              "~/musl-mdalloc ...`, then trace the new binary";
-    } else if (is_static) {
-        reason = "the program is linked statically: LD_PRELOAD cannot replace the malloc linked "
-                 "into it";
-        fix = "relink with mdalloc's objects ahead of libc (`gcc -static ... "
-              "build/alloc/glibc/libmdalloc.a`), then trace the new binary";
+    const char *kind = str(target_of(report), "kind");
+    char fix[1024];
+    if (!strncmp(kind, "static", 6)) {
+        cJSON_AddStringToObject(compare, "reason",
+                                "the program is linked statically: LD_PRELOAD cannot replace "
+                                "the malloc linked into it");
+        md_rule_trace_replace_allocator(report, fix, sizeof fix); // the rules' prescription
     } else {
-        reason = "the program defines malloc itself, so a preloaded allocator is never called";
-        fix = "build the program without its own allocator (or with mdalloc's archive "
-              "build/alloc/glibc/libmdalloc.a in its place), then trace it again";
+        cJSON_AddStringToObject(compare, "reason",
+                                "the program defines malloc itself, so a preloaded allocator "
+                                "is never called");
+        snprintf(fix, sizeof fix,
+                 "build the program without its own allocator (or with mdalloc's archive "
+                 "%s/glibc/libmdalloc.a in its place), then trace it again",
+                 str(cJSON_GetObjectItemCaseSensitive(report, "tool"), "alloc_dir"));
     }
-    cJSON_AddStringToObject(compare, "reason", reason);
     cJSON_AddStringToObject(compare, "fix", fix);
 }
 

@@ -104,6 +104,11 @@ static void add_target(cJSON *report, const struct target *t, const struct md_tr
     cJSON *active = cJSON_GetObjectItemCaseSensitive(t->inspect, "active");
     cJSON_AddItemToObject(o, "active", active ? cJSON_Duplicate(active, 1) : cJSON_CreateNull());
     cJSON_AddStringToObject(report, "mode", mode_names[t->mode]);
+    // the rules' prescriptions name this tool's own mdalloc builds
+    char dir[PATH_MAX];
+    md_tool_dir(dir, sizeof dir - 8);
+    strcat(dir, "/alloc");
+    cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(report, "tool"), "alloc_dir", dir);
     if (opt->include_inspect)
         cJSON_AddItemToObject(report, "inspect", cJSON_Duplicate(t->inspect, 1));
 }

@@ -7,6 +7,7 @@
 // upper end is the size-class boundary that is off by the header.
 #include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "lib/report.h"
 #include "rules/rules.h"
@@ -50,11 +51,10 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
                  "pushed them over the limit",
                  num(band, "from"), num(band, "to"), 100 * share, 100 * sys_share,
                  num(band, "memory_syscalls"), boundary_of(num(band, "to")));
-        cJSON *ev = md_finding_add(
-            findings, rule, MD_SEV_ERROR, message,
-            "run the program with an allocator that caches every size (LD_PRELOAD="
-            "build/alloc/glibc/libmdalloc.so, or `malloc-doctor patch` for static musl), and "
-            "report the boundary to the allocator's authors");
+        char fix[1024];
+        md_rule_trace_replace_allocator(in->trace, fix, sizeof fix - 64);
+        strcat(fix, "; and report the boundary to the allocator's authors");
+        cJSON *ev = md_finding_add(findings, rule, MD_SEV_ERROR, message, fix);
         cJSON_AddNumberToObject(ev, "from", num(band, "from"));
         cJSON_AddNumberToObject(ev, "to", num(band, "to"));
         cJSON_AddNumberToObject(ev, "boundary", (double)boundary_of(num(band, "to")));

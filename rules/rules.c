@@ -170,6 +170,13 @@ void md_rule_trace_command(const cJSON *trace, char *out, size_t size)
         snprintf(out, size, "PROGRAM");
 }
 
+// Where this tool's mdalloc builds are (trace reports carry it as tool.alloc_dir).
+static const char *alloc_dir(const cJSON *trace)
+{
+    const char *dir = md_json_get_str(cJSON_GetObjectItemCaseSensitive(trace, "tool"), "alloc_dir");
+    return dir ? dir : "DIR/alloc";
+}
+
 void md_rule_trace_replace_allocator(const cJSON *trace, char *out, size_t size)
 {
     const cJSON *target = cJSON_GetObjectItemCaseSensitive(trace, "target");
@@ -180,9 +187,8 @@ void md_rule_trace_replace_allocator(const cJSON *trace, char *out, size_t size)
     if (kind && !strcmp(kind, "dynamic"))
         snprintf(out, size,
                  "`malloc-doctor trace --compare -- %s` runs it again with mdalloc preloaded and "
-                 "shows both runs; to keep mdalloc: `LD_PRELOAD=DIR/alloc/%s/libmdalloc.so %s` "
-                 "(DIR: malloc-doctor's build directory)",
-                 cmd, musl ? "musl" : "glibc", cmd);
+                 "shows both runs; to keep mdalloc: `LD_PRELOAD=%s/%s/libmdalloc.so %s`",
+                 cmd, alloc_dir(trace), musl ? "musl" : "glibc", cmd);
     else if (musl)
         snprintf(out, size,
                  "static musl cannot be preloaded: `malloc-doctor patch -o ~/musl-mdalloc/libc.a "
@@ -192,9 +198,9 @@ void md_rule_trace_replace_allocator(const cJSON *trace, char *out, size_t size)
     else
         snprintf(out, size,
                  "a static program cannot be preloaded: relink it with an allocator's archive "
-                 "ahead of libc (mdalloc: build/alloc/glibc/libmdalloc.a), then "
-                 "`malloc-doctor trace -- %s` again",
-                 cmd);
+                 "ahead of libc (mdalloc: %s/glibc/libmdalloc.a), then `malloc-doctor trace -- %s` "
+                 "again",
+                 alloc_dir(trace), cmd);
 }
 
 // glibc's malloc refuses an mmap threshold above 32 MiB on 64-bit (HEAP_MAX_SIZE / 2).

@@ -67,3 +67,15 @@ teardown() {
     first=$(grep -m1 -E "^(error|warning|info) MD" "$OUT")
     [[ "$first" == "error "* ]]
 }
+
+@test "the prescribed allocator, preloaded as the fix says, removes the size-class overflow" {
+    run "$T" doctor --json -o "$OUT" -- "$FX/toy-driver"
+    [ "$status" -eq 0 ]
+    lib=$(q "[f['fix'] for f in r['findings'] if f['id']=='MD004'][0]" | grep -o 'LD_PRELOAD=[^ ]*' |
+        cut -d= -f2)
+    [ -f "$lib" ]
+    run "$T" trace --compare-with "$lib" --json -o "$OUT" -- "$FX/toy-driver"
+    [ "$status" -eq 0 ]
+    [ "$(q "'MD004' in [f['id'] for f in r['findings']]")" = True ]
+    [ "$(q "[f['id'] for f in r['compare']['report']['findings']]")" = "[]" ]
+}
