@@ -7,13 +7,15 @@
 #include "lib/archive.h"
 
 #include <bfd.h>
-#include <elf.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "lib/elf_file.h"
 
 #define AR_MAGIC "!<arch>\n"
 #define AR_HDR 60
@@ -98,87 +100,15 @@ static int read_bytes(const struct md_archive *ar, bfd *m, struct md_ar_member *
     return 0;
 }
 
-// ELF fields read straight from a member's bytes, in the member's byte order.
-static uint64_t elf_field(const unsigned char *p, size_t width, bool big_endian)
-{
-    uint64_t v = 0;
-    for (size_t i = 0; i < width; i++)
-        v |= (uint64_t)p[big_endian ? width - 1 - i : i] << (8 * i);
-    return v;
-}
-
-static bool extent_fits(uint64_t off, uint64_t len, uint64_t size)
-{
-    return off <= size && len <= size - off;
-}
-
-// Where the fields check_elf_member reads sit, per ELF class.
-struct elf_layout {
-    size_t word, ehdr, shdr;              // address size; header and section header sizes
-    size_t e_shoff, e_shentsize, e_shnum; // in the ELF header
-    size_t sh_type, sh_offset, sh_size;   // in a section header
-};
-
-static const struct elf_layout elf32 = {
-    .word = 4,
-    .ehdr = sizeof(Elf32_Ehdr),
-    .shdr = sizeof(Elf32_Shdr),
-    .e_shoff = offsetof(Elf32_Ehdr, e_shoff),
-    .e_shentsize = offsetof(Elf32_Ehdr, e_shentsize),
-    .e_shnum = offsetof(Elf32_Ehdr, e_shnum),
-    .sh_type = offsetof(Elf32_Shdr, sh_type),
-    .sh_offset = offsetof(Elf32_Shdr, sh_offset),
-    .sh_size = offsetof(Elf32_Shdr, sh_size),
-};
-static const struct elf_layout elf64 = {
-    .word = 8,
-    .ehdr = sizeof(Elf64_Ehdr),
-    .shdr = sizeof(Elf64_Shdr),
-    .e_shoff = offsetof(Elf64_Ehdr, e_shoff),
-    .e_shentsize = offsetof(Elf64_Ehdr, e_shentsize),
-    .e_shnum = offsetof(Elf64_Ehdr, e_shnum),
-    .sh_type = offsetof(Elf64_Shdr, sh_type),
-    .sh_offset = offsetof(Elf64_Shdr, sh_offset),
-    .sh_size = offsetof(Elf64_Shdr, sh_size),
-};
-
-// The section header table and every section with file contents must lie inside the member.
-// libbfd reads such a member with no more than a warning (found by fuzzing), and patch would then
-// copy a truncated object into the new libc.a; so the member is refused here, before bfd sees it.
+// libbfd reads a member whose tables reach past its end with no more than a warning (found by
+// fuzzing), and patch would then copy a truncated object into the new libc.a: such a member is
+// refused, with the checks inspect makes on files (lib/elf_file.c), before bfd sees it.
 static int check_elf_member(const struct md_archive *ar, const struct md_ar_member *m,
                             struct md_error *err)
 {
-    const unsigned char *d = m->data;
-    if (m->size < EI_NIDENT || memcmp(d, ELFMAG, SELFMAG))
-        return 0; // not ELF: bfd decides
-    const struct elf_layout *l = d[EI_CLASS] == ELFCLASS64 ? &elf64 : &elf32;
-    bool big = d[EI_DATA] == ELFDATA2MSB;
-    if ((d[EI_CLASS] != ELFCLASS32 && d[EI_CLASS] != ELFCLASS64) ||
-        (d[EI_DATA] != ELFDATA2LSB && !big) || m->size < l->ehdr)
-        return md_fail(err, "%s(%s): truncated or corrupt ELF header", ar->path, m->name);
-    uint64_t shoff = elf_field(d + l->e_shoff, l->word, big);
-    uint64_t entsize = elf_field(d + l->e_shentsize, 2, big);
-    uint64_t shnum = elf_field(d + l->e_shnum, 2, big);
-    if (!shoff)
-        return 0;
-    if (entsize < l->shdr)
-        return md_fail(err, "%s(%s): corrupt section header table (entries of %ju bytes)", ar->path,
-                       m->name, (uintmax_t)entsize);
-    if (!extent_fits(shoff, l->shdr, m->size))
-        return md_fail(err, "%s(%s): truncated section header table", ar->path, m->name);
-    if (shnum == 0) // 0xff00 sections or more: the count is section 0's sh_size
-        shnum = elf_field(d + shoff + l->sh_size, l->word, big);
-    if (shnum > m->size / entsize || !extent_fits(shoff, shnum * entsize, m->size))
-        return md_fail(err, "%s(%s): truncated section header table", ar->path, m->name);
-    for (uint64_t i = 1; i < shnum; i++) {
-        const unsigned char *sh = d + shoff + i * entsize;
-        uint64_t off = elf_field(sh + l->sh_offset, l->word, big);
-        uint64_t size = elf_field(sh + l->sh_size, l->word, big);
-        if (elf_field(sh + l->sh_type, 4, big) != SHT_NOBITS && !extent_fits(off, size, m->size))
-            return md_fail(err, "%s(%s): section %ju extends past the end of the member", ar->path,
-                           m->name, (uintmax_t)i);
-    }
-    return 0;
+    char label[PATH_MAX + 256];
+    snprintf(label, sizeof label, "%s(%s)", ar->path, m->name);
+    return md_elf_check_image(m->data, m->size, label, err);
 }
 
 static int read_member(struct md_archive *ar, bfd *m, struct md_ar_member *out,

@@ -116,6 +116,21 @@ static int check_ar_headers(const struct md_elf *ar, struct md_error *err)
     return 0;
 }
 
+int md_elf_check_image(const void *data, size_t size, const char *label, struct md_error *err)
+{
+    if (size < sizeof elf_magic || memcmp(data, elf_magic, sizeof elf_magic))
+        return 0;
+    elf_version(EV_CURRENT);
+    // libelf only reads the image: the cast is the API's, not a licence to write
+    struct md_elf e = {
+        .path = label, .fd = -1, .size = size, .elf = elf_memory((char *)data, size)};
+    if (!e.elf)
+        return elf_fail(err, label, "not a readable ELF image");
+    int rc = validate_elf(&e, err);
+    elf_end(e.elf);
+    return rc;
+}
+
 int md_elf_open(struct md_elf *e, const char *path, bool *is_archive, struct md_error *err)
 {
     memset(e, 0, sizeof *e);

@@ -60,6 +60,11 @@ typedef void (*md_bytes_fn)(const char *section, const void *data, size_t size, 
 // Opens path. On success *is_archive tells whether it is an `ar` archive (then use
 // md_archive_next); otherwise e is a validated ELF file.
 int md_elf_open(struct md_elf *e, const char *path, bool *is_archive, struct md_error *err);
+
+// Validates an ELF image held in memory (an archive member read by another library) with the same
+// checks md_elf_open makes: header, and every table and section inside the image. Not ELF (no
+// magic): 0, the caller decides. label names the image in messages ("lib.a(member.o)").
+int md_elf_check_image(const void *data, size_t size, const char *label, struct md_error *err);
 void md_elf_close(struct md_elf *e);
 
 // Archive iteration: *member is filled with the next ELF member, validated, and label with
