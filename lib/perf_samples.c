@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "lib/perf_samples.h"
 
+#include "lib/u64map.h"
+
 #include <linux/perf_event.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -8,6 +10,7 @@
 #include <string.h>
 
 #include "lib/symbolize.h"
+#include "lib/u64map.h"
 
 #define MAX_FRAMES 256
 
@@ -57,79 +60,6 @@ void md_perf_log_add(struct md_perf_log *l, const void *rec, size_t size)
 }
 
 // ---- small hash tables --------------------------------------------------------------------
-
-// uint64 -> uint64, open addressing; key 0 is never stored (pids, tids and pointers are not 0).
-struct u64map {
-    uint64_t *keys, *vals;
-    size_t cap, count;
-};
-
-static size_t hash_u64(uint64_t k)
-{
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdULL;
-    k ^= k >> 33;
-    return (size_t)k;
-}
-
-static uint64_t *u64map_find(struct u64map *m, uint64_t key)
-{
-    if (!m->cap)
-        return NULL;
-    for (size_t i = hash_u64(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-        if (m->keys[i] == key)
-            return &m->vals[i];
-        if (!m->keys[i])
-            return NULL;
-    }
-}
-
-static bool u64map_put(struct u64map *m, uint64_t key, uint64_t val);
-
-static bool u64map_grow(struct u64map *m)
-{
-    struct u64map bigger = {0};
-    bigger.cap = m->cap ? 2 * m->cap : 64;
-    bigger.keys = calloc(bigger.cap, sizeof *bigger.keys);
-    bigger.vals = calloc(bigger.cap, sizeof *bigger.vals);
-    if (!bigger.keys || !bigger.vals) {
-        free(bigger.keys);
-        free(bigger.vals);
-        return false;
-    }
-    for (size_t i = 0; i < m->cap; i++)
-        if (m->keys[i])
-            u64map_put(&bigger, m->keys[i], m->vals[i]);
-    free(m->keys);
-    free(m->vals);
-    *m = bigger;
-    return true;
-}
-
-static bool u64map_put(struct u64map *m, uint64_t key, uint64_t val)
-{
-    uint64_t *v = u64map_find(m, key);
-    if (v) {
-        *v = val;
-        return true;
-    }
-    if (2 * (m->count + 1) > m->cap && !u64map_grow(m))
-        return false;
-    size_t i = hash_u64(key) & (m->cap - 1);
-    while (m->keys[i])
-        i = (i + 1) & (m->cap - 1);
-    m->keys[i] = key;
-    m->vals[i] = val;
-    m->count++;
-    return true;
-}
-
-static void u64map_free(struct u64map *m)
-{
-    free(m->keys);
-    free(m->vals);
-    memset(m, 0, sizeof *m);
-}
 
 // Sample counts by function label; labels are copied.
 struct counter {
@@ -250,7 +180,7 @@ struct replay {
     const struct md_perf_names *names;
     struct md_perf_result *res;
     struct md_symcache syms;
-    struct u64map proc_index, thread_index, alloc_memo; // -> index + 1 / memo: 1 no, 2 yes
+    struct md_u64map proc_index, thread_index, alloc_memo; // -> index + 1 / memo: 1 no, 2 yes
     struct proc *procs;
     size_t proc_count, proc_cap;
     struct thread *threads;
@@ -273,14 +203,14 @@ static void *grow_array(void *arr, size_t *cap, size_t count, size_t elem)
 // The process with this pid, created empty when unknown; NULL only when out of memory.
 static struct proc *proc_get(struct replay *r, uint32_t pid)
 {
-    uint64_t *v = u64map_find(&r->proc_index, (uint64_t)pid + 1);
+    uint64_t *v = md_u64map_find(&r->proc_index, (uint64_t)pid + 1);
     if (v)
         return &r->procs[*v - 1];
     struct proc *grown = grow_array(r->procs, &r->proc_cap, r->proc_count, sizeof *grown);
     if (!grown)
         return NULL;
     r->procs = grown;
-    if (!u64map_put(&r->proc_index, (uint64_t)pid + 1, r->proc_count + 1))
+    if (!md_u64map_put(&r->proc_index, (uint64_t)pid + 1, r->proc_count + 1))
         return NULL;
     memset(&r->procs[r->proc_count], 0, sizeof *r->procs);
     return &r->procs[r->proc_count++];
@@ -288,14 +218,14 @@ static struct proc *proc_get(struct replay *r, uint32_t pid)
 
 static struct thread *thread_get(struct replay *r, uint32_t tid)
 {
-    uint64_t *v = u64map_find(&r->thread_index, (uint64_t)tid + 1);
+    uint64_t *v = md_u64map_find(&r->thread_index, (uint64_t)tid + 1);
     if (v)
         return &r->threads[*v - 1];
     struct thread *grown = grow_array(r->threads, &r->thread_cap, r->thread_count, sizeof *grown);
     if (!grown)
         return NULL;
     r->threads = grown;
-    if (!u64map_put(&r->thread_index, (uint64_t)tid + 1, r->thread_count + 1))
+    if (!md_u64map_put(&r->thread_index, (uint64_t)tid + 1, r->thread_count + 1))
         return NULL;
     memset(&r->threads[r->thread_count], 0, sizeof *r->threads);
     return &r->threads[r->thread_count++];
@@ -450,14 +380,14 @@ static void name_frame(struct replay *r, const struct proc *p, uint64_t ip, bool
 
 static bool func_is_alloc(struct replay *r, const struct md_func_sym *f, size_t aliases)
 {
-    uint64_t *memo = u64map_find(&r->alloc_memo, (uint64_t)(uintptr_t)f);
+    uint64_t *memo = md_u64map_find(&r->alloc_memo, (uint64_t)(uintptr_t)f);
     if (memo)
         return *memo == 2;
     bool yes = false;
     for (size_t i = 0; i < aliases && !yes; i++)
         yes = md_perf_name_in(f[i].name, r->names->api) ||
               (r->names->internal && md_perf_name_in(f[i].name, r->names->internal));
-    u64map_put(&r->alloc_memo, (uint64_t)(uintptr_t)f, yes ? 2 : 1);
+    md_u64map_put(&r->alloc_memo, (uint64_t)(uintptr_t)f, yes ? 2 : 1);
     return yes;
 }
 
@@ -540,7 +470,7 @@ static void on_sample(struct replay *r, const struct perf_event_header *h,
     size_t n = user_frames(chain, nr, frames);
     if (n == 0 && !kernel) // no callchain at all: the sampled ip is the only frame
         frames[n++] = s.ip;
-    uint64_t *pv = u64map_find(&r->proc_index, (uint64_t)s.pid + 1);
+    uint64_t *pv = md_u64map_find(&r->proc_index, (uint64_t)s.pid + 1);
     const struct proc *p = pv ? &r->procs[*pv - 1] : NULL;
     if (kernel && n && in_uprobe_handling(r, p, frames[0])) {
         r->res->samples_uprobe++;
@@ -651,9 +581,9 @@ static int index_log(const struct md_perf_log *l, struct rec_ref **out, size_t *
 static void replay_free(struct replay *r)
 {
     md_symcache_free(&r->syms);
-    u64map_free(&r->proc_index);
-    u64map_free(&r->thread_index);
-    u64map_free(&r->alloc_memo);
+    md_u64map_free(&r->proc_index);
+    md_u64map_free(&r->thread_index);
+    md_u64map_free(&r->alloc_memo);
     for (size_t i = 0; i < r->proc_count; i++)
         free(r->procs[i].maps);
     free(r->procs);

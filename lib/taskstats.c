@@ -13,6 +13,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "lib/u64map.h"
+
 // Room for exit bursts (a build forking hundreds of compilers) while the reader thread sleeps.
 #define MD_TASKSTATS_RCVBUF (8 << 20)
 #define MD_NL_BUF 16384
@@ -227,44 +229,16 @@ void md_taskstats_stop(struct md_taskstats *ts)
     close_all(ts); // closing the socket unregisters it
 }
 
-// The processes of the tree: an open-addressing set of pids (0 is never a process's pid).
-struct pid_set {
-    pid_t *slots;
-    size_t mask;
-};
-
-static bool pid_set_init(struct pid_set *set, size_t expected)
+// The processes of the tree: pid -> 1 (pids are never 0, which the map cannot hold).
+static bool in_tree(struct md_u64map *tree, pid_t pid)
 {
-    size_t size = 16;
-    while (size < 2 * expected)
-        size <<= 1;
-    set->slots = calloc(size, sizeof *set->slots);
-    set->mask = size - 1;
-    return set->slots != NULL;
-}
-
-static size_t pid_slot(const struct pid_set *set, pid_t pid)
-{
-    size_t i = ((size_t)pid * 0x9e3779b97f4a7c15u >> 17) & set->mask;
-    while (set->slots[i] && set->slots[i] != pid)
-        i = (i + 1) & set->mask;
-    return i;
-}
-
-static bool in_tree(const struct pid_set *set, pid_t pid)
-{
-    return pid > 0 && set->slots[pid_slot(set, pid)] == pid;
-}
-
-static void add_to_tree(struct pid_set *set, pid_t pid)
-{
-    set->slots[pid_slot(set, pid)] = pid;
+    return pid > 0 && md_u64map_find(tree, (uint64_t)pid);
 }
 
 // Whether a record is part of the program's tree. strace -D starts in the program's process and
 // forks its tracer and probes from there: those are strace's, not the program's. Orphans of the
 // program are reparented to the tool (the subreaper), as are the tool's own short-lived forks.
-static bool joins_tree(const struct pid_set *tree, const struct md_exit_record *r, pid_t tool_pid,
+static bool joins_tree(struct md_u64map *tree, const struct md_exit_record *r, pid_t tool_pid,
                        const char *tool_comm)
 {
     if (r->tgid <= 0 || in_tree(tree, r->tgid) || !strcmp(r->comm, "strace"))
@@ -272,36 +246,45 @@ static bool joins_tree(const struct pid_set *tree, const struct md_exit_record *
     return in_tree(tree, r->ppid) || (r->ppid == tool_pid && strcmp(r->comm, tool_comm));
 }
 
-bool md_taskstats_tree(const struct md_taskstats *ts, pid_t root, pid_t tool_pid,
-                       const char *tool_comm, struct md_tree_usage *usage)
+// Adds every record that joins the tree; a child's record comes before its parent joins, so it
+// repeats until nothing joins. False when out of memory.
+static bool grow_tree(const struct md_taskstats *ts, struct md_u64map *tree, pid_t tool_pid,
+                      const char *tool_comm, unsigned *processes)
 {
-    struct pid_set tree;
-    if (ts->overflow || !ts->count || root <= 0 || !pid_set_init(&tree, ts->count + 1))
-        return false;
-    add_to_tree(&tree, root);
-    *usage = (struct md_tree_usage){.processes = 1};
-    // a child's record comes before its parent joins the tree: repeat until nothing joins
     for (bool grew = true; grew;) {
         grew = false;
         for (size_t i = 0; i < ts->count; i++) {
             const struct md_exit_record *r = &ts->records[i];
-            if (!joins_tree(&tree, r, tool_pid, tool_comm))
+            if (!joins_tree(tree, r, tool_pid, tool_comm))
                 continue;
-            add_to_tree(&tree, r->tgid);
-            usage->processes++;
+            if (!md_u64map_put(tree, (uint64_t)r->tgid, 1))
+                return false;
+            ++*processes;
             grew = true;
         }
     }
+    return true;
+}
+
+bool md_taskstats_tree(const struct md_taskstats *ts, pid_t root, pid_t tool_pid,
+                       const char *tool_comm, struct md_tree_usage *usage)
+{
+    if (ts->overflow || !ts->count || root <= 0)
+        return false;
+    struct md_u64map tree = {0};
+    *usage = (struct md_tree_usage){.processes = 1};
     bool seen_root = false;
-    for (size_t i = 0; i < ts->count; i++) {
-        const struct md_exit_record *r = &ts->records[i];
-        if (!in_tree(&tree, r->tgid))
-            continue;
-        seen_root |= r->tgid == root;
-        if (r->hiwater_rss_kb > usage->peak_rss_kb)
-            usage->peak_rss_kb = r->hiwater_rss_kb;
-    }
-    free(tree.slots);
+    if (md_u64map_put(&tree, (uint64_t)root, 1) &&
+        grow_tree(ts, &tree, tool_pid, tool_comm, &usage->processes))
+        for (size_t i = 0; i < ts->count; i++) {
+            const struct md_exit_record *r = &ts->records[i];
+            if (!in_tree(&tree, r->tgid))
+                continue;
+            seen_root |= r->tgid == root;
+            if (r->hiwater_rss_kb > usage->peak_rss_kb)
+                usage->peak_rss_kb = r->hiwater_rss_kb;
+        }
+    md_u64map_free(&tree);
     return seen_root;
 }
 
