@@ -53,6 +53,7 @@ static struct {
     uint32_t flags;           // md_probe_flags, set once the objects are recorded
     pid_t pid;
     bool rseq;                           // slow calls are found by the rseq mark (see mark_begin)
+    _Atomic bool fast_path_allowed;      // set last by attach_shared (see struct fast_path)
     bool inactive;                       // no probe file: only forward calls
     bool header_only;                    // only the header and slot 0 are mapped (attach_shared)
     struct md_probe_slot *overflow_slot; // shared by threads that found no slot (atomic adds)
@@ -62,13 +63,25 @@ static struct {
 } probe;
 
 static __thread struct md_probe_slot *tls_slot __attribute__((tls_model("initial-exec")));
+
+// What the fast path of malloc, free, calloc and realloc needs, in one place: this thread's own
+// slot and its rseq_cs field. slot stays NULL, and every call takes the full path, until the
+// thread has a slot of its own and the probe times calls with the rseq mark; and always with
+// --leaks, which keeps the live-block table. It is NULL again in a forked child.
+struct fast_path {
+    struct md_probe_slot *slot;
+    volatile uint64_t *rseq_cs;
+    bool stacks; // --stacks: count each allocation to its caller's stack
+};
+static __thread struct fast_path tls_fast __attribute__((tls_model("initial-exec")));
 static __thread uintptr_t tls_stack_top __attribute__((tls_model("initial-exec")));
 
 // Where a hook was called from: its frame (to walk the frame-pointer chain) and return address.
 struct caller {
     void *frame, *ret;
 };
-#define CALLER ((struct caller){__builtin_frame_address(0), __builtin_return_address(0)})
+// Passed by address: two 8-byte stores read back as one 16-byte struct stall store forwarding.
+#define CALLER (&(struct caller){__builtin_frame_address(0), __builtin_return_address(0)})
 
 static void *boot_alloc(size_t n)
 {
@@ -287,13 +300,13 @@ static uintptr_t stack_top(void)
 
 // Return addresses, innermost first: the hook's caller, then the frame-pointer chain while it
 // stays on this thread's stack (code built without frame pointers ends the walk early).
-static unsigned capture(struct caller c, uint64_t *frames)
+static unsigned capture(const struct caller *c, uint64_t *frames)
 {
     if (!tls_stack_top)
         tls_stack_top = stack_top();
     unsigned depth = 0;
-    frames[depth++] = (uint64_t)c.ret;
-    uintptr_t fp = (uintptr_t)c.frame, next = fp ? *(uintptr_t *)fp : 0;
+    frames[depth++] = (uint64_t)c->ret;
+    uintptr_t fp = (uintptr_t)c->frame, next = fp ? *(uintptr_t *)fp : 0;
     while (depth < MD_PROBE_FRAMES && next > fp && !(next & 7) && next + 16 <= tls_stack_top) {
         uint64_t ret = ((uint64_t *)next)[1];
         if (!ret)
@@ -314,7 +327,7 @@ static uint64_t stack_hash(const uint64_t *frames, unsigned depth)
 }
 
 // The stack table entry (index + 1) of the caller's stack, inserted on first sight; 0 when full.
-static uint32_t stack_id(struct caller c)
+static uint32_t stack_id(const struct caller *c)
 {
     uint64_t frames[MD_PROBE_FRAMES];
     unsigned depth = capture(c, frames);
@@ -403,37 +416,43 @@ static void flush_stack_counts(struct stack_cache *k)
     k->pending_bytes = 0;
 }
 
-static uint32_t cached_stack_id(struct caller c)
+static uint32_t cached_stack_id(const struct caller *c)
 {
     struct stack_cache *k = &tls_stacks;
     if (!tls_stack_top)
         tls_stack_top = stack_top();
-    uintptr_t fp = (uintptr_t)c.frame, next = fp ? *(uintptr_t *)fp : 0, ret1 = 0;
+    uintptr_t fp = (uintptr_t)c->frame, next = fp ? *(uintptr_t *)fp : 0, ret1 = 0;
     if (next > fp && !(next & 7) && next + 16 <= tls_stack_top)
         ret1 = ((uintptr_t *)next)[1];
-    if (k->id && k->frame == fp && k->ret == (uintptr_t)c.ret && k->ret1 == ret1)
+    if (k->id && k->frame == fp && k->ret == (uintptr_t)c->ret && k->ret1 == ret1)
         return k->id;
     flush_stack_counts(k);
-    *k =
-        (struct stack_cache){.frame = fp, .ret = (uintptr_t)c.ret, .ret1 = ret1, .id = stack_id(c)};
+    *k = (struct stack_cache){
+        .frame = fp, .ret = (uintptr_t)c->ret, .ret1 = ret1, .id = stack_id(c)};
     return k->id;
 }
 
-static uint32_t track(enum md_probe_op op, uint64_t size, void *result, void *freed,
-                      struct caller c)
+// The allocation's stack, and with --stacks one more allocation of its size counted to it.
+static uint32_t count_allocation_stack(uint64_t size, const struct caller *c)
 {
-    uint32_t stack = 0;
-    if (freed && (probe.flags & MD_PROBE_WANT_LEAKS))
-        live_remove(freed);
-    if (op == MD_OP_FREE || !result)
-        return 0;
-    stack = cached_stack_id(c);
+    uint32_t stack = cached_stack_id(c);
     if (stack && (probe.flags & MD_PROBE_WANT_STACKS)) {
         tls_stacks.pending++;
         tls_stacks.pending_bytes += size;
         if (tls_stacks.pending == MD_STACK_BATCH)
             flush_stack_counts(&tls_stacks);
     }
+    return stack;
+}
+
+static uint32_t track(enum md_probe_op op, uint64_t size, void *result, void *freed,
+                      const struct caller *c)
+{
+    if (freed && (probe.flags & MD_PROBE_WANT_LEAKS))
+        live_remove(freed);
+    if (op == MD_OP_FREE || !result)
+        return 0;
+    uint32_t stack = count_allocation_stack(size, c);
     if (probe.flags & MD_PROBE_WANT_LEAKS)
         live_insert(result, size, stack);
     return stack;
@@ -485,6 +504,8 @@ static void attach_shared(void)
         record_objects();
     probe.flags =
         h->flags & (MD_PROBE_WANT_STACKS | MD_PROBE_WANT_LEAKS); // last: they need the objects
+    // the fast path times calls with the rseq mark only (see struct fast_path)
+    atomic_store_explicit(&probe.fast_path_allowed, probe.rseq, memory_order_release);
 }
 
 // A forked child is a new process: its threads need slots of their own, and its pid names its
@@ -492,6 +513,7 @@ static void attach_shared(void)
 static void forget_slot_in_child(void)
 {
     tls_slot = NULL;
+    tls_fast = (struct fast_path){0};
     tls_stacks = (struct stack_cache){0}; // the parent's batch is the parent's
     probe.pid = getpid();
     if (probe.shared && probe.flags)
@@ -539,7 +561,13 @@ static inline struct md_probe_slot *my_slot(void)
         attach_shared();
     if (!probe.shared)
         return NULL;
-    return tls_slot = claim_slot();
+    tls_slot = claim_slot();
+    if (atomic_load_explicit(&probe.fast_path_allowed, memory_order_acquire) &&
+        tls_slot != probe.overflow_slot && !(probe.flags & MD_PROBE_WANT_LEAKS))
+        tls_fast = (struct fast_path){.slot = tls_slot,
+                                      .rseq_cs = rseq_cs_field(),
+                                      .stacks = probe.flags & MD_PROBE_WANT_STACKS};
+    return tls_slot;
 }
 
 static void log_slow(struct md_probe_slot *s, enum md_probe_op op, uint64_t size, uint64_t ticks,
@@ -592,7 +620,7 @@ static inline void count(struct md_probe_slot *s, enum md_probe_op op, uint64_t 
 // and --stacks/--leaks bookkeeping. Kept out of line so the fast path stays small.
 __attribute__((noinline)) static void record_slow(enum md_probe_op op, uint64_t size,
                                                   const struct mark *m, void *result, void *freed,
-                                                  struct caller c)
+                                                  const struct caller *c)
 {
     uint64_t ticks = 0, start_realtime = 0, end_realtime = 0;
     bool slow = mark_end(m, &ticks, &start_realtime, &end_realtime);
@@ -625,7 +653,7 @@ static inline bool mark_fast(const struct mark *m)
 }
 
 static inline void record(enum md_probe_op op, uint64_t size, const struct mark *m, void *result,
-                          void *freed, struct caller c)
+                          void *freed, const struct caller *c)
 {
     if (__builtin_expect(probe.inactive, 0))
         return;
@@ -646,7 +674,7 @@ static inline bool ready(void)
     return probe.real.malloc != NULL && !probe.resolving;
 }
 
-EXPORT void *malloc(size_t n)
+__attribute__((noinline)) static void *malloc_full(size_t n)
 {
     if (!ready())
         return boot_alloc(n);
@@ -657,7 +685,7 @@ EXPORT void *malloc(size_t n)
     return p;
 }
 
-EXPORT void free(void *p)
+__attribute__((noinline)) static void free_full(void *p)
 {
     if (!p || is_boot(p))
         return;
@@ -671,7 +699,7 @@ EXPORT void free(void *p)
     record(MD_OP_FREE, size, &m, NULL, p, CALLER);
 }
 
-EXPORT void *calloc(size_t n, size_t each)
+__attribute__((noinline)) static void *calloc_full(size_t n, size_t each)
 {
     if (!ready()) {
         size_t total;
@@ -696,7 +724,7 @@ static void *realloc_from_boot(void *old, size_t n)
     return p;
 }
 
-EXPORT void *realloc(void *old, size_t n)
+__attribute__((noinline)) static void *realloc_full(void *old, size_t n)
 {
     if (!ready())
         return boot_alloc(n);
@@ -707,6 +735,102 @@ EXPORT void *realloc(void *old, size_t n)
     void *p = probe.real.realloc(old, n);
     // a failed realloc keeps the old block; realloc(p, 0) may free it and return NULL
     record(MD_OP_REALLOC, n, &m, p, p || !n ? old : NULL, CALLER);
+    return p;
+}
+
+// --- the fast path ---------------------------------------------------------------------------
+//
+// Nearly every call takes only this path: one TLS load says whether it applies, a load of rseq_cs
+// before and after the call says whether the thread was switched out (it is re-armed only when it
+// was), then plain increments in the thread's own slot. Everything else (a thread's first call,
+// stacks, live blocks, tick timing, the boot buffer) is a tail call into the full path above, so
+// that path still sees the program's frame as its caller's.
+
+// Cleared on entry: the thread was switched out in the program's own code since its last call,
+// so no syscall of this call can come before now.
+__attribute__((noinline)) static void fast_rearm(volatile uint64_t *rseq_cs)
+{
+    tls_boundary_ns = clock_ns(CLOCK_REALTIME);
+    *rseq_cs = (uint64_t)&never_descriptor;
+}
+
+// Cleared on return: the call was switched out (a syscall, a lock wait). With --stacks the
+// caller's stack names who waited or unmapped.
+__attribute__((noinline)) static void fast_log_slow(struct md_probe_slot *s, enum md_probe_op op,
+                                                    uint64_t size, const struct caller *c)
+{
+    const struct mark m = {.rseq = true};
+    uint64_t ticks, start_realtime, end_realtime;
+    if (!mark_end(&m, &ticks, &start_realtime, &end_realtime))
+        return;
+    uint32_t stack = probe.flags & MD_PROBE_WANT_STACKS ? cached_stack_id(c) : 0;
+    __atomic_fetch_add(&s->slow_calls, 1, __ATOMIC_RELAXED);
+    log_slow(s, op, size, ticks, start_realtime, end_realtime, stack);
+}
+
+static inline void fast_begin(volatile uint64_t *rseq_cs)
+{
+    if (__builtin_expect(*rseq_cs == 0, 0))
+        fast_rearm(rseq_cs);
+}
+
+#define FAST_END(slot, rseq_cs, op, size)                                                          \
+    do {                                                                                           \
+        if (__builtin_expect(*(rseq_cs) == 0, 0))                                                  \
+            fast_log_slow(slot, op, size, CALLER);                                                 \
+        count(slot, op, size);                                                                     \
+    } while (0)
+
+// An allocation call's end: with --stacks its stack counts one more allocation of its size.
+#define FAST_END_ALLOCATION(f, result, op, size)                                                   \
+    do {                                                                                           \
+        FAST_END((f).slot, (f).rseq_cs, op, size);                                                 \
+        if (__builtin_expect((f).stacks && (result), 0))                                           \
+            count_allocation_stack(size, CALLER);                                                  \
+    } while (0)
+
+EXPORT void *malloc(size_t n)
+{
+    const struct fast_path f = tls_fast;
+    if (__builtin_expect(!f.slot, 0))
+        return malloc_full(n);
+    fast_begin(f.rseq_cs);
+    void *p = probe.real.malloc(n);
+    FAST_END_ALLOCATION(f, p, MD_OP_MALLOC, n);
+    return p;
+}
+
+EXPORT void free(void *p)
+{
+    const struct fast_path f = tls_fast;
+    if (__builtin_expect(!f.slot || !p || is_boot(p) || !probe.real.usable_size, 0))
+        return free_full(p);
+    // the block's size tells which size band a munmap or madvise inside free belongs to
+    uint64_t size = probe.real.usable_size(p);
+    fast_begin(f.rseq_cs);
+    probe.real.free(p);
+    FAST_END(f.slot, f.rseq_cs, MD_OP_FREE, size);
+}
+
+EXPORT void *calloc(size_t n, size_t each)
+{
+    const struct fast_path f = tls_fast;
+    if (__builtin_expect(!f.slot, 0))
+        return calloc_full(n, each);
+    fast_begin(f.rseq_cs);
+    void *p = probe.real.calloc(n, each);
+    FAST_END_ALLOCATION(f, p, MD_OP_CALLOC, (uint64_t)n * each);
+    return p;
+}
+
+EXPORT void *realloc(void *old, size_t n)
+{
+    const struct fast_path f = tls_fast;
+    if (__builtin_expect(!f.slot || is_boot(old), 0))
+        return realloc_full(old, n);
+    fast_begin(f.rseq_cs);
+    void *p = probe.real.realloc(old, n);
+    FAST_END_ALLOCATION(f, p, MD_OP_REALLOC, n);
     return p;
 }
 

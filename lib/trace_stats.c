@@ -97,9 +97,12 @@ static int read_probe(struct stats *st, const struct md_probe_file *pf)
 {
     struct md_probe_header *h = pf->header;
     struct md_probe_slot *slots = md_probe_slots(h);
+    // Threads claim the lowest free slot and never give it back, so the claimed slots are
+    // 1..n without a gap: stop at the first free one instead of touching (and, in a tmpfs file,
+    // allocating) a page for each of the others.
     for (uint32_t i = 0; i < h->slot_count; i++) {
         if (i && !atomic_load(&slots[i].claimed))
-            continue;
+            break;
         add_slot(&st->probe, &slots[i]);
         uint64_t ops = 0;
         for (int op = 0; op < MD_OP_COUNT; op++)
