@@ -238,6 +238,26 @@ static void print_stack_list(const cJSON *list, const char *title, const char *c
     }
 }
 
+// Every blocking futex call of the program, with the frames found on its stack.
+static void print_futex_wait_stacks(const cJSON *r)
+{
+    const cJSON *fw = cJSON_GetObjectItemCaseSensitive(r, "futex_wait_stacks");
+    if (!fw)
+        return;
+    if (!md_json_get_bool(fw, "sampled")) {
+        printf("\ncall stacks of futex waits: not sampled: %s\n", str(fw, "error", "?"));
+        return;
+    }
+    printf("\nfutex waits sampled with their call stacks: %.0f, %.0f timed by strace (%.4f s "
+           "blocked); %.0f in allocator functions (%.4f s)%s\n",
+           num(fw, "waits"), num(fw, "timed_waits"), num(fw, "wait_seconds"),
+           num(fw, "allocator_waits"), num(fw, "allocator_wait_seconds"),
+           num(fw, "lost_samples") > 0 ? "; some samples were lost" : "");
+    print_stack_list(cJSON_GetObjectItemCaseSensitive(fw, "stacks"),
+                     "call stacks of futex waits (all code; frames from a stack scan)", "waits",
+                     "wait_seconds", "s blocked");
+}
+
 static void print_stacks(const cJSON *r)
 {
     print_stack_list(cJSON_GetObjectItemCaseSensitive(r, "stacks"), "top allocating call stacks",
@@ -245,6 +265,7 @@ static void print_stacks(const cJSON *r)
     print_stack_list(cJSON_GetObjectItemCaseSensitive(r, "futex_stacks"),
                      "call stacks of futex waits inside the allocator", "waits", "wait_seconds",
                      "s blocked");
+    print_futex_wait_stacks(r);
     const cJSON *leaks = cJSON_GetObjectItemCaseSensitive(r, "leaks");
     if (!leaks)
         return;

@@ -25,7 +25,7 @@
 #define POLL_MS 100   // drain at least this often, whatever the wakeup watermark
 
 struct ring {
-    int fd;
+    int fd, cpu;
     void *base; // metadata page followed by data pages
     size_t map_size, data_size;
     unsigned char *scratch; // one record that wraps around the end of the buffer
@@ -42,7 +42,15 @@ struct md_perf {
     uint64_t probe_offsets[MD_PERF_MAX_UPROBES];
     struct ring *rings;
     size_t ring_count;
+    bool cpu_sampling; // the rings belong to cpu-clock events (else to the futex events alone)
     bool kernel_excluded;
+    int *futex_fds; // futex events whose samples go to a cpu-clock ring (SET_OUTPUT)
+    size_t futex_fd_count;
+    uint64_t *futex_ids;
+    size_t futex_id_count;
+    char futex_error[256]; // why futex waits are not sampled, when asked for
+    // CLOCK_MONOTONIC and CLOCK_REALTIME - CLOCK_MONOTONIC at open and at collect
+    int64_t mono_open, offset_open, mono_collect, offset_collect;
     int wake_fd; // eventfd: md_perf_collect tells the reader to finish
     pthread_t reader;
     bool reader_running;
@@ -274,14 +282,12 @@ static int open_cpu_event(struct md_perf *p, int cpu, unsigned hz, size_t pages,
     }
     struct ring *r = &p->rings[p->ring_count++];
     r->fd = (int)fd;
+    r->cpu = cpu;
     return map_ring(r, pages, err);
 }
 
-static int open_sampling(struct md_perf *p, const struct md_perf_options *opt, struct md_error *err)
+static int open_sampling(struct md_perf *p, size_t pages, unsigned hz, struct md_error *err)
 {
-    size_t pages = opt->ring_pages ? opt->ring_pages : DEFAULT_RING_PAGES;
-    if (pages & (pages - 1))
-        return md_fail(err, "perf: ring_pages must be a power of 2, not %zu", pages);
     long cpus = sysconf(_SC_NPROCESSORS_CONF);
     if (cpus < 1)
         cpus = 1;
@@ -289,11 +295,197 @@ static int open_sampling(struct md_perf *p, const struct md_perf_options *opt, s
     if (!p->rings)
         return md_fail(err, "perf: out of memory");
     for (long cpu = 0; cpu < cpus; cpu++)
-        if (open_cpu_event(p, (int)cpu, opt->sample_hz, pages, err) < 0)
+        if (open_cpu_event(p, (int)cpu, hz, pages, err) < 0)
             return -1;
     if (!p->ring_count)
         return md_fail(err, "perf: no online CPU accepted a sampling event");
+    p->cpu_sampling = true;
     return 0;
+}
+
+// ---- futex waits --------------------------------------------------------------------------
+
+#define FUTEX_MAX_STACK 8 // only the first user entry is used: the scan finds the rest
+
+static void close_ring(struct ring *r)
+{
+    if (r->base)
+        munmap(r->base, r->map_size);
+    free(r->scratch);
+    if (r->fd >= 0)
+        close(r->fd);
+    memset(r, 0, sizeof *r);
+    r->fd = -1;
+}
+
+// The blocking futex operations, alone or with FUTEX_PRIVATE_FLAG (128) and FUTEX_CLOCK_REALTIME
+// (256): WAIT 0, LOCK_PI 6, WAIT_BITSET 9, WAIT_REQUEUE_PI 11, LOCK_PI2 13. The same set as
+// lib/strace.c's futex_wait, so that samples and strace's durations describe the same calls.
+static void futex_filter(char *out, size_t size)
+{
+    static const int cmds[] = {0, 6, 9, 11, 13}, flags[] = {0, 128, 256, 384};
+    size_t len = 0;
+    out[0] = 0;
+    for (size_t c = 0; c < sizeof cmds / sizeof cmds[0]; c++)
+        for (size_t f = 0; f < sizeof flags / sizeof flags[0] && len < size; f++)
+            len += (size_t)snprintf(out + len, size - len, "%sop == %d", len ? " || " : "",
+                                    cmds[c] | flags[f]);
+}
+
+static int read_futex_tracepoint(uint64_t *id, struct md_error *err)
+{
+    for (size_t i = 0; i < sizeof tracefs_roots / sizeof tracefs_roots[0]; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "%s/events/syscalls/sys_enter_futex/id", tracefs_roots[i]);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        unsigned long long v;
+        int ok = fscanf(f, "%llu", &v) == 1;
+        fclose(f);
+        if (ok) {
+            *id = v;
+            return 0;
+        }
+    }
+    return md_fail(err, "no readable tracefs events/syscalls/sys_enter_futex/id (needs root, "
+                        "tracefs on /sys/kernel/tracing and CONFIG_FTRACE_SYSCALLS)");
+}
+
+static void futex_attr(struct perf_event_attr *a, uint64_t id, bool own_ring, size_t data_size)
+{
+    memset(a, 0, sizeof *a);
+    a->type = PERF_TYPE_TRACEPOINT;
+    a->size = sizeof *a;
+    a->config = id;
+    a->sample_period = 1; // every wait
+    a->sample_type = MD_PERF_FUTEX_SAMPLE_TYPE;
+    a->sample_stack_user = MD_PERF_FUTEX_STACK_BYTES;
+    a->sample_max_stack = FUTEX_MAX_STACK;
+    a->exclude_callchain_kernel = 1;
+    a->disabled = 1;
+    a->enable_on_exec = 1;
+    a->inherit = 1;
+    a->sample_id_all = 1;
+    // As sample_attr: the records share rings and are merged. The kernel refuses CLOCK_REALTIME
+    // (strace's clock) for tracepoints, so wait times are converted afterwards.
+    a->use_clockid = 1;
+    a->clockid = CLOCK_MONOTONIC;
+    if (!own_ring)
+        return;
+    a->mmap = a->mmap2 = a->comm = a->comm_exec = a->task = 1; // as sample_attr
+    a->watermark = 1;
+    a->wakeup_watermark = (uint32_t)(data_size / 4);
+}
+
+static struct ring *cpu_ring(struct md_perf *p, int cpu)
+{
+    for (size_t i = 0; i < p->ring_count; i++)
+        if (p->rings[i].cpu == cpu)
+            return &p->rings[i];
+    return NULL;
+}
+
+// Opens the futex event of one CPU, into the CPU's cpu-clock ring or a ring of its own. 1: the
+// CPU is offline (or not sampled), skip it.
+static int open_futex_cpu(struct md_perf *p, int cpu, uint64_t id, const char *filter, size_t pages,
+                          struct md_error *err)
+{
+    struct ring *out = p->cpu_sampling ? cpu_ring(p, cpu) : NULL;
+    if (p->cpu_sampling && !out)
+        return 1;
+    struct perf_event_attr a;
+    futex_attr(&a, id, !out, pages * (size_t)sysconf(_SC_PAGESIZE));
+    long fd = perf_event_open(&a, p->pid, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+    if (fd < 0 && errno == ENODEV)
+        return 1;
+    if (fd < 0)
+        return open_fail(err, errno, "futex tracepoint");
+    if (ioctl((int)fd, PERF_EVENT_IOC_SET_FILTER, filter) ||
+        ioctl((int)fd, PERF_EVENT_IOC_ID, &p->futex_ids[p->futex_id_count]) ||
+        (out && ioctl((int)fd, PERF_EVENT_IOC_SET_OUTPUT, out->fd))) {
+        int saved = errno;
+        close((int)fd);
+        return md_fail_errno(err, saved, "perf: futex tracepoint on CPU %d (filter, id or output)",
+                             cpu);
+    }
+    p->futex_id_count++;
+    if (out) {
+        p->futex_fds[p->futex_fd_count++] = (int)fd;
+        return 0;
+    }
+    struct ring *r = &p->rings[p->ring_count++];
+    r->fd = (int)fd;
+    r->cpu = cpu;
+    return map_ring(r, pages, err);
+}
+
+static int open_futex_all(struct md_perf *p, size_t pages, struct md_error *err)
+{
+    uint64_t id = 0;
+    if (read_futex_tracepoint(&id, err))
+        return -1;
+    long cpus = sysconf(_SC_NPROCESSORS_CONF);
+    if (cpus < 1)
+        cpus = 1;
+    p->futex_fds = calloc((size_t)cpus, sizeof *p->futex_fds);
+    p->futex_ids = calloc((size_t)cpus, sizeof *p->futex_ids);
+    if (!p->rings)
+        p->rings = calloc((size_t)cpus, sizeof *p->rings);
+    if (!p->futex_fds || !p->futex_ids || !p->rings)
+        return md_fail(err, "perf: out of memory");
+    char filter[1024];
+    futex_filter(filter, sizeof filter);
+    for (long cpu = 0; cpu < cpus; cpu++)
+        if (open_futex_cpu(p, (int)cpu, id, filter, pages, err) < 0)
+            return -1;
+    if (!p->futex_id_count)
+        return md_fail(err, "perf: no online CPU accepted the futex tracepoint");
+    return 0;
+}
+
+// The monotonic time now and how far CLOCK_REALTIME is ahead of it, read back to back.
+static void clock_pair(int64_t *mono, int64_t *offset)
+{
+    struct timespec r0, m, r1;
+    clock_gettime(CLOCK_REALTIME, &r0);
+    clock_gettime(CLOCK_MONOTONIC, &m);
+    clock_gettime(CLOCK_REALTIME, &r1);
+    int64_t real = ((int64_t)r0.tv_sec * 1000000000 + r0.tv_nsec) / 2 +
+                   ((int64_t)r1.tv_sec * 1000000000 + r1.tv_nsec) / 2;
+    *mono = (int64_t)m.tv_sec * 1000000000 + m.tv_nsec;
+    *offset = real - *mono;
+}
+
+// Wait times from CLOCK_MONOTONIC to CLOCK_REALTIME, with the offset interpolated between the
+// two readings so that a clock slewed by NTP during the run stays matched.
+static void waits_to_realtime(const struct md_perf *p, struct md_perf_result *res)
+{
+    double span = (double)(p->mono_collect - p->mono_open);
+    double drift = (double)(p->offset_collect - p->offset_open);
+    for (size_t i = 0; i < res->futex_wait_count; i++) {
+        double into = span > 0 ? (double)((int64_t)res->futex_waits[i].time_ns - p->mono_open) : 0;
+        double offset = (double)p->offset_open + (span > 0 ? drift * into / span : 0);
+        res->futex_waits[i].time_ns =
+            (uint64_t)((int64_t)res->futex_waits[i].time_ns + (int64_t)offset);
+    }
+}
+
+// Futex waits are an extra: when they cannot be sampled, everything else still runs, and
+// futex_error says why.
+static void open_futex(struct md_perf *p, size_t pages)
+{
+    size_t rings_before = p->ring_count;
+    struct md_error err;
+    if (!open_futex_all(p, pages, &err))
+        return;
+    snprintf(p->futex_error, sizeof p->futex_error, "%s", err.msg);
+    for (size_t i = 0; i < p->futex_fd_count; i++)
+        close(p->futex_fds[i]);
+    p->futex_fd_count = p->futex_id_count = 0;
+    for (size_t i = rings_before; i < p->ring_count; i++)
+        close_ring(&p->rings[i]);
+    p->ring_count = rings_before;
 }
 
 // ---- the reader thread --------------------------------------------------------------------
@@ -413,8 +605,22 @@ int md_perf_open(struct md_perf **out, pid_t pid, const struct md_perf_options *
     struct md_perf *p = perf_new(pid, opt);
     if (!p)
         return md_fail(err, "perf: out of memory");
+    size_t pages = opt->ring_pages ? opt->ring_pages : DEFAULT_RING_PAGES;
+    if (pages & (pages - 1)) {
+        md_perf_close(p);
+        return md_fail(err, "perf: ring_pages must be a power of 2, not %zu", pages);
+    }
     if (open_uprobes(p, opt, err) ||
-        (opt->sample_hz && (open_sampling(p, opt, err) || start_reader(p, err)))) {
+        (opt->sample_hz && open_sampling(p, pages, opt->sample_hz, err))) {
+        md_perf_close(p);
+        return -1;
+    }
+    if (opt->futex_waits)
+        open_futex(p, pages);
+    clock_pair(&p->mono_open, &p->offset_open);
+    p->names.futex_ids = p->futex_ids;
+    p->names.futex_id_count = p->futex_id_count;
+    if (p->ring_count && start_reader(p, err)) {
         md_perf_close(p);
         return -1;
     }
@@ -438,18 +644,35 @@ static int read_uprobes(struct md_perf *p, struct md_perf_result *res, struct md
 int md_perf_collect(struct md_perf *p, struct md_perf_result *res, struct md_error *err)
 {
     memset(res, 0, sizeof *res);
+    snprintf(res->futex_error, sizeof res->futex_error, "%s", p->futex_error);
+    res->futex_sampled = p->futex_id_count > 0;
     if (read_uprobes(p, res, err))
         return -1;
     if (!p->ring_count)
         return 0;
     stop_reader(p);
-    res->sampled = true;
+    res->sampled = p->cpu_sampling;
     res->kernel_excluded = p->kernel_excluded;
     res->cpus = (unsigned)p->ring_count;
+    clock_pair(&p->mono_collect, &p->offset_collect);
     if (p->log.dropped_other)
         return md_fail(err, "perf: out of memory storing %ju mapping/process records",
                        (uintmax_t)p->log.dropped_other);
-    return md_perf_replay(&p->log, &p->names, res, err);
+    if (md_perf_replay(&p->log, &p->names, res, err))
+        return -1;
+    waits_to_realtime(p, res);
+    return 0;
+}
+
+void md_perf_result_free(struct md_perf_result *res)
+{
+    for (size_t i = 0; i < res->futex_stack_count; i++)
+        free(res->futex_stacks[i].frames);
+    free(res->futex_stacks);
+    free(res->futex_waits);
+    res->futex_stacks = NULL;
+    res->futex_waits = NULL;
+    res->futex_stack_count = res->futex_wait_count = 0;
 }
 
 void md_perf_close(struct md_perf *p)
@@ -462,14 +685,13 @@ void md_perf_close(struct md_perf *p)
     remove_uprobes(p);
     for (size_t i = 0; i < MD_PERF_MAX_UPROBES; i++)
         free(p->probe_paths[i]);
-    for (size_t i = 0; i < p->ring_count; i++) {
-        struct ring *r = &p->rings[i];
-        if (r->base)
-            munmap(r->base, r->map_size);
-        free(r->scratch);
-        close(r->fd);
-    }
+    for (size_t i = 0; i < p->futex_fd_count; i++)
+        close(p->futex_fds[i]);
+    for (size_t i = 0; i < p->ring_count; i++)
+        close_ring(&p->rings[i]);
     free(p->rings);
+    free(p->futex_fds);
+    free(p->futex_ids);
     if (p->wake_fd >= 0)
         close(p->wake_fd);
     md_perf_log_free(&p->log);

@@ -37,6 +37,17 @@
 // malloc is a tail jump to __libc_malloc_impl and never appears in a callchain at all. Hence
 // alloc_internal: the allocator's own function names, matched on the leaf. Stripped libraries
 // are symbolized with their build-id debug files when installed (lib/symbolize.h).
+//
+// Futex waits (futex_waits): one more event per CPU, on the tracepoint syscalls:sys_enter_futex,
+// sampling every call (period 1) whose operation blocks (a tracepoint filter keeps FUTEX_WAIT,
+// WAIT_BITSET, WAIT_REQUEUE_PI, LOCK_PI and LOCK_PI2, private or not, any clock). Its samples go
+// into the cpu-clock ring of the same CPU (PERF_EVENT_IOC_SET_OUTPUT), or into rings of their own
+// without sampling; PERF_SAMPLE_IDENTIFIER tells the two kinds apart. The frame-pointer callchain
+// is useless here: the wait is entered from libc code built without frame pointers (Debian's
+// glibc, musl's libc.a), so the walk stops after one or two frames. Each sample therefore also
+// carries a copy of the top of the user stack (PERF_SAMPLE_STACK_USER), which the replay scans
+// for return addresses (lib/stack_scan.h). Wait times are reported in CLOCK_REALTIME, strace's
+// clock, so that each sampled wait can be matched with the duration strace measured for it.
 #ifndef MD_PERF_H
 #define MD_PERF_H
 
@@ -73,6 +84,23 @@ struct md_perf_options {
     unsigned top_n;          // entries in each top list; 0 = MD_PERF_TOP, at most MD_PERF_TOP
     size_t max_record_bytes; // memory for raw sample records; 0 = 256 MiB
     unsigned ring_pages;     // ring buffer data pages per CPU, a power of 2; 0 = 256 (1 MiB)
+    bool futex_waits;        // sample the call stack of every blocking futex call
+};
+
+#define MD_PERF_FUTEX_FRAMES 12
+
+// One distinct call stack of futex waits, after symbolization.
+struct md_perf_futex_stack {
+    char *frames; // "function (object)" per frame, innermost first, separated by '\n'
+    uint64_t waits;
+    bool in_allocator; // a frame is an allocator function (alloc_api or alloc_internal)
+};
+
+// One sampled wait: which thread entered it when, and under which stack.
+struct md_perf_futex_wait {
+    uint32_t tid;
+    uint64_t time_ns; // CLOCK_REALTIME at the syscall's entry
+    size_t stack;     // index into md_perf_result.futex_stacks
 };
 
 struct md_perf_func {
@@ -100,6 +128,16 @@ struct md_perf_result {
     size_t top_alloc_count;
     struct md_perf_func top_all[MD_PERF_TOP]; // hottest leaf functions of samples_total
     size_t top_all_count;
+
+    // futex_waits: whether the events could be opened (else futex_error says why), the stacks
+    // (malloc'd, in first-seen order) and every sampled wait. Free with md_perf_result_free.
+    bool futex_sampled;
+    char futex_error[256];
+    struct md_perf_futex_stack *futex_stacks;
+    size_t futex_stack_count;
+    struct md_perf_futex_wait *futex_waits;
+    size_t futex_wait_count;
+    uint64_t futex_excluded; // waits of processes whose command is "strace"
 };
 
 struct md_perf; // opaque: events, ring buffers, reader thread, collected records
@@ -115,6 +153,9 @@ int md_perf_open(struct md_perf **out, pid_t pid, const struct md_perf_options *
 // whose command is "strace" (a tracer forked from pid inherits the events) are excluded. Call
 // once; it stops the reader thread.
 int md_perf_collect(struct md_perf *p, struct md_perf_result *res, struct md_error *err);
+
+// Frees the futex stacks and waits of a collected result; safe on a zeroed result.
+void md_perf_result_free(struct md_perf_result *res);
 
 // Closes everything; safe on NULL and after a failed collect.
 void md_perf_close(struct md_perf *p);

@@ -1,14 +1,13 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "lib/perf_samples.h"
 
-#include "lib/u64map.h"
-
 #include <linux/perf_event.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/stack_scan.h"
 #include "lib/symbolize.h"
 #include "lib/u64map.h"
 
@@ -76,8 +75,6 @@ static size_t hash_str(const char *s)
     return h;
 }
 
-static bool counter_add(struct counter *c, const char *key);
-
 static bool counter_grow(struct counter *c)
 {
     struct counter bigger = {0};
@@ -105,21 +102,32 @@ static bool counter_grow(struct counter *c)
     return true;
 }
 
-static bool counter_add(struct counter *c, const char *key)
+// The value of key, created as 0 when new (*created says so); NULL when out of memory.
+static uint64_t *counter_slot(struct counter *c, const char *key, bool *created)
 {
+    *created = false;
     if (2 * (c->count + 1) > c->cap && !counter_grow(c))
-        return false;
+        return NULL;
     size_t i = hash_str(key) & (c->cap - 1);
     while (c->keys[i] && strcmp(c->keys[i], key))
         i = (i + 1) & (c->cap - 1);
     if (!c->keys[i]) {
         c->keys[i] = strdup(key);
         if (!c->keys[i])
-            return false;
+            return NULL;
         c->count++;
+        *created = true;
     }
-    c->vals[i]++;
-    return true;
+    return &c->vals[i];
+}
+
+static bool counter_add(struct counter *c, const char *key)
+{
+    bool created;
+    uint64_t *v = counter_slot(c, key, &created);
+    if (v)
+        (*v)++;
+    return v != NULL;
 }
 
 static void counter_free(struct counter *c)
@@ -186,6 +194,8 @@ struct replay {
     struct thread *threads;
     size_t thread_count, thread_cap;
     struct counter all, alloc;
+    struct counter futex_index; // stack text -> index + 1 into res->futex_stacks
+    size_t futex_stack_cap, futex_wait_cap;
     bool oom;
 };
 
@@ -252,8 +262,9 @@ static const struct mapping *proc_find_map(const struct proc *p, uint64_t ip)
 
 // ---- records ------------------------------------------------------------------------------
 
-// Bodies as the kernel writes them with sample_id_all; sample_id (pid, tid, time) is the last 16
-// bytes of every non-sample record.
+// Bodies as the kernel writes them with sample_id_all; sample_id (pid, tid, time, identifier) is
+// the last 24 bytes of every non-sample record.
+#define SAMPLE_ID_BYTES 24
 struct rec_comm {
     uint32_t pid, tid;
     char comm[];
@@ -276,10 +287,10 @@ struct rec_mmap2 {
 static void on_comm(struct replay *r, const struct perf_event_header *h, const unsigned char *body)
 {
     struct rec_comm c;
-    if (h->size < sizeof *h + sizeof c + 16)
+    if (h->size < sizeof *h + sizeof c + SAMPLE_ID_BYTES)
         return;
     memcpy(&c, body, sizeof c);
-    size_t room = h->size - sizeof *h - sizeof c - 16;
+    size_t room = h->size - sizeof *h - sizeof c - SAMPLE_ID_BYTES;
     struct thread *t = thread_get(r, c.tid);
     if (!t) {
         r->oom = true;
@@ -329,11 +340,11 @@ static void on_fork(struct replay *r, const unsigned char *body)
 static void on_mmap2(struct replay *r, const struct perf_event_header *h, const unsigned char *body)
 {
     struct rec_mmap2 m;
-    if (h->size < sizeof *h + sizeof m + 16)
+    if (h->size < sizeof *h + sizeof m + SAMPLE_ID_BYTES)
         return;
     memcpy(&m, body, sizeof m);
     const char *file = (const char *)body + sizeof m;
-    size_t room = h->size - sizeof *h - sizeof m - 16;
+    size_t room = h->size - sizeof *h - sizeof m - SAMPLE_ID_BYTES;
     if (!memchr(file, 0, room))
         return;
     struct proc *p = proc_get(r, m.pid);
@@ -427,7 +438,7 @@ static bool in_uprobe_handling(const struct replay *r, const struct proc *p, uin
 }
 
 struct sample {
-    uint64_t ip;
+    uint64_t id, ip;
     uint32_t pid, tid;
     uint64_t time, nr;
 };
@@ -448,6 +459,174 @@ static void count_sample(struct replay *r, const struct proc *p, const uint64_t 
         r->oom = true;
 }
 
+// ---- futex waits --------------------------------------------------------------------------
+
+// One frame of a futex wait's stack: where it is, and its text.
+struct scan_frame {
+    const struct md_symtab *t;
+    const struct md_func_sym *f;
+    size_t aliases;                    // entries from f on at the same address
+    uint64_t offset;                   // of the return address (of the ip for the leaf) in t's file
+    char label[MD_PERF_NAME_MAX + 64]; // "function (object)"
+};
+
+// The function at ip (a return address unless leaf); false when ip is in no known file or no
+// function of it.
+static bool scan_frame_at(struct replay *r, const struct proc *p, uint64_t ip, bool leaf,
+                          struct scan_frame *out)
+{
+    uint64_t at = leaf ? ip : ip - 1;
+    const struct mapping *m = p && ip > 4096 ? proc_find_map(p, at) : NULL;
+    if (!m || m->file[0] != '/')
+        return false;
+    out->t = md_symcache_get(&r->syms, m->file);
+    out->offset = ip - m->start + m->pgoff;
+    uint64_t addr;
+    if (!out->t || !md_symtab_offset_to_addr(out->t, at - m->start + m->pgoff, &addr))
+        return false;
+    out->f = md_symtab_find(out->t, addr, &out->aliases);
+    if (!out->f)
+        return false;
+    snprintf(out->label, sizeof out->label, "%s (%s)", out->f->name, base_name(m->file));
+    return true;
+}
+
+// Whether the stack word w is a return address in p: a function's code, after a call.
+static bool return_address_frame(struct replay *r, const struct proc *p, uint64_t w,
+                                 struct scan_frame *out)
+{
+    return scan_frame_at(r, p, w, false, out) && md_follows_call(out->t, out->offset);
+}
+
+static bool frame_reaches(const struct scan_frame *outer, const struct scan_frame *inner)
+{
+    return md_call_can_reach(outer->t, outer->offset, inner->t, inner->f);
+}
+
+// The outermost frame of a thread or process: what the stack copy holds beyond it is not a frame.
+static bool is_root_frame(const struct scan_frame *f)
+{
+    static const char *const roots[] = {"_start", "clone", "clone3", "__clone", NULL};
+    return md_perf_name_in(f->f->name, roots);
+}
+
+static void append_frame(char *text, size_t size, size_t *len, const char *label)
+{
+    if (*len + strlen(label) + 2 <= size)
+        *len += (size_t)snprintf(text + *len, size - *len, "%s%s", *len ? "\n" : "", label);
+}
+
+// The frames of one wait, innermost first, as text: the leaf (where the syscall was made), then
+// the return addresses found in the copied stack, up to MD_PERF_FUTEX_FRAMES. A candidate whose
+// call cannot lead to the frame inside it is a stale slot and is held back; if the next
+// candidate's call leads to it, a real frame was missed in between and both are kept.
+// Returns whether a frame is an allocator function.
+static bool futex_stack_text(struct replay *r, const struct proc *p, uint64_t leaf,
+                             const unsigned char *stack, size_t bytes, char *text, size_t size)
+{
+    size_t len = 0, frames = 1;
+    struct scan_frame inner, candidate, held;
+    bool known = scan_frame_at(r, p, leaf, true, &inner), holding = false;
+    bool in_alloc = known && func_is_alloc(r, inner.f, inner.aliases);
+    text[0] = 0;
+    append_frame(text, size, &len, known ? inner.label : "[unknown]");
+    for (size_t off = 0; p && off + 8 <= bytes && frames < MD_PERF_FUTEX_FRAMES; off += 8) {
+        uint64_t w;
+        memcpy(&w, stack + off, sizeof w);
+        if (!return_address_frame(r, p, w, &candidate))
+            continue;
+        if (known && !frame_reaches(&candidate, &inner)) {
+            if (!holding || !frame_reaches(&candidate, &held)) {
+                held = candidate, holding = true;
+                continue;
+            }
+            append_frame(text, size, &len, held.label);
+            frames++;
+            in_alloc = in_alloc || func_is_alloc(r, held.f, held.aliases);
+        }
+        holding = false;
+        append_frame(text, size, &len, candidate.label);
+        frames++;
+        in_alloc = in_alloc || func_is_alloc(r, candidate.f, candidate.aliases);
+        inner = candidate, known = true;
+        if (is_root_frame(&candidate))
+            break;
+    }
+    return in_alloc;
+}
+
+static void futex_count(struct replay *r, const char *text, bool in_alloc, uint32_t tid,
+                        uint64_t time)
+{
+    struct md_perf_result *res = r->res;
+    bool created;
+    uint64_t *index = counter_slot(&r->futex_index, text, &created);
+    if (!index) {
+        r->oom = true;
+        return;
+    }
+    if (created) {
+        struct md_perf_futex_stack *grown = grow_array(res->futex_stacks, &r->futex_stack_cap,
+                                                       res->futex_stack_count, sizeof *grown);
+        char *copy = strdup(text);
+        if (grown)
+            res->futex_stacks = grown;
+        if (!grown || !copy) {
+            free(copy);
+            r->oom = true;
+            return;
+        }
+        res->futex_stacks[res->futex_stack_count] = (struct md_perf_futex_stack){copy, 0, in_alloc};
+        *index = ++res->futex_stack_count;
+    }
+    res->futex_stacks[*index - 1].waits++;
+    struct md_perf_futex_wait *waits =
+        grow_array(res->futex_waits, &r->futex_wait_cap, res->futex_wait_count, sizeof *waits);
+    if (!waits) {
+        r->oom = true;
+        return;
+    }
+    res->futex_waits = waits;
+    waits[res->futex_wait_count++] = (struct md_perf_futex_wait){tid, time, *index - 1};
+}
+
+static bool is_futex_event(const struct replay *r, uint64_t id)
+{
+    for (size_t i = 0; i < r->names->futex_id_count; i++)
+        if (r->names->futex_ids[i] == id)
+            return true;
+    return false;
+}
+
+// A futex wait sample: the sample header, the callchain (its first user entry is where the
+// syscall was made), then the user stack copy (size, bytes, dyn_size: how many were filled).
+static void on_futex_sample(struct replay *r, const struct sample *s, const unsigned char *body,
+                            size_t body_size)
+{
+    struct thread *t = thread_get(r, s->tid);
+    if (t && !strcmp(t->comm, "strace")) {
+        r->res->futex_excluded++;
+        return;
+    }
+    uint64_t chain[MAX_FRAMES], frames[MAX_FRAMES], size = 0, filled = 0;
+    size_t nr = s->nr < MAX_FRAMES ? (size_t)s->nr : MAX_FRAMES;
+    memcpy(chain, body + sizeof *s, nr * sizeof *chain);
+    size_t n = user_frames(chain, nr, frames);
+    size_t at = sizeof *s + (size_t)s->nr * sizeof *chain;
+    if (at + 8 <= body_size)
+        memcpy(&size, body + at, 8);
+    if (size && at + 16 + size <= body_size)
+        memcpy(&filled, body + at + 8 + size, 8);
+    if (filled > size)
+        filled = size;
+    uint64_t *pv = md_u64map_find(&r->proc_index, (uint64_t)s->pid + 1);
+    const struct proc *p = pv ? &r->procs[*pv - 1] : NULL;
+    char text[MD_PERF_FUTEX_FRAMES * (MD_PERF_NAME_MAX + 64)];
+    bool in_alloc =
+        futex_stack_text(r, p, n ? frames[0] : 0, body + at + 8, (size_t)filled, text, sizeof text);
+    futex_count(r, text, in_alloc, s->tid, s->time);
+}
+
 static void on_sample(struct replay *r, const struct perf_event_header *h,
                       const unsigned char *body)
 {
@@ -458,6 +637,10 @@ static void on_sample(struct replay *r, const struct perf_event_header *h,
     memcpy(&s, body, sizeof s);
     if (s.nr > (body_size - sizeof s) / sizeof(uint64_t))
         return; // corrupt; cannot happen with the kernel's own records
+    if (is_futex_event(r, s.id)) {
+        on_futex_sample(r, &s, body, body_size);
+        return;
+    }
     struct thread *t = thread_get(r, s.tid);
     if (t && !strcmp(t->comm, "strace")) {
         r->res->samples_excluded++;
@@ -532,10 +715,10 @@ struct rec_ref {
 static uint64_t record_time(const struct perf_event_header *h, const unsigned char *rec)
 {
     uint64_t t = 0;
-    if (h->type == PERF_RECORD_SAMPLE && h->size >= sizeof *h + 24)
-        memcpy(&t, rec + sizeof *h + 16, sizeof t); // after ip and pid/tid
-    else if (h->type != PERF_RECORD_SAMPLE && h->size >= sizeof *h + 16)
-        memcpy(&t, rec + h->size - 8, sizeof t); // sample_id: pid/tid, time
+    if (h->type == PERF_RECORD_SAMPLE && h->size >= sizeof *h + 32)
+        memcpy(&t, rec + sizeof *h + 24, sizeof t); // after identifier, ip and pid/tid
+    else if (h->type != PERF_RECORD_SAMPLE && h->size >= sizeof *h + 24)
+        memcpy(&t, rec + h->size - 16, sizeof t); // sample_id: pid/tid, time, identifier
     return t;
 }
 
@@ -590,6 +773,7 @@ static void replay_free(struct replay *r)
     free(r->threads);
     counter_free(&r->all);
     counter_free(&r->alloc);
+    counter_free(&r->futex_index);
 }
 
 int md_perf_replay(const struct md_perf_log *l, const struct md_perf_names *names,

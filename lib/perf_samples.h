@@ -15,9 +15,16 @@
 #include "lib/error.h"
 #include "lib/perf.h"
 
-// The sample layout every event is opened with; the replay parses exactly this.
+// The sample layouts the events are opened with; the replay parses exactly these. Both start
+// with the identifier, so that a sample is known to be a CPU sample or a futex wait before the
+// rest is read, and sample_id_all appends pid/tid, time and the identifier to other records.
 #define MD_PERF_SAMPLE_TYPE                                                                        \
-    (PERF_SAMPLE_IP | PERF_SAMPLE_TID | PERF_SAMPLE_TIME | PERF_SAMPLE_CALLCHAIN)
+    (PERF_SAMPLE_IDENTIFIER | PERF_SAMPLE_IP | PERF_SAMPLE_TID | PERF_SAMPLE_TIME |                \
+     PERF_SAMPLE_CALLCHAIN)
+#define MD_PERF_FUTEX_SAMPLE_TYPE (MD_PERF_SAMPLE_TYPE | PERF_SAMPLE_STACK_USER)
+// Bytes of user stack copied with each futex wait, from the stack pointer up: deep enough for
+// libc's lock path and a few frames of the program above it.
+#define MD_PERF_FUTEX_STACK_BYTES 4096
 
 struct md_perf_log {
     unsigned char *data; // records back to back, each starting with its perf_event_header
@@ -42,9 +49,14 @@ struct md_perf_names {
     const char *const *probe_paths;
     const uint64_t *probe_offsets;
     size_t probe_count;
+    // Identifiers of the futex wait events (PERF_EVENT_IOC_ID); samples of other events are CPU
+    // samples.
+    const uint64_t *futex_ids;
+    size_t futex_id_count;
 };
 
-// Replays the log into the sample fields of res (samples_*, throttled, top lists).
+// Replays the log into the sample fields of res (samples_*, throttled, top lists) and the futex
+// wait stacks (futex_stacks, futex_waits; freed by md_perf_result_free).
 int md_perf_replay(const struct md_perf_log *l, const struct md_perf_names *names,
                    struct md_perf_result *res, struct md_error *err);
 

@@ -11,6 +11,7 @@
 #include "lib/inspect.h"
 #include "lib/probe_file.h"
 #include "lib/taskstats.h"
+#include "lib/trace_futex.h"
 #include "lib/trace_perf.h"
 #include "lib/trace_stacks.h"
 #include "rules/rules.h"
@@ -182,7 +183,7 @@ static int prepare(const struct md_trace_options *opt, struct session *s, struct
         md_json_get_str(cJSON_GetObjectItemCaseSensitive(s->target.inspect, "active"), "id");
     bool preload = s->target.mode == MODE_PRELOAD;
     md_trace_perf_prepare(&s->perf, s->target.path, !preload, active_id, s->target.libc,
-                          opt->sample_hz);
+                          opt->sample_hz, opt->probe_flags & MD_PROBE_WANT_STACKS);
     if (!preload && !s->perf.uprobe_count)
         s->target.mode = MODE_NONE;
     if (!preload)
@@ -292,9 +293,14 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
         in.ops[MD_OP_MALLOC] = opt->ops;
         in.ops_source = "--ops";
     }
-    if (!preload || !opt->probe_flags)
-        return md_trace_stats(&in, report, err);
-    return stats_with_stacks(opt, s, &in, report, err);
+    int rc = !preload || !opt->probe_flags ? md_trace_stats(&in, report, err)
+                                           : stats_with_stacks(opt, s, &in, report, err);
+    if (rc || !(opt->probe_flags & MD_PROBE_WANT_STACKS))
+        return rc;
+    // after the probe's stacks: in preload mode they have created the folded file already
+    char why[256];
+    const struct md_perf_result *futex = md_trace_perf_futex(&s->perf, why, sizeof why);
+    return md_trace_futex_stacks(futex, why, &s->log, opt->folded, preload, report, err);
 }
 
 // Rules see the trace and the program's inspect entry, so inspect-level rules (MD001) can weigh

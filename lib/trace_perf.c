@@ -57,10 +57,12 @@ static void collect_internal(struct md_trace_perf *tp, const char *active_id)
 }
 
 void md_trace_perf_prepare(struct md_trace_perf *tp, const char *path, bool want_uprobes,
-                           const char *active_id, const char *libc, unsigned sample_hz)
+                           const char *active_id, const char *libc, unsigned sample_hz,
+                           bool futex_stacks)
 {
     memset(tp, 0, sizeof *tp);
     tp->sample_hz = sample_hz;
+    tp->futex_stacks = futex_stacks;
     tp->calloc_calls_malloc = libc && !strcmp(libc, "musl");
     collect_internal(tp, active_id);
     for (size_t i = 0; want_uprobes && i < sizeof entry_points / sizeof entry_points[0]; i++) {
@@ -84,7 +86,8 @@ static int open_perf(struct md_trace_perf *tp, pid_t pid, size_t uprobes, unsign
                                   .uprobe_count = uprobes,
                                   .sample_hz = hz,
                                   .alloc_api = alloc_api,
-                                  .alloc_internal = tp->internal};
+                                  .alloc_internal = tp->internal,
+                                  .futex_waits = tp->futex_stacks};
     return md_perf_open(&tp->perf, pid, &opt, err);
 }
 
@@ -93,7 +96,7 @@ int md_trace_perf_start(pid_t pid, void *ctx, struct md_error *err)
     struct md_trace_perf *tp = ctx;
     (void)err;
     struct md_error why;
-    if (!tp->uprobe_count && !tp->sample_hz)
+    if (!tp->uprobe_count && !tp->sample_hz && !tp->futex_stacks)
         return 0;
     if (!open_perf(tp, pid, tp->uprobe_count, tp->sample_hz, &why))
         return 0;
@@ -143,23 +146,39 @@ static void add_cpu(cJSON *report, const struct md_perf_result *r, const char *e
 
 bool md_trace_perf_finish(struct md_trace_perf *tp, uint64_t *ops, cJSON *report)
 {
-    struct md_perf_result r;
+    struct md_perf_result *r = &tp->result;
     struct md_error err;
     bool counted = false;
-    if (tp->perf && md_perf_collect(tp->perf, &r, &err)) {
+    if (tp->perf && md_perf_collect(tp->perf, r, &err)) {
+        md_perf_result_free(r);
         snprintf(tp->error, sizeof tp->error, "%s", err.msg);
         add_cpu(report, NULL, tp->error);
         return false;
     }
+    tp->collected = tp->perf != NULL;
     if (tp->perf && tp->uprobe_count) {
-        for (size_t i = 0; i < tp->uprobe_count && i < r.uprobe_count; i++)
-            ops[tp->uprobe_op[i]] += r.uprobe_hits[i];
+        for (size_t i = 0; i < tp->uprobe_count && i < r->uprobe_count; i++)
+            ops[tp->uprobe_op[i]] += r->uprobe_hits[i];
         if (tp->calloc_calls_malloc) // musl's calloc enters malloc too: count it once
             ops[MD_OP_MALLOC] -= ops[MD_OP_CALLOC] < ops[MD_OP_MALLOC] ? ops[MD_OP_CALLOC] : 0;
         counted = true;
     }
-    add_cpu(report, tp->perf ? &r : NULL, tp->error);
+    add_cpu(report, tp->perf ? r : NULL, tp->error);
     return counted;
+}
+
+const struct md_perf_result *md_trace_perf_futex(const struct md_trace_perf *tp, char *why,
+                                                 size_t size)
+{
+    if (tp->collected && tp->result.futex_sampled)
+        return &tp->result;
+    if (tp->collected && tp->result.futex_error[0])
+        snprintf(why, size, "%s", tp->result.futex_error);
+    else if (tp->error[0])
+        snprintf(why, size, "%s", tp->error);
+    else
+        snprintf(why, size, "perf events could not be collected");
+    return NULL;
 }
 
 void md_trace_perf_close(struct md_trace_perf *tp)
@@ -167,4 +186,6 @@ void md_trace_perf_close(struct md_trace_perf *tp)
     if (tp->perf)
         md_perf_close(tp->perf);
     tp->perf = NULL;
+    md_perf_result_free(&tp->result);
+    tp->collected = false;
 }

@@ -20,19 +20,28 @@ struct md_trace_perf {
     size_t uprobe_count;
     const char *internal[64]; // the active allocator's own function names (from its signature)
     unsigned sample_hz;
+    bool futex_stacks; // sample the stack of every blocking futex call (--stacks)
+    bool collected;    // result holds what md_trace_perf_finish collected
+    struct md_perf_result result;
     bool calloc_calls_malloc; // musl: calloc() is malloc() + memset, counted twice by uprobes
     char error[320];          // why perf could not be used, when it could not
 };
 
 // Prepares uprobes on the allocator entry points of path when want_uprobes; sampling at
-// sample_hz (0: none). active_id names the allocator whose internals count as allocator time.
+// sample_hz (0: none); futex wait stacks when futex_stacks. active_id names the allocator whose
+// internals count as allocator time.
 void md_trace_perf_prepare(struct md_trace_perf *tp, const char *path, bool want_uprobes,
-                           const char *active_id, const char *libc, unsigned sample_hz);
+                           const char *active_id, const char *libc, unsigned sample_hz,
+                           bool futex_stacks);
 // md_run's before_start: opens the events on the stopped process. Never fails the run: without
 // perf the report says why.
 int md_trace_perf_start(pid_t pid, void *ctx, struct md_error *err);
 // After the run: operation counts into ops (when uprobes counted them) and the "cpu" object.
+// The collected result stays in tp->result (futex waits) until md_trace_perf_close.
 bool md_trace_perf_finish(struct md_trace_perf *tp, uint64_t *ops, cJSON *report);
+// The sampled futex waits, or NULL with the reason in why (at least 256 bytes).
+const struct md_perf_result *md_trace_perf_futex(const struct md_trace_perf *tp, char *why,
+                                                 size_t size);
 void md_trace_perf_close(struct md_trace_perf *tp);
 
 #endif
