@@ -212,7 +212,8 @@ static int join(struct stats *st, const struct md_trace_input *input, const stru
                 size_t slow_count)
 {
     struct md_strace_log *log = input->log;
-    qsort(log->event, log->count, sizeof *log->event, by_tid_ts);
+    if (log->count) // qsort(NULL, 0) is undefined
+        qsort(log->event, log->count, sizeof *log->event, by_tid_ts);
     size_t j = 0;
     struct thread_row *row = NULL;
     for (size_t i = 0; i < log->count; i++) {

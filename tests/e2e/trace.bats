@@ -133,6 +133,13 @@ import json; r=json.load(open('$OUT')); f=[s for s in r['syscalls'] if s['name']
 assert abs(f['per_op'] - f['count']/80000) < 1e-12, f"
 }
 
+@test "a program with no traced syscall at all: complete report, exit status kept" {
+    run "$T" trace --json --propagate-exit -o "$OUT" -- "$FX/quiet-musl-static"
+    [ "$status" -eq 7 ]
+    [ "$(q "r['run']['exit_code']")" = 7 ]
+    [ "$(q "sum(s['count'] for s in r['syscalls'])")" = 0 ]
+}
+
 @test "CPU share: a global-lock allocator is named, a compute-bound program is not blamed" {
     run "$T" trace --json -o "$OUT" -- build/fixtures/perf/toy-alloc
     [ "$status" -eq 0 ]

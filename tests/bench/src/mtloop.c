@@ -1,5 +1,5 @@
-// The overhead benchmark's program: 2 threads, each a tight malloc/free loop over mixed sizes
-// (a little work per block, as real programs do).
+// The overhead benchmark's program: 2 threads (argv[2]: 1 to 4), each a tight malloc/free loop
+// over mixed sizes (a little work per block, as real programs do); argv[1] iterations per thread.
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,10 +25,13 @@ int main(int argc, char **argv)
 {
     if (argc > 1)
         iterations = atol(argv[1]);
-    pthread_t t[2];
-    for (size_t i = 0; i < 2; i++)
+    size_t threads = argc > 2 ? (size_t)atoi(argv[2]) : 2;
+    if (threads < 1 || threads > 4)
+        threads = 2;
+    pthread_t t[4];
+    for (size_t i = 0; i < threads; i++)
         pthread_create(&t[i], NULL, loop, (void *)(i + 1));
-    for (size_t i = 0; i < 2; i++)
+    for (size_t i = 0; i < threads; i++)
         pthread_join(t[i], NULL);
     puts("done");
     return 0;
