@@ -19,7 +19,8 @@ enum {
 };
 
 static const struct md_opt options[] = {
-    {"stacks", OPT_STACKS, NULL, "top call stacks that allocate, and of every futex wait (any code, static programs too)"},
+    {"stacks", OPT_STACKS, NULL,
+     "top call stacks that allocate, and of every futex wait (any code, static programs too)"},
     {"folded", OPT_FOLDED, "FILE", "with --stacks: write folded stacks for flame graphs to FILE"},
     {"leaks", OPT_LEAKS, NULL, "blocks never freed at exit, grouped by call stack"},
     {"leak-min", MD_TOPT_LEAK_MIN, "BYTES", "with --leaks: list only stacks that leaked this much"},
