@@ -32,7 +32,21 @@
 struct contention {
     double ops, waits, waits_per_op, wait_share, samples, cpu_share;
     bool attributed; // waits are those inside allocator calls, not the whole run's
+    bool scanned;    // ... known from the waits' call stacks (--stacks), not from the probe
 };
+
+// Without the probe (static programs) --stacks still tells the allocator's waits apart: those
+// whose call stack passes through an allocator function.
+static void use_scanned_stacks(const cJSON *trace, struct contention *c, double wall)
+{
+    const cJSON *scan = cJSON_GetObjectItemCaseSensitive(trace, "futex_wait_stacks");
+    if (c->attributed || !md_json_get_bool(scan, "sampled"))
+        return;
+    c->attributed = c->scanned = true;
+    c->waits = md_json_get_num(scan, "allocator_waits");
+    if (wall > 0)
+        c->wait_share = md_json_get_num(scan, "allocator_wait_seconds") / wall;
+}
 
 static struct contention measure(const cJSON *trace)
 {
@@ -49,6 +63,7 @@ static struct contention measure(const cJSON *trace)
     // without attribution the waits include joins and idle workers: no share of wall from them
     if (c.attributed && wall > 0)
         c.wait_share = md_json_get_num(futex, "allocator_wait_seconds") / wall;
+    use_scanned_stacks(trace, &c, wall);
     c.samples = md_rule_trace_program_samples(trace);
     if (c.samples > 0)
         c.cpu_share = md_json_get_num(cpu, "allocator_samples") / c.samples;
@@ -68,6 +83,10 @@ static void add_evidence(cJSON *ev, const struct contention *c)
     cJSON_AddNumberToObject(ev, "ops", c->ops);
     cJSON_AddNumberToObject(ev, "futex_waits", c->waits);
     cJSON_AddBoolToObject(ev, "futex_waits_in_allocator", c->attributed);
+    cJSON_AddStringToObject(ev, "futex_waits_from",
+                            c->scanned      ? "stack scan"
+                            : c->attributed ? "probe"
+                                            : "whole run");
     cJSON_AddNumberToObject(ev, "futex_waits_per_op", c->waits_per_op);
     if (c->attributed)
         cJSON_AddNumberToObject(ev, "allocator_wait_share_of_wall", c->wait_share);
@@ -95,10 +114,12 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
     char shown[320] = "";
     if (escalate && c.attributed)
         snprintf(shown, sizeof shown,
-                 "; the trace shows it: %.0f futex waits inside allocator calls (%.2f per 1000 "
+                 "; the trace shows it: %.0f futex waits %s (%.2f per 1000 "
                  "allocator operations), blocked for %.0f%% of the wall time, %.0f%% of %.0f CPU "
                  "samples in the allocator",
-                 c.waits, 1000 * c.waits_per_op, 100 * c.wait_share, 100 * c.cpu_share, c.samples);
+                 c.waits,
+                 c.scanned ? "with the allocator on their stack" : "inside allocator calls",
+                 1000 * c.waits_per_op, 100 * c.wait_share, 100 * c.cpu_share, c.samples);
     else if (escalate)
         snprintf(shown, sizeof shown,
                  "; the trace shows it: %.0f futex waits (%.2f per 1000 allocator operations), "

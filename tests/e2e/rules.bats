@@ -53,6 +53,21 @@ assert 'malloc-doctor patch -o' in f['fix'], f"
     [[ "$output" == *"error MD001: musl malloc in a multithreaded program"* ]]
 }
 
+@test "MD001: with --stacks a static program's waits are those with musl's allocator on their stack" {
+    run "$T" trace --stacks --json -o "$OUT" -- "$FX/musl-static"
+    [ "$status" -eq 0 ]
+    check_schema
+    python3 -c "
+import json; r=json.load(open('$OUT'))
+e=[x for x in r['findings'] if x['id']=='MD001'][0]['evidence']
+s=r['futex_wait_stacks']
+assert s['sampled'] and e['futex_waits_from'] == 'stack scan', e
+assert e['futex_waits_in_allocator'] is True, e
+# the join waits of main are not the allocator's: fewer than all the run's waits
+assert e['futex_waits'] == s['allocator_waits'] < r['futex']['waits'], (e, s['allocator_waits'])
+assert e['futex_waits'] > 0 and 'allocator_wait_share_of_wall' in e, e"
+}
+
 @test "MD001: dynamic musl, futex waits inside allocator calls make it an error" {
     run "$T" trace --json -o "$OUT" -- "$RFX/musl-dynamic-churn" 2 20000
     [ "$status" -eq 0 ]
