@@ -43,8 +43,7 @@ MD_NOINLINE void md_free_generic(void *p, enum md_op op)
         return;
     }
     md_debug_block_freed(pg, b);
-    b->mark = md_free_mark(b); // also while it waits in a remote batch: a second free is caught
-    md_heap_t *h = md_tls_heap;
+    md_heap_t *h = md_tls_heap; // both paths below link b, which marks it free
     if (pg->heap == h) {
         md_page_free_slow(pg, b);
         return;
@@ -111,8 +110,8 @@ void *md_calloc(size_t count, size_t size)
 // segment placed so the block is aligned.
 static void *md_alloc_aligned(size_t align, size_t n)
 {
-    if (align <= MD_ALIGNMENT)
-        return md_malloc_fast(n);
+    if (align <= MD_ALIGNMENT) // every block of at least 16 bytes is 16-byte aligned
+        return md_malloc_fast(n < align ? align : n);
     if (n > MD_MAX_REQUEST || align > MD_MAX_REQUEST)
         return md_enomem();
     if (n + align - 1 <= MD_LARGE_MAX) {
@@ -181,6 +180,14 @@ void *md_pvalloc(size_t n)
     return md_alloc_aligned(ps, n == 0 ? ps : md_align_up(n, ps));
 }
 
+// Growing by small steps (appending): leave 25% headroom so the next steps stay in place.
+size_t md_realloc_target(size_t old_usable, size_t n)
+{
+    if (n > old_usable && n - old_usable < old_usable / 4 && n <= MD_LARGE_MAX - n / 4)
+        return n + n / 4;
+    return n;
+}
+
 // A huge block that must move gets room to grow in place next time: realloc growth is usually
 // repeated, and the extra address space costs no memory until touched.
 static void *md_realloc_move(void *p, size_t old_usable, size_t n)
@@ -198,11 +205,7 @@ static void *md_realloc_move(void *p, size_t old_usable, size_t n)
         if (q == NULL)
             return md_enomem();
     } else {
-        // Growing by small steps (appending): leave headroom so the next steps stay in place.
-        size_t want = n;
-        if (n > old_usable && n - old_usable < old_usable / 4 && n <= MD_LARGE_MAX - n / 4)
-            want = n + n / 4;
-        q = md_malloc_fast(want);
+        q = md_malloc_fast(md_realloc_target(old_usable, n));
         if (q == NULL)
             return NULL;
     }
@@ -225,6 +228,14 @@ void *md_realloc(void *p, size_t n, bool zero_frees)
     md_segment_t *seg = md_segment_of(p);
     if (n > usable && (seg->pages[0].flags & MD_PAGE_HUGE) && md_huge_resize_in_place(seg, n))
         return p;
+    if (n > usable && n <= MD_LARGE_MAX && usable > MD_MULTI_BLOCK_MAX) {
+        // The block of a one-block page grows in place when the slices after it are free (only
+        // the owner; FULL just means the page is out of its class queue).
+        md_page_t *pg = md_page_head(md_page_of(seg, p));
+        if (pg->heap == md_tls_heap && (pg->flags & ~MD_PAGE_FULL) == 0 && pg->capacity == 1 &&
+            (uint8_t *)p == pg->start && md_page_grow_block(pg->heap, pg, n))
+            return p;
+    }
     return md_realloc_move(p, usable, n);
 }
 

@@ -11,10 +11,10 @@
 // - it is the start of a block: offset * inverse (mod 2^64), rotated, is the block index if the
 //   offset is a multiple of the block size and a huge number otherwise; the index must be below
 //   the page's carved count (blocks beyond it were never handed out);
-// - the block is not free already: a free block's second word holds md_free_mark(block) (its
-//   address xor a per-process secret), set when it is freed (locally or by another thread, before
-//   it is batched), or md_carve_mark(block) from when it was carved until first handed out; the
-//   word is cleared when the block is handed out;
+// - the block is not free already: a free block's only word is its free-list link, encoded with
+//   its own address and a per-process secret (md_link_encode), written when it is freed (locally
+//   or by another thread, as it is batched) or carved (then with bit 0 set, until first handed
+//   out), so md_block_is_free recognises it; the word is cleared when the block is handed out;
 // - (slow path) the page and the segment are in use: freeing into a page or segment that was
 //   given back is a double free; huge blocks are checked against their one start address.
 #include "md_fast.h"
@@ -25,10 +25,9 @@
 
 _Atomic uint64_t md_segmap[MD_SEGMAP_BITS / 64];
 md_class_div_t md_class_div[MD_CLASS_COUNT];
-// Until md_check_init runs no block exists. The high bits are never all zero, so a mark is never 0
-// (the value of a block in use) and never a user-space address; the low 4 bits are zero, so free
-// and carve marks differ in bit 0 only.
-uintptr_t md_mark_key = (uintptr_t)0x6d64ull << 48;
+// Until md_check_init runs no block exists. Odd, so that multiplying by it maps distinct block
+// addresses to distinct marks (md_link_mark).
+uintptr_t md_mark_key = (uintptr_t)0x6d64ull << 48 | 1;
 
 void md_check_init(void)
 {
@@ -41,7 +40,7 @@ void md_check_init(void)
         md_assert(odd * inv == 1);
         md_class_div[c] = (md_class_div_t){inv, shift};
     }
-    md_mark_key = (uintptr_t)((md_prim_random64() | ((uint64_t)1 << 63)) & ~(uint64_t)15);
+    md_mark_key = (uintptr_t)(md_prim_random64() | 1);
 }
 
 void md_segmap_set(const void *seg)
@@ -187,15 +186,15 @@ md_block_t *md_block_resolve(const void *p, enum md_op op)
     md_block_t *b = (md_block_t *)p; // usually a block start (also for remote frees)
     if (MD_UNLIKELY(md_block_index(pg, p) >= pg->carved))
         b = md_block_in_page(pg, p, op);
-    if (b->mark == md_carve_mark(b)) // carved, never handed out
+    if (md_block_is_carved(b)) // carved, never handed out
         md_misuse(MD_NOT_OURS, p, op);
-    if (b->mark == md_free_mark(b))
+    if (md_block_is_free(b))
         md_misuse_freed(p, op);
     return b;
 }
 
 #ifdef MDALLOC_DEBUG
-// Debug build: the bytes of a free block after its link and mark are filled with a pattern when
+// Debug build: the bytes of a free block after its link are filled with a pattern when
 // it is carved or freed, and checked when it is handed out again, so a write after free (or a
 // stray write into a free block) is caught at the next allocation of that block.
 #define MD_POISON 0xdb

@@ -156,6 +156,8 @@ void md_fork_parent(void)
 
 void md_fork_child(void)
 {
+    md_process_fork_child();
+    md_thread_fork_child();
     md_segment_fork_child();
     md_lock_reset(&md_heap_lock);
     atomic_store(&md_abandoned_busy, 0);

@@ -5,7 +5,7 @@
 //
 // Misuse checks on the free fast path (see check.c): the segment map says the pointer lies in a
 // segment of ours before any metadata is read; one multiply says it is the start of a block that
-// was carved; the block's mark says it is not free already. Anything unexpected goes to
+// was carved; the block's link word says it is not free already. Anything unexpected goes to
 // md_free_generic, which diagnoses precisely (and aborts on misuse).
 #ifndef MD_FAST_H
 #define MD_FAST_H
@@ -28,13 +28,13 @@ static inline void md_debug_block_freed(const md_page_t *pg, md_block_t *b)
 }
 #endif
 
-static inline void *md_malloc_fast(size_t n)
+static MD_ALWAYS_INLINE void *md_malloc_fast(size_t n)
 {
     md_heap_t *h = md_tls_heap;
     if (MD_LIKELY(h != NULL)) {
         md_page_t *pg;
         if (MD_LIKELY(n <= MD_DIRECT_MAX)) {
-            pg = h->direct[(n + 15) / MD_ALIGNMENT];
+            pg = h->direct[(n + MD_DIRECT_STEP - 1) / MD_DIRECT_STEP];
         } else if (n <= MD_LARGE_MAX) {
             pg = h->queues[md_class_of(n)].first;
             if (pg == NULL)
@@ -43,10 +43,14 @@ static inline void *md_malloc_fast(size_t n)
             return md_malloc_generic(n);
         }
         md_block_t *b = pg->free;
-        if (MD_LIKELY(b != NULL)) {
+        if (MD_LIKELY(!md_list_end(b))) {
             md_debug_block_taken(pg, b);
-            pg->free = b->next;
-            b->mark = 0; // handed out: a later free must not look like a double free
+            md_block_t *next = md_link_next(b);
+            pg->free = next;
+            // The next malloc of the class reads and writes the next block; when another thread
+            // freed it, it sits in that thread's cache: start fetching it now.
+            md_prefetch_write(next);
+            b->link = 0; // handed out: a later free must not look like a double free
             pg->used++;
             return b;
         }
@@ -54,28 +58,29 @@ static inline void *md_malloc_fast(size_t n)
     return md_malloc_generic(n);
 }
 
-static inline void md_free_fast(void *p, enum md_op op)
+static MD_ALWAYS_INLINE void md_free_fast(void *p, enum md_op op)
 {
     if (MD_UNLIKELY(p == NULL))
         return;
+    // The link word is read and then written below; a block malloc'ed by another thread is in that
+    // thread's cache (producer/consumer): one exclusive fetch instead of a read and an upgrade.
+    md_prefetch_write(p);
     if (MD_UNLIKELY(!md_segmap_has((uintptr_t)p - 1)))
         md_misuse_unowned(p, op);
     md_segment_t *seg = md_segment_of(p);
     md_page_t *pg = md_page_of(seg, p);
     if (MD_LIKELY(pg->flags == 0)) {
         md_block_t *b = p;
-        uintptr_t mark = md_free_mark(b);
-        if (MD_LIKELY(md_block_index(pg, p) < pg->carved && (b->mark ^ mark) > 1)) {
+        if (MD_LIKELY(md_block_index(pg, p) < pg->carved && !md_block_is_free(b))) {
             md_debug_block_freed(pg, b);
-            b->mark = mark;
             if (MD_LIKELY(pg->heap == md_tls_heap)) {
-                b->next = pg->free;
+                b->link = md_link_encode(b, pg->free);
                 pg->free = b;
                 if (MD_UNLIKELY(--pg->used == 0))
                     md_page_on_empty(pg->heap, pg);
                 return;
             }
-            md_page_free_remote_block(pg, b); // another heap's page, checked like ours
+            md_page_free_remote_block(pg, b); // another heap's page, checked like ours (it links b)
             return;
         }
     }

@@ -18,6 +18,8 @@
 #define MD_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define MD_NOINLINE __attribute__((noinline))
 #define MD_COLD __attribute__((cold, noinline))
+// The hot paths: a call around them would cost as much as the path itself.
+#define MD_ALWAYS_INLINE inline __attribute__((always_inline))
 
 // ---- layout -------------------------------------------------------------------------------------
 // A segment is a 4 MiB aligned mapping owned by one heap; its first 12 KiB hold the segment header
@@ -37,20 +39,26 @@
 #define MD_MAX_PAGE_SLICES 8
 #define MD_HUGE_PAGE_SHIFT 62 // huge segments: one page, whatever the segment size
 
-#define MD_ALIGNMENT 16 // alignof(max_align_t) on every 64-bit target we build for
+// alignof(max_align_t) on every 64-bit target we build for: every block of at least 16 bytes is
+// aligned to it. The blocks of the 8-byte class are only 8-byte aligned: an object that small
+// cannot need more (C17 DR 445, C23), as in jemalloc, mimalloc and tcmalloc; md_alloc_aligned
+// asks for at least `align` bytes so an explicit 16-byte request never gets one.
+#define MD_ALIGNMENT 16
 
 // Size class ranges (see sizeclass.c): blocks up to 8 KiB live in one-slice pages, up to 64 KiB in
 // pages of up to 8 slices (at least 8 blocks each), up to 512 KiB in a page of their own (one
 // block, returned to the segment as soon as it is freed); anything bigger gets its own huge
 // segment.
 #define MD_LARGE_MAX ((size_t)512 * 1024)
+#define MD_MULTI_BLOCK_MAX ((size_t)64 * 1024) // classes above this: one block per page
 // An empty page of blocks up to this size stays with its class while it is the class's current
 // page (alloc/free ping-pong stays cheap); bigger pages go back to the segment at once, so their
 // slices serve other classes.
 #define MD_KEEP_EMPTY_MAX ((size_t)8 * 1024)
-#define MD_CLASS_COUNT 104
+#define MD_CLASS_COUNT 105
 #define MD_DIRECT_MAX 1024 // sizes up to this find their page with one table load
-#define MD_DIRECT_SLOTS (MD_DIRECT_MAX / MD_ALIGNMENT + 1)
+#define MD_DIRECT_STEP 8   // one slot per 8 bytes of request: the 8-byte class has its own
+#define MD_DIRECT_SLOTS (MD_DIRECT_MAX / MD_DIRECT_STEP + 1)
 
 // Anything above this cannot be a valid object size (ptrdiff_t must hold it).
 #define MD_MAX_REQUEST ((size_t)PTRDIFF_MAX - 2 * MD_SEGMENT_SIZE)
@@ -58,11 +66,11 @@
 enum md_segment_kind { MD_SEG_SLICED, MD_SEG_HUGE };
 
 // ---- blocks and pages ---------------------------------------------------------------------------
-// A free block: the list link, and a mark that says "this block is free" (misuse detection, see
-// check.c). Every block is at least 16 bytes, so both fit.
+// A free block is one word: the link to the next free block of its page, encoded so that it also
+// says "this block is free" (misuse detection, see md_link_encode and check.c). One word is what
+// lets the smallest class be 8 bytes.
 typedef struct md_block_s {
-    struct md_block_s *next;
-    uintptr_t mark; // md_free_mark(block) while free (on any list), 0 once handed out
+    uintptr_t link; // md_link_encode(block, next) while free (on any list), 0 once handed out
 } md_block_t;
 
 // page->flags: any bit set sends free() to the slow path.
@@ -86,30 +94,37 @@ typedef struct md_block_s {
 struct md_heap_s;
 struct md_segment_s;
 
-// One page descriptor. What malloc's and free's fast paths read shares the first cache line; the
-// cross-thread free list lives on the second line so remote frees do not bounce the hot line
-// (the queue links there are only touched on slow paths).
+// One page descriptor, two cache lines split by who writes them. The first line is the page's
+// shape: what every free (local or remote) reads, written only when the page is set up, carved
+// further or marked full. The second line is what changes per operation: the owner's free list
+// and used count, and the cross-thread free list. Keeping them apart matters for producer/consumer
+// programs: a thread freeing blocks of another thread's page only reads the first line, so it
+// does not take the line the owner writes on every malloc away from it (and the owner does not
+// take it back on every free); the second line moves between them once per remote batch.
 typedef struct md_page_s {
-    md_block_t *free;                     // blocks ready to hand out (owner only)
-    uint32_t used;                        // blocks handed out and not yet returned to `free`
-    uint8_t flags;                        // MD_PAGE_*
-    uint8_t in_use;                       // assigned to a size class (vs. free in its segment)
-    uint8_t purged;                       // free page whose memory was given back to the OS
-    uint8_t class_idx;                    // size class
-    struct md_heap_s *heap;               // owner; stable for the page's lifetime
-    size_t block_size;                    // bytes per block
-    uint8_t *start;                       // first block
-    uint32_t capacity;                    // blocks that fit in the page
-    uint32_t carved;                      // blocks carved so far (the rest was never touched)
-    uint64_t div_inv;                     // md_class_div of the class, on the line free reads
-    uint32_t div_shift;                   //   (see md_block_index)
-    _Alignas(64) _Atomic uintptr_t xfree; // remote frees: block list | MD_XSTATE_*
-    struct md_page_s *next;               // class queue links (owner only, slow paths)
-    struct md_page_s *prev;               //
-    struct md_page_s *delayed_next;       // link in heap->delayed, written by the notifying freer
-    uint64_t retired_ms;                  // when the slice became free (purge delay)
-    struct md_page_s *head;               // MD_PAGE_TAIL: the page this slice belongs to
-    uint8_t slices;                       // slices in this page
+    // -- line 1: read by every free, rarely written
+    uint8_t flags;          // MD_PAGE_*
+    uint8_t in_use;         // assigned to a size class (vs. free in its segment)
+    uint8_t purged;         // free page whose memory was given back to the OS
+    uint8_t class_idx;      // size class
+    uint8_t slices;         // slices in this page
+    uint32_t carved;        // blocks carved so far (the rest was never touched)
+    uint32_t capacity;      // blocks that fit in the page
+    uint32_t div_shift;     // md_class_div of the class (see md_block_index)
+    struct md_heap_s *heap; // owner; stable for the page's lifetime
+    size_t block_size;      // bytes per block
+    uint8_t *start;         // first block
+    uint64_t div_inv;       //
+    struct md_page_s *head; // MD_PAGE_TAIL: the page this slice belongs to
+    // -- line 2: the owner's free list and the remote one; queue links (owner, slow paths)
+    _Alignas(64) md_block_t *free;  // blocks ready to hand out (owner only)
+    uint32_t used;                  // blocks handed out and not yet returned to `free`
+    uint8_t fresh;                  // free slice never used since its segment was set up
+    _Atomic uintptr_t xfree;        // remote frees: block list | MD_XSTATE_*
+    struct md_page_s *next;         // class queue links (owner only, slow paths)
+    struct md_page_s *prev;         //
+    struct md_page_s *delayed_next; // link in heap->delayed, written by the notifying freer
+    uint64_t retired_ms;            // when the slice became free (purge delay)
 } md_page_t;
 
 typedef struct md_segment_s {
@@ -131,6 +146,8 @@ typedef struct md_segment_s {
 
 _Static_assert(sizeof(md_segment_t) <= MD_SEGMENT_HEADER, "segment header too big");
 _Static_assert(sizeof(md_page_t) == 128, "page descriptor should be two cache lines");
+_Static_assert(offsetof(md_page_t, head) < 64 && offsetof(md_page_t, free) == 64,
+               "free's read-only fields and the owner's hot fields must not share a line");
 
 #define MD_SEGMENT_COOKIE 0x6d64616c6c6f6321ull
 
@@ -143,8 +160,11 @@ typedef struct {
 enum md_heap_state { MD_HEAP_ACTIVE, MD_HEAP_ABANDONED, MD_HEAP_ORPHAN };
 
 // Remote frees are gathered per page in the freeing thread's heap and handed over as one chain
-// (one CAS per batch instead of per block). A small direct-mapped table keyed by page.
-#define MD_RFREE_SLOTS 16
+// (one CAS per batch instead of per block). A direct-mapped table keyed by the page's slice index
+// in its segment: one slot per slice, so the pages of one owner segment never evict each other's
+// batches (with fewer slots, two busy pages of the same owner sharing a slot flush each other
+// block by block, a CAS per free again).
+#define MD_RFREE_SLOTS MD_MAX_PAGES
 #define MD_RFREE_BATCH 32
 
 typedef struct {
@@ -155,11 +175,13 @@ typedef struct {
 
 // A heap belongs to one thread at a time; only that thread touches anything but `delayed`.
 typedef struct md_heap_s {
-    md_page_t *direct[MD_DIRECT_SLOTS]; // size/16 -> page to allocate from (may be md_page_empty)
+    md_page_t *direct[MD_DIRECT_SLOTS]; // size/8 -> page to allocate from (may be md_page_empty)
     md_page_queue_t queues[MD_CLASS_COUNT];
-    _Atomic(md_page_t *) delayed; // full pages that received remote frees
-    md_segment_t *segments;       // every non-huge segment of this heap
-    md_segment_t *avail;          // segments with a free slice
+    // Full pages that received remote frees: the only field other threads write, on a line of
+    // its own so their pushes do not invalidate the owner's queues.
+    _Alignas(64) _Atomic(md_page_t *) delayed;
+    _Alignas(64) md_segment_t *segments; // every non-huge segment of this heap
+    md_segment_t *avail;                 // segments with a free slice
     uint64_t next_maintenance_ms;
     uint32_t state;
     struct md_heap_s *registry_next;      // all heaps ever made (they are never unmapped)
@@ -235,7 +257,7 @@ typedef struct {
     uint32_t shift;
 } md_class_div_t;
 extern MD_HIDDEN md_class_div_t md_class_div[MD_CLASS_COUNT];
-// Secret of this process, mixed into free marks so user data never matches one by accident.
+// Secret of this process (odd): a free block's mark is its address times it (md_link_mark).
 extern MD_HIDDEN uintptr_t md_mark_key;
 
 void md_check_init(void);
@@ -249,6 +271,20 @@ void md_misuse_unowned(const void *p, enum md_op op) __attribute__((noreturn, co
 void md_misuse(const char *problem, const void *p, enum md_op op) __attribute__((noreturn, cold));
 
 // ---- inline helpers: the invariants -------------------------------------------------------------
+
+// Start fetching the cache line at p for writing. For a block another thread freed (its line is
+// modified in that thread's cache) a plain read would fetch a shared copy and the write that
+// follows would need a second round trip to invalidate the other copy; asking for ownership at
+// once saves that. x86-64 gets PREFETCHW explicitly (GCC emits it only with -mprfchw; CPUs
+// without it execute it as a no-op). A prefetch never faults, also not on NULL or a bad pointer.
+static inline void md_prefetch_write(const void *p)
+{
+#if defined(__x86_64__)
+    __asm__("prefetchw %0" : : "m"(*(const char *)p));
+#else
+    __builtin_prefetch(p, 1);
+#endif
+}
 static inline size_t md_align_up(size_t n, size_t a)
 {
     return (n + a - 1) & ~(a - 1);
@@ -306,31 +342,66 @@ static inline uint64_t md_block_index(const md_page_t *pg, const void *p)
     return (x >> pg->div_shift) | (x << ((64 - pg->div_shift) & 63));
 }
 
-// A freed block carries md_free_mark, a carved block that was never handed out md_carve_mark
-// (blocks are 16-byte aligned and the key's low bits are zero, so the two differ in bit 0 only).
-static inline uintptr_t md_free_mark(const md_block_t *b)
+// The link word of a free block b holds, above the segment offset bits, b's mark: its address
+// times the per-process secret (odd, so distinct addresses get distinct products), top bit set;
+// below them, the segment offset of the next free block of the same page (0 for none: no block
+// starts at a segment's first byte); and bit 0 from carving until the block is first handed out
+// (MD_LINK_CARVED; blocks are 8-byte aligned, so the offset's low bits are free).
+//
+// Why this is enough to link: every list (the owner's, a page's remote list, a thread's batch of
+// pending remote frees) holds blocks of one page only, so the next block lies in b's segment.
+// Why it also marks the block free: a block in use holds 0 (malloc clears the word), which never
+// matches since the mark's top bit is set, or the program's data, which matches only if its top 42
+// bits equal b's mark (never for a user-space pointer, a small number or text, whose top bit is
+// clear; otherwise one chance in 2^41). The mark is bound to b's address, so a link word copied
+// elsewhere (realloc copying a block that holds stale data, say) does not mark the copy free.
+#define MD_LINK_CARVED ((uintptr_t)1)
+#define MD_LINK_OFFSET_MASK ((uintptr_t)MD_SEGMENT_MASK & ~(uintptr_t)7)
+
+static inline uintptr_t md_link_mark(const md_block_t *b)
 {
-    return (uintptr_t)b ^ md_mark_key;
+    return ((uintptr_t)b * md_mark_key | (uintptr_t)1 << 63) & ~(uintptr_t)MD_SEGMENT_MASK;
 }
 
-static inline uintptr_t md_carve_mark(const md_block_t *b)
+static inline uintptr_t md_link_encode(const md_block_t *b, const md_block_t *next)
 {
-    return md_free_mark(b) | 1;
+    return md_link_mark(b) | ((uintptr_t)next & MD_LINK_OFFSET_MASK);
 }
 
-// Either mark: the block is on a free list, so freeing it is misuse. (mark ^ free mark is 0 or 1.)
+// The next block, or the base of b's segment at the end of the list (see md_list_end).
+static inline md_block_t *md_link_next(const md_block_t *b)
+{
+    uintptr_t seg = (uintptr_t)b & ~(uintptr_t)MD_SEGMENT_MASK;
+    return (md_block_t *)(seg | (b->link & MD_LINK_OFFSET_MASK));
+}
+
+// A free list ends at a pointer with segment offset 0: NULL, or the segment base that
+// md_link_next decodes from an empty offset (no block starts there). Not turning the base into
+// NULL saves malloc's fast path a compare and a conditional move.
+static inline bool md_list_end(const md_block_t *b)
+{
+    return ((uintptr_t)b & MD_SEGMENT_MASK) == 0;
+}
+
+// The block is on a free list (or carved and never handed out): freeing it is misuse.
 static inline bool md_block_is_free(const md_block_t *b)
 {
-    return (b->mark ^ md_free_mark(b)) <= 1;
+    return ((b->link ^ md_link_mark(b)) >> MD_SEGMENT_SHIFT) == 0;
+}
+
+// Free and never handed out since it was carved (for the message: "not allocated", not "freed").
+static inline bool md_block_is_carved(const md_block_t *b)
+{
+    return md_block_is_free(b) && (b->link & MD_LINK_CARVED);
 }
 
 static inline unsigned md_class_of(size_t n)
 {
     if (n <= 128)
-        return n <= 16 ? 0 : (unsigned)((n - 1) >> 4);
+        return n <= 8 ? 0 : (unsigned)((n + 15) >> 4); // 8, then 16-byte steps
     size_t m = n - 1;
     unsigned b = 63u - (unsigned)__builtin_clzl(m); // m >= 128, so b >= 7
-    return 8 + (b - 7) * 8 + (unsigned)((m >> (b - 3)) & 7);
+    return 9 + (b - 7) * 8 + (unsigned)((m >> (b - 3)) & 7);
 }
 
 // The page state for a pointer's slice descriptor (slow paths only: tails are rare).
@@ -373,6 +444,7 @@ static inline void md_lock_reset(md_lock_t *l)
 // ---- cross-file interfaces ----------------------------------------------------------------------
 // options.c
 void md_process_init(void);
+void md_process_fork_child(void);
 extern _Atomic int md_process_ready;
 uint64_t md_now_ms(void);
 void md_print(const char *s);
@@ -385,6 +457,7 @@ md_segment_t *md_segment_alloc(md_heap_t *h);
 void md_segment_release(md_heap_t *h, md_segment_t *seg);
 md_page_t *md_segment_page_alloc(md_heap_t *h, unsigned slices, size_t block_size);
 bool md_segment_page_free(md_heap_t *h, md_page_t *pg);
+bool md_segment_page_extend(md_heap_t *h, md_page_t *pg, unsigned slices);
 void md_page_area(md_page_t *pg, uint8_t **start, uint8_t **end);
 bool md_segment_maintain(md_heap_t *h, md_segment_t *seg, uint64_t now, bool idle);
 void *md_huge_alloc(size_t size, size_t align, size_t slack, bool zero);
@@ -399,6 +472,7 @@ void md_segment_fork_child(void);
 // page.c
 void *md_page_malloc_slow(md_heap_t *h, size_t n);
 void md_page_on_empty(md_heap_t *h, md_page_t *pg);
+bool md_page_grow_block(md_heap_t *h, md_page_t *pg, size_t n);
 void md_page_free_slow(md_page_t *pg, md_block_t *b);
 void md_page_free_remote(md_heap_t *h, md_page_t *pg, md_block_t *b);
 void md_page_free_remote_block(md_page_t *pg, md_block_t *b);
@@ -418,6 +492,7 @@ void md_heaps_foreach(void (*fn)(md_heap_t *, void *), void *arg);
 
 // alloc.c: the generic implementations behind the exported API
 void *md_malloc_generic(size_t n);
+size_t md_realloc_target(size_t old_usable, size_t n);
 void md_free_generic(void *p, enum md_op op);
 void *md_calloc(size_t count, size_t size);
 void *md_realloc(void *p, size_t n, bool zero_frees);
@@ -434,6 +509,7 @@ void md_free_aligned_sized(void *p, size_t align, size_t size);
 
 // glue (one per target): bind a heap to the calling thread so md_heap_thread_exit runs at exit
 void md_glue_thread_bind(md_heap_t *h);
+void md_thread_fork_child(void); // thread_posix.c
 extern const char md_glue_target[];
 
 #endif

@@ -130,6 +130,14 @@ void md_process_init(void)
     atomic_store_explicit(&md_process_ready, 2, memory_order_release);
 }
 
+// In a forked child: the same for process initialisation interrupted by the fork (no block exists
+// before it completes, so running it again is safe).
+void md_process_fork_child(void)
+{
+    int initialising = 1;
+    atomic_compare_exchange_strong(&md_process_ready, &initialising, 0);
+}
+
 void md_stat_commit(int64_t delta)
 {
     int64_t now = atomic_fetch_add_explicit(&md_stats.committed, delta, memory_order_relaxed);

@@ -20,10 +20,10 @@ md_page_t md_page_empty;
 // Point the direct slots of a small class at the queue's first page.
 static void md_direct_update(md_heap_t *h, unsigned cls)
 {
-    size_t hi = md_class_size[cls] / MD_ALIGNMENT;
+    size_t hi = md_class_size[cls] / MD_DIRECT_STEP;
     if (hi >= MD_DIRECT_SLOTS)
         return;
-    size_t lo = cls == 0 ? 0 : md_class_size[cls - 1] / MD_ALIGNMENT + 1;
+    size_t lo = cls == 0 ? 0 : md_class_size[cls - 1] / MD_DIRECT_STEP + 1;
     md_page_t *pg = h->queues[cls].first != NULL ? h->queues[cls].first : &md_page_empty;
     for (size_t s = lo; s <= hi; s++)
         h->direct[s] = pg;
@@ -83,7 +83,7 @@ static void md_page_check(const md_page_t *pg)
     md_assert(pg->block_size == md_class_size[pg->class_idx]);
     md_assert(pg->carved <= pg->capacity && pg->used <= pg->carved);
     uint32_t n = 0;
-    for (const md_block_t *b = pg->free; b != NULL; b = b->next) {
+    for (const md_block_t *b = pg->free; !md_list_end(b); b = md_link_next(b)) {
         size_t off = (size_t)((const uint8_t *)b - pg->start);
         md_assert((const uint8_t *)b >= pg->start && off < (size_t)pg->carved * pg->block_size);
         md_assert(off % pg->block_size == 0);
@@ -209,8 +209,8 @@ static bool md_page_extend(md_page_t *pg)
     uint8_t *p = first;
     for (size_t i = 0; i < n; i++, p += bs) {
         md_block_t *b = (md_block_t *)p;
-        b->next = i + 1 < n ? (md_block_t *)(p + bs) : pg->free;
-        b->mark = md_carve_mark(b); // free from the start: freeing it before malloc is misuse
+        // Free from the start, and marked as never handed out: freeing it before malloc is misuse.
+        b->link = md_link_encode(b, i + 1 < n ? (md_block_t *)(p + bs) : pg->free) | MD_LINK_CARVED;
         md_debug_block_freed(pg, b);
     }
     pg->free = (md_block_t *)first;
@@ -229,11 +229,11 @@ static void md_page_collect(md_page_t *pg)
     md_block_t *list = md_xfree_list(x);
     uint32_t count = md_xfree_count(x);
     md_assert(count > 0 && count <= pg->used);
-    if (pg->free != NULL) { // rare: splice in front of the blocks the owner still has
+    if (!md_list_end(pg->free)) { // rare: splice in front of the blocks the owner still has
         md_block_t *tail = list;
-        while (tail->next != NULL)
-            tail = tail->next;
-        tail->next = pg->free;
+        for (md_block_t *next = md_link_next(tail); !md_list_end(next); next = md_link_next(tail))
+            tail = next;
+        tail->link = md_link_encode(tail, pg->free);
     }
     pg->free = list;
     pg->used -= count;
@@ -282,6 +282,33 @@ void md_page_on_empty(md_heap_t *h, md_page_t *pg)
     md_segment_page_free(h, pg);
 }
 
+// realloc growing the block of a one-block page (classes above MD_MULTI_BLOCK_MAX): the page takes
+// the class of the new size and, if that needs more slices, the free slices right after it. No
+// copy, and no second page alive during the move. Owner only (the block is live and being
+// reallocated by its owner, so no other thread reads the shape fields changed here).
+bool md_page_grow_block(md_heap_t *h, md_page_t *pg, size_t n)
+{
+    md_assert(pg->heap == h && pg->capacity == 1 && pg->used == 1 &&
+              (pg->flags & ~MD_PAGE_FULL) == 0);
+    unsigned cls = md_class_of(md_realloc_target(pg->block_size, n));
+    size_t size = md_class_size[cls];
+    if (size <= pg->block_size)
+        return false;
+    // Slices from the page's first to the end of the grown block, counted from the segment start
+    // (the first slice of a segment is shorter by the header).
+    uintptr_t seg = (uintptr_t)md_page_segment(pg);
+    size_t end = (size_t)((uintptr_t)pg->start - seg) + size;
+    size_t slices = ((end + MD_SLICE_SIZE - 1) >> MD_SLICE_SHIFT) - md_page_index(pg);
+    if (slices > pg->slices && !md_segment_page_extend(h, pg, (unsigned)slices))
+        return false;
+    md_assert(!(pg->next != NULL || pg->prev != NULL || h->queues[pg->class_idx].first == pg));
+    pg->class_idx = (uint8_t)cls; // one-block pages are never queued (full once handed out)
+    pg->block_size = size;
+    pg->div_inv = md_class_div[cls].inv;
+    pg->div_shift = md_class_div[cls].shift;
+    return true;
+}
+
 // ---- allocation slow path -----------------------------------------------------------------------
 
 // First page of the class queue with a free block, unlinking full pages met on the way; a fresh
@@ -291,9 +318,9 @@ static md_page_t *md_queue_find(md_heap_t *h, unsigned cls)
     md_page_queue_t *q = &h->queues[cls];
     md_page_t *pg = q->first;
     while (pg != NULL) {
-        if (pg->free == NULL)
+        if (md_list_end(pg->free))
             md_page_collect(pg);
-        if (pg->free != NULL || md_page_extend(pg)) {
+        if (!md_list_end(pg->free) || md_page_extend(pg)) {
             md_page_check(pg);
             if (pg != q->first) {
                 md_queue_remove(h, pg);
@@ -329,14 +356,15 @@ void *md_page_malloc_slow(md_heap_t *h, size_t n)
     if (atomic_load_explicit(&h->delayed, memory_order_relaxed) != NULL)
         md_heap_process_delayed(h);
     md_heap_maintain(h);
-    unsigned cls = n <= MD_DIRECT_MAX ? md_direct_class[(n + 15) / MD_ALIGNMENT] : md_class_of(n);
+    unsigned cls = n <= MD_DIRECT_MAX ? md_direct_class[(n + MD_DIRECT_STEP - 1) / MD_DIRECT_STEP]
+                                      : md_class_of(n);
     md_page_t *pg = md_queue_find(h, cls);
     if (pg == NULL)
         return NULL;
     md_block_t *b = pg->free;
     md_debug_block_taken(pg, b);
-    pg->free = b->next;
-    b->mark = 0;
+    pg->free = md_link_next(b);
+    b->link = 0;
     pg->used++;
     return b;
 }
@@ -348,7 +376,7 @@ void md_page_free_slow(md_page_t *pg, md_block_t *b)
 {
     md_heap_t *h = pg->heap;
     md_assert(h == md_tls_heap && md_block_index(pg, b) < pg->carved);
-    b->next = pg->free;
+    b->link = md_link_encode(b, pg->free);
     pg->free = b;
     md_assert(pg->used > 0);
     pg->used--;
@@ -384,7 +412,7 @@ static void md_page_push_remote(md_page_t *pg, md_block_t *head, md_block_t *tai
             }
             continue;
         }
-        tail->next = md_xfree_list(x);
+        tail->link = md_link_encode(tail, md_xfree_list(x));
         uintptr_t counted = (x & ~MD_XFREE_PTR_MASK & ~(uintptr_t)MD_XSTATE_MASK) + added;
         if (atomic_compare_exchange_weak_explicit(&pg->xfree, &x,
                                                   counted | (uintptr_t)head | md_xfree_state(x),
@@ -404,27 +432,28 @@ static void md_rfree_flush(md_rfree_t *e)
 void md_page_free_remote(md_heap_t *h, md_page_t *pg, md_block_t *b)
 {
     if (h == NULL) {
-        b->next = NULL;
+        b->link = md_link_encode(b, NULL);
         md_page_push_remote(pg, b, b, 1);
         return;
     }
-    md_rfree_t *e = &h->rfree[((uintptr_t)pg >> 7) % MD_RFREE_SLOTS];
+    md_rfree_t *e = &h->rfree[md_page_index(pg) % MD_RFREE_SLOTS];
     if (e->page != pg) {
         if (e->page != NULL)
             md_rfree_flush(e);
         e->page = pg;
         e->tail = b;
         e->count = 0;
-        b->next = NULL;
+        b->link = md_link_encode(b, NULL);
     } else {
-        b->next = e->head;
+        b->link = md_link_encode(b, e->head);
     }
     e->head = b;
     if (++e->count >= MD_RFREE_BATCH)
         md_rfree_flush(e);
 }
 
-// free()'s fast path found a valid block of another heap's page (already marked free).
+// free()'s fast path found a valid block of another heap's page, in use until now: batching it
+// links it, which marks it free.
 MD_NOINLINE void md_page_free_remote_block(md_page_t *pg, md_block_t *b)
 {
     md_heap_t *h = md_tls_heap;

@@ -257,8 +257,10 @@ static void md_segment_header_init(md_segment_t *seg, enum md_segment_kind kind,
     seg->heap = NULL;
     seg->next = seg->prev = seg->avail_next = seg->avail_prev = NULL;
     memset(seg->pages, 0, seg->page_count * sizeof(md_page_t));
-    for (size_t i = 0; i < seg->page_count; i++)
+    for (size_t i = 0; i < seg->page_count; i++) {
         seg->pages[i].flags = MD_PAGE_UNUSED;
+        seg->pages[i].fresh = 1;
+    }
 }
 
 md_segment_t *md_segment_alloc(md_heap_t *h)
@@ -344,6 +346,7 @@ md_page_t *md_segment_page_alloc(md_heap_t *h, unsigned slices, size_t block_siz
             md_stat_commit(md_slice_end(seg, idx + i) - md_slice_start(seg, idx + i));
         }
         sl->in_use = 1;
+        sl->fresh = 0;
         sl->flags = i == 0 ? 0 : MD_PAGE_TAIL;
         sl->head = pg;
     }
@@ -353,6 +356,37 @@ md_page_t *md_segment_page_alloc(md_heap_t *h, unsigned slices, size_t block_siz
     if (seg->free_mask == 0)
         md_avail_remove(h, seg);
     return pg;
+}
+
+// Grow a page to `slices` slices by taking the free slices right after it (realloc of the block of
+// a one-block page). Only slices whose memory an earlier page already touched and that were not
+// purged since: growing into fresh or purged memory would add to the RSS, where moving the block
+// to the lowest fitting run (first fit) keeps the heap compact.
+bool md_segment_page_extend(md_heap_t *h, md_page_t *pg, unsigned slices)
+{
+    md_segment_t *seg = md_page_segment(pg);
+    size_t idx = md_page_index(pg);
+    unsigned have = pg->slices;
+    md_assert(pg->in_use && !(pg->flags & MD_PAGE_TAIL) && slices > have);
+    if (slices > MD_MAX_PAGE_SLICES || idx + slices > seg->page_count)
+        return false;
+    uint64_t wanted = ((1ull << (slices - have)) - 1) << (idx + have);
+    if ((seg->free_mask & wanted) != wanted)
+        return false;
+    for (size_t i = idx + have; i < idx + slices; i++)
+        if (seg->pages[i].fresh || seg->pages[i].purged)
+            return false;
+    for (size_t i = idx + have; i < idx + slices; i++) {
+        md_page_t *sl = &seg->pages[i];
+        sl->in_use = 1;
+        sl->flags = MD_PAGE_TAIL;
+        sl->head = pg;
+    }
+    pg->slices = (uint8_t)slices;
+    seg->free_mask &= ~wanted;
+    if (seg->free_mask == 0)
+        md_avail_remove(h, seg);
+    return true;
 }
 
 // Return a page to its segment. An empty segment stays with its heap for the purge delay

@@ -30,6 +30,15 @@ static int md_key_ready(void)
     return st;
 }
 
+// In a forked child. A thread that was creating the key when another thread forked does not exist
+// in the child, so "being created" would never end and the child's first heap would wait forever:
+// let the child create the key again (a key the parent got but did not record yet stays unused).
+void md_thread_fork_child(void)
+{
+    int creating = 1;
+    atomic_compare_exchange_strong(&md_key_state, &creating, 0);
+}
+
 void md_glue_thread_bind(md_heap_t *h)
 {
     if (md_key_ready() == 2)

@@ -101,6 +101,26 @@ static void double_free_16(void)
     free_fn(p);
 }
 
+static void double_free_8(void)
+{
+    // the 8-byte class: the block's only word is both the free-list link and the free mark
+    char *p = malloc(8);
+    char *q = malloc(3);
+    free_fn(p);
+    free_fn(q);
+    expect_addr("free", "double free", (uintptr_t)(p));
+    free_fn(p);
+}
+
+static void double_free_8_cross_thread(void)
+{
+    // an 8-byte block of another heap: the first free links it into this thread's batch
+    char *p = on_thread(thread_malloc, (void *)(uintptr_t)8);
+    free_fn(p);
+    expect_addr("free", "double free", (uintptr_t)(p));
+    free_fn(p);
+}
+
 static void double_free_not_head(void)
 {
     // p is no longer the head of its page's free list when it is freed again
@@ -128,6 +148,35 @@ static void double_free_large(void)
     free_fn(p);
     expect_addr("free", "double free", (uintptr_t)(p));
     free_fn(p);
+}
+
+// A large block that realloc grew in place: its one-block page took the free slices after it
+// (left committed by a block freed before) and changed class, so the checks must follow the new
+// size. Exits 97 if realloc moved the block instead: then the case would not test what it says.
+static char *large_block_grown_in_place(void)
+{
+    char *volatile earlier = malloc(300 * 1024); // leaves committed slices behind when freed
+    free(earlier);
+    char *p = malloc(100 * 1024);
+    char *q = realloc(p, 300 * 1024);
+    if (q != p)
+        _exit(97);
+    return q;
+}
+
+static void double_free_grown(void)
+{
+    char *p = large_block_grown_in_place();
+    free_fn(p);
+    expect_addr("free", "double free", (uintptr_t)(p));
+    free_fn(p);
+}
+
+static void free_interior_grown(void)
+{
+    char *p = large_block_grown_in_place(); // beyond the old block's end, inside the grown one
+    expect_addr("free", INTERIOR, (uintptr_t)(p + 200 * 1024));
+    free_fn(p + 200 * 1024);
 }
 
 static void double_free_huge(void)
@@ -326,7 +375,7 @@ static void debug_write_after_free(void)
 {
     char *p = malloc_fn(64);
     free_fn(p);
-    p[40] = 'x'; // past the link and the mark: the debug build's fill pattern
+    p[40] = 'x'; // past the link word: the debug build's fill pattern
     expect_message("mdalloc: free block modified after free (write after free?)\n");
     p = malloc_fn(64); // the same block again: its fill is checked as it is handed out
 }
@@ -356,7 +405,9 @@ static void valid(void)
     enum { N = 4096 };
     static void *blocks[N + 1];
     size_t n = 0;
-    // every size up to 8 KiB in 16-byte steps, then every size class boundary up to 8 MiB
+    // every size up to 8 KiB in 16-byte steps (and 1 to 8), then every class boundary up to 8 MiB
+    for (size_t size = 1; size <= 8; size++)
+        blocks[n++] = malloc(size);
     for (size_t size = 0; size <= 8192 && n < N / 2; size += 16)
         blocks[n++] = malloc(size);
     for (size_t size = 8192; size <= (8u << 20) && n < N - 64; size += size / 8) {
@@ -393,6 +444,15 @@ static void valid(void)
         free_aligned_sized(aligned_alloc(128, 1280), 128, 1280);
     }
     free(on_thread(thread_malloc, (void *)(uintptr_t)2000));
+    // A block in use that holds a copy of a free block's link word (a program copying stale
+    // memory, as realloc of a block that was never written does) is not taken for a free one:
+    // the mark is bound to the block's address.
+    for (size_t size = 1; size <= 64; size *= 2) {
+        uintptr_t *freed = malloc(size), *live = malloc(size);
+        free_fn(freed);
+        live[0] = freed[0];
+        free(live);
+    }
     if (malloc_usable_size(malloc(10)) < 10)
         _exit(96);
 }
@@ -406,9 +466,12 @@ struct misuse_case {
 static const struct misuse_case cases[] = {
     {"double-free", double_free_small, 0},
     {"double-free-16", double_free_16, 0},
+    {"double-free-8", double_free_8, 0},
+    {"double-free-8-cross-thread", double_free_8_cross_thread, 0},
     {"double-free-not-head", double_free_not_head, 0},
     {"double-free-medium", double_free_medium, 0},
     {"double-free-large", double_free_large, 0},
+    {"double-free-grown", double_free_grown, 0},
     {"double-free-huge", double_free_huge, 0},
     {"double-free-aligned", double_free_aligned, 0},
     {"double-free-cross-thread", double_free_cross_thread, 0},
@@ -422,6 +485,7 @@ static const struct misuse_case cases[] = {
     {"free-interior", free_interior_small, 0},
     {"free-interior-odd", free_interior_odd, 0},
     {"free-interior-large", free_interior_large, 0},
+    {"free-interior-grown", free_interior_grown, 0},
     {"free-interior-huge", free_interior_huge, 0},
     {"free-interior-huge-far", free_interior_huge_far, 0},
     {"free-interior-cross-thread", free_interior_cross_thread, 0},

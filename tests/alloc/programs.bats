@@ -107,7 +107,8 @@ CXX
     [[ "$output" == *"mdalloc: stats: mmap_calls "[0-9]* ]]
     [[ "$output" == *"mdalloc: stats: madvise_calls "* ]]
     [[ "$output" == *"mdalloc: stats: peak_committed_bytes "[1-9]* ]]
-    [[ "$output" == *"mdalloc: stats: class 0 size 16 pages_set_up "[1-9]* ]]
+    [[ "$output" == *"mdalloc: stats: class 0 size 8 pages_set_up "[1-9]* ]]
+    [[ "$output" == *"mdalloc: stats: class 1 size 16 pages_set_up "[1-9]* ]]
 }
 
 @test "the libraries carry the identifying string 'mdalloc: ' even when stripped" {

@@ -153,6 +153,20 @@ static uint64_t prodcons(int idx)
     return ops; // frees per second (all of them cross-thread)
 }
 
+// The same with thread i pinned to CPU i (not in run.sh's default list). prodcons alone runs either
+// with the two threads on two cores (every block's cache line moves between them) or, when other
+// programs keep a core busy, time-sliced on one core (no transfers, several times faster), so its
+// rate is bimodal on a shared machine; pinned, it measures the cross-core path whenever both CPUs
+// are free. Compare builds by operations per CPU second (tests/bench/alloc/ab.sh).
+static uint64_t prodcons_pinned(int idx)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(idx, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof(set), &set); // best effort: fewer CPUs, no pin
+    return prodcons(idx);
+}
+
 // ---- mixed: small objects with occasional large ones ------------------------------------------
 static uint64_t mixed(int idx)
 {
@@ -257,7 +271,9 @@ static uint64_t cjson(int idx)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: bench churn|larson|prodcons|mixed|realloc|big|cjson [SECONDS]\n");
+        fprintf(stderr,
+                "usage: bench churn|larson|prodcons|prodcons-pinned|mixed|realloc|big|cjson "
+                "[SECONDS]\n");
         return 2;
     }
     if (argc > 2)
@@ -270,6 +286,8 @@ int main(int argc, char **argv)
         rate = run_threads(larson, 2);
     else if (strcmp(name, "prodcons") == 0)
         rate = run_threads(prodcons, 2);
+    else if (strcmp(name, "prodcons-pinned") == 0)
+        rate = run_threads(prodcons_pinned, 2);
     else if (strcmp(name, "mixed") == 0)
         rate = run_threads(mixed, 2);
     else if (strcmp(name, "realloc") == 0)
