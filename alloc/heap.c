@@ -36,6 +36,7 @@ static md_heap_t *md_heap_new(void)
     }
     md_heap_t *h = (md_heap_t *)md_meta_next; // fresh mapping: all zero
     md_meta_next += sz;
+    h->purge_delay_ms = md_options.purge_delay_min_ms;
     for (size_t i = 0; i < MD_DIRECT_SLOTS; i++)
         h->direct[i] = &md_page_empty;
     h->registry_next = md_heap_registry;
@@ -118,6 +119,17 @@ static void md_heap_collect_abandoned(uint64_t now)
     atomic_store(&md_abandoned_busy, 0);
 }
 
+// A slice this heap purged was needed again sooner than the longest purge delay: the madvise and
+// the page faults that refill it were wasted, and a program that reuses its memory on that rhythm
+// would do it again and again (a madvise storm). Wait twice as long from now on. A heap that only
+// grows and shrinks now and then (a phase that builds and drops a big structure) keeps the short
+// delay and gives memory back early.
+void md_heap_purge_backoff(md_heap_t *h)
+{
+    uint32_t longer = h->purge_delay_ms ? 2 * h->purge_delay_ms : 1;
+    h->purge_delay_ms = longer < md_options.purge_delay_ms ? longer : md_options.purge_delay_ms;
+}
+
 // Deferred work, at most twice per purge delay: purge pages and cached segments that stayed free
 // long enough, and look after abandoned heaps.
 void md_heap_maintain(md_heap_t *h)
@@ -125,7 +137,7 @@ void md_heap_maintain(md_heap_t *h)
     uint64_t now = md_now_ms();
     if (now < h->next_maintenance_ms)
         return;
-    uint32_t period = md_options.purge_delay_ms / 2;
+    uint32_t period = h->purge_delay_ms / 2;
     h->next_maintenance_ms = now + (period ? period : 1);
     md_heap_flush_remote(h);
     md_heap_maintain_segments(h, now, false);

@@ -183,6 +183,7 @@ typedef struct md_heap_s {
     _Alignas(64) md_segment_t *segments; // every non-huge segment of this heap
     md_segment_t *avail;                 // segments with a free slice
     uint64_t next_maintenance_ms;
+    uint32_t purge_delay_ms; // this heap's delay now, purge_delay_min_ms .. purge_delay_ms
     uint32_t state;
     struct md_heap_s *registry_next;      // all heaps ever made (they are never unmapped)
     struct md_heap_s *abandoned_next;     // heaps waiting for a new thread
@@ -199,8 +200,12 @@ typedef struct {
 typedef struct {
     int verbose;
     int stats;
-    uint32_t purge_delay_ms; // free memory stays committed this long before it is purged
-    uint32_t cache_max;      // empty segments kept mapped (purged after the delay)
+    // Free memory stays committed for a heap's purge delay before it is purged. A heap starts at
+    // the shortest delay and doubles it, up to the longest, whenever memory it purged comes back
+    // sooner than the longest delay (md_heap_purge_backoff).
+    uint32_t purge_delay_ms;     // the longest delay (and the segment cache's)
+    uint32_t purge_delay_min_ms; // the delay a new heap starts with
+    uint32_t cache_max;          // empty segments kept mapped (purged after the delay)
 } md_options_t;
 
 typedef struct {
@@ -459,6 +464,7 @@ md_page_t *md_segment_page_alloc(md_heap_t *h, unsigned slices, size_t block_siz
 bool md_segment_page_free(md_heap_t *h, md_page_t *pg);
 bool md_segment_page_extend(md_heap_t *h, md_page_t *pg, unsigned slices);
 void md_page_area(md_page_t *pg, uint8_t **start, uint8_t **end);
+void md_heap_purge_backoff(md_heap_t *h);
 bool md_segment_maintain(md_heap_t *h, md_segment_t *seg, uint64_t now, bool idle);
 void *md_huge_alloc(size_t size, size_t align, size_t slack, bool zero);
 void md_huge_free(md_segment_t *seg);

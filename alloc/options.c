@@ -12,6 +12,7 @@ md_options_t md_options = {
     .verbose = 0,
     .stats = 0,
     .purge_delay_ms = 1000,
+    .purge_delay_min_ms = 5,
     .cache_max = 128,
 };
 md_stats_t md_stats;
@@ -103,6 +104,8 @@ static void md_print_banner(void)
     p = md_append(p, ", debug");
 #endif
     p = md_append(p, ") purge_delay_ms=");
+    p = md_fmt_u64(p, md_options.purge_delay_min_ms);
+    p = md_append(p, "..");
     p = md_fmt_u64(p, md_options.purge_delay_ms);
     p = md_append(p, " cache_segments=");
     p = md_fmt_u64(p, md_options.cache_max);
@@ -124,6 +127,10 @@ void md_process_init(void)
     md_options.verbose = (int)md_env_u32("MDALLOC_VERBOSE", 0);
     md_options.stats = (int)md_env_u32("MDALLOC_STATS", 0);
     md_options.purge_delay_ms = md_env_u32("MDALLOC_PURGE_DELAY", md_options.purge_delay_ms);
+    md_options.purge_delay_min_ms =
+        md_env_u32("MDALLOC_PURGE_DELAY_MIN", md_options.purge_delay_min_ms);
+    if (md_options.purge_delay_min_ms > md_options.purge_delay_ms)
+        md_options.purge_delay_min_ms = md_options.purge_delay_ms;
     md_options.cache_max = md_env_u32("MDALLOC_CACHE_SEGMENTS", md_options.cache_max);
     if (md_options.verbose)
         md_print_banner();

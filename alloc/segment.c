@@ -339,17 +339,22 @@ md_page_t *md_segment_page_alloc(md_heap_t *h, unsigned slices, size_t block_siz
     }
     unsigned idx = (unsigned)__builtin_ctzll(md_segment_fitting_runs(seg, slices, block_size));
     md_page_t *pg = &seg->pages[idx];
+    bool purged_too_soon = false;
     for (unsigned i = 0; i < slices; i++) {
         md_page_t *sl = &seg->pages[idx + i];
         if (sl->purged) {
             sl->purged = 0;
             md_stat_commit(md_slice_end(seg, idx + i) - md_slice_start(seg, idx + i));
+            purged_too_soon =
+                purged_too_soon || md_now_ms() - sl->retired_ms < md_options.purge_delay_ms;
         }
         sl->in_use = 1;
         sl->fresh = 0;
         sl->flags = i == 0 ? 0 : MD_PAGE_TAIL;
         sl->head = pg;
     }
+    if (purged_too_soon)
+        md_heap_purge_backoff(h);
     pg->slices = (uint8_t)slices;
     seg->free_mask &= ~(((slices == 64 ? 0 : 1ull << slices) - 1) << idx);
     seg->pages_in_use++;
@@ -415,13 +420,13 @@ bool md_segment_page_free(md_heap_t *h, md_page_t *pg)
 
 // Hand the memory of free pages back to the OS once they stayed free for the purge delay
 // (or at once with `all`). Adjacent pages are purged with one call.
-static void md_segment_purge_pages(md_segment_t *seg, uint64_t now, bool all)
+static void md_segment_purge_pages(md_segment_t *seg, uint64_t now, uint32_t delay_ms, bool all)
 {
     uint8_t *run_start = NULL, *run_end = NULL;
     for (size_t i = 0; i <= seg->page_count; i++) {
         md_page_t *pg = i < seg->page_count ? &seg->pages[i] : NULL;
-        bool purge = pg != NULL && !pg->in_use && !pg->purged &&
-                     (all || now - pg->retired_ms >= md_options.purge_delay_ms);
+        bool purge =
+            pg != NULL && !pg->in_use && !pg->purged && (all || now - pg->retired_ms >= delay_ms);
         if (purge) {
             uint8_t *s = md_slice_start(seg, i), *e = md_slice_end(seg, i);
             if (run_start == NULL)
@@ -442,12 +447,12 @@ static void md_segment_purge_pages(md_segment_t *seg, uint64_t now, bool all)
 // if it stayed empty that long (at once if the heap is going idle). Returns true if released.
 bool md_segment_maintain(md_heap_t *h, md_segment_t *seg, uint64_t now, bool idle)
 {
-    bool expired = now - seg->empty_since_ms >= md_options.purge_delay_ms;
+    bool expired = now - seg->empty_since_ms >= h->purge_delay_ms;
     if (seg->pages_in_use == 0 && (idle || expired)) {
         md_segment_release(h, seg);
         return true;
     }
-    md_segment_purge_pages(seg, now, false);
+    md_segment_purge_pages(seg, now, h->purge_delay_ms, false);
     return false;
 }
 

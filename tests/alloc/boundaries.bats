@@ -40,3 +40,26 @@ check_flat() {
     echo "mmap: $a1 vs $a2, munmap: $b1 vs $b2"
     [ "$a2" -gt $((a1 + 500)) ] && [ "$b2" -gt $((b1 + 500)) ]
 }
+
+# madvise calls of the purge program (tests/alloc/purge.c), given extra environment
+purge_madvise() {
+    MDALLOC_STATS=1 run_with "$1" purge
+    [ "$status" -eq 0 ] && [[ "$output" == *"cycles 40"* ]] || { echo "$output"; return 1; }
+    awk '/stats: madvise_calls/ {print $4}' <<<"$output"
+}
+
+@test "purge: pages freed and needed again every 20 ms are not purged every time (hysteresis)" {
+    for flavor in glibc static; do
+        calls=$(purge_madvise "$flavor") || { echo "$calls"; return 1; }
+        echo "$flavor: $calls madvise calls in 40 cycles"
+        # the heap starts with a 5 ms delay and doubles it each time purged memory comes back
+        # sooner than the longest delay: a few purges, then none
+        [ "$calls" -le 12 ]
+    done
+}
+
+@test "purge: the check can fail (a fixed 5 ms delay purges every cycle)" {
+    calls=$(MDALLOC_PURGE_DELAY=5 purge_madvise glibc) || { echo "$calls"; return 1; }
+    echo "fixed 5 ms: $calls madvise calls in 40 cycles"
+    [ "$calls" -ge 30 ]
+}
