@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "lib/report.h"
 
+#include <stdio.h>
+#include <string.h>
+
 cJSON *md_report_new(const char *command, const char *version)
 {
     cJSON *r = cJSON_CreateObject();
@@ -42,4 +45,17 @@ double md_json_get_num(const cJSON *obj, const char *key)
 int md_json_get_bool(const cJSON *obj, const char *key)
 {
     return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, key));
+}
+
+cJSON *md_json_lines(const char *text)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (const char *p = text; *p;) {
+        size_t len = strcspn(p, "\n");
+        char line[MD_JSON_LINE_MAX];
+        snprintf(line, sizeof line, "%.*s", (int)len, p);
+        cJSON_AddItemToArray(arr, cJSON_CreateString(line));
+        p += len + (p[len] == '\n');
+    }
+    return arr;
 }

@@ -17,5 +17,9 @@ void md_json_strs(cJSON *obj, const char *key, const char *const *values, size_t
 const char *md_json_get_str(const cJSON *obj, const char *key); // NULL unless a string
 int md_json_get_bool(const cJSON *obj, const char *key);        // 0 unless true
 double md_json_get_num(const cJSON *obj, const char *key);      // 0 unless a number
+// An array of strings, one per line of text (a call stack's frames, innermost first); a line
+// longer than MD_JSON_LINE_MAX - 1 bytes is cut there.
+#define MD_JSON_LINE_MAX 256
+cJSON *md_json_lines(const char *text);
 
 #endif

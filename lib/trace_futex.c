@@ -10,7 +10,6 @@
 #include "lib/report.h"
 
 #define TOP_STACKS 20
-#define FRAME_TEXT 256
 // How long after the end strace measured a sample may still come: strace takes its entry time
 // at its stop, the tracepoint fires once strace has let the thread go on, and under load that
 // gap can exceed the wait itself (70 us after a 40 us wait was seen here).
@@ -82,19 +81,6 @@ static int by_time_then_waits(const void *a, const void *b)
     return x->stack < y->stack ? -1 : x->stack > y->stack;
 }
 
-static cJSON *frames_json(const char *text)
-{
-    cJSON *arr = cJSON_CreateArray();
-    for (const char *p = text; *p;) {
-        size_t len = strcspn(p, "\n");
-        char frame[FRAME_TEXT];
-        snprintf(frame, sizeof frame, "%.*s", (int)len, p);
-        cJSON_AddItemToArray(arr, cJSON_CreateString(frame));
-        p += len + (p[len] == '\n');
-    }
-    return arr;
-}
-
 // Flame-graph folded form: "[futex-wait];outermost;...;innermost WAITS".
 static int write_folded(const char *path, bool append, const struct md_perf_result *perf,
                         const struct ranked *v, size_t n, struct md_error *err)
@@ -143,7 +129,7 @@ static void add_stacks(cJSON *o, const struct md_perf_result *perf, const struct
     cJSON *arr = cJSON_AddArrayToObject(o, "stacks");
     for (size_t i = 0; i < n && i < TOP_STACKS; i++) {
         cJSON *s = cJSON_CreateObject();
-        cJSON_AddItemToObject(s, "frames", frames_json(perf->futex_stacks[v[i].stack].frames));
+        cJSON_AddItemToObject(s, "frames", md_json_lines(perf->futex_stacks[v[i].stack].frames));
         cJSON_AddNumberToObject(s, "waits", (double)v[i].waits);
         cJSON_AddNumberToObject(s, "wait_seconds", (double)v[i].ns / 1e9);
         cJSON_AddBoolToObject(s, "in_allocator", perf->futex_stacks[v[i].stack].in_allocator);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/report.h"
 #include "lib/symbolize.h"
 
 #define MD_TOP_STACKS 20
@@ -136,19 +137,6 @@ static void add_leaks(struct md_probe_header *h, struct named_stack *v, uint64_t
     }
 }
 
-static cJSON *frames_json(const char *text)
-{
-    cJSON *arr = cJSON_CreateArray();
-    for (const char *p = text; *p;) {
-        size_t len = strcspn(p, "\n");
-        char frame[MD_FRAME_TEXT];
-        snprintf(frame, sizeof frame, "%.*s", (int)len, p);
-        cJSON_AddItemToArray(arr, cJSON_CreateString(frame));
-        p += len + (p[len] == '\n');
-    }
-    return arr;
-}
-
 typedef uint64_t (*stack_key)(const struct named_stack *);
 static uint64_t key_allocations(const struct named_stack *s)
 {
@@ -175,7 +163,7 @@ static void add_top(cJSON *arr, struct named_stack *v, size_t n, stack_key key, 
     qsort_r(v, n, sizeof *v, by_key_desc, &key);
     for (size_t i = 0; i < n && i < max && key(&v[i]) && key(&v[i]) >= min; i++) {
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddItemToObject(o, "frames", frames_json(v[i].text));
+        cJSON_AddItemToObject(o, "frames", md_json_lines(v[i].text));
         if (key == key_allocations) {
             cJSON_AddNumberToObject(o, "allocations", (double)v[i].allocations);
             cJSON_AddNumberToObject(o, "bytes", (double)v[i].bytes);
