@@ -96,10 +96,10 @@ $(TOOL_SAN): $(B)/san/cmd/main.o $(TOOL_SAN_OBJ)
 
 # Unit tests link the engine (lib/ and rules/) built with sanitizers, never cmd/.
 ENGINE_SAN_OBJ := $(filter $(B)/san/lib/% $(B)/san/rules/%,$(TOOL_SAN_OBJ))
-$(B)/unit/%: tests/unit/%.c $(ENGINE_SAN_OBJ)
+$(B)/unit/%: tests/unit/%.c $(ENGINE_SAN_OBJ) $(wildcard tests/unit/*.h)
 	@mkdir -p $(@D)
 	@[ "$(V)" = 1 ] || echo "  CC-SAN  $<"
-	$(Q)$(CC) $(TOOL_CFLAGS) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS) $(CMOCKA_LIBS)
+	$(Q)$(CC) $(TOOL_CFLAGS) $(SAN_FLAGS) -o $@ $< $(ENGINE_SAN_OBJ) $(PKG_LIBS) $(CMOCKA_LIBS)
 
 unit: $(UNIT_BIN)
 
@@ -113,7 +113,7 @@ include alloc/probe.mk
 include tests/fuzz/fuzz.mk
 
 format:
-	clang-format -i $(wildcard cmd/*.[ch] lib/*.[ch] rules/*.[ch] alloc/*.[ch] tests/unit/*.c)
+	clang-format -i $(wildcard cmd/*.[ch] lib/*.[ch] rules/*.[ch] alloc/*.[ch] tests/unit/*.[ch])
 
 clean:
 	rm -rf $(B)

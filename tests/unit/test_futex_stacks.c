@@ -21,6 +21,7 @@
 #include "lib/perf.h"
 #include "lib/stack_scan.h"
 #include "lib/symbolize.h"
+#include "tests/unit/spawn_stopped.h"
 
 #define PFX "build/fixtures/perf/"
 
@@ -43,18 +44,8 @@ static void run_fixture(char *const argv[], const struct md_perf_options *opt, s
 {
     if (access(argv[0], X_OK))
         fail_msg("%s missing: run `make perf-fixtures` first", argv[0]);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int fd = open("/dev/null", O_WRONLY);
-        if (fd < 0 || dup2(fd, 1) < 0)
-            _exit(126);
-        raise(SIGSTOP);
-        execv(argv[0], argv);
-        _exit(127);
-    }
+    pid_t pid = spawn_stopped(argv, "/dev/null");
     int status;
-    assert_int_equal(waitpid(pid, &status, WUNTRACED), pid);
     struct md_perf *p;
     struct md_error err;
     if (md_perf_open(&p, pid, opt, &err)) {

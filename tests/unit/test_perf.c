@@ -22,6 +22,7 @@
 #include "lib/perf.h"
 #include "lib/perf_samples.h"
 #include "lib/symbolize.h"
+#include "tests/unit/spawn_stopped.h"
 
 #define PFX "build/fixtures/perf/"
 
@@ -36,24 +37,6 @@ struct run {
     char out[256]; // the fixture's stdout
     int status;
 };
-
-static pid_t spawn_stopped(char *const argv[], const char *out_path)
-{
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd < 0 || dup2(fd, 1) < 0)
-            _exit(126);
-        raise(SIGSTOP);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    int status;
-    assert_int_equal(waitpid(pid, &status, WUNTRACED), pid);
-    assert_true(WIFSTOPPED(status));
-    return pid;
-}
 
 static void read_output(const char *path, char *buf, size_t size)
 {
