@@ -3,7 +3,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <malloc.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -460,7 +459,6 @@ int md_run(const struct md_run_spec *spec, struct md_run_result *res, struct md_
         return md_fail_errno(err, errno, "pipe");
     prctl(PR_SET_CHILD_SUBREAPER, 1); // adopt the detached tracer and the program's orphans
     double start = now_seconds();
-    malloc_trim(0); // EXPERIMENT
     pid_t pid = fork();
     if (pid < 0)
         return md_fail_errno(err, errno, "fork");
