@@ -27,7 +27,8 @@ TOOL_CFLAGS = -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -I. $(PKG_CFLAGS) -DMD_VERSI
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 # MD_EXCLUDE (patterns) leaves sources out of a build, e.g. a module that is mid-edit.
-TOOL_SRC := $(filter-out $(MD_EXCLUDE),$(wildcard lib/*.c rules/*.c) \
+# alloc/hook_x86.c is shared with the static probe: the tool plans hooks with it before a run.
+TOOL_SRC := $(filter-out $(MD_EXCLUDE),$(wildcard lib/*.c rules/*.c) alloc/hook_x86.c \
 	$(filter-out cmd/main.c,$(wildcard cmd/*.c)))
 TOOL_OBJ := $(TOOL_SRC:%.c=$(B)/obj/%.o)
 TOOL_SAN_OBJ := $(TOOL_SRC:%.c=$(B)/san/%.o)
@@ -95,7 +96,7 @@ $(TOOL_SAN): $(B)/san/cmd/main.o $(TOOL_SAN_OBJ)
 	$(Q)$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS)
 
 # Unit tests link the engine (lib/ and rules/) built with sanitizers, never cmd/.
-ENGINE_SAN_OBJ := $(filter $(B)/san/lib/% $(B)/san/rules/%,$(TOOL_SAN_OBJ))
+ENGINE_SAN_OBJ := $(filter $(B)/san/lib/% $(B)/san/rules/% $(B)/san/alloc/%,$(TOOL_SAN_OBJ))
 $(B)/unit/%: tests/unit/%.c $(ENGINE_SAN_OBJ) $(wildcard tests/unit/*.h)
 	@mkdir -p $(@D)
 	@[ "$(V)" = 1 ] || echo "  CC-SAN  $<"

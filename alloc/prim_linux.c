@@ -16,18 +16,7 @@
 #include <unistd.h>
 
 #if defined(__x86_64__)
-static long md_syscall6(long nr, long a, long b, long c, long d, long e, long f)
-{
-    register long r10 __asm__("r10") = d;
-    register long r8 __asm__("r8") = e;
-    register long r9 __asm__("r9") = f;
-    long ret;
-    __asm__ volatile("syscall"
-                     : "=a"(ret)
-                     : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
-                     : "rcx", "r11", "memory");
-    return ret;
-}
+#include "md_syscall.h"
 #else
 static long md_syscall6(long nr, long a, long b, long c, long d, long e, long f)
 {

@@ -588,33 +588,6 @@ static void log_slow(struct md_probe_slot *s, enum md_probe_op op, uint64_t size
                                                       .stack = stack};
 }
 
-// The overflow slot is shared by threads that found no slot of their own: atomic adds.
-static void count_shared(struct md_probe_slot *s, enum md_probe_op op, uint64_t size)
-{
-    __atomic_fetch_add(&s->ops[op], 1, __ATOMIC_RELAXED);
-    if (op == MD_OP_FREE)
-        return;
-    __atomic_fetch_add(&s->bytes_requested, size, __ATOMIC_RELAXED);
-    if (size < MD_HIST_EXACT)
-        __atomic_fetch_add(&s->hist_exact[size], 1, __ATOMIC_RELAXED);
-    else
-        __atomic_fetch_add(&s->hist_log2[md_probe_log2_bin(size)], 1, __ATOMIC_RELAXED);
-}
-
-// size is the request; for free the block's usable size, which goes to the slow log only (the
-// histogram and byte count describe requests).
-static inline void count(struct md_probe_slot *s, enum md_probe_op op, uint64_t size)
-{
-    s->ops[op]++;
-    if (op == MD_OP_FREE)
-        return;
-    s->bytes_requested += size;
-    if (size < MD_HIST_EXACT)
-        s->hist_exact[size]++;
-    else
-        s->hist_log2[md_probe_log2_bin(size)]++;
-}
-
 // result: the block returned; freed: the block released (free, realloc).
 // Everything but the common case: the first call of a thread, the overflow slot, a slow call,
 // and --stacks/--leaks bookkeeping. Kept out of line so the fast path stays small.
@@ -628,9 +601,9 @@ __attribute__((noinline)) static void record_slow(enum md_probe_op op, uint64_t 
     if (!s)
         return;
     if (s == probe.overflow_slot)
-        count_shared(s, op, size);
+        md_probe_count_atomic(s, op, size);
     else
-        count(s, op, size);
+        md_probe_count(s, op, size);
     slow = slow && (m->rseq || ticks > probe.threshold); // the real threshold, once attached
     uint32_t stack = 0;
     if (probe.flags) {
@@ -659,7 +632,7 @@ static inline void record(enum md_probe_op op, uint64_t size, const struct mark 
         return;
     struct md_probe_slot *s = tls_slot;
     if (__builtin_expect(s && s != probe.overflow_slot && !probe.flags, 1) && mark_fast(m)) {
-        count(s, op, size);
+        md_probe_count(s, op, size);
         return;
     }
     record_slow(op, size, m, result, freed, c);
@@ -778,7 +751,7 @@ static inline void fast_begin(volatile uint64_t *rseq_cs)
     do {                                                                                           \
         if (__builtin_expect(*(rseq_cs) == 0, 0))                                                  \
             fast_log_slow(slot, op, size, CALLER);                                                 \
-        count(slot, op, size);                                                                     \
+        md_probe_count(slot, op, size);                                                            \
     } while (0)
 
 // An allocation call's end: with --stacks its stack counts one more allocation of its size.

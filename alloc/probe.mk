@@ -15,3 +15,18 @@ $(PROBE_MUSL): alloc/probe.c alloc/probe_shared.h
 	@mkdir -p $(@D)
 	@[ "$(V)" = 1 ] || echo "  MUSL-CC $@"
 	$(Q)$(MUSL_CC) $(PROBE_CFLAGS) -shared -o $@ $<
+
+# The static probe: a freestanding program that loads a static executable and hooks its
+# allocator (alloc/probe_static.c). Linked at a fixed address far from where static programs are
+# linked (0x400000), so it needs no relocation; no libc, since the program brings its own.
+PROBE_STATIC := $(B)/alloc/probe/static/md-static-probe
+PROBE_STATIC_CFLAGS := -std=c11 -O2 -g -I. $(WARN) -ffreestanding -fno-builtin -fno-stack-protector \
+	-fPIE -fcf-protection=none -fno-tree-loop-distribute-patterns
+probe: $(PROBE_STATIC)
+
+$(PROBE_STATIC): alloc/probe_static.c alloc/probe_static.h alloc/hook_x86.c alloc/hook_x86.h \
+		alloc/probe_shared.h
+	@mkdir -p $(@D)
+	@[ "$(V)" = 1 ] || echo "  CC      $@"
+	$(Q)$(CC) $(PROBE_STATIC_CFLAGS) -static -nostdlib -no-pie -Wl,-Ttext-segment=0x7e0000000000 \
+		-o $@ alloc/probe_static.c alloc/hook_x86.c

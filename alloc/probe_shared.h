@@ -175,6 +175,35 @@ static inline unsigned md_probe_log2_bin(uint64_t size)
     return size ? 63u - (unsigned)__builtin_clzll(size) : 0;
 }
 
+// One call counted in a thread's own slot: plain increments, since only its thread writes it.
+// size is the request; for free the block's usable size, which goes to the slow log only (the
+// histogram and byte count describe requests).
+static inline void md_probe_count(struct md_probe_slot *s, enum md_probe_op op, uint64_t size)
+{
+    s->ops[op]++;
+    if (op == MD_OP_FREE)
+        return;
+    s->bytes_requested += size;
+    if (size < MD_HIST_EXACT)
+        s->hist_exact[size]++;
+    else
+        s->hist_log2[md_probe_log2_bin(size)]++;
+}
+
+// The same in the overflow slot, which threads that found no slot of their own share.
+static inline void md_probe_count_atomic(struct md_probe_slot *s, enum md_probe_op op,
+                                         uint64_t size)
+{
+    __atomic_fetch_add(&s->ops[op], 1, __ATOMIC_RELAXED);
+    if (op == MD_OP_FREE)
+        return;
+    __atomic_fetch_add(&s->bytes_requested, size, __ATOMIC_RELAXED);
+    if (size < MD_HIST_EXACT)
+        __atomic_fetch_add(&s->hist_exact[size], 1, __ATOMIC_RELAXED);
+    else
+        __atomic_fetch_add(&s->hist_log2[md_probe_log2_bin(size)], 1, __ATOMIC_RELAXED);
+}
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <x86intrin.h>
 static inline uint64_t md_probe_ticks(void)

@@ -16,6 +16,7 @@ enum {
     OPT_STACKS,
     OPT_LEAKS,
     OPT_FOLDED,
+    OPT_UPROBES,
 };
 
 static const struct md_opt options[] = {
@@ -27,6 +28,8 @@ static const struct md_opt options[] = {
     {"sample-hz", OPT_SAMPLE_HZ, "N",
      "CPU samples per second for the allocator's CPU share (0: off)"},
     {"precise", OPT_PRECISE, NULL, "time every allocator call (exact windows, more overhead)"},
+    {"uprobes", OPT_UPROBES, NULL,
+     "static programs: count calls with uprobes instead of the static probe's hooks"},
     MD_TRACE_CLI_OPTIONS,
     {0},
 };
@@ -72,6 +75,9 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct md
             break;
         case OPT_FOLDED:
             a->opt.folded = arg;
+            break;
+        case OPT_UPROBES:
+            a->opt.uprobes = true;
             break;
         default:
             return md_cli_stop(cmd, key, exit_code);

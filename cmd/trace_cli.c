@@ -148,6 +148,8 @@ void md_render_trace_header(const cJSON *r)
     printf("%s: %s (%s, %s; malloc: %s; counted by: %s)\n", str(r, "command", "trace"),
            str(t, "path", "?"), str(t, "kind", "?"), str(t, "libc", "?"),
            str(active, "name", "unknown"), str(r, "mode", "?"));
+    if (md_json_get_str(r, "mode_note"))
+        printf("note: %s\n", md_json_get_str(r, "mode_note"));
     const char *sig = md_json_get_str(run, "signal");
     if (sig)
         printf("exit: killed by SIG%s", sig);

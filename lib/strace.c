@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "lib/strace.h"
 
+#include "alloc/probe_static.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,6 +220,24 @@ static void note_process_line(struct md_strace_log *log, struct cursor c)
         log->unparsed++;
 }
 
+// The static probe's marker (alloc/probe_static.h): the calls its thread made before it were the
+// probe's own, mapping the program.
+static bool is_static_probe_marker(const struct md_sys_event *e, struct cursor args)
+{
+    char marker[64];
+    snprintf(marker, sizeof marker, "(%#lx, 0, MADV_NORMAL)", MD_STATIC_MARKER);
+    return e->sys == MD_SYS_MADVISE && take(&args, marker);
+}
+
+static void drop_thread_events(struct md_strace_log *log, int32_t tid)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < log->count; i++)
+        if (log->event[i].tid != tid)
+            log->event[kept++] = log->event[i];
+    log->count = kept;
+}
+
 int md_strace_parse_line(struct md_strace_log *log, const char *line, size_t len)
 {
     struct cursor c = {line, line + len};
@@ -239,6 +259,10 @@ int md_strace_parse_line(struct md_strace_log *log, const char *line, size_t len
         return 0;
     }
     e.sys = (enum md_sys)sys;
+    if (is_static_probe_marker(&e, c)) {
+        drop_thread_events(log, e.tid);
+        return 0;
+    }
     parse_args(c, &e);
     if (ends_with(line, len, "<unfinished ...>")) {
         struct md_sys_event *old = pending_of(log, e.tid);

@@ -12,6 +12,7 @@
 #include "lib/probe_file.h"
 #include "lib/taskstats.h"
 #include "lib/trace_futex.h"
+#include "lib/trace_hooks.h"
 #include "lib/trace_perf.h"
 #include "lib/trace_stacks.h"
 #include "rules/rules.h"
@@ -22,17 +23,20 @@
 
 enum trace_mode {
     MODE_PRELOAD, // the probe interposes malloc in a dynamic program
-    MODE_UPROBES, // static, or malloc defined by the program: uprobes count the calls
+    MODE_HOOKS,   // a static x86-64 program runs under the static probe, which hooks malloc
+    MODE_UPROBES, // other static programs, or malloc defined by the program: uprobes count
     MODE_NONE,    // neither (stripped static program, or perf refused): --ops N
 };
 
-static const char *const mode_names[] = {"preload", "uprobes", "none"};
+static const char *const mode_names[] = {"preload", "hooks", "uprobes", "none"};
 
 struct target {
     char path[PATH_MAX];
     cJSON *inspect; // the inspect entry of the program
     enum trace_mode mode;
     const char *libc;
+    struct md_hooks_plan hooks; // MODE_HOOKS
+    char mode_note[512];        // why hooks were not used, or what they do not record
 };
 
 // Inspects the program to choose how to count its allocator calls.
@@ -65,6 +69,26 @@ static int examine(const char *path, struct target *t, struct md_error *err)
     return 0;
 }
 
+// A static program is run under the static probe unless --uprobes asks otherwise or its
+// allocator entries cannot be hooked; then uprobes count, and the note says why.
+static void choose_hooks(struct target *t, const struct md_trace_options *opt)
+{
+    const char *kind = md_json_get_str(t->inspect, "kind");
+    bool is_static = kind && (!strcmp(kind, "static") || !strcmp(kind, "static-pie"));
+    if (t->mode != MODE_UPROBES || !is_static || opt->uprobes)
+        return;
+    struct md_error why;
+    if (md_hooks_plan(t->path, &t->hooks, &why)) {
+        snprintf(t->mode_note, sizeof t->mode_note, "not hooked, so uprobes count: %s", why.msg);
+        return;
+    }
+    t->mode = MODE_HOOKS;
+    if (opt->probe_flags & (MD_PROBE_WANT_STACKS | MD_PROBE_WANT_LEAKS))
+        snprintf(t->mode_note, sizeof t->mode_note,
+                 "the static probe records no allocation call stacks or live blocks: --stacks "
+                 "shows the futex wait stacks, --leaks nothing");
+}
+
 void md_tool_dir(char *dir, size_t size)
 {
     ssize_t n = readlink("/proc/self/exe", dir, size - 1);
@@ -76,19 +100,20 @@ void md_tool_dir(char *dir, size_t size)
         snprintf(dir, size, ".");
 }
 
-static int probe_library(const struct md_trace_options *opt, const char *libc, char *out,
-                         size_t size, struct md_error *err)
+// The probe build for a flavour: glibc/libmdprobe.so, musl/libmdprobe.so, static/md-static-probe.
+static int probe_build(const struct md_trace_options *opt, const char *flavour, char *out,
+                       size_t size, struct md_error *err)
 {
-    const char *flavour = libc && !strcmp(libc, "musl") ? "musl" : "glibc";
+    const char *file = strcmp(flavour, "static") ? "libmdprobe.so" : "md-static-probe";
     char dir[PATH_MAX];
     if (opt->probe_dir) {
-        snprintf(out, size, "%s/%s/libmdprobe.so", opt->probe_dir, flavour);
+        snprintf(out, size, "%s/%s/%s", opt->probe_dir, flavour, file);
     } else {
         md_tool_dir(dir, sizeof dir);
-        snprintf(out, size, "%s/alloc/probe/%s/libmdprobe.so", dir, flavour);
+        snprintf(out, size, "%s/alloc/probe/%s/%s", dir, flavour, file);
     }
     if (access(out, R_OK))
-        return md_fail(err, "%s: the probe library is missing (run `make` first)", out);
+        return md_fail(err, "%s: the probe is missing (run `make` first)", out);
     return 0;
 }
 
@@ -105,6 +130,7 @@ static void add_target(cJSON *report, const struct target *t, const struct md_tr
     cJSON *active = cJSON_GetObjectItemCaseSensitive(t->inspect, "active");
     cJSON_AddItemToObject(o, "active", active ? cJSON_Duplicate(active, 1) : cJSON_CreateNull());
     cJSON_AddStringToObject(report, "mode", mode_names[t->mode]);
+    md_json_str(report, "mode_note", t->mode_note[0] ? t->mode_note : NULL);
     // the rules' prescriptions name this tool's own mdalloc builds
     char dir[PATH_MAX];
     md_tool_dir(dir, sizeof dir - 8);
@@ -170,30 +196,46 @@ struct session {
     struct md_probe_file probe;
     char strace_out[PATH_MAX];
     char env_preload[3 * PATH_MAX + 64], env_file[PATH_MAX + 32];
+    char static_probe[PATH_MAX];
+    char **hooked_argv; // MODE_HOOKS: the static probe's command line, then the program's
     struct md_strace_log log;
 };
 
-static int prepare(const struct md_trace_options *opt, struct session *s, struct md_error *err)
+// The static probe's command line: PROBE_FILE EXECUTABLE HOOKS -- ARGV...
+static int hooked_command(const struct md_trace_options *opt, struct session *s,
+                          struct md_error *err)
 {
-    if (md_find_program(opt->argv[0], s->target.path, sizeof s->target.path, err) ||
-        examine(s->target.path, &s->target, err) ||
-        temp_file(s->strace_out, sizeof s->strace_out, "malloc-doctor-strace", err))
-        return -1;
-    const char *active_id =
-        md_json_get_str(cJSON_GetObjectItemCaseSensitive(s->target.inspect, "active"), "id");
-    bool preload = s->target.mode == MODE_PRELOAD;
-    md_trace_perf_prepare(&s->perf, s->target.path, !preload, active_id, s->target.libc,
-                          opt->sample_hz, opt->probe_flags & MD_PROBE_WANT_STACKS);
-    if (!preload && !s->perf.uprobe_count)
-        s->target.mode = MODE_NONE;
-    if (!preload)
-        return 0;
+    size_t n = 0;
+    while (opt->argv[n])
+        n++;
+    s->hooked_argv = calloc(n + 6, sizeof *s->hooked_argv);
+    if (!s->hooked_argv)
+        return md_fail(err, "out of memory");
+    char **a = s->hooked_argv;
+    *a++ = s->static_probe;
+    *a++ = s->probe.path;
+    *a++ = s->target.path;
+    *a++ = s->target.hooks.spec;
+    *a++ = "--";
+    memcpy(a, opt->argv, n * sizeof *a);
+    return 0;
+}
+
+// The preload probe for a dynamic program, or the static probe with its hooks.
+static int prepare_probe(const struct md_trace_options *opt, struct session *s,
+                         const char *active_id, struct md_error *err)
+{
+    if (s->target.mode == MODE_HOOKS)
+        return probe_build(opt, "static", s->static_probe, sizeof s->static_probe, err) ||
+               md_probe_file_create(&s->probe, MD_SLOW_CALL_NS, 0, err) ||
+               hooked_command(opt, s, err);
     char lib[PATH_MAX];
     // an allocator with rseq critical sections of its own must not see the rseq mark
     uint32_t flags = opt->probe_flags;
     if (active_id && !strcmp(active_id, "tcmalloc-google"))
         flags |= MD_PROBE_PRECISE;
-    if (probe_library(opt, s->target.libc, lib, sizeof lib, err) ||
+    const char *libc = s->target.libc;
+    if (probe_build(opt, libc && !strcmp(libc, "musl") ? "musl" : "glibc", lib, sizeof lib, err) ||
         md_probe_file_create(&s->probe, MD_SLOW_CALL_NS, flags, err))
         return -1;
     // The probe first, so it interposes; then the allocator it forwards to (--compare).
@@ -204,6 +246,25 @@ static int prepare(const struct md_trace_options *opt, struct session *s, struct
     return 0;
 }
 
+static int prepare(const struct md_trace_options *opt, struct session *s, struct md_error *err)
+{
+    if (md_find_program(opt->argv[0], s->target.path, sizeof s->target.path, err) ||
+        examine(s->target.path, &s->target, err) ||
+        temp_file(s->strace_out, sizeof s->strace_out, "malloc-doctor-strace", err))
+        return -1;
+    choose_hooks(&s->target, opt);
+    const char *active_id =
+        md_json_get_str(cJSON_GetObjectItemCaseSensitive(s->target.inspect, "active"), "id");
+    bool uprobes = s->target.mode == MODE_UPROBES;
+    md_trace_perf_prepare(&s->perf, s->target.path, uprobes, active_id, s->target.libc,
+                          opt->sample_hz, opt->probe_flags & MD_PROBE_WANT_STACKS);
+    if (uprobes && !s->perf.uprobe_count)
+        s->target.mode = MODE_NONE;
+    if (s->target.mode == MODE_UPROBES || s->target.mode == MODE_NONE)
+        return 0;
+    return prepare_probe(opt, s, active_id, err);
+}
+
 static void cleanup(struct session *s)
 {
     if (s->strace_out[0])
@@ -212,6 +273,7 @@ static void cleanup(struct session *s)
     md_trace_perf_close(&s->perf);
     md_strace_log_free(&s->log);
     cJSON_Delete(s->target.inspect);
+    free(s->hooked_argv);
 }
 
 static int stats_with_stacks(const struct md_trace_options *opt, struct session *s,
@@ -255,8 +317,10 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
                    struct md_run_result *run, struct md_error *err)
 {
     bool preload = s->target.mode == MODE_PRELOAD;
+    bool hooks = s->target.mode == MODE_HOOKS;
+    bool probed = preload || hooks; // counts, sizes and slow calls in the probe file
     const char *env[] = {s->env_preload, s->env_file, NULL};
-    struct md_run_spec spec = {.argv = opt->argv,
+    struct md_run_spec spec = {.argv = hooks ? s->hooked_argv : opt->argv,
                                .strace_out = s->strace_out,
                                .cmd_env = preload ? env : NULL,
                                .before_start = md_trace_perf_start,
@@ -271,7 +335,7 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
     md_taskstats_free(&exits);
     if (failed)
         return -1;
-    if (preload)
+    if (probed)
         md_probe_file_finish(&s->probe);
     if (md_strace_parse_file(&s->log, s->strace_out, err))
         return -1;
@@ -280,21 +344,26 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
                             "/proc/sys/kernel/yama/ptrace_scope and seccomp policies)");
     add_target(report, &s->target, opt);
     add_run(report, run, opt->timeout_seconds, tree_known ? &tree : NULL, &s->log,
-            preload ? &s->probe : NULL);
+            probed ? &s->probe : NULL);
     struct md_trace_input in = {.log = &s->log,
-                                .probe = preload ? &s->probe : NULL,
-                                .ops_source = preload ? "probe" : NULL,
+                                .probe = probed ? &s->probe : NULL,
+                                .ops_source = preload ? "probe"
+                                              : hooks ? "hooks"
+                                                      : NULL,
                                 .wall_seconds = run->wall_seconds};
     uint64_t perf_ops[MD_OP_COUNT] = {0};
-    if (md_trace_perf_finish(&s->perf, perf_ops, report) && !preload) {
+    if (md_trace_perf_finish(&s->perf, perf_ops, report) && !probed) {
         memcpy(in.ops, perf_ops, sizeof in.ops);
         in.ops_source = "uprobes";
-    } else if (!preload && opt->ops) {
+    } else if (!probed && opt->ops) {
         in.ops[MD_OP_MALLOC] = opt->ops;
         in.ops_source = "--ops";
     }
     int rc = !preload || !opt->probe_flags ? md_trace_stats(&in, report, err)
                                            : stats_with_stacks(opt, s, &in, report, err);
+    // without malloc_usable_size the static probe cannot tell how big a freed block was
+    if (!rc && hooks && !s->target.hooks.usable_size)
+        cJSON_ReplaceItemInObjectCaseSensitive(report, "free_bands", cJSON_CreateNull());
     if (rc || !(opt->probe_flags & MD_PROBE_WANT_STACKS))
         return rc;
     // after the probe's stacks: in preload mode they have created the folded file already

@@ -21,6 +21,7 @@ struct md_trace_options {
     const char *preload_allocator;
     bool include_inspect; // add the program's whole inspect entry as "inspect" (doctor)
     double timeout_seconds;  // --timeout: then the whole process tree is stopped; 0: none
+    bool uprobes; // --uprobes: count a static program's calls with uprobes, not the static probe
 };
 
 // The directory of the running tool: its probe and allocator builds are found from here.

@@ -140,12 +140,24 @@ assert ops['malloc'] == 2000 and ops['free'] == 2000, ops"
 }
 
 @test "static program (uprobes) ignoring SIGTERM: --timeout ends it, the uprobe counts survive" {
-    run timeout 60 "$T" trace --timeout 1 --json -o "$OUT" -- "$H/noterm-musl-static" 500 "$PIDS"
+    run timeout 60 "$T" trace --uprobes --timeout 1 --json -o "$OUT" -- "$H/noterm-musl-static" 500 "$PIDS"
     [ "$status" -eq 0 ]
     check "
 run, ops = r['run'], r['ops']
 assert r['mode'] == 'uprobes' and ops['source'] == 'uprobes', (r['mode'], ops)
 assert run['timed_out'] is True and run['signal'] == 'KILL' and run['processes'] == 2, run
+assert ops['malloc'] == 1000 and ops['free'] == 1000, ops"
+    all_gone "$PIDS"
+}
+
+@test "static program (hooks) ignoring SIGTERM: --timeout ends it, the hooks' counts survive" {
+    run timeout 60 "$T" trace --timeout 1 --json -o "$OUT" -- "$H/noterm-musl-static" 500 "$PIDS"
+    [ "$status" -eq 0 ]
+    check "
+run, ops = r['run'], r['ops']
+assert r['mode'] == 'hooks' and ops['source'] == 'hooks', (r['mode'], ops)
+assert run['timed_out'] is True and run['signal'] == 'KILL' and run['processes'] == 2, run
+assert run['probed_processes'] == 2, run  # the forked child attached on its own
 assert ops['malloc'] == 1000 and ops['free'] == 1000, ops"
     all_gone "$PIDS"
 }

@@ -9,7 +9,7 @@ setup() {
 }
 
 teardown() {
-    rm -f "$OUT"
+    rm -f "$OUT" "$OUT.hooks"
 }
 
 # a python expression over the report r, printed
@@ -102,8 +102,67 @@ assert abs(m['per_op'] - m['count']/r['ops']['total']) < 1e-12, m"
     [ "$(q "len(set(t['pid'] for t in r['threads'] if t['pid']))")" = 2 ]
 }
 
-@test "static musl program: uprobes count the operations exactly; futex and mmap per op" {
+@test "static musl program: the static probe's hooks count exactly and tie syscalls to calls" {
     run "$T" trace --json -o "$OUT" -- "$FX/musl-static"
+    [ "$status" -eq 0 ]
+    [ "$output" = "ops 80000" ]
+    python3 -c "
+import json; r=json.load(open('$OUT'))
+assert r['mode'] == 'hooks' and r['mode_note'] is None, (r['mode'], r['mode_note'])
+ops = r['ops']
+assert ops['source'] == 'hooks' and ops['malloc'] == 40000 and ops['free'] == 40000, ops
+assert r['requests']['count'] == 40000, r['requests']['count']
+assert r['attribution']['available'] and r['attribution']['method'] == 'ticks', r['attribution']
+sc = {s['name']: s for s in r['syscalls']}
+for name in ('mmap', 'munmap', 'futex'):
+    assert sc[name]['in_allocator'] > 0.9 * sc[name]['count'] > 0, sc[name]
+assert sc['mmap']['in_allocator_by_op']['malloc'] > 0 and sc['munmap']['in_allocator_by_op']['free'] > 0, sc
+# what the probe did before the program started (mapping it, the probe file, the thread
+# table) is not the program's: the main thread itself only maps its two threads' stacks
+main = [t for t in r['threads'] if t['tid'] == t['pid'] or t['pid'] is None]
+assert len(main) == 1 and main[0]['syscalls']['mmap'] <= 2 and main[0]['syscalls']['madvise'] == 0, main
+assert main[0]['syscalls']['mprotect'] <= 2, main
+assert r['size_bands'] and r['free_bands'] is None, r['free_bands']  # no malloc_usable_size
+assert r['run']['probed_processes'] == 1, r['run']"
+}
+
+@test "static glibc, static-pie and jemalloc programs: hooks and uprobes count the same calls" {
+    for fx in glibc-static glibc-static-pie jemalloc-static; do
+        run "$T" trace --json -o "$OUT.hooks" -- "$FX/$fx"
+        [ "$status" -eq 0 ]
+        run "$T" trace --uprobes --json -o "$OUT" -- "$FX/$fx"
+        [ "$status" -eq 0 ]
+        python3 - "$OUT.hooks" "$OUT" "$fx" <<'PY'
+import json, sys
+hooks, uprobes, fx = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3]
+assert hooks['mode'] == 'hooks' and uprobes['mode'] == 'uprobes', (hooks['mode'], uprobes['mode'])
+h, u = dict(hooks['ops']), dict(uprobes['ops'])
+assert h.pop('source') == 'hooks' and u.pop('source') == 'uprobes'
+assert h == u and h['malloc'] >= 40000 and h['free'] >= 40000, (fx, h, u)
+assert hooks['requests']['count'] == h['malloc'] + h['calloc'] + h['realloc'] + h['aligned'], fx
+# these programs have malloc_usable_size, so frees are tied to block sizes too
+assert hooks['free_bands'] is not None, fx
+PY
+    done
+}
+
+@test "static program whose free cannot be hooked: uprobes count instead, and the report says why" {
+    for fx in unhookable unhookable-foreign; do
+        run "$T" trace --json -o "$OUT" -- "$FX/$fx"
+        [ "$status" -eq 0 ]
+        [ "$output" = "freed 100" ]
+        python3 -c "
+import json; r=json.load(open('$OUT'))
+assert r['mode'] == 'uprobes' and r['ops']['source'] == 'uprobes', r['mode']
+assert 'free' in r['mode_note'] and 'branch' in r['mode_note'], r['mode_note']
+assert r['ops']['malloc'] == 100 and r['ops']['free'] == 100, r['ops']"
+    done
+    run "$T" trace -- "$FX/unhookable-foreign"
+    [[ "$output" == *"counted by: uprobes)"*"note: not hooked, so uprobes count: "*"free_cold+0x0 branches into the first bytes of free"* ]]
+}
+
+@test "static musl program, --uprobes: uprobes count the operations exactly; futex and mmap per op" {
+    run "$T" trace --uprobes --json -o "$OUT" -- "$FX/musl-static"
     [ "$status" -eq 0 ]
     [ "$output" = "ops 80000" ]
     [ "$(q "r['mode']")" = uprobes ]

@@ -68,7 +68,7 @@ assert t['kind'] == 'static' and t['libc'] == 'musl' and r['mode'] != 'preload',
 }
 
 @test "futex wait stacks: static musl's malloc lock, tied to the allocator without the probe" {
-    run "$T" trace --stacks --json -o "$OUT" -- build/fixtures/musl-static
+    run "$T" trace --uprobes --stacks --json -o "$OUT" -- build/fixtures/musl-static
     [ "$status" -eq 0 ]
     python3 - "$OUT" <<'PY'
 import json, sys
@@ -84,6 +84,27 @@ for s in fw['stacks']:
     if s['in_allocator']:
         assert 'churn' in names, s  # the program's function that allocates, above musl's lock
 assert sum(s['waits'] for s in fw['stacks'] if s['in_allocator']) == fw['allocator_waits'], fw
+PY
+}
+
+@test "futex wait stacks: static musl under the static probe, through its hook frames" {
+    run "$T" trace --stacks --json -o "$OUT" -- build/fixtures/musl-static
+    [ "$status" -eq 0 ]
+    python3 - "$OUT" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r['mode'] == 'hooks' and 'no allocation call stacks' in r['mode_note'], r['mode_note']
+fw = r['futex_wait_stacks']
+assert fw['allocator_waits'] > 0 and fw['allocator_waits'] < fw['waits'], fw
+hooked = 0
+for s in fw['stacks']:
+    names = [f.split(' ')[0] for f in s['frames']]
+    if s['in_allocator']:
+        assert 'churn' in names, s  # the scan walks on past the hook to the program's caller
+        hooked += 'hook_malloc' in names or 'hook_free' in names
+assert hooked > 0, fw['stacks']
+md001 = [f for f in r['findings'] if f['id'] == 'MD001']
+assert md001 and md001[0]['severity'] == 'error', r['findings']
 PY
 }
 

@@ -35,6 +35,33 @@ static void a_complete_mmap_line(void **state)
     md_strace_log_free(&log);
 }
 
+// Everything the static probe's thread did before its marker (mapping the program) is dropped;
+// the marker itself is not an event, and other threads' calls and later calls stay.
+static void the_static_probes_marker_drops_its_own_calls(void **state)
+{
+    (void)state;
+    struct md_strace_log log = {0};
+    feed(&log, (const char *const[]){
+                   "900 1795322775.000001 mmap(0x400000, 8192, PROT_NONE, MAP_PRIVATE|"
+                   "MAP_ANONYMOUS|MAP_FIXED_NOREPLACE, -1, 0) = 0x400000 <0.000004>",
+                   "900 1795322775.000002 madvise(0x7f0000000000, 102400, MADV_WIPEONFORK) = 0 "
+                   "<0.000002>",
+                   "901 1795322775.000003 munmap(0x7f0000001000, 4096) = 0 <0.000003>",
+                   "900 1795322775.000004 madvise(0x6d6400000000, 0, MADV_NORMAL) = 0 <0.000001>",
+                   "900 1795322775.000005 brk(NULL) = 0x1000000 <0.000001>", NULL});
+    assert_int_equal(log.count, 2);
+    assert_int_equal(log.event[0].tid, 901);
+    assert_int_equal(log.event[0].sys, MD_SYS_MUNMAP);
+    assert_int_equal(log.event[1].tid, 900);
+    assert_int_equal(log.event[1].sys, MD_SYS_BRK);
+    // a program's own zero-length madvise elsewhere is an event like any other
+    feed(&log, (const char *const[]){"900 1795322775.000006 madvise(0x6d6400001000, 0, "
+                                     "MADV_NORMAL) = 0 <0.000001>",
+                                     NULL});
+    assert_int_equal(log.count, 3);
+    md_strace_log_free(&log);
+}
+
 static void split_calls_are_joined_per_thread(void **state)
 {
     (void)state;
@@ -114,6 +141,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_complete_mmap_line),
+        cmocka_unit_test(the_static_probes_marker_drops_its_own_calls),
         cmocka_unit_test(split_calls_are_joined_per_thread),
         cmocka_unit_test(failures_kills_and_process_lines),
         cmocka_unit_test(garbage_is_counted_not_fatal),

@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: MIT
+// What the tool and the static probe (alloc/probe_static.c) agree on: the functions it hooks, by
+// the names used in its HOOKS argument, and the marker after which the program runs.
+#ifndef MD_PROBE_STATIC_H
+#define MD_PROBE_STATIC_H
+
+// The functions of a static program the probe knows. All but the last are hooked and counted;
+// the last is only called, to learn a freed block's size.
+enum md_static_kind {
+    MD_STATIC_MALLOC,
+    MD_STATIC_FREE,
+    MD_STATIC_CALLOC,
+    MD_STATIC_REALLOC,
+    MD_STATIC_ALIGNED_ALLOC,
+    MD_STATIC_MEMALIGN,
+    MD_STATIC_POSIX_MEMALIGN,
+    MD_STATIC_VALLOC,
+    MD_STATIC_PVALLOC,
+    MD_STATIC_USABLE_SIZE,
+    MD_STATIC_KINDS,
+};
+
+// The names of the kinds in the HOOKS argument: the functions' own names.
+#define MD_STATIC_KIND_NAMES                                                                       \
+    {                                                                                              \
+        [MD_STATIC_MALLOC] = "malloc", [MD_STATIC_FREE] = "free", [MD_STATIC_CALLOC] = "calloc",   \
+        [MD_STATIC_REALLOC] = "realloc", [MD_STATIC_ALIGNED_ALLOC] = "aligned_alloc",              \
+        [MD_STATIC_MEMALIGN] = "memalign", [MD_STATIC_POSIX_MEMALIGN] = "posix_memalign",          \
+        [MD_STATIC_VALLOC] = "valloc", [MD_STATIC_PVALLOC] = "pvalloc",                            \
+        [MD_STATIC_USABLE_SIZE] = "malloc_usable_size",                                            \
+    }
+
+// The probe's last syscall before it jumps to the program, madvise(MARKER, 0, MADV_NORMAL): a
+// no-op the program never makes. strace lines before it are the probe's own (mapping the
+// program), not the program's.
+#define MD_STATIC_MARKER 0x6d6400000000ul
+
+#endif

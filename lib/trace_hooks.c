@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "lib/trace_hooks.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "alloc/hook_x86.h"
+#include "alloc/probe_static.h"
+#include "lib/symbolize.h"
+
+// Functions longer than this are not read whole, so their branches cannot all be checked.
+#define MAX_FUNCTION_BYTES (1u << 20)
+
+// The bytes a hook moves: no branch may land inside them, except at the entry.
+struct moved_range {
+    uint64_t addr, len;
+    const char *name;
+};
+
+// Reads the function's bytes and plans its hook; 0, or -1 with the reason in err.
+static int plan_one(const struct md_symtab *t, int fd, const struct md_func_sym *f,
+                    struct moved_range *moved, struct md_error *err)
+{
+    uint64_t offset;
+    if (!f->size || f->size > MAX_FUNCTION_BYTES)
+        return md_fail(err, "%s: %s has no usable symbol size", t->path, f->name);
+    if (!md_symtab_addr_to_offset(t, f->addr, &offset))
+        return md_fail(err, "%s: %s is not in a loadable segment", t->path, f->name);
+    uint8_t *code = malloc(f->size);
+    if (!code)
+        return md_fail(err, "out of memory");
+    ssize_t got = pread(fd, code, f->size, (off_t)offset);
+    struct md_hook_plan plan;
+    const char *why = "";
+    int rc = 0;
+    if (got != (ssize_t)f->size)
+        rc = md_fail(err, "%s: %s: the function's bytes are not in the file", t->path, f->name);
+    else if (md_hook_plan(code, f->size, f->addr, &plan, &why))
+        rc = md_fail(err, "%s: %s cannot be hooked: %s (at +0x%x)", t->path, f->name, why,
+                     plan.why_at);
+    else
+        *moved = (struct moved_range){f->addr, plan.moved_len, f->name};
+    free(code);
+    return rc;
+}
+
+// Where a decoded relative branch at addr goes.
+static uint64_t branch_target(const uint8_t *code, uint64_t addr, const struct md_insn *in)
+{
+    int64_t disp = in->branch_size == 1 ? (int8_t)code[in->branch_at]
+                                        : (int32_t)((uint32_t)code[in->branch_at] |
+                                                    (uint32_t)code[in->branch_at + 1] << 8 |
+                                                    (uint32_t)code[in->branch_at + 2] << 16 |
+                                                    (uint32_t)code[in->branch_at + 3] << 24);
+    return addr + in->len + (uint64_t)disp;
+}
+
+// Checks one function's relative branches against every moved range; md_hook_plan has checked
+// branches within each hooked function already, this catches the others (GCC's `foo.cold`
+// parts jump back into foo from outside its symbol).
+static int scan_function(const struct md_symtab *t, const struct md_func_sym *f,
+                         const uint8_t *code, const struct moved_range *moved, size_t n,
+                         struct md_error *err)
+{
+    for (uint64_t at = 0; at < f->size;) {
+        struct md_insn in;
+        if (md_insn_decode(code + at, f->size - at, &in))
+            return md_fail(err,
+                           "%s: %s+0x%jx cannot be decoded, so branches into the hooked "
+                           "functions cannot be ruled out",
+                           t->path, f->name, (uintmax_t)at);
+        uint64_t target = in.branch_size ? branch_target(code + at, f->addr + at, &in) : 0;
+        for (size_t i = 0; in.branch_size && i < n; i++)
+            if (target > moved[i].addr && target < moved[i].addr + moved[i].len)
+                return md_fail(err, "%s: %s+0x%jx branches into the first bytes of %s", t->path,
+                               f->name, (uintmax_t)at, moved[i].name);
+        at += in.len;
+    }
+    return 0;
+}
+
+// Decodes every function of the program's executable segments.
+static int scan_program(const struct md_symtab *t, int fd, const struct moved_range *moved,
+                        size_t n, struct md_error *err)
+{
+    uint8_t *code = NULL;
+    int rc = 0;
+    for (size_t i = 0; !rc && i < t->count; i++) {
+        const struct md_func_sym *f = &t->funcs[i];
+        uint64_t offset;
+        if (!f->size || (i && f->addr == t->funcs[i - 1].addr)) // aliases: decoded once
+            continue;
+        if (f->size > MAX_FUNCTION_BYTES || !md_symtab_addr_to_offset(t, f->addr, &offset))
+            return md_fail(err,
+                           "%s: %s cannot be read whole, so branches into the hooked "
+                           "functions cannot be ruled out",
+                           t->path, f->name);
+        uint8_t *grown = realloc(code, f->size);
+        if (!grown) {
+            rc = md_fail(err, "out of memory");
+            break;
+        }
+        code = grown;
+        if (pread(fd, code, f->size, (off_t)offset) != (ssize_t)f->size)
+            rc = md_fail(err, "%s: %s: the function's bytes are not in the file", t->path, f->name);
+        else
+            rc = scan_function(t, f, code, moved, n, err);
+    }
+    free(code);
+    return rc;
+}
+
+static bool already_hooked(const uint64_t *addrs, size_t n, uint64_t addr)
+{
+    for (size_t i = 0; i < n; i++)
+        if (addrs[i] == addr)
+            return true;
+    return false;
+}
+
+static int append(struct md_hooks_plan *plan, const char *name, const struct md_func_sym *f,
+                  struct md_error *err)
+{
+    size_t used = strlen(plan->spec);
+    int n = snprintf(plan->spec + used, sizeof plan->spec - used, "%s%s=%jx/%jx", used ? "," : "",
+                     name, (uintmax_t)f->addr, (uintmax_t)f->size);
+    if (n < 0 || (size_t)n >= sizeof plan->spec - used)
+        return md_fail(err, "hook list too long");
+    return 0;
+}
+
+static int plan_all(const struct md_symtab *t, int fd, struct md_hooks_plan *plan,
+                    struct md_error *err)
+{
+    static const char *const names[MD_STATIC_KINDS] = MD_STATIC_KIND_NAMES;
+    uint64_t hooked[MD_STATIC_KINDS];
+    struct moved_range moved[MD_STATIC_KINDS];
+    for (int k = 0; k < MD_STATIC_KINDS; k++) {
+        const struct md_func_sym *f = md_symtab_by_name(t, names[k]);
+        bool required = k == MD_STATIC_MALLOC || k == MD_STATIC_FREE;
+        if (!f && required)
+            return md_fail(err, "%s: no %s symbol (stripped?)", t->path, names[k]);
+        if (!f || (k != MD_STATIC_USABLE_SIZE && already_hooked(hooked, plan->hooked, f->addr)))
+            continue;
+        if (k != MD_STATIC_USABLE_SIZE && plan_one(t, fd, f, &moved[plan->hooked], err))
+            return -1;
+        if (append(plan, names[k], f, err))
+            return -1;
+        if (k != MD_STATIC_USABLE_SIZE)
+            hooked[plan->hooked++] = f->addr;
+        else
+            plan->usable_size = true;
+    }
+    return scan_program(t, fd, moved, plan->hooked, err);
+}
+
+int md_hooks_plan(const char *path, struct md_hooks_plan *plan, struct md_error *err)
+{
+    memset(plan, 0, sizeof *plan);
+    struct md_symtab t;
+    if (md_symtab_load(&t, path, err))
+        return -1;
+    int rc = 0;
+    int fd = -1;
+    if (t.elf.ehdr.e_machine != EM_X86_64)
+        rc = md_fail(err, "%s: %s, not x86-64: static hooks are x86-64 only", path,
+                     md_elf_machine_name(&t.elf));
+    else if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        rc = md_fail_errno(err, errno, "%s", path);
+    else
+        rc = plan_all(&t, fd, plan, err);
+    if (fd >= 0)
+        close(fd);
+    md_symtab_free(&t);
+    return rc;
+}
