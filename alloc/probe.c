@@ -318,75 +318,22 @@ static unsigned capture(const struct caller *c, uint64_t *frames)
     return depth;
 }
 
-static uint64_t stack_hash(const uint64_t *frames, unsigned depth)
-{
-    uint64_t h = (uint64_t)probe.pid;
-    for (unsigned i = 0; i < depth; i++)
-        h = md_probe_mix(h ^ frames[i]);
-    return h | 1; // 0 marks a free entry
-}
-
 // The stack table entry (index + 1) of the caller's stack, inserted on first sight; 0 when full.
 static uint32_t stack_id(const struct caller *c)
 {
     uint64_t frames[MD_PROBE_FRAMES];
     unsigned depth = capture(c, frames);
-    uint64_t h = stack_hash(frames, depth);
-    struct md_probe_header *hdr = probe.shared;
-    struct md_probe_stack *table = md_probe_stacks(hdr);
-    uint32_t mask = hdr->stack_max - 1;
-    for (uint32_t i = (uint32_t)h & mask, n = 0; n < 64; i = (i + 1) & mask, n++) {
-        struct md_probe_stack *e = &table[i];
-        uint64_t seen = atomic_load(&e->hash);
-        if (seen == h && e->pid == probe.pid && e->depth == depth &&
-            !memcmp(e->frames, frames, depth * sizeof frames[0]))
-            return i + 1;
-        if (seen == 0 && atomic_compare_exchange_strong(&e->hash, &seen, h)) {
-            // a reader racing with this write sees other frames and inserts a twin; the tool
-            // merges entries with equal frames
-            memcpy(e->frames, frames, depth * sizeof frames[0]);
-            e->depth = depth;
-            e->pid = probe.pid;
-            atomic_fetch_add(&hdr->stacks_used, 1);
-            return i + 1;
-        }
-    }
-    atomic_fetch_add(&hdr->stacks_dropped, 1);
-    return 0;
+    return md_probe_stack_id(probe.shared, probe.pid, frames, depth);
 }
 
 static void live_insert(void *p, uint64_t size, uint32_t stack)
 {
-    struct md_probe_header *h = probe.shared;
-    struct md_probe_live *table = md_probe_live_table(h);
-    uint64_t mask = h->live_max - 1;
-    for (uint64_t i = md_probe_mix((uint64_t)p) & mask, n = 0; n < 256; i = (i + 1) & mask, n++) {
-        uint64_t seen = atomic_load(&table[i].address);
-        if ((seen == 0 || seen == MD_PROBE_LIVE_TOMBSTONE) &&
-            atomic_compare_exchange_strong(&table[i].address, &seen, (uint64_t)p)) {
-            table[i].size = size;
-            table[i].pid = probe.pid;
-            table[i].stack = stack;
-            return;
-        }
-    }
-    atomic_fetch_add(&h->live_dropped, 1);
+    md_probe_live_insert(probe.shared, probe.pid, (uint64_t)p, size, stack);
 }
 
 static void live_remove(void *p)
 {
-    struct md_probe_header *h = probe.shared;
-    struct md_probe_live *table = md_probe_live_table(h);
-    uint64_t mask = h->live_max - 1;
-    for (uint64_t i = md_probe_mix((uint64_t)p) & mask, n = 0; n < 256; i = (i + 1) & mask, n++) {
-        uint64_t seen = atomic_load(&table[i].address);
-        if (seen == 0)
-            return; // never recorded (allocated before the probe attached, or in the parent)
-        if (seen == (uint64_t)p && table[i].pid == probe.pid) {
-            atomic_store(&table[i].address, MD_PROBE_LIVE_TOMBSTONE);
-            return;
-        }
-    }
+    md_probe_live_remove(probe.shared, probe.pid, (uint64_t)p);
 }
 
 // What --stacks and --leaks add to a call: the caller's stack, counted per stack; the live-block

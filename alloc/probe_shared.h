@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define MD_PROBE_MAGIC 0x3165626f7270646dull // "mdprobe1"
 #define MD_PROBE_VERSION 2
@@ -168,6 +169,77 @@ static inline uint64_t md_probe_mix(uint64_t x)
     x *= 0xff51afd7ed558ccdull;
     x ^= x >> 33;
     return x;
+}
+
+// --- the stack table and the live-block table, shared by every process -----------------------
+
+static inline uint64_t md_probe_stack_hash(int32_t pid, const uint64_t *frames, unsigned depth)
+{
+    uint64_t h = (uint64_t)pid;
+    for (unsigned i = 0; i < depth; i++)
+        h = md_probe_mix(h ^ frames[i]);
+    return h | 1; // 0 marks a free entry
+}
+
+// The entry (index + 1) of a stack of process pid, inserted on first sight; 0 when the table is
+// full around its slot.
+static inline uint32_t md_probe_stack_id(struct md_probe_header *hdr, int32_t pid,
+                                         const uint64_t *frames, unsigned depth)
+{
+    uint64_t h = md_probe_stack_hash(pid, frames, depth);
+    struct md_probe_stack *table = md_probe_stacks(hdr);
+    uint32_t mask = hdr->stack_max - 1;
+    for (uint32_t i = (uint32_t)h & mask, n = 0; n < 64; i = (i + 1) & mask, n++) {
+        struct md_probe_stack *e = &table[i];
+        uint64_t seen = atomic_load(&e->hash);
+        if (seen == h && e->pid == pid && e->depth == depth &&
+            !memcmp(e->frames, frames, depth * sizeof frames[0]))
+            return i + 1;
+        if (seen == 0 && atomic_compare_exchange_strong(&e->hash, &seen, h)) {
+            // a reader racing with this write sees other frames and inserts a twin; the tool
+            // merges entries with equal frames
+            memcpy(e->frames, frames, depth * sizeof frames[0]);
+            e->depth = depth;
+            e->pid = pid;
+            atomic_fetch_add(&hdr->stacks_used, 1);
+            return i + 1;
+        }
+    }
+    atomic_fetch_add(&hdr->stacks_dropped, 1);
+    return 0;
+}
+
+static inline void md_probe_live_insert(struct md_probe_header *h, int32_t pid, uint64_t block,
+                                        uint64_t size, uint32_t stack)
+{
+    struct md_probe_live *table = md_probe_live_table(h);
+    uint64_t mask = h->live_max - 1;
+    for (uint64_t i = md_probe_mix(block) & mask, n = 0; n < 256; i = (i + 1) & mask, n++) {
+        uint64_t seen = atomic_load(&table[i].address);
+        if ((seen == 0 || seen == MD_PROBE_LIVE_TOMBSTONE) &&
+            atomic_compare_exchange_strong(&table[i].address, &seen, block)) {
+            table[i].size = size;
+            table[i].pid = pid;
+            table[i].stack = stack;
+            return;
+        }
+    }
+    atomic_fetch_add(&h->live_dropped, 1);
+}
+
+static inline void md_probe_live_remove(struct md_probe_header *h, int32_t pid, uint64_t block)
+{
+    struct md_probe_live *table = md_probe_live_table(h);
+    uint64_t mask = h->live_max - 1;
+    for (uint64_t i = md_probe_mix(block) & mask, n = 0; n < 256; i = (i + 1) & mask, n++) {
+        uint64_t seen = atomic_load(&table[i].address);
+        if (seen == 0)
+            return; // never recorded (allocated before the probe attached, or in the parent)
+        if (seen == block && table[i].pid == pid) {
+            atomic_store(&table[i].address, MD_PROBE_LIVE_TOMBSTONE);
+            return;
+        }
+    }
 }
 
 static inline unsigned md_probe_log2_bin(uint64_t size)

@@ -114,6 +114,17 @@ void *memset(void *dst, int c, size_t n)
     return dst;
 }
 
+int memcmp(const void *a, const void *b, size_t n);
+
+int memcmp(const void *a, const void *b, size_t n)
+{
+    const unsigned char *x = a, *y = b;
+    for (; n; n--, x++, y++)
+        if (*x != *y)
+            return *x < *y ? -1 : 1;
+    return 0;
+}
+
 static size_t str_len(const char *s)
 {
     size_t n = 0;
@@ -157,6 +168,8 @@ __attribute__((noreturn)) static void die(const char *path, const char *what)
 struct thread {
     _Atomic uint64_t key; // thread pointer, 0 when free
     uint32_t depth;       // inside a counted call: calls made from it are the allocator's own
+    uint32_t stack;       // --stacks, --leaks: the stack entry of caller, 0 when none yet
+    uint64_t caller;      // the return address that stack holds
     struct md_probe_slot *slot;
 };
 
@@ -173,6 +186,8 @@ static struct {
     bool fs_ready;           // the main thread has its thread pointer
     size_t (*usable_size)(void *);
     void *original[MD_STATIC_KINDS]; // trampolines: the moved entry, then a jump back
+    uint32_t flags;                  // md_probe_flags: --stacks, --leaks
+    struct md_probe_object exe;      // the program, recorded for each process with stacks
 } hooks;
 
 static inline uint64_t ticks(void)
@@ -188,11 +203,24 @@ static bool thread_pointer_set(void)
     return !failed(SYS(SYS_arch_prctl, ARCH_GET_FS_, &fs)) && fs;
 }
 
+// A process's stacks are symbolized with the objects it recorded: here only the program.
+static void record_program(int32_t pid)
+{
+    struct md_probe_header *h = hooks.shared;
+    uint32_t at = atomic_fetch_add(&h->objects_used, 1);
+    if (at >= h->object_max)
+        return;
+    md_probe_objects(h)[at] = hooks.exe;
+    md_probe_objects(h)[at].pid = pid;
+}
+
 static void attach_process(struct process *pr)
 {
     pr->pid = (int32_t)SYS(SYS_getpid, 0);
     atomic_fetch_add(&hooks.shared->processes, 1);
     atomic_fetch_or(&hooks.shared->method, MD_METHOD_TICKS);
+    if (hooks.flags)
+        record_program(pr->pid);
 }
 
 static struct md_probe_slot *claim_slot(struct process *pr)
@@ -258,7 +286,7 @@ static uint64_t realtime_ns(void)
 }
 
 __attribute__((noinline)) static void log_slow(struct md_probe_slot *s, enum md_probe_op op,
-                                               uint64_t size, uint64_t duration)
+                                               uint64_t size, uint64_t duration, uint32_t stack)
 {
     struct md_probe_header *h = hooks.shared;
     __atomic_fetch_add(&s->slow_calls, 1, __ATOMIC_RELAXED);
@@ -271,12 +299,42 @@ __attribute__((noinline)) static void log_slow(struct md_probe_slot *s, enum md_
                                                       .end_realtime_ns = realtime_ns(),
                                                       .size = size,
                                                       .tid = (int32_t)SYS(SYS_gettid, 0),
-                                                      .op = (uint16_t)op};
+                                                      .op = (uint16_t)op,
+                                                      .stack = stack};
+}
+
+// --stacks and --leaks: the caller's stack (its return address alone: static programs rarely keep
+// frame pointers), one more allocation counted to it, the live-block table kept current. Returns
+// the stack entry, which a slow call's log names too.
+__attribute__((noinline)) static uint32_t track(struct thread *t, enum md_probe_op op,
+                                                uint64_t size, const void *result,
+                                                const void *freed, uint64_t caller)
+{
+    struct md_probe_header *h = hooks.shared;
+    int32_t pid = hooks.process->pid;
+    if (freed && (hooks.flags & MD_PROBE_WANT_LEAKS))
+        md_probe_live_remove(h, pid, (uint64_t)freed);
+    if (t->caller != caller || !t->stack) {
+        t->caller = caller;
+        t->stack = md_probe_stack_id(h, pid, &caller, 1);
+    }
+    if (op == MD_OP_FREE || !result)
+        return t->stack;
+    if (t->stack && (hooks.flags & MD_PROBE_WANT_STACKS)) {
+        struct md_probe_stack *e = &md_probe_stacks(h)[t->stack - 1];
+        atomic_fetch_add_explicit(&e->allocations, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&e->bytes, size, memory_order_relaxed);
+    }
+    if (hooks.flags & MD_PROBE_WANT_LEAKS)
+        md_probe_live_insert(h, pid, (uint64_t)result, size, t->stack);
+    return t->stack;
 }
 
 // The call's end: counted in the thread's own slot (plain increments: only this thread writes
-// it), logged when it took longer than the threshold.
-static inline void leave(struct thread *t, enum md_probe_op op, uint64_t size, uint64_t t0)
+// it), logged when it took longer than the threshold. result: the block returned; freed: the
+// block released; caller: the program's return address.
+static inline void leave(struct thread *t, enum md_probe_op op, uint64_t size, uint64_t t0,
+                         const void *result, const void *freed, uint64_t caller)
 {
     uint64_t duration = ticks() - t0;
     struct md_probe_slot *s = t->slot;
@@ -285,9 +343,15 @@ static inline void leave(struct thread *t, enum md_probe_op op, uint64_t size, u
         md_probe_count_atomic(s, op, size);
     else
         md_probe_count(s, op, size);
+    uint32_t stack = 0;
+    if (__builtin_expect(hooks.flags != 0, 0))
+        stack = track(t, op, size, result, freed, caller);
     if (__builtin_expect(duration > hooks.threshold, 0))
-        log_slow(s, op, size, duration);
+        log_slow(s, op, size, duration, stack);
 }
+
+// The hook's own return address: the program's call site (the patched entry jumps, not calls).
+#define CALLER ((uint64_t)__builtin_return_address(0))
 
 typedef void *(*fn_size)(size_t);
 typedef void (*fn_ptr)(void *);
@@ -304,7 +368,7 @@ static void *hook_malloc(size_t n)
         return ORIGINAL(MD_STATIC_MALLOC, fn_size)(n);
     uint64_t t0 = ticks();
     void *p = ORIGINAL(MD_STATIC_MALLOC, fn_size)(n);
-    leave(t, MD_OP_MALLOC, n, t0);
+    leave(t, MD_OP_MALLOC, n, t0, p, NULL, CALLER);
     return p;
 }
 
@@ -321,7 +385,7 @@ static void hook_free(void *p)
     uint64_t size = hooks.usable_size ? hooks.usable_size(p) : 0;
     uint64_t t0 = ticks();
     ORIGINAL(MD_STATIC_FREE, fn_ptr)(p);
-    leave(t, MD_OP_FREE, size, t0);
+    leave(t, MD_OP_FREE, size, t0, NULL, p, CALLER);
 }
 
 static void *hook_calloc(size_t n, size_t each)
@@ -331,7 +395,7 @@ static void *hook_calloc(size_t n, size_t each)
         return ORIGINAL(MD_STATIC_CALLOC, fn_size2)(n, each);
     uint64_t t0 = ticks();
     void *p = ORIGINAL(MD_STATIC_CALLOC, fn_size2)(n, each);
-    leave(t, MD_OP_CALLOC, (uint64_t)n * each, t0);
+    leave(t, MD_OP_CALLOC, (uint64_t)n * each, t0, p, NULL, CALLER);
     return p;
 }
 
@@ -342,7 +406,8 @@ static void *hook_realloc(void *old, size_t n)
         return ORIGINAL(MD_STATIC_REALLOC, fn_ptr_size)(old, n);
     uint64_t t0 = ticks();
     void *p = ORIGINAL(MD_STATIC_REALLOC, fn_ptr_size)(old, n);
-    leave(t, MD_OP_REALLOC, n, t0);
+    // a failed realloc keeps the old block; realloc(p, 0) may free it and return NULL
+    leave(t, MD_OP_REALLOC, n, t0, p, p || !n ? old : NULL, CALLER);
     return p;
 }
 
@@ -355,7 +420,7 @@ static void *hook_realloc(void *old, size_t n)
             return ORIGINAL(kind, fn_size2)(align, n);                                             \
         uint64_t t0 = ticks();                                                                     \
         void *p = ORIGINAL(kind, fn_size2)(align, n);                                              \
-        leave(t, MD_OP_ALIGNED, n, t0);                                                            \
+        leave(t, MD_OP_ALIGNED, n, t0, p, NULL, CALLER);                                           \
         return p;                                                                                  \
     }
 HOOK_ALIGNED(hook_aligned_alloc, MD_STATIC_ALIGNED_ALLOC)
@@ -368,7 +433,7 @@ static int hook_posix_memalign(void **out, size_t align, size_t n)
         return ORIGINAL(MD_STATIC_POSIX_MEMALIGN, fn_memalign)(out, align, n);
     uint64_t t0 = ticks();
     int rc = ORIGINAL(MD_STATIC_POSIX_MEMALIGN, fn_memalign)(out, align, n);
-    leave(t, MD_OP_ALIGNED, n, t0);
+    leave(t, MD_OP_ALIGNED, n, t0, rc ? NULL : *out, NULL, CALLER);
     return rc;
 }
 
@@ -381,7 +446,7 @@ static int hook_posix_memalign(void **out, size_t align, size_t n)
             return ORIGINAL(kind, fn_size)(n);                                                     \
         uint64_t t0 = ticks();                                                                     \
         void *p = ORIGINAL(kind, fn_size)(n);                                                      \
-        leave(t, MD_OP_ALIGNED, n, t0);                                                            \
+        leave(t, MD_OP_ALIGNED, n, t0, p, NULL, CALLER);                                           \
         return p;                                                                                  \
     }
 HOOK_PAGE_ALIGNED(hook_valloc, MD_STATIC_VALLOC)
@@ -656,6 +721,19 @@ static void install_hooks(struct image *im, const char *spec)
 
 // --- the probe file, the stack, the jump -----------------------------------------------------
 
+// The program as --stacks and --leaks name it (the objects table of alloc/probe_shared.h).
+static void describe_program(const struct image *im)
+{
+    hooks.exe.bias = im->bias;
+    hooks.exe.start = im->bias + im->lo;
+    hooks.exe.end = im->bias + im->hi;
+    size_t n = str_len(im->path);
+    if (n >= sizeof hooks.exe.path)
+        n = sizeof hooks.exe.path - 1;
+    memcpy(hooks.exe.path, im->path, n);
+    hooks.exe.path[n] = 0;
+}
+
 static void attach_file(const char *path)
 {
     long fd = SYS(SYS_openat, AT_FDCWD_, path, O_RDWR_ | O_CLOEXEC_);
@@ -670,6 +748,7 @@ static void attach_file(const char *path)
         die(path, "cannot map the probe file");
     hooks.shared = (struct md_probe_header *)map;
     hooks.threshold = header.slow_threshold_ticks;
+    hooks.flags = header.flags & (MD_PROBE_WANT_STACKS | MD_PROBE_WANT_LEAKS);
     long pr = SYS(SYS_mmap, 0, page_up(sizeof(struct process)), PROT_READ_ | PROT_WRITE_,
                   MAP_PRIVATE_ | MAP_ANONYMOUS_, -1, 0);
     if (failed(pr) ||
@@ -754,6 +833,7 @@ __attribute__((noreturn, used)) void md_static_main(uint64_t *sp)
     install_hooks(&im, argv[3]);
     protect_segments(&im);
     SYS(SYS_close, im.fd);
+    describe_program(&im);
     attach_file(argv[1]);
     SYS(SYS_prctl, PR_SET_NAME_, base_name(im.path), 0, 0, 0);
     SYS(SYS_prctl, PR_SET_MM_, PR_SET_MM_ARG_START_, argv[5], 0, 0);

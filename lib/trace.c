@@ -83,10 +83,6 @@ static void choose_hooks(struct target *t, const struct md_trace_options *opt)
         return;
     }
     t->mode = MODE_HOOKS;
-    if (opt->probe_flags & (MD_PROBE_WANT_STACKS | MD_PROBE_WANT_LEAKS))
-        snprintf(t->mode_note, sizeof t->mode_note,
-                 "the static probe records no allocation call stacks or live blocks: --stacks "
-                 "shows the futex wait stacks, --leaks nothing");
 }
 
 void md_tool_dir(char *dir, size_t size)
@@ -227,7 +223,9 @@ static int prepare_probe(const struct md_trace_options *opt, struct session *s,
 {
     if (s->target.mode == MODE_HOOKS)
         return probe_build(opt, "static", s->static_probe, sizeof s->static_probe, err) ||
-               md_probe_file_create(&s->probe, MD_SLOW_CALL_NS, 0, err) ||
+               md_probe_file_create(&s->probe, MD_SLOW_CALL_NS,
+                                    opt->probe_flags & (MD_PROBE_WANT_STACKS | MD_PROBE_WANT_LEAKS),
+                                    err) ||
                hooked_command(opt, s, err);
     char lib[PATH_MAX];
     // an allocator with rseq critical sections of its own must not see the rseq mark
@@ -359,8 +357,8 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
         in.ops[MD_OP_MALLOC] = opt->ops;
         in.ops_source = "--ops";
     }
-    int rc = !preload || !opt->probe_flags ? md_trace_stats(&in, report, err)
-                                           : stats_with_stacks(opt, s, &in, report, err);
+    int rc = !probed || !opt->probe_flags ? md_trace_stats(&in, report, err)
+                                          : stats_with_stacks(opt, s, &in, report, err);
     // without malloc_usable_size the static probe cannot tell how big a freed block was
     if (!rc && hooks && !s->target.hooks.usable_size)
         cJSON_ReplaceItemInObjectCaseSensitive(report, "free_bands", cJSON_CreateNull());
@@ -369,7 +367,7 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
     // after the probe's stacks: in preload mode they have created the folded file already
     char why[256];
     const struct md_perf_result *futex = md_trace_perf_futex(&s->perf, why, sizeof why);
-    return md_trace_futex_stacks(futex, why, &s->log, opt->folded, preload, report, err);
+    return md_trace_futex_stacks(futex, why, &s->log, opt->folded, probed, report, err);
 }
 
 // Rules see the trace and the program's inspect entry, so inspect-level rules (MD001) can weigh

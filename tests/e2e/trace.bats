@@ -240,6 +240,18 @@ import json; r=json.load(open('$OUT')); s=[x['frames'][0] for x in r['leaks']['b
 assert len(s) == 1 and s[0].startswith('leak_large'), s"
 }
 
+@test "--leaks and --stacks on a static musl program: the hooks name both call sites exactly" {
+    run "$T" trace --leaks --stacks --json -o "$OUT" -- "$FX/leaker-musl-static"
+    [ "$status" -eq 0 ]
+    python3 -c "
+import json; r=json.load(open('$OUT'))
+assert r['mode'] == 'hooks' and r['mode_note'] is None, (r['mode'], r['mode_note'])
+sites={s['frames'][0].split(' ')[0]: (s['blocks'], s['bytes']) for s in r['leaks']['by_stack']}
+assert sites == {'leak_small': (10, 1000), 'leak_large': (3, 15000)}, sites
+top = {s['frames'][0].split(' ')[0]: (s['allocations'], s['bytes']) for s in r['stacks']}
+assert top['no_leak'] == (1000, 64000) and top['leak_large'] == (3, 15000), top"
+}
+
 @test "--stacks: allocating stacks ranked, folded output, futex waits inside the allocator" {
     folded=$(mktemp)
     run "$T" trace --stacks --folded "$folded" --json -o "$OUT" -- "$FX/leaker"
