@@ -20,7 +20,7 @@
 #define MD001_MIN_WAITS_PER_OP 0.001
 // Fewer waits than this are thread joins and start-up, whatever the rate.
 #define MD001_MIN_WAITS 32
-// Blocked inside allocator calls for a tenth of the wall time (only known in preload mode; the
+// Blocked inside allocator calls for a tenth of the wall time (only known when a probe ran; the
 // dynamic musl fixture with 2 threads: 19%).
 #define MD001_MIN_WAIT_SHARE 0.10
 // A fifth of the program's CPU samples inside musl's allocator (static musl fixture: 28-33%):
@@ -52,11 +52,8 @@ static struct contention measure(const cJSON *trace)
 {
     const cJSON *futex = cJSON_GetObjectItemCaseSensitive(trace, "futex");
     const cJSON *cpu = cJSON_GetObjectItemCaseSensitive(trace, "cpu");
-    const char *mode = md_json_get_str(trace, "mode");
     struct contention c = {.ops = md_rule_trace_ops(trace)};
-    c.attributed =
-        mode && !strcmp(mode, "preload") &&
-        md_json_get_bool(cJSON_GetObjectItemCaseSensitive(trace, "attribution"), "available");
+    c.attributed = md_rule_trace_attributed(trace);
     c.waits = md_json_get_num(futex, c.attributed ? "allocator_waits" : "waits");
     c.waits_per_op = c.ops > 0 ? c.waits / c.ops : 0;
     double wall = md_json_get_num(cJSON_GetObjectItemCaseSensitive(trace, "run"), "wall_seconds");

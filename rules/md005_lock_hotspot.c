@@ -50,11 +50,7 @@ static void find_hot_function(const cJSON *trace, struct hotspot *h)
 
 static void find_waits(const cJSON *trace, struct hotspot *h)
 {
-    const char *mode = md_json_get_str(trace, "mode");
-    bool attributed =
-        mode && !strcmp(mode, "preload") &&
-        md_json_get_bool(cJSON_GetObjectItemCaseSensitive(trace, "attribution"), "available");
-    if (!attributed)
+    if (!md_rule_trace_attributed(trace))
         return;
     const cJSON *futex = cJSON_GetObjectItemCaseSensitive(trace, "futex");
     h->waits = md_json_get_num(futex, "allocator_waits");

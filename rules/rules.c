@@ -89,6 +89,13 @@ double md_rule_trace_ops(const cJSON *trace)
     return cJSON_IsNumber(total) ? total->valuedouble : 0;
 }
 
+bool md_rule_trace_attributed(const cJSON *trace)
+{
+    const char *mode = md_json_get_str(trace, "mode");
+    return mode && (!strcmp(mode, "preload") || !strcmp(mode, "hooks")) &&
+           md_json_get_bool(cJSON_GetObjectItemCaseSensitive(trace, "attribution"), "available");
+}
+
 double md_rule_trace_syscalls(const cJSON *trace, const char *name, bool *attributed)
 {
     *attributed = false;

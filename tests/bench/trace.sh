@@ -2,7 +2,8 @@
 # trace's overhead on a 2-thread malloc/free loop, side by side with strace -f -c, in one run.
 # Goals (issue 4): default mode at most 1.3x on glibc dynamic and 2.0x on static musl, --stacks at
 # most 3x. Besides the ratios it prints what trace adds per allocator call, in ns: on glibc the
-# probe's cost, on static musl the cost of a uprobe hit, which is this machine's breakpoint trap.
+# probe's cost, on static musl the static probe's hooks (and, with --uprobes, a uprobe hit, which
+# is this machine's breakpoint trap).
 set -eu
 T=${MD_TOOL:-build/malloc-doctor}
 B=build/bench
@@ -11,7 +12,8 @@ gcc -O2 -pthread -o $B/mtloop-glibc tests/bench/src/mtloop.c
 musl-gcc -O2 -static -o $B/mtloop-musl tests/bench/src/mtloop.c
 out=$(mktemp)
 json=$(mktemp)
-# musl's malloc is ~40x slower and every uprobe hit costs microseconds: fewer iterations there.
+# musl's malloc is ~40x slower and every uprobe hit (--uprobes) costs microseconds: fewer
+# iterations there.
 # threads:iterations; the 1-thread musl run has no lock contention, so its added time is the
 # uprobe hits alone.
 for v in glibc:2:20000000 musl:2:200000 musl:1:200000; do
@@ -19,11 +21,15 @@ for v in glibc:2:20000000 musl:2:200000 musl:1:200000; do
     threads=${rest%%:*} n=${rest#*:}
     p="$B/mtloop-$lib $n $threads"
     echo "trace overhead, $lib (mtloop-$lib: $threads thread(s) x $n malloc/free pairs):"
-    hyperfine -N --warmup 1 --runs 5 --style none --export-markdown "$out" --export-json "$json" \
-        -n "plain" "$p" \
+    # static programs: the static probe's hooks by default; uprobes side by side
+    set -- -n "plain" "$p" \
         -n "strace -f -c" "strace -f -c -o /dev/null $p" \
         -n "malloc-doctor trace" "$T trace -o /dev/null -- $p" \
-        -n "malloc-doctor trace --stacks" "$T trace --stacks -o /dev/null -- $p" >/dev/null
+        -n "malloc-doctor trace --stacks" "$T trace --stacks -o /dev/null -- $p"
+    [ "$lib" = glibc ] || set -- "$@" -n "malloc-doctor trace --uprobes" \
+        "$T trace --uprobes -o /dev/null -- $p"
+    hyperfine -N --warmup 1 --runs 5 --style none --export-markdown "$out" --export-json "$json" \
+        "$@" >/dev/null
     cat "$out"
     # one malloc and one free per pair and thread; wall time, so with 2 threads on 2 cores the
     # figure is per call and thread
@@ -31,7 +37,9 @@ for v in glibc:2:20000000 musl:2:200000 musl:1:200000; do
 import json, sys
 runs = {r["command"]: r["mean"] for r in json.load(open(sys.argv[1]))["results"]}
 calls = 2 * int(sys.argv[2])
-for name in ("malloc-doctor trace", "malloc-doctor trace --stacks"):
+for name in ("malloc-doctor trace", "malloc-doctor trace --stacks", "malloc-doctor trace --uprobes"):
+    if name not in runs:
+        continue
     added = (runs[name] - runs["plain"]) / calls * 1e9
     print(f"{name}: {added:.1f} ns added per call and thread")
 EOF
