@@ -123,7 +123,8 @@ struct md_probe_header {
     _Atomic uint32_t objects_used, stacks_used;
     _Atomic uint64_t stacks_dropped, live_dropped;
     _Atomic uint32_t method; // md_probe_method bits of every process that attached
-    uint32_t reserved3;
+    // calls the static probe could not count (more threads than its table holds)
+    _Atomic uint32_t uncounted_calls;
     // One (ticks, CLOCK_REALTIME) pair taken by the tool before the program starts; with a second
     // pair after it ends, the tool knows the tick rate.
     uint64_t cal_tsc, cal_realtime_ns;

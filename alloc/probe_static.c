@@ -163,7 +163,7 @@ __attribute__((noreturn)) static void die(const char *path, const char *what)
 // A thread that reuses a finished thread's TLS block (libcs cache them) shares its slot; totals
 // stay exact.
 
-#define THREADS 4096 // power of two, more than the probe file's slots
+#define THREADS 16384 // power of two, more than the probe file's slots; pages touched on use
 
 struct thread {
     _Atomic uint64_t key; // thread pointer, 0 when free
@@ -255,6 +255,9 @@ __attribute__((noinline)) static struct thread *add_thread(struct process *pr, u
             return t;
         }
     }
+    // the table is full: this call is not counted, and the tool says so
+    if (atomic_load_explicit(&hooks.shared->uncounted_calls, memory_order_relaxed) < UINT32_MAX)
+        atomic_fetch_add_explicit(&hooks.shared->uncounted_calls, 1, memory_order_relaxed);
     return NULL;
 }
 
@@ -270,7 +273,10 @@ static inline struct thread *enter(void)
     struct thread *t = &pr->threads[(uint32_t)md_probe_mix(key) & (THREADS - 1)];
     if (__builtin_expect(atomic_load_explicit(&t->key, memory_order_relaxed) != key, 0))
         t = add_thread(pr, key);
-    if (!t || t->depth)
+    // no slot yet: a signal handler's call while this thread's entry is being set up (it is
+    // published before its slot is claimed), or a thread pointer whose self word is 0, which
+    // matches a free entry
+    if (!t || t->depth || !t->slot)
         return NULL;
     t->depth = 1;
     return t;
@@ -295,12 +301,13 @@ __attribute__((noinline)) static void log_slow(struct md_probe_slot *s, enum md_
         __atomic_fetch_add(&s->slow_dropped, 1, __ATOMIC_RELAXED);
         return;
     }
-    md_probe_slow_log(h)[at] = (struct md_probe_slow){.ticks = duration,
-                                                      .end_realtime_ns = realtime_ns(),
-                                                      .size = size,
-                                                      .tid = (int32_t)SYS(SYS_gettid, 0),
-                                                      .op = (uint16_t)op,
-                                                      .stack = stack};
+    md_probe_slow_log(h)[at] =
+        (struct md_probe_slow){.ticks = duration,
+                               .end_realtime_ns = realtime_ns(),
+                               .size = size,
+                               .tid = s->tid ? s->tid : (int32_t)SYS(SYS_gettid, 0),
+                               .op = (uint16_t)op,
+                               .stack = stack};
 }
 
 // --stacks and --leaks: the caller's stack (its return address alone: static programs rarely keep
@@ -338,7 +345,6 @@ static inline void leave(struct thread *t, enum md_probe_op op, uint64_t size, u
 {
     uint64_t duration = ticks() - t0;
     struct md_probe_slot *s = t->slot;
-    t->depth = 0;
     if (__builtin_expect(s == md_probe_slots(hooks.shared), 0))
         md_probe_count_atomic(s, op, size);
     else
@@ -348,6 +354,9 @@ static inline void leave(struct thread *t, enum md_probe_op op, uint64_t size, u
         stack = track(t, op, size, result, freed, caller);
     if (__builtin_expect(duration > hooks.threshold, 0))
         log_slow(s, op, size, duration, stack);
+    // only now: a signal handler that allocates while this call's bookkeeping makes syscalls
+    // (its clock, a seccomp filter's SIGSYS) is not counted, and cannot recurse into it
+    t->depth = 0;
 }
 
 // The hook's own return address: the program's call site (the patched entry jumps, not calls).
@@ -481,7 +490,6 @@ static void *hook_function(enum md_static_kind kind)
 
 // --- mapping the program ---------------------------------------------------------------------
 
-#define MAX_PHDRS 32
 #define TRAMPOLINE_AREA (64 * 1024ul) // after the image, within rel32 reach of its code
 #define TRAMPOLINE_STRIDE 128         // per hook: an absolute jump to the hook, the trampoline
 
@@ -489,7 +497,7 @@ struct image {
     const char *path;
     int fd;
     Elf64_Ehdr ehdr;
-    Elf64_Phdr phdr[MAX_PHDRS];
+    Elf64_Phdr phdr[MD_STATIC_MAX_PHDRS];
     uint64_t bias;        // load address minus link address (0 for ET_EXEC)
     uint64_t lo, hi;      // page-aligned link-time span of the PT_LOAD segments
     uint64_t trampolines; // address of the trampoline area
@@ -520,7 +528,7 @@ static void read_headers(struct image *im)
     if (im->ehdr.e_type != ET_EXEC && im->ehdr.e_type != ET_DYN)
         die(im->path, "not an executable");
     if (im->ehdr.e_phentsize != sizeof(Elf64_Phdr) || !im->ehdr.e_phnum ||
-        im->ehdr.e_phnum > MAX_PHDRS)
+        im->ehdr.e_phnum > MD_STATIC_MAX_PHDRS)
         die(im->path, "unexpected program headers");
     size_t bytes = im->ehdr.e_phnum * sizeof(Elf64_Phdr);
     if (SYS(SYS_pread64, fd, im->phdr, bytes, im->ehdr.e_phoff) != (long)bytes)
@@ -548,17 +556,36 @@ static void find_span(struct image *im)
         die(im->path, "no loadable segment");
 }
 
+// The largest p_align of the PT_LOAD segments that is a power of two, at most 1 GiB.
+static uint64_t max_alignment(const struct image *im)
+{
+    uint64_t align = PAGE;
+    for (int i = 0; i < im->ehdr.e_phnum; i++) {
+        uint64_t a = im->phdr[i].p_align;
+        if (im->phdr[i].p_type == PT_LOAD && a > align && !(a & (a - 1)) && a <= (1ul << 30))
+            align = a;
+    }
+    return align;
+}
+
 // One reservation for the image and the trampoline area after it, so the area is always within
 // rel32 reach of the code. An ET_EXEC program goes where it was linked; a static PIE anywhere.
 static void reserve(struct image *im)
 {
     uint64_t span = im->hi - im->lo + TRAMPOLINE_AREA;
     bool fixed = im->ehdr.e_type == ET_EXEC;
-    long at = SYS(SYS_mmap, fixed ? im->lo : 0, span, PROT_NONE_,
+    // a static PIE goes at an address aligned as its segments ask (the kernel does the same)
+    uint64_t align = fixed ? PAGE : max_alignment(im);
+    long at = SYS(SYS_mmap, fixed ? im->lo : 0, span + align - PAGE, PROT_NONE_,
                   MAP_PRIVATE_ | MAP_ANONYMOUS_ | (fixed ? MAP_FIXED_NOREPLACE_ : 0), -1, 0);
     if (failed(at) || (fixed && (uint64_t)at != im->lo))
         die(im->path, "cannot reserve the program's address range");
-    im->bias = (uint64_t)at - im->lo;
+    uint64_t base = ((uint64_t)at + align - 1) & ~(align - 1);
+    if (base > (uint64_t)at)
+        SYS(SYS_munmap, at, base - (uint64_t)at);
+    if ((uint64_t)at + span + align - PAGE > base + span)
+        SYS(SYS_munmap, base + span, (uint64_t)at + span + align - PAGE - (base + span));
+    im->bias = base - im->lo;
     im->trampolines = im->bias + im->hi;
 }
 
@@ -721,6 +748,18 @@ static void install_hooks(struct image *im, const char *spec)
 
 // --- the probe file, the stack, the jump -----------------------------------------------------
 
+// PT_GNU_STACK with PF_X (e.g. GCC's trampolines for nested functions): the kernel would have
+// made the stack executable for the program; it did so for this probe, which asks for none.
+#define PROT_GROWSDOWN_ 0x01000000
+static void make_stack_executable_if_asked(const struct image *im, const uint64_t *sp)
+{
+    for (int i = 0; i < im->ehdr.e_phnum; i++)
+        if (im->phdr[i].p_type == PT_GNU_STACK && (im->phdr[i].p_flags & PF_X) &&
+            failed(SYS(SYS_mprotect, page_down((uint64_t)sp), PAGE,
+                       PROT_READ_ | PROT_WRITE_ | PROT_EXEC_ | PROT_GROWSDOWN_)))
+            die(im->path, "cannot make the stack executable, as the program asks");
+}
+
 // The program as --stacks and --leaks name it (the objects table of alloc/probe_shared.h).
 static void describe_program(const struct image *im)
 {
@@ -833,6 +872,7 @@ __attribute__((noreturn, used)) void md_static_main(uint64_t *sp)
     install_hooks(&im, argv[3]);
     protect_segments(&im);
     SYS(SYS_close, im.fd);
+    make_stack_executable_if_asked(&im, sp);
     describe_program(&im);
     attach_file(argv[1]);
     SYS(SYS_prctl, PR_SET_NAME_, base_name(im.path), 0, 0, 0);

@@ -30,6 +30,9 @@ enum md_static_kind {
         [MD_STATIC_USABLE_SIZE] = "malloc_usable_size",                                            \
     }
 
+// The most program headers the probe reads (the tool refuses programs with more).
+#define MD_STATIC_MAX_PHDRS 256
+
 // The probe's last syscall before it jumps to the program, madvise(MARKER, 0, MADV_NORMAL): a
 // no-op the program never makes. strace lines before it are the probe's own (mapping the
 // program), not the program's.

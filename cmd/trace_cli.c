@@ -176,6 +176,20 @@ static void print_ops(const cJSON *r)
            "aligned %.0f; from %s)\n",
            num(ops, "total"), num(ops, "malloc"), num(ops, "free"), num(ops, "calloc"),
            num(ops, "realloc"), num(ops, "aligned"), str(ops, "source", "?"));
+    if (num(ops, "uncounted_calls") > 0)
+        printf("warning: %.0f calls were not counted: the program ran more threads at once than "
+               "the static probe can tell apart\n",
+               num(ops, "uncounted_calls"));
+    // processes from the kernel's exit records; a program exec'd by a static one, or a static
+    // one exec'd by a dynamic one, runs without a probe
+    const cJSON *run = cJSON_GetObjectItemCaseSensitive(r, "run");
+    const char *rss_source = md_json_get_str(run, "max_rss_source");
+    double probed = num(run, "probed_processes"), all = num(run, "processes");
+    if (rss_source && !strcmp(rss_source, "taskstats") &&
+        cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(run, "probed_processes")) && probed < all)
+        printf("note: %.0f of %.0f processes ran without the probe (programs exec'd that it "
+               "cannot follow): their allocator calls are not counted, their syscalls are\n",
+               all - probed, all);
 }
 
 static void print_syscalls(const cJSON *r)

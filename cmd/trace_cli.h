@@ -44,7 +44,8 @@ enum {
          "end CMD and all it started after SECONDS (SIGTERM, then SIGKILL); still report"},        \
         {"propagate-exit", MD_TOPT_PROPAGATE, NULL,                                                \
          "exit with CMD's status when not 0 (128+N for signal N, 124 when timed out)"},            \
-        {"probe-dir", MD_TOPT_PROBE_DIR, "DIR", "where the probe's glibc/ and musl/ builds are"},  \
+        {"probe-dir", MD_TOPT_PROBE_DIR, "DIR",                                                    \
+         "where the probe builds are (glibc/, musl/, static/)"},                                   \
         {"help", MD_OPT_HELP, NULL, "show this help"},                                             \
     {                                                                                              \
         "version", MD_OPT_VERSION, NULL, "show the version"                                        \

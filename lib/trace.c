@@ -35,8 +35,9 @@ struct target {
     cJSON *inspect; // the inspect entry of the program
     enum trace_mode mode;
     const char *libc;
-    struct md_hooks_plan hooks; // MODE_HOOKS
-    char mode_note[512];        // why hooks were not used, or what they do not record
+    struct md_hooks_plan hooks;  // MODE_HOOKS
+    char static_probe[PATH_MAX]; // MODE_HOOKS: the static probe's executable
+    char mode_note[512];         // why a static program is not hooked
 };
 
 // Inspects the program to choose how to count its allocator calls.
@@ -69,8 +70,12 @@ static int examine(const char *path, struct target *t, struct md_error *err)
     return 0;
 }
 
-// A static program is run under the static probe unless --uprobes asks otherwise or its
-// allocator entries cannot be hooked; then uprobes count, and the note says why.
+static int probe_build(const struct md_trace_options *opt, const char *flavour, char *out,
+                       size_t size, struct md_error *err);
+
+// A static program is run under the static probe unless --uprobes asks otherwise, the probe is
+// not there, or the program's allocator entries cannot be hooked; then uprobes count, and the
+// note says why.
 static void choose_hooks(struct target *t, const struct md_trace_options *opt)
 {
     const char *kind = md_json_get_str(t->inspect, "kind");
@@ -78,7 +83,8 @@ static void choose_hooks(struct target *t, const struct md_trace_options *opt)
     if (t->mode != MODE_UPROBES || !is_static || opt->uprobes)
         return;
     struct md_error why;
-    if (md_hooks_plan(t->path, &t->hooks, &why)) {
+    if (probe_build(opt, "static", t->static_probe, sizeof t->static_probe, &why) ||
+        md_hooks_plan(t->path, &t->hooks, &why)) {
         snprintf(t->mode_note, sizeof t->mode_note, "not hooked, so uprobes count: %s", why.msg);
         return;
     }
@@ -108,8 +114,10 @@ static int probe_build(const struct md_trace_options *opt, const char *flavour, 
         md_tool_dir(dir, sizeof dir);
         snprintf(out, size, "%s/alloc/probe/%s/%s", dir, flavour, file);
     }
-    if (access(out, R_OK))
-        return md_fail(err, "%s: the probe is missing (run `make` first)", out);
+    // the static probe runs as the program; the libraries are only read by the loader
+    if (access(out, strcmp(flavour, "static") ? R_OK : X_OK))
+        return md_fail(err, "%s: the probe is missing or not %s (run `make` first)", out,
+                       strcmp(flavour, "static") ? "readable" : "executable");
     return 0;
 }
 
@@ -192,7 +200,6 @@ struct session {
     struct md_probe_file probe;
     char strace_out[PATH_MAX];
     char env_preload[3 * PATH_MAX + 64], env_file[PATH_MAX + 32];
-    char static_probe[PATH_MAX];
     char **hooked_argv; // MODE_HOOKS: the static probe's command line, then the program's
     struct md_strace_log log;
 };
@@ -208,7 +215,7 @@ static int hooked_command(const struct md_trace_options *opt, struct session *s,
     if (!s->hooked_argv)
         return md_fail(err, "out of memory");
     char **a = s->hooked_argv;
-    *a++ = s->static_probe;
+    *a++ = s->target.static_probe;
     *a++ = s->probe.path;
     *a++ = s->target.path;
     *a++ = s->target.hooks.spec;
@@ -222,8 +229,7 @@ static int prepare_probe(const struct md_trace_options *opt, struct session *s,
                          const char *active_id, struct md_error *err)
 {
     if (s->target.mode == MODE_HOOKS)
-        return probe_build(opt, "static", s->static_probe, sizeof s->static_probe, err) ||
-               md_probe_file_create(&s->probe, MD_SLOW_CALL_NS,
+        return md_probe_file_create(&s->probe, MD_SLOW_CALL_NS,
                                     opt->probe_flags & (MD_PROBE_WANT_STACKS | MD_PROBE_WANT_LEAKS),
                                     err) ||
                hooked_command(opt, s, err);
@@ -362,6 +368,9 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
     // without malloc_usable_size the static probe cannot tell how big a freed block was
     if (!rc && hooks && !s->target.hooks.usable_size)
         cJSON_ReplaceItemInObjectCaseSensitive(report, "free_bands", cJSON_CreateNull());
+    if (!rc && hooks) // threads beyond the static probe's table (its counts are a lower bound)
+        cJSON_AddNumberToObject(cJSON_GetObjectItemCaseSensitive(report, "ops"), "uncounted_calls",
+                                atomic_load(&s->probe.header->uncounted_calls));
     if (rc || !(opt->probe_flags & MD_PROBE_WANT_STACKS))
         return rc;
     // after the probe's stacks: in preload mode they have created the folded file already

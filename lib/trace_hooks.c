@@ -89,11 +89,13 @@ static int scan_program(const struct md_symtab *t, int fd, const struct moved_ra
 {
     uint8_t *code = NULL;
     int rc = 0;
+    uint64_t scanned = UINT64_MAX; // the last address decoded: its aliases are skipped
     for (size_t i = 0; !rc && i < t->count; i++) {
         const struct md_func_sym *f = &t->funcs[i];
         uint64_t offset;
-        if (!f->size || (i && f->addr == t->funcs[i - 1].addr)) // aliases: decoded once
+        if (!f->size || f->addr == scanned)
             continue;
+        scanned = f->addr;
         if (f->size > MAX_FUNCTION_BYTES || !md_symtab_addr_to_offset(t, f->addr, &offset))
             return md_fail(err,
                            "%s: %s cannot be read whole, so branches into the hooked "
@@ -112,6 +114,34 @@ static int scan_program(const struct md_symtab *t, int fd, const struct moved_ra
     }
     free(code);
     return rc;
+}
+
+// The global or weak function of that name; a local one (a program's own static `malloc` in
+// some file) only when there is no other.
+static const struct md_func_sym *find_function(const struct md_symtab *t, const char *name)
+{
+    const struct md_func_sym *local = NULL;
+    for (size_t i = 0; i < t->count; i++) {
+        const struct md_func_sym *f = &t->funcs[i];
+        if (strcmp(f->name, name))
+            continue;
+        if (f->bind != STB_LOCAL)
+            return f;
+        local = local ? local : f;
+    }
+    return local;
+}
+
+// Is the function inside an executable PT_LOAD segment's file bytes, where the probe hooks it?
+static bool in_executable_segment(const struct md_symtab *t, const struct md_func_sym *f)
+{
+    for (size_t i = 0; i < t->load_count; i++) {
+        const GElf_Phdr *ph = &t->loads[i];
+        if ((ph->p_flags & PF_X) && f->addr >= ph->p_vaddr &&
+            f->addr + f->size <= ph->p_vaddr + ph->p_filesz)
+            return true;
+    }
+    return false;
 }
 
 static bool already_hooked(const uint64_t *addrs, size_t n, uint64_t addr)
@@ -140,12 +170,14 @@ static int plan_all(const struct md_symtab *t, int fd, struct md_hooks_plan *pla
     uint64_t hooked[MD_STATIC_KINDS];
     struct moved_range moved[MD_STATIC_KINDS];
     for (int k = 0; k < MD_STATIC_KINDS; k++) {
-        const struct md_func_sym *f = md_symtab_by_name(t, names[k]);
+        const struct md_func_sym *f = find_function(t, names[k]);
         bool required = k == MD_STATIC_MALLOC || k == MD_STATIC_FREE;
         if (!f && required)
             return md_fail(err, "%s: no %s symbol (stripped?)", t->path, names[k]);
         if (!f || (k != MD_STATIC_USABLE_SIZE && already_hooked(hooked, plan->hooked, f->addr)))
             continue;
+        if (!in_executable_segment(t, f))
+            return md_fail(err, "%s: %s is not in an executable segment", t->path, names[k]);
         if (k != MD_STATIC_USABLE_SIZE && plan_one(t, fd, f, &moved[plan->hooked], err))
             return -1;
         if (append(plan, names[k], f, err))
@@ -166,9 +198,13 @@ int md_hooks_plan(const char *path, struct md_hooks_plan *plan, struct md_error 
         return -1;
     int rc = 0;
     int fd = -1;
-    if (t.elf.ehdr.e_machine != EM_X86_64)
-        rc = md_fail(err, "%s: %s, not x86-64: static hooks are x86-64 only", path,
-                     md_elf_machine_name(&t.elf));
+    // what the static probe itself accepts (alloc/probe_static.c)
+    if (t.elf.ehdr.e_machine != EM_X86_64 || t.elf.ehdr.e_ident[EI_CLASS] != ELFCLASS64)
+        rc = md_fail(err, "%s: %s %s, not 64-bit x86-64: static hooks are x86-64 only", path,
+                     md_elf_class_name(&t.elf), md_elf_machine_name(&t.elf));
+    else if (t.elf.phnum > MD_STATIC_MAX_PHDRS)
+        rc = md_fail(err, "%s: %zu program headers, the static probe reads at most %d", path,
+                     t.elf.phnum, MD_STATIC_MAX_PHDRS);
     else if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
         rc = md_fail_errno(err, errno, "%s", path);
     else

@@ -138,6 +138,7 @@ hooks, uprobes, fx = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])),
 assert hooks['mode'] == 'hooks' and uprobes['mode'] == 'uprobes', (hooks['mode'], uprobes['mode'])
 h, u = dict(hooks['ops']), dict(uprobes['ops'])
 assert h.pop('source') == 'hooks' and u.pop('source') == 'uprobes'
+assert h.pop('uncounted_calls') == 0, (fx, h)
 assert h == u and h['malloc'] >= 40000 and h['free'] >= 40000, (fx, h, u)
 assert hooks['requests']['count'] == h['malloc'] + h['calloc'] + h['realloc'] + h['aligned'], fx
 # these programs have malloc_usable_size, so frees are tied to block sizes too
@@ -159,6 +160,43 @@ assert r['ops']['malloc'] == 100 and r['ops']['free'] == 100, r['ops']"
     done
     run "$T" trace -- "$FX/unhookable-foreign"
     [[ "$output" == *"counted by: uprobes)"*"note: not hooked, so uprobes count: "*"free_cold+0x0 branches into the first bytes of free"* ]]
+}
+
+@test "static probe: a zero thread pointer, an allocating SIGSYS handler, an executable stack" {
+    # each crashed the program under the first static probe, and runs natively
+    run "$T" trace --json -o "$OUT" -- "$FX/hook-edges" zero-fs
+    [ "$status" -eq 0 ]
+    [ "$output" = "ok 1" ]
+    python3 -c "
+import json; r=json.load(open('$OUT')); ops=r['ops']
+assert r['mode'] == 'hooks' and r['run']['exit_code'] == 0, r['run']
+# the kept block's malloc and free; the pair under the zeroed thread pointer is not counted
+assert ops['malloc'] == 1 and ops['free'] == 1, ops"
+    # (the probe's own gettid is trapped once: the handler runs one more time than natively)
+    run "$T" trace --json -o "$OUT" -- "$FX/hook-edges" sigalloc
+    [ "$status" -eq 0 ]
+    [[ "$output" == "ok "[23] ]]
+    [ "$(q "r['run']['exit_code']")" = 0 ]
+    run "$T" trace --json -o "$OUT" -- "$FX/hook-edges-execstack" execstack
+    [ "$status" -eq 0 ]
+    [ "$output" = "ok 1" ]
+    [ "$(q "r['run']['exit_code']")" = 0 ]
+    [ "$(q "r['ops']['malloc']")" = 1 ]
+}
+
+@test "static probe missing or not executable: uprobes count, and the note says which file" {
+    dir=$(mktemp -d)
+    mkdir -p "$dir/static"
+    cp "$MD_BUILD/alloc/probe/static/md-static-probe" "$dir/static/"
+    chmod 644 "$dir/static/md-static-probe"
+    run "$T" trace --probe-dir "$dir" --json -o "$OUT" -- "$FX/musl-static"
+    status_was=$status
+    rm -rf "$dir"
+    [ "$status_was" -eq 0 ]
+    python3 -c "
+import json; r=json.load(open('$OUT'))
+assert r['mode'] == 'uprobes' and r['ops']['malloc'] == 40000, (r['mode'], r['ops'])
+assert 'static/md-static-probe: the probe is missing or not executable' in r['mode_note'], r"
 }
 
 @test "static musl program, --uprobes: uprobes count the operations exactly; futex and mmap per op" {
