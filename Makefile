@@ -27,9 +27,10 @@ TOOL_CFLAGS = -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -I. $(PKG_CFLAGS) -DMD_VERSI
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 # MD_EXCLUDE (patterns) leaves sources out of a build, e.g. a module that is mid-edit.
-# alloc/hook_x86.c is shared with the static probe: the tool plans hooks with it before a run.
-TOOL_SRC := $(filter-out $(MD_EXCLUDE),$(wildcard lib/*.c rules/*.c) alloc/hook_x86.c \
-	$(filter-out cmd/main.c,$(wildcard cmd/*.c)))
+# The engine: lib/, rules/, and alloc/hook_x86.c, which the static probe shares (the tool plans
+# hooks with it before a run).
+ENGINE_SRC := $(wildcard lib/*.c rules/*.c) alloc/hook_x86.c
+TOOL_SRC := $(filter-out $(MD_EXCLUDE),$(ENGINE_SRC) $(filter-out cmd/main.c,$(wildcard cmd/*.c)))
 TOOL_OBJ := $(TOOL_SRC:%.c=$(B)/obj/%.o)
 TOOL_SAN_OBJ := $(TOOL_SRC:%.c=$(B)/san/%.o)
 TOOL := $(B)/malloc-doctor

@@ -8,7 +8,7 @@
 #   make fuzz-bin                  build only (a prerequisite of `make check`)
 #
 # Adding a target: write tests/fuzz/fuzz_NAME.c, seed tests/fuzz/corpus/NAME/, add NAME here.
-FUZZ_TARGETS := inspect archive strace baseline
+FUZZ_TARGETS := inspect archive strace baseline hook
 
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 20
@@ -19,7 +19,7 @@ FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fra
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) -Wno-unknown-warning-option -I. $(PKG_CFLAGS) \
 	-DMD_VERSION='"$(VERSION)"' $(FUZZ_SAN)
 
-FUZZ_ENGINE_SRC := $(filter-out $(MD_EXCLUDE),$(wildcard lib/*.c rules/*.c))
+FUZZ_ENGINE_SRC := $(filter-out $(MD_EXCLUDE),$(ENGINE_SRC))
 FUZZ_ENGINE_OBJ := $(FUZZ_ENGINE_SRC:%.c=$(FZ)/obj/%.o)
 FUZZ_BIN := $(FUZZ_TARGETS:%=$(FZ)/fuzz_%)
 # the objects are reached only through the fuzz_% pattern rule: keep them between builds
