@@ -2,6 +2,7 @@
 // What `trace` and `doctor` share: the run with --compare and the gate, and text rendering.
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,11 +110,18 @@ int md_trace_cli_run(const struct md_command *cmd, const struct md_trace_cli *a,
     if (!md_cli_gate_load(cmd, &a->gate, &baseline))
         return MD_EXIT_USAGE;
     cJSON *report = md_report_new(cmd->name, MD_VERSION);
-    struct md_run_result result;
+    struct md_run_result result = {0};
     struct md_error err;
     fflush(NULL); // the program writes to the same stdout
-    int failed = a->compare ? md_trace_compare(&a->opt, a->compare_with, report, &result, &err)
-                            : md_trace(&a->opt, report, &result, &err);
+    // Ctrl-C, kill, a closed terminal: the run ends, and the report is still written and the
+    // temporary files removed; the exit status then says which signal stopped the tool
+    sigset_t stop, before;
+    md_run_stop_signals(&stop);
+    pthread_sigmask(SIG_BLOCK, &stop, &before);
+    struct md_trace_options opt = a->opt;
+    opt.stop_signals = &stop;
+    int failed = a->compare ? md_trace_compare(&opt, a->compare_with, report, &result, &err)
+                            : md_trace(&opt, report, &result, &err);
     int rc = MD_EXIT_USAGE;
     if (failed) {
         md_cli_error(cmd, "%s", err.msg);
@@ -124,6 +132,11 @@ int md_trace_cli_run(const struct md_command *cmd, const struct md_trace_cli *a,
         if (md_cli_render(cmd, report, a->output, a->json, render_text))
             rc = MD_EXIT_USAGE;
     }
+    int late = md_run_take_signal(&stop);
+    int interrupted = result.interrupted_by ? result.interrupted_by : late;
+    if (interrupted)
+        rc = 128 + interrupted;
+    pthread_sigmask(SIG_SETMASK, &before, NULL);
     cJSON_Delete(report);
     cJSON_Delete(baseline);
     return rc;
@@ -159,6 +172,10 @@ void md_render_trace_header(const cJSON *r)
            "%.0f major\n",
            num(run, "wall_seconds"), num(run, "user_seconds"), num(run, "sys_seconds"),
            num(run, "max_rss_kb") / 1024, num(run, "minor_faults"), num(run, "major_faults"));
+    if (md_json_get_str(run, "interrupted_by"))
+        printf("INTERRUPTED by SIG%s: the program's processes were stopped; the counts cover the "
+               "run until then\n",
+               md_json_get_str(run, "interrupted_by"));
     if (md_json_get_bool(run, "timed_out"))
         printf("TIMED OUT after %g s: every process of the program was stopped (SIGTERM, then "
                "SIGKILL); the counts cover the run until then\n",

@@ -91,6 +91,11 @@ int md_trace_compare(const struct md_trace_options *opt, const char *with, cJSON
     if (md_trace(opt, report, run, err))
         return -1;
     cJSON *compare = cJSON_AddObjectToObject(report, "compare");
+    if (run->interrupted_by) { // the user asked to stop: no second run
+        cJSON_AddFalseToObject(compare, "possible");
+        cJSON_AddStringToObject(compare, "reason", "the first run was interrupted");
+        return 0;
+    }
     if (strcmp(str(report, "mode"), "preload")) {
         cJSON_AddFalseToObject(compare, "possible");
         not_possible(compare, report);

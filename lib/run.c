@@ -191,6 +191,8 @@ static int check_tracer(struct md_error *err)
 
 static void child(const struct md_run_spec *spec, const char **argv, int report_fd)
 {
+    if (spec->stop_signals) // the tool waits for them; the program acts on them
+        pthread_sigmask(SIG_UNBLOCK, spec->stop_signals, NULL);
     if (spec->before_start)
         raise(SIGSTOP); // the parent attaches what it needs, then continues us
     if (!spec->strace_out)
@@ -343,10 +345,16 @@ struct watchdog {
     pthread_cond_t wake;
     bool done; // every process has been reaped
     bool timed_out;
+    bool has_deadline;
     struct timespec deadline;
+    const sigset_t *stop_signals; // waited for by the watchdog thread, or NULL
+    int interrupted_by;
     pthread_t thread;
     bool running;
 };
+
+// How often the watchdog looks for a stop signal (sigtimedwait cannot wait on the condition).
+#define MD_SIGNAL_POLL_SECONDS 0.05
 
 static struct timespec monotonic_after(double seconds)
 {
@@ -383,30 +391,70 @@ static void end_tree(struct watchdog *w)
         signal_tree(SIGKILL, now_seconds() >= tracers_at);
 }
 
+static bool deadline_passed(const struct timespec *deadline)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > deadline->tv_sec ||
+           (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
+}
+
+// A stop signal: true when the tree must be ended now. A SIGINT from the terminal has reached
+// the program's process group already; one sent to the tool alone is passed on; the second ends
+// the tree whatever its source.
+static bool on_stop_signal(struct watchdog *w, const siginfo_t *info)
+{
+    bool first = !w->interrupted_by;
+    w->interrupted_by = info->si_signo;
+    if (info->si_signo != SIGINT || !first)
+        return true;
+    if (info->si_code != SI_KERNEL)
+        signal_tree(SIGINT, false);
+    return false;
+}
+
+// Waits for the end of the run, the deadline or a stop signal, with the lock held.
 static void *watchdog_main(void *arg)
 {
     struct watchdog *w = arg;
     pthread_mutex_lock(&w->lock);
-    if (sleep_until(w, w->deadline)) {
-        w->timed_out = true;
-        end_tree(w);
+    while (!w->done) {
+        bool end = false;
+        if (w->has_deadline && deadline_passed(&w->deadline)) {
+            w->timed_out = end = true;
+        } else if (w->stop_signals) {
+            siginfo_t info;
+            struct timespec slice = {0, (long)(MD_SIGNAL_POLL_SECONDS * 1e9)};
+            pthread_mutex_unlock(&w->lock);
+            int sig = sigtimedwait(w->stop_signals, &info, &slice);
+            pthread_mutex_lock(&w->lock);
+            end = sig > 0 && !w->done && on_stop_signal(w, &info);
+        } else {
+            sleep_until(w, w->deadline);
+        }
+        if (end) {
+            end_tree(w);
+            break;
+        }
     }
     pthread_mutex_unlock(&w->lock);
     return NULL;
 }
 
-static void watchdog_start(struct watchdog *w, double seconds)
+static void watchdog_start(struct watchdog *w, double seconds, const sigset_t *stop_signals)
 {
     memset(w, 0, sizeof *w);
+    w->stop_signals = stop_signals;
     pthread_mutex_init(&w->lock, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&w->wake, &attr);
     pthread_condattr_destroy(&attr);
-    if (seconds <= 0)
+    if (seconds <= 0 && !stop_signals)
         return;
-    w->deadline = monotonic_after(seconds);
+    w->has_deadline = seconds > 0;
+    w->deadline = monotonic_after(seconds > 0 ? seconds : 0);
     w->running = !pthread_create(&w->thread, NULL, watchdog_main, w);
 }
 
@@ -448,6 +496,24 @@ static void wait_all(pid_t pid, struct md_run_result *res, struct watchdog *w)
     }
 }
 
+void md_run_stop_signals(sigset_t *set)
+{
+    static const int stops[] = {SIGINT, SIGTERM, SIGHUP};
+    sigemptyset(set);
+    for (size_t i = 0; i < sizeof stops / sizeof stops[0]; i++) {
+        struct sigaction now;
+        if (sigaction(stops[i], NULL, &now) == 0 && now.sa_handler != SIG_IGN)
+            sigaddset(set, stops[i]);
+    }
+}
+
+int md_run_take_signal(const sigset_t *set)
+{
+    struct timespec none = {0, 0};
+    int sig = sigtimedwait(set, NULL, &none);
+    return sig > 0 ? sig : 0;
+}
+
 int md_run(const struct md_run_spec *spec, struct md_run_result *res, struct md_error *err)
 {
     const char *argv[MD_MAX_ARGS];
@@ -474,10 +540,11 @@ int md_run(const struct md_run_spec *spec, struct md_run_result *res, struct md_
     ssize_t got = read(pipefd[0], &code, sizeof code); // EOF once exec succeeded
     close(pipefd[0]);
     struct watchdog w;
-    watchdog_start(&w, spec->timeout_seconds);
+    watchdog_start(&w, spec->timeout_seconds, spec->stop_signals);
     wait_all(pid, res, &w);
     watchdog_stop(&w);
     res->timed_out = w.timed_out;
+    res->interrupted_by = w.interrupted_by;
     res->wall_seconds = now_seconds() - start;
     if (got == (ssize_t)sizeof code)
         return code == ENOENT && spec->strace_out

@@ -9,6 +9,7 @@
 #ifndef MD_RUN_H
 #define MD_RUN_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <sys/resource.h>
 #include <sys/types.h>
@@ -26,6 +27,9 @@ struct md_run_spec {
     // Seconds until the whole process tree is stopped: SIGTERM, SIGKILL after a grace period,
     // the tracer last. 0: wait as long as the program and its descendants run.
     double timeout_seconds;
+    // Signals the caller has blocked (md_run_stop_signals) that end the run early when the tool
+    // receives them; NULL: none. The program starts with them unblocked.
+    const sigset_t *stop_signals;
 };
 
 struct md_run_result {
@@ -35,8 +39,19 @@ struct md_run_result {
     int signal;          // killed by this signal, else 0
     struct rusage usage; // the program and the children it waited for
     double wall_seconds;
-    bool timed_out; // the timeout ended the run: every process left was signalled
+    bool timed_out;     // the timeout ended the run: every process left was signalled
+    int interrupted_by; // a stop signal the tool received during the run, else 0
 };
+
+// The signals that interrupt a run: SIGINT, SIGTERM and SIGHUP, less those this process was
+// started ignoring (nohup). The caller blocks them for its whole command, so one that arrives
+// while the report is written is not lost either (md_run_take_signal), and the tool always gets
+// to report and remove its files. SIGTERM and SIGHUP end the program's whole tree (SIGTERM,
+// then SIGKILL); SIGINT is passed on when it was sent to the tool alone (a terminal's Ctrl-C
+// reaches the program itself), and a second one ends the tree.
+void md_run_stop_signals(sigset_t *set);
+// A pending stop signal, consumed; 0 when there is none.
+int md_run_take_signal(const sigset_t *set);
 
 // Finds prog in PATH (or checks it when it contains a '/'); fills path.
 int md_find_program(const char *prog, char *path, size_t size, struct md_error *err);

@@ -164,6 +164,10 @@ static void add_run(cJSON *report, const struct md_run_result *r, double timeout
                                 sigabbrev_np(r->signal) ? sigabbrev_np(r->signal) : "?");
     else
         cJSON_AddNullToObject(o, "signal");
+    if (r->interrupted_by)
+        cJSON_AddStringToObject(o, "interrupted_by", sigabbrev_np(r->interrupted_by));
+    else
+        cJSON_AddNullToObject(o, "interrupted_by");
     cJSON_AddNumberToObject(o, "wall_seconds", r->wall_seconds);
     cJSON_AddNumberToObject(o, "user_seconds",
                             (double)r->usage.ru_utime.tv_sec + r->usage.ru_utime.tv_usec / 1e6);
@@ -329,7 +333,8 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
                                .cmd_env = preload ? env : NULL,
                                .before_start = md_trace_perf_start,
                                .ctx = &s->perf,
-                               .timeout_seconds = opt->timeout_seconds};
+                               .timeout_seconds = opt->timeout_seconds,
+                               .stop_signals = opt->stop_signals};
     struct md_taskstats exits;
     md_taskstats_start(&exits);
     int failed = md_run(&spec, run, err);

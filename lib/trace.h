@@ -19,9 +19,11 @@ struct md_trace_options {
     unsigned sample_hz;      // CPU samples per second for the allocator's CPU share; 0: none
     // An allocator library preloaded after the probe (the probe forwards to it): --compare.
     const char *preload_allocator;
-    bool include_inspect; // add the program's whole inspect entry as "inspect" (doctor)
-    double timeout_seconds;  // --timeout: then the whole process tree is stopped; 0: none
+    bool include_inspect;   // add the program's whole inspect entry as "inspect" (doctor)
+    double timeout_seconds; // --timeout: then the whole process tree is stopped; 0: none
     bool uprobes; // --uprobes: count a static program's calls with uprobes, not the static probe
+    // signals that interrupt the run, blocked by the caller (md_run_stop_signals), or NULL
+    const sigset_t *stop_signals;
 };
 
 // The directory of the running tool: its probe and allocator builds are found from here.

@@ -45,6 +45,56 @@ all_gone() {
     done <"$1"
 }
 
+# Runs the tool on noterm in a session of its own, waits until both processes wrote their pids,
+# sends signal $1 the way $2 says (tool: to the tool alone; group: to the tool's process group,
+# like a terminal's Ctrl-C), and prints the tool's exit status.
+signal_tool() {
+    python3 - "$1" "$2" "$T" "$OUT" "$H/noterm" "$PIDS" <<'PY'
+import os, signal, subprocess, sys, time
+sig, how, tool, out, prog, pids = sys.argv[1:]
+p = subprocess.Popen([tool, 'trace', '--json', '-o', out, '--', prog, '10', pids],
+                     start_new_session=True)
+for _ in range(200):  # the fixture writes both pids after its allocations
+    if os.path.exists(pids) and len(open(pids).read().split()) == 2:
+        break
+    time.sleep(0.05)
+(os.kill if how == 'tool' else os.killpg)(p.pid, getattr(signal, 'SIG' + sig))
+print(p.wait(timeout=30))
+PY
+}
+
+@test "the tool gets SIGTERM: the program's tree is ended, the report written, no file left" {
+    tmp=$(mktemp -d)
+    shm_before=$(ls /dev/shm | grep -c '^malloc-doctor-' || true)
+    TMPDIR=$tmp run signal_tool TERM tool
+    left=$(ls "$tmp" | wc -l)
+    rmdir "$tmp"
+    [ "$status" -eq 0 ]
+    [ "$output" = 143 ] # 128 + SIGTERM, after the report
+    [ "$left" -eq 0 ]
+    [ "$(ls /dev/shm | grep -c '^malloc-doctor-' || true)" -eq "$shm_before" ]
+    check "
+run, ops = r['run'], r['ops']
+assert run['interrupted_by'] == 'TERM' and run['timed_out'] is False, run
+assert run['signal'] == 'KILL', run  # noterm ignores SIGTERM: SIGKILL after the grace period
+assert ops['malloc'] == 20 and ops['free'] == 20, ops"
+    all_gone "$PIDS"
+}
+
+@test "Ctrl-C (SIGINT to the process group) and SIGHUP: report written, exit 128+N, tree gone" {
+    run signal_tool INT group
+    [ "$status" -eq 0 ]
+    [ "$output" = 130 ]
+    [ "$(q "r['run']['interrupted_by']")" = INT ]
+    all_gone "$PIDS"
+    rm -f "$PIDS"
+    run signal_tool HUP tool
+    [ "$status" -eq 0 ]
+    [ "$output" = 129 ]
+    [ "$(q "r['run']['interrupted_by']")" = HUP ]
+    all_gone "$PIDS"
+}
+
 @test "200 threads at once: each worker's operations exact, threads and futex waits plausible" {
     run timeout 60 "$T" trace --json -o "$OUT" -- "$H/threads" 200 500
     [ "$status" -eq 0 ]
