@@ -346,6 +346,14 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
         return -1;
     if (probed)
         md_probe_file_finish(&s->probe);
+    // the static probe attaches after it has mapped and hooked the program; before, it can only
+    // fail, with its reason on stderr
+    if (hooks && !run->timed_out && !run->interrupted_by &&
+        !atomic_load(&s->probe.header->processes))
+        return md_fail(err,
+                       "%s: the static probe could not start the program (its message is "
+                       "above); `--uprobes` counts without it",
+                       s->target.path);
     if (md_strace_parse_file(&s->log, s->strace_out, err))
         return -1;
     if (s->log.lines == 0)

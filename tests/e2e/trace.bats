@@ -199,6 +199,19 @@ assert r['mode'] == 'uprobes' and r['ops']['malloc'] == 40000, (r['mode'], r['op
 assert 'static/md-static-probe: the probe is missing or not executable' in r['mode_note'], r"
 }
 
+@test "static probe that cannot start the program: a clear error, not a report of exit 127" {
+    dir=$(mktemp -d)
+    mkdir -p "$dir/static"
+    printf '#!/bin/sh\necho "md-static-probe: $2: cannot map a segment" >&2\nexit 127\n' \
+        >"$dir/static/md-static-probe"
+    chmod 755 "$dir/static/md-static-probe"
+    run "$T" trace --probe-dir "$dir" -o "$OUT" -- "$FX/musl-static"
+    rm -rf "$dir"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"md-static-probe: "*": cannot map a segment"* ]]
+    [[ "$output" == *"malloc-doctor: trace: $FX/musl-static: the static probe could not start the program"* ]]
+}
+
 @test "static musl program, --uprobes: uprobes count the operations exactly; futex and mmap per op" {
     run "$T" trace --uprobes --json -o "$OUT" -- "$FX/musl-static"
     [ "$status" -eq 0 ]
