@@ -103,6 +103,21 @@ bool md_trace_cli_operands(const struct md_command *cmd, int argc, char **argv,
     return md_cli_gate_valid(cmd, &a->gate, exit_code);
 }
 
+// Ends the process by the signal it received (a shell stops its loop only when a child died of
+// SIGINT, not when it exited 130); 128 + the signal if that does not end it.
+static void die_of(int sig, const sigset_t *before)
+{
+    fflush(NULL);
+    signal(sig, SIG_DFL);
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    pthread_sigmask(SIG_SETMASK, before, NULL);
+    pthread_sigmask(SIG_UNBLOCK, &one, NULL);
+    raise(sig);
+    exit(128 + sig);
+}
+
 int md_trace_cli_run(const struct md_command *cmd, const struct md_trace_cli *a,
                      void (*render_text)(const cJSON *report))
 {
@@ -134,11 +149,11 @@ int md_trace_cli_run(const struct md_command *cmd, const struct md_trace_cli *a,
     }
     int late = md_run_take_signal(&stop);
     int interrupted = result.interrupted_by ? result.interrupted_by : late;
-    if (interrupted)
-        rc = 128 + interrupted;
-    pthread_sigmask(SIG_SETMASK, &before, NULL);
     cJSON_Delete(report);
     cJSON_Delete(baseline);
+    if (interrupted) // the report is out and the files are gone: now die of it, as shells expect
+        die_of(interrupted, &before);
+    pthread_sigmask(SIG_SETMASK, &before, NULL);
     return rc;
 }
 
@@ -173,8 +188,7 @@ void md_render_trace_header(const cJSON *r)
            num(run, "wall_seconds"), num(run, "user_seconds"), num(run, "sys_seconds"),
            num(run, "max_rss_kb") / 1024, num(run, "minor_faults"), num(run, "major_faults"));
     if (md_json_get_str(run, "interrupted_by"))
-        printf("INTERRUPTED by SIG%s: the program's processes were stopped; the counts cover the "
-               "run until then\n",
+        printf("INTERRUPTED by SIG%s: the run ended early; the counts cover it until then\n",
                md_json_get_str(run, "interrupted_by"));
     if (md_json_get_bool(run, "timed_out"))
         printf("TIMED OUT after %g s: every process of the program was stopped (SIGTERM, then "

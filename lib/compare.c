@@ -113,8 +113,16 @@ int md_trace_compare(const struct md_trace_options *opt, const char *with, cJSON
         md_report_new("trace", str(cJSON_GetObjectItemCaseSensitive(report, "tool"), "version"));
     struct md_run_result other_run;
     if (md_trace(&again, other, &other_run, err)) {
+        run->interrupted_by = other_run.interrupted_by;
         cJSON_Delete(other);
         return -1;
+    }
+    if (other_run.interrupted_by) { // half a run compared with a whole one would mislead
+        run->interrupted_by = other_run.interrupted_by;
+        cJSON_AddFalseToObject(compare, "possible");
+        cJSON_AddStringToObject(compare, "reason", "the second run was interrupted");
+        cJSON_Delete(other);
+        return 0;
     }
     cJSON_AddTrueToObject(compare, "possible");
     cJSON_AddStringToObject(compare, "allocator", allocator_name(library, !with));

@@ -11,7 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/ptrace.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -347,14 +350,12 @@ struct watchdog {
     bool timed_out;
     bool has_deadline;
     struct timespec deadline;
-    const sigset_t *stop_signals; // waited for by the watchdog thread, or NULL
+    const sigset_t *stop_signals; // read by the watchdog thread (signalfd), or NULL
     int interrupted_by;
+    int done_fd; // eventfd: written when every process has been reaped
     pthread_t thread;
     bool running;
 };
-
-// How often the watchdog looks for a stop signal (sigtimedwait cannot wait on the condition).
-#define MD_SIGNAL_POLL_SECONDS 0.05
 
 static struct timespec monotonic_after(double seconds)
 {
@@ -391,53 +392,64 @@ static void end_tree(struct watchdog *w)
         signal_tree(SIGKILL, now_seconds() >= tracers_at);
 }
 
-static bool deadline_passed(const struct timespec *deadline)
+// Milliseconds until the deadline (0 once passed), or -1 without one: a poll timeout.
+static int ms_until(const struct watchdog *w)
 {
+    if (!w->has_deadline)
+        return -1;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return now.tv_sec > deadline->tv_sec ||
-           (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
+    double left = (double)(w->deadline.tv_sec - now.tv_sec) +
+                  (double)(w->deadline.tv_nsec - now.tv_nsec) / 1e9;
+    return left <= 0 ? 0 : (int)(left * 1000) + 1;
 }
 
 // A stop signal: true when the tree must be ended now. A SIGINT from the terminal has reached
-// the program's process group already; one sent to the tool alone is passed on; the second ends
-// the tree whatever its source.
-static bool on_stop_signal(struct watchdog *w, const siginfo_t *info)
+// the program's process group already; one sent by a process is passed on; the second ends the
+// tree whatever its source.
+static bool on_stop_signal(struct watchdog *w, const struct signalfd_siginfo *info)
 {
     bool first = !w->interrupted_by;
-    w->interrupted_by = info->si_signo;
-    if (info->si_signo != SIGINT || !first)
+    w->interrupted_by = (int)info->ssi_signo;
+    if (info->ssi_signo != SIGINT || !first)
         return true;
-    if (info->si_code != SI_KERNEL)
+    if (info->ssi_code != SI_KERNEL)
         signal_tree(SIGINT, false);
     return false;
 }
 
-// Waits for the end of the run, the deadline or a stop signal, with the lock held.
+// Waits for the end of the run, the deadline or a stop signal. A signal that comes once the run
+// is over stays pending, for the caller (md_run_take_signal).
 static void *watchdog_main(void *arg)
 {
     struct watchdog *w = arg;
-    pthread_mutex_lock(&w->lock);
-    while (!w->done) {
+    int sig_fd = w->stop_signals ? signalfd(-1, w->stop_signals, SFD_CLOEXEC) : -1;
+    for (;;) {
+        struct pollfd fds[2] = {{.fd = w->done_fd, .events = POLLIN},
+                                {.fd = sig_fd, .events = POLLIN}};
+        int n = poll(fds, sig_fd >= 0 ? 2 : 1, ms_until(w));
+        if (n < 0 && errno == EINTR)
+            continue;
+        pthread_mutex_lock(&w->lock);
         bool end = false;
-        if (w->has_deadline && deadline_passed(&w->deadline)) {
-            w->timed_out = end = true;
-        } else if (w->stop_signals) {
-            siginfo_t info;
-            struct timespec slice = {0, (long)(MD_SIGNAL_POLL_SECONDS * 1e9)};
+        if (w->done || n < 0) {
             pthread_mutex_unlock(&w->lock);
-            int sig = sigtimedwait(w->stop_signals, &info, &slice);
-            pthread_mutex_lock(&w->lock);
-            end = sig > 0 && !w->done && on_stop_signal(w, &info);
-        } else {
-            sleep_until(w, w->deadline);
-        }
-        if (end) {
-            end_tree(w);
             break;
         }
+        struct signalfd_siginfo info;
+        if (n == 0 && w->has_deadline)
+            w->timed_out = end = true;
+        else if (sig_fd >= 0 && (fds[1].revents & POLLIN) &&
+                 read(sig_fd, &info, sizeof info) == (ssize_t)sizeof info)
+            end = on_stop_signal(w, &info);
+        if (end)
+            end_tree(w);
+        pthread_mutex_unlock(&w->lock);
+        if (end)
+            break;
     }
-    pthread_mutex_unlock(&w->lock);
+    if (sig_fd >= 0)
+        close(sig_fd);
     return NULL;
 }
 
@@ -451,11 +463,13 @@ static void watchdog_start(struct watchdog *w, double seconds, const sigset_t *s
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&w->wake, &attr);
     pthread_condattr_destroy(&attr);
+    w->done_fd = -1;
     if (seconds <= 0 && !stop_signals)
         return;
     w->has_deadline = seconds > 0;
     w->deadline = monotonic_after(seconds > 0 ? seconds : 0);
-    w->running = !pthread_create(&w->thread, NULL, watchdog_main, w);
+    w->done_fd = eventfd(0, EFD_CLOEXEC);
+    w->running = w->done_fd >= 0 && !pthread_create(&w->thread, NULL, watchdog_main, w);
 }
 
 static void watchdog_stop(struct watchdog *w)
@@ -464,8 +478,12 @@ static void watchdog_stop(struct watchdog *w)
     w->done = true;
     pthread_cond_signal(&w->wake);
     pthread_mutex_unlock(&w->lock);
+    if (w->done_fd >= 0 && eventfd_write(w->done_fd, 1))
+        abort(); // only fails on counter overflow, after 2^64 writes
     if (w->running)
         pthread_join(w->thread, NULL);
+    if (w->done_fd >= 0)
+        close(w->done_fd);
     pthread_cond_destroy(&w->wake);
     pthread_mutex_destroy(&w->lock);
 }
@@ -498,11 +516,14 @@ static void wait_all(pid_t pid, struct md_run_result *res, struct watchdog *w)
 
 void md_run_stop_signals(sigset_t *set)
 {
-    static const int stops[] = {SIGINT, SIGTERM, SIGHUP};
+    static const int stops[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+    sigset_t blocked;
+    pthread_sigmask(SIG_BLOCK, NULL, &blocked);
     sigemptyset(set);
     for (size_t i = 0; i < sizeof stops / sizeof stops[0]; i++) {
         struct sigaction now;
-        if (sigaction(stops[i], NULL, &now) == 0 && now.sa_handler != SIG_IGN)
+        if (sigaction(stops[i], NULL, &now) == 0 && now.sa_handler != SIG_IGN &&
+            !sigismember(&blocked, stops[i]))
             sigaddset(set, stops[i]);
     }
 }
@@ -523,6 +544,13 @@ int md_run(const struct md_run_spec *spec, struct md_run_result *res, struct md_
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC))
         return md_fail_errno(err, errno, "pipe");
+    // a stop signal that came while the run was being prepared: the program is not started
+    if (spec->stop_signals && (res->interrupted_by = md_run_take_signal(spec->stop_signals))) {
+        close(pipefd[0]);
+        close(pipefd[1]);
+        return md_fail(err, "interrupted by SIG%s before %s started",
+                       sigabbrev_np(res->interrupted_by), spec->argv[0]);
+    }
     prctl(PR_SET_CHILD_SUBREAPER, 1); // adopt the detached tracer and the program's orphans
     double start = now_seconds();
     pid_t pid = fork();
@@ -542,10 +570,10 @@ int md_run(const struct md_run_spec *spec, struct md_run_result *res, struct md_
     struct watchdog w;
     watchdog_start(&w, spec->timeout_seconds, spec->stop_signals);
     wait_all(pid, res, &w);
+    res->wall_seconds = now_seconds() - start;
     watchdog_stop(&w);
     res->timed_out = w.timed_out;
     res->interrupted_by = w.interrupted_by;
-    res->wall_seconds = now_seconds() - start;
     if (got == (ssize_t)sizeof code)
         return code == ENOENT && spec->strace_out
                    ? md_fail(err, "strace: not found; install it (apt-get install strace)")

@@ -43,12 +43,13 @@ struct md_run_result {
     int interrupted_by; // a stop signal the tool received during the run, else 0
 };
 
-// The signals that interrupt a run: SIGINT, SIGTERM and SIGHUP, less those this process was
-// started ignoring (nohup). The caller blocks them for its whole command, so one that arrives
-// while the report is written is not lost either (md_run_take_signal), and the tool always gets
-// to report and remove its files. SIGTERM and SIGHUP end the program's whole tree (SIGTERM,
-// then SIGKILL); SIGINT is passed on when it was sent to the tool alone (a terminal's Ctrl-C
-// reaches the program itself), and a second one ends the tree.
+// The signals that interrupt a run: SIGINT, SIGTERM, SIGHUP and SIGQUIT, less those this process
+// was started ignoring (nohup) or blocking. The caller blocks them for its whole command, so one
+// that arrives while the report is written is not lost either (md_run_take_signal), and the tool
+// always gets to remove its files. SIGTERM, SIGHUP and SIGQUIT end the program's whole tree
+// (SIGTERM, then SIGKILL); SIGINT is passed on when a process sent it (a terminal's Ctrl-C
+// reaches the program itself), and a second one ends the tree. One already pending when md_run
+// is called fails it before the program starts (res->interrupted_by says which).
 void md_run_stop_signals(sigset_t *set);
 // A pending stop signal, consumed; 0 when there is none.
 int md_run_take_signal(const sigset_t *set);

@@ -85,7 +85,7 @@ static void choose_hooks(struct target *t, const struct md_trace_options *opt)
     struct md_error why;
     if (probe_build(opt, "static", t->static_probe, sizeof t->static_probe, &why) ||
         md_hooks_plan(t->path, &t->hooks, &why)) {
-        snprintf(t->mode_note, sizeof t->mode_note, "not hooked, so uprobes count: %s", why.msg);
+        snprintf(t->mode_note, sizeof t->mode_note, "not hooked: %s", why.msg);
         return;
     }
     t->mode = MODE_HOOKS;
@@ -356,7 +356,7 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
                        s->target.path);
     if (md_strace_parse_file(&s->log, s->strace_out, err))
         return -1;
-    if (s->log.lines == 0)
+    if (s->log.lines == 0 && !run->interrupted_by && !run->timed_out)
         return md_fail(err, "strace recorded nothing: is ptrace permitted here? (see "
                             "/proc/sys/kernel/yama/ptrace_scope and seccomp policies)");
     add_target(report, &s->target, opt);

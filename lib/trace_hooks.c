@@ -96,11 +96,13 @@ static int scan_program(const struct md_symtab *t, int fd, const struct moved_ra
         if (!f->size || f->addr == scanned)
             continue;
         scanned = f->addr;
-        if (f->size > MAX_FUNCTION_BYTES || !md_symtab_addr_to_offset(t, f->addr, &offset))
-            return md_fail(err,
-                           "%s: %s cannot be read whole, so branches into the hooked "
-                           "functions cannot be ruled out",
-                           t->path, f->name);
+        if (f->size > MAX_FUNCTION_BYTES || !md_symtab_addr_to_offset(t, f->addr, &offset)) {
+            rc = md_fail(err,
+                         "%s: %s cannot be read whole, so branches into the hooked "
+                         "functions cannot be ruled out",
+                         t->path, f->name);
+            break;
+        }
         uint8_t *grown = realloc(code, f->size);
         if (!grown) {
             rc = md_fail(err, "out of memory");

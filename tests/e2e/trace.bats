@@ -159,7 +159,7 @@ assert 'free' in r['mode_note'] and 'branch' in r['mode_note'], r['mode_note']
 assert r['ops']['malloc'] == 100 and r['ops']['free'] == 100, r['ops']"
     done
     run "$T" trace -- "$FX/unhookable-foreign"
-    [[ "$output" == *"counted by: uprobes)"*"note: not hooked, so uprobes count: "*"free_cold+0x0 branches into the first bytes of free"* ]]
+    [[ "$output" == *"counted by: uprobes)"*"note: not hooked: "*"free_cold+0x0 branches into the first bytes of free"* ]]
 }
 
 @test "static probe: a zero thread pointer, an allocating SIGSYS handler, an executable stack" {
