@@ -34,9 +34,7 @@
 
 // --- syscalls, and the few libc functions the compiler may call ------------------------------
 
-#define SYS_read 0
 #define SYS_close 3
-#define SYS_fstat 5
 #define SYS_mmap 9
 #define SYS_mprotect 10
 #define SYS_munmap 11
@@ -701,21 +699,23 @@ static void install_hook(struct image *im, int kind, uint64_t link_addr, uint64_
         die(im->path, "too many hooks");
     uint8_t *code = (uint8_t *)(im->bias + link_addr);
     uint64_t addr = (uint64_t)code;
-    uint8_t *stub = (uint8_t *)(im->trampolines + (uint64_t)n * TRAMPOLINE_STRIDE);
-    uint8_t *moved = stub + 16;
+    // per hook: an absolute jump to the hook (the entry's 5-byte jump reaches only this far),
+    // then the trampoline that runs the moved instructions
+    uint8_t *to_hook = (uint8_t *)(im->trampolines + (uint64_t)n * TRAMPOLINE_STRIDE);
+    uint8_t *moved = to_hook + 16;
     struct md_hook_plan plan;
     const char *why = "";
     if (md_hook_plan(code, size, addr, &plan, &why) ||
         md_hook_relocate(code, addr, &plan, moved, (uint64_t)moved) < 0)
         die(im->path, why);
-    // the stub: jmp *0(%rip), then the hook's address
+    // jmp *0(%rip), then the hook's address
     uint64_t hook = (uint64_t)hook_function((enum md_static_kind)kind);
-    stub[0] = 0xff;
-    stub[1] = 0x25;
-    memset(stub + 2, 0, 4);
-    memcpy(stub + 6, &hook, 8);
+    to_hook[0] = 0xff;
+    to_hook[1] = 0x25;
+    memset(to_hook + 2, 0, 4);
+    memcpy(to_hook + 6, &hook, 8);
     hooks.original[kind] = moved;
-    if (md_hook_jump(code, addr, (uint64_t)stub))
+    if (md_hook_jump(code, addr, (uint64_t)to_hook))
         die(im->path, "the trampoline area is out of reach");
 }
 
