@@ -52,8 +52,11 @@ signal_tool() {
     python3 - "$1" "$2" "$T" "$OUT" "$H/noterm" "$PIDS" <<'PY'
 import os, signal, subprocess, sys, time
 sig, how, tool, out, prog, pids = sys.argv[1:]
+def default_signals():  # a shell's background job starts with SIGINT and SIGQUIT ignored
+    for s in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(s, signal.SIG_DFL)
 p = subprocess.Popen([tool, 'trace', '--json', '-o', out, '--', prog, '10', pids],
-                     start_new_session=True)
+                     start_new_session=True, preexec_fn=default_signals)
 for _ in range(200):  # the fixture writes both pids after its allocations
     if os.path.exists(pids) and len(open(pids).read().split()) == 2:
         break
