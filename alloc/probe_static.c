@@ -489,7 +489,6 @@ static void *hook_function(enum md_static_kind kind)
 // --- mapping the program ---------------------------------------------------------------------
 
 #define TRAMPOLINE_AREA (64 * 1024ul) // after the image, within rel32 reach of its code
-#define TRAMPOLINE_STRIDE 128         // per hook: an absolute jump to the hook, the trampoline
 
 struct image {
     const char *path;
@@ -695,14 +694,14 @@ static void install_hook(struct image *im, int kind, uint64_t link_addr, uint64_
 {
     if (!in_code(im, link_addr, size) || size < MD_HOOK_JUMP_LEN)
         die(im->path, "a hook address is outside the program's code");
-    if ((uint64_t)(n + 1) * TRAMPOLINE_STRIDE > TRAMPOLINE_AREA)
+    if ((uint64_t)(n + 1) * MD_STATIC_TRAMPOLINE_STRIDE > TRAMPOLINE_AREA)
         die(im->path, "too many hooks");
     uint8_t *code = (uint8_t *)(im->bias + link_addr);
     uint64_t addr = (uint64_t)code;
     // per hook: an absolute jump to the hook (the entry's 5-byte jump reaches only this far),
     // then the trampoline that runs the moved instructions
-    uint8_t *to_hook = (uint8_t *)(im->trampolines + (uint64_t)n * TRAMPOLINE_STRIDE);
-    uint8_t *moved = to_hook + 16;
+    uint8_t *moved = (uint8_t *)(im->trampolines + MD_STATIC_TRAMPOLINE_AT(n));
+    uint8_t *to_hook = (uint8_t *)(im->trampolines + (uint64_t)n * MD_STATIC_TRAMPOLINE_STRIDE);
     struct md_hook_plan plan;
     const char *why = "";
     if (md_hook_plan(code, size, addr, &plan, &why) ||

@@ -30,6 +30,12 @@ enum md_static_kind {
         [MD_STATIC_USABLE_SIZE] = "malloc_usable_size",                                            \
     }
 
+// Where hook n's trampoline (the moved instructions) goes, as an offset from the end of the image
+// (the page after its last PT_LOAD segment): the tool checks the relocation at that address
+// before the run, so the probe never meets a target out of reach.
+#define MD_STATIC_TRAMPOLINE_STRIDE 128 // per hook: an absolute jump to the hook, the trampoline
+#define MD_STATIC_TRAMPOLINE_AT(n) ((uint64_t)(n)*MD_STATIC_TRAMPOLINE_STRIDE + 16)
+
 // The most program headers the probe reads (the tool refuses programs with more).
 #define MD_STATIC_MAX_PHDRS 256
 

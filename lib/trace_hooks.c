@@ -21,8 +21,19 @@ struct moved_range {
     const char *name;
 };
 
-// Reads the function's bytes and plans its hook; 0, or -1 with the reason in err.
-static int plan_one(const struct md_symtab *t, int fd, const struct md_func_sym *f,
+// The end of the image at link time, where the probe puts its trampolines.
+static uint64_t image_end(const struct md_symtab *t)
+{
+    uint64_t end = 0;
+    for (size_t i = 0; i < t->load_count; i++)
+        if (t->loads[i].p_vaddr + t->loads[i].p_memsz > end)
+            end = t->loads[i].p_vaddr + t->loads[i].p_memsz;
+    return (end + 4095) & ~(uint64_t)4095;
+}
+
+// Reads the function's bytes and plans its hook, number n, checking its relocation where the
+// probe will write it; 0, or -1 with the reason in err.
+static int plan_one(const struct md_symtab *t, int fd, const struct md_func_sym *f, size_t n,
                     struct moved_range *moved, struct md_error *err)
 {
     uint64_t offset;
@@ -35,6 +46,7 @@ static int plan_one(const struct md_symtab *t, int fd, const struct md_func_sym 
         return md_fail(err, "out of memory");
     ssize_t got = pread(fd, code, f->size, (off_t)offset);
     struct md_hook_plan plan;
+    uint8_t trampoline[MD_HOOK_TRAMPOLINE_MAX];
     const char *why = "";
     int rc = 0;
     if (got != (ssize_t)f->size)
@@ -42,6 +54,12 @@ static int plan_one(const struct md_symtab *t, int fd, const struct md_func_sym 
     else if (md_hook_plan(code, f->size, f->addr, &plan, &why))
         rc = md_fail(err, "%s: %s cannot be hooked: %s (at +0x%x)", t->path, f->name, why,
                      plan.why_at);
+    else if (md_hook_relocate(code, f->addr, &plan, trampoline,
+                              image_end(t) + MD_STATIC_TRAMPOLINE_AT(n)) < 0)
+        rc = md_fail(err,
+                     "%s: %s cannot be hooked: a target of its first instructions is out "
+                     "of reach of the trampoline",
+                     t->path, f->name);
     else
         *moved = (struct moved_range){f->addr, plan.moved_len, f->name};
     free(code);
@@ -180,7 +198,8 @@ static int plan_all(const struct md_symtab *t, int fd, struct md_hooks_plan *pla
             continue;
         if (!in_executable_segment(t, f))
             return md_fail(err, "%s: %s is not in an executable segment", t->path, names[k]);
-        if (k != MD_STATIC_USABLE_SIZE && plan_one(t, fd, f, &moved[plan->hooked], err))
+        if (k != MD_STATIC_USABLE_SIZE &&
+            plan_one(t, fd, f, plan->hooked, &moved[plan->hooked], err))
             return -1;
         if (append(plan, names[k], f, err))
             return -1;
