@@ -70,8 +70,36 @@ static int examine(const char *path, struct target *t, struct md_error *err)
     return 0;
 }
 
+void md_tool_dir(char *dir, size_t size)
+{
+    ssize_t n = readlink("/proc/self/exe", dir, size - 1);
+    dir[n > 0 ? n : 0] = 0;
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = 0;
+    else
+        snprintf(dir, size, ".");
+}
+
+// The probe build for a flavour: glibc/libmdprobe.so, musl/libmdprobe.so, static/md-static-probe.
 static int probe_build(const struct md_trace_options *opt, const char *flavour, char *out,
-                       size_t size, struct md_error *err);
+                       size_t size, struct md_error *err)
+{
+    bool is_static = !strcmp(flavour, "static");
+    const char *file = is_static ? "md-static-probe" : "libmdprobe.so";
+    char dir[PATH_MAX];
+    if (opt->probe_dir) {
+        snprintf(out, size, "%s/%s/%s", opt->probe_dir, flavour, file);
+    } else {
+        md_tool_dir(dir, sizeof dir);
+        snprintf(out, size, "%s/alloc/probe/%s/%s", dir, flavour, file);
+    }
+    // the static probe runs as the program; the libraries are only read by the loader
+    if (access(out, is_static ? X_OK : R_OK))
+        return md_fail(err, "%s: the probe is missing or not %s (run `make` first)", out,
+                       is_static ? "executable" : "readable");
+    return 0;
+}
 
 // A static program is run under the static probe unless --uprobes asks otherwise, the probe is
 // not there, or the program's allocator entries cannot be hooked; then uprobes count, and the
@@ -89,36 +117,6 @@ static void choose_hooks(struct target *t, const struct md_trace_options *opt)
         return;
     }
     t->mode = MODE_HOOKS;
-}
-
-void md_tool_dir(char *dir, size_t size)
-{
-    ssize_t n = readlink("/proc/self/exe", dir, size - 1);
-    dir[n > 0 ? n : 0] = 0;
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        *slash = 0;
-    else
-        snprintf(dir, size, ".");
-}
-
-// The probe build for a flavour: glibc/libmdprobe.so, musl/libmdprobe.so, static/md-static-probe.
-static int probe_build(const struct md_trace_options *opt, const char *flavour, char *out,
-                       size_t size, struct md_error *err)
-{
-    const char *file = strcmp(flavour, "static") ? "libmdprobe.so" : "md-static-probe";
-    char dir[PATH_MAX];
-    if (opt->probe_dir) {
-        snprintf(out, size, "%s/%s/%s", opt->probe_dir, flavour, file);
-    } else {
-        md_tool_dir(dir, sizeof dir);
-        snprintf(out, size, "%s/alloc/probe/%s/%s", dir, flavour, file);
-    }
-    // the static probe runs as the program; the libraries are only read by the loader
-    if (access(out, strcmp(flavour, "static") ? R_OK : X_OK))
-        return md_fail(err, "%s: the probe is missing or not %s (run `make` first)", out,
-                       strcmp(flavour, "static") ? "readable" : "executable");
-    return 0;
 }
 
 static void add_target(cJSON *report, const struct target *t, const struct md_trace_options *opt)

@@ -770,11 +770,11 @@ static long_fn as_fn(const void *code)
 
 // Hand-assembled functions, each at its own offset of a 2 MiB RWX region; their trampolines are
 // 1 MiB further (so no moved branch still reaches its target with the old displacement), and
-// their jumps go to a stub in the region that jumps on to counting_hook (the test binary may be
+// their jumps go to a jump pad in the region that jumps on to counting_hook (the test binary may be
 // more than 2 GiB away).
 #define REGION_SIZE (2u << 20)
 #define TRAMPOLINES 0x100000u
-#define STUBS 0x1000u
+#define JUMP_PADS 0x1000u
 #define DATA 0x300u
 
 // musl's free: test rdi,rdi; je out; ...  f(0) = 42, f(x) = 2x.
@@ -830,7 +830,7 @@ static const uint8_t hinted_jcc[] = {
 
 struct region {
     uint8_t *base;
-    int stubs;
+    int pads;
 };
 
 static struct region map_region(void)
@@ -852,17 +852,17 @@ static struct region map_region(void)
 }
 
 // movabs r11, counting_hook; jmp r11
-static uint8_t *write_stub(struct region *r)
+static uint8_t *write_jump_pad(struct region *r)
 {
-    uint8_t *stub = r->base + STUBS + 32 * r->stubs++;
+    uint8_t *pad = r->base + JUMP_PADS + 32 * r->pads++;
     uint64_t target = (uint64_t)(uintptr_t)counting_hook;
-    stub[0] = 0x49;
-    stub[1] = 0xBB;
-    memcpy(stub + 2, &target, 8);
-    stub[10] = 0x41;
-    stub[11] = 0xFF;
-    stub[12] = 0xE3;
-    return stub;
+    pad[0] = 0x49;
+    pad[1] = 0xBB;
+    memcpy(pad + 2, &target, 8);
+    pad[10] = 0x41;
+    pad[11] = 0xFF;
+    pad[12] = 0xE3;
+    return pad;
 }
 
 // Plans, writes the trampoline (at TRAMPOLINES + slot * 64) and the jump; the function at off is
@@ -876,8 +876,8 @@ static uint8_t *hook(struct region *r, size_t off, size_t size, struct md_hook_p
     uint8_t *tramp = r->base + TRAMPOLINES + off;
     int n = md_hook_relocate(fn, (uint64_t)(uintptr_t)fn, plan, tramp, (uint64_t)(uintptr_t)tramp);
     assert_int_equal(n, plan->trampoline_len);
-    uint8_t *stub = write_stub(r);
-    assert_int_equal(md_hook_jump(fn, (uint64_t)(uintptr_t)fn, (uint64_t)(uintptr_t)stub), 0);
+    uint8_t *pad = write_jump_pad(r);
+    assert_int_equal(md_hook_jump(fn, (uint64_t)(uintptr_t)fn, (uint64_t)(uintptr_t)pad), 0);
     return tramp;
 }
 
@@ -916,7 +916,7 @@ static void hooks_a_jcc_entry(void **state)
     assert_true(tramp + 9 + rel32_at(tramp + 5) == fn + 10);
     assert_int_equal(tramp[9], 0xE9);
     assert_true(tramp + 14 + rel32_at(tramp + 10) == fn + 5);
-    assert_int_equal(fn[0], 0xE9);         // the entry now jumps to the stub
+    assert_int_equal(fn[0], 0xE9);         // the entry now jumps to the pad
     expect_hooked_calls(fn, tramp, 0, 42); // je taken, from the trampoline
     expect_hooked_calls(fn, tramp, 5, 10); // not taken: back to the function after the jump
 
