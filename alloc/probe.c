@@ -3,9 +3,10 @@
 // program and forwards it to the next allocator (glibc's, musl's, mimalloc, ...).
 //
 // Cost matters more than anything here: the fast path is a TLS load, a few plain increments in
-// this thread's own slot of a shared file mapping, and two tick reads. Calls slower than a
-// threshold (the ones that made syscalls, or waited on a lock) are logged with their tick stamps
-// so the tool can join them with strace's timestamps and say which request sizes cost syscalls.
+// this thread's own slot of a shared file mapping, and a load of the thread's rseq area before and
+// after the call. Calls that were switched out (the ones that made syscalls, or waited on a lock)
+// are logged with their clock stamps so the tool can join them with strace's timestamps and say
+// which request sizes cost syscalls.
 #include <dlfcn.h>
 #include <link.h>
 #include <errno.h>
@@ -56,6 +57,8 @@ static struct {
     _Atomic bool fast_path_allowed;      // set last by attach_shared (see struct fast_path)
     bool inactive;                       // no probe file: only forward calls
     bool header_only;                    // only the header and slot 0 are mapped (attach_shared)
+    _Atomic int chunks;                  // enum chunk_reading: how free learns block sizes
+    _Atomic uint32_t chunk_checks;       // frees whose inline size agreed so far
     struct md_probe_slot *overflow_slot; // shared by threads that found no slot (atomic adds)
     uint64_t threshold;
     size_t boot_used;
@@ -115,6 +118,64 @@ static void resolve(void)
     r.usable_size = (size_t(*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
     probe.real = r;
     probe.resolving = 0;
+}
+
+// --- block sizes at free ---------------------------------------------------------------------
+//
+// free needs the size of the block it releases (the size band of a munmap inside free), and a
+// call to malloc_usable_size costs as much as the rest of the probe's free. glibc's malloc keeps
+// each chunk's size in the word before the block, flags in its low 3 bits; malloc_usable_size of
+// a block in use from an arena is that size less the 8-byte header. So when free and
+// malloc_usable_size both come from glibc's libc.so.6 (not a debugging malloc, not another
+// allocator), the probe compares the inline size with malloc_usable_size on the program's first
+// frees and, once enough agree, reads the word instead of calling. Mapped chunks (IS_MMAPPED, 2)
+// still ask malloc_usable_size: they are rare and their free costs a munmap anyway. One
+// disagreement turns the inline read off for good. No extra allocation, so no extra syscall.
+enum chunk_reading { CHUNKS_NEVER, CHUNKS_CHECKING, CHUNKS_INLINE };
+#define CHUNK_CHECKS 256 // agreeing frees before the inline read is trusted
+
+static bool from_glibc(void *fn)
+{
+    Dl_info info;
+    if (!fn || !dladdr(fn, &info) || !info.dli_fname)
+        return false;
+    const char *base = strrchr(info.dli_fname, '/');
+    return !strcmp(base ? base + 1 : info.dli_fname, "libc.so.6");
+}
+
+static enum chunk_reading chunk_reading_start(const struct real_allocator *r)
+{
+    bool glibc = from_glibc((void *)r->malloc) && from_glibc((void *)r->free) &&
+                 from_glibc((void *)r->usable_size);
+    return glibc ? CHUNKS_CHECKING : CHUNKS_NEVER;
+}
+
+// Mapped chunks, and every free until the inline read is trusted (or never will be).
+__attribute__((noinline)) static uint64_t usable_size_checking(void *p)
+{
+    uint64_t size = probe.real.usable_size(p);
+    if (atomic_load_explicit(&probe.chunks, memory_order_relaxed) != CHUNKS_CHECKING)
+        return size;
+    size_t word = ((const size_t *)p)[-1];
+    if (word & 2) // mapped: asked every time, so not checked
+        return size;
+    if ((word & ~(size_t)7) - 8 != size)
+        atomic_store_explicit(&probe.chunks, CHUNKS_NEVER, memory_order_relaxed);
+    else if (atomic_fetch_add_explicit(&probe.chunk_checks, 1, memory_order_relaxed) + 1 ==
+             CHUNK_CHECKS)
+        atomic_store_explicit(&probe.chunks, CHUNKS_INLINE, memory_order_relaxed);
+    return size;
+}
+
+static inline uint64_t block_size_at_free(void *p)
+{
+    if (__builtin_expect(atomic_load_explicit(&probe.chunks, memory_order_relaxed) == CHUNKS_INLINE,
+                         1)) {
+        size_t word = ((const size_t *)p)[-1];
+        if (__builtin_expect(!(word & 2), 1))
+            return (word & ~(size_t)7) - 8;
+    }
+    return usable_size_checking(p);
 }
 
 // --- finding slow calls --------------------------------------------------------------------
@@ -451,6 +512,7 @@ static void attach_shared(void)
         record_objects();
     probe.flags =
         h->flags & (MD_PROBE_WANT_STACKS | MD_PROBE_WANT_LEAKS); // last: they need the objects
+    atomic_store_explicit(&probe.chunks, chunk_reading_start(&probe.real), memory_order_relaxed);
     // the fast path times calls with the rseq mark only (see struct fast_path)
     atomic_store_explicit(&probe.fast_path_allowed, probe.rseq, memory_order_release);
 }
@@ -726,7 +788,7 @@ EXPORT void free(void *p)
     if (__builtin_expect(!f.slot || !p || is_boot(p) || !probe.real.usable_size, 0))
         return free_full(p);
     // the block's size tells which size band a munmap or madvise inside free belongs to
-    uint64_t size = probe.real.usable_size(p);
+    uint64_t size = block_size_at_free(p);
     fast_begin(f.rseq_cs);
     probe.real.free(p);
     FAST_END(f.slot, f.rseq_cs, MD_OP_FREE, size);

@@ -65,6 +65,21 @@ assert abs(m['per_op'] - m['count']/r['ops']['total']) < 1e-12, m"
     [[ "$output" == *"1016-1024 B"* ]]
 }
 
+
+@test "free bands: a freed glibc block is sized by its usable size, also once free reads it inline" {
+    # 65520 B requests are 65528 B blocks; a size off by glibc's 8-byte header would land in the
+    # next band. 2000 frees: most of them after the probe trusts its inline read of the chunk.
+    GLIBC_TUNABLES=glibc.malloc.trim_threshold=0:glibc.malloc.top_pad=0 \
+        "$T" trace --json -o "$OUT" -- build/fixtures/rules/cycle 65520 2000
+    python3 - "$OUT" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r['ops']['free'] == 2000, r['ops']
+bands = r['free_bands']
+assert [(b['from'], b['to']) for b in bands] == [(32768, 65535)], bands
+assert bands[0]['syscalls']['brk'] == 2000, bands
+PY
+}
 @test "the program's output is untouched and its exit status reported" {
     run "$T" trace -o "$OUT" --json -- "$FX/glibc-dynamic"
     [ "$status" -eq 0 ]
