@@ -4,6 +4,7 @@
 #include "lib/report.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,20 +120,35 @@ void md_cli_print_json(const cJSON *report)
     free(text);
 }
 
+// A device, pipe or socket (-o /dev/null, -o /dev/stderr) is written in place: renaming a
+// temporary file over it would replace /dev/null with a regular file for every process.
+static bool is_special_file(const char *path)
+{
+    struct stat st;
+    return !stat(path, &st) && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
+}
+
 // The report goes to a temporary file next to output, renamed over it when complete: a reader
-// never sees half a report, and a failed run leaves the previous one in place.
+// never sees half a report, and a failed run leaves the previous one in place. tmp is left empty
+// when output is a special file, written directly.
 static int redirect_stdout(const struct md_command *cmd, const char *output, char *tmp, size_t size,
                            int *saved)
 {
-    snprintf(tmp, size, "%s.XXXXXX", output);
-    int fd = mkstemp(tmp);
+    bool special = is_special_file(output);
+    if (special)
+        tmp[0] = 0;
+    else
+        snprintf(tmp, size, "%s.XXXXXX", output);
+    int fd = special ? open(output, O_WRONLY | O_CLOEXEC) : mkstemp(tmp);
     if (fd < 0) {
         md_cli_error(cmd, "%s: %s", output, strerror(errno));
         return -1;
     }
-    mode_t mask = umask(0);
-    umask(mask);
-    fchmod(fd, 0666 & ~mask);
+    if (!special) {
+        mode_t mask = umask(0);
+        umask(mask);
+        fchmod(fd, 0666 & ~mask);
+    }
     fflush(stdout);
     *saved = dup(STDOUT_FILENO);
     dup2(fd, STDOUT_FILENO);
@@ -143,15 +159,17 @@ static int redirect_stdout(const struct md_command *cmd, const char *output, cha
 static int restore_stdout(const struct md_command *cmd, const char *output, const char *tmp,
                           int saved)
 {
-    bool written = fflush(stdout) == 0 && !ferror(stdout) && fsync(STDOUT_FILENO) == 0;
+    bool special = !tmp[0]; // written in place: nothing to sync or rename
+    bool written = fflush(stdout) == 0 && !ferror(stdout) && (special || fsync(STDOUT_FILENO) == 0);
     int write_errno = errno;
     dup2(saved, STDOUT_FILENO);
     close(saved);
     clearerr(stdout);
-    if (written && rename(tmp, output) == 0)
+    if (written && (special || rename(tmp, output) == 0))
         return 0;
     md_cli_error(cmd, "%s: %s", output, strerror(written ? errno : write_errno));
-    unlink(tmp);
+    if (!special)
+        unlink(tmp);
     return -1;
 }
 

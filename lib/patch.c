@@ -763,9 +763,16 @@ static int resolve_target(const struct md_patch_options *opt, struct target *t, 
     if (stat(opt->libc, &t->like))
         return md_fail_errno(err, errno, "%s", opt->libc);
     struct stat out;
-    if (opt->output && !stat(opt->output, &out) && out.st_dev == t->like.st_dev &&
-        out.st_ino == t->like.st_ino)
+    bool out_exists = opt->output && !stat(opt->output, &out);
+    if (out_exists && out.st_dev == t->like.st_dev && out.st_ino == t->like.st_ino)
         return md_fail(err, "%s: -o names the input itself; leave out -o to patch in place",
+                       opt->output);
+    // The result is renamed over OUT: over a device (-o /dev/null) that would replace the node
+    // with a regular file for every other program. --dry-run is the way to write nothing.
+    if (out_exists && !S_ISREG(out.st_mode))
+        return md_fail(err,
+                       "%s: not a regular file; -o writes an archive file (--dry-run writes "
+                       "nothing)",
                        opt->output);
     if (opt->output)
         return 0;

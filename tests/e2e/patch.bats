@@ -308,6 +308,21 @@ present_ids() {
     [ "$status" -eq 2 ]
 }
 
+@test "-o onto a device or a directory is refused, and the device stays a device" {
+    # a private copy of /dev/null: renaming the result over it would make it a regular file
+    mknod "$W/null" c 1 3 || skip "mknod not permitted"
+    run "$T" patch -o "$W/null" "$W/libc.a"
+    [ "$status" -ne 0 ]
+    [[ "$output" == *"$W/null: not a regular file"* ]]
+    [ -c "$W/null" ]
+    mkdir "$W/dir"
+    run "$T" patch -o "$W/dir" "$W/libc.a"
+    [ "$status" -ne 0 ]
+    [ -d "$W/dir" ] && [ -z "$(ls "$W/dir")" ]
+    cmp "$W/libc.a" "$MUSL_LIBC"
+    [ "$(ls "$W")" = "$(printf 'dir\nlibc.a\nnull')" ] # no temporary file left
+}
+
 @test "finds mdalloc from any directory: the build tree and an install layout" {
     cd /
     run "$T" patch --dry-run --json "$W/libc.a"
