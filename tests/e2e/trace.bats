@@ -368,3 +368,21 @@ assert f[0]['severity'] == 'error' and 'LD_PRELOAD=' in f[0]['fix'] and 'trace -
     [ "$(q "r['run']['max_rss_kb'] < 3000")" = True ]
     [ "$(q "r['run']['processes']")" = 1 ]
 }
+
+@test "-o onto a device or a FIFO writes into it, and leaves it a device or a FIFO" {
+    # a private copy of /dev/null: a regression would turn this node into a regular file, not the
+    # machine's /dev/null
+    dir=$(mktemp -d)
+    mknod "$dir/null" c 1 3 || { rm -rf "$dir"; skip "mknod not permitted"; }
+    "$T" trace --json -o "$dir/null" -- "$FX/glibc-dynamic"
+    [ -c "$dir/null" ]
+    mkfifo "$dir/fifo"
+    timeout 20 cat "$dir/fifo" >"$dir/got" &
+    reader=$!
+    "$T" trace --json -o "$dir/fifo" -- "$FX/glibc-dynamic"
+    wait "$reader"
+    [ -p "$dir/fifo" ]
+    python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["ops"]["malloc"] > 0' "$dir/got"
+    [ "$(ls "$dir")" = "$(printf 'fifo\ngot\nnull')" ] # no temporary file left
+    rm -rf "$dir"
+}
