@@ -20,14 +20,6 @@ uint64_t md_realtime_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static double measure_ticks_per_ns(void)
-{
-    uint64_t t0 = md_probe_ticks(), n0 = md_realtime_ns(), n1;
-    while ((n1 = md_realtime_ns()) - n0 < MD_CALIBRATION_NS)
-        ;
-    return (double)(md_probe_ticks() - t0) / (double)(n1 - n0);
-}
-
 static int make_file(struct md_probe_file *pf, struct md_error *err)
 {
     const char *tmp = getenv("TMPDIR");
@@ -71,14 +63,28 @@ int md_probe_file_create(struct md_probe_file *pf, uint64_t slow_threshold_ns, u
     *h = layout;
     h->version = MD_PROBE_VERSION;
     h->flags = flags;
-    double rate = measure_ticks_per_ns();
-    h->slow_threshold_ticks = (uint64_t)((double)slow_threshold_ns * rate);
+    pf->slow_threshold_ns = slow_threshold_ns;
+    pf->open_ticks = md_probe_ticks();
+    pf->open_realtime_ns = md_realtime_ns();
+    return 0;
+}
+
+// The tick rate is measured from the pair taken at creation, so that the calibration interval
+// overlaps the work between creation and the start of the program (the ptrace check, the fork)
+// instead of being a 2 ms busy wait of its own; the wait here is only what is left of it.
+void md_probe_file_arm(struct md_probe_file *pf)
+{
+    struct md_probe_header *h = pf->header;
+    uint64_t n1;
+    while ((n1 = md_realtime_ns()) - pf->open_realtime_ns < MD_CALIBRATION_NS)
+        ;
+    double rate = (double)(md_probe_ticks() - pf->open_ticks) / (double)(n1 - pf->open_realtime_ns);
+    h->slow_threshold_ticks = (uint64_t)((double)pf->slow_threshold_ns * rate);
     h->cal_tsc = md_probe_ticks();
     h->cal_realtime_ns = md_realtime_ns();
     pf->ticks_per_ns = rate;
     atomic_thread_fence(memory_order_release);
     h->magic = MD_PROBE_MAGIC; // last: a probe that sees the magic sees everything else
-    return 0;
 }
 
 void md_probe_file_finish(struct md_probe_file *pf)

@@ -14,13 +14,18 @@ struct md_probe_file {
     char path[256];
     struct md_probe_header *header; // the shared mapping
     size_t size;
-    double ticks_per_ns; // measured at creation, refined over the whole run by _finish
+    double ticks_per_ns; // measured by _arm, refined over the whole run by _finish
+    uint64_t slow_threshold_ns;
+    uint64_t open_ticks, open_realtime_ns; // the clock pair taken at creation
 };
 
 // Creates and maps the file (in /dev/shm when possible); slow calls are those longer than
 // slow_threshold_ns; flags (md_probe_flags) ask for call stacks and live blocks.
 int md_probe_file_create(struct md_probe_file *pf, uint64_t slow_threshold_ns, uint32_t flags,
                          struct md_error *err);
+// Sets the slow-call threshold in ticks and makes the file valid for the probe; call right before
+// the program starts (it waits until the tick rate has been measured over 2 ms since creation).
+void md_probe_file_arm(struct md_probe_file *pf);
 // Takes the closing clock pair; call after the program has exited.
 void md_probe_file_finish(struct md_probe_file *pf);
 // Nanoseconds of a tick duration.

@@ -319,6 +319,16 @@ static bool program_tree(const struct md_taskstats *exits, pid_t program,
     return md_taskstats_tree(exits, program, getpid(), comm, tree);
 }
 
+// The run's before_start: the program is about to start, so the probe file is armed last thing
+// (md_probe_file_arm), then perf is attached.
+static int before_program(pid_t pid, void *ctx, struct md_error *err)
+{
+    struct session *s = ctx;
+    if (s->probe.header)
+        md_probe_file_arm(&s->probe);
+    return md_trace_perf_start(pid, &s->perf, err);
+}
+
 static int measure(const struct md_trace_options *opt, struct session *s, cJSON *report,
                    struct md_run_result *run, struct md_error *err)
 {
@@ -329,8 +339,8 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
     struct md_run_spec spec = {.argv = hooks ? s->hooked_argv : opt->argv,
                                .strace_out = s->strace_out,
                                .cmd_env = preload ? env : NULL,
-                               .before_start = md_trace_perf_start,
-                               .ctx = &s->perf,
+                               .before_start = before_program,
+                               .ctx = s,
                                .timeout_seconds = opt->timeout_seconds,
                                .stop_signals = opt->stop_signals};
     struct md_taskstats exits;
