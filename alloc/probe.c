@@ -159,11 +159,16 @@ __attribute__((noinline)) static uint64_t usable_size_checking(void *p)
     size_t word = ((const size_t *)p)[-1];
     if (word & 2) // mapped: asked every time, so not checked
         return size;
-    if ((word & ~(size_t)7) - 8 != size)
+    if ((word & ~(size_t)7) - 8 != size) {
         atomic_store_explicit(&probe.chunks, CHUNKS_NEVER, memory_order_relaxed);
-    else if (atomic_fetch_add_explicit(&probe.chunk_checks, 1, memory_order_relaxed) + 1 ==
-             CHUNK_CHECKS)
-        atomic_store_explicit(&probe.chunks, CHUNKS_INLINE, memory_order_relaxed);
+        return size;
+    }
+    // only from CHECKING: a disagreement another thread saw meanwhile stays final
+    int checking = CHUNKS_CHECKING;
+    if (atomic_fetch_add_explicit(&probe.chunk_checks, 1, memory_order_relaxed) + 1 ==
+            CHUNK_CHECKS &&
+        atomic_compare_exchange_strong(&probe.chunks, &checking, CHUNKS_INLINE))
+        atomic_fetch_or(&probe.shared->method, MD_METHOD_CHUNK_SIZES); // the report says so
     return size;
 }
 

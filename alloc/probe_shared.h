@@ -35,8 +35,9 @@ enum md_probe_flags {
 
 // How slow calls were found (header.method, written by each process's probe).
 enum md_probe_method {
-    MD_METHOD_TICKS = 1, // tick counter at both ends of every call
-    MD_METHOD_RSEQ = 2,  // the kernel cleared an armed rseq_cs: the thread was switched out
+    MD_METHOD_TICKS = 1,       // tick counter at both ends of every call
+    MD_METHOD_RSEQ = 2,        // the kernel cleared an armed rseq_cs: the thread was switched out
+    MD_METHOD_CHUNK_SIZES = 4, // free read block sizes from glibc's chunk headers (probe.c)
 };
 
 enum md_probe_op {

@@ -480,6 +480,8 @@ static void add_attribution(cJSON *report, const struct stats *st, const struct 
     cJSON_AddBoolToObject(o, "available", have_probe);
     static const char *const methods[] = {NULL, "ticks", "rseq", "rseq+ticks"};
     md_json_str(o, "method", methods[method & 3]);
+    // how freed blocks were sized (free_bands): glibc's chunk headers read inline by the probe
+    cJSON_AddBoolToObject(o, "free_sizes_from_chunks", method & MD_METHOD_CHUNK_SIZES);
     cJSON_AddNumberToObject(o, "slow_calls", (double)st->probe.slow);
     cJSON_AddNumberToObject(o, "slow_calls_dropped", (double)st->probe.dropped);
     cJSON_AddNumberToObject(o, "events_in_allocator", (double)st->joined);
