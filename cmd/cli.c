@@ -5,7 +5,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -120,71 +122,112 @@ void md_cli_print_json(const cJSON *report)
     free(text);
 }
 
-// A device, pipe or socket (-o /dev/null, -o /dev/stderr) is written in place: renaming a
-// temporary file over it would replace /dev/null with a regular file for every process.
-static bool is_special_file(const char *path)
+// Where -o puts the report. A regular file (or none yet) gets a temporary file beside it, renamed
+// over it when complete: a reader never sees half a report, and a failed run leaves the previous
+// one in place. Through a symbolic link, that is the link's target, and the link stays. A
+// character device, FIFO or socket (-o /dev/null) is written in place: a rename would replace the
+// node itself, for every process. /dev/stdout, /dev/stderr and /dev/fd/N name the tool's own
+// descriptors, whatever they are (a file, a pipe, a socket, which open() refuses). A block device
+// is refused: writing a report over a disk is never what was meant.
+struct output {
+    const char *name;       // as given, for messages
+    char path[PATH_MAX];    // the file written: name, or its link's target
+    char tmp[PATH_MAX + 8]; // the temporary file renamed over path; empty when written in place
+    int saved;              // the tool's stdout while the report is written
+    const char *refused;    // why open_output would not write there (errno otherwise)
+};
+
+// The descriptor a /dev/stdout-like name stands for, or -1.
+static int named_descriptor(const char *name)
 {
-    struct stat st;
-    return !stat(path, &st) && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
+    if (!strcmp(name, "/dev/stdout"))
+        return STDOUT_FILENO;
+    if (!strcmp(name, "/dev/stderr"))
+        return STDERR_FILENO;
+    const char *n = NULL;
+    if (!strncmp(name, "/dev/fd/", 8))
+        n = name + 8;
+    else if (!strncmp(name, "/proc/self/fd/", 14))
+        n = name + 14;
+    char *end;
+    long fd = n && *n ? strtol(n, &end, 10) : -1;
+    return fd >= 0 && fd <= INT32_MAX && !*end ? (int)fd : -1;
 }
 
-// The report goes to a temporary file next to output, renamed over it when complete: a reader
-// never sees half a report, and a failed run leaves the previous one in place. tmp is left empty
-// when output is a special file, written directly.
-static int redirect_stdout(const struct md_command *cmd, const char *output, char *tmp, size_t size,
-                           int *saved)
+// Opens what the report is written to (see struct output): a descriptor, or -1 with errno set.
+static int open_output(struct output *o)
 {
-    bool special = is_special_file(output);
-    if (special)
-        tmp[0] = 0;
-    else
-        snprintf(tmp, size, "%s.XXXXXX", output);
-    int fd = special ? open(output, O_WRONLY | O_CLOEXEC) : mkstemp(tmp);
-    if (fd < 0) {
-        md_cli_error(cmd, "%s: %s", output, strerror(errno));
+    o->tmp[0] = 0;
+    int named = named_descriptor(o->name);
+    if (named >= 0)
+        return fcntl(named, F_DUPFD_CLOEXEC, 0);
+    struct stat st;
+    bool link = !lstat(o->name, &st) && S_ISLNK(st.st_mode);
+    if (link && !realpath(o->name, o->path)) // dangling: create its target through it, as `>` does
+        return open(o->name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0666);
+    if (!link)
+        snprintf(o->path, sizeof o->path, "%s", o->name);
+    if (!stat(o->path, &st) && !S_ISREG(st.st_mode)) {
+        if (S_ISBLK(st.st_mode))
+            o->refused = "a block device; -o writes a report file";
+        else if (S_ISDIR(st.st_mode))
+            o->refused = strerror(EISDIR);
+        else
+            return open(o->path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
         return -1;
     }
-    if (!special) {
+    snprintf(o->tmp, sizeof o->tmp, "%s.XXXXXX", o->path);
+    int fd = mkstemp(o->tmp);
+    if (fd >= 0) {
         mode_t mask = umask(0);
         umask(mask);
         fchmod(fd, 0666 & ~mask);
     }
+    return fd;
+}
+
+static int redirect_stdout(const struct md_command *cmd, struct output *o)
+{
+    int fd = open_output(o);
+    if (fd < 0) {
+        md_cli_error(cmd, "%s: %s", o->name, o->refused ? o->refused : strerror(errno));
+        return -1;
+    }
     fflush(stdout);
-    *saved = dup(STDOUT_FILENO);
+    o->saved = dup(STDOUT_FILENO);
     dup2(fd, STDOUT_FILENO);
     close(fd);
     return 0;
 }
 
-static int restore_stdout(const struct md_command *cmd, const char *output, const char *tmp,
-                          int saved)
+static int restore_stdout(const struct md_command *cmd, struct output *o)
 {
-    bool special = !tmp[0]; // written in place: nothing to sync or rename
-    bool written = fflush(stdout) == 0 && !ferror(stdout) && (special || fsync(STDOUT_FILENO) == 0);
+    bool in_place = !o->tmp[0]; // nothing to sync or rename
+    bool written =
+        fflush(stdout) == 0 && !ferror(stdout) && (in_place || fsync(STDOUT_FILENO) == 0);
     int write_errno = errno;
-    dup2(saved, STDOUT_FILENO);
-    close(saved);
+    dup2(o->saved, STDOUT_FILENO);
+    close(o->saved);
     clearerr(stdout);
-    if (written && (special || rename(tmp, output) == 0))
+    if (written && (in_place || rename(o->tmp, o->path) == 0))
         return 0;
-    md_cli_error(cmd, "%s: %s", output, strerror(written ? errno : write_errno));
-    if (!special)
-        unlink(tmp);
+    md_cli_error(cmd, "%s: %s", o->name, strerror(written ? errno : write_errno));
+    if (!in_place)
+        unlink(o->tmp);
     return -1;
 }
 
 int md_cli_render(const struct md_command *cmd, const cJSON *report, const char *output, bool json,
                   void (*render_text)(const cJSON *report))
 {
-    char tmp[4096];
-    int saved = -1;
-    if (output && redirect_stdout(cmd, output, tmp, sizeof tmp, &saved))
+    struct output o = {.name = output, .saved = -1};
+    if (output && redirect_stdout(cmd, &o))
         return -1;
     if (json)
         md_cli_print_json(report);
     else
         render_text(report);
-    return output ? restore_stdout(cmd, output, tmp, saved) : 0;
+    return output ? restore_stdout(cmd, &o) : 0;
 }
 
 bool md_cli_parse_u64(const struct md_command *cmd, const char *option, const char *arg,

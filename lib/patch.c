@@ -689,9 +689,9 @@ static int remove_stale_temps(int dirfd, const char *path)
     return removed;
 }
 
-// The file to replace in place: a symlinked libc.a (a toolchain's lib/ pointing elsewhere) is
-// patched where it really lives, so the link stays a link.
-static char *in_place_path(const char *libc, struct md_error *err)
+// The file to replace: a symlinked libc.a (a toolchain's lib/ pointing elsewhere) is patched
+// where it really lives, and -o through a link writes its target, so the link stays a link.
+static char *replaced_path(const char *libc, struct md_error *err)
 {
     struct stat st;
     char *path = !lstat(libc, &st) && S_ISLNK(st.st_mode) ? realpath(libc, NULL) : strdup(libc);
@@ -756,14 +756,14 @@ static char *backup_path(const char *libc, const char *suffix)
 static int resolve_target(const struct md_patch_options *opt, struct target *t, char **backup,
                           char **path, struct md_error *err)
 {
-    *path = opt->output ? strdup(opt->output) : in_place_path(opt->libc, err);
+    *path = replaced_path(opt->output ? opt->output : opt->libc, err);
     if (!*path)
         return -1;
     *t = (struct target){.path = *path, .owner = !opt->output};
     if (stat(opt->libc, &t->like))
         return md_fail_errno(err, errno, "%s", opt->libc);
     struct stat out;
-    bool out_exists = opt->output && !stat(opt->output, &out);
+    bool out_exists = opt->output && !stat(*path, &out);
     if (out_exists && out.st_dev == t->like.st_dev && out.st_ino == t->like.st_ino)
         return md_fail(err, "%s: -o names the input itself; leave out -o to patch in place",
                        opt->output);
@@ -923,7 +923,7 @@ static enum md_patch_result restore_from(const struct md_patch_options *opt, con
 enum md_patch_result md_patch_restore(const struct md_patch_options *opt, cJSON *report,
                                       struct md_error *err)
 {
-    char *libc = in_place_path(opt->libc, err);
+    char *libc = replaced_path(opt->libc, err);
     char *backup =
         libc ? backup_path(libc, opt->backup_suffix ? opt->backup_suffix : ".orig") : NULL;
     enum md_patch_result rc = MD_PATCH_ERROR;

@@ -308,7 +308,7 @@ present_ids() {
     [ "$status" -eq 2 ]
 }
 
-@test "-o onto a device or a directory is refused, and the device stays a device" {
+@test "-o onto a device or a directory is refused; through a symlink it writes the target" {
     # a private copy of /dev/null: renaming the result over it would make it a regular file
     mknod "$W/null" c 1 3 || skip "mknod not permitted"
     run "$T" patch -o "$W/null" "$W/libc.a"
@@ -321,6 +321,12 @@ present_ids() {
     [ -d "$W/dir" ] && [ -z "$(ls "$W/dir")" ]
     cmp "$W/libc.a" "$MUSL_LIBC"
     [ "$(ls "$W")" = "$(printf 'dir\nlibc.a\nnull')" ] # no temporary file left
+    # through a symlink: its target is written, the link stays
+    touch "$W/real.a"
+    ln -s real.a "$W/link.a"
+    "$T" patch -o "$W/link.a" "$W/libc.a" >/dev/null
+    [ -L "$W/link.a" ]
+    cmp "$W/real.a" "$REF"
 }
 
 @test "finds mdalloc from any directory: the build tree and an install layout" {
