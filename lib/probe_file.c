@@ -20,6 +20,15 @@ uint64_t md_realtime_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+// Tick rates are measured against the monotonic clock: a step of the wall clock (NTP, an
+// administrator) between two readings would make the rate, and the slow-call threshold, absurd.
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static int make_file(struct md_probe_file *pf, struct md_error *err)
 {
     const char *tmp = getenv("TMPDIR");
@@ -65,7 +74,7 @@ int md_probe_file_create(struct md_probe_file *pf, uint64_t slow_threshold_ns, u
     h->flags = flags;
     pf->slow_threshold_ns = slow_threshold_ns;
     pf->open_ticks = md_probe_ticks();
-    pf->open_realtime_ns = md_realtime_ns();
+    pf->open_monotonic_ns = monotonic_ns();
     return 0;
 }
 
@@ -76,12 +85,14 @@ void md_probe_file_arm(struct md_probe_file *pf)
 {
     struct md_probe_header *h = pf->header;
     uint64_t n1;
-    while ((n1 = md_realtime_ns()) - pf->open_realtime_ns < MD_CALIBRATION_NS)
+    while ((n1 = monotonic_ns()) - pf->open_monotonic_ns < MD_CALIBRATION_NS)
         ;
-    double rate = (double)(md_probe_ticks() - pf->open_ticks) / (double)(n1 - pf->open_realtime_ns);
+    double rate =
+        (double)(md_probe_ticks() - pf->open_ticks) / (double)(n1 - pf->open_monotonic_ns);
     h->slow_threshold_ticks = (uint64_t)((double)pf->slow_threshold_ns * rate);
     h->cal_tsc = md_probe_ticks();
-    h->cal_realtime_ns = md_realtime_ns();
+    pf->cal_monotonic_ns = monotonic_ns();
+    h->cal_realtime_ns = md_realtime_ns(); // where the probe's tick stamps start, in wall time
     pf->ticks_per_ns = rate;
     atomic_thread_fence(memory_order_release);
     h->magic = MD_PROBE_MAGIC; // last: a probe that sees the magic sees everything else
@@ -90,7 +101,7 @@ void md_probe_file_arm(struct md_probe_file *pf)
 void md_probe_file_finish(struct md_probe_file *pf)
 {
     uint64_t dt = md_probe_ticks() - pf->header->cal_tsc;
-    uint64_t dn = md_realtime_ns() - pf->header->cal_realtime_ns;
+    uint64_t dn = monotonic_ns() - pf->cal_monotonic_ns;
     if (dn > MD_CALIBRATION_NS && dt)
         pf->ticks_per_ns = (double)dt / (double)dn;
 }

@@ -16,7 +16,8 @@ struct md_probe_file {
     size_t size;
     double ticks_per_ns; // measured by _arm, refined over the whole run by _finish
     uint64_t slow_threshold_ns;
-    uint64_t open_ticks, open_realtime_ns; // the clock pair taken at creation
+    uint64_t open_ticks, open_monotonic_ns; // the clock pair taken at creation
+    uint64_t cal_monotonic_ns;              // monotonic time of header->cal_tsc (from _arm)
 };
 
 // Creates and maps the file (in /dev/shm when possible); slow calls are those longer than
