@@ -206,6 +206,11 @@ static int read_funcs(struct md_symtab *t, struct md_error *err)
         qsort(c.funcs, c.count, sizeof *c.funcs, func_cmp);
     t->funcs = c.funcs;
     t->count = dedup_funcs(c.funcs, c.count);
+    // the reservation counted every symbol, not only functions: give the rest back, since the
+    // table lives as long as the symbol cache
+    struct md_func_sym *fitted = t->count ? realloc(c.funcs, t->count * sizeof *c.funcs) : NULL;
+    if (fitted)
+        t->funcs = fitted;
     return 0;
 }
 
