@@ -825,9 +825,10 @@ static void fix_auxv(uint64_t *auxv, const struct image *im)
     }
 }
 
-// The program's stack is the kernel's, without our 5 arguments: the vector is moved down by one
-// word (the stack pointer must stay 16-byte aligned) and starts 4 words higher.
-static uint64_t *program_stack(uint64_t *sp, const struct image *im)
+// The program's stack is the kernel's, without the probe's `skip` leading arguments (0 or 5): the
+// vector is moved down by one word per argument and starts as many words higher, so the stack
+// pointer stays 16-byte aligned only if skip is odd or 0, which the callers guarantee.
+static uint64_t *program_stack(uint64_t *sp, uint64_t skip, const struct image *im)
 {
     uint64_t argc = sp[0];
     uint64_t *end = sp + 1 + argc + 1; // past argv's NULL
@@ -838,11 +839,58 @@ static uint64_t *program_stack(uint64_t *sp, const struct image *im)
     while (end[0] != AT_NULL)
         end += 2;
     end += 2;
-    memmove(sp + 5, sp + 6, (size_t)((char *)end - (char *)(sp + 6)));
-    uint64_t *stack = sp + 4;
-    stack[0] = argc - 5;
-    fix_auxv(auxv - 1, im);
+    uint64_t *stack = sp;
+    if (skip) {
+        memmove(sp + skip, sp + skip + 1, (size_t)((char *)end - (char *)(sp + skip + 1)));
+        auxv -= 1;
+        stack = sp + skip - 1;
+        stack[0] = argc - skip;
+    }
+    fix_auxv(auxv, im);
     return stack;
+}
+
+// The value of environment variable name (NAME=value) in the kernel's initial stack, or NULL.
+static const char *initial_env(uint64_t *sp, const char *name)
+{
+    char **env = (char **)(sp + 1 + sp[0] + 1);
+    for (; *env; env++) {
+        const char *n = name, *e = *env;
+        while (*n && *e == *n)
+            n++, e++;
+        if (!*n && *e == '=')
+            return e + 1;
+    }
+    return NULL;
+}
+
+// What to run: from the tool's command line (PROBE_FILE EXECUTABLE HOOKS -- ARGV0 [ARGS...]), or,
+// when the program ran itself again through /proc/self/exe, from the environment the tool gave it
+// (MD_STATIC_ENV_*) with the arguments as the program passed them. The command line counts as the
+// tool's only when it repeats the environment exactly (or there is none, when run by hand).
+struct invocation {
+    const char *probe_file, *executable, *hooks;
+    uint64_t skip; // leading arguments that are the probe's
+};
+
+static struct invocation find_invocation(uint64_t *sp)
+{
+    char **argv = (char **)(sp + 1);
+    struct invocation env = {initial_env(sp, MD_STATIC_ENV_FILE),
+                             initial_env(sp, MD_STATIC_ENV_EXE),
+                             initial_env(sp, MD_STATIC_ENV_HOOKS), 0};
+    bool have_env = env.probe_file && env.executable && env.hooks;
+    bool tool_form = sp[0] >= 6 && str_eq(argv[4], "--") &&
+                     (!have_env || (str_eq(argv[1], env.probe_file) &&
+                                    str_eq(argv[2], env.executable) && str_eq(argv[3], env.hooks)));
+    if (tool_form)
+        return (struct invocation){argv[1], argv[2], argv[3], 5};
+    if (!have_env || sp[0] < 1)
+        die(NULL, "usage: md-static-probe PROBE_FILE EXECUTABLE HOOKS -- ARGV0 [ARGS...] "
+                  "(run by malloc-doctor trace; a program that runs itself again through "
+                  "/proc/self/exe needs " MD_STATIC_ENV_FILE ", " MD_STATIC_ENV_EXE
+                  " and " MD_STATIC_ENV_HOOKS " in its environment)");
+    return env;
 }
 
 static const char *base_name(const char *path)
@@ -858,26 +906,24 @@ __attribute__((noreturn, used)) void md_static_main(uint64_t *sp);
 
 __attribute__((noreturn, used)) void md_static_main(uint64_t *sp)
 {
-    char **argv = (char **)(sp + 1);
-    if (sp[0] < 6 || !str_eq(argv[4], "--"))
-        die(NULL, "usage: md-static-probe PROBE_FILE EXECUTABLE HOOKS -- ARGV0 [ARGS...] "
-                  "(run by malloc-doctor trace)");
-    struct image im = {.path = argv[2], .fd = -1};
+    struct invocation run = find_invocation(sp);
+    char **program_argv = (char **)(sp + 1) + run.skip;
+    struct image im = {.path = run.executable, .fd = -1};
     read_headers(&im);
     find_span(&im);
     reserve(&im);
     map_segments(&im);
     find_phdr(&im);
-    install_hooks(&im, argv[3]);
+    install_hooks(&im, run.hooks);
     protect_segments(&im);
     SYS(SYS_close, im.fd);
     make_stack_executable_if_asked(&im, sp);
     describe_program(&im);
-    attach_file(argv[1]);
+    attach_file(run.probe_file);
     SYS(SYS_prctl, PR_SET_NAME_, base_name(im.path), 0, 0, 0);
-    SYS(SYS_prctl, PR_SET_MM_, PR_SET_MM_ARG_START_, argv[5], 0, 0);
+    SYS(SYS_prctl, PR_SET_MM_, PR_SET_MM_ARG_START_, program_argv[0], 0, 0);
     uint64_t entry = im.bias + im.ehdr.e_entry;
-    uint64_t *stack = program_stack(sp, &im);
+    uint64_t *stack = program_stack(sp, run.skip, &im);
     // what strace sees up to here is ours: the tool drops it
     SYS(SYS_madvise, MD_STATIC_MARKER, 0, MADV_NORMAL_);
     __asm__ volatile("mov %0, %%rsp\n\t"

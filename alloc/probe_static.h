@@ -44,4 +44,12 @@ enum md_static_kind {
 // program), not the program's.
 #define MD_STATIC_MARKER 0x6d6400000000ul
 
+// The probe's three arguments, also given to the program in its environment. A program that runs
+// itself again through /proc/self/exe (which names the probe) runs the probe with its own
+// arguments: the probe then finds PROBE_FILE, EXECUTABLE and HOOKS here, and the new process is
+// hooked and counted like the first.
+#define MD_STATIC_ENV_FILE "MD_STATIC_PROBE_FILE"
+#define MD_STATIC_ENV_EXE "MD_STATIC_PROBE_EXE"
+#define MD_STATIC_ENV_HOOKS "MD_STATIC_PROBE_HOOKS"
+
 #endif

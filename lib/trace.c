@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "alloc/probe_static.h"
 #include "lib/inspect.h"
 #include "lib/probe_file.h"
 #include "lib/taskstats.h"
@@ -203,6 +204,8 @@ struct session {
     char strace_out[PATH_MAX];
     char env_preload[3 * PATH_MAX + 64], env_file[PATH_MAX + 32];
     char **hooked_argv; // MODE_HOOKS: the static probe's command line, then the program's
+    // MODE_HOOKS: the same three arguments for a re-run through /proc/self/exe (probe_static.h)
+    char env_static_file[PATH_MAX + 32], env_static_exe[PATH_MAX + 32], env_static_hooks[1100];
     struct md_strace_log log;
 };
 
@@ -223,6 +226,12 @@ static int hooked_command(const struct md_trace_options *opt, struct session *s,
     *a++ = s->target.hooks.spec;
     *a++ = "--";
     memcpy(a, opt->argv, n * sizeof *a);
+    snprintf(s->env_static_file, sizeof s->env_static_file, "%s=%s", MD_STATIC_ENV_FILE,
+             s->probe.path);
+    snprintf(s->env_static_exe, sizeof s->env_static_exe, "%s=%s", MD_STATIC_ENV_EXE,
+             s->target.path);
+    snprintf(s->env_static_hooks, sizeof s->env_static_hooks, "%s=%s", MD_STATIC_ENV_HOOKS,
+             s->target.hooks.spec);
     return 0;
 }
 
@@ -336,9 +345,12 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
     bool hooks = s->target.mode == MODE_HOOKS;
     bool probed = preload || hooks; // counts, sizes and slow calls in the probe file
     const char *env[] = {s->env_preload, s->env_file, NULL};
+    const char *env_static[] = {s->env_static_file, s->env_static_exe, s->env_static_hooks, NULL};
     struct md_run_spec spec = {.argv = hooks ? s->hooked_argv : opt->argv,
                                .strace_out = s->strace_out,
-                               .cmd_env = preload ? env : NULL,
+                               .cmd_env = preload ? env
+                                          : hooks ? env_static
+                                                  : NULL,
                                .before_start = before_program,
                                .ctx = s,
                                .timeout_seconds = opt->timeout_seconds,

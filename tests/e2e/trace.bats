@@ -121,6 +121,18 @@ PY
     [ "$(q "len(set(t['pid'] for t in r['threads'] if t['pid']))")" = 2 ]
 }
 
+@test "static program that runs itself again through /proc/self/exe: the child runs and is hooked" {
+    # /proc/self/exe names the static probe; it finds the program in the environment
+    run "$T" trace --json -o "$OUT" -- "$FX/lifecycle-musl-static" fork 500
+    [ "$status" -eq 0 ]
+    [ "$(echo "$output" | grep -c ': 500 malloc 500 free')" = 2 ]
+    [ "$(q "r['mode']")" = hooks ]
+    [ "$(q "r['ops']['malloc']")" = 1000 ]
+    [ "$(q "r['ops']['free']")" = 1000 ]
+    [ "$(q "r['run']['probed_processes']")" = 2 ]
+    [ "$(q "len(set(t['pid'] for t in r['threads'] if t['pid']))")" = 2 ]
+}
+
 @test "static musl program: the static probe's hooks count exactly and tie syscalls to calls" {
     run "$T" trace --json -o "$OUT" -- "$FX/musl-static"
     [ "$status" -eq 0 ]
@@ -388,5 +400,25 @@ assert f[0]['severity'] == 'error' and 'LD_PRELOAD=' in f[0]['fix'] and 'trace -
     [ -p "$dir/fifo" ]
     python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["ops"]["malloc"] > 0' "$dir/got"
     [ "$(ls "$dir")" = "$(printf 'fifo\ngot\nnull')" ] # no temporary file left
+    rm -rf "$dir"
+}
+
+@test "-o through a symlink writes its target; /dev/stdout is the tool's stdout; a block device is refused" {
+    dir=$(mktemp -d)
+    touch "$dir/real"
+    ln -s real "$dir/link"
+    "$T" trace --json -o "$dir/link" -- "$FX/glibc-dynamic" >/dev/null
+    [ -L "$dir/link" ]
+    python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["ops"]["malloc"] > 0' "$dir/real"
+    # /dev/stdout into a pipe: the report follows the program's own output
+    "$T" trace --json -o /dev/stdout -- "$FX/glibc-dynamic" | tail -c +1 >"$dir/piped"
+    grep -q '"schema"' "$dir/piped"
+    # a block device (an unattached loop device: a regression could not write to a disk)
+    mknod "$dir/blk" b 7 250 || { rm -rf "$dir"; skip "mknod not permitted"; }
+    run "$T" trace --json -o "$dir/blk" -- "$FX/glibc-dynamic"
+    [ "$status" -ne 0 ]
+    [[ "$output" == *"$dir/blk: a block device; -o writes a report file"* ]]
+    [ -b "$dir/blk" ]
+    [ "$(ls "$dir")" = "$(printf 'blk\nlink\npiped\nreal')" ]
     rm -rf "$dir"
 }
