@@ -114,6 +114,7 @@ struct md_perf_result {
 
     bool sampled;              // sample_hz was > 0
     bool kernel_excluded;      // kernel-mode samples were not permitted (exclude_kernel=1)
+    bool system_wide;          // whole CPUs were sampled and the program's tree kept
     unsigned cpus;             // CPUs sampled
     uint64_t samples_total;    // samples of the target tree (strace excluded)
     uint64_t samples_alloc;    // of those, inside the allocator

@@ -196,6 +196,7 @@ struct replay {
     struct counter all, alloc;
     struct counter futex_index; // stack text -> index + 1 into res->futex_stacks
     size_t futex_stack_cap, futex_wait_cap;
+    struct md_u64map tree; // whole-CPU records: pid + 1 -> 1 while in the program's tree
     bool oom;
 };
 
@@ -667,9 +668,72 @@ static void on_sample(struct replay *r, const struct perf_event_header *h,
         r->oom = true;
 }
 
+// ---- the program's tree, when whole CPUs were sampled ---------------------------------------
+
+static bool in_tree(struct replay *r, uint32_t pid)
+{
+    uint64_t *v = md_u64map_find(&r->tree, (uint64_t)pid + 1);
+    return v && *v;
+}
+
+static void tree_set(struct replay *r, uint32_t pid, bool member)
+{
+    uint64_t *v = md_u64map_find(&r->tree, (uint64_t)pid + 1);
+    if (v)
+        *v = member;
+    else if (member && !md_u64map_put(&r->tree, (uint64_t)pid + 1, 1))
+        r->oom = true;
+}
+
+// Whether a record of whole-CPU sampling is the program's. The root joins the tree at its exec
+// (before, it is the tool's child), a process forked by a member joins, and a process that exits
+// leaves (its pid may be reused by anyone). Records come in time order (index_log), so a fork is
+// seen before its child's first record.
+static bool keep_record(struct replay *r, const struct perf_event_header *h,
+                        const unsigned char *body)
+{
+    uint32_t root = (uint32_t)r->names->system_wide_root;
+    if (!root)
+        return true;
+    size_t size = h->size - sizeof *h;
+    struct rec_fork f;
+    uint32_t pid;
+    switch (h->type) {
+    case PERF_RECORD_SAMPLE: // id, ip, then pid
+        if (size < sizeof(struct sample))
+            return false;
+        memcpy(&pid, body + 16, sizeof pid);
+        return in_tree(r, pid);
+    case PERF_RECORD_COMM:
+    case PERF_RECORD_MMAP2:
+        if (size < sizeof pid)
+            return false;
+        memcpy(&pid, body, sizeof pid);
+        if (h->type == PERF_RECORD_COMM && pid == root && (h->misc & PERF_RECORD_MISC_COMM_EXEC))
+            tree_set(r, pid, true);
+        return in_tree(r, pid);
+    case PERF_RECORD_FORK:
+    case PERF_RECORD_EXIT:
+        if (size < sizeof f)
+            return false;
+        memcpy(&f, body, sizeof f);
+        if (!in_tree(r, f.ppid) && !in_tree(r, f.pid))
+            return false;
+        if (h->type == PERF_RECORD_FORK)
+            tree_set(r, f.pid, true);
+        else if (f.pid == f.tid)
+            tree_set(r, f.pid, false);
+        return h->type == PERF_RECORD_FORK;
+    default: // lost samples, throttling: of the whole CPU, the program's among them
+        return true;
+    }
+}
+
 static void on_record(struct replay *r, const struct perf_event_header *h,
                       const unsigned char *body)
 {
+    if (!keep_record(r, h, body))
+        return;
     uint64_t lost;
     switch (h->type) {
     case PERF_RECORD_SAMPLE:
@@ -767,6 +831,7 @@ static void replay_free(struct replay *r)
     md_u64map_free(&r->proc_index);
     md_u64map_free(&r->thread_index);
     md_u64map_free(&r->alloc_memo);
+    md_u64map_free(&r->tree);
     for (size_t i = 0; i < r->proc_count; i++)
         free(r->procs[i].maps);
     free(r->procs);

@@ -53,6 +53,9 @@ struct md_perf_names {
     // samples.
     const uint64_t *futex_ids;
     size_t futex_id_count;
+    // Nonzero: the records are of whole CPUs; keep those of this process from its exec on, and
+    // of the processes it forks, theirs and so on (see on_record).
+    pid_t system_wide_root;
 };
 
 // Replays the log into the sample fields of res (samples_*, throttled, top lists) and the futex

@@ -131,6 +131,8 @@ static void add_cpu(cJSON *report, const struct md_perf_result *r, const char *e
     md_json_str(o, "error", error && *error ? error : NULL);
     if (!r || !r->sampled)
         return;
+    // "system": whole CPUs sampled, the program's processes kept; "process": per-process events
+    md_json_str(o, "scope", r->system_wide ? "system" : "process");
     cJSON_AddNumberToObject(o, "samples", (double)r->samples_total);
     cJSON_AddNumberToObject(o, "allocator_samples", (double)r->samples_alloc);
     cJSON_AddNumberToObject(o, "allocator_share",

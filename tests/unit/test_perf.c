@@ -87,10 +87,11 @@ static void print_result(const char *label, const struct md_perf_result *res)
 {
     fprintf(stderr,
             "# %s: %ju samples, %ju in allocator (%.1f%%), %ju kernel, %ju unknown, %ju "
-            "excluded, %ju lost, %u cpus\n",
+            "excluded, %ju lost, %u cpus%s\n",
             label, (uintmax_t)res->samples_total, (uintmax_t)res->samples_alloc,
             100 * alloc_share(res), (uintmax_t)res->samples_kernel, (uintmax_t)res->samples_unknown,
-            (uintmax_t)res->samples_excluded, (uintmax_t)res->samples_lost, res->cpus);
+            (uintmax_t)res->samples_excluded, (uintmax_t)res->samples_lost, res->cpus,
+            res->system_wide ? ", whole CPUs" : "");
     for (size_t i = 0; i < res->top_alloc_count && i < 3; i++)
         fprintf(stderr, "#   alloc %-24s %ju\n", res->top_alloc[i].name,
                 (uintmax_t)res->top_alloc[i].samples);
@@ -349,6 +350,37 @@ static void compute_bound_program_has_low_share(void **state)
     assert_true(r.res.samples_unknown < r.res.samples_total / 10);
 }
 
+// Whole-CPU sampling (as root) keeps the program's tree only: a busy process that is not the
+// program's, on the other CPU, leaves no sample. Without the privilege the events are per process,
+// which cannot see it in the first place.
+static void other_processes_are_left_out(void **state)
+{
+    (void)state;
+    char *spin_argv[] = {(char *)PFX "compute", NULL};
+    pid_t spinner = spawn_stopped(spin_argv, "/dev/null");
+    kill(spinner, SIGCONT); // not under perf: started before, and not the program's child
+    const char *const internal[] = {"toy_refill", NULL};
+    struct md_perf_options opt = {
+        .sample_hz = 2000, .alloc_api = alloc_api, .alloc_internal = internal};
+    char *argv[] = {(char *)PFX "toy-alloc", NULL};
+    struct run r;
+    run_fixture(argv, &opt, &r);
+    kill(spinner, SIGKILL);
+    waitpid(spinner, NULL, 0);
+    print_result("toy-alloc beside a busy process", &r.res);
+    if (geteuid() == 0)
+        assert_true(r.res.system_wide);
+    // the other process's samples would be unknown (its mappings were never seen) or its own
+    if (r.res.samples_unknown > r.res.samples_total / 10)
+        fail_msg("%ju of %ju samples unknown", (uintmax_t)r.res.samples_unknown,
+                 (uintmax_t)r.res.samples_total);
+    for (size_t i = 0; i < r.res.top_all_count; i++)
+        if (!strcmp(r.res.top_all[i].name, "spin_compute"))
+            fail_msg("%ju samples of the other process's spin_compute",
+                     (uintmax_t)r.res.top_all[i].samples);
+    assert_string_equal(r.res.top_all[0].name, "toy_refill");
+}
+
 // Samples follow a plain fork (mappings inherited without MMAP records) and leave out a child
 // whose command is "strace".
 static void fork_is_followed_and_strace_excluded(void **state)
@@ -384,6 +416,7 @@ int main(void)
         cmocka_unit_test(callchain_attributes_callee_to_malloc),
         cmocka_unit_test(compute_bound_program_has_low_share),
         cmocka_unit_test(fork_is_followed_and_strace_excluded),
+        cmocka_unit_test(other_processes_are_left_out),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
