@@ -154,28 +154,35 @@ static int named_descriptor(const char *name)
     return fd >= 0 && fd <= INT32_MAX && !*end ? (int)fd : -1;
 }
 
-// Opens what the report is written to (see struct output): a descriptor, or -1 with errno set.
-static int open_output(struct output *o)
+enum output_way { OUTPUT_DESCRIPTOR, OUTPUT_CREATE_THROUGH_LINK, OUTPUT_IN_PLACE, OUTPUT_RENAME };
+
+// How the report gets to o->name (see struct output), without writing anything: -1 when it
+// cannot, with o->refused set. *named is the descriptor of OUTPUT_DESCRIPTOR.
+static int output_way(struct output *o, int *named)
 {
     o->tmp[0] = 0;
-    int named = named_descriptor(o->name);
-    if (named >= 0)
-        return fcntl(named, F_DUPFD_CLOEXEC, 0);
+    if ((*named = named_descriptor(o->name)) >= 0)
+        return OUTPUT_DESCRIPTOR;
     struct stat st;
     bool link = !lstat(o->name, &st) && S_ISLNK(st.st_mode);
     if (link && !realpath(o->name, o->path)) // dangling: create its target through it, as `>` does
-        return open(o->name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0666);
+        return OUTPUT_CREATE_THROUGH_LINK;
     if (!link)
         snprintf(o->path, sizeof o->path, "%s", o->name);
-    if (!stat(o->path, &st) && !S_ISREG(st.st_mode)) {
-        if (S_ISBLK(st.st_mode))
-            o->refused = "a block device; -o writes a report file";
-        else if (S_ISDIR(st.st_mode))
-            o->refused = strerror(EISDIR);
-        else
-            return open(o->path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
-        return -1;
-    }
+    if (stat(o->path, &st) || S_ISREG(st.st_mode))
+        return OUTPUT_RENAME;
+    if (S_ISBLK(st.st_mode))
+        o->refused = "a block device; -o writes a report file";
+    else if (S_ISDIR(st.st_mode))
+        o->refused = strerror(EISDIR);
+    else
+        return OUTPUT_IN_PLACE;
+    return -1;
+}
+
+// A fresh temporary file beside o->path, readable as the umask allows (mkstemp makes it 0600).
+static int make_temp(struct output *o)
+{
     snprintf(o->tmp, sizeof o->tmp, "%s.XXXXXX", o->path);
     int fd = mkstemp(o->tmp);
     if (fd >= 0) {
@@ -184,6 +191,38 @@ static int open_output(struct output *o)
         fchmod(fd, 0666 & ~mask);
     }
     return fd;
+}
+
+// Opens what the report is written to: a descriptor, or -1 with o->refused or errno saying why.
+static int open_output(struct output *o)
+{
+    int named;
+    switch (output_way(o, &named)) {
+    case OUTPUT_DESCRIPTOR:
+        return fcntl(named, F_DUPFD_CLOEXEC, 0);
+    case OUTPUT_CREATE_THROUGH_LINK:
+        return open(o->name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0666);
+    case OUTPUT_IN_PLACE:
+        return open(o->path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+    case OUTPUT_RENAME:
+        return make_temp(o);
+    default:
+        return -1;
+    }
+}
+
+bool md_cli_output_usable(const struct md_command *cmd, const char *output)
+{
+    struct output o = {.name = output};
+    int named, way = output_way(&o, &named), fd = 0;
+    if (way == OUTPUT_DESCRIPTOR)
+        fd = fcntl(named, F_GETFD);
+    else if (way == OUTPUT_RENAME && (fd = make_temp(&o)) >= 0) // can it be created there?
+        unlink(o.tmp), close(fd);
+    if (way >= 0 && fd >= 0) // a FIFO is not opened: that waits for a reader
+        return true;
+    md_cli_error(cmd, "%s: %s", output, o.refused ? o.refused : strerror(errno));
+    return false;
 }
 
 static int redirect_stdout(const struct md_command *cmd, struct output *o)

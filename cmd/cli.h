@@ -63,6 +63,10 @@ void md_cli_print_finding(const char *subject, const cJSON *finding);
 // Prints the report as JSON on stdout (one document, newline terminated).
 void md_cli_print_json(const cJSON *report);
 
+// Before a long run: whether -o OUTPUT can be written, checked the way md_cli_render will write it
+// (a temporary file is created and removed); prints the error when not.
+bool md_cli_output_usable(const struct md_command *cmd, const char *output);
+
 // Prints the report to output (NULL: stdout) as JSON or with render_text; returns -1 after
 // printing an error when output cannot be opened.
 int md_cli_render(const struct md_command *cmd, const cJSON *report, const char *output, bool json,

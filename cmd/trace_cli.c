@@ -124,6 +124,10 @@ int md_trace_cli_run(const struct md_command *cmd, const struct md_trace_cli *a,
     cJSON *baseline;
     if (!md_cli_gate_load(cmd, &a->gate, &baseline))
         return MD_EXIT_USAGE;
+    if (a->output && !md_cli_output_usable(cmd, a->output)) { // not after a long run
+        cJSON_Delete(baseline);
+        return MD_EXIT_USAGE;
+    }
     cJSON *report = md_report_new(cmd->name, MD_VERSION);
     struct md_run_result result = {0};
     struct md_error err;

@@ -420,5 +420,12 @@ assert f[0]['severity'] == 'error' and 'LD_PRELOAD=' in f[0]['fix'] and 'trace -
     [[ "$output" == *"$dir/blk: a block device; -o writes a report file"* ]]
     [ -b "$dir/blk" ]
     [ "$(ls "$dir")" = "$(printf 'blk\nlink\npiped\nreal')" ]
+    # an -o that cannot be written fails before the program runs, not after
+    for bad in "$dir/blk" "$dir/missing/report" "$dir" /dev/fd/9; do
+        run "$T" trace -o "$bad" -- "$FX/lifecycle" exit 5
+        [ "$status" -eq 2 ]
+        [[ "$output" == *"malloc-doctor: trace: $bad: "* ]]
+        [[ "$output" != *"5 malloc 5 free"* ]] # lifecycle's own line: it never ran
+    done
     rm -rf "$dir"
 }
