@@ -304,15 +304,21 @@ static void uprobe_open_failure_is_reported(void **state)
 
 // ---- CPU sampling -------------------------------------------------------------------------
 
-static void toy_global_lock_allocator_dominates(void **state)
+// The toy allocator with a global lock, sampled at 2000 Hz with toy_refill named internal.
+static void run_toy_alloc(struct run *r)
 {
-    (void)state;
-    const char *const internal[] = {"toy_refill", NULL};
+    static const char *const internal[] = {"toy_refill", NULL};
     struct md_perf_options opt = {
         .sample_hz = 2000, .alloc_api = alloc_api, .alloc_internal = internal};
     char *argv[] = {(char *)PFX "toy-alloc", NULL};
+    run_fixture(argv, &opt, r);
+}
+
+static void toy_global_lock_allocator_dominates(void **state)
+{
+    (void)state;
     struct run r;
-    run_fixture(argv, &opt, &r);
+    run_toy_alloc(&r);
     print_result("toy-alloc", &r.res);
     if (r.res.samples_total < 100)
         fail_msg("only %ju samples for 800 ms of CPU time", (uintmax_t)r.res.samples_total);
@@ -359,12 +365,8 @@ static void other_processes_are_left_out(void **state)
     char *spin_argv[] = {(char *)PFX "compute", NULL};
     pid_t spinner = spawn_stopped(spin_argv, "/dev/null");
     kill(spinner, SIGCONT); // not under perf: started before, and not the program's child
-    const char *const internal[] = {"toy_refill", NULL};
-    struct md_perf_options opt = {
-        .sample_hz = 2000, .alloc_api = alloc_api, .alloc_internal = internal};
-    char *argv[] = {(char *)PFX "toy-alloc", NULL};
     struct run r;
-    run_fixture(argv, &opt, &r);
+    run_toy_alloc(&r);
     kill(spinner, SIGKILL);
     waitpid(spinner, NULL, 0);
     print_result("toy-alloc beside a busy process", &r.res);
