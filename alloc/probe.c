@@ -101,21 +101,66 @@ static bool is_boot(const void *p)
            (const unsigned char *)p < probe.boot + BOOT_BYTES;
 }
 
+// True when fn is defined in the object whose file is named base (any directory).
+static bool defined_in(void *fn, const char *base)
+{
+    Dl_info info;
+    if (!fn || !dladdr(fn, &info) || !info.dli_fname)
+        return false;
+    const char *slash = strrchr(info.dli_fname, '/');
+    return !strcmp(slash ? slash + 1 : info.dli_fname, base);
+}
+
+// glibc's debugging malloc (libc_malloc_debug.so.0, preloaded for MALLOC_CHECK_, mcheck and
+// mtrace) defines the malloc family under the non-default version GLIBC_2.2.5 only, which dlsym
+// passes over: the probe would forward to libc's malloc behind it and silently turn the checks
+// off. When that library is loaded, its functions are looked up by version.
+#if defined(__GLIBC__) && defined(__x86_64__)
+#define MD_DEBUG_MALLOC_LIB "libc_malloc_debug.so.0"
+#define MD_DEBUG_MALLOC_VERSION "GLIBC_2.2.5"
+#endif
+
+static void *next_function(const char *name, bool debug_malloc)
+{
+    void *fn = dlsym(RTLD_NEXT, name);
+#ifdef MD_DEBUG_MALLOC_LIB
+    void *versioned = debug_malloc ? dlvsym(RTLD_NEXT, name, MD_DEBUG_MALLOC_VERSION) : NULL;
+    if (versioned && defined_in(versioned, MD_DEBUG_MALLOC_LIB))
+        fn = versioned;
+#else
+    (void)debug_malloc;
+#endif
+    return fn;
+}
+
+static bool debug_malloc_loaded(void)
+{
+#ifdef MD_DEBUG_MALLOC_LIB
+    void *handle = dlopen(MD_DEBUG_MALLOC_LIB, RTLD_LAZY | RTLD_NOLOAD);
+    if (handle)
+        dlclose(handle);
+    return handle != NULL;
+#else
+    return false;
+#endif
+}
+
 static void resolve(void)
 {
     probe.resolving = 1;
+    bool debug = debug_malloc_loaded();
     struct real_allocator r;
-    r.malloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "malloc");
-    r.free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
-    r.calloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "calloc");
-    r.realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
-    r.reallocarray = (void *(*)(void *, size_t, size_t))dlsym(RTLD_NEXT, "reallocarray");
-    r.posix_memalign = (int (*)(void **, size_t, size_t))dlsym(RTLD_NEXT, "posix_memalign");
-    r.aligned_alloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "aligned_alloc");
-    r.memalign = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "memalign");
-    r.valloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "valloc");
-    r.pvalloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "pvalloc");
-    r.usable_size = (size_t(*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
+    r.malloc = (void *(*)(size_t))next_function("malloc", debug);
+    r.free = (void (*)(void *))next_function("free", debug);
+    r.calloc = (void *(*)(size_t, size_t))next_function("calloc", debug);
+    r.realloc = (void *(*)(void *, size_t))next_function("realloc", debug);
+    r.reallocarray = (void *(*)(void *, size_t, size_t))next_function("reallocarray", debug);
+    r.posix_memalign = (int (*)(void **, size_t, size_t))next_function("posix_memalign", debug);
+    r.aligned_alloc = (void *(*)(size_t, size_t))next_function("aligned_alloc", debug);
+    r.memalign = (void *(*)(size_t, size_t))next_function("memalign", debug);
+    r.valloc = (void *(*)(size_t))next_function("valloc", debug);
+    r.pvalloc = (void *(*)(size_t))next_function("pvalloc", debug);
+    r.usable_size = (size_t(*)(void *))next_function("malloc_usable_size", debug);
     probe.real = r;
     probe.resolving = 0;
 }
@@ -134,19 +179,11 @@ static void resolve(void)
 enum chunk_reading { CHUNKS_NEVER, CHUNKS_CHECKING, CHUNKS_INLINE };
 #define CHUNK_CHECKS 256 // agreeing frees before the inline read is trusted
 
-static bool from_glibc(void *fn)
-{
-    Dl_info info;
-    if (!fn || !dladdr(fn, &info) || !info.dli_fname)
-        return false;
-    const char *base = strrchr(info.dli_fname, '/');
-    return !strcmp(base ? base + 1 : info.dli_fname, "libc.so.6");
-}
-
 static enum chunk_reading chunk_reading_start(const struct real_allocator *r)
 {
-    bool glibc = from_glibc((void *)r->malloc) && from_glibc((void *)r->free) &&
-                 from_glibc((void *)r->usable_size);
+    bool glibc = defined_in((void *)r->malloc, "libc.so.6") &&
+                 defined_in((void *)r->free, "libc.so.6") &&
+                 defined_in((void *)r->usable_size, "libc.so.6");
     return glibc ? CHUNKS_CHECKING : CHUNKS_NEVER;
 }
 

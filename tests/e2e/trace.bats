@@ -121,6 +121,18 @@ PY
     [ "$(q "len(set(t['pid'] for t in r['threads'] if t['pid']))")" = 2 ]
 }
 
+@test "glibc's debugging malloc (MALLOC_CHECK_) stays in charge under trace" {
+    lib=$(ldconfig -p | awk '$1 == "libc_malloc_debug.so.0" {print $NF; exit}')
+    [ -n "$lib" ] || skip "libc_malloc_debug.so.0 missing"
+    # natively it stops the one-byte overflows
+    run env LD_PRELOAD="$lib" MALLOC_CHECK_=3 "$FX/overflow-by-one"
+    [ "$status" -eq 134 ]
+    # under trace the probe forwards to it, not past it to libc's malloc
+    LD_PRELOAD="$lib" MALLOC_CHECK_=3 run "$T" trace --json -o "$OUT" -- "$FX/overflow-by-one"
+    [[ "$output" != *survived* ]]
+    [ "$(q "r['run']['signal']")" = ABRT ]
+}
+
 @test "static program that runs itself again through /proc/self/exe: the child runs and is hooked" {
     # /proc/self/exe names the static probe; it finds the program in the environment
     run "$T" trace --json -o "$OUT" -- "$FX/lifecycle-musl-static" fork 500
