@@ -127,8 +127,10 @@ PY
     # natively it stops the one-byte overflows
     run env LD_PRELOAD="$lib" MALLOC_CHECK_=3 "$FX/overflow-by-one"
     [ "$status" -eq 134 ]
-    # under trace the probe forwards to it, not past it to libc's malloc
-    LD_PRELOAD="$lib" MALLOC_CHECK_=3 run "$T" trace --json -o "$OUT" -- "$FX/overflow-by-one"
+    # under trace the probe forwards to it, not past it to libc's malloc. The sanitizer build
+    # refuses to start with another library preloaded ahead of ASan's runtime: the normal build.
+    LD_PRELOAD="$lib" MALLOC_CHECK_=3 run "${T%-san}" trace --json -o "$OUT" -- \
+        "$FX/overflow-by-one"
     [[ "$output" != *survived* ]]
     [ "$(q "r['run']['signal']")" = ABRT ]
 }
