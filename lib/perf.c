@@ -291,11 +291,11 @@ static int open_cpu_event(struct md_perf *p, int cpu, unsigned hz, size_t pages,
     if (!p->system_wide) {
         sample_attr(&a, hz, data_size, !p->kernel_excluded, false);
         fd = perf_event_open(&a, p->pid, cpu, -1, PERF_FLAG_FD_CLOEXEC);
-    }
-    if (fd < 0 && (errno == EACCES || errno == EPERM) && !p->kernel_excluded && !p->system_wide) {
-        p->kernel_excluded = true; // perf_event_paranoid >= 2 without privileges: user only
-        sample_attr(&a, hz, data_size, false, false);
-        fd = perf_event_open(&a, p->pid, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+        if (fd < 0 && (errno == EACCES || errno == EPERM) && !p->kernel_excluded) {
+            p->kernel_excluded = true; // perf_event_paranoid >= 2 without privileges: user only
+            sample_attr(&a, hz, data_size, false, false);
+            fd = perf_event_open(&a, p->pid, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+        }
     }
     if (fd < 0 && errno == ENODEV)
         return 1;
