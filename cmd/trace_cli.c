@@ -180,6 +180,13 @@ void md_render_trace_header(const cJSON *r)
     printf("%s: %s (%s, %s; malloc: %s; counted by: %s)\n", str(r, "command", "trace"),
            str(t, "path", "?"), str(t, "kind", "?"), str(t, "libc", "?"),
            str(active, "name", "unknown"), str(r, "mode", "?"));
+    const cJSON *script;
+    cJSON_ArrayForEach(script, cJSON_GetObjectItemCaseSensitive(t, "scripts"))
+    {
+        const char *arg = md_json_get_str(script, "argument");
+        printf("script: %s (#!%s%s%s)\n", str(script, "path", "?"), str(script, "interpreter", "?"),
+               arg ? " " : "", arg ? arg : "");
+    }
     if (md_json_get_str(r, "mode_note"))
         printf("note: %s\n", md_json_get_str(r, "mode_note"));
     const char *sig = md_json_get_str(run, "signal");

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/script.h"
 #include "rules/rules.h"
 
 int md_inspector_init(struct md_inspector *in, const struct md_inspect_options *opt, cJSON *files,
@@ -321,6 +322,16 @@ static void inspect_archive(struct md_inspector *in, struct md_elf *ar, const ch
     cJSON_AddNumberToObject(summary, "skipped_members", (double)skipped);
 }
 
+// A script is no ELF file: name the interpreter that runs it, which is the file to inspect.
+static void explain_script(const char *path, struct md_error *err)
+{
+    struct md_script_hop hop;
+    struct md_error unread;
+    if (md_script_read(path, &hop, &unread) == 1)
+        md_fail(err, "%s: a #! script, not an ELF file: inspect its interpreter, %s%s%s", path,
+                hop.interpreter, hop.has_argument ? " " : "", hop.has_argument ? hop.argument : "");
+}
+
 static void inspect_file(struct md_inspector *in, const char *path)
 {
     struct md_elf e;
@@ -328,6 +339,7 @@ static void inspect_file(struct md_inspector *in, const char *path)
     bool is_archive = false;
     in->inspected++;
     if (md_elf_open(&e, path, &is_archive, &err)) {
+        explain_script(path, &err);
         add_error(in, path, &err);
         return;
     }

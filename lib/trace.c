@@ -17,6 +17,7 @@
 #include "lib/trace_perf.h"
 #include "lib/trace_stacks.h"
 #include "rules/rules.h"
+#include "lib/script.h"
 #include "lib/trace_stats.h"
 
 // Calls slower than this are logged by the probe; any syscall strace stops on takes longer.
@@ -32,8 +33,8 @@ enum trace_mode {
 static const char *const mode_names[] = {"preload", "hooks", "uprobes", "none"};
 
 struct target {
-    char path[PATH_MAX];
-    cJSON *inspect; // the inspect entry of the program
+    struct md_exec_plan plan; // plan.path: the ELF file that runs (a script's interpreter)
+    cJSON *inspect;           // the inspect entry of the program
     enum trace_mode mode;
     const char *libc;
     struct md_hooks_plan hooks;  // MODE_HOOKS
@@ -113,11 +114,26 @@ static void choose_hooks(struct target *t, const struct md_trace_options *opt)
         return;
     struct md_error why;
     if (probe_build(opt, "static", t->static_probe, sizeof t->static_probe, &why) ||
-        md_hooks_plan(t->path, &t->hooks, &why)) {
+        md_hooks_plan(t->plan.path, &t->hooks, &why)) {
         snprintf(t->mode_note, sizeof t->mode_note, "not hooked: %s", why.msg);
         return;
     }
     t->mode = MODE_HOOKS;
+}
+
+// The scripts the command went through to reach its ELF file, outermost first.
+static void add_scripts(cJSON *target, const struct md_exec_plan *plan)
+{
+    cJSON *scripts = cJSON_AddArrayToObject(target, "scripts");
+    for (size_t i = 0; i < plan->hops; i++) {
+        const struct md_script_hop *h = &plan->hop[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "path", h->script);
+        cJSON_AddStringToObject(o, "interpreter", h->interpreter);
+        md_json_str(o, "argument", h->has_argument ? h->argument : NULL);
+        cJSON_AddStringToObject(o, "runs", h->runs);
+        cJSON_AddItemToArray(scripts, o);
+    }
 }
 
 static void add_target(cJSON *report, const struct target *t, const struct md_trace_options *opt)
@@ -127,7 +143,8 @@ static void add_target(cJSON *report, const struct target *t, const struct md_tr
     cJSON *args = cJSON_AddArrayToObject(o, "argv");
     for (char *const *a = argv; *a; a++)
         cJSON_AddItemToArray(args, cJSON_CreateString(*a));
-    cJSON_AddStringToObject(o, "path", t->path);
+    cJSON_AddStringToObject(o, "path", t->plan.path);
+    add_scripts(o, &t->plan);
     md_json_str(o, "kind", md_json_get_str(t->inspect, "kind"));
     md_json_str(o, "libc", md_json_get_str(t->inspect, "libc"));
     cJSON *active = cJSON_GetObjectItemCaseSensitive(t->inspect, "active");
@@ -210,11 +227,11 @@ struct session {
 };
 
 // The static probe's command line: PROBE_FILE EXECUTABLE HOOKS -- ARGV...
-static int hooked_command(const struct md_trace_options *opt, struct session *s,
-                          struct md_error *err)
+static int hooked_command(struct session *s, struct md_error *err)
 {
     size_t n = 0;
-    while (opt->argv[n])
+    char **argv = s->target.plan.argv; // a script's: what the kernel gives its interpreter
+    while (argv[n])
         n++;
     s->hooked_argv = calloc(n + 6, sizeof *s->hooked_argv);
     if (!s->hooked_argv)
@@ -222,14 +239,14 @@ static int hooked_command(const struct md_trace_options *opt, struct session *s,
     char **a = s->hooked_argv;
     *a++ = s->target.static_probe;
     *a++ = s->probe.path;
-    *a++ = s->target.path;
+    *a++ = s->target.plan.path;
     *a++ = s->target.hooks.spec;
     *a++ = "--";
-    memcpy(a, opt->argv, n * sizeof *a);
+    memcpy(a, argv, n * sizeof *a);
     snprintf(s->env_static_file, sizeof s->env_static_file, "%s=%s", MD_STATIC_ENV_FILE,
              s->probe.path);
     snprintf(s->env_static_exe, sizeof s->env_static_exe, "%s=%s", MD_STATIC_ENV_EXE,
-             s->target.path);
+             s->target.plan.path);
     snprintf(s->env_static_hooks, sizeof s->env_static_hooks, "%s=%s", MD_STATIC_ENV_HOOKS,
              s->target.hooks.spec);
     return 0;
@@ -243,7 +260,7 @@ static int prepare_probe(const struct md_trace_options *opt, struct session *s,
         return md_probe_file_create(&s->probe, MD_SLOW_CALL_NS,
                                     opt->probe_flags & (MD_PROBE_WANT_STACKS | MD_PROBE_WANT_LEAKS),
                                     err) ||
-               hooked_command(opt, s, err);
+               hooked_command(s, err);
     char lib[PATH_MAX];
     // an allocator with rseq critical sections of its own must not see the rseq mark
     uint32_t flags = opt->probe_flags;
@@ -263,15 +280,17 @@ static int prepare_probe(const struct md_trace_options *opt, struct session *s,
 
 static int prepare(const struct md_trace_options *opt, struct session *s, struct md_error *err)
 {
-    if (md_find_program(opt->argv[0], s->target.path, sizeof s->target.path, err) ||
-        examine(s->target.path, &s->target, err) ||
+    char program[PATH_MAX];
+    if (md_find_program(opt->argv[0], program, sizeof program, err) ||
+        md_exec_plan_make(program, opt->argv, &s->target.plan, err) ||
+        examine(s->target.plan.path, &s->target, err) ||
         temp_file(s->strace_out, sizeof s->strace_out, "malloc-doctor-strace", err))
         return -1;
     choose_hooks(&s->target, opt);
     const char *active_id =
         md_json_get_str(cJSON_GetObjectItemCaseSensitive(s->target.inspect, "active"), "id");
     bool uprobes = s->target.mode == MODE_UPROBES;
-    md_trace_perf_prepare(&s->perf, s->target.path, uprobes, active_id, s->target.libc,
+    md_trace_perf_prepare(&s->perf, s->target.plan.path, uprobes, active_id, s->target.libc,
                           opt->sample_hz, opt->probe_flags & MD_PROBE_WANT_STACKS);
     if (uprobes && !s->perf.uprobe_count)
         s->target.mode = MODE_NONE;
@@ -288,6 +307,7 @@ static void cleanup(struct session *s)
     md_trace_perf_close(&s->perf);
     md_strace_log_free(&s->log);
     cJSON_Delete(s->target.inspect);
+    md_exec_plan_free(&s->target.plan);
     free(s->hooked_argv);
 }
 
@@ -373,7 +393,7 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
         return md_fail(err,
                        "%s: the static probe could not start the program (its message is "
                        "above); `--uprobes` counts without it",
-                       s->target.path);
+                       s->target.plan.path);
     if (md_strace_parse_file(&s->log, s->strace_out, err))
         return -1;
     if (s->log.lines == 0 && !run->interrupted_by && !run->timed_out)

@@ -155,6 +155,10 @@ for f in (a,b):
     chk "$FX/bad" "is a directory (use -r"
     chk "$FX/bad/empty" "empty file"
     chk "$FX/bad/text.txt" "not an ELF file or ar archive"
+    script=$(mktemp)
+    printf '#!/usr/bin/env  python3 \n' >"$script"
+    chk "$script" "a #! script, not an ELF file: inspect its interpreter, /usr/bin/env python3"
+    rm -f "$script"
     chk "$FX/bad/truncated-header" "truncated or corrupt ELF header"
     chk "$FX/bad/truncated-shtab" "truncated section header table"
     chk "$FX/bad/corrupt-member.a" "corrupt archive member header at offset 8"

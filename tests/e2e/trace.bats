@@ -443,3 +443,49 @@ assert f[0]['severity'] == 'error' and 'LD_PRELOAD=' in f[0]['fix'] and 'trace -
     done
     rm -rf "$dir"
 }
+
+@test "a #! script: its interpreter is examined, and the static probe runs it as the kernel would" {
+    dir=$(mktemp -d)
+    # a dynamic interpreter: the preload probe counts it exactly
+    printf '#!%s\n' "$PWD/$FX/glibc-dynamic" >"$dir/dyn"
+    chmod +x "$dir/dyn"
+    run "$T" trace --json -o "$OUT" -- "$dir/dyn"
+    [ "$status" -eq 0 ]
+    [ "$output" = "ops 80000" ]
+    [ "$(q "r['mode'], r['target']['path'], r['ops']['free']")" = "preload $PWD/$FX/glibc-dynamic 40000" ]
+    [ "$(q "[(s['path'], s['interpreter'], s['argument']) for s in r['target']['scripts']]")" = "[('$dir/dyn', '$PWD/$FX/glibc-dynamic', None)]" ]
+    # a static interpreter behind two scripts: hooked, so the probe started it with the kernel's
+    # command line (the interpreter, then the scripts, then the arguments)
+    printf '#!%s\n' "$PWD/$FX/musl-static" >"$dir/inner"
+    printf '#!%s/inner\n' "$dir" >"$dir/outer"
+    chmod +x "$dir/inner" "$dir/outer"
+    run "$T" trace --json -o "$OUT" -- "$dir/outer" an-argument
+    [ "$status" -eq 0 ]
+    [ "$output" = "ops 80000" ]
+    [ "$(q "r['mode'], r['ops']['malloc'], r['ops']['free']")" = "hooks 40000 40000" ]
+    [ "$(q "[s['runs'] for s in r['target']['scripts']]")" = "['$dir/inner', '$PWD/$FX/musl-static']" ]
+    # the static probe gives the interpreter the kernel's command line: "INTERPRETER SCRIPT ARGS"
+    # is the one lifecycle accepts (it wants exactly two arguments: a mode and a count)
+    printf '#!%s\n' "$PWD/$FX/lifecycle-musl-static" >"$dir/counted"
+    chmod +x "$dir/counted"
+    run "$T" trace --json -o "$OUT" -- "$dir/counted" 777
+    [ "$status" -eq 0 ]
+    [ "$(q "r['mode'], r['run']['exit_code'], r['ops']['malloc']")" = "hooks 0 777" ]
+    # the text report names the script
+    run "$T" trace -- "$dir/outer"
+    [[ "$output" == *"trace: $PWD/$FX/musl-static (static"* ]]
+    [[ "$output" == *"script: $dir/outer (#!$dir/inner)"* ]]
+    # "#!/usr/bin/env NAME" leads to NAME in PATH, not to env
+    printf '#!/usr/bin/env glibc-dynamic\n' >"$dir/via-env"
+    chmod +x "$dir/via-env"
+    PATH="$PWD/$FX:$PATH" run "$T" trace --json -o "$OUT" -- "$dir/via-env"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['target']['path'], r['target']['scripts'][0]['argument']")" = "$PWD/$FX/glibc-dynamic glibc-dynamic" ]
+    # an interpreter that does not exist: one clear line before anything runs
+    printf '#!/nonexistent/md-interpreter\n' >"$dir/broken"
+    chmod +x "$dir/broken"
+    run "$T" trace -- "$dir/broken"
+    [ "$status" -eq 2 ]
+    [ "$output" = "malloc-doctor: trace: $dir/broken: its interpreter /nonexistent/md-interpreter: No such file or directory" ]
+    rm -rf "$dir"
+}
