@@ -540,7 +540,7 @@ static void attach_shared(void)
     if (map == MAP_FAILED || h->magic != MD_PROBE_MAGIC || h->version != MD_PROBE_VERSION ||
         (!probe.header_only && (size_t)st.st_size < md_probe_file_size(h)))
         return;
-    atomic_fetch_add(&h->processes, 1);
+    md_probe_count_process(h, getpid());
     probe.threshold = h->slow_threshold_ticks;
     probe.overflow_slot = &md_probe_slots(h)[0]; // slot 0 is reserved for overflow
     probe.pid = getpid();
@@ -567,6 +567,8 @@ static void forget_slot_in_child(void)
     tls_fast = (struct fast_path){0};
     tls_stacks = (struct stack_cache){0}; // the parent's batch is the parent's
     probe.pid = getpid();
+    if (probe.shared) // a process of its own that runs with the probe, though it may never exec
+        md_probe_count_process(probe.shared, probe.pid);
     if (probe.shared && probe.flags)
         record_objects();
 }

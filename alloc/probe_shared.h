@@ -17,7 +17,7 @@
 #include <string.h>
 
 #define MD_PROBE_MAGIC 0x3165626f7270646dull // "mdprobe1"
-#define MD_PROBE_VERSION 2
+#define MD_PROBE_VERSION 3
 #define MD_PROBE_ENV "MD_PROBE_FILE"
 #define MD_PROBE_SLOTS 1024
 #define MD_PROBE_SLOW_MAX (1u << 20)
@@ -26,6 +26,7 @@
 #define MD_PROBE_LIVE (1u << 22)
 #define MD_PROBE_FRAMES 8
 #define MD_PROBE_PATH 184
+#define MD_PROBE_PIDS 4096
 
 enum md_probe_flags {
     MD_PROBE_WANT_STACKS = 1, // allocation call stacks, counted per stack
@@ -117,7 +118,7 @@ struct md_probe_header {
     _Atomic uint32_t slots_used;
     _Atomic uint32_t slots_overflow; // threads that found no free slot
     _Atomic uint64_t slow_used;
-    _Atomic uint32_t processes; // processes that attached
+    _Atomic uint32_t processes; // distinct processes that ran with a probe (md_probe_count_process)
     uint32_t flags;             // md_probe_flags
     uint32_t object_max, stack_max;
     uint64_t live_max;
@@ -129,7 +130,25 @@ struct md_probe_header {
     // One (ticks, CLOCK_REALTIME) pair taken by the tool before the program starts; with a second
     // pair after it ends, the tool knows the tick rate.
     uint64_t cal_tsc, cal_realtime_ns;
+    // The pids counted in `processes`: a process attaches again after an exec, and a forked
+    // child is counted at the fork (it may never exec). Open addressing; 0 is a free entry.
+    _Atomic int32_t process_pids[MD_PROBE_PIDS];
 };
+
+// Counts pid once in h->processes. A full table counts every call (more than MD_PROBE_PIDS
+// processes in one run); a pid the kernel reuses within the run is counted once.
+static inline void md_probe_count_process(struct md_probe_header *h, int32_t pid)
+{
+    for (uint32_t i = 0; i < MD_PROBE_PIDS; i++) {
+        _Atomic int32_t *e = &h->process_pids[((uint32_t)pid * 2654435761u + i) % MD_PROBE_PIDS];
+        int32_t seen = 0;
+        if (atomic_compare_exchange_strong(e, &seen, pid))
+            break;
+        if (seen == pid)
+            return;
+    }
+    atomic_fetch_add(&h->processes, 1);
+}
 
 static inline size_t md_probe_file_size(const struct md_probe_header *h)
 {

@@ -215,7 +215,7 @@ static void record_program(int32_t pid)
 static void attach_process(struct process *pr)
 {
     pr->pid = (int32_t)SYS(SYS_getpid, 0);
-    atomic_fetch_add(&hooks.shared->processes, 1);
+    md_probe_count_process(hooks.shared, pr->pid);
     atomic_fetch_or(&hooks.shared->method, MD_METHOD_TICKS);
     if (hooks.flags)
         record_program(pr->pid);

@@ -147,6 +147,15 @@ PY
     [ "$(q "len(set(t['pid'] for t in r['threads'] if t['pid']))")" = 2 ]
 }
 
+@test "a forked child that never execs runs with the probe, and counts as probed" {
+    # the shell runs the builtin in a forked copy of itself
+    run "$T" trace --json -o "$OUT" -- sh -c 'true & wait'
+    [ "$status" -eq 0 ]
+    [ "$(q "r['run']['processes'], r['run']['probed_processes']")" = "2 2" ]
+    run "$T" trace -- sh -c 'true & wait'
+    [[ "$output" != *"ran without the probe"* ]]
+}
+
 @test "static musl program: the static probe's hooks count exactly and tie syscalls to calls" {
     run "$T" trace --json -o "$OUT" -- "$FX/musl-static"
     [ "$status" -eq 0 ]
