@@ -10,6 +10,8 @@ B=build/bench
 mkdir -p $B
 gcc -O2 -pthread -o $B/mtloop-glibc tests/bench/src/mtloop.c
 musl-gcc -O2 -static -o $B/mtloop-musl tests/bench/src/mtloop.c
+# what trace's strace stops on (lib/run.c): the floor under trace's own cost
+syscalls=mmap,munmap,mremap,madvise,brk,mprotect,futex
 out=$(mktemp)
 json=$(mktemp)
 # musl's malloc is ~40x slower and every uprobe hit (--uprobes) costs microseconds: fewer
@@ -24,6 +26,7 @@ for v in glibc:2:20000000 musl:2:200000 musl:1:200000; do
     # static programs: the static probe's hooks by default; uprobes side by side
     set -- -n "plain" "$p" \
         -n "strace -f -c" "strace -f -c -o /dev/null $p" \
+        -n "strace as trace runs it" "strace -D -f --seccomp-bpf -ttt -T -e trace=$syscalls -o /dev/null $p" \
         -n "malloc-doctor trace" "$T trace -o /dev/null -- $p" \
         -n "malloc-doctor trace --stacks" "$T trace --stacks -o /dev/null -- $p"
     [ "$lib" = glibc ] || set -- "$@" -n "malloc-doctor trace --uprobes" \
