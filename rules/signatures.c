@@ -146,9 +146,10 @@ const struct md_signature md_signatures[] = {
         .id = "jemalloc",
         .family = "jemalloc",
         .name = "jemalloc",
-        .symbols = LIST("mallocx", "rallocx", "xallocx", "sallocx", "dallocx", "sdallocx",
-                        "nallocx", "mallctl", "mallctlnametomib", "mallctlbymib",
-                        "malloc_stats_print", "je_*", "_rjem_*"),
+        // Not nallocx or sdallocx: gperftools' and Google's tcmalloc define them too.
+        .symbols = LIST("mallocx", "rallocx", "xallocx", "sallocx", "dallocx", "mallctl",
+                        "mallctlnametomib", "mallctlbymib", "malloc_stats_print", "je_*",
+                        "_rjem_*"),
         .entries = LIST("je_malloc", "_rjem_malloc"),
         .sections = NONE,
         .bytes = jemalloc_bytes,

@@ -112,6 +112,19 @@ field() {
     [ "$status" -eq 1 ]
 }
 
+@test "gperftools' tcmalloc: its jemalloc-compatible nallocx does not make jemalloc present" {
+    lib=/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4
+    nm -D --defined-only "$lib" | grep -q ' T nallocx$' # what used to mislead
+    run "$T" inspect --json "$lib"
+    [ "$status" -eq 0 ]
+    echo "$output" | python3 -c '
+import json, sys
+f = json.load(sys.stdin)["files"][0]
+assert f["active"]["id"] == "tcmalloc", f["active"]
+assert [a["id"] for a in f["allocators"]] == ["tcmalloc"], f["allocators"]
+assert not f["findings"], f["findings"]'
+}
+
 @test "mimalloc-like symbols beside musl malloc: musl is active, MD002 says so" {
     [ "$(active_id "$FX/fake-mimalloc-musl")" = musl-mallocng ]
     run "$T" inspect "$FX/fake-mimalloc-musl"
