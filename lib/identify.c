@@ -19,13 +19,15 @@ static unsigned name_hash(const char *s)
     return h;
 }
 
-static int add_exact(struct md_matcher *m, const char *name, int sig, struct md_error *err)
+static int add_exact(struct md_matcher *m, const char *name, int sig, bool supporting,
+                     struct md_error *err)
 {
     for (unsigned i = name_hash(name), n = 0; n < MD_NAME_SLOTS; i++, n++) {
         unsigned slot = i % MD_NAME_SLOTS;
         if (!m->exact[slot].name) {
             m->exact[slot].name = name;
             m->exact[slot].sig = sig;
+            m->exact[slot].supporting = supporting;
             return 0;
         }
         if (!strcmp(m->exact[slot].name, name))
@@ -38,7 +40,7 @@ static int add_symbol(struct md_matcher *m, const char *pattern, int sig, struct
 {
     size_t len = strlen(pattern);
     if (!len || pattern[len - 1] != '*')
-        return add_exact(m, pattern, sig, err);
+        return add_exact(m, pattern, sig, false, err);
     if (m->prefix_count == MD_MAX_PREFIXES || len < 3)
         return md_fail(err, "signature table: too many or too short symbol prefixes");
     m->prefix[m->prefix_count].prefix = pattern;
@@ -91,6 +93,9 @@ int md_matcher_init(struct md_matcher *m, struct md_error *err)
         for (const char *const *p = s->entries; *p; p++)
             if (add_symbol(m, *p, (int)i, err))
                 return -1;
+        for (const char *const *p = s->supporting; p && *p; p++)
+            if (add_exact(m, *p, (int)i, true, err))
+                return -1;
         for (const struct md_byte_sig *b = s->bytes; b->label; b++)
             if (add_bytes(m, b, (int)i, &used, err))
                 return -1;
@@ -98,14 +103,19 @@ int md_matcher_init(struct md_matcher *m, struct md_error *err)
     return 0;
 }
 
-int md_matcher_lookup(const struct md_matcher *m, const char *name)
+int md_matcher_lookup(const struct md_matcher *m, const char *name, bool *supporting)
 {
+    if (supporting)
+        *supporting = false;
     for (unsigned i = name_hash(name), n = 0; n < MD_NAME_SLOTS; i++, n++) {
         unsigned slot = i % MD_NAME_SLOTS;
         if (!m->exact[slot].name)
             break;
-        if (!strcmp(m->exact[slot].name, name))
+        if (!strcmp(m->exact[slot].name, name)) {
+            if (supporting)
+                *supporting = m->exact[slot].supporting;
             return m->exact[slot].sig;
+        }
     }
     for (size_t i = 0; i < m->prefix_count; i++) {
         const char *p = m->prefix[i].prefix; // every prefix has at least two characters
@@ -115,12 +125,14 @@ int md_matcher_lookup(const struct md_matcher *m, const char *name)
     return -1;
 }
 
-static void add_evidence(struct md_hit *h, const char *type, const char *value)
+static void add_evidence(struct md_hit *h, const char *type, const char *value, bool supporting)
 {
     for (unsigned i = 0; i < h->evidence_count; i++)
         if (!strcmp(h->evidence[i].value, value) && !strcmp(h->evidence[i].type, type))
             return; // .symtab and .dynsym repeat names: count each once
-    if (!strcmp(type, "symbol"))
+    if (!strcmp(type, "symbol") && supporting)
+        h->supporting++;
+    else if (!strcmp(type, "symbol"))
         h->symbols++;
     else if (!strcmp(type, "import"))
         h->imports++;
@@ -193,9 +205,10 @@ static int on_symbol(const struct md_sym *s, void *ctx)
         w->oom = true;
         return 1;
     }
-    int sig = md_matcher_lookup(w->m, s->name);
+    bool supporting;
+    int sig = md_matcher_lookup(w->m, s->name, &supporting);
     if (sig >= 0)
-        add_evidence(&id->hit[sig], s->defined ? "symbol" : "import", s->name);
+        add_evidence(&id->hit[sig], s->defined ? "symbol" : "import", s->name, supporting);
     return 0;
 }
 
@@ -226,7 +239,7 @@ static int scan_bytes(const struct md_matcher *m, struct md_elf *e, struct md_id
             snprintf(value, sizeof value, "%s \"%.80s\"", b->label, b->text);
         else
             snprintf(value, sizeof value, "%s (%zu entries)", b->label, b->word_count);
-        add_evidence(&id->hit[m->pattern_sig[i]], b->text ? "string" : "table", value);
+        add_evidence(&id->hit[m->pattern_sig[i]], b->text ? "string" : "table", value, false);
     }
     return 0;
 }
@@ -250,7 +263,7 @@ static int collect(const struct md_matcher *m, struct md_elf *e, struct md_ident
     for (size_t i = 0; i < md_signature_count; i++)
         for (const char *const *p = md_signatures[i].sections; *p; p++)
             if (md_elf_has_section(e, *p))
-                add_evidence(&id->hit[i], "section", *p);
+                add_evidence(&id->hit[i], "section", *p, false);
     if (scan_bytes(m, e, id, err))
         return -1;
     // only the neighbourhood of a defined malloc needs address order; funcs is NULL (which qsort
@@ -282,9 +295,13 @@ void md_ident_free(struct md_ident *id)
 
 const char *md_hit_confidence(const struct md_hit *h)
 {
-    if (h->tables || h->sections || h->symbols >= 2 || (h->symbols && h->strings))
+    // a name other code defines too (jemalloc's nallocx in tcmalloc) is no evidence on its own
+    unsigned symbols = h->symbols;
+    if (symbols || h->strings || h->tables || h->sections)
+        symbols += h->supporting;
+    if (h->tables || h->sections || symbols >= 2 || (symbols && h->strings))
         return "high";
-    if (h->symbols || h->strings >= 2)
+    if (symbols || h->strings >= 2)
         return "medium";
     if (h->strings)
         return "low";
@@ -328,7 +345,7 @@ struct tally {
 static void tally_name(const struct md_matcher *m, struct tally *t, const char *name, int weight,
                        int exclude)
 {
-    int sig = md_matcher_lookup(m, name);
+    int sig = md_matcher_lookup(m, name, NULL);
     if (sig < 0 || sig == exclude || md_signatures[sig].kind != MD_SIG_ALLOCATOR)
         return;
     t->score[sig] += weight;
@@ -369,7 +386,7 @@ static struct vote vote_at(const struct md_matcher *m, const struct md_ident *id
     struct tally t = {0};
     size_t at = first_at_or_after(id, addr);
     for (size_t i = at; i < id->func_count && id->funcs[i].addr == addr; i++) {
-        int sig = md_matcher_lookup(m, id->funcs[i].name);
+        int sig = md_matcher_lookup(m, id->funcs[i].name, NULL);
         if (sig >= 0 && sig != exclude && is_entry_of(&md_signatures[sig], id->funcs[i].name))
             return (struct vote){.sig = sig, .because = id->funcs[i].name, .entry = true};
         tally_name(m, &t, id->funcs[i].name, MD_ALIAS_WEIGHT, exclude);

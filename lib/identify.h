@@ -20,6 +20,7 @@ struct md_matcher {
     struct {
         const char *name;
         int sig;
+        bool supporting;    // from the row's `supporting` list
     } exact[MD_NAME_SLOTS]; // open addressing on symbol names
     struct {
         const char *prefix;
@@ -34,8 +35,9 @@ struct md_matcher {
 };
 
 int md_matcher_init(struct md_matcher *m, struct md_error *err);
-// The signature a symbol name belongs to, or -1.
-int md_matcher_lookup(const struct md_matcher *m, const char *name);
+// The signature a symbol name belongs to, or -1. supporting (may be NULL) tells whether the name
+// is one the row counts only beside other evidence.
+int md_matcher_lookup(const struct md_matcher *m, const char *name, bool *supporting);
 
 struct md_evidence {
     const char *type; // "symbol", "import", "string", "table", "section"
@@ -44,6 +46,7 @@ struct md_evidence {
 
 struct md_hit {
     unsigned symbols, imports, strings, tables, sections;
+    unsigned supporting; // defined symbols that count only beside other evidence
     unsigned evidence_count;
     struct md_evidence evidence[MD_EVIDENCE_MAX];
 };

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // The signature table. Each list names things that only that allocator (or runtime) defines;
 // names shared between allocators (malloc, __libc_malloc, which jemalloc also aliases) are
-// deliberately absent. Strings and tables are what survives `strip`.
+// deliberately absent, and names other code defines too are `supporting` only. Strings and tables
+// are what survives `strip`.
 #include "rules/signatures.h"
 
 #include <string.h>
@@ -114,7 +115,8 @@ const struct md_signature md_signatures[] = {
         .id = "musl-lite",
         .family = "musl",
         .name = "musl lite_malloc",
-        .symbols = LIST("__simple_malloc", "__bump_lockptr", "default_malloc"),
+        .symbols = LIST("__simple_malloc", "__bump_lockptr"),
+        .supporting = LIST("default_malloc"), // a common name: /usr/bin/node defines one
         .entries = LIST("__simple_malloc"),
         .sections = NONE,
         .bytes = no_bytes,
@@ -146,10 +148,10 @@ const struct md_signature md_signatures[] = {
         .id = "jemalloc",
         .family = "jemalloc",
         .name = "jemalloc",
-        // Not nallocx or sdallocx: gperftools' and Google's tcmalloc define them too.
-        .symbols = LIST("mallocx", "rallocx", "xallocx", "sallocx", "dallocx", "mallctl",
-                        "mallctlnametomib", "mallctlbymib", "malloc_stats_print", "je_*",
-                        "_rjem_*"),
+        .symbols =
+            LIST("mallocx", "rallocx", "xallocx", "sallocx", "dallocx", "mallctl",
+                 "mallctlnametomib", "mallctlbymib", "malloc_stats_print", "je_*", "_rjem_*"),
+        .supporting = LIST("nallocx", "sdallocx"), // gperftools and Google's tcmalloc have them
         .entries = LIST("je_malloc", "_rjem_malloc"),
         .sections = NONE,
         .bytes = jemalloc_bytes,
@@ -159,8 +161,9 @@ const struct md_signature md_signatures[] = {
         .family = "tcmalloc",
         .name = "tcmalloc (gperftools)",
         .symbols = LIST("tc_malloc", "tc_free", "tc_calloc", "tc_realloc", "tc_memalign",
-                        "tc_newarray", "tc_version", "TCMallocGetenvSafe", "_ZN8tcmalloc6Static*",
+                        "tc_newarray", "tc_version", "_ZN8tcmalloc6Static*",
                         "_ZN8tcmalloc11ThreadCache*", "_ZN22TCMallocImplementation*"),
+        .supporting = LIST("TCMallocGetenvSafe"), // gperftools' base code: libprofiler has it
         .entries = LIST("tc_malloc"),
         .sections = NONE,
         .bytes = tcmalloc_bytes,

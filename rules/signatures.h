@@ -29,7 +29,10 @@ struct md_signature {
     const char *family; // --expect also accepts this: "musl", "tcmalloc"
     const char *name;   // for people: "musl mallocng"
     enum md_sig_kind kind;
-    const char *const *symbols;  // NULL-terminated; a trailing '*' makes a prefix
+    const char *const *symbols; // NULL-terminated; a trailing '*' makes a prefix
+    // Names this allocator defines that other code defines too (compatibility APIs, generic
+    // names): evidence only beside other evidence of the row. NULL-terminated, or NULL.
+    const char *const *supporting;
     const char *const *entries;  // malloc shares the address of one of these when this serves it
     const char *const *sections; // NULL-terminated section names
     const struct md_byte_sig *bytes; // terminated by an entry with label == NULL

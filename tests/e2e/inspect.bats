@@ -112,7 +112,7 @@ field() {
     [ "$status" -eq 1 ]
 }
 
-@test "gperftools' tcmalloc: its jemalloc-compatible nallocx does not make jemalloc present" {
+@test "names other code defines too (nallocx in tcmalloc, TCMallocGetenvSafe in libprofiler) prove nothing alone" {
     lib=/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4
     nm -D --defined-only "$lib" | grep -q ' T nallocx$' # what used to mislead
     run "$T" inspect --json "$lib"
@@ -122,6 +122,14 @@ import json, sys
 f = json.load(sys.stdin)["files"][0]
 assert f["active"]["id"] == "tcmalloc", f["active"]
 assert [a["id"] for a in f["allocators"]] == ["tcmalloc"], f["allocators"]
+assert not f["findings"], f["findings"]'
+    # gperftools' CPU profiler shares tcmalloc's base code (TCMallocGetenvSafe), not its malloc
+    run "$T" inspect --json /usr/lib/x86_64-linux-gnu/libprofiler.so.0
+    [ "$status" -eq 0 ]
+    echo "$output" | python3 -c '
+import json, sys
+f = json.load(sys.stdin)["files"][0]
+assert [a["id"] for a in f["allocators"]] == [], f["allocators"]
 assert not f["findings"], f["findings"]'
 }
 

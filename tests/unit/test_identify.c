@@ -94,11 +94,11 @@ static void big_endian_table_matches(void **state)
 static void lookup_handles_exact_and_prefix_names(void **state)
 {
     (void)state;
-    assert_int_equal(md_matcher_lookup(&matcher, "mi_malloc"), sig_index("mimalloc"));
-    assert_int_equal(md_matcher_lookup(&matcher, "_rjem_mallocx"), sig_index("jemalloc"));
-    assert_int_equal(md_matcher_lookup(&matcher, "_mi_heap_main"), sig_index("mimalloc"));
-    assert_int_equal(md_matcher_lookup(&matcher, "malloc"), -1);
-    assert_int_equal(md_matcher_lookup(&matcher, "mi_mallocator"), -1);
+    assert_int_equal(md_matcher_lookup(&matcher, "mi_malloc", NULL), sig_index("mimalloc"));
+    assert_int_equal(md_matcher_lookup(&matcher, "_rjem_mallocx", NULL), sig_index("jemalloc"));
+    assert_int_equal(md_matcher_lookup(&matcher, "_mi_heap_main", NULL), sig_index("mimalloc"));
+    assert_int_equal(md_matcher_lookup(&matcher, "malloc", NULL), -1);
+    assert_int_equal(md_matcher_lookup(&matcher, "mi_mallocator", NULL), -1);
     assert_true(md_symbol_pattern_match("je_*", "je_arena"));
     assert_false(md_symbol_pattern_match("je_*", "j"));
 }
@@ -118,6 +118,26 @@ static void confidence_rules(void **state)
     assert_string_equal(md_hit_confidence(&h), "medium");
     h = (struct md_hit){.tables = 1};
     assert_string_equal(md_hit_confidence(&h), "high");
+    // names other code defines too count only beside other evidence of the row
+    h = (struct md_hit){.supporting = 2};
+    assert_null(md_hit_confidence(&h));
+    h.symbols = 1;
+    assert_string_equal(md_hit_confidence(&h), "high");
+    h = (struct md_hit){.supporting = 1, .strings = 1};
+    assert_string_equal(md_hit_confidence(&h), "high");
+}
+
+static void supporting_names_are_looked_up_as_such(void **state)
+{
+    (void)state;
+    bool supporting = false;
+    assert_int_equal(md_matcher_lookup(&matcher, "nallocx", &supporting), sig_index("jemalloc"));
+    assert_true(supporting);
+    assert_int_equal(md_matcher_lookup(&matcher, "mallocx", &supporting), sig_index("jemalloc"));
+    assert_false(supporting);
+    assert_int_equal(md_matcher_lookup(&matcher, "default_malloc", &supporting),
+                     sig_index("musl-lite"));
+    assert_true(supporting);
 }
 
 static void every_allocator_row_is_findable_and_well_formed(void **state)
@@ -145,6 +165,7 @@ int main(void)
         cmocka_unit_test(big_endian_table_matches),
         cmocka_unit_test(lookup_handles_exact_and_prefix_names),
         cmocka_unit_test(confidence_rules),
+        cmocka_unit_test(supporting_names_are_looked_up_as_such),
         cmocka_unit_test(every_allocator_row_is_findable_and_well_formed),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
