@@ -156,6 +156,11 @@ int md_elf_open(struct md_elf *e, const char *path, bool *is_archive, struct md_
             md_elf_close(e);
             return -1;
         }
+        // no member at all (glibc 2.34+ ships libdl.a and libpthread.a so): libelf would fail
+        // the first member read with "offset out of range"
+        size_t raw_size = 0;
+        elf_rawfile(e->elf, &raw_size);
+        e->archive_done = raw_size <= 8;
         return 0;
     }
     if (elf_kind(e->elf) != ELF_K_ELF) {

@@ -231,6 +231,20 @@ assert paths==["build/fixtures/tree/bin/glibc-dynamic","build/fixtures/tree/bin/
 assert r["summary"]["skipped"]==2, r["summary"]' "$output"
 }
 
+@test "an archive with no member (glibc's libdl.a since 2.34) is inspected, not an error" {
+    empty=$(mktemp --suffix=.a)
+    printf '!<arch>\n' >"$empty"
+    run "$T" inspect --json "$empty"
+    rm -f "$empty"
+    [ "$status" -eq 0 ]
+    python3 -c '
+import json, sys
+r = json.loads(sys.argv[1])
+f = r["files"][0]
+assert f["status"] == "ok" and f["kind"] == "archive" and f["members"] == 0, f
+assert r["summary"]["errors"] == 0, r["summary"]' "$output"
+}
+
 @test "archives: one entry per member that defines allocator symbols" {
     run "$T" inspect --json "$FX/libc-musl.a"
     [ "$status" -eq 0 ]
