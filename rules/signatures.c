@@ -115,8 +115,10 @@ const struct md_signature md_signatures[] = {
         .id = "musl-lite",
         .family = "musl",
         .name = "musl lite_malloc",
-        .symbols = LIST("__simple_malloc", "__bump_lockptr"),
-        .supporting = LIST("default_malloc"), // a common name: /usr/bin/node defines one
+        .symbols = LIST("__simple_malloc"),
+        // default_malloc is a common name (/usr/bin/node defines one); musl's fork.lo defines a
+        // dummy __bump_lockptr for programs without the bump allocator
+        .supporting = LIST("default_malloc", "__bump_lockptr"),
         .entries = LIST("__simple_malloc"),
         .sections = NONE,
         .bytes = no_bytes,
