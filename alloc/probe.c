@@ -508,6 +508,23 @@ static uint32_t track(enum md_probe_op op, uint64_t size, void *result, void *fr
     return stack;
 }
 
+// The first process to attach names the file its malloc comes from, and so does every image it
+// execs later (the program's own, unless a shell started it in a child).
+static void record_provider(struct md_probe_header *h)
+{
+    int32_t owner = 0, self = (int32_t)getpid();
+    Dl_info info;
+    if (!atomic_compare_exchange_strong(&h->provider_pid, &owner, self) && owner != self)
+        return;
+    size_t n = probe.real.malloc && dladdr((void *)probe.real.malloc, &info) && info.dli_fname
+                   ? strlen(info.dli_fname)
+                   : 0;
+    // empty: the executable itself (or unknown); too long: a cut path would name another file
+    if (n == 0 || n >= sizeof h->malloc_provider)
+        n = 0;
+    memcpy(h->malloc_provider, n ? info.dli_fname : "", n + 1);
+}
+
 static void attach_shared(void)
 {
     // a plain load first: without a probe file every call comes here, and an exchange on a
@@ -548,6 +565,7 @@ static void attach_shared(void)
     probe.rseq = !(h->flags & MD_PROBE_PRECISE) && rseq_mark_works();
     atomic_fetch_or(&h->method, probe.rseq ? MD_METHOD_RSEQ : MD_METHOD_TICKS);
     probe.shared = h;
+    record_provider(h);
     if (probe.header_only) // stacks and live blocks live in the part that is not mapped
         return;
     if (h->flags & (MD_PROBE_WANT_STACKS | MD_PROBE_WANT_LEAKS))

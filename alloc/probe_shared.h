@@ -27,6 +27,7 @@
 #define MD_PROBE_FRAMES 8
 #define MD_PROBE_PATH 184
 #define MD_PROBE_PIDS 4096
+#define MD_PROBE_PROVIDER_PATH 512
 
 enum md_probe_flags {
     MD_PROBE_WANT_STACKS = 1, // allocation call stacks, counted per stack
@@ -133,6 +134,11 @@ struct md_probe_header {
     // The pids counted in `processes`: a process attaches again after an exec, and a forked
     // child is counted at the fork (it may never exec). Open addressing; 0 is a free entry.
     _Atomic int32_t process_pids[MD_PROBE_PIDS];
+    // The file whose malloc the preload probe forwards to in the first process that attached,
+    // in the last image that process exec'd (`env`, `nice` and the like exec the program in
+    // place): what really serves malloc at run time, LD_PRELOAD and library paths included.
+    _Atomic int32_t provider_pid;
+    char malloc_provider[MD_PROBE_PROVIDER_PATH];
 };
 
 // Counts pid once in h->processes. A full table counts every call (more than MD_PROBE_PIDS

@@ -187,6 +187,11 @@ void md_render_trace_header(const cJSON *r)
         printf("script: %s (#!%s%s%s)\n", str(script, "path", "?"), str(script, "interpreter", "?"),
                arg ? " " : "", arg ? arg : "");
     }
+    const cJSON *ran = cJSON_GetObjectItemCaseSensitive(t, "malloc_at_run_time");
+    if (ran && cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(ran, "same_as_file")))
+        printf("note: at run time malloc came from %s (%s), not from what the file links: "
+               "LD_PRELOAD, /etc/ld.so.preload or the library path changed it\n",
+               str(ran, "provider", "?"), str(ran, "name", "unknown allocator"));
     if (md_json_get_str(r, "mode_note"))
         printf("note: %s\n", md_json_get_str(r, "mode_note"));
     const char *sig = md_json_get_str(run, "signal");

@@ -6,18 +6,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "alloc/probe_static.h"
 #include "lib/inspect.h"
 #include "lib/probe_file.h"
+#include "lib/script.h"
 #include "lib/taskstats.h"
 #include "lib/trace_futex.h"
 #include "lib/trace_hooks.h"
 #include "lib/trace_perf.h"
 #include "lib/trace_stacks.h"
 #include "rules/rules.h"
-#include "lib/script.h"
 #include "lib/trace_stats.h"
 
 // Calls slower than this are logged by the probe; any syscall strace stops on takes longer.
@@ -40,17 +41,20 @@ struct target {
     struct md_hooks_plan hooks;  // MODE_HOOKS
     char static_probe[PATH_MAX]; // MODE_HOOKS: the static probe's executable
     char mode_note[512];         // why a static program is not hooked
+    // preload mode: who served malloc at run time (the probe's dladdr), as an inspect "active"
+    // object plus "same_as_file"; NULL when the probe did not say
+    cJSON *run_time_active;
 };
 
-// Inspects the program to choose how to count its allocator calls.
-static int examine(const char *path, struct target *t, struct md_error *err)
+// The inspect entry of one file, or NULL (err says why).
+static cJSON *inspect_entry(const char *path, struct md_error *err)
 {
     cJSON *files = cJSON_CreateArray();
     struct md_inspector in;
     struct md_inspect_options opt = {0};
     if (md_inspector_init(&in, &opt, files, err)) {
         cJSON_Delete(files);
-        return -1;
+        return NULL;
     }
     md_inspect_path(&in, path);
     md_inspector_free(&in);
@@ -60,8 +64,17 @@ static int examine(const char *path, struct target *t, struct md_error *err)
     if (error) {
         md_fail(err, "%s", error);
         cJSON_Delete(entry);
-        return -1;
+        return NULL;
     }
+    return entry;
+}
+
+// Inspects the program to choose how to count its allocator calls.
+static int examine(const char *path, struct target *t, struct md_error *err)
+{
+    cJSON *entry = inspect_entry(path, err);
+    if (!entry)
+        return -1;
     t->inspect = entry;
     const char *kind = md_json_get_str(entry, "kind");
     const char *provider =
@@ -121,6 +134,40 @@ static void choose_hooks(struct target *t, const struct md_trace_options *opt)
     t->mode = MODE_HOOKS;
 }
 
+static bool same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return a && b && !stat(a, &sa) && !stat(b, &sb) && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+// The file the probe's malloc came from in the program's first process. When it is not the one
+// inspect found (LD_PRELOAD, LD_LIBRARY_PATH, /etc/ld.so.preload), it is inspected too: its
+// allocator is the one that served the run.
+static void note_run_time_malloc(struct target *t, const struct md_probe_header *h)
+{
+    char provider[sizeof h->malloc_provider];
+    memcpy(provider, h->malloc_provider, sizeof provider);
+    provider[sizeof provider - 1] = 0;
+    if (!provider[0])
+        return;
+    const cJSON *file_active = cJSON_GetObjectItemCaseSensitive(t->inspect, "active");
+    bool same = same_file(provider, md_json_get_str(file_active, "provider"));
+    cJSON *entry = NULL;
+    const cJSON *active = file_active;
+    if (!same) {
+        struct md_error ignored;
+        entry = inspect_entry(provider, &ignored);
+        active = cJSON_GetObjectItemCaseSensitive(entry, "active");
+    }
+    t->run_time_active = active ? cJSON_Duplicate(active, 1) : cJSON_CreateObject();
+    cJSON_DeleteItemFromObjectCaseSensitive(t->run_time_active, "note"); // "may change at run time"
+    cJSON_DeleteItemFromObjectCaseSensitive(t->run_time_active, "provider");
+    cJSON_AddStringToObject(t->run_time_active, "provider", provider);
+    cJSON_AddBoolToObject(t->run_time_active, "same_as_file", same);
+    cJSON_Delete(entry);
+}
+
 // The scripts the command went through to reach its ELF file, outermost first.
 static void add_scripts(cJSON *target, const struct md_exec_plan *plan)
 {
@@ -149,6 +196,9 @@ static void add_target(cJSON *report, const struct target *t, const struct md_tr
     md_json_str(o, "libc", md_json_get_str(t->inspect, "libc"));
     cJSON *active = cJSON_GetObjectItemCaseSensitive(t->inspect, "active");
     cJSON_AddItemToObject(o, "active", active ? cJSON_Duplicate(active, 1) : cJSON_CreateNull());
+    cJSON_AddItemToObject(o, "malloc_at_run_time",
+                          t->run_time_active ? cJSON_Duplicate(t->run_time_active, 1)
+                                             : cJSON_CreateNull());
     cJSON_AddStringToObject(report, "mode", mode_names[t->mode]);
     md_json_str(report, "mode_note", t->mode_note[0] ? t->mode_note : NULL);
     // the rules' prescriptions name this tool's own mdalloc builds
@@ -307,6 +357,7 @@ static void cleanup(struct session *s)
     md_trace_perf_close(&s->perf);
     md_strace_log_free(&s->log);
     cJSON_Delete(s->target.inspect);
+    cJSON_Delete(s->target.run_time_active);
     md_exec_plan_free(&s->target.plan);
     free(s->hooked_argv);
 }
@@ -399,6 +450,8 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
     if (s->log.lines == 0 && !run->interrupted_by && !run->timed_out)
         return md_fail(err, "strace recorded nothing: is ptrace permitted here? (see "
                             "/proc/sys/kernel/yama/ptrace_scope and seccomp policies)");
+    if (preload)
+        note_run_time_malloc(&s->target, s->probe.header);
     add_target(report, &s->target, opt);
     add_run(report, run, opt->timeout_seconds, tree_known ? &tree : NULL, &s->log,
             probed ? &s->probe : NULL);
@@ -433,13 +486,19 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
 }
 
 // Rules see the trace and the program's inspect entry, so inspect-level rules (MD001) can weigh
-// the trace's numbers.
+// the trace's numbers. When another allocator served the run than the file links, the rules judge
+// the one that ran.
 static void add_findings(const struct md_trace_options *opt, const struct session *s, cJSON *report)
 {
     cJSON *findings = cJSON_AddArrayToObject(report, "findings");
+    const cJSON *ran = s->target.run_time_active;
+    cJSON *file = cJSON_Duplicate(s->target.inspect, 1);
+    if (ran && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ran, "same_as_file")))
+        cJSON_ReplaceItemInObjectCaseSensitive(file, "active", cJSON_Duplicate(ran, 1));
     struct md_rule_input in = {
-        .file = s->target.inspect, .trace = report, .leak_min_bytes = opt->leak_min_bytes};
+        .file = file, .trace = report, .leak_min_bytes = opt->leak_min_bytes};
     md_rules_run(&in, findings);
+    cJSON_Delete(file);
 }
 
 int md_trace(const struct md_trace_options *opt, cJSON *report, struct md_run_result *run,

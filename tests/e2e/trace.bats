@@ -84,6 +84,28 @@ assert [(b['from'], b['to']) for b in bands] == [(32768, 65535)], bands
 assert bands[0]['syscalls']['brk'] == 2000, bands
 PY
 }
+@test "an allocator preloaded by the user is what the report and the rules name" {
+    # (the normal build: the sanitizer build refuses a library preloaded ahead of ASan's runtime)
+    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 run "${T%-san}" trace --json -o "$OUT" -- "$FX/glibc-dynamic"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['target']['active']['id'], r['target']['malloc_at_run_time']['id'], r['target']['malloc_at_run_time']['same_as_file']")" = "glibc-ptmalloc jemalloc False" ]
+    [ "$(q "r['target']['malloc_at_run_time']['provider']")" = /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 ]
+    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 run "${T%-san}" trace -- "$FX/glibc-dynamic"
+    [[ "$output" == *"note: at run time malloc came from /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 (jemalloc)"* ]]
+    # without it, the run confirms the file
+    run "$T" trace --json -o "$OUT" -- "$FX/glibc-dynamic"
+    [ "$(q "r['target']['malloc_at_run_time']['id'], r['target']['malloc_at_run_time']['same_as_file']")" = "glibc-ptmalloc True" ]
+    # a wrapper that execs the program in place: the program's image names it
+    run "$T" trace --json -o "$OUT" -- env LD_PRELOAD_UNRELATED=1 "$FX/glibc-dynamic"
+    [ "$(q "r['target']['path'], r['target']['malloc_at_run_time']['provider']")" = "/usr/bin/env /lib/x86_64-linux-gnu/libc.so.6" ]
+    # the rules judge the allocator that ran: musl's MD001 is gone once mdalloc serves malloc
+    # (--compare preloads mdalloc for the second run)
+    run "$T" trace --compare --json -o "$OUT" -- "$FX/musl-dynamic-loop" 20000
+    [ "$status" -eq 0 ]
+    [ "$(q "[f['id'] for f in r['findings']], r['target']['malloc_at_run_time']['id']")" = "['MD001'] musl-mallocng" ]
+    [ "$(q "[f['id'] for f in r['compare']['report']['findings']], r['compare']['report']['target']['malloc_at_run_time']['id']")" = "[] mdalloc" ]
+}
+
 @test "the program's output is untouched and its exit status reported" {
     run "$T" trace -o "$OUT" --json -- "$FX/glibc-dynamic"
     [ "$status" -eq 0 ]
