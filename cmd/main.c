@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // malloc-doctor: find, prove and fix allocator problems in ELF programs.
 // The one dispatch table of subcommands; each lives in its own file under cmd/.
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd/cli.h"
 
@@ -31,8 +34,32 @@ static const struct md_command *find(const char *name)
     return NULL;
 }
 
+// A caller that closed stdin, stdout or stderr would have them reused by the first file opened
+// (a report printed into a netlink socket): hold them with /dev/null, as git does.
+static void hold_standard_descriptors(void)
+{
+    int fd;
+    while ((fd = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0 && fd <= STDERR_FILENO)
+        fcntl(fd, F_SETFD, 0); // it stands for a standard descriptor: children get it too
+    if (fd > STDERR_FILENO)
+        close(fd);
+}
+
+// A report that could not be written (a full disk, /dev/full, a closed pipe's EPIPE under
+// SIG_IGN) must not end in exit status 0.
+static int check_standard_output(const char *name, int rc)
+{
+    errno = 0;
+    if (fflush(stdout) == 0 && !ferror(stdout))
+        return rc;
+    fprintf(stderr, "malloc-doctor: %s: cannot write the standard output%s%s\n", name,
+            errno ? ": " : "", errno ? strerror(errno) : "");
+    return MD_EXIT_USAGE;
+}
+
 int main(int argc, char **argv)
 {
+    hold_standard_descriptors();
     if (argc < 2) {
         usage(stderr);
         return MD_EXIT_USAGE;
@@ -56,5 +83,5 @@ int main(int argc, char **argv)
                 name);
         return MD_EXIT_USAGE;
     }
-    return cmd->run(cmd, argc - 1, argv + 1);
+    return check_standard_output(name, cmd->run(cmd, argc - 1, argv + 1));
 }

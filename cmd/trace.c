@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // malloc-doctor trace: option parsing and rendering; the work is lib/trace.c.
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,12 +37,14 @@ static const struct md_opt options[] = {
 
 // --- the command ---------------------------------------------------------------------------
 
+#define MD_MAX_SAMPLE_HZ 10000
+
 static bool parse_number(const struct md_command *cmd, const char *option, const char *arg,
-                         uint64_t *out, int *exit_code)
+                         uint64_t max, uint64_t *out, int *exit_code)
 {
     return md_cli_parse_u64(cmd, option, arg, out, true, exit_code) &&
-           (*out <= 100000 ||
-            (*exit_code = md_cli_usage_error(cmd, "%s: at most 100000", option), false));
+           (*out <= max ||
+            (*exit_code = md_cli_usage_error(cmd, "%s: at most %" PRIu64, option, max), false));
 }
 
 static bool parse(const struct md_command *cmd, int argc, char **argv, struct md_trace_cli *a,
@@ -60,7 +63,9 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct md
             continue;
         switch (key) {
         case OPT_SAMPLE_HZ:
-            if (!parse_number(cmd, "--sample-hz", arg, &hz, exit_code))
+            // whole CPUs sampled with call chains: far above this the samples alone swamp the
+            // machine (100 kHz on 2 CPUs ran for a minute on a 10 ms program)
+            if (!parse_number(cmd, "--sample-hz", arg, MD_MAX_SAMPLE_HZ, &hz, exit_code))
                 return false;
             a->opt.sample_hz = (unsigned)hz;
             break;
@@ -87,7 +92,14 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct md
         *exit_code = md_cli_usage_error(cmd, "--folded needs --stacks");
         return false;
     }
-    return md_trace_cli_operands(cmd, argc, argv, a, exit_code);
+    if (!md_trace_cli_operands(cmd, argc, argv, a, exit_code))
+        return false;
+    // a path that cannot be written fails now, not after a long run
+    if (a->opt.folded && !md_cli_output_usable(cmd, a->opt.folded)) {
+        *exit_code = MD_EXIT_USAGE;
+        return false;
+    }
+    return true;
 }
 
 static void render_text(const cJSON *report)

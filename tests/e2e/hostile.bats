@@ -267,3 +267,17 @@ assert r['ops']['malloc'] == 100, r['ops']"
     run "$T" trace --help
     [[ "$output" == *"--timeout SECONDS"* ]]
 }
+
+@test "a standard output that cannot be written: exit 2 and why, never a silent 0" {
+    run bash -c '"$1" inspect build/fixtures/musl-static >/dev/full' _ "$T"
+    [ "$status" -eq 2 ]
+    [ "$output" = "malloc-doctor: inspect: cannot write the standard output: No space left on device" ]
+    run bash -c '"$1" trace -- true >/dev/full' _ "$T"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"malloc-doctor: trace: cannot write the standard output: No space left on device" ]]
+    # a closed stdout is held by /dev/null, so the report cannot land in a descriptor the tool
+    # opened for something else (its taskstats socket took fd 1 before)
+    run bash -c '"$1" trace --json -o "$2" -- true >&-' _ "$T" "$OUT"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['run']['exit_code']")" = 0 ]
+}

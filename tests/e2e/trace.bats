@@ -34,6 +34,18 @@ sys_field() { # syscall name, field
     [[ "$output" == *"/nonexistent/prog: not an executable file"* ]]
 }
 
+@test "option values that would fail or swamp the machine are refused before the run" {
+    # --folded's file is checked before the program runs, not after
+    start=$(date +%s)
+    run "$T" trace --stacks --folded /nonexistent/dir/f -- sleep 3
+    [ "$status" -eq 2 ]
+    [ "$output" = "malloc-doctor: trace: /nonexistent/dir/f: No such file or directory" ]
+    [ $(($(date +%s) - start)) -lt 3 ]
+    run "$T" trace --sample-hz 20000 -- true
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--sample-hz: at most 10000"* ]]
+}
+
 @test "seed 004: the 1016-1024 B band causes the mmaps, and per-op counts match the allocator's own" {
     run "$T" trace --json -o "$OUT" -- "$FX/toy-driver"
     [ "$status" -eq 0 ]
