@@ -72,6 +72,15 @@ static void print_verdict(const cJSON *r)
         }
 }
 
+// Whole numbers in full (a peak RSS of 1234567 KiB, not 1.23457e+06), others to 6 digits.
+static void print_number(const char *label, double value)
+{
+    if (value == (double)(long long)value)
+        printf("  %-34s %.0f\n", label, value);
+    else
+        printf("  %-34s %.6g\n", label, value);
+}
+
 static void print_numbers(const cJSON *r)
 {
     const cJSON *ops = cJSON_GetObjectItemCaseSensitive(r, "ops");
@@ -83,7 +92,7 @@ static void print_numbers(const cJSON *r)
     for (const struct md_metric *m = md_metrics; m->key; m++) {
         double value;
         if (m->get(r, &value))
-            printf("  %-34s %.6g\n", m->label, value * m->scale);
+            print_number(m->label, value * m->scale);
     }
     const cJSON *leaks = cJSON_GetObjectItemCaseSensitive(r, "leaks");
     if (leaks)

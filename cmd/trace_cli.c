@@ -293,7 +293,7 @@ static void print_stack_list(const cJSON *list, const char *title, const char *c
             break;
         if (shown == 1)
             printf("\n%s:\n", title);
-        printf("  %.0f %s, %.6g %s\n", num(st, count_key), count_key, num(st, bytes_key),
+        printf("  %.0f %s, %.0f %s\n", num(st, count_key), count_key, num(st, bytes_key),
                bytes_label);
         const cJSON *f;
         cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(st, "frames"))

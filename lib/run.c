@@ -43,6 +43,9 @@ static bool is_executable(const char *path)
 int md_find_program(const char *prog, char *path, size_t size, struct md_error *err)
 {
     if (strchr(prog, '/')) {
+        struct stat st;
+        if (stat(prog, &st))
+            return md_fail_errno(err, errno, "%s", prog);
         if (!is_executable(prog))
             return md_fail(err, "%s: not an executable file", prog);
         snprintf(path, size, "%s", prog);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "lib/run.h"
@@ -80,9 +81,15 @@ static int parse_line(const char *path, const char *buf, size_t size, struct md_
 int md_script_read(const char *path, struct md_script_hop *hop, struct md_error *err)
 {
     char buf[MD_SCRIPT_LINE_MAX] = {0};
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: opening a FIFO must not wait for a writer (only regular files are read)
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return md_fail_errno(err, errno, "%s", path);
+    struct stat st;
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return 0;
+    }
     ssize_t n = read(fd, buf, sizeof buf);
     int read_errno = errno;
     close(fd);

@@ -176,6 +176,12 @@ for f in (a,b):
     chk "$FX/bad" "is a directory (use -r"
     chk "$FX/bad/empty" "empty file"
     chk "$FX/bad/text.txt" "not an ELF file or ar archive"
+    fifo=$(mktemp -u)
+    mkfifo "$fifo"
+    run timeout 10 "$T" inspect "$fifo" # opening a FIFO waits for a writer: never done
+    rm -f "$fifo"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"not a regular file"* ]]
     script=$(mktemp)
     printf '#!/usr/bin/env  python3 \n' >"$script"
     chk "$script" "a #! script, not an ELF file: inspect its interpreter, /usr/bin/env python3"

@@ -41,6 +41,9 @@ sys_field() { # syscall name, field
     [ "$status" -eq 2 ]
     [ "$output" = "malloc-doctor: trace: /nonexistent/dir/f: No such file or directory" ]
     [ $(($(date +%s) - start)) -lt 3 ]
+    run "$T" trace -- /nonexistent/md-program
+    [ "$status" -eq 2 ]
+    [ "$output" = "malloc-doctor: trace: /nonexistent/md-program: No such file or directory" ]
     run "$T" trace --sample-hz 20000 -- true
     [ "$status" -eq 2 ]
     [[ "$output" == *"--sample-hz: at most 10000"* ]]
