@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -558,6 +559,9 @@ static void attach_shared(void)
         (!probe.header_only && (size_t)st.st_size < md_probe_file_size(h)))
         return;
     md_probe_count_process(h, getpid());
+    char comm[MD_PROBE_COMM] = "";
+    if (!prctl(PR_GET_NAME, comm, 0, 0, 0))
+        md_probe_note_image(h, (int32_t)getpid(), comm);
     probe.threshold = h->slow_threshold_ticks;
     probe.overflow_slot = &md_probe_slots(h)[0]; // slot 0 is reserved for overflow
     probe.pid = getpid();

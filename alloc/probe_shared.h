@@ -12,6 +12,7 @@
 #define MD_PROBE_SHARED_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -28,6 +29,8 @@
 #define MD_PROBE_PATH 184
 #define MD_PROBE_PIDS 4096
 #define MD_PROBE_PROVIDER_PATH 512
+#define MD_PROBE_IMAGES 4096
+#define MD_PROBE_COMM 16 // TASK_COMM_LEN
 
 enum md_probe_flags {
     MD_PROBE_WANT_STACKS = 1, // allocation call stacks, counted per stack
@@ -139,7 +142,60 @@ struct md_probe_header {
     // place): what really serves malloc at run time, LD_PRELOAD and library paths included.
     _Atomic int32_t provider_pid;
     char malloc_provider[MD_PROBE_PROVIDER_PATH];
+    // Every program image that ran with a probe: the process and its comm (the kernel's 15-byte
+    // name). The tool compares them with the kernel's exit records: a process whose last image
+    // is not here exec'd something the probe could not follow (a static program, a setuid one).
+    struct md_probe_image {
+        _Atomic int32_t pid; // 0: free
+        char comm[MD_PROBE_COMM];
+    } images[MD_PROBE_IMAGES];
 };
+
+// Two comms (16-byte buffers; the static probe has no strncmp).
+static inline bool md_probe_comm_equal(const char *a, const char *b)
+{
+    for (size_t k = 0; k < MD_PROBE_COMM - 1; k++) {
+        if (a[k] != b[k])
+            return false;
+        if (!a[k])
+            return true;
+    }
+    return true;
+}
+
+// True when a probe noted pid running the image named comm (the tool, after the run).
+static inline bool md_probe_image_noted(const struct md_probe_header *h, int32_t pid,
+                                        const char *comm)
+{
+    for (uint32_t i = 0; i < MD_PROBE_IMAGES; i++) {
+        const struct md_probe_image *e =
+            &h->images[((uint32_t)pid * 2654435761u + i) % MD_PROBE_IMAGES];
+        int32_t seen = atomic_load(&e->pid);
+        if (seen == 0)
+            return false;
+        if (seen == pid && md_probe_comm_equal(e->comm, comm))
+            return true;
+    }
+    return false;
+}
+
+// Notes that pid runs the image named comm (a 16-byte buffer) with a probe, once per pair; a full
+// table drops it.
+static inline void md_probe_note_image(struct md_probe_header *h, int32_t pid, const char *comm)
+{
+    for (uint32_t i = 0; i < MD_PROBE_IMAGES; i++) {
+        struct md_probe_image *e = &h->images[((uint32_t)pid * 2654435761u + i) % MD_PROBE_IMAGES];
+        int32_t seen = 0;
+        if (atomic_compare_exchange_strong(&e->pid, &seen, pid)) {
+            // only this process writes the entry it claimed
+            for (size_t k = 0; k < MD_PROBE_COMM; k++)
+                e->comm[k] = k + 1 < MD_PROBE_COMM ? comm[k] : 0;
+            return;
+        }
+        if (seen == pid && md_probe_comm_equal(e->comm, comm))
+            return;
+    }
+}
 
 // Counts pid once in h->processes. A full table counts every call (more than MD_PROBE_PIDS
 // processes in one run); a pid the kernel reuses within the run is counted once.

@@ -66,6 +66,7 @@
 #define MADV_WIPEONFORK_ 18
 #define ARCH_GET_FS_ 0x1003
 #define PR_SET_NAME_ 15
+#define PR_GET_NAME_ 16
 #define PR_SET_MM_ 35
 #define PR_SET_MM_ARG_START_ 8
 #define CLOCK_REALTIME_ 0
@@ -772,6 +773,15 @@ static void describe_program(const struct image *im)
     hooks.exe.path[n] = 0;
 }
 
+// This process runs the program's image with the hooks: the tool matches it to the kernel's exit
+// record of the process.
+static void note_image(void)
+{
+    char comm[MD_PROBE_COMM] = {0};
+    if (!failed(SYS(SYS_prctl, PR_GET_NAME_, comm, 0, 0, 0)))
+        md_probe_note_image(hooks.shared, (int32_t)SYS(SYS_getpid, 0), comm);
+}
+
 static void attach_file(const char *path)
 {
     long fd = SYS(SYS_openat, AT_FDCWD_, path, O_RDWR_ | O_CLOEXEC_);
@@ -921,6 +931,7 @@ __attribute__((noreturn, used)) void md_static_main(uint64_t *sp)
     describe_program(&im);
     attach_file(run.probe_file);
     SYS(SYS_prctl, PR_SET_NAME_, base_name(im.path), 0, 0, 0);
+    note_image(); // the name as the kernel keeps it (cut to 15 bytes)
     SYS(SYS_prctl, PR_SET_MM_, PR_SET_MM_ARG_START_, program_argv[0], 0, 0);
     uint64_t entry = im.bias + im.ehdr.e_entry;
     uint64_t *stack = program_stack(sp, run.skip, &im);

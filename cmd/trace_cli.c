@@ -233,10 +233,19 @@ static void print_ops(const cJSON *r)
     const char *rss_source = md_json_get_str(run, "max_rss_source");
     double probed = num(run, "probed_processes"), all = num(run, "processes");
     if (rss_source && !strcmp(rss_source, "taskstats") &&
-        cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(run, "probed_processes")) && probed < all)
-        printf("note: %.0f of %.0f processes ran without the probe (programs exec'd that it "
-               "cannot follow): their allocator calls are not counted, their syscalls are\n",
-               all - probed, all);
+        cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(run, "probed_processes")) && probed < all) {
+        printf("note: %.0f of %.0f processes ran without the probe (", all - probed, all);
+        const cJSON *name;
+        bool first = true;
+        cJSON_ArrayForEach(name, cJSON_GetObjectItemCaseSensitive(run, "unprobed_programs"))
+        {
+            printf("%s%s", first ? "" : ", ", name->valuestring);
+            first = false;
+        }
+        printf("%sprograms exec'd that it cannot follow, such as static or setuid ones): their "
+               "allocator calls are not counted, their syscalls are\n",
+               first ? "" : ": ");
+    }
 }
 
 static void print_syscalls(const cJSON *r)

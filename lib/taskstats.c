@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/acct.h>
 #include <linux/genetlink.h>
 #include <linux/netlink.h>
 #include <linux/taskstats.h>
@@ -122,7 +123,9 @@ static void keep_record(struct md_taskstats *ts, const struct taskstats *t)
         ts->capacity = capacity;
     }
     struct md_exit_record *r = &ts->records[ts->count++];
+    r->pid = (pid_t)t->ac_pid;
     r->tgid = (pid_t)t->ac_tgid;
+    r->forked_only = t->ac_flag & AFORK;
     r->ppid = (pid_t)t->ac_ppid;
     r->hiwater_rss_kb = t->hiwater_rss;
     snprintf(r->comm, sizeof r->comm, "%.*s", (int)sizeof t->ac_comm, t->ac_comm);
@@ -275,7 +278,8 @@ bool md_taskstats_tree(const struct md_taskstats *ts, pid_t root, pid_t tool_pid
     *usage = (struct md_tree_usage){.processes = 1};
     bool seen_root = false;
     if (md_u64map_put(&tree, (uint64_t)root, 1) &&
-        grow_tree(ts, &tree, tool_pid, tool_comm, &usage->processes))
+        grow_tree(ts, &tree, tool_pid, tool_comm, &usage->processes) &&
+        (usage->members = calloc(usage->processes, sizeof *usage->members)))
         for (size_t i = 0; i < ts->count; i++) {
             const struct md_exit_record *r = &ts->records[i];
             if (!in_tree(&tree, r->tgid))
@@ -283,8 +287,15 @@ bool md_taskstats_tree(const struct md_taskstats *ts, pid_t root, pid_t tool_pid
             seen_root |= r->tgid == root;
             if (r->hiwater_rss_kb > usage->peak_rss_kb)
                 usage->peak_rss_kb = r->hiwater_rss_kb;
+            if (r->pid == r->tgid && usage->member_count < usage->processes)
+                usage->members[usage->member_count++] = *r;
         }
     md_u64map_free(&tree);
+    if (!seen_root) {
+        free(usage->members);
+        usage->members = NULL;
+        usage->member_count = 0;
+    }
     return seen_root;
 }
 

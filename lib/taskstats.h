@@ -16,8 +16,9 @@
 #include <sys/types.h>
 
 struct md_exit_record {
-    pid_t tgid, ppid;
+    pid_t pid, tgid, ppid;
     uint64_t hiwater_rss_kb;
+    bool forked_only; // forked and never exec'd (the kernel's AFORK)
     char comm[32];
 };
 
@@ -40,6 +41,10 @@ void md_taskstats_stop(struct md_taskstats *ts);
 struct md_tree_usage {
     uint64_t peak_rss_kb; // the largest high-water RSS of any process of the tree
     unsigned processes;   // processes (not threads) of the tree that exited
+    // the exit record of each process's main thread (its last image's name), in no order;
+    // free() it
+    struct md_exit_record *members;
+    size_t member_count;
 };
 
 // Sums up the program (root) and its descendants, including orphans this tool adopted as

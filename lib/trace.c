@@ -210,6 +210,60 @@ static void add_target(cJSON *report, const struct target *t, const struct md_tr
         cJSON_AddItemToObject(report, "inspect", cJSON_Duplicate(t->inspect, 1));
 }
 
+static const struct md_exit_record *tree_member(const struct md_tree_usage *tree, pid_t pid)
+{
+    for (size_t i = 0; i < tree->member_count; i++)
+        if (tree->members[i].tgid == pid)
+            return &tree->members[i];
+    return NULL;
+}
+
+// A process ran with a probe when a probe noted its last image (its name at exit); one that never
+// exec'd has its parent's. A chain that leaves the tree counts as probed (nothing to blame).
+static bool member_probed(const struct md_tree_usage *tree, const struct md_probe_header *h,
+                          const struct md_exit_record *r)
+{
+    for (size_t depth = 0; r && depth <= tree->member_count; depth++) {
+        if (!r->forked_only) {
+            char comm[MD_PROBE_COMM] = {0};
+            memcpy(comm, r->comm, sizeof comm - 1);
+            return md_probe_image_noted(h, r->tgid, comm);
+        }
+        r = tree_member(tree, r->ppid);
+    }
+    return true;
+}
+
+// probed_processes, and the names of the programs that ran without a probe (a static program
+// exec'd by the program, a setuid one that could not open the probe file), from taskstats.
+static void add_probe_coverage(cJSON *o, const struct md_tree_usage *tree,
+                               const struct md_probe_file *pf)
+{
+    if (!pf || !tree) {
+        if (pf)
+            cJSON_AddNumberToObject(o, "probed_processes", atomic_load(&pf->header->processes));
+        else
+            cJSON_AddNullToObject(o, "probed_processes");
+        cJSON_AddNullToObject(o, "unprobed_programs");
+        return;
+    }
+    unsigned unprobed = 0;
+    cJSON *names = cJSON_CreateArray();
+    for (size_t i = 0; i < tree->member_count; i++) {
+        const struct md_exit_record *r = &tree->members[i];
+        if (member_probed(tree, pf->header, r))
+            continue;
+        unprobed++;
+        bool listed = false;
+        const cJSON *name;
+        cJSON_ArrayForEach(name, names) listed |= !strcmp(name->valuestring, r->comm);
+        if (!listed && cJSON_GetArraySize(names) < 8)
+            cJSON_AddItemToArray(names, cJSON_CreateString(r->comm));
+    }
+    cJSON_AddNumberToObject(o, "probed_processes", (double)(tree->processes - unprobed));
+    cJSON_AddItemToObject(o, "unprobed_programs", names);
+}
+
 // tree: the program's processes from taskstats, or NULL when the kernel did not tell
 static void add_run(cJSON *report, const struct md_run_result *r, double timeout,
                     const struct md_tree_usage *tree, const struct md_strace_log *log,
@@ -247,10 +301,7 @@ static void add_run(cJSON *report, const struct md_run_result *r, double timeout
     // strace's exit lines count threads too; taskstats knows processes
     cJSON_AddNumberToObject(o, "processes",
                             tree ? (double)tree->processes : (double)(log->exits + log->kills));
-    if (pf)
-        cJSON_AddNumberToObject(o, "probed_processes", atomic_load(&pf->header->processes));
-    else
-        cJSON_AddNullToObject(o, "probed_processes");
+    add_probe_coverage(o, tree, pf);
 }
 
 static int temp_file(char *path, size_t size, const char *name, struct md_error *err)
@@ -274,6 +325,7 @@ struct session {
     // MODE_HOOKS: the same three arguments for a re-run through /proc/self/exe (probe_static.h)
     char env_static_file[PATH_MAX + 32], env_static_exe[PATH_MAX + 32], env_static_hooks[1100];
     struct md_strace_log log;
+    struct md_tree_usage tree; // the program's processes, from taskstats
 };
 
 // The static probe's command line: PROBE_FILE EXECUTABLE HOOKS -- ARGV...
@@ -358,6 +410,7 @@ static void cleanup(struct session *s)
     md_strace_log_free(&s->log);
     cJSON_Delete(s->target.inspect);
     cJSON_Delete(s->target.run_time_active);
+    free(s->tree.members);
     md_exec_plan_free(&s->target.plan);
     free(s->hooked_argv);
 }
@@ -430,8 +483,7 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
     md_taskstats_start(&exits);
     int failed = md_run(&spec, run, err);
     md_taskstats_stop(&exits);
-    struct md_tree_usage tree;
-    bool tree_known = !failed && program_tree(&exits, run->pid, &tree);
+    bool tree_known = !failed && program_tree(&exits, run->pid, &s->tree);
     md_taskstats_free(&exits);
     if (failed)
         return -1;
@@ -453,7 +505,7 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
     if (preload)
         note_run_time_malloc(&s->target, s->probe.header);
     add_target(report, &s->target, opt);
-    add_run(report, run, opt->timeout_seconds, tree_known ? &tree : NULL, &s->log,
+    add_run(report, run, opt->timeout_seconds, tree_known ? &s->tree : NULL, &s->log,
             probed ? &s->probe : NULL);
     struct md_trace_input in = {.log = &s->log,
                                 .probe = probed ? &s->probe : NULL,

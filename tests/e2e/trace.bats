@@ -31,7 +31,7 @@ sys_field() { # syscall name, field
     [[ "$output" == *"no command given"* ]]
     run "$T" trace -- /nonexistent/prog
     [ "$status" -eq 2 ]
-    [[ "$output" == *"/nonexistent/prog: not an executable file"* ]]
+    [[ "$output" == *"/nonexistent/prog: No such file or directory"* ]]
 }
 
 @test "option values that would fail or swamp the machine are refused before the run" {
@@ -191,6 +191,24 @@ PY
     [ "$(q "r['run']['processes'], r['run']['probed_processes']")" = "2 2" ]
     run "$T" trace -- sh -c 'true & wait'
     [[ "$output" != *"ran without the probe"* ]]
+}
+
+@test "programs the probe cannot follow (static, or setuid to another user) are named, not hidden" {
+    # a shell's child execs a static program; env execs one in place; a program drops to
+    # another user, who cannot open the probe file
+    run "$T" trace --json -o "$OUT" -- sh -c "$FX/musl-static; true"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['run']['processes'], r['run']['probed_processes'], r['run']['unprobed_programs']")" = "2 1 ['musl-static']" ]
+    run "$T" trace -- sh -c "$FX/musl-static; true"
+    [[ "$output" == *"note: 1 of 2 processes ran without the probe (musl-static: programs exec'd"* ]]
+    run "$T" trace --json -o "$OUT" -- env VAR=1 "$FX/musl-static"
+    [ "$(q "r['run']['processes'], r['run']['probed_processes'], r['run']['unprobed_programs']")" = "1 0 ['musl-static']" ]
+    run "$T" trace --json -o "$OUT" -- setpriv --reuid=65534 --regid=65534 --clear-groups "$FX/glibc-dynamic"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['run']['unprobed_programs']")" = "['glibc-dynamic']" ]
+    # a program that forks and execs itself (dynamic) is followed: nothing to name
+    run "$T" trace --json -o "$OUT" -- "$FX/lifecycle" fork 100
+    [ "$(q "r['run']['processes'], r['run']['probed_processes'], r['run']['unprobed_programs']")" = "2 2 []" ]
 }
 
 @test "static musl program: the static probe's hooks count exactly and tie syscalls to calls" {

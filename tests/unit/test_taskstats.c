@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include <cmocka.h>
 
@@ -16,8 +17,14 @@
 
 static struct md_exit_record rec(pid_t tgid, pid_t ppid, const char *comm, uint64_t rss)
 {
-    struct md_exit_record r = {.tgid = tgid, .ppid = ppid, .hiwater_rss_kb = rss};
+    struct md_exit_record r = {.pid = tgid, .tgid = tgid, .ppid = ppid, .hiwater_rss_kb = rss};
     snprintf(r.comm, sizeof r.comm, "%s", comm);
+    return r;
+}
+
+static struct md_exit_record thread_of(struct md_exit_record r, pid_t tid)
+{
+    r.pid = tid;
     return r;
 }
 
@@ -33,13 +40,20 @@ static void tree_of_a_forking_program(void **state)
         rec(204, TOOL, "strace", 8000),        // strace's detached tracer
         rec(999, 1, "bash", 50000),            // someone else on the machine
         rec(ROOT, TOOL, "prog", 1200),         // the program itself, last
-        rec(ROOT, TOOL, "prog", 1300),         // one of its threads: the same process
+        thread_of(rec(ROOT, TOOL, "prog", 1300), 205), // one of its threads: the same process
     };
     struct md_taskstats ts = {.fd = -1, .records = records, .count = 9};
     struct md_tree_usage u;
     assert_true(md_taskstats_tree(&ts, ROOT, TOOL, "malloc-doctor", &u));
     assert_int_equal(u.processes, 4); // ROOT, 202, 301, 203
     assert_int_equal(u.peak_rss_kb, 7000);
+    // one member per process, from its main thread's record
+    assert_int_equal(u.member_count, 4);
+    pid_t sum = 0;
+    for (size_t i = 0; i < u.member_count; i++)
+        sum += u.members[i].tgid;
+    assert_int_equal(sum, ROOT + 202 + 301 + 203);
+    free(u.members);
 }
 
 static void no_record_of_the_program_means_unknown(void **state)
@@ -62,6 +76,7 @@ static void lost_records_mean_unknown(void **state)
     assert_true(md_taskstats_tree(&ts, ROOT, TOOL, "malloc-doctor", &u));
     assert_int_equal(u.processes, 1);
     assert_int_equal(u.peak_rss_kb, 1200);
+    free(u.members);
 }
 
 int main(void)
