@@ -292,12 +292,22 @@ static inline uint32_t md_probe_stack_id(struct md_probe_header *hdr, int32_t pi
     return 0;
 }
 
+// Where a block's entry starts. Neighbouring blocks get neighbouring entries (16 bytes of address
+// per 32-byte entry), so the table pages a program touches grow with the heap it keeps live, at
+// most twice its size, instead of one 4 KiB page per block: those pages count in the program's
+// RSS. The bits above 64 MiB are mixed in so that glibc's thread arenas, aligned to 64 MiB, do not
+// land on the same entries.
+static inline uint64_t md_probe_live_slot(uint64_t block, uint64_t mask)
+{
+    return ((block >> 4) + md_probe_mix(block >> 26)) & mask;
+}
+
 static inline void md_probe_live_insert(struct md_probe_header *h, int32_t pid, uint64_t block,
                                         uint64_t size, uint32_t stack)
 {
     struct md_probe_live *table = md_probe_live_table(h);
     uint64_t mask = h->live_max - 1;
-    for (uint64_t i = md_probe_mix(block) & mask, n = 0; n < 256; i = (i + 1) & mask, n++) {
+    for (uint64_t i = md_probe_live_slot(block, mask), n = 0; n < 256; i = (i + 1) & mask, n++) {
         uint64_t seen = atomic_load(&table[i].address);
         if ((seen == 0 || seen == MD_PROBE_LIVE_TOMBSTONE) &&
             atomic_compare_exchange_strong(&table[i].address, &seen, block)) {
@@ -314,7 +324,7 @@ static inline void md_probe_live_remove(struct md_probe_header *h, int32_t pid, 
 {
     struct md_probe_live *table = md_probe_live_table(h);
     uint64_t mask = h->live_max - 1;
-    for (uint64_t i = md_probe_mix(block) & mask, n = 0; n < 256; i = (i + 1) & mask, n++) {
+    for (uint64_t i = md_probe_live_slot(block, mask), n = 0; n < 256; i = (i + 1) & mask, n++) {
         uint64_t seen = atomic_load(&table[i].address);
         if (seen == 0)
             return; // never recorded (allocated before the probe attached, or in the parent)

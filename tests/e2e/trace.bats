@@ -400,6 +400,20 @@ import json; r=json.load(open('$OUT')); s=[x['frames'][0] for x in r['leaks']['b
 assert len(s) == 1 and s[0].startswith('leak_large'), s"
 }
 
+@test "--leaks adds at most about twice the live heap to the peak RSS, not a page per block" {
+    run "$T" trace --json -o "$OUT" -- "$FX/keeper" 20000
+    [ "$status" -eq 0 ]
+    plain=$(q "r['run']['max_rss_kb']")
+    run "$T" trace --leaks --json -o "$OUT" -- "$FX/keeper" 20000
+    [ "$status" -eq 0 ]
+    [ "$(q "r['leaks']['blocks'] >= 20000 and r['leaks']['untracked'] == 0")" = True ]
+    with_leaks=$(q "r['run']['max_rss_kb']")
+    # 20000 live blocks of 48 B (glibc's chunks) span about 940 KiB: the live-block table may
+    # touch about twice that; one 4 KiB page per block would be 80000 KiB
+    echo "peak RSS $plain KiB, with --leaks $with_leaks KiB"
+    [ "$((with_leaks - plain))" -lt 4096 ]
+}
+
 @test "--leaks and --stacks on a static musl program: the hooks name both call sites exactly" {
     run "$T" trace --leaks --stacks --json -o "$OUT" -- "$FX/leaker-musl-static"
     [ "$status" -eq 0 ]
