@@ -80,6 +80,28 @@ struct fast_path {
 static __thread struct fast_path tls_fast __attribute__((tls_model("initial-exec")));
 static __thread uintptr_t tls_stack_top __attribute__((tls_model("initial-exec")));
 
+// Calls the allocator makes to itself while it serves a counted call go through the probe too
+// when they use the public symbols: musl's calloc calls malloc, its realloc malloc and free, its
+// memalign and posix_memalign aligned_alloc. They are the allocator's own work, so they are
+// forwarded and not counted again. The wrappers that can nest clear the fast path for the
+// duration, which sends nested calls to the full path, where tls_nested stops them: malloc's and
+// free's fast paths pay nothing for it.
+static __thread bool tls_nested __attribute__((tls_model("initial-exec")));
+
+static inline struct fast_path nested_begin(void)
+{
+    struct fast_path outer = tls_fast;
+    tls_fast.slot = NULL;
+    tls_nested = true;
+    return outer;
+}
+
+static inline void nested_end(struct fast_path outer)
+{
+    tls_nested = false;
+    tls_fast = outer;
+}
+
 // Where a hook was called from: its frame (to walk the frame-pointer chain) and return address.
 struct caller {
     void *frame, *ret;
@@ -724,6 +746,8 @@ static inline bool ready(void)
 
 __attribute__((noinline)) static void *malloc_full(size_t n)
 {
+    if (tls_nested)
+        return probe.real.malloc(n);
     if (!ready())
         return boot_alloc(n);
     struct mark m;
@@ -735,6 +759,10 @@ __attribute__((noinline)) static void *malloc_full(size_t n)
 
 __attribute__((noinline)) static void free_full(void *p)
 {
+    if (tls_nested && !is_boot(p)) {
+        probe.real.free(p);
+        return;
+    }
     if (!p || is_boot(p))
         return;
     if (!ready())
@@ -755,9 +783,13 @@ __attribute__((noinline)) static void *calloc_full(size_t n, size_t each)
             return NULL;
         return boot_alloc(total); // static storage: already zero
     }
+    if (tls_nested)
+        return probe.real.calloc(n, each);
     struct mark m;
     mark_begin(&m);
+    struct fast_path outer = nested_begin();
     void *p = probe.real.calloc(n, each);
+    nested_end(outer);
     record(MD_OP_CALLOC, (uint64_t)n * each, &m, p, NULL, CALLER);
     return p;
 }
@@ -778,9 +810,13 @@ __attribute__((noinline)) static void *realloc_full(void *old, size_t n)
         return boot_alloc(n);
     if (is_boot(old))
         return realloc_from_boot(old, n);
+    if (tls_nested)
+        return probe.real.realloc(old, n);
     struct mark m;
     mark_begin(&m);
+    struct fast_path outer = nested_begin();
     void *p = probe.real.realloc(old, n);
+    nested_end(outer);
     // a failed realloc keeps the old block; realloc(p, 0) may free it and return NULL
     record(MD_OP_REALLOC, n, &m, p, p || !n ? old : NULL, CALLER);
     return p;
@@ -866,7 +902,9 @@ EXPORT void *calloc(size_t n, size_t each)
     if (__builtin_expect(!f.slot, 0))
         return calloc_full(n, each);
     fast_begin(f.rseq_cs);
+    nested_begin();
     void *p = probe.real.calloc(n, each);
+    nested_end(f);
     FAST_END_ALLOCATION(f, p, MD_OP_CALLOC, (uint64_t)n * each);
     return p;
 }
@@ -877,7 +915,9 @@ EXPORT void *realloc(void *old, size_t n)
     if (__builtin_expect(!f.slot || is_boot(old), 0))
         return realloc_full(old, n);
     fast_begin(f.rseq_cs);
+    nested_begin();
     void *p = probe.real.realloc(old, n);
+    nested_end(f);
     FAST_END_ALLOCATION(f, p, MD_OP_REALLOC, n);
     return p;
 }
@@ -896,9 +936,13 @@ EXPORT int posix_memalign(void **out, size_t align, size_t n)
 {
     if (!ready() || !probe.real.posix_memalign)
         return ENOMEM;
+    if (tls_nested)
+        return probe.real.posix_memalign(out, align, n);
     struct mark m;
     mark_begin(&m);
+    struct fast_path outer = nested_begin();
     int rc = probe.real.posix_memalign(out, align, n);
+    nested_end(outer);
     record(MD_OP_ALIGNED, n, &m, rc ? NULL : *out, NULL, CALLER);
     return rc;
 }
@@ -909,9 +953,13 @@ EXPORT int posix_memalign(void **out, size_t align, size_t n)
     {                                                                                              \
         if (!ready() || !probe.real.name)                                                          \
             return NULL;                                                                           \
+        if (tls_nested)                                                                            \
+            return probe.real.name args;                                                           \
         struct mark m;                                                                             \
         mark_begin(&m);                                                                            \
+        struct fast_path outer = nested_begin();                                                   \
         void *p = probe.real.name args;                                                            \
+        nested_end(outer);                                                                         \
         record(MD_OP_ALIGNED, size, &m, p, NULL, CALLER);                                          \
         return p;                                                                                  \
     }

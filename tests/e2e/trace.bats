@@ -121,6 +121,17 @@ PY
     [ "$(q "[f['id'] for f in r['compare']['report']['findings']], r['compare']['report']['target']['malloc_at_run_time']['id']")" = "[] mdalloc" ]
 }
 
+@test "calls an allocator makes to its own public functions are counted once (musl's calloc calls malloc)" {
+    for fx in api-calls api-calls-musl; do
+        run "$T" trace --json -o "$OUT" -- "$FX/$fx"
+        [ "$status" -eq 0 ]
+        # the program's own counts: malloc free calloc realloc aligned (stdio may add a malloc)
+        read -r _ malloc free calloc realloc aligned <<<"$output"
+        [ "$(q "r['ops']['free'], r['ops']['calloc'], r['ops']['realloc'], r['ops']['aligned']")" = "$free $calloc $realloc $aligned" ]
+        [ "$(q "r['ops']['malloc'] - $malloc <= 1")" = True ]
+    done
+}
+
 @test "the program's output is untouched and its exit status reported" {
     run "$T" trace -o "$OUT" --json -- "$FX/glibc-dynamic"
     [ "$status" -eq 0 ]
