@@ -392,8 +392,9 @@ void md_render_compare(const cJSON *r)
     if (!c)
         return;
     if (!md_json_get_bool(c, "possible")) {
-        printf("\ncompare: cannot preload another allocator: %s\n  fix: %s\n",
-               str(c, "reason", "?"), str(c, "fix", "?"));
+        printf("\ncompare: no comparison: %s\n", str(c, "reason", "?"));
+        if (md_json_get_str(c, "fix"))
+            printf("  fix: %s\n", md_json_get_str(c, "fix"));
         return;
     }
     const char *with = str(c, "allocator", "?");

@@ -5,8 +5,10 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/elf_file.h"
 #include "lib/metrics.h"
 #include "rules/rules.h"
 
@@ -83,11 +85,58 @@ static const char *allocator_name(const char *library, bool is_default)
     return base ? base + 1 : library;
 }
 
+// --compare-with LIB must be a shared library: checked before the first run, not after it.
+static int check_library(const char *with, struct md_error *err)
+{
+    struct md_elf e;
+    bool is_archive;
+    if (md_elf_open(&e, with, &is_archive, err))
+        return -1;
+    GElf_Ehdr eh;
+    bool shared = !is_archive && gelf_getehdr(e.elf, &eh) && eh.e_type == ET_DYN;
+    md_elf_close(&e);
+    if (!shared)
+        return md_fail(err, "%s: not a shared library (LD_PRELOAD needs a .so)", with);
+    return 0;
+}
+
+// Why the second run cannot be compared with the first, or NULL: it ended differently (the
+// library did not load, or broke the program), or malloc did not come from the library.
+static const char *not_comparable(const cJSON *own, const cJSON *other, const char *library,
+                                  char *why, size_t size)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(own, "run");
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(other, "run");
+    double code_a = md_json_get_num(a, "exit_code"), code_b = md_json_get_num(b, "exit_code");
+    const char *sig_a = md_json_get_str(a, "signal"), *sig_b = md_json_get_str(b, "signal");
+    if (code_a != code_b || (sig_a == NULL) != (sig_b == NULL) || (sig_a && strcmp(sig_a, sig_b))) {
+        snprintf(why, size,
+                 "the run with %s ended differently (%s %.0f%s%s, the first run: %s %.0f%s%s): "
+                 "its messages are above",
+                 library, sig_b ? "signal" : "exit", code_b, sig_b ? " SIG" : "",
+                 sig_b ? sig_b : "", sig_a ? "signal" : "exit", code_a, sig_a ? " SIG" : "",
+                 sig_a ? sig_a : "");
+        return why;
+    }
+    const cJSON *ran = cJSON_GetObjectItemCaseSensitive(target_of(other), "malloc_at_run_time");
+    const char *provider = md_json_get_str(ran, "provider");
+    struct stat sa, sb;
+    if (!provider || stat(provider, &sa) || stat(library, &sb) || sa.st_dev != sb.st_dev ||
+        sa.st_ino != sb.st_ino) {
+        snprintf(why, size,
+                 "%s did not serve malloc in the run with it (malloc came from %s): it defines "
+                 "no malloc, or the dynamic linker did not load it",
+                 library, provider ? provider : "an unknown file");
+        return why;
+    }
+    return NULL;
+}
+
 int md_trace_compare(const struct md_trace_options *opt, const char *with, cJSON *report,
                      struct md_run_result *run, struct md_error *err)
 {
-    if (with && access(with, R_OK)) // before the first run, not after it
-        return md_fail_errno(err, errno, "%s", with);
+    if (with && check_library(with, err))
+        return -1;
     if (md_trace(opt, report, run, err))
         return -1;
     cJSON *compare = cJSON_AddObjectToObject(report, "compare");
@@ -122,6 +171,13 @@ int md_trace_compare(const struct md_trace_options *opt, const char *with, cJSON
         cJSON_AddFalseToObject(compare, "possible");
         cJSON_AddStringToObject(compare, "reason", "the second run was interrupted");
         cJSON_Delete(other);
+        return 0;
+    }
+    char why[PATH_MAX * 2 + 200];
+    if (not_comparable(report, other, library, why, sizeof why)) {
+        cJSON_AddFalseToObject(compare, "possible");
+        cJSON_AddStringToObject(compare, "reason", why);
+        cJSON_AddItemToObject(compare, "report", other); // what the second run did
         return 0;
     }
     cJSON_AddTrueToObject(compare, "possible");

@@ -56,6 +56,27 @@ metric() { # metric key, field
     [[ "$output" != *ran* ]]
 }
 
+@test "--compare-with: no ratios from a library that did not serve malloc or broke the run" {
+    # not a shared library at all: refused before the first run
+    notlib=$(mktemp)
+    echo text >"$notlib"
+    run "$T" trace --compare-with "$notlib" -- /bin/echo ran
+    rm -f "$notlib"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"not an ELF file"* && "$output" != *ran* ]]
+    # a library without malloc: loaded, but malloc still came from libc
+    run "$T" trace --compare-with /lib/x86_64-linux-gnu/libz.so.1 --json -o "$OUT" -- "$FX/glibc-dynamic"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['compare']['possible'], 'metrics' in r['compare']")" = "False False" ]
+    [[ "$(q "r['compare']['reason']")" == *"libz.so.1 did not serve malloc in the run with it (malloc came from /lib/x86_64-linux-gnu/libc.so.6)"* ]]
+    # musl's mdalloc preloaded into a glibc program: the loader refuses, the run exits 127
+    run "$T" trace --compare-with "$PWD/build/alloc/musl/libmdalloc.so" --json -o "$OUT" -- "$FX/glibc-dynamic"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['compare']['possible']")" = False ]
+    [[ "$(q "r['compare']['reason']")" == *"ended differently (exit 127, the first run: exit 0)"* ]]
+    [ "$(q "r['compare']['report']['run']['exit_code']")" = 127 ]
+}
+
 @test "--compare on a static musl program says why and prescribes patch" {
     run "$T" trace --compare --json -o "$OUT" -- "$FX/musl-static"
     [ "$status" -eq 0 ]
