@@ -248,6 +248,10 @@ static int describe_elf(struct md_inspector *in, struct md_elf *e, const char *p
         md_identify(&in->matcher, e, &id, err))
         return -1;
     enum md_elf_kind kind = md_elf_kind_of(e, interp != NULL, &dyn);
+    // A static PIE exports nothing to a dynamic linker; musl's libc.so (also its dynamic linker:
+    // an entry point, no soname, no interpreter) exports malloc and is a library.
+    if (kind == MD_KIND_STATIC_PIE && id.exports_malloc && !(dyn.flags_1 & DF_1_PIE))
+        kind = MD_KIND_SHARED;
     const char *kind_name = md_elf_kind_name(kind), *libc = libc_of(&id, interp);
     cJSON_AddStringToObject(entry, "status", "ok");
     add_format(entry, e);

@@ -100,6 +100,8 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
     const char *kind = md_json_get_str(in->file, "kind");
     if (!family || strcmp(family, "musl") || !threads || strcmp(threads, "yes") || !kind)
         return;
+    if (!strcmp(kind, "shared-object")) // a library (musl's libc.so itself): no program to fix
+        return;
     const cJSON *active = cJSON_GetObjectItemCaseSensitive(in->file, "active");
     bool is_static = !strcmp(kind, "static") || !strcmp(kind, "static-pie");
     struct contention c = {0};

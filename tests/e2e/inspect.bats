@@ -237,6 +237,20 @@ assert paths==["build/fixtures/tree/bin/glibc-dynamic","build/fixtures/tree/bin/
 assert r["summary"]["skipped"]==2, r["summary"]' "$output"
 }
 
+@test "musl's libc.so, also its dynamic linker, is a library: no static-pie, no MD001" {
+    run "$T" inspect --json /usr/lib/x86_64-linux-musl/libc.so
+    [ "$status" -eq 0 ]
+    echo "$output" | python3 -c '
+import json, sys
+f = json.load(sys.stdin)["files"][0]
+assert f["kind"] == "shared-object" and f["active"]["id"] == "musl-mallocng", (f["kind"], f["active"])
+assert not f["findings"], f["findings"]'
+    # a real static PIE stays one
+    [ "$(active_id "$FX/glibc-static-pie")" = glibc-ptmalloc ]
+    run "$T" inspect --json "$FX/glibc-static-pie"
+    [ "$(echo "$output" | python3 -c 'import json,sys; print(json.load(sys.stdin)["files"][0]["kind"])')" = static-pie ]
+}
+
 @test "an archive with no member (glibc's libdl.a since 2.34) is inspected, not an error" {
     empty=$(mktemp --suffix=.a)
     printf '!<arch>\n' >"$empty"
