@@ -17,7 +17,7 @@ DEB_PKGS := gcc make pkg-config libelf-dev binutils-dev libcjson-dev libcmocka-d
 
 # Recursive (=) so that pkg-config runs when a recipe needs it, never while deps are missing.
 PKG_CFLAGS = $(shell pkg-config --cflags libelf libcjson)
-PKG_LIBS = $(shell pkg-config --libs libelf libcjson) -lbfd
+PKG_LIBS = $(shell pkg-config --libs libelf libcjson) -lbfd -lm
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
 
 # Messages for people are cut to fixed buffers on purpose, so truncation is not an error.

@@ -80,10 +80,12 @@ int md_baseline_load(const char *path, cJSON **out, struct md_error *err)
     return rc;
 }
 
-static bool regressed(const struct md_metric *m, double before, double after, double max_pct)
+static bool regressed(const struct md_metric *m, const cJSON *baseline, const cJSON *current,
+                      double before, double after, double max_pct)
 {
     double growth = after - before;
-    if (growth <= m->noise_floor)
+    if (growth <= m->noise_floor ||
+        (m->sampling_noise && growth <= m->sampling_noise(baseline, current)))
         return false;
     return before <= 0 || 100 * growth / before > max_pct;
 }
@@ -119,7 +121,7 @@ int md_gate_check(const cJSON *baseline, const char *baseline_name, double max_r
             continue;
         }
         cJSON_AddItemToArray(compared, comparison(m, before, after));
-        if (regressed(m, before, after, max_regression_pct)) {
+        if (regressed(m, baseline, current, before, after, max_regression_pct)) {
             cJSON_AddItemToArray(regressions, comparison(m, before, after));
             count++;
         }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "lib/metrics.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "lib/report.h"
@@ -107,22 +108,40 @@ static bool allocator_cpu_share(const cJSON *r, double *v)
            number(cpu, "allocator_share", v);
 }
 
+// Three standard errors of the difference of two sampled shares (binomial): 60 samples at a 55%
+// share are +-6 points each, so two identical runs differ by up to about 27 points at 3 sigma.
+static double allocator_share_noise(const cJSON *before, const cJSON *after)
+{
+    double variance = 0;
+    const cJSON *reports[] = {before, after};
+    for (size_t i = 0; i < 2; i++) {
+        const cJSON *cpu = obj(reports[i], "cpu");
+        double n = md_json_get_num(cpu, "samples"), p = md_json_get_num(cpu, "allocator_share");
+        if (n > 0)
+            variance += p * (1 - p) / n;
+    }
+    return 3 * sqrt(variance);
+}
+
 const struct md_metric md_metrics[] = {
-    {"wall_seconds", "wall time (s)", 1, 0.05, false, true, wall},
-    {"cpu_seconds", "CPU time, user+sys (s)", 1, 0.05, false, true, cpu_time},
+    {"wall_seconds", "wall time (s)", 1, 0.05, false, true, wall, NULL},
+    {"cpu_seconds", "CPU time, user+sys (s)", 1, 0.05, false, true, cpu_time, NULL},
     // RSS moves by a few hundred KiB between identical runs (stacks, page cache of the loader).
-    {"peak_rss_kb", "peak RSS (KiB)", 1, 2048, true, true, peak_rss},
-    {"minor_faults", "page faults (minor)", 1, 256, false, true, minor_faults},
+    {"peak_rss_kb", "peak RSS (KiB)", 1, 2048, true, true, peak_rss, NULL},
+    {"minor_faults", "page faults (minor)", 1, 256, false, true, minor_faults, NULL},
     // One syscall more per 1000 operations is the smallest change worth a failed build.
     {"memory_syscalls_per_op", "memory syscalls per 1000 ops", 1000, 0.001, true, true,
-     memory_syscalls_per_op},
-    {"futex_waits_per_op", "futex waits per 1000 ops", 1000, 0.001, true, true, futex_waits_per_op},
-    {"futex_wait_seconds", "futex wait time (s)", 1, 0.01, false, true, futex_wait_seconds},
-    // Shares of wall or CPU time: two percentage points is what scheduling noise reaches here.
+     memory_syscalls_per_op, NULL},
+    {"futex_waits_per_op", "futex waits per 1000 ops", 1000, 0.001, true, true, futex_waits_per_op,
+     NULL},
+    {"futex_wait_seconds", "futex wait time (s)", 1, 0.01, false, true, futex_wait_seconds, NULL},
+    // Shares of wall or CPU time: two percentage points is what scheduling noise reaches here;
+    // the CPU share is also a sample, with its sampling error on top.
     // Waits include pthread_join and condition variables, whose share swings with scheduling.
-    {"futex_wait_share", "futex wait share of wall time", 1, 0.05, true, true, futex_wait_share},
+    {"futex_wait_share", "futex wait share of wall time", 1, 0.05, true, true, futex_wait_share,
+     NULL},
     {"allocator_cpu_share", "CPU share inside the allocator", 1, 0.02, true, false,
-     allocator_cpu_share},
+     allocator_cpu_share, allocator_share_noise},
     {0},
 };
 

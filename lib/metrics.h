@@ -19,6 +19,9 @@ struct md_metric {
     bool side_by_side; // shown by --compare (two allocators: the share of one is not the other's)
     // false when the report cannot give the metric (no op count, CPU not sampled)
     bool (*get)(const cJSON *report, double *value);
+    // A measured metric's own uncertainty between two reports (a share of CPU samples has a
+    // sampling error), in its unit; a change within it is not a regression. NULL: none.
+    double (*sampling_noise)(const cJSON *before, const cJSON *after);
 };
 
 // Ends with an entry whose key is NULL.

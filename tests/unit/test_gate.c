@@ -86,6 +86,29 @@ static void changes_under_the_noise_floor_pass(void **state)
                         "memory_syscalls_per_op");
 }
 
+static cJSON *with_samples(cJSON *r, double samples)
+{
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(r, "cpu"), "samples",
+                              cJSON_CreateNumber(samples));
+    return r;
+}
+
+static void cpu_share_changes_within_sampling_error_pass(void **state)
+{
+    (void)state;
+    // 60 samples each: 55% -> 70% is within three standard errors (about 25 points) ...
+    assert_string_equal(regressions(with_samples(report(4096, 500, 10, 0.1, 0.55), 60),
+                                    with_samples(report(4096, 500, 10, 0.1, 0.697), 60), 10),
+                        "");
+    // ... 55% -> 95% is not, and neither is 55% -> 70% with 5000 samples each
+    assert_string_equal(regressions(with_samples(report(4096, 500, 10, 0.1, 0.55), 60),
+                                    with_samples(report(4096, 500, 10, 0.1, 0.95), 60), 10),
+                        "allocator_cpu_share");
+    assert_string_equal(regressions(with_samples(report(4096, 500, 10, 0.1, 0.55), 5000),
+                                    with_samples(report(4096, 500, 10, 0.1, 0.697), 5000), 10),
+                        "allocator_cpu_share");
+}
+
 static void metrics_missing_in_one_report_are_not_compared(void **state)
 {
     (void)state;
@@ -136,6 +159,7 @@ int main(void)
         cmocka_unit_test(growth_over_the_limit_fails_each_metric),
         cmocka_unit_test(growth_within_the_limit_passes),
         cmocka_unit_test(changes_under_the_noise_floor_pass),
+        cmocka_unit_test(cpu_share_changes_within_sampling_error_pass),
         cmocka_unit_test(metrics_missing_in_one_report_are_not_compared),
         cmocka_unit_test(reader_refuses_what_is_not_a_trace_report),
         cmocka_unit_test(findings_are_counted_by_severity_in_files_and_top_level),
