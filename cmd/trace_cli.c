@@ -219,10 +219,14 @@ static void print_ops(const cJSON *r)
         printf("\nallocator operations: not counted (give --ops N)\n");
         return;
     }
-    printf("\nallocator operations: %.0f (malloc %.0f, free %.0f, calloc %.0f, realloc %.0f, "
-           "aligned %.0f; from %s)\n",
-           num(ops, "total"), num(ops, "malloc"), num(ops, "free"), num(ops, "calloc"),
-           num(ops, "realloc"), num(ops, "aligned"), str(ops, "source", "?"));
+    if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(ops, "malloc")))
+        printf("\nallocator operations: %.0f (from %s)\n", num(ops, "total"),
+               str(ops, "source", "?"));
+    else
+        printf("\nallocator operations: %.0f (malloc %.0f, free %.0f, calloc %.0f, realloc %.0f, "
+               "aligned %.0f; from %s)\n",
+               num(ops, "total"), num(ops, "malloc"), num(ops, "free"), num(ops, "calloc"),
+               num(ops, "realloc"), num(ops, "aligned"), str(ops, "source", "?"));
     if (num(ops, "uncounted_calls") > 0)
         printf("warning: %.0f calls were not counted: the program ran more threads at once than "
                "the static probe can tell apart\n",
@@ -354,6 +358,11 @@ static void print_cpu(const cJSON *r)
         printf("\nCPU share: %s\n", md_json_get_str(cpu, "error"));
     if (!md_json_get_bool(cpu, "sampled"))
         return;
+    if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(cpu, "allocator_share"))) {
+        printf("CPU share inside the allocator: unknown (%.0f samples, see above)\n",
+               num(cpu, "samples"));
+        return;
+    }
     printf("\nCPU share inside the allocator: %.1f%% of %.0f samples",
            100 * num(cpu, "allocator_share"), num(cpu, "samples"));
     int shown = 0;

@@ -193,7 +193,8 @@ static int plan_all(const struct md_symtab *t, int fd, struct md_hooks_plan *pla
         const struct md_func_sym *f = find_function(t, names[k]);
         bool required = k == MD_STATIC_MALLOC || k == MD_STATIC_FREE;
         if (!f && required)
-            return md_fail(err, "%s: no %s symbol (stripped?)", t->path, names[k]);
+            return md_fail(err, "%s: no %s symbol (stripped, or the program never calls it)",
+                           t->path, names[k]);
         if (!f || (k != MD_STATIC_USABLE_SIZE && already_hooked(hooked, plan->hooked, f->addr)))
             continue;
         if (!in_executable_segment(t, f))

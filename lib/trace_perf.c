@@ -74,9 +74,12 @@ void md_trace_perf_prepare(struct md_trace_perf *tp, const char *path, bool want
             .name = entry_points[i].name, .path = path, .file_offset = offset};
         tp->uprobe_op[tp->uprobe_count++] = entry_points[i].op;
     }
-    if (want_uprobes && !tp->uprobe_count)
+    tp->allocator_unknown = want_uprobes && !tp->uprobe_count;
+    if (tp->allocator_unknown)
         snprintf(tp->error, sizeof tp->error,
-                 "%s: no malloc symbol to probe (stripped?): operations are not counted", path);
+                 "%s has no allocator symbols (stripped, or it never allocates): its allocator's "
+                 "functions cannot be told apart in the samples",
+                 path);
 }
 
 static int open_perf(struct md_trace_perf *tp, pid_t pid, size_t uprobes, unsigned hz,
@@ -124,7 +127,8 @@ static cJSON *functions_json(const struct md_perf_func *f, size_t n, uint64_t to
     return arr;
 }
 
-static void add_cpu(cJSON *report, const struct md_perf_result *r, const char *error)
+static void add_cpu(cJSON *report, const struct md_perf_result *r, const char *error,
+                    bool allocator_unknown)
 {
     cJSON *o = cJSON_AddObjectToObject(report, "cpu");
     cJSON_AddBoolToObject(o, "sampled", r && r->sampled);
@@ -134,10 +138,15 @@ static void add_cpu(cJSON *report, const struct md_perf_result *r, const char *e
     // "system": whole CPUs sampled, the program's processes kept; "process": per-process events
     md_json_str(o, "scope", r->system_wide ? "system" : "process");
     cJSON_AddNumberToObject(o, "samples", (double)r->samples_total);
-    cJSON_AddNumberToObject(o, "allocator_samples", (double)r->samples_alloc);
-    cJSON_AddNumberToObject(o, "allocator_share",
-                            r->samples_total ? (double)r->samples_alloc / (double)r->samples_total
-                                             : 0);
+    if (allocator_unknown) {
+        cJSON_AddNullToObject(o, "allocator_samples");
+        cJSON_AddNullToObject(o, "allocator_share");
+    } else {
+        cJSON_AddNumberToObject(o, "allocator_samples", (double)r->samples_alloc);
+        cJSON_AddNumberToObject(
+            o, "allocator_share",
+            r->samples_total ? (double)r->samples_alloc / (double)r->samples_total : 0);
+    }
     cJSON_AddNumberToObject(o, "kernel_samples", (double)r->samples_kernel);
     cJSON_AddNumberToObject(o, "lost", (double)r->samples_lost);
     cJSON_AddItemToObject(o, "top_allocator_functions",
@@ -154,7 +163,7 @@ bool md_trace_perf_finish(struct md_trace_perf *tp, uint64_t *ops, cJSON *report
     if (tp->perf && md_perf_collect(tp->perf, r, &err)) {
         md_perf_result_free(r);
         snprintf(tp->error, sizeof tp->error, "%s", err.msg);
-        add_cpu(report, NULL, tp->error);
+        add_cpu(report, NULL, tp->error, tp->allocator_unknown);
         return false;
     }
     tp->collected = tp->perf != NULL;
@@ -165,7 +174,7 @@ bool md_trace_perf_finish(struct md_trace_perf *tp, uint64_t *ops, cJSON *report
             ops[MD_OP_MALLOC] -= ops[MD_OP_CALLOC] < ops[MD_OP_MALLOC] ? ops[MD_OP_CALLOC] : 0;
         counted = true;
     }
-    add_cpu(report, tp->perf ? r : NULL, tp->error);
+    add_cpu(report, tp->perf ? r : NULL, tp->error, tp->allocator_unknown);
     return counted;
 }
 

@@ -25,6 +25,8 @@ struct md_trace_perf {
     struct md_perf_result result;
     bool calloc_calls_malloc; // musl: calloc() is malloc() + memset, counted twice by uprobes
     char error[320];          // why perf could not be used, when it could not
+    // the program has none of the allocator's symbols: its samples cannot be told apart
+    bool allocator_unknown;
 };
 
 // Prepares uprobes on the allocator entry points of path when want_uprobes; sampling at

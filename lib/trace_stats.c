@@ -266,8 +266,12 @@ static void add_ops(cJSON *report, const uint64_t *ops, const char *source)
         return;
     }
     cJSON_AddNumberToObject(o, "total", (double)total_ops(ops));
+    bool split = strcmp(source, "--ops") != 0; // --ops N gives a total, not which calls
     for (int op = 0; op < MD_OP_COUNT; op++)
-        cJSON_AddNumberToObject(o, op_names[op], (double)ops[op]);
+        if (split)
+            cJSON_AddNumberToObject(o, op_names[op], (double)ops[op]);
+        else
+            cJSON_AddNullToObject(o, op_names[op]);
     cJSON_AddStringToObject(o, "source", source);
 }
 

@@ -357,7 +357,12 @@ assert r['cpu']['sampled'], r['cpu']"
     [ "$(sys_field futex per_op)" = None ]
     run "$T" trace --json --ops 80000 -o "$OUT" -- "$FX/musl-static-stripped"
     [ "$status" -eq 0 ]
-    [ "$(q "r['ops']['source']")" = --ops ]
+    [ "$(q "r['ops']['source'], r['ops']['total'], r['ops']['malloc']")" = "--ops 80000 None" ]
+    # the samples cannot be told apart without symbols: no share, not 0%
+    [ "$(q "r['cpu']['sampled'], r['cpu']['allocator_share']")" = "True None" ]
+    run "$T" trace --ops 80000 -- "$FX/musl-static-stripped"
+    [[ "$output" == *"allocator operations: 80000 (from --ops)"* ]]
+    [[ "$output" == *"CPU share inside the allocator: unknown"* ]]
     python3 -c "
 import json; r=json.load(open('$OUT')); f=[s for s in r['syscalls'] if s['name']=='futex'][0]
 assert abs(f['per_op'] - f['count']/80000) < 1e-12, f"
