@@ -96,12 +96,16 @@ int md_cli_usage_error(const struct md_command *cmd, const char *fmt, ...)
 
 void md_cli_error(const struct md_command *cmd, const char *fmt, ...)
 {
+    char line[2048];
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "malloc-doctor: %s: ", cmd->name);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    // one line whatever a file name holds: a newline in a name must not split the message
+    for (char *c = line; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
+    fprintf(stderr, "malloc-doctor: %s: %s\n", cmd->name, line);
 }
 
 void md_cli_print_finding(const char *subject, const cJSON *finding)
@@ -181,11 +185,19 @@ static int output_way(struct output *o, int *named)
 }
 
 // A fresh temporary file beside o->path, readable as the umask allows (mkstemp makes it 0600).
+// The temporary file that replaces o->path: a file there keeps its mode and, where permitted,
+// its owner; a new one gets 0666 less the umask.
 static int make_temp(struct output *o)
 {
     snprintf(o->tmp, sizeof o->tmp, "%s.XXXXXX", o->path);
     int fd = mkstemp(o->tmp);
-    if (fd >= 0) {
+    if (fd < 0)
+        return fd;
+    struct stat old;
+    if (!stat(o->path, &old) && S_ISREG(old.st_mode)) {
+        fchmod(fd, old.st_mode & 07777);
+        (void)!fchown(fd, old.st_uid, old.st_gid); // not permitted: it becomes the caller's
+    } else {
         mode_t mask = umask(0);
         umask(mask);
         fchmod(fd, 0666 & ~mask);

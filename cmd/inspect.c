@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // malloc-doctor inspect: option parsing and rendering; the work is lib/inspect.c.
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cmd/cli.h"
 #include "lib/inspect.h"
@@ -185,9 +187,18 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct in
         case 'v':
             a->verbose = true;
             break;
-        case OPT_ROOT:
+        case OPT_ROOT: {
+            struct stat st; // a wrong sysroot would make every dynamic file "unknown"
+            const char *why = stat(arg, &st)         ? strerror(errno)
+                              : !S_ISDIR(st.st_mode) ? "not a directory"
+                                                     : NULL;
+            if (why) {
+                *exit_code = md_cli_usage_error(cmd, "--root %s: %s", arg, why);
+                return false;
+            }
             a->opt.root = arg;
             break;
+        }
         case OPT_EXPECT:
             a->opt.expect = arg;
             break;

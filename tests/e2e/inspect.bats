@@ -176,6 +176,17 @@ for f in (a,b):
     chk "$FX/bad" "is a directory (use -r"
     chk "$FX/bad/empty" "empty file"
     chk "$FX/bad/text.txt" "not an ELF file or ar archive"
+    # a newline in a name stays inside the one line
+    run "$T" inspect "$(printf '/nonexistent/two\nlines')"
+    [ "$status" -eq 2 ]
+    [ "$output" = "malloc-doctor: inspect: /nonexistent/two?lines: No such file or directory" ]
+    # a sysroot that is not a directory would make every dynamic file "unknown"
+    run "$T" inspect --root /nonexistent/root "$FX/glibc-dynamic"
+    [ "$status" -eq 2 ]
+    [[ "${lines[0]}" == *"--root /nonexistent/root: No such file or directory" ]]
+    run "$T" inspect --root /etc/passwd "$FX/glibc-dynamic"
+    [ "$status" -eq 2 ]
+    [[ "${lines[0]}" == *"--root /etc/passwd: not a directory" ]]
     fifo=$(mktemp -u)
     mkfifo "$fifo"
     run timeout 10 "$T" inspect "$fifo" # opening a FIFO waits for a writer: never done

@@ -511,6 +511,16 @@ assert f[0]['severity'] == 'error' and 'LD_PRELOAD=' in f[0]['fix'] and 'trace -
     rm -rf "$dir"
 }
 
+@test "-o over an existing file keeps its mode and owner" {
+    echo old >"$OUT"
+    chmod 640 "$OUT"
+    chown 65534:65534 "$OUT"
+    run "$T" trace --json -o "$OUT" -- true
+    [ "$status" -eq 0 ]
+    [ "$(stat -c '%a %u %g' "$OUT")" = "640 65534 65534" ]
+    [ "$(q "r['run']['exit_code']")" = 0 ]
+}
+
 @test "-o through a symlink writes its target; /dev/stdout is the tool's stdout; a block device is refused" {
     dir=$(mktemp -d)
     touch "$dir/real"
