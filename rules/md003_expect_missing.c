@@ -34,6 +34,43 @@ static bool present_anywhere(const cJSON *file, const char *expect)
     return false;
 }
 
+static bool is_libc_family(const char *name)
+{
+    return !strncmp(name, "glibc", 5) || !strncmp(name, "musl", 4);
+}
+
+// The expected allocator is not linked: what to do depends on what it is. A libc's malloc comes
+// with building against that libc, mdalloc has its own ways in, anything else is a -l flag.
+static void prescribe(const struct md_rule_input *in, char *fix, size_t size)
+{
+    const char *kind = md_json_get_str(in->file, "kind");
+    bool is_static = kind && !strncmp(kind, "static", 6);
+    const char *libc = md_json_get_str(in->file, "libc");
+    if (is_libc_family(in->expect))
+        snprintf(fix, size,
+                 "%s's malloc comes with building against %s (the file's libc is %s): rebuild "
+                 "with that libc, or expect the allocator you link instead",
+                 in->expect, !strncmp(in->expect, "musl", 4) ? "musl (musl-gcc)" : "glibc",
+                 libc ? libc : "unknown");
+    else if (!strcmp(in->expect, "mdalloc") && is_static && libc && !strcmp(libc, "musl"))
+        snprintf(fix, size,
+                 "`mkdir -p ~/musl-mdalloc && malloc-doctor patch -o ~/musl-mdalloc/libc.a "
+                 "/usr/lib/x86_64-linux-musl/libc.a`, then relink with `musl-gcc -static -L "
+                 "~/musl-mdalloc ...`");
+    else if (!strcmp(in->expect, "mdalloc"))
+        snprintf(fix, size,
+                 "link malloc-doctor's build/alloc/%s/libmdalloc.a before libc, or preload "
+                 "build/alloc/%s/libmdalloc.so",
+                 libc && !strcmp(libc, "musl") ? "musl" : "glibc",
+                 libc && !strcmp(libc, "musl") ? "musl" : "glibc");
+    else
+        snprintf(fix, size,
+                 "put -l%s after the objects that call malloc, or keep it with "
+                 "-Wl,--no-as-needed -l%s -Wl,--as-needed; for static links add the allocator's "
+                 "archive before libc",
+                 in->expect, in->expect);
+}
+
 static void check(const struct md_rule *rule, const struct md_rule_input *in, cJSON *findings)
 {
     if (!in->file)
@@ -44,25 +81,33 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
     const cJSON *active = cJSON_GetObjectItemCaseSensitive(in->file, "active");
     const char *active_name = md_json_get_str(active, "name");
     const char *version = md_json_get_str(in->file, "malloc_import_version");
+    const cJSON *missing = cJSON_GetObjectItemCaseSensitive(in->file, "missing_libraries");
     char message[512], fix[512];
-    if (present_anywhere(in->file, in->expect)) {
+    if (!md_json_get_str(active, "id") && cJSON_GetArraySize(missing) > 0) {
+        int others = cJSON_GetArraySize(missing) - 1;
+        snprintf(message, sizeof message,
+                 "expected %s, but who serves malloc is unknown: %s%s could not be found",
+                 in->expect, cJSON_GetArrayItem(missing, 0)->valuestring,
+                 others ? " and other libraries" : "");
+        snprintf(fix, sizeof fix,
+                 "inspect it where its libraries are installed, or give their sysroot with "
+                 "--root DIR");
+    } else if (present_anywhere(in->file, in->expect)) {
         snprintf(message, sizeof message, "expected %s to serve malloc, but %s does", in->expect,
                  active_name ? active_name : "an unidentified allocator");
         snprintf(fix, sizeof fix, "see MD002: make %s override malloc", in->expect);
     } else {
+        // a -l flag that --as-needed dropped explains it, unless the allocator is a libc's
+        bool dropped = version && !is_libc_family(in->expect);
         snprintf(message, sizeof message,
                  "expected %s, but it is not linked at all; malloc is served by %s%s%s%s",
                  in->expect, active_name ? active_name : "an unidentified allocator",
-                 version ? " (the import is bound to malloc@" : "", version ? version : "",
-                 version ? ": -l" : "");
-        if (version)
+                 dropped ? " (the import is bound to malloc@" : "", dropped ? version : "",
+                 dropped ? ": -l" : "");
+        if (dropped)
             snprintf(message + strlen(message), sizeof message - strlen(message),
                      "%s was dropped by --as-needed or link order)", in->expect);
-        snprintf(fix, sizeof fix,
-                 "put -l%s after the objects that call malloc, or keep it with "
-                 "-Wl,--no-as-needed -l%s -Wl,--as-needed; for static links add the allocator's "
-                 "archive before libc",
-                 in->expect, in->expect);
+        prescribe(in, fix, sizeof fix);
     }
     cJSON *ev = md_finding_add(findings, rule, MD_SEV_ERROR, message, fix);
     cJSON_AddStringToObject(ev, "expected", in->expect);

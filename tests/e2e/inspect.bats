@@ -104,6 +104,22 @@ field() {
     echo "$output" | python3 -c 'import json,sys; f=json.load(sys.stdin)["files"][0]; assert f["expect"]=={"allocator":"mimalloc","met":False}, f["expect"]'
 }
 
+@test "MD003's fix fits what was expected: a libc, mdalloc, or libraries that were not found" {
+    run "$T" inspect --expect musl "$FX/glibc-dynamic"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"fix: musl's malloc comes with building against musl (musl-gcc) (the file's libc is glibc)"* ]]
+    [[ "$output" != *"-lmusl"* ]]
+    run "$T" inspect --expect mdalloc "$FX/musl-static"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *'fix: `mkdir -p ~/musl-mdalloc && malloc-doctor patch -o ~/musl-mdalloc/libc.a'* ]]
+    root=$(mktemp -d)
+    run "$T" inspect --root "$root" --expect glibc "$FX/glibc-dynamic"
+    rmdir "$root"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"who serves malloc is unknown: libc.so.6 could not be found"* ]]
+    [[ "$output" == *"--root DIR"* && "$output" != *"-lglibc"* ]]
+}
+
 @test "glibc static program with Debian's libjemalloc.a" {
     [ "$(active_id "$FX/jemalloc-static")" = jemalloc ]
     run "$T" inspect --expect jemalloc "$FX/jemalloc-static"
