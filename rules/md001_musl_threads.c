@@ -135,15 +135,12 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
         md_rule_trace_replace_allocator(in->trace, fix, sizeof fix);
     else
         snprintf(fix, sizeof fix, "%s",
-                 is_static
-                     ? "patch a copy of musl's libc.a with mdalloc and relink against it: "
-                       "`mkdir -p ~/musl-mdalloc && malloc-doctor patch -o ~/musl-mdalloc/libc.a "
-                       "/usr/lib/x86_64-linux-musl/libc.a && musl-gcc -static -L "
-                       "~/musl-mdalloc ...`, then check with `malloc-doctor inspect "
-                       "--expect mdalloc PROGRAM`"
-                     : "preload a thread-caching allocator built for musl (malloc-doctor's "
-                       "build/alloc/musl/libmdalloc.so, or link -lmimalloc before -lc), "
-                       "then measure with `malloc-doctor trace --compare -- PROGRAM`");
+                 is_static ? "patch a copy of musl's libc.a with mdalloc and relink against "
+                             "it: " MD_RULE_PATCH_MUSL
+                             ", then check with `malloc-doctor inspect --expect mdalloc PROGRAM`"
+                           : "preload a thread-caching allocator built for musl (malloc-doctor's "
+                             "build/alloc/musl/libmdalloc.so, or link -lmimalloc before -lc), "
+                             "then measure with `malloc-doctor trace --compare -- PROGRAM`");
     cJSON *ev =
         md_finding_add(findings, rule, escalate ? MD_SEV_ERROR : MD_SEV_WARNING, message, fix);
     cJSON_AddStringToObject(ev, "active", md_json_get_str(active, "id"));

@@ -53,10 +53,7 @@ static void prescribe(const struct md_rule_input *in, char *fix, size_t size)
                  in->expect, !strncmp(in->expect, "musl", 4) ? "musl (musl-gcc)" : "glibc",
                  libc ? libc : "unknown");
     else if (!strcmp(in->expect, "mdalloc") && is_static && libc && !strcmp(libc, "musl"))
-        snprintf(fix, size,
-                 "`mkdir -p ~/musl-mdalloc && malloc-doctor patch -o ~/musl-mdalloc/libc.a "
-                 "/usr/lib/x86_64-linux-musl/libc.a`, then relink with `musl-gcc -static -L "
-                 "~/musl-mdalloc ...`");
+        snprintf(fix, size, "%s", MD_RULE_PATCH_MUSL);
     else if (!strcmp(in->expect, "mdalloc"))
         snprintf(fix, size,
                  "link malloc-doctor's build/alloc/%s/libmdalloc.a before libc, or preload "

@@ -198,10 +198,8 @@ void md_rule_trace_replace_allocator(const cJSON *trace, char *out, size_t size)
                  cmd, alloc_dir(trace), musl ? "musl" : "glibc", cmd);
     else if (musl)
         snprintf(out, size,
-                 "static musl cannot be preloaded: `mkdir -p ~/musl-mdalloc && malloc-doctor patch "
-                 "-o ~/musl-mdalloc/libc.a "
-                 "/usr/lib/x86_64-linux-musl/libc.a`, relink with `musl-gcc -static -L "
-                 "~/musl-mdalloc ...`, then `malloc-doctor trace -- %s` again",
+                 "static musl cannot be preloaded: " MD_RULE_PATCH_MUSL
+                 ", then `malloc-doctor trace -- %s` again",
                  cmd);
     else
         snprintf(out, size,

@@ -55,6 +55,13 @@ double md_rule_trace_syscalls(const cJSON *trace, const char *name, bool *attrib
 double md_rule_trace_program_samples(const cJSON *trace);
 // The traced command line, shell-quoted where needed, for prescriptions.
 void md_rule_trace_command(const cJSON *trace, char *out, size_t size);
+// How a static musl program gets mdalloc: a patched copy of musl's libc.a to relink against
+// (one wording for every rule that prescribes it).
+#define MD_RULE_PATCH_MUSL                                                                         \
+    "`mkdir -p ~/musl-mdalloc && malloc-doctor patch -o ~/musl-mdalloc/libc.a "                    \
+    "/usr/lib/x86_64-linux-musl/libc.a`, then relink with `musl-gcc -static -L ~/musl-mdalloc "    \
+    "...`"
+
 // The prescription for "run it with an allocator that keeps its memory": the compare run for a
 // dynamic program, patch for static musl, relinking for other static programs.
 void md_rule_trace_replace_allocator(const cJSON *trace, char *out, size_t size);
