@@ -135,8 +135,7 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
         md_rule_trace_replace_allocator(in->trace, fix, sizeof fix);
     else
         snprintf(fix, sizeof fix, "%s",
-                 is_static ? "patch a copy of musl's libc.a with mdalloc and relink against "
-                             "it: " MD_RULE_PATCH_MUSL
+                 is_static ? "patch a copy of musl's libc.a with mdalloc: " MD_RULE_PATCH_MUSL
                              ", then check with `malloc-doctor inspect --expect mdalloc PROGRAM`"
                            : "preload a thread-caching allocator built for musl (malloc-doctor's "
                              "build/alloc/musl/libmdalloc.so, or link -lmimalloc before -lc), "
