@@ -740,8 +740,8 @@ static void install_hooks(struct image *im, const char *spec)
             install_hook(im, kind, addr, size, n++);
         }
     }
-    if (!hooks.original[MD_STATIC_MALLOC] || !hooks.original[MD_STATIC_FREE])
-        die(im->path, "malloc and free must both be hooked");
+    if (!hooks.original[MD_STATIC_MALLOC])
+        die(im->path, "malloc must be hooked");
     if (failed(SYS(SYS_mprotect, im->trampolines, TRAMPOLINE_AREA, PROT_READ_ | PROT_EXEC_)))
         die(im->path, "cannot protect the trampolines");
 }

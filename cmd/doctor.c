@@ -95,7 +95,10 @@ static void print_numbers(const cJSON *r)
             print_number(m->label, value * m->scale);
     }
     const cJSON *leaks = cJSON_GetObjectItemCaseSensitive(r, "leaks");
-    if (leaks)
+    if (leaks && !md_json_get_bool(leaks, "tracked"))
+        printf("  %-34s not tracked: %s\n", "never freed at exit",
+               md_json_get_str(leaks, "reason"));
+    else if (leaks)
         printf("  %-34s %.0f blocks, %.0f bytes\n", "never freed at exit",
                md_json_get_num(leaks, "blocks"), md_json_get_num(leaks, "bytes"));
 }

@@ -345,6 +345,10 @@ static void print_stacks(const cJSON *r)
     const cJSON *leaks = cJSON_GetObjectItemCaseSensitive(r, "leaks");
     if (!leaks)
         return;
+    if (!md_json_get_bool(leaks, "tracked")) {
+        printf("\nleaks: not tracked: %s\n", str(leaks, "reason", "?"));
+        return;
+    }
     printf("\nleaks: %.0f blocks, %.0f bytes never freed\n", num(leaks, "blocks"),
            num(leaks, "bytes"));
     print_stack_list(cJSON_GetObjectItemCaseSensitive(leaks, "by_stack"), "leaked from", "blocks",

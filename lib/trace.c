@@ -529,6 +529,13 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
     if (!rc && hooks) // threads beyond the static probe's table (its counts are a lower bound)
         cJSON_AddNumberToObject(cJSON_GetObjectItemCaseSensitive(report, "ops"), "uncounted_calls",
                                 atomic_load(&s->probe.header->uncounted_calls));
+    if (!rc && !probed && (opt->probe_flags & MD_PROBE_WANT_LEAKS)) { // asked for, not silently
+        cJSON *leaks = cJSON_AddObjectToObject(report, "leaks");
+        cJSON_AddFalseToObject(leaks, "tracked");
+        cJSON_AddStringToObject(leaks, "reason",
+                                "no probe ran in the program (uprobes count calls, they do not "
+                                "follow blocks)");
+    }
     if (rc || !(opt->probe_flags & MD_PROBE_WANT_STACKS))
         return rc;
     // after the probe's stacks: in preload mode they have created the folded file already

@@ -209,6 +209,7 @@ static void add_leak_report(cJSON *report, struct named_stack *v, size_t n,
                             uint64_t dropped)
 {
     cJSON *o = cJSON_AddObjectToObject(report, "leaks");
+    cJSON_AddTrueToObject(o, "tracked");
     cJSON_AddNumberToObject(o, "blocks", (double)blocks);
     cJSON_AddNumberToObject(o, "bytes", (double)bytes);
     cJSON_AddNumberToObject(o, "min_bytes", (double)opt->leak_min_bytes);

@@ -416,6 +416,18 @@ import json; r=json.load(open('$OUT')); s=[x['frames'][0] for x in r['leaks']['b
 assert len(s) == 1 and s[0].startswith('leak_large'), s"
 }
 
+@test "a static program that never frees is hooked; leaks asked for under uprobes say why not" {
+    # musl links only its bump allocator then: there is no free to hook, and none is called
+    run "$T" trace --leaks --json -o "$OUT" -- "$FX/musl-nofree"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['mode'], r['ops']['malloc'], r['ops']['free'], r['leaks']['tracked'], r['leaks']['blocks']")" = "hooks 1 0 True 1" ]
+    run "$T" trace --uprobes --leaks --json -o "$OUT" -- "$FX/leaker-musl-static"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['mode'], r['leaks']['tracked']")" = "uprobes False" ]
+    run "$T" trace --uprobes --leaks -- "$FX/leaker-musl-static"
+    [[ "$output" == *"leaks: not tracked: no probe ran in the program"* ]]
+}
+
 @test "--leaks adds at most about twice the live heap to the peak RSS, not a page per block" {
     run "$T" trace --json -o "$OUT" -- "$FX/keeper" 20000
     [ "$status" -eq 0 ]
