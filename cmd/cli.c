@@ -118,11 +118,43 @@ void md_cli_print_finding(const char *subject, const cJSON *finding)
         printf("  fix: %s\n", fix);
 }
 
+// Length of the valid UTF-8 sequence at s (1 to 4), or 0 when the bytes there are not one.
+static size_t utf8_sequence(const unsigned char *s)
+{
+    size_t n = s[0] < 0x80                   ? 1
+               : s[0] >= 0xc2 && s[0] < 0xe0 ? 2
+               : s[0] >= 0xe0 && s[0] < 0xf0 ? 3
+               : s[0] >= 0xf0 && s[0] < 0xf5 ? 4
+                                             : 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if ((n == 3 && s[0] == 0xe0 && s[1] < 0xa0) || (n == 3 && s[0] == 0xed && s[1] >= 0xa0) ||
+        (n == 4 && s[0] == 0xf0 && s[1] < 0x90) || (n == 4 && s[0] == 0xf4 && s[1] >= 0x90))
+        return 0; // overlong, surrogate or beyond U+10FFFF
+    return n;
+}
+
+// JSON is UTF-8: a file name or symbol that is not (Linux names are bytes) gets U+FFFD for each
+// byte that does not fit, so a CI parser reads the report instead of failing on it.
 void md_cli_print_json(const cJSON *report)
 {
     char *text = cJSON_Print(report);
-    if (text)
-        printf("%s\n", text);
+    if (!text)
+        return;
+    const unsigned char *run = (const unsigned char *)text, *s = run;
+    while (*s) {
+        size_t n = utf8_sequence(s);
+        if (n) {
+            s += n;
+            continue;
+        }
+        fwrite(run, 1, (size_t)(s - run), stdout);
+        fputs("\xef\xbf\xbd", stdout);
+        run = ++s;
+    }
+    fwrite(run, 1, (size_t)(s - run), stdout);
+    putchar('\n');
     free(text);
 }
 

@@ -292,6 +292,15 @@ assert f["status"] == "ok" and f["kind"] == "archive" and f["members"] == 0, f
 assert r["summary"]["errors"] == 0, r["summary"]' "$output"
 }
 
+@test "JSON stays valid UTF-8 when a file name is not" {
+    dir=$(mktemp -d)
+    cp "$FX/musl-static" "$dir/$(printf 'bad\377name')"
+    run "$T" inspect --json -r "$dir"
+    rm -rf "$dir"
+    [ "$status" -eq 0 ]
+    [ "$(echo "$output" | python3 -c 'import json,sys; print(json.loads(sys.stdin.buffer.read().decode("utf-8"))["files"][0]["path"].endswith("bad\ufffdname"))')" = True ]
+}
+
 @test "archives: one entry per member that defines allocator symbols" {
     run "$T" inspect --json "$FX/libc-musl.a"
     [ "$status" -eq 0 ]
