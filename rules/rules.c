@@ -150,31 +150,52 @@ static void append(char *out, size_t size, size_t *len, const char *text)
         *len = *len + (size_t)n < size ? *len + (size_t)n : size - 1;
 }
 
+static void append_quoted(char *out, size_t size, size_t *len, const char *arg)
+{
+    if (shell_plain(arg)) {
+        append(out, size, len, arg);
+        return;
+    }
+    append(out, size, len, "'");
+    for (const char *c = arg; *c; c++) {
+        char one[2] = {*c, 0};
+        append(out, size, len, *c == '\'' ? "'\\''" : one);
+    }
+    append(out, size, len, "'");
+}
+
 void md_rule_trace_command(const cJSON *trace, char *out, size_t size)
 {
+    // a prescription must stay whole: a command longer than this is shown as "PROGRAM ..."
+    size_t limit = size < MD_RULE_COMMAND_MAX ? size : MD_RULE_COMMAND_MAX;
     size_t len = 0;
     out[0] = 0;
+    const cJSON *argv =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(trace, "target"), "argv");
     const cJSON *arg;
-    cJSON_ArrayForEach(arg, cJSON_GetObjectItemCaseSensitive(
-                                cJSON_GetObjectItemCaseSensitive(trace, "target"), "argv"))
+    cJSON_ArrayForEach(arg, argv)
     {
         if (!cJSON_IsString(arg))
             continue;
         if (len)
-            append(out, size, &len, " ");
-        if (shell_plain(arg->valuestring)) {
-            append(out, size, &len, arg->valuestring);
-            continue;
-        }
-        append(out, size, &len, "'");
-        for (const char *c = arg->valuestring; *c; c++) {
-            char one[2] = {*c, 0};
-            append(out, size, &len, *c == '\'' ? "'\\''" : one);
-        }
-        append(out, size, &len, "'");
+            append(out, limit, &len, " ");
+        append_quoted(out, limit, &len, arg->valuestring);
     }
-    if (!len)
+    if (!len) {
         snprintf(out, size, "PROGRAM");
+        return;
+    }
+    if (len + 1 < limit) // it fit
+        return;
+    len = 0;
+    out[0] = 0;
+    const cJSON *program = cJSON_GetArrayItem(argv, 0);
+    if (cJSON_IsString(program))
+        append_quoted(out, limit, &len, program->valuestring);
+    if (!len || len + 5 >= limit)
+        snprintf(out, size, "PROGRAM ...");
+    else if (cJSON_GetArraySize(argv) > 1)
+        append(out, limit, &len, " ...");
 }
 
 // Where this tool's mdalloc builds are (trace reports carry it as tool.alloc_dir).

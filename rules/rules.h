@@ -53,7 +53,10 @@ double md_rule_trace_syscalls(const cJSON *trace, const char *name, bool *attrib
 // CPU samples of the program itself: all samples less those in the tracer's own uprobe traps
 // (uprobes mode), which the program would not spend without malloc-doctor. 0 when not sampled.
 double md_rule_trace_program_samples(const cJSON *trace);
-// The traced command line, shell-quoted where needed, for prescriptions.
+// The traced command line, shell-quoted where needed, for prescriptions; one longer than
+// MD_RULE_COMMAND_MAX bytes becomes "PROGRAM ..." (its arguments elided), so the prescriptions
+// that embed it stay whole.
+#define MD_RULE_COMMAND_MAX 240
 void md_rule_trace_command(const cJSON *trace, char *out, size_t size);
 // How a static musl program gets mdalloc: a patched copy of musl's libc.a to relink against
 // (one wording for every rule that prescribes it).

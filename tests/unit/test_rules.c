@@ -401,6 +401,19 @@ static void trace_command_is_shell_quoted(void **state)
     md_rule_trace_command(trace, cmd, 8); // cut, never overrun
     assert_int_equal(strlen(cmd), 7);
     cJSON_Delete(trace);
+    // too long to prescribe whole: the program and "...", so the fix around it stays whole
+    char json[6000];
+    snprintf(json, sizeof json, "{\"target\":{\"argv\":[\"./leak\",\"%0*d\",\"--next\"]}}", 5000,
+             0);
+    trace = entry(json);
+    char long_cmd[512];
+    md_rule_trace_command(trace, long_cmd, sizeof long_cmd);
+    assert_string_equal(long_cmd, "./leak ...");
+    cJSON_Delete(trace);
+    trace = entry("{\"target\":{\"argv\":[]}}");
+    md_rule_trace_command(trace, long_cmd, sizeof long_cmd);
+    assert_string_equal(long_cmd, "PROGRAM");
+    cJSON_Delete(trace);
 }
 
 // The prescribed glibc tunables keep blocks up to the largest request, within glibc's limit.
