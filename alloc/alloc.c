@@ -30,27 +30,31 @@ MD_NOINLINE void *md_malloc_generic(size_t n)
 }
 
 // Everything free's fast path did not take: huge blocks, pages that are full or hand out
-// interior pointers, other threads' pages, and every kind of misuse (md_block_resolve aborts).
+// interior pointers, other threads' pages, and every kind of misuse (md_block_locate and
+// md_block_check_mark abort).
 MD_NOINLINE void md_free_generic(void *p, enum md_op op)
 {
     if (p == NULL)
         return;
-    md_block_t *b = md_block_resolve(p, op);
+    md_block_t *b = md_block_locate(p, op); // everything but the free mark: b is not read yet
     md_segment_t *seg = md_segment_of(p);
     md_page_t *pg = md_page_head(md_page_of(seg, p));
     if (pg->flags & MD_PAGE_HUGE) {
         md_huge_free(seg);
         return;
     }
-    md_debug_block_freed(pg, b);
-    md_heap_t *h = md_tls_heap; // both paths below link b, which marks it free
+    md_heap_t *h = md_tls_heap;
+    if (h == NULL) { // a thread that only frees gets a heap for its outbox (maybe b's owner's)
+        h = md_heap_get_slow();
+        if (h == NULL)
+            return; // out of memory: the block leaks
+    }
     if (pg->heap == h) {
+        md_block_check_mark(b, p, op);
         md_page_free_slow(pg, b);
         return;
     }
-    if (h == NULL) // a thread that only frees still batches its remote frees in a heap of its own
-        h = md_heap_get_slow();
-    md_page_free_remote(h, pg, b);
+    md_free_remote(pg->heap, b); // the owner checks the mark when it drains
 }
 
 static size_t md_usable_size_checked(const void *p, enum md_op op)

@@ -12,9 +12,12 @@
 //   offset is a multiple of the block size and a huge number otherwise; the index must be below
 //   the page's carved count (blocks beyond it were never handed out);
 // - the block is not free already: a free block's only word is its free-list link, encoded with
-//   its own address and a per-process secret (md_link_encode), written when it is freed (locally
-//   or by another thread, as it is batched) or carved (then with bit 0 set, until first handed
-//   out), so md_block_is_free recognises it; the word is cleared when the block is handed out;
+//   its own address and a per-process secret (md_link_encode), written when it is freed or carved
+//   (then with bit 0 set, until first handed out), so md_block_is_free recognises it; the word is
+//   cleared when the block is handed out. A block freed by another thread than its owner's is not
+//   read by that free: the owner makes this check when it drains the free (page.c), so a double
+//   free across threads is reported then, and one whose second free is local goes unnoticed if
+//   the block is handed out again before the drain;
 // - (slow path) the page and the segment are in use: freeing into a page or segment that was
 //   given back is a double free; huge blocks are checked against their one start address.
 #include "md_fast.h"
@@ -94,7 +97,7 @@ void md_misuse(const char *problem, const void *p, enum md_op op)
     abort();
 }
 
-static void md_misuse_freed(const void *p, enum md_op op)
+__attribute__((noreturn)) static void md_misuse_freed(const void *p, enum md_op op)
 {
     bool freeing = op != MD_OP_REALLOC && op != MD_OP_USABLE_SIZE;
     md_misuse(freeing ? "double free" : "pointer already freed", p, op);
@@ -163,7 +166,9 @@ static md_block_t *md_block_in_page(md_page_t *pg, const void *p, enum md_op op)
     return (md_block_t *)block;
 }
 
-md_block_t *md_block_resolve(const void *p, enum md_op op)
+// Everything but the free mark; *huge says p is a huge block (which has no mark).
+static inline __attribute__((always_inline)) md_block_t *md_block_find(const void *p, enum md_op op,
+                                                                       bool *huge)
 {
     uintptr_t a = (uintptr_t)p;
     if (!md_segmap_has(a - 1))
@@ -179,17 +184,38 @@ md_block_t *md_block_resolve(const void *p, enum md_op op)
         md_misuse_freed(p, op); // the page went back to its segment: all its blocks were freed
     if (pg->flags & MD_PAGE_HUGE) {
         uintptr_t start = (uintptr_t)pg->start;
-        if (a == start)
+        if (a == start) {
+            *huge = true;
             return (md_block_t *)p;
+        }
         md_misuse(a > start && a < start + pg->block_size ? MD_INTERIOR : MD_NOT_OURS, p, op);
     }
     md_block_t *b = (md_block_t *)p; // usually a block start (also for remote frees)
     if (MD_UNLIKELY(md_block_index(pg, p) >= pg->carved))
         b = md_block_in_page(pg, p, op);
+    *huge = false;
+    return b;
+}
+
+md_block_t *md_block_locate(const void *p, enum md_op op)
+{
+    bool huge;
+    return md_block_find(p, op, &huge);
+}
+
+void md_misuse_marked(const md_block_t *b, const void *p, enum md_op op)
+{
     if (md_block_is_carved(b)) // carved, never handed out
         md_misuse(MD_NOT_OURS, p, op);
-    if (md_block_is_free(b))
-        md_misuse_freed(p, op);
+    md_misuse_freed(p, op);
+}
+
+md_block_t *md_block_resolve(const void *p, enum md_op op)
+{
+    bool huge;
+    md_block_t *b = md_block_find(p, op, &huge);
+    if (!huge)
+        md_block_check_mark(b, p, op);
     return b;
 }
 

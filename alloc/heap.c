@@ -2,13 +2,15 @@
 // Heaps and threads. Every thread allocates from its own heap without locks. Heap structures are
 // never unmapped: when a thread exits, its heap is collected (empty pages and segments released)
 // and handed over whole to the next thread that needs one; until then remote frees keep landing
-// in its pages, and other threads' periodic maintenance collects and purges it. This keeps every
-// page's `heap` pointer valid forever, which is what makes the one-CAS remote free safe.
+// in its inbox, and other threads' periodic maintenance drains, collects and purges it. This keeps
+// every page's `heap` pointer valid forever, which is what makes the remote free safe: it pushes
+// onto the inbox of whatever heap the page names, without asking whether a thread still owns it.
 //
 // Fork: the global locks (heap registry, segment cache) are taken before fork and released in
 // both processes after it. In the child, heaps owned by threads that no longer exist may be in the
-// middle of an update, so they are marked orphan and never reused; remote frees into them stay
-// safe because those are single atomic pushes.
+// middle of an update, so they are marked orphan and never reused nor drained; remote frees into
+// them stay safe because handing a node over is a single atomic push (the blocks, and the nodes
+// pushed onto orphan inboxes, leak in the child).
 #include "md_internal.h"
 #include "prim.h"
 
@@ -64,6 +66,7 @@ md_heap_t *md_heap_get_slow(void)
         return NULL;
     md_tls_heap = h;
     md_glue_thread_bind(h);
+    md_heap_drain(h); // an adopted heap: what other threads freed into it since it was collected
     return h;
 }
 

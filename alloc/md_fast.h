@@ -5,8 +5,9 @@
 //
 // Misuse checks on the free fast path (see check.c): the segment map says the pointer lies in a
 // segment of ours before any metadata is read; one multiply says it is the start of a block that
-// was carved; the block's link word says it is not free already. Anything unexpected goes to
-// md_free_generic, which diagnoses precisely (and aborts on misuse).
+// was carved; for a block of the caller's own heap, the block's link word says it is not free
+// already (for another heap's block, its owner checks that when it drains the free). Anything
+// unexpected goes to md_free_generic, which diagnoses precisely (and aborts on misuse).
 #ifndef MD_FAST_H
 #define MD_FAST_H
 
@@ -58,29 +59,36 @@ static MD_ALWAYS_INLINE void *md_malloc_fast(size_t n)
     return md_malloc_generic(n);
 }
 
+// Local or remote is decided from the page descriptor's first line alone (read-mostly, shared by
+// every thread that frees into the page): a remote free must not read, write or prefetch the
+// block, whose cache line is usually in the owner's cache (see md_free_remote). A full page takes
+// remote frees like any other: only its owner cares.
 static MD_ALWAYS_INLINE void md_free_fast(void *p, enum md_op op)
 {
     if (MD_UNLIKELY(p == NULL))
         return;
-    // The link word is read and then written below; a block malloc'ed by another thread is in that
-    // thread's cache (producer/consumer): one exclusive fetch instead of a read and an upgrade.
-    md_prefetch_write(p);
     if (MD_UNLIKELY(!md_segmap_has((uintptr_t)p - 1)))
         md_misuse_unowned(p, op);
     md_segment_t *seg = md_segment_of(p);
     md_page_t *pg = md_page_of(seg, p);
-    if (MD_LIKELY(pg->flags == 0)) {
-        md_block_t *b = p;
-        if (MD_LIKELY(md_block_index(pg, p) < pg->carved && !md_block_is_free(b))) {
-            md_debug_block_freed(pg, b);
-            if (MD_LIKELY(pg->heap == md_tls_heap)) {
+    uint8_t flags = pg->flags;
+    if (MD_LIKELY((flags & ~MD_PAGE_FULL) == 0 && md_block_index(pg, p) < pg->carved)) {
+        md_heap_t *owner = pg->heap;
+        if (MD_LIKELY(owner == md_tls_heap)) {
+            md_block_t *b = p;
+            // The link word is read and then written: one exclusive fetch instead of a read and
+            // an upgrade when the line is elsewhere.
+            md_prefetch_write(p);
+            if (MD_LIKELY(flags == 0 && !md_block_is_free(b))) {
+                md_debug_block_freed(pg, b);
                 b->link = md_link_encode(b, pg->free);
                 pg->free = b;
                 if (MD_UNLIKELY(--pg->used == 0))
-                    md_page_on_empty(pg->heap, pg);
+                    md_page_on_empty(owner, pg);
                 return;
             }
-            md_page_free_remote_block(pg, b); // another heap's page, checked like ours (it links b)
+        } else {
+            md_free_remote(owner, p); // checked when the owner drains it
             return;
         }
     }

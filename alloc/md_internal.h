@@ -80,27 +80,16 @@ typedef struct md_block_s {
 #define MD_PAGE_TAIL 0x8        // not a page: a later slice of the page at `head`
 #define MD_PAGE_UNUSED 0x10     // a free slice of its segment (no blocks): frees here are misuse
 
-// The low bits of page->xfree say what a remote freer must do besides pushing its block.
-#define MD_XSTATE_NORMAL 0u   // page is in its heap's queue: just push
-#define MD_XSTATE_FULL 1u     // page is unlinked: the first freer must tell the heap
-#define MD_XSTATE_NOTIFIED 2u // heap was told (page is or will be on heap->delayed)
-#define MD_XSTATE_MASK 3u
-// The top 16 bits of page->xfree count the blocks on the list, so the owner takes the list without
-// walking it (user addresses fit in 48 bits; a page has at most 4096 blocks).
-#define MD_XFREE_COUNT_SHIFT 48
-#define MD_XFREE_PTR_MASK                                                                          \
-    ((((uintptr_t)1 << MD_XFREE_COUNT_SHIFT) - 1) & ~(uintptr_t)MD_XSTATE_MASK)
-
 struct md_heap_s;
 struct md_segment_s;
 
 // One page descriptor, two cache lines split by who writes them. The first line is the page's
 // shape: what every free (local or remote) reads, written only when the page is set up, carved
-// further or marked full. The second line is what changes per operation: the owner's free list
-// and used count, and the cross-thread free list. Keeping them apart matters for producer/consumer
-// programs: a thread freeing blocks of another thread's page only reads the first line, so it
-// does not take the line the owner writes on every malloc away from it (and the owner does not
-// take it back on every free); the second line moves between them once per remote batch.
+// further or marked full. The second line is what changes per operation: the owner's free list,
+// used count and queue links, written by the owner only. Keeping them apart matters for
+// producer/consumer programs: a thread freeing blocks of another thread's page only reads the
+// first line (and never the block, see md_free_remote), so it does not take the line the owner
+// writes on every malloc away from it.
 typedef struct md_page_s {
     // -- line 1: read by every free, rarely written
     uint8_t flags;          // MD_PAGE_*
@@ -116,15 +105,14 @@ typedef struct md_page_s {
     uint8_t *start;         // first block
     uint64_t div_inv;       //
     struct md_page_s *head; // MD_PAGE_TAIL: the page this slice belongs to
-    // -- line 2: the owner's free list and the remote one; queue links (owner, slow paths)
-    _Alignas(64) md_block_t *free;  // blocks ready to hand out (owner only)
-    uint32_t used;                  // blocks handed out and not yet returned to `free`
-    uint8_t fresh;                  // free slice never used since its segment was set up
-    _Atomic uintptr_t xfree;        // remote frees: block list | MD_XSTATE_*
-    struct md_page_s *next;         // class queue links (owner only, slow paths)
-    struct md_page_s *prev;         //
-    struct md_page_s *delayed_next; // link in heap->delayed, written by the notifying freer
-    uint64_t retired_ms;            // when the slice became free (purge delay)
+    // -- line 2: the owner's free list and used count; queue links (slow paths). Owner only.
+    _Alignas(64) md_block_t *free; // blocks ready to hand out
+    uint32_t used;                 // blocks handed out and not yet returned to `free` (a block
+                                   // freed by another thread counts until its owner drains it)
+    uint8_t fresh;                 // free slice never used since its segment was set up
+    struct md_page_s *next;        // class queue links
+    struct md_page_s *prev;        //
+    uint64_t retired_ms;           // when the slice became free (purge delay)
 } md_page_t;
 
 typedef struct md_segment_s {
@@ -159,27 +147,41 @@ typedef struct {
 
 enum md_heap_state { MD_HEAP_ACTIVE, MD_HEAP_ABANDONED, MD_HEAP_ORPHAN };
 
-// Remote frees are gathered per page in the freeing thread's heap and handed over as one chain
-// (one CAS per batch instead of per block). A direct-mapped table keyed by the page's slice index
-// in its segment: one slot per slice, so the pages of one owner segment never evict each other's
-// batches (with fewer slots, two busy pages of the same owner sharing a slot flush each other
-// block by block, a CAS per free again).
-#define MD_RFREE_SLOTS MD_MAX_PAGES
-#define MD_RFREE_BATCH 32
+// Remote frees never touch the block: the freeing thread appends the pointer to a buffer node of
+// its own, one node per owner heap, kept in a small direct-mapped table (the outbox) keyed by the
+// owner. A full node, or one whose slot another owner needs, is pushed whole onto the owner's
+// inbox (a lock-free stack: one CAS per node; the owner takes the whole stack with one exchange,
+// so there is no ABA). The owner links the blocks into their pages when it drains its inbox, then
+// pushes each emptied node onto its sender's `returned` stack, from which the sender refills its
+// pool. Nodes come from small mappings of their own (never user memory). See page.c.
+#define MD_RNODE_SIZE 512
+#define MD_RNODE_CAP ((MD_RNODE_SIZE - 3 * sizeof(void *)) / sizeof(void *)) // 61 pointers
+#define MD_RNODE_CHUNK ((size_t)64 * 1024)                                   // 128 nodes a mapping
+#define MD_OUTBOX_SLOTS 32
+
+typedef struct md_rnode_s {
+    struct md_rnode_s *next;    // in an inbox, a `returned` stack or a pool
+    struct md_heap_s *sender;   // whose pool the node goes back to
+    uint32_t count;             // pointers in blocks[]
+    void *blocks[MD_RNODE_CAP]; // blocks of the owner heap's pages, freed by the sender
+} md_rnode_t;
+_Static_assert(sizeof(md_rnode_t) == MD_RNODE_SIZE, "a remote-free node is 512 bytes");
 
 typedef struct {
-    md_page_t *page; // NULL: slot empty
-    md_block_t *head, *tail;
-    uint32_t count;
-} md_rfree_t;
+    struct md_heap_s *owner; // NULL: slot empty
+    md_rnode_t *node;        // holds 1..MD_RNODE_CAP-1 pointers to blocks of owner's pages
+} md_outbox_t;
 
-// A heap belongs to one thread at a time; only that thread touches anything but `delayed`.
+// A heap belongs to one thread at a time; only that thread touches anything but `inbox` and
+// `returned`.
 typedef struct md_heap_s {
     md_page_t *direct[MD_DIRECT_SLOTS]; // size/8 -> page to allocate from (may be md_page_empty)
     md_page_queue_t queues[MD_CLASS_COUNT];
-    // Full pages that received remote frees: the only field other threads write, on a line of
-    // its own so their pushes do not invalidate the owner's queues.
-    _Alignas(64) _Atomic(md_page_t *) delayed;
+    md_outbox_t outbox[MD_OUTBOX_SLOTS]; // remote frees not yet handed over, per owner heap
+    // The only fields other threads write, on a line of their own so their pushes do not
+    // invalidate the owner's queues: nodes of blocks they freed, and emptied nodes of ours.
+    _Alignas(64) _Atomic(md_rnode_t *) inbox;
+    _Atomic(md_rnode_t *) returned;
     _Alignas(64) md_segment_t *segments; // every non-huge segment of this heap
     md_segment_t *avail;                 // segments with a free slice
     uint64_t next_maintenance_ms;
@@ -187,7 +189,8 @@ typedef struct md_heap_s {
     uint32_t state;
     struct md_heap_s *registry_next;      // all heaps ever made (they are never unmapped)
     struct md_heap_s *abandoned_next;     // heaps waiting for a new thread
-    md_rfree_t rfree[MD_RFREE_SLOTS];     // remote frees not yet handed over
+    md_rnode_t *pool;                     // free nodes for the outbox
+    uint8_t *rnode_next, *rnode_end;      // the rest of the last node mapping
     uint64_t class_pages[MD_CLASS_COUNT]; // statistics: pages set up per class
     uint32_t debug_ticks;                 // debug build: when to check the whole heap next
 } md_heap_t;
@@ -212,6 +215,7 @@ typedef struct {
     _Atomic uint64_t mmap_calls, munmap_calls, madvise_calls;
     _Atomic int64_t committed, committed_peak, mapped, mapped_peak;
     _Atomic uint64_t huge_allocs, segments_reused;
+    _Atomic uint64_t rnode_chunks; // mappings for remote-free nodes (MD_RNODE_CHUNK each)
 } md_stats_t;
 
 extern md_options_t md_options;
@@ -271,6 +275,13 @@ void md_segmap_clear(const void *seg);
 // Diagnose a bad pointer (what free's fast path could not accept) and abort, or return the block
 // it designates. Slow paths and realloc/usable_size call this before touching a block.
 md_block_t *md_block_resolve(const void *p, enum md_op op);
+// The same without reading the block (a remote free must not touch it): every check but the
+// free mark. For a huge block, p itself.
+md_block_t *md_block_locate(const void *p, enum md_op op);
+// b (located for p) is marked free: report "not allocated" if it was carved and never handed
+// out, else "double free" (or "pointer already freed"), and abort.
+void md_misuse_marked(const md_block_t *b, const void *p, enum md_op op)
+    __attribute__((noreturn, cold));
 // p is in no segment of ours: report and abort (kept apart so the fast path saves no registers).
 void md_misuse_unowned(const void *p, enum md_op op) __attribute__((noreturn, cold));
 void md_misuse(const char *problem, const void *p, enum md_op op) __attribute__((noreturn, cold));
@@ -353,8 +364,8 @@ static inline uint64_t md_block_index(const md_page_t *pg, const void *p)
 // starts at a segment's first byte); and bit 0 from carving until the block is first handed out
 // (MD_LINK_CARVED; blocks are 8-byte aligned, so the offset's low bits are free).
 //
-// Why this is enough to link: every list (the owner's, a page's remote list, a thread's batch of
-// pending remote frees) holds blocks of one page only, so the next block lies in b's segment.
+// Why this is enough to link: the only lists of blocks are pages' free lists (remote frees are
+// kept as arrays of pointers, see md_rnode_t), so the next block lies in b's segment.
 // Why it also marks the block free: a block in use holds 0 (malloc clears the word), which never
 // matches since the mark's top bit is set, or the program's data, which matches only if its top 42
 // bits equal b's mark (never for a user-space pointer, a small number or text, whose top bit is
@@ -400,6 +411,13 @@ static inline bool md_block_is_carved(const md_block_t *b)
     return md_block_is_free(b) && (b->link & MD_LINK_CARVED);
 }
 
+// The free-mark check on a block located for p (see md_block_locate).
+static inline void md_block_check_mark(const md_block_t *b, const void *p, enum md_op op)
+{
+    if (MD_UNLIKELY(md_block_is_free(b)))
+        md_misuse_marked(b, p, op);
+}
+
 static inline unsigned md_class_of(size_t n)
 {
     if (n <= 128)
@@ -413,21 +431,6 @@ static inline unsigned md_class_of(size_t n)
 static inline md_page_t *md_page_head(md_page_t *pg)
 {
     return (pg->flags & MD_PAGE_TAIL) ? pg->head : pg;
-}
-
-static inline uintptr_t md_xfree_state(uintptr_t x)
-{
-    return x & MD_XSTATE_MASK;
-}
-
-static inline md_block_t *md_xfree_list(uintptr_t x)
-{
-    return (md_block_t *)(x & MD_XFREE_PTR_MASK);
-}
-
-static inline uint32_t md_xfree_count(uintptr_t x)
-{
-    return (uint32_t)(x >> MD_XFREE_COUNT_SHIFT);
 }
 
 static inline void md_stat_add(_Atomic uint64_t *c)
@@ -480,10 +483,9 @@ void *md_page_malloc_slow(md_heap_t *h, size_t n);
 void md_page_on_empty(md_heap_t *h, md_page_t *pg);
 bool md_page_grow_block(md_heap_t *h, md_page_t *pg, size_t n);
 void md_page_free_slow(md_page_t *pg, md_block_t *b);
-void md_page_free_remote(md_heap_t *h, md_page_t *pg, md_block_t *b);
-void md_page_free_remote_block(md_page_t *pg, md_block_t *b);
+void md_free_remote(md_heap_t *owner, void *b);
 void md_heap_flush_remote(md_heap_t *h);
-void md_heap_process_delayed(md_heap_t *h);
+void md_heap_drain(md_heap_t *h);
 void md_heap_collect(md_heap_t *h, bool release_all);
 void md_queue_remove(md_heap_t *h, md_page_t *pg);
 

@@ -1,14 +1,17 @@
 // SPDX-License-Identifier: MIT
-// Pages: per-class queues of pages with free blocks, lazy carving of fresh pages, and the
-// cross-thread free protocol.
+// Pages: per-class queues of pages with free blocks, lazy carving of fresh pages, and remote
+// (cross-thread) frees.
 //
-// Cross-thread free: a remote freer pushes its blocks onto page->xfree with one CAS (batched per
-// page in the freeing thread, see md_page_free_remote). The low bits
-// of xfree carry a state: if the owner unlinked the page as full (MD_XSTATE_FULL), the first
-// remote freer flips it to NOTIFIED and pushes the page on heap->delayed (a lock-free stack that
-// the owner empties with one exchange), so full pages come back without the owner ever scanning.
-// The notifier pushes the page before its block, so the page cannot become empty (and be reused)
-// while the notifier still touches it.
+// Remote free: the freeing thread neither reads nor writes the block. It appends the pointer to a
+// node (an array of 61 pointers) in its heap's outbox, one node per owner heap, and hands a node
+// over when it is full, when its outbox slot is needed for another owner, at its heap's
+// maintenance and at thread exit: one CAS pushes the node onto the owner's inbox. The owner
+// drains its inbox on its malloc slow path, when it collects (thread exit, abandoned heaps) and
+// when a thread adopts it: each pointer gets the checks and the linking a local free does, in the
+// owner's thread, where the block's cache line usually still is. Emptied nodes go back to their
+// sender's `returned` stack. Until its owner drains it, a block counts as used, so its page cannot
+// be released or reused meanwhile; and since only the owner ever links blocks, a page that was
+// unlinked as full comes back the moment the owner drains a block of it.
 #include "md_fast.h"
 #include "prim.h"
 
@@ -91,7 +94,6 @@ static void md_page_check(const md_page_t *pg)
         md_assert(++n + pg->used <= pg->carved);
     }
     md_assert(n + pg->used == pg->carved);
-    md_assert(md_xfree_count(atomic_load(&pg->xfree)) <= pg->used);
 }
 
 // Debug build: the whole heap. Queues are well linked and hold exactly the heap's in-use pages
@@ -186,8 +188,6 @@ static void md_page_setup(md_heap_t *h, md_page_t *pg, unsigned cls)
     pg->div_inv = md_class_div[cls].inv;
     pg->div_shift = md_class_div[cls].shift;
     pg->next = pg->prev = NULL;
-    atomic_store_explicit(&pg->xfree, MD_XSTATE_NORMAL, memory_order_relaxed);
-    pg->delayed_next = NULL;
     h->class_pages[cls]++;
 }
 
@@ -217,66 +217,26 @@ static bool md_page_extend(md_page_t *pg)
     return true;
 }
 
-// Move blocks freed by other threads onto the owner's free list.
-static void md_page_collect(md_page_t *pg)
+// Unlink a page that has no free block: only a free brings it back (md_page_free_block).
+static void md_page_mark_full(md_heap_t *h, md_page_t *pg)
 {
-    uintptr_t x = atomic_load_explicit(&pg->xfree, memory_order_relaxed);
-    if (md_xfree_list(x) == NULL)
-        return;
-    while (!atomic_compare_exchange_weak_explicit(&pg->xfree, &x, md_xfree_state(x),
-                                                  memory_order_acq_rel, memory_order_relaxed))
-        ;
-    md_block_t *list = md_xfree_list(x);
-    uint32_t count = md_xfree_count(x);
-    md_assert(count > 0 && count <= pg->used);
-    if (!md_list_end(pg->free)) { // rare: splice in front of the blocks the owner still has
-        md_block_t *tail = list;
-        for (md_block_t *next = md_link_next(tail); !md_list_end(next); next = md_link_next(tail))
-            tail = next;
-        tail->link = md_link_encode(tail, pg->free);
-    }
-    pg->free = list;
-    pg->used -= count;
-}
-
-// Unlink a page that has no free block. Fails if remote frees arrived meanwhile.
-static bool md_page_try_mark_full(md_heap_t *h, md_page_t *pg)
-{
-    uintptr_t x = atomic_load_explicit(&pg->xfree, memory_order_acquire);
-    if (md_xfree_list(x) != NULL)
-        return false;
-    // NOTIFIED: a notification is on its way; the delayed list will bring the page back.
-    if (md_xfree_state(x) == MD_XSTATE_NORMAL &&
-        !atomic_compare_exchange_strong_explicit(&pg->xfree, &x, MD_XSTATE_FULL,
-                                                 memory_order_acq_rel, memory_order_relaxed))
-        return false;
     md_queue_remove(h, pg);
     pg->flags |= MD_PAGE_FULL;
-    return true;
 }
 
 static void md_page_unmark_full(md_heap_t *h, md_page_t *pg)
 {
     pg->flags &= (uint8_t)~MD_PAGE_FULL;
     md_queue_push(h, pg, false);
-    uintptr_t x = atomic_load_explicit(&pg->xfree, memory_order_relaxed);
-    while (md_xfree_state(x) == MD_XSTATE_FULL &&
-           !atomic_compare_exchange_weak_explicit(
-               &pg->xfree, &x, (x & ~(uintptr_t)MD_XSTATE_MASK) | MD_XSTATE_NORMAL,
-               memory_order_acq_rel, memory_order_relaxed))
-        ;
 }
 
 // A page whose blocks are all free goes back to its segment, unless it is the page its class
 // allocates from (cheap hysteresis against alloc/free ping-pong; not for pages of a few big blocks,
-// whose memory matters more) or a remote notifier may still reference it.
+// whose memory matters more).
 void md_page_on_empty(md_heap_t *h, md_page_t *pg)
 {
     md_assert(pg->used == 0 && !(pg->flags & MD_PAGE_FULL));
     if (h->queues[pg->class_idx].first == pg && pg->block_size <= MD_KEEP_EMPTY_MAX)
-        return;
-    uintptr_t x = atomic_load_explicit(&pg->xfree, memory_order_acquire);
-    if (md_xfree_state(x) != MD_XSTATE_NORMAL)
         return;
     md_queue_remove(h, pg);
     md_segment_page_free(h, pg);
@@ -318,8 +278,6 @@ static md_page_t *md_queue_find(md_heap_t *h, unsigned cls)
     md_page_queue_t *q = &h->queues[cls];
     md_page_t *pg = q->first;
     while (pg != NULL) {
-        if (md_list_end(pg->free))
-            md_page_collect(pg);
         if (!md_list_end(pg->free) || md_page_extend(pg)) {
             md_page_check(pg);
             if (pg != q->first) {
@@ -329,8 +287,8 @@ static md_page_t *md_queue_find(md_heap_t *h, unsigned cls)
             return pg;
         }
         md_page_t *next = pg->next;
-        if (md_page_try_mark_full(h, pg))
-            pg = next;
+        md_page_mark_full(h, pg);
+        pg = next;
     }
     pg = md_segment_page_alloc(h, md_class_slices[cls], md_class_size[cls]);
     if (pg == NULL)
@@ -342,7 +300,6 @@ static md_page_t *md_queue_find(md_heap_t *h, unsigned cls)
         // A one-block page is full as soon as it is handed out: keep it out of the queue so the
         // next allocation does not have to unlink it.
         pg->flags |= MD_PAGE_FULL;
-        atomic_store_explicit(&pg->xfree, MD_XSTATE_FULL, memory_order_relaxed);
         return pg;
     }
     md_queue_push(h, pg, true);
@@ -353,8 +310,8 @@ void *md_page_malloc_slow(md_heap_t *h, size_t n)
 {
     md_assert(n <= MD_LARGE_MAX && h == md_tls_heap);
     md_heap_check_sometimes(h);
-    if (atomic_load_explicit(&h->delayed, memory_order_relaxed) != NULL)
-        md_heap_process_delayed(h);
+    if (atomic_load_explicit(&h->inbox, memory_order_relaxed) != NULL)
+        md_heap_drain(h); // blocks other threads freed, before looking for (or making) a page
     md_heap_maintain(h);
     unsigned cls = n <= MD_DIRECT_MAX ? md_direct_class[(n + MD_DIRECT_STEP - 1) / MD_DIRECT_STEP]
                                       : md_class_of(n);
@@ -371,11 +328,13 @@ void *md_page_malloc_slow(md_heap_t *h, size_t n)
 
 // ---- free slow paths ----------------------------------------------------------------------------
 
-// Owner frees into a page that is full or hands out interior pointers.
-void md_page_free_slow(md_page_t *pg, md_block_t *b)
+// Link a checked block into its page, as the page's owner: a full page goes back to its queue, an
+// empty one may go back to its segment. The owner's thread, or a thread collecting an abandoned
+// heap (which it has to itself).
+static void md_page_free_block(md_heap_t *h, md_page_t *pg, md_block_t *b)
 {
-    md_heap_t *h = pg->heap;
-    md_assert(h == md_tls_heap && md_block_index(pg, b) < pg->carved);
+    md_assert(pg->heap == h && md_block_index(pg, b) < pg->carved);
+    md_debug_block_freed(pg, b);
     b->link = md_link_encode(b, pg->free);
     pg->free = b;
     md_assert(pg->used > 0);
@@ -386,116 +345,151 @@ void md_page_free_slow(md_page_t *pg, md_block_t *b)
         md_page_on_empty(h, pg);
 }
 
-static void md_heap_push_delayed(md_heap_t *h, md_page_t *pg)
+// Owner frees into a page that is full or hands out interior pointers (b is checked).
+void md_page_free_slow(md_page_t *pg, md_block_t *b)
 {
-    md_page_t *head = atomic_load_explicit(&h->delayed, memory_order_relaxed);
+    md_assert(pg->heap == md_tls_heap);
+    md_page_free_block(pg->heap, pg, b);
+}
+
+// ---- remote frees: outbox, inbox, node pool -----------------------------------------------------
+
+// Heaps are at least 64-byte aligned and a few KiB apart: a multiplicative hash of the address.
+static inline size_t md_outbox_slot(const md_heap_t *owner)
+{
+    return (size_t)(((uintptr_t)owner >> 6) * 0x9e3779b97f4a7c15ull >> 59);
+}
+_Static_assert(MD_OUTBOX_SLOTS == 32, "md_outbox_slot keeps 5 bits");
+
+static void md_rnode_push(_Atomic(md_rnode_t *) *stack, md_rnode_t *n)
+{
+    md_rnode_t *head = atomic_load_explicit(stack, memory_order_relaxed);
     do {
-        pg->delayed_next = head;
-    } while (!atomic_compare_exchange_weak_explicit(&h->delayed, &head, pg, memory_order_release,
+        n->next = head;
+    } while (!atomic_compare_exchange_weak_explicit(stack, &head, n, memory_order_release,
                                                     memory_order_relaxed));
 }
 
-// Hand a chain of blocks (head..tail, all of page pg) to the page's owner: one CAS, plus one more
-// and a push on the owner's delayed stack if the owner had unlinked the page as full.
-static void md_page_push_remote(md_page_t *pg, md_block_t *head, md_block_t *tail, uint32_t count)
+// A free node for h's outbox: from its pool, else from the nodes its owners gave back (one
+// exchange takes them all), else from a fresh mapping. NULL only if the system has no memory.
+static md_rnode_t *md_rnode_get(md_heap_t *h)
 {
-    uintptr_t added = (uintptr_t)count << MD_XFREE_COUNT_SHIFT;
-    md_assert(((uintptr_t)head >> MD_XFREE_COUNT_SHIFT) == 0 && count < (1u << 16));
-    uintptr_t x = atomic_load_explicit(&pg->xfree, memory_order_relaxed);
-    for (;;) {
-        if (md_xfree_state(x) == MD_XSTATE_FULL) {
-            uintptr_t notified = (x & ~(uintptr_t)MD_XSTATE_MASK) | MD_XSTATE_NOTIFIED;
-            if (atomic_compare_exchange_weak_explicit(&pg->xfree, &x, notified,
-                                                      memory_order_acq_rel, memory_order_relaxed)) {
-                md_heap_push_delayed(pg->heap, pg);
-                x = notified;
-            }
-            continue;
-        }
-        tail->link = md_link_encode(tail, md_xfree_list(x));
-        uintptr_t counted = (x & ~MD_XFREE_PTR_MASK & ~(uintptr_t)MD_XSTATE_MASK) + added;
-        if (atomic_compare_exchange_weak_explicit(&pg->xfree, &x,
-                                                  counted | (uintptr_t)head | md_xfree_state(x),
-                                                  memory_order_release, memory_order_relaxed))
-            return;
+    md_rnode_t *n = h->pool;
+    if (n == NULL)
+        n = atomic_exchange_explicit(&h->returned, NULL, memory_order_acquire);
+    if (n != NULL) {
+        h->pool = n->next;
+        return n;
     }
+    if (h->rnode_next == h->rnode_end) {
+        uint8_t *chunk = md_prim_mmap(NULL, MD_RNODE_CHUNK);
+        if (chunk == NULL)
+            return NULL;
+        md_stat_commit((int64_t)MD_RNODE_CHUNK);
+        md_stat_add(&md_stats.rnode_chunks);
+        h->rnode_next = chunk;
+        h->rnode_end = chunk + MD_RNODE_CHUNK;
+    }
+    n = (md_rnode_t *)h->rnode_next;
+    h->rnode_next += MD_RNODE_SIZE;
+    return n;
 }
 
-static void md_rfree_flush(md_rfree_t *e)
+// Hand a slot's node over to its owner: one CAS on the owner's inbox.
+static void md_outbox_flush(md_outbox_t *o)
 {
-    md_page_push_remote(e->page, e->head, e->tail, e->count);
-    e->page = NULL;
+    md_rnode_push(&o->owner->inbox, o->node);
+    o->owner = NULL;
+    o->node = NULL;
 }
 
-// Free a block of another heap's page. With a heap of our own the block waits in a small per-page
-// batch (the page cannot be reused meanwhile: its used count still includes the block).
-void md_page_free_remote(md_heap_t *h, md_page_t *pg, md_block_t *b)
+// The slot for `owner` is taken by another owner, or empty: start a node for owner there.
+static MD_NOINLINE void md_outbox_open(md_heap_t *h, md_outbox_t *o, md_heap_t *owner, void *b)
 {
-    if (h == NULL) {
-        b->link = md_link_encode(b, NULL);
-        md_page_push_remote(pg, b, b, 1);
-        return;
-    }
-    md_rfree_t *e = &h->rfree[md_page_index(pg) % MD_RFREE_SLOTS];
-    if (e->page != pg) {
-        if (e->page != NULL)
-            md_rfree_flush(e);
-        e->page = pg;
-        e->tail = b;
-        e->count = 0;
-        b->link = md_link_encode(b, NULL);
-    } else {
-        b->link = md_link_encode(b, e->head);
-    }
-    e->head = b;
-    if (++e->count >= MD_RFREE_BATCH)
-        md_rfree_flush(e);
+    if (o->owner != NULL)
+        md_outbox_flush(o);
+    md_rnode_t *n = md_rnode_get(h);
+    if (MD_UNLIKELY(n == NULL))
+        return; // out of memory: the block leaks rather than the process failing in free()
+    n->sender = h;
+    n->blocks[0] = b;
+    n->count = 1;
+    o->owner = owner;
+    o->node = n;
 }
 
-// free()'s fast path found a valid block of another heap's page, in use until now: batching it
-// links it, which marks it free.
-MD_NOINLINE void md_page_free_remote_block(md_page_t *pg, md_block_t *b)
+// free() of a block of another heap's page (b is a block start of owner's page; its free mark is
+// not checked: the owner does that when it drains). Neither reads nor writes b.
+MD_NOINLINE void md_free_remote(md_heap_t *owner, void *b)
 {
     md_heap_t *h = md_tls_heap;
-    if (h == NULL) // a thread that only frees still batches its remote frees in a heap of its own
-        h = md_heap_get_slow();
-    md_page_free_remote(h, pg, b);
+    if (MD_UNLIKELY(h == NULL)) {
+        md_free_generic(b, MD_OP_FREE); // gets this thread a heap (which may turn out to be owner)
+        return;
+    }
+    md_outbox_t *o = &h->outbox[md_outbox_slot(owner)];
+    if (MD_UNLIKELY(o->owner != owner)) {
+        md_outbox_open(h, o, owner, b);
+        return;
+    }
+    md_rnode_t *n = o->node;
+    n->blocks[n->count] = b;
+    if (MD_UNLIKELY(++n->count == MD_RNODE_CAP))
+        md_outbox_flush(o);
 }
 
-// Hand over every pending remote free (slow paths, maintenance, thread exit).
+// Hand over every pending remote free (maintenance, thread exit).
 void md_heap_flush_remote(md_heap_t *h)
 {
-    for (size_t i = 0; i < MD_RFREE_SLOTS; i++)
-        if (h->rfree[i].page != NULL)
-            md_rfree_flush(&h->rfree[i]);
+    for (size_t i = 0; i < MD_OUTBOX_SLOTS; i++)
+        if (h->outbox[i].owner != NULL)
+            md_outbox_flush(&h->outbox[i]);
 }
 
-// Bring back pages that were full when other threads freed into them.
-void md_heap_process_delayed(md_heap_t *h)
+// A block another thread freed, met by its owner h as it drains the free. The free checked the
+// pointer against the page as it was then, and while the free is pending the page keeps counting
+// the block as used, so it can go away only if the block was freed more than once: then an
+// earlier free, drained first, may have emptied the page, which went back to its segment (and the
+// segment perhaps to the cache, to another heap or back to the system). So anything but a carved,
+// not yet free block of a page of h is a double free. Returns the block's page.
+static inline md_page_t *md_block_check_drained(const md_heap_t *h, md_block_t *b)
 {
-    md_page_t *pg = atomic_exchange_explicit(&h->delayed, NULL, memory_order_acquire);
-    while (pg != NULL) {
-        md_page_t *next = pg->delayed_next;
-        uintptr_t x = atomic_load_explicit(&pg->xfree, memory_order_relaxed);
-        while (!atomic_compare_exchange_weak_explicit(&pg->xfree, &x,
-                                                      x & ~(uintptr_t)MD_XSTATE_MASK,
-                                                      memory_order_acq_rel, memory_order_relaxed))
-            ;
-        if (pg->flags & MD_PAGE_FULL) {
-            pg->flags &= (uint8_t)~MD_PAGE_FULL;
-            md_queue_push(h, pg, false);
+    uintptr_t a = (uintptr_t)b;
+    if (!md_segmap_has(a - 1))
+        md_misuse("double free", b, MD_OP_FREE);
+    md_segment_t *seg = md_segment_of(b);
+    size_t slice = (a - (uintptr_t)seg) >> seg->page_shift;
+    if (seg->cookie != (MD_SEGMENT_COOKIE ^ (uintptr_t)seg) || slice >= seg->page_count)
+        md_misuse("double free", b, MD_OP_FREE);
+    md_page_t *pg = md_page_head(&seg->pages[slice]);
+    if (!pg->in_use || (pg->flags & (MD_PAGE_UNUSED | MD_PAGE_HUGE)) || pg->heap != h ||
+        md_block_index(pg, b) >= pg->carved)
+        md_misuse("double free", b, MD_OP_FREE);
+    md_block_check_mark(b, b, MD_OP_FREE);
+    return pg;
+}
+
+// Free, as their owner, the blocks other threads freed into h's pages: each gets the checks a
+// local free makes (a double free across threads is reported here, with the block's address),
+// then is linked into its page. Emptied nodes go back to their senders.
+void md_heap_drain(md_heap_t *h)
+{
+    md_rnode_t *n = atomic_exchange_explicit(&h->inbox, NULL, memory_order_acquire);
+    while (n != NULL) {
+        md_rnode_t *next = n->next;
+        for (uint32_t i = 0; i < n->count; i++) {
+            md_block_t *b = n->blocks[i];
+            md_page_free_block(h, md_block_check_drained(h, b), b);
         }
-        md_page_collect(pg);
-        if (pg->used == 0)
-            md_page_on_empty(h, pg);
-        pg = next;
+        md_rnode_push(&n->sender->returned, n);
+        n = next;
     }
 }
 
-// Collect every page of the heap and release empty ones (thread exit, abandoned heaps).
+// Drain the inbox and release empty pages (thread exit, abandoned heaps).
 void md_heap_collect(md_heap_t *h, bool release_all)
 {
-    md_heap_process_delayed(h);
+    md_heap_drain(h);
     md_segment_t *seg = h->segments;
     while (seg != NULL) {
         md_segment_t *next = seg->next;
@@ -503,10 +497,7 @@ void md_heap_collect(md_heap_t *h, bool release_all)
             md_page_t *pg = &seg->pages[i];
             if (!pg->in_use || (pg->flags & MD_PAGE_TAIL))
                 continue;
-            md_page_collect(pg);
-            uintptr_t x = atomic_load_explicit(&pg->xfree, memory_order_acquire);
-            if (pg->used != 0 || md_xfree_state(x) != MD_XSTATE_NORMAL ||
-                (pg->flags & MD_PAGE_FULL))
+            if (pg->used != 0 || (pg->flags & MD_PAGE_FULL))
                 continue;
             if (!release_all && h->queues[pg->class_idx].first == pg)
                 continue;

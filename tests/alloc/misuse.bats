@@ -7,7 +7,7 @@
 # "valid" case frees every size class, large, huge and over-aligned blocks and must stay silent.
 load helpers
 
-CASES=32 # 31 misuses + valid
+CASES=33 # 32 misuses + valid
 
 misuse_all() {
     run_with "$1" misuse all

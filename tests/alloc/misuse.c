@@ -81,6 +81,60 @@ static void *thread_free(void *arg)
     return NULL;
 }
 
+static void *thread_free_twice(void *arg)
+{
+    free_fn(arg);
+    free_fn(arg);
+    return NULL;
+}
+
+// A free by another thread than the block's owner does not read the block: the owner checks it
+// when it drains the frees other threads handed it (at their exit, among other times), on its
+// next malloc slow path. Allocating a few hundred blocks of a class no case uses makes the
+// owner take its slow path several times, and never hands out the block under test again.
+static void owner_drains(void)
+{
+    for (int i = 0; i < 256; i++) {
+        void *volatile keep = malloc_fn(3000);
+        (void)keep;
+    }
+}
+
+// The owner thread of a cross-thread case: allocates the block, lets the main thread have it
+// freed by a third thread that then exits, and drains.
+struct owner_run {
+    size_t size;
+    char *block;
+    pthread_barrier_t allocated, freed;
+};
+
+static void *owner_thread(void *arg)
+{
+    struct owner_run *o = arg;
+    o->block = malloc(o->size);
+    pthread_barrier_wait(&o->allocated);
+    pthread_barrier_wait(&o->freed);
+    owner_drains(); // must die here
+    return NULL;
+}
+
+// A block of a live thread freed twice by another thread: the report comes from the owner.
+static void double_free_remote_twice(size_t size)
+{
+    static struct owner_run o;
+    o.size = size;
+    pthread_t t;
+    if (pthread_barrier_init(&o.allocated, NULL, 2) != 0 ||
+        pthread_barrier_init(&o.freed, NULL, 2) != 0 ||
+        pthread_create(&t, NULL, owner_thread, &o) != 0)
+        _exit(91);
+    pthread_barrier_wait(&o.allocated);
+    expect_addr("free", "double free", (uintptr_t)(o.block));
+    on_thread(thread_free_twice, o.block);
+    pthread_barrier_wait(&o.freed);
+    pthread_join(t, NULL); // reached only if the owner did not notice
+}
+
 // ---- the misuses -----------------------------------------------------------------------------
 
 static void double_free_small(void)
@@ -114,11 +168,8 @@ static void double_free_8(void)
 
 static void double_free_8_cross_thread(void)
 {
-    // an 8-byte block of another heap: the first free links it into this thread's batch
-    char *p = on_thread(thread_malloc, (void *)(uintptr_t)8);
-    free_fn(p);
-    expect_addr("free", "double free", (uintptr_t)(p));
-    free_fn(p);
+    // an 8-byte block (the link word is the whole block) freed twice by another thread
+    double_free_remote_twice(8);
 }
 
 static void double_free_not_head(void)
@@ -201,22 +252,32 @@ static void double_free_aligned(void)
 
 static void double_free_cross_thread(void)
 {
-    // allocated by another thread, freed twice here: the first free waits in this thread's
-    // batch of remote frees, the second must still be caught
-    char *p = on_thread(thread_malloc, (void *)(uintptr_t)64);
-    free_fn(p);
-    expect_addr("free", "double free", (uintptr_t)(p));
-    free_fn(p);
+    // freed twice by another thread: both pointers travel in one buffer to the owner
+    double_free_remote_twice(64);
 }
 
 static void double_free_after_remote(void)
 {
-    // freed by another thread (handed over to this heap's page), then freed again by the owner
+    // freed by another thread (handed over to this heap at its exit), then freed again by the
+    // owner before it drained the first free: the drain finds the block free already
     char *p = malloc(64);
     char *keep = malloc(64);
     on_thread(thread_free, p);
-    expect_addr("free", "double free", (uintptr_t)(p));
     free_fn(p);
+    expect_addr("free", "double free", (uintptr_t)(p));
+    owner_drains();
+    free_fn(keep);
+}
+
+static void double_free_remote_after_local(void)
+{
+    // freed by the owner, then by another thread: the owner's drain finds it free
+    char *p = malloc(64);
+    char *keep = malloc(64);
+    free_fn(p);
+    on_thread(thread_free, p);
+    expect_addr("free", "double free", (uintptr_t)(p));
+    owner_drains();
     free_fn(keep);
 }
 
@@ -476,6 +537,7 @@ static const struct misuse_case cases[] = {
     {"double-free-aligned", double_free_aligned, 0},
     {"double-free-cross-thread", double_free_cross_thread, 0},
     {"double-free-after-remote", double_free_after_remote, 0},
+    {"double-free-remote-after-local", double_free_remote_after_local, 0},
     {"free-stack", free_stack, 0},
     {"free-static", free_static, 0},
     {"free-mmap", free_mmap, 0},
