@@ -139,6 +139,10 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct md
             return md_cli_stop(cmd, key, exit_code);
         a->opt.probe_flags &= ~(uint32_t)MD_PROBE_WANT_LEAKS;
     }
+    if (a->opt.leak_min_bytes && !(a->opt.probe_flags & MD_PROBE_WANT_LEAKS)) {
+        *exit_code = md_cli_usage_error(cmd, "--leak-min needs leak tracking (not --no-leaks)");
+        return false;
+    }
     return md_trace_cli_operands(cmd, argc, argv, a, exit_code);
 }
 
@@ -155,9 +159,9 @@ const struct md_command md_cmd_doctor = {
     .name = "doctor",
     .summary = "inspect, trace and diagnose a program in one run: the report to read first",
     .synopsis =
-        "[--json] [-o FILE] [--compare | --compare-with LIB] [--leak-min BYTES]\n"
+        "[--json] [-o FILE] [--compare | --compare-with LIB] [--leak-min BYTES | --no-leaks]\n"
         "       [--fail-on LEVEL] [--baseline FILE [--max-regression PCT]] [--timeout SECONDS]\n"
-        "       [--] CMD [ARGS...]",
+        "       [--ops N] [--propagate-exit] [--] CMD [ARGS...]",
     .description =
         "Inspects CMD's binary (which allocator serves malloc, threads), runs it once under\n"
         "trace with leak tracking, and applies every diagnosis rule to both: a verdict, each\n"

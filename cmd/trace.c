@@ -92,6 +92,10 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct md
         *exit_code = md_cli_usage_error(cmd, "--folded needs --stacks");
         return false;
     }
+    if (a->opt.leak_min_bytes && !(a->opt.probe_flags & MD_PROBE_WANT_LEAKS)) {
+        *exit_code = md_cli_usage_error(cmd, "--leak-min needs --leaks");
+        return false;
+    }
     if (!md_trace_cli_operands(cmd, argc, argv, a, exit_code))
         return false;
     // a path that cannot be written fails now, not after a long run

@@ -44,6 +44,12 @@ sys_field() { # syscall name, field
     run "$T" trace -- /nonexistent/md-program
     [ "$status" -eq 2 ]
     [ "$output" = "malloc-doctor: trace: /nonexistent/md-program: No such file or directory" ]
+    run "$T" trace --leak-min 5 -- true
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--leak-min needs --leaks"* ]]
+    run "$T" doctor --no-leaks --leak-min 5 -- true
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--leak-min needs leak tracking"* ]]
     run "$T" trace --sample-hz 20000 -- true
     [ "$status" -eq 2 ]
     [[ "$output" == *"--sample-hz: at most 10000"* ]]
