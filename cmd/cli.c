@@ -171,6 +171,7 @@ struct output {
     char tmp[PATH_MAX + 8]; // the temporary file renamed over path; empty when written in place
     int saved;              // the tool's stdout while the report is written
     const char *refused;    // why open_output would not write there (errno otherwise)
+    char reason[160];       // room for a refusal that carries an errno
 };
 
 // The descriptor a /dev/stdout-like name stands for, or -1.
@@ -223,9 +224,15 @@ static int make_temp(struct output *o)
 {
     snprintf(o->tmp, sizeof o->tmp, "%s.XXXXXX", o->path);
     int fd = mkstemp(o->tmp);
+    struct stat old;
+    if (fd < 0 && !stat(o->path, &old)) { // the file is there (/proc/version): say what failed
+        snprintf(o->reason, sizeof o->reason,
+                 "cannot create a temporary file beside it to replace it whole (%s)",
+                 strerror(errno));
+        o->refused = o->reason;
+    }
     if (fd < 0)
         return fd;
-    struct stat old;
     if (!stat(o->path, &old) && S_ISREG(old.st_mode)) {
         fchmod(fd, old.st_mode & 07777);
         (void)!fchown(fd, old.st_uid, old.st_gid); // not permitted: it becomes the caller's

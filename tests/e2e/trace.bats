@@ -529,6 +529,12 @@ assert f[0]['severity'] == 'error' and 'LD_PRELOAD=' in f[0]['fix'] and 'trace -
     rm -rf "$dir"
 }
 
+@test "-o onto a file that cannot be replaced whole says so, before the run" {
+    run "$T" trace -o /proc/version -- true
+    [ "$status" -eq 2 ]
+    [ "$output" = "malloc-doctor: trace: /proc/version: cannot create a temporary file beside it to replace it whole (No such file or directory)" ]
+}
+
 @test "-o over an existing file keeps its mode and owner" {
     echo old >"$OUT"
     chmod 640 "$OUT"
