@@ -21,7 +21,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MD_MAX_ARGS 4096
 // After the timeout: how long processes get to act on SIGTERM before SIGKILL, and how long the
 // tracer gets to see its tracees die (and finish its output file) before it is killed too.
 #define MD_TERM_GRACE_SECONDS 1.0
@@ -62,28 +61,37 @@ int md_find_program(const char *prog, char *path, size_t size, struct md_error *
     return md_fail(err, "%s: command not found", prog);
 }
 
-// strace's argv: the fixed head, -o FILE, -E for each variable, --, the program.
-static int build_argv(const struct md_run_spec *spec, const char **out, struct md_error *err)
+// strace's argv: the fixed head, -o FILE, -E for each variable, --, the program (malloc'd, as
+// long as the command: the kernel's own limit, E2BIG, is the only one).
+static const char **build_argv(const struct md_run_spec *spec, struct md_error *err)
 {
+    size_t envs = 0, args = 0;
+    for (const char *const *e = spec->cmd_env; e && *e; e++)
+        envs++;
+    while (spec->argv[args])
+        args++;
+    size_t head = sizeof strace_head / sizeof strace_head[0];
+    const char **out = calloc(head + 3 + 2 * envs + args + 1, sizeof *out);
+    if (!out) {
+        md_fail(err, "%s: out of memory for its arguments", spec->argv[0]);
+        return NULL;
+    }
     size_t n = 0;
     if (spec->strace_out) {
-        for (size_t i = 0; i < sizeof strace_head / sizeof strace_head[0]; i++)
+        for (size_t i = 0; i < head; i++)
             out[n++] = strace_head[i];
         out[n++] = "-o";
         out[n++] = spec->strace_out;
-        for (const char *const *e = spec->cmd_env; e && *e && n < MD_MAX_ARGS - 8; e++) {
+        for (size_t i = 0; i < envs; i++) {
             out[n++] = "-E";
-            out[n++] = *e;
+            out[n++] = spec->cmd_env[i];
         }
         out[n++] = "--";
     }
-    for (char *const *a = spec->argv; *a; a++) {
-        if (n >= MD_MAX_ARGS - 1)
-            return md_fail(err, "%s: too many arguments", spec->argv[0]);
-        out[n++] = *a;
-    }
+    for (size_t i = 0; i < args; i++)
+        out[n++] = spec->argv[i];
     out[n] = NULL;
-    return 0;
+    return out;
 }
 
 // --- can strace run here? --------------------------------------------------------------------
@@ -552,12 +560,9 @@ int md_run_take_signal(const sigset_t *set)
     return sig > 0 ? sig : 0;
 }
 
-int md_run(const struct md_run_spec *spec, struct md_run_result *res, struct md_error *err)
+static int run_argv(const struct md_run_spec *spec, const char **argv, struct md_run_result *res,
+                    struct md_error *err)
 {
-    const char *argv[MD_MAX_ARGS];
-    memset(res, 0, sizeof *res);
-    if (build_argv(spec, argv, err) || (spec->strace_out && check_tracer(err)))
-        return -1;
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC))
         return md_fail_errno(err, errno, "pipe");
@@ -596,4 +601,17 @@ int md_run(const struct md_run_spec *spec, struct md_run_result *res, struct md_
                    ? md_fail(err, "strace: not found; install it (apt-get install strace)")
                    : md_fail_errno(err, code, "%s", argv[0]);
     return 0;
+}
+
+int md_run(const struct md_run_spec *spec, struct md_run_result *res, struct md_error *err)
+{
+    memset(res, 0, sizeof *res);
+    if (spec->strace_out && check_tracer(err))
+        return -1;
+    const char **argv = build_argv(spec, err);
+    if (!argv)
+        return -1;
+    int rc = run_argv(spec, argv, res, err);
+    free(argv);
+    return rc;
 }

@@ -529,6 +529,13 @@ assert f[0]['severity'] == 'error' and 'LD_PRELOAD=' in f[0]['fix'] and 'trace -
     rm -rf "$dir"
 }
 
+@test "a command with 20000 arguments runs (the kernel's limit is the only one)" {
+    run "$T" trace --json -o "$OUT" -- "$FX/glibc-dynamic" $(seq 20000)
+    [ "$status" -eq 0 ]
+    [ "$output" = "ops 80000" ]
+    [ "$(q "len(r['target']['argv'])")" = 20001 ]
+}
+
 @test "-o onto a file that cannot be replaced whole says so, before the run" {
     run "$T" trace -o /proc/version -- true
     [ "$status" -eq 2 ]
