@@ -138,7 +138,9 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
                  is_static ? "patch a copy of musl's libc.a with mdalloc: " MD_RULE_PATCH_MUSL
                              ", then check with `malloc-doctor inspect --expect mdalloc PROGRAM`"
                            : "preload a thread-caching allocator built for musl (malloc-doctor's "
-                             "build/alloc/musl/libmdalloc.so, or link -lmimalloc before -lc), "
+                             "build/alloc/musl/libmdalloc.so, or a musl build of mimalloc or "
+                             "jemalloc: Debian's are "
+                             "glibc's), "
                              "then measure with `malloc-doctor trace --compare -- PROGRAM`");
     cJSON *ev =
         md_finding_add(findings, rule, escalate ? MD_SEV_ERROR : MD_SEV_WARNING, message, fix);
