@@ -243,6 +243,11 @@ static int run(const struct md_command *cmd, int argc, char **argv)
         md_inspect_path(&in, argv[i]);
     md_inspect_summary(&in, report);
     print_errors(cmd, files);
+    if (!a.json && cJSON_GetArraySize(files) == 0) // -r over scripts and data only: say so
+        fprintf(
+            stderr,
+            "malloc-doctor: inspect: no ELF file or archive found (%zu files skipped: not ELF)\n",
+            in.skipped);
     if (a.json)
         md_cli_print_json(report);
     else

@@ -301,6 +301,15 @@ assert r["summary"]["errors"] == 0, r["summary"]' "$output"
     [ "$(echo "$output" | python3 -c 'import json,sys; print(json.loads(sys.stdin.buffer.read().decode("utf-8"))["files"][0]["path"].endswith("bad\ufffdname"))')" = True ]
 }
 
+@test "-r over a directory without ELF files says so instead of printing nothing" {
+    dir=$(mktemp -d)
+    echo text >"$dir/notes.txt"
+    run "$T" inspect -r "$dir"
+    rm -rf "$dir"
+    [ "$status" -eq 0 ]
+    [ "$output" = "malloc-doctor: inspect: no ELF file or archive found (1 files skipped: not ELF)" ]
+}
+
 @test "archives: one entry per member that defines allocator symbols" {
     run "$T" inspect --json "$FX/libc-musl.a"
     [ "$status" -eq 0 ]
