@@ -54,7 +54,7 @@ MD_NOINLINE void md_free_generic(void *p, enum md_op op)
         md_page_free_slow(pg, b);
         return;
     }
-    md_free_remote(pg->heap, b); // the owner checks the mark when it drains
+    md_free_remote(pg->heap, b, pg->block_size); // the owner checks the mark when it drains
 }
 
 static size_t md_usable_size_checked(const void *p, enum md_op op)

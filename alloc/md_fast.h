@@ -48,8 +48,8 @@ static MD_ALWAYS_INLINE void *md_malloc_fast(size_t n)
             md_debug_block_taken(pg, b);
             md_block_t *next = md_link_next(b);
             pg->free = next;
-            // The next malloc of the class reads and writes the next block; when another thread
-            // freed it, it sits in that thread's cache: start fetching it now.
+            // The next malloc of the class reads and writes the next block: start fetching it
+            // now (it may be cold, or in the cache of a thread that wrote it while it was live).
             md_prefetch_write(next);
             b->link = 0; // handed out: a later free must not look like a double free
             pg->used++;
@@ -88,7 +88,7 @@ static MD_ALWAYS_INLINE void md_free_fast(void *p, enum md_op op)
                 return;
             }
         } else {
-            md_free_remote(owner, p); // checked when the owner drains it
+            md_free_remote(owner, p, pg->block_size); // checked when the owner drains it
             return;
         }
     }

@@ -157,7 +157,14 @@ enum md_heap_state { MD_HEAP_ACTIVE, MD_HEAP_ABANDONED, MD_HEAP_ORPHAN };
 #define MD_RNODE_SIZE 512
 #define MD_RNODE_CAP ((MD_RNODE_SIZE - 3 * sizeof(void *)) / sizeof(void *)) // 61 pointers
 #define MD_RNODE_CHUNK ((size_t)64 * 1024)                                   // 128 nodes a mapping
-#define MD_OUTBOX_SLOTS 32
+// Outbox slots, probed linearly from the owner's hash: a freeing thread keeps a node for up to
+// this many owner heaps at once before it has to hand a partly filled one over (a collector
+// thread freeing the results of a pool of workers would otherwise send a node per free).
+#define MD_OUTBOX_SLOTS 128
+#define MD_OUTBOX_PROBES 8
+// A node is handed over once the blocks it holds add up to this much, whatever their number:
+// 61 pending blocks of 512 KiB would keep 30 MiB from their owner.
+#define MD_OUTBOX_MAX_BYTES ((size_t)256 * 1024)
 
 typedef struct md_rnode_s {
     struct md_rnode_s *next;    // in an inbox, a `returned` stack or a pool
@@ -170,6 +177,7 @@ _Static_assert(sizeof(md_rnode_t) == MD_RNODE_SIZE, "a remote-free node is 512 b
 typedef struct {
     struct md_heap_s *owner; // NULL: slot empty
     md_rnode_t *node;        // holds 1..MD_RNODE_CAP-1 pointers to blocks of owner's pages
+    size_t bytes;            // their block sizes added up
 } md_outbox_t;
 
 // A heap belongs to one thread at a time; only that thread touches anything but `inbox` and
@@ -288,11 +296,12 @@ void md_misuse(const char *problem, const void *p, enum md_op op) __attribute__(
 
 // ---- inline helpers: the invariants -------------------------------------------------------------
 
-// Start fetching the cache line at p for writing. For a block another thread freed (its line is
-// modified in that thread's cache) a plain read would fetch a shared copy and the write that
-// follows would need a second round trip to invalidate the other copy; asking for ownership at
-// once saves that. x86-64 gets PREFETCHW explicitly (GCC emits it only with -mprfchw; CPUs
-// without it execute it as a no-op). A prefetch never faults, also not on NULL or a bad pointer.
+// Start fetching the cache line at p for writing. For a block whose line is modified in another
+// thread's cache (one it wrote while the block was live) a plain read would fetch a shared copy
+// and the write that follows would need a second round trip to invalidate the other copy; asking
+// for ownership at once saves that. x86-64 gets PREFETCHW explicitly (GCC emits it only with
+// -mprfchw; CPUs without it execute it as a no-op). A prefetch never faults, also not on NULL or a
+// bad pointer.
 static inline void md_prefetch_write(const void *p)
 {
 #if defined(__x86_64__)
@@ -483,7 +492,7 @@ void *md_page_malloc_slow(md_heap_t *h, size_t n);
 void md_page_on_empty(md_heap_t *h, md_page_t *pg);
 bool md_page_grow_block(md_heap_t *h, md_page_t *pg, size_t n);
 void md_page_free_slow(md_page_t *pg, md_block_t *b);
-void md_free_remote(md_heap_t *owner, void *b);
+void md_free_remote(md_heap_t *owner, void *b, size_t block_size);
 void md_heap_flush_remote(md_heap_t *h);
 void md_heap_drain(md_heap_t *h);
 void md_heap_collect(md_heap_t *h, bool release_all);

@@ -355,11 +355,27 @@ void md_page_free_slow(md_page_t *pg, md_block_t *b)
 // ---- remote frees: outbox, inbox, node pool -----------------------------------------------------
 
 // Heaps are at least 64-byte aligned and a few KiB apart: a multiplicative hash of the address.
-static inline size_t md_outbox_slot(const md_heap_t *owner)
+static inline size_t md_outbox_hash(const md_heap_t *owner)
 {
-    return (size_t)(((uintptr_t)owner >> 6) * 0x9e3779b97f4a7c15ull >> 59);
+    return (size_t)(((uintptr_t)owner >> 6) * 0x9e3779b97f4a7c15ull >> 57);
 }
-_Static_assert(MD_OUTBOX_SLOTS == 32, "md_outbox_slot keeps 5 bits");
+_Static_assert(MD_OUTBOX_SLOTS == 128, "md_outbox_hash keeps 7 bits");
+
+// The slot holding owner's node, or where to start one: the first empty slot of the probe run,
+// else the fullest node there (handed over to make room: it carries the most frees per CAS).
+static inline md_outbox_t *md_outbox_find(md_heap_t *h, const md_heap_t *owner)
+{
+    size_t at = md_outbox_hash(owner);
+    md_outbox_t *victim = NULL;
+    for (size_t i = 0; i < MD_OUTBOX_PROBES; i++) {
+        md_outbox_t *o = &h->outbox[(at + i) % MD_OUTBOX_SLOTS];
+        if (o->owner == owner || o->owner == NULL)
+            return o;
+        if (victim == NULL || o->node->count > victim->node->count)
+            victim = o;
+    }
+    return victim;
+}
 
 static void md_rnode_push(_Atomic(md_rnode_t *) *stack, md_rnode_t *n)
 {
@@ -401,10 +417,12 @@ static void md_outbox_flush(md_outbox_t *o)
     md_rnode_push(&o->owner->inbox, o->node);
     o->owner = NULL;
     o->node = NULL;
+    o->bytes = 0;
 }
 
 // The slot for `owner` is taken by another owner, or empty: start a node for owner there.
-static MD_NOINLINE void md_outbox_open(md_heap_t *h, md_outbox_t *o, md_heap_t *owner, void *b)
+static MD_NOINLINE void md_outbox_open(md_heap_t *h, md_outbox_t *o, md_heap_t *owner, void *b,
+                                       size_t block_size)
 {
     if (o->owner != NULL)
         md_outbox_flush(o);
@@ -416,25 +434,30 @@ static MD_NOINLINE void md_outbox_open(md_heap_t *h, md_outbox_t *o, md_heap_t *
     n->count = 1;
     o->owner = owner;
     o->node = n;
+    o->bytes = block_size;
+    if (block_size >= MD_OUTBOX_MAX_BYTES)
+        md_outbox_flush(o);
 }
 
-// free() of a block of another heap's page (b is a block start of owner's page; its free mark is
-// not checked: the owner does that when it drains). Neither reads nor writes b.
-MD_NOINLINE void md_free_remote(md_heap_t *owner, void *b)
+// free() of a block of another heap's page (b is a block start of owner's page, block_size its
+// page's block size; its free mark is not checked: the owner does that when it drains). Neither
+// reads nor writes b.
+MD_NOINLINE void md_free_remote(md_heap_t *owner, void *b, size_t block_size)
 {
     md_heap_t *h = md_tls_heap;
     if (MD_UNLIKELY(h == NULL)) {
         md_free_generic(b, MD_OP_FREE); // gets this thread a heap (which may turn out to be owner)
         return;
     }
-    md_outbox_t *o = &h->outbox[md_outbox_slot(owner)];
+    md_outbox_t *o = md_outbox_find(h, owner);
     if (MD_UNLIKELY(o->owner != owner)) {
-        md_outbox_open(h, o, owner, b);
+        md_outbox_open(h, o, owner, b, block_size);
         return;
     }
     md_rnode_t *n = o->node;
     n->blocks[n->count] = b;
-    if (MD_UNLIKELY(++n->count == MD_RNODE_CAP))
+    o->bytes += block_size;
+    if (MD_UNLIKELY(++n->count == MD_RNODE_CAP || o->bytes >= MD_OUTBOX_MAX_BYTES))
         md_outbox_flush(o);
 }
 

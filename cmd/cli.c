@@ -217,7 +217,6 @@ static int output_way(struct output *o, int *named)
     return -1;
 }
 
-// A fresh temporary file beside o->path, readable as the umask allows (mkstemp makes it 0600).
 // The temporary file that replaces o->path: a file there keeps its mode and, where permitted,
 // its owner; a new one gets 0666 less the umask.
 static int make_temp(struct output *o)
