@@ -149,6 +149,7 @@ struct md_probe_header {
         _Atomic int32_t pid; // 0: free
         char comm[MD_PROBE_COMM];
     } images[MD_PROBE_IMAGES];
+    _Atomic uint32_t images_dropped; // notes that found the table full: coverage is unknown
 };
 
 // Two comms (16-byte buffers; the static probe has no strncmp).
@@ -195,6 +196,7 @@ static inline void md_probe_note_image(struct md_probe_header *h, int32_t pid, c
         if (seen == pid && md_probe_comm_equal(e->comm, comm))
             return;
     }
+    atomic_fetch_add(&h->images_dropped, 1);
 }
 
 // Counts pid once in h->processes. A full table counts every call (more than MD_PROBE_PIDS

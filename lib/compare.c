@@ -100,6 +100,15 @@ static int check_library(const char *with, struct md_error *err)
     return 0;
 }
 
+// "exit 127" or "SIGSEGV"
+static void describe_end(char *out, size_t size, double code, const char *sig)
+{
+    if (sig)
+        snprintf(out, size, "SIG%s", sig);
+    else
+        snprintf(out, size, "exit %.0f", code);
+}
+
 // Why the second run cannot be compared with the first, or NULL: it ended differently (the
 // library did not load, or broke the program), or malloc did not come from the library.
 static const char *not_comparable(const cJSON *own, const cJSON *other, const char *library,
@@ -110,12 +119,13 @@ static const char *not_comparable(const cJSON *own, const cJSON *other, const ch
     double code_a = md_json_get_num(a, "exit_code"), code_b = md_json_get_num(b, "exit_code");
     const char *sig_a = md_json_get_str(a, "signal"), *sig_b = md_json_get_str(b, "signal");
     if (code_a != code_b || (sig_a == NULL) != (sig_b == NULL) || (sig_a && strcmp(sig_a, sig_b))) {
+        char end_a[32], end_b[32];
+        describe_end(end_a, sizeof end_a, code_a, sig_a);
+        describe_end(end_b, sizeof end_b, code_b, sig_b);
         snprintf(why, size,
-                 "the run with %s ended differently (%s %.0f%s%s, the first run: %s %.0f%s%s): "
-                 "its messages are above",
-                 library, sig_b ? "signal" : "exit", code_b, sig_b ? " SIG" : "",
-                 sig_b ? sig_b : "", sig_a ? "signal" : "exit", code_a, sig_a ? " SIG" : "",
-                 sig_a ? sig_a : "");
+                 "the run with %s ended differently (%s, the first run: %s): its messages are "
+                 "above",
+                 library, end_b, end_a);
         return why;
     }
     const cJSON *ran = cJSON_GetObjectItemCaseSensitive(target_of(other), "malloc_at_run_time");

@@ -51,9 +51,10 @@ static const char *line_end(const char *buf, size_t size)
     const char *newline = memchr(buf, '\n', size);
     if (newline)
         return newline;
-    // No newline: the interpreter may be cut off by the buffer, unless a terminator follows it.
+    // No newline: the interpreter may be cut off by the buffer, unless a terminator follows it
+    // (the kernel looks for one up to and including the last byte).
     const char *name = skip_spaces(buf + 2, end);
-    if (name == end || word_end(name, end) == end)
+    if (name == end || word_end(name, buf + size) == buf + size)
         return NULL;
     return end;
 }

@@ -239,7 +239,8 @@ static bool member_probed(const struct md_tree_usage *tree, const struct md_prob
 static void add_probe_coverage(cJSON *o, const struct md_tree_usage *tree,
                                const struct md_probe_file *pf)
 {
-    if (!pf || !tree) {
+    // a table that overflowed (thousands of processes) cannot tell who ran without a probe
+    if (!pf || !tree || atomic_load(&pf->header->images_dropped)) {
         if (pf)
             cJSON_AddNumberToObject(o, "probed_processes", atomic_load(&pf->header->processes));
         else

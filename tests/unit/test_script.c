@@ -82,6 +82,13 @@ static void lines_the_kernel_refuses(void **state)
     memcpy(text, "#!/", 3);
     assert_int_equal(md_script_read(file("long", text, sizeof text), &hop, &err), -1);
     assert_non_null(strstr(err.msg, "longer than 256 bytes"));
+    // a name that ends at the buffer's last byte, a blank in that last byte: the kernel runs it
+    char edge[256];
+    memset(edge, 'b', sizeof edge);
+    memcpy(edge, "#!/", 3);
+    edge[255] = ' ';
+    assert_int_equal(md_script_read(file("edge", edge, sizeof edge), &hop, &err), 1);
+    assert_int_equal(strlen(hop.interpreter), 253);
     // the same long line is fine when the name ends inside the buffer: the argument is cut
     text[100] = ' ';
     assert_int_equal(md_script_read(file("long", text, sizeof text), &hop, &err), 1);
