@@ -16,7 +16,9 @@ static void *md_enomem(void)
 MD_NOINLINE void *md_malloc_generic(size_t n)
 {
     md_heap_t *h = md_tls_heap;
+    bool borrowed = false;
     if (MD_UNLIKELY(h == NULL)) {
+        borrowed = md_tls_exited;
         h = md_heap_get_slow();
         if (h == NULL)
             return md_enomem();
@@ -26,6 +28,7 @@ MD_NOINLINE void *md_malloc_generic(size_t n)
         p = md_page_malloc_slow(h, n);
     else
         p = n > MD_MAX_REQUEST ? NULL : md_huge_alloc(n, MD_ALIGNMENT, 0, false);
+    md_heap_give_back(h, borrowed);
     return p != NULL ? p : md_enomem();
 }
 
@@ -44,7 +47,9 @@ MD_NOINLINE void md_free_generic(void *p, enum md_op op)
         return;
     }
     md_heap_t *h = md_tls_heap;
+    bool borrowed = false;
     if (h == NULL) { // a thread that only frees gets a heap for its outbox (maybe b's owner's)
+        borrowed = md_tls_exited;
         h = md_heap_get_slow();
         if (h == NULL)
             return; // out of memory: the block leaks
@@ -52,9 +57,10 @@ MD_NOINLINE void md_free_generic(void *p, enum md_op op)
     if (pg->heap == h) {
         md_block_check_mark(b, p, op);
         md_page_free_slow(pg, b);
-        return;
+    } else {
+        md_free_remote(pg->heap, b, pg->block_size); // the owner checks the mark when it drains
     }
-    md_free_remote(pg->heap, b, pg->block_size); // the owner checks the mark when it drains
+    md_heap_give_back(h, borrowed); // hands the outbox over too
 }
 
 static size_t md_usable_size_checked(const void *p, enum md_op op)
@@ -99,7 +105,7 @@ void *md_calloc(size_t count, size_t size)
     if (n > MD_LARGE_MAX) {
         if (n > MD_MAX_REQUEST)
             return md_enomem();
-        if (md_tls_heap == NULL && md_heap_get_slow() == NULL)
+        if (md_tls_heap == NULL && !md_heap_ready())
             return md_enomem();
         void *p = md_huge_alloc(n, MD_ALIGNMENT, 0, true);
         return p != NULL ? p : md_enomem();
@@ -129,7 +135,7 @@ static void *md_alloc_aligned(size_t align, size_t n)
         }
         return q;
     }
-    if (md_tls_heap == NULL && md_heap_get_slow() == NULL)
+    if (md_tls_heap == NULL && !md_heap_ready())
         return md_enomem();
     void *p = md_huge_alloc(n, align, 0, false);
     return p != NULL ? p : md_enomem();
@@ -200,7 +206,7 @@ static void *md_realloc_move(void *p, size_t old_usable, size_t n)
     if (n > MD_LARGE_MAX) {
         if (n > MD_MAX_REQUEST)
             return md_enomem();
-        if (md_tls_heap == NULL && md_heap_get_slow() == NULL)
+        if (md_tls_heap == NULL && !md_heap_ready())
             return md_enomem();
         size_t slack = n > old_usable ? n / 2 : 0;
         q = md_huge_alloc(n, MD_ALIGNMENT, slack, false);

@@ -15,6 +15,7 @@
 #include "prim.h"
 
 __thread md_heap_t *md_tls_heap __attribute__((tls_model("initial-exec")));
+__thread bool md_tls_exited __attribute__((tls_model("initial-exec")));
 
 static md_lock_t md_heap_lock;
 static md_heap_t *md_heap_registry;
@@ -65,7 +66,10 @@ md_heap_t *md_heap_get_slow(void)
     if (h == NULL)
         return NULL;
     md_tls_heap = h;
-    md_glue_thread_bind(h);
+    // After the thread's exit hook ran, a binding could make the TSD machinery run the hook a
+    // second time on the same heap; the caller gives the heap back itself (md_heap_give_back).
+    if (!md_tls_exited)
+        md_glue_thread_bind(h);
     md_heap_drain(h); // an adopted heap: what other threads freed into it since it was collected
     return h;
 }
@@ -83,8 +87,10 @@ static void md_heap_maintain_segments(md_heap_t *h, uint64_t now, bool idle)
 // Called by the glue when a thread exits.
 void md_heap_thread_exit(md_heap_t *h)
 {
-    if (md_tls_heap == h)
+    if (md_tls_heap == h) {
         md_tls_heap = NULL;
+        md_tls_exited = true;
+    }
     md_heap_flush_remote(h);
     md_heap_collect(h, true);
     md_heap_maintain_segments(h, md_now_ms(), true);
@@ -93,6 +99,26 @@ void md_heap_thread_exit(md_heap_t *h)
     h->abandoned_next = md_heap_abandoned;
     md_heap_abandoned = h;
     md_lock_release(&md_heap_lock);
+}
+
+// For calls that need the process set up but no heap of their own (huge blocks): as
+// md_heap_get_slow, except after the thread's exit hook, when no heap is taken at all.
+bool md_heap_ready(void)
+{
+    if (!md_tls_exited)
+        return md_heap_get_slow() != NULL;
+    if (atomic_load_explicit(&md_process_ready, memory_order_acquire) != 2)
+        md_process_init();
+    return true;
+}
+
+// A call that took a heap with md_heap_get_slow returns it here when its thread had already run
+// its exit hook: glibc frees the dlerror buffer and the resolver state after the TSD destructors,
+// and a heap adopted then would stay bound to a thread that is gone, never collected again.
+void md_heap_give_back(md_heap_t *h, bool borrowed)
+{
+    if (MD_UNLIKELY(borrowed))
+        md_heap_thread_exit(h);
 }
 
 // Collect and purge heaps whose threads exited, so memory freed into them by other threads is

@@ -235,6 +235,8 @@ extern const uint8_t md_class_slices[MD_CLASS_COUNT];
 
 // The thread's heap; NULL until its first allocation and after it exits.
 extern __thread md_heap_t *md_tls_heap __attribute__((tls_model("initial-exec")));
+// The thread's exit hook has run: a heap it takes from now on is only borrowed for one call.
+extern __thread bool md_tls_exited __attribute__((tls_model("initial-exec")));
 
 // ---- debug checks -------------------------------------------------------------------------------
 void md_fatal(const char *msg, const char *detail) __attribute__((noreturn, cold));
@@ -500,6 +502,8 @@ void md_queue_remove(md_heap_t *h, md_page_t *pg);
 
 // heap.c
 md_heap_t *md_heap_get_slow(void);
+void md_heap_give_back(md_heap_t *h, bool borrowed);
+bool md_heap_ready(void);
 void md_heap_thread_exit(md_heap_t *h);
 void md_heap_maintain(md_heap_t *h);
 void md_fork_prepare(void);

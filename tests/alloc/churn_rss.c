@@ -2,8 +2,11 @@
 // Thread create/exit churn with bounded memory: thousands of short-lived threads allocate, free
 // most of their blocks and hand the rest to the main thread, which frees them later (remote frees
 // into heaps whose threads are gone). The resident set must stop growing after a warm-up.
-// usage: churn_rss THREADS ; prints RSS numbers and "ok" or fails.
+// usage: churn_rss THREADS [dlerror] ; prints RSS numbers and "ok" or fails. With "dlerror" each
+// thread also leaves a dlerror() message, which glibc frees after the thread's TSD destructors ran
+// (after mdalloc's exit hook): a heap taken for that free must not stay with the dead thread.
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -30,8 +33,12 @@ static long rss_kb(void)
     return resident * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
+static int leave_dlerror;
+
 static void *worker(void *arg)
 {
+    if (leave_dlerror && dlopen("/nonexistent/md-churn-rss.so", RTLD_NOW) != NULL)
+        abort();
     unsigned r = (unsigned)(uintptr_t)arg;
     char *blocks[1000];
     for (int i = 0; i < 1000; i++) {
@@ -63,6 +70,7 @@ static void drain(void)
 int main(int argc, char **argv)
 {
     int threads = argc > 1 ? atoi(argv[1]) : 2000;
+    leave_dlerror = argc > 2 && !strcmp(argv[2], "dlerror");
     long warm = 0;
     for (int i = 0; i < threads; i += 2) {
         pthread_t a, b;

@@ -72,6 +72,13 @@ stress() {
     [[ "$output" == *ok ]]
 }
 
+@test "thread create/exit churn keeps RSS bounded when glibc frees after the exit hook (dlerror)" {
+    run_with glibc churn_rss 2000 dlerror
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *ok ]]
+}
+
 @test "thread create/exit churn keeps RSS bounded: static musl" {
     run_with static churn_rss 2000
     echo "$output"
