@@ -152,6 +152,12 @@ struct md_probe_header {
     _Atomic uint32_t images_dropped; // notes that found the table full: coverage is unknown
 };
 
+// Entry i of the probe sequence for pid in an open-addressed table of n entries.
+static inline uint32_t md_probe_pid_slot(int32_t pid, uint32_t i, uint32_t n)
+{
+    return ((uint32_t)pid * 2654435761u + i) % n;
+}
+
 // Two comms (16-byte buffers; the static probe has no strncmp).
 static inline bool md_probe_comm_equal(const char *a, const char *b)
 {
@@ -169,8 +175,7 @@ static inline bool md_probe_image_noted(const struct md_probe_header *h, int32_t
                                         const char *comm)
 {
     for (uint32_t i = 0; i < MD_PROBE_IMAGES; i++) {
-        const struct md_probe_image *e =
-            &h->images[((uint32_t)pid * 2654435761u + i) % MD_PROBE_IMAGES];
+        const struct md_probe_image *e = &h->images[md_probe_pid_slot(pid, i, MD_PROBE_IMAGES)];
         int32_t seen = atomic_load(&e->pid);
         if (seen == 0)
             return false;
@@ -185,7 +190,7 @@ static inline bool md_probe_image_noted(const struct md_probe_header *h, int32_t
 static inline void md_probe_note_image(struct md_probe_header *h, int32_t pid, const char *comm)
 {
     for (uint32_t i = 0; i < MD_PROBE_IMAGES; i++) {
-        struct md_probe_image *e = &h->images[((uint32_t)pid * 2654435761u + i) % MD_PROBE_IMAGES];
+        struct md_probe_image *e = &h->images[md_probe_pid_slot(pid, i, MD_PROBE_IMAGES)];
         int32_t seen = 0;
         if (atomic_compare_exchange_strong(&e->pid, &seen, pid)) {
             // only this process writes the entry it claimed
@@ -204,7 +209,7 @@ static inline void md_probe_note_image(struct md_probe_header *h, int32_t pid, c
 static inline void md_probe_count_process(struct md_probe_header *h, int32_t pid)
 {
     for (uint32_t i = 0; i < MD_PROBE_PIDS; i++) {
-        _Atomic int32_t *e = &h->process_pids[((uint32_t)pid * 2654435761u + i) % MD_PROBE_PIDS];
+        _Atomic int32_t *e = &h->process_pids[md_probe_pid_slot(pid, i, MD_PROBE_PIDS)];
         int32_t seen = 0;
         if (atomic_compare_exchange_strong(e, &seen, pid))
             break;

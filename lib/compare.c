@@ -5,11 +5,11 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "lib/elf_file.h"
 #include "lib/metrics.h"
+#include "lib/run.h"
 #include "rules/rules.h"
 
 static const char *str(const cJSON *o, const char *key)
@@ -130,9 +130,7 @@ static const char *not_comparable(const cJSON *own, const cJSON *other, const ch
     }
     const cJSON *ran = cJSON_GetObjectItemCaseSensitive(target_of(other), "malloc_at_run_time");
     const char *provider = md_json_get_str(ran, "provider");
-    struct stat sa, sb;
-    if (!provider || stat(provider, &sa) || stat(library, &sb) || sa.st_dev != sb.st_dev ||
-        sa.st_ino != sb.st_ino) {
+    if (!md_same_file(provider, library)) {
         snprintf(why, size,
                  "%s did not serve malloc in the run with it (malloc came from %s): it defines "
                  "no malloc, or the dynamic linker did not load it",

@@ -39,6 +39,13 @@ static bool is_executable(const char *path)
     return !stat(path, &st) && S_ISREG(st.st_mode) && !access(path, X_OK);
 }
 
+bool md_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return a && b && !stat(a, &sa) && !stat(b, &sb) && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
 int md_find_program(const char *prog, char *path, size_t size, struct md_error *err)
 {
     if (strchr(prog, '/')) {

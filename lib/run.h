@@ -57,6 +57,9 @@ int md_run_take_signal(const sigset_t *set);
 // Finds prog in PATH (or checks it when it contains a '/'); fills path.
 int md_find_program(const char *prog, char *path, size_t size, struct md_error *err);
 
+// True when a and b (either may be NULL) name the same existing file, links and all.
+bool md_same_file(const char *a, const char *b);
+
 // Runs the program and waits until it and every process left behind have exited (or, with a
 // timeout, have been killed). With strace, first checks that strace exists and that ptrace is
 // permitted here, and says what to install or allow when not.

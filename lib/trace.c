@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "alloc/probe_static.h"
@@ -134,13 +133,6 @@ static void choose_hooks(struct target *t, const struct md_trace_options *opt)
     t->mode = MODE_HOOKS;
 }
 
-static bool same_file(const char *a, const char *b)
-{
-    struct stat sa, sb;
-    return a && b && !stat(a, &sa) && !stat(b, &sb) && sa.st_dev == sb.st_dev &&
-           sa.st_ino == sb.st_ino;
-}
-
 // The file the probe's malloc came from in the program's first process. When it is not the one
 // inspect found (LD_PRELOAD, LD_LIBRARY_PATH, /etc/ld.so.preload), it is inspected too: its
 // allocator is the one that served the run.
@@ -152,7 +144,7 @@ static void note_run_time_malloc(struct target *t, const struct md_probe_header 
     if (!provider[0])
         return;
     const cJSON *file_active = cJSON_GetObjectItemCaseSensitive(t->inspect, "active");
-    bool same = same_file(provider, md_json_get_str(file_active, "provider"));
+    bool same = md_same_file(provider, md_json_get_str(file_active, "provider"));
     cJSON *entry = NULL;
     const cJSON *active = file_active;
     if (!same) {
