@@ -44,7 +44,33 @@ static md_heap_t *md_heap_new(void)
         h->direct[i] = &md_page_empty;
     h->registry_next = md_heap_registry;
     md_heap_registry = h;
+    md_stat_add(&md_stats.heaps_created);
     return h;
+}
+
+// Take an abandoned heap, or make a new one when there is none. While another thread collects
+// abandoned heaps they are off the list; a new heap made then would be one more heap for good
+// (each keeps its own segments), so wait for the collector to put them back: it does so one heap
+// at a time, and thread creation is rare enough for the wait.
+static md_heap_t *md_heap_take(void)
+{
+    for (;;) {
+        md_lock_acquire(&md_heap_lock);
+        md_heap_t *h = md_heap_abandoned;
+        bool wait = h == NULL && atomic_load_explicit(&md_abandoned_busy, memory_order_acquire);
+        if (h != NULL)
+            md_heap_abandoned = h->abandoned_next;
+        else if (!wait)
+            h = md_heap_new();
+        if (h != NULL) {
+            h->abandoned_next = NULL;
+            h->state = MD_HEAP_ACTIVE;
+        }
+        md_lock_release(&md_heap_lock);
+        if (!wait)
+            return h;
+        md_prim_yield();
+    }
 }
 
 // The calling thread has no heap yet: adopt an abandoned one or make a new one.
@@ -52,17 +78,7 @@ md_heap_t *md_heap_get_slow(void)
 {
     if (atomic_load_explicit(&md_process_ready, memory_order_acquire) != 2)
         md_process_init();
-    md_lock_acquire(&md_heap_lock);
-    md_heap_t *h = md_heap_abandoned;
-    if (h != NULL)
-        md_heap_abandoned = h->abandoned_next;
-    else
-        h = md_heap_new();
-    if (h != NULL) {
-        h->abandoned_next = NULL;
-        h->state = MD_HEAP_ACTIVE;
-    }
-    md_lock_release(&md_heap_lock);
+    md_heap_t *h = md_heap_take();
     if (h == NULL)
         return NULL;
     md_tls_heap = h;
@@ -122,8 +138,9 @@ void md_heap_give_back(md_heap_t *h, bool borrowed)
 }
 
 // Collect and purge heaps whose threads exited, so memory freed into them by other threads is
-// reused or returned even if no new thread comes to adopt them. They are taken off the list
-// while being collected, which gives this thread exclusive access.
+// reused or returned even if no new thread comes to adopt them. Each is taken off the list while
+// it is collected, which gives this thread exclusive access, and put back right after; a thread
+// that needs a heap meanwhile waits for it (md_heap_take).
 static void md_heap_collect_abandoned(uint64_t now)
 {
     int expected = 0;
@@ -133,19 +150,17 @@ static void md_heap_collect_abandoned(uint64_t now)
     md_heap_t *list = md_heap_abandoned;
     md_heap_abandoned = NULL;
     md_lock_release(&md_heap_lock);
-    md_heap_t *last = NULL;
-    for (md_heap_t *h = list; h != NULL; h = h->abandoned_next) {
+    while (list != NULL) {
+        md_heap_t *h = list;
+        list = h->abandoned_next;
         md_heap_collect(h, true);
         md_heap_maintain_segments(h, now, true);
-        last = h;
-    }
-    if (last != NULL) {
         md_lock_acquire(&md_heap_lock);
-        last->abandoned_next = md_heap_abandoned;
-        md_heap_abandoned = list;
+        h->abandoned_next = md_heap_abandoned;
+        md_heap_abandoned = h;
         md_lock_release(&md_heap_lock);
     }
-    atomic_store(&md_abandoned_busy, 0);
+    atomic_store_explicit(&md_abandoned_busy, 0, memory_order_release);
 }
 
 // A slice this heap purged was needed again sooner than the longest purge delay: the madvise and

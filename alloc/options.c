@@ -194,6 +194,7 @@ void md_print_stats(void)
     md_print_counter("peak_mapped_bytes", (uint64_t)atomic_load(&md_stats.mapped_peak));
     md_print_counter("huge_allocs", atomic_load(&md_stats.huge_allocs));
     md_print_counter("segments_reused", atomic_load(&md_stats.segments_reused));
+    md_print_counter("heaps_created", atomic_load(&md_stats.heaps_created));
     md_print_counter("remote_free_node_mappings", atomic_load(&md_stats.rnode_chunks));
     uint64_t pages[MD_CLASS_COUNT] = {0};
     md_heaps_foreach(md_sum_class_pages, pages);
