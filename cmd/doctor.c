@@ -57,7 +57,13 @@ static void print_verdict(const cJSON *r)
             count[severity]++;
     }
     if (!count[MD_SEV_ERROR] && !count[MD_SEV_WARNING] && !count[MD_SEV_INFO]) {
-        printf("\nverdict: healthy, no rule fired\n");
+        // Most rules judge rates per allocator operation: without a count they cannot fire, and
+        // "healthy" would claim what was never measured.
+        if (md_json_get_str(cJSON_GetObjectItemCaseSensitive(r, "ops"), "source"))
+            printf("\nverdict: healthy, no rule fired\n");
+        else
+            printf("\nverdict: not judged: allocator operations were not counted, so the rules "
+                   "that judge rates per operation could not fire (give --ops N)\n");
         return;
     }
     printf("\nverdict: %d error%s, %d warning%s, %d note%s\n", count[MD_SEV_ERROR],

@@ -38,6 +38,15 @@ teardown() {
     grep -Eq "^  allocator operations +8000[0-9] \(counted by probe\)" "$OUT"
 }
 
+@test "nothing counted (stripped static program): the verdict says not judged, not healthy" {
+    run "$T" doctor -o "$OUT" -- "$FX/musl-static-stripped"
+    [ "$status" -eq 0 ]
+    grep -q "^verdict: not judged: allocator operations were not counted" "$OUT"
+    ! grep -q "healthy" "$OUT"
+    run "$T" doctor --ops 80000 -o "$OUT" -- "$FX/musl-static-stripped"
+    ! grep -q "^verdict: not judged" "$OUT"
+}
+
 @test "the seed-004 toy: an error with its evidence and fix, first in the report" {
     run "$T" doctor -o "$OUT" -- "$FX/toy-driver"
     [ "$status" -eq 0 ]
