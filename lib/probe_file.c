@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/tempfile.h"
+
 // How long to watch the tick counter against the clock to set the slow-call threshold; the final
 // conversion uses the whole run as its baseline.
 #define MD_CALIBRATION_NS 2000000
@@ -29,17 +31,22 @@ static uint64_t monotonic_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+#define MD_PROBE_FILE_PREFIX "malloc-doctor-probe"
+
+// In /dev/shm when possible (no disk behind the program's counters). Files left by runs that
+// were killed are removed first (lib/tempfile.h).
 static int make_file(struct md_probe_file *pf, struct md_error *err)
 {
-    const char *tmp = getenv("TMPDIR");
-    const char *dirs[] = {"/dev/shm", tmp && *tmp ? tmp : "/tmp", "/tmp"};
+    const char *dirs[] = {"/dev/shm", md_temp_dir(), "/tmp"};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++)
+        md_temp_sweep(dirs[i], MD_PROBE_FILE_PREFIX, MD_TEMP_ORPHAN_SECONDS);
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
-        snprintf(pf->path, sizeof pf->path, "%s/malloc-doctor-probe-XXXXXX", dirs[i]);
-        int fd = mkstemp(pf->path);
+        int fd = md_temp_create(dirs[i], MD_PROBE_FILE_PREFIX, pf->path, sizeof pf->path, err);
         if (fd >= 0)
             return fd;
     }
-    return md_fail_errno(err, errno, "cannot create the probe file in /dev/shm or /tmp");
+    pf->path[0] = '\0'; // nothing for md_probe_file_close to remove
+    return -1;
 }
 
 int md_probe_file_create(struct md_probe_file *pf, uint64_t slow_threshold_ns, uint32_t flags,
@@ -57,16 +64,13 @@ int md_probe_file_create(struct md_probe_file *pf, uint64_t slow_threshold_ns, u
     if (fd < 0)
         return -1;
     pf->size = md_probe_file_size(&layout);
-    if (ftruncate(fd, (off_t)pf->size)) { // sparse: only touched pages take memory
-        close(fd);
-        unlink(pf->path);
-        return md_fail_errno(err, errno, "%s", pf->path);
-    }
-    void *map = mmap(NULL, pf->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) {
-        unlink(pf->path);
-        return md_fail_errno(err, errno, "%s", pf->path);
+    pf->lock_fd = fd;
+    void *map = MAP_FAILED;
+    if (ftruncate(fd, (off_t)pf->size) || // sparse: only touched pages take memory
+        (map = mmap(NULL, pf->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+        md_fail_errno(err, errno, "%s", pf->path);
+        md_probe_file_close(pf);
+        return -1;
     }
     struct md_probe_header *h = pf->header = map;
     *h = layout;
@@ -117,7 +121,9 @@ void md_probe_file_close(struct md_probe_file *pf)
 {
     if (pf->header)
         munmap(pf->header, pf->size);
-    if (pf->path[0])
+    if (pf->path[0]) {
         unlink(pf->path);
+        close(pf->lock_fd); // the lock goes last: a sweep never sees the file unlocked
+    }
     memset(pf, 0, sizeof *pf);
 }

@@ -224,8 +224,19 @@ static int check_tracer(struct md_error *err)
 
 // --- running and reaping ------------------------------------------------------------------
 
-static void child(const struct md_run_spec *spec, const char **argv, int report_fd)
+// The program dies with the tool: killed by SIGKILL (a CI job's hard timeout, the OOM killer), the
+// tool cannot end the tree itself, and the program would go on untraced. The setting survives
+// the exec of strace and of the program; the tracer, which strace forks, then sees its tracee
+// die and ends too.
+static void die_with_parent(pid_t parent)
 {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != parent)
+        _exit(127); // the tool is gone already, or the program could outlive it
+}
+
+static void child(const struct md_run_spec *spec, const char **argv, pid_t parent, int report_fd)
+{
+    die_with_parent(parent);
     if (spec->stop_signals) // the tool waits for them; the program acts on them
         pthread_sigmask(SIG_UNBLOCK, spec->stop_signals, NULL);
     if (spec->before_start)
@@ -582,11 +593,12 @@ static int run_argv(const struct md_run_spec *spec, const char **argv, struct md
     }
     prctl(PR_SET_CHILD_SUBREAPER, 1); // adopt the detached tracer and the program's orphans
     double start = now_seconds();
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0)
         return md_fail_errno(err, errno, "fork");
     if (pid == 0)
-        child(spec, argv, pipefd[1]);
+        child(spec, argv, parent, pipefd[1]);
     close(pipefd[1]);
     res->pid = pid;
     if (spec->before_start && start_stopped_child(spec, pid, err)) {

@@ -19,6 +19,7 @@
 #include "lib/trace_stacks.h"
 #include "rules/rules.h"
 #include "lib/trace_stats.h"
+#include "lib/tempfile.h"
 
 // Calls slower than this are logged by the probe; any syscall strace stops on takes longer.
 #define MD_SLOW_CALL_NS 2000
@@ -297,22 +298,12 @@ static void add_run(cJSON *report, const struct md_run_result *r, double timeout
     add_probe_coverage(o, tree, pf);
 }
 
-static int temp_file(char *path, size_t size, const char *name, struct md_error *err)
-{
-    const char *tmp = getenv("TMPDIR");
-    snprintf(path, size, "%s/%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", name);
-    int fd = mkstemp(path);
-    if (fd < 0)
-        return md_fail_errno(err, errno, "cannot create a file in %s", tmp ? tmp : "/tmp");
-    close(fd);
-    return 0;
-}
-
 struct session {
     struct target target;
     struct md_trace_perf perf;
     struct md_probe_file probe;
     char strace_out[PATH_MAX];
+    int strace_lock_fd; // held open and locked while strace_out exists (lib/tempfile.h)
     char env_preload[3 * PATH_MAX + 64], env_file[PATH_MAX + 32];
     char **hooked_argv; // MODE_HOOKS: the static probe's command line, then the program's
     // MODE_HOOKS: the same three arguments for a re-run through /proc/self/exe (probe_static.h)
@@ -320,6 +311,19 @@ struct session {
     struct md_strace_log log;
     struct md_tree_usage tree; // the program's processes, from taskstats
 };
+
+#define MD_STRACE_FILE_PREFIX "malloc-doctor-strace"
+
+// strace's log; logs left by runs that were killed are removed first (lib/tempfile.h).
+static int strace_file(struct session *s, struct md_error *err)
+{
+    md_temp_sweep(md_temp_dir(), MD_STRACE_FILE_PREFIX, MD_TEMP_ORPHAN_SECONDS);
+    s->strace_lock_fd = md_temp_create(md_temp_dir(), MD_STRACE_FILE_PREFIX, s->strace_out,
+                                       sizeof s->strace_out, err);
+    if (s->strace_lock_fd < 0)
+        s->strace_out[0] = '\0';
+    return s->strace_lock_fd < 0 ? -1 : 0;
+}
 
 // The static probe's command line: PROBE_FILE EXECUTABLE HOOKS -- ARGV...
 static int hooked_command(struct session *s, struct md_error *err)
@@ -378,8 +382,7 @@ static int prepare(const struct md_trace_options *opt, struct session *s, struct
     char program[PATH_MAX];
     if (md_find_program(opt->argv[0], program, sizeof program, err) ||
         md_exec_plan_make(program, opt->argv, &s->target.plan, err) ||
-        examine(s->target.plan.path, &s->target, err) ||
-        temp_file(s->strace_out, sizeof s->strace_out, "malloc-doctor-strace", err))
+        examine(s->target.plan.path, &s->target, err) || strace_file(s, err))
         return -1;
     choose_hooks(&s->target, opt);
     const char *active_id =
@@ -396,8 +399,10 @@ static int prepare(const struct md_trace_options *opt, struct session *s, struct
 
 static void cleanup(struct session *s)
 {
-    if (s->strace_out[0])
+    if (s->strace_out[0]) {
         unlink(s->strace_out);
+        close(s->strace_lock_fd);
+    }
     md_probe_file_close(&s->probe);
     md_trace_perf_close(&s->perf);
     md_strace_log_free(&s->log);

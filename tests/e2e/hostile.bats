@@ -55,8 +55,11 @@ sig, how, tool, out, prog, pids = sys.argv[1:]
 def default_signals():  # a shell's background job starts with SIGINT and SIGQUIT ignored
     for s in (signal.SIGINT, signal.SIGQUIT):
         signal.signal(s, signal.SIG_DFL)
+# not bats's output pipe: a process that outlives the tool (noterm's child, after a SIGKILL)
+# would hold it open, and bats would wait for it
 p = subprocess.Popen([tool, 'trace', '--json', '-o', out, '--', prog, '10', pids],
-                     start_new_session=True, preexec_fn=default_signals)
+                     start_new_session=True, preexec_fn=default_signals,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 for _ in range(200):  # the fixture writes both pids after its allocations
     if os.path.exists(pids) and len(open(pids).read().split()) == 2:
         break
@@ -82,6 +85,36 @@ assert run['interrupted_by'] == 'TERM' and run['timed_out'] is False, run
 assert run['signal'] == 'KILL', run  # noterm ignores SIGTERM: SIGKILL after the grace period
 assert ops['malloc'] == 20 and ops['free'] == 20, ops"
     all_gone "$PIDS"
+}
+
+# succeeds while pid $1 runs (a zombie whose new parent has not reaped it yet does not count)
+running() {
+    local state
+    state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) && [ "$state" != Z ]
+}
+
+@test "the tool gets SIGKILL: the program dies with it; the next run removes the files it left" {
+    tmp=$(mktemp -d)
+    shm_before=$(ls /dev/shm | grep '^malloc-doctor-probe-' | sort || true)
+    TMPDIR=$tmp run signal_tool KILL tool
+    [ "$status" -eq 0 ]
+    [ "$output" = -9 ]
+    parent=$(head -1 "$PIDS")
+    for _ in $(seq 50); do running "$parent" || break; sleep 0.1; done
+    ! running "$parent" # the child in its own session is the program's business (teardown)
+    # what the killed run could not remove: strace's log and the probe file
+    [ "$(ls "$tmp" | grep -c '^malloc-doctor-strace-')" -eq 1 ]
+    probe=$(comm -13 <(echo "$shm_before") <(ls /dev/shm | grep '^malloc-doctor-probe-' | sort))
+    [ -n "$probe" ]
+    # a young file may be a run that has not locked it yet: kept
+    TMPDIR=$tmp "$T" trace -o /dev/null -- true
+    [ "$(ls "$tmp" | wc -l)" -eq 1 ] && [ -e "/dev/shm/$probe" ]
+    touch -d '2 minutes ago' "$tmp"/* "/dev/shm/$probe"
+    TMPDIR=$tmp "$T" trace -o /dev/null -- true
+    left=$(ls "$tmp" | wc -l)
+    rmdir "$tmp"
+    [ "$left" -eq 0 ]
+    [ ! -e "/dev/shm/$probe" ]
 }
 
 @test "SIGINT to the process group, and SIGHUP: report written, the tool dies of it, tree gone" {
