@@ -153,6 +153,8 @@ struct symbol_walk {
     const struct md_matcher *m;
     struct md_ident *id;
     bool oom;
+    const char *thread_import; // the first thread symbol imported
+    bool defines_std_thread;
 };
 
 static void note_malloc(struct md_ident *id, const struct md_sym *s)
@@ -191,14 +193,30 @@ static bool is_thread_symbol(const char *name)
     return false;
 }
 
+// std::thread's start function, as libstdc++ defines it
+#define MD_STD_THREAD_START "_ZNSt6thread15_M_start_thread"
+
+static void note_thread_symbol(struct symbol_walk *w, const struct md_sym *s)
+{
+    struct md_ident *id = w->id;
+    if (!id->thread_symbol)
+        id->thread_symbol = s->name;
+    // a weak reference is the "threads if the program has them" idiom (libselinux): only a
+    // strong one says the library starts threads itself
+    if (!s->defined && s->bind != STB_WEAK && !w->thread_import)
+        w->thread_import = s->name;
+    if (s->defined && !strncmp(s->name, MD_STD_THREAD_START, strlen(MD_STD_THREAD_START)))
+        w->defines_std_thread = true;
+}
+
 static int on_symbol(const struct md_sym *s, void *ctx)
 {
     struct symbol_walk *w = ctx;
     struct md_ident *id = w->id;
     if (!strcmp(s->name, "malloc"))
         note_malloc(id, s);
-    if (!id->thread_symbol && is_thread_symbol(s->name))
-        id->thread_symbol = s->name;
+    if (is_thread_symbol(s->name))
+        note_thread_symbol(w, s);
     if (s->version && !strncmp(s->version, "GLIBC_", 6))
         id->glibc_versions = true;
     if (s->defined && (s->type == STT_FUNC || s->type == STT_GNU_IFUNC) && !push_func(id, s)) {
@@ -260,6 +278,7 @@ static int collect(const struct md_matcher *m, struct md_elf *e, struct md_ident
         return -1;
     if (w.oom)
         return md_fail(err, "%s: out of memory reading symbols", e->path);
+    id->thread_import = w.defines_std_thread ? NULL : w.thread_import;
     for (size_t i = 0; i < md_signature_count; i++)
         for (const char *const *p = md_signatures[i].sections; *p; p++)
             if (md_elf_has_section(e, *p))

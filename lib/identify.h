@@ -66,7 +66,11 @@ struct md_ident {
     const char *malloc_version; // version of the imported malloc (GLIBC_2.2.5), or NULL
     bool glibc_versions;        // some import is bound to a GLIBC_* version
     const char *thread_symbol;  // a symbol that shows threads can start, or NULL
-    struct md_funcsym *funcs;   // defined functions, sorted by address after md_identify
+    // For a library: a thread symbol it imports (not weakly), i.e. it can start threads of its
+    // own. Not set for libstdc++: it defines std::thread's start and starts threads only when
+    // the program calls it, which the program's own symbols show.
+    const char *thread_import;
+    struct md_funcsym *funcs; // defined functions, sorted by address after md_identify
     size_t func_count, func_cap;
 };
 

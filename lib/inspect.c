@@ -131,15 +131,27 @@ static const char *libc_of(const struct md_ident *id, const char *interp)
     return best;
 }
 
-static void add_threads(cJSON *entry, const struct md_ident *id, const char *libc)
+// scope: a dynamic object's libraries, or NULL. A library that imports pthread_create can start
+// threads of its own (liblzma for `xz -T0`, libcurl's resolver, libgomp).
+static void add_threads(cJSON *entry, const struct md_ident *id, const char *libc,
+                        const struct md_scope *scope)
 {
     const char *answer = "no", *because = id->thread_symbol;
+    char from_library[PATH_MAX + 64];
     if (!strcmp(libc, "go"))
         answer = "yes", because = "Go runtime";
     else if (id->thread_symbol)
         answer = "yes";
     else if (!id->has_symtab && !id->imports_malloc && !id->exports_malloc)
         answer = "unknown"; // stripped static: pthread_create leaves no name behind
+    for (size_t i = 0; scope && !strcmp(answer, "no") && i < scope->count; i++) {
+        const struct md_libinfo *li = scope->object[i];
+        if (!li->thread_import)
+            continue;
+        snprintf(from_library, sizeof from_library, "%s, imported by %s", li->thread_import,
+                 li->path);
+        answer = "yes", because = from_library;
+    }
     cJSON_AddStringToObject(entry, "threads", answer);
     md_json_str(entry, "threads_evidence", because);
 }
@@ -181,21 +193,18 @@ static const char runtime_note[] =
     "LD_PRELOAD, /etc/ld.so.preload changes and LD_LIBRARY_PATH can change this at run time";
 
 // Dynamic objects: malloc binds to the first object in load order that exports it.
-static void active_dynamic(struct md_inspector *in, cJSON *entry, const char *path,
-                           const struct md_elf *e, const struct md_dynamic *dyn, const char *interp,
-                           const struct md_ident *id)
+static void active_dynamic(cJSON *entry, const char *path, const struct md_scope *scope,
+                           const struct md_ident *id, const struct md_matcher *matcher)
 {
     struct md_active a;
     if (id->exports_malloc) {
-        md_active_local(&in->matcher, id, &a);
+        md_active_local(matcher, id, &a);
         add_active(entry, &a, path, runtime_note);
         return;
     }
-    struct md_scope scope;
-    md_loader_scope(&in->loader, path, e, dyn, interp, &scope);
-    add_load_order(entry, &scope);
-    for (size_t i = 0; i < scope.count; i++) {
-        const struct md_libinfo *li = scope.object[i];
+    add_load_order(entry, scope);
+    for (size_t i = 0; i < scope->count; i++) {
+        const struct md_libinfo *li = scope->object[i];
         if (!li->exports_malloc)
             continue;
         a = li->active;
@@ -208,7 +217,7 @@ static void active_dynamic(struct md_inspector *in, cJSON *entry, const char *pa
     }
     a = (struct md_active){.sig = -1, .confidence = "low"};
     snprintf(a.how, sizeof a.how, "no library in the load order defines malloc%s",
-             scope.missing_count ? " (some libraries were not found)" : "");
+             scope->missing_count ? " (some libraries were not found)" : "");
     add_active(entry, &a, NULL, runtime_note);
 }
 
@@ -260,16 +269,20 @@ static int describe_elf(struct md_inspector *in, struct md_elf *e, const char *p
     md_json_str(entry, "libc", linked ? libc : NULL);
     md_json_str(entry, "interpreter", interp);
     cJSON_AddBoolToObject(entry, "stripped", !id.has_symtab);
+    bool dynamic = kind == MD_KIND_DYNAMIC || kind == MD_KIND_SHARED;
+    struct md_scope scope;
+    if (dynamic)
+        md_loader_scope(&in->loader, path, e, &dyn, interp, &scope);
     if (linked)
-        add_threads(entry, &id, libc);
+        add_threads(entry, &id, libc, dynamic ? &scope : NULL);
     else
         cJSON_AddNullToObject(entry, "threads"), cJSON_AddNullToObject(entry, "threads_evidence");
     md_json_strs(entry, "needed", dyn.needed, dyn.needed_count);
     md_json_str(entry, "malloc_import_version", id.imports_malloc ? id.malloc_version : NULL);
     add_allocators(entry, &id);
     struct md_active a;
-    if (kind == MD_KIND_DYNAMIC || kind == MD_KIND_SHARED) {
-        active_dynamic(in, entry, path, e, &dyn, interp, &id);
+    if (dynamic) {
+        active_dynamic(entry, path, &scope, &id, &in->matcher);
     } else if (kind != MD_KIND_RELOCATABLE || id.defines_malloc) {
         md_active_local(&in->matcher, &id, &a);
         add_active(entry, &a, NULL, NULL);

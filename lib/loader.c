@@ -143,6 +143,7 @@ static void libinfo_free(struct md_libinfo *li)
     strlist_free(li->needed, li->needed_count);
     free(li->rpath);
     free(li->runpath);
+    free(li->thread_import);
     free(li);
 }
 
@@ -180,6 +181,7 @@ static void fill_libinfo(struct md_loader *l, struct md_libinfo *li)
     li->elf_class = e.ehdr.e_ident[EI_CLASS];
     li->machine = e.ehdr.e_machine;
     li->exports_malloc = id.exports_malloc;
+    li->thread_import = dup_or_null(id.thread_import);
     if (id.exports_malloc)
         md_active_local(l->matcher, &id, &li->active);
     for (size_t i = 0; i < dyn.needed_count; i++)

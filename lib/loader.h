@@ -22,6 +22,7 @@ struct md_libinfo {
     char *error; // why it could not be read, or NULL
     int elf_class, machine;
     bool exports_malloc;
+    char *thread_import;     // a thread symbol it imports: it can start threads (md_ident)
     struct md_active active; // who serves its malloc, when it exports one
     char **needed;
     size_t needed_count;

@@ -63,6 +63,16 @@ field() {
     [ "$(field "$FX/musl-static" '["findings"][0]["id"]')" = '"MD001"' ]
 }
 
+@test "threads started by a library: a strong pthread_create import counts, a weak one and libstdc++'s do not" {
+    lib=$FX/threadlib
+    [ "$(field "$lib/strong/user" '["threads"]')" = '"yes"' ]
+    [[ "$(field "$lib/strong/user" '["threads_evidence"]')" == '"pthread_create, imported by '*"/threadlib/strong/libthreadlib.so\"" ]]
+    [ "$(field "$lib/weak/user" '["threads"]')" = '"no"' ]
+    [ "$(field "$lib/std/user" '["threads"]')" = '"no"' ]
+    # the library itself can start threads whichever way it references pthread_create
+    [ "$(field "$lib/weak/libthreadlib.so" '["threads"]')" = '"yes"' ]
+}
+
 @test "musl static stripped: identified from the size-class table that survives strip" {
     [ "$(active_id "$FX/musl-static-stripped")" = musl-mallocng ]
     [ "$(field "$FX/musl-static-stripped" '["stripped"]')" = true ]
