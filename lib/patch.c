@@ -77,6 +77,38 @@ static bool in_list(const char *const *list, const char *name)
     return false;
 }
 
+// libgcc, which gcc (and musl-gcc) adds to every link: its routines are named after the machine
+// mode they work on (__popcountdi2, __divti3, __floatditf, __mulodi4), and
+// __builtin_cpu_supports needs __cpu_model. Not the unwinder (_Unwind_*, libgcc_eh): Debian's is
+// built for glibc and does not link into a static musl program (it needs _dl_find_object).
+static bool mode_suffix(const char *s)
+{
+    static const char *const modes[] = {"qi", "hi", "si", "di", "ti", "sf", "df", "xf", "tf", NULL};
+    for (const char *const *m = modes; *m; m++)
+        if (!strncmp(s, *m, 2))
+            return true;
+    return false;
+}
+
+static bool compiler_runtime_symbol(const char *name)
+{
+    static const char *const named[] = {"__cpu_model", "__cpu_features2", "__cpu_indicator_init",
+                                        NULL};
+    if (in_list(named, name))
+        return true;
+    size_t n = strlen(name), letters = 0;
+    if (n < 6 || strncmp(name, "__", 2))
+        return false;
+    while (name[2 + letters] >= 'a' && name[2 + letters] <= 'z')
+        letters++;
+    const char *end = name + n;
+    if (2 + letters == n - 1 && end[-1] >= '1' && end[-1] <= '5') // __popcountdi2
+        return mode_suffix(end - 3);
+    if (2 + letters == n && (!strncmp(name, "__float", 7) || !strncmp(name, "__fix", 5)))
+        return mode_suffix(end - 2) && mode_suffix(end - 4); // __floatditf, __fixunsdfdi
+    return false;
+}
+
 // --- a symbol table over the three sides of the plan ----------------------------------------
 
 enum { SIDE_KEPT, SIDE_REMOVED, SIDE_ADDED, SIDES };
@@ -392,7 +424,8 @@ static int added_needer(const struct plan *p, const char *name)
 // The added objects' own strong references must be met by kept members or each other.
 static void check_added_need(struct plan *p, const struct sym *s, cJSON *missing)
 {
-    if (s->def[SIDE_KEPT] || s->def[SIDE_ADDED] || in_list(linker_symbols, s->name))
+    if (s->def[SIDE_KEPT] || s->def[SIDE_ADDED] || in_list(linker_symbols, s->name) ||
+        compiler_runtime_symbol(s->name))
         return;
     int by = added_needer(p, s->name);
     if (!by)

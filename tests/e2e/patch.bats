@@ -280,6 +280,20 @@ present_ids() {
     [ "$(jq_ "$W/r.json" 'r["status"]')" = refused ]
 }
 
+@test "--allocator needing the compiler's runtime (libgcc): accepted, and it links" {
+    mkdir -p "$W/out"
+    run "$T" patch --json --allocator "$PX/libmdalloc-libgcc.a" -o "$W/out/libc.a" "$W/libc.a"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    echo "$output" >"$W/r.json"
+    [ "$(jq_ "$W/r.json" 'r["missing"]')" = "[]" ]
+    [ "$(jq_ "$W/r.json" 'r["add"][-1]["member"]')" = patch_libgcc.o ]
+    # the object that needs __popcountdi2, __divti3 and __cpu_model, linked in
+    musl-gcc -static -L "$W/out" -o "$W/prog" "$PX/churn.o" -Wl,-u,patch_libgcc_user
+    run "$W/prog"
+    [ "$status" -eq 0 ]
+}
+
 @test "--allocator defining a symbol libc.a keeps: refused as a duplicate definition" {
     run "$T" patch --allocator "$PX/libmdalloc-dup.a" --dry-run "$W/libc.a"
     [ "$status" -eq 1 ]
