@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,8 @@ static struct {
     _Atomic int attach_tried; // the first allocator call may come before our constructor
     uint32_t flags;           // md_probe_flags, set once the objects are recorded
     pid_t pid;
+    pthread_t main_thread; // the thread whose name is the process's (tid == pid)
+    bool main_thread_known;
     bool rseq;                           // slow calls are found by the rseq mark (see mark_begin)
     _Atomic bool fast_path_allowed;      // set last by attach_shared (see struct fast_path)
     bool inactive;                       // no probe file: only forward calls
@@ -548,6 +551,15 @@ static void record_provider(struct md_probe_header *h)
     memcpy(h->malloc_provider, n ? info.dli_fname : "", n + 1);
 }
 
+// Remembers the main thread (a program may rename it from another thread): the calling thread
+// when it is the main one.
+static void note_main_thread(void)
+{
+    probe.main_thread_known = (pid_t)syscall(SYS_gettid) == getpid();
+    if (probe.main_thread_known)
+        probe.main_thread = pthread_self();
+}
+
 static void attach_shared(void)
 {
     // a plain load first: without a probe file every call comes here, and an exchange on a
@@ -582,8 +594,9 @@ static void attach_shared(void)
         return;
     md_probe_count_process(h, getpid());
     char comm[MD_PROBE_COMM] = "";
-    if (!prctl(PR_GET_NAME, comm, 0, 0, 0))
+    if (!syscall(SYS_prctl, PR_GET_NAME, comm, 0, 0, 0)) // not through our own prctl
         md_probe_note_image(h, (int32_t)getpid(), comm);
+    note_main_thread();
     probe.threshold = h->slow_threshold_ticks;
     probe.overflow_slot = &md_probe_slots(h)[0]; // slot 0 is reserved for overflow
     probe.pid = getpid();
@@ -611,7 +624,8 @@ static void forget_slot_in_child(void)
     tls_fast = (struct fast_path){0};
     tls_stacks = (struct stack_cache){0}; // the parent's batch is the parent's
     probe.pid = getpid();
-    if (probe.shared) // a process of its own that runs with the probe, though it may never exec
+    note_main_thread(); // the thread that forked is the child's only one
+    if (probe.shared)   // a process of its own that runs with the probe, though it may never exec
         md_probe_count_process(probe.shared, probe.pid);
     if (probe.shared && probe.flags)
         record_objects();
@@ -974,4 +988,54 @@ EXPORT size_t malloc_usable_size(void *p)
     if (!p || is_boot(p) || !ready() || !probe.real.usable_size)
         return 0;
     return probe.real.usable_size(p);
+}
+
+// --- renamed processes -------------------------------------------------------------------------
+//
+// The tool tells a process that ran with a probe by the name the kernel has for it at exit
+// (md_probe_image_noted). A program that renames its main thread (node's process.title, Ruby's
+// $0, Python's setproctitle: prctl(PR_SET_NAME) underneath) would look like one that exec'd a
+// program the probe could not follow, so a new name of the main thread is noted as well.
+// Writing /proc/self/comm directly is not seen.
+
+static void note_main_thread_name(const char *name)
+{
+    if (!probe.shared || probe.pid != getpid())
+        return;
+    char comm[MD_PROBE_COMM] = "";
+    for (size_t k = 0; k + 1 < MD_PROBE_COMM && name[k]; k++) // the kernel keeps 15 bytes
+        comm[k] = name[k];
+    md_probe_note_image(probe.shared, probe.pid, comm);
+}
+
+EXPORT int prctl(int option, ...)
+{
+    // glibc's and musl's prctl read four more arguments whatever the option; so does this
+    va_list ap;
+    va_start(ap, option);
+    unsigned long arg[4];
+    for (size_t i = 0; i < 4; i++)
+        arg[i] = va_arg(ap, unsigned long);
+    va_end(ap);
+    static int (*next)(int, ...);
+    if (!next)
+        next = (int (*)(int, ...))dlsym(RTLD_NEXT, "prctl");
+    int rc = next ? next(option, arg[0], arg[1], arg[2], arg[3])
+                  : (int)syscall(SYS_prctl, option, arg[0], arg[1], arg[2], arg[3]);
+    if (rc == 0 && option == PR_SET_NAME && (pid_t)syscall(SYS_gettid) == getpid() && arg[0])
+        note_main_thread_name((const char *)arg[0]);
+    return rc;
+}
+
+EXPORT int pthread_setname_np(pthread_t thread, const char *name)
+{
+    static int (*next)(pthread_t, const char *);
+    if (!next)
+        next = (int (*)(pthread_t, const char *))dlsym(RTLD_NEXT, "pthread_setname_np");
+    if (!next)
+        return ENOSYS;
+    int rc = next(thread, name);
+    if (rc == 0 && probe.main_thread_known && pthread_equal(thread, probe.main_thread))
+        note_main_thread_name(name);
+    return rc;
 }

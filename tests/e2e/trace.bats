@@ -228,6 +228,16 @@ PY
     [ "$(q "r['run']['processes'], r['run']['probed_processes'], r['run']['unprobed_programs']")" = "2 2 []" ]
 }
 
+@test "a program that renames its main thread (prctl, or pthread_setname_np from another thread) still ran with the probe" {
+    for how in prctl thread; do
+        run "$T" trace --json -o "$OUT" -- "$FX/renamer" "$how"
+        [ "$status" -eq 0 ]
+        [[ "$output" == md-renamed-* ]] # the rename took effect
+        [ "$(q "r['run']['processes'], r['run']['probed_processes'], r['run']['unprobed_programs']")" = "1 1 []" ]
+        [ "$(q "r['ops']['malloc'] >= 1000")" = True ]
+    done
+}
+
 @test "static musl program: the static probe's hooks count exactly and tie syscalls to calls" {
     run "$T" trace --json -o "$OUT" -- "$FX/musl-static"
     [ "$status" -eq 0 ]
