@@ -51,13 +51,18 @@ static md_heap_t *md_heap_new(void)
 // Take an abandoned heap, or make a new one when there is none. While another thread collects
 // abandoned heaps they are off the list; a new heap made then would be one more heap for good
 // (each keeps its own segments), so wait for the collector to put them back: it does so one heap
-// at a time, and thread creation is rare enough for the wait.
+// at a time, and thread creation is rare enough for the wait. The wait is bounded: a collector
+// that cannot run (stopped by a debugger, below a SCHED_FIFO waiter, left with siglongjmp) must
+// not keep every new thread from starting; then one more heap it is.
+#define MD_ADOPT_WAIT_YIELDS 1000
+
 static md_heap_t *md_heap_take(void)
 {
-    for (;;) {
+    for (unsigned yields = 0;; yields++) {
         md_lock_acquire(&md_heap_lock);
         md_heap_t *h = md_heap_abandoned;
-        bool wait = h == NULL && atomic_load_explicit(&md_abandoned_busy, memory_order_acquire);
+        bool wait = h == NULL && yields < MD_ADOPT_WAIT_YIELDS &&
+                    atomic_load_explicit(&md_abandoned_busy, memory_order_acquire);
         if (h != NULL)
             md_heap_abandoned = h->abandoned_next;
         else if (!wait)

@@ -131,8 +131,10 @@ static const char *libc_of(const struct md_ident *id, const char *interp)
     return best;
 }
 
-// scope: a dynamic object's libraries, or NULL. A library that imports pthread_create can start
-// threads of its own (liblzma for `xz -T0`, libcurl's resolver, libgomp).
+// scope: a dynamic object's libraries, or NULL. A library the program links directly that imports
+// pthread_create can start threads of its own (liblzma for `xz -T0`, libcurl's resolver,
+// libgomp). Libraries further down are not counted: most programs never reach the code of
+// theirs that does (ps links libsystemd, which links liblzma and libzstd, and starts none).
 static void add_threads(cJSON *entry, const struct md_ident *id, const char *libc,
                         const struct md_scope *scope)
 {
@@ -144,7 +146,7 @@ static void add_threads(cJSON *entry, const struct md_ident *id, const char *lib
         answer = "yes";
     else if (!id->has_symtab && !id->imports_malloc && !id->exports_malloc)
         answer = "unknown"; // stripped static: pthread_create leaves no name behind
-    for (size_t i = 0; scope && !strcmp(answer, "no") && i < scope->count; i++) {
+    for (size_t i = 0; scope && !strcmp(answer, "no") && i < scope->direct_count; i++) {
         const struct md_libinfo *li = scope->object[i];
         if (!li->thread_import)
             continue;

@@ -403,6 +403,7 @@ void md_loader_scope(struct md_loader *l, const char *path, const struct md_elf 
     if (!scope->musl)
         resolve_needed(l, &exe, &exe, l->preload, l->preload_count, interp, scope);
     resolve_needed(l, &exe, &exe, (char **)dyn->needed, dyn->needed_count, interp, scope);
+    scope->direct_count = scope->count;
     // breadth first: each object's needs are appended after everything already in scope
     for (size_t i = 0; i < scope->count; i++) {
         const struct md_libinfo *li = scope->object[i];

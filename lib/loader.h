@@ -43,6 +43,7 @@ struct md_loader {
 struct md_scope {
     const struct md_libinfo *object[MD_MAX_SCOPE]; // load order after the executable
     size_t count;
+    size_t direct_count; // the first ones: /etc/ld.so.preload's and the executable's DT_NEEDED
     const char *missing[MD_MAX_SCOPE]; // needed names that were not found (owned by the loader
     size_t missing_count;              // or the executable)
     bool musl;

@@ -83,7 +83,9 @@ static bool in_list(const char *const *list, const char *name)
 // built for glibc and does not link into a static musl program (it needs _dl_find_object).
 static bool mode_suffix(const char *s)
 {
-    static const char *const modes[] = {"qi", "hi", "si", "di", "ti", "sf", "df", "xf", "tf", NULL};
+    // integer, float (half, bfloat, single, double, x87, quad) and complex modes
+    static const char *const modes[] = {"qi", "hi", "si", "di", "ti", "hf", "bf", "sf", "df",
+                                        "xf", "tf", "hc", "sc", "dc", "xc", "tc", NULL};
     for (const char *const *m = modes; *m; m++)
         if (!strncmp(s, *m, 2))
             return true;

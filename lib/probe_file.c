@@ -46,7 +46,9 @@ static int make_file(struct md_probe_file *pf, struct md_error *err)
             return fd;
     }
     pf->path[0] = '\0'; // nothing for md_probe_file_close to remove
-    return -1;
+    char why[sizeof err->msg];
+    snprintf(why, sizeof why, "%s", err->msg);
+    return md_fail(err, "cannot create the probe file in /dev/shm or %s (%s)", md_temp_dir(), why);
 }
 
 int md_probe_file_create(struct md_probe_file *pf, uint64_t slow_threshold_ns, uint32_t flags,

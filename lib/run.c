@@ -225,9 +225,9 @@ static int check_tracer(struct md_error *err)
 // --- running and reaping ------------------------------------------------------------------
 
 // The program dies with the tool: killed by SIGKILL (a CI job's hard timeout, the OOM killer), the
-// tool cannot end the tree itself, and the program would go on untraced. The setting survives
-// the exec of strace and of the program; the tracer, which strace forks, then sees its tracee
-// die and ends too.
+// tool cannot end the tree itself, and the program would go on. The setting survives the exec of
+// strace and of the program. Not the tracer's (strace forks it), nor that of processes the
+// program started: strace ends once they have.
 static void die_with_parent(pid_t parent)
 {
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != parent)

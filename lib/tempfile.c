@@ -29,7 +29,10 @@ int md_temp_create(const char *dir, const char *prefix, char *path, size_t size,
     int fd = mkostemp(path, O_CLOEXEC);
     if (fd < 0)
         return md_fail_errno(err, errno, "cannot create a file in %s", dir);
-    if (flock(fd, LOCK_EX | LOCK_NB)) { // a new file: only a sweep could hold it, for an instant
+    // A new file: only a sweep could hold it, for an instant. On a file system without flock
+    // (ENOLCK, EOPNOTSUPP) the run goes on with the file unlocked; a sweep cannot lock files
+    // there either, so it removes none.
+    if (flock(fd, LOCK_EX | LOCK_NB) && errno == EWOULDBLOCK) {
         int code = errno;
         unlink(path);
         close(fd);

@@ -22,7 +22,7 @@ teardown() {
             [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" != "$PWD/$H/"* ]] || kill -KILL "$pid"
         done <"$PIDS"
     fi
-    rm -f "$OUT" "$PIDS"
+    rm -f "$OUT" "$PIDS" "$PIDS.probe"
 }
 
 # a python expression over the report r, printed
@@ -64,21 +64,25 @@ for _ in range(200):  # the fixture writes both pids after its allocations
     if os.path.exists(pids) and len(open(pids).read().split()) == 2:
         break
     time.sleep(0.05)
+# the program's probe file, for a test to find what a killed tool left behind
+env = open('/proc/%s/environ' % open(pids).read().split()[0], 'rb').read().split(b'\0')
+with open(pids + '.probe', 'wb') as f:
+    f.write(b''.join(e[len(b'MD_PROBE_FILE='):] for e in env if e.startswith(b'MD_PROBE_FILE=')))
 (os.kill if how == 'tool' else os.killpg)(p.pid, getattr(signal, 'SIG' + sig))
 print(p.wait(timeout=30))
 PY
 }
 
 @test "the tool gets SIGTERM: the program's tree is ended, the report written, no file left" {
-    tmp=$(mktemp -d)
-    shm_before=$(ls /dev/shm | grep -c '^malloc-doctor-' || true)
+    tmp=$BATS_TEST_TMPDIR/tmp
+    mkdir "$tmp"
     TMPDIR=$tmp run signal_tool TERM tool
-    left=$(ls "$tmp" | wc -l)
-    rmdir "$tmp"
     [ "$status" -eq 0 ]
     [ "$output" = -15 ] # died of SIGTERM, as it was told, after the report
-    [ "$left" -eq 0 ]
-    [ "$(ls /dev/shm | grep -c '^malloc-doctor-' || true)" -eq "$shm_before" ]
+    [ "$(ls "$tmp" | wc -l)" -eq 0 ]
+    probe=$(cat "$PIDS.probe")
+    [[ "$probe" == /dev/shm/malloc-doctor-probe-* ]]
+    [ ! -e "$probe" ]
     check "
 run, ops = r['run'], r['ops']
 assert run['interrupted_by'] == 'TERM' and run['timed_out'] is False, run
@@ -94,27 +98,29 @@ running() {
 }
 
 @test "the tool gets SIGKILL: the program dies with it; the next run removes the files it left" {
-    tmp=$(mktemp -d)
-    shm_before=$(ls /dev/shm | grep '^malloc-doctor-probe-' | sort || true)
+    tmp=$BATS_TEST_TMPDIR/tmp
+    mkdir "$tmp"
     TMPDIR=$tmp run signal_tool KILL tool
     [ "$status" -eq 0 ]
     [ "$output" = -9 ]
     parent=$(head -1 "$PIDS")
     for _ in $(seq 50); do running "$parent" || break; sleep 0.1; done
-    ! running "$parent" # the child in its own session is the program's business (teardown)
+    # the child in its own session is the program's business (teardown ends it)
+    run running "$parent"
+    [ "$status" -ne 0 ]
     # what the killed run could not remove: strace's log and the probe file
     [ "$(ls "$tmp" | grep -c '^malloc-doctor-strace-')" -eq 1 ]
-    probe=$(comm -13 <(echo "$shm_before") <(ls /dev/shm | grep '^malloc-doctor-probe-' | sort))
-    [ -n "$probe" ]
+    probe=$(cat "$PIDS.probe")
+    [[ "$probe" == /dev/shm/malloc-doctor-probe-* ]]
+    [ -e "$probe" ]
     # a young file may be a run that has not locked it yet: kept
     TMPDIR=$tmp "$T" trace -o /dev/null -- true
-    [ "$(ls "$tmp" | wc -l)" -eq 1 ] && [ -e "/dev/shm/$probe" ]
-    touch -d '2 minutes ago' "$tmp"/* "/dev/shm/$probe"
+    [ "$(ls "$tmp" | wc -l)" -eq 1 ]
+    [ -e "$probe" ]
+    touch -d '2 minutes ago' "$tmp"/* "$probe"
     TMPDIR=$tmp "$T" trace -o /dev/null -- true
-    left=$(ls "$tmp" | wc -l)
-    rmdir "$tmp"
-    [ "$left" -eq 0 ]
-    [ ! -e "/dev/shm/$probe" ]
+    [ "$(ls "$tmp" | wc -l)" -eq 0 ]
+    [ ! -e "$probe" ]
 }
 
 @test "SIGINT to the process group, and SIGHUP: report written, the tool dies of it, tree gone" {
