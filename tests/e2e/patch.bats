@@ -95,7 +95,8 @@ present_ids() {
     [ "$(sha "$W/libc.a")" = "$before" ]
     [ ! -e "$W/libc.a.orig" ]
     ar t "$W/out.a" >"$W/members"
-    ! grep -qxE 'malloc\.lo|donate\.lo|lite_malloc\.lo|free\.lo|realloc\.lo' "$W/members"
+    run grep -qxE 'malloc\.lo|donate\.lo|lite_malloc\.lo|free\.lo|realloc\.lo' "$W/members"
+    [ "$status" -eq 1 ]
     grep -qx md_musl_malloc.o "$W/members"
     grep -qx clone.lo "$W/members" # other duplicate names survive
     [ "$(grep -cx clone.lo "$W/members")" -eq "$(ar t "$MUSL_LIBC" | grep -cx clone.lo)" ]
@@ -332,7 +333,8 @@ present_ids() {
     mkdir "$W/dir"
     run "$T" patch -o "$W/dir" "$W/libc.a"
     [ "$status" -ne 0 ]
-    [ -d "$W/dir" ] && [ -z "$(ls "$W/dir")" ]
+    [ -d "$W/dir" ]
+    [ -z "$(ls "$W/dir")" ]
     cmp "$W/libc.a" "$MUSL_LIBC"
     [ "$(ls "$W")" = "$(printf 'dir\nlibc.a\nnull')" ] # no temporary file left
     # through a symlink: its target is written, the link stays
