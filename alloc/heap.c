@@ -138,8 +138,10 @@ bool md_heap_ready(void)
 // and a heap adopted then would stay bound to a thread that is gone, never collected again.
 void md_heap_give_back(md_heap_t *h, bool borrowed)
 {
-    if (MD_UNLIKELY(borrowed))
+    if (MD_UNLIKELY(borrowed)) {
+        md_stat_add(&md_stats.calls_after_thread_exit);
         md_heap_thread_exit(h);
+    }
 }
 
 // Collect and purge heaps whose threads exited, so memory freed into them by other threads is

@@ -223,8 +223,9 @@ typedef struct {
     _Atomic uint64_t mmap_calls, munmap_calls, madvise_calls;
     _Atomic int64_t committed, committed_peak, mapped, mapped_peak;
     _Atomic uint64_t huge_allocs, segments_reused;
-    _Atomic uint64_t heaps_created; // heap structures made (each is kept for reuse)
-    _Atomic uint64_t rnode_chunks;  // mappings for remote-free nodes (MD_RNODE_CHUNK each)
+    _Atomic uint64_t heaps_created;           // heap structures made (each is kept for reuse)
+    _Atomic uint64_t calls_after_thread_exit; // served with a borrowed heap (md_heap_give_back)
+    _Atomic uint64_t rnode_chunks; // mappings for remote-free nodes (MD_RNODE_CHUNK each)
 } md_stats_t;
 
 extern md_options_t md_options;

@@ -195,6 +195,7 @@ void md_print_stats(void)
     md_print_counter("huge_allocs", atomic_load(&md_stats.huge_allocs));
     md_print_counter("segments_reused", atomic_load(&md_stats.segments_reused));
     md_print_counter("heaps_created", atomic_load(&md_stats.heaps_created));
+    md_print_counter("calls_after_thread_exit", atomic_load(&md_stats.calls_after_thread_exit));
     md_print_counter("remote_free_node_mappings", atomic_load(&md_stats.rnode_chunks));
     uint64_t pages[MD_CLASS_COUNT] = {0};
     md_heaps_foreach(md_sum_class_pages, pages);
