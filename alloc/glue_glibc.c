@@ -50,8 +50,12 @@ void *__libc_pvalloc(size_t n)
     return md_pvalloc(n);
 }
 
-// A constructor, not the first malloc: pthread_atfork may itself allocate.
-__attribute__((constructor)) static void md_glibc_init(void)
+// A constructor, not the first malloc: pthread_atfork may itself allocate. The earliest one:
+// parent and child handlers run in the order they were registered, and one registered before
+// ours that allocates would wait forever for the locks our prepare handler took (in a static
+// link the program's constructors otherwise run before those of the archive linked after it).
+// Prepare handlers run in reverse order, so ours also runs after every other one that allocates.
+__attribute__((constructor(101))) static void md_glibc_init(void)
 {
     pthread_atfork(md_fork_prepare, md_fork_parent, md_fork_child);
 }

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 // Fork from a multithreaded process while other threads allocate and free (also each other's
 // blocks), then allocate in the child, including from a new thread. A deadlock in the child is
-// caught by alarm(). usage: fork_mt FORKS
+// caught by alarm(). The program's own fork handlers, registered from a constructor (in a static
+// link, before those of the allocator's archive), allocate a huge block in parent and child, as
+// handlers that re-create per-process state do. usage: fork_mt FORKS
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
@@ -16,6 +18,22 @@
 #define SLOTS 1024
 static _Atomic(char *) slots[SLOTS];
 static atomic_int stop;
+
+static void *volatile handler_block;
+
+static void allocate_in_handler(void)
+{
+    handler_block = malloc(1 << 20);
+    if (handler_block == NULL)
+        abort();
+    memset(handler_block, 1, 1 << 20);
+    free(handler_block);
+}
+
+__attribute__((constructor)) static void register_fork_handlers(void)
+{
+    pthread_atfork(NULL, allocate_in_handler, allocate_in_handler);
+}
 
 static void *churn(void *arg)
 {
@@ -66,6 +84,7 @@ static int child_work(void)
 int main(int argc, char **argv)
 {
     int forks = argc > 1 ? atoi(argv[1]) : 50;
+    alarm(30); // a deadlock in the parent (its fork handlers) fails too
     pthread_t t[3];
     for (int i = 0; i < 3; i++)
         pthread_create(&t[i], NULL, churn, (void *)(uintptr_t)(i + 1));
