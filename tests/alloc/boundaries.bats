@@ -68,3 +68,15 @@ purge_madvise() {
     echo "fixed 5 ms: $calls madvise calls in 40 cycles"
     [ "$calls" -ge 30 ]
 }
+
+# A block that takes a much bigger dirty mapping from the segment cache keeps the rest resident
+# for its whole life, out of the purge's reach (tests/alloc/dirty_reuse.c: 131 MB resident for
+# 19 MB live before session 7).
+dirty_reuse() {
+    run_with "$1" dirty_reuse
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *ok ]]
+}
+@test "purge: memory a block does not use is not kept resident by reusing a bigger cached mapping, glibc preload" { dirty_reuse glibc; }
+@test "purge: memory a block does not use is not kept resident by reusing a bigger cached mapping, static musl" { dirty_reuse static; }
