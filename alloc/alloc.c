@@ -124,7 +124,11 @@ static void *md_alloc_aligned(size_t align, size_t n)
         return md_malloc_fast(n < align ? align : n);
     if (n > MD_MAX_REQUEST || align > MD_MAX_REQUEST)
         return md_enomem();
-    if (n + align - 1 <= MD_LARGE_MAX) {
+    // After the thread's exit hook, md_malloc_fast borrows a heap and gives it back before it
+    // returns: the page's flags may belong to another thread by then, so such a call (rare: glibc
+    // freeing its thread state, a destructor past mdalloc's) gets a huge block instead.
+    bool borrowing = md_tls_heap == NULL && md_tls_exited;
+    if (n + align - 1 <= MD_LARGE_MAX && !borrowing) {
         uint8_t *p = md_malloc_fast(n + align - 1);
         if (p == NULL)
             return NULL;
