@@ -63,12 +63,15 @@ field() {
     [ "$(field "$FX/musl-static" '["findings"][0]["id"]')" = '"MD001"' ]
 }
 
-@test "threads started by a library: a strong pthread_create import counts, a weak one and libstdc++'s do not" {
+@test "threads started by a library: a strong pthread_create import counts; a weak one, libstdc++'s and one further down do not" {
     lib=$FX/threadlib
     [ "$(field "$lib/strong/user" '["threads"]')" = '"yes"' ]
     [[ "$(field "$lib/strong/user" '["threads_evidence"]')" == '"pthread_create, imported by '*"/threadlib/strong/libthreadlib.so\"" ]]
     [ "$(field "$lib/weak/user" '["threads"]')" = '"no"' ]
     [ "$(field "$lib/std/user" '["threads"]')" = '"no"' ]
+    # only libraries the program links itself: the strong one one level down does not count
+    [ "$(field "$lib/indirect/user" '["threads"]')" = '"no"' ]
+    [ "$(field "$lib/indirect/libthreadmid.so" '["threads"]')" = '"yes"' ]
     # the library itself can start threads whichever way it references pthread_create
     [ "$(field "$lib/weak/libthreadlib.so" '["threads"]')" = '"yes"' ]
 }

@@ -228,9 +228,10 @@ PY
     [ "$(q "r['run']['processes'], r['run']['probed_processes'], r['run']['unprobed_programs']")" = "2 2 []" ]
 }
 
-@test "a program that renames its main thread (prctl, or pthread_setname_np from another thread) still ran with the probe" {
-    for how in prctl thread; do
-        run "$T" trace --json -o "$OUT" -- "$FX/renamer" "$how"
+@test "a program that renames its main thread (prctl, or pthread_setname_np from another thread; glibc and musl) still ran with the probe" {
+    for variant in "renamer prctl" "renamer thread" "renamer-musl prctl" "renamer-musl thread"; do
+        read -r prog how <<<"$variant"
+        run "$T" trace --json -o "$OUT" -- "$FX/$prog" "$how"
         [ "$status" -eq 0 ]
         [[ "$output" == md-renamed-* ]] # the rename took effect
         [ "$(q "r['run']['processes'], r['run']['probed_processes'], r['run']['unprobed_programs']")" = "1 1 []" ]
