@@ -209,16 +209,19 @@ void md_fork_prepare(void)
 {
     md_lock_acquire(&md_heap_lock);
     md_segment_fork_prepare();
+    md_tls_holds_fork_locks = true; // see md_lock_release
 }
 
 void md_fork_parent(void)
 {
+    md_tls_holds_fork_locks = false;
     md_segment_fork_parent();
     md_lock_release(&md_heap_lock);
 }
 
 void md_fork_child(void)
 {
+    md_tls_holds_fork_locks = false;
     md_process_fork_child();
     md_thread_fork_child();
     md_segment_fork_child();

@@ -452,9 +452,17 @@ static inline void md_stat_add(_Atomic uint64_t *c)
 }
 
 // ---- locks (only on slow paths: segment cache, heap registry) ----------------------------------
+// The forking thread holds both locks from our prepare handler to our parent or child handler.
+// Other fork handlers may run in that window and allocate (the order of registration decides,
+// and a library's constructor registers before a preloaded mdalloc's): on that thread the locks
+// are then already held, at a point where nothing was half-updated, so taking and releasing them
+// does nothing. Every other thread still waits.
+extern __thread bool md_tls_holds_fork_locks __attribute__((tls_model("initial-exec")));
 void md_lock_acquire(md_lock_t *l);
 static inline void md_lock_release(md_lock_t *l)
 {
+    if (MD_UNLIKELY(md_tls_holds_fork_locks))
+        return;
     atomic_store_explicit(&l->locked, 0, memory_order_release);
 }
 static inline void md_lock_reset(md_lock_t *l)

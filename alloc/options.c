@@ -26,8 +26,12 @@ uint64_t md_now_ms(void)
     return md_prim_clock_ms();
 }
 
+__thread bool md_tls_holds_fork_locks __attribute__((tls_model("initial-exec")));
+
 void md_lock_acquire(md_lock_t *l)
 {
+    if (MD_UNLIKELY(md_tls_holds_fork_locks))
+        return;
     for (unsigned spins = 0;; spins++) {
         if (!atomic_exchange_explicit(&l->locked, 1, memory_order_acquire))
             return;

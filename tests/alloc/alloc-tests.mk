@@ -10,7 +10,8 @@ MD_TEST_BINS := $(patsubst %,$(B)/alloc-tests/glibc/%,$(MD_TEST_PROGS)) \
 	$(patsubst %,$(B)/alloc-tests/musl/%,$(MD_TEST_PROGS)) \
 	$(patsubst %,$(B)/alloc-tests/static/%,$(MD_TEST_PROGS)) \
 	$(patsubst %,$(B)/alloc-tests/gstatic/%,$(MD_TEST_PROGS)) \
-	$(B)/alloc-tests/static-plain/stress
+	$(B)/alloc-tests/static-plain/stress \
+	$(B)/alloc-tests/glibc/fork_lib $(B)/alloc-tests/musl/fork_lib
 
 alloc-test-prereqs: alloc $(MD_TEST_BINS)
 
@@ -36,3 +37,19 @@ $(B)/alloc-tests/gstatic/%: tests/alloc/%.c $(B)/alloc/glibc/libmdalloc.a
 $(B)/alloc-tests/static-plain/%: tests/alloc/%.c
 	@mkdir -p $(@D)
 	$(MUSL_CC) $(MD_TEST_CFLAGS) -static -o $@ $<
+
+# A program whose library registers allocating fork handlers before a preloaded mdalloc does
+# (preload builds only: a static link has no library constructors of its own order).
+$(B)/alloc-tests/glibc/libatfork.so: tests/alloc/atfork_lib.c
+	@mkdir -p $(@D)
+	$(CC) $(MD_TEST_CFLAGS) -shared -fPIC -o $@ $<
+
+$(B)/alloc-tests/musl/libatfork.so: tests/alloc/atfork_lib.c
+	@mkdir -p $(@D)
+	$(MUSL_CC) $(MD_TEST_CFLAGS) -shared -fPIC -o $@ $<
+
+$(B)/alloc-tests/glibc/fork_lib: tests/alloc/fork_lib.c $(B)/alloc-tests/glibc/libatfork.so
+	$(CC) $(MD_TEST_CFLAGS) -o $@ $< -L$(@D) -latfork -Wl,-rpath,'$$ORIGIN'
+
+$(B)/alloc-tests/musl/fork_lib: tests/alloc/fork_lib.c $(B)/alloc-tests/musl/libatfork.so
+	$(MUSL_CC) $(MD_TEST_CFLAGS) -o $@ $< -L$(@D) -latfork -Wl,-rpath,'$$ORIGIN'

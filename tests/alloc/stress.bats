@@ -58,6 +58,18 @@ stress() {
     [ "$output" = "ok 8 forks" ]
 }
 
+# A library linked by the program registers allocating fork handlers before the preloaded
+# mdalloc does, so they run while its prepare handler holds the allocator's locks: the forking
+# thread must go through them (glibc hung at alarm() before session 7).
+fork_lib() {
+    run_with "$1" fork_lib 10
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "$output" = "ok 10 forks" ]
+}
+@test "fork with allocating handlers registered before mdalloc's (a library's): glibc preload" { fork_lib glibc; }
+@test "fork with allocating handlers registered before mdalloc's (a library's): musl preload" { fork_lib musl; }
+
 @test "fork in a multithreaded process, allocate in the child: musl preload" {
     run_with musl fork_mt 8
     echo "$output"
