@@ -5,6 +5,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,12 +19,28 @@ static void *allocate(void *arg)
     return arg;
 }
 
+// A deadlock in a fork handler of the child happens before the child's own code runs, and a
+// child does not inherit the parent's alarm: when the parent's alarm fires, end the whole
+// process group, so a failed run leaves no spinning child behind.
+static void end_group(int sig)
+{
+    (void)sig;
+    kill(0, SIGKILL);
+}
+
+static void watch_for_deadlock(unsigned seconds)
+{
+    setpgid(0, 0);
+    signal(SIGALRM, end_group);
+    alarm(seconds);
+}
+
 int main(int argc, char **argv)
 {
     int forks = argc > 1 ? atoi(argv[1]) : 10;
     if (!atfork_lib_loaded())
         return 1;
-    alarm(20);
+    watch_for_deadlock(20);
     pthread_t t;
     if (pthread_create(&t, NULL, allocate, NULL) || pthread_join(t, NULL))
         return 1;

@@ -60,6 +60,7 @@ static void *child_thread(void *arg)
 
 static int child_work(void)
 {
+    signal(SIGALRM, SIG_DFL); // the child's own deadlock ends the child: the parent reports it
     alarm(20);
     char *blocks[2000];
     for (int i = 0; i < 2000; i++) {
@@ -81,10 +82,26 @@ static int child_work(void)
     return 0;
 }
 
+// A deadlock in a fork handler of the child happens before the child's own code runs, and a
+// child does not inherit the parent's alarm: when the parent's alarm fires, end the whole
+// process group, so a failed run leaves no spinning child behind.
+static void end_group(int sig)
+{
+    (void)sig;
+    kill(0, SIGKILL);
+}
+
+static void watch_for_deadlock(unsigned seconds)
+{
+    setpgid(0, 0);
+    signal(SIGALRM, end_group);
+    alarm(seconds);
+}
+
 int main(int argc, char **argv)
 {
     int forks = argc > 1 ? atoi(argv[1]) : 50;
-    alarm(30); // a deadlock in the parent (its fork handlers) fails too
+    watch_for_deadlock(30); // a deadlock in the parent or a child handler fails too
     pthread_t t[3];
     for (int i = 0; i < 3; i++)
         pthread_create(&t[i], NULL, churn, (void *)(uintptr_t)(i + 1));
