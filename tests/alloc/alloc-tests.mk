@@ -53,3 +53,5 @@ $(B)/alloc-tests/glibc/fork_lib: tests/alloc/fork_lib.c $(B)/alloc-tests/glibc/l
 
 $(B)/alloc-tests/musl/fork_lib: tests/alloc/fork_lib.c $(B)/alloc-tests/musl/libatfork.so
 	$(MUSL_CC) $(MD_TEST_CFLAGS) -o $@ $< -L$(@D) -latfork -Wl,-rpath,'$$ORIGIN'
+
+$(filter %/fork_mt %/fork_lib,$(MD_TEST_BINS)): tests/alloc/deadlock_watch.h

@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "deadlock_watch.h"
+
 int atfork_lib_loaded(void);
 
 static void *allocate(void *arg)
@@ -17,22 +19,6 @@ static void *allocate(void *arg)
     void *volatile p = malloc(1000);
     free(p);
     return arg;
-}
-
-// A deadlock in a fork handler of the child happens before the child's own code runs, and a
-// child does not inherit the parent's alarm: when the parent's alarm fires, end the whole
-// process group, so a failed run leaves no spinning child behind.
-static void end_group(int sig)
-{
-    (void)sig;
-    kill(0, SIGKILL);
-}
-
-static void watch_for_deadlock(unsigned seconds)
-{
-    setpgid(0, 0);
-    signal(SIGALRM, end_group);
-    alarm(seconds);
 }
 
 int main(int argc, char **argv)

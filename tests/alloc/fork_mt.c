@@ -15,6 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "deadlock_watch.h"
+
 #define SLOTS 1024
 static _Atomic(char *) slots[SLOTS];
 static atomic_int stop;
@@ -80,22 +82,6 @@ static int child_work(void)
         free(blocks[i]);
     }
     return 0;
-}
-
-// A deadlock in a fork handler of the child happens before the child's own code runs, and a
-// child does not inherit the parent's alarm: when the parent's alarm fires, end the whole
-// process group, so a failed run leaves no spinning child behind.
-static void end_group(int sig)
-{
-    (void)sig;
-    kill(0, SIGKILL);
-}
-
-static void watch_for_deadlock(unsigned seconds)
-{
-    setpgid(0, 0);
-    signal(SIGALRM, end_group);
-    alarm(seconds);
 }
 
 int main(int argc, char **argv)
