@@ -45,7 +45,6 @@ static int make_file(struct md_probe_file *pf, struct md_error *err)
         if (fd >= 0)
             return fd;
     }
-    pf->path[0] = '\0'; // nothing for md_probe_file_close to remove
     char why[sizeof err->msg];
     snprintf(why, sizeof why, "%s", err->msg);
     return md_fail(err, "cannot create the probe file in /dev/shm or %s (%s)", md_temp_dir(), why);
@@ -123,9 +122,6 @@ void md_probe_file_close(struct md_probe_file *pf)
 {
     if (pf->header)
         munmap(pf->header, pf->size);
-    if (pf->path[0]) {
-        unlink(pf->path);
-        close(pf->lock_fd); // the lock goes last: a sweep never sees the file unlocked
-    }
+    md_temp_remove(pf->path, pf->lock_fd);
     memset(pf, 0, sizeof *pf);
 }

@@ -24,21 +24,33 @@ const char *md_temp_dir(void)
 int md_temp_create(const char *dir, const char *prefix, char *path, size_t size,
                    struct md_error *err)
 {
-    if ((size_t)snprintf(path, size, "%s/%s-XXXXXX", dir, prefix) >= size)
+    if ((size_t)snprintf(path, size, "%s/%s-XXXXXX", dir, prefix) >= size) {
+        path[0] = '\0';
         return md_fail(err, "%s: the directory name is too long for a temporary file", dir);
+    }
     int fd = mkostemp(path, O_CLOEXEC);
-    if (fd < 0)
+    if (fd < 0) {
+        path[0] = '\0';
         return md_fail_errno(err, errno, "cannot create a file in %s", dir);
+    }
     // A new file: only a sweep could hold it, for an instant. On a file system without flock
     // (ENOLCK, EOPNOTSUPP) the run goes on with the file unlocked; a sweep cannot lock files
     // there either, so it removes none.
     if (flock(fd, LOCK_EX | LOCK_NB) && errno == EWOULDBLOCK) {
-        int code = errno;
-        unlink(path);
-        close(fd);
-        return md_fail_errno(err, code, "%s: cannot lock it", path);
+        md_fail_errno(err, errno, "%s: cannot lock it", path);
+        md_temp_remove(path, fd);
+        return -1;
     }
     return fd;
+}
+
+void md_temp_remove(char *path, int fd)
+{
+    if (!path[0])
+        return;
+    unlink(path);
+    close(fd);
+    path[0] = '\0';
 }
 
 static bool is_temp_name(const char *name, const char *prefix)

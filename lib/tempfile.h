@@ -11,9 +11,13 @@
 #include "lib/error.h"
 
 // Creates DIR/PREFIX-XXXXXX (mode 0600, close-on-exec) and locks it; returns the fd, which must
-// stay open while the file is in use. path receives the name.
+// stay open while the file is in use. path receives the name (empty on failure).
 int md_temp_create(const char *dir, const char *prefix, char *path, size_t size,
                    struct md_error *err);
+
+// Removes a file md_temp_create made, then closes its lock (last: a sweep never sees the file
+// unlocked), and empties path. Nothing when path is empty.
+void md_temp_remove(char *path, int fd);
 
 // A file older than this and not locked is taken for an orphan: far above the instant between
 // creating a file and locking it.

@@ -320,8 +320,6 @@ static int strace_file(struct session *s, struct md_error *err)
     md_temp_sweep(md_temp_dir(), MD_STRACE_FILE_PREFIX, MD_TEMP_ORPHAN_SECONDS);
     s->strace_lock_fd = md_temp_create(md_temp_dir(), MD_STRACE_FILE_PREFIX, s->strace_out,
                                        sizeof s->strace_out, err);
-    if (s->strace_lock_fd < 0)
-        s->strace_out[0] = '\0';
     return s->strace_lock_fd < 0 ? -1 : 0;
 }
 
@@ -399,10 +397,7 @@ static int prepare(const struct md_trace_options *opt, struct session *s, struct
 
 static void cleanup(struct session *s)
 {
-    if (s->strace_out[0]) {
-        unlink(s->strace_out);
-        close(s->strace_lock_fd);
-    }
+    md_temp_remove(s->strace_out, s->strace_lock_fd);
     md_probe_file_close(&s->probe);
     md_trace_perf_close(&s->perf);
     md_strace_log_free(&s->log);
