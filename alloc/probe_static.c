@@ -184,9 +184,10 @@ static struct {
     uint64_t threshold;      // ticks; longer calls are logged as slow
     bool fs_ready;           // the main thread has its thread pointer
     size_t (*usable_size)(void *);
-    void *original[MD_STATIC_KINDS]; // trampolines: the moved entry, then a jump back
-    uint32_t flags;                  // md_probe_flags: --stacks, --leaks
-    struct md_probe_object exe;      // the program, recorded for each process with stacks
+    void *original[MD_STATIC_KINDS];        // trampolines: the moved entry, then a jump back
+    uint32_t flags;                         // md_probe_flags: --stacks, --leaks
+    struct md_probe_object exe;             // the program, recorded for each process with stacks
+    int (*vdso_clock_gettime)(int, void *); // NULL: the syscall
 } hooks;
 
 static inline uint64_t ticks(void)
@@ -286,12 +287,16 @@ static uint64_t realtime_ns(void)
     struct {
         long sec, nsec;
     } ts = {0, 0};
-    SYS(SYS_clock_gettime, CLOCK_REALTIME_, &ts);
+    if (!hooks.vdso_clock_gettime || hooks.vdso_clock_gettime(CLOCK_REALTIME_, &ts))
+        SYS(SYS_clock_gettime, CLOCK_REALTIME_, &ts);
     return (uint64_t)ts.sec * 1000000000u + (uint64_t)ts.nsec;
 }
 
+// end: the call's end in CLOCK_REALTIME, stamped before any bookkeeping (which can fault a
+// fresh page of the log or the live-block table in: 10 us and more on a VM)
 __attribute__((noinline)) static void log_slow(struct md_probe_slot *s, enum md_probe_op op,
-                                               uint64_t size, uint64_t duration, uint32_t stack)
+                                               uint64_t size, uint64_t duration, uint64_t end,
+                                               uint32_t stack)
 {
     struct md_probe_header *h = hooks.shared;
     __atomic_fetch_add(&s->slow_calls, 1, __ATOMIC_RELAXED);
@@ -302,7 +307,7 @@ __attribute__((noinline)) static void log_slow(struct md_probe_slot *s, enum md_
     }
     md_probe_slow_log(h)[at] =
         (struct md_probe_slow){.ticks = duration,
-                               .end_realtime_ns = realtime_ns(),
+                               .end_realtime_ns = end,
                                .size = size,
                                .tid = s->tid ? s->tid : (int32_t)SYS(SYS_gettid, 0),
                                .op = (uint16_t)op,
@@ -343,6 +348,8 @@ static inline void leave(struct thread *t, enum md_probe_op op, uint64_t size, u
                          const void *result, const void *freed, uint64_t caller)
 {
     uint64_t duration = ticks() - t0;
+    bool slow = __builtin_expect(duration > hooks.threshold, 0);
+    uint64_t end = slow ? realtime_ns() : 0;
     struct md_probe_slot *s = t->slot;
     if (__builtin_expect(s == md_probe_slots(hooks.shared), 0))
         md_probe_count_atomic(s, op, size);
@@ -351,8 +358,8 @@ static inline void leave(struct thread *t, enum md_probe_op op, uint64_t size, u
     uint32_t stack = 0;
     if (__builtin_expect(hooks.flags != 0, 0))
         stack = track(t, op, size, result, freed, caller);
-    if (__builtin_expect(duration > hooks.threshold, 0))
-        log_slow(s, op, size, duration, stack);
+    if (slow)
+        log_slow(s, op, size, duration, end, stack);
     // only now: a signal handler that allocates while this call's bookkeeping makes syscalls
     // (its clock, a seccomp filter's SIGSYS) is not counted, and cannot recurse into it
     t->depth = 0;
@@ -835,17 +842,73 @@ static void fix_auxv(uint64_t *auxv, const struct image *im)
     }
 }
 
+// --- the vDSO's clock ------------------------------------------------------------------------
+//
+// A slow call's end is stamped with CLOCK_REALTIME. As a syscall, clock_gettime costs about a
+// microsecond on a VM, and more while perf records syscalls (the raw_syscalls tracepoint runs its
+// filter on every syscall), so the stamp came a microsecond or more after the call had ended and
+// the call's window missed syscalls made at its very start. The vDSO reads the clock in user
+// space; its clock_gettime is found in its dynamic symbols (AT_SYSINFO_EHDR, DT_HASH).
+
+static uint64_t dynamic_entry(const Elf64_Dyn *dyn, int64_t tag)
+{
+    for (; dyn->d_tag != DT_NULL; dyn++)
+        if (dyn->d_tag == tag)
+            return dyn->d_un.d_ptr;
+    return 0;
+}
+
+static int (*find_vdso_clock(const uint64_t *auxv))(int, void *)
+{
+    const Elf64_Ehdr *eh = NULL;
+    for (; auxv[0] != AT_NULL; auxv += 2)
+        if (auxv[0] == AT_SYSINFO_EHDR)
+            eh = (const Elf64_Ehdr *)auxv[1];
+    if (!eh)
+        return NULL;
+    const Elf64_Phdr *ph = (const Elf64_Phdr *)((const char *)eh + eh->e_phoff);
+    uint64_t bias = 0, dynamic = 0;
+    bool loaded = false;
+    for (size_t i = 0; i < eh->e_phnum; i++) {
+        if (ph[i].p_type == PT_LOAD && !loaded) {
+            bias = (uint64_t)eh + ph[i].p_offset - ph[i].p_vaddr;
+            loaded = true;
+        } else if (ph[i].p_type == PT_DYNAMIC) {
+            dynamic = ph[i].p_vaddr;
+        }
+    }
+    if (!loaded || !dynamic)
+        return NULL;
+    const Elf64_Dyn *dyn = (const Elf64_Dyn *)(bias + dynamic);
+    uint64_t symtab = dynamic_entry(dyn, DT_SYMTAB), strtab = dynamic_entry(dyn, DT_STRTAB);
+    uint64_t hash = dynamic_entry(dyn, DT_HASH); // nbucket, nchain: nchain is the symbol count
+    if (!symtab || !strtab || !hash)
+        return NULL;
+    const Elf64_Sym *sym = (const Elf64_Sym *)(bias + symtab);
+    uint32_t count = ((const uint32_t *)(bias + hash))[1];
+    for (uint32_t i = 0; i < count; i++)
+        if (ELF64_ST_TYPE(sym[i].st_info) == STT_FUNC && sym[i].st_shndx != SHN_UNDEF &&
+            str_eq((const char *)(bias + strtab + sym[i].st_name), "__vdso_clock_gettime"))
+            return (int (*)(int, void *))(bias + sym[i].st_value);
+    return NULL;
+}
+
+// The auxiliary vector in the kernel's initial stack: past argv and envp.
+static uint64_t *initial_auxv(uint64_t *sp)
+{
+    uint64_t *p = sp + 1 + sp[0] + 1;
+    while (*p)
+        p++;
+    return p + 1;
+}
+
 // The program's stack is the kernel's, without the probe's `skip` leading arguments (0 or 5): the
 // vector is moved down by one word per argument and starts as many words higher, so the stack
 // pointer stays 16-byte aligned only if skip is odd or 0, which the callers guarantee.
 static uint64_t *program_stack(uint64_t *sp, uint64_t skip, const struct image *im)
 {
     uint64_t argc = sp[0];
-    uint64_t *end = sp + 1 + argc + 1; // past argv's NULL
-    while (*end)                       // envp
-        end++;
-    end++;
-    uint64_t *auxv = end;
+    uint64_t *auxv = initial_auxv(sp), *end = auxv;
     while (end[0] != AT_NULL)
         end += 2;
     end += 2;
@@ -917,6 +980,8 @@ __attribute__((noreturn, used)) void md_static_main(uint64_t *sp);
 __attribute__((noreturn, used)) void md_static_main(uint64_t *sp)
 {
     struct invocation run = find_invocation(sp);
+    hooks.vdso_clock_gettime = find_vdso_clock(initial_auxv(sp));
+    realtime_ns(); // its first call faults the vDSO's data pages in: not in a slow call's stamp
     char **program_argv = (char **)(sp + 1) + run.skip;
     struct image im = {.path = run.executable, .fd = -1};
     read_headers(&im);
