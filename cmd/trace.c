@@ -128,13 +128,17 @@ const struct md_command md_cmd_trace = {
     .synopsis = "[--json] [-o FILE] [--stacks [--folded FILE]] [--leaks [--leak-min BYTES]]\n"
                 "       [--compare | --compare-with LIB] [--fail-on LEVEL]\n"
                 "       [--baseline FILE [--max-regression PCT]] [--ops N] [--timeout SECONDS]\n"
-                "       [--propagate-exit] [--] CMD [ARGS...]",
+                "       [--syscalls auto|strace|perf] [--propagate-exit] [--] CMD [ARGS...]",
     .description =
-        "Runs CMD under strace (memory and futex syscalls only) with a preloaded probe that\n"
-        "counts every malloc, free, calloc, realloc and aligned allocation, and reports the\n"
-        "syscalls per allocator operation, futex blocking, mmap lengths, the request-size\n"
-        "histogram and which request sizes made the syscalls. CMD's stdin, stdout and stderr\n"
-        "are untouched; the report follows on stdout after CMD and every process it started\n"
+        "Runs CMD with a probe that counts every malloc, free, calloc, realloc and aligned\n"
+        "allocation (preloaded into dynamic programs; static ones run under the static probe),\n"
+        "records its memory and futex syscalls, and reports the syscalls per allocator\n"
+        "operation, futex blocking, mmap lengths, the request-size histogram and which request\n"
+        "sizes made the syscalls. strace records the syscalls; for programs without the\n"
+        "preloaded probe, where perf is permitted (root or CAP_PERFMON), the kernel's\n"
+        "raw_syscalls tracepoints do, which never stop CMD (--syscalls). CMD's stdin, stdout and\n"
+        "stderr are untouched; the report follows on stdout after CMD and every process it "
+        "started\n"
         "(daemons included) have ended, or after --timeout stopped them all. --compare runs CMD a\n"
         "second time with mdalloc preloaded and shows both runs side by side. Exit status 1\n"
         "when --fail-on or --baseline fails; with --propagate-exit, CMD's status wins when it\n"

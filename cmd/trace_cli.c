@@ -24,6 +24,20 @@ static int program_status(const struct md_run_result *run)
     return run->exited ? run->exit_code : 128 + run->signal;
 }
 
+static bool parse_syscall_source(const struct md_command *cmd, const char *arg,
+                                 enum md_syscall_source *out, int *exit_code)
+{
+    static const char *const names[] = {
+        [MD_SYSCALLS_AUTO] = "auto", [MD_SYSCALLS_STRACE] = "strace", [MD_SYSCALLS_PERF] = "perf"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(arg, names[i])) {
+            *out = (enum md_syscall_source)i;
+            return true;
+        }
+    *exit_code = md_cli_usage_error(cmd, "--syscalls: '%s' is not auto, strace or perf", arg);
+    return false;
+}
+
 // Seconds as a decimal number greater than zero ("2", "0.5").
 static bool parse_seconds(const struct md_command *cmd, const char *option, const char *arg,
                           double *out, int *exit_code)
@@ -81,6 +95,8 @@ int md_trace_cli_option(const struct md_command *cmd, int key, const char *arg,
         return md_cli_parse_u64(cmd, "--leak-min", arg, &a->opt.leak_min_bytes, false, exit_code)
                    ? 1
                    : -1;
+    case MD_TOPT_SYSCALLS:
+        return parse_syscall_source(cmd, arg, &a->opt.syscalls, exit_code) ? 1 : -1;
     case MD_TOPT_TIMEOUT:
         return parse_seconds(cmd, "--timeout", arg, &a->opt.timeout_seconds, exit_code) ? 1 : -1;
     case MD_OPT_FAIL_ON:
@@ -177,9 +193,18 @@ void md_render_trace_header(const cJSON *r)
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(r, "target");
     const cJSON *run = cJSON_GetObjectItemCaseSensitive(r, "run");
     const cJSON *active = cJSON_GetObjectItemCaseSensitive(t, "active");
-    printf("%s: %s (%s, %s; malloc: %s; counted by: %s)\n", str(r, "command", "trace"),
-           str(t, "path", "?"), str(t, "kind", "?"), str(t, "libc", "?"),
-           str(active, "name", "unknown"), str(r, "mode", "?"));
+    const cJSON *rec = cJSON_GetObjectItemCaseSensitive(r, "syscall_recording");
+    printf("%s: %s (%s, %s; malloc: %s; counted by: %s; syscalls by: %s)\n",
+           str(r, "command", "trace"), str(t, "path", "?"), str(t, "kind", "?"),
+           str(t, "libc", "?"), str(active, "name", "unknown"), str(r, "mode", "?"),
+           str(rec, "source", "?"));
+    if (md_json_get_str(rec, "note"))
+        printf("note: %s\n", md_json_get_str(rec, "note"));
+    double lost = md_json_get_num(rec, "lost");
+    if (lost > 0)
+        printf("warning: perf could not store %.0f syscall records (its buffers were full): "
+               "the syscall counts are lower bounds; `--syscalls strace` loses none\n",
+               lost);
     const cJSON *script;
     cJSON_ArrayForEach(script, cJSON_GetObjectItemCaseSensitive(t, "scripts"))
     {
@@ -295,8 +320,9 @@ static void print_bands(const cJSON *r, const char *key, const char *title)
     }
 }
 
+// decimals: of the second number (seconds need some; bytes none)
 static void print_stack_list(const cJSON *list, const char *title, const char *count_key,
-                             const char *bytes_key, const char *bytes_label)
+                             const char *bytes_key, const char *bytes_label, int decimals)
 {
     const cJSON *st;
     int shown = 0;
@@ -306,8 +332,8 @@ static void print_stack_list(const cJSON *list, const char *title, const char *c
             break;
         if (shown == 1)
             printf("\n%s:\n", title);
-        printf("  %.0f %s, %.0f %s\n", num(st, count_key), count_key, num(st, bytes_key),
-               bytes_label);
+        printf("  %.0f %s, %.*f %s\n", num(st, count_key), count_key, decimals,
+               num(st, bytes_key), bytes_label);
         const cJSON *f;
         cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(st, "frames"))
             printf("      %s\n", f->valuestring);
@@ -324,23 +350,24 @@ static void print_futex_wait_stacks(const cJSON *r)
         printf("\ncall stacks of futex waits: not sampled: %s\n", str(fw, "error", "?"));
         return;
     }
-    printf("\nfutex waits sampled with their call stacks: %.0f, %.0f timed by strace (%.4f s "
+    const cJSON *rec = cJSON_GetObjectItemCaseSensitive(r, "syscall_recording");
+    printf("\nfutex waits sampled with their call stacks: %.0f, %.0f timed by %s (%.4f s "
            "blocked); %.0f in allocator functions (%.4f s)%s\n",
-           num(fw, "waits"), num(fw, "timed_waits"), num(fw, "wait_seconds"),
-           num(fw, "allocator_waits"), num(fw, "allocator_wait_seconds"),
+           num(fw, "waits"), num(fw, "timed_waits"), str(rec, "source", "?"),
+           num(fw, "wait_seconds"), num(fw, "allocator_waits"), num(fw, "allocator_wait_seconds"),
            num(fw, "lost_samples") > 0 ? "; some samples were lost" : "");
     print_stack_list(cJSON_GetObjectItemCaseSensitive(fw, "stacks"),
                      "call stacks of futex waits (all code; frames from a stack scan)", "waits",
-                     "wait_seconds", "s blocked");
+                     "wait_seconds", "s blocked", 4);
 }
 
 static void print_stacks(const cJSON *r)
 {
     print_stack_list(cJSON_GetObjectItemCaseSensitive(r, "stacks"), "top allocating call stacks",
-                     "allocations", "bytes", "bytes");
+                     "allocations", "bytes", "bytes", 0);
     print_stack_list(cJSON_GetObjectItemCaseSensitive(r, "futex_stacks"),
                      "call stacks of futex waits inside the allocator", "waits", "wait_seconds",
-                     "s blocked");
+                     "s blocked", 4);
     print_futex_wait_stacks(r);
     const cJSON *leaks = cJSON_GetObjectItemCaseSensitive(r, "leaks");
     if (!leaks)
@@ -352,7 +379,7 @@ static void print_stacks(const cJSON *r)
     printf("\nleaks: %.0f blocks, %.0f bytes never freed\n", num(leaks, "blocks"),
            num(leaks, "bytes"));
     print_stack_list(cJSON_GetObjectItemCaseSensitive(leaks, "by_stack"), "leaked from", "blocks",
-                     "bytes", "bytes");
+                     "bytes", "bytes", 0);
 }
 
 static void print_cpu(const cJSON *r)

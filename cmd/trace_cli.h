@@ -26,6 +26,7 @@ enum {
     MD_TOPT_COMPARE_WITH,
     MD_TOPT_LEAK_MIN,
     MD_TOPT_TIMEOUT,
+    MD_TOPT_SYSCALLS,
     MD_TOPT_OWN
 };
 
@@ -42,6 +43,8 @@ enum {
          "the number of allocator operations, when they cannot be counted"},                       \
         {"timeout", MD_TOPT_TIMEOUT, "SECONDS",                                                    \
          "end CMD and all it started after SECONDS (SIGTERM, then SIGKILL); still report"},        \
+        {"syscalls", MD_TOPT_SYSCALLS, "SOURCE",                                                   \
+         "who records the syscalls: auto (default), strace or perf (kernel tracepoints)"},         \
         {"propagate-exit", MD_TOPT_PROPAGATE, NULL,                                                \
          "exit with CMD's status when not 0 (128+N for signal N, 124 when timed out)"},            \
         {"probe-dir", MD_TOPT_PROBE_DIR, "DIR",                                                    \

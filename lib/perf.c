@@ -57,6 +57,12 @@ struct md_perf {
     uint64_t *futex_ids;
     size_t futex_id_count;
     char futex_error[256]; // why futex waits are not sampled, when asked for
+    // syscalls: per CPU, the sys_enter and sys_exit events (fds; those that own a ring are in
+    // rings too and closed there) and their identifiers
+    int *sys_fds;
+    size_t sys_fd_count;
+    uint64_t *sys_enter_ids, *sys_exit_ids;
+    size_t sys_id_count;
     // CLOCK_MONOTONIC and CLOCK_REALTIME - CLOCK_MONOTONIC at open and at collect
     int64_t mono_open, offset_open, mono_collect, offset_collect;
     int wake_fd; // eventfd: md_perf_collect tells the reader to finish
@@ -343,25 +349,24 @@ static void close_ring(struct ring *r)
     r->fd = -1;
 }
 
-// The blocking futex operations, alone or with FUTEX_PRIVATE_FLAG (128) and FUTEX_CLOCK_REALTIME
-// (256): WAIT 0, LOCK_PI 6, WAIT_BITSET 9, WAIT_REQUEUE_PI 11, LOCK_PI2 13. The same set as
-// lib/strace.c's futex_wait, so that samples and strace's durations describe the same calls.
+// The blocking futex operations (md_sys_futex_op_blocks), with every combination of
+// FUTEX_PRIVATE_FLAG (128) and FUTEX_CLOCK_REALTIME (256), so that samples and the recorded
+// syscalls describe the same calls.
 static void futex_filter(char *out, size_t size)
 {
-    static const int cmds[] = {0, 6, 9, 11, 13}, flags[] = {0, 128, 256, 384};
     size_t len = 0;
     out[0] = 0;
-    for (size_t c = 0; c < sizeof cmds / sizeof cmds[0]; c++)
-        for (size_t f = 0; f < sizeof flags / sizeof flags[0] && len < size; f++)
-            len += (size_t)snprintf(out + len, size - len, "%sop == %d", len ? " || " : "",
-                                    cmds[c] | flags[f]);
+    for (unsigned op = 0; op < 512 && len < size; op++)
+        if (md_sys_futex_op_blocks(op))
+            len += (size_t)snprintf(out + len, size - len, "%sop == %u", len ? " || " : "", op);
 }
 
-static int read_futex_tracepoint(uint64_t *id, struct md_error *err)
+// The id of a tracepoint, e.g. "syscalls/sys_enter_futex".
+static int read_tracepoint(const char *event, uint64_t *id, struct md_error *err)
 {
     for (size_t i = 0; i < sizeof tracefs_roots / sizeof tracefs_roots[0]; i++) {
         char path[128];
-        snprintf(path, sizeof path, "%s/events/syscalls/sys_enter_futex/id", tracefs_roots[i]);
+        snprintf(path, sizeof path, "%s/events/%s/id", tracefs_roots[i], event);
         FILE *f = fopen(path, "r");
         if (!f)
             continue;
@@ -373,34 +378,49 @@ static int read_futex_tracepoint(uint64_t *id, struct md_error *err)
             return 0;
         }
     }
-    return md_fail(err, "no readable tracefs events/syscalls/sys_enter_futex/id (needs root, "
-                        "tracefs on /sys/kernel/tracing and CONFIG_FTRACE_SYSCALLS)");
+    return md_fail(err,
+                   "no readable tracefs events/%s/id (needs root, tracefs on "
+                   "/sys/kernel/tracing and CONFIG_FTRACE_SYSCALLS)",
+                   event);
 }
 
-static void futex_attr(struct perf_event_attr *a, uint64_t id, bool own_ring, size_t data_size)
+// An event that owns a ring (no cpu-clock ring on its CPU) also records what the replay needs to
+// name code and processes, as sample_attr does.
+static void ring_owner_attr(struct perf_event_attr *a, size_t data_size)
+{
+    a->mmap = a->mmap2 = a->comm = a->comm_exec = a->task = 1;
+    a->watermark = 1;
+    a->wakeup_watermark = (uint32_t)(data_size / 4);
+}
+
+// A tracepoint event that records every hit (period 1) of the program's tree from its exec on.
+static void tracepoint_attr(struct perf_event_attr *a, uint64_t id, uint64_t sample_type,
+                            bool own_ring, size_t data_size)
 {
     memset(a, 0, sizeof *a);
     a->type = PERF_TYPE_TRACEPOINT;
     a->size = sizeof *a;
     a->config = id;
-    a->sample_period = 1; // every wait
-    a->sample_type = MD_PERF_FUTEX_SAMPLE_TYPE;
-    a->sample_stack_user = MD_PERF_FUTEX_STACK_BYTES;
-    a->sample_max_stack = FUTEX_MAX_STACK;
-    a->exclude_callchain_kernel = 1;
+    a->sample_period = 1;
+    a->sample_type = sample_type;
     a->disabled = 1;
     a->enable_on_exec = 1;
     a->inherit = 1;
     a->sample_id_all = 1;
     // As sample_attr: the records share rings and are merged. The kernel refuses CLOCK_REALTIME
-    // (strace's clock) for tracepoints, so wait times are converted afterwards.
+    // (strace's clock) for tracepoints, so times are converted afterwards.
     a->use_clockid = 1;
     a->clockid = CLOCK_MONOTONIC;
-    if (!own_ring)
-        return;
-    a->mmap = a->mmap2 = a->comm = a->comm_exec = a->task = 1; // as sample_attr
-    a->watermark = 1;
-    a->wakeup_watermark = (uint32_t)(data_size / 4);
+    if (own_ring)
+        ring_owner_attr(a, data_size);
+}
+
+static void futex_attr(struct perf_event_attr *a, uint64_t id, bool own_ring, size_t data_size)
+{
+    tracepoint_attr(a, id, MD_PERF_FUTEX_SAMPLE_TYPE, own_ring, data_size);
+    a->sample_stack_user = MD_PERF_FUTEX_STACK_BYTES;
+    a->sample_max_stack = FUTEX_MAX_STACK;
+    a->exclude_callchain_kernel = 1;
 }
 
 static struct ring *cpu_ring(struct md_perf *p, int cpu)
@@ -411,32 +431,38 @@ static struct ring *cpu_ring(struct md_perf *p, int cpu)
     return NULL;
 }
 
-// Opens the futex event of one CPU, into the CPU's cpu-clock ring or a ring of its own. 1: the
-// CPU is offline (or not sampled), skip it.
-static int open_futex_cpu(struct md_perf *p, int cpu, uint64_t id, const char *filter, size_t pages,
-                          struct md_error *err)
+// A filtered tracepoint event to open on each CPU, with its attributes for either case: writing
+// into the CPU's ring (of the cpu-clock or the syscall events) or owning a ring of its own.
+struct tracepoint_event {
+    struct perf_event_attr into_ring, own_ring;
+    const char *filter, *what;
+    int *fds;         // where the events that write into another's ring are kept (to close)
+    size_t *fd_count; // ... and how many there are
+};
+
+// Opens the event on one CPU; *id gets its identifier. 1: the CPU is offline (or not sampled),
+// skip it.
+static int open_tracepoint_cpu(struct md_perf *p, int cpu, const struct tracepoint_event *t,
+                               size_t pages, uint64_t *id, struct md_error *err)
 {
-    struct ring *out = p->cpu_sampling ? cpu_ring(p, cpu) : NULL;
+    struct ring *out = cpu_ring(p, cpu);
     if (p->cpu_sampling && !out)
         return 1;
-    struct perf_event_attr a;
-    futex_attr(&a, id, !out, pages * (size_t)sysconf(_SC_PAGESIZE));
+    struct perf_event_attr a = out ? t->into_ring : t->own_ring;
     long fd = perf_event_open(&a, p->pid, cpu, -1, PERF_FLAG_FD_CLOEXEC);
     if (fd < 0 && errno == ENODEV)
         return 1;
     if (fd < 0)
-        return open_fail(err, errno, "futex tracepoint");
-    if (ioctl((int)fd, PERF_EVENT_IOC_SET_FILTER, filter) ||
-        ioctl((int)fd, PERF_EVENT_IOC_ID, &p->futex_ids[p->futex_id_count]) ||
+        return open_fail(err, errno, t->what);
+    if (ioctl((int)fd, PERF_EVENT_IOC_SET_FILTER, t->filter) ||
+        ioctl((int)fd, PERF_EVENT_IOC_ID, id) ||
         (out && ioctl((int)fd, PERF_EVENT_IOC_SET_OUTPUT, out->fd))) {
         int saved = errno;
         close((int)fd);
-        return md_fail_errno(err, saved, "perf: futex tracepoint on CPU %d (filter, id or output)",
-                             cpu);
+        return md_fail_errno(err, saved, "perf: %s on CPU %d (filter, id or output)", t->what, cpu);
     }
-    p->futex_id_count++;
     if (out) {
-        p->futex_fds[p->futex_fd_count++] = (int)fd;
+        t->fds[(*t->fd_count)++] = (int)fd;
         return 0;
     }
     struct ring *r = &p->rings[p->ring_count++];
@@ -448,7 +474,7 @@ static int open_futex_cpu(struct md_perf *p, int cpu, uint64_t id, const char *f
 static int open_futex_all(struct md_perf *p, size_t pages, struct md_error *err)
 {
     uint64_t id = 0;
-    if (read_futex_tracepoint(&id, err))
+    if (read_tracepoint("syscalls/sys_enter_futex", &id, err))
         return -1;
     long cpus = sysconf(_SC_NPROCESSORS_CONF);
     if (cpus < 1)
@@ -461,39 +487,160 @@ static int open_futex_all(struct md_perf *p, size_t pages, struct md_error *err)
         return md_fail(err, "perf: out of memory");
     char filter[1024];
     futex_filter(filter, sizeof filter);
-    for (long cpu = 0; cpu < cpus; cpu++)
-        if (open_futex_cpu(p, (int)cpu, id, filter, pages, err) < 0)
+    struct tracepoint_event t = {.filter = filter,
+                                 .what = "futex tracepoint",
+                                 .fds = p->futex_fds,
+                                 .fd_count = &p->futex_fd_count};
+    size_t data_size = pages * (size_t)sysconf(_SC_PAGESIZE);
+    futex_attr(&t.into_ring, id, false, data_size);
+    futex_attr(&t.own_ring, id, true, data_size);
+    for (long cpu = 0; cpu < cpus; cpu++) {
+        int rc = open_tracepoint_cpu(p, (int)cpu, &t, pages, &p->futex_ids[p->futex_id_count], err);
+        if (rc < 0)
             return -1;
+        p->futex_id_count += rc == 0;
+    }
     if (!p->futex_id_count)
         return md_fail(err, "perf: no online CPU accepted the futex tracepoint");
     return 0;
 }
 
-// The monotonic time now and how far CLOCK_REALTIME is ahead of it, read back to back.
-static void clock_pair(int64_t *mono, int64_t *offset)
+// ---- syscalls -----------------------------------------------------------------------------
+
+// "id == 9 || id == 11 || ...": the memory and futex syscalls, by this machine's numbers.
+static void sys_filter(char *out, size_t size)
 {
-    struct timespec r0, m, r1;
-    clock_gettime(CLOCK_REALTIME, &r0);
-    clock_gettime(CLOCK_MONOTONIC, &m);
-    clock_gettime(CLOCK_REALTIME, &r1);
-    int64_t real = ((int64_t)r0.tv_sec * 1000000000 + r0.tv_nsec) / 2 +
-                   ((int64_t)r1.tv_sec * 1000000000 + r1.tv_nsec) / 2;
-    *mono = (int64_t)m.tv_sec * 1000000000 + m.tv_nsec;
-    *offset = real - *mono;
+    size_t len = 0;
+    out[0] = 0;
+    for (int s = 0; s < MD_SYS_COUNT && len < size; s++)
+        len += (size_t)snprintf(out + len, size - len, "%sid == %ld", len ? " || " : "",
+                                md_sys_number((enum md_sys)s));
 }
 
-// Wait times from CLOCK_MONOTONIC to CLOCK_REALTIME, with the offset interpolated between the
-// two readings so that a clock slewed by NTP during the run stays matched.
-static void waits_to_realtime(const struct md_perf *p, struct md_perf_result *res)
+// Where field sits in the raw records of event, from its tracefs format file: a line like
+// "\tfield:long id;\toffset:8;\tsize:8;\tsigned:1;" (kernels with a longer common header move
+// everything after it).
+static int read_field_offset(const char *event, const char *field, size_t *offset,
+                             struct md_error *err)
 {
-    double span = (double)(p->mono_collect - p->mono_open);
-    double drift = (double)(p->offset_collect - p->offset_open);
-    for (size_t i = 0; i < res->futex_wait_count; i++) {
-        double into = span > 0 ? (double)((int64_t)res->futex_waits[i].time_ns - p->mono_open) : 0;
-        double offset = (double)p->offset_open + (span > 0 ? drift * into / span : 0);
-        res->futex_waits[i].time_ns =
-            (uint64_t)((int64_t)res->futex_waits[i].time_ns + (int64_t)offset);
+    for (size_t i = 0; i < sizeof tracefs_roots / sizeof tracefs_roots[0]; i++) {
+        char path[128], line[256];
+        snprintf(path, sizeof path, "%s/events/%s/format", tracefs_roots[i], event);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        bool found = false;
+        while (!found && fgets(line, sizeof line, f)) {
+            char *decl = strstr(line, "field:"), *end = decl ? strchr(decl, ';') : NULL;
+            char *name = end ? end : NULL;
+            while (name && name > decl && name[-1] != ' ' && name[-1] != '\t')
+                name--; // the declaration's last word: "id", "args[6]"
+            size_t len = strlen(field);
+            unsigned long at;
+            found = name && !strncmp(name, field, len) && (name[len] == ';' || name[len] == '[') &&
+                    (decl = strstr(end, "offset:")) && sscanf(decl, "offset:%lu;", &at) == 1;
+            if (found)
+                *offset = at;
+        }
+        fclose(f);
+        if (found)
+            return 0;
     }
+    return md_fail(err, "no field %s in tracefs events/%s/format", field, event);
+}
+
+static int open_syscalls(struct md_perf *p, size_t pages, struct md_error *err)
+{
+    uint64_t enter = 0, exit = 0;
+    if (read_tracepoint("raw_syscalls/sys_enter", &enter, err) ||
+        read_tracepoint("raw_syscalls/sys_exit", &exit, err) ||
+        read_field_offset("raw_syscalls/sys_enter", "id", &p->names.sys_nr_at, err) ||
+        read_field_offset("raw_syscalls/sys_enter", "args", &p->names.sys_args_at, err) ||
+        read_field_offset("raw_syscalls/sys_exit", "ret", &p->names.sys_ret_at, err))
+        return -1;
+    long cpus = sysconf(_SC_NPROCESSORS_CONF);
+    if (cpus < 1)
+        cpus = 1;
+    p->sys_fds = calloc(2 * (size_t)cpus, sizeof *p->sys_fds);
+    p->sys_enter_ids = calloc((size_t)cpus, sizeof *p->sys_enter_ids);
+    p->sys_exit_ids = calloc((size_t)cpus, sizeof *p->sys_exit_ids);
+    if (!p->rings)
+        p->rings = calloc((size_t)cpus, sizeof *p->rings);
+    if (!p->sys_fds || !p->sys_enter_ids || !p->sys_exit_ids || !p->rings)
+        return md_fail(err, "perf: out of memory");
+    char filter[512];
+    sys_filter(filter, sizeof filter);
+    size_t data_size = pages * (size_t)sysconf(_SC_PAGESIZE);
+    struct tracepoint_event t_enter = {.filter = filter,
+                                       .what = "raw_syscalls tracepoint",
+                                       .fds = p->sys_fds,
+                                       .fd_count = &p->sys_fd_count},
+                            t_exit = t_enter;
+    tracepoint_attr(&t_enter.into_ring, enter, MD_PERF_SYS_SAMPLE_TYPE, false, data_size);
+    tracepoint_attr(&t_enter.own_ring, enter, MD_PERF_SYS_SAMPLE_TYPE, true, data_size);
+    tracepoint_attr(&t_exit.into_ring, exit, MD_PERF_SYS_SAMPLE_TYPE, false, data_size);
+    tracepoint_attr(&t_exit.own_ring, exit, MD_PERF_SYS_SAMPLE_TYPE, true, data_size);
+    for (long cpu = 0; cpu < cpus; cpu++) {
+        size_t n = p->sys_id_count;
+        int rc = open_tracepoint_cpu(p, (int)cpu, &t_enter, pages, &p->sys_enter_ids[n], err);
+        if (rc == 1)
+            continue;
+        if (rc < 0)
+            return -1;
+        rc = open_tracepoint_cpu(p, (int)cpu, &t_exit, pages, &p->sys_exit_ids[n], err);
+        if (rc == 1) // offline since the enter event was opened: no half pairs
+            return md_fail(err, "perf: CPU %ld went offline while its events were opened", cpu);
+        if (rc < 0)
+            return -1;
+        p->sys_id_count++;
+    }
+    if (!p->sys_id_count)
+        return md_fail(err, "perf: no online CPU accepted the raw_syscalls tracepoints");
+    return 0;
+}
+
+// The monotonic time now and how far CLOCK_REALTIME is ahead of it: of 16 readings
+// (realtime, monotonic, realtime), the one whose two realtime reads are closest, so that a
+// preemption or a VM exit between the reads does not shift every converted time by microseconds
+// (syscalls are joined with slow calls to 200 ns).
+static void clock_pair(int64_t *mono, int64_t *offset)
+{
+    int64_t best_gap = INT64_MAX;
+    for (int i = 0; i < 16; i++) {
+        struct timespec r0, m, r1;
+        clock_gettime(CLOCK_REALTIME, &r0);
+        clock_gettime(CLOCK_MONOTONIC, &m);
+        clock_gettime(CLOCK_REALTIME, &r1);
+        int64_t t0 = (int64_t)r0.tv_sec * 1000000000 + r0.tv_nsec;
+        int64_t t1 = (int64_t)r1.tv_sec * 1000000000 + r1.tv_nsec;
+        if (t1 - t0 >= best_gap)
+            continue;
+        best_gap = t1 - t0;
+        *mono = (int64_t)m.tv_sec * 1000000000 + m.tv_nsec;
+        *offset = t0 + (t1 - t0) / 2 - *mono;
+    }
+}
+
+// A time from CLOCK_MONOTONIC to CLOCK_REALTIME, with the offset interpolated between the two
+// readings so that a clock slewed by NTP during the run stays matched.
+static uint64_t to_realtime(const struct md_perf *p, uint64_t mono)
+{
+    // integers for the big numbers (a double's step is 256 ns at today's epoch), a double for
+    // the small correction alone
+    int64_t span = p->mono_collect - p->mono_open;
+    int64_t drift = p->offset_collect - p->offset_open;
+    int64_t into = (int64_t)mono - p->mono_open;
+    int64_t correction = span > 0 ? (int64_t)((double)drift * (double)into / (double)span) : 0;
+    return (uint64_t)((int64_t)mono + p->offset_open + correction);
+}
+
+// Wait and syscall times into strace's clock.
+static void times_to_realtime(const struct md_perf *p, struct md_perf_result *res)
+{
+    for (size_t i = 0; i < res->futex_wait_count; i++)
+        res->futex_waits[i].time_ns = to_realtime(p, res->futex_waits[i].time_ns);
+    for (size_t i = 0; i < res->sys_event_count; i++)
+        res->sys_events[i].ts_ns = to_realtime(p, res->sys_events[i].ts_ns);
 }
 
 // Futex waits are an extra: when they cannot be sampled, everything else still runs, and
@@ -610,6 +757,7 @@ static struct md_perf *perf_new(pid_t pid, const struct md_perf_options *opt)
     p->wake_fd = -1;
     md_perf_log_init(&p->log,
                      opt->max_record_bytes ? opt->max_record_bytes : DEFAULT_MAX_RECORD_BYTES);
+    p->log.names = &p->names; // filled in before the reader starts
     unsigned top = opt->top_n ? opt->top_n : MD_PERF_TOP;
     p->names = (struct md_perf_names){
         .api = opt->alloc_api,
@@ -630,13 +778,17 @@ int md_perf_open(struct md_perf **out, pid_t pid, const struct md_perf_options *
     struct md_perf *p = perf_new(pid, opt);
     if (!p)
         return md_fail(err, "perf: out of memory");
-    size_t pages = opt->ring_pages ? opt->ring_pages : DEFAULT_RING_PAGES;
+    // every syscall is a record: more room between the reader's passes
+    size_t pages = opt->ring_pages ? opt->ring_pages
+                   : opt->syscalls ? 2 * DEFAULT_RING_PAGES
+                                   : DEFAULT_RING_PAGES;
     if (pages & (pages - 1)) {
         md_perf_close(p);
         return md_fail(err, "perf: ring_pages must be a power of 2, not %zu", pages);
     }
     if (open_uprobes(p, opt, err) ||
-        (opt->sample_hz && open_sampling(p, pages, opt->sample_hz, err))) {
+        (opt->sample_hz && open_sampling(p, pages, opt->sample_hz, err)) ||
+        (opt->syscalls && open_syscalls(p, pages, err))) {
         md_perf_close(p);
         return -1;
     }
@@ -645,12 +797,56 @@ int md_perf_open(struct md_perf **out, pid_t pid, const struct md_perf_options *
     clock_pair(&p->mono_open, &p->offset_open);
     p->names.futex_ids = p->futex_ids;
     p->names.futex_id_count = p->futex_id_count;
+    p->names.sys_enter_ids = p->sys_enter_ids;
+    p->names.sys_exit_ids = p->sys_exit_ids;
+    p->names.sys_id_count = p->sys_id_count;
+    p->names.sys_marker = opt->sys_marker;
     if (p->ring_count && start_reader(p, err)) {
         md_perf_close(p);
         return -1;
     }
     *out = p;
     return 0;
+}
+
+// Whether this process's effective capabilities include bit cap (/proc/self/status, CapEff).
+static bool has_capability(unsigned cap)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return false;
+    char line[256];
+    unsigned long long eff = 0;
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f))
+        found = sscanf(line, "CapEff: %llx", &eff) == 1;
+    fclose(f);
+    return found && cap < 64 && (eff >> cap & 1);
+}
+
+bool md_perf_syscalls_permitted(char *why, size_t size)
+{
+    enum { CAP_SYS_ADMIN_BIT = 21, CAP_PERFMON_BIT = 38 };
+    uint64_t id;
+    struct md_error err;
+    if (read_tracepoint("raw_syscalls/sys_enter", &id, &err)) {
+        snprintf(why, size, "%s", err.msg);
+        return false;
+    }
+    int paranoid = 2;
+    FILE *f = fopen("/proc/sys/kernel/perf_event_paranoid", "r");
+    if (f) {
+        if (fscanf(f, "%d", &paranoid) != 1)
+            paranoid = 2;
+        fclose(f);
+    }
+    if (paranoid <= -1 || has_capability(CAP_PERFMON_BIT) || has_capability(CAP_SYS_ADMIN_BIT))
+        return true;
+    snprintf(why, size,
+             "recording raw tracepoint data needs CAP_PERFMON (root) or "
+             "/proc/sys/kernel/perf_event_paranoid -1 (it is %d)",
+             paranoid);
+    return false;
 }
 
 static int read_uprobes(struct md_perf *p, struct md_perf_result *res, struct md_error *err)
@@ -671,6 +867,7 @@ int md_perf_collect(struct md_perf *p, struct md_perf_result *res, struct md_err
     memset(res, 0, sizeof *res);
     snprintf(res->futex_error, sizeof res->futex_error, "%s", p->futex_error);
     res->futex_sampled = p->futex_id_count > 0;
+    res->syscalls_recorded = p->sys_id_count > 0;
     if (read_uprobes(p, res, err))
         return -1;
     if (!p->ring_count)
@@ -686,7 +883,7 @@ int md_perf_collect(struct md_perf *p, struct md_perf_result *res, struct md_err
                        (uintmax_t)p->log.dropped_other);
     if (md_perf_replay(&p->log, &p->names, res, err))
         return -1;
-    waits_to_realtime(p, res);
+    times_to_realtime(p, res);
     return 0;
 }
 
@@ -696,8 +893,11 @@ void md_perf_result_free(struct md_perf_result *res)
         free(res->futex_stacks[i].frames);
     free(res->futex_stacks);
     free(res->futex_waits);
+    free(res->sys_events);
     res->futex_stacks = NULL;
     res->futex_waits = NULL;
+    res->sys_events = NULL;
+    res->sys_event_count = 0;
     res->futex_stack_count = res->futex_wait_count = 0;
 }
 
@@ -713,9 +913,14 @@ void md_perf_close(struct md_perf *p)
         free(p->probe_paths[i]);
     for (size_t i = 0; i < p->futex_fd_count; i++)
         close(p->futex_fds[i]);
+    for (size_t i = 0; i < p->sys_fd_count; i++)
+        close(p->sys_fds[i]);
     for (size_t i = 0; i < p->ring_count; i++)
         close_ring(&p->rings[i]);
     free(p->rings);
+    free(p->sys_fds);
+    free(p->sys_enter_ids);
+    free(p->sys_exit_ids);
     free(p->futex_fds);
     free(p->futex_ids);
     if (p->wake_fd >= 0)

@@ -38,6 +38,15 @@
 // alloc_internal: the allocator's own function names, matched on the leaf. Stripped libraries
 // are symbolized with their build-id debug files when installed (lib/symbolize.h).
 //
+// Syscalls (syscalls): two more events per CPU, on raw_syscalls:sys_enter and sys_exit with a
+// tracepoint filter on the syscall numbers, sampling every call (period 1) with its raw record
+// (number and arguments, or the result). They go into the CPU's cpu-clock ring, or into a ring
+// of their own that also carries the mapping and process records. The kernel writes them
+// without stopping the program: no ptrace stop, no context switch, where strace stops the
+// thread twice per call (about 70 us per pair on a VM). A ring that fills up loses records; the
+// count is reported (sys_lost). Closing a tracepoint event waits for an RCU grace period once
+// per tracepoint, which is why the raw tracepoints (two) are used, not one per syscall (14).
+//
 // Futex waits (futex_waits): one more event per CPU, on the tracepoint syscalls:sys_enter_futex,
 // sampling every call (period 1) whose operation blocks (a tracepoint filter keeps FUTEX_WAIT,
 // WAIT_BITSET, WAIT_REQUEUE_PI, LOCK_PI and LOCK_PI2, private or not, any clock). Its samples go
@@ -57,6 +66,7 @@
 #include <sys/types.h>
 
 #include "lib/error.h"
+#include "lib/sys_event.h"
 
 #define MD_PERF_MAX_UPROBES 64
 #define MD_PERF_TOP 10
@@ -85,6 +95,14 @@ struct md_perf_options {
     size_t max_record_bytes; // memory for raw sample records; 0 = 256 MiB
     unsigned ring_pages;     // ring buffer data pages per CPU, a power of 2; 0 = 256 (1 MiB)
     bool futex_waits;        // sample the call stack of every blocking futex call
+    // Record every memory and futex syscall (enter and exit) of the tree, as strace would: the
+    // raw_syscalls tracepoints, filtered to those syscalls. Unlike the other extras, failing to
+    // open them fails md_perf_open.
+    bool syscalls;
+    // With syscalls: madvise(sys_marker, 0, ...) drops the calling thread's syscalls so far and
+    // itself (the static probe's marker, alloc/probe_static.h: what came before was its own
+    // setup). 0: none.
+    uint64_t sys_marker;
 };
 
 #define MD_PERF_FUTEX_FRAMES 12
@@ -139,6 +157,15 @@ struct md_perf_result {
     struct md_perf_futex_wait *futex_waits;
     size_t futex_wait_count;
     uint64_t futex_excluded; // waits of processes whose command is "strace"
+
+    // syscalls: every recorded syscall in the order they were entered, times in CLOCK_REALTIME
+    // (malloc'd; md_perf_result_free), the records the kernel could not store (then the list
+    // is incomplete), and the processes seen exiting.
+    bool syscalls_recorded;
+    struct md_sys_event *sys_events;
+    size_t sys_event_count;
+    uint64_t sys_lost;
+    uint64_t process_exits;
 };
 
 struct md_perf; // opaque: events, ring buffers, reader thread, collected records
@@ -157,6 +184,13 @@ int md_perf_collect(struct md_perf *p, struct md_perf_result *res, struct md_err
 
 // Frees the futex stacks and waits of a collected result; safe on a zeroed result.
 void md_perf_result_free(struct md_perf_result *res);
+
+// Whether md_perf_open can record syscalls here, without opening anything (an open and close of a
+// tracepoint event costs an RCU grace period): the raw_syscalls tracepoints are readable in
+// tracefs, and this process has CAP_PERFMON or CAP_SYS_ADMIN or perf_event_paranoid is -1. A
+// seccomp policy that refuses perf_event_open itself is only found by md_perf_open. If not, why
+// says why.
+bool md_perf_syscalls_permitted(char *why, size_t size);
 
 // Closes everything; safe on NULL and after a failed collect.
 void md_perf_close(struct md_perf *p);

@@ -42,6 +42,8 @@ static bool log_reserve(struct md_perf_log *l, size_t size)
     return true;
 }
 
+static bool is_sys_record(const struct md_perf_names *n, const void *rec, size_t size);
+
 void md_perf_log_add(struct md_perf_log *l, const void *rec, size_t size)
 {
     struct perf_event_header h;
@@ -52,6 +54,8 @@ void md_perf_log_add(struct md_perf_log *l, const void *rec, size_t size)
             l->dropped_samples++;
         else
             l->dropped_other++;
+        if (sample && is_sys_record(l->names, rec, size))
+            l->dropped_syscalls++;
         return;
     }
     memcpy(l->data + l->len, rec, size);
@@ -196,7 +200,9 @@ struct replay {
     struct counter all, alloc;
     struct counter futex_index; // stack text -> index + 1 into res->futex_stacks
     size_t futex_stack_cap, futex_wait_cap;
-    struct md_u64map tree; // whole-CPU records: pid + 1 -> 1 while in the program's tree
+    struct md_u64map tree;        // whole-CPU records: pid + 1 -> 1 while in the program's tree
+    struct md_u64map sys_pending; // tid + 1 -> index + 1 into res->sys_events of its open call
+    size_t sys_cap;
     bool oom;
 };
 
@@ -628,12 +634,145 @@ static void on_futex_sample(struct replay *r, const struct sample *s, const unsi
     futex_count(r, text, in_alloc, s->tid, s->time);
 }
 
+// ---- syscalls ----------------------------------------------------------------------------
+
+static bool id_in(uint64_t id, const uint64_t *ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] == id)
+            return true;
+    return false;
+}
+
+static bool is_sys_id(const struct md_perf_names *n, uint64_t id)
+{
+    return n && (id_in(id, n->sys_enter_ids, n->sys_id_count) ||
+                 id_in(id, n->sys_exit_ids, n->sys_id_count));
+}
+
+// Whether a whole sample record (header first) is one of the syscall events'.
+static bool is_sys_record(const struct md_perf_names *n, const void *rec, size_t size)
+{
+    uint64_t id;
+    if (!n || size < sizeof(struct perf_event_header) + sizeof id)
+        return false;
+    memcpy(&id, (const unsigned char *)rec + sizeof(struct perf_event_header), sizeof id);
+    return is_sys_id(n, id);
+}
+
+// A raw_syscalls record (MD_PERF_SYS_SAMPLE_TYPE) after the header: identifier, ip, pid/tid,
+// time, then the raw size and the tracepoint's record.
+struct sys_sample {
+    uint64_t id, ip;
+    uint32_t pid, tid;
+    uint64_t time;
+    uint32_t raw_size;
+};
+#define SYS_RAW_AT (sizeof(uint64_t) * 4 + sizeof(uint32_t)) // where the raw record starts
+
+// The thread's syscalls so far were not the program's: they become tombstones (sys ==
+// MD_SYS_COUNT), removed after the replay, so that the indices of open calls stay valid.
+static void sys_drop_thread(struct replay *r, uint32_t tid)
+{
+    struct md_perf_result *res = r->res;
+    for (size_t i = 0; i < res->sys_event_count; i++)
+        if (res->sys_events[i].tid == (int32_t)tid)
+            res->sys_events[i].sys = MD_SYS_COUNT;
+    uint64_t *open = md_u64map_find(&r->sys_pending, (uint64_t)tid + 1);
+    if (open)
+        *open = 0;
+}
+
+static void sys_remove_tombstones(struct md_perf_result *res)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < res->sys_event_count; i++)
+        if (res->sys_events[i].sys != MD_SYS_COUNT)
+            res->sys_events[kept++] = res->sys_events[i];
+    res->sys_event_count = kept;
+}
+
+static void sys_enter(struct replay *r, const struct sys_sample *s, enum md_sys sys,
+                      const unsigned char *raw, size_t raw_size)
+{
+    struct md_perf_result *res = r->res;
+    struct md_sys_event *grown =
+        grow_array(res->sys_events, &r->sys_cap, res->sys_event_count, sizeof *grown);
+    if (!grown) {
+        r->oom = true;
+        return;
+    }
+    res->sys_events = grown;
+    uint64_t args[6] = {0};
+    size_t at = r->names->sys_args_at;
+    if (raw_size >= at + sizeof args)
+        memcpy(args, raw + at, sizeof args);
+    if (sys == MD_SYS_MADVISE && r->names->sys_marker && args[0] == r->names->sys_marker &&
+        args[1] == 0) {
+        sys_drop_thread(r, s->tid);
+        return;
+    }
+    int length_arg = md_sys_length_arg(sys);
+    struct md_sys_event e = {.tid = (int32_t)s->tid, .sys = sys, .ts_ns = s->time};
+    e.length = length_arg >= 0 ? args[length_arg] : 0;
+    e.futex_wait = sys == MD_SYS_FUTEX && md_sys_futex_op_blocks(args[1]);
+    res->sys_events[res->sys_event_count++] = e;
+    // an earlier call of the thread still open lost its exit record: it stays unfinished
+    if (!md_u64map_put(&r->sys_pending, (uint64_t)s->tid + 1, res->sys_event_count))
+        r->oom = true;
+}
+
+static void sys_exit(struct replay *r, const struct sys_sample *s, enum md_sys sys,
+                     const unsigned char *raw, size_t raw_size)
+{
+    uint64_t *open = md_u64map_find(&r->sys_pending, (uint64_t)s->tid + 1);
+    if (!open || !*open)
+        return; // entered before the events were enabled, or its entry was lost
+    struct md_sys_event *e = &r->res->sys_events[*open - 1];
+    *open = 0;
+    if (e->sys != sys)
+        return;
+    int64_t ret = 0;
+    size_t at = r->names->sys_ret_at;
+    if (raw_size >= at + sizeof ret)
+        memcpy(&ret, raw + at, sizeof ret);
+    e->finished = true;
+    e->failed = ret < 0 && ret >= -4095;
+    e->dur_ns = s->time > e->ts_ns ? s->time - e->ts_ns : 0;
+}
+
+// Whether the sample is a syscall record; if so it is taken into res->sys_events.
+static bool on_sys_sample(struct replay *r, const unsigned char *body, size_t body_size)
+{
+    const struct md_perf_names *n = r->names;
+    struct sys_sample s;
+    if (!n->sys_id_count || body_size < sizeof s)
+        return false;
+    memcpy(&s, body, sizeof s);
+    if (!is_sys_id(n, s.id))
+        return false;
+    bool enter = id_in(s.id, n->sys_enter_ids, n->sys_id_count);
+    const unsigned char *raw = body + SYS_RAW_AT;
+    size_t raw_size = s.raw_size < body_size - SYS_RAW_AT ? s.raw_size : body_size - SYS_RAW_AT;
+    int64_t nr = -1;
+    if (raw_size >= n->sys_nr_at + sizeof nr)
+        memcpy(&nr, raw + n->sys_nr_at, sizeof nr);
+    int sys = md_sys_from_number((long)nr);
+    if (sys < 0)
+        return true; // the filter lets none through; a kernel without it would
+    if (enter)
+        sys_enter(r, &s, (enum md_sys)sys, raw, raw_size);
+    else
+        sys_exit(r, &s, (enum md_sys)sys, raw, raw_size);
+    return true;
+}
+
 static void on_sample(struct replay *r, const struct perf_event_header *h,
                       const unsigned char *body)
 {
     struct sample s;
     size_t body_size = h->size - sizeof *h;
-    if (body_size < sizeof s)
+    if (on_sys_sample(r, body, body_size) || body_size < sizeof s)
         return;
     memcpy(&s, body, sizeof s);
     if (s.nr > (body_size - sizeof s) / sizeof(uint64_t))
@@ -698,10 +837,16 @@ static bool keep_record(struct replay *r, const struct perf_event_header *h,
     size_t size = h->size - sizeof *h;
     struct rec_fork f;
     uint32_t pid;
+    uint64_t id;
     switch (h->type) {
     case PERF_RECORD_SAMPLE: // id, ip, then pid
         if (size < sizeof(struct sample))
             return false;
+        // the syscall events are the program tree's own (inherited from it): kept, also after
+        // a process's main thread has exited and taken it out of the tree
+        memcpy(&id, body, sizeof id);
+        if (is_sys_id(r->names, id))
+            return true;
         memcpy(&pid, body + 16, sizeof pid);
         return in_tree(r, pid);
     case PERF_RECORD_COMM:
@@ -723,10 +868,30 @@ static bool keep_record(struct replay *r, const struct perf_event_header *h,
             tree_set(r, f.pid, true);
         else if (f.pid == f.tid)
             tree_set(r, f.pid, false);
-        return h->type == PERF_RECORD_FORK;
+        return true;
     default: // lost samples, throttling: of the whole CPU, the program's among them
         return true;
     }
+}
+
+// The kernel counts lost records per ring and names the event that writes the next record, not
+// the one that lost them: a ring the syscall events share with others may have lost syscalls
+// whichever event the record names. So with syscalls recorded every loss counts against them
+// too (a warning that errs on the safe side).
+static void on_lost(struct replay *r, const unsigned char *body)
+{
+    uint64_t lost;
+    memcpy(&lost, body + 8, sizeof lost);
+    r->res->samples_lost += lost;
+    if (r->names->sys_id_count)
+        r->res->sys_lost += lost;
+}
+
+static void on_exit_record(struct replay *r, const unsigned char *body)
+{
+    struct rec_fork f;
+    memcpy(&f, body, sizeof f);
+    r->res->process_exits += f.pid == f.tid;
 }
 
 static void on_record(struct replay *r, const struct perf_event_header *h,
@@ -750,10 +915,12 @@ static void on_record(struct replay *r, const struct perf_event_header *h,
         on_mmap2(r, h, body);
         break;
     case PERF_RECORD_LOST: // id, lost
-        if (h->size >= sizeof *h + 16) {
-            memcpy(&lost, body + 8, sizeof lost);
-            r->res->samples_lost += lost;
-        }
+        if (h->size >= sizeof *h + 16)
+            on_lost(r, body);
+        break;
+    case PERF_RECORD_EXIT:
+        if (h->size >= sizeof *h + sizeof(struct rec_fork))
+            on_exit_record(r, body);
         break;
     case PERF_RECORD_LOST_SAMPLES:
         if (h->size >= sizeof *h + 8) {
@@ -832,6 +999,7 @@ static void replay_free(struct replay *r)
     md_u64map_free(&r->thread_index);
     md_u64map_free(&r->alloc_memo);
     md_u64map_free(&r->tree);
+    md_u64map_free(&r->sys_pending);
     for (size_t i = 0; i < r->proc_count; i++)
         free(r->procs[i].maps);
     free(r->procs);
@@ -856,7 +1024,9 @@ int md_perf_replay(const struct md_perf_log *l, const struct md_perf_names *name
         on_record(&r, &h, l->data + refs[i].offset + sizeof h);
     }
     free(refs);
+    sys_remove_tombstones(res);
     res->samples_lost += l->dropped_samples;
+    res->sys_lost += l->dropped_syscalls;
     int rc = 0;
     if (r.oom)
         rc = md_fail(err, "perf: out of memory replaying samples");

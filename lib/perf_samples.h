@@ -22,16 +22,25 @@
     (PERF_SAMPLE_IDENTIFIER | PERF_SAMPLE_IP | PERF_SAMPLE_TID | PERF_SAMPLE_TIME |                \
      PERF_SAMPLE_CALLCHAIN)
 #define MD_PERF_FUTEX_SAMPLE_TYPE (MD_PERF_SAMPLE_TYPE | PERF_SAMPLE_STACK_USER)
+// Syscall records: the same head (identifier, ip, pid/tid, time), then the tracepoint's raw data
+// (u32 size, then the record: 8 bytes of common fields, the syscall number, and either the six
+// arguments or the result).
+#define MD_PERF_SYS_SAMPLE_TYPE                                                                    \
+    (PERF_SAMPLE_IDENTIFIER | PERF_SAMPLE_IP | PERF_SAMPLE_TID | PERF_SAMPLE_TIME | PERF_SAMPLE_RAW)
 // Bytes of user stack copied with each futex wait, from the stack pointer up: deep enough for
 // libc's lock path and a few frames of the program above it.
 #define MD_PERF_FUTEX_STACK_BYTES 4096
 
+struct md_perf_names;
+
 struct md_perf_log {
     unsigned char *data; // records back to back, each starting with its perf_event_header
     size_t len, cap;
-    size_t max;               // samples beyond this many bytes are counted, not stored
-    uint64_t dropped_samples; // samples not stored (over max, or out of memory)
-    uint64_t dropped_other;   // other records not stored (out of memory)
+    size_t max;                        // samples beyond this many bytes are counted, not stored
+    uint64_t dropped_samples;          // samples not stored (over max, or out of memory)
+    uint64_t dropped_syscalls;         // ... of those, syscall records (told apart by names)
+    uint64_t dropped_other;            // other records not stored (out of memory)
+    const struct md_perf_names *names; // the syscall events' identifiers; may be NULL
 };
 
 void md_perf_log_init(struct md_perf_log *l, size_t max);
@@ -53,13 +62,21 @@ struct md_perf_names {
     // samples.
     const uint64_t *futex_ids;
     size_t futex_id_count;
+    // Identifiers of the raw_syscalls:sys_enter and sys_exit events.
+    const uint64_t *sys_enter_ids, *sys_exit_ids;
+    size_t sys_id_count; // of each
+    uint64_t sys_marker; // md_perf_options.sys_marker
+    // Where the syscall number and the arguments (enter) or the result (exit) sit in the raw
+    // records (from tracefs' format files; 8 and 16 on mainline kernels).
+    size_t sys_nr_at, sys_args_at, sys_ret_at;
     // Nonzero: the records are of whole CPUs; keep those of this process from its exec on, and
     // of the processes it forks, theirs and so on (see on_record).
     pid_t system_wide_root;
 };
 
-// Replays the log into the sample fields of res (samples_*, throttled, top lists) and the futex
-// wait stacks (futex_stacks, futex_waits; freed by md_perf_result_free).
+// Replays the log into the sample fields of res (samples_*, throttled, top lists), the futex
+// wait stacks (futex_stacks, futex_waits) and the syscalls (sys_events, times still in
+// CLOCK_MONOTONIC); the arrays are freed by md_perf_result_free.
 int md_perf_replay(const struct md_perf_log *l, const struct md_perf_names *names,
                    struct md_perf_result *res, struct md_error *err);
 

@@ -8,23 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const sys_names[MD_SYS_COUNT] = {
-    [MD_SYS_MMAP] = "mmap",       [MD_SYS_MUNMAP] = "munmap", [MD_SYS_MREMAP] = "mremap",
-    [MD_SYS_MADVISE] = "madvise", [MD_SYS_BRK] = "brk",       [MD_SYS_MPROTECT] = "mprotect",
-    [MD_SYS_FUTEX] = "futex",
-};
-
-// Which argument (0-based) carries the length we report.
-static const int length_arg[MD_SYS_COUNT] = {
-    [MD_SYS_MMAP] = 1, [MD_SYS_MUNMAP] = 1,   [MD_SYS_MREMAP] = 2, [MD_SYS_MADVISE] = 1,
-    [MD_SYS_BRK] = -1, [MD_SYS_MPROTECT] = 1, [MD_SYS_FUTEX] = -1,
-};
-
-const char *md_sys_name(enum md_sys sys)
-{
-    return sys < MD_SYS_COUNT ? sys_names[sys] : "?";
-}
-
 // A cursor over one line: never reads past end.
 struct cursor {
     const char *p, *end;
@@ -95,7 +78,8 @@ static int sys_of(struct cursor *c)
 {
     for (int s = 0; s < MD_SYS_COUNT; s++) {
         struct cursor probe = *c;
-        if (take(&probe, sys_names[s]) && !at_end(&probe) && (*probe.p == '(' || *probe.p == ' ')) {
+        if (take(&probe, md_sys_name((enum md_sys)s)) && !at_end(&probe) &&
+            (*probe.p == '(' || *probe.p == ' ')) {
             *c = probe;
             return s;
         }
@@ -125,9 +109,9 @@ static bool seek_arg(struct cursor *c, int n)
 
 static void parse_args(struct cursor args, struct md_sys_event *e)
 {
-    if (length_arg[e->sys] >= 0) {
+    if (md_sys_length_arg(e->sys) >= 0) {
         struct cursor c = args;
-        if (seek_arg(&c, length_arg[e->sys]))
+        if (seek_arg(&c, md_sys_length_arg(e->sys)))
             parse_u64(&c, &e->length, 10);
     }
     if (e->sys == MD_SYS_FUTEX) {

@@ -10,6 +10,7 @@
 
 #include "alloc/probe_static.h"
 #include "lib/inspect.h"
+#include "lib/perf.h"
 #include "lib/probe_file.h"
 #include "lib/script.h"
 #include "lib/taskstats.h"
@@ -23,6 +24,15 @@
 
 // Calls slower than this are logged by the probe; any syscall strace stops on takes longer.
 #define MD_SLOW_CALL_NS 2000
+// The same when perf records the syscalls: the program is not stopped, so a syscall's call is
+// only a little slower than the syscall itself, and the cheapest (a munmap of one page, a
+// madvise) take about a microsecond on a VM. Calls without syscalls that take this long (page
+// faults) are logged too, and joined with nothing.
+#define MD_SLOW_CALL_NS_PERF 400
+// perf stamps syscalls in ns, a little after the syscall instruction; the probes stamp a slow
+// call's end right after it returns. What is left is the error of converting perf's clock to
+// CLOCK_REALTIME: far below strace's whole microseconds.
+#define MD_JOIN_SLACK_NS_PERF 200
 
 enum trace_mode {
     MODE_PRELOAD, // the probe interposes malloc in a dynamic program
@@ -309,6 +319,9 @@ struct session {
     // MODE_HOOKS: the same three arguments for a re-run through /proc/self/exe (probe_static.h)
     char env_static_file[PATH_MAX + 32], env_static_exe[PATH_MAX + 32], env_static_hooks[1100];
     struct md_strace_log log;
+    bool perf_syscalls;        // perf records the syscalls, not strace (strace_out stays empty)
+    uint64_t sys_lost;         // syscall records perf could not store
+    char sys_note[512];        // why strace recorded them after all, when perf refused
     struct md_tree_usage tree; // the program's processes, from taskstats
 };
 
@@ -353,8 +366,9 @@ static int hooked_command(struct session *s, struct md_error *err)
 static int prepare_probe(const struct md_trace_options *opt, struct session *s,
                          const char *active_id, struct md_error *err)
 {
+    uint64_t slow_ns = s->perf_syscalls ? MD_SLOW_CALL_NS_PERF : MD_SLOW_CALL_NS;
     if (s->target.mode == MODE_HOOKS)
-        return md_probe_file_create(&s->probe, MD_SLOW_CALL_NS,
+        return md_probe_file_create(&s->probe, slow_ns,
                                     opt->probe_flags & (MD_PROBE_WANT_STACKS | MD_PROBE_WANT_LEAKS),
                                     err) ||
                hooked_command(s, err);
@@ -363,9 +377,12 @@ static int prepare_probe(const struct md_trace_options *opt, struct session *s,
     uint32_t flags = opt->probe_flags;
     if (active_id && !strcmp(active_id, "tcmalloc-google"))
         flags |= MD_PROBE_PRECISE;
+    // the rseq mark finds calls that were switched out; without strace's stops a syscall is not
+    if (s->perf_syscalls)
+        flags |= MD_PROBE_PRECISE;
     const char *libc = s->target.libc;
     if (probe_build(opt, libc && !strcmp(libc, "musl") ? "musl" : "glibc", lib, sizeof lib, err) ||
-        md_probe_file_create(&s->probe, MD_SLOW_CALL_NS, flags, err))
+        md_probe_file_create(&s->probe, slow_ns, flags, err))
         return -1;
     // The probe first, so it interposes; then the allocator it forwards to (--compare).
     const char *prev = getenv("LD_PRELOAD"), *with = opt->preload_allocator;
@@ -375,12 +392,50 @@ static int prepare_probe(const struct md_trace_options *opt, struct session *s,
     return 0;
 }
 
+// Whether the program makes this machine's native syscalls, which perf's filter and decoding
+// use (an x86-64 tool; a 32-bit program's numbers differ). Only x86-64 is supported.
+static bool native_program(const cJSON *inspect)
+{
+    const cJSON *format = cJSON_GetObjectItemCaseSensitive(inspect, "format");
+    const char *cls = md_json_get_str(format, "class");
+    const char *machine = md_json_get_str(format, "machine");
+#if defined(__x86_64__)
+    return cls && machine && !strcmp(cls, "ELF64") && !strcmp(machine, "x86-64");
+#else
+    (void)cls, (void)machine;
+    return false;
+#endif
+}
+
+// perf records the syscalls when asked to, or by default when permitted and no preload probe
+// runs: the preload probe finds slow calls by the rseq mark, which needs strace's stops, and
+// would otherwise time every call (MD_PROBE_PRECISE); the static probe times every call anyway.
+static int choose_syscall_source(const struct md_trace_options *opt, struct session *s,
+                                 struct md_error *err)
+{
+    char why[256] = "";
+    bool native = native_program(s->target.inspect);
+    if (!native)
+        snprintf(why, sizeof why,
+                 "%s is not a 64-bit program: its syscall numbers are not the "
+                 "ones perf is set to record",
+                 s->target.plan.path);
+    bool permitted = opt->syscalls != MD_SYSCALLS_STRACE && native &&
+                     md_perf_syscalls_permitted(why, sizeof why);
+    if (opt->syscalls == MD_SYSCALLS_PERF && !permitted)
+        return md_fail(err, "--syscalls perf: %s", why);
+    s->perf_syscalls =
+        opt->syscalls == MD_SYSCALLS_PERF || (permitted && s->target.mode != MODE_PRELOAD);
+    s->perf.syscalls = s->perf_syscalls;
+    return s->perf_syscalls ? 0 : strace_file(s, err);
+}
+
 static int prepare(const struct md_trace_options *opt, struct session *s, struct md_error *err)
 {
     char program[PATH_MAX];
     if (md_find_program(opt->argv[0], program, sizeof program, err) ||
         md_exec_plan_make(program, opt->argv, &s->target.plan, err) ||
-        examine(s->target.plan.path, &s->target, err) || strace_file(s, err))
+        examine(s->target.plan.path, &s->target, err))
         return -1;
     choose_hooks(&s->target, opt);
     const char *active_id =
@@ -390,6 +445,8 @@ static int prepare(const struct md_trace_options *opt, struct session *s, struct
                           opt->sample_hz, opt->probe_flags & MD_PROBE_WANT_STACKS);
     if (uprobes && !s->perf.uprobe_count)
         s->target.mode = MODE_NONE;
+    if (choose_syscall_source(opt, s, err))
+        return -1;
     if (s->target.mode == MODE_UPROBES || s->target.mode == MODE_NONE)
         return 0;
     return prepare_probe(opt, s, active_id, err);
@@ -455,16 +512,36 @@ static int before_program(pid_t pid, void *ctx, struct md_error *err)
     return md_trace_perf_start(pid, &s->perf, err);
 }
 
-static int measure(const struct md_trace_options *opt, struct session *s, cJSON *report,
-                   struct md_run_result *run, struct md_error *err)
+static int read_strace(struct session *s, const struct md_run_result *run, struct md_error *err)
+{
+    if (md_strace_parse_file(&s->log, s->strace_out, err))
+        return -1;
+    if (s->log.lines == 0 && !run->interrupted_by && !run->timed_out)
+        return md_fail(err, "strace recorded nothing: is ptrace permitted here? (see "
+                            "/proc/sys/kernel/yama/ptrace_scope and seccomp policies)");
+    return 0;
+}
+
+// Who recorded the syscalls, and how many records perf lost (then every count is a lower bound).
+static void add_syscall_source(cJSON *report, const struct session *s)
+{
+    cJSON *o = cJSON_AddObjectToObject(report, "syscall_recording");
+    cJSON_AddStringToObject(o, "source", s->perf_syscalls ? "perf" : "strace");
+    cJSON_AddNumberToObject(o, "lost", (double)s->sys_lost);
+    md_json_str(o, "note", s->sys_note[0] ? s->sys_note : NULL);
+}
+
+// Runs the program once, under strace unless perf records the syscalls; tree_known: taskstats
+// told the program's processes (s->tree).
+static int run_program(const struct md_trace_options *opt, struct session *s,
+                       struct md_run_result *run, bool *tree_known, struct md_error *err)
 {
     bool preload = s->target.mode == MODE_PRELOAD;
     bool hooks = s->target.mode == MODE_HOOKS;
-    bool probed = preload || hooks; // counts, sizes and slow calls in the probe file
     const char *env[] = {s->env_preload, s->env_file, NULL};
     const char *env_static[] = {s->env_static_file, s->env_static_exe, s->env_static_hooks, NULL};
     struct md_run_spec spec = {.argv = hooks ? s->hooked_argv : opt->argv,
-                               .strace_out = s->strace_out,
+                               .strace_out = s->perf_syscalls ? NULL : s->strace_out,
                                .cmd_env = preload ? env
                                           : hooks ? env_static
                                                   : NULL,
@@ -476,9 +553,41 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
     md_taskstats_start(&exits);
     int failed = md_run(&spec, run, err);
     md_taskstats_stop(&exits);
-    bool tree_known = !failed && program_tree(&exits, run->pid, &s->tree);
+    *tree_known = !failed && program_tree(&exits, run->pid, &s->tree);
     md_taskstats_free(&exits);
-    if (failed)
+    return failed ? -1 : 0;
+}
+
+// By default, perf that refuses the syscall events when they are opened (a seccomp policy, the
+// locked-memory limit, too few file descriptors) gives way to strace. The program had not
+// started: the events are opened while it waits to exec.
+static int run_with_fallback(const struct md_trace_options *opt, struct session *s,
+                             struct md_run_result *run, bool *tree_known, struct md_error *err)
+{
+    if (!run_program(opt, s, run, tree_known, err))
+        return 0;
+    if (!s->perf.syscalls_refused)
+        return -1;
+    if (opt->syscalls != MD_SYSCALLS_AUTO) {
+        struct md_error why = *err;
+        return md_fail(err, "%s (`--syscalls strace` records them with strace instead)", why.msg);
+    }
+    snprintf(s->sys_note, sizeof s->sys_note,
+             "perf refused the syscall events (%s): strace "
+             "recorded them",
+             err->msg);
+    s->perf_syscalls = s->perf.syscalls = s->perf.syscalls_refused = false;
+    return strace_file(s, err) || run_program(opt, s, run, tree_known, err) ? -1 : 0;
+}
+
+static int measure(const struct md_trace_options *opt, struct session *s, cJSON *report,
+                   struct md_run_result *run, struct md_error *err)
+{
+    bool preload = s->target.mode == MODE_PRELOAD;
+    bool hooks = s->target.mode == MODE_HOOKS;
+    bool probed = preload || hooks; // counts, sizes and slow calls in the probe file
+    bool tree_known = false;
+    if (run_with_fallback(opt, s, run, &tree_known, err))
         return -1;
     if (probed)
         md_probe_file_finish(&s->probe);
@@ -490,14 +599,17 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
                        "%s: the static probe could not start the program (its message is "
                        "above); `--uprobes` counts without it",
                        s->target.plan.path);
-    if (md_strace_parse_file(&s->log, s->strace_out, err))
+    if (!s->perf_syscalls && read_strace(s, run, err))
         return -1;
-    if (s->log.lines == 0 && !run->interrupted_by && !run->timed_out)
-        return md_fail(err, "strace recorded nothing: is ptrace permitted here? (see "
-                            "/proc/sys/kernel/yama/ptrace_scope and seccomp policies)");
     if (preload)
         note_run_time_malloc(&s->target, s->probe.header);
     add_target(report, &s->target, opt);
+    uint64_t perf_ops[MD_OP_COUNT] = {0};
+    bool uprobes_counted = md_trace_perf_finish(&s->perf, perf_ops, report);
+    if (s->perf_syscalls && !md_trace_perf_take_syscalls(&s->perf, &s->log, &s->sys_lost))
+        return md_fail(err, "perf recorded no syscalls: %s",
+                       s->perf.error[0] ? s->perf.error : "the events could not be read");
+    add_syscall_source(report, s);
     add_run(report, run, opt->timeout_seconds, tree_known ? &s->tree : NULL, &s->log,
             probed ? &s->probe : NULL);
     struct md_trace_input in = {.log = &s->log,
@@ -505,9 +617,9 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
                                 .ops_source = preload ? "probe"
                                               : hooks ? "hooks"
                                                       : NULL,
-                                .wall_seconds = run->wall_seconds};
-    uint64_t perf_ops[MD_OP_COUNT] = {0};
-    if (md_trace_perf_finish(&s->perf, perf_ops, report) && !probed) {
+                                .wall_seconds = run->wall_seconds,
+                                .join_slack_ns = s->perf_syscalls ? MD_JOIN_SLACK_NS_PERF : 0};
+    if (uprobes_counted && !probed) {
         memcpy(in.ops, perf_ops, sizeof in.ops);
         in.ops_source = "uprobes";
     } else if (!probed && opt->ops) {

@@ -9,6 +9,13 @@
 #include "lib/report.h"
 #include "lib/run.h"
 
+// Who records the program's memory and futex syscalls.
+enum md_syscall_source {
+    MD_SYSCALLS_AUTO,   // perf for programs the preload probe does not run in, when permitted
+    MD_SYSCALLS_STRACE, // strace: stops the program twice per call; works wherever ptrace does
+    MD_SYSCALLS_PERF,   // the kernel's raw_syscalls tracepoints (root or CAP_PERFMON)
+};
+
 struct md_trace_options {
     char **argv;             // the program and its arguments
     const char *probe_dir;   // directory holding glibc/ and musl/ builds of libmdprobe.so
@@ -22,6 +29,7 @@ struct md_trace_options {
     bool include_inspect;   // add the program's whole inspect entry as "inspect" (doctor)
     double timeout_seconds; // --timeout: then the whole process tree is stopped; 0: none
     bool uprobes; // --uprobes: count a static program's calls with uprobes, not the static probe
+    enum md_syscall_source syscalls; // --syscalls
     // signals that interrupt the run, blocked by the caller (md_run_stop_signals), or NULL
     const sigset_t *stop_signals;
 };

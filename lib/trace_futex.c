@@ -12,10 +12,14 @@
 #define TOP_STACKS 20
 // How long after the end strace measured a sample may still come: strace takes its entry time
 // at its stop, the tracepoint fires once strace has let the thread go on, and under load that
-// gap can exceed the wait itself (70 us after a 40 us wait was seen here).
+// gap can exceed the wait itself (70 us after a 40 us wait was seen here). When perf records the
+// syscalls, the raw_syscalls event and the futex event fire in the same tracepoint, each with
+// its own clock reading: the sample may come a little before the recorded start (MATCH_EARLY_NS).
 #define MATCH_SLACK_NS 10000000
+// How far before a recorded start its sample may come: far less than a futex call takes.
+#define MATCH_EARLY_NS 1000
 
-// A blocking futex call as strace saw it.
+// A blocking futex call as recorded (by strace or perf).
 struct strace_wait {
     int32_t tid;
     uint64_t start_ns, dur_ns;
@@ -45,16 +49,17 @@ static struct strace_wait *strace_waits(const struct md_strace_log *log, size_t 
     return w;
 }
 
-// The last strace wait on tid that started at or before t, unless another sample took it or it
-// ended long before t. strace sees the call first (its seccomp stop comes before the kernel's
-// sys_enter tracepoint) and a thread makes one call at a time, so that is the sampled call.
+// The last recorded wait on tid that started at or before t (or just after), unless another sample
+// took it or it ended long before t. The recorder sees the call first (its seccomp stop comes
+// before the kernel's sys_enter tracepoint) and a thread makes one call at a time, so that is the
+// sampled call.
 static struct strace_wait *match(struct strace_wait *w, size_t n, uint32_t tid, uint64_t t)
 {
     size_t lo = 0, hi = n; // first entry after (tid, t)
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        bool after =
-            w[mid].tid > (int32_t)tid || (w[mid].tid == (int32_t)tid && w[mid].start_ns > t);
+        bool after = w[mid].tid > (int32_t)tid ||
+                     (w[mid].tid == (int32_t)tid && w[mid].start_ns > t + MATCH_EARLY_NS);
         if (after)
             hi = mid;
         else

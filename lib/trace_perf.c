@@ -2,8 +2,10 @@
 #include "lib/trace_perf.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "alloc/probe_static.h"
 #include "lib/report.h"
 #include "lib/symbolize.h"
 #include "rules/signatures.h"
@@ -82,35 +84,49 @@ void md_trace_perf_prepare(struct md_trace_perf *tp, const char *path, bool want
                  path);
 }
 
-static int open_perf(struct md_trace_perf *tp, pid_t pid, size_t uprobes, unsigned hz,
+// Opens the events asked for in tp; without extras, no CPU sampling and no futex stacks.
+static int open_perf(struct md_trace_perf *tp, pid_t pid, bool extras, bool with_uprobes,
                      struct md_error *err)
 {
     struct md_perf_options opt = {.uprobes = tp->uprobe,
-                                  .uprobe_count = uprobes,
-                                  .sample_hz = hz,
+                                  .uprobe_count = with_uprobes ? tp->uprobe_count : 0,
+                                  .sample_hz = extras ? tp->sample_hz : 0,
                                   .alloc_api = alloc_api,
                                   .alloc_internal = tp->internal,
-                                  .futex_waits = tp->futex_stacks};
+                                  .futex_waits = extras && tp->futex_stacks,
+                                  .syscalls = tp->syscalls,
+                                  .sys_marker = MD_STATIC_MARKER};
     return md_perf_open(&tp->perf, pid, &opt, err);
 }
 
+// What matters most is opened at least: the syscalls (when perf records them, the report has
+// nothing without them), then the uprobes' counts, then sampling and futex stacks.
 int md_trace_perf_start(pid_t pid, void *ctx, struct md_error *err)
 {
     struct md_trace_perf *tp = ctx;
-    (void)err;
-    struct md_error why;
-    if (!tp->uprobe_count && !tp->sample_hz && !tp->futex_stacks)
+    struct md_error why, why_counting, why_syscalls;
+    bool counting = tp->uprobe_count || tp->syscalls;
+    if (!counting && !tp->sample_hz && !tp->futex_stacks)
         return 0;
-    if (!open_perf(tp, pid, tp->uprobe_count, tp->sample_hz, &why))
+    if (!open_perf(tp, pid, true, true, &why))
         return 0;
-    // counting matters more than sampling: try the uprobes alone before giving up
-    if (tp->uprobe_count && tp->sample_hz && !open_perf(tp, pid, tp->uprobe_count, 0, &why)) {
-        snprintf(tp->error, sizeof tp->error, "CPU sampling unavailable: %s", why.msg);
+    if (counting && (tp->sample_hz || tp->futex_stacks) &&
+        !open_perf(tp, pid, false, true, &why_counting)) {
+        snprintf(tp->error, sizeof tp->error, "CPU sampling and futex stacks unavailable: %s",
+                 why.msg);
         return 0;
+    }
+    if (tp->syscalls && tp->uprobe_count && !open_perf(tp, pid, false, false, &why_syscalls)) {
+        snprintf(tp->error, sizeof tp->error, "uprobes unavailable: %s", why.msg);
+        return 0;
+    }
+    tp->perf = NULL;
+    if (tp->syscalls) {
+        tp->syscalls_refused = true;
+        return md_fail(err, "%s", why.msg);
     }
     snprintf(tp->error, sizeof tp->error, "perf unavailable (needs root or CAP_PERFMON): %s",
              why.msg);
-    tp->perf = NULL;
     return 0;
 }
 
@@ -167,7 +183,7 @@ bool md_trace_perf_finish(struct md_trace_perf *tp, uint64_t *ops, cJSON *report
         return false;
     }
     tp->collected = tp->perf != NULL;
-    if (tp->perf && tp->uprobe_count) {
+    if (tp->perf && tp->uprobe_count && r->uprobe_count) { // not when only the syscalls opened
         for (size_t i = 0; i < tp->uprobe_count && i < r->uprobe_count; i++)
             ops[tp->uprobe_op[i]] += r->uprobe_hits[i];
         if (tp->calloc_calls_malloc) // musl's calloc enters malloc too: count it once
@@ -190,6 +206,22 @@ const struct md_perf_result *md_trace_perf_futex(const struct md_trace_perf *tp,
     else
         snprintf(why, size, "perf events could not be collected");
     return NULL;
+}
+
+bool md_trace_perf_take_syscalls(struct md_trace_perf *tp, struct md_strace_log *log,
+                                 uint64_t *lost)
+{
+    struct md_perf_result *r = &tp->result;
+    if (!tp->collected || !r->syscalls_recorded)
+        return false;
+    free(log->event);
+    log->event = r->sys_events;
+    log->count = log->cap = r->sys_event_count;
+    log->exits = r->process_exits;
+    r->sys_events = NULL;
+    r->sys_event_count = 0;
+    *lost = r->sys_lost;
+    return true;
 }
 
 void md_trace_perf_close(struct md_trace_perf *tp)

@@ -12,6 +12,7 @@
 
 #include "alloc/probe_shared.h"
 #include "lib/perf.h"
+#include "lib/strace.h"
 
 struct md_trace_perf {
     struct md_perf *perf;
@@ -20,8 +21,10 @@ struct md_trace_perf {
     size_t uprobe_count;
     const char *internal[64]; // the active allocator's own function names (from its signature)
     unsigned sample_hz;
-    bool futex_stacks; // sample the stack of every blocking futex call (--stacks)
-    bool collected;    // result holds what md_trace_perf_finish collected
+    bool futex_stacks;     // sample the stack of every blocking futex call (--stacks)
+    bool syscalls;         // record the memory and futex syscalls (lib/perf.h); required
+    bool syscalls_refused; // md_trace_perf_start failed the run: the syscalls could not be opened
+    bool collected;        // result holds what md_trace_perf_finish collected
     struct md_perf_result result;
     bool calloc_calls_malloc; // musl: calloc() is malloc() + memset, counted twice by uprobes
     char error[320];          // why perf could not be used, when it could not
@@ -35,8 +38,9 @@ struct md_trace_perf {
 void md_trace_perf_prepare(struct md_trace_perf *tp, const char *path, bool want_uprobes,
                            const char *active_id, const char *libc, unsigned sample_hz,
                            bool futex_stacks);
-// md_run's before_start: opens the events on the stopped process. Never fails the run: without
-// perf the report says why.
+// md_run's before_start: opens the events on the stopped process. Fails the run only when the
+// syscalls were asked for (tp->syscalls, set after prepare) and cannot be recorded; without the
+// other events the report says why.
 int md_trace_perf_start(pid_t pid, void *ctx, struct md_error *err);
 // After the run: operation counts into ops (when uprobes counted them) and the "cpu" object.
 // The collected result stays in tp->result (futex waits) until md_trace_perf_close.
@@ -44,6 +48,10 @@ bool md_trace_perf_finish(struct md_trace_perf *tp, uint64_t *ops, cJSON *report
 // The sampled futex waits, or NULL with the reason in why (at least 256 bytes).
 const struct md_perf_result *md_trace_perf_futex(const struct md_trace_perf *tp, char *why,
                                                  size_t size);
+// The recorded syscalls (tp->syscalls), moved into log; false when there are none. lost: the
+// records the kernel could not store.
+bool md_trace_perf_take_syscalls(struct md_trace_perf *tp, struct md_strace_log *log,
+                                 uint64_t *lost);
 void md_trace_perf_close(struct md_trace_perf *tp);
 
 #endif

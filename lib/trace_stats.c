@@ -227,6 +227,7 @@ static int join(struct stats *st, const struct md_trace_input *input, const stru
         qsort(log->event, log->count, sizeof *log->event, by_tid_ts);
     size_t j = 0;
     struct thread_row *row = NULL;
+    uint64_t slack = input->join_slack_ns ? input->join_slack_ns : MD_JOIN_SLACK_NS;
     for (size_t i = 0; i < log->count; i++) {
         const struct md_sys_event *e = &log->event[i];
         if (!row || row->tid != e->tid) {
@@ -235,11 +236,9 @@ static int join(struct stats *st, const struct md_trace_input *input, const stru
         }
         row->sys[e->sys]++;
         while (j < slow_count &&
-               (slow[j].tid < e->tid ||
-                (slow[j].tid == e->tid && slow[j].end + MD_JOIN_SLACK_NS < e->ts_ns)))
+               (slow[j].tid < e->tid || (slow[j].tid == e->tid && slow[j].end + slack < e->ts_ns)))
             j++;
-        bool inside =
-            j < slow_count && slow[j].tid == e->tid && slow[j].start <= e->ts_ns + MD_JOIN_SLACK_NS;
+        bool inside = j < slow_count && slow[j].tid == e->tid && slow[j].start <= e->ts_ns + slack;
         count_event(st, e, inside ? &slow[j] : NULL);
         if (e->sys == MD_SYS_FUTEX && e->futex_wait)
             count_futex_stack(input, e, inside ? &slow[j] : NULL);

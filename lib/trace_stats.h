@@ -24,6 +24,9 @@ struct md_trace_input {
     // with stacks: futex waits inside allocator calls per stack id (index + 1), filled here
     uint64_t *futex_waits_by_stack, *futex_ns_by_stack;
     uint32_t stack_slots; // entries in those arrays
+    // How far (ns) a syscall may lie outside a slow call's window and still count as inside it:
+    // the error of the two clocks. 0: MD_JOIN_SLACK_NS, strace's.
+    uint64_t join_slack_ns;
 };
 
 // Adds "ops", "syscalls", "futex", "mmap_lengths", "threads", "requests", "size_bands",

@@ -1,5 +1,6 @@
 #!/bin/sh
-# trace's overhead on a 2-thread malloc/free loop, side by side with strace -f -c, in one run.
+# trace's overhead on a 2-thread malloc/free loop, side by side with strace -f -c, in one run;
+# then trace's fixed cost per run.
 # Goals (issue 4): default mode at most 1.3x on glibc dynamic and 2.0x on static musl, --stacks at
 # most 3x. Besides the ratios it prints what trace adds per allocator call, in ns: on glibc the
 # probe's cost, on static musl the static probe's hooks (and, with --uprobes, a uprobe hit, which
@@ -29,8 +30,14 @@ for v in glibc:2:20000000 musl:2:200000 musl:1:200000; do
         -n "strace as trace runs it" "strace -D -f --seccomp-bpf -ttt -T -e trace=$syscalls -o /dev/null $p" \
         -n "malloc-doctor trace" "$T trace -o /dev/null -- $p" \
         -n "malloc-doctor trace --stacks" "$T trace --stacks -o /dev/null -- $p"
-    [ "$lib" = glibc ] || set -- "$@" -n "malloc-doctor trace --uprobes" \
-        "$T trace --uprobes -o /dev/null -- $p"
+    # the other syscall recorder side by side: static programs default to perf, dynamic to strace
+    if [ "$lib" = glibc ]; then
+        set -- "$@" -n "malloc-doctor trace --syscalls perf" "$T trace --syscalls perf -o /dev/null -- $p"
+    else
+        set -- "$@" -n "malloc-doctor trace --syscalls strace" \
+            "$T trace --syscalls strace -o /dev/null -- $p" \
+            -n "malloc-doctor trace --uprobes" "$T trace --uprobes -o /dev/null -- $p"
+    fi
     hyperfine -N --warmup 1 --runs 5 --style none --export-markdown "$out" --export-json "$json" \
         "$@" >/dev/null
     cat "$out"
@@ -48,4 +55,15 @@ for name in ("malloc-doctor trace", "malloc-doctor trace --stacks", "malloc-doct
 EOF
     echo
 done
+# trace's fixed cost per run: an empty static program (plain takes about a millisecond)
+printf 'int main(void) { return 0; }\n' >$B/empty.c
+musl-gcc -O2 -static -o $B/empty-musl $B/empty.c
+echo "trace's fixed cost (an empty static musl program):"
+hyperfine -N --warmup 2 --runs 15 --style none --export-markdown "$out" \
+    -n "plain" "$B/empty-musl" \
+    -n "malloc-doctor trace" "$T trace -o /dev/null -- $B/empty-musl" \
+    -n "malloc-doctor trace --sample-hz 0" "$T trace --sample-hz 0 -o /dev/null -- $B/empty-musl" \
+    -n "malloc-doctor trace --syscalls strace" "$T trace --syscalls strace -o /dev/null -- $B/empty-musl" \
+    >/dev/null
+cat "$out"
 rm -f "$out" "$json"

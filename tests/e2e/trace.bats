@@ -55,8 +55,9 @@ sys_field() { # syscall name, field
     [[ "$output" == *"--sample-hz: at most 10000"* ]]
 }
 
-@test "seed 004: the 1016-1024 B band causes the mmaps, and per-op counts match the allocator's own" {
-    run "$T" trace --json -o "$OUT" -- "$FX/toy-driver"
+# seed 004's checks, with trace's options
+seed004() {
+    run "$T" trace --json -o "$OUT" "$@" -- "$FX/toy-driver"
     [ "$status" -eq 0 ]
     # the toy allocator prints its own counts on stderr at exit
     toy=$(echo "$output" | grep '^toy:')
@@ -78,6 +79,112 @@ sys_field() { # syscall name, field
     python3 -c "
 import json; r=json.load(open('$OUT')); m=[s for s in r['syscalls'] if s['name']=='mmap'][0]
 assert abs(m['per_op'] - m['count']/r['ops']['total']) < 1e-12, m"
+}
+
+@test "seed 004: the 1016-1024 B band causes the mmaps, and per-op counts match the allocator's own" {
+    seed004
+    # a dynamic program with the preload probe: strace records the syscalls
+    [ "$(q "r['syscall_recording']['source']")" = strace ]
+}
+
+@test "seed 004 with --syscalls perf: the same attribution from the kernel's tracepoints" {
+    [ "$(id -u)" = 0 ] || skip "perf's tracepoints need root"
+    seed004 --syscalls perf
+    [ "$(q "r['syscall_recording']['source'], r['syscall_recording']['lost']")" = "perf 0" ]
+    # without strace's stops the rseq mark sees no syscall: the probe times every call
+    [ "$(q "r['attribution']['method']")" = ticks ]
+}
+
+# the two recorders on the same program, the reports in $OUT.perf and $OUT
+perf_and_strace() {
+    run "$T" trace --json -o "$OUT" -- "$@"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['syscall_recording']['source'], r['syscall_recording']['lost'], r['mode']")" = "perf 0 hooks" ]
+    cp "$OUT" "$OUT.perf"
+    run "$T" trace --syscalls strace --json -o "$OUT" -- "$@"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['syscall_recording']['source']")" = strace ]
+}
+
+@test "--syscalls: perf records a static program's syscalls by default, the same ones strace records" {
+    [ "$(id -u)" = 0 ] || skip "perf's tracepoints need root"
+    # sys-pattern 50: 50 x (malloc(200000) and free: musl maps and unmaps; then a page mapped,
+    # protected, advised and unmapped directly)
+    perf_and_strace "$FX/sys-pattern" 50
+    python3 - "$OUT.perf" "$OUT" <<'PY'
+import json, sys
+perf, strace = (json.load(open(f)) for f in sys.argv[1:])
+count = lambda r: {s['name']: s['count'] for s in r['syscalls']}
+inside = lambda r: {s['name']: s['in_allocator'] for s in r['syscalls']}
+# one thread, one fixed pattern: every syscall counted alike, the static probe's own dropped
+assert count(perf) == count(strace), (count(perf), count(strace))
+assert count(perf)['madvise'] == 50 and count(perf)['mprotect'] == 50, count(perf)
+assert perf['cpu']['scope'] == 'system', perf['cpu']  # whole CPUs sampled: rings shared
+for r in (perf, strace):
+    i = inside(r)
+    # every free's munmap is the allocator's, the direct calls are not
+    assert i['munmap'] == 50 and i['madvise'] == 0 and i['mprotect'] == 0, i
+    # malloc's mmaps, and the first malloc's mapping of its metadata (the first call may be
+    # missed: its thread can move to another CPU mid-call, whose tick counter differs)
+    assert 49 <= i['mmap'] <= 51, i
+    band = [b for b in r['size_bands'] if b['from'] <= 200000 <= b['to']][0]
+    assert band['syscalls']['mmap'] == i['mmap'], band
+PY
+    # the same rounds in a thread that outlives the main thread: its process has left the
+    # sampled tree when the main thread exited, its syscalls are still the program's
+    perf_and_strace "$FX/sys-pattern" 30 thread
+    python3 - "$OUT.perf" "$OUT" <<'PY'
+import json, sys
+perf, strace = (json.load(open(f)) for f in sys.argv[1:])
+# futex calls depend on timing (strace slows the main thread down while it holds a lock)
+count = lambda r: {s['name']: s['count'] for s in r['syscalls'] if s['name'] != 'futex'}
+assert count(perf) == count(strace), (count(perf), count(strace))
+assert count(perf)['madvise'] == 30 and count(perf)['munmap'] == 60, count(perf)
+PY
+    rm -f "$OUT.perf"
+}
+
+@test "--syscalls: by default, perf that refuses the events at the start gives way to strace" {
+    [ "$(id -u)" = 0 ] || skip "perf's tracepoints need root"
+    # few file descriptors: enough for the tool and strace, too few for the perf events (the
+    # exact number depends on what the tool has open; one of these limits is it)
+    found=
+    for n in 9 10 11 12 13 14 15 16; do
+        run bash -c 'ulimit -n "$1" && exec "$2" trace --sample-hz 0 --json -o "$3" -- "$4" 5' \
+            _ "$n" "$T" "$OUT" "$FX/sys-pattern"
+        [ "$status" -eq 0 ] || continue
+        [ "$(q "r['syscall_recording']['source']")" = strace ] || continue
+        [[ "$(q "r['syscall_recording']['note']")" == "perf refused the syscall events ("*"Too many open files): strace recorded them" ]]
+        [ "$(q "[s['count'] for s in r['syscalls'] if s['name']=='madvise'][0]")" = 5 ]
+        found=$n
+        break
+    done
+    [ -n "$found" ]
+    # asked for perf by name, it is an error instead
+    run bash -c 'ulimit -n "$1" && exec "$2" trace --syscalls perf --sample-hz 0 -o /dev/null -- "$3" 5' \
+        _ "$found" "$T" "$FX/sys-pattern"
+    [ "$status" -ne 0 ]
+    [[ "$output" == *"Too many open files"*"--syscalls strace"* ]]
+}
+
+@test "--syscalls: a bad value is a usage error; perf where it is not permitted says why, auto falls back to strace" {
+    run "$T" trace --syscalls dtrace -- true
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--syscalls: 'dtrace' is not auto, strace or perf"* ]]
+    [ "$(id -u)" = 0 ] || skip "needs root to drop privileges"
+    dir=$(mktemp -d)
+    chmod 777 "$dir" # the other user writes the report there
+    run setpriv --reuid=65534 --regid=65534 --clear-groups "$T" trace --syscalls perf -o /dev/null \
+        -- "$FX/sys-pattern" 5
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--syscalls perf: "*"needs root"* ]]
+    run setpriv --reuid=65534 --regid=65534 --clear-groups "$T" trace --json -o "$dir/r.json" \
+        -- "$FX/sys-pattern" 5
+    [ "$status" -eq 0 ]
+    cp "$dir/r.json" "$OUT"
+    rm -rf "$dir"
+    [ "$(q "r['syscall_recording']['source'], r['mode']")" = "strace hooks" ]
+    [ "$(q "[s['count'] for s in r['syscalls'] if s['name']=='madvise'][0]")" = 5 ]
 }
 
 @test "text report: summary table first, the size band named" {
@@ -296,7 +403,7 @@ assert 'free' in r['mode_note'] and 'branch' in r['mode_note'], r['mode_note']
 assert r['ops']['malloc'] == 100 and r['ops']['free'] == 100, r['ops']"
     done
     run "$T" trace -- "$FX/unhookable-foreign"
-    [[ "$output" == *"counted by: uprobes)"*"note: not hooked: "*"free_cold+0x0 branches into the first bytes of free"* ]]
+    [[ "$output" == *"counted by: uprobes;"*"note: not hooked: "*"free_cold+0x0 branches into the first bytes of free"* ]]
 }
 
 @test "static probe: a zero thread pointer, an allocating SIGSYS handler, an executable stack" {

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -219,6 +220,121 @@ static void log_counts_samples_over_its_bound(void **state)
     md_perf_log_free(&l);
 }
 
+// ---- syscall records ----------------------------------------------------------------------
+
+enum { SYS_ENTER_ID = 7, SYS_EXIT_ID = 8 };
+
+// Appends one raw_syscalls record as the kernel writes it (MD_PERF_SYS_SAMPLE_TYPE): identifier,
+// ip, pid/tid, time, raw size, then the record: 8 bytes of common fields, the syscall number and
+// six arguments (enter) or the result (exit).
+static void add_sys_record(struct md_perf_log *l, uint64_t id, uint32_t tid, uint64_t time, long nr,
+                           const uint64_t *args)
+{
+    unsigned char rec[sizeof(struct perf_event_header) + 36 + 68] = {0};
+    struct perf_event_header h = {.type = PERF_RECORD_SAMPLE, .size = sizeof rec};
+    uint32_t pidtid[2] = {tid, tid}, raw_size = 68;
+    unsigned char *p = rec;
+    memcpy(p, &h, sizeof h), p += sizeof h;
+    memcpy(p, &id, 8), p += 16; // identifier, ip
+    memcpy(p, pidtid, 8), p += 8;
+    memcpy(p, &time, 8), p += 8;
+    memcpy(p, &raw_size, 4), p += 4;
+    int64_t number = nr;
+    memcpy(p + 8, &number, 8);
+    memcpy(p + 16, args, id == SYS_ENTER_ID ? 48 : 8);
+    md_perf_log_add(l, rec, sizeof rec);
+}
+
+static void syscall_records_become_events(void **state)
+{
+    (void)state;
+    struct md_perf_log l;
+    md_perf_log_init(&l, 1 << 20);
+    const uint64_t marker = 0x6d6400000000ul;
+    const uint64_t mmap_args[6] = {0, 8192, 3, 0x22, (uint64_t)-1, 0}, mmap_ret[1] = {0x7f0000};
+    const uint64_t wait_args[6] = {0x1000, 128 /* FUTEX_WAIT_PRIVATE */}, timedout[1] = {-110ul};
+    const uint64_t munmap_args[6] = {0x7f0000, 4096}, marker_args[6] = {marker, 0, 0};
+    // thread 12 is a static probe setting up: everything up to its marker is dropped
+    add_sys_record(&l, SYS_ENTER_ID, 12, 50, SYS_mmap, mmap_args);
+    add_sys_record(&l, SYS_EXIT_ID, 12, 60, SYS_mmap, mmap_ret);
+    add_sys_record(&l, SYS_ENTER_ID, 12, 70, SYS_madvise, marker_args);
+    add_sys_record(&l, SYS_EXIT_ID, 12, 71, SYS_madvise, mmap_ret);
+    // out of time order, as records from two CPUs' rings arrive
+    add_sys_record(&l, SYS_EXIT_ID, 11, 500, SYS_futex, timedout);
+    add_sys_record(&l, SYS_ENTER_ID, 10, 100, SYS_mmap, mmap_args);
+    add_sys_record(&l, SYS_ENTER_ID, 11, 105, SYS_futex, wait_args);
+    add_sys_record(&l, SYS_EXIT_ID, 10, 150, SYS_mmap, mmap_ret);
+    add_sys_record(&l, SYS_ENTER_ID, 10, 600, SYS_munmap, munmap_args); // never returned
+    // the kernel names the event that writes next, not the one that lost: in a shared ring a
+    // loss named after a CPU-clock event (id 99) may be of syscalls too
+    unsigned char lost[sizeof(struct perf_event_header) + 16] = {0};
+    struct perf_event_header h = {.type = PERF_RECORD_LOST, .size = sizeof lost};
+    uint64_t lost_body[2] = {99, 7};
+    memcpy(lost, &h, sizeof h);
+    memcpy(lost + sizeof h, lost_body, sizeof lost_body);
+    md_perf_log_add(&l, lost, sizeof lost);
+    const uint64_t enter_ids[1] = {SYS_ENTER_ID}, exit_ids[1] = {SYS_EXIT_ID};
+    struct md_perf_names names = {.api = alloc_api,
+                                  .top_n = MD_PERF_TOP,
+                                  .sys_enter_ids = enter_ids,
+                                  .sys_exit_ids = exit_ids,
+                                  .sys_id_count = 1,
+                                  .sys_marker = marker,
+                                  .sys_nr_at = 8,
+                                  .sys_args_at = 16,
+                                  .sys_ret_at = 16};
+    // over the log's bound a syscall record is counted as such
+    l.names = &names;
+    l.max = l.len;
+    add_sys_record(&l, SYS_ENTER_ID, 10, 700, SYS_mmap, mmap_args);
+    struct md_perf_result res = {0};
+    struct md_error err;
+    assert_int_equal(md_perf_replay(&l, &names, &res, &err), 0);
+    assert_int_equal(res.sys_lost, 7 + 1);
+    assert_int_equal(res.samples_lost, 7 + 1);
+    assert_int_equal(res.samples_total, 0); // syscall records are not CPU samples
+    assert_int_equal(res.sys_event_count, 3);
+    const struct md_sys_event *e = res.sys_events;
+    assert_int_equal(e[0].tid, 10);
+    assert_int_equal(e[0].sys, MD_SYS_MMAP);
+    assert_int_equal(e[0].ts_ns, 100);
+    assert_int_equal(e[0].dur_ns, 50);
+    assert_int_equal(e[0].length, 8192);
+    assert_true(e[0].finished && !e[0].failed && !e[0].futex_wait);
+    assert_int_equal(e[1].tid, 11);
+    assert_int_equal(e[1].sys, MD_SYS_FUTEX);
+    assert_int_equal(e[1].dur_ns, 395);
+    assert_true(e[1].futex_wait && e[1].finished && e[1].failed);
+    assert_int_equal(e[2].sys, MD_SYS_MUNMAP);
+    assert_int_equal(e[2].length, 4096);
+    assert_false(e[2].finished);
+    md_perf_result_free(&res);
+    md_perf_log_free(&l);
+}
+
+// A real program: its syscalls arrive with lengths, durations and results, and none is lost.
+static void syscalls_of_a_real_program_are_recorded(void **state)
+{
+    (void)state;
+    struct md_perf_options opt = {.syscalls = true};
+    char *argv[] = {PFX "churn-musl-static", NULL};
+    struct run r;
+    run_fixture(argv, &opt, &r);
+    assert_true(r.res.syscalls_recorded);
+    assert_int_equal(r.res.sys_lost, 0);
+    size_t mmaps = 0, finished = 0;
+    for (size_t i = 0; i < r.res.sys_event_count; i++) {
+        const struct md_sys_event *e = &r.res.sys_events[i];
+        mmaps += e->sys == MD_SYS_MMAP && e->length > 0;
+        finished += e->finished && e->dur_ns > 0;
+    }
+    fprintf(stderr, "# %zu syscalls, %zu mmaps with a length, %zu finished\n",
+            r.res.sys_event_count, mmaps, finished);
+    assert_true(mmaps > 0);
+    assert_int_equal(finished, r.res.sys_event_count); // the program ran to its end
+    md_perf_result_free(&r.res);
+}
+
 // ---- uprobes ------------------------------------------------------------------------------
 
 static void uprobes_count_static_musl_calls_exactly(void **state)
@@ -411,6 +527,8 @@ int main(void)
         cmocka_unit_test(stripped_libc_gets_debug_file_symbols),
         cmocka_unit_test(names_match_up_to_clone_suffix),
         cmocka_unit_test(log_counts_samples_over_its_bound),
+        cmocka_unit_test(syscall_records_become_events),
+        cmocka_unit_test(syscalls_of_a_real_program_are_recorded),
         cmocka_unit_test(uprobes_count_static_musl_calls_exactly),
         cmocka_unit_test(uprobes_and_sampling_together),
         cmocka_unit_test(uprobe_open_failure_is_reported),

@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// One memory or futex syscall of the traced program, whoever recorded it: strace's log
+// (lib/strace.h) or the kernel's raw_syscalls tracepoints (lib/perf.h). trace's statistics read
+// only this.
+#ifndef MD_SYS_EVENT_H
+#define MD_SYS_EVENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum md_sys {
+    MD_SYS_MMAP,
+    MD_SYS_MUNMAP,
+    MD_SYS_MREMAP,
+    MD_SYS_MADVISE,
+    MD_SYS_BRK,
+    MD_SYS_MPROTECT,
+    MD_SYS_FUTEX,
+    MD_SYS_COUNT,
+};
+
+struct md_sys_event {
+    int32_t tid;
+    enum md_sys sys;
+    uint64_t ts_ns;  // CLOCK_REALTIME at entry
+    uint64_t dur_ns; // time inside the syscall; 0 when unknown
+    uint64_t length; // bytes for mmap, munmap, madvise, mprotect; new length for mremap
+    bool futex_wait; // a futex operation that blocks (WAIT, WAIT_BITSET, LOCK_PI, ...)
+    bool failed;     // returned an error
+    bool finished;   // the result was seen (false when the process died inside the call)
+};
+
+const char *md_sys_name(enum md_sys sys);
+// Which argument (0-based) of the syscall carries the length we report; -1 for none.
+int md_sys_length_arg(enum md_sys sys);
+// Whether a futex operation word (FUTEX_PRIVATE_FLAG and FUTEX_CLOCK_REALTIME included) blocks:
+// WAIT, LOCK_PI, WAIT_BITSET, WAIT_REQUEUE_PI, LOCK_PI2. strace's names for these all start
+// with FUTEX_WAIT or FUTEX_LOCK_PI.
+bool md_sys_futex_op_blocks(uint64_t op);
+// The syscall number on this machine, and back (-1: not one of ours).
+long md_sys_number(enum md_sys sys);
+int md_sys_from_number(long nr);
+
+#endif
