@@ -55,6 +55,19 @@ for name in ("malloc-doctor trace", "malloc-doctor trace --stacks", "malloc-doct
 EOF
     echo
 done
+# the 1-thread static musl loop 10 times longer, so that trace's fixed cost per run (below)
+# weighs less; uprobes would take half a minute per run here
+p="$B/mtloop-musl 2000000 1"
+echo "trace overhead, musl (mtloop-musl: 1 thread(s) x 2000000 malloc/free pairs):"
+hyperfine -N --warmup 1 --runs 5 --style none --export-markdown "$out" \
+    -n "plain" "$p" \
+    -n "malloc-doctor trace" "$T trace -o /dev/null -- $p" \
+    -n "malloc-doctor trace --stacks" "$T trace --stacks -o /dev/null -- $p" \
+    -n "malloc-doctor trace --syscalls strace" "$T trace --syscalls strace -o /dev/null -- $p" \
+    >/dev/null
+cat "$out"
+echo
+
 # trace's fixed cost per run: an empty static program (plain takes about a millisecond)
 printf 'int main(void) { return 0; }\n' >$B/empty.c
 musl-gcc -O2 -static -o $B/empty-musl $B/empty.c
