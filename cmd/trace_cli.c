@@ -202,8 +202,9 @@ void md_render_trace_header(const cJSON *r)
         printf("note: %s\n", md_json_get_str(rec, "note"));
     double lost = md_json_get_num(rec, "lost");
     if (lost > 0)
-        printf("warning: perf could not store %.0f syscall records (its buffers were full): "
-               "the syscall counts are lower bounds; `--syscalls strace` loses none\n",
+        printf("warning: perf could not store up to %.0f syscall records (its buffers were full, "
+               "or the record limit was reached): the syscall counts are lower bounds; "
+               "`--syscalls strace` loses none\n",
                lost);
     const cJSON *script;
     cJSON_ArrayForEach(script, cJSON_GetObjectItemCaseSensitive(t, "scripts"))
@@ -332,8 +333,8 @@ static void print_stack_list(const cJSON *list, const char *title, const char *c
             break;
         if (shown == 1)
             printf("\n%s:\n", title);
-        printf("  %.0f %s, %.*f %s\n", num(st, count_key), count_key, decimals,
-               num(st, bytes_key), bytes_label);
+        printf("  %.0f %s, %.*f %s\n", num(st, count_key), count_key, decimals, num(st, bytes_key),
+               bytes_label);
         const cJSON *f;
         cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(st, "frames"))
             printf("      %s\n", f->valuestring);

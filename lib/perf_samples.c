@@ -715,7 +715,7 @@ static void sys_enter(struct replay *r, const struct sys_sample *s, enum md_sys 
     int length_arg = md_sys_length_arg(sys);
     struct md_sys_event e = {.tid = (int32_t)s->tid, .sys = sys, .ts_ns = s->time};
     e.length = length_arg >= 0 ? args[length_arg] : 0;
-    e.futex_wait = sys == MD_SYS_FUTEX && md_sys_futex_op_blocks(args[1]);
+    e.futex_wait = sys == MD_SYS_FUTEX && md_sys_futex_op_blocks((uint32_t)args[1]); // an int
     res->sys_events[res->sys_event_count++] = e;
     // an earlier call of the thread still open lost its exit record: it stays unfinished
     if (!md_u64map_put(&r->sys_pending, (uint64_t)s->tid + 1, res->sys_event_count))
@@ -809,25 +809,36 @@ static void on_sample(struct replay *r, const struct perf_event_header *h,
 
 // ---- the program's tree, when whole CPUs were sampled ---------------------------------------
 
+// The tree maps pid + 1 to the process's live threads: it is a member while it has any.
 static bool in_tree(struct replay *r, uint32_t pid)
 {
     uint64_t *v = md_u64map_find(&r->tree, (uint64_t)pid + 1);
     return v && *v;
 }
 
-static void tree_set(struct replay *r, uint32_t pid, bool member)
+// A thread joins: the first of a new process (its count starts again: a pid may be reused), or
+// one more of a member.
+static void tree_add_thread(struct replay *r, uint32_t pid, bool new_process)
 {
     uint64_t *v = md_u64map_find(&r->tree, (uint64_t)pid + 1);
     if (v)
-        *v = member;
-    else if (member && !md_u64map_put(&r->tree, (uint64_t)pid + 1, 1))
+        *v = new_process ? 1 : *v + 1;
+    else if (!md_u64map_put(&r->tree, (uint64_t)pid + 1, 1))
         r->oom = true;
 }
 
+static void tree_end_thread(struct replay *r, uint32_t pid)
+{
+    uint64_t *v = md_u64map_find(&r->tree, (uint64_t)pid + 1);
+    if (v && *v)
+        (*v)--;
+}
+
 // Whether a record of whole-CPU sampling is the program's. The root joins the tree at its exec
-// (before, it is the tool's child), a process forked by a member joins, and a process that exits
-// leaves (its pid may be reused by anyone). Records come in time order (index_log), so a fork is
-// seen before its child's first record.
+// (before, it is the tool's child), a process forked by a member joins, and a process whose last
+// thread exits leaves (its pid may be reused by anyone; its main thread may end before the
+// others). Records come in time order (index_log), so a fork is seen before its child's first
+// record. The syscall and futex events are per task and inherited by the tree only: kept.
 static bool keep_record(struct replay *r, const struct perf_event_header *h,
                         const unsigned char *body)
 {
@@ -842,10 +853,8 @@ static bool keep_record(struct replay *r, const struct perf_event_header *h,
     case PERF_RECORD_SAMPLE: // id, ip, then pid
         if (size < sizeof(struct sample))
             return false;
-        // the syscall events are the program tree's own (inherited from it): kept, also after
-        // a process's main thread has exited and taken it out of the tree
         memcpy(&id, body, sizeof id);
-        if (is_sys_id(r->names, id))
+        if (is_sys_id(r->names, id) || is_futex_event(r, id))
             return true;
         memcpy(&pid, body + 16, sizeof pid);
         return in_tree(r, pid);
@@ -854,8 +863,9 @@ static bool keep_record(struct replay *r, const struct perf_event_header *h,
         if (size < sizeof pid)
             return false;
         memcpy(&pid, body, sizeof pid);
-        if (h->type == PERF_RECORD_COMM && pid == root && (h->misc & PERF_RECORD_MISC_COMM_EXEC))
-            tree_set(r, pid, true);
+        if (h->type == PERF_RECORD_COMM && pid == root && (h->misc & PERF_RECORD_MISC_COMM_EXEC) &&
+            !in_tree(r, pid))
+            tree_add_thread(r, pid, true);
         return in_tree(r, pid);
     case PERF_RECORD_FORK:
     case PERF_RECORD_EXIT:
@@ -865,9 +875,9 @@ static bool keep_record(struct replay *r, const struct perf_event_header *h,
         if (!in_tree(r, f.ppid) && !in_tree(r, f.pid))
             return false;
         if (h->type == PERF_RECORD_FORK)
-            tree_set(r, f.pid, true);
-        else if (f.pid == f.tid)
-            tree_set(r, f.pid, false);
+            tree_add_thread(r, f.pid, f.pid == f.tid);
+        else
+            tree_end_thread(r, f.pid);
         return true;
     default: // lost samples, throttling: of the whole CPU, the program's among them
         return true;
@@ -1025,7 +1035,7 @@ int md_perf_replay(const struct md_perf_log *l, const struct md_perf_names *name
     }
     free(refs);
     sys_remove_tombstones(res);
-    res->samples_lost += l->dropped_samples;
+    res->samples_lost += l->dropped_samples - l->dropped_syscalls;
     res->sys_lost += l->dropped_syscalls;
     int rc = 0;
     if (r.oom)

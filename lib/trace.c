@@ -577,6 +577,7 @@ static int run_with_fallback(const struct md_trace_options *opt, struct session 
              "recorded them",
              err->msg);
     s->perf_syscalls = s->perf.syscalls = s->perf.syscalls_refused = false;
+    s->probe.slow_threshold_ns = MD_SLOW_CALL_NS; // strace's (md_probe_file_arm applies it)
     return strace_file(s, err) || run_program(opt, s, run, tree_known, err) ? -1 : 0;
 }
 

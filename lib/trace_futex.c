@@ -49,26 +49,32 @@ static struct strace_wait *strace_waits(const struct md_strace_log *log, size_t 
     return w;
 }
 
-// The last recorded wait on tid that started at or before t (or just after), unless another sample
-// took it or it ended long before t. The recorder sees the call first (its seccomp stop comes
-// before the kernel's sys_enter tracepoint) and a thread makes one call at a time, so that is the
-// sampled call.
+static bool takes(const struct strace_wait *c, uint32_t tid, uint64_t t)
+{
+    return c->tid == (int32_t)tid && !c->used && t <= c->start_ns + c->dur_ns + MATCH_SLACK_NS;
+}
+
+// The last recorded wait on tid that started at or before t, unless another sample took it or it
+// ended long before t: the recorder sees the call first (strace's seccomp stop comes before the
+// kernel's sys_enter tracepoint) and a thread makes one call at a time, so that is the sampled
+// call. Failing that, under perf, the first wait that started just after t (MATCH_EARLY_NS).
 static struct strace_wait *match(struct strace_wait *w, size_t n, uint32_t tid, uint64_t t)
 {
     size_t lo = 0, hi = n; // first entry after (tid, t)
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        bool after = w[mid].tid > (int32_t)tid ||
-                     (w[mid].tid == (int32_t)tid && w[mid].start_ns > t + MATCH_EARLY_NS);
+        bool after =
+            w[mid].tid > (int32_t)tid || (w[mid].tid == (int32_t)tid && w[mid].start_ns > t);
         if (after)
             hi = mid;
         else
             lo = mid + 1;
     }
-    if (!lo || w[lo - 1].tid != (int32_t)tid || w[lo - 1].used)
-        return NULL;
-    struct strace_wait *c = &w[lo - 1];
-    return t <= c->start_ns + c->dur_ns + MATCH_SLACK_NS ? c : NULL;
+    if (lo && takes(&w[lo - 1], tid, t))
+        return &w[lo - 1];
+    if (lo < n && w[lo].tid == (int32_t)tid && !w[lo].used && w[lo].start_ns <= t + MATCH_EARLY_NS)
+        return &w[lo];
+    return NULL;
 }
 
 struct ranked {

@@ -121,9 +121,12 @@ int md_trace_perf_start(pid_t pid, void *ctx, struct md_error *err)
         return 0;
     }
     tp->perf = NULL;
-    if (tp->syscalls) {
+    if (tp->syscalls) { // the last attempt's reason: the syscall events' own
         tp->syscalls_refused = true;
-        return md_fail(err, "%s", why.msg);
+        const struct md_error *last = tp->uprobe_count                    ? &why_syscalls
+                                      : tp->sample_hz || tp->futex_stacks ? &why_counting
+                                                                          : &why;
+        return md_fail(err, "%s", last->msg);
     }
     snprintf(tp->error, sizeof tp->error, "perf unavailable (needs root or CAP_PERFMON): %s",
              why.msg);

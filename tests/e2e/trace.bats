@@ -142,6 +142,18 @@ assert count(perf) == count(strace), (count(perf), count(strace))
 assert count(perf)['madvise'] == 30 and count(perf)['munmap'] == 60, count(perf)
 PY
     rm -f "$OUT.perf"
+    # and the surviving thread's CPU samples are the program's too (whole CPUs sampled)
+    run "$T" trace --sample-hz 4000 --json -o "$OUT" -- "$FX/sys-pattern" 3000 thread
+    [ "$status" -eq 0 ]
+    python3 - "$OUT" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+cpu, run = r['cpu'], r['run']
+assert cpu['scope'] == 'system', cpu
+# at least a quarter of 4000 per CPU second (a process that left the tree with its main
+# thread kept about 10)
+assert cpu['samples'] >= 1000 * (run['user_seconds'] + run['sys_seconds']), (cpu, run)
+PY
 }
 
 @test "--syscalls: by default, perf that refuses the events at the start gives way to strace" {
