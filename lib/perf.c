@@ -520,28 +520,38 @@ static void sys_filter(char *out, size_t size)
 // Where field sits in the raw records of event, from its tracefs format file: a line like
 // "\tfield:long id;\toffset:8;\tsize:8;\tsigned:1;" (kernels with a longer common header move
 // everything after it).
+bool md_perf_format_field(FILE *f, const char *field, size_t *offset)
+{
+    char line[256];
+    size_t len = strlen(field);
+    while (fgets(line, sizeof line, f)) {
+        char *decl = strstr(line, "field:"), *end = decl ? strchr(decl, ';') : NULL;
+        if (!end)
+            continue;
+        char *name = end;
+        while (name > decl && name[-1] != ' ' && name[-1] != '\t')
+            name--; // the declaration's last word: "id", "args[6]"
+        unsigned long at;
+        const char *off = strstr(end, "offset:");
+        if (!strncmp(name, field, len) && (name[len] == ';' || name[len] == '[') && off &&
+            sscanf(off, "offset:%lu;", &at) == 1) {
+            *offset = at;
+            return true;
+        }
+    }
+    return false;
+}
+
 static int read_field_offset(const char *event, const char *field, size_t *offset,
                              struct md_error *err)
 {
     for (size_t i = 0; i < sizeof tracefs_roots / sizeof tracefs_roots[0]; i++) {
-        char path[128], line[256];
+        char path[128];
         snprintf(path, sizeof path, "%s/events/%s/format", tracefs_roots[i], event);
         FILE *f = fopen(path, "r");
         if (!f)
             continue;
-        bool found = false;
-        while (!found && fgets(line, sizeof line, f)) {
-            char *decl = strstr(line, "field:"), *end = decl ? strchr(decl, ';') : NULL;
-            char *name = end ? end : NULL;
-            while (name && name > decl && name[-1] != ' ' && name[-1] != '\t')
-                name--; // the declaration's last word: "id", "args[6]"
-            size_t len = strlen(field);
-            unsigned long at;
-            found = name && !strncmp(name, field, len) && (name[len] == ';' || name[len] == '[') &&
-                    (decl = strstr(end, "offset:")) && sscanf(decl, "offset:%lu;", &at) == 1;
-            if (found)
-                *offset = at;
-        }
+        bool found = md_perf_format_field(f, field, offset);
         fclose(f);
         if (found)
             return 0;

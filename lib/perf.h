@@ -63,6 +63,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "lib/error.h"
@@ -194,6 +195,10 @@ bool md_perf_syscalls_permitted(char *why, size_t size);
 
 // Closes everything; safe on NULL and after a failed collect.
 void md_perf_close(struct md_perf *p);
+
+// The offset of field in a tracefs format file ("\tfield:long id;\toffset:8;\tsize:8;..."): the
+// declaration's last word is field, or field[N]. Exported for tests.
+bool md_perf_format_field(FILE *f, const char *field, size_t *offset);
 
 // Whether name is one of the NULL-terminated list, exactly or up to a ".suffix" that compilers
 // add to clones ("toy_refill.constprop.0" matches "toy_refill"). Exported for tests.

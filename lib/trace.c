@@ -417,8 +417,7 @@ static int choose_syscall_source(const struct md_trace_options *opt, struct sess
     bool native = native_program(s->target.inspect);
     if (!native)
         snprintf(why, sizeof why,
-                 "%s is not a 64-bit program: its syscall numbers are not the "
-                 "ones perf is set to record",
+                 "%s is not an x86-64 program: perf is set to record x86-64 syscall numbers",
                  s->target.plan.path);
     bool permitted = opt->syscalls != MD_SYSCALLS_STRACE && native &&
                      md_perf_syscalls_permitted(why, sizeof why);
@@ -573,9 +572,7 @@ static int run_with_fallback(const struct md_trace_options *opt, struct session 
         return md_fail(err, "%s (`--syscalls strace` records them with strace instead)", why.msg);
     }
     snprintf(s->sys_note, sizeof s->sys_note,
-             "perf refused the syscall events (%s): strace "
-             "recorded them",
-             err->msg);
+             "perf refused the syscall events (%s): strace recorded them", err->msg);
     s->perf_syscalls = s->perf.syscalls = s->perf.syscalls_refused = false;
     s->probe.slow_threshold_ns = MD_SLOW_CALL_NS; // strace's (md_probe_file_arm applies it)
     return strace_file(s, err) || run_program(opt, s, run, tree_known, err) ? -1 : 0;

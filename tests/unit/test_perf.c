@@ -312,6 +312,35 @@ static void syscall_records_become_events(void **state)
     md_perf_log_free(&l);
 }
 
+static void format_file_fields_are_found(void **state)
+{
+    (void)state;
+    static const char format[] =
+        "name: sys_enter\nID: 21\nformat:\n"
+        "\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n"
+        "\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n"
+        "\tfield:int idx;\toffset:6;\tsize:4;\tsigned:1;\n" // a name that starts like "id"
+        "\n"
+        "\tfield:long id;\toffset:12;\tsize:8;\tsigned:1;\n"
+        "\tfield:unsigned long args[6];\toffset:20;\tsize:48;\tsigned:0;\n"
+        "\nprint fmt: \"NR %ld (%lx, %lx, %lx, %lx, %lx, %lx)\", REC->id\n";
+    struct {
+        const char *field;
+        bool found;
+        size_t offset;
+    } cases[] = {{"id", true, 12},  {"args", true, 20}, {"common_pid", true, 4},
+                 {"pid", false, 0}, {"ret", false, 0},  {"idx", true, 6}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        FILE *f = fmemopen((void *)format, sizeof format - 1, "r");
+        assert_non_null(f);
+        size_t offset = 0;
+        bool found = md_perf_format_field(f, cases[i].field, &offset);
+        fclose(f);
+        if (found != cases[i].found || offset != cases[i].offset)
+            fail_msg("%s: found %d at %zu", cases[i].field, found, offset);
+    }
+}
+
 // A real program: its syscalls arrive with lengths, durations and results, and none is lost.
 static void syscalls_of_a_real_program_are_recorded(void **state)
 {
@@ -528,6 +557,7 @@ int main(void)
         cmocka_unit_test(names_match_up_to_clone_suffix),
         cmocka_unit_test(log_counts_samples_over_its_bound),
         cmocka_unit_test(syscall_records_become_events),
+        cmocka_unit_test(format_file_fields_are_found),
         cmocka_unit_test(syscalls_of_a_real_program_are_recorded),
         cmocka_unit_test(uprobes_count_static_musl_calls_exactly),
         cmocka_unit_test(uprobes_and_sampling_together),
