@@ -124,9 +124,8 @@ for r in (perf, strace):
     i = inside(r)
     # every free's munmap is the allocator's, the direct calls are not
     assert i['munmap'] == 50 and i['madvise'] == 0 and i['mprotect'] == 0, i
-    # malloc's mmaps, and the first malloc's mapping of its metadata (the first call may be
-    # missed: its thread can move to another CPU mid-call, whose tick counter differs)
-    assert 49 <= i['mmap'] <= 51, i
+    # malloc's mmaps, the first malloc's mapping of its metadata and its two brk calls
+    assert i['mmap'] == 51 and i['brk'] == 2, i
     band = [b for b in r['size_bands'] if b['from'] <= 200000 <= b['to']][0]
     assert band['syscalls']['mmap'] == i['mmap'], band
 PY
