@@ -361,27 +361,34 @@ static void futex_filter(char *out, size_t size)
             len += (size_t)snprintf(out + len, size - len, "%sop == %u", len ? " || " : "", op);
 }
 
+// One file of a tracepoint in tracefs, e.g. ("syscalls/sys_enter_futex", "id"), or NULL.
+static FILE *open_event_file(const char *event, const char *file)
+{
+    for (size_t i = 0; i < sizeof tracefs_roots / sizeof tracefs_roots[0]; i++) {
+        char path[160];
+        snprintf(path, sizeof path, "%s/events/%s/%s", tracefs_roots[i], event, file);
+        FILE *f = fopen(path, "r");
+        if (f)
+            return f;
+    }
+    return NULL;
+}
+
 // The id of a tracepoint, e.g. "syscalls/sys_enter_futex".
 static int read_tracepoint(const char *event, uint64_t *id, struct md_error *err)
 {
-    for (size_t i = 0; i < sizeof tracefs_roots / sizeof tracefs_roots[0]; i++) {
-        char path[128];
-        snprintf(path, sizeof path, "%s/events/%s/id", tracefs_roots[i], event);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        unsigned long long v;
-        int ok = fscanf(f, "%llu", &v) == 1;
+    FILE *f = open_event_file(event, "id");
+    unsigned long long v;
+    int ok = f && fscanf(f, "%llu", &v) == 1;
+    if (f)
         fclose(f);
-        if (ok) {
-            *id = v;
-            return 0;
-        }
-    }
-    return md_fail(err,
-                   "no readable tracefs events/%s/id (needs root, tracefs on "
-                   "/sys/kernel/tracing and CONFIG_FTRACE_SYSCALLS)",
-                   event);
+    if (!ok)
+        return md_fail(err,
+                       "no readable tracefs events/%s/id (needs root, tracefs on "
+                       "/sys/kernel/tracing and CONFIG_FTRACE_SYSCALLS)",
+                       event);
+    *id = v;
+    return 0;
 }
 
 // An event that owns a ring (no cpu-clock ring on its CPU) also records what the replay needs to
@@ -545,18 +552,11 @@ bool md_perf_format_field(FILE *f, const char *field, size_t *offset)
 static int read_field_offset(const char *event, const char *field, size_t *offset,
                              struct md_error *err)
 {
-    for (size_t i = 0; i < sizeof tracefs_roots / sizeof tracefs_roots[0]; i++) {
-        char path[128];
-        snprintf(path, sizeof path, "%s/events/%s/format", tracefs_roots[i], event);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        bool found = md_perf_format_field(f, field, offset);
+    FILE *f = open_event_file(event, "format");
+    bool found = f && md_perf_format_field(f, field, offset);
+    if (f)
         fclose(f);
-        if (found)
-            return 0;
-    }
-    return md_fail(err, "no field %s in tracefs events/%s/format", field, event);
+    return found ? 0 : md_fail(err, "no field %s in tracefs events/%s/format", field, event);
 }
 
 static int open_syscalls(struct md_perf *p, size_t pages, struct md_error *err)
