@@ -99,37 +99,47 @@ static int open_perf(struct md_trace_perf *tp, pid_t pid, bool extras, bool with
     return md_perf_open(&tp->perf, pid, &opt, err);
 }
 
-// What matters most is opened at least: the syscalls (when perf records them, the report has
-// nothing without them), then the uprobes' counts, then sampling and futex stacks.
+// What to give up, in this order, when perf refuses the events: sampling and futex stacks, then
+// the uprobes, then both. The syscalls, when perf records them, are never given up: without them
+// the report has nothing (the run fails, and trace may fall back to strace).
+static const struct {
+    bool extras, uprobes;
+    const char *unavailable; // what the report says is missing, NULL for everything
+} attempts[] = {
+    {true, true, NULL},
+    {false, true, "CPU sampling and futex stacks unavailable"},
+    {true, false, "uprobes unavailable"},
+    {false, false, "uprobes, CPU sampling and futex stacks unavailable"},
+};
+
 int md_trace_perf_start(pid_t pid, void *ctx, struct md_error *err)
 {
     struct md_trace_perf *tp = ctx;
-    struct md_error why, why_counting, why_syscalls;
-    bool counting = tp->uprobe_count || tp->syscalls;
-    if (!counting && !tp->sample_hz && !tp->futex_stacks)
+    bool extras = tp->sample_hz || tp->futex_stacks;
+    if (!tp->uprobe_count && !tp->syscalls && !extras)
         return 0;
-    if (!open_perf(tp, pid, true, true, &why))
-        return 0;
-    if (counting && (tp->sample_hz || tp->futex_stacks) &&
-        !open_perf(tp, pid, false, true, &why_counting)) {
-        snprintf(tp->error, sizeof tp->error, "CPU sampling and futex stacks unavailable: %s",
-                 why.msg);
-        return 0;
-    }
-    if (tp->syscalls && tp->uprobe_count && !open_perf(tp, pid, false, false, &why_syscalls)) {
-        snprintf(tp->error, sizeof tp->error, "uprobes unavailable: %s", why.msg);
-        return 0;
+    struct md_error first, last;
+    for (size_t i = 0; i < sizeof attempts / sizeof attempts[0]; i++) {
+        // an attempt that leaves out what was not asked for is one made already; one with
+        // nothing left to open is not made
+        if (i && ((!attempts[i].extras && !extras) || (!attempts[i].uprobes && !tp->uprobe_count) ||
+                  (!attempts[i].uprobes && !attempts[i].extras && !tp->syscalls)))
+            continue;
+        if (!open_perf(tp, pid, attempts[i].extras, attempts[i].uprobes, i ? &last : &first)) {
+            if (i)
+                snprintf(tp->error, sizeof tp->error, "%s: %s", attempts[i].unavailable, first.msg);
+            return 0;
+        }
+        if (!i)
+            last = first;
     }
     tp->perf = NULL;
-    if (tp->syscalls) { // the last attempt's reason: the syscall events' own
+    if (tp->syscalls) { // the last attempt's reason: the syscall events' own, or closest to it
         tp->syscalls_refused = true;
-        const struct md_error *last = tp->uprobe_count                    ? &why_syscalls
-                                      : tp->sample_hz || tp->futex_stacks ? &why_counting
-                                                                          : &why;
-        return md_fail(err, "%s", last->msg);
+        return md_fail(err, "%s", last.msg);
     }
     snprintf(tp->error, sizeof tp->error, "perf unavailable (needs root or CAP_PERFMON): %s",
-             why.msg);
+             first.msg);
     return 0;
 }
 

@@ -178,6 +178,26 @@ PY
     [[ "$output" == *"Too many open files"*"--syscalls strace"* ]]
 }
 
+@test "--syscalls: when perf refuses the uprobes (a path with a blank), it still records the syscalls and samples" {
+    [ "$(id -u)" = 0 ] || skip "perf's tracepoints need root"
+    dir=$(mktemp -d)
+    mkdir "$dir/my dir"
+    cp "$FX/sys-pattern" "$dir/my dir/sp"
+    run "$T" trace --uprobes --json -o "$OUT" -- "$dir/my dir/sp" 10
+    rm -rf "$dir"
+    [ "$status" -eq 0 ]
+    python3 - "$OUT" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r['mode'] == 'uprobes' and r['syscall_recording']['source'] == 'perf', r['mode']
+assert r['cpu']['sampled'] and r['cpu']['error'].startswith('uprobes unavailable: '), r['cpu']
+assert 'blanks' in r['cpu']['error'], r['cpu']
+assert r['ops']['source'] is None, r['ops']  # nothing counted the calls
+count = {s['name']: s['count'] for s in r['syscalls']}
+assert count['madvise'] == 10 and count['munmap'] == 20, count
+PY
+}
+
 @test "--syscalls: a bad value is a usage error; perf where it is not permitted says why, auto falls back to strace" {
     run "$T" trace --syscalls dtrace -- true
     [ "$status" -eq 2 ]
