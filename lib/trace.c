@@ -319,7 +319,6 @@ struct session {
     // MODE_HOOKS: the same three arguments for a re-run through /proc/self/exe (probe_static.h)
     char env_static_file[PATH_MAX + 32], env_static_exe[PATH_MAX + 32], env_static_hooks[1100];
     struct md_strace_log log;
-    bool perf_syscalls;        // perf records the syscalls, not strace (strace_out stays empty)
     uint64_t sys_lost;         // syscall records perf could not store
     char sys_note[512];        // why strace recorded them after all, when perf refused
     struct md_tree_usage tree; // the program's processes, from taskstats
@@ -366,7 +365,7 @@ static int hooked_command(struct session *s, struct md_error *err)
 static int prepare_probe(const struct md_trace_options *opt, struct session *s,
                          const char *active_id, struct md_error *err)
 {
-    uint64_t slow_ns = s->perf_syscalls ? MD_SLOW_CALL_NS_PERF : MD_SLOW_CALL_NS;
+    uint64_t slow_ns = s->perf.syscalls ? MD_SLOW_CALL_NS_PERF : MD_SLOW_CALL_NS;
     if (s->target.mode == MODE_HOOKS)
         return md_probe_file_create(&s->probe, slow_ns,
                                     opt->probe_flags & (MD_PROBE_WANT_STACKS | MD_PROBE_WANT_LEAKS),
@@ -378,7 +377,7 @@ static int prepare_probe(const struct md_trace_options *opt, struct session *s,
     if (active_id && !strcmp(active_id, "tcmalloc-google"))
         flags |= MD_PROBE_PRECISE;
     // the rseq mark finds calls that were switched out; without strace's stops a syscall is not
-    if (s->perf_syscalls)
+    if (s->perf.syscalls)
         flags |= MD_PROBE_PRECISE;
     const char *libc = s->target.libc;
     if (probe_build(opt, libc && !strcmp(libc, "musl") ? "musl" : "glibc", lib, sizeof lib, err) ||
@@ -423,10 +422,10 @@ static int choose_syscall_source(const struct md_trace_options *opt, struct sess
                      md_perf_syscalls_permitted(why, sizeof why);
     if (opt->syscalls == MD_SYSCALLS_PERF && !permitted)
         return md_fail(err, "--syscalls perf: %s", why);
-    s->perf_syscalls =
+    // s->perf.syscalls: perf records them, not strace (strace_out stays empty)
+    s->perf.syscalls =
         opt->syscalls == MD_SYSCALLS_PERF || (permitted && s->target.mode != MODE_PRELOAD);
-    s->perf.syscalls = s->perf_syscalls;
-    return s->perf_syscalls ? 0 : strace_file(s, err);
+    return s->perf.syscalls ? 0 : strace_file(s, err);
 }
 
 static int prepare(const struct md_trace_options *opt, struct session *s, struct md_error *err)
@@ -525,7 +524,7 @@ static int read_strace(struct session *s, const struct md_run_result *run, struc
 static void add_syscall_source(cJSON *report, const struct session *s)
 {
     cJSON *o = cJSON_AddObjectToObject(report, "syscall_recording");
-    cJSON_AddStringToObject(o, "source", s->perf_syscalls ? "perf" : "strace");
+    cJSON_AddStringToObject(o, "source", s->perf.syscalls ? "perf" : "strace");
     cJSON_AddNumberToObject(o, "lost", (double)s->sys_lost);
     md_json_str(o, "note", s->sys_note[0] ? s->sys_note : NULL);
 }
@@ -540,7 +539,7 @@ static int run_program(const struct md_trace_options *opt, struct session *s,
     const char *env[] = {s->env_preload, s->env_file, NULL};
     const char *env_static[] = {s->env_static_file, s->env_static_exe, s->env_static_hooks, NULL};
     struct md_run_spec spec = {.argv = hooks ? s->hooked_argv : opt->argv,
-                               .strace_out = s->perf_syscalls ? NULL : s->strace_out,
+                               .strace_out = s->perf.syscalls ? NULL : s->strace_out,
                                .cmd_env = preload ? env
                                           : hooks ? env_static
                                                   : NULL,
@@ -573,7 +572,7 @@ static int run_with_fallback(const struct md_trace_options *opt, struct session 
     }
     snprintf(s->sys_note, sizeof s->sys_note,
              "perf refused the syscall events (%s): strace recorded them", err->msg);
-    s->perf_syscalls = s->perf.syscalls = s->perf.syscalls_refused = false;
+    s->perf.syscalls = s->perf.syscalls_refused = false;
     s->probe.slow_threshold_ns = MD_SLOW_CALL_NS; // strace's (md_probe_file_arm applies it)
     return strace_file(s, err) || run_program(opt, s, run, tree_known, err) ? -1 : 0;
 }
@@ -597,14 +596,14 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
                        "%s: the static probe could not start the program (its message is "
                        "above); `--uprobes` counts without it",
                        s->target.plan.path);
-    if (!s->perf_syscalls && read_strace(s, run, err))
+    if (!s->perf.syscalls && read_strace(s, run, err))
         return -1;
     if (preload)
         note_run_time_malloc(&s->target, s->probe.header);
     add_target(report, &s->target, opt);
     uint64_t perf_ops[MD_OP_COUNT] = {0};
     bool uprobes_counted = md_trace_perf_finish(&s->perf, perf_ops, report);
-    if (s->perf_syscalls && !md_trace_perf_take_syscalls(&s->perf, &s->log, &s->sys_lost))
+    if (s->perf.syscalls && !md_trace_perf_take_syscalls(&s->perf, &s->log, &s->sys_lost))
         return md_fail(err, "perf recorded no syscalls: %s",
                        s->perf.error[0] ? s->perf.error : "the events could not be read");
     add_syscall_source(report, s);
@@ -616,7 +615,7 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
                                               : hooks ? "hooks"
                                                       : NULL,
                                 .wall_seconds = run->wall_seconds,
-                                .join_slack_ns = s->perf_syscalls ? MD_JOIN_SLACK_NS_PERF : 0};
+                                .join_slack_ns = s->perf.syscalls ? MD_JOIN_SLACK_NS_PERF : 0};
     if (uprobes_counted && !probed) {
         memcpy(in.ops, perf_ops, sizeof in.ops);
         in.ops_source = "uprobes";
