@@ -118,6 +118,40 @@ uint64_t md_probe_ticks_to_ns(const struct md_probe_file *pf, uint64_t ticks)
     return ns < 1e9 ? (uint64_t)ns : 1000000000u;
 }
 
+bool md_probe_file_data_run(const struct md_probe_file *pf, const void *table, size_t entry_size,
+                            size_t count, size_t from, size_t *first, size_t *end)
+{
+    if (!entry_size)
+        return false;
+    off_t base = (const char *)table - (const char *)pf->header;
+    while (from < count) {
+        off_t at = base + (off_t)(from * entry_size), limit = base + (off_t)(count * entry_size);
+        off_t data = lseek(pf->lock_fd, at, SEEK_DATA);
+        if (data < 0 && errno == ENXIO) // no data after at
+            return false;
+        if (data < 0) { // no word on holes: every entry may hold data
+            *first = from;
+            *end = count;
+            return true;
+        }
+        if (data >= limit)
+            return false;
+        off_t hole = lseek(pf->lock_fd, data, SEEK_HOLE);
+        if (hole < 0 || hole > limit)
+            hole = limit;
+        // the entries that start on data (see the header), including the one that straddles
+        // the run's end
+        size_t start = ((size_t)(data - base) + entry_size - 1) / entry_size;
+        *first = start > from ? start : from;
+        *end = ((size_t)(hole - base) + entry_size - 1) / entry_size;
+        *end = *end < count ? *end : count;
+        if (*first < *end)
+            return true;
+        from = *end > from ? *end : from + 1; // a run too short to hold an entry's start
+    }
+    return false;
+}
+
 void md_probe_file_close(struct md_probe_file *pf)
 {
     if (pf->header)

@@ -4,6 +4,7 @@
 #ifndef MD_PROBE_FILE_H
 #define MD_PROBE_FILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,16 @@ void md_probe_file_arm(struct md_probe_file *pf);
 void md_probe_file_finish(struct md_probe_file *pf);
 // Nanoseconds of a tick duration.
 uint64_t md_probe_ticks_to_ns(const struct md_probe_file *pf, uint64_t ticks);
+// The probe's tables are sparse: pages it never wrote are holes in the file, and reading them
+// through the mapping would allocate them (the live-block table alone is 100 MB). This gives the
+// entries of a table (count entries of entry_size bytes at table, inside the mapping) that start
+// on data, a run at a time: the first run at or after entry from, as [*first, *end). An entry
+// that starts on a hole was never written (the probe writes an entry's key, its first field,
+// whenever it writes the entry). A written entry's unwritten tail may lie on a hole page, which
+// reading it allocates: a page at most per run. False when no entry from there on starts on
+// data. Where the file system keeps no holes, one run holds them all.
+bool md_probe_file_data_run(const struct md_probe_file *pf, const void *table, size_t entry_size,
+                            size_t count, size_t from, size_t *first, size_t *end);
 // Unmaps and removes the file.
 void md_probe_file_close(struct md_probe_file *pf);
 

@@ -15,7 +15,8 @@
 
 // One stack after symbolization; entries with equal text are merged.
 struct named_stack {
-    char *text; // frames innermost first, separated by '\n'
+    char *text;  // frames innermost first, separated by '\n'
+    uint32_t id; // the stack table's index + 1 (before merging)
     uint64_t allocations, bytes, leaked_blocks, leaked_bytes, futex_waits, futex_ns;
 };
 
@@ -101,40 +102,91 @@ static size_t merge(struct named_stack *v, size_t n)
     return out;
 }
 
-// Every used stack entry, symbolized; index i of the result is stack id i + 1.
-static struct named_stack *name_stacks(struct symbolizer *s, size_t *count)
+// The used stack entries, symbolized, in a compact list in the order of their ids (until merged):
+// the table has 65536 entries and a run uses a few hundred, so nothing is kept (or read, see
+// md_probe_file_data_run) per unused entry.
+struct stack_list {
+    struct named_stack *v;
+    size_t count, cap;
+};
+
+static int list_add(struct stack_list *l, uint32_t id, char *text, uint64_t allocations,
+                    uint64_t bytes)
 {
-    struct md_probe_header *h = s->h;
-    struct named_stack *v = calloc(h->stack_max ? h->stack_max : 1, sizeof *v);
-    if (!v)
-        return NULL;
-    const struct md_probe_stack *table = md_probe_stacks(h);
-    for (uint32_t i = 0; i < h->stack_max; i++) {
-        if (!atomic_load(&table[i].hash))
-            continue;
-        v[i].allocations = atomic_load(&table[i].allocations);
-        v[i].bytes = atomic_load(&table[i].bytes);
-        if (!(v[i].text = stack_text(s, &table[i]))) {
-            *count = i;
-            return v;
-        }
+    if (l->count == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 256;
+        struct named_stack *grown = realloc(l->v, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        l->v = grown, l->cap = cap;
     }
-    *count = h->stack_max;
-    return v;
+    l->v[l->count++] =
+        (struct named_stack){.text = text, .id = id, .allocations = allocations, .bytes = bytes};
+    return 0;
 }
 
-static void add_leaks(struct md_probe_header *h, struct named_stack *v, uint64_t *blocks,
+// The entry of a stack id, NULL when the id names no used entry (the list is in id order).
+static struct named_stack *list_find(const struct stack_list *l, uint32_t id)
+{
+    size_t lo = 0, hi = l->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (l->v[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < l->count && l->v[lo].id == id ? &l->v[lo] : NULL;
+}
+
+static int name_stacks(struct symbolizer *s, const struct md_probe_file *pf, struct stack_list *l)
+{
+    struct md_probe_header *h = s->h;
+    const struct md_probe_stack *table = md_probe_stacks(h);
+    size_t first, end;
+    for (size_t from = 0;
+         md_probe_file_data_run(pf, table, sizeof *table, h->stack_max, from, &first, &end);
+         from = end) {
+        for (size_t i = first; i < end; i++) {
+            if (!atomic_load(&table[i].hash))
+                continue;
+            char *text = stack_text(s, &table[i]);
+            if (!text || list_add(l, (uint32_t)i + 1, text, atomic_load(&table[i].allocations),
+                                  atomic_load(&table[i].bytes))) {
+                free(text);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static void add_leaks(const struct md_probe_file *pf, const struct stack_list *l, uint64_t *blocks,
                       uint64_t *bytes)
 {
-    const struct md_probe_live *live = md_probe_live_table(h);
-    for (uint64_t i = 0; i < h->live_max; i++) {
-        uint64_t a = atomic_load(&live[i].address);
-        if (a <= MD_PROBE_LIVE_TOMBSTONE)
-            continue;
-        (*blocks)++, *bytes += live[i].size;
-        if (live[i].stack && v[live[i].stack - 1].text)
-            v[live[i].stack - 1].leaked_blocks++, v[live[i].stack - 1].leaked_bytes += live[i].size;
+    const struct md_probe_header *h = pf->header;
+    const struct md_probe_live *live = md_probe_live_table((struct md_probe_header *)h);
+    size_t first, end;
+    for (size_t from = 0;
+         md_probe_file_data_run(pf, live, sizeof *live, h->live_max, from, &first, &end);
+         from = end) {
+        for (size_t i = first; i < end; i++) {
+            uint64_t a = atomic_load(&live[i].address);
+            if (a <= MD_PROBE_LIVE_TOMBSTONE)
+                continue;
+            (*blocks)++, *bytes += live[i].size;
+            struct named_stack *at = list_find(l, live[i].stack);
+            if (at)
+                at->leaked_blocks++, at->leaked_bytes += live[i].size;
+        }
     }
+}
+
+static void free_list(struct stack_list *l)
+{
+    for (size_t i = 0; i < l->count; i++)
+        free(l->v[i].text);
+    free(l->v);
 }
 
 typedef uint64_t (*stack_key)(const struct named_stack *);
@@ -160,7 +212,8 @@ static int by_key_desc(const void *a, const void *b, void *key)
 static void add_top(cJSON *arr, struct named_stack *v, size_t n, stack_key key, uint64_t min,
                     size_t max)
 {
-    qsort_r(v, n, sizeof *v, by_key_desc, &key);
+    if (n)
+        qsort_r(v, n, sizeof *v, by_key_desc, &key);
     for (size_t i = 0; i < n && i < max && key(&v[i]) && key(&v[i]) >= min; i++) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddItemToObject(o, "frames", md_json_lines(v[i].text));
@@ -223,23 +276,24 @@ int md_trace_stacks(struct md_probe_file *pf, const struct md_stack_options *opt
 {
     struct symbolizer s = {.h = pf->header};
     md_symcache_init(&s.cache);
-    size_t n = 0;
-    struct named_stack *v = name_stacks(&s, &n);
-    if (!v) {
+    struct stack_list l = {0};
+    if (name_stacks(&s, pf, &l)) {
+        free_list(&l);
         md_symcache_free(&s.cache);
         return md_fail(err, "out of memory symbolizing stacks");
     }
     uint64_t blocks = 0, bytes = 0;
     if (opt->leaks)
-        add_leaks(pf->header, v, &blocks, &bytes);
-    for (size_t i = 0; opt->futex_waits && i < n; i++)
-        v[i].futex_waits = opt->futex_waits[i + 1], v[i].futex_ns = opt->futex_ns[i + 1];
-    size_t used = 0; // drop the empty entries, then merge equal texts
-    for (size_t i = 0; i < n; i++)
-        if (v[i].text)
-            v[used++] = v[i];
-    qsort(v, used, sizeof *v, by_text);
-    used = merge(v, used);
+        add_leaks(pf, &l, &blocks, &bytes);
+    for (size_t i = 0; opt->futex_waits && i < l.count; i++)
+        l.v[i].futex_waits = opt->futex_waits[l.v[i].id],
+        l.v[i].futex_ns = opt->futex_ns[l.v[i].id];
+    // merge equal texts (the same stack seen by several processes); no stack, no list
+    if (l.count)
+        qsort(l.v, l.count, sizeof *l.v, by_text);
+    l.count = merge(l.v, l.count);
+    struct named_stack *v = l.v;
+    size_t used = l.count;
     int rc = 0;
     if (opt->stacks) {
         add_top(cJSON_AddArrayToObject(report, "stacks"), v, used, key_allocations, 1,
@@ -252,9 +306,7 @@ int md_trace_stacks(struct md_probe_file *pf, const struct md_stack_options *opt
     if (opt->leaks)
         add_leak_report(report, v, used, opt, blocks, bytes,
                         atomic_load(&pf->header->live_dropped));
-    for (size_t i = 0; i < used; i++)
-        free(v[i].text);
-    free(v);
+    free_list(&l);
     md_symcache_free(&s.cache);
     return rc;
 }
