@@ -167,7 +167,8 @@ const struct md_command md_cmd_doctor = {
     .synopsis =
         "[--json] [-o FILE] [--compare | --compare-with LIB] [--leak-min BYTES | --no-leaks]\n"
         "       [--fail-on LEVEL] [--baseline FILE [--max-regression PCT]] [--timeout SECONDS]\n"
-        "       [--ops N] [--syscalls auto|strace|perf] [--propagate-exit] [--] CMD [ARGS...]",
+        "       [--ops N] [--syscalls auto|strace|perf] [--propagate-exit] [--probe-dir DIR]\n"
+        "       [--] CMD [ARGS...]",
     .description =
         "Inspects CMD's binary (which allocator serves malloc, threads), runs it once under\n"
         "trace with leak tracking, and applies every diagnosis rule to both: a verdict, each\n"

@@ -126,9 +126,10 @@ const struct md_command md_cmd_trace = {
     .name = "trace",
     .summary = "run a program and measure what its allocator costs (syscalls per operation)",
     .synopsis = "[--json] [-o FILE] [--stacks [--folded FILE]] [--leaks [--leak-min BYTES]]\n"
-                "       [--compare | --compare-with LIB] [--fail-on LEVEL]\n"
-                "       [--baseline FILE [--max-regression PCT]] [--ops N] [--timeout SECONDS]\n"
-                "       [--syscalls auto|strace|perf] [--propagate-exit] [--] CMD [ARGS...]",
+                "       [--sample-hz N] [--precise] [--uprobes] [--compare | --compare-with LIB]\n"
+                "       [--fail-on LEVEL] [--baseline FILE [--max-regression PCT]] [--ops N]\n"
+                "       [--timeout SECONDS] [--syscalls auto|strace|perf] [--propagate-exit]\n"
+                "       [--probe-dir DIR] [--] CMD [ARGS...]",
     .description =
         "Runs CMD with a probe that counts every malloc, free, calloc, realloc and aligned\n"
         "allocation (preloaded into dynamic programs; static ones run under the static probe),\n"
