@@ -55,6 +55,11 @@ deps:
 		echo "deps: missing:$$missing; run: sudo apt-get install$$missing" >&2; exit 1; fi; \
 	echo "deps: installing$$missing"; \
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
+	@# perf's syscall tracepoints need tracefs; systemd mounts it, a bare container may not have
+	@if [ "$$(id -u)" = 0 ] && [ ! -d /sys/kernel/tracing/events ] && [ -d /sys/kernel/tracing ]; then \
+		echo "deps: mounting tracefs on /sys/kernel/tracing"; \
+		mount -t tracefs nodev /sys/kernel/tracing || echo "deps: tracefs could not be mounted; perf tests will fail" >&2; \
+	fi
 
 demo: deps
 	@$(MAKE) --no-print-directory all fixtures

@@ -315,6 +315,11 @@ static uint64_t clock_ns(clockid_t clock)
     return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
 }
 
+static uint64_t realtime_now(void)
+{
+    return clock_ns(CLOCK_REALTIME);
+}
+
 // True when this kernel clears an armed rseq_cs after a switch (a short sleep always switches).
 static bool rseq_mark_works(void)
 {
@@ -365,11 +370,11 @@ static inline bool mark_end(const struct mark *m, uint64_t *ticks, uint64_t *sta
         *cs = (uint64_t)&never_descriptor; // armed again for the gap before the next call
         return true;
     }
-    *ticks = md_probe_ticks() - m->t0;
-    if (*ticks <= probe.threshold)
+    uint64_t now = md_probe_ticks();
+    if (now - m->t0 <= probe.threshold)
         return false;
     *start_realtime = 0;
-    *end_realtime = clock_ns(CLOCK_REALTIME);
+    *end_realtime = md_probe_stamp_end(realtime_now, m->t0, now, probe.threshold, ticks);
     return true;
 }
 

@@ -75,7 +75,8 @@ struct md_probe_slot {
 // An allocator call that took longer than the threshold: the syscalls strace saw on this thread
 // between start and end happened inside it. The end is read from CLOCK_REALTIME, strace's own
 // clock, when the call is found slow (rarely, so the cost does not matter); ticks give only the
-// duration, so tick counters that differ between CPUs cannot shift the call in time.
+// duration, so tick counters that differ between CPUs cannot shift the call in time
+// (md_probe_stamp_end).
 struct md_probe_slow {
     uint64_t ticks;             // duration in ticks (tick timing), else 0
     uint64_t start_realtime_ns; // rseq mark: no syscall of the call came before this, else 0
@@ -391,5 +392,28 @@ static inline uint64_t md_probe_ticks(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 #endif
+
+// A slow call's end, read from realtime() (CLOCK_REALTIME) once the call has returned, and its
+// duration since the tick count t0 taken before it. `now` is the tick count that found the call
+// slow. The clock is read between two tick reads: a stall between the reads (an interrupt, a
+// preemption, a VM exit: microseconds) shifts the window [end - duration, end], later when it
+// falls after the clock read, earlier when before; either way the join with the syscalls then
+// misses the call's first syscall or takes in the program's own syscall before it. So the read
+// is retried until its two tick reads are at most max_gap apart (of 4 tries, the closest).
+static inline uint64_t md_probe_stamp_end(uint64_t (*realtime)(void), uint64_t t0, uint64_t now,
+                                          uint64_t max_gap, uint64_t *duration)
+{
+    uint64_t best_gap = UINT64_MAX, end = 0, before = now;
+    for (int i = 0; i < 4 && best_gap > max_gap; i++) {
+        uint64_t stamp = realtime(), after = md_probe_ticks();
+        if (after - before < best_gap) {
+            best_gap = after - before;
+            end = stamp;
+            *duration = after - t0; // the later read: a stall never shortens the window
+        }
+        before = after;
+    }
+    return end;
+}
 
 #endif

@@ -347,9 +347,10 @@ __attribute__((noinline)) static uint32_t track(struct thread *t, enum md_probe_
 static inline void leave(struct thread *t, enum md_probe_op op, uint64_t size, uint64_t t0,
                          const void *result, const void *freed, uint64_t caller)
 {
-    uint64_t duration = ticks() - t0;
+    uint64_t now = ticks(), duration = now - t0, end = 0;
     bool slow = __builtin_expect(duration > hooks.threshold, 0);
-    uint64_t end = slow ? realtime_ns() : 0;
+    if (slow)
+        end = md_probe_stamp_end(realtime_ns, t0, now, hooks.threshold, &duration);
     struct md_probe_slot *s = t->slot;
     if (__builtin_expect(s == md_probe_slots(hooks.shared), 0))
         md_probe_count_atomic(s, op, size);

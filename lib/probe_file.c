@@ -31,6 +31,27 @@ static uint64_t monotonic_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+// The tick counter and the monotonic clock at one instant: of 8 readings (ticks, monotonic,
+// ticks), the one whose two tick reads are closest. A stall between separate reads (an
+// interrupt, a VM exit: microseconds here) would skew the rate by that much over the
+// calibration interval, and a slow call's start (its end minus its duration) with it.
+static void tick_pair(uint64_t *ticks, uint64_t *mono)
+{
+    uint64_t best_gap = UINT64_MAX;
+    for (int i = 0; i < 8; i++) {
+        uint64_t t0 = md_probe_ticks(), m = monotonic_ns(), t1 = md_probe_ticks();
+        if (t1 < t0 || t1 - t0 >= best_gap)
+            continue;
+        best_gap = t1 - t0;
+        *ticks = t0 + (t1 - t0) / 2;
+        *mono = m;
+    }
+    if (best_gap == UINT64_MAX) { // the counter never moved forward within a reading
+        *ticks = md_probe_ticks();
+        *mono = monotonic_ns();
+    }
+}
+
 #define MD_PROBE_FILE_PREFIX "malloc-doctor-probe"
 
 // In /dev/shm when possible (no disk behind the program's counters). Files left by runs that
@@ -78,8 +99,7 @@ int md_probe_file_create(struct md_probe_file *pf, uint64_t slow_threshold_ns, u
     h->version = MD_PROBE_VERSION;
     h->flags = flags;
     pf->slow_threshold_ns = slow_threshold_ns;
-    pf->open_ticks = md_probe_ticks();
-    pf->open_monotonic_ns = monotonic_ns();
+    tick_pair(&pf->open_ticks, &pf->open_monotonic_ns);
     return 0;
 }
 
@@ -89,14 +109,12 @@ int md_probe_file_create(struct md_probe_file *pf, uint64_t slow_threshold_ns, u
 void md_probe_file_arm(struct md_probe_file *pf)
 {
     struct md_probe_header *h = pf->header;
-    uint64_t n1;
-    while ((n1 = monotonic_ns()) - pf->open_monotonic_ns < MD_CALIBRATION_NS)
+    while (monotonic_ns() - pf->open_monotonic_ns < MD_CALIBRATION_NS)
         ;
-    double rate =
-        (double)(md_probe_ticks() - pf->open_ticks) / (double)(n1 - pf->open_monotonic_ns);
+    tick_pair(&h->cal_tsc, &pf->cal_monotonic_ns);
+    double rate = (double)(h->cal_tsc - pf->open_ticks) /
+                  (double)(pf->cal_monotonic_ns - pf->open_monotonic_ns);
     h->slow_threshold_ticks = (uint64_t)((double)pf->slow_threshold_ns * rate);
-    h->cal_tsc = md_probe_ticks();
-    pf->cal_monotonic_ns = monotonic_ns();
     h->cal_realtime_ns = md_realtime_ns(); // where the probe's tick stamps start, in wall time
     pf->ticks_per_ns = rate;
     atomic_thread_fence(memory_order_release);
@@ -105,9 +123,10 @@ void md_probe_file_arm(struct md_probe_file *pf)
 
 void md_probe_file_finish(struct md_probe_file *pf)
 {
-    uint64_t dt = md_probe_ticks() - pf->header->cal_tsc;
-    uint64_t dn = monotonic_ns() - pf->cal_monotonic_ns;
-    if (dn > MD_CALIBRATION_NS && dt)
+    uint64_t ticks, mono;
+    tick_pair(&ticks, &mono);
+    uint64_t dt = ticks - pf->header->cal_tsc, dn = mono - pf->cal_monotonic_ns;
+    if (dn > MD_CALIBRATION_NS && ticks > pf->header->cal_tsc)
         pf->ticks_per_ns = (double)dt / (double)dn;
 }
 

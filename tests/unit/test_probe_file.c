@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-// The tool's side of the probe file: reading its sparse tables without allocating their holes.
+// The tool's side of the probe file: reading its sparse tables without allocating their holes;
+// the probe's end stamp of a slow call, which the tool joins with the syscalls.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -83,11 +85,76 @@ static void an_entry_across_a_page_edge_is_found(void **state)
     md_probe_file_close(&pf);
 }
 
+// --- a slow call's end stamp (alloc/probe_shared.h) ---
+
+// A clock that is stalled right after its reading on the calls stall_from..stall_to (counted from
+// 1): the stall falls between the clock read and the tick read after it, as an interrupt there
+// would.
+static struct stalling_clock_state {
+    int calls, stall_from, stall_to;
+    uint64_t readings[8];
+} stalling;
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t stalling_clock(void)
+{
+    uint64_t reading = now_ns();
+    int call = ++stalling.calls;
+    if (call <= 8)
+        stalling.readings[call - 1] = reading;
+    if (call >= stalling.stall_from && call <= stalling.stall_to)
+        while (now_ns() - reading < 200000) // 200 us
+            ;
+    return reading;
+}
+
+// The tick counts of 20 us, measured against the clock.
+static uint64_t ticks_of_20us(void)
+{
+    uint64_t t0 = md_probe_ticks(), n0 = now_ns();
+    while (now_ns() - n0 < 20000000)
+        ;
+    return (md_probe_ticks() - t0) / 1000;
+}
+
+static void a_stalled_clock_reading_is_not_the_end_stamp(void **state)
+{
+    (void)state;
+    uint64_t max_gap = ticks_of_20us(), duration = 0;
+    // the first reading is stalled: it would put the window's end 200 us late; the second is used
+    stalling = (struct stalling_clock_state){.stall_from = 1, .stall_to = 1};
+    uint64_t t0 = md_probe_ticks();
+    uint64_t end = md_probe_stamp_end(stalling_clock, t0, md_probe_ticks(), max_gap, &duration);
+    assert_int_equal(stalling.calls, 2);
+    assert_int_equal(end, stalling.readings[1]);
+    // the duration reaches past the stall: the window's start is not later than t0's time
+    assert_true(duration > 200 * max_gap / 20);
+
+    // stalled every time: 4 tries, and the least stalled one (here all alike: the first)
+    stalling = (struct stalling_clock_state){.stall_from = 1, .stall_to = 8};
+    end = md_probe_stamp_end(stalling_clock, t0, md_probe_ticks(), max_gap, &duration);
+    assert_int_equal(stalling.calls, 4);
+    assert_true(end >= stalling.readings[0] && end <= stalling.readings[3]);
+
+    // no stall: one reading
+    stalling = (struct stalling_clock_state){.stall_from = 9, .stall_to = 9};
+    end = md_probe_stamp_end(stalling_clock, t0, md_probe_ticks(), max_gap, &duration);
+    assert_int_equal(stalling.calls, 1);
+    assert_int_equal(end, stalling.readings[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(runs_cover_written_entries_only),
         cmocka_unit_test(an_entry_across_a_page_edge_is_found),
+        cmocka_unit_test(a_stalled_clock_reading_is_not_the_end_stamp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
