@@ -11,6 +11,9 @@ B=build/bench
 mkdir -p $B
 gcc -O2 -pthread -o $B/mtloop-glibc tests/bench/src/mtloop.c
 musl-gcc -O2 -static -o $B/mtloop-musl tests/bench/src/mtloop.c
+for r in 0 1; do
+    gcc -O2 -fPIC -shared -DFORWARD_RETURNS=$r -o $B/forward-$r.so tests/bench/src/forward_shim.c
+done
 # what trace's strace stops on (lib/run.c): the floor under trace's own cost
 syscalls=mmap,munmap,mremap,madvise,brk,mprotect,futex
 out=$(mktemp)
@@ -31,6 +34,11 @@ for v in glibc:2:20000000 glibc:2:100000000 musl:2:200000 musl:1:200000; do
         -n "strace as trace runs it" "strace -D -f --seccomp-bpf -ttt -T -e trace=$syscalls -o /dev/null $p" \
         -n "malloc-doctor trace" "$T trace -o /dev/null -- $p" \
         -n "malloc-doctor trace --stacks" "$T trace --stacks -o /dev/null -- $p"
+    # the floor under an exact interposer (tests/bench/src/forward_shim.c)
+    if [ "$lib" = glibc ]; then
+        set -- "$@" -n "preloaded wrapper, tail call" "env LD_PRELOAD=$B/forward-0.so $p" \
+            -n "preloaded wrapper that regains control" "env LD_PRELOAD=$B/forward-1.so $p"
+    fi
     # the other syscall recorder side by side: static programs default to perf, dynamic to strace
     if [ "$lib" = glibc ] && [ "$n" -le 20000000 ]; then
         set -- "$@" -n "malloc-doctor trace --syscalls perf" "$T trace --syscalls perf -o /dev/null -- $p"
@@ -41,16 +49,24 @@ for v in glibc:2:20000000 glibc:2:100000000 musl:2:200000 musl:1:200000; do
             "$T trace --syscalls strace -o /dev/null -- $p" \
             -n "malloc-doctor trace --uprobes" "$T trace --uprobes -o /dev/null -- $p"
     fi
-    hyperfine -N --warmup 1 --runs 5 --style none --export-markdown "$out" --export-json "$json" \
-        "$@" >/dev/null
-    cat "$out"
+    if [ "$lib" = glibc ]; then
+        # the glibc rows are a few percent apart: interleaved, so that the machine's slow phases
+        # hit every command alike (tests/bench/interleave.py)
+        python3 tests/bench/interleave.py --rounds 8 --json "$json" "$@"
+    else
+        hyperfine -N --warmup 1 --runs 5 --style none --export-markdown "$out" --export-json "$json" \
+            "$@" >/dev/null
+        cat "$out"
+    fi
     # one malloc and one free per pair and thread; wall time, so with 2 threads on 2 cores the
     # figure is per call and thread
     python3 - "$json" "$n" "$threads" <<'EOF'
 import json, sys
-runs = {r["command"]: r["mean"] for r in json.load(open(sys.argv[1]))["results"]}
+data = json.load(open(sys.argv[1]))  # hyperfine's export, or interleave.py's medians
+runs = {r["command"]: r["mean"] for r in data["results"]} if "results" in data else data
 calls = 2 * int(sys.argv[2])
-for name in ("malloc-doctor trace", "malloc-doctor trace --stacks", "malloc-doctor trace --uprobes"):
+for name in ("preloaded wrapper, tail call", "preloaded wrapper that regains control",
+             "malloc-doctor trace", "malloc-doctor trace --stacks", "malloc-doctor trace --uprobes"):
     if name not in runs:
         continue
     added = (runs[name] - runs["plain"]) / calls * 1e9
