@@ -75,8 +75,8 @@ struct md_probe_slot {
 // An allocator call that took longer than the threshold: the syscalls strace saw on this thread
 // between start and end happened inside it. The end is read from CLOCK_REALTIME, strace's own
 // clock, when the call is found slow (rarely, so the cost does not matter); ticks give only the
-// duration, so tick counters that differ between CPUs cannot shift the call in time
-// (md_probe_stamp_end).
+// duration (up to after the end stamp was read: md_probe_stamp_end), so tick counters that
+// differ between CPUs cannot shift the call in time.
 struct md_probe_slow {
     uint64_t ticks;             // duration in ticks (tick timing), else 0
     uint64_t start_realtime_ns; // rseq mark: no syscall of the call came before this, else 0
@@ -398,18 +398,20 @@ static inline uint64_t md_probe_ticks(void)
 // slow. The clock is read between two tick reads: a stall between the reads (an interrupt, a
 // preemption, a VM exit: microseconds) shifts the window [end - duration, end], later when it
 // falls after the clock read, earlier when before; either way the join with the syscalls then
-// misses the call's first syscall or takes in the program's own syscall before it. So the read
-// is retried until its two tick reads are at most max_gap apart (of 4 tries, the closest).
+// misses the call's first syscall or takes in the program's own syscall before it. So the clock
+// is read until its two tick reads are at most max_gap apart (at most 4 reads; the closest is
+// kept), which bounds the shift by max_gap. The duration runs to the later tick read, so it
+// includes the stamping: a stall never shortens the window.
 static inline uint64_t md_probe_stamp_end(uint64_t (*realtime)(void), uint64_t t0, uint64_t now,
                                           uint64_t max_gap, uint64_t *duration)
 {
     uint64_t best_gap = UINT64_MAX, end = 0, before = now;
     for (int i = 0; i < 4 && best_gap > max_gap; i++) {
         uint64_t stamp = realtime(), after = md_probe_ticks();
-        if (after - before < best_gap) {
+        if (i == 0 || after - before < best_gap) {
             best_gap = after - before;
             end = stamp;
-            *duration = after - t0; // the later read: a stall never shortens the window
+            *duration = after - t0;
         }
         before = after;
     }

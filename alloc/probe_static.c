@@ -349,8 +349,8 @@ static inline void leave(struct thread *t, enum md_probe_op op, uint64_t size, u
 {
     uint64_t now = ticks(), duration = now - t0, end = 0;
     bool slow = __builtin_expect(duration > hooks.threshold, 0);
-    if (slow)
-        end = md_probe_stamp_end(realtime_ns, t0, now, hooks.threshold, &duration);
+    if (slow) // half the threshold: the join's slack (mark_end in probe.c)
+        end = md_probe_stamp_end(realtime_ns, t0, now, hooks.threshold / 2, &duration);
     struct md_probe_slot *s = t->slot;
     if (__builtin_expect(s == md_probe_slots(hooks.shared), 0))
         md_probe_count_atomic(s, op, size);

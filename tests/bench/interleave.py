@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Times commands in interleaved rounds: round k runs every command once, in order.
+"""Times commands in interleaved rounds: each round runs every command once, the order rotated
+by one from round to round, so that no command always follows the same one.
 
 This machine's speed drifts in phases of seconds (other guests on the host): hyperfine's
 back-to-back runs of one command can all land in a slow phase and another command's in a fast
@@ -22,19 +23,21 @@ import time
 def main(argv):
     rounds, json_path = 8, None
     while argv and argv[0].startswith("--"):
+        if len(argv) < 2 or argv[0] not in ("--rounds", "--json"):
+            sys.exit(f"interleave.py: {argv[0]}: unknown option or missing value")
         opt, value, argv = argv[0], argv[1], argv[2:]
         if opt == "--rounds":
             rounds = int(value)
-        elif opt == "--json":
-            json_path = value
         else:
-            sys.exit(f"interleave.py: unknown option {opt}")
-    if not argv or len(argv) % 3 or any(flag != "-n" for flag in argv[0::3]):
+            json_path = value
+    if rounds < 1 or not argv or len(argv) % 3 or any(flag != "-n" for flag in argv[0::3]):
         sys.exit(__doc__)
     commands = list(zip(argv[1::3], argv[2::3]))
     times = {name: [] for name, _ in commands}
-    for _ in range(rounds + 1):  # the first round warms caches and is not kept
-        for name, command in commands:
+    if len(times) != len(commands):
+        sys.exit("interleave.py: two commands have the same name")
+    for k in range(rounds + 1):  # the first round warms caches and is not kept
+        for name, command in commands[k % len(commands):] + commands[:k % len(commands)]:
             start = time.perf_counter()
             subprocess.run(shlex.split(command), stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, check=True)

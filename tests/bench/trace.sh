@@ -22,7 +22,7 @@ json=$(mktemp)
 # iterations there.
 # threads:iterations; the 1-thread musl run has no lock contention, so its added time is the
 # uprobe hits alone. The glibc loop runs twice: 20M pairs (0.2 s, where trace's fixed cost of
-# about 40 ms weighs 0.2x by itself) and 100M pairs, where the cost per call dominates.
+# about 50 ms weighs 0.25x by itself) and 100M pairs, where the cost per call dominates.
 for v in glibc:2:20000000 glibc:2:100000000 musl:2:200000 musl:1:200000; do
     lib=${v%%:*} rest=${v#*:}
     threads=${rest%%:*} n=${rest#*:}

@@ -87,11 +87,12 @@ static void an_entry_across_a_page_edge_is_found(void **state)
 
 // --- a slow call's end stamp (alloc/probe_shared.h) ---
 
-// A clock that is stalled right after its reading on the calls stall_from..stall_to (counted from
-// 1): the stall falls between the clock read and the tick read after it, as an interrupt there
-// would.
+// A clock that stalls right after its reading, for stall_us[k] microseconds on its k-th call
+// (counted from 0): the stall falls between the clock read and the tick read after it, as an
+// interrupt there would.
 static struct stalling_clock_state {
-    int calls, stall_from, stall_to;
+    int calls;
+    uint64_t stall_us[8];
     uint64_t readings[8];
 } stalling;
 
@@ -105,16 +106,16 @@ static uint64_t now_ns(void)
 static uint64_t stalling_clock(void)
 {
     uint64_t reading = now_ns();
-    int call = ++stalling.calls;
-    if (call <= 8)
-        stalling.readings[call - 1] = reading;
-    if (call >= stalling.stall_from && call <= stalling.stall_to)
-        while (now_ns() - reading < 200000) // 200 us
+    int call = stalling.calls++;
+    if (call < 8) {
+        stalling.readings[call] = reading;
+        while (now_ns() - reading < stalling.stall_us[call] * 1000)
             ;
+    }
     return reading;
 }
 
-// The tick counts of 20 us, measured against the clock.
+// The tick counts of 20 us, measured against the clock over 20 ms.
 static uint64_t ticks_of_20us(void)
 {
     uint64_t t0 = md_probe_ticks(), n0 = now_ns();
@@ -128,22 +129,22 @@ static void a_stalled_clock_reading_is_not_the_end_stamp(void **state)
     (void)state;
     uint64_t max_gap = ticks_of_20us(), duration = 0;
     // the first reading is stalled: it would put the window's end 200 us late; the second is used
-    stalling = (struct stalling_clock_state){.stall_from = 1, .stall_to = 1};
+    stalling = (struct stalling_clock_state){.stall_us = {200}};
     uint64_t t0 = md_probe_ticks();
     uint64_t end = md_probe_stamp_end(stalling_clock, t0, md_probe_ticks(), max_gap, &duration);
     assert_int_equal(stalling.calls, 2);
     assert_int_equal(end, stalling.readings[1]);
     // the duration reaches past the stall: the window's start is not later than t0's time
-    assert_true(duration > 200 * max_gap / 20);
+    assert_true(duration > 5 * max_gap);
 
-    // stalled every time: 4 tries, and the least stalled one (here all alike: the first)
-    stalling = (struct stalling_clock_state){.stall_from = 1, .stall_to = 8};
+    // stalled every time: 4 reads, and the least stalled one is kept
+    stalling = (struct stalling_clock_state){.stall_us = {300, 200, 100, 250, 300}};
     end = md_probe_stamp_end(stalling_clock, t0, md_probe_ticks(), max_gap, &duration);
     assert_int_equal(stalling.calls, 4);
-    assert_true(end >= stalling.readings[0] && end <= stalling.readings[3]);
+    assert_int_equal(end, stalling.readings[2]);
 
     // no stall: one reading
-    stalling = (struct stalling_clock_state){.stall_from = 9, .stall_to = 9};
+    stalling = (struct stalling_clock_state){0};
     end = md_probe_stamp_end(stalling_clock, t0, md_probe_ticks(), max_gap, &duration);
     assert_int_equal(stalling.calls, 1);
     assert_int_equal(end, stalling.readings[0]);
