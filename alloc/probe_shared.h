@@ -18,7 +18,7 @@
 #include <string.h>
 
 #define MD_PROBE_MAGIC 0x3165626f7270646dull // "mdprobe1"
-#define MD_PROBE_VERSION 3
+#define MD_PROBE_VERSION 4
 #define MD_PROBE_ENV "MD_PROBE_FILE"
 #define MD_PROBE_SLOTS 1024
 #define MD_PROBE_SLOW_MAX (1u << 20)
@@ -132,9 +132,6 @@ struct md_probe_header {
     _Atomic uint32_t method; // md_probe_method bits of every process that attached
     // calls the static probe could not count (more threads than its table holds)
     _Atomic uint32_t uncounted_calls;
-    // One (ticks, CLOCK_REALTIME) pair taken by the tool before the program starts; with a second
-    // pair after it ends, the tool knows the tick rate.
-    uint64_t cal_tsc, cal_realtime_ns;
     // The pids counted in `processes`: a process attaches again after an exec, and a forked
     // child is counted at the fork (it may never exec). Open addressing; 0 is a free entry.
     _Atomic int32_t process_pids[MD_PROBE_PIDS];

@@ -190,13 +190,6 @@ static struct {
     int (*vdso_clock_gettime)(int, void *); // NULL: the syscall
 } hooks;
 
-static inline uint64_t ticks(void)
-{
-    uint32_t lo, hi;
-    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-    return (uint64_t)hi << 32 | lo;
-}
-
 static bool thread_pointer_set(void)
 {
     uint64_t fs = 0;
@@ -347,7 +340,7 @@ __attribute__((noinline)) static uint32_t track(struct thread *t, enum md_probe_
 static inline void leave(struct thread *t, enum md_probe_op op, uint64_t size, uint64_t t0,
                          const void *result, const void *freed, uint64_t caller)
 {
-    uint64_t now = ticks(), duration = now - t0, end = 0;
+    uint64_t now = md_probe_ticks(), duration = now - t0, end = 0;
     bool slow = __builtin_expect(duration > hooks.threshold, 0);
     if (slow) // half the threshold: the join's slack (mark_end in probe.c)
         end = md_probe_stamp_end(realtime_ns, t0, now, hooks.threshold / 2, &duration);
@@ -382,7 +375,7 @@ static void *hook_malloc(size_t n)
     struct thread *t = enter();
     if (!t)
         return ORIGINAL(MD_STATIC_MALLOC, fn_size)(n);
-    uint64_t t0 = ticks();
+    uint64_t t0 = md_probe_ticks();
     void *p = ORIGINAL(MD_STATIC_MALLOC, fn_size)(n);
     leave(t, MD_OP_MALLOC, n, t0, p, NULL, CALLER);
     return p;
@@ -399,7 +392,7 @@ static void hook_free(void *p)
     }
     // the block's size tells which size band a munmap or madvise inside free belongs to
     uint64_t size = hooks.usable_size ? hooks.usable_size(p) : 0;
-    uint64_t t0 = ticks();
+    uint64_t t0 = md_probe_ticks();
     ORIGINAL(MD_STATIC_FREE, fn_ptr)(p);
     leave(t, MD_OP_FREE, size, t0, NULL, p, CALLER);
 }
@@ -409,7 +402,7 @@ static void *hook_calloc(size_t n, size_t each)
     struct thread *t = enter();
     if (!t)
         return ORIGINAL(MD_STATIC_CALLOC, fn_size2)(n, each);
-    uint64_t t0 = ticks();
+    uint64_t t0 = md_probe_ticks();
     void *p = ORIGINAL(MD_STATIC_CALLOC, fn_size2)(n, each);
     leave(t, MD_OP_CALLOC, (uint64_t)n * each, t0, p, NULL, CALLER);
     return p;
@@ -420,7 +413,7 @@ static void *hook_realloc(void *old, size_t n)
     struct thread *t = enter();
     if (!t)
         return ORIGINAL(MD_STATIC_REALLOC, fn_ptr_size)(old, n);
-    uint64_t t0 = ticks();
+    uint64_t t0 = md_probe_ticks();
     void *p = ORIGINAL(MD_STATIC_REALLOC, fn_ptr_size)(old, n);
     // a failed realloc keeps the old block; realloc(p, 0) may free it and return NULL
     leave(t, MD_OP_REALLOC, n, t0, p, p || !n ? old : NULL, CALLER);
@@ -434,7 +427,7 @@ static void *hook_realloc(void *old, size_t n)
         struct thread *t = enter();                                                                \
         if (!t)                                                                                    \
             return ORIGINAL(kind, fn_size2)(align, n);                                             \
-        uint64_t t0 = ticks();                                                                     \
+        uint64_t t0 = md_probe_ticks();                                                            \
         void *p = ORIGINAL(kind, fn_size2)(align, n);                                              \
         leave(t, MD_OP_ALIGNED, n, t0, p, NULL, CALLER);                                           \
         return p;                                                                                  \
@@ -447,7 +440,7 @@ static int hook_posix_memalign(void **out, size_t align, size_t n)
     struct thread *t = enter();
     if (!t)
         return ORIGINAL(MD_STATIC_POSIX_MEMALIGN, fn_memalign)(out, align, n);
-    uint64_t t0 = ticks();
+    uint64_t t0 = md_probe_ticks();
     int rc = ORIGINAL(MD_STATIC_POSIX_MEMALIGN, fn_memalign)(out, align, n);
     leave(t, MD_OP_ALIGNED, n, t0, rc ? NULL : *out, NULL, CALLER);
     return rc;
@@ -460,7 +453,7 @@ static int hook_posix_memalign(void **out, size_t align, size_t n)
         struct thread *t = enter();                                                                \
         if (!t)                                                                                    \
             return ORIGINAL(kind, fn_size)(n);                                                     \
-        uint64_t t0 = ticks();                                                                     \
+        uint64_t t0 = md_probe_ticks();                                                            \
         void *p = ORIGINAL(kind, fn_size)(n);                                                      \
         leave(t, MD_OP_ALIGNED, n, t0, p, NULL, CALLER);                                           \
         return p;                                                                                  \

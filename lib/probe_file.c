@@ -15,13 +15,6 @@
 // conversion uses the whole run as its baseline.
 #define MD_CALIBRATION_NS 2000000
 
-uint64_t md_realtime_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 // Tick rates are measured against the monotonic clock: a step of the wall clock (NTP, an
 // administrator) between two readings would make the rate, and the slow-call threshold, absurd.
 static uint64_t monotonic_ns(void)
@@ -111,11 +104,10 @@ void md_probe_file_arm(struct md_probe_file *pf)
     struct md_probe_header *h = pf->header;
     while (monotonic_ns() - pf->open_monotonic_ns < MD_CALIBRATION_NS)
         ;
-    tick_pair(&h->cal_tsc, &pf->cal_monotonic_ns);
-    double rate = (double)(h->cal_tsc - pf->open_ticks) /
+    tick_pair(&pf->cal_ticks, &pf->cal_monotonic_ns);
+    double rate = (double)(pf->cal_ticks - pf->open_ticks) /
                   (double)(pf->cal_monotonic_ns - pf->open_monotonic_ns);
     h->slow_threshold_ticks = (uint64_t)((double)pf->slow_threshold_ns * rate);
-    h->cal_realtime_ns = md_realtime_ns(); // where the probe's tick stamps start, in wall time
     pf->ticks_per_ns = rate;
     atomic_thread_fence(memory_order_release);
     h->magic = MD_PROBE_MAGIC; // last: a probe that sees the magic sees everything else
@@ -125,8 +117,8 @@ void md_probe_file_finish(struct md_probe_file *pf)
 {
     uint64_t ticks, mono;
     tick_pair(&ticks, &mono);
-    uint64_t dt = ticks - pf->header->cal_tsc, dn = mono - pf->cal_monotonic_ns;
-    if (dn > MD_CALIBRATION_NS && ticks > pf->header->cal_tsc)
+    uint64_t dt = ticks - pf->cal_ticks, dn = mono - pf->cal_monotonic_ns;
+    if (dn > MD_CALIBRATION_NS && ticks > pf->cal_ticks)
         pf->ticks_per_ns = (double)dt / (double)dn;
 }
 

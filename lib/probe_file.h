@@ -19,7 +19,7 @@ struct md_probe_file {
     double ticks_per_ns; // measured by _arm, refined over the whole run by _finish
     uint64_t slow_threshold_ns;
     uint64_t open_ticks, open_monotonic_ns; // the clock pair taken at creation
-    uint64_t cal_monotonic_ns;              // monotonic time of header->cal_tsc (from _arm)
+    uint64_t cal_ticks, cal_monotonic_ns;   // the pair taken by _arm, as the program starts
 };
 
 // Creates and maps the file (in /dev/shm when possible); slow calls are those longer than
@@ -45,7 +45,5 @@ bool md_probe_file_data_run(const struct md_probe_file *pf, const void *table, s
                             size_t count, size_t from, size_t *first, size_t *end);
 // Unmaps and removes the file.
 void md_probe_file_close(struct md_probe_file *pf);
-
-uint64_t md_realtime_ns(void);
 
 #endif
