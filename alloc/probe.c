@@ -164,13 +164,21 @@ static void *next_function(const char *name, bool debug_malloc)
     return fn;
 }
 
+#ifdef MD_DEBUG_MALLOC_LIB
+static int find_debug_malloc(struct dl_phdr_info *info, size_t size, void *ctx)
+{
+    (void)size, (void)ctx;
+    const char *name = info->dlpi_name, *slash = name ? strrchr(name, '/') : NULL;
+    return name && !strcmp(slash ? slash + 1 : name, MD_DEBUG_MALLOC_LIB);
+}
+#endif
+
+// Read from the loader's list: dlopen(RTLD_NOLOAD) would search the library path and open the
+// file, syscalls that would count as the program's.
 static bool debug_malloc_loaded(void)
 {
 #ifdef MD_DEBUG_MALLOC_LIB
-    void *handle = dlopen(MD_DEBUG_MALLOC_LIB, RTLD_LAZY | RTLD_NOLOAD);
-    if (handle)
-        dlclose(handle);
-    return handle != NULL;
+    return dl_iterate_phdr(find_debug_malloc, NULL) != 0;
 #else
     return false;
 #endif
@@ -388,26 +396,35 @@ static inline bool mark_end(const struct mark *m, struct call_times *t)
 
 // --- loaded objects, call stacks, live blocks (--stacks, --leaks) ---------------------------
 
-static int add_object(struct dl_phdr_info *info, size_t size, void *ctx)
+// The addresses an object's PT_LOAD segments span, [*start, *end); false when it has none.
+static bool load_span(const struct dl_phdr_info *info, uint64_t *start, uint64_t *end)
 {
-    (void)size, (void)ctx;
-    struct md_probe_header *h = probe.shared;
-    uint64_t start = UINT64_MAX, end = 0;
+    uint64_t lo = UINT64_MAX, hi = 0;
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type != PT_LOAD)
             continue;
-        start = ph->p_vaddr < start ? ph->p_vaddr : start;
-        end = ph->p_vaddr + ph->p_memsz > end ? ph->p_vaddr + ph->p_memsz : end;
+        lo = ph->p_vaddr < lo ? ph->p_vaddr : lo;
+        hi = ph->p_vaddr + ph->p_memsz > hi ? ph->p_vaddr + ph->p_memsz : hi;
     }
+    *start = info->dlpi_addr + lo;
+    *end = info->dlpi_addr + hi;
+    return hi != 0;
+}
+
+static int add_object(struct dl_phdr_info *info, size_t size, void *ctx)
+{
+    (void)size, (void)ctx;
+    struct md_probe_header *h = probe.shared;
+    uint64_t start, end;
     uint32_t at = atomic_fetch_add(&h->objects_used, 1);
-    if (at >= h->object_max || !end)
+    if (at >= h->object_max || !load_span(info, &start, &end))
         return 0;
     struct md_probe_object *o = &md_probe_objects(h)[at];
     o->pid = probe.pid;
     o->bias = info->dlpi_addr;
-    o->start = info->dlpi_addr + start;
-    o->end = info->dlpi_addr + end;
+    o->start = start;
+    o->end = end;
     const char *name = info->dlpi_name;
     if (name && *name) {
         strncpy(o->path, name, sizeof o->path - 1);
@@ -558,6 +575,38 @@ static uint32_t track(enum md_probe_op op, uint64_t size, void *result, void *fr
     return stack;
 }
 
+// --- what the probe maps for itself --------------------------------------------------------
+
+struct own_object {
+    uint64_t inside, start, end;
+};
+
+static int find_own_object(struct dl_phdr_info *info, size_t size, void *ctx)
+{
+    (void)size;
+    struct own_object *o = ctx;
+    uint64_t start, end;
+    if (!load_span(info, &start, &end) || o->inside < start || o->inside >= end)
+        return 0;
+    o->start = start;
+    o->end = end;
+    return 1; // found: stop
+}
+
+// Notes the probe's own mappings, which the tool leaves out of the program's syscalls: this
+// library, as the dynamic loader mapped it in the process's only thread before any code ran, and
+// the shared file, mapped just now by this thread.
+static void note_own_maps(struct md_probe_header *h, const void *file_map, size_t file_mapped)
+{
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), now = clock_ns(CLOCK_REALTIME);
+    struct own_object self = {.inside = (uint64_t)(uintptr_t)&note_own_maps};
+    if (dl_iterate_phdr(find_own_object, &self))
+        md_probe_note_own_map(h, (int32_t)getpid(), self.start & ~(page - 1),
+                              (self.end + page - 1) & ~(page - 1), now);
+    uint64_t file = (uint64_t)(uintptr_t)file_map;
+    md_probe_note_own_map(h, (int32_t)syscall(SYS_gettid), file, file + file_mapped, now);
+}
+
 // The first process to attach names the file its malloc comes from, and so does every image it
 // execs later (the program's own, unless a shell started it in a child).
 static void record_provider(struct md_probe_header *h)
@@ -617,6 +666,7 @@ static void attach_shared(void)
         (!probe.header_only && (size_t)st.st_size < md_probe_file_size(h)))
         return;
     md_probe_count_process(h, getpid());
+    note_own_maps(h, map, probe.header_only ? header_only : (size_t)st.st_size);
     char comm[MD_PROBE_COMM] = "";
     if (!syscall(SYS_prctl, PR_GET_NAME, comm, 0, 0, 0)) // not through our own prctl
         md_probe_note_image(h, (int32_t)getpid(), comm);

@@ -18,7 +18,7 @@
 #include <string.h>
 
 #define MD_PROBE_MAGIC 0x3165626f7270646dull // "mdprobe1"
-#define MD_PROBE_VERSION 4
+#define MD_PROBE_VERSION 5
 #define MD_PROBE_ENV "MD_PROBE_FILE"
 #define MD_PROBE_SLOTS 1024
 #define MD_PROBE_SLOW_MAX (1u << 20)
@@ -30,7 +30,8 @@
 #define MD_PROBE_PIDS 4096
 #define MD_PROBE_PROVIDER_PATH 512
 #define MD_PROBE_IMAGES 4096
-#define MD_PROBE_COMM 16 // TASK_COMM_LEN
+#define MD_PROBE_COMM 16                        // TASK_COMM_LEN
+#define MD_PROBE_OWN_MAPS (2 * MD_PROBE_IMAGES) // the library and the file, per image
 
 enum md_probe_flags {
     MD_PROBE_WANT_STACKS = 1, // allocation call stacks, counted per stack
@@ -148,6 +149,16 @@ struct md_probe_header {
         char comm[MD_PROBE_COMM];
     } images[MD_PROBE_IMAGES];
     _Atomic uint32_t images_dropped; // notes that found the table full: coverage is unknown
+    // What the preload probe mapped for itself in each image: its own library (mapped by the
+    // dynamic loader) and this file. The tool leaves those mmaps and mprotects out of the
+    // program's syscalls (lib/probe_file.h); a full table leaves them in.
+    _Atomic uint32_t own_maps_used;
+    struct md_probe_own_map {
+        int32_t tid; // the thread that made the mapping
+        uint32_t reserved;
+        uint64_t start, end; // [start, end)
+        uint64_t noted_ns;   // CLOCK_REALTIME once it existed: the syscalls came before
+    } own_maps[MD_PROBE_OWN_MAPS];
 };
 
 // Entry i of the probe sequence for pid in an open-addressed table of n entries.
@@ -215,6 +226,16 @@ static inline void md_probe_count_process(struct md_probe_header *h, int32_t pid
             return;
     }
     atomic_fetch_add(&h->processes, 1);
+}
+
+// Notes a mapping the probe made for itself (see own_maps).
+static inline void md_probe_note_own_map(struct md_probe_header *h, int32_t tid, uint64_t start,
+                                         uint64_t end, uint64_t noted_ns)
+{
+    uint32_t at = atomic_fetch_add(&h->own_maps_used, 1);
+    if (at < MD_PROBE_OWN_MAPS)
+        h->own_maps[at] =
+            (struct md_probe_own_map){.tid = tid, .start = start, .end = end, .noted_ns = noted_ns};
 }
 
 static inline size_t md_probe_file_size(const struct md_probe_header *h)

@@ -35,6 +35,7 @@
 // --- syscalls, and the few libc functions the compiler may call ------------------------------
 
 #define SYS_close 3
+#define SYS_lseek 8
 #define SYS_mmap 9
 #define SYS_mprotect 10
 #define SYS_munmap 11
@@ -52,6 +53,7 @@
 #define AT_FDCWD_ (-100)
 #define O_RDONLY_ 0
 #define O_RDWR_ 2
+#define SEEK_END_ 2
 #define O_CLOEXEC_ 02000000
 #define PROT_NONE_ 0
 #define PROT_READ_ 1
@@ -785,19 +787,23 @@ static void note_image(void)
 
 static void attach_file(const char *path)
 {
+    // the whole file is mapped, then checked: the header is too big to read onto the stack
     long fd = SYS(SYS_openat, AT_FDCWD_, path, O_RDWR_ | O_CLOEXEC_);
-    struct md_probe_header header;
-    if (failed(fd) || SYS(SYS_pread64, fd, &header, sizeof header, 0) != (long)sizeof header ||
-        header.magic != MD_PROBE_MAGIC || header.version != MD_PROBE_VERSION)
-        die(path, "not a probe file");
-    size_t size = md_probe_file_size(&header);
-    long map = SYS(SYS_mmap, 0, size, PROT_READ_ | PROT_WRITE_, MAP_SHARED_, fd, 0);
-    SYS(SYS_close, fd);
+    long size = failed(fd) ? fd : SYS(SYS_lseek, fd, 0, SEEK_END_);
+    long map = failed(size) || (size_t)size < sizeof(struct md_probe_header)
+                   ? -1
+                   : SYS(SYS_mmap, 0, size, PROT_READ_ | PROT_WRITE_, MAP_SHARED_, fd, 0);
+    if (!failed(fd))
+        SYS(SYS_close, fd);
     if (failed(map))
         die(path, "cannot map the probe file");
+    const struct md_probe_header *header = (const struct md_probe_header *)map;
+    if (header->magic != MD_PROBE_MAGIC || header->version != MD_PROBE_VERSION ||
+        md_probe_file_size(header) > (size_t)size)
+        die(path, "not a probe file");
     hooks.shared = (struct md_probe_header *)map;
-    hooks.threshold = header.slow_threshold_ticks;
-    hooks.flags = header.flags & (MD_PROBE_WANT_STACKS | MD_PROBE_WANT_LEAKS);
+    hooks.threshold = header->slow_threshold_ticks;
+    hooks.flags = header->flags & (MD_PROBE_WANT_STACKS | MD_PROBE_WANT_LEAKS);
     long pr = SYS(SYS_mmap, 0, page_up(sizeof(struct process)), PROT_READ_ | PROT_WRITE_,
                   MAP_PRIVATE_ | MAP_ANONYMOUS_, -1, 0);
     if (failed(pr) ||

@@ -166,6 +166,7 @@ struct md_perf_result {
     struct md_sys_event *sys_events;
     size_t sys_event_count;
     uint64_t sys_lost;
+    uint64_t sys_probe_own; // the static probe's own syscalls, left out (its marker)
     uint64_t process_exits;
 };
 

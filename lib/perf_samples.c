@@ -676,8 +676,10 @@ static void sys_drop_thread(struct replay *r, uint32_t tid)
 {
     struct md_perf_result *res = r->res;
     for (size_t i = 0; i < res->sys_event_count; i++)
-        if (res->sys_events[i].tid == (int32_t)tid)
+        if (res->sys_events[i].tid == (int32_t)tid && res->sys_events[i].sys != MD_SYS_COUNT) {
             res->sys_events[i].sys = MD_SYS_COUNT;
+            res->sys_probe_own++;
+        }
     uint64_t *open = md_u64map_find(&r->sys_pending, (uint64_t)tid + 1);
     if (open)
         *open = 0;
@@ -715,6 +717,7 @@ static void sys_enter(struct replay *r, const struct sys_sample *s, enum md_sys 
     int length_arg = md_sys_length_arg(sys);
     struct md_sys_event e = {.tid = (int32_t)s->tid, .sys = sys, .ts_ns = s->time};
     e.length = length_arg >= 0 ? args[length_arg] : 0;
+    e.address = md_sys_address_arg(sys) ? args[0] : 0;
     e.futex_wait = sys == MD_SYS_FUTEX && md_sys_futex_op_blocks((uint32_t)args[1]); // an int
     res->sys_events[res->sys_event_count++] = e;
     // an earlier call of the thread still open lost its exit record: it stays unfinished
@@ -738,6 +741,8 @@ static void sys_exit(struct replay *r, const struct sys_sample *s, enum md_sys s
         memcpy(&ret, raw + at, sizeof ret);
     e->finished = true;
     e->failed = ret < 0 && ret >= -4095;
+    if (sys == MD_SYS_MMAP && !e->failed)
+        e->address = (uint64_t)ret;
     e->dur_ns = s->time > e->ts_ns ? s->time - e->ts_ns : 0;
 }
 

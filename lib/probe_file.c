@@ -163,6 +163,59 @@ bool md_probe_file_data_run(const struct md_probe_file *pf, const void *table, s
     return false;
 }
 
+// The probe notes a mapping after the syscalls that made it; the slack covers the error of the
+// recorder's clock against CLOCK_REALTIME (perf's timestamps are converted).
+#define MD_OWN_MAP_SLACK_NS 1000000
+
+static int by_tid(const void *a, const void *b)
+{
+    const struct md_probe_own_map *x = a, *y = b;
+    return (x->tid > y->tid) - (x->tid < y->tid);
+}
+
+// Whether e made or changed one of the probe's own mappings (maps: sorted by thread).
+static bool is_own(const struct md_probe_own_map *maps, size_t n, const struct md_sys_event *e)
+{
+    if (!e->address || e->sys == MD_SYS_BRK || e->sys == MD_SYS_FUTEX)
+        return false;
+    size_t lo = 0, hi = n; // the first entry of e's thread
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (maps[mid].tid < e->tid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (; lo < n && maps[lo].tid == e->tid; lo++)
+        if (e->address >= maps[lo].start && e->address < maps[lo].end &&
+            e->ts_ns <= maps[lo].noted_ns + MD_OWN_MAP_SLACK_NS)
+            return true;
+    return false;
+}
+
+long md_probe_file_drop_own(const struct md_probe_file *pf, struct md_sys_event *events,
+                            size_t *count)
+{
+    const struct md_probe_header *h = pf->header;
+    size_t n = atomic_load(&h->own_maps_used);
+    n = n < MD_PROBE_OWN_MAPS ? n : MD_PROBE_OWN_MAPS;
+    if (!n)
+        return 0;
+    struct md_probe_own_map *maps = malloc(n * sizeof *maps);
+    if (!maps)
+        return -1;
+    memcpy(maps, h->own_maps, n * sizeof *maps);
+    qsort(maps, n, sizeof *maps, by_tid);
+    size_t kept = 0;
+    for (size_t i = 0; i < *count; i++)
+        if (!is_own(maps, n, &events[i]))
+            events[kept++] = events[i];
+    free(maps);
+    long dropped = (long)(*count - kept);
+    *count = kept;
+    return dropped;
+}
+
 void md_probe_file_close(struct md_probe_file *pf)
 {
     if (pf->header)

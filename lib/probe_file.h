@@ -10,6 +10,7 @@
 
 #include "alloc/probe_shared.h"
 #include "lib/error.h"
+#include "lib/sys_event.h"
 
 struct md_probe_file {
     char path[256];
@@ -43,6 +44,11 @@ uint64_t md_probe_ticks_to_ns(const struct md_probe_file *pf, uint64_t ticks);
 // data. Where the file system keeps no holes, one run holds them all.
 bool md_probe_file_data_run(const struct md_probe_file *pf, const void *table, size_t entry_size,
                             size_t count, size_t from, size_t *first, size_t *end);
+// Leaves the probe's own syscalls out of events (*count of them, compacted in place): the mmaps
+// and mprotects of its library and its file in every image (alloc/probe_shared.h: own_maps).
+// Returns how many it left out, or -1 when out of memory (events unchanged).
+long md_probe_file_drop_own(const struct md_probe_file *pf, struct md_sys_event *events,
+                            size_t *count);
 // Unmaps and removes the file.
 void md_probe_file_close(struct md_probe_file *pf);
 

@@ -109,6 +109,11 @@ static bool seek_arg(struct cursor *c, int n)
 
 static void parse_args(struct cursor args, struct md_sys_event *e)
 {
+    if (md_sys_address_arg(e->sys)) {
+        struct cursor c = args;
+        if (take(&c, "("))
+            parse_u64(&c, &e->address, 16);
+    }
     if (md_sys_length_arg(e->sys) >= 0) {
         struct cursor c = args;
         if (seek_arg(&c, md_sys_length_arg(e->sys)))
@@ -138,6 +143,8 @@ static void parse_result(const char *line, size_t len, struct md_sys_event *e)
         return; // the process went away inside the call
     e->finished = true;
     e->failed = take(&c, "-1 ");
+    if (e->sys == MD_SYS_MMAP && !e->failed)
+        parse_u64(&c, &e->address, 16);
     const char *lt = memchr(c.p, '<', (size_t)(c.end - c.p));
     if (lt) {
         struct cursor d = {lt + 1, c.end};
@@ -219,6 +226,7 @@ static void drop_thread_events(struct md_strace_log *log, int32_t tid)
     for (size_t i = 0; i < log->count; i++)
         if (log->event[i].tid != tid)
             log->event[kept++] = log->event[i];
+    log->probe_own += log->count - kept;
     log->count = kept;
 }
 

@@ -19,6 +19,7 @@ struct md_strace_log {
     size_t count, cap;
     size_t lines, unparsed; // all lines; lines that were not understood
     size_t exits, kills;    // "+++ exited" and "+++ killed by" lines
+    size_t probe_own;       // the probe's own syscalls, left out
     // pending "<unfinished ...>" calls, at most one per thread
     struct md_sys_event *pending;
     size_t pending_count, pending_cap;

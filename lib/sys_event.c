@@ -14,6 +14,12 @@ static const int length_arg[MD_SYS_COUNT] = {
     [MD_SYS_BRK] = -1, [MD_SYS_MPROTECT] = 1, [MD_SYS_FUTEX] = -1,
 };
 
+bool md_sys_address_arg(enum md_sys sys)
+{
+    return sys == MD_SYS_MUNMAP || sys == MD_SYS_MREMAP || sys == MD_SYS_MADVISE ||
+           sys == MD_SYS_MPROTECT;
+}
+
 const char *md_sys_name(enum md_sys sys)
 {
     return sys < MD_SYS_COUNT ? sys_names[sys] : "?";

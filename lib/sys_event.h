@@ -25,6 +25,9 @@ struct md_sys_event {
     uint64_t ts_ns;  // CLOCK_REALTIME at entry
     uint64_t dur_ns; // time inside the syscall; 0 when unknown
     uint64_t length; // bytes for mmap, munmap, madvise, mprotect; new length for mremap
+    // the mapping's start: mmap's result (when it did not fail), the first argument of munmap,
+    // mremap, madvise and mprotect; 0 otherwise
+    uint64_t address;
     bool futex_wait; // a futex operation that blocks (WAIT, WAIT_BITSET, LOCK_PI, ...)
     bool failed;     // returned an error
     bool finished;   // the result was seen (false when the process died inside the call)
@@ -33,6 +36,9 @@ struct md_sys_event {
 const char *md_sys_name(enum md_sys sys);
 // Which argument (0-based) of the syscall carries the length we report; -1 for none.
 int md_sys_length_arg(enum md_sys sys);
+// Whether the first argument of the syscall is the address it works on (munmap, mremap, madvise,
+// mprotect); mmap's address is its result.
+bool md_sys_address_arg(enum md_sys sys);
 // Whether a futex operation word (FUTEX_PRIVATE_FLAG and FUTEX_CLOCK_REALTIME included) blocks:
 // WAIT, LOCK_PI, WAIT_BITSET, WAIT_REQUEUE_PI, LOCK_PI2. strace's names for these all start
 // with FUTEX_WAIT or FUTEX_LOCK_PI.

@@ -526,6 +526,7 @@ static void add_syscall_source(cJSON *report, const struct session *s)
     cJSON *o = cJSON_AddObjectToObject(report, "syscall_recording");
     cJSON_AddStringToObject(o, "source", s->perf.syscalls ? "perf" : "strace");
     cJSON_AddNumberToObject(o, "lost", (double)s->sys_lost);
+    cJSON_AddNumberToObject(o, "probe_own", (double)s->log.probe_own);
     md_json_str(o, "note", s->sys_note[0] ? s->sys_note : NULL);
 }
 
@@ -606,6 +607,10 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
     if (s->perf.syscalls && !md_trace_perf_take_syscalls(&s->perf, &s->log, &s->sys_lost))
         return md_fail(err, "perf recorded no syscalls: %s",
                        s->perf.error[0] ? s->perf.error : "the events could not be read");
+    long own = preload ? md_probe_file_drop_own(&s->probe, s->log.event, &s->log.count) : 0;
+    if (own < 0)
+        return md_fail(err, "out of memory");
+    s->log.probe_own += (size_t)own;
     add_syscall_source(report, s);
     add_run(report, run, opt->timeout_seconds, tree_known ? &s->tree : NULL, &s->log,
             probed ? &s->probe : NULL);

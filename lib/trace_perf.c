@@ -231,6 +231,7 @@ bool md_trace_perf_take_syscalls(struct md_trace_perf *tp, struct md_strace_log 
     log->event = r->sys_events;
     log->count = log->cap = r->sys_event_count;
     log->exits = r->process_exits;
+    log->probe_own = r->sys_probe_own;
     r->sys_events = NULL;
     r->sys_event_count = 0;
     *lost = r->sys_lost;

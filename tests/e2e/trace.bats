@@ -155,6 +155,33 @@ assert cpu['samples'] >= 1000 * (run['user_seconds'] + run['sys_seconds']), (cpu
 PY
 }
 
+@test "the preload probe's own mappings are left out: a dynamic program's syscalls are those strace sees without it" {
+    # sys-pattern 20, one thread: a fixed pattern, and the dynamic loader's work before it
+    sources=strace
+    [ "$(id -u)" != 0 ] || sources="strace perf"
+    for fx in sys-pattern-glibc sys-pattern-musl-dynamic; do
+        strace -f -qq -o "$OUT.plain" -e trace=mmap,munmap,mremap,madvise,brk,mprotect,futex \
+            "$FX/$fx" 20 2>/dev/null
+        for source in $sources; do
+            run "$T" trace --syscalls "$source" --json -o "$OUT" -- "$FX/$fx" 20
+            [ "$status" -eq 0 ]
+            python3 - "$OUT" "$OUT.plain" "$source" <<'PY'
+import collections, json, re, sys
+r = json.load(open(sys.argv[1]))
+plain = collections.Counter(m.group(1) for line in open(sys.argv[2])
+                            for m in [re.match(r'(?:\d+ +)?([a-z]+)\(', line)] if m)
+traced = {s['name']: s['count'] for s in r['syscalls']}
+assert r['mode'] == 'preload' and r['syscall_recording']['source'] == sys.argv[3], r['mode']
+assert traced == {name: plain[name] for name in traced}, (sys.argv[3], traced, plain)
+assert traced['madvise'] == 20, traced
+# its library's segments and relro, and the shared file
+assert r['syscall_recording']['probe_own'] >= 4, r['syscall_recording']
+PY
+        done
+    done
+    rm -f "$OUT.plain"
+}
+
 @test "--syscalls: by default, perf that refuses the events at the start gives way to strace" {
     [ "$(id -u)" = 0 ] || skip "perf's tracepoints need root"
     # few file descriptors: enough for the tool and strace, too few for the perf events (the

@@ -150,12 +150,42 @@ static void a_stalled_clock_reading_is_not_the_end_stamp(void **state)
     assert_int_equal(end, stalling.readings[0]);
 }
 
+// The probe's own mappings leave the events: its thread's mmaps and mprotects inside them, up to
+// when it noted them; other threads', later ones, brk, and calls elsewhere stay.
+static void the_probes_own_mappings_leave_the_events(void **state)
+{
+    (void)state;
+    struct md_probe_file pf;
+    struct md_error err;
+    assert_int_equal(md_probe_file_create(&pf, 1000, 0, &err), 0);
+    const uint64_t noted = 5000000000u, lib = 0x7f0000000000u, file = 0x7e0000000000u;
+    md_probe_note_own_map(pf.header, 42, lib, lib + 0x48000, noted);
+    md_probe_note_own_map(pf.header, 43, file, file + 0x4000000, noted);
+    md_probe_note_own_map(pf.header, 7, 0x1000, 0x2000, noted); // another process's
+    struct md_sys_event ev[] = {
+        {.tid = 42, .sys = MD_SYS_MMAP, .ts_ns = noted - 900, .address = lib},               // own
+        {.tid = 42, .sys = MD_SYS_MPROTECT, .ts_ns = noted - 800, .address = lib + 0x44000}, // own
+        {.tid = 42, .sys = MD_SYS_MMAP, .ts_ns = noted - 700, .address = lib + 0x48000}, // past it
+        {.tid = 41, .sys = MD_SYS_MMAP, .ts_ns = noted - 600, .address = lib},  // another thread
+        {.tid = 43, .sys = MD_SYS_MMAP, .ts_ns = noted - 500, .address = file}, // own
+        {.tid = 43, .sys = MD_SYS_BRK, .ts_ns = noted - 400, .address = 0},
+        {.tid = 42, .sys = MD_SYS_MUNMAP, .ts_ns = noted + 2000000000u, .address = lib}, // later
+    };
+    size_t count = sizeof ev / sizeof ev[0];
+    assert_int_equal(md_probe_file_drop_own(&pf, ev, &count), 3);
+    assert_int_equal(count, 4);
+    assert_true(ev[0].address == lib + 0x48000 && ev[1].tid == 41);
+    assert_true(ev[2].sys == MD_SYS_BRK && ev[3].sys == MD_SYS_MUNMAP);
+    md_probe_file_close(&pf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(runs_cover_written_entries_only),
         cmocka_unit_test(an_entry_across_a_page_edge_is_found),
         cmocka_unit_test(a_stalled_clock_reading_is_not_the_end_stamp),
+        cmocka_unit_test(the_probes_own_mappings_leave_the_events),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

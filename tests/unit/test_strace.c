@@ -32,6 +32,7 @@ static void a_complete_mmap_line(void **state)
     assert_int_equal(e->dur_ns, 24000);
     assert_true(e->finished);
     assert_false(e->failed);
+    assert_true(e->address == 0x7f16185e6000ull); // mmap's address is its result
     md_strace_log_free(&log);
 }
 
@@ -100,8 +101,11 @@ static void failures_kills_and_process_lines(void **state)
     assert_int_equal(log.count, 3);
     assert_true(log.event[0].failed);
     assert_true(log.event[0].length == 1099511627776ull);
+    assert_int_equal(log.event[0].address, 0); // a failed mmap mapped nothing
     assert_false(log.event[1].finished);
-    assert_int_equal(log.event[2].length, 8192); // mremap: the new length
+    assert_int_equal(log.event[1].address, 0x7f00); // the others' is their first argument
+    assert_int_equal(log.event[2].length, 8192);    // mremap: the new length
+    assert_int_equal(log.event[2].address, 0x7f00);
     assert_int_equal(log.exits, 1);
     assert_int_equal(log.kills, 1);
     assert_int_equal(log.unparsed, 0);
