@@ -311,7 +311,10 @@ static void print_bands(const cJSON *r, const char *key, const char *title)
     cJSON_ArrayForEach(b, bands)
     {
         char band[48], req[40] = "-", sys[40];
-        snprintf(band, sizeof band, "%.0f-%.0f B", num(b, "from"), num(b, "to"));
+        if (num(b, "from") == num(b, "to")) // one size
+            snprintf(band, sizeof band, "%.0f B", num(b, "from"));
+        else
+            snprintf(band, sizeof band, "%.0f-%.0f B", num(b, "from"), num(b, "to"));
         if (cJSON_GetObjectItemCaseSensitive(b, "requests"))
             snprintf(req, sizeof req, "%.0f (%.2f%%)", num(b, "requests"),
                      100 * num(b, "request_share"));
