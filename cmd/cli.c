@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -81,6 +82,31 @@ bool md_cli_stop(const struct md_command *cmd, int key, int *exit_code)
     else
         *exit_code = MD_EXIT_USAGE;
     return false;
+}
+
+volatile sig_atomic_t md_cli_mapping_faults;
+static uintptr_t guard_page_size;
+
+static void on_sigbus(int sig, siginfo_t *si, void *context)
+{
+    (void)context;
+    uintptr_t page = (uintptr_t)si->si_addr & ~(guard_page_size - 1);
+    // writable too: the mapping it replaces may have been (the probe file)
+    if (si->si_code == BUS_ADRERR && page &&
+        mmap((void *)page, guard_page_size, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED) {
+        md_cli_mapping_faults++;
+        return;
+    }
+    signal(sig, SIG_DFL); // a real fault: the access repeats and ends the process
+}
+
+void md_cli_guard_mappings(void)
+{
+    guard_page_size = (uintptr_t)sysconf(_SC_PAGESIZE);
+    struct sigaction sa = {.sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, NULL);
 }
 
 int md_cli_usage_error(const struct md_command *cmd, const char *fmt, ...)

@@ -5,6 +5,7 @@
 #define MD_CLI_H
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -41,6 +42,13 @@ extern const struct md_command md_cmd_trace;
 extern const struct md_command md_cmd_patch;
 extern const struct md_command md_cmd_doctor;
 extern const struct md_command md_cmd_rules;
+
+// Reading a file that shrinks while it is mapped (a build or `cp` rewriting it) raises SIGBUS on
+// its lost pages. The handler this installs maps zeros there, so the read finishes, and counts it
+// in md_cli_mapping_faults: what was read then is not the file, and the command says so
+// (lib/inspect.h). Any other SIGBUS still ends the process.
+void md_cli_guard_mappings(void);
+extern volatile sig_atomic_t md_cli_mapping_faults;
 
 // Iterates options like getopt_long. Returns the key, -1 after the last option (optind is then
 // the first operand), or '?' after printing a usage error. --help is handled by the caller.

@@ -235,6 +235,7 @@ static int run(const struct md_command *cmd, int argc, char **argv)
     cJSON *files = cJSON_AddArrayToObject(report, "files");
     struct md_inspector in;
     struct md_error err;
+    a.opt.mapping_faults = &md_cli_mapping_faults;
     if (md_inspector_init(&in, &a.opt, files, &err)) {
         cJSON_Delete(report);
         return md_cli_usage_error(cmd, "%s", err.msg);

@@ -60,6 +60,7 @@ static int check_standard_output(const char *name, int rc)
 int main(int argc, char **argv)
 {
     hold_standard_descriptors();
+    md_cli_guard_mappings();
     if (argc < 2) {
         usage(stderr);
         return MD_EXIT_USAGE;

@@ -351,7 +351,7 @@ static void explain_script(const char *path, struct md_error *err)
                 hop.interpreter, hop.has_argument ? " " : "", hop.has_argument ? hop.argument : "");
 }
 
-static void inspect_file(struct md_inspector *in, const char *path)
+static void inspect_file_now(struct md_inspector *in, const char *path)
 {
     struct md_elf e;
     struct md_error err;
@@ -377,6 +377,27 @@ static void inspect_file(struct md_inspector *in, const char *path)
     md_elf_close(&e);
 }
 
+// A file that shrank while it was mapped was read partly as zeros (mapping_faults): its entries
+// and counts are taken back, and it is an error of its own.
+static void inspect_file(struct md_inspector *in, const char *path)
+{
+    const volatile sig_atomic_t *faults = in->opt.mapping_faults;
+    sig_atomic_t faults_before = faults ? *faults : 0;
+    int entries = cJSON_GetArraySize(in->files);
+    size_t errors = in->errors, expect_failed = in->expect_failed;
+    inspect_file_now(in, path);
+    if (!faults || *faults == faults_before)
+        return;
+    while (cJSON_GetArraySize(in->files) > entries)
+        cJSON_DeleteItemFromArray(in->files, entries);
+    in->errors = errors;
+    in->expect_failed = expect_failed;
+    struct md_error err;
+    md_fail(&err, "%s: the file shrank while it was read (being rewritten?); inspect it again",
+            path);
+    add_error(in, path, &err);
+}
+
 // In a directory walk only ELF files and archives are inspected; scripts and data are skipped.
 static bool looks_inspectable(const char *path)
 {
@@ -393,6 +414,32 @@ static bool looks_inspectable(const char *path)
                       (n == 8 && !memcmp(magic, "!<arch>\n", 8)));
 }
 
+static void walk_dir(struct md_inspector *in, const char *dir);
+
+// One name in a directory walk. A name that cannot be examined is an error, not a skip: a
+// walk that silently lost files would let --expect pass over them.
+static void walk_entry(struct md_inspector *in, const char *dir, const char *name)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    struct md_error err;
+    if (!strcmp(name, ".") || !strcmp(name, ".."))
+        return;
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) {
+        md_fail(&err, "%s/%s: path too long", dir, name);
+        add_error(in, dir, &err);
+    } else if (lstat(path, &st)) {
+        md_fail_errno(&err, errno, "%s", path);
+        add_error(in, path, &err);
+    } else if (S_ISDIR(st.st_mode)) { // symlinks are not followed: no loops, each file once
+        walk_dir(in, path);
+    } else if (S_ISREG(st.st_mode) && looks_inspectable(path)) {
+        inspect_file(in, path);
+    } else {
+        in->skipped++;
+    }
+}
+
 static void walk_dir(struct md_inspector *in, const char *dir)
 {
     struct dirent **names;
@@ -404,20 +451,7 @@ static void walk_dir(struct md_inspector *in, const char *dir)
         return;
     }
     for (int i = 0; i < n; i++) {
-        const char *name = names[i]->d_name;
-        char path[PATH_MAX];
-        struct stat st;
-        if (strcmp(name, ".") && strcmp(name, "..") &&
-            snprintf(path, sizeof path, "%s/%s", dir, name) < (int)sizeof path &&
-            !lstat(path, &st)) {
-            // symlinks are not followed: no loops, and each file is reported once
-            if (S_ISDIR(st.st_mode))
-                walk_dir(in, path);
-            else if (S_ISREG(st.st_mode) && looks_inspectable(path))
-                inspect_file(in, path);
-            else
-                in->skipped++;
-        }
+        walk_entry(in, dir, names[i]->d_name);
         free(names[i]);
     }
     free(names);

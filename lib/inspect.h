@@ -4,6 +4,7 @@
 #ifndef MD_INSPECT_H
 #define MD_INSPECT_H
 
+#include <signal.h>
 #include <stdbool.h>
 
 #include "lib/loader.h"
@@ -13,6 +14,9 @@ struct md_inspect_options {
     bool recursive;     // descend into directories
     const char *root;   // sysroot for DT_NEEDED resolution, or NULL
     const char *expect; // an allocator id or family that must serve malloc, or NULL
+    // Counted by the caller's SIGBUS handler when a mapped file shrank under a read (the
+    // reading went on over zeros): a file read while it moved is an error. NULL: not watched.
+    const volatile sig_atomic_t *mapping_faults;
 };
 
 struct md_inspector {

@@ -250,6 +250,48 @@ for f in (a,b):
     [[ "$output" == *"secret: Permission denied"* ]]
 }
 
+@test "-r: a file the walk cannot examine is an error, and --expect does not pass over it" {
+    [ "$(id -u)" = 0 ] || skip "needs root to act as another user"
+    dir=$(mktemp -d)
+    mkdir "$dir/d"
+    cp "$FX/musl-static" "$dir/d/prog"
+    cp "$T" "$dir/tool"
+    chmod 755 "$dir"
+    chmod 644 "$dir/d" # readable, not searchable: the names are listed, the files cannot be examined
+    run setpriv --reuid=65534 --regid=65534 --clear-groups "$dir/tool" inspect --expect mimalloc \
+        -r "$dir/d"
+    rm -rf "$dir"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"d/prog: Permission denied"* ]]
+}
+
+@test "a file that shrinks while inspect reads it is an error of its own, never a crash" {
+    big=$(find /usr/lib/x86_64-linux-gnu -maxdepth 1 -type f -name '*.so*' -size +20M | head -1)
+    [ -n "$big" ] || skip "no shared library of 20 MB or more here"
+    copy=$BATS_TEST_TMPDIR/big.so
+    cp "$big" "$copy"
+    start=$(date +%s%N)
+    "$T" inspect "$copy" >/dev/null
+    took_ms=$((($(date +%s%N) - start) / 1000000))
+    shrank=0
+    # truncated at points through the read: the pages it has yet to read are gone
+    for pct in 10 20 35 50 65 80; do
+        cp "$big" "$copy"
+        "$T" inspect "$copy" >/dev/null 2>"$BATS_TEST_TMPDIR/err" &
+        pid=$!
+        sleep "$(awk -v t="$took_ms" -v p="$pct" 'BEGIN { print t * p / 100000 }')"
+        truncate -s 4096 "$copy"
+        rc=0
+        wait "$pid" || rc=$?
+        [ "$rc" -lt 128 ] # no SIGBUS
+        if grep -q "big.so: the file shrank while it was read" "$BATS_TEST_TMPDIR/err"; then
+            shrank=$((shrank + 1))
+            [ "$rc" -eq 2 ]
+        fi
+    done
+    [ "$shrank" -gt 0 ]
+}
+
 @test "one bad file never stops the others" {
     run "$T" inspect --json "$FX/bad/empty" "$FX/musl-static" "$FX/bad/text.txt" "$FX/glibc-static"
     [ "$status" -eq 2 ]
