@@ -1,11 +1,15 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "lib/loader.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <glob.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define MD_CONF_DEPTH 8 // include nesting in ld.so.conf
@@ -35,9 +39,48 @@ static void strlist_free(char **items, size_t count)
     free(items);
 }
 
+// Where path (absolute, inside the root) is on this machine, with every symlink resolved as the
+// target system resolves it: with the root as "/" (openat2's RESOLVE_IN_ROOT). An absolute link
+// in a sysroot (/lib64/ld-linux..., /etc/alternatives/...) names a file of the sysroot, not of
+// this machine. 1: resolved; 0: it does not exist in the root; -1: cannot tell here (a kernel
+// before 5.6, no /proc).
+static int resolve_in_root(const struct md_loader *l, const char *path, char *out, size_t size)
+{
+    struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT};
+    int fd = (int)syscall(SYS_openat2, l->root_fd, path, &how, sizeof how);
+    if (fd < 0)
+        return errno == ENOSYS || errno == E2BIG ? -1 : 0;
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, out, size - 1);
+    close(fd);
+    if (n <= 0 || (size_t)n >= size - 1)
+        return -1;
+    out[n] = 0;
+    return 1;
+}
+
+// A path inside the root (absolute ones; relative ones are left alone) as a path on this machine;
+// "" (which names no file) when it does not exist there. Where that cannot be told, the plain
+// join, whose links the kernel follows out of the root.
 static void rooted(const struct md_loader *l, const char *path, char *out, size_t size)
 {
-    snprintf(out, size, "%s%s", path[0] == '/' ? l->root : "", path);
+    int found = path[0] == '/' && l->root_fd >= 0 ? resolve_in_root(l, path, out, size) : -1;
+    if (found == 0)
+        out[0] = 0;
+    else if (found < 0)
+        snprintf(out, size, "%s%s", path[0] == '/' ? l->root : "", path);
+}
+
+// The same for a path on this machine that lies in the root (a directory found by rooted(), an
+// $ORIGIN): its symlinks are resolved inside the root too.
+static void rerooted(const struct md_loader *l, const char *host_path, char *out, size_t size)
+{
+    size_t n = strlen(l->root);
+    if (l->root_fd >= 0 && !strncmp(host_path, l->root, n) && host_path[n] == '/')
+        rooted(l, host_path + n, out, size);
+    else
+        snprintf(out, size, "%s", host_path);
 }
 
 // Adds each word of s (separated by white space, ':' or ',') to the list.
@@ -63,10 +106,15 @@ static int include_conf(struct md_loader *l, const char *conf_path, const char *
     char *slash = strrchr(dir, '/');
     if (slash)
         *slash = 0;
-    if (pattern[0] == '/')
-        rooted(l, pattern, rooted_pattern, sizeof rooted_pattern);
-    else
+    const char *base = strrchr(pattern, '/');
+    if (pattern[0] == '/') { // the directory resolves inside the root; the pattern stays
+        char pattern_dir[PATH_MAX], resolved[PATH_MAX];
+        snprintf(pattern_dir, sizeof pattern_dir, "%.*s", (int)(base - pattern), pattern);
+        rooted(l, pattern_dir[0] ? pattern_dir : "/", resolved, sizeof resolved);
+        snprintf(rooted_pattern, sizeof rooted_pattern, "%s%s", resolved, base);
+    } else {
         snprintf(rooted_pattern, sizeof rooted_pattern, "%s/%s", dir, pattern);
+    }
     glob_t g;
     if (glob(rooted_pattern, 0, NULL, &g))
         return 0;
@@ -125,8 +173,16 @@ int md_loader_init(struct md_loader *l, const char *root, const struct md_matche
                    struct md_error *err)
 {
     memset(l, 0, sizeof *l);
-    l->root = root ? root : "";
+    l->root_fd = -1;
     l->matcher = m;
+    if (root && *root) {
+        // paths the loader reports and $ORIGIN are real paths: the root must be one too
+        if (!realpath(root, l->root) ||
+            (l->root_fd = open(l->root, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+            return md_fail_errno(err, errno, "--root %s", root);
+        if (!strcmp(l->root, "/"))
+            l->root[0] = 0; // the running system's own root: nothing to prefix
+    }
     char path[PATH_MAX];
     rooted(l, "/etc/ld.so.conf", path, sizeof path);
     if (read_conf(l, path, 0) || read_preload(l)) {
@@ -149,12 +205,15 @@ static void libinfo_free(struct md_libinfo *li)
 
 void md_loader_free(struct md_loader *l)
 {
+    if (l->root_fd >= 0)
+        close(l->root_fd);
     strlist_free(l->conf_dirs, l->conf_count);
     strlist_free(l->preload, l->preload_count);
     for (size_t i = 0; i < l->lib_count; i++)
         libinfo_free(l->libs[i]);
     free(l->libs);
     memset(l, 0, sizeof *l);
+    l->root_fd = -1;
 }
 
 static char *dup_or_null(const char *s)
@@ -257,10 +316,11 @@ static void expand_dir(const struct md_loader *l, const struct requester *r, con
 static const struct md_libinfo *try_dir(struct md_loader *l, const struct requester *r,
                                         const char *dir, const char *name)
 {
-    char expanded[PATH_MAX], path[PATH_MAX];
+    char expanded[PATH_MAX], joined[PATH_MAX], path[PATH_MAX];
     expand_dir(l, r, dir, expanded, sizeof expanded);
-    if (snprintf(path, sizeof path, "%s/%s", expanded, name) >= (int)sizeof path)
+    if (snprintf(joined, sizeof joined, "%s/%s", expanded, name) >= (int)sizeof joined)
         return NULL;
+    rerooted(l, joined, path, sizeof path); // the file itself may be a link
     if (access(path, F_OK))
         return NULL;
     const struct md_libinfo *li = library(l, path);
@@ -299,6 +359,25 @@ static const char *musl_default_dirs(const struct md_loader *l, char *buf, size_
     return buf;
 }
 
+// glibc's built-in directories, searched after ld.so.conf's: Debian's and Ubuntu's multiarch
+// ones (`ld.so --help` lists them), then upstream's.
+static const char *glibc_system_dirs(const struct requester *r)
+{
+    switch (r->machine) {
+    case EM_X86_64:
+        return r->elf_class == ELFCLASS64
+                   ? "/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu:/lib64:/usr/lib64:/lib:/usr/"
+                     "lib"
+                   : "/lib/x86_64-linux-gnux32:/usr/lib/x86_64-linux-gnux32:/libx32:/usr/libx32";
+    case EM_386:
+        return "/lib/i386-linux-gnu:/usr/lib/i386-linux-gnu:/lib:/usr/lib";
+    case EM_AARCH64:
+        return "/lib/aarch64-linux-gnu:/usr/lib/aarch64-linux-gnu:/lib64:/usr/lib64:/lib:/usr/lib";
+    default:
+        return r->elf_class == ELFCLASS64 ? "/lib64:/usr/lib64:/lib:/usr/lib" : "/lib:/usr/lib";
+    }
+}
+
 static const struct md_libinfo *search(struct md_loader *l, const struct requester *r,
                                        const struct requester *exe, const char *name, bool musl)
 {
@@ -318,9 +397,7 @@ static const struct md_libinfo *search(struct md_loader *l, const struct request
     }
     for (size_t i = 0; !li && i < l->conf_count; i++)
         li = try_dir(l, r, l->conf_dirs[i], name);
-    const char *defaults =
-        r->elf_class == ELFCLASS64 ? "/lib64:/usr/lib64:/lib:/usr/lib" : "/lib:/usr/lib";
-    return li ? li : try_list(l, r, defaults, name);
+    return li ? li : try_list(l, r, glibc_system_dirs(r), name);
 }
 
 static bool in_scope(const struct md_scope *scope, const struct md_libinfo *li)
@@ -373,6 +450,15 @@ static const struct md_libinfo *musl_libc(struct md_loader *l, const char *inter
     return access(use, F_OK) ? NULL : library(l, use);
 }
 
+// Each name once: a library two objects need is missing once.
+static bool is_missing(const struct md_scope *scope, const char *name)
+{
+    for (size_t i = 0; i < scope->missing_count; i++)
+        if (!strcmp(scope->missing[i], name))
+            return true;
+    return false;
+}
+
 static void resolve_needed(struct md_loader *l, const struct requester *r,
                            const struct requester *exe, char **needed, size_t count,
                            const char *interp, struct md_scope *scope)
@@ -383,7 +469,7 @@ static void resolve_needed(struct md_loader *l, const struct requester *r,
             li = search(l, r, exe, needed[i], scope->musl);
         if (li)
             scope_add(scope, li);
-        else if (scope->missing_count < MD_MAX_SCOPE)
+        else if (scope->missing_count < MD_MAX_SCOPE && !is_missing(scope, needed[i]))
             scope->missing[scope->missing_count++] = needed[i];
     }
 }

@@ -14,6 +14,8 @@
 
 #include "lib/identify.h"
 
+#include <limits.h>
+
 #define MD_MAX_SCOPE 256
 
 // What the loader needs to know of one library, kept after the file is closed.
@@ -30,7 +32,10 @@ struct md_libinfo {
 };
 
 struct md_loader {
-    const char *root; // "" for the running system
+    // The sysroot, its real path ("" for the running system) and a descriptor on it, through
+    // which paths inside it are resolved as its own loader would see them (-1: none).
+    char root[PATH_MAX];
+    int root_fd;
     const struct md_matcher *matcher;
     char **conf_dirs; // ld.so.conf, in order
     size_t conf_count;

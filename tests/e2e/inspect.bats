@@ -399,6 +399,36 @@ assert f["active"]["id"]=="mimalloc", f["active"]
 assert f["active"]["provider"].endswith("/opt/alloc/libc.so.6"), f["active"]' "$output"
 }
 
+@test "--root: absolute links resolve inside the sysroot, and glibc's own directories are searched" {
+    root=$(mktemp -d)
+    mkdir -p "$root/usr/bin" "$root/opt/alloc" "$root/lib/x86_64-linux-gnu"
+    cp "$FX/glibc-dynamic" "$root/usr/bin/prog"
+    # no etc/ld.so.conf: glibc's built-in multiarch directory is searched; libc.so.6 is a link
+    # whose absolute target exists in the sysroot only
+    cp /usr/lib/x86_64-linux-gnu/libmimalloc.so.2 "$root/opt/alloc/libmimalloc.so.2"
+    ln -s /opt/alloc/libmimalloc.so.2 "$root/lib/x86_64-linux-gnu/libc.so.6"
+    run "$T" inspect --json --root "$root" "$root/usr/bin/prog"
+    [ "$status" -eq 0 ]
+    python3 -c '
+import json,sys
+f=json.loads(sys.argv[1])["files"][0]
+assert f["active"]["id"]=="mimalloc", f["active"]
+assert f["active"]["provider"].endswith("/opt/alloc/libmimalloc.so.2"), f["active"]
+assert f["missing_libraries"]==[], f' "$output"
+    # a link to a path that exists only on this machine is missing in the sysroot, listed once
+    ln -sf /usr/lib/x86_64-linux-gnu/libmimalloc.so.2 "$root/lib/x86_64-linux-gnu/libc.so.6"
+    run "$T" inspect --json --root "$root" "$root/usr/bin/prog"
+    rm -rf "$root"
+    python3 -c '
+import json,sys
+f=json.loads(sys.argv[1][sys.argv[1].index("{"):])["files"][0]
+assert f["missing_libraries"]==["libc.so.6"], f["missing_libraries"]
+assert f["active"]["id"]!="mimalloc", f["active"]' "$output"
+    run "$T" inspect --root /nonexistent/root "$FX/glibc-dynamic"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--root /nonexistent/root: No such file or directory"* ]]
+}
+
 @test "missing libraries are listed and the answer says it is unsure" {
     root=$(mktemp -d)
     mkdir -p "$root/usr/bin"
