@@ -3,6 +3,18 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+
+void md_tool_dir(char *dir, size_t size)
+{
+    ssize_t n = readlink("/proc/self/exe", dir, size - 1);
+    dir[n > 0 ? n : 0] = 0;
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = 0;
+    else
+        snprintf(dir, size, ".");
+}
 
 cJSON *md_report_new(const char *command, const char *version)
 {

@@ -11,6 +11,9 @@
 // {"schema": MD_SCHEMA, "tool": {"name", "version"}, "command": command}; NULL when out of memory.
 cJSON *md_report_new(const char *command, const char *version);
 
+// The directory of the running tool: its probe and allocator builds are found from here.
+void md_tool_dir(char *dir, size_t size);
+
 // Small helpers that keep builders short; all accept NULL values and store JSON null.
 void md_json_str(cJSON *obj, const char *key, const char *value);
 void md_json_strs(cJSON *obj, const char *key, const char *const *values, size_t count);

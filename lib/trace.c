@@ -95,17 +95,6 @@ static int examine(const char *path, struct target *t, struct md_error *err)
     return 0;
 }
 
-void md_tool_dir(char *dir, size_t size)
-{
-    ssize_t n = readlink("/proc/self/exe", dir, size - 1);
-    dir[n > 0 ? n : 0] = 0;
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        *slash = 0;
-    else
-        snprintf(dir, size, ".");
-}
-
 // The probe build for a flavour: glibc/libmdprobe.so, musl/libmdprobe.so, static/md-static-probe.
 static int probe_build(const struct md_trace_options *opt, const char *flavour, char *out,
                        size_t size, struct md_error *err)

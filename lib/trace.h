@@ -34,9 +34,6 @@ struct md_trace_options {
     const sigset_t *stop_signals;
 };
 
-// The directory of the running tool: its probe and allocator builds are found from here.
-void md_tool_dir(char *dir, size_t size);
-
 // Runs the program and fills report ("target", "mode", "run", and the statistics of
 // trace_stats.h). run receives the program's exit status for --propagate-exit.
 int md_trace(const struct md_trace_options *opt, cJSON *report, struct md_run_result *run,

@@ -39,6 +39,25 @@ static bool is_libc_family(const char *name)
     return !strncmp(name, "glibc", 5) || !strncmp(name, "musl", 4);
 }
 
+// The allocators that come as a library to link, with the -l name their packages install;
+// the others come with a libc, a language runtime or this tool.
+static const struct {
+    const char *family, *lib;
+} linked_as[] = {
+    {"mimalloc", "mimalloc"}, {"jemalloc", "jemalloc"},     {"tcmalloc", "tcmalloc"},
+    {"rpmalloc", "rpmalloc"}, {"snmalloc", "snmallocshim"},
+};
+
+static const char *link_name(const char *expect)
+{
+    for (size_t i = 0; i < sizeof linked_as / sizeof linked_as[0]; i++)
+        if (!strcmp(expect, linked_as[i].family) ||
+            (!strncmp(expect, linked_as[i].family, strlen(linked_as[i].family)) &&
+             expect[strlen(linked_as[i].family)] == '-'))
+            return linked_as[i].lib;
+    return NULL;
+}
+
 // The expected allocator is not linked: what to do depends on what it is. A libc's malloc comes
 // with building against that libc, mdalloc has its own ways in, anything else is a -l flag.
 static void prescribe(const struct md_rule_input *in, char *fix, size_t size)
@@ -53,19 +72,24 @@ static void prescribe(const struct md_rule_input *in, char *fix, size_t size)
                  in->expect, !strncmp(in->expect, "musl", 4) ? "musl (musl-gcc)" : "glibc",
                  libc ? libc : "unknown");
     else if (!strcmp(in->expect, "mdalloc") && is_static && libc && !strcmp(libc, "musl"))
-        snprintf(fix, size, "%s", MD_RULE_PATCH_MUSL);
+        md_rule_patch_musl(in->file, fix, size);
     else if (!strcmp(in->expect, "mdalloc"))
-        snprintf(fix, size,
-                 "link malloc-doctor's build/alloc/%s/libmdalloc.a before libc, or preload "
-                 "build/alloc/%s/libmdalloc.so",
-                 libc && !strcmp(libc, "musl") ? "musl" : "glibc",
-                 libc && !strcmp(libc, "musl") ? "musl" : "glibc");
-    else
+        snprintf(
+            fix, size,
+            "link malloc-doctor's %s/%s/libmdalloc.a before libc, or preload %s/%s/libmdalloc.so",
+            md_rule_alloc_dir(in), libc && !strcmp(libc, "musl") ? "musl" : "glibc",
+            md_rule_alloc_dir(in), libc && !strcmp(libc, "musl") ? "musl" : "glibc");
+    else if (link_name(in->expect))
         snprintf(fix, size,
                  "put -l%s after the objects that call malloc, or keep it with "
                  "-Wl,--no-as-needed -l%s -Wl,--as-needed; for static links add the allocator's "
                  "archive before libc",
-                 in->expect, in->expect);
+                 link_name(in->expect), link_name(in->expect));
+    else // Go's: it comes with its runtime, in Go programs only
+        snprintf(fix, size,
+                 "%s's allocator comes with its own runtime, not as a library to link: expect the "
+                 "allocator this file uses instead",
+                 in->expect);
 }
 
 static void check(const struct md_rule *rule, const struct md_rule_input *in, cJSON *findings)
@@ -73,7 +97,8 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
     if (!in->file)
         return;
     const cJSON *expect = cJSON_GetObjectItemCaseSensitive(in->file, "expect");
-    if (!in->expect || !expect || md_json_get_bool(expect, "met"))
+    // met: null when there was nothing to judge (a library that never calls malloc)
+    if (!in->expect || !expect || !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(expect, "met")))
         return;
     const cJSON *active = cJSON_GetObjectItemCaseSensitive(in->file, "active");
     const char *active_name = md_json_get_str(active, "name");
@@ -94,8 +119,8 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
                  active_name ? active_name : "an unidentified allocator");
         snprintf(fix, sizeof fix, "see MD002: make %s override malloc", in->expect);
     } else {
-        // a -l flag that --as-needed dropped explains it, unless the allocator is a libc's
-        bool dropped = version && !is_libc_family(in->expect);
+        // a -l flag that --as-needed dropped explains it, for an allocator linked with one
+        bool dropped = version && link_name(in->expect);
         snprintf(message, sizeof message,
                  "expected %s, but it is not linked at all; malloc is served by %s%s%s%s",
                  in->expect, active_name ? active_name : "an unidentified allocator",
@@ -103,7 +128,7 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
                  dropped ? ": -l" : "");
         if (dropped)
             snprintf(message + strlen(message), sizeof message - strlen(message),
-                     "%s was dropped by --as-needed or link order)", in->expect);
+                     "%s was dropped by --as-needed or link order)", link_name(in->expect));
         prescribe(in, fix, sizeof fix);
     }
     cJSON *ev = md_finding_add(findings, rule, MD_SEV_ERROR, message, fix);

@@ -205,6 +205,28 @@ static const char *alloc_dir(const cJSON *trace)
     return dir ? dir : "DIR/alloc";
 }
 
+const char *md_rule_alloc_dir(const struct md_rule_input *in)
+{
+    return in->alloc_dir ? in->alloc_dir : alloc_dir(in->trace);
+}
+
+void md_rule_patch_musl(const cJSON *file, char *out, size_t size)
+{
+    const char *machine =
+        md_json_get_str(cJSON_GetObjectItemCaseSensitive(file, "format"), "machine");
+    if (!file || (machine && !strcmp(machine, "x86-64")))
+        snprintf(out, size,
+                 "`mkdir -p ~/musl-mdalloc && malloc-doctor patch -o ~/musl-mdalloc/libc.a "
+                 "/usr/lib/x86_64-linux-musl/libc.a`, then relink with `musl-gcc -static -L "
+                 "~/musl-mdalloc ...`");
+    else // mdalloc's embedded build is x86-64 musl's: another target needs its own allocator
+        snprintf(out, size,
+                 "`malloc-doctor patch --allocator ALLOCATOR.a -o COPY/libc.a LIBC.a` with the "
+                 "libc.a of this %s target's musl toolchain and an allocator archive built for "
+                 "it, then relink with -L COPY",
+                 machine ? machine : "file's");
+}
+
 void md_rule_trace_replace_allocator(const cJSON *trace, char *out, size_t size)
 {
     const cJSON *target = cJSON_GetObjectItemCaseSensitive(trace, "target");
@@ -217,12 +239,13 @@ void md_rule_trace_replace_allocator(const cJSON *trace, char *out, size_t size)
                  "`malloc-doctor trace --compare -- %s` runs it again with mdalloc preloaded and "
                  "shows both runs; to keep mdalloc: `LD_PRELOAD=%s/%s/libmdalloc.so %s`",
                  cmd, alloc_dir(trace), musl ? "musl" : "glibc", cmd);
-    else if (musl)
+    else if (musl) {
+        char patch[512];
+        md_rule_patch_musl(NULL, patch, sizeof patch);
         snprintf(out, size,
-                 "static musl cannot be preloaded: " MD_RULE_PATCH_MUSL
-                 ", then `malloc-doctor trace -- %s` again",
-                 cmd);
-    else
+                 "static musl cannot be preloaded: %s, then `malloc-doctor trace -- %s` again",
+                 patch, cmd);
+    } else
         snprintf(out, size,
                  "a static program cannot be preloaded: relink it with an allocator's archive "
                  "ahead of libc (mdalloc: %s/glibc/libmdalloc.a), then `malloc-doctor trace -- %s` "

@@ -16,6 +16,7 @@ struct md_rule_input {
     const char *expect;      // --expect ALLOC, or NULL
     const cJSON *trace;      // a trace report, or NULL; with file, the trace of that program
     uint64_t leak_min_bytes; // trace --leak-min; 0: the leak rule's own default
+    const char *alloc_dir;   // where this tool's mdalloc builds are (DIR/alloc), or NULL
 };
 
 struct md_rule {
@@ -59,11 +60,13 @@ double md_rule_trace_program_samples(const cJSON *trace);
 #define MD_RULE_COMMAND_MAX 240
 void md_rule_trace_command(const cJSON *trace, char *out, size_t size);
 // How a static musl program gets mdalloc: a patched copy of musl's libc.a to relink against
-// (one wording for every rule that prescribes it).
-#define MD_RULE_PATCH_MUSL                                                                         \
-    "`mkdir -p ~/musl-mdalloc && malloc-doctor patch -o ~/musl-mdalloc/libc.a "                    \
-    "/usr/lib/x86_64-linux-musl/libc.a`, then relink with `musl-gcc -static -L ~/musl-mdalloc "    \
-    "...`"
+// (one wording for every rule that prescribes it). For a file of another architecture (file:
+// an inspect entry; NULL for a program traced here, which is x86-64) the libc.a is that
+// target's, wherever its toolchain keeps it.
+void md_rule_patch_musl(const cJSON *file, char *out, size_t size);
+// Where this tool's mdalloc builds are, for prescriptions: in->alloc_dir, a trace's
+// tool.alloc_dir, or a placeholder.
+const char *md_rule_alloc_dir(const struct md_rule_input *in);
 
 // The prescription for "run it with an allocator that keeps its memory": the compare run for a
 // dynamic program, patch for static musl, relinking for other static programs.

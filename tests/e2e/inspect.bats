@@ -131,6 +131,37 @@ field() {
     [ "$status" -eq 1 ]
     [[ "$output" == *"who serves malloc is unknown: libc.so.6 could not be found"* ]]
     [[ "$output" == *"--root DIR"* && "$output" != *"-lglibc"* ]]
+    # only allocators that come as a library get a -l hint; mdalloc's builds are named where
+    # they are, from any directory
+    run "$T" inspect --expect go "$FX/glibc-dynamic"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"comes with its own runtime"* && "$output" != *"-lgo"* ]]
+    run "$T" inspect --expect tcmalloc-google "$FX/glibc-dynamic"
+    [[ "$output" == *"-ltcmalloc was dropped"* ]]
+    tool=$(realpath "$T")
+    run bash -c 'cd / && "$1" inspect --expect mdalloc "$2"' _ "$tool" "$(realpath "$FX/glibc-dynamic")"
+    [ "$status" -eq 1 ]
+    preload=$(echo "$output" | sed -n 's/.*or preload \([^ ]*libmdalloc.so\).*/\1/p')
+    [[ "$preload" == /* ]]
+    [ -f "$preload" ]
+    # a musl file of another architecture is not sent to x86-64's libc.a
+    run "$T" inspect "$FX/elf64-msb"
+    [[ "$output" == *"MD001"* && "$output" != *"x86_64-linux-musl"* ]]
+}
+
+@test "--expect has nothing to judge in a library that never calls malloc" {
+    ldso=$(readlink -f /lib64/ld-linux-x86-64.so.2)
+    run "$T" inspect --json --expect mimalloc "$ldso" "$FX/glibc-dynamic"
+    [ "$status" -eq 1 ] # the program still fails it
+    python3 -c '
+import json,sys
+r=json.loads(sys.argv[1])
+ld,prog=r["files"]
+assert ld["expect"]["met"] is None and "neither calls nor defines" in ld["expect"]["reason"], ld["expect"]
+assert not [f for f in ld["findings"] if f["id"]=="MD003"], ld["findings"]
+assert prog["expect"]["met"] is False and r["summary"]["expect_failed"]==1, r["summary"]' "$output"
+    run "$T" inspect --expect mimalloc "$ldso"
+    [ "$status" -eq 0 ]
 }
 
 @test "glibc static program with Debian's libjemalloc.a" {
