@@ -717,7 +717,11 @@ __attribute__((constructor)) static void probe_init(void)
     if (!probe.real.malloc)
         resolve();
     attach_shared();
+    // musl's pthread_atfork allocates its entry: the probe's own block, not the program's (it
+    // would count as a call, and as a leak with --leaks)
+    tls_nested = true;
     pthread_atfork(NULL, NULL, forget_slot_in_child);
+    tls_nested = false;
 }
 
 static struct md_probe_slot *claim_slot(void)

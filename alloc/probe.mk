@@ -3,8 +3,18 @@ PROBE_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -fPIC -fvisibility=hidden -I. $(WA
 PROBE_GLIBC := $(B)/alloc/probe/glibc/libmdprobe.so
 PROBE_MUSL := $(B)/alloc/probe/musl/libmdprobe.so
 
+# One LD_PRELOAD path for the processes of either libc in a traced tree: glibc's loader expands
+# $PLATFORM in it (x86_64; haswell or xeon_phi on some Intel CPUs) to the glibc probe, musl's
+# takes it literally, to a directory of that name with the musl probe.
+PROBE_ANY := $(B)/alloc/probe/any/x86_64
+
 .PHONY: probe
-probe: $(PROBE_GLIBC) $(PROBE_MUSL)
+probe: $(PROBE_GLIBC) $(PROBE_MUSL) $(PROBE_ANY)
+
+$(PROBE_ANY): alloc/probe.mk
+	@mkdir -p $(@D)
+	$(Q)for p in x86_64 haswell xeon_phi; do ln -sfn ../glibc $(@D)/$$p; done
+	$(Q)ln -sfn ../musl '$(@D)/$$PLATFORM'
 
 $(PROBE_GLIBC): alloc/probe.c alloc/probe_shared.h
 	@mkdir -p $(@D)

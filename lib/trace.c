@@ -115,6 +115,23 @@ static int probe_build(const struct md_trace_options *opt, const char *flavour, 
     return 0;
 }
 
+// Processes of the other libc in the tree (a glibc shell running a musl program, a musl program
+// calling system()) cannot load this libc's probe: they would exit 127. Where the build has
+// both, one path serves both: glibc's loader expands $PLATFORM, musl's does not (alloc/probe.mk).
+static void either_libc_probe(const struct md_trace_options *opt, char *lib, size_t size)
+{
+    char dir[PATH_MAX], glibc_probe[PATH_MAX + 48], musl_probe[PATH_MAX + 48];
+    if (opt->probe_dir)
+        snprintf(dir, sizeof dir, "%s", opt->probe_dir);
+    else
+        md_tool_dir(dir, sizeof dir - 16), strcat(dir, "/alloc/probe");
+    snprintf(glibc_probe, sizeof glibc_probe, "%s/any/x86_64/libmdprobe.so", dir);
+    snprintf(musl_probe, sizeof musl_probe, "%s/any/$PLATFORM/libmdprobe.so", dir);
+    if (!access(glibc_probe, R_OK) && !access(musl_probe, R_OK) && !strchr(musl_probe, ':') &&
+        !strchr(musl_probe, ' '))
+        snprintf(lib, size, "%s", musl_probe);
+}
+
 // A static program is run under the static probe unless --uprobes asks otherwise, the probe is
 // not there, or the program's allocator entries cannot be hooked; then uprobes count, and the
 // note says why.
@@ -372,6 +389,7 @@ static int prepare_probe(const struct md_trace_options *opt, struct session *s,
     if (probe_build(opt, libc && !strcmp(libc, "musl") ? "musl" : "glibc", lib, sizeof lib, err) ||
         md_probe_file_create(&s->probe, slow_ns, flags, err))
         return -1;
+    either_libc_probe(opt, lib, sizeof lib);
     // The probe first, so it interposes; then the allocator it forwards to (--compare).
     const char *prev = getenv("LD_PRELOAD"), *with = opt->preload_allocator;
     snprintf(s->env_preload, sizeof s->env_preload, "LD_PRELOAD=%s%s%s%s%s", lib, with ? ":" : "",

@@ -155,6 +155,22 @@ assert cpu['samples'] >= 1000 * (run['user_seconds'] + run['sys_seconds']), (cpu
 PY
 }
 
+@test "a tree of glibc and musl programs: each process loads the probe of its own libc" {
+    # musl (spawner) -> glibc sh -> glibc program, and glibc sh -> musl program: a probe of the
+    # other libc would stop each child at its start (exit 127)
+    run "$T" trace --json -o "$OUT" -- "$FX/spawner-musl" \
+        "$FX/sys-pattern-glibc 3; sh -c '$FX/musl-dynamic-loop 1 100'"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"sys_pattern: rounds=3"* && "$output" == *"spawner: status 0"* ]]
+    [[ "$output" != *"error while loading"* && "$output" != *"Error relocating"* ]]
+    python3 - "$OUT" <<'PY'
+import json, sys
+run = json.load(open(sys.argv[1]))['run']
+assert run['processes'] == 5 and run['probed_processes'] == 5, run
+assert run['unprobed_programs'] == [], run
+PY
+}
+
 @test "the preload probe's own mappings are left out: a dynamic program's syscalls are those strace sees without it" {
     # sys-pattern 20, one thread: a fixed pattern, and the dynamic loader's work before it
     sources=strace
@@ -596,6 +612,13 @@ assert 'stacks' not in r    # --leaks alone does not rank allocation stacks"
     python3 -c "
 import json; r=json.load(open('$OUT')); s=[x['frames'][0] for x in r['leaks']['by_stack']]
 assert len(s) == 1 and s[0].startswith('leak_large'), s"
+    # dynamic musl: the probe's own setup (musl's pthread_atfork allocates) is not the program's
+    run "$T" trace --leaks --json -o "$OUT" -- "$FX/leaker-musl"
+    [ "$status" -eq 0 ]
+    python3 -c "
+import json; r=json.load(open('$OUT')); l=r['leaks']
+sites={s['frames'][0].split(' ')[0]: (s['blocks'], s['bytes']) for s in l['by_stack']}
+assert sites == {'leak_small': (10, 1000), 'leak_large': (3, 15000)}, sites"
 }
 
 @test "a static program that never frees is hooked; leaks asked for under uprobes say why not" {
