@@ -134,6 +134,13 @@ static size_t str_len(const char *s)
     return n;
 }
 
+static bool has_prefix(const char *s, const char *prefix)
+{
+    while (*prefix && *s == *prefix)
+        s++, prefix++;
+    return !*prefix;
+}
+
 static bool str_eq(const char *a, const char *b)
 {
     while (*a && *a == *b)
@@ -186,6 +193,7 @@ static struct {
     uint64_t threshold;      // ticks; longer calls are logged as slow
     bool fs_ready;           // the main thread has its thread pointer
     size_t (*usable_size)(void *);
+    uint64_t quiet_start, quiet_end;        // frees called from here are not counted
     void *original[MD_STATIC_KINDS];        // trampolines: the moved entry, then a jump back
     uint32_t flags;                         // md_probe_flags: --stacks, --leaks
     struct md_probe_object exe;             // the program, recorded for each process with stacks
@@ -386,7 +394,7 @@ static void *hook_malloc(size_t n)
 static void hook_free(void *p)
 {
     struct thread *t = enter();
-    if (!t || !p) {
+    if (!t || !p || (CALLER - hooks.quiet_start < hooks.quiet_end - hooks.quiet_start)) {
         if (t)
             t->depth = 0;
         ORIGINAL(MD_STATIC_FREE, fn_ptr)(p);
@@ -730,12 +738,20 @@ static void install_hooks(struct image *im, const char *spec)
         die(im->path, "cannot map the trampolines");
     int n = 0;
     for (const char *s = spec; *s;) {
-        int kind = parse_kind(&s);
+        bool quiet = has_prefix(s, MD_STATIC_QUIET_KEY "=");
+        if (quiet)
+            s += str_len(MD_STATIC_QUIET_KEY "=");
+        int kind = quiet ? MD_STATIC_KINDS : parse_kind(&s);
         uint64_t addr, size;
         if (kind < 0 || !parse_hex(&s, &addr) || *s++ != '/' || !parse_hex(&s, &size) ||
             (*s && *s++ != ','))
             die(spec, "malformed hook list");
-        if (kind == MD_STATIC_USABLE_SIZE) {
+        if (quiet) {
+            if (!in_code(im, addr, size))
+                die(im->path, "a quiet caller is outside the program's code");
+            hooks.quiet_start = im->bias + addr;
+            hooks.quiet_end = im->bias + addr + size;
+        } else if (kind == MD_STATIC_USABLE_SIZE) {
             if (!in_code(im, addr, 1))
                 die(im->path, "malloc_usable_size is outside the program's code");
             hooks.usable_size = (size_t(*)(void *))(im->bias + addr);

@@ -30,6 +30,11 @@ enum md_static_kind {
         [MD_STATIC_USABLE_SIZE] = "malloc_usable_size",                                            \
     }
 
+// Calls to free from this function of the allocator's own (glibc's thread-exit cleanup of its
+// block cache) are forwarded without counting; the HOOKS argument names its range with this key.
+#define MD_STATIC_QUIET_CALLER "__malloc_arena_thread_freeres"
+#define MD_STATIC_QUIET_KEY "quiet"
+
 // Where hook n's trampoline (the moved instructions) goes, as an offset from the end of the image
 // (the page after its last PT_LOAD segment): the tool checks the relocation at that address
 // before the run, so the probe never meets a target out of reach.

@@ -211,6 +211,12 @@ static int plan_all(const struct md_symtab *t, int fd, struct md_hooks_plan *pla
         else
             plan->usable_size = true;
     }
+    // glibc frees each thread's cached blocks when the thread ends (tcache_thread_shutdown,
+    // inlined here): the program freed them already, and no interposer sees these calls in a
+    // dynamic program, so the hooks must not count them either
+    const struct md_func_sym *quiet = find_function(t, MD_STATIC_QUIET_CALLER);
+    if (quiet && append(plan, MD_STATIC_QUIET_KEY, quiet, err))
+        return -1;
     return scan_program(t, fd, moved, plan->hooked, err);
 }
 
