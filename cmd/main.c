@@ -35,23 +35,36 @@ static const struct md_command *find(const char *name)
 }
 
 // A caller that closed stdin, stdout or stderr would have them reused by the first file opened
-// (a report printed into a netlink socket): hold them with /dev/null, as git does.
-static void hold_standard_descriptors(void)
+// (a report printed into a netlink socket): hold them, as git does. A closed stdout is held by
+// /dev/full, so that a report written there fails (and says why) instead of vanishing; the
+// others by /dev/null. Returns whether stdout was closed.
+static bool hold_standard_descriptors(void)
 {
+    bool stdout_closed = fcntl(STDOUT_FILENO, F_GETFD) < 0;
     int fd;
-    while ((fd = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0 && fd <= STDERR_FILENO)
+    while ((fd = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0 && fd <= STDERR_FILENO) {
+        if (fd == STDOUT_FILENO) { // the first free descriptor: stdin is open or held already
+            close(fd);
+            fd = open("/dev/full", O_WRONLY | O_CLOEXEC);
+            if (fd != STDOUT_FILENO)
+                break;
+        }
         fcntl(fd, F_SETFD, 0); // it stands for a standard descriptor: children get it too
+    }
     if (fd > STDERR_FILENO)
         close(fd);
+    return stdout_closed;
 }
 
 // A report that could not be written (a full disk, /dev/full, a closed pipe's EPIPE under
-// SIG_IGN) must not end in exit status 0.
-static int check_standard_output(const char *name, int rc)
+// SIG_IGN, a closed stdout) must not end in exit status 0.
+static int check_standard_output(const char *name, bool stdout_closed, int rc)
 {
     errno = 0;
     if (fflush(stdout) == 0 && !ferror(stdout))
         return rc;
+    if (stdout_closed)
+        errno = EBADF;
     fprintf(stderr, "malloc-doctor: %s: cannot write the standard output%s%s\n", name,
             errno ? ": " : "", errno ? strerror(errno) : "");
     return MD_EXIT_USAGE;
@@ -59,24 +72,41 @@ static int check_standard_output(const char *name, int rc)
 
 int main(int argc, char **argv)
 {
-    hold_standard_descriptors();
+    bool stdout_closed = hold_standard_descriptors();
     md_cli_guard_mappings();
     if (argc < 2) {
         usage(stderr);
         return MD_EXIT_USAGE;
     }
     const char *name = argv[1];
-    if (!strcmp(name, "--help") || !strcmp(name, "-h")) {
+    if (argc == 2 && (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help"))) {
         usage(stdout);
-        return MD_EXIT_OK;
+        return check_standard_output(name, stdout_closed, MD_EXIT_OK);
     }
-    if (!strcmp(name, "--version")) {
+    if (argc == 2 && !strcmp(name, "--version")) {
         printf("malloc-doctor %s\n", MD_VERSION);
-        return MD_EXIT_OK;
+        return check_standard_output(name, stdout_closed, MD_EXIT_OK);
     }
-    if (!strcmp(name, "help") && argc > 2 && find(argv[2])) {
-        md_cli_usage(find(argv[2]), stdout);
-        return MD_EXIT_OK;
+    if (!strcmp(name, "help")) { // argc > 2 here
+        if (argc == 3 && find(argv[2])) {
+            md_cli_usage(find(argv[2]), stdout);
+            return check_standard_output(name, stdout_closed, MD_EXIT_OK);
+        }
+        fprintf(stderr,
+                argc > 3 ? "malloc-doctor: help takes one command name\n"
+                         : "malloc-doctor: '%s' is not a command. See 'malloc-doctor --help'.\n",
+                argv[2]);
+        return MD_EXIT_USAGE;
+    }
+    bool known_option =
+        !strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "--version");
+    if (known_option || (name[0] == '-' && name[1])) {
+        if (known_option)
+            fprintf(stderr, "malloc-doctor: %s takes no argument ('%s')\n", name, argv[2]);
+        else
+            fprintf(stderr, "malloc-doctor: unknown option '%s'. See 'malloc-doctor --help'.\n",
+                    name);
+        return MD_EXIT_USAGE;
     }
     const struct md_command *cmd = find(name);
     if (!cmd) {
@@ -84,5 +114,5 @@ int main(int argc, char **argv)
                 name);
         return MD_EXIT_USAGE;
     }
-    return check_standard_output(name, cmd->run(cmd, argc - 1, argv + 1));
+    return check_standard_output(name, stdout_closed, cmd->run(cmd, argc - 1, argv + 1));
 }

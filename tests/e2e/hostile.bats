@@ -314,7 +314,7 @@ assert r['ops']['malloc'] == 100, r['ops']"
     run bash -c '"$1" trace -- true >/dev/full' _ "$T"
     [ "$status" -eq 2 ]
     [[ "$output" == *"malloc-doctor: trace: cannot write the standard output: No space left on device" ]]
-    # a closed stdout is held by /dev/null, so the report cannot land in a descriptor the tool
+    # a closed stdout is held by /dev/full, so the report cannot land in a descriptor the tool
     # opened for something else (its taskstats socket took fd 1 before)
     run bash -c '"$1" trace --json -o "$2" -- true >&-' _ "$T" "$OUT"
     [ "$status" -eq 0 ]

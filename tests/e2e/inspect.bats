@@ -18,6 +18,24 @@ field() {
     "$T" inspect --json "$1" | python3 -c "import json,sys; print(json.dumps(json.load(sys.stdin)['files'][0]$2))"
 }
 
+@test "the top level: help forms, stray arguments, and a stdout that cannot take the output" {
+    run "$T" help
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"commands:"* ]]
+    for bad in "--version extra" "-h x" "help nope" "help inspect x" "--bogus" "nope"; do
+        run "$T" $bad
+        [ "$status" -eq 2 ]
+        [ "${#lines[@]}" -eq 1 ]
+    done
+    run bash -c '"$1" --version >/dev/full' _ "$T"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"cannot write the standard output"* ]]
+    # a closed stdout is not a silent success
+    run bash -c '"$1" inspect "$2" >&-' _ "$T" "$FX/musl-static"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"inspect: cannot write the standard output: Bad file descriptor"* ]]
+}
+
 @test "--help and --version for the tool and for inspect" {
     run "$T" --help
     [ "$status" -eq 0 ]
