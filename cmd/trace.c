@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cmd/cli.h"
 #include "cmd/trace_cli.h"
@@ -45,6 +46,15 @@ static bool parse_number(const struct md_command *cmd, const char *option, const
     return md_cli_parse_u64(cmd, option, arg, out, true, exit_code) &&
            (*out <= max ||
             (*exit_code = md_cli_usage_error(cmd, "%s: at most %" PRIu64, option, max), false));
+}
+
+// The same path, or two names of one existing file: one write would replace the other.
+static bool same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (!stat(a, &sa) && !stat(b, &sb))
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    return !strcmp(a, b);
 }
 
 static bool parse(const struct md_command *cmd, int argc, char **argv, struct md_trace_cli *a,
@@ -98,6 +108,10 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct md
     }
     if (!md_trace_cli_operands(cmd, argc, argv, a, exit_code))
         return false;
+    if (a->opt.folded && a->output && same_file(a->opt.folded, a->output)) {
+        *exit_code = md_cli_usage_error(cmd, "--folded and -o name the same file: %s", a->output);
+        return false;
+    }
     // a path that cannot be written fails now, not after a long run
     if (a->opt.folded && !md_cli_output_usable(cmd, a->opt.folded)) {
         *exit_code = MD_EXIT_USAGE;

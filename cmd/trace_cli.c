@@ -77,10 +77,13 @@ int md_trace_cli_option(const struct md_command *cmd, int key, const char *arg,
         a->output = arg;
         return 1;
     case MD_TOPT_COMPARE_WITH:
-        a->compare_with = arg;
-        a->compare = true;
-        return 1;
     case MD_TOPT_COMPARE:
+        // one or the other: each names what the second run preloads
+        if (a->compare_with || a->compare) {
+            *exit_code = md_cli_usage_error(cmd, "--compare and --compare-with: one, once");
+            return -1;
+        }
+        a->compare_with = key == MD_TOPT_COMPARE_WITH ? arg : NULL;
         a->compare = true;
         return 1;
     case MD_TOPT_PROPAGATE:

@@ -139,6 +139,14 @@ static void choose_hooks(struct target *t, const struct md_trace_options *opt)
 {
     const char *kind = md_json_get_str(t->inspect, "kind");
     bool is_static = kind && (!strcmp(kind, "static") || !strcmp(kind, "static-pie"));
+    // options that do not apply to this program say so instead of being dropped in silence
+    if (t->mode == MODE_PRELOAD && (opt->uprobes || opt->ops))
+        snprintf(t->mode_note, sizeof t->mode_note,
+                 "%s: the preload probe counts this dynamic "
+                 "program's calls",
+                 opt->uprobes && opt->ops ? "--uprobes and --ops ignored"
+                 : opt->uprobes           ? "--uprobes ignored (it is for static programs)"
+                                          : "--ops ignored");
     if (t->mode != MODE_UPROBES || !is_static || opt->uprobes)
         return;
     struct md_error why;

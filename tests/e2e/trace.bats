@@ -34,6 +34,18 @@ sys_field() { # syscall name, field
     [[ "$output" == *"/nonexistent/prog: No such file or directory"* ]]
 }
 
+@test "options that conflict are refused, options that do not apply say so" {
+    run "$T" trace --compare --compare-with /nonexistent.so -- true
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--compare and --compare-with: one, once"* ]]
+    run "$T" trace -o "$OUT" --stacks --folded "$OUT" -- true
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--folded and -o name the same file"* ]]
+    run "$T" trace --uprobes --ops 5 --json -o "$OUT" -- "$FX/glibc-dynamic"
+    [ "$status" -eq 0 ]
+    [[ "$(q "r['mode'], r['mode_note']")" == "preload --uprobes and --ops ignored"* ]]
+}
+
 @test "option values that would fail or swamp the machine are refused before the run" {
     # --folded's file is checked before the program runs, not after
     start=$(date +%s)
