@@ -34,6 +34,15 @@ int md_report_findings_at_least(const cJSON *report, int min_severity)
     return count;
 }
 
+static bool gated_metrics_in(const cJSON *report)
+{
+    double value;
+    for (const struct md_metric *m = md_metrics; m->key; m++)
+        if (m->gated && m->get(report, &value))
+            return true;
+    return false;
+}
+
 int md_baseline_parse(const char *text, size_t len, const char *name, cJSON **out,
                       struct md_error *err)
 {
@@ -51,6 +60,13 @@ int md_baseline_parse(const char *text, size_t len, const char *name, cJSON **ou
                        "%s: not a malloc-doctor trace report (need schema %s from "
                        "`trace --json` or `doctor --json`)",
                        name, MD_SCHEMA);
+    }
+    if (!gated_metrics_in(r)) { // a gate that compares nothing would always pass
+        cJSON_Delete(r);
+        return md_fail(err,
+                       "%s: a report without any metric the gate compares (peak RSS, "
+                       "memory syscalls or futex waits per operation...)",
+                       name);
     }
     *out = r;
     return 0;

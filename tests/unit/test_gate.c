@@ -132,7 +132,12 @@ static void reader_refuses_what_is_not_a_trace_report(void **state)
     assert_non_null(strstr(err.msg, "i.json: not a malloc-doctor trace report"));
     const char *list = "[1,2]";
     assert_int_equal(md_baseline_parse(list, strlen(list), "l.json", &r, &err), -1);
-    const char *ok = "{\"schema\":\"malloc-doctor/1\",\"command\":\"doctor\"}";
+    // a report with nothing the gate compares would let every run pass
+    const char *empty = "{\"schema\":\"malloc-doctor/1\",\"command\":\"doctor\"}";
+    assert_int_equal(md_baseline_parse(empty, strlen(empty), "e.json", &r, &err), -1);
+    assert_non_null(strstr(err.msg, "e.json: a report without any metric the gate compares"));
+    const char *ok = "{\"schema\":\"malloc-doctor/1\",\"command\":\"doctor\","
+                     "\"run\":{\"max_rss_kb\":2048}}";
     assert_int_equal(md_baseline_parse(ok, strlen(ok), "ok.json", &r, &err), 0);
     cJSON_Delete(r);
     // not NUL-terminated: the reader must stop at len
