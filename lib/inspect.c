@@ -201,7 +201,10 @@ static void active_dynamic(cJSON *entry, const char *path, const struct md_scope
                            const struct md_ident *id, const struct md_matcher *matcher)
 {
     struct md_active a;
-    if (id->exports_malloc) {
+    // exported, it interposes on the libraries' malloc too; defined but neither exported nor
+    // imported (a static libc linked into a PIE that still names a loader, as musl-gcc
+    // -static-pie gives), the file's own calls are bound to it at link time
+    if (id->exports_malloc || (id->defines_malloc && !id->imports_malloc)) {
         md_active_local(matcher, id, &a);
         add_active(entry, &a, path, runtime_note);
         return;

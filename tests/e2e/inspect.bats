@@ -341,6 +341,19 @@ for f in (a,b):
     [ "$shrank" -gt 0 ]
 }
 
+@test "a PIE with its libc linked in that still names a loader (musl-gcc -static-pie) is served by its own malloc" {
+    dir=$BATS_TEST_TMPDIR
+    "$T" patch -o "$dir/libc.a" /usr/lib/x86_64-linux-musl/libc.a >/dev/null
+    musl-gcc -static-pie -fPIE -L "$dir" -o "$dir/prog" tests/fixtures/src/churn.c -lpthread
+    run "$T" inspect --json --expect mdalloc "$dir/prog"
+    [ "$status" -eq 0 ]
+    python3 -c '
+import json,sys
+f=json.loads(sys.argv[1])["files"][0]
+assert f["interpreter"] and f["active"]["id"]=="mdalloc", (f["interpreter"], f["active"])
+assert not [x for x in f["findings"] if x["id"] in ("MD002","MD003")], f["findings"]' "$output"
+}
+
 @test "one bad file never stops the others" {
     run "$T" inspect --json "$FX/bad/empty" "$FX/musl-static" "$FX/bad/text.txt" "$FX/glibc-static"
     [ "$status" -eq 2 ]
