@@ -74,9 +74,11 @@ static int open_regular(const char *path, size_t *size, struct md_error *err)
 {
     // O_NONBLOCK: opening a FIFO must not hang; it is refused below.
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat st;
+    if (fd < 0 && errno == ENXIO && !stat(path, &st) && S_ISSOCK(st.st_mode))
+        return md_fail(err, "%s: not a regular file (a socket)", path);
     if (fd < 0)
         return md_fail_errno(err, errno, "%s", path);
-    struct stat st;
     const char *bad = NULL;
     if (fstat(fd, &st))
         bad = "cannot stat";
@@ -167,10 +169,12 @@ int md_elf_open(struct md_elf *e, const char *path, bool *is_archive, struct md_
         size_t n = 0;
         const char *raw = elf_rawfile(e->elf, &n);
         bool elf_magic_seen = raw && n >= 4 && !memcmp(raw, elf_magic, 4);
-        md_elf_close(e);
+        bool thin = raw && n >= 8 && !memcmp(raw, "!<thin>\n", 8);
+        md_elf_close(e); // raw is gone with it
         return md_fail(err, "%s: %s", path,
                        elf_magic_seen ? "truncated or corrupt ELF header"
-                                      : "not an ELF file or ar archive");
+                       : thin ? "a thin archive (its members are files of their own: inspect those)"
+                              : "not an ELF file or ar archive");
     }
     if (validate_elf(e, err)) {
         md_elf_close(e);

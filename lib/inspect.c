@@ -130,6 +130,13 @@ static const char *libc_of(const struct md_ident *id, const char *interp)
     }
     if (!strcmp(best, "none") && id->glibc_versions)
         return "glibc";
+    // stripped static: a libc's own allocator found by its strings names the libc
+    for (size_t s = 0; s < md_signature_count && !strcmp(best, "none"); s++) {
+        const char *family = md_signatures[s].family;
+        if (md_signatures[s].kind != MD_SIG_RUNTIME && md_hit_confidence(&id->hit[s]) &&
+            (!strcmp(family, "musl") || !strcmp(family, "glibc")))
+            best = family;
+    }
     return best;
 }
 

@@ -354,6 +354,17 @@ assert f["interpreter"] and f["active"]["id"]=="mdalloc", (f["interpreter"], f["
 assert not [x for x in f["findings"] if x["id"] in ("MD002","MD003")], f["findings"]' "$output"
 }
 
+@test "a thin archive and a socket are named for what they are; a stripped static musl file's libc is musl" {
+    dir=$BATS_TEST_TMPDIR
+    ar --thin rc "$dir/thin.a" "$FX/bad/plain.o"
+    python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$dir/sock"
+    run "$T" inspect "$dir/thin.a" "$dir/sock"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"thin.a: a thin archive (its members are files of their own: inspect those)"* ]]
+    [[ "$output" == *"sock: not a regular file (a socket)"* ]]
+    [ "$(field "$FX/musl-static-stripped" "['libc']")" = '"musl"' ]
+}
+
 @test "one bad file never stops the others" {
     run "$T" inspect --json "$FX/bad/empty" "$FX/musl-static" "$FX/bad/text.txt" "$FX/glibc-static"
     [ "$status" -eq 2 ]
