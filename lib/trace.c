@@ -83,6 +83,12 @@ static cJSON *inspect_entry(const char *path, struct md_error *err)
 static int examine(const char *path, struct target *t, struct md_error *err)
 {
     cJSON *entry = inspect_entry(path, err);
+    // a text file without #! runs only because shells retry it with sh on ENOEXEC
+    if (!entry && strstr(err->msg, ": not an ELF file or ar archive"))
+        return md_fail(err,
+                       "%s: not an ELF file and no #! line: a shell would run it as a "
+                       "script; trace its shell (`malloc-doctor trace -- sh %s`)",
+                       path, path);
     if (!entry)
         return -1;
     t->inspect = entry;

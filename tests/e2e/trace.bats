@@ -32,6 +32,12 @@ sys_field() { # syscall name, field
     run "$T" trace -- /nonexistent/prog
     [ "$status" -eq 2 ]
     [[ "$output" == *"/nonexistent/prog: No such file or directory"* ]]
+    # a script without #! (shells run it with sh): its shell is what to trace
+    printf 'echo hi\n' > "$BATS_TEST_TMPDIR/plain.sh"
+    chmod +x "$BATS_TEST_TMPDIR/plain.sh"
+    run "$T" trace -- "$BATS_TEST_TMPDIR/plain.sh"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"plain.sh: not an ELF file and no #! line"*"trace -- sh "* ]]
 }
 
 @test "options that conflict are refused, options that do not apply say so" {
