@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cmd/cli.h"
@@ -229,6 +230,22 @@ static bool parse_option(int key, const char *arg, struct patch_args *a)
     }
 }
 
+// -o names the archive file to write: "" or a directory would leave the result nowhere, and
+// its temporary files' name would not be one output's.
+static bool output_names_a_file(const struct md_command *cmd, const char *output, int *exit_code)
+{
+    struct stat st;
+    size_t n = strlen(output);
+    if (!n)
+        *exit_code = md_cli_usage_error(cmd, "-o needs a file name");
+    else if (output[n - 1] == '/' || (!stat(output, &st) && S_ISDIR(st.st_mode)))
+        *exit_code = md_cli_usage_error(
+            cmd, "-o %s: a directory; -o names the archive file to write", output);
+    else
+        return true;
+    return false;
+}
+
 static bool check_args(const struct md_command *cmd, int argc, char **argv, struct patch_args *a,
                        int *exit_code)
 {
@@ -242,6 +259,8 @@ static bool check_args(const struct md_command *cmd, int argc, char **argv, stru
         *exit_code = md_cli_usage_error(cmd, "--restore takes neither -o nor --allocator");
         return false;
     }
+    if (a->opt.output && !output_names_a_file(cmd, a->opt.output, exit_code))
+        return false;
     if (a->opt.backup_suffix && (!a->opt.backup_suffix[0] || strchr(a->opt.backup_suffix, '/'))) {
         *exit_code = md_cli_usage_error(cmd, "--backup needs a non-empty SUFFIX without '/'");
         return false;

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "lib/patch.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "lib/archive.h"
+#include "lib/tempfile.h"
 #include "rules/signatures.h"
 
 // The public malloc API. A member of libc.a that defines one of these is replaced only when the
@@ -662,8 +663,8 @@ static bool same_file_bytes(const char *a, const char *b)
     return same;
 }
 
-// Keeps the original as libc + suffix: a hard link (instant, same bytes, mode and owner), or a
-// synced copy where links are not allowed. An existing backup is kept only if it is identical.
+// Keeps the original as libc + suffix: a hard link (instant, same bytes, mode and owner). An
+// existing backup is kept only if it is identical.
 static int backup_original(const char *libc, const char *backup, struct md_error *err)
 {
     if (!access(backup, F_OK)) {
@@ -681,47 +682,51 @@ static int backup_original(const char *libc, const char *backup, struct md_error
 
 // Serializes the runs that write into one directory, so that temp files a killed run left can
 // be removed without racing a live run. Returns the locked directory (closing it unlocks).
-static int lock_dir_of(const char *path, struct md_error *err)
+static int lock_dir(const char *dir, struct md_error *err)
 {
-    char *copy = strdup(path);
-    if (!copy)
-        return md_fail(err, "out of memory");
-    const char *dir = dirname(copy);
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
-        md_fail_errno(err, errno, "%s", dir);
-    else if (flock(fd, LOCK_EX | LOCK_NB)) {
-        if (errno == EWOULDBLOCK)
-            md_fail(err, "%s: another malloc-doctor patch is writing in this directory", dir);
-        else
-            md_fail_errno(err, errno, "%s: lock", dir);
-        close(fd);
-        fd = -1;
-    }
-    free(copy);
-    return fd;
+        return md_fail_errno(err, errno, "%s", dir);
+    if (!flock(fd, LOCK_EX | LOCK_NB))
+        return fd;
+    if (errno == EWOULDBLOCK)
+        md_fail(err, "%s: another malloc-doctor patch is writing in this directory", dir);
+    else
+        md_fail_errno(err, errno, "%s: lock", dir);
+    close(fd);
+    return -1;
 }
 
-// Removes "<name>.md-tmp.XXXXXX" files beside path: left by a run that was killed mid-write
-// (the lock proves no live run owns them). Returns how many.
-static int remove_stale_temps(int dirfd, const char *path)
+// Where a file's temporary files go: its directory, and "<file name>.md-tmp", to which
+// md_temp_create adds "-XXXXXX". A path that names no file ("", "dir/", "..") is refused: its
+// prefix would not be one output's, and a sweep would take files that are not.
+struct place {
+    char dir[PATH_MAX];
+    char prefix[NAME_MAX + 16];
+};
+
+static int place_of(const char *path, struct place *pl, struct md_error *err)
 {
     const char *slash = strrchr(path, '/');
     const char *base = slash ? slash + 1 : path;
-    size_t n = strlen(base);
-    int dfd = dup(dirfd), removed = 0;
-    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-    if (!d) {
-        if (dfd >= 0)
-            close(dfd);
-        return 0;
-    }
-    for (struct dirent *e; (e = readdir(d));)
-        if (!strncmp(e->d_name, base, n) && !strncmp(e->d_name + n, ".md-tmp.", 8) &&
-            strlen(e->d_name + n + 8) == 6 && !unlinkat(dirfd, e->d_name, 0))
-            removed++;
-    closedir(d);
-    return removed;
+    if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
+        return md_fail(err, "'%s': names a directory, not a file", path);
+    char *copy = strdup(path);
+    if (!copy)
+        return md_fail(err, "out of memory");
+    bool fits =
+        (size_t)snprintf(pl->dir, sizeof pl->dir, "%s", dirname(copy)) < sizeof pl->dir &&
+        (size_t)snprintf(pl->prefix, sizeof pl->prefix, "%s.md-tmp", base) < sizeof pl->prefix;
+    free(copy);
+    return fits ? 0 : md_fail(err, "%s: the name is too long", path);
+}
+
+// Removes the temp files a killed run left for this file. Under the directory lock no live patch
+// run writes here, so they are orphans at any age; md_temp_sweep still takes only unlocked
+// regular files of this user with exactly that name.
+static int sweep_temps(const struct place *pl)
+{
+    return md_temp_sweep(pl->dir, pl->prefix, 0);
 }
 
 // The file to replace: a symlinked libc.a (a toolchain's lib/ pointing elsewhere) is patched
@@ -736,33 +741,25 @@ static char *replaced_path(const char *libc, struct md_error *err)
 }
 
 struct target {
-    const char *path;   // the file the result replaces
-    const char *backup; // NULL: no backup (-o)
-    struct stat like;   // mode (and owner) to give the result
+    char *path;   // the file the result replaces (a link's target)
+    char *backup; // path + suffix; NULL: no backup (-o)
+    struct place place;
+    struct stat like; // mode (and owner) to give the result
     bool owner;
 };
 
-static int make_temp(const char *path, char *tmp, size_t size, struct md_error *err)
-{
-    snprintf(tmp, size, "%s.md-tmp.XXXXXX", path);
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0)
-        return md_fail_errno(err, errno, "%s: cannot create a temporary file beside it", path);
-    return fd;
-}
-
+// Writes buf to a locked temp file beside t->path, reads it back, keeps what t->path holds as
+// t->backup, and renames. The temp stays locked until the rename, so no sweep can take it.
 static int commit(const struct md_patch_options *opt, const struct target *t,
                   const unsigned char *buf, size_t size, size_t members, struct md_error *err)
 {
-    char tmp[4096];
-    int fd = make_temp(t->path, tmp, sizeof tmp, err);
+    char tmp[sizeof t->place.dir + sizeof t->place.prefix + 8];
+    int fd = md_temp_create(t->place.dir, t->place.prefix, tmp, sizeof tmp, err);
     if (fd < 0)
         return -1;
     int rc = copy_attributes(fd, &t->like, t->owner, tmp, err);
     if (!rc)
         rc = write_temp(opt, fd, tmp, buf, size, err);
-    if (close(fd) && !rc)
-        rc = md_fail_errno(err, errno, "%s: close", tmp);
     if (!rc && !(rc = verify_written(tmp, members, err)))
         step(opt, MD_STEP_VERIFIED);
     if (!rc && t->backup && !(rc = backup_original(t->path, t->backup, err)))
@@ -770,9 +767,10 @@ static int commit(const struct md_patch_options *opt, const struct target *t,
     if (!rc && rename(tmp, t->path))
         rc = md_fail_errno(err, errno, "%s: rename onto %s", tmp, t->path);
     if (rc) {
-        unlink(tmp);
+        md_temp_remove(tmp, fd);
         return -1;
     }
+    close(fd); // fsync has reported any write error; this only drops the lock
     step(opt, MD_STEP_RENAMED);
     if (fsync_dir_of(t->path))
         return md_fail_errno(err, errno, "%s: fsync of the directory", t->path);
@@ -788,17 +786,17 @@ static char *backup_path(const char *libc, const char *suffix)
     return b;
 }
 
-static int resolve_target(const struct md_patch_options *opt, struct target *t, char **backup,
-                          char **path, struct md_error *err)
+static int resolve_target(const struct md_patch_options *opt, struct target *t,
+                          struct md_error *err)
 {
-    *path = replaced_path(opt->output ? opt->output : opt->libc, err);
-    if (!*path)
+    t->path = replaced_path(opt->output ? opt->output : opt->libc, err);
+    if (!t->path || place_of(t->path, &t->place, err))
         return -1;
-    *t = (struct target){.path = *path, .owner = !opt->output};
+    t->owner = !opt->output;
     if (stat(opt->libc, &t->like))
         return md_fail_errno(err, errno, "%s", opt->libc);
     struct stat out;
-    bool out_exists = opt->output && !stat(*path, &out);
+    bool out_exists = opt->output && !stat(t->path, &out);
     if (out_exists && out.st_dev == t->like.st_dev && out.st_ino == t->like.st_ino)
         return md_fail(err, "%s: -o names the input itself; leave out -o to patch in place",
                        opt->output);
@@ -811,9 +809,8 @@ static int resolve_target(const struct md_patch_options *opt, struct target *t, 
                        opt->output);
     if (opt->output)
         return 0;
-    *backup = backup_path(*path, opt->backup_suffix ? opt->backup_suffix : ".orig");
-    t->backup = *backup;
-    return *backup ? 0 : md_fail(err, "out of memory");
+    t->backup = backup_path(t->path, opt->backup_suffix ? opt->backup_suffix : ".orig");
+    return t->backup ? 0 : md_fail(err, "out of memory");
 }
 
 static int write_result(struct plan *p, cJSON *report, struct md_error *err)
@@ -829,16 +826,15 @@ static int write_result(struct plan *p, cJSON *report, struct md_error *err)
         order[k++] = &p->alloc.members[i];
     unsigned char *buf = NULL;
     size_t size = 0;
-    struct target t;
-    char *backup = NULL, *path = NULL;
+    struct target t = {0};
     int lock = -1;
     int rc = md_archive_serialize(order, n, &buf, &size, err);
     if (!rc)
-        rc = resolve_target(p->opt, &t, &backup, &path, err);
-    if (!rc && (lock = lock_dir_of(t.path, err)) < 0)
+        rc = resolve_target(p->opt, &t, err);
+    if (!rc && (lock = lock_dir(t.place.dir, err)) < 0)
         rc = -1;
     if (!rc) {
-        cJSON_AddNumberToObject(report, "stale_temps_removed", remove_stale_temps(lock, t.path));
+        cJSON_AddNumberToObject(report, "stale_temps_removed", sweep_temps(&t.place));
         rc = commit(p->opt, &t, buf, size, n, err);
     }
     if (lock >= 0)
@@ -849,7 +845,7 @@ static int write_result(struct plan *p, cJSON *report, struct md_error *err)
         cJSON_AddNumberToObject(report, "members_written", (double)n);
         cJSON_AddNumberToObject(report, "bytes_written", (double)size);
     }
-    free(path), free(backup), free(buf), free(order);
+    free(t.path), free(t.backup), free(buf), free(order);
     return rc;
 }
 
@@ -930,11 +926,12 @@ static enum md_patch_result restore_from(const struct md_patch_options *opt, con
                                          const char *backup, cJSON *report, struct md_error *err)
 {
     struct md_archive check;
+    struct place pl;
     if (access(backup, F_OK))
         return md_fail_errno(err, errno, "%s: no backup to restore", backup), MD_PATCH_ERROR;
     int rc = md_archive_read(&check, backup, err);
     md_archive_free(&check);
-    if (rc)
+    if (rc || place_of(libc, &pl, err))
         return MD_PATCH_ERROR;
     md_json_str(report, "output", libc);
     md_json_str(report, "backup", backup);
@@ -942,10 +939,10 @@ static enum md_patch_result restore_from(const struct md_patch_options *opt, con
         cJSON_AddStringToObject(report, "status", "restore-planned");
         return MD_PATCH_DONE;
     }
-    int lock = lock_dir_of(libc, err);
+    int lock = lock_dir(pl.dir, err);
     if (lock < 0)
         return MD_PATCH_ERROR;
-    cJSON_AddNumberToObject(report, "stale_temps_removed", remove_stale_temps(lock, libc));
+    cJSON_AddNumberToObject(report, "stale_temps_removed", sweep_temps(&pl));
     rc = rename(backup, libc) || fsync_dir_of(libc);
     int e = errno;
     close(lock);

@@ -368,3 +368,32 @@ present_ids() {
     [ "$status" -eq 2 ]
     [[ "$output" == *"truncated-member.a(half.o): truncated section header table"* ]]
 }
+
+@test "-o '' and -o DIR are usage errors before anything is touched; the temp sweep takes only OUT's own" {
+    mkdir "$W/cwd" "$W/cwd/out.a.md-tmp-dirdir"
+    cd "$W/cwd"
+    # the user's files that look like temporary files, old enough to pass for orphans
+    for f in .md-tmp.abcdef .md-tmp-abcdef ./-abcdef other.a.md-tmp-abcdef out.a.md-tmp-abcdefg; do
+        echo mine >"$f"
+    done
+    ln -s other.a.md-tmp-abcdef out.a.md-tmp-linkln
+    touch -h -d '1 hour ago' .md-tmp* ./-abcdef other* out*
+    listing=$(ls -A)
+    for o in "" "$W/cwd" "$W/cwd/" new/ .; do
+        run "$T" patch -o "$o" "$W/libc.a"
+        echo "-o '$o': $output"
+        [ "$(ls -A)" = "$listing" ]
+        [ "$status" -eq 2 ]
+        [[ "$output" == *"Try 'malloc-doctor patch --help'"* ]]
+    done
+    run "$T" patch -o '' "$W/libc.a"
+    [[ "$output" == "malloc-doctor patch: -o needs a file name"* ]]
+    run "$T" patch -o "$W/cwd/" "$W/libc.a"
+    [[ "$output" == "malloc-doctor patch: -o $W/cwd/: a directory; -o names the archive file to write"* ]]
+    # a real write beside them sweeps none: only OUT's own temporary files, and only files
+    run "$T" patch -o out.a "$W/libc.a"
+    [ "$status" -eq 0 ]
+    cmp out.a "$REF"
+    [ "$(ls -A | grep -vx out.a)" = "$listing" ]
+    [ "$(cat .md-tmp.abcdef)" = mine ]
+}
