@@ -17,7 +17,7 @@ enum { OPT_ALLOCATOR = 0x101, OPT_BACKUP, OPT_DRY_RUN, OPT_RESTORE, OPT_JSON };
 static const struct md_opt options[] = {
     {"allocator", OPT_ALLOCATOR, "ARCHIVE.a", "add the members of this archive (default: mdalloc)"},
     {"output", 'o', "OUT", "write the patched archive to OUT; LIBC.a stays untouched"},
-    {"backup", OPT_BACKUP, "SUFFIX", "keep the original as LIBC.a SUFFIX (default .orig)"},
+    {"backup", OPT_BACKUP, "SUFFIX", "keep a file it replaces as FILE SUFFIX (default .orig)"},
     {"dry-run", OPT_DRY_RUN, NULL, "print the plan and the checks; write nothing"},
     {"restore", OPT_RESTORE, NULL, "put the backup back in place of LIBC.a"},
     {"json", OPT_JSON, NULL, "print the report as JSON (schema malloc-doctor/1)"},
@@ -176,14 +176,24 @@ static void render_plan(const cJSON *report, bool verbose)
     print_checks(report, verbose);
 }
 
-static void render_outcome(const cJSON *report)
+// "wrote OUT" for -o, with the file it replaced when there was one.
+static void print_written(const cJSON *report)
+{
+    const char *backup = md_json_get_str(report, "backup");
+    printf("wrote %s", str_or(report, "output", "?"));
+    if (backup)
+        printf(" (the file it replaced kept as %s)", backup);
+    putchar('\n');
+}
+
+static void render_outcome(const cJSON *report, bool to_output)
 {
     const char *status = str_or(report, "status", "");
-    if (!strcmp(status, "patched") && md_json_get_str(report, "backup"))
+    if (!strcmp(status, "patched") && !to_output)
         printf("patched %s (original kept as %s)\n", str_or(report, "output", "?"),
                str_or(report, "backup", "?"));
     else if (!strcmp(status, "patched"))
-        printf("wrote %s\n", str_or(report, "output", "?"));
+        print_written(report);
     else if (!strcmp(status, "planned"))
         puts("dry run: the checks pass; nothing written");
     else if (!strcmp(status, "already-patched"))
@@ -311,7 +321,7 @@ static int run(const struct md_command *cmd, int argc, char **argv)
     else if (r != MD_PATCH_ERROR) {
         if (!a.restore)
             render_plan(report, a.verbose);
-        render_outcome(report);
+        render_outcome(report, a.opt.output != NULL);
     }
     cJSON_Delete(report);
     return r == MD_PATCH_ERROR ? MD_EXIT_USAGE : r == MD_PATCH_REFUSED ? MD_EXIT_CHECK : MD_EXIT_OK;

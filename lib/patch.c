@@ -742,7 +742,7 @@ static char *replaced_path(const char *libc, struct md_error *err)
 
 struct target {
     char *path;   // the file the result replaces (a link's target)
-    char *backup; // path + suffix; NULL: no backup (-o)
+    char *backup; // path + suffix; NULL when nothing is there to keep (a new -o file)
     struct place place;
     struct stat like; // mode (and owner) to give the result
     bool owner;
@@ -786,31 +786,74 @@ static char *backup_path(const char *libc, const char *suffix)
     return b;
 }
 
-static int resolve_target(const struct md_patch_options *opt, struct target *t,
-                          struct md_error *err)
+static int set_backup(const struct md_patch_options *opt, struct target *t, struct md_error *err)
 {
-    t->path = replaced_path(opt->output ? opt->output : opt->libc, err);
-    if (!t->path || place_of(t->path, &t->place, err))
-        return -1;
-    t->owner = !opt->output;
-    if (stat(opt->libc, &t->like))
-        return md_fail_errno(err, errno, "%s", opt->libc);
+    t->backup = backup_path(t->path, opt->backup_suffix ? opt->backup_suffix : ".orig");
+    return t->backup ? 0 : md_fail(err, "out of memory");
+}
+
+// What -o may replace: an ar archive (kept as the backup) or an empty file; never a program or a
+// document that happens to have OUT's name.
+static int check_replaceable(const char *path, struct md_error *err)
+{
+    char magic[8];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : read(fd, magic, sizeof magic);
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    if (n < 0)
+        return md_fail_errno(err, e, "%s", path);
+    if (!n ||
+        (n == sizeof magic && (!memcmp(magic, "!<arch>\n", n) || !memcmp(magic, "!<thin>\n", n))))
+        return 0;
+    return md_fail(err,
+                   "%s: exists and is not an ar archive; -o replaces only an archive (or an "
+                   "empty file)",
+                   path);
+}
+
+// -o onto a file that is there: it must be a regular file other than the input, holding an
+// archive; the result takes its mode and owner, and it is kept as OUT + suffix.
+static int resolve_output(const struct md_patch_options *opt, const struct stat *in,
+                          struct target *t, struct md_error *err)
+{
     struct stat out;
-    bool out_exists = opt->output && !stat(t->path, &out);
-    if (out_exists && out.st_dev == t->like.st_dev && out.st_ino == t->like.st_ino)
+    if (stat(t->path, &out)) { // a new file: the input's mode, the caller's owner
+        t->like = *in;
+        return 0;
+    }
+    if (out.st_dev == in->st_dev && out.st_ino == in->st_ino)
         return md_fail(err, "%s: -o names the input itself; leave out -o to patch in place",
                        opt->output);
     // The result is renamed over OUT: over a device (-o /dev/null) that would replace the node
     // with a regular file for every other program. --dry-run is the way to write nothing.
-    if (out_exists && !S_ISREG(out.st_mode))
+    if (!S_ISREG(out.st_mode))
         return md_fail(err,
                        "%s: not a regular file; -o writes an archive file (--dry-run writes "
                        "nothing)",
                        opt->output);
+    if (check_replaceable(t->path, err))
+        return -1;
+    t->like = out;
+    t->owner = true;
+    return set_backup(opt, t, err);
+}
+
+static int resolve_target(const struct md_patch_options *opt, struct target *t,
+                          struct md_error *err)
+{
+    struct stat in;
+    t->path = replaced_path(opt->output ? opt->output : opt->libc, err);
+    if (!t->path || place_of(t->path, &t->place, err))
+        return -1;
+    if (stat(opt->libc, &in))
+        return md_fail_errno(err, errno, "%s", opt->libc);
     if (opt->output)
-        return 0;
-    t->backup = backup_path(t->path, opt->backup_suffix ? opt->backup_suffix : ".orig");
-    return t->backup ? 0 : md_fail(err, "out of memory");
+        return resolve_output(opt, &in, t, err);
+    t->like = in;
+    t->owner = true;
+    return set_backup(opt, t, err);
 }
 
 static int write_result(struct plan *p, cJSON *report, struct md_error *err)

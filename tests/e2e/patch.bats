@@ -369,6 +369,45 @@ present_ids() {
     [[ "$output" == *"truncated-member.a(half.o): truncated section header table"* ]]
 }
 
+@test "-o over an existing archive keeps it as OUT.orig and keeps its mode and owner; over a file that is not an archive it is refused" {
+    mkdir "$W/o"
+    cp "$PX/oldmalloc/libc.a" "$W/o/libc.a" # an earlier archive at OUT
+    chmod 640 "$W/o/libc.a"
+    if [ "$(id -u)" = 0 ]; then chown 1234:5678 "$W/o/libc.a"; fi
+    owner=$(stat -c %u:%g "$W/o/libc.a")
+    run "$T" patch -o "$W/o/libc.a" "$W/libc.a"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"wrote $W/o/libc.a (the file it replaced kept as $W/o/libc.a.orig)"* ]]
+    cmp "$W/o/libc.a" "$REF"
+    cmp "$W/o/libc.a.orig" "$PX/oldmalloc/libc.a"
+    [ "$(stat -c %a "$W/o/libc.a")" = 640 ]
+    [ "$(stat -c %u:%g "$W/o/libc.a")" = "$owner" ]
+    # --backup SUFFIX names it; an identical backup already there is this file's
+    for i in 1 2; do
+        cp "$PX/oldmalloc/libc.a" "$W/o/libc.a"
+        run "$T" patch -o "$W/o/libc.a" --backup .old "$W/libc.a"
+        [ "$status" -eq 0 ]
+        cmp "$W/o/libc.a" "$REF"
+        cmp "$W/o/libc.a.old" "$PX/oldmalloc/libc.a"
+    done
+    # a different one is never overwritten, and then OUT is not replaced
+    cp "$PX/oldmalloc/libc.a" "$W/o/libc.a"
+    echo stale >"$W/o/libc.a.orig"
+    run "$T" patch -o "$W/o/libc.a" "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"$W/o/libc.a.orig exists and differs from $W/o/libc.a"* ]]
+    cmp "$W/o/libc.a" "$PX/oldmalloc/libc.a"
+    [ "$(cat "$W/o/libc.a.orig")" = stale ]
+    # a program is not an archive: refused, untouched, no backup, no temporary file
+    cp /bin/ls "$W/o/ls"
+    run "$T" patch -o "$W/o/ls" "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [ "${#lines[@]}" -eq 1 ]
+    [[ "$output" == *"$W/o/ls: exists and is not an ar archive; -o replaces only an archive"* ]]
+    cmp "$W/o/ls" /bin/ls
+    [ "$(ls "$W/o")" = "$(printf 'libc.a\nlibc.a.old\nlibc.a.orig\nls')" ]
+}
+
 @test "-o '' and -o DIR are usage errors before anything is touched; the temp sweep takes only OUT's own" {
     mkdir "$W/cwd" "$W/cwd/out.a.md-tmp-dirdir"
     cd "$W/cwd"
