@@ -177,10 +177,14 @@ static void render_plan(const cJSON *report, bool verbose)
 }
 
 // "wrote OUT" for -o, with the file it replaced when there was one.
-static void print_written(const cJSON *report)
+static void print_written(const char *lead, const char *verb, const cJSON *report)
 {
     const char *backup = md_json_get_str(report, "backup");
-    printf("wrote %s", str_or(report, "output", "?"));
+    if (md_json_get_bool(report, "unchanged")) {
+        printf("%s%s already holds it: nothing replaced\n", lead, str_or(report, "output", "?"));
+        return;
+    }
+    printf("%s%s %s", lead, verb, str_or(report, "output", "?"));
     if (backup)
         printf(" (the file it replaced kept as %s)", backup);
     putchar('\n');
@@ -189,13 +193,16 @@ static void print_written(const cJSON *report)
 static void render_outcome(const cJSON *report, bool to_output)
 {
     const char *status = str_or(report, "status", "");
+    bool written = md_json_get_str(report, "output") != NULL;
     if (!strcmp(status, "patched") && !to_output)
         printf("patched %s (original kept as %s)\n", str_or(report, "output", "?"),
                str_or(report, "backup", "?"));
     else if (!strcmp(status, "patched"))
-        print_written(report);
+        print_written("", "wrote", report);
     else if (!strcmp(status, "planned"))
         puts("dry run: the checks pass; nothing written");
+    else if (!strcmp(status, "already-patched") && written)
+        print_written("already patched with this allocator: ", "copied it to", report);
     else if (!strcmp(status, "already-patched"))
         puts("already patched with this allocator: nothing to do");
     else if (!strcmp(status, "restored"))

@@ -654,12 +654,21 @@ static int read_file(const char *path, unsigned char **buf, size_t *size)
     return rc;
 }
 
+static bool holds_bytes(const char *path, const unsigned char *buf, size_t size)
+{
+    unsigned char *x = NULL;
+    size_t n = 0;
+    bool same = !read_file(path, &x, &n) && n == size && !memcmp(x, buf, n);
+    free(x);
+    return same;
+}
+
 static bool same_file_bytes(const char *a, const char *b)
 {
-    unsigned char *x = NULL, *y = NULL;
-    size_t nx = 0, ny = 0;
-    bool same = !read_file(a, &x, &nx) && !read_file(b, &y, &ny) && nx == ny && !memcmp(x, y, nx);
-    free(x), free(y);
+    unsigned char *x = NULL;
+    size_t n = 0;
+    bool same = !read_file(a, &x, &n) && holds_bytes(b, x, n);
+    free(x);
     return same;
 }
 
@@ -856,6 +865,43 @@ static int resolve_target(const struct md_patch_options *opt, struct target *t,
     return set_backup(opt, t, err);
 }
 
+static void report_written(cJSON *report, const struct target *t, bool unchanged, size_t members,
+                           size_t size)
+{
+    md_json_str(report, "output", t->path);
+    md_json_str(report, "backup", unchanged ? NULL : t->backup);
+    if (unchanged) {
+        cJSON_AddBoolToObject(report, "unchanged", true);
+        return;
+    }
+    cJSON_AddNumberToObject(report, "members_written", (double)members);
+    cJSON_AddNumberToObject(report, "bytes_written", (double)size);
+}
+
+// Puts buf, an archive of that many members, in place under the directory lock.
+static int write_bytes(const struct md_patch_options *opt, const unsigned char *buf, size_t size,
+                       size_t members, cJSON *report, struct md_error *err)
+{
+    struct target t = {0};
+    int lock = -1;
+    int rc = resolve_target(opt, &t, err);
+    if (!rc && (lock = lock_dir(t.place.dir, err)) < 0)
+        rc = -1;
+    // -o run again: OUT already holds the result, and replacing it would only leave a backup
+    // that is the same file again
+    bool unchanged = !rc && opt->output && t.backup && holds_bytes(t.path, buf, size);
+    if (!rc) {
+        cJSON_AddNumberToObject(report, "stale_temps_removed", sweep_temps(&t.place));
+        rc = unchanged ? 0 : commit(opt, &t, buf, size, members, err);
+    }
+    if (lock >= 0)
+        close(lock);
+    if (!rc)
+        report_written(report, &t, unchanged, members, size);
+    free(t.path), free(t.backup);
+    return rc;
+}
+
 static int write_result(struct plan *p, cJSON *report, struct md_error *err)
 {
     size_t n = p->libc.count - p->removed_count + p->alloc.count, k = 0;
@@ -869,26 +915,23 @@ static int write_result(struct plan *p, cJSON *report, struct md_error *err)
         order[k++] = &p->alloc.members[i];
     unsigned char *buf = NULL;
     size_t size = 0;
-    struct target t = {0};
-    int lock = -1;
     int rc = md_archive_serialize(order, n, &buf, &size, err);
     if (!rc)
-        rc = resolve_target(p->opt, &t, err);
-    if (!rc && (lock = lock_dir(t.place.dir, err)) < 0)
-        rc = -1;
-    if (!rc) {
-        cJSON_AddNumberToObject(report, "stale_temps_removed", sweep_temps(&t.place));
-        rc = commit(p->opt, &t, buf, size, n, err);
-    }
-    if (lock >= 0)
-        close(lock);
-    if (!rc) {
-        md_json_str(report, "output", t.path);
-        md_json_str(report, "backup", t.backup);
-        cJSON_AddNumberToObject(report, "members_written", (double)n);
-        cJSON_AddNumberToObject(report, "bytes_written", (double)size);
-    }
-    free(t.path), free(t.backup), free(buf), free(order);
+        rc = write_bytes(p->opt, buf, size, n, report, err);
+    free(buf), free(order);
+    return rc;
+}
+
+// -o from a libc.a already patched with this allocator: OUT must exist afterwards all the same
+// (a later link searches its directory), so it gets the input's bytes, written the same safe way.
+static int write_copy(const struct plan *p, cJSON *report, struct md_error *err)
+{
+    unsigned char *buf = NULL;
+    size_t size = 0;
+    int rc = read_file(p->opt->libc, &buf, &size)
+                 ? md_fail_errno(err, errno, "%s", p->opt->libc)
+                 : write_bytes(p->opt, buf, size, p->libc.count, report, err);
+    free(buf);
     return rc;
 }
 
@@ -915,6 +958,8 @@ static int load(struct plan *p, struct md_error *err)
 static enum md_patch_result patched_before(struct plan *p, cJSON *report, struct md_error *err)
 {
     if (already_patched(p)) {
+        if (p->opt->output && !p->opt->dry_run && write_copy(p, report, err))
+            return MD_PATCH_ERROR;
         cJSON_AddStringToObject(report, "status", "already-patched");
         return MD_PATCH_DONE;
     }

@@ -436,3 +436,26 @@ present_ids() {
     [ "$(ls -A | grep -vx out.a)" = "$listing" ]
     [ "$(cat .md-tmp.abcdef)" = mine ]
 }
+
+@test "-o NEW from an already patched libc.a writes a copy, and programs link against it" {
+    mkdir "$W/p"
+    run "$T" patch -o "$W/p/libc.a" "$REF"
+    [ "$status" -eq 0 ]
+    cmp "$W/p/libc.a" "$REF"
+    [[ "$output" == *"already patched with this allocator: copied it to $W/p/libc.a"* ]]
+    link_churn "$W/p" "$W/churn"
+    run "$W/churn" 2 2000
+    [ "$status" -eq 0 ]
+    [ "$(active_id "$W/churn")" = mdalloc ]
+    # again: OUT already holds it, so nothing is replaced and no backup of the same bytes appears
+    run "$T" patch -o "$W/p/libc.a" "$REF"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"already patched with this allocator: $W/p/libc.a already holds it: nothing replaced"* ]]
+    "$T" patch --json -o "$W/p/libc.a" "$REF" >"$W/r.json"
+    [ "$(jq_ "$W/r.json" 'r["status"] + " " + r["output"] + " " + str(r["unchanged"])')" = "already-patched $W/p/libc.a True" ]
+    [ "$(ls "$W/p")" = libc.a ]
+    # --dry-run still writes nothing
+    run "$T" patch --dry-run -o "$W/new.a" "$REF"
+    [ "$status" -eq 0 ]
+    [ ! -e "$W/new.a" ]
+}
