@@ -489,16 +489,42 @@ static bool has_sig(const struct md_archive *ar, const char *id)
     return s && has_signature(ar, s);
 }
 
+// What a libc.a is, by the symbols its members define.
+enum libc_kind { LIBC_GLIBC, LIBC_NOT_MUSL, LIBC_MUSL };
+
+static enum libc_kind libc_kind(const struct md_archive *ar)
+{
+    if (has_sig(ar, "glibc") || has_sig(ar, "glibc-ptmalloc"))
+        return LIBC_GLIBC;
+    return has_sig(ar, "musl") ? LIBC_MUSL : LIBC_NOT_MUSL;
+}
+
+// musl's own allocator in a musl libc.a: "mallocng", "oldmalloc" or "lite_malloc"; NULL when it
+// is gone, which is how a libc.a this tool patched is told from one it did not.
+static const char *musl_flavor(const struct md_archive *ar)
+{
+    static const char *const flavors[][2] = {
+        {"musl-mallocng", "mallocng"},
+        {"musl-oldmalloc", "oldmalloc"},
+        {"musl-lite", "lite_malloc"},
+    };
+    for (size_t i = 0; i < sizeof flavors / sizeof flavors[0]; i++)
+        if (has_sig(ar, flavors[i][0]))
+            return flavors[i][1];
+    return NULL;
+}
+
 static int check_is_musl(struct plan *p, struct md_error *err)
 {
     const char *path = p->libc.path;
-    if (has_sig(&p->libc, "glibc") || has_sig(&p->libc, "glibc-ptmalloc"))
+    enum libc_kind kind = libc_kind(&p->libc);
+    if (kind == LIBC_GLIBC)
         return md_fail(err,
                        "%s: this is glibc's libc.a, not musl's: glibc's malloc is woven into "
                        "the rest of its libc (arenas, fork, thread exit), so it cannot be "
                        "swapped by replacing members; link mdalloc ahead of libc instead",
                        path);
-    if (!has_sig(&p->libc, "musl"))
+    if (kind != LIBC_MUSL)
         return md_fail(err,
                        "%s: not a musl libc.a: no member defines musl's startup "
                        "(__init_libc, __libc_start_init); only musl's libc.a can be patched",
@@ -506,16 +532,7 @@ static int check_is_musl(struct plan *p, struct md_error *err)
     if (strcmp(p->libc.target, p->alloc.target))
         return md_fail(err, "%s: objects are %s but the allocator %s has %s objects", path,
                        p->libc.target, p->alloc.path, p->alloc.target);
-    static const char *const flavors[][2] = {
-        {"musl-mallocng", "mallocng"},
-        {"musl-oldmalloc", "oldmalloc"},
-        {"musl-lite", "lite_malloc"},
-    };
-    for (size_t i = 0; i < sizeof flavors / sizeof flavors[0]; i++)
-        if (has_sig(&p->libc, flavors[i][0])) {
-            p->flavor = flavors[i][1];
-            break;
-        }
+    p->flavor = musl_flavor(&p->libc);
     return 0;
 }
 
@@ -1009,34 +1026,82 @@ enum md_patch_result md_patch(const struct md_patch_options *opt, cJSON *report,
     return rc;
 }
 
-// Checks the backup is a readable archive, then renames it over libc (same bytes, mode, owner).
+// err's reason without its leading "path: ", to quote inside another message.
+static const char *reason_of(const struct md_error *err, const char *path)
+{
+    size_t n = strlen(path);
+    bool prefixed = !strncmp(err->msg, path, n) && !strncmp(err->msg + n, ": ", 2);
+    return prefixed ? err->msg + n + 2 : err->msg;
+}
+
+// Why the archive at path is not what --restore expects there: a libc.a this tool patched
+// (musl's, with musl's own allocator gone) when want_patched, else an unpatched musl libc.a.
+// Fills why and returns true on a mismatch.
+static bool restore_mismatch(const char *path, bool want_patched, char *why, size_t size)
+{
+    struct md_archive ar;
+    struct md_error e;
+    bool unreadable = md_archive_read(&ar, path, &e) != 0;
+    enum libc_kind kind = unreadable ? LIBC_NOT_MUSL : libc_kind(&ar);
+    const char *flavor = unreadable ? NULL : musl_flavor(&ar);
+    md_archive_free(&ar);
+    if (unreadable)
+        snprintf(why, size, "%s", reason_of(&e, path));
+    else if (kind == LIBC_GLIBC)
+        snprintf(why, size, "this is glibc's libc.a");
+    else if (kind != LIBC_MUSL)
+        snprintf(why, size, "not a musl libc.a");
+    else if (want_patched && flavor)
+        snprintf(why, size, "musl's own %s is in it", flavor);
+    else if (!want_patched && !flavor)
+        snprintf(why, size, "musl's allocator is not in it");
+    else
+        return false;
+    return true;
+}
+
+// The rename discards what is at libc, so that must be a libc.a this tool patched (or nothing:
+// then nothing is lost), and what it puts there must be the unpatched musl libc.a.
+static int check_restorable(const char *libc, const char *backup, struct md_error *err)
+{
+    char why[256];
+    if (access(backup, F_OK))
+        return md_fail_errno(err, errno, "%s: no backup to restore", backup);
+    if (!access(libc, F_OK) && restore_mismatch(libc, true, why, sizeof why))
+        return md_fail(err,
+                       "%s: not a libc.a this tool patched (%s); restoring %s would discard it; "
+                       "move it away first",
+                       libc, why, backup);
+    if (restore_mismatch(backup, false, why, sizeof why))
+        return md_fail(err, "%s: not an unpatched musl libc.a (%s); it stays, and so does %s",
+                       backup, why, libc);
+    return 0;
+}
+
+// Renames the backup over libc (same bytes, mode and owner), after checking both under the
+// directory lock, so that no other patch run changes either in between.
 static enum md_patch_result restore_from(const struct md_patch_options *opt, const char *libc,
                                          const char *backup, cJSON *report, struct md_error *err)
 {
-    struct md_archive check;
     struct place pl;
-    if (access(backup, F_OK))
-        return md_fail_errno(err, errno, "%s: no backup to restore", backup), MD_PATCH_ERROR;
-    int rc = md_archive_read(&check, backup, err);
-    md_archive_free(&check);
-    if (rc || place_of(libc, &pl, err))
+    if (place_of(libc, &pl, err))
+        return MD_PATCH_ERROR;
+    int lock = opt->dry_run ? -1 : lock_dir(pl.dir, err);
+    if (!opt->dry_run && lock < 0)
+        return MD_PATCH_ERROR;
+    int rc = check_restorable(libc, backup, err);
+    if (!rc && !opt->dry_run) {
+        cJSON_AddNumberToObject(report, "stale_temps_removed", sweep_temps(&pl));
+        if (rename(backup, libc) || fsync_dir_of(libc))
+            rc = md_fail_errno(err, errno, "%s: cannot restore from %s", libc, backup);
+    }
+    if (lock >= 0)
+        close(lock);
+    if (rc)
         return MD_PATCH_ERROR;
     md_json_str(report, "output", libc);
     md_json_str(report, "backup", backup);
-    if (opt->dry_run) {
-        cJSON_AddStringToObject(report, "status", "restore-planned");
-        return MD_PATCH_DONE;
-    }
-    int lock = lock_dir(pl.dir, err);
-    if (lock < 0)
-        return MD_PATCH_ERROR;
-    cJSON_AddNumberToObject(report, "stale_temps_removed", sweep_temps(&pl));
-    rc = rename(backup, libc) || fsync_dir_of(libc);
-    int e = errno;
-    close(lock);
-    if (rc)
-        return md_fail_errno(err, e, "%s: cannot restore from %s", libc, backup), MD_PATCH_ERROR;
-    cJSON_AddStringToObject(report, "status", "restored");
+    cJSON_AddStringToObject(report, "status", opt->dry_run ? "restore-planned" : "restored");
     return MD_PATCH_DONE;
 }
 

@@ -369,6 +369,51 @@ present_ids() {
     [[ "$output" == *"truncated-member.a(half.o): truncated section header table"* ]]
 }
 
+@test "--restore refuses to discard a LIBC.a this tool did not patch, or to restore a backup that is not musl's libc.a" {
+    "$T" patch "$W/libc.a" >/dev/null
+    # a toolchain update put another archive there since the patch: restoring would lose it
+    cp /usr/lib/x86_64-linux-gnu/libc.a "$W/libc.a"
+    for dry in "" --dry-run; do
+        run "$T" patch --restore $dry "$W/libc.a"
+        [ "$status" -eq 2 ]
+        [ "${#lines[@]}" -eq 1 ]
+        [[ "$output" == *"$W/libc.a: not a libc.a this tool patched (this is glibc's libc.a"*"restoring $W/libc.a.orig would discard it"* ]]
+    done
+    cmp "$W/libc.a" /usr/lib/x86_64-linux-gnu/libc.a
+    cmp "$W/libc.a.orig" "$MUSL_LIBC"
+    # a new musl libc.a (unpatched: its own allocator is in it) is not discarded either
+    cp "$PX/oldmalloc/libc.a" "$W/libc.a"
+    run "$T" patch --restore "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"$W/libc.a: not a libc.a this tool patched (musl's own oldmalloc is in it)"* ]]
+    cmp "$W/libc.a" "$PX/oldmalloc/libc.a"
+    cmp "$W/libc.a.orig" "$MUSL_LIBC"
+    # a backup that is not musl's libc.a is not put in place of the patched one
+    cp "$REF" "$W/libc.a"
+    cp /usr/lib/x86_64-linux-gnu/libjemalloc.a "$W/libc.a.orig"
+    run "$T" patch --restore "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [ "${#lines[@]}" -eq 1 ]
+    [[ "$output" == *"$W/libc.a.orig: not an unpatched musl libc.a (not a musl libc.a"* ]]
+    cmp "$W/libc.a" "$REF"
+    cmp "$W/libc.a.orig" /usr/lib/x86_64-linux-gnu/libjemalloc.a
+    # nor is a patched one
+    cp "$REF" "$W/libc.a.orig"
+    run "$T" patch --restore "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"$W/libc.a.orig: not an unpatched musl libc.a (musl's allocator is not in it)"* ]]
+    # the real pair restores; so does a backup whose LIBC.a is gone (nothing to lose)
+    cp "$MUSL_LIBC" "$W/libc.a.orig"
+    run "$T" patch --restore "$W/libc.a"
+    [ "$status" -eq 0 ]
+    cmp "$W/libc.a" "$MUSL_LIBC"
+    mv "$W/libc.a" "$W/libc.a.orig"
+    run "$T" patch --restore "$W/libc.a"
+    [ "$status" -eq 0 ]
+    cmp "$W/libc.a" "$MUSL_LIBC"
+    [ "$(ls "$W")" = libc.a ]
+}
+
 @test "-o over an existing archive keeps it as OUT.orig and keeps its mode and owner; over a file that is not an archive it is refused" {
     mkdir "$W/o"
     cp "$PX/oldmalloc/libc.a" "$W/o/libc.a" # an earlier archive at OUT
