@@ -338,7 +338,7 @@ const struct md_command md_cmd_patch = {
     .name = "patch",
     .summary = "embed mdalloc (or another allocator) into a musl libc.a, safely",
     .synopsis = "[--allocator ARCHIVE.a] [-o OUT] [--backup SUFFIX] [--dry-run] [--restore] "
-                "[--json] LIBC.a",
+                "[--json] [-v] LIBC.a",
     .description =
         "Replaces the allocator inside a musl libc.a, so that `musl-gcc -static` programs get\n"
         "the new one without any change to their build. The members to remove are chosen by\n"

@@ -47,6 +47,9 @@ present_ids() {
     [ "$status" -eq 0 ]
     [[ "$output" == *"usage: malloc-doctor patch"*"LIBC.a"* ]]
     [[ "$output" == *"--allocator ARCHIVE.a"*"--dry-run"*"--restore"* ]]
+    # the usage line is the README's synopsis, word for word
+    synopsis=$(grep -m1 '^malloc-doctor patch \[' README.md)
+    [ "${lines[0]}" = "usage: $synopsis" ]
     run "$T" patch
     [ "$status" -eq 2 ]
     [[ "$output" == *"no LIBC.a given"* ]]
