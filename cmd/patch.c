@@ -352,8 +352,10 @@ const struct md_command md_cmd_patch = {
         "when installed), or the members of --allocator ARCHIVE.a.\n\n"
         "In place, the original is kept as LIBC.a.orig and the result replaces LIBC.a with\n"
         "a synced temp file and a rename (same mode and owner): an interruption never loses\n"
-        "the original. Patching twice is a no-op; --restore puts the original back. The output\n"
-        "is deterministic. glibc's libc.a and non-musl archives are refused.",
+        "the original. -o over an existing archive keeps it the same way as OUT.orig; -o\n"
+        "never replaces a file that is not an archive. Patching twice is a no-op (with -o,\n"
+        "a copy); --restore puts the original back, only over a libc.a this tool patched.\n"
+        "The output is deterministic. glibc's libc.a and non-musl archives are refused.",
     .options = options,
     .run = run,
 };
