@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cmd/cli.h"
@@ -16,7 +17,7 @@ enum { OPT_ALLOCATOR = 0x101, OPT_BACKUP, OPT_DRY_RUN, OPT_RESTORE, OPT_JSON };
 static const struct md_opt options[] = {
     {"allocator", OPT_ALLOCATOR, "ARCHIVE.a", "add the members of this archive (default: mdalloc)"},
     {"output", 'o', "OUT", "write the patched archive to OUT; LIBC.a stays untouched"},
-    {"backup", OPT_BACKUP, "SUFFIX", "keep the original as LIBC.a SUFFIX (default .orig)"},
+    {"backup", OPT_BACKUP, "SUFFIX", "keep a file it replaces as FILE SUFFIX (default .orig)"},
     {"dry-run", OPT_DRY_RUN, NULL, "print the plan and the checks; write nothing"},
     {"restore", OPT_RESTORE, NULL, "put the backup back in place of LIBC.a"},
     {"json", OPT_JSON, NULL, "print the report as JSON (schema malloc-doctor/1)"},
@@ -175,16 +176,33 @@ static void render_plan(const cJSON *report, bool verbose)
     print_checks(report, verbose);
 }
 
-static void render_outcome(const cJSON *report)
+// "wrote OUT" for -o, with the file it replaced when there was one.
+static void print_written(const char *lead, const char *verb, const cJSON *report)
+{
+    const char *backup = md_json_get_str(report, "backup");
+    if (md_json_get_bool(report, "unchanged")) {
+        printf("%s%s already holds it: nothing replaced\n", lead, str_or(report, "output", "?"));
+        return;
+    }
+    printf("%s%s %s", lead, verb, str_or(report, "output", "?"));
+    if (backup)
+        printf(" (the file it replaced kept as %s)", backup);
+    putchar('\n');
+}
+
+static void render_outcome(const cJSON *report, bool to_output)
 {
     const char *status = str_or(report, "status", "");
-    if (!strcmp(status, "patched") && md_json_get_str(report, "backup"))
+    bool written = md_json_get_str(report, "output") != NULL;
+    if (!strcmp(status, "patched") && !to_output)
         printf("patched %s (original kept as %s)\n", str_or(report, "output", "?"),
                str_or(report, "backup", "?"));
     else if (!strcmp(status, "patched"))
-        printf("wrote %s\n", str_or(report, "output", "?"));
+        print_written("", "wrote", report);
     else if (!strcmp(status, "planned"))
         puts("dry run: the checks pass; nothing written");
+    else if (!strcmp(status, "already-patched") && written)
+        print_written("already patched with this allocator: ", "copied it to", report);
     else if (!strcmp(status, "already-patched"))
         puts("already patched with this allocator: nothing to do");
     else if (!strcmp(status, "restored"))
@@ -229,6 +247,22 @@ static bool parse_option(int key, const char *arg, struct patch_args *a)
     }
 }
 
+// -o names the archive file to write: "" or a directory would leave the result nowhere, and
+// its temporary files' name would not be one output's.
+static bool output_names_a_file(const struct md_command *cmd, const char *output, int *exit_code)
+{
+    struct stat st;
+    size_t n = strlen(output);
+    if (!n)
+        *exit_code = md_cli_usage_error(cmd, "-o needs a file name");
+    else if (output[n - 1] == '/' || (!stat(output, &st) && S_ISDIR(st.st_mode)))
+        *exit_code = md_cli_usage_error(
+            cmd, "-o %s: a directory; -o names the archive file to write", output);
+    else
+        return true;
+    return false;
+}
+
 static bool check_args(const struct md_command *cmd, int argc, char **argv, struct patch_args *a,
                        int *exit_code)
 {
@@ -242,6 +276,8 @@ static bool check_args(const struct md_command *cmd, int argc, char **argv, stru
         *exit_code = md_cli_usage_error(cmd, "--restore takes neither -o nor --allocator");
         return false;
     }
+    if (a->opt.output && !output_names_a_file(cmd, a->opt.output, exit_code))
+        return false;
     if (a->opt.backup_suffix && (!a->opt.backup_suffix[0] || strchr(a->opt.backup_suffix, '/'))) {
         *exit_code = md_cli_usage_error(cmd, "--backup needs a non-empty SUFFIX without '/'");
         return false;
@@ -292,7 +328,7 @@ static int run(const struct md_command *cmd, int argc, char **argv)
     else if (r != MD_PATCH_ERROR) {
         if (!a.restore)
             render_plan(report, a.verbose);
-        render_outcome(report);
+        render_outcome(report, a.opt.output != NULL);
     }
     cJSON_Delete(report);
     return r == MD_PATCH_ERROR ? MD_EXIT_USAGE : r == MD_PATCH_REFUSED ? MD_EXIT_CHECK : MD_EXIT_OK;
@@ -302,7 +338,7 @@ const struct md_command md_cmd_patch = {
     .name = "patch",
     .summary = "embed mdalloc (or another allocator) into a musl libc.a, safely",
     .synopsis = "[--allocator ARCHIVE.a] [-o OUT] [--backup SUFFIX] [--dry-run] [--restore] "
-                "[--json] LIBC.a",
+                "[--json] [-v] LIBC.a",
     .description =
         "Replaces the allocator inside a musl libc.a, so that `musl-gcc -static` programs get\n"
         "the new one without any change to their build. The members to remove are chosen by\n"
@@ -316,8 +352,10 @@ const struct md_command md_cmd_patch = {
         "when installed), or the members of --allocator ARCHIVE.a.\n\n"
         "In place, the original is kept as LIBC.a.orig and the result replaces LIBC.a with\n"
         "a synced temp file and a rename (same mode and owner): an interruption never loses\n"
-        "the original. Patching twice is a no-op; --restore puts the original back. The output\n"
-        "is deterministic. glibc's libc.a and non-musl archives are refused.",
+        "the original. -o over an existing archive keeps it the same way as OUT.orig; -o\n"
+        "never replaces a file that is not an archive. Patching twice is a no-op (with -o,\n"
+        "a copy); --restore puts the original back, only over a libc.a this tool patched.\n"
+        "The output is deterministic. glibc's libc.a and non-musl archives are refused.",
     .options = options,
     .run = run,
 };

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "lib/patch.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "lib/archive.h"
+#include "lib/tempfile.h"
 #include "rules/signatures.h"
 
 // The public malloc API. A member of libc.a that defines one of these is replaced only when the
@@ -488,16 +489,42 @@ static bool has_sig(const struct md_archive *ar, const char *id)
     return s && has_signature(ar, s);
 }
 
+// What a libc.a is, by the symbols its members define.
+enum libc_kind { LIBC_GLIBC, LIBC_NOT_MUSL, LIBC_MUSL };
+
+static enum libc_kind libc_kind(const struct md_archive *ar)
+{
+    if (has_sig(ar, "glibc") || has_sig(ar, "glibc-ptmalloc"))
+        return LIBC_GLIBC;
+    return has_sig(ar, "musl") ? LIBC_MUSL : LIBC_NOT_MUSL;
+}
+
+// musl's own allocator in a musl libc.a: "mallocng", "oldmalloc" or "lite_malloc"; NULL when it
+// is gone, which is how a libc.a this tool patched is told from one it did not.
+static const char *musl_flavor(const struct md_archive *ar)
+{
+    static const char *const flavors[][2] = {
+        {"musl-mallocng", "mallocng"},
+        {"musl-oldmalloc", "oldmalloc"},
+        {"musl-lite", "lite_malloc"},
+    };
+    for (size_t i = 0; i < sizeof flavors / sizeof flavors[0]; i++)
+        if (has_sig(ar, flavors[i][0]))
+            return flavors[i][1];
+    return NULL;
+}
+
 static int check_is_musl(struct plan *p, struct md_error *err)
 {
     const char *path = p->libc.path;
-    if (has_sig(&p->libc, "glibc") || has_sig(&p->libc, "glibc-ptmalloc"))
+    enum libc_kind kind = libc_kind(&p->libc);
+    if (kind == LIBC_GLIBC)
         return md_fail(err,
                        "%s: this is glibc's libc.a, not musl's: glibc's malloc is woven into "
                        "the rest of its libc (arenas, fork, thread exit), so it cannot be "
                        "swapped by replacing members; link mdalloc ahead of libc instead",
                        path);
-    if (!has_sig(&p->libc, "musl"))
+    if (kind != LIBC_MUSL)
         return md_fail(err,
                        "%s: not a musl libc.a: no member defines musl's startup "
                        "(__init_libc, __libc_start_init); only musl's libc.a can be patched",
@@ -505,16 +532,7 @@ static int check_is_musl(struct plan *p, struct md_error *err)
     if (strcmp(p->libc.target, p->alloc.target))
         return md_fail(err, "%s: objects are %s but the allocator %s has %s objects", path,
                        p->libc.target, p->alloc.path, p->alloc.target);
-    static const char *const flavors[][2] = {
-        {"musl-mallocng", "mallocng"},
-        {"musl-oldmalloc", "oldmalloc"},
-        {"musl-lite", "lite_malloc"},
-    };
-    for (size_t i = 0; i < sizeof flavors / sizeof flavors[0]; i++)
-        if (has_sig(&p->libc, flavors[i][0])) {
-            p->flavor = flavors[i][1];
-            break;
-        }
+    p->flavor = musl_flavor(&p->libc);
     return 0;
 }
 
@@ -653,17 +671,26 @@ static int read_file(const char *path, unsigned char **buf, size_t *size)
     return rc;
 }
 
-static bool same_file_bytes(const char *a, const char *b)
+static bool holds_bytes(const char *path, const unsigned char *buf, size_t size)
 {
-    unsigned char *x = NULL, *y = NULL;
-    size_t nx = 0, ny = 0;
-    bool same = !read_file(a, &x, &nx) && !read_file(b, &y, &ny) && nx == ny && !memcmp(x, y, nx);
-    free(x), free(y);
+    unsigned char *x = NULL;
+    size_t n = 0;
+    bool same = !read_file(path, &x, &n) && n == size && !memcmp(x, buf, n);
+    free(x);
     return same;
 }
 
-// Keeps the original as libc + suffix: a hard link (instant, same bytes, mode and owner), or a
-// synced copy where links are not allowed. An existing backup is kept only if it is identical.
+static bool same_file_bytes(const char *a, const char *b)
+{
+    unsigned char *x = NULL;
+    size_t n = 0;
+    bool same = !read_file(a, &x, &n) && holds_bytes(b, x, n);
+    free(x);
+    return same;
+}
+
+// Keeps the original as libc + suffix: a hard link (instant, same bytes, mode and owner). An
+// existing backup is kept only if it is identical.
 static int backup_original(const char *libc, const char *backup, struct md_error *err)
 {
     if (!access(backup, F_OK)) {
@@ -681,47 +708,51 @@ static int backup_original(const char *libc, const char *backup, struct md_error
 
 // Serializes the runs that write into one directory, so that temp files a killed run left can
 // be removed without racing a live run. Returns the locked directory (closing it unlocks).
-static int lock_dir_of(const char *path, struct md_error *err)
+static int lock_dir(const char *dir, struct md_error *err)
 {
-    char *copy = strdup(path);
-    if (!copy)
-        return md_fail(err, "out of memory");
-    const char *dir = dirname(copy);
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
-        md_fail_errno(err, errno, "%s", dir);
-    else if (flock(fd, LOCK_EX | LOCK_NB)) {
-        if (errno == EWOULDBLOCK)
-            md_fail(err, "%s: another malloc-doctor patch is writing in this directory", dir);
-        else
-            md_fail_errno(err, errno, "%s: lock", dir);
-        close(fd);
-        fd = -1;
-    }
-    free(copy);
-    return fd;
+        return md_fail_errno(err, errno, "%s", dir);
+    if (!flock(fd, LOCK_EX | LOCK_NB))
+        return fd;
+    if (errno == EWOULDBLOCK)
+        md_fail(err, "%s: another malloc-doctor patch is writing in this directory", dir);
+    else
+        md_fail_errno(err, errno, "%s: lock", dir);
+    close(fd);
+    return -1;
 }
 
-// Removes "<name>.md-tmp.XXXXXX" files beside path: left by a run that was killed mid-write
-// (the lock proves no live run owns them). Returns how many.
-static int remove_stale_temps(int dirfd, const char *path)
+// Where a file's temporary files go: its directory, and "<file name>.md-tmp", to which
+// md_temp_create adds "-XXXXXX". A path that names no file ("", "dir/", "..") is refused: its
+// prefix would not be one output's, and a sweep would take files that are not.
+struct place {
+    char dir[PATH_MAX];
+    char prefix[NAME_MAX + 16];
+};
+
+static int place_of(const char *path, struct place *pl, struct md_error *err)
 {
     const char *slash = strrchr(path, '/');
     const char *base = slash ? slash + 1 : path;
-    size_t n = strlen(base);
-    int dfd = dup(dirfd), removed = 0;
-    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-    if (!d) {
-        if (dfd >= 0)
-            close(dfd);
-        return 0;
-    }
-    for (struct dirent *e; (e = readdir(d));)
-        if (!strncmp(e->d_name, base, n) && !strncmp(e->d_name + n, ".md-tmp.", 8) &&
-            strlen(e->d_name + n + 8) == 6 && !unlinkat(dirfd, e->d_name, 0))
-            removed++;
-    closedir(d);
-    return removed;
+    if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
+        return md_fail(err, "'%s': names a directory, not a file", path);
+    char *copy = strdup(path);
+    if (!copy)
+        return md_fail(err, "out of memory");
+    bool fits =
+        (size_t)snprintf(pl->dir, sizeof pl->dir, "%s", dirname(copy)) < sizeof pl->dir &&
+        (size_t)snprintf(pl->prefix, sizeof pl->prefix, "%s.md-tmp", base) < sizeof pl->prefix;
+    free(copy);
+    return fits ? 0 : md_fail(err, "%s: the name is too long", path);
+}
+
+// Removes the temp files a killed run left for this file. Under the directory lock no live patch
+// run writes here, so they are orphans at any age; md_temp_sweep still takes only unlocked
+// regular files of this user with exactly that name.
+static int sweep_temps(const struct place *pl)
+{
+    return md_temp_sweep(pl->dir, pl->prefix, 0);
 }
 
 // The file to replace: a symlinked libc.a (a toolchain's lib/ pointing elsewhere) is patched
@@ -736,33 +767,25 @@ static char *replaced_path(const char *libc, struct md_error *err)
 }
 
 struct target {
-    const char *path;   // the file the result replaces
-    const char *backup; // NULL: no backup (-o)
-    struct stat like;   // mode (and owner) to give the result
+    char *path;   // the file the result replaces (a link's target)
+    char *backup; // path + suffix; NULL when nothing is there to keep (a new -o file)
+    struct place place;
+    struct stat like; // mode (and owner) to give the result
     bool owner;
 };
 
-static int make_temp(const char *path, char *tmp, size_t size, struct md_error *err)
-{
-    snprintf(tmp, size, "%s.md-tmp.XXXXXX", path);
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0)
-        return md_fail_errno(err, errno, "%s: cannot create a temporary file beside it", path);
-    return fd;
-}
-
+// Writes buf to a locked temp file beside t->path, reads it back, keeps what t->path holds as
+// t->backup, and renames. The temp stays locked until the rename, so no sweep can take it.
 static int commit(const struct md_patch_options *opt, const struct target *t,
                   const unsigned char *buf, size_t size, size_t members, struct md_error *err)
 {
-    char tmp[4096];
-    int fd = make_temp(t->path, tmp, sizeof tmp, err);
+    char tmp[sizeof t->place.dir + sizeof t->place.prefix + 8];
+    int fd = md_temp_create(t->place.dir, t->place.prefix, tmp, sizeof tmp, err);
     if (fd < 0)
         return -1;
     int rc = copy_attributes(fd, &t->like, t->owner, tmp, err);
     if (!rc)
         rc = write_temp(opt, fd, tmp, buf, size, err);
-    if (close(fd) && !rc)
-        rc = md_fail_errno(err, errno, "%s: close", tmp);
     if (!rc && !(rc = verify_written(tmp, members, err)))
         step(opt, MD_STEP_VERIFIED);
     if (!rc && t->backup && !(rc = backup_original(t->path, t->backup, err)))
@@ -770,9 +793,10 @@ static int commit(const struct md_patch_options *opt, const struct target *t,
     if (!rc && rename(tmp, t->path))
         rc = md_fail_errno(err, errno, "%s: rename onto %s", tmp, t->path);
     if (rc) {
-        unlink(tmp);
+        md_temp_remove(tmp, fd);
         return -1;
     }
+    close(fd); // fsync has reported any write error; this only drops the lock
     step(opt, MD_STEP_RENAMED);
     if (fsync_dir_of(t->path))
         return md_fail_errno(err, errno, "%s: fsync of the directory", t->path);
@@ -788,32 +812,111 @@ static char *backup_path(const char *libc, const char *suffix)
     return b;
 }
 
-static int resolve_target(const struct md_patch_options *opt, struct target *t, char **backup,
-                          char **path, struct md_error *err)
+static int set_backup(const struct md_patch_options *opt, struct target *t, struct md_error *err)
 {
-    *path = replaced_path(opt->output ? opt->output : opt->libc, err);
-    if (!*path)
-        return -1;
-    *t = (struct target){.path = *path, .owner = !opt->output};
-    if (stat(opt->libc, &t->like))
-        return md_fail_errno(err, errno, "%s", opt->libc);
+    t->backup = backup_path(t->path, opt->backup_suffix ? opt->backup_suffix : ".orig");
+    return t->backup ? 0 : md_fail(err, "out of memory");
+}
+
+// What -o may replace: an ar archive (kept as the backup) or an empty file; never a program or a
+// document that happens to have OUT's name.
+static int check_replaceable(const char *path, struct md_error *err)
+{
+    char magic[8];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : read(fd, magic, sizeof magic);
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    if (n < 0)
+        return md_fail_errno(err, e, "%s", path);
+    if (!n ||
+        (n == sizeof magic && (!memcmp(magic, "!<arch>\n", n) || !memcmp(magic, "!<thin>\n", n))))
+        return 0;
+    return md_fail(err,
+                   "%s: exists and is not an ar archive; -o replaces only an archive (or an "
+                   "empty file)",
+                   path);
+}
+
+// -o onto a file that is there: it must be a regular file other than the input, holding an
+// archive; the result takes its mode and owner, and it is kept as OUT + suffix.
+static int resolve_output(const struct md_patch_options *opt, const struct stat *in,
+                          struct target *t, struct md_error *err)
+{
     struct stat out;
-    bool out_exists = opt->output && !stat(*path, &out);
-    if (out_exists && out.st_dev == t->like.st_dev && out.st_ino == t->like.st_ino)
+    if (stat(t->path, &out)) { // a new file: the input's mode, the caller's owner
+        t->like = *in;
+        return 0;
+    }
+    if (out.st_dev == in->st_dev && out.st_ino == in->st_ino)
         return md_fail(err, "%s: -o names the input itself; leave out -o to patch in place",
                        opt->output);
     // The result is renamed over OUT: over a device (-o /dev/null) that would replace the node
     // with a regular file for every other program. --dry-run is the way to write nothing.
-    if (out_exists && !S_ISREG(out.st_mode))
+    if (!S_ISREG(out.st_mode))
         return md_fail(err,
                        "%s: not a regular file; -o writes an archive file (--dry-run writes "
                        "nothing)",
                        opt->output);
+    if (check_replaceable(t->path, err))
+        return -1;
+    t->like = out;
+    t->owner = true;
+    return set_backup(opt, t, err);
+}
+
+static int resolve_target(const struct md_patch_options *opt, struct target *t,
+                          struct md_error *err)
+{
+    struct stat in;
+    t->path = replaced_path(opt->output ? opt->output : opt->libc, err);
+    if (!t->path || place_of(t->path, &t->place, err))
+        return -1;
+    if (stat(opt->libc, &in))
+        return md_fail_errno(err, errno, "%s", opt->libc);
     if (opt->output)
-        return 0;
-    *backup = backup_path(*path, opt->backup_suffix ? opt->backup_suffix : ".orig");
-    t->backup = *backup;
-    return *backup ? 0 : md_fail(err, "out of memory");
+        return resolve_output(opt, &in, t, err);
+    t->like = in;
+    t->owner = true;
+    return set_backup(opt, t, err);
+}
+
+static void report_written(cJSON *report, const struct target *t, bool unchanged, size_t members,
+                           size_t size)
+{
+    md_json_str(report, "output", t->path);
+    md_json_str(report, "backup", unchanged ? NULL : t->backup);
+    if (unchanged) {
+        cJSON_AddBoolToObject(report, "unchanged", true);
+        return;
+    }
+    cJSON_AddNumberToObject(report, "members_written", (double)members);
+    cJSON_AddNumberToObject(report, "bytes_written", (double)size);
+}
+
+// Puts buf, an archive of that many members, in place under the directory lock.
+static int write_bytes(const struct md_patch_options *opt, const unsigned char *buf, size_t size,
+                       size_t members, cJSON *report, struct md_error *err)
+{
+    struct target t = {0};
+    int lock = -1;
+    int rc = resolve_target(opt, &t, err);
+    if (!rc && (lock = lock_dir(t.place.dir, err)) < 0)
+        rc = -1;
+    // -o run again: OUT already holds the result, and replacing it would only leave a backup
+    // that is the same file again
+    bool unchanged = !rc && opt->output && t.backup && holds_bytes(t.path, buf, size);
+    if (!rc) {
+        cJSON_AddNumberToObject(report, "stale_temps_removed", sweep_temps(&t.place));
+        rc = unchanged ? 0 : commit(opt, &t, buf, size, members, err);
+    }
+    if (lock >= 0)
+        close(lock);
+    if (!rc)
+        report_written(report, &t, unchanged, members, size);
+    free(t.path), free(t.backup);
+    return rc;
 }
 
 static int write_result(struct plan *p, cJSON *report, struct md_error *err)
@@ -829,27 +932,23 @@ static int write_result(struct plan *p, cJSON *report, struct md_error *err)
         order[k++] = &p->alloc.members[i];
     unsigned char *buf = NULL;
     size_t size = 0;
-    struct target t;
-    char *backup = NULL, *path = NULL;
-    int lock = -1;
     int rc = md_archive_serialize(order, n, &buf, &size, err);
     if (!rc)
-        rc = resolve_target(p->opt, &t, &backup, &path, err);
-    if (!rc && (lock = lock_dir_of(t.path, err)) < 0)
-        rc = -1;
-    if (!rc) {
-        cJSON_AddNumberToObject(report, "stale_temps_removed", remove_stale_temps(lock, t.path));
-        rc = commit(p->opt, &t, buf, size, n, err);
-    }
-    if (lock >= 0)
-        close(lock);
-    if (!rc) {
-        md_json_str(report, "output", t.path);
-        md_json_str(report, "backup", t.backup);
-        cJSON_AddNumberToObject(report, "members_written", (double)n);
-        cJSON_AddNumberToObject(report, "bytes_written", (double)size);
-    }
-    free(path), free(backup), free(buf), free(order);
+        rc = write_bytes(p->opt, buf, size, n, report, err);
+    free(buf), free(order);
+    return rc;
+}
+
+// -o from a libc.a already patched with this allocator: OUT must exist afterwards all the same
+// (a later link searches its directory), so it gets the input's bytes, written the same safe way.
+static int write_copy(const struct plan *p, cJSON *report, struct md_error *err)
+{
+    unsigned char *buf = NULL;
+    size_t size = 0;
+    int rc = read_file(p->opt->libc, &buf, &size)
+                 ? md_fail_errno(err, errno, "%s", p->opt->libc)
+                 : write_bytes(p->opt, buf, size, p->libc.count, report, err);
+    free(buf);
     return rc;
 }
 
@@ -876,6 +975,8 @@ static int load(struct plan *p, struct md_error *err)
 static enum md_patch_result patched_before(struct plan *p, cJSON *report, struct md_error *err)
 {
     if (already_patched(p)) {
+        if (p->opt->output && !p->opt->dry_run && write_copy(p, report, err))
+            return MD_PATCH_ERROR;
         cJSON_AddStringToObject(report, "status", "already-patched");
         return MD_PATCH_DONE;
     }
@@ -925,33 +1026,82 @@ enum md_patch_result md_patch(const struct md_patch_options *opt, cJSON *report,
     return rc;
 }
 
-// Checks the backup is a readable archive, then renames it over libc (same bytes, mode, owner).
+// err's reason without its leading "path: ", to quote inside another message.
+static const char *reason_of(const struct md_error *err, const char *path)
+{
+    size_t n = strlen(path);
+    bool prefixed = !strncmp(err->msg, path, n) && !strncmp(err->msg + n, ": ", 2);
+    return prefixed ? err->msg + n + 2 : err->msg;
+}
+
+// Why the archive at path is not what --restore expects there: a libc.a this tool patched
+// (musl's, with musl's own allocator gone) when want_patched, else an unpatched musl libc.a.
+// Fills why and returns true on a mismatch.
+static bool restore_mismatch(const char *path, bool want_patched, char *why, size_t size)
+{
+    struct md_archive ar;
+    struct md_error e;
+    bool unreadable = md_archive_read(&ar, path, &e) != 0;
+    enum libc_kind kind = unreadable ? LIBC_NOT_MUSL : libc_kind(&ar);
+    const char *flavor = unreadable ? NULL : musl_flavor(&ar);
+    md_archive_free(&ar);
+    if (unreadable)
+        snprintf(why, size, "%s", reason_of(&e, path));
+    else if (kind == LIBC_GLIBC)
+        snprintf(why, size, "this is glibc's libc.a");
+    else if (kind != LIBC_MUSL)
+        snprintf(why, size, "not a musl libc.a");
+    else if (want_patched && flavor)
+        snprintf(why, size, "musl's own %s is in it", flavor);
+    else if (!want_patched && !flavor)
+        snprintf(why, size, "musl's allocator is not in it");
+    else
+        return false;
+    return true;
+}
+
+// The rename discards what is at libc, so that must be a libc.a this tool patched (or nothing:
+// then nothing is lost), and what it puts there must be the unpatched musl libc.a.
+static int check_restorable(const char *libc, const char *backup, struct md_error *err)
+{
+    char why[256];
+    if (access(backup, F_OK))
+        return md_fail_errno(err, errno, "%s: no backup to restore", backup);
+    if (!access(libc, F_OK) && restore_mismatch(libc, true, why, sizeof why))
+        return md_fail(err,
+                       "%s: not a libc.a this tool patched (%s); restoring %s would discard it; "
+                       "move it away first",
+                       libc, why, backup);
+    if (restore_mismatch(backup, false, why, sizeof why))
+        return md_fail(err, "%s: not an unpatched musl libc.a (%s); it stays, and so does %s",
+                       backup, why, libc);
+    return 0;
+}
+
+// Renames the backup over libc (same bytes, mode and owner), after checking both under the
+// directory lock, so that no other patch run changes either in between.
 static enum md_patch_result restore_from(const struct md_patch_options *opt, const char *libc,
                                          const char *backup, cJSON *report, struct md_error *err)
 {
-    struct md_archive check;
-    if (access(backup, F_OK))
-        return md_fail_errno(err, errno, "%s: no backup to restore", backup), MD_PATCH_ERROR;
-    int rc = md_archive_read(&check, backup, err);
-    md_archive_free(&check);
+    struct place pl;
+    if (place_of(libc, &pl, err))
+        return MD_PATCH_ERROR;
+    int lock = opt->dry_run ? -1 : lock_dir(pl.dir, err);
+    if (!opt->dry_run && lock < 0)
+        return MD_PATCH_ERROR;
+    int rc = check_restorable(libc, backup, err);
+    if (!rc && !opt->dry_run) {
+        cJSON_AddNumberToObject(report, "stale_temps_removed", sweep_temps(&pl));
+        if (rename(backup, libc) || fsync_dir_of(libc))
+            rc = md_fail_errno(err, errno, "%s: cannot restore from %s", libc, backup);
+    }
+    if (lock >= 0)
+        close(lock);
     if (rc)
         return MD_PATCH_ERROR;
     md_json_str(report, "output", libc);
     md_json_str(report, "backup", backup);
-    if (opt->dry_run) {
-        cJSON_AddStringToObject(report, "status", "restore-planned");
-        return MD_PATCH_DONE;
-    }
-    int lock = lock_dir_of(libc, err);
-    if (lock < 0)
-        return MD_PATCH_ERROR;
-    cJSON_AddNumberToObject(report, "stale_temps_removed", remove_stale_temps(lock, libc));
-    rc = rename(backup, libc) || fsync_dir_of(libc);
-    int e = errno;
-    close(lock);
-    if (rc)
-        return md_fail_errno(err, e, "%s: cannot restore from %s", libc, backup), MD_PATCH_ERROR;
-    cJSON_AddStringToObject(report, "status", "restored");
+    cJSON_AddStringToObject(report, "status", opt->dry_run ? "restore-planned" : "restored");
     return MD_PATCH_DONE;
 }
 

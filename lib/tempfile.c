@@ -21,9 +21,20 @@ const char *md_temp_dir(void)
     return tmp && *tmp ? tmp : "/tmp";
 }
 
+// A prefix names one kind of file: an empty one would make every "-XXXXXX" a candidate, and a
+// '/' would reach into another directory.
+static bool valid_prefix(const char *prefix)
+{
+    return prefix[0] && !strchr(prefix, '/');
+}
+
 int md_temp_create(const char *dir, const char *prefix, char *path, size_t size,
                    struct md_error *err)
 {
+    if (!valid_prefix(prefix)) {
+        path[0] = '\0';
+        return md_fail(err, "'%s': not a name for temporary files", prefix);
+    }
     if ((size_t)snprintf(path, size, "%s/%s-XXXXXX", dir, prefix) >= size) {
         path[0] = '\0';
         return md_fail(err, "%s: the directory name is too long for a temporary file", dir);
@@ -91,6 +102,8 @@ static bool sweep_one(int dir_fd, const char *name, double min_age_seconds)
 
 int md_temp_sweep(const char *dir, const char *prefix, double min_age_seconds)
 {
+    if (!valid_prefix(prefix))
+        return 0;
     DIR *d = opendir(dir);
     if (!d)
         return 0;

@@ -11,7 +11,8 @@
 #include "lib/error.h"
 
 // Creates DIR/PREFIX-XXXXXX (mode 0600, close-on-exec) and locks it; returns the fd, which must
-// stay open while the file is in use. path receives the name (empty on failure).
+// stay open while the file is in use. path receives the name (empty on failure). PREFIX must be
+// a non-empty file name without '/'; md_temp_sweep removes nothing for any other.
 int md_temp_create(const char *dir, const char *prefix, char *path, size_t size,
                    struct md_error *err);
 

@@ -47,6 +47,9 @@ present_ids() {
     [ "$status" -eq 0 ]
     [[ "$output" == *"usage: malloc-doctor patch"*"LIBC.a"* ]]
     [[ "$output" == *"--allocator ARCHIVE.a"*"--dry-run"*"--restore"* ]]
+    # the usage line is the README's synopsis, word for word
+    synopsis=$(grep -m1 '^malloc-doctor patch \[' README.md)
+    [ "${lines[0]}" = "usage: $synopsis" ]
     run "$T" patch
     [ "$status" -eq 2 ]
     [[ "$output" == *"no LIBC.a given"* ]]
@@ -367,4 +370,140 @@ present_ids() {
     run "$T" patch --dry-run "$PWD/build/fixtures/bad/truncated-member.a"
     [ "$status" -eq 2 ]
     [[ "$output" == *"truncated-member.a(half.o): truncated section header table"* ]]
+}
+
+@test "--restore refuses to discard a LIBC.a this tool did not patch, or to restore a backup that is not musl's libc.a" {
+    "$T" patch "$W/libc.a" >/dev/null
+    # a toolchain update put another archive there since the patch: restoring would lose it
+    cp /usr/lib/x86_64-linux-gnu/libc.a "$W/libc.a"
+    for dry in "" --dry-run; do
+        run "$T" patch --restore $dry "$W/libc.a"
+        [ "$status" -eq 2 ]
+        [ "${#lines[@]}" -eq 1 ]
+        [[ "$output" == *"$W/libc.a: not a libc.a this tool patched (this is glibc's libc.a"*"restoring $W/libc.a.orig would discard it"* ]]
+    done
+    cmp "$W/libc.a" /usr/lib/x86_64-linux-gnu/libc.a
+    cmp "$W/libc.a.orig" "$MUSL_LIBC"
+    # a new musl libc.a (unpatched: its own allocator is in it) is not discarded either
+    cp "$PX/oldmalloc/libc.a" "$W/libc.a"
+    run "$T" patch --restore "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"$W/libc.a: not a libc.a this tool patched (musl's own oldmalloc is in it)"* ]]
+    cmp "$W/libc.a" "$PX/oldmalloc/libc.a"
+    cmp "$W/libc.a.orig" "$MUSL_LIBC"
+    # a backup that is not musl's libc.a is not put in place of the patched one
+    cp "$REF" "$W/libc.a"
+    cp /usr/lib/x86_64-linux-gnu/libjemalloc.a "$W/libc.a.orig"
+    run "$T" patch --restore "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [ "${#lines[@]}" -eq 1 ]
+    [[ "$output" == *"$W/libc.a.orig: not an unpatched musl libc.a (not a musl libc.a"* ]]
+    cmp "$W/libc.a" "$REF"
+    cmp "$W/libc.a.orig" /usr/lib/x86_64-linux-gnu/libjemalloc.a
+    # nor is a patched one
+    cp "$REF" "$W/libc.a.orig"
+    run "$T" patch --restore "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"$W/libc.a.orig: not an unpatched musl libc.a (musl's allocator is not in it)"* ]]
+    # the real pair restores; so does a backup whose LIBC.a is gone (nothing to lose)
+    cp "$MUSL_LIBC" "$W/libc.a.orig"
+    run "$T" patch --restore "$W/libc.a"
+    [ "$status" -eq 0 ]
+    cmp "$W/libc.a" "$MUSL_LIBC"
+    mv "$W/libc.a" "$W/libc.a.orig"
+    run "$T" patch --restore "$W/libc.a"
+    [ "$status" -eq 0 ]
+    cmp "$W/libc.a" "$MUSL_LIBC"
+    [ "$(ls "$W")" = libc.a ]
+}
+
+@test "-o over an existing archive keeps it as OUT.orig and keeps its mode and owner; over a file that is not an archive it is refused" {
+    mkdir "$W/o"
+    cp "$PX/oldmalloc/libc.a" "$W/o/libc.a" # an earlier archive at OUT
+    chmod 640 "$W/o/libc.a"
+    if [ "$(id -u)" = 0 ]; then chown 1234:5678 "$W/o/libc.a"; fi
+    owner=$(stat -c %u:%g "$W/o/libc.a")
+    run "$T" patch -o "$W/o/libc.a" "$W/libc.a"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"wrote $W/o/libc.a (the file it replaced kept as $W/o/libc.a.orig)"* ]]
+    cmp "$W/o/libc.a" "$REF"
+    cmp "$W/o/libc.a.orig" "$PX/oldmalloc/libc.a"
+    [ "$(stat -c %a "$W/o/libc.a")" = 640 ]
+    [ "$(stat -c %u:%g "$W/o/libc.a")" = "$owner" ]
+    # --backup SUFFIX names it; an identical backup already there is this file's
+    for i in 1 2; do
+        cp "$PX/oldmalloc/libc.a" "$W/o/libc.a"
+        run "$T" patch -o "$W/o/libc.a" --backup .old "$W/libc.a"
+        [ "$status" -eq 0 ]
+        cmp "$W/o/libc.a" "$REF"
+        cmp "$W/o/libc.a.old" "$PX/oldmalloc/libc.a"
+    done
+    # a different one is never overwritten, and then OUT is not replaced
+    cp "$PX/oldmalloc/libc.a" "$W/o/libc.a"
+    echo stale >"$W/o/libc.a.orig"
+    run "$T" patch -o "$W/o/libc.a" "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"$W/o/libc.a.orig exists and differs from $W/o/libc.a"* ]]
+    cmp "$W/o/libc.a" "$PX/oldmalloc/libc.a"
+    [ "$(cat "$W/o/libc.a.orig")" = stale ]
+    # a program is not an archive: refused, untouched, no backup, no temporary file
+    cp /bin/ls "$W/o/ls"
+    run "$T" patch -o "$W/o/ls" "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [ "${#lines[@]}" -eq 1 ]
+    [[ "$output" == *"$W/o/ls: exists and is not an ar archive; -o replaces only an archive"* ]]
+    cmp "$W/o/ls" /bin/ls
+    [ "$(ls "$W/o")" = "$(printf 'libc.a\nlibc.a.old\nlibc.a.orig\nls')" ]
+}
+
+@test "-o '' and -o DIR are usage errors before anything is touched; the temp sweep takes only OUT's own" {
+    mkdir "$W/cwd" "$W/cwd/out.a.md-tmp-dirdir"
+    cd "$W/cwd"
+    # the user's files that look like temporary files, old enough to pass for orphans
+    for f in .md-tmp.abcdef .md-tmp-abcdef ./-abcdef other.a.md-tmp-abcdef out.a.md-tmp-abcdefg; do
+        echo mine >"$f"
+    done
+    ln -s other.a.md-tmp-abcdef out.a.md-tmp-linkln
+    touch -h -d '1 hour ago' .md-tmp* ./-abcdef other* out*
+    listing=$(ls -A)
+    for o in "" "$W/cwd" "$W/cwd/" new/ .; do
+        run "$T" patch -o "$o" "$W/libc.a"
+        echo "-o '$o': $output"
+        [ "$(ls -A)" = "$listing" ]
+        [ "$status" -eq 2 ]
+        [[ "$output" == *"Try 'malloc-doctor patch --help'"* ]]
+    done
+    run "$T" patch -o '' "$W/libc.a"
+    [[ "$output" == "malloc-doctor patch: -o needs a file name"* ]]
+    run "$T" patch -o "$W/cwd/" "$W/libc.a"
+    [[ "$output" == "malloc-doctor patch: -o $W/cwd/: a directory; -o names the archive file to write"* ]]
+    # a real write beside them sweeps none: only OUT's own temporary files, and only files
+    run "$T" patch -o out.a "$W/libc.a"
+    [ "$status" -eq 0 ]
+    cmp out.a "$REF"
+    [ "$(ls -A | grep -vx out.a)" = "$listing" ]
+    [ "$(cat .md-tmp.abcdef)" = mine ]
+}
+
+@test "-o NEW from an already patched libc.a writes a copy, and programs link against it" {
+    mkdir "$W/p"
+    run "$T" patch -o "$W/p/libc.a" "$REF"
+    [ "$status" -eq 0 ]
+    cmp "$W/p/libc.a" "$REF"
+    [[ "$output" == *"already patched with this allocator: copied it to $W/p/libc.a"* ]]
+    link_churn "$W/p" "$W/churn"
+    run "$W/churn" 2 2000
+    [ "$status" -eq 0 ]
+    [ "$(active_id "$W/churn")" = mdalloc ]
+    # again: OUT already holds it, so nothing is replaced and no backup of the same bytes appears
+    run "$T" patch -o "$W/p/libc.a" "$REF"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"already patched with this allocator: $W/p/libc.a already holds it: nothing replaced"* ]]
+    "$T" patch --json -o "$W/p/libc.a" "$REF" >"$W/r.json"
+    [ "$(jq_ "$W/r.json" 'r["status"] + " " + r["output"] + " " + str(r["unchanged"])')" = "already-patched $W/p/libc.a True" ]
+    [ "$(ls "$W/p")" = libc.a ]
+    # --dry-run still writes nothing
+    run "$T" patch --dry-run -o "$W/new.a" "$REF"
+    [ "$status" -eq 0 ]
+    [ ! -e "$W/new.a" ]
 }

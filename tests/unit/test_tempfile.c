@@ -125,12 +125,30 @@ static void create_in_a_missing_directory_names_it(void **state)
     assert_int_equal(md_temp_sweep("/nonexistent/md", PREFIX, 60), 0);
 }
 
+// An empty prefix would match any "-XXXXXX" file, and one with '/' another directory's files.
+static void odd_prefix_creates_and_sweeps_nothing(void **state)
+{
+    (void)state;
+    char path[256];
+    struct md_error err;
+    make_file("-gggggg", 120);
+    make_file(".md-tmp-hhhhhh", 120);
+    assert_int_equal(md_temp_sweep(dir, "", 0), 0);
+    assert_int_equal(md_temp_sweep("/", "tmp/.md-tmp", 0), 0);
+    assert_true(exists("-gggggg"));
+    assert_true(exists(".md-tmp-hhhhhh"));
+    assert_int_equal(md_temp_create(dir, "", path, sizeof path, &err), -1);
+    assert_string_equal(path, "");
+    assert_int_equal(md_temp_create(dir, "a/b", path, sizeof path, &err), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sweep_removes_only_old_unlocked_orphans),
         cmocka_unit_test(created_file_is_locked_and_kept_by_a_sweep),
         cmocka_unit_test(create_in_a_missing_directory_names_it),
+        cmocka_unit_test(odd_prefix_creates_and_sweeps_nothing),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }
