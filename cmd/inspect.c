@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // malloc-doctor inspect: option parsing and rendering; the work is lib/inspect.c.
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -87,12 +88,23 @@ static int path_width(const cJSON *files)
     return width > 60 ? 60 : width;
 }
 
+// A file name for the table: a line break or tab in it would break the rows.
+static const char *table_path(const cJSON *f, char *out, size_t size)
+{
+    snprintf(out, size, "%s", str_or(f, "path", ""));
+    for (char *c = out; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
+    return out;
+}
+
 static void print_row(const cJSON *f, int width)
 {
+    char path[PATH_MAX];
     const char *kind = str_or(f, "kind", "-");
     if (!strcmp(kind, "archive")) {
         printf("%-*s  %-13s %d of %d members define allocator symbols\n", width,
-               str_or(f, "path", ""), kind,
+               table_path(f, path, sizeof path), kind,
                cJSON_GetObjectItemCaseSensitive(f, "allocator_members")->valueint,
                cJSON_GetObjectItemCaseSensitive(f, "members")->valueint);
         return;
@@ -100,7 +112,7 @@ static void print_row(const cJSON *f, int width)
     char active[256], others[256];
     active_cell(f, active, sizeof active);
     others_cell(f, others, sizeof others);
-    printf("%-*s  %-13s %-6s %-7s %-34s %s\n", width, str_or(f, "path", ""), kind,
+    printf("%-*s  %-13s %-6s %-7s %-34s %s\n", width, table_path(f, path, sizeof path), kind,
            str_or(f, "libc", "-"), str_or(f, "threads", "-"), active, others);
 }
 

@@ -365,6 +365,15 @@ assert not [x for x in f["findings"] if x["id"] in ("MD002","MD003")], f["findin
     [ "$(field "$FX/musl-static-stripped" "['libc']")" = '"musl"' ]
 }
 
+@test "the text table keeps one row per file, whatever the name holds" {
+    name=$(printf '%s/tab\tand\nline' "$BATS_TEST_TMPDIR")
+    cp "$FX/glibc-dynamic" "$name"
+    run "$T" inspect "$name"
+    [ "$status" -eq 0 ]
+    [ "${#lines[@]}" -eq 2 ]
+    [[ "${lines[1]}" == *"tab?and?line  dynamic"* ]]
+}
+
 @test "one bad file never stops the others" {
     run "$T" inspect --json "$FX/bad/empty" "$FX/musl-static" "$FX/bad/text.txt" "$FX/glibc-static"
     [ "$status" -eq 2 ]
