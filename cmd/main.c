@@ -43,11 +43,10 @@ static bool hold_standard_descriptors(void)
     bool stdout_closed = fcntl(STDOUT_FILENO, F_GETFD) < 0;
     int fd;
     while ((fd = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0 && fd <= STDERR_FILENO) {
-        if (fd == STDOUT_FILENO) { // the first free descriptor: stdin is open or held already
-            close(fd);
-            fd = open("/dev/full", O_WRONLY | O_CLOEXEC);
-            if (fd != STDOUT_FILENO)
-                break;
+        int full;
+        if (fd == STDOUT_FILENO && (full = open("/dev/full", O_WRONLY | O_CLOEXEC)) >= 0) {
+            dup2(full, STDOUT_FILENO); // without /dev/full, /dev/null holds it
+            close(full);
         }
         fcntl(fd, F_SETFD, 0); // it stands for a standard descriptor: children get it too
     }
@@ -73,7 +72,6 @@ static int check_standard_output(const char *name, bool stdout_closed, int rc)
 int main(int argc, char **argv)
 {
     bool stdout_closed = hold_standard_descriptors();
-    md_cli_guard_mappings();
     if (argc < 2) {
         usage(stderr);
         return MD_EXIT_USAGE;

@@ -209,12 +209,30 @@ static void note_thread_symbol(struct symbol_walk *w, const struct md_sym *s)
         w->defines_std_thread = true;
 }
 
+// The ways into the allocator a file can import (C++: operator new[] and delete[], all variants).
+static bool is_alloc_api(const char *name)
+{
+    static const char *const api[] = {
+        "malloc",         "calloc",   "realloc",        "reallocarray", "free",
+        "posix_memalign", "memalign", "aligned_alloc",  "valloc",       "pvalloc",
+        "strdup",         "strndup",  "wcsdup",         "asprintf",     "vasprintf",
+        "getline",        "getdelim", "open_memstream", "realpath",     "get_current_dir_name",
+        "_Znw*",          "_Zna*",    "_Zdl*",          "_Zda*",        NULL,
+    };
+    for (const char *const *p = api; *p; p++)
+        if (md_symbol_pattern_match(*p, name))
+            return true;
+    return false;
+}
+
 static int on_symbol(const struct md_sym *s, void *ctx)
 {
     struct symbol_walk *w = ctx;
     struct md_ident *id = w->id;
     if (!strcmp(s->name, "malloc"))
         note_malloc(id, s);
+    if (!s->defined && s->dynamic && is_alloc_api(s->name))
+        id->imports_alloc_api = true;
     if (is_thread_symbol(s->name))
         note_thread_symbol(w, s);
     if (s->version && !strncmp(s->version, "GLIBC_", 6))

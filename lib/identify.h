@@ -63,6 +63,9 @@ struct md_ident {
     bool exports_malloc; // defined in .dynsym: visible to the dynamic linker
     GElf_Addr malloc_addr;
     bool imports_malloc;
+    // imports any way into the allocator (the malloc family, strdup and the like, C++'s operator
+    // new and delete): something serves the file's allocations at run time
+    bool imports_alloc_api;
     const char *malloc_version; // version of the imported malloc (GLIBC_2.2.5), or NULL
     bool glibc_versions;        // some import is bound to a GLIBC_* version
     const char *thread_symbol;  // a symbol that shows threads can start, or NULL

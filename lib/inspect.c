@@ -240,8 +240,9 @@ static bool takes_expect(const char *kind)
     return strcmp(kind, "relocatable") && strcmp(kind, "other");
 }
 
-// uses_malloc: false for a library that neither calls nor defines malloc (libX11-xcb, the
-// dynamic loader): no allocator serves it, so --expect has nothing to judge there ("met": null).
+// uses_malloc: false for a library that neither defines malloc nor imports any way into the
+// allocator (identify.h: imports_alloc_api; libX11-xcb, the dynamic loader): no allocator serves
+// it, so --expect has nothing to judge there ("met": null).
 static void check_expect(struct md_inspector *in, cJSON *entry, const char *kind, bool uses_malloc)
 {
     if (!in->opt.expect || !takes_expect(kind))
@@ -253,7 +254,9 @@ static void check_expect(struct md_inspector *in, cJSON *entry, const char *kind
     cJSON_AddStringToObject(o, "allocator", in->opt.expect);
     if (!uses_malloc && !met) {
         cJSON_AddNullToObject(o, "met");
-        cJSON_AddStringToObject(o, "reason", "the library neither calls nor defines malloc");
+        cJSON_AddStringToObject(o, "reason",
+                                "the library neither defines malloc nor imports any allocation "
+                                "function");
         return;
     }
     cJSON_AddBoolToObject(o, "met", met);
@@ -310,7 +313,7 @@ static int describe_elf(struct md_inspector *in, struct md_elf *e, const char *p
         add_active(entry, &a, NULL, NULL);
     }
     check_expect(in, entry, kind_name,
-                 kind != MD_KIND_SHARED || id.imports_malloc || id.defines_malloc);
+                 kind != MD_KIND_SHARED || id.imports_alloc_api || id.defines_malloc);
     if (takes_expect(kind_name))
         add_findings(in, entry);
     md_ident_free(&id);
@@ -446,11 +449,15 @@ static void walk_entry(struct md_inspector *in, const char *dir, const char *nam
     struct md_error err;
     if (!strcmp(name, ".") || !strcmp(name, ".."))
         return;
-    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) {
+    bool too_long = snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path;
+    int stat_error = too_long || !lstat(path, &st) ? 0 : errno;
+    if (too_long) {
         md_fail(&err, "%s/%s: path too long", dir, name);
         add_error(in, dir, &err);
-    } else if (lstat(path, &st)) {
-        md_fail_errno(&err, errno, "%s", path);
+    } else if (stat_error == ENOENT) {
+        in->skipped++; // gone since the listing: a live build tree
+    } else if (stat_error) {
+        md_fail_errno(&err, stat_error, "%s", path);
         add_error(in, path, &err);
     } else if (S_ISDIR(st.st_mode)) { // symlinks are not followed: no loops, each file once
         walk_dir(in, path);

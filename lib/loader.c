@@ -43,13 +43,13 @@ static void strlist_free(char **items, size_t count)
 // target system resolves it: with the root as "/" (openat2's RESOLVE_IN_ROOT). An absolute link
 // in a sysroot (/lib64/ld-linux..., /etc/alternatives/...) names a file of the sysroot, not of
 // this machine. 1: resolved; 0: it does not exist in the root; -1: cannot tell here (a kernel
-// before 5.6, no /proc).
+// before 5.6, a seccomp policy, no /proc).
 static int resolve_in_root(const struct md_loader *l, const char *path, char *out, size_t size)
 {
     struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT};
     int fd = (int)syscall(SYS_openat2, l->root_fd, path, &how, sizeof how);
-    if (fd < 0)
-        return errno == ENOSYS || errno == E2BIG ? -1 : 0;
+    if (fd < 0) // missing; anything else (a seccomp EPERM, EACCES, EAGAIN) is not an answer
+        return errno == ENOENT || errno == ENOTDIR || errno == ELOOP ? 0 : -1;
     char link[64];
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
     ssize_t n = readlink(link, out, size - 1);
@@ -111,6 +111,8 @@ static int include_conf(struct md_loader *l, const char *conf_path, const char *
         char pattern_dir[PATH_MAX], resolved[PATH_MAX];
         snprintf(pattern_dir, sizeof pattern_dir, "%.*s", (int)(base - pattern), pattern);
         rooted(l, pattern_dir[0] ? pattern_dir : "/", resolved, sizeof resolved);
+        if (!resolved[0]) // not in the root: "" + "/*.conf" would glob this machine's "/"
+            return 0;
         snprintf(rooted_pattern, sizeof rooted_pattern, "%s%s", resolved, base);
     } else {
         snprintf(rooted_pattern, sizeof rooted_pattern, "%s/%s", dir, pattern);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "alloc/probe_static.h"
@@ -80,15 +81,42 @@ static cJSON *inspect_entry(const char *path, struct md_error *err)
 }
 
 // Inspects the program to choose how to count its allocator calls.
+// Whether the file starts like text (no NUL, no control bytes but white space): a script.
+static bool starts_as_text(const char *path)
+{
+    unsigned char head[256];
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    ssize_t n = fd < 0 ? -1 : read(fd, head, sizeof head);
+    if (fd >= 0)
+        close(fd);
+    for (ssize_t i = 0; i < n; i++)
+        if (head[i] < 0x20 && !strchr("\t\n\r\f\v", head[i]))
+            return false;
+    return n > 0;
+}
+
+// path in single quotes for a shell command line ('\'' for a quote inside).
+static void single_quoted(const char *path, char *out, size_t size)
+{
+    size_t len = 0;
+    out[len++] = '\'';
+    for (const char *c = path; *c && len + 6 < size; c++)
+        len += (size_t)snprintf(out + len, size - len, *c == '\'' ? "'\\''" : "%c", *c);
+    snprintf(out + len, size - len, "'");
+}
+
 static int examine(const char *path, struct target *t, struct md_error *err)
 {
     cJSON *entry = inspect_entry(path, err);
     // a text file without #! runs only because shells retry it with sh on ENOEXEC
-    if (!entry && strstr(err->msg, ": not an ELF file or ar archive"))
+    if (!entry && strstr(err->msg, ": not an ELF file or ar archive") && starts_as_text(path)) {
+        char quoted[PATH_MAX + 64];
+        single_quoted(path, quoted, sizeof quoted);
         return md_fail(err,
                        "%s: not an ELF file and no #! line: a shell would run it as a "
                        "script; trace its shell (`malloc-doctor trace -- sh %s`)",
-                       path, path);
+                       path, quoted);
+    }
     if (!entry)
         return -1;
     t->inspect = entry;

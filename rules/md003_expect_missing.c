@@ -48,12 +48,11 @@ static const struct {
     {"rpmalloc", "rpmalloc"}, {"snmalloc", "snmallocshim"},
 };
 
+// By id or family name, exactly: tcmalloc-google is not gperftools' -ltcmalloc.
 static const char *link_name(const char *expect)
 {
     for (size_t i = 0; i < sizeof linked_as / sizeof linked_as[0]; i++)
-        if (!strcmp(expect, linked_as[i].family) ||
-            (!strncmp(expect, linked_as[i].family, strlen(linked_as[i].family)) &&
-             expect[strlen(linked_as[i].family)] == '-'))
+        if (!strcmp(expect, linked_as[i].family))
             return linked_as[i].lib;
     return NULL;
 }
@@ -85,10 +84,15 @@ static void prescribe(const struct md_rule_input *in, char *fix, size_t size)
                  "-Wl,--no-as-needed -l%s -Wl,--as-needed; for static links add the allocator's "
                  "archive before libc",
                  link_name(in->expect), link_name(in->expect));
-    else // Go's: it comes with its runtime, in Go programs only
+    else if (!strncmp(in->expect, "go", 2)) // Go's comes with its runtime, in Go programs only
         snprintf(fix, size,
                  "%s's allocator comes with its own runtime, not as a library to link: expect the "
                  "allocator this file uses instead",
+                 in->expect);
+    else // Google's tcmalloc: a dependency of its build system (bazel), no -l name
+        snprintf(fix, size,
+                 "link %s the way its build system provides it (Google's tcmalloc: its bazel "
+                 "target), or expect the allocator this file uses instead",
                  in->expect);
 }
 

@@ -154,8 +154,10 @@ field() {
     run "$T" inspect --expect go "$FX/glibc-dynamic"
     [ "$status" -eq 1 ]
     [[ "$output" == *"comes with its own runtime"* && "$output" != *"-lgo"* ]]
-    run "$T" inspect --expect tcmalloc-google "$FX/glibc-dynamic"
+    run "$T" inspect --expect tcmalloc "$FX/glibc-dynamic"
     [[ "$output" == *"-ltcmalloc was dropped"* ]]
+    run "$T" inspect --expect tcmalloc-google "$FX/glibc-dynamic" # Google's is not -ltcmalloc
+    [[ "$output" != *"-ltcmalloc"* ]]
     tool=$(realpath "$T")
     run bash -c 'cd / && "$1" inspect --expect mdalloc "$2"' _ "$tool" "$(realpath "$FX/glibc-dynamic")"
     [ "$status" -eq 1 ]
@@ -175,11 +177,23 @@ field() {
 import json,sys
 r=json.loads(sys.argv[1])
 ld,prog=r["files"]
-assert ld["expect"]["met"] is None and "neither calls nor defines" in ld["expect"]["reason"], ld["expect"]
+assert ld["expect"]["met"] is None and "neither defines malloc nor imports" in ld["expect"]["reason"], ld["expect"]
 assert not [f for f in ld["findings"] if f["id"]=="MD003"], ld["findings"]
 assert prog["expect"]["met"] is False and r["summary"]["expect_failed"]==1, r["summary"]' "$output"
     run "$T" inspect --expect mimalloc "$ldso"
     [ "$status" -eq 0 ]
+    # a library that allocates by another way than malloc is judged: calloc, C++'s operator new
+    dir=$BATS_TEST_TMPDIR
+    printf '#include <stdlib.h>\nvoid *f(void) { return calloc(1, 8); }\n' > "$dir/cal.c"
+    printf 'void *_Znwm(unsigned long);\nvoid *f(void) { return _Znwm(8); }\n' > "$dir/new.c"
+    gcc -shared -fPIC -o "$dir/libcal.so" "$dir/cal.c"
+    gcc -shared -fPIC -o "$dir/libnew.so" "$dir/new.c"
+    run "$T" inspect --json --expect mimalloc "$dir/libcal.so" "$dir/libnew.so"
+    [ "$status" -eq 1 ]
+    python3 -c '
+import json,sys
+r=json.loads(sys.argv[1])
+assert [f["expect"]["met"] for f in r["files"]]==[False, False], r["files"]' "$output"
 }
 
 @test "glibc static program with Debian's libjemalloc.a" {

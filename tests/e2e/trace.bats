@@ -37,7 +37,12 @@ sys_field() { # syscall name, field
     chmod +x "$BATS_TEST_TMPDIR/plain.sh"
     run "$T" trace -- "$BATS_TEST_TMPDIR/plain.sh"
     [ "$status" -eq 2 ]
-    [[ "$output" == *"plain.sh: not an ELF file and no #! line"*"trace -- sh "* ]]
+    [[ "$output" == *"plain.sh: not an ELF file and no #! line"*"trace -- sh '"* ]]
+    printf '\001\002binary' > "$BATS_TEST_TMPDIR/data"
+    chmod +x "$BATS_TEST_TMPDIR/data"
+    run "$T" trace -- "$BATS_TEST_TMPDIR/data"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"data: not an ELF file or ar archive"* && "$output" != *"#!"* ]]
 }
 
 @test "options that conflict are refused, options that do not apply say so" {
