@@ -416,8 +416,12 @@ static void inspect_file(struct md_inspector *in, const char *path)
         cJSON_DeleteItemFromArray(in->files, entries);
     in->errors = errors;
     in->expect_failed = expect_failed;
+    // the file that shrank may be a library it needs, which the next files would meet again
+    md_loader_forget_libraries(&in->loader);
     struct md_error err;
-    md_fail(&err, "%s: the file shrank while it was read (being rewritten?); inspect it again",
+    md_fail(&err,
+            "%s: the file, or a library it needs, shrank while it was read (being rewritten?); "
+            "inspect it again",
             path);
     add_error(in, path, &err);
 }

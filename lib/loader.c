@@ -205,14 +205,20 @@ static void libinfo_free(struct md_libinfo *li)
     free(li);
 }
 
+void md_loader_forget_libraries(struct md_loader *l)
+{
+    for (size_t i = 0; i < l->lib_count; i++)
+        libinfo_free(l->libs[i]);
+    l->lib_count = 0;
+}
+
 void md_loader_free(struct md_loader *l)
 {
     if (l->root_fd >= 0)
         close(l->root_fd);
     strlist_free(l->conf_dirs, l->conf_count);
     strlist_free(l->preload, l->preload_count);
-    for (size_t i = 0; i < l->lib_count; i++)
-        libinfo_free(l->libs[i]);
+    md_loader_forget_libraries(l);
     free(l->libs);
     memset(l, 0, sizeof *l);
     l->root_fd = -1;

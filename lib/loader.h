@@ -57,6 +57,8 @@ struct md_scope {
 int md_loader_init(struct md_loader *l, const char *root, const struct md_matcher *m,
                    struct md_error *err);
 void md_loader_free(struct md_loader *l);
+// Forgets what was read of the libraries (one may have changed while it was read).
+void md_loader_forget_libraries(struct md_loader *l);
 
 // Builds the load order of an executable (or library) e. interp may be NULL.
 void md_loader_scope(struct md_loader *l, const char *path, const struct md_elf *e,
