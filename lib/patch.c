@@ -818,6 +818,18 @@ static int set_backup(const struct md_patch_options *opt, struct target *t, stru
     return t->backup ? 0 : md_fail(err, "out of memory");
 }
 
+// A musl libc.a whose own allocator is gone: one this tool (or the like) patched.
+static bool is_patched_musl(const char *path)
+{
+    struct md_archive ar;
+    struct md_error e;
+    if (md_archive_read(&ar, path, &e))
+        return false;
+    bool patched = libc_kind(&ar) == LIBC_MUSL && !musl_flavor(&ar);
+    md_archive_free(&ar);
+    return patched;
+}
+
 // What -o may replace: an ar archive (kept as the backup) or an empty file; never a program or a
 // document that happens to have OUT's name.
 static int check_replaceable(const char *path, struct md_error *err)
@@ -863,7 +875,9 @@ static int resolve_output(const struct md_patch_options *opt, const struct stat 
         return -1;
     t->like = out;
     t->owner = true;
-    return set_backup(opt, t, err);
+    // an earlier result of patch is made again from its input: a backup of it would only be
+    // in the way of the next run (MD001's prescription reruns -o after every musl update)
+    return is_patched_musl(t->path) ? 0 : set_backup(opt, t, err);
 }
 
 static int resolve_target(const struct md_patch_options *opt, struct target *t,
@@ -904,9 +918,8 @@ static int write_bytes(const struct md_patch_options *opt, const unsigned char *
     int rc = resolve_target(opt, &t, err);
     if (!rc && (lock = lock_dir(t.place.dir, err)) < 0)
         rc = -1;
-    // -o run again: OUT already holds the result, and replacing it would only leave a backup
-    // that is the same file again
-    bool unchanged = !rc && opt->output && t.backup && holds_bytes(t.path, buf, size);
+    // -o run again: OUT (there already: t.owner) holds the result; nothing to replace
+    bool unchanged = !rc && opt->output && t.owner && holds_bytes(t.path, buf, size);
     if (!rc) {
         cJSON_AddNumberToObject(report, "stale_temps_removed", sweep_temps(&t.place));
         rc = unchanged ? 0 : commit(opt, &t, buf, size, members, err);

@@ -507,3 +507,16 @@ present_ids() {
     [ "$status" -eq 0 ]
     [ ! -e "$W/new.a" ]
 }
+
+@test "-o again after each musl update replaces its own earlier result, without a backup to trip on" {
+    # MD001 prescribes `patch -o ~/musl-mdalloc/libc.a /usr/lib/x86_64-linux-musl/libc.a`; users
+    # run it again after every musl update, each time with a different input
+    mkdir "$W/u"
+    for member in puts.lo putchar.lo perror.lo; do
+        ar d "$W/libc.a" "$member" # the "update"
+        run "$T" patch -o "$W/u/libc.a" "$W/libc.a"
+        [ "$status" -eq 0 ]
+        [ ! -e "$W/u/libc.a.orig" ]
+        ! ar t "$W/u/libc.a" | grep -qx "$member"
+    done
+}
