@@ -41,15 +41,21 @@ void md_inspector_free(struct md_inspector *in)
 
 void md_inspect_allocator_names(char *out, size_t size)
 {
-    size_t n = 0;
+    const char *listed[2 * MD_MAX_SIGNATURES];
+    size_t count = 0, n = 0;
     out[0] = 0;
-    for (size_t i = 0; i < md_signature_count && n < size; i++) {
+    for (size_t i = 0; i < md_signature_count; i++) {
         const struct md_signature *s = &md_signatures[i];
-        if (s->kind != MD_SIG_ALLOCATOR)
-            continue;
-        bool new_family = md_signature_find(s->family) == s && strcmp(s->family, s->id);
-        n += (size_t)snprintf(out + n, size - n, "%s%s%s%s", n ? ", " : "", s->id,
-                              new_family ? ", " : "", new_family ? s->family : "");
+        const char *names[] = {s->id, s->family};
+        for (size_t k = 0; k < 2 && s->kind == MD_SIG_ALLOCATOR; k++) {
+            bool seen = false;
+            for (size_t j = 0; j < count && !seen; j++)
+                seen = !strcmp(listed[j], names[k]);
+            if (seen || n >= size)
+                continue;
+            listed[count++] = names[k];
+            n += (size_t)snprintf(out + n, size - n, "%s%s", n ? ", " : "", names[k]);
+        }
     }
 }
 

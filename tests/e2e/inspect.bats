@@ -67,7 +67,9 @@ field() {
     run "$T" inspect --expect nosuchalloc "$FX/musl-static"
     [ "$status" -eq 2 ]
     [[ "$output" == *"unknown allocator 'nosuchalloc'"* ]]
-    [[ "$output" == *"mimalloc"* ]]
+    # the ids and the families --expect takes, each once
+    [[ "$output" == *"mimalloc"* && "$output" == *", musl,"* && "$output" == *", glibc,"* ]]
+    [ "$(echo "$output" | grep -o 'tcmalloc,' | wc -l)" -eq 1 ]
 }
 
 @test "musl static (mallocng): active allocator, libc, threads, MD001" {
