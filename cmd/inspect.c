@@ -211,7 +211,14 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct in
             a->opt.root = arg;
             break;
         }
-        case OPT_EXPECT:
+        case OPT_EXPECT: // one allocator serves malloc: two different ones cannot both pass
+            if (a->opt.expect && strcmp(a->opt.expect, arg)) {
+                *exit_code = md_cli_usage_error(cmd,
+                                                "--expect %s and --expect %s: one allocator "
+                                                "serves malloc",
+                                                a->opt.expect, arg);
+                return false;
+            }
             a->opt.expect = arg;
             break;
         case OPT_JSON:

@@ -70,6 +70,9 @@ field() {
     # the ids and the families --expect takes, each once
     [[ "$output" == *"mimalloc"* && "$output" == *", musl,"* && "$output" == *", glibc,"* ]]
     [ "$(echo "$output" | grep -o 'tcmalloc,' | wc -l)" -eq 1 ]
+    run "$T" inspect --expect mimalloc --expect jemalloc "$FX/musl-static"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--expect mimalloc and --expect jemalloc: one allocator serves malloc"* ]]
 }
 
 @test "musl static (mallocng): active allocator, libc, threads, MD001" {
