@@ -92,7 +92,13 @@ int md_cli_gate_apply(const struct md_command *cmd, const struct md_gate_args *g
                       const cJSON *baseline, cJSON *report)
 {
     int rc = MD_EXIT_OK;
-    if (baseline && md_gate_check(baseline, g->baseline, g->max_regression, report) > 0) {
+    int regressions =
+        baseline ? md_gate_check(baseline, g->baseline, g->max_regression, report) : 0;
+    const cJSON *gate = cJSON_GetObjectItemCaseSensitive(report, "gate");
+    if (gate && cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(gate, "same_program")))
+        md_cli_error(cmd, "warning: %s is a report of %s, another program than this run's",
+                     g->baseline, md_json_get_str(gate, "baseline_program"));
+    if (regressions > 0) {
         const cJSON *r;
         cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(
                                   cJSON_GetObjectItemCaseSensitive(report, "gate"), "regressions"))

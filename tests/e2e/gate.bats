@@ -43,12 +43,16 @@ teardown() {
     [ "$status" -eq 0 ]
     [ "$(qf "$DIR/same.json" "r['gate']['passed']")" = True ]
     [ "$(qf "$DIR/same.json" "len(r['gate']['compared']) >= 3")" = True ]
+    [ "$(qf "$DIR/same.json" "r['gate']['same_program']")" = True ]
+    [[ "$output" != *"another program"* ]]
     run "$T" trace --baseline "$DIR/base.json" --max-regression 5 -o "$DIR/reg.txt" \
         -- "$FX/toy-driver"
     [ "$status" -eq 1 ]
     regressions=$(grep -c "regression:" <<<"$output")
     [ "$regressions" -ge 1 ]
     [[ "$output" == *"regression: memory syscalls per 1000 ops "*" -> "*"limit 5%)"* ]]
+    # another program's report: compared, and said so
+    [[ "$output" == *"warning: $DIR/base.json is a report of $FX/toy-driver-fixed, another program than this run's"* ]]
     grep -q "gate: against $DIR/base.json, at most +5% per metric: FAILED" "$DIR/reg.txt"
 }
 
@@ -74,6 +78,12 @@ teardown() {
     run "$T" trace --baseline "$DIR/cut.json" -- /bin/echo ran
     [ "$status" -eq 2 ]
     [[ "$output" == *"cut.json: not JSON"* ]]
+    # a report without a metric the gate compares would pass every run
+    echo '{"schema": "malloc-doctor/1", "command": "trace"}' >"$DIR/empty.json"
+    run "$T" trace --baseline "$DIR/empty.json" -- /bin/echo ran
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"empty.json: a report without any metric the gate compares"* ]]
+    [[ "$output" != *ran* ]]
     run "$T" trace --max-regression 5 -- /bin/echo ran
     [ "$status" -eq 2 ]
     [[ "$output" == *"--max-regression needs --baseline FILE"* ]]
