@@ -162,8 +162,14 @@ static void add_cpu(cJSON *report, const struct md_perf_result *r, const char *e
     cJSON *o = cJSON_AddObjectToObject(report, "cpu");
     cJSON_AddBoolToObject(o, "sampled", r && r->sampled);
     md_json_str(o, "error", error && *error ? error : NULL);
-    if (!r || !r->sampled)
+    if (!r || !r->sampled) { // the same keys either way, null: a reader need not test for them
+        static const char *const keys[] = {
+            "scope",          "samples", "allocator_samples",       "allocator_share",
+            "kernel_samples", "lost",    "top_allocator_functions", "top_functions"};
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+            cJSON_AddNullToObject(o, keys[i]);
         return;
+    }
     // "system": whole CPUs sampled, the program's processes kept; "process": per-process events
     md_json_str(o, "scope", r->system_wide ? "system" : "process");
     cJSON_AddNumberToObject(o, "samples", (double)r->samples_total);
