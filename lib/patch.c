@@ -818,16 +818,24 @@ static int set_backup(const struct md_patch_options *opt, struct target *t, stru
     return t->backup ? 0 : md_fail(err, "out of memory");
 }
 
-// A musl libc.a whose own allocator is gone: one this tool (or the like) patched.
-static bool is_patched_musl(const char *path)
+// An archive that holds every member of alloc byte for byte: an earlier result of patch with
+// this allocator, which a run from its input makes again (a musl libc.a a user patched with
+// another allocator is not one).
+static bool holds_allocator(const char *path, const struct md_archive *alloc)
 {
     struct md_archive ar;
     struct md_error e;
     if (md_archive_read(&ar, path, &e))
         return false;
-    bool patched = libc_kind(&ar) == LIBC_MUSL && !musl_flavor(&ar);
+    bool all = alloc->count > 0;
+    for (size_t i = 0; i < alloc->count && all; i++) {
+        bool found = false;
+        for (size_t j = 0; j < ar.count && !found; j++)
+            found = same_member(&alloc->members[i], &ar.members[j]);
+        all = found;
+    }
     md_archive_free(&ar);
-    return patched;
+    return all;
 }
 
 // What -o may replace: an ar archive (kept as the backup) or an empty file; never a program or a
@@ -853,8 +861,8 @@ static int check_replaceable(const char *path, struct md_error *err)
 
 // -o onto a file that is there: it must be a regular file other than the input, holding an
 // archive; the result takes its mode and owner, and it is kept as OUT + suffix.
-static int resolve_output(const struct md_patch_options *opt, const struct stat *in,
-                          struct target *t, struct md_error *err)
+static int resolve_output(const struct md_patch_options *opt, const struct md_archive *alloc,
+                          const struct stat *in, struct target *t, struct md_error *err)
 {
     struct stat out;
     if (stat(t->path, &out)) { // a new file: the input's mode, the caller's owner
@@ -877,11 +885,11 @@ static int resolve_output(const struct md_patch_options *opt, const struct stat 
     t->owner = true;
     // an earlier result of patch is made again from its input: a backup of it would only be
     // in the way of the next run (MD001's prescription reruns -o after every musl update)
-    return is_patched_musl(t->path) ? 0 : set_backup(opt, t, err);
+    return holds_allocator(t->path, alloc) ? 0 : set_backup(opt, t, err);
 }
 
-static int resolve_target(const struct md_patch_options *opt, struct target *t,
-                          struct md_error *err)
+static int resolve_target(const struct md_patch_options *opt, const struct md_archive *alloc,
+                          struct target *t, struct md_error *err)
 {
     struct stat in;
     t->path = replaced_path(opt->output ? opt->output : opt->libc, err);
@@ -890,7 +898,7 @@ static int resolve_target(const struct md_patch_options *opt, struct target *t,
     if (stat(opt->libc, &in))
         return md_fail_errno(err, errno, "%s", opt->libc);
     if (opt->output)
-        return resolve_output(opt, &in, t, err);
+        return resolve_output(opt, alloc, &in, t, err);
     t->like = in;
     t->owner = true;
     return set_backup(opt, t, err);
@@ -910,12 +918,13 @@ static void report_written(cJSON *report, const struct target *t, bool unchanged
 }
 
 // Puts buf, an archive of that many members, in place under the directory lock.
-static int write_bytes(const struct md_patch_options *opt, const unsigned char *buf, size_t size,
-                       size_t members, cJSON *report, struct md_error *err)
+static int write_bytes(const struct md_patch_options *opt, const struct md_archive *alloc,
+                       const unsigned char *buf, size_t size, size_t members, cJSON *report,
+                       struct md_error *err)
 {
     struct target t = {0};
     int lock = -1;
-    int rc = resolve_target(opt, &t, err);
+    int rc = resolve_target(opt, alloc, &t, err);
     if (!rc && (lock = lock_dir(t.place.dir, err)) < 0)
         rc = -1;
     // -o run again: OUT (there already: t.owner) holds the result; nothing to replace
@@ -947,7 +956,7 @@ static int write_result(struct plan *p, cJSON *report, struct md_error *err)
     size_t size = 0;
     int rc = md_archive_serialize(order, n, &buf, &size, err);
     if (!rc)
-        rc = write_bytes(p->opt, buf, size, n, report, err);
+        rc = write_bytes(p->opt, &p->alloc, buf, size, n, report, err);
     free(buf), free(order);
     return rc;
 }
@@ -960,7 +969,7 @@ static int write_copy(const struct plan *p, cJSON *report, struct md_error *err)
     size_t size = 0;
     int rc = read_file(p->opt->libc, &buf, &size)
                  ? md_fail_errno(err, errno, "%s", p->opt->libc)
-                 : write_bytes(p->opt, buf, size, p->libc.count, report, err);
+                 : write_bytes(p->opt, &p->alloc, buf, size, p->libc.count, report, err);
     free(buf);
     return rc;
 }

@@ -520,3 +520,16 @@ present_ids() {
         ! ar t "$W/u/libc.a" | grep -qx "$member"
     done
 }
+
+@test "-o over a musl libc.a patched with another allocator keeps it as OUT.orig" {
+    # not patch's own result with this allocator (one member differs): the user's, kept
+    mkdir "$W/c"
+    cp "$REF" "$W/c/libc.a"
+    (cd "$W/c" && ar x libc.a md_musl_extra.o && objcopy --strip-debug md_musl_extra.o &&
+        ar r libc.a md_musl_extra.o && rm md_musl_extra.o)
+    cp "$W/c/libc.a" "$W/custom.a"
+    run "$T" patch -o "$W/c/libc.a" "$W/libc.a"
+    [ "$status" -eq 0 ]
+    cmp "$W/c/libc.a.orig" "$W/custom.a"
+    cmp "$W/c/libc.a" "$REF"
+}
