@@ -27,10 +27,18 @@ MD_MUSL_EMBED_OBJ := $(patsubst %,$(B)/alloc/obj-musl/%.o,$(MD_CORE)) \
 
 MD_ALLOC_OUT := $(B)/alloc/glibc/libmdalloc.so $(B)/alloc/glibc/libmdalloc-debug.so \
 	$(B)/alloc/glibc/libmdalloc.a \
-	$(B)/alloc/musl/libmdalloc.so $(B)/alloc/musl/libmdalloc.a $(B)/alloc/musl/members.txt
+	$(B)/alloc/musl/libmdalloc.so $(B)/alloc/musl/libmdalloc.a $(B)/alloc/musl/members.txt \
+	$(B)/alloc/any/x86_64
 
 .PHONY: alloc alloc-test-prereqs alloc-bench-prereqs
 alloc: $(MD_ALLOC_OUT)
+
+# One LD_PRELOAD path for either libc (trace --compare in a tree of both): glibc's loader expands
+# $PLATFORM, musl's does not (the same as the probe's, alloc/probe.mk).
+$(B)/alloc/any/x86_64: alloc/alloc.mk
+	@mkdir -p $(@D)
+	$(Q)for p in x86_64 haswell xeon_phi; do ln -sfn ../glibc $(@D)/$$p; done
+	$(Q)ln -sfn ../musl '$(@D)/$$PLATFORM'
 
 $(B)/alloc/obj-glibc/%.o: alloc/%.c $(MD_HDRS) alloc/alloc.mk
 	@mkdir -p $(@D)

@@ -45,15 +45,24 @@ static void not_possible(cJSON *compare, const cJSON *report)
     cJSON_AddStringToObject(compare, "fix", fix);
 }
 
-static int default_library(const cJSON *report, char *out, size_t size, struct md_error *err)
+// library: the build for the program's libc (reported, and checked against the run-time malloc);
+// preload: what LD_PRELOAD names, which where the build has both is one path for either libc's
+// processes (alloc/alloc.mk).
+static int default_library(const cJSON *report, char *library, char *preload, size_t size,
+                           struct md_error *err)
 {
-    char dir[PATH_MAX];
+    char dir[PATH_MAX], glibc_build[PATH_MAX + 48];
     md_tool_dir(dir, sizeof dir);
     const char *libc = str(target_of(report), "libc");
-    snprintf(out, size, "%s/alloc/%s/libmdalloc.so", dir, !strcmp(libc, "musl") ? "musl" : "glibc");
-    if (access(out, R_OK))
+    snprintf(library, size, "%s/alloc/%s/libmdalloc.so", dir,
+             !strcmp(libc, "musl") ? "musl" : "glibc");
+    if (access(library, R_OK))
         return md_fail(err, "%s: mdalloc is missing (run `make` first, or give --compare-with LIB)",
-                       out);
+                       library);
+    snprintf(glibc_build, sizeof glibc_build, "%s/alloc/any/x86_64/libmdalloc.so", dir);
+    snprintf(preload, size, "%s/alloc/any/$PLATFORM/libmdalloc.so", dir);
+    if (access(glibc_build, R_OK) || access(preload, R_OK) || strpbrk(preload, ": "))
+        snprintf(preload, size, "%s", library);
     return 0;
 }
 
@@ -158,13 +167,14 @@ int md_trace_compare(const struct md_trace_options *opt, const char *with, cJSON
         not_possible(compare, report);
         return 0;
     }
-    char library[PATH_MAX];
+    char library[PATH_MAX + 48], preload[PATH_MAX + 48];
     if (with)
-        snprintf(library, sizeof library, "%s", with);
-    else if (default_library(report, library, sizeof library, err))
+        snprintf(library, sizeof library, "%s", with),
+            snprintf(preload, sizeof preload, "%s", with);
+    else if (default_library(report, library, preload, sizeof library, err))
         return -1;
     struct md_trace_options again = *opt;
-    again.preload_allocator = library;
+    again.preload_allocator = preload;
     again.folded = NULL; // the first run wrote it
     cJSON *other =
         md_report_new("trace", str(cJSON_GetObjectItemCaseSensitive(report, "tool"), "version"));

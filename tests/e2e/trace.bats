@@ -201,6 +201,17 @@ run = json.load(open(sys.argv[1]))['run']
 assert run['processes'] == 5 and run['probed_processes'] == 5, run
 assert run['unprobed_programs'] == [], run
 PY
+    # --compare preloads mdalloc the same way: each process gets its own libc's build
+    run "$T" trace --compare --json -o "$OUT" -- "$FX/spawner-musl" \
+        "$FX/sys-pattern-glibc 3; sh -c '$FX/musl-dynamic-loop 1 100'"
+    [ "$status" -eq 0 ]
+    [[ "$output" != *"error while loading"* && "$output" != *"Error relocating"* ]]
+    python3 - "$OUT" <<'PY'
+import json, sys
+run = json.load(open(sys.argv[1]))['compare']['report']['run']
+assert run['exit_code'] == 0 and run['probed_processes'] == 5, run
+assert run['unprobed_programs'] == [], run
+PY
 }
 
 @test "the preload probe's own mappings are left out: a dynamic program's syscalls are those strace sees without it" {
