@@ -168,11 +168,12 @@ int md_trace_compare(const struct md_trace_options *opt, const char *with, cJSON
         return 0;
     }
     char library[PATH_MAX + 48], preload[PATH_MAX + 48];
-    if (with)
-        snprintf(library, sizeof library, "%s", with),
-            snprintf(preload, sizeof preload, "%s", with);
-    else if (default_library(report, library, preload, sizeof library, err))
+    if (with) {
+        snprintf(library, sizeof library, "%s", with);
+        snprintf(preload, sizeof preload, "%s", with);
+    } else if (default_library(report, library, preload, sizeof library, err)) {
         return -1;
+    }
     struct md_trace_options again = *opt;
     again.preload_allocator = preload;
     again.folded = NULL; // the first run wrote it
