@@ -77,7 +77,8 @@ int main(int argc, char **argv)
         return MD_EXIT_USAGE;
     }
     const char *name = argv[1];
-    if (argc == 2 && (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help"))) {
+    if ((argc == 2 && (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help"))) ||
+        (argc == 3 && !strcmp(name, "help") && !strcmp(argv[2], "help"))) {
         usage(stdout);
         return check_standard_output(name, stdout_closed, MD_EXIT_OK);
     }

@@ -120,8 +120,13 @@ static void add_allocators(cJSON *entry, const struct md_ident *id)
 }
 
 // libc from the interpreter when there is one, else from the runtime signatures.
-static const char *libc_of(const struct md_ident *id, const char *interp)
+static const char *libc_of(const struct md_ident *id, const char *interp,
+                           const struct md_dynamic *dyn)
 {
+    // a library names no loader, but the libc it needs: musl's libc.so or glibc's libc.so.6
+    for (size_t i = 0; !interp && i < dyn->needed_count; i++)
+        if (!strcmp(dyn->needed[i], "libc.so") || !strcmp(dyn->needed[i], "libc.so.6"))
+            return dyn->needed[i][7] ? "glibc" : "musl";
     if (interp)
         return strstr(interp, "ld-musl")    ? "musl"
                : strstr(interp, "ld-linux") ? "glibc"
@@ -232,6 +237,17 @@ static void active_dynamic(cJSON *entry, const char *path, const struct md_scope
         snprintf(how, sizeof how, "malloc binds to %s (first in load order to define it); %s",
                  li->path, li->active.how);
         snprintf(a.how, sizeof a.how, "%s", how);
+        if (scope->missing_count) { // a library not found may come first and define malloc
+            a.confidence = "low";
+            if (scope->missing_count == 1)
+                snprintf(how, sizeof how, "%s; but %s was not found (it could define malloc first)",
+                         a.how, scope->missing[0]);
+            else
+                snprintf(how, sizeof how,
+                         "%s; but %s and %zu more were not found (one could define malloc first)",
+                         a.how, scope->missing[0], scope->missing_count - 1);
+            snprintf(a.how, sizeof a.how, "%s", how);
+        }
         add_active(entry, &a, li->path, runtime_note);
         return;
     }
@@ -292,7 +308,7 @@ static int describe_elf(struct md_inspector *in, struct md_elf *e, const char *p
     // an entry point, no soname, no interpreter) exports malloc and is a library.
     if (kind == MD_KIND_STATIC_PIE && id.exports_malloc && !(dyn.flags_1 & DF_1_PIE))
         kind = MD_KIND_SHARED;
-    const char *kind_name = md_elf_kind_name(kind), *libc = libc_of(&id, interp);
+    const char *kind_name = md_elf_kind_name(kind), *libc = libc_of(&id, interp, &dyn);
     cJSON_AddStringToObject(entry, "status", "ok");
     add_format(entry, e);
     cJSON_AddStringToObject(entry, "kind", kind_name);

@@ -482,10 +482,22 @@ static void resolve_needed(struct md_loader *l, const struct requester *r,
     }
 }
 
+// A library names no loader. One that needs "libc.so" (musl's name for itself; glibc's is
+// libc.so.6) is loaded by musl's, which is also its libc.
+static const char *loader_of(const struct md_elf *e, const struct md_dynamic *dyn,
+                             const char *interp)
+{
+    for (size_t i = 0; !interp && i < dyn->needed_count; i++)
+        if (!strcmp(dyn->needed[i], "libc.so") && e->ehdr.e_machine == EM_X86_64)
+            return "/lib/ld-musl-x86_64.so.1";
+    return interp;
+}
+
 void md_loader_scope(struct md_loader *l, const char *path, const struct md_elf *e,
                      const struct md_dynamic *dyn, const char *interp, struct md_scope *scope)
 {
     memset(scope, 0, sizeof *scope);
+    interp = loader_of(e, dyn, interp);
     scope->musl = interp && strstr(interp, "ld-musl");
     char origin[PATH_MAX];
     origin_of(path, origin, sizeof origin);

@@ -432,8 +432,16 @@ static int prepare_probe(const struct md_trace_options *opt, struct session *s,
         md_probe_file_create(&s->probe, slow_ns, flags, err))
         return -1;
     either_libc_probe(opt, lib, sizeof lib);
+    // the loader splits LD_PRELOAD at blanks and colons: such a path would load nothing, and the
+    // program would run unprobed
+    const char *with = opt->preload_allocator;
+    if (strpbrk(lib, " :\t") || (with && strpbrk(with, " :\t")))
+        return md_fail(err,
+                       "%s: LD_PRELOAD cannot name a path with a blank or a colon; move it (or "
+                       "give --probe-dir, --compare-with a path without them)",
+                       strpbrk(lib, " :\t") ? lib : with);
     // The probe first, so it interposes; then the allocator it forwards to (--compare).
-    const char *prev = getenv("LD_PRELOAD"), *with = opt->preload_allocator;
+    const char *prev = getenv("LD_PRELOAD");
     snprintf(s->env_preload, sizeof s->env_preload, "LD_PRELOAD=%s%s%s%s%s", lib, with ? ":" : "",
              with ? with : "", prev && *prev ? ":" : "", prev && *prev ? prev : "");
     snprintf(s->env_file, sizeof s->env_file, "%s=%s", MD_PROBE_ENV, s->probe.path);

@@ -199,6 +199,14 @@ assert prog["expect"]["met"] is False and r["summary"]["expect_failed"]==1, r["s
 import json,sys
 r=json.loads(sys.argv[1])
 assert [f["expect"]["met"] for f in r["files"]]==[False, False], r["files"]' "$output"
+    # a musl library names no loader: its libc.so is musl's, which serves its calloc
+    musl-gcc -shared -fPIC -o "$dir/libmcal.so" "$dir/cal.c"
+    run "$T" inspect --json --expect musl "$dir/libmcal.so"
+    [ "$status" -eq 0 ]
+    python3 -c '
+import json,sys
+f=json.loads(sys.argv[1])["files"][0]
+assert f["libc"]=="musl" and f["active"]["id"]=="musl-mallocng" and f["missing_libraries"]==[], f' "$output"
 }
 
 @test "glibc static program with Debian's libjemalloc.a" {
@@ -542,6 +550,18 @@ import json,sys
 f=json.loads(sys.argv[1])["files"][0]
 assert f["missing_libraries"]==["libc.so.6"], f["missing_libraries"]
 assert f["active"]["id"] is None and f["active"]["confidence"]=="low", f["active"]' "$output"
+    # libc found, another library not: it could come first and define malloc
+    dir=$BATS_TEST_TMPDIR
+    printf 'void foo(void);\nint main(void) { foo(); return 0; }\n' > "$dir/p.c"
+    printf 'void foo(void) {}\n' > "$dir/foo.c"
+    gcc -shared -fPIC -o "$dir/libfoo.so" "$dir/foo.c"
+    gcc -o "$dir/p" "$dir/p.c" -L"$dir" -lfoo
+    run "$T" inspect --json "$dir/p"
+    python3 -c '
+import json,sys
+a=json.loads(sys.argv[1])["files"][0]["active"]
+assert a["id"]=="glibc-ptmalloc" and a["confidence"]=="low", a
+assert "libfoo.so was not found (it could define malloc first)" in a["how"], a' "$output"
 }
 
 @test "JSON carries the schema and every documented top-level field" {

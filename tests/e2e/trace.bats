@@ -52,6 +52,11 @@ sys_field() { # syscall name, field
     run "$T" trace -o "$OUT" --stacks --folded "$OUT" -- true
     [ "$status" -eq 2 ]
     [[ "$output" == *"--folded and -o name the same file"* ]]
+    # a probe LD_PRELOAD would split at the blank: refused, not a silently unprobed run
+    cp -a build/alloc/probe "$BATS_TEST_TMPDIR/p d"
+    run "$T" trace --probe-dir "$BATS_TEST_TMPDIR/p d" -- "$FX/glibc-dynamic"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"LD_PRELOAD cannot name a path with a blank or a colon"* ]]
     run "$T" trace --uprobes --ops 5 --json -o "$OUT" -- "$FX/glibc-dynamic"
     [ "$status" -eq 0 ]
     [[ "$(q "r['mode'], r['mode_note']")" == "preload --uprobes and --ops ignored"* ]]
