@@ -41,6 +41,7 @@ struct md_archive {
 };
 
 // Reads an archive. Refuses thin archives, LTO/bitcode members and anything not an object.
+// ar must be released with md_archive_free whether or not the read succeeded.
 int md_archive_read(struct md_archive *ar, const char *path, struct md_error *err);
 void md_archive_free(struct md_archive *ar);
 

@@ -825,9 +825,7 @@ static bool holds_allocator(const char *path, const struct md_archive *alloc)
 {
     struct md_archive ar;
     struct md_error e;
-    if (md_archive_read(&ar, path, &e))
-        return false;
-    bool all = alloc->count > 0;
+    bool all = !md_archive_read(&ar, path, &e) && alloc->count > 0;
     for (size_t i = 0; i < alloc->count && all; i++) {
         bool found = false;
         for (size_t j = 0; j < ar.count && !found; j++)
