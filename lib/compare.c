@@ -51,18 +51,17 @@ static void not_possible(cJSON *compare, const cJSON *report)
 static int default_library(const cJSON *report, char *library, char *preload, size_t size,
                            struct md_error *err)
 {
-    char dir[PATH_MAX], glibc_build[PATH_MAX + 48];
-    md_tool_dir(dir, sizeof dir);
+    char dir[PATH_MAX];
+    md_tool_dir(dir, sizeof dir - 8);
     const char *libc = str(target_of(report), "libc");
     snprintf(library, size, "%s/alloc/%s/libmdalloc.so", dir,
              !strcmp(libc, "musl") ? "musl" : "glibc");
     if (access(library, R_OK))
         return md_fail(err, "%s: mdalloc is missing (run `make` first, or give --compare-with LIB)",
                        library);
-    snprintf(glibc_build, sizeof glibc_build, "%s/alloc/any/x86_64/libmdalloc.so", dir);
-    snprintf(preload, size, "%s/alloc/any/$PLATFORM/libmdalloc.so", dir);
-    if (access(glibc_build, R_OK) || access(preload, R_OK) || strpbrk(preload, ": "))
-        snprintf(preload, size, "%s", library);
+    snprintf(preload, size, "%s", library);
+    strcat(dir, "/alloc");
+    md_either_libc_path(dir, "libmdalloc.so", preload, size);
     return 0;
 }
 

@@ -152,18 +152,23 @@ static int probe_build(const struct md_trace_options *opt, const char *flavour, 
 // Processes of the other libc in the tree (a glibc shell running a musl program, a musl program
 // calling system()) cannot load this libc's probe: they would exit 127. Where the build has
 // both, one path serves both: glibc's loader expands $PLATFORM, musl's does not (alloc/probe.mk).
+void md_either_libc_path(const char *dir, const char *file, char *out, size_t size)
+{
+    char glibc_build[PATH_MAX + 64], either[PATH_MAX + 64];
+    snprintf(glibc_build, sizeof glibc_build, "%s/any/x86_64/%s", dir, file);
+    snprintf(either, sizeof either, "%s/any/$PLATFORM/%s", dir, file);
+    if (!access(glibc_build, R_OK) && !access(either, R_OK))
+        snprintf(out, size, "%s", either);
+}
+
 static void either_libc_probe(const struct md_trace_options *opt, char *lib, size_t size)
 {
-    char dir[PATH_MAX], glibc_probe[PATH_MAX + 48], musl_probe[PATH_MAX + 48];
+    char dir[PATH_MAX];
     if (opt->probe_dir)
         snprintf(dir, sizeof dir, "%s", opt->probe_dir);
     else
         md_tool_dir(dir, sizeof dir - 16), strcat(dir, "/alloc/probe");
-    snprintf(glibc_probe, sizeof glibc_probe, "%s/any/x86_64/libmdprobe.so", dir);
-    snprintf(musl_probe, sizeof musl_probe, "%s/any/$PLATFORM/libmdprobe.so", dir);
-    if (!access(glibc_probe, R_OK) && !access(musl_probe, R_OK) && !strchr(musl_probe, ':') &&
-        !strchr(musl_probe, ' '))
-        snprintf(lib, size, "%s", musl_probe);
+    md_either_libc_path(dir, "libmdprobe.so", lib, size);
 }
 
 // A static program is run under the static probe unless --uprobes asks otherwise, the probe is

@@ -34,6 +34,13 @@ struct md_trace_options {
     const sigset_t *stop_signals;
 };
 
+// Where the build has a library for both libcs (DIR/glibc/FILE, DIR/musl/FILE), the one LD_PRELOAD
+// path for either libc's processes: DIR/any/$PLATFORM/FILE, which glibc's loader expands to
+// DIR/any/x86_64 (and haswell, xeon_phi), links to the glibc build, and musl's loader takes
+// literally, a link to the musl build (alloc/probe.mk, alloc/alloc.mk). out is left as it is
+// when the links are not there.
+void md_either_libc_path(const char *dir, const char *file, char *out, size_t size);
+
 // Runs the program and fills report ("target", "mode", "run", and the statistics of
 // trace_stats.h). run receives the program's exit status for --propagate-exit.
 int md_trace(const struct md_trace_options *opt, cJSON *report, struct md_run_result *run,
