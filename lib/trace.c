@@ -80,7 +80,6 @@ static cJSON *inspect_entry(const char *path, struct md_error *err)
     return entry;
 }
 
-// Inspects the program to choose how to count its allocator calls.
 // Whether the file starts like text (no NUL, no control bytes but white space): a script.
 static bool starts_as_text(const char *path)
 {
@@ -105,6 +104,7 @@ static void single_quoted(const char *path, char *out, size_t size)
     snprintf(out + len, size - len, "'");
 }
 
+// Inspects the program to choose how to count its allocator calls.
 static int examine(const char *path, struct target *t, struct md_error *err)
 {
     cJSON *entry = inspect_entry(path, err);
@@ -149,9 +149,6 @@ static int probe_build(const struct md_trace_options *opt, const char *flavour, 
     return 0;
 }
 
-// Processes of the other libc in the tree (a glibc shell running a musl program, a musl program
-// calling system()) cannot load this libc's probe: they would exit 127. Where the build has
-// both, one path serves both: glibc's loader expands $PLATFORM, musl's does not (alloc/probe.mk).
 void md_either_libc_path(const char *dir, const char *file, char *out, size_t size)
 {
     char glibc_build[PATH_MAX + 64], either[PATH_MAX + 64];
@@ -161,6 +158,8 @@ void md_either_libc_path(const char *dir, const char *file, char *out, size_t si
         snprintf(out, size, "%s", either);
 }
 
+// Processes of the other libc in the tree (a glibc shell running a musl program, a musl program
+// calling system()) cannot load this libc's probe: they would exit 127.
 static void either_libc_probe(const struct md_trace_options *opt, char *lib, size_t size)
 {
     char dir[PATH_MAX];
@@ -433,8 +432,7 @@ static int prepare_probe(const struct md_trace_options *opt, struct session *s,
     if (s->perf.syscalls)
         flags |= MD_PROBE_PRECISE;
     const char *libc = s->target.libc;
-    if (probe_build(opt, libc && !strcmp(libc, "musl") ? "musl" : "glibc", lib, sizeof lib, err) ||
-        md_probe_file_create(&s->probe, slow_ns, flags, err))
+    if (probe_build(opt, libc && !strcmp(libc, "musl") ? "musl" : "glibc", lib, sizeof lib, err))
         return -1;
     either_libc_probe(opt, lib, sizeof lib);
     // the loader splits LD_PRELOAD at blanks and colons: such a path would load nothing, and the
@@ -445,6 +443,8 @@ static int prepare_probe(const struct md_trace_options *opt, struct session *s,
                        "%s: LD_PRELOAD cannot name a path with a blank or a colon; move it (or "
                        "give --probe-dir, --compare-with a path without them)",
                        strpbrk(lib, " :\t") ? lib : with);
+    if (md_probe_file_create(&s->probe, slow_ns, flags, err))
+        return -1;
     // The probe first, so it interposes; then the allocator it forwards to (--compare).
     const char *prev = getenv("LD_PRELOAD");
     snprintf(s->env_preload, sizeof s->env_preload, "LD_PRELOAD=%s%s%s%s%s", lib, with ? ":" : "",
