@@ -541,17 +541,23 @@ static bool same_member(const struct md_ar_member *a, const struct md_ar_member 
     return a->size == b->size && !strcmp(a->name, b->name) && !memcmp(a->data, b->data, a->size);
 }
 
-// Every added object is already in libc.a, byte for byte: this allocator was patched in before.
-static bool already_patched(const struct plan *p)
+// Every member of alloc is in ar, byte for byte.
+static bool holds_members(const struct md_archive *ar, const struct md_archive *alloc)
 {
-    for (size_t i = 0; i < p->alloc.count; i++) {
+    for (size_t i = 0; i < alloc->count; i++) {
         bool found = false;
-        for (size_t j = 0; j < p->libc.count && !found; j++)
-            found = same_member(&p->alloc.members[i], &p->libc.members[j]);
+        for (size_t j = 0; j < ar->count && !found; j++)
+            found = same_member(&alloc->members[i], &ar->members[j]);
         if (!found)
             return false;
     }
     return true;
+}
+
+// Every added object is already in libc.a: this allocator was patched in before.
+static bool already_patched(const struct plan *p)
+{
+    return holds_members(&p->libc, &p->alloc);
 }
 
 // The member that defines malloc, or NULL.
@@ -825,13 +831,7 @@ static bool holds_allocator(const char *path, const struct md_archive *alloc)
 {
     struct md_archive ar;
     struct md_error e;
-    bool all = !md_archive_read(&ar, path, &e) && alloc->count > 0;
-    for (size_t i = 0; i < alloc->count && all; i++) {
-        bool found = false;
-        for (size_t j = 0; j < ar.count && !found; j++)
-            found = same_member(&alloc->members[i], &ar.members[j]);
-        all = found;
-    }
+    bool all = !md_archive_read(&ar, path, &e) && alloc->count > 0 && holds_members(&ar, alloc);
     md_archive_free(&ar);
     return all;
 }
