@@ -46,9 +46,9 @@ extern const struct md_command md_cmd_rules;
 // Reading a file that shrinks while it is mapped (a build or `cp` rewriting it) raises SIGBUS on
 // its lost pages. The handler this installs maps zeros there, so the read finishes, and counts it
 // in md_cli_mapping_faults: what was read then is not the file, and the command says so
-// (lib/inspect.h). Any other SIGBUS still ends the process. Only for a command that checks the
-// count after each read: a fault swallowed elsewhere (the probe file of a full /dev/shm) would
-// turn a crash into a wrong report.
+// (lib/inspect.h, lib/trace.h). Any other SIGBUS still ends the process. Only for a command that
+// checks the count after its reads: a fault swallowed elsewhere (the probe file of a full
+// /dev/shm) would otherwise turn a crash into a silently wrong report.
 void md_cli_guard_mappings(void);
 extern volatile sig_atomic_t md_cli_mapping_faults;
 

@@ -254,7 +254,7 @@ static int run(const struct md_command *cmd, int argc, char **argv)
     cJSON *files = cJSON_AddArrayToObject(report, "files");
     struct md_inspector in;
     struct md_error err;
-    md_cli_guard_mappings(); // inspect only: it alone checks the count, per file
+    md_cli_guard_mappings();
     a.opt.mapping_faults = &md_cli_mapping_faults;
     if (md_inspector_init(&in, &a.opt, files, &err)) {
         cJSON_Delete(report);

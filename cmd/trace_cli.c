@@ -158,6 +158,8 @@ int md_trace_cli_run(const struct md_command *cmd, const struct md_trace_cli *a,
     pthread_sigmask(SIG_BLOCK, &stop, &before);
     struct md_trace_options opt = a->opt;
     opt.stop_signals = &stop;
+    md_cli_guard_mappings();
+    opt.mapping_faults = &md_cli_mapping_faults;
     int failed = a->compare ? md_trace_compare(&opt, a->compare_with, report, &result, &err)
                             : md_trace(&opt, report, &result, &err);
     int rc = MD_EXIT_USAGE;
@@ -223,6 +225,9 @@ void md_render_trace_header(const cJSON *r)
                str(ran, "provider", "?"), str(ran, "name", "unknown allocator"));
     if (md_json_get_str(r, "mode_note"))
         printf("note: %s\n", md_json_get_str(r, "mode_note"));
+    const cJSON *warning;
+    cJSON_ArrayForEach(warning, cJSON_GetObjectItemCaseSensitive(r, "warnings"))
+        printf("warning: %s\n", cJSON_GetStringValue(warning));
     const char *sig = md_json_get_str(run, "signal");
     if (sig)
         printf("exit: killed by SIG%s", sig);

@@ -729,15 +729,40 @@ static void add_findings(const struct md_trace_options *opt, const struct sessio
     cJSON_Delete(file);
 }
 
+static sig_atomic_t mapping_faults(const struct md_trace_options *opt)
+{
+    return opt->mapping_faults ? *opt->mapping_faults : 0;
+}
+
+static void add_warning(cJSON *report, const char *warning)
+{
+    cJSON *warnings = cJSON_GetObjectItemCaseSensitive(report, "warnings");
+    if (!warnings)
+        warnings = cJSON_AddArrayToObject(report, "warnings");
+    cJSON_AddItemToArray(warnings, cJSON_CreateString(warning));
+}
+
 int md_trace(const struct md_trace_options *opt, cJSON *report, struct md_run_result *run,
              struct md_error *err)
 {
     struct session *s = calloc(1, sizeof *s);
     if (!s)
         return md_fail(err, "out of memory");
+    sig_atomic_t faults = mapping_faults(opt);
     int rc = prepare(opt, s, err);
+    if (!rc && mapping_faults(opt) != faults)
+        rc = md_fail(err,
+                     "%s: a file read to prepare the run shrank, or could not grow, while it "
+                     "was mapped (the program or a library being rewritten, or /dev/shm full); "
+                     "trace it again",
+                     s->target.plan.path);
+    faults = mapping_faults(opt);
     if (!rc)
         rc = measure(opt, s, report, run, err);
+    if (!rc && mapping_faults(opt) != faults)
+        add_warning(report, "a file the tool had mapped shrank, or could not grow, while it was "
+                            "read (a program or library rewritten during the run, or /dev/shm "
+                            "full): names, stacks and counts read from it may be wrong");
     if (!rc)
         add_findings(opt, s, report);
     cleanup(s);

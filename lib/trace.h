@@ -3,6 +3,7 @@
 #ifndef MD_TRACE_H
 #define MD_TRACE_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -32,6 +33,9 @@ struct md_trace_options {
     enum md_syscall_source syscalls; // --syscalls
     // signals that interrupt the run, blocked by the caller (md_run_stop_signals), or NULL
     const sigset_t *stop_signals;
+    // Counted by the caller's SIGBUS handler when a mapped file shrank under a read (the reading
+    // went on over zeros), or NULL. Before the run: an error; after it: a report warning.
+    const volatile sig_atomic_t *mapping_faults;
 };
 
 // Where the build has a library for both libcs (DIR/glibc/FILE, DIR/musl/FILE), the one LD_PRELOAD

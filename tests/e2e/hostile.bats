@@ -320,3 +320,16 @@ assert r['ops']['malloc'] == 100, r['ops']"
     [ "$status" -eq 0 ]
     [ "$(q "r['run']['exit_code']")" = 0 ]
 }
+
+@test "the program truncates the probe file: a warning in the report, never a crash of the tool" {
+    # the tool has the file mapped across the run: reading its lost pages raised SIGBUS
+    run timeout 60 "$T" trace --json -o "$OUT" -- sh -c 'truncate -s 0 "$MD_PROBE_FILE"'
+    [ "$status" -eq 0 ]
+    [[ "$(q "r['warnings'][0]")" == "a file the tool had mapped shrank, or could not grow"* ]]
+    run timeout 60 "$T" trace -- sh -c 'truncate -s 0 "$MD_PROBE_FILE"'
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"warning: a file the tool had mapped shrank"* ]]
+    # an ordinary run has no warnings at all
+    "$T" trace --json -o "$OUT" -- true
+    [ "$(q "'warnings' in r")" = False ]
+}
