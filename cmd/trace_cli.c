@@ -344,8 +344,9 @@ static void print_stack_list(const cJSON *list, const char *title, const char *c
             break;
         if (shown == 1)
             printf("\n%s:\n", title);
-        printf("  %.0f %s, %.*f %s\n", num(st, count_key), count_key, decimals, num(st, bytes_key),
-               bytes_label);
+        double count = num(st, count_key); // the key is the plural: "1 block"
+        printf("  %.0f %.*s, %.*f %s\n", count, (int)strlen(count_key) - (count == 1), count_key,
+               decimals, num(st, bytes_key), bytes_label);
         const cJSON *f;
         cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(st, "frames"))
             printf("      %s\n", f->valuestring);

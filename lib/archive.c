@@ -416,3 +416,16 @@ int md_archive_serialize(const struct md_ar_member *const *members, size_t count
     *size = total;
     return 0;
 }
+
+// --- demangling ----------------------------------------------------------------------------
+
+// libiberty's option bits (its demangle.h is not installed): no DMGL_PARAMS, so no parameter
+// list; the style is left to the name (Itanium C++ "_Z", Rust "_R" and legacy "_ZN...17h...E").
+#define MD_DMGL_NO_OPTS 0
+
+char *md_demangle(const char *name)
+{
+    if (strncmp(name, "_Z", 2) && strncmp(name, "_R", 2))
+        return NULL; // C names pass as they are; the demangler would try other styles on them
+    return bfd_demangle(NULL, name, MD_DMGL_NO_OPTS);
+}

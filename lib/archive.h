@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // ar archives of relocatable objects: read every member (bytes and symbols) with libbfd, and
 // write a GNU-format archive with a symbol index, deterministically (like `ar D`). This is the
-// only file of malloc-doctor that uses libbfd.
+// only file of malloc-doctor that uses libbfd, so libbfd's other service, its demangler, is
+// reached through here too (md_demangle).
 #ifndef MD_ARCHIVE_H
 #define MD_ARCHIVE_H
 
@@ -60,5 +61,10 @@ static inline bool md_sym_is_undef(enum md_sym_kind k)
 // mode 644, so the same members always give the same bytes.
 int md_archive_serialize(const struct md_ar_member *const *members, size_t count,
                          unsigned char **out, size_t *size, struct md_error *err);
+
+// A C++ or Rust symbol name as a person reads it, without its parameter list (as perf shows it:
+// "std::vector<int>::push_back", overloads alike): malloc'ed, or NULL when name is not mangled,
+// cannot be demangled, or memory ran out.
+char *md_demangle(const char *name);
 
 #endif

@@ -389,7 +389,7 @@ static void name_frame(struct replay *r, const struct proc *p, uint64_t ip, bool
     if (m->file[0] == '/')
         out->func = md_symbolize(&r->syms, m->file, offset, &out->aliases);
     if (out->func)
-        snprintf(out->label, sizeof out->label, "%s", out->func->name);
+        snprintf(out->label, sizeof out->label, "%s", md_symcache_shown_name(&r->syms, out->func));
     else if (m->file[0] == '[')
         snprintf(out->label, sizeof out->label, "%s", m->file); // [vdso]
     else
@@ -494,7 +494,8 @@ static bool scan_frame_at(struct replay *r, const struct proc *p, uint64_t ip, b
     out->f = md_symtab_find(out->t, addr, &out->aliases);
     if (!out->f)
         return false;
-    snprintf(out->label, sizeof out->label, "%s (%s)", out->f->name, base_name(m->file));
+    snprintf(out->label, sizeof out->label, "%s (%s)", md_symcache_shown_name(&r->syms, out->f),
+             base_name(m->file));
     return true;
 }
 

@@ -8,6 +8,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "lib/archive.h"
+
 struct collect_ctx {
     struct md_func_sym *funcs;
     size_t count, cap;
@@ -355,7 +357,25 @@ void md_symcache_free(struct md_symcache *c)
     }
     free(c->tabs);
     free(c->paths);
+    for (size_t i = 0; i < c->shown.cap; i++)
+        if (c->shown.keys[i])
+            free((char *)(uintptr_t)c->shown.vals[i]);
+    md_u64map_free(&c->shown);
     memset(c, 0, sizeof *c);
+}
+
+const char *md_symcache_shown_name(struct md_symcache *c, const struct md_func_sym *f)
+{
+    // cached as 0 when the name stays as it is
+    uint64_t *cached = md_u64map_find(&c->shown, (uintptr_t)f);
+    if (cached)
+        return *cached ? (const char *)(uintptr_t)*cached : f->name;
+    char *demangled = md_demangle(f->name);
+    if (!md_u64map_put(&c->shown, (uintptr_t)f, (uintptr_t)demangled)) {
+        free(demangled);
+        return f->name;
+    }
+    return demangled ? demangled : f->name;
 }
 
 static bool symcache_grow(struct md_symcache *c)

@@ -15,6 +15,7 @@
 
 #include "lib/elf_file.h"
 #include "lib/error.h"
+#include "lib/u64map.h"
 
 // One function symbol (STT_FUNC or STT_GNU_IFUNC, defined). name points into the mapped file.
 struct md_func_sym {
@@ -66,12 +67,17 @@ struct md_symcache {
     struct md_symtab **tabs; // NULL entry: the file at paths[i] could not be read
     char **paths;
     size_t count, cap;
+    struct md_u64map shown; // md_func_sym pointer -> its demangled name (owned), once asked for
 };
 
 void md_symcache_init(struct md_symcache *c);
 void md_symcache_free(struct md_symcache *c);
 // The symbol table of path, or NULL when it cannot be read (not a file, not ELF, out of memory).
 const struct md_symtab *md_symcache_get(struct md_symcache *c, const char *path);
+
+// The name of f to show: a C++ or Rust name demangled (once per symbol, then cached), any other
+// name as it is. f must come from one of c's tables.
+const char *md_symcache_shown_name(struct md_symcache *c, const struct md_func_sym *f);
 
 // The function at file offset `offset` in the file at path, or NULL (unknown file or no symbol).
 const struct md_func_sym *md_symbolize(struct md_symcache *c, const char *path, uint64_t offset,

@@ -59,7 +59,7 @@ static void frame_text(struct symbolizer *s, int32_t pid, uint64_t addr, char *o
     const struct md_symtab *t = md_symcache_get(&s->cache, o->path);
     const struct md_func_sym *f = t ? md_symtab_find(t, vaddr, NULL) : NULL;
     if (f)
-        snprintf(out, size, "%s (%s)", f->name, base_name(o->path));
+        snprintf(out, size, "%s (%s)", md_symcache_shown_name(&s->cache, f), base_name(o->path));
     else
         snprintf(out, size, "0x%" PRIx64 " (%s)", vaddr + 1, base_name(o->path));
 }

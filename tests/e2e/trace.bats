@@ -740,6 +740,26 @@ for s in stacks:
     [[ "$output" == *"--folded needs --stacks"* ]]
 }
 
+@test "C++ frames are demangled in --stacks, --leaks and the folded file; counts exact" {
+    folded=$(mktemp)
+    run "$T" trace --stacks --leaks --folded "$folded" --json -o "$OUT" -- "$FX/cxx-arena"
+    [ "$status" -eq 0 ]
+    python3 -c "
+import json; r=json.load(open('$OUT'))
+# grow is a leaf whose frame the walk passes over (operator new keeps no frame pointer)
+def caller(frames): return [f for f in frames if 'cxx-arena' in f][0]
+top = {caller(s['frames']): (s['allocations'], s['bytes']) for s in r['stacks'] if any('cxx-arena' in f for f in s['frames'])}
+assert top == {'demo::Arena::churn (cxx-arena)': (1000, 64000), 'demo::Arena::fill (cxx-arena)': (4, 1200)}, top
+leaks = [s for s in r['leaks']['by_stack'] if any('cxx-arena' in f for f in s['frames'])]
+assert [(caller(s['frames']), s['blocks'], s['bytes']) for s in leaks] == [('demo::Arena::fill (cxx-arena)', 4, 1200)], leaks
+assert leaks[0]['frames'][0] == 'operator new (libstdc++.so.6)', leaks[0]
+assert not any('_Z' in f for s in r['stacks'] for f in s['frames']), r['stacks']"
+    grep -q ';demo::Arena::churn (cxx-arena);operator new (libstdc++.so.6) 1000$' "$folded"
+    rm -f "$folded"
+    run "$T" trace --leaks -- "$FX/cxx-arena"
+    [[ "$output" == *"  4 blocks, 1200 bytes"*"demo::Arena::fill (cxx-arena)"* ]]
+}
+
 @test "--stacks and --leaks on a program that never allocates: empty lists, no error" {
     run "$T" trace --stacks --leaks --json -o "$OUT" -- /bin/true
     [ "$status" -eq 0 ]
