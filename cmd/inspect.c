@@ -75,13 +75,30 @@ static void others_cell(const cJSON *file, char *out, size_t size)
         snprintf(out, size, "-");
 }
 
+// Columns a name takes in a terminal: one per UTF-8 character, not per byte (a byte that is not
+// valid UTF-8 shows as one replacement character). East Asian wide characters take two columns
+// and are still counted as one.
+static int display_width(const char *s)
+{
+    int width = 0;
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+        width += (*c & 0xc0) != 0x80; // continuation bytes add nothing
+    return width;
+}
+
+// s left-aligned in width columns, then the column gap.
+static void print_cell(const char *s, int width)
+{
+    printf("%s%*s  ", s, width > display_width(s) ? width - display_width(s) : 0, "");
+}
+
 static int path_width(const cJSON *files)
 {
     int width = 4;
     const cJSON *f;
     cJSON_ArrayForEach(f, files)
     {
-        int len = (int)strlen(str_or(f, "path", ""));
+        int len = display_width(str_or(f, "path", ""));
         if (len > width)
             width = len;
     }
@@ -103,8 +120,8 @@ static void print_row(const cJSON *f, int width)
     char path[PATH_MAX];
     const char *kind = str_or(f, "kind", "-");
     if (!strcmp(kind, "archive")) {
-        printf("%-*s  %-13s %d of %d members define allocator symbols\n", width,
-               table_path(f, path, sizeof path), kind,
+        print_cell(table_path(f, path, sizeof path), width);
+        printf("%-13s %d of %d members define allocator symbols\n", kind,
                cJSON_GetObjectItemCaseSensitive(f, "allocator_members")->valueint,
                cJSON_GetObjectItemCaseSensitive(f, "members")->valueint);
         return;
@@ -112,8 +129,9 @@ static void print_row(const cJSON *f, int width)
     char active[256], others[256];
     active_cell(f, active, sizeof active);
     others_cell(f, others, sizeof others);
-    printf("%-*s  %-13s %-6s %-7s %-34s %s\n", width, table_path(f, path, sizeof path), kind,
-           str_or(f, "libc", "-"), str_or(f, "threads", "-"), active, others);
+    print_cell(table_path(f, path, sizeof path), width);
+    printf("%-13s %-6s %-7s %-34s %s\n", kind, str_or(f, "libc", "-"), str_or(f, "threads", "-"),
+           active, others);
 }
 
 static void print_details(const cJSON *f)

@@ -401,6 +401,19 @@ assert not [x for x in f["findings"] if x["id"] in ("MD002","MD003")], f["findin
     [[ "${lines[1]}" == *"tab?and?line  dynamic"* ]]
 }
 
+@test "the text table's columns line up under names with non-ASCII letters" {
+    cp "$FX/glibc-dynamic" "$BATS_TEST_TMPDIR/prögrämm-ü"
+    cp "$FX/glibc-dynamic" "$BATS_TEST_TMPDIR/plain-12345"
+    run "$T" inspect "$BATS_TEST_TMPDIR/prögrämm-ü" "$BATS_TEST_TMPDIR/plain-12345"
+    [ "$status" -eq 0 ]
+    # the same number of characters in both names: KIND starts in the same column
+    python3 -c '
+import sys
+rows = sys.argv[1].splitlines()[:3]
+cols = [r.index("KIND") if i == 0 else r.index("dynamic") for i, r in enumerate(rows)]
+assert len(set(cols)) == 1, (cols, rows)' "$output"
+}
+
 @test "one bad file never stops the others" {
     run "$T" inspect --json "$FX/bad/empty" "$FX/musl-static" "$FX/bad/text.txt" "$FX/glibc-static"
     [ "$status" -eq 2 ]
