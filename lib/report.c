@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "lib/report.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -70,4 +71,36 @@ cJSON *md_json_lines(const char *text)
         p += len + (p[len] == '\n');
     }
     return arr;
+}
+
+// Characters a shell takes literally; anything else gets single quotes.
+static bool shell_plain(const char *word)
+{
+    if (!*word)
+        return false;
+    for (const char *c = word; *c; c++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./=:,@%+-", *c))
+            return false;
+    return true;
+}
+
+void md_append_text(char *out, size_t size, size_t *len, const char *text)
+{
+    int n = snprintf(out + *len, size - *len, "%s", text);
+    if (n > 0)
+        *len = *len + (size_t)n < size ? *len + (size_t)n : size - 1;
+}
+
+void md_append_shell_word(char *out, size_t size, size_t *len, const char *word)
+{
+    if (shell_plain(word)) {
+        md_append_text(out, size, len, word);
+        return;
+    }
+    md_append_text(out, size, len, "'");
+    for (const char *c = word; *c; c++) {
+        char one[2] = {*c, 0};
+        md_append_text(out, size, len, *c == '\'' ? "'\\''" : one);
+    }
+    md_append_text(out, size, len, "'");
 }

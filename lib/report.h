@@ -25,4 +25,12 @@ double md_json_get_num(const cJSON *obj, const char *key);      // 0 unless a nu
 #define MD_JSON_LINE_MAX 256
 cJSON *md_json_lines(const char *text);
 
+// Appends text to out (length *len, capacity size), cut where it does not fit; *len stays below
+// size.
+void md_append_text(char *out, size_t size, size_t *len, const char *text);
+// Appends word the same way as one shell word: as it is when a shell takes
+// every character literally, else in single quotes ('\'' for a quote inside). A word that does
+// not fit is cut; *len stays below size.
+void md_append_shell_word(char *out, size_t size, size_t *len, const char *word);
+
 #endif

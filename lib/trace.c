@@ -94,16 +94,6 @@ static bool starts_as_text(const char *path)
     return n > 0;
 }
 
-// path in single quotes for a shell command line ('\'' for a quote inside).
-static void single_quoted(const char *path, char *out, size_t size)
-{
-    size_t len = 0;
-    out[len++] = '\'';
-    for (const char *c = path; *c && len + 6 < size; c++)
-        len += (size_t)snprintf(out + len, size - len, *c == '\'' ? "'\\''" : "%c", *c);
-    snprintf(out + len, size - len, "'");
-}
-
 // Inspects the program to choose how to count its allocator calls.
 static int examine(const char *path, struct target *t, struct md_error *err)
 {
@@ -111,7 +101,8 @@ static int examine(const char *path, struct target *t, struct md_error *err)
     // a text file without #! runs only because shells retry it with sh on ENOEXEC
     if (!entry && strstr(err->msg, ": not an ELF file or ar archive") && starts_as_text(path)) {
         char quoted[PATH_MAX + 64];
-        single_quoted(path, quoted, sizeof quoted);
+        size_t len = 0;
+        md_append_shell_word(quoted, sizeof quoted, &len, path);
         return md_fail(err,
                        "%s: not an ELF file and no #! line: a shell would run it as a "
                        "script; trace its shell (`malloc-doctor trace -- sh %s`)",

@@ -132,38 +132,6 @@ double md_rule_trace_program_samples(const cJSON *trace)
     return samples > 0 ? samples : 0;
 }
 
-// Characters a shell takes literally; anything else gets single quotes.
-static bool shell_plain(const char *arg)
-{
-    if (!*arg)
-        return false;
-    for (const char *c = arg; *c; c++)
-        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./=:,@%+-", *c))
-            return false;
-    return true;
-}
-
-static void append(char *out, size_t size, size_t *len, const char *text)
-{
-    int n = snprintf(out + *len, size - *len, "%s", text);
-    if (n > 0)
-        *len = *len + (size_t)n < size ? *len + (size_t)n : size - 1;
-}
-
-static void append_quoted(char *out, size_t size, size_t *len, const char *arg)
-{
-    if (shell_plain(arg)) {
-        append(out, size, len, arg);
-        return;
-    }
-    append(out, size, len, "'");
-    for (const char *c = arg; *c; c++) {
-        char one[2] = {*c, 0};
-        append(out, size, len, *c == '\'' ? "'\\''" : one);
-    }
-    append(out, size, len, "'");
-}
-
 void md_rule_trace_command(const cJSON *trace, char *out, size_t size)
 {
     // a prescription must stay whole: a command longer than this is shown as "PROGRAM ..."
@@ -178,8 +146,8 @@ void md_rule_trace_command(const cJSON *trace, char *out, size_t size)
         if (!cJSON_IsString(arg))
             continue;
         if (len)
-            append(out, limit, &len, " ");
-        append_quoted(out, limit, &len, arg->valuestring);
+            md_append_text(out, limit, &len, " ");
+        md_append_shell_word(out, limit, &len, arg->valuestring);
     }
     if (!len) {
         snprintf(out, size, "PROGRAM");
@@ -191,11 +159,11 @@ void md_rule_trace_command(const cJSON *trace, char *out, size_t size)
     out[0] = 0;
     const cJSON *program = cJSON_GetArrayItem(argv, 0);
     if (cJSON_IsString(program))
-        append_quoted(out, limit, &len, program->valuestring);
+        md_append_shell_word(out, limit, &len, program->valuestring);
     if (!len || len + 5 >= limit)
         snprintf(out, size, "PROGRAM ...");
     else if (cJSON_GetArraySize(argv) > 1)
-        append(out, limit, &len, " ...");
+        md_append_text(out, limit, &len, " ...");
 }
 
 // Where this tool's mdalloc builds are (trace reports carry it as tool.alloc_dir).

@@ -37,7 +37,12 @@ sys_field() { # syscall name, field
     chmod +x "$BATS_TEST_TMPDIR/plain.sh"
     run "$T" trace -- "$BATS_TEST_TMPDIR/plain.sh"
     [ "$status" -eq 2 ]
-    [[ "$output" == *"plain.sh: not an ELF file and no #! line"*"trace -- sh '"* ]]
+    [[ "$output" == *"plain.sh: not an ELF file and no #! line"*"(\`malloc-doctor trace -- sh $BATS_TEST_TMPDIR/plain.sh\`)" ]]
+    # a name a shell would split is quoted in the command to copy
+    cp "$BATS_TEST_TMPDIR/plain.sh" "$BATS_TEST_TMPDIR/it's plain.sh"
+    run "$T" trace -- "$BATS_TEST_TMPDIR/it's plain.sh"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"(\`malloc-doctor trace -- sh '$BATS_TEST_TMPDIR/it'\\''s plain.sh'\`)" ]]
     printf '\001\002binary' > "$BATS_TEST_TMPDIR/data"
     chmod +x "$BATS_TEST_TMPDIR/data"
     run "$T" trace -- "$BATS_TEST_TMPDIR/data"
