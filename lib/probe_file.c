@@ -166,6 +166,11 @@ bool md_probe_file_data_run(const struct md_probe_file *pf, const void *table, s
 // The probe notes a mapping after the syscalls that made it; the slack covers the error of the
 // recorder's clock against CLOCK_REALTIME (perf's timestamps are converted).
 #define MD_OWN_MAP_SLACK_NS 1000000
+// and not long before: the loader maps the probe's library, then loads and relocates the other
+// libraries before the probe's constructor runs and notes it (tens of milliseconds for a large
+// program under strace). Earlier events in the range belong to an image the thread had before
+// an exec.
+#define MD_OWN_MAP_LEAD_NS 10000000000ull
 
 static int by_tid(const void *a, const void *b)
 {
@@ -188,7 +193,8 @@ static bool is_own(const struct md_probe_own_map *maps, size_t n, const struct m
     }
     for (; lo < n && maps[lo].tid == e->tid; lo++)
         if (e->address >= maps[lo].start && e->address < maps[lo].end &&
-            e->ts_ns <= maps[lo].noted_ns + MD_OWN_MAP_SLACK_NS)
+            e->ts_ns <= maps[lo].noted_ns + MD_OWN_MAP_SLACK_NS &&
+            e->ts_ns + MD_OWN_MAP_LEAD_NS >= maps[lo].noted_ns)
             return true;
     return false;
 }

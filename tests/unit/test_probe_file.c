@@ -151,7 +151,7 @@ static void a_stalled_clock_reading_is_not_the_end_stamp(void **state)
 }
 
 // The probe's own mappings leave the events: its thread's mmaps and mprotects inside them, up to
-// when it noted them; other threads', later ones, brk, and calls elsewhere stay.
+// when it noted them; other threads', much earlier or later ones, brk, and calls elsewhere stay.
 static void the_probes_own_mappings_leave_the_events(void **state)
 {
     (void)state;
@@ -170,12 +170,15 @@ static void the_probes_own_mappings_leave_the_events(void **state)
         {.tid = 43, .sys = MD_SYS_MMAP, .ts_ns = noted - 500, .address = file}, // own
         {.tid = 43, .sys = MD_SYS_BRK, .ts_ns = noted - 400, .address = 0},
         {.tid = 42, .sys = MD_SYS_MUNMAP, .ts_ns = noted + 2000000000u, .address = lib}, // later
+        // long before: the image the thread ran before an exec, which mapped the same range
+        {.tid = 42, .sys = MD_SYS_MMAP, .ts_ns = noted - 20000000000u, .address = lib + 0x1000},
     };
     size_t count = sizeof ev / sizeof ev[0];
     assert_int_equal(md_probe_file_drop_own(&pf, ev, &count), 3);
-    assert_int_equal(count, 4);
+    assert_int_equal(count, 5);
     assert_true(ev[0].address == lib + 0x48000 && ev[1].tid == 41);
     assert_true(ev[2].sys == MD_SYS_BRK && ev[3].sys == MD_SYS_MUNMAP);
+    assert_true(ev[4].address == lib + 0x1000);
     md_probe_file_close(&pf);
 }
 
