@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alloc/probe_code.h"
 #include "alloc/probe_shared.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -396,48 +397,9 @@ static inline bool mark_end(const struct mark *m, struct call_times *t)
 
 // --- loaded objects, call stacks, live blocks (--stacks, --leaks) ---------------------------
 
-// The addresses an object's PT_LOAD segments span, [*start, *end); false when it has none.
-static bool load_span(const struct dl_phdr_info *info, uint64_t *start, uint64_t *end)
-{
-    uint64_t lo = UINT64_MAX, hi = 0;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_LOAD)
-            continue;
-        lo = ph->p_vaddr < lo ? ph->p_vaddr : lo;
-        hi = ph->p_vaddr + ph->p_memsz > hi ? ph->p_vaddr + ph->p_memsz : hi;
-    }
-    *start = info->dlpi_addr + lo;
-    *end = info->dlpi_addr + hi;
-    return hi != 0;
-}
-
-static int add_object(struct dl_phdr_info *info, size_t size, void *ctx)
-{
-    (void)size, (void)ctx;
-    struct md_probe_header *h = probe.shared;
-    uint64_t start, end;
-    uint32_t at = atomic_fetch_add(&h->objects_used, 1);
-    if (at >= h->object_max || !load_span(info, &start, &end))
-        return 0;
-    struct md_probe_object *o = &md_probe_objects(h)[at];
-    o->pid = probe.pid;
-    o->bias = info->dlpi_addr;
-    o->start = start;
-    o->end = end;
-    const char *name = info->dlpi_name;
-    if (name && *name) {
-        strncpy(o->path, name, sizeof o->path - 1);
-    } else { // the executable itself
-        ssize_t n = readlink("/proc/self/exe", o->path, sizeof o->path - 1);
-        o->path[n > 0 ? n : 0] = 0;
-    }
-    return 0;
-}
-
 static void record_objects(void)
 {
-    dl_iterate_phdr(add_object, NULL);
+    md_probe_code_record(probe.shared, probe.pid);
 }
 
 // The end of the memory mapping holding this thread's stack, read once per thread from
@@ -468,31 +430,59 @@ static uintptr_t stack_top(void)
     return top;
 }
 
-// Return addresses, innermost first: the hook's caller, then the frame-pointer chain while it
-// stays on this thread's stack (code built without frame pointers ends the walk early).
-static unsigned capture(const struct caller *c, uint64_t *frames)
+// A function built without frame pointers (Debian's libstdc++ and libc: operator new, strdup)
+// hides its caller from the walk: rbp still holds the frame of its caller's caller. The return
+// address into that caller lies a few words above the one into the function; the first of those
+// words that points into code is kept as a guess (MD_PROBE_FRAME_GUESS). The tool shows it only
+// when the function at frames[0] sets up no frame and the word follows a call
+// (lib/stack_scan.h); elsewhere it is a word of the caller's own that happens to point into code.
+#define GUESS_WORDS 8
+
+// Where the guess is: its word's index above the probe's frame (2 is the first above the return
+// address), 0 when none of the words points into code. Not bounded by the frame rbp names: a
+// frameless function may point rbp at its own data, just above the return address.
+static unsigned guess_slot(const struct caller *c)
+{
+    const uint64_t *w = c->frame;
+    for (unsigned i = 2; i < 2 + GUESS_WORDS && (uintptr_t)(w + i + 1) <= tls_stack_top; i++)
+        if (md_probe_code_listed(w[i]))
+            return i;
+    return 0;
+}
+
+// Return addresses, innermost first: the hook's caller, the guess at a hidden caller, then the
+// frame-pointer chain while it stays on this thread's stack and returns into code (code built
+// without frame pointers ends the walk early; a frameless function may keep data in rbp).
+static unsigned capture(const struct caller *c, uint64_t *frames, unsigned *slot)
 {
     if (!tls_stack_top)
         tls_stack_top = stack_top();
     unsigned depth = 0;
     frames[depth++] = (uint64_t)c->ret;
+    uint64_t walked[MD_PROBE_FRAMES];
+    unsigned walk = 0;
     uintptr_t fp = (uintptr_t)c->frame, next = fp ? *(uintptr_t *)fp : 0;
-    while (depth < MD_PROBE_FRAMES && next > fp && !(next & 7) && next + 16 <= tls_stack_top) {
+    while (walk < MD_PROBE_FRAMES && next > fp && !(next & 7) && next + 16 <= tls_stack_top) {
         uint64_t ret = ((uint64_t *)next)[1];
-        if (!ret)
+        if (!md_probe_code_holds(ret))
             break;
-        frames[depth++] = ret;
+        walked[walk++] = ret;
         fp = next;
         next = *(uintptr_t *)fp;
     }
+    *slot = guess_slot(c); // after the walk: it has looked at objects loaded since the last time
+    if (*slot)
+        frames[depth++] = ((const uint64_t *)c->frame)[*slot] | MD_PROBE_FRAME_GUESS;
+    for (unsigned i = 0; i < walk && depth < MD_PROBE_FRAMES; i++)
+        frames[depth++] = walked[i];
     return depth;
 }
 
 // The stack table entry (index + 1) of the caller's stack, inserted on first sight; 0 when full.
-static uint32_t stack_id(const struct caller *c)
+static uint32_t stack_id(const struct caller *c, unsigned *guess_slot)
 {
     uint64_t frames[MD_PROBE_FRAMES];
-    unsigned depth = capture(c, frames);
+    unsigned depth = capture(c, frames, guess_slot);
     return md_probe_stack_id(probe.shared, probe.pid, frames, depth);
 }
 
@@ -509,14 +499,16 @@ static void live_remove(void *p)
 // What --stacks and --leaks add to a call: the caller's stack, counted per stack; the live-block
 // table kept current. Returns the stack id for the slow-call log.
 // Most allocations come from the same place as the one before. Each thread remembers its last
-// stack (keyed by the caller's frame, its return address and the next one up) and adds to that
-// stack's shared counters in batches, instead of walking, hashing and contending every time.
+// stack (keyed by the caller's frame, its return address, the next one up and the guess at a
+// hidden caller, which a virtual call from one place changes) and adds to that stack's shared
+// counters in batches, instead of walking, hashing and contending every time.
 // A thread that ends mid-batch loses at most MD_STACK_BATCH - 1 counts.
 #define MD_STACK_BATCH 64
 
 struct stack_cache {
     uintptr_t frame, ret, ret1;
-    uint32_t id, pending;
+    uint64_t guess; // the word at guess_slot above frame (0: no guess)
+    uint32_t id, pending, guess_slot;
     uint64_t pending_bytes;
 };
 
@@ -541,11 +533,13 @@ static uint32_t cached_stack_id(const struct caller *c)
     uintptr_t fp = (uintptr_t)c->frame, next = fp ? *(uintptr_t *)fp : 0, ret1 = 0;
     if (next > fp && !(next & 7) && next + 16 <= tls_stack_top)
         ret1 = ((uintptr_t *)next)[1];
-    if (k->id && k->frame == fp && k->ret == (uintptr_t)c->ret && k->ret1 == ret1)
+    if (k->id && k->frame == fp && k->ret == (uintptr_t)c->ret && k->ret1 == ret1 &&
+        (!k->guess_slot || ((const uint64_t *)fp)[k->guess_slot] == k->guess))
         return k->id;
     flush_stack_counts(k);
-    *k = (struct stack_cache){
-        .frame = fp, .ret = (uintptr_t)c->ret, .ret1 = ret1, .id = stack_id(c)};
+    *k = (struct stack_cache){.frame = fp, .ret = (uintptr_t)c->ret, .ret1 = ret1};
+    k->id = stack_id(c, &k->guess_slot);
+    k->guess = k->guess_slot ? ((const uint64_t *)fp)[k->guess_slot] : 0;
     return k->id;
 }
 
@@ -586,7 +580,7 @@ static int find_own_object(struct dl_phdr_info *info, size_t size, void *ctx)
     (void)size;
     struct own_object *o = ctx;
     uint64_t start, end;
-    if (!load_span(info, &start, &end) || o->inside < start || o->inside >= end)
+    if (!md_probe_load_span(info, false, &start, &end) || o->inside < start || o->inside >= end)
         return 0;
     o->start = start;
     o->end = end;
@@ -701,8 +695,10 @@ static void forget_slot_in_child(void)
     note_main_thread(); // the thread that forked is the child's only one
     if (probe.shared)   // a process of its own that runs with the probe, though it may never exec
         md_probe_count_process(probe.shared, probe.pid);
-    if (probe.shared && probe.flags)
+    if (probe.shared && probe.flags) {
+        md_probe_code_forget_in_child();
         record_objects();
+    }
 }
 
 // The exiting thread's last batch; other threads flush when they change stacks.
@@ -795,8 +791,9 @@ __attribute__((noinline)) static void record_slow(enum md_probe_op op, uint64_t 
     uint32_t stack = 0;
     if (probe.flags) {
         stack = track(op, size, result, freed, c);
+        unsigned guess_slot;
         if (slow && !stack) // a slow free: its stack names who waited or unmapped
-            stack = stack_id(c);
+            stack = stack_id(c, &guess_slot);
     }
     if (slow) {
         __atomic_fetch_add(&s->slow_calls, 1, __ATOMIC_RELAXED);

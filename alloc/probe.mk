@@ -16,15 +16,18 @@ $(PROBE_ANY): alloc/probe.mk
 	$(Q)for p in x86_64 haswell xeon_phi; do ln -sfn ../glibc $(@D)/$$p; done
 	$(Q)ln -sfn ../musl '$(@D)/$$PLATFORM'
 
-$(PROBE_GLIBC): alloc/probe.c alloc/probe_shared.h
+PROBE_SRC := alloc/probe.c alloc/probe_code.c
+PROBE_DEPS := $(PROBE_SRC) alloc/probe_code.h alloc/probe_shared.h
+
+$(PROBE_GLIBC): $(PROBE_DEPS)
 	@mkdir -p $(@D)
 	@[ "$(V)" = 1 ] || echo "  CC      $@"
-	$(Q)$(CC) $(PROBE_CFLAGS) -shared -o $@ $< -ldl -lpthread
+	$(Q)$(CC) $(PROBE_CFLAGS) -shared -o $@ $(PROBE_SRC) -ldl -lpthread
 
-$(PROBE_MUSL): alloc/probe.c alloc/probe_shared.h
+$(PROBE_MUSL): $(PROBE_DEPS)
 	@mkdir -p $(@D)
 	@[ "$(V)" = 1 ] || echo "  MUSL-CC $@"
-	$(Q)$(MUSL_CC) $(PROBE_CFLAGS) -shared -o $@ $<
+	$(Q)$(MUSL_CC) $(PROBE_CFLAGS) -shared -o $@ $(PROBE_SRC)
 
 # The static probe: a freestanding program that loads a static executable and hooks its
 # allocator (alloc/probe_static.c). Linked at a fixed address far from where static programs are

@@ -18,7 +18,7 @@
 #include <string.h>
 
 #define MD_PROBE_MAGIC 0x3165626f7270646dull // "mdprobe1"
-#define MD_PROBE_VERSION 5
+#define MD_PROBE_VERSION 6
 #define MD_PROBE_ENV "MD_PROBE_FILE"
 #define MD_PROBE_SLOTS 1024
 #define MD_PROBE_SLOW_MAX (1u << 20)
@@ -26,6 +26,9 @@
 #define MD_PROBE_STACKS (1u << 16)
 #define MD_PROBE_LIVE (1u << 22)
 #define MD_PROBE_FRAMES 8
+// Marks a frame that is a guess at a caller the frame-pointer walk cannot see (alloc/probe.c):
+// return addresses are user-space addresses, far below this bit.
+#define MD_PROBE_FRAME_GUESS (1ull << 63)
 #define MD_PROBE_PATH 184
 #define MD_PROBE_PIDS 4096
 #define MD_PROBE_PROVIDER_PATH 512

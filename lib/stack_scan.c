@@ -152,3 +152,25 @@ bool md_call_can_reach(const struct md_symtab *t, uint64_t ret_offset,
     return true;
 #endif
 }
+
+bool md_keeps_frame_pointer(const struct md_symtab *t, const struct md_func_sym *f)
+{
+#if defined(__x86_64__)
+    static const unsigned char endbr64[] = {0xf3, 0x0f, 0x1e, 0xfa};
+    // push %rbp, then mov %rsp,%rbp in either of its encodings
+    static const unsigned char prologue[2][4] = {{0x55, 0x48, 0x89, 0xe5},
+                                                 {0x55, 0x48, 0x8b, 0xec}};
+    size_t size;
+    const unsigned char *file = file_bytes(t, &size);
+    uint64_t at;
+    if (!file || !md_symtab_addr_to_offset(t, f->addr, &at) || at + 8 > size)
+        return true;
+    const unsigned char *code = file + at;
+    if (!memcmp(code, endbr64, sizeof endbr64))
+        code += sizeof endbr64;
+    return !memcmp(code, prologue[0], 4) || !memcmp(code, prologue[1], 4);
+#else
+    (void)t, (void)f;
+    return true;
+#endif
+}

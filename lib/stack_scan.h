@@ -27,4 +27,9 @@ bool md_follows_call(const struct md_symtab *t, uint64_t offset);
 bool md_call_can_reach(const struct md_symtab *t, uint64_t ret_offset,
                        const struct md_symtab *inner_t, const struct md_func_sym *inner);
 
+// Whether function f of t sets up a frame pointer on entry (x86-64: push %rbp; mov %rsp,%rbp,
+// after an optional endbr64). A function that does not hides its caller from a frame-pointer
+// walk. Without a decoder, or when the bytes cannot be read: true (nothing to repair).
+bool md_keeps_frame_pointer(const struct md_symtab *t, const struct md_func_sym *f);
+
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "lib/report.h"
+#include "lib/stack_scan.h"
 #include "lib/symbolize.h"
 
 #define MD_TOP_STACKS 20
@@ -64,6 +65,37 @@ static void frame_text(struct symbolizer *s, int32_t pid, uint64_t addr, char *o
         snprintf(out, size, "0x%" PRIx64 " (%s)", vaddr + 1, base_name(o->path));
 }
 
+// The function a return address is in, with its file's symbols; NULL when unknown.
+static const struct md_func_sym *function_at(struct symbolizer *s, int32_t pid, uint64_t ret,
+                                             const struct md_symtab **t, uint64_t *offset)
+{
+    const struct md_probe_object *o = object_of(s->h, pid, ret);
+    *t = o ? md_symcache_get(&s->cache, o->path) : NULL;
+    uint64_t vaddr = o ? ret - o->bias : 0;
+    if (!*t || !md_symtab_addr_to_offset(*t, vaddr, offset))
+        return NULL;
+    return md_symtab_find(*t, vaddr - 1, NULL); // the call is before the return address
+}
+
+// Whether the probe's guess at a caller the walk could not see (MD_PROBE_FRAME_GUESS) is one:
+// the innermost function sets up no frame, so its caller is missing, and the guessed word returns
+// just after a call that can have entered that function, from another function (a word the
+// innermost function left in its own frame returns into itself) than the next frame's.
+static bool guess_holds(struct symbolizer *s, const struct md_probe_stack *st, uint64_t guess)
+{
+    const struct md_symtab *inner_t, *t;
+    uint64_t inner_offset, offset;
+    const struct md_func_sym *inner =
+        function_at(s, st->pid, st->frames[0], &inner_t, &inner_offset);
+    if (!inner || md_keeps_frame_pointer(inner_t, inner))
+        return false;
+    const struct md_func_sym *f = function_at(s, st->pid, guess, &t, &offset);
+    if (!f || f == inner || !md_follows_call(t, offset) ||
+        !md_call_can_reach(t, offset, inner_t, inner))
+        return false;
+    return st->depth < 3 || st->frames[2] != guess;
+}
+
 static char *stack_text(struct symbolizer *s, const struct md_probe_stack *st)
 {
     size_t cap = MD_PROBE_FRAMES * MD_FRAME_TEXT, len = 0;
@@ -72,9 +104,12 @@ static char *stack_text(struct symbolizer *s, const struct md_probe_stack *st)
         return NULL;
     text[0] = 0;
     for (uint32_t i = 0; i < st->depth && i < MD_PROBE_FRAMES; i++) {
+        uint64_t ret = st->frames[i] & ~MD_PROBE_FRAME_GUESS;
+        if (ret != st->frames[i] && !guess_holds(s, st, ret))
+            continue;
         char frame[MD_FRAME_TEXT];
-        frame_text(s, st->pid, st->frames[i], frame, sizeof frame);
-        len += (size_t)snprintf(text + len, cap - len, "%s%s", i ? "\n" : "", frame);
+        frame_text(s, st->pid, ret, frame, sizeof frame);
+        len += (size_t)snprintf(text + len, cap - len, "%s%s", len ? "\n" : "", frame);
     }
     return text;
 }

@@ -751,18 +751,37 @@ for s in stacks:
     [ "$status" -eq 0 ]
     python3 -c "
 import json; r=json.load(open('$OUT'))
-# grow is a leaf whose frame the walk passes over (operator new keeps no frame pointer)
-def caller(frames): return [f for f in frames if 'cxx-arena' in f][0]
-top = {caller(s['frames']): (s['allocations'], s['bytes']) for s in r['stacks'] if any('cxx-arena' in f for f in s['frames'])}
-assert top == {'demo::Arena::churn (cxx-arena)': (1000, 64000), 'demo::Arena::fill (cxx-arena)': (4, 1200)}, top
-leaks = [s for s in r['leaks']['by_stack'] if any('cxx-arena' in f for f in s['frames'])]
-assert [(caller(s['frames']), s['blocks'], s['bytes']) for s in leaks] == [('demo::Arena::fill (cxx-arena)', 4, 1200)], leaks
-assert leaks[0]['frames'][0] == 'operator new (libstdc++.so.6)', leaks[0]
+# operator new keeps no frame pointer: grow, its caller, is found above its return address
+new, grow = 'operator new (libstdc++.so.6)', 'demo::Arena::grow (cxx-arena)'
+def site(frames): return frames[2] if frames[:2] == [new, grow] else None
+top = {site(s['frames']): (s['allocations'], s['bytes']) for s in r['stacks'] if site(s['frames'])}
+assert top == {'demo::Arena::churn (cxx-arena)': (1000, 64000), 'demo::Arena::fill (cxx-arena)': (4, 1200)}, r['stacks']
+leaks = [(site(s['frames']), s['blocks'], s['bytes']) for s in r['leaks']['by_stack'] if site(s['frames'])]
+assert leaks == [('demo::Arena::fill (cxx-arena)', 4, 1200)], r['leaks']
 assert not any('_Z' in f for s in r['stacks'] for f in s['frames']), r['stacks']"
-    grep -q ';demo::Arena::churn (cxx-arena);operator new (libstdc++.so.6) 1000$' "$folded"
+    grep -q ';demo::Arena::churn (cxx-arena);demo::Arena::grow (cxx-arena);operator new (libstdc++.so.6) 1000$' "$folded"
     rm -f "$folded"
     run "$T" trace --leaks -- "$FX/cxx-arena"
-    [[ "$output" == *"  4 blocks, 1200 bytes"*"demo::Arena::fill (cxx-arena)"* ]]
+    [[ "$output" == *"  4 blocks, 1200 bytes"*"demo::Arena::grow (cxx-arena)"*"demo::Arena::fill (cxx-arena)"* ]]
+}
+
+@test "--stacks: a frameless function's caller is found, data in rbp is no frame; dlopen'ed code is named" {
+    # frameless_alloc sets up no frame and points rbp at the words 0 and 1
+    run "$T" trace --stacks --json -o "$OUT" -- "$FX/frameless"
+    [ "$status" -eq 0 ]
+    python3 -c "
+import json; r=json.load(open('$OUT'))
+top = [s for s in r['stacks'] if s['frames'][0].startswith('frameless_alloc')]
+assert len(top) == 1 and top[0]['allocations'] == 100, r['stacks']
+assert top[0]['frames'] == ['frameless_alloc (frameless)', 'call_site (frameless)'], top"
+    # a library loaded after the program started
+    run "$T" trace --stacks --json -o "$OUT" -- "$FX/dlopen-user" "$PWD/$FX/plugin/libmd-plugin.so"
+    [ "$status" -eq 0 ]
+    python3 -c "
+import json; r=json.load(open('$OUT'))
+top = [s for s in r['stacks'] if s['bytes'] == 30000]
+assert len(top) == 1 and top[0]['allocations'] == 100, r['stacks']
+assert top[0]['frames'][:2] == ['plugin_alloc (libmd-plugin.so)', 'main (dlopen-user)'], top"
 }
 
 @test "--stacks and --leaks on a program that never allocates: empty lists, no error" {

@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: MIT
+// The loaded objects of a traced process and their code (see probe_code.h).
+//
+// Nothing here allocates: it runs inside the program's allocator calls.
+#include "alloc/probe_code.h"
+
+#include <link.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <string.h>
+#include <unistd.h>
+
+// Executable segments of one process, sorted by start. Two buffers: a rebuild fills the one not
+// published and then publishes it, so a reader in another thread reads a whole list. A reader
+// still in the old list when a second rebuild reuses it reads a mix: a wrong answer for one
+// frame, never a read out of bounds (count never exceeds the array).
+#define CODE_SPANS_MAX 2048
+
+struct code_span {
+    uint64_t start, end;
+};
+
+struct code_list {
+    uint32_t count;
+    struct code_span span[CODE_SPANS_MAX];
+};
+
+// Starts of the objects this process has put into the table: open addressing, 0 empty.
+#define RECORDED_MAX 8192
+
+static struct {
+    struct md_probe_header *header; // NULL until the first record
+    int32_t pid;
+    atomic_flag busy; // one rebuild at a time
+    _Atomic(struct code_list *) now;
+    struct code_list lists[2];
+    uint64_t recorded[RECORDED_MAX];
+    _Atomic unsigned long long loads_seen; // dlpi_adds + dlpi_subs at the last rebuild
+} code;
+
+bool md_probe_load_span(const struct dl_phdr_info *info, bool exec_only, uint64_t *start,
+                        uint64_t *end)
+{
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || (exec_only && !(ph->p_flags & PF_X)))
+            continue;
+        lo = ph->p_vaddr < lo ? ph->p_vaddr : lo;
+        hi = ph->p_vaddr + ph->p_memsz > hi ? ph->p_vaddr + ph->p_memsz : hi;
+    }
+    *start = info->dlpi_addr + lo;
+    *end = info->dlpi_addr + hi;
+    return hi != 0;
+}
+
+// Whether the object starting at start was recorded already (and marks it so when not). An
+// object loaded where an unloaded one was counts as recorded: its frames get the old name. A full
+// set (twice the table's size in loads) records nothing more.
+static bool recorded_before(uint64_t start)
+{
+    uint64_t i = md_probe_mix(start);
+    for (uint32_t n = 0; n < RECORDED_MAX; n++, i++) {
+        uint64_t *slot = &code.recorded[i & (RECORDED_MAX - 1)];
+        if (*slot == start)
+            return true;
+        if (!*slot) {
+            *slot = start;
+            return false;
+        }
+    }
+    return true;
+}
+
+static void add_to_table(const struct dl_phdr_info *info, uint64_t start, uint64_t end)
+{
+    struct md_probe_header *h = code.header;
+    uint32_t at = atomic_fetch_add(&h->objects_used, 1);
+    if (at >= h->object_max)
+        return;
+    struct md_probe_object *o = &md_probe_objects(h)[at];
+    o->pid = code.pid;
+    o->bias = info->dlpi_addr;
+    o->start = start;
+    o->end = end;
+    const char *name = info->dlpi_name;
+    if (name && *name) {
+        strncpy(o->path, name, sizeof o->path - 1);
+    } else { // the executable itself
+        ssize_t n = readlink("/proc/self/exe", o->path, sizeof o->path - 1);
+        o->path[n > 0 ? n : 0] = 0;
+    }
+}
+
+static void add_code(struct code_list *l, uint64_t start, uint64_t end)
+{
+    if (l->count == CODE_SPANS_MAX)
+        return;
+    uint32_t at = l->count++;
+    for (; at && l->span[at - 1].start > start; at--) // insertion: objects come almost sorted
+        l->span[at] = l->span[at - 1];
+    l->span[at] = (struct code_span){start, end};
+}
+
+static int add_object(struct dl_phdr_info *info, size_t size, void *ctx)
+{
+    (void)size;
+    uint64_t start, end, code_start, code_end;
+    if (!md_probe_load_span(info, false, &start, &end))
+        return 0;
+    if (!recorded_before(start))
+        add_to_table(info, start, end);
+    if (md_probe_load_span(info, true, &code_start, &code_end))
+        add_code(ctx, code_start, code_end);
+    return 0;
+}
+
+// How often objects were loaded and unloaded so far: the first object's count says it.
+static int read_loads(struct dl_phdr_info *info, size_t size, void *ctx)
+{
+    if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs)
+        *(unsigned long long *)ctx = info->dlpi_adds + info->dlpi_subs;
+    return 1; // one is enough
+}
+
+static unsigned long long loads_now(void)
+{
+    unsigned long long loads = 0;
+    dl_iterate_phdr(read_loads, &loads);
+    return loads;
+}
+
+// Records and rebuilds while no other thread does; false when one does.
+static bool rebuild(struct md_probe_header *h, int32_t pid)
+{
+    if (atomic_flag_test_and_set_explicit(&code.busy, memory_order_acquire))
+        return false;
+    code.header = h;
+    code.pid = pid;
+    struct code_list *next =
+        atomic_load(&code.now) == &code.lists[0] ? &code.lists[1] : &code.lists[0];
+    next->count = 0;
+    atomic_store(&code.loads_seen, loads_now()); // before the walk: a load during it counts again
+    dl_iterate_phdr(add_object, next);
+    atomic_store_explicit(&code.now, next, memory_order_release);
+    atomic_flag_clear_explicit(&code.busy, memory_order_release);
+    return true;
+}
+
+void md_probe_code_record(struct md_probe_header *h, int32_t pid)
+{
+    while (!rebuild(h, pid))
+        sched_yield();
+}
+
+void md_probe_code_forget_in_child(void)
+{
+    atomic_flag_clear(&code.busy); // another thread of the parent may have held it
+    memset(code.recorded, 0, sizeof code.recorded);
+}
+
+static bool listed(const struct code_list *l, uint64_t addr)
+{
+    uint32_t lo = 0, hi = l->count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (l->span[mid].end <= addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < l->count && l->span[lo].start <= addr;
+}
+
+bool md_probe_code_holds(uint64_t addr)
+{
+    const struct code_list *l = atomic_load_explicit(&code.now, memory_order_acquire);
+    if (!l)
+        return true;                       // not recorded: nothing to judge by
+    if (addr < 0x10000 || listed(l, addr)) // below mmap_min_addr nothing is mapped
+        return addr >= 0x10000;
+#ifdef __GLIBC__
+    // never waits for another thread's rebuild: this thread may hold a loader lock that one
+    // needs (a program's dl_iterate_phdr callback that allocates)
+    if (loads_now() != atomic_load(&code.loads_seen) && rebuild(code.header, code.pid))
+        return listed(atomic_load_explicit(&code.now, memory_order_acquire), addr);
+#endif
+    return false;
+}
+
+bool md_probe_code_listed(uint64_t addr)
+{
+    const struct code_list *l = atomic_load_explicit(&code.now, memory_order_acquire);
+    return l && addr >= 0x10000 && listed(l, addr);
+}

@@ -1,0 +1,36 @@
+// SPDX-License-Identifier: MIT
+// The probe's view of the code a process has loaded (--stacks, --leaks): every ELF object goes
+// into the probe file's object table, for the tool to name return addresses, and the objects'
+// executable segments into a private sorted list, to tell a return address from other words on
+// the stack.
+#ifndef MD_PROBE_CODE_H
+#define MD_PROBE_CODE_H
+
+#include <link.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "alloc/probe_shared.h"
+
+// The addresses an object's PT_LOAD segments span (only its executable ones: exec_only),
+// [*start, *end); false when it has none.
+bool md_probe_load_span(const struct dl_phdr_info *info, bool exec_only, uint64_t *start,
+                        uint64_t *end);
+
+// Records the objects of process pid not recorded yet, and rebuilds the code list. Safe from any
+// thread, also inside an allocator call.
+void md_probe_code_record(struct md_probe_header *h, int32_t pid);
+
+// In a forked child (one thread): its objects are its own, recorded again under its pid.
+void md_probe_code_forget_in_child(void);
+
+// Whether addr is in an executable segment of a loaded object. An address outside every known
+// one may be in an object loaded since (dlopen): with glibc the objects are then looked at again,
+// at most once per change of the loaded set. musl's loader holds its lock across dlopen, which
+// allocates, so there the list is what the process had at its start.
+bool md_probe_code_holds(uint64_t addr);
+
+// The same, from the list as it is: never looks at the loaded objects again.
+bool md_probe_code_listed(uint64_t addr);
+
+#endif
