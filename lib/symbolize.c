@@ -364,6 +364,44 @@ void md_symcache_free(struct md_symcache *c)
     memset(c, 0, sizeof *c);
 }
 
+// Demangled names longer than this lose their template arguments, so that the part a person
+// reads first, the function's own name at the end, stays inside a frame label (127 bytes).
+#define MD_SHOWN_NAME_MAX 100
+
+// Whether name[i] is the '<' or '>' of an operator's name ("operator<<", "operator->"), not a
+// template bracket.
+static bool operator_bracket(const char *name, size_t i)
+{
+    size_t k = i;
+    while (k > 0 && strchr("<>=-", name[k - 1]) && i - k < 3)
+        k--;
+    return k >= 8 && !strncmp(name + k - 8, "operator", 8);
+}
+
+// "std::map<long, std::vector<char> >::operator[]" -> "std::map<...>::operator[]": a new string
+// (malloc'ed; "<>" grows to "<...>"), or NULL when memory ran out.
+static char *without_template_arguments(const char *name)
+{
+    char *out = malloc(3 * strlen(name) + 1), *o = out;
+    int depth = 0;
+    for (size_t i = 0; out && name[i]; i++) {
+        char ch = name[i];
+        bool bracket = (ch == '<' || ch == '>') && !operator_bracket(name, i);
+        if (bracket && ch == '<' && depth++ == 0) {
+            memcpy(o, "<...", 4);
+            o += 4;
+        } else if (bracket && ch == '>' && depth > 0) {
+            if (--depth == 0)
+                *o++ = '>';
+        } else if (depth == 0) {
+            *o++ = ch;
+        }
+    }
+    if (out)
+        *o = 0;
+    return out;
+}
+
 const char *md_symcache_shown_name(struct md_symcache *c, const struct md_func_sym *f)
 {
     // cached as 0 when the name stays as it is
@@ -371,6 +409,13 @@ const char *md_symcache_shown_name(struct md_symcache *c, const struct md_func_s
     if (cached)
         return *cached ? (const char *)(uintptr_t)*cached : f->name;
     char *demangled = md_demangle(f->name);
+    char *shorter = demangled && strlen(demangled) > MD_SHOWN_NAME_MAX
+                        ? without_template_arguments(demangled)
+                        : NULL;
+    if (shorter) {
+        free(demangled);
+        demangled = shorter;
+    }
     if (!md_u64map_put(&c->shown, (uintptr_t)f, (uintptr_t)demangled)) {
         free(demangled);
         return f->name;

@@ -65,6 +65,31 @@ void cxx_named(void)
     __asm__ volatile("");
 }
 
+static const char long_named_symbol[] =
+    "_ZNSt8_Rb_treeIlSt4pairIKlSt6vectorIcSaIcEEESt10_Select1stIS5_ESt4lessIlESaIS5_EE22_M_"
+    "emplace_hint_uniqueIJRKSt21piecewise_construct_tSt5tupleIJOlEESG_IJEEEEESt17_Rb_tree_"
+    "iteratorIS5_ESt23_Rb_tree_const_iteratorIS5_EDpOT_";
+
+// A long template name: the shown name keeps the function's own name and drops the arguments.
+__attribute__((noinline, used)) void long_named(void) __asm__(
+    "_ZNSt8_Rb_treeIlSt4pairIKlSt6vectorIcSaIcEEESt10_Select1stIS5_ESt4lessIlESaIS5_EE22_M_"
+    "emplace_hint_uniqueIJRKSt21piecewise_construct_tSt5tupleIJOlEESG_IJEEEEESt17_Rb_tree_"
+    "iteratorIS5_ESt23_Rb_tree_const_iteratorIS5_EDpOT_");
+void long_named(void)
+{
+    __asm__ volatile("");
+}
+
+// An operator's '<' is no template bracket: "Printer<...>::operator<<" keeps its name.
+#define SHIFT_SYMBOL                                                                               \
+    "_ZN4demo7PrinterISt3mapINSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEESt6vectorISt4pai" \
+    "rIlS7_ESaISA_EESt4lessIS7_ESaIS9_IKS7_SC_EEEElsEi"
+__attribute__((noinline, used)) void shift_named(void) __asm__(SHIFT_SYMBOL);
+void shift_named(void)
+{
+    __asm__ volatile("");
+}
+
 static void symcache_shows_the_demangled_name_once(void **state)
 {
     (void)state;
@@ -80,6 +105,13 @@ static void symcache_shows_the_demangled_name_once(void **state)
     assert_string_equal(shown, "demo::unit::probe");
     assert_ptr_equal(md_symcache_shown_name(&c, cxx), shown); // cached, not demangled again
     assert_ptr_equal(md_symcache_shown_name(&c, c_func), c_func->name);
+    const struct md_func_sym *tree = md_symtab_by_name(t, long_named_symbol);
+    assert_non_null(tree);
+    assert_string_equal(md_symcache_shown_name(&c, tree),
+                        "std::_Rb_tree<...>::_M_emplace_hint_unique<...>");
+    const struct md_func_sym *shift = md_symtab_by_name(t, SHIFT_SYMBOL);
+    assert_non_null(shift);
+    assert_string_equal(md_symcache_shown_name(&c, shift), "demo::Printer<...>::operator<<");
     md_symcache_free(&c);
 }
 
