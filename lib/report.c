@@ -84,6 +84,14 @@ static bool shell_plain(const char *word)
     return true;
 }
 
+void md_report_warn(cJSON *report, const char *warning)
+{
+    cJSON *warnings = cJSON_GetObjectItemCaseSensitive(report, "warnings");
+    if (!warnings)
+        warnings = cJSON_AddArrayToObject(report, "warnings");
+    cJSON_AddItemToArray(warnings, cJSON_CreateString(warning));
+}
+
 void md_append_text(char *out, size_t size, size_t *len, const char *text)
 {
     int n = snprintf(out + *len, size - *len, "%s", text);

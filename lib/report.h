@@ -25,6 +25,10 @@ double md_json_get_num(const cJSON *obj, const char *key);      // 0 unless a nu
 #define MD_JSON_LINE_MAX 256
 cJSON *md_json_lines(const char *text);
 
+// Adds warning to the report's "warnings" array (created on first use): something that makes
+// part of the report less trustworthy, which the text output shows at its top.
+void md_report_warn(cJSON *report, const char *warning);
+
 // Appends text to out (length *len, capacity size), cut where it does not fit; *len stays below
 // size.
 void md_append_text(char *out, size_t size, size_t *len, const char *text);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "alloc/probe_static.h"
@@ -362,6 +363,7 @@ struct session {
     // MODE_HOOKS: the same three arguments for a re-run through /proc/self/exe (probe_static.h)
     char env_static_file[PATH_MAX + 32], env_static_exe[PATH_MAX + 32], env_static_hooks[1100];
     struct md_strace_log log;
+    uint64_t run_start_ns;     // CLOCK_REALTIME just before the program started
     uint64_t sys_lost;         // syscall records perf could not store
     char sys_note[512];        // why strace recorded them after all, when perf refused
     struct md_tree_usage tree; // the program's processes, from taskstats
@@ -531,7 +533,8 @@ static int stats_with_stacks(const struct md_trace_options *opt, struct session 
                                       .leak_min_bytes = opt->leak_min_bytes,
                                       .folded = opt->folded,
                                       .futex_waits = in->futex_waits_by_stack,
-                                      .futex_ns = in->futex_ns_by_stack};
+                                      .futex_ns = in->futex_ns_by_stack,
+                                      .run_start_ns = s->run_start_ns};
         rc = md_trace_stacks(&s->probe, &so, report, err);
     }
     free(in->futex_waits_by_stack);
@@ -638,6 +641,9 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
     bool hooks = s->target.mode == MODE_HOOKS;
     bool probed = preload || hooks; // counts, sizes and slow calls in the probe file
     bool tree_known = false;
+    struct timespec start;
+    clock_gettime(CLOCK_REALTIME, &start);
+    s->run_start_ns = (uint64_t)start.tv_sec * 1000000000u + (uint64_t)start.tv_nsec;
     if (run_with_fallback(opt, s, run, &tree_known, err))
         return -1;
     if (probed)
@@ -725,14 +731,6 @@ static sig_atomic_t mapping_faults(const struct md_trace_options *opt)
     return opt->mapping_faults ? *opt->mapping_faults : 0;
 }
 
-static void add_warning(cJSON *report, const char *warning)
-{
-    cJSON *warnings = cJSON_GetObjectItemCaseSensitive(report, "warnings");
-    if (!warnings)
-        warnings = cJSON_AddArrayToObject(report, "warnings");
-    cJSON_AddItemToArray(warnings, cJSON_CreateString(warning));
-}
-
 int md_trace(const struct md_trace_options *opt, cJSON *report, struct md_run_result *run,
              struct md_error *err)
 {
@@ -751,9 +749,9 @@ int md_trace(const struct md_trace_options *opt, cJSON *report, struct md_run_re
     if (!rc)
         rc = measure(opt, s, report, run, err);
     if (!rc && mapping_faults(opt) != faults)
-        add_warning(report, "a file the tool had mapped shrank, or could not grow, while it was "
-                            "read (a program or library rewritten during the run, or /dev/shm "
-                            "full): names, stacks and counts read from it may be wrong");
+        md_report_warn(report, "a file the tool had mapped shrank, or could not grow, while it was "
+                               "read (a program or library rewritten during the run, or /dev/shm "
+                               "full): names, stacks and counts read from it may be wrong");
     if (!rc)
         add_findings(opt, s, report);
     cleanup(s);

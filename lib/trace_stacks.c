@@ -3,9 +3,11 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "lib/report.h"
 #include "lib/stack_scan.h"
@@ -306,6 +308,26 @@ static void add_leak_report(cJSON *report, struct named_stack *v, size_t n,
             opt->leak_min_bytes ? opt->leak_min_bytes : 1, MD_TOP_STACKS);
 }
 
+// Files the stacks were named from that changed after the program started (a build replaced a
+// library, a test truncated one): their names may not be the code that ran.
+static void warn_changed_files(const struct md_symcache *c, uint64_t run_start_ns, cJSON *report)
+{
+    for (size_t i = 0; run_start_ns && i < c->count; i++) {
+        struct stat st;
+        if (stat(c->paths[i], &st))
+            continue; // gone: its frames are addresses already, which says as much
+        uint64_t mtime = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
+        if (mtime < run_start_ns)
+            continue;
+        char warning[PATH_MAX + 160];
+        snprintf(warning, sizeof warning,
+                 "%s changed while the program ran (rebuilt or replaced?): the names of its "
+                 "frames may not be the code that ran",
+                 c->paths[i]);
+        md_report_warn(report, warning);
+    }
+}
+
 int md_trace_stacks(struct md_probe_file *pf, const struct md_stack_options *opt, cJSON *report,
                     struct md_error *err)
 {
@@ -341,6 +363,7 @@ int md_trace_stacks(struct md_probe_file *pf, const struct md_stack_options *opt
     if (opt->leaks)
         add_leak_report(report, v, used, opt, blocks, bytes,
                         atomic_load(&pf->header->live_dropped));
+    warn_changed_files(&s.cache, opt->run_start_ns, report);
     free_list(&l);
     md_symcache_free(&s.cache);
     return rc;

@@ -17,6 +17,8 @@ struct md_stack_options {
     const char *folded;      // write allocation stacks in flame-graph "folded" form here
     // futex waits inside allocator calls, per stack id (index + 1), from the join; may be NULL
     const uint64_t *futex_waits, *futex_ns;
+    // CLOCK_REALTIME when the program started: a file changed since may not be what it loaded
+    uint64_t run_start_ns;
 };
 
 // Adds "stacks" and "futex_stacks" (with stacks), and "leaks" (with leaks) to report.

@@ -781,7 +781,13 @@ assert top[0]['frames'] == ['frameless_alloc (frameless)', 'call_site (frameless
 import json; r=json.load(open('$OUT'))
 top = [s for s in r['stacks'] if s['bytes'] == 30000]
 assert len(top) == 1 and top[0]['allocations'] == 100, r['stacks']
-assert top[0]['frames'][:2] == ['plugin_alloc (libmd-plugin.so)', 'main (dlopen-user)'], top"
+assert top[0]['frames'][:2] == ['plugin_alloc (libmd-plugin.so)', 'main (dlopen-user)'], top
+assert 'warnings' not in r, r['warnings']"
+    # the library rewritten while the program ran: its names may not be the code that ran
+    cp "$FX/plugin/libmd-plugin.so" "$BATS_TEST_TMPDIR/plugin.so"
+    run "$T" trace --stacks --json -o "$OUT" -- sh -c "$FX/dlopen-user $BATS_TEST_TMPDIR/plugin.so && touch $BATS_TEST_TMPDIR/plugin.so"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['warnings']")" = "['$BATS_TEST_TMPDIR/plugin.so changed while the program ran (rebuilt or replaced?): the names of its frames may not be the code that ran']" ]
 }
 
 @test "--stacks and --leaks on a program that never allocates: empty lists, no error" {
