@@ -132,6 +132,29 @@ double md_rule_trace_program_samples(const cJSON *trace)
     return samples > 0 ? samples : 0;
 }
 
+bool md_rule_trace_single_threaded(const cJSON *trace)
+{
+    if (!md_rule_trace_attributed(trace))
+        return false; // uprobes and --ops count no calls per thread
+    const cJSON *threads = cJSON_GetObjectItemCaseSensitive(trace, "threads"), *t, *u;
+    bool allocated = false; // no thread that allocated: nothing to tell by
+    cJSON_ArrayForEach(t, threads)
+    {
+        if (md_json_get_num(t, "ops") <= 0)
+            continue;
+        allocated = true;
+        const cJSON *pid = cJSON_GetObjectItemCaseSensitive(t, "pid");
+        cJSON_ArrayForEach(u, threads)
+        {
+            const cJSON *other = cJSON_GetObjectItemCaseSensitive(u, "pid");
+            if (u != t && md_json_get_num(u, "ops") > 0 && cJSON_IsNumber(pid) &&
+                cJSON_IsNumber(other) && pid->valuedouble == other->valuedouble)
+                return false;
+        }
+    }
+    return allocated;
+}
+
 void md_rule_trace_command(const cJSON *trace, char *out, size_t size)
 {
     // a prescription must stay whole: a command longer than this is shown as "PROGRAM ..."

@@ -54,6 +54,9 @@ double md_rule_trace_syscalls(const cJSON *trace, const char *name, bool *attrib
 // CPU samples of the program itself: all samples less those in the tracer's own uprobe traps
 // (uprobes mode), which the program would not spend without malloc-doctor. 0 when not sampled.
 double md_rule_trace_program_samples(const cJSON *trace);
+// Whether a probe counted every call and no process allocated from two threads: the program
+// cannot have waited on an allocator lock for another thread. False when it cannot be told.
+bool md_rule_trace_single_threaded(const cJSON *trace);
 // The traced command line, shell-quoted where needed, for prescriptions; one longer than
 // MD_RULE_COMMAND_MAX bytes becomes "PROGRAM ..." (its arguments elided), so the prescriptions
 // that embed it stay whole.

@@ -253,6 +253,23 @@ static void md005_one_allocator_function_with_most_cpu(void **state)
     assert_string_equal(on_trace(members), "MD005/error");
 }
 
+// One allocating thread per process: no thread waited for the lock, so the CPU share alone is
+// a warning about the allocator's cost; two threads of one process make it the seed's error.
+static void md005_single_threaded_is_a_warning(void **state)
+{
+    (void)state;
+    const char *fmt = "\"ops\":{\"total\":1000},\"cpu\":{\"sampled\":true,\"samples\":100,"
+                      "\"top_allocator_functions\":[{\"name\":\"refill\",\"samples\":60}]},"
+                      "\"threads\":[{\"tid\":7,\"pid\":7,\"ops\":900},%s]";
+    char members[512];
+    snprintf(members, sizeof members, fmt, "{\"tid\":9,\"pid\":9,\"ops\":100}");
+    assert_string_equal(on_trace(members), "MD005/warning");
+    snprintf(members, sizeof members, fmt, "{\"tid\":8,\"pid\":7,\"ops\":100}");
+    assert_string_equal(on_trace(members), "MD005/error");
+    snprintf(members, sizeof members, fmt, "{\"tid\":8,\"pid\":7,\"ops\":0}");
+    assert_string_equal(on_trace(members), "MD005/warning");
+}
+
 static void md005_futex_wait_share_inside_the_allocator(void **state)
 {
     (void)state;
@@ -470,6 +487,7 @@ int main(void)
         cmocka_unit_test(md001_escalates_on_allocator_cpu_share),
         cmocka_unit_test(md001_wait_share_only_when_attributed),
         cmocka_unit_test(md005_one_allocator_function_with_most_cpu),
+        cmocka_unit_test(md005_single_threaded_is_a_warning),
         cmocka_unit_test(md005_futex_wait_share_inside_the_allocator),
         cmocka_unit_test(md006_mmap_churn_maps_and_unmaps),
         cmocka_unit_test(md007_madvise_storm),
