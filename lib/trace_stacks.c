@@ -26,6 +26,7 @@ struct named_stack {
 struct symbolizer {
     struct md_probe_header *h;
     struct md_symcache cache;
+    struct md_u64map file_names; // object -> the name of the file it is (owned)
 };
 
 static const struct md_probe_object *object_of(const struct md_probe_header *h, int32_t pid,
@@ -50,6 +51,31 @@ static const char *base_name(const char *path)
     return slash ? slash + 1 : path;
 }
 
+// The name of an object's file as perf's futex stacks name it: the loader's path may be a link
+// (libstdc++.so.6 -> libstdc++.so.6.0.30), and one library must have one name in folded stacks.
+static const char *file_name(struct symbolizer *s, const struct md_probe_object *o)
+{
+    uint64_t *known = md_u64map_find(&s->file_names, (uintptr_t)o);
+    if (known)
+        return (const char *)(uintptr_t)*known;
+    char *real = realpath(o->path, NULL);
+    char *name = strdup(base_name(real ? real : o->path));
+    free(real);
+    if (name && !md_u64map_put(&s->file_names, (uintptr_t)o, (uintptr_t)name)) {
+        free(name);
+        name = NULL;
+    }
+    return name ? name : base_name(o->path);
+}
+
+static void free_file_names(struct symbolizer *s)
+{
+    for (size_t i = 0; i < s->file_names.cap; i++)
+        if (s->file_names.keys[i])
+            free((char *)(uintptr_t)s->file_names.vals[i]);
+    md_u64map_free(&s->file_names);
+}
+
 static void frame_text(struct symbolizer *s, int32_t pid, uint64_t addr, char *out, size_t size)
 {
     const struct md_probe_object *o = object_of(s->h, pid, addr);
@@ -62,9 +88,9 @@ static void frame_text(struct symbolizer *s, int32_t pid, uint64_t addr, char *o
     const struct md_symtab *t = md_symcache_get(&s->cache, o->path);
     const struct md_func_sym *f = t ? md_symtab_find(t, vaddr, NULL) : NULL;
     if (f)
-        snprintf(out, size, "%s (%s)", md_symcache_shown_name(&s->cache, f), base_name(o->path));
+        snprintf(out, size, "%s (%s)", md_symcache_shown_name(&s->cache, f), file_name(s, o));
     else
-        snprintf(out, size, "0x%" PRIx64 " (%s)", vaddr + 1, base_name(o->path));
+        snprintf(out, size, "0x%" PRIx64 " (%s)", vaddr + 1, file_name(s, o));
 }
 
 // The function a return address is in, with its file's symbols; NULL when unknown.
@@ -337,6 +363,7 @@ int md_trace_stacks(struct md_probe_file *pf, const struct md_stack_options *opt
     if (name_stacks(&s, pf, &l)) {
         free_list(&l);
         md_symcache_free(&s.cache);
+        free_file_names(&s);
         return md_fail(err, "out of memory symbolizing stacks");
     }
     uint64_t blocks = 0, bytes = 0;
@@ -366,5 +393,6 @@ int md_trace_stacks(struct md_probe_file *pf, const struct md_stack_options *opt
     warn_changed_files(&s.cache, opt->run_start_ns, report);
     free_list(&l);
     md_symcache_free(&s.cache);
+    free_file_names(&s);
     return rc;
 }
