@@ -104,9 +104,11 @@ static void print_numbers(const cJSON *r)
     if (leaks && !md_json_get_bool(leaks, "tracked"))
         printf("  %-34s not tracked: %s\n", "never freed at exit",
                md_json_get_str(leaks, "reason"));
-    else if (leaks)
-        printf("  %-34s %.0f blocks, %.0f bytes\n", "never freed at exit",
-               md_json_get_num(leaks, "blocks"), md_json_get_num(leaks, "bytes"));
+    else if (leaks) {
+        double blocks = md_json_get_num(leaks, "blocks"), bytes = md_json_get_num(leaks, "bytes");
+        printf("  %-34s %.0f block%s, %.0f byte%s\n", "never freed at exit", blocks,
+               md_plural_s(blocks), bytes, md_plural_s(bytes));
+    }
 }
 
 static void render_text(const cJSON *r)

@@ -182,6 +182,11 @@ int md_trace_cli_run(const struct md_command *cmd, const struct md_trace_cli *a,
     return rc;
 }
 
+const char *md_plural_s(double count)
+{
+    return count == 1 ? "" : "s";
+}
+
 static double num(const cJSON *o, const char *key)
 {
     return md_json_get_num(o, key);
@@ -389,8 +394,9 @@ static void print_stacks(const cJSON *r)
         printf("\nleaks: not tracked: %s\n", str(leaks, "reason", "?"));
         return;
     }
-    printf("\nleaks: %.0f blocks, %.0f bytes never freed\n", num(leaks, "blocks"),
-           num(leaks, "bytes"));
+    printf("\nleaks: %.0f block%s, %.0f byte%s never freed\n", num(leaks, "blocks"),
+           md_plural_s(num(leaks, "blocks")), num(leaks, "bytes"),
+           md_plural_s(num(leaks, "bytes")));
     print_stack_list(cJSON_GetObjectItemCaseSensitive(leaks, "by_stack"), "leaked from", "blocks",
                      "bytes", "bytes", 0);
 }

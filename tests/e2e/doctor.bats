@@ -67,6 +67,10 @@ teardown() {
     grep -Eq "^  never freed at exit +[0-9]+ blocks, [0-9]+ bytes" "$OUT"
     run "$T" doctor --no-leaks --json -o "$OUT" -- "$FX/leaker"
     [ "$(q "'leaks' in r")" = False ]
+    # one block: singular (a static musl program with one malloc and no free)
+    run "$T" doctor -o "$OUT" -- "$FX/musl-nofree"
+    [ "$status" -eq 0 ]
+    grep -Eq "^  never freed at exit +1 block, [0-9]+ bytes$" "$OUT"
 }
 
 @test "a musl program with threads: MD001 first, from inspect and trace together" {

@@ -686,6 +686,8 @@ assert sites == {'leak_small': (10, 1000), 'leak_large': (3, 15000)}, sites"
     run "$T" trace --leaks --json -o "$OUT" -- "$FX/musl-nofree"
     [ "$status" -eq 0 ]
     [ "$(q "r['mode'], r['ops']['malloc'], r['ops']['free'], r['leaks']['tracked'], r['leaks']['blocks']")" = "hooks 1 0 True 1" ]
+    run "$T" trace --leaks -- "$FX/musl-nofree"
+    [[ "$output" == *"leaks: 1 block, $(q "r['leaks']['bytes']") bytes never freed"* ]]
     run "$T" trace --uprobes --leaks --json -o "$OUT" -- "$FX/leaker-musl-static"
     [ "$status" -eq 0 ]
     [ "$(q "r['mode'], r['leaks']['tracked']")" = "uprobes False" ]
