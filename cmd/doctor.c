@@ -78,15 +78,6 @@ static void print_verdict(const cJSON *r)
         }
 }
 
-// Whole numbers in full (a peak RSS of 1234567 KiB, not 1.23457e+06), others to 6 digits.
-static void print_number(const char *label, double value)
-{
-    if (value == (double)(long long)value)
-        printf("  %-34s %.0f\n", label, value);
-    else
-        printf("  %-34s %.6g\n", label, value);
-}
-
 static void print_numbers(const cJSON *r)
 {
     const cJSON *ops = cJSON_GetObjectItemCaseSensitive(r, "ops");
@@ -97,8 +88,11 @@ static void print_numbers(const cJSON *r)
         printf("not counted (give --ops N)\n");
     for (const struct md_metric *m = md_metrics; m->key; m++) {
         double value;
-        if (m->get(r, &value))
-            print_number(m->label, value * m->scale);
+        char text[48];
+        if (!m->get(r, &value))
+            continue;
+        md_format_metric(m->key, value, text, sizeof text);
+        printf("  %-34s %s\n", m->label, text);
     }
     const cJSON *leaks = cJSON_GetObjectItemCaseSensitive(r, "leaks");
     if (leaks && !md_json_get_bool(leaks, "tracked"))

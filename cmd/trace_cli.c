@@ -9,6 +9,7 @@
 
 #include "cmd/trace_cli.h"
 #include "lib/compare.h"
+#include "lib/metrics.h"
 #include "lib/report.h"
 
 // A year: anything longer is a typo, and the deadline arithmetic stays far from overflow.
@@ -440,9 +441,41 @@ void md_render_trace(const cJSON *r)
         md_cli_print_finding(NULL, x);
 }
 
-static void print_metric_value(double value, double scale)
+// Whole numbers in full (a peak RSS of 1234567 KiB, not 1.23457e+06), others to 6 digits.
+static void format_count(double value, char *buf, size_t size)
 {
-    printf(" %14.6g", value * scale);
+    snprintf(buf, size, value == (double)(long long)value ? "%.0f" : "%.6g", value);
+}
+
+void md_format_metric(const char *key, double value, char *buf, size_t size)
+{
+    const struct md_metric *m = md_metric_find(key);
+    if (!m) {
+        format_count(value, buf, size);
+        return;
+    }
+    value *= m->scale;
+    switch (m->unit) {
+    case MD_UNIT_SHARE: // as trace prints the futex and CPU shares
+        snprintf(buf, size, "%.1f%%", 100 * value);
+        return;
+    case MD_UNIT_SECONDS: // as trace's header prints wall, user and sys
+        snprintf(buf, size, "%.3f", value);
+        return;
+    case MD_UNIT_RATE: // as trace's syscall table prints per 1000 ops
+        snprintf(buf, size, value == (double)(long long)value ? "%.0f" : "%.3f", value);
+        return;
+    case MD_UNIT_COUNT:
+        break;
+    }
+    format_count(value, buf, size);
+}
+
+static void print_metric_value(const cJSON *row, const char *value_key)
+{
+    char text[48];
+    md_format_metric(str(row, "metric", ""), num(row, value_key), text, sizeof text);
+    printf(" %14s", text);
 }
 
 void md_render_compare(const cJSON *r)
@@ -462,10 +495,9 @@ void md_render_compare(const cJSON *r)
     printf("%-32s %14s %14s %8s\n", "METRIC", "OWN", with, "RATIO");
     cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(c, "metrics"))
     {
-        double scale = num(m, "scale");
         printf("%-32s", str(m, "label", "?"));
-        print_metric_value(num(m, "own"), scale);
-        print_metric_value(num(m, "with"), scale);
+        print_metric_value(m, "own");
+        print_metric_value(m, "with");
         if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m, "ratio")))
             printf(" %7.2fx\n", num(m, "ratio"));
         else
@@ -485,8 +517,8 @@ void md_render_gate(const cJSON *r)
     cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(g, "compared"))
     {
         printf("%-32s", str(m, "label", "?"));
-        print_metric_value(num(m, "baseline"), num(m, "scale"));
-        print_metric_value(num(m, "current"), num(m, "scale"));
+        print_metric_value(m, "baseline");
+        print_metric_value(m, "current");
         if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m, "change_pct")))
             printf(" %+8.1f%%\n", num(m, "change_pct"));
         else

@@ -36,6 +36,10 @@ teardown() {
     grep -q "^verdict: healthy, no rule fired" "$OUT"
     grep -q "malloc served by: glibc ptmalloc (high confidence)" "$OUT"
     grep -Eq "^  allocator operations +8000[0-9] \(counted by probe\)" "$OUT"
+    # as trace prints them: seconds to the millisecond, shares in percent, never raw fractions
+    grep -Eq "^  wall time \(s\) +[0-9]+\.[0-9]{3}$" "$OUT"
+    grep -Eq "^  futex wait share of wall time +[0-9]+\.[0-9]%$" "$OUT"
+    grep -Eq "^  memory syscalls per 1000 ops +[0-9]+(\.[0-9]{3})?$" "$OUT"
 }
 
 @test "nothing counted (stripped static program): the verdict says not judged, not healthy" {
