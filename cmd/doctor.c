@@ -58,8 +58,11 @@ static void print_verdict(const cJSON *r)
     }
     if (!count[MD_SEV_ERROR] && !count[MD_SEV_WARNING] && !count[MD_SEV_INFO]) {
         // Most rules judge rates per allocator operation: without a count they cannot fire, and
-        // "healthy" would claim what was never measured.
-        if (md_json_get_str(cJSON_GetObjectItemCaseSensitive(r, "ops"), "source"))
+        // "healthy" would claim what was never measured; nor when the numbers may be wrong.
+        if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "warnings")))
+            printf("\nverdict: not judged: the numbers the rules judge may be missing or wrong "
+                   "(the warning above), so that no rule fired does not mean healthy\n");
+        else if (md_json_get_str(cJSON_GetObjectItemCaseSensitive(r, "ops"), "source"))
             printf("\nverdict: healthy, no rule fired\n");
         else
             printf("\nverdict: not judged: allocator operations were not counted, so the rules "

@@ -325,10 +325,22 @@ assert r['ops']['malloc'] == 100, r['ops']"
     # the tool has the file mapped across the run: reading its lost pages raised SIGBUS
     run timeout 60 "$T" trace --json -o "$OUT" -- sh -c 'truncate -s 0 "$MD_PROBE_FILE"'
     [ "$status" -eq 0 ]
-    [[ "$(q "r['warnings'][0]")" == "a file the tool had mapped shrank, or could not grow"* ]]
-    run timeout 60 "$T" trace -- sh -c 'truncate -s 0 "$MD_PROBE_FILE"'
+    [[ "$(q "r['warnings'][0]")" == "the probe's file was truncated or rewritten during the run"* ]]
+    # its zeros are not counts: no operations counted, no process said to have run unprobed
+    [ "$(q "r['ops']['source'], r['run']['probed_processes'], r['run']['unprobed_programs']")" = "None None None" ]
+    run timeout 60 "$T" trace -- sh -c 'truncate -s 0 "$MD_PROBE_FILE"; ls / >/dev/null'
     [ "$status" -eq 0 ]
-    [[ "$output" == *"warning: a file the tool had mapped shrank"* ]]
+    [[ "$output" == *"warning: the probe's file was truncated"* ]]
+    [[ "$output" != *"ran without the probe"* ]]
+    # grown back to its size, the file has lost its header all the same
+    run timeout 60 "$T" trace --json -o "$OUT" -- sh -c 's=$(stat -c %s "$MD_PROBE_FILE"); truncate -s 0 "$MD_PROBE_FILE"; truncate -s "$s" "$MD_PROBE_FILE"'
+    [ "$status" -eq 0 ]
+    [[ "$(q "r['warnings'][0]")" == "the probe's file was truncated or rewritten during the run"* ]]
+    # doctor does not call such a run healthy
+    run timeout 60 "$T" doctor -- sh -c 'truncate -s 0 "$MD_PROBE_FILE"; ls / >/dev/null'
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"verdict: not judged: the numbers the rules judge may be missing or wrong"* ]]
+    [[ "$output" != *healthy,* ]]
     # an ordinary run has no warnings at all
     "$T" trace --json -o "$OUT" -- true
     [ "$(q "'warnings' in r")" = False ]
