@@ -177,7 +177,10 @@ int md_trace_cli_run(const struct md_command *cmd, const struct md_trace_cli *a,
     int interrupted = result.interrupted_by ? result.interrupted_by : late;
     cJSON_Delete(report);
     cJSON_Delete(baseline);
-    if (interrupted) // the report is out and the files are gone: now die of it, as shells expect
+    // the report is out and the files are gone: now die of it, as shells expect. Not of a SIGINT
+    // that the program ignored or handled and ran on after: a shell that waited for a program
+    // which handled its Ctrl-C goes on too
+    if (interrupted)
         die_of(interrupted, &before);
     pthread_sigmask(SIG_SETMASK, &before, NULL);
     return rc;
@@ -246,6 +249,11 @@ void md_render_trace_header(const cJSON *r)
     if (md_json_get_str(run, "interrupted_by"))
         printf("INTERRUPTED by SIG%s: the run ended early; the counts cover it until then\n",
                md_json_get_str(run, "interrupted_by"));
+    else if (md_json_get_str(run, "signal_passed_on"))
+        printf("note: SIG%s reached the program during the run (the tool passes the first one "
+               "on; a second ends the run), and the program went on to its own end: the counts "
+               "cover the whole run\n",
+               md_json_get_str(run, "signal_passed_on"));
     if (md_json_get_bool(run, "timed_out"))
         printf("TIMED OUT after %g s: every process of the program was stopped (SIGTERM, then "
                "SIGKILL); the counts cover the run until then\n",

@@ -335,6 +335,10 @@ static void add_run(cJSON *report, const struct md_run_result *r, double timeout
         cJSON_AddStringToObject(o, "interrupted_by", sigabbrev_np(r->interrupted_by));
     else
         cJSON_AddNullToObject(o, "interrupted_by");
+    if (r->signal_passed_on)
+        cJSON_AddStringToObject(o, "signal_passed_on", sigabbrev_np(r->signal_passed_on));
+    else
+        cJSON_AddNullToObject(o, "signal_passed_on");
     cJSON_AddNumberToObject(o, "wall_seconds", r->wall_seconds);
     cJSON_AddNumberToObject(o, "user_seconds",
                             (double)r->usage.ru_utime.tv_sec + r->usage.ru_utime.tv_usec / 1e6);

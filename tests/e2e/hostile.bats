@@ -137,6 +137,54 @@ running() {
     all_gone "$PIDS"
 }
 
+# Runs the tool with the arguments after $1 on a program that ignores SIGINT and sleeps 2 s, sends
+# the tool $1 SIGINTs from 1 s on (from a process, to the tool alone: a session of its own), and
+# prints the program's output and the tool's exit status (negative: died of that signal).
+sigints() {
+    python3 - "$T" "$@" <<'PY'
+import signal, subprocess, sys, time
+tool, count, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+p = subprocess.Popen([tool] + args + ['--', 'sh', '-c', 'trap "" INT; sleep 2; echo survived'],
+                     start_new_session=True,
+                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+time.sleep(1)
+for _ in range(count):
+    p.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+print(p.stdout.read().decode().strip() or '-', p.wait(timeout=30))
+PY
+}
+
+@test "one SIGINT that the program ignores: passed on, the run goes to its end, the tool exits 0" {
+    run sigints 1 trace --json -o "$OUT"
+    [ "$status" -eq 0 ]
+    [ "$output" = "survived 0" ]
+    check "
+run = r['run']
+assert run['interrupted_by'] is None and run['signal_passed_on'] == 'INT', run
+assert run['exit_code'] == 0 and run['wall_seconds'] >= 1.9, run"
+    # the text does not call the run cut short
+    run sigints 1 doctor -o "$DIR/text"
+    [ "$output" = "survived 0" ]
+    grep -q "^note: SIGINT reached the program during the run (the tool passes the first one on" "$DIR/text"
+    run grep -q "INTERRUPTED" "$DIR/text"
+    [ "$status" -ne 0 ]
+    # a run that no signal reached says nothing of one
+    "$T" trace --json -o "$OUT" -- true
+    [ "$(q "r['run']['interrupted_by'], r['run']['signal_passed_on']")" = "None None" ]
+}
+
+@test "a second SIGINT ends the program that ignored the first: cut short, the tool dies of it" {
+    run sigints 2 trace --json -o "$OUT"
+    [ "$status" -eq 0 ]
+    [ "$output" = "- -2" ]
+    check "
+run = r['run']
+assert run['interrupted_by'] == 'INT' and run['signal_passed_on'] == 'INT', run
+assert run['exit_code'] is None and run['wall_seconds'] < 1.9, run"
+}
+
 @test "200 threads at once: each worker's operations exact, threads and futex waits plausible" {
     run timeout 60 "$T" trace --json -o "$OUT" -- "$H/threads" 200 500
     [ "$status" -eq 0 ]
