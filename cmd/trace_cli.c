@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // What `trace` and `doctor` share: the run with --compare and the gate, and text rendering.
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -39,18 +40,25 @@ static bool parse_syscall_source(const struct md_command *cmd, const char *arg,
     return false;
 }
 
-// Seconds as a decimal number greater than zero ("2", "0.5").
+// Seconds as a decimal number greater than zero ("2", "0.5"); strtod's other forms (1e3, 0x10,
+// inf) are refused as forms, so that the message does not call 1e3 not greater than 0.
 static bool parse_seconds(const struct md_command *cmd, const char *option, const char *arg,
                           double *out, int *exit_code)
 {
     char *end;
     errno = 0;
     *out = strtod(arg, &end);
-    bool decimal = *arg && strspn(arg, "0123456789.") == strlen(arg);
-    if (!decimal || *end || errno || !isfinite(*out) || *out <= 0) {
+    bool parsed = end != arg && !*end; // a decimal past DBL_MAX is inf: "at most" below
+    bool decimal = parsed && strspn(arg, "0123456789.") == strlen(arg);
+    if (parsed && *out <= 0) {
         *exit_code = md_cli_usage_error(
             cmd, "%s needs a number of seconds greater than 0 (e.g. 2 or 0.5), not '%s'", option,
             arg);
+        return false;
+    }
+    if (!decimal) {
+        *exit_code = md_cli_usage_error(
+            cmd, "%s takes seconds in plain decimal digits (e.g. 2 or 0.5), not '%s'", option, arg);
         return false;
     }
     if (*out > MD_MAX_TIMEOUT_SECONDS) {
@@ -59,6 +67,23 @@ static bool parse_seconds(const struct md_command *cmd, const char *option, cons
         return false;
     }
     return true;
+}
+
+// A count greater than 0. md_cli_parse_u64 calls a number past UINT64_MAX not positive: it is
+// told apart here, so the message says what is wrong with it.
+static bool parse_count(const struct md_command *cmd, const char *option, const char *arg,
+                        uint64_t *out, int *exit_code)
+{
+    if (*arg && strspn(arg, "0123456789") == strlen(arg)) {
+        errno = 0;
+        (void)strtoull(arg, NULL, 10);
+        if (errno == ERANGE) {
+            *exit_code = md_cli_usage_error(cmd, "%s: '%s' is too large: at most %" PRIu64, option,
+                                            arg, UINT64_MAX);
+            return false;
+        }
+    }
+    return md_cli_parse_u64(cmd, option, arg, out, false, exit_code);
 }
 
 void md_trace_cli_init(struct md_trace_cli *a)
@@ -94,11 +119,9 @@ int md_trace_cli_option(const struct md_command *cmd, int key, const char *arg,
         a->opt.probe_dir = arg;
         return 1;
     case MD_TOPT_OPS:
-        return md_cli_parse_u64(cmd, "--ops", arg, &a->opt.ops, false, exit_code) ? 1 : -1;
+        return parse_count(cmd, "--ops", arg, &a->opt.ops, exit_code) ? 1 : -1;
     case MD_TOPT_LEAK_MIN:
-        return md_cli_parse_u64(cmd, "--leak-min", arg, &a->opt.leak_min_bytes, false, exit_code)
-                   ? 1
-                   : -1;
+        return parse_count(cmd, "--leak-min", arg, &a->opt.leak_min_bytes, exit_code) ? 1 : -1;
     case MD_TOPT_SYSCALLS:
         return parse_syscall_source(cmd, arg, &a->opt.syscalls, exit_code) ? 1 : -1;
     case MD_TOPT_TIMEOUT:

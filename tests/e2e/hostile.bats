@@ -343,10 +343,16 @@ assert mmap['failed'] >= 40, mmap   # each failed request was refused by the ker
 run = r['run']
 assert run['timed_out'] is False and run['timeout_seconds'] == 30 and run['wall_seconds'] < 20, run
 assert r['ops']['malloc'] == 100, r['ops']"
-    for bad in 0 -1 abc nan inf 1e3 0x10 ""; do
+    for bad in 0 -1 -0.5; do
         run "$T" trace --timeout "$bad" -- build/fixtures/lifecycle exit 1
         [ "$status" -eq 2 ]
-        [[ "$output" == *"--timeout needs a number of seconds greater than 0"* ]]
+        [[ "$output" == *"--timeout needs a number of seconds greater than 0 (e.g. 2 or 0.5), not '$bad'"* ]]
+    done
+    # strtod's other forms are refused as forms: 1e3 is not "not greater than 0"
+    for bad in abc nan inf 1e3 0x10 "" . 1e999; do
+        run "$T" trace --timeout "$bad" -- build/fixtures/lifecycle exit 1
+        [ "$status" -eq 2 ]
+        [[ "$output" == *"--timeout takes seconds in plain decimal digits (e.g. 2 or 0.5), not '$bad'"* ]]
     done
     run "$T" trace --timeout 99999999 -- build/fixtures/lifecycle exit 1
     [ "$status" -eq 2 ]
