@@ -915,24 +915,20 @@ static void report_written(cJSON *report, const struct target *t, bool unchanged
     cJSON_AddNumberToObject(report, "bytes_written", (double)size);
 }
 
-// Puts buf, an archive of that many members, in place under the directory lock.
+// Puts buf, an archive of that many members, in place; the caller holds the directory lock
+// (lock_output_dir).
 static int write_bytes(const struct md_patch_options *opt, const struct md_archive *alloc,
                        const unsigned char *buf, size_t size, size_t members, cJSON *report,
                        struct md_error *err)
 {
     struct target t = {0};
-    int lock = -1;
     int rc = resolve_target(opt, alloc, &t, err);
-    if (!rc && (lock = lock_dir(t.place.dir, err)) < 0)
-        rc = -1;
     // -o run again: OUT (there already: t.owner) holds the result; nothing to replace
     bool unchanged = !rc && opt->output && t.owner && holds_bytes(t.path, buf, size);
     if (!rc) {
         cJSON_AddNumberToObject(report, "stale_temps_removed", sweep_temps(&t.place));
         rc = unchanged ? 0 : commit(opt, &t, buf, size, members, err);
     }
-    if (lock >= 0)
-        close(lock);
     if (!rc)
         report_written(report, &t, unchanged, members, size);
     free(t.path), free(t.backup);
@@ -1032,16 +1028,31 @@ static enum md_patch_result plan_and_write(struct plan *p, cJSON *report, struct
     return MD_PATCH_DONE;
 }
 
+// The lock of the directory the result goes to, taken before the input is read: a run that read
+// libc.a while another replaced it would plan from the old bytes and then find the other's
+// backup in its way. Under the lock, a run reads either the original or the finished result.
+static int lock_output_dir(const struct md_patch_options *opt, struct md_error *err)
+{
+    char *path = replaced_path(opt->output ? opt->output : opt->libc, err);
+    struct place pl;
+    int lock = path && !place_of(path, &pl, err) ? lock_dir(pl.dir, err) : -1;
+    free(path);
+    return lock;
+}
+
 enum md_patch_result md_patch(const struct md_patch_options *opt, cJSON *report,
                               struct md_error *err)
 {
     struct plan p = {.opt = opt};
     enum md_patch_result rc = MD_PATCH_ERROR;
-    if (!load(&p, err)) {
+    int lock = opt->dry_run ? -1 : lock_output_dir(opt, err);
+    if ((opt->dry_run || lock >= 0) && !load(&p, err)) {
         report_inputs(&p, report);
         cJSON_AddBoolToObject(report, "dry_run", opt->dry_run);
         rc = plan_and_write(&p, report, err);
     }
+    if (lock >= 0)
+        close(lock);
     plan_free(&p);
     return rc;
 }

@@ -186,6 +186,33 @@ present_ids() {
     [ -z "$(ls "$W" | grep md-tmp)" ]
 }
 
+@test "three concurrent in-place runs: one patches, each other one is busy or already patched" {
+    orig=$(sha "$W/libc.a")
+    # starts staggered by a step that grows each round, so that some run reads libc.a while
+    # another one is writing it, whatever the speed of this machine and build
+    round=0
+    for step in 0 0.02 0.05 0.1 0.2 0.4; do
+        round=$((round + 1))
+        mkdir "$W/c$round"
+        cp "$W/libc.a" "$W/c$round/libc.a"
+        for i in 1 2 3; do
+            "$T" patch "$W/c$round/libc.a" >"$W/c$round/out$i" 2>&1 &
+            sleep "$step"
+        done
+        wait
+        # a run that read libc.a before another replaced it found the other's backup in its
+        # way, and told the user to move it away: never again
+        [ -z "$(grep -h "exists and differs" "$W/c$round"/out*)" ]
+        [ "$(grep -l "original kept as" "$W/c$round"/out* | wc -l)" -eq 1 ]
+        for i in 1 2 3; do
+            grep -q -e "original kept as" -e "already patched" \
+                -e "another malloc-doctor patch is writing in this directory" "$W/c$round/out$i"
+        done
+        cmp "$W/c$round/libc.a" "$REF"
+        [ "$(sha "$W/c$round/libc.a.orig")" = "$orig" ]
+    done
+}
+
 @test "--backup SUFFIX, and a different existing backup is never overwritten" {
     orig=$(sha "$W/libc.a")
     run "$T" patch --backup .pristine "$W/libc.a"
