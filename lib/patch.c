@@ -536,6 +536,25 @@ static int check_is_musl(struct plan *p, struct md_error *err)
     return 0;
 }
 
+// --allocator names an archive of allocator objects. A libc, or the input itself, holds every
+// member of the input: it would read as "already patched" and nothing would be done.
+static int check_allocator(const struct plan *p, struct md_error *err)
+{
+    struct stat a, l;
+    const char *path = p->alloc.path;
+    if (!stat(path, &a) && !stat(p->libc.path, &l) && a.st_dev == l.st_dev && a.st_ino == l.st_ino)
+        return md_fail(err,
+                       "%s: --allocator names the input libc.a itself; it takes an archive "
+                       "of allocator objects (such as mdalloc's libmdalloc.a)",
+                       path);
+    if (libc_kind(&p->alloc) != LIBC_NOT_MUSL)
+        return md_fail(err,
+                       "%s: a libc, not an allocator: --allocator takes an archive of "
+                       "allocator objects (such as mdalloc's libmdalloc.a)",
+                       path);
+    return 0;
+}
+
 static bool same_member(const struct md_ar_member *a, const struct md_ar_member *b)
 {
     return a->size == b->size && !strcmp(a->name, b->name) && !memcmp(a->data, b->data, a->size);
@@ -984,7 +1003,9 @@ static int load(struct plan *p, struct md_error *err)
         md_archive_read(&p->alloc, p->opt->allocator, err))
         return -1;
     p->removed = calloc(p->libc.count + 1, sizeof *p->removed);
-    return p->removed ? check_is_musl(p, err) : md_fail(err, "out of memory");
+    if (!p->removed)
+        return md_fail(err, "out of memory");
+    return check_is_musl(p, err) || check_allocator(p, err) ? -1 : 0;
 }
 
 // Patched before: with this allocator (a no-op) or with another one (refused: restore first).

@@ -325,6 +325,26 @@ present_ids() {
     [ "$status" -eq 0 ]
 }
 
+@test "--allocator that is a libc, or the input itself: refused, not 'already patched'" {
+    orig=$(sha "$W/libc.a")
+    cp "$MUSL_LIBC" "$W/other-libc.a"
+    for a in "$W/libc.a" "$W/other-libc.a" /usr/lib/x86_64-linux-gnu/libc.a; do
+        [ -e "$a" ] || continue
+        run "$T" patch --allocator "$a" "$W/libc.a"
+        [ "$status" -eq 2 ]
+        [[ "$output" != *"already patched"* ]]
+        [[ "$output" == *"it takes an archive of allocator objects"* || "$output" == *"a libc, not an allocator"* ]]
+    done
+    run "$T" patch --allocator "$W/libc.a" "$W/libc.a"
+    [[ "$output" == *"--allocator names the input libc.a itself"* ]]
+    run "$T" patch --allocator "$W/other-libc.a" -o "$W/out.a" "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"other-libc.a: a libc, not an allocator"* ]]
+    [ ! -e "$W/out.a" ]
+    [ "$(sha "$W/libc.a")" = "$orig" ]
+    [ ! -e "$W/libc.a.orig" ]
+}
+
 @test "--allocator defining a symbol libc.a keeps: refused as a duplicate definition" {
     run "$T" patch --allocator "$PX/libmdalloc-dup.a" --dry-run "$W/libc.a"
     [ "$status" -eq 1 ]
