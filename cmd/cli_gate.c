@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cmd/cli.h"
+#include "cmd/trace_cli.h"
 #include "lib/gate.h"
 #include "lib/report.h"
 #include "rules/rules.h"
@@ -79,13 +80,14 @@ bool md_cli_gate_load(const struct md_command *cmd, const struct md_gate_args *g
 
 static void print_regression(const struct md_command *cmd, const cJSON *r, double limit)
 {
-    double scale = md_json_get_num(r, "scale");
-    char change[48] = "new";
+    const char *key = md_json_get_str(r, "metric");
+    char change[48] = "new", before[48], after[48];
     if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(r, "change_pct")))
         snprintf(change, sizeof change, "%+.1f%%", md_json_get_num(r, "change_pct"));
-    md_cli_error(cmd, "regression: %s %.6g -> %.6g (%s, limit %g%%)", md_json_get_str(r, "label"),
-                 scale * md_json_get_num(r, "baseline"), scale * md_json_get_num(r, "current"),
-                 change, limit);
+    md_format_metric(key, md_json_get_num(r, "baseline"), before, sizeof before);
+    md_format_metric(key, md_json_get_num(r, "current"), after, sizeof after);
+    md_cli_error(cmd, "regression: %s %s -> %s (%s, limit %g%%)", md_json_get_str(r, "label"),
+                 before, after, change, limit);
 }
 
 int md_cli_gate_apply(const struct md_command *cmd, const struct md_gate_args *g,

@@ -58,8 +58,11 @@ static void print_verdict(const cJSON *r)
     }
     if (!count[MD_SEV_ERROR] && !count[MD_SEV_WARNING] && !count[MD_SEV_INFO]) {
         // Most rules judge rates per allocator operation: without a count they cannot fire, and
-        // "healthy" would claim what was never measured.
-        if (md_json_get_str(cJSON_GetObjectItemCaseSensitive(r, "ops"), "source"))
+        // "healthy" would claim what was never measured; nor when the numbers may be wrong.
+        if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "warnings")))
+            printf("\nverdict: not judged: the numbers the rules judge may be missing or wrong "
+                   "(the warning above), so that no rule fired does not mean healthy\n");
+        else if (md_json_get_str(cJSON_GetObjectItemCaseSensitive(r, "ops"), "source"))
             printf("\nverdict: healthy, no rule fired\n");
         else
             printf("\nverdict: not judged: allocator operations were not counted, so the rules "
@@ -78,15 +81,6 @@ static void print_verdict(const cJSON *r)
         }
 }
 
-// Whole numbers in full (a peak RSS of 1234567 KiB, not 1.23457e+06), others to 6 digits.
-static void print_number(const char *label, double value)
-{
-    if (value == (double)(long long)value)
-        printf("  %-34s %.0f\n", label, value);
-    else
-        printf("  %-34s %.6g\n", label, value);
-}
-
 static void print_numbers(const cJSON *r)
 {
     const cJSON *ops = cJSON_GetObjectItemCaseSensitive(r, "ops");
@@ -97,16 +91,21 @@ static void print_numbers(const cJSON *r)
         printf("not counted (give --ops N)\n");
     for (const struct md_metric *m = md_metrics; m->key; m++) {
         double value;
-        if (m->get(r, &value))
-            print_number(m->label, value * m->scale);
+        char text[48];
+        if (!m->get(r, &value))
+            continue;
+        md_format_metric(m->key, value, text, sizeof text);
+        printf("  %-34s %s\n", m->label, text);
     }
     const cJSON *leaks = cJSON_GetObjectItemCaseSensitive(r, "leaks");
     if (leaks && !md_json_get_bool(leaks, "tracked"))
         printf("  %-34s not tracked: %s\n", "never freed at exit",
                md_json_get_str(leaks, "reason"));
-    else if (leaks)
-        printf("  %-34s %.0f blocks, %.0f bytes\n", "never freed at exit",
-               md_json_get_num(leaks, "blocks"), md_json_get_num(leaks, "bytes"));
+    else if (leaks) {
+        double blocks = md_json_get_num(leaks, "blocks"), bytes = md_json_get_num(leaks, "bytes");
+        printf("  %-34s %.0f block%s, %.0f byte%s\n", "never freed at exit", blocks,
+               md_plural_s(blocks), bytes, md_plural_s(bytes));
+    }
 }
 
 static void render_text(const cJSON *r)

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // What `trace` and `doctor` share: the run with --compare and the gate, and text rendering.
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 
 #include "cmd/trace_cli.h"
 #include "lib/compare.h"
+#include "lib/metrics.h"
 #include "lib/report.h"
 
 // A year: anything longer is a typo, and the deadline arithmetic stays far from overflow.
@@ -38,18 +40,25 @@ static bool parse_syscall_source(const struct md_command *cmd, const char *arg,
     return false;
 }
 
-// Seconds as a decimal number greater than zero ("2", "0.5").
+// Seconds as a decimal number greater than zero ("2", "0.5"); strtod's other forms (1e3, 0x10,
+// inf) are refused as forms, so that the message does not call 1e3 not greater than 0.
 static bool parse_seconds(const struct md_command *cmd, const char *option, const char *arg,
                           double *out, int *exit_code)
 {
     char *end;
     errno = 0;
     *out = strtod(arg, &end);
-    bool decimal = *arg && strspn(arg, "0123456789.") == strlen(arg);
-    if (!decimal || *end || errno || !isfinite(*out) || *out <= 0) {
+    bool parsed = end != arg && !*end; // a decimal past DBL_MAX is inf: "at most" below
+    bool decimal = parsed && strspn(arg, "0123456789.") == strlen(arg);
+    if (parsed && *out <= 0) {
         *exit_code = md_cli_usage_error(
             cmd, "%s needs a number of seconds greater than 0 (e.g. 2 or 0.5), not '%s'", option,
             arg);
+        return false;
+    }
+    if (!decimal) {
+        *exit_code = md_cli_usage_error(
+            cmd, "%s takes seconds in plain decimal digits (e.g. 2 or 0.5), not '%s'", option, arg);
         return false;
     }
     if (*out > MD_MAX_TIMEOUT_SECONDS) {
@@ -58,6 +67,23 @@ static bool parse_seconds(const struct md_command *cmd, const char *option, cons
         return false;
     }
     return true;
+}
+
+// A count greater than 0. md_cli_parse_u64 calls a number past UINT64_MAX not positive: it is
+// told apart here, so the message says what is wrong with it.
+static bool parse_count(const struct md_command *cmd, const char *option, const char *arg,
+                        uint64_t *out, int *exit_code)
+{
+    if (*arg && strspn(arg, "0123456789") == strlen(arg)) {
+        errno = 0;
+        (void)strtoull(arg, NULL, 10);
+        if (errno == ERANGE) {
+            *exit_code = md_cli_usage_error(cmd, "%s: '%s' is too large: at most %" PRIu64, option,
+                                            arg, UINT64_MAX);
+            return false;
+        }
+    }
+    return md_cli_parse_u64(cmd, option, arg, out, false, exit_code);
 }
 
 void md_trace_cli_init(struct md_trace_cli *a)
@@ -93,11 +119,9 @@ int md_trace_cli_option(const struct md_command *cmd, int key, const char *arg,
         a->opt.probe_dir = arg;
         return 1;
     case MD_TOPT_OPS:
-        return md_cli_parse_u64(cmd, "--ops", arg, &a->opt.ops, false, exit_code) ? 1 : -1;
+        return parse_count(cmd, "--ops", arg, &a->opt.ops, exit_code) ? 1 : -1;
     case MD_TOPT_LEAK_MIN:
-        return md_cli_parse_u64(cmd, "--leak-min", arg, &a->opt.leak_min_bytes, false, exit_code)
-                   ? 1
-                   : -1;
+        return parse_count(cmd, "--leak-min", arg, &a->opt.leak_min_bytes, exit_code) ? 1 : -1;
     case MD_TOPT_SYSCALLS:
         return parse_syscall_source(cmd, arg, &a->opt.syscalls, exit_code) ? 1 : -1;
     case MD_TOPT_TIMEOUT:
@@ -176,10 +200,18 @@ int md_trace_cli_run(const struct md_command *cmd, const struct md_trace_cli *a,
     int interrupted = result.interrupted_by ? result.interrupted_by : late;
     cJSON_Delete(report);
     cJSON_Delete(baseline);
-    if (interrupted) // the report is out and the files are gone: now die of it, as shells expect
+    // the report is out and the files are gone: now die of it, as shells expect. Not of a SIGINT
+    // that the program ignored or handled and ran on after: a shell that waited for a program
+    // which handled its Ctrl-C goes on too
+    if (interrupted)
         die_of(interrupted, &before);
     pthread_sigmask(SIG_SETMASK, &before, NULL);
     return rc;
+}
+
+const char *md_plural_s(double count)
+{
+    return count == 1 ? "" : "s";
 }
 
 static double num(const cJSON *o, const char *key)
@@ -240,6 +272,11 @@ void md_render_trace_header(const cJSON *r)
     if (md_json_get_str(run, "interrupted_by"))
         printf("INTERRUPTED by SIG%s: the run ended early; the counts cover it until then\n",
                md_json_get_str(run, "interrupted_by"));
+    else if (md_json_get_str(run, "signal_passed_on"))
+        printf("note: SIG%s reached the program during the run (the tool passes the first one "
+               "on; a second ends the run), and the program went on to its own end: the counts "
+               "cover the whole run\n",
+               md_json_get_str(run, "signal_passed_on"));
     if (md_json_get_bool(run, "timed_out"))
         printf("TIMED OUT after %g s: every process of the program was stopped (SIGTERM, then "
                "SIGKILL); the counts cover the run until then\n",
@@ -389,8 +426,9 @@ static void print_stacks(const cJSON *r)
         printf("\nleaks: not tracked: %s\n", str(leaks, "reason", "?"));
         return;
     }
-    printf("\nleaks: %.0f blocks, %.0f bytes never freed\n", num(leaks, "blocks"),
-           num(leaks, "bytes"));
+    printf("\nleaks: %.0f block%s, %.0f byte%s never freed\n", num(leaks, "blocks"),
+           md_plural_s(num(leaks, "blocks")), num(leaks, "bytes"),
+           md_plural_s(num(leaks, "bytes")));
     print_stack_list(cJSON_GetObjectItemCaseSensitive(leaks, "by_stack"), "leaked from", "blocks",
                      "bytes", "bytes", 0);
 }
@@ -434,9 +472,41 @@ void md_render_trace(const cJSON *r)
         md_cli_print_finding(NULL, x);
 }
 
-static void print_metric_value(double value, double scale)
+// Whole numbers in full (a peak RSS of 1234567 KiB, not 1.23457e+06), others to 6 digits.
+static void format_count(double value, char *buf, size_t size)
 {
-    printf(" %14.6g", value * scale);
+    snprintf(buf, size, value == (double)(long long)value ? "%.0f" : "%.6g", value);
+}
+
+void md_format_metric(const char *key, double value, char *buf, size_t size)
+{
+    const struct md_metric *m = md_metric_find(key);
+    if (!m) {
+        format_count(value, buf, size);
+        return;
+    }
+    value *= m->scale;
+    switch (m->unit) {
+    case MD_UNIT_SHARE: // as trace prints the futex and CPU shares
+        snprintf(buf, size, "%.1f%%", 100 * value);
+        return;
+    case MD_UNIT_SECONDS: // as trace's header prints wall, user and sys
+        snprintf(buf, size, "%.3f", value);
+        return;
+    case MD_UNIT_RATE: // as trace's syscall table prints per 1000 ops
+        snprintf(buf, size, value == (double)(long long)value ? "%.0f" : "%.3f", value);
+        return;
+    case MD_UNIT_COUNT:
+        break;
+    }
+    format_count(value, buf, size);
+}
+
+static void print_metric_value(const cJSON *row, const char *value_key)
+{
+    char text[48];
+    md_format_metric(str(row, "metric", ""), num(row, value_key), text, sizeof text);
+    printf(" %14s", text);
 }
 
 void md_render_compare(const cJSON *r)
@@ -456,10 +526,9 @@ void md_render_compare(const cJSON *r)
     printf("%-32s %14s %14s %8s\n", "METRIC", "OWN", with, "RATIO");
     cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(c, "metrics"))
     {
-        double scale = num(m, "scale");
         printf("%-32s", str(m, "label", "?"));
-        print_metric_value(num(m, "own"), scale);
-        print_metric_value(num(m, "with"), scale);
+        print_metric_value(m, "own");
+        print_metric_value(m, "with");
         if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m, "ratio")))
             printf(" %7.2fx\n", num(m, "ratio"));
         else
@@ -479,8 +548,8 @@ void md_render_gate(const cJSON *r)
     cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(g, "compared"))
     {
         printf("%-32s", str(m, "label", "?"));
-        print_metric_value(num(m, "baseline"), num(m, "scale"));
-        print_metric_value(num(m, "current"), num(m, "scale"));
+        print_metric_value(m, "baseline");
+        print_metric_value(m, "current");
         if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m, "change_pct")))
             printf(" %+8.1f%%\n", num(m, "change_pct"));
         else

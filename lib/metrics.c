@@ -124,26 +124,36 @@ static double allocator_share_noise(const cJSON *before, const cJSON *after)
 }
 
 const struct md_metric md_metrics[] = {
-    {"wall_seconds", "wall time (s)", 1, 0.05, false, true, wall, NULL},
-    {"cpu_seconds", "CPU time, user+sys (s)", 1, 0.05, false, true, cpu_time, NULL},
-    // RSS moves by a few hundred KiB between identical runs (stacks, page cache of the loader).
-    {"peak_rss_kb", "peak RSS (KiB)", 1, 2048, true, true, peak_rss, NULL},
-    {"minor_faults", "page faults (minor)", 1, 256, false, true, minor_faults, NULL},
-    // One syscall more per 1000 operations is the smallest change worth a failed build.
-    {"memory_syscalls_per_op", "memory syscalls per 1000 ops", 1000, 0.001, true, true,
-     memory_syscalls_per_op, NULL},
-    {"futex_waits_per_op", "futex waits per 1000 ops", 1000, 0.001, true, true, futex_waits_per_op,
+    {"wall_seconds", "wall time (s)", 1, MD_UNIT_SECONDS, 0.05, false, true, wall, NULL},
+    {"cpu_seconds", "CPU time, user+sys (s)", 1, MD_UNIT_SECONDS, 0.05, false, true, cpu_time,
      NULL},
-    {"futex_wait_seconds", "futex wait time (s)", 1, 0.01, false, true, futex_wait_seconds, NULL},
+    // RSS moves by a few hundred KiB between identical runs (stacks, page cache of the loader).
+    {"peak_rss_kb", "peak RSS (KiB)", 1, MD_UNIT_COUNT, 2048, true, true, peak_rss, NULL},
+    {"minor_faults", "page faults (minor)", 1, MD_UNIT_COUNT, 256, false, true, minor_faults, NULL},
+    // One syscall more per 1000 operations is the smallest change worth a failed build.
+    {"memory_syscalls_per_op", "memory syscalls per 1000 ops", 1000, MD_UNIT_RATE, 0.001, true,
+     true, memory_syscalls_per_op, NULL},
+    {"futex_waits_per_op", "futex waits per 1000 ops", 1000, MD_UNIT_RATE, 0.001, true, true,
+     futex_waits_per_op, NULL},
+    {"futex_wait_seconds", "futex wait time (s)", 1, MD_UNIT_SECONDS, 0.01, false, true,
+     futex_wait_seconds, NULL},
     // Shares of wall or CPU time: two percentage points is what scheduling noise reaches here;
     // the CPU share is also a sample, with its sampling error on top.
     // Waits include pthread_join and condition variables, whose share swings with scheduling.
-    {"futex_wait_share", "futex wait share of wall time", 1, 0.05, true, true, futex_wait_share,
-     NULL},
-    {"allocator_cpu_share", "CPU share inside the allocator", 1, 0.02, true, false,
+    {"futex_wait_share", "futex wait share of wall time", 1, MD_UNIT_SHARE, 0.05, true, true,
+     futex_wait_share, NULL},
+    {"allocator_cpu_share", "CPU share inside the allocator", 1, MD_UNIT_SHARE, 0.02, true, false,
      allocator_cpu_share, allocator_share_noise},
     {0},
 };
+
+const struct md_metric *md_metric_find(const char *key)
+{
+    for (const struct md_metric *m = md_metrics; key && m->key; m++)
+        if (!strcmp(m->key, key))
+            return m;
+    return NULL;
+}
 
 cJSON *md_metric_row(const struct md_metric *m)
 {

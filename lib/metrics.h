@@ -8,10 +8,15 @@
 
 #include <cJSON.h>
 
+// What a metric's number is, so that text can show it as the trace report does (a share as a
+// percentage, seconds to the millisecond); JSON keeps the plain number.
+enum md_metric_unit { MD_UNIT_COUNT, MD_UNIT_RATE, MD_UNIT_SECONDS, MD_UNIT_SHARE };
+
 struct md_metric {
     const char *key;   // stable JSON name: "memory_syscalls_per_op"
     const char *label; // for people: "memory syscalls per 1000 ops"
     double scale;      // the value is shown multiplied by this (per op -> per 1000 ops)
+    enum md_metric_unit unit;
     // A change smaller than this (in the metric's own unit) is noise, whatever its percentage:
     // 0 -> 1 futex wait is +inf% but means nothing.
     double noise_floor;
@@ -26,6 +31,9 @@ struct md_metric {
 
 // Ends with an entry whose key is NULL.
 extern const struct md_metric md_metrics[];
+
+// The metric named key in JSON, or NULL (a report of another version may name others).
+const struct md_metric *md_metric_find(const char *key);
 
 // A new JSON row naming the metric: {"metric": key, "label", "scale"}; the caller adds values.
 cJSON *md_metric_row(const struct md_metric *m);

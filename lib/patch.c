@@ -536,6 +536,25 @@ static int check_is_musl(struct plan *p, struct md_error *err)
     return 0;
 }
 
+// --allocator names an archive of allocator objects. A libc, or the input itself, holds every
+// member of the input: it would read as "already patched" and nothing would be done.
+static int check_allocator(const struct plan *p, struct md_error *err)
+{
+    struct stat a, l;
+    const char *path = p->alloc.path;
+    if (!stat(path, &a) && !stat(p->libc.path, &l) && a.st_dev == l.st_dev && a.st_ino == l.st_ino)
+        return md_fail(err,
+                       "%s: --allocator names the input libc.a itself; it takes an archive "
+                       "of allocator objects (such as mdalloc's libmdalloc.a)",
+                       path);
+    if (libc_kind(&p->alloc) != LIBC_NOT_MUSL)
+        return md_fail(err,
+                       "%s: a libc, not an allocator: --allocator takes an archive of "
+                       "allocator objects (such as mdalloc's libmdalloc.a)",
+                       path);
+    return 0;
+}
+
 static bool same_member(const struct md_ar_member *a, const struct md_ar_member *b)
 {
     return a->size == b->size && !strcmp(a->name, b->name) && !memcmp(a->data, b->data, a->size);
@@ -915,24 +934,20 @@ static void report_written(cJSON *report, const struct target *t, bool unchanged
     cJSON_AddNumberToObject(report, "bytes_written", (double)size);
 }
 
-// Puts buf, an archive of that many members, in place under the directory lock.
+// Puts buf, an archive of that many members, in place; the caller holds the directory lock
+// (lock_output_dir).
 static int write_bytes(const struct md_patch_options *opt, const struct md_archive *alloc,
                        const unsigned char *buf, size_t size, size_t members, cJSON *report,
                        struct md_error *err)
 {
     struct target t = {0};
-    int lock = -1;
     int rc = resolve_target(opt, alloc, &t, err);
-    if (!rc && (lock = lock_dir(t.place.dir, err)) < 0)
-        rc = -1;
     // -o run again: OUT (there already: t.owner) holds the result; nothing to replace
     bool unchanged = !rc && opt->output && t.owner && holds_bytes(t.path, buf, size);
     if (!rc) {
         cJSON_AddNumberToObject(report, "stale_temps_removed", sweep_temps(&t.place));
         rc = unchanged ? 0 : commit(opt, &t, buf, size, members, err);
     }
-    if (lock >= 0)
-        close(lock);
     if (!rc)
         report_written(report, &t, unchanged, members, size);
     free(t.path), free(t.backup);
@@ -988,7 +1003,9 @@ static int load(struct plan *p, struct md_error *err)
         md_archive_read(&p->alloc, p->opt->allocator, err))
         return -1;
     p->removed = calloc(p->libc.count + 1, sizeof *p->removed);
-    return p->removed ? check_is_musl(p, err) : md_fail(err, "out of memory");
+    if (!p->removed)
+        return md_fail(err, "out of memory");
+    return check_is_musl(p, err) || check_allocator(p, err) ? -1 : 0;
 }
 
 // Patched before: with this allocator (a no-op) or with another one (refused: restore first).
@@ -1032,16 +1049,31 @@ static enum md_patch_result plan_and_write(struct plan *p, cJSON *report, struct
     return MD_PATCH_DONE;
 }
 
+// The lock of the directory the result goes to, taken before the input is read: a run that read
+// libc.a while another replaced it would plan from the old bytes and then find the other's
+// backup in its way. Under the lock, a run reads either the original or the finished result.
+static int lock_output_dir(const struct md_patch_options *opt, struct md_error *err)
+{
+    char *path = replaced_path(opt->output ? opt->output : opt->libc, err);
+    struct place pl;
+    int lock = path && !place_of(path, &pl, err) ? lock_dir(pl.dir, err) : -1;
+    free(path);
+    return lock;
+}
+
 enum md_patch_result md_patch(const struct md_patch_options *opt, cJSON *report,
                               struct md_error *err)
 {
     struct plan p = {.opt = opt};
     enum md_patch_result rc = MD_PATCH_ERROR;
-    if (!load(&p, err)) {
+    int lock = opt->dry_run ? -1 : lock_output_dir(opt, err);
+    if ((opt->dry_run || lock >= 0) && !load(&p, err)) {
         report_inputs(&p, report);
         cJSON_AddBoolToObject(report, "dry_run", opt->dry_run);
         rc = plan_and_write(&p, report, err);
     }
+    if (lock >= 0)
+        close(lock);
     plan_free(&p);
     return rc;
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -120,6 +121,14 @@ void md_probe_file_finish(struct md_probe_file *pf)
     uint64_t dt = ticks - pf->cal_ticks, dn = mono - pf->cal_monotonic_ns;
     if (dn > MD_CALIBRATION_NS && ticks > pf->cal_ticks)
         pf->ticks_per_ns = (double)dt / (double)dn;
+}
+
+bool md_probe_file_intact(const struct md_probe_file *pf)
+{
+    struct stat st;
+    // the size first: reading the header of a shortened file would fault
+    return !fstat(pf->lock_fd, &st) && st.st_size >= (off_t)pf->size &&
+           pf->header->version == MD_PROBE_VERSION;
 }
 
 uint64_t md_probe_ticks_to_ns(const struct md_probe_file *pf, uint64_t ticks)

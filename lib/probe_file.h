@@ -32,6 +32,9 @@ int md_probe_file_create(struct md_probe_file *pf, uint64_t slow_threshold_ns, u
 void md_probe_file_arm(struct md_probe_file *pf);
 // Takes the closing clock pair; call after the program has exited.
 void md_probe_file_finish(struct md_probe_file *pf);
+// False when the file lost what the probe wrote: the program can truncate or rewrite it (its path
+// is in the program's environment). Call after the run, before reading the file.
+bool md_probe_file_intact(const struct md_probe_file *pf);
 // Nanoseconds of a tick duration.
 uint64_t md_probe_ticks_to_ns(const struct md_probe_file *pf, uint64_t ticks);
 // The probe's tables are sparse: pages it never wrote are holes in the file, and reading them

@@ -394,8 +394,9 @@ struct watchdog {
     bool has_deadline;
     struct timespec deadline;
     const sigset_t *stop_signals; // read by the watchdog thread (signalfd), or NULL
-    int interrupted_by;
-    int done_fd; // eventfd: written when every process has been reaped
+    int interrupted_by;           // the tree was ended on it
+    int passed_on;                // the first SIGINT, left to the program
+    int done_fd;                  // eventfd: written when every process has been reaped
     pthread_t thread;
     bool running;
 };
@@ -452,10 +453,12 @@ static int ms_until(const struct watchdog *w)
 // tree whatever its source.
 static bool on_stop_signal(struct watchdog *w, const struct signalfd_siginfo *info)
 {
-    bool first = !w->interrupted_by;
-    w->interrupted_by = (int)info->ssi_signo;
-    if (info->ssi_signo != SIGINT || !first)
+    int sig = (int)info->ssi_signo;
+    if (sig != SIGINT || w->passed_on) {
+        w->interrupted_by = sig;
         return true;
+    }
+    w->passed_on = sig;
     if (info->ssi_code != SI_KERNEL)
         signal_tree(SIGINT, false);
     return false;
@@ -615,6 +618,11 @@ static int run_argv(const struct md_run_spec *spec, const char **argv, struct md
     watchdog_stop(&w);
     res->timed_out = w.timed_out;
     res->interrupted_by = w.interrupted_by;
+    res->signal_passed_on = w.passed_on;
+    // a program that died of the SIGINT passed on ended early by it too; one that ignored or
+    // handled it ran to its own end, and the run was not cut short
+    if (!res->interrupted_by && w.passed_on && res->signal == w.passed_on)
+        res->interrupted_by = w.passed_on;
     if (got == (ssize_t)sizeof code)
         return code == ENOENT && spec->strace_out
                    ? md_fail(err, "strace: not found; install it (apt-get install strace)")

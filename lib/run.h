@@ -39,8 +39,13 @@ struct md_run_result {
     int signal;          // killed by this signal, else 0
     struct rusage usage; // the program and the children it waited for
     double wall_seconds;
-    bool timed_out;     // the timeout ended the run: every process left was signalled
-    int interrupted_by; // a stop signal the tool received during the run, else 0
+    bool timed_out; // the timeout ended the run: every process left was signalled
+    // A stop signal that cut the run short, else 0: the tool ended the tree on it, or the
+    // program died of the SIGINT that was passed on.
+    int interrupted_by;
+    // The first SIGINT of the run, passed on to the program (or sent to it by the terminal)
+    // instead of ending the run, else 0. Without interrupted_by the program went on to its end.
+    int signal_passed_on;
 };
 
 // The signals that interrupt a run: SIGINT, SIGTERM, SIGHUP and SIGQUIT, less those this process

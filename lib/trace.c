@@ -336,6 +336,10 @@ static void add_run(cJSON *report, const struct md_run_result *r, double timeout
         cJSON_AddStringToObject(o, "interrupted_by", sigabbrev_np(r->interrupted_by));
     else
         cJSON_AddNullToObject(o, "interrupted_by");
+    if (r->signal_passed_on)
+        cJSON_AddStringToObject(o, "signal_passed_on", sigabbrev_np(r->signal_passed_on));
+    else
+        cJSON_AddNullToObject(o, "signal_passed_on");
     cJSON_AddNumberToObject(o, "wall_seconds", r->wall_seconds);
     cJSON_AddNumberToObject(o, "user_seconds",
                             (double)r->usage.ru_utime.tv_sec + r->usage.ru_utime.tv_usec / 1e6);
@@ -634,6 +638,26 @@ static int run_with_fallback(const struct md_trace_options *opt, struct session 
     return strace_file(s, err) || run_program(opt, s, run, tree_known, err) ? -1 : 0;
 }
 
+static void add_warning(cJSON *report, const char *warning)
+{
+    cJSON *warnings = cJSON_GetObjectItemCaseSensitive(report, "warnings");
+    if (!warnings)
+        warnings = cJSON_AddArrayToObject(report, "warnings");
+    cJSON_AddItemToArray(warnings, cJSON_CreateString(warning));
+}
+
+// The program can truncate or rewrite the probe's file: then its counts are gone, and the report
+// says so instead of reading zeros as "no allocator calls, no process probed".
+static bool probe_file_lost(const struct session *s, cJSON *report)
+{
+    if (md_probe_file_intact(&s->probe))
+        return false;
+    add_warning(report, "the probe's file was truncated or rewritten during the run (the program "
+                        "can reach it through MD_PROBE_FILE): the allocator operations, sizes, "
+                        "leaks and call stacks it held are lost, and the report has none");
+    return true;
+}
+
 static int measure(const struct md_trace_options *opt, struct session *s, cJSON *report,
                    struct md_run_result *run, struct md_error *err)
 {
@@ -648,6 +672,9 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
         return -1;
     if (probed)
         md_probe_file_finish(&s->probe);
+    bool lost = probed && probe_file_lost(s, report);
+    if (lost) // nothing of the probe's can be read: as if none had run
+        preload = hooks = probed = false;
     // the static probe attaches after it has mapped and hooked the program; before, it can only
     // fail, with its reason on stderr
     if (hooks && !run->timed_out && !run->interrupted_by &&
@@ -699,8 +726,9 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
         cJSON *leaks = cJSON_AddObjectToObject(report, "leaks");
         cJSON_AddFalseToObject(leaks, "tracked");
         cJSON_AddStringToObject(leaks, "reason",
-                                "no probe ran in the program (uprobes count calls, they do not "
-                                "follow blocks)");
+                                lost ? "the probe's file was lost during the run"
+                                     : "no probe ran in the program (uprobes count calls, they "
+                                       "do not follow blocks)");
     }
     if (rc || !(opt->probe_flags & MD_PROBE_WANT_STACKS))
         return rc;

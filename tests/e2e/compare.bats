@@ -42,6 +42,9 @@ metric() { # metric key, field
     grep -q "^compare: the program's allocator vs mdalloc" "$OUT"
     grep -Eq "^wall time \(s\) +[0-9.e-]+ +[0-9.e-]+ +[0-9.]+x$" "$OUT"
     grep -Eq "^peak RSS \(KiB\) +[0-9]+ +[0-9]+ +[0-9.]+x$" "$OUT"
+    # seconds to the millisecond and shares in percent, as the rest of the report prints them
+    grep -Eq "^wall time \(s\) +[0-9]+\.[0-9]{3} +[0-9]+\.[0-9]{3} " "$OUT"
+    grep -Eq "^futex wait share of wall time +[0-9]+\.[0-9]% +[0-9]+\.[0-9]% " "$OUT"
 }
 
 @test "--compare-with preloads another allocator; a missing one is an error before any run" {

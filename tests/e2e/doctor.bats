@@ -36,6 +36,10 @@ teardown() {
     grep -q "^verdict: healthy, no rule fired" "$OUT"
     grep -q "malloc served by: glibc ptmalloc (high confidence)" "$OUT"
     grep -Eq "^  allocator operations +8000[0-9] \(counted by probe\)" "$OUT"
+    # as trace prints them: seconds to the millisecond, shares in percent, never raw fractions
+    grep -Eq "^  wall time \(s\) +[0-9]+\.[0-9]{3}$" "$OUT"
+    grep -Eq "^  futex wait share of wall time +[0-9]+\.[0-9]%$" "$OUT"
+    grep -Eq "^  memory syscalls per 1000 ops +[0-9]+(\.[0-9]{3})?$" "$OUT"
 }
 
 @test "nothing counted (stripped static program): the verdict says not judged, not healthy" {
@@ -67,6 +71,10 @@ teardown() {
     grep -Eq "^  never freed at exit +[0-9]+ blocks, [0-9]+ bytes" "$OUT"
     run "$T" doctor --no-leaks --json -o "$OUT" -- "$FX/leaker"
     [ "$(q "'leaks' in r")" = False ]
+    # one block: singular (a static musl program with one malloc and no free)
+    run "$T" doctor -o "$OUT" -- "$FX/musl-nofree"
+    [ "$status" -eq 0 ]
+    grep -Eq "^  never freed at exit +1 block, [0-9]+ bytes$" "$OUT"
 }
 
 @test "a musl program with threads: MD001 first, from inspect and trace together" {

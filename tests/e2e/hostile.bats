@@ -137,6 +137,54 @@ running() {
     all_gone "$PIDS"
 }
 
+# Runs the tool with the arguments after $1 on a program that ignores SIGINT and sleeps 2 s, sends
+# the tool $1 SIGINTs from 1 s on (from a process, to the tool alone: a session of its own), and
+# prints the program's output and the tool's exit status (negative: died of that signal).
+sigints() {
+    python3 - "$T" "$@" <<'PY'
+import signal, subprocess, sys, time
+tool, count, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+p = subprocess.Popen([tool] + args + ['--', 'sh', '-c', 'trap "" INT; sleep 2; echo survived'],
+                     start_new_session=True,
+                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+time.sleep(1)
+for _ in range(count):
+    p.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+print(p.stdout.read().decode().strip() or '-', p.wait(timeout=30))
+PY
+}
+
+@test "one SIGINT that the program ignores: passed on, the run goes to its end, the tool exits 0" {
+    run sigints 1 trace --json -o "$OUT"
+    [ "$status" -eq 0 ]
+    [ "$output" = "survived 0" ]
+    check "
+run = r['run']
+assert run['interrupted_by'] is None and run['signal_passed_on'] == 'INT', run
+assert run['exit_code'] == 0 and run['wall_seconds'] >= 1.9, run"
+    # the text does not call the run cut short
+    run sigints 1 doctor -o "$DIR/text"
+    [ "$output" = "survived 0" ]
+    grep -q "^note: SIGINT reached the program during the run (the tool passes the first one on" "$DIR/text"
+    run grep -q "INTERRUPTED" "$DIR/text"
+    [ "$status" -ne 0 ]
+    # a run that no signal reached says nothing of one
+    "$T" trace --json -o "$OUT" -- true
+    [ "$(q "r['run']['interrupted_by'], r['run']['signal_passed_on']")" = "None None" ]
+}
+
+@test "a second SIGINT ends the program that ignored the first: cut short, the tool dies of it" {
+    run sigints 2 trace --json -o "$OUT"
+    [ "$status" -eq 0 ]
+    [ "$output" = "- -2" ]
+    check "
+run = r['run']
+assert run['interrupted_by'] == 'INT' and run['signal_passed_on'] == 'INT', run
+assert run['exit_code'] is None and run['wall_seconds'] < 1.9, run"
+}
+
 @test "200 threads at once: each worker's operations exact, threads and futex waits plausible" {
     run timeout 60 "$T" trace --json -o "$OUT" -- "$H/threads" 200 500
     [ "$status" -eq 0 ]
@@ -295,10 +343,16 @@ assert mmap['failed'] >= 40, mmap   # each failed request was refused by the ker
 run = r['run']
 assert run['timed_out'] is False and run['timeout_seconds'] == 30 and run['wall_seconds'] < 20, run
 assert r['ops']['malloc'] == 100, r['ops']"
-    for bad in 0 -1 abc nan inf 1e3 0x10 ""; do
+    for bad in 0 -1 -0.5; do
         run "$T" trace --timeout "$bad" -- build/fixtures/lifecycle exit 1
         [ "$status" -eq 2 ]
-        [[ "$output" == *"--timeout needs a number of seconds greater than 0"* ]]
+        [[ "$output" == *"--timeout needs a number of seconds greater than 0 (e.g. 2 or 0.5), not '$bad'"* ]]
+    done
+    # strtod's other forms are refused as forms: 1e3 is not "not greater than 0"
+    for bad in abc nan inf 1e3 0x10 "" . 1e999; do
+        run "$T" trace --timeout "$bad" -- build/fixtures/lifecycle exit 1
+        [ "$status" -eq 2 ]
+        [[ "$output" == *"--timeout takes seconds in plain decimal digits (e.g. 2 or 0.5), not '$bad'"* ]]
     done
     run "$T" trace --timeout 99999999 -- build/fixtures/lifecycle exit 1
     [ "$status" -eq 2 ]
@@ -325,10 +379,22 @@ assert r['ops']['malloc'] == 100, r['ops']"
     # the tool has the file mapped across the run: reading its lost pages raised SIGBUS
     run timeout 60 "$T" trace --json -o "$OUT" -- sh -c 'truncate -s 0 "$MD_PROBE_FILE"'
     [ "$status" -eq 0 ]
-    [[ "$(q "r['warnings'][0]")" == "a file the tool had mapped shrank, or could not grow"* ]]
-    run timeout 60 "$T" trace -- sh -c 'truncate -s 0 "$MD_PROBE_FILE"'
+    [[ "$(q "r['warnings'][0]")" == "the probe's file was truncated or rewritten during the run"* ]]
+    # its zeros are not counts: no operations counted, no process said to have run unprobed
+    [ "$(q "r['ops']['source'], r['run']['probed_processes'], r['run']['unprobed_programs']")" = "None None None" ]
+    run timeout 60 "$T" trace -- sh -c 'truncate -s 0 "$MD_PROBE_FILE"; ls / >/dev/null'
     [ "$status" -eq 0 ]
-    [[ "$output" == *"warning: a file the tool had mapped shrank"* ]]
+    [[ "$output" == *"warning: the probe's file was truncated"* ]]
+    [[ "$output" != *"ran without the probe"* ]]
+    # grown back to its size, the file has lost its header all the same
+    run timeout 60 "$T" trace --json -o "$OUT" -- sh -c 's=$(stat -c %s "$MD_PROBE_FILE"); truncate -s 0 "$MD_PROBE_FILE"; truncate -s "$s" "$MD_PROBE_FILE"'
+    [ "$status" -eq 0 ]
+    [[ "$(q "r['warnings'][0]")" == "the probe's file was truncated or rewritten during the run"* ]]
+    # doctor does not call such a run healthy
+    run timeout 60 "$T" doctor -- sh -c 'truncate -s 0 "$MD_PROBE_FILE"; ls / >/dev/null'
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"verdict: not judged: the numbers the rules judge may be missing or wrong"* ]]
+    [[ "$output" != *healthy,* ]]
     # an ordinary run has no warnings at all
     "$T" trace --json -o "$OUT" -- true
     [ "$(q "'warnings' in r")" = False ]

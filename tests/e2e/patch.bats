@@ -186,6 +186,33 @@ present_ids() {
     [ -z "$(ls "$W" | grep md-tmp)" ]
 }
 
+@test "three concurrent in-place runs: one patches, each other one is busy or already patched" {
+    orig=$(sha "$W/libc.a")
+    # starts staggered by a step that grows each round, so that some run reads libc.a while
+    # another one is writing it, whatever the speed of this machine and build
+    round=0
+    for step in 0 0.02 0.05 0.1 0.2 0.4; do
+        round=$((round + 1))
+        mkdir "$W/c$round"
+        cp "$W/libc.a" "$W/c$round/libc.a"
+        for i in 1 2 3; do
+            "$T" patch "$W/c$round/libc.a" >"$W/c$round/out$i" 2>&1 &
+            sleep "$step"
+        done
+        wait
+        # a run that read libc.a before another replaced it found the other's backup in its
+        # way, and told the user to move it away: never again
+        [ -z "$(grep -h "exists and differs" "$W/c$round"/out*)" ]
+        [ "$(grep -l "original kept as" "$W/c$round"/out* | wc -l)" -eq 1 ]
+        for i in 1 2 3; do
+            grep -q -e "original kept as" -e "already patched" \
+                -e "another malloc-doctor patch is writing in this directory" "$W/c$round/out$i"
+        done
+        cmp "$W/c$round/libc.a" "$REF"
+        [ "$(sha "$W/c$round/libc.a.orig")" = "$orig" ]
+    done
+}
+
 @test "--backup SUFFIX, and a different existing backup is never overwritten" {
     orig=$(sha "$W/libc.a")
     run "$T" patch --backup .pristine "$W/libc.a"
@@ -296,6 +323,26 @@ present_ids() {
     musl-gcc -static -L "$W/out" -o "$W/prog" "$PX/churn.o" -Wl,-u,patch_libgcc_user
     run "$W/prog"
     [ "$status" -eq 0 ]
+}
+
+@test "--allocator that is a libc, or the input itself: refused, not 'already patched'" {
+    orig=$(sha "$W/libc.a")
+    cp "$MUSL_LIBC" "$W/other-libc.a"
+    for a in "$W/libc.a" "$W/other-libc.a" /usr/lib/x86_64-linux-gnu/libc.a; do
+        [ -e "$a" ] || continue
+        run "$T" patch --allocator "$a" "$W/libc.a"
+        [ "$status" -eq 2 ]
+        [[ "$output" != *"already patched"* ]]
+        [[ "$output" == *"it takes an archive of allocator objects"* || "$output" == *"a libc, not an allocator"* ]]
+    done
+    run "$T" patch --allocator "$W/libc.a" "$W/libc.a"
+    [[ "$output" == *"--allocator names the input libc.a itself"* ]]
+    run "$T" patch --allocator "$W/other-libc.a" -o "$W/out.a" "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"other-libc.a: a libc, not an allocator"* ]]
+    [ ! -e "$W/out.a" ]
+    [ "$(sha "$W/libc.a")" = "$orig" ]
+    [ ! -e "$W/libc.a.orig" ]
 }
 
 @test "--allocator defining a symbol libc.a keeps: refused as a duplicate definition" {

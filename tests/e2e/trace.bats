@@ -86,6 +86,16 @@ sys_field() { # syscall name, field
     run "$T" trace --sample-hz 20000 -- true
     [ "$status" -eq 2 ]
     [[ "$output" == *"--sample-hz: at most 10000"* ]]
+    # a count past 2^64-1 is too large, not "not positive"
+    for option in --ops --leak-min; do
+        run "$T" doctor "$option" 99999999999999999999 -- true
+        [ "$status" -eq 2 ]
+        [[ "$output" == *"$option: '99999999999999999999' is too large: at most 18446744073709551615"* ]]
+    done
+    run "$T" trace --ops 18446744073709551616 -- true
+    [[ "$output" == *"--ops: '18446744073709551616' is too large"* ]]
+    run "$T" trace --ops 0 -- true
+    [[ "$output" == *"--ops needs a positive number, not '0'"* ]]
 }
 
 # seed 004's checks, with trace's options
@@ -686,6 +696,8 @@ assert sites == {'leak_small': (10, 1000), 'leak_large': (3, 15000)}, sites"
     run "$T" trace --leaks --json -o "$OUT" -- "$FX/musl-nofree"
     [ "$status" -eq 0 ]
     [ "$(q "r['mode'], r['ops']['malloc'], r['ops']['free'], r['leaks']['tracked'], r['leaks']['blocks']")" = "hooks 1 0 True 1" ]
+    run "$T" trace --leaks -- "$FX/musl-nofree"
+    [[ "$output" == *"leaks: 1 block, $(q "r['leaks']['bytes']") bytes never freed"* ]]
     run "$T" trace --uprobes --leaks --json -o "$OUT" -- "$FX/leaker-musl-static"
     [ "$status" -eq 0 ]
     [ "$(q "r['mode'], r['leaks']['tracked']")" = "uprobes False" ]

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -61,6 +62,22 @@ static void runs_cover_written_entries_only(void **state)
 
 // A stack entry (96 bytes) whose key is on a written page and whose tail crosses into a hole is
 // in the run that ends at that hole.
+// The program can truncate its probe file (MD_PROBE_FILE): a shortened file, or one grown back to
+// its size with its header gone, has lost what the probe wrote.
+static void a_truncated_file_is_not_intact(void **state)
+{
+    (void)state;
+    struct md_probe_file pf;
+    struct md_error err;
+    assert_int_equal(md_probe_file_create(&pf, 1000, 0, &err), 0);
+    assert_true(md_probe_file_intact(&pf));
+    assert_int_equal(truncate(pf.path, 0), 0);
+    assert_false(md_probe_file_intact(&pf)); // and no fault: the header was not read
+    assert_int_equal(truncate(pf.path, (off_t)pf.size), 0);
+    assert_false(md_probe_file_intact(&pf));
+    md_probe_file_close(&pf);
+}
+
 static void an_entry_across_a_page_edge_is_found(void **state)
 {
     (void)state;
@@ -186,6 +203,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(runs_cover_written_entries_only),
+        cmocka_unit_test(a_truncated_file_is_not_intact),
         cmocka_unit_test(an_entry_across_a_page_edge_is_found),
         cmocka_unit_test(a_stalled_clock_reading_is_not_the_end_stamp),
         cmocka_unit_test(the_probes_own_mappings_leave_the_events),
