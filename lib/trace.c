@@ -638,23 +638,16 @@ static int run_with_fallback(const struct md_trace_options *opt, struct session 
     return strace_file(s, err) || run_program(opt, s, run, tree_known, err) ? -1 : 0;
 }
 
-static void add_warning(cJSON *report, const char *warning)
-{
-    cJSON *warnings = cJSON_GetObjectItemCaseSensitive(report, "warnings");
-    if (!warnings)
-        warnings = cJSON_AddArrayToObject(report, "warnings");
-    cJSON_AddItemToArray(warnings, cJSON_CreateString(warning));
-}
-
 // The program can truncate or rewrite the probe's file: then its counts are gone, and the report
 // says so instead of reading zeros as "no allocator calls, no process probed".
 static bool probe_file_lost(const struct session *s, cJSON *report)
 {
     if (md_probe_file_intact(&s->probe))
         return false;
-    add_warning(report, "the probe's file was truncated or rewritten during the run (the program "
-                        "can reach it through MD_PROBE_FILE): the allocator operations, sizes, "
-                        "leaks and call stacks it held are lost, and the report has none");
+    md_report_warn(report,
+                   "the probe's file was truncated or rewritten during the run (the program "
+                   "can reach it through MD_PROBE_FILE): the allocator operations, sizes, "
+                   "leaks and call stacks it held are lost, and the report has none");
     return true;
 }
 
