@@ -113,7 +113,7 @@ int md_cli_usage_error(const struct md_command *cmd, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "malloc-doctor %s: ", cmd->name);
+    fprintf(stderr, "malloc-doctor: %s: ", cmd->name); // as md_cli_error's: one prefix to match
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fprintf(stderr, "\nTry 'malloc-doctor %s --help'.\n", cmd->name);

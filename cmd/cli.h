@@ -60,7 +60,8 @@ void md_cli_usage(const struct md_command *cmd, FILE *out);
 // For the default branch of a command's option loop: prints --help or --version (exit 0) or
 // leaves a usage error (exit 2, already printed by md_cli_next). Returns false: stop parsing.
 bool md_cli_stop(const struct md_command *cmd, int key, int *exit_code);
-// "malloc-doctor CMD: MESSAGE" + "Try 'malloc-doctor CMD --help'." on stderr; returns 2.
+// "malloc-doctor: CMD: MESSAGE" (md_cli_error's prefix) + "Try 'malloc-doctor CMD --help'." on
+// stderr; returns 2.
 int md_cli_usage_error(const struct md_command *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 // "malloc-doctor: CMD: MESSAGE" on stderr.
