@@ -402,6 +402,22 @@ assert not [x for x in f["findings"] if x["id"] in ("MD002","MD003")], f["findin
     [[ "${lines[1]}" == *"tab?and?line  dynamic"* ]]
 }
 
+@test "text output shows a name's control characters as '?': -v's header, findings, usage errors" {
+    tool=$(realpath "$T")
+    cp "$FX/musl-static" "$BATS_TEST_TMPDIR/$(printf 'musl\nprog\033[31m')"
+    cd "$BATS_TEST_TMPDIR"
+    name=$(printf 'musl\nprog\033[31m')
+    run "$tool" inspect -v "$name"
+    [ "$status" -eq 0 ]
+    [[ "$output" != *$'\033'* ]]
+    [[ "$output" == *$'\nmusl?prog?[31m:\n  format: '* ]]
+    [[ "$output" == *$'\nmusl?prog?[31m: warning MD001'* ]]
+    run "$tool" inspect --root "$name" "$name"
+    [ "$status" -eq 2 ]
+    [ "${#lines[@]}" -eq 2 ]
+    [[ "${lines[0]}" == "malloc-doctor: inspect: --root musl?prog?[31m: not a directory" ]]
+}
+
 @test "the text table's columns line up under names with non-ASCII letters" {
     cp "$FX/glibc-dynamic" "$BATS_TEST_TMPDIR/prögrämm-ü"
     cp "$FX/glibc-dynamic" "$BATS_TEST_TMPDIR/plain-12345"
