@@ -13,6 +13,13 @@ active_id() {
     "$T" inspect --json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["files"][0]["active"]["id"])'
 }
 
+# python assertions ($1) over f, the first file entry of the JSON report in $output
+check_first() {
+    python3 -c "import json,sys
+f=json.loads(sys.argv[1])['files'][0]
+$1" "$output"
+}
+
 # one field of the first file entry, as JSON
 field() {
     "$T" inspect --json "$1" | python3 -c "import json,sys; print(json.dumps(json.load(sys.stdin)['files'][0]$2))"
@@ -592,6 +599,41 @@ import json,sys
 a=json.loads(sys.argv[1])["files"][0]["active"]
 assert a["id"]=="glibc-ptmalloc" and a["confidence"]=="low", a
 assert "libfoo.so was not found (it could define malloc first)" in a["how"], a' "$output"
+}
+
+@test "a library already loaded satisfies a need before any search, as each loader does it" {
+    # glibc: libmiddle.so, without a search path, needs libmym.so, which the program loaded
+    # through its DT_RUNPATH; the loader agrees (the program runs)
+    "$FX/loaded/glibc/prog"
+    run "$T" inspect --json "$FX/loaded/glibc/prog"
+    [ "$status" -eq 0 ]
+    check_first '
+assert f["missing_libraries"]==[], f["missing_libraries"]
+paths=[o["path"] for o in f["load_order"]]
+assert paths[0].endswith("/loaded/glibc/lib/libmiddle.so") and paths[1].endswith("/lib/libmym.so"), paths
+assert f["active"]["provider"].endswith("/loaded/glibc/lib/libmym.so"), f["active"]
+assert "not found" not in f["active"]["how"], f["active"]'
+    # musl: the program needs only libmiddle.so, whose libmym.so musl finds by the path of the
+    # program that loaded it; it comes after musl's libc.so, which serves malloc
+    "$FX/loaded/musl/prog"
+    run "$T" inspect --json "$FX/loaded/musl/prog"
+    [ "$status" -eq 0 ]
+    check_first '
+assert f["missing_libraries"]==[], f["missing_libraries"]
+assert f["load_order"][-1]["path"].endswith("/loaded/musl/lib/libmym.so"), f["load_order"]
+assert f["active"]["id"]=="musl-mallocng" and f["active"]["confidence"]=="high", f["active"]'
+    # glibc also matches a loaded object by its DT_SONAME: one preloaded by its path
+    root=$BATS_TEST_TMPDIR/root
+    mkdir -p "$root/usr/bin" "$root/opt" "$root/etc" "$root/lib/x86_64-linux-gnu"
+    cp "$FX/loaded/glibc/prog" "$root/usr/bin/prog"
+    cp "$FX/loaded/glibc/lib/libmym.so" "$root/opt/preloaded.so"
+    cp "$FX/loaded/glibc/lib/libmiddle.so" /lib/x86_64-linux-gnu/libc.so.6 "$root/lib/x86_64-linux-gnu/"
+    echo /opt/preloaded.so > "$root/etc/ld.so.preload"
+    run "$T" inspect --json --root "$root" "$root/usr/bin/prog"
+    [ "$status" -eq 0 ]
+    check_first '
+assert "libmym.so" not in f["missing_libraries"], f["missing_libraries"]
+assert f["active"]["provider"].endswith("/opt/preloaded.so"), f["active"]'
 }
 
 @test "JSON carries the schema and every documented top-level field" {
