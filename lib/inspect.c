@@ -214,6 +214,39 @@ static void add_load_order(cJSON *entry, const struct md_scope *scope)
 static const char runtime_note[] =
     "LD_PRELOAD, /etc/ld.so.preload changes and LD_LIBRARY_PATH can change this at run time";
 
+// The libraries not found that would come before the object at provider in load order: they, or
+// what they need, could define malloc first. Returns how many; *first names one.
+static size_t missing_before(const struct md_scope *scope, size_t provider, const char **first)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < scope->missing_count; i++)
+        if (scope->missing_at[i] <= provider && !n++)
+            *first = scope->missing[i];
+    return n;
+}
+
+// Appends to a.how what the libraries not found change (missing_before).
+static void caveat_missing(struct md_active *a, const struct md_scope *scope, size_t provider)
+{
+    const char *first = NULL;
+    size_t before = missing_before(scope, provider, &first);
+    char how[sizeof a->how];
+    if (before == 1)
+        snprintf(how, sizeof how, "%s; but %s was not found (it could define malloc first)", a->how,
+                 first);
+    else if (before)
+        snprintf(how, sizeof how,
+                 "%s; but %s and %zu more were not found (one could define malloc first)", a->how,
+                 first, before - 1);
+    else if (scope->missing_count) // found or not, they come after the provider
+        snprintf(how, sizeof how, "%s; %s was not found, but would come after it", a->how,
+                 scope->missing[0]);
+    else
+        return;
+    a->confidence = before ? "low" : a->confidence;
+    snprintf(a->how, sizeof a->how, "%s", how);
+}
+
 // Dynamic objects: malloc binds to the first object in load order that exports it.
 static void active_dynamic(cJSON *entry, const char *path, const struct md_scope *scope,
                            const struct md_ident *id, const struct md_matcher *matcher)
@@ -237,17 +270,7 @@ static void active_dynamic(cJSON *entry, const char *path, const struct md_scope
         snprintf(how, sizeof how, "malloc binds to %s (first in load order to define it); %s",
                  li->path, li->active.how);
         snprintf(a.how, sizeof a.how, "%s", how);
-        if (scope->missing_count) { // a library not found may come first and define malloc
-            a.confidence = "low";
-            if (scope->missing_count == 1)
-                snprintf(how, sizeof how, "%s; but %s was not found (it could define malloc first)",
-                         a.how, scope->missing[0]);
-            else
-                snprintf(how, sizeof how,
-                         "%s; but %s and %zu more were not found (one could define malloc first)",
-                         a.how, scope->missing[0], scope->missing_count - 1);
-            snprintf(a.how, sizeof a.how, "%s", how);
-        }
+        caveat_missing(&a, scope, i);
         add_active(entry, &a, li->path, runtime_note);
         return;
     }

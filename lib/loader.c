@@ -555,6 +555,7 @@ static void resolve_needed(const struct walk *w, int index, char **needed, size_
         if (li) {
             scope_add(scope, li, needed[i], index);
         } else if (scope->missing_count < MD_MAX_SCOPE && !is_missing(scope, needed[i])) {
+            scope->missing_at[scope->missing_count] = scope->count;
             scope->missing[scope->missing_count++] = needed[i];
         }
     }

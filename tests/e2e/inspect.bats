@@ -636,6 +636,27 @@ assert "libmym.so" not in f["missing_libraries"], f["missing_libraries"]
 assert f["active"]["provider"].endswith("/opt/preloaded.so"), f["active"]'
 }
 
+@test "a library not found is a doubt only when it would come before the one that serves malloc" {
+    cp -r "$FX/loaded/musl" "$BATS_TEST_TMPDIR/"
+    rm "$BATS_TEST_TMPDIR/musl/lib/libmym.so"
+    # libmym.so, needed by libmiddle.so, would come after musl's libc.so, which the program needs
+    run "$T" inspect --json "$BATS_TEST_TMPDIR/musl/prog"
+    [ "$status" -eq 0 ]
+    check_first '
+assert f["missing_libraries"]==["libmym.so"], f["missing_libraries"]
+a=f["active"]
+assert a["id"]=="musl-mallocng" and a["confidence"]=="high", a
+assert "libmym.so was not found, but would come after it" in a["how"], a'
+    # the program needs it before libc.so.6: it could define malloc first
+    cp -r "$FX/loaded/glibc" "$BATS_TEST_TMPDIR/"
+    rm "$BATS_TEST_TMPDIR/glibc/lib/libmym.so"
+    run "$T" inspect --json "$BATS_TEST_TMPDIR/glibc/prog"
+    check_first '
+a=f["active"]
+assert a["id"]=="glibc-ptmalloc" and a["confidence"]=="low", a
+assert "libmym.so was not found (it could define malloc first)" in a["how"], a'
+}
+
 @test "JSON carries the schema and every documented top-level field" {
     run "$T" inspect --json "$FX/musl-static"
     [ "$status" -eq 0 ]
