@@ -168,6 +168,18 @@ static void print_details(const cJSON *f)
         print_named("not found", lib->valuestring, "");
 }
 
+// A file --expect had nothing to judge in passes it: the note says why, so a pass is not taken
+// for a match.
+static void print_unjudged(const cJSON *f)
+{
+    const cJSON *expect = cJSON_GetObjectItemCaseSensitive(f, "expect");
+    if (!expect || !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(expect, "met")))
+        return;
+    char path[PATH_MAX];
+    printf("\n%s: note: --expect %s not judged: %s\n", table_path(f, path, sizeof path),
+           str_or(expect, "allocator", "?"), str_or(expect, "reason", "?"));
+}
+
 static void print_findings(const cJSON *files)
 {
     const cJSON *f, *x;
@@ -175,6 +187,7 @@ static void print_findings(const cJSON *files)
     {
         cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(f, "findings"))
             md_cli_print_finding(str_or(f, "path", ""), x); // made printable there
+        print_unjudged(f);
     }
 }
 

@@ -285,25 +285,48 @@ static bool takes_expect(const char *kind)
     return strcmp(kind, "relocatable") && strcmp(kind, "other");
 }
 
-// uses_malloc: false for a library that neither defines malloc nor imports any way into the
-// allocator (identify.h: imports_alloc_api; libX11-xcb, the dynamic loader): no allocator serves
-// it, so --expect has nothing to judge there ("met": null).
-static void check_expect(struct md_inspector *in, cJSON *entry, const char *kind, bool uses_malloc)
+// Why no allocator serves the file, or NULL when one may: a library that neither defines malloc
+// nor imports any way into the allocator (identify.h: imports_alloc_api; libX11-xcb, the dynamic
+// loader), or a static program whose symbol table shows neither malloc nor any allocator (one
+// that never allocates: musl leaves malloc out). A dynamic program is served by its libraries'.
+static const char *nothing_allocates(enum md_elf_kind kind, const struct md_ident *id)
+{
+    if (id->defines_malloc || id->imports_alloc_api)
+        return NULL;
+    for (size_t s = 0; s < md_signature_count; s++)
+        if (md_signatures[s].kind == MD_SIG_ALLOCATOR && md_hit_confidence(&id->hit[s]))
+            return NULL; // an allocator by another name (Go's runtime.mallocgc)
+    if (kind == MD_KIND_SHARED)
+        return "the library neither defines malloc nor imports any allocation function";
+    if ((kind == MD_KIND_STATIC || kind == MD_KIND_STATIC_PIE) && id->has_symtab)
+        return "the program links no allocator: it never calls malloc";
+    return NULL;
+}
+
+// {allocator, met: null, reason}: --expect has nothing to judge there.
+static void expect_not_judged(const struct md_inspector *in, cJSON *entry, const char *reason)
+{
+    cJSON *o = cJSON_AddObjectToObject(entry, "expect");
+    cJSON_AddStringToObject(o, "allocator", in->opt.expect);
+    cJSON_AddNullToObject(o, "met");
+    cJSON_AddStringToObject(o, "reason", reason);
+}
+
+// nothing: nothing_allocates' answer; no allocator serves the file, so it cannot fail --expect.
+static void check_expect(struct md_inspector *in, cJSON *entry, const char *kind,
+                         const char *nothing)
 {
     if (!in->opt.expect || !takes_expect(kind))
         return;
     const cJSON *active = cJSON_GetObjectItemCaseSensitive(entry, "active");
     const char *id = md_json_get_str(active, "id"), *family = md_json_get_str(active, "family");
     bool met = (id && !strcmp(id, in->opt.expect)) || (family && !strcmp(family, in->opt.expect));
-    cJSON *o = cJSON_AddObjectToObject(entry, "expect");
-    cJSON_AddStringToObject(o, "allocator", in->opt.expect);
-    if (!uses_malloc && !met) {
-        cJSON_AddNullToObject(o, "met");
-        cJSON_AddStringToObject(o, "reason",
-                                "the library neither defines malloc nor imports any allocation "
-                                "function");
+    if (nothing && !met) {
+        expect_not_judged(in, entry, nothing);
         return;
     }
+    cJSON *o = cJSON_AddObjectToObject(entry, "expect");
+    cJSON_AddStringToObject(o, "allocator", in->opt.expect);
     cJSON_AddBoolToObject(o, "met", met);
     in->expect_failed += !met;
 }
@@ -357,8 +380,7 @@ static int describe_elf(struct md_inspector *in, struct md_elf *e, const char *p
         md_active_local(&in->matcher, &id, &a);
         add_active(entry, &a, NULL, NULL);
     }
-    check_expect(in, entry, kind_name,
-                 kind != MD_KIND_SHARED || id.imports_alloc_api || id.defines_malloc);
+    check_expect(in, entry, kind_name, nothing_allocates(kind, &id));
     if (takes_expect(kind_name))
         add_findings(in, entry);
     md_ident_free(&id);

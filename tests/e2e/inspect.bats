@@ -217,6 +217,20 @@ f=json.loads(sys.argv[1])["files"][0]
 assert f["libc"]=="musl" and f["active"]["id"]=="musl-mallocng" and f["missing_libraries"]==[], f' "$output"
 }
 
+@test "--expect has nothing to judge in a static program that never calls malloc" {
+    printf 'int main(void) { return 0; }\n' > "$BATS_TEST_TMPDIR/n.c"
+    musl-gcc -static -o "$BATS_TEST_TMPDIR/n" "$BATS_TEST_TMPDIR/n.c"
+    run "$T" inspect --json --expect musl "$BATS_TEST_TMPDIR/n"
+    [ "$status" -eq 0 ]
+    check_first '
+assert f["expect"]["met"] is None and "links no allocator" in f["expect"]["reason"], f["expect"]
+assert not f["findings"], f["findings"]'
+    run "$T" inspect --expect musl "$BATS_TEST_TMPDIR/n"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"n: note: --expect musl not judged: the program links no allocator"* ]]
+    [[ "$output" != *MD003* ]]
+}
+
 @test "glibc static program with Debian's libjemalloc.a" {
     [ "$(active_id "$FX/jemalloc-static")" = jemalloc ]
     run "$T" inspect --expect jemalloc "$FX/jemalloc-static"
