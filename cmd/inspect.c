@@ -283,6 +283,18 @@ static void print_errors(const struct md_command *cmd, const cJSON *files)
     }
 }
 
+// An input error wins; then a failed --expect, or one that checked nothing (an archive, a walk
+// that found no program: a gate that saw nothing has not passed); then --fail-on.
+static int exit_status(const struct md_command *cmd, const struct inspect_args *a,
+                       const struct md_inspector *in, cJSON *report)
+{
+    bool nothing_checked = a->opt.expect && !in->expect_checked;
+    if (nothing_checked)
+        md_cli_error(cmd, "--expect %s: no program or shared library was checked", a->opt.expect);
+    int rc = md_cli_gate_apply(cmd, &a->gate, NULL, report);
+    return in->errors ? MD_EXIT_USAGE : in->expect_failed || nothing_checked ? MD_EXIT_CHECK : rc;
+}
+
 static int run(const struct md_command *cmd, int argc, char **argv)
 {
     struct inspect_args a = {0};
@@ -312,8 +324,7 @@ static int run(const struct md_command *cmd, int argc, char **argv)
         md_cli_print_json(report);
     else
         render_text(report, a.verbose);
-    rc = md_cli_gate_apply(cmd, &a.gate, NULL, report);
-    rc = in.errors ? MD_EXIT_USAGE : in.expect_failed ? MD_EXIT_CHECK : rc;
+    rc = exit_status(cmd, &a, &in, report);
     md_inspector_free(&in);
     cJSON_Delete(report);
     return rc;

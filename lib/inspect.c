@@ -318,6 +318,7 @@ static void check_expect(struct md_inspector *in, cJSON *entry, const char *kind
 {
     if (!in->opt.expect || !takes_expect(kind))
         return;
+    in->expect_checked++;
     const cJSON *active = cJSON_GetObjectItemCaseSensitive(entry, "active");
     const char *id = md_json_get_str(active, "id"), *family = md_json_get_str(active, "family");
     bool met = (id && !strcmp(id, in->opt.expect)) || (family && !strcmp(family, in->opt.expect));
@@ -430,6 +431,10 @@ static void inspect_archive(struct md_inspector *in, struct md_elf *ar, const ch
     cJSON_AddNumberToObject(summary, "members", (double)members);
     cJSON_AddNumberToObject(summary, "allocator_members", (double)matched);
     cJSON_AddNumberToObject(summary, "skipped_members", (double)skipped);
+    if (in->opt.expect) // which member a link takes for malloc depends on the link
+        expect_not_judged(in, summary,
+                          "an archive is not linked yet: --expect judges programs and shared "
+                          "libraries; inspect a program linked with it");
 }
 
 // A script is no ELF file: name the interpreter that runs it, which is the file to inspect.
@@ -475,7 +480,7 @@ static void inspect_file(struct md_inspector *in, const char *path)
     const volatile sig_atomic_t *faults = in->opt.mapping_faults;
     sig_atomic_t faults_before = faults ? *faults : 0;
     int entries = cJSON_GetArraySize(in->files);
-    size_t errors = in->errors, expect_failed = in->expect_failed;
+    size_t errors = in->errors, expect_failed = in->expect_failed, checked = in->expect_checked;
     inspect_file_now(in, path);
     if (!faults || *faults == faults_before)
         return;
@@ -483,6 +488,7 @@ static void inspect_file(struct md_inspector *in, const char *path)
         cJSON_DeleteItemFromArray(in->files, entries);
     in->errors = errors;
     in->expect_failed = expect_failed;
+    in->expect_checked = checked;
     // the file that shrank may be a library it needs, which the next files would meet again
     md_loader_forget_libraries(&in->loader);
     struct md_error err;
@@ -573,4 +579,5 @@ void md_inspect_summary(const struct md_inspector *in, cJSON *report)
     cJSON_AddNumberToObject(s, "skipped", (double)in->skipped);
     md_json_str(s, "expect", in->opt.expect);
     cJSON_AddNumberToObject(s, "expect_failed", (double)in->expect_failed);
+    cJSON_AddNumberToObject(s, "expect_checked", (double)in->expect_checked);
 }

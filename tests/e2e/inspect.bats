@@ -231,6 +231,28 @@ assert not f["findings"], f["findings"]'
     [[ "$output" != *MD003* ]]
 }
 
+@test "--expect that checks no program or library fails: an archive, a walk that finds none" {
+    run "$T" inspect --expect musl "$FX/libc-musl.a"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"libc-musl.a: note: --expect musl not judged: an archive is not linked yet"* ]]
+    [[ "$output" == *"malloc-doctor: inspect: --expect musl: no program or shared library was checked"* ]]
+    run "$T" inspect --json --expect musl "$FX/libc-musl.a"
+    [ "$status" -eq 1 ]
+    python3 -c '
+import json,sys
+out=sys.argv[1]
+r=json.loads(out[out.index("{"):])  # after the stderr line
+assert r["files"][0]["expect"]["met"] is None, r["files"][0]
+assert r["summary"]["expect_checked"]==0 and r["summary"]["expect_failed"]==0, r["summary"]' "$output"
+    mkdir "$BATS_TEST_TMPDIR/empty"
+    run "$T" inspect -r --expect glibc "$BATS_TEST_TMPDIR/empty"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"--expect glibc: no program or shared library was checked"* ]]
+    # with a program beside it, the program is what --expect judges
+    run "$T" inspect --expect musl "$FX/libc-musl.a" "$FX/musl-static"
+    [ "$status" -eq 0 ]
+}
+
 @test "glibc static program with Debian's libjemalloc.a" {
     [ "$(active_id "$FX/jemalloc-static")" = jemalloc ]
     run "$T" inspect --expect jemalloc "$FX/jemalloc-static"
