@@ -109,14 +109,25 @@ void md_cli_guard_mappings(void)
     sigaction(SIGBUS, &sa, NULL);
 }
 
+const char *md_cli_printable(const char *s, char *out, size_t size)
+{
+    size_t n = 0;
+    for (; s[n] && n + 1 < size; n++)
+        out[n] = (unsigned char)s[n] < 0x20 || s[n] == 0x7f ? '?' : s[n];
+    if (size)
+        out[n] = 0;
+    return out;
+}
+
 int md_cli_usage_error(const struct md_command *cmd, const char *fmt, ...)
 {
+    char line[2048];
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "malloc-doctor %s: ", cmd->name);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\nTry 'malloc-doctor %s --help'.\n", cmd->name);
+    fprintf(stderr, "malloc-doctor: %s: %s\nTry 'malloc-doctor %s --help'.\n", cmd->name,
+            md_cli_printable(line, line, sizeof line), cmd->name);
     return MD_EXIT_USAGE;
 }
 
@@ -127,21 +138,32 @@ void md_cli_error(const struct md_command *cmd, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    // one line whatever a file name holds: a newline in a name must not split the message
-    for (char *c = line; *c; c++)
-        if ((unsigned char)*c < 0x20 || *c == 0x7f)
-            *c = '?';
-    fprintf(stderr, "malloc-doctor: %s: %s\n", cmd->name, line);
+    fprintf(stderr, "malloc-doctor: %s: %s\n", cmd->name,
+            md_cli_printable(line, line, sizeof line));
+}
+
+// Room for a finding's longest line: a file name, then a title; the rules build message and fix
+// in at most 1 KiB each.
+#define MD_FINDING_LINE (PATH_MAX + 1024)
+
+// "[PREFIX]TEXT\n", TEXT printable.
+static void print_line(const char *prefix, const char *text)
+{
+    char shown[MD_FINDING_LINE];
+    printf("%s%s\n", prefix, md_cli_printable(text ? text : "", shown, sizeof shown));
 }
 
 void md_cli_print_finding(const char *subject, const cJSON *finding)
 {
-    const char *fix = md_json_get_str(finding, "fix");
-    printf("\n%s%s%s %s: %s\n  %s\n", subject ? subject : "", subject ? ": " : "",
-           md_json_get_str(finding, "severity"), md_json_get_str(finding, "id"),
-           md_json_get_str(finding, "title"), md_json_get_str(finding, "message"));
-    if (fix)
-        printf("  fix: %s\n", fix);
+    char head[MD_FINDING_LINE];
+    snprintf(head, sizeof head, "%s%s%s %s: %s", subject ? subject : "", subject ? ": " : "",
+             md_json_get_str(finding, "severity"), md_json_get_str(finding, "id"),
+             md_json_get_str(finding, "title"));
+    putchar('\n');
+    print_line("", head);
+    print_line("  ", md_json_get_str(finding, "message"));
+    if (md_json_get_str(finding, "fix"))
+        print_line("  fix: ", md_json_get_str(finding, "fix"));
 }
 
 // Length of the valid UTF-8 sequence at s (1 to 4), or 0 when the bytes there are not one.

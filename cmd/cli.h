@@ -60,14 +60,20 @@ void md_cli_usage(const struct md_command *cmd, FILE *out);
 // For the default branch of a command's option loop: prints --help or --version (exit 0) or
 // leaves a usage error (exit 2, already printed by md_cli_next). Returns false: stop parsing.
 bool md_cli_stop(const struct md_command *cmd, int key, int *exit_code);
-// "malloc-doctor CMD: MESSAGE" + "Try 'malloc-doctor CMD --help'." on stderr; returns 2.
+// "malloc-doctor: CMD: MESSAGE" (md_cli_error's prefix) + "Try 'malloc-doctor CMD --help'." on
+// stderr; returns 2.
 int md_cli_usage_error(const struct md_command *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-// "malloc-doctor: CMD: MESSAGE" on stderr.
+// "malloc-doctor: CMD: MESSAGE" on stderr, on one line whatever a file name in it holds.
 void md_cli_error(const struct md_command *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-// Prints one rule finding for people: "\n[SUBJECT: ]severity ID: title", message, fix.
+// s as text output shows it (into out, cut at size; out may be s): each control character is '?',
+// so that a file name (they may hold any byte but '/' and NUL) can neither break a line or a
+// table row nor send escape sequences to the terminal. JSON keeps names as they are.
+const char *md_cli_printable(const char *s, char *out, size_t size);
+
+// Prints one rule finding for people (printable): "\n[SUBJECT: ]severity ID: title", message, fix.
 void md_cli_print_finding(const char *subject, const cJSON *finding);
 
 // Prints the report as JSON on stdout (one document, newline terminated).

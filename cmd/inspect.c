@@ -108,11 +108,7 @@ static int path_width(const cJSON *files)
 // A file name for the table: a line break or tab in it would break the rows.
 static const char *table_path(const cJSON *f, char *out, size_t size)
 {
-    snprintf(out, size, "%s", str_or(f, "path", ""));
-    for (char *c = out; *c; c++)
-        if ((unsigned char)*c < 0x20 || *c == 0x7f)
-            *c = '?';
-    return out;
+    return md_cli_printable(str_or(f, "path", ""), out, size);
 }
 
 static void print_row(const cJSON *f, int width)
@@ -134,17 +130,29 @@ static void print_row(const cJSON *f, int width)
            active, others);
 }
 
+// "  LABEL: TEXT", TEXT printable: the names of files and libraries are the file's own bytes.
+static void print_named(const char *label, const char *text, const char *suffix)
+{
+    char shown[PATH_MAX + 512]; // a path, or an active allocator's reasoning with one
+    printf("  %s: %s%s\n", label, md_cli_printable(text, shown, sizeof shown), suffix);
+}
+
 static void print_details(const cJSON *f)
 {
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(f, "format");
-    printf("%s:\n  format: %s %s, %s-endian%s\n", str_or(f, "path", ""), str_or(fmt, "class", "?"),
-           str_or(fmt, "machine", "?"), str_or(fmt, "byte_order", "?"),
+    char path[PATH_MAX];
+    printf("%s:\n  format: %s %s, %s-endian%s\n", table_path(f, path, sizeof path),
+           str_or(fmt, "class", "?"), str_or(fmt, "machine", "?"), str_or(fmt, "byte_order", "?"),
            md_json_get_bool(f, "stripped") ? ", stripped" : "");
     if (md_json_get_str(f, "interpreter"))
-        printf("  interpreter: %s\n", md_json_get_str(f, "interpreter"));
+        print_named("interpreter", md_json_get_str(f, "interpreter"), "");
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(f, "active");
-    if (a)
-        printf("  active: %s; %s\n", str_or(a, "name", "unknown"), str_or(a, "how", ""));
+    if (a) {
+        char active[PATH_MAX + 512];
+        snprintf(active, sizeof active, "%s; %s", str_or(a, "name", "unknown"),
+                 str_or(a, "how", ""));
+        print_named("active", active, "");
+    }
     const cJSON *alloc, *ev, *lib;
     cJSON_ArrayForEach(alloc, cJSON_GetObjectItemCaseSensitive(f, "allocators"))
     {
@@ -154,10 +162,22 @@ static void print_details(const cJSON *f)
         putchar('\n');
     }
     cJSON_ArrayForEach(lib, cJSON_GetObjectItemCaseSensitive(f, "load_order"))
-        printf("  load order: %s%s\n", str_or(lib, "path", "?"),
-               md_json_get_bool(lib, "exports_malloc") ? "  (defines malloc)" : "");
+        print_named("load order", str_or(lib, "path", "?"),
+                    md_json_get_bool(lib, "exports_malloc") ? "  (defines malloc)" : "");
     cJSON_ArrayForEach(lib, cJSON_GetObjectItemCaseSensitive(f, "missing_libraries"))
-        printf("  not found: %s\n", lib->valuestring);
+        print_named("not found", lib->valuestring, "");
+}
+
+// A file --expect had nothing to judge in passes it: the note says why, so a pass is not taken
+// for a match.
+static void print_unjudged(const cJSON *f)
+{
+    const cJSON *expect = cJSON_GetObjectItemCaseSensitive(f, "expect");
+    if (!expect || !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(expect, "met")))
+        return;
+    char path[PATH_MAX];
+    printf("\n%s: note: --expect %s not judged: %s\n", table_path(f, path, sizeof path),
+           str_or(expect, "allocator", "?"), str_or(expect, "reason", "?"));
 }
 
 static void print_findings(const cJSON *files)
@@ -166,7 +186,8 @@ static void print_findings(const cJSON *files)
     cJSON_ArrayForEach(f, files)
     {
         cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(f, "findings"))
-            md_cli_print_finding(str_or(f, "path", ""), x);
+            md_cli_print_finding(str_or(f, "path", ""), x); // made printable there
+        print_unjudged(f);
     }
 }
 
@@ -262,6 +283,18 @@ static void print_errors(const struct md_command *cmd, const cJSON *files)
     }
 }
 
+// An input error wins; then a failed --expect, or one that checked nothing (an archive, a walk
+// that found no program: a gate that saw nothing has not passed); then --fail-on.
+static int exit_status(const struct md_command *cmd, const struct inspect_args *a,
+                       const struct md_inspector *in, cJSON *report)
+{
+    bool nothing_checked = a->opt.expect && !in->expect_checked;
+    if (nothing_checked)
+        md_cli_error(cmd, "--expect %s: no program or shared library was checked", a->opt.expect);
+    int rc = md_cli_gate_apply(cmd, &a->gate, NULL, report);
+    return in->errors ? MD_EXIT_USAGE : in->expect_failed || nothing_checked ? MD_EXIT_CHECK : rc;
+}
+
 static int run(const struct md_command *cmd, int argc, char **argv)
 {
     struct inspect_args a = {0};
@@ -291,8 +324,7 @@ static int run(const struct md_command *cmd, int argc, char **argv)
         md_cli_print_json(report);
     else
         render_text(report, a.verbose);
-    rc = md_cli_gate_apply(cmd, &a.gate, NULL, report);
-    rc = in.errors ? MD_EXIT_USAGE : in.expect_failed ? MD_EXIT_CHECK : rc;
+    rc = exit_status(cmd, &a, &in, report);
     md_inspector_free(&in);
     cJSON_Delete(report);
     return rc;

@@ -2,6 +2,7 @@
 // What `trace` and `doctor` share: the run with --compare and the gate, and text rendering.
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -231,10 +232,11 @@ void md_render_trace_header(const cJSON *r)
     const cJSON *run = cJSON_GetObjectItemCaseSensitive(r, "run");
     const cJSON *active = cJSON_GetObjectItemCaseSensitive(t, "active");
     const cJSON *rec = cJSON_GetObjectItemCaseSensitive(r, "syscall_recording");
+    char path[PATH_MAX], interp[PATH_MAX], arg[PATH_MAX]; // names made printable
     printf("%s: %s (%s, %s; malloc: %s; counted by: %s; syscalls by: %s)\n",
-           str(r, "command", "trace"), str(t, "path", "?"), str(t, "kind", "?"),
-           str(t, "libc", "?"), str(active, "name", "unknown"), str(r, "mode", "?"),
-           str(rec, "source", "?"));
+           str(r, "command", "trace"), md_cli_printable(str(t, "path", "?"), path, sizeof path),
+           str(t, "kind", "?"), str(t, "libc", "?"), str(active, "name", "unknown"),
+           str(r, "mode", "?"), str(rec, "source", "?"));
     if (md_json_get_str(rec, "note"))
         printf("note: %s\n", md_json_get_str(rec, "note"));
     double lost = md_json_get_num(rec, "lost");
@@ -246,15 +248,18 @@ void md_render_trace_header(const cJSON *r)
     const cJSON *script;
     cJSON_ArrayForEach(script, cJSON_GetObjectItemCaseSensitive(t, "scripts"))
     {
-        const char *arg = md_json_get_str(script, "argument");
-        printf("script: %s (#!%s%s%s)\n", str(script, "path", "?"), str(script, "interpreter", "?"),
-               arg ? " " : "", arg ? arg : "");
+        bool has_arg = md_json_get_str(script, "argument") != NULL;
+        printf("script: %s (#!%s%s%s)\n",
+               md_cli_printable(str(script, "path", "?"), path, sizeof path),
+               md_cli_printable(str(script, "interpreter", "?"), interp, sizeof interp),
+               has_arg ? " " : "", md_cli_printable(str(script, "argument", ""), arg, sizeof arg));
     }
     const cJSON *ran = cJSON_GetObjectItemCaseSensitive(t, "malloc_at_run_time");
     if (ran && cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(ran, "same_as_file")))
         printf("note: at run time malloc came from %s (%s), not from what the file links: "
                "LD_PRELOAD, /etc/ld.so.preload or the library path changed it\n",
-               str(ran, "provider", "?"), str(ran, "name", "unknown allocator"));
+               md_cli_printable(str(ran, "provider", "?"), path, sizeof path),
+               str(ran, "name", "unknown allocator"));
     if (md_json_get_str(r, "mode_note"))
         printf("note: %s\n", md_json_get_str(r, "mode_note"));
     const cJSON *warning;
@@ -312,9 +317,11 @@ static void print_ops(const cJSON *r)
         printf("note: %.0f of %.0f processes ran without the probe (", all - probed, all);
         const cJSON *name;
         bool first = true;
+        char shown[PATH_MAX];
         cJSON_ArrayForEach(name, cJSON_GetObjectItemCaseSensitive(run, "unprobed_programs"))
         {
-            printf("%s%s", first ? "" : ", ", name->valuestring);
+            printf("%s%s", first ? "" : ", ",
+                   md_cli_printable(name->valuestring, shown, sizeof shown));
             first = false;
         }
         printf("%sprograms exec'd that it cannot follow, such as static or setuid ones): their "
@@ -385,8 +392,9 @@ static void print_stack_list(const cJSON *list, const char *title, const char *c
         printf("  %.0f %.*s, %.*f %s\n", count, (int)strlen(count_key) - (count == 1), count_key,
                decimals, num(st, bytes_key), bytes_label);
         const cJSON *f;
+        char frame[MD_JSON_LINE_MAX]; // a frame names a file, and a symbol from it
         cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(st, "frames"))
-            printf("      %s\n", f->valuestring);
+            printf("      %s\n", md_cli_printable(f->valuestring, frame, sizeof frame));
     }
 }
 

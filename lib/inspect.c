@@ -214,6 +214,39 @@ static void add_load_order(cJSON *entry, const struct md_scope *scope)
 static const char runtime_note[] =
     "LD_PRELOAD, /etc/ld.so.preload changes and LD_LIBRARY_PATH can change this at run time";
 
+// The libraries not found that would come before the object at provider in load order: they, or
+// what they need, could define malloc first. Returns how many; *first names one.
+static size_t missing_before(const struct md_scope *scope, size_t provider, const char **first)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < scope->missing_count; i++)
+        if (scope->missing_at[i] <= provider && !n++)
+            *first = scope->missing[i];
+    return n;
+}
+
+// Appends to a.how what the libraries not found change (missing_before).
+static void caveat_missing(struct md_active *a, const struct md_scope *scope, size_t provider)
+{
+    const char *first = NULL;
+    size_t before = missing_before(scope, provider, &first);
+    char how[sizeof a->how];
+    if (before == 1)
+        snprintf(how, sizeof how, "%s; but %s was not found (it could define malloc first)", a->how,
+                 first);
+    else if (before)
+        snprintf(how, sizeof how,
+                 "%s; but %s and %zu more were not found (one could define malloc first)", a->how,
+                 first, before - 1);
+    else if (scope->missing_count) // found or not, they come after the provider
+        snprintf(how, sizeof how, "%s; %s was not found, but would come after it", a->how,
+                 scope->missing[0]);
+    else
+        return;
+    a->confidence = before ? "low" : a->confidence;
+    snprintf(a->how, sizeof a->how, "%s", how);
+}
+
 // Dynamic objects: malloc binds to the first object in load order that exports it.
 static void active_dynamic(cJSON *entry, const char *path, const struct md_scope *scope,
                            const struct md_ident *id, const struct md_matcher *matcher)
@@ -237,17 +270,7 @@ static void active_dynamic(cJSON *entry, const char *path, const struct md_scope
         snprintf(how, sizeof how, "malloc binds to %s (first in load order to define it); %s",
                  li->path, li->active.how);
         snprintf(a.how, sizeof a.how, "%s", how);
-        if (scope->missing_count) { // a library not found may come first and define malloc
-            a.confidence = "low";
-            if (scope->missing_count == 1)
-                snprintf(how, sizeof how, "%s; but %s was not found (it could define malloc first)",
-                         a.how, scope->missing[0]);
-            else
-                snprintf(how, sizeof how,
-                         "%s; but %s and %zu more were not found (one could define malloc first)",
-                         a.how, scope->missing[0], scope->missing_count - 1);
-            snprintf(a.how, sizeof a.how, "%s", how);
-        }
+        caveat_missing(&a, scope, i);
         add_active(entry, &a, li->path, runtime_note);
         return;
     }
@@ -262,25 +285,49 @@ static bool takes_expect(const char *kind)
     return strcmp(kind, "relocatable") && strcmp(kind, "other");
 }
 
-// uses_malloc: false for a library that neither defines malloc nor imports any way into the
-// allocator (identify.h: imports_alloc_api; libX11-xcb, the dynamic loader): no allocator serves
-// it, so --expect has nothing to judge there ("met": null).
-static void check_expect(struct md_inspector *in, cJSON *entry, const char *kind, bool uses_malloc)
+// Why no allocator serves the file, or NULL when one may: a library that neither defines malloc
+// nor imports any way into the allocator (identify.h: imports_alloc_api; libX11-xcb, the dynamic
+// loader), or a static program whose symbol table shows neither malloc nor any allocator (one
+// that never allocates: musl leaves malloc out). A dynamic program is served by its libraries'.
+static const char *nothing_allocates(enum md_elf_kind kind, const struct md_ident *id)
+{
+    if (id->defines_malloc || id->imports_alloc_api)
+        return NULL;
+    for (size_t s = 0; s < md_signature_count; s++)
+        if (md_signatures[s].kind == MD_SIG_ALLOCATOR && md_hit_confidence(&id->hit[s]))
+            return NULL; // an allocator by another name (Go's runtime.mallocgc)
+    if (kind == MD_KIND_SHARED)
+        return "the library neither defines malloc nor imports any allocation function";
+    if ((kind == MD_KIND_STATIC || kind == MD_KIND_STATIC_PIE) && id->has_symtab)
+        return "the program links no allocator: it never calls malloc";
+    return NULL;
+}
+
+// {allocator, met: null, reason}: --expect has nothing to judge there.
+static void expect_not_judged(const struct md_inspector *in, cJSON *entry, const char *reason)
+{
+    cJSON *o = cJSON_AddObjectToObject(entry, "expect");
+    cJSON_AddStringToObject(o, "allocator", in->opt.expect);
+    cJSON_AddNullToObject(o, "met");
+    cJSON_AddStringToObject(o, "reason", reason);
+}
+
+// nothing: nothing_allocates' answer; no allocator serves the file, so it cannot fail --expect.
+static void check_expect(struct md_inspector *in, cJSON *entry, const char *kind,
+                         const char *nothing)
 {
     if (!in->opt.expect || !takes_expect(kind))
         return;
+    in->expect_checked++;
     const cJSON *active = cJSON_GetObjectItemCaseSensitive(entry, "active");
     const char *id = md_json_get_str(active, "id"), *family = md_json_get_str(active, "family");
     bool met = (id && !strcmp(id, in->opt.expect)) || (family && !strcmp(family, in->opt.expect));
-    cJSON *o = cJSON_AddObjectToObject(entry, "expect");
-    cJSON_AddStringToObject(o, "allocator", in->opt.expect);
-    if (!uses_malloc && !met) {
-        cJSON_AddNullToObject(o, "met");
-        cJSON_AddStringToObject(o, "reason",
-                                "the library neither defines malloc nor imports any allocation "
-                                "function");
+    if (nothing && !met) {
+        expect_not_judged(in, entry, nothing);
         return;
     }
+    cJSON *o = cJSON_AddObjectToObject(entry, "expect");
+    cJSON_AddStringToObject(o, "allocator", in->opt.expect);
     cJSON_AddBoolToObject(o, "met", met);
     in->expect_failed += !met;
 }
@@ -334,8 +381,7 @@ static int describe_elf(struct md_inspector *in, struct md_elf *e, const char *p
         md_active_local(&in->matcher, &id, &a);
         add_active(entry, &a, NULL, NULL);
     }
-    check_expect(in, entry, kind_name,
-                 kind != MD_KIND_SHARED || id.imports_alloc_api || id.defines_malloc);
+    check_expect(in, entry, kind_name, nothing_allocates(kind, &id));
     if (takes_expect(kind_name))
         add_findings(in, entry);
     md_ident_free(&id);
@@ -385,6 +431,10 @@ static void inspect_archive(struct md_inspector *in, struct md_elf *ar, const ch
     cJSON_AddNumberToObject(summary, "members", (double)members);
     cJSON_AddNumberToObject(summary, "allocator_members", (double)matched);
     cJSON_AddNumberToObject(summary, "skipped_members", (double)skipped);
+    if (in->opt.expect) // which member a link takes for malloc depends on the link
+        expect_not_judged(in, summary,
+                          "an archive is not linked yet: --expect judges programs and shared "
+                          "libraries; inspect a program linked with it");
 }
 
 // A script is no ELF file: name the interpreter that runs it, which is the file to inspect.
@@ -430,7 +480,7 @@ static void inspect_file(struct md_inspector *in, const char *path)
     const volatile sig_atomic_t *faults = in->opt.mapping_faults;
     sig_atomic_t faults_before = faults ? *faults : 0;
     int entries = cJSON_GetArraySize(in->files);
-    size_t errors = in->errors, expect_failed = in->expect_failed;
+    size_t errors = in->errors, expect_failed = in->expect_failed, checked = in->expect_checked;
     inspect_file_now(in, path);
     if (!faults || *faults == faults_before)
         return;
@@ -438,6 +488,7 @@ static void inspect_file(struct md_inspector *in, const char *path)
         cJSON_DeleteItemFromArray(in->files, entries);
     in->errors = errors;
     in->expect_failed = expect_failed;
+    in->expect_checked = checked;
     // the file that shrank may be a library it needs, which the next files would meet again
     md_loader_forget_libraries(&in->loader);
     struct md_error err;
@@ -528,4 +579,5 @@ void md_inspect_summary(const struct md_inspector *in, cJSON *report)
     cJSON_AddNumberToObject(s, "skipped", (double)in->skipped);
     md_json_str(s, "expect", in->opt.expect);
     cJSON_AddNumberToObject(s, "expect_failed", (double)in->expect_failed);
+    cJSON_AddNumberToObject(s, "expect_checked", (double)in->expect_checked);
 }

@@ -25,6 +25,7 @@ struct md_inspector {
     struct md_loader loader;
     cJSON *files; // the report's "files" array
     size_t inspected, errors, expect_failed, skipped;
+    size_t expect_checked;    // programs and shared libraries --expect applied to
     char alloc_dir[PATH_MAX]; // this tool's mdalloc builds, for the rules' prescriptions
 };
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -198,6 +199,7 @@ static void libinfo_free(struct md_libinfo *li)
 {
     free(li->path);
     free(li->error);
+    free(li->soname);
     strlist_free(li->needed, li->needed_count);
     free(li->rpath);
     free(li->runpath);
@@ -256,6 +258,10 @@ static void fill_libinfo(struct md_loader *l, struct md_libinfo *li)
                     strlen(dyn.needed[i]));
     li->rpath = dup_or_null(dyn.rpath);
     li->runpath = dup_or_null(dyn.runpath);
+    li->soname = dup_or_null(dyn.soname);
+    struct stat st;
+    if (!stat(li->path, &st))
+        li->dev = st.st_dev, li->ino = st.st_ino;
     md_ident_free(&id);
     md_elf_close(&e);
 }
@@ -386,40 +392,28 @@ static const char *glibc_system_dirs(const struct requester *r)
     }
 }
 
-static const struct md_libinfo *search(struct md_loader *l, const struct requester *r,
-                                       const struct requester *exe, const char *name, bool musl)
+// Another path to a file already loaded (a link, /lib beside /usr/lib) is that object.
+static bool same_object(const struct md_libinfo *a, const struct md_libinfo *b)
 {
-    const struct md_libinfo *li = NULL;
-    if (strchr(name, '/')) {
-        char path[PATH_MAX];
-        rooted(l, name, path, sizeof path);
-        return access(path, F_OK) ? NULL : library(l, path);
-    }
-    if (!r->runpath && !(li = try_list(l, r, r->rpath, name)) && r != exe && !exe->runpath)
-        li = try_list(l, exe, exe->rpath, name);
-    if (!li)
-        li = try_list(l, r, r->runpath, name);
-    if (musl) {
-        char buf[PATH_MAX];
-        return li ? li : try_list(l, r, musl_default_dirs(l, buf, sizeof buf), name);
-    }
-    for (size_t i = 0; !li && i < l->conf_count; i++)
-        li = try_dir(l, r, l->conf_dirs[i], name);
-    return li ? li : try_list(l, r, glibc_system_dirs(r), name);
+    return a == b || (a->ino && a->ino == b->ino && a->dev == b->dev);
 }
 
 static bool in_scope(const struct md_scope *scope, const struct md_libinfo *li)
 {
     for (size_t i = 0; i < scope->count; i++)
-        if (scope->object[i] == li)
+        if (same_object(scope->object[i], li))
             return true;
     return false;
 }
 
-static void scope_add(struct md_scope *scope, const struct md_libinfo *li)
+static void scope_add(struct md_scope *scope, const struct md_libinfo *li, const char *name,
+                      int loaded_by)
 {
-    if (li && scope->count < MD_MAX_SCOPE && !in_scope(scope, li))
-        scope->object[scope->count++] = li;
+    if (scope->count == MD_MAX_SCOPE || in_scope(scope, li))
+        return;
+    scope->name[scope->count] = name;
+    scope->loaded_by[scope->count] = loaded_by;
+    scope->object[scope->count++] = li;
 }
 
 // The directory of path, resolved through symlinks as the loader's $ORIGIN is.
@@ -447,10 +441,91 @@ static void requester_of(const struct md_libinfo *li, char *origin, size_t size,
                             .machine = li->machine};
 }
 
-// musl's loader is also its libc: "libc.so" needs resolve to the interpreter file.
+// One md_loader_scope: the executable and the scope being built.
+struct walk {
+    struct md_loader *l;
+    struct md_scope *scope;
+    const struct requester *exe;
+    const char *exe_soname;
+    const char *interp;
+};
+
+// The requester at a load-order index (-1: the executable); origin receives its $ORIGIN.
+static const struct requester *requester_at(const struct walk *w, int index, char *origin,
+                                            size_t size, struct requester *r)
+{
+    if (index < 0)
+        return w->exe;
+    requester_of(w->scope->object[index], origin, size, r);
+    return r;
+}
+
+// The paths of the requester at index and of each object that loaded it, up to the executable,
+// as the loader reads them (loader.h): glibc takes DT_RPATH only, musl DT_RUNPATH or DT_RPATH.
+static const struct md_libinfo *try_loaders(const struct walk *w, int index, const char *name)
+{
+    const struct md_libinfo *li = NULL;
+    for (int i = index;; i = w->scope->loaded_by[i]) {
+        char origin[PATH_MAX];
+        struct requester buf;
+        const struct requester *r = requester_at(w, i, origin, sizeof origin, &buf);
+        const char *list = !r->runpath ? r->rpath : w->scope->musl ? r->runpath : NULL;
+        if ((li = try_list(w->l, r, list, name)) || i < 0)
+            return li;
+    }
+}
+
+static const struct md_libinfo *search(const struct walk *w, int index, const char *name)
+{
+    struct md_loader *l = w->l;
+    if (strchr(name, '/')) {
+        char path[PATH_MAX];
+        rooted(l, name, path, sizeof path);
+        return access(path, F_OK) ? NULL : library(l, path);
+    }
+    char origin[PATH_MAX];
+    struct requester buf;
+    const struct requester *r = requester_at(w, index, origin, sizeof origin, &buf);
+    bool musl = w->scope->musl;
+    // glibc: a DT_RUNPATH replaces the DT_RPATH chain (and is not inherited)
+    const struct md_libinfo *li =
+        musl || !r->runpath ? try_loaders(w, index, name) : try_list(l, r, r->runpath, name);
+    if (musl) {
+        char dirs[PATH_MAX];
+        return li ? li : try_list(l, r, musl_default_dirs(l, dirs, sizeof dirs), name);
+    }
+    for (size_t i = 0; !li && i < l->conf_count; i++)
+        li = try_dir(l, r, l->conf_dirs[i], name);
+    return li ? li : try_list(l, r, glibc_system_dirs(r), name);
+}
+
+// Whether an object already loaded answers to name (loader.h), which ends the loader's look-up.
+static bool already_loaded(const struct walk *w, const char *name)
+{
+    const struct md_scope *s = w->scope;
+    if (s->musl && strchr(name, '/')) // musl opens a path, then compares the file
+        return false;
+    if (!s->musl && w->exe_soname && !strcmp(w->exe_soname, name))
+        return true;
+    for (size_t i = 0; i < s->count; i++) {
+        const char *soname = s->musl ? NULL : s->object[i]->soname;
+        if (!strcmp(s->name[i], name) || (soname && !strcmp(soname, name)))
+            return true;
+    }
+    return false;
+}
+
+// musl's loader is also its libc, libm, libpthread, librt, libdl, libutil and libxnet: a needed
+// name "lib" + one of those + "." ("libc.so", "libm.so.6") is the interpreter file.
 static const struct md_libinfo *musl_libc(struct md_loader *l, const char *interp, const char *name)
 {
-    if (strcmp(name, "libc.so") && strncmp(name, "libc.musl-", 10))
+    static const char *const builtin[] = {"c", "pthread", "rt", "m", "dl", "util", "xnet"};
+    bool is_builtin = false;
+    for (size_t i = 0; i < sizeof builtin / sizeof *builtin && !strncmp(name, "lib", 3); i++) {
+        size_t n = strlen(builtin[i]);
+        is_builtin |= !strncmp(name + 3, builtin[i], n) && name[3 + n] == '.';
+    }
+    if (!is_builtin)
         return NULL;
     char path[PATH_MAX], real[PATH_MAX];
     rooted(l, interp, path, sizeof path);
@@ -467,18 +542,22 @@ static bool is_missing(const struct md_scope *scope, const char *name)
     return false;
 }
 
-static void resolve_needed(struct md_loader *l, const struct requester *r,
-                           const struct requester *exe, char **needed, size_t count,
-                           const char *interp, struct md_scope *scope)
+// The needs of the object at load-order index (-1: the executable, and /etc/ld.so.preload).
+static void resolve_needed(const struct walk *w, int index, char **needed, size_t count)
 {
+    struct md_scope *scope = w->scope;
     for (size_t i = 0; i < count; i++) {
-        const struct md_libinfo *li = scope->musl ? musl_libc(l, interp, needed[i]) : NULL;
+        if (already_loaded(w, needed[i]))
+            continue;
+        const struct md_libinfo *li = scope->musl ? musl_libc(w->l, w->interp, needed[i]) : NULL;
         if (!li)
-            li = search(l, r, exe, needed[i], scope->musl);
-        if (li)
-            scope_add(scope, li);
-        else if (scope->missing_count < MD_MAX_SCOPE && !is_missing(scope, needed[i]))
+            li = search(w, index, needed[i]);
+        if (li) {
+            scope_add(scope, li, needed[i], index);
+        } else if (scope->missing_count < MD_MAX_SCOPE && !is_missing(scope, needed[i])) {
+            scope->missing_at[scope->missing_count] = scope->count;
             scope->missing[scope->missing_count++] = needed[i];
+        }
     }
 }
 
@@ -506,16 +585,13 @@ void md_loader_scope(struct md_loader *l, const char *path, const struct md_elf 
                             .runpath = dyn->runpath,
                             .elf_class = e->ehdr.e_ident[EI_CLASS],
                             .machine = e->ehdr.e_machine};
+    struct walk w = {
+        .l = l, .scope = scope, .exe = &exe, .exe_soname = dyn->soname, .interp = interp};
     if (!scope->musl)
-        resolve_needed(l, &exe, &exe, l->preload, l->preload_count, interp, scope);
-    resolve_needed(l, &exe, &exe, (char **)dyn->needed, dyn->needed_count, interp, scope);
+        resolve_needed(&w, -1, l->preload, l->preload_count);
+    resolve_needed(&w, -1, (char **)dyn->needed, dyn->needed_count);
     scope->direct_count = scope->count;
     // breadth first: each object's needs are appended after everything already in scope
-    for (size_t i = 0; i < scope->count; i++) {
-        const struct md_libinfo *li = scope->object[i];
-        char lib_origin[PATH_MAX];
-        struct requester r;
-        requester_of(li, lib_origin, sizeof lib_origin, &r);
-        resolve_needed(l, &r, &exe, li->needed, li->needed_count, interp, scope);
-    }
+    for (size_t i = 0; i < scope->count; i++)
+        resolve_needed(&w, (int)i, scope->object[i]->needed, scope->object[i]->needed_count);
 }

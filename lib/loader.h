@@ -2,10 +2,15 @@
 // Resolving DT_NEEDED the way the dynamic loader does (like lddtree), without running anything:
 // which library's `malloc` a dynamic program binds to.
 //
-// glibc order for each needed name: the requester's DT_RPATH (when it has no DT_RUNPATH) and the
-// executable's, then DT_RUNPATH, then the ld.so.conf directories, then the default directories;
-// /etc/ld.so.preload objects come before all DT_NEEDED ones. musl: DT_RPATH/DT_RUNPATH, then
-// /etc/ld-musl-ARCH.path or /lib:/usr/local/lib:/usr/lib; "libc.so" is the loader itself.
+// A needed name that an object already loaded answers to is that object, before any search:
+// glibc matches the name each was loaded by and its DT_SONAME, musl the name only. Then glibc
+// searches, for a requester without DT_RUNPATH, the DT_RPATH of the requester and of each object
+// that loaded it, up to the executable (DT_RUNPATH hides an object's own DT_RPATH); for one with
+// DT_RUNPATH, that only; then the ld.so.conf directories, then the default directories;
+// /etc/ld.so.preload objects come before all DT_NEEDED ones. musl: the DT_RUNPATH, else DT_RPATH,
+// of the requester and of each object that loaded it, then /etc/ld-musl-ARCH.path or
+// /lib:/usr/local/lib:/usr/lib; "libc.so" (and libm's, libpthread's, ... names) is the loader
+// itself. Either loader takes a file it finds again by another path for the object loaded.
 // LD_LIBRARY_PATH and LD_PRELOAD are run-time settings and are deliberately not read.
 #ifndef MD_LOADER_H
 #define MD_LOADER_H
@@ -15,6 +20,7 @@
 #include "lib/identify.h"
 
 #include <limits.h>
+#include <sys/types.h>
 
 #define MD_MAX_SCOPE 256
 
@@ -22,6 +28,9 @@
 struct md_libinfo {
     char *path;  // as found (inside the root when one is set)
     char *error; // why it could not be read, or NULL
+    dev_t dev;   // the file's identity: another path to it is the same object
+    ino_t ino;
+    char *soname; // DT_SONAME, or NULL
     int elf_class, machine;
     bool exports_malloc;
     char *thread_import;     // a thread symbol it imports: it can start threads (md_ident)
@@ -47,10 +56,15 @@ struct md_loader {
 
 struct md_scope {
     const struct md_libinfo *object[MD_MAX_SCOPE]; // load order after the executable
+    const char *name[MD_MAX_SCOPE];                // the needed name each was loaded by
+    int loaded_by[MD_MAX_SCOPE]; // index of the object that first needed it; -1: the executable
     size_t count;
     size_t direct_count; // the first ones: /etc/ld.so.preload's and the executable's DT_NEEDED
     const char *missing[MD_MAX_SCOPE]; // needed names that were not found (owned by the loader
     size_t missing_count;              // or the executable)
+    // the load-order index each missing library would have had: it and what it needs come
+    // after every object with a lower index
+    size_t missing_at[MD_MAX_SCOPE];
     bool musl;
 };
 

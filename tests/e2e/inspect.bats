@@ -13,6 +13,13 @@ active_id() {
     "$T" inspect --json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["files"][0]["active"]["id"])'
 }
 
+# python assertions ($1) over f, the first file entry of the JSON report in $output
+check_first() {
+    python3 -c "import json,sys
+f=json.loads(sys.argv[1])['files'][0]
+$1" "$output"
+}
+
 # one field of the first file entry, as JSON
 field() {
     "$T" inspect --json "$1" | python3 -c "import json,sys; print(json.dumps(json.load(sys.stdin)['files'][0]$2))"
@@ -66,7 +73,8 @@ field() {
     [[ "$output" == *"no FILE given"* ]]
     run "$T" inspect --expect nosuchalloc "$FX/musl-static"
     [ "$status" -eq 2 ]
-    [[ "$output" == *"unknown allocator 'nosuchalloc'"* ]]
+    # the same prefix as a file's error: one pattern matches every error of the tool
+    [[ "${lines[0]}" == "malloc-doctor: inspect: unknown allocator 'nosuchalloc'"* ]]
     # the ids and the families --expect takes, each once
     [[ "$output" == *"mimalloc"* && "$output" == *", musl,"* && "$output" == *", glibc,"* ]]
     [ "$(echo "$output" | grep -o 'tcmalloc,' | wc -l)" -eq 1 ]
@@ -207,6 +215,42 @@ assert [f["expect"]["met"] for f in r["files"]]==[False, False], r["files"]' "$o
 import json,sys
 f=json.loads(sys.argv[1])["files"][0]
 assert f["libc"]=="musl" and f["active"]["id"]=="musl-mallocng" and f["missing_libraries"]==[], f' "$output"
+}
+
+@test "--expect has nothing to judge in a static program that never calls malloc" {
+    printf 'int main(void) { return 0; }\n' > "$BATS_TEST_TMPDIR/n.c"
+    musl-gcc -static -o "$BATS_TEST_TMPDIR/n" "$BATS_TEST_TMPDIR/n.c"
+    run "$T" inspect --json --expect musl "$BATS_TEST_TMPDIR/n"
+    [ "$status" -eq 0 ]
+    check_first '
+assert f["expect"]["met"] is None and "links no allocator" in f["expect"]["reason"], f["expect"]
+assert not f["findings"], f["findings"]'
+    run "$T" inspect --expect musl "$BATS_TEST_TMPDIR/n"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"n: note: --expect musl not judged: the program links no allocator"* ]]
+    [[ "$output" != *MD003* ]]
+}
+
+@test "--expect that checks no program or library fails: an archive, a walk that finds none" {
+    run "$T" inspect --expect musl "$FX/libc-musl.a"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"libc-musl.a: note: --expect musl not judged: an archive is not linked yet"* ]]
+    [[ "$output" == *"malloc-doctor: inspect: --expect musl: no program or shared library was checked"* ]]
+    run "$T" inspect --json --expect musl "$FX/libc-musl.a"
+    [ "$status" -eq 1 ]
+    python3 -c '
+import json,sys
+out=sys.argv[1]
+r=json.loads(out[out.index("{"):])  # after the stderr line
+assert r["files"][0]["expect"]["met"] is None, r["files"][0]
+assert r["summary"]["expect_checked"]==0 and r["summary"]["expect_failed"]==0, r["summary"]' "$output"
+    mkdir "$BATS_TEST_TMPDIR/empty"
+    run "$T" inspect -r --expect glibc "$BATS_TEST_TMPDIR/empty"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"--expect glibc: no program or shared library was checked"* ]]
+    # with a program beside it, the program is what --expect judges
+    run "$T" inspect --expect musl "$FX/libc-musl.a" "$FX/musl-static"
+    [ "$status" -eq 0 ]
 }
 
 @test "glibc static program with Debian's libjemalloc.a" {
@@ -401,6 +445,22 @@ assert not [x for x in f["findings"] if x["id"] in ("MD002","MD003")], f["findin
     [[ "${lines[1]}" == *"tab?and?line  dynamic"* ]]
 }
 
+@test "text output shows a name's control characters as '?': -v's header, findings, usage errors" {
+    tool=$(realpath "$T")
+    cp "$FX/musl-static" "$BATS_TEST_TMPDIR/$(printf 'musl\nprog\033[31m')"
+    cd "$BATS_TEST_TMPDIR"
+    name=$(printf 'musl\nprog\033[31m')
+    run "$tool" inspect -v "$name"
+    [ "$status" -eq 0 ]
+    [[ "$output" != *$'\033'* ]]
+    [[ "$output" == *$'\nmusl?prog?[31m:\n  format: '* ]]
+    [[ "$output" == *$'\nmusl?prog?[31m: warning MD001'* ]]
+    run "$tool" inspect --root "$name" "$name"
+    [ "$status" -eq 2 ]
+    [ "${#lines[@]}" -eq 2 ]
+    [[ "${lines[0]}" == "malloc-doctor: inspect: --root musl?prog?[31m: not a directory" ]]
+}
+
 @test "the text table's columns line up under names with non-ASCII letters" {
     cp "$FX/glibc-dynamic" "$BATS_TEST_TMPDIR/prögrämm-ü"
     cp "$FX/glibc-dynamic" "$BATS_TEST_TMPDIR/plain-12345"
@@ -575,6 +635,62 @@ import json,sys
 a=json.loads(sys.argv[1])["files"][0]["active"]
 assert a["id"]=="glibc-ptmalloc" and a["confidence"]=="low", a
 assert "libfoo.so was not found (it could define malloc first)" in a["how"], a' "$output"
+}
+
+@test "a library already loaded satisfies a need before any search, as each loader does it" {
+    # glibc: libmiddle.so, without a search path, needs libmym.so, which the program loaded
+    # through its DT_RUNPATH; the loader agrees (the program runs)
+    "$FX/loaded/glibc/prog"
+    run "$T" inspect --json "$FX/loaded/glibc/prog"
+    [ "$status" -eq 0 ]
+    check_first '
+assert f["missing_libraries"]==[], f["missing_libraries"]
+paths=[o["path"] for o in f["load_order"]]
+assert paths[0].endswith("/loaded/glibc/lib/libmiddle.so") and paths[1].endswith("/lib/libmym.so"), paths
+assert f["active"]["provider"].endswith("/loaded/glibc/lib/libmym.so"), f["active"]
+assert "not found" not in f["active"]["how"], f["active"]'
+    # musl: the program needs only libmiddle.so, whose libmym.so musl finds by the path of the
+    # program that loaded it; it comes after musl's libc.so, which serves malloc
+    "$FX/loaded/musl/prog"
+    run "$T" inspect --json "$FX/loaded/musl/prog"
+    [ "$status" -eq 0 ]
+    check_first '
+assert f["missing_libraries"]==[], f["missing_libraries"]
+assert f["load_order"][-1]["path"].endswith("/loaded/musl/lib/libmym.so"), f["load_order"]
+assert f["active"]["id"]=="musl-mallocng" and f["active"]["confidence"]=="high", f["active"]'
+    # glibc also matches a loaded object by its DT_SONAME: one preloaded by its path
+    root=$BATS_TEST_TMPDIR/root
+    mkdir -p "$root/usr/bin" "$root/opt" "$root/etc" "$root/lib/x86_64-linux-gnu"
+    cp "$FX/loaded/glibc/prog" "$root/usr/bin/prog"
+    cp "$FX/loaded/glibc/lib/libmym.so" "$root/opt/preloaded.so"
+    cp "$FX/loaded/glibc/lib/libmiddle.so" /lib/x86_64-linux-gnu/libc.so.6 "$root/lib/x86_64-linux-gnu/"
+    echo /opt/preloaded.so > "$root/etc/ld.so.preload"
+    run "$T" inspect --json --root "$root" "$root/usr/bin/prog"
+    [ "$status" -eq 0 ]
+    check_first '
+assert "libmym.so" not in f["missing_libraries"], f["missing_libraries"]
+assert f["active"]["provider"].endswith("/opt/preloaded.so"), f["active"]'
+}
+
+@test "a library not found is a doubt only when it would come before the one that serves malloc" {
+    cp -r "$FX/loaded/musl" "$BATS_TEST_TMPDIR/"
+    rm "$BATS_TEST_TMPDIR/musl/lib/libmym.so"
+    # libmym.so, needed by libmiddle.so, would come after musl's libc.so, which the program needs
+    run "$T" inspect --json "$BATS_TEST_TMPDIR/musl/prog"
+    [ "$status" -eq 0 ]
+    check_first '
+assert f["missing_libraries"]==["libmym.so"], f["missing_libraries"]
+a=f["active"]
+assert a["id"]=="musl-mallocng" and a["confidence"]=="high", a
+assert "libmym.so was not found, but would come after it" in a["how"], a'
+    # the program needs it before libc.so.6: it could define malloc first
+    cp -r "$FX/loaded/glibc" "$BATS_TEST_TMPDIR/"
+    rm "$BATS_TEST_TMPDIR/glibc/lib/libmym.so"
+    run "$T" inspect --json "$BATS_TEST_TMPDIR/glibc/prog"
+    check_first '
+a=f["active"]
+assert a["id"]=="glibc-ptmalloc" and a["confidence"]=="low", a
+assert "libmym.so was not found (it could define malloc first)" in a["how"], a'
 }
 
 @test "JSON carries the schema and every documented top-level field" {

@@ -521,9 +521,9 @@ present_ids() {
         [[ "$output" == *"Try 'malloc-doctor patch --help'"* ]]
     done
     run "$T" patch -o '' "$W/libc.a"
-    [[ "$output" == "malloc-doctor patch: -o needs a file name"* ]]
+    [[ "$output" == "malloc-doctor: patch: -o needs a file name"* ]]
     run "$T" patch -o "$W/cwd/" "$W/libc.a"
-    [[ "$output" == "malloc-doctor patch: -o $W/cwd/: a directory; -o names the archive file to write"* ]]
+    [[ "$output" == "malloc-doctor: patch: -o $W/cwd/: a directory; -o names the archive file to write"* ]]
     # a real write beside them sweeps none: only OUT's own temporary files, and only files
     run "$T" patch -o out.a "$W/libc.a"
     [ "$status" -eq 0 ]

@@ -382,6 +382,15 @@ PY
     done
 }
 
+@test "the text report shows a program name's control characters as '?'" {
+    name="$BATS_TEST_TMPDIR/$(printf 'api\ncalls\033[31m')"
+    cp "$FX/api-calls" "$name"
+    run "$T" trace -o "$OUT" -- "$name"
+    [ "$status" -eq 0 ]
+    [[ "$(cat "$OUT")" != *$'\033'* ]]
+    [[ "$(head -1 "$OUT")" == "trace: $BATS_TEST_TMPDIR/api?calls?[31m (dynamic, glibc;"* ]]
+}
+
 @test "the program's output is untouched and its exit status reported" {
     run "$T" trace -o "$OUT" --json -- "$FX/glibc-dynamic"
     [ "$status" -eq 0 ]
