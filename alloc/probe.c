@@ -459,6 +459,7 @@ static unsigned capture(const struct caller *c, uint64_t *frames, unsigned *slot
         tls_stack_top = stack_top();
     unsigned depth = 0;
     frames[depth++] = (uint64_t)c->ret;
+    (void)md_probe_code_holds((uint64_t)c->ret); // records a library loaded since (dlopen)
     uint64_t walked[MD_PROBE_FRAMES];
     unsigned walk = 0;
     uintptr_t fp = (uintptr_t)c->frame, next = fp ? *(uintptr_t *)fp : 0;
@@ -471,6 +472,8 @@ static unsigned capture(const struct caller *c, uint64_t *frames, unsigned *slot
         next = *(uintptr_t *)fp;
     }
     *slot = guess_slot(c); // after the walk: it has looked at objects loaded since the last time
+    if (*slot && walk && ((const uint64_t *)c->frame)[*slot] == walked[0])
+        *slot = 0; // the walk's own next frame: no caller is hidden (and no twin entry)
     if (*slot)
         frames[depth++] = ((const uint64_t *)c->frame)[*slot] | MD_PROBE_FRAME_GUESS;
     for (unsigned i = 0; i < walk && depth < MD_PROBE_FRAMES; i++)
@@ -691,14 +694,13 @@ static void forget_slot_in_child(void)
     tls_slot = NULL;
     tls_fast = (struct fast_path){0};
     tls_stacks = (struct stack_cache){0}; // the parent's batch is the parent's
+    pid_t parent = probe.pid;
     probe.pid = getpid();
     note_main_thread(); // the thread that forked is the child's only one
     if (probe.shared)   // a process of its own that runs with the probe, though it may never exec
         md_probe_count_process(probe.shared, probe.pid);
-    if (probe.shared && probe.flags) {
-        md_probe_code_forget_in_child();
-        record_objects();
-    }
+    if (probe.shared && probe.flags)
+        md_probe_code_adopt_in_child(parent, probe.pid);
 }
 
 // The exiting thread's last batch; other threads flush when they change stacks.

@@ -4,11 +4,13 @@
 // Nothing here allocates: it runs inside the program's allocator calls.
 #include "alloc/probe_code.h"
 
+#include <dlfcn.h>
 #include <link.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 // Executable segments of one process, sorted by start. Two buffers: a rebuild fills the one not
@@ -36,7 +38,6 @@ static struct {
     _Atomic(struct code_list *) now;
     struct code_list lists[2];
     uint64_t recorded[RECORDED_MAX];
-    _Atomic unsigned long long loads_seen; // dlpi_adds + dlpi_subs at the last rebuild
 } code;
 
 bool md_probe_load_span(const struct dl_phdr_info *info, bool exec_only, uint64_t *start,
@@ -73,18 +74,20 @@ static bool recorded_before(uint64_t start)
     return true;
 }
 
-static void add_to_table(const struct dl_phdr_info *info, uint64_t start, uint64_t end)
+static void add_to_table(uint64_t bias, uint64_t start, uint64_t end, const char *name)
 {
     struct md_probe_header *h = code.header;
     uint32_t at = atomic_fetch_add(&h->objects_used, 1);
     if (at >= h->object_max)
         return;
     struct md_probe_object *o = &md_probe_objects(h)[at];
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now); // the vDSO's: no syscall the program would not make
     o->pid = code.pid;
-    o->bias = info->dlpi_addr;
+    o->bias = bias;
     o->start = start;
     o->end = end;
-    const char *name = info->dlpi_name;
+    o->recorded_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
     if (name && *name) {
         strncpy(o->path, name, sizeof o->path - 1);
     } else { // the executable itself
@@ -110,25 +113,10 @@ static int add_object(struct dl_phdr_info *info, size_t size, void *ctx)
     if (!md_probe_load_span(info, false, &start, &end))
         return 0;
     if (!recorded_before(start))
-        add_to_table(info, start, end);
+        add_to_table(info->dlpi_addr, start, end, info->dlpi_name);
     if (md_probe_load_span(info, true, &code_start, &code_end))
         add_code(ctx, code_start, code_end);
     return 0;
-}
-
-// How often objects were loaded and unloaded so far: the first object's count says it.
-static int read_loads(struct dl_phdr_info *info, size_t size, void *ctx)
-{
-    if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs)
-        *(unsigned long long *)ctx = info->dlpi_adds + info->dlpi_subs;
-    return 1; // one is enough
-}
-
-static unsigned long long loads_now(void)
-{
-    unsigned long long loads = 0;
-    dl_iterate_phdr(read_loads, &loads);
-    return loads;
 }
 
 // Records and rebuilds while no other thread does; false when one does.
@@ -141,7 +129,6 @@ static bool rebuild(struct md_probe_header *h, int32_t pid)
     struct code_list *next =
         atomic_load(&code.now) == &code.lists[0] ? &code.lists[1] : &code.lists[0];
     next->count = 0;
-    atomic_store(&code.loads_seen, loads_now()); // before the walk: a load during it counts again
     dl_iterate_phdr(add_object, next);
     atomic_store_explicit(&code.now, next, memory_order_release);
     atomic_flag_clear_explicit(&code.busy, memory_order_release);
@@ -154,10 +141,22 @@ void md_probe_code_record(struct md_probe_header *h, int32_t pid)
         sched_yield();
 }
 
-void md_probe_code_forget_in_child(void)
+void md_probe_code_adopt_in_child(int32_t parent, int32_t child)
 {
     atomic_flag_clear(&code.busy); // another thread of the parent may have held it
-    memset(code.recorded, 0, sizeof code.recorded);
+    code.pid = child;
+    struct md_probe_header *h = code.header;
+    struct md_probe_object *objects = md_probe_objects(h);
+    uint32_t used = atomic_load(&h->objects_used);
+    for (uint32_t i = 0; i < used && i < h->object_max; i++) {
+        if (objects[i].pid != parent)
+            continue;
+        uint32_t at = atomic_fetch_add(&h->objects_used, 1);
+        if (at >= h->object_max)
+            return;
+        objects[at] = objects[i];
+        objects[at].pid = child;
+    }
 }
 
 static bool listed(const struct code_list *l, uint64_t addr)
@@ -173,6 +172,35 @@ static bool listed(const struct code_list *l, uint64_t addr)
     return lo < l->count && l->span[lo].start <= addr;
 }
 
+// An object loaded since the list was built (dlopen), found without taking a loader lock: this
+// runs inside the program's allocator calls, where a thread may hold a lock that another thread
+// holds while it waits for the loader. Its whole mapping counts as code (the loader's answer has
+// no segments). false when there is none, or another thread is rebuilding.
+static bool add_loaded_since(uint64_t addr)
+{
+#if defined(__GLIBC__) && defined(DLFO_EH_SEGMENT_TYPE)
+    struct dl_find_object found;
+    if (_dl_find_object((void *)(uintptr_t)addr, &found) != 0 || !found.dlfo_link_map ||
+        atomic_flag_test_and_set_explicit(&code.busy, memory_order_acquire))
+        return false;
+    uint64_t start = (uint64_t)(uintptr_t)found.dlfo_map_start;
+    uint64_t end = (uint64_t)(uintptr_t)found.dlfo_map_end;
+    if (!recorded_before(start))
+        add_to_table(found.dlfo_link_map->l_addr, start, end, found.dlfo_link_map->l_name);
+    struct code_list *now = atomic_load(&code.now);
+    struct code_list *next = now == &code.lists[0] ? &code.lists[1] : &code.lists[0];
+    memcpy(next->span, now->span, now->count * sizeof now->span[0]);
+    next->count = now->count;
+    add_code(next, start, end);
+    atomic_store_explicit(&code.now, next, memory_order_release);
+    atomic_flag_clear_explicit(&code.busy, memory_order_release);
+    return start <= addr && addr < end;
+#else
+    (void)addr;
+    return false; // musl has no lock-free lookup: the objects of the process's start only
+#endif
+}
+
 bool md_probe_code_holds(uint64_t addr)
 {
     const struct code_list *l = atomic_load_explicit(&code.now, memory_order_acquire);
@@ -180,13 +208,7 @@ bool md_probe_code_holds(uint64_t addr)
         return true;                       // not recorded: nothing to judge by
     if (addr < 0x10000 || listed(l, addr)) // below mmap_min_addr nothing is mapped
         return addr >= 0x10000;
-#ifdef __GLIBC__
-    // never waits for another thread's rebuild: this thread may hold a loader lock that one
-    // needs (a program's dl_iterate_phdr callback that allocates)
-    if (loads_now() != atomic_load(&code.loads_seen) && rebuild(code.header, code.pid))
-        return listed(atomic_load_explicit(&code.now, memory_order_acquire), addr);
-#endif
-    return false;
+    return add_loaded_since(addr);
 }
 
 bool md_probe_code_listed(uint64_t addr)

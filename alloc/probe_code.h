@@ -21,13 +21,14 @@ bool md_probe_load_span(const struct dl_phdr_info *info, bool exec_only, uint64_
 // thread, also inside an allocator call.
 void md_probe_code_record(struct md_probe_header *h, int32_t pid);
 
-// In a forked child (one thread): its objects are its own, recorded again under its pid.
-void md_probe_code_forget_in_child(void);
+// In a forked child (one thread): the parent's objects, recorded again under the child's pid,
+// without asking the loader (another thread of the parent may have held its lock at the fork).
+void md_probe_code_adopt_in_child(int32_t parent, int32_t child);
 
 // Whether addr is in an executable segment of a loaded object. An address outside every known
-// one may be in an object loaded since (dlopen): with glibc the objects are then looked at again,
-// at most once per change of the loaded set. musl's loader holds its lock across dlopen, which
-// allocates, so there the list is what the process had at its start.
+// one may be in an object loaded since (dlopen): with glibc, the loader's lock-free lookup
+// (_dl_find_object) finds it and it is recorded then. musl has no such lookup, so there the list
+// is what the process had at its start.
 bool md_probe_code_holds(uint64_t addr);
 
 // The same, from the list as it is: never looks at the loaded objects again.

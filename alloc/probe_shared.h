@@ -98,6 +98,7 @@ struct md_probe_object {
     int32_t pid;
     uint32_t reserved;
     uint64_t bias, start, end; // load bias; the address range of its PT_LOAD segments
+    uint64_t recorded_ns;      // CLOCK_REALTIME when the probe recorded it (0: not known)
     char path[MD_PROBE_PATH];
 };
 

@@ -368,10 +368,12 @@ void md_symcache_free(struct md_symcache *c)
 // reads first, the function's own name at the end, stays inside a frame label (127 bytes).
 #define MD_SHOWN_NAME_MAX 100
 
-// Whether name[i] is the '<' or '>' of an operator's name ("operator<<", "operator->"), not a
-// template bracket.
+// Whether name[i] is no template bracket: the '<' or '>' of an operator's name ("operator<<",
+// "operator->"), or the '>' of an arrow anywhere (decltype(a->b) in an argument).
 static bool operator_bracket(const char *name, size_t i)
 {
+    if (name[i] == '>' && i > 0 && name[i - 1] == '-')
+        return true;
     size_t k = i;
     while (k > 0 && strchr("<>=-", name[k - 1]) && i - k < 3)
         k--;

@@ -100,9 +100,11 @@ static const struct md_func_sym *function_at(struct symbolizer *s, int32_t pid, 
     const struct md_probe_object *o = object_of(s->h, pid, ret);
     *t = o ? md_symcache_get(&s->cache, o->path) : NULL;
     uint64_t vaddr = o ? ret - o->bias : 0;
-    if (!*t || !md_symtab_addr_to_offset(*t, vaddr, offset))
+    // through the calling instruction: a call may end its segment, its return address past it
+    if (!*t || !md_symtab_addr_to_offset(*t, vaddr - 1, offset))
         return NULL;
-    return md_symtab_find(*t, vaddr - 1, NULL); // the call is before the return address
+    *offset += 1;
+    return md_symtab_find(*t, vaddr - 1, NULL);
 }
 
 // Whether the probe's guess at a caller the walk could not see (MD_PROBE_FRAME_GUESS) is one:
@@ -334,16 +336,32 @@ static void add_leak_report(cJSON *report, struct named_stack *v, size_t n,
             opt->leak_min_bytes ? opt->leak_min_bytes : 1, MD_TOP_STACKS);
 }
 
-// Files the stacks were named from that changed after the program started (a build replaced a
-// library, a test truncated one): their names may not be the code that ran.
-static void warn_changed_files(const struct md_symcache *c, uint64_t run_start_ns, cJSON *report)
+// When the file at path was last recorded as loaded by a process (the probe's stamp), else
+// when the program started.
+static uint64_t loaded_ns(const struct md_probe_header *h, const char *path, uint64_t run_start_ns)
 {
+    const struct md_probe_object *objects = md_probe_objects((struct md_probe_header *)h);
+    uint32_t n = atomic_load(&((struct md_probe_header *)h)->objects_used);
+    uint64_t latest = 0;
+    for (uint32_t i = 0; i < n && i < h->object_max; i++)
+        if (objects[i].recorded_ns > latest && !strncmp(objects[i].path, path, MD_PROBE_PATH))
+            latest = objects[i].recorded_ns;
+    return latest ? latest : run_start_ns;
+}
+
+// Files the stacks were named from that changed after a process loaded them (a build replaced a
+// library, a test truncated one): their names may not be the code that ran. The change time
+// counts too: `cp -p` and `install -p` keep the old modification time.
+static void warn_changed_files(const struct symbolizer *s, uint64_t run_start_ns, cJSON *report)
+{
+    const struct md_symcache *c = &s->cache;
     for (size_t i = 0; run_start_ns && i < c->count; i++) {
         struct stat st;
         if (stat(c->paths[i], &st))
             continue; // gone: its frames are addresses already, which says as much
         uint64_t mtime = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
-        if (mtime < run_start_ns)
+        uint64_t ctime = (uint64_t)st.st_ctim.tv_sec * 1000000000u + (uint64_t)st.st_ctim.tv_nsec;
+        if ((mtime > ctime ? mtime : ctime) < loaded_ns(s->h, c->paths[i], run_start_ns))
             continue;
         char warning[PATH_MAX + 160];
         snprintf(warning, sizeof warning,
@@ -390,7 +408,7 @@ int md_trace_stacks(struct md_probe_file *pf, const struct md_stack_options *opt
     if (opt->leaks)
         add_leak_report(report, v, used, opt, blocks, bytes,
                         atomic_load(&pf->header->live_dropped));
-    warn_changed_files(&s.cache, opt->run_start_ns, report);
+    warn_changed_files(&s, opt->run_start_ns, report);
     free_list(&l);
     md_symcache_free(&s.cache);
     free_file_names(&s);

@@ -811,6 +811,10 @@ assert 'warnings' not in r, r['warnings']"
     run "$T" trace --stacks --json -o "$OUT" -- sh -c "$FX/dlopen-user $BATS_TEST_TMPDIR/plugin.so && touch $BATS_TEST_TMPDIR/plugin.so"
     [ "$status" -eq 0 ]
     [ "$(q "r['warnings']")" = "['$BATS_TEST_TMPDIR/plugin.so changed while the program ran (rebuilt or replaced?): the names of its frames may not be the code that ran']" ]
+    # made during the run, before it was loaded (a build that runs what it built): no warning
+    run "$T" trace --stacks --json -o "$OUT" -- sh -c "cp $FX/plugin/libmd-plugin.so $BATS_TEST_TMPDIR/new.so && $FX/dlopen-user $BATS_TEST_TMPDIR/new.so"
+    [ "$status" -eq 0 ]
+    [ "$(q "'warnings' in r, [s['frames'][0] for s in r['stacks'] if s['bytes'] == 30000]")" = "False ['plugin_alloc (new.so)']" ]
 }
 
 @test "--stacks and --leaks on a program that never allocates: empty lists, no error" {
