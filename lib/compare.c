@@ -184,6 +184,14 @@ int md_trace_compare(const struct md_trace_options *opt, const char *with, cJSON
         cJSON_Delete(other);
         return -1;
     }
+    // what made the second run less trustworthy is shown where the reader looks: at the top
+    const cJSON *warning;
+    cJSON_ArrayForEach(warning, cJSON_GetObjectItemCaseSensitive(other, "warnings"))
+    {
+        char text[1024];
+        snprintf(text, sizeof text, "the run with %s: %s", library, cJSON_GetStringValue(warning));
+        md_report_warn(report, text);
+    }
     if (other_run.interrupted_by) { // half a run compared with a whole one would mislead
         run->interrupted_by = other_run.interrupted_by;
         cJSON_AddFalseToObject(compare, "possible");

@@ -88,3 +88,12 @@ metric() { # metric key, field
     [[ "$(q "r['compare']['fix']")" == *"malloc-doctor patch -o ~/musl-mdalloc/libc.a"* ]]
     [ "$(q "'report' in r['compare']")" = False ]
 }
+
+@test "--compare: a warning of the second run is shown with the first run's, named by its library" {
+    run "$T" trace --compare --json -o "$OUT" -- sh -c 'truncate -s 0 "$MD_PROBE_FILE"'
+    [ "$status" -eq 0 ]
+    python3 -c "
+import json; r=json.load(open('$OUT')); w=r['warnings']
+assert len(w) == 2 and w[0].startswith(\"the probe's file was truncated\"), w
+assert w[1].startswith('the run with ') and 'libmdalloc.so: the probe' in w[1], w"
+}
