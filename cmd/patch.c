@@ -84,10 +84,14 @@ static void arm_fault_injection(struct patch_args *a)
 
 // --- text rendering ------------------------------------------------------------------------
 
+// A string of the report as the text shows it: control characters in a path or member name
+// become '?', so one line stays one line. The buffers rotate: a printf takes up to four.
 static const char *str_or(const cJSON *o, const char *key, const char *fallback)
 {
+    static char shown[4][PATH_MAX];
+    static unsigned next;
     const char *s = md_json_get_str(o, key);
-    return s ? s : fallback;
+    return md_cli_printable(s ? s : fallback, shown[next++ % 4], sizeof shown[0]);
 }
 
 static int count_of(const cJSON *report, const char *key)
@@ -106,6 +110,7 @@ static void join(const cJSON *arr, char *out, size_t size)
         if (n < size && cJSON_IsString(x))
             n += (size_t)snprintf(out + n, size - n, "%s%s", n ? " " : "", x->valuestring);
     }
+    md_cli_printable(out, out, size); // symbol names of a hostile archive stay on one line
 }
 
 static void print_members(const cJSON *report, const char *key, const char *title, bool verbose)
@@ -186,7 +191,7 @@ static void print_written(const char *lead, const char *verb, const cJSON *repor
     }
     printf("%s%s %s", lead, verb, str_or(report, "output", "?"));
     if (backup)
-        printf(" (the file it replaced kept as %s)", backup);
+        printf(" (the file it replaced kept as %s)", str_or(report, "backup", "?"));
     putchar('\n');
 }
 

@@ -580,3 +580,11 @@ present_ids() {
     cmp "$W/c/libc.a.orig" "$W/custom.a"
     cmp "$W/c/libc.a" "$REF"
 }
+
+@test "the text names files as one line each, whatever their names hold" {
+    out=$(printf '%s/new\nlibc\033[2J.a' "$W")
+    run "$T" patch -o "$out" "$W/libc.a"
+    [ "$status" -eq 0 ]
+    [ "${lines[${#lines[@]} - 1]}" = "wrote $W/new?libc?[2J.a" ]
+    [ -f "$out" ]
+}
