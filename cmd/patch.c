@@ -91,7 +91,9 @@ static const char *str_or(const cJSON *o, const char *key, const char *fallback)
     static char shown[4][PATH_MAX];
     static unsigned next;
     const char *s = md_json_get_str(o, key);
-    return md_cli_printable(s ? s : fallback, shown[next++ % 4], sizeof shown[0]);
+    if (!s)
+        return fallback; // the caller's own text (or NULL)
+    return md_cli_printable(s, shown[next++ % 4], sizeof shown[0]);
 }
 
 static int count_of(const cJSON *report, const char *key)
