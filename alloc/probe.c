@@ -397,11 +397,6 @@ static inline bool mark_end(const struct mark *m, struct call_times *t)
 
 // --- loaded objects, call stacks, live blocks (--stacks, --leaks) ---------------------------
 
-static void record_objects(void)
-{
-    md_probe_code_record(probe.shared, probe.pid);
-}
-
 // The end of the memory mapping holding this thread's stack, read once per thread from
 // /proc/self/maps without allocating; frame pointers are followed only below it.
 static uintptr_t stack_top(void)
@@ -679,7 +674,7 @@ static void attach_shared(void)
     if (probe.header_only) // stacks and live blocks live in the part that is not mapped
         return;
     if (h->flags & (MD_PROBE_WANT_STACKS | MD_PROBE_WANT_LEAKS))
-        record_objects();
+        md_probe_code_record(h, probe.pid);
     probe.flags =
         h->flags & (MD_PROBE_WANT_STACKS | MD_PROBE_WANT_LEAKS); // last: they need the objects
     atomic_store_explicit(&probe.chunks, chunk_reading_start(&probe.real), memory_order_relaxed);

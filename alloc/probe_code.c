@@ -119,26 +119,23 @@ static int add_object(struct dl_phdr_info *info, size_t size, void *ctx)
     return 0;
 }
 
-// Records and rebuilds while no other thread does; false when one does.
-static bool rebuild(struct md_probe_header *h, int32_t pid)
+// The list no reader was given: the one a rebuild fills (the caller holds busy).
+static struct code_list *unpublished(void)
 {
-    if (atomic_flag_test_and_set_explicit(&code.busy, memory_order_acquire))
-        return false;
-    code.header = h;
-    code.pid = pid;
-    struct code_list *next =
-        atomic_load(&code.now) == &code.lists[0] ? &code.lists[1] : &code.lists[0];
-    next->count = 0;
-    dl_iterate_phdr(add_object, next);
-    atomic_store_explicit(&code.now, next, memory_order_release);
-    atomic_flag_clear_explicit(&code.busy, memory_order_release);
-    return true;
+    return atomic_load(&code.now) == &code.lists[0] ? &code.lists[1] : &code.lists[0];
 }
 
 void md_probe_code_record(struct md_probe_header *h, int32_t pid)
 {
-    while (!rebuild(h, pid))
+    while (atomic_flag_test_and_set_explicit(&code.busy, memory_order_acquire))
         sched_yield();
+    code.header = h;
+    code.pid = pid;
+    struct code_list *next = unpublished();
+    next->count = 0;
+    dl_iterate_phdr(add_object, next);
+    atomic_store_explicit(&code.now, next, memory_order_release);
+    atomic_flag_clear_explicit(&code.busy, memory_order_release);
 }
 
 void md_probe_code_adopt_in_child(int32_t parent, int32_t child)
@@ -187,8 +184,8 @@ static bool add_loaded_since(uint64_t addr)
     uint64_t end = (uint64_t)(uintptr_t)found.dlfo_map_end;
     if (!recorded_before(start))
         add_to_table(found.dlfo_link_map->l_addr, start, end, found.dlfo_link_map->l_name);
-    struct code_list *now = atomic_load(&code.now);
-    struct code_list *next = now == &code.lists[0] ? &code.lists[1] : &code.lists[0];
+    const struct code_list *now = atomic_load(&code.now);
+    struct code_list *next = unpublished();
     memcpy(next->span, now->span, now->count * sizeof now->span[0]);
     next->count = now->count;
     add_code(next, start, end);
@@ -201,18 +198,15 @@ static bool add_loaded_since(uint64_t addr)
 #endif
 }
 
-bool md_probe_code_holds(uint64_t addr)
-{
-    const struct code_list *l = atomic_load_explicit(&code.now, memory_order_acquire);
-    if (!l)
-        return true;                       // not recorded: nothing to judge by
-    if (addr < 0x10000 || listed(l, addr)) // below mmap_min_addr nothing is mapped
-        return addr >= 0x10000;
-    return add_loaded_since(addr);
-}
-
 bool md_probe_code_listed(uint64_t addr)
 {
     const struct code_list *l = atomic_load_explicit(&code.now, memory_order_acquire);
-    return l && addr >= 0x10000 && listed(l, addr);
+    return l && addr >= 0x10000 && listed(l, addr); // below mmap_min_addr nothing is mapped
+}
+
+bool md_probe_code_holds(uint64_t addr)
+{
+    if (!atomic_load_explicit(&code.now, memory_order_acquire))
+        return true; // not recorded: nothing to judge by
+    return md_probe_code_listed(addr) || (addr >= 0x10000 && add_loaded_since(addr));
 }
