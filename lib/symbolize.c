@@ -357,10 +357,7 @@ void md_symcache_free(struct md_symcache *c)
     }
     free(c->tabs);
     free(c->paths);
-    for (size_t i = 0; i < c->shown.cap; i++)
-        if (c->shown.keys[i])
-            free((char *)(uintptr_t)c->shown.vals[i]);
-    md_u64map_free(&c->shown);
+    md_u64map_free_owned(&c->shown);
     memset(c, 0, sizeof *c);
 }
 

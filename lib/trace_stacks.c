@@ -68,14 +68,6 @@ static const char *file_name(struct symbolizer *s, const struct md_probe_object 
     return name ? name : base_name(o->path);
 }
 
-static void free_file_names(struct symbolizer *s)
-{
-    for (size_t i = 0; i < s->file_names.cap; i++)
-        if (s->file_names.keys[i])
-            free((char *)(uintptr_t)s->file_names.vals[i]);
-    md_u64map_free(&s->file_names);
-}
-
 static void frame_text(struct symbolizer *s, int32_t pid, uint64_t addr, char *out, size_t size)
 {
     const struct md_probe_object *o = object_of(s->h, pid, addr);
@@ -381,7 +373,7 @@ int md_trace_stacks(struct md_probe_file *pf, const struct md_stack_options *opt
     if (name_stacks(&s, pf, &l)) {
         free_list(&l);
         md_symcache_free(&s.cache);
-        free_file_names(&s);
+        md_u64map_free_owned(&s.file_names);
         return md_fail(err, "out of memory symbolizing stacks");
     }
     uint64_t blocks = 0, bytes = 0;
@@ -411,6 +403,6 @@ int md_trace_stacks(struct md_probe_file *pf, const struct md_stack_options *opt
     warn_changed_files(&s, opt->run_start_ns, report);
     free_list(&l);
     md_symcache_free(&s.cache);
-    free_file_names(&s);
+    md_u64map_free_owned(&s.file_names);
     return rc;
 }

@@ -68,3 +68,11 @@ void md_u64map_free(struct md_u64map *m)
     free(m->vals);
     memset(m, 0, sizeof *m);
 }
+
+void md_u64map_free_owned(struct md_u64map *m)
+{
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->keys[i])
+            free((void *)(uintptr_t)m->vals[i]);
+    md_u64map_free(m);
+}

@@ -18,5 +18,7 @@ uint64_t *md_u64map_find(struct md_u64map *m, uint64_t key);
 // Stores or replaces; false when out of memory.
 bool md_u64map_put(struct md_u64map *m, uint64_t key, uint64_t val);
 void md_u64map_free(struct md_u64map *m);
+// The same, for a map whose values are malloc'ed pointers it owns (0: none): frees them too.
+void md_u64map_free_owned(struct md_u64map *m);
 
 #endif
