@@ -8,6 +8,7 @@
 
 #include "cmd/cli.h"
 #include "lib/inspect.h"
+#include "lib/path.h"
 
 enum { OPT_ROOT = 0x101, OPT_EXPECT, OPT_JSON };
 
@@ -37,12 +38,6 @@ static const char *str_or(const cJSON *o, const char *key, const char *fallback)
     return s ? s : fallback;
 }
 
-static const char *basename_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    return slash ? slash + 1 : path;
-}
-
 static void active_cell(const cJSON *file, char *out, size_t size)
 {
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(file, "active");
@@ -54,7 +49,7 @@ static void active_cell(const cJSON *file, char *out, size_t size)
     const char *path = md_json_get_str(file, "path");
     bool elsewhere = provider && path && strcmp(provider, path);
     snprintf(out, size, "%s (%s)%s%s", str_or(a, "name", "unknown"), str_or(a, "confidence", "?"),
-             elsewhere ? " via " : "", elsewhere ? basename_of(provider) : "");
+             elsewhere ? " via " : "", elsewhere ? md_path_base_name(provider) : "");
 }
 
 // Allocators present in the file other than the active one.

@@ -10,6 +10,7 @@
 #include "lib/elf_file.h"
 #include "lib/metrics.h"
 #include "lib/run.h"
+#include "lib/path.h"
 #include "rules/rules.h"
 
 static const char *str(const cJSON *o, const char *key)
@@ -89,8 +90,7 @@ static const char *allocator_name(const char *library, bool is_default)
 {
     if (is_default)
         return "mdalloc";
-    const char *base = strrchr(library, '/');
-    return base ? base + 1 : library;
+    return md_path_base_name(library);
 }
 
 // --compare-with LIB must be a shared library: checked before the first run, not after it.

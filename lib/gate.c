@@ -11,6 +11,7 @@
 
 #include "lib/metrics.h"
 #include "lib/report.h"
+#include "lib/path.h"
 #include "rules/rules.h"
 
 static int count_in(const cJSON *findings, int min_severity)
@@ -147,11 +148,8 @@ int md_gate_check(const cJSON *baseline, const char *baseline_name, double max_r
     // renamed or moved build is the same program)
     const char *was = md_json_get_str(cJSON_GetObjectItemCaseSensitive(baseline, "target"), "path");
     const char *now = md_json_get_str(cJSON_GetObjectItemCaseSensitive(current, "target"), "path");
-    const char *base_was = was ? strrchr(was, '/') : NULL,
-               *base_now = now ? strrchr(now, '/') : NULL;
-    base_was = base_was ? base_was + 1 : was;
-    base_now = base_now ? base_now + 1 : now;
     md_json_str(gate, "baseline_program", was);
-    cJSON_AddBoolToObject(gate, "same_program", !was || !now || !strcmp(base_was, base_now));
+    cJSON_AddBoolToObject(gate, "same_program",
+                          !was || !now || !strcmp(md_path_base_name(was), md_path_base_name(now)));
     return count;
 }

@@ -15,6 +15,7 @@
 
 #include "lib/archive.h"
 #include "lib/tempfile.h"
+#include "lib/path.h"
 #include "rules/signatures.h"
 
 // The public malloc API. A member of libc.a that defines one of these is replaced only when the
@@ -758,8 +759,7 @@ struct place {
 
 static int place_of(const char *path, struct place *pl, struct md_error *err)
 {
-    const char *slash = strrchr(path, '/');
-    const char *base = slash ? slash + 1 : path;
+    const char *base = md_path_base_name(path);
     if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
         return md_fail(err, "'%s': names a directory, not a file", path);
     char *copy = strdup(path);

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/clock.h"
 #include "lib/perf_samples.h"
 
 #define DEFAULT_MAX_RECORD_BYTES ((size_t)256 << 20)
@@ -621,12 +622,11 @@ static void clock_pair(int64_t *mono, int64_t *offset)
         clock_gettime(CLOCK_REALTIME, &r0);
         clock_gettime(CLOCK_MONOTONIC, &m);
         clock_gettime(CLOCK_REALTIME, &r1);
-        int64_t t0 = (int64_t)r0.tv_sec * 1000000000 + r0.tv_nsec;
-        int64_t t1 = (int64_t)r1.tv_sec * 1000000000 + r1.tv_nsec;
+        int64_t t0 = (int64_t)md_timespec_ns(r0), t1 = (int64_t)md_timespec_ns(r1);
         if (t1 < t0 || t1 - t0 >= best_gap) // a step back of the clock between the reads
             continue;
         best_gap = t1 - t0;
-        *mono = (int64_t)m.tv_sec * 1000000000 + m.tv_nsec;
+        *mono = (int64_t)md_timespec_ns(m);
         *offset = t0 + (t1 - t0) / 2 - *mono;
     }
 }

@@ -10,6 +10,7 @@
 #include "lib/stack_scan.h"
 #include "lib/symbolize.h"
 #include "lib/u64map.h"
+#include "lib/path.h"
 
 #define MAX_FRAMES 256
 
@@ -368,12 +369,6 @@ struct frame_name {
     char label[MD_PERF_NAME_MAX];
 };
 
-static const char *base_name(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    return slash ? slash + 1 : path;
-}
-
 // Names the function at ip in process p; return addresses (not the leaf) are looked up at ip - 1
 // because a call may be the last instruction of its function.
 static void name_frame(struct replay *r, const struct proc *p, uint64_t ip, bool leaf,
@@ -393,7 +388,7 @@ static void name_frame(struct replay *r, const struct proc *p, uint64_t ip, bool
     else if (m->file[0] == '[')
         snprintf(out->label, sizeof out->label, "%s", m->file); // [vdso]
     else
-        snprintf(out->label, sizeof out->label, "[%s]", base_name(m->file));
+        snprintf(out->label, sizeof out->label, "[%s]", md_path_base_name(m->file));
 }
 
 static bool func_is_alloc(struct replay *r, const struct md_func_sym *f, size_t aliases)
@@ -495,7 +490,7 @@ static bool scan_frame_at(struct replay *r, const struct proc *p, uint64_t ip, b
     if (!out->f)
         return false;
     snprintf(out->label, sizeof out->label, "%s (%s)", md_symcache_shown_name(&r->syms, out->f),
-             base_name(m->file));
+             md_path_base_name(m->file));
     return true;
 }
 

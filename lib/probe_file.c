@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/clock.h"
 #include "lib/tempfile.h"
 
 // How long to watch the tick counter against the clock to set the slow-call threshold; the final
@@ -20,9 +21,7 @@
 // administrator) between two readings would make the rate, and the slow-call threshold, absurd.
 static uint64_t monotonic_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return md_clock_ns(CLOCK_MONOTONIC);
 }
 
 // The tick counter and the monotonic clock at one instant: of 8 readings (ticks, monotonic,

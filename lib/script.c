@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "lib/run.h"
+#include "lib/path.h"
 
 static bool is_space_or_tab(char c)
 {
@@ -107,8 +108,7 @@ int md_script_read(const char *path, struct md_script_hop *hop, struct md_error 
 // env: then env itself is the program.
 static bool runs_through_env(const struct md_script_hop *hop)
 {
-    const char *base = strrchr(hop->interpreter, '/');
-    base = base ? base + 1 : hop->interpreter;
+    const char *base = md_path_base_name(hop->interpreter);
     return !strcmp(base, "env") && hop->has_argument && hop->argument[0] != '-' &&
            !strchr(hop->argument, '=') && !strpbrk(hop->argument, " \t");
 }

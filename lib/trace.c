@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "alloc/probe_static.h"
+#include "lib/clock.h"
 #include "lib/inspect.h"
 #include "lib/perf.h"
 #include "lib/probe_file.h"
@@ -658,9 +659,7 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
     bool hooks = s->target.mode == MODE_HOOKS;
     bool probed = preload || hooks; // counts, sizes and slow calls in the probe file
     bool tree_known = false;
-    struct timespec start;
-    clock_gettime(CLOCK_REALTIME, &start);
-    s->run_start_ns = (uint64_t)start.tv_sec * 1000000000u + (uint64_t)start.tv_nsec;
+    s->run_start_ns = md_clock_ns(CLOCK_REALTIME);
     if (run_with_fallback(opt, s, run, &tree_known, err))
         return -1;
     if (probed)

@@ -9,9 +9,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "lib/clock.h"
 #include "lib/report.h"
 #include "lib/stack_scan.h"
 #include "lib/symbolize.h"
+#include "lib/path.h"
 
 #define MD_TOP_STACKS 20
 #define MD_FRAME_TEXT 160
@@ -45,12 +47,6 @@ static const struct md_probe_object *object_of(const struct md_probe_header *h, 
     return other;
 }
 
-static const char *base_name(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    return slash ? slash + 1 : path;
-}
-
 // The name of an object's file as perf's futex stacks name it: the loader's path may be a link
 // (libstdc++.so.6 -> libstdc++.so.6.0.30), and one library must have one name in folded stacks.
 static const char *file_name(struct symbolizer *s, const struct md_probe_object *o)
@@ -59,13 +55,13 @@ static const char *file_name(struct symbolizer *s, const struct md_probe_object 
     if (known)
         return (const char *)(uintptr_t)*known;
     char *real = realpath(o->path, NULL);
-    char *name = strdup(base_name(real ? real : o->path));
+    char *name = strdup(md_path_base_name(real ? real : o->path));
     free(real);
     if (name && !md_u64map_put(&s->file_names, (uintptr_t)o, (uintptr_t)name)) {
         free(name);
         name = NULL;
     }
-    return name ? name : base_name(o->path);
+    return name ? name : md_path_base_name(o->path);
 }
 
 static void frame_text(struct symbolizer *s, int32_t pid, uint64_t addr, char *out, size_t size)
@@ -351,8 +347,7 @@ static void warn_changed_files(const struct symbolizer *s, uint64_t run_start_ns
         struct stat st;
         if (stat(c->paths[i], &st))
             continue; // gone: its frames are addresses already, which says as much
-        uint64_t mtime = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
-        uint64_t ctime = (uint64_t)st.st_ctim.tv_sec * 1000000000u + (uint64_t)st.st_ctim.tv_nsec;
+        uint64_t mtime = md_timespec_ns(st.st_mtim), ctime = md_timespec_ns(st.st_ctim);
         if ((mtime > ctime ? mtime : ctime) < loaded_ns(s->h, c->paths[i], run_start_ns))
             continue;
         char warning[PATH_MAX + 160];
