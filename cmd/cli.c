@@ -4,6 +4,7 @@
 #include "lib/report.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -368,14 +369,20 @@ int md_cli_render(const struct md_command *cmd, const cJSON *report, const char 
 }
 
 bool md_cli_parse_u64(const struct md_command *cmd, const char *option, const char *arg,
-                      uint64_t *out, bool allow_zero, int *exit_code)
+                      uint64_t max, bool allow_zero, uint64_t *out, int *exit_code)
 {
-    char *end;
+    // digits only: strtoull would also take blanks, a sign (wrapping "-1" to 2^64-1) and "0x"
+    bool digits = *arg && strspn(arg, "0123456789") == strlen(arg);
     errno = 0;
-    *out = strtoull(arg, &end, 10);
-    if (!*arg || *end || *arg == '-' || errno || (*out == 0 && !allow_zero)) {
+    *out = digits ? strtoull(arg, NULL, 10) : 0;
+    if (!digits || (*out == 0 && !allow_zero)) {
         *exit_code = md_cli_usage_error(cmd, "%s needs a %s number, not '%s'", option,
                                         allow_zero ? "whole" : "positive", arg);
+        return false;
+    }
+    if (errno == ERANGE || *out > max) { // past 2^64-1, strtoull gives its maximum and ERANGE
+        *exit_code =
+            md_cli_usage_error(cmd, "%s: '%s' is too large: at most %" PRIu64, option, arg, max);
         return false;
     }
     return true;

@@ -88,9 +88,10 @@ bool md_cli_output_usable(const struct md_command *cmd, const char *output);
 int md_cli_render(const struct md_command *cmd, const cJSON *report, const char *output, bool json,
                   void (*render_text)(const cJSON *report));
 
-// A decimal number for option; zero is allowed only with allow_zero. False after a usage error.
+// A number in decimal digits for option, at most max; zero is allowed only with allow_zero. False
+// after a usage error that says which of these arg is not.
 bool md_cli_parse_u64(const struct md_command *cmd, const char *option, const char *arg,
-                      uint64_t *out, bool allow_zero, int *exit_code);
+                      uint64_t max, bool allow_zero, uint64_t *out, int *exit_code);
 
 #define MD_OPT_HELP 'h'
 #define MD_OPT_VERSION 0x100

@@ -1,7 +1,5 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // malloc-doctor trace: option parsing and rendering; the work is lib/trace.c.
-#include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,14 +38,6 @@ static const struct md_opt options[] = {
 
 #define MD_MAX_SAMPLE_HZ 10000
 
-static bool parse_number(const struct md_command *cmd, const char *option, const char *arg,
-                         uint64_t max, uint64_t *out, int *exit_code)
-{
-    return md_cli_parse_u64(cmd, option, arg, out, true, exit_code) &&
-           (*out <= max ||
-            (*exit_code = md_cli_usage_error(cmd, "%s: at most %" PRIu64, option, max), false));
-}
-
 // The same path, or two names of one existing file: one write would replace the other.
 static bool same_file(const char *a, const char *b)
 {
@@ -75,7 +65,7 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct md
         case OPT_SAMPLE_HZ:
             // whole CPUs sampled with call chains: far above this the samples alone swamp the
             // machine (100 kHz on 2 CPUs ran for a minute on a 10 ms program)
-            if (!parse_number(cmd, "--sample-hz", arg, MD_MAX_SAMPLE_HZ, &hz, exit_code))
+            if (!md_cli_parse_u64(cmd, "--sample-hz", arg, MD_MAX_SAMPLE_HZ, true, &hz, exit_code))
                 return false;
             a->opt.sample_hz = (unsigned)hz;
             break;

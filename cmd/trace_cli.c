@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // What `trace` and `doctor` share: the run with --compare and the gate, and text rendering.
 #include <errno.h>
-#include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
@@ -70,21 +69,11 @@ static bool parse_seconds(const struct md_command *cmd, const char *option, cons
     return true;
 }
 
-// A count greater than 0. md_cli_parse_u64 calls a number past UINT64_MAX not positive: it is
-// told apart here, so the message says what is wrong with it.
+// A count greater than 0.
 static bool parse_count(const struct md_command *cmd, const char *option, const char *arg,
                         uint64_t *out, int *exit_code)
 {
-    if (*arg && strspn(arg, "0123456789") == strlen(arg)) {
-        errno = 0;
-        (void)strtoull(arg, NULL, 10);
-        if (errno == ERANGE) {
-            *exit_code = md_cli_usage_error(cmd, "%s: '%s' is too large: at most %" PRIu64, option,
-                                            arg, UINT64_MAX);
-            return false;
-        }
-    }
-    return md_cli_parse_u64(cmd, option, arg, out, false, exit_code);
+    return md_cli_parse_u64(cmd, option, arg, UINT64_MAX, false, out, exit_code);
 }
 
 void md_trace_cli_init(struct md_trace_cli *a)

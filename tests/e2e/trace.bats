@@ -85,7 +85,11 @@ sys_field() { # syscall name, field
     [[ "$output" == *"--leak-min needs leak tracking"* ]]
     run "$T" trace --sample-hz 20000 -- true
     [ "$status" -eq 2 ]
-    [[ "$output" == *"--sample-hz: at most 10000"* ]]
+    [[ "$output" == *"--sample-hz: '20000' is too large: at most 10000"* ]]
+    run "$T" trace --sample-hz 99999999999999999999 -- true
+    [[ "$output" == *"--sample-hz: '99999999999999999999' is too large: at most 10000"* ]]
+    run "$T" trace --sample-hz -1 -- true
+    [[ "$output" == *"--sample-hz needs a whole number, not '-1'"* ]]
     # a count past 2^64-1 is too large, not "not positive"
     for option in --ops --leak-min; do
         run "$T" doctor "$option" 99999999999999999999 -- true
