@@ -32,8 +32,9 @@ enum {
 
 // The shared entries of both option tables (leak-min's help differs, so each table has its own).
 #define MD_TRACE_CLI_OPTIONS                                                                       \
-    {"json", MD_TOPT_JSON, NULL, "print the report as JSON (schema malloc-doctor/1)"},             \
-        {"output", 'o', "FILE", "write the report to FILE instead of stdout (CMD keeps stdout)"},  \
+    {"json", MD_TOPT_JSON, NULL,                                                                   \
+     "print the report as JSON (schema malloc-doctor/1), after CMD's output"},                     \
+        {"output", 'o', "FILE", "write the report to FILE instead of stdout, which CMD keeps"},    \
         {"compare", MD_TOPT_COMPARE, NULL,                                                         \
          "run CMD again with mdalloc preloaded and show both runs side by side"},                  \
         {"compare-with", MD_TOPT_COMPARE_WITH, "LIB",                                              \
