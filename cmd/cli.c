@@ -184,6 +184,61 @@ static size_t utf8_sequence(const unsigned char *s)
     return n;
 }
 
+// Code point ranges a terminal shows two columns wide (East Asian Wide and Fullwidth, emoji), and
+// combining marks it shows in the column of the letter before. Not the whole Unicode table: the
+// blocks file names use.
+struct code_range {
+    uint32_t first, last;
+};
+static const struct code_range wide_ranges[] = {
+    {0x1100, 0x115f}, {0x2e80, 0x303e},   {0x3041, 0x33ff},   {0x3400, 0x4dbf},   {0x4e00, 0x9fff},
+    {0xa000, 0xa4cf}, {0xac00, 0xd7a3},   {0xf900, 0xfaff},   {0xfe30, 0xfe4f},   {0xff00, 0xff60},
+    {0xffe0, 0xffe6}, {0x1f300, 0x1f64f}, {0x1f900, 0x1f9ff}, {0x20000, 0x3fffd},
+};
+static const struct code_range combining_ranges[] = {
+    {0x0300, 0x036f}, {0x1ab0, 0x1aff}, {0x1dc0, 0x1dff}, {0x200b, 0x200f},
+    {0x20d0, 0x20ff}, {0xfe00, 0xfe0f}, {0xfe20, 0xfe2f},
+};
+
+static bool in_ranges(uint32_t c, const struct code_range *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (c >= r[i].first && c <= r[i].last)
+            return true;
+    return false;
+}
+
+static uint32_t utf8_decode(const unsigned char *s, size_t n)
+{
+    static const unsigned char lead_bits[] = {0, 0x7f, 0x1f, 0x0f, 0x07};
+    uint32_t c = s[0] & lead_bits[n];
+    for (size_t i = 1; i < n; i++)
+        c = c << 6 | (s[i] & 0x3f);
+    return c;
+}
+
+int md_cli_display_width(const char *text)
+{
+    int width = 0;
+    const unsigned char *s = (const unsigned char *)text;
+    while (*s) {
+        size_t n = utf8_sequence(s);
+        if (!n) { // shown as one replacement character
+            width++;
+            s++;
+            continue;
+        }
+        uint32_t c = utf8_decode(s, n);
+        width +=
+            in_ranges(c, wide_ranges, sizeof wide_ranges / sizeof wide_ranges[0]) ? 2
+            : in_ranges(c, combining_ranges, sizeof combining_ranges / sizeof combining_ranges[0])
+                ? 0
+                : 1;
+        s += n;
+    }
+    return width;
+}
+
 // JSON is UTF-8: a file name or symbol that is not (Linux names are bytes) gets U+FFFD for each
 // byte that does not fit, so a CI parser reads the report instead of failing on it.
 void md_cli_print_json(const cJSON *report)

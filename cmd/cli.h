@@ -73,6 +73,10 @@ void md_cli_error(const struct md_command *cmd, const char *fmt, ...)
 // table row nor send escape sequences to the terminal. JSON keeps names as they are.
 const char *md_cli_printable(const char *s, char *out, size_t size);
 
+// Columns text takes in a terminal: one per character, two for an East Asian wide one or an
+// emoji, none for a combining mark; a byte that is not UTF-8 shows as one replacement character.
+int md_cli_display_width(const char *text);
+
 // Prints one rule finding for people (printable): "\n[SUBJECT: ]severity ID: title", message, fix.
 void md_cli_print_finding(const char *subject, const cJSON *finding);
 

@@ -70,21 +70,10 @@ static void others_cell(const cJSON *file, char *out, size_t size)
         snprintf(out, size, "-");
 }
 
-// Columns a name takes in a terminal: one per UTF-8 character, not per byte (a byte that is not
-// valid UTF-8 shows as one replacement character). East Asian wide characters take two columns
-// and are still counted as one.
-static int display_width(const char *s)
-{
-    int width = 0;
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++)
-        width += (*c & 0xc0) != 0x80; // continuation bytes add nothing
-    return width;
-}
-
 // s left-aligned in width columns, then the column gap.
 static void print_cell(const char *s, int width)
 {
-    printf("%s%*s  ", s, width > display_width(s) ? width - display_width(s) : 0, "");
+    printf("%s%*s  ", s, width > md_cli_display_width(s) ? width - md_cli_display_width(s) : 0, "");
 }
 
 static int path_width(const cJSON *files)
@@ -93,7 +82,7 @@ static int path_width(const cJSON *files)
     const cJSON *f;
     cJSON_ArrayForEach(f, files)
     {
-        int len = display_width(str_or(f, "path", ""));
+        int len = md_cli_display_width(str_or(f, "path", ""));
         if (len > width)
             width = len;
     }

@@ -462,15 +462,21 @@ assert not [x for x in f["findings"] if x["id"] in ("MD002","MD003")], f["findin
 }
 
 @test "the text table's columns line up under names with non-ASCII letters" {
+    # the same number of terminal columns in each name: KIND starts in the same column. A
+    # composed and a decomposed umlaut (u + U+0308) take one column, a CJK character two.
     cp "$FX/glibc-dynamic" "$BATS_TEST_TMPDIR/prögrämm-ü"
     cp "$FX/glibc-dynamic" "$BATS_TEST_TMPDIR/plain-12345"
-    run "$T" inspect "$BATS_TEST_TMPDIR/prögrämm-ü" "$BATS_TEST_TMPDIR/plain-12345"
+    cp "$FX/glibc-dynamic" "$BATS_TEST_TMPDIR/$(printf 'pru\xcc\x88fung-12')"
+    cp "$FX/glibc-dynamic" "$BATS_TEST_TMPDIR/程序-12345"
+    run "$T" inspect "$BATS_TEST_TMPDIR/prögrämm-ü" "$BATS_TEST_TMPDIR/plain-12345" \
+        "$BATS_TEST_TMPDIR/$(printf 'pru\xcc\x88fung-12')" "$BATS_TEST_TMPDIR/程序-12345"
     [ "$status" -eq 0 ]
-    # the same number of characters in both names: KIND starts in the same column
     python3 -c '
-import sys
-rows = sys.argv[1].splitlines()[:3]
-cols = [r.index("KIND") if i == 0 else r.index("dynamic") for i, r in enumerate(rows)]
+import sys, unicodedata
+def width(s):
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in s)
+rows = sys.argv[1].splitlines()[:5]
+cols = [width(r[:r.index("KIND" if i == 0 else "dynamic")]) for i, r in enumerate(rows)]
 assert len(set(cols)) == 1, (cols, rows)' "$output"
 }
 
