@@ -119,6 +119,15 @@ static cJSON *comparison(const struct md_metric *m, double before, double after)
     return c;
 }
 
+// Both reports give the metric, each with enough behind it to judge a change.
+static bool comparable(const struct md_metric *m, const cJSON *baseline, const cJSON *current,
+                       double *before, double *after)
+{
+    if (!m->get(baseline, before) || !m->get(current, after))
+        return false;
+    return !m->enough_to_gate || (m->enough_to_gate(baseline) && m->enough_to_gate(current));
+}
+
 int md_gate_check(const cJSON *baseline, const char *baseline_name, double max_regression_pct,
                   cJSON *current)
 {
@@ -133,7 +142,7 @@ int md_gate_check(const cJSON *baseline, const char *baseline_name, double max_r
         double before, after;
         if (!m->gated)
             continue;
-        if (!m->get(baseline, &before) || !m->get(current, &after)) {
+        if (!comparable(m, baseline, current, &before, &after)) {
             cJSON_AddItemToArray(skipped, cJSON_CreateString(m->key));
             continue;
         }
