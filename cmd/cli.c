@@ -273,14 +273,17 @@ static int make_temp(struct output *o)
     snprintf(o->tmp, sizeof o->tmp, "%s.XXXXXX", o->path);
     int fd = mkstemp(o->tmp);
     struct stat old;
-    if (fd < 0 && !stat(o->path, &old)) { // the file is there (/proc/version): say what failed
-        snprintf(o->reason, sizeof o->reason,
-                 "cannot create a temporary file beside it to replace it whole (%s)",
-                 strerror(errno));
-        o->refused = o->reason;
-    }
-    if (fd < 0)
+    if (fd < 0) {
+        int why = errno;            // stat() below fails on a new name and would say ENOENT instead
+        if (!stat(o->path, &old)) { // the file is there (/proc/version): say what failed
+            snprintf(o->reason, sizeof o->reason,
+                     "cannot create a temporary file beside it to replace it whole (%s)",
+                     strerror(why));
+            o->refused = o->reason;
+        }
+        errno = why;
         return fd;
+    }
     if (!stat(o->path, &old) && S_ISREG(old.st_mode)) {
         fchmod(fd, old.st_mode & 07777);
         (void)!fchown(fd, old.st_uid, old.st_gid); // not permitted: it becomes the caller's
