@@ -313,6 +313,14 @@ static int open_output(struct output *o)
     }
 }
 
+bool md_cli_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (!stat(a, &sa) && !stat(b, &sb))
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    return !strcmp(a, b);
+}
+
 bool md_cli_output_usable(const struct md_command *cmd, const char *output)
 {
     struct output o = {.name = output};

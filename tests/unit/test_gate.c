@@ -172,6 +172,18 @@ static void reader_refuses_what_is_not_a_trace_report(void **state)
                      "\"run\":{\"max_rss_kb\":2048}}";
     assert_int_equal(md_baseline_parse(ok, strlen(ok), "ok.json", &r, &err), 0);
     cJSON_Delete(r);
+    // one report and then something else is not one report; whitespace after it is
+    const char *two = "{\"schema\":\"malloc-doctor/1\",\"command\":\"doctor\","
+                      "\"run\":{\"max_rss_kb\":2048}} {}";
+    assert_int_equal(md_baseline_parse(two, strlen(two), "two.json", &r, &err), -1);
+    assert_non_null(strstr(err.msg, "two.json: not JSON (something after the report, at byte"));
+    const char *nul = "{\"schema\":\"malloc-doctor/1\",\"command\":\"doctor\","
+                      "\"run\":{\"max_rss_kb\":2048}}\n\0x";
+    assert_int_equal(md_baseline_parse(nul, strlen(nul) + 2, "nul.json", &r, &err), -1);
+    const char *spaced = "{\"schema\":\"malloc-doctor/1\",\"command\":\"doctor\","
+                         "\"run\":{\"max_rss_kb\":2048}}\n \t\r\n";
+    assert_int_equal(md_baseline_parse(spaced, strlen(spaced), "sp.json", &r, &err), 0);
+    cJSON_Delete(r);
     // not NUL-terminated: the reader must stop at len
     char unterminated[] = {'{', '}', 'x'};
     assert_int_equal(md_baseline_parse(unterminated, 2, "u.json", &r, &err), -1);
