@@ -328,14 +328,17 @@ static int make_temp(struct output *o)
     snprintf(o->tmp, sizeof o->tmp, "%s.XXXXXX", o->path);
     int fd = mkstemp(o->tmp);
     struct stat old;
-    if (fd < 0 && !stat(o->path, &old)) { // the file is there (/proc/version): say what failed
-        snprintf(o->reason, sizeof o->reason,
-                 "cannot create a temporary file beside it to replace it whole (%s)",
-                 strerror(errno));
-        o->refused = o->reason;
-    }
-    if (fd < 0)
+    if (fd < 0) {
+        int why = errno;            // stat() below fails on a new name and would say ENOENT instead
+        if (!stat(o->path, &old)) { // the file is there (/proc/version): say what failed
+            snprintf(o->reason, sizeof o->reason,
+                     "cannot create a temporary file beside it to replace it whole (%s)",
+                     strerror(why));
+            o->refused = o->reason;
+        }
+        errno = why;
         return fd;
+    }
     if (!stat(o->path, &old) && S_ISREG(old.st_mode)) {
         fchmod(fd, old.st_mode & 07777);
         (void)!fchown(fd, old.st_uid, old.st_gid); // not permitted: it becomes the caller's
@@ -363,6 +366,14 @@ static int open_output(struct output *o)
     default:
         return -1;
     }
+}
+
+bool md_cli_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (!stat(a, &sa) && !stat(b, &sb))
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    return !strcmp(a, b);
 }
 
 bool md_cli_output_usable(const struct md_command *cmd, const char *output)

@@ -83,6 +83,9 @@ void md_cli_print_finding(const char *subject, const cJSON *finding);
 // Prints the report as JSON on stdout (one document, newline terminated).
 void md_cli_print_json(const cJSON *report);
 
+// The same path, or two names of one existing file: writing one replaces the other.
+bool md_cli_same_file(const char *a, const char *b);
+
 // Before a long run: whether -o OUTPUT can be written, checked the way md_cli_render will write it
 // (a temporary file is created and removed); prints the error when not.
 bool md_cli_output_usable(const struct md_command *cmd, const char *output);

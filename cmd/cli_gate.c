@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // --fail-on, --baseline and --max-regression: the same options and exit codes in every command
 // that produces findings; the comparison itself is lib/gate.c.
-#include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,15 +18,33 @@ void md_cli_gate_init(struct md_gate_args *g)
     *g = (struct md_gate_args){.fail_on = -1, .max_regression = MD_DEFAULT_MAX_REGRESSION};
 }
 
+#define MD_MAX_REGRESSION_PCT 1e6
+
+// A percentage in plain decimal digits ("10", "2.5"), as --timeout takes seconds: strtod's other
+// forms (0x10, " 10", 1e1, inf) are refused, and "10%" is told to drop the sign.
 static bool parse_percent(const struct md_command *cmd, const char *arg, double *out,
                           int *exit_code)
 {
+    size_t len = strlen(arg), digits = strspn(arg, "0123456789.");
     char *end;
-    errno = 0;
     *out = strtod(arg, &end);
-    if (!*arg || *end || errno || !isfinite(*out) || *out < 0 || *out > 1e6) {
+    if (len > 1 && digits == len - 1 && arg[len - 1] == '%') {
         *exit_code = md_cli_usage_error(
-            cmd, "--max-regression needs a percentage between 0 and 1000000, not '%s'", arg);
+            cmd, "--max-regression takes the number without the %%: '%.*s', not '%s'",
+            (int)(len - 1), arg, arg);
+        return false;
+    }
+    if (end == arg || *end || digits != len) {
+        *exit_code = md_cli_usage_error(
+            cmd,
+            "--max-regression needs a percentage in plain decimal digits (e.g. 10 or 2.5), "
+            "not '%s'",
+            arg);
+        return false;
+    }
+    if (*out > MD_MAX_REGRESSION_PCT) { // a decimal past DBL_MAX is inf: also here
+        *exit_code =
+            md_cli_usage_error(cmd, "--max-regression: at most %.0f", MD_MAX_REGRESSION_PCT);
         return false;
     }
     return true;

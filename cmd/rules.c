@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-// malloc-doctor rules: the diagnosis rules this version applies (id, name, title), so a finding
-// seen in CI can be looked up and a --fail-on policy written against stable ids.
+// malloc-doctor rules: the diagnosis rules this version applies (id, name, title, severities), so
+// a finding seen in CI can be looked up by its stable id, and a --fail-on level (a severity, not
+// an id) chosen knowing which rules it catches.
 #include <stdio.h>
 
 #include "cmd/cli.h"
@@ -15,6 +16,15 @@ static const struct md_opt options[] = {
     {"version", MD_OPT_VERSION, NULL, "show the version"},
     {0},
 };
+
+static cJSON *severities(const struct md_rule *rule)
+{
+    cJSON *list = cJSON_CreateArray();
+    for (int s = MD_SEV_INFO; s <= MD_SEV_ERROR; s++)
+        if (rule->severities & MD_SEV_BIT(s))
+            cJSON_AddItemToArray(list, cJSON_CreateString(md_severity_name(s)));
+    return list;
+}
 
 static void render_text(const cJSON *report)
 {
@@ -46,6 +56,7 @@ static int run(const struct md_command *cmd, int argc, char **argv)
         cJSON_AddStringToObject(r, "id", (*rule)->id);
         cJSON_AddStringToObject(r, "name", (*rule)->name);
         cJSON_AddStringToObject(r, "title", (*rule)->title);
+        cJSON_AddItemToObject(r, "severities", severities(*rule));
         cJSON_AddItemToArray(list, r);
     }
     md_cli_render(cmd, report, NULL, json, render_text);
@@ -55,11 +66,12 @@ static int run(const struct md_command *cmd, int argc, char **argv)
 
 const struct md_command md_cmd_rules = {
     .name = "rules",
-    .summary = "list the diagnosis rules: stable ids for findings and --fail-on policies",
+    .summary = "list the diagnosis rules: the stable id each finding carries, its severities",
     .synopsis = "[--json]",
     .description =
         "Lists every rule that inspect, trace and doctor apply: its stable id (MD001...),\n"
-        "its name and what it finds. The README explains each rule's thresholds.",
+        "its name, what it finds and the severities its findings can have (--fail-on\n"
+        "takes a severity). The README explains each rule's thresholds.",
     .options = options,
     .run = run,
 };

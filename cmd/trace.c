@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cmd/cli.h"
 #include "cmd/trace_cli.h"
@@ -37,15 +36,6 @@ static const struct md_opt options[] = {
 // --- the command ---------------------------------------------------------------------------
 
 #define MD_MAX_SAMPLE_HZ 10000
-
-// The same path, or two names of one existing file: one write would replace the other.
-static bool same_file(const char *a, const char *b)
-{
-    struct stat sa, sb;
-    if (!stat(a, &sa) && !stat(b, &sb))
-        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-    return !strcmp(a, b);
-}
 
 static bool parse(const struct md_command *cmd, int argc, char **argv, struct md_trace_cli *a,
                   int *exit_code)
@@ -98,7 +88,7 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct md
     }
     if (!md_trace_cli_operands(cmd, argc, argv, a, exit_code))
         return false;
-    if (a->opt.folded && a->output && same_file(a->opt.folded, a->output)) {
+    if (a->opt.folded && a->output && md_cli_same_file(a->opt.folded, a->output)) {
         *exit_code = md_cli_usage_error(cmd, "--folded and -o name the same file: %s", a->output);
         return false;
     }

@@ -133,6 +133,11 @@ bool md_trace_cli_operands(const struct md_command *cmd, int argc, char **argv,
         return false;
     }
     a->opt.argv = argv + optind;
+    // a failing run would replace the baseline it failed against with itself
+    if (a->gate.baseline && a->output && md_cli_same_file(a->gate.baseline, a->output)) {
+        *exit_code = md_cli_usage_error(cmd, "--baseline and -o name the same file: %s", a->output);
+        return false;
+    }
     return md_cli_gate_valid(cmd, &a->gate, exit_code);
 }
 

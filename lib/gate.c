@@ -2,12 +2,14 @@
 #include "lib/gate.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "lib/metrics.h"
 #include "lib/report.h"
@@ -52,6 +54,13 @@ int md_baseline_parse(const char *text, size_t len, const char *name, cJSON **ou
     if (!r)
         return md_fail(err, "%s: not JSON (error near byte %zu)", name,
                        end && end >= text ? (size_t)(end - text) : (size_t)0);
+    size_t used = (size_t)(end - text);
+    while (used < len && strchr(" \t\r\n", text[used]) && text[used])
+        used++;
+    if (used < len) { // two reports concatenated, or one with something after it: not one report
+        cJSON_Delete(r);
+        return md_fail(err, "%s: not JSON (something after the report, at byte %zu)", name, used);
+    }
     const char *schema = md_json_get_str(r, "schema");
     const char *command = md_json_get_str(r, "command");
     if (!cJSON_IsObject(r) || !schema || strcmp(schema, MD_SCHEMA) || !command ||
@@ -73,27 +82,54 @@ int md_baseline_parse(const char *text, size_t len, const char *name, cJSON **ou
     return 0;
 }
 
-int md_baseline_load(const char *path, cJSON **out, struct md_error *err)
+// read() until n bytes or the end of the file; -1 on an error.
+static ssize_t read_all(int fd, char *buf, size_t n)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return md_fail_errno(err, errno, "%s", path);
+    size_t done = 0;
+    while (done < n) {
+        ssize_t got = read(fd, buf + done, n - done);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return got < 0 ? -1 : (ssize_t)done;
+        done += (size_t)got;
+    }
+    return (ssize_t)done;
+}
+
+// Reads the whole regular file at fd into a new buffer; NULL with err set when it cannot.
+static char *read_report(int fd, const char *path, size_t *len, struct md_error *err)
+{
     struct stat st;
-    int rc = -1;
     char *text = NULL;
+    errno = 0; // a short read (the file shrank) sets none: EIO then
     // sized to the file: the tool's memory at fork time is counted in the program's peak RSS
-    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode))
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode))
         md_fail(err, "%s: not a regular file", path);
     else if ((unsigned long long)st.st_size > MD_BASELINE_MAX_BYTES)
         md_fail(err, "%s: larger than %u MiB, not a report", path, MD_BASELINE_MAX_BYTES >> 20);
     else if (!(text = malloc((size_t)st.st_size + 1)))
         md_fail(err, "%s: out of memory", path);
-    else if (fread(text, 1, (size_t)st.st_size, f) != (size_t)st.st_size)
+    else if (read_all(fd, text, (size_t)st.st_size) != (ssize_t)st.st_size) {
         md_fail_errno(err, errno ? errno : EIO, "%s: cannot read", path);
-    else
-        rc = md_baseline_parse(text, (size_t)st.st_size, path, out, err);
+        free(text);
+        text = NULL;
+    } else
+        *len = (size_t)st.st_size;
+    return text;
+}
+
+int md_baseline_load(const char *path, cJSON **out, struct md_error *err)
+{
+    // O_NONBLOCK: opening a FIFO for reading would wait for a writer; it is refused just after
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return md_fail_errno(err, errno, "%s", path);
+    size_t len = 0;
+    char *text = read_report(fd, path, &len, err);
+    close(fd);
+    int rc = text ? md_baseline_parse(text, len, path, out, err) : -1;
     free(text);
-    fclose(f);
     return rc;
 }
 
@@ -119,6 +155,15 @@ static cJSON *comparison(const struct md_metric *m, double before, double after)
     return c;
 }
 
+// Both reports give the metric, each with enough behind it to judge a change.
+static bool comparable(const struct md_metric *m, const cJSON *baseline, const cJSON *current,
+                       double *before, double *after)
+{
+    if (!m->get(baseline, before) || !m->get(current, after))
+        return false;
+    return !m->enough_to_gate || (m->enough_to_gate(baseline) && m->enough_to_gate(current));
+}
+
 int md_gate_check(const cJSON *baseline, const char *baseline_name, double max_regression_pct,
                   cJSON *current)
 {
@@ -133,7 +178,7 @@ int md_gate_check(const cJSON *baseline, const char *baseline_name, double max_r
         double before, after;
         if (!m->gated)
             continue;
-        if (!m->get(baseline, &before) || !m->get(current, &after)) {
+        if (!comparable(m, baseline, current, &before, &after)) {
             cJSON_AddItemToArray(skipped, cJSON_CreateString(m->key));
             continue;
         }

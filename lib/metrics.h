@@ -27,6 +27,10 @@ struct md_metric {
     // A measured metric's own uncertainty between two reports (a share of CPU samples has a
     // sampling error), in its unit; a change within it is not a regression. NULL: none.
     double (*sampling_noise)(const cJSON *before, const cJSON *after);
+    // false when the count behind the metric is too small in this report for the gate to judge
+    // a change (a share made of two waits); the gate then lists it as not comparable. NULL:
+    // always enough. --compare still shows it: side by side, a number is not a verdict.
+    bool (*enough_to_gate)(const cJSON *report);
 };
 
 // Ends with an entry whose key is NULL.

@@ -157,5 +157,6 @@ const struct md_rule md_rule_musl_threads = {
     .id = "MD001",
     .name = "musl-malloc-threads",
     .title = "musl malloc in a multithreaded program",
+    .severities = MD_SEV_BIT(MD_SEV_WARNING) | MD_SEV_BIT(MD_SEV_ERROR),
     .check = check,
 };

@@ -70,5 +70,6 @@ const struct md_rule md_rule_not_active = {
     .id = "MD002",
     .name = "allocator-not-active",
     .title = "allocator linked but not serving malloc",
+    .severities = MD_SEV_BIT(MD_SEV_WARNING),
     .check = check,
 };

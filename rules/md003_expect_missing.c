@@ -145,5 +145,6 @@ const struct md_rule md_rule_expect_missing = {
     .id = "MD003",
     .name = "expected-allocator-missing",
     .title = "expected allocator does not serve malloc",
+    .severities = MD_SEV_BIT(MD_SEV_ERROR),
     .check = check,
 };

@@ -67,5 +67,6 @@ const struct md_rule md_rule_size_class_overflow = {
     .id = "MD004",
     .name = "size-class-overflow",
     .title = "size-class overflow: a narrow band of request sizes makes the syscalls",
+    .severities = MD_SEV_BIT(MD_SEV_ERROR),
     .check = check,
 };

@@ -114,5 +114,6 @@ const struct md_rule md_rule_lock_hotspot = {
     .id = "MD005",
     .name = "lock-hotspot",
     .title = "lock hotspot in the allocator",
+    .severities = MD_SEV_BIT(MD_SEV_WARNING) | MD_SEV_BIT(MD_SEV_ERROR),
     .check = check,
 };

@@ -73,5 +73,6 @@ const struct md_rule md_rule_mmap_churn = {
     .id = "MD006",
     .name = "mmap-churn",
     .title = "mmap/munmap churn",
+    .severities = MD_SEV_BIT(MD_SEV_WARNING),
     .check = check,
 };

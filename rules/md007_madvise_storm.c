@@ -43,5 +43,6 @@ const struct md_rule md_rule_madvise_storm = {
     .id = "MD007",
     .name = "madvise-storm",
     .title = "madvise storm",
+    .severities = MD_SEV_BIT(MD_SEV_WARNING),
     .check = check,
 };

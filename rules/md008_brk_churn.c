@@ -55,5 +55,6 @@ const struct md_rule md_rule_brk_churn = {
     .id = "MD008",
     .name = "brk-churn",
     .title = "brk churn: the heap shrinks and grows again",
+    .severities = MD_SEV_BIT(MD_SEV_WARNING),
     .check = check,
 };

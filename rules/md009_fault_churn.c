@@ -54,5 +54,6 @@ const struct md_rule md_rule_fault_churn = {
     .id = "MD009",
     .name = "page-fault-churn",
     .title = "page-fault churn: freed memory is faulted in again",
+    .severities = MD_SEV_BIT(MD_SEV_WARNING),
     .check = check,
 };

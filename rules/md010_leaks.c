@@ -79,5 +79,6 @@ const struct md_rule md_rule_leaks = {
     .id = "MD010",
     .name = "leaks",
     .title = "memory not freed at exit",
+    .severities = MD_SEV_BIT(MD_SEV_WARNING),
     .check = check,
 };

@@ -2,6 +2,7 @@
 // The rule registry: the one place a rule is added.
 #include "rules/rules.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -63,6 +64,7 @@ cJSON *md_finding_add(cJSON *findings, const struct md_rule *rule, enum md_sever
     cJSON *f = cJSON_CreateObject();
     cJSON_AddStringToObject(f, "id", rule->id);
     cJSON_AddStringToObject(f, "rule", rule->name);
+    assert(rule->severities & MD_SEV_BIT(severity)); // `rules --json` would not list it
     cJSON_AddStringToObject(f, "severity", md_severity_name(severity));
     cJSON_AddStringToObject(f, "title", rule->title);
     cJSON_AddStringToObject(f, "message", message);

@@ -10,6 +10,8 @@
 #include <stdint.h>
 
 enum md_severity { MD_SEV_INFO, MD_SEV_WARNING, MD_SEV_ERROR };
+// One bit per severity, for struct md_rule's severities.
+#define MD_SEV_BIT(severity) (1u << (severity))
 
 struct md_rule_input {
     const cJSON *file;       // one inspect entry (see README: JSON schema), or NULL
@@ -23,6 +25,9 @@ struct md_rule {
     const char *id;   // stable: "MD001"
     const char *name; // stable slug: "musl-malloc-threads"
     const char *title;
+    // MD_SEV_BIT of each severity its findings can have, listed by `rules --json` so that a
+    // --fail-on level can be chosen knowing which rules it catches
+    unsigned severities;
     void (*check)(const struct md_rule *rule, const struct md_rule_input *in, cJSON *findings);
 };
 

@@ -100,3 +100,16 @@ teardown() {
     [ "$(q "'MD004' in [f['id'] for f in r['findings']]")" = True ]
     [ "$(q "[f['id'] for f in r['compare']['report']['findings']]")" = "[]" ]
 }
+
+@test "a program killed by a signal or timed out is not judged healthy; --propagate-exit fails it" {
+    run "$T" doctor --fail-on error -o "$OUT" -- sh -c 'kill -SEGV $$'
+    [ "$status" -eq 0 ] # as documented: only --propagate-exit passes the crash on
+    grep -q "^verdict: not judged: the program was killed by SIGSEGV" "$OUT"
+    ! grep -q "healthy, no rule fired" "$OUT"
+    run "$T" doctor --fail-on error --propagate-exit -o "$OUT" -- "$FX/lifecycle" kill 1000
+    [ "$status" -eq 137 ]
+    grep -q "^verdict: not judged: the program was killed by SIGKILL" "$OUT"
+    run "$T" doctor --timeout 1 -o "$OUT" -- sleep 10
+    [ "$status" -eq 0 ]
+    grep -q "^verdict: not judged: the program timed out (--timeout)" "$OUT"
+}

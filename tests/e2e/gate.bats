@@ -92,6 +92,53 @@ teardown() {
     [[ "$output" == *"--max-regression needs a percentage"* ]]
 }
 
+@test "--baseline on a FIFO or a directory is refused at once, not waited on" {
+    mkfifo "$DIR/fifo"
+    run timeout 10 "$T" trace --baseline "$DIR/fifo" -- /bin/echo ran
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"$DIR/fifo: not a regular file"* ]]
+    [[ "$output" != *ran* ]]
+    run timeout 10 "$T" trace --baseline "$DIR" -- /bin/echo ran
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"$DIR: not a regular file"* ]]
+}
+
+@test "--max-regression takes plain decimal digits, and 10% is told to drop the sign" {
+    for bad in 0x10 " 10" 1e1 inf -3 "" 1.2.3; do
+        run "$T" trace --baseline "$DIR/missing.json" --max-regression "$bad" -- /bin/echo ran
+        [ "$status" -eq 2 ]
+        [[ "$output" == *"--max-regression needs a percentage in plain decimal digits (e.g. 10 or 2.5), not '$bad'"* ]]
+    done
+    run "$T" trace --baseline "$DIR/missing.json" --max-regression 10% -- /bin/echo ran
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--max-regression takes the number without the %: '10', not '10%'"* ]]
+    run "$T" trace --baseline "$DIR/missing.json" --max-regression 2000000 -- /bin/echo ran
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--max-regression: at most 1000000"* ]]
+    # the accepted forms get as far as reading the baseline
+    for good in 10 2.5 0 1000000; do
+        run "$T" trace --baseline "$DIR/missing.json" --max-regression "$good" -- /bin/echo ran
+        [[ "$output" == *"missing.json: No such file or directory"* ]]
+    done
+}
+
+@test "--baseline and -o naming one file are refused: a failing run would replace its baseline" {
+    echo '{"schema": "malloc-doctor/1", "command": "trace", "run": {"max_rss_kb": 2048}}' \
+        >"$DIR/base.json"
+    cp "$DIR/base.json" "$DIR/kept.json"
+    ln "$DIR/base.json" "$DIR/hard.json"
+    ln -s base.json "$DIR/sym.json"
+    for out in "$DIR/base.json" "$DIR/hard.json" "$DIR/sym.json" "$DIR/../${DIR##*/}/base.json"; do
+        for cmd in trace doctor; do
+            run "$T" $cmd --json --baseline "$DIR/base.json" -o "$out" -- /bin/echo ran
+            [ "$status" -eq 2 ]
+            [[ "$output" == *"--baseline and -o name the same file: $out"* ]]
+            [[ "$output" != *ran* ]]
+        done
+    done
+    cmp "$DIR/base.json" "$DIR/kept.json"
+}
+
 @test "-o replaces the report file only when the report is complete" {
     echo previous >"$DIR/report.txt"
     run "$T" trace --baseline "$DIR/missing.json" -o "$DIR/report.txt" -- /bin/true

@@ -225,3 +225,13 @@ assert f[0]['severity'] == 'warning' and 'leak_large (leaker)' in f[0]['message'
     [ "$status" -eq 0 ]
     [ "$(ids)" = "" ]
 }
+
+@test "rules --json lists each rule's severities, the levels --fail-on takes" {
+    run "$T" rules --json
+    [ "$status" -eq 0 ]
+    echo "$output" >"$OUT"
+    [ "$(q "' '.join(r['id'] + '=' + ','.join(r['severities']) for r in r['rules'])")" = \
+        "MD001=warning,error MD002=warning MD003=error MD004=error MD005=warning,error MD006=warning MD007=warning MD008=warning MD009=warning MD010=warning" ]
+    run "$T" --help
+    [[ "$output" != *"--fail-on policies"* ]]
+}

@@ -912,6 +912,22 @@ assert f[0]['severity'] == 'error' and 'LD_PRELOAD=' in f[0]['fix'] and 'trace -
     [ "$output" = "malloc-doctor: trace: /proc/version: cannot create a temporary file beside it to replace it whole (No such file or directory)" ]
 }
 
+@test "-o and --folded in a directory the user cannot write say Permission denied" {
+    dir=$(mktemp -d)
+    mkdir "$dir/ro"
+    chmod 755 "$dir"
+    chmod 555 "$dir/ro"
+    as=()
+    [ "$(id -u)" != 0 ] || as=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+    run "${as[@]}" "$T" trace -o "$dir/ro/x.json" -- true
+    [ "$status" -eq 2 ]
+    [ "$output" = "malloc-doctor: trace: $dir/ro/x.json: Permission denied" ]
+    run "${as[@]}" "$T" trace --stacks --folded "$dir/ro/f.txt" -o /dev/null -- true
+    rm -rf "$dir"
+    [ "$status" -eq 2 ]
+    [ "$output" = "malloc-doctor: trace: $dir/ro/f.txt: Permission denied" ]
+}
+
 @test "-o over an existing file keeps its mode and owner" {
     echo old >"$OUT"
     chmod 640 "$OUT"

@@ -86,6 +86,38 @@ static void changes_under_the_noise_floor_pass(void **state)
                         "memory_syscalls_per_op");
 }
 
+// Whether the gate listed key as not comparable.
+static bool not_comparable(const cJSON *after, const char *key)
+{
+    const cJSON *k;
+    cJSON_ArrayForEach(k, cJSON_GetObjectItem(cJSON_GetObjectItem(after, "gate"), "not_comparable"))
+    {
+        if (!strcmp(k->valuestring, key))
+            return true;
+    }
+    return false;
+}
+
+static void futex_share_of_a_few_waits_is_not_gated(void **state)
+{
+    (void)state;
+    // identical reruns of a 2-thread program: 1-2 waits (pthread_join), 11.6% -> 21.3% of wall
+    cJSON *before = report(4096, 500, 1, 0.116, 0.2), *after = report(4096, 500, 2, 0.213, 0.2);
+    assert_int_equal(md_gate_check(before, "base.json", 10, after), 0);
+    assert_true(not_comparable(after, "futex_wait_share"));
+    cJSON_Delete(before);
+    cJSON_Delete(after);
+    // enough waits (100) in one run only: still not judged
+    assert_string_equal(
+        regressions(report(4096, 500, 99, 0.1, 0.2), report(4096, 500, 100, 0.6, 0.2), 10), "");
+    assert_string_equal(
+        regressions(report(4096, 500, 100, 0.1, 0.2), report(4096, 500, 99, 0.6, 0.2), 10), "");
+    // many waits in both: a large increase of the share still fails
+    assert_string_equal(
+        regressions(report(4096, 100, 100, 0.1, 0.2), report(4096, 100, 100, 0.3, 0.2), 10),
+        "futex_wait_share");
+}
+
 static cJSON *with_samples(cJSON *r, double samples)
 {
     cJSON_ReplaceItemInObject(cJSON_GetObjectItem(r, "cpu"), "samples",
@@ -140,6 +172,18 @@ static void reader_refuses_what_is_not_a_trace_report(void **state)
                      "\"run\":{\"max_rss_kb\":2048}}";
     assert_int_equal(md_baseline_parse(ok, strlen(ok), "ok.json", &r, &err), 0);
     cJSON_Delete(r);
+    // one report and then something else is not one report; whitespace after it is
+    const char *two = "{\"schema\":\"malloc-doctor/1\",\"command\":\"doctor\","
+                      "\"run\":{\"max_rss_kb\":2048}} {}";
+    assert_int_equal(md_baseline_parse(two, strlen(two), "two.json", &r, &err), -1);
+    assert_non_null(strstr(err.msg, "two.json: not JSON (something after the report, at byte"));
+    const char *nul = "{\"schema\":\"malloc-doctor/1\",\"command\":\"doctor\","
+                      "\"run\":{\"max_rss_kb\":2048}}\n\0x";
+    assert_int_equal(md_baseline_parse(nul, strlen(nul) + 2, "nul.json", &r, &err), -1);
+    const char *spaced = "{\"schema\":\"malloc-doctor/1\",\"command\":\"doctor\","
+                         "\"run\":{\"max_rss_kb\":2048}}\n \t\r\n";
+    assert_int_equal(md_baseline_parse(spaced, strlen(spaced), "sp.json", &r, &err), 0);
+    cJSON_Delete(r);
     // not NUL-terminated: the reader must stop at len
     char unterminated[] = {'{', '}', 'x'};
     assert_int_equal(md_baseline_parse(unterminated, 2, "u.json", &r, &err), -1);
@@ -164,6 +208,7 @@ int main(void)
         cmocka_unit_test(growth_over_the_limit_fails_each_metric),
         cmocka_unit_test(growth_within_the_limit_passes),
         cmocka_unit_test(changes_under_the_noise_floor_pass),
+        cmocka_unit_test(futex_share_of_a_few_waits_is_not_gated),
         cmocka_unit_test(cpu_share_changes_within_sampling_error_pass),
         cmocka_unit_test(metrics_missing_in_one_report_are_not_compared),
         cmocka_unit_test(reader_refuses_what_is_not_a_trace_report),
