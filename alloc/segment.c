@@ -197,6 +197,22 @@ void md_cache_maintain(uint64_t now)
     md_lock_release(&md_cache_lock);
 }
 
+// Out of address space: unmap every cached mapping (the caller retries its mapping). Entries are
+// unmapped under the lock, as md_cache_maintain does: this runs only when a mapping failed.
+void md_cache_release_all(void)
+{
+    md_lock_acquire(&md_cache_lock);
+    for (size_t i = 0; i < md_cache_count; i++) {
+        md_cached_t *c = &md_cache[i];
+        if (!c->purged)
+            md_stat_commit(-(int64_t)c->size);
+        md_os_unmap_segment(c->addr, c->size);
+    }
+    md_cache_count = 0;
+    md_cache_dirty = 0;
+    md_lock_release(&md_cache_lock);
+}
+
 void md_segment_fork_prepare(void)
 {
     md_lock_acquire(&md_cache_lock);
@@ -212,13 +228,25 @@ void md_segment_fork_child(void)
     md_lock_reset(&md_cache_lock);
 }
 
+// md_os_map_aligned, and when the OS refuses (an address-space limit, say), once more after
+// giving back what the calling thread's heap and the segment cache hold without using it: freed
+// memory the program may have plenty of, unmapped otherwise only seconds later, if at all.
+static void *md_os_map_retry(size_t size, size_t align, size_t lead)
+{
+    void *p = md_os_map_aligned(size, align, lead);
+    if (p != NULL)
+        return p;
+    md_heap_reclaim();
+    return md_os_map_aligned(size, align, lead);
+}
+
 // Memory for a segment of `size` bytes: cached if possible, else fresh from the OS (zeroed).
 static void *md_segment_memory(size_t size, size_t *got, bool *zeroed)
 {
     void *p = md_cache_take(size, got, zeroed);
     if (p != NULL)
         return p;
-    p = md_os_map_aligned(size, MD_SEGMENT_SIZE, 0);
+    p = md_os_map_retry(size, MD_SEGMENT_SIZE, 0);
     if (p == NULL)
         return NULL;
     *got = size;
@@ -492,7 +520,7 @@ void *md_huge_alloc(size_t size, size_t align, size_t slack, bool zero)
     bool zeroed;
     md_segment_t *seg;
     if (align > MD_SEGMENT_SIZE) {
-        seg = md_os_map_aligned(need, align, MD_SEGMENT_SIZE);
+        seg = md_os_map_retry(need, align, MD_SEGMENT_SIZE);
         got = need;
         zeroed = true;
         if (seg != NULL)

@@ -80,3 +80,17 @@ dirty_reuse() {
 }
 @test "purge: memory a block does not use is not kept resident by reusing a bigger cached mapping, glibc preload" { dirty_reuse glibc; }
 @test "purge: memory a block does not use is not kept resident by reusing a bigger cached mapping, static musl" { dirty_reuse static; }
+
+# Under an address-space limit, freed memory must serve requests that need new mappings: when a
+# mapping fails, the thread's empty segments and the segment cache are unmapped and the mapping
+# is tried again (tests/alloc/oom_reclaim.c: the 32 MiB malloc after freeing everything failed
+# for 10 s, until the cache unmapped its entries by age, before mappings were retried).
+oom_reclaim() {
+    run_with "$1" oom_reclaim
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *ok ]]
+}
+@test "address-space limit: freed memory serves new mappings at once, glibc preload" { oom_reclaim glibc; }
+@test "address-space limit: freed memory serves new mappings at once, static musl" { oom_reclaim static; }
+@test "address-space limit: freed memory serves new mappings at once, musl preload" { oom_reclaim musl; }
