@@ -299,7 +299,8 @@ static void md_segment_header_init(md_segment_t *seg, enum md_segment_kind kind,
     memset(seg->pages, 0, seg->page_count * sizeof(md_page_t));
     for (size_t i = 0; i < seg->page_count; i++) {
         seg->pages[i].flags = MD_PAGE_UNUSED;
-        seg->pages[i].fresh = 1;
+        // Untouched only if the memory is zero (new or purged): a dirty cached segment is resident.
+        seg->pages[i].fresh = zeroed;
     }
 }
 
@@ -467,7 +468,12 @@ static void md_segment_purge_pages(md_segment_t *seg, uint64_t now, uint32_t del
         md_page_t *pg = i < seg->page_count ? &seg->pages[i] : NULL;
         bool purge =
             pg != NULL && !pg->in_use && !pg->purged && (all || now - pg->retired_ms >= delay_ms);
-        if (purge) {
+        if (purge && pg->fresh) {
+            // Never touched since the segment was mapped or purged: nothing to give back, so it
+            // only counts as purged (a madvise of it would be a system call for nothing).
+            pg->purged = 1;
+            md_stat_commit(-(int64_t)(md_slice_end(seg, i) - md_slice_start(seg, i)));
+        } else if (purge) {
             uint8_t *s = md_slice_start(seg, i), *e = md_slice_end(seg, i);
             if (run_start == NULL)
                 run_start = s;

@@ -94,3 +94,15 @@ oom_reclaim() {
 @test "address-space limit: freed memory serves new mappings at once, glibc preload" { oom_reclaim glibc; }
 @test "address-space limit: freed memory serves new mappings at once, static musl" { oom_reclaim static; }
 @test "address-space limit: freed memory serves new mappings at once, musl preload" { oom_reclaim musl; }
+
+# Slices never touched since their segment was mapped (or purged) are not purged again: counting
+# them as purged costs no system call (tests/alloc/fresh_purge.c made one madvise of untouched
+# memory per fresh segment before).
+fresh_purge() {
+    MDALLOC_STATS=1 MDALLOC_PURGE_DELAY=5 run_with "$1" fresh_purge
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"stats: madvise_calls 0"* ]]
+}
+@test "purge: memory never touched is not madvised, glibc preload" { fresh_purge glibc; }
+@test "purge: memory never touched is not madvised, static musl" { fresh_purge static; }
