@@ -208,6 +208,9 @@ typedef struct {
     _Atomic int locked;
 } md_lock_t;
 
+// Slots of the segment cache (segment.c): the most MDALLOC_CACHE_SEGMENTS may ask for.
+#define MD_CACHE_SLOTS 256
+
 typedef struct {
     int verbose;
     int stats;

@@ -8,7 +8,6 @@
 
 #include <string.h>
 
-#define MD_CACHE_SLOTS 256
 #define MD_CACHE_UNMAP_AGE_MS 10000 // purged entries this old are unmapped (address space)
 // Cached memory not yet purged is capped at 128 MiB or an eighth of the committed memory, whichever
 // is more: beyond that the oldest is purged at once, so a burst of frees cannot keep much more than
