@@ -7,7 +7,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 md_options_t md_options = {
     .verbose = 0,
@@ -131,6 +130,16 @@ static uint32_t md_env_u32(const char *name, uint32_t dflt, uint32_t max)
     return (uint32_t)v;
 }
 
+// ASCII case-insensitive equality (strcasecmp would be one more libc member pulled into musl's
+// libc.a; see programs.bats).
+static bool md_word_eq(const char *s, const char *word)
+{
+    for (; *word != 0; s++, word++)
+        if ((*s >= 'A' && *s <= 'Z' ? *s - 'A' + 'a' : *s) != *word)
+            return false;
+    return *s == 0;
+}
+
 // On/off options: 1/yes/true/on or 0/no/false/off, in any case.
 static int md_env_bool(const char *name)
 {
@@ -139,7 +148,7 @@ static int md_env_bool(const char *name)
     if (s == NULL || *s == 0)
         return 0;
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-        if (strcasecmp(s, words[i]) == 0)
+        if (md_word_eq(s, words[i]))
             return i >= 4;
     md_env_warn(name, s, "not 1/yes/true/on or 0/no/false/off, ignored");
     return 0;
