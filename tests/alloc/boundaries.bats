@@ -106,3 +106,16 @@ fresh_purge() {
 }
 @test "purge: memory never touched is not madvised, glibc preload" { fresh_purge glibc; }
 @test "purge: memory never touched is not madvised, static musl" { fresh_purge static; }
+
+# A huge block grown by realloc in 4 KiB steps moves by mremap (page tables, no copy) when it
+# cannot grow in place: contents kept, peak RSS about the block, alignment up to the segment size
+# kept (tests/alloc/realloc_grow.c: 126 MB peak RSS for a 64 MiB block with copies before).
+realloc_grow() {
+    run_with "$1" realloc_grow
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *ok ]]
+}
+@test "realloc: a huge block grown in small steps is moved without copies, glibc preload" { realloc_grow glibc; }
+@test "realloc: a huge block grown in small steps is moved without copies, static musl" { realloc_grow static; }
+@test "realloc: a huge block grown in small steps is moved without copies, debug build" { realloc_grow debug; }
