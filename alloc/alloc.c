@@ -240,8 +240,16 @@ void *md_realloc(void *p, size_t n, bool zero_frees)
     if (n <= usable && n >= usable / 2)
         return p; // fits, and shrinking in place wastes at most half the block
     md_segment_t *seg = md_segment_of(p);
-    if (n > usable && (seg->pages[0].flags & MD_PAGE_HUGE) && md_huge_resize_in_place(seg, n))
-        return p;
+    if (n > usable && (seg->pages[0].flags & MD_PAGE_HUGE)) {
+        // Growth by realloc is usually repeated: half as much again as room (address space
+        // only until touched), in place if the space after the block is free, else by moving
+        // the mapping, which copies nothing.
+        if (md_huge_resize_in_place(seg, n, n / 2))
+            return p;
+        void *q = md_huge_move(seg, n, n / 2);
+        if (q != NULL)
+            return q;
+    }
     if (n > usable && n <= MD_LARGE_MAX && usable > MD_MULTI_BLOCK_MAX) {
         // The block of a one-block page grows in place when the slices after it are free (only
         // the owner; FULL just means the page is out of its class queue).

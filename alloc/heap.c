@@ -197,6 +197,24 @@ void md_heap_maintain(md_heap_t *h)
         md_heap_collect_abandoned(now);
 }
 
+// A mapping failed: give back what is free but still held, so the caller's retry can succeed.
+// The calling thread's heap (only its owner may touch it) releases its empty pages and segments;
+// abandoned heaps are collected as maintenance does (one collector at a time); then every cached
+// mapping is unmapped. Other threads' heaps are theirs: their empty segments reach the cache with
+// their own maintenance.
+void md_heap_reclaim(void)
+{
+    uint64_t now = md_now_ms();
+    md_heap_t *h = md_tls_heap;
+    if (h != NULL) {
+        md_heap_collect(h, true);
+        md_heap_maintain_segments(h, now, true);
+    }
+    if (md_heap_abandoned != NULL)
+        md_heap_collect_abandoned(now);
+    md_cache_release_all();
+}
+
 void md_heaps_foreach(void (*fn)(md_heap_t *, void *), void *arg)
 {
     md_lock_acquire(&md_heap_lock);

@@ -208,6 +208,9 @@ typedef struct {
     _Atomic int locked;
 } md_lock_t;
 
+// Slots of the segment cache (segment.c): the most MDALLOC_CACHE_SEGMENTS may ask for.
+#define MD_CACHE_SLOTS 256
+
 typedef struct {
     int verbose;
     int stats;
@@ -492,9 +495,11 @@ void md_heap_purge_backoff(md_heap_t *h);
 bool md_segment_maintain(md_heap_t *h, md_segment_t *seg, uint64_t now, bool idle);
 void *md_huge_alloc(size_t size, size_t align, size_t slack, bool zero);
 void md_huge_free(md_segment_t *seg);
-bool md_huge_resize_in_place(md_segment_t *seg, size_t new_size);
+bool md_huge_resize_in_place(md_segment_t *seg, size_t new_size, size_t slack);
+void *md_huge_move(md_segment_t *seg, size_t new_size, size_t slack);
 size_t md_huge_usable(md_segment_t *seg, const void *p);
 void md_cache_maintain(uint64_t now);
+void md_cache_release_all(void);
 void md_segment_fork_prepare(void);
 void md_segment_fork_parent(void);
 void md_segment_fork_child(void);
@@ -516,6 +521,7 @@ void md_heap_give_back(md_heap_t *h, bool borrowed);
 bool md_heap_ready(void);
 void md_heap_thread_exit(md_heap_t *h);
 void md_heap_maintain(md_heap_t *h);
+void md_heap_reclaim(void);
 void md_fork_prepare(void);
 void md_fork_parent(void);
 void md_fork_child(void);

@@ -88,15 +88,70 @@ void md_fatal(const char *msg, const char *detail)
     abort();
 }
 
-static uint32_t md_env_u32(const char *name, uint32_t dflt)
+// A bad value is reported and ignored (the default stays), never silently misread: a typo in an
+// option must not look like a run with the option set.
+static void md_env_warn(const char *name, const char *value, const char *why)
+{
+    char buf[256];
+    char *p = md_append(buf, "mdalloc: ");
+    p = md_append(p, name);
+    p = md_append(p, "=");
+    if (strlen(value) < 64)
+        p = md_append(p, value);
+    else
+        p = md_append(p, "...");
+    p = md_append(p, ": ");
+    p = md_append(p, why);
+    md_append(p, "\n");
+    md_print(buf);
+}
+
+// A number of digits only, at most `max` (a bigger one is clamped to `max` with a warning).
+static uint32_t md_env_u32(const char *name, uint32_t dflt, uint32_t max)
 {
     const char *s = md_prim_getenv(name);
-    if (s == NULL || *s < '0' || *s > '9')
+    if (s == NULL || *s == 0) // set empty: as if unset
         return dflt;
     uint64_t v = 0;
-    for (; *s >= '0' && *s <= '9' && v < 0xffffffffu; s++)
-        v = v * 10 + (uint64_t)(*s - '0');
-    return v > 0xffffffffu ? 0xffffffffu : (uint32_t)v;
+    const char *d = s;
+    for (; *d >= '0' && *d <= '9'; d++)
+        if (v <= max)
+            v = v * 10 + (uint64_t)(*d - '0');
+    if (d == s || *d != 0) {
+        md_env_warn(name, s, "not a number, ignored");
+        return dflt;
+    }
+    if (v > max) {
+        char why[64];
+        md_fmt_u64(md_append(why, "too large, using the maximum "), max);
+        md_env_warn(name, s, why);
+        return max;
+    }
+    return (uint32_t)v;
+}
+
+// ASCII case-insensitive equality (strcasecmp would be one more libc member pulled into musl's
+// libc.a; see programs.bats).
+static bool md_word_eq(const char *s, const char *word)
+{
+    for (; *word != 0; s++, word++)
+        if ((*s >= 'A' && *s <= 'Z' ? *s - 'A' + 'a' : *s) != *word)
+            return false;
+    return *s == 0;
+}
+
+// On/off options: 1/yes/true/on or 0/no/false/off, in any case.
+static int md_env_bool(const char *name)
+{
+    static const char *const words[] = {"0", "no", "false", "off", "1", "yes", "true", "on"};
+    const char *s = md_prim_getenv(name);
+    if (s == NULL || *s == 0)
+        return 0;
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (md_word_eq(s, words[i]))
+            return i >= 4;
+    md_env_warn(name, s, "not 1/yes/true/on or 0/no/false/off, ignored");
+    return 0;
 }
 
 static void md_print_banner(void)
@@ -128,14 +183,17 @@ void md_process_init(void)
         return;
     }
     md_check_init();
-    md_options.verbose = (int)md_env_u32("MDALLOC_VERBOSE", 0);
-    md_options.stats = (int)md_env_u32("MDALLOC_STATS", 0);
-    md_options.purge_delay_ms = md_env_u32("MDALLOC_PURGE_DELAY", md_options.purge_delay_ms);
+    md_options.verbose = md_env_bool("MDALLOC_VERBOSE");
+    md_options.stats = md_env_bool("MDALLOC_STATS");
+    md_options.purge_delay_ms =
+        md_env_u32("MDALLOC_PURGE_DELAY", md_options.purge_delay_ms, 0xffffffffu);
     md_options.purge_delay_min_ms =
-        md_env_u32("MDALLOC_PURGE_DELAY_MIN", md_options.purge_delay_min_ms);
+        md_env_u32("MDALLOC_PURGE_DELAY_MIN", md_options.purge_delay_min_ms, 0xffffffffu);
     if (md_options.purge_delay_min_ms > md_options.purge_delay_ms)
         md_options.purge_delay_min_ms = md_options.purge_delay_ms;
-    md_options.cache_max = md_env_u32("MDALLOC_CACHE_SEGMENTS", md_options.cache_max);
+    // The cache has MD_CACHE_SLOTS slots: a bigger number would be shown but never hold.
+    md_options.cache_max =
+        md_env_u32("MDALLOC_CACHE_SEGMENTS", md_options.cache_max, MD_CACHE_SLOTS);
     if (md_options.verbose)
         md_print_banner();
     atomic_store_explicit(&md_process_ready, 2, memory_order_release);

@@ -16,6 +16,10 @@ void md_prim_munmap(void *addr, size_t size);
 void md_prim_purge(void *addr, size_t size);
 // Grow or shrink a mapping in place (never moves); false if the kernel refuses.
 bool md_prim_remap_in_place(void *addr, size_t old_size, size_t new_size);
+// Move the mapping at addr onto `target`, a mapping of new_size bytes it replaces, growing it to
+// new_size: the kernel moves the page tables, nothing is copied. false if the kernel refuses
+// (then both mappings are left as they were).
+bool md_prim_remap_to(void *addr, size_t old_size, size_t new_size, void *target);
 uint64_t md_prim_clock_ms(void);
 void md_prim_write_stderr(const char *s, size_t len);
 void md_prim_yield(void);

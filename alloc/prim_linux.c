@@ -67,6 +67,16 @@ bool md_prim_remap_in_place(void *addr, size_t old_size, size_t new_size)
     return true;
 }
 
+bool md_prim_remap_to(void *addr, size_t old_size, size_t new_size, void *target)
+{
+    long ret = md_syscall6(SYS_mremap, (long)addr, (long)old_size, (long)new_size,
+                           MREMAP_MAYMOVE | MREMAP_FIXED, (long)target, 0);
+    if (md_syscall_failed(ret))
+        return false;
+    md_stat_map(-(int64_t)old_size); // the target was counted when it was mapped
+    return true;
+}
+
 uint64_t md_prim_clock_ms(void)
 {
     struct timespec ts;

@@ -8,7 +8,6 @@
 
 #include <string.h>
 
-#define MD_CACHE_SLOTS 256
 #define MD_CACHE_UNMAP_AGE_MS 10000 // purged entries this old are unmapped (address space)
 // Cached memory not yet purged is capped at 128 MiB or an eighth of the committed memory, whichever
 // is more: beyond that the oldest is purged at once, so a burst of frees cannot keep much more than
@@ -197,6 +196,22 @@ void md_cache_maintain(uint64_t now)
     md_lock_release(&md_cache_lock);
 }
 
+// Out of address space: unmap every cached mapping (the caller retries its mapping). Entries are
+// unmapped under the lock, as md_cache_maintain does: this runs only when a mapping failed.
+void md_cache_release_all(void)
+{
+    md_lock_acquire(&md_cache_lock);
+    for (size_t i = 0; i < md_cache_count; i++) {
+        md_cached_t *c = &md_cache[i];
+        if (!c->purged)
+            md_stat_commit(-(int64_t)c->size);
+        md_os_unmap_segment(c->addr, c->size);
+    }
+    md_cache_count = 0;
+    md_cache_dirty = 0;
+    md_lock_release(&md_cache_lock);
+}
+
 void md_segment_fork_prepare(void)
 {
     md_lock_acquire(&md_cache_lock);
@@ -212,13 +227,25 @@ void md_segment_fork_child(void)
     md_lock_reset(&md_cache_lock);
 }
 
+// md_os_map_aligned, and when the OS refuses (an address-space limit, say), once more after
+// giving back what the calling thread's heap and the segment cache hold without using it: freed
+// memory the program may have plenty of, unmapped otherwise only seconds later, if at all.
+static void *md_os_map_retry(size_t size, size_t align, size_t lead)
+{
+    void *p = md_os_map_aligned(size, align, lead);
+    if (p != NULL)
+        return p;
+    md_heap_reclaim();
+    return md_os_map_aligned(size, align, lead);
+}
+
 // Memory for a segment of `size` bytes: cached if possible, else fresh from the OS (zeroed).
 static void *md_segment_memory(size_t size, size_t *got, bool *zeroed)
 {
     void *p = md_cache_take(size, got, zeroed);
     if (p != NULL)
         return p;
-    p = md_os_map_aligned(size, MD_SEGMENT_SIZE, 0);
+    p = md_os_map_retry(size, MD_SEGMENT_SIZE, 0);
     if (p == NULL)
         return NULL;
     *got = size;
@@ -271,7 +298,8 @@ static void md_segment_header_init(md_segment_t *seg, enum md_segment_kind kind,
     memset(seg->pages, 0, seg->page_count * sizeof(md_page_t));
     for (size_t i = 0; i < seg->page_count; i++) {
         seg->pages[i].flags = MD_PAGE_UNUSED;
-        seg->pages[i].fresh = 1;
+        // Untouched only if the memory is zero (new or purged): a dirty cached segment is resident.
+        seg->pages[i].fresh = zeroed;
     }
 }
 
@@ -439,7 +467,12 @@ static void md_segment_purge_pages(md_segment_t *seg, uint64_t now, uint32_t del
         md_page_t *pg = i < seg->page_count ? &seg->pages[i] : NULL;
         bool purge =
             pg != NULL && !pg->in_use && !pg->purged && (all || now - pg->retired_ms >= delay_ms);
-        if (purge) {
+        if (purge && pg->fresh) {
+            // Never touched since the segment was mapped or purged: nothing to give back, so it
+            // only counts as purged (a madvise of it would be a system call for nothing).
+            pg->purged = 1;
+            md_stat_commit(-(int64_t)(md_slice_end(seg, i) - md_slice_start(seg, i)));
+        } else if (purge) {
             uint8_t *s = md_slice_start(seg, i), *e = md_slice_end(seg, i);
             if (run_start == NULL)
                 run_start = s;
@@ -492,7 +525,7 @@ void *md_huge_alloc(size_t size, size_t align, size_t slack, bool zero)
     bool zeroed;
     md_segment_t *seg;
     if (align > MD_SEGMENT_SIZE) {
-        seg = md_os_map_aligned(need, align, MD_SEGMENT_SIZE);
+        seg = md_os_map_retry(need, align, MD_SEGMENT_SIZE);
         got = need;
         zeroed = true;
         if (seg != NULL)
@@ -526,19 +559,59 @@ void md_huge_free(md_segment_t *seg)
     md_cache_put(seg, seg->size, false);
 }
 
-bool md_huge_resize_in_place(md_segment_t *seg, size_t new_size)
+// Grow a huge block in place to hold new_size bytes, with `slack` more if the address space
+// after it allows (so the next steps of a growing block need no system call), else without.
+bool md_huge_resize_in_place(md_segment_t *seg, size_t new_size, size_t slack)
 {
     md_page_t *pg = &seg->pages[0];
     size_t off = (size_t)(pg->start - (uint8_t *)seg);
     if (new_size <= pg->block_size)
         return true;
-    if (new_size > MD_MAX_REQUEST - off)
+    if (new_size > MD_MAX_REQUEST - off - slack)
         return false;
     size_t need = md_align_up(off + new_size, MD_OS_PAGE);
-    if (!md_prim_remap_in_place(seg, seg->size, need))
+    size_t roomy = md_align_up(off + new_size + slack, MD_OS_PAGE);
+    if (md_prim_remap_in_place(seg, seg->size, roomy))
+        need = roomy;
+    else if (!md_prim_remap_in_place(seg, seg->size, need))
         return false;
     md_stat_commit((int64_t)(need - seg->size));
     seg->size = need;
     pg->block_size = need - off;
     return true;
+}
+
+// Grow a huge block that cannot grow in place by moving its whole segment, with `slack` bytes of
+// room, onto a new aligned mapping: the kernel moves the page tables, so nothing is copied and
+// the old and new block are never resident together (a block grown by realloc in 4 KiB steps to
+// 256 MiB: 1.1 GB of address space, twice the peak RSS and 3 times the time of glibc with copies).
+// The new segment is aligned like the old one, so a block aligned up to the segment size keeps
+// its alignment; one aligned beyond it (placed a segment after its header) is not moved here.
+// Returns the block's new address, or NULL (the block is untouched; the caller copies).
+void *md_huge_move(md_segment_t *seg, size_t new_size, size_t slack)
+{
+    md_page_t *pg = &seg->pages[0];
+    size_t off = (size_t)(pg->start - (uint8_t *)seg);
+    if (off >= MD_SEGMENT_SIZE || new_size > MD_MAX_REQUEST - off - slack)
+        return NULL;
+    size_t need = md_align_up(off + new_size + slack, MD_OS_PAGE);
+    md_segment_t *to = md_os_map_retry(need, MD_SEGMENT_SIZE, 0);
+    if (to == NULL)
+        return NULL;
+    size_t old_size = seg->size;
+    // Forgotten before its mapping goes, as in md_os_unmap_segment: once the address is free,
+    // another thread may map a segment there and set the bit.
+    md_segmap_clear(seg);
+    if (!md_prim_remap_to(seg, old_size, need, to)) {
+        md_segmap_set(seg);
+        md_os_unmap_segment(to, need);
+        return NULL;
+    }
+    md_stat_commit((int64_t)need - (int64_t)old_size);
+    to->cookie = MD_SEGMENT_COOKIE ^ (uintptr_t)to;
+    to->size = need;
+    pg = &to->pages[0];
+    pg->start = (uint8_t *)to + off;
+    pg->block_size = need - off;
+    return pg->start;
 }

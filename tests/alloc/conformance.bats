@@ -22,6 +22,27 @@ check_group() {
     [ "$output" = ok ]
 }
 
+@test "conformance: on/off options take yes/true/on, a bad value is reported, not silently ignored" {
+    MDALLOC_VERBOSE=yes MDALLOC_STATS=On run_with glibc conformance zero
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"cache_segments=128 stats=1"* ]]
+    [[ "$output" == *"mdalloc: stats: mmap_calls "* ]]
+    MDALLOC_VERBOSE=1 MDALLOC_STATS=maybe MDALLOC_PURGE_DELAY=5ms run_with static conformance zero
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"MDALLOC_STATS=maybe: not 1/yes/true/on or 0/no/false/off, ignored"* ]]
+    [[ "$output" == *"MDALLOC_PURGE_DELAY=5ms: not a number, ignored"* ]]
+    [[ "$output" == *"purge_delay_ms=5..1000 cache_segments=128 stats=0"* ]]
+}
+
+@test "conformance: MDALLOC_CACHE_SEGMENTS above the cache's slots is clamped with a warning" {
+    MDALLOC_VERBOSE=1 MDALLOC_CACHE_SEGMENTS=100000 run_with glibc conformance zero
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"MDALLOC_CACHE_SEGMENTS=100000: too large, using the maximum 256"* ]]
+    [[ "$output" == *"cache_segments=256 "* ]]
+    MDALLOC_VERBOSE=1 MDALLOC_CACHE_SEGMENTS=0 run_with glibc conformance zero
+    [[ "$output" == *"cache_segments=0 "* ]]
+}
+
 @test "conformance: the checks fail without mdalloc (they can fail)" {
     run "$MDA_TESTS/glibc/conformance" zero
     [ "$status" -ne 0 ]
