@@ -72,28 +72,23 @@ purge_madvise() {
 # A block that takes a much bigger dirty mapping from the segment cache keeps the rest resident
 # for its whole life, out of the purge's reach (tests/alloc/dirty_reuse.c: 131 MB resident for
 # 19 MB live before session 7).
-dirty_reuse() {
-    run_with "$1" dirty_reuse
+# PROGRAM, run with mdalloc as BUILD links it, ends with "ok" (its own checks passed)
+ends_ok() {
+    run_with "$1" "$2"
     echo "$output"
     [ "$status" -eq 0 ]
     [[ "$output" == *ok ]]
 }
-@test "purge: memory a block does not use is not kept resident by reusing a bigger cached mapping, glibc preload" { dirty_reuse glibc; }
-@test "purge: memory a block does not use is not kept resident by reusing a bigger cached mapping, static musl" { dirty_reuse static; }
+@test "purge: memory a block does not use is not kept resident by reusing a bigger cached mapping, glibc preload" { ends_ok glibc dirty_reuse; }
+@test "purge: memory a block does not use is not kept resident by reusing a bigger cached mapping, static musl" { ends_ok static dirty_reuse; }
 
 # Under an address-space limit, freed memory must serve requests that need new mappings: when a
 # mapping fails, the thread's empty segments and the segment cache are unmapped and the mapping
 # is tried again (tests/alloc/oom_reclaim.c: the 32 MiB malloc after freeing everything failed
 # for 10 s, until the cache unmapped its entries by age, before mappings were retried).
-oom_reclaim() {
-    run_with "$1" oom_reclaim
-    echo "$output"
-    [ "$status" -eq 0 ]
-    [[ "$output" == *ok ]]
-}
-@test "address-space limit: freed memory serves new mappings at once, glibc preload" { oom_reclaim glibc; }
-@test "address-space limit: freed memory serves new mappings at once, static musl" { oom_reclaim static; }
-@test "address-space limit: freed memory serves new mappings at once, musl preload" { oom_reclaim musl; }
+@test "address-space limit: freed memory serves new mappings at once, glibc preload" { ends_ok glibc oom_reclaim; }
+@test "address-space limit: freed memory serves new mappings at once, static musl" { ends_ok static oom_reclaim; }
+@test "address-space limit: freed memory serves new mappings at once, musl preload" { ends_ok musl oom_reclaim; }
 
 # Slices never touched since their segment was mapped (or purged) are not purged again: counting
 # them as purged costs no system call (tests/alloc/fresh_purge.c made one madvise of untouched
@@ -110,12 +105,6 @@ fresh_purge() {
 # A huge block grown by realloc in 4 KiB steps moves by mremap (page tables, no copy) when it
 # cannot grow in place: contents kept, peak RSS about the block, alignment up to the segment size
 # kept (tests/alloc/realloc_grow.c: 126 MB peak RSS for a 64 MiB block with copies before).
-realloc_grow() {
-    run_with "$1" realloc_grow
-    echo "$output"
-    [ "$status" -eq 0 ]
-    [[ "$output" == *ok ]]
-}
-@test "realloc: a huge block grown in small steps is moved without copies, glibc preload" { realloc_grow glibc; }
-@test "realloc: a huge block grown in small steps is moved without copies, static musl" { realloc_grow static; }
-@test "realloc: a huge block grown in small steps is moved without copies, debug build" { realloc_grow debug; }
+@test "realloc: a huge block grown in small steps is moved without copies, glibc preload" { ends_ok glibc realloc_grow; }
+@test "realloc: a huge block grown in small steps is moved without copies, static musl" { ends_ok static realloc_grow; }
+@test "realloc: a huge block grown in small steps is moved without copies, debug build" { ends_ok debug realloc_grow; }
