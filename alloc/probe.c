@@ -51,17 +51,17 @@ struct real_allocator {
 // Process-wide state of the probe: set once by the constructor, before the program's threads.
 static struct {
     struct real_allocator real;
-    int resolving; // dlsym may allocate: those requests come from boot[]
-    struct md_probe_header *shared;
-    _Atomic int attach_tried; // the first allocator call may come before our constructor
-    uint32_t flags;           // md_probe_flags, set once the objects are recorded
+    int resolving;                  // dlsym may allocate: those requests come from boot[]
+    struct md_probe_header *shared; // set last by attach_shared: the probe is counting
+    struct md_probe_view view;      // the file's tables, as they were when the probe attached
+    _Atomic int attach_tried;       // the first allocator call may come before our constructor
+    uint32_t flags;                 // md_probe_flags, set once the objects are recorded
     pid_t pid;
     pthread_t main_thread; // the thread whose name is the process's (tid == pid)
     bool main_thread_known;
     bool rseq;                           // slow calls are found by the rseq mark (see mark_begin)
     _Atomic bool fast_path_allowed;      // set last by attach_shared (see struct fast_path)
     bool inactive;                       // no probe file: only forward calls
-    bool header_only;                    // only the header and slot 0 are mapped (attach_shared)
     _Atomic int chunks;                  // enum chunk_reading: how free learns block sizes
     _Atomic uint32_t chunk_checks;       // frees whose inline size agreed so far
     struct md_probe_slot *overflow_slot; // shared by threads that found no slot (atomic adds)
@@ -481,17 +481,17 @@ static uint32_t stack_id(const struct caller *c, unsigned *guess_slot)
 {
     uint64_t frames[MD_PROBE_FRAMES];
     unsigned depth = capture(c, frames, guess_slot);
-    return md_probe_stack_id(probe.shared, probe.pid, frames, depth);
+    return md_probe_stack_id(&probe.view, probe.pid, frames, depth);
 }
 
 static void live_insert(void *p, uint64_t size, uint32_t stack)
 {
-    md_probe_live_insert(probe.shared, probe.pid, (uint64_t)p, size, stack);
+    md_probe_live_insert(&probe.view, probe.pid, (uint64_t)p, size, stack);
 }
 
 static void live_remove(void *p)
 {
-    md_probe_live_remove(probe.shared, probe.pid, (uint64_t)p);
+    md_probe_live_remove(&probe.view, probe.pid, (uint64_t)p);
 }
 
 // What --stacks and --leaks add to a call: the caller's stack, counted per stack; the live-block
@@ -515,7 +515,7 @@ static __thread struct stack_cache tls_stacks __attribute__((tls_model("initial-
 static void flush_stack_counts(struct stack_cache *k)
 {
     if (k->id && k->pending) {
-        struct md_probe_stack *e = &md_probe_stacks(probe.shared)[k->id - 1];
+        struct md_probe_stack *e = &probe.view.stacks[k->id - 1];
         atomic_fetch_add_explicit(&e->allocations, k->pending, memory_order_relaxed);
         atomic_fetch_add_explicit(&e->bytes, k->pending_bytes, memory_order_relaxed);
     }
@@ -625,6 +625,40 @@ static void note_main_thread(void)
         probe.main_thread = pthread_self();
 }
 
+// Maps the probe file at path and reads its geometry into probe.view; false when it is no probe
+// file. A process started under a tight RLIMIT_AS has no room for the whole file (tens of MB of
+// address space). Then it maps only the header and slot 0, the overflow slot that follows it,
+// and counts every call there exactly; its slow calls are counted as dropped (no log to hold
+// them) and it records no stacks.
+static bool map_file(const char *path, size_t *mapped)
+{
+    const size_t header_only = sizeof(struct md_probe_header) + sizeof(struct md_probe_slot);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) || (size_t)st.st_size < header_only) {
+        if (fd >= 0)
+            close(fd);
+        return false;
+    }
+    *mapped = (size_t)st.st_size;
+    void *map = mmap(NULL, *mapped, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED)
+        map = mmap(NULL, *mapped = header_only, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED)
+        return false;
+    struct md_probe_header *h = map;
+    struct md_probe_view *v = &probe.view;
+    if (h->magic != MD_PROBE_MAGIC || h->version != MD_PROBE_VERSION ||
+        !md_probe_view_init(v, h, *mapped == header_only ? SIZE_MAX : *mapped)) {
+        munmap(map, *mapped);
+        return false;
+    }
+    if (*mapped == header_only)
+        *v = (struct md_probe_view){.header = h, .slots = v->slots, .slot_count = 1};
+    return true;
+}
+
 static void attach_shared(void)
 {
     // a plain load first: without a probe file every call comes here, and an exchange on a
@@ -633,50 +667,29 @@ static void attach_shared(void)
         atomic_exchange(&probe.attach_tried, 1))
         return;
     const char *path = getenv(MD_PROBE_ENV);
+    size_t mapped;
     probe.inactive = true; // until the file checks out
-    if (!path)
+    if (!path || !map_file(path, &mapped))
         return;
-    int fd = open(path, O_RDWR | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st)) {
-        if (fd >= 0)
-            close(fd);
-        return;
-    }
-    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    // A process started under a tight RLIMIT_AS has no room for the whole file (tens of MB of
-    // address space). Then it maps only the header and slot 0, the overflow slot that follows
-    // it, and counts every call there exactly; its slow calls are counted as dropped.
-    const size_t header_only = sizeof(struct md_probe_header) + sizeof(struct md_probe_slot);
-    if (map == MAP_FAILED && (size_t)st.st_size >= header_only) {
-        map = mmap(NULL, header_only, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        probe.header_only = map != MAP_FAILED;
-    }
-    close(fd);
-    struct md_probe_header *h = map;
-    if (map == MAP_FAILED || h->magic != MD_PROBE_MAGIC || h->version != MD_PROBE_VERSION ||
-        (!probe.header_only && (size_t)st.st_size < md_probe_file_size(h)))
-        return;
+    struct md_probe_header *h = probe.view.header;
     md_probe_count_process(h, getpid());
-    note_own_maps(h, map, probe.header_only ? header_only : (size_t)st.st_size);
+    note_own_maps(h, h, mapped);
     char comm[MD_PROBE_COMM] = "";
     if (!syscall(SYS_prctl, PR_GET_NAME, comm, 0, 0, 0)) // not through our own prctl
         md_probe_note_image(h, (int32_t)getpid(), comm);
     note_main_thread();
     probe.threshold = h->slow_threshold_ticks;
-    probe.overflow_slot = &md_probe_slots(h)[0]; // slot 0 is reserved for overflow
+    probe.overflow_slot = &probe.view.slots[0]; // slot 0 is reserved for overflow
     probe.pid = getpid();
     probe.inactive = false;
     probe.rseq = !(h->flags & MD_PROBE_PRECISE) && rseq_mark_works();
     atomic_fetch_or(&h->method, probe.rseq ? MD_METHOD_RSEQ : MD_METHOD_TICKS);
     probe.shared = h;
     record_provider(h);
-    if (probe.header_only) // stacks and live blocks live in the part that is not mapped
-        return;
-    if (h->flags & (MD_PROBE_WANT_STACKS | MD_PROBE_WANT_LEAKS))
-        md_probe_code_record(h, probe.pid);
-    probe.flags =
-        h->flags & (MD_PROBE_WANT_STACKS | MD_PROBE_WANT_LEAKS); // last: they need the objects
+    uint32_t flags = md_probe_view_flags(&probe.view);
+    if (flags)
+        md_probe_code_record(&probe.view, probe.pid);
+    probe.flags = flags; // last: they need the objects
     atomic_store_explicit(&probe.chunks, chunk_reading_start(&probe.real), memory_order_relaxed);
     // the fast path times calls with the rseq mark only (see struct fast_path)
     atomic_store_explicit(&probe.fast_path_allowed, probe.rseq, memory_order_release);
@@ -720,9 +733,8 @@ __attribute__((constructor)) static void probe_init(void)
 static struct md_probe_slot *claim_slot(void)
 {
     struct md_probe_header *h = probe.shared;
-    struct md_probe_slot *slots = md_probe_slots(h);
-    for (uint32_t i = atomic_load(&h->slots_used) + 1; i < h->slot_count && !probe.header_only;
-         i++) {
+    struct md_probe_slot *slots = probe.view.slots;
+    for (uint32_t i = atomic_load(&h->slots_used) + 1; i < probe.view.slot_count; i++) {
         uint32_t free_state = 0;
         if (atomic_compare_exchange_strong(&slots[i].claimed, &free_state, 1)) {
             slots[i].pid = (int32_t)getpid();
@@ -753,19 +765,20 @@ static inline struct md_probe_slot *my_slot(void)
 static void log_slow(struct md_probe_slot *s, enum md_probe_op op, uint64_t size, uint64_t ticks,
                      uint64_t start_realtime_ns, uint64_t end_realtime_ns, uint32_t stack)
 {
-    struct md_probe_header *h = probe.shared;
-    uint64_t at = probe.header_only ? h->slow_max : atomic_fetch_add(&h->slow_used, 1);
-    if (at >= h->slow_max) {
+    const struct md_probe_view *v = &probe.view;
+    // no log (only the header is mapped): dropped without a claim on one
+    uint64_t at = v->slow_max ? atomic_fetch_add(&v->header->slow_used, 1) : 0;
+    if (at >= v->slow_max) {
         __atomic_fetch_add(&s->slow_dropped, 1, __ATOMIC_RELAXED);
         return;
     }
-    md_probe_slow_log(h)[at] = (struct md_probe_slow){.ticks = ticks,
-                                                      .start_realtime_ns = start_realtime_ns,
-                                                      .end_realtime_ns = end_realtime_ns,
-                                                      .size = size,
-                                                      .tid = (int32_t)syscall(SYS_gettid),
-                                                      .op = (uint16_t)op,
-                                                      .stack = stack};
+    v->slow_log[at] = (struct md_probe_slow){.ticks = ticks,
+                                             .start_realtime_ns = start_realtime_ns,
+                                             .end_realtime_ns = end_realtime_ns,
+                                             .size = size,
+                                             .tid = (int32_t)syscall(SYS_gettid),
+                                             .op = (uint16_t)op,
+                                             .stack = stack};
 }
 
 // result: the block returned; freed: the block released (free, realloc).

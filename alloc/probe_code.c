@@ -32,7 +32,7 @@ struct code_list {
 #define RECORDED_MAX 8192
 
 static struct {
-    struct md_probe_header *header; // NULL until the first record
+    const struct md_probe_view *view; // NULL until the first record
     int32_t pid;
     atomic_flag busy; // one rebuild at a time
     _Atomic(struct code_list *) now;
@@ -76,11 +76,11 @@ static bool recorded_before(uint64_t start)
 
 static void add_to_table(uint64_t bias, uint64_t start, uint64_t end, const char *name)
 {
-    struct md_probe_header *h = code.header;
-    uint32_t at = atomic_fetch_add(&h->objects_used, 1);
-    if (at >= h->object_max)
+    const struct md_probe_view *v = code.view;
+    uint32_t at = atomic_fetch_add(&v->header->objects_used, 1);
+    if (at >= v->object_max)
         return;
-    struct md_probe_object *o = &md_probe_objects(h)[at];
+    struct md_probe_object *o = &v->objects[at];
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now); // the vDSO's: no syscall the program would not make
     o->pid = code.pid;
@@ -125,11 +125,11 @@ static struct code_list *unpublished(void)
     return atomic_load(&code.now) == &code.lists[0] ? &code.lists[1] : &code.lists[0];
 }
 
-void md_probe_code_record(struct md_probe_header *h, int32_t pid)
+void md_probe_code_record(const struct md_probe_view *v, int32_t pid)
 {
     while (atomic_flag_test_and_set_explicit(&code.busy, memory_order_acquire))
         sched_yield();
-    code.header = h;
+    code.view = v;
     code.pid = pid;
     struct code_list *next = unpublished();
     next->count = 0;
@@ -142,14 +142,14 @@ void md_probe_code_adopt_in_child(int32_t parent, int32_t child)
 {
     atomic_flag_clear(&code.busy); // another thread of the parent may have held it
     code.pid = child;
-    struct md_probe_header *h = code.header;
-    struct md_probe_object *objects = md_probe_objects(h);
-    uint32_t used = atomic_load(&h->objects_used);
-    for (uint32_t i = 0; i < used && i < h->object_max; i++) {
+    const struct md_probe_view *v = code.view;
+    struct md_probe_object *objects = v->objects;
+    uint32_t used = atomic_load(&v->header->objects_used);
+    for (uint32_t i = 0; i < used && i < v->object_max; i++) {
         if (objects[i].pid != parent)
             continue;
-        uint32_t at = atomic_fetch_add(&h->objects_used, 1);
-        if (at >= h->object_max)
+        uint32_t at = atomic_fetch_add(&v->header->objects_used, 1);
+        if (at >= v->object_max)
             return;
         objects[at] = objects[i];
         objects[at].pid = child;

@@ -17,9 +17,9 @@
 bool md_probe_load_span(const struct dl_phdr_info *info, bool exec_only, uint64_t *start,
                         uint64_t *end);
 
-// Records the objects of process pid not recorded yet, and rebuilds the code list. Safe from any
-// thread, also inside an allocator call.
-void md_probe_code_record(struct md_probe_header *h, int32_t pid);
+// Records the objects of process pid not recorded yet in v's object table (v stays valid for the
+// process's life), and rebuilds the code list. Safe from any thread, also inside an allocator call.
+void md_probe_code_record(const struct md_probe_view *v, int32_t pid);
 
 // In a forked child (one thread): the parent's objects, recorded again under the child's pid,
 // without asking the loader (another thread of the parent may have held its lock at the fork).

@@ -251,29 +251,69 @@ static inline size_t md_probe_file_size(const struct md_probe_header *h)
            h->live_max * sizeof(struct md_probe_live);
 }
 
-static inline struct md_probe_slot *md_probe_slots(struct md_probe_header *h)
+// Where the file's tables are and how many entries each holds: its geometry, read from the
+// header once. Writers and readers find the tables through their own copy, never through the
+// header again: the program can rewrite the file (its path is in the environment), and a table
+// found from a rewritten count would lie outside the mapping.
+struct md_probe_view {
+    struct md_probe_header *header;
+    struct md_probe_slot *slots; // slots[0] is the overflow slot
+    struct md_probe_slow *slow_log;
+    struct md_probe_object *objects;
+    struct md_probe_stack *stacks;
+    struct md_probe_live *live;
+    uint32_t slot_count, object_max, stack_max;
+    uint64_t slow_max, live_max;
+};
+
+static inline bool md_probe_power_of_two_or_zero(uint64_t n)
 {
-    return (struct md_probe_slot *)(h + 1);
+    return !(n & (n - 1));
 }
 
-static inline struct md_probe_slow *md_probe_slow_log(struct md_probe_header *h)
+// Reads h's geometry into v. False when a count is above its maximum (which also keeps the sum
+// below from overflowing), a hashed table's size is not a power of two (its index mask), or the
+// tables do not fit in the mapped bytes.
+static inline bool md_probe_view_init(struct md_probe_view *v, struct md_probe_header *h,
+                                      size_t mapped)
 {
-    return (struct md_probe_slow *)(md_probe_slots(h) + h->slot_count);
+    // each field read once: another process may be rewriting them
+    *v = (struct md_probe_view){
+        .header = h,
+        .slot_count = __atomic_load_n(&h->slot_count, __ATOMIC_RELAXED),
+        .object_max = __atomic_load_n(&h->object_max, __ATOMIC_RELAXED),
+        .stack_max = __atomic_load_n(&h->stack_max, __ATOMIC_RELAXED),
+        .slow_max = __atomic_load_n(&h->slow_max, __ATOMIC_RELAXED),
+        .live_max = __atomic_load_n(&h->live_max, __ATOMIC_RELAXED),
+    };
+    if (!v->slot_count || v->slot_count > MD_PROBE_SLOTS || v->slow_max > MD_PROBE_SLOW_MAX ||
+        v->object_max > MD_PROBE_OBJECTS || v->stack_max > MD_PROBE_STACKS ||
+        v->live_max > MD_PROBE_LIVE || !md_probe_power_of_two_or_zero(v->stack_max) ||
+        !md_probe_power_of_two_or_zero(v->live_max))
+        return false;
+    v->slots = (struct md_probe_slot *)(h + 1);
+    v->slow_log = (struct md_probe_slow *)(v->slots + v->slot_count);
+    v->objects = (struct md_probe_object *)(v->slow_log + v->slow_max);
+    v->stacks = (struct md_probe_stack *)(v->objects + v->object_max);
+    v->live = (struct md_probe_live *)(v->stacks + v->stack_max);
+    return (size_t)((char *)(v->live + v->live_max) - (char *)h) <= mapped;
 }
 
-static inline struct md_probe_object *md_probe_objects(struct md_probe_header *h)
+// What the tool asked for (md_probe_flags: stacks, leaks) that v has the tables for.
+static inline uint32_t md_probe_view_flags(const struct md_probe_view *v)
 {
-    return (struct md_probe_object *)(md_probe_slow_log(h) + h->slow_max);
+    uint32_t flags = __atomic_load_n(&v->header->flags, __ATOMIC_RELAXED);
+    if (!v->object_max || !v->stack_max)
+        return 0;
+    return flags & (MD_PROBE_WANT_STACKS | (v->live_max ? MD_PROBE_WANT_LEAKS : 0));
 }
 
-static inline struct md_probe_stack *md_probe_stacks(struct md_probe_header *h)
+// Whether h still has the geometry v was read with.
+static inline bool md_probe_view_current(const struct md_probe_view *v)
 {
-    return (struct md_probe_stack *)(md_probe_objects(h) + h->object_max);
-}
-
-static inline struct md_probe_live *md_probe_live_table(struct md_probe_header *h)
-{
-    return (struct md_probe_live *)(md_probe_stacks(h) + h->stack_max);
+    const struct md_probe_header *h = v->header;
+    return h->slot_count == v->slot_count && h->object_max == v->object_max &&
+           h->stack_max == v->stack_max && h->slow_max == v->slow_max && h->live_max == v->live_max;
 }
 
 static inline uint64_t md_probe_mix(uint64_t x)
@@ -296,12 +336,14 @@ static inline uint64_t md_probe_stack_hash(int32_t pid, const uint64_t *frames, 
 
 // The entry (index + 1) of a stack of process pid, inserted on first sight; 0 when the table is
 // full around its slot.
-static inline uint32_t md_probe_stack_id(struct md_probe_header *hdr, int32_t pid,
+static inline uint32_t md_probe_stack_id(const struct md_probe_view *v, int32_t pid,
                                          const uint64_t *frames, unsigned depth)
 {
     uint64_t h = md_probe_stack_hash(pid, frames, depth);
-    struct md_probe_stack *table = md_probe_stacks(hdr);
-    uint32_t mask = hdr->stack_max - 1;
+    struct md_probe_stack *table = v->stacks;
+    uint32_t mask = v->stack_max - 1;
+    if (!v->stack_max)
+        return 0;
     for (uint32_t i = (uint32_t)h & mask, n = 0; n < 64; i = (i + 1) & mask, n++) {
         struct md_probe_stack *e = &table[i];
         uint64_t seen = atomic_load(&e->hash);
@@ -314,11 +356,11 @@ static inline uint32_t md_probe_stack_id(struct md_probe_header *hdr, int32_t pi
             memcpy(e->frames, frames, depth * sizeof frames[0]);
             e->depth = depth;
             e->pid = pid;
-            atomic_fetch_add(&hdr->stacks_used, 1);
+            atomic_fetch_add(&v->header->stacks_used, 1);
             return i + 1;
         }
     }
-    atomic_fetch_add(&hdr->stacks_dropped, 1);
+    atomic_fetch_add(&v->header->stacks_dropped, 1);
     return 0;
 }
 
@@ -332,12 +374,13 @@ static inline uint64_t md_probe_live_slot(uint64_t block, uint64_t mask)
     return ((block >> 4) + md_probe_mix(block >> 26)) & mask;
 }
 
-static inline void md_probe_live_insert(struct md_probe_header *h, int32_t pid, uint64_t block,
+static inline void md_probe_live_insert(const struct md_probe_view *v, int32_t pid, uint64_t block,
                                         uint64_t size, uint32_t stack)
 {
-    struct md_probe_live *table = md_probe_live_table(h);
-    uint64_t mask = h->live_max - 1;
-    for (uint64_t i = md_probe_live_slot(block, mask), n = 0; n < 256; i = (i + 1) & mask, n++) {
+    struct md_probe_live *table = v->live;
+    uint64_t mask = v->live_max - 1;
+    for (uint64_t i = md_probe_live_slot(block, mask), n = 0; n < 256 && v->live_max;
+         i = (i + 1) & mask, n++) {
         uint64_t seen = atomic_load(&table[i].address);
         if ((seen == 0 || seen == MD_PROBE_LIVE_TOMBSTONE) &&
             atomic_compare_exchange_strong(&table[i].address, &seen, block)) {
@@ -347,14 +390,15 @@ static inline void md_probe_live_insert(struct md_probe_header *h, int32_t pid, 
             return;
         }
     }
-    atomic_fetch_add(&h->live_dropped, 1);
+    atomic_fetch_add(&v->header->live_dropped, 1);
 }
 
-static inline void md_probe_live_remove(struct md_probe_header *h, int32_t pid, uint64_t block)
+static inline void md_probe_live_remove(const struct md_probe_view *v, int32_t pid, uint64_t block)
 {
-    struct md_probe_live *table = md_probe_live_table(h);
-    uint64_t mask = h->live_max - 1;
-    for (uint64_t i = md_probe_live_slot(block, mask), n = 0; n < 256; i = (i + 1) & mask, n++) {
+    struct md_probe_live *table = v->live;
+    uint64_t mask = v->live_max - 1;
+    for (uint64_t i = md_probe_live_slot(block, mask), n = 0; n < 256 && v->live_max;
+         i = (i + 1) & mask, n++) {
         uint64_t seen = atomic_load(&table[i].address);
         if (seen == 0)
             return; // never recorded (allocated before the probe attached, or in the parent)

@@ -189,9 +189,10 @@ struct process {
 // Everything the hooks read, set by the loader before the program runs.
 static struct {
     struct md_probe_header *shared;
-    struct process *process; // MADV_WIPEONFORK
-    uint64_t threshold;      // ticks; longer calls are logged as slow
-    bool fs_ready;           // the main thread has its thread pointer
+    struct md_probe_view view; // the file's tables, as they were when the hooks attached
+    struct process *process;   // MADV_WIPEONFORK
+    uint64_t threshold;        // ticks; longer calls are logged as slow
+    bool fs_ready;             // the main thread has its thread pointer
     size_t (*usable_size)(void *);
     uint64_t quiet_start, quiet_end;        // frees called from here are not counted
     void *original[MD_STATIC_KINDS];        // trampolines: the moved entry, then a jump back
@@ -209,12 +210,12 @@ static bool thread_pointer_set(void)
 // A process's stacks are symbolized with the objects it recorded: here only the program.
 static void record_program(int32_t pid)
 {
-    struct md_probe_header *h = hooks.shared;
-    uint32_t at = atomic_fetch_add(&h->objects_used, 1);
-    if (at >= h->object_max)
+    const struct md_probe_view *v = &hooks.view;
+    uint32_t at = atomic_fetch_add(&v->header->objects_used, 1);
+    if (at >= v->object_max)
         return;
-    md_probe_objects(h)[at] = hooks.exe;
-    md_probe_objects(h)[at].pid = pid;
+    v->objects[at] = hooks.exe;
+    v->objects[at].pid = pid;
 }
 
 static void attach_process(struct process *pr)
@@ -229,8 +230,8 @@ static void attach_process(struct process *pr)
 static struct md_probe_slot *claim_slot(struct process *pr)
 {
     struct md_probe_header *h = hooks.shared;
-    struct md_probe_slot *slots = md_probe_slots(h);
-    for (uint32_t i = atomic_load(&h->slots_used) + 1; i < h->slot_count; i++) {
+    struct md_probe_slot *slots = hooks.view.slots;
+    for (uint32_t i = atomic_load(&h->slots_used) + 1; i < hooks.view.slot_count; i++) {
         uint32_t free_state = 0;
         if (atomic_compare_exchange_strong(&slots[i].claimed, &free_state, 1)) {
             slots[i].pid = pr->pid;
@@ -301,20 +302,19 @@ __attribute__((noinline)) static void log_slow(struct md_probe_slot *s, enum md_
                                                uint64_t size, uint64_t duration, uint64_t end,
                                                uint32_t stack)
 {
-    struct md_probe_header *h = hooks.shared;
+    const struct md_probe_view *v = &hooks.view;
     __atomic_fetch_add(&s->slow_calls, 1, __ATOMIC_RELAXED);
-    uint64_t at = atomic_fetch_add(&h->slow_used, 1);
-    if (at >= h->slow_max) {
+    uint64_t at = v->slow_max ? atomic_fetch_add(&v->header->slow_used, 1) : 0;
+    if (at >= v->slow_max) {
         __atomic_fetch_add(&s->slow_dropped, 1, __ATOMIC_RELAXED);
         return;
     }
-    md_probe_slow_log(h)[at] =
-        (struct md_probe_slow){.ticks = duration,
-                               .end_realtime_ns = end,
-                               .size = size,
-                               .tid = s->tid ? s->tid : (int32_t)SYS(SYS_gettid, 0),
-                               .op = (uint16_t)op,
-                               .stack = stack};
+    v->slow_log[at] = (struct md_probe_slow){.ticks = duration,
+                                             .end_realtime_ns = end,
+                                             .size = size,
+                                             .tid = s->tid ? s->tid : (int32_t)SYS(SYS_gettid, 0),
+                                             .op = (uint16_t)op,
+                                             .stack = stack};
 }
 
 // --stacks and --leaks: the caller's stack (its return address alone: static programs rarely keep
@@ -324,23 +324,23 @@ __attribute__((noinline)) static uint32_t track(struct thread *t, enum md_probe_
                                                 uint64_t size, const void *result,
                                                 const void *freed, uint64_t caller)
 {
-    struct md_probe_header *h = hooks.shared;
+    const struct md_probe_view *v = &hooks.view;
     int32_t pid = hooks.process->pid;
     if (freed && (hooks.flags & MD_PROBE_WANT_LEAKS))
-        md_probe_live_remove(h, pid, (uint64_t)freed);
+        md_probe_live_remove(v, pid, (uint64_t)freed);
     if (t->caller != caller || !t->stack) {
         t->caller = caller;
-        t->stack = md_probe_stack_id(h, pid, &caller, 1);
+        t->stack = md_probe_stack_id(v, pid, &caller, 1);
     }
     if (op == MD_OP_FREE || !result)
         return t->stack;
     if (t->stack && (hooks.flags & MD_PROBE_WANT_STACKS)) {
-        struct md_probe_stack *e = &md_probe_stacks(h)[t->stack - 1];
+        struct md_probe_stack *e = &v->stacks[t->stack - 1];
         atomic_fetch_add_explicit(&e->allocations, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&e->bytes, size, memory_order_relaxed);
     }
     if (hooks.flags & MD_PROBE_WANT_LEAKS)
-        md_probe_live_insert(h, pid, (uint64_t)result, size, t->stack);
+        md_probe_live_insert(v, pid, (uint64_t)result, size, t->stack);
     return t->stack;
 }
 
@@ -355,7 +355,7 @@ static inline void leave(struct thread *t, enum md_probe_op op, uint64_t size, u
     if (slow) // half the threshold: the join's slack (mark_end in probe.c)
         end = md_probe_stamp_end(realtime_ns, t0, now, hooks.threshold / 2, &duration);
     struct md_probe_slot *s = t->slot;
-    if (__builtin_expect(s == md_probe_slots(hooks.shared), 0))
+    if (__builtin_expect(s == hooks.view.slots, 0))
         md_probe_count_atomic(s, op, size);
     else
         md_probe_count(s, op, size);
@@ -813,13 +813,13 @@ static void attach_file(const char *path)
         SYS(SYS_close, fd);
     if (failed(map))
         die(path, "cannot map the probe file");
-    const struct md_probe_header *header = (const struct md_probe_header *)map;
+    struct md_probe_header *header = (struct md_probe_header *)map;
     if (header->magic != MD_PROBE_MAGIC || header->version != MD_PROBE_VERSION ||
-        md_probe_file_size(header) > (size_t)size)
+        !md_probe_view_init(&hooks.view, header, (size_t)size))
         die(path, "not a probe file");
-    hooks.shared = (struct md_probe_header *)map;
+    hooks.shared = header;
     hooks.threshold = header->slow_threshold_ticks;
-    hooks.flags = header->flags & (MD_PROBE_WANT_STACKS | MD_PROBE_WANT_LEAKS);
+    hooks.flags = md_probe_view_flags(&hooks.view);
     long pr = SYS(SYS_mmap, 0, page_up(sizeof(struct process)), PROT_READ_ | PROT_WRITE_,
                   MAP_PRIVATE_ | MAP_ANONYMOUS_, -1, 0);
     if (failed(pr) ||

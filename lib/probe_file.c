@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "lib/probe_file.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +92,9 @@ int md_probe_file_create(struct md_probe_file *pf, uint64_t slow_threshold_ns, u
     *h = layout;
     h->version = MD_PROBE_VERSION;
     h->flags = flags;
+    bool fits = md_probe_view_init(&pf->view, h, pf->size);
+    assert(fits); // the maxima it checks are the sizes above
+    (void)fits;
     pf->slow_threshold_ns = slow_threshold_ns;
     tick_pair(&pf->open_ticks, &pf->open_monotonic_ns);
     return 0;
@@ -125,9 +129,10 @@ void md_probe_file_finish(struct md_probe_file *pf)
 bool md_probe_file_intact(const struct md_probe_file *pf)
 {
     struct stat st;
-    // the size first: reading the header of a shortened file would fault
+    // the size first: reading the header of a shortened file would fault; then the geometry a
+    // probe that attached later would have found its tables by
     return !fstat(pf->lock_fd, &st) && st.st_size >= (off_t)pf->size &&
-           pf->header->version == MD_PROBE_VERSION;
+           pf->header->version == MD_PROBE_VERSION && md_probe_view_current(&pf->view);
 }
 
 uint64_t md_probe_ticks_to_ns(const struct md_probe_file *pf, uint64_t ticks)

@@ -16,6 +16,7 @@ struct md_probe_file {
     char path[256];
     int lock_fd;                    // held open and locked while path exists (lib/tempfile.h)
     struct md_probe_header *header; // the shared mapping
+    struct md_probe_view view;      // its tables, as the tool made them
     size_t size;
     double ticks_per_ns; // measured by _arm, refined over the whole run by _finish
     uint64_t slow_threshold_ns;

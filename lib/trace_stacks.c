@@ -26,19 +26,25 @@ struct named_stack {
 };
 
 struct symbolizer {
-    struct md_probe_header *h;
+    const struct md_probe_view *v; // the tool's own copy of the file's geometry
     struct md_symcache cache;
     struct md_u64map file_names; // object -> the name of the file it is (owned)
 };
 
-static const struct md_probe_object *object_of(const struct md_probe_header *h, int32_t pid,
+// The program can write to the file: a path it did not end is no name.
+static bool object_named(const struct md_probe_object *o)
+{
+    return memchr(o->path, 0, sizeof o->path) != NULL;
+}
+
+static const struct md_probe_object *object_of(const struct md_probe_view *v, int32_t pid,
                                                uint64_t addr)
 {
-    const struct md_probe_object *objects = md_probe_objects((struct md_probe_header *)h);
-    uint32_t n = atomic_load(&((struct md_probe_header *)h)->objects_used);
+    const struct md_probe_object *objects = v->objects;
+    uint32_t n = atomic_load(&v->header->objects_used);
     const struct md_probe_object *other = NULL;
-    for (uint32_t i = 0; i < n && i < h->object_max; i++) {
-        if (addr < objects[i].start || addr >= objects[i].end)
+    for (uint32_t i = 0; i < n && i < v->object_max; i++) {
+        if (addr < objects[i].start || addr >= objects[i].end || !object_named(&objects[i]))
             continue;
         if (objects[i].pid == pid)
             return &objects[i];
@@ -66,7 +72,7 @@ static const char *file_name(struct symbolizer *s, const struct md_probe_object 
 
 static void frame_text(struct symbolizer *s, int32_t pid, uint64_t addr, char *out, size_t size)
 {
-    const struct md_probe_object *o = object_of(s->h, pid, addr);
+    const struct md_probe_object *o = object_of(s->v, pid, addr);
     if (!o) {
         snprintf(out, size, "0x%" PRIx64, addr);
         return;
@@ -85,7 +91,7 @@ static void frame_text(struct symbolizer *s, int32_t pid, uint64_t addr, char *o
 static const struct md_func_sym *function_at(struct symbolizer *s, int32_t pid, uint64_t ret,
                                              const struct md_symtab **t, uint64_t *offset)
 {
-    const struct md_probe_object *o = object_of(s->h, pid, ret);
+    const struct md_probe_object *o = object_of(s->v, pid, ret);
     *t = o ? md_symcache_get(&s->cache, o->path) : NULL;
     uint64_t vaddr = o ? ret - o->bias : 0;
     // through the calling instruction: a call may end its segment, its return address past it
@@ -194,11 +200,10 @@ static struct named_stack *list_find(const struct stack_list *l, uint32_t id)
 
 static int name_stacks(struct symbolizer *s, const struct md_probe_file *pf, struct stack_list *l)
 {
-    struct md_probe_header *h = s->h;
-    const struct md_probe_stack *table = md_probe_stacks(h);
+    const struct md_probe_stack *table = s->v->stacks;
     size_t first, end;
     for (size_t from = 0;
-         md_probe_file_data_run(pf, table, sizeof *table, h->stack_max, from, &first, &end);
+         md_probe_file_data_run(pf, table, sizeof *table, s->v->stack_max, from, &first, &end);
          from = end) {
         for (size_t i = first; i < end; i++) {
             if (!atomic_load(&table[i].hash))
@@ -217,11 +222,10 @@ static int name_stacks(struct symbolizer *s, const struct md_probe_file *pf, str
 static void add_leaks(const struct md_probe_file *pf, const struct stack_list *l, uint64_t *blocks,
                       uint64_t *bytes)
 {
-    const struct md_probe_header *h = pf->header;
-    const struct md_probe_live *live = md_probe_live_table((struct md_probe_header *)h);
+    const struct md_probe_live *live = pf->view.live;
     size_t first, end;
     for (size_t from = 0;
-         md_probe_file_data_run(pf, live, sizeof *live, h->live_max, from, &first, &end);
+         md_probe_file_data_run(pf, live, sizeof *live, pf->view.live_max, from, &first, &end);
          from = end) {
         for (size_t i = first; i < end; i++) {
             uint64_t a = atomic_load(&live[i].address);
@@ -326,12 +330,12 @@ static void add_leak_report(cJSON *report, struct named_stack *v, size_t n,
 
 // When the file at path was last recorded as loaded by a process (the probe's stamp), else
 // when the program started.
-static uint64_t loaded_ns(const struct md_probe_header *h, const char *path, uint64_t run_start_ns)
+static uint64_t loaded_ns(const struct md_probe_view *v, const char *path, uint64_t run_start_ns)
 {
-    const struct md_probe_object *objects = md_probe_objects((struct md_probe_header *)h);
-    uint32_t n = atomic_load(&((struct md_probe_header *)h)->objects_used);
+    const struct md_probe_object *objects = v->objects;
+    uint32_t n = atomic_load(&v->header->objects_used);
     uint64_t latest = 0;
-    for (uint32_t i = 0; i < n && i < h->object_max; i++)
+    for (uint32_t i = 0; i < n && i < v->object_max; i++)
         if (objects[i].recorded_ns > latest && !strncmp(objects[i].path, path, MD_PROBE_PATH))
             latest = objects[i].recorded_ns;
     return latest ? latest : run_start_ns;
@@ -348,7 +352,7 @@ static void warn_changed_files(const struct symbolizer *s, uint64_t run_start_ns
         if (stat(c->paths[i], &st))
             continue; // gone: its frames are addresses already, which says as much
         uint64_t mtime = md_timespec_ns(st.st_mtim), ctime = md_timespec_ns(st.st_ctim);
-        if ((mtime > ctime ? mtime : ctime) < loaded_ns(s->h, c->paths[i], run_start_ns))
+        if ((mtime > ctime ? mtime : ctime) < loaded_ns(s->v, c->paths[i], run_start_ns))
             continue;
         char warning[PATH_MAX + 160];
         snprintf(warning, sizeof warning,
@@ -362,7 +366,7 @@ static void warn_changed_files(const struct symbolizer *s, uint64_t run_start_ns
 int md_trace_stacks(struct md_probe_file *pf, const struct md_stack_options *opt, cJSON *report,
                     struct md_error *err)
 {
-    struct symbolizer s = {.h = pf->header};
+    struct symbolizer s = {.v = &pf->view};
     md_symcache_init(&s.cache);
     struct stack_list l = {0};
     if (name_stacks(&s, pf, &l)) {

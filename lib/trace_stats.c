@@ -104,12 +104,11 @@ static struct thread_row *thread_of(struct stats *st, int32_t tid)
 
 static int read_probe(struct stats *st, const struct md_probe_file *pf)
 {
-    struct md_probe_header *h = pf->header;
-    struct md_probe_slot *slots = md_probe_slots(h);
+    struct md_probe_slot *slots = pf->view.slots;
     // Threads claim the lowest free slot and never give it back, so the claimed slots are
     // 1..n without a gap: stop at the first free one instead of touching (and, in a tmpfs file,
     // allocating) a page for each of the others.
-    for (uint32_t i = 0; i < h->slot_count; i++) {
+    for (uint32_t i = 0; i < pf->view.slot_count; i++) {
         if (i && !atomic_load(&slots[i].claimed))
             break;
         add_slot(&st->probe, &slots[i]);
@@ -148,13 +147,12 @@ static int by_tid_ts(const void *a, const void *b)
 // known only coarsely (the rseq mark's 4 ms clock).
 static struct slow_call *slow_calls(const struct md_probe_file *pf, size_t *count)
 {
-    struct md_probe_header *h = pf->header;
-    size_t n = atomic_load(&h->slow_used);
-    n = n < h->slow_max ? n : h->slow_max;
+    size_t n = atomic_load(&pf->view.header->slow_used);
+    n = n < pf->view.slow_max ? n : pf->view.slow_max;
     struct slow_call *out = calloc(n ? n : 1, sizeof *out);
     if (!out)
         return NULL;
-    const struct md_probe_slow *log = md_probe_slow_log(h);
+    const struct md_probe_slow *log = pf->view.slow_log;
     size_t kept = 0;
     for (size_t i = 0; i < n; i++) {
         if (!log[i].end_realtime_ns) // reserved but never written: the process died in between

@@ -29,7 +29,7 @@ static void runs_cover_written_entries_only(void **state)
     struct md_probe_file pf;
     struct md_error err;
     assert_int_equal(md_probe_file_create(&pf, 1000, MD_PROBE_WANT_LEAKS, &err), 0);
-    struct md_probe_live *live = md_probe_live_table(pf.header);
+    struct md_probe_live *live = pf.view.live;
     uint64_t n = pf.header->live_max;
     const uint64_t written[] = {0, 1000, 1000000, n - 1};
     for (size_t k = 0; k < sizeof written / sizeof written[0]; k++)
@@ -78,13 +78,75 @@ static void a_truncated_file_is_not_intact(void **state)
     md_probe_file_close(&pf);
 }
 
+// The program can also rewrite the header's counts in place: a probe that attached after would
+// find its tables elsewhere, so the file is not intact; and the tool reads through its own copy.
+static void a_rewritten_geometry_is_not_intact(void **state)
+{
+    (void)state;
+    struct md_probe_file pf;
+    struct md_error err;
+    assert_int_equal(md_probe_file_create(&pf, 1000, MD_PROBE_WANT_LEAKS, &err), 0);
+    struct md_probe_view before = pf.view;
+    pf.header->slot_count = 0x7fffffff;
+    assert_false(md_probe_file_intact(&pf));
+    assert_ptr_equal(pf.view.live, before.live);
+    assert_int_equal(pf.view.slot_count, MD_PROBE_SLOTS);
+    pf.header->slot_count = MD_PROBE_SLOTS;
+    assert_true(md_probe_file_intact(&pf));
+    pf.header->live_max = 0;
+    assert_false(md_probe_file_intact(&pf));
+    md_probe_file_close(&pf);
+}
+
+// What a probe accepts when it attaches: the tool's own geometry, and nothing that would put a
+// table outside the mapping or break a hash mask.
+static void a_probe_reads_only_a_geometry_that_fits(void **state)
+{
+    (void)state;
+    struct md_probe_file pf;
+    struct md_error err;
+    assert_int_equal(md_probe_file_create(&pf, 1000, MD_PROBE_WANT_LEAKS, &err), 0);
+    struct md_probe_header *h = pf.header;
+    struct md_probe_view v;
+    assert_true(md_probe_view_init(&v, h, pf.size));
+    assert_int_equal(md_probe_view_flags(&v), MD_PROBE_WANT_LEAKS);
+    assert_false(md_probe_view_init(&v, h, pf.size - 1)); // the mapping is a byte short
+    struct {
+        uint32_t *field32;
+        uint64_t *field64;
+        uint64_t bad;
+    } rewrites[] = {
+        {&h->slot_count, NULL, 0},                      // no overflow slot
+        {&h->slot_count, NULL, MD_PROBE_SLOTS + 1},     // above the maximum
+        {&h->stack_max, NULL, MD_PROBE_STACKS / 2 + 1}, // no power of two
+        {NULL, &h->live_max, 3},
+        {NULL, &h->slow_max, UINT64_MAX}, // the sum would wrap
+    };
+    for (size_t i = 0; i < sizeof rewrites / sizeof rewrites[0]; i++) {
+        struct md_probe_header saved = *h;
+        if (rewrites[i].field32)
+            *rewrites[i].field32 = (uint32_t)rewrites[i].bad;
+        else
+            *rewrites[i].field64 = rewrites[i].bad;
+        assert_false(md_probe_view_init(&v, h, SIZE_MAX));
+        *h = saved;
+    }
+    // fewer tables than the flags ask for: the flags that have none are dropped
+    h->live_max = 0;
+    assert_true(md_probe_view_init(&v, h, pf.size));
+    assert_int_equal(md_probe_view_flags(&v), 0); // leaks without a live table: nothing
+    h->flags = MD_PROBE_WANT_STACKS | MD_PROBE_WANT_LEAKS;
+    assert_int_equal(md_probe_view_flags(&v), MD_PROBE_WANT_STACKS);
+    md_probe_file_close(&pf);
+}
+
 static void an_entry_across_a_page_edge_is_found(void **state)
 {
     (void)state;
     struct md_probe_file pf;
     struct md_error err;
     assert_int_equal(md_probe_file_create(&pf, 1000, MD_PROBE_WANT_STACKS, &err), 0);
-    struct md_probe_stack *table = md_probe_stacks(pf.header);
+    struct md_probe_stack *table = pf.view.stacks;
     size_t base = (size_t)((char *)table - (char *)pf.header), i = 1000;
     while (i < 1200 && ((base + i * sizeof *table) % 4096 + sizeof *table <= 4096 ||
                         (base + i * sizeof *table) % 4096 + 8 > 4096))
@@ -204,6 +266,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(runs_cover_written_entries_only),
         cmocka_unit_test(a_truncated_file_is_not_intact),
+        cmocka_unit_test(a_rewritten_geometry_is_not_intact),
+        cmocka_unit_test(a_probe_reads_only_a_geometry_that_fits),
         cmocka_unit_test(an_entry_across_a_page_edge_is_found),
         cmocka_unit_test(a_stalled_clock_reading_is_not_the_end_stamp),
         cmocka_unit_test(the_probes_own_mappings_leave_the_events),
