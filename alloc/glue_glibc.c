@@ -14,6 +14,7 @@ MD_EXPORT void *__libc_realloc(void *p, size_t n);
 MD_EXPORT void *__libc_memalign(size_t align, size_t n);
 MD_EXPORT void *__libc_valloc(size_t n);
 MD_EXPORT void *__libc_pvalloc(size_t n);
+MD_EXPORT int malloc_trim(size_t pad);
 
 void *__libc_malloc(size_t n)
 {
@@ -48,6 +49,15 @@ void *__libc_valloc(size_t n)
 void *__libc_pvalloc(size_t n)
 {
     return md_pvalloc(n);
+}
+
+// glibc's extension, which servers call after a burst: without it the call would reach glibc's
+// own, which trims arenas mdalloc never used. pad (memory to keep at the top of the heap) has no
+// meaning here: mdalloc keeps what its live blocks use.
+int malloc_trim(size_t pad)
+{
+    (void)pad;
+    return md_heap_trim();
 }
 
 // A constructor, not the first malloc: pthread_atfork may itself allocate. The earliest one:

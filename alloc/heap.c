@@ -215,6 +215,22 @@ void md_heap_reclaim(void)
     md_cache_release_all();
 }
 
+// malloc_trim(3): what a failed mapping gives back (md_heap_reclaim), on the program's request,
+// after the blocks other threads freed to this heap, and the free pages of the segments it keeps,
+// without waiting for the purge delay; true when the process holds less memory after it. Other
+// threads' heaps are theirs: their own maintenance gives back what they freed.
+bool md_heap_trim(void)
+{
+    int64_t committed = atomic_load(&md_stats.committed), mapped = atomic_load(&md_stats.mapped);
+    md_heap_t *h = md_tls_heap;
+    if (h != NULL)
+        md_heap_flush_remote(h);
+    md_heap_reclaim();
+    for (md_segment_t *seg = h != NULL ? h->segments : NULL; seg != NULL; seg = seg->next)
+        md_segment_purge_free(seg);
+    return atomic_load(&md_stats.committed) < committed || atomic_load(&md_stats.mapped) < mapped;
+}
+
 void md_heaps_foreach(void (*fn)(md_heap_t *, void *), void *arg)
 {
     md_lock_acquire(&md_heap_lock);

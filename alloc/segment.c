@@ -501,6 +501,12 @@ bool md_segment_maintain(md_heap_t *h, md_segment_t *seg, uint64_t now, bool idl
     return false;
 }
 
+// malloc_trim: every free page of the segment purged now, whatever the delay.
+void md_segment_purge_free(md_segment_t *seg)
+{
+    md_segment_purge_pages(seg, md_now_ms(), 0, true);
+}
+
 void md_page_area(md_page_t *pg, uint8_t **start, uint8_t **end)
 {
     md_segment_t *seg = md_page_segment(pg);

@@ -5,13 +5,17 @@
 # come later (stdio calling realloc, say) must find mdalloc's symbols already defined rather than
 # pull in musl's own malloc.
 MD_TEST_PROGS := conformance stress fork_mt churn_rss boundaries misuse purge dirty_reuse oom_reclaim fresh_purge realloc_grow
+# Programs of glibc's extensions (malloc_trim), which musl does not have.
+MD_TEST_GLIBC_PROGS := trim
 MD_TEST_CFLAGS := -std=c11 -O2 -g $(WARN) -pthread
 MD_TEST_BINS := $(patsubst %,$(B)/alloc-tests/glibc/%,$(MD_TEST_PROGS)) \
 	$(patsubst %,$(B)/alloc-tests/musl/%,$(MD_TEST_PROGS)) \
 	$(patsubst %,$(B)/alloc-tests/static/%,$(MD_TEST_PROGS)) \
 	$(patsubst %,$(B)/alloc-tests/gstatic/%,$(MD_TEST_PROGS)) \
 	$(B)/alloc-tests/static-plain/stress \
-	$(B)/alloc-tests/glibc/fork_lib $(B)/alloc-tests/musl/fork_lib
+	$(B)/alloc-tests/glibc/fork_lib $(B)/alloc-tests/musl/fork_lib \
+	$(patsubst %,$(B)/alloc-tests/glibc/%,$(MD_TEST_GLIBC_PROGS)) \
+	$(patsubst %,$(B)/alloc-tests/gstatic/%,$(MD_TEST_GLIBC_PROGS))
 
 alloc-test-prereqs: alloc $(MD_TEST_BINS)
 

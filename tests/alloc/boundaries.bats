@@ -108,3 +108,22 @@ fresh_purge() {
 @test "realloc: a huge block grown in small steps is moved without copies, glibc preload" { ends_ok glibc realloc_grow; }
 @test "realloc: a huge block grown in small steps is moved without copies, static musl" { ends_ok static realloc_grow; }
 @test "realloc: a huge block grown in small steps is moved without copies, debug build" { ends_ok debug realloc_grow; }
+
+# malloc_trim (glibc's extension) gives back at once what the purge delay would keep: a glibc
+# program's call reached glibc's own malloc_trim before, which trims arenas mdalloc never used
+# (tests/alloc/trim.c: 67 MB resident before and after). The banner shows mdalloc served it.
+trim_ok() {
+    MDALLOC_VERBOSE=1 run_with "$1" trim
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"mdalloc: version "* ]]
+    [[ "$output" == *ok ]]
+}
+@test "malloc_trim: free pages go back at once, glibc preload" { trim_ok glibc; }
+@test "malloc_trim: free pages go back at once, static glibc" { trim_ok gstatic; }
+@test "malloc_trim: the check can fail (without the call the pages stay resident)" {
+    run_with glibc trim skip
+    echo "$output"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"FAIL malloc_trim gave nothing back"* ]]
+}
