@@ -70,7 +70,25 @@ void md_cli_usage(const struct md_command *cmd, FILE *out)
                      o->arg ? o->arg : "");
         fprintf(out, "  %-26s %s\n", left, o->help);
     }
-    fputs("\nexit status: 0 success, 1 a requested check failed, 2 usage or input error\n", out);
+    putc('\n', out);
+    md_cli_exit_statuses(cmd->exits, out);
+}
+
+void md_cli_exit_statuses(unsigned exits, FILE *out)
+{
+    static const char *const meaning[] = {
+        [MD_EXIT_OK] = "success",
+        [MD_EXIT_CHECK] = "a requested check failed",
+        [MD_EXIT_USAGE] = "usage or input error",
+    };
+    const char *sep = "exit status:";
+    for (int status = MD_EXIT_OK; status <= MD_EXIT_USAGE; status++) {
+        if (!(exits & MD_EXIT_BIT(status)))
+            continue;
+        fprintf(out, "%s %d %s", sep, status, meaning[status]);
+        sep = ",";
+    }
+    putc('\n', out);
 }
 
 bool md_cli_stop(const struct md_command *cmd, int key, int *exit_code)
