@@ -60,7 +60,8 @@ void md_cli_guard_mappings(void);
 extern volatile sig_atomic_t md_cli_mapping_faults;
 
 // Iterates options like getopt_long. Returns the key, -1 after the last option (optind is then
-// the first operand), or '?' after printing a usage error. --help is handled by the caller.
+// the first operand), or '?' after printing a usage error (an unknown option, a missing argument,
+// an empty file or directory name). --help is handled by the caller.
 int md_cli_next(const struct md_command *cmd, int argc, char **argv, const char **arg);
 
 void md_cli_usage(const struct md_command *cmd, FILE *out);

@@ -149,3 +149,23 @@ teardown() {
     grep -q "^trace: /bin/true" "$DIR/report.txt"
     [ -z "$(ls "$DIR" | grep 'report.txt.')" ]
 }
+
+@test "an empty file or directory name is a usage error naming the option, before the program runs" {
+    for args in "trace -o" "doctor -o" "trace --output" "trace --baseline" "doctor --baseline" \
+        "trace --compare-with" "trace --stacks --folded"; do
+        run "$T" $args '' -- /bin/echo ran
+        echo "$args '': $output"
+        [ "$status" -eq 2 ]
+        [ "${lines[0]}" = "malloc-doctor: ${args%% *}: ${args##* } needs a file name" ]
+        [ "${lines[1]}" = "Try 'malloc-doctor ${args%% *} --help'." ]
+    done
+    run "$T" trace --baseline= -- /bin/echo ran
+    [ "$status" -eq 2 ]
+    [ "${lines[0]}" = "malloc-doctor: trace: --baseline needs a file name" ]
+    run "$T" trace --probe-dir '' -- /bin/echo ran
+    [ "$status" -eq 2 ]
+    [ "${lines[0]}" = "malloc-doctor: trace: --probe-dir needs a directory name" ]
+    run "$T" inspect --root '' /bin/true
+    [ "$status" -eq 2 ]
+    [ "${lines[0]}" = "malloc-doctor: inspect: --root needs a directory name" ]
+}
