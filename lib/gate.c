@@ -46,6 +46,27 @@ static bool gated_metrics_in(const cJSON *report)
     return false;
 }
 
+// A trace or doctor report of the schema this version reads. One of another version is said to
+// be one (its fields may mean other things: refused all the same), not "not a report".
+static int check_kind(const cJSON *r, const char *name, struct md_error *err)
+{
+    static const char ours[] = "malloc-doctor/";
+    const char *schema = md_json_get_str(r, "schema");
+    const char *command = md_json_get_str(r, "command");
+    if (schema && strcmp(schema, MD_SCHEMA) && !strncmp(schema, ours, sizeof ours - 1))
+        return md_fail(err,
+                       "%s: a report of schema %.64s, which this version does not read (it reads "
+                       "%s)",
+                       name, schema, MD_SCHEMA);
+    if (!cJSON_IsObject(r) || !schema || strcmp(schema, MD_SCHEMA) || !command ||
+        (strcmp(command, "trace") && strcmp(command, "doctor")))
+        return md_fail(err,
+                       "%s: not a malloc-doctor trace report (need schema %s from "
+                       "`trace --json` or `doctor --json`)",
+                       name, MD_SCHEMA);
+    return 0;
+}
+
 int md_baseline_parse(const char *text, size_t len, const char *name, cJSON **out,
                       struct md_error *err)
 {
@@ -61,15 +82,9 @@ int md_baseline_parse(const char *text, size_t len, const char *name, cJSON **ou
         cJSON_Delete(r);
         return md_fail(err, "%s: not JSON (something after the report, at byte %zu)", name, used);
     }
-    const char *schema = md_json_get_str(r, "schema");
-    const char *command = md_json_get_str(r, "command");
-    if (!cJSON_IsObject(r) || !schema || strcmp(schema, MD_SCHEMA) || !command ||
-        (strcmp(command, "trace") && strcmp(command, "doctor"))) {
+    if (check_kind(r, name, err)) {
         cJSON_Delete(r);
-        return md_fail(err,
-                       "%s: not a malloc-doctor trace report (need schema %s from "
-                       "`trace --json` or `doctor --json`)",
-                       name, MD_SCHEMA);
+        return -1;
     }
     if (!gated_metrics_in(r)) { // a gate that compares nothing would always pass
         cJSON_Delete(r);

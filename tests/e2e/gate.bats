@@ -74,6 +74,11 @@ teardown() {
     run "$T" trace --baseline "$DIR/inspect.json" -- /bin/echo ran
     [ "$status" -eq 2 ]
     [[ "$output" == *"inspect.json: not a malloc-doctor trace report"* ]]
+    # a report of a later schema is named as one, not as something else
+    echo '{"schema": "malloc-doctor/2", "command": "trace", "run": {"max_rss_kb": 2048}}' >"$DIR/v2.json"
+    run "$T" doctor --baseline "$DIR/v2.json" -- /bin/echo ran
+    [ "$status" -eq 2 ]
+    [ "$output" = "malloc-doctor: doctor: $DIR/v2.json: a report of schema malloc-doctor/2, which this version does not read (it reads malloc-doctor/1)" ]
     printf '{"schema": "malloc-doctor/1", "comm' >"$DIR/cut.json"
     run "$T" trace --baseline "$DIR/cut.json" -- /bin/echo ran
     [ "$status" -eq 2 ]
