@@ -93,6 +93,10 @@ int md_baseline_parse(const char *text, size_t len, const char *name, cJSON **ou
                        "memory syscalls or futex waits per operation...)",
                        name);
     }
+    if (md_metrics_check(r, name, err)) { // edited by hand: inf in the table, or a column overrun
+        cJSON_Delete(r);
+        return -1;
+    }
     *out = r;
     return 0;
 }
@@ -163,8 +167,9 @@ static cJSON *comparison(const struct md_metric *m, double before, double after)
     cJSON *c = md_metric_row(m);
     cJSON_AddNumberToObject(c, "baseline", before);
     cJSON_AddNumberToObject(c, "current", after);
-    if (before > 0)
-        cJSON_AddNumberToObject(c, "change_pct", 100 * (after - before) / before);
+    double pct = before > 0 ? 100 * (after - before) / before : NAN;
+    if (isfinite(pct)) // past DBL_MAX (a baseline near 0) it is null, as from 0
+        cJSON_AddNumberToObject(c, "change_pct", pct);
     else
         cJSON_AddNullToObject(c, "change_pct");
     return c;
