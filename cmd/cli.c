@@ -38,14 +38,38 @@ static size_t build_getopt(const struct md_command *cmd, struct option *out, cha
     return n;
 }
 
+// What an option's argument must name when it is a path (by its name in the option table), or
+// NULL: an empty one would otherwise reach open()'s error as "malloc-doctor: CMD: : No such file".
+static const char *path_needed(const struct md_command *cmd, int key)
+{
+    static const char *const files[] = {"FILE", "OUT", "LIB", "ARCHIVE.a"};
+    const struct md_opt *o = cmd->options;
+    while (o->name && o->key != key)
+        o++;
+    if (!o->arg)
+        return NULL;
+    if (!strcmp(o->arg, "DIR"))
+        return "a directory name";
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        if (!strcmp(o->arg, files[i]))
+            return "a file name";
+    return NULL;
+}
+
 int md_cli_next(const struct md_command *cmd, int argc, char **argv, const char **arg)
 {
     struct option longs[MD_MAX_OPTIONS + 1];
     char shorts[2 * MD_MAX_OPTIONS + 3];
     build_getopt(cmd, longs, shorts);
     opterr = 0;
-    int key = getopt_long(argc, argv, shorts, longs, NULL);
+    int at = -1; // the long option's index; stays -1 for a short one
+    int key = getopt_long(argc, argv, shorts, longs, &at);
     *arg = optarg;
+    const char *needed = optarg && !*optarg ? path_needed(cmd, key) : NULL;
+    if (needed && at >= 0)
+        return md_cli_usage_error(cmd, "--%s needs %s", longs[at].name, needed), '?';
+    if (needed)
+        return md_cli_usage_error(cmd, "-%c needs %s", key, needed), '?';
     if (key == '?') {
         if (optopt && optopt < 256)
             return md_cli_usage_error(cmd, "unknown option -%c", optopt), '?';
@@ -70,7 +94,25 @@ void md_cli_usage(const struct md_command *cmd, FILE *out)
                      o->arg ? o->arg : "");
         fprintf(out, "  %-26s %s\n", left, o->help);
     }
-    fputs("\nexit status: 0 success, 1 a requested check failed, 2 usage or input error\n", out);
+    putc('\n', out);
+    md_cli_exit_statuses(cmd->exits, out);
+}
+
+void md_cli_exit_statuses(unsigned exits, FILE *out)
+{
+    static const char *const meaning[] = {
+        [MD_EXIT_OK] = "success",
+        [MD_EXIT_CHECK] = "a requested check failed",
+        [MD_EXIT_USAGE] = "usage or input error",
+    };
+    const char *sep = "exit status:";
+    for (int status = MD_EXIT_OK; status <= MD_EXIT_USAGE; status++) {
+        if (!(exits & MD_EXIT_BIT(status)))
+            continue;
+        fprintf(out, "%s %d %s", sep, status, meaning[status]);
+        sep = ",";
+    }
+    putc('\n', out);
 }
 
 bool md_cli_stop(const struct md_command *cmd, int key, int *exit_code)

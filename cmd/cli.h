@@ -18,6 +18,12 @@ enum md_exit {
     MD_EXIT_USAGE = 2, // usage or input error
 };
 
+// A set of exit statuses (enum md_exit), for a command's --help.
+#define MD_EXIT_BIT(status) (1u << (status))
+// Those of a command that runs a check the user asks for (--expect, --fail-on, --baseline...).
+#define MD_EXITS_WITH_CHECKS                                                                       \
+    (MD_EXIT_BIT(MD_EXIT_OK) | MD_EXIT_BIT(MD_EXIT_CHECK) | MD_EXIT_BIT(MD_EXIT_USAGE))
+
 // One option: long name, short letter (or a value > 255 for long-only), argument name (NULL for
 // a flag) and help text. Tables end with {0}.
 struct md_opt {
@@ -34,6 +40,7 @@ struct md_command {
     const char *description;
     const struct md_opt *options;
     bool options_end_at_operand; // `trace CMD -x`: -x belongs to CMD, not to us
+    unsigned exits;              // MD_EXIT_BIT of each status it can return: its --help lists them
     int (*run)(const struct md_command *cmd, int argc, char **argv);
 };
 
@@ -53,10 +60,13 @@ void md_cli_guard_mappings(void);
 extern volatile sig_atomic_t md_cli_mapping_faults;
 
 // Iterates options like getopt_long. Returns the key, -1 after the last option (optind is then
-// the first operand), or '?' after printing a usage error. --help is handled by the caller.
+// the first operand), or '?' after printing a usage error (an unknown option, a missing argument,
+// an empty file or directory name). --help is handled by the caller.
 int md_cli_next(const struct md_command *cmd, int argc, char **argv, const char **arg);
 
 void md_cli_usage(const struct md_command *cmd, FILE *out);
+// "exit status: 0 success, ..." for the statuses in exits (MD_EXIT_BIT), one line.
+void md_cli_exit_statuses(unsigned exits, FILE *out);
 // For the default branch of a command's option loop: prints --help or --version (exit 0) or
 // leaves a usage error (exit 2, already printed by md_cli_next). Returns false: stop parsing.
 bool md_cli_stop(const struct md_command *cmd, int key, int *exit_code);

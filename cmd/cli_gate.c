@@ -7,6 +7,7 @@
 #include "cmd/cli.h"
 #include "cmd/trace_cli.h"
 #include "lib/gate.h"
+#include "lib/metrics.h"
 #include "lib/report.h"
 #include "rules/rules.h"
 
@@ -99,7 +100,7 @@ static void print_regression(const struct md_command *cmd, const cJSON *r, doubl
     const char *key = md_json_get_str(r, "metric");
     char change[48] = "new", before[48], after[48];
     if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(r, "change_pct")))
-        snprintf(change, sizeof change, "%+.1f%%", md_json_get_num(r, "change_pct"));
+        md_format_change(md_json_get_num(r, "change_pct"), change, sizeof change);
     md_format_metric(key, md_json_get_num(r, "baseline"), before, sizeof before);
     md_format_metric(key, md_json_get_num(r, "current"), after, sizeof after);
     md_cli_error(cmd, "regression: %s %s -> %s (%s, limit %g%%)", md_json_get_str(r, "label"),

@@ -204,5 +204,6 @@ const struct md_command md_cmd_doctor = {
         "--baseline fails; with --propagate-exit, CMD's status wins when it is not 0.",
     .options = options,
     .options_end_at_operand = true,
+    .exits = MD_EXITS_WITH_CHECKS,
     .run = run,
 };

@@ -325,5 +325,6 @@ const struct md_command md_cmd_inspect = {
         "DT_NEEDED in the loader's order for dynamic ones. Errors go to stderr, one line per\n"
         "file; the other files are still inspected.",
     .options = options,
+    .exits = MD_EXITS_WITH_CHECKS,
     .run = run,
 };

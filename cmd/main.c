@@ -21,9 +21,11 @@ static void usage(FILE *out)
           out);
     for (const struct md_command *const *c = commands; *c; c++)
         fprintf(out, "  %-10s %s\n", (*c)->name, (*c)->summary);
-    fputs("\n'malloc-doctor COMMAND --help' describes a command.\n"
-          "exit status: 0 success, 1 a requested check failed, 2 usage or input error\n",
-          out);
+    fputs("\n'malloc-doctor COMMAND --help' describes a command.\n", out);
+    unsigned exits = 0; // each status some command can return
+    for (const struct md_command *const *c = commands; *c; c++)
+        exits |= (*c)->exits;
+    md_cli_exit_statuses(exits, out);
 }
 
 static const struct md_command *find(const char *name)

@@ -254,15 +254,13 @@ static bool parse_option(int key, const char *arg, struct patch_args *a)
     }
 }
 
-// -o names the archive file to write: "" or a directory would leave the result nowhere, and
-// its temporary files' name would not be one output's.
+// -o names the archive file to write: a directory would leave the result nowhere, and its
+// temporary files' name would not be one output's. (md_cli_next refuses an empty -o.)
 static bool output_names_a_file(const struct md_command *cmd, const char *output, int *exit_code)
 {
     struct stat st;
     size_t n = strlen(output);
-    if (!n)
-        *exit_code = md_cli_usage_error(cmd, "-o needs a file name");
-    else if (output[n - 1] == '/' || (!stat(output, &st) && S_ISDIR(st.st_mode)))
+    if (output[n - 1] == '/' || (!stat(output, &st) && S_ISDIR(st.st_mode)))
         *exit_code = md_cli_usage_error(
             cmd, "-o %s: a directory; -o names the archive file to write", output);
     else
@@ -364,5 +362,6 @@ const struct md_command md_cmd_patch = {
         "a copy); --restore puts the original back, only over a libc.a this tool patched.\n"
         "The output is deterministic. glibc's libc.a and non-musl archives are refused.",
     .options = options,
+    .exits = MD_EXITS_WITH_CHECKS,
     .run = run,
 };

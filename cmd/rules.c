@@ -73,5 +73,6 @@ const struct md_command md_cmd_rules = {
         "its name, what it finds and the severities its findings can have (--fail-on\n"
         "takes a severity). The README explains each rule's thresholds.",
     .options = options,
+    .exits = MD_EXIT_BIT(MD_EXIT_OK) | MD_EXIT_BIT(MD_EXIT_USAGE),
     .run = run,
 };

@@ -140,5 +140,6 @@ const struct md_command md_cmd_trace = {
         "is not 0.",
     .options = options,
     .options_end_at_operand = true,
+    .exits = MD_EXITS_WITH_CHECKS,
     .run = run,
 };

@@ -474,41 +474,11 @@ void md_render_trace(const cJSON *r)
         md_cli_print_finding(NULL, x);
 }
 
-// Whole numbers in full (a peak RSS of 1234567 KiB, not 1.23457e+06), others to 6 digits.
-static void format_count(double value, char *buf, size_t size)
-{
-    snprintf(buf, size, value == (double)(long long)value ? "%.0f" : "%.6g", value);
-}
-
-void md_format_metric(const char *key, double value, char *buf, size_t size)
-{
-    const struct md_metric *m = md_metric_find(key);
-    if (!m) {
-        format_count(value, buf, size);
-        return;
-    }
-    value *= m->scale;
-    switch (m->unit) {
-    case MD_UNIT_SHARE: // as trace prints the futex and CPU shares
-        snprintf(buf, size, "%.1f%%", 100 * value);
-        return;
-    case MD_UNIT_SECONDS: // as trace's header prints wall, user and sys
-        snprintf(buf, size, "%.3f", value);
-        return;
-    case MD_UNIT_RATE: // as trace's syscall table prints per 1000 ops
-        snprintf(buf, size, value == (double)(long long)value ? "%.0f" : "%.3f", value);
-        return;
-    case MD_UNIT_COUNT:
-        break;
-    }
-    format_count(value, buf, size);
-}
-
 static void print_metric_value(const cJSON *row, const char *value_key)
 {
     char text[48];
     md_format_metric(str(row, "metric", ""), num(row, value_key), text, sizeof text);
-    printf(" %14s", text);
+    printf(" %*s", MD_METRIC_TEXT_MAX, text);
 }
 
 void md_render_compare(const cJSON *r)
@@ -546,16 +516,17 @@ void md_render_gate(const cJSON *r)
         return;
     printf("\ngate: against %s, at most +%g%% per metric: %s\n", str(g, "baseline", "?"),
            num(g, "max_regression_pct"), md_json_get_bool(g, "passed") ? "passed" : "FAILED");
-    printf("%-32s %14s %14s %9s\n", "METRIC", "BASELINE", "NOW", "CHANGE");
+    printf("%-32s %*s %*s %*s\n", "METRIC", MD_METRIC_TEXT_MAX, "BASELINE", MD_METRIC_TEXT_MAX,
+           "NOW", MD_CHANGE_TEXT_MAX, "CHANGE");
     cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(g, "compared"))
     {
         printf("%-32s", str(m, "label", "?"));
         print_metric_value(m, "baseline");
         print_metric_value(m, "current");
+        char change[32] = "-";
         if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m, "change_pct")))
-            printf(" %+8.1f%%\n", num(m, "change_pct"));
-        else
-            printf(" %9s\n", "-");
+            md_format_change(num(m, "change_pct"), change, sizeof change);
+        printf(" %*s\n", MD_CHANGE_TEXT_MAX, change);
     }
     cJSON_ArrayForEach(name, cJSON_GetObjectItemCaseSensitive(g, "not_comparable"))
         printf("not comparable (not measured in both runs): %s\n", name->valuestring);

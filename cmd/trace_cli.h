@@ -76,10 +76,6 @@ int md_trace_cli_run(const struct md_command *cmd, const struct md_trace_cli *a,
 // The plural ending of a count's noun: "" for 1 ("1 block"), "s" otherwise ("0 blocks").
 const char *md_plural_s(double count);
 
-// The value of the metric named key (unscaled, as in JSON) as text shows it: shares in percent,
-// seconds to the millisecond, rates per 1000 ops to 3 decimals, counts whole.
-void md_format_metric(const char *key, double value, char *buf, size_t size);
-
 // The whole trace report: header, operations, syscalls, CPU, size bands, stacks, findings.
 void md_render_trace(const cJSON *report);
 // The header lines alone: target, allocator, exit, wall/CPU/RSS/faults.

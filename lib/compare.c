@@ -130,9 +130,10 @@ static const char *not_comparable(const cJSON *own, const cJSON *other, const ch
         char end_a[32], end_b[32];
         describe_end(end_a, sizeof end_a, code_a, sig_a);
         describe_end(end_b, sizeof end_b, code_b, sig_b);
+        // self-contained: JSON has no "above"; the second run's report is compare.report
         snprintf(why, size,
-                 "the run with %s ended differently (%s, the first run: %s): its messages are "
-                 "above",
+                 "the run with %s ended differently (%s, the first run: %s): the two runs did "
+                 "not do the same work, so their numbers are not compared",
                  library, end_b, end_a);
         return why;
     }

@@ -46,6 +46,27 @@ static bool gated_metrics_in(const cJSON *report)
     return false;
 }
 
+// A trace or doctor report of the schema this version reads. One of another version is said to
+// be one (its fields may mean other things: refused all the same), not "not a report".
+static int check_kind(const cJSON *r, const char *name, struct md_error *err)
+{
+    static const char ours[] = "malloc-doctor/";
+    const char *schema = md_json_get_str(r, "schema");
+    const char *command = md_json_get_str(r, "command");
+    if (schema && strcmp(schema, MD_SCHEMA) && !strncmp(schema, ours, sizeof ours - 1))
+        return md_fail(err,
+                       "%s: a report of schema %.64s, which this version does not read (it reads "
+                       "%s)",
+                       name, schema, MD_SCHEMA);
+    if (!cJSON_IsObject(r) || !schema || strcmp(schema, MD_SCHEMA) || !command ||
+        (strcmp(command, "trace") && strcmp(command, "doctor")))
+        return md_fail(err,
+                       "%s: not a malloc-doctor trace report (need schema %s from "
+                       "`trace --json` or `doctor --json`)",
+                       name, MD_SCHEMA);
+    return 0;
+}
+
 int md_baseline_parse(const char *text, size_t len, const char *name, cJSON **out,
                       struct md_error *err)
 {
@@ -61,15 +82,9 @@ int md_baseline_parse(const char *text, size_t len, const char *name, cJSON **ou
         cJSON_Delete(r);
         return md_fail(err, "%s: not JSON (something after the report, at byte %zu)", name, used);
     }
-    const char *schema = md_json_get_str(r, "schema");
-    const char *command = md_json_get_str(r, "command");
-    if (!cJSON_IsObject(r) || !schema || strcmp(schema, MD_SCHEMA) || !command ||
-        (strcmp(command, "trace") && strcmp(command, "doctor"))) {
+    if (check_kind(r, name, err)) {
         cJSON_Delete(r);
-        return md_fail(err,
-                       "%s: not a malloc-doctor trace report (need schema %s from "
-                       "`trace --json` or `doctor --json`)",
-                       name, MD_SCHEMA);
+        return -1;
     }
     if (!gated_metrics_in(r)) { // a gate that compares nothing would always pass
         cJSON_Delete(r);
@@ -77,6 +92,10 @@ int md_baseline_parse(const char *text, size_t len, const char *name, cJSON **ou
                        "%s: a report without any metric the gate compares (peak RSS, "
                        "memory syscalls or futex waits per operation...)",
                        name);
+    }
+    if (md_metrics_check(r, name, err)) { // edited by hand: inf in the table, or a column overrun
+        cJSON_Delete(r);
+        return -1;
     }
     *out = r;
     return 0;
@@ -148,8 +167,9 @@ static cJSON *comparison(const struct md_metric *m, double before, double after)
     cJSON *c = md_metric_row(m);
     cJSON_AddNumberToObject(c, "baseline", before);
     cJSON_AddNumberToObject(c, "current", after);
-    if (before > 0)
-        cJSON_AddNumberToObject(c, "change_pct", 100 * (after - before) / before);
+    double pct = before > 0 ? 100 * (after - before) / before : NAN;
+    if (isfinite(pct)) // past DBL_MAX (a baseline near 0) it is null, as from 0
+        cJSON_AddNumberToObject(c, "change_pct", pct);
     else
         cJSON_AddNullToObject(c, "change_pct");
     return c;

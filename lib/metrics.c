@@ -2,6 +2,7 @@
 #include "lib/metrics.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "lib/report.h"
@@ -175,4 +176,102 @@ cJSON *md_metric_row(const struct md_metric *m)
     cJSON_AddStringToObject(row, "label", m->label);
     cJSON_AddNumberToObject(row, "scale", m->scale);
     return row;
+}
+
+// Whole numbers in full (a peak RSS of 1234567 KiB, not 1.23457e+06), others to 6 digits.
+static void format_count(double value, char *buf, size_t size)
+{
+    // trunc, not a cast to an integer: that is undefined past its range (1e300 in a baseline)
+    snprintf(buf, size, value == trunc(value) ? "%.0f" : "%.6g", value);
+}
+
+void md_format_metric(const char *key, double value, char *buf, size_t size)
+{
+    const struct md_metric *m = md_metric_find(key);
+    if (!m) {
+        format_count(value, buf, size);
+        return;
+    }
+    value *= m->scale;
+    switch (m->unit) {
+    case MD_UNIT_SHARE: // as trace prints the futex and CPU shares
+        snprintf(buf, size, "%.1f%%", 100 * value);
+        return;
+    case MD_UNIT_SECONDS: // as trace's header prints wall, user and sys
+        snprintf(buf, size, "%.3f", value);
+        return;
+    case MD_UNIT_RATE: // as trace's syscall table prints per 1000 ops
+        snprintf(buf, size, value == trunc(value) ? "%.0f" : "%.3f", value);
+        return;
+    case MD_UNIT_COUNT:
+        break;
+    }
+    format_count(value, buf, size);
+}
+
+#define MD_CHANGE_SHOWN_MAX 99999.0
+
+void md_format_change(double pct, char *buf, size_t size)
+{
+    if (pct < MD_CHANGE_SHOWN_MAX) // a lower-is-better value falls by at most 100%
+        snprintf(buf, size, "%+.1f%%", pct);
+    else
+        snprintf(buf, size, ">%+.0f%%", MD_CHANGE_SHOWN_MAX);
+}
+
+// The numbers the metrics are made of, as {object, key} of the report (an entry of "syscalls"
+// has its "count" too). A count, a time or a share is never negative.
+static const struct {
+    const char *object, *key;
+} inputs[] = {
+    {"run", "wall_seconds"}, {"run", "user_seconds"},    {"run", "sys_seconds"},
+    {"run", "max_rss_kb"},   {"run", "minor_faults"},    {"ops", "total"},
+    {"futex", "waits"},      {"futex", "wait_seconds"},  {"futex", "wait_share_of_wall"},
+    {"cpu", "samples"},      {"cpu", "allocator_share"},
+};
+
+// -1 with err when v, the report's number at field, is not one a run measures.
+static int check_input(double v, const char *name, const char *field, struct md_error *err)
+{
+    if (!isfinite(v) || v < 0)
+        return md_fail(err, "%s: %s is %g: not a measurement (%s)", name, field, v,
+                       isfinite(v) ? "negative" : "not a finite number");
+    return 0;
+}
+
+static int check_inputs(const cJSON *report, const char *name, struct md_error *err)
+{
+    char field[64];
+    const cJSON *s;
+    for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
+        const cJSON *v =
+            cJSON_GetObjectItemCaseSensitive(obj(report, inputs[i].object), inputs[i].key);
+        snprintf(field, sizeof field, "%s.%s", inputs[i].object, inputs[i].key);
+        if (cJSON_IsNumber(v) && check_input(v->valuedouble, name, field, err))
+            return -1;
+    }
+    cJSON_ArrayForEach(s, obj(report, "syscalls"))
+    {
+        const cJSON *count = cJSON_GetObjectItemCaseSensitive(s, "count");
+        if (cJSON_IsNumber(count) && check_input(count->valuedouble, name, "syscalls[].count", err))
+            return -1;
+    }
+    return 0;
+}
+
+int md_metrics_check(const cJSON *report, const char *name, struct md_error *err)
+{
+    if (check_inputs(report, name, err))
+        return -1;
+    for (const struct md_metric *m = md_metrics; m->key; m++) {
+        double value;
+        char text[64];
+        if (!m->gated || !m->get(report, &value))
+            continue;
+        md_format_metric(m->key, value, text, sizeof text); // a quotient may still overflow
+        if (!isfinite(value) || strlen(text) > MD_METRIC_TEXT_MAX)
+            return md_fail(err, "%s: %s would be %g: too large for a measurement", name, m->key,
+                           value);
+    }
+    return 0;
 }

@@ -8,6 +8,8 @@
 
 #include <cJSON.h>
 
+#include "lib/error.h"
+
 // What a metric's number is, so that text can show it as the trace report does (a share as a
 // percentage, seconds to the millisecond); JSON keeps the plain number.
 enum md_metric_unit { MD_UNIT_COUNT, MD_UNIT_RATE, MD_UNIT_SECONDS, MD_UNIT_SHARE };
@@ -41,5 +43,22 @@ const struct md_metric *md_metric_find(const char *key);
 
 // A new JSON row naming the metric: {"metric": key, "label", "scale"}; the caller adds values.
 cJSON *md_metric_row(const struct md_metric *m);
+
+// The value of the metric named key (unscaled, as in JSON) as text shows it: shares in percent,
+// seconds to the millisecond, rates per 1000 ops to 3 decimals, counts whole.
+void md_format_metric(const char *key, double value, char *buf, size_t size);
+
+// A change in percent as text shows it: "+12.3%"; past +99999% (a baseline near 0), ">+99999%",
+// so that it stays in its column. At most MD_CHANGE_TEXT_MAX characters.
+void md_format_change(double pct, char *buf, size_t size);
+#define MD_CHANGE_TEXT_MAX 9
+
+// The widest text md_format_metric gives for a measured value: the width of a table's columns.
+#define MD_METRIC_TEXT_MAX 14
+
+// Checks the numbers of a report read back (a baseline, maybe edited by hand): each number the
+// metrics are made of is finite and not negative, and each gated metric's value fits
+// MD_METRIC_TEXT_MAX. -1 with err "NAME: FIELD is VALUE: why" naming the first that is not.
+int md_metrics_check(const cJSON *report, const char *name, struct md_error *err);
 
 #endif

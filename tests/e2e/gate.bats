@@ -74,6 +74,11 @@ teardown() {
     run "$T" trace --baseline "$DIR/inspect.json" -- /bin/echo ran
     [ "$status" -eq 2 ]
     [[ "$output" == *"inspect.json: not a malloc-doctor trace report"* ]]
+    # a report of a later schema is named as one, not as something else
+    echo '{"schema": "malloc-doctor/2", "command": "trace", "run": {"max_rss_kb": 2048}}' >"$DIR/v2.json"
+    run "$T" doctor --baseline "$DIR/v2.json" -- /bin/echo ran
+    [ "$status" -eq 2 ]
+    [ "$output" = "malloc-doctor: doctor: $DIR/v2.json: a report of schema malloc-doctor/2, which this version does not read (it reads malloc-doctor/1)" ]
     printf '{"schema": "malloc-doctor/1", "comm' >"$DIR/cut.json"
     run "$T" trace --baseline "$DIR/cut.json" -- /bin/echo ran
     [ "$status" -eq 2 ]
@@ -148,4 +153,61 @@ teardown() {
     [ "$status" -eq 0 ]
     grep -q "^trace: /bin/true" "$DIR/report.txt"
     [ -z "$(ls "$DIR" | grep 'report.txt.')" ]
+}
+
+@test "an empty file or directory name is a usage error naming the option, before the program runs" {
+    for args in "trace -o" "doctor -o" "trace --output" "trace --baseline" "doctor --baseline" \
+        "trace --compare-with" "trace --stacks --folded"; do
+        run "$T" $args '' -- /bin/echo ran
+        echo "$args '': $output"
+        [ "$status" -eq 2 ]
+        [ "${lines[0]}" = "malloc-doctor: ${args%% *}: ${args##* } needs a file name" ]
+        [ "${lines[1]}" = "Try 'malloc-doctor ${args%% *} --help'." ]
+    done
+    run "$T" trace --baseline= -- /bin/echo ran
+    [ "$status" -eq 2 ]
+    [ "${lines[0]}" = "malloc-doctor: trace: --baseline needs a file name" ]
+    run "$T" trace --probe-dir '' -- /bin/echo ran
+    [ "$status" -eq 2 ]
+    [ "${lines[0]}" = "malloc-doctor: trace: --probe-dir needs a directory name" ]
+    run "$T" inspect --root '' /bin/true
+    [ "$status" -eq 2 ]
+    [ "${lines[0]}" = "malloc-doctor: inspect: --root needs a directory name" ]
+}
+
+@test "a baseline number that is not a measurement is refused, naming the file and the field" {
+    check() { # JSON of the run object (and more), the error expected
+        echo "{\"schema\": \"malloc-doctor/1\", \"command\": \"trace\", $1}" >"$DIR/b.json"
+        run "$T" trace --baseline "$DIR/b.json" -- /bin/echo ran
+        echo "$1: $output"
+        [ "$status" -eq 2 ]
+        [ "$output" = "malloc-doctor: trace: $DIR/b.json: $2" ]
+    }
+    check '"run": {"max_rss_kb": 1e999}' "run.max_rss_kb is inf: not a measurement (not a finite number)"
+    check '"run": {"max_rss_kb": -5}' "run.max_rss_kb is -5: not a measurement (negative)"
+    check '"run": {"max_rss_kb": 2048}, "futex": {"waits": -1}' \
+        "futex.waits is -1: not a measurement (negative)"
+    check '"run": {"max_rss_kb": 2048}, "syscalls": [{"name": "mmap", "count": -3}]' \
+        "syscalls[].count is -3: not a measurement (negative)"
+    # finite, but wider than the table's column
+    check '"run": {"max_rss_kb": 1e308}' "peak_rss_kb would be 1e+308: too large for a measurement"
+    # finite numbers whose quotient is not
+    check '"ops": {"total": 1e-300, "source": "probe"}, "syscalls": [{"name": "mmap", "count": 1e300}]' \
+        "memory_syscalls_per_op would be inf: too large for a measurement"
+    check '"ops": {"total": 1, "source": "probe"}, "futex": {"waits": 1e300}' \
+        "futex_waits_per_op would be 1e+300: too large for a measurement"
+}
+
+@test "a baseline near 0 keeps the gate's table in its columns" {
+    echo '{"schema": "malloc-doctor/1", "command": "trace", "run": {"max_rss_kb": 1e-300}}' \
+        >"$DIR/tiny.json"
+    # 8 MiB more than the baseline's nothing: past the noise floor, a regression
+    run "$T" trace --baseline "$DIR/tiny.json" -- python3 -c 'x = bytearray(8 << 20)'
+    [ "$status" -eq 1 ]
+    header=$(grep '^METRIC .*CHANGE$' <<<"$output")
+    row=$(grep '^peak RSS (KiB) ' <<<"$output")
+    echo "$header"$'\n'"$row"
+    [[ "$row" =~ ^peak\ RSS\ \(KiB\)\ +1e-300\ +[0-9]+\ +\>\+99999%$ ]]
+    [ "${#row}" -eq "${#header}" ]
+    [[ "$output" == *"regression: peak RSS (KiB) 1e-300 -> "*" (>+99999%, limit 10%)"* ]]
 }

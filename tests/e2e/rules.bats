@@ -235,3 +235,15 @@ assert f[0]['severity'] == 'warning' and 'leak_large (leaker)' in f[0]['message'
     run "$T" --help
     [[ "$output" != *"--fail-on policies"* ]]
 }
+
+@test "--help lists only the exit statuses the command returns: rules fails no check" {
+    run "$T" rules --help
+    [ "$status" -eq 0 ]
+    [[ "$output" == *$'\nexit status: 0 success, 2 usage or input error' ]]
+    for cmd in inspect trace doctor patch; do
+        run "$T" $cmd --help
+        [[ "$output" == *$'\nexit status: 0 success, 1 a requested check failed, 2 usage or input error' ]]
+    done
+    run "$T" --help
+    [[ "$output" == *$'\nexit status: 0 success, 1 a requested check failed, 2 usage or input error' ]]
+}

@@ -162,6 +162,17 @@ static void reader_refuses_what_is_not_a_trace_report(void **state)
     const char *inspect = "{\"schema\":\"malloc-doctor/1\",\"command\":\"inspect\"}";
     assert_int_equal(md_baseline_parse(inspect, strlen(inspect), "i.json", &r, &err), -1);
     assert_non_null(strstr(err.msg, "i.json: not a malloc-doctor trace report"));
+    // a later version's report is named as one, with both schemas
+    const char *later = "{\"schema\":\"malloc-doctor/2\",\"command\":\"trace\","
+                        "\"run\":{\"max_rss_kb\":2048}}";
+    assert_int_equal(md_baseline_parse(later, strlen(later), "v2.json", &r, &err), -1);
+    assert_string_equal(err.msg, "v2.json: a report of schema malloc-doctor/2, which this version "
+                                 "does not read (it reads malloc-doctor/1)");
+    // a number edited by hand that no run measures, named by its field
+    const char *negative = "{\"schema\":\"malloc-doctor/1\",\"command\":\"trace\","
+                           "\"run\":{\"max_rss_kb\":2048},\"cpu\":{\"samples\":-1}}";
+    assert_int_equal(md_baseline_parse(negative, strlen(negative), "n.json", &r, &err), -1);
+    assert_string_equal(err.msg, "n.json: cpu.samples is -1: not a measurement (negative)");
     const char *list = "[1,2]";
     assert_int_equal(md_baseline_parse(list, strlen(list), "l.json", &r, &err), -1);
     // a report with nothing the gate compares would let every run pass
