@@ -675,11 +675,16 @@ static int verify_written(const char *tmp, size_t members, struct md_error *err)
     return rc;
 }
 
-static int read_file(const char *path, unsigned char **buf, size_t *size)
+// flags: O_NOFOLLOW for a name that must be the file itself, never a link elsewhere.
+static int read_file(const char *path, int flags, unsigned char **buf, size_t *size)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    int fd = open(path, O_RDONLY | O_CLOEXEC | flags);
+    FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
+    if (!f) {
+        if (fd >= 0)
+            close(fd);
         return -1;
+    }
     size_t cap = 1 << 20, n = 0;
     unsigned char *b = malloc(cap);
     while (b) {
@@ -701,7 +706,7 @@ static bool holds_bytes(const char *path, const unsigned char *buf, size_t size)
 {
     unsigned char *x = NULL;
     size_t n = 0;
-    bool same = !read_file(path, &x, &n) && n == size && !memcmp(x, buf, n);
+    bool same = !read_file(path, O_NOFOLLOW, &x, &n) && n == size && !memcmp(x, buf, n);
     free(x);
     return same;
 }
@@ -710,23 +715,56 @@ static bool same_file_bytes(const char *a, const char *b)
 {
     unsigned char *x = NULL;
     size_t n = 0;
-    bool same = !read_file(a, &x, &n) && holds_bytes(b, x, n);
+    bool same = !read_file(a, 0, &x, &n) && holds_bytes(b, x, n);
     free(x);
     return same;
 }
 
+// Why what lstat found at a backup's name cannot be a backup, or NULL. The backup must be the
+// file itself: a symbolic link would show whatever it points at, the patched file included
+// (libc.a.orig -> libc.a), and a rename of it would put the link in place of the original.
+static const char *not_a_backup(const struct stat *st)
+{
+    if (S_ISLNK(st->st_mode))
+        return "a symbolic link";
+    return S_ISREG(st->st_mode) ? NULL : "not a regular file";
+}
+
+// What is at the backup's name: nothing (*exists false), or a regular file holding libc's bytes
+// (a backup an interrupted run made: a hard link of libc, which the rename leaves holding the
+// original). Anything else is refused, before anything is written.
+static int check_backup_name(const char *libc, const char *backup, bool *exists,
+                             struct md_error *err)
+{
+    struct stat st;
+    *exists = !lstat(backup, &st);
+    if (!*exists)
+        return errno == ENOENT ? 0 : md_fail_errno(err, errno, "%s", backup);
+    const char *why = not_a_backup(&st);
+    if (why)
+        return md_fail(err,
+                       "%s: %s; the backup of %s must be a regular file holding its bytes: "
+                       "move it away or choose another --backup suffix",
+                       backup, why, libc);
+    if (same_file_bytes(libc, backup))
+        return 0;
+    return md_fail(err,
+                   "%s exists and differs from %s; move it away or choose another "
+                   "--backup suffix",
+                   backup, libc);
+}
+
 // Keeps the original as libc + suffix: a hard link (instant, same bytes, mode and owner). An
-// existing backup is kept only if it is identical.
+// existing backup is kept only if it is a regular file and identical.
 static int backup_original(const char *libc, const char *backup, struct md_error *err)
 {
-    if (!access(backup, F_OK)) {
-        if (same_file_bytes(libc, backup))
-            return 0;
-        return md_fail(err,
-                       "%s exists and differs from %s; move it away or choose another "
-                       "--backup suffix",
-                       backup, libc);
-    }
+    bool exists;
+    if (check_backup_name(libc, backup, &exists, err))
+        return -1;
+    if (exists)
+        return 0;
+    // link() never follows or replaces what is at backup: a name that appeared since the check
+    // fails with EEXIST instead
     if (!link(libc, backup))
         return fsync_dir_of(backup) ? md_fail_errno(err, errno, "%s: fsync", backup) : 0;
     return md_fail_errno(err, errno, "%s: cannot create backup", backup);
@@ -837,10 +875,15 @@ static char *backup_path(const char *libc, const char *suffix)
     return b;
 }
 
+// Checked here too, before the temp file is written: a backup name that cannot be used is
+// refused with nothing touched.
 static int set_backup(const struct md_patch_options *opt, struct target *t, struct md_error *err)
 {
+    bool exists;
     t->backup = backup_path(t->path, opt->backup_suffix ? opt->backup_suffix : ".orig");
-    return t->backup ? 0 : md_fail(err, "out of memory");
+    if (!t->backup)
+        return md_fail(err, "out of memory");
+    return check_backup_name(t->path, t->backup, &exists, err);
 }
 
 // An archive that holds every member of alloc byte for byte: an earlier result of patch with
@@ -980,7 +1023,7 @@ static int write_copy(const struct plan *p, cJSON *report, struct md_error *err)
 {
     unsigned char *buf = NULL;
     size_t size = 0;
-    int rc = read_file(p->opt->libc, &buf, &size)
+    int rc = read_file(p->opt->libc, 0, &buf, &size)
                  ? md_fail_errno(err, errno, "%s", p->opt->libc)
                  : write_bytes(p->opt, &p->alloc, buf, size, p->libc.count, report, err);
     free(buf);
@@ -1117,8 +1160,12 @@ static bool restore_mismatch(const char *path, bool want_patched, char *why, siz
 static int check_restorable(const char *libc, const char *backup, struct md_error *err)
 {
     char why[256];
-    if (access(backup, F_OK))
+    struct stat st;
+    if (lstat(backup, &st))
         return md_fail_errno(err, errno, "%s: no backup to restore", backup);
+    if (not_a_backup(&st))
+        return md_fail(err, "%s: %s, not a backup this tool made; it stays, and so does %s", backup,
+                       not_a_backup(&st), libc);
     if (!access(libc, F_OK) && restore_mismatch(libc, true, why, sizeof why))
         return md_fail(err,
                        "%s: not a libc.a this tool patched (%s); restoring %s would discard it; "

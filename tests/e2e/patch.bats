@@ -229,6 +229,58 @@ present_ids() {
     [ "$(cat "$W/libc.a.orig")" = stale ]
 }
 
+@test "a backup name that is a symlink or not a file is refused before anything is touched" {
+    orig=$(sha "$W/libc.a")
+    # in place: libc.a.orig -> libc.a would show the patched file once libc.a is replaced
+    mkdir "$W/bd2"
+    cp "$MUSL_LIBC" "$W/bd2/libc.a"
+    ln -s libc.a "$W/bd2/libc.a.orig"
+    run "$T" patch "$W/bd2/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"bd2/libc.a.orig: a symbolic link; the backup of "*"must be a regular file"* ]]
+    [ "$(sha "$W/bd2/libc.a")" = "$orig" ]
+    [ "$(readlink "$W/bd2/libc.a.orig")" = libc.a ]
+    [ "$(ls "$W/bd2" | tr '\n' ' ')" = "libc.a libc.a.orig " ] # no temp file left
+    # -o over an existing archive whose backup name links to it
+    mkdir "$W/bd3"
+    echo 'int x;' >"$W/st.c"
+    ar rc "$W/bd3/out.a" "$W/st.c"
+    ln -s out.a "$W/bd3/out.a.orig"
+    before=$(sha "$W/bd3/out.a")
+    run "$T" patch -o "$W/bd3/out.a" "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"bd3/out.a.orig: a symbolic link"* ]]
+    [ "$(sha "$W/bd3/out.a")" = "$before" ]
+    [ "$(readlink "$W/bd3/out.a.orig")" = out.a ]
+    # a link to an identical copy elsewhere is no backup either, and neither is a directory
+    mkdir "$W/bd4"
+    cp "$MUSL_LIBC" "$W/bd4/libc.a"
+    cp "$MUSL_LIBC" "$W/copy.a"
+    ln -s ../copy.a "$W/bd4/libc.a.orig"
+    run "$T" patch "$W/bd4/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"bd4/libc.a.orig: a symbolic link"* ]]
+    [ "$(sha "$W/bd4/libc.a")" = "$orig" ]
+    rm "$W/bd4/libc.a.orig"
+    mkdir "$W/bd4/libc.a.orig"
+    run "$T" patch "$W/bd4/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"bd4/libc.a.orig: not a regular file"* ]]
+    [ "$(sha "$W/bd4/libc.a")" = "$orig" ]
+}
+
+@test "--restore refuses a backup name that is a symlink, even to an identical original" {
+    "$T" patch "$W/libc.a" >/dev/null
+    mv "$W/libc.a.orig" "$W/copy.a"
+    ln -s copy.a "$W/libc.a.orig"
+    run "$T" patch --restore "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"libc.a.orig: a symbolic link, not a backup this tool made"* ]]
+    [ ! -L "$W/libc.a" ]
+    cmp "$W/libc.a" "$REF"
+    [ -L "$W/libc.a.orig" ]
+}
+
 @test "a symlinked libc.a is patched where it lives and stays a link" {
     mkdir -p "$W/real"
     mv "$W/libc.a" "$W/real/libc.a"
