@@ -200,7 +200,7 @@ static void print_written(const char *lead, const char *verb, const cJSON *repor
 static void render_outcome(const cJSON *report, bool to_output)
 {
     const char *status = str_or(report, "status", "");
-    bool written = md_json_get_str(report, "output") != NULL;
+    bool written = to_output && md_json_get_str(report, "output") != NULL;
     if (!strcmp(status, "patched") && !to_output)
         printf("patched %s (original kept as %s)\n", str_or(report, "output", "?"),
                str_or(report, "backup", "?"));
@@ -324,10 +324,8 @@ static int run(const struct md_command *cmd, int argc, char **argv)
     struct md_error err = {{0}};
     enum md_patch_result r =
         a.restore ? md_patch_restore(&a.opt, report, &err) : md_patch(&a.opt, report, &err);
-    if (r == MD_PATCH_ERROR) {
+    if (r == MD_PATCH_ERROR)
         md_cli_error(cmd, "%s", err.msg);
-        md_json_str(report, "error", err.msg);
-    }
     if (a.json)
         md_cli_print_json(report);
     else if (r != MD_PATCH_ERROR) {

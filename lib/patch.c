@@ -296,6 +296,70 @@ static int index_all(struct plan *p, struct md_error *err)
 
 // --- report building -------------------------------------------------------------------------
 
+// Every key of the report, in order. Each result has them all (null where one does not apply), so
+// a reader finds one shape whatever happened.
+static const char *const report_keys[] = {
+    "libc",
+    "allocator",
+    "dry_run",
+    "status",
+    "error",
+    "output",
+    "backup",
+    "unchanged",
+    "members_written",
+    "bytes_written",
+    "stale_temps_removed",
+    "remove",
+    "add",
+    "checked",
+    "missing",
+    "duplicates",
+    "overrides",
+    NULL,
+};
+
+// Sets one key of the report (present from report_skeleton on); returns item.
+static cJSON *put(cJSON *report, const char *key, cJSON *item)
+{
+    cJSON_ReplaceItemInObjectCaseSensitive(report, key, item);
+    return item;
+}
+
+static cJSON *put_str(cJSON *report, const char *key, const char *value)
+{
+    return put(report, key, value ? cJSON_CreateString(value) : cJSON_CreateNull());
+}
+
+// libc and allocator by path, what is known before either is read.
+static cJSON *input_object(const char *path, const char *const *unknown)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "path", path);
+    for (; *unknown; unknown++)
+        cJSON_AddNullToObject(o, *unknown);
+    return o;
+}
+
+static void report_skeleton(const struct md_patch_options *opt, cJSON *report)
+{
+    static const char *const libc_keys[] = {"target", "members", "musl_allocator", NULL};
+    static const char *const alloc_keys[] = {"members", NULL};
+    for (const char *const *k = report_keys; *k; k++)
+        cJSON_AddNullToObject(report, *k);
+    put(report, "libc", input_object(opt->libc, libc_keys));
+    if (opt->allocator) // --restore adds nothing
+        put(report, "allocator", input_object(opt->allocator, alloc_keys));
+    put(report, "dry_run", cJSON_CreateBool(opt->dry_run));
+}
+
+// A refusal's status and why: the input error, or the checks that failed.
+static void report_refusal(cJSON *report, const char *why)
+{
+    put_str(report, "status", "refused");
+    put_str(report, "error", why);
+}
+
 static void add_defines(cJSON *o, const struct md_ar_member *m)
 {
     cJSON *arr = cJSON_AddArrayToObject(o, "defines");
@@ -306,7 +370,7 @@ static void add_defines(cJSON *o, const struct md_ar_member *m)
 
 static void report_members(const struct plan *p, cJSON *report)
 {
-    cJSON *rm = cJSON_AddArrayToObject(report, "remove");
+    cJSON *rm = put(report, "remove", cJSON_CreateArray());
     for (size_t i = 0; i < p->libc.count; i++) {
         if (!p->removed[i])
             continue;
@@ -317,7 +381,7 @@ static void report_members(const struct plan *p, cJSON *report)
         add_defines(o, &p->libc.members[i]);
         cJSON_AddItemToArray(rm, o);
     }
-    cJSON *add = cJSON_AddArrayToObject(report, "add");
+    cJSON *add = put(report, "add", cJSON_CreateArray());
     for (size_t i = 0; i < p->alloc.count; i++) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "member", p->alloc.members[i].name);
@@ -467,10 +531,10 @@ static int run_checks(struct plan *p, cJSON *report, struct md_error *err)
     const struct sym **v = sorted(&p->syms);
     if (!v)
         return md_fail(err, "out of memory");
-    cJSON *checked = cJSON_AddArrayToObject(report, "checked");
-    cJSON *missing = cJSON_AddArrayToObject(report, "missing");
-    cJSON *dups = cJSON_AddArrayToObject(report, "duplicates");
-    cJSON *overrides = cJSON_AddArrayToObject(report, "overrides");
+    cJSON *checked = put(report, "checked", cJSON_CreateArray());
+    cJSON *missing = put(report, "missing", cJSON_CreateArray());
+    cJSON *dups = put(report, "duplicates", cJSON_CreateArray());
+    cJSON *overrides = put(report, "overrides", cJSON_CreateArray());
     for (size_t i = 0; i < p->syms.count; i++) {
         check_kept_need(p, v[i], checked, missing);
         check_api(p, v[i], checked, missing);
@@ -591,12 +655,12 @@ static const char *malloc_definer(const struct md_archive *ar)
 
 static void report_inputs(const struct plan *p, cJSON *report)
 {
-    cJSON *l = cJSON_AddObjectToObject(report, "libc");
+    cJSON *l = put(report, "libc", cJSON_CreateObject());
     cJSON_AddStringToObject(l, "path", p->libc.path);
     cJSON_AddStringToObject(l, "target", p->libc.target);
     cJSON_AddNumberToObject(l, "members", (double)p->libc.count);
     md_json_str(l, "musl_allocator", p->flavor);
-    cJSON *a = cJSON_AddObjectToObject(report, "allocator");
+    cJSON *a = put(report, "allocator", cJSON_CreateObject());
     cJSON_AddStringToObject(a, "path", p->alloc.path);
     cJSON_AddNumberToObject(a, "members", (double)p->alloc.count);
 }
@@ -877,6 +941,17 @@ static char *backup_path(const char *libc, const char *suffix)
 
 // Checked here too, before the temp file is written: a backup name that cannot be used is
 // refused with nothing touched.
+// What --restore works on: *libc, the file itself (a link's target), and the backup name it
+// returns. Both malloc'ed; NULL with err filled on failure.
+static char *restore_names(const struct md_patch_options *opt, char **libc, struct md_error *err)
+{
+    char *backup = NULL;
+    *libc = replaced_path(opt->libc, err);
+    if (*libc && !(backup = backup_path(*libc, opt->backup_suffix ? opt->backup_suffix : ".orig")))
+        md_fail(err, "out of memory");
+    return backup;
+}
+
 static int set_backup(const struct md_patch_options *opt, struct target *t, struct md_error *err)
 {
     bool exists;
@@ -967,14 +1042,13 @@ static int resolve_target(const struct md_patch_options *opt, const struct md_ar
 static void report_written(cJSON *report, const struct target *t, bool unchanged, size_t members,
                            size_t size)
 {
-    md_json_str(report, "output", t->path);
-    md_json_str(report, "backup", unchanged ? NULL : t->backup);
-    if (unchanged) {
-        cJSON_AddBoolToObject(report, "unchanged", true);
+    put_str(report, "output", t->path);
+    put_str(report, "backup", unchanged ? NULL : t->backup);
+    put(report, "unchanged", cJSON_CreateBool(unchanged));
+    if (unchanged)
         return;
-    }
-    cJSON_AddNumberToObject(report, "members_written", (double)members);
-    cJSON_AddNumberToObject(report, "bytes_written", (double)size);
+    put(report, "members_written", cJSON_CreateNumber((double)members));
+    put(report, "bytes_written", cJSON_CreateNumber((double)size));
 }
 
 // Puts buf, an archive of that many members, in place; the caller holds the directory lock
@@ -988,7 +1062,7 @@ static int write_bytes(const struct md_patch_options *opt, const struct md_archi
     // -o run again: OUT (there already: t.owner) holds the result; nothing to replace
     bool unchanged = !rc && opt->output && t.owner && holds_bytes(t.path, buf, size);
     if (!rc) {
-        cJSON_AddNumberToObject(report, "stale_temps_removed", sweep_temps(&t.place));
+        put(report, "stale_temps_removed", cJSON_CreateNumber(sweep_temps(&t.place)));
         rc = unchanged ? 0 : commit(opt, &t, buf, size, members, err);
     }
     if (!rc)
@@ -1051,21 +1125,53 @@ static int load(struct plan *p, struct md_error *err)
     return check_is_musl(p, err) || check_allocator(p, err) ? -1 : 0;
 }
 
-// Patched before: with this allocator (a no-op) or with another one (refused: restore first).
-static enum md_patch_result patched_before(struct plan *p, cJSON *report, struct md_error *err)
+// The backup --restore would put back in place of libc, or NULL when there is none (an earlier
+// -o result has none: its original is the musl libc.a it was made from). Malloc'ed.
+static char *backup_of(const struct md_patch_options *opt)
 {
-    if (already_patched(p)) {
-        if (p->opt->output && !p->opt->dry_run && write_copy(p, report, err))
-            return MD_PATCH_ERROR;
-        cJSON_AddStringToObject(report, "status", "already-patched");
-        return MD_PATCH_DONE;
-    }
+    struct md_error e;
+    struct stat st;
+    char *libc = NULL;
+    char *backup = restore_names(opt, &libc, &e);
+    free(libc);
+    if (backup && !lstat(backup, &st))
+        return backup;
+    free(backup);
+    return NULL;
+}
+
+// Patched with another allocator: what undoes that is --restore when a backup is there, else
+// patching the original musl libc.a instead.
+static void refuse_patched_before(const struct plan *p, struct md_error *err)
+{
     const char *who = malloc_definer(&p->libc);
+    char *backup = backup_of(p->opt);
     md_fail(err,
             "%s: musl's allocator is not in this libc.a (malloc comes from %s): it was "
-            "patched before (with another allocator, or another build of it); run --restore first",
-            p->libc.path, who ? who : "nowhere");
-    return MD_PATCH_ERROR;
+            "patched before (with another allocator, or another build of it); %s%s%s",
+            p->libc.path, who ? who : "nowhere",
+            backup ? "run --restore first (the original is kept as "
+                   : "there is no backup to "
+                     "--restore: patch the original musl libc.a instead",
+            backup ? backup : "", backup ? ")" : "");
+    free(backup);
+}
+
+// Patched before: with this allocator (a no-op) or with another one (refused).
+static enum md_patch_result patched_before(struct plan *p, cJSON *report, struct md_error *err)
+{
+    if (!already_patched(p)) {
+        refuse_patched_before(p, err);
+        return MD_PATCH_ERROR;
+    }
+    if (p->opt->output && !p->opt->dry_run && write_copy(p, report, err))
+        return MD_PATCH_ERROR;
+    if (!p->opt->output) { // in place: libc.a already holds the result
+        put_str(report, "output", p->libc.path);
+        put(report, "unchanged", cJSON_CreateBool(true));
+    }
+    put_str(report, "status", "already-patched");
+    return MD_PATCH_DONE;
 }
 
 static enum md_patch_result plan_and_write(struct plan *p, cJSON *report, struct md_error *err)
@@ -1079,16 +1185,20 @@ static enum md_patch_result plan_and_write(struct plan *p, cJSON *report, struct
     if (run_checks(p, report, err))
         return MD_PATCH_ERROR;
     if (p->missing || p->duplicates) {
-        cJSON_AddStringToObject(report, "status", "refused");
+        char why[128];
+        snprintf(why, sizeof why,
+                 "the patched libc.a would not link: %d missing, %d defined twice; nothing written",
+                 p->missing, p->duplicates);
+        report_refusal(report, why);
         return MD_PATCH_REFUSED;
     }
     if (p->opt->dry_run) {
-        cJSON_AddStringToObject(report, "status", "planned");
+        put_str(report, "status", "planned");
         return MD_PATCH_DONE;
     }
     if (write_result(p, report, err))
         return MD_PATCH_ERROR;
-    cJSON_AddStringToObject(report, "status", "patched");
+    put_str(report, "status", "patched");
     return MD_PATCH_DONE;
 }
 
@@ -1109,15 +1219,17 @@ enum md_patch_result md_patch(const struct md_patch_options *opt, cJSON *report,
 {
     struct plan p = {.opt = opt};
     enum md_patch_result rc = MD_PATCH_ERROR;
+    report_skeleton(opt, report);
     int lock = opt->dry_run ? -1 : lock_output_dir(opt, err);
     if ((opt->dry_run || lock >= 0) && !load(&p, err)) {
         report_inputs(&p, report);
-        cJSON_AddBoolToObject(report, "dry_run", opt->dry_run);
         rc = plan_and_write(&p, report, err);
     }
     if (lock >= 0)
         close(lock);
     plan_free(&p);
+    if (rc == MD_PATCH_ERROR)
+        report_refusal(report, err->msg);
     return rc;
 }
 
@@ -1190,7 +1302,7 @@ static enum md_patch_result restore_from(const struct md_patch_options *opt, con
         return MD_PATCH_ERROR;
     int rc = check_restorable(libc, backup, err);
     if (!rc && !opt->dry_run) {
-        cJSON_AddNumberToObject(report, "stale_temps_removed", sweep_temps(&pl));
+        put(report, "stale_temps_removed", cJSON_CreateNumber(sweep_temps(&pl)));
         if (rename(backup, libc) || fsync_dir_of(libc))
             rc = md_fail_errno(err, errno, "%s: cannot restore from %s", libc, backup);
     }
@@ -1198,23 +1310,23 @@ static enum md_patch_result restore_from(const struct md_patch_options *opt, con
         close(lock);
     if (rc)
         return MD_PATCH_ERROR;
-    md_json_str(report, "output", libc);
-    md_json_str(report, "backup", backup);
-    cJSON_AddStringToObject(report, "status", opt->dry_run ? "restore-planned" : "restored");
+    put_str(report, "output", libc);
+    put_str(report, "backup", backup);
+    put_str(report, "status", opt->dry_run ? "restore-planned" : "restored");
     return MD_PATCH_DONE;
 }
 
 enum md_patch_result md_patch_restore(const struct md_patch_options *opt, cJSON *report,
                                       struct md_error *err)
 {
-    char *libc = replaced_path(opt->libc, err);
-    char *backup =
-        libc ? backup_path(libc, opt->backup_suffix ? opt->backup_suffix : ".orig") : NULL;
+    char *libc = NULL;
+    char *backup = restore_names(opt, &libc, err);
     enum md_patch_result rc = MD_PATCH_ERROR;
-    if (libc && !backup)
-        md_fail(err, "out of memory");
+    report_skeleton(opt, report);
     if (backup)
         rc = restore_from(opt, libc, backup, report, err);
     free(backup), free(libc);
+    if (rc == MD_PATCH_ERROR)
+        report_refusal(report, err->msg);
     return rc;
 }

@@ -90,6 +90,51 @@ present_ids() {
     [ "$(jq_ "$W/r.json" 'sorted(c["symbol"] for c in r["checked"] if c["symbol"].startswith("__libc_"))')" = "['__libc_calloc', '__libc_free', '__libc_malloc']" ]
 }
 
+# every key the README lists for patch's JSON, in every result; $2 the status, $3 the error's words
+json_shape() {
+    python3 - "$1" "$2" "$3" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+keys = ["libc", "allocator", "dry_run", "status", "error", "output", "backup", "unchanged",
+        "members_written", "bytes_written", "stale_temps_removed", "remove", "add", "checked",
+        "missing", "duplicates", "overrides"]
+assert [k for k in r if k not in ("schema", "tool", "command")] == keys, list(r)
+assert set(r["libc"]) == {"path", "target", "members", "musl_allocator"}, r["libc"]
+assert r["allocator"] is None or set(r["allocator"]) == {"path", "members"}, r["allocator"]
+assert r["status"] == sys.argv[2], r["status"]
+assert (r["error"] is None) == (sys.argv[3] == ""), r["error"]
+assert sys.argv[3] in (r["error"] or ""), r["error"]
+PY
+}
+
+@test "--json: one shape for every result; refusals have status refused and the error" {
+    run "$T" patch --json /usr/lib/x86_64-linux-gnu/libc.a
+    [ "$status" -eq 2 ]
+    "$T" patch --json /usr/lib/x86_64-linux-gnu/libc.a >"$W/r.json" 2>/dev/null || true
+    json_shape "$W/r.json" refused "this is glibc's libc.a"
+    "$T" patch --json --dry-run "$PX/notmusl.a" >"$W/r.json" 2>/dev/null || true
+    json_shape "$W/r.json" refused "not a musl libc.a"
+    "$T" patch --json --dry-run "$W/nonexistent.a" >"$W/r.json" 2>/dev/null || true
+    json_shape "$W/r.json" refused "nonexistent.a"
+    "$T" patch --json --dry-run --allocator "$PX/libmdalloc-nocalloc.a" "$W/libc.a" >"$W/r.json" || true
+    json_shape "$W/r.json" refused "would not link"
+    "$T" patch --json --dry-run "$W/libc.a" >"$W/r.json"
+    json_shape "$W/r.json" planned ""
+    "$T" patch --json "$W/libc.a" >"$W/r.json"
+    json_shape "$W/r.json" patched ""
+    [ "$(jq_ "$W/r.json" '(r["unchanged"], r["stale_temps_removed"], r["members_written"] > 0)')" = "(False, 0, True)" ]
+    "$T" patch --json "$W/libc.a" >"$W/r.json"
+    json_shape "$W/r.json" already-patched ""
+    [ "$(jq_ "$W/r.json" '(r["output"] == r["libc"]["path"], r["unchanged"], r["backup"], r["remove"])')" = "(True, True, None, None)" ]
+    "$T" patch --json --restore --dry-run "$W/libc.a" >"$W/r.json"
+    json_shape "$W/r.json" restore-planned ""
+    [ "$(jq_ "$W/r.json" '(r["dry_run"], r["allocator"], r["libc"]["path"] == r["output"])')" = "(True, None, True)" ]
+    "$T" patch --json --restore "$W/libc.a" >"$W/r.json"
+    json_shape "$W/r.json" restored ""
+    "$T" patch --json --restore "$W/libc.a" >"$W/r.json" 2>/dev/null || true
+    json_shape "$W/r.json" refused "no backup to restore"
+}
+
 @test "patched archive: ar t and the symbol index are valid, -o leaves the input untouched" {
     before=$(sha "$W/libc.a")
     run "$T" patch -o "$W/out.a" "$W/libc.a"
@@ -302,6 +347,20 @@ present_ids() {
     [ "$status" -eq 2 ]
     [[ "$output" == *"patched before"*"--restore"* ]]
     cmp "$W/libc.a" "$REF"
+}
+
+@test "patched before with another allocator and no backup (an -o result): the advice is to patch the original" {
+    mkdir "$W/out"
+    "$T" patch -o "$W/out/libc.a" "$W/libc.a" >/dev/null
+    run "$T" patch --allocator "$PX/libmdalloc-dup.a" -o "$W/p2.a" "$W/out/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"patched before"*"there is no backup to --restore: patch the original musl libc.a instead"* ]]
+    [[ "$output" != *"run --restore first"* ]]
+    [ ! -e "$W/p2.a" ]
+    # in place with a backup, the advice names it
+    "$T" patch "$W/libc.a" >/dev/null
+    run "$T" patch --allocator "$PX/libmdalloc-dup.a" "$W/libc.a"
+    [[ "$output" == *"run --restore first (the original is kept as $W/libc.a.orig)"* ]]
 }
 
 @test "killing the process at any step of the write leaves the original intact" {
