@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // malloc-doctor patch: option parsing, finding mdalloc's embedding archive, and rendering; the
 // work is lib/patch.c.
+#include <errno.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -223,6 +224,39 @@ static void render_outcome(const cJSON *report, bool to_output)
              "nothing written");
 }
 
+// What the run changed on disk, as the error of an unprinted report says it; false if nothing.
+static bool describe_change(const cJSON *report, bool to_output, char *out, size_t size)
+{
+    const char *output = str_or(report, "output", "?"), *backup = str_or(report, "backup", NULL);
+    if (!strcmp(str_or(report, "status", ""), "restored"))
+        snprintf(out, size, "%s was restored from %s", output, backup ? backup : "?");
+    else if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(report, "unchanged")))
+        snprintf(out, size, "%s was %s%s%s%s", output, to_output ? "written" : "patched",
+                 !backup     ? ""
+                 : to_output ? " (the file it replaced kept as "
+                             : " (original kept as ",
+                 backup ? backup : "", backup ? ")" : "");
+    else
+        return false;
+    return true;
+}
+
+// A report that cannot be printed is exit 2, as in every command; but a file written before
+// that must not read as "nothing touched", so the error says what changed. Returns the status.
+static int check_printed(const struct md_command *cmd, const cJSON *report, bool to_output, int rc)
+{
+    char change[3 * PATH_MAX];
+    errno = 0;
+    if ((fflush(stdout) == 0 && !ferror(stdout)) ||
+        !describe_change(report, to_output, change, sizeof change))
+        return rc; // main reports an unwritable stdout when nothing changed
+    int e = errno;
+    md_cli_error(cmd, "%s, but the standard output could not be written%s%s", change, e ? ": " : "",
+                 e ? strerror(e) : "");
+    clearerr(stdout); // reported here, not again by main
+    return MD_EXIT_USAGE;
+}
+
 // --- the command ---------------------------------------------------------------------------
 
 static bool parse_option(int key, const char *arg, struct patch_args *a)
@@ -333,8 +367,10 @@ static int run(const struct md_command *cmd, int argc, char **argv)
             render_plan(report, a.verbose);
         render_outcome(report, a.opt.output != NULL);
     }
+    rc = r == MD_PATCH_ERROR ? MD_EXIT_USAGE : r == MD_PATCH_REFUSED ? MD_EXIT_CHECK : MD_EXIT_OK;
+    rc = check_printed(cmd, report, a.opt.output != NULL, rc);
     cJSON_Delete(report);
-    return r == MD_PATCH_ERROR ? MD_EXIT_USAGE : r == MD_PATCH_REFUSED ? MD_EXIT_CHECK : MD_EXIT_OK;
+    return rc;
 }
 
 const struct md_command md_cmd_patch = {

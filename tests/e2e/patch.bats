@@ -107,6 +107,26 @@ assert sys.argv[3] in (r["error"] or ""), r["error"]
 PY
 }
 
+@test "a report that cannot be printed after the write is exit 2 and says the file was written" {
+    run bash -c '"$1" patch "$2" >/dev/full' _ "$T" "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [ "$output" = "malloc-doctor: patch: $W/libc.a was patched (original kept as $W/libc.a.orig), but the standard output could not be written: No space left on device" ]
+    cmp "$W/libc.a" "$REF"
+    cmp "$W/libc.a.orig" "$MUSL_LIBC"
+    run bash -c '"$1" patch --json --restore "$2" >/dev/full' _ "$T" "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"libc.a was restored from $W/libc.a.orig, but the standard output could not be written"* ]]
+    cmp "$W/libc.a" "$MUSL_LIBC"
+    mkdir "$W/o"
+    run bash -c '"$1" patch -o "$2" "$3" >/dev/full' _ "$T" "$W/o/libc.a" "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"o/libc.a was written, but the standard output could not be written"* ]]
+    # nothing written: the plain error, once
+    run bash -c '"$1" patch --dry-run "$2" >/dev/full' _ "$T" "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [ "$output" = "malloc-doctor: patch: cannot write the standard output" ]
+}
+
 @test "--json: one shape for every result; refusals have status refused and the error" {
     run "$T" patch --json /usr/lib/x86_64-linux-gnu/libc.a
     [ "$status" -eq 2 ]
