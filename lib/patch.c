@@ -116,14 +116,12 @@ static bool compiler_runtime_symbol(const char *name)
 // --- a symbol table over the three sides of the plan ----------------------------------------
 
 enum { SIDE_KEPT, SIDE_REMOVED, SIDE_ADDED, SIDES };
-#define NEED_SHOWN 3
 
 struct sym {
     const char *name;
-    int def[SIDES];    // defining member index + 1 on each side, 0 if none
-    int strong[SIDES]; // strong definitions on each side
-    int needs;         // kept members that reference it
-    int need_by[NEED_SHOWN];
+    int def[SIDES];      // defining member index + 1 on each side, 0 if none
+    int strong[SIDES];   // strong definitions on each side
+    int needs;           // references to it from kept members
     bool weak_only_need; // every reference is weak
 };
 
@@ -274,8 +272,6 @@ static int index_member(struct plan *p, const struct md_ar_member *m, int side, 
                 s->def[side] = idx + 1;
             s->strong[side] += y->kind == MD_SYM_DEFINED;
         } else if (side == SIDE_KEPT) {
-            if (s->needs < NEED_SHOWN)
-                s->need_by[s->needs] = idx;
             s->needs++;
             s->weak_only_need &= y->kind == MD_SYM_WEAK_UNDEF;
         }
@@ -400,14 +396,25 @@ static const char *alloc_member(const struct plan *p, int idx_plus_one)
     return idx_plus_one ? p->alloc.members[idx_plus_one - 1].name : NULL;
 }
 
+static bool references(const struct md_ar_member *m, const char *name)
+{
+    for (size_t j = 0; j < m->nsyms; j++)
+        if (md_sym_is_undef(m->syms[j].kind) && !strcmp(m->syms[j].name, name))
+            return true;
+    return false;
+}
+
+// The symbol with every kept member that needs it, in archive order (found again here rather
+// than kept per symbol: only the few symbols a check reports need the list).
 static cJSON *need_entry(const struct plan *p, const struct sym *s)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "symbol", s->name);
     cJSON *by = cJSON_AddArrayToObject(o, "needed_by");
-    for (int k = 0; k < s->needs && k < NEED_SHOWN; k++)
-        cJSON_AddItemToArray(by, cJSON_CreateString(p->libc.members[s->need_by[k]].name));
-    cJSON_AddNumberToObject(o, "needed_by_count", s->needs);
+    for (size_t i = 0; s->needs && i < p->libc.count; i++)
+        if (!p->removed[i] && references(&p->libc.members[i], s->name))
+            cJSON_AddItemToArray(by, cJSON_CreateString(p->libc.members[i].name));
+    cJSON_AddNumberToObject(o, "needed_by_count", cJSON_GetArraySize(by));
     return o;
 }
 

@@ -155,6 +155,23 @@ PY
     json_shape "$W/r.json" refused "no backup to restore"
 }
 
+@test "-v lists every member needing each checked symbol and every symbol a member defines; JSON has the full lists" {
+    "$T" patch --dry-run --json "$W/libc.a" >"$W/r.json"
+    [ "$(jq_ "$W/r.json" 'all(len(c["needed_by"]) == c["needed_by_count"] for c in r["checked"])')" = True ]
+    [ "$(jq_ "$W/r.json" '[c["needed_by_count"] for c in r["checked"] if c["symbol"] == "malloc"][0] > 3')" = True ]
+    run "$T" patch -v --dry-run "$W/libc.a"
+    [ "$status" -eq 0 ]
+    [[ "$output" != *"..."* ]]
+    want=$(jq_ "$W/r.json" '[" ".join(c["needed_by"]) + "  <- " + c["provided_by"] for c in r["checked"] if c["symbol"] == "malloc"][0]')
+    grep -qxF -- "  $(printf '%-24s' malloc) needed by $want" <<<"$output"
+    defs=$(jq_ "$W/r.json" '[" ".join(m["defines"]) for m in r["remove"] if m["member"] == "malloc.lo"][0]')
+    [ "${#defs}" -gt 60 ]
+    grep -qE -- "^  #[0-9]+ +malloc\.lo +$defs\$" <<<"$output"
+    # without -v, long lists are cut, and say so
+    run "$T" patch --dry-run "$W/libc.a"
+    grep -qE -- '^  malloc +needed by .* \.\.\.  <- ' <<<"$output"
+}
+
 @test "patched archive: ar t and the symbol index are valid, -o leaves the input untouched" {
     before=$(sha "$W/libc.a")
     run "$T" patch -o "$W/out.a" "$W/libc.a"
