@@ -396,12 +396,26 @@ static const char *alloc_member(const struct plan *p, int idx_plus_one)
     return idx_plus_one ? p->alloc.members[idx_plus_one - 1].name : NULL;
 }
 
-static bool references(const struct md_ar_member *m, const char *name)
+// A reference to name (strong_only: a strong one) in m.
+static bool references(const struct md_ar_member *m, const char *name, bool strong_only)
 {
     for (size_t j = 0; j < m->nsyms; j++)
-        if (md_sym_is_undef(m->syms[j].kind) && !strcmp(m->syms[j].name, name))
+        if ((strong_only ? m->syms[j].kind == MD_SYM_UNDEF : md_sym_is_undef(m->syms[j].kind)) &&
+            !strcmp(m->syms[j].name, name))
             return true;
     return false;
+}
+
+// Every member of ar that references name, but the removed ones (removed may be NULL), in
+// archive order.
+static cJSON *needers(const struct md_archive *ar, const bool *removed, const char *name,
+                      bool strong_only)
+{
+    cJSON *by = cJSON_CreateArray();
+    for (size_t i = 0; i < ar->count; i++)
+        if (!(removed && removed[i]) && references(&ar->members[i], name, strong_only))
+            cJSON_AddItemToArray(by, cJSON_CreateString(ar->members[i].name));
+    return by;
 }
 
 // The symbol with every kept member that needs it, in archive order (found again here rather
@@ -410,10 +424,8 @@ static cJSON *need_entry(const struct plan *p, const struct sym *s)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "symbol", s->name);
-    cJSON *by = cJSON_AddArrayToObject(o, "needed_by");
-    for (size_t i = 0; s->needs && i < p->libc.count; i++)
-        if (!p->removed[i] && references(&p->libc.members[i], s->name))
-            cJSON_AddItemToArray(by, cJSON_CreateString(p->libc.members[i].name));
+    cJSON *by = s->needs ? needers(&p->libc, p->removed, s->name, false) : cJSON_CreateArray();
+    cJSON_AddItemToObject(o, "needed_by", by);
     cJSON_AddNumberToObject(o, "needed_by_count", cJSON_GetArraySize(by));
     return o;
 }
@@ -485,31 +497,21 @@ static void note_override(const struct plan *p, const struct sym *s, cJSON *over
     cJSON_AddItemToArray(overrides, o);
 }
 
-// The first added member with a strong reference to name.
-static int added_needer(const struct plan *p, const char *name)
-{
-    for (size_t i = 0; i < p->alloc.count; i++)
-        for (size_t j = 0; j < p->alloc.members[i].nsyms; j++)
-            if (p->alloc.members[i].syms[j].kind == MD_SYM_UNDEF &&
-                !strcmp(p->alloc.members[i].syms[j].name, name))
-                return (int)i + 1;
-    return 0;
-}
-
 // The added objects' own strong references must be met by kept members or each other.
 static void check_added_need(struct plan *p, const struct sym *s, cJSON *missing)
 {
     if (s->def[SIDE_KEPT] || s->def[SIDE_ADDED] || in_list(linker_symbols, s->name) ||
         compiler_runtime_symbol(s->name))
         return;
-    int by = added_needer(p, s->name);
-    if (!by)
+    cJSON *by = needers(&p->alloc, NULL, s->name, true);
+    if (!cJSON_GetArraySize(by)) {
+        cJSON_Delete(by);
         return;
+    }
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "symbol", s->name);
-    cJSON *arr = cJSON_AddArrayToObject(o, "needed_by");
-    cJSON_AddItemToArray(arr, cJSON_CreateString(alloc_member(p, by)));
-    cJSON_AddNumberToObject(o, "needed_by_count", 1);
+    cJSON_AddItemToObject(o, "needed_by", by);
+    cJSON_AddNumberToObject(o, "needed_by_count", cJSON_GetArraySize(by));
     if (s->def[SIDE_REMOVED])
         cJSON_AddStringToObject(o, "was_defined_by", libc_member(p, s->def[SIDE_REMOVED]));
     else
