@@ -561,6 +561,21 @@ PY
     [[ "$output" == *"mdalloc's musl archive is not installed beside this binary"* ]]
 }
 
+@test "a truncated copy of libc.a is refused with inspect's reason, not as 'not an ar archive'" {
+    head -c 5000 "$MUSL_LIBC" >"$W/t.a"
+    run "$T" patch --dry-run "$W/t.a"
+    [ "$status" -eq 2 ]
+    [ "$output" = "malloc-doctor: patch: $W/t.a: corrupt archive member header at offset 8 (bad size)" ]
+    run "$T" inspect "$W/t.a"
+    [[ "$output" == *"$W/t.a: corrupt archive member header at offset 8 (bad size)"* ]]
+    # cut inside a later member: libbfd reads the index, the header walk names the member's header
+    head -c 300000 "$MUSL_LIBC" >"$W/t2.a"
+    run "$T" patch "$W/t2.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"$W/t2.a: corrupt archive member header at offset "*" (bad size)" ]]
+    [ ! -e "$W/t2.a.orig" ]
+}
+
 @test "an archive whose member is truncated is refused before libbfd copies it" {
     run "$T" patch --dry-run "$PWD/build/fixtures/bad/truncated-member.a"
     [ "$status" -eq 2 ]
