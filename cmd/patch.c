@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // malloc-doctor patch: option parsing, finding mdalloc's embedding archive, and rendering; the
 // work is lib/patch.c.
+#include <errno.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -101,47 +102,59 @@ static int count_of(const cJSON *report, const char *key)
     return cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(report, key));
 }
 
-// "a b c" from an array of strings, cut to the buffer.
-static void join(const cJSON *arr, char *out, size_t size)
+// Without -v, a line shows this much of a member's symbols or of the members needing a symbol;
+// -v shows them all.
+enum { DEFINES_SHOWN = 60, NEEDERS_SHOWN = 48 };
+
+// "a b c" from an array of strings, at most width characters of it (0: all), then " ..." when
+// some were left out.
+static void print_words(const cJSON *arr, size_t width)
 {
+    char shown[PATH_MAX];
     size_t n = 0;
     const cJSON *x;
-    out[0] = 0;
     cJSON_ArrayForEach(x, arr)
     {
-        if (n < size && cJSON_IsString(x))
-            n += (size_t)snprintf(out + n, size - n, "%s%s", n ? " " : "", x->valuestring);
+        if (!cJSON_IsString(x))
+            continue;
+        // symbol names of a hostile archive stay on one line
+        size_t len = strlen(md_cli_printable(x->valuestring, shown, sizeof shown)) + (n > 0);
+        if (width && n + len > width) {
+            fputs(n ? " ..." : "...", stdout);
+            return;
+        }
+        printf("%s%s", n ? " " : "", shown);
+        n += len;
     }
-    md_cli_printable(out, out, size); // symbol names of a hostile archive stay on one line
 }
 
 static void print_members(const cJSON *report, const char *key, const char *title, bool verbose)
 {
     const cJSON *m;
-    char defs[200];
     printf("%s %d %s:\n", key[0] == 'r' ? "remove" : "add", count_of(report, key), title);
     cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(report, key))
     {
-        join(cJSON_GetObjectItemCaseSensitive(m, "defines"), defs, verbose ? sizeof defs : 60);
         const cJSON *idx = cJSON_GetObjectItemCaseSensitive(m, "index");
         if (idx)
-            printf("  #%-5d %-28s %s\n", idx->valueint, str_or(m, "member", "?"), defs);
+            printf("  #%-5d %-28s ", idx->valueint, str_or(m, "member", "?"));
         else
-            printf("         %-28s %s\n", str_or(m, "member", "?"), defs);
+            printf("         %-28s ", str_or(m, "member", "?"));
+        print_words(cJSON_GetObjectItemCaseSensitive(m, "defines"), verbose ? 0 : DEFINES_SHOWN);
+        putchar('\n');
     }
 }
 
-static void print_need(const cJSON *o, const char *arrow)
+static void print_need(const cJSON *o, const char *arrow, bool verbose)
 {
-    char by[160];
-    join(cJSON_GetObjectItemCaseSensitive(o, "needed_by"), by, sizeof by);
-    int count = cJSON_GetObjectItemCaseSensitive(o, "needed_by_count")->valueint;
     const char *from = md_json_get_str(o, "provided_by");
     if (!from)
         from = str_or(o, "reason", NULL) ? str_or(o, "reason", "") : "";
-    printf("  %-24s needed by %s%s%s  %s %s\n", str_or(o, "symbol", "?"),
-           count ? by : "programs (public API)", count > 3 ? " ..." : "",
-           md_json_get_bool(o, "weak") ? " (weak)" : "", arrow, from);
+    printf("  %-24s needed by ", str_or(o, "symbol", "?"));
+    if (md_json_get_num(o, "needed_by_count") > 0)
+        print_words(cJSON_GetObjectItemCaseSensitive(o, "needed_by"), verbose ? 0 : NEEDERS_SHOWN);
+    else
+        fputs("programs (public API)", stdout);
+    printf("%s  %s %s\n", md_json_get_bool(o, "weak") ? " (weak)" : "", arrow, from);
     if (md_json_get_str(o, "was_defined_by") && !strcmp(arrow, "MISSING"))
         printf("  %-24s (was defined by removed member %s)\n", "", str_or(o, "was_defined_by", ""));
 }
@@ -155,12 +168,12 @@ static void print_checks(const cJSON *report, bool verbose)
            checked, count_of(report, "missing"), count_of(report, "duplicates"));
     if (verbose || checked <= 24)
         cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(report, "checked"))
-            print_need(o, "<-");
+            print_need(o, "<-", verbose);
     cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(report, "overrides"))
         printf("  %-24s weak default in kept %s, overridden by %s\n", str_or(o, "symbol", "?"),
                str_or(o, "weak_in", "?"), str_or(o, "strong_in", "?"));
     cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(report, "missing"))
-        print_need(o, "MISSING");
+        print_need(o, "MISSING", verbose);
     cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(report, "duplicates"))
         printf("  %-24s DEFINED TWICE: kept %s and added %s\n", str_or(o, "symbol", "?"),
                str_or(o, "kept_member", "(another added object)"), str_or(o, "added_member", "?"));
@@ -200,7 +213,7 @@ static void print_written(const char *lead, const char *verb, const cJSON *repor
 static void render_outcome(const cJSON *report, bool to_output)
 {
     const char *status = str_or(report, "status", "");
-    bool written = md_json_get_str(report, "output") != NULL;
+    bool written = to_output && md_json_get_str(report, "output") != NULL;
     if (!strcmp(status, "patched") && !to_output)
         printf("patched %s (original kept as %s)\n", str_or(report, "output", "?"),
                str_or(report, "backup", "?"));
@@ -221,6 +234,39 @@ static void render_outcome(const cJSON *report, bool to_output)
     else if (!strcmp(status, "refused"))
         puts("refused: the patched libc.a would not link (see MISSING / DEFINED TWICE above); "
              "nothing written");
+}
+
+// What the run changed on disk, as the error of an unprinted report says it; false if nothing.
+static bool describe_change(const cJSON *report, bool to_output, char *out, size_t size)
+{
+    const char *output = str_or(report, "output", "?"), *backup = str_or(report, "backup", NULL);
+    if (!strcmp(str_or(report, "status", ""), "restored"))
+        snprintf(out, size, "%s was restored from %s", output, backup ? backup : "?");
+    else if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(report, "unchanged")))
+        snprintf(out, size, "%s was %s%s%s%s", output, to_output ? "written" : "patched",
+                 !backup     ? ""
+                 : to_output ? " (the file it replaced kept as "
+                             : " (original kept as ",
+                 backup ? backup : "", backup ? ")" : "");
+    else
+        return false;
+    return true;
+}
+
+// A report that cannot be printed is exit 2, as in every command; but a file written before
+// that must not read as "nothing touched", so the error says what changed. Returns the status.
+static int check_printed(const struct md_command *cmd, const cJSON *report, bool to_output, int rc)
+{
+    char change[3 * PATH_MAX];
+    errno = 0;
+    if ((fflush(stdout) == 0 && !ferror(stdout)) ||
+        !describe_change(report, to_output, change, sizeof change))
+        return rc; // main reports an unwritable stdout when nothing changed
+    int e = errno;
+    md_cli_error(cmd, "%s, but the standard output could not be written%s%s", change, e ? ": " : "",
+                 e ? strerror(e) : "");
+    clearerr(stdout); // reported here, not again by main
+    return MD_EXIT_USAGE;
 }
 
 // --- the command ---------------------------------------------------------------------------
@@ -324,10 +370,8 @@ static int run(const struct md_command *cmd, int argc, char **argv)
     struct md_error err = {{0}};
     enum md_patch_result r =
         a.restore ? md_patch_restore(&a.opt, report, &err) : md_patch(&a.opt, report, &err);
-    if (r == MD_PATCH_ERROR) {
+    if (r == MD_PATCH_ERROR)
         md_cli_error(cmd, "%s", err.msg);
-        md_json_str(report, "error", err.msg);
-    }
     if (a.json)
         md_cli_print_json(report);
     else if (r != MD_PATCH_ERROR) {
@@ -335,8 +379,10 @@ static int run(const struct md_command *cmd, int argc, char **argv)
             render_plan(report, a.verbose);
         render_outcome(report, a.opt.output != NULL);
     }
+    rc = r == MD_PATCH_ERROR ? MD_EXIT_USAGE : r == MD_PATCH_REFUSED ? MD_EXIT_CHECK : MD_EXIT_OK;
+    rc = check_printed(cmd, report, a.opt.output != NULL, rc);
     cJSON_Delete(report);
-    return r == MD_PATCH_ERROR ? MD_EXIT_USAGE : r == MD_PATCH_REFUSED ? MD_EXIT_CHECK : MD_EXIT_OK;
+    return rc;
 }
 
 const struct md_command md_cmd_patch = {

@@ -7,6 +7,7 @@
 #include "lib/archive.h"
 
 #include <bfd.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "lib/elf_file.h"
 
@@ -177,6 +180,29 @@ static int read_members(struct md_archive *ar, bfd *abfd, struct md_error *err)
     return 0;
 }
 
+// A damaged member header (a truncated copy) reads to libbfd as "not an archive" or as a
+// truncated member: inspect's header walk (md_elf_open) names the header and its offset, so both
+// commands say the same. Only for a regular file with the ar magic: anything else is bfd's.
+static int check_member_headers(const char *path, struct md_error *err)
+{
+    char magic[8] = {0};
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    bool ar_magic = fd >= 0 && !fstat(fd, &st) && S_ISREG(st.st_mode) &&
+                    read(fd, magic, sizeof magic) == sizeof magic &&
+                    !memcmp(magic, "!<arch>\n", sizeof magic);
+    if (fd >= 0)
+        close(fd);
+    struct md_elf e;
+    bool is_archive;
+    if (!ar_magic)
+        return 0;
+    if (md_elf_open(&e, path, &is_archive, err))
+        return -1;
+    md_elf_close(&e);
+    return 0;
+}
+
 static int open_archive(bfd *abfd, const char *path, struct md_error *err)
 {
     if (!bfd_check_format(abfd, bfd_archive)) {
@@ -238,6 +264,8 @@ static void quiet_bfd_end(struct quiet_bfd *q)
 
 static int read_archive(struct md_archive *ar, const char *path, struct md_error *err)
 {
+    if (check_member_headers(path, err))
+        return -1;
     bfd_set_error(bfd_error_no_error);
     bfd *abfd = bfd_openr(path, NULL);
     if (!abfd)

@@ -116,14 +116,12 @@ static bool compiler_runtime_symbol(const char *name)
 // --- a symbol table over the three sides of the plan ----------------------------------------
 
 enum { SIDE_KEPT, SIDE_REMOVED, SIDE_ADDED, SIDES };
-#define NEED_SHOWN 3
 
 struct sym {
     const char *name;
-    int def[SIDES];    // defining member index + 1 on each side, 0 if none
-    int strong[SIDES]; // strong definitions on each side
-    int needs;         // kept members that reference it
-    int need_by[NEED_SHOWN];
+    int def[SIDES];      // defining member index + 1 on each side, 0 if none
+    int strong[SIDES];   // strong definitions on each side
+    int needs;           // references to it from kept members
     bool weak_only_need; // every reference is weak
 };
 
@@ -274,8 +272,6 @@ static int index_member(struct plan *p, const struct md_ar_member *m, int side, 
                 s->def[side] = idx + 1;
             s->strong[side] += y->kind == MD_SYM_DEFINED;
         } else if (side == SIDE_KEPT) {
-            if (s->needs < NEED_SHOWN)
-                s->need_by[s->needs] = idx;
             s->needs++;
             s->weak_only_need &= y->kind == MD_SYM_WEAK_UNDEF;
         }
@@ -296,6 +292,70 @@ static int index_all(struct plan *p, struct md_error *err)
 
 // --- report building -------------------------------------------------------------------------
 
+// Every key of the report, in order. Each result has them all (null where one does not apply), so
+// a reader finds one shape whatever happened.
+static const char *const report_keys[] = {
+    "libc",
+    "allocator",
+    "dry_run",
+    "status",
+    "error",
+    "output",
+    "backup",
+    "unchanged",
+    "members_written",
+    "bytes_written",
+    "stale_temps_removed",
+    "remove",
+    "add",
+    "checked",
+    "missing",
+    "duplicates",
+    "overrides",
+    NULL,
+};
+
+// Sets one key of the report (present from report_skeleton on); returns item.
+static cJSON *put(cJSON *report, const char *key, cJSON *item)
+{
+    cJSON_ReplaceItemInObjectCaseSensitive(report, key, item);
+    return item;
+}
+
+static cJSON *put_str(cJSON *report, const char *key, const char *value)
+{
+    return put(report, key, value ? cJSON_CreateString(value) : cJSON_CreateNull());
+}
+
+// libc and allocator by path, what is known before either is read.
+static cJSON *input_object(const char *path, const char *const *unknown)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "path", path);
+    for (; *unknown; unknown++)
+        cJSON_AddNullToObject(o, *unknown);
+    return o;
+}
+
+static void report_skeleton(const struct md_patch_options *opt, cJSON *report)
+{
+    static const char *const libc_keys[] = {"target", "members", "musl_allocator", NULL};
+    static const char *const alloc_keys[] = {"members", NULL};
+    for (const char *const *k = report_keys; *k; k++)
+        cJSON_AddNullToObject(report, *k);
+    put(report, "libc", input_object(opt->libc, libc_keys));
+    if (opt->allocator) // --restore adds nothing
+        put(report, "allocator", input_object(opt->allocator, alloc_keys));
+    put(report, "dry_run", cJSON_CreateBool(opt->dry_run));
+}
+
+// A refusal's status and why: the input error, or the checks that failed.
+static void report_refusal(cJSON *report, const char *why)
+{
+    put_str(report, "status", "refused");
+    put_str(report, "error", why);
+}
+
 static void add_defines(cJSON *o, const struct md_ar_member *m)
 {
     cJSON *arr = cJSON_AddArrayToObject(o, "defines");
@@ -306,7 +366,7 @@ static void add_defines(cJSON *o, const struct md_ar_member *m)
 
 static void report_members(const struct plan *p, cJSON *report)
 {
-    cJSON *rm = cJSON_AddArrayToObject(report, "remove");
+    cJSON *rm = put(report, "remove", cJSON_CreateArray());
     for (size_t i = 0; i < p->libc.count; i++) {
         if (!p->removed[i])
             continue;
@@ -317,7 +377,7 @@ static void report_members(const struct plan *p, cJSON *report)
         add_defines(o, &p->libc.members[i]);
         cJSON_AddItemToArray(rm, o);
     }
-    cJSON *add = cJSON_AddArrayToObject(report, "add");
+    cJSON *add = put(report, "add", cJSON_CreateArray());
     for (size_t i = 0; i < p->alloc.count; i++) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "member", p->alloc.members[i].name);
@@ -336,14 +396,37 @@ static const char *alloc_member(const struct plan *p, int idx_plus_one)
     return idx_plus_one ? p->alloc.members[idx_plus_one - 1].name : NULL;
 }
 
+// A reference to name (strong_only: a strong one) in m.
+static bool references(const struct md_ar_member *m, const char *name, bool strong_only)
+{
+    for (size_t j = 0; j < m->nsyms; j++)
+        if ((strong_only ? m->syms[j].kind == MD_SYM_UNDEF : md_sym_is_undef(m->syms[j].kind)) &&
+            !strcmp(m->syms[j].name, name))
+            return true;
+    return false;
+}
+
+// Every member of ar that references name, but the removed ones (removed may be NULL), in
+// archive order.
+static cJSON *needers(const struct md_archive *ar, const bool *removed, const char *name,
+                      bool strong_only)
+{
+    cJSON *by = cJSON_CreateArray();
+    for (size_t i = 0; i < ar->count; i++)
+        if (!(removed && removed[i]) && references(&ar->members[i], name, strong_only))
+            cJSON_AddItemToArray(by, cJSON_CreateString(ar->members[i].name));
+    return by;
+}
+
+// The symbol with every kept member that needs it, in archive order (found again here rather
+// than kept per symbol: only the few symbols a check reports need the list).
 static cJSON *need_entry(const struct plan *p, const struct sym *s)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "symbol", s->name);
-    cJSON *by = cJSON_AddArrayToObject(o, "needed_by");
-    for (int k = 0; k < s->needs && k < NEED_SHOWN; k++)
-        cJSON_AddItemToArray(by, cJSON_CreateString(p->libc.members[s->need_by[k]].name));
-    cJSON_AddNumberToObject(o, "needed_by_count", s->needs);
+    cJSON *by = s->needs ? needers(&p->libc, p->removed, s->name, false) : cJSON_CreateArray();
+    cJSON_AddItemToObject(o, "needed_by", by);
+    cJSON_AddNumberToObject(o, "needed_by_count", cJSON_GetArraySize(by));
     return o;
 }
 
@@ -414,31 +497,21 @@ static void note_override(const struct plan *p, const struct sym *s, cJSON *over
     cJSON_AddItemToArray(overrides, o);
 }
 
-// The first added member with a strong reference to name.
-static int added_needer(const struct plan *p, const char *name)
-{
-    for (size_t i = 0; i < p->alloc.count; i++)
-        for (size_t j = 0; j < p->alloc.members[i].nsyms; j++)
-            if (p->alloc.members[i].syms[j].kind == MD_SYM_UNDEF &&
-                !strcmp(p->alloc.members[i].syms[j].name, name))
-                return (int)i + 1;
-    return 0;
-}
-
 // The added objects' own strong references must be met by kept members or each other.
 static void check_added_need(struct plan *p, const struct sym *s, cJSON *missing)
 {
     if (s->def[SIDE_KEPT] || s->def[SIDE_ADDED] || in_list(linker_symbols, s->name) ||
         compiler_runtime_symbol(s->name))
         return;
-    int by = added_needer(p, s->name);
-    if (!by)
+    cJSON *by = needers(&p->alloc, NULL, s->name, true);
+    if (!cJSON_GetArraySize(by)) {
+        cJSON_Delete(by);
         return;
+    }
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "symbol", s->name);
-    cJSON *arr = cJSON_AddArrayToObject(o, "needed_by");
-    cJSON_AddItemToArray(arr, cJSON_CreateString(alloc_member(p, by)));
-    cJSON_AddNumberToObject(o, "needed_by_count", 1);
+    cJSON_AddItemToObject(o, "needed_by", by);
+    cJSON_AddNumberToObject(o, "needed_by_count", cJSON_GetArraySize(by));
     if (s->def[SIDE_REMOVED])
         cJSON_AddStringToObject(o, "was_defined_by", libc_member(p, s->def[SIDE_REMOVED]));
     else
@@ -467,10 +540,10 @@ static int run_checks(struct plan *p, cJSON *report, struct md_error *err)
     const struct sym **v = sorted(&p->syms);
     if (!v)
         return md_fail(err, "out of memory");
-    cJSON *checked = cJSON_AddArrayToObject(report, "checked");
-    cJSON *missing = cJSON_AddArrayToObject(report, "missing");
-    cJSON *dups = cJSON_AddArrayToObject(report, "duplicates");
-    cJSON *overrides = cJSON_AddArrayToObject(report, "overrides");
+    cJSON *checked = put(report, "checked", cJSON_CreateArray());
+    cJSON *missing = put(report, "missing", cJSON_CreateArray());
+    cJSON *dups = put(report, "duplicates", cJSON_CreateArray());
+    cJSON *overrides = put(report, "overrides", cJSON_CreateArray());
     for (size_t i = 0; i < p->syms.count; i++) {
         check_kept_need(p, v[i], checked, missing);
         check_api(p, v[i], checked, missing);
@@ -591,12 +664,12 @@ static const char *malloc_definer(const struct md_archive *ar)
 
 static void report_inputs(const struct plan *p, cJSON *report)
 {
-    cJSON *l = cJSON_AddObjectToObject(report, "libc");
+    cJSON *l = put(report, "libc", cJSON_CreateObject());
     cJSON_AddStringToObject(l, "path", p->libc.path);
     cJSON_AddStringToObject(l, "target", p->libc.target);
     cJSON_AddNumberToObject(l, "members", (double)p->libc.count);
     md_json_str(l, "musl_allocator", p->flavor);
-    cJSON *a = cJSON_AddObjectToObject(report, "allocator");
+    cJSON *a = put(report, "allocator", cJSON_CreateObject());
     cJSON_AddStringToObject(a, "path", p->alloc.path);
     cJSON_AddNumberToObject(a, "members", (double)p->alloc.count);
 }
@@ -675,11 +748,16 @@ static int verify_written(const char *tmp, size_t members, struct md_error *err)
     return rc;
 }
 
-static int read_file(const char *path, unsigned char **buf, size_t *size)
+// flags: O_NOFOLLOW for a name that must be the file itself, never a link elsewhere.
+static int read_file(const char *path, int flags, unsigned char **buf, size_t *size)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    int fd = open(path, O_RDONLY | O_CLOEXEC | flags);
+    FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
+    if (!f) {
+        if (fd >= 0)
+            close(fd);
         return -1;
+    }
     size_t cap = 1 << 20, n = 0;
     unsigned char *b = malloc(cap);
     while (b) {
@@ -701,7 +779,7 @@ static bool holds_bytes(const char *path, const unsigned char *buf, size_t size)
 {
     unsigned char *x = NULL;
     size_t n = 0;
-    bool same = !read_file(path, &x, &n) && n == size && !memcmp(x, buf, n);
+    bool same = !read_file(path, O_NOFOLLOW, &x, &n) && n == size && !memcmp(x, buf, n);
     free(x);
     return same;
 }
@@ -710,23 +788,56 @@ static bool same_file_bytes(const char *a, const char *b)
 {
     unsigned char *x = NULL;
     size_t n = 0;
-    bool same = !read_file(a, &x, &n) && holds_bytes(b, x, n);
+    bool same = !read_file(a, 0, &x, &n) && holds_bytes(b, x, n);
     free(x);
     return same;
 }
 
+// Why what lstat found at a backup's name cannot be a backup, or NULL. The backup must be the
+// file itself: a symbolic link would show whatever it points at, the patched file included
+// (libc.a.orig -> libc.a), and a rename of it would put the link in place of the original.
+static const char *not_a_backup(const struct stat *st)
+{
+    if (S_ISLNK(st->st_mode))
+        return "a symbolic link";
+    return S_ISREG(st->st_mode) ? NULL : "not a regular file";
+}
+
+// What is at the backup's name: nothing (*exists false), or a regular file holding libc's bytes
+// (a backup an interrupted run made: a hard link of libc, which the rename leaves holding the
+// original). Anything else is refused, before anything is written.
+static int check_backup_name(const char *libc, const char *backup, bool *exists,
+                             struct md_error *err)
+{
+    struct stat st;
+    *exists = !lstat(backup, &st);
+    if (!*exists)
+        return errno == ENOENT ? 0 : md_fail_errno(err, errno, "%s", backup);
+    const char *why = not_a_backup(&st);
+    if (why)
+        return md_fail(err,
+                       "%s: %s; the backup of %s must be a regular file holding its bytes: "
+                       "move it away or choose another --backup suffix",
+                       backup, why, libc);
+    if (same_file_bytes(libc, backup))
+        return 0;
+    return md_fail(err,
+                   "%s exists and differs from %s; move it away or choose another "
+                   "--backup suffix",
+                   backup, libc);
+}
+
 // Keeps the original as libc + suffix: a hard link (instant, same bytes, mode and owner). An
-// existing backup is kept only if it is identical.
+// existing backup is kept only if it is a regular file and identical.
 static int backup_original(const char *libc, const char *backup, struct md_error *err)
 {
-    if (!access(backup, F_OK)) {
-        if (same_file_bytes(libc, backup))
-            return 0;
-        return md_fail(err,
-                       "%s exists and differs from %s; move it away or choose another "
-                       "--backup suffix",
-                       backup, libc);
-    }
+    bool exists;
+    if (check_backup_name(libc, backup, &exists, err))
+        return -1;
+    if (exists)
+        return 0;
+    // link() never follows or replaces what is at backup: a name that appeared since the check
+    // fails with EEXIST instead
     if (!link(libc, backup))
         return fsync_dir_of(backup) ? md_fail_errno(err, errno, "%s: fsync", backup) : 0;
     return md_fail_errno(err, errno, "%s: cannot create backup", backup);
@@ -837,10 +948,26 @@ static char *backup_path(const char *libc, const char *suffix)
     return b;
 }
 
+// Checked here too, before the temp file is written: a backup name that cannot be used is
+// refused with nothing touched.
+// What --restore works on: *libc, the file itself (a link's target), and the backup name it
+// returns. Both malloc'ed; NULL with err filled on failure.
+static char *restore_names(const struct md_patch_options *opt, char **libc, struct md_error *err)
+{
+    char *backup = NULL;
+    *libc = replaced_path(opt->libc, err);
+    if (*libc && !(backup = backup_path(*libc, opt->backup_suffix ? opt->backup_suffix : ".orig")))
+        md_fail(err, "out of memory");
+    return backup;
+}
+
 static int set_backup(const struct md_patch_options *opt, struct target *t, struct md_error *err)
 {
+    bool exists;
     t->backup = backup_path(t->path, opt->backup_suffix ? opt->backup_suffix : ".orig");
-    return t->backup ? 0 : md_fail(err, "out of memory");
+    if (!t->backup)
+        return md_fail(err, "out of memory");
+    return check_backup_name(t->path, t->backup, &exists, err);
 }
 
 // An archive that holds every member of alloc byte for byte: an earlier result of patch with
@@ -924,14 +1051,13 @@ static int resolve_target(const struct md_patch_options *opt, const struct md_ar
 static void report_written(cJSON *report, const struct target *t, bool unchanged, size_t members,
                            size_t size)
 {
-    md_json_str(report, "output", t->path);
-    md_json_str(report, "backup", unchanged ? NULL : t->backup);
-    if (unchanged) {
-        cJSON_AddBoolToObject(report, "unchanged", true);
+    put_str(report, "output", t->path);
+    put_str(report, "backup", unchanged ? NULL : t->backup);
+    put(report, "unchanged", cJSON_CreateBool(unchanged));
+    if (unchanged)
         return;
-    }
-    cJSON_AddNumberToObject(report, "members_written", (double)members);
-    cJSON_AddNumberToObject(report, "bytes_written", (double)size);
+    put(report, "members_written", cJSON_CreateNumber((double)members));
+    put(report, "bytes_written", cJSON_CreateNumber((double)size));
 }
 
 // Puts buf, an archive of that many members, in place; the caller holds the directory lock
@@ -945,7 +1071,7 @@ static int write_bytes(const struct md_patch_options *opt, const struct md_archi
     // -o run again: OUT (there already: t.owner) holds the result; nothing to replace
     bool unchanged = !rc && opt->output && t.owner && holds_bytes(t.path, buf, size);
     if (!rc) {
-        cJSON_AddNumberToObject(report, "stale_temps_removed", sweep_temps(&t.place));
+        put(report, "stale_temps_removed", cJSON_CreateNumber(sweep_temps(&t.place)));
         rc = unchanged ? 0 : commit(opt, &t, buf, size, members, err);
     }
     if (!rc)
@@ -980,7 +1106,7 @@ static int write_copy(const struct plan *p, cJSON *report, struct md_error *err)
 {
     unsigned char *buf = NULL;
     size_t size = 0;
-    int rc = read_file(p->opt->libc, &buf, &size)
+    int rc = read_file(p->opt->libc, 0, &buf, &size)
                  ? md_fail_errno(err, errno, "%s", p->opt->libc)
                  : write_bytes(p->opt, &p->alloc, buf, size, p->libc.count, report, err);
     free(buf);
@@ -1008,21 +1134,53 @@ static int load(struct plan *p, struct md_error *err)
     return check_is_musl(p, err) || check_allocator(p, err) ? -1 : 0;
 }
 
-// Patched before: with this allocator (a no-op) or with another one (refused: restore first).
-static enum md_patch_result patched_before(struct plan *p, cJSON *report, struct md_error *err)
+// The backup --restore would put back in place of libc, or NULL when there is none (an earlier
+// -o result has none: its original is the musl libc.a it was made from). Malloc'ed.
+static char *backup_of(const struct md_patch_options *opt)
 {
-    if (already_patched(p)) {
-        if (p->opt->output && !p->opt->dry_run && write_copy(p, report, err))
-            return MD_PATCH_ERROR;
-        cJSON_AddStringToObject(report, "status", "already-patched");
-        return MD_PATCH_DONE;
-    }
+    struct md_error e;
+    struct stat st;
+    char *libc = NULL;
+    char *backup = restore_names(opt, &libc, &e);
+    free(libc);
+    if (backup && !lstat(backup, &st))
+        return backup;
+    free(backup);
+    return NULL;
+}
+
+// Patched with another allocator: what undoes that is --restore when a backup is there, else
+// patching the original musl libc.a instead.
+static void refuse_patched_before(const struct plan *p, struct md_error *err)
+{
     const char *who = malloc_definer(&p->libc);
+    char *backup = backup_of(p->opt);
     md_fail(err,
             "%s: musl's allocator is not in this libc.a (malloc comes from %s): it was "
-            "patched before (with another allocator, or another build of it); run --restore first",
-            p->libc.path, who ? who : "nowhere");
-    return MD_PATCH_ERROR;
+            "patched before (with another allocator, or another build of it); %s%s%s",
+            p->libc.path, who ? who : "nowhere",
+            backup ? "run --restore first (the original is kept as "
+                   : "there is no backup to "
+                     "--restore: patch the original musl libc.a instead",
+            backup ? backup : "", backup ? ")" : "");
+    free(backup);
+}
+
+// Patched before: with this allocator (a no-op) or with another one (refused).
+static enum md_patch_result patched_before(struct plan *p, cJSON *report, struct md_error *err)
+{
+    if (!already_patched(p)) {
+        refuse_patched_before(p, err);
+        return MD_PATCH_ERROR;
+    }
+    if (p->opt->output && !p->opt->dry_run && write_copy(p, report, err))
+        return MD_PATCH_ERROR;
+    if (!p->opt->output) { // in place: libc.a already holds the result
+        put_str(report, "output", p->libc.path);
+        put(report, "unchanged", cJSON_CreateBool(true));
+    }
+    put_str(report, "status", "already-patched");
+    return MD_PATCH_DONE;
 }
 
 static enum md_patch_result plan_and_write(struct plan *p, cJSON *report, struct md_error *err)
@@ -1036,16 +1194,20 @@ static enum md_patch_result plan_and_write(struct plan *p, cJSON *report, struct
     if (run_checks(p, report, err))
         return MD_PATCH_ERROR;
     if (p->missing || p->duplicates) {
-        cJSON_AddStringToObject(report, "status", "refused");
+        char why[128];
+        snprintf(why, sizeof why,
+                 "the patched libc.a would not link: %d missing, %d defined twice; nothing written",
+                 p->missing, p->duplicates);
+        report_refusal(report, why);
         return MD_PATCH_REFUSED;
     }
     if (p->opt->dry_run) {
-        cJSON_AddStringToObject(report, "status", "planned");
+        put_str(report, "status", "planned");
         return MD_PATCH_DONE;
     }
     if (write_result(p, report, err))
         return MD_PATCH_ERROR;
-    cJSON_AddStringToObject(report, "status", "patched");
+    put_str(report, "status", "patched");
     return MD_PATCH_DONE;
 }
 
@@ -1066,15 +1228,17 @@ enum md_patch_result md_patch(const struct md_patch_options *opt, cJSON *report,
 {
     struct plan p = {.opt = opt};
     enum md_patch_result rc = MD_PATCH_ERROR;
+    report_skeleton(opt, report);
     int lock = opt->dry_run ? -1 : lock_output_dir(opt, err);
     if ((opt->dry_run || lock >= 0) && !load(&p, err)) {
         report_inputs(&p, report);
-        cJSON_AddBoolToObject(report, "dry_run", opt->dry_run);
         rc = plan_and_write(&p, report, err);
     }
     if (lock >= 0)
         close(lock);
     plan_free(&p);
+    if (rc == MD_PATCH_ERROR)
+        report_refusal(report, err->msg);
     return rc;
 }
 
@@ -1117,8 +1281,12 @@ static bool restore_mismatch(const char *path, bool want_patched, char *why, siz
 static int check_restorable(const char *libc, const char *backup, struct md_error *err)
 {
     char why[256];
-    if (access(backup, F_OK))
+    struct stat st;
+    if (lstat(backup, &st))
         return md_fail_errno(err, errno, "%s: no backup to restore", backup);
+    if (not_a_backup(&st))
+        return md_fail(err, "%s: %s, not a backup this tool made; it stays, and so does %s", backup,
+                       not_a_backup(&st), libc);
     if (!access(libc, F_OK) && restore_mismatch(libc, true, why, sizeof why))
         return md_fail(err,
                        "%s: not a libc.a this tool patched (%s); restoring %s would discard it; "
@@ -1143,7 +1311,7 @@ static enum md_patch_result restore_from(const struct md_patch_options *opt, con
         return MD_PATCH_ERROR;
     int rc = check_restorable(libc, backup, err);
     if (!rc && !opt->dry_run) {
-        cJSON_AddNumberToObject(report, "stale_temps_removed", sweep_temps(&pl));
+        put(report, "stale_temps_removed", cJSON_CreateNumber(sweep_temps(&pl)));
         if (rename(backup, libc) || fsync_dir_of(libc))
             rc = md_fail_errno(err, errno, "%s: cannot restore from %s", libc, backup);
     }
@@ -1151,23 +1319,23 @@ static enum md_patch_result restore_from(const struct md_patch_options *opt, con
         close(lock);
     if (rc)
         return MD_PATCH_ERROR;
-    md_json_str(report, "output", libc);
-    md_json_str(report, "backup", backup);
-    cJSON_AddStringToObject(report, "status", opt->dry_run ? "restore-planned" : "restored");
+    put_str(report, "output", libc);
+    put_str(report, "backup", backup);
+    put_str(report, "status", opt->dry_run ? "restore-planned" : "restored");
     return MD_PATCH_DONE;
 }
 
 enum md_patch_result md_patch_restore(const struct md_patch_options *opt, cJSON *report,
                                       struct md_error *err)
 {
-    char *libc = replaced_path(opt->libc, err);
-    char *backup =
-        libc ? backup_path(libc, opt->backup_suffix ? opt->backup_suffix : ".orig") : NULL;
+    char *libc = NULL;
+    char *backup = restore_names(opt, &libc, err);
     enum md_patch_result rc = MD_PATCH_ERROR;
-    if (libc && !backup)
-        md_fail(err, "out of memory");
+    report_skeleton(opt, report);
     if (backup)
         rc = restore_from(opt, libc, backup, report, err);
     free(backup), free(libc);
+    if (rc == MD_PATCH_ERROR)
+        report_refusal(report, err->msg);
     return rc;
 }

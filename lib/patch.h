@@ -44,8 +44,9 @@ enum md_patch_result {
     MD_PATCH_REFUSED = 1, // the closure or duplicate check failed; report lists why
 };
 
-// Plans, checks and (unless dry_run) writes. Fills report with "libc", "allocator", "remove",
-// "add", "checked", "missing", "duplicates", "status", "output" and "backup".
+// Plans, checks and (unless dry_run) writes. Fills report with every key of patch's JSON (the
+// README lists them), null where one does not apply; on MD_PATCH_ERROR and MD_PATCH_REFUSED,
+// "status" is "refused" and "error" says why.
 enum md_patch_result md_patch(const struct md_patch_options *opt, cJSON *report,
                               struct md_error *err);
 

@@ -90,6 +90,88 @@ present_ids() {
     [ "$(jq_ "$W/r.json" 'sorted(c["symbol"] for c in r["checked"] if c["symbol"].startswith("__libc_"))')" = "['__libc_calloc', '__libc_free', '__libc_malloc']" ]
 }
 
+# every key the README lists for patch's JSON, in every result; $2 the status, $3 the error's words
+json_shape() {
+    python3 - "$1" "$2" "$3" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+keys = ["libc", "allocator", "dry_run", "status", "error", "output", "backup", "unchanged",
+        "members_written", "bytes_written", "stale_temps_removed", "remove", "add", "checked",
+        "missing", "duplicates", "overrides"]
+assert [k for k in r if k not in ("schema", "tool", "command")] == keys, list(r)
+assert set(r["libc"]) == {"path", "target", "members", "musl_allocator"}, r["libc"]
+assert r["allocator"] is None or set(r["allocator"]) == {"path", "members"}, r["allocator"]
+assert r["status"] == sys.argv[2], r["status"]
+assert (r["error"] is None) == (sys.argv[3] == ""), r["error"]
+assert sys.argv[3] in (r["error"] or ""), r["error"]
+PY
+}
+
+@test "a report that cannot be printed after the write is exit 2 and says the file was written" {
+    run bash -c '"$1" patch "$2" >/dev/full' _ "$T" "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [ "$output" = "malloc-doctor: patch: $W/libc.a was patched (original kept as $W/libc.a.orig), but the standard output could not be written: No space left on device" ]
+    cmp "$W/libc.a" "$REF"
+    cmp "$W/libc.a.orig" "$MUSL_LIBC"
+    run bash -c '"$1" patch --json --restore "$2" >/dev/full' _ "$T" "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"libc.a was restored from $W/libc.a.orig, but the standard output could not be written"* ]]
+    cmp "$W/libc.a" "$MUSL_LIBC"
+    mkdir "$W/o"
+    run bash -c '"$1" patch -o "$2" "$3" >/dev/full' _ "$T" "$W/o/libc.a" "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"o/libc.a was written, but the standard output could not be written"* ]]
+    # nothing written: the plain error, once
+    run bash -c '"$1" patch --dry-run "$2" >/dev/full' _ "$T" "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [ "$output" = "malloc-doctor: patch: cannot write the standard output" ]
+}
+
+@test "--json: one shape for every result; refusals have status refused and the error" {
+    run "$T" patch --json /usr/lib/x86_64-linux-gnu/libc.a
+    [ "$status" -eq 2 ]
+    "$T" patch --json /usr/lib/x86_64-linux-gnu/libc.a >"$W/r.json" 2>/dev/null || true
+    json_shape "$W/r.json" refused "this is glibc's libc.a"
+    "$T" patch --json --dry-run "$PX/notmusl.a" >"$W/r.json" 2>/dev/null || true
+    json_shape "$W/r.json" refused "not a musl libc.a"
+    "$T" patch --json --dry-run "$W/nonexistent.a" >"$W/r.json" 2>/dev/null || true
+    json_shape "$W/r.json" refused "nonexistent.a"
+    "$T" patch --json --dry-run --allocator "$PX/libmdalloc-nocalloc.a" "$W/libc.a" >"$W/r.json" || true
+    json_shape "$W/r.json" refused "would not link"
+    "$T" patch --json --dry-run "$W/libc.a" >"$W/r.json"
+    json_shape "$W/r.json" planned ""
+    "$T" patch --json "$W/libc.a" >"$W/r.json"
+    json_shape "$W/r.json" patched ""
+    [ "$(jq_ "$W/r.json" '(r["unchanged"], r["stale_temps_removed"], r["members_written"] > 0)')" = "(False, 0, True)" ]
+    "$T" patch --json "$W/libc.a" >"$W/r.json"
+    json_shape "$W/r.json" already-patched ""
+    [ "$(jq_ "$W/r.json" '(r["output"] == r["libc"]["path"], r["unchanged"], r["backup"], r["remove"])')" = "(True, True, None, None)" ]
+    "$T" patch --json --restore --dry-run "$W/libc.a" >"$W/r.json"
+    json_shape "$W/r.json" restore-planned ""
+    [ "$(jq_ "$W/r.json" '(r["dry_run"], r["allocator"], r["libc"]["path"] == r["output"])')" = "(True, None, True)" ]
+    "$T" patch --json --restore "$W/libc.a" >"$W/r.json"
+    json_shape "$W/r.json" restored ""
+    "$T" patch --json --restore "$W/libc.a" >"$W/r.json" 2>/dev/null || true
+    json_shape "$W/r.json" refused "no backup to restore"
+}
+
+@test "-v lists every member needing each checked symbol and every symbol a member defines; JSON has the full lists" {
+    "$T" patch --dry-run --json "$W/libc.a" >"$W/r.json"
+    [ "$(jq_ "$W/r.json" 'all(len(c["needed_by"]) == c["needed_by_count"] for c in r["checked"])')" = True ]
+    [ "$(jq_ "$W/r.json" '[c["needed_by_count"] for c in r["checked"] if c["symbol"] == "malloc"][0] > 3')" = True ]
+    run "$T" patch -v --dry-run "$W/libc.a"
+    [ "$status" -eq 0 ]
+    [[ "$output" != *"..."* ]]
+    want=$(jq_ "$W/r.json" '[" ".join(c["needed_by"]) + "  <- " + c["provided_by"] for c in r["checked"] if c["symbol"] == "malloc"][0]')
+    grep -qxF -- "  $(printf '%-24s' malloc) needed by $want" <<<"$output"
+    defs=$(jq_ "$W/r.json" '[" ".join(m["defines"]) for m in r["remove"] if m["member"] == "malloc.lo"][0]')
+    [ "${#defs}" -gt 60 ]
+    grep -qE -- "^  #[0-9]+ +malloc\.lo +$defs\$" <<<"$output"
+    # without -v, long lists are cut, and say so
+    run "$T" patch --dry-run "$W/libc.a"
+    grep -qE -- '^  malloc +needed by .* \.\.\.  <- ' <<<"$output"
+}
+
 @test "patched archive: ar t and the symbol index are valid, -o leaves the input untouched" {
     before=$(sha "$W/libc.a")
     run "$T" patch -o "$W/out.a" "$W/libc.a"
@@ -229,6 +311,58 @@ present_ids() {
     [ "$(cat "$W/libc.a.orig")" = stale ]
 }
 
+@test "a backup name that is a symlink or not a file is refused before anything is touched" {
+    orig=$(sha "$W/libc.a")
+    # in place: libc.a.orig -> libc.a would show the patched file once libc.a is replaced
+    mkdir "$W/bd2"
+    cp "$MUSL_LIBC" "$W/bd2/libc.a"
+    ln -s libc.a "$W/bd2/libc.a.orig"
+    run "$T" patch "$W/bd2/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"bd2/libc.a.orig: a symbolic link; the backup of "*"must be a regular file"* ]]
+    [ "$(sha "$W/bd2/libc.a")" = "$orig" ]
+    [ "$(readlink "$W/bd2/libc.a.orig")" = libc.a ]
+    [ "$(ls "$W/bd2" | tr '\n' ' ')" = "libc.a libc.a.orig " ] # no temp file left
+    # -o over an existing archive whose backup name links to it
+    mkdir "$W/bd3"
+    echo 'int x;' >"$W/st.c"
+    ar rc "$W/bd3/out.a" "$W/st.c"
+    ln -s out.a "$W/bd3/out.a.orig"
+    before=$(sha "$W/bd3/out.a")
+    run "$T" patch -o "$W/bd3/out.a" "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"bd3/out.a.orig: a symbolic link"* ]]
+    [ "$(sha "$W/bd3/out.a")" = "$before" ]
+    [ "$(readlink "$W/bd3/out.a.orig")" = out.a ]
+    # a link to an identical copy elsewhere is no backup either, and neither is a directory
+    mkdir "$W/bd4"
+    cp "$MUSL_LIBC" "$W/bd4/libc.a"
+    cp "$MUSL_LIBC" "$W/copy.a"
+    ln -s ../copy.a "$W/bd4/libc.a.orig"
+    run "$T" patch "$W/bd4/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"bd4/libc.a.orig: a symbolic link"* ]]
+    [ "$(sha "$W/bd4/libc.a")" = "$orig" ]
+    rm "$W/bd4/libc.a.orig"
+    mkdir "$W/bd4/libc.a.orig"
+    run "$T" patch "$W/bd4/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"bd4/libc.a.orig: not a regular file"* ]]
+    [ "$(sha "$W/bd4/libc.a")" = "$orig" ]
+}
+
+@test "--restore refuses a backup name that is a symlink, even to an identical original" {
+    "$T" patch "$W/libc.a" >/dev/null
+    mv "$W/libc.a.orig" "$W/copy.a"
+    ln -s copy.a "$W/libc.a.orig"
+    run "$T" patch --restore "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"libc.a.orig: a symbolic link, not a backup this tool made"* ]]
+    [ ! -L "$W/libc.a" ]
+    cmp "$W/libc.a" "$REF"
+    [ -L "$W/libc.a.orig" ]
+}
+
 @test "a symlinked libc.a is patched where it lives and stays a link" {
     mkdir -p "$W/real"
     mv "$W/libc.a" "$W/real/libc.a"
@@ -250,6 +384,20 @@ present_ids() {
     [ "$status" -eq 2 ]
     [[ "$output" == *"patched before"*"--restore"* ]]
     cmp "$W/libc.a" "$REF"
+}
+
+@test "patched before with another allocator and no backup (an -o result): the advice is to patch the original" {
+    mkdir "$W/out"
+    "$T" patch -o "$W/out/libc.a" "$W/libc.a" >/dev/null
+    run "$T" patch --allocator "$PX/libmdalloc-dup.a" -o "$W/p2.a" "$W/out/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"patched before"*"there is no backup to --restore: patch the original musl libc.a instead"* ]]
+    [[ "$output" != *"run --restore first"* ]]
+    [ ! -e "$W/p2.a" ]
+    # in place with a backup, the advice names it
+    "$T" patch "$W/libc.a" >/dev/null
+    run "$T" patch --allocator "$PX/libmdalloc-dup.a" "$W/libc.a"
+    [[ "$output" == *"run --restore first (the original is kept as $W/libc.a.orig)"* ]]
 }
 
 @test "killing the process at any step of the write leaves the original intact" {
@@ -411,6 +559,21 @@ present_ids() {
     run "$W/bare/malloc-doctor" patch --dry-run "$W/libc.a"
     [ "$status" -eq 2 ]
     [[ "$output" == *"mdalloc's musl archive is not installed beside this binary"* ]]
+}
+
+@test "a truncated copy of libc.a is refused with inspect's reason, not as 'not an ar archive'" {
+    head -c 5000 "$MUSL_LIBC" >"$W/t.a"
+    run "$T" patch --dry-run "$W/t.a"
+    [ "$status" -eq 2 ]
+    [ "$output" = "malloc-doctor: patch: $W/t.a: corrupt archive member header at offset 8 (bad size)" ]
+    run "$T" inspect "$W/t.a"
+    [[ "$output" == *"$W/t.a: corrupt archive member header at offset 8 (bad size)"* ]]
+    # cut inside a later member: libbfd reads the index, the header walk names the member's header
+    head -c 300000 "$MUSL_LIBC" >"$W/t2.a"
+    run "$T" patch "$W/t2.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"$W/t2.a: corrupt archive member header at offset "*" (bad size)" ]]
+    [ ! -e "$W/t2.a.orig" ]
 }
 
 @test "an archive whose member is truncated is refused before libbfd copies it" {

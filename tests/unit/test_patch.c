@@ -162,6 +162,31 @@ static void refuses_what_is_not_an_archive(void **state)
     free(path);
 }
 
+// A copy cut short keeps the ar magic: the reader names the damaged header as inspect does,
+// instead of "not an ar archive" (libbfd's view) or a truncated member.
+static void names_the_header_of_a_truncated_copy(void **state)
+{
+    (void)state;
+    const struct md_ar_member *m[8];
+    size_t n = pick(m, 8);
+    unsigned char *buf = NULL;
+    size_t size = 0;
+    struct md_archive ar;
+    struct md_error err;
+    assert_int_equal(md_archive_serialize(m, n, &buf, &size, &err), 0);
+    size_t cuts[] = {5000 < size ? 5000 : size / 2, size - 10};
+    for (size_t i = 0; i < 2; i++) {
+        char *path = write_temp(buf, cuts[i]);
+        assert_int_equal(md_archive_read(&ar, path, &err), -1);
+        assert_non_null(strstr(err.msg, ": corrupt archive member header at offset "));
+        assert_non_null(strstr(err.msg, " (bad size)"));
+        md_archive_free(&ar);
+        unlink(path);
+        free(path);
+    }
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -169,6 +194,7 @@ int main(void)
         cmocka_unit_test(written_archive_reads_back_identically),
         cmocka_unit_test(symbol_index_points_at_the_defining_member),
         cmocka_unit_test(refuses_what_is_not_an_archive),
+        cmocka_unit_test(names_the_header_of_a_truncated_copy),
     };
     return cmocka_run_group_tests(tests, load_libc, free_libc);
 }
