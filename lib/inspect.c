@@ -164,8 +164,9 @@ static void add_threads(cJSON *entry, const struct md_ident *id, const char *lib
         answer = "yes", because = "Go runtime";
     else if (id->thread_symbol)
         answer = "yes";
-    else if (!id->has_symtab && !id->imports_malloc && !id->exports_malloc)
+    else if (!scope && !id->has_symtab && !id->imports_malloc && !id->exports_malloc)
         answer = "unknown"; // stripped static: pthread_create leaves no name behind
+    // a dynamic file's .dynsym survives strip and lists every import: none is a thread symbol
     for (size_t i = 0; scope && !strcmp(answer, "no") && i < scope->direct_count; i++) {
         const struct md_libinfo *li = scope->object[i];
         if (!li->thread_import)

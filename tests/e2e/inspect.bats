@@ -107,6 +107,14 @@ field() {
     [ "$(field "$lib/weak/libthreadlib.so" '["threads"]')" = '"yes"' ]
 }
 
+@test "threads of a stripped dynamic program: its .dynsym and its libraries' tell, never unknown" {
+    lib=$FX/threadlib
+    [ "$(field "$lib/weak/user-stripped" '["stripped"]')" = true ]
+    [ "$(field "$lib/weak/user-stripped" '["threads"]')" = '"no"' ]
+    [ "$(field "$lib/strong/user-stripped" '["threads"]')" = '"yes"' ]
+    [[ "$(field "$lib/strong/user-stripped" '["threads_evidence"]')" == '"pthread_create, imported by '* ]]
+}
+
 @test "musl static stripped: identified from the size-class table that survives strip" {
     [ "$(active_id "$FX/musl-static-stripped")" = musl-mallocng ]
     [ "$(field "$FX/musl-static-stripped" '["stripped"]')" = true ]
