@@ -142,6 +142,8 @@ static void add_evidence(struct md_hit *h, const char *type, const char *value, 
         h->tables++;
     else if (!strcmp(type, "section"))
         h->sections++;
+    else if (!strcmp(type, "code"))
+        h->code++;
     if (h->evidence_count < MD_EVIDENCE_MAX) {
         struct md_evidence *ev = &h->evidence[h->evidence_count++];
         ev->type = type;
@@ -313,6 +315,23 @@ static int scan_bytes(const struct md_matcher *m, struct md_elf *e, struct md_id
     return 0;
 }
 
+// Entry-point code signatures, for executables (relocatable objects have no entry point).
+static void match_entry_code(struct md_elf *e, struct md_ident *id)
+{
+    for (size_t i = 0; i < md_signature_count && e->ehdr.e_entry; i++) {
+        const struct md_code_sig *c = md_signatures[i].entry_code;
+        unsigned char code[64];
+        if (!c || c->machine != e->ehdr.e_machine || c->len > sizeof code ||
+            md_elf_read_vaddr(e, e->ehdr.e_entry, code, c->len))
+            continue;
+        bool same = true;
+        for (size_t k = 0; k < c->len && same; k++)
+            same = !((code[k] ^ c->bytes[k]) & c->mask[k]);
+        if (same)
+            add_evidence(&id->hit[i], "code", c->label, false);
+    }
+}
+
 static int by_addr(const void *a, const void *b)
 {
     const struct md_funcsym *x = a, *y = b;
@@ -336,6 +355,7 @@ static int collect(const struct md_matcher *m, struct md_elf *e, struct md_ident
                 add_evidence(&id->hit[i], "section", *p, false);
     if (scan_bytes(m, e, id, err))
         return -1;
+    match_entry_code(e, id);
     // only the neighbourhood of a defined malloc needs address order; funcs is NULL (which qsort
     // must not get) when malloc is defined but no function is, as in a corrupt symbol table
     if (id->defines_malloc && id->func_count > 1)
@@ -367,9 +387,9 @@ const char *md_hit_confidence(const struct md_hit *h)
 {
     // a name other code defines too (jemalloc's nallocx in tcmalloc) is no evidence on its own
     unsigned symbols = h->symbols;
-    if (symbols || h->strings || h->tables || h->sections)
+    if (symbols || h->strings || h->tables || h->sections || h->code)
         symbols += h->supporting;
-    if (h->tables || h->sections || symbols >= 2 || (symbols && h->strings))
+    if (h->tables || h->sections || h->code || symbols >= 2 || (symbols && h->strings))
         return "high";
     if (symbols || h->strings >= 2)
         return "medium";

@@ -40,12 +40,13 @@ int md_matcher_init(struct md_matcher *m, struct md_error *err);
 int md_matcher_lookup(const struct md_matcher *m, const char *name, bool *supporting);
 
 struct md_evidence {
-    const char *type; // "symbol", "import", "string", "table", "section"
+    const char *type; // "symbol", "import", "string", "table", "section", "code"
     char value[120];
 };
 
 struct md_hit {
     unsigned symbols, imports, strings, tables, sections;
+    unsigned code;       // entry-point code (a libc's _start)
     unsigned supporting; // defined symbols that count only beside other evidence
     unsigned evidence_count;
     struct md_evidence evidence[MD_EVIDENCE_MAX];

@@ -135,7 +135,7 @@ static const char *libc_of(const struct md_ident *id, const char *interp,
     unsigned best_score = 0;
     for (size_t s = 0; s < md_signature_count; s++) {
         const struct md_hit *h = &id->hit[s];
-        unsigned score = 3 * h->sections + 2 * h->symbols + h->strings;
+        unsigned score = 3 * (h->sections + h->code) + 2 * h->symbols + h->strings;
         if (md_signatures[s].kind == MD_SIG_RUNTIME && score > best_score)
             best = md_signatures[s].id, best_score = score;
     }
@@ -148,7 +148,9 @@ static const char *libc_of(const struct md_ident *id, const char *interp,
             (!strcmp(family, "musl") || !strcmp(family, "glibc")))
             best = family;
     }
-    return best;
+    // "none" is a fact of a symbol table that shows no libc (Free Pascal); a stripped file
+    // without libc evidence may well have one
+    return !strcmp(best, "none") && !id->has_symtab ? "unknown" : best;
 }
 
 // scope: a dynamic object's libraries, or NULL. A library the program links directly that imports

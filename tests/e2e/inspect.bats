@@ -123,6 +123,25 @@ field() {
     [ "$(field "$FX/musl-static-stripped" '["libc"]')" = '"musl"' ]
 }
 
+@test "stripped static musl without musl strings: libc musl from _start's code; no evidence is unknown, not none" {
+    for f in musl-plain-stripped musl-threads-stripped; do
+        ! strings "$FX/$f" | grep -q "No error information"
+        [ "$(field "$FX/$f" '["stripped"]')" = true ]
+        [ "$(field "$FX/$f" '["libc"]')" = '"musl"' ]
+    done
+    run "$T" inspect "$FX/musl-threads-stripped"
+    [[ "${lines[1]}" == *"static"*"musl"*"unknown"* ]]
+    # the same file with its entry point moved off _start: nothing tells its libc
+    tmp=$(mktemp -d)
+    cp "$FX/musl-plain-stripped" "$tmp/moved"
+    python3 -c "import struct,sys; f=open(sys.argv[1],'r+b'); f.seek(24); e=struct.unpack('<Q',f.read(8))[0]; f.seek(24); f.write(struct.pack('<Q',e+3))" "$tmp/moved"
+    [ "$(field "$tmp/moved" '["libc"]')" = '"unknown"' ]
+    rm -rf "$tmp"
+    # glibc's static programs, stripped, stay glibc
+    strip -o "$BATS_TEST_TMPDIR/glibc" "$FX/glibc-static"
+    [ "$(field "$BATS_TEST_TMPDIR/glibc" '["libc"]')" = '"glibc"' ]
+}
+
 @test "musl without free(): only the bump allocator is linked" {
     [ "$(active_id "$FX/musl-nofree")" = musl-lite ]
 }
