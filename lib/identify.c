@@ -103,7 +103,7 @@ int md_matcher_init(struct md_matcher *m, struct md_error *err)
     return 0;
 }
 
-int md_matcher_lookup(const struct md_matcher *m, const char *name, bool *supporting)
+static int lookup_exact(const struct md_matcher *m, const char *name, bool *supporting)
 {
     if (supporting)
         *supporting = false;
@@ -117,12 +117,23 @@ int md_matcher_lookup(const struct md_matcher *m, const char *name, bool *suppor
             return m->exact[slot].sig;
         }
     }
+    return -1;
+}
+
+static int lookup_prefix(const struct md_matcher *m, const char *name)
+{
     for (size_t i = 0; i < m->prefix_count; i++) {
         const char *p = m->prefix[i].prefix; // every prefix has at least two characters
         if (p[0] == name[0] && p[1] == name[1] && !strncmp(name, p, m->prefix[i].len))
             return m->prefix[i].sig;
     }
     return -1;
+}
+
+int md_matcher_lookup(const struct md_matcher *m, const char *name, bool *supporting)
+{
+    int sig = lookup_exact(m, name, supporting);
+    return sig >= 0 ? sig : lookup_prefix(m, name);
 }
 
 static void add_evidence(struct md_hit *h, const char *type, const char *value, bool supporting)
@@ -277,7 +288,10 @@ static int on_symbol(const struct md_sym *s, void *ctx)
         return 1;
     }
     bool supporting;
-    int sig = md_matcher_lookup(w->m, s->name, &supporting);
+    int sig = lookup_exact(w->m, s->name, &supporting);
+    // a prefix names an allocator's functions; any program may name its data so (mdalloc_bytes)
+    if (sig < 0 && (!s->defined || s->type == STT_FUNC || s->type == STT_GNU_IFUNC))
+        sig = lookup_prefix(w->m, s->name);
     if (sig >= 0)
         add_evidence(&id->hit[sig], s->defined ? "symbol" : "import", s->name, supporting);
     return 0;
@@ -332,6 +346,18 @@ static void match_entry_code(struct md_elf *e, struct md_ident *id)
     }
 }
 
+// With a symbol table, an allocator linked into the file shows by its symbols; its strings or
+// tables without them are data of another kind (this tool's signature table, a message that quotes
+// one): they do not make it present.
+static void discount_bytes_only(struct md_ident *id)
+{
+    for (size_t i = 0; i < md_signature_count && id->has_symtab; i++) {
+        struct md_hit *h = &id->hit[i];
+        if (md_signatures[i].kind == MD_SIG_ALLOCATOR && !h->symbols && !h->sections)
+            h->strings = h->tables = 0;
+    }
+}
+
 static int by_addr(const void *a, const void *b)
 {
     const struct md_funcsym *x = a, *y = b;
@@ -356,6 +382,7 @@ static int collect(const struct md_matcher *m, struct md_elf *e, struct md_ident
     if (scan_bytes(m, e, id, err))
         return -1;
     match_entry_code(e, id);
+    discount_bytes_only(id);
     // only the neighbourhood of a defined malloc needs address order; funcs is NULL (which qsort
     // must not get) when malloc is defined but no function is, as in a corrupt symbol table
     if (id->defines_malloc && id->func_count > 1)

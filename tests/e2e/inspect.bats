@@ -142,6 +142,24 @@ field() {
     [ "$(field "$BATS_TEST_TMPDIR/glibc" '["libc"]')" = '"glibc"' ]
 }
 
+@test "strings and tables alone do not make an allocator present where a symbol table would show it" {
+    for f in sig-strings sig-strings-musl-static; do
+        run "$T" inspect --json "$FX/$f"
+        [ "$status" -eq 0 ]
+        check_first 'ids=[a["id"] for a in f["allocators"]]
+assert not set(ids) & {"mimalloc","jemalloc","tcmalloc","go-runtime","mdalloc"}, ids
+assert f["findings"] == [], f["findings"]'
+    done
+    [ "$(active_id "$FX/sig-strings")" = glibc-ptmalloc ]
+    # the tool itself quotes every signature
+    run "$T" inspect "$T"
+    [[ "$output" != *MD002* ]]
+    # stripped, the strings are all there is: they still count
+    strip -o "$BATS_TEST_TMPDIR/s" "$FX/sig-strings"
+    run "$T" inspect --json "$BATS_TEST_TMPDIR/s"
+    check_first 'assert "mimalloc" in [a["id"] for a in f["allocators"]]'
+}
+
 @test "musl without free(): only the bump allocator is linked" {
     [ "$(active_id "$FX/musl-nofree")" = musl-lite ]
 }
