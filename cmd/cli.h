@@ -78,7 +78,8 @@ int md_cli_usage_error(const struct md_command *cmd, const char *fmt, ...)
 void md_cli_error(const struct md_command *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-// s as text output shows it (into out, cut at size; out may be s): each control character is '?',
+// s as text output shows it (into out, cut at size; out may be s): each control character (C0,
+// DEL, C1 as UTF-8 or as a lone byte 0x80..0x9f) is '?',
 // so that a file name (they may hold any byte but '/' and NUL) can neither break a line or a
 // table row nor send escape sequences to the terminal. JSON keeps names as they are.
 const char *md_cli_printable(const char *s, char *out, size_t size);

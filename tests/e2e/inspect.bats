@@ -506,6 +506,31 @@ assert not [x for x in f["findings"] if x["id"] in ("MD002","MD003")], f["findin
     [[ "${lines[0]}" == "malloc-doctor: inspect: --root musl?prog?[31m: not a directory" ]]
 }
 
+@test "C1 controls are '?' too: U+0080..U+009F, and lone bytes 0x80..0x9f (an 8-bit CSI)" {
+    mkdir "$BATS_TEST_TMPDIR/odd3"
+    cp "$FX/glibc-dynamic" "$BATS_TEST_TMPDIR/odd3/$(printf 'c\xc2\x9b31m')"
+    cp "$FX/glibc-dynamic" "$BATS_TEST_TMPDIR/odd3/$(printf 'r\x9b2J\xc2\x85-\xc2\xa0\xa0')"
+    run "$T" inspect -r "$BATS_TEST_TMPDIR/odd3"
+    [ "$status" -eq 0 ]
+    python3 -c '
+import sys
+out = sys.argv[1].encode("utf-8", "surrogateescape")
+for c1 in (b"\xc2\x9b", b"\xc2\x85", b"\x9b"):
+    assert c1 not in out, (c1, out)
+assert b"/c?31m " in out and b"/r?2J?-\xc2\xa0\xa0 " in out, out
+rows = out.decode("utf-8", "replace").splitlines()
+assert rows[1].index("dynamic") == rows[2].index("dynamic"), rows' "$output"
+    # error lines of every command go through the same function
+    name=$(printf 'x\x9b2J\xc2\x9b')
+    for cmd in inspect trace patch; do
+        run "$T" $cmd "$name"
+        [[ "$output" != *$'\x9b'* ]]
+    done
+    run "$T" inspect "$name"
+    [ "$status" -eq 2 ]
+    [ "$output" = "malloc-doctor: inspect: x?2J?: No such file or directory" ]
+}
+
 @test "the text table's columns line up under names with non-ASCII letters" {
     # the same number of terminal columns in each name: KIND starts in the same column. A
     # composed and a decomposed umlaut (u + U+0308) take one column, a CJK character two.
