@@ -209,6 +209,14 @@ void md_cli_error(const struct md_command *cmd, const char *fmt, ...)
             md_cli_printable(line, line, sizeof line));
 }
 
+const char *md_cli_active_name(const cJSON *active)
+{
+    const char *name = md_json_get_str(active, "name"), *reason = md_json_get_str(active, "reason");
+    if (name)
+        return name;
+    return reason && !strcmp(reason, MD_NOT_LINKED) ? "none (malloc not linked)" : "unknown";
+}
+
 // Room for a finding's longest line: a file name, then a title; the rules build message and fix
 // in at most 1 KiB each.
 #define MD_FINDING_LINE (PATH_MAX + 1024)

@@ -88,6 +88,10 @@ const char *md_cli_printable(const char *s, char *out, size_t size);
 // emoji, none for a combining mark; a byte that is not UTF-8 shows as one replacement character.
 int md_cli_display_width(const char *text);
 
+// The name of the allocator serving malloc (an inspect "active" object, may be NULL) for people:
+// "none (malloc not linked)" for a file that never links malloc, "unknown" when not identified.
+const char *md_cli_active_name(const cJSON *active);
+
 // Prints one rule finding for people (printable): "\n[SUBJECT: ]severity ID: title", message, fix.
 void md_cli_print_finding(const char *subject, const cJSON *finding);
 

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/report.h"
+
 // How many distinct function addresses on each side of malloc count as its neighbourhood: a
 // linker lays out one object file's functions together, so malloc's neighbours name its object.
 #define MD_NEIGHBOURS 4
@@ -611,6 +613,7 @@ void md_active_local(const struct md_matcher *m, const struct md_ident *id, stru
     out->sig = -1;
     if (!id->defines_malloc && id->has_symtab) {
         out->confidence = "high";
+        out->reason = MD_NOT_LINKED;
         snprintf(out->how, sizeof out->how, "the file does not link malloc");
         return;
     }

@@ -90,7 +90,9 @@ const char *md_hit_confidence(const struct md_hit *h);
 struct md_active {
     int sig;                // index into md_signatures, -1 when unknown or none
     const char *confidence; // "high", "medium", "low"
-    char how[320];          // the reasoning, for people
+    // why no allocator serves it: MD_NOT_LINKED when the file never links malloc, else NULL
+    const char *reason;
+    char how[320]; // the reasoning, for people
 };
 
 void md_active_local(const struct md_matcher *m, const struct md_ident *ident,

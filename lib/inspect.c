@@ -192,6 +192,7 @@ static void add_active(cJSON *entry, const struct md_active *a, const char *prov
     }
     cJSON_AddStringToObject(o, "confidence", a->confidence);
     cJSON_AddStringToObject(o, "how", a->how);
+    md_json_str(o, "reason", a->reason);
     md_json_str(o, "provider", provider);
     md_json_str(o, "note", note);
     cJSON_AddItemToObject(entry, "active", o);

@@ -262,6 +262,23 @@ f=json.loads(sys.argv[1])["files"][0]
 assert f["libc"]=="musl" and f["active"]["id"]=="musl-mallocng" and f["missing_libraries"]==[], f' "$output"
 }
 
+@test "a program that never calls malloc: none (malloc not linked), JSON id null with a reason" {
+    run "$T" inspect "$FX/quiet-musl-static" "$FX/musl-static"
+    [ "$status" -eq 0 ]
+    [[ "${lines[1]}" == *" none (malloc not linked) "* ]]
+    [[ "${lines[1]}" != *"unknown"* ]]
+    [[ "${lines[2]}" == *"musl mallocng (high)"* ]]
+    run "$T" inspect --json "$FX/quiet-musl-static"
+    check_first 'a=f["active"]
+assert a["id"] is None and a["name"] is None and a["reason"] == "malloc-not-linked", a'
+    run "$T" inspect -v "$FX/quiet-musl-static"
+    [[ "$output" == *"active: none (malloc not linked); the file does not link malloc"* ]]
+    # an allocator that serves malloc has no reason; one not identified is still unknown
+    [ "$(field "$FX/musl-static" '["active"]["reason"]')" = null ]
+    run "$T" inspect "$FX/musl-plain-stripped"
+    [[ "${lines[1]}" == *" unknown (low) "* ]]
+}
+
 @test "--expect has nothing to judge in a static program that never calls malloc" {
     printf 'int main(void) { return 0; }\n' > "$BATS_TEST_TMPDIR/n.c"
     musl-gcc -static -o "$BATS_TEST_TMPDIR/n" "$BATS_TEST_TMPDIR/n.c"
