@@ -92,7 +92,7 @@ struct md_active {
     const char *confidence; // "high", "medium", "low"
     // why no allocator serves it: MD_NOT_LINKED when the file never links malloc, else NULL
     const char *reason;
-    char how[320]; // the reasoning, for people
+    char how[640]; // the reasoning, for people
 };
 
 void md_active_local(const struct md_matcher *m, const struct md_ident *ident,

@@ -251,6 +251,32 @@ static void caveat_missing(struct md_active *a, const struct md_scope *scope, si
     snprintf(a->how, sizeof a->how, "%s", how);
 }
 
+// Appends to a.how which copy of the provider glibc's hwcaps subdirectories make it load.
+static void caveat_hwcaps(struct md_active *a, const struct md_scope *scope,
+                          const struct md_libinfo *li)
+{
+    char how[sizeof a->how], copy[PATH_MAX];
+    const char *level = strstr(li->path, "/glibc-hwcaps/");
+    if (scope->musl)
+        return;
+    if (level) {
+        snprintf(how, sizeof how,
+                 "%s; glibc loads this glibc-hwcaps copy on this machine's CPU (%.*s); another "
+                 "CPU may load another copy",
+                 a->how, (int)strcspn(level + 14, "/"), level + 14);
+    } else if (md_loader_legacy_copy(li, copy, sizeof copy)) {
+        snprintf(how, sizeof how,
+                 "%s; but %s, a legacy hwcaps subdirectory's copy, is what glibc before 2.37 "
+                 "loads on a CPU it matches",
+                 a->how, copy);
+        if (!strcmp(a->confidence, "high"))
+            a->confidence = "medium";
+    } else {
+        return;
+    }
+    snprintf(a->how, sizeof a->how, "%s", how);
+}
+
 // Dynamic objects: malloc binds to the first object in load order that exports it.
 static void active_dynamic(cJSON *entry, const char *path, const struct md_scope *scope,
                            const struct md_ident *id, const struct md_matcher *matcher)
@@ -275,6 +301,7 @@ static void active_dynamic(cJSON *entry, const char *path, const struct md_scope
                  li->path, li->active.how);
         snprintf(a.how, sizeof a.how, "%s", how);
         caveat_missing(&a, scope, i);
+        caveat_hwcaps(&a, scope, li);
         add_active(entry, &a, li->path, runtime_note);
         return;
     }

@@ -74,6 +74,10 @@ void md_loader_free(struct md_loader *l);
 // Forgets what was read of the libraries (one may have changed while it was read).
 void md_loader_forget_libraries(struct md_loader *l);
 
+// A copy of li in a legacy hwcaps subdirectory of its directory (x86_64/, tls/, ...), which glibc
+// before 2.37 loads instead; its path goes to out. x86-64 only.
+bool md_loader_legacy_copy(const struct md_libinfo *li, char *out, size_t size);
+
 // Builds the load order of an executable (or library) e. interp may be NULL.
 void md_loader_scope(struct md_loader *l, const char *path, const struct md_elf *e,
                      const struct md_dynamic *dyn, const char *interp, struct md_scope *scope);

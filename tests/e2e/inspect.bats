@@ -160,6 +160,21 @@ assert f["findings"] == [], f["findings"]'
     check_first 'assert "mimalloc" in [a["id"] for a in f["allocators"]]'
 }
 
+@test "glibc-hwcaps: the copy ld.so loads on this CPU serves malloc; a legacy x86_64/ copy lowers confidence" {
+    /lib64/ld-linux-x86-64.so.2 --help | grep -q 'x86-64-v2 (supported' || skip "this CPU is not x86-64-v2"
+    run "$T" inspect --json "$FX/hwcaps/hwcaps/prog"
+    check_first 'a=f["active"]
+assert a["id"] == "jemalloc" and a["confidence"] == "high", a
+assert a["provider"].endswith("/lib/glibc-hwcaps/x86-64-v2/libmimalloc.so.2"), a
+assert "this machine\x27s CPU (x86-64-v2)" in a["how"], a'
+    run "$T" inspect --json "$FX/hwcaps/legacy/prog"
+    check_first 'a=f["active"]
+assert a["id"] == "mimalloc" and a["confidence"] == "medium", a
+assert "/lib/x86_64/libmimalloc.so.2, a legacy hwcaps subdirectory" in a["how"], a'
+    # without the subdirectory copies: the plain library, high
+    [ "$(field "$FX/mimalloc-dynamic" '["active"]["confidence"]')" = '"high"' ]
+}
+
 @test "musl without free(): only the bump allocator is linked" {
     [ "$(active_id "$FX/musl-nofree")" = musl-lite ]
 }
