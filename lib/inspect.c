@@ -153,10 +153,26 @@ static const char *libc_of(const struct md_ident *id, const char *interp,
     return !strcmp(best, "none") && !id->has_symtab ? "unknown" : best;
 }
 
-// scope: a dynamic object's libraries, or NULL. A library the program links directly that imports
-// pthread_create can start threads of its own (liblzma for `xz -T0`, libcurl's resolver,
-// libgomp). Libraries further down are not counted: most programs never reach the code of
-// theirs that does (ps links libsystemd, which links liblzma and libzstd, and starts none).
+// A library the program links directly that imports pthread_create can start threads of its own
+// (liblzma for `xz -T0`, libcurl's resolver, libgomp): "yes", with why. Libraries further down are
+// not counted: most programs never reach the code of theirs that does (ps links libsystemd, which
+// links liblzma and libzstd, and starts none). One not found could: "unknown". Else "no".
+static const char *threads_of_libraries(const struct md_scope *scope, char *why, size_t size)
+{
+    for (size_t i = 0; i < scope->direct_count; i++) {
+        const struct md_libinfo *li = scope->object[i];
+        if (li->thread_import) {
+            snprintf(why, size, "%s, imported by %s", li->thread_import, li->path);
+            return "yes";
+        }
+    }
+    if (!scope->direct_missing)
+        return "no";
+    snprintf(why, size, "%s was not found (it could import one)", scope->missing[0]);
+    return "unknown";
+}
+
+// scope: a dynamic object's libraries, or NULL.
 static void add_threads(cJSON *entry, const struct md_ident *id, const char *libc,
                         const struct md_scope *scope)
 {
@@ -166,17 +182,11 @@ static void add_threads(cJSON *entry, const struct md_ident *id, const char *lib
         answer = "yes", because = "Go runtime";
     else if (id->thread_symbol)
         answer = "yes";
-    else if (!scope && !id->has_symtab && !id->imports_malloc && !id->exports_malloc)
+    else if (scope) { // .dynsym survives strip and lists every import: none is a thread symbol
+        answer = threads_of_libraries(scope, from_library, sizeof from_library);
+        because = strcmp(answer, "no") ? from_library : NULL;
+    } else if (!id->has_symtab && !id->imports_malloc && !id->exports_malloc)
         answer = "unknown"; // stripped static: pthread_create leaves no name behind
-    // a dynamic file's .dynsym survives strip and lists every import: none is a thread symbol
-    for (size_t i = 0; scope && !strcmp(answer, "no") && i < scope->direct_count; i++) {
-        const struct md_libinfo *li = scope->object[i];
-        if (!li->thread_import)
-            continue;
-        snprintf(from_library, sizeof from_library, "%s, imported by %s", li->thread_import,
-                 li->path);
-        answer = "yes", because = from_library;
-    }
     cJSON_AddStringToObject(entry, "threads", answer);
     md_json_str(entry, "threads_evidence", because);
 }

@@ -640,6 +640,7 @@ void md_loader_scope(struct md_loader *l, const char *path, const struct md_elf 
         resolve_needed(&w, -1, l->preload, l->preload_count);
     resolve_needed(&w, -1, (char **)dyn->needed, dyn->needed_count);
     scope->direct_count = scope->count;
+    scope->direct_missing = scope->missing_count;
     // breadth first: each object's needs are appended after everything already in scope
     for (size_t i = 0; i < scope->count; i++)
         resolve_needed(&w, (int)i, scope->object[i]->needed, scope->object[i]->needed_count);

@@ -62,6 +62,7 @@ struct md_scope {
     size_t direct_count; // the first ones: /etc/ld.so.preload's and the executable's DT_NEEDED
     const char *missing[MD_MAX_SCOPE]; // needed names that were not found (owned by the loader
     size_t missing_count;              // or the executable)
+    size_t direct_missing;             // the first ones: needed by the executable itself
     // the load-order index each missing library would have had: it and what it needs come
     // after every object with a lower index
     size_t missing_at[MD_MAX_SCOPE];
