@@ -152,11 +152,35 @@ void md_cli_guard_mappings(void)
     sigaction(SIGBUS, &sa, NULL);
 }
 
+static size_t utf8_sequence(const unsigned char *s);
+
+// Bytes of the character at s (1 for a byte that is not UTF-8), and whether it is a control: C0,
+// DEL, C1 (U+0080..U+009F; and a lone byte 0x80..0x9f, which an 8-bit terminal takes as C1, the
+// CSI 0x9b too). One '?' then stands for the character, one column as md_cli_display_width counts.
+static size_t control_at(const unsigned char *s, bool *control)
+{
+    size_t n = utf8_sequence(s);
+    *control = s[0] < 0x20 || s[0] == 0x7f || (!n && s[0] >= 0x80 && s[0] < 0xa0) ||
+               (n == 2 && s[0] == 0xc2 && s[1] < 0xa0);
+    return n ? n : 1;
+}
+
 const char *md_cli_printable(const char *s, char *out, size_t size)
 {
+    const unsigned char *in = (const unsigned char *)s;
     size_t n = 0;
-    for (; s[n] && n + 1 < size; n++)
-        out[n] = (unsigned char)s[n] < 0x20 || s[n] == 0x7f ? '?' : s[n];
+    while (*in && size) {
+        bool control;
+        size_t len = control_at(in, &control), put = control ? 1 : len;
+        if (n + put >= size)
+            break; // cut before a character, never inside one
+        if (control)
+            out[n] = '?';
+        else
+            memmove(out + n, in, len); // out may be s: n never passes the read position
+        n += put;
+        in += len;
+    }
     if (size)
         out[n] = 0;
     return out;
@@ -183,6 +207,14 @@ void md_cli_error(const struct md_command *cmd, const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "malloc-doctor: %s: %s\n", cmd->name,
             md_cli_printable(line, line, sizeof line));
+}
+
+const char *md_cli_active_name(const cJSON *active)
+{
+    const char *name = md_json_get_str(active, "name"), *reason = md_json_get_str(active, "reason");
+    if (name)
+        return name;
+    return reason && !strcmp(reason, MD_NOT_LINKED) ? "none (malloc not linked)" : "unknown";
 }
 
 // Room for a finding's longest line: a file name, then a title; the rules build message and fix

@@ -78,7 +78,8 @@ int md_cli_usage_error(const struct md_command *cmd, const char *fmt, ...)
 void md_cli_error(const struct md_command *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-// s as text output shows it (into out, cut at size; out may be s): each control character is '?',
+// s as text output shows it (into out, cut at size; out may be s): each control character (C0,
+// DEL, C1 as UTF-8 or as a lone byte 0x80..0x9f) is '?',
 // so that a file name (they may hold any byte but '/' and NUL) can neither break a line or a
 // table row nor send escape sequences to the terminal. JSON keeps names as they are.
 const char *md_cli_printable(const char *s, char *out, size_t size);
@@ -86,6 +87,10 @@ const char *md_cli_printable(const char *s, char *out, size_t size);
 // Columns text takes in a terminal: one per character, two for an East Asian wide one or an
 // emoji, none for a combining mark; a byte that is not UTF-8 shows as one replacement character.
 int md_cli_display_width(const char *text);
+
+// The name of the allocator serving malloc (an inspect "active" object, may be NULL) for people:
+// "none (malloc not linked)" for a file that never links malloc, "unknown" when not identified.
+const char *md_cli_active_name(const cJSON *active);
 
 // Prints one rule finding for people (printable): "\n[SUBJECT: ]severity ID: title", message, fix.
 void md_cli_print_finding(const char *subject, const cJSON *finding);

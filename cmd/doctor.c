@@ -33,7 +33,7 @@ static void print_allocators(const cJSON *r)
     const cJSON *in = cJSON_GetObjectItemCaseSensitive(r, "inspect");
     const cJSON *active = cJSON_GetObjectItemCaseSensitive(in, "active"), *a;
     printf("threads: %s; malloc served by: %s (%s confidence)", str(in, "threads", "?"),
-           str(active, "name", "unknown"), str(active, "confidence", "?"));
+           md_cli_active_name(active), str(active, "confidence", "?"));
     const char *active_id = md_json_get_str(active, "id");
     int others = 0;
     cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(in, "allocators"))

@@ -48,7 +48,11 @@ static void active_cell(const cJSON *file, char *out, size_t size)
     const char *provider = md_json_get_str(a, "provider");
     const char *path = md_json_get_str(file, "path");
     bool elsewhere = provider && path && strcmp(provider, path);
-    snprintf(out, size, "%s (%s)%s%s", str_or(a, "name", "unknown"), str_or(a, "confidence", "?"),
+    if (md_json_get_str(a, "reason")) { // no allocator to be sure of: no confidence to show
+        snprintf(out, size, "%s", md_cli_active_name(a));
+        return;
+    }
+    snprintf(out, size, "%s (%s)%s%s", md_cli_active_name(a), str_or(a, "confidence", "?"),
              elsewhere ? " via " : "", elsewhere ? md_path_base_name(provider) : "");
 }
 
@@ -133,8 +137,7 @@ static void print_details(const cJSON *f)
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(f, "active");
     if (a) {
         char active[PATH_MAX + 512];
-        snprintf(active, sizeof active, "%s; %s", str_or(a, "name", "unknown"),
-                 str_or(a, "how", ""));
+        snprintf(active, sizeof active, "%s; %s", md_cli_active_name(a), str_or(a, "how", ""));
         print_named("active", active, "");
     }
     const cJSON *alloc, *ev, *lib;

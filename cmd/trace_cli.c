@@ -229,7 +229,7 @@ void md_render_trace_header(const cJSON *r)
     char path[PATH_MAX], interp[PATH_MAX], arg[PATH_MAX]; // names made printable
     printf("%s: %s (%s, %s; malloc: %s; counted by: %s; syscalls by: %s)\n",
            str(r, "command", "trace"), md_cli_printable(str(t, "path", "?"), path, sizeof path),
-           str(t, "kind", "?"), str(t, "libc", "?"), str(active, "name", "unknown"),
+           str(t, "kind", "?"), str(t, "libc", "?"), md_cli_active_name(active),
            str(r, "mode", "?"), str(rec, "source", "?"));
     if (md_json_get_str(rec, "note"))
         printf("note: %s\n", md_json_get_str(rec, "note"));

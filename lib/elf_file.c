@@ -565,6 +565,24 @@ int md_elf_data_sections(struct md_elf *e, md_bytes_fn fn, void *ctx, struct md_
     return 0;
 }
 
+int md_elf_read_vaddr(struct md_elf *e, GElf_Addr addr, void *buf, size_t len)
+{
+    size_t raw_size = 0;
+    const char *raw = elf_rawfile(e->elf, &raw_size);
+    for (size_t i = 0; raw && i < e->phnum; i++) {
+        GElf_Phdr ph;
+        if (!gelf_getphdr(e->elf, (int)i, &ph) || ph.p_type != PT_LOAD || addr < ph.p_vaddr ||
+            addr - ph.p_vaddr > ph.p_filesz || ph.p_filesz - (addr - ph.p_vaddr) < len)
+            continue;
+        uint64_t off = ph.p_offset + (addr - ph.p_vaddr);
+        if (!extent_fits(off, len, e->size < raw_size ? e->size : raw_size))
+            continue;
+        memcpy(buf, raw + off, len);
+        return 0;
+    }
+    return -1;
+}
+
 bool md_elf_has_section(struct md_elf *e, const char *name)
 {
     for (Elf_Scn *scn = NULL; (scn = elf_nextscn(e->elf, scn));) {

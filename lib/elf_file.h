@@ -94,6 +94,10 @@ int md_elf_symbols(struct md_elf *e, md_sym_fn fn, void *ctx, bool *has_symtab,
 // section headers.
 int md_elf_data_sections(struct md_elf *e, md_bytes_fn fn, void *ctx, struct md_error *err);
 
+// Copies len bytes at virtual address addr from the PT_LOAD segment that holds them in the file.
+// Returns -1 when no segment does.
+int md_elf_read_vaddr(struct md_elf *e, GElf_Addr addr, void *buf, size_t len);
+
 // True when a section of that name exists.
 bool md_elf_has_section(struct md_elf *e, const char *name);
 

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/report.h"
+
 // How many distinct function addresses on each side of malloc count as its neighbourhood: a
 // linker lays out one object file's functions together, so malloc's neighbours name its object.
 #define MD_NEIGHBOURS 4
@@ -103,7 +105,7 @@ int md_matcher_init(struct md_matcher *m, struct md_error *err)
     return 0;
 }
 
-int md_matcher_lookup(const struct md_matcher *m, const char *name, bool *supporting)
+static int lookup_exact(const struct md_matcher *m, const char *name, bool *supporting)
 {
     if (supporting)
         *supporting = false;
@@ -117,12 +119,23 @@ int md_matcher_lookup(const struct md_matcher *m, const char *name, bool *suppor
             return m->exact[slot].sig;
         }
     }
+    return -1;
+}
+
+static int lookup_prefix(const struct md_matcher *m, const char *name)
+{
     for (size_t i = 0; i < m->prefix_count; i++) {
         const char *p = m->prefix[i].prefix; // every prefix has at least two characters
         if (p[0] == name[0] && p[1] == name[1] && !strncmp(name, p, m->prefix[i].len))
             return m->prefix[i].sig;
     }
     return -1;
+}
+
+int md_matcher_lookup(const struct md_matcher *m, const char *name, bool *supporting)
+{
+    int sig = lookup_exact(m, name, supporting);
+    return sig >= 0 ? sig : lookup_prefix(m, name);
 }
 
 static void add_evidence(struct md_hit *h, const char *type, const char *value, bool supporting)
@@ -142,6 +155,8 @@ static void add_evidence(struct md_hit *h, const char *type, const char *value, 
         h->tables++;
     else if (!strcmp(type, "section"))
         h->sections++;
+    else if (!strcmp(type, "code"))
+        h->code++;
     if (h->evidence_count < MD_EVIDENCE_MAX) {
         struct md_evidence *ev = &h->evidence[h->evidence_count++];
         ev->type = type;
@@ -275,7 +290,10 @@ static int on_symbol(const struct md_sym *s, void *ctx)
         return 1;
     }
     bool supporting;
-    int sig = md_matcher_lookup(w->m, s->name, &supporting);
+    int sig = lookup_exact(w->m, s->name, &supporting);
+    // a prefix names an allocator's functions; any program may name its data so (mdalloc_bytes)
+    if (sig < 0 && (!s->defined || s->type == STT_FUNC || s->type == STT_GNU_IFUNC))
+        sig = lookup_prefix(w->m, s->name);
     if (sig >= 0)
         add_evidence(&id->hit[sig], s->defined ? "symbol" : "import", s->name, supporting);
     return 0;
@@ -313,6 +331,35 @@ static int scan_bytes(const struct md_matcher *m, struct md_elf *e, struct md_id
     return 0;
 }
 
+// Entry-point code signatures, for executables (relocatable objects have no entry point).
+static void match_entry_code(struct md_elf *e, struct md_ident *id)
+{
+    for (size_t i = 0; i < md_signature_count && e->ehdr.e_entry; i++) {
+        const struct md_code_sig *c = md_signatures[i].entry_code;
+        unsigned char code[64];
+        if (!c || c->machine != e->ehdr.e_machine || c->len > sizeof code ||
+            md_elf_read_vaddr(e, e->ehdr.e_entry, code, c->len))
+            continue;
+        bool same = true;
+        for (size_t k = 0; k < c->len && same; k++)
+            same = !((code[k] ^ c->bytes[k]) & c->mask[k]);
+        if (same)
+            add_evidence(&id->hit[i], "code", c->label, false);
+    }
+}
+
+// With a symbol table, an allocator linked into the file shows by its symbols; its strings or
+// tables without them are data of another kind (this tool's signature table, a message that quotes
+// one): they do not make it present.
+static void discount_bytes_only(struct md_ident *id)
+{
+    for (size_t i = 0; i < md_signature_count && id->has_symtab; i++) {
+        struct md_hit *h = &id->hit[i];
+        if (md_signatures[i].kind == MD_SIG_ALLOCATOR && !h->symbols && !h->sections)
+            h->strings = h->tables = 0;
+    }
+}
+
 static int by_addr(const void *a, const void *b)
 {
     const struct md_funcsym *x = a, *y = b;
@@ -336,6 +383,8 @@ static int collect(const struct md_matcher *m, struct md_elf *e, struct md_ident
                 add_evidence(&id->hit[i], "section", *p, false);
     if (scan_bytes(m, e, id, err))
         return -1;
+    match_entry_code(e, id);
+    discount_bytes_only(id);
     // only the neighbourhood of a defined malloc needs address order; funcs is NULL (which qsort
     // must not get) when malloc is defined but no function is, as in a corrupt symbol table
     if (id->defines_malloc && id->func_count > 1)
@@ -367,9 +416,9 @@ const char *md_hit_confidence(const struct md_hit *h)
 {
     // a name other code defines too (jemalloc's nallocx in tcmalloc) is no evidence on its own
     unsigned symbols = h->symbols;
-    if (symbols || h->strings || h->tables || h->sections)
+    if (symbols || h->strings || h->tables || h->sections || h->code)
         symbols += h->supporting;
-    if (h->tables || h->sections || symbols >= 2 || (symbols && h->strings))
+    if (h->tables || h->sections || h->code || symbols >= 2 || (symbols && h->strings))
         return "high";
     if (symbols || h->strings >= 2)
         return "medium";
@@ -564,6 +613,7 @@ void md_active_local(const struct md_matcher *m, const struct md_ident *id, stru
     out->sig = -1;
     if (!id->defines_malloc && id->has_symtab) {
         out->confidence = "high";
+        out->reason = MD_NOT_LINKED;
         snprintf(out->how, sizeof out->how, "the file does not link malloc");
         return;
     }

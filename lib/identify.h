@@ -40,12 +40,13 @@ int md_matcher_init(struct md_matcher *m, struct md_error *err);
 int md_matcher_lookup(const struct md_matcher *m, const char *name, bool *supporting);
 
 struct md_evidence {
-    const char *type; // "symbol", "import", "string", "table", "section"
+    const char *type; // "symbol", "import", "string", "table", "section", "code"
     char value[120];
 };
 
 struct md_hit {
     unsigned symbols, imports, strings, tables, sections;
+    unsigned code;       // entry-point code (a libc's _start)
     unsigned supporting; // defined symbols that count only beside other evidence
     unsigned evidence_count;
     struct md_evidence evidence[MD_EVIDENCE_MAX];
@@ -89,7 +90,9 @@ const char *md_hit_confidence(const struct md_hit *h);
 struct md_active {
     int sig;                // index into md_signatures, -1 when unknown or none
     const char *confidence; // "high", "medium", "low"
-    char how[320];          // the reasoning, for people
+    // why no allocator serves it: MD_NOT_LINKED when the file never links malloc, else NULL
+    const char *reason;
+    char how[640]; // the reasoning, for people
 };
 
 void md_active_local(const struct md_matcher *m, const struct md_ident *ident,

@@ -135,7 +135,7 @@ static const char *libc_of(const struct md_ident *id, const char *interp,
     unsigned best_score = 0;
     for (size_t s = 0; s < md_signature_count; s++) {
         const struct md_hit *h = &id->hit[s];
-        unsigned score = 3 * h->sections + 2 * h->symbols + h->strings;
+        unsigned score = 3 * (h->sections + h->code) + 2 * h->symbols + h->strings;
         if (md_signatures[s].kind == MD_SIG_RUNTIME && score > best_score)
             best = md_signatures[s].id, best_score = score;
     }
@@ -148,13 +148,31 @@ static const char *libc_of(const struct md_ident *id, const char *interp,
             (!strcmp(family, "musl") || !strcmp(family, "glibc")))
             best = family;
     }
-    return best;
+    // "none" is a fact of a symbol table that shows no libc (Free Pascal); a stripped file
+    // without libc evidence may well have one
+    return !strcmp(best, "none") && !id->has_symtab ? "unknown" : best;
 }
 
-// scope: a dynamic object's libraries, or NULL. A library the program links directly that imports
-// pthread_create can start threads of its own (liblzma for `xz -T0`, libcurl's resolver,
-// libgomp). Libraries further down are not counted: most programs never reach the code of
-// theirs that does (ps links libsystemd, which links liblzma and libzstd, and starts none).
+// A library the program links directly that imports pthread_create can start threads of its own
+// (liblzma for `xz -T0`, libcurl's resolver, libgomp): "yes", with why. Libraries further down are
+// not counted: most programs never reach the code of theirs that does (ps links libsystemd, which
+// links liblzma and libzstd, and starts none). One not found could: "unknown". Else "no".
+static const char *threads_of_libraries(const struct md_scope *scope, char *why, size_t size)
+{
+    for (size_t i = 0; i < scope->direct_count; i++) {
+        const struct md_libinfo *li = scope->object[i];
+        if (li->thread_import) {
+            snprintf(why, size, "%s, imported by %s", li->thread_import, li->path);
+            return "yes";
+        }
+    }
+    if (!scope->direct_missing)
+        return "no";
+    snprintf(why, size, "%s was not found (it could import one)", scope->missing[0]);
+    return "unknown";
+}
+
+// scope: a dynamic object's libraries, or NULL.
 static void add_threads(cJSON *entry, const struct md_ident *id, const char *libc,
                         const struct md_scope *scope)
 {
@@ -164,16 +182,11 @@ static void add_threads(cJSON *entry, const struct md_ident *id, const char *lib
         answer = "yes", because = "Go runtime";
     else if (id->thread_symbol)
         answer = "yes";
-    else if (!id->has_symtab && !id->imports_malloc && !id->exports_malloc)
+    else if (scope) { // .dynsym survives strip and lists every import: none is a thread symbol
+        answer = threads_of_libraries(scope, from_library, sizeof from_library);
+        because = strcmp(answer, "no") ? from_library : NULL;
+    } else if (!id->has_symtab && !id->imports_malloc && !id->exports_malloc)
         answer = "unknown"; // stripped static: pthread_create leaves no name behind
-    for (size_t i = 0; scope && !strcmp(answer, "no") && i < scope->direct_count; i++) {
-        const struct md_libinfo *li = scope->object[i];
-        if (!li->thread_import)
-            continue;
-        snprintf(from_library, sizeof from_library, "%s, imported by %s", li->thread_import,
-                 li->path);
-        answer = "yes", because = from_library;
-    }
     cJSON_AddStringToObject(entry, "threads", answer);
     md_json_str(entry, "threads_evidence", because);
 }
@@ -189,6 +202,7 @@ static void add_active(cJSON *entry, const struct md_active *a, const char *prov
     }
     cJSON_AddStringToObject(o, "confidence", a->confidence);
     cJSON_AddStringToObject(o, "how", a->how);
+    md_json_str(o, "reason", a->reason);
     md_json_str(o, "provider", provider);
     md_json_str(o, "note", note);
     cJSON_AddItemToObject(entry, "active", o);
@@ -247,6 +261,32 @@ static void caveat_missing(struct md_active *a, const struct md_scope *scope, si
     snprintf(a->how, sizeof a->how, "%s", how);
 }
 
+// Appends to a.how which copy of the provider glibc's hwcaps subdirectories make it load.
+static void caveat_hwcaps(struct md_active *a, const struct md_scope *scope,
+                          const struct md_libinfo *li)
+{
+    char how[sizeof a->how], copy[PATH_MAX];
+    const char *level = strstr(li->path, "/glibc-hwcaps/");
+    if (scope->musl)
+        return;
+    if (level) {
+        snprintf(how, sizeof how,
+                 "%s; glibc loads this glibc-hwcaps copy on this machine's CPU (%.*s); another "
+                 "CPU may load another copy",
+                 a->how, (int)strcspn(level + 14, "/"), level + 14);
+    } else if (md_loader_legacy_copy(li, copy, sizeof copy)) {
+        snprintf(how, sizeof how,
+                 "%s; but %s, a legacy hwcaps subdirectory's copy, is what glibc before 2.37 "
+                 "loads on a CPU it matches",
+                 a->how, copy);
+        if (!strcmp(a->confidence, "high"))
+            a->confidence = "medium";
+    } else {
+        return;
+    }
+    snprintf(a->how, sizeof a->how, "%s", how);
+}
+
 // Dynamic objects: malloc binds to the first object in load order that exports it.
 static void active_dynamic(cJSON *entry, const char *path, const struct md_scope *scope,
                            const struct md_ident *id, const struct md_matcher *matcher)
@@ -271,6 +311,7 @@ static void active_dynamic(cJSON *entry, const char *path, const struct md_scope
                  li->path, li->active.how);
         snprintf(a.how, sizeof a.how, "%s", how);
         caveat_missing(&a, scope, i);
+        caveat_hwcaps(&a, scope, li);
         add_active(entry, &a, li->path, runtime_note);
         return;
     }

@@ -294,6 +294,7 @@ struct requester {
     const char *origin; // directory of the requesting object (for $ORIGIN)
     const char *rpath, *runpath;
     int elf_class, machine;
+    bool glibc; // searched by glibc's loader, which looks in glibc-hwcaps subdirectories first
 };
 
 // Expands $ORIGIN, $LIB and $PLATFORM in one search directory; roots absolute results.
@@ -327,12 +328,27 @@ static void expand_dir(const struct md_loader *l, const struct requester *r, con
         rooted(l, tmp, out, size);
 }
 
-static const struct md_libinfo *try_dir(struct md_loader *l, const struct requester *r,
-                                        const char *dir, const char *name)
+// glibc's x86-64 levels, best first: glibc loads DIR/glibc-hwcaps/LEVEL/NAME before DIR/NAME for
+// each level the CPU supports. This machine's CPU: the one that runs the program may differ.
+static bool cpu_supports_level(int level)
 {
-    char expanded[PATH_MAX], joined[PATH_MAX], path[PATH_MAX];
-    expand_dir(l, r, dir, expanded, sizeof expanded);
-    if (snprintf(joined, sizeof joined, "%s/%s", expanded, name) >= (int)sizeof joined)
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    return level == 4   ? __builtin_cpu_supports("x86-64-v4")
+           : level == 3 ? __builtin_cpu_supports("x86-64-v3")
+                        : __builtin_cpu_supports("x86-64-v2");
+#else
+    (void)level;
+    return false;
+#endif
+}
+
+// dir/sub/name when it is a library the requester can load.
+static const struct md_libinfo *try_file(struct md_loader *l, const struct requester *r,
+                                         const char *dir, const char *sub, const char *name)
+{
+    char joined[PATH_MAX], path[PATH_MAX];
+    if (snprintf(joined, sizeof joined, "%s/%s%s", dir, sub, name) >= (int)sizeof joined)
         return NULL;
     rerooted(l, joined, path, sizeof path); // the file itself may be a link
     if (access(path, F_OK))
@@ -342,6 +358,37 @@ static const struct md_libinfo *try_dir(struct md_loader *l, const struct reques
     if (!li || li->error || li->elf_class != r->elf_class || li->machine != r->machine)
         return NULL;
     return li;
+}
+
+static const struct md_libinfo *try_dir(struct md_loader *l, const struct requester *r,
+                                        const char *dir, const char *name)
+{
+    char expanded[PATH_MAX], sub[32];
+    expand_dir(l, r, dir, expanded, sizeof expanded);
+    for (int level = 4; r->glibc && r->machine == EM_X86_64 && level >= 2; level--) {
+        snprintf(sub, sizeof sub, "glibc-hwcaps/x86-64-v%d/", level);
+        const struct md_libinfo *li =
+            cpu_supports_level(level) ? try_file(l, r, expanded, sub, name) : NULL;
+        if (li)
+            return li;
+    }
+    return try_file(l, r, expanded, "", name);
+}
+
+bool md_loader_legacy_copy(const struct md_libinfo *li, char *out, size_t size)
+{
+    static const char *const subdirs[] = {"tls/x86_64/x86_64/", "tls/x86_64/", "tls/",
+                                          "x86_64/x86_64/", "x86_64/"};
+    const char *slash = strrchr(li->path, '/');
+    if (li->machine != EM_X86_64 || !slash || strstr(li->path, "/glibc-hwcaps/"))
+        return false;
+    for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
+        int n = snprintf(out, size, "%.*s/%s%s", (int)(slash - li->path), li->path, subdirs[i],
+                         slash + 1);
+        if (n > 0 && (size_t)n < size && !access(out, F_OK))
+            return true;
+    }
+    return false;
 }
 
 static const struct md_libinfo *try_list(struct md_loader *l, const struct requester *r,
@@ -457,6 +504,7 @@ static const struct requester *requester_at(const struct walk *w, int index, cha
     if (index < 0)
         return w->exe;
     requester_of(w->scope->object[index], origin, size, r);
+    r->glibc = !w->scope->musl;
     return r;
 }
 
@@ -584,13 +632,15 @@ void md_loader_scope(struct md_loader *l, const char *path, const struct md_elf 
                             .rpath = dyn->rpath,
                             .runpath = dyn->runpath,
                             .elf_class = e->ehdr.e_ident[EI_CLASS],
-                            .machine = e->ehdr.e_machine};
+                            .machine = e->ehdr.e_machine,
+                            .glibc = !scope->musl};
     struct walk w = {
         .l = l, .scope = scope, .exe = &exe, .exe_soname = dyn->soname, .interp = interp};
     if (!scope->musl)
         resolve_needed(&w, -1, l->preload, l->preload_count);
     resolve_needed(&w, -1, (char **)dyn->needed, dyn->needed_count);
     scope->direct_count = scope->count;
+    scope->direct_missing = scope->missing_count;
     // breadth first: each object's needs are appended after everything already in scope
     for (size_t i = 0; i < scope->count; i++)
         resolve_needed(&w, (int)i, scope->object[i]->needed, scope->object[i]->needed_count);

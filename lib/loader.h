@@ -62,6 +62,7 @@ struct md_scope {
     size_t direct_count; // the first ones: /etc/ld.so.preload's and the executable's DT_NEEDED
     const char *missing[MD_MAX_SCOPE]; // needed names that were not found (owned by the loader
     size_t missing_count;              // or the executable)
+    size_t direct_missing;             // the first ones: needed by the executable itself
     // the load-order index each missing library would have had: it and what it needs come
     // after every object with a lower index
     size_t missing_at[MD_MAX_SCOPE];
@@ -73,6 +74,10 @@ int md_loader_init(struct md_loader *l, const char *root, const struct md_matche
 void md_loader_free(struct md_loader *l);
 // Forgets what was read of the libraries (one may have changed while it was read).
 void md_loader_forget_libraries(struct md_loader *l);
+
+// A copy of li in a legacy hwcaps subdirectory of its directory (x86_64/, tls/, ...), which glibc
+// before 2.37 loads instead; its path goes to out. x86-64 only.
+bool md_loader_legacy_copy(const struct md_libinfo *li, char *out, size_t size);
 
 // Builds the load order of an executable (or library) e. interp may be NULL.
 void md_loader_scope(struct md_loader *l, const char *path, const struct md_elf *e,

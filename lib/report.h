@@ -8,6 +8,9 @@
 
 #define MD_SCHEMA "malloc-doctor/1"
 
+// An inspect "active" object's reason when no allocator serves malloc: the file never links it.
+#define MD_NOT_LINKED "malloc-not-linked"
+
 // {"schema": MD_SCHEMA, "tool": {"name", "version"}, "command": command}; NULL when out of memory.
 cJSON *md_report_new(const char *command, const char *version);
 

@@ -5,6 +5,7 @@
 // are what survives `strip`.
 #include "rules/signatures.h"
 
+#include <elf.h>
 #include <string.h>
 
 #define LIST(...) ((const char *const[]){__VA_ARGS__, NULL})
@@ -80,6 +81,23 @@ static const struct md_byte_sig glibc_bytes[] = {
 static const struct md_byte_sig musl_bytes[] = {
     TEXT("strerror text", "No error information"),
     END_BYTES,
+};
+
+// musl's x86-64 _start (crt1.o, arch/x86_64/crt_arch.h): xor %rbp,%rbp; mov %rsp,%rdi;
+// lea _DYNAMIC(%rip),%rsi; and $-16,%rsp; call _start_c. A stripped static musl program that
+// prints no strerror text keeps no musl string, but keeps this. glibc's starts xor %ebp,%ebp.
+static const unsigned char musl_start_x86_64[] = {
+    0x48, 0x31, 0xed, 0x48, 0x89, 0xe7, 0x48, 0x8d, 0x35, 0, 0, 0, 0, 0x48, 0x83, 0xe4, 0xf0, 0xe8,
+};
+static const unsigned char musl_start_x86_64_mask[] = {
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff,
+};
+static const struct md_code_sig musl_entry = {
+    .label = "_start (x86-64)",
+    .machine = EM_X86_64,
+    .bytes = musl_start_x86_64,
+    .mask = musl_start_x86_64_mask,
+    .len = sizeof musl_start_x86_64,
 };
 
 static const struct md_byte_sig go_bytes[] = {
@@ -241,6 +259,7 @@ const struct md_signature md_signatures[] = {
         .entries = NONE,
         .sections = NONE,
         .bytes = musl_bytes,
+        .entry_code = &musl_entry,
     },
     {
         .id = "go",

@@ -24,6 +24,15 @@ struct md_byte_sig {
     size_t word_count;
 };
 
+// Code at the ELF entry point (a libc's _start), which strip keeps. mask: the bits that must match
+// (0 for displacements that differ from file to file).
+struct md_code_sig {
+    const char *label;
+    uint16_t machine; // e_machine: EM_X86_64
+    const unsigned char *bytes, *mask;
+    size_t len;
+};
+
 struct md_signature {
     const char *id;     // stable, used by --expect and in JSON: "musl-mallocng"
     const char *family; // --expect also accepts this: "musl", "tcmalloc"
@@ -35,7 +44,8 @@ struct md_signature {
     const char *const *supporting;
     const char *const *entries;  // malloc shares the address of one of these when this serves it
     const char *const *sections; // NULL-terminated section names
-    const struct md_byte_sig *bytes; // terminated by an entry with label == NULL
+    const struct md_byte_sig *bytes;      // terminated by an entry with label == NULL
+    const struct md_code_sig *entry_code; // or NULL
     // musl's malloc is a thin wrapper that calls whoever defines this symbol (mallocng,
     // oldmalloc, or the bump allocator itself): resolve the active allocator through it.
     const char *wrapper_target;

@@ -107,12 +107,76 @@ field() {
     [ "$(field "$lib/weak/libthreadlib.so" '["threads"]')" = '"yes"' ]
 }
 
+@test "threads of a stripped dynamic program: its .dynsym and its libraries' tell" {
+    lib=$FX/threadlib
+    [ "$(field "$lib/weak/user-stripped" '["stripped"]')" = true ]
+    [ "$(field "$lib/weak/user-stripped" '["threads"]')" = '"no"' ]
+    [ "$(field "$lib/strong/user-stripped" '["threads"]')" = '"yes"' ]
+    [[ "$(field "$lib/strong/user-stripped" '["threads_evidence"]')" == '"pthread_create, imported by '* ]]
+    # a library it needs that is not found could start threads: that is not known
+    cp "$lib/weak/user-stripped" "$BATS_TEST_TMPDIR/alone"
+    [ "$(field "$BATS_TEST_TMPDIR/alone" '["threads"]')" = '"unknown"' ]
+    [ "$(field "$BATS_TEST_TMPDIR/alone" '["threads_evidence"]')" = '"libthreadlib.so was not found (it could import one)"' ]
+}
+
 @test "musl static stripped: identified from the size-class table that survives strip" {
     [ "$(active_id "$FX/musl-static-stripped")" = musl-mallocng ]
     [ "$(field "$FX/musl-static-stripped" '["stripped"]')" = true ]
     run "$T" inspect -v "$FX/musl-static-stripped"
     [[ "$output" == *"table size-class table"* ]]
     [ "$(field "$FX/musl-static-stripped" '["libc"]')" = '"musl"' ]
+}
+
+@test "stripped static musl without musl strings: libc musl from _start's code; no evidence is unknown, not none" {
+    for f in musl-plain-stripped musl-threads-stripped; do
+        ! strings "$FX/$f" | grep -q "No error information"
+        [ "$(field "$FX/$f" '["stripped"]')" = true ]
+        [ "$(field "$FX/$f" '["libc"]')" = '"musl"' ]
+    done
+    run "$T" inspect "$FX/musl-threads-stripped"
+    [[ "${lines[1]}" == *"static"*"musl"*"unknown"* ]]
+    # the same file with its entry point moved off _start: nothing tells its libc
+    tmp=$(mktemp -d)
+    cp "$FX/musl-plain-stripped" "$tmp/moved"
+    python3 -c "import struct,sys; f=open(sys.argv[1],'r+b'); f.seek(24); e=struct.unpack('<Q',f.read(8))[0]; f.seek(24); f.write(struct.pack('<Q',e+3))" "$tmp/moved"
+    [ "$(field "$tmp/moved" '["libc"]')" = '"unknown"' ]
+    rm -rf "$tmp"
+    # glibc's static programs, stripped, stay glibc
+    strip -o "$BATS_TEST_TMPDIR/glibc" "$FX/glibc-static"
+    [ "$(field "$BATS_TEST_TMPDIR/glibc" '["libc"]')" = '"glibc"' ]
+}
+
+@test "strings and tables alone do not make an allocator present where a symbol table would show it" {
+    for f in sig-strings sig-strings-musl-static; do
+        run "$T" inspect --json "$FX/$f"
+        [ "$status" -eq 0 ]
+        check_first 'ids=[a["id"] for a in f["allocators"]]
+assert not set(ids) & {"mimalloc","jemalloc","tcmalloc","go-runtime","mdalloc"}, ids
+assert f["findings"] == [], f["findings"]'
+    done
+    [ "$(active_id "$FX/sig-strings")" = glibc-ptmalloc ]
+    # the tool itself quotes every signature
+    run "$T" inspect "$T"
+    [[ "$output" != *MD002* ]]
+    # stripped, the strings are all there is: they still count
+    strip -o "$BATS_TEST_TMPDIR/s" "$FX/sig-strings"
+    run "$T" inspect --json "$BATS_TEST_TMPDIR/s"
+    check_first 'assert "mimalloc" in [a["id"] for a in f["allocators"]]'
+}
+
+@test "glibc-hwcaps: the copy ld.so loads on this CPU serves malloc; a legacy x86_64/ copy lowers confidence" {
+    /lib64/ld-linux-x86-64.so.2 --help | grep -q 'x86-64-v2 (supported' || skip "this CPU is not x86-64-v2"
+    run "$T" inspect --json "$FX/hwcaps/hwcaps/prog"
+    check_first 'a=f["active"]
+assert a["id"] == "jemalloc" and a["confidence"] == "high", a
+assert a["provider"].endswith("/lib/glibc-hwcaps/x86-64-v2/libmimalloc.so.2"), a
+assert "this machine\x27s CPU (x86-64-v2)" in a["how"], a'
+    run "$T" inspect --json "$FX/hwcaps/legacy/prog"
+    check_first 'a=f["active"]
+assert a["id"] == "mimalloc" and a["confidence"] == "medium", a
+assert "/lib/x86_64/libmimalloc.so.2, a legacy hwcaps subdirectory" in a["how"], a'
+    # without the subdirectory copies: the plain library, high
+    [ "$(field "$FX/mimalloc-dynamic" '["active"]["confidence"]')" = '"high"' ]
 }
 
 @test "musl without free(): only the bump allocator is linked" {
@@ -215,6 +279,23 @@ assert [f["expect"]["met"] for f in r["files"]]==[False, False], r["files"]' "$o
 import json,sys
 f=json.loads(sys.argv[1])["files"][0]
 assert f["libc"]=="musl" and f["active"]["id"]=="musl-mallocng" and f["missing_libraries"]==[], f' "$output"
+}
+
+@test "a program that never calls malloc: none (malloc not linked), JSON id null with a reason" {
+    run "$T" inspect "$FX/quiet-musl-static" "$FX/musl-static"
+    [ "$status" -eq 0 ]
+    [[ "${lines[1]}" == *" none (malloc not linked) "* ]]
+    [[ "${lines[1]}" != *"unknown"* ]]
+    [[ "${lines[2]}" == *"musl mallocng (high)"* ]]
+    run "$T" inspect --json "$FX/quiet-musl-static"
+    check_first 'a=f["active"]
+assert a["id"] is None and a["name"] is None and a["reason"] == "malloc-not-linked", a'
+    run "$T" inspect -v "$FX/quiet-musl-static"
+    [[ "$output" == *"active: none (malloc not linked); the file does not link malloc"* ]]
+    # an allocator that serves malloc has no reason; one not identified is still unknown
+    [ "$(field "$FX/musl-static" '["active"]["reason"]')" = null ]
+    run "$T" inspect "$FX/musl-plain-stripped"
+    [[ "${lines[1]}" == *" unknown (low) "* ]]
 }
 
 @test "--expect has nothing to judge in a static program that never calls malloc" {
@@ -459,6 +540,31 @@ assert not [x for x in f["findings"] if x["id"] in ("MD002","MD003")], f["findin
     [ "$status" -eq 2 ]
     [ "${#lines[@]}" -eq 2 ]
     [[ "${lines[0]}" == "malloc-doctor: inspect: --root musl?prog?[31m: not a directory" ]]
+}
+
+@test "C1 controls are '?' too: U+0080..U+009F, and lone bytes 0x80..0x9f (an 8-bit CSI)" {
+    mkdir "$BATS_TEST_TMPDIR/odd3"
+    cp "$FX/glibc-dynamic" "$BATS_TEST_TMPDIR/odd3/$(printf 'c\xc2\x9b31m')"
+    cp "$FX/glibc-dynamic" "$BATS_TEST_TMPDIR/odd3/$(printf 'r\x9b2J\xc2\x85-\xc2\xa0\xa0')"
+    run "$T" inspect -r "$BATS_TEST_TMPDIR/odd3"
+    [ "$status" -eq 0 ]
+    python3 -c '
+import sys
+out = sys.argv[1].encode("utf-8", "surrogateescape")
+for c1 in (b"\xc2\x9b", b"\xc2\x85", b"\x9b"):
+    assert c1 not in out, (c1, out)
+assert b"/c?31m " in out and b"/r?2J?-\xc2\xa0\xa0 " in out, out
+rows = out.decode("utf-8", "replace").splitlines()
+assert rows[1].index("dynamic") == rows[2].index("dynamic"), rows' "$output"
+    # error lines of every command go through the same function
+    name=$(printf 'x\x9b2J\xc2\x9b')
+    for cmd in inspect trace patch; do
+        run "$T" $cmd "$name"
+        [[ "$output" != *$'\x9b'* ]]
+    done
+    run "$T" inspect "$name"
+    [ "$status" -eq 2 ]
+    [ "$output" = "malloc-doctor: inspect: x?2J?: No such file or directory" ]
 }
 
 @test "the text table's columns line up under names with non-ASCII letters" {
