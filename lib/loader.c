@@ -328,15 +328,44 @@ static void expand_dir(const struct md_loader *l, const struct requester *r, con
         rooted(l, tmp, out, size);
 }
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+
+// The feature bits of an x86-64 psABI level (v2: CMPXCHG16B, LAHF, POPCNT, SSE3 to SSE4.2;
+// v3: AVX, AVX2, BMI1/2, F16C, FMA, LZCNT, MOVBE, with the OS saving YMM state; v4: AVX-512
+// F/BW/CD/DQ/VL, with ZMM state). Read with cpuid: GCC and clang do not agree on the names
+// __builtin_cpu_supports takes for the levels.
+static bool cpu_has_level(int level)
+{
+    unsigned a, b, c1, d, c81 = 0, b7 = 0, c7, d7;
+    if (!__get_cpuid(1, &a, &b, &c1, &d))
+        return false;
+    __get_cpuid(0x80000001, &a, &b, &c81, &d);
+    __get_cpuid_count(7, 0, &a, &b7, &c7, &d7);
+    const unsigned v2_ecx = 1u << 0 | 1u << 9 | 1u << 13 | 1u << 19 | 1u << 20 | 1u << 23;
+    bool v2 = (c1 & v2_ecx) == v2_ecx && (c81 & 1u);
+    if (level <= 2 || !v2)
+        return v2;
+    unsigned xcr0_lo = 0, xcr0_hi = 0;
+    if (c1 & 1u << 27) // OSXSAVE: xgetbv is allowed
+        __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    const unsigned v3_ecx = 1u << 12 | 1u << 22 | 1u << 28 | 1u << 29;
+    const unsigned v3_ebx7 = 1u << 3 | 1u << 5 | 1u << 8;
+    bool v3 = (c1 & v3_ecx) == v3_ecx && (b7 & v3_ebx7) == v3_ebx7 && (c81 & 1u << 5) &&
+              (xcr0_lo & 0x6) == 0x6;
+    if (level == 3 || !v3)
+        return v3;
+    const unsigned v4_ebx7 = 1u << 16 | 1u << 17 | 1u << 28 | 1u << 30 | 1u << 31;
+    return (b7 & v4_ebx7) == v4_ebx7 && (xcr0_lo & 0xe6) == 0xe6;
+}
+#endif
+
 // glibc's x86-64 levels, best first: glibc loads DIR/glibc-hwcaps/LEVEL/NAME before DIR/NAME for
 // each level the CPU supports. This machine's CPU: the one that runs the program may differ.
 static bool cpu_supports_level(int level)
 {
-#if defined(__x86_64__) && defined(__GNUC__)
-    __builtin_cpu_init();
-    return level == 4   ? __builtin_cpu_supports("x86-64-v4")
-           : level == 3 ? __builtin_cpu_supports("x86-64-v3")
-                        : __builtin_cpu_supports("x86-64-v2");
+#if defined(__x86_64__)
+    return cpu_has_level(level);
 #else
     (void)level;
     return false;
