@@ -3,7 +3,9 @@
 //
 // A page is faulted in once when first touched; a program whose minor faults add up to several
 // times its peak RSS has touched memory that was returned (munmap, brk, madvise) and mapped
-// again. Each fault is a kernel entry and a zeroed page.
+// again. Each fault is a kernel entry and a zeroed page. The allocator must have returned memory
+// itself: faults of a program that maps and unmaps its own buffers are not the allocator's.
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "lib/report.h"
@@ -18,6 +20,28 @@
 // Fewer faults than this (4 MiB) are not worth a finding.
 #define MD009_MIN_FAULTS 1000
 #define MD009_PAGE_SIZE 4096.0
+// The allocator gave memory back at least this often (munmap, madvise, brk inside its calls):
+// without that the faults are the program's own (its own mappings, files it maps, its stacks),
+// which no allocator setting changes. A churning allocator makes one per round (thousands).
+#define MD009_MIN_RETURNS 16
+
+// The munmap, madvise and brk calls that may have given memory back: inside allocator calls
+// when the run tells them apart (*attributed), else all of them.
+static double memory_returns(const cJSON *trace, bool *attributed)
+{
+    static const char *const names[] = {"munmap", "madvise", "brk"};
+    double sum = 0;
+    *attributed = true;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        bool inside;
+        double n = md_rule_trace_syscalls(trace, names[i], &inside);
+        if (n < 0)
+            continue; // not made at all
+        sum += n;
+        *attributed = *attributed && inside;
+    }
+    return sum;
+}
 
 static void check(const struct md_rule *rule, const struct md_rule_input *in, cJSON *findings)
 {
@@ -29,18 +53,21 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
     double processes = md_json_get_num(run, "processes");
     double rss_kb = md_json_get_num(run, "max_rss_kb");
     double rss = rss_kb * 1024 * (processes > 1 ? processes : 1);
+    bool attributed;
+    double returns = memory_returns(in->trace, &attributed);
     if (ops <= 0 || rss <= 0 || faults < MD009_MIN_FAULTS ||
         faults / ops < MD009_MIN_FAULTS_PER_OP ||
-        faults * MD009_PAGE_SIZE < MD009_MIN_FAULTED_PER_RSS * rss)
+        faults * MD009_PAGE_SIZE < MD009_MIN_FAULTED_PER_RSS * rss || returns < MD009_MIN_RETURNS)
         return;
     double ratio = faults * MD009_PAGE_SIZE / rss;
     char message[512], fix[1024];
     snprintf(message, sizeof message,
              "%.0f minor page faults for %.0f allocator operations (%.2f per op): %.0f MiB "
-             "faulted in, %.0f times the peak RSS of %.0f KiB%s, so freed memory went back to "
-             "the OS and was faulted in again",
+             "faulted in, %.0f times the peak RSS of %.0f KiB%s; with %.0f munmap, madvise and "
+             "brk calls%s, freed memory went back to the OS and was faulted in again",
              faults, ops, faults / ops, faults * MD009_PAGE_SIZE / (1 << 20), ratio, rss_kb,
-             processes > 1 ? " per process or thread" : "");
+             processes > 1 ? " per process or thread" : "", returns,
+             attributed ? " inside allocator calls" : " (not told apart from the program's own)");
     md_rule_trace_keep_memory(in->trace, fix, sizeof fix);
     cJSON *ev = md_finding_add(findings, rule, MD_SEV_WARNING, message, fix);
     cJSON_AddNumberToObject(ev, "minor_faults", faults);
@@ -48,6 +75,8 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
     cJSON_AddNumberToObject(ev, "faults_per_op", faults / ops);
     cJSON_AddNumberToObject(ev, "max_rss_kb", rss_kb);
     cJSON_AddNumberToObject(ev, "faulted_per_rss", ratio);
+    cJSON_AddNumberToObject(ev, "memory_returns", returns);
+    cJSON_AddBoolToObject(ev, "in_allocator", attributed);
 }
 
 const struct md_rule md_rule_fault_churn = {

@@ -157,6 +157,16 @@ assert e['in_allocator'] and e['madvise'] >= 1000 and e['madvise_per_op'] >= 0.4
     [ "$(ids)" = "" ]
 }
 
+@test "MD009: faults of memory the program maps and unmaps itself are not the allocator's" {
+    # 4000 rounds of 64 KiB mapped, touched and unmapped by the program, one malloc and free each:
+    # 16 faults per round, none after anything the allocator gave back
+    run "$T" trace --json -o "$OUT" -- "$RFX/cycle" 65536 4000 selfmap
+    [ "$status" -eq 0 ]
+    [ "$(q "r['run']['minor_faults'] >= 16 * 4000")" = True ]
+    [ "$(q "[s['count'] for s in r['syscalls'] if s['name'] == 'munmap'][0] >= 4000")" = True ]
+    [ "$(ids)" = "" ]
+}
+
 @test "MD008 and MD009: a zero trim threshold gives the heap top back with brk on every free" {
     # 4000 rounds: MD008 weighs the brk calls against the peak RSS, and the run's peak RSS is at
     # least the tracer's own (about 6 MB with the sanitizer build)

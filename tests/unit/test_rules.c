@@ -355,18 +355,23 @@ static void md009_faults_beyond_peak_rss(void **state)
 {
     (void)state;
     const char *fmt = "\"ops\":{\"total\":%d},\"run\":{\"minor_faults\":%d,\"max_rss_kb\":%d,"
-                      "\"processes\":%d}";
+                      "\"processes\":%d},\"attribution\":{\"available\":true},\"syscalls\":["
+                      "{\"name\":\"madvise\",\"count\":100,\"in_allocator\":%d},"
+                      "{\"name\":\"munmap\",\"count\":100,\"in_allocator\":%d}]";
     char members[512];
-    // 1000 faults are 4000 KiB: four times a 1000 KiB peak, one per 100 operations
-    snprintf(members, sizeof members, fmt, 100000, 1000, 1000, 1);
+    // 1000 faults are 4000 KiB: four times a 1000 KiB peak, one per 100 operations; 16 returns
+    snprintf(members, sizeof members, fmt, 100000, 1000, 1000, 1, 8, 8);
     assert_string_equal(on_trace(members), "MD009/warning");
-    snprintf(members, sizeof members, fmt, 100000, 1000, 1001, 1);
+    snprintf(members, sizeof members, fmt, 100000, 1000, 1001, 1, 8, 8);
     assert_string_equal(on_trace(members), "");
-    snprintf(members, sizeof members, fmt, 100000, 1000, 1000, 2); // each process faults its own
+    snprintf(members, sizeof members, fmt, 100000, 1000, 1000, 2, 8, 8); // each process its own
     assert_string_equal(on_trace(members), "");
-    snprintf(members, sizeof members, fmt, 100001, 1000, 10, 1);
+    snprintf(members, sizeof members, fmt, 100001, 1000, 10, 1, 8, 8);
     assert_string_equal(on_trace(members), "");
-    snprintf(members, sizeof members, fmt, 1000, 999, 10, 1);
+    snprintf(members, sizeof members, fmt, 1000, 999, 10, 1, 8, 8);
+    assert_string_equal(on_trace(members), "");
+    // the program unmapped its own buffers: the allocator gave nothing back
+    snprintf(members, sizeof members, fmt, 100000, 1000, 1000, 1, 8, 7);
     assert_string_equal(on_trace(members), "");
 }
 
