@@ -614,6 +614,12 @@ static void record_provider(struct md_probe_header *h)
     if (n == 0 || n >= sizeof h->malloc_provider)
         n = 0;
     memcpy(h->malloc_provider, n ? info.dli_fname : "", n + 1);
+    char image[sizeof h->malloc_provider_image];
+    ssize_t len = readlink("/proc/self/exe", image, sizeof image);
+    if (len <= 0 || (size_t)len >= sizeof image)
+        len = 0;
+    image[len] = 0;
+    memcpy(h->malloc_provider_image, image, (size_t)len + 1);
 }
 
 // Remembers the main thread (a program may rename it from another thread): the calling thread

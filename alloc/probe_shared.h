@@ -18,7 +18,7 @@
 #include <string.h>
 
 #define MD_PROBE_MAGIC 0x3165626f7270646dull // "mdprobe1"
-#define MD_PROBE_VERSION 6
+#define MD_PROBE_VERSION 7
 #define MD_PROBE_ENV "MD_PROBE_FILE"
 #define MD_PROBE_SLOTS 1024
 #define MD_PROBE_SLOW_MAX (1u << 20)
@@ -145,6 +145,9 @@ struct md_probe_header {
     // place): what really serves malloc at run time, LD_PRELOAD and library paths included.
     _Atomic int32_t provider_pid;
     char malloc_provider[MD_PROBE_PROVIDER_PATH];
+    // That image's executable (/proc/self/exe): another program than the command named when the
+    // command exec'd it. Empty when unknown or longer than the buffer.
+    char malloc_provider_image[MD_PROBE_PROVIDER_PATH];
     // Every program image that ran with a probe: the process and its comm (the kernel's 15-byte
     // name). The tool compares them with the kernel's exit records: a process whose last image
     // is not here exec'd something the probe could not follow (a static program, a setuid one).

@@ -248,12 +248,16 @@ void md_render_trace_header(const cJSON *r)
                md_cli_printable(str(script, "interpreter", "?"), interp, sizeof interp),
                has_arg ? " " : "", md_cli_printable(str(script, "argument", ""), arg, sizeof arg));
     }
+    const char *image = md_json_get_str(cJSON_GetObjectItemCaseSensitive(t, "exec_image"), "path");
+    if (image)
+        printf("note: the command exec'd %s, which the numbers and rules are about\n",
+               md_cli_printable(image, path, sizeof path));
     const cJSON *ran = cJSON_GetObjectItemCaseSensitive(t, "malloc_at_run_time");
     if (ran && cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(ran, "same_as_file")))
-        printf("note: at run time malloc came from %s (%s), not from what the file links: "
+        printf("note: at run time malloc came from %s (%s), not from what %s links: "
                "LD_PRELOAD, /etc/ld.so.preload or the library path changed it\n",
                md_cli_printable(str(ran, "provider", "?"), path, sizeof path),
-               str(ran, "name", "unknown allocator"));
+               str(ran, "name", "unknown allocator"), image ? "that program" : "the file");
     if (md_json_get_str(r, "mode_note"))
         printf("note: %s\n", md_json_get_str(r, "mode_note"));
     const cJSON *warning;

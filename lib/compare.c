@@ -33,7 +33,8 @@ static void not_possible(cJSON *compare, const cJSON *report)
         cJSON_AddStringToObject(compare, "reason",
                                 "the program is linked statically: LD_PRELOAD cannot replace "
                                 "the malloc linked into it");
-        md_rule_trace_replace_allocator(report, fix, sizeof fix); // the rules' prescription
+        struct md_rule_input in = {.trace = report};
+        md_rule_trace_replace_allocator(&in, fix, sizeof fix); // the rules' prescription
     } else {
         cJSON_AddStringToObject(compare, "reason",
                                 "the program defines malloc itself, so a preloaded allocator "
@@ -54,9 +55,9 @@ static int default_library(const cJSON *report, char *library, char *preload, si
 {
     char dir[PATH_MAX];
     md_tool_dir(dir, sizeof dir - 8);
-    const char *libc = str(target_of(report), "libc");
+    const char *libc = md_report_program_str(report, "libc"); // `env PROG`: PROG's
     snprintf(library, size, "%s/alloc/%s/libmdalloc.so", dir,
-             !strcmp(libc, "musl") ? "musl" : "glibc");
+             libc && !strcmp(libc, "musl") ? "musl" : "glibc");
     if (access(library, R_OK))
         return md_fail(err, "%s: mdalloc is missing (run `make` first, or give --compare-with LIB)",
                        library);
@@ -154,7 +155,9 @@ int md_trace_compare(const struct md_trace_options *opt, const char *with, cJSON
 {
     if (with && check_library(with, err))
         return -1;
-    if (md_trace(opt, report, run, err))
+    struct md_trace_options first = *opt;
+    first.compared = true;
+    if (md_trace(&first, report, run, err))
         return -1;
     cJSON *compare = cJSON_AddObjectToObject(report, "compare");
     if (run->interrupted_by) { // the user asked to stop: no second run

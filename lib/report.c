@@ -92,6 +92,20 @@ void md_report_warn(cJSON *report, const char *warning)
     cJSON_AddItemToArray(warnings, cJSON_CreateString(warning));
 }
 
+const char *md_report_program_str(const cJSON *report, const char *key)
+{
+    const cJSON *target = cJSON_GetObjectItemCaseSensitive(report, "target");
+    const cJSON *image = cJSON_GetObjectItemCaseSensitive(target, "exec_image");
+    return md_json_get_str(cJSON_IsObject(image) ? image : target, key);
+}
+
+const cJSON *md_report_ran_allocator(const cJSON *report)
+{
+    const cJSON *target = cJSON_GetObjectItemCaseSensitive(report, "target");
+    const cJSON *ran = cJSON_GetObjectItemCaseSensitive(target, "malloc_at_run_time");
+    return cJSON_IsObject(ran) ? ran : cJSON_GetObjectItemCaseSensitive(target, "active");
+}
+
 void md_append_text(char *out, size_t size, size_t *len, const char *text)
 {
     int n = snprintf(out + *len, size - *len, "%s", text);

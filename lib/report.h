@@ -32,6 +32,13 @@ cJSON *md_json_lines(const char *text);
 // part of the report less trustworthy, which the text output shows at its top.
 void md_report_warn(cJSON *report, const char *warning);
 
+// Of a trace report: the program that ran is the one CMD exec'd in place (target.exec_image:
+// `env PROG`) when there is one, else CMD's file. Its "kind" or "libc", or NULL.
+const char *md_report_program_str(const cJSON *report, const char *key);
+// The allocator that served the run: target.malloc_at_run_time when the probe said, else the one
+// CMD's file links (target.active); NULL when neither is there.
+const cJSON *md_report_ran_allocator(const cJSON *report);
+
 // Appends text to out (length *len, capacity size), cut where it does not fit; *len stays below
 // size.
 void md_append_text(char *out, size_t size, size_t *len, const char *text);

@@ -57,7 +57,16 @@ struct target {
     // preload mode: who served malloc at run time (the probe's dladdr), as an inspect "active"
     // object plus "same_as_file"; NULL when the probe did not say
     cJSON *run_time_active;
+    // preload mode: the inspect entry of the program the first process exec'd (`env PROG`,
+    // `nice PROG`), when it is not plan.path; NULL otherwise
+    cJSON *exec_inspect;
 };
+
+// The inspect entry of the program that ran: the one the command exec'd in place, else its own.
+static const cJSON *program_inspect(const struct target *t)
+{
+    return t->exec_inspect ? t->exec_inspect : t->inspect;
+}
 
 // The inspect entry of one file, or NULL (err says why).
 static cJSON *inspect_entry(const char *path, struct md_error *err)
@@ -189,6 +198,19 @@ static void choose_hooks(struct target *t, const struct md_trace_options *opt)
     t->mode = MODE_HOOKS;
 }
 
+// The program the first process ran last, when it exec'd another than the command's file (`env`,
+// `nice`, a shim): that one's threads and allocator are what the rules judge.
+static void note_exec_image(struct target *t, const struct md_probe_header *h)
+{
+    char image[sizeof h->malloc_provider_image];
+    memcpy(image, h->malloc_provider_image, sizeof image);
+    image[sizeof image - 1] = 0;
+    if (!image[0] || md_same_file(image, t->plan.path))
+        return;
+    struct md_error ignored;
+    t->exec_inspect = inspect_entry(image, &ignored);
+}
+
 // The file the probe's malloc came from in the program's first process. When it is not the one
 // inspect found (LD_PRELOAD, LD_LIBRARY_PATH, /etc/ld.so.preload), it is inspected too: its
 // allocator is the one that served the run.
@@ -199,7 +221,8 @@ static void note_run_time_malloc(struct target *t, const struct md_probe_header 
     provider[sizeof provider - 1] = 0;
     if (!provider[0])
         return;
-    const cJSON *file_active = cJSON_GetObjectItemCaseSensitive(t->inspect, "active");
+    note_exec_image(t, h);
+    const cJSON *file_active = cJSON_GetObjectItemCaseSensitive(program_inspect(t), "active");
     bool same = md_same_file(provider, md_json_get_str(file_active, "provider"));
     cJSON *entry = NULL;
     const cJSON *active = file_active;
@@ -247,6 +270,11 @@ static void add_target(cJSON *report, const struct target *t, const struct md_tr
     cJSON_AddItemToObject(o, "malloc_at_run_time",
                           t->run_time_active ? cJSON_Duplicate(t->run_time_active, 1)
                                              : cJSON_CreateNull());
+    cJSON *image = t->exec_inspect ? cJSON_AddObjectToObject(o, "exec_image")
+                                   : cJSON_AddNullToObject(o, "exec_image");
+    for (const char *const *key = (const char *const[]){"path", "kind", "libc", NULL};
+         t->exec_inspect && *key; key++)
+        md_json_str(image, *key, md_json_get_str(t->exec_inspect, *key));
     cJSON_AddStringToObject(report, "mode", mode_names[t->mode]);
     md_json_str(report, "mode_note", t->mode_note[0] ? t->mode_note : NULL);
     // the rules' prescriptions name this tool's own mdalloc builds
@@ -255,7 +283,7 @@ static void add_target(cJSON *report, const struct target *t, const struct md_tr
     strcat(dir, "/alloc");
     cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(report, "tool"), "alloc_dir", dir);
     if (opt->include_inspect)
-        cJSON_AddItemToObject(report, "inspect", cJSON_Duplicate(t->inspect, 1));
+        cJSON_AddItemToObject(report, "inspect", cJSON_Duplicate(program_inspect(t), 1));
 }
 
 static const struct md_exit_record *tree_member(const struct md_tree_usage *tree, pid_t pid)
@@ -518,6 +546,7 @@ static void cleanup(struct session *s)
     md_strace_log_free(&s->log);
     cJSON_Delete(s->target.inspect);
     cJSON_Delete(s->target.run_time_active);
+    cJSON_Delete(s->target.exec_inspect);
     free(s->tree.members);
     md_exec_plan_free(&s->target.plan);
     free(s->hooked_argv);
@@ -737,11 +766,13 @@ static void add_findings(const struct md_trace_options *opt, const struct sessio
 {
     cJSON *findings = cJSON_AddArrayToObject(report, "findings");
     const cJSON *ran = s->target.run_time_active;
-    cJSON *file = cJSON_Duplicate(s->target.inspect, 1);
+    cJSON *file = cJSON_Duplicate(program_inspect(&s->target), 1);
     if (ran && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ran, "same_as_file")))
         cJSON_ReplaceItemInObjectCaseSensitive(file, "active", cJSON_Duplicate(ran, 1));
-    struct md_rule_input in = {
-        .file = file, .trace = report, .leak_min_bytes = opt->leak_min_bytes};
+    struct md_rule_input in = {.file = file,
+                               .trace = report,
+                               .leak_min_bytes = opt->leak_min_bytes,
+                               .compared = opt->compared && s->target.mode == MODE_PRELOAD};
     md_rules_run(&in, findings);
     cJSON_Delete(file);
 }

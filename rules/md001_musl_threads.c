@@ -133,7 +133,7 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
     char fix[1024], patch[512];
     md_rule_patch_musl(in->file, patch, sizeof patch);
     if (in->trace)
-        md_rule_trace_replace_allocator(in->trace, fix, sizeof fix);
+        md_rule_trace_replace_allocator(in, fix, sizeof fix);
     else if (is_static)
         snprintf(fix, sizeof fix,
                  "patch a copy of musl's libc.a with mdalloc: %s, then check with "

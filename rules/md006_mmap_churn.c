@@ -57,7 +57,7 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
              maps, unmaps, attributed ? " inside allocator calls" : "", ops, 1000 * maps / ops,
              all_maps > 0 ? 100 * md_json_get_num(top, "count") / all_maps : 0,
              md_json_get_num(top, "from"), md_json_get_num(top, "to"));
-    md_rule_trace_keep_memory(in->trace, fix, sizeof fix);
+    md_rule_trace_keep_memory(in, fix, sizeof fix);
     cJSON *ev = md_finding_add(findings, rule, MD_SEV_WARNING, message, fix);
     cJSON_AddNumberToObject(ev, "mmaps", maps);
     cJSON_AddNumberToObject(ev, "munmaps", unmaps);

@@ -31,7 +31,7 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
              "%.0f madvise calls%s for %.0f allocator operations (%.2f per 1000): the allocator "
              "returns pages on the free path and faults them in again on the next malloc",
              calls, attributed ? " inside allocator calls" : "", ops, 1000 * calls / ops);
-    md_rule_trace_keep_memory(in->trace, fix, sizeof fix);
+    md_rule_trace_keep_memory(in, fix, sizeof fix);
     cJSON *ev = md_finding_add(findings, rule, MD_SEV_WARNING, message, fix);
     cJSON_AddNumberToObject(ev, "madvise", calls);
     cJSON_AddBoolToObject(ev, "in_allocator", attributed);

@@ -42,7 +42,7 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
              "grown again on malloc",
              calls, attributed ? " inside allocator calls" : "", ops, 1000 * calls / ops,
              md_json_get_num(run, "max_rss_kb"));
-    md_rule_trace_keep_memory(in->trace, fix, sizeof fix);
+    md_rule_trace_keep_memory(in, fix, sizeof fix);
     cJSON *ev = md_finding_add(findings, rule, MD_SEV_WARNING, message, fix);
     cJSON_AddNumberToObject(ev, "brk", calls);
     cJSON_AddBoolToObject(ev, "in_allocator", attributed);

@@ -68,7 +68,7 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
              faults, ops, faults / ops, faults * MD009_PAGE_SIZE / (1 << 20), ratio, rss_kb,
              processes > 1 ? " per process or thread" : "", returns,
              attributed ? " inside allocator calls" : " (not told apart from the program's own)");
-    md_rule_trace_keep_memory(in->trace, fix, sizeof fix);
+    md_rule_trace_keep_memory(in, fix, sizeof fix);
     cJSON *ev = md_finding_add(findings, rule, MD_SEV_WARNING, message, fix);
     cJSON_AddNumberToObject(ev, "minor_faults", faults);
     cJSON_AddNumberToObject(ev, "ops", ops);

@@ -3,6 +3,7 @@
 #include "rules/rules.h"
 
 #include <assert.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -220,18 +221,38 @@ void md_rule_patch_musl(const cJSON *file, char *out, size_t size)
                  machine ? machine : "file's");
 }
 
-void md_rule_trace_replace_allocator(const cJSON *trace, char *out, size_t size)
+// The mdalloc library to preload for the program, as a shell word. A wrapper of the other libc
+// (glibc's env running a musl program) cannot load that libc's build: then the path both loaders
+// resolve to their own build, DIR/any/$PLATFORM (see md_either_libc_path), quoted.
+static void mdalloc_preload(const cJSON *trace, bool musl, char *out, size_t size)
 {
-    const cJSON *target = cJSON_GetObjectItemCaseSensitive(trace, "target");
-    const char *kind = md_json_get_str(target, "kind"), *libc = md_json_get_str(target, "libc");
+    const char *own = md_json_get_str(cJSON_GetObjectItemCaseSensitive(trace, "target"), "libc");
+    const char *libc = musl ? "musl" : "glibc";
+    if (own && strcmp(own, libc))
+        snprintf(out, size, "'%s/any/$PLATFORM/libmdalloc.so'", alloc_dir(trace));
+    else
+        snprintf(out, size, "%s/%s/libmdalloc.so", alloc_dir(trace), libc);
+}
+
+void md_rule_trace_replace_allocator(const struct md_rule_input *in, char *out, size_t size)
+{
+    const cJSON *trace = in->trace;
+    const char *kind = md_report_program_str(trace, "kind");
+    const char *libc = md_report_program_str(trace, "libc");
     bool musl = libc && !strcmp(libc, "musl");
-    char cmd[512];
+    char cmd[512], preload[PATH_MAX + 64];
     md_rule_trace_command(trace, cmd, sizeof cmd);
-    if (kind && !strcmp(kind, "dynamic"))
+    mdalloc_preload(trace, musl, preload, sizeof preload);
+    if (kind && !strcmp(kind, "dynamic") && in->compared)
+        snprintf(out, size,
+                 "this report's comparison ran it again with mdalloc preloaded; to keep "
+                 "mdalloc: `LD_PRELOAD=%s %s`",
+                 preload, cmd);
+    else if (kind && !strcmp(kind, "dynamic"))
         snprintf(out, size,
                  "`malloc-doctor trace --compare -- %s` runs it again with mdalloc preloaded and "
-                 "shows both runs; to keep mdalloc: `LD_PRELOAD=%s/%s/libmdalloc.so %s`",
-                 cmd, alloc_dir(trace), musl ? "musl" : "glibc", cmd);
+                 "shows both runs; to keep mdalloc: `LD_PRELOAD=%s %s`",
+                 cmd, preload, cmd);
     else if (musl) {
         char patch[512];
         md_rule_patch_musl(NULL, patch, sizeof patch);
@@ -273,14 +294,12 @@ static double largest_size(const cJSON *trace)
     return largest;
 }
 
-void md_rule_trace_keep_memory(const cJSON *trace, char *out, size_t size)
+void md_rule_trace_keep_memory(const struct md_rule_input *in, char *out, size_t size)
 {
+    const cJSON *trace = in->trace;
     char replace[640], cmd[512];
-    md_rule_trace_replace_allocator(trace, replace, sizeof replace);
-    const char *family =
-        md_json_get_str(cJSON_GetObjectItemCaseSensitive(
-                            cJSON_GetObjectItemCaseSensitive(trace, "target"), "active"),
-                        "family");
+    md_rule_trace_replace_allocator(in, replace, sizeof replace);
+    const char *family = md_json_get_str(md_report_ran_allocator(trace), "family");
     if (!family || strcmp(family, "glibc")) {
         snprintf(out, size, "%s", replace);
         return;

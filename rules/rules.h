@@ -19,6 +19,7 @@ struct md_rule_input {
     const cJSON *trace;      // a trace report, or NULL; with file, the trace of that program
     uint64_t leak_min_bytes; // trace --leak-min; 0: the leak rule's own default
     const char *alloc_dir;   // where this tool's mdalloc builds are (DIR/alloc), or NULL
+    bool compared;           // the report compares a run with mdalloc (trace --compare)
 };
 
 struct md_rule {
@@ -78,9 +79,9 @@ const char *md_rule_alloc_dir(const struct md_rule_input *in);
 
 // The prescription for "run it with an allocator that keeps its memory": the compare run for a
 // dynamic program, patch for static musl, relinking for other static programs.
-void md_rule_trace_replace_allocator(const cJSON *trace, char *out, size_t size);
+void md_rule_trace_replace_allocator(const struct md_rule_input *in, char *out, size_t size);
 // The fix for an allocator that gives memory back to the OS too eagerly: for glibc's malloc the
 // GLIBC_TUNABLES that keep blocks up to the largest request in the heap, then the replacement.
-void md_rule_trace_keep_memory(const cJSON *trace, char *out, size_t size);
+void md_rule_trace_keep_memory(const struct md_rule_input *in, char *out, size_t size);
 
 #endif

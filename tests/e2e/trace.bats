@@ -367,11 +367,34 @@ PY
     # a wrapper that execs the program in place: the program's image names it
     run "$T" trace --json -o "$OUT" -- env LD_PRELOAD_UNRELATED=1 "$FX/glibc-dynamic"
     [ "$(q "r['target']['path'], r['target']['malloc_at_run_time']['provider']")" = "/usr/bin/env /lib/x86_64-linux-gnu/libc.so.6" ]
+    [ "$(q "r['target']['exec_image']['path'] == '$(realpath "$FX/glibc-dynamic")'")" = True ]
+    # the program it execs is what the rules judge: env (glibc, no threads) hid a musl program's
+    # MD001, and the note blamed LD_PRELOAD for the allocator that program links
+    run "$T" trace --json -o "$OUT" -- env "$FX/musl-dynamic-loop" 20000
+    [ "$status" -eq 0 ]
+    [ "$(q "[f['id'] for f in r['findings']], r['target']['malloc_at_run_time']['same_as_file']")" = "['MD001'] True" ]
+    run "$T" doctor -- env "$FX/musl-dynamic-loop" 20000
+    [[ "$output" == *"note: the command exec'd $(realpath "$FX/musl-dynamic-loop"), which the numbers and rules are about"* ]]
+    [[ "$output" == *"threads: yes; malloc served by: musl mallocng"* ]]
+    [[ "$output" != *"LD_PRELOAD, /etc/ld.so.preload"* ]]
+    # the comparison preloads the musl mdalloc into the musl program (it said "did not serve
+    # malloc" with the glibc build the wrapper's libc chose), and the fix names the path both
+    # libcs' loaders resolve (glibc's env cannot load the musl build)
+    run "$T" trace --compare --json -o "$OUT" -- env "$FX/musl-dynamic-loop" 20000
+    [ "$status" -eq 0 ]
+    [ "$(q "r['target']['exec_image']['libc'], r['compare']['possible']")" = "musl True" ]
+    [ "$(q "[f['id'] for f in r['compare']['report']['findings']], r['compare']['report']['target']['malloc_at_run_time']['id']")" = "[] mdalloc" ]
+    [[ "$(q "[f['fix'] for f in r['findings']][0]")" == *"LD_PRELOAD='"*"/alloc/any/\$PLATFORM/libmdalloc.so' env "* ]]
+    # no exec: no such note
+    run "$T" trace --json -o "$OUT" -- "$FX/glibc-dynamic"
+    [ "$(q "r['target']['exec_image']")" = None ]
     # the rules judge the allocator that ran: musl's MD001 is gone once mdalloc serves malloc
     # (--compare preloads mdalloc for the second run)
     run "$T" trace --compare --json -o "$OUT" -- "$FX/musl-dynamic-loop" 20000
     [ "$status" -eq 0 ]
     [ "$(q "[f['id'] for f in r['findings']], r['target']['malloc_at_run_time']['id']")" = "['MD001'] musl-mallocng" ]
+    # its fix points at the comparison it made, not at running --compare again
+    [[ "$(q "r['findings'][0]['fix']")" == "this report's comparison ran it again with mdalloc preloaded; to keep mdalloc: \`LD_PRELOAD="*"/musl/libmdalloc.so "* ]]
     [ "$(q "[f['id'] for f in r['compare']['report']['findings']], r['compare']['report']['target']['malloc_at_run_time']['id']")" = "[] mdalloc" ]
 }
 

@@ -457,7 +457,8 @@ static void keep_memory_tunables_cover_the_largest_request(void **state)
         char members[256], fix[1024];
         snprintf(members, sizeof members, fmt, cases[i].from, cases[i].to);
         cJSON *trace = entry(trace_of(members));
-        md_rule_trace_keep_memory(trace, fix, sizeof fix);
+        struct md_rule_input in = {.trace = trace};
+        md_rule_trace_keep_memory(&in, fix, sizeof fix);
         assert_non_null(strstr(fix, cases[i].expect));
         cJSON_Delete(trace);
     }
