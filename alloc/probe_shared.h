@@ -245,13 +245,18 @@ static inline void md_probe_note_own_map(struct md_probe_header *h, int32_t tid,
             (struct md_probe_own_map){.tid = tid, .start = start, .end = end, .noted_ns = noted_ns};
 }
 
+// The file's size for tables of these sizes (see Layout).
+static inline size_t md_probe_size(uint64_t slots, uint64_t slow, uint64_t objects, uint64_t stacks,
+                                   uint64_t live)
+{
+    return sizeof(struct md_probe_header) + slots * sizeof(struct md_probe_slot) +
+           slow * sizeof(struct md_probe_slow) + objects * sizeof(struct md_probe_object) +
+           stacks * sizeof(struct md_probe_stack) + live * sizeof(struct md_probe_live);
+}
+
 static inline size_t md_probe_file_size(const struct md_probe_header *h)
 {
-    return sizeof(struct md_probe_header) + h->slot_count * sizeof(struct md_probe_slot) +
-           h->slow_max * sizeof(struct md_probe_slow) +
-           h->object_max * sizeof(struct md_probe_object) +
-           h->stack_max * sizeof(struct md_probe_stack) +
-           h->live_max * sizeof(struct md_probe_live);
+    return md_probe_size(h->slot_count, h->slow_max, h->object_max, h->stack_max, h->live_max);
 }
 
 // Where the file's tables are and how many entries each holds: its geometry, read from the
@@ -299,7 +304,8 @@ static inline bool md_probe_view_init(struct md_probe_view *v, struct md_probe_h
     v->objects = (struct md_probe_object *)(v->slow_log + v->slow_max);
     v->stacks = (struct md_probe_stack *)(v->objects + v->object_max);
     v->live = (struct md_probe_live *)(v->stacks + v->stack_max);
-    return (size_t)((char *)(v->live + v->live_max) - (char *)h) <= mapped;
+    return md_probe_size(v->slot_count, v->slow_max, v->object_max, v->stack_max, v->live_max) <=
+           mapped;
 }
 
 // What the tool asked for (md_probe_flags: stacks, leaks) that v has the tables for.

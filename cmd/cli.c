@@ -2,6 +2,7 @@
 #include "cmd/cli.h"
 
 #include "lib/report.h"
+#include "lib/run.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -444,10 +445,7 @@ static int open_output(struct output *o)
 
 bool md_cli_same_file(const char *a, const char *b)
 {
-    struct stat sa, sb;
-    if (!stat(a, &sa) && !stat(b, &sb))
-        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-    return !strcmp(a, b);
+    return md_same_file(a, b) || !strcmp(a, b); // a name not created yet is the same by name
 }
 
 bool md_cli_output_usable(const struct md_command *cmd, const char *output)
