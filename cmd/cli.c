@@ -153,6 +153,44 @@ void md_cli_guard_mappings(void)
     sigaction(SIGBUS, &sa, NULL);
 }
 
+// Whether the caller started the tool with stdout closed: /dev/full holds it then, and its
+// ENOSPC would name the wrong cause. Set once, before any command runs.
+static bool stdout_was_closed;
+
+// A caller that closed stdin, stdout or stderr would have them reused by the first file opened
+// (a report printed into a netlink socket): hold them, as git does. A closed stdout is held by
+// /dev/full, so that a report written there fails (and says why) instead of vanishing; the
+// others by /dev/null.
+void md_cli_hold_standard_descriptors(void)
+{
+    stdout_was_closed = fcntl(STDOUT_FILENO, F_GETFD) < 0;
+    int fd;
+    while ((fd = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0 && fd <= STDERR_FILENO) {
+        int full;
+        if (fd == STDOUT_FILENO && (full = open("/dev/full", O_WRONLY | O_CLOEXEC)) >= 0) {
+            dup2(full, STDOUT_FILENO); // without /dev/full, /dev/null holds it
+            close(full);
+        }
+        fcntl(fd, F_SETFD, 0); // it stands for a standard descriptor: children get it too
+    }
+    if (fd > STDERR_FILENO)
+        close(fd);
+}
+
+bool md_cli_flush_stdout(int *error)
+{
+    static int first_error; // a second flush of a failed stream has no errno left to give
+    errno = 0;
+    if (fflush(stdout) == 0 && !ferror(stdout)) {
+        *error = 0;
+        return true;
+    }
+    if (!first_error)
+        first_error = stdout_was_closed ? EBADF : errno;
+    *error = first_error;
+    return false;
+}
+
 static size_t utf8_sequence(const unsigned char *s);
 
 // Bytes of the character at s (1 for a byte that is not UTF-8), and whether it is a control: C0,

@@ -59,6 +59,14 @@ extern const struct md_command md_cmd_rules;
 void md_cli_guard_mappings(void);
 extern volatile sig_atomic_t md_cli_mapping_faults;
 
+// Run first by main: a standard descriptor the caller closed is held open (stdout by /dev/full,
+// the others by /dev/null), so that no file the tool opens takes its number.
+void md_cli_hold_standard_descriptors(void);
+
+// Flushes stdout; false with *error (an errno value, EBADF when the caller closed stdout, 0 when
+// unknown) when what was printed did not all reach it.
+bool md_cli_flush_stdout(int *error);
+
 // Iterates options like getopt_long. Returns the key, -1 after the last option (optind is then
 // the first operand), or '?' after printing a usage error (an unknown option, a missing argument,
 // an empty file or directory name). --help is handled by the caller.

@@ -1,11 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // malloc-doctor: find, prove and fix allocator problems in ELF programs.
 // The one dispatch table of subcommands; each lives in its own file under cmd/.
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cmd/cli.h"
 
@@ -36,44 +33,21 @@ static const struct md_command *find(const char *name)
     return NULL;
 }
 
-// A caller that closed stdin, stdout or stderr would have them reused by the first file opened
-// (a report printed into a netlink socket): hold them, as git does. A closed stdout is held by
-// /dev/full, so that a report written there fails (and says why) instead of vanishing; the
-// others by /dev/null. Returns whether stdout was closed.
-static bool hold_standard_descriptors(void)
-{
-    bool stdout_closed = fcntl(STDOUT_FILENO, F_GETFD) < 0;
-    int fd;
-    while ((fd = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0 && fd <= STDERR_FILENO) {
-        int full;
-        if (fd == STDOUT_FILENO && (full = open("/dev/full", O_WRONLY | O_CLOEXEC)) >= 0) {
-            dup2(full, STDOUT_FILENO); // without /dev/full, /dev/null holds it
-            close(full);
-        }
-        fcntl(fd, F_SETFD, 0); // it stands for a standard descriptor: children get it too
-    }
-    if (fd > STDERR_FILENO)
-        close(fd);
-    return stdout_closed;
-}
-
 // A report that could not be written (a full disk, /dev/full, a closed pipe's EPIPE under
 // SIG_IGN, a closed stdout) must not end in exit status 0.
-static int check_standard_output(const char *name, bool stdout_closed, int rc)
+static int check_standard_output(const char *name, int rc)
 {
-    errno = 0;
-    if (fflush(stdout) == 0 && !ferror(stdout))
+    int e;
+    if (md_cli_flush_stdout(&e))
         return rc;
-    if (stdout_closed)
-        errno = EBADF;
     fprintf(stderr, "malloc-doctor: %s: cannot write the standard output%s%s\n", name,
-            errno ? ": " : "", errno ? strerror(errno) : "");
+            e ? ": " : "", e ? strerror(e) : "");
     return MD_EXIT_USAGE;
 }
 
 int main(int argc, char **argv)
 {
-    bool stdout_closed = hold_standard_descriptors();
+    md_cli_hold_standard_descriptors();
     if (argc < 2) {
         usage(stderr);
         return MD_EXIT_USAGE;
@@ -82,16 +56,16 @@ int main(int argc, char **argv)
     if ((argc == 2 && (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help"))) ||
         (argc == 3 && !strcmp(name, "help") && !strcmp(argv[2], "help"))) {
         usage(stdout);
-        return check_standard_output(name, stdout_closed, MD_EXIT_OK);
+        return check_standard_output(name, MD_EXIT_OK);
     }
     if (argc == 2 && !strcmp(name, "--version")) {
         printf("malloc-doctor %s\n", MD_VERSION);
-        return check_standard_output(name, stdout_closed, MD_EXIT_OK);
+        return check_standard_output(name, MD_EXIT_OK);
     }
     if (!strcmp(name, "help")) { // argc > 2 here
         if (argc == 3 && find(argv[2])) {
             md_cli_usage(find(argv[2]), stdout);
-            return check_standard_output(name, stdout_closed, MD_EXIT_OK);
+            return check_standard_output(name, MD_EXIT_OK);
         }
         fprintf(stderr,
                 argc > 3 ? "malloc-doctor: help takes one command name\n"
@@ -115,5 +89,5 @@ int main(int argc, char **argv)
                 name);
         return MD_EXIT_USAGE;
     }
-    return check_standard_output(name, stdout_closed, cmd->run(cmd, argc - 1, argv + 1));
+    return check_standard_output(name, cmd->run(cmd, argc - 1, argv + 1));
 }

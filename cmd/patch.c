@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // malloc-doctor patch: option parsing, finding mdalloc's embedding archive, and rendering; the
 // work is lib/patch.c.
-#include <errno.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -258,11 +257,9 @@ static bool describe_change(const cJSON *report, bool to_output, char *out, size
 static int check_printed(const struct md_command *cmd, const cJSON *report, bool to_output, int rc)
 {
     char change[3 * PATH_MAX];
-    errno = 0;
-    if ((fflush(stdout) == 0 && !ferror(stdout)) ||
-        !describe_change(report, to_output, change, sizeof change))
+    int e;
+    if (md_cli_flush_stdout(&e) || !describe_change(report, to_output, change, sizeof change))
         return rc; // main reports an unwritable stdout when nothing changed
-    int e = errno;
     md_cli_error(cmd, "%s, but the standard output could not be written%s%s", change, e ? ": " : "",
                  e ? strerror(e) : "");
     clearerr(stdout); // reported here, not again by main
@@ -379,6 +376,9 @@ static int run(const struct md_command *cmd, int argc, char **argv)
             render_plan(report, a.verbose);
         render_outcome(report, a.opt.output != NULL);
     }
+    const cJSON *warning;
+    cJSON_ArrayForEach(warning, cJSON_GetObjectItemCaseSensitive(report, "warnings"))
+        md_cli_error(cmd, "warning: %s", warning->valuestring);
     rc = r == MD_PATCH_ERROR ? MD_EXIT_USAGE : r == MD_PATCH_REFUSED ? MD_EXIT_CHECK : MD_EXIT_OK;
     rc = check_printed(cmd, report, a.opt.output != NULL, rc);
     cJSON_Delete(report);

@@ -312,6 +312,7 @@ static const char *const report_keys[] = {
     "missing",
     "duplicates",
     "overrides",
+    "warnings",
     NULL,
 };
 
@@ -347,6 +348,7 @@ static void report_skeleton(const struct md_patch_options *opt, cJSON *report)
     if (opt->allocator) // --restore adds nothing
         put(report, "allocator", input_object(opt->allocator, alloc_keys));
     put(report, "dry_run", cJSON_CreateBool(opt->dry_run));
+    put(report, "warnings", cJSON_CreateArray());
 }
 
 // A refusal's status and why: the input error, or the checks that failed.
@@ -705,8 +707,26 @@ static int fsync_dir_of(const char *path)
     if (fd < 0)
         return -1;
     int rc = fsync(fd);
+    int e = errno;
     close(fd);
-    return rc;
+    errno = e;
+    // EINVAL: a file system that cannot sync a directory (some network and FUSE ones); its
+    // entries are as durable as it makes them, and nothing here can do better
+    return rc && e != EINVAL ? -1 : 0;
+}
+
+// The directory of a file renamed into place did not reach the disk: the file is there (every
+// reader sees it) but a crash could bring the old entry back. Not an error of the command, which
+// did what it was asked: a warning in the report.
+static void warn_dir_not_synced(cJSON *report, const char *path, int e)
+{
+    char why[PATH_MAX + 160];
+    snprintf(why, sizeof why,
+             "%s: the directory could not be synced (%s); the change is in place but may not "
+             "survive a crash until the file system syncs it",
+             path, strerror(e));
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(report, "warnings"),
+                         cJSON_CreateString(why));
 }
 
 // Mode always; owner when patching in place (a root-owned toolchain file stays root's).
@@ -838,9 +858,14 @@ static int backup_original(const char *libc, const char *backup, struct md_error
         return 0;
     // link() never follows or replaces what is at backup: a name that appeared since the check
     // fails with EEXIST instead
-    if (!link(libc, backup))
-        return fsync_dir_of(backup) ? md_fail_errno(err, errno, "%s: fsync", backup) : 0;
-    return md_fail_errno(err, errno, "%s: cannot create backup", backup);
+    if (link(libc, backup))
+        return md_fail_errno(err, errno, "%s: cannot create backup", backup);
+    // the backup must be on disk before the original is replaced. If not, refused: the original
+    // is untouched and the backup a second name of it, which the next run takes as its own
+    if (fsync_dir_of(backup))
+        return md_fail(err, "%s: the directory could not be synced (%s); %s is unchanged", backup,
+                       strerror(errno), libc);
+    return 0;
 }
 
 // Serializes the runs that write into one directory, so that temp files a killed run left can
@@ -913,7 +938,8 @@ struct target {
 // Writes buf to a locked temp file beside t->path, reads it back, keeps what t->path holds as
 // t->backup, and renames. The temp stays locked until the rename, so no sweep can take it.
 static int commit(const struct md_patch_options *opt, const struct target *t,
-                  const unsigned char *buf, size_t size, size_t members, struct md_error *err)
+                  const unsigned char *buf, size_t size, size_t members, cJSON *report,
+                  struct md_error *err)
 {
     char tmp[sizeof t->place.dir + sizeof t->place.prefix + 8];
     int fd = md_temp_create(t->place.dir, t->place.prefix, tmp, sizeof tmp, err);
@@ -935,7 +961,7 @@ static int commit(const struct md_patch_options *opt, const struct target *t,
     close(fd); // fsync has reported any write error; this only drops the lock
     step(opt, MD_STEP_RENAMED);
     if (fsync_dir_of(t->path))
-        return md_fail_errno(err, errno, "%s: fsync of the directory", t->path);
+        warn_dir_not_synced(report, t->path, errno);
     return 0;
 }
 
@@ -1072,7 +1098,7 @@ static int write_bytes(const struct md_patch_options *opt, const struct md_archi
     bool unchanged = !rc && opt->output && t.owner && holds_bytes(t.path, buf, size);
     if (!rc) {
         put(report, "stale_temps_removed", cJSON_CreateNumber(sweep_temps(&t.place)));
-        rc = unchanged ? 0 : commit(opt, &t, buf, size, members, err);
+        rc = unchanged ? 0 : commit(opt, &t, buf, size, members, report, err);
     }
     if (!rc)
         report_written(report, &t, unchanged, members, size);
@@ -1312,8 +1338,10 @@ static enum md_patch_result restore_from(const struct md_patch_options *opt, con
     int rc = check_restorable(libc, backup, err);
     if (!rc && !opt->dry_run) {
         put(report, "stale_temps_removed", cJSON_CreateNumber(sweep_temps(&pl)));
-        if (rename(backup, libc) || fsync_dir_of(libc))
+        if (rename(backup, libc))
             rc = md_fail_errno(err, errno, "%s: cannot restore from %s", libc, backup);
+        else if (fsync_dir_of(libc))
+            warn_dir_not_synced(report, libc, errno);
     }
     if (lock >= 0)
         close(lock);

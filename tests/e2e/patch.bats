@@ -97,7 +97,7 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 keys = ["libc", "allocator", "dry_run", "status", "error", "output", "backup", "unchanged",
         "members_written", "bytes_written", "stale_temps_removed", "remove", "add", "checked",
-        "missing", "duplicates", "overrides"]
+        "missing", "duplicates", "overrides", "warnings"]
 assert [k for k in r if k not in ("schema", "tool", "command")] == keys, list(r)
 assert set(r["libc"]) == {"path", "target", "members", "musl_allocator"}, r["libc"]
 assert r["allocator"] is None or set(r["allocator"]) == {"path", "members"}, r["allocator"]
@@ -124,7 +124,11 @@ PY
     # nothing written: the plain error, once
     run bash -c '"$1" patch --dry-run "$2" >/dev/full' _ "$T" "$W/libc.a"
     [ "$status" -eq 2 ]
-    [ "$output" = "malloc-doctor: patch: cannot write the standard output" ]
+    [ "$output" = "malloc-doctor: patch: cannot write the standard output: No space left on device" ]
+    # a closed stdout is named as such, not as the /dev/full that holds its place
+    run bash -c '"$1" patch "$2" >&-' _ "$T" "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [ "$output" = "malloc-doctor: patch: $W/libc.a was patched (original kept as $W/libc.a.orig), but the standard output could not be written: Bad file descriptor" ]
 }
 
 @test "--json: one shape for every result; refusals have status refused and the error" {
@@ -750,4 +754,31 @@ PY
     [ "$status" -eq 0 ]
     [ "${lines[${#lines[@]} - 1]}" = "wrote $W/new?libc?[2J.a" ]
     [ -f "$out" ]
+}
+
+@test "a directory sync that fails: before the rename nothing changes, after it a warning (exit 0)" {
+    shim="$PX/libfsync-dir-fails.so"
+    orig=$(sha "$W/libc.a")
+    # in place, the first directory sync is the backup's: refused, libc.a untouched
+    run env LD_PRELOAD="$shim" ASAN_OPTIONS=verify_asan_link_order=0 "$T" patch "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"$W/libc.a.orig: the directory could not be synced (Input/output error); $W/libc.a is unchanged"* ]]
+    [ "$(sha "$W/libc.a")" = "$orig" ]
+    # the second is after the rename: patched, said on stderr and in the JSON
+    rm -f "$W/libc.a.orig"
+    run env LD_PRELOAD="$shim" FSYNC_DIR_FAIL_AT=2 ASAN_OPTIONS=verify_asan_link_order=0 "$T" patch "$W/libc.a"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"patched $W/libc.a (original kept as $W/libc.a.orig)"* ]]
+    [[ "$output" == *"malloc-doctor: patch: warning: $W/libc.a: the directory could not be synced (Input/output error); the change is in place"* ]]
+    cmp "$W/libc.a" "$REF"
+    [ "$(sha "$W/libc.a.orig")" = "$orig" ]
+    # --restore: restored all the same
+    env LD_PRELOAD="$shim" ASAN_OPTIONS=verify_asan_link_order=0 \
+        "$T" patch --restore --json "$W/libc.a" > "$W/r.json" 2> "$W/err"
+    [ "$(jq_ "$W/r.json" 'r["status"] + " " + str(len(r["warnings"]))')" = "restored 1" ]
+    grep -q "warning: $W/libc.a: the directory could not be synced" "$W/err"
+    [ "$(sha "$W/libc.a")" = "$orig" ]
+    # without a failing sync the array is there and empty
+    "$T" patch --json -o "$W/out.a" "$W/libc.a" > "$W/r.json"
+    [ "$(jq_ "$W/r.json" 'r["warnings"]')" = "[]" ]
 }
