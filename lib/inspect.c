@@ -262,11 +262,25 @@ static void caveat_missing(struct md_active *a, const struct md_scope *scope, si
 }
 
 // Appends to a.how which copy of the provider glibc's hwcaps subdirectories make it load.
+// The legacy hwcaps subdirectory ("x86_64/", ...) path's file is in, or NULL.
+static const char *legacy_subdir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    for (int i = 0; slash && i < MD_LEGACY_SUBDIRS; i++) {
+        size_t n = strlen(md_loader_legacy_subdirs[i]);
+        if ((size_t)(slash + 1 - path) > n && slash[-(ptrdiff_t)n] == '/' &&
+            !strncmp(slash + 1 - n, md_loader_legacy_subdirs[i], n))
+            return md_loader_legacy_subdirs[i];
+    }
+    return NULL;
+}
+
 static void caveat_hwcaps(struct md_active *a, const struct md_scope *scope,
                           const struct md_libinfo *li)
 {
     char how[sizeof a->how], copy[PATH_MAX];
     const char *level = strstr(li->path, "/glibc-hwcaps/");
+    const char *legacy = legacy_subdir_of(li->path);
     if (scope->musl)
         return;
     if (level) {
@@ -274,7 +288,12 @@ static void caveat_hwcaps(struct md_active *a, const struct md_scope *scope,
                  "%s; glibc loads this glibc-hwcaps copy on this machine's CPU (%.*s); another "
                  "CPU may load another copy",
                  a->how, (int)strcspn(level + 14, "/"), level + 14);
-    } else if (md_loader_legacy_copy(li, copy, sizeof copy)) {
+    } else if (legacy && scope->glibc_minor >= 0) { // the search chose it, knowing the version
+        snprintf(how, sizeof how,
+                 "%s; glibc 2.%d loads this copy in the legacy hwcaps subdirectory %s before the "
+                 "directory's own (glibc 2.37 and later do not)",
+                 a->how, scope->glibc_minor, legacy);
+    } else if (scope->glibc_minor < 0 && md_loader_legacy_copy(li, copy, sizeof copy)) {
         snprintf(how, sizeof how,
                  "%s; but %s, a legacy hwcaps subdirectory's copy, is what glibc before 2.37 "
                  "loads on a CPU it matches",

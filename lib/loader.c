@@ -295,6 +295,7 @@ struct requester {
     const char *rpath, *runpath;
     int elf_class, machine;
     bool glibc; // searched by glibc's loader, which looks in glibc-hwcaps subdirectories first
+    bool legacy_hwcaps; // and then, before 2.37, in the legacy ones (md_loader_legacy_subdirs)
 };
 
 // Expands $ORIGIN, $LIB and $PLATFORM in one search directory; roots absolute results.
@@ -389,35 +390,68 @@ static const struct md_libinfo *try_file(struct md_loader *l, const struct reque
     return li;
 }
 
+// glibc before 2.37 on x86-64, after the glibc-hwcaps levels and before the directory itself
+// (its LD_DEBUG=libs search path): the tls and platform ("x86_64", AT_PLATFORM) subdirectories.
+const char *const md_loader_legacy_subdirs[MD_LEGACY_SUBDIRS] = {
+    "tls/x86_64/x86_64/", "tls/x86_64/", "tls/", "x86_64/x86_64/", "x86_64/"};
+
 static const struct md_libinfo *try_dir(struct md_loader *l, const struct requester *r,
                                         const char *dir, const char *name)
 {
     char expanded[PATH_MAX], sub[32];
     expand_dir(l, r, dir, expanded, sizeof expanded);
-    for (int level = 4; r->glibc && r->machine == EM_X86_64 && level >= 2; level--) {
+    bool x86_64_glibc = r->glibc && r->machine == EM_X86_64;
+    const struct md_libinfo *li = NULL;
+    for (int level = 4; x86_64_glibc && level >= 2 && !li; level--) {
         snprintf(sub, sizeof sub, "glibc-hwcaps/x86-64-v%d/", level);
-        const struct md_libinfo *li =
-            cpu_supports_level(level) ? try_file(l, r, expanded, sub, name) : NULL;
-        if (li)
-            return li;
+        li = cpu_supports_level(level) ? try_file(l, r, expanded, sub, name) : NULL;
     }
-    return try_file(l, r, expanded, "", name);
+    for (int i = 0; x86_64_glibc && r->legacy_hwcaps && i < MD_LEGACY_SUBDIRS && !li; i++)
+        li = try_file(l, r, expanded, md_loader_legacy_subdirs[i], name);
+    return li ? li : try_file(l, r, expanded, "", name);
 }
 
 bool md_loader_legacy_copy(const struct md_libinfo *li, char *out, size_t size)
 {
-    static const char *const subdirs[] = {"tls/x86_64/x86_64/", "tls/x86_64/", "tls/",
-                                          "x86_64/x86_64/", "x86_64/"};
     const char *slash = strrchr(li->path, '/');
     if (li->machine != EM_X86_64 || !slash || strstr(li->path, "/glibc-hwcaps/"))
         return false;
-    for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
-        int n = snprintf(out, size, "%.*s/%s%s", (int)(slash - li->path), li->path, subdirs[i],
-                         slash + 1);
+    for (size_t i = 0; i < MD_LEGACY_SUBDIRS; i++) {
+        int n = snprintf(out, size, "%.*s/%s%s", (int)(slash - li->path), li->path,
+                         md_loader_legacy_subdirs[i], slash + 1);
         if (n > 0 && (size_t)n < size && !access(out, F_OK))
             return true;
     }
     return false;
+}
+
+// glibc's minor version from its loader's banner ("ld.so (...) stable release version 2.36."),
+// read from the file the program names as its interpreter (inside the root); -1 when unknown.
+static int glibc_minor_of(const struct md_loader *l, const char *interp)
+{
+    static const char banner[] = "release version 2.";
+    char path[PATH_MAX];
+    rooted(l, interp, path, sizeof path);
+    int fd = path[0] ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > (16 << 20)) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    char *buf = malloc((size_t)st.st_size + 1);
+    ssize_t n = buf ? pread(fd, buf, (size_t)st.st_size, 0) : -1;
+    close(fd);
+    int minor = -1;
+    char *at = n > 0 ? memmem(buf, (size_t)n, banner, sizeof banner - 1) : NULL;
+    if (at) {
+        buf[n] = 0; // a banner at the very end still ends
+        char *end;
+        long v = strtol(at + sizeof banner - 1, &end, 10);
+        minor = end != at + sizeof banner - 1 && v >= 0 && v < 1000 ? (int)v : -1;
+    }
+    free(buf);
+    return minor;
 }
 
 static const struct md_libinfo *try_list(struct md_loader *l, const struct requester *r,
@@ -534,6 +568,7 @@ static const struct requester *requester_at(const struct walk *w, int index, cha
         return w->exe;
     requester_of(w->scope->object[index], origin, size, r);
     r->glibc = !w->scope->musl;
+    r->legacy_hwcaps = w->exe->legacy_hwcaps;
     return r;
 }
 
@@ -655,6 +690,7 @@ void md_loader_scope(struct md_loader *l, const char *path, const struct md_elf 
     memset(scope, 0, sizeof *scope);
     interp = loader_of(e, dyn, interp);
     scope->musl = interp && strstr(interp, "ld-musl");
+    scope->glibc_minor = !scope->musl && interp ? glibc_minor_of(l, interp) : -1;
     char origin[PATH_MAX];
     origin_of(path, origin, sizeof origin);
     struct requester exe = {.origin = origin,
@@ -662,7 +698,8 @@ void md_loader_scope(struct md_loader *l, const char *path, const struct md_elf 
                             .runpath = dyn->runpath,
                             .elf_class = e->ehdr.e_ident[EI_CLASS],
                             .machine = e->ehdr.e_machine,
-                            .glibc = !scope->musl};
+                            .glibc = !scope->musl,
+                            .legacy_hwcaps = scope->glibc_minor >= 0 && scope->glibc_minor < 37};
     struct walk w = {
         .l = l, .scope = scope, .exe = &exe, .exe_soname = dyn->soname, .interp = interp};
     if (!scope->musl)

@@ -67,6 +67,9 @@ struct md_scope {
     // after every object with a lower index
     size_t missing_at[MD_MAX_SCOPE];
     bool musl;
+    // glibc's minor version, read from the interpreter (2.36: 36); -1 when unknown or musl.
+    // Before 2.37 the loader also searches the legacy hwcaps subdirectories.
+    int glibc_minor;
 };
 
 int md_loader_init(struct md_loader *l, const char *root, const struct md_matcher *m,
@@ -75,8 +78,13 @@ void md_loader_free(struct md_loader *l);
 // Forgets what was read of the libraries (one may have changed while it was read).
 void md_loader_forget_libraries(struct md_loader *l);
 
+// The legacy hwcaps subdirectories glibc before 2.37 searches on x86-64, in its order.
+#define MD_LEGACY_SUBDIRS 5
+extern const char *const md_loader_legacy_subdirs[MD_LEGACY_SUBDIRS];
+
 // A copy of li in a legacy hwcaps subdirectory of its directory (x86_64/, tls/, ...), which glibc
-// before 2.37 loads instead; its path goes to out. x86-64 only.
+// before 2.37 loads instead; its path goes to out. x86-64 only. For a scope whose glibc version
+// is unknown: with a known one, the search itself finds such a copy.
 bool md_loader_legacy_copy(const struct md_libinfo *li, char *out, size_t size);
 
 // Builds the load order of an executable (or library) e. interp may be NULL.

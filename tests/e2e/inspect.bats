@@ -164,17 +164,35 @@ assert f["findings"] == [], f["findings"]'
     check_first 'assert "mimalloc" in [a["id"] for a in f["allocators"]]'
 }
 
-@test "glibc-hwcaps: the copy ld.so loads on this CPU serves malloc; a legacy x86_64/ copy lowers confidence" {
+@test "glibc-hwcaps: the copy ld.so loads on this CPU serves malloc; a legacy x86_64/ copy by glibc's version" {
     /lib64/ld-linux-x86-64.so.2 --help | grep -q 'x86-64-v2 (supported' || skip "this CPU is not x86-64-v2"
     run "$T" inspect --json "$FX/hwcaps/hwcaps/prog"
     check_first 'a=f["active"]
 assert a["id"] == "jemalloc" and a["confidence"] == "high", a
 assert a["provider"].endswith("/lib/glibc-hwcaps/x86-64-v2/libmimalloc.so.2"), a
 assert "this machine\x27s CPU (x86-64-v2)" in a["how"], a'
+    # glibc 2.36 (this machine's, read from the interpreter) loads the legacy copy: jemalloc
+    minor=$(/lib64/ld-linux-x86-64.so.2 --version | sed -n '1s/.* 2\.\([0-9]*\)\.$/\1/p')
+    [ "$minor" -lt 37 ] || skip "glibc 2.$minor ignores legacy hwcaps subdirectories"
     run "$T" inspect --json "$FX/hwcaps/legacy/prog"
+    check_first 'a=f["active"]
+assert a["id"] == "jemalloc" and a["confidence"] == "high", a
+assert a["provider"].endswith("/lib/x86_64/libmimalloc.so.2"), a
+assert "glibc 2.'"$minor"' loads this copy in the legacy hwcaps subdirectory x86_64/" in a["how"], a'
+    LD_DEBUG=libs "$FX/hwcaps/legacy/prog" 2>&1 | grep -q "calling init: .*/lib/x86_64/libmimalloc.so.2"
+    # a sysroot whose loader says 2.37: the plain library, high; without a loader to read,
+    # the plain library at medium, naming the copy an older glibc would load
+    root=$BATS_TEST_TMPDIR/root
+    mkdir -p "$root/lib64"
+    cp -r "$FX/hwcaps/legacy/lib" "$FX/hwcaps/legacy/prog" "$root/"
+    run "$T" inspect --json --root "$root" "$root/prog"
     check_first 'a=f["active"]
 assert a["id"] == "mimalloc" and a["confidence"] == "medium", a
 assert "/lib/x86_64/libmimalloc.so.2, a legacy hwcaps subdirectory" in a["how"], a'
+    printf 'ld.so (GNU libc) stable release version 2.37.\n' > "$root/lib64/ld-linux-x86-64.so.2"
+    run "$T" inspect --json --root "$root" "$root/prog"
+    check_first 'a=f["active"]
+assert a["id"] == "mimalloc" and a["confidence"] == "high" and "legacy" not in a["how"], a'
     # without the subdirectory copies: the plain library, high
     [ "$(field "$FX/mimalloc-dynamic" '["active"]["confidence"]')" = '"high"' ]
 }
