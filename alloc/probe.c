@@ -425,6 +425,15 @@ static uintptr_t stack_top(void)
     return top;
 }
 
+// Whether next, the saved rbp in the frame at fp, is the next frame up this thread's stack: above
+// fp, aligned, and with its two words (saved rbp, return address) below the top. Code built
+// without frame pointers keeps any value in rbp (-8 from a running sum): compared without an
+// overflow, since next + 16 wraps such a value around to just above zero.
+static inline bool next_frame_on_stack(uintptr_t fp, uintptr_t next)
+{
+    return next > fp && !(next & 7) && next < tls_stack_top && tls_stack_top - next >= 16;
+}
+
 // A function built without frame pointers (Debian's libstdc++ and libc: operator new, strdup)
 // hides its caller from the walk: rbp still holds the frame of its caller's caller. The return
 // address into that caller lies a few words above the one into the function; the first of those
@@ -458,7 +467,7 @@ static unsigned capture(const struct caller *c, uint64_t *frames, unsigned *slot
     uint64_t walked[MD_PROBE_FRAMES];
     unsigned walk = 0;
     uintptr_t fp = (uintptr_t)c->frame, next = fp ? *(uintptr_t *)fp : 0;
-    while (walk < MD_PROBE_FRAMES && next > fp && !(next & 7) && next + 16 <= tls_stack_top) {
+    while (walk < MD_PROBE_FRAMES && next_frame_on_stack(fp, next)) {
         uint64_t ret = ((uint64_t *)next)[1];
         if (!md_probe_code_holds(ret))
             break;
@@ -529,7 +538,7 @@ static uint32_t cached_stack_id(const struct caller *c)
     if (!tls_stack_top)
         tls_stack_top = stack_top();
     uintptr_t fp = (uintptr_t)c->frame, next = fp ? *(uintptr_t *)fp : 0, ret1 = 0;
-    if (next > fp && !(next & 7) && next + 16 <= tls_stack_top)
+    if (next_frame_on_stack(fp, next))
         ret1 = ((uintptr_t *)next)[1];
     if (k->id && k->frame == fp && k->ret == (uintptr_t)c->ret && k->ret1 == ret1 &&
         (!k->guess_slot || ((const uint64_t *)fp)[k->guess_slot] == k->guess))

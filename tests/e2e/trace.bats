@@ -824,6 +824,11 @@ import json; r=json.load(open('$OUT'))
 top = [s for s in r['stacks'] if s['frames'][0].startswith('frameless_alloc')]
 assert len(top) == 1 and top[0]['allocations'] == 100, r['stacks']
 assert top[0]['frames'] == ['frameless_alloc (frameless)', 'call_site (frameless)'], top"
+    # rbp holding -8, -16, -24 or 8 at the call (code without frame pointers): no frame, and
+    # above all no crash (the walk's bound wrapped around and read near address 0)
+    run "$T" trace --stacks --leaks --json -o "$OUT" -- "$FX/frameless" junk
+    [ "$status" -eq 0 ]
+    [ "$(q "r['run']['exit_code'], r['ops']['malloc'], r['leaks']['blocks'], [s['frames'][0].split(' ')[0] for s in r['stacks'] if s['allocations'] >= 400]")" = "0 401 1 ['junk_rbp_alloc']" ]
     # a library loaded after the program started
     run "$T" trace --stacks --json -o "$OUT" -- "$FX/dlopen-user" "$PWD/$FX/plugin/libmd-plugin.so"
     [ "$status" -eq 0 ]
