@@ -46,45 +46,17 @@ static void print_allocators(const cJSON *r)
     putchar('\n');
 }
 
-// Why a run that stopped short cannot be called healthy, or false when it ran to its end.
-static bool cut_short(const cJSON *r, char *why, size_t size)
-{
-    const cJSON *run = cJSON_GetObjectItemCaseSensitive(r, "run");
-    if (md_json_get_bool(run, "timed_out"))
-        snprintf(why, size, "the program timed out (--timeout)");
-    else if (md_json_get_str(run, "signal"))
-        snprintf(why, size, "the program was killed by SIG%s", md_json_get_str(run, "signal"));
-    else if (md_json_get_str(run, "interrupted_by"))
-        snprintf(why, size, "the run was interrupted by SIG%s",
-                 md_json_get_str(run, "interrupted_by"));
-    else
-        return false;
-    return true;
-}
-
-// No rule fired: "healthy" only for a whole run whose numbers the rules could judge.
-static void print_no_finding(const cJSON *r)
-{
-    char why[96];
-    // Most rules judge rates per allocator operation: without a count they cannot fire, and
-    // "healthy" would claim what was never measured; nor when the numbers may be wrong, nor
-    // when the program died before the part of it a rule would have caught.
-    if (cut_short(r, why, sizeof why))
-        printf("\nverdict: not judged: %s, so the numbers cover part of a run and that no rule "
-               "fired does not mean healthy\n",
-               why);
-    else if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "warnings")))
-        printf("\nverdict: not judged: the numbers the rules judge may be missing or wrong "
-               "(the warning above), so that no rule fired does not mean healthy\n");
-    else if (md_json_get_str(cJSON_GetObjectItemCaseSensitive(r, "ops"), "source"))
-        printf("\nverdict: healthy, no rule fired\n");
-    else
-        printf("\nverdict: not judged: allocator operations were not counted, so the rules "
-               "that judge rates per operation could not fire (give --ops N)\n");
-}
-
 static void print_verdict(const cJSON *r)
 {
+    const cJSON *verdict = cJSON_GetObjectItemCaseSensitive(r, "verdict");
+    const char *status = str(verdict, "status", "");
+    if (!strcmp(status, "healthy") || !strcmp(status, "not-judged")) {
+        if (!strcmp(status, "healthy"))
+            printf("\nverdict: healthy, no rule fired\n");
+        else
+            printf("\nverdict: not judged: %s\n", str(verdict, "reason", "?"));
+        return;
+    }
     int count[MD_SEV_ERROR + 1] = {0};
     const cJSON *f;
     cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(r, "findings"))
@@ -92,10 +64,6 @@ static void print_verdict(const cJSON *r)
         int severity = md_severity_parse(str(f, "severity", ""));
         if (severity >= 0)
             count[severity]++;
-    }
-    if (!count[MD_SEV_ERROR] && !count[MD_SEV_WARNING] && !count[MD_SEV_INFO]) {
-        print_no_finding(r);
-        return;
     }
     printf("\nverdict: %d error%s, %d warning%s, %d note%s\n", count[MD_SEV_ERROR],
            count[MD_SEV_ERROR] == 1 ? "" : "s", count[MD_SEV_WARNING],

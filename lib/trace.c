@@ -22,6 +22,7 @@
 #include "lib/trace_perf.h"
 #include "lib/trace_stacks.h"
 #include "rules/rules.h"
+#include "rules/verdict.h"
 #include "lib/trace_stats.h"
 #include "lib/tempfile.h"
 
@@ -312,9 +313,27 @@ static bool member_probed(const struct md_tree_usage *tree, const struct md_prob
 
 // probed_processes, and the names of the programs that ran without a probe (a static program
 // exec'd by the program, a setuid one that could not open the probe file), from taskstats.
-static void add_probe_coverage(cJSON *o, const struct md_tree_usage *tree,
-                               const struct md_probe_file *pf)
+// program_ran_as: the name of the first process's last program (what CMD exec'd in its place:
+// env's and nice's PROG); program_probed: whether that ran with a probe. A static PROG exec'd by
+// a dynamic CMD cannot get one, and then the counts are CMD's own, not PROG's.
+static void add_program_coverage(cJSON *o, const struct md_tree_usage *tree,
+                                 const struct md_probe_file *pf, pid_t root)
 {
+    const struct md_exit_record *r = tree ? tree_member(tree, root) : NULL;
+    if (r)
+        cJSON_AddStringToObject(o, "program_ran_as", r->comm);
+    else
+        cJSON_AddNullToObject(o, "program_ran_as");
+    if (r && pf && !atomic_load(&pf->header->images_dropped))
+        cJSON_AddBoolToObject(o, "program_probed", member_probed(tree, pf->header, r));
+    else
+        cJSON_AddNullToObject(o, "program_probed");
+}
+
+static void add_probe_coverage(cJSON *o, const struct md_tree_usage *tree,
+                               const struct md_probe_file *pf, pid_t root)
+{
+    add_program_coverage(o, tree, pf, root);
     // a table that overflowed (thousands of processes) cannot tell who ran without a probe
     if (!pf || !tree || atomic_load(&pf->header->images_dropped)) {
         if (pf)
@@ -382,7 +401,7 @@ static void add_run(cJSON *report, const struct md_run_result *r, double timeout
     // strace's exit lines count threads too; taskstats knows processes
     cJSON_AddNumberToObject(o, "processes",
                             tree ? (double)tree->processes : (double)(log->exits + log->kills));
-    add_probe_coverage(o, tree, pf);
+    add_probe_coverage(o, tree, pf, r->pid);
 }
 
 struct session {
@@ -775,6 +794,8 @@ static void add_findings(const struct md_trace_options *opt, const struct sessio
                                .compared = opt->compared && s->target.mode == MODE_PRELOAD};
     md_rules_run(&in, findings);
     cJSON_Delete(file);
+    if (opt->include_inspect) // doctor's
+        md_verdict_add(report);
 }
 
 static sig_atomic_t mapping_faults(const struct md_trace_options *opt)

@@ -83,10 +83,14 @@ teardown() {
     [ "$(q "r['inspect']['active']['family']")" = musl ]
     [ "$(q "[f['id'] for f in r['findings']].count('MD001')")" = 1 ]
     run "$T" doctor -o "$OUT" -- "$FX/musl-static"
-    grep -q "^error MD001: musl malloc in a multithreaded program" "$OUT"
-    # errors come before warnings in the text
-    first=$(grep -m1 -E "^(error|warning|info) MD" "$OUT")
-    [[ "$first" == "error "* ]]
+    # an error when the threads met on the lock often enough (rules.bats tests when); on a
+    # loaded machine they may take turns instead, and it stays a warning
+    grep -Eq "^(error|warning) MD001: musl malloc in a multithreaded program" "$OUT"
+    # errors come before warnings in the text, and MD001 first of its severity
+    order=$(grep -E "^(error|warning|info) MD" "$OUT" | cut -d' ' -f1 | uniq | tr '\n' ' ')
+    [[ "$order" =~ ^(error )?(warning )?$ && -n "$order" ]]
+    severity=$(grep -oE "^(error|warning) MD001" "$OUT" | cut -d' ' -f1)
+    [ "$(grep -m1 -E "^$severity MD" "$OUT" | cut -d' ' -f2)" = "MD001:" ]
 }
 
 @test "the prescribed allocator, preloaded as the fix says, removes the size-class overflow" {
@@ -112,4 +116,23 @@ teardown() {
     run "$T" doctor --timeout 1 -o "$OUT" -- sleep 10
     [ "$status" -eq 0 ]
     grep -q "^verdict: not judged: the program timed out (--timeout)" "$OUT"
+    # the JSON says it as the text does
+    run "$T" doctor --json -o "$OUT" -- sh -c 'kill -SEGV $$'
+    [ "$(q "r['verdict']['status'], r['verdict']['reason'].startswith('the program was killed by SIGSEGV, so')")" = "not-judged True" ]
+}
+
+@test "a static program exec'd by env: not judged (its calls were not counted), in text and JSON" {
+    run "$T" doctor --fail-on error -o "$OUT" -- env X=1 "$FX/musl-static"
+    [ "$status" -eq 0 ]
+    grep -q "^verdict: not judged: the program ran as musl-static, which the probe could not follow" "$OUT"
+    run "$T" doctor --json -o "$OUT" -- env X=1 "$FX/musl-static"
+    [ "$(q "r['verdict']['status'], r['run']['program_ran_as'], r['run']['program_probed']")" = "not-judged musl-static False" ]
+    # run directly it is counted and judged
+    run "$T" doctor --json -o "$OUT" -- "$FX/musl-static"
+    [ "$(q "r['verdict']['status'] != 'not-judged', r['verdict']['reason'], r['run']['program_probed']")" = "True None True" ]
+    # a dynamic program exec'd by env keeps the probe; one started with LD_PRELOAD set anew not
+    run "$T" doctor --json -o "$OUT" -- env X=1 "$FX/glibc-dynamic"
+    [ "$(q "r['verdict']['status'] != 'not-judged', r['run']['program_probed']")" = "True True" ]
+    run "$T" doctor --json -o "$OUT" -- env LD_PRELOAD= "$FX/glibc-dynamic"
+    [ "$(q "r['verdict']['status'], r['run']['program_ran_as']")" = "not-judged glibc-dynamic" ]
 }

@@ -496,13 +496,15 @@ PY
     run "$T" trace --json -o "$OUT" -- sh -c "$FX/musl-static; true"
     [ "$status" -eq 0 ]
     [ "$(q "r['run']['processes'], r['run']['probed_processes'], r['run']['unprobed_programs']")" = "2 1 ['musl-static']" ]
+    [ "$(q "r['run']['program_ran_as'], r['run']['program_probed']")" = "sh True" ]
     run "$T" trace -- sh -c "$FX/musl-static; true"
     [[ "$output" == *"note: 1 of 2 processes ran without the probe (musl-static: programs exec'd"* ]]
     run "$T" trace --json -o "$OUT" -- env VAR=1 "$FX/musl-static"
     [ "$(q "r['run']['processes'], r['run']['probed_processes'], r['run']['unprobed_programs']")" = "1 0 ['musl-static']" ]
+    [ "$(q "r['run']['program_ran_as'], r['run']['program_probed']")" = "musl-static False" ]
     run "$T" trace --json -o "$OUT" -- setpriv --reuid=65534 --regid=65534 --clear-groups "$FX/glibc-dynamic"
     [ "$status" -eq 0 ]
-    [ "$(q "r['run']['unprobed_programs']")" = "['glibc-dynamic']" ]
+    [ "$(q "r['run']['unprobed_programs'], r['run']['program_probed']")" = "['glibc-dynamic'] False" ]
     # a program that forks and execs itself (dynamic) is followed: nothing to name
     run "$T" trace --json -o "$OUT" -- "$FX/lifecycle" fork 100
     [ "$(q "r['run']['processes'], r['run']['probed_processes'], r['run']['unprobed_programs']")" = "2 2 []" ]
@@ -514,7 +516,7 @@ PY
         run "$T" trace --json -o "$OUT" -- "$FX/$prog" "$how"
         [ "$status" -eq 0 ]
         [[ "$output" == md-renamed-* ]] # the rename took effect
-        [ "$(q "r['run']['processes'], r['run']['probed_processes'], r['run']['unprobed_programs']")" = "1 1 []" ]
+        [ "$(q "r['run']['processes'], r['run']['probed_processes'], r['run']['unprobed_programs'], r['run']['program_probed']")" = "1 1 [] True" ]
         [ "$(q "r['ops']['malloc'] >= 1000")" = True ]
     done
 }

@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "rules/verdict.h"
+
+#include "lib/report.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+
+static const cJSON *run_of(const cJSON *r)
+{
+    return cJSON_GetObjectItemCaseSensitive(r, "run");
+}
+
+// Why a run that stopped short cannot be called healthy, or false when it ran to its end.
+static bool cut_short(const cJSON *r, char *why, size_t size)
+{
+    const cJSON *run = run_of(r);
+    const char *stop = NULL, *as = "the program was killed by SIG%s";
+    if (md_json_get_bool(run, "timed_out"))
+        stop = "", as = "the program timed out (--timeout)%s";
+    else if ((stop = md_json_get_str(run, "signal")))
+        ;
+    else if ((stop = md_json_get_str(run, "interrupted_by")))
+        as = "the run was interrupted by SIG%s";
+    if (!stop)
+        return false;
+    char what[96];
+    snprintf(what, sizeof what, as, stop);
+    snprintf(why, size,
+             "%s, so the numbers cover part of a run and that no rule fired does not mean healthy",
+             what);
+    return true;
+}
+
+// The first process ended as a program the probe could not follow (a static PROG exec'd by
+// `env` or a shell script): what was counted is the launcher's, not the program's.
+static bool program_unprobed(const cJSON *r, char *why, size_t size)
+{
+    const cJSON *run = run_of(r), *probed = cJSON_GetObjectItemCaseSensitive(run, "program_probed");
+    if (!cJSON_IsFalse(probed))
+        return false;
+    const char *as = md_json_get_str(run, "program_ran_as");
+    snprintf(why, size,
+             "the program ran as %s, which the probe could not follow (a static or setuid "
+             "program exec'd by the command, or LD_PRELOAD set anew on the way): its allocator "
+             "calls were not counted and the rules judged the command instead; run doctor on %s "
+             "itself",
+             as ? as : "another program", as ? as : "it");
+    return true;
+}
+
+static bool any_finding(const cJSON *r)
+{
+    return cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "findings")) > 0;
+}
+
+enum md_verdict md_verdict_of(const cJSON *r, char *why, size_t size)
+{
+    why[0] = 0;
+    if (any_finding(r))
+        return MD_VERDICT_FINDINGS;
+    // Most rules judge rates per allocator operation: without a count they cannot fire, and
+    // "healthy" would claim what was never measured; nor when the numbers may be wrong or are
+    // another program's, nor when the program died before the part of it a rule would catch.
+    if (cut_short(r, why, size) || program_unprobed(r, why, size))
+        return MD_VERDICT_NOT_JUDGED;
+    if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "warnings"))) {
+        snprintf(why, size,
+                 "the numbers the rules judge may be missing or wrong (the warning above), so "
+                 "that no rule fired does not mean healthy");
+        return MD_VERDICT_NOT_JUDGED;
+    }
+    if (!md_json_get_str(cJSON_GetObjectItemCaseSensitive(r, "ops"), "source")) {
+        snprintf(why, size,
+                 "allocator operations were not counted, so the rules that judge rates per "
+                 "operation could not fire (give --ops N)");
+        return MD_VERDICT_NOT_JUDGED;
+    }
+    return MD_VERDICT_HEALTHY;
+}
+
+const char *md_verdict_name(enum md_verdict verdict)
+{
+    static const char *const names[] = {"findings", "healthy", "not-judged"};
+    return names[verdict];
+}
+
+void md_verdict_add(cJSON *report)
+{
+    char why[512];
+    enum md_verdict v = md_verdict_of(report, why, sizeof why);
+    cJSON *o = cJSON_AddObjectToObject(report, "verdict");
+    cJSON_AddStringToObject(o, "status", md_verdict_name(v));
+    md_json_str(o, "reason", why[0] ? why : NULL);
+}
