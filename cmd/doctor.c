@@ -46,15 +46,28 @@ static void print_allocators(const cJSON *r)
     putchar('\n');
 }
 
+// No rule fired: healthy (in the processes the probe followed, when some ran without it), or
+// not judged and why.
+static void print_no_finding(const cJSON *r, const cJSON *verdict)
+{
+    const cJSON *run = cJSON_GetObjectItemCaseSensitive(r, "run");
+    bool counted = cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(run, "probed_processes"));
+    double unprobed = md_json_get_num(run, "processes") - md_json_get_num(run, "probed_processes");
+    if (strcmp(str(verdict, "status", ""), "healthy"))
+        printf("\nverdict: not judged: %s\n", str(verdict, "reason", "?"));
+    else if (counted && unprobed > 0)
+        printf("\nverdict: healthy, no rule fired, in the processes the probe followed (not in "
+               "the %.0f of the note above)\n",
+               unprobed);
+    else
+        printf("\nverdict: healthy, no rule fired\n");
+}
+
 static void print_verdict(const cJSON *r)
 {
     const cJSON *verdict = cJSON_GetObjectItemCaseSensitive(r, "verdict");
-    const char *status = str(verdict, "status", "");
-    if (!strcmp(status, "healthy") || !strcmp(status, "not-judged")) {
-        if (!strcmp(status, "healthy"))
-            printf("\nverdict: healthy, no rule fired\n");
-        else
-            printf("\nverdict: not judged: %s\n", str(verdict, "reason", "?"));
+    if (strcmp(str(verdict, "status", ""), "findings")) {
+        print_no_finding(r, verdict);
         return;
     }
     int count[MD_SEV_ERROR + 1] = {0};
@@ -108,6 +121,7 @@ static void render_text(const cJSON *r)
 {
     md_render_trace_header(r);
     print_allocators(r);
+    md_render_unprobed_note(r);
     print_verdict(r);
     print_numbers(r);
     md_render_compare(r);

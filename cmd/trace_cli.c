@@ -305,6 +305,11 @@ static void print_ops(const cJSON *r)
         printf("warning: %.0f calls were not counted: the program ran more threads at once than "
                "the static probe can tell apart\n",
                num(ops, "uncounted_calls"));
+    md_render_unprobed_note(r);
+}
+
+void md_render_unprobed_note(const cJSON *r)
+{
     // processes from the kernel's exit records; a program exec'd by a static one, or a static
     // one exec'd by a dynamic one, runs without a probe
     const cJSON *run = cJSON_GetObjectItemCaseSensitive(r, "run");

@@ -80,6 +80,8 @@ const char *md_plural_s(double count);
 void md_render_trace(const cJSON *report);
 // The header lines alone: target, allocator, exit, wall/CPU/RSS/faults.
 void md_render_trace_header(const cJSON *report);
+// "note: N of M processes ran without the probe (NAMES...)", when some did.
+void md_render_unprobed_note(const cJSON *report);
 // trace --compare's side-by-side table (or why it could not preload); nothing without "compare".
 void md_render_compare(const cJSON *report);
 // The --baseline gate's comparison table; nothing without "gate".

@@ -135,4 +135,8 @@ teardown() {
     [ "$(q "r['verdict']['status'] != 'not-judged', r['run']['program_probed']")" = "True True" ]
     run "$T" doctor --json -o "$OUT" -- env LD_PRELOAD= "$FX/glibc-dynamic"
     [ "$(q "r['verdict']['status'], r['run']['program_ran_as']")" = "not-judged glibc-dynamic" ]
+    # a child the probe could not follow: noted, and the verdict covers the others only
+    run "$T" doctor -o "$OUT" -- sh -c "$FX/quiet-musl-static; true"
+    grep -q "^note: 1 of 2 processes ran without the probe (quiet-musl-stat" "$OUT"
+    grep -q "^verdict: healthy, no rule fired, in the processes the probe followed (not in the 1 of the note above)" "$OUT"
 }
