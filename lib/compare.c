@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "lib/elf_file.h"
@@ -109,6 +110,35 @@ static int check_library(const char *with, struct md_error *err)
     return 0;
 }
 
+// CMD runs twice, and the runs are comparable only when both read the same input. A file on stdin
+// (or a block device) is rewound before the second run to where the first one started: *start, or
+// -1 when there is nothing to rewind. A pipe or a socket cannot be read twice, and a second run
+// that finds it empty does other work (reads nothing, allocates nothing), so --compare is refused
+// before the first run. A terminal is the user typing to each run; /dev/null and other devices
+// that can seek give every run the same bytes; a closed stdin is closed for both.
+static int stdin_start(off_t *start, struct md_error *err)
+{
+    *start = -1;
+    struct stat st;
+    if (fstat(STDIN_FILENO, &st))
+        return 0;
+    if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) {
+        *start = lseek(STDIN_FILENO, 0, SEEK_CUR);
+        if (*start < 0)
+            return md_fail_errno(err, errno, "stdin: cannot find its offset to rewind it");
+        return 0;
+    }
+    if (isatty(STDIN_FILENO) || lseek(STDIN_FILENO, 0, SEEK_CUR) >= 0)
+        return 0;
+    return md_fail(err,
+                   "stdin is %s: --compare runs CMD twice, and the second run could not read "
+                   "what the first one read; redirect stdin from a file (< FILE), or from "
+                   "/dev/null when CMD does not read it",
+                   S_ISFIFO(st.st_mode)   ? "a pipe"
+                   : S_ISSOCK(st.st_mode) ? "a socket"
+                                          : "a device that cannot be rewound");
+}
+
 // "exit 127" or "SIGSEGV"
 static void describe_end(char *out, size_t size, double code, const char *sig)
 {
@@ -153,7 +183,8 @@ static const char *not_comparable(const cJSON *own, const cJSON *other, const ch
 int md_trace_compare(const struct md_trace_options *opt, const char *with, cJSON *report,
                      struct md_run_result *run, struct md_error *err)
 {
-    if (with && check_library(with, err))
+    off_t stdin_at;
+    if ((with && check_library(with, err)) || stdin_start(&stdin_at, err))
         return -1;
     struct md_trace_options first = *opt;
     first.compared = true;
@@ -183,6 +214,10 @@ int md_trace_compare(const struct md_trace_options *opt, const char *with, cJSON
     cJSON *other =
         md_report_new("trace", str(cJSON_GetObjectItemCaseSensitive(report, "tool"), "version"));
     struct md_run_result other_run;
+    if (stdin_at >= 0 && lseek(STDIN_FILENO, stdin_at, SEEK_SET) < 0) { // the same input again
+        cJSON_Delete(other);
+        return md_fail_errno(err, errno, "stdin: cannot rewind it for the second run");
+    }
     if (md_trace(&again, other, &other_run, err)) {
         run->interrupted_by = other_run.interrupted_by;
         cJSON_Delete(other);

@@ -98,3 +98,33 @@ import json; r=json.load(open('$OUT')); w=r['warnings']
 assert len(w) == 2 and w[0].startswith(\"the probe's file was truncated\"), w
 assert w[1].startswith('the run with ') and 'libmdalloc.so: the probe' in w[1], w"
 }
+
+@test "--compare: stdin from a file is read again by the second run, from where it stood" {
+    seq 1 2000 >"$DIR/in.txt"
+    # the shell's read leaves the file's offset after the first line: both runs start there
+    run bash -c '{ read -r first; "$0" trace --compare --json -o "$1" -- sort -n; } <"$2"' \
+        "$T" "$OUT" "$DIR/in.txt"
+    [ "$status" -eq 0 ]
+    [ "$(grep -cx 2000 <<<"$output")" -eq 2 ]
+    [ "$(grep -cx 2 <<<"$output")" -eq 2 ]
+    [ "$(grep -cx 1 <<<"$output")" -eq 0 ]
+    [ "$(q "r['compare']['possible']")" = True ]
+    [ "$(q "abs(r['ops']['total'] - r['compare']['report']['ops']['total']) < 10")" = True ]
+}
+
+@test "--compare: stdin from a pipe or a socket is refused before CMD runs" {
+    run bash -c 'seq 10 | "$0" doctor --compare -- sh -c "echo ran; cat >/dev/null"' "$T"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"doctor: stdin is a pipe: --compare runs CMD twice, and the second run could not read what the first one read; redirect stdin from a file (< FILE), or from /dev/null when CMD does not read it"* ]]
+    [[ "$output" != *ran* ]]
+    run python3 -c '
+import socket, subprocess, sys
+a, b = socket.socketpair()
+sys.exit(subprocess.call(sys.argv[1:], stdin=a))' "$T" trace --compare -- /bin/echo ran
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"trace: stdin is a socket: --compare runs CMD twice"* && "$output" != *ran* ]]
+    # /dev/null gives both runs the same (nothing)
+    run "$T" trace --compare --json -o "$OUT" -- /bin/echo ran </dev/null
+    [ "$status" -eq 0 ]
+    [ "$(q "r['compare']['possible']")" = True ]
+}
