@@ -128,3 +128,22 @@ sys.exit(subprocess.call(sys.argv[1:], stdin=a))' "$T" trace --compare -- /bin/e
     [ "$status" -eq 0 ]
     [ "$(q "r['compare']['possible']")" = True ]
 }
+
+@test "--compare: runs whose allocator operations differ more than 2x are not compared" {
+    # the first run finds the file, removes it and does the work; the second finds nothing to do
+    # and exits 0 as well, so only the counts tell
+    touch "$DIR/todo"
+    run "$T" doctor --compare --json -o "$OUT" -- \
+        sh -c '[ ! -e "$1" ] || { rm "$1"; "$2"; }' sh "$DIR/todo" "$FX/toy-driver"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['compare']['possible'], 'metrics' in r['compare'], 'report' in r['compare']")" = "False False True" ]
+    [ "$(q "r['ops']['total'] >= 100000 and r['compare']['report']['ops']['total'] < 1000")" = True ]
+    [[ "$(q "r['compare']['reason']")" == "the run with $PWD/build/alloc/glibc/libmdalloc.so made "[0-9]*" allocator operations, the first run "[0-9]*": an allocator does not change how often a program allocates, so the two runs did not do the same work"* ]]
+    # the text shows why, and no ratios to read a speedup from
+    touch "$DIR/todo"
+    run "$T" doctor --compare -o "$DIR/report.txt" -- \
+        sh -c '[ ! -e "$1" ] || { rm "$1"; "$2"; }' sh "$DIR/todo" "$FX/toy-driver"
+    [ "$status" -eq 0 ]
+    grep -q "^compare: no comparison: the run with .* made [0-9]* allocator operations, the first run [0-9]*: " "$DIR/report.txt"
+    [ "$(grep -Ec "RATIO|better with|[0-9]x$" "$DIR/report.txt")" -eq 0 ]
+}
