@@ -98,3 +98,52 @@ import json; r=json.load(open('$OUT')); w=r['warnings']
 assert len(w) == 2 and w[0].startswith(\"the probe's file was truncated\"), w
 assert w[1].startswith('the run with ') and 'libmdalloc.so: the probe' in w[1], w"
 }
+
+@test "--compare: stdin from a file is read again by the second run, from where it stood" {
+    seq 1 2000 >"$DIR/in.txt"
+    # the shell's read leaves the file's offset after the first line: both runs start there
+    run bash -c '{ read -r first; "$0" trace --compare --json -o "$1" -- sort -n; } <"$2"' \
+        "$T" "$OUT" "$DIR/in.txt"
+    [ "$status" -eq 0 ]
+    [ "$(grep -cx 2000 <<<"$output")" -eq 2 ]
+    [ "$(grep -cx 2 <<<"$output")" -eq 2 ]
+    [ "$(grep -cx 1 <<<"$output")" -eq 0 ]
+    [ "$(q "r['compare']['possible']")" = True ]
+    [ "$(q "abs(r['ops']['total'] - r['compare']['report']['ops']['total']) < 10")" = True ]
+}
+
+@test "--compare: stdin from a pipe or a socket is refused before CMD runs" {
+    run bash -c 'seq 10 | "$0" doctor --compare -- sh -c "echo ran; cat >/dev/null"' "$T"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"doctor: stdin is a pipe: --compare runs CMD twice, and the second run could not read what the first one read; redirect stdin from a file (< FILE), or from /dev/null when CMD does not read it"* ]]
+    [[ "$output" != *ran* ]]
+    run python3 -c '
+import socket, subprocess, sys
+a, b = socket.socketpair()
+sys.exit(subprocess.call(sys.argv[1:], stdin=a))' "$T" trace --compare -- /bin/echo ran
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"trace: stdin is a socket: --compare runs CMD twice"* && "$output" != *ran* ]]
+    # /dev/null gives both runs the same (nothing)
+    run "$T" trace --compare --json -o "$OUT" -- /bin/echo ran </dev/null
+    [ "$status" -eq 0 ]
+    [ "$(q "r['compare']['possible']")" = True ]
+}
+
+@test "--compare: runs whose allocator operations differ more than 2x are not compared" {
+    # the first run finds the file, removes it and does the work; the second finds nothing to do
+    # and exits 0 as well, so only the counts tell
+    touch "$DIR/todo"
+    run "$T" doctor --compare --json -o "$OUT" -- \
+        sh -c '[ ! -e "$1" ] || { rm "$1"; "$2"; }' sh "$DIR/todo" "$FX/toy-driver"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['compare']['possible'], 'metrics' in r['compare'], 'report' in r['compare']")" = "False False True" ]
+    [ "$(q "r['ops']['total'] >= 100000 and r['compare']['report']['ops']['total'] < 1000")" = True ]
+    [[ "$(q "r['compare']['reason']")" == "the run with $PWD/build/alloc/glibc/libmdalloc.so made "[0-9]*" allocator operations, the first run "[0-9]*": an allocator does not change how often a program allocates, so the two runs did not do the same work"* ]]
+    # the text shows why, and no ratios to read a speedup from
+    touch "$DIR/todo"
+    run "$T" doctor --compare -o "$DIR/report.txt" -- \
+        sh -c '[ ! -e "$1" ] || { rm "$1"; "$2"; }' sh "$DIR/todo" "$FX/toy-driver"
+    [ "$status" -eq 0 ]
+    grep -q "^compare: no comparison: the run with .* made [0-9]* allocator operations, the first run [0-9]*: " "$DIR/report.txt"
+    [ "$(grep -Ec "RATIO|better with|[0-9]x$" "$DIR/report.txt")" -eq 0 ]
+}
