@@ -28,7 +28,7 @@ echo
 echo "The report to read first: inspect + trace + rules, a verdict and the exact fix. Here a musl"
 echo "program with two threads, measured again with mdalloc preloaded (--compare):"
 say malloc-doctor doctor --compare -- $FX/musl-dynamic-loop 300000
-$T doctor --compare -- $FX/musl-dynamic-loop 300000
+$T doctor --compare -- $FX/musl-dynamic-loop 300000 </dev/null
 
 echo
 echo "Seed 001: fix a static musl program by patching a copy of musl's libc.a with mdalloc."
