@@ -213,16 +213,10 @@ static const char *not_comparable(const cJSON *own, const cJSON *other, const ch
     return NULL;
 }
 
-int md_trace_compare(const struct md_trace_options *opt, const char *with, cJSON *report,
-                     struct md_run_result *run, struct md_error *err)
+// The second run of md_trace_compare, after the first filled report.
+static int compare_again(const struct md_trace_options *opt, const char *with, off_t stdin_at,
+                         cJSON *report, struct md_run_result *run, struct md_error *err)
 {
-    off_t stdin_at;
-    if ((with && check_library(with, err)) || stdin_start(&stdin_at, err))
-        return -1;
-    struct md_trace_options first = *opt;
-    first.compared = true;
-    if (md_trace(&first, report, run, err))
-        return -1;
     cJSON *compare = cJSON_AddObjectToObject(report, "compare");
     if (run->interrupted_by) { // the user asked to stop: no second run
         cJSON_AddFalseToObject(compare, "possible");
@@ -284,4 +278,28 @@ int md_trace_compare(const struct md_trace_options *opt, const char *with, cJSON
     cJSON_AddItemToObject(compare, "metrics", side_by_side(report, other));
     cJSON_AddItemToObject(compare, "report", other);
     return 0;
+}
+
+int md_trace_compare(const struct md_trace_options *opt, const char *with, cJSON *report,
+                     struct md_run_result *run, struct md_error *err)
+{
+    off_t stdin_at;
+    if ((with && check_library(with, err)) || stdin_start(&stdin_at, err))
+        return -1;
+    struct md_trace_options first = *opt;
+    cJSON *uncompared = NULL;
+    first.compared = true;
+    first.findings_uncompared = &uncompared;
+    int rc = md_trace(&first, report, run, err)
+                 ? -1
+                 : compare_again(opt, with, stdin_at, report, run, err);
+    // a fix that points at "this report's comparison" must have one to point at
+    if (uncompared && !rc &&
+        !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(report, "compare"), "possible"))) {
+        cJSON_ReplaceItemInObjectCaseSensitive(report, "findings", uncompared);
+        uncompared = NULL;
+    }
+    cJSON_Delete(uncompared);
+    return rc;
 }

@@ -793,6 +793,12 @@ static void add_findings(const struct md_trace_options *opt, const struct sessio
                                .leak_min_bytes = opt->leak_min_bytes,
                                .compared = opt->compared && s->target.mode == MODE_PRELOAD};
     md_rules_run(&in, findings);
+    if (in.compared && opt->findings_uncompared) {
+        in.compared = false;
+        *opt->findings_uncompared = cJSON_CreateArray();
+        if (*opt->findings_uncompared)
+            md_rules_run(&in, *opt->findings_uncompared);
+    }
     cJSON_Delete(file);
     if (opt->include_inspect) // doctor's
         md_verdict_add(report);

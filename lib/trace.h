@@ -27,8 +27,11 @@ struct md_trace_options {
     unsigned sample_hz;      // CPU samples per second for the allocator's CPU share; 0: none
     // An allocator library preloaded after the probe (the probe forwards to it): --compare.
     const char *preload_allocator;
-    bool compared;        // a comparison run follows (--compare): the fixes need not prescribe one
-    bool include_inspect; // add the program's whole inspect entry as "inspect" (doctor)
+    bool compared; // a comparison run follows (--compare): the fixes need not prescribe one
+    // With compared: receives the findings as they read without a comparison, for the caller to
+    // put in place when the comparison could not be made (the caller frees it); else NULL.
+    cJSON **findings_uncompared;
+    bool include_inspect;   // add the program's whole inspect entry as "inspect" (doctor)
     double timeout_seconds; // --timeout: then the whole process tree is stopped; 0: none
     bool uprobes; // --uprobes: count a static program's calls with uprobes, not the static probe
     enum md_syscall_source syscalls; // --syscalls

@@ -139,6 +139,9 @@ sys.exit(subprocess.call(sys.argv[1:], stdin=a))' "$T" trace --compare -- /bin/e
     [ "$(q "r['compare']['possible'], 'metrics' in r['compare'], 'report' in r['compare']")" = "False False True" ]
     [ "$(q "r['ops']['total'] >= 100000 and r['compare']['report']['ops']['total'] < 1000")" = True ]
     [[ "$(q "r['compare']['reason']")" == "the run with $PWD/build/alloc/glibc/libmdalloc.so made "[0-9]*" allocator operations, the first run "[0-9]*": an allocator does not change how often a program allocates, so the two runs did not do the same work"* ]]
+    # the fixes prescribe a comparison instead of pointing at this one, which did not happen
+    [ "$(q "'MD004' in [f['id'] for f in r['findings'] if 'trace --compare --' in f['fix']]")" = True ]
+    [ "$(q "[f['id'] for f in r['findings'] if 'comparison ran it again' in f['fix']]")" = "[]" ]
     # the text shows why, and no ratios to read a speedup from
     touch "$DIR/todo"
     run "$T" doctor --compare -o "$DIR/report.txt" -- \
