@@ -282,6 +282,9 @@ static void add_target(cJSON *report, const struct target *t, const struct md_tr
     md_tool_dir(dir, sizeof dir - 8);
     strcat(dir, "/alloc");
     cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(report, "tool"), "alloc_dir", dir);
+    char tool[PATH_MAX + 64];
+    md_tool_command(tool, sizeof tool);
+    cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(report, "tool"), "command", tool);
     if (opt->include_inspect)
         cJSON_AddItemToObject(report, "inspect", cJSON_Duplicate(program_inspect(t), 1));
 }

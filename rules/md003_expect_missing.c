@@ -71,7 +71,7 @@ static void prescribe(const struct md_rule_input *in, char *fix, size_t size)
                  in->expect, !strncmp(in->expect, "musl", 4) ? "musl (musl-gcc)" : "glibc",
                  libc ? libc : "unknown");
     else if (!strcmp(in->expect, "mdalloc") && is_static && libc && !strcmp(libc, "musl"))
-        md_rule_patch_musl(in->file, fix, size);
+        md_rule_patch_musl(in, in->file, fix, size);
     else if (!strcmp(in->expect, "mdalloc"))
         snprintf(
             fix, size,

@@ -204,21 +204,30 @@ const char *md_rule_alloc_dir(const struct md_rule_input *in)
     return in->alloc_dir ? in->alloc_dir : alloc_dir(in->trace);
 }
 
-void md_rule_patch_musl(const cJSON *file, char *out, size_t size)
+const char *md_rule_tool(const struct md_rule_input *in)
+{
+    // a trace report says how it named the tool that made it (reports of older versions do not)
+    const char *saved =
+        md_json_get_str(cJSON_GetObjectItemCaseSensitive(in->trace, "tool"), "command");
+    return in->tool ? in->tool : saved ? saved : "malloc-doctor";
+}
+
+void md_rule_patch_musl(const struct md_rule_input *in, const cJSON *file, char *out, size_t size)
 {
     const char *machine =
         md_json_get_str(cJSON_GetObjectItemCaseSensitive(file, "format"), "machine");
     if (!file || (machine && !strcmp(machine, "x86-64")))
         snprintf(out, size,
-                 "`mkdir -p ~/musl-mdalloc && malloc-doctor patch -o ~/musl-mdalloc/libc.a "
+                 "`mkdir -p ~/musl-mdalloc && %s patch -o ~/musl-mdalloc/libc.a "
                  "/usr/lib/x86_64-linux-musl/libc.a`, then relink with `musl-gcc -static -L "
-                 "~/musl-mdalloc ...`");
+                 "~/musl-mdalloc ...`",
+                 md_rule_tool(in));
     else // mdalloc's embedded build is x86-64 musl's: another target needs its own allocator
         snprintf(out, size,
-                 "`malloc-doctor patch --allocator ALLOCATOR.a -o COPY/libc.a LIBC.a` with the "
+                 "`%s patch --allocator ALLOCATOR.a -o COPY/libc.a LIBC.a` with the "
                  "libc.a of this %s target's musl toolchain and an allocator archive built for "
                  "it, then relink with -L COPY",
-                 machine ? machine : "file's");
+                 md_rule_tool(in), machine ? machine : "file's");
 }
 
 // The mdalloc library to preload for the program, as a shell word. A wrapper of the other libc
@@ -250,21 +259,19 @@ void md_rule_trace_replace_allocator(const struct md_rule_input *in, char *out, 
                  preload, cmd);
     else if (kind && !strcmp(kind, "dynamic"))
         snprintf(out, size,
-                 "`malloc-doctor trace --compare -- %s` runs it again with mdalloc preloaded and "
+                 "`%s trace --compare -- %s` runs it again with mdalloc preloaded and "
                  "shows both runs; to keep mdalloc: `LD_PRELOAD=%s %s`",
-                 cmd, preload, cmd);
+                 md_rule_tool(in), cmd, preload, cmd);
     else if (musl) {
-        char patch[512];
-        md_rule_patch_musl(NULL, patch, sizeof patch);
-        snprintf(out, size,
-                 "static musl cannot be preloaded: %s, then `malloc-doctor trace -- %s` again",
-                 patch, cmd);
+        char patch[1024];
+        md_rule_patch_musl(in, NULL, patch, sizeof patch);
+        snprintf(out, size, "static musl cannot be preloaded: %s, then `%s trace -- %s` again",
+                 patch, md_rule_tool(in), cmd);
     } else
         snprintf(out, size,
                  "a static program cannot be preloaded: relink it with an allocator's archive "
-                 "ahead of libc (mdalloc: %s/glibc/libmdalloc.a), then `malloc-doctor trace -- %s` "
-                 "again",
-                 alloc_dir(trace), cmd);
+                 "ahead of libc (mdalloc: %s/glibc/libmdalloc.a), then `%s trace -- %s` again",
+                 alloc_dir(trace), md_rule_tool(in), cmd);
 }
 
 // glibc's malloc refuses an mmap threshold above 32 MiB on 64-bit (HEAP_MAX_SIZE / 2).
@@ -297,7 +304,7 @@ static double largest_size(const cJSON *trace)
 void md_rule_trace_keep_memory(const struct md_rule_input *in, char *out, size_t size)
 {
     const cJSON *trace = in->trace;
-    char replace[640], cmd[512];
+    char replace[1536], cmd[512];
     md_rule_trace_replace_allocator(in, replace, sizeof replace);
     const char *family = md_json_get_str(md_report_ran_allocator(trace), "family");
     if (!family || strcmp(family, "glibc")) {

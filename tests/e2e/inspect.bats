@@ -6,6 +6,7 @@ setup() {
     cd "${MD_ROOT:-$BATS_TEST_DIRNAME/../..}"
     T=${MD_TOOL:-build/malloc-doctor}
     FX=build/fixtures
+    TOOL_CMD=$(realpath "$T") # how fixes name the tool: PATH finds no malloc-doctor here
 }
 
 # the active allocator's id in the JSON report of one file
@@ -237,7 +238,7 @@ assert a["id"] == "mimalloc" and a["confidence"] == "high" and "legacy" not in a
     [[ "$output" != *"-lmusl"* ]]
     run "$T" inspect --expect mdalloc "$FX/musl-static"
     [ "$status" -eq 1 ]
-    [[ "$output" == *'fix: `mkdir -p ~/musl-mdalloc && malloc-doctor patch -o ~/musl-mdalloc/libc.a'* ]]
+    [[ "$output" == *'fix: `mkdir -p ~/musl-mdalloc && '"$TOOL_CMD"' patch -o ~/musl-mdalloc/libc.a'* ]]
     root=$(mktemp -d)
     run "$T" inspect --root "$root" --expect glibc "$FX/glibc-dynamic"
     rmdir "$root"

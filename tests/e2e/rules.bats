@@ -52,7 +52,7 @@ assert e['ops'] == 80000 and e['futex_waits'] <= r['futex']['waits'], e
 assert (e['futex_waits'] >= 32 and e['futex_waits_per_op'] >= 0.001) or \
        e['allocator_wait_share_of_wall'] >= 0.1 or \
        (e['cpu_samples'] >= 100 and e['allocator_cpu_share'] >= 0.2), e
-assert 'malloc-doctor patch -o' in f['fix'], f"
+assert '$TOOL_CMD patch -o' in f['fix'], f"
     # with uprobes nothing tells the allocator's waits apart: the whole run's count
     run "$T" trace --uprobes --json -o "$OUT" -- "$FX/musl-static"
     [ "$status" -eq 0 ]
@@ -114,7 +114,7 @@ e=f[0]['evidence']
 assert e['function'] == 'lockalloc_refill' and e['function_share'] >= 0.5, e
 assert e['cpu_samples'] >= 100, e
 assert f[0]['severity'] == 'error' and 'lockalloc_refill has' in f[0]['message'], f
-assert 'malloc-doctor trace --compare -- $RFX/lock-hotspot 1' in f[0]['fix'], f"
+assert '$TOOL_CMD trace --compare -- $RFX/lock-hotspot 1' in f[0]['fix'], f"
     run "$T" trace -- "$RFX/lock-hotspot" 2
     [ "$status" -eq 0 ]
     [[ "$output" == *"error MD005: lock hotspot in the allocator"*"lockalloc_refill has"* ]]
@@ -214,6 +214,33 @@ assert f[0]['severity'] == 'warning' and 'leak_large (leaker)' in f[0]['message'
     [ "$(ids)" = "" ]
     run "$T" trace --leaks --leak-min 1000 -- "$FX/leaker"
     [[ "$output" == *"warning MD010: memory not freed at exit"* ]]
+}
+
+@test "fix commands name this tool by its path, unless PATH finds this same executable" {
+    # PATH finds no malloc-doctor: the copied command must still run this tool
+    run "$T" inspect "$FX/musl-static"
+    [[ "$output" == *'fix: patch a copy of musl'*'`mkdir -p ~/musl-mdalloc && '"$TOOL_CMD"' patch -o '* ]]
+    [[ "$output" == *'check with `'"$TOOL_CMD"' inspect --expect mdalloc PROGRAM`'* ]]
+    cmd=$(echo "$output" | sed -n 's/.*fix: patch a copy[^`]*`\([^`]*\)`.*/\1/p')
+    HOME=$DIR run bash -c "$cmd"
+    [ "$status" -eq 0 ]
+    [ -f "$DIR/musl-mdalloc/libc.a" ]
+    # another malloc-doctor first in PATH is not this one
+    mkdir "$DIR/other" "$DIR/same"
+    printf '#!/bin/sh\nexit 3\n' >"$DIR/other/malloc-doctor"
+    chmod +x "$DIR/other/malloc-doctor"
+    PATH=$DIR/other:$PATH run "$T" inspect "$FX/musl-static"
+    [[ "$output" == *"&& $TOOL_CMD patch -o "* ]]
+    # this same executable (a link to it) is called by its name
+    ln -s "$TOOL_CMD" "$DIR/same/malloc-doctor"
+    PATH=$DIR/same:$DIR/other:$PATH run "$T" inspect "$FX/musl-static"
+    [[ "$output" == *'&& malloc-doctor patch -o '* && "$output" != *"$TOOL_CMD"* ]]
+    # trace and doctor: the report records it, and doctor's closing line uses it too
+    run "$T" doctor --no-leaks --json -o "$OUT" -- "$FX/musl-static"
+    [ "$(q "r['tool']['command']")" = "$TOOL_CMD" ]
+    [[ "$(q "[f for f in r['findings'] if f['id']=='MD001'][0]['fix']")" == *"&& $TOOL_CMD patch -o "* ]]
+    run "$T" doctor --no-leaks -- "$FX/musl-static"
+    [[ "$output" == *"more: \`$TOOL_CMD trace --stacks --leaks -- CMD\`"* ]]
 }
 
 @test "healthy runs: no finding on glibc, glibc with mdalloc preloaded, python3" {
