@@ -204,6 +204,31 @@ const char *md_rule_alloc_dir(const struct md_rule_input *in)
     return in->alloc_dir ? in->alloc_dir : alloc_dir(in->trace);
 }
 
+// The allocators that come as a library to link, with the -l name their packages install;
+// the others come with a libc, a language runtime or this tool.
+static const struct {
+    const char *family, *lib;
+} linked_as[] = {
+    {"mimalloc", "mimalloc"}, {"jemalloc", "jemalloc"},     {"tcmalloc", "tcmalloc"},
+    {"rpmalloc", "rpmalloc"}, {"snmalloc", "snmallocshim"},
+};
+
+const char *md_rule_link_name(const char *expect)
+{
+    for (size_t i = 0; i < sizeof linked_as / sizeof linked_as[0]; i++)
+        if (!strcmp(expect, linked_as[i].family))
+            return linked_as[i].lib;
+    return NULL;
+}
+
+void md_rule_mdalloc_archive(const struct md_rule_input *in, char *out, size_t size)
+{
+    snprintf(out, size,
+             "link all of mdalloc's archive after your objects: `-Wl,--whole-archive "
+             "%s/glibc/libmdalloc.a -Wl,--no-whole-archive`",
+             md_rule_alloc_dir(in));
+}
+
 const char *md_rule_tool(const struct md_rule_input *in)
 {
     // a trace report says how it named the tool that made it (reports of older versions do not)
@@ -270,7 +295,8 @@ void md_rule_trace_replace_allocator(const struct md_rule_input *in, char *out, 
     } else
         snprintf(out, size,
                  "a static program cannot be preloaded: relink it with an allocator's archive "
-                 "ahead of libc (mdalloc: %s/glibc/libmdalloc.a), then `%s trace -- %s` again",
+                 "ahead of libc (mdalloc: `-Wl,--whole-archive %s/glibc/libmdalloc.a "
+                 "-Wl,--no-whole-archive` after the objects), then `%s trace -- %s` again",
                  alloc_dir(trace), md_rule_tool(in), cmd);
 }
 

@@ -74,9 +74,17 @@ void md_rule_trace_command(const cJSON *trace, char *out, size_t size);
 // an inspect entry; NULL for a program traced here, which is x86-64) the libc.a is that
 // target's, wherever its toolchain keeps it.
 void md_rule_patch_musl(const struct md_rule_input *in, const cJSON *file, char *out, size_t size);
+// How a glibc program links mdalloc's archive: all of it (--whole-archive), since a member is
+// otherwise linked only when the objects before it call malloc themselves (not one that only
+// calls strdup, or C++'s operator new in libstdc++).
+void md_rule_mdalloc_archive(const struct md_rule_input *in, char *out, size_t size);
 // Where this tool's mdalloc builds are, for prescriptions: in->alloc_dir, a trace's
 // tool.alloc_dir, or a placeholder.
 const char *md_rule_alloc_dir(const struct md_rule_input *in);
+// The -l name an allocator's packages install (-ltcmalloc for gperftools'), by id or family
+// name exactly (tcmalloc-google is not gperftools' -ltcmalloc); NULL for one that does not come
+// as a library to link (a libc's, Go's, mdalloc).
+const char *md_rule_link_name(const char *id_or_family);
 // This tool in a prescribed command: in->tool, a trace's tool.command, or "malloc-doctor".
 const char *md_rule_tool(const struct md_rule_input *in);
 

@@ -525,6 +525,48 @@ assert f["interpreter"] and f["active"]["id"]=="mdalloc", (f["interpreter"], f["
 assert not [x for x in f["findings"] if x["id"] in ("MD002","MD003")], f["findings"]' "$output"
 }
 
+@test "a glibc program linked with mdalloc's archive is served by mdalloc, stripped or not, dynamic or static" {
+    dir=$BATS_TEST_TMPDIR
+    archive=build/alloc/glibc/libmdalloc.a
+    gcc -O2 -o "$dir/dyn" tests/fixtures/src/plain.c "$archive"
+    gcc -O2 -static -o "$dir/static" tests/fixtures/src/plain.c "$archive"
+    for f in dyn static; do
+        strip -o "$dir/$f-stripped" "$dir/$f"
+        # mdalloc really serves malloc: its banner
+        MDALLOC_VERBOSE=1 run "$dir/$f"
+        [[ "$output" == *"mdalloc: version"* ]]
+    done
+    for f in dyn static dyn-stripped static-stripped; do
+        run "$T" inspect --json --expect mdalloc "$dir/$f"
+        [ "$status" -eq 0 ]
+        python3 -c '
+import json,sys
+f=json.loads(sys.argv[1])["files"][0]
+assert f["active"]["id"]=="mdalloc", f["active"]
+# its glibc glue defines malloc_trim: not glibc malloc evidence of its own
+assert [a["id"] for a in f["allocators"]]==["mdalloc"], f["allocators"]
+assert f["active"]["confidence"]==("medium" if f["stripped"] else "high"), f["active"]
+assert not f["findings"], f["findings"]' "$output"
+    done
+    # a program that never calls malloc itself (strdup does, inside libc) takes no member of a
+    # plain archive: the prescribed link takes all of it
+    printf '#include <stdio.h>\n#include <string.h>\nint main(int c, char **v) { puts(strdup(v[0])); return 0; }\n' >"$dir/dup.c"
+    gcc -O2 -o "$dir/dup" "$dir/dup.c" "$archive"
+    MDALLOC_VERBOSE=1 run "$dir/dup"
+    [[ "$output" != *"mdalloc: version"* ]]
+    run "$T" inspect --expect mdalloc "$dir/dup"
+    [ "$status" -eq 1 ]
+    flags=$(echo "$output" | sed -n 's/.*fix: link all of mdalloc.s archive after your objects: `\([^`]*\)`.*/\1/p')
+    [[ "$flags" == "-Wl,--whole-archive $(realpath "$archive") -Wl,--no-whole-archive" ]]
+    for mode in "" -static; do
+        gcc -O2 $mode -o "$dir/dup2" "$dir/dup.c" $flags
+        MDALLOC_VERBOSE=1 run "$dir/dup2"
+        [[ "$output" == *"mdalloc: version"* ]]
+        run "$T" inspect --expect mdalloc "$dir/dup2"
+        [ "$status" -eq 0 ]
+    done
+}
+
 @test "a thin archive and a socket are named for what they are; a stripped static musl file's libc is musl" {
     dir=$BATS_TEST_TMPDIR
     ar --thin rc "$dir/thin.a" "$FX/bad/plain.o"
