@@ -567,6 +567,42 @@ assert not f["findings"], f["findings"]' "$output"
     done
 }
 
+@test "MD002 for a library loaded after libc prescribes the exact LD_PRELOAD command, and it works" {
+    dir=$BATS_TEST_TMPDIR
+    # libmimalloc.so.2 after libc.so.6 in DT_NEEDED: glibc's malloc comes first
+    gcc -O2 -o "$dir/late" tests/fixtures/src/who_serves_malloc.c -Wl,--no-as-needed -lc -lmimalloc
+    run "$dir/late"
+    [[ "$output" == "malloc from /lib/x86_64-linux-gnu/libc.so.6, 0 args" ]]
+    lib=$(realpath /usr/lib/x86_64-linux-gnu/libmimalloc.so.2)
+    tool=$(realpath "$T")
+    cd "$dir"
+    run "$tool" inspect late
+    [[ "$output" == *"warning MD002"* ]]
+    # a bare name would be looked up in PATH: the command names ./late
+    cmd=$(echo "$output" | sed -n 's/.*fix: preload it: `\([^`]*\)`.*/\1/p')
+    [[ "$cmd" == "LD_PRELOAD="*"/libmimalloc.so.2 ./late" ]]
+    run bash -c "$cmd"
+    [[ "$output" == "malloc from "*"/libmimalloc.so.2, 0 args" ]]
+    [ "$(realpath "$(echo "$output" | sed 's/^malloc from \(.*\), 0 args$/\1/')")" = "$lib" ]
+    # doctor names the traced command, arguments and all
+    run "$tool" doctor --no-leaks -- ./late 'a b' c
+    cmd=$(echo "$output" | sed -n 's/.*fix: preload it: `\([^`]*\)`.*/\1/p')
+    [[ "$cmd" == "LD_PRELOAD="*"/libmimalloc.so.2 ./late 'a b' c" ]]
+    run bash -c "$cmd"
+    [[ "$output" == "malloc from "*"/libmimalloc.so.2, 2 args" ]]
+    # mdalloc has no -l name: its fix is the preload of the very file that was loaded late
+    md=$(dirname "$tool")/alloc/glibc
+    gcc -O2 -o "$dir/mdlate" "$OLDPWD/tests/fixtures/src/who_serves_malloc.c" -Wl,--no-as-needed -lc \
+        "$md/libmdalloc.so" -Wl,-rpath,"$md"
+    run "$tool" inspect mdlate
+    [[ "$output" == *"mdalloc is loaded (later in the load order) but malloc is served by glibc ptmalloc"* ]]
+    [[ "$output" == *'fix: preload it: `LD_PRELOAD='"$md"'/libmdalloc.so ./mdlate`'* ]]
+    [[ "$output" != *-lmdalloc* && "$output" != *MI_OVERRIDE* ]]
+    cmd=$(echo "$output" | sed -n 's/.*fix: preload it: `\([^`]*\)`.*/\1/p')
+    MDALLOC_VERBOSE=1 run bash -c "$cmd"
+    [[ "$output" == *"mdalloc: version"*"malloc from $md/libmdalloc.so, 0 args"* ]]
+}
+
 @test "a thin archive and a socket are named for what they are; a stripped static musl file's libc is musl" {
     dir=$BATS_TEST_TMPDIR
     ar --thin rc "$dir/thin.a" "$FX/bad/plain.o"
