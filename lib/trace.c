@@ -262,6 +262,8 @@ static void add_target(cJSON *report, const struct target *t, const struct md_tr
     for (char *const *a = argv; *a; a++)
         cJSON_AddItemToArray(args, cJSON_CreateString(*a));
     cJSON_AddStringToObject(o, "path", t->plan.path);
+    // the program inherits it: a prescribed GLIBC_TUNABLES must keep its other settings
+    md_json_str(o, "glibc_tunables", getenv("GLIBC_TUNABLES"));
     add_scripts(o, &t->plan);
     md_json_str(o, "kind", md_json_get_str(t->inspect, "kind"));
     md_json_str(o, "libc", md_json_get_str(t->inspect, "libc"));

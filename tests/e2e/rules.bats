@@ -140,6 +140,71 @@ assert (e['length_from'], e['length_to']) == (262144, 524287), e"
     [ "$(ids)" = "" ]
 }
 
+# munmap calls inside allocator calls in the report $OUT
+munmaps() {
+    q "[s.get('in_allocator', s['count']) for s in r['syscalls'] if s['name'] == 'munmap'][0] if [s for s in r['syscalls'] if s['name'] == 'munmap'] else 0"
+}
+
+@test "MD006: the threshold is above glibc's chunk of the largest request, not the request" {
+    # 4194300 B is a 4194320 B chunk: a threshold of 4194304 still maps it, 8 MiB does not
+    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072 run "$T" trace --json -o "$OUT" -- \
+        "$RFX/cycle" 4194300 200
+    [ "$status" -eq 0 ]
+    fix=$(prescribed_tunables MD006)
+    [ "$fix" = GLIBC_TUNABLES=glibc.malloc.mmap_threshold=8388608:glibc.malloc.trim_threshold=16777216 ]
+    [[ "$(q "[f for f in r['findings'] if f['id']=='MD006'][0]['fix']")" == *"above the 4194320 B chunk of the largest request"* ]]
+    env "$fix" "$T" trace --json -o "$OUT" -- "$RFX/cycle" 4194300 200
+    [ "$(ids)" = "" ]
+    [ "$(munmaps)" -lt 10 ]
+    # the request rounded up to a power of two, as prescribed before, leaves the churn
+    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=8388608 \
+        "$T" trace --json -o "$OUT" -- "$RFX/cycle" 4194300 200
+    [ "$(munmaps)" -ge 200 ]
+}
+
+@test "MD006: blocks past glibc's 32 MiB threshold cap get no tunables, only another allocator" {
+    # glibc's dynamic threshold stops at 32 MiB: it maps 40 MiB blocks every time by default
+    run "$T" trace --json -o "$OUT" -- "$RFX/cycle" 41943040 100
+    [ "$status" -eq 0 ]
+    fix=$(q "[f for f in r['findings'] if f['id']=='MD006'][0]['fix']")
+    [[ "$fix" == *"an mmap_threshold above 32 MiB"* ]]
+    [[ "$fix" != *GLIBC_TUNABLES=* ]]
+    # the highest threshold every glibc takes leaves them mapped
+    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432 "$T" trace --json -o "$OUT" -- \
+        "$RFX/cycle" 41943040 100
+    [ "$(munmaps)" -ge 100 ]
+    # the prescribed mdalloc keeps them (the sanitizer build cannot run with it preloaded)
+    cmd=$(echo "$fix" | sed -n 's/.*to keep mdalloc: `\([^`]*\)`.*/\1/p')
+    [ "$cmd" = "LD_PRELOAD=$MDALLOC $RFX/cycle 41943040 100" ]
+    LD_PRELOAD=$MDALLOC "${T%-san}" trace --json -o "$OUT" -- "$RFX/cycle" 41943040 100
+    [ "$(ids)" = "" ]
+    [ "$(munmaps)" -lt 10 ]
+}
+
+@test "MD006: a command that sets GLIBC_TUNABLES itself gets the tunables merged into its own" {
+    # env's assignment overrides one put before env: the prescription changes env's
+    run "$T" trace --json -o "$OUT" -- env \
+        GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=131072 "$RFX/cycle" 262144 1000
+    [ "$status" -eq 0 ]
+    fix=$(q "[f for f in r['findings'] if f['id']=='MD006'][0]['fix']")
+    cmd=$(echo "$fix" | sed -n 's/^keep freed blocks[^`]*`\([^`]*\)`.*/\1/p')
+    [ "$cmd" = "env GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=1048576:glibc.malloc.trim_threshold=2097152 $RFX/cycle 262144 1000" ]
+    [[ "$fix" == *"the command's own GLIBC_TUNABLES, changed"* ]]
+    eval "set -- $cmd"
+    "$T" trace --json -o "$OUT" -- "$@"
+    [ "$(ids)" = "" ]
+    # what was prescribed before: the outer setting loses to env's
+    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576:glibc.malloc.trim_threshold=2097152 \
+        "$T" trace --json -o "$OUT" -- env GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072 \
+        "$RFX/cycle" 262144 1000
+    [[ "$(ids)" == *MD006* ]]
+    # a setting inherited from this tool's environment keeps its other tunables
+    GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=131072 run "$T" trace \
+        --json -o "$OUT" -- "$RFX/cycle" 262144 1000
+    [ "$(q "r['target']['glibc_tunables']")" = glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=131072 ]
+    [ "$(prescribed_tunables MD006)" = GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=1048576:glibc.malloc.trim_threshold=2097152 ]
+}
+
 @test "MD007: a zero trim threshold in a thread's arena madvises on every free; the fix works" {
     GLIBC_TUNABLES=glibc.malloc.trim_threshold=0:glibc.malloc.top_pad=0 run "$T" trace --json \
         -o "$OUT" -- "$RFX/cycle" 65536 1000 thread
