@@ -37,8 +37,8 @@ static void program_command(const struct md_rule_input *in, char *out, size_t si
 
 // How an allocator linked into a file (its objects, not a library) takes over malloc: each has
 // its own way, and mdalloc's glibc archive needs all its members (nothing may pull them in).
-static void override_fix(const struct md_rule_input *in, const char *family, const char *name,
-                         char *fix, size_t size)
+static void override_fix(const struct md_rule_input *in, const char *id, const char *family,
+                         const char *name, char *fix, size_t size)
 {
     const char *libc = md_json_get_str(in->file, "libc");
     const char *kind = md_json_get_str(in->file, "kind");
@@ -54,9 +54,9 @@ static void override_fix(const struct md_rule_input *in, const char *family, con
     else if (!strcmp(family, "jemalloc"))
         snprintf(fix, size,
                  "link a jemalloc built without a prefix (Debian's libjemalloc.a) before libc; a "
-                 "prefixed one (je_malloc, Rust's tikv-jemallocator) serves malloc only as Rust's "
-                 "#[global_allocator]");
-    else if (!strcmp(family, "tcmalloc"))
+                 "prefixed one (je_malloc, Rust's tikv-jemallocator) never replaces malloc: in "
+                 "Rust, make it the #[global_allocator] so that Rust's allocations use it");
+    else if (!strcmp(id, "tcmalloc")) // gperftools' (Google's comes with its bazel build)
         snprintf(fix, size,
                  "link tcmalloc's archive (gperftools' libtcmalloc_minimal.a) before libc with "
                  "-Wl,--whole-archive ... -Wl,--no-whole-archive");
@@ -93,7 +93,7 @@ static void report(const struct md_rule *rule, const struct md_rule_input *in, c
                  "objects)",
                  preload, cmd, lib);
     else
-        override_fix(in, family, name, fix, sizeof fix);
+        override_fix(in, md_json_get_str(alloc, "id"), family, name, fix, sizeof fix);
     cJSON *ev = md_finding_add(findings, rule, MD_SEV_WARNING, message, fix);
     cJSON_AddStringToObject(ev, "present", md_json_get_str(alloc, "id"));
     md_json_str(ev, "active", md_json_get_str(active, "id"));
