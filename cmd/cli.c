@@ -257,7 +257,7 @@ const char *md_cli_active_name(const cJSON *active)
 }
 
 // Room for a finding's longest line: a file name, then a title; the rules build message and fix
-// in at most 1 KiB each.
+// in at most 2 KiB each.
 #define MD_FINDING_LINE (PATH_MAX + 1024)
 
 // "[PREFIX]TEXT\n", TEXT printable.

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // malloc-doctor doctor: inspect + trace + rules in one run; the report a user reads first.
 // The work is lib/trace.c (and lib/compare.c); this file parses options and renders.
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -126,11 +127,14 @@ static void render_text(const cJSON *r)
     print_numbers(r);
     md_render_compare(r);
     md_render_gate(r);
-    printf("\nmore: `malloc-doctor trace --stacks --leaks -- CMD` has every number and the call "
-           "stacks%s\n",
-           cJSON_GetObjectItemCaseSensitive(r, "compare")
-               ? ""
-               : "; `malloc-doctor doctor --compare -- CMD` measures mdalloc on it");
+    // named as the findings' commands name it: a path when PATH would find another tool
+    const char *saved = md_json_get_str(cJSON_GetObjectItemCaseSensitive(r, "tool"), "command");
+    char tool[PATH_MAX + 64];
+    md_cli_printable(saved ? saved : "malloc-doctor", tool, sizeof tool);
+    printf("\nmore: `%s trace --stacks --leaks -- CMD` has every number and the call stacks", tool);
+    if (!cJSON_GetObjectItemCaseSensitive(r, "compare"))
+        printf("; `%s doctor --compare -- CMD` measures mdalloc on it", tool);
+    printf("\n");
 }
 
 // --- the command ---------------------------------------------------------------------------

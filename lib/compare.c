@@ -41,8 +41,9 @@ static void not_possible(cJSON *compare, const cJSON *report)
                                 "the program defines malloc itself, so a preloaded allocator "
                                 "is never called");
         snprintf(fix, sizeof fix,
-                 "build the program without its own allocator (or with mdalloc's archive "
-                 "%s/glibc/libmdalloc.a in its place), then trace it again",
+                 "build the program without its own allocator (or with mdalloc's archive in its "
+                 "place: `-Wl,--whole-archive %s/glibc/libmdalloc.a -Wl,--no-whole-archive`), "
+                 "then trace it again",
                  str(cJSON_GetObjectItemCaseSensitive(report, "tool"), "alloc_dir"));
     }
     cJSON_AddStringToObject(compare, "fix", fix);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/run.h"
 #include "lib/script.h"
 #include "rules/rules.h"
 
@@ -22,6 +23,7 @@ int md_inspector_init(struct md_inspector *in, const struct md_inspect_options *
     in->files = files;
     md_tool_dir(in->alloc_dir, sizeof in->alloc_dir - 8);
     strcat(in->alloc_dir, "/alloc");
+    md_tool_command(in->tool, sizeof in->tool);
     if (opt->expect) {
         if (!md_allocator_known(opt->expect)) {
             char names[512];
@@ -396,7 +398,7 @@ static void add_findings(struct md_inspector *in, cJSON *entry)
 {
     cJSON *findings = cJSON_AddArrayToObject(entry, "findings");
     struct md_rule_input input = {
-        .file = entry, .expect = in->opt.expect, .alloc_dir = in->alloc_dir};
+        .file = entry, .expect = in->opt.expect, .alloc_dir = in->alloc_dir, .tool = in->tool};
     md_rules_run(&input, findings);
 }
 

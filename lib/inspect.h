@@ -27,6 +27,7 @@ struct md_inspector {
     size_t inspected, errors, expect_failed, skipped;
     size_t expect_checked;    // programs and shared libraries --expect applied to
     char alloc_dir[PATH_MAX]; // this tool's mdalloc builds, for the rules' prescriptions
+    char tool[PATH_MAX + 64]; // how the rules' commands name this tool (md_tool_command)
 };
 
 // Fails on an unknown --expect name or a broken signature table.

@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/report.h"
+
 // After the timeout: how long processes get to act on SIGTERM before SIGKILL, and how long the
 // tracer gets to see its tracees die (and finish its output file) before it is killed too.
 #define MD_TERM_GRACE_SECONDS 1.0
@@ -66,6 +68,22 @@ int md_find_program(const char *prog, char *path, size_t size, struct md_error *
             return 0;
     }
     return md_fail(err, "%s: command not found", prog);
+}
+
+void md_tool_command(char *out, size_t size)
+{
+    char exe[PATH_MAX], found[PATH_MAX];
+    struct md_error err;
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = 0;
+    if (!exe[0] || (!md_find_program("malloc-doctor", found, sizeof found, &err) &&
+                    md_same_file(found, "/proc/self/exe"))) {
+        snprintf(out, size, "malloc-doctor");
+        return;
+    }
+    size_t len = 0;
+    out[0] = 0;
+    md_append_shell_word(out, size, &len, exe);
 }
 
 // strace's argv: the fixed head, -o FILE, -E for each variable, --, the program (malloc'd, as

@@ -65,6 +65,11 @@ int md_find_program(const char *prog, char *path, size_t size, struct md_error *
 // True when a and b (either may be NULL) name the same existing file, links and all.
 bool md_same_file(const char *a, const char *b);
 
+// How a prescribed command names this tool, as a shell word: "malloc-doctor" when PATH finds
+// this very executable under that name, else the executable's absolute path, so that a command
+// copied from a report runs this tool (build/malloc-doctor of a source tree is not on PATH).
+void md_tool_command(char *out, size_t size);
+
 // Runs the program and waits until it and every process left behind have exited (or, with a
 // timeout, have been killed). With strace, first checks that strace exists and that ptrace is
 // permitted here, and says what to install or allow when not.

@@ -263,6 +263,8 @@ static void add_target(cJSON *report, const struct target *t, const struct md_tr
     for (char *const *a = argv; *a; a++)
         cJSON_AddItemToArray(args, cJSON_CreateString(*a));
     cJSON_AddStringToObject(o, "path", t->plan.path);
+    // the program inherits it: a prescribed GLIBC_TUNABLES must keep its other settings
+    md_json_str(o, "glibc_tunables", getenv("GLIBC_TUNABLES"));
     add_scripts(o, &t->plan);
     md_json_str(o, "kind", md_json_get_str(t->inspect, "kind"));
     md_json_str(o, "libc", md_json_get_str(t->inspect, "libc"));
@@ -283,6 +285,9 @@ static void add_target(cJSON *report, const struct target *t, const struct md_tr
     md_tool_dir(dir, sizeof dir - 8);
     strcat(dir, "/alloc");
     cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(report, "tool"), "alloc_dir", dir);
+    char tool[PATH_MAX + 64];
+    md_tool_command(tool, sizeof tool);
+    cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(report, "tool"), "command", tool);
     if (opt->include_inspect)
         cJSON_AddItemToObject(report, "inspect", cJSON_Duplicate(program_inspect(t), 1));
 }

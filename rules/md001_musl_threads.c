@@ -130,21 +130,21 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
              "global lock, so threads that allocate wait for each other%s",
              md_json_get_str(active, "name"), md_json_get_str(in->file, "threads_evidence"), shown);
     // with a trace, the prescription names the program's command and this tool's mdalloc
-    char fix[1024], patch[512];
-    md_rule_patch_musl(in->file, patch, sizeof patch);
+    char fix[2048], patch[1024];
+    md_rule_patch_musl(in, in->file, patch, sizeof patch);
     if (in->trace)
         md_rule_trace_replace_allocator(in, fix, sizeof fix);
     else if (is_static)
         snprintf(fix, sizeof fix,
                  "patch a copy of musl's libc.a with mdalloc: %s, then check with "
-                 "`malloc-doctor inspect --expect mdalloc PROGRAM`",
-                 patch);
+                 "`%s inspect --expect mdalloc PROGRAM`",
+                 patch, md_rule_tool(in));
     else
         snprintf(fix, sizeof fix,
                  "preload a thread-caching allocator built for musl (malloc-doctor's "
                  "%s/musl/libmdalloc.so, or a musl build of mimalloc or jemalloc: Debian's are "
-                 "glibc's), then measure with `malloc-doctor trace --compare -- PROGRAM`",
-                 md_rule_alloc_dir(in));
+                 "glibc's), then measure with `%s trace --compare -- PROGRAM`",
+                 md_rule_alloc_dir(in), md_rule_tool(in));
     cJSON *ev =
         md_finding_add(findings, rule, escalate ? MD_SEV_ERROR : MD_SEV_WARNING, message, fix);
     cJSON_AddStringToObject(ev, "active", md_json_get_str(active, "id"));

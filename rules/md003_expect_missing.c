@@ -5,6 +5,7 @@
 // (malloc@GLIBC_2.2.5), the usual cause is that `-lALLOC` was dropped: with --as-needed (Debian's
 // default) a library listed before the objects that call malloc satisfies nothing and is
 // discarded without a word (seed 000: swoole-cli at 435 req/s instead of 16,432).
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,24 +40,6 @@ static bool is_libc_family(const char *name)
     return !strncmp(name, "glibc", 5) || !strncmp(name, "musl", 4);
 }
 
-// The allocators that come as a library to link, with the -l name their packages install;
-// the others come with a libc, a language runtime or this tool.
-static const struct {
-    const char *family, *lib;
-} linked_as[] = {
-    {"mimalloc", "mimalloc"}, {"jemalloc", "jemalloc"},     {"tcmalloc", "tcmalloc"},
-    {"rpmalloc", "rpmalloc"}, {"snmalloc", "snmallocshim"},
-};
-
-// By id or family name, exactly: tcmalloc-google is not gperftools' -ltcmalloc.
-static const char *link_name(const char *expect)
-{
-    for (size_t i = 0; i < sizeof linked_as / sizeof linked_as[0]; i++)
-        if (!strcmp(expect, linked_as[i].family))
-            return linked_as[i].lib;
-    return NULL;
-}
-
 // The expected allocator is not linked: what to do depends on what it is. A libc's malloc comes
 // with building against that libc, mdalloc has its own ways in, anything else is a -l flag.
 static void prescribe(const struct md_rule_input *in, char *fix, size_t size)
@@ -71,19 +54,24 @@ static void prescribe(const struct md_rule_input *in, char *fix, size_t size)
                  in->expect, !strncmp(in->expect, "musl", 4) ? "musl (musl-gcc)" : "glibc",
                  libc ? libc : "unknown");
     else if (!strcmp(in->expect, "mdalloc") && is_static && libc && !strcmp(libc, "musl"))
-        md_rule_patch_musl(in->file, fix, size);
-    else if (!strcmp(in->expect, "mdalloc"))
-        snprintf(
-            fix, size,
-            "link malloc-doctor's %s/%s/libmdalloc.a before libc, or preload %s/%s/libmdalloc.so",
-            md_rule_alloc_dir(in), libc && !strcmp(libc, "musl") ? "musl" : "glibc",
-            md_rule_alloc_dir(in), libc && !strcmp(libc, "musl") ? "musl" : "glibc");
-    else if (link_name(in->expect))
+        md_rule_patch_musl(in, in->file, fix, size);
+    else if (!strcmp(in->expect, "mdalloc")) {
+        // musl's dynamic programs have the preload build only (musl's archive build goes into
+        // libc.a); a static glibc program has the archive only
+        bool musl = libc && !strcmp(libc, "musl");
+        char archive[PATH_MAX + 128] = "", preload[PATH_MAX + 128] = "";
+        if (!musl)
+            md_rule_mdalloc_archive(in, archive, sizeof archive);
+        if (!is_static)
+            snprintf(preload, sizeof preload, "preload %s/%s/libmdalloc.so", md_rule_alloc_dir(in),
+                     musl ? "musl" : "glibc");
+        snprintf(fix, size, "%s%s%s", archive, archive[0] && preload[0] ? "; or " : "", preload);
+    } else if (md_rule_link_name(in->expect))
         snprintf(fix, size,
                  "put -l%s after the objects that call malloc, or keep it with "
                  "-Wl,--no-as-needed -l%s -Wl,--as-needed; for static links add the allocator's "
                  "archive before libc",
-                 link_name(in->expect), link_name(in->expect));
+                 md_rule_link_name(in->expect), md_rule_link_name(in->expect));
     else if (!strncmp(in->expect, "go", 2)) // Go's comes with its runtime, in Go programs only
         snprintf(fix, size,
                  "%s's allocator comes with its own runtime, not as a library to link: expect the "
@@ -124,7 +112,7 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
         snprintf(fix, sizeof fix, "see MD002: make %s override malloc", in->expect);
     } else {
         // a -l flag that --as-needed dropped explains it, for an allocator linked with one
-        bool dropped = version && link_name(in->expect);
+        bool dropped = version && md_rule_link_name(in->expect);
         snprintf(message, sizeof message,
                  "expected %s, but it is not linked at all; malloc is served by %s%s%s%s",
                  in->expect, active_name ? active_name : "an unidentified allocator",
@@ -132,7 +120,7 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
                  dropped ? ": -l" : "");
         if (dropped)
             snprintf(message + strlen(message), sizeof message - strlen(message),
-                     "%s was dropped by --as-needed or link order)", link_name(in->expect));
+                     "%s was dropped by --as-needed or link order)", md_rule_link_name(in->expect));
         prescribe(in, fix, sizeof fix);
     }
     cJSON *ev = md_finding_add(findings, rule, MD_SEV_ERROR, message, fix);

@@ -51,7 +51,7 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
                  "pushed them over the limit",
                  num(band, "from"), num(band, "to"), 100 * share, 100 * sys_share,
                  num(band, "memory_syscalls"), boundary_of(num(band, "to")));
-        char fix[1024];
+        char fix[2048];
         md_rule_trace_replace_allocator(in, fix, sizeof fix - 64);
         strcat(fix, "; and report the boundary to the allocator's authors");
         cJSON *ev = md_finding_add(findings, rule, MD_SEV_ERROR, message, fix);

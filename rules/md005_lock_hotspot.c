@@ -98,7 +98,7 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
                        "allocations would save that time"
                      : "the allocator does the program's work in one function, and whatever it "
                        "does under its lock no other allocating thread can do meanwhile");
-    char fix[768];
+    char fix[2048];
     md_rule_trace_replace_allocator(in, fix, sizeof fix);
     cJSON *ev = md_finding_add(findings, rule, alone ? MD_SEV_WARNING : MD_SEV_ERROR, message, fix);
     md_json_str(ev, "function", h.function);

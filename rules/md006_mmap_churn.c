@@ -49,7 +49,7 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
     {
         all_maps += md_json_get_num(b, "count");
     }
-    char message[512], fix[1024];
+    char message[512], fix[2048];
     snprintf(message, sizeof message,
              "%.0f mmap and %.0f munmap calls%s for %.0f allocator operations (%.2f maps per "
              "1000); %.0f%% of the mappings are %.0f-%.0f B long: the allocator gives these "

@@ -26,7 +26,7 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
     double calls = md_rule_trace_syscalls(in->trace, "madvise", &attributed);
     if (ops <= 0 || calls < MD007_MIN_MADVISE || calls / ops < MD007_MIN_MADVISE_PER_OP)
         return;
-    char message[512], fix[1024];
+    char message[512], fix[2048];
     snprintf(message, sizeof message,
              "%.0f madvise calls%s for %.0f allocator operations (%.2f per 1000): the allocator "
              "returns pages on the free path and faults them in again on the next malloc",

@@ -35,7 +35,7 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
     if (ops <= 0 || calls < MD008_MIN_BRK || calls / ops < MD008_MIN_BRK_PER_OP ||
         calls * MD008_PAGE_SIZE < MD008_MIN_MOVED_PER_RSS * rss)
         return;
-    char message[512], fix[1024];
+    char message[512], fix[2048];
     snprintf(message, sizeof message,
              "%.0f brk calls%s for %.0f allocator operations (%.2f per 1000), far more than a "
              "heap growing to a peak RSS of %.0f KiB needs: the heap top is trimmed on free and "

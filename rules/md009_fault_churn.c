@@ -60,7 +60,7 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
         faults * MD009_PAGE_SIZE < MD009_MIN_FAULTED_PER_RSS * rss || returns < MD009_MIN_RETURNS)
         return;
     double ratio = faults * MD009_PAGE_SIZE / rss;
-    char message[512], fix[1024];
+    char message[512], fix[2048];
     snprintf(message, sizeof message,
              "%.0f minor page faults for %.0f allocator operations (%.2f per op): %.0f MiB "
              "faulted in, %.0f times the peak RSS of %.0f KiB%s; with %.0f munmap, madvise and "

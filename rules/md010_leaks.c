@@ -42,7 +42,7 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
     if (bytes <= 0 || bytes < min)
         return;
     const cJSON *top = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(leaks, "by_stack"), 0);
-    char site[384], message[768], fix[768], cmd[512];
+    char site[384], message[768], fix[1536], cmd[512];
     site_text(top, site, sizeof site);
     if (top)
         snprintf(message, sizeof message,
@@ -58,8 +58,8 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
     md_rule_trace_command(in->trace, cmd, sizeof cmd);
     snprintf(fix, sizeof fix,
              "free the blocks allocated at the top site, or keep them on purpose and raise the "
-             "threshold; list every site with `malloc-doctor trace --leaks --leak-min 1 -- %s`",
-             cmd);
+             "threshold; list every site with `%s trace --leaks --leak-min 1 -- %s`",
+             md_rule_tool(in), cmd);
     cJSON *ev = md_finding_add(findings, rule, MD_SEV_WARNING, message, fix);
     cJSON_AddNumberToObject(ev, "blocks", blocks);
     cJSON_AddNumberToObject(ev, "bytes", bytes);

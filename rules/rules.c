@@ -204,21 +204,55 @@ const char *md_rule_alloc_dir(const struct md_rule_input *in)
     return in->alloc_dir ? in->alloc_dir : alloc_dir(in->trace);
 }
 
-void md_rule_patch_musl(const cJSON *file, char *out, size_t size)
+// The allocators that come as a library to link, with the -l name their packages install;
+// the others come with a libc, a language runtime or this tool.
+static const struct {
+    const char *family, *lib;
+} linked_as[] = {
+    {"mimalloc", "mimalloc"}, {"jemalloc", "jemalloc"},     {"tcmalloc", "tcmalloc"},
+    {"rpmalloc", "rpmalloc"}, {"snmalloc", "snmallocshim"},
+};
+
+const char *md_rule_link_name(const char *expect)
+{
+    for (size_t i = 0; i < sizeof linked_as / sizeof linked_as[0]; i++)
+        if (!strcmp(expect, linked_as[i].family))
+            return linked_as[i].lib;
+    return NULL;
+}
+
+void md_rule_mdalloc_archive(const struct md_rule_input *in, char *out, size_t size)
+{
+    snprintf(out, size,
+             "link all of mdalloc's archive after your objects: `-Wl,--whole-archive "
+             "%s/glibc/libmdalloc.a -Wl,--no-whole-archive`",
+             md_rule_alloc_dir(in));
+}
+
+const char *md_rule_tool(const struct md_rule_input *in)
+{
+    // a trace report says how it named the tool that made it (reports of older versions do not)
+    const char *saved =
+        md_json_get_str(cJSON_GetObjectItemCaseSensitive(in->trace, "tool"), "command");
+    return in->tool ? in->tool : saved ? saved : "malloc-doctor";
+}
+
+void md_rule_patch_musl(const struct md_rule_input *in, const cJSON *file, char *out, size_t size)
 {
     const char *machine =
         md_json_get_str(cJSON_GetObjectItemCaseSensitive(file, "format"), "machine");
     if (!file || (machine && !strcmp(machine, "x86-64")))
         snprintf(out, size,
-                 "`mkdir -p ~/musl-mdalloc && malloc-doctor patch -o ~/musl-mdalloc/libc.a "
+                 "`mkdir -p ~/musl-mdalloc && %s patch -o ~/musl-mdalloc/libc.a "
                  "/usr/lib/x86_64-linux-musl/libc.a`, then relink with `musl-gcc -static -L "
-                 "~/musl-mdalloc ...`");
+                 "~/musl-mdalloc ...`",
+                 md_rule_tool(in));
     else // mdalloc's embedded build is x86-64 musl's: another target needs its own allocator
         snprintf(out, size,
-                 "`malloc-doctor patch --allocator ALLOCATOR.a -o COPY/libc.a LIBC.a` with the "
+                 "`%s patch --allocator ALLOCATOR.a -o COPY/libc.a LIBC.a` with the "
                  "libc.a of this %s target's musl toolchain and an allocator archive built for "
                  "it, then relink with -L COPY",
-                 machine ? machine : "file's");
+                 md_rule_tool(in), machine ? machine : "file's");
 }
 
 // The mdalloc library to preload for the program, as a shell word. A wrapper of the other libc
@@ -250,28 +284,42 @@ void md_rule_trace_replace_allocator(const struct md_rule_input *in, char *out, 
                  preload, cmd);
     else if (kind && !strcmp(kind, "dynamic"))
         snprintf(out, size,
-                 "`malloc-doctor trace --compare -- %s` runs it again with mdalloc preloaded and "
+                 "`%s trace --compare -- %s` runs it again with mdalloc preloaded and "
                  "shows both runs; to keep mdalloc: `LD_PRELOAD=%s %s`",
-                 cmd, preload, cmd);
+                 md_rule_tool(in), cmd, preload, cmd);
     else if (musl) {
-        char patch[512];
-        md_rule_patch_musl(NULL, patch, sizeof patch);
-        snprintf(out, size,
-                 "static musl cannot be preloaded: %s, then `malloc-doctor trace -- %s` again",
-                 patch, cmd);
+        char patch[1024];
+        md_rule_patch_musl(in, NULL, patch, sizeof patch);
+        snprintf(out, size, "static musl cannot be preloaded: %s, then `%s trace -- %s` again",
+                 patch, md_rule_tool(in), cmd);
     } else
         snprintf(out, size,
                  "a static program cannot be preloaded: relink it with an allocator's archive "
-                 "ahead of libc (mdalloc: %s/glibc/libmdalloc.a), then `malloc-doctor trace -- %s` "
-                 "again",
-                 alloc_dir(trace), cmd);
+                 "ahead of libc (mdalloc: `-Wl,--whole-archive %s/glibc/libmdalloc.a "
+                 "-Wl,--no-whole-archive` after the objects), then `%s trace -- %s` again",
+                 alloc_dir(trace), md_rule_tool(in), cmd);
 }
 
-// glibc's malloc refuses an mmap threshold above 32 MiB on 64-bit (HEAP_MAX_SIZE / 2).
+// The highest mmap threshold glibc takes everywhere: 32 MiB on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX,
+// HEAP_MAX_SIZE / 2). mallopt() refuses more, and so did GLIBC_TUNABLES while the check sat in
+// do_set_mmap_threshold (glibc 2.26), silently; Debian 12's glibc 2.36 takes a 64 MiB tunable.
+// A prescription must work on the user's glibc, so a chunk this size or more gets none.
 #define GLIBC_MMAP_THRESHOLD_MAX (32ul << 20)
 // Never prescribe less than this: glibc's own dynamic threshold starts at 128 KiB and a smaller
 // one would make more mappings, not fewer.
 #define KEEP_MIN (1ul << 20)
+// glibc's request2size on x86-64: the request plus its size field (SIZE_SZ 8), rounded up to
+// MALLOC_ALIGNMENT (16), at least MINSIZE (32). The mmap threshold is compared with this chunk
+// size (nb >= mp_.mmap_threshold maps), not with the request: 4194300 B is a 4194320 B chunk.
+#define GLIBC_SIZE_SZ 8ul
+#define GLIBC_ALIGN_MASK 15ul
+#define GLIBC_MIN_CHUNK 32ul
+
+static unsigned long glibc_chunk(unsigned long request)
+{
+    unsigned long chunk = (request + GLIBC_SIZE_SZ + GLIBC_ALIGN_MASK) & ~GLIBC_ALIGN_MASK;
+    return chunk < GLIBC_MIN_CHUNK ? GLIBC_MIN_CHUNK : chunk;
+}
 
 // The largest request size the trace saw (the top of its power-of-two bucket), or else the
 // longest mapping length bucket; 0 when the report has neither.
@@ -294,25 +342,165 @@ static double largest_size(const cJSON *trace)
     return largest;
 }
 
+// GLIBC_TUNABLES' names that a prescription sets (and drops from a setting it merges into)
+static const char *const keep_tunables[] = {"glibc.malloc.mmap_threshold",
+                                            "glibc.malloc.trim_threshold"};
+
+// setting with the prescribed tunables merged in: its other tunables kept (arena_max, ...), its
+// own values of ours dropped. setting may be NULL.
+static void merge_tunables(const char *setting, const char *ours, char *out, size_t size)
+{
+    size_t len = 0;
+    out[0] = 0;
+    char copy[1024];
+    snprintf(copy, sizeof copy, "%s", setting ? setting : "");
+    for (char *save = NULL, *t = strtok_r(copy, ":", &save); t; t = strtok_r(NULL, ":", &save)) {
+        size_t name = strcspn(t, "=");
+        bool replaced = false;
+        for (size_t i = 0; i < sizeof keep_tunables / sizeof keep_tunables[0]; i++)
+            replaced |= strlen(keep_tunables[i]) == name && !strncmp(t, keep_tunables[i], name);
+        if (replaced)
+            continue;
+        md_append_text(out, size, &len, t);
+        md_append_text(out, size, &len, ":");
+    }
+    md_append_text(out, size, &len, ours);
+}
+
+// The index of the program among env's arguments (after its options and NAME=VALUE
+// assignments), or 0 when argv is not env or its options cannot be followed (-S splits a string).
+// *tunables: the index of its last GLIBC_TUNABLES assignment (the one that wins), or 0;
+// *cleared: env clears the environment (-i) or GLIBC_TUNABLES (-u), so nothing is inherited.
+static int env_program(const cJSON *argv, int *tunables, bool *cleared)
+{
+    *tunables = 0;
+    *cleared = false;
+    const cJSON *first = cJSON_GetArrayItem(argv, 0);
+    if (!cJSON_IsString(first))
+        return 0;
+    const char *slash = strrchr(first->valuestring, '/');
+    if (strcmp(slash ? slash + 1 : first->valuestring, "env"))
+        return 0;
+    int n = cJSON_GetArraySize(argv);
+    bool options = true;
+    for (int i = 1; i < n; i++) {
+        const char *a = cJSON_GetArrayItem(argv, i)->valuestring;
+        if (!a)
+            return 0;
+        if (options && !strcmp(a, "--")) {
+            options = false;
+        } else if (options && (!strcmp(a, "-u") || !strcmp(a, "--unset") || !strcmp(a, "-C") ||
+                               !strcmp(a, "--chdir"))) {
+            bool unset = !strcmp(a, "-u") || !strcmp(a, "--unset");
+            const cJSON *next = cJSON_GetArrayItem(argv, ++i); // takes the next word
+            *cleared |=
+                unset && cJSON_IsString(next) && !strcmp(next->valuestring, "GLIBC_TUNABLES");
+        } else if (options && (!strncmp(a, "-S", 2) || !strncmp(a, "--split-string", 14))) {
+            return 0;
+        } else if (options && a[0] == '-') {
+            // -i, -, -0, --unset=NAME, ...
+            *cleared |= !strcmp(a, "-i") || !strcmp(a, "-") || !strcmp(a, "--ignore-environment") ||
+                        !strcmp(a, "-uGLIBC_TUNABLES") || !strcmp(a, "--unset=GLIBC_TUNABLES");
+        } else if (strchr(a, '=')) {
+            options = false;
+            if (!strncmp(a, "GLIBC_TUNABLES=", 15))
+                *tunables = i;
+        } else {
+            return i;
+        }
+    }
+    return 0;
+}
+
+// The traced command with the tunables in force: inside env's own assignments when the command
+// is `env ... PROG` (a GLIBC_TUNABLES before env would be overridden by env's, or cleared by
+// -i), else before the command, merged with what the program inherited from this tool's
+// environment. *inner: the command's own GLIBC_TUNABLES was changed.
+static void tunables_command(const cJSON *trace, const char *ours, char *out, size_t size,
+                             bool *inner)
+{
+    const cJSON *target = cJSON_GetObjectItemCaseSensitive(trace, "target");
+    const cJSON *argv = cJSON_GetObjectItemCaseSensitive(target, "argv");
+    char merged[1280], word[1300], cmd[512];
+    int tunables;
+    bool cleared;
+    int program = env_program(argv, &tunables, &cleared);
+    // the setting the program would run with, to keep its other tunables
+    const char *inherited = cleared ? NULL : md_json_get_str(target, "glibc_tunables");
+    *inner = program && tunables;
+    if (program) {
+        // the same command with env's assignment changed or added, quoted as the rules quote
+        // (word by word: cJSON 1.7.15's cJSON_InsertItemInArray left a duplicated array as it was)
+        const cJSON *own = cJSON_GetArrayItem(argv, tunables);
+        merge_tunables(tunables ? own->valuestring + 15 : inherited, ours, merged, sizeof merged);
+        snprintf(word, sizeof word, "GLIBC_TUNABLES=%s", merged);
+        cJSON *copy = cJSON_CreateObject();
+        cJSON *args = cJSON_AddArrayToObject(cJSON_AddObjectToObject(copy, "target"), "argv");
+        int i = 0;
+        const cJSON *arg;
+        cJSON_ArrayForEach(arg, argv)
+        {
+            if (i == program && !tunables)
+                cJSON_AddItemToArray(args, cJSON_CreateString(word));
+            cJSON_AddItemToArray(args, i == tunables && tunables ? cJSON_CreateString(word)
+                                                                 : cJSON_Duplicate(arg, 1));
+            i++;
+        }
+        md_rule_trace_command(copy, out, size);
+        cJSON_Delete(copy);
+        if (!strstr(out, "GLIBC_TUNABLES=")) // too long: its arguments were elided
+            snprintf(out, size, "env ... %s PROGRAM ...", word);
+        return;
+    }
+    merge_tunables(inherited, ours, merged, sizeof merged);
+    md_rule_trace_command(trace, cmd, sizeof cmd);
+    size_t len = 0;
+    out[0] = 0;
+    // the value quoted, not the word: a quoted NAME=VALUE is no assignment
+    md_append_text(out, size, &len, "GLIBC_TUNABLES=");
+    md_append_shell_word(out, size, &len, merged);
+    md_append_text(out, size, &len, " ");
+    md_append_text(out, size, &len, cmd);
+}
+
 void md_rule_trace_keep_memory(const struct md_rule_input *in, char *out, size_t size)
 {
     const cJSON *trace = in->trace;
-    char replace[640], cmd[512];
+    char replace[1536], cmd[1024], ours[128];
     md_rule_trace_replace_allocator(in, replace, sizeof replace);
     const char *family = md_json_get_str(md_report_ran_allocator(trace), "family");
     if (!family || strcmp(family, "glibc")) {
         snprintf(out, size, "%s", replace);
         return;
     }
+    // the threshold must be above the chunk of the largest request (known to its power-of-two
+    // bucket: the bucket's top is taken)
+    unsigned long chunk = glibc_chunk((unsigned long)largest_size(trace));
     unsigned long threshold = KEEP_MIN;
-    while (threshold <= largest_size(trace) && threshold < GLIBC_MMAP_THRESHOLD_MAX)
+    while (threshold <= chunk && threshold <= GLIBC_MMAP_THRESHOLD_MAX)
         threshold <<= 1;
-    md_rule_trace_command(trace, cmd, sizeof cmd);
+    if (threshold > GLIBC_MMAP_THRESHOLD_MAX) {
+        snprintf(out, size,
+                 "glibc's tunables cannot be relied on to keep these blocks: the largest "
+                 "requests (up to %.0f B) make chunks of up to %lu B, which need an "
+                 "mmap_threshold above 32 MiB, and glibc's mallopt() refuses that while some "
+                 "glibc versions ignore it in GLIBC_TUNABLES without a word; instead, %s",
+                 largest_size(trace), chunk, replace);
+        return;
+    }
     // a fixed mmap threshold turns glibc's dynamic trim threshold off too: set both, the trim
     // threshold at twice the mmap threshold as glibc's own adjustment does
+    snprintf(ours, sizeof ours, "%s=%lu:%s=%lu", keep_tunables[0], threshold, keep_tunables[1],
+             2 * threshold);
+    bool inner;
+    tunables_command(trace, ours, cmd, sizeof cmd, &inner);
     snprintf(out, size,
-             "keep freed blocks in glibc's heap: `GLIBC_TUNABLES=glibc.malloc.mmap_threshold=%lu:"
-             "glibc.malloc.trim_threshold=%lu %s` (a program that calls mallopt() for these "
-             "overrides them); or %s",
-             threshold, 2 * threshold, cmd, replace);
+             "keep freed blocks in glibc's heap with a threshold above the %lu B chunk of the "
+             "largest request: `%s`%s; a program that calls mallopt() for these overrides them. "
+             "Or %s",
+             chunk, cmd,
+             inner ? " (the command's own GLIBC_TUNABLES, changed: one put before the command "
+                     "would be overridden by it)"
+                   : "",
+             replace);
 }

@@ -19,6 +19,7 @@ struct md_rule_input {
     const cJSON *trace;      // a trace report, or NULL; with file, the trace of that program
     uint64_t leak_min_bytes; // trace --leak-min; 0: the leak rule's own default
     const char *alloc_dir;   // where this tool's mdalloc builds are (DIR/alloc), or NULL
+    const char *tool;        // how commands name this tool (md_tool_command), or NULL
     bool compared;           // the report compares a run with mdalloc (trace --compare)
 };
 
@@ -72,10 +73,20 @@ void md_rule_trace_command(const cJSON *trace, char *out, size_t size);
 // (one wording for every rule that prescribes it). For a file of another architecture (file:
 // an inspect entry; NULL for a program traced here, which is x86-64) the libc.a is that
 // target's, wherever its toolchain keeps it.
-void md_rule_patch_musl(const cJSON *file, char *out, size_t size);
+void md_rule_patch_musl(const struct md_rule_input *in, const cJSON *file, char *out, size_t size);
+// How a glibc program links mdalloc's archive: all of it (--whole-archive), since a member is
+// otherwise linked only when the objects before it call malloc themselves (not one that only
+// calls strdup, or C++'s operator new in libstdc++).
+void md_rule_mdalloc_archive(const struct md_rule_input *in, char *out, size_t size);
 // Where this tool's mdalloc builds are, for prescriptions: in->alloc_dir, a trace's
 // tool.alloc_dir, or a placeholder.
 const char *md_rule_alloc_dir(const struct md_rule_input *in);
+// The -l name an allocator's packages install (-ltcmalloc for gperftools'), by id or family
+// name exactly (tcmalloc-google is not gperftools' -ltcmalloc); NULL for one that does not come
+// as a library to link (a libc's, Go's, mdalloc).
+const char *md_rule_link_name(const char *id_or_family);
+// This tool in a prescribed command: in->tool, a trace's tool.command, or "malloc-doctor".
+const char *md_rule_tool(const struct md_rule_input *in);
 
 // The prescription for "run it with an allocator that keeps its memory": the compare run for a
 // dynamic program, patch for static musl, relinking for other static programs.

@@ -68,6 +68,9 @@ static const struct md_byte_sig go_alloc_bytes[] = {
 
 static const struct md_byte_sig mdalloc_bytes[] = {
     TEXT("message prefix", "mdalloc: "),
+    // its banner's switch: a second string, so that a stripped program linked with mdalloc's
+    // archive (its names hidden, none in .dynsym) is medium, not low
+    TEXT("option", "MDALLOC_VERBOSE"),
     END_BYTES,
 };
 
@@ -146,10 +149,12 @@ const struct md_signature md_signatures[] = {
         .id = "glibc-ptmalloc",
         .family = "glibc",
         .name = "glibc ptmalloc",
-        .symbols =
-            LIST("_int_malloc", "_int_free", "_int_realloc", "_int_memalign", "malloc_consolidate",
-                 "sysmalloc", "main_arena", "tcache_init", "arena_get2", "malloc_info", "mallinfo2",
-                 "malloc_trim", "__malloc_arena_thread_freeres"),
+        .symbols = LIST("_int_malloc", "_int_free", "_int_realloc", "_int_memalign",
+                        "malloc_consolidate", "sysmalloc", "main_arena", "tcache_init",
+                        "arena_get2", "malloc_info", "mallinfo2", "__malloc_arena_thread_freeres"),
+        // mdalloc's glibc build defines malloc_trim too (servers call it), and a program linked
+        // with its archive exports it: alone it would make glibc's malloc a second candidate
+        .supporting = LIST("malloc_trim"),
         .entries = NONE,
         .sections = NONE,
         .bytes = glibc_malloc_bytes,
@@ -231,10 +236,12 @@ const struct md_signature md_signatures[] = {
         .family = "mdalloc",
         .name = "mdalloc",
         // its internal names: a vote by malloc's neighbours finds them in unstripped builds
-        .symbols =
-            LIST("mdalloc_*", "md_malloc_generic", "md_free_generic", "md_heap_get_slow",
-                 "md_page_malloc_slow", "md_page_free_remote", "md_segment_alloc",
-                 "md_process_init", "md_glue_thread_bind", "md_thread_done", "md_huge_alloc"),
+        // (local symbols, as its archive leaves them in a program's .symtab); md_glibc_init and
+        // md_glue_target are its glue's own
+        .symbols = LIST("mdalloc_*", "md_malloc_generic", "md_free_generic", "md_heap_get_slow",
+                        "md_page_malloc_slow", "md_page_free_remote", "md_segment_alloc",
+                        "md_process_init", "md_glue_thread_bind", "md_thread_done", "md_huge_alloc",
+                        "md_glibc_init", "md_glue_target"),
         .entries = LIST("mdalloc_malloc"),
         .sections = NONE,
         .bytes = mdalloc_bytes,

@@ -7,6 +7,8 @@ common_setup() {
     FX=build/fixtures
     DIR=$(mktemp -d)
     OUT=$DIR/report.json
+    # how prescribed commands name the tool under test: by its path, PATH finds no malloc-doctor
+    TOOL_CMD=$(realpath "$T")
 }
 
 common_teardown() {

@@ -86,7 +86,7 @@ metric() { # metric key, field
     [ "$status" -eq 0 ]
     [ "$(q "r['compare']['possible']")" = False ]
     [[ "$(q "r['compare']['reason']")" == *"linked statically"* ]]
-    [[ "$(q "r['compare']['fix']")" == *"malloc-doctor patch -o ~/musl-mdalloc/libc.a"* ]]
+    [[ "$(q "r['compare']['fix']")" == *"$TOOL_CMD patch -o ~/musl-mdalloc/libc.a"* ]]
     [ "$(q "'report' in r['compare']")" = False ]
 }
 

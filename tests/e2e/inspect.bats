@@ -6,6 +6,7 @@ setup() {
     cd "${MD_ROOT:-$BATS_TEST_DIRNAME/../..}"
     T=${MD_TOOL:-build/malloc-doctor}
     FX=build/fixtures
+    TOOL_CMD=$(realpath "$T") # how fixes name the tool: PATH finds no malloc-doctor here
 }
 
 # the active allocator's id in the JSON report of one file
@@ -237,7 +238,7 @@ assert a["id"] == "mimalloc" and a["confidence"] == "high" and "legacy" not in a
     [[ "$output" != *"-lmusl"* ]]
     run "$T" inspect --expect mdalloc "$FX/musl-static"
     [ "$status" -eq 1 ]
-    [[ "$output" == *'fix: `mkdir -p ~/musl-mdalloc && malloc-doctor patch -o ~/musl-mdalloc/libc.a'* ]]
+    [[ "$output" == *'fix: `mkdir -p ~/musl-mdalloc && '"$TOOL_CMD"' patch -o ~/musl-mdalloc/libc.a'* ]]
     root=$(mktemp -d)
     run "$T" inspect --root "$root" --expect glibc "$FX/glibc-dynamic"
     rmdir "$root"
@@ -387,6 +388,9 @@ assert not f["findings"], f["findings"]'
     [ "$status" -eq 0 ]
     [[ "$output" == *"warning MD002"* ]]
     [[ "$output" == *"mimalloc is linked into this file but malloc is served by musl mallocng"* ]]
+    # the fix is mimalloc's own way to override malloc, not another allocator's
+    [[ "$output" == *"fix: link mimalloc's override object (mimalloc.o of an MI_OVERRIDE build) before libc"* ]]
+    [[ "$output" != *jemalloc* && "$output" != *libmdalloc* ]]
     run "$T" inspect --expect mimalloc "$FX/fake-mimalloc-musl"
     [ "$status" -eq 1 ]
     [[ "$output" == *"expected mimalloc to serve malloc, but musl mallocng does"* ]]
@@ -522,6 +526,84 @@ import json,sys
 f=json.loads(sys.argv[1])["files"][0]
 assert f["interpreter"] and f["active"]["id"]=="mdalloc", (f["interpreter"], f["active"])
 assert not [x for x in f["findings"] if x["id"] in ("MD002","MD003")], f["findings"]' "$output"
+}
+
+@test "a glibc program linked with mdalloc's archive is served by mdalloc, stripped or not, dynamic or static" {
+    dir=$BATS_TEST_TMPDIR
+    archive=build/alloc/glibc/libmdalloc.a
+    gcc -O2 -o "$dir/dyn" tests/fixtures/src/plain.c "$archive"
+    gcc -O2 -static -o "$dir/static" tests/fixtures/src/plain.c "$archive"
+    for f in dyn static; do
+        strip -o "$dir/$f-stripped" "$dir/$f"
+        # mdalloc really serves malloc: its banner
+        MDALLOC_VERBOSE=1 run "$dir/$f"
+        [[ "$output" == *"mdalloc: version"* ]]
+    done
+    for f in dyn static dyn-stripped static-stripped; do
+        run "$T" inspect --json --expect mdalloc "$dir/$f"
+        [ "$status" -eq 0 ]
+        python3 -c '
+import json,sys
+f=json.loads(sys.argv[1])["files"][0]
+assert f["active"]["id"]=="mdalloc", f["active"]
+# its glibc glue defines malloc_trim: not glibc malloc evidence of its own
+assert [a["id"] for a in f["allocators"]]==["mdalloc"], f["allocators"]
+assert f["active"]["confidence"]==("medium" if f["stripped"] else "high"), f["active"]
+assert not f["findings"], f["findings"]' "$output"
+    done
+    # a program that never calls malloc itself (strdup does, inside libc) takes no member of a
+    # plain archive: the prescribed link takes all of it
+    printf '#include <stdio.h>\n#include <string.h>\nint main(int c, char **v) { puts(strdup(v[0])); return 0; }\n' >"$dir/dup.c"
+    gcc -O2 -o "$dir/dup" "$dir/dup.c" "$archive"
+    MDALLOC_VERBOSE=1 run "$dir/dup"
+    [[ "$output" != *"mdalloc: version"* ]]
+    run "$T" inspect --expect mdalloc "$dir/dup"
+    [ "$status" -eq 1 ]
+    flags=$(echo "$output" | sed -n 's/.*fix: link all of mdalloc.s archive after your objects: `\([^`]*\)`.*/\1/p')
+    [[ "$flags" == "-Wl,--whole-archive $(realpath "$archive") -Wl,--no-whole-archive" ]]
+    for mode in "" -static; do
+        gcc -O2 $mode -o "$dir/dup2" "$dir/dup.c" $flags
+        MDALLOC_VERBOSE=1 run "$dir/dup2"
+        [[ "$output" == *"mdalloc: version"* ]]
+        run "$T" inspect --expect mdalloc "$dir/dup2"
+        [ "$status" -eq 0 ]
+    done
+}
+
+@test "MD002 for a library loaded after libc prescribes the exact LD_PRELOAD command, and it works" {
+    dir=$BATS_TEST_TMPDIR
+    # libmimalloc.so.2 after libc.so.6 in DT_NEEDED: glibc's malloc comes first
+    gcc -O2 -o "$dir/late" tests/fixtures/src/who_serves_malloc.c -Wl,--no-as-needed -lc -lmimalloc
+    run "$dir/late"
+    [[ "$output" == "malloc from /lib/x86_64-linux-gnu/libc.so.6, 0 args" ]]
+    lib=$(realpath /usr/lib/x86_64-linux-gnu/libmimalloc.so.2)
+    tool=$(realpath "$T")
+    cd "$dir"
+    run "$tool" inspect late
+    [[ "$output" == *"warning MD002"* ]]
+    # a bare name would be looked up in PATH: the command names ./late
+    cmd=$(echo "$output" | sed -n 's/.*fix: preload it: `\([^`]*\)`.*/\1/p')
+    [[ "$cmd" == "LD_PRELOAD="*"/libmimalloc.so.2 ./late" ]]
+    run bash -c "$cmd"
+    [[ "$output" == "malloc from "*"/libmimalloc.so.2, 0 args" ]]
+    [ "$(realpath "$(echo "$output" | sed 's/^malloc from \(.*\), 0 args$/\1/')")" = "$lib" ]
+    # doctor names the traced command, arguments and all
+    run "$tool" doctor --no-leaks -- ./late 'a b' c
+    cmd=$(echo "$output" | sed -n 's/.*fix: preload it: `\([^`]*\)`.*/\1/p')
+    [[ "$cmd" == "LD_PRELOAD="*"/libmimalloc.so.2 ./late 'a b' c" ]]
+    run bash -c "$cmd"
+    [[ "$output" == "malloc from "*"/libmimalloc.so.2, 2 args" ]]
+    # mdalloc has no -l name: its fix is the preload of the very file that was loaded late
+    md=$(dirname "$tool")/alloc/glibc
+    gcc -O2 -o "$dir/mdlate" "$OLDPWD/tests/fixtures/src/who_serves_malloc.c" -Wl,--no-as-needed -lc \
+        "$md/libmdalloc.so" -Wl,-rpath,"$md"
+    run "$tool" inspect mdlate
+    [[ "$output" == *"mdalloc is loaded (later in the load order) but malloc is served by glibc ptmalloc"* ]]
+    [[ "$output" == *'fix: preload it: `LD_PRELOAD='"$md"'/libmdalloc.so ./mdlate`'* ]]
+    [[ "$output" != *-lmdalloc* && "$output" != *MI_OVERRIDE* ]]
+    cmd=$(echo "$output" | sed -n 's/.*fix: preload it: `\([^`]*\)`.*/\1/p')
+    MDALLOC_VERBOSE=1 run bash -c "$cmd"
+    [[ "$output" == *"mdalloc: version"*"malloc from $md/libmdalloc.so, 0 args"* ]]
 }
 
 @test "a thin archive and a socket are named for what they are; a stripped static musl file's libc is musl" {

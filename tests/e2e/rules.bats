@@ -52,7 +52,7 @@ assert e['ops'] == 80000 and e['futex_waits'] <= r['futex']['waits'], e
 assert (e['futex_waits'] >= 32 and e['futex_waits_per_op'] >= 0.001) or \
        e['allocator_wait_share_of_wall'] >= 0.1 or \
        (e['cpu_samples'] >= 100 and e['allocator_cpu_share'] >= 0.2), e
-assert 'malloc-doctor patch -o' in f['fix'], f"
+assert '$TOOL_CMD patch -o' in f['fix'], f"
     # with uprobes nothing tells the allocator's waits apart: the whole run's count
     run "$T" trace --uprobes --json -o "$OUT" -- "$FX/musl-static"
     [ "$status" -eq 0 ]
@@ -114,7 +114,7 @@ e=f[0]['evidence']
 assert e['function'] == 'lockalloc_refill' and e['function_share'] >= 0.5, e
 assert e['cpu_samples'] >= 100, e
 assert f[0]['severity'] == 'error' and 'lockalloc_refill has' in f[0]['message'], f
-assert 'malloc-doctor trace --compare -- $RFX/lock-hotspot 1' in f[0]['fix'], f"
+assert '$TOOL_CMD trace --compare -- $RFX/lock-hotspot 1' in f[0]['fix'], f"
     run "$T" trace -- "$RFX/lock-hotspot" 2
     [ "$status" -eq 0 ]
     [[ "$output" == *"error MD005: lock hotspot in the allocator"*"lockalloc_refill has"* ]]
@@ -138,6 +138,71 @@ assert (e['length_from'], e['length_to']) == (262144, 524287), e"
     # glibc's own dynamic threshold keeps the block after the first free
     run "$T" trace --json -o "$OUT" -- "$RFX/cycle" 262144 1000
     [ "$(ids)" = "" ]
+}
+
+# munmap calls inside allocator calls in the report $OUT
+munmaps() {
+    q "[s.get('in_allocator', s['count']) for s in r['syscalls'] if s['name'] == 'munmap'][0] if [s for s in r['syscalls'] if s['name'] == 'munmap'] else 0"
+}
+
+@test "MD006: the threshold is above glibc's chunk of the largest request, not the request" {
+    # 4194300 B is a 4194320 B chunk: a threshold of 4194304 still maps it, 8 MiB does not
+    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072 run "$T" trace --json -o "$OUT" -- \
+        "$RFX/cycle" 4194300 200
+    [ "$status" -eq 0 ]
+    fix=$(prescribed_tunables MD006)
+    [ "$fix" = GLIBC_TUNABLES=glibc.malloc.mmap_threshold=8388608:glibc.malloc.trim_threshold=16777216 ]
+    [[ "$(q "[f for f in r['findings'] if f['id']=='MD006'][0]['fix']")" == *"above the 4194320 B chunk of the largest request"* ]]
+    env "$fix" "$T" trace --json -o "$OUT" -- "$RFX/cycle" 4194300 200
+    [ "$(ids)" = "" ]
+    [ "$(munmaps)" -lt 10 ]
+    # the request rounded up to a power of two, as prescribed before, leaves the churn
+    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=8388608 \
+        "$T" trace --json -o "$OUT" -- "$RFX/cycle" 4194300 200
+    [ "$(munmaps)" -ge 200 ]
+}
+
+@test "MD006: blocks past glibc's 32 MiB threshold cap get no tunables, only another allocator" {
+    # glibc's dynamic threshold stops at 32 MiB: it maps 40 MiB blocks every time by default
+    run "$T" trace --json -o "$OUT" -- "$RFX/cycle" 41943040 100
+    [ "$status" -eq 0 ]
+    fix=$(q "[f for f in r['findings'] if f['id']=='MD006'][0]['fix']")
+    [[ "$fix" == *"an mmap_threshold above 32 MiB"* ]]
+    [[ "$fix" != *GLIBC_TUNABLES=* ]]
+    # the highest threshold every glibc takes leaves them mapped
+    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432 "$T" trace --json -o "$OUT" -- \
+        "$RFX/cycle" 41943040 100
+    [ "$(munmaps)" -ge 100 ]
+    # the prescribed mdalloc keeps them (the sanitizer build cannot run with it preloaded)
+    cmd=$(echo "$fix" | sed -n 's/.*to keep mdalloc: `\([^`]*\)`.*/\1/p')
+    [ "$cmd" = "LD_PRELOAD=$MDALLOC $RFX/cycle 41943040 100" ]
+    LD_PRELOAD=$MDALLOC "${T%-san}" trace --json -o "$OUT" -- "$RFX/cycle" 41943040 100
+    [ "$(ids)" = "" ]
+    [ "$(munmaps)" -lt 10 ]
+}
+
+@test "MD006: a command that sets GLIBC_TUNABLES itself gets the tunables merged into its own" {
+    # env's assignment overrides one put before env: the prescription changes env's
+    run "$T" trace --json -o "$OUT" -- env \
+        GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=131072 "$RFX/cycle" 262144 1000
+    [ "$status" -eq 0 ]
+    fix=$(q "[f for f in r['findings'] if f['id']=='MD006'][0]['fix']")
+    cmd=$(echo "$fix" | sed -n 's/^keep freed blocks[^`]*`\([^`]*\)`.*/\1/p')
+    [ "$cmd" = "env GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=1048576:glibc.malloc.trim_threshold=2097152 $RFX/cycle 262144 1000" ]
+    [[ "$fix" == *"the command's own GLIBC_TUNABLES, changed"* ]]
+    eval "set -- $cmd"
+    "$T" trace --json -o "$OUT" -- "$@"
+    [ "$(ids)" = "" ]
+    # what was prescribed before: the outer setting loses to env's
+    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576:glibc.malloc.trim_threshold=2097152 \
+        "$T" trace --json -o "$OUT" -- env GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072 \
+        "$RFX/cycle" 262144 1000
+    [[ "$(ids)" == *MD006* ]]
+    # a setting inherited from this tool's environment keeps its other tunables
+    GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=131072 run "$T" trace \
+        --json -o "$OUT" -- "$RFX/cycle" 262144 1000
+    [ "$(q "r['target']['glibc_tunables']")" = glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=131072 ]
+    [ "$(prescribed_tunables MD006)" = GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=1048576:glibc.malloc.trim_threshold=2097152 ]
 }
 
 @test "MD007: a zero trim threshold in a thread's arena madvises on every free; the fix works" {
@@ -214,6 +279,33 @@ assert f[0]['severity'] == 'warning' and 'leak_large (leaker)' in f[0]['message'
     [ "$(ids)" = "" ]
     run "$T" trace --leaks --leak-min 1000 -- "$FX/leaker"
     [[ "$output" == *"warning MD010: memory not freed at exit"* ]]
+}
+
+@test "fix commands name this tool by its path, unless PATH finds this same executable" {
+    # PATH finds no malloc-doctor: the copied command must still run this tool
+    run "$T" inspect "$FX/musl-static"
+    [[ "$output" == *'fix: patch a copy of musl'*'`mkdir -p ~/musl-mdalloc && '"$TOOL_CMD"' patch -o '* ]]
+    [[ "$output" == *'check with `'"$TOOL_CMD"' inspect --expect mdalloc PROGRAM`'* ]]
+    cmd=$(echo "$output" | sed -n 's/.*fix: patch a copy[^`]*`\([^`]*\)`.*/\1/p')
+    HOME=$DIR run bash -c "$cmd"
+    [ "$status" -eq 0 ]
+    [ -f "$DIR/musl-mdalloc/libc.a" ]
+    # another malloc-doctor first in PATH is not this one
+    mkdir "$DIR/other" "$DIR/same"
+    printf '#!/bin/sh\nexit 3\n' >"$DIR/other/malloc-doctor"
+    chmod +x "$DIR/other/malloc-doctor"
+    PATH=$DIR/other:$PATH run "$T" inspect "$FX/musl-static"
+    [[ "$output" == *"&& $TOOL_CMD patch -o "* ]]
+    # this same executable (a link to it) is called by its name
+    ln -s "$TOOL_CMD" "$DIR/same/malloc-doctor"
+    PATH=$DIR/same:$DIR/other:$PATH run "$T" inspect "$FX/musl-static"
+    [[ "$output" == *'&& malloc-doctor patch -o '* && "$output" != *"$TOOL_CMD"* ]]
+    # trace and doctor: the report records it, and doctor's closing line uses it too
+    run "$T" doctor --no-leaks --json -o "$OUT" -- "$FX/musl-static"
+    [ "$(q "r['tool']['command']")" = "$TOOL_CMD" ]
+    [[ "$(q "[f for f in r['findings'] if f['id']=='MD001'][0]['fix']")" == *"&& $TOOL_CMD patch -o "* ]]
+    run "$T" doctor --no-leaks -- "$FX/musl-static"
+    [[ "$output" == *"more: \`$TOOL_CMD trace --stacks --leaks -- CMD\`"* ]]
 }
 
 @test "healthy runs: no finding on glibc, glibc with mdalloc preloaded, python3" {

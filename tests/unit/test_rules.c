@@ -449,17 +449,23 @@ static void keep_memory_tunables_cover_the_largest_request(void **state)
         const char *expect;
     } cases[] = {
         {262144, 524287, "mmap_threshold=1048576:glibc.malloc.trim_threshold=2097152 prog"},
-        {4194304, 8388607, "mmap_threshold=8388608:glibc.malloc.trim_threshold=16777216 prog"},
-        {1ul << 30, (1ul << 31) - 1,
-         "mmap_threshold=33554432:glibc.malloc.trim_threshold=67108864 prog"},
+        // the threshold is above glibc's chunk (request + 8, rounded to 16), not the request:
+        // 4194303 B is a 4194320 B chunk
+        {2097152, 4194303, "mmap_threshold=8388608:glibc.malloc.trim_threshold=16777216 prog"},
+        {4194304, 8388607, "mmap_threshold=16777216:glibc.malloc.trim_threshold=33554432 prog"},
+        {8388608, 16777215, "mmap_threshold=33554432:glibc.malloc.trim_threshold=67108864 prog"},
+        // chunks of 32 MiB and more need a threshold glibc may ignore: no tunables then
+        {16777216, 33554431, "need an mmap_threshold above 32 MiB"},
+        {1ul << 30, (1ul << 31) - 1, "need an mmap_threshold above 32 MiB"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char members[256], fix[1024];
+        char members[256], fix[2048];
         snprintf(members, sizeof members, fmt, cases[i].from, cases[i].to);
         cJSON *trace = entry(trace_of(members));
         struct md_rule_input in = {.trace = trace};
         md_rule_trace_keep_memory(&in, fix, sizeof fix);
         assert_non_null(strstr(fix, cases[i].expect));
+        assert_true(!!strstr(fix, "GLIBC_TUNABLES=") == !strstr(cases[i].expect, "above 32 MiB"));
         cJSON_Delete(trace);
     }
 }
