@@ -194,6 +194,7 @@ void md_process_init(void)
     // The cache has MD_CACHE_SLOTS slots: a bigger number would be shown but never hold.
     md_options.cache_max =
         md_env_u32("MDALLOC_CACHE_SEGMENTS", md_options.cache_max, MD_CACHE_SLOTS);
+    md_cache_init();
     if (md_options.verbose)
         md_print_banner();
     atomic_store_explicit(&md_process_ready, 2, memory_order_release);
