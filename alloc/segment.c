@@ -13,13 +13,15 @@
 // Cached memory not yet purged is capped (md_cache_dirty_cap): beyond the cap the oldest is purged
 // at once, so freed big blocks cannot keep much more than this resident until the delay passes, or
 // until the program's next allocator call, which may never come (a vector that doubled and now
-// only fills its buffer). The cap is an eighth of the live memory, but at least
+// only fills its buffer). The cap is an eighth of the committed memory (as before session 8; an
+// eighth of committed minus the cache's dirty bytes purged more of the entries that a program
+// churning 1-5 MB blocks reuses, and cost it 25% of its speed), but at least
 // MD_CACHE_DIRTY_FLOOR_MAX scaled by the cache's delay over the longest delay: 0.64 MiB while no
 // purge was wasted, so a program that grows through phases (a doubling vector, a buffer shrunk by
 // realloc) keeps next to nothing it freed resident; 128 MiB once the cache backed off to the
 // longest delay, so a program that frees and reuses big blocks keeps them dirty and fast.
 #define MD_CACHE_DIRTY_FLOOR_MAX ((size_t)128 << 20)
-#define MD_CACHE_DIRTY_LIVE_SHIFT 3 // the cap is at least live >> 3
+#define MD_CACHE_DIRTY_COMMITTED_SHIFT 3 // the cap is at least committed >> 3
 
 typedef struct {
     void *addr;
@@ -33,6 +35,7 @@ static md_cached_t md_cache[MD_CACHE_SLOTS];
 static size_t md_cache_count;
 static size_t md_cache_dirty;        // bytes of unpurged cached memory
 static uint32_t md_cache_delay_ms;   // the cache's purge delay now (md_cache_backoff)
+static uint64_t md_cache_ages_ms;    // when md_cache_maintain_locked next looks at entries' ages
 static _Atomic uintptr_t md_os_hint; // lowest aligned base so far: the next mapping goes below
 
 // ---- OS memory ----------------------------------------------------------------------------------
@@ -174,29 +177,15 @@ static size_t md_cache_dirty_cap(void)
     if (md_options.purge_delay_ms == 0)
         return 0;
     int64_t committed = atomic_load_explicit(&md_stats.committed, memory_order_relaxed);
-    size_t live = committed > (int64_t)md_cache_dirty ? (size_t)committed - md_cache_dirty : 0;
     size_t least = (size_t)((uint64_t)MD_CACHE_DIRTY_FLOOR_MAX * md_cache_delay_ms /
                             md_options.purge_delay_ms);
-    size_t cap = live >> MD_CACHE_DIRTY_LIVE_SHIFT;
+    size_t cap = committed > 0 ? (size_t)committed >> MD_CACHE_DIRTY_COMMITTED_SHIFT : 0;
     return cap > least ? cap : least;
 }
 
-// Purge entries idle longer than the cache's delay, then the oldest unpurged ones until the dirty
-// bytes are within the cap; unmap purged ones that stayed unused for long. Called with the lock
-// held (unmapping under it too: this is a slow path that already pays for system calls).
-static void md_cache_maintain_locked(uint64_t now)
+// Purge the oldest unpurged entries until the dirty bytes are within the cap.
+static void md_cache_enforce_cap(void)
 {
-    for (size_t i = 0; i < md_cache_count;) {
-        md_cached_t *c = &md_cache[i];
-        if (!c->purged && now - c->since_ms >= md_cache_delay_ms)
-            md_cache_purge_entry(c);
-        if (c->purged && now - c->since_ms >= MD_CACHE_UNMAP_AGE_MS) {
-            md_os_unmap_segment(c->addr, c->size);
-            *c = md_cache[--md_cache_count];
-            continue;
-        }
-        i++;
-    }
     size_t cap = md_cache_dirty_cap();
     while (md_cache_dirty > cap) {
         md_cached_t *oldest = NULL;
@@ -207,6 +196,31 @@ static void md_cache_maintain_locked(uint64_t now)
             return;
         md_cache_purge_entry(oldest);
     }
+}
+
+// Purge entries idle longer than the cache's delay and unmap purged ones that stayed unused for
+// long, at most twice per delay as a heap does (an entry is purged at most half a delay late, and
+// a program that churns big blocks through the cache does not scan every slot on every free);
+// then, on every call, hold the dirty bytes to the cap. Called with the lock held (unmapping
+// under it too: this is a slow path that already pays for system calls).
+static void md_cache_maintain_locked(uint64_t now)
+{
+    if (now >= md_cache_ages_ms) {
+        uint32_t period = md_cache_delay_ms / 2;
+        md_cache_ages_ms = now + (period ? period : 1);
+        for (size_t i = 0; i < md_cache_count;) {
+            md_cached_t *c = &md_cache[i];
+            if (!c->purged && now - c->since_ms >= md_cache_delay_ms)
+                md_cache_purge_entry(c);
+            if (c->purged && now - c->since_ms >= MD_CACHE_UNMAP_AGE_MS) {
+                md_os_unmap_segment(c->addr, c->size);
+                *c = md_cache[--md_cache_count];
+                continue;
+            }
+            i++;
+        }
+    }
+    md_cache_enforce_cap();
 }
 
 static void md_cache_put(void *addr, size_t size, bool purged)
