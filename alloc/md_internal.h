@@ -217,7 +217,7 @@ typedef struct {
     // Free memory stays committed for a heap's purge delay before it is purged. A heap starts at
     // the shortest delay and doubles it, up to the longest, whenever memory it purged comes back
     // sooner than the longest delay (md_heap_purge_backoff).
-    uint32_t purge_delay_ms;     // the longest delay (and the segment cache's)
+    uint32_t purge_delay_ms;     // the longest delay (the segment cache's adapts the same way)
     uint32_t purge_delay_min_ms; // the delay a new heap starts with
     uint32_t cache_max;          // empty segments kept mapped (purged after the delay)
 } md_options_t;
@@ -499,6 +499,7 @@ void md_huge_free(md_segment_t *seg);
 bool md_huge_resize_in_place(md_segment_t *seg, size_t new_size, size_t slack);
 void *md_huge_move(md_segment_t *seg, size_t new_size, size_t slack);
 size_t md_huge_usable(md_segment_t *seg, const void *p);
+void md_cache_init(void);
 void md_cache_maintain(uint64_t now);
 void md_cache_release_all(void);
 void md_segment_fork_prepare(void);

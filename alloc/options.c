@@ -16,6 +16,11 @@ md_options_t md_options = {
     .cache_max = 128,
 };
 md_stats_t md_stats;
+// Where the statistics go: a duplicate of stderr taken at initialisation, since many programs
+// close fd 2 before exit (coreutils' close_stdout does, in sort and ls), and the counters are
+// printed after that, from a destructor. Only with MDALLOC_STATS: otherwise the process keeps no
+// descriptor of ours.
+static int md_stats_fd = 2;
 _Atomic int md_process_ready; // 0: not yet, 1: someone initialising, 2: done
 
 // The string that identifies mdalloc inside a (possibly stripped) binary.
@@ -185,6 +190,11 @@ void md_process_init(void)
     md_check_init();
     md_options.verbose = md_env_bool("MDALLOC_VERBOSE");
     md_options.stats = md_env_bool("MDALLOC_STATS");
+    if (md_options.stats) {
+        int fd = md_prim_dup_stderr();
+        if (fd >= 0)
+            md_stats_fd = fd;
+    }
     md_options.purge_delay_ms =
         md_env_u32("MDALLOC_PURGE_DELAY", md_options.purge_delay_ms, 0xffffffffu);
     md_options.purge_delay_min_ms =
@@ -194,6 +204,7 @@ void md_process_init(void)
     // The cache has MD_CACHE_SLOTS slots: a bigger number would be shown but never hold.
     md_options.cache_max =
         md_env_u32("MDALLOC_CACHE_SEGMENTS", md_options.cache_max, MD_CACHE_SLOTS);
+    md_cache_init();
     if (md_options.verbose)
         md_print_banner();
     atomic_store_explicit(&md_process_ready, 2, memory_order_release);
@@ -243,8 +254,8 @@ static void md_print_counter(const char *name, uint64_t v)
     p = md_append(p, name);
     p = md_append(p, " ");
     p = md_fmt_u64(p, v);
-    md_append(p, "\n");
-    md_print(buf);
+    p = md_append(p, "\n");
+    md_prim_write_fd(md_stats_fd, buf, (size_t)(p - buf));
 }
 
 void md_print_stats(void)
@@ -271,8 +282,8 @@ void md_print_stats(void)
         p = md_fmt_u64(p, md_class_size[i]);
         p = md_append(p, " pages_set_up ");
         p = md_fmt_u64(p, pages[i]);
-        md_append(p, "\n");
-        md_print(buf);
+        p = md_append(p, "\n");
+        md_prim_write_fd(md_stats_fd, buf, (size_t)(p - buf));
     }
 }
 

@@ -22,6 +22,9 @@ bool md_prim_remap_in_place(void *addr, size_t old_size, size_t new_size);
 bool md_prim_remap_to(void *addr, size_t old_size, size_t new_size, void *target);
 uint64_t md_prim_clock_ms(void);
 void md_prim_write_stderr(const char *s, size_t len);
+void md_prim_write_fd(int fd, const char *s, size_t len);
+// A close-on-exec duplicate of fd 2 at a high number, or -1.
+int md_prim_dup_stderr(void);
 void md_prim_yield(void);
 // The value of an environment variable, or NULL; must not allocate.
 const char *md_prim_getenv(const char *name);

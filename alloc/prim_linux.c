@@ -7,6 +7,7 @@
 #include "md_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
@@ -88,13 +89,28 @@ uint64_t md_prim_clock_ms(void)
 
 void md_prim_write_stderr(const char *s, size_t len)
 {
+    md_prim_write_fd(2, s, len);
+}
+
+void md_prim_write_fd(int fd, const char *s, size_t len)
+{
     while (len > 0) {
-        long ret = md_syscall6(SYS_write, 2, (long)s, (long)len, 0, 0, 0);
+        long ret = md_syscall6(SYS_write, fd, (long)s, (long)len, 0, 0, 0);
         if (ret <= 0)
             return;
         s += ret;
         len -= (size_t)ret;
     }
+}
+
+// The duplicate goes at or above this number, away from the low ones that programs and shells
+// pick for themselves (`exec 3>file`, a test that checks which descriptor open returns).
+#define MD_PRIM_DUP_FD_MIN 100
+
+int md_prim_dup_stderr(void)
+{
+    long ret = md_syscall6(SYS_fcntl, 2, F_DUPFD_CLOEXEC, MD_PRIM_DUP_FD_MIN, 0, 0, 0);
+    return md_syscall_failed(ret) ? -1 : (int)ret;
 }
 
 void md_prim_yield(void)

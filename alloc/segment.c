@@ -1,18 +1,27 @@
 // SPDX-License-Identifier: MIT
 // Segments: 4 MiB aligned mappings carved into pages, owned by one heap; huge blocks get a segment
 // of their own. Empty segments go to one global cache instead of back to the OS, so no size
-// boundary maps and unmaps per allocation; cached memory is purged (madvise) only after
-// md_options.purge_delay_ms and unmapped only when the cache overflows or entries grow old.
+// boundary maps and unmaps per allocation; cached memory is purged (madvise) after the cache's
+// purge delay, which adapts like a heap's (md_cache_backoff), and unmapped only when the cache
+// overflows or entries grow old.
 #include "md_internal.h"
 #include "prim.h"
 
 #include <string.h>
 
 #define MD_CACHE_UNMAP_AGE_MS 10000 // purged entries this old are unmapped (address space)
-// Cached memory not yet purged is capped at 128 MiB or an eighth of the committed memory, whichever
-// is more: beyond that the oldest is purged at once, so a burst of frees cannot keep much more than
-// this resident for the whole purge delay.
-#define MD_CACHE_DIRTY_MIN ((size_t)128 << 20)
+// Cached memory not yet purged is capped (md_cache_dirty_cap): beyond the cap the oldest is purged
+// at once, so freed big blocks cannot keep much more than this resident until the delay passes, or
+// until the program's next allocator call, which may never come (a vector that doubled and now
+// only fills its buffer). The cap is an eighth of the committed memory (as before session 8; an
+// eighth of committed minus the cache's dirty bytes purged more of the entries that a program
+// churning 1-5 MB blocks reuses, and cost it 25% of its speed), but at least
+// MD_CACHE_DIRTY_FLOOR_MAX scaled by the cache's delay over the longest delay: 0.64 MiB while no
+// purge was wasted, so a program that grows through phases (a doubling vector, a buffer shrunk by
+// realloc) keeps next to nothing it freed resident; 128 MiB once the cache backed off to the
+// longest delay, so a program that frees and reuses big blocks keeps them dirty and fast.
+#define MD_CACHE_DIRTY_FLOOR_MAX ((size_t)128 << 20)
+#define MD_CACHE_DIRTY_COMMITTED_SHIFT 3 // the cap is at least committed >> 3
 
 typedef struct {
     void *addr;
@@ -25,6 +34,8 @@ static md_lock_t md_cache_lock;
 static md_cached_t md_cache[MD_CACHE_SLOTS];
 static size_t md_cache_count;
 static size_t md_cache_dirty;        // bytes of unpurged cached memory
+static uint32_t md_cache_delay_ms;   // the cache's purge delay now (md_cache_backoff)
+static uint64_t md_cache_ages_ms;    // when md_cache_maintain_locked next looks at entries' ages
 static _Atomic uintptr_t md_os_hint; // lowest aligned base so far: the next mapping goes below
 
 // ---- OS memory ----------------------------------------------------------------------------------
@@ -86,6 +97,23 @@ static bool md_cache_fits(const md_cached_t *c, size_t size)
     return c->size >= size && c->size <= size + slack;
 }
 
+// The cache starts with the shortest delay, as a heap does (md_options are set by now).
+void md_cache_init(void)
+{
+    md_cache_delay_ms = md_options.purge_delay_min_ms;
+}
+
+// A cached entry that was purged is needed again sooner than the longest delay after it was
+// cached: that purge and the page faults that refill the mapping were wasted, and a program that
+// frees and reuses big blocks on that rhythm would pay them on every cycle. As
+// md_heap_purge_backoff does for a heap, wait twice as long from now on (and let twice as much stay
+// dirty, see md_cache_dirty_cap). Called with the cache lock held.
+static void md_cache_backoff(void)
+{
+    uint32_t longer = md_cache_delay_ms ? 2 * md_cache_delay_ms : 1;
+    md_cache_delay_ms = longer < md_options.purge_delay_ms ? longer : md_options.purge_delay_ms;
+}
+
 // Take a cached mapping of at least `size` bytes that fits (md_cache_fits), the smallest.
 static void *md_cache_take(size_t size, size_t *got, bool *zeroed)
 {
@@ -107,10 +135,13 @@ static void *md_cache_take(size_t size, size_t *got, bool *zeroed)
         p = c.addr;
         *got = c.size;
         *zeroed = c.purged;
-        if (c.purged)
+        if (c.purged) {
             md_stat_commit((int64_t)c.size);
-        else
+            if (md_now_ms() - c.since_ms < md_options.purge_delay_ms)
+                md_cache_backoff();
+        } else {
             md_cache_dirty -= c.size;
+        }
         md_stat_add(&md_stats.segments_reused);
     }
     md_lock_release(&md_cache_lock);
@@ -139,13 +170,23 @@ static void md_cache_purge_entry(md_cached_t *c)
     c->purged = true;
 }
 
-// Purge the oldest unpurged entries until the dirty bytes are within the cap.
-static void md_cache_enforce_dirty_cap(void)
+// How many bytes of cached memory may stay unpurged (see MD_CACHE_DIRTY_FLOOR_MAX). With a
+// longest delay of 0 (MDALLOC_PURGE_DELAY=0) none: everything cached is purged at once.
+static size_t md_cache_dirty_cap(void)
 {
+    if (md_options.purge_delay_ms == 0)
+        return 0;
     int64_t committed = atomic_load_explicit(&md_stats.committed, memory_order_relaxed);
-    size_t cap = committed > 0 ? (size_t)committed / 8 : 0;
-    if (cap < MD_CACHE_DIRTY_MIN)
-        cap = MD_CACHE_DIRTY_MIN;
+    size_t least = (size_t)((uint64_t)MD_CACHE_DIRTY_FLOOR_MAX * md_cache_delay_ms /
+                            md_options.purge_delay_ms);
+    size_t cap = committed > 0 ? (size_t)committed >> MD_CACHE_DIRTY_COMMITTED_SHIFT : 0;
+    return cap > least ? cap : least;
+}
+
+// Purge the oldest unpurged entries until the dirty bytes are within the cap.
+static void md_cache_enforce_cap(void)
+{
+    size_t cap = md_cache_dirty_cap();
     while (md_cache_dirty > cap) {
         md_cached_t *oldest = NULL;
         for (size_t i = 0; i < md_cache_count; i++)
@@ -157,6 +198,31 @@ static void md_cache_enforce_dirty_cap(void)
     }
 }
 
+// Purge entries idle longer than the cache's delay and unmap purged ones that stayed unused for
+// long, at most twice per delay as a heap does (an entry is purged at most half a delay late, and
+// a program that churns big blocks through the cache does not scan every slot on every free);
+// then, on every call, hold the dirty bytes to the cap. Called with the lock held (unmapping
+// under it too: this is a slow path that already pays for system calls).
+static void md_cache_maintain_locked(uint64_t now)
+{
+    if (now >= md_cache_ages_ms) {
+        uint32_t period = md_cache_delay_ms / 2;
+        md_cache_ages_ms = now + (period ? period : 1);
+        for (size_t i = 0; i < md_cache_count;) {
+            md_cached_t *c = &md_cache[i];
+            if (!c->purged && now - c->since_ms >= md_cache_delay_ms)
+                md_cache_purge_entry(c);
+            if (c->purged && now - c->since_ms >= MD_CACHE_UNMAP_AGE_MS) {
+                md_os_unmap_segment(c->addr, c->size);
+                *c = md_cache[--md_cache_count];
+                continue;
+            }
+            i++;
+        }
+    }
+    md_cache_enforce_cap();
+}
+
 static void md_cache_put(void *addr, size_t size, bool purged)
 {
     md_cached_t victim = {addr, size, 0, purged}; // unmapped at once if nothing may be cached
@@ -165,10 +231,13 @@ static void md_cache_put(void *addr, size_t size, bool purged)
         victim.addr = NULL;
         if (md_cache_count >= md_options.cache_max || md_cache_count >= MD_CACHE_SLOTS)
             victim = md_cache_evict_oldest();
-        md_cache[md_cache_count++] = (md_cached_t){addr, size, md_now_ms(), purged};
+        uint64_t now = md_now_ms();
+        md_cache[md_cache_count++] = (md_cached_t){addr, size, now, purged};
         if (!purged)
             md_cache_dirty += size;
-        md_cache_enforce_dirty_cap();
+        // Here, not only in a heap's maintenance: a program that allocates nothing but big blocks
+        // never runs that (no heap slow path), and would keep what it freed until exit.
+        md_cache_maintain_locked(now);
     }
     md_lock_release(&md_cache_lock);
     if (victim.addr != NULL) {
@@ -178,21 +247,11 @@ static void md_cache_put(void *addr, size_t size, bool purged)
     }
 }
 
-// Purge entries idle longer than the purge delay; unmap purged ones that stayed unused for long.
+// A heap's periodic maintenance, and every mapping of new memory: see md_cache_maintain_locked.
 void md_cache_maintain(uint64_t now)
 {
     md_lock_acquire(&md_cache_lock);
-    for (size_t i = 0; i < md_cache_count;) {
-        md_cached_t *c = &md_cache[i];
-        if (!c->purged && now - c->since_ms >= md_options.purge_delay_ms)
-            md_cache_purge_entry(c);
-        if (c->purged && now - c->since_ms >= MD_CACHE_UNMAP_AGE_MS) {
-            md_os_unmap_segment(c->addr, c->size);
-            *c = md_cache[--md_cache_count];
-            continue;
-        }
-        i++;
-    }
+    md_cache_maintain_locked(now);
     md_lock_release(&md_cache_lock);
 }
 
@@ -232,6 +291,9 @@ void md_segment_fork_child(void)
 // memory the program may have plenty of, unmapped otherwise only seconds later, if at all.
 static void *md_os_map_retry(size_t size, size_t align, size_t lead)
 {
+    // Before the process grows, what the cache held past its delay goes back (the cache missed:
+    // its entries are too small or too big for this request).
+    md_cache_maintain(md_now_ms());
     void *p = md_os_map_aligned(size, align, lead);
     if (p != NULL)
         return p;

@@ -72,15 +72,56 @@ purge_madvise() {
 # A block that takes a much bigger dirty mapping from the segment cache keeps the rest resident
 # for its whole life, out of the purge's reach (tests/alloc/dirty_reuse.c: 131 MB resident for
 # 19 MB live before session 7).
-# PROGRAM, run with mdalloc as BUILD links it, ends with "ok" (its own checks passed)
+# PROGRAM [ARGS], run with mdalloc as BUILD links it, ends with "ok" (its own checks passed)
 ends_ok() {
-    run_with "$1" "$2"
+    run_with "$@"
     echo "$output"
     [ "$status" -eq 0 ]
     [[ "$output" == *ok ]]
 }
 @test "purge: memory a block does not use is not kept resident by reusing a bigger cached mapping, glibc preload" { ends_ok glibc dirty_reuse; }
 @test "purge: memory a block does not use is not kept resident by reusing a bigger cached mapping, static musl" { ends_ok static dirty_reuse; }
+
+# Freed huge blocks wait in the segment cache; how much of them stays resident follows the live
+# memory (tests/alloc/huge_purge.c). Before session 8 the cache kept up to 128 MiB of them dirty,
+# maintained only on a heap's slow path, so until exit: a buffer doubled to 128 MiB peaked at
+# 256 MB (bound 176 MB), eight blocks of 48-104 MiB shrunk by realloc to 1 MiB left 116 MB
+# resident (bound 24 MB).
+@test "purge: freed huge blocks do not stay resident, doubling buffer, glibc preload" { ends_ok glibc huge_purge grow; }
+@test "purge: freed huge blocks do not stay resident, doubling buffer, static musl" { ends_ok static huge_purge grow; }
+@test "purge: freed huge blocks do not stay resident, realloc shrink, glibc preload" { ends_ok glibc huge_purge shrink; }
+@test "purge: freed huge blocks do not stay resident, realloc shrink, static musl" { ends_ok static huge_purge shrink; }
+
+# huge_reuse FLAVOR WHAT OP LIMIT: runs `huge_purge reuse` (a filled 32 MiB block freed and
+# allocated again 200 times, then freed) and checks WHAT (calls: madvise calls; rss: KB resident
+# after the last free) OP LIMIT, e.g. `huge_reuse glibc calls -le 12`
+huge_reuse() {
+    MDALLOC_STATS=1 run_with "$1" huge_purge reuse
+    [ "$status" -eq 0 ] && [[ "$output" == *ok ]] || { echo "$output"; return 1; }
+    local calls rss
+    calls=$(awk '/stats: madvise_calls/ {print $4}' <<<"$output")
+    rss=$(awk '/resident after free/ {print $4}' <<<"$output")
+    echo "$1: $calls madvise calls in 200 cycles of 32 MiB, $rss KB resident after the last free"
+    [ "${!2}" "$3" "$4" ]
+}
+
+# A program that frees and allocates the same big block over and over keeps it dirty: the cache
+# backs off as a heap does (its delay doubles, and so does what may stay dirty, each time a purged
+# entry comes back within the longest delay), so a few purges, then none.
+@test "purge: a huge block freed and allocated again is not purged every time (hysteresis)" {
+    huge_reuse glibc calls -le 12
+    huge_reuse static calls -le 12
+}
+
+# MDALLOC_PURGE_DELAY=0 purges a freed huge block at once, also when the program makes no other
+# allocator call after the free (before session 8 it was purged only at the next heap slow path).
+@test "purge: MDALLOC_PURGE_DELAY=0 purges a freed huge block at once" {
+    MDALLOC_PURGE_DELAY=0 huge_reuse glibc rss -lt 16384
+    MDALLOC_PURGE_DELAY=0 huge_reuse static rss -lt 16384
+}
+@test "purge: the check can fail (by default the reused block stays resident)" {
+    huge_reuse glibc rss -gt 32768
+}
 
 # Under an address-space limit, freed memory must serve requests that need new mappings: when a
 # mapping fails, the thread's empty segments and the segment cache are unmapped and the mapping

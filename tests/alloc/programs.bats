@@ -111,6 +111,29 @@ CXX
     [[ "$output" == *"mdalloc: stats: class 1 size 16 pages_set_up "[1-9]* ]]
 }
 
+# The counters are printed from a destructor, after programs that close stderr at exit did so
+# (coreutils' close_stdout: sort, ls); before session 8 nothing was printed then. With
+# MDALLOC_STATS mdalloc writes them to a close-on-exec duplicate of fd 2 taken at initialisation.
+@test "MDALLOC_STATS=1 prints counters when the program closed stderr before exit" {
+    for flavor in glibc static gstatic; do
+        MDALLOC_STATS=1 run_with "$flavor" conformance usable close_stderr
+        echo "$flavor: $output"
+        [ "$status" -eq 0 ]
+        [[ "$output" == *"mdalloc: stats: mmap_calls "[0-9]* ]]
+        [[ "$output" == *"mdalloc: stats: peak_committed_bytes "[1-9]* ]]
+    done
+    echo b | MDALLOC_STATS=1 LD_PRELOAD=$MDA_GLIBC_SO sort >"$WORK/sorted" 2>"$WORK/stats"
+    cat "$WORK/stats"
+    grep -q '^mdalloc: stats: mmap_calls [0-9]' "$WORK/stats"
+}
+
+@test "MDALLOC_STATS unset: no descriptor of mdalloc's stays open" {
+    run env LD_PRELOAD="$MDA_GLIBC_SO" ls /proc/self/fd
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "$(grep -c . <<<"$output")" -eq "$(ls /proc/self/fd | grep -c .)" ]
+}
+
 @test "the libraries carry the identifying string 'mdalloc: ' even when stripped" {
     strip -o "$WORK/stripped.so" "$MDA_GLIBC_SO"
     grep -q 'mdalloc: version' "$WORK/stripped.so"
