@@ -112,13 +112,14 @@ static int examine(const char *path, struct target *t, struct md_error *err)
     cJSON *entry = inspect_entry(path, err);
     // a text file without #! runs only because shells retry it with sh on ENOEXEC
     if (!entry && strstr(err->msg, ": not an ELF file or ar archive") && starts_as_text(path)) {
-        char quoted[PATH_MAX + 64];
+        char quoted[PATH_MAX + 64], tool[PATH_MAX + 64];
         size_t len = 0;
         md_append_shell_word(quoted, sizeof quoted, &len, path);
+        md_tool_command(tool, sizeof tool); // copied, it runs this tool
         return md_fail(err,
                        "%s: not an ELF file and no #! line: a shell would run it as a "
-                       "script; trace its shell (`malloc-doctor trace -- sh %s`)",
-                       path, quoted);
+                       "script; trace its shell (`%s trace -- sh %s`)",
+                       path, tool, quoted);
     }
     if (!entry)
         return -1;

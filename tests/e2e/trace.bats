@@ -6,6 +6,7 @@ setup() {
     T=${MD_TOOL:-build/malloc-doctor}
     FX=build/fixtures
     OUT=$(mktemp)
+    TOOL_CMD=$(realpath "$T") # how commands to copy name the tool: PATH finds no malloc-doctor
 }
 
 teardown() {
@@ -37,12 +38,12 @@ sys_field() { # syscall name, field
     chmod +x "$BATS_TEST_TMPDIR/plain.sh"
     run "$T" trace -- "$BATS_TEST_TMPDIR/plain.sh"
     [ "$status" -eq 2 ]
-    [[ "$output" == *"plain.sh: not an ELF file and no #! line"*"(\`malloc-doctor trace -- sh $BATS_TEST_TMPDIR/plain.sh\`)" ]]
+    [[ "$output" == *"plain.sh: not an ELF file and no #! line"*"(\`$TOOL_CMD trace -- sh $BATS_TEST_TMPDIR/plain.sh\`)" ]]
     # a name a shell would split is quoted in the command to copy
     cp "$BATS_TEST_TMPDIR/plain.sh" "$BATS_TEST_TMPDIR/it's plain.sh"
     run "$T" trace -- "$BATS_TEST_TMPDIR/it's plain.sh"
     [ "$status" -eq 2 ]
-    [[ "$output" == *"(\`malloc-doctor trace -- sh '$BATS_TEST_TMPDIR/it'\\''s plain.sh'\`)" ]]
+    [[ "$output" == *"(\`$TOOL_CMD trace -- sh '$BATS_TEST_TMPDIR/it'\\''s plain.sh'\`)" ]]
     printf '\001\002binary' > "$BATS_TEST_TMPDIR/data"
     chmod +x "$BATS_TEST_TMPDIR/data"
     run "$T" trace -- "$BATS_TEST_TMPDIR/data"
