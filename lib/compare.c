@@ -40,11 +40,13 @@ static void not_possible(cJSON *compare, const cJSON *report)
         cJSON_AddStringToObject(compare, "reason",
                                 "the program defines malloc itself, so a preloaded allocator "
                                 "is never called");
+        char link[PATH_MAX + 96];
+        md_rule_mdalloc_link(str(cJSON_GetObjectItemCaseSensitive(report, "tool"), "alloc_dir"),
+                             link, sizeof link);
         snprintf(fix, sizeof fix,
                  "build the program without its own allocator (or with mdalloc's archive in its "
-                 "place: `-Wl,--whole-archive %s/glibc/libmdalloc.a -Wl,--no-whole-archive`), "
-                 "then trace it again",
-                 str(cJSON_GetObjectItemCaseSensitive(report, "tool"), "alloc_dir"));
+                 "place: %s), then trace it again",
+                 link);
     }
     cJSON_AddStringToObject(compare, "fix", fix);
 }

@@ -221,12 +221,22 @@ const char *md_rule_link_name(const char *expect)
     return NULL;
 }
 
+void md_rule_mdalloc_link(const char *alloc_dir, char *out, size_t size)
+{
+    char archive[PATH_MAX + 32];
+    snprintf(archive, sizeof archive, "%s/glibc/libmdalloc.a", alloc_dir);
+    size_t len = 0;
+    out[0] = 0;
+    md_append_text(out, size, &len, "`-Wl,--whole-archive ");
+    md_append_shell_word(out, size, &len, archive);
+    md_append_text(out, size, &len, " -Wl,--no-whole-archive`");
+}
+
 void md_rule_mdalloc_archive(const struct md_rule_input *in, char *out, size_t size)
 {
-    snprintf(out, size,
-             "link all of mdalloc's archive after your objects: `-Wl,--whole-archive "
-             "%s/glibc/libmdalloc.a -Wl,--no-whole-archive`",
-             md_rule_alloc_dir(in));
+    char link[PATH_MAX + 96];
+    md_rule_mdalloc_link(md_rule_alloc_dir(in), link, sizeof link);
+    snprintf(out, size, "link all of mdalloc's archive after your objects: %s", link);
 }
 
 const char *md_rule_tool(const struct md_rule_input *in)
@@ -292,12 +302,14 @@ void md_rule_trace_replace_allocator(const struct md_rule_input *in, char *out, 
         md_rule_patch_musl(in, NULL, patch, sizeof patch);
         snprintf(out, size, "static musl cannot be preloaded: %s, then `%s trace -- %s` again",
                  patch, md_rule_tool(in), cmd);
-    } else
+    } else {
+        char link[PATH_MAX + 96];
+        md_rule_mdalloc_link(alloc_dir(trace), link, sizeof link);
         snprintf(out, size,
                  "a static program cannot be preloaded: relink it with an allocator's archive "
-                 "ahead of libc (mdalloc: `-Wl,--whole-archive %s/glibc/libmdalloc.a "
-                 "-Wl,--no-whole-archive` after the objects), then `%s trace -- %s` again",
-                 alloc_dir(trace), md_rule_tool(in), cmd);
+                 "ahead of libc (mdalloc: %s after the objects), then `%s trace -- %s` again",
+                 link, md_rule_tool(in), cmd);
+    }
 }
 
 // The highest mmap threshold glibc takes everywhere: 32 MiB on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX,

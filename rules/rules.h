@@ -78,6 +78,9 @@ void md_rule_patch_musl(const struct md_rule_input *in, const cJSON *file, char 
 // otherwise linked only when the objects before it call malloc themselves (not one that only
 // calls strdup, or C++'s operator new in libstdc++).
 void md_rule_mdalloc_archive(const struct md_rule_input *in, char *out, size_t size);
+// Those link flags alone, backticked: `-Wl,--whole-archive DIR/glibc/libmdalloc.a
+// -Wl,--no-whole-archive` (alloc_dir: DIR, as md_rule_alloc_dir gives it).
+void md_rule_mdalloc_link(const char *alloc_dir, char *out, size_t size);
 // Where this tool's mdalloc builds are, for prescriptions: in->alloc_dir, a trace's
 // tool.alloc_dir, or a placeholder.
 const char *md_rule_alloc_dir(const struct md_rule_input *in);
