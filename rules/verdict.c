@@ -15,17 +15,17 @@ static const cJSON *run_of(const cJSON *r)
 static bool cut_short(const cJSON *r, char *why, size_t size)
 {
     const cJSON *run = run_of(r);
-    const char *stop = NULL, *as = "the program was killed by SIG%s";
-    if (md_json_get_bool(run, "timed_out"))
-        stop = "", as = "the program timed out (--timeout)%s";
-    else if ((stop = md_json_get_str(run, "signal")))
-        ;
-    else if ((stop = md_json_get_str(run, "interrupted_by")))
-        as = "the run was interrupted by SIG%s";
-    if (!stop)
-        return false;
+    const char *signal = md_json_get_str(run, "signal");
+    const char *interrupted = md_json_get_str(run, "interrupted_by");
     char what[96];
-    snprintf(what, sizeof what, as, stop);
+    if (md_json_get_bool(run, "timed_out"))
+        snprintf(what, sizeof what, "the program timed out (--timeout)");
+    else if (signal)
+        snprintf(what, sizeof what, "the program was killed by SIG%s", signal);
+    else if (interrupted)
+        snprintf(what, sizeof what, "the run was interrupted by SIG%s", interrupted);
+    else
+        return false;
     snprintf(why, size,
              "%s, so the numbers cover part of a run and that no rule fired does not mean healthy",
              what);
