@@ -531,6 +531,31 @@ static int restore_stdout(const struct md_command *cmd, struct output *o)
     return -1;
 }
 
+// Whether stdout, a regular file, ends in anything but a newline where it is written next. It is
+// read through /proc because `> FILE` opens it for writing only.
+static bool file_line_open(void)
+{
+    off_t at = lseek(STDOUT_FILENO, 0, SEEK_CUR);
+    if (at <= 0)
+        return false;
+    int fd = open("/proc/self/fd/1", O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return false;
+    char last;
+    bool open_line = pread(fd, &last, 1, at - 1) == 1 && last != '\n';
+    close(fd);
+    return open_line;
+}
+
+void md_cli_start_on_new_line(void)
+{
+    struct stat st;
+    fflush(stdout);
+    if (isatty(STDOUT_FILENO) ||
+        (!fstat(STDOUT_FILENO, &st) && S_ISREG(st.st_mode) && file_line_open()))
+        putchar('\n');
+}
+
 int md_cli_render(const struct md_command *cmd, const cJSON *report, const char *output, bool json,
                   void (*render_text)(const cJSON *report))
 {

@@ -67,6 +67,12 @@ void md_cli_hold_standard_descriptors(void);
 // unknown) when what was printed did not all reach it.
 bool md_cli_flush_stdout(int *error);
 
+// The traced program shares stdout, and its last line may lack its newline (`printf abc`): this
+// ends that line, so the report that follows starts on a line of its own. A regular file is read
+// back where the program stopped writing; a terminal cannot be asked what it shows last, so there
+// the report always starts after an empty line, as bash's `time` does; a pipe is left alone.
+void md_cli_start_on_new_line(void);
+
 // Iterates options like getopt_long. Returns the key, -1 after the last option (optind is then
 // the first operand), or '?' after printing a usage error (an unknown option, a missing argument,
 // an empty file or directory name). --help is handled by the caller.

@@ -188,6 +188,8 @@ int md_trace_cli_run(const struct md_command *cmd, const struct md_trace_cli *a,
         rc = md_cli_gate_apply(cmd, &a->gate, baseline, report);
         if (a->propagate && program_status(&result))
             rc = program_status(&result);
+        if (!a->output && !a->json)
+            md_cli_start_on_new_line();
         if (md_cli_render(cmd, report, a->output, a->json, render_text))
             rc = MD_EXIT_USAGE;
     }

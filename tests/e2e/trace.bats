@@ -429,6 +429,29 @@ PY
     [ "$(q "len([t for t in r['threads'] if t['ops'] > 0])")" -ge 3 ]
 }
 
+@test "the text report starts on a line of its own after output without a final newline" {
+    local file=$BATS_TEST_TMPDIR/shared
+    # stdout a regular file: read back, so a newline only where the program left the line open
+    "$T" trace -- printf abc >"$file"
+    [ "$(sed -n 1p "$file")" = abc ]
+    [[ "$(sed -n 2p "$file")" == "trace: "* ]]
+    "$T" trace -- printf 'abc\n' >"$file"
+    [ "$(sed -n 1p "$file")" = abc ]
+    [[ "$(sed -n 2p "$file")" == "trace: "* ]]
+    # appended after earlier text: where the program stopped writing is what counts
+    printf 'before\n' >"$file"
+    "$T" trace -- printf xyz >>"$file"
+    [ "$(sed -n 2p "$file")" = xyz ]
+    [[ "$(sed -n 3p "$file")" == "trace: "* ]]
+    # a terminal (script(1) gives one): it cannot be read back, so always an empty line first
+    script -qec "$T trace -- printf abc" /dev/null | tr -d '\r' >"$file"
+    [ "$(sed -n 1p "$file")" = abc ]
+    [[ "$(sed -n 2p "$file")" == "trace: "* ]]
+    script -qec "$T trace -- printf 'abc\n'" /dev/null | tr -d '\r' >"$file"
+    [ "$(sed -n 2p "$file")" = "" ]
+    [[ "$(sed -n 3p "$file")" == "trace: "* ]]
+}
+
 @test "_exit: counts survive, exit code 3 reported and propagated on request" {
     run "$T" trace --json -o "$OUT" -- "$FX/lifecycle" _exit 1234
     [ "$status" -eq 0 ]
