@@ -333,24 +333,26 @@ static unsigned long glibc_chunk(unsigned long request)
     return chunk < GLIBC_MIN_CHUNK ? GLIBC_MIN_CHUNK : chunk;
 }
 
-// The largest request size the trace saw (the top of its power-of-two bucket), or else the
-// longest mapping length bucket; 0 when the report has neither.
-static double largest_size(const cJSON *trace)
+// The largest request size the trace saw (the top of its power-of-two bucket, *from its bottom),
+// or else the longest mapping length bucket; 0 when the report has neither.
+static double largest_size(const cJSON *trace, double *from)
 {
     double largest = 0;
-    const cJSON *b;
-    cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(
-                              cJSON_GetObjectItemCaseSensitive(trace, "requests"), "histogram"))
-    {
-        if (md_json_get_num(b, "count") > 0 && md_json_get_num(b, "to") > largest)
-            largest = md_json_get_num(b, "to");
-    }
-    if (largest == 0)
-        cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(trace, "mmap_lengths"))
+    *from = 0;
+    const cJSON *histograms[] = {
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(trace, "requests"),
+                                         "histogram"),
+        cJSON_GetObjectItemCaseSensitive(trace, "mmap_lengths")};
+    for (size_t i = 0; i < 2 && largest == 0; i++) {
+        const cJSON *b;
+        cJSON_ArrayForEach(b, histograms[i])
         {
-            if (md_json_get_num(b, "count") > 0 && md_json_get_num(b, "to") > largest)
+            if (md_json_get_num(b, "count") > 0 && md_json_get_num(b, "to") > largest) {
                 largest = md_json_get_num(b, "to");
+                *from = md_json_get_num(b, "from");
+            }
         }
+    }
     return largest;
 }
 
@@ -487,19 +489,33 @@ void md_rule_trace_keep_memory(const struct md_rule_input *in, char *out, size_t
     }
     // the threshold must be above the chunk of the largest request (known to its power-of-two
     // bucket: the bucket's top is taken)
-    unsigned long chunk = glibc_chunk((unsigned long)largest_size(trace));
+    double from, largest = largest_size(trace, &from);
+    unsigned long chunk = glibc_chunk((unsigned long)largest);
     unsigned long threshold = KEEP_MIN;
-    while (threshold <= chunk && threshold <= GLIBC_MMAP_THRESHOLD_MAX)
+    while (threshold <= chunk && threshold < GLIBC_MMAP_THRESHOLD_MAX)
         threshold <<= 1;
-    if (threshold > GLIBC_MMAP_THRESHOLD_MAX) {
+    if (glibc_chunk((unsigned long)from) >= GLIBC_MMAP_THRESHOLD_MAX) {
         snprintf(out, size,
                  "glibc's tunables cannot be relied on to keep these blocks: the largest "
                  "requests (up to %.0f B) make chunks of up to %lu B, which need an "
                  "mmap_threshold above 32 MiB, and glibc's mallopt() refuses that while some "
                  "glibc versions ignore it in GLIBC_TUNABLES without a word; instead, %s",
-                 largest_size(trace), chunk, replace);
+                 largest, chunk, replace);
         return;
     }
+    // the top bucket reaches past glibc's highest threshold, but its sizes may not: that one keeps
+    // requests whose chunk is below it (request + 8 rounded up to 16: up to 24 B less)
+    char above[256];
+    if (threshold > chunk)
+        snprintf(above, sizeof above, "a threshold above the %lu B chunk of the largest request",
+                 chunk);
+    else
+        snprintf(above, sizeof above,
+                 "its highest threshold, 32 MiB, above the chunks of requests up to %lu B (the "
+                 "largest requests are of %.0f to %.0f B: any above %lu B still get a mapping "
+                 "each)",
+                 threshold - GLIBC_SIZE_SZ - GLIBC_ALIGN_MASK - 1, from, largest,
+                 threshold - GLIBC_SIZE_SZ - GLIBC_ALIGN_MASK - 1);
     // a fixed mmap threshold turns glibc's dynamic trim threshold off too: set both, the trim
     // threshold at twice the mmap threshold as glibc's own adjustment does
     snprintf(ours, sizeof ours, "%s=%lu:%s=%lu", keep_tunables[0], threshold, keep_tunables[1],
@@ -507,10 +523,9 @@ void md_rule_trace_keep_memory(const struct md_rule_input *in, char *out, size_t
     bool inner;
     tunables_command(trace, ours, cmd, sizeof cmd, &inner);
     snprintf(out, size,
-             "keep freed blocks in glibc's heap with a threshold above the %lu B chunk of the "
-             "largest request: `%s`%s; a program that calls mallopt() for these overrides them. "
-             "Or %s",
-             chunk, cmd,
+             "keep freed blocks in glibc's heap with %s: `%s`%s; a program that calls mallopt() "
+             "for these overrides them. Or %s",
+             above, cmd,
              inner ? " (the command's own GLIBC_TUNABLES, changed: one put before the command "
                      "would be overridden by it)"
                    : "",

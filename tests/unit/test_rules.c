@@ -454,8 +454,13 @@ static void keep_memory_tunables_cover_the_largest_request(void **state)
         {2097152, 4194303, "mmap_threshold=8388608:glibc.malloc.trim_threshold=16777216 prog"},
         {4194304, 8388607, "mmap_threshold=16777216:glibc.malloc.trim_threshold=33554432 prog"},
         {8388608, 16777215, "mmap_threshold=33554432:glibc.malloc.trim_threshold=67108864 prog"},
+        // the bucket reaches past glibc's highest threshold: that one keeps what it can, and
+        // says which sizes it cannot (a chunk of 32 MiB or more)
+        {16777216, 33554431, "mmap_threshold=33554432:glibc.malloc.trim_threshold=67108864 prog"},
+        {16777216, 33554431, "requests up to 33554408 B (the largest requests are of 16777216 "
+                             "to 33554431 B: any above 33554408 B still get a mapping each)"},
         // chunks of 32 MiB and more need a threshold glibc may ignore: no tunables then
-        {16777216, 33554431, "need an mmap_threshold above 32 MiB"},
+        {33554432, 67108863, "need an mmap_threshold above 32 MiB"},
         {1ul << 30, (1ul << 31) - 1, "need an mmap_threshold above 32 MiB"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
