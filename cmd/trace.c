@@ -136,7 +136,8 @@ const struct md_command md_cmd_trace = {
         "started\n"
         "(daemons included) have ended, or after --timeout stopped them all. --compare runs CMD a\n"
         "second time with mdalloc preloaded and shows both runs side by side (a file on stdin\n"
-        "is read again from where the first run started; a pipe is refused). Exit status 1\n"
+        "is read again from where the first run started; a pipe is refused, but for a static\n"
+        "program, which runs once). Exit status 1\n"
         "when --fail-on or --baseline fails; with --propagate-exit, CMD's status wins when it\n"
         "is not 0.",
     .options = options,

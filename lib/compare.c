@@ -116,12 +116,14 @@ static int check_library(const char *with, struct md_error *err)
 // CMD runs twice, and the runs are comparable only when both read the same input. A file on stdin
 // (or a block device) is rewound before the second run to where the first one started: *start, or
 // -1 when there is nothing to rewind. A pipe or a socket cannot be read twice, and a second run
-// that finds it empty does other work (reads nothing, allocates nothing), so --compare is refused
-// before the first run. A terminal is the user typing to each run; /dev/null and other devices
-// that can seek give every run the same bytes; a closed stdin is closed for both.
-static int stdin_start(off_t *start, struct md_error *err)
+// that finds it empty does other work (reads nothing, allocates nothing): *why then says so, for
+// md_trace to refuse the first run when a second one would follow it. A terminal is the user
+// typing to each run; /dev/null and other devices that can seek give every run the same bytes;
+// a closed stdin is closed for both.
+static int stdin_start(off_t *start, char *why, size_t size, struct md_error *err)
 {
     *start = -1;
+    why[0] = 0;
     struct stat st;
     if (fstat(STDIN_FILENO, &st))
         return 0;
@@ -133,13 +135,14 @@ static int stdin_start(off_t *start, struct md_error *err)
     }
     if (isatty(STDIN_FILENO) || lseek(STDIN_FILENO, 0, SEEK_CUR) >= 0)
         return 0;
-    return md_fail(err,
-                   "stdin is %s: --compare runs CMD twice, and the second run could not read "
-                   "what the first one read; redirect stdin from a file (< FILE), or from "
-                   "/dev/null when CMD does not read it",
-                   S_ISFIFO(st.st_mode)   ? "a pipe"
-                   : S_ISSOCK(st.st_mode) ? "a socket"
-                                          : "a device that cannot be rewound");
+    snprintf(why, size,
+             "stdin is %s: --compare runs CMD twice, and the second run could not read what the "
+             "first one read; redirect stdin from a file (< FILE), or from /dev/null when CMD "
+             "does not read it",
+             S_ISFIFO(st.st_mode)   ? "a pipe"
+             : S_ISSOCK(st.st_mode) ? "a socket"
+                                    : "a device that cannot be rewound");
+    return 0;
 }
 
 // An allocator does not change how often a program allocates: runs of one command measured
@@ -287,9 +290,12 @@ int md_trace_compare(const struct md_trace_options *opt, const char *with, cJSON
                      struct md_run_result *run, struct md_error *err)
 {
     off_t stdin_at;
-    if ((with && check_library(with, err)) || stdin_start(&stdin_at, err))
+    char input_why[256];
+    if ((with && check_library(with, err)) ||
+        stdin_start(&stdin_at, input_why, sizeof input_why, err))
         return -1;
     struct md_trace_options first = *opt;
+    first.input_not_repeatable = input_why[0] ? input_why : NULL;
     cJSON *uncompared = NULL;
     first.compared = true;
     first.findings_uncompared = &uncompared;

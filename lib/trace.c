@@ -556,6 +556,8 @@ static int prepare(const struct md_trace_options *opt, struct session *s, struct
                           opt->sample_hz, opt->probe_flags & MD_PROBE_WANT_STACKS);
     if (uprobes && !s->perf.uprobe_count)
         s->target.mode = MODE_NONE;
+    if (opt->input_not_repeatable && s->target.mode == MODE_PRELOAD)
+        return md_fail(err, "%s", opt->input_not_repeatable);
     if (choose_syscall_source(opt, s, err))
         return -1;
     if (s->target.mode == MODE_UPROBES || s->target.mode == MODE_NONE)

@@ -31,6 +31,10 @@ struct md_trace_options {
     // With compared: receives the findings as they read without a comparison, for the caller to
     // put in place when the comparison could not be made (the caller frees it); else NULL.
     cJSON **findings_uncompared;
+    // --compare: why a second run could not read the first one's stdin (a pipe, a socket), or
+    // NULL. The run is refused before it starts when a second run would follow it (the program
+    // runs with the preload probe), not for a static program, which gets no second run.
+    const char *input_not_repeatable;
     bool include_inspect;   // add the program's whole inspect entry as "inspect" (doctor)
     double timeout_seconds; // --timeout: then the whole process tree is stopped; 0: none
     bool uprobes; // --uprobes: count a static program's calls with uprobes, not the static probe

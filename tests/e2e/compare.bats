@@ -112,7 +112,7 @@ assert w[1].startswith('the run with ') and 'libmdalloc.so: the probe' in w[1], 
     [ "$(q "abs(r['ops']['total'] - r['compare']['report']['ops']['total']) < 10")" = True ]
 }
 
-@test "--compare: stdin from a pipe or a socket is refused before CMD runs" {
+@test "--compare: stdin from a pipe or a socket is refused before CMD runs, unless CMD is static" {
     run bash -c 'seq 10 | "$0" doctor --compare -- sh -c "echo ran; cat >/dev/null"' "$T"
     [ "$status" -eq 2 ]
     [[ "$output" == *"doctor: stdin is a pipe: --compare runs CMD twice, and the second run could not read what the first one read; redirect stdin from a file (< FILE), or from /dev/null when CMD does not read it"* ]]
@@ -127,6 +127,15 @@ sys.exit(subprocess.call(sys.argv[1:], stdin=a))' "$T" trace --compare -- /bin/e
     run "$T" trace --compare --json -o "$OUT" -- /bin/echo ran </dev/null
     [ "$status" -eq 0 ]
     [ "$(q "r['compare']['possible']")" = True ]
+    # a static program gets no second run, so a pipe is no reason to refuse it
+    run bash -c 'seq 10 | "$0" trace --compare --json -o "$1" -- "$2"' "$T" "$OUT" "$FX/musl-static"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['compare']['possible']")" = False ]
+    [[ "$(q "r['compare']['reason']")" == *"linked statically"* ]]
+    # but a dynamic launcher of it does (its second run would preload mdalloc into env)
+    run bash -c 'seq 10 | "$0" trace --compare -- env "$1"' "$T" "$FX/musl-static"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"trace: stdin is a pipe: --compare runs CMD twice"* ]]
 }
 
 @test "--compare: runs whose allocator operations differ more than 2x are not compared" {
