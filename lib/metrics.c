@@ -109,6 +109,37 @@ static bool enough_futex_waits(const cJSON *r)
     return md_json_get_num(obj(r, "futex"), "waits") >= MD_MIN_FUTEX_WAITS;
 }
 
+// The waits inside allocator calls, as the time blocked in them per wall second: known when the
+// preload or static probe saw every call (attribution available), or from the waits' call stacks
+// (--stacks, where the probe did not run). *waits gets their count. Unlike the run's whole futex
+// share, no pthread_join or idle worker is in it.
+static bool allocator_waits(const cJSON *r, double *share, double *waits)
+{
+    const char *mode = md_json_get_str(r, "mode");
+    bool probed = mode && (!strcmp(mode, "preload") || !strcmp(mode, "hooks")) &&
+                  md_json_get_bool(obj(r, "attribution"), "available");
+    const cJSON *from = probed ? obj(r, "futex") : obj(r, "futex_wait_stacks");
+    double wall_seconds, seconds;
+    if ((!probed && !md_json_get_bool(from, "sampled")) || !wall(r, &wall_seconds) ||
+        wall_seconds <= 0 || !number(from, "allocator_wait_seconds", &seconds) ||
+        !number(from, "allocator_waits", waits))
+        return false;
+    *share = seconds / wall_seconds;
+    return true;
+}
+
+static bool allocator_futex_wait_share(const cJSON *r, double *v)
+{
+    double waits;
+    return allocator_waits(r, v, &waits);
+}
+
+static bool enough_allocator_waits(const cJSON *r)
+{
+    double share, waits;
+    return allocator_waits(r, &share, &waits) && waits >= MD_MIN_FUTEX_WAITS;
+}
+
 // Below this many samples one sample moves the share by more than two points: a short run's
 // share is noise, not a measurement.
 #define MD_MIN_CPU_SAMPLES 50
@@ -156,6 +187,8 @@ const struct md_metric md_metrics[] = {
     // Waits include pthread_join and condition variables, whose share swings with scheduling.
     {"futex_wait_share", "futex wait share of wall time", 1, MD_UNIT_SHARE, 0.05, true, true,
      futex_wait_share, NULL, enough_futex_waits},
+    {"allocator_futex_wait_share", "futex wait share in allocator", 1, MD_UNIT_SHARE, 0.05,
+     true, true, allocator_futex_wait_share, NULL, enough_allocator_waits},
     {"allocator_cpu_share", "CPU share inside the allocator", 1, MD_UNIT_SHARE, 0.02, true, false,
      allocator_cpu_share, allocator_share_noise, NULL},
     {0},

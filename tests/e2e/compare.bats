@@ -45,6 +45,8 @@ metric() { # metric key, field
     # seconds to the millisecond and shares in percent, as the rest of the report prints them
     grep -Eq "^wall time \(s\) +[0-9]+\.[0-9]{3} +[0-9]+\.[0-9]{3} " "$OUT"
     grep -Eq "^futex wait share of wall time +[0-9]+\.[0-9]% +[0-9]+\.[0-9]% " "$OUT"
+    # the waits inside allocator calls apart (the whole share has the main thread's join in it)
+    grep -Eq "^futex wait share in allocator +[0-9]+\.[0-9]% +[0-9]+\.[0-9]% " "$OUT"
 }
 
 @test "--compare-with preloads another allocator; a missing one is an error before any run" {

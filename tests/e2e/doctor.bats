@@ -91,6 +91,8 @@ teardown() {
     [[ "$order" =~ ^(error )?(warning )?$ && -n "$order" ]]
     severity=$(grep -oE "^(error|warning) MD001" "$OUT" | cut -d' ' -f1)
     [ "$(grep -m1 -E "^$severity MD" "$OUT" | cut -d' ' -f2)" = "MD001:" ]
+    # the static probe ties waits to allocator calls: their share apart from the run's
+    grep -Eq "^  futex wait share in allocator +[0-9]+\.[0-9]%$" "$OUT"
 }
 
 @test "the prescribed allocator, preloaded as the fix says, removes the size-class overflow" {

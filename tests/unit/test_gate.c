@@ -118,6 +118,51 @@ static void futex_share_of_a_few_waits_is_not_gated(void **state)
         "futex_wait_share");
 }
 
+// r with the waits inside allocator calls (seconds blocked over a 1 s run), as the probe counts
+// them (preload) or as the waits' call stacks tell them (uprobes, where the probe did not run).
+static cJSON *with_allocator_waits(cJSON *r, const char *mode, double waits, double seconds)
+{
+    bool probed = strcmp(mode, "uprobes");
+    cJSON_AddStringToObject(r, "mode", mode);
+    cJSON_AddNumberToObject(cJSON_GetObjectItem(r, "run"), "wall_seconds", 1.0);
+    cJSON *attribution = cJSON_AddObjectToObject(r, "attribution");
+    cJSON_AddBoolToObject(attribution, "available", probed);
+    cJSON *from = probed ? cJSON_GetObjectItem(r, "futex")
+                         : cJSON_AddObjectToObject(r, "futex_wait_stacks");
+    if (!probed)
+        cJSON_AddTrueToObject(from, "sampled");
+    cJSON_AddNumberToObject(from, "allocator_waits", waits);
+    cJSON_AddNumberToObject(from, "allocator_wait_seconds", seconds);
+    return r;
+}
+
+static void allocator_futex_share_is_gated_with_enough_waits(void **state)
+{
+    (void)state;
+    // the run's whole share stays (pthread_join); the share inside allocator calls triples
+    const char *modes[] = {"preload", "hooks", "uprobes"};
+    for (size_t i = 0; i < 3; i++)
+        assert_string_equal(
+            regressions(with_allocator_waits(report(4096, 100, 300, 0.9, 0.2), modes[i], 200, 0.1),
+                        with_allocator_waits(report(4096, 100, 300, 0.9, 0.2), modes[i], 200, 0.3),
+                        10),
+            "allocator_futex_wait_share");
+    // under 100 waits inside the allocator: a share of a few waits, not judged
+    cJSON *before = with_allocator_waits(report(4096, 100, 300, 0.9, 0.2), "preload", 200, 0.1);
+    cJSON *after = with_allocator_waits(report(4096, 100, 300, 0.9, 0.2), "preload", 99, 0.3);
+    assert_int_equal(md_gate_check(before, "base.json", 10, after), 0);
+    assert_true(not_comparable(after, "allocator_futex_wait_share"));
+    cJSON_Delete(after);
+    // a probe that could not tie syscalls to calls gives no share inside them
+    after = with_allocator_waits(report(4096, 100, 300, 0.9, 0.2), "preload", 200, 0.3);
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(after, "attribution"), "available",
+                              cJSON_CreateFalse());
+    assert_int_equal(md_gate_check(before, "base.json", 10, after), 0);
+    assert_true(not_comparable(after, "allocator_futex_wait_share"));
+    cJSON_Delete(after);
+    cJSON_Delete(before);
+}
+
 static cJSON *with_samples(cJSON *r, double samples)
 {
     cJSON_ReplaceItemInObject(cJSON_GetObjectItem(r, "cpu"), "samples",
@@ -220,6 +265,7 @@ int main(void)
         cmocka_unit_test(growth_within_the_limit_passes),
         cmocka_unit_test(changes_under_the_noise_floor_pass),
         cmocka_unit_test(futex_share_of_a_few_waits_is_not_gated),
+        cmocka_unit_test(allocator_futex_share_is_gated_with_enough_waits),
         cmocka_unit_test(cpu_share_changes_within_sampling_error_pass),
         cmocka_unit_test(metrics_missing_in_one_report_are_not_compared),
         cmocka_unit_test(reader_refuses_what_is_not_a_trace_report),
