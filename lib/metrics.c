@@ -115,9 +115,7 @@ static bool enough_futex_waits(const cJSON *r)
 // share, no pthread_join or idle worker is in it.
 static bool allocator_waits(const cJSON *r, double *share, double *waits)
 {
-    const char *mode = md_json_get_str(r, "mode");
-    bool probed = mode && (!strcmp(mode, "preload") || !strcmp(mode, "hooks")) &&
-                  md_json_get_bool(obj(r, "attribution"), "available");
+    bool probed = md_report_attributed(r);
     const cJSON *from = probed ? obj(r, "futex") : obj(r, "futex_wait_stacks");
     double wall_seconds, seconds;
     if ((!probed && !md_json_get_bool(from, "sampled")) || !wall(r, &wall_seconds) ||

@@ -106,6 +106,13 @@ const cJSON *md_report_ran_allocator(const cJSON *report)
     return cJSON_IsObject(ran) ? ran : cJSON_GetObjectItemCaseSensitive(target, "active");
 }
 
+bool md_report_attributed(const cJSON *report)
+{
+    const char *mode = md_json_get_str(report, "mode");
+    return mode && (!strcmp(mode, "preload") || !strcmp(mode, "hooks")) &&
+           md_json_get_bool(cJSON_GetObjectItemCaseSensitive(report, "attribution"), "available");
+}
+
 void md_append_text(char *out, size_t size, size_t *len, const char *text)
 {
     int n = snprintf(out + *len, size - *len, "%s", text);

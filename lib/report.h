@@ -5,6 +5,7 @@
 #define MD_REPORT_H
 
 #include <cJSON.h>
+#include <stdbool.h>
 
 #define MD_SCHEMA "malloc-doctor/1"
 
@@ -38,6 +39,9 @@ const char *md_report_program_str(const cJSON *report, const char *key);
 // The allocator that served the run: target.malloc_at_run_time when the probe said, else the one
 // CMD's file links (target.active); NULL when neither is there.
 const cJSON *md_report_ran_allocator(const cJSON *report);
+// Whether a trace report knows which syscalls and waits were inside allocator calls: a probe saw
+// every call (preload mode, or the static probe's hooks) and tied the syscalls to them.
+bool md_report_attributed(const cJSON *report);
 
 // Appends text to out (length *len, capacity size), cut where it does not fit; *len stays below
 // size.

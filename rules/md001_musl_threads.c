@@ -53,7 +53,7 @@ static struct contention measure(const cJSON *trace)
     const cJSON *futex = cJSON_GetObjectItemCaseSensitive(trace, "futex");
     const cJSON *cpu = cJSON_GetObjectItemCaseSensitive(trace, "cpu");
     struct contention c = {.ops = md_rule_trace_ops(trace)};
-    c.attributed = md_rule_trace_attributed(trace);
+    c.attributed = md_report_attributed(trace);
     c.waits = md_json_get_num(futex, c.attributed ? "allocator_waits" : "waits");
     c.waits_per_op = c.ops > 0 ? c.waits / c.ops : 0;
     double wall = md_json_get_num(cJSON_GetObjectItemCaseSensitive(trace, "run"), "wall_seconds");

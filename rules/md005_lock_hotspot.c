@@ -50,7 +50,7 @@ static void find_hot_function(const cJSON *trace, struct hotspot *h)
 
 static void find_waits(const cJSON *trace, struct hotspot *h)
 {
-    if (!md_rule_trace_attributed(trace))
+    if (!md_report_attributed(trace))
         return;
     const cJSON *futex = cJSON_GetObjectItemCaseSensitive(trace, "futex");
     h->waits = md_json_get_num(futex, "allocator_waits");

@@ -92,13 +92,6 @@ double md_rule_trace_ops(const cJSON *trace)
     return cJSON_IsNumber(total) ? total->valuedouble : 0;
 }
 
-bool md_rule_trace_attributed(const cJSON *trace)
-{
-    const char *mode = md_json_get_str(trace, "mode");
-    return mode && (!strcmp(mode, "preload") || !strcmp(mode, "hooks")) &&
-           md_json_get_bool(cJSON_GetObjectItemCaseSensitive(trace, "attribution"), "available");
-}
-
 double md_rule_trace_syscalls(const cJSON *trace, const char *name, bool *attributed)
 {
     *attributed = false;
@@ -137,7 +130,7 @@ double md_rule_trace_program_samples(const cJSON *trace)
 
 bool md_rule_trace_single_threaded(const cJSON *trace)
 {
-    if (!md_rule_trace_attributed(trace))
+    if (!md_report_attributed(trace))
         return false; // uprobes and --ops count no calls per thread
     const cJSON *threads = cJSON_GetObjectItemCaseSensitive(trace, "threads"), *t, *u;
     bool allocated = false; // no thread that allocated: nothing to tell by

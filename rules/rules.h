@@ -52,9 +52,6 @@ const char *md_rule_active_id(const cJSON *file);
 
 // Shared reads of a trace report.
 double md_rule_trace_ops(const cJSON *trace); // allocator operations; 0 when not known
-// Whether the trace knows which syscalls and waits were inside allocator calls: a probe timed
-// every call (preload mode, or the static probe's hooks).
-bool md_rule_trace_attributed(const cJSON *trace);
 // A syscall's count inside allocator calls when the trace could tell (a probe ran), else its
 // count in the whole run; *attributed says which. -1 when the report has no such syscall.
 double md_rule_trace_syscalls(const cJSON *trace, const char *name, bool *attributed);
