@@ -188,6 +188,9 @@ int md_trace_cli_run(const struct md_command *cmd, const struct md_trace_cli *a,
         rc = md_cli_gate_apply(cmd, &a->gate, baseline, report);
         if (a->propagate && program_status(&result))
             rc = program_status(&result);
+        // the report is what the run was for: a pipe whose reader left is an error that says so
+        // (exit 2), not a silent death by SIGPIPE; every process of the run has ended by now
+        signal(SIGPIPE, SIG_IGN);
         if (!a->output && !a->json)
             md_cli_start_on_new_line();
         if (md_cli_render(cmd, report, a->output, a->json, render_text))

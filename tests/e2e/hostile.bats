@@ -368,6 +368,11 @@ assert r['ops']['malloc'] == 100, r['ops']"
     run bash -c '"$1" trace -- true >/dev/full' _ "$T"
     [ "$status" -eq 2 ]
     [[ "$output" == *"malloc-doctor: trace: cannot write the standard output: No space left on device" ]]
+    # a pipe whose reader left before the report: the run's result is lost, so it says so
+    # (the program itself still dies of its SIGPIPE, as without the tool)
+    run bash -c 'set -o pipefail; "$1" trace -- yes 2>"$2" | head -2 >/dev/null' _ "$T" "$OUT"
+    [ "$status" -eq 2 ]
+    [ "$(cat "$OUT")" = "malloc-doctor: trace: cannot write the standard output: Broken pipe" ]
     # a closed stdout is held by /dev/full, so the report cannot land in a descriptor the tool
     # opened for something else (its taskstats socket took fd 1 before)
     run bash -c '"$1" trace --json -o "$2" -- true >&-' _ "$T" "$OUT"
