@@ -184,6 +184,21 @@ static const char *not_comparable(const cJSON *own, const cJSON *other, const ch
 {
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(own, "run");
     const cJSON *b = cJSON_GetObjectItemCaseSensitive(other, "run");
+    bool cut_a = md_json_get_bool(a, "timed_out"), cut_b = md_json_get_bool(b, "timed_out");
+    if (cut_a || cut_b) { // the wall time is the timeout's; the work done in it is not the same
+        char who[PATH_MAX + 32];
+        if (cut_a && cut_b)
+            snprintf(who, sizeof who, "both runs were");
+        else if (cut_a)
+            snprintf(who, sizeof who, "the first run was");
+        else
+            snprintf(who, sizeof who, "the run with %s was", library);
+        snprintf(why, size,
+                 "%s stopped by --timeout: a run cut short did not do the whole work, so the two "
+                 "runs' numbers are not compared",
+                 who);
+        return why;
+    }
     double code_a = md_json_get_num(a, "exit_code"), code_b = md_json_get_num(b, "exit_code");
     const char *sig_a = md_json_get_str(a, "signal"), *sig_b = md_json_get_str(b, "signal");
     if (code_a != code_b || (sig_a == NULL) != (sig_b == NULL) || (sig_a && strcmp(sig_a, sig_b))) {

@@ -161,3 +161,17 @@ sys.exit(subprocess.call(sys.argv[1:], stdin=a))' "$T" trace --compare -- /bin/e
     grep -q "^compare: no comparison: the run with .* made [0-9]* allocator operations, the first run [0-9]*: " "$DIR/report.txt"
     [ "$(grep -Ec "RATIO|better with|[0-9]x$" "$DIR/report.txt")" -eq 0 ]
 }
+
+@test "--compare: runs stopped by --timeout are not compared" {
+    # both runs last the timeout: a wall time ratio of 1.00x would say nothing of the allocator
+    run "$T" trace --compare --timeout 1 --json -o "$OUT" -- sleep 3 </dev/null
+    [ "$status" -eq 0 ]
+    [ "$(q "r['run']['timed_out'], r['compare']['possible'], 'metrics' in r['compare']")" = "True False False" ]
+    [[ "$(q "r['compare']['reason']")" == "both runs were stopped by --timeout: a run cut short did not do the whole work"* ]]
+    # one run cut short is no comparison either: only the second stops here
+    touch "$DIR/first"
+    run "$T" trace --compare --timeout 1 --json -o "$OUT" -- \
+        sh -c 'if [ -e "$1" ]; then rm "$1"; else sleep 3; fi' sh "$DIR/first" </dev/null
+    [ "$status" -eq 0 ]
+    [[ "$(q "r['compare']['reason']")" == "the run with $PWD/build/alloc/glibc/libmdalloc.so was stopped by --timeout"* ]]
+}
