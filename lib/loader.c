@@ -172,12 +172,15 @@ static int read_preload(struct md_loader *l)
     return rc;
 }
 
+static int cpu_best_level(void);
+
 int md_loader_init(struct md_loader *l, const char *root, const struct md_matcher *m,
                    struct md_error *err)
 {
     memset(l, 0, sizeof *l);
     l->root_fd = -1;
     l->matcher = m;
+    l->cpu_level = cpu_best_level();
     if (root && *root) {
         // paths the loader reports and $ORIGIN are real paths: the root must be one too
         if (!realpath(root, l->root) ||
@@ -207,11 +210,19 @@ static void libinfo_free(struct md_libinfo *li)
     free(li);
 }
 
+struct md_dir_subs {
+    char *dir;        // the expanded search directory
+    unsigned present; // bit i: its subdirectory subdir_name(i) exists
+};
+
 void md_loader_forget_libraries(struct md_loader *l)
 {
     for (size_t i = 0; i < l->lib_count; i++)
         libinfo_free(l->libs[i]);
     l->lib_count = 0;
+    for (size_t i = 0; i < l->dir_sub_count; i++)
+        free(l->dir_subs[i].dir);
+    l->dir_sub_count = 0;
 }
 
 void md_loader_free(struct md_loader *l)
@@ -222,6 +233,7 @@ void md_loader_free(struct md_loader *l)
     strlist_free(l->preload, l->preload_count);
     md_loader_forget_libraries(l);
     free(l->libs);
+    free(l->dir_subs);
     memset(l, 0, sizeof *l);
     l->root_fd = -1;
 }
@@ -361,16 +373,16 @@ static bool cpu_has_level(int level)
 }
 #endif
 
-// glibc's x86-64 levels, best first: glibc loads DIR/glibc-hwcaps/LEVEL/NAME before DIR/NAME for
-// each level the CPU supports. This machine's CPU: the one that runs the program may differ.
-static bool cpu_supports_level(int level)
+// glibc's x86-64 levels: glibc loads DIR/glibc-hwcaps/LEVEL/NAME before DIR/NAME for each level
+// the CPU supports, best first. This machine's CPU: the one that runs the program may differ.
+static int cpu_best_level(void)
 {
 #if defined(__x86_64__)
-    return cpu_has_level(level);
-#else
-    (void)level;
-    return false;
+    for (int level = 4; level >= 2; level--)
+        if (cpu_has_level(level))
+            return level;
 #endif
+    return 0;
 }
 
 // dir/sub/name when it is a library the requester can load.
@@ -395,19 +407,64 @@ static const struct md_libinfo *try_file(struct md_loader *l, const struct reque
 const char *const md_loader_legacy_subdirs[MD_LEGACY_SUBDIRS] = {
     "tls/x86_64/x86_64/", "tls/x86_64/", "tls/", "x86_64/x86_64/", "x86_64/"};
 
+// The subdirectories a search directory may have, by bit: glibc-hwcaps/x86-64-v2 to v4, then
+// the legacy ones.
+#define MD_HWCAPS_SUBDIRS 3
+static void subdir_name(unsigned i, char *out, size_t size)
+{
+    if (i < MD_HWCAPS_SUBDIRS)
+        snprintf(out, size, "glibc-hwcaps/x86-64-v%u/", i + 2);
+    else
+        snprintf(out, size, "%s", md_loader_legacy_subdirs[i - MD_HWCAPS_SUBDIRS]);
+}
+
+// Which subdirectories of dir exist, checked once per directory: a failed access() for every
+// library name in every absent one made most of a run over /usr/bin. All of them when the
+// answer cannot be kept (out of memory): the files are then tried one by one, as before.
+static unsigned present_subdirs(struct md_loader *l, const char *dir)
+{
+    for (size_t i = 0; i < l->dir_sub_count; i++)
+        if (!strcmp(l->dir_subs[i].dir, dir))
+            return l->dir_subs[i].present;
+    if (l->dir_sub_count == l->dir_sub_cap) {
+        size_t cap = l->dir_sub_cap ? 2 * l->dir_sub_cap : 16;
+        struct md_dir_subs *grown = realloc(l->dir_subs, cap * sizeof *grown);
+        if (!grown)
+            return ~0u;
+        l->dir_subs = grown, l->dir_sub_cap = cap;
+    }
+    struct md_dir_subs *d = &l->dir_subs[l->dir_sub_count];
+    if (!(d->dir = strdup(dir)))
+        return ~0u;
+    d->present = 0;
+    for (unsigned i = 0; i < MD_HWCAPS_SUBDIRS + MD_LEGACY_SUBDIRS; i++) {
+        char sub[32], joined[PATH_MAX], path[PATH_MAX];
+        subdir_name(i, sub, sizeof sub);
+        if (snprintf(joined, sizeof joined, "%s/%s", dir, sub) >= (int)sizeof joined)
+            continue;
+        rerooted(l, joined, path, sizeof path);
+        if (!access(path, F_OK))
+            d->present |= 1u << i;
+    }
+    l->dir_sub_count++;
+    return d->present;
+}
+
 static const struct md_libinfo *try_dir(struct md_loader *l, const struct requester *r,
                                         const char *dir, const char *name)
 {
     char expanded[PATH_MAX], sub[32];
     expand_dir(l, r, dir, expanded, sizeof expanded);
     bool x86_64_glibc = r->glibc && r->machine == EM_X86_64;
+    unsigned present = x86_64_glibc ? present_subdirs(l, expanded) : 0;
     const struct md_libinfo *li = NULL;
-    for (int level = 4; x86_64_glibc && level >= 2 && !li; level--) {
-        snprintf(sub, sizeof sub, "glibc-hwcaps/x86-64-v%d/", level);
-        li = cpu_supports_level(level) ? try_file(l, r, expanded, sub, name) : NULL;
+    for (int level = l->cpu_level; level >= 2 && !li; level--) {
+        subdir_name((unsigned)level - 2, sub, sizeof sub);
+        li = present & 1u << (level - 2) ? try_file(l, r, expanded, sub, name) : NULL;
     }
-    for (int i = 0; x86_64_glibc && r->legacy_hwcaps && i < MD_LEGACY_SUBDIRS && !li; i++)
-        li = try_file(l, r, expanded, md_loader_legacy_subdirs[i], name);
+    for (unsigned i = 0; r->legacy_hwcaps && i < MD_LEGACY_SUBDIRS && !li; i++)
+        if (present & 1u << (MD_HWCAPS_SUBDIRS + i))
+            li = try_file(l, r, expanded, md_loader_legacy_subdirs[i], name);
     return li ? li : try_file(l, r, expanded, "", name);
 }
 

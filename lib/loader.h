@@ -52,6 +52,14 @@ struct md_loader {
     size_t preload_count;
     struct md_libinfo **libs; // every library read so far, by path
     size_t lib_count, lib_cap;
+    // The highest x86-64 psABI level (2-4) of this machine's CPU, 0 for none or another
+    // architecture: whose glibc-hwcaps subdirectories the loader searches. Read once, as cpuid
+    // costs about 15 us in a virtual machine, against every search directory of every library.
+    int cpu_level;
+    // Which hwcaps subdirectories each search directory has (struct md_dir_subs in loader.c):
+    // most have none, and every program's every library is looked up in each of them.
+    struct md_dir_subs *dir_subs;
+    size_t dir_sub_count, dir_sub_cap;
 };
 
 struct md_scope {
