@@ -106,6 +106,24 @@ static bool starts_as_text(const char *path)
     return n > 0;
 }
 
+// A sanitizer's runtime library (libasan.so) must be the first object in the load order, before
+// any LD_PRELOAD: ASan refuses to start behind the probe ("ASan runtime does not come first"),
+// and its check switched off, it crashes. Its allocator is a test build's anyway.
+static int sanitizer_first(const char *path, const cJSON *entry, struct md_error *err)
+{
+    const cJSON *active = cJSON_GetObjectItemCaseSensitive(entry, "active");
+    const char *family = md_json_get_str(active, "family");
+    if (!family || strcmp(family, "sanitizer"))
+        return 0;
+    const char *provider = md_json_get_str(active, "provider");
+    const char *base = provider && strrchr(provider, '/') ? strrchr(provider, '/') + 1 : provider;
+    return md_fail(err,
+                   "%s: built with %s, whose runtime (%s) must come first in the load order, "
+                   "before the probe trace preloads; its checking allocator is not the one the "
+                   "program ships with either: trace a build without -fsanitize",
+                   path, md_json_get_str(active, "name"), base ? base : "its library");
+}
+
 // Inspects the program to choose how to count its allocator calls.
 static int examine(const char *path, struct target *t, struct md_error *err)
 {
@@ -130,7 +148,7 @@ static int examine(const char *path, struct target *t, struct md_error *err)
     bool own_malloc = provider && !strcmp(provider, path);
     t->mode = kind && !strcmp(kind, "dynamic") && !own_malloc ? MODE_PRELOAD : MODE_UPROBES;
     t->libc = md_json_get_str(entry, "libc");
-    return 0;
+    return t->mode == MODE_PRELOAD ? sanitizer_first(path, entry, err) : 0;
 }
 
 // The probe build for a flavour: glibc/libmdprobe.so, musl/libmdprobe.so, static/md-static-probe.

@@ -19,6 +19,7 @@ extern const struct md_rule md_rule_madvise_storm;
 extern const struct md_rule md_rule_brk_churn;
 extern const struct md_rule md_rule_fault_churn;
 extern const struct md_rule md_rule_leaks;
+extern const struct md_rule md_rule_sanitizer;
 
 const struct md_rule *const md_rules[] = {
     &md_rule_musl_threads,
@@ -31,6 +32,7 @@ const struct md_rule *const md_rules[] = {
     &md_rule_brk_churn,
     &md_rule_fault_churn,
     &md_rule_leaks,
+    &md_rule_sanitizer,
     NULL,
 };
 

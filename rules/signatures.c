@@ -110,6 +110,26 @@ static const struct md_byte_sig go_bytes[] = {
 
 static const struct md_byte_sig no_bytes[] = {END_BYTES};
 
+static const struct md_byte_sig asan_bytes[] = {
+    TEXT("message", "ERROR: AddressSanitizer: "),
+    END_BYTES,
+};
+
+static const struct md_byte_sig tsan_bytes[] = {
+    TEXT("message", "WARNING: ThreadSanitizer: "),
+    END_BYTES,
+};
+
+static const struct md_byte_sig msan_bytes[] = {
+    TEXT("message", "WARNING: MemorySanitizer: "),
+    END_BYTES,
+};
+
+static const struct md_byte_sig hwasan_bytes[] = {
+    TEXT("message", "ERROR: HWAddressSanitizer: "),
+    END_BYTES,
+};
+
 const struct md_signature md_signatures[] = {
     {
         .id = "musl-mallocng",
@@ -245,6 +265,46 @@ const struct md_signature md_signatures[] = {
         .entries = LIST("mdalloc_malloc"),
         .sections = NONE,
         .bytes = mdalloc_bytes,
+    },
+    // The sanitizers' runtimes replace malloc with their own checking allocator (a test build's,
+    // not a production one). LeakSanitizer alone is not a row: ASan's runtime defines its names too.
+    {
+        .id = "asan",
+        .family = "sanitizer",
+        .name = "AddressSanitizer",
+        // not "__asan_*": every sanitizer runtime has libbacktrace's functions under that prefix
+        .symbols = LIST("__asan_init", "__asan_report_*", "__asan_poison_memory_region",
+                        "__asan_unpoison_memory_region", "__asan_version_mismatch_check_*"),
+        .entries = NONE,
+        .sections = NONE,
+        .bytes = asan_bytes,
+    },
+    {
+        .id = "tsan",
+        .family = "sanitizer",
+        .name = "ThreadSanitizer",
+        .symbols = LIST("__tsan_init", "__tsan_func_entry", "__tsan_read*", "__tsan_write*"),
+        .entries = NONE,
+        .sections = NONE,
+        .bytes = tsan_bytes,
+    },
+    {
+        .id = "msan",
+        .family = "sanitizer",
+        .name = "MemorySanitizer",
+        .symbols = LIST("__msan_init", "__msan_poison*", "__msan_unpoison*"),
+        .entries = NONE,
+        .sections = NONE,
+        .bytes = msan_bytes,
+    },
+    {
+        .id = "hwasan",
+        .family = "sanitizer",
+        .name = "HWAddressSanitizer",
+        .symbols = LIST("__hwasan_init", "__hwasan_tag_*", "__hwasan_load*", "__hwasan_store*"),
+        .entries = NONE,
+        .sections = NONE,
+        .bytes = hwasan_bytes,
     },
     {
         .id = "glibc",

@@ -351,7 +351,7 @@ assert f[0]['severity'] == 'warning' and 'leak_large (leaker)' in f[0]['message'
     [ "$status" -eq 0 ]
     echo "$output" >"$OUT"
     [ "$(q "' '.join(r['id'] + '=' + ','.join(r['severities']) for r in r['rules'])")" = \
-        "MD001=warning,error MD002=warning MD003=error MD004=error MD005=warning,error MD006=warning MD007=warning MD008=warning MD009=warning MD010=warning" ]
+        "MD001=warning,error MD002=warning MD003=error MD004=error MD005=warning,error MD006=warning MD007=warning MD008=warning MD009=warning MD010=warning MD011=info" ]
     run "$T" --help
     [[ "$output" != *"--fail-on policies"* ]]
 }
@@ -366,4 +366,19 @@ assert f[0]['severity'] == 'warning' and 'leak_large (leaker)' in f[0]['message'
     done
     run "$T" --help
     [[ "$output" == *$'\nexit status: 0 success, 1 a requested check failed, 2 usage or input error' ]]
+}
+
+@test "MD011: a sanitizer's allocator is named, and its build is called a test build" {
+    "$T" inspect --json "$FX/asan-dynamic" "$FX/tsan-dynamic" "$FX/asan-static-runtime" \
+        "$FX/glibc-dynamic" >"$OUT"
+    [ "$(q "' '.join(f['active']['id'] or '-' for f in r['files'])")" = "asan tsan asan glibc-ptmalloc" ]
+    [ "$(q "' '.join(','.join(x['id'] for x in f['findings']) or '-' for f in r['files'])")" = "MD011 MD011 MD011 -" ]
+    [ "$(q "r['files'][0]['findings'][0]['severity'], r['files'][0]['findings'][0]['evidence']['runtime'].endswith('/libasan.so.8')")" = "info True" ]
+    # --expect takes the family: a sanitizer build expected as such passes
+    run "$T" inspect --expect sanitizer "$FX/tsan-dynamic"
+    [ "$status" -eq 0 ]
+    # the runtime linked in: its malloc is the program's own, counted with uprobes, still MD011
+    run "$T" doctor --json -o "$OUT" -- "$FX/asan-static-runtime"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['mode'], r['ops']['total'] >= 80000, [f['id'] for f in r['findings']]")" = "uprobes True ['MD011']" ]
 }

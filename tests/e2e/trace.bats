@@ -1064,3 +1064,14 @@ assert f[0]['severity'] == 'error' and 'LD_PRELOAD=' in f[0]['fix'] and 'trace -
     [ "$output" = "malloc-doctor: trace: $dir/broken: its interpreter /nonexistent/md-interpreter: No such file or directory" ]
     rm -rf "$dir"
 }
+
+@test "a sanitizer build whose runtime must come first is refused before it runs, with why" {
+    # ASan refuses to start behind a preloaded library ("ASan runtime does not come first")
+    run "$T" trace -- "$FX/asan-dynamic"
+    [ "$status" -eq 2 ]
+    [ "$output" = "malloc-doctor: trace: $FX/asan-dynamic: built with AddressSanitizer, whose runtime (libasan.so.8) must come first in the load order, before the probe trace preloads; its checking allocator is not the one the program ships with either: trace a build without -fsanitize" ]
+    [[ "$output" != *"ops 80000"* ]]
+    run "$T" doctor -- "$FX/tsan-dynamic"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"built with ThreadSanitizer, whose runtime (libtsan.so.2) must come first"* ]]
+}
