@@ -238,12 +238,6 @@ void md_render_trace_header(const cJSON *r)
            str(r, "mode", "?"), str(rec, "source", "?"));
     if (md_json_get_str(rec, "note"))
         printf("note: %s\n", md_json_get_str(rec, "note"));
-    double lost = md_json_get_num(rec, "lost");
-    if (lost > 0)
-        printf("warning: perf could not store up to %.0f syscall records (its buffers were full, "
-               "or the record limit was reached): the syscall counts are lower bounds; "
-               "`--syscalls strace` loses none\n",
-               lost);
     const cJSON *script;
     cJSON_ArrayForEach(script, cJSON_GetObjectItemCaseSensitive(t, "scripts"))
     {

@@ -2,6 +2,7 @@
 #include "lib/trace.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -663,6 +664,15 @@ static void add_syscall_source(cJSON *report, const struct session *s)
     cJSON_AddNumberToObject(o, "lost", (double)s->sys_lost);
     cJSON_AddNumberToObject(o, "probe_own", (double)s->log.probe_own);
     md_json_str(o, "note", s->sys_note[0] ? s->sys_note : NULL);
+    if (s->sys_lost) { // a warning, so that doctor calls no such run healthy
+        char text[256];
+        snprintf(text, sizeof text,
+                 "perf could not store up to %" PRIu64 " syscall records (its buffers were "
+                 "full, or the record limit was reached): the syscall counts are lower bounds; "
+                 "`--syscalls strace` loses none",
+                 s->sys_lost);
+        md_report_warn(report, text);
+    }
 }
 
 // Runs the program once, under strace unless perf records the syscalls; tree_known: taskstats
