@@ -13,4 +13,13 @@ static inline const char *md_path_base_name(const char *path)
     return slash ? slash + 1 : path;
 }
 
+// The preload probe's file name (alloc/probe.mk builds it for glibc and musl).
+#define MD_PROBE_LIBRARY "libmdprobe.so"
+
+// Whether path is the probe trace preloads: its frames are the measurement's, not the program's.
+static inline int md_path_is_probe(const char *path)
+{
+    return !strcmp(md_path_base_name(path), MD_PROBE_LIBRARY);
+}
+
 #endif

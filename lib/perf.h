@@ -142,6 +142,7 @@ struct md_perf_result {
     uint64_t samples_unknown;  // of samples_total, whose leaf could not be symbolized
     uint64_t samples_excluded; // from processes whose command is "strace"
     uint64_t samples_uprobe;   // in the kernel handling our uprobes (left out of the total)
+    uint64_t samples_probe;    // in the preload probe's own code (left out of the total)
     uint64_t samples_lost;     // lost by the kernel (ring full) or over max_record_bytes
     uint64_t throttled;        // times the kernel throttled the sampling rate
     struct md_perf_func top_alloc[MD_PERF_TOP]; // hottest leaf functions of samples_alloc

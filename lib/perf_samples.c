@@ -439,6 +439,15 @@ static bool in_uprobe_handling(const struct replay *r, const struct proc *p, uin
     return false;
 }
 
+// A sample in the preload probe's own code (counting a call, recording a stack): the
+// measurement's cost, not the program's nor its allocator's, though a probe function sits under
+// the probe's `malloc`.
+static bool in_probe_code(const struct proc *p, uint64_t ip)
+{
+    const struct mapping *m = p ? proc_find_map(p, ip) : NULL;
+    return m && md_path_is_probe(m->file);
+}
+
 struct sample {
     uint64_t id, ip;
     uint32_t pid, tid;
@@ -798,6 +807,10 @@ static void on_sample(struct replay *r, const struct perf_event_header *h,
     const struct proc *p = pv ? &r->procs[*pv - 1] : NULL;
     if (kernel && n && in_uprobe_handling(r, p, frames[0])) {
         r->res->samples_uprobe++;
+        return;
+    }
+    if (n && in_probe_code(p, frames[0])) {
+        r->res->samples_probe++;
         return;
     }
     r->res->samples_total++;

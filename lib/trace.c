@@ -14,6 +14,7 @@
 #include "alloc/probe_static.h"
 #include "lib/clock.h"
 #include "lib/inspect.h"
+#include "lib/path.h"
 #include "lib/perf.h"
 #include "lib/probe_file.h"
 #include "lib/script.h"
@@ -157,7 +158,7 @@ static int probe_build(const struct md_trace_options *opt, const char *flavour, 
                        size_t size, struct md_error *err)
 {
     bool is_static = !strcmp(flavour, "static");
-    const char *file = is_static ? "md-static-probe" : "libmdprobe.so";
+    const char *file = is_static ? "md-static-probe" : MD_PROBE_LIBRARY;
     char dir[PATH_MAX];
     if (opt->probe_dir) {
         snprintf(out, size, "%s/%s/%s", opt->probe_dir, flavour, file);
@@ -190,7 +191,7 @@ static void either_libc_probe(const struct md_trace_options *opt, char *lib, siz
         snprintf(dir, sizeof dir, "%s", opt->probe_dir);
     else
         md_tool_dir(dir, sizeof dir - 16), strcat(dir, "/alloc/probe");
-    md_either_libc_path(dir, "libmdprobe.so", lib, size);
+    md_either_libc_path(dir, MD_PROBE_LIBRARY, lib, size);
 }
 
 // A static program is run under the static probe unless --uprobes asks otherwise, the probe is

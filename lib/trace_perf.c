@@ -165,7 +165,8 @@ static void add_cpu(cJSON *report, const struct md_perf_result *r, const char *e
     if (!r || !r->sampled) { // the same keys either way, null: a reader need not test for them
         static const char *const keys[] = {
             "scope",          "samples", "allocator_samples",       "allocator_share",
-            "kernel_samples", "lost",    "top_allocator_functions", "top_functions"};
+            "kernel_samples", "lost",    "top_allocator_functions", "top_functions",
+            "measurement_samples"};
         for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
             cJSON_AddNullToObject(o, keys[i]);
         return;
@@ -184,6 +185,9 @@ static void add_cpu(cJSON *report, const struct md_perf_result *r, const char *e
     }
     cJSON_AddNumberToObject(o, "kernel_samples", (double)r->samples_kernel);
     cJSON_AddNumberToObject(o, "lost", (double)r->samples_lost);
+    // left out of samples: in the probe's own code, or in the kernel handling our uprobes
+    cJSON_AddNumberToObject(o, "measurement_samples",
+                            (double)(r->samples_probe + r->samples_uprobe));
     cJSON_AddItemToObject(o, "top_allocator_functions",
                           functions_json(r->top_alloc, r->top_alloc_count, r->samples_total));
     cJSON_AddItemToObject(o, "top_functions",

@@ -131,6 +131,11 @@ static char *stack_text(struct symbolizer *s, const struct md_probe_stack *st)
         uint64_t ret = st->frames[i] & ~MD_PROBE_FRAME_GUESS;
         if (ret != st->frames[i] && !guess_holds(s, st, ret))
             continue;
+        // the probe's own frames (a stale return address into it taken for a caller) are
+        // never the program's
+        const struct md_probe_object *o = object_of(s->v, st->pid, ret);
+        if (o && md_path_is_probe(o->path))
+            continue;
         char frame[MD_FRAME_TEXT];
         frame_text(s, st->pid, ret, frame, sizeof frame);
         len += (size_t)snprintf(text + len, cap - len, "%s%s", len ? "\n" : "", frame);

@@ -1075,3 +1075,16 @@ assert f[0]['severity'] == 'error' and 'LD_PRELOAD=' in f[0]['fix'] and 'trace -
     [ "$status" -eq 2 ]
     [[ "$output" == *"built with ThreadSanitizer, whose runtime (libtsan.so.2) must come first"* ]]
 }
+
+@test "--stacks: the probe's own code is in no stack and no CPU sample of the program" {
+    # env's setlocale allocates on a path where a return address into the probe was taken for a
+    # caller (record_slow), and the probe's counting showed as an allocator function (stack_top)
+    run "$T" trace --stacks --leaks --json -o "$OUT" -- env "$FX/leaker"
+    [ "$status" -eq 0 ]
+    [ "$(q "len(r['stacks']) > 0 and len(r['leaks']['by_stack']) > 0")" = True ]
+    run grep -c "libmdprobe" "$OUT"
+    [ "$output" = 0 ]
+    # its samples are counted apart, out of the program's total
+    [ "$(q "type(r['cpu']['measurement_samples']).__name__")" = int ]
+    [ "$(q "all(f['name'] not in ('stack_top', 'flush_stack_counts', 'cached_stack_id', 'record_slow') for f in r['cpu']['top_functions'])")" = True ]
+}

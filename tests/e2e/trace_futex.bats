@@ -64,7 +64,8 @@ assert t['kind'] == 'static' and t['libc'] == 'musl' and r['mode'] != 'preload',
     check_contention
     # static: no allocation stacks, so the folded file holds the futex waits alone
     grep -Eq '^\[futex-wait\];.*;contend_left \(futex-contend-musl\);.* [1-9][0-9]*$' "$FOLDED"
-    ! grep -qv '^\[futex-wait\];' "$FOLDED"
+    run grep -cv '^\[futex-wait\];' "$FOLDED"
+    [ "$output" = 0 ]
 }
 
 @test "futex wait stacks: static musl's malloc lock, tied to the allocator without the probe" {
