@@ -25,6 +25,7 @@ teardown() {
 @test "every registered rule fires on a fixture, and all findings validate" {
     "$T" inspect --json "$FX/musl-static" "$FX/fake-mimalloc-musl" >"$DIR/inspect.json" || true
     "$T" inspect --json --expect mimalloc "$FX/glibc-dynamic" >"$DIR/expect.json" || true
+    "$T" inspect --json "$FX/asan-dynamic" >"$DIR/sanitizer.json"
     "$T" trace --json -o "$DIR/toy.json" -- "$FX/toy-driver" 2>/dev/null
     "$T" trace --json -o "$DIR/musl.json" -- "$FX/musl-static" >/dev/null
     "$T" trace --json -o "$DIR/lock.json" -- "$FX/rules/lock-hotspot" 1 >/dev/null
