@@ -737,6 +737,20 @@ static bool probe_file_lost(const struct session *s, cJSON *report)
     return true;
 }
 
+// The uprobes that were to count the calls could not be placed (no root, no writable tracefs):
+// nothing counted them, and the report says so where it names the mode, not only under the CPU
+// share that failed with them.
+static void uprobes_unavailable(struct target *t, const char *why, cJSON *report)
+{
+    char note[sizeof t->mode_note];
+    snprintf(note, sizeof note, "%s%s%s", t->mode_note, t->mode_note[0] ? "; " : "",
+             why && *why ? why : "uprobes unavailable: perf could not place them");
+    snprintf(t->mode_note, sizeof t->mode_note, "%s", note);
+    t->mode = MODE_NONE;
+    cJSON_ReplaceItemInObjectCaseSensitive(report, "mode", cJSON_CreateString(mode_names[t->mode]));
+    cJSON_ReplaceItemInObjectCaseSensitive(report, "mode_note", cJSON_CreateString(t->mode_note));
+}
+
 static int measure(const struct md_trace_options *opt, struct session *s, cJSON *report,
                    struct md_run_result *run, struct md_error *err)
 {
@@ -767,6 +781,8 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
     add_target(report, &s->target, opt);
     uint64_t perf_ops[MD_OP_COUNT] = {0};
     bool uprobes_counted = md_trace_perf_finish(&s->perf, perf_ops, report);
+    if (s->target.mode == MODE_UPROBES && !uprobes_counted)
+        uprobes_unavailable(&s->target, s->perf.error, report);
     if (s->perf.syscalls && !md_trace_perf_take_syscalls(&s->perf, &s->log, &s->sys_lost))
         return md_fail(err, "perf recorded no syscalls: %s",
                        s->perf.error[0] ? s->perf.error : "the events could not be read");
