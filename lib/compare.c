@@ -105,8 +105,12 @@ static int check_library(const char *with, struct md_error *err)
     bool is_archive;
     if (md_elf_open(&e, with, &is_archive, err))
         return -1;
-    GElf_Ehdr eh;
-    bool shared = !is_archive && gelf_getehdr(e.elf, &eh) && eh.e_type == ET_DYN;
+    // a PIE executable is ET_DYN too, but the loader refuses to preload it
+    const char *interp = NULL;
+    struct md_dynamic dyn = {0};
+    bool shared = !is_archive && !md_elf_interpreter(&e, &interp, err) &&
+                  !md_elf_dynamic(&e, &dyn, err) &&
+                  md_elf_kind_of(&e, interp != NULL, &dyn) == MD_KIND_SHARED;
     md_elf_close(&e);
     if (!shared)
         return md_fail(err, "%s: not a shared library (LD_PRELOAD needs a .so)", with);

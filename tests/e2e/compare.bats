@@ -59,6 +59,10 @@ metric() { # metric key, field
     [ "$status" -eq 2 ]
     [[ "$output" == *"/nonexistent/libx.so: No such file or directory"* ]]
     [[ "$output" != *ran* ]]
+    # a PIE executable is ET_DYN as a library is, but the loader cannot preload it
+    run "$T" trace --compare-with "$FX/toy-driver" -- /bin/echo ran
+    [ "$status" -eq 2 ]
+    [ "$output" = "malloc-doctor: trace: $FX/toy-driver: not a shared library (LD_PRELOAD needs a .so)" ]
 }
 
 @test "--compare-with: no ratios from a library that did not serve malloc or broke the run" {
