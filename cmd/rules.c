@@ -28,11 +28,20 @@ static cJSON *severities(const struct md_rule *rule)
 
 static void render_text(const cJSON *report)
 {
-    const cJSON *r;
-    printf("%-6s %-28s %s\n", "ID", "NAME", "TITLE");
+    const cJSON *r, *s;
+    printf("%-6s %-28s %-15s %s\n", "ID", "NAME", "SEVERITIES", "TITLE");
     cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(report, "rules"))
-        printf("%-6s %-28s %s\n", md_json_get_str(r, "id"), md_json_get_str(r, "name"),
-               md_json_get_str(r, "title"));
+    {
+        char levels[64] = "";
+        size_t len = 0;
+        cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(r, "severities"))
+        {
+            md_append_text(levels, sizeof levels, &len, len ? "," : "");
+            md_append_text(levels, sizeof levels, &len, cJSON_GetStringValue(s));
+        }
+        printf("%-6s %-28s %-15s %s\n", md_json_get_str(r, "id"), md_json_get_str(r, "name"),
+               levels, md_json_get_str(r, "title"));
+    }
 }
 
 static int run(const struct md_command *cmd, int argc, char **argv)

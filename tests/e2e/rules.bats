@@ -352,6 +352,11 @@ assert f[0]['severity'] == 'warning' and 'leak_large (leaker)' in f[0]['message'
     echo "$output" >"$OUT"
     [ "$(q "' '.join(r['id'] + '=' + ','.join(r['severities']) for r in r['rules'])")" = \
         "MD001=warning,error MD002=warning MD003=error MD004=error MD005=warning,error MD006=warning MD007=warning MD008=warning MD009=warning MD010=warning MD011=info" ]
+    # the text has them too, as its --help says
+    run "$T" rules
+    [ "$status" -eq 0 ]
+    [[ "${lines[0]}" == "ID     NAME                         SEVERITIES      TITLE" ]]
+    [[ "$output" == *$'\nMD001  musl-malloc-threads          warning,error   musl malloc in a multithreaded program\n'* ]]
     run "$T" --help
     [[ "$output" != *"--fail-on policies"* ]]
 }
