@@ -3,6 +3,8 @@
 # same files: all of /usr/bin, and one library over 100 MB.
 # Goals (issue 2): under 0.3 s for the 100 MB file, at least 200 files/s on /usr/bin.
 set -eu
+. "$(dirname "$0")/usage.sh"
+bench_usage "$@"
 T=${MD_TOOL:-build/malloc-doctor}
 big=""
 for f in "$HOME"/.rustup/toolchains/*/lib/librustc_driver-*.so /usr/lib/x86_64-linux-gnu/libLLVM*.so.*; do

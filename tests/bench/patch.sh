@@ -4,6 +4,8 @@
 # with mdalloc, side by side in one hyperfine run. Goal: at least 10x faster with 2 threads.
 # Needs `make tool alloc`. Takes about a minute. Exits 1 if the goal is missed.
 set -eu
+. "$(dirname "$0")/usage.sh"
+bench_usage "$@"
 cd "$(dirname "$0")/../.."
 T=${MD_TOOL:-build/malloc-doctor}
 LIBC=${MUSL_LIBC:-/usr/lib/x86_64-linux-musl/libc.a}

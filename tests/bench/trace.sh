@@ -6,6 +6,8 @@
 # probe's cost, on static musl the static probe's hooks (and, with --uprobes, a uprobe hit, which
 # is this machine's breakpoint trap).
 set -eu
+. "$(dirname "$0")/usage.sh"
+bench_usage "$@"
 T=${MD_TOOL:-build/malloc-doctor}
 B=build/bench
 mkdir -p $B

@@ -8,6 +8,10 @@
 # usage: tests/bench/alloc/fastpath.sh BEFORE.so AFTER.so [ALTERNATIONS, default 15]
 # (build a "before" .so from an older tree with the flags in alloc/alloc.mk)
 set -u
+if [ $# -lt 2 ] || [ "$1" = -h ] || [ "$1" = --help ]; then
+    sed -n 's/^# \(usage: .*\)/\1/p' "$0" >&2
+    exit 2
+fi
 cd "$(dirname "$0")/../../.."
 B=${MD_BUILD:-$PWD/build}
 before=$1 after=$2 n=${3:-15}
