@@ -29,6 +29,11 @@
 #define MD_TRACER_GRACE_SECONDS 1.0
 // SIGKILL is sent again at this interval: a process forked while the tree was listed is missed.
 #define MD_KILL_REPEAT_SECONDS 0.1
+// A SIGINT a process sends to this tool's process group reaches the program as well as the tool;
+// `timeout -s INT` sends one to the tool and one to the group at once. A second SIGINT from the
+// same sender within this time is that copy: the program has it, so it is neither passed on nor
+// taken for a second Ctrl-C. The tool waits as long before passing a first one on.
+#define MD_SIGINT_COPY_SECONDS 0.15
 
 static const char *const strace_head[] = {
     "strace", "-D", "-f", "--seccomp-bpf",
@@ -414,6 +419,9 @@ struct watchdog {
     const sigset_t *stop_signals; // read by the watchdog thread (signalfd), or NULL
     int interrupted_by;           // the tree was ended on it
     int passed_on;                // the first SIGINT, left to the program
+    uint32_t sigint_sender;       // its sender's pid (0: the terminal)
+    double sigint_at;             // when it came (now_seconds)
+    bool forward_pending;         // to be passed on at sigint_at + MD_SIGINT_COPY_SECONDS
     int done_fd;                  // eventfd: written when every process has been reaped
     pthread_t thread;
     bool running;
@@ -454,16 +462,41 @@ static void end_tree(struct watchdog *w)
         signal_tree(SIGKILL, now_seconds() >= tracers_at);
 }
 
-// Milliseconds until the deadline (0 once passed), or -1 without one: a poll timeout.
+// Milliseconds until the deadline or a SIGINT to pass on (0 once passed), or -1 without either:
+// a poll timeout.
 static int ms_until(const struct watchdog *w)
 {
-    if (!w->has_deadline)
-        return -1;
+    double left = -1;
+    if (w->has_deadline) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        left = (double)(w->deadline.tv_sec - now.tv_sec) +
+               (double)(w->deadline.tv_nsec - now.tv_nsec) / 1e9;
+        left = left < 0 ? 0 : left;
+    }
+    if (w->forward_pending) {
+        double forward = w->sigint_at + MD_SIGINT_COPY_SECONDS - now_seconds();
+        forward = forward < 0 ? 0 : forward;
+        left = left < 0 || forward < left ? forward : left;
+    }
+    return left < 0 ? -1 : (int)(left * 1000) + 1;
+}
+
+static bool deadline_passed(const struct watchdog *w)
+{
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    double left = (double)(w->deadline.tv_sec - now.tv_sec) +
-                  (double)(w->deadline.tv_nsec - now.tv_nsec) / 1e9;
-    return left <= 0 ? 0 : (int)(left * 1000) + 1;
+    return now.tv_sec > w->deadline.tv_sec ||
+           (now.tv_sec == w->deadline.tv_sec && now.tv_nsec >= w->deadline.tv_nsec);
+}
+
+// Passes a SIGINT a process sent on to the tree once no copy of it came to say the program has it.
+static void forward_sigint_when_due(struct watchdog *w)
+{
+    if (w->forward_pending && now_seconds() >= w->sigint_at + MD_SIGINT_COPY_SECONDS) {
+        w->forward_pending = false;
+        signal_tree(SIGINT, false);
+    }
 }
 
 // A stop signal: true when the tree must be ended now. A SIGINT from the terminal has reached
@@ -472,13 +505,20 @@ static int ms_until(const struct watchdog *w)
 static bool on_stop_signal(struct watchdog *w, const struct signalfd_siginfo *info)
 {
     int sig = (int)info->ssi_signo;
+    bool from_process = info->ssi_code != SI_KERNEL;
+    if (sig == SIGINT && w->passed_on && from_process && info->ssi_pid == w->sigint_sender &&
+        now_seconds() < w->sigint_at + MD_SIGINT_COPY_SECONDS) {
+        w->forward_pending = false; // the group's copy: the program got this one itself
+        return false;
+    }
     if (sig != SIGINT || w->passed_on) {
         w->interrupted_by = sig;
         return true;
     }
     w->passed_on = sig;
-    if (info->ssi_code != SI_KERNEL)
-        signal_tree(SIGINT, false);
+    w->sigint_sender = from_process ? info->ssi_pid : 0;
+    w->sigint_at = now_seconds();
+    w->forward_pending = from_process;
     return false;
 }
 
@@ -501,7 +541,8 @@ static void *watchdog_main(void *arg)
             break;
         }
         struct signalfd_siginfo info;
-        if (n == 0 && w->has_deadline)
+        forward_sigint_when_due(w);
+        if (n == 0 && w->has_deadline && deadline_passed(w))
             w->timed_out = end = true;
         else if (sig_fd >= 0 && (fds[1].revents & POLLIN) &&
                  read(sig_fd, &info, sizeof info) == (ssize_t)sizeof info)

@@ -151,7 +151,7 @@ p = subprocess.Popen([tool] + args + ['--', 'sh', '-c', 'trap "" INT; sleep 2; e
 time.sleep(1)
 for _ in range(count):
     p.send_signal(signal.SIGINT)
-    time.sleep(0.2)
+    time.sleep(0.5)  # a second Ctrl-C, not a copy of the first (lib/run.c: 0.15 s)
 print(p.stdout.read().decode().strip() or '-', p.wait(timeout=30))
 PY
 }
@@ -183,6 +183,31 @@ assert run['exit_code'] == 0 and run['wall_seconds'] >= 1.9, run"
 run = r['run']
 assert run['interrupted_by'] == 'INT' and run['signal_passed_on'] == 'INT', run
 assert run['exit_code'] is None and run['wall_seconds'] < 1.9, run"
+}
+
+@test "a SIGINT sent to the tool and to its group (timeout -s INT) is one: the program gets it once" {
+    # the group's copy reaches the program itself; taken for a second Ctrl-C, it ended the run
+    run python3 - "$T" "$OUT" <<'PY'
+import os, signal, subprocess, sys, time
+counter = ('import signal, time\nn = [0]\n'
+           'signal.signal(signal.SIGINT, lambda s, f: n.__setitem__(0, n[0] + 1))\n'
+           'time.sleep(2)\nprint("caught", n[0])')
+p = subprocess.Popen([sys.argv[1], 'trace', '--json', '-o', sys.argv[2], '--', 'python3', '-c',
+                      counter], start_new_session=True,
+                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+time.sleep(1)
+os.kill(p.pid, signal.SIGINT)
+time.sleep(0.03)  # apart, so that the two are not merged into one pending signal
+os.killpg(p.pid, signal.SIGINT)
+print(p.stdout.read().decode().strip(), p.wait(timeout=30))
+PY
+    [ "$status" -eq 0 ]
+    [ "$output" = "caught 1 0" ]
+    check "
+run = r['run']
+assert run['interrupted_by'] is None and run['signal_passed_on'] == 'INT', run
+assert run['exit_code'] == 0, run"
 }
 
 @test "200 threads at once: each worker's operations exact, threads and futex waits plausible" {
