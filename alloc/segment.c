@@ -114,24 +114,51 @@ static void md_cache_backoff(void)
     md_cache_delay_ms = longer < md_options.purge_delay_ms ? longer : md_options.purge_delay_ms;
 }
 
-// Take a cached mapping of at least `size` bytes that fits (md_cache_fits), the smallest.
+// The entries are kept sorted by size, smallest first, and the newest first among equal sizes
+// (its memory is warm): a request finds the smallest fitting entry by binary search and a short
+// scan, instead of testing every slot (a program replacing random blocks of 1-5 MB spent a fifth of
+// its time in that scan of 128 slots). Returns the first entry at least `size` bytes big.
+static size_t md_cache_lower_bound(size_t size)
+{
+    size_t lo = 0, hi = md_cache_count;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (md_cache[mid].size < size)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static void md_cache_insert(md_cached_t c)
+{
+    size_t i = md_cache_lower_bound(c.size);
+    memmove(&md_cache[i + 1], &md_cache[i], (md_cache_count - i) * sizeof(md_cached_t));
+    md_cache[i] = c;
+    md_cache_count++;
+}
+
+static md_cached_t md_cache_remove(size_t i)
+{
+    md_cached_t c = md_cache[i];
+    md_cache_count--;
+    memmove(&md_cache[i], &md_cache[i + 1], (md_cache_count - i) * sizeof(md_cached_t));
+    return c;
+}
+
+// Take the smallest cached mapping of at least `size` bytes that fits (md_cache_fits). Entries
+// past the first bigger than size plus the purged slack cannot fit.
 static void *md_cache_take(size_t size, size_t *got, bool *zeroed)
 {
     md_lock_acquire(&md_cache_lock);
-    size_t best = MD_CACHE_SLOTS;
-    for (size_t i = md_cache_count; i-- > 0;) { // newest first: its memory is warm
-        md_cached_t *c = &md_cache[i];
-        if (!md_cache_fits(c, size))
-            continue;
-        if (best == MD_CACHE_SLOTS || c->size < md_cache[best].size)
-            best = i;
-        if (c->size == size)
-            break;
-    }
+    size_t i = md_cache_lower_bound(size);
+    while (i < md_cache_count && md_cache[i].size <= size + size / 2 + MD_SEGMENT_SIZE &&
+           !md_cache_fits(&md_cache[i], size))
+        i++;
     void *p = NULL;
-    if (best != MD_CACHE_SLOTS) {
-        md_cached_t c = md_cache[best];
-        md_cache[best] = md_cache[--md_cache_count];
+    if (i < md_cache_count && md_cache_fits(&md_cache[i], size)) {
+        md_cached_t c = md_cache_remove(i);
         p = c.addr;
         *got = c.size;
         *zeroed = c.purged;
@@ -155,8 +182,7 @@ static md_cached_t md_cache_evict_oldest(void)
     for (size_t i = 1; i < md_cache_count; i++)
         if (md_cache[i].since_ms < md_cache[oldest].since_ms)
             oldest = i;
-    md_cached_t c = md_cache[oldest];
-    md_cache[oldest] = md_cache[--md_cache_count];
+    md_cached_t c = md_cache_remove(oldest);
     if (!c.purged)
         md_cache_dirty -= c.size;
     return c;
@@ -214,7 +240,7 @@ static void md_cache_maintain_locked(uint64_t now)
                 md_cache_purge_entry(c);
             if (c->purged && now - c->since_ms >= MD_CACHE_UNMAP_AGE_MS) {
                 md_os_unmap_segment(c->addr, c->size);
-                *c = md_cache[--md_cache_count];
+                md_cache_remove(i);
                 continue;
             }
             i++;
@@ -232,7 +258,7 @@ static void md_cache_put(void *addr, size_t size, bool purged)
         if (md_cache_count >= md_options.cache_max || md_cache_count >= MD_CACHE_SLOTS)
             victim = md_cache_evict_oldest();
         uint64_t now = md_now_ms();
-        md_cache[md_cache_count++] = (md_cached_t){addr, size, now, purged};
+        md_cache_insert((md_cached_t){addr, size, now, purged});
         if (!purged)
             md_cache_dirty += size;
         // Here, not only in a heap's maintenance: a program that allocates nothing but big blocks
