@@ -611,7 +611,7 @@ void *md_huge_alloc(size_t size, size_t align, size_t slack, bool zero)
 {
     if (align < MD_ALIGNMENT)
         align = MD_ALIGNMENT;
-    size_t off = align > MD_SEGMENT_SIZE ? MD_SEGMENT_SIZE : md_align_up(MD_SEGMENT_HEADER, align);
+    size_t off = align > MD_SEGMENT_SIZE ? MD_SEGMENT_SIZE : md_align_up(MD_HUGE_HEADER, align);
     if (size > MD_MAX_REQUEST - off - slack)
         return NULL;
     size_t need = md_align_up(off + size + slack, MD_OS_PAGE);
