@@ -140,11 +140,10 @@ _Static_assert(offsetof(md_page_t, head) < 64 && offsetof(md_page_t, free) == 64
 #define MD_SEGMENT_COOKIE 0x6d64616c6c6f6321ull
 
 // A huge segment uses only the header's first page descriptor, so its block starts right after
-// it, on the same OS page, instead of after the full 12 KiB header: a program that touches the
-// start of a big block and frees it later makes one page resident and walks one page, not two
-// (the header's and the block's), on every malloc and free (a program replacing random 1-5 MB
-// blocks spent a third of its time on the cache and TLB misses of those pages). 256 bytes keep
-// the block cache-line aligned.
+// it, on the same OS page, instead of after the full 12 KiB header: a program that touches only
+// the start of its big blocks makes one page resident per block instead of two, and malloc, the
+// program and free each touch one page of the block instead of two. 256 bytes keep the block
+// cache-line aligned.
 #define MD_HUGE_HEADER ((size_t)256)
 _Static_assert(offsetof(md_segment_t, pages) + sizeof(md_page_t) <= MD_HUGE_HEADER,
                "a huge segment's header must end before its block");
