@@ -696,6 +696,27 @@ bool md_huge_resize_in_place(md_segment_t *seg, size_t new_size, size_t slack)
     return true;
 }
 
+// Shrink a huge block in place to new_size bytes: the whole pages past it go back to the OS with
+// one mremap, nothing is copied and the pointer stays (before session 16 a block shrunk below half
+// its size was copied to a new block: 100 MB to 1 MB copied 1 MB and kept the old mapping in the
+// cache until purged; 8 MB to 5 MB kept the 3 MB tail resident for the block's life). A tail
+// shorter than MD_HUGE_TRIM_MIN stays: small shrinks would cost a system call each for little
+// memory. false if the kernel refuses (the block is unchanged).
+bool md_huge_shrink(md_segment_t *seg, size_t new_size)
+{
+    md_page_t *pg = &seg->pages[0];
+    size_t off = (size_t)(pg->start - (uint8_t *)seg);
+    size_t need = md_align_up(off + new_size, MD_OS_PAGE);
+    if (need + MD_HUGE_TRIM_MIN > seg->size)
+        return new_size <= pg->block_size;
+    if (!md_prim_remap_in_place(seg, seg->size, need))
+        return false;
+    md_stat_commit(-(int64_t)(seg->size - need));
+    seg->size = need;
+    pg->block_size = need - off;
+    return true;
+}
+
 // Grow a huge block that cannot grow in place by moving its whole segment, with `slack` bytes of
 // room, onto a new aligned mapping: the kernel moves the page tables, so nothing is copied and
 // the old and new block are never resident together (a block grown by realloc in 4 KiB steps to
