@@ -237,9 +237,12 @@ void *md_realloc(void *p, size_t n, bool zero_frees)
         return NULL;
     }
     size_t usable = md_usable_size_fast(p, MD_OP_REALLOC);
+    md_segment_t *seg = md_segment_of(p);
+    if (n <= usable && n > MD_LARGE_MAX && (seg->pages[0].flags & MD_PAGE_HUGE) &&
+        md_huge_shrink(seg, n))
+        return p; // a huge block that stays huge gives its tail back, without a copy
     if (n <= usable && n >= usable / 2)
         return p; // fits, and shrinking in place wastes at most half the block
-    md_segment_t *seg = md_segment_of(p);
     if (n > usable && (seg->pages[0].flags & MD_PAGE_HUGE)) {
         // Growth by realloc is usually repeated: half as much again as room (address space
         // only until touched), in place if the space after the block is free, else by moving

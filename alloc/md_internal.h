@@ -60,6 +60,9 @@
 #define MD_DIRECT_STEP 8   // one slot per 8 bytes of request: the 8-byte class has its own
 #define MD_DIRECT_SLOTS (MD_DIRECT_MAX / MD_DIRECT_STEP + 1)
 
+// realloc shrinking a huge block gives its tail back when at least this much goes (md_huge_shrink).
+#define MD_HUGE_TRIM_MIN ((size_t)64 * 1024)
+
 // Anything above this cannot be a valid object size (ptrdiff_t must hold it).
 #define MD_MAX_REQUEST ((size_t)PTRDIFF_MAX - 2 * MD_SEGMENT_SIZE)
 
@@ -138,6 +141,15 @@ _Static_assert(offsetof(md_page_t, head) < 64 && offsetof(md_page_t, free) == 64
                "free's read-only fields and the owner's hot fields must not share a line");
 
 #define MD_SEGMENT_COOKIE 0x6d64616c6c6f6321ull
+
+// A huge segment uses only the header's first page descriptor, so its block starts right after
+// it, on the same OS page, instead of after the full 12 KiB header: a program that touches only
+// the start of its big blocks makes one page resident per block instead of two, and malloc, the
+// program and free each touch one page of the block instead of two. 256 bytes keep the block
+// cache-line aligned.
+#define MD_HUGE_HEADER ((size_t)256)
+_Static_assert(offsetof(md_segment_t, pages) + sizeof(md_page_t) <= MD_HUGE_HEADER,
+               "a huge segment's header must end before its block");
 
 // ---- heaps --------------------------------------------------------------------------------------
 typedef struct {
@@ -497,6 +509,7 @@ void md_segment_purge_free(md_segment_t *seg);
 void *md_huge_alloc(size_t size, size_t align, size_t slack, bool zero);
 void md_huge_free(md_segment_t *seg);
 bool md_huge_resize_in_place(md_segment_t *seg, size_t new_size, size_t slack);
+bool md_huge_shrink(md_segment_t *seg, size_t new_size);
 void *md_huge_move(md_segment_t *seg, size_t new_size, size_t slack);
 size_t md_huge_usable(md_segment_t *seg, const void *p);
 void md_cache_init(void);

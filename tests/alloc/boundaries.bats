@@ -150,6 +150,13 @@ fresh_purge() {
 @test "realloc: a huge block grown in small steps is moved without copies, static musl" { ends_ok static realloc_grow; }
 @test "realloc: a huge block grown in small steps is moved without copies, debug build" { ends_ok debug realloc_grow; }
 
+# A huge block shrunk by realloc stays in place and gives its tail back with one mremap (before:
+# shrunk below half its size it was copied to a new block, shrunk less it kept its tail resident;
+# tests/alloc/realloc_shrink.c).
+@test "realloc: a huge block shrinks in place and its tail is returned, glibc preload" { ends_ok glibc realloc_shrink; }
+@test "realloc: a huge block shrinks in place and its tail is returned, static musl" { ends_ok static realloc_shrink; }
+@test "realloc: a huge block shrinks in place and its tail is returned, debug build" { ends_ok debug realloc_shrink; }
+
 # malloc_trim (glibc's extension) gives back at once what the purge delay would keep: a glibc
 # program's call reached glibc's own malloc_trim before, which trims arenas mdalloc never used
 # (tests/alloc/trim.c: 67 MB resident before and after). The banner shows mdalloc served it.

@@ -8,6 +8,7 @@
 # waiting: WALL=1 compares plain operations per second instead (still alternating, median).
 #
 # usage: tests/bench/alloc/ab.sh A.so B.so [BENCHES, default "larson churn realloc cjson"] [RUNS, default 7]
+# SECS=3 runs each benchmark for 3 s instead of 1 (hugechurn, as the acceptance tester ran it).
 set -u
 cd "$(dirname "$0")/../../.."
 B=${MD_BUILD:-$PWD/build}
@@ -18,7 +19,7 @@ prog=$B/alloc-bench/bench-glibc
 # ops per CPU second of one run
 one() {
     local so=$1 bench=$2 out
-    out=$( { /usr/bin/time -f 'CPU %e %U %S' env LD_PRELOAD="$so" "$prog" "$bench" 1; } 2>&1) || return 1
+    out=$( { /usr/bin/time -f 'CPU %e %U %S' env LD_PRELOAD="$so" "$prog" "$bench" "${SECS:-1}"; } 2>&1) || return 1
     awk -v b="$bench" -v wallclock="${WALL:-0}" '$1 == b {rate = $2} $1 == "CPU" {wall = $2; cpu = $3 + $4}
         END {printf "%.0f\n", wallclock == 1 || cpu == 0 ? rate : rate * wall / cpu}' <<<"$out"
 }

@@ -231,6 +231,31 @@ static uint64_t big(int idx)
     return ops;
 }
 
+// ---- hugechurn: random slots of 1-5 MB blocks replaced, 4 KiB of each touched -----------------
+// An acceptance tester's program: every block is above the large classes, so each op is a huge
+// free and a huge malloc; what matters is how cheaply freed big blocks are reused (system calls,
+// page faults), with 1000 slots (about 3 GB of address space) live. One thread, seeded PRNG.
+static uint64_t hugechurn(int idx)
+{
+    enum { SLOTS = 1000 };
+    static char *slot[SLOTS];
+    uint64_t s = (uint64_t)idx * 101 + 7, ops = 0;
+    while (!stopped()) {
+        for (int k = 0; k < 64; k++) {
+            uint64_t r = rnd(&s);
+            size_t i = r % SLOTS;
+            size_t n = ((size_t)1 << 20) + (r >> 16) % ((size_t)4 << 20);
+            free(slot[i]);
+            slot[i] = malloc(n);
+            memset(slot[i], 1, 4096);
+        }
+        ops += 64;
+    }
+    for (int i = 0; i < SLOTS; i++)
+        free(slot[i]);
+    return ops;
+}
+
 #ifdef BENCH_CJSON
 // ---- cJSON: parse and free a large generated document -----------------------------------------
 static char *json_doc;
@@ -271,9 +296,10 @@ static uint64_t cjson(int idx)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr,
-                "usage: bench churn|larson|prodcons|prodcons-pinned|mixed|realloc|big|cjson "
-                "[SECONDS]\n");
+        fprintf(
+            stderr,
+            "usage: bench churn|larson|prodcons|prodcons-pinned|mixed|realloc|big|hugechurn|cjson "
+            "[SECONDS]\n");
         return 2;
     }
     if (argc > 2)
@@ -294,6 +320,8 @@ int main(int argc, char **argv)
         rate = run_threads(realloc_growth, 2);
     else if (strcmp(name, "big") == 0)
         rate = run_threads(big, 2);
+    else if (strcmp(name, "hugechurn") == 0)
+        rate = run_threads(hugechurn, 1);
 #ifdef BENCH_CJSON
     else if (strcmp(name, "cjson") == 0) {
         make_json();

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../../.."
 B=${MD_BUILD:-$PWD/build}
 SECS=${1:-1}
 REPEATS=${2:-3}
-BENCHES=${BENCHES:-"larson prodcons churn mixed realloc big cjson"}
+BENCHES=${BENCHES:-"larson prodcons churn mixed realloc big hugechurn cjson"}
 LIBDIR=/usr/lib/x86_64-linux-gnu
 ALLOCS=${ALLOCS:-"glibc musl mdalloc mdalloc-musl mimalloc jemalloc tcmalloc"}
 [[ " $ALLOCS " == *" mimalloc "* ]] || ALLOCS="$ALLOCS mimalloc"
