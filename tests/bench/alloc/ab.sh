@@ -10,6 +10,10 @@
 # usage: tests/bench/alloc/ab.sh A.so B.so [BENCHES, default "larson churn realloc cjson"] [RUNS, default 7]
 # SECS=3 runs each benchmark for 3 s instead of 1 (hugechurn, as the acceptance tester ran it).
 set -u
+if [ $# -lt 2 ] || [ "$1" = -h ] || [ "$1" = --help ]; then
+    sed -n 's/^# \(usage: .*\)/\1/p' "$0" >&2
+    exit 2
+fi
 cd "$(dirname "$0")/../../.."
 B=${MD_BUILD:-$PWD/build}
 a=$1 b=$2 benches=${3:-"larson churn realloc cjson"} runs=${4:-7}
