@@ -720,7 +720,7 @@ assert c['samples'] > 50 and c['allocator_share'] < 0.1, c"
     run "$T" trace --sample-hz 0 --json -o "$OUT" -- "$FX/lifecycle" exit 10
     [ "$(q "r['cpu']['sampled']")" = False ]
     # not sampled: the same keys, null
-    [ "$(q "sorted(k for k, v in r['cpu'].items() if v is None)")" = "['allocator_samples', 'allocator_share', 'error', 'kernel_samples', 'lost', 'samples', 'scope', 'top_allocator_functions', 'top_functions']" ]
+    [ "$(q "sorted(k for k, v in r['cpu'].items() if v is None)")" = "['allocator_samples', 'allocator_share', 'error', 'kernel_samples', 'lost', 'measurement_samples', 'samples', 'scope', 'top_allocator_functions', 'top_functions']" ]
 }
 
 @test "strace missing: a clear error naming the package" {
