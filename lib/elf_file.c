@@ -395,7 +395,8 @@ static int read_dyn_tables(struct md_elf *e, struct dyn_tables *t, struct md_err
         if (!extent_fits(ph.p_offset, ph.p_filesz, e->size) || ph.p_offset > INT64_MAX ||
             !(t->entries =
                   elf_getdata_rawchunk(e->elf, (int64_t)ph.p_offset, ph.p_filesz, ELF_T_DYN)))
-            return md_fail(err, "%s: corrupt PT_DYNAMIC segment (outside the file)", e->path);
+            return md_fail(err, "%s: corrupt PT_DYNAMIC segment (empty or outside the file)",
+                           e->path);
         GElf_Dyn d;
         for (int k = 0; gelf_getdyn(t->entries, k, &d) && d.d_tag != DT_NULL; k++)
             note_dyn_table(t, &d);
