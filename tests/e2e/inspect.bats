@@ -947,10 +947,20 @@ for x in f["findings"]:
         [ "$(field "$ss" "$key")" = "$(field "$FX/glibc-dynamic" "$key")" ] || { echo "$key differs"; return 1; }
     done
     [ "$(field "$ss" '["malloc_import_version"]')" = '"GLIBC_2.2.5"' ]
+    # symbols counted by DT_HASH (--hash-style=sysv) instead of DT_GNU_HASH
+    [ "$(field "$FX/glibc-sysv-hash-sstripped" '["active"]')" = "$(field "$FX/glibc-sysv-hash" '["active"]')" ]
+    [ "$(field "$FX/glibc-sysv-hash-sstripped" '["threads"]')" = '"yes"' ]
     run "$T" inspect "$ss"
     [[ "$output" == *"yes     glibc ptmalloc (high) via libc.so.6"* ]]
     run "$T" inspect --expect glibc "$ss"
     [ "$status" -eq 0 ]
+    # only the header's section fields zeroed (e_shoff, e_shentsize..e_shstrndx), the file kept whole
+    cp "$FX/glibc-dynamic" "$BATS_TEST_TMPDIR/zeroed"
+    printf '\0\0\0\0\0\0\0\0' | dd of="$BATS_TEST_TMPDIR/zeroed" bs=1 seek=40 conv=notrunc 2>/dev/null
+    printf '\0\0\0\0\0\0' | dd of="$BATS_TEST_TMPDIR/zeroed" bs=1 seek=58 conv=notrunc 2>/dev/null
+    [ "$(od -An -tx1 -j58 -N6 "$BATS_TEST_TMPDIR/zeroed" | tr -d ' ')" = 000000000000 ]
+    [ "$(field "$BATS_TEST_TMPDIR/zeroed" '["active"]')" = "$(field "$FX/glibc-dynamic" '["active"]')" ]
+    [ "$(field "$BATS_TEST_TMPDIR/zeroed" '["threads"]')" = '"yes"' ]
     # toy-mt: its own libtoy.so (found through $ORIGIN in DT_RUNPATH) is first to define malloc
     run "$T" inspect -v "$FX/toy-mt-sstripped"
     [[ "${lines[1]}" == *"yes     unknown (low) via libtoy.so"* ]]
@@ -965,7 +975,7 @@ for x in f["findings"]:
 }
 
 @test "sstripped fixtures still run and load what they loaded; a static one is still scanned by segment" {
-    for f in toy-mt glibc-dynamic mimalloc-dynamic musl-static; do
+    for f in toy-mt glibc-dynamic glibc-sysv-hash mimalloc-dynamic musl-static; do
         [ "$(od -An -tx8 -j40 -N8 "$FX/$f-sstripped" | tr -d ' ')" = 0000000000000000 ] # e_shoff
         run "$FX/$f-sstripped" 2000
         [ "$status" -eq 0 ] || { echo "$f-sstripped: exit $status"; return 1; }
