@@ -297,7 +297,140 @@ int md_elf_interpreter(struct md_elf *e, const char **interp, struct md_error *e
     return 0;
 }
 
-static void record_dyn(struct md_elf *e, size_t strndx, const GElf_Dyn *d, struct md_dynamic *dyn)
+// A string table: a section that libelf reads, or, in a file without section headers, the
+// DT_STRTAB bytes of the mapped file.
+struct strtab {
+    Elf *elf;
+    size_t ndx;        // the section, when bytes is NULL
+    const char *bytes; // DT_STRTAB in the file
+    size_t size;       // DT_STRSZ, cut to what the file holds
+};
+
+static const char *strtab_get(const struct strtab *t, size_t off)
+{
+    if (!t->bytes)
+        return elf_strptr(t->elf, t->ndx, off);
+    // the string must end inside the table: the file is untrusted
+    if (off >= t->size || !memchr(t->bytes + off, 0, t->size - off))
+        return NULL;
+    return t->bytes + off;
+}
+
+// The file extent behind virtual address addr: its offset, and how many bytes from there the
+// PT_LOAD segment that holds it has in the file (at least 1). False when no segment does.
+static bool vaddr_extent(struct md_elf *e, GElf_Addr addr, uint64_t *off, uint64_t *avail)
+{
+    for (size_t i = 0; i < e->phnum; i++) {
+        GElf_Phdr ph;
+        if (!gelf_getphdr(e->elf, (int)i, &ph) || ph.p_type != PT_LOAD || addr < ph.p_vaddr ||
+            addr - ph.p_vaddr >= ph.p_filesz)
+            continue;
+        uint64_t delta = addr - ph.p_vaddr;
+        if (ph.p_offset > e->size || delta > e->size - ph.p_offset)
+            continue;
+        *off = ph.p_offset + delta;
+        uint64_t in_file = e->size - *off, in_segment = ph.p_filesz - delta;
+        *avail = in_file < in_segment ? in_file : in_segment;
+        return true;
+    }
+    return false;
+}
+
+// Addresses and sizes the dynamic segment gives, as ld.so reads them (0: absent).
+struct dyn_tables {
+    Elf_Data *entries; // PT_DYNAMIC
+    GElf_Addr strtab, symtab, hash, gnu_hash, versym, verneed, verdef;
+    GElf_Xword strsz, syment, verneednum, verdefnum;
+};
+
+static void note_dyn_table(struct dyn_tables *t, const GElf_Dyn *d)
+{
+    switch (d->d_tag) {
+    case DT_STRTAB:
+        t->strtab = d->d_un.d_ptr;
+        break;
+    case DT_STRSZ:
+        t->strsz = d->d_un.d_val;
+        break;
+    case DT_SYMTAB:
+        t->symtab = d->d_un.d_ptr;
+        break;
+    case DT_SYMENT:
+        t->syment = d->d_un.d_val;
+        break;
+    case DT_HASH:
+        t->hash = d->d_un.d_ptr;
+        break;
+    case DT_GNU_HASH:
+        t->gnu_hash = d->d_un.d_ptr;
+        break;
+    case DT_VERSYM:
+        t->versym = d->d_un.d_ptr;
+        break;
+    case DT_VERNEED:
+        t->verneed = d->d_un.d_ptr;
+        break;
+    case DT_VERNEEDNUM:
+        t->verneednum = d->d_un.d_val;
+        break;
+    case DT_VERDEF:
+        t->verdef = d->d_un.d_ptr;
+        break;
+    case DT_VERDEFNUM:
+        t->verdefnum = d->d_un.d_val;
+        break;
+    default:
+        break;
+    }
+}
+
+// Reads PT_DYNAMIC into t. No such segment: 0 with t->entries NULL.
+static int read_dyn_tables(struct md_elf *e, struct dyn_tables *t, struct md_error *err)
+{
+    memset(t, 0, sizeof *t);
+    for (size_t i = 0; i < e->phnum; i++) {
+        GElf_Phdr ph;
+        if (!gelf_getphdr(e->elf, (int)i, &ph) || ph.p_type != PT_DYNAMIC)
+            continue;
+        if (!extent_fits(ph.p_offset, ph.p_filesz, e->size) || ph.p_offset > INT64_MAX ||
+            !(t->entries =
+                  elf_getdata_rawchunk(e->elf, (int64_t)ph.p_offset, ph.p_filesz, ELF_T_DYN)))
+            return md_fail(err, "%s: corrupt PT_DYNAMIC segment (empty or outside the file)",
+                           e->path);
+        GElf_Dyn d;
+        for (int k = 0; gelf_getdyn(t->entries, k, &d) && d.d_tag != DT_NULL; k++)
+            note_dyn_table(t, &d);
+        return 0;
+    }
+    return 0;
+}
+
+static int dyn_corrupt(struct md_elf *e, const char *what, struct md_error *err)
+{
+    return md_fail(err, "%s: corrupt dynamic segment: %s", e->path, what);
+}
+
+// The dynamic string table, read from the file through the PT_LOAD segment that holds it.
+static int dyn_strtab(struct md_elf *e, const struct dyn_tables *t, struct strtab *s,
+                      struct md_error *err)
+{
+    memset(s, 0, sizeof *s);
+    if (!t->strtab)
+        return t->strsz ? dyn_corrupt(e, "DT_STRSZ without DT_STRTAB", err) : 0;
+    uint64_t off, avail;
+    size_t raw_size = 0;
+    const char *raw = elf_rawfile(e->elf, &raw_size);
+    // vaddr_extent keeps off within e->size, which validate_elf cut to the mapped size
+    if (!raw || !vaddr_extent(e, t->strtab, &off, &avail))
+        return dyn_corrupt(e, "DT_STRTAB is not in the file", err);
+    if (t->strsz > avail)
+        return dyn_corrupt(e, "DT_STRSZ runs past its segment or the end of the file", err);
+    s->bytes = raw + off;
+    s->size = (size_t)t->strsz;
+    return 0;
+}
+
+static void record_dyn(const struct strtab *strs, const GElf_Dyn *d, struct md_dynamic *dyn)
 {
     const char *s = NULL;
     switch (d->d_tag) {
@@ -305,7 +438,7 @@ static void record_dyn(struct md_elf *e, size_t strndx, const GElf_Dyn *d, struc
     case DT_SONAME:
     case DT_RPATH:
     case DT_RUNPATH:
-        s = elf_strptr(e->elf, strndx, d->d_un.d_val);
+        s = strtab_get(strs, d->d_un.d_val);
         break;
     case DT_FLAGS_1:
         dyn->flags_1 = d->d_un.d_val;
@@ -325,9 +458,35 @@ static void record_dyn(struct md_elf *e, size_t strndx, const GElf_Dyn *d, struc
         dyn->runpath = s;
 }
 
+static void record_dyn_entries(Elf_Data *data, const struct strtab *strs, struct md_dynamic *dyn)
+{
+    dyn->present = true;
+    GElf_Dyn d;
+    for (int i = 0; gelf_getdyn(data, i, &d) && d.d_tag != DT_NULL; i++)
+        record_dyn(strs, &d, dyn);
+}
+
+// Without section headers (sstrip), the dynamic section is read as ld.so reads it: PT_DYNAMIC,
+// and the strings at DT_STRTAB.
+static int dynamic_from_segment(struct md_elf *e, struct md_dynamic *dyn, struct md_error *err)
+{
+    struct dyn_tables t;
+    struct strtab strs;
+    if (read_dyn_tables(e, &t, err))
+        return -1;
+    if (!t.entries)
+        return 0;
+    if (dyn_strtab(e, &t, &strs, err))
+        return -1;
+    record_dyn_entries(t.entries, &strs, dyn);
+    return 0;
+}
+
 int md_elf_dynamic(struct md_elf *e, struct md_dynamic *dyn, struct md_error *err)
 {
     memset(dyn, 0, sizeof *dyn);
+    if (e->shnum == 0)
+        return dynamic_from_segment(e, dyn, err);
     for (Elf_Scn *scn = NULL; (scn = elf_nextscn(e->elf, scn));) {
         GElf_Shdr sh;
         if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_DYNAMIC)
@@ -335,10 +494,8 @@ int md_elf_dynamic(struct md_elf *e, struct md_dynamic *dyn, struct md_error *er
         Elf_Data *data = elf_getdata(scn, NULL);
         if (!data)
             return elf_fail(err, e->path, "cannot read the dynamic section");
-        dyn->present = true;
-        GElf_Dyn d;
-        for (int i = 0; gelf_getdyn(data, i, &d) && d.d_tag != DT_NULL; i++)
-            record_dyn(e, sh.sh_link, &d, dyn);
+        struct strtab strs = {.elf = e->elf, .ndx = sh.sh_link};
+        record_dyn_entries(data, &strs, dyn);
     }
     return 0;
 }
@@ -409,11 +566,12 @@ static bool in_version_section(const Elf_Data *d, size_t off)
     return off < d->d_size && off <= INT_MAX;
 }
 
-static void read_verneed(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, struct version_names *v)
+// count: the number of records (sh_info, DT_VERNEEDNUM); names come from strs.
+static void read_verneed(Elf_Data *d, size_t count, const struct strtab *strs,
+                         struct version_names *v)
 {
-    Elf_Data *d = elf_getdata(scn, NULL);
     size_t off = 0;
-    for (size_t i = 0; d && i < sh->sh_info; i++) {
+    for (size_t i = 0; d && i < count; i++) {
         GElf_Verneed vn;
         if (!in_version_section(d, off) || !gelf_getverneed(d, (int)off, &vn))
             return;
@@ -422,7 +580,7 @@ static void read_verneed(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, struct ver
             GElf_Vernaux va;
             if (!in_version_section(d, aux) || !gelf_getvernaux(d, (int)aux, &va))
                 return;
-            version_set(v, va.vna_other, elf_strptr(elf, sh->sh_link, va.vna_name));
+            version_set(v, va.vna_other, strtab_get(strs, va.vna_name));
             if (!va.vna_next)
                 break;
             aux += va.vna_next;
@@ -433,18 +591,18 @@ static void read_verneed(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, struct ver
     }
 }
 
-static void read_verdef(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, struct version_names *v)
+static void read_verdef(Elf_Data *d, size_t count, const struct strtab *strs,
+                        struct version_names *v)
 {
-    Elf_Data *d = elf_getdata(scn, NULL);
     size_t off = 0;
-    for (size_t i = 0; d && i < sh->sh_info; i++) {
+    for (size_t i = 0; d && i < count; i++) {
         GElf_Verdef vd;
         GElf_Verdaux va;
         if (!in_version_section(d, off) || !gelf_getverdef(d, (int)off, &vd))
             return;
         if (in_version_section(d, off + vd.vd_aux) &&
             gelf_getverdaux(d, (int)(off + vd.vd_aux), &va))
-            version_set(v, vd.vd_ndx, elf_strptr(elf, sh->sh_link, va.vda_name));
+            version_set(v, vd.vd_ndx, strtab_get(strs, va.vda_name));
         if (!vd.vd_next)
             return;
         off += vd.vd_next;
@@ -459,49 +617,162 @@ static Elf_Data *read_versions(struct md_elf *e, size_t dynsym_index, struct ver
         GElf_Shdr sh;
         if (!gelf_getshdr(scn, &sh))
             continue;
+        struct strtab strs = {.elf = e->elf, .ndx = sh.sh_link};
         if (sh.sh_type == SHT_GNU_versym && sh.sh_link == dynsym_index)
             versym = elf_getdata(scn, NULL);
         else if (sh.sh_type == SHT_GNU_verneed)
-            read_verneed(e->elf, scn, &sh, v);
+            read_verneed(elf_getdata(scn, NULL), sh.sh_info, &strs, v);
         else if (sh.sh_type == SHT_GNU_verdef)
-            read_verdef(e->elf, scn, &sh, v);
+            read_verdef(elf_getdata(scn, NULL), sh.sh_info, &strs, v);
     }
     return versym;
 }
 
-static int walk_symtab(struct md_elf *e, Elf_Scn *scn, const GElf_Shdr *sh, md_sym_fn fn, void *ctx,
-                       struct md_error *err)
+// A symbol table to walk, from a section or from the dynamic segment.
+struct sym_table {
+    Elf_Data *syms;
+    size_t count;
+    struct strtab strs;
+    bool dynamic;
+    Elf_Data *versym; // dynamic symbols: their version indexes, or NULL
+    struct version_names versions;
+};
+
+static void walk_syms(const struct sym_table *t, md_sym_fn fn, void *ctx)
 {
-    Elf_Data *data = elf_getdata(scn, NULL);
-    if (!data)
-        return elf_fail(err, e->path, "cannot read a symbol table");
-    bool dynamic = sh->sh_type == SHT_DYNSYM;
-    struct version_names versions = {0};
-    Elf_Data *versym = dynamic ? read_versions(e, elf_ndxscn(scn), &versions) : NULL;
-    size_t entsize = sh->sh_entsize ? sh->sh_entsize : gelf_fsize(e->elf, ELF_T_SYM, 1, EV_CURRENT);
-    size_t count = entsize ? sh->sh_size / entsize : 0;
     int stop = 0;
-    for (size_t i = 1; i < count && !stop; i++) {
+    for (size_t i = 1; i < t->count && !stop; i++) {
         GElf_Sym s;
-        if (!gelf_getsym(data, (int)i, &s))
+        if (!gelf_getsym(t->syms, (int)i, &s))
             break;
         struct md_sym sym = {
-            .name = elf_strptr(e->elf, sh->sh_link, s.st_name),
+            .name = strtab_get(&t->strs, s.st_name),
             .value = s.st_value,
             .size = s.st_size,
             .type = GELF_ST_TYPE(s.st_info),
             .bind = GELF_ST_BIND(s.st_info),
             .defined = s.st_shndx != SHN_UNDEF,
-            .dynamic = dynamic,
+            .dynamic = t->dynamic,
         };
         GElf_Versym vs;
-        if (versym && gelf_getversym(versym, (int)i, &vs) && (vs & 0x7fff) > 1 &&
-            (size_t)(vs & 0x7fff) < versions.count)
-            sym.version = versions.name[vs & 0x7fff];
+        if (t->versym && gelf_getversym(t->versym, (int)i, &vs) && (vs & 0x7fff) > 1 &&
+            (size_t)(vs & 0x7fff) < t->versions.count)
+            sym.version = t->versions.name[vs & 0x7fff];
         if (sym.name && *sym.name)
             stop = fn(&sym, ctx);
     }
-    free(versions.name);
+}
+
+static int walk_symtab(struct md_elf *e, Elf_Scn *scn, const GElf_Shdr *sh, md_sym_fn fn, void *ctx,
+                       struct md_error *err)
+{
+    struct sym_table t = {.syms = elf_getdata(scn, NULL),
+                          .strs = {.elf = e->elf, .ndx = sh->sh_link},
+                          .dynamic = sh->sh_type == SHT_DYNSYM};
+    if (!t.syms)
+        return elf_fail(err, e->path, "cannot read a symbol table");
+    if (t.dynamic)
+        t.versym = read_versions(e, elf_ndxscn(scn), &t.versions);
+    size_t entsize = sh->sh_entsize ? sh->sh_entsize : gelf_fsize(e->elf, ELF_T_SYM, 1, EV_CURRENT);
+    t.count = entsize ? sh->sh_size / entsize : 0;
+    walk_syms(&t, fn, ctx);
+    free(t.versions.name);
+    return 0;
+}
+
+// The bytes at virtual address addr, converted by libelf for type; size 0: all that its PT_LOAD
+// segment holds in the file from there. NULL when they are not all in the file.
+static Elf_Data *dyn_chunk(struct md_elf *e, GElf_Addr addr, uint64_t size, Elf_Type type)
+{
+    uint64_t off, avail;
+    if (!addr || !vaddr_extent(e, addr, &off, &avail) || off > INT64_MAX)
+        return NULL;
+    if (!size)
+        size = type == ELF_T_WORD ? avail & ~(uint64_t)3 : avail;
+    if (!size || size > avail || size > SIZE_MAX)
+        return NULL;
+    return elf_getdata_rawchunk(e->elf, (int64_t)off, (size_t)size, type);
+}
+
+// DT_GNU_HASH gives no symbol count: it is one past the end of the chain of the highest bucket
+// (the last entry of a chain has its low bit set). Every index is checked against the n words
+// there are, so a chain that never ends stops at the end of the data: -1.
+static int gnu_hash_count(const Elf32_Word *w, size_t n, bool elf64, size_t *count)
+{
+    if (n < 4)
+        return -1;
+    uint64_t nbuckets = w[0], symoffset = w[1], buckets = 4 + (uint64_t)w[2] * (elf64 ? 2 : 1);
+    if (buckets > n || nbuckets > n - buckets)
+        return -1;
+    uint64_t chains = buckets + nbuckets, last = 0;
+    for (uint64_t i = 0; i < nbuckets; i++)
+        if (w[buckets + i] > last)
+            last = w[buckets + i];
+    if (last == 0) { // every bucket empty: only the symbols before symoffset
+        *count = symoffset;
+        return 0;
+    }
+    if (last < symoffset)
+        return -1;
+    for (uint64_t at = chains + (last - symoffset); at < n; at++, last++)
+        if (w[at] & 1) {
+            *count = last + 1;
+            return 0;
+        }
+    return -1;
+}
+
+static int dyn_symbol_count(struct md_elf *e, const struct dyn_tables *t, size_t *count,
+                            struct md_error *err)
+{
+    if (t->hash) { // nchain, the second word, is the number of symbols
+        Elf_Data *h = dyn_chunk(e, t->hash, 8, ELF_T_WORD);
+        if (!h || h->d_size < 8)
+            return dyn_corrupt(e, "DT_HASH is not in the file", err);
+        *count = ((const Elf32_Word *)h->d_buf)[1];
+        return 0;
+    }
+    Elf_Data *g = dyn_chunk(e, t->gnu_hash, 0, ELF_T_WORD);
+    if (g &&
+        !gnu_hash_count(g->d_buf, g->d_size / 4, e->ehdr.e_ident[EI_CLASS] == ELFCLASS64, count))
+        return 0;
+    if (!t->gnu_hash)
+        return dyn_corrupt(e, "DT_SYMTAB without DT_HASH or DT_GNU_HASH", err);
+    return dyn_corrupt(e, "DT_GNU_HASH is not in the file or a chain runs past its end", err);
+}
+
+// Version names for dynamic symbols read from the segment. Missing or bad tables leave the
+// symbols without versions: what they name (malloc@GLIBC_2.2.5) is a detail of the answer.
+static void dyn_versions(struct md_elf *e, const struct dyn_tables *dt, struct sym_table *t)
+{
+    t->versym = dyn_chunk(e, dt->versym, (uint64_t)t->count * 2, ELF_T_HALF);
+    if (!t->versym)
+        return;
+    read_verneed(dyn_chunk(e, dt->verneed, 0, ELF_T_VNEED), dt->verneednum, &t->strs, &t->versions);
+    read_verdef(dyn_chunk(e, dt->verdef, 0, ELF_T_VDEF), dt->verdefnum, &t->strs, &t->versions);
+}
+
+// Without section headers, the dynamic symbols are found as ld.so finds them: DT_SYMTAB, counted
+// by the hash table, named by DT_STRTAB.
+static int symbols_from_segment(struct md_elf *e, md_sym_fn fn, void *ctx, struct md_error *err)
+{
+    struct dyn_tables dt;
+    struct sym_table t = {.dynamic = true};
+    if (read_dyn_tables(e, &dt, err))
+        return -1;
+    if (!dt.entries || !dt.symtab)
+        return 0;
+    size_t entsize = gelf_fsize(e->elf, ELF_T_SYM, 1, EV_CURRENT);
+    if (dt.syment && dt.syment != entsize)
+        return dyn_corrupt(e, "DT_SYMENT is not the size of a symbol", err);
+    if (dyn_strtab(e, &dt, &t.strs, err) || dyn_symbol_count(e, &dt, &t.count, err))
+        return -1;
+    if (t.count > INT_MAX / entsize ||
+        !(t.syms = dyn_chunk(e, dt.symtab, (uint64_t)t.count * entsize, ELF_T_SYM)))
+        return dyn_corrupt(e, "the symbol table runs past its segment or the end of the file", err);
+    dyn_versions(e, &dt, &t);
+    walk_syms(&t, fn, ctx);
+    free(t.versions.name);
     return 0;
 }
 
@@ -509,6 +780,8 @@ int md_elf_symbols(struct md_elf *e, md_sym_fn fn, void *ctx, bool *has_symtab,
                    struct md_error *err)
 {
     *has_symtab = false;
+    if (e->shnum == 0)
+        return symbols_from_segment(e, fn, ctx, err);
     for (Elf_Scn *scn = NULL; (scn = elf_nextscn(e->elf, scn));) {
         GElf_Shdr sh;
         if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM))
@@ -569,18 +842,11 @@ int md_elf_read_vaddr(struct md_elf *e, GElf_Addr addr, void *buf, size_t len)
 {
     size_t raw_size = 0;
     const char *raw = elf_rawfile(e->elf, &raw_size);
-    for (size_t i = 0; raw && i < e->phnum; i++) {
-        GElf_Phdr ph;
-        if (!gelf_getphdr(e->elf, (int)i, &ph) || ph.p_type != PT_LOAD || addr < ph.p_vaddr ||
-            addr - ph.p_vaddr > ph.p_filesz || ph.p_filesz - (addr - ph.p_vaddr) < len)
-            continue;
-        uint64_t off = ph.p_offset + (addr - ph.p_vaddr);
-        if (!extent_fits(off, len, e->size < raw_size ? e->size : raw_size))
-            continue;
-        memcpy(buf, raw + off, len);
-        return 0;
-    }
-    return -1;
+    uint64_t off, avail;
+    if (!raw || !vaddr_extent(e, addr, &off, &avail) || len > avail)
+        return -1;
+    memcpy(buf, raw + off, len);
+    return 0;
 }
 
 bool md_elf_has_section(struct md_elf *e, const char *name)

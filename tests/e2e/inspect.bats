@@ -933,3 +933,68 @@ for x in f["findings"]:
     [ ! -e "$dir/ran" ]
     rm -rf "$dir"
 }
+
+# sstrip removes the section headers: the dynamic section and .dynsym are then read as ld.so reads
+# them, from PT_DYNAMIC (tests/fixtures/src/sstrip.c makes the copies).
+@test "sstripped glibc threaded program: DT_NEEDED and the imports read from PT_DYNAMIC, as before sstrip" {
+    ss=$FX/glibc-dynamic-sstripped
+    [ "$(field "$ss" '["stripped"]')" = true ]
+    [ "$(field "$ss" '["threads"]')" = '"yes"' ]
+    [ "$(field "$ss" '["threads_evidence"]')" = '"pthread_create"' ]
+    [ "$(active_id "$ss")" = glibc-ptmalloc ]
+    # the same answer as the file with its section headers, confidence and versions included
+    for key in '["active"]' '["malloc_import_version"]' '["kind"]' '["libc"]'; do
+        [ "$(field "$ss" "$key")" = "$(field "$FX/glibc-dynamic" "$key")" ] || { echo "$key differs"; return 1; }
+    done
+    [ "$(field "$ss" '["malloc_import_version"]')" = '"GLIBC_2.2.5"' ]
+    # symbols counted by DT_HASH (--hash-style=sysv) instead of DT_GNU_HASH
+    [ "$(field "$FX/glibc-sysv-hash-sstripped" '["active"]')" = "$(field "$FX/glibc-sysv-hash" '["active"]')" ]
+    [ "$(field "$FX/glibc-sysv-hash-sstripped" '["threads"]')" = '"yes"' ]
+    run "$T" inspect "$ss"
+    [[ "$output" == *"yes     glibc ptmalloc (high) via libc.so.6"* ]]
+    run "$T" inspect --expect glibc "$ss"
+    [ "$status" -eq 0 ]
+    # only the header's section fields zeroed (e_shoff, e_shentsize..e_shstrndx), the file kept whole
+    cp "$FX/glibc-dynamic" "$BATS_TEST_TMPDIR/zeroed"
+    printf '\0\0\0\0\0\0\0\0' | dd of="$BATS_TEST_TMPDIR/zeroed" bs=1 seek=40 conv=notrunc 2>/dev/null
+    printf '\0\0\0\0\0\0' | dd of="$BATS_TEST_TMPDIR/zeroed" bs=1 seek=58 conv=notrunc 2>/dev/null
+    [ "$(od -An -tx1 -j58 -N6 "$BATS_TEST_TMPDIR/zeroed" | tr -d ' ')" = 000000000000 ]
+    [ "$(field "$BATS_TEST_TMPDIR/zeroed" '["active"]')" = "$(field "$FX/glibc-dynamic" '["active"]')" ]
+    [ "$(field "$BATS_TEST_TMPDIR/zeroed" '["threads"]')" = '"yes"' ]
+    # toy-mt: its own libtoy.so (found through $ORIGIN in DT_RUNPATH) is first to define malloc
+    run "$T" inspect -v "$FX/toy-mt-sstripped"
+    [[ "${lines[1]}" == *"yes     unknown (low) via libtoy.so"* ]]
+    [[ "$output" == *"load order: $(realpath "$FX")/libtoy.so  (defines malloc)"* ]]
+}
+
+@test "sstripped program linked with -lmimalloc: mimalloc serves malloc" {
+    [ "$(active_id "$FX/mimalloc-dynamic-sstripped")" = mimalloc ]
+    [ "$(field "$FX/mimalloc-dynamic-sstripped" '["active"]')" = "$(field "$FX/mimalloc-dynamic" '["active"]')" ]
+    run "$T" inspect --expect mimalloc "$FX/mimalloc-dynamic-sstripped"
+    [ "$status" -eq 0 ]
+}
+
+@test "sstripped fixtures still run and load what they loaded; a static one is still scanned by segment" {
+    for f in toy-mt glibc-dynamic glibc-sysv-hash mimalloc-dynamic musl-static; do
+        [ "$(od -An -tx8 -j40 -N8 "$FX/$f-sstripped" | tr -d ' ')" = 0000000000000000 ] # e_shoff
+        run "$FX/$f-sstripped" 2000
+        [ "$status" -eq 0 ] || { echo "$f-sstripped: exit $status"; return 1; }
+        [ "$f" = musl-static ] && continue
+        # the loader's view survives sstrip: the same libraries in the same order
+        [ "$("$T" inspect -v "$FX/$f-sstripped" | grep 'load order:')" = \
+            "$("$T" inspect -v "$FX/$f" | grep 'load order:')" ] || { echo "$f: load order differs"; return 1; }
+    done
+    [ "$(active_id "$FX/musl-static-sstripped")" = musl-mallocng ]
+}
+
+@test "a corrupt PT_DYNAMIC in an sstripped file: one clear line, exit 2, no crash" {
+    for what in strtab:"DT_STRTAB is not in the file" \
+        strsz:"DT_STRSZ runs past its segment or the end of the file" \
+        gnu-hash:"DT_GNU_HASH is not in the file or a chain runs past its end"; do
+        f=$FX/bad/sstripped-${what%%:*}
+        run "$T" inspect "$f"
+        [ "$status" -eq 2 ] || { echo "status $status for $f"; return 1; }
+        [ "${#lines[@]}" -eq 1 ] || { echo "not one line: $output"; return 1; }
+        [ "$output" = "malloc-doctor: inspect: $f: corrupt dynamic segment: ${what#*:}" ] || { echo "$output"; return 1; }
+    done
+}
