@@ -365,10 +365,14 @@ static void print_syscalls(const cJSON *r)
                inside, num(s, "seconds"));
     }
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(r, "futex");
-    printf("\nfutex waits: %.0f, %.4f s blocked (%.1f%% of wall time); %.0f inside allocator calls "
-           "(%.4f s)\n",
-           num(f, "waits"), num(f, "wait_seconds"), 100 * num(f, "wait_share_of_wall"),
-           num(f, "allocator_waits"), num(f, "allocator_wait_seconds"));
+    printf("\nfutex waits: %.0f, %.4f s blocked (%.1f%% of wall time); ", num(f, "waits"),
+           num(f, "wait_seconds"), 100 * num(f, "wait_share_of_wall"));
+    // calls in another pid namespace cannot be tied to their waits: a 0 would be a guess
+    if (num(cJSON_GetObjectItemCaseSensitive(r, "attribution"), "other_pid_namespace_calls") > 0)
+        printf("inside allocator calls: not known (another pid namespace)\n");
+    else
+        printf("%.0f inside allocator calls (%.4f s)\n", num(f, "allocator_waits"),
+               num(f, "allocator_wait_seconds"));
 }
 
 static void print_bands(const cJSON *r, const char *key, const char *title)
