@@ -696,9 +696,9 @@ static bool map_file(const char *path, size_t *mapped)
 }
 
 // This process's ids in the tool's pid namespace and its image's number, and the process counted
-// (md_probe_count_process). A process in another
-// namespace that cannot translate its ids says so in the file: its syscalls cannot be tied to
-// its calls. Also in a forked child: `unshare -fp` forks into the new namespace.
+// (md_probe_count_process). A process in another namespace that cannot translate its ids says so
+// in the file: its syscalls cannot be tied to its calls. Also in a forked child: `unshare -fp`
+// forks into the new namespace.
 static void learn_ids(struct md_probe_header *h)
 {
     probe.own_pid = getpid();

@@ -137,7 +137,7 @@ struct md_probe_header {
     _Atomic uint32_t slots_overflow; // threads that found no free slot
     // The tool's pid namespace (of /proc/self/ns/pid) and its pid there, set by the tool: the
     // pids and tids strace and perf give are that namespace's. A probe in another namespace
-    // (unshare -p, bwrap, a container) translates its own into it (alloc/probe_ids.c).
+    // (unshare -p, bwrap, a container) translates its own into it (alloc/probe_proc.c).
     uint64_t tool_pidns_dev, tool_pidns_ino; // 0: not known (no /proc): the probe assumes its own
     int32_t tool_pid;
     // processes that ran in another pid namespace and could not tell their pids in the tool's:
