@@ -587,7 +587,7 @@ static uint32_t track(enum md_probe_op op, uint64_t size, void *result, void *fr
 static int32_t thread_id(void)
 {
     if (!tls_tid)
-        tls_tid = md_probe_ids_tid(probe.ids);
+        tls_tid = md_probe_ids_tid(probe.ids, probe.view.header); // mapped before any caller
     return tls_tid;
 }
 
@@ -703,8 +703,7 @@ static void learn_ids(struct md_probe_header *h)
 {
     probe.own_pid = getpid();
     probe.ids = md_probe_ids_mode(h);
-    probe.pid = md_probe_ids_pid(probe.ids);
-    tls_tid = 0;
+    probe.pid = md_probe_ids_pid(probe.ids, h, &tls_tid);
     // once per process: an exec attaches again
     if (md_probe_count_process(h, probe.pid) && probe.pid < 0)
         atomic_fetch_add(&h->foreign_pid_processes, 1);

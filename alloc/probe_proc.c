@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -46,13 +47,16 @@ static void format_pid(char *out, const char *before, int32_t pid, const char *a
 enum md_ids_mode md_probe_ids_mode(const struct md_probe_header *h)
 {
     struct stat own;
-    // no namespace known, or no /proc to tell: as before, the probe's own numbers
-    if (!h->tool_pidns_ino || stat("/proc/self/ns/pid", &own) ||
-        ((uint64_t)own.st_dev == h->tool_pidns_dev && (uint64_t)own.st_ino == h->tool_pidns_ino))
+    // no namespace known (the tool had no /proc): as before, the probe's own numbers
+    if (!h->tool_pidns_ino ||
+        (!stat("/proc/self/ns/pid", &own) && (uint64_t)own.st_dev == h->tool_pidns_dev &&
+         (uint64_t)own.st_ino == h->tool_pidns_ino))
         return MD_IDS_SAME;
-    // NSpid lists the ids from the namespace of the /proc mount down: its first entry is the
-    // tool's only when that mount is the tool's namespace, which the tool's own entry there
-    // shows (unshare -p alone keeps it; --mount-proc, bwrap and containers mount their own).
+    // Another namespace, or no /proc to tell (a chroot, a sandbox). NSpid lists the ids from the
+    // namespace of the /proc mount down: its first entry is the tool's only when that mount is
+    // the tool's namespace, which the tool's own entry there shows (unshare -p alone keeps it;
+    // --mount-proc, bwrap and containers mount their own). Otherwise tokens, which the tool maps
+    // in any namespace.
     char tool[48];
     format_pid(tool, "/proc/", h->tool_pid > 0 ? h->tool_pid : 0, "/ns/pid");
     return h->tool_pid > 0 && same_file(tool, h->tool_pidns_dev, h->tool_pidns_ino)
@@ -70,25 +74,45 @@ static int32_t first_id(const char *status, const char *key)
     return id > 0 && id <= INT32_MAX ? (int32_t)id : 0;
 }
 
+// A token for an id the probe cannot translate, negated; announced by a marker syscall of the
+// calling thread when it is that thread's (see foreign_pid_processes). Past the last token, the
+// process's own id, negated: not mapped, but not a pid of the tool's namespace either.
+static int32_t token(struct md_probe_header *h, bool announce, int32_t own)
+{
+    uint32_t t = atomic_fetch_add(&h->id_tokens, 1) + 1;
+    if (t >= MD_PROBE_ID_TOKEN_MAX)
+        return -own;
+    if (announce)
+        syscall(SYS_madvise, md_probe_id_mark(t), 0, MADV_NORMAL);
+    return -(int32_t)t;
+}
+
 static int32_t translated(enum md_ids_mode mode, int32_t own, const char *status, const char *key)
 {
     char buf[4096];
-    int32_t id = 0;
     if (mode == MD_IDS_SAME)
         return own;
     if (mode == MD_IDS_NSPID && read_small(status, buf, sizeof buf))
-        id = first_id(buf, key);
-    return id ? id : -own;
+        return first_id(buf, key);
+    return 0;
 }
 
-int32_t md_probe_ids_pid(enum md_ids_mode mode)
+int32_t md_probe_ids_pid(enum md_ids_mode mode, struct md_probe_header *h, int32_t *tid)
 {
-    return translated(mode, (int32_t)getpid(), "/proc/self/status", "\nNStgid:");
+    int32_t own = (int32_t)getpid();
+    bool main_thread = (int32_t)syscall(SYS_gettid) == own;
+    int32_t id = translated(mode, own, "/proc/self/status", "\nNStgid:");
+    if (!id) // the main thread's token is its tid's too, which announces it
+        id = token(h, main_thread, own);
+    *tid = main_thread ? id : 0;
+    return id;
 }
 
-int32_t md_probe_ids_tid(enum md_ids_mode mode)
+int32_t md_probe_ids_tid(enum md_ids_mode mode, struct md_probe_header *h)
 {
-    return translated(mode, (int32_t)syscall(SYS_gettid), "/proc/thread-self/status", "\nNSpid:");
+    int32_t own = (int32_t)syscall(SYS_gettid);
+    int32_t id = translated(mode, own, "/proc/thread-self/status", "\nNSpid:");
+    return id ? id : token(h, true, own);
 }
 
 uint64_t md_probe_start_time(void)

@@ -141,8 +141,12 @@ struct md_probe_header {
     uint64_t tool_pidns_dev, tool_pidns_ino; // 0: not known (no /proc): the probe assumes its own
     int32_t tool_pid;
     // processes that ran in another pid namespace and could not tell their pids in the tool's:
-    // they wrote their own, negated (so none can pass for a pid of the tool's namespace)
+    // they write tokens instead, negated (so none can pass for a pid of the tool's namespace),
+    // and each thread announces its token in a marker syscall (md_probe_id_mark) that strace and
+    // perf record under the thread's id in the tool's namespace; the tool maps them back
+    // (lib/probe_file.h) and leaves here the processes it could not map
     _Atomic uint32_t foreign_pid_processes;
+    _Atomic uint32_t id_tokens; // the last token taken
     _Atomic uint64_t slow_used;
     _Atomic uint32_t processes; // distinct processes that ran with a probe (md_probe_count_process)
     uint32_t flags;             // md_probe_flags
@@ -262,6 +266,25 @@ static inline bool md_probe_count_process(struct md_probe_header *h, int32_t pid
     }
     atomic_fetch_add(&h->processes, 1);
     return true;
+}
+
+// madvise(MD_PROBE_ID_MARK | token << 12, 0, MADV_NORMAL) announces a thread's token (see
+// foreign_pid_processes): a length of 0 changes nothing, and the address is no mapping's.
+#define MD_PROBE_ID_MARK 0x6d69640000000000ull // "mid"
+#define MD_PROBE_ID_MARK_MASK 0xffffff0000000fffull
+#define MD_PROBE_ID_TOKEN_MAX (1u << 28) // tokens fit between the mark and the page offset
+
+static inline uint64_t md_probe_id_mark(uint32_t token)
+{
+    return MD_PROBE_ID_MARK | (uint64_t)token << 12;
+}
+
+// The token a marker address announces, or 0 when it is not one.
+static inline uint32_t md_probe_id_token(uint64_t address)
+{
+    return (address & MD_PROBE_ID_MARK_MASK) == MD_PROBE_ID_MARK
+               ? (uint32_t)(address >> 12) & (MD_PROBE_ID_TOKEN_MAX - 1)
+               : 0;
 }
 
 // The number of a new image (or forked child) of process pid that started at start_time, for the

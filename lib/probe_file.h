@@ -63,6 +63,13 @@ long md_probe_file_drop_own(const struct md_probe_file *pf, struct md_sys_event 
 // and start time (a pid the kernel reused starts later). Their live blocks were discarded with
 // their heap. False when out of memory (nothing marked).
 bool md_probe_file_exec_replaced(const struct md_probe_file *pf, bool *replaced, size_t n);
+// Maps the tokens that probes in another pid namespace wrote for their pids and tids (negated;
+// alloc/probe_shared.h: foreign_pid_processes) to the ids of the tool's namespace, from their
+// marker syscalls in events, which it leaves out (*count of them, compacted in place), and
+// rewrites the file's tables with them; foreign_pid_processes keeps the processes it could not
+// map. Call before md_probe_file_drop_own. Returns how many events it left out, or -1 when out
+// of memory (nothing changed).
+long md_probe_file_map_ids(struct md_probe_file *pf, struct md_sys_event *events, size_t *count);
 // Unmaps and removes the file.
 void md_probe_file_close(struct md_probe_file *pf);
 

@@ -835,10 +835,14 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
     if (s->perf.syscalls && !md_trace_perf_take_syscalls(&s->perf, &s->log, &s->sys_lost))
         return md_fail(err, "perf recorded no syscalls: %s",
                        s->perf.error[0] ? s->perf.error : "the events could not be read");
-    long own = preload ? md_probe_file_drop_own(&s->probe, s->log.event, &s->log.count) : 0;
+    // the ids of processes in another pid namespace first: drop_own matches threads by id
+    long marks = preload ? md_probe_file_map_ids(&s->probe, s->log.event, &s->log.count) : 0;
+    long own = preload && marks >= 0
+                   ? md_probe_file_drop_own(&s->probe, s->log.event, &s->log.count)
+                   : marks;
     if (own < 0)
         return md_fail(err, "out of memory");
-    s->log.probe_own += (size_t)own;
+    s->log.probe_own += (size_t)(own + marks);
     add_syscall_source(report, s);
     add_run(report, run, opt->timeout_seconds, tree_known ? &s->tree : NULL, &s->log,
             probed ? &s->probe : NULL);

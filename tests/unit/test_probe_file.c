@@ -308,6 +308,53 @@ static void the_file_names_the_tools_namespace_and_a_shared_descriptor(void **st
     md_probe_file_close(&pf);
 }
 
+// Tokens written by probes in another pid namespace become the ids their marker syscalls were
+// recorded under; the markers leave the events; a process whose marker was not seen stays in
+// another namespace (counted), and the image table finds mapped pids by their new hash.
+static void announced_tokens_become_the_tools_ids(void **state)
+{
+    (void)state;
+    struct md_probe_file pf;
+    struct md_error err;
+    assert_int_equal(md_probe_file_create(&pf, 1000, 0, &err), 0);
+    struct md_probe_header *h = pf.header;
+    atomic_store(&h->id_tokens, 3); // 1: a process's main thread, 2: its second thread, 3: lost
+    atomic_store(&h->foreign_pid_processes, 2);
+    struct md_probe_slot *slots = pf.view.slots;
+    atomic_store(&slots[1].claimed, 1);
+    slots[1].pid = -1;
+    slots[1].tid = -1;
+    atomic_store(&slots[2].claimed, 1);
+    slots[2].pid = -1;
+    slots[2].tid = -2;
+    atomic_store(&slots[3].claimed, 1);
+    slots[3].pid = -3;
+    slots[3].tid = -3;
+    char inner[MD_PROBE_COMM] = "inner", lost[MD_PROBE_COMM] = "lost";
+    md_probe_note_image(h, -1, inner);
+    md_probe_note_image(h, -3, lost);
+    assert_int_equal(md_probe_take_image(h, -1, 50), 1);
+    assert_int_equal(md_probe_take_image(h, -3, 60), 2);
+    struct md_sys_event ev[] = {
+        {.tid = 8352, .sys = MD_SYS_MADVISE, .address = md_probe_id_mark(1)},
+        {.tid = 8352, .sys = MD_SYS_MMAP, .address = 0x7f0000000000, .length = 4096},
+        {.tid = 8360, .sys = MD_SYS_MADVISE, .address = md_probe_id_mark(2)},
+        {.tid = 8360, .sys = MD_SYS_MADVISE, .address = md_probe_id_mark(2), .length = 4096},
+    };
+    size_t count = sizeof ev / sizeof ev[0];
+    assert_int_equal(md_probe_file_map_ids(&pf, ev, &count), 2);
+    assert_int_equal(count, 2); // the program's mmap, and a madvise with a length: not a marker
+    assert_true(ev[0].sys == MD_SYS_MMAP && ev[1].length == 4096);
+    assert_true(slots[1].pid == 8352 && slots[1].tid == 8352);
+    assert_true(slots[2].pid == 8352 && slots[2].tid == 8360);
+    assert_true(slots[3].pid == -3 && slots[3].tid == -3);
+    assert_true(md_probe_image_noted(h, 8352, "inner"));
+    assert_true(md_probe_image_noted(h, -3, "lost"));
+    assert_int_equal(h->image_runs[0].pid, 8352);
+    assert_int_equal(atomic_load(&h->foreign_pid_processes), 1);
+    md_probe_file_close(&pf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -320,6 +367,7 @@ int main(void)
         cmocka_unit_test(the_probes_own_mappings_leave_the_events),
         cmocka_unit_test(an_exec_replaces_an_image_and_a_reused_pid_does_not),
         cmocka_unit_test(the_file_names_the_tools_namespace_and_a_shared_descriptor),
+        cmocka_unit_test(announced_tokens_become_the_tools_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
