@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "alloc/probe_code.h"
+#include "alloc/probe_proc.h"
 #include "alloc/probe_shared.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -56,8 +57,11 @@ static struct {
     struct md_probe_view view;      // the file's tables, as they were when the probe attached
     _Atomic int attach_tried;       // the first allocator call may come before our constructor
     uint32_t flags;                 // md_probe_flags, set once the objects are recorded
-    pid_t pid;
-    pthread_t main_thread; // the thread whose name is the process's (tid == pid)
+    pid_t own_pid;                  // getpid(): this process's pid in its own namespace
+    int32_t pid;                    // the same in the tool's (md_probe_ids_pid)
+    enum md_ids_mode ids;           // how its ids read in the tool's namespace
+    int32_t image;                  // this image's number (md_probe_take_image): its live blocks
+    pthread_t main_thread;          // the thread whose name is the process's (tid == pid)
     bool main_thread_known;
     bool rseq;                           // slow calls are found by the rseq mark (see mark_begin)
     _Atomic bool fast_path_allowed;      // set last by attach_shared (see struct fast_path)
@@ -71,6 +75,8 @@ static struct {
 } probe;
 
 static __thread struct md_probe_slot *tls_slot __attribute__((tls_model("initial-exec")));
+// the thread's tid in the tool's namespace, read when it claims a slot (0: not yet)
+static __thread int32_t tls_tid __attribute__((tls_model("initial-exec")));
 
 // What the fast path of malloc, free, calloc and realloc needs, in one place: this thread's own
 // slot and its rseq_cs field. slot stays NULL, and every call takes the full path, until the
@@ -495,12 +501,12 @@ static uint32_t stack_id(const struct caller *c, unsigned *guess_slot)
 
 static void live_insert(void *p, uint64_t size, uint32_t stack)
 {
-    md_probe_live_insert(&probe.view, probe.pid, (uint64_t)p, size, stack);
+    md_probe_live_insert(&probe.view, probe.image, (uint64_t)p, size, stack);
 }
 
 static void live_remove(void *p)
 {
-    md_probe_live_remove(&probe.view, probe.pid, (uint64_t)p);
+    md_probe_live_remove(&probe.view, probe.image, (uint64_t)p);
 }
 
 // What --stacks and --leaks add to a call: the caller's stack, counted per stack; the live-block
@@ -576,6 +582,15 @@ static uint32_t track(enum md_probe_op op, uint64_t size, void *result, void *fr
     return stack;
 }
 
+// The calling thread's tid in the tool's namespace, read once per thread (the first is the
+// thread that attached or forked).
+static int32_t thread_id(void)
+{
+    if (!tls_tid)
+        tls_tid = md_probe_ids_tid(probe.ids, probe.view.header); // mapped before any caller
+    return tls_tid;
+}
+
 // --- what the probe maps for itself --------------------------------------------------------
 
 struct own_object {
@@ -602,17 +617,17 @@ static void note_own_maps(struct md_probe_header *h, const void *file_map, size_
     uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), now = clock_ns(CLOCK_REALTIME);
     struct own_object self = {.inside = (uint64_t)(uintptr_t)&note_own_maps};
     if (dl_iterate_phdr(find_own_object, &self))
-        md_probe_note_own_map(h, (int32_t)getpid(), self.start & ~(page - 1),
+        md_probe_note_own_map(h, probe.pid, self.start & ~(page - 1),
                               (self.end + page - 1) & ~(page - 1), now);
     uint64_t file = (uint64_t)(uintptr_t)file_map;
-    md_probe_note_own_map(h, (int32_t)syscall(SYS_gettid), file, file + file_mapped, now);
+    md_probe_note_own_map(h, thread_id(), file, file + file_mapped, now);
 }
 
 // The first process to attach names the file its malloc comes from, and so does every image it
 // execs later (the program's own, unless a shell started it in a child).
 static void record_provider(struct md_probe_header *h)
 {
-    int32_t owner = 0, self = (int32_t)getpid();
+    int32_t owner = 0, self = probe.pid;
     Dl_info info;
     if (!atomic_compare_exchange_strong(&h->provider_pid, &owner, self) && owner != self)
         return;
@@ -649,6 +664,12 @@ static bool map_file(const char *path, size_t *mapped)
 {
     const size_t header_only = sizeof(struct md_probe_header) + sizeof(struct md_probe_slot);
     int fd = open(path, O_RDWR | O_CLOEXEC);
+    // A process that switched to another user cannot open the tool's file (mode 0600): it uses
+    // the descriptor the tool left open, a duplicate, so that the program's own close of that
+    // number later leaves the mapping alone (and the original stays for the images it execs).
+    int inherited = fd < 0 ? md_probe_inherited_fd() : -1;
+    if (inherited >= 0)
+        fd = fcntl(inherited, F_DUPFD_CLOEXEC, 0);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) || (size_t)st.st_size < header_only) {
         if (fd >= 0)
@@ -674,6 +695,21 @@ static bool map_file(const char *path, size_t *mapped)
     return true;
 }
 
+// This process's ids in the tool's pid namespace and its image's number, and the process counted
+// (md_probe_count_process). A process in another namespace that cannot translate its ids says so
+// in the file: its syscalls cannot be tied to its calls. Also in a forked child: `unshare -fp`
+// forks into the new namespace.
+static void learn_ids(struct md_probe_header *h)
+{
+    probe.own_pid = getpid();
+    probe.ids = md_probe_ids_mode(h);
+    probe.pid = md_probe_ids_pid(probe.ids, h, &tls_tid);
+    // once per process: an exec attaches again
+    if (md_probe_count_process(h, probe.pid) && probe.pid < 0)
+        atomic_fetch_add(&h->foreign_pid_processes, 1);
+    probe.image = md_probe_take_image(h, probe.pid, md_probe_start_time());
+}
+
 static void attach_shared(void)
 {
     // a plain load first: without a probe file every call comes here, and an exchange on a
@@ -687,15 +723,14 @@ static void attach_shared(void)
     if (!path || !map_file(path, &mapped))
         return;
     struct md_probe_header *h = probe.view.header;
-    md_probe_count_process(h, getpid());
+    learn_ids(h);
     note_own_maps(h, h, mapped);
     char comm[MD_PROBE_COMM] = "";
     if (!syscall(SYS_prctl, PR_GET_NAME, comm, 0, 0, 0)) // not through our own prctl
-        md_probe_note_image(h, (int32_t)getpid(), comm);
+        md_probe_note_image(h, probe.pid, comm);
     note_main_thread();
     probe.threshold = h->slow_threshold_ticks;
     probe.overflow_slot = &probe.view.slots[0]; // slot 0 is reserved for overflow
-    probe.pid = getpid();
     probe.inactive = false;
     probe.rseq = !(h->flags & MD_PROBE_PRECISE) && rseq_mark_works();
     atomic_fetch_or(&h->method, probe.rseq ? MD_METHOD_RSEQ : MD_METHOD_TICKS);
@@ -718,10 +753,12 @@ static void forget_slot_in_child(void)
     tls_fast = (struct fast_path){0};
     tls_stacks = (struct stack_cache){0}; // the parent's batch is the parent's
     pid_t parent = probe.pid;
-    probe.pid = getpid();
+    probe.own_pid = getpid();
+    probe.pid = probe.own_pid;
     note_main_thread(); // the thread that forked is the child's only one
-    if (probe.shared)   // a process of its own that runs with the probe, though it may never exec
-        md_probe_count_process(probe.shared, probe.pid);
+    if (probe.shared) { // a process of its own that runs with the probe, though it may never exec
+        learn_ids(probe.shared);
+    }
     if (probe.shared && probe.flags)
         md_probe_code_adopt_in_child(parent, probe.pid);
 }
@@ -752,8 +789,8 @@ static struct md_probe_slot *claim_slot(void)
     for (uint32_t i = atomic_load(&h->slots_used) + 1; i < probe.view.slot_count; i++) {
         uint32_t free_state = 0;
         if (atomic_compare_exchange_strong(&slots[i].claimed, &free_state, 1)) {
-            slots[i].pid = (int32_t)getpid();
-            slots[i].tid = (int32_t)syscall(SYS_gettid);
+            slots[i].pid = probe.pid;
+            slots[i].tid = thread_id();
             atomic_fetch_add(&h->slots_used, 1);
             return &slots[i];
         }
@@ -791,7 +828,7 @@ static void log_slow(struct md_probe_slot *s, enum md_probe_op op, uint64_t size
                                              .start_realtime_ns = start_realtime_ns,
                                              .end_realtime_ns = end_realtime_ns,
                                              .size = size,
-                                             .tid = (int32_t)syscall(SYS_gettid),
+                                             .tid = thread_id(),
                                              .op = (uint16_t)op,
                                              .stack = stack};
 }
@@ -1151,7 +1188,7 @@ EXPORT size_t malloc_usable_size(void *p)
 
 static void note_main_thread_name(const char *name)
 {
-    if (!probe.shared || probe.pid != getpid())
+    if (!probe.shared || probe.own_pid != getpid())
         return;
     char comm[MD_PROBE_COMM] = "";
     for (size_t k = 0; k + 1 < MD_PROBE_COMM && name[k]; k++) // the kernel keeps 15 bytes

@@ -16,8 +16,8 @@ $(PROBE_ANY): alloc/probe.mk
 	$(Q)for p in x86_64 haswell xeon_phi; do ln -sfn ../glibc $(@D)/$$p; done
 	$(Q)ln -sfn ../musl '$(@D)/$$PLATFORM'
 
-PROBE_SRC := alloc/probe.c alloc/probe_code.c
-PROBE_DEPS := $(PROBE_SRC) alloc/probe_code.h alloc/probe_shared.h
+PROBE_SRC := alloc/probe.c alloc/probe_code.c alloc/probe_proc.c
+PROBE_DEPS := $(PROBE_SRC) alloc/probe_code.h alloc/probe_proc.h alloc/probe_shared.h
 
 $(PROBE_GLIBC): $(PROBE_DEPS)
 	@mkdir -p $(@D)

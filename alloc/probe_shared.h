@@ -18,8 +18,13 @@
 #include <string.h>
 
 #define MD_PROBE_MAGIC 0x3165626f7270646dull // "mdprobe1"
-#define MD_PROBE_VERSION 7
+#define MD_PROBE_VERSION 8
 #define MD_PROBE_ENV "MD_PROBE_FILE"
+// "FD DEV INO": a descriptor of the file that the tool leaves open across exec, for a process
+// that cannot open the path (it switched to another user: the file is the tool's user's, mode
+// 0600). The device and inode tell the probe that the descriptor is still the file, and not
+// one the program reused the number for.
+#define MD_PROBE_FD_ENV "MD_PROBE_FD"
 #define MD_PROBE_SLOTS 1024
 #define MD_PROBE_SLOW_MAX (1u << 20)
 #define MD_PROBE_OBJECTS 4096
@@ -116,7 +121,10 @@ struct md_probe_stack {
 struct md_probe_live {
     _Atomic uint64_t address; // 0 free, MD_PROBE_LIVE_TOMBSTONE freed, else the block
     uint64_t size;
-    int32_t pid;
+    // The image that allocated it: its number in image_runs (md_probe_take_image), or its pid,
+    // negated, when that table was full. Not the pid: an exec replaces the heap, and the new
+    // image must neither free the old one's blocks nor inherit them as its own leaks.
+    int32_t image;
     uint32_t stack; // index + 1, or 0
 };
 
@@ -127,6 +135,18 @@ struct md_probe_header {
     uint64_t slow_threshold_ticks; // set by the tool
     _Atomic uint32_t slots_used;
     _Atomic uint32_t slots_overflow; // threads that found no free slot
+    // The tool's pid namespace (of /proc/self/ns/pid) and its pid there, set by the tool: the
+    // pids and tids strace and perf give are that namespace's. A probe in another namespace
+    // (unshare -p, bwrap, a container) translates its own into it (alloc/probe_proc.c).
+    uint64_t tool_pidns_dev, tool_pidns_ino; // 0: not known (no /proc): the probe assumes its own
+    int32_t tool_pid;
+    // processes that ran in another pid namespace and could not tell their pids in the tool's:
+    // they write tokens instead, negated (so none can pass for a pid of the tool's namespace),
+    // and each thread announces its token in a marker syscall (md_probe_id_mark) that strace and
+    // perf record under the thread's id in the tool's namespace; the tool maps them back
+    // (lib/probe_file.h) and leaves here the processes it could not map
+    _Atomic uint32_t foreign_pid_processes;
+    _Atomic uint32_t id_tokens; // the last token taken
     _Atomic uint64_t slow_used;
     _Atomic uint32_t processes; // distinct processes that ran with a probe (md_probe_count_process)
     uint32_t flags;             // md_probe_flags
@@ -166,6 +186,17 @@ struct md_probe_header {
         uint64_t start, end; // [start, end)
         uint64_t noted_ns;   // CLOCK_REALTIME once it existed: the syscalls came before
     } own_maps[MD_PROBE_OWN_MAPS];
+    // Every image that attached, and every forked child, numbered from 1 in the order they
+    // attached: the live-block table names blocks by these. An image whose process (the same pid
+    // and start time) has a later number exec'd: its blocks were discarded by the exec, not
+    // leaked. The start time (/proc/self/stat field 22) survives exec and tells a process from a
+    // later one the kernel gave the same pid.
+    _Atomic uint32_t image_runs_used;
+    struct md_probe_image_run {
+        int32_t pid; // in the tool's namespace (negated: see foreign_pid_processes)
+        uint32_t reserved;
+        uint64_t start_time; // clock ticks after boot; 0: not known (never taken for an exec)
+    } image_runs[MD_PROBE_IMAGES];
 };
 
 // Entry i of the probe sequence for pid in an open-addressed table of n entries.
@@ -221,8 +252,9 @@ static inline void md_probe_note_image(struct md_probe_header *h, int32_t pid, c
 }
 
 // Counts pid once in h->processes. A full table counts every call (more than MD_PROBE_PIDS
-// processes in one run); a pid the kernel reuses within the run is counted once.
-static inline void md_probe_count_process(struct md_probe_header *h, int32_t pid)
+// processes in one run); a pid the kernel reuses within the run is counted once. True when this
+// call counted it.
+static inline bool md_probe_count_process(struct md_probe_header *h, int32_t pid)
 {
     for (uint32_t i = 0; i < MD_PROBE_PIDS; i++) {
         _Atomic int32_t *e = &h->process_pids[md_probe_pid_slot(pid, i, MD_PROBE_PIDS)];
@@ -230,9 +262,41 @@ static inline void md_probe_count_process(struct md_probe_header *h, int32_t pid
         if (atomic_compare_exchange_strong(e, &seen, pid))
             break;
         if (seen == pid)
-            return;
+            return false;
     }
     atomic_fetch_add(&h->processes, 1);
+    return true;
+}
+
+// madvise(MD_PROBE_ID_MARK | token << 12, 0, MADV_NORMAL) announces a thread's token (see
+// foreign_pid_processes): a length of 0 changes nothing, and the address is no mapping's.
+#define MD_PROBE_ID_MARK 0x6d69640000000000ull // "mid"
+#define MD_PROBE_ID_MARK_MASK 0xffffff0000000fffull
+#define MD_PROBE_ID_TOKEN_MAX (1u << 28) // tokens fit between the mark and the page offset
+
+static inline uint64_t md_probe_id_mark(uint32_t token)
+{
+    return MD_PROBE_ID_MARK | (uint64_t)token << 12;
+}
+
+// The token a marker address announces, or 0 when it is not one.
+static inline uint32_t md_probe_id_token(uint64_t address)
+{
+    return (address & MD_PROBE_ID_MARK_MASK) == MD_PROBE_ID_MARK
+               ? (uint32_t)(address >> 12) & (MD_PROBE_ID_TOKEN_MAX - 1)
+               : 0;
+}
+
+// The number of a new image (or forked child) of process pid that started at start_time, for the
+// live-block table: see image_runs.
+static inline int32_t md_probe_take_image(struct md_probe_header *h, int32_t pid,
+                                          uint64_t start_time)
+{
+    uint32_t at = atomic_fetch_add(&h->image_runs_used, 1);
+    if (at >= MD_PROBE_IMAGES)
+        return pid > 0 ? -pid : pid; // negative: never an image number; kept as leaks
+    h->image_runs[at] = (struct md_probe_image_run){.pid = pid, .start_time = start_time};
+    return (int32_t)at + 1;
 }
 
 // Notes a mapping the probe made for itself (see own_maps).
@@ -383,8 +447,8 @@ static inline uint64_t md_probe_live_slot(uint64_t block, uint64_t mask)
     return ((block >> 4) + md_probe_mix(block >> 26)) & mask;
 }
 
-static inline void md_probe_live_insert(const struct md_probe_view *v, int32_t pid, uint64_t block,
-                                        uint64_t size, uint32_t stack)
+static inline void md_probe_live_insert(const struct md_probe_view *v, int32_t image,
+                                        uint64_t block, uint64_t size, uint32_t stack)
 {
     struct md_probe_live *table = v->live;
     uint64_t mask = v->live_max - 1;
@@ -394,7 +458,7 @@ static inline void md_probe_live_insert(const struct md_probe_view *v, int32_t p
         if ((seen == 0 || seen == MD_PROBE_LIVE_TOMBSTONE) &&
             atomic_compare_exchange_strong(&table[i].address, &seen, block)) {
             table[i].size = size;
-            table[i].pid = pid;
+            table[i].image = image;
             table[i].stack = stack;
             return;
         }
@@ -402,7 +466,8 @@ static inline void md_probe_live_insert(const struct md_probe_view *v, int32_t p
     atomic_fetch_add(&v->header->live_dropped, 1);
 }
 
-static inline void md_probe_live_remove(const struct md_probe_view *v, int32_t pid, uint64_t block)
+static inline void md_probe_live_remove(const struct md_probe_view *v, int32_t image,
+                                        uint64_t block)
 {
     struct md_probe_live *table = v->live;
     uint64_t mask = v->live_max - 1;
@@ -411,7 +476,7 @@ static inline void md_probe_live_remove(const struct md_probe_view *v, int32_t p
         uint64_t seen = atomic_load(&table[i].address);
         if (seen == 0)
             return; // never recorded (allocated before the probe attached, or in the parent)
-        if (seen == block && table[i].pid == pid) {
+        if (seen == block && table[i].image == image) {
             atomic_store(&table[i].address, MD_PROBE_LIVE_TOMBSTONE);
             return;
         }

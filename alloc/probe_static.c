@@ -182,7 +182,8 @@ struct thread {
 };
 
 struct process {
-    int32_t pid; // 0 until this process has attached (after a fork: wiped)
+    int32_t pid;   // 0 until this process has attached (after a fork: wiped)
+    int32_t image; // its number for the live-block table (md_probe_take_image)
     struct thread threads[THREADS];
 };
 
@@ -222,6 +223,9 @@ static void attach_process(struct process *pr)
 {
     pr->pid = (int32_t)SYS(SYS_getpid, 0);
     md_probe_count_process(hooks.shared, pr->pid);
+    // no start time: a static program's image is never replaced by a probed one (a program it
+    // execs runs without a probe), so its blocks stay leaks
+    pr->image = md_probe_take_image(hooks.shared, pr->pid, 0);
     atomic_fetch_or(&hooks.shared->method, MD_METHOD_TICKS);
     if (hooks.flags)
         record_program(pr->pid);
@@ -327,7 +331,7 @@ __attribute__((noinline)) static uint32_t track(struct thread *t, enum md_probe_
     const struct md_probe_view *v = &hooks.view;
     int32_t pid = hooks.process->pid;
     if (freed && (hooks.flags & MD_PROBE_WANT_LEAKS))
-        md_probe_live_remove(v, pid, (uint64_t)freed);
+        md_probe_live_remove(v, hooks.process->image, (uint64_t)freed);
     if (t->caller != caller || !t->stack) {
         t->caller = caller;
         t->stack = md_probe_stack_id(v, pid, &caller, 1);
@@ -340,7 +344,7 @@ __attribute__((noinline)) static uint32_t track(struct thread *t, enum md_probe_
         atomic_fetch_add_explicit(&e->bytes, size, memory_order_relaxed);
     }
     if (hooks.flags & MD_PROBE_WANT_LEAKS)
-        md_probe_live_insert(v, pid, (uint64_t)result, size, t->stack);
+        md_probe_live_insert(v, hooks.process->image, (uint64_t)result, size, t->stack);
     return t->stack;
 }
 

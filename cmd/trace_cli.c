@@ -307,29 +307,41 @@ static void print_ops(const cJSON *r)
     md_render_unprobed_note(r);
 }
 
+// Why one program ran without the probe (run.unprobed), after its name.
+static void print_unprobed_reason(const cJSON *e)
+{
+    const char *reason = md_json_get_str(e, "reason");
+    if (reason && !strcmp(reason, "other-user"))
+        printf(": ran as another user (uid %.0f) who could not open the probe's file",
+               num(e, "uid"));
+    else
+        printf(": a program it cannot follow, such as a static or setuid one");
+}
+
 void md_render_unprobed_note(const cJSON *r)
 {
     // processes from the kernel's exit records; a program exec'd by a static one, or a static
-    // one exec'd by a dynamic one, runs without a probe
+    // one exec'd by a dynamic one, runs without a probe, and so does one that switched to
+    // another user and closed the probe's descriptor on the way
     const cJSON *run = cJSON_GetObjectItemCaseSensitive(r, "run");
     const char *rss_source = md_json_get_str(run, "max_rss_source");
     double probed = num(run, "probed_processes"), all = num(run, "processes");
-    if (rss_source && !strcmp(rss_source, "taskstats") &&
-        cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(run, "probed_processes")) && probed < all) {
-        printf("note: %.0f of %.0f processes ran without the probe (", all - probed, all);
-        const cJSON *name;
-        bool first = true;
-        char shown[PATH_MAX];
-        cJSON_ArrayForEach(name, cJSON_GetObjectItemCaseSensitive(run, "unprobed_programs"))
-        {
-            printf("%s%s", first ? "" : ", ",
-                   md_cli_printable(name->valuestring, shown, sizeof shown));
-            first = false;
-        }
-        printf("%sprograms exec'd that it cannot follow, such as static or setuid ones): their "
-               "allocator calls are not counted, their syscalls are\n",
-               first ? "" : ": ");
+    if (!rss_source || strcmp(rss_source, "taskstats") ||
+        !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(run, "probed_processes")) || probed >= all)
+        return;
+    printf("note: %.0f of %.0f processes ran without the probe (", all - probed, all);
+    const cJSON *e;
+    bool first = true;
+    char shown[PATH_MAX];
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(run, "unprobed"))
+    {
+        printf("%s%s", first ? "" : "; ",
+               md_cli_printable(md_json_get_str(e, "program"), shown, sizeof shown));
+        print_unprobed_reason(e);
+        first = false;
     }
+    printf("%s): their allocator calls are not counted, their syscalls are\n",
+           first ? "programs it cannot follow" : "");
 }
 
 static void print_syscalls(const cJSON *r)
@@ -350,10 +362,14 @@ static void print_syscalls(const cJSON *r)
                inside, num(s, "seconds"));
     }
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(r, "futex");
-    printf("\nfutex waits: %.0f, %.4f s blocked (%.1f%% of wall time); %.0f inside allocator calls "
-           "(%.4f s)\n",
-           num(f, "waits"), num(f, "wait_seconds"), 100 * num(f, "wait_share_of_wall"),
-           num(f, "allocator_waits"), num(f, "allocator_wait_seconds"));
+    printf("\nfutex waits: %.0f, %.4f s blocked (%.1f%% of wall time); ", num(f, "waits"),
+           num(f, "wait_seconds"), 100 * num(f, "wait_share_of_wall"));
+    // calls in another pid namespace cannot be tied to their waits: a 0 would be a guess
+    if (num(cJSON_GetObjectItemCaseSensitive(r, "attribution"), "other_pid_namespace_calls") > 0)
+        printf("inside allocator calls: not known (another pid namespace)\n");
+    else
+        printf("%.0f inside allocator calls (%.4f s)\n", num(f, "allocator_waits"),
+               num(f, "allocator_wait_seconds"));
 }
 
 static void print_bands(const cJSON *r, const char *key, const char *title)
@@ -439,6 +455,13 @@ static void print_stacks(const cJSON *r)
     printf("\nleaks: %.0f block%s, %.0f byte%s never freed\n", num(leaks, "blocks"),
            md_plural_s(num(leaks, "blocks")), num(leaks, "bytes"),
            md_plural_s(num(leaks, "bytes")));
+    // the heap of an image that exec'd another program went with it
+    const cJSON *exec = cJSON_GetObjectItemCaseSensitive(leaks, "live_at_exec");
+    if (num(exec, "blocks") > 0)
+        printf("(not counted: %.0f block%s, %.0f byte%s still live when their program exec'd "
+               "another, which discards its heap)\n",
+               num(exec, "blocks"), md_plural_s(num(exec, "blocks")), num(exec, "bytes"),
+               md_plural_s(num(exec, "bytes")));
     print_stack_list(cJSON_GetObjectItemCaseSensitive(leaks, "by_stack"), "leaked from", "blocks",
                      "bytes", "bytes", 0);
 }

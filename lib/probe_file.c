@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,10 +66,51 @@ static int make_file(struct md_probe_file *pf, struct md_error *err)
     return md_fail(err, "cannot create the probe file in /dev/shm or %s (%s)", md_temp_dir(), why);
 }
 
+// The tool's pid namespace, whose pids strace and perf give (alloc/probe_shared.h); left 0
+// without /proc.
+static void note_pid_namespace(struct md_probe_header *h)
+{
+    struct stat st;
+    h->tool_pid = (int32_t)getpid();
+    if (stat("/proc/self/ns/pid", &st))
+        return;
+    h->tool_pidns_dev = (uint64_t)st.st_dev;
+    h->tool_pidns_ino = (uint64_t)st.st_ino;
+}
+
+// The lowest descriptor the shared one may take: far above the numbers programs pick for
+// themselves (shells move theirs to 10 and up, bash's script is 255), so that a program that
+// dup2()s to a fixed number does not replace it by chance (the probe checks it anyway).
+#define MD_SHARE_FD_MIN 1000
+
+// Opens the descriptor the program's processes inherit (see share_fd). Without it (descriptors
+// exhausted) only processes that can open the path are counted, as before.
+static void open_share_fd(struct md_probe_file *pf)
+{
+    struct stat st;
+    pf->share_fd = -1;
+    int fd = open(pf->path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    int high = fcntl(fd, F_DUPFD, MD_SHARE_FD_MIN); // without FD_CLOEXEC: it survives exec
+    if (high < 0)
+        high = fcntl(fd, F_DUPFD, 3); // a lower RLIMIT_NOFILE
+    close(fd);
+    if (high < 0 || fstat(high, &st)) {
+        if (high >= 0)
+            close(high);
+        return;
+    }
+    pf->share_fd = high;
+    snprintf(pf->share_env, sizeof pf->share_env, "%s=%d %llu %llu", MD_PROBE_FD_ENV, high,
+             (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+}
+
 int md_probe_file_create(struct md_probe_file *pf, uint64_t slow_threshold_ns, uint32_t flags,
                          struct md_error *err)
 {
     memset(pf, 0, sizeof *pf);
+    pf->share_fd = -1;
     struct md_probe_header layout = {
         .slot_count = MD_PROBE_SLOTS,
         .slow_max = MD_PROBE_SLOW_MAX,
@@ -92,6 +134,8 @@ int md_probe_file_create(struct md_probe_file *pf, uint64_t slow_threshold_ns, u
     *h = layout;
     h->version = MD_PROBE_VERSION;
     h->flags = flags;
+    note_pid_namespace(h);
+    open_share_fd(pf);
     bool fits = md_probe_view_init(&pf->view, h, pf->size);
     assert(fits); // the maxima it checks are the sizes above
     (void)fits;
@@ -235,10 +279,149 @@ long md_probe_file_drop_own(const struct md_probe_file *pf, struct md_sys_event 
     return dropped;
 }
 
+// The id in the tool's namespace of what the probe wrote: a token it announced, or as written.
+static int32_t mapped_id(int32_t id, const int32_t *global, uint32_t tokens)
+{
+    uint32_t t = id < 0 ? (uint32_t) - (int64_t)id : 0;
+    return t && t <= tokens && global[t] ? global[t] : id;
+}
+
+// The image table is hashed by pid: its entries go where their mapped pids hash to.
+static void rehash_images(struct md_probe_header *h, const int32_t *g, uint32_t n)
+{
+    struct md_probe_image *old = malloc(sizeof h->images);
+    if (!old)
+        return; // out of memory: left as written, those processes stay in another namespace
+    memcpy(old, h->images, sizeof h->images);
+    memset(h->images, 0, sizeof h->images);
+    for (uint32_t i = 0; i < MD_PROBE_IMAGES; i++) {
+        int32_t pid = atomic_load(&old[i].pid);
+        if (pid)
+            md_probe_note_image(h, mapped_id(pid, g, n), old[i].comm);
+    }
+    free(old);
+}
+
+// The tables that name processes and threads, rewritten with the mapped ids. Only what the
+// probes wrote is read: the claimed slots (1..n without a gap, as in lib/trace_stats.c), the
+// used entries, and the stack table's data runs (it is sparse).
+static void rewrite_ids(struct md_probe_file *pf, const int32_t *g, uint32_t n)
+{
+    struct md_probe_header *h = pf->header;
+    const struct md_probe_view *v = &pf->view;
+    for (uint32_t i = 0; i < v->slot_count && (!i || atomic_load(&v->slots[i].claimed)); i++)
+        v->slots[i].pid = mapped_id(v->slots[i].pid, g, n),
+        v->slots[i].tid = mapped_id(v->slots[i].tid, g, n);
+    uint64_t slow = atomic_load(&h->slow_used);
+    for (uint64_t i = 0; i < slow && i < v->slow_max; i++)
+        v->slow_log[i].tid = mapped_id(v->slow_log[i].tid, g, n);
+    for (uint32_t i = 0; i < atomic_load(&h->own_maps_used) && i < MD_PROBE_OWN_MAPS; i++)
+        h->own_maps[i].tid = mapped_id(h->own_maps[i].tid, g, n);
+    rehash_images(h, g, n);
+    for (uint32_t i = 0; i < atomic_load(&h->image_runs_used) && i < MD_PROBE_IMAGES; i++)
+        h->image_runs[i].pid = mapped_id(h->image_runs[i].pid, g, n);
+    for (uint32_t i = 0; i < atomic_load(&h->objects_used) && i < v->object_max; i++)
+        v->objects[i].pid = mapped_id(v->objects[i].pid, g, n);
+    size_t first, end;
+    for (size_t from = 0;
+         md_probe_file_data_run(pf, v->stacks, sizeof *v->stacks, v->stack_max, from, &first, &end);
+         from = end)
+        for (size_t i = first; i < end; i++)
+            v->stacks[i].pid = mapped_id(v->stacks[i].pid, g, n);
+    atomic_store(&h->provider_pid, mapped_id(atomic_load(&h->provider_pid), g, n));
+}
+
+// Processes whose pid token was mapped: each counted once in foreign_pid_processes.
+static uint32_t mapped_processes(const struct md_probe_header *h, const int32_t *g, uint32_t n,
+                                 bool *seen)
+{
+    uint32_t mapped = 0;
+    for (uint32_t i = 0; i < atomic_load(&h->image_runs_used) && i < MD_PROBE_IMAGES; i++) {
+        int32_t pid = h->image_runs[i].pid;
+        uint32_t t = pid < 0 ? (uint32_t) - (int64_t)pid : 0;
+        if (t && t <= n && g[t] && !seen[t])
+            seen[t] = true, mapped++;
+    }
+    return mapped;
+}
+
+long md_probe_file_map_ids(struct md_probe_file *pf, struct md_sys_event *events, size_t *count)
+{
+    struct md_probe_header *h = pf->header;
+    uint32_t n = atomic_load(&h->id_tokens);
+    n = n < MD_PROBE_ID_TOKEN_MAX ? n : MD_PROBE_ID_TOKEN_MAX - 1;
+    if (!n)
+        return 0;
+    int32_t *global = calloc((size_t)n + 1, sizeof *global);
+    bool *seen = calloc((size_t)n + 1, sizeof *seen);
+    if (!global || !seen) {
+        free(global);
+        free(seen);
+        return -1;
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < *count; i++) {
+        const struct md_sys_event *e = &events[i];
+        uint32_t t = e->sys == MD_SYS_MADVISE && !e->length ? md_probe_id_token(e->address) : 0;
+        if (t && t <= n)
+            global[t] = e->tid;
+        else
+            events[kept++] = events[i];
+    }
+    long dropped = (long)(*count - kept);
+    *count = kept;
+    uint32_t mapped = mapped_processes(h, global, n, seen),
+             foreign = atomic_load(&h->foreign_pid_processes);
+    atomic_store(&h->foreign_pid_processes, foreign > mapped ? foreign - mapped : 0);
+    rewrite_ids(pf, global, n);
+    free(global);
+    free(seen);
+    return dropped;
+}
+
+struct numbered_run {
+    struct md_probe_image_run run;
+    uint32_t number;
+};
+
+// By process (pid, start time), then in the order the images attached.
+static int by_process(const void *a, const void *b)
+{
+    const struct numbered_run *x = a, *y = b;
+    if (x->run.pid != y->run.pid)
+        return x->run.pid < y->run.pid ? -1 : 1;
+    if (x->run.start_time != y->run.start_time)
+        return x->run.start_time < y->run.start_time ? -1 : 1;
+    return (x->number > y->number) - (x->number < y->number);
+}
+
+bool md_probe_file_exec_replaced(const struct md_probe_file *pf, bool *replaced, size_t n)
+{
+    const struct md_probe_header *h = pf->header;
+    size_t used = atomic_load(&h->image_runs_used);
+    used = used < MD_PROBE_IMAGES ? used : MD_PROBE_IMAGES;
+    memset(replaced, 0, n * sizeof *replaced);
+    struct numbered_run *runs = malloc((used ? used : 1) * sizeof *runs);
+    if (!runs)
+        return false;
+    for (size_t i = 0; i < used; i++)
+        runs[i] = (struct numbered_run){.run = h->image_runs[i], .number = (uint32_t)i + 1};
+    qsort(runs, used, sizeof *runs, by_process);
+    // an unknown start time (0) cannot tell an exec from a reused pid: kept
+    for (size_t i = 0; i + 1 < used; i++)
+        if (runs[i].run.start_time && runs[i].run.pid == runs[i + 1].run.pid &&
+            runs[i].run.start_time == runs[i + 1].run.start_time && runs[i].number < n)
+            replaced[runs[i].number] = true;
+    free(runs);
+    return true;
+}
+
 void md_probe_file_close(struct md_probe_file *pf)
 {
     if (pf->header)
         munmap(pf->header, pf->size);
+    if (pf->share_env[0]) // set with the descriptor: a zeroed struct holds no descriptor 0
+        close(pf->share_fd);
     md_temp_remove(pf->path, pf->lock_fd);
     memset(pf, 0, sizeof *pf);
 }

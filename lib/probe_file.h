@@ -14,7 +14,12 @@
 
 struct md_probe_file {
     char path[256];
-    int lock_fd;                    // held open and locked while path exists (lib/tempfile.h)
+    int lock_fd; // held open and locked while path exists (lib/tempfile.h)
+    // Another descriptor of the file, left open across exec for the program's processes: one
+    // that switched to another user cannot open the path (MD_PROBE_FD_ENV). Not locked: a
+    // process that outlives the run must not keep the next run's sweep from the file. -1: none.
+    int share_fd;
+    char share_env[96]; // MD_PROBE_FD=FD DEV INO, for the program's environment ("" without)
     struct md_probe_header *header; // the shared mapping
     struct md_probe_view view;      // its tables, as the tool made them
     size_t size;
@@ -53,6 +58,18 @@ bool md_probe_file_data_run(const struct md_probe_file *pf, const void *table, s
 // Returns how many it left out, or -1 when out of memory (events unchanged).
 long md_probe_file_drop_own(const struct md_probe_file *pf, struct md_sys_event *events,
                             size_t *count);
+// Marks in replaced[n] (n: MD_PROBE_IMAGES + 1, by image number, alloc/probe_shared.h:
+// image_runs) the images that a later image of the same process replaced by an exec: the same pid
+// and start time (a pid the kernel reused starts later). Their live blocks were discarded with
+// their heap. False when out of memory (nothing marked).
+bool md_probe_file_exec_replaced(const struct md_probe_file *pf, bool *replaced, size_t n);
+// Maps the tokens that probes in another pid namespace wrote for their pids and tids (negated;
+// alloc/probe_shared.h: foreign_pid_processes) to the ids of the tool's namespace, from their
+// marker syscalls in events, which it leaves out (*count of them, compacted in place), and
+// rewrites the file's tables with them; foreign_pid_processes keeps the processes it could not
+// map. Call before md_probe_file_drop_own. Returns how many events it left out, or -1 when out
+// of memory (nothing changed).
+long md_probe_file_map_ids(struct md_probe_file *pf, struct md_sys_event *events, size_t *count);
 // Unmaps and removes the file.
 void md_probe_file_close(struct md_probe_file *pf);
 

@@ -127,6 +127,7 @@ static void keep_record(struct md_taskstats *ts, const struct taskstats *t)
     r->tgid = (pid_t)t->ac_tgid;
     r->forked_only = t->ac_flag & AFORK;
     r->ppid = (pid_t)t->ac_ppid;
+    r->uid = (uid_t)t->ac_uid;
     r->hiwater_rss_kb = t->hiwater_rss;
     snprintf(r->comm, sizeof r->comm, "%.*s", (int)sizeof t->ac_comm, t->ac_comm);
 }

@@ -17,6 +17,7 @@
 
 struct md_exit_record {
     pid_t pid, tgid, ppid;
+    uid_t uid; // the real user it exited as
     uint64_t hiwater_rss_kb;
     bool forked_only; // forked and never exec'd (the kernel's AFORK)
     char comm[32];

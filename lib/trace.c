@@ -321,20 +321,50 @@ static const struct md_exit_record *tree_member(const struct md_tree_usage *tree
     return NULL;
 }
 
+// Whether a probe in another pid namespace, which could not translate its pid (noted negated),
+// noted an image of this name: such a process cannot be found by its pid, only by name.
+static bool foreign_image_noted(const struct md_probe_header *h, const char *comm)
+{
+    if (!atomic_load(&h->foreign_pid_processes))
+        return false;
+    for (uint32_t i = 0; i < MD_PROBE_IMAGES; i++) {
+        const struct md_probe_image *e = &h->images[i];
+        if (atomic_load(&e->pid) < 0 && md_probe_comm_equal(e->comm, comm))
+            return true;
+    }
+    return false;
+}
+
+// How a process of the tree ran with respect to the probe.
+enum coverage {
+    COVERED,      // a probe counted it
+    OTHER_PIDNS,  // a probe counted it in another pid namespace, by pids the tool cannot match
+    OTHER_USER,   // not counted: it ran as a user who could not open the probe's file
+    NOT_FOLLOWED, // not counted: a program the probe cannot follow (static, setuid)
+};
+
 // A process ran with a probe when a probe noted its last image (its name at exit); one that never
 // exec'd has its parent's. A chain that leaves the tree counts as probed (nothing to blame).
-static bool member_probed(const struct md_tree_usage *tree, const struct md_probe_header *h,
-                          const struct md_exit_record *r)
+// A process without one ran as another user when its real uid is neither the tool's (whose
+// file it is, mode 0600) nor root's: it could open the file only through the descriptor the
+// tool passed, and that was closed on the way.
+static enum coverage member_coverage(const struct md_tree_usage *tree,
+                                     const struct md_probe_header *h,
+                                     const struct md_exit_record *r, uid_t tool_uid)
 {
     for (size_t depth = 0; r && depth <= tree->member_count; depth++) {
         if (!r->forked_only) {
             char comm[MD_PROBE_COMM] = {0};
             memcpy(comm, r->comm, sizeof comm - 1);
-            return md_probe_image_noted(h, r->tgid, comm);
+            if (md_probe_image_noted(h, r->tgid, comm))
+                return COVERED;
+            if (foreign_image_noted(h, comm))
+                return OTHER_PIDNS;
+            return r->uid != tool_uid && r->uid != 0 ? OTHER_USER : NOT_FOLLOWED;
         }
         r = tree_member(tree, r->ppid);
     }
-    return true;
+    return COVERED;
 }
 
 // probed_processes, and the names of the programs that ran without a probe (a static program
@@ -350,16 +380,57 @@ static void add_program_coverage(cJSON *o, const struct md_tree_usage *tree,
         cJSON_AddStringToObject(o, "program_ran_as", r->comm);
     else
         cJSON_AddNullToObject(o, "program_ran_as");
-    if (r && pf && !atomic_load(&pf->header->images_dropped))
-        cJSON_AddBoolToObject(o, "program_probed", member_probed(tree, pf->header, r));
-    else
+    if (r && pf && !atomic_load(&pf->header->images_dropped)) {
+        enum coverage c = member_coverage(tree, pf->header, r, geteuid());
+        cJSON_AddBoolToObject(o, "program_probed", c == COVERED || c == OTHER_PIDNS);
+        if (c == OTHER_USER)
+            cJSON_AddNumberToObject(o, "program_uid", r->uid);
+    } else {
         cJSON_AddNullToObject(o, "program_probed");
+    }
+}
+
+// The processes that ran with the probe in another pid namespace, whose syscalls could not be
+// tied to their calls (see warn_other_pid_namespace), and the names of up to 8 of them.
+static void add_other_pid_namespace(cJSON *o, const struct md_tree_usage *tree,
+                                    const struct md_probe_file *pf)
+{
+    uint32_t n = pf ? atomic_load(&pf->header->foreign_pid_processes) : 0;
+    cJSON_AddNumberToObject(o, "other_pid_namespace_processes", n);
+    cJSON *names = cJSON_AddArrayToObject(o, "other_pid_namespace_programs");
+    for (size_t i = 0; n && tree && i < tree->member_count; i++) {
+        const struct md_exit_record *r = &tree->members[i];
+        bool listed = false;
+        const cJSON *name;
+        cJSON_ArrayForEach(name, names) listed |= !strcmp(name->valuestring, r->comm);
+        if (!listed && cJSON_GetArraySize(names) < 8 &&
+            member_coverage(tree, pf->header, r, geteuid()) == OTHER_PIDNS)
+            cJSON_AddItemToArray(names, cJSON_CreateString(r->comm));
+    }
+}
+
+// A program's entry in run.unprobed, once per name: why it ran without the probe.
+static void add_unprobed(cJSON *list, const struct md_exit_record *r, enum coverage c)
+{
+    const cJSON *e;
+    cJSON_ArrayForEach(e, list) if (!strcmp(md_json_get_str(e, "program"), r->comm)) return;
+    if (cJSON_GetArraySize(list) >= 8)
+        return;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "program", r->comm);
+    cJSON_AddStringToObject(o, "reason", c == OTHER_USER ? "other-user" : "not-followed");
+    if (c == OTHER_USER)
+        cJSON_AddNumberToObject(o, "uid", r->uid);
+    else
+        cJSON_AddNullToObject(o, "uid");
+    cJSON_AddItemToArray(list, o);
 }
 
 static void add_probe_coverage(cJSON *o, const struct md_tree_usage *tree,
                                const struct md_probe_file *pf, pid_t root)
 {
     add_program_coverage(o, tree, pf, root);
+    add_other_pid_namespace(o, tree, pf);
     // a table that overflowed (thousands of processes) cannot tell who ran without a probe
     if (!pf || !tree || atomic_load(&pf->header->images_dropped)) {
         if (pf)
@@ -367,13 +438,15 @@ static void add_probe_coverage(cJSON *o, const struct md_tree_usage *tree,
         else
             cJSON_AddNullToObject(o, "probed_processes");
         cJSON_AddNullToObject(o, "unprobed_programs");
+        cJSON_AddNullToObject(o, "unprobed");
         return;
     }
     unsigned unprobed = 0;
-    cJSON *names = cJSON_CreateArray();
+    cJSON *names = cJSON_CreateArray(), *why = cJSON_CreateArray();
     for (size_t i = 0; i < tree->member_count; i++) {
         const struct md_exit_record *r = &tree->members[i];
-        if (member_probed(tree, pf->header, r))
+        enum coverage c = member_coverage(tree, pf->header, r, geteuid());
+        if (c == COVERED || c == OTHER_PIDNS)
             continue;
         unprobed++;
         bool listed = false;
@@ -381,9 +454,11 @@ static void add_probe_coverage(cJSON *o, const struct md_tree_usage *tree,
         cJSON_ArrayForEach(name, names) listed |= !strcmp(name->valuestring, r->comm);
         if (!listed && cJSON_GetArraySize(names) < 8)
             cJSON_AddItemToArray(names, cJSON_CreateString(r->comm));
+        add_unprobed(why, r, c);
     }
     cJSON_AddNumberToObject(o, "probed_processes", (double)(tree->processes - unprobed));
     cJSON_AddItemToObject(o, "unprobed_programs", names);
+    cJSON_AddItemToObject(o, "unprobed", why);
 }
 
 // tree: the program's processes from taskstats, or NULL when the kernel did not tell
@@ -683,7 +758,8 @@ static int run_program(const struct md_trace_options *opt, struct session *s,
 {
     bool preload = s->target.mode == MODE_PRELOAD;
     bool hooks = s->target.mode == MODE_HOOKS;
-    const char *env[] = {s->env_preload, s->env_file, NULL};
+    const char *env[] = {s->env_preload, s->env_file,
+                         s->probe.share_env[0] ? s->probe.share_env : NULL, NULL};
     const char *env_static[] = {s->env_static_file, s->env_static_exe, s->env_static_hooks, NULL};
     struct md_run_spec spec = {.argv = hooks ? s->hooked_argv : opt->argv,
                                .strace_out = s->perf.syscalls ? NULL : s->strace_out,
@@ -751,6 +827,24 @@ static void uprobes_unavailable(struct target *t, const char *why, cJSON *report
     cJSON_ReplaceItemInObjectCaseSensitive(report, "mode_note", cJSON_CreateString(t->mode_note));
 }
 
+// Processes in another pid namespace whose probe could not translate its ids: strace and perf
+// name their threads by the tool's numbers, the probe by theirs, so none of their syscalls can
+// be tied to their calls.
+static void warn_other_pid_namespace(cJSON *report, const struct md_probe_header *h)
+{
+    uint32_t n = atomic_load(&h->foreign_pid_processes);
+    if (!n)
+        return;
+    char text[512];
+    snprintf(text, sizeof text,
+             "%u process%s ran in another pid namespace (unshare -p, bwrap, a container) with "
+             "its own /proc, where the probe cannot learn its pid and thread ids as strace and "
+             "perf see them: its allocator calls are counted, but no syscall could be tied to "
+             "them (in-allocator counts are not given); trace inside the namespace",
+             n, n == 1 ? "" : "es");
+    md_report_warn(report, text);
+}
+
 static int measure(const struct md_trace_options *opt, struct session *s, cJSON *report,
                    struct md_run_result *run, struct md_error *err)
 {
@@ -786,13 +880,19 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
     if (s->perf.syscalls && !md_trace_perf_take_syscalls(&s->perf, &s->log, &s->sys_lost))
         return md_fail(err, "perf recorded no syscalls: %s",
                        s->perf.error[0] ? s->perf.error : "the events could not be read");
-    long own = preload ? md_probe_file_drop_own(&s->probe, s->log.event, &s->log.count) : 0;
+    // the ids of processes in another pid namespace first: drop_own matches threads by id
+    long marks = preload ? md_probe_file_map_ids(&s->probe, s->log.event, &s->log.count) : 0;
+    long own = preload && marks >= 0
+                   ? md_probe_file_drop_own(&s->probe, s->log.event, &s->log.count)
+                   : marks;
     if (own < 0)
         return md_fail(err, "out of memory");
-    s->log.probe_own += (size_t)own;
+    s->log.probe_own += (size_t)(own + marks);
     add_syscall_source(report, s);
     add_run(report, run, opt->timeout_seconds, tree_known ? &s->tree : NULL, &s->log,
             probed ? &s->probe : NULL);
+    if (probed)
+        warn_other_pid_namespace(report, s->probe.header);
     struct md_trace_input in = {.log = &s->log,
                                 .probe = probed ? &s->probe : NULL,
                                 .ops_source = preload ? "probe"

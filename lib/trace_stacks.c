@@ -224,10 +224,21 @@ static int name_stacks(struct symbolizer *s, const struct md_probe_file *pf, str
     return 0;
 }
 
-static void add_leaks(const struct md_probe_file *pf, const struct stack_list *l, uint64_t *blocks,
-                      uint64_t *bytes)
+// Blocks still live at the end: leaks, by stack; or live at exec, when their image was replaced
+// by an exec (its heap went with it: not a leak of anything). False when out of memory.
+struct leak_totals {
+    uint64_t blocks, bytes, exec_blocks, exec_bytes;
+};
+
+static bool add_leaks(const struct md_probe_file *pf, const struct stack_list *l,
+                      struct leak_totals *t)
 {
     const struct md_probe_live *live = pf->view.live;
+    bool *replaced = calloc(MD_PROBE_IMAGES + 1, sizeof *replaced);
+    if (!replaced || !md_probe_file_exec_replaced(pf, replaced, MD_PROBE_IMAGES + 1)) {
+        free(replaced);
+        return false;
+    }
     size_t first, end;
     for (size_t from = 0;
          md_probe_file_data_run(pf, live, sizeof *live, pf->view.live_max, from, &first, &end);
@@ -236,12 +247,19 @@ static void add_leaks(const struct md_probe_file *pf, const struct stack_list *l
             uint64_t a = atomic_load(&live[i].address);
             if (a <= MD_PROBE_LIVE_TOMBSTONE)
                 continue;
-            (*blocks)++, *bytes += live[i].size;
+            int32_t image = live[i].image;
+            if (image > 0 && image <= MD_PROBE_IMAGES && replaced[image]) {
+                t->exec_blocks++, t->exec_bytes += live[i].size;
+                continue;
+            }
+            t->blocks++, t->bytes += live[i].size;
             struct named_stack *at = list_find(l, live[i].stack);
             if (at)
                 at->leaked_blocks++, at->leaked_bytes += live[i].size;
         }
     }
+    free(replaced);
+    return true;
 }
 
 static void free_list(struct stack_list *l)
@@ -320,13 +338,16 @@ static int write_folded(const char *path, const struct named_stack *v, size_t n,
 }
 
 static void add_leak_report(cJSON *report, struct named_stack *v, size_t n,
-                            const struct md_stack_options *opt, uint64_t blocks, uint64_t bytes,
+                            const struct md_stack_options *opt, const struct leak_totals *t,
                             uint64_t dropped)
 {
     cJSON *o = cJSON_AddObjectToObject(report, "leaks");
     cJSON_AddTrueToObject(o, "tracked");
-    cJSON_AddNumberToObject(o, "blocks", (double)blocks);
-    cJSON_AddNumberToObject(o, "bytes", (double)bytes);
+    cJSON_AddNumberToObject(o, "blocks", (double)t->blocks);
+    cJSON_AddNumberToObject(o, "bytes", (double)t->bytes);
+    cJSON *exec = cJSON_AddObjectToObject(o, "live_at_exec");
+    cJSON_AddNumberToObject(exec, "blocks", (double)t->exec_blocks);
+    cJSON_AddNumberToObject(exec, "bytes", (double)t->exec_bytes);
     cJSON_AddNumberToObject(o, "min_bytes", (double)opt->leak_min_bytes);
     cJSON_AddNumberToObject(o, "untracked", (double)dropped);
     add_top(cJSON_AddArrayToObject(o, "by_stack"), v, n, key_leaked,
@@ -374,15 +395,13 @@ int md_trace_stacks(struct md_probe_file *pf, const struct md_stack_options *opt
     struct symbolizer s = {.v = &pf->view};
     md_symcache_init(&s.cache);
     struct stack_list l = {0};
-    if (name_stacks(&s, pf, &l)) {
+    struct leak_totals leaks = {0};
+    if (name_stacks(&s, pf, &l) || (opt->leaks && !add_leaks(pf, &l, &leaks))) {
         free_list(&l);
         md_symcache_free(&s.cache);
         md_u64map_free_owned(&s.file_names);
         return md_fail(err, "out of memory symbolizing stacks");
     }
-    uint64_t blocks = 0, bytes = 0;
-    if (opt->leaks)
-        add_leaks(pf, &l, &blocks, &bytes);
     for (size_t i = 0; opt->futex_waits && i < l.count; i++)
         l.v[i].futex_waits = opt->futex_waits[l.v[i].id],
         l.v[i].futex_ns = opt->futex_ns[l.v[i].id];
@@ -402,8 +421,7 @@ int md_trace_stacks(struct md_probe_file *pf, const struct md_stack_options *opt
             rc = write_folded(opt->folded, v, used, err);
     }
     if (opt->leaks)
-        add_leak_report(report, v, used, opt, blocks, bytes,
-                        atomic_load(&pf->header->live_dropped));
+        add_leak_report(report, v, used, opt, &leaks, atomic_load(&pf->header->live_dropped));
     warn_changed_files(&s, opt->run_start_ns, report);
     free_list(&l);
     md_symcache_free(&s.cache);

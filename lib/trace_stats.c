@@ -63,6 +63,9 @@ struct stats {
     struct thread_row *threads;
     size_t thread_count, thread_cap;
     uint64_t joined, outside;
+    // calls counted in processes of another pid namespace whose ids the probe could not
+    // translate (negated in the file): their syscalls cannot be told apart by thread
+    uint64_t foreign_ops;
 };
 
 static bool is_memory_sys(int sys)
@@ -117,6 +120,10 @@ static int read_probe(struct stats *st, const struct md_probe_file *pf)
             ops += slots[i].ops[op];
         if (!i || !ops)
             continue; // slot 0 pools threads that found no slot of their own
+        if (slots[i].pid < 0) {
+            st->foreign_ops += ops;
+            continue;
+        }
         struct thread_row *t = thread_of(st, slots[i].tid);
         if (!t)
             return -1;
@@ -478,7 +485,8 @@ static void add_attribution(cJSON *report, const struct stats *st, const struct 
                             bool have_probe, uint32_t method)
 {
     cJSON *o = cJSON_AddObjectToObject(report, "attribution");
-    cJSON_AddBoolToObject(o, "available", have_probe);
+    cJSON_AddBoolToObject(o, "available", have_probe && !st->foreign_ops);
+    cJSON_AddNumberToObject(o, "other_pid_namespace_calls", (double)st->foreign_ops);
     static const char *const methods[] = {NULL, "ticks", "rseq", "rseq+ticks"};
     md_json_str(o, "method", methods[method & 3]);
     // how freed blocks were sized (free_bands): glibc's chunk headers read inline by the probe
@@ -515,7 +523,9 @@ int md_trace_stats(struct md_trace_input *in, cJSON *report, struct md_error *er
     if (!rc) {
         uint64_t ops = in->ops_source ? total_ops(in->ops) : 0;
         add_ops(report, in->ops, in->ops_source);
-        add_syscalls(report, st, ops, in->probe != NULL);
+        // a part of the calls that cannot be tied to their syscalls would make every
+        // in-allocator count a silent undercount: none is given
+        add_syscalls(report, st, ops, in->probe && !st->foreign_ops);
         add_futex(report, st, in->wall_seconds, ops);
         add_mmap_lengths(report, st);
         add_requests(report, &st->probe, in->probe != NULL);

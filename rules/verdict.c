@@ -40,12 +40,40 @@ static bool program_unprobed(const cJSON *r, char *why, size_t size)
     if (!cJSON_IsFalse(probed))
         return false;
     const char *as = md_json_get_str(run, "program_ran_as");
+    const cJSON *uid = cJSON_GetObjectItemCaseSensitive(run, "program_uid");
+    if (cJSON_IsNumber(uid)) {
+        snprintf(why, size,
+                 "the program ran as %s as another user (uid %.0f), who could not open the "
+                 "probe's file (the descriptor the tool passed was closed on the way): its "
+                 "allocator calls were not counted and the rules judged the command instead",
+                 as ? as : "another program", uid->valuedouble);
+        return true;
+    }
     snprintf(why, size,
              "the program ran as %s, which the probe could not follow (a static or setuid "
              "program exec'd by the command, or LD_PRELOAD set anew on the way): its allocator "
              "calls were not counted and the rules judged the command instead; run doctor on %s "
              "itself",
              as ? as : "another program", as ? as : "it");
+    return true;
+}
+
+// Processes of the program ran in another pid namespace whose ids the probe could not
+// translate: their calls were counted, but none of their syscalls could be tied to them, and the
+// rules that judge the syscalls inside the allocator saw none.
+static bool ran_elsewhere(const cJSON *r, char *why, size_t size)
+{
+    const cJSON *run = run_of(r);
+    if (md_json_get_num(run, "other_pid_namespace_processes") <= 0)
+        return false;
+    const cJSON *names = cJSON_GetObjectItemCaseSensitive(run, "other_pid_namespace_programs");
+    const cJSON *first = cJSON_GetArrayItem(names, 0);
+    const char *as = cJSON_IsString(first) ? first->valuestring : NULL;
+    snprintf(why, size,
+             "%s ran in another pid namespace with its own /proc, where the probe cannot learn "
+             "the thread ids strace and perf see, so its syscalls could not be tied to its "
+             "allocator calls: trace inside the namespace (run malloc-doctor there)",
+             as ? as : "the program");
     return true;
 }
 
@@ -62,7 +90,7 @@ enum md_verdict md_verdict_of(const cJSON *r, char *why, size_t size)
     // Most rules judge rates per allocator operation: without a count they cannot fire, and
     // "healthy" would claim what was never measured; nor when the numbers may be wrong or are
     // another program's, nor when the program died before the part of it a rule would catch.
-    if (cut_short(r, why, size) || program_unprobed(r, why, size))
+    if (cut_short(r, why, size) || program_unprobed(r, why, size) || ran_elsewhere(r, why, size))
         return MD_VERDICT_NOT_JUDGED;
     if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "warnings"))) {
         snprintf(why, size,

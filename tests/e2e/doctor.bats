@@ -143,3 +143,28 @@ teardown() {
     grep -q "^note: 1 of 2 processes ran without the probe (quiet-musl-stat" "$OUT"
     grep -q "^verdict: healthy, no rule fired, in the processes the probe followed (not in the 1 of the note above)" "$OUT"
 }
+
+@test "doctor through a launcher: a pid namespace and another user are judged as the program alone; blocks live at exec are not never-freed" {
+    # a pid namespace with its own /proc: judged like the program alone (MD006 fires in both)
+    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072 run "$T" doctor --json -o "$OUT" -- \
+        unshare -fp --mount-proc build/fixtures/rules/cycle 262144 1000
+    [ "$(q "r['verdict']['status'], [f['id'] for f in r['findings'] if f['id'] == 'MD006']")" = "findings ['MD006']" ]
+    [ "$(q "[s['in_allocator'] >= 1000 for s in r['syscalls'] if s['name'] == 'mmap'][0]")" = True ]
+    run "$T" doctor -o "$OUT" -- unshare -fp --mount-proc "$FX/glibc-dynamic"
+    grep -q "^verdict: healthy, no rule fired$" "$OUT"
+    # another user: counted through the descriptor the tool passes
+    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072 run "$T" doctor --json -o "$OUT" -- \
+        runuser -u nobody -- build/fixtures/rules/cycle 262144 1000
+    [ "$(q "r['verdict']['status'], [f['id'] for f in r['findings'] if f['id'] == 'MD006']")" = "findings ['MD006']" ]
+    # ... unless the program closed it: not judged, and the reason is the user, not "static"
+    run "$T" doctor -o "$OUT" -- setpriv --reuid=65534 --regid=65534 --clear-groups \
+        bash -c 'eval "exec ${MD_PROBE_FD%% *}>&-"; exec "$0"' "$FX/glibc-dynamic"
+    grep -q "^verdict: not judged: the program ran as glibc-dynamic as another user (uid 65534), who could not open the probe's file" "$OUT"
+    # env's locale data, live when it exec'd the program, is not the program's leak
+    run "$T" doctor --json -o "$OUT" -- "$FX/leaker"
+    alone=$(q "r['leaks']['blocks'], r['leaks']['bytes']")
+    run "$T" doctor --json -o "$OUT" -- env LANG=C.UTF-8 "$FX/leaker"
+    [ "$(q "r['leaks']['blocks'], r['leaks']['bytes']")" = "$alone" ]
+    run "$T" doctor -o "$OUT" -- env LANG=C.UTF-8 "$FX/leaker"
+    grep -q "never freed at exit *13 blocks, 16000 bytes" "$OUT"
+}

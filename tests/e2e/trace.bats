@@ -524,16 +524,70 @@ PY
     [ "$(q "r['run']['processes'], r['run']['probed_processes'], r['run']['unprobed_programs']")" = "2 1 ['musl-static']" ]
     [ "$(q "r['run']['program_ran_as'], r['run']['program_probed']")" = "sh True" ]
     run "$T" trace -- sh -c "$FX/musl-static; true"
-    [[ "$output" == *"note: 1 of 2 processes ran without the probe (musl-static: programs exec'd"* ]]
+    [[ "$output" == *"note: 1 of 2 processes ran without the probe (musl-static: a program it cannot follow, such as a static or setuid one)"* ]]
     run "$T" trace --json -o "$OUT" -- env VAR=1 "$FX/musl-static"
     [ "$(q "r['run']['processes'], r['run']['probed_processes'], r['run']['unprobed_programs']")" = "1 0 ['musl-static']" ]
     [ "$(q "r['run']['program_ran_as'], r['run']['program_probed']")" = "musl-static False" ]
-    run "$T" trace --json -o "$OUT" -- setpriv --reuid=65534 --regid=65534 --clear-groups "$FX/glibc-dynamic"
+    # another user, who cannot open the probe file, and closed the descriptor the tool passed
+    run "$T" trace --json -o "$OUT" -- setpriv --reuid=65534 --regid=65534 --clear-groups \
+        bash -c 'eval "exec ${MD_PROBE_FD%% *}>&-"; exec "$0"' "$FX/glibc-dynamic"
     [ "$status" -eq 0 ]
     [ "$(q "r['run']['unprobed_programs'], r['run']['program_probed']")" = "['glibc-dynamic'] False" ]
     # a program that forks and execs itself (dynamic) is followed: nothing to name
     run "$T" trace --json -o "$OUT" -- "$FX/lifecycle" fork 100
     [ "$(q "r['run']['processes'], r['run']['probed_processes'], r['run']['unprobed_programs']")" = "2 2 []" ]
+}
+
+@test "a program that switches to another user is counted through the descriptor the tool passes; one that closed it is named with its uid" {
+    # the probe file is the tool's user's, mode 0600: nobody cannot open it by its path
+    RFX=build/fixtures/rules
+    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072 run "$T" trace --json -o "$OUT" -- \
+        runuser -u nobody -- "$RFX/cycle" 262144 1000
+    [ "$status" -eq 0 ]
+    # runuser waits in a process of its own for the PAM session: cycle is its child
+    [ "$(q "r['run']['processes'], r['run']['unprobed_programs'], r['run']['program_probed']")" = "2 [] True" ]
+    [ "$(q "r['ops']['malloc'] >= 1000, 'MD006' in [f['id'] for f in r['findings']]")" = "True True" ]
+    [ "$(q "[s['in_allocator'] >= 1000 for s in r['syscalls'] if s['name'] == 'mmap'][0]")" = True ]
+    # a program that reused the descriptor's number for another file: not taken for the probe's
+    run "$T" trace --json -o "$OUT" -- setpriv --reuid=65534 --regid=65534 --clear-groups \
+        bash -c 'eval "exec ${MD_PROBE_FD%% *}</dev/null"; exec "$0"' "$FX/glibc-dynamic"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['run']['unprobed'], r['run']['program_uid']")" = "[{'program': 'glibc-dynamic', 'reason': 'other-user', 'uid': 65534}] 65534" ]
+    run "$T" trace -- runuser -u nobody -- \
+        bash -c 'eval "exec ${MD_PROBE_FD%% *}>&-"; exec "$0"' "$FX/glibc-dynamic"
+    [[ "$output" == *"note: 1 of 2 processes ran without the probe (glibc-dynamic: ran as another user (uid 65534) who could not open the probe's file)"* ]]
+    [[ "$output" != *"static or setuid"* ]]
+}
+
+@test "a program in another pid namespace (unshare -p, with the tool's /proc or its own): its calls are tied to its syscalls by the tool's thread ids" {
+    # with the tool's /proc the probe reads its ids there (NSpid); with its own (--mount-proc)
+    # each thread announces a token in a marker syscall that strace and perf record under the
+    # tool's id. "thread": the calls come from a second thread, whose tid is not the pid.
+    RFX=build/fixtures/rules
+    for how in "unshare -fp" "unshare -fp --mount-proc"; do
+        for source in strace perf; do
+            for where in main thread; do
+                # shellcheck disable=SC2086
+                GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072 run "$T" trace --syscalls $source --json -o "$OUT" -- \
+                    $how "$RFX/cycle" 262144 1000 $( [ $where = thread ] && echo thread)
+                [ "$status" -eq 0 ]
+                [ "$(q "r['run']['processes'], r['run']['probed_processes'], r['run']['unprobed_programs']")" = "2 2 []" ]
+                [ "$(q "r['run']['other_pid_namespace_processes'], r['attribution']['available'], 'warnings' in r")" = "0 True False" ]
+                [ "$(q "[s['in_allocator'] >= 1000 for s in r['syscalls'] if s['name'] in ('mmap', 'munmap')]")" = "[True, True]" ]
+                [ "$(q "'MD006' in [f['id'] for f in r['findings']]")" = True ]
+                # no thread of the report has an id of the namespace's own (or a token)
+                [ "$(q "all(t['tid'] > 100 and (t['pid'] or 101) > 100 for t in r['threads'])")" = True ]
+            done
+        done
+    done
+    # the markers are the probe's own syscalls: the program's counts are those it has alone
+    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072 run "$T" trace --json -o "$OUT" -- "$RFX/cycle" 262144 1000
+    alone=$(q "[(s['name'], s['in_allocator']) for s in r['syscalls'] if s['name'] in ('mmap', 'munmap', 'madvise')]")
+    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072 run "$T" trace --json -o "$OUT" -- unshare -fp --mount-proc "$RFX/cycle" 262144 1000
+    [ "$(q "[(s['name'], s['in_allocator']) for s in r['syscalls'] if s['name'] in ('mmap', 'munmap', 'madvise')]")" = "$alone" ]
+    run "$T" trace -- unshare -fp --mount-proc "$FX/glibc-dynamic"
+    [[ "$output" != *"ran without the probe"* ]]
+    [[ "$output" != *"pid namespace"* ]]
 }
 
 @test "a program that renames its main thread (prctl, or pthread_setname_np from another thread; glibc and musl) still ran with the probe" {
@@ -753,6 +807,24 @@ assert len(s) == 1 and s[0].startswith('leak_large'), s"
 import json; r=json.load(open('$OUT')); l=r['leaks']
 sites={s['frames'][0].split(' ')[0]: (s['blocks'], s['bytes']) for s in l['by_stack']}
 assert sites == {'leak_small': (10, 1000), 'leak_large': (3, 15000)}, sites"
+}
+
+@test "--leaks: blocks still live when a program exec'd another are not its leaks" {
+    # env (setlocale's data) and a shell that execs: their heaps went with the exec
+    run "$T" trace --leaks --json -o "$OUT" -- "$FX/leaker"
+    alone=$(q "r['leaks']['blocks'], r['leaks']['bytes']")
+    run "$T" trace --leaks --json -o "$OUT" -- sh -c 'exec "$0"' "$FX/leaker"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['leaks']['blocks'], r['leaks']['bytes']")" = "$alone" ]
+    run "$T" trace --leaks --json -o "$OUT" -- env LANG=C.UTF-8 "$FX/leaker"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['leaks']['blocks'], r['leaks']['bytes']")" = "$alone" ]
+    [ "$(q "r['leaks']['live_at_exec']['blocks'] > 0")" = True ]
+    run "$T" trace --leaks -- env LANG=C.UTF-8 "$FX/leaker"
+    [[ "$output" == *"still live when their program exec'd another"* ]]
+    # two processes of the same program: each one's leaks are kept
+    run "$T" trace --leaks --json -o "$OUT" -- sh -c "$FX/leaker & wait; $FX/leaker"
+    [ "$(q "r['leaks']['blocks'] >= 26")" = True ]
 }
 
 @test "a static program that never frees is hooked; leaks asked for under uprobes say why not" {

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // The tool's side of the probe file: reading its sparse tables without allocating their holes;
 // the probe's end stamp of a slow call, which the tool joins with the syscalls.
+#include <fcntl.h>
 #include <setjmp.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -261,6 +263,98 @@ static void the_probes_own_mappings_leave_the_events(void **state)
     md_probe_file_close(&pf);
 }
 
+// An image replaced by an exec (same pid, same start time, a later number) is told apart from a
+// process that got a pid back after another one exited (a later start), whose blocks are leaks.
+static void an_exec_replaces_an_image_and_a_reused_pid_does_not(void **state)
+{
+    (void)state;
+    struct md_probe_file pf;
+    struct md_error err;
+    assert_int_equal(md_probe_file_create(&pf, 1000, MD_PROBE_WANT_LEAKS, &err), 0);
+    struct md_probe_header *h = pf.header;
+    assert_int_equal(md_probe_take_image(h, 100, 5000), 1); // env
+    assert_int_equal(md_probe_take_image(h, 101, 5001), 2); // a child of env's
+    assert_int_equal(md_probe_take_image(h, 100, 5000), 3); // env exec'd the program
+    assert_int_equal(md_probe_take_image(h, 101, 7000), 4); // 101 again: another process
+    assert_int_equal(md_probe_take_image(h, 102, 0), 5);    // start unknown (static probe)
+    assert_int_equal(md_probe_take_image(h, 102, 0), 6);
+    bool replaced[MD_PROBE_IMAGES + 1];
+    assert_true(md_probe_file_exec_replaced(&pf, replaced, MD_PROBE_IMAGES + 1));
+    assert_true(replaced[1]);
+    for (int i = 2; i <= 6; i++)
+        assert_false(replaced[i]);
+    md_probe_file_close(&pf);
+}
+
+// The tool names its pid namespace for the probe, and leaves a descriptor of the file open
+// across exec whose number, device and inode it passes in the environment.
+static void the_file_names_the_tools_namespace_and_a_shared_descriptor(void **state)
+{
+    (void)state;
+    struct md_probe_file pf;
+    struct md_error err;
+    assert_int_equal(md_probe_file_create(&pf, 1000, 0, &err), 0);
+    struct stat ns, file;
+    assert_int_equal(stat("/proc/self/ns/pid", &ns), 0);
+    assert_true(pf.header->tool_pidns_ino == (uint64_t)ns.st_ino);
+    assert_int_equal(pf.header->tool_pid, getpid());
+    assert_true(pf.share_fd >= 3);
+    assert_int_equal(fcntl(pf.share_fd, F_GETFD) & FD_CLOEXEC, 0);
+    assert_int_equal(fstat(pf.share_fd, &file), 0);
+    char want[96];
+    snprintf(want, sizeof want, "%s=%d %llu %llu", MD_PROBE_FD_ENV, pf.share_fd,
+             (unsigned long long)file.st_dev, (unsigned long long)file.st_ino);
+    assert_string_equal(pf.share_env, want);
+    md_probe_file_close(&pf);
+}
+
+// Tokens written by probes in another pid namespace become the ids their marker syscalls were
+// recorded under; the markers leave the events; a process whose marker was not seen stays in
+// another namespace (counted), and the image table finds mapped pids by their new hash.
+static void announced_tokens_become_the_tools_ids(void **state)
+{
+    (void)state;
+    struct md_probe_file pf;
+    struct md_error err;
+    assert_int_equal(md_probe_file_create(&pf, 1000, 0, &err), 0);
+    struct md_probe_header *h = pf.header;
+    atomic_store(&h->id_tokens, 3); // 1: a process's main thread, 2: its second thread, 3: lost
+    atomic_store(&h->foreign_pid_processes, 2);
+    struct md_probe_slot *slots = pf.view.slots;
+    atomic_store(&slots[1].claimed, 1);
+    slots[1].pid = -1;
+    slots[1].tid = -1;
+    atomic_store(&slots[2].claimed, 1);
+    slots[2].pid = -1;
+    slots[2].tid = -2;
+    atomic_store(&slots[3].claimed, 1);
+    slots[3].pid = -3;
+    slots[3].tid = -3;
+    char inner[MD_PROBE_COMM] = "inner", lost[MD_PROBE_COMM] = "lost";
+    md_probe_note_image(h, -1, inner);
+    md_probe_note_image(h, -3, lost);
+    assert_int_equal(md_probe_take_image(h, -1, 50), 1);
+    assert_int_equal(md_probe_take_image(h, -3, 60), 2);
+    struct md_sys_event ev[] = {
+        {.tid = 8352, .sys = MD_SYS_MADVISE, .address = md_probe_id_mark(1)},
+        {.tid = 8352, .sys = MD_SYS_MMAP, .address = 0x7f0000000000, .length = 4096},
+        {.tid = 8360, .sys = MD_SYS_MADVISE, .address = md_probe_id_mark(2)},
+        {.tid = 8360, .sys = MD_SYS_MADVISE, .address = md_probe_id_mark(2), .length = 4096},
+    };
+    size_t count = sizeof ev / sizeof ev[0];
+    assert_int_equal(md_probe_file_map_ids(&pf, ev, &count), 2);
+    assert_int_equal(count, 2); // the program's mmap, and a madvise with a length: not a marker
+    assert_true(ev[0].sys == MD_SYS_MMAP && ev[1].length == 4096);
+    assert_true(slots[1].pid == 8352 && slots[1].tid == 8352);
+    assert_true(slots[2].pid == 8352 && slots[2].tid == 8360);
+    assert_true(slots[3].pid == -3 && slots[3].tid == -3);
+    assert_true(md_probe_image_noted(h, 8352, "inner"));
+    assert_true(md_probe_image_noted(h, -3, "lost"));
+    assert_int_equal(h->image_runs[0].pid, 8352);
+    assert_int_equal(atomic_load(&h->foreign_pid_processes), 1);
+    md_probe_file_close(&pf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -271,6 +365,9 @@ int main(void)
         cmocka_unit_test(an_entry_across_a_page_edge_is_found),
         cmocka_unit_test(a_stalled_clock_reading_is_not_the_end_stamp),
         cmocka_unit_test(the_probes_own_mappings_leave_the_events),
+        cmocka_unit_test(an_exec_replaces_an_image_and_a_reused_pid_does_not),
+        cmocka_unit_test(the_file_names_the_tools_namespace_and_a_shared_descriptor),
+        cmocka_unit_test(announced_tokens_become_the_tools_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
