@@ -18,7 +18,7 @@
 #include <string.h>
 
 #define MD_PROBE_MAGIC 0x3165626f7270646dull // "mdprobe1"
-#define MD_PROBE_VERSION 7
+#define MD_PROBE_VERSION 8
 #define MD_PROBE_ENV "MD_PROBE_FILE"
 #define MD_PROBE_SLOTS 1024
 #define MD_PROBE_SLOW_MAX (1u << 20)
@@ -74,6 +74,10 @@ struct md_probe_slot {
     uint64_t slow_dropped; // slow calls that did not fit in the log
     uint64_t hist_exact[MD_HIST_EXACT];
     uint64_t hist_log2[MD_HIST_LOG2];
+    // C++ operator new and delete (every variant), which ops[] counts already as the call each
+    // stands for (new as malloc or aligned, delete as free): how many of those were C++'s. Last,
+    // so that malloc's and free's counters keep sharing the slot's first cache line.
+    uint64_t cxx_new, cxx_delete;
 };
 
 // An allocator call that took longer than the threshold: the syscalls strace saw on this thread
