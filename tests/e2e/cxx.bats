@@ -59,8 +59,13 @@ PY
     run check_cxx_ops
     echo "$output"
     [ "$status" -eq 0 ]
-    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 run "$T" trace --leaks --json -o "$OUT" -- "$FX/cxx-ops"
+    # jemalloc preloaded: the run with it that --compare-with makes (an LD_PRELOAD given to trace
+    # itself would preload it into the tool too, which its ASan build refuses)
+    run "$T" trace --leaks --json -o "$OUT" --compare-with /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 \
+        -- "$FX/cxx-ops" </dev/null
     [ "$status" -eq 0 ]
+    qf "$OUT" "json.dumps(r['compare']['report'])" >"$DIR/jemalloc.json"
+    mv "$DIR/jemalloc.json" "$OUT"
     [[ "$(q "r['target']['malloc_at_run_time']['provider']")" == *libjemalloc.so.2 ]]
     run check_cxx_ops
     echo "$output"
