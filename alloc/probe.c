@@ -1316,8 +1316,8 @@ __attribute__((noinline)) static void *cxx_resolve(enum cxx_fn fn)
     tls_fast.slot = NULL;
     tls_nested = true;
     void *next = dlsym(RTLD_NEXT, cxx_names[fn]);
-    cxx_direct_fn[fn] = cxx_libstdcxx_does[fn] != CXX_OWN && defined_in(next, LIBSTDCXX) &&
-                        cxx_libstdcxx_direct();
+    cxx_direct_fn[fn] =
+        cxx_libstdcxx_does[fn] != CXX_OWN && defined_in(next, LIBSTDCXX) && cxx_libstdcxx_direct();
     tls_nested = was_nested;
     tls_fast = outer;
     if (!next)
@@ -1420,10 +1420,10 @@ CXX_DELETE(_ZdlPvmSt11align_val_t, (void *p, size_t n, size_t al), (p, n, al), p
 CXX_DELETE(_ZdaPvmSt11align_val_t, (void *p, size_t n, size_t al), (p, n, al), p)
 CXX_DELETE(_ZdlPvRKSt9nothrow_t, (void *p, const void *nt), (p, nt), p)
 CXX_DELETE(_ZdaPvRKSt9nothrow_t, (void *p, const void *nt), (p, nt), p)
-CXX_DELETE(_ZdlPvSt11align_val_tRKSt9nothrow_t, (void *p, size_t al, const void *nt),
-           (p, al, nt), p)
-CXX_DELETE(_ZdaPvSt11align_val_tRKSt9nothrow_t, (void *p, size_t al, const void *nt),
-           (p, al, nt), p)
+CXX_DELETE(_ZdlPvSt11align_val_tRKSt9nothrow_t, (void *p, size_t al, const void *nt), (p, al, nt),
+           p)
+CXX_DELETE(_ZdaPvSt11align_val_tRKSt9nothrow_t, (void *p, size_t al, const void *nt), (p, al, nt),
+           p)
 
 // --- renamed processes -------------------------------------------------------------------------
 //
