@@ -906,6 +906,13 @@ __attribute__((noinline)) static void *malloc_full(size_t n)
     return p;
 }
 
+// The size of a block about to be freed: it tells which size band a munmap or madvise inside the
+// call belongs to. 0 when the allocator cannot say.
+static uint64_t freed_block_size(void *p)
+{
+    return !probe.inactive && probe.real.usable_size ? block_size_at_free(p) : 0;
+}
+
 __attribute__((noinline)) static void free_full(void *p)
 {
     if (tls_nested && !is_boot(p)) {
@@ -916,8 +923,7 @@ __attribute__((noinline)) static void free_full(void *p)
         return;
     if (!ready())
         return;
-    // the block's size tells which size band a munmap or madvise inside free belongs to
-    uint64_t size = !probe.inactive && probe.real.usable_size ? block_size_at_free(p) : 0;
+    uint64_t size = freed_block_size(p);
     struct mark m;
     mark_begin(&m);
     probe.real.free(p);
@@ -1177,6 +1183,284 @@ EXPORT size_t malloc_usable_size(void *p)
         return 0;
     return probe.real.usable_size(p);
 }
+
+// --- C++ operator new and delete -------------------------------------------------------------
+//
+// An allocator that defines operator new and delete itself (tcmalloc, jemalloc, mimalloc) serves
+// them without calling malloc, so the probe interposes them as well. Each counts as the call it
+// stands for: new and new[] (nothrow too) as malloc, their aligned forms as aligned, every delete
+// as free; the slot's cxx_new and cxx_delete say how many of those were C++'s. libstdc++'s own
+// new calls malloc, its new[] calls new, its sized and array deletes call delete: the allocator's
+// own work while it serves a call, forwarded without being counted again (nested_begin). These
+// calls take no fast path: they cost one forward more than malloc and free.
+//
+// operator new may throw (std::bad_alloc, or whatever a new_handler throws) through the wrapper:
+// a cleanup then ends the nested state, or every later call of the thread would go uncounted. So
+// this file is built with -fexceptions, and its references to the unwinder are weak
+// (alloc/probe.mk): the libgcc_s that every C++ runtime loads resolves them, and a C program loads
+// nothing more for them.
+
+// name; what serves it when no object after the probe defines it (see cxx_resolve); what
+// libstdc++'s definition of it does (see cxx_direct)
+#define CXX_FUNCTIONS(X)                                                                           \
+    X(_Znwm, cxx_fallback_new, CXX_MALLOC)                                                         \
+    X(_Znam, cxx_fallback_new, CXX_MALLOC)                                                         \
+    X(_ZnwmRKSt9nothrow_t, cxx_fallback_new_nothrow, CXX_MALLOC)                                   \
+    X(_ZnamRKSt9nothrow_t, cxx_fallback_new_nothrow, CXX_MALLOC)                                   \
+    X(_ZnwmSt11align_val_t, cxx_fallback_new_aligned, CXX_OWN)                                     \
+    X(_ZnamSt11align_val_t, cxx_fallback_new_aligned, CXX_OWN)                                     \
+    X(_ZnwmSt11align_val_tRKSt9nothrow_t, cxx_fallback_new_aligned_nothrow, CXX_OWN)               \
+    X(_ZnamSt11align_val_tRKSt9nothrow_t, cxx_fallback_new_aligned_nothrow, CXX_OWN)               \
+    X(_ZdlPv, cxx_fallback_delete, CXX_FREE)                                                       \
+    X(_ZdaPv, cxx_fallback_delete, CXX_FREE)                                                       \
+    X(_ZdlPvm, cxx_fallback_delete_n, CXX_FREE)                                                    \
+    X(_ZdaPvm, cxx_fallback_delete_n, CXX_FREE)                                                    \
+    X(_ZdlPvSt11align_val_t, cxx_fallback_delete_n, CXX_OWN)                                       \
+    X(_ZdaPvSt11align_val_t, cxx_fallback_delete_n, CXX_OWN)                                       \
+    X(_ZdlPvmSt11align_val_t, cxx_fallback_delete_n_n, CXX_OWN)                                    \
+    X(_ZdaPvmSt11align_val_t, cxx_fallback_delete_n_n, CXX_OWN)                                    \
+    X(_ZdlPvRKSt9nothrow_t, cxx_fallback_delete_nothrow, CXX_FREE)                                 \
+    X(_ZdaPvRKSt9nothrow_t, cxx_fallback_delete_nothrow, CXX_FREE)                                 \
+    X(_ZdlPvSt11align_val_tRKSt9nothrow_t, cxx_fallback_delete_n_nothrow, CXX_OWN)                 \
+    X(_ZdaPvSt11align_val_tRKSt9nothrow_t, cxx_fallback_delete_n_nothrow, CXX_OWN)
+
+#define CXX_ENUM(name, fallback, libstdcxx) CXX_##name,
+enum cxx_fn { CXX_FUNCTIONS(CXX_ENUM) CXX_FNS };
+
+// What libstdc++'s definition does: malloc in a new_handler loop (new, new[] and their nothrow
+// forms, through new), free (every unaligned delete, through delete), or its own aligned work.
+enum cxx_libstdcxx { CXX_MALLOC, CXX_FREE, CXX_OWN };
+
+// A C++ entry point called where no C++ runtime defines it: only code bound to the probe's own
+// definitions can call it (a library loaded later beside a runtime of its own, in its local
+// scope). The block then comes from malloc itself; C cannot throw std::bad_alloc, so a throwing
+// new that finds no memory says so and aborts instead of returning NULL to code that never checks.
+__attribute__((noreturn, cold)) static void cxx_no_runtime(void)
+{
+    static const char msg[] = "malloc-doctor probe: operator new failed, and no C++ runtime "
+                              "after the probe defines it to throw std::bad_alloc; aborting\n";
+    ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)ignored;
+    abort();
+}
+
+static void *cxx_fallback_new_nothrow(size_t n, const void *nothrow)
+{
+    (void)nothrow;
+    return probe.real.malloc(n ? n : 1);
+}
+
+static void *cxx_fallback_new(size_t n)
+{
+    void *p = cxx_fallback_new_nothrow(n, NULL);
+    if (!p)
+        cxx_no_runtime();
+    return p;
+}
+
+static void *cxx_fallback_new_aligned_nothrow(size_t n, size_t align, const void *nothrow)
+{
+    (void)nothrow;
+    void *p;
+    if (!probe.real.posix_memalign || probe.real.posix_memalign(&p, align, n ? n : 1))
+        return NULL;
+    return p;
+}
+
+static void *cxx_fallback_new_aligned(size_t n, size_t align)
+{
+    void *p = cxx_fallback_new_aligned_nothrow(n, align, NULL);
+    if (!p)
+        cxx_no_runtime();
+    return p;
+}
+
+static void cxx_fallback_delete(void *p)
+{
+    probe.real.free(p);
+}
+
+static void cxx_fallback_delete_n(void *p, size_t n_or_align)
+{
+    (void)n_or_align;
+    probe.real.free(p);
+}
+
+static void cxx_fallback_delete_n_n(void *p, size_t n, size_t align)
+{
+    (void)n, (void)align;
+    probe.real.free(p);
+}
+
+static void cxx_fallback_delete_nothrow(void *p, const void *nothrow)
+{
+    (void)nothrow;
+    probe.real.free(p);
+}
+
+static void cxx_fallback_delete_n_nothrow(void *p, size_t align, const void *nothrow)
+{
+    (void)align, (void)nothrow;
+    probe.real.free(p);
+}
+
+#define CXX_NAME(name, fallback, libstdcxx) #name,
+static const char *const cxx_names[CXX_FNS] = {CXX_FUNCTIONS(CXX_NAME)};
+#define CXX_FALLBACK(name, fallback, libstdcxx) (void *)fallback,
+static void *const cxx_fallbacks[CXX_FNS] = {CXX_FUNCTIONS(CXX_FALLBACK)};
+#define CXX_LIBSTDCXX(name, fallback, libstdcxx) libstdcxx,
+static const enum cxx_libstdcxx cxx_libstdcxx_does[CXX_FNS] = {CXX_FUNCTIONS(CXX_LIBSTDCXX)};
+static _Atomic(void *) cxx_next_fn[CXX_FNS];
+static bool cxx_direct_fn[CXX_FNS]; // written before cxx_next_fn[fn] is published
+
+#define LIBSTDCXX "libstdc++.so.6"
+
+// Whether the program's calls of name bind to the probe's definition (the first in lookup order).
+static bool bound_to_probe(const char *name)
+{
+    Dl_info fn, own;
+    void *found = dlsym(RTLD_DEFAULT, name);
+    return found && dladdr(found, &fn) && dladdr((void *)&bound_to_probe, &own) &&
+           fn.dli_fbase == own.dli_fbase;
+}
+
+// libstdc++'s new is malloc in a new_handler loop and its delete is free; its other unaligned
+// forms end in those two. Forwarding to them costs two more passes through libstdc++ and the
+// probe (its new calls malloc, which comes back here, nested) than calling malloc and free
+// directly: about 16 ns per call here. So the probe calls them itself when that is what
+// libstdc++ would do: the program's malloc, free, new and delete bind to the probe (the program
+// replaces none of them) and libstdc++'s come next. A failed malloc still goes to libstdc++'s new,
+// for the new_handler and std::bad_alloc.
+static bool cxx_libstdcxx_direct(void)
+{
+    static int known; // 1 yes, 2 no; racing threads compute the same answer
+    if (!known)
+        known = bound_to_probe("malloc") && bound_to_probe("free") && bound_to_probe("_Znwm") &&
+                        bound_to_probe("_ZdlPv") &&
+                        defined_in(dlsym(RTLD_NEXT, "_Znwm"), LIBSTDCXX) &&
+                        defined_in(dlsym(RTLD_NEXT, "_ZdlPv"), LIBSTDCXX)
+                    ? 1
+                    : 2;
+    return known == 1;
+}
+
+// Looks up fn's next definition on its first call, so that a C program pays nothing. A failed
+// dlsym allocates its error message: the probe's own work, not counted.
+__attribute__((noinline)) static void *cxx_resolve(enum cxx_fn fn)
+{
+    bool was_nested = tls_nested;
+    struct fast_path outer = tls_fast;
+    tls_fast.slot = NULL;
+    tls_nested = true;
+    void *next = dlsym(RTLD_NEXT, cxx_names[fn]);
+    cxx_direct_fn[fn] =
+        cxx_libstdcxx_does[fn] != CXX_OWN && defined_in(next, LIBSTDCXX) && cxx_libstdcxx_direct();
+    tls_nested = was_nested;
+    tls_fast = outer;
+    if (!next)
+        next = cxx_fallbacks[fn];
+    atomic_store_explicit(&cxx_next_fn[fn], next, memory_order_release);
+    return next;
+}
+
+static inline void *cxx_next(enum cxx_fn fn)
+{
+    void *next = atomic_load_explicit(&cxx_next_fn[fn], memory_order_acquire);
+    return __builtin_expect(next != NULL, 1) ? next : cxx_resolve(fn);
+}
+
+// Ends the nested state when the forwarded call returns, and when it throws.
+static void cxx_unnest(struct fast_path *outer)
+{
+    nested_end(*outer);
+}
+
+// One more C++ call among those the slot counts (see struct md_probe_slot), after record().
+static inline void count_cxx(bool is_new)
+{
+    struct md_probe_slot *s = tls_slot;
+    if (!s || probe.inactive)
+        return;
+    uint64_t *n = is_new ? &s->cxx_new : &s->cxx_delete;
+    if (s == probe.overflow_slot)
+        __atomic_fetch_add(n, 1, __ATOMIC_RELAXED);
+    else
+        (*n)++;
+}
+
+// The forwarded call, nested: what the allocator calls while it serves this one is its own work.
+#define CXX_FORWARD(call)                                                                          \
+    do {                                                                                           \
+        struct fast_path outer __attribute__((cleanup(cxx_unnest))) = nested_begin();              \
+        call;                                                                                      \
+    } while (0)
+
+#define CXX_NEW(name, params, args, op, n)                                                         \
+    EXPORT void *name params;                                                                      \
+    EXPORT void *name params                                                                       \
+    {                                                                                              \
+        __typeof__(&name) next = (__typeof__(&name))cxx_next(CXX_##name);                          \
+        if (tls_nested || !ready())                                                                \
+            return next args;                                                                      \
+        struct mark m;                                                                             \
+        mark_begin(&m);                                                                            \
+        void *p = cxx_direct_fn[CXX_##name] ? probe.real.malloc(n ? n : 1) : NULL;                 \
+        if (!p)                                                                                    \
+            CXX_FORWARD(p = next args);                                                            \
+        record(op, n, &m, p, NULL, CALLER);                                                        \
+        count_cxx(true);                                                                           \
+        return p;                                                                                  \
+    }
+
+// delete of NULL does nothing, as free(NULL), and is not counted either.
+#define CXX_DELETE(name, params, args, p)                                                          \
+    EXPORT void name params;                                                                       \
+    EXPORT void name params                                                                        \
+    {                                                                                              \
+        __typeof__(&name) next = (__typeof__(&name))cxx_next(CXX_##name);                          \
+        if (!p || is_boot(p))                                                                      \
+            return;                                                                                \
+        if (tls_nested || !ready()) {                                                              \
+            next args;                                                                             \
+            return;                                                                                \
+        }                                                                                          \
+        uint64_t size = freed_block_size(p);                                                       \
+        struct mark m;                                                                             \
+        mark_begin(&m);                                                                            \
+        if (cxx_direct_fn[CXX_##name])                                                             \
+            probe.real.free(p);                                                                    \
+        else                                                                                       \
+            CXX_FORWARD(next args);                                                                \
+        record(MD_OP_FREE, size, &m, NULL, p, CALLER);                                             \
+        count_cxx(false);                                                                          \
+    }
+
+// Itanium names: new(size_t), new(size_t, std::align_val_t) (a size_t), new(..., const
+// std::nothrow_t &) (a pointer); delete(void *), with the size, the alignment, or nothrow_t.
+CXX_NEW(_Znwm, (size_t n), (n), MD_OP_MALLOC, n)
+CXX_NEW(_Znam, (size_t n), (n), MD_OP_MALLOC, n)
+CXX_NEW(_ZnwmRKSt9nothrow_t, (size_t n, const void *nt), (n, nt), MD_OP_MALLOC, n)
+CXX_NEW(_ZnamRKSt9nothrow_t, (size_t n, const void *nt), (n, nt), MD_OP_MALLOC, n)
+CXX_NEW(_ZnwmSt11align_val_t, (size_t n, size_t al), (n, al), MD_OP_ALIGNED, n)
+CXX_NEW(_ZnamSt11align_val_t, (size_t n, size_t al), (n, al), MD_OP_ALIGNED, n)
+CXX_NEW(_ZnwmSt11align_val_tRKSt9nothrow_t, (size_t n, size_t al, const void *nt), (n, al, nt),
+        MD_OP_ALIGNED, n)
+CXX_NEW(_ZnamSt11align_val_tRKSt9nothrow_t, (size_t n, size_t al, const void *nt), (n, al, nt),
+        MD_OP_ALIGNED, n)
+CXX_DELETE(_ZdlPv, (void *p), (p), p)
+CXX_DELETE(_ZdaPv, (void *p), (p), p)
+CXX_DELETE(_ZdlPvm, (void *p, size_t n), (p, n), p)
+CXX_DELETE(_ZdaPvm, (void *p, size_t n), (p, n), p)
+CXX_DELETE(_ZdlPvSt11align_val_t, (void *p, size_t al), (p, al), p)
+CXX_DELETE(_ZdaPvSt11align_val_t, (void *p, size_t al), (p, al), p)
+CXX_DELETE(_ZdlPvmSt11align_val_t, (void *p, size_t n, size_t al), (p, n, al), p)
+CXX_DELETE(_ZdaPvmSt11align_val_t, (void *p, size_t n, size_t al), (p, n, al), p)
+CXX_DELETE(_ZdlPvRKSt9nothrow_t, (void *p, const void *nt), (p, nt), p)
+CXX_DELETE(_ZdaPvRKSt9nothrow_t, (void *p, const void *nt), (p, nt), p)
+CXX_DELETE(_ZdlPvSt11align_val_tRKSt9nothrow_t, (void *p, size_t al, const void *nt), (p, al, nt),
+           p)
+CXX_DELETE(_ZdaPvSt11align_val_tRKSt9nothrow_t, (void *p, size_t al, const void *nt), (p, al, nt),
+           p)
 
 // --- renamed processes -------------------------------------------------------------------------
 //

@@ -19,15 +19,29 @@ $(PROBE_ANY): alloc/probe.mk
 PROBE_SRC := alloc/probe.c alloc/probe_code.c alloc/probe_proc.c
 PROBE_DEPS := $(PROBE_SRC) alloc/probe_code.h alloc/probe_proc.h alloc/probe_shared.h
 
-$(PROBE_GLIBC): $(PROBE_DEPS)
-	@mkdir -p $(@D)
-	@[ "$(V)" = 1 ] || echo "  CC      $@"
-	$(Q)$(CC) $(PROBE_CFLAGS) -shared -o $@ $(PROBE_SRC) -ldl -lpthread
+# The probe's operator new may be left by an exception (alloc/probe.c): -fexceptions runs its
+# cleanup then. The unwinder it needs is made a weak reference, so that the probe does not bring
+# libgcc_s (or a copy of the unwinder) into C programs: every C++ runtime loads libgcc_s, which
+# resolves it. A weak undefined symbol pulls nothing from libgcc.a, nor makes libgcc_s needed.
+PROBE_UNWIND_WEAK := --weaken-symbol=__gcc_personality_v0 --weaken-symbol=_Unwind_Resume
 
-$(PROBE_MUSL): $(PROBE_DEPS)
-	@mkdir -p $(@D)
+# $(1): the compiler, $(2): the objects' directory
+define probe_link
+	$(Q)for f in $(PROBE_SRC); do o=$(2)/$$(basename $$f .c).o; \
+		$(1) $(PROBE_CFLAGS) -fexceptions -c -o $$o $$f && \
+		objcopy $(PROBE_UNWIND_WEAK) $$o || exit 1; done
+	$(Q)$(1) $(PROBE_CFLAGS) -shared -o $@ $(patsubst alloc/%.c,$(2)/%.o,$(PROBE_SRC))
+endef
+
+$(PROBE_GLIBC): $(PROBE_DEPS) alloc/probe.mk
+	@mkdir -p $(B)/obj/probe/$(notdir $(@D))
+	@[ "$(V)" = 1 ] || echo "  CC      $@"
+	$(call probe_link,$(CC),$(B)/obj/probe/glibc) -ldl -lpthread
+
+$(PROBE_MUSL): $(PROBE_DEPS) alloc/probe.mk
+	@mkdir -p $(B)/obj/probe/$(notdir $(@D))
 	@[ "$(V)" = 1 ] || echo "  MUSL-CC $@"
-	$(Q)$(MUSL_CC) $(PROBE_CFLAGS) -shared -o $@ $(PROBE_SRC)
+	$(call probe_link,$(MUSL_CC),$(B)/obj/probe/musl)
 
 # The static probe: a freestanding program that loads a static executable and hooks its
 # allocator (alloc/probe_static.c). Linked at a fixed address far from where static programs are

@@ -79,6 +79,13 @@ struct md_probe_slot {
     uint64_t slow_dropped; // slow calls that did not fit in the log
     uint64_t hist_exact[MD_HIST_EXACT];
     uint64_t hist_log2[MD_HIST_LOG2];
+    // C++ operator new and delete (every variant), which ops[] counts already as the call each
+    // stands for (new as malloc or aligned, delete as free): how many of those were C++'s. After
+    // the fields malloc and free touch, so that their offsets stay as they were, and followed by a
+    // cache line of padding: the next slot's first line, another thread's counters, would
+    // otherwise share their line (the ping-pong between CPUs cost 20 ns per new).
+    uint64_t cxx_new, cxx_delete;
+    uint64_t cxx_pad[8];
 };
 
 // An allocator call that took longer than the threshold: the syscalls strace saw on this thread

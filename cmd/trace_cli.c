@@ -300,6 +300,10 @@ static void print_ops(const cJSON *r)
                "aligned %.0f; from %s)\n",
                num(ops, "total"), num(ops, "malloc"), num(ops, "free"), num(ops, "calloc"),
                num(ops, "realloc"), num(ops, "aligned"), str(ops, "source", "?"));
+    if (num(ops, "operator_new") > 0 || num(ops, "operator_delete") > 0)
+        printf("C++: %.0f of the allocations were operator new, %.0f of the frees operator "
+               "delete\n",
+               num(ops, "operator_new"), num(ops, "operator_delete"));
     if (num(ops, "uncounted_calls") > 0)
         printf("warning: %.0f calls were not counted: the program ran more threads at once than "
                "the static probe can tell apart\n",

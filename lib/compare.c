@@ -152,7 +152,9 @@ static int stdin_start(off_t *start, char *why, size_t size, struct md_error *er
 // An allocator does not change how often a program allocates: runs of one command measured
 // identical counts with and without mdalloc (80003 and 80003, 81862 and 81862 in python3). Counts
 // more than this factor apart come from different work (other input, a file the first run
-// changed, a loop bounded by time), whose times and rates are no measure of the allocator.
+// changed, a loop bounded by time), whose times and rates are no measure of the allocator, or
+// from calls the probe does not see (C++'s new and delete were such calls before the probe
+// counted them: jemalloc and mimalloc serve them without malloc).
 #define MD_COMPARE_OPS_FACTOR 2.0
 // Below this many operations in the busier run both are libc's start-up and little else: the
 // rates per operation mean little, and a few calls more are no different work.
@@ -231,7 +233,8 @@ static const char *not_comparable(const cJSON *own, const cJSON *other, const ch
                  "the run with %s made %.0f allocator operations, the first run %.0f: an "
                  "allocator does not change how often a program allocates, so the two runs did "
                  "not do the same work (other input, or files or time that changed between "
-                 "them), and their numbers are not compared",
+                 "them; or the library served calls through entry points of its own, which the "
+                 "probe does not count), and their numbers are not compared",
                  library, ops_b, ops_a);
         return why;
     }

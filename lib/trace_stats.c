@@ -18,6 +18,7 @@ static const char *const op_names[MD_OP_COUNT] = MD_OP_NAMES;
 
 struct probe_totals {
     uint64_t ops[MD_OP_COUNT], bytes, slow, dropped;
+    uint64_t cxx_new, cxx_delete; // of ops[], the C++ operator new and delete calls
     uint64_t hist_exact[MD_HIST_EXACT], hist_log2[MD_HIST_LOG2];
 };
 
@@ -78,6 +79,8 @@ static void add_slot(struct probe_totals *t, const struct md_probe_slot *s)
     for (int op = 0; op < MD_OP_COUNT; op++)
         t->ops[op] += s->ops[op];
     t->bytes += s->bytes_requested;
+    t->cxx_new += s->cxx_new;
+    t->cxx_delete += s->cxx_delete;
     t->slow += s->slow_calls;
     t->dropped += s->slow_dropped;
     for (size_t i = 0; i < MD_HIST_EXACT; i++)
@@ -261,12 +264,25 @@ static uint64_t total_ops(const uint64_t *ops)
     return n;
 }
 
-static void add_ops(cJSON *report, const uint64_t *ops, const char *source)
+// How many of the counted calls were C++'s operator new and delete: only the preload probe
+// interposes them (the static probe and uprobes count the malloc calls behind libstdc++'s new).
+static void add_cxx_ops(cJSON *o, const struct probe_totals *p, const char *source)
+{
+    bool known = source && !strcmp(source, "probe");
+    cJSON_AddItemToObject(o, "operator_new",
+                          known ? cJSON_CreateNumber((double)p->cxx_new) : cJSON_CreateNull());
+    cJSON_AddItemToObject(o, "operator_delete",
+                          known ? cJSON_CreateNumber((double)p->cxx_delete) : cJSON_CreateNull());
+}
+
+static void add_ops(cJSON *report, const uint64_t *ops, const char *source,
+                    const struct probe_totals *p)
 {
     cJSON *o = cJSON_AddObjectToObject(report, "ops");
     if (!source) {
         cJSON_AddNullToObject(o, "total");
         cJSON_AddNullToObject(o, "source");
+        add_cxx_ops(o, p, source);
         return;
     }
     cJSON_AddNumberToObject(o, "total", (double)total_ops(ops));
@@ -276,6 +292,7 @@ static void add_ops(cJSON *report, const uint64_t *ops, const char *source)
             cJSON_AddNumberToObject(o, op_names[op], (double)ops[op]);
         else
             cJSON_AddNullToObject(o, op_names[op]);
+    add_cxx_ops(o, p, source);
     cJSON_AddStringToObject(o, "source", source);
 }
 
@@ -522,7 +539,7 @@ int md_trace_stats(struct md_trace_input *in, cJSON *report, struct md_error *er
         rc = join(st, in, slow, slow_count);
     if (!rc) {
         uint64_t ops = in->ops_source ? total_ops(in->ops) : 0;
-        add_ops(report, in->ops, in->ops_source);
+        add_ops(report, in->ops, in->ops_source, &st->probe);
         // a part of the calls that cannot be tied to their syscalls would make every
         // in-allocator count a silent undercount: none is given
         add_syscalls(report, st, ops, in->probe && !st->foreign_ops);
