@@ -587,7 +587,7 @@ static uint32_t track(enum md_probe_op op, uint64_t size, void *result, void *fr
 static int32_t thread_id(void)
 {
     if (!tls_tid)
-        tls_tid = md_probe_ids_tid(probe.ids, probe.view.header); // mapped before any caller
+        tls_tid = md_probe_ids_tid(probe.ids, probe.view.header, probe.pid); // mapped first
     return tls_tid;
 }
 
@@ -754,7 +754,6 @@ static void forget_slot_in_child(void)
     tls_stacks = (struct stack_cache){0}; // the parent's batch is the parent's
     pid_t parent = probe.pid;
     probe.own_pid = getpid();
-    probe.pid = probe.own_pid;
     note_main_thread(); // the thread that forked is the child's only one
     if (probe.shared) { // a process of its own that runs with the probe, though it may never exec
         learn_ids(probe.shared);

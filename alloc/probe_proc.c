@@ -108,11 +108,19 @@ int32_t md_probe_ids_pid(enum md_ids_mode mode, struct md_probe_header *h, int32
     return id;
 }
 
-int32_t md_probe_ids_tid(enum md_ids_mode mode, struct md_probe_header *h)
+int32_t md_probe_ids_tid(enum md_ids_mode mode, struct md_probe_header *h, int32_t pid_id)
 {
     int32_t own = (int32_t)syscall(SYS_gettid);
     int32_t id = translated(mode, own, "/proc/thread-self/status", "\nNSpid:");
-    return id ? id : token(h, true, own);
+    if (id)
+        return id;
+    // the main thread's tid is its process's pid: when another thread attached first, the pid's
+    // token was taken unannounced (only the main thread's own syscall maps it to the pid)
+    if (own == (int32_t)getpid() && pid_id < 0 && (uint32_t)-pid_id < MD_PROBE_ID_TOKEN_MAX) {
+        syscall(SYS_madvise, md_probe_id_mark((uint32_t)-pid_id), 0, MADV_NORMAL);
+        return pid_id;
+    }
+    return token(h, true, own);
 }
 
 uint64_t md_probe_start_time(void)

@@ -25,7 +25,7 @@ enum md_ids_mode md_probe_ids_mode(const struct md_probe_header *h);
 // (alloc/probe_shared.h: foreign_pid_processes). *tid: the calling thread's tid when it is the
 // main thread (its token is the pid's), else 0.
 int32_t md_probe_ids_pid(enum md_ids_mode mode, struct md_probe_header *h, int32_t *tid);
-int32_t md_probe_ids_tid(enum md_ids_mode mode, struct md_probe_header *h);
+int32_t md_probe_ids_tid(enum md_ids_mode mode, struct md_probe_header *h, int32_t pid_id);
 // The process's start time in clock ticks after boot (/proc/self/stat field 22), 0 when unknown.
 uint64_t md_probe_start_time(void);
 // The descriptor of MD_PROBE_FD_ENV when it is still the file the tool passed, else -1.

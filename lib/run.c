@@ -541,12 +541,14 @@ static void *watchdog_main(void *arg)
             break;
         }
         struct signalfd_siginfo info;
-        forward_sigint_when_due(w);
         if (n == 0 && w->has_deadline && deadline_passed(w))
             w->timed_out = end = true;
         else if (sig_fd >= 0 && (fds[1].revents & POLLIN) &&
                  read(sig_fd, &info, sizeof info) == (ssize_t)sizeof info)
             end = on_stop_signal(w, &info);
+        // after the read: a copy read in the same wakeup cancels the passing on
+        if (!end)
+            forward_sigint_when_due(w);
         if (end)
             end_tree(w);
         pthread_mutex_unlock(&w->lock);

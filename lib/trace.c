@@ -118,7 +118,7 @@ static int sanitizer_first(const char *path, const cJSON *entry, struct md_error
     if (!family || strcmp(family, "sanitizer"))
         return 0;
     const char *provider = md_json_get_str(active, "provider");
-    const char *base = provider && strrchr(provider, '/') ? strrchr(provider, '/') + 1 : provider;
+    const char *base = provider ? md_path_base_name(provider) : NULL;
     return md_fail(err,
                    "%s: built with %s, whose runtime (%s) must come first in the load order, "
                    "before the probe trace preloads; its checking allocator is not the one the "

@@ -185,7 +185,7 @@ assert run['interrupted_by'] == 'INT' and run['signal_passed_on'] == 'INT', run
 assert run['exit_code'] is None and run['wall_seconds'] < 1.9, run"
 }
 
-@test "a SIGINT sent to the tool and to its group (timeout -s INT) is one: the program gets it once" {
+@test "a SIGINT sent to the tool and, just after, to its group is one: the program gets it once" {
     # the group's copy reaches the program itself; taken for a second Ctrl-C, it ended the run
     run python3 - "$T" "$OUT" <<'PY'
 import os, signal, subprocess, sys, time
