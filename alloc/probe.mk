@@ -34,12 +34,12 @@ define probe_link
 endef
 
 $(PROBE_GLIBC): $(PROBE_DEPS) alloc/probe.mk
-	@mkdir -p $(B)/obj/probe/$(notdir $(@D))
+	@mkdir -p $(@D) $(B)/obj/probe/$(notdir $(@D))
 	@[ "$(V)" = 1 ] || echo "  CC      $@"
 	$(call probe_link,$(CC),$(B)/obj/probe/glibc) -ldl -lpthread
 
 $(PROBE_MUSL): $(PROBE_DEPS) alloc/probe.mk
-	@mkdir -p $(B)/obj/probe/$(notdir $(@D))
+	@mkdir -p $(@D) $(B)/obj/probe/$(notdir $(@D))
 	@[ "$(V)" = 1 ] || echo "  MUSL-CC $@"
 	$(call probe_link,$(MUSL_CC),$(B)/obj/probe/musl)
 
