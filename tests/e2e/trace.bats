@@ -590,6 +590,25 @@ PY
     [[ "$output" != *"pid namespace"* ]]
 }
 
+@test "in another pid namespace whose marker syscalls are refused: calls counted, no syscall tied to them, doctor does not call it healthy" {
+    # hostile-nomarker's seccomp filter refuses the probe's marker madvise before strace sees it,
+    # as a program's own filter would: the tokens are never recorded, so the fallback must say so
+    # rather than tie syscalls by pids of the namespace's own
+    run "$T" trace --json -o "$OUT" -- unshare -fp --mount-proc "$FX/glibc-dynamic"
+    [ "$status" -eq 0 ]
+    ops=$(q "r['ops']['total']")
+    run "$T" trace --json -o "$OUT" -- build/fixtures/hostile/nomarker unshare -fp --mount-proc "$FX/glibc-dynamic"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['ops']['total']")" = "$ops" ]
+    [ "$(q "r['run']['other_pid_namespace_processes'], r['run']['other_pid_namespace_programs'], r['run']['unprobed_programs']")" = "1 ['glibc-dynamic'] []" ]
+    [ "$(q "r['attribution']['available'], set(s['in_allocator'] for s in r['syscalls'])")" = "False {None}" ]
+    [[ "$(q "r['warnings']")" == *"1 process ran in another pid namespace"*"no syscall could be tied to them"* ]]
+    run "$T" doctor -- build/fixtures/hostile/nomarker unshare -fp --mount-proc "$FX/glibc-dynamic"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"verdict: not judged: glibc-dynamic ran in another pid namespace"* ]]
+    [[ "$output" != *"healthy"* ]]
+}
+
 @test "a program that renames its main thread (prctl, or pthread_setname_np from another thread; glibc and musl) still ran with the probe" {
     for variant in "renamer prctl" "renamer thread" "renamer-musl prctl" "renamer-musl thread"; do
         read -r prog how <<<"$variant"
