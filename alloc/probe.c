@@ -1510,3 +1510,21 @@ EXPORT int pthread_setname_np(pthread_t thread, const char *name)
         note_main_thread_name(name);
     return rc;
 }
+
+#ifndef __GLIBC__
+// musl has no lock-free lookup of an object loaded since the start (glibc's _dl_find_object, see
+// alloc/probe_code.c), so its new objects are recorded when dlopen returns: outside any allocator
+// call and the loader's lock, where dl_iterate_phdr may run.
+EXPORT void *dlopen(const char *file, int mode)
+{
+    static void *(*next)(const char *, int);
+    if (!next)
+        next = (void *(*)(const char *, int))dlsym(RTLD_NEXT, "dlopen");
+    if (!next)
+        return NULL;
+    void *handle = next(file, mode);
+    if (handle && probe.shared && probe.flags)
+        md_probe_code_record(&probe.view, probe.pid);
+    return handle;
+}
+#endif

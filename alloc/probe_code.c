@@ -194,7 +194,7 @@ static bool add_loaded_since(uint64_t addr)
     return start <= addr && addr < end;
 #else
     (void)addr;
-    return false; // musl has no lock-free lookup: the objects of the process's start only
+    return false; // musl has no lock-free lookup: the probe's dlopen records new objects
 #endif
 }
 

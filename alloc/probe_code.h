@@ -27,8 +27,8 @@ void md_probe_code_adopt_in_child(int32_t parent, int32_t child);
 
 // Whether addr is in an executable segment of a loaded object. An address outside every known
 // one may be in an object loaded since (dlopen): with glibc, the loader's lock-free lookup
-// (_dl_find_object) finds it and it is recorded then. musl has no such lookup, so there the list
-// is what the process had at its start.
+// (_dl_find_object) finds it and it is recorded then. musl has no such lookup: there the probe's
+// dlopen records what it loaded when it returns (alloc/probe.c).
 bool md_probe_code_holds(uint64_t addr);
 
 // The same, from the list as it is: never looks at the loaded objects again.
