@@ -569,11 +569,11 @@ PY
             for where in main thread; do
                 # shellcheck disable=SC2086
                 GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072 run "$T" trace --syscalls $source --json -o "$OUT" -- \
-                    $how "$RFX/cycle" 262144 1000 $( [ $where = thread ] && echo thread)
+                    $how "$RFX/cycle" 262144 300 $( [ $where = thread ] && echo thread)
                 [ "$status" -eq 0 ]
                 [ "$(q "r['run']['processes'], r['run']['probed_processes'], r['run']['unprobed_programs']")" = "2 2 []" ]
                 [ "$(q "r['run']['other_pid_namespace_processes'], r['attribution']['available'], 'warnings' in r")" = "0 True False" ]
-                [ "$(q "[s['in_allocator'] >= 1000 for s in r['syscalls'] if s['name'] in ('mmap', 'munmap')]")" = "[True, True]" ]
+                [ "$(q "[s['in_allocator'] >= 300 for s in r['syscalls'] if s['name'] in ('mmap', 'munmap')]")" = "[True, True]" ]
                 [ "$(q "'MD006' in [f['id'] for f in r['findings']]")" = True ]
                 # no thread of the report has an id of the namespace's own (or a token)
                 [ "$(q "all(t['tid'] > 100 and (t['pid'] or 101) > 100 for t in r['threads'])")" = True ]
@@ -581,9 +581,9 @@ PY
         done
     done
     # the markers are the probe's own syscalls: the program's counts are those it has alone
-    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072 run "$T" trace --json -o "$OUT" -- "$RFX/cycle" 262144 1000
+    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072 run "$T" trace --json -o "$OUT" -- "$RFX/cycle" 262144 300
     alone=$(q "[(s['name'], s['in_allocator']) for s in r['syscalls'] if s['name'] in ('mmap', 'munmap', 'madvise')]")
-    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072 run "$T" trace --json -o "$OUT" -- unshare -fp --mount-proc "$RFX/cycle" 262144 1000
+    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072 run "$T" trace --json -o "$OUT" -- unshare -fp --mount-proc "$RFX/cycle" 262144 300
     [ "$(q "[(s['name'], s['in_allocator']) for s in r['syscalls'] if s['name'] in ('mmap', 'munmap', 'madvise')]")" = "$alone" ]
     run "$T" trace -- unshare -fp --mount-proc "$FX/glibc-dynamic"
     [[ "$output" != *"ran without the probe"* ]]
