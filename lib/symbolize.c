@@ -208,6 +208,7 @@ static int read_funcs(struct md_symtab *t, struct md_error *err)
         qsort(c.funcs, c.count, sizeof *c.funcs, func_cmp);
     t->funcs = c.funcs;
     t->count = dedup_funcs(c.funcs, c.count);
+    t->exports_only = !has_symtab && !debug_symtab;
     // the reservation counted every symbol, not only functions: give the rest back, since the
     // table lives as long as the symbol cache
     struct md_func_sym *fitted = t->count ? realloc(c.funcs, t->count * sizeof *c.funcs) : NULL;
@@ -309,8 +310,10 @@ const struct md_func_sym *md_symtab_find(const struct md_symtab *t, uint64_t add
         n++;
     }
     // A sized function ends where its size says; an unsized one (hand-written assembly) is
-    // trusted up to the next symbol, which is the best a symbol table can tell.
-    if (size && addr - t->funcs[i].addr >= size)
+    // trusted up to the next symbol, which is the best a full symbol table can tell. In a
+    // stripped object hidden functions follow it unnamed (musl's memset, then its syscall entry):
+    // only its first byte is known to be its own.
+    if (size ? addr - t->funcs[i].addr >= size : t->exports_only && addr != t->funcs[i].addr)
         return NULL;
     if (aliases)
         *aliases = n;

@@ -39,6 +39,9 @@ struct md_symtab {
     bool debug_open;
     struct md_func_sym *funcs;
     size_t count;
+    // Only the exported functions are known (no .symtab, no debug file): the hidden ones lie
+    // between them unnamed, so an unsized symbol (assembly) cannot be trusted up to the next.
+    bool exports_only;
     GElf_Phdr *loads; // PT_LOAD headers, for offset <-> address
     size_t load_count;
 };

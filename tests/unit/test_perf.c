@@ -181,6 +181,32 @@ static void stripped_libc_gets_debug_file_symbols(void **state)
     md_symtab_free(&t);
 }
 
+// musl's memset is assembly without a size. With a full symbol table (a static program) it is
+// trusted up to the next function; in Debian's stripped libc.so, whose hidden functions (the
+// syscall entry) follow it unnamed, only its first byte is memset's.
+static void unsized_function_in_stripped_object_is_not_stretched(void **state)
+{
+    (void)state;
+    const char *paths[] = {"/usr/lib/x86_64-linux-musl/libc.so", PFX "churn-musl-static"};
+    for (size_t i = 0; i < 2; i++) {
+        struct md_symtab t;
+        struct md_error err;
+        if (md_symtab_load(&t, paths[i], &err))
+            fail_msg("%s", err.msg);
+        const struct md_func_sym *f = md_symtab_by_name(&t, "memset");
+        assert_non_null(f);
+        assert_int_equal(f->size, 0);
+        assert_int_equal(t.exports_only, i == 0);
+        assert_ptr_equal(md_symtab_find(&t, f->addr, NULL), f);
+        const struct md_func_sym *inside = md_symtab_find(&t, f->addr + 1, NULL);
+        if (i == 0)
+            assert_null(inside);
+        else
+            assert_string_equal(inside->name, "memset");
+        md_symtab_free(&t);
+    }
+}
+
 static void names_match_up_to_clone_suffix(void **state)
 {
     (void)state;
@@ -566,6 +592,7 @@ int main(void)
         cmocka_unit_test(func_offset_unknown_name_fails),
         cmocka_unit_test(symcache_remembers_unreadable_files),
         cmocka_unit_test(stripped_libc_gets_debug_file_symbols),
+        cmocka_unit_test(unsized_function_in_stripped_object_is_not_stretched),
         cmocka_unit_test(names_match_up_to_clone_suffix),
         cmocka_unit_test(log_counts_samples_over_its_bound),
         cmocka_unit_test(syscall_records_become_events),
