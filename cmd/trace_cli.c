@@ -368,9 +368,16 @@ static void print_syscalls(const cJSON *r)
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(r, "futex");
     printf("\nfutex waits: %.0f, %.4f s blocked (%.1f%% of wall time); ", num(f, "waits"),
            num(f, "wait_seconds"), 100 * num(f, "wait_share_of_wall"));
-    // calls in another pid namespace cannot be tied to their waits: a 0 would be a guess
-    if (num(cJSON_GetObjectItemCaseSensitive(r, "attribution"), "other_pid_namespace_calls") > 0)
-        printf("inside allocator calls: not known (another pid namespace)\n");
+    // null when no probe tied the waits to calls: a 0 would say that no call waited
+    if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(f, "allocator_waits")))
+        printf(
+            "inside allocator calls: not known (%s)\n",
+            num(cJSON_GetObjectItemCaseSensitive(r, "attribution"), "other_pid_namespace_calls") > 0
+                ? "another pid namespace"
+            : md_json_get_bool(cJSON_GetObjectItemCaseSensitive(r, "futex_wait_stacks"), "sampled")
+                ? "no probe ties waits to calls in this mode; their call stacks are below"
+                : "no probe ties waits to calls in this mode; --stacks tells them by their "
+                  "call stacks");
     else
         printf("%.0f inside allocator calls (%.4f s)\n", num(f, "allocator_waits"),
                num(f, "allocator_wait_seconds"));
