@@ -98,13 +98,14 @@ bool md_cli_gate_load(const struct md_command *cmd, const struct md_gate_args *g
 static void print_regression(const struct md_command *cmd, const cJSON *r, double limit)
 {
     const char *key = md_json_get_str(r, "metric");
-    char change[48] = "new", before[48], after[48];
+    char change[48] = "new", before[48], after[48], pct[64];
     if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(r, "change_pct")))
         md_format_change(md_json_get_num(r, "change_pct"), change, sizeof change);
     md_format_metric(key, md_json_get_num(r, "baseline"), before, sizeof before);
     md_format_metric(key, md_json_get_num(r, "current"), after, sizeof after);
-    md_cli_error(cmd, "regression: %s %s -> %s (%s, limit %g%%)", md_json_get_str(r, "label"),
-                 before, after, change, limit);
+    md_format_decimal(limit, pct, sizeof pct); // as --max-regression took it
+    md_cli_error(cmd, "regression: %s %s -> %s (%s, limit %s%%)", md_json_get_str(r, "label"),
+                 before, after, change, pct);
 }
 
 int md_cli_gate_apply(const struct md_command *cmd, const struct md_gate_args *g,

@@ -279,10 +279,13 @@ void md_render_trace_header(const cJSON *r)
                "on; a second ends the run), and the program went on to its own end: the counts "
                "cover the whole run\n",
                md_json_get_str(run, "signal_passed_on"));
-    if (md_json_get_bool(run, "timed_out"))
-        printf("TIMED OUT after %g s: every process of the program was stopped (SIGTERM, then "
+    if (md_json_get_bool(run, "timed_out")) {
+        char limit[64]; // as --timeout took it
+        md_format_decimal(num(run, "timeout_seconds"), limit, sizeof limit);
+        printf("TIMED OUT after %s s: every process of the program was stopped (SIGTERM, then "
                "SIGKILL); the counts cover the run until then\n",
-               num(run, "timeout_seconds"));
+               limit);
+    }
 }
 
 static void print_ops(const cJSON *r)
@@ -358,7 +361,7 @@ static void print_syscalls(const cJSON *r)
         const cJSON *per = cJSON_GetObjectItemCaseSensitive(s, "per_op");
         char per_k[32] = "-";
         if (cJSON_IsNumber(per))
-            snprintf(per_k, sizeof per_k, "%.3f", per->valuedouble * 1000);
+            md_format_rate(per->valuedouble * 1000, per_k, sizeof per_k);
         char inside[32] = "-";
         if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(s, "in_allocator")))
             snprintf(inside, sizeof inside, "%.0f", num(s, "in_allocator"));
@@ -368,9 +371,16 @@ static void print_syscalls(const cJSON *r)
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(r, "futex");
     printf("\nfutex waits: %.0f, %.4f s blocked (%.1f%% of wall time); ", num(f, "waits"),
            num(f, "wait_seconds"), 100 * num(f, "wait_share_of_wall"));
-    // calls in another pid namespace cannot be tied to their waits: a 0 would be a guess
-    if (num(cJSON_GetObjectItemCaseSensitive(r, "attribution"), "other_pid_namespace_calls") > 0)
-        printf("inside allocator calls: not known (another pid namespace)\n");
+    // null when no probe tied the waits to calls: a 0 would say that no call waited
+    if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(f, "allocator_waits")))
+        printf(
+            "inside allocator calls: not known (%s)\n",
+            num(cJSON_GetObjectItemCaseSensitive(r, "attribution"), "other_pid_namespace_calls") > 0
+                ? "another pid namespace"
+            : md_json_get_bool(cJSON_GetObjectItemCaseSensitive(r, "futex_wait_stacks"), "sampled")
+                ? "no probe ties waits to calls in this mode; their call stacks are below"
+                : "no probe ties waits to calls in this mode; --stacks tells them by their "
+                  "call stacks");
     else
         printf("%.0f inside allocator calls (%.4f s)\n", num(f, "allocator_waits"),
                num(f, "allocator_wait_seconds"));
@@ -549,8 +559,10 @@ void md_render_gate(const cJSON *r)
     const cJSON *g = cJSON_GetObjectItemCaseSensitive(r, "gate"), *m, *name;
     if (!g)
         return;
-    printf("\ngate: against %s, at most +%g%% per metric: %s\n", str(g, "baseline", "?"),
-           num(g, "max_regression_pct"), md_json_get_bool(g, "passed") ? "passed" : "FAILED");
+    char limit[64]; // as --max-regression took it
+    md_format_decimal(num(g, "max_regression_pct"), limit, sizeof limit);
+    printf("\ngate: against %s, at most +%s%% per metric: %s\n", str(g, "baseline", "?"), limit,
+           md_json_get_bool(g, "passed") ? "passed" : "FAILED");
     printf("%-32s %*s %*s %*s\n", "METRIC", MD_METRIC_TEXT_MAX, "BASELINE", MD_METRIC_TEXT_MAX,
            "NOW", MD_CHANGE_TEXT_MAX, "CHANGE");
     cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(g, "compared"))

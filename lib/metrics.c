@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lib/report.h"
@@ -185,8 +186,8 @@ const struct md_metric md_metrics[] = {
     // Waits include pthread_join and condition variables, whose share swings with scheduling.
     {"futex_wait_share", "futex wait share of wall time", 1, MD_UNIT_SHARE, 0.05, true, true,
      futex_wait_share, NULL, enough_futex_waits},
-    {"allocator_futex_wait_share", "futex wait share in allocator", 1, MD_UNIT_SHARE, 0.05,
-     true, true, allocator_futex_wait_share, NULL, enough_allocator_waits},
+    {"allocator_futex_wait_share", "futex wait share in allocator", 1, MD_UNIT_SHARE, 0.05, true,
+     true, allocator_futex_wait_share, NULL, enough_allocator_waits},
     {"allocator_cpu_share", "CPU share inside the allocator", 1, MD_UNIT_SHARE, 0.02, true, false,
      allocator_cpu_share, allocator_share_noise, NULL},
     {0},
@@ -231,13 +232,30 @@ void md_format_metric(const char *key, double value, char *buf, size_t size)
     case MD_UNIT_SECONDS: // as trace's header prints wall, user and sys
         snprintf(buf, size, "%.3f", value);
         return;
-    case MD_UNIT_RATE: // as trace's syscall table prints per 1000 ops
-        snprintf(buf, size, value == trunc(value) ? "%.0f" : "%.3f", value);
+    case MD_UNIT_RATE:
+        md_format_rate(value, buf, size);
         return;
     case MD_UNIT_COUNT:
         break;
     }
     format_count(value, buf, size);
+}
+
+void md_format_rate(double per_1000_ops, char *buf, size_t size)
+{
+    snprintf(buf, size, "%.3f", per_1000_ops);
+}
+
+#define MD_DECIMALS_MAX 15
+
+void md_format_decimal(double value, char *buf, size_t size)
+{
+    // %g would print 1e-07; %f alone rounds 0.0000001 to 0.000000
+    for (int decimals = 0; decimals <= MD_DECIMALS_MAX; decimals++) {
+        snprintf(buf, size, "%.*f", decimals, value);
+        if (strtod(buf, NULL) == value)
+            return;
+    }
 }
 
 #define MD_CHANGE_SHOWN_MAX 99999.0

@@ -48,6 +48,15 @@ cJSON *md_metric_row(const struct md_metric *m);
 // seconds to the millisecond, rates per 1000 ops to 3 decimals, counts whole.
 void md_format_metric(const char *key, double value, char *buf, size_t size);
 
+// A rate per 1000 ops as text shows it: three decimals always ("3.000", not "3"), so that a
+// column of rates lines up and a whole rate does not look rounded. The one format of trace's
+// syscall table, doctor's key numbers, compare and the gate.
+void md_format_rate(double per_1000_ops, char *buf, size_t size);
+
+// A number in plain decimal digits, the form options take (--timeout 0.0000001, not 1e-07):
+// the fewest decimals (at most 15) that read back as the same double, no exponent.
+void md_format_decimal(double value, char *buf, size_t size);
+
 // A change in percent as text shows it: "+12.3%"; past +99999% (a baseline near 0), ">+99999%",
 // so that it stays in its column. At most MD_CHANGE_TEXT_MAX characters.
 void md_format_change(double pct, char *buf, size_t size);

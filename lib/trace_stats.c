@@ -332,7 +332,11 @@ static void add_syscalls(cJSON *report, const struct stats *st, uint64_t ops, bo
     }
 }
 
-static void add_futex(cJSON *report, const struct stats *st, double wall, uint64_t ops)
+// attributed: as for add_syscalls. Without it no wait is tied to a call (uprobes count calls
+// but mark no window; calls in another pid namespace cannot be matched): the allocator's waits
+// are null, unknown, not 0, which would say that no call waited.
+static void add_futex(cJSON *report, const struct stats *st, double wall, uint64_t ops,
+                      bool attributed)
 {
     cJSON *o = cJSON_AddObjectToObject(report, "futex");
     cJSON_AddNumberToObject(o, "calls", (double)st->sys[MD_SYS_FUTEX].count);
@@ -340,6 +344,12 @@ static void add_futex(cJSON *report, const struct stats *st, double wall, uint64
     cJSON_AddNumberToObject(o, "wait_seconds", (double)st->futex_wait_ns / 1e9);
     cJSON_AddNumberToObject(o, "wait_share_of_wall",
                             wall > 0 ? (double)st->futex_wait_ns / 1e9 / wall : 0);
+    if (!attributed) {
+        cJSON_AddNullToObject(o, "allocator_waits");
+        cJSON_AddNullToObject(o, "allocator_wait_seconds");
+        cJSON_AddNullToObject(o, "allocator_waits_per_op");
+        return;
+    }
     cJSON_AddNumberToObject(o, "allocator_waits", (double)st->futex_alloc_waits);
     cJSON_AddNumberToObject(o, "allocator_wait_seconds", (double)st->futex_alloc_wait_ns / 1e9);
     add_per_op(o, "allocator_waits_per_op", st->futex_alloc_waits, ops);
@@ -542,8 +552,9 @@ int md_trace_stats(struct md_trace_input *in, cJSON *report, struct md_error *er
         add_ops(report, in->ops, in->ops_source, &st->probe);
         // a part of the calls that cannot be tied to their syscalls would make every
         // in-allocator count a silent undercount: none is given
-        add_syscalls(report, st, ops, in->probe && !st->foreign_ops);
-        add_futex(report, st, in->wall_seconds, ops);
+        bool attributed = in->probe && !st->foreign_ops;
+        add_syscalls(report, st, ops, attributed);
+        add_futex(report, st, in->wall_seconds, ops, attributed);
         add_mmap_lengths(report, st);
         add_requests(report, &st->probe, in->probe != NULL);
         add_bands(report, "size_bands", st, &st->requests, true);

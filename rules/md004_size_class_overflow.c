@@ -5,6 +5,13 @@
 // 0.82% of the allocations made 98% of the syscalls. An allocator is meant to serve every size
 // from cached memory; when a sliver of the size range goes to the OS on every call, the band's
 // upper end is the size-class boundary that is off by the header.
+//
+// An overflow is churn: each request maps memory that its free gives back (mmap, then munmap or
+// madvise), so the allocator's calls give back about as many times as the band takes. A heap
+// that only grows (brk, or mmap of arenas, for a band that is the first to need a new page)
+// gives nothing back, however narrow the band: its syscalls count only as far as the
+// allocator's munmap and madvise calls match them. (A heap top trimmed with brk and grown again
+// is MD008's.)
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -33,24 +40,45 @@ static unsigned long boundary_of(double to)
     return b;
 }
 
+// The memory the allocator's calls gave back: munmap and madvise inside allocator calls when
+// the trace tied them (it did, or there would be no size bands), else in the whole run.
+static double given_back(const cJSON *trace)
+{
+    bool attributed;
+    double n = 0;
+    static const char *const names[] = {"munmap", "madvise"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        double calls = md_rule_trace_syscalls(trace, names[i], &attributed);
+        n += calls > 0 ? calls : 0;
+    }
+    return n;
+}
+
 static void check(const struct md_rule *rule, const struct md_rule_input *in, cJSON *findings)
 {
     if (!in->trace)
         return;
+    double released = given_back(in->trace);
     const cJSON *band;
     cJSON_ArrayForEach(band, cJSON_GetObjectItemCaseSensitive(in->trace, "size_bands"))
     {
-        double share = num(band, "request_share"), sys_share = num(band, "memory_syscall_share");
+        double share = num(band, "request_share"), calls = num(band, "memory_syscalls");
+        // the band's syscalls that were churn: no more than the allocator gave back
+        double churn = calls < released ? calls : released;
+        double sys_share =
+            calls > 0 ? num(band, "memory_syscall_share") * churn / calls : 0; // of all syscalls
         if (share > MD004_MAX_REQUEST_SHARE || sys_share < MD004_MIN_SYSCALL_SHARE ||
-            num(band, "memory_syscalls") < MD004_MIN_SYSCALLS)
+            churn < MD004_MIN_SYSCALLS)
             continue;
         char message[512];
         snprintf(message, sizeof message,
                  "requests of %.0f-%.0f B are %.2f%% of the requests but make %.0f%% of the memory "
-                 "syscalls (%.0f): they miss the size classes just below %lu B, as if a header "
+                 "syscalls (%.0f), and the allocator gives the memory back (%.0f munmap and "
+                 "madvise calls): they miss the size classes just below %lu B, as if a header "
                  "pushed them over the limit",
-                 num(band, "from"), num(band, "to"), 100 * share, 100 * sys_share,
-                 num(band, "memory_syscalls"), boundary_of(num(band, "to")));
+                 num(band, "from"), num(band, "to"), 100 * share,
+                 100 * num(band, "memory_syscall_share"), calls, released,
+                 boundary_of(num(band, "to")));
         char fix[2048];
         md_rule_trace_replace_allocator(in, fix, sizeof fix - 64);
         strcat(fix, "; and report the boundary to the allocator's authors");
@@ -59,7 +87,8 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
         cJSON_AddNumberToObject(ev, "to", num(band, "to"));
         cJSON_AddNumberToObject(ev, "boundary", (double)boundary_of(num(band, "to")));
         cJSON_AddNumberToObject(ev, "request_share", share);
-        cJSON_AddNumberToObject(ev, "memory_syscall_share", sys_share);
+        cJSON_AddNumberToObject(ev, "memory_syscall_share", num(band, "memory_syscall_share"));
+        cJSON_AddNumberToObject(ev, "given_back", released);
     }
 }
 

@@ -51,6 +51,9 @@ teardown() {
     regressions=$(grep -c "regression:" <<<"$output")
     [ "$regressions" -ge 1 ]
     [[ "$output" == *"regression: memory syscalls per 1000 ops "*" -> "*"limit 5%)"* ]]
+    # rates to three decimals, a whole one too, in the line and the table
+    [[ "$output" =~ "regression: memory syscalls per 1000 ops "[0-9]+\.[0-9]{3}" -> "[0-9]+\.[0-9]{3}" (" ]]
+    grep -Eq '^memory syscalls per 1000 ops +[0-9]+\.[0-9]{3} +[0-9]+\.[0-9]{3} ' "$DIR/reg.txt"
     # another program's report: compared, and said so
     [[ "$output" == *"warning: $DIR/base.json is a report of $FX/toy-driver-fixed, another program than this run's"* ]]
     grep -q "gate: against $DIR/base.json, at most +5% per metric: FAILED" "$DIR/reg.txt"

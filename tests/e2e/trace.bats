@@ -749,7 +749,13 @@ for s in r['syscalls']:
     assert abs(s['per_op'] - s['count']/80000) < 1e-12, s
     assert s['in_allocator'] is None, s   # no probe windows for static programs
 f=r['futex']; assert f['wait_seconds'] >= 0 and 'wait_share_of_wall' in f, f
+# nor are the waits tied to calls: unknown, not 0
+assert f['allocator_waits'] is None and f['allocator_wait_seconds'] is None, f
+assert f['allocator_waits_per_op'] is None, f
 assert r['cpu']['sampled'], r['cpu']"
+    run "$T" trace --uprobes -- "$FX/musl-static"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"inside allocator calls: not known (no probe ties waits to calls in this mode;"* ]]
 }
 
 @test "stripped static program: nothing to probe, --ops gives the per-op numbers" {

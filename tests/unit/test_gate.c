@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "lib/gate.h"
+#include "lib/metrics.h"
 #include "rules/rules.h"
 
 // A trace report with the gated numbers: RSS, memory syscalls and futex waits over 100000 ops,
@@ -127,8 +128,8 @@ static cJSON *with_allocator_waits(cJSON *r, const char *mode, double waits, dou
     cJSON_AddNumberToObject(cJSON_GetObjectItem(r, "run"), "wall_seconds", 1.0);
     cJSON *attribution = cJSON_AddObjectToObject(r, "attribution");
     cJSON_AddBoolToObject(attribution, "available", probed);
-    cJSON *from = probed ? cJSON_GetObjectItem(r, "futex")
-                         : cJSON_AddObjectToObject(r, "futex_wait_stacks");
+    cJSON *from =
+        probed ? cJSON_GetObjectItem(r, "futex") : cJSON_AddObjectToObject(r, "futex_wait_stacks");
     if (!probed)
         cJSON_AddTrueToObject(from, "sampled");
     cJSON_AddNumberToObject(from, "allocator_waits", waits);
@@ -245,6 +246,24 @@ static void reader_refuses_what_is_not_a_trace_report(void **state)
     assert_int_equal(md_baseline_parse(unterminated, 2, "u.json", &r, &err), -1);
 }
 
+static void numbers_are_shown_in_plain_decimals(void **state)
+{
+    (void)state;
+    char text[64];
+    // a whole rate keeps its decimals, as the rates beside it
+    md_format_metric("memory_syscalls_per_op", 0.003, text, sizeof text);
+    assert_string_equal(text, "3.000");
+    md_format_metric("memory_syscalls_per_op", 0.002571, text, sizeof text);
+    assert_string_equal(text, "2.571");
+    // as the options take them: no exponent, no trailing zeros
+    md_format_decimal(0.0000001, text, sizeof text);
+    assert_string_equal(text, "0.0000001");
+    md_format_decimal(2.5, text, sizeof text);
+    assert_string_equal(text, "2.5");
+    md_format_decimal(10, text, sizeof text);
+    assert_string_equal(text, "10");
+}
+
 static void findings_are_counted_by_severity_in_files_and_top_level(void **state)
 {
     (void)state;
@@ -269,6 +288,7 @@ int main(void)
         cmocka_unit_test(cpu_share_changes_within_sampling_error_pass),
         cmocka_unit_test(metrics_missing_in_one_report_are_not_compared),
         cmocka_unit_test(reader_refuses_what_is_not_a_trace_report),
+        cmocka_unit_test(numbers_are_shown_in_plain_decimals),
         cmocka_unit_test(findings_are_counted_by_severity_in_files_and_top_level),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -147,15 +147,25 @@ static void md003_only_with_a_failed_expectation(void **state)
 static void md004_narrow_band_with_most_syscalls(void **state)
 {
     (void)state;
+    // each request's mmap is unmapped by its free
     const char *overflow = "{\"size_bands\":[{\"from\":1016,\"to\":1024,\"request_share\":0.008,"
-                           "\"memory_syscalls\":890,\"memory_syscall_share\":0.97}]}";
+                           "\"memory_syscalls\":890,\"memory_syscall_share\":0.49}],"
+                           "\"syscalls\":[{\"name\":\"munmap\",\"count\":880}]}";
     assert_string_equal(fired_on_trace(overflow), "MD004");
+    // the same band growing the heap, nothing given back: growth, not churn
+    const char *growth = "{\"size_bands\":[{\"from\":4080,\"to\":4080,\"request_share\":0.012,"
+                         "\"memory_syscalls\":41,\"memory_syscall_share\":0.47}],"
+                         "\"syscalls\":[{\"name\":\"brk\",\"count\":76},"
+                         "{\"name\":\"munmap\",\"count\":1}]}";
+    assert_string_equal(fired_on_trace(growth), "");
     // a band that is a large part of the workload is the workload, not an overflow
     const char *common = "{\"size_bands\":[{\"from\":16,\"to\":512,\"request_share\":0.6,"
-                         "\"memory_syscalls\":890,\"memory_syscall_share\":0.97}]}";
+                         "\"memory_syscalls\":890,\"memory_syscall_share\":0.97}],"
+                         "\"syscalls\":[{\"name\":\"munmap\",\"count\":880}]}";
     assert_string_equal(fired_on_trace(common), "");
     const char *few = "{\"size_bands\":[{\"from\":1016,\"to\":1024,\"request_share\":0.008,"
-                      "\"memory_syscalls\":3,\"memory_syscall_share\":0.97}]}";
+                      "\"memory_syscalls\":3,\"memory_syscall_share\":0.97}],"
+                      "\"syscalls\":[{\"name\":\"munmap\",\"count\":880}]}";
     assert_string_equal(fired_on_trace(few), "");
 }
 
@@ -457,8 +467,9 @@ static void keep_memory_tunables_cover_the_largest_request(void **state)
         // the bucket reaches past glibc's highest threshold: that one keeps what it can, and
         // says which sizes it cannot (a chunk of 32 MiB or more)
         {16777216, 33554431, "mmap_threshold=33554432:glibc.malloc.trim_threshold=67108864 prog"},
-        {16777216, 33554431, "requests up to 33554408 B (the largest requests are of 16777216 "
-                             "to 33554431 B: any above 33554408 B still get a mapping each)"},
+        {16777216, 33554431,
+         "requests up to 33554408 B (the largest requests are of 16777216 "
+         "to 33554431 B: any above 33554408 B still get a mapping each)"},
         // chunks of 32 MiB and more need a threshold glibc may ignore: no tunables then
         {33554432, 67108863, "need an mmap_threshold above 32 MiB"},
         {1ul << 30, (1ul << 31) - 1, "need an mmap_threshold above 32 MiB"},
