@@ -486,6 +486,19 @@ bool md_cli_same_file(const char *a, const char *b)
     return md_same_file(a, b) || !strcmp(a, b); // a name not created yet is the same by name
 }
 
+bool md_cli_files_distinct(const struct md_command *cmd, const struct md_cli_file *files,
+                           size_t count, int *exit_code)
+{
+    for (size_t i = 0; i < count; i++)
+        for (size_t j = i + 1; j < count; j++)
+            if (files[i].path && files[j].path && md_cli_same_file(files[i].path, files[j].path)) {
+                *exit_code = md_cli_usage_error(cmd, "%s and %s name the same file: %s",
+                                                files[i].option, files[j].option, files[j].path);
+                return false;
+            }
+    return true;
+}
+
 bool md_cli_output_usable(const struct md_command *cmd, const char *output)
 {
     struct output o = {.name = output};

@@ -133,12 +133,12 @@ bool md_trace_cli_operands(const struct md_command *cmd, int argc, char **argv,
         return false;
     }
     a->opt.argv = argv + optind;
-    // a failing run would replace the baseline it failed against with itself
-    if (a->gate.baseline && a->output && md_cli_same_file(a->gate.baseline, a->output)) {
-        *exit_code = md_cli_usage_error(cmd, "--baseline and -o name the same file: %s", a->output);
-        return false;
-    }
-    return md_cli_gate_valid(cmd, &a->gate, exit_code);
+    // a failing run would replace the baseline it failed against with itself, and folded
+    // stacks would replace the report or the baseline (doctor has no --folded: NULL)
+    const struct md_cli_file files[] = {
+        {"--baseline", a->gate.baseline}, {"--folded", a->opt.folded}, {"-o", a->output}};
+    return md_cli_files_distinct(cmd, files, sizeof files / sizeof files[0], exit_code) &&
+           md_cli_gate_valid(cmd, &a->gate, exit_code);
 }
 
 // Ends the process by the signal it received (a shell stops its loop only when a child died of
