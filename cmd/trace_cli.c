@@ -191,7 +191,9 @@ int md_trace_cli_run(const struct md_command *cmd, const struct md_trace_cli *a,
         // the report is what the run was for: a pipe whose reader left is an error that says so
         // (exit 2), not a silent death by SIGPIPE; every process of the run has ended by now
         signal(SIGPIPE, SIG_IGN);
-        if (!a->output && !a->json)
+        // JSON too: after `printf abc` the report's first line is then the JSON alone, which a
+        // reader can split off the program's output
+        if (!a->output)
             md_cli_start_on_new_line();
         if (md_cli_render(cmd, report, a->output, a->json, render_text))
             rc = MD_EXIT_USAGE;

@@ -452,6 +452,14 @@ PY
     script -qec "$T trace -- printf 'abc\n'" /dev/null | tr -d '\r' >"$file"
     [ "$(sed -n 2p "$file")" = "" ]
     [[ "$(sed -n 3p "$file")" == "trace: "* ]]
+    # JSON as well (trace and doctor): the document starts on a line of its own
+    for cmd in trace doctor; do
+        "$T" $cmd --json -- printf abc >"$file"
+        [ "$(sed -n 1p "$file")" = abc ]
+        sed 1d "$file" | python3 -c 'import json,sys; json.load(sys.stdin)'
+    done
+    "$T" trace --json -- true >"$file"
+    python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$file"
 }
 
 @test "_exit: counts survive, exit code 3 reported and propagated on request" {
