@@ -813,6 +813,20 @@ assert c['samples'] > 50 and c['allocator_share'] < 0.1, c"
     [[ "$output" == *"strace: not found; install it (apt-get install strace)"* ]]
 }
 
+@test "an execute-only program: the read before the run is what fails, and the error says so" {
+    [ "$(id -u)" = 0 ] || skip "needs root to act as another user"
+    dir=$(mktemp -d)
+    cp "$T" "$dir/tool"
+    cp /bin/true "$dir/xonly"
+    chmod 711 "$dir/xonly"
+    chmod 755 "$dir"
+    setpriv --reuid=65534 --regid=65534 --clear-groups "$dir/xonly" # it does run
+    run setpriv --reuid=65534 --regid=65534 --clear-groups "$dir/tool" trace -- "$dir/xonly"
+    rm -rf "$dir"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"xonly: can be executed but not read (execute-only), and trace must read it to choose how to count"* ]]
+}
+
 @test "--leaks: both leaking call sites with their exact byte counts" {
     run "$T" trace --leaks --json -o "$OUT" -- "$FX/leaker"
     [ "$status" -eq 0 ]
