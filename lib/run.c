@@ -53,10 +53,34 @@ bool md_same_file(const char *a, const char *b)
            sa.st_ino == sb.st_ino;
 }
 
+// Whether path names a file of the process that resolves it: its directory is this process's
+// /proc entry (/proc/self/exe, /proc/thread-self/..., /dev/fd/N). The tool would inspect its own
+// executable or descriptor, and strace or the static probe, exec'ing it, would run themselves:
+// never the program meant. /proc/self/root/... and /proc/self/cwd/... resolve to ordinary
+// directories, the same for every process the run starts, and are taken as such.
+static bool names_own_process(const char *path)
+{
+    char dir[PATH_MAX], real[PATH_MAX], own[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return false;
+    slash[slash == dir] = 0; // "/x" -> "/"
+    if (!realpath(dir, real) || !realpath("/proc/self", own))
+        return false;
+    size_t n = strlen(own);
+    return !strncmp(real, own, n) && (real[n] == 0 || real[n] == '/');
+}
+
 int md_find_program(const char *prog, char *path, size_t size, struct md_error *err)
 {
     if (strchr(prog, '/')) {
         struct stat st;
+        if (names_own_process(prog))
+            return md_fail(err,
+                           "%s: names a file of whichever process opens it, which would be this "
+                           "tool or strace, not the program; give the program's own path",
+                           prog);
         if (stat(prog, &st))
             return md_fail_errno(err, errno, "%s", prog);
         if (!is_executable(prog))

@@ -827,6 +827,20 @@ assert c['samples'] > 50 and c['allocator_share'] < 0.1, c"
     [[ "$output" == *"xonly: can be executed but not read (execute-only), and trace must read it to choose how to count"* ]]
 }
 
+@test "a program named through /proc/self or /dev/fd is refused: it would name the tool's own files" {
+    for prog in /proc/self/exe /proc/thread-self/exe /dev/fd/0 /proc/self/fd/0; do
+        run "$T" trace -- "$prog" --version
+        [ "$status" -eq 2 ]
+        [ "$output" = "malloc-doctor: trace: $prog: names a file of whichever process opens it, which would be this tool or strace, not the program; give the program's own path" ]
+    done
+    run "$T" doctor -- /proc/self/exe
+    [ "$status" -eq 2 ]
+    # /proc/self/root is the same directory for every process of the run: taken as the path
+    run "$T" trace --json -o "$OUT" -- /proc/self/root/bin/true
+    [ "$status" -eq 0 ]
+    [ "$(q "r['run']['exit_code']")" = 0 ]
+}
+
 @test "--leaks: both leaking call sites with their exact byte counts" {
     run "$T" trace --leaks --json -o "$OUT" -- "$FX/leaker"
     [ "$status" -eq 0 ]
