@@ -813,6 +813,37 @@ assert c['samples'] > 50 and c['allocator_share'] < 0.1, c"
     [[ "$output" == *"strace: not found; install it (apt-get install strace)"* ]]
 }
 
+@test "PATH unset (cron, env -i): CMD is found in the default path, strace runs that file, argv[0] and the unset PATH kept" {
+    local tool
+    tool=$(realpath "$T")
+    # head prints the first bytes of its own argv[0]: "hea" as typed, not "/bi" or "/us"
+    run env -i "$tool" trace --json -o "$OUT" -- head -c 3 /proc/self/cmdline
+    [ "$status" -eq 0 ]
+    [ "$output" = hea ]
+    [ "$(q "r['target']['path'], r['run']['exit_code'], r['syscall_recording']['source']")" = "/bin/head 0 strace" ]
+    # the program gets no PATH, as the tool got none
+    run env -i "$tool" trace --json -o "$OUT" -- printenv PATH
+    [ "$status" -eq 0 ]
+    [ "$output" = "" ]
+    [ "$(q "r['run']['exit_code']")" = 1 ]
+    run env -i "$tool" doctor --json -o "$OUT" -- true
+    [ "$status" -eq 0 ]
+    run env -i "$tool" trace --compare --json -o "$OUT" -- true </dev/null
+    [ "$status" -eq 0 ]
+    [ "$(q "r['compare']['possible']")" = True ]
+}
+
+@test "strace that cannot start the program: said so, not blamed on ptrace" {
+    local fake=$BATS_TEST_TMPDIR/fake
+    mkdir -p "$fake"
+    printf '#!/bin/sh\necho "strace: Can'\''t stat x" >&2\nexit 1\n' >"$fake/strace"
+    chmod 755 "$fake/strace"
+    PATH=$fake:$PATH run "$T" trace -- "$FX/glibc-dynamic"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"malloc-doctor: trace: strace could not start $FX/glibc-dynamic (its message above says why)"* ]]
+    [[ "$output" != *ptrace* ]]
+}
+
 @test "an execute-only program: the read before the run is what fails, and the error says so" {
     [ "$(id -u)" = 0 ] || skip "needs root to act as another user"
     dir=$(mktemp -d)
