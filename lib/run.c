@@ -90,19 +90,24 @@ int md_find_program(const char *prog, char *path, size_t size, struct md_error *
         return 0;
     }
     // execvp's lookup, which `env PROG` and a shell's exec also make: PATH unset is the C
-    // library's default path (confstr's _CS_PATH: cron's and `env -i`'s programs)
+    // library's default path (confstr's _CS_PATH: cron's and `env -i`'s programs), and an empty
+    // element (leading, trailing, "::", or PATH="" alone) is the current directory
     const char *env = getenv("PATH");
     char dirs[PATH_MAX * 4];
-    if (env && *env)
+    if (env)
         snprintf(dirs, sizeof dirs, "%s", env);
     else if (!confstr(_CS_PATH, dirs, sizeof dirs))
         snprintf(dirs, sizeof dirs, "/bin:/usr/bin");
-    for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+    for (char *d = dirs, *end;; d = end + 1) {
+        end = strchrnul(d, ':');
+        bool last = !*end;
+        *end = 0;
         snprintf(path, size, "%s/%s", *d ? d : ".", prog);
         if (is_executable(path))
             return 0;
+        if (last)
+            return md_fail(err, "%s: command not found", prog);
     }
-    return md_fail(err, "%s: command not found", prog);
 }
 
 void md_tool_command(char *out, size_t size)

@@ -61,10 +61,10 @@ void md_run_stop_signals(sigset_t *set);
 // A pending stop signal, consumed; 0 when there is none.
 int md_run_take_signal(const sigset_t *set);
 
-// Finds prog in PATH as execvp does (PATH unset: the default path, confstr's _CS_PATH), or checks
-// it when it contains a '/'; fills path. A path of this process's own /proc entry
-// (/proc/self/exe, /dev/fd/N) is refused: the process that opens or executes it decides what it
-// names.
+// Finds prog in PATH as execvp does (PATH unset: the default path, confstr's _CS_PATH; an empty
+// element: the current directory), or checks it when it contains a '/'; fills path. A path of
+// this process's own /proc entry (/proc/self/exe, /dev/fd/N) is refused: the process that
+// opens or executes it decides what it names.
 int md_find_program(const char *prog, char *path, size_t size, struct md_error *err);
 
 // True when a and b (either may be NULL) name the same existing file, links and all.

@@ -833,6 +833,22 @@ assert c['samples'] > 50 and c['allocator_share'] < 0.1, c"
     [ "$(q "r['compare']['possible']")" = True ]
 }
 
+@test "an empty PATH element is the current directory, as execvp has it (leading, trailing, ::)" {
+    local tool dir=$BATS_TEST_TMPDIR/here
+    tool=$(realpath "$T")
+    mkdir -p "$dir"
+    cp "$FX/glibc-dynamic" "$dir/cnt-here"
+    for path in ":/usr/bin:/bin" "/usr/bin:/bin:" "/usr/bin::/bin"; do
+        run bash -c 'cd "$1" && PATH=$2 exec "$3" trace --json -o "$4" -- cnt-here' _ "$dir" "$path" \
+            "$tool" "$OUT"
+        [ "$status" -eq 0 ]
+        [ "$(q "r['target']['path'], r['run']['exit_code']")" = "./cnt-here 0" ]
+    done
+    run bash -c 'cd "$1" && PATH=/usr/bin:/bin exec "$2" trace -- cnt-here' _ "$dir" "$tool"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"cnt-here: command not found"* ]]
+}
+
 @test "strace that cannot start the program: said so, not blamed on ptrace" {
     local fake=$BATS_TEST_TMPDIR/fake
     mkdir -p "$fake"
