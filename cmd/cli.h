@@ -62,6 +62,8 @@ extern volatile sig_atomic_t md_cli_mapping_faults;
 // Run first by main: a standard descriptor the caller closed is held open (stdout by /dev/full,
 // the others by /dev/null), so that no file the tool opens takes its number.
 void md_cli_hold_standard_descriptors(void);
+// Those that were closed then, bit N for descriptor N: a traced program gets them closed.
+unsigned md_cli_closed_standard_descriptors(void);
 
 // Flushes stdout; false with *error (an errno value, EBADF when the caller closed stdout, 0 when
 // unknown) when what was printed did not all reach it.

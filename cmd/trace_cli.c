@@ -177,6 +177,7 @@ int md_trace_cli_run(const struct md_command *cmd, const struct md_trace_cli *a,
     pthread_sigmask(SIG_BLOCK, &stop, &before);
     struct md_trace_options opt = a->opt;
     opt.stop_signals = &stop;
+    opt.closed_std_fds = md_cli_closed_standard_descriptors(); // CMD's, as the tool got them
     md_cli_guard_mappings();
     opt.mapping_faults = &md_cli_mapping_faults;
     int failed = a->compare ? md_trace_compare(&opt, a->compare_with, report, &result, &err)

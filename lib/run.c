@@ -366,6 +366,12 @@ static void child(const struct md_run_spec *spec, const struct exec_call *call, 
     if (!spec->strace_out)
         for (const char *const *e = spec->cmd_env; e && *e; e++)
             putenv((char *)*e);
+    // the standard descriptors the tool's caller closed, which the tool holds open for itself:
+    // closed for the program too, as without the tool (strace holds its own on close-on-exec
+    // placeholders, so the program still finds them closed)
+    for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++)
+        if (spec->closed_std_fds & (1u << fd))
+            close(fd);
     if (call->envp)
         execve(call->file, (char *const *)call->argv, call->envp);
     else

@@ -32,6 +32,9 @@ struct md_run_spec {
     // Signals the caller has blocked (md_run_stop_signals) that end the run early when the tool
     // receives them; NULL: none. The program starts with them unblocked.
     const sigset_t *stop_signals;
+    // Bit N (0..2): the tool's caller had standard descriptor N closed (the tool holds it open
+    // for itself); the program starts with it closed, as it would without the tool.
+    unsigned closed_std_fds;
 };
 
 struct md_run_result {
