@@ -153,9 +153,10 @@ void md_cli_guard_mappings(void)
     sigaction(SIGBUS, &sa, NULL);
 }
 
-// Whether the caller started the tool with stdout closed: /dev/full holds it then, and its
-// ENOSPC would name the wrong cause. Set once, before any command runs.
-static bool stdout_was_closed;
+// The standard descriptors the caller started the tool with closed (bit N: descriptor N): a
+// closed stdout's /dev/full would name the wrong cause with its ENOSPC, and the traced program
+// gets them closed. Set once, before any command runs.
+static unsigned closed_standard;
 
 // A caller that closed stdin, stdout or stderr would have them reused by the first file opened
 // (a report printed into a netlink socket): hold them, as git does. A closed stdout is held by
@@ -163,7 +164,9 @@ static bool stdout_was_closed;
 // others by /dev/null.
 void md_cli_hold_standard_descriptors(void)
 {
-    stdout_was_closed = fcntl(STDOUT_FILENO, F_GETFD) < 0;
+    for (int std = STDIN_FILENO; std <= STDERR_FILENO; std++)
+        if (fcntl(std, F_GETFD) < 0)
+            closed_standard |= 1u << std;
     int fd;
     while ((fd = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0 && fd <= STDERR_FILENO) {
         int full;
@@ -177,6 +180,11 @@ void md_cli_hold_standard_descriptors(void)
         close(fd);
 }
 
+unsigned md_cli_closed_standard_descriptors(void)
+{
+    return closed_standard;
+}
+
 bool md_cli_flush_stdout(int *error)
 {
     static int first_error; // a second flush of a failed stream has no errno left to give
@@ -186,7 +194,7 @@ bool md_cli_flush_stdout(int *error)
         return true;
     }
     if (!first_error)
-        first_error = stdout_was_closed ? EBADF : errno;
+        first_error = closed_standard & (1u << STDOUT_FILENO) ? EBADF : errno;
     *error = first_error;
     return false;
 }
@@ -484,6 +492,19 @@ static int open_output(struct output *o)
 bool md_cli_same_file(const char *a, const char *b)
 {
     return md_same_file(a, b) || !strcmp(a, b); // a name not created yet is the same by name
+}
+
+bool md_cli_files_distinct(const struct md_command *cmd, const struct md_cli_file *files,
+                           size_t count, int *exit_code)
+{
+    for (size_t i = 0; i < count; i++)
+        for (size_t j = i + 1; j < count; j++)
+            if (files[i].path && files[j].path && md_cli_same_file(files[i].path, files[j].path)) {
+                *exit_code = md_cli_usage_error(cmd, "%s and %s name the same file: %s",
+                                                files[i].option, files[j].option, files[j].path);
+                return false;
+            }
+    return true;
 }
 
 bool md_cli_output_usable(const struct md_command *cmd, const char *output)

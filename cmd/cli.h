@@ -62,6 +62,8 @@ extern volatile sig_atomic_t md_cli_mapping_faults;
 // Run first by main: a standard descriptor the caller closed is held open (stdout by /dev/full,
 // the others by /dev/null), so that no file the tool opens takes its number.
 void md_cli_hold_standard_descriptors(void);
+// Those that were closed then, bit N for descriptor N: a traced program gets them closed.
+unsigned md_cli_closed_standard_descriptors(void);
 
 // Flushes stdout; false with *error (an errno value, EBADF when the caller closed stdout, 0 when
 // unknown) when what was printed did not all reach it.
@@ -114,6 +116,18 @@ void md_cli_print_json(const cJSON *report);
 
 // The same path, or two names of one existing file: writing one replaces the other.
 bool md_cli_same_file(const char *a, const char *b);
+
+// A file a command reads or writes, with the option that names it (path NULL: not given).
+struct md_cli_file {
+    const char *option;
+    const char *path;
+};
+
+// Refuses any two of files that name one file (md_cli_same_file): a report or folded stacks
+// written there would replace the other, a --baseline among them. False after the usage error
+// "A and B name the same file: B's path" (*exit_code set).
+bool md_cli_files_distinct(const struct md_command *cmd, const struct md_cli_file *files,
+                           size_t count, int *exit_code);
 
 // Before a long run: whether -o OUTPUT can be written, checked the way md_cli_render will write it
 // (a temporary file is created and removed); prints the error when not.

@@ -88,10 +88,6 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct md
     }
     if (!md_trace_cli_operands(cmd, argc, argv, a, exit_code))
         return false;
-    if (a->opt.folded && a->output && md_cli_same_file(a->opt.folded, a->output)) {
-        *exit_code = md_cli_usage_error(cmd, "--folded and -o name the same file: %s", a->output);
-        return false;
-    }
     // a path that cannot be written fails now, not after a long run
     if (a->opt.folded && !md_cli_output_usable(cmd, a->opt.folded)) {
         *exit_code = MD_EXIT_USAGE;

@@ -133,12 +133,12 @@ bool md_trace_cli_operands(const struct md_command *cmd, int argc, char **argv,
         return false;
     }
     a->opt.argv = argv + optind;
-    // a failing run would replace the baseline it failed against with itself
-    if (a->gate.baseline && a->output && md_cli_same_file(a->gate.baseline, a->output)) {
-        *exit_code = md_cli_usage_error(cmd, "--baseline and -o name the same file: %s", a->output);
-        return false;
-    }
-    return md_cli_gate_valid(cmd, &a->gate, exit_code);
+    // a failing run would replace the baseline it failed against with itself, and folded
+    // stacks would replace the report or the baseline (doctor has no --folded: NULL)
+    const struct md_cli_file files[] = {
+        {"--baseline", a->gate.baseline}, {"--folded", a->opt.folded}, {"-o", a->output}};
+    return md_cli_files_distinct(cmd, files, sizeof files / sizeof files[0], exit_code) &&
+           md_cli_gate_valid(cmd, &a->gate, exit_code);
 }
 
 // Ends the process by the signal it received (a shell stops its loop only when a child died of
@@ -177,6 +177,7 @@ int md_trace_cli_run(const struct md_command *cmd, const struct md_trace_cli *a,
     pthread_sigmask(SIG_BLOCK, &stop, &before);
     struct md_trace_options opt = a->opt;
     opt.stop_signals = &stop;
+    opt.closed_std_fds = md_cli_closed_standard_descriptors(); // CMD's, as the tool got them
     md_cli_guard_mappings();
     opt.mapping_faults = &md_cli_mapping_faults;
     int failed = a->compare ? md_trace_compare(&opt, a->compare_with, report, &result, &err)
@@ -191,7 +192,9 @@ int md_trace_cli_run(const struct md_command *cmd, const struct md_trace_cli *a,
         // the report is what the run was for: a pipe whose reader left is an error that says so
         // (exit 2), not a silent death by SIGPIPE; every process of the run has ended by now
         signal(SIGPIPE, SIG_IGN);
-        if (!a->output && !a->json)
+        // JSON too: after `printf abc` the report's first line is then the JSON alone, which a
+        // reader can split off the program's output
+        if (!a->output)
             md_cli_start_on_new_line();
         if (md_cli_render(cmd, report, a->output, a->json, render_text))
             rc = MD_EXIT_USAGE;

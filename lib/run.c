@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/path.h"
 #include "lib/report.h"
 
 // After the timeout: how long processes get to act on SIGTERM before SIGKILL, and how long the
@@ -53,10 +54,34 @@ bool md_same_file(const char *a, const char *b)
            sa.st_ino == sb.st_ino;
 }
 
+// Whether path names a file of the process that resolves it: its directory is this process's
+// /proc entry (/proc/self/exe, /proc/thread-self/..., /dev/fd/N). The tool would inspect its own
+// executable or descriptor, and strace or the static probe, exec'ing it, would run themselves:
+// never the program meant. /proc/self/root/... and /proc/self/cwd/... resolve to ordinary
+// directories, the same for every process the run starts, and are taken as such.
+static bool names_own_process(const char *path)
+{
+    char dir[PATH_MAX], real[PATH_MAX], own[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return false;
+    slash[slash == dir] = 0; // "/x" -> "/"
+    if (!realpath(dir, real) || !realpath("/proc/self", own))
+        return false;
+    size_t n = strlen(own);
+    return !strncmp(real, own, n) && (real[n] == 0 || real[n] == '/');
+}
+
 int md_find_program(const char *prog, char *path, size_t size, struct md_error *err)
 {
     if (strchr(prog, '/')) {
         struct stat st;
+        if (names_own_process(prog))
+            return md_fail(err,
+                           "%s: names a file of whichever process opens it, which would be this "
+                           "tool or strace, not the program; give the program's own path",
+                           prog);
         if (stat(prog, &st))
             return md_fail_errno(err, errno, "%s", prog);
         if (!is_executable(prog))
@@ -64,15 +89,25 @@ int md_find_program(const char *prog, char *path, size_t size, struct md_error *
         snprintf(path, size, "%s", prog);
         return 0;
     }
+    // execvp's lookup, which `env PROG` and a shell's exec also make: PATH unset is the C
+    // library's default path (confstr's _CS_PATH: cron's and `env -i`'s programs), and an empty
+    // element (leading, trailing, "::", or PATH="" alone) is the current directory
     const char *env = getenv("PATH");
     char dirs[PATH_MAX * 4];
-    snprintf(dirs, sizeof dirs, "%s", env && *env ? env : "/usr/local/bin:/usr/bin:/bin");
-    for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+    if (env)
+        snprintf(dirs, sizeof dirs, "%s", env);
+    else if (!confstr(_CS_PATH, dirs, sizeof dirs))
+        snprintf(dirs, sizeof dirs, "/bin:/usr/bin");
+    for (char *d = dirs, *end;; d = end + 1) {
+        end = strchrnul(d, ':');
+        bool last = !*end;
+        *end = 0;
         snprintf(path, size, "%s/%s", *d ? d : ".", prog);
         if (is_executable(path))
             return 0;
+        if (last)
+            return md_fail(err, "%s: command not found", prog);
     }
-    return md_fail(err, "%s: command not found", prog);
 }
 
 void md_tool_command(char *out, size_t size)
@@ -91,9 +126,57 @@ void md_tool_command(char *out, size_t size)
     md_append_shell_word(out, size, &len, exe);
 }
 
-// strace's argv: the fixed head, -o FILE, -E for each variable, --, the program (malloc'd, as
-// long as the command: the kernel's own limit, E2BIG, is the only one).
-static const char **build_argv(const struct md_run_spec *spec, struct md_error *err)
+// What the child executes: a file found here (so that no PATH is searched after the tool's
+// lookup), its command line, and strace's environment (NULL: the tool's, with cmd_env put in).
+struct exec_call {
+    char program[PATH_MAX]; // the program's file
+    char file[PATH_MAX];    // what is executed: strace, or the program
+    const char **argv;
+    char **envp;
+    char *path_var; // strace's "PATH=DIR", in envp
+};
+
+// strace finds a program named without a '/' in its own PATH, which may find another file than
+// the tool inspected, or none when PATH is unset (strace, unlike execvp, has no default path:
+// "Can't stat 'ls'"), and it has no option for argv[0] (strace 6.1). So strace's own PATH is the
+// one directory where the tool found the program, and -E gives the program the PATH the tool
+// got (or none, as the tool got none): strace runs that file with argv[0] as the user typed it.
+// Sets *pin_env to that -E argument. The directory came from a PATH element (the current one
+// as "."), so it holds no ':'. False when out of memory: strace then gets the file's path as
+// the program's name.
+static bool pin_program(struct exec_call *call, const char *program, const char **pin_env)
+{
+    const char *slash = strrchr(program, '/');
+    int dir_len = slash == program ? 1 : (int)(slash - program);
+    size_t vars = 0;
+    while (environ[vars])
+        vars++;
+    call->envp = calloc(vars + 2, sizeof *call->envp);
+    if (asprintf(&call->path_var, "PATH=%.*s", dir_len, program) < 0)
+        call->path_var = NULL;
+    if (!call->envp || !call->path_var) { // then the path as the name: it runs all the same
+        free(call->envp);
+        free(call->path_var);
+        call->envp = NULL;
+        call->path_var = NULL;
+        return false;
+    }
+    *pin_env = "PATH"; // -E PATH: removed, as the tool had none
+    size_t n = 0;
+    for (size_t i = 0; i < vars; i++)
+        if (strncmp(environ[i], "PATH=", 5))
+            call->envp[n++] = environ[i];
+        else
+            *pin_env = environ[i]; // -E PATH=VALUE: the tool's
+    call->envp[n++] = call->path_var;
+    call->envp[n] = NULL;
+    return true;
+}
+
+// The command line the child executes: the program's, or strace's: the fixed head, -o FILE, -E
+// for each variable, --, the program (malloc'd, as long as the command: the kernel's own limit,
+// E2BIG, is the only one).
+static int build_argv(const struct md_run_spec *spec, struct exec_call *call, struct md_error *err)
 {
     size_t envs = 0, args = 0;
     for (const char *const *e = spec->cmd_env; e && *e; e++)
@@ -101,12 +184,12 @@ static const char **build_argv(const struct md_run_spec *spec, struct md_error *
     while (spec->argv[args])
         args++;
     size_t head = sizeof strace_head / sizeof strace_head[0];
-    const char **out = calloc(head + 3 + 2 * envs + args + 1, sizeof *out);
-    if (!out) {
-        md_fail(err, "%s: out of memory for its arguments", spec->argv[0]);
-        return NULL;
-    }
+    const char **out = calloc(head + 5 + 2 * envs + args + 1, sizeof *out);
+    call->argv = out;
+    if (!out)
+        return md_fail(err, "%s: out of memory for its arguments", spec->argv[0]);
     size_t n = 0;
+    const char *name = spec->argv[0], *pin_env = NULL;
     if (spec->strace_out) {
         for (size_t i = 0; i < head; i++)
             out[n++] = strace_head[i];
@@ -116,12 +199,26 @@ static const char **build_argv(const struct md_run_spec *spec, struct md_error *
             out[n++] = "-E";
             out[n++] = spec->cmd_env[i];
         }
+        if (!strchr(name, '/') && !pin_program(call, call->program, &pin_env))
+            name = call->program;
+        if (pin_env) {
+            out[n++] = "-E";
+            out[n++] = pin_env;
+        }
         out[n++] = "--";
     }
-    for (size_t i = 0; i < args; i++)
+    out[n++] = name;
+    for (size_t i = 1; i < args; i++)
         out[n++] = spec->argv[i];
     out[n] = NULL;
-    return out;
+    return 0;
+}
+
+static void exec_call_free(struct exec_call *call)
+{
+    free(call->argv);
+    free(call->envp);
+    free(call->path_var);
 }
 
 // --- can strace run here? --------------------------------------------------------------------
@@ -231,10 +328,11 @@ static int ptrace_refusal(void)
     return code;
 }
 
-static int check_tracer(struct md_error *err)
+// Finds strace (its path into path) and checks that it can trace here.
+static int check_tracer(char *path, size_t size, struct md_error *err)
 {
-    char path[PATH_MAX], advice[256];
-    if (md_find_program("strace", path, sizeof path, err))
+    char advice[256];
+    if (md_find_program("strace", path, size, err))
         return md_fail(err, "strace: not found; install it (apt-get install strace)");
     int refused = ptrace_refusal();
     if (refused)
@@ -257,7 +355,8 @@ static void die_with_parent(pid_t parent)
         _exit(127); // the tool is gone already, or the program could outlive it
 }
 
-static void child(const struct md_run_spec *spec, const char **argv, pid_t parent, int report_fd)
+static void child(const struct md_run_spec *spec, const struct exec_call *call, pid_t parent,
+                  int report_fd)
 {
     die_with_parent(parent);
     if (spec->stop_signals) // the tool waits for them; the program acts on them
@@ -267,7 +366,16 @@ static void child(const struct md_run_spec *spec, const char **argv, pid_t paren
     if (!spec->strace_out)
         for (const char *const *e = spec->cmd_env; e && *e; e++)
             putenv((char *)*e);
-    execvp(argv[0], (char *const *)argv);
+    // the standard descriptors the tool's caller closed, which the tool holds open for itself:
+    // closed for the program too, as without the tool (strace holds its own on close-on-exec
+    // placeholders, so the program still finds them closed)
+    for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++)
+        if (spec->closed_std_fds & (1u << fd))
+            close(fd);
+    if (call->envp)
+        execve(call->file, (char *const *)call->argv, call->envp);
+    else
+        execv(call->file, (char *const *)call->argv);
     int code = errno;
     if (write(report_fd, &code, sizeof code) < 0)
         _exit(126);
@@ -595,9 +703,23 @@ static void watchdog_stop(struct watchdog *w)
     pthread_mutex_destroy(&w->lock);
 }
 
+// The name (comm) of a process that has exited but is not reaped yet, into name[16].
+static void exited_name(pid_t pid, char *name)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+    FILE *f = fopen(path, "re");
+    name[0] = 0;
+    if (f && fgets(name, 16, f))
+        name[strcspn(name, "\n")] = 0;
+    if (f)
+        fclose(f);
+}
+
 // Reaps every child (the program, the detached tracer, orphans) until none is left. waitid with
-// WNOWAIT finds an exited child without reaping it; it is then reaped under the lock.
-static void wait_all(pid_t pid, struct md_run_result *res, struct watchdog *w)
+// WNOWAIT finds an exited child without reaping it; it is then reaped under the lock. The
+// program's status and rusage go into res, the name it had when it exited into name[16].
+static void wait_all(pid_t pid, struct md_run_result *res, struct watchdog *w, char *name)
 {
     for (;;) {
         siginfo_t info;
@@ -609,6 +731,8 @@ static void wait_all(pid_t pid, struct md_run_result *res, struct watchdog *w)
         }
         int status;
         struct rusage ru;
+        if (info.si_pid == pid)
+            exited_name(pid, name);
         pthread_mutex_lock(&w->lock);
         pid_t got = wait4(info.si_pid, &status, __WALL, &ru);
         pthread_mutex_unlock(&w->lock);
@@ -642,8 +766,8 @@ int md_run_take_signal(const sigset_t *set)
     return sig > 0 ? sig : 0;
 }
 
-static int run_argv(const struct md_run_spec *spec, const char **argv, struct md_run_result *res,
-                    struct md_error *err)
+static int run_argv(const struct md_run_spec *spec, const struct exec_call *call,
+                    struct md_run_result *res, struct md_error *err)
 {
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC))
@@ -662,7 +786,7 @@ static int run_argv(const struct md_run_spec *spec, const char **argv, struct md
     if (pid < 0)
         return md_fail_errno(err, errno, "fork");
     if (pid == 0)
-        child(spec, argv, parent, pipefd[1]);
+        child(spec, call, parent, pipefd[1]);
     close(pipefd[1]);
     res->pid = pid;
     if (spec->before_start && start_stopped_child(spec, pid, err)) {
@@ -674,7 +798,8 @@ static int run_argv(const struct md_run_spec *spec, const char **argv, struct md
     close(pipefd[0]);
     struct watchdog w;
     watchdog_start(&w, spec->timeout_seconds, spec->stop_signals);
-    wait_all(pid, res, &w);
+    char name[16] = "";
+    wait_all(pid, res, &w, name);
     res->wall_seconds = now_seconds() - start;
     watchdog_stop(&w);
     res->timed_out = w.timed_out;
@@ -687,19 +812,28 @@ static int run_argv(const struct md_run_spec *spec, const char **argv, struct md
     if (got == (ssize_t)sizeof code)
         return code == ENOENT && spec->strace_out
                    ? md_fail(err, "strace: not found; install it (apt-get install strace)")
-                   : md_fail_errno(err, code, "%s", argv[0]);
+                   : md_fail_errno(err, code, "%s", call->argv[0]);
+    // strace -D execs the program in this very process: still named strace at its end, it never
+    // did (strace said why on stderr), and its empty log is no sign of a refused ptrace
+    if (spec->strace_out && !res->timed_out && !res->interrupted_by && !strcmp(name, "strace") &&
+        strcmp(md_path_base_name(call->program), "strace"))
+        return md_fail(err, "strace could not start %s (its message above says why)",
+                       spec->argv[0]);
     return 0;
 }
 
 int md_run(const struct md_run_spec *spec, struct md_run_result *res, struct md_error *err)
 {
     memset(res, 0, sizeof *res);
-    if (spec->strace_out && check_tracer(err))
+    struct exec_call call = {0};
+    // found again as the caller found it (md_find_program): the exec then searches no PATH
+    if (md_find_program(spec->argv[0], call.program, sizeof call.program, err))
         return -1;
-    const char **argv = build_argv(spec, err);
-    if (!argv)
+    if (spec->strace_out && check_tracer(call.file, sizeof call.file, err))
         return -1;
-    int rc = run_argv(spec, argv, res, err);
-    free(argv);
+    if (!spec->strace_out)
+        snprintf(call.file, sizeof call.file, "%s", call.program);
+    int rc = build_argv(spec, &call, err) ? -1 : run_argv(spec, &call, res, err);
+    exec_call_free(&call);
     return rc;
 }

@@ -17,7 +17,9 @@
 #include "lib/error.h"
 
 struct md_run_spec {
-    char *const *argv;          // the program and its arguments; argv[0] is a path
+    // The program and its arguments. argv[0] is found as md_find_program finds it (the caller
+    // inspected that file) and executed as that file, keeping argv[0] as given.
+    char *const *argv;
     const char *strace_out;     // strace's output file; NULL runs the program without strace
     const char *const *cmd_env; // NAME=VALUE for the program only (strace -E), NULL-terminated
     // Called while the program's process is stopped, before anything is executed in it (to attach
@@ -30,6 +32,9 @@ struct md_run_spec {
     // Signals the caller has blocked (md_run_stop_signals) that end the run early when the tool
     // receives them; NULL: none. The program starts with them unblocked.
     const sigset_t *stop_signals;
+    // Bit N (0..2): the tool's caller had standard descriptor N closed (the tool holds it open
+    // for itself); the program starts with it closed, as it would without the tool.
+    unsigned closed_std_fds;
 };
 
 struct md_run_result {
@@ -59,7 +64,10 @@ void md_run_stop_signals(sigset_t *set);
 // A pending stop signal, consumed; 0 when there is none.
 int md_run_take_signal(const sigset_t *set);
 
-// Finds prog in PATH (or checks it when it contains a '/'); fills path.
+// Finds prog in PATH as execvp does (PATH unset: the default path, confstr's _CS_PATH; an empty
+// element: the current directory), or checks it when it contains a '/'; fills path. A path of
+// this process's own /proc entry (/proc/self/exe, /dev/fd/N) is refused: the process that
+// opens or executes it decides what it names.
 int md_find_program(const char *prog, char *path, size_t size, struct md_error *err);
 
 // True when a and b (either may be NULL) name the same existing file, links and all.

@@ -85,6 +85,14 @@ int md_script_read(const char *path, struct md_script_hop *hop, struct md_error 
     char buf[MD_SCRIPT_LINE_MAX] = {0};
     // O_NONBLOCK: opening a FIFO must not wait for a writer (only regular files are read)
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    // an execute-only file (mode 711) runs: a bare "Permission denied" would read as a refused
+    // exec, when it is this read (which chooses how to count the calls) that was refused
+    if (fd < 0 && errno == EACCES && !access(path, X_OK))
+        return md_fail(err,
+                       "%s: can be executed but not read (execute-only), and trace must read it "
+                       "to choose how to count its allocator calls: make it readable to this "
+                       "user, or run trace as one who can read it",
+                       path);
     if (fd < 0)
         return md_fail_errno(err, errno, "%s", path);
     struct stat st;

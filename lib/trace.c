@@ -769,7 +769,8 @@ static int run_program(const struct md_trace_options *opt, struct session *s,
                                .before_start = before_program,
                                .ctx = s,
                                .timeout_seconds = opt->timeout_seconds,
-                               .stop_signals = opt->stop_signals};
+                               .stop_signals = opt->stop_signals,
+                               .closed_std_fds = opt->closed_std_fds};
     struct md_taskstats exits;
     md_taskstats_start(&exits);
     int failed = md_run(&spec, run, err);

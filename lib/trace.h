@@ -44,6 +44,7 @@ struct md_trace_options {
     // Counted by the caller's SIGBUS handler when a mapped file shrank under a read (the reading
     // went on over zeros), or NULL. Before the run: an error; after it: a report warning.
     const volatile sig_atomic_t *mapping_faults;
+    unsigned closed_std_fds; // md_run_spec's: standard descriptors the program starts without
 };
 
 // Where the build has a library for both libcs (DIR/glibc/FILE, DIR/musl/FILE), the one LD_PRELOAD

@@ -147,6 +147,20 @@ teardown() {
     cmp "$DIR/base.json" "$DIR/kept.json"
 }
 
+@test "--folded naming the --baseline file is refused: folded stacks would replace the baseline" {
+    echo '{"schema": "malloc-doctor/1", "command": "trace", "run": {"max_rss_kb": 2048}}' \
+        >"$DIR/base.json"
+    cp "$DIR/base.json" "$DIR/kept.json"
+    ln "$DIR/base.json" "$DIR/hard.json"
+    for folded in "$DIR/base.json" "$DIR/hard.json"; do
+        run "$T" trace --baseline "$DIR/base.json" --stacks --folded "$folded" -- /bin/echo ran
+        [ "$status" -eq 2 ]
+        [[ "$output" == *"--baseline and --folded name the same file: $folded"* ]]
+        [[ "$output" != *ran* ]]
+    done
+    cmp "$DIR/base.json" "$DIR/kept.json"
+}
+
 @test "-o replaces the report file only when the report is complete" {
     echo previous >"$DIR/report.txt"
     run "$T" trace --baseline "$DIR/missing.json" -o "$DIR/report.txt" -- /bin/true

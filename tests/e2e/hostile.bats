@@ -405,6 +405,29 @@ assert r['ops']['malloc'] == 100, r['ops']"
     [ "$(q "r['run']['exit_code']")" = 0 ]
 }
 
+@test "standard descriptors the caller closed stay closed for the program (preload and the static probe)" {
+    local seen=$BATS_TEST_TMPDIR/fds
+    for prog in stdfds stdfds-musl-static; do
+        # the program alone sees them closed; under trace (the report to a file) as well
+        "$H/$prog" "$seen" <&- >&-
+        [ "$(sed -n 1,2p "$seen")" = "0 closed
+1 closed" ]
+        for sys in strace perf; do
+            [ "$sys" = strace ] || [ "$(id -u)" = 0 ] || continue
+            run bash -c '"$1" trace --syscalls "$2" --json -o "$3" -- "$4" "$5" <&- >&-' _ "$T" \
+                "$sys" "$OUT" "$H/$prog" "$seen"
+            [ "$status" -eq 0 ]
+            [ "$(q "r['run']['exit_code']")" = 0 ]
+            [ "$(sed -n 1,2p "$seen")" = "0 closed
+1 closed" ]
+        done
+    done
+    # stderr too
+    run bash -c '"$1" trace --json -o "$2" -- "$3" "$4" 2>&-' _ "$T" "$OUT" "$H/stdfds" "$seen"
+    [ "$status" -eq 0 ]
+    [ "$(sed -n 3p "$seen")" = "2 closed" ]
+}
+
 @test "the program truncates the probe file: a warning in the report, never a crash of the tool" {
     # the tool has the file mapped across the run: reading its lost pages raised SIGBUS
     run timeout 60 "$T" trace --json -o "$OUT" -- sh -c 'truncate -s 0 "$MD_PROBE_FILE"'

@@ -452,6 +452,14 @@ PY
     script -qec "$T trace -- printf 'abc\n'" /dev/null | tr -d '\r' >"$file"
     [ "$(sed -n 2p "$file")" = "" ]
     [[ "$(sed -n 3p "$file")" == "trace: "* ]]
+    # JSON as well (trace and doctor): the document starts on a line of its own
+    for cmd in trace doctor; do
+        "$T" $cmd --json -- printf abc >"$file"
+        [ "$(sed -n 1p "$file")" = abc ]
+        sed 1d "$file" | python3 -c 'import json,sys; json.load(sys.stdin)'
+    done
+    "$T" trace --json -- true >"$file"
+    python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$file"
 }
 
 @test "_exit: counts survive, exit code 3 reported and propagated on request" {
@@ -809,6 +817,81 @@ assert c['samples'] > 50 and c['allocator_share'] < 0.1, c"
     rm -rf "$dir"
     [ "$status" -eq 2 ]
     [[ "$output" == *"strace: not found; install it (apt-get install strace)"* ]]
+}
+
+@test "PATH unset (cron, env -i): CMD is found in the default path, strace runs that file, argv[0] and the unset PATH kept" {
+    local tool
+    tool=$(realpath "$T")
+    # head prints the first bytes of its own argv[0]: "hea" as typed, not "/bi" or "/us"
+    run env -i "$tool" trace --json -o "$OUT" -- head -c 3 /proc/self/cmdline
+    [ "$status" -eq 0 ]
+    [ "$output" = hea ]
+    [ "$(q "r['target']['path'], r['run']['exit_code'], r['syscall_recording']['source']")" = "/bin/head 0 strace" ]
+    # the program gets no PATH, as the tool got none
+    run env -i "$tool" trace --json -o "$OUT" -- printenv PATH
+    [ "$status" -eq 0 ]
+    [ "$output" = "" ]
+    [ "$(q "r['run']['exit_code']")" = 1 ]
+    run env -i "$tool" doctor --json -o "$OUT" -- true
+    [ "$status" -eq 0 ]
+    run env -i "$tool" trace --compare --json -o "$OUT" -- true </dev/null
+    [ "$status" -eq 0 ]
+    [ "$(q "r['compare']['possible']")" = True ]
+}
+
+@test "an empty PATH element is the current directory, as execvp has it (leading, trailing, ::)" {
+    local tool dir=$BATS_TEST_TMPDIR/here
+    tool=$(realpath "$T")
+    mkdir -p "$dir"
+    cp "$FX/glibc-dynamic" "$dir/cnt-here"
+    for path in ":/usr/bin:/bin" "/usr/bin:/bin:" "/usr/bin::/bin"; do
+        run bash -c 'cd "$1" && PATH=$2 exec "$3" trace --json -o "$4" -- cnt-here' _ "$dir" "$path" \
+            "$tool" "$OUT"
+        [ "$status" -eq 0 ]
+        [ "$(q "r['target']['path'], r['run']['exit_code']")" = "./cnt-here 0" ]
+    done
+    run bash -c 'cd "$1" && PATH=/usr/bin:/bin exec "$2" trace -- cnt-here' _ "$dir" "$tool"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"cnt-here: command not found"* ]]
+}
+
+@test "strace that cannot start the program: said so, not blamed on ptrace" {
+    local fake=$BATS_TEST_TMPDIR/fake
+    mkdir -p "$fake"
+    printf '#!/bin/sh\necho "strace: Can'\''t stat x" >&2\nexit 1\n' >"$fake/strace"
+    chmod 755 "$fake/strace"
+    PATH=$fake:$PATH run "$T" trace -- "$FX/glibc-dynamic"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"malloc-doctor: trace: strace could not start $FX/glibc-dynamic (its message above says why)"* ]]
+    [[ "$output" != *ptrace* ]]
+}
+
+@test "an execute-only program: the read before the run is what fails, and the error says so" {
+    [ "$(id -u)" = 0 ] || skip "needs root to act as another user"
+    dir=$(mktemp -d)
+    cp "$T" "$dir/tool"
+    cp /bin/true "$dir/xonly"
+    chmod 711 "$dir/xonly"
+    chmod 755 "$dir"
+    setpriv --reuid=65534 --regid=65534 --clear-groups "$dir/xonly" # it does run
+    run setpriv --reuid=65534 --regid=65534 --clear-groups "$dir/tool" trace -- "$dir/xonly"
+    rm -rf "$dir"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"xonly: can be executed but not read (execute-only), and trace must read it to choose how to count"* ]]
+}
+
+@test "a program named through /proc/self or /dev/fd is refused: it would name the tool's own files" {
+    for prog in /proc/self/exe /proc/thread-self/exe /dev/fd/0 /proc/self/fd/0; do
+        run "$T" trace -- "$prog" --version
+        [ "$status" -eq 2 ]
+        [ "$output" = "malloc-doctor: trace: $prog: names a file of whichever process opens it, which would be this tool or strace, not the program; give the program's own path" ]
+    done
+    run "$T" doctor -- /proc/self/exe
+    [ "$status" -eq 2 ]
+    # /proc/self/root is the same directory for every process of the run: taken as the path
+    run "$T" trace --json -o "$OUT" -- /proc/self/root/bin/true
+    [ "$status" -eq 0 ]
+    [ "$(q "r['run']['exit_code']")" = 0 ]
 }
 
 @test "--leaks: both leaking call sites with their exact byte counts" {
