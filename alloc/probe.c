@@ -1332,15 +1332,19 @@ static bool bound_to_probe(const char *name)
 // for the new_handler and std::bad_alloc.
 static bool cxx_libstdcxx_direct(void)
 {
-    static int known; // 1 yes, 2 no; racing threads compute the same answer
-    if (!known)
-        known = bound_to_probe("malloc") && bound_to_probe("free") && bound_to_probe("_Znwm") &&
-                        bound_to_probe("_ZdlPv") &&
-                        defined_in(dlsym(RTLD_NEXT, "_Znwm"), LIBSTDCXX) &&
-                        defined_in(dlsym(RTLD_NEXT, "_ZdlPv"), LIBSTDCXX)
-                    ? 1
-                    : 2;
-    return known == 1;
+    // 1 yes, 2 no; racing threads compute the same answer, and write it as an atomic so that the
+    // race is defined (relaxed: nothing else is published with it)
+    static _Atomic int known;
+    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    if (!k) {
+        k = bound_to_probe("malloc") && bound_to_probe("free") && bound_to_probe("_Znwm") &&
+                    bound_to_probe("_ZdlPv") && defined_in(dlsym(RTLD_NEXT, "_Znwm"), LIBSTDCXX) &&
+                    defined_in(dlsym(RTLD_NEXT, "_ZdlPv"), LIBSTDCXX)
+                ? 1
+                : 2;
+        atomic_store_explicit(&known, k, memory_order_relaxed);
+    }
+    return k == 1;
 }
 
 // Looks up fn's next definition on its first call, so that a C program pays nothing. A failed

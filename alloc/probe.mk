@@ -17,7 +17,9 @@ $(PROBE_ANY): alloc/probe.mk
 	$(Q)ln -sfn ../musl '$(@D)/$$PLATFORM'
 
 PROBE_SRC := alloc/probe.c alloc/probe_code.c alloc/probe_proc.c
-PROBE_DEPS := $(PROBE_SRC) alloc/probe_code.h alloc/probe_proc.h alloc/probe_shared.h
+PROBE_HDRS := alloc/probe_code.h alloc/probe_proc.h alloc/probe_shared.h
+PROBE_GLIBC_OBJ := $(PROBE_SRC:alloc/%.c=$(B)/obj/probe/glibc/%.o)
+PROBE_MUSL_OBJ := $(PROBE_SRC:alloc/%.c=$(B)/obj/probe/musl/%.o)
 
 # The probe's operator new may be left by an exception (alloc/probe.c): -fexceptions runs its
 # cleanup then. The unwinder it needs is made a weak reference, so that the probe does not bring
@@ -25,23 +27,32 @@ PROBE_DEPS := $(PROBE_SRC) alloc/probe_code.h alloc/probe_proc.h alloc/probe_sha
 # resolves it. A weak undefined symbol pulls nothing from libgcc.a, nor makes libgcc_s needed.
 PROBE_UNWIND_WEAK := --weaken-symbol=__gcc_personality_v0 --weaken-symbol=_Unwind_Resume
 
-# $(1): the compiler, $(2): the objects' directory
-define probe_link
-	$(Q)for f in $(PROBE_SRC); do o=$(2)/$$(basename $$f .c).o; \
-		$(1) $(PROBE_CFLAGS) -fexceptions -c -o $$o $$f && \
-		objcopy $(PROBE_UNWIND_WEAK) $$o || exit 1; done
-	$(Q)$(1) $(PROBE_CFLAGS) -shared -o $@ $(patsubst alloc/%.c,$(2)/%.o,$(PROBE_SRC))
+# One object per source and libc, so that make -j builds them side by side and remakes only what
+# changed. $(1): the compiler. It writes a temporary that objcopy copies to the object, so that
+# a failed objcopy leaves no object that looks up to date.
+define probe_compile
+	@mkdir -p $(@D)
+	$(Q)$(1) $(PROBE_CFLAGS) -fexceptions -c -o $@.tmp $< && \
+		objcopy $(PROBE_UNWIND_WEAK) $@.tmp $@; rc=$$?; rm -f $@.tmp; exit $$rc
 endef
 
-$(PROBE_GLIBC): $(PROBE_DEPS) alloc/probe.mk
-	@mkdir -p $(@D) $(B)/obj/probe/$(notdir $(@D))
+$(B)/obj/probe/glibc/%.o: alloc/%.c $(PROBE_HDRS) alloc/probe.mk
 	@[ "$(V)" = 1 ] || echo "  CC      $@"
-	$(call probe_link,$(CC),$(B)/obj/probe/glibc) -ldl -lpthread
+	$(call probe_compile,$(CC))
 
-$(PROBE_MUSL): $(PROBE_DEPS) alloc/probe.mk
-	@mkdir -p $(@D) $(B)/obj/probe/$(notdir $(@D))
+$(B)/obj/probe/musl/%.o: alloc/%.c $(PROBE_HDRS) alloc/probe.mk
 	@[ "$(V)" = 1 ] || echo "  MUSL-CC $@"
-	$(call probe_link,$(MUSL_CC),$(B)/obj/probe/musl)
+	$(call probe_compile,$(MUSL_CC))
+
+$(PROBE_GLIBC): $(PROBE_GLIBC_OBJ)
+	@mkdir -p $(@D)
+	@[ "$(V)" = 1 ] || echo "  LINK    $@"
+	$(Q)$(CC) $(PROBE_CFLAGS) -shared -o $@ $^ -ldl -lpthread
+
+$(PROBE_MUSL): $(PROBE_MUSL_OBJ)
+	@mkdir -p $(@D)
+	@[ "$(V)" = 1 ] || echo "  MUSL-LD $@"
+	$(Q)$(MUSL_CC) $(PROBE_CFLAGS) -shared -o $@ $^
 
 # The static probe: a freestanding program that loads a static executable and hooks its
 # allocator (alloc/probe_static.c). Linked at a fixed address far from where static programs are

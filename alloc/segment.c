@@ -92,10 +92,16 @@ static void md_os_unmap_segment(void *addr, size_t size)
 // 119661 calls instead of 33): a dirty mapping may be only half bigger (32 blocks of 600 KiB
 // taken from dirty 4 MiB segments kept 131 MB resident for 19 MB live, and 4 MiB segments taken
 // from dirty 8 MiB huge blocks 86 MB for 43 MB).
+static size_t md_cache_fit_max(size_t size, bool purged)
+{
+    size_t slack = purged ? size / 2 + MD_SEGMENT_SIZE : size / 2;
+    return size + slack;
+}
+
+// Whether the cached mapping c may serve a request of size bytes.
 static bool md_cache_fits(const md_cached_t *c, size_t size)
 {
-    size_t slack = c->purged ? size / 2 + MD_SEGMENT_SIZE : size / 2;
-    return c->size >= size && c->size <= size + slack;
+    return c->size >= size && c->size <= md_cache_fit_max(size, c->purged);
 }
 
 // The cache starts with the shortest delay, as a heap does (md_options are set by now).
@@ -165,7 +171,7 @@ static void *md_cache_take(size_t size, size_t *got, bool *zeroed)
 {
     md_lock_acquire(&md_cache_lock);
     size_t i = md_cache_lower_bound(size);
-    while (i < md_cache_count && md_cache[i].size <= size + size / 2 + MD_SEGMENT_SIZE &&
+    while (i < md_cache_count && md_cache[i].size <= md_cache_fit_max(size, true) &&
            !md_cache_fits(&md_cache[i], size))
         i++;
     void *p = NULL;

@@ -178,6 +178,8 @@ static int counter_top(const struct counter *c, unsigned n, struct md_perf_func 
 struct mapping {
     uint64_t start, len, pgoff;
     const char *file; // inside the log
+    // file is the preload probe (md_path_is_probe): found once per mapping, not per sample
+    bool is_probe;
 };
 
 struct proc {
@@ -356,7 +358,7 @@ static void on_mmap2(struct replay *r, const struct perf_event_header *h, const 
     if (!memchr(file, 0, room))
         return;
     struct proc *p = proc_get(r, m.pid);
-    struct mapping map = {m.addr, m.len, m.pgoff, file};
+    struct mapping map = {m.addr, m.len, m.pgoff, file, md_path_is_probe(file)};
     if (!p || !proc_add_map(p, &map))
         r->oom = true;
 }
@@ -445,7 +447,7 @@ static bool in_uprobe_handling(const struct replay *r, const struct proc *p, uin
 static bool in_probe_code(const struct proc *p, uint64_t ip)
 {
     const struct mapping *m = p ? proc_find_map(p, ip) : NULL;
-    return m && md_path_is_probe(m->file);
+    return m && m->is_probe;
 }
 
 struct sample {

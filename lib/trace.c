@@ -367,54 +367,51 @@ static enum coverage member_coverage(const struct md_tree_usage *tree,
     return COVERED;
 }
 
-// probed_processes, and the names of the programs that ran without a probe (a static program
-// exec'd by the program, a setuid one that could not open the probe file), from taskstats.
-// program_ran_as: the name of the first process's last program (what CMD exec'd in its place:
-// env's and nice's PROG); program_probed: whether that ran with a probe. A static PROG exec'd by
-// a dynamic CMD cannot get one, and then the counts are CMD's own, not PROG's.
-static void add_program_coverage(cJSON *o, const struct md_tree_usage *tree,
-                                 const struct md_probe_file *pf, pid_t root)
+// Whether name may join list, which names each program once, at most 8 of them: enough to say
+// where to look, where a tree of thousands of processes would otherwise list thousands. The
+// items are names, or objects that give theirs as "program".
+static bool name_may_join(const cJSON *list, const char *name)
 {
-    const struct md_exit_record *r = tree ? tree_member(tree, root) : NULL;
-    if (r)
-        cJSON_AddStringToObject(o, "program_ran_as", r->comm);
-    else
-        cJSON_AddNullToObject(o, "program_ran_as");
-    if (r && pf && !atomic_load(&pf->header->images_dropped)) {
-        enum coverage c = member_coverage(tree, pf->header, r, geteuid());
-        cJSON_AddBoolToObject(o, "program_probed", c == COVERED || c == OTHER_PIDNS);
-        if (c == OTHER_USER)
-            cJSON_AddNumberToObject(o, "program_uid", r->uid);
-    } else {
-        cJSON_AddNullToObject(o, "program_probed");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, list)
+    {
+        const char *listed = cJSON_IsString(e) ? e->valuestring : md_json_get_str(e, "program");
+        if (!strcmp(listed, name))
+            return false;
     }
+    return cJSON_GetArraySize(list) < 8;
 }
 
-// The processes that ran with the probe in another pid namespace, whose syscalls could not be
-// tied to their calls (see warn_other_pid_namespace), and the names of up to 8 of them.
-static void add_other_pid_namespace(cJSON *o, const struct md_tree_usage *tree,
-                                    const struct md_probe_file *pf)
+static void add_name(cJSON *list, const char *name)
 {
-    uint32_t n = pf ? atomic_load(&pf->header->foreign_pid_processes) : 0;
-    cJSON_AddNumberToObject(o, "other_pid_namespace_processes", n);
-    cJSON *names = cJSON_AddArrayToObject(o, "other_pid_namespace_programs");
-    for (size_t i = 0; n && tree && i < tree->member_count; i++) {
-        const struct md_exit_record *r = &tree->members[i];
-        bool listed = false;
-        const cJSON *name;
-        cJSON_ArrayForEach(name, names) listed |= !strcmp(name->valuestring, r->comm);
-        if (!listed && cJSON_GetArraySize(names) < 8 &&
-            member_coverage(tree, pf->header, r, geteuid()) == OTHER_PIDNS)
-            cJSON_AddItemToArray(names, cJSON_CreateString(r->comm));
+    if (name_may_join(list, name))
+        cJSON_AddItemToArray(list, cJSON_CreateString(name));
+}
+
+// program_ran_as: the name of the first process's (root's) last program (what CMD exec'd in its
+// place: env's and nice's PROG); program_probed: whether that ran with a probe (c, NULL when the
+// probe's table cannot tell). A static PROG exec'd by a dynamic CMD cannot get one, and then the
+// counts are CMD's own, not PROG's.
+static void add_program_coverage(cJSON *o, const struct md_exit_record *root,
+                                 const enum coverage *c)
+{
+    if (root)
+        cJSON_AddStringToObject(o, "program_ran_as", root->comm);
+    else
+        cJSON_AddNullToObject(o, "program_ran_as");
+    if (root && c) {
+        cJSON_AddBoolToObject(o, "program_probed", *c == COVERED || *c == OTHER_PIDNS);
+        if (*c == OTHER_USER)
+            cJSON_AddNumberToObject(o, "program_uid", root->uid);
+    } else {
+        cJSON_AddNullToObject(o, "program_probed");
     }
 }
 
 // A program's entry in run.unprobed, once per name: why it ran without the probe.
 static void add_unprobed(cJSON *list, const struct md_exit_record *r, enum coverage c)
 {
-    const cJSON *e;
-    cJSON_ArrayForEach(e, list) if (!strcmp(md_json_get_str(e, "program"), r->comm)) return;
-    if (cJSON_GetArraySize(list) >= 8)
+    if (!name_may_join(list, r->comm))
         return;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "program", r->comm);
@@ -426,39 +423,53 @@ static void add_unprobed(cJSON *list, const struct md_exit_record *r, enum cover
     cJSON_AddItemToArray(list, o);
 }
 
+// The program's coverage (add_program_coverage); the processes that ran with the probe in another
+// pid namespace, whose syscalls could not be tied to their calls (see warn_other_pid_namespace),
+// and the names of up to 8 of them; probed_processes, and the names of the programs that ran
+// without a probe (a static program exec'd by the program, a setuid one that could not open the
+// probe file), from taskstats. One pass over the tree finds each process's coverage once, since
+// each is a search of the probe's table for every process up its chain of forks.
 static void add_probe_coverage(cJSON *o, const struct md_tree_usage *tree,
                                const struct md_probe_file *pf, pid_t root)
 {
-    add_program_coverage(o, tree, pf, root);
-    add_other_pid_namespace(o, tree, pf);
+    const struct md_exit_record *root_r = tree ? tree_member(tree, root) : NULL;
+    uint32_t foreign = pf ? atomic_load(&pf->header->foreign_pid_processes) : 0;
     // a table that overflowed (thousands of processes) cannot tell who ran without a probe
-    if (!pf || !tree || atomic_load(&pf->header->images_dropped)) {
-        if (pf)
-            cJSON_AddNumberToObject(o, "probed_processes", atomic_load(&pf->header->processes));
-        else
-            cJSON_AddNullToObject(o, "probed_processes");
-        cJSON_AddNullToObject(o, "unprobed_programs");
-        cJSON_AddNullToObject(o, "unprobed");
-        return;
-    }
+    bool known = pf && tree && !atomic_load(&pf->header->images_dropped);
+    cJSON *foreign_names = cJSON_CreateArray();
+    cJSON *names = known ? cJSON_CreateArray() : NULL, *why = known ? cJSON_CreateArray() : NULL;
+    enum coverage root_c = COVERED;
     unsigned unprobed = 0;
-    cJSON *names = cJSON_CreateArray(), *why = cJSON_CreateArray();
-    for (size_t i = 0; i < tree->member_count; i++) {
+    uid_t tool_uid = geteuid();
+    bool scan = known || (foreign && tree);
+    for (size_t i = 0; scan && i < tree->member_count; i++) {
         const struct md_exit_record *r = &tree->members[i];
-        enum coverage c = member_coverage(tree, pf->header, r, geteuid());
-        if (c == COVERED || c == OTHER_PIDNS)
+        enum coverage c = member_coverage(tree, pf->header, r, tool_uid);
+        if (r == root_r)
+            root_c = c;
+        if (foreign && c == OTHER_PIDNS)
+            add_name(foreign_names, r->comm);
+        if (!known || c == COVERED || c == OTHER_PIDNS)
             continue;
         unprobed++;
-        bool listed = false;
-        const cJSON *name;
-        cJSON_ArrayForEach(name, names) listed |= !strcmp(name->valuestring, r->comm);
-        if (!listed && cJSON_GetArraySize(names) < 8)
-            cJSON_AddItemToArray(names, cJSON_CreateString(r->comm));
+        add_name(names, r->comm);
         add_unprobed(why, r, c);
     }
-    cJSON_AddNumberToObject(o, "probed_processes", (double)(tree->processes - unprobed));
-    cJSON_AddItemToObject(o, "unprobed_programs", names);
-    cJSON_AddItemToObject(o, "unprobed", why);
+    add_program_coverage(o, root_r, known ? &root_c : NULL);
+    cJSON_AddNumberToObject(o, "other_pid_namespace_processes", foreign);
+    cJSON_AddItemToObject(o, "other_pid_namespace_programs", foreign_names);
+    if (known) {
+        cJSON_AddNumberToObject(o, "probed_processes", (double)(tree->processes - unprobed));
+        cJSON_AddItemToObject(o, "unprobed_programs", names);
+        cJSON_AddItemToObject(o, "unprobed", why);
+        return;
+    }
+    if (pf)
+        cJSON_AddNumberToObject(o, "probed_processes", atomic_load(&pf->header->processes));
+    else
+        cJSON_AddNullToObject(o, "probed_processes");
+    cJSON_AddNullToObject(o, "unprobed_programs");
+    cJSON_AddNullToObject(o, "unprobed");
 }
 
 // tree: the program's processes from taskstats, or NULL when the kernel did not tell
