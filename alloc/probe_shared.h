@@ -565,4 +565,12 @@ static inline uint64_t md_probe_stamp_end(uint64_t (*realtime)(void), uint64_t t
     return end;
 }
 
+// The functions the preload probe interposes besides the allocator's (alloc/probe.c): a futex
+// wait under one of these is not inside an allocator call, as one under any other probe
+// function (malloc, free_full, ...) is.
+#define MD_PROBE_OTHER_WRAPPERS                                                                    \
+    {                                                                                              \
+        "prctl", "pthread_setname_np", "dlopen", NULL                                              \
+    }
+
 #endif

@@ -7,10 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc/probe_shared.h"
+#include "lib/path.h"
 #include "lib/stack_scan.h"
 #include "lib/symbolize.h"
 #include "lib/u64map.h"
-#include "lib/path.h"
 
 #define MAX_FRAMES 256
 
@@ -480,6 +481,7 @@ struct scan_frame {
     const struct md_func_sym *f;
     size_t aliases;                    // entries from f on at the same address
     uint64_t offset;                   // of the return address (of the ip for the leaf) in t's file
+    bool in_probe;                     // in the preload probe's code: the measurement's frame
     char label[MD_PERF_NAME_MAX + 64]; // "function (object)"
 };
 
@@ -494,6 +496,7 @@ static bool scan_frame_at(struct replay *r, const struct proc *p, uint64_t ip, b
         return false;
     out->t = md_symcache_get(&r->syms, m->file);
     out->offset = ip - m->start + m->pgoff;
+    out->in_probe = m->is_probe;
     uint64_t addr;
     if (!out->t || !md_symtab_offset_to_addr(out->t, at - m->start + m->pgoff, &addr))
         return false;
@@ -530,6 +533,21 @@ static void append_frame(char *text, size_t size, size_t *len, const char *label
         *len += (size_t)snprintf(text + *len, size - *len, "%s%s", *len ? "\n" : "", label);
 }
 
+// One frame of a wait's stack into its text: whether it shows the wait inside the allocator. The
+// preload probe's frames are not shown (the measurement's, as in the allocation stacks), but
+// one of its allocator wrappers on the stack puts the wait inside an allocator call, also where
+// the allocator's own functions have no names (musl's stripped libc.so).
+static bool add_wait_frame(struct replay *r, const struct scan_frame *f, char *text, size_t size,
+                           size_t *len, size_t *frames)
+{
+    static const char *const other_wrappers[] = MD_PROBE_OTHER_WRAPPERS;
+    if (f->in_probe)
+        return !md_perf_name_in(f->f->name, other_wrappers);
+    append_frame(text, size, len, f->label);
+    (*frames)++;
+    return func_is_alloc(r, f->f, f->aliases);
+}
+
 // The frames of one wait, innermost first, as text: the leaf (where the syscall was made), then
 // the return addresses found in the copied stack, up to MD_PERF_FUTEX_FRAMES. A candidate whose
 // call cannot lead to the frame inside it is a stale slot and is held back; if the next
@@ -538,12 +556,14 @@ static void append_frame(char *text, size_t size, size_t *len, const char *label
 static bool futex_stack_text(struct replay *r, const struct proc *p, uint64_t leaf,
                              const unsigned char *stack, size_t bytes, char *text, size_t size)
 {
-    size_t len = 0, frames = 1;
+    size_t len = 0, frames = 0;
     struct scan_frame inner, candidate, held;
-    bool known = scan_frame_at(r, p, leaf, true, &inner), holding = false;
-    bool in_alloc = known && func_is_alloc(r, inner.f, inner.aliases);
+    bool known = scan_frame_at(r, p, leaf, true, &inner), holding = false, in_alloc = false;
     text[0] = 0;
-    append_frame(text, size, &len, known ? inner.label : "[unknown]");
+    if (known)
+        in_alloc = add_wait_frame(r, &inner, text, size, &len, &frames);
+    else
+        append_frame(text, size, &len, "[unknown]"), frames++;
     for (size_t off = 0; p && off + 8 <= bytes && frames < MD_PERF_FUTEX_FRAMES; off += 8) {
         uint64_t w;
         memcpy(&w, stack + off, sizeof w);
@@ -554,18 +574,16 @@ static bool futex_stack_text(struct replay *r, const struct proc *p, uint64_t le
                 held = candidate, holding = true;
                 continue;
             }
-            append_frame(text, size, &len, held.label);
-            frames++;
-            in_alloc = in_alloc || func_is_alloc(r, held.f, held.aliases);
+            in_alloc |= add_wait_frame(r, &held, text, size, &len, &frames);
         }
         holding = false;
-        append_frame(text, size, &len, candidate.label);
-        frames++;
-        in_alloc = in_alloc || func_is_alloc(r, candidate.f, candidate.aliases);
+        in_alloc |= add_wait_frame(r, &candidate, text, size, &len, &frames);
         inner = candidate, known = true;
         if (is_root_frame(&candidate))
             break;
     }
+    if (!len) // only the probe's frames
+        append_frame(text, size, &len, "[unknown]");
     return in_alloc;
 }
 

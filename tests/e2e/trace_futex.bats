@@ -160,3 +160,19 @@ PY
     [ "$status" -eq 0 ]
     [[ "$output" == *"call stacks of futex waits: not sampled: no readable tracefs"* ]]
 }
+
+@test "futex wait stacks: dynamic musl under the preload probe: its waits are the allocator's, its frames not shown" {
+    # musl's stripped libc.so names none of its allocator's functions: the probe's wrappers on
+    # the stack tell the waits inside allocator calls, and they are then left out of the frames
+    run "$T" trace --stacks --json -o "$OUT" -- build/fixtures/musl-dynamic-loop 100000 2
+    [ "$status" -eq 0 ]
+    python3 - "$OUT" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+fw, probe = r['futex_wait_stacks'], r['futex']['allocator_waits']
+assert probe > 0 and fw['allocator_waits'] >= 0.9 * probe, (probe, fw)
+frames = [f for s in fw['stacks'] for f in s['frames']]
+assert not [f for f in frames if 'libmdprobe.so' in f or f.startswith('memset ')], frames
+assert [s for s in fw['stacks'] if s['in_allocator'] and 'loop (musl-dynamic-loop)' in s['frames']], fw
+PY
+}
