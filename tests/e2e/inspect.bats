@@ -361,6 +361,17 @@ assert r["summary"]["expect_checked"]==0 and r["summary"]["expect_failed"]==0, r
     [ "$status" -eq 1 ]
 }
 
+@test "jemalloc 5.3 unprefixed in a dynamic program (rustc's shape): jemalloc serves malloc, glibc's name tcache_init is not ptmalloc" {
+    fx=$FX/jemalloc53-layout
+    nm "$fx" | grep -q ' t tcache_init$' # jemalloc's own, a name glibc's malloc.c has too
+    run "$T" inspect --json --expect jemalloc "$fx"
+    [ "$status" -eq 0 ]
+    check_first 'a=f["active"]
+assert (a["id"], a["confidence"]) == ("jemalloc", "high"), a
+assert [x["id"] for x in f["allocators"]] == ["jemalloc"], f["allocators"]
+assert not f["findings"], f["findings"]'
+}
+
 @test "names other code defines too (nallocx in tcmalloc, TCMallocGetenvSafe in libprofiler) prove nothing alone" {
     lib=/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4
     nm -D --defined-only "$lib" | grep -q ' T nallocx$' # what used to mislead
