@@ -159,10 +159,28 @@ assert f["findings"] == [], f["findings"]'
     # the tool itself quotes every signature
     run "$T" inspect "$T"
     [[ "$output" != *MD002* ]]
-    # stripped, the strings are all there is: they still count
-    strip -o "$BATS_TEST_TMPDIR/s" "$FX/sig-strings"
+    # a stripped static file: the strings are all there is, so they still count
+    strip -o "$BATS_TEST_TMPDIR/s" "$FX/sig-strings-musl-static"
     run "$T" inspect --json "$BATS_TEST_TMPDIR/s"
     check_first 'assert "mimalloc" in [a["id"] for a in f["allocators"]]'
+}
+
+@test "a stripped dynamic program keeps .dynsym: strings alone are a mention, not an allocator, and fire no MD002" {
+    dir=$BATS_TEST_TMPDIR
+    # it imports malloc: what serves it is elsewhere, whatever its strings quote
+    strip -o "$dir/s" "$FX/sig-strings"
+    run "$T" inspect --json --fail-on warning "$dir/s"
+    [ "$status" -eq 0 ]
+    check_first 'assert [a["id"] for a in f["allocators"]] == [], f["allocators"]
+assert f["active"]["id"] == "glibc-ptmalloc", f["active"]
+assert not f["findings"], f["findings"]'
+    # it defines malloc itself: the strings are all that can say whose, but no allocator is
+    # known to be linked beside it
+    gcc -O2 -s -o "$dir/own" tests/fixtures/src/sig_strings.c tests/fixtures/src/jemalloc53_layout.c
+    run "$T" inspect --json --fail-on warning "$dir/own"
+    [ "$status" -eq 0 ]
+    check_first 'assert "mimalloc" in [a["id"] for a in f["allocators"]], f["allocators"]
+assert not f["findings"], f["findings"]'
 }
 
 @test "glibc-hwcaps: the copy ld.so loads on this CPU serves malloc; a legacy x86_64/ copy by glibc's version" {
