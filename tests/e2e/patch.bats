@@ -525,6 +525,21 @@ PY
     [ "$status" -eq 2 ]
 }
 
+@test "a FIFO as LIBC.a or as --allocator is refused at once (exit 2), not read and waited on" {
+    mkfifo "$W/ff.a"
+    # timeout: a regression fails here instead of hanging the suite (libbfd opened it blocking)
+    for args in "$W/ff.a" "--dry-run $W/ff.a" "--allocator $W/ff.a -o $W/q.a $W/libc.a"; do
+        run timeout 10 "$T" patch $args
+        [ "$status" -eq 2 ]
+        [ "${#lines[@]}" -eq 1 ]
+        [[ "$output" == *"$W/ff.a: not a regular file"* ]]
+    done
+    [ -p "$W/ff.a" ]
+    [ ! -e "$W/q.a" ]
+    # the directory lock was let go: a run that follows is not refused as concurrent
+    "$T" patch -o "$W/ok.a" "$W/libc.a" >/dev/null
+}
+
 @test "-o onto a device or a directory is refused; through a symlink it writes the target" {
     # a private copy of /dev/null: renaming the result over it would make it a regular file
     mknod "$W/null" c 1 3 || skip "mknod not permitted"
