@@ -204,6 +204,24 @@ static int check_member_headers(const char *path, struct md_error *err)
     return 0;
 }
 
+static int refuse_thin(const char *path, struct md_error *err)
+{
+    return md_fail(err,
+                   "%s: thin archive (members are references to other files); make a normal "
+                   "archive first (ar -rcs)",
+                   path);
+}
+
+// A thin archive is refused by its magic, before libbfd sees it: probing one whose member is an
+// archive, bfd_check_format keeps an allocation that bfd_close does not free (libbfd 2.40).
+static int check_not_thin(int fd, const char *path, struct md_error *err)
+{
+    char magic[8];
+    if (pread(fd, magic, sizeof magic, 0) == sizeof magic && !memcmp(magic, "!<thin>\n", 8))
+        return refuse_thin(path, err);
+    return 0;
+}
+
 static int open_archive(bfd *abfd, const char *path, struct md_error *err)
 {
     if (!bfd_check_format(abfd, bfd_archive)) {
@@ -212,11 +230,8 @@ static int open_archive(bfd *abfd, const char *path, struct md_error *err)
             return md_fail(err, "%s: not an ar archive", path);
         return md_fail(err, "%s: %s", path, bfd_reason());
     }
-    if (bfd_is_thin_archive(abfd))
-        return md_fail(err,
-                       "%s: thin archive (members are references to other files); "
-                       "make a normal archive first (ar -rcs)",
-                       path);
+    if (bfd_is_thin_archive(abfd)) // made thin since check_not_thin read it
+        return refuse_thin(path, err);
     return 0;
 }
 
@@ -288,7 +303,7 @@ static int read_archive(struct md_archive *ar, const char *path, struct md_error
     int fd = open_regular(path, err);
     if (fd < 0)
         return -1;
-    if (check_member_headers(path, err)) {
+    if (check_not_thin(fd, path, err) || check_member_headers(path, err)) {
         close(fd);
         return -1;
     }

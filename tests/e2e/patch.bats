@@ -515,6 +515,15 @@ PY
     run "$T" patch --dry-run "$PX/thin.a"
     [ "$status" -eq 2 ]
     [[ "$output" == *"thin archive"* ]]
+    # a thin archive that nests an archive: libbfd's probe of it kept memory (the sanitizer
+    # build then failed with exit 1); refused before libbfd, as LIBC.a and as --allocator
+    (cd "$W" && ar rcsT thinfull.a "$MUSL_LIBC")
+    for args in "$W/thinfull.a" "--allocator $W/thinfull.a -o $W/q.a $W/libc.a"; do
+        run "$T" patch $args
+        [ "$status" -eq 2 ]
+        [ "${#lines[@]}" -eq 1 ]
+        [[ "$output" == *"thinfull.a: thin archive"* ]]
+    done
     run "$T" patch --dry-run "$PX/lto.a"
     [ "$status" -eq 2 ]
     [[ "$output" == *"LTO member"* ]]
