@@ -289,6 +289,7 @@ static int open_regular(const char *path, struct md_error *err)
     if (fd < 0)
         return md_fail_errno(err, errno, "%s", path);
     const char *bad = fstat(fd, &st)         ? "cannot stat"
+                      : S_ISDIR(st.st_mode)  ? "is a directory"
                       : !S_ISREG(st.st_mode) ? "not a regular file"
                                              : NULL;
     if (bad) {

@@ -457,6 +457,8 @@ for f in (a,b):
     chk "$FX/bad" "is a directory (use -r"
     chk "$FX/bad/empty" "empty file"
     chk "$FX/bad/text.txt" "not an ELF file or ar archive"
+    # procfs says size 0 for a file that has contents: not "empty"
+    chk /proc/self/maps "a special file (its size reads as 0, as in /proc and /sys)"
     # a newline in a name stays inside the one line
     run "$T" inspect "$(printf '/nonexistent/two\nlines')"
     [ "$status" -eq 2 ]

@@ -532,6 +532,13 @@ PY
     [[ "$output" == *"not an ar archive"* ]]
     run "$T" patch --dry-run "$W/nonexistent.a"
     [ "$status" -eq 2 ]
+    [[ "$output" == *"$W/nonexistent.a: No such file or directory"* ]]
+    # said as inspect says it, not as libbfd's "file format not recognized"
+    for args in "$W" "--allocator $W -o $W/q.a $W/libc.a"; do
+        run "$T" patch $args
+        [ "$status" -eq 2 ]
+        [ "$output" = "malloc-doctor: patch: $W: is a directory" ]
+    done
 }
 
 @test "a FIFO as LIBC.a or as --allocator is refused at once (exit 2), not read and waited on" {
