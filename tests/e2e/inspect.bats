@@ -514,9 +514,23 @@ for f in (a,b):
     chmod 644 "$dir/d" # readable, not searchable: the names are listed, the files cannot be examined
     run setpriv --reuid=65534 --regid=65534 --clear-groups "$dir/tool" inspect --expect mimalloc \
         -r "$dir/d"
-    rm -rf "$dir"
     [ "$status" -eq 2 ]
     [[ "$output" == *"d/prog: Permission denied"* ]]
+    # the summary counts each path of the report once: a directory that cannot be read is one of
+    # the files, as a file that cannot be read is, and each is one of the errors
+    mkdir "$dir/t" "$dir/t/locked" "$dir/t/ok"
+    cp "$FX/musl-static" "$dir/t/ok/prog"
+    cp "$FX/musl-static" "$dir/t/locked/prog"
+    chmod 700 "$dir/t/locked"
+    chmod 755 "$dir/t" "$dir/t/ok"
+    run bash -c 'setpriv --reuid=65534 --regid=65534 --clear-groups "$1/tool" inspect --json -r \
+        "$1/t" "$1/d" 2>/dev/null' _ "$dir"
+    rm -rf "$dir"
+    [ "$status" -eq 2 ]
+    python3 -c 'import json,sys
+r=json.loads(sys.argv[1]); s=r["summary"]; e=r["files"]
+assert (s["files"], s["errors"]) == (3, 2), s
+assert s["files"] == len(e) and s["errors"] == sum(f["status"] == "error" for f in e), (s, e)' "$output"
 }
 
 @test "a file that shrinks while inspect reads it is an error of its own, never a crash" {
