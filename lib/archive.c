@@ -7,6 +7,7 @@
 #include "lib/archive.h"
 
 #include <bfd.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -203,6 +204,24 @@ static int check_member_headers(const char *path, struct md_error *err)
     return 0;
 }
 
+static int refuse_thin(const char *path, struct md_error *err)
+{
+    return md_fail(err,
+                   "%s: thin archive (members are references to other files); make a normal "
+                   "archive first (ar -rcs)",
+                   path);
+}
+
+// A thin archive is refused by its magic, before libbfd sees it: probing one whose member is an
+// archive, bfd_check_format keeps an allocation that bfd_close does not free (libbfd 2.40).
+static int check_not_thin(int fd, const char *path, struct md_error *err)
+{
+    char magic[8];
+    if (pread(fd, magic, sizeof magic, 0) == sizeof magic && !memcmp(magic, "!<thin>\n", 8))
+        return refuse_thin(path, err);
+    return 0;
+}
+
 static int open_archive(bfd *abfd, const char *path, struct md_error *err)
 {
     if (!bfd_check_format(abfd, bfd_archive)) {
@@ -211,11 +230,8 @@ static int open_archive(bfd *abfd, const char *path, struct md_error *err)
             return md_fail(err, "%s: not an ar archive", path);
         return md_fail(err, "%s: %s", path, bfd_reason());
     }
-    if (bfd_is_thin_archive(abfd))
-        return md_fail(err,
-                       "%s: thin archive (members are references to other files); "
-                       "make a normal archive first (ar -rcs)",
-                       path);
+    if (bfd_is_thin_archive(abfd)) // made thin since check_not_thin read it
+        return refuse_thin(path, err);
     return 0;
 }
 
@@ -262,12 +278,38 @@ static void quiet_bfd_end(struct quiet_bfd *q)
     bfd_set_assert_handler(q->assert_fail);
 }
 
+// libbfd opens its file blocking: a FIFO would hang there, under patch's directory lock. The file
+// is opened here without blocking and handed to libbfd only when it is a regular file.
+static int open_regular(const char *path, struct md_error *err)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0 && errno == ENXIO && !stat(path, &st) && S_ISSOCK(st.st_mode))
+        return md_fail(err, "%s: not a regular file (a socket)", path);
+    if (fd < 0)
+        return md_fail_errno(err, errno, "%s", path);
+    const char *bad = fstat(fd, &st)         ? "cannot stat"
+                      : S_ISDIR(st.st_mode)  ? "is a directory"
+                      : !S_ISREG(st.st_mode) ? "not a regular file"
+                                             : NULL;
+    if (bad) {
+        close(fd);
+        return md_fail(err, "%s: %s", path, bad);
+    }
+    return fd;
+}
+
 static int read_archive(struct md_archive *ar, const char *path, struct md_error *err)
 {
-    if (check_member_headers(path, err))
+    int fd = open_regular(path, err);
+    if (fd < 0)
         return -1;
+    if (check_not_thin(fd, path, err) || check_member_headers(path, err)) {
+        close(fd);
+        return -1;
+    }
     bfd_set_error(bfd_error_no_error);
-    bfd *abfd = bfd_openr(path, NULL);
+    bfd *abfd = bfd_fdopenr(path, NULL, fd); // closes fd, also when it fails
     if (!abfd)
         return md_fail(err, "%s: %s", path, bfd_reason());
     int rc = open_archive(abfd, path, err);

@@ -70,6 +70,14 @@ static int validate_elf(struct md_elf *e, struct md_error *err)
     return check_tables(e, err);
 }
 
+// procfs and sysfs report size 0 for files that read as text (/proc/self/maps): one byte tells
+// them from an empty file. Nothing they hold is ELF that libelf could map.
+static bool has_contents(int fd)
+{
+    char byte;
+    return read(fd, &byte, 1) == 1;
+}
+
 static int open_regular(const char *path, size_t *size, struct md_error *err)
 {
     // O_NONBLOCK: opening a FIFO must not hang; it is refused below.
@@ -87,7 +95,9 @@ static int open_regular(const char *path, size_t *size, struct md_error *err)
     else if (!S_ISREG(st.st_mode))
         bad = "not a regular file";
     else if (st.st_size == 0)
-        bad = "empty file";
+        bad = has_contents(fd) ? "a special file (its size reads as 0, as in /proc and /sys), not "
+                                 "an ELF file or ar archive"
+                               : "empty file";
     if (bad) {
         close(fd);
         return md_fail(err, "%s: %s", path, bad);

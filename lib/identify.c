@@ -283,6 +283,10 @@ static int on_symbol(const struct md_sym *s, void *ctx)
         id->imports_alloc_api = true;
     if (is_thread_symbol(s->name))
         note_thread_symbol(w, s);
+    // a weak one may be left unresolved (a static-pie's .dynsym can hold such): only a strong
+    // import says the file is linked against shared libraries
+    if (!s->defined && s->dynamic && s->bind != STB_WEAK && *s->name)
+        id->dynamically_linked = true;
     if (s->version && !strncmp(s->version, "GLIBC_", 6))
         id->glibc_versions = true;
     if (s->defined && (s->type == STT_FUNC || s->type == STT_GNU_IFUNC) && !push_func(id, s)) {
@@ -350,10 +354,15 @@ static void match_entry_code(struct md_elf *e, struct md_ident *id)
 
 // With a symbol table, an allocator linked into the file shows by its symbols; its strings or
 // tables without them are data of another kind (this tool's signature table, a message that quotes
-// one): they do not make it present.
+// one): they do not make it present. A dynamically linked file keeps .dynsym through strip, and an
+// allocator linked into it that serves malloc shows there: the file exports malloc. One that
+// imports malloc is served elsewhere, and its strings are a mention (ctest quotes ASan's reports),
+// not an allocator. Only a stripped static file, or one that defines malloc with nothing to say
+// whose, has no better evidence than its strings.
 static void discount_bytes_only(struct md_ident *id)
 {
-    for (size_t i = 0; i < md_signature_count && id->has_symtab; i++) {
+    bool symbols_tell = id->has_symtab || (id->dynamically_linked && !id->defines_malloc);
+    for (size_t i = 0; i < md_signature_count && symbols_tell; i++) {
         struct md_hit *h = &id->hit[i];
         if (md_signatures[i].kind == MD_SIG_ALLOCATOR && !h->symbols && !h->sections)
             h->strings = h->tables = 0;

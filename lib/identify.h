@@ -69,6 +69,7 @@ struct md_ident {
     bool imports_alloc_api;
     const char *malloc_version; // version of the imported malloc (GLIBC_2.2.5), or NULL
     bool glibc_versions;        // some import is bound to a GLIBC_* version
+    bool dynamically_linked;    // .dynsym imports a symbol (not weakly): shared libraries serve it
     const char *thread_symbol;  // a symbol that shows threads can start, or NULL
     // For a library: a thread symbol it imports (not weakly), i.e. it can start threads of its
     // own. Not set for libstdc++: it defines std::thread's start and starts threads only when

@@ -579,6 +579,14 @@ static bool looks_inspectable(const char *path)
 
 static void walk_dir(struct md_inspector *in, const char *dir);
 
+// A name the walk reached but could not examine (an unreadable directory, a failed lstat): a
+// path of the report like a file that could not be read, so summary.files counts it with them.
+static void walk_error(struct md_inspector *in, const char *path, const struct md_error *err)
+{
+    in->inspected++;
+    add_error(in, path, err);
+}
+
 // One name in a directory walk. A name that cannot be examined is an error, not a skip: a
 // walk that silently lost files would let --expect pass over them.
 static void walk_entry(struct md_inspector *in, const char *dir, const char *name)
@@ -592,12 +600,12 @@ static void walk_entry(struct md_inspector *in, const char *dir, const char *nam
     int stat_error = too_long || !lstat(path, &st) ? 0 : errno;
     if (too_long) {
         md_fail(&err, "%s/%s: path too long", dir, name);
-        add_error(in, dir, &err);
+        walk_error(in, dir, &err);
     } else if (stat_error == ENOENT) {
         in->skipped++; // gone since the listing: a live build tree
     } else if (stat_error) {
         md_fail_errno(&err, stat_error, "%s", path);
-        add_error(in, path, &err);
+        walk_error(in, path, &err);
     } else if (S_ISDIR(st.st_mode)) { // symlinks are not followed: no loops, each file once
         walk_dir(in, path);
     } else if (S_ISREG(st.st_mode) && looks_inspectable(path)) {
@@ -614,7 +622,7 @@ static void walk_dir(struct md_inspector *in, const char *dir)
     if (n < 0) {
         struct md_error err;
         md_fail_errno(&err, errno, "%s", dir);
-        add_error(in, dir, &err);
+        walk_error(in, dir, &err);
         return;
     }
     for (int i = 0; i < n; i++) {

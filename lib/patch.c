@@ -769,9 +769,10 @@ static int verify_written(const char *tmp, size_t members, struct md_error *err)
 }
 
 // flags: O_NOFOLLOW for a name that must be the file itself, never a link elsewhere.
+// O_NONBLOCK: a FIFO put at the name since it was checked reads as empty instead of hanging.
 static int read_file(const char *path, int flags, unsigned char **buf, size_t *size)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | flags);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | flags);
     FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
     if (!f) {
         if (fd >= 0)
@@ -1013,7 +1014,7 @@ static bool holds_allocator(const char *path, const struct md_archive *alloc)
 static int check_replaceable(const char *path, struct md_error *err)
 {
     char magic[8];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); // it was a regular file: never wait
     ssize_t n = fd < 0 ? -1 : read(fd, magic, sizeof magic);
     int e = errno;
     if (fd >= 0)

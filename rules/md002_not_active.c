@@ -99,6 +99,24 @@ static void report(const struct md_rule *rule, const struct md_rule_input *in, c
     md_json_str(ev, "active", md_json_get_str(active, "id"));
 }
 
+// An allocator known in a dynamically linked file by its strings alone: that file defines malloc
+// (else inspect drops such evidence) and they may say whose it is, but an allocator linked in
+// without serving malloc would show in .dynsym no more than a string one of its messages quotes.
+static bool strings_only_in_dynamic(const cJSON *file, const cJSON *alloc)
+{
+    const char *kind = md_json_get_str(file, "kind");
+    if (!kind || (strcmp(kind, "dynamic") && strcmp(kind, "shared-object")))
+        return false;
+    const cJSON *ev;
+    cJSON_ArrayForEach(ev, cJSON_GetObjectItemCaseSensitive(alloc, "evidence"))
+    {
+        const char *type = md_json_get_str(ev, "type");
+        if (!type || (strcmp(type, "string") && strcmp(type, "table")))
+            return false;
+    }
+    return true;
+}
+
 static void check(const struct md_rule *rule, const struct md_rule_input *in, cJSON *findings)
 {
     if (!in->file)
@@ -109,7 +127,7 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
     {
         const char *id = md_json_get_str(a, "id");
         if (id && !is_runtime_family(md_json_get_str(a, "family")) &&
-            (!active_id || strcmp(id, active_id)))
+            (!active_id || strcmp(id, active_id)) && !strings_only_in_dynamic(in->file, a))
             report(rule, in, a, "linked into this file", NULL, findings);
     }
     const cJSON *lib;

@@ -170,11 +170,12 @@ const struct md_signature md_signatures[] = {
         .family = "glibc",
         .name = "glibc ptmalloc",
         .symbols = LIST("_int_malloc", "_int_free", "_int_realloc", "_int_memalign",
-                        "malloc_consolidate", "sysmalloc", "main_arena", "tcache_init",
-                        "arena_get2", "malloc_info", "mallinfo2", "__malloc_arena_thread_freeres"),
+                        "malloc_consolidate", "sysmalloc", "main_arena", "arena_get2",
+                        "malloc_info", "mallinfo2", "__malloc_arena_thread_freeres"),
         // mdalloc's glibc build defines malloc_trim too (servers call it), and a program linked
-        // with its archive exports it: alone it would make glibc's malloc a second candidate
-        .supporting = LIST("malloc_trim"),
+        // with its archive exports it: alone it would make glibc's malloc a second candidate.
+        // jemalloc 5.3's tcache.c has a local tcache_init of its own (rustc's .symtab shows it)
+        .supporting = LIST("malloc_trim", "tcache_init"),
         .entries = NONE,
         .sections = NONE,
         .bytes = glibc_malloc_bytes,
@@ -193,10 +194,15 @@ const struct md_signature md_signatures[] = {
         .id = "jemalloc",
         .family = "jemalloc",
         .name = "jemalloc",
-        .symbols =
-            LIST("mallocx", "rallocx", "xallocx", "sallocx", "dallocx", "mallctl",
-                 "mallctlnametomib", "mallctlbymib", "malloc_stats_print", "je_*", "_rjem_*"),
-        .supporting = LIST("nallocx", "sdallocx"), // gperftools and Google's tcmalloc have them
+        // jemalloc 5.3's internal names where its build leaves them unprefixed (rustc's, through
+        // tikv-jemalloc-sys): malloc's neighbours then name it. tcache_bin_flush_* are jemalloc's
+        // alone; malloc_default and free_default are generic names, so only supporting
+        .symbols = LIST("mallocx", "rallocx", "xallocx", "sallocx", "dallocx", "mallctl",
+                        "mallctlnametomib", "mallctlbymib", "malloc_stats_print",
+                        "tcache_bin_flush_stashed", "tcache_bin_flush_small",
+                        "tcache_bin_flush_large", "je_*", "_rjem_*"),
+        // gperftools and Google's tcmalloc have nallocx and sdallocx
+        .supporting = LIST("nallocx", "sdallocx", "malloc_default", "free_default"),
         .entries = LIST("je_malloc", "_rjem_malloc"),
         .sections = NONE,
         .bytes = jemalloc_bytes,
@@ -267,7 +273,8 @@ const struct md_signature md_signatures[] = {
         .bytes = mdalloc_bytes,
     },
     // The sanitizers' runtimes replace malloc with their own checking allocator (a test build's,
-    // not a production one). LeakSanitizer alone is not a row: ASan's runtime defines its names too.
+    // not a production one). LeakSanitizer alone is not a row: ASan's runtime defines its names
+    // too.
     {
         .id = "asan",
         .family = "sanitizer",

@@ -159,10 +159,28 @@ assert f["findings"] == [], f["findings"]'
     # the tool itself quotes every signature
     run "$T" inspect "$T"
     [[ "$output" != *MD002* ]]
-    # stripped, the strings are all there is: they still count
-    strip -o "$BATS_TEST_TMPDIR/s" "$FX/sig-strings"
+    # a stripped static file: the strings are all there is, so they still count
+    strip -o "$BATS_TEST_TMPDIR/s" "$FX/sig-strings-musl-static"
     run "$T" inspect --json "$BATS_TEST_TMPDIR/s"
     check_first 'assert "mimalloc" in [a["id"] for a in f["allocators"]]'
+}
+
+@test "a stripped dynamic program keeps .dynsym: strings alone are a mention, not an allocator, and fire no MD002" {
+    dir=$BATS_TEST_TMPDIR
+    # it imports malloc: what serves it is elsewhere, whatever its strings quote
+    strip -o "$dir/s" "$FX/sig-strings"
+    run "$T" inspect --json --fail-on warning "$dir/s"
+    [ "$status" -eq 0 ]
+    check_first 'assert [a["id"] for a in f["allocators"]] == [], f["allocators"]
+assert f["active"]["id"] == "glibc-ptmalloc", f["active"]
+assert not f["findings"], f["findings"]'
+    # it defines malloc itself: the strings are all that can say whose, but no allocator is
+    # known to be linked beside it
+    gcc -O2 -s -o "$dir/own" tests/fixtures/src/sig_strings.c tests/fixtures/src/jemalloc53_layout.c
+    run "$T" inspect --json --fail-on warning "$dir/own"
+    [ "$status" -eq 0 ]
+    check_first 'assert "mimalloc" in [a["id"] for a in f["allocators"]], f["allocators"]
+assert not f["findings"], f["findings"]'
 }
 
 @test "glibc-hwcaps: the copy ld.so loads on this CPU serves malloc; a legacy x86_64/ copy by glibc's version" {
@@ -361,6 +379,17 @@ assert r["summary"]["expect_checked"]==0 and r["summary"]["expect_failed"]==0, r
     [ "$status" -eq 1 ]
 }
 
+@test "jemalloc 5.3 unprefixed in a dynamic program (rustc's shape): jemalloc serves malloc, glibc's name tcache_init is not ptmalloc" {
+    fx=$FX/jemalloc53-layout
+    nm "$fx" | grep -q ' t tcache_init$' # jemalloc's own, a name glibc's malloc.c has too
+    run "$T" inspect --json --expect jemalloc "$fx"
+    [ "$status" -eq 0 ]
+    check_first 'a=f["active"]
+assert (a["id"], a["confidence"]) == ("jemalloc", "high"), a
+assert [x["id"] for x in f["allocators"]] == ["jemalloc"], f["allocators"]
+assert not f["findings"], f["findings"]'
+}
+
 @test "names other code defines too (nallocx in tcmalloc, TCMallocGetenvSafe in libprofiler) prove nothing alone" {
     lib=/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4
     nm -D --defined-only "$lib" | grep -q ' T nallocx$' # what used to mislead
@@ -428,6 +457,8 @@ for f in (a,b):
     chk "$FX/bad" "is a directory (use -r"
     chk "$FX/bad/empty" "empty file"
     chk "$FX/bad/text.txt" "not an ELF file or ar archive"
+    # procfs says size 0 for a file that has contents: not "empty"
+    chk /proc/self/maps "a special file (its size reads as 0, as in /proc and /sys)"
     # a newline in a name stays inside the one line
     run "$T" inspect "$(printf '/nonexistent/two\nlines')"
     [ "$status" -eq 2 ]
@@ -483,9 +514,23 @@ for f in (a,b):
     chmod 644 "$dir/d" # readable, not searchable: the names are listed, the files cannot be examined
     run setpriv --reuid=65534 --regid=65534 --clear-groups "$dir/tool" inspect --expect mimalloc \
         -r "$dir/d"
-    rm -rf "$dir"
     [ "$status" -eq 2 ]
     [[ "$output" == *"d/prog: Permission denied"* ]]
+    # the summary counts each path of the report once: a directory that cannot be read is one of
+    # the files, as a file that cannot be read is, and each is one of the errors
+    mkdir "$dir/t" "$dir/t/locked" "$dir/t/ok"
+    cp "$FX/musl-static" "$dir/t/ok/prog"
+    cp "$FX/musl-static" "$dir/t/locked/prog"
+    chmod 700 "$dir/t/locked"
+    chmod 755 "$dir/t" "$dir/t/ok"
+    run bash -c 'setpriv --reuid=65534 --regid=65534 --clear-groups "$1/tool" inspect --json -r \
+        "$1/t" "$1/d" 2>/dev/null' _ "$dir"
+    rm -rf "$dir"
+    [ "$status" -eq 2 ]
+    python3 -c 'import json,sys
+r=json.loads(sys.argv[1]); s=r["summary"]; e=r["files"]
+assert (s["files"], s["errors"]) == (3, 2), s
+assert s["files"] == len(e) and s["errors"] == sum(f["status"] == "error" for f in e), (s, e)' "$output"
 }
 
 @test "a file that shrinks while inspect reads it is an error of its own, never a crash" {

@@ -515,6 +515,15 @@ PY
     run "$T" patch --dry-run "$PX/thin.a"
     [ "$status" -eq 2 ]
     [[ "$output" == *"thin archive"* ]]
+    # a thin archive that nests an archive: libbfd's probe of it kept memory (the sanitizer
+    # build then failed with exit 1); refused before libbfd, as LIBC.a and as --allocator
+    (cd "$W" && ar rcsT thinfull.a "$MUSL_LIBC")
+    for args in "$W/thinfull.a" "--allocator $W/thinfull.a -o $W/q.a $W/libc.a"; do
+        run "$T" patch $args
+        [ "$status" -eq 2 ]
+        [ "${#lines[@]}" -eq 1 ]
+        [[ "$output" == *"thinfull.a: thin archive"* ]]
+    done
     run "$T" patch --dry-run "$PX/lto.a"
     [ "$status" -eq 2 ]
     [[ "$output" == *"LTO member"* ]]
@@ -523,6 +532,28 @@ PY
     [[ "$output" == *"not an ar archive"* ]]
     run "$T" patch --dry-run "$W/nonexistent.a"
     [ "$status" -eq 2 ]
+    [[ "$output" == *"$W/nonexistent.a: No such file or directory"* ]]
+    # said as inspect says it, not as libbfd's "file format not recognized"
+    for args in "$W" "--allocator $W -o $W/q.a $W/libc.a"; do
+        run "$T" patch $args
+        [ "$status" -eq 2 ]
+        [ "$output" = "malloc-doctor: patch: $W: is a directory" ]
+    done
+}
+
+@test "a FIFO as LIBC.a or as --allocator is refused at once (exit 2), not read and waited on" {
+    mkfifo "$W/ff.a"
+    # timeout: a regression fails here instead of hanging the suite (libbfd opened it blocking)
+    for args in "$W/ff.a" "--dry-run $W/ff.a" "--allocator $W/ff.a -o $W/q.a $W/libc.a"; do
+        run timeout 10 "$T" patch $args
+        [ "$status" -eq 2 ]
+        [ "${#lines[@]}" -eq 1 ]
+        [[ "$output" == *"$W/ff.a: not a regular file"* ]]
+    done
+    [ -p "$W/ff.a" ]
+    [ ! -e "$W/q.a" ]
+    # the directory lock was let go: a run that follows is not refused as concurrent
+    "$T" patch -o "$W/ok.a" "$W/libc.a" >/dev/null
 }
 
 @test "-o onto a device or a directory is refused; through a symlink it writes the target" {
