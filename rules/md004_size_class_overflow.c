@@ -54,6 +54,18 @@ static double given_back(const cJSON *trace)
     return n;
 }
 
+// The band's own calls that map or unmap (mmap, mremap, munmap, madvise): its brk and mprotect
+// calls grow a heap (a heap top trimmed and grown again is MD008's).
+static double band_mapping_calls(const cJSON *band)
+{
+    static const char *const names[] = {"mmap", "mremap", "munmap", "madvise"};
+    const cJSON *sys = cJSON_GetObjectItemCaseSensitive(band, "syscalls");
+    double n = 0;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        n += num(sys, names[i]);
+    return n;
+}
+
 static void check(const struct md_rule *rule, const struct md_rule_input *in, cJSON *findings)
 {
     if (!in->trace)
@@ -63,8 +75,10 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
     cJSON_ArrayForEach(band, cJSON_GetObjectItemCaseSensitive(in->trace, "size_bands"))
     {
         double share = num(band, "request_share"), calls = num(band, "memory_syscalls");
-        // the band's syscalls that were churn: no more than the allocator gave back
-        double churn = calls < released ? calls : released;
+        // the band's syscalls that were churn: its mappings, no more than the allocator gave
+        // back (another band's munmaps do not make this one's brk calls churn)
+        double mapping = band_mapping_calls(band);
+        double churn = mapping < released ? mapping : released;
         double sys_share =
             calls > 0 ? num(band, "memory_syscall_share") * churn / calls : 0; // of all syscalls
         if (share > MD004_MAX_REQUEST_SHARE || sys_share < MD004_MIN_SYSCALL_SHARE ||

@@ -149,22 +149,33 @@ static void md004_narrow_band_with_most_syscalls(void **state)
     (void)state;
     // each request's mmap is unmapped by its free
     const char *overflow = "{\"size_bands\":[{\"from\":1016,\"to\":1024,\"request_share\":0.008,"
-                           "\"memory_syscalls\":890,\"memory_syscall_share\":0.49}],"
+                           "\"memory_syscalls\":890,\"memory_syscall_share\":0.49,"
+                           "\"syscalls\":{\"mmap\":890}}],"
                            "\"syscalls\":[{\"name\":\"munmap\",\"count\":880}]}";
     assert_string_equal(fired_on_trace(overflow), "MD004");
     // the same band growing the heap, nothing given back: growth, not churn
     const char *growth = "{\"size_bands\":[{\"from\":4080,\"to\":4080,\"request_share\":0.012,"
-                         "\"memory_syscalls\":41,\"memory_syscall_share\":0.47}],"
+                         "\"memory_syscalls\":41,\"memory_syscall_share\":0.47,"
+                         "\"syscalls\":{\"brk\":41}}],"
                          "\"syscalls\":[{\"name\":\"brk\",\"count\":76},"
                          "{\"name\":\"munmap\",\"count\":1}]}";
     assert_string_equal(fired_on_trace(growth), "");
+    // growth by brk in one band while another band's big blocks are unmapped: still growth
+    const char *mixed = "{\"size_bands\":[{\"from\":4080,\"to\":4080,\"request_share\":0.012,"
+                        "\"memory_syscalls\":76,\"memory_syscall_share\":0.32,"
+                        "\"syscalls\":{\"brk\":76,\"mmap\":0}}],"
+                        "\"syscalls\":[{\"name\":\"brk\",\"count\":76},"
+                        "{\"name\":\"munmap\",\"count\":63}]}";
+    assert_string_equal(fired_on_trace(mixed), "");
     // a band that is a large part of the workload is the workload, not an overflow
     const char *common = "{\"size_bands\":[{\"from\":16,\"to\":512,\"request_share\":0.6,"
-                         "\"memory_syscalls\":890,\"memory_syscall_share\":0.97}],"
+                         "\"memory_syscalls\":890,\"memory_syscall_share\":0.97,"
+                         "\"syscalls\":{\"mmap\":890}}],"
                          "\"syscalls\":[{\"name\":\"munmap\",\"count\":880}]}";
     assert_string_equal(fired_on_trace(common), "");
     const char *few = "{\"size_bands\":[{\"from\":1016,\"to\":1024,\"request_share\":0.008,"
-                      "\"memory_syscalls\":3,\"memory_syscall_share\":0.97}],"
+                      "\"memory_syscalls\":3,\"memory_syscall_share\":0.97,"
+                      "\"syscalls\":{\"mmap\":3}}],"
                       "\"syscalls\":[{\"name\":\"munmap\",\"count\":880}]}";
     assert_string_equal(fired_on_trace(few), "");
 }
