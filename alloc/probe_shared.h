@@ -565,12 +565,12 @@ static inline uint64_t md_probe_stamp_end(uint64_t (*realtime)(void), uint64_t t
     return end;
 }
 
-// The functions the preload probe interposes besides the allocator's (alloc/probe.c): a futex
-// wait under one of these is not inside an allocator call, as one under any other probe
-// function (malloc, free_full, ...) is.
-#define MD_PROBE_OTHER_WRAPPERS                                                                    \
+// The preload probe's slow paths (alloc/probe.c), which its malloc, free, calloc and realloc
+// tail-call: with those entry points and its C++ operators, the probe functions on a thread's
+// stack while it is inside an allocator call.
+#define MD_PROBE_SLOW_PATHS                                                                        \
     {                                                                                              \
-        "prctl", "pthread_setname_np", "dlopen", NULL                                              \
+        "malloc_full", "free_full", "calloc_full", "realloc_full", NULL                            \
     }
 
 #endif

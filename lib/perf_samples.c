@@ -535,14 +535,15 @@ static void append_frame(char *text, size_t size, size_t *len, const char *label
 
 // One frame of a wait's stack into its text: whether it shows the wait inside the allocator. The
 // preload probe's frames are not shown (the measurement's, as in the allocation stacks), but
-// one of its allocator wrappers on the stack puts the wait inside an allocator call, also where
-// the allocator's own functions have no names (musl's stripped libc.so).
+// one of its allocator wrappers on the stack (an entry point or a slow path; not its dlopen or
+// prctl) puts the wait inside an allocator call, also where the allocator's own functions have
+// no names (musl's stripped libc.so).
 static bool add_wait_frame(struct replay *r, const struct scan_frame *f, char *text, size_t size,
                            size_t *len, size_t *frames)
 {
-    static const char *const other_wrappers[] = MD_PROBE_OTHER_WRAPPERS;
+    static const char *const slow_paths[] = MD_PROBE_SLOW_PATHS;
     if (f->in_probe)
-        return !md_perf_name_in(f->f->name, other_wrappers);
+        return md_perf_name_in(f->f->name, slow_paths) || func_is_alloc(r, f->f, f->aliases);
     append_frame(text, size, len, f->label);
     (*frames)++;
     return func_is_alloc(r, f->f, f->aliases);
