@@ -54,12 +54,8 @@ bool md_same_file(const char *a, const char *b)
            sa.st_ino == sb.st_ino;
 }
 
-// Whether path names a file of the process that resolves it: its directory is this process's
-// /proc entry (/proc/self/exe, /proc/thread-self/..., /dev/fd/N). The tool would inspect its own
-// executable or descriptor, and strace or the static probe, exec'ing it, would run themselves:
-// never the program meant. /proc/self/root/... and /proc/self/cwd/... resolve to ordinary
-// directories, the same for every process the run starts, and are taken as such.
-static bool names_own_process(const char *path)
+// Whether the directory part of path is this process's /proc entry.
+static bool in_own_proc_dir(const char *path)
 {
     char dir[PATH_MAX], real[PATH_MAX], own[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", path);
@@ -71,6 +67,33 @@ static bool names_own_process(const char *path)
         return false;
     size_t n = strlen(own);
     return !strncmp(real, own, n) && (real[n] == 0 || real[n] == '/');
+}
+
+// Whether path names a file of the process that resolves it: it, or a symbolic link it leads
+// through, is in this process's /proc entry (/proc/self/exe, /proc/thread-self/..., /dev/fd/N, a
+// link to one). The tool would inspect its own executable or descriptor, and strace or the
+// static probe, exec'ing it, would run themselves: never the program meant. The links are
+// followed one by one, since realpath would go on through the magic link to the tool's own file.
+// /proc/self/root/... and /proc/self/cwd/... resolve to ordinary directories, the same for every
+// process the run starts, and are taken as such.
+static bool names_own_process(const char *path)
+{
+    char at[PATH_MAX], target[PATH_MAX];
+    snprintf(at, sizeof at, "%s", path);
+    for (int hops = 0; hops < 40; hops++) { // the kernel's own bound on links in a lookup
+        if (in_own_proc_dir(at))
+            return true;
+        ssize_t n = readlink(at, target, sizeof target - 1);
+        if (n <= 0)
+            return false;
+        target[n] = 0;
+        char *slash = strrchr(at, '/');
+        if (target[0] == '/' || !slash) // absolute, or relative to the current directory
+            snprintf(at, sizeof at, "%s", target);
+        else if (snprintf(slash + 1, sizeof at - (size_t)(slash + 1 - at), "%s", target) < 0)
+            return false;
+    }
+    return false;
 }
 
 int md_find_program(const char *prog, char *path, size_t size, struct md_error *err)

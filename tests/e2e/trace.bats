@@ -888,6 +888,18 @@ assert c['samples'] > 50 and c['allocator_share'] < 0.1, c"
     done
     run "$T" doctor -- /proc/self/exe
     [ "$status" -eq 2 ]
+    # through links, absolute or relative, too; a link to a real program is that program
+    mkdir "$BATS_TEST_TMPDIR/d"
+    ln -s /proc/self/exe "$BATS_TEST_TMPDIR/me"
+    ln -s ../me "$BATS_TEST_TMPDIR/d/rel"
+    for prog in "$BATS_TEST_TMPDIR/me" "$BATS_TEST_TMPDIR/d/rel"; do
+        run "$T" trace -- "$prog" --version
+        [ "$status" -eq 2 ]
+        [[ "$output" == *"$prog: names a file of whichever process opens it"* ]]
+    done
+    ln -s /bin/true "$BATS_TEST_TMPDIR/d/true"
+    run "$T" trace -o /dev/null -- "$BATS_TEST_TMPDIR/d/true"
+    [ "$status" -eq 0 ]
     # /proc/self/root is the same directory for every process of the run: taken as the path
     run "$T" trace --json -o "$OUT" -- /proc/self/root/bin/true
     [ "$status" -eq 0 ]
