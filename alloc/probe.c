@@ -1521,14 +1521,18 @@ EXPORT int pthread_setname_np(pthread_t thread, const char *name)
 // call and the loader's lock, where dl_iterate_phdr may run.
 EXPORT void *dlopen(const char *file, int mode)
 {
-    static void *(*next)(const char *, int);
-    if (!next)
-        next = (void *(*)(const char *, int))dlsym(RTLD_NEXT, "dlopen");
+    typedef void *(*dlopen_fn)(const char *, int);
+    static _Atomic(dlopen_fn) next_dlopen; // racing threads find the same function
+    dlopen_fn next = atomic_load_explicit(&next_dlopen, memory_order_relaxed);
+    if (!next) {
+        next = (dlopen_fn)dlsym(RTLD_NEXT, "dlopen");
+        atomic_store_explicit(&next_dlopen, next, memory_order_relaxed);
+    }
     if (!next)
         return NULL;
     void *handle = next(file, mode);
     if (handle && probe.shared && probe.flags)
-        md_probe_code_record(&probe.view, probe.pid);
+        md_probe_code_refresh(&probe.view, probe.pid);
     return handle;
 }
 #endif

@@ -36,6 +36,7 @@ static struct {
     int32_t pid;
     atomic_flag busy; // one rebuild at a time
     _Atomic(struct code_list *) now;
+    _Atomic unsigned long long adds; // the loader's count of loads when the list was built
     struct code_list lists[2];
     uint64_t recorded[RECORDED_MAX];
 } code;
@@ -125,6 +126,21 @@ static struct code_list *unpublished(void)
     return atomic_load(&code.now) == &code.lists[0] ? &code.lists[1] : &code.lists[0];
 }
 
+// The loader's count of objects it has loaded (the same in every entry: the first is enough).
+static int first_adds(struct dl_phdr_info *info, size_t size, void *ctx)
+{
+    bool has = size >= offsetof(struct dl_phdr_info, dlpi_adds) + sizeof info->dlpi_adds;
+    *(unsigned long long *)ctx = has ? info->dlpi_adds : 0;
+    return 1;
+}
+
+static unsigned long long loads_so_far(void)
+{
+    unsigned long long adds = 0;
+    dl_iterate_phdr(first_adds, &adds);
+    return adds;
+}
+
 void md_probe_code_record(const struct md_probe_view *v, int32_t pid)
 {
     while (atomic_flag_test_and_set_explicit(&code.busy, memory_order_acquire))
@@ -133,9 +149,17 @@ void md_probe_code_record(const struct md_probe_view *v, int32_t pid)
     code.pid = pid;
     struct code_list *next = unpublished();
     next->count = 0;
-    dl_iterate_phdr(add_object, next);
+    atomic_store_explicit(&code.adds, loads_so_far(), memory_order_relaxed); // before: a load
+    dl_iterate_phdr(add_object, next); // during the walk makes the next refresh rebuild again
     atomic_store_explicit(&code.now, next, memory_order_release);
     atomic_flag_clear_explicit(&code.busy, memory_order_release);
+}
+
+void md_probe_code_refresh(const struct md_probe_view *v, int32_t pid)
+{
+    unsigned long long adds = loads_so_far();
+    if (!adds || adds != atomic_load_explicit(&code.adds, memory_order_relaxed))
+        md_probe_code_record(v, pid);
 }
 
 void md_probe_code_adopt_in_child(int32_t parent, int32_t child)

@@ -21,6 +21,10 @@ bool md_probe_load_span(const struct dl_phdr_info *info, bool exec_only, uint64_
 // process's life), and rebuilds the code list. Safe from any thread, also inside an allocator call.
 void md_probe_code_record(const struct md_probe_view *v, int32_t pid);
 
+// The same after a dlopen, when the loader has loaded anything since the last record: a dlopen
+// of an object already loaded (or of NULL) rebuilds nothing.
+void md_probe_code_refresh(const struct md_probe_view *v, int32_t pid);
+
 // In a forked child (one thread): the parent's objects, recorded again under the child's pid,
 // without asking the loader (another thread of the parent may have held its lock at the fork).
 void md_probe_code_adopt_in_child(int32_t parent, int32_t child);
