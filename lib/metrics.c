@@ -246,16 +246,23 @@ void md_format_rate(double per_1000_ops, char *buf, size_t size)
     snprintf(buf, size, "%.3f", per_1000_ops);
 }
 
-#define MD_DECIMALS_MAX 15
+// A double has 17 significant digits at most: past the leading zeros of a value below 1, so many
+// decimals always read back as the same number.
+#define MD_SIGNIFICANT_MAX 17
 
 void md_format_decimal(double value, char *buf, size_t size)
 {
     // %g would print 1e-07; %f alone rounds 0.0000001 to 0.000000
-    for (int decimals = 0; decimals <= MD_DECIMALS_MAX; decimals++) {
-        snprintf(buf, size, "%.*f", decimals, value);
+    int leading = value != 0 && fabs(value) < 1 ? (int)-floor(log10(fabs(value))) : 0;
+    int most = leading + MD_SIGNIFICANT_MAX;
+    for (int decimals = 0; decimals <= most; decimals++) {
+        int n = snprintf(buf, size, "%.*f", decimals, value);
+        if (n < 0 || (size_t)n >= size) // no room for so many digits: the exact value, as %g has it
+            break;
         if (strtod(buf, NULL) == value)
             return;
     }
+    snprintf(buf, size, "%.17g", value);
 }
 
 #define MD_CHANGE_SHOWN_MAX 99999.0

@@ -54,7 +54,8 @@ void md_format_metric(const char *key, double value, char *buf, size_t size);
 void md_format_rate(double per_1000_ops, char *buf, size_t size);
 
 // A number in plain decimal digits, the form options take (--timeout 0.0000001, not 1e-07):
-// the fewest decimals (at most 15) that read back as the same double, no exponent.
+// the fewest decimals that read back as the same double, no exponent (%.17g when buf has no room
+// for them: a value below 1e-40 or so in a 64-byte buffer).
 void md_format_decimal(double value, char *buf, size_t size);
 
 // A change in percent as text shows it: "+12.3%"; past +99999% (a baseline near 0), ">+99999%",

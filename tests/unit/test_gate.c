@@ -262,6 +262,14 @@ static void numbers_are_shown_in_plain_decimals(void **state)
     assert_string_equal(text, "2.5");
     md_format_decimal(10, text, sizeof text);
     assert_string_equal(text, "10");
+    // past 15 decimals, as many as the double needs (not 0.000000000000000)
+    md_format_decimal(0.00000000000000001, text, sizeof text);
+    assert_string_equal(text, "0.00000000000000001");
+    md_format_decimal(0.1 + 0.2, text, sizeof text);
+    assert_string_equal(text, "0.30000000000000004");
+    // no room for the digits: the exact value with an exponent, never a rounded 0
+    md_format_decimal(1e-300, text, sizeof text);
+    assert_string_equal(text, "1e-300");
 }
 
 static void findings_are_counted_by_severity_in_files_and_top_level(void **state)
