@@ -150,7 +150,8 @@ void md_tool_command(char *out, size_t size)
 }
 
 // What the child executes: a file found here (so that no PATH is searched after the tool's
-// lookup), its command line, and strace's environment (NULL: the tool's, with cmd_env put in).
+// lookup), its command line, and its environment (strace's, or the program's with cmd_env put in
+// when strace does not run; NULL: the tool's).
 struct exec_call {
     char program[PATH_MAX]; // the program's file
     char file[PATH_MAX];    // what is executed: strace, or the program
@@ -196,6 +197,37 @@ static bool pin_program(struct exec_call *call, const char *program, const char 
     return true;
 }
 
+// Whether environment entry e sets the variable that NAME=VALUE entry v sets.
+static bool same_variable(const char *e, const char *v)
+{
+    size_t name = strcspn(v, "=");
+    return !strncmp(e, v, name) && e[name] == '=';
+}
+
+// The program's environment when no strace runs: the tool's with cmd_env put in, made here and
+// not in the forked child (setenv there may allocate, and the tool has threads at the fork).
+static bool program_env(struct exec_call *call, const char *const *cmd_env, size_t envs)
+{
+    size_t vars = 0;
+    while (environ[vars])
+        vars++;
+    call->envp = calloc(vars + envs + 1, sizeof *call->envp);
+    if (!call->envp)
+        return false;
+    size_t n = 0;
+    for (size_t i = 0; i < vars; i++) {
+        bool replaced = false;
+        for (size_t k = 0; k < envs && !replaced; k++)
+            replaced = same_variable(environ[i], cmd_env[k]);
+        if (!replaced)
+            call->envp[n++] = environ[i];
+    }
+    for (size_t k = 0; k < envs; k++)
+        call->envp[n++] = (char *)cmd_env[k];
+    call->envp[n] = NULL;
+    return true;
+}
+
 // The command line the child executes: the program's, or strace's: the fixed head, -o FILE, -E
 // for each variable, --, the program (malloc'd, as long as the command: the kernel's own limit,
 // E2BIG, is the only one).
@@ -229,6 +261,8 @@ static int build_argv(const struct md_run_spec *spec, struct exec_call *call, st
             out[n++] = pin_env;
         }
         out[n++] = "--";
+    } else if (envs && !program_env(call, spec->cmd_env, envs)) {
+        return md_fail(err, "%s: out of memory for its environment", spec->argv[0]);
     }
     out[n++] = name;
     for (size_t i = 1; i < args; i++)
@@ -386,9 +420,6 @@ static void child(const struct md_run_spec *spec, const struct exec_call *call, 
         pthread_sigmask(SIG_UNBLOCK, spec->stop_signals, NULL);
     if (spec->before_start)
         raise(SIGSTOP); // the parent attaches what it needs, then continues us
-    if (!spec->strace_out)
-        for (const char *const *e = spec->cmd_env; e && *e; e++)
-            putenv((char *)*e);
     // the standard descriptors the tool's caller closed, which the tool holds open for itself:
     // closed for the program too, as without the tool (strace holds its own on close-on-exec
     // placeholders, so the program still finds them closed)
