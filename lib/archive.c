@@ -280,28 +280,10 @@ static void quiet_bfd_end(struct quiet_bfd *q)
 
 // libbfd opens its file blocking: a FIFO would hang there, under patch's directory lock. The file
 // is opened here without blocking and handed to libbfd only when it is a regular file.
-static int open_regular(const char *path, struct md_error *err)
-{
-    struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0 && errno == ENXIO && !stat(path, &st) && S_ISSOCK(st.st_mode))
-        return md_fail(err, "%s: not a regular file (a socket)", path);
-    if (fd < 0)
-        return md_fail_errno(err, errno, "%s", path);
-    const char *bad = fstat(fd, &st)         ? "cannot stat"
-                      : S_ISDIR(st.st_mode)  ? "is a directory"
-                      : !S_ISREG(st.st_mode) ? "not a regular file"
-                                             : NULL;
-    if (bad) {
-        close(fd);
-        return md_fail(err, "%s: %s", path, bad);
-    }
-    return fd;
-}
-
 static int read_archive(struct md_archive *ar, const char *path, struct md_error *err)
 {
-    int fd = open_regular(path, err);
+    size_t size;
+    int fd = md_open_regular(path, NULL, &size, err);
     if (fd < 0)
         return -1;
     if (check_not_thin(fd, path, err) || check_member_headers(path, err)) {

@@ -78,7 +78,7 @@ static bool has_contents(int fd)
     return read(fd, &byte, 1) == 1;
 }
 
-static int open_regular(const char *path, size_t *size, struct md_error *err)
+int md_open_regular(const char *path, const char *dir_advice, size_t *size, struct md_error *err)
 {
     // O_NONBLOCK: opening a FIFO must not hang; it is refused below.
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
@@ -87,23 +87,32 @@ static int open_regular(const char *path, size_t *size, struct md_error *err)
         return md_fail(err, "%s: not a regular file (a socket)", path);
     if (fd < 0)
         return md_fail_errno(err, errno, "%s", path);
-    const char *bad = NULL;
-    if (fstat(fd, &st))
-        bad = "cannot stat";
-    else if (S_ISDIR(st.st_mode))
-        bad = "is a directory (use -r to inspect directories)";
-    else if (!S_ISREG(st.st_mode))
-        bad = "not a regular file";
-    else if (st.st_size == 0)
-        bad = has_contents(fd) ? "a special file (its size reads as 0, as in /proc and /sys), not "
-                                 "an ELF file or ar archive"
-                               : "empty file";
-    if (bad) {
-        close(fd);
-        return md_fail(err, "%s: %s", path, bad);
+    bool stated = !fstat(fd, &st);
+    if (stated && S_ISREG(st.st_mode)) {
+        *size = (size_t)st.st_size;
+        return fd;
     }
-    *size = (size_t)st.st_size;
-    return fd;
+    close(fd);
+    if (!stated)
+        return md_fail(err, "%s: cannot stat", path);
+    if (S_ISDIR(st.st_mode) && dir_advice)
+        return md_fail(err, "%s: is a directory (%s)", path, dir_advice);
+    return md_fail(err, "%s: %s", path,
+                   S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file");
+}
+
+// A file to read as ELF or ar: also not empty (procfs's files, whose size reads as 0, are told
+// apart).
+static int open_elf_input(const char *path, size_t *size, struct md_error *err)
+{
+    int fd = md_open_regular(path, "use -r to inspect directories", size, err);
+    if (fd < 0 || *size)
+        return fd;
+    const char *why = has_contents(fd) ? "a special file (its size reads as 0, as in /proc and "
+                                         "/sys), not an ELF file or ar archive"
+                                       : "empty file";
+    close(fd);
+    return md_fail(err, "%s: %s", path, why);
 }
 
 // Walks the ar member headers once before libelf does, so a corrupt header is reported with its
@@ -149,7 +158,7 @@ int md_elf_open(struct md_elf *e, const char *path, bool *is_archive, struct md_
     e->path = path;
     e->fd = -1;
     elf_version(EV_CURRENT);
-    int fd = open_regular(path, &e->size, err);
+    int fd = open_elf_input(path, &e->size, err);
     if (fd < 0)
         return -1;
     e->fd = fd;

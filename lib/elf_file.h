@@ -61,6 +61,11 @@ typedef void (*md_bytes_fn)(const char *section, const void *data, size_t size, 
 // md_archive_next); otherwise e is a validated ELF file.
 int md_elf_open(struct md_elf *e, const char *path, bool *is_archive, struct md_error *err);
 
+// Opens path for reading when it is a regular file, without waiting (a FIFO is refused, never
+// opened for good): the descriptor, its size in *size; or -1 with the reason ("is a directory",
+// followed by dir_advice in parentheses when given; "not a regular file"; the open's error).
+int md_open_regular(const char *path, const char *dir_advice, size_t *size, struct md_error *err);
+
 // Validates an ELF image held in memory (an archive member read by another library) with the same
 // checks md_elf_open makes: header, and every table and section inside the image. Not ELF (no
 // magic): 0, the caller decides. label names the image in messages ("lib.a(member.o)").
