@@ -160,6 +160,38 @@ struct exec_call {
     char *path_var; // strace's "PATH=DIR", in envp
 };
 
+// Whether environment entry e sets the variable that NAME=VALUE entry v sets.
+static bool same_variable(const char *e, const char *v)
+{
+    size_t name = strcspn(v, "=");
+    return !strncmp(e, v, name) && e[name] == '=';
+}
+
+// call->envp: the tool's environment with the n NAME=VALUE entries of set put in (replacing
+// the tool's own of those names), made before the fork: in the forked child, setenv may
+// allocate while the tool has threads. False when out of memory.
+static bool env_with(struct exec_call *call, const char *const *set, size_t n)
+{
+    size_t vars = 0;
+    while (environ[vars])
+        vars++;
+    call->envp = calloc(vars + n + 1, sizeof *call->envp);
+    if (!call->envp)
+        return false;
+    size_t out = 0;
+    for (size_t i = 0; i < vars; i++) {
+        bool replaced = false;
+        for (size_t k = 0; k < n && !replaced; k++)
+            replaced = same_variable(environ[i], set[k]);
+        if (!replaced)
+            call->envp[out++] = environ[i];
+    }
+    for (size_t k = 0; k < n; k++)
+        call->envp[out++] = (char *)set[k];
+    call->envp[out] = NULL;
+    return true;
+}
+
 // strace finds a program named without a '/' in its own PATH, which may find another file than
 // the tool inspected, or none when PATH is unset (strace, unlike execvp, has no default path:
 // "Can't stat 'ls'"), and it has no option for argv[0] (strace 6.1). So strace's own PATH is the
@@ -172,59 +204,19 @@ static bool pin_program(struct exec_call *call, const char *program, const char 
 {
     const char *slash = strrchr(program, '/');
     int dir_len = slash == program ? 1 : (int)(slash - program);
-    size_t vars = 0;
-    while (environ[vars])
-        vars++;
-    call->envp = calloc(vars + 2, sizeof *call->envp);
-    if (asprintf(&call->path_var, "PATH=%.*s", dir_len, program) < 0)
+    if (asprintf(&call->path_var, "PATH=%.*s", dir_len, program) < 0) {
         call->path_var = NULL;
-    if (!call->envp || !call->path_var) { // then the path as the name: it runs all the same
-        free(call->envp);
+        return false;
+    }
+    if (!env_with(call, (const char *const *)&call->path_var, 1)) { // then the path as the name
         free(call->path_var);
-        call->envp = NULL;
         call->path_var = NULL;
         return false;
     }
     *pin_env = "PATH"; // -E PATH: removed, as the tool had none
-    size_t n = 0;
-    for (size_t i = 0; i < vars; i++)
-        if (strncmp(environ[i], "PATH=", 5))
-            call->envp[n++] = environ[i];
-        else
+    for (size_t i = 0; environ[i]; i++)
+        if (same_variable(environ[i], "PATH="))
             *pin_env = environ[i]; // -E PATH=VALUE: the tool's
-    call->envp[n++] = call->path_var;
-    call->envp[n] = NULL;
-    return true;
-}
-
-// Whether environment entry e sets the variable that NAME=VALUE entry v sets.
-static bool same_variable(const char *e, const char *v)
-{
-    size_t name = strcspn(v, "=");
-    return !strncmp(e, v, name) && e[name] == '=';
-}
-
-// The program's environment when no strace runs: the tool's with cmd_env put in, made here and
-// not in the forked child (setenv there may allocate, and the tool has threads at the fork).
-static bool program_env(struct exec_call *call, const char *const *cmd_env, size_t envs)
-{
-    size_t vars = 0;
-    while (environ[vars])
-        vars++;
-    call->envp = calloc(vars + envs + 1, sizeof *call->envp);
-    if (!call->envp)
-        return false;
-    size_t n = 0;
-    for (size_t i = 0; i < vars; i++) {
-        bool replaced = false;
-        for (size_t k = 0; k < envs && !replaced; k++)
-            replaced = same_variable(environ[i], cmd_env[k]);
-        if (!replaced)
-            call->envp[n++] = environ[i];
-    }
-    for (size_t k = 0; k < envs; k++)
-        call->envp[n++] = (char *)cmd_env[k];
-    call->envp[n] = NULL;
     return true;
 }
 
@@ -261,7 +253,7 @@ static int build_argv(const struct md_run_spec *spec, struct exec_call *call, st
             out[n++] = pin_env;
         }
         out[n++] = "--";
-    } else if (envs && !program_env(call, spec->cmd_env, envs)) {
+    } else if (envs && !env_with(call, spec->cmd_env, envs)) {
         return md_fail(err, "%s: out of memory for its environment", spec->argv[0]);
     }
     out[n++] = name;
