@@ -184,21 +184,18 @@ static int read_members(struct md_archive *ar, bfd *abfd, struct md_error *err)
 // A damaged member header (a truncated copy) reads to libbfd as "not an archive" or as a
 // truncated member: inspect's header walk (md_elf_open) names the header and its offset, so both
 // commands say the same. Only for a regular file with the ar magic: anything else is bfd's.
-static int check_member_headers(const char *path, struct md_error *err)
+// Reads the archive's descriptor, not its path again: the file checked is the one libbfd reads.
+static int check_member_headers(int fd, size_t size, const char *path, struct md_error *err)
 {
-    char magic[8] = {0};
-    struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    bool ar_magic = fd >= 0 && !fstat(fd, &st) && S_ISREG(st.st_mode) &&
-                    read(fd, magic, sizeof magic) == sizeof magic &&
-                    !memcmp(magic, "!<arch>\n", sizeof magic);
-    if (fd >= 0)
-        close(fd);
+    char magic[8];
+    if (pread(fd, magic, sizeof magic, 0) != sizeof magic || memcmp(magic, "!<arch>\n", 8))
+        return 0; // not an archive: open_archive says so
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0)
+        return md_fail_errno(err, errno, "%s", path);
     struct md_elf e;
     bool is_archive;
-    if (!ar_magic)
-        return 0;
-    if (md_elf_open(&e, path, &is_archive, err))
+    if (md_elf_open_fd(&e, copy, size, path, &is_archive, err))
         return -1;
     md_elf_close(&e);
     return 0;
@@ -286,7 +283,7 @@ static int read_archive(struct md_archive *ar, const char *path, struct md_error
     int fd = md_open_regular(path, NULL, &size, err);
     if (fd < 0)
         return -1;
-    if (check_not_thin(fd, path, err) || check_member_headers(path, err)) {
+    if (check_not_thin(fd, path, err) || check_member_headers(fd, size, path, err)) {
         close(fd);
         return -1;
     }

@@ -154,14 +154,24 @@ int md_elf_check_image(const void *data, size_t size, const char *label, struct 
 
 int md_elf_open(struct md_elf *e, const char *path, bool *is_archive, struct md_error *err)
 {
+    size_t size;
+    int fd = open_elf_input(path, &size, err);
+    if (fd < 0) {
+        memset(e, 0, sizeof *e);
+        e->fd = -1;
+        return -1;
+    }
+    return md_elf_open_fd(e, fd, size, path, is_archive, err);
+}
+
+int md_elf_open_fd(struct md_elf *e, int fd, size_t size, const char *path, bool *is_archive,
+                   struct md_error *err)
+{
     memset(e, 0, sizeof *e);
     e->path = path;
-    e->fd = -1;
-    elf_version(EV_CURRENT);
-    int fd = open_elf_input(path, &e->size, err);
-    if (fd < 0)
-        return -1;
     e->fd = fd;
+    e->size = size;
+    elf_version(EV_CURRENT);
     e->elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
     if (!e->elf) {
         char magic[4] = {0};

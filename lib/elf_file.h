@@ -60,6 +60,10 @@ typedef void (*md_bytes_fn)(const char *section, const void *data, size_t size, 
 // Opens path. On success *is_archive tells whether it is an `ar` archive (then use
 // md_archive_next); otherwise e is a validated ELF file.
 int md_elf_open(struct md_elf *e, const char *path, bool *is_archive, struct md_error *err);
+// The same for a regular file of size bytes the caller opened: e owns fd from here on, also when
+// this fails. path names it in messages.
+int md_elf_open_fd(struct md_elf *e, int fd, size_t size, const char *path, bool *is_archive,
+                   struct md_error *err);
 
 // Opens path for reading when it is a regular file, without waiting (a FIFO is refused, never
 // opened for good): the descriptor, its size in *size; or -1 with the reason ("is a directory",
