@@ -105,9 +105,13 @@ static void print_row(const cJSON *f, int width)
     const char *kind = str_or(f, "kind", "-");
     if (!strcmp(kind, "archive")) {
         print_cell(table_path(f, path, sizeof path), width);
-        printf("%-13s %d of %d members define allocator symbols\n", kind,
+        printf("%-13s %d of %d members define allocator symbols", kind,
                cJSON_GetObjectItemCaseSensitive(f, "allocator_members")->valueint,
                cJSON_GetObjectItemCaseSensitive(f, "members")->valueint);
+        const cJSON *skipped = cJSON_GetObjectItemCaseSensitive(f, "skipped_members");
+        if (cJSON_IsNumber(skipped) && skipped->valueint > 0)
+            printf(" (%d more not ELF, such as LTO bitcode: not read)", skipped->valueint);
+        putchar('\n');
         return;
     }
     char active[256], others[256];

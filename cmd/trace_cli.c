@@ -543,7 +543,11 @@ void md_render_compare(const cJSON *r)
     const char *with = str(c, "allocator", "?");
     printf("\ncompare: the program's allocator vs %s (%s), two runs of the same command\n", with,
            str(c, "library", "?"));
-    printf("%-32s %14s %14s %8s\n", "METRIC", "OWN", with, "RATIO");
+    // a library's file name (libtcmalloc_minimal.so.4) is named in the line above; the column
+    // gets a heading that fits it
+    const char *heading = strlen(with) <= MD_METRIC_TEXT_MAX ? with : "WITH";
+    printf("%-32s %*s %*s %8s\n", "METRIC", MD_METRIC_TEXT_MAX, "OWN", MD_METRIC_TEXT_MAX, heading,
+           "RATIO");
     cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(c, "metrics"))
     {
         printf("%-32s", str(m, "label", "?"));

@@ -80,6 +80,8 @@ static bool has_contents(int fd)
 
 int md_open_regular(const char *path, const char *dir_advice, size_t *size, struct md_error *err)
 {
+    if (!*path) // open's ENOENT would name nothing
+        return md_fail(err, "empty file name");
     // O_NONBLOCK: opening a FIFO must not hang; it is refused below.
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     struct stat st;

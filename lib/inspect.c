@@ -446,6 +446,8 @@ static int describe_elf(struct md_inspector *in, struct md_elf *e, const char *p
     check_expect(in, entry, kind_name, nothing_allocates(kind, &id));
     if (takes_expect(kind_name))
         add_findings(in, entry);
+    else // no rule judges an object that is not linked yet; the key is there all the same
+        cJSON_AddArrayToObject(entry, "findings");
     md_ident_free(&id);
     return 0;
 }
@@ -493,6 +495,7 @@ static void inspect_archive(struct md_inspector *in, struct md_elf *ar, const ch
     cJSON_AddNumberToObject(summary, "members", (double)members);
     cJSON_AddNumberToObject(summary, "allocator_members", (double)matched);
     cJSON_AddNumberToObject(summary, "skipped_members", (double)skipped);
+    cJSON_AddArrayToObject(summary, "findings");
     if (in->opt.expect) // which member a link takes for malloc depends on the link
         expect_not_judged(in, summary,
                           "an archive is not linked yet: --expect judges programs and shared "

@@ -897,6 +897,8 @@ struct place {
 static int place_of(const char *path, struct place *pl, struct md_error *err)
 {
     const char *base = md_path_base_name(path);
+    if (!*path)
+        return md_fail(err, "empty file name");
     if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
         return md_fail(err, "'%s': names a directory, not a file", path);
     char *copy = strdup(path);

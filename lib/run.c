@@ -98,6 +98,8 @@ static bool names_own_process(const char *path)
 
 int md_find_program(const char *prog, char *path, size_t size, struct md_error *err)
 {
+    if (!*prog) // execvp says ENOENT, which names nothing
+        return md_fail(err, "empty command name");
     if (strchr(prog, '/')) {
         struct stat st;
         if (names_own_process(prog))
@@ -107,8 +109,12 @@ int md_find_program(const char *prog, char *path, size_t size, struct md_error *
                            prog);
         if (stat(prog, &st))
             return md_fail_errno(err, errno, "%s", prog);
+        if (S_ISDIR(st.st_mode))
+            return md_fail(err, "%s: is a directory, not a program", prog);
+        if (!S_ISREG(st.st_mode))
+            return md_fail(err, "%s: not a regular file, not a program", prog);
         if (!is_executable(prog))
-            return md_fail(err, "%s: not an executable file", prog);
+            return md_fail(err, "%s: not executable (no execute permission for this user)", prog);
         snprintf(path, size, "%s", prog);
         return 0;
     }

@@ -55,6 +55,13 @@ metric() { # metric key, field
     [ "$status" -eq 0 ]
     [ "$(q "r['compare']['allocator']")" = "${lib##*/}" ]
     [ "$(q "r['compare']['possible']")" = True ]
+    # the text table keeps its columns under a heading for a long file name
+    run "$T" trace --compare-with "$lib" -o "$OUT" -- "$FX/glibc-dynamic"
+    [ "$status" -eq 0 ]
+    header=$(grep '^METRIC' "$OUT")
+    row=$(grep -A1 '^METRIC' "$OUT" | tail -1)
+    [[ "$header" == *" WITH    RATIO" ]]
+    [ "${#header}" -eq "${#row}" ]
     run "$T" trace --compare-with /nonexistent/libx.so -- /bin/echo ran
     [ "$status" -eq 2 ]
     [[ "$output" == *"/nonexistent/libx.so: No such file or directory"* ]]

@@ -456,6 +456,9 @@ for f in (a,b):
     chk "$FX/does-not-exist" "No such file or directory"
     chk "$FX/bad" "is a directory (use -r"
     chk "$FX/bad/empty" "empty file"
+    run "$T" inspect ""
+    [ "$status" -eq 2 ]
+    [ "$output" = "malloc-doctor: inspect: empty file name" ]
     chk "$FX/bad/text.txt" "not an ELF file or ar archive"
     # procfs says size 0 for a file that has contents: not "empty"
     chk /proc/self/maps "a special file (its size reads as 0, as in /proc and /sys)"
@@ -818,6 +821,20 @@ assert head["allocator_members"]==len(members)
 ids={a["id"] for a in members["malloc.lo"]["allocators"]}
 assert ids=={"musl-mallocng"}, ids
 assert members["lite_malloc.lo"]["active"]["id"]=="musl-lite"' "$output"
+}
+
+@test "archives: members that are not ELF are counted in the text and the JSON; findings is there, empty" {
+    run "$T" inspect "$FX/bitcode.a"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"0 of 1 members define allocator symbols (1 more not ELF, such as LTO bitcode: not read)"* ]]
+    run "$T" inspect --json "$FX/bitcode.a" "$FX/bad/plain.o"
+    [ "$status" -eq 0 ]
+    python3 -c '
+import json,sys
+r=json.loads(sys.argv[1])
+head,obj=r["files"]
+assert head["skipped_members"]==1 and head["members"]==1, head
+assert head["findings"]==[] and obj["findings"]==[], r["files"]' "$output"
 }
 
 @test "--root resolves DT_NEEDED inside a sysroot" {

@@ -539,6 +539,12 @@ PY
         [ "$status" -eq 2 ]
         [ "$output" = "malloc-doctor: patch: $W: is a directory" ]
     done
+    # an empty name is said as such, whichever of patch's modes gets it
+    for args in "" "--dry-run" "-o $W/q.a" "--restore"; do
+        run "$T" patch $args ""
+        [ "$status" -eq 2 ]
+        [ "$output" = "malloc-doctor: patch: empty file name" ]
+    done
 }
 
 @test "a FIFO as LIBC.a or as --allocator is refused at once (exit 2), not read and waited on" {

@@ -880,6 +880,22 @@ assert c['samples'] > 50 and c['allocator_share'] < 0.1, c"
     [[ "$output" == *"xonly: can be executed but not read (execute-only), and trace must read it to choose how to count"* ]]
 }
 
+@test "a CMD that is no program says why: empty, a directory, a device, no execute permission" {
+    cp "$FX/glibc-dynamic" "$BATS_TEST_TMPDIR/noexec"
+    chmod 644 "$BATS_TEST_TMPDIR/noexec"
+    for cmd in "'' empty command name" "/tmp /tmp: is a directory, not a program" \
+        "/dev/null /dev/null: not a regular file, not a program"; do
+        eval "set -- $cmd"
+        run "$T" trace -- "$1"
+        [ "$status" -eq 2 ]
+        shift
+        [ "$output" = "malloc-doctor: trace: $*" ]
+    done
+    run "$T" doctor -- "$BATS_TEST_TMPDIR/noexec"
+    [ "$status" -eq 2 ]
+    [ "$output" = "malloc-doctor: doctor: $BATS_TEST_TMPDIR/noexec: not executable (no execute permission for this user)" ]
+}
+
 @test "a program named through /proc/self or /dev/fd is refused: it would name the tool's own files" {
     for prog in /proc/self/exe /proc/thread-self/exe /dev/fd/0 /proc/self/fd/0; do
         run "$T" trace -- "$prog" --version
