@@ -857,24 +857,34 @@ static void warn_other_pid_namespace(cJSON *report, const struct md_probe_header
     md_report_warn(report, text);
 }
 
-static int measure(const struct md_trace_options *opt, struct session *s, cJSON *report,
-                   struct md_run_result *run, struct md_error *err)
+// What a run left to read, decided once the run has ended.
+struct measured {
+    bool preload, hooks, probed; // the probe's file can be read (probed: either mode)
+    bool lost;                   // the probe ran, but its file was lost during the run
+    bool uprobes_counted;        // perf's uprobes gave perf_ops
+    uint64_t perf_ops[MD_OP_COUNT];
+};
+
+// Runs CMD and reads what recorded it: the probe's file, strace's or perf's syscalls (into s->log,
+// the probe's own marker calls left out), perf's counts; adds the target and the run to report.
+static int run_and_collect(const struct md_trace_options *opt, struct session *s, cJSON *report,
+                           struct md_run_result *run, struct measured *m, struct md_error *err)
 {
-    bool preload = s->target.mode == MODE_PRELOAD;
-    bool hooks = s->target.mode == MODE_HOOKS;
-    bool probed = preload || hooks; // counts, sizes and slow calls in the probe file
+    *m = (struct measured){.preload = s->target.mode == MODE_PRELOAD,
+                           .hooks = s->target.mode == MODE_HOOKS};
+    m->probed = m->preload || m->hooks; // counts, sizes and slow calls in the probe file
     bool tree_known = false;
     s->run_start_ns = md_clock_ns(CLOCK_REALTIME);
     if (run_with_fallback(opt, s, run, &tree_known, err))
         return -1;
-    if (probed)
+    if (m->probed)
         md_probe_file_finish(&s->probe);
-    bool lost = probed && probe_file_lost(s, report);
-    if (lost) // nothing of the probe's can be read: as if none had run
-        preload = hooks = probed = false;
+    m->lost = m->probed && probe_file_lost(s, report);
+    if (m->lost) // nothing of the probe's can be read: as if none had run
+        m->preload = m->hooks = m->probed = false;
     // the static probe attaches after it has mapped and hooked the program; before, it can only
     // fail, with its reason on stderr
-    if (hooks && !run->timed_out && !run->interrupted_by &&
+    if (m->hooks && !run->timed_out && !run->interrupted_by &&
         !atomic_load(&s->probe.header->processes))
         return md_fail(err,
                        "%s: the static probe could not start the program (its message is "
@@ -882,19 +892,18 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
                        s->target.plan.path);
     if (!s->perf.syscalls && read_strace(s, run, err))
         return -1;
-    if (preload)
+    if (m->preload)
         note_run_time_malloc(&s->target, s->probe.header);
     add_target(report, &s->target, opt);
-    uint64_t perf_ops[MD_OP_COUNT] = {0};
-    bool uprobes_counted = md_trace_perf_finish(&s->perf, perf_ops, report);
-    if (s->target.mode == MODE_UPROBES && !uprobes_counted)
+    m->uprobes_counted = md_trace_perf_finish(&s->perf, m->perf_ops, report);
+    if (s->target.mode == MODE_UPROBES && !m->uprobes_counted)
         uprobes_unavailable(&s->target, s->perf.error, report);
     if (s->perf.syscalls && !md_trace_perf_take_syscalls(&s->perf, &s->log, &s->sys_lost))
         return md_fail(err, "perf recorded no syscalls: %s",
                        s->perf.error[0] ? s->perf.error : "the events could not be read");
     // the ids of processes in another pid namespace first: drop_own matches threads by id
-    long marks = preload ? md_probe_file_map_ids(&s->probe, s->log.event, &s->log.count) : 0;
-    long own = preload && marks >= 0
+    long marks = m->preload ? md_probe_file_map_ids(&s->probe, s->log.event, &s->log.count) : 0;
+    long own = m->preload && marks >= 0
                    ? md_probe_file_drop_own(&s->probe, s->log.event, &s->log.count)
                    : marks;
     if (own < 0)
@@ -902,45 +911,72 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
     s->log.probe_own += (size_t)(own + marks);
     add_syscall_source(report, s);
     add_run(report, run, opt->timeout_seconds, tree_known ? &s->tree : NULL, &s->log,
-            probed ? &s->probe : NULL);
-    if (probed)
+            m->probed ? &s->probe : NULL);
+    if (m->probed)
         warn_other_pid_namespace(report, s->probe.header);
+    return 0;
+}
+
+// Who counted the calls: the probe, perf's uprobes, or the user's --ops.
+static struct md_trace_input trace_input(const struct md_trace_options *opt, struct session *s,
+                                         const struct md_run_result *run, const struct measured *m)
+{
     struct md_trace_input in = {.log = &s->log,
-                                .probe = probed ? &s->probe : NULL,
-                                .ops_source = preload ? "probe"
-                                              : hooks ? "hooks"
-                                                      : NULL,
+                                .probe = m->probed ? &s->probe : NULL,
+                                .ops_source = m->preload ? "probe"
+                                              : m->hooks ? "hooks"
+                                                         : NULL,
                                 .wall_seconds = run->wall_seconds,
                                 .join_slack_ns = s->perf.syscalls ? MD_JOIN_SLACK_NS_PERF : 0};
-    if (uprobes_counted && !probed) {
-        memcpy(in.ops, perf_ops, sizeof in.ops);
+    if (m->uprobes_counted && !m->probed) {
+        memcpy(in.ops, m->perf_ops, sizeof in.ops);
         in.ops_source = "uprobes";
-    } else if (!probed && opt->ops) {
+    } else if (!m->probed && opt->ops) {
         in.ops[MD_OP_MALLOC] = opt->ops;
         in.ops_source = "--ops";
     }
-    int rc = !probed || !opt->probe_flags ? md_trace_stats(&in, report, err)
-                                          : stats_with_stacks(opt, s, &in, report, err);
+    return in;
+}
+
+// What the statistics cannot say by themselves: the static probe's limits, and why leaks that
+// were asked for are not there.
+static void add_coverage_notes(const struct md_trace_options *opt, const struct session *s,
+                               const struct measured *m, cJSON *report)
+{
     // without malloc_usable_size the static probe cannot tell how big a freed block was
-    if (!rc && hooks && !s->target.hooks.usable_size)
+    if (m->hooks && !s->target.hooks.usable_size)
         cJSON_ReplaceItemInObjectCaseSensitive(report, "free_bands", cJSON_CreateNull());
-    if (!rc && hooks) // threads beyond the static probe's table (its counts are a lower bound)
+    if (m->hooks) // threads beyond the static probe's table (its counts are a lower bound)
         cJSON_AddNumberToObject(cJSON_GetObjectItemCaseSensitive(report, "ops"), "uncounted_calls",
                                 atomic_load(&s->probe.header->uncounted_calls));
-    if (!rc && !probed && (opt->probe_flags & MD_PROBE_WANT_LEAKS)) { // asked for, not silently
+    if (!m->probed && (opt->probe_flags & MD_PROBE_WANT_LEAKS)) { // asked for, not silently
         cJSON *leaks = cJSON_AddObjectToObject(report, "leaks");
         cJSON_AddFalseToObject(leaks, "tracked");
         cJSON_AddStringToObject(leaks, "reason",
-                                lost ? "the probe's file was lost during the run"
-                                     : "no probe ran in the program (uprobes count calls, they "
-                                       "do not follow blocks)");
+                                m->lost ? "the probe's file was lost during the run"
+                                        : "no probe ran in the program (uprobes count calls, "
+                                          "they do not follow blocks)");
     }
-    if (rc || !(opt->probe_flags & MD_PROBE_WANT_STACKS))
+}
+
+static int measure(const struct md_trace_options *opt, struct session *s, cJSON *report,
+                   struct md_run_result *run, struct md_error *err)
+{
+    struct measured m;
+    if (run_and_collect(opt, s, report, run, &m, err))
+        return -1;
+    struct md_trace_input in = trace_input(opt, s, run, &m);
+    int rc = !m.probed || !opt->probe_flags ? md_trace_stats(&in, report, err)
+                                            : stats_with_stacks(opt, s, &in, report, err);
+    if (rc)
         return rc;
+    add_coverage_notes(opt, s, &m, report);
+    if (!(opt->probe_flags & MD_PROBE_WANT_STACKS))
+        return 0;
     // after the probe's stacks: in preload mode they have created the folded file already
     char why[256];
     const struct md_perf_result *futex = md_trace_perf_futex(&s->perf, why, sizeof why);
-    return md_trace_futex_stacks(futex, why, &s->log, opt->folded, probed, report, err);
+    return md_trace_futex_stacks(futex, why, &s->log, opt->folded, m.probed, report, err);
 }
 
 // Rules see the trace and the program's inspect entry, so inspect-level rules (MD001) can weigh
