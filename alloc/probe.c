@@ -1310,7 +1310,9 @@ static void *const cxx_fallbacks[CXX_FNS] = {CXX_FUNCTIONS(CXX_FALLBACK)};
 #define CXX_LIBSTDCXX(name, fallback, libstdcxx) libstdcxx,
 static const enum cxx_libstdcxx cxx_libstdcxx_does[CXX_FNS] = {CXX_FUNCTIONS(CXX_LIBSTDCXX)};
 static _Atomic(void *) cxx_next_fn[CXX_FNS];
-static bool cxx_direct_fn[CXX_FNS]; // written before cxx_next_fn[fn] is published
+// Stored before cxx_next_fn[fn] is published. Atomic (relaxed, a plain load on x86-64): two
+// threads may resolve fn at once, and a third read it while the second stores the same value.
+static _Atomic bool cxx_direct_fn[CXX_FNS];
 
 #define LIBSTDCXX "libstdc++.so.6"
 
@@ -1356,8 +1358,9 @@ __attribute__((noinline)) static void *cxx_resolve(enum cxx_fn fn)
     tls_fast.slot = NULL;
     tls_nested = true;
     void *next = dlsym(RTLD_NEXT, cxx_names[fn]);
-    cxx_direct_fn[fn] =
+    bool direct =
         cxx_libstdcxx_does[fn] != CXX_OWN && defined_in(next, LIBSTDCXX) && cxx_libstdcxx_direct();
+    atomic_store_explicit(&cxx_direct_fn[fn], direct, memory_order_relaxed);
     tls_nested = was_nested;
     tls_fast = outer;
     if (!next)
@@ -1370,6 +1373,12 @@ static inline void *cxx_next(enum cxx_fn fn)
 {
     void *next = atomic_load_explicit(&cxx_next_fn[fn], memory_order_acquire);
     return __builtin_expect(next != NULL, 1) ? next : cxx_resolve(fn);
+}
+
+// Whether fn goes straight to the C allocator (read after cxx_next(fn) has resolved it).
+static inline bool cxx_direct(enum cxx_fn fn)
+{
+    return atomic_load_explicit(&cxx_direct_fn[fn], memory_order_relaxed);
 }
 
 // Ends the nested state when the forwarded call returns, and when it throws.
@@ -1407,7 +1416,7 @@ static inline void count_cxx(bool is_new)
             return next args;                                                                      \
         struct mark m;                                                                             \
         mark_begin(&m);                                                                            \
-        void *p = cxx_direct_fn[CXX_##name] ? probe.real.malloc(n ? n : 1) : NULL;                 \
+        void *p = cxx_direct(CXX_##name) ? probe.real.malloc(n ? n : 1) : NULL;                    \
         if (!p)                                                                                    \
             CXX_FORWARD(p = next args);                                                            \
         record(op, n, &m, p, NULL, CALLER);                                                        \
@@ -1430,7 +1439,7 @@ static inline void count_cxx(bool is_new)
         uint64_t size = freed_block_size(p);                                                       \
         struct mark m;                                                                             \
         mark_begin(&m);                                                                            \
-        if (cxx_direct_fn[CXX_##name])                                                             \
+        if (cxx_direct(CXX_##name))                                                                \
             probe.real.free(p);                                                                    \
         else                                                                                       \
             CXX_FORWARD(next args);                                                                \
