@@ -325,7 +325,8 @@ static void print_unprobed_reason(const cJSON *e)
         printf(": ran as another user (uid %.0f) who could not open the probe's file",
                num(e, "uid"));
     else
-        printf(": a program it cannot follow, such as a static or setuid one");
+        printf(": a program it cannot follow, such as a static or setuid one, or a sanitizer "
+               "build that refuses a preloaded library");
 }
 
 void md_render_unprobed_note(const cJSON *r)

@@ -532,7 +532,7 @@ PY
     [ "$(q "r['run']['processes'], r['run']['probed_processes'], r['run']['unprobed_programs']")" = "2 1 ['musl-static']" ]
     [ "$(q "r['run']['program_ran_as'], r['run']['program_probed']")" = "sh True" ]
     run "$T" trace -- sh -c "$FX/musl-static; true"
-    [[ "$output" == *"note: 1 of 2 processes ran without the probe (musl-static: a program it cannot follow, such as a static or setuid one)"* ]]
+    [[ "$output" == *"note: 1 of 2 processes ran without the probe (musl-static: a program it cannot follow, such as a static or setuid one, or a sanitizer build that refuses a preloaded library)"* ]]
     run "$T" trace --json -o "$OUT" -- env VAR=1 "$FX/musl-static"
     [ "$(q "r['run']['processes'], r['run']['probed_processes'], r['run']['unprobed_programs']")" = "1 0 ['musl-static']" ]
     [ "$(q "r['run']['program_ran_as'], r['run']['program_probed']")" = "musl-static False" ]
@@ -1287,6 +1287,12 @@ assert f[0]['severity'] == 'error' and 'LD_PRELOAD=' in f[0]['fix'] and 'trace -
     run "$T" doctor -- "$FX/tsan-dynamic"
     [ "$status" -eq 2 ]
     [[ "$output" == *"built with ThreadSanitizer, whose runtime (libtsan.so.2) must come first"* ]]
+    # through a launcher it cannot be refused beforehand: ASan's own message, and the note
+    run "$T" trace --json -o "$OUT" -- env "$FX/asan-dynamic"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"ASan runtime does not come first"* ]]
+    [ "$(q "r['run']['unprobed'][0]['reason']")" = not-followed ]
+    [ "$(q "r['run']['exit_code']")" = 1 ]
 }
 
 @test "--stacks: the probe's own code is in no stack and no CPU sample of the program" {
