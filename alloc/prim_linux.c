@@ -35,10 +35,15 @@ static bool md_syscall_failed(long ret)
     return (unsigned long)ret > (unsigned long)-4096;
 }
 
+// No MAP_NORESERVE: the kernel's overcommit check (heuristic or strict) must see every mapping, as
+// it sees glibc's, so that a size it cannot back fails here with ENOMEM instead of succeeding and
+// killing the program when touched (with MAP_NORESERVE, malloc of 1000 GiB succeeded on a 24 GiB
+// machine). mdalloc maps no address space it does not mean to use: the over-mapping that aligns a
+// segment is trimmed at once, and a huge block's room for growth is retried without (segment.c).
 void *md_prim_mmap(void *hint, size_t size)
 {
     long ret = md_syscall6(SYS_mmap, (long)hint, (long)size, PROT_READ | PROT_WRITE,
-                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     md_stat_add(&md_stats.mmap_calls);
     if (md_syscall_failed(ret))
         return NULL;
