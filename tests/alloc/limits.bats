@@ -8,6 +8,19 @@ load helpers
 
 FLAVORS="glibc musl static gstatic"
 
+# ulimit_run FLAVOR KIB ARGS...: run the limits program as run_with does, under `ulimit -v KIB`.
+ulimit_run() {
+    local flavor=$1 kib=$2 pre="" prog
+    shift 2
+    case $flavor in
+    glibc) pre=$MDA_GLIBC_SO prog=$MDA_TESTS/glibc/limits ;;
+    musl) pre=$MDA_MUSL_SO prog=$MDA_TESTS/musl/limits ;;
+    *) prog=$MDA_TESTS/$flavor/limits ;;
+    esac
+    PRE=$pre run bash -c 'ulimit -v "$1" && shift && exec env ${PRE:+LD_PRELOAD=$PRE} "$@"' _ \
+        "$kib" "$prog" "$@"
+}
+
 @test "malloc and calloc of 100 and 1000 GiB fail with ENOMEM (overcommit sees the mappings)" {
     [ "$(cat /proc/sys/vm/overcommit_memory)" != 1 ] || skip "overcommit_memory=1 grants any size"
     local gib=$(($(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1048576 + 100))
@@ -17,5 +30,14 @@ FLAVORS="glibc musl static gstatic"
             echo "$flavor $size GiB: $output"
             [ "$status" -eq 0 ]
         done
+    done
+}
+
+@test "realloc grows a 90 MiB block to 120 MiB under ulimit -v 200000 (mremap needs the growth only)" {
+    for flavor in $FLAVORS; do
+        ulimit_run $flavor 200000 grow 90 120
+        echo "$flavor: $output"
+        [ "$status" -eq 0 ]
+        [[ "$output" == *grown* ]]
     done
 }
