@@ -41,6 +41,32 @@ static _Atomic uintptr_t md_os_hint; // lowest aligned base so far: the next map
 
 // ---- OS memory ----------------------------------------------------------------------------------
 
+// When the address space is too short to over-map (`ulimit -v`: the first 4 MiB segment needed 8
+// MiB, so malloc(10) failed where malloc(1000000), a smaller over-mapping, succeeded): map exactly
+// the size, and if the kernel's place is not aligned, try the aligned address just below it, which
+// is usually free since the kernel places mappings top-down. Never needs more than `size` bytes.
+static void *md_os_map_exact(size_t size, size_t align, size_t lead)
+{
+    uint8_t *raw = md_prim_mmap(NULL, size);
+    if (raw == NULL)
+        return NULL;
+    uintptr_t base = (((uintptr_t)raw + lead) & ~(uintptr_t)(align - 1)) - lead;
+    if (base != (uintptr_t)raw) {
+        md_prim_munmap(raw, size);
+        raw = base >= align ? md_prim_mmap((void *)base, size) : NULL;
+        if (raw != NULL && (uintptr_t)raw != base) {
+            md_prim_munmap(raw, size);
+            raw = NULL;
+        }
+        if (raw == NULL)
+            return NULL;
+    }
+    if (lead == 0)
+        atomic_store_explicit(&md_os_hint, base, memory_order_relaxed);
+    md_segmap_set((void *)base);
+    return (void *)base;
+}
+
 // Map `size` bytes aligned to `align` (a multiple of MD_SEGMENT_SIZE), `lead` bytes before an
 // aligned address. Mappings grow downwards like the kernel's own layout, so the hint usually
 // succeeds in one system call; otherwise over-map and trim.
@@ -61,7 +87,7 @@ static void *md_os_map_aligned(size_t size, size_t align, size_t lead)
     size_t over = size + align + lead;
     uint8_t *raw = md_prim_mmap(NULL, over);
     if (raw == NULL)
-        return NULL;
+        return md_os_map_exact(size, align, lead);
     uintptr_t base = md_align_up((uintptr_t)raw + lead, align) - lead;
     size_t head = base - (uintptr_t)raw;
     size_t tail = over - head - size;

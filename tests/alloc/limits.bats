@@ -41,3 +41,11 @@ ulimit_run() {
         [[ "$output" == *grown* ]]
     done
 }
+
+@test "the first malloc(10) succeeds under ulimit -v 17000 (the first segment without over-mapping)" {
+    for flavor in $FLAVORS; do
+        ulimit_run $flavor 17000 small
+        echo "$flavor: $output"
+        [ "$status" -eq 0 ]
+    done
+}
