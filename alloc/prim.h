@@ -29,6 +29,8 @@ void md_prim_write_stderr(const char *s, size_t len);
 void md_prim_write_fd(int fd, const char *s, size_t len);
 // A close-on-exec duplicate of fd 2 at a high number, or -1.
 int md_prim_dup_stderr(void);
+// The device and inode of the file open at fd; false if fd is not open.
+bool md_prim_fd_identity(int fd, uint64_t *dev, uint64_t *ino);
 void md_prim_yield(void);
 // The value of an environment variable, or NULL; must not allocate.
 const char *md_prim_getenv(const char *name);

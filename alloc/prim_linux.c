@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -142,14 +143,32 @@ void md_prim_write_fd(int fd, const char *s, size_t len)
     }
 }
 
-// The duplicate goes at or above this number, away from the low ones that programs and shells
-// pick for themselves (`exec 3>file`, a test that checks which descriptor open returns).
-#define MD_PRIM_DUP_FD_MIN 100
+// The duplicate goes at or above this number, far from the ones that programs and shells pick for
+// themselves (`exec 3>file`, bash's `exec 100>file`, a dup2 onto 100: with the copy at 100, bash
+// could not use that descriptor and a dup2 onto it got mdalloc's statistics in the program's file).
+// Where RLIMIT_NOFILE is 1000 or less, the next choice is 100.
+#define MD_PRIM_DUP_FD_MIN 1000
+#define MD_PRIM_DUP_FD_LOW 100
 
 int md_prim_dup_stderr(void)
 {
     long ret = md_syscall6(SYS_fcntl, 2, F_DUPFD_CLOEXEC, MD_PRIM_DUP_FD_MIN, 0, 0, 0);
+    if (md_syscall_failed(ret))
+        ret = md_syscall6(SYS_fcntl, 2, F_DUPFD_CLOEXEC, MD_PRIM_DUP_FD_LOW, 0, 0, 0);
     return md_syscall_failed(ret) ? -1 : (int)ret;
+}
+
+bool md_prim_fd_identity(int fd, uint64_t *dev, uint64_t *ino)
+{
+    struct stat st;
+    int saved = errno;
+    bool ok = fstat(fd, &st) == 0;
+    errno = saved;
+    if (ok) {
+        *dev = (uint64_t)st.st_dev;
+        *ino = (uint64_t)st.st_ino;
+    }
+    return ok;
 }
 
 void md_prim_yield(void)

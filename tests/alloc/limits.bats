@@ -49,3 +49,23 @@ ulimit_run() {
         [ "$status" -eq 0 ]
     done
 }
+
+@test "MDALLOC_STATS: a program's dup2 onto fd 100 or onto mdalloc's copy gets none of the statistics" {
+    local fds="100"
+    [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -gt 1001 ] && fds="100 1000"
+    for flavor in $FLAVORS; do
+        MDALLOC_STATS=1 run_with $flavor limits fds "$BATS_TEST_TMPDIR/f" $fds
+        echo "$flavor: $output"
+        [ "$status" -eq 0 ]
+        [[ "$output" == *"mdalloc: stats: mmap_calls"* ]] # stderr is still the original file
+        for fd in $fds; do echo data; done | cmp - "$BATS_TEST_TMPDIR/f"
+    done
+}
+
+@test "MDALLOC_STATS: bash can use fd 100 for its own file" {
+    cd "$BATS_TEST_TMPDIR"
+    MDALLOC_STATS=1 LD_PRELOAD=$MDA_GLIBC_SO run bash -c 'exec 100>out100; echo data >&100'
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"mdalloc: stats: mmap_calls"* ]]
+    [ "$(cat out100)" = data ]
+}
