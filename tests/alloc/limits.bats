@@ -50,6 +50,18 @@ ulimit_run() {
     done
 }
 
+@test "threads' heaps are reused when a constructor took every pthread key before the first malloc" {
+    for flavor in $FLAVORS; do
+        MDA_EAT_KEYS=1 MDALLOC_STATS=1 run_with $flavor limits keys 300
+        echo "$flavor: $output"
+        [ "$status" -eq 0 ]
+        [[ "$output" == *"threads done"* ]]
+        local heaps
+        heaps=$(printf '%s\n' "$output" | sed -n 's/^mdalloc: stats: heaps_created //p')
+        [ -n "$heaps" ] && [ "$heaps" -le 4 ]
+    done
+}
+
 @test "MDALLOC_STATS: a program's dup2 onto fd 100 or onto mdalloc's copy gets none of the statistics" {
     local fds="100"
     [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -gt 1001 ] && fds="100 1000"
