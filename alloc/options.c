@@ -21,7 +21,8 @@ md_stats_t md_stats;
 // printed after that, from a destructor. Only with MDALLOC_STATS: otherwise the process keeps no
 // descriptor of ours.
 static int md_stats_fd = 2;
-_Atomic int md_process_ready; // 0: not yet, 1: someone initialising, 2: done
+static uint64_t md_stats_dev, md_stats_ino; // the file of the copy (stderr when it was made)
+_Atomic int md_process_ready;               // 0: not yet, 1: someone initialising, 2: done
 
 // The string that identifies mdalloc inside a (possibly stripped) binary.
 __attribute__((used)) static const char md_ident[] = "mdalloc: version " MD_VERSION;
@@ -192,8 +193,10 @@ void md_process_init(void)
     md_options.stats = md_env_bool("MDALLOC_STATS");
     if (md_options.stats) {
         int fd = md_prim_dup_stderr();
-        if (fd >= 0)
+        if (fd >= 0 && md_prim_fd_identity(fd, &md_stats_dev, &md_stats_ino))
             md_stats_fd = fd;
+        else
+            md_stats_fd = fd >= 0 ? -1 : 2; // a copy whose file is unknown cannot be checked
     }
     md_options.purge_delay_ms =
         md_env_u32("MDALLOC_PURGE_DELAY", md_options.purge_delay_ms, 0xffffffffu);
@@ -258,8 +261,29 @@ static void md_print_counter(const char *name, uint64_t v)
     md_prim_write_fd(md_stats_fd, buf, (size_t)(p - buf));
 }
 
+// Where the statistics go at exit: the copy of stderr while it still is that file. A program may
+// have closed it and opened or dup2'd something else onto that number (the copy is only
+// close-on-exec); then fd 2 if it is still the original stderr, else nowhere: writing into a
+// file of the program's would change its output.
+static int md_stats_out(void)
+{
+    uint64_t dev, ino;
+    if (md_stats_fd < 0)
+        return -1;
+    if (md_stats_fd == 2)
+        return 2;
+    if (md_prim_fd_identity(md_stats_fd, &dev, &ino) && dev == md_stats_dev && ino == md_stats_ino)
+        return md_stats_fd;
+    if (md_prim_fd_identity(2, &dev, &ino) && dev == md_stats_dev && ino == md_stats_ino)
+        return 2;
+    return -1;
+}
+
 void md_print_stats(void)
 {
+    md_stats_fd = md_stats_out();
+    if (md_stats_fd < 0)
+        return;
     md_print_counter("mmap_calls", atomic_load(&md_stats.mmap_calls));
     md_print_counter("munmap_calls", atomic_load(&md_stats.munmap_calls));
     md_print_counter("madvise_calls", atomic_load(&md_stats.madvise_calls));

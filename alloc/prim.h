@@ -20,11 +20,17 @@ bool md_prim_remap_in_place(void *addr, size_t old_size, size_t new_size);
 // new_size: the kernel moves the page tables, nothing is copied. false if the kernel refuses
 // (then both mappings are left as they were).
 bool md_prim_remap_to(void *addr, size_t old_size, size_t new_size, void *target);
+// Move the mapping at addr to a new address aligned to `align`, chosen by the kernel, growing it
+// to new_size; needs only the growth and 2 * align bytes of address space beyond the old mapping.
+// NULL if the kernel refuses (the mapping is left as it was).
+void *md_prim_remap_aligned(void *addr, size_t old_size, size_t new_size, size_t align);
 uint64_t md_prim_clock_ms(void);
 void md_prim_write_stderr(const char *s, size_t len);
 void md_prim_write_fd(int fd, const char *s, size_t len);
 // A close-on-exec duplicate of fd 2 at a high number, or -1.
 int md_prim_dup_stderr(void);
+// The device and inode of the file open at fd; false if fd is not open.
+bool md_prim_fd_identity(int fd, uint64_t *dev, uint64_t *ino);
 void md_prim_yield(void);
 // The value of an environment variable, or NULL; must not allocate.
 const char *md_prim_getenv(const char *name);

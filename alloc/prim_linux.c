@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,10 +36,15 @@ static bool md_syscall_failed(long ret)
     return (unsigned long)ret > (unsigned long)-4096;
 }
 
+// No MAP_NORESERVE: the kernel's overcommit check (heuristic or strict) must see every mapping, as
+// it sees glibc's, so that a size it cannot back fails here with ENOMEM instead of succeeding and
+// killing the program when touched (with MAP_NORESERVE, malloc of 1000 GiB succeeded on a 24 GiB
+// machine). mdalloc maps no address space it does not mean to use: the over-mapping that aligns a
+// segment is trimmed at once, and a huge block's room for growth is retried without (segment.c).
 void *md_prim_mmap(void *hint, size_t size)
 {
     long ret = md_syscall6(SYS_mmap, (long)hint, (long)size, PROT_READ | PROT_WRITE,
-                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     md_stat_add(&md_stats.mmap_calls);
     if (md_syscall_failed(ret))
         return NULL;
@@ -78,6 +84,40 @@ bool md_prim_remap_to(void *addr, size_t old_size, size_t new_size, void *target
     return true;
 }
 
+// The kernel picks the new place (mremap with MREMAP_MAYMOVE only), so the address space needed
+// beyond the old mapping is the growth plus two alignments, as for glibc's mremap, instead of a
+// second mapping of new_size next to the old one: under `ulimit -v 200000` a 90 MiB block could
+// not grow to 120 MiB. The kernel's place is page aligned only, so the mapping is taken two
+// alignments bigger and its contents moved up to the aligned base inside it, last chunk first,
+// each chunk no longer than the shift so that no move's source and target overlap (page tables
+// only, one mremap per chunk of at least `align` bytes).
+void *md_prim_remap_aligned(void *addr, size_t old_size, size_t new_size, size_t align)
+{
+    size_t span = new_size + 2 * align;
+    long ret =
+        md_syscall6(SYS_mremap, (long)addr, (long)old_size, (long)span, MREMAP_MAYMOVE, 0, 0);
+    if (md_syscall_failed(ret))
+        return NULL;
+    uintptr_t from = (uintptr_t)ret;
+    uintptr_t base = md_align_up(from + align, align);
+    size_t shift = base - from;
+    for (size_t end = old_size; end > 0;) {
+        size_t chunk = end < shift ? end : shift;
+        end -= chunk;
+        ret = md_syscall6(SYS_mremap, (long)(from + end), (long)chunk, (long)chunk,
+                          MREMAP_MAYMOVE | MREMAP_FIXED, (long)(base + end), 0);
+        // Within one mapping of ours this fails only when the kernel is out of memory for its own
+        // structures; the block is split in two places by then, and neither can be given back.
+        if (md_syscall_failed(ret))
+            md_fatal("mremap failed while moving a huge block", "");
+    }
+    md_syscall6(SYS_munmap, (long)from, (long)shift, 0, 0, 0, 0);
+    md_syscall6(SYS_munmap, (long)(base + new_size), (long)(from + span - base - new_size), 0, 0, 0,
+                0);
+    md_stat_map((int64_t)new_size - (int64_t)old_size);
+    return (void *)base;
+}
+
 uint64_t md_prim_clock_ms(void)
 {
     struct timespec ts;
@@ -103,14 +143,33 @@ void md_prim_write_fd(int fd, const char *s, size_t len)
     }
 }
 
-// The duplicate goes at or above this number, away from the low ones that programs and shells
-// pick for themselves (`exec 3>file`, a test that checks which descriptor open returns).
-#define MD_PRIM_DUP_FD_MIN 100
+// The duplicate goes at or above this number, far from the ones that programs and shells pick for
+// themselves (`exec 3>file`, bash's `exec 100>file`, a dup2 onto 100: with the copy at 100, bash
+// could not use that descriptor and a dup2 onto it got mdalloc's statistics in the program's file).
+// Where RLIMIT_NOFILE is 1000 or less, the next choice is 100.
+#define MD_PRIM_DUP_FD_MIN 1000
+#define MD_PRIM_DUP_FD_LOW 100
 
 int md_prim_dup_stderr(void)
 {
     long ret = md_syscall6(SYS_fcntl, 2, F_DUPFD_CLOEXEC, MD_PRIM_DUP_FD_MIN, 0, 0, 0);
+    if (md_syscall_failed(ret))
+        ret = md_syscall6(SYS_fcntl, 2, F_DUPFD_CLOEXEC, MD_PRIM_DUP_FD_LOW, 0, 0, 0);
     return md_syscall_failed(ret) ? -1 : (int)ret;
+}
+
+bool md_prim_fd_identity(int fd, uint64_t *dev, uint64_t *ino)
+{
+    // The system call, not libc's fstat: inside musl's libc.a every libc call mdalloc makes must be
+    // one that cannot pull musl's malloc back in (tests/alloc/programs.bats lists them). The
+    // kernel's struct stat is the libc's on x86_64 in glibc and musl.
+    struct stat st;
+    bool ok = !md_syscall_failed(md_syscall6(SYS_fstat, fd, (long)&st, 0, 0, 0, 0));
+    if (ok) {
+        *dev = (uint64_t)st.st_dev;
+        *ino = (uint64_t)st.st_ino;
+    }
+    return ok;
 }
 
 void md_prim_yield(void)

@@ -41,6 +41,32 @@ static _Atomic uintptr_t md_os_hint; // lowest aligned base so far: the next map
 
 // ---- OS memory ----------------------------------------------------------------------------------
 
+// When the address space is too short to over-map (`ulimit -v`: the first 4 MiB segment needed 8
+// MiB, so malloc(10) failed where malloc(1000000), a smaller over-mapping, succeeded): map exactly
+// the size, and if the kernel's place is not aligned, try the aligned address just below it, which
+// is usually free since the kernel places mappings top-down. Never needs more than `size` bytes.
+static void *md_os_map_exact(size_t size, size_t align, size_t lead)
+{
+    uint8_t *raw = md_prim_mmap(NULL, size);
+    if (raw == NULL)
+        return NULL;
+    uintptr_t base = (((uintptr_t)raw + lead) & ~(uintptr_t)(align - 1)) - lead;
+    if (base != (uintptr_t)raw) {
+        md_prim_munmap(raw, size);
+        raw = base >= align ? md_prim_mmap((void *)base, size) : NULL;
+        if (raw != NULL && (uintptr_t)raw != base) {
+            md_prim_munmap(raw, size);
+            raw = NULL;
+        }
+        if (raw == NULL)
+            return NULL;
+    }
+    if (lead == 0)
+        atomic_store_explicit(&md_os_hint, base, memory_order_relaxed);
+    md_segmap_set((void *)base);
+    return (void *)base;
+}
+
 // Map `size` bytes aligned to `align` (a multiple of MD_SEGMENT_SIZE), `lead` bytes before an
 // aligned address. Mappings grow downwards like the kernel's own layout, so the hint usually
 // succeeds in one system call; otherwise over-map and trim.
@@ -61,7 +87,7 @@ static void *md_os_map_aligned(size_t size, size_t align, size_t lead)
     size_t over = size + align + lead;
     uint8_t *raw = md_prim_mmap(NULL, over);
     if (raw == NULL)
-        return NULL;
+        return md_os_map_exact(size, align, lead);
     uintptr_t base = md_align_up((uintptr_t)raw + lead, align) - lead;
     size_t head = base - (uintptr_t)raw;
     size_t tail = over - head - size;
@@ -723,31 +749,58 @@ bool md_huge_shrink(md_segment_t *seg, size_t new_size)
     return true;
 }
 
+// Move the huge segment seg onto a new aligned mapping of `size` bytes (mremap onto it, so
+// nothing is copied). NULL if that mapping cannot be had or the kernel refuses the move (seg is
+// then untouched).
+static md_segment_t *md_huge_move_onto(md_segment_t *seg, size_t size)
+{
+    md_segment_t *to = md_os_map_retry(size, MD_SEGMENT_SIZE, 0);
+    if (to == NULL)
+        return NULL;
+    // Forgotten before its mapping goes, as in md_os_unmap_segment: once the address is free,
+    // another thread may map a segment there and set the bit.
+    md_segmap_clear(seg);
+    if (!md_prim_remap_to(seg, seg->size, size, to)) {
+        md_segmap_set(seg);
+        md_os_unmap_segment(to, size);
+        return NULL;
+    }
+    return to;
+}
+
 // Grow a huge block that cannot grow in place by moving its whole segment, with `slack` bytes of
 // room, onto a new aligned mapping: the kernel moves the page tables, so nothing is copied and
 // the old and new block are never resident together (a block grown by realloc in 4 KiB steps to
 // 256 MiB: 1.1 GB of address space, twice the peak RSS and 3 times the time of glibc with copies).
-// The new segment is aligned like the old one, so a block aligned up to the segment size keeps
-// its alignment; one aligned beyond it (placed a segment after its header) is not moved here.
-// Returns the block's new address, or NULL (the block is untouched; the caller copies).
+// When the address space for both mappings is short (`ulimit -v`), once more without the room,
+// and then by letting the kernel choose the place (md_prim_remap_aligned), which needs only the
+// growth and two segments: growth then fails only where glibc's mremap would fail too (or within
+// those two segments of it). The new segment is aligned like the old one, so a block aligned up
+// to the segment size keeps its alignment; one aligned beyond it (placed a segment after its
+// header) is not moved here. Returns the block's new address, or NULL (the block is untouched;
+// the caller copies).
 void *md_huge_move(md_segment_t *seg, size_t new_size, size_t slack)
 {
     md_page_t *pg = &seg->pages[0];
     size_t off = (size_t)(pg->start - (uint8_t *)seg);
     if (off >= MD_SEGMENT_SIZE || new_size > MD_MAX_REQUEST - off - slack)
         return NULL;
-    size_t need = md_align_up(off + new_size + slack, MD_OS_PAGE);
-    md_segment_t *to = md_os_map_retry(need, MD_SEGMENT_SIZE, 0);
-    if (to == NULL)
-        return NULL;
     size_t old_size = seg->size;
-    // Forgotten before its mapping goes, as in md_os_unmap_segment: once the address is free,
-    // another thread may map a segment there and set the bit.
-    md_segmap_clear(seg);
-    if (!md_prim_remap_to(seg, old_size, need, to)) {
-        md_segmap_set(seg);
-        md_os_unmap_segment(to, need);
-        return NULL;
+    size_t need = md_align_up(off + new_size + slack, MD_OS_PAGE);
+    size_t tight = md_align_up(off + new_size, MD_OS_PAGE);
+    md_segment_t *to = md_huge_move_onto(seg, need);
+    if (to == NULL && tight != need) {
+        need = tight;
+        to = md_huge_move_onto(seg, need);
+    }
+    if (to == NULL) {
+        md_segmap_clear(seg);
+        to = md_prim_remap_aligned(seg, old_size, need, MD_SEGMENT_SIZE);
+        if (to == NULL) {
+            md_segmap_set(seg);
+            return NULL;
+        }
+        md_segmap_set(to);
     }
     md_stat_commit((int64_t)need - (int64_t)old_size);
     to->cookie = MD_SEGMENT_COOKIE ^ (uintptr_t)to;
