@@ -911,80 +911,22 @@ void md_perf_result_free(struct md_perf_result *res)
     res->futex_stack_count = res->futex_wait_count = 0;
 }
 
-static void *close_one(void *fd)
-{
-    close((int)(intptr_t)fd);
-    return NULL;
-}
-
-// Closing a perf event waits for RCU grace periods (its detach from a ring buffer; the last event
-// of a tracepoint unregisters it): 10 to 35 ms per close on this PVM guest, about 45 ms for all of
-// a run's one after the other. A thread for each, up to MD_PERF_CLOSERS, lets the waits overlap.
-#define MD_PERF_CLOSERS 16
-
-static void close_all(const int *fds, size_t count)
-{
-    pthread_t closer[MD_PERF_CLOSERS];
-    pthread_attr_t attr;
-    size_t started = 0;
-    if (count > 1 && !pthread_attr_init(&attr)) {
-        pthread_attr_setstacksize(&attr, 64 * 1024); // a close needs next to no stack
-        while (started < count && started < MD_PERF_CLOSERS &&
-               !pthread_create(&closer[started], &attr, close_one, (void *)(intptr_t)fds[started]))
-            started++;
-        pthread_attr_destroy(&attr);
-    }
-    for (size_t i = started; i < count; i++)
-        close(fds[i]);
-    for (size_t i = 0; i < started; i++)
-        pthread_join(closer[i], NULL);
-}
-
-// Every event's descriptor, to close at once; the rings unmapped first.
-static int *event_fds(struct md_perf *p, size_t *count)
-{
-    size_t max = p->uprobe_count + p->futex_fd_count + p->sys_fd_count + p->ring_count;
-    int *fds = malloc((max ? max : 1) * sizeof *fds);
-    size_t n = 0;
-    for (size_t i = 0; fds && i < p->uprobe_count; i++)
-        fds[n++] = p->uprobe_fds[i];
-    for (size_t i = 0; fds && i < p->futex_fd_count; i++)
-        fds[n++] = p->futex_fds[i];
-    for (size_t i = 0; fds && i < p->sys_fd_count; i++)
-        fds[n++] = p->sys_fds[i];
-    for (size_t i = 0; fds && i < p->ring_count; i++) {
-        struct ring *r = &p->rings[i];
-        if (r->fd >= 0)
-            fds[n++] = r->fd;
-        r->fd = -1; // closed with the others, after close_ring's munmap
-    }
-    *count = n;
-    return fds;
-}
-
 void md_perf_close(struct md_perf *p)
 {
     if (!p)
         return;
     stop_reader(p);
-    size_t count = 0;
-    int *fds = event_fds(p, &count);
-    for (size_t i = 0; i < p->ring_count; i++)
-        close_ring(&p->rings[i]);
-    if (fds) {
-        close_all(fds, count);
-        free(fds);
-    } else { // out of memory: one after the other
-        for (size_t i = 0; i < p->uprobe_count; i++)
-            close(p->uprobe_fds[i]);
-        for (size_t i = 0; i < p->futex_fd_count; i++)
-            close(p->futex_fds[i]);
-        for (size_t i = 0; i < p->sys_fd_count; i++)
-            close(p->sys_fds[i]);
-    }
+    for (size_t i = 0; i < p->uprobe_count; i++)
+        close(p->uprobe_fds[i]);
     remove_uprobes(p);
     for (size_t i = 0; i < MD_PERF_MAX_UPROBES; i++)
         free(p->probe_paths[i]);
+    for (size_t i = 0; i < p->futex_fd_count; i++)
+        close(p->futex_fds[i]);
+    for (size_t i = 0; i < p->sys_fd_count; i++)
+        close(p->sys_fds[i]);
+    for (size_t i = 0; i < p->ring_count; i++)
+        close_ring(&p->rings[i]);
     free(p->rings);
     free(p->sys_fds);
     free(p->sys_enter_ids);
