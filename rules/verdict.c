@@ -49,12 +49,21 @@ static bool program_unprobed(const cJSON *r, char *why, size_t size)
                  as ? as : "another program", uid->valuedouble);
         return true;
     }
+    // as is the kernel's process name (comm), not a path: the tool never saw the file, which
+    // ran without the probe, so the user is told what the name is rather than given a name to
+    // run that may be cut short (count-musl-static runs as count-musl-stat)
+    char what[128] = "";
+    if (as)
+        snprintf(what, sizeof what,
+                 " (%s is the kernel's name for the process: its file's name, cut to 15 "
+                 "characters)",
+                 as);
     snprintf(why, size,
              "the program ran as %s, which the probe could not follow (a static or setuid "
              "program exec'd by the command, or LD_PRELOAD set anew on the way): its allocator "
-             "calls were not counted and the rules judged the command instead; run doctor on %s "
-             "itself",
-             as ? as : "another program", as ? as : "it");
+             "calls were not counted and the rules judged the command instead; run doctor on "
+             "that program itself%s",
+             as ? as : "another program", what);
     return true;
 }
 

@@ -144,6 +144,15 @@ teardown() {
     grep -q "^verdict: healthy, no rule fired, in the processes the probe followed (not in the 1 of the note above)" "$OUT"
 }
 
+@test "a static program with a long name exec'd by env: the verdict says its name is the kernel's, cut to 15 characters" {
+    cp "$FX/musl-static" "$BATS_TEST_TMPDIR/count-musl-static"
+    run "$T" doctor --json -o "$OUT" -- env FOO=1 "$BATS_TEST_TMPDIR/count-musl-static"
+    [ "$(q "r['verdict']['status'], r['run']['program_ran_as']")" = "not-judged count-musl-stat" ]
+    # not a file name to run doctor on
+    [[ "$(q "r['verdict']['reason']")" != *"run doctor on count-musl-stat"* ]]
+    [[ "$(q "r['verdict']['reason']")" == *"; run doctor on that program itself (count-musl-stat is the kernel's name for the process: its file's name, cut to 15 characters)" ]]
+}
+
 @test "doctor through a launcher: a pid namespace and another user are judged as the program alone; blocks live at exec are not never-freed" {
     # a pid namespace with its own /proc: judged like the program alone (MD006 fires in both)
     GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072 run "$T" doctor --json -o "$OUT" -- \
