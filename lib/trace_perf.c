@@ -263,6 +263,11 @@ bool md_trace_perf_take_syscalls(struct md_trace_perf *tp, struct md_strace_log 
     log->probe_own = r->sys_probe_own;
     r->sys_events = NULL;
     r->sys_event_count = 0;
+    free(log->unhooked_execs);
+    log->unhooked_execs = r->unhooked_execs;
+    log->unhooked_exec_count = r->unhooked_exec_count;
+    r->unhooked_execs = NULL;
+    r->unhooked_exec_count = 0;
     *lost = r->sys_lost;
     return true;
 }
