@@ -324,6 +324,9 @@ static void print_unprobed_reason(const cJSON *e)
     if (reason && !strcmp(reason, "other-user"))
         printf(": ran as another user (uid %.0f) who could not open the probe's file",
                num(e, "uid"));
+    else if (reason && !strcmp(reason, "exec-again"))
+        printf(": a static program that exec'd its own file again, which the static probe does "
+               "not follow: only its first image was counted");
     else
         printf(": a program it cannot follow, such as a static or setuid one, or a sanitizer "
                "build that refuses a preloaded library");

@@ -904,6 +904,9 @@ void md_perf_result_free(struct md_perf_result *res)
     free(res->futex_stacks);
     free(res->futex_waits);
     free(res->sys_events);
+    free(res->unhooked_execs);
+    res->unhooked_execs = NULL;
+    res->unhooked_exec_count = 0;
     res->futex_stacks = NULL;
     res->futex_waits = NULL;
     res->sys_events = NULL;

@@ -169,6 +169,10 @@ struct md_perf_result {
     uint64_t sys_lost;
     uint64_t sys_probe_own; // the static probe's own syscalls, left out (its marker)
     uint64_t process_exits;
+    // processes the static probe hooked that then exec'd a file of the same name (a program that
+    // runs itself again): their last image ran without the probe (malloc'd)
+    int32_t *unhooked_execs;
+    size_t unhooked_exec_count;
 };
 
 struct md_perf; // opaque: events, ring buffers, reader thread, collected records

@@ -192,6 +192,16 @@ struct thread {
     char comm[16];
 };
 
+// A process the static probe started the program in (its marker), and what it exec'd since: an
+// exec under the same name runs the program's file again without the probe, which the probe's
+// table of (pid, name) pairs cannot tell from the hooked image.
+struct hooked {
+    uint32_t pid;
+    char comm[16];  // the process's name when the probe jumped to the program
+    bool same_name; // the last exec since kept that name
+    uint32_t execs; // execs since the marker
+};
+
 struct replay {
     const struct md_perf_names *names;
     struct md_perf_result *res;
@@ -207,6 +217,10 @@ struct replay {
     struct md_u64map tree;        // whole-CPU records: pid + 1 -> 1 while in the program's tree
     struct md_u64map sys_pending; // tid + 1 -> index + 1 into res->sys_events of its open call
     size_t sys_cap;
+    // pid + 1 -> index + 1 into hooked: the processes the static probe started an image in
+    struct md_u64map hooked_index;
+    struct hooked *hooked;
+    size_t hooked_count, hooked_cap;
     bool oom;
 };
 
@@ -295,6 +309,60 @@ struct rec_mmap2 {
     char filename[];
 };
 
+// The static probe's marker: pid now runs the program hooked, under its thread's current name
+// (the probe named it after the program just before).
+static void hooked_start(struct replay *r, uint32_t pid, uint32_t tid)
+{
+    uint64_t *at = md_u64map_find(&r->hooked_index, (uint64_t)pid + 1);
+    if (!at) {
+        struct hooked *grown =
+            grow_array(r->hooked, &r->hooked_cap, r->hooked_count, sizeof *grown);
+        if (!grown || !md_u64map_put(&r->hooked_index, (uint64_t)pid + 1, r->hooked_count + 1)) {
+            r->oom = true;
+            return;
+        }
+        r->hooked = grown;
+        at = md_u64map_find(&r->hooked_index, (uint64_t)pid + 1);
+        r->hooked_count++;
+    }
+    struct hooked *e = &r->hooked[*at - 1];
+    const struct thread *t = thread_get(r, tid);
+    *e = (struct hooked){.pid = pid};
+    if (t)
+        memcpy(e->comm, t->comm, sizeof e->comm);
+}
+
+// An exec of pid: when the static probe had started the program in it, the new image runs
+// without the probe unless it is the probe again (which sends its own marker).
+static void hooked_exec(struct replay *r, uint32_t pid, const char *comm)
+{
+    uint64_t *at = md_u64map_find(&r->hooked_index, (uint64_t)pid + 1);
+    if (!at)
+        return;
+    struct hooked *e = &r->hooked[*at - 1];
+    e->execs++;
+    e->same_name = !strncmp(e->comm, comm, sizeof e->comm);
+}
+
+// The processes whose last image came from an exec, under the name of the image the static
+// probe hooked before it: res->unhooked_execs (malloc'd).
+static void hooked_collect(struct replay *r)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->hooked_count; i++)
+        n += r->hooked[i].execs && r->hooked[i].same_name;
+    if (!n)
+        return;
+    r->res->unhooked_execs = malloc(n * sizeof *r->res->unhooked_execs);
+    if (!r->res->unhooked_execs) {
+        r->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < r->hooked_count; i++)
+        if (r->hooked[i].execs && r->hooked[i].same_name)
+            r->res->unhooked_execs[r->res->unhooked_exec_count++] = (int32_t)r->hooked[i].pid;
+}
+
 static void on_comm(struct replay *r, const struct perf_event_header *h, const unsigned char *body)
 {
     struct rec_comm c;
@@ -316,6 +384,8 @@ static void on_comm(struct replay *r, const struct perf_event_header *h, const u
     struct proc *p = (h->misc & PERF_RECORD_MISC_COMM_EXEC) ? proc_get(r, c.pid) : NULL;
     if (p)
         p->count = 0;
+    if ((h->misc & PERF_RECORD_MISC_COMM_EXEC) && c.pid == c.tid)
+        hooked_exec(r, c.pid, t->comm);
 }
 
 static void on_fork(struct replay *r, const unsigned char *body)
@@ -738,6 +808,7 @@ static void sys_enter(struct replay *r, const struct sys_sample *s, enum md_sys 
     if (sys == MD_SYS_MADVISE && r->names->sys_marker && args[0] == r->names->sys_marker &&
         args[1] == 0) {
         sys_drop_thread(r, s->tid);
+        hooked_start(r, s->pid, s->tid);
         return;
     }
     int length_arg = md_sys_length_arg(sys);
@@ -1049,6 +1120,8 @@ static void replay_free(struct replay *r)
         free(r->procs[i].maps);
     free(r->procs);
     free(r->threads);
+    free(r->hooked);
+    md_u64map_free(&r->hooked_index);
     counter_free(&r->all);
     counter_free(&r->alloc);
     counter_free(&r->futex_index);
@@ -1070,6 +1143,7 @@ int md_perf_replay(const struct md_perf_log *l, const struct md_perf_names *name
     }
     free(refs);
     sys_remove_tombstones(res);
+    hooked_collect(&r);
     res->samples_lost += l->dropped_samples - l->dropped_syscalls;
     res->sys_lost += l->dropped_syscalls;
     int rc = 0;

@@ -297,5 +297,6 @@ void md_strace_log_free(struct md_strace_log *log)
 {
     free(log->event);
     free(log->pending);
+    free(log->unhooked_execs);
     memset(log, 0, sizeof *log);
 }

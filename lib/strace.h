@@ -20,6 +20,10 @@ struct md_strace_log {
     size_t lines, unparsed; // all lines; lines that were not understood
     size_t exits, kills;    // "+++ exited" and "+++ killed by" lines
     size_t probe_own;       // the probe's own syscalls, left out
+    // pids whose last image the static probe did not start: it hooked an earlier one, which then
+    // exec'd a file of the same name (perf's exec records; strace's log has no execs); malloc'd
+    int32_t *unhooked_execs;
+    size_t unhooked_exec_count;
     // pending "<unfinished ...>" calls, at most one per thread
     struct md_sys_event *pending;
     size_t pending_count, pending_cap;

@@ -341,6 +341,7 @@ enum coverage {
     OTHER_PIDNS,  // a probe counted it in another pid namespace, by pids the tool cannot match
     OTHER_USER,   // not counted: it ran as a user who could not open the probe's file
     NOT_FOLLOWED, // not counted: a program the probe cannot follow (static, setuid)
+    EXEC_AGAIN,   // its first image hooked, the later ones not: a static program exec'd its file
 };
 
 // A process ran with a probe when a probe noted its last image (its name at exit); one that never
@@ -350,12 +351,18 @@ enum coverage {
 // tool passed, and that was closed on the way.
 static enum coverage member_coverage(const struct md_tree_usage *tree,
                                      const struct md_probe_header *h,
+                                     const struct md_strace_log *log,
                                      const struct md_exit_record *r, uid_t tool_uid)
 {
     for (size_t depth = 0; r && depth <= tree->member_count; depth++) {
         if (!r->forked_only) {
             char comm[MD_PROBE_COMM] = {0};
             memcpy(comm, r->comm, sizeof comm - 1);
+            // a static program that exec'd its own file again ends under the name the probe
+            // noted for its first image, so the name alone would call the last one probed
+            for (size_t i = 0; i < log->unhooked_exec_count; i++)
+                if (log->unhooked_execs[i] == r->tgid)
+                    return EXEC_AGAIN;
             if (md_probe_image_noted(h, r->tgid, comm))
                 return COVERED;
             if (foreign_image_noted(h, comm))
@@ -415,7 +422,10 @@ static void add_unprobed(cJSON *list, const struct md_exit_record *r, enum cover
         return;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "program", r->comm);
-    cJSON_AddStringToObject(o, "reason", c == OTHER_USER ? "other-user" : "not-followed");
+    cJSON_AddStringToObject(o, "reason",
+                            c == OTHER_USER   ? "other-user"
+                            : c == EXEC_AGAIN ? "exec-again"
+                                              : "not-followed");
     if (c == OTHER_USER)
         cJSON_AddNumberToObject(o, "uid", r->uid);
     else
@@ -430,7 +440,8 @@ static void add_unprobed(cJSON *list, const struct md_exit_record *r, enum cover
 // probe file), from taskstats. One pass over the tree finds each process's coverage once, since
 // each is a search of the probe's table for every process up its chain of forks.
 static void add_probe_coverage(cJSON *o, const struct md_tree_usage *tree,
-                               const struct md_probe_file *pf, pid_t root)
+                               const struct md_probe_file *pf, const struct md_strace_log *log,
+                               pid_t root)
 {
     const struct md_exit_record *root_r = tree ? tree_member(tree, root) : NULL;
     uint32_t foreign = pf ? atomic_load(&pf->header->foreign_pid_processes) : 0;
@@ -444,7 +455,7 @@ static void add_probe_coverage(cJSON *o, const struct md_tree_usage *tree,
     bool scan = known || (foreign && tree);
     for (size_t i = 0; scan && i < tree->member_count; i++) {
         const struct md_exit_record *r = &tree->members[i];
-        enum coverage c = member_coverage(tree, pf->header, r, tool_uid);
+        enum coverage c = member_coverage(tree, pf->header, log, r, tool_uid);
         if (r == root_r)
             root_c = c;
         if (foreign && c == OTHER_PIDNS)
@@ -513,7 +524,7 @@ static void add_run(cJSON *report, const struct md_run_result *r, double timeout
     // strace's exit lines count threads too; taskstats knows processes
     cJSON_AddNumberToObject(o, "processes",
                             tree ? (double)tree->processes : (double)(log->exits + log->kills));
-    add_probe_coverage(o, tree, pf, r->pid);
+    add_probe_coverage(o, tree, pf, log, r->pid);
 }
 
 struct session {

@@ -10,16 +10,23 @@
 #include "lib/symbolize.h"
 #include "rules/signatures.h"
 
-// Entry points counted with uprobes, by operation. memalign and posix_memalign are left out:
-// libcs implement them with aligned_alloc, which would count them twice.
+// Entry points counted with uprobes, by operation: the functions the static probe hooks
+// (MD_STATIC_KIND_NAMES), so both modes count the same calls. A uprobe counts every entry, also
+// the allocator's calls to its own public functions: musl's memalign, posix_memalign and valloc
+// all end in its aligned_alloc (valloc through memalign), so with musl only aligned_alloc is
+// probed; glibc's reach its internal _mid_memalign, not one another.
 static const struct {
-    const char *name;
+    enum md_static_kind kind;
     enum md_probe_op op;
+    bool musl_wrapper; // musl implements it by calling aligned_alloc
 } entry_points[] = {
-    {"malloc", MD_OP_MALLOC},         {"free", MD_OP_FREE},
-    {"calloc", MD_OP_CALLOC},         {"realloc", MD_OP_REALLOC},
-    {"aligned_alloc", MD_OP_ALIGNED},
+    {MD_STATIC_MALLOC, MD_OP_MALLOC, false},         {MD_STATIC_FREE, MD_OP_FREE, false},
+    {MD_STATIC_CALLOC, MD_OP_CALLOC, false},         {MD_STATIC_REALLOC, MD_OP_REALLOC, false},
+    {MD_STATIC_ALIGNED_ALLOC, MD_OP_ALIGNED, false}, {MD_STATIC_MEMALIGN, MD_OP_ALIGNED, true},
+    {MD_STATIC_POSIX_MEMALIGN, MD_OP_ALIGNED, true}, {MD_STATIC_VALLOC, MD_OP_ALIGNED, true},
+    {MD_STATIC_PVALLOC, MD_OP_ALIGNED, true},
 };
+static const char *const kind_names[MD_STATIC_KINDS] = MD_STATIC_KIND_NAMES;
 
 // A sample whose callchain passes through one of these is inside the allocator.
 static const char *const alloc_api[] = {
@@ -65,15 +72,22 @@ void md_trace_perf_prepare(struct md_trace_perf *tp, const char *path, bool want
     memset(tp, 0, sizeof *tp);
     tp->sample_hz = sample_hz;
     tp->futex_stacks = futex_stacks;
-    tp->calloc_calls_malloc = libc && !strcmp(libc, "musl");
+    bool musl = libc && !strcmp(libc, "musl");
+    tp->calloc_calls_malloc = musl;
     collect_internal(tp, active_id);
     for (size_t i = 0; want_uprobes && i < sizeof entry_points / sizeof entry_points[0]; i++) {
         struct md_error err;
         uint64_t offset;
-        if (md_elf_func_offset(path, entry_points[i].name, &offset, &err))
-            continue; // not every program has every entry point
-        tp->uprobe[tp->uprobe_count] = (struct md_uprobe_spec){
-            .name = entry_points[i].name, .path = path, .file_offset = offset};
+        const char *name = kind_names[entry_points[i].kind];
+        if ((musl && entry_points[i].musl_wrapper) || md_elf_func_offset(path, name, &offset, &err))
+            continue;       // not every program has every entry point
+        bool alias = false; // glibc's aligned_alloc is its memalign: one probe, one count
+        for (size_t j = 0; j < tp->uprobe_count && !alias; j++)
+            alias = tp->uprobe[j].file_offset == offset;
+        if (alias)
+            continue;
+        tp->uprobe[tp->uprobe_count] =
+            (struct md_uprobe_spec){.name = name, .path = path, .file_offset = offset};
         tp->uprobe_op[tp->uprobe_count++] = entry_points[i].op;
     }
     tp->allocator_unknown = want_uprobes && !tp->uprobe_count;
@@ -163,10 +177,15 @@ static void add_cpu(cJSON *report, const struct md_perf_result *r, const char *e
     cJSON_AddBoolToObject(o, "sampled", r && r->sampled);
     md_json_str(o, "error", error && *error ? error : NULL);
     if (!r || !r->sampled) { // the same keys either way, null: a reader need not test for them
-        static const char *const keys[] = {
-            "scope",          "samples", "allocator_samples",       "allocator_share",
-            "kernel_samples", "lost",    "top_allocator_functions", "top_functions",
-            "measurement_samples"};
+        static const char *const keys[] = {"scope",
+                                           "samples",
+                                           "allocator_samples",
+                                           "allocator_share",
+                                           "kernel_samples",
+                                           "lost",
+                                           "top_allocator_functions",
+                                           "top_functions",
+                                           "measurement_samples"};
         for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
             cJSON_AddNullToObject(o, keys[i]);
         return;
@@ -244,6 +263,11 @@ bool md_trace_perf_take_syscalls(struct md_trace_perf *tp, struct md_strace_log 
     log->probe_own = r->sys_probe_own;
     r->sys_events = NULL;
     r->sys_event_count = 0;
+    free(log->unhooked_execs);
+    log->unhooked_execs = r->unhooked_execs;
+    log->unhooked_exec_count = r->unhooked_exec_count;
+    r->unhooked_execs = NULL;
+    r->unhooked_exec_count = 0;
     *lost = r->sys_lost;
     return true;
 }

@@ -11,13 +11,14 @@
 #include <cJSON.h>
 
 #include "alloc/probe_shared.h"
+#include "alloc/probe_static.h"
 #include "lib/perf.h"
 #include "lib/strace.h"
 
 struct md_trace_perf {
     struct md_perf *perf;
-    struct md_uprobe_spec uprobe[MD_OP_COUNT];
-    int uprobe_op[MD_OP_COUNT];
+    struct md_uprobe_spec uprobe[MD_STATIC_KINDS]; // at most one per hooked function
+    int uprobe_op[MD_STATIC_KINDS];
     size_t uprobe_count;
     const char *internal[64]; // the active allocator's own function names (from its signature)
     unsigned sample_hz;

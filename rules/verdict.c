@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 
 static const cJSON *run_of(const cJSON *r)
 {
@@ -32,6 +33,20 @@ static bool cut_short(const cJSON *r, char *why, size_t size)
     return true;
 }
 
+// Whether the program's entry in run.unprobed says it is a static program that ran its own file
+// again (run.unprobed names each program once, by its name as program_ran_as gives it).
+static bool exec_again(const cJSON *run, const char *as)
+{
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(run, "unprobed"))
+    {
+        const char *program = md_json_get_str(e, "program"), *reason = md_json_get_str(e, "reason");
+        if (as && program && reason && !strcmp(program, as) && !strcmp(reason, "exec-again"))
+            return true;
+    }
+    return false;
+}
+
 // The first process ended as a program the probe could not follow (a static PROG exec'd by
 // `env` or a shell script): what was counted is the launcher's, not the program's.
 static bool program_unprobed(const cJSON *r, char *why, size_t size)
@@ -41,6 +56,14 @@ static bool program_unprobed(const cJSON *r, char *why, size_t size)
         return false;
     const char *as = md_json_get_str(run, "program_ran_as");
     const cJSON *uid = cJSON_GetObjectItemCaseSensitive(run, "program_uid");
+    if (exec_again(run, as)) {
+        snprintf(why, size,
+                 "the program (%s) exec'd its own file again, and the static probe, which hooked "
+                 "its first image, does not follow an exec: the later images' allocator calls "
+                 "were not counted, so the numbers are the first image's only",
+                 as);
+        return true;
+    }
     if (cJSON_IsNumber(uid)) {
         snprintf(why, size,
                  "the program ran as %s as another user (uid %.0f), who could not open the "
@@ -49,12 +72,21 @@ static bool program_unprobed(const cJSON *r, char *why, size_t size)
                  as ? as : "another program", uid->valuedouble);
         return true;
     }
+    // as is the kernel's process name (comm), not a path: the tool never saw the file, which
+    // ran without the probe, so the user is told what the name is rather than given a name to
+    // run that may be cut short (count-musl-static runs as count-musl-stat)
+    char what[128] = "";
+    if (as)
+        snprintf(what, sizeof what,
+                 " (%s is the kernel's name for the process: its file's name, cut to 15 "
+                 "characters)",
+                 as);
     snprintf(why, size,
              "the program ran as %s, which the probe could not follow (a static or setuid "
              "program exec'd by the command, or LD_PRELOAD set anew on the way): its allocator "
-             "calls were not counted and the rules judged the command instead; run doctor on %s "
-             "itself",
-             as ? as : "another program", as ? as : "it");
+             "calls were not counted and the rules judged the command instead; run doctor on "
+             "that program itself%s",
+             as ? as : "another program", what);
     return true;
 }
 

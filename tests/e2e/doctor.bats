@@ -144,6 +144,31 @@ teardown() {
     grep -q "^verdict: healthy, no rule fired, in the processes the probe followed (not in the 1 of the note above)" "$OUT"
 }
 
+@test "a static program that runs its own file again: its later images ran without the probe, not judged" {
+    # the static probe starts and hooks the first image only; the name stays the same
+    run "$T" doctor --json -o "$OUT" -- "$FX/exec-again-musl-static" 3
+    [ "$status" -eq 0 ]
+    [ "$output" = "ops 10" ]
+    [ "$(q "r['mode'], r['run']['program_ran_as'], r['run']['program_probed'], r['run']['probed_processes']")" = "hooks exec-again-musl False 0" ]
+    [ "$(q "r['run']['unprobed']")" = "[{'program': 'exec-again-musl', 'reason': 'exec-again', 'uid': None}]" ]
+    [ "$(q "r['verdict']['status'], r['verdict']['reason'].startswith(\"the program (exec-again-musl) exec'd its own file again, and the static probe\")")" = "not-judged True" ]
+    run "$T" doctor -o "$OUT" -- "$FX/exec-again-musl-static" 3
+    grep -q "^note: 1 of 1 processes ran without the probe (exec-again-musl: a static program that exec'd its own file again" "$OUT"
+    grep -q "^verdict: not judged: the program (exec-again-musl) exec'd its own file again" "$OUT"
+    # without the exec it is hooked and judged
+    run "$T" doctor --json -o "$OUT" -- "$FX/exec-again-musl-static" 0
+    [ "$(q "r['verdict']['status'] != 'not-judged', r['run']['program_probed'], r['run']['unprobed']")" = "True True []" ]
+}
+
+@test "a static program with a long name exec'd by env: the verdict says its name is the kernel's, cut to 15 characters" {
+    cp "$FX/musl-static" "$BATS_TEST_TMPDIR/count-musl-static"
+    run "$T" doctor --json -o "$OUT" -- env FOO=1 "$BATS_TEST_TMPDIR/count-musl-static"
+    [ "$(q "r['verdict']['status'], r['run']['program_ran_as']")" = "not-judged count-musl-stat" ]
+    # not a file name to run doctor on
+    [[ "$(q "r['verdict']['reason']")" != *"run doctor on count-musl-stat"* ]]
+    [[ "$(q "r['verdict']['reason']")" == *"; run doctor on that program itself (count-musl-stat is the kernel's name for the process: its file's name, cut to 15 characters)" ]]
+}
+
 @test "doctor through a launcher: a pid namespace and another user are judged as the program alone; blocks live at exec are not never-freed" {
     # a pid namespace with its own /proc: judged like the program alone (MD006 fires in both)
     GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072 run "$T" doctor --json -o "$OUT" -- \

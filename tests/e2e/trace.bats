@@ -678,6 +678,22 @@ PY
     done
 }
 
+@test "static programs, hooks and uprobes: every aligned entry point is counted once (posix_memalign, memalign, valloc, pvalloc)" {
+    for fx in api-calls-static api-calls-musl-static; do
+        for mode in hooks uprobes; do
+            flag=
+            [ "$mode" = uprobes ] && flag=--uprobes
+            run "$T" trace $flag --json -o "$OUT" -- "$FX/$fx"
+            [ "$status" -eq 0 ]
+            # the program's own counts: malloc free calloc realloc aligned
+            read -r _ _ free calloc realloc aligned <<<"$output"
+            [ "$(q "r['mode'], r['ops']['aligned'], r['ops']['free']")" = "$mode $aligned $free" ]
+            # glibc's static start-up makes a calloc of its own
+            [ "$(q "r['ops']['realloc'], 0 <= r['ops']['calloc'] - $calloc <= 1")" = "$realloc True" ]
+        done
+    done
+}
+
 @test "static program whose free cannot be hooked: uprobes count instead, and the report says why" {
     for fx in unhookable unhookable-foreign; do
         run "$T" trace --json -o "$OUT" -- "$FX/$fx"
