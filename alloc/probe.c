@@ -504,9 +504,15 @@ static void live_insert(void *p, uint64_t size, uint32_t stack)
     md_probe_live_insert(&probe.view, probe.image, (uint64_t)p, size, stack);
 }
 
-static void live_remove(void *p)
+// --leaks: the block leaves the live-block table before the allocator has it back, while no other
+// thread or signal handler can be given its address (md_probe_live_remove); the fast path never
+// runs with --leaks, so calls there pay nothing for this. True when it was there, with its size
+// and stack, which a failed realloc puts back.
+static bool live_release(void *p, uint64_t *size, uint32_t *stack)
 {
-    md_probe_live_remove(&probe.view, probe.image, (uint64_t)p);
+    if (__builtin_expect(!(probe.flags & MD_PROBE_WANT_LEAKS) || probe.inactive || !p, 1))
+        return false;
+    return md_probe_live_remove(&probe.view, probe.image, (uint64_t)p, size, stack);
 }
 
 // What --stacks and --leaks add to a call: the caller's stack, counted per stack; the live-block
@@ -569,11 +575,8 @@ static uint32_t count_allocation_stack(uint64_t size, const struct caller *c)
     return stack;
 }
 
-static uint32_t track(enum md_probe_op op, uint64_t size, void *result, void *freed,
-                      const struct caller *c)
+static uint32_t track(enum md_probe_op op, uint64_t size, void *result, const struct caller *c)
 {
-    if (freed && (probe.flags & MD_PROBE_WANT_LEAKS))
-        live_remove(freed);
     if (op == MD_OP_FREE || !result)
         return 0;
     uint32_t stack = count_allocation_stack(size, c);
@@ -832,11 +835,12 @@ static void log_slow(struct md_probe_slot *s, enum md_probe_op op, uint64_t size
                                              .stack = stack};
 }
 
-// result: the block returned; freed: the block released (free, realloc).
+// result: the block returned (a block released left the live-block table before the call:
+// live_release).
 // Everything but the common case: the first call of a thread, the overflow slot, a slow call,
 // and --stacks/--leaks bookkeeping. Kept out of line so the fast path stays small.
 __attribute__((noinline)) static void record_slow(enum md_probe_op op, uint64_t size,
-                                                  const struct mark *m, void *result, void *freed,
+                                                  const struct mark *m, void *result,
                                                   const struct caller *c)
 {
     struct call_times t;
@@ -851,7 +855,7 @@ __attribute__((noinline)) static void record_slow(enum md_probe_op op, uint64_t 
     slow = slow && (m->rseq || t.call_ticks > probe.threshold); // the real one, once attached
     uint32_t stack = 0;
     if (probe.flags) {
-        stack = track(op, size, result, freed, c);
+        stack = track(op, size, result, c);
         unsigned guess_slot;
         if (slow && !stack) // a slow free: its stack names who waited or unmapped
             stack = stack_id(c, &guess_slot);
@@ -871,7 +875,7 @@ static inline bool mark_fast(const struct mark *m)
 }
 
 static inline void record(enum md_probe_op op, uint64_t size, const struct mark *m, void *result,
-                          void *freed, const struct caller *c)
+                          const struct caller *c)
 {
     if (__builtin_expect(probe.inactive, 0))
         return;
@@ -880,7 +884,7 @@ static inline void record(enum md_probe_op op, uint64_t size, const struct mark 
         md_probe_count(s, op, size);
         return;
     }
-    record_slow(op, size, m, result, freed, c);
+    record_slow(op, size, m, result, c);
 }
 
 static inline bool ready(void)
@@ -901,7 +905,7 @@ __attribute__((noinline)) static void *malloc_full(size_t n)
     struct mark m;
     mark_begin(&m);
     void *p = probe.real.malloc(n);
-    record(MD_OP_MALLOC, n, &m, p, NULL, CALLER);
+    record(MD_OP_MALLOC, n, &m, p, CALLER);
     return p;
 }
 
@@ -922,11 +926,13 @@ __attribute__((noinline)) static void free_full(void *p)
         return;
     if (!ready())
         return;
-    uint64_t size = freed_block_size(p);
+    uint64_t size = freed_block_size(p), was_size;
+    uint32_t was_stack;
+    live_release(p, &was_size, &was_stack);
     struct mark m;
     mark_begin(&m);
     probe.real.free(p);
-    record(MD_OP_FREE, size, &m, NULL, p, CALLER);
+    record(MD_OP_FREE, size, &m, NULL, CALLER);
 }
 
 __attribute__((noinline)) static void *calloc_full(size_t n, size_t each)
@@ -944,7 +950,7 @@ __attribute__((noinline)) static void *calloc_full(size_t n, size_t each)
     struct fast_path outer = nested_begin();
     void *p = probe.real.calloc(n, each);
     nested_end(outer);
-    record(MD_OP_CALLOC, (uint64_t)n * each, &m, p, NULL, CALLER);
+    record(MD_OP_CALLOC, (uint64_t)n * each, &m, p, CALLER);
     return p;
 }
 
@@ -966,13 +972,19 @@ __attribute__((noinline)) static void *realloc_full(void *old, size_t n)
         return realloc_from_boot(old, n);
     if (tls_nested)
         return probe.real.realloc(old, n);
+    uint64_t was_size;
+    uint32_t was_stack;
+    bool was_live = live_release(old, &was_size, &was_stack);
     struct mark m;
     mark_begin(&m);
     struct fast_path outer = nested_begin();
     void *p = probe.real.realloc(old, n);
     nested_end(outer);
-    // a failed realloc keeps the old block; realloc(p, 0) may free it and return NULL
-    record(MD_OP_REALLOC, n, &m, p, p || !n ? old : NULL, CALLER);
+    // a failed realloc keeps the old block, still the caller's, so it goes back as it was;
+    // realloc(p, 0) may free it and return NULL
+    if (was_live && !p && n)
+        live_insert(old, was_size, was_stack);
+    record(MD_OP_REALLOC, n, &m, p, CALLER);
     return p;
 }
 
@@ -1150,7 +1162,7 @@ EXPORT int posix_memalign(void **out, size_t align, size_t n)
     struct fast_path outer = nested_begin();
     int rc = probe.real.posix_memalign(out, align, n);
     nested_end(outer);
-    record(MD_OP_ALIGNED, n, &m, rc ? NULL : *out, NULL, CALLER);
+    record(MD_OP_ALIGNED, n, &m, rc ? NULL : *out, CALLER);
     return rc;
 }
 
@@ -1167,7 +1179,7 @@ EXPORT int posix_memalign(void **out, size_t align, size_t n)
         struct fast_path outer = nested_begin();                                                   \
         void *p = probe.real.name args;                                                            \
         nested_end(outer);                                                                         \
-        record(MD_OP_ALIGNED, size, &m, p, NULL, CALLER);                                          \
+        record(MD_OP_ALIGNED, size, &m, p, CALLER);                                                \
         return p;                                                                                  \
     }
 
@@ -1419,7 +1431,7 @@ static inline void count_cxx(bool is_new)
         void *p = cxx_direct(CXX_##name) ? probe.real.malloc(n ? n : 1) : NULL;                    \
         if (!p)                                                                                    \
             CXX_FORWARD(p = next args);                                                            \
-        record(op, n, &m, p, NULL, CALLER);                                                        \
+        record(op, n, &m, p, CALLER);                                                              \
         count_cxx(true);                                                                           \
         return p;                                                                                  \
     }
@@ -1436,14 +1448,16 @@ static inline void count_cxx(bool is_new)
             next args;                                                                             \
             return;                                                                                \
         }                                                                                          \
-        uint64_t size = freed_block_size(p);                                                       \
+        uint64_t size = freed_block_size(p), was_size;                                             \
+        uint32_t was_stack;                                                                        \
+        live_release(p, &was_size, &was_stack);                                                    \
         struct mark m;                                                                             \
         mark_begin(&m);                                                                            \
         if (cxx_direct(CXX_##name))                                                                \
             probe.real.free(p);                                                                    \
         else                                                                                       \
             CXX_FORWARD(next args);                                                                \
-        record(MD_OP_FREE, size, &m, NULL, p, CALLER);                                             \
+        record(MD_OP_FREE, size, &m, NULL, CALLER);                                                \
         count_cxx(false);                                                                          \
     }
 

@@ -473,8 +473,15 @@ static inline void md_probe_live_insert(const struct md_probe_view *v, int32_t i
     atomic_fetch_add(&v->header->live_dropped, 1);
 }
 
-static inline void md_probe_live_remove(const struct md_probe_view *v, int32_t image,
-                                        uint64_t block)
+// Takes block's entry out of the table; true, with the entry's size and stack, when it was there.
+// The probes call this before the allocator has the block back, never after: once it has, another
+// thread or a signal handler can be given the same address and insert it while this call still
+// looks for the old entry, and two removals then found one entry between them and left the other
+// behind as a false leak. Before the real call the block is still the caller's, so the insert and
+// the removal of one address never overlap. The compare-and-swap keeps a double free racing with
+// itself from taking one entry twice.
+static inline bool md_probe_live_remove(const struct md_probe_view *v, int32_t image,
+                                        uint64_t block, uint64_t *size, uint32_t *stack)
 {
     struct md_probe_live *table = v->live;
     uint64_t mask = v->live_max - 1;
@@ -482,12 +489,19 @@ static inline void md_probe_live_remove(const struct md_probe_view *v, int32_t i
          i = (i + 1) & mask, n++) {
         uint64_t seen = atomic_load(&table[i].address);
         if (seen == 0)
-            return; // never recorded (allocated before the probe attached, or in the parent)
+            return false; // never recorded (allocated before the probe attached, or in the parent)
         if (seen == block && table[i].image == image) {
-            atomic_store(&table[i].address, MD_PROBE_LIVE_TOMBSTONE);
-            return;
+            // read before the entry is let go: an insert may take it the moment it is
+            uint64_t was_size = table[i].size;
+            uint32_t was_stack = table[i].stack;
+            if (atomic_compare_exchange_strong(&table[i].address, &seen, MD_PROBE_LIVE_TOMBSTONE)) {
+                *size = was_size;
+                *stack = was_stack;
+                return true;
+            }
         }
     }
+    return false;
 }
 
 static inline unsigned md_probe_log2_bin(uint64_t size)

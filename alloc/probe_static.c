@@ -325,13 +325,10 @@ __attribute__((noinline)) static void log_slow(struct md_probe_slot *s, enum md_
 // frame pointers), one more allocation counted to it, the live-block table kept current. Returns
 // the stack entry, which a slow call's log names too.
 __attribute__((noinline)) static uint32_t track(struct thread *t, enum md_probe_op op,
-                                                uint64_t size, const void *result,
-                                                const void *freed, uint64_t caller)
+                                                uint64_t size, const void *result, uint64_t caller)
 {
     const struct md_probe_view *v = &hooks.view;
     int32_t pid = hooks.process->pid;
-    if (freed && (hooks.flags & MD_PROBE_WANT_LEAKS))
-        md_probe_live_remove(v, hooks.process->image, (uint64_t)freed);
     if (t->caller != caller || !t->stack) {
         t->caller = caller;
         t->stack = md_probe_stack_id(v, pid, &caller, 1);
@@ -349,10 +346,10 @@ __attribute__((noinline)) static uint32_t track(struct thread *t, enum md_probe_
 }
 
 // The call's end: counted in the thread's own slot (plain increments: only this thread writes
-// it), logged when it took longer than the threshold. result: the block returned; freed: the
-// block released; caller: the program's return address.
+// it), logged when it took longer than the threshold. result: the block returned (a block released
+// left the live-block table before the call: release); caller: the program's return address.
 static inline void leave(struct thread *t, enum md_probe_op op, uint64_t size, uint64_t t0,
-                         const void *result, const void *freed, uint64_t caller)
+                         const void *result, uint64_t caller)
 {
     uint64_t now = md_probe_ticks(), duration = now - t0, end = 0;
     bool slow = __builtin_expect(duration > hooks.threshold, 0);
@@ -365,12 +362,22 @@ static inline void leave(struct thread *t, enum md_probe_op op, uint64_t size, u
         md_probe_count(s, op, size);
     uint32_t stack = 0;
     if (__builtin_expect(hooks.flags != 0, 0))
-        stack = track(t, op, size, result, freed, caller);
+        stack = track(t, op, size, result, caller);
     if (slow)
         log_slow(s, op, size, duration, end, stack);
     // only now: a signal handler that allocates while this call's bookkeeping makes syscalls
     // (its clock, a seccomp filter's SIGSYS) is not counted, and cannot recurse into it
     t->depth = 0;
+}
+
+// --leaks: the block leaves the live-block table before the allocator has it back, while no other
+// thread or signal handler can be given its address (md_probe_live_remove). True when it was
+// there, with its size and stack, which a failed realloc puts back.
+static inline bool release(const void *p, uint64_t *size, uint32_t *stack)
+{
+    if (__builtin_expect(!(hooks.flags & MD_PROBE_WANT_LEAKS) || !p, 1))
+        return false;
+    return md_probe_live_remove(&hooks.view, hooks.process->image, (uint64_t)p, size, stack);
 }
 
 // The hook's own return address: the program's call site (the patched entry jumps, not calls).
@@ -391,7 +398,7 @@ static void *hook_malloc(size_t n)
         return ORIGINAL(MD_STATIC_MALLOC, fn_size)(n);
     uint64_t t0 = md_probe_ticks();
     void *p = ORIGINAL(MD_STATIC_MALLOC, fn_size)(n);
-    leave(t, MD_OP_MALLOC, n, t0, p, NULL, CALLER);
+    leave(t, MD_OP_MALLOC, n, t0, p, CALLER);
     return p;
 }
 
@@ -405,10 +412,12 @@ static void hook_free(void *p)
         return;
     }
     // the block's size tells which size band a munmap or madvise inside free belongs to
-    uint64_t size = hooks.usable_size ? hooks.usable_size(p) : 0;
+    uint64_t size = hooks.usable_size ? hooks.usable_size(p) : 0, was_size;
+    uint32_t was_stack;
+    release(p, &was_size, &was_stack);
     uint64_t t0 = md_probe_ticks();
     ORIGINAL(MD_STATIC_FREE, fn_ptr)(p);
-    leave(t, MD_OP_FREE, size, t0, NULL, p, CALLER);
+    leave(t, MD_OP_FREE, size, t0, NULL, CALLER);
 }
 
 static void *hook_calloc(size_t n, size_t each)
@@ -418,7 +427,7 @@ static void *hook_calloc(size_t n, size_t each)
         return ORIGINAL(MD_STATIC_CALLOC, fn_size2)(n, each);
     uint64_t t0 = md_probe_ticks();
     void *p = ORIGINAL(MD_STATIC_CALLOC, fn_size2)(n, each);
-    leave(t, MD_OP_CALLOC, (uint64_t)n * each, t0, p, NULL, CALLER);
+    leave(t, MD_OP_CALLOC, (uint64_t)n * each, t0, p, CALLER);
     return p;
 }
 
@@ -427,10 +436,16 @@ static void *hook_realloc(void *old, size_t n)
     struct thread *t = enter();
     if (!t)
         return ORIGINAL(MD_STATIC_REALLOC, fn_ptr_size)(old, n);
+    uint64_t was_size;
+    uint32_t was_stack;
+    bool was_live = release(old, &was_size, &was_stack);
     uint64_t t0 = md_probe_ticks();
     void *p = ORIGINAL(MD_STATIC_REALLOC, fn_ptr_size)(old, n);
-    // a failed realloc keeps the old block; realloc(p, 0) may free it and return NULL
-    leave(t, MD_OP_REALLOC, n, t0, p, p || !n ? old : NULL, CALLER);
+    // a failed realloc keeps the old block, still the caller's, so it goes back as it was;
+    // realloc(p, 0) may free it and return NULL
+    if (was_live && !p && n)
+        md_probe_live_insert(&hooks.view, hooks.process->image, (uint64_t)old, was_size, was_stack);
+    leave(t, MD_OP_REALLOC, n, t0, p, CALLER);
     return p;
 }
 
@@ -443,7 +458,7 @@ static void *hook_realloc(void *old, size_t n)
             return ORIGINAL(kind, fn_size2)(align, n);                                             \
         uint64_t t0 = md_probe_ticks();                                                            \
         void *p = ORIGINAL(kind, fn_size2)(align, n);                                              \
-        leave(t, MD_OP_ALIGNED, n, t0, p, NULL, CALLER);                                           \
+        leave(t, MD_OP_ALIGNED, n, t0, p, CALLER);                                                 \
         return p;                                                                                  \
     }
 HOOK_ALIGNED(hook_aligned_alloc, MD_STATIC_ALIGNED_ALLOC)
@@ -456,7 +471,7 @@ static int hook_posix_memalign(void **out, size_t align, size_t n)
         return ORIGINAL(MD_STATIC_POSIX_MEMALIGN, fn_memalign)(out, align, n);
     uint64_t t0 = md_probe_ticks();
     int rc = ORIGINAL(MD_STATIC_POSIX_MEMALIGN, fn_memalign)(out, align, n);
-    leave(t, MD_OP_ALIGNED, n, t0, rc ? NULL : *out, NULL, CALLER);
+    leave(t, MD_OP_ALIGNED, n, t0, rc ? NULL : *out, CALLER);
     return rc;
 }
 
@@ -469,7 +484,7 @@ static int hook_posix_memalign(void **out, size_t align, size_t n)
             return ORIGINAL(kind, fn_size)(n);                                                     \
         uint64_t t0 = md_probe_ticks();                                                            \
         void *p = ORIGINAL(kind, fn_size)(n);                                                      \
-        leave(t, MD_OP_ALIGNED, n, t0, p, NULL, CALLER);                                           \
+        leave(t, MD_OP_ALIGNED, n, t0, p, CALLER);                                                 \
         return p;                                                                                  \
     }
 HOOK_PAGE_ALIGNED(hook_valloc, MD_STATIC_VALLOC)
