@@ -84,15 +84,46 @@ bool md_prim_remap_to(void *addr, size_t old_size, size_t new_size, void *target
     return true;
 }
 
+#ifndef MREMAP_DONTUNMAP // musl's headers may not have it; the kernel's value
+#define MREMAP_DONTUNMAP 4
+#endif
+
+// Whether mremap can leave the source of a move mapped (MREMAP_DONTUNMAP, Linux 5.7): asked once,
+// by moving one page of a two-page scratch mapping. 0: not asked yet, 1: yes, 2: no.
+static _Atomic int md_dontunmap_state;
+
+static bool md_prim_can_dontunmap(void)
+{
+    int state = atomic_load_explicit(&md_dontunmap_state, memory_order_relaxed);
+    if (state != 0)
+        return state == 1;
+    long scratch = md_syscall6(SYS_mmap, 0, 2 * MD_OS_PAGE, PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (md_syscall_failed(scratch))
+        return false; // no room to ask now (an address-space limit): not remembered
+    long moved =
+        md_syscall6(SYS_mremap, scratch, MD_OS_PAGE, MD_OS_PAGE,
+                    MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, scratch + MD_OS_PAGE, 0);
+    md_syscall6(SYS_munmap, scratch, 2 * MD_OS_PAGE, 0, 0, 0, 0);
+    state = moved == scratch + MD_OS_PAGE ? 1 : 2;
+    atomic_store_explicit(&md_dontunmap_state, state, memory_order_relaxed);
+    return state == 1;
+}
+
 // The kernel picks the new place (mremap with MREMAP_MAYMOVE only), so the address space needed
 // beyond the old mapping is the growth plus two alignments, as for glibc's mremap, instead of a
 // second mapping of new_size next to the old one: under `ulimit -v 200000` a 90 MiB block could
 // not grow to 120 MiB. The kernel's place is page aligned only, so the mapping is taken two
 // alignments bigger and its contents moved up to the aligned base inside it, last chunk first,
 // each chunk no longer than the shift so that no move's source and target overlap (page tables
-// only, one mremap per chunk of at least `align` bytes).
+// only, one mremap per chunk of at least `align` bytes). Each chunk's source stays mapped
+// (MREMAP_DONTUNMAP), empty: a source left unmapped would be a hole in the middle of the mapping,
+// where another thread's mmap could land before the next chunk's MREMAP_FIXED unmapped it. Without
+// MREMAP_DONTUNMAP (kernels before 5.7) this returns NULL before anything moves.
 void *md_prim_remap_aligned(void *addr, size_t old_size, size_t new_size, size_t align)
 {
+    if (!md_prim_can_dontunmap())
+        return NULL;
     size_t span = new_size + 2 * align;
     long ret =
         md_syscall6(SYS_mremap, (long)addr, (long)old_size, (long)span, MREMAP_MAYMOVE, 0, 0);
@@ -105,7 +136,7 @@ void *md_prim_remap_aligned(void *addr, size_t old_size, size_t new_size, size_t
         size_t chunk = end < shift ? end : shift;
         end -= chunk;
         ret = md_syscall6(SYS_mremap, (long)(from + end), (long)chunk, (long)chunk,
-                          MREMAP_MAYMOVE | MREMAP_FIXED, (long)(base + end), 0);
+                          MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, (long)(base + end), 0);
         // Within one mapping of ours this fails only when the kernel is out of memory for its own
         // structures; the block is split in two places by then, and neither can be given back.
         if (md_syscall_failed(ret))
