@@ -193,10 +193,13 @@ void md_process_init(void)
     md_options.stats = md_env_bool("MDALLOC_STATS");
     if (md_options.stats) {
         int fd = md_prim_dup_stderr();
-        if (fd >= 0 && md_prim_fd_identity(fd, &md_stats_dev, &md_stats_ino))
+        if (fd >= 0 && md_prim_fd_identity(fd, &md_stats_dev, &md_stats_ino)) {
             md_stats_fd = fd;
-        else
-            md_stats_fd = fd >= 0 ? -1 : 2; // a copy whose file is unknown cannot be checked
+        } else { // a copy whose file is unknown cannot be checked: none is kept
+            if (fd >= 0)
+                md_prim_close(fd);
+            md_stats_fd = fd >= 0 ? -1 : 2;
+        }
     }
     md_options.purge_delay_ms =
         md_env_u32("MDALLOC_PURGE_DELAY", md_options.purge_delay_ms, 0xffffffffu);

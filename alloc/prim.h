@@ -31,6 +31,7 @@ void md_prim_write_fd(int fd, const char *s, size_t len);
 int md_prim_dup_stderr(void);
 // The device and inode of the file open at fd; false if fd is not open.
 bool md_prim_fd_identity(int fd, uint64_t *dev, uint64_t *ino);
+void md_prim_close(int fd);
 void md_prim_yield(void);
 // The value of an environment variable, or NULL; must not allocate.
 const char *md_prim_getenv(const char *name);

@@ -36,11 +36,12 @@ static bool md_syscall_failed(long ret)
     return (unsigned long)ret > (unsigned long)-4096;
 }
 
-// No MAP_NORESERVE: the kernel's overcommit check (heuristic or strict) must see every mapping, as
-// it sees glibc's, so that a size it cannot back fails here with ENOMEM instead of succeeding and
-// killing the program when touched (with MAP_NORESERVE, malloc of 1000 GiB succeeded on a 24 GiB
-// machine). mdalloc maps no address space it does not mean to use: the over-mapping that aligns a
-// segment is trimmed at once, and a huge block's room for growth is retried without (segment.c).
+// No MAP_NORESERVE: the kernel's heuristic overcommit check (vm.overcommit_memory=0; the strict
+// mode 2 ignores the flag anyway) must see every mapping, as it sees glibc's, so that a size it
+// cannot back fails here with ENOMEM instead of succeeding and killing the program when touched
+// (with MAP_NORESERVE, malloc of 1000 GiB succeeded on a 24 GiB machine). mdalloc maps no address
+// space it does not mean to use: the over-mapping that aligns a segment is trimmed at once, and a
+// huge block's room for growth is retried without (segment.c).
 void *md_prim_mmap(void *hint, size_t size)
 {
     long ret = md_syscall6(SYS_mmap, (long)hint, (long)size, PROT_READ | PROT_WRITE,
@@ -201,6 +202,11 @@ bool md_prim_fd_identity(int fd, uint64_t *dev, uint64_t *ino)
         *ino = (uint64_t)st.st_ino;
     }
     return ok;
+}
+
+void md_prim_close(int fd)
+{
+    md_syscall6(SYS_close, fd, 0, 0, 0, 0, 0);
 }
 
 void md_prim_yield(void)

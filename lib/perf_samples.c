@@ -317,11 +317,15 @@ static void hooked_start(struct replay *r, uint32_t pid, uint32_t tid)
     if (!at) {
         struct hooked *grown =
             grow_array(r->hooked, &r->hooked_cap, r->hooked_count, sizeof *grown);
-        if (!grown || !md_u64map_put(&r->hooked_index, (uint64_t)pid + 1, r->hooked_count + 1)) {
+        if (!grown) {
             r->oom = true;
             return;
         }
-        r->hooked = grown;
+        r->hooked = grown; // grow_array has freed the old array: kept before anything can fail
+        if (!md_u64map_put(&r->hooked_index, (uint64_t)pid + 1, r->hooked_count + 1)) {
+            r->oom = true;
+            return;
+        }
         at = md_u64map_find(&r->hooked_index, (uint64_t)pid + 1);
         r->hooked_count++;
     }

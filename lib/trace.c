@@ -359,8 +359,9 @@ static enum coverage member_coverage(const struct md_tree_usage *tree,
             char comm[MD_PROBE_COMM] = {0};
             memcpy(comm, r->comm, sizeof comm - 1);
             // a static program that exec'd its own file again ends under the name the probe
-            // noted for its first image, so the name alone would call the last one probed
-            for (size_t i = 0; i < log->unhooked_exec_count; i++)
+            // noted for its first image, so the name alone would call the last one probed; a
+            // child it forked before that exec (depth > 0) ran the hooked image
+            for (size_t i = 0; depth == 0 && i < log->unhooked_exec_count; i++)
                 if (log->unhooked_execs[i] == r->tgid)
                     return EXEC_AGAIN;
             if (md_probe_image_noted(h, r->tgid, comm))

@@ -13,8 +13,9 @@
 // Entry points counted with uprobes, by operation: the functions the static probe hooks
 // (MD_STATIC_KIND_NAMES), so both modes count the same calls. A uprobe counts every entry, also
 // the allocator's calls to its own public functions: musl's memalign, posix_memalign and valloc
-// all end in its aligned_alloc (valloc through memalign), so with musl only aligned_alloc is
-// probed; glibc's reach its internal _mid_memalign, not one another.
+// all end in its aligned_alloc (valloc through memalign), so with musl's allocator only
+// aligned_alloc is probed; glibc's reach its internal _mid_memalign, not one another, but that
+// hands an alignment of at most 16 to malloc, so such a call counts as aligned and as malloc.
 static const struct {
     enum md_static_kind kind;
     enum md_probe_op op;
@@ -72,7 +73,10 @@ void md_trace_perf_prepare(struct md_trace_perf *tp, const char *path, bool want
     memset(tp, 0, sizeof *tp);
     tp->sample_hz = sample_hz;
     tp->futex_stacks = futex_stacks;
-    bool musl = libc && !strcmp(libc, "musl");
+    // musl's own allocator, not the libc: a static musl program may link jemalloc or mdalloc,
+    // whose aligned functions and calloc are their own (an unknown allocator: the libc's guess)
+    const struct md_signature *active = active_id ? md_signature_find(active_id) : NULL;
+    bool musl = active ? !strcmp(active->family, "musl") : libc && !strcmp(libc, "musl");
     tp->calloc_calls_malloc = musl;
     collect_internal(tp, active_id);
     for (size_t i = 0; want_uprobes && i < sizeof entry_points / sizeof entry_points[0]; i++) {

@@ -78,7 +78,7 @@ static bool program_unprobed(const cJSON *r, char *why, size_t size)
     char what[128] = "";
     if (as)
         snprintf(what, sizeof what,
-                 " (%s is the kernel's name for the process: its file's name, cut to 15 "
+                 " (%s is the kernel's name for the process: its file's name, cut to at most 15 "
                  "characters)",
                  as);
     snprintf(why, size,
