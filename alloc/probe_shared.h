@@ -125,8 +125,10 @@ struct md_probe_stack {
 
 // A block that is live now (--leaks): open addressing on the block's address.
 #define MD_PROBE_LIVE_TOMBSTONE 1u
+#define MD_PROBE_LIVE_BUSY 2u // claimed by an insert that has not filled in the entry yet
 struct md_probe_live {
-    _Atomic uint64_t address; // 0 free, MD_PROBE_LIVE_TOMBSTONE freed, else the block
+    // 0 free, MD_PROBE_LIVE_TOMBSTONE freed, MD_PROBE_LIVE_BUSY being filled in, else the block
+    _Atomic uint64_t address;
     uint64_t size;
     // The image that allocated it: its number in image_runs (md_probe_take_image), or its pid,
     // negated, when that table was full. Not the pid: an exec replaces the heap, and the new
@@ -462,11 +464,15 @@ static inline void md_probe_live_insert(const struct md_probe_view *v, int32_t i
     for (uint64_t i = md_probe_live_slot(block, mask), n = 0; n < 256 && v->live_max;
          i = (i + 1) & mask, n++) {
         uint64_t seen = atomic_load(&table[i].address);
+        // The address is published last (release): the table is shared with forked processes,
+        // which have the same addresses, and one that saw the address next to the slot's old
+        // image would take another process's entry for its own.
         if ((seen == 0 || seen == MD_PROBE_LIVE_TOMBSTONE) &&
-            atomic_compare_exchange_strong(&table[i].address, &seen, block)) {
+            atomic_compare_exchange_strong(&table[i].address, &seen, MD_PROBE_LIVE_BUSY)) {
             table[i].size = size;
             table[i].image = image;
             table[i].stack = stack;
+            atomic_store_explicit(&table[i].address, block, memory_order_release);
             return;
         }
     }
@@ -477,9 +483,10 @@ static inline void md_probe_live_insert(const struct md_probe_view *v, int32_t i
 // The probes call this before the allocator has the block back, never after: once it has, another
 // thread or a signal handler can be given the same address and insert it while this call still
 // looks for the old entry, and two removals then found one entry between them and left the other
-// behind as a false leak. Before the real call the block is still the caller's, so the insert and
-// the removal of one address never overlap. The compare-and-swap keeps a double free racing with
-// itself from taking one entry twice.
+// behind as a false leak. Before the real call the block is still the caller's, so within one
+// process the insert and the removal of one address never overlap (other processes that share
+// the table have other images, and an entry is only published once its image is written). The
+// compare-and-swap keeps a double free racing with itself from taking one entry twice.
 static inline bool md_probe_live_remove(const struct md_probe_view *v, int32_t image,
                                         uint64_t block, uint64_t *size, uint32_t *stack)
 {
@@ -487,10 +494,10 @@ static inline bool md_probe_live_remove(const struct md_probe_view *v, int32_t i
     uint64_t mask = v->live_max - 1;
     for (uint64_t i = md_probe_live_slot(block, mask), n = 0; n < 256 && v->live_max;
          i = (i + 1) & mask, n++) {
-        uint64_t seen = atomic_load(&table[i].address);
+        uint64_t seen = atomic_load_explicit(&table[i].address, memory_order_acquire);
         if (seen == 0)
             return false; // never recorded (allocated before the probe attached, or in the parent)
-        if (seen == block && table[i].image == image) {
+        if (seen == block && table[i].image == image) { // the insert's fields, after its release
             // read before the entry is let go: an insert may take it the moment it is
             uint64_t was_size = table[i].size;
             uint32_t was_stack = table[i].stack;

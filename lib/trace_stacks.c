@@ -245,7 +245,7 @@ static bool add_leaks(const struct md_probe_file *pf, const struct stack_list *l
          from = end) {
         for (size_t i = first; i < end; i++) {
             uint64_t a = atomic_load(&live[i].address);
-            if (a <= MD_PROBE_LIVE_TOMBSTONE)
+            if (a <= MD_PROBE_LIVE_BUSY) // free, freed, or an insert its process did not finish
                 continue;
             int32_t image = live[i].image;
             if (image > 0 && image <= MD_PROBE_IMAGES && replaced[image]) {
