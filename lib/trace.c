@@ -400,6 +400,12 @@ static void add_name(cJSON *list, const char *name)
 // place: env's and nice's PROG); program_probed: whether that ran with a probe (c, NULL when the
 // probe's table cannot tell). A static PROG exec'd by a dynamic CMD cannot get one, and then the
 // counts are CMD's own, not PROG's.
+// Why a process ran without the probe, as run.unprobed and run.program_unprobed_reason say it.
+static const char *unprobed_reason(enum coverage c)
+{
+    return c == OTHER_USER ? "other-user" : c == EXEC_AGAIN ? "exec-again" : "not-followed";
+}
+
 static void add_program_coverage(cJSON *o, const struct md_exit_record *root,
                                  const enum coverage *c)
 {
@@ -408,7 +414,11 @@ static void add_program_coverage(cJSON *o, const struct md_exit_record *root,
     else
         cJSON_AddNullToObject(o, "program_ran_as");
     if (root && c) {
-        cJSON_AddBoolToObject(o, "program_probed", *c == COVERED || *c == OTHER_PIDNS);
+        bool probed = *c == COVERED || *c == OTHER_PIDNS;
+        cJSON_AddBoolToObject(o, "program_probed", probed);
+        // the program's own reason: run.unprobed names a program once, at most 8 of them
+        if (!probed)
+            cJSON_AddStringToObject(o, "program_unprobed_reason", unprobed_reason(*c));
         if (*c == OTHER_USER)
             cJSON_AddNumberToObject(o, "program_uid", root->uid);
     } else {
@@ -423,10 +433,7 @@ static void add_unprobed(cJSON *list, const struct md_exit_record *r, enum cover
         return;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "program", r->comm);
-    cJSON_AddStringToObject(o, "reason",
-                            c == OTHER_USER   ? "other-user"
-                            : c == EXEC_AGAIN ? "exec-again"
-                                              : "not-followed");
+    cJSON_AddStringToObject(o, "reason", unprobed_reason(c));
     if (c == OTHER_USER)
         cJSON_AddNumberToObject(o, "uid", r->uid);
     else

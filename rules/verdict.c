@@ -33,20 +33,6 @@ static bool cut_short(const cJSON *r, char *why, size_t size)
     return true;
 }
 
-// Whether the program's entry in run.unprobed says it is a static program that ran its own file
-// again (run.unprobed names each program once, by its name as program_ran_as gives it).
-static bool exec_again(const cJSON *run, const char *as)
-{
-    const cJSON *e;
-    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(run, "unprobed"))
-    {
-        const char *program = md_json_get_str(e, "program"), *reason = md_json_get_str(e, "reason");
-        if (as && program && reason && !strcmp(program, as) && !strcmp(reason, "exec-again"))
-            return true;
-    }
-    return false;
-}
-
 // The first process ended as a program the probe could not follow (a static PROG exec'd by
 // `env` or a shell script): what was counted is the launcher's, not the program's.
 static bool program_unprobed(const cJSON *r, char *why, size_t size)
@@ -56,7 +42,8 @@ static bool program_unprobed(const cJSON *r, char *why, size_t size)
         return false;
     const char *as = md_json_get_str(run, "program_ran_as");
     const cJSON *uid = cJSON_GetObjectItemCaseSensitive(run, "program_uid");
-    if (exec_again(run, as)) {
+    const char *reason = md_json_get_str(run, "program_unprobed_reason");
+    if (reason && !strcmp(reason, "exec-again")) {
         snprintf(why, size,
                  "the program (%s) exec'd its own file again, and the static probe, which hooked "
                  "its first image, does not follow an exec: the later images' allocator calls "

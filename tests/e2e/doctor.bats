@@ -152,6 +152,8 @@ teardown() {
     [ "$output" = "ops 10" ]
     [ "$(q "r['mode'], r['run']['program_ran_as'], r['run']['program_probed'], r['run']['probed_processes']")" = "hooks exec-again-musl False 0" ]
     [ "$(q "r['run']['unprobed']")" = "[{'program': 'exec-again-musl', 'reason': 'exec-again', 'uid': None}]" ]
+    # the program's own reason, which run.unprobed (each name once, at most 8) may not carry
+    [ "$(q "r['run']['program_unprobed_reason']")" = exec-again ]
     [ "$(q "r['verdict']['status'], r['verdict']['reason'].startswith(\"the program (exec-again-musl) exec'd its own file again, and the static probe\")")" = "not-judged True" ]
     run "$T" doctor -o "$OUT" -- "$FX/exec-again-musl-static" 3
     grep -q "^note: 1 of 1 processes ran without the probe (exec-again-musl: a static program that exec'd its own file again" "$OUT"
@@ -159,6 +161,7 @@ teardown() {
     # without the exec it is hooked and judged
     run "$T" doctor --json -o "$OUT" -- "$FX/exec-again-musl-static" 0
     [ "$(q "r['verdict']['status'] != 'not-judged', r['run']['program_probed'], r['run']['unprobed']")" = "True True []" ]
+    [ "$(q "'program_unprobed_reason' in r['run']")" = False ]
 }
 
 @test "a static program with a long name exec'd by env: the verdict says its name is the kernel's, cut to 15 characters" {

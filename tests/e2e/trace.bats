@@ -535,7 +535,7 @@ PY
     [[ "$output" == *"note: 1 of 2 processes ran without the probe (musl-static: a program it cannot follow, such as a static or setuid one, or a sanitizer build that refuses a preloaded library)"* ]]
     run "$T" trace --json -o "$OUT" -- env VAR=1 "$FX/musl-static"
     [ "$(q "r['run']['processes'], r['run']['probed_processes'], r['run']['unprobed_programs']")" = "1 0 ['musl-static']" ]
-    [ "$(q "r['run']['program_ran_as'], r['run']['program_probed']")" = "musl-static False" ]
+    [ "$(q "r['run']['program_ran_as'], r['run']['program_probed'], r['run']['program_unprobed_reason']")" = "musl-static False not-followed" ]
     # another user, who cannot open the probe file, and closed the descriptor the tool passed
     run "$T" trace --json -o "$OUT" -- setpriv --reuid=65534 --regid=65534 --clear-groups \
         bash -c 'eval "exec ${MD_PROBE_FD%% *}>&-"; exec "$0"' "$FX/glibc-dynamic"
