@@ -268,18 +268,21 @@ static void md_print_counter(const char *name, uint64_t v)
 // have closed it and opened or dup2'd something else onto that number (the copy is only
 // close-on-exec); then fd 2 if it is still the original stderr, else nowhere: writing into a
 // file of the program's would change its output.
-static int md_stats_out(void)
+static bool md_stats_file_at(int fd)
 {
     uint64_t dev, ino;
+    return md_prim_fd_identity(fd, &dev, &ino) && dev == md_stats_dev && ino == md_stats_ino;
+}
+
+static int md_stats_out(void)
+{
     if (md_stats_fd < 0)
         return -1;
     if (md_stats_fd == 2)
         return 2;
-    if (md_prim_fd_identity(md_stats_fd, &dev, &ino) && dev == md_stats_dev && ino == md_stats_ino)
+    if (md_stats_file_at(md_stats_fd))
         return md_stats_fd;
-    if (md_prim_fd_identity(2, &dev, &ino) && dev == md_stats_dev && ino == md_stats_ino)
-        return 2;
-    return -1;
+    return md_stats_file_at(2) ? 2 : -1;
 }
 
 void md_print_stats(void)

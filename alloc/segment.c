@@ -41,6 +41,16 @@ static _Atomic uintptr_t md_os_hint; // lowest aligned base so far: the next map
 
 // ---- OS memory ----------------------------------------------------------------------------------
 
+// A segment mapped at base: the next unaligned request starts below it (mappings grow downwards,
+// as the kernel's), and the segment map knows it.
+static void *md_os_mapped(uintptr_t base, size_t lead)
+{
+    if (lead == 0)
+        atomic_store_explicit(&md_os_hint, base, memory_order_relaxed);
+    md_segmap_set((void *)base);
+    return (void *)base;
+}
+
 // When the address space is too short to over-map (`ulimit -v`: the first 4 MiB segment needed 8
 // MiB, so malloc(10) failed where malloc(1000000), a smaller over-mapping, succeeded): map exactly
 // the size, and if the kernel's place is not aligned, try the aligned address just below it, which
@@ -61,10 +71,7 @@ static void *md_os_map_exact(size_t size, size_t align, size_t lead)
         if (raw == NULL)
             return NULL;
     }
-    if (lead == 0)
-        atomic_store_explicit(&md_os_hint, base, memory_order_relaxed);
-    md_segmap_set((void *)base);
-    return (void *)base;
+    return md_os_mapped(base, lead);
 }
 
 // Map `size` bytes aligned to `align` (a multiple of MD_SEGMENT_SIZE), `lead` bytes before an
@@ -76,11 +83,8 @@ static void *md_os_map_aligned(size_t size, size_t align, size_t lead)
     if (hint != 0 && lead == 0 && hint > size + MD_SEGMENT_SIZE) {
         uintptr_t want = (hint - size) & ~(uintptr_t)(align - 1);
         void *p = md_prim_mmap((void *)want, size);
-        if (p != NULL && ((uintptr_t)p & (align - 1)) == 0) {
-            atomic_store_explicit(&md_os_hint, (uintptr_t)p, memory_order_relaxed);
-            md_segmap_set(p);
-            return p;
-        }
+        if (p != NULL && ((uintptr_t)p & (align - 1)) == 0)
+            return md_os_mapped((uintptr_t)p, 0);
         if (p != NULL)
             md_prim_munmap(p, size);
     }
@@ -95,10 +99,7 @@ static void *md_os_map_aligned(size_t size, size_t align, size_t lead)
         md_prim_munmap(raw, head);
     if (tail > 0)
         md_prim_munmap((uint8_t *)base + size, tail);
-    if (lead == 0)
-        atomic_store_explicit(&md_os_hint, base, memory_order_relaxed);
-    md_segmap_set((void *)base);
-    return (void *)base;
+    return md_os_mapped(base, lead);
 }
 
 // The segment map forgets a segment before its memory goes (a free racing with this is a use

@@ -198,8 +198,7 @@ struct thread {
 struct hooked {
     uint32_t pid;
     char comm[16];  // the process's name when the probe jumped to the program
-    bool same_name; // the last exec since kept that name
-    uint32_t execs; // execs since the marker
+    bool same_name; // it exec'd since, and the last exec kept that name
 };
 
 struct replay {
@@ -344,7 +343,6 @@ static void hooked_exec(struct replay *r, uint32_t pid, const char *comm)
     if (!at)
         return;
     struct hooked *e = &r->hooked[*at - 1];
-    e->execs++;
     e->same_name = !strncmp(e->comm, comm, sizeof e->comm);
 }
 
@@ -354,7 +352,7 @@ static void hooked_collect(struct replay *r)
 {
     size_t n = 0;
     for (size_t i = 0; i < r->hooked_count; i++)
-        n += r->hooked[i].execs && r->hooked[i].same_name;
+        n += r->hooked[i].same_name;
     if (!n)
         return;
     r->res->unhooked_execs = malloc(n * sizeof *r->res->unhooked_execs);
@@ -363,7 +361,7 @@ static void hooked_collect(struct replay *r)
         return;
     }
     for (size_t i = 0; i < r->hooked_count; i++)
-        if (r->hooked[i].execs && r->hooked[i].same_name)
+        if (r->hooked[i].same_name)
             r->res->unhooked_execs[r->res->unhooked_exec_count++] = (int32_t)r->hooked[i].pid;
 }
 
