@@ -45,8 +45,14 @@ teardown() {
 @test "nothing counted (stripped static program): the verdict says not judged, not healthy" {
     run "$T" doctor -o "$OUT" -- "$FX/musl-static-stripped"
     [ "$status" -eq 0 ]
-    grep -q "^verdict: not judged: allocator operations were not counted" "$OUT"
-    run grep -q "healthy" "$OUT"
+    # a loaded machine (the sanitizer build reads perf's rings slower) can lose syscall records:
+    # that warning's reason comes first, and it is not judged either way
+    if grep -q "^warning: perf could not store" "$OUT"; then
+        grep -q "^verdict: not judged: the numbers the rules judge may be missing" "$OUT"
+    else
+        grep -q "^verdict: not judged: allocator operations were not counted" "$OUT"
+    fi
+    run grep -q "^verdict: healthy" "$OUT"
     [ "$status" -ne 0 ]
     run "$T" doctor --ops 80000 -o "$OUT" -- "$FX/musl-static-stripped"
     [ "$status" -eq 0 ]
