@@ -89,11 +89,13 @@ static void add_to_table(uint64_t bias, uint64_t start, uint64_t end, const char
     o->start = start;
     o->end = end;
     o->recorded_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+    // a path too long for the entry stays empty: cut, it would name another file
     if (name && *name) {
-        strncpy(o->path, name, sizeof o->path - 1);
+        size_t n = strlen(name);
+        memcpy(o->path, n < sizeof o->path ? name : "", n < sizeof o->path ? n + 1 : 1);
     } else { // the executable itself
-        ssize_t n = readlink("/proc/self/exe", o->path, sizeof o->path - 1);
-        o->path[n > 0 ? n : 0] = 0;
+        ssize_t n = readlink("/proc/self/exe", o->path, sizeof o->path);
+        o->path[n > 0 && (size_t)n < sizeof o->path ? n : 0] = 0;
     }
 }
 
@@ -175,8 +177,7 @@ void md_probe_code_adopt_in_child(int32_t parent, int32_t child)
         uint32_t at = atomic_fetch_add(&v->header->objects_used, 1);
         if (at >= v->object_max)
             return;
-        objects[at] = objects[i];
-        objects[at].pid = child;
+        md_probe_object_copy(&objects[at], &objects[i], child);
     }
 }
 

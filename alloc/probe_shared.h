@@ -18,7 +18,7 @@
 #include <string.h>
 
 #define MD_PROBE_MAGIC 0x3165626f7270646dull // "mdprobe1"
-#define MD_PROBE_VERSION 8
+#define MD_PROBE_VERSION 9
 #define MD_PROBE_ENV "MD_PROBE_FILE"
 // "FD DEV INO": a descriptor of the file that the tool leaves open across exec, for a process
 // that cannot open the path (it switched to another user: the file is the tool's user's, mode
@@ -34,9 +34,11 @@
 // Marks a frame that is a guess at a caller the frame-pointer walk cannot see (alloc/probe.c):
 // return addresses are user-space addresses, far below this bit.
 #define MD_PROBE_FRAME_GUESS (1ull << 63)
-#define MD_PROBE_PATH 184
+// A path as the kernel takes it (PATH_MAX, its NUL included): a shorter buffer cut long build
+// paths (Bazel trees, deep CI workspaces) to a directory's name, and the frames went unnamed.
+#define MD_PROBE_PATH 4096
 #define MD_PROBE_PIDS 4096
-#define MD_PROBE_PROVIDER_PATH 512
+#define MD_PROBE_PROVIDER_PATH MD_PROBE_PATH
 #define MD_PROBE_IMAGES 4096
 #define MD_PROBE_COMM 16                        // TASK_COMM_LEN
 #define MD_PROBE_OWN_MAPS (2 * MD_PROBE_IMAGES) // the library and the file, per image
@@ -111,8 +113,24 @@ struct md_probe_object {
     uint32_t reserved;
     uint64_t bias, start, end; // load bias; the address range of its PT_LOAD segments
     uint64_t recorded_ns;      // CLOCK_REALTIME when the probe recorded it (0: not known)
-    char path[MD_PROBE_PATH];
+    char path[MD_PROBE_PATH];  // empty: not known (a cut path would name another file)
 };
+
+// Copies an object's entry for another process, the path only as far as its end: the buffer is
+// mostly unused, and a fork copies every object of its parent.
+static inline void md_probe_object_copy(struct md_probe_object *to,
+                                        const struct md_probe_object *from, int32_t pid)
+{
+    to->pid = pid;
+    to->bias = from->bias;
+    to->start = from->start;
+    to->end = from->end;
+    to->recorded_ns = from->recorded_ns;
+    size_t k = 0;
+    for (; k < MD_PROBE_PATH - 1 && from->path[k]; k++)
+        to->path[k] = from->path[k];
+    to->path[k] = 0;
+}
 
 // A distinct call stack (return addresses, innermost first), with what allocated from it.
 struct md_probe_stack {

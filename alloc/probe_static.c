@@ -215,8 +215,7 @@ static void record_program(int32_t pid)
     uint32_t at = atomic_fetch_add(&v->header->objects_used, 1);
     if (at >= v->object_max)
         return;
-    v->objects[at] = hooks.exe;
-    v->objects[at].pid = pid;
+    md_probe_object_copy(&v->objects[at], &hooks.exe, pid);
 }
 
 static void attach_process(struct process *pr)
@@ -805,8 +804,8 @@ static void describe_program(const struct image *im)
     hooks.exe.start = im->bias + im->lo;
     hooks.exe.end = im->bias + im->hi;
     size_t n = str_len(im->path);
-    if (n >= sizeof hooks.exe.path)
-        n = sizeof hooks.exe.path - 1;
+    if (n >= sizeof hooks.exe.path) // cut, it would name another file
+        n = 0;
     memcpy(hooks.exe.path, im->path, n);
     hooks.exe.path[n] = 0;
 }

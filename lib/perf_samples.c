@@ -9,6 +9,7 @@
 
 #include "alloc/probe_shared.h"
 #include "lib/path.h"
+#include "lib/report.h"
 #include "lib/stack_scan.h"
 #include "lib/symbolize.h"
 #include "lib/u64map.h"
@@ -599,12 +600,6 @@ static bool is_root_frame(const struct scan_frame *f)
     return md_perf_name_in(f->f->name, roots);
 }
 
-static void append_frame(char *text, size_t size, size_t *len, const char *label)
-{
-    if (*len + strlen(label) + 2 <= size)
-        *len += (size_t)snprintf(text + *len, size - *len, "%s%s", *len ? "\n" : "", label);
-}
-
 // One frame of a wait's stack into its text: whether it shows the wait inside the allocator. The
 // preload probe's frames are not shown (the measurement's, as in the allocation stacks), but
 // one of its allocator wrappers on the stack (an entry point or a slow path; not its dlopen or
@@ -616,7 +611,7 @@ static bool add_wait_frame(struct replay *r, const struct scan_frame *f, char *t
     static const char *const slow_paths[] = MD_PROBE_SLOW_PATHS;
     if (f->in_probe)
         return md_perf_name_in(f->f->name, slow_paths) || func_is_alloc(r, f->f, f->aliases);
-    append_frame(text, size, len, f->label);
+    md_lines_append(text, size, len, f->label);
     (*frames)++;
     return func_is_alloc(r, f->f, f->aliases);
 }
@@ -636,7 +631,7 @@ static bool futex_stack_text(struct replay *r, const struct proc *p, uint64_t le
     if (known)
         in_alloc = add_wait_frame(r, &inner, text, size, &len, &frames);
     else
-        append_frame(text, size, &len, "[unknown]"), frames++;
+        md_lines_append(text, size, &len, "[unknown]"), frames++;
     for (size_t off = 0; p && off + 8 <= bytes && frames < MD_PERF_FUTEX_FRAMES; off += 8) {
         uint64_t w;
         memcpy(&w, stack + off, sizeof w);
@@ -656,7 +651,7 @@ static bool futex_stack_text(struct replay *r, const struct proc *p, uint64_t le
             break;
     }
     if (!len) // only the probe's frames
-        append_frame(text, size, &len, "[unknown]");
+        md_lines_append(text, size, &len, "[unknown]");
     return in_alloc;
 }
 

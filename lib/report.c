@@ -73,6 +73,20 @@ cJSON *md_json_lines(const char *text)
     return arr;
 }
 
+bool md_lines_append(char *text, size_t size, size_t *len, const char *line)
+{
+    size_t at = *len + (*len > 0), n = strlen(line);
+    if (at + n + 1 > size)
+        return false;
+    if (*len)
+        text[*len] = '\n';
+    for (size_t i = 0; i < n; i++)
+        text[at + i] = line[i] == '\n' ? '?' : line[i];
+    text[at + n] = 0;
+    *len = at + n;
+    return true;
+}
+
 // Characters a shell takes literally; anything else gets single quotes.
 static bool shell_plain(const char *word)
 {

@@ -28,6 +28,10 @@ double md_json_get_num(const cJSON *obj, const char *key);      // 0 unless a nu
 // longer than MD_JSON_LINE_MAX - 1 bytes is cut there.
 #define MD_JSON_LINE_MAX 256
 cJSON *md_json_lines(const char *text);
+// Appends line to text (of size bytes, *len used) as its last line, when it fits whole; a newline
+// inside line (a file or symbol name can hold one) becomes '?', so that one frame stays one line
+// here, in JSON and in folded stacks. Returns whether it fitted.
+bool md_lines_append(char *text, size_t size, size_t *len, const char *line);
 
 // Adds warning to the report's "warnings" array (created on first use): something that makes
 // part of the report less trustworthy, which the text output shows at its top.

@@ -138,7 +138,7 @@ static char *stack_text(struct symbolizer *s, const struct md_probe_stack *st)
             continue;
         char frame[MD_FRAME_TEXT];
         frame_text(s, st->pid, ret, frame, sizeof frame);
-        len += (size_t)snprintf(text + len, cap - len, "%s%s", len ? "\n" : "", frame);
+        md_lines_append(text, cap, &len, frame);
     }
     return text;
 }
@@ -369,18 +369,25 @@ static uint64_t loaded_ns(const struct md_probe_view *v, const char *path, uint6
 
 // Files the stacks were named from that changed after a process loaded them (a build replaced a
 // library, a test truncated one): their names may not be the code that ran. The change time
-// counts too: `cp -p` and `install -p` keep the old modification time.
+// counts too: `cp -p` and `install -p` keep the old modification time. A file that is gone (a
+// program that deletes itself, a test's temporary library) leaves its frames as addresses.
 static void warn_changed_files(const struct symbolizer *s, uint64_t run_start_ns, cJSON *report)
 {
     const struct md_symcache *c = &s->cache;
     for (size_t i = 0; run_start_ns && i < c->count; i++) {
         struct stat st;
-        if (stat(c->paths[i], &st))
-            continue; // gone: its frames are addresses already, which says as much
+        char warning[PATH_MAX + 160];
+        if (stat(c->paths[i], &st)) {
+            snprintf(warning, sizeof warning,
+                     "%s: cannot be read after the run (%s; removed while the program ran?): "
+                     "its frames are shown as addresses",
+                     c->paths[i], strerror(errno));
+            md_report_warn(report, warning);
+            continue;
+        }
         uint64_t mtime = md_timespec_ns(st.st_mtim), ctime = md_timespec_ns(st.st_ctim);
         if ((mtime > ctime ? mtime : ctime) < loaded_ns(s->v, c->paths[i], run_start_ns))
             continue;
-        char warning[PATH_MAX + 160];
         snprintf(warning, sizeof warning,
                  "%s changed while the program ran (rebuilt or replaced?): the names of its "
                  "frames may not be the code that ran",

@@ -961,6 +961,37 @@ sites={s['frames'][0].split(' ')[0]: (s['blocks'], s['bytes']) for s in l['by_st
 assert sites == {'leak_small': (10, 1000), 'leak_large': (3, 15000)}, sites"
 }
 
+# The probes recorded a loaded file's path in 184 bytes: a longer one was cut to a directory's
+# name, and every frame of that file showed as an address. A newline in a file name split a frame
+# into two in JSON and the text.
+@test "--leaks: frames of a file with a 300-byte path or a newline in its name keep their names; a deleted file is warned about" {
+    d="$BATS_TEST_TMPDIR/$(printf 'd%.0s' $(seq 120))/$(printf 'e%.0s' $(seq 120))"
+    mkdir -p "$d"
+    cp "$FX/leaker" "$d/leaker"
+    cp "$FX/leaker-musl-static" "$d/leaker-static"
+    cp "$FX/leaker" "$BATS_TEST_TMPDIR/"$'new\nline'
+    for prog in "$d/leaker" "$d/leaker-static" "$BATS_TEST_TMPDIR/"$'new\nline'; do
+        run "$T" trace --leaks --json -o "$OUT" -- "$prog"
+        [ "$status" -eq 0 ]
+        PROG="$prog" python3 -c "
+import json, os; r=json.load(open('$OUT')); l=r['leaks']
+sites={s['frames'][0]: (s['blocks'], s['bytes']) for s in l['by_stack']}
+name=os.path.basename(os.environ['PROG']).replace(chr(10), '?')
+assert sites.get('leak_small (%s)' % name) == (10, 1000), sites
+assert all(len(s['frames']) <= 8 for s in l['by_stack']), l['by_stack']"
+    done
+    # a program that deletes its own file: its frames are addresses, and the report says why
+    cp "$FX/leaker" "$d/gone"
+    run "$T" trace --leaks --json -o "$OUT" -- "$d/gone" --unlink-self
+    [ "$status" -eq 0 ]
+    [ ! -e "$d/gone" ]
+    python3 -c "
+import json; r=json.load(open('$OUT')); l=r['leaks']
+assert (l['blocks'], l['bytes']) == (13, 16000), l
+assert any(w.startswith('$d/gone: cannot be read after the run') for w in r['warnings']), r['warnings']
+assert all(s['frames'][0].startswith('0x') for s in l['by_stack']), l['by_stack']"
+}
+
 @test "--leaks: blocks still live when a program exec'd another are not its leaks" {
     # env (setlocale's data) and a shell that execs: their heaps went with the exec
     run "$T" trace --leaks --json -o "$OUT" -- "$FX/leaker"
