@@ -320,6 +320,7 @@ int md_trace_compare(const struct md_trace_options *opt, const char *with, cJSON
     first.input_not_repeatable = input_why[0] ? input_why : NULL;
     cJSON *uncompared = NULL;
     first.compared = true;
+    first.compared_with = with;
     first.findings_uncompared = &uncompared;
     int rc = md_trace(&first, report, run, err)
                  ? -1

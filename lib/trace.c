@@ -1011,7 +1011,8 @@ static void add_findings(const struct md_trace_options *opt, const struct sessio
     struct md_rule_input in = {.file = file,
                                .trace = report,
                                .leak_min_bytes = opt->leak_min_bytes,
-                               .compared = opt->compared && s->target.mode == MODE_PRELOAD};
+                               .compared = opt->compared && s->target.mode == MODE_PRELOAD,
+                               .compared_with = opt->compared_with};
     md_rules_run(&in, findings);
     if (in.compared && opt->findings_uncompared) {
         in.compared = false;

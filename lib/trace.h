@@ -28,6 +28,7 @@ struct md_trace_options {
     // An allocator library preloaded after the probe (the probe forwards to it): --compare.
     const char *preload_allocator;
     bool compared; // a comparison run follows (--compare): the fixes need not prescribe one
+    const char *compared_with; // with compared: --compare-with LIB, or NULL for mdalloc
     // With compared: receives the findings as they read without a comparison, for the caller to
     // put in place when the comparison could not be made (the caller frees it); else NULL.
     cJSON **findings_uncompared;

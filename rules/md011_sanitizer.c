@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "lib/report.h"
+#include "lib/run.h"
 #include "rules/rules.h"
 
 static void check(const struct md_rule *rule, const struct md_rule_input *in, cJSON *findings)
@@ -17,6 +18,12 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
         return;
     const cJSON *active = cJSON_GetObjectItemCaseSensitive(in->file, "active");
     const char *name = md_json_get_str(active, "name");
+    const char *provider = md_json_get_str(active, "provider");
+    const char *path = md_json_get_str(in->file, "path");
+    const char *kind = md_json_get_str(in->file, "kind");
+    // the sanitizer's runtime itself (libasan.so), not a program with the runtime linked in
+    if (provider && path && kind && !strcmp(kind, "shared-object") && md_same_file(provider, path))
+        return;
     char message[512], fix[512];
     snprintf(message, sizeof message,
              "malloc is served by %s's runtime, the checking allocator of a test build: its "
@@ -28,7 +35,6 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
              "ship)");
     cJSON *ev = md_finding_add(findings, rule, MD_SEV_INFO, message, fix);
     cJSON_AddStringToObject(ev, "sanitizer", md_json_get_str(active, "id"));
-    const char *provider = md_json_get_str(active, "provider");
     if (provider)
         cJSON_AddStringToObject(ev, "runtime", provider);
     else

@@ -22,18 +22,12 @@ extern const struct md_rule md_rule_leaks;
 extern const struct md_rule md_rule_sanitizer;
 
 const struct md_rule *const md_rules[] = {
-    &md_rule_musl_threads,
-    &md_rule_not_active,
-    &md_rule_expect_missing,
-    &md_rule_size_class_overflow,
-    &md_rule_lock_hotspot,
-    &md_rule_mmap_churn,
-    &md_rule_madvise_storm,
-    &md_rule_brk_churn,
-    &md_rule_fault_churn,
-    &md_rule_leaks,
-    &md_rule_sanitizer,
-    NULL,
+    &md_rule_musl_threads,   &md_rule_not_active,
+    &md_rule_expect_missing, &md_rule_size_class_overflow,
+    &md_rule_lock_hotspot,   &md_rule_mmap_churn,
+    &md_rule_madvise_storm,  &md_rule_brk_churn,
+    &md_rule_fault_churn,    &md_rule_leaks,
+    &md_rule_sanitizer,      NULL,
 };
 
 void md_rules_run(const struct md_rule_input *in, cJSON *findings)
@@ -151,6 +145,27 @@ bool md_rule_trace_single_threaded(const cJSON *trace)
         }
     }
     return allocated;
+}
+
+size_t md_rule_trace_threads_in_process(const cJSON *trace)
+{
+    const cJSON *threads = cJSON_GetObjectItemCaseSensitive(trace, "threads"), *t, *u;
+    const cJSON *run = cJSON_GetObjectItemCaseSensitive(trace, "run");
+    size_t most = 0;
+    cJSON_ArrayForEach(t, threads)
+    {
+        const cJSON *pid = cJSON_GetObjectItemCaseSensitive(t, "pid");
+        if (!cJSON_IsNumber(pid)) // no pids: one process holds them all, or it cannot be told
+            return md_json_get_num(run, "processes") == 1 ? (size_t)cJSON_GetArraySize(threads) : 0;
+        size_t same = 0;
+        cJSON_ArrayForEach(u, threads)
+        {
+            const cJSON *other = cJSON_GetObjectItemCaseSensitive(u, "pid");
+            same += cJSON_IsNumber(other) && other->valuedouble == pid->valuedouble;
+        }
+        most = same > most ? same : most;
+    }
+    return most;
 }
 
 void md_rule_trace_command(const cJSON *trace, char *out, size_t size)
@@ -282,7 +297,15 @@ void md_rule_trace_replace_allocator(const struct md_rule_input *in, char *out, 
     char cmd[512], preload[PATH_MAX + 64];
     md_rule_trace_command(trace, cmd, sizeof cmd);
     mdalloc_preload(trace, musl, preload, sizeof preload);
-    if (kind && !strcmp(kind, "dynamic") && in->compared)
+    if (kind && !strcmp(kind, "dynamic") && in->compared && in->compared_with) {
+        char with[PATH_MAX + 64];
+        size_t len = 0;
+        md_append_shell_word(with, sizeof with, &len, in->compared_with);
+        snprintf(out, size,
+                 "this report's comparison ran it again with %s preloaded; to keep it: "
+                 "`LD_PRELOAD=%s %s`",
+                 in->compared_with, with, cmd);
+    } else if (kind && !strcmp(kind, "dynamic") && in->compared)
         snprintf(out, size,
                  "this report's comparison ran it again with mdalloc preloaded; to keep "
                  "mdalloc: `LD_PRELOAD=%s %s`",

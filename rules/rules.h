@@ -14,13 +14,15 @@ enum md_severity { MD_SEV_INFO, MD_SEV_WARNING, MD_SEV_ERROR };
 #define MD_SEV_BIT(severity) (1u << (severity))
 
 struct md_rule_input {
-    const cJSON *file;       // one inspect entry (see README: JSON schema), or NULL
-    const char *expect;      // --expect ALLOC, or NULL
-    const cJSON *trace;      // a trace report, or NULL; with file, the trace of that program
-    uint64_t leak_min_bytes; // trace --leak-min; 0: the leak rule's own default
-    const char *alloc_dir;   // where this tool's mdalloc builds are (DIR/alloc), or NULL
-    const char *tool;        // how commands name this tool (md_tool_command), or NULL
-    bool compared;           // the report compares a run with mdalloc (trace --compare)
+    const cJSON *file;         // one inspect entry (see README: JSON schema), or NULL
+    const char *expect;        // --expect ALLOC, or NULL
+    const cJSON *trace;        // a trace report, or NULL; with file, the trace of that program
+    uint64_t leak_min_bytes;   // trace --leak-min; 0: the leak rule's own default
+    const char *alloc_dir;     // where this tool's mdalloc builds are (DIR/alloc), or NULL
+    const char *tool;          // how commands name this tool (md_tool_command), or NULL
+    bool compared;             // the report compares a run with another allocator (--compare)
+    const char *compared_with; // with compared: that allocator's library (--compare-with), NULL:
+                               // mdalloc
 };
 
 struct md_rule {
@@ -61,6 +63,10 @@ double md_rule_trace_program_samples(const cJSON *trace);
 // Whether a probe counted every call and no process allocated from two threads: the program
 // cannot have waited on an allocator lock for another thread. False when it cannot be told.
 bool md_rule_trace_single_threaded(const cJSON *trace);
+// The most threads the trace saw in one process (threads that made a counted call or a recorded
+// syscall): by pid, or all of them when the run had one process and no pids are known (no probe:
+// a stripped static program). 0 when it cannot be told.
+size_t md_rule_trace_threads_in_process(const cJSON *trace);
 // The traced command line, shell-quoted where needed, for prescriptions; one longer than
 // MD_RULE_COMMAND_MAX bytes becomes "PROGRAM ..." (its arguments elided), so the prescriptions
 // that embed it stay whole.

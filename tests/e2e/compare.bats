@@ -72,6 +72,20 @@ metric() { # metric key, field
     [ "$output" = "malloc-doctor: trace: $FX/toy-driver: not a shared library (LD_PRELOAD needs a .so)" ]
 }
 
+@test "--compare-with: the fixes name the library the comparison ran with, not mdalloc" {
+    lib=$(ls /usr/lib/x86_64-linux-gnu/libmimalloc.so.2* | head -1)
+    run "$T" doctor --compare-with "$lib" --json -o "$OUT" -- "$FX/toy-driver"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['compare']['possible']")" = True ]
+    LIB="$lib" python3 -c "
+import json, os; r=json.load(open('$OUT')); lib=os.environ['LIB']
+fixes=[f['fix'] for f in r['findings'] if 'comparison ran it again' in f['fix']]
+assert fixes, [f['fix'] for f in r['findings']]
+for fix in fixes:
+    assert 'ran it again with %s preloaded' % lib in fix and 'LD_PRELOAD=%s ' % lib in fix, fix
+    assert 'mdalloc' not in fix, fix"
+}
+
 @test "--compare-with: no ratios from a library that did not serve malloc or broke the run" {
     # not a shared library at all: refused before the first run
     notlib=$(mktemp)

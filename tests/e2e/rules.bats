@@ -387,6 +387,11 @@ assert f[0]['severity'] == 'warning' and 'leak_large (leaker)' in f[0]['message'
     [ "$(q "' '.join(f['active']['id'] or '-' for f in r['files'])")" = "asan tsan asan glibc-ptmalloc" ]
     [ "$(q "' '.join(','.join(x['id'] for x in f['findings']) or '-' for f in r['files'])")" = "MD011 MD011 MD011 -" ]
     [ "$(q "r['files'][0]['findings'][0]['severity'], r['files'][0]['findings'][0]['evidence']['runtime'].endswith('/libasan.so.8')")" = "info True" ]
+    # the runtime itself is no test build: no finding, so --fail-on info over a library tree
+    # passes on it
+    asan=$(q "r['files'][0]['findings'][0]['evidence']['runtime']")
+    run "$T" inspect --fail-on info "$asan"
+    [ "$status" -eq 0 ]
     # --expect takes the family: a sanitizer build expected as such passes
     run "$T" inspect --expect sanitizer "$FX/tsan-dynamic"
     [ "$status" -eq 0 ]

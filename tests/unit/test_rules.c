@@ -178,6 +178,45 @@ static void md004_narrow_band_with_most_syscalls(void **state)
                       "\"syscalls\":{\"mmap\":3}}],"
                       "\"syscalls\":[{\"name\":\"munmap\",\"count\":880}]}";
     assert_string_equal(fired_on_trace(few), "");
+    // a whole power-of-two band (requests above 4 KiB are not counted exactly): glibc's mmap
+    // threshold set low, MD006's churn, not a size class a header missed
+    const char *octave = "{\"size_bands\":[{\"from\":131072,\"to\":262143,"
+                         "\"request_share\":0.01,\"memory_syscalls\":480,"
+                         "\"memory_syscall_share\":0.9,\"syscalls\":{\"mmap\":240,"
+                         "\"munmap\":240}}],\"syscalls\":[{\"name\":\"munmap\",\"count\":240}]}";
+    assert_string_equal(fired_on_trace(octave), "");
+}
+
+// The boundary MD004 names is the power of two inside the band, or none.
+static const char *md004_boundary(int from, int to)
+{
+    static char out[32];
+    char json[512];
+    snprintf(json, sizeof json,
+             "{\"size_bands\":[{\"from\":%d,\"to\":%d,\"request_share\":0.008,"
+             "\"memory_syscalls\":890,\"memory_syscall_share\":0.49,"
+             "\"syscalls\":{\"mmap\":890}}],\"syscalls\":[{\"name\":\"munmap\",\"count\":880}]}",
+             from, to);
+    cJSON *trace = entry(json), *findings = cJSON_CreateArray();
+    struct md_rule_input in = {.trace = trace};
+    md_rules_run(&in, findings);
+    const cJSON *f = cJSON_GetArrayItem(findings, 0);
+    const cJSON *b = cJSON_GetObjectItem(cJSON_GetObjectItem(f, "evidence"), "boundary");
+    snprintf(out, sizeof out, "%s", !f ? "none" : cJSON_IsNumber(b) ? "" : "null");
+    if (cJSON_IsNumber(b))
+        snprintf(out, sizeof out, "%.0f", b->valuedouble);
+    cJSON_Delete(trace);
+    cJSON_Delete(findings);
+    return out;
+}
+
+static void md004_names_the_power_of_two_inside_the_band(void **state)
+{
+    (void)state;
+    assert_string_equal(md004_boundary(1016, 1024), "1024"); // seed 004
+    assert_string_equal(md004_boundary(1020, 1030), "1024"); // a 16 B header: straddles it
+    assert_string_equal(md004_boundary(1025, 1040), "null"); // past it: not 2048
+    assert_string_equal(md004_boundary(203, 211), "null");   // musl's class of 208 B
 }
 
 #define MUSL_THREADED_FILE                                                                         \
@@ -234,6 +273,37 @@ static void md001_escalates_on_allocator_cpu_share(void **state)
     assert_string_equal(run_input(MUSL_THREADED_FILE, musl_trace(traps), 0), "MD001/error");
 }
 
+// A stripped static program keeps no pthread_create: inspect says "unknown", the trace's
+// threads of one process say yes.
+static void md001_threads_seen_by_the_trace(void **state)
+{
+    (void)state;
+    const char *stripped = "{\"kind\":\"static\",\"threads\":\"unknown\"," MUSL_ACTIVE "}";
+    assert_string_equal(run_input(stripped, NULL, 0), "");
+    const char *two = "\"run\":{\"processes\":1},\"threads\":[{\"tid\":10,\"pid\":null},"
+                      "{\"tid\":11,\"pid\":null}]";
+    assert_string_equal(run_input(stripped, musl_trace(two), 0), "MD001/warning");
+    const char *one = "\"run\":{\"processes\":1},\"threads\":[{\"tid\":10,\"pid\":null}]";
+    assert_string_equal(run_input(stripped, musl_trace(one), 0), "");
+    // two processes, one thread each: no thread is known to share a process
+    const char *forked = "\"run\":{\"processes\":2},\"threads\":[{\"tid\":10,\"pid\":null},"
+                         "{\"tid\":11,\"pid\":null}]";
+    assert_string_equal(run_input(stripped, musl_trace(forked), 0), "");
+}
+
+// One allocating thread per process: the allocator's CPU share is its own work, not waiting.
+static void md001_cpu_share_alone_is_no_contention(void **state)
+{
+    (void)state;
+    const char *alone =
+        "{\"mode\":\"hooks\",\"attribution\":{\"available\":true},\"target\":{\"argv\":"
+        "[\"p\"],\"kind\":\"static\",\"libc\":\"musl\",\"active\":{\"id\":\"musl-mallocng\","
+        "\"family\":\"musl\"}},\"ops\":{\"total\":1000},\"cpu\":{\"sampled\":true,"
+        "\"samples\":100,\"allocator_samples\":25},\"threads\":[{\"tid\":10,\"pid\":10,"
+        "\"ops\":1000},{\"tid\":11,\"pid\":10,\"ops\":0}]}";
+    assert_string_equal(run_input(MUSL_THREADED_FILE, alone, 0), "MD001/warning");
+}
+
 static void md001_wait_share_only_when_attributed(void **state)
 {
     (void)state;
@@ -251,7 +321,10 @@ static void md001_wait_share_only_when_attributed(void **state)
     assert_string_equal(run_input(file, members, 0), "MD001/error");
     snprintf(members, sizeof members, fmt, 900, 32, "0.099");
     assert_string_equal(run_input(file, members, 0), "MD001/warning");
-    snprintf(members, sizeof members, fmt, 900, 31, "0.5");
+    // waits inside allocator calls are no joins: 4 that block half the wall time are the lock's
+    snprintf(members, sizeof members, fmt, 900, 4, "0.5");
+    assert_string_equal(run_input(file, members, 0), "MD001/error");
+    snprintf(members, sizeof members, fmt, 900, 3, "0.5");
     assert_string_equal(run_input(file, members, 0), "MD001/warning");
 }
 
@@ -522,6 +595,9 @@ int main(void)
         cmocka_unit_test(md002_third_party_allocator_not_active),
         cmocka_unit_test(md003_only_with_a_failed_expectation),
         cmocka_unit_test(md004_narrow_band_with_most_syscalls),
+        cmocka_unit_test(md004_names_the_power_of_two_inside_the_band),
+        cmocka_unit_test(md001_threads_seen_by_the_trace),
+        cmocka_unit_test(md001_cpu_share_alone_is_no_contention),
         cmocka_unit_test(md001_escalates_on_futex_waits_per_op),
         cmocka_unit_test(md001_escalates_on_allocator_cpu_share),
         cmocka_unit_test(md001_wait_share_only_when_attributed),
