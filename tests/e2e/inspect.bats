@@ -1049,6 +1049,33 @@ for x in f["findings"]:
     [ "$(active_id "$FX/musl-static-sstripped")" = musl-mallocng ]
 }
 
+@test "a program cut short without section headers: its program header table or a segment, exit 2" {
+    dir=$(mktemp -d)
+    ss=$FX/glibc-dynamic-sstripped
+    ms=$FX/musl-static-sstripped
+    head -c 700 "$ss" >"$dir/ss.700" # 13 program headers of 56 bytes at 64 end at 792
+    head -c 65 "$ss" >"$dir/ss.65"
+    head -c 64 "$ss" >"$dir/ss.64" # libelf itself calls this one invalid data
+    head -c 200 "$ms" >"$dir/ms.200" # 6 program headers end at 400
+    head -c 500 "$ms" >"$dir/ms.500" # the table is whole, the segments are not
+    head -c 5000 "$ms" >"$dir/ms.5000"
+    for cut in ss.700:"truncated program header table (13 entries at offset 64, file is 700 bytes)" \
+        ss.65:"truncated program header table (13 entries at offset 64, file is 65 bytes)" \
+        ss.64:"truncated program header table (13 entries at offset 64, file is 64 bytes)" \
+        ms.200:"truncated program header table (6 entries at offset 64, file is 200 bytes)" \
+        ms.500:"truncated: segment 1 ends at " ms.5000:"truncated: segment 1 ends at "; do
+        f=$dir/${cut%%:*}
+        run bash -c '"$1" inspect --json "$2" 2>/dev/null' _ "$T" "$f"
+        [ "$status" -eq 2 ] || { echo "status $status for $f: $output"; return 1; }
+        check_first 'assert f["status"]=="error", f' || return 1
+        run "$T" inspect "$f"
+        [ "${#lines[@]}" -eq 1 ] || { echo "not one line: $output"; return 1; }
+        [[ "$output" == "malloc-doctor: inspect: $f: ${cut#*:}"* ]] || { echo "$output"; return 1; }
+    done
+    [[ "$output" == *", file is 5000 bytes" ]]
+    rm -rf "$dir"
+}
+
 @test "a corrupt PT_DYNAMIC in an sstripped file: one clear line, exit 2, no crash" {
     for what in strtab:"DT_STRTAB is not in the file" \
         strsz:"DT_STRSZ runs past its segment or the end of the file" \
