@@ -303,10 +303,9 @@ int md_archive_next(struct md_elf *ar, struct md_elf *m, char *label, size_t lab
         m->fd = -1;
         m->elf = sub;
         m->size = member_size;
-        if (validate_elf(m, err)) {
+        if (validate_elf(m, err)) { // the member's bytes, not the archive's: the walk goes on
             md_elf_close(m);
-            ar->archive_done = true;
-            return -1;
+            return 2;
         }
         return 1;
     }

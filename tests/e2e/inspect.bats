@@ -837,6 +837,34 @@ assert head["skipped_members"]==1 and head["members"]==1, head
 assert head["findings"]==[] and obj["findings"]==[], r["files"]' "$output"
 }
 
+@test "archives: a member that cannot be read is an error of its own; the others and the archive's row stay" {
+    dir=$(mktemp -d)
+    (cd "$dir" && ar x "$OLDPWD/$FX/libc-musl.a" malloc.lo && head -c 1000 "$OLDPWD/$FX/bad/plain.o" >bad.o &&
+        ar rcS mix.a bad.o malloc.lo && ar rcS mix2.a malloc.lo bad.o)
+    run "$T" inspect "$dir/mix.a" "$dir/mix2.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"inspect: $dir/mix.a(bad.o): truncated section header table"* ]]
+    [[ "$output" == *"inspect: $dir/mix2.a(bad.o): truncated section header table"* ]]
+    for a in mix mix2; do
+        [[ "$output" == *"$dir/$a.a "*"archive       1 of 2 members define allocator symbols (1 could not be read)"* ]] || { echo "$output"; return 1; }
+        [[ "$output" == *"$dir/$a.a(malloc.lo) "*"mallocng"* ]] || { echo "$output"; return 1; }
+    done
+    run bash -c '"$1" inspect --json "$2" 2>/dev/null' _ "$T" "$dir/mix.a"
+    rm -rf "$dir"
+    [ "$status" -eq 2 ]
+    python3 -c '
+import json,sys
+r=json.loads(sys.argv[1])
+head,bad,good=r["files"]
+assert head["status"]=="ok" and head["members"]==2 and head["allocator_members"]==1, head
+assert head["unreadable_members"]==1 and head["skipped_members"]==0, head
+assert bad["path"].endswith("mix.a(bad.o)") and bad["status"]=="error", bad
+assert bad["member"]=="bad.o" and bad["archive"]==head["path"], bad
+assert "truncated section header table" in bad["error"], bad
+assert good["member"]=="malloc.lo" and good["allocators"][0]["id"]=="musl-mallocng", good
+assert r["summary"]["errors"]==1 and r["summary"]["files"]==1, r["summary"]' "$output"
+}
+
 @test "--root resolves DT_NEEDED inside a sysroot" {
     root=$(mktemp -d)
     mkdir -p "$root/usr/bin" "$root/opt/alloc" "$root/etc/ld.so.conf.d" "$root/lib/x86_64-linux-gnu"
