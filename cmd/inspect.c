@@ -99,19 +99,34 @@ static const char *table_path(const cJSON *f, char *out, size_t size)
     return md_cli_printable(str_or(f, "path", ""), out, size);
 }
 
+// A count of an archive's entry; 0 when absent.
+static int member_count(const cJSON *f, const char *key)
+{
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(f, key);
+    return cJSON_IsNumber(n) ? n->valueint : 0;
+}
+
+static void print_archive_row(const cJSON *f, int width)
+{
+    char path[PATH_MAX];
+    int unreadable = member_count(f, "unreadable_members"),
+        skipped = member_count(f, "skipped_members");
+    print_cell(table_path(f, path, sizeof path), width);
+    printf("%-13s %d of %d members define allocator symbols", "archive",
+           member_count(f, "allocator_members"), member_count(f, "members"));
+    if (unreadable) // each is an error line of its own
+        printf(" (%d could not be read)", unreadable);
+    if (skipped)
+        printf(" (%d more not ELF, such as LTO bitcode: not read)", skipped);
+    putchar('\n');
+}
+
 static void print_row(const cJSON *f, int width)
 {
     char path[PATH_MAX];
     const char *kind = str_or(f, "kind", "-");
     if (!strcmp(kind, "archive")) {
-        print_cell(table_path(f, path, sizeof path), width);
-        printf("%-13s %d of %d members define allocator symbols", kind,
-               cJSON_GetObjectItemCaseSensitive(f, "allocator_members")->valueint,
-               cJSON_GetObjectItemCaseSensitive(f, "members")->valueint);
-        const cJSON *skipped = cJSON_GetObjectItemCaseSensitive(f, "skipped_members");
-        if (cJSON_IsNumber(skipped) && skipped->valueint > 0)
-            printf(" (%d more not ELF, such as LTO bitcode: not read)", skipped->valueint);
-        putchar('\n');
+        print_archive_row(f, width);
         return;
     }
     char active[256], others[256];

@@ -24,19 +24,52 @@ static bool extent_fits(uint64_t off, uint64_t len, uint64_t size)
     return off <= size && len <= size - off;
 }
 
+static int truncated_table(const struct md_elf *e, const char *table, size_t count, uint64_t off,
+                           struct md_error *err)
+{
+    return md_fail(err,
+                   "%s: truncated %s header table (%zu entries at offset %ju, file is %zu bytes)",
+                   e->path, table, count, (uintmax_t)off, e->size);
+}
+
+// The program header table as the ELF header gives it: libelf counts only the entries that fit
+// in the file (and fails when none does), so a cut table would pass for a shorter one. phnum:
+// libelf's count, for PN_XNUM (the real count is in section 0); 0 before it was read.
+static int check_phdr_extent(const struct md_elf *e, size_t phnum, struct md_error *err)
+{
+    const GElf_Ehdr *h = &e->ehdr;
+    size_t count = h->e_phnum == PN_XNUM ? phnum : h->e_phnum;
+    if (count && !extent_fits(h->e_phoff, (uint64_t)count * h->e_phentsize, e->size))
+        return truncated_table(e, "program", count, h->e_phoff, err);
+    return 0;
+}
+
+// A program or library cut short: a PT_LOAD segment whose bytes in the file pass its end. Core
+// files are left alone (a dump's segments may be cut on purpose), objects have no segments.
+static int check_segments(const struct md_elf *e, struct md_error *err)
+{
+    if (e->ehdr.e_type != ET_EXEC && e->ehdr.e_type != ET_DYN)
+        return 0;
+    for (size_t i = 0; i < e->phnum; i++) {
+        GElf_Phdr ph;
+        if (!gelf_getphdr(e->elf, (int)i, &ph))
+            return elf_fail(err, e->path, "corrupt program header");
+        if (ph.p_type == PT_LOAD && !extent_fits(ph.p_offset, ph.p_filesz, e->size))
+            return md_fail(err, "%s: truncated: segment %zu ends at %ju, file is %zu bytes",
+                           e->path, i, (uintmax_t)ph.p_offset + ph.p_filesz, e->size);
+    }
+    return 0;
+}
+
 static int check_tables(struct md_elf *e, struct md_error *err)
 {
     const GElf_Ehdr *h = &e->ehdr;
     // the header's own count: libelf reports 0 sections when it cannot read the table
     size_t shnum = h->e_shnum ? h->e_shnum : e->shnum;
     if (h->e_shoff && !extent_fits(h->e_shoff, (uint64_t)shnum * h->e_shentsize, e->size))
-        return md_fail(err,
-                       "%s: truncated section header table (%zu entries at offset %ju, file "
-                       "is %zu bytes)",
-                       e->path, shnum, (uintmax_t)h->e_shoff, e->size);
-    if (e->phnum && !extent_fits(h->e_phoff, (uint64_t)e->phnum * h->e_phentsize, e->size))
-        return md_fail(err, "%s: truncated program header table (%zu entries at offset %ju)",
-                       e->path, e->phnum, (uintmax_t)h->e_phoff);
+        return truncated_table(e, "section", shnum, h->e_shoff, err);
+    if (check_phdr_extent(e, e->phnum, err) || check_segments(e, err))
+        return -1;
     for (Elf_Scn *scn = NULL; (scn = elf_nextscn(e->elf, scn));) {
         GElf_Shdr sh;
         if (!gelf_getshdr(scn, &sh))
@@ -65,6 +98,8 @@ static int validate_elf(struct md_elf *e, struct md_error *err)
         return md_fail(err, "%s: truncated or corrupt ELF header", e->path);
     if (elf_getshdrnum(e->elf, &e->shnum) || elf_getshdrstrndx(e->elf, &e->shstrndx))
         return elf_fail(err, e->path, "corrupt section header table");
+    if (check_phdr_extent(e, 0, err)) // before libelf, which calls a table cut short invalid
+        return -1;
     if (elf_getphdrnum(e->elf, &e->phnum))
         return elf_fail(err, e->path, "corrupt program header table");
     return check_tables(e, err);
@@ -268,10 +303,9 @@ int md_archive_next(struct md_elf *ar, struct md_elf *m, char *label, size_t lab
         m->fd = -1;
         m->elf = sub;
         m->size = member_size;
-        if (validate_elf(m, err)) {
+        if (validate_elf(m, err)) { // the member's bytes, not the archive's: the walk goes on
             md_elf_close(m);
-            ar->archive_done = true;
-            return -1;
+            return 2;
         }
         return 1;
     }

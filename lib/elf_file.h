@@ -78,8 +78,10 @@ void md_elf_close(struct md_elf *e);
 
 // Archive iteration: *member is filled with the next ELF member, validated, and label with
 // "archive(member)", which member->path points to. Returns 1 when a member was produced, 0 at the
-// end, -1 on a corrupt member (err names it; iteration stops). Non-ELF members (LTO bitcode,
-// text) are skipped and counted in *skipped.
+// end, 2 for an ELF member that cannot be read (label names it, err says why; *member is closed
+// and the next call goes on with the member after it), -1 on a corrupt archive (a member header
+// that cannot be read: err names it; iteration stops). Non-ELF members (LTO bitcode, text) are
+// skipped and counted in *skipped.
 int md_archive_next(struct md_elf *archive, struct md_elf *member, char *label, size_t label_size,
                     size_t *skipped, struct md_error *err);
 

@@ -69,12 +69,20 @@ static cJSON *new_entry(struct md_inspector *in, const char *path)
     return entry;
 }
 
-static void add_error(struct md_inspector *in, const char *path, const struct md_error *err)
+// Appends entry (its path and names already set) as one that could not be read.
+static void add_error_to(struct md_inspector *in, cJSON *entry, const struct md_error *err)
 {
-    cJSON *entry = new_entry(in, path);
     cJSON_AddStringToObject(entry, "status", "error");
     cJSON_AddStringToObject(entry, "error", err->msg);
+    cJSON_AddItemToArray(in->files, entry);
     in->errors++;
+}
+
+static void add_error(struct md_inspector *in, const char *path, const struct md_error *err)
+{
+    cJSON *entry = cJSON_CreateObject();
+    cJSON_AddStringToObject(entry, "path", path);
+    add_error_to(in, entry, err);
 }
 
 static cJSON *signature_json(int sig)
@@ -458,43 +466,66 @@ static bool has_allocator_evidence(const cJSON *entry)
            cJSON_GetObjectItemCaseSensitive(entry, "active");
 }
 
+// An archive member's entry: its label ("archive(member)") and the names it is made of.
+static cJSON *member_entry(const char *archive, const char *label)
+{
+    cJSON *entry = cJSON_CreateObject();
+    cJSON_AddStringToObject(entry, "path", label);
+    cJSON_AddStringToObject(entry, "archive", archive);
+    char member[256]; // label is "archive(member)"
+    snprintf(member, sizeof member, "%.*s", (int)(strlen(label) - strlen(archive) - 2),
+             label + strlen(archive) + 1);
+    cJSON_AddStringToObject(entry, "member", member);
+    return entry;
+}
+
+struct member_counts {
+    size_t members, matched, unreadable, skipped;
+};
+
+// One member the walk handed out: rc is md_archive_next's, 1 (m is open) or 2 (err says why it
+// could not be read). Listed are those with allocator evidence and those that could not be read.
+static void inspect_member(struct md_inspector *in, struct md_elf *m, const char *archive,
+                           const char *label, int rc, struct md_error *err, struct member_counts *n)
+{
+    n->members++;
+    cJSON *entry = member_entry(archive, label);
+    bool failed = rc == 2 || describe_elf(in, m, label, entry, err);
+    if (rc == 1)
+        md_elf_close(m);
+    if (failed) {
+        cJSON_Delete(entry);
+        entry = member_entry(archive, label); // describe_elf may have filled some of it
+        n->unreadable++;
+        add_error_to(in, entry, err);
+    } else if (has_allocator_evidence(entry)) {
+        n->matched++;
+        cJSON_AddItemToArray(in->files, entry);
+    } else {
+        cJSON_Delete(entry);
+    }
+}
+
 static void inspect_archive(struct md_inspector *in, struct md_elf *ar, const char *path)
 {
     cJSON *summary = new_entry(in, path);
-    size_t members = 0, matched = 0, skipped = 0;
+    struct member_counts n = {0};
     char label[PATH_MAX + 256];
     struct md_elf m;
     struct md_error err;
     int rc;
-    while ((rc = md_archive_next(ar, &m, label, sizeof label, &skipped, &err)) == 1) {
-        members++;
-        cJSON *entry = cJSON_CreateObject();
-        cJSON_AddStringToObject(entry, "path", label);
-        cJSON_AddStringToObject(entry, "archive", path);
-        char member[256]; // label is "path(member)"
-        snprintf(member, sizeof member, "%.*s", (int)(strlen(label) - strlen(path) - 2),
-                 label + strlen(path) + 1);
-        cJSON_AddStringToObject(entry, "member", member);
-        if (describe_elf(in, &m, label, entry, &err)) {
-            cJSON_Delete(entry);
-            add_error(in, label, &err);
-        } else if (has_allocator_evidence(entry)) {
-            matched++;
-            cJSON_AddItemToArray(in->files, entry);
-        } else {
-            cJSON_Delete(entry);
-        }
-        md_elf_close(&m);
-    }
+    while ((rc = md_archive_next(ar, &m, label, sizeof label, &n.skipped, &err)) > 0)
+        inspect_member(in, &m, path, label, rc, &err, &n);
     cJSON_AddStringToObject(summary, "status", rc < 0 ? "error" : "ok");
     if (rc < 0) {
         cJSON_AddStringToObject(summary, "error", err.msg);
         in->errors++;
     }
     cJSON_AddStringToObject(summary, "kind", "archive");
-    cJSON_AddNumberToObject(summary, "members", (double)members);
-    cJSON_AddNumberToObject(summary, "allocator_members", (double)matched);
-    cJSON_AddNumberToObject(summary, "skipped_members", (double)skipped);
+    cJSON_AddNumberToObject(summary, "members", (double)n.members);
+    cJSON_AddNumberToObject(summary, "allocator_members", (double)n.matched);
+    cJSON_AddNumberToObject(summary, "unreadable_members", (double)n.unreadable);
+    cJSON_AddNumberToObject(summary, "skipped_members", (double)n.skipped);
     cJSON_AddArrayToObject(summary, "findings");
     if (in->opt.expect) // which member a link takes for malloc depends on the link
         expect_not_judged(in, summary,

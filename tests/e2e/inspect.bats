@@ -837,6 +837,34 @@ assert head["skipped_members"]==1 and head["members"]==1, head
 assert head["findings"]==[] and obj["findings"]==[], r["files"]' "$output"
 }
 
+@test "archives: a member that cannot be read is an error of its own; the others and the archive's row stay" {
+    dir=$(mktemp -d)
+    (cd "$dir" && ar x "$OLDPWD/$FX/libc-musl.a" malloc.lo && head -c 1000 "$OLDPWD/$FX/bad/plain.o" >bad.o &&
+        ar rcS mix.a bad.o malloc.lo && ar rcS mix2.a malloc.lo bad.o)
+    run "$T" inspect "$dir/mix.a" "$dir/mix2.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"inspect: $dir/mix.a(bad.o): truncated section header table"* ]]
+    [[ "$output" == *"inspect: $dir/mix2.a(bad.o): truncated section header table"* ]]
+    for a in mix mix2; do
+        [[ "$output" == *"$dir/$a.a "*"archive       1 of 2 members define allocator symbols (1 could not be read)"* ]] || { echo "$output"; return 1; }
+        [[ "$output" == *"$dir/$a.a(malloc.lo) "*"mallocng"* ]] || { echo "$output"; return 1; }
+    done
+    run bash -c '"$1" inspect --json "$2" 2>/dev/null' _ "$T" "$dir/mix.a"
+    rm -rf "$dir"
+    [ "$status" -eq 2 ]
+    python3 -c '
+import json,sys
+r=json.loads(sys.argv[1])
+head,bad,good=r["files"]
+assert head["status"]=="ok" and head["members"]==2 and head["allocator_members"]==1, head
+assert head["unreadable_members"]==1 and head["skipped_members"]==0, head
+assert bad["path"].endswith("mix.a(bad.o)") and bad["status"]=="error", bad
+assert bad["member"]=="bad.o" and bad["archive"]==head["path"], bad
+assert "truncated section header table" in bad["error"], bad
+assert good["member"]=="malloc.lo" and good["allocators"][0]["id"]=="musl-mallocng", good
+assert r["summary"]["errors"]==1 and r["summary"]["files"]==1, r["summary"]' "$output"
+}
+
 @test "--root resolves DT_NEEDED inside a sysroot" {
     root=$(mktemp -d)
     mkdir -p "$root/usr/bin" "$root/opt/alloc" "$root/etc/ld.so.conf.d" "$root/lib/x86_64-linux-gnu"
@@ -1047,6 +1075,33 @@ for x in f["findings"]:
             "$("$T" inspect -v "$FX/$f" | grep 'load order:')" ] || { echo "$f: load order differs"; return 1; }
     done
     [ "$(active_id "$FX/musl-static-sstripped")" = musl-mallocng ]
+}
+
+@test "a program cut short without section headers: its program header table or a segment, exit 2" {
+    dir=$(mktemp -d)
+    ss=$FX/glibc-dynamic-sstripped
+    ms=$FX/musl-static-sstripped
+    head -c 700 "$ss" >"$dir/ss.700" # 13 program headers of 56 bytes at 64 end at 792
+    head -c 65 "$ss" >"$dir/ss.65"
+    head -c 64 "$ss" >"$dir/ss.64" # libelf itself calls this one invalid data
+    head -c 200 "$ms" >"$dir/ms.200" # 6 program headers end at 400
+    head -c 500 "$ms" >"$dir/ms.500" # the table is whole, the segments are not
+    head -c 5000 "$ms" >"$dir/ms.5000"
+    for cut in ss.700:"truncated program header table (13 entries at offset 64, file is 700 bytes)" \
+        ss.65:"truncated program header table (13 entries at offset 64, file is 65 bytes)" \
+        ss.64:"truncated program header table (13 entries at offset 64, file is 64 bytes)" \
+        ms.200:"truncated program header table (6 entries at offset 64, file is 200 bytes)" \
+        ms.500:"truncated: segment 1 ends at " ms.5000:"truncated: segment 1 ends at "; do
+        f=$dir/${cut%%:*}
+        run bash -c '"$1" inspect --json "$2" 2>/dev/null' _ "$T" "$f"
+        [ "$status" -eq 2 ] || { echo "status $status for $f: $output"; return 1; }
+        check_first 'assert f["status"]=="error", f' || return 1
+        run "$T" inspect "$f"
+        [ "${#lines[@]}" -eq 1 ] || { echo "not one line: $output"; return 1; }
+        [[ "$output" == "malloc-doctor: inspect: $f: ${cut#*:}"* ]] || { echo "$output"; return 1; }
+    done
+    [[ "$output" == *", file is 5000 bytes" ]]
+    rm -rf "$dir"
 }
 
 @test "a corrupt PT_DYNAMIC in an sstripped file: one clear line, exit 2, no crash" {
