@@ -187,7 +187,9 @@ static void render_plan(const cJSON *report, bool verbose)
            cJSON_GetObjectItemCaseSensitive(l, "members")->valueint, str_or(l, "target", "?"));
     printf("allocator: %s (%d members)\n", str_or(a, "path", "?"),
            cJSON_GetObjectItemCaseSensitive(a, "members")->valueint);
-    if (!cJSON_GetObjectItemCaseSensitive(report, "remove"))
+    // every key is in the report; "remove" is null unless a plan was made (not when already
+    // patched), and then there is no plan to show
+    if (!cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(report, "remove")))
         return;
     print_members(report, "remove", "members of libc.a (they define the allocator's symbols)",
                   verbose);
