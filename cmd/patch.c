@@ -407,7 +407,9 @@ const struct md_command md_cmd_patch = {
         "a synced temp file and a rename (same mode and owner): an interruption never loses\n"
         "the original. -o over an existing archive keeps it the same way as OUT.orig; -o\n"
         "never replaces a file that is not an archive. Patching twice is a no-op (with -o,\n"
-        "a copy); --restore puts the original back, only over a libc.a this tool patched.\n"
+        "a copy); --restore puts the original back, only over a libc.a this tool patched\n"
+        "and only from the backup it was made from (its last member, malloc-doctor-patch.o,\n"
+        "records the original's size and SHA-256; --backup SUFFIX names another backup).\n"
         "The output is deterministic. glibc's libc.a and non-musl archives are refused.",
     .options = options,
     .exits = MD_EXITS_WITH_CHECKS,
