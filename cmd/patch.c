@@ -187,7 +187,9 @@ static void render_plan(const cJSON *report, bool verbose)
            cJSON_GetObjectItemCaseSensitive(l, "members")->valueint, str_or(l, "target", "?"));
     printf("allocator: %s (%d members)\n", str_or(a, "path", "?"),
            cJSON_GetObjectItemCaseSensitive(a, "members")->valueint);
-    if (!cJSON_GetObjectItemCaseSensitive(report, "remove"))
+    // every key is in the report; "remove" is null unless a plan was made (not when already
+    // patched), and then there is no plan to show
+    if (!cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(report, "remove")))
         return;
     print_members(report, "remove", "members of libc.a (they define the allocator's symbols)",
                   verbose);
@@ -405,7 +407,9 @@ const struct md_command md_cmd_patch = {
         "a synced temp file and a rename (same mode and owner): an interruption never loses\n"
         "the original. -o over an existing archive keeps it the same way as OUT.orig; -o\n"
         "never replaces a file that is not an archive. Patching twice is a no-op (with -o,\n"
-        "a copy); --restore puts the original back, only over a libc.a this tool patched.\n"
+        "a copy); --restore puts the original back, only over a libc.a this tool patched\n"
+        "and only from the backup it was made from (its last member, malloc-doctor-patch.o,\n"
+        "records the original's size and SHA-256; --backup SUFFIX names another backup).\n"
         "The output is deterministic. glibc's libc.a and non-musl archives are refused.",
     .options = options,
     .exits = MD_EXITS_WITH_CHECKS,

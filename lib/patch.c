@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "lib/archive.h"
+#include "lib/patch_mark.h"
 #include "lib/tempfile.h"
 #include "lib/path.h"
 #include "rules/signatures.h"
@@ -1109,23 +1110,45 @@ static int write_bytes(const struct md_patch_options *opt, const struct md_archi
     return rc;
 }
 
+// The mark of the input (lib/patch_mark.h), made like its first member, which --restore checks
+// the backup against.
+static int mark_input(const struct plan *p, struct md_ar_member *mark, struct md_error *err)
+{
+    unsigned char *bytes = NULL;
+    size_t size = 0;
+    struct md_patch_mark m;
+    if (read_file(p->opt->libc, 0, &bytes, &size)) {
+        free(bytes);
+        return md_fail_errno(err, errno, "%s", p->opt->libc);
+    }
+    md_patch_mark_of(bytes, size, &m);
+    free(bytes);
+    return md_patch_mark_member(&p->libc.members[0], &m, mark, err);
+}
+
+// The kept members in their order, then the added ones, then the mark.
 static int write_result(struct plan *p, cJSON *report, struct md_error *err)
 {
-    size_t n = p->libc.count - p->removed_count + p->alloc.count, k = 0;
+    size_t n = p->libc.count - p->removed_count + p->alloc.count + 1, k = 0;
     const struct md_ar_member **order = calloc(n + 1, sizeof *order);
-    if (!order)
-        return md_fail(err, "out of memory");
+    struct md_ar_member mark = {0};
+    if (!order || mark_input(p, &mark, err)) {
+        free(order);
+        return order ? -1 : md_fail(err, "out of memory");
+    }
     for (size_t i = 0; i < p->libc.count; i++)
         if (!p->removed[i])
             order[k++] = &p->libc.members[i];
     for (size_t i = 0; i < p->alloc.count; i++)
         order[k++] = &p->alloc.members[i];
+    order[k++] = &mark;
     unsigned char *buf = NULL;
     size_t size = 0;
     int rc = md_archive_serialize(order, n, &buf, &size, err);
     if (!rc)
         rc = write_bytes(p->opt, &p->alloc, buf, size, n, report, err);
     free(buf), free(order);
+    md_patch_mark_free(&mark);
     return rc;
 }
 
@@ -1279,17 +1302,16 @@ static const char *reason_of(const struct md_error *err, const char *path)
     return prefixed ? err->msg + n + 2 : err->msg;
 }
 
-// Why the archive at path is not what --restore expects there: a libc.a this tool patched
-// (musl's, with musl's own allocator gone) when want_patched, else an unpatched musl libc.a.
-// Fills why and returns true on a mismatch.
-static bool restore_mismatch(const char *path, bool want_patched, char *why, size_t size)
+// Why the archive at path, read into ar (the caller releases it), is not what --restore expects
+// there: a libc.a this tool patched (musl's, with musl's own allocator gone) when want_patched,
+// else an unpatched musl libc.a. Fills why and returns true on a mismatch.
+static bool restore_mismatch(const char *path, struct md_archive *ar, bool want_patched, char *why,
+                             size_t size)
 {
-    struct md_archive ar;
     struct md_error e;
-    bool unreadable = md_archive_read(&ar, path, &e) != 0;
-    enum libc_kind kind = unreadable ? LIBC_NOT_MUSL : libc_kind(&ar);
-    const char *flavor = unreadable ? NULL : musl_flavor(&ar);
-    md_archive_free(&ar);
+    bool unreadable = md_archive_read(ar, path, &e) != 0;
+    enum libc_kind kind = unreadable ? LIBC_NOT_MUSL : libc_kind(ar);
+    const char *flavor = unreadable ? NULL : musl_flavor(ar);
     if (unreadable)
         snprintf(why, size, "%s", reason_of(&e, path));
     else if (kind == LIBC_GLIBC)
@@ -1305,26 +1327,97 @@ static bool restore_mismatch(const char *path, bool want_patched, char *why, siz
     return true;
 }
 
+// A member the plan may have removed: it strongly defines part of musl's allocator, or a malloc
+// function (which one the allocator replaced is not known here).
+static bool allocator_member(const struct md_ar_member *m)
+{
+    for (size_t j = 0; j < m->nsyms; j++) {
+        const struct md_ar_symbol *y = &m->syms[j];
+        if (md_sym_is_def(y->kind) && ((y->kind != MD_SYM_WEAK && is_musl_internal(y->name)) ||
+                                       in_list(malloc_family, y->name)))
+            return true;
+    }
+    return false;
+}
+
+// A libc.a patched before the mark (lib/patch_mark.h), judged by its members: the original's, in
+// order and byte for byte, but for musl's allocator, come first. (Which of the members after them
+// the allocator added is not known, so a member appended to a newer libc.a goes unnoticed.)
+static bool made_from_members(const struct md_archive *patched, const struct md_archive *orig,
+                              char *why, size_t size)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < orig->count; i++) {
+        const struct md_ar_member *m = &orig->members[i];
+        if (j < patched->count && same_member(m, &patched->members[j]))
+            j++;
+        else if (!allocator_member(m)) {
+            snprintf(why, size, "the backup's member %s (#%zu) is not in it", m->name, i);
+            return false;
+        }
+    }
+    return true;
+}
+
+// Whether the patched libc.a was made from the backup: by the mark patch left in it (the
+// original's size and SHA-256), or by its members when an older malloc-doctor patched it.
+static bool made_from(const struct md_archive *patched, const struct md_archive *orig,
+                      const char *backup, char *why, size_t size)
+{
+    struct md_patch_mark want, have;
+    unsigned char *bytes = NULL;
+    size_t n = 0;
+    if (!md_patch_mark_find(patched, &want))
+        return made_from_members(patched, orig, why, size);
+    if (read_file(backup, O_NOFOLLOW, &bytes, &n)) {
+        snprintf(why, size, "the backup cannot be read: %s", strerror(errno));
+        free(bytes);
+        return false;
+    }
+    md_patch_mark_of(bytes, n, &have);
+    free(bytes);
+    if (have.size == want.size && !strcmp(have.sha256, want.sha256))
+        return true;
+    snprintf(why, size, "it was made from a libc.a of %zu bytes, sha256 %s", want.size,
+             want.sha256);
+    return false;
+}
+
 // The rename discards what is at libc, so that must be a libc.a this tool patched (or nothing:
-// then nothing is lost), and what it puts there must be the unpatched musl libc.a.
-static int check_restorable(const char *libc, const char *backup, struct md_error *err)
+// then nothing is lost), and what it puts there must be the unpatched musl libc.a that libc was
+// made from, not an older one a toolchain update left behind.
+static int check_backed_up(const char *libc, const char *backup, struct md_error *err)
 {
     char why[256];
+    struct md_archive patched = {0}, orig = {0};
+    bool have_libc = !access(libc, F_OK);
+    int rc = 0;
+    if (have_libc && restore_mismatch(libc, &patched, true, why, sizeof why))
+        rc = md_fail(err,
+                     "%s: not a libc.a this tool patched (%s); restoring %s would discard it; "
+                     "move it away first",
+                     libc, why, backup);
+    else if (restore_mismatch(backup, &orig, false, why, sizeof why))
+        rc = md_fail(err, "%s: not an unpatched musl libc.a (%s); it stays, and so does %s", backup,
+                     why, libc);
+    else if (have_libc && !made_from(&patched, &orig, backup, why, sizeof why))
+        rc = md_fail(err,
+                     "%s: not patched from %s (%s); both stay: name its backup with --backup "
+                     "SUFFIX, and remove a stale one",
+                     libc, backup, why);
+    md_archive_free(&patched), md_archive_free(&orig);
+    return rc;
+}
+
+static int check_restorable(const char *libc, const char *backup, struct md_error *err)
+{
     struct stat st;
     if (lstat(backup, &st))
         return md_fail_errno(err, errno, "%s: no backup to restore", backup);
     if (not_a_backup(&st))
         return md_fail(err, "%s: %s, not a backup this tool made; it stays, and so does %s", backup,
                        not_a_backup(&st), libc);
-    if (!access(libc, F_OK) && restore_mismatch(libc, true, why, sizeof why))
-        return md_fail(err,
-                       "%s: not a libc.a this tool patched (%s); restoring %s would discard it; "
-                       "move it away first",
-                       libc, why, backup);
-    if (restore_mismatch(backup, false, why, sizeof why))
-        return md_fail(err, "%s: not an unpatched musl libc.a (%s); it stays, and so does %s",
-                       backup, why, libc);
-    return 0;
+    return check_backed_up(libc, backup, err);
 }
 
 // Renames the backup over libc (same bytes, mode and owner), after checking both under the

@@ -7,7 +7,8 @@
 // needs that only a removed member defined must come from the added objects, the malloc API must
 // not shrink, the added objects' own needs must be met, and no symbol may end up defined twice.
 // The result replaces the input atomically (temp file in the same directory, fsync, rename) with
-// the original kept as a backup. Collects into the report model; cmd/patch.c renders it.
+// the original kept as a backup, and a last member that names it (lib/patch_mark.h). Collects
+// into the report model; cmd/patch.c renders it.
 #ifndef MD_PATCH_H
 #define MD_PATCH_H
 
@@ -50,7 +51,8 @@ enum md_patch_result {
 enum md_patch_result md_patch(const struct md_patch_options *opt, cJSON *report,
                               struct md_error *err);
 
-// Puts libc + backup_suffix back in place of libc (a rename: same bytes, mode and owner).
+// Puts libc + backup_suffix back in place of libc (a rename: same bytes, mode and owner), only
+// when libc was made from that backup (the mark's size and SHA-256, lib/patch_mark.h).
 enum md_patch_result md_patch_restore(const struct md_patch_options *opt, cJSON *report,
                                       struct md_error *err);
 

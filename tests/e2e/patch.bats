@@ -190,7 +190,12 @@ PY
     grep -qx clone.lo "$W/members" # other duplicate names survive
     [ "$(grep -cx clone.lo "$W/members")" -eq "$(ar t "$MUSL_LIBC" | grep -cx clone.lo)" ]
     removed=$("$T" patch --dry-run --json "$W/libc.a" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(len(r["remove"]) - len(r["add"]))')
-    [ "$(wc -l <"$W/members")" -eq $(($(ar t "$MUSL_LIBC" | wc -l) - removed)) ]
+    # and the mark of the original, last, which defines nothing
+    [ "$(wc -l <"$W/members")" -eq $(($(ar t "$MUSL_LIBC" | wc -l) - removed + 1)) ]
+    [ "$(tail -1 "$W/members")" = malloc-doctor-patch.o ]
+    ar p "$W/out.a" malloc-doctor-patch.o >"$W/mark.o"
+    [ -z "$(nm "$W/mark.o" 2>/dev/null)" ]
+    [ "$(readelf -p .comment "$W/mark.o" | grep -o 'made from a libc.a of .*')" = "made from a libc.a of $(stat -c %s "$W/libc.a") bytes, sha256 $before" ]
     nm --print-armap "$W/out.a" >"$W/armap" 2>/dev/null
     grep -qx 'malloc in md_musl_lite_malloc.o' "$W/armap"
     grep -qx '__libc_free in md_musl_free.o' "$W/armap"
@@ -257,6 +262,8 @@ PY
     run "$T" patch "$W/libc.a"
     [ "$status" -eq 0 ]
     [[ "$output" == *"already patched"*"nothing to do"* ]]
+    # no plan was made: no empty one is shown (remove 0, add 0, symbols checked: 0)
+    [[ "$output" != *"remove 0"* && "$output" != *"add 0"* && "$output" != *"symbols checked"* ]]
     [ "$(sha "$W/libc.a")" = "$patched" ]
     [ "$(sha "$W/libc.a.orig")" = "$orig" ]
     run "$T" patch --restore "$W/libc.a"
@@ -617,6 +624,52 @@ PY
     [ ! -e "$W/t2.a.orig" ]
 }
 
+@test "--restore after a toolchain update puts back the backup the patch was made from, never an older one" {
+    "$T" patch "$W/libc.a" >/dev/null # keeps libc.a.orig: v1
+    # the update: a new libc.a (v2: one more member), patched again with the README's suffix
+    cp "$MUSL_LIBC" "$W/v2.a"
+    echo 'int new_in_v2(void) { return 2; }' | musl-gcc -c -o "$W/n.o" -x c -
+    ar rs "$W/v2.a" "$W/n.o"
+    cp "$W/v2.a" "$W/libc.a"
+    "$T" patch --backup .orig-new "$W/libc.a" >/dev/null
+    patched=$(sha "$W/libc.a")
+    for dry in "" --dry-run; do
+        run "$T" patch --restore $dry "$W/libc.a"
+        [ "$status" -eq 2 ]
+        [ "${#lines[@]}" -eq 1 ]
+        [ "$output" = "malloc-doctor: patch: $W/libc.a: not patched from $W/libc.a.orig (it was made from a libc.a of $(stat -c %s "$W/v2.a") bytes, sha256 $(sha "$W/v2.a")); both stay: name its backup with --backup SUFFIX, and remove a stale one" ]
+    done
+    "$T" patch --restore --json "$W/libc.a" >"$W/r.json" 2>/dev/null || true
+    [ "$(jq_ "$W/r.json" 'r["status"] + " " + str("not patched from" in r["error"])')" = "refused True" ]
+    [ "$(sha "$W/libc.a")" = "$patched" ]
+    cmp "$W/libc.a.orig" "$MUSL_LIBC"
+    cmp "$W/libc.a.orig-new" "$W/v2.a"
+    run "$T" patch --restore --backup .orig-new "$W/libc.a"
+    [ "$status" -eq 0 ]
+    cmp "$W/libc.a" "$W/v2.a"
+}
+
+@test "--restore of a libc.a patched before the mark checks the backup by its members" {
+    "$T" patch "$W/libc.a" >/dev/null
+    ar d "$W/libc.a" malloc-doctor-patch.o # as an older malloc-doctor wrote it
+    cp "$W/libc.a" "$W/old.a"
+    run "$T" patch --restore --dry-run "$W/libc.a"
+    [ "$status" -eq 0 ]
+    # a backup whose kept member differs is another libc.a
+    cp "$MUSL_LIBC" "$W/other.a"
+    echo 'int abs(int x) { return x < 0 ? -x : x; }' | musl-gcc -O0 -c -o "$W/abs.lo" -x c -
+    ar r "$W/other.a" "$W/abs.lo"
+    cp "$W/other.a" "$W/libc.a.orig"
+    run "$T" patch --restore "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"$W/libc.a: not patched from $W/libc.a.orig (the backup's member abs.lo (#"*") is not in it); both stay"* ]]
+    cmp "$W/libc.a" "$W/old.a"
+    cp "$MUSL_LIBC" "$W/libc.a.orig"
+    run "$T" patch --restore "$W/libc.a"
+    [ "$status" -eq 0 ]
+    cmp "$W/libc.a" "$MUSL_LIBC"
+}
+
 @test "an archive whose member is truncated is refused before libbfd copies it" {
     run "$T" patch --dry-run "$PWD/build/fixtures/bad/truncated-member.a"
     [ "$status" -eq 2 ]
@@ -742,6 +795,7 @@ PY
     [ "$status" -eq 0 ]
     cmp "$W/p/libc.a" "$REF"
     [[ "$output" == *"already patched with this allocator: copied it to $W/p/libc.a"* ]]
+    [[ "$output" != *"remove 0"* && "$output" != *"symbols checked"* ]]
     link_churn "$W/p" "$W/churn"
     run "$W/churn" 2 2000
     [ "$status" -eq 0 ]

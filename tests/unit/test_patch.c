@@ -14,6 +14,9 @@
 #include <cmocka.h>
 
 #include "lib/archive.h"
+#include "lib/elf_file.h"
+#include "lib/patch_mark.h"
+#include "lib/sha256.h"
 
 #define MUSL_LIBC "/usr/lib/x86_64-linux-musl/libc.a"
 
@@ -187,6 +190,58 @@ static void names_the_header_of_a_truncated_copy(void **state)
     free(buf);
 }
 
+// The mark patch adds reads back through the archive reader as an object that defines nothing,
+// and gives back the original's size and SHA-256 (the digest of "abc" is FIPS 180-4's example).
+static void mark_reads_back_and_defines_nothing(void **state)
+{
+    (void)state;
+    struct md_patch_mark mark, found;
+    md_patch_mark_of("abc", 3, &mark);
+    assert_string_equal(mark.sha256,
+                        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    struct md_ar_member member;
+    struct md_error err;
+    assert_int_equal(md_patch_mark_member(&libc.members[0], &mark, &member, &err), 0);
+    const struct md_ar_member *m[] = {&libc.members[0], &member};
+    unsigned char *buf;
+    size_t size;
+    assert_int_equal(md_archive_serialize(m, 2, &buf, &size, &err), 0);
+    char *path = write_temp(buf, size);
+    struct md_archive back;
+    assert_int_equal(md_archive_read(&back, path, &err), 0);
+    assert_int_equal(back.count, 2);
+    assert_string_equal(back.members[1].name, MD_PATCH_MARK_MEMBER);
+    assert_int_equal(back.members[1].nsyms, 0);
+    assert_true(md_patch_mark_find(&back, &found));
+    assert_int_equal(found.size, 3);
+    assert_string_equal(found.sha256, mark.sha256);
+    assert_false(md_patch_mark_find(&libc, &found)); // musl's own libc.a has none
+    md_archive_free(&back);
+    md_patch_mark_free(&member);
+    unlink(path);
+    free(path), free(buf);
+}
+
+// A mark made like a 32-bit big-endian object is a valid ELF file of that kind.
+static void mark_follows_class_and_byte_order(void **state)
+{
+    (void)state;
+    unsigned char header[52] = {0x7f, 'E', 'L', 'F', 1, 2, 1};
+    header[17] = 1; // ET_REL, big-endian
+    header[19] = 8; // EM_MIPS
+    struct md_ar_member like = {.name = "mips.o", .data = header, .size = sizeof header}, member;
+    struct md_patch_mark mark, found;
+    struct md_error err;
+    md_patch_mark_of("", 0, &mark);
+    assert_int_equal(md_patch_mark_member(&like, &mark, &member, &err), 0);
+    assert_int_equal(md_elf_check_image(member.data, member.size, "mark", &err), 0);
+    assert_memory_equal(member.data, header, 20); // ident, ET_REL (0 1: big-endian), machine
+    struct md_archive ar = {.members = &member, .count = 1};
+    assert_true(md_patch_mark_find(&ar, &found));
+    assert_string_equal(found.sha256, mark.sha256);
+    md_patch_mark_free(&member);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -195,6 +250,8 @@ int main(void)
         cmocka_unit_test(symbol_index_points_at_the_defining_member),
         cmocka_unit_test(refuses_what_is_not_an_archive),
         cmocka_unit_test(names_the_header_of_a_truncated_copy),
+        cmocka_unit_test(mark_reads_back_and_defines_nothing),
+        cmocka_unit_test(mark_follows_class_and_byte_order),
     };
     return cmocka_run_group_tests(tests, load_libc, free_libc);
 }
