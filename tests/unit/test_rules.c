@@ -396,6 +396,29 @@ static void md009_faults_beyond_peak_rss(void **state)
     assert_string_equal(on_trace(members), "");
 }
 
+// brk counts as giving memory back only inside free: inside malloc it grows the heap.
+static void md009_brk_that_grows_the_heap_gives_nothing_back(void **state)
+{
+    (void)state;
+    const char *fmt = "\"ops\":{\"total\":100000},\"run\":{\"minor_faults\":1000,"
+                      "\"max_rss_kb\":1000,\"processes\":1},\"syscalls\":[{\"name\":\"munmap\","
+                      "\"count\":2000,\"in_allocator\":0},{\"name\":\"brk\",\"count\":30,"
+                      "\"in_allocator\":%d,\"in_allocator_by_op\":{\"malloc\":%d,\"free\":%d}}]";
+    char members[512];
+    snprintf(members, sizeof members, fmt, 26, 26, 0); // the heap only grew
+    assert_string_equal(on_trace(members), "");
+    snprintf(members, sizeof members, fmt, 32, 16, 16); // free trimmed it 16 times
+    assert_string_equal(on_trace(members), "MD009/warning");
+    snprintf(members, sizeof members, fmt, 32, 17, 15);
+    assert_string_equal(on_trace(members), "");
+    // without attribution a brk cannot be told from growth: only munmap and madvise count
+    snprintf(trace_json, sizeof trace_json,
+             "{\"mode\":\"uprobes\",\"ops\":{\"total\":100000},\"run\":{\"minor_faults\":"
+             "1000,\"max_rss_kb\":1000,\"processes\":1},\"syscalls\":[{\"name\":\"brk\","
+             "\"count\":100,\"in_allocator\":null}]}");
+    assert_string_equal(run_input(NULL, trace_json, 0), "");
+}
+
 static void md010_leaks_at_the_set_size(void **state)
 {
     (void)state;
@@ -532,6 +555,7 @@ int main(void)
         cmocka_unit_test(md007_madvise_storm),
         cmocka_unit_test(md008_brk_churn_beyond_growth),
         cmocka_unit_test(md009_faults_beyond_peak_rss),
+        cmocka_unit_test(md009_brk_that_grows_the_heap_gives_nothing_back),
         cmocka_unit_test(md010_leaks_at_the_set_size),
         cmocka_unit_test(md010_evidence_names_the_top_site),
         cmocka_unit_test(trace_command_is_shell_quoted),
