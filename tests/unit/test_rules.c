@@ -342,6 +342,51 @@ static void md006_mmap_churn_maps_and_unmaps(void **state)
     assert_string_equal(on_trace(members), "");
 }
 
+// The first finding's evidence of a trace report, for the test to read; free with cJSON_Delete.
+static cJSON *first_evidence(const char *trace_json_text, const char *id)
+{
+    cJSON *trace = entry(trace_json_text), *findings = cJSON_CreateArray(), *f, *found = NULL;
+    struct md_rule_input in = {.trace = trace};
+    md_rules_run(&in, findings);
+    cJSON_ArrayForEach(f, findings)
+    {
+        if (!found && !strcmp(cJSON_GetObjectItem(f, "id")->valuestring, id))
+            found = cJSON_Duplicate(f, 1);
+    }
+    cJSON_Delete(trace);
+    cJSON_Delete(findings);
+    assert_non_null(found);
+    return found;
+}
+
+// The length MD006 names is that of the allocator's mappings, not of the program's own.
+static void md006_names_the_allocators_mapping_length(void **state)
+{
+    (void)state;
+    const char *calls = "\"ops\":{\"total\":1000},\"syscalls\":[{\"name\":\"mmap\","
+                        "\"count\":800,\"in_allocator\":200},{\"name\":\"munmap\",\"count\":"
+                        "800,\"in_allocator\":200}],\"mmap_lengths\":[{\"from\":65536,\"to\":"
+                        "131071,\"count\":600},{\"from\":131072,\"to\":262143,\"count\":200}]";
+    char members[1024];
+    snprintf(members, sizeof members,
+             "%s,\"mmap_lengths_in_allocator\":[{\"from\":131072,\"to\":262143,\"count\":"
+             "200}]",
+             calls);
+    cJSON *f = first_evidence(trace_of(members), "MD006");
+    cJSON *ev = cJSON_GetObjectItem(f, "evidence");
+    assert_int_equal(cJSON_GetObjectItem(ev, "length_from")->valueint, 131072);
+    assert_int_equal(cJSON_GetObjectItem(ev, "length_count")->valueint, 200);
+    assert_non_null(strstr(cJSON_GetObjectItem(f, "message")->valuestring,
+                           "100% of these mappings are 131072-262143 B long"));
+    cJSON_Delete(f);
+    // a report without the allocator's lengths names none
+    f = first_evidence(trace_of(calls), "MD006");
+    ev = cJSON_GetObjectItem(f, "evidence");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(ev, "length_from")));
+    assert_null(strstr(cJSON_GetObjectItem(f, "message")->valuestring, " B long"));
+    cJSON_Delete(f);
+}
+
 static void md007_madvise_storm(void **state)
 {
     (void)state;
@@ -552,6 +597,7 @@ int main(void)
         cmocka_unit_test(md005_single_threaded_is_a_warning),
         cmocka_unit_test(md005_futex_wait_share_inside_the_allocator),
         cmocka_unit_test(md006_mmap_churn_maps_and_unmaps),
+        cmocka_unit_test(md006_names_the_allocators_mapping_length),
         cmocka_unit_test(md007_madvise_storm),
         cmocka_unit_test(md008_brk_churn_beyond_growth),
         cmocka_unit_test(md009_faults_beyond_peak_rss),
