@@ -565,6 +565,41 @@ static void keep_memory_tunables_cover_the_largest_request(void **state)
     }
 }
 
+// The tunables keep the sizes that churned: a large block kept for the whole run (one mmap) does
+// not size them, nor put them out of glibc's reach.
+static void keep_memory_tunables_cover_the_sizes_that_churned(void **state)
+{
+    (void)state;
+    const char *requests = "\"requests\":{\"histogram\":[{\"from\":131072,\"to\":262143,"
+                           "\"count\":300},{\"from\":67108864,\"to\":134217727,\"count\":1}]}";
+#define BAND(from, to, calls) "{\"from\":" #from ",\"to\":" #to ",\"memory_syscalls\":" #calls "}"
+    struct {
+        const char *size_bands, *free_bands, *expect;
+    } cases[] = {
+        {BAND(131072, 262143, 300) "," BAND(67108864, 134217727, 1), "",
+         "above the 262160 B chunk of the largest request that churned: "
+         "`GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576:glibc.malloc.trim_threshold="
+         "2097152 prog`"},
+        // the freed blocks' bands only when no request band churned (glibc's madvise in a
+        // thread's arena is made by free alone): a freed mapped block's size is page-rounded
+        {BAND(131072, 262143, 300), BAND(2097152, 4194303, 300), "mmap_threshold=1048576:"},
+        {BAND(131072, 262143, 1), BAND(2097152, 4194303, 100), "mmap_threshold=8388608:"},
+        // no bands (no probe tied the syscalls to calls): the largest request of all
+        {"", "", "need an mmap_threshold above 32 MiB"},
+    };
+#undef BAND
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char members[1024], fix[2048];
+        snprintf(members, sizeof members, "%s,\"size_bands\":[%s],\"free_bands\":[%s]", requests,
+                 cases[i].size_bands, cases[i].free_bands);
+        cJSON *trace = entry(trace_of(members));
+        struct md_rule_input in = {.trace = trace};
+        md_rule_trace_keep_memory(&in, fix, sizeof fix);
+        assert_non_null(strstr(fix, cases[i].expect));
+        cJSON_Delete(trace);
+    }
+}
+
 static void severities_round_trip(void **state)
 {
     (void)state;
@@ -606,6 +641,7 @@ int main(void)
         cmocka_unit_test(md010_evidence_names_the_top_site),
         cmocka_unit_test(trace_command_is_shell_quoted),
         cmocka_unit_test(keep_memory_tunables_cover_the_largest_request),
+        cmocka_unit_test(keep_memory_tunables_cover_the_sizes_that_churned),
         cmocka_unit_test(severities_round_trip),
         cmocka_unit_test(rule_ids_are_unique),
     };
