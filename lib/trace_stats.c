@@ -60,7 +60,8 @@ struct stats {
     struct sys_totals sys[MD_SYS_COUNT];
     uint64_t futex_waits, futex_wait_ns, futex_alloc_waits, futex_alloc_wait_ns;
     uint64_t mmap_len_log2[64];
-    struct size_table requests, frees; // syscalls by request size, and by freed block size
+    uint64_t mmap_len_in_alloc_log2[64]; // of those, the mmaps made inside allocator calls
+    struct size_table requests, frees;   // syscalls by request size, and by freed block size
     struct thread_row *threads;
     size_t thread_count, thread_cap;
     uint64_t joined, outside;
@@ -216,6 +217,8 @@ static void count_event(struct stats *st, const struct md_sys_event *e, const st
     }
     st->joined++;
     t->in_alloc++;
+    if (e->sys == MD_SYS_MMAP && e->length)
+        st->mmap_len_in_alloc_log2[md_probe_log2_bin(e->length)]++;
     t->by_op[in->op < MD_OP_COUNT ? in->op : MD_OP_MALLOC]++;
     struct size_table *table = in->op == MD_OP_FREE ? &st->frees : &st->requests;
     if (in->size < MD_HIST_EXACT) {
@@ -369,12 +372,23 @@ static uint64_t log2_top(int bin)
     return bin >= 63 ? UINT64_MAX : (2ull << bin) - 1;
 }
 
-static void add_mmap_lengths(cJSON *report, const struct stats *st)
+static void add_length_bins(cJSON *report, const char *key, const uint64_t *log2)
 {
-    cJSON *arr = cJSON_AddArrayToObject(report, "mmap_lengths");
+    cJSON *arr = cJSON_AddArrayToObject(report, key);
     for (int b = 0; b < 64; b++)
-        if (st->mmap_len_log2[b])
-            add_range(arr, 1ull << b, log2_top(b), st->mmap_len_log2[b]);
+        if (log2[b])
+            add_range(arr, 1ull << b, log2_top(b), log2[b]);
+}
+
+// attributed: as for add_syscalls. The run's mappings, and those the allocator made: a program
+// that maps its own buffers would otherwise name their length for the allocator's churn (MD006).
+static void add_mmap_lengths(cJSON *report, const struct stats *st, bool attributed)
+{
+    add_length_bins(report, "mmap_lengths", st->mmap_len_log2);
+    if (attributed)
+        add_length_bins(report, "mmap_lengths_in_allocator", st->mmap_len_in_alloc_log2);
+    else
+        cJSON_AddNullToObject(report, "mmap_lengths_in_allocator");
 }
 
 static void add_requests(cJSON *report, const struct probe_totals *p, bool have)
@@ -555,7 +569,7 @@ int md_trace_stats(struct md_trace_input *in, cJSON *report, struct md_error *er
         bool attributed = in->probe && !st->foreign_ops;
         add_syscalls(report, st, ops, attributed);
         add_futex(report, st, in->wall_seconds, ops, attributed);
-        add_mmap_lengths(report, st);
+        add_mmap_lengths(report, st, attributed);
         add_requests(report, &st->probe, in->probe != NULL);
         add_bands(report, "size_bands", st, &st->requests, true);
         add_bands(report, "free_bands", st, &st->frees, false);

@@ -29,8 +29,8 @@ struct md_trace_input {
     uint64_t join_slack_ns;
 };
 
-// Adds "ops", "syscalls", "futex", "mmap_lengths", "threads", "requests", "size_bands",
-// "free_bands" and "attribution" to report.
+// Adds "ops", "syscalls", "futex", "mmap_lengths", "mmap_lengths_in_allocator", "threads",
+// "requests", "size_bands", "free_bands" and "attribution" to report.
 int md_trace_stats(struct md_trace_input *in, cJSON *report, struct md_error *err);
 
 #endif

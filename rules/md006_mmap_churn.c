@@ -19,16 +19,24 @@
 // Fewer maps than this are start-up.
 #define MD006_MIN_MMAPS 64
 
-// The mapping length bucket with the most mmaps: the length being churned.
-static const cJSON *top_length(const cJSON *trace)
+// The mapping length bucket with the most mmaps among the calls counted (attributed: those
+// inside allocator calls, else the run's), the length being churned, and *share: its part of
+// those mmaps. NULL when the report has no lengths for them (an older report without
+// mmap_lengths_in_allocator): the run's would name the program's own buffers' length.
+static const cJSON *top_length(const cJSON *trace, bool attributed, double *share)
 {
+    const cJSON *lengths = cJSON_GetObjectItemCaseSensitive(
+        trace, attributed ? "mmap_lengths_in_allocator" : "mmap_lengths");
     const cJSON *b, *top = NULL;
-    cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(trace, "mmap_lengths"))
+    double all = 0;
+    cJSON_ArrayForEach(b, lengths)
     {
+        all += md_json_get_num(b, "count");
         if (!top || md_json_get_num(b, "count") > md_json_get_num(top, "count"))
             top = b;
     }
-    return top;
+    *share = all > 0 ? md_json_get_num(top, "count") / all : 0;
+    return all > 0 ? top : NULL;
 }
 
 static void check(const struct md_rule *rule, const struct md_rule_input *in, cJSON *findings)
@@ -42,21 +50,20 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
     if (ops <= 0 || maps < MD006_MIN_MMAPS || maps / ops < MD006_MIN_MMAPS_PER_OP ||
         unmaps < MD006_MIN_UNMAP_RATIO * maps)
         return;
-    const cJSON *top = top_length(in->trace);
-    double all_maps = 0;
-    const cJSON *b;
-    cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(in->trace, "mmap_lengths"))
-    {
-        all_maps += md_json_get_num(b, "count");
-    }
+    double share;
+    const cJSON *top = top_length(in->trace, attributed, &share);
+    char lengths[128] = "";
+    if (top)
+        snprintf(lengths, sizeof lengths, "; %.0f%% of the%s mappings are %.0f-%.0f B long",
+                 100 * share, attributed ? "se" : "", md_json_get_num(top, "from"),
+                 md_json_get_num(top, "to"));
     char message[512], fix[2048];
     snprintf(message, sizeof message,
              "%.0f mmap and %.0f munmap calls%s for %.0f allocator operations (%.2f maps per "
-             "1000); %.0f%% of the mappings are %.0f-%.0f B long: the allocator gives these "
-             "blocks back to the OS and maps them again instead of reusing them",
+             "1000)%s: the allocator gives these blocks back to the OS and maps them again "
+             "instead of reusing them",
              maps, unmaps, attributed ? " inside allocator calls" : "", ops, 1000 * maps / ops,
-             all_maps > 0 ? 100 * md_json_get_num(top, "count") / all_maps : 0,
-             md_json_get_num(top, "from"), md_json_get_num(top, "to"));
+             lengths);
     md_rule_trace_keep_memory(in, fix, sizeof fix);
     cJSON *ev = md_finding_add(findings, rule, MD_SEV_WARNING, message, fix);
     cJSON_AddNumberToObject(ev, "mmaps", maps);
@@ -64,9 +71,13 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
     cJSON_AddBoolToObject(ev, "in_allocator", attributed);
     cJSON_AddNumberToObject(ev, "ops", ops);
     cJSON_AddNumberToObject(ev, "mmaps_per_op", maps / ops);
-    cJSON_AddNumberToObject(ev, "length_from", md_json_get_num(top, "from"));
-    cJSON_AddNumberToObject(ev, "length_to", md_json_get_num(top, "to"));
-    cJSON_AddNumberToObject(ev, "length_count", md_json_get_num(top, "count"));
+    // the most common length of those mmaps; null when the report cannot tell it
+    const char *keys[] = {"from", "to", "count"},
+               *names[] = {"length_from", "length_to", "length_count"};
+    for (size_t i = 0; i < 3; i++)
+        cJSON_AddItemToObject(ev, names[i],
+                              top ? cJSON_CreateNumber(md_json_get_num(top, keys[i]))
+                                  : cJSON_CreateNull());
 }
 
 const struct md_rule md_rule_mmap_churn = {

@@ -7,6 +7,7 @@
 // itself: faults of a program that maps and unmaps its own buffers are not the allocator's.
 #include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "lib/report.h"
 #include "rules/rules.h"
@@ -20,17 +21,37 @@
 // Fewer faults than this (4 MiB) are not worth a finding.
 #define MD009_MIN_FAULTS 1000
 #define MD009_PAGE_SIZE 4096.0
-// The allocator gave memory back at least this often (munmap, madvise, brk inside its calls):
+// The allocator gave memory back at least this often (munmap, madvise, and brk inside free):
 // without that the faults are the program's own (its own mappings, files it maps, its stacks),
 // which no allocator setting changes. A churning allocator makes one per round (thousands).
 #define MD009_MIN_RETURNS 16
 
-// The munmap, madvise and brk calls that may have given memory back: inside allocator calls
-// when the run tells them apart (*attributed), else all of them.
+// The brk calls that gave memory back. The report does not say which way a brk moved the break;
+// one made inside free can only have shrunk the heap (glibc trims its top there), while those
+// inside malloc grow it, and inside realloc either. Without attribution none can be told, and
+// growth alone must not count: 0 then.
+static double brk_returns(const cJSON *trace)
+{
+    bool attributed;
+    if (md_rule_trace_syscalls(trace, "brk", &attributed) <= 0 || !attributed)
+        return 0;
+    const cJSON *s;
+    cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(trace, "syscalls"))
+    {
+        const char *name = md_json_get_str(s, "name");
+        if (name && !strcmp(name, "brk"))
+            return md_json_get_num(cJSON_GetObjectItemCaseSensitive(s, "in_allocator_by_op"),
+                                   "free");
+    }
+    return 0;
+}
+
+// The munmap and madvise calls that may have given memory back, inside allocator calls when the
+// run tells them apart (*attributed), else all of them; and the brk calls inside free.
 static double memory_returns(const cJSON *trace, bool *attributed)
 {
-    static const char *const names[] = {"munmap", "madvise", "brk"};
-    double sum = 0;
+    static const char *const names[] = {"munmap", "madvise"};
+    double sum = brk_returns(trace);
     *attributed = true;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         bool inside;
@@ -64,7 +85,7 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
     snprintf(message, sizeof message,
              "%.0f minor page faults for %.0f allocator operations (%.2f per op): %.0f MiB "
              "faulted in, %.0f times the peak RSS of %.0f KiB%s; with %.0f munmap, madvise and "
-             "brk calls%s, freed memory went back to the OS and was faulted in again",
+             "heap-trimming brk calls%s, freed memory went back to the OS and was faulted in again",
              faults, ops, faults / ops, faults * MD009_PAGE_SIZE / (1 << 20), ratio, rss_kb,
              processes > 1 ? " per process or thread" : "", returns,
              attributed ? " inside allocator calls" : " (not told apart from the program's own)");

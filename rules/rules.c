@@ -21,6 +21,8 @@ extern const struct md_rule md_rule_fault_churn;
 extern const struct md_rule md_rule_leaks;
 extern const struct md_rule md_rule_sanitizer;
 
+// one rule a line (clang-format 14 would pack the table in two columns)
+// clang-format off
 const struct md_rule *const md_rules[] = {
     &md_rule_musl_threads,   &md_rule_not_active,
     &md_rule_expect_missing, &md_rule_size_class_overflow,
@@ -29,6 +31,7 @@ const struct md_rule *const md_rules[] = {
     &md_rule_fault_churn,    &md_rule_leaks,
     &md_rule_sanitizer,      NULL,
 };
+// clang-format on
 
 void md_rules_run(const struct md_rule_input *in, cJSON *findings)
 {
@@ -374,6 +377,39 @@ static double largest_size(const cJSON *trace, double *from)
     return largest;
 }
 
+// A size band whose calls made at least this share of the memory syscalls inside allocator calls
+// churns; the rest (a block kept for the whole run: one mmap) need no threshold above them.
+#define KEEP_BAND_SHARE 0.1
+
+// The largest size (the band's top, *from its bottom) among the request size bands that made a
+// substantial share of the memory syscalls inside allocator calls; failing that, among the freed
+// block size bands (glibc's madvise in a thread's arena is made by free alone, its malloc takes
+// the pages back without a syscall). Requests come first: a freed block's size is its chunk's,
+// page-rounded when mapped, which can put a request at the top of its bucket into the next one.
+// 0 when the report has no bands (no probe tied the syscalls to calls).
+static double churned_size(const cJSON *trace, double *from)
+{
+    static const char *const keys[] = {"size_bands", "free_bands"};
+    double all = 0, largest = 0;
+    *from = 0;
+    const cJSON *b;
+    for (size_t i = 0; i < 2; i++)
+        cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(trace, keys[i]))
+        {
+            all += md_json_get_num(b, "memory_syscalls");
+        }
+    for (size_t i = 0; i < 2 && all > 0 && largest == 0; i++)
+        cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(trace, keys[i]))
+        {
+            if (md_json_get_num(b, "memory_syscalls") >= KEEP_BAND_SHARE * all &&
+                md_json_get_num(b, "to") > largest) {
+                largest = md_json_get_num(b, "to");
+                *from = md_json_get_num(b, "from");
+            }
+        }
+    return largest;
+}
+
 // GLIBC_TUNABLES' names that a prescription sets (and drops from a setting it merges into)
 static const char *const keep_tunables[] = {"glibc.malloc.mmap_threshold",
                                             "glibc.malloc.trim_threshold"};
@@ -505,9 +541,13 @@ void md_rule_trace_keep_memory(const struct md_rule_input *in, char *out, size_t
         snprintf(out, size, "%s", replace);
         return;
     }
-    // the threshold must be above the chunk of the largest request (known to its power-of-two
-    // bucket: the bucket's top is taken)
-    double from, largest = largest_size(trace, &from);
+    // the threshold must be above the chunk of the largest request that churned (the sizes
+    // known to their band, or power-of-two bucket: the top is taken); a block kept for the whole
+    // run needs none. Without bands, the largest request of all.
+    double from, largest = churned_size(trace, &from);
+    const char *which = largest > 0 ? " that churned" : "";
+    if (largest <= 0)
+        largest = largest_size(trace, &from);
     unsigned long chunk = glibc_chunk((unsigned long)largest);
     unsigned long threshold = KEEP_MIN;
     while (threshold <= chunk && threshold < GLIBC_MMAP_THRESHOLD_MAX)
@@ -515,24 +555,24 @@ void md_rule_trace_keep_memory(const struct md_rule_input *in, char *out, size_t
     if (glibc_chunk((unsigned long)from) >= GLIBC_MMAP_THRESHOLD_MAX) {
         snprintf(out, size,
                  "glibc's tunables cannot be relied on to keep these blocks: the largest "
-                 "requests (up to %.0f B) make chunks of up to %lu B, which need an "
+                 "requests%s (up to %.0f B) make chunks of up to %lu B, which need an "
                  "mmap_threshold above 32 MiB, and glibc's mallopt() refuses that while some "
                  "glibc versions ignore it in GLIBC_TUNABLES without a word; instead, %s",
-                 largest, chunk, replace);
+                 which, largest, chunk, replace);
         return;
     }
     // the top bucket reaches past glibc's highest threshold, but its sizes may not: that one keeps
     // requests whose chunk is below it (request + 8 rounded up to 16: up to 24 B less)
     char above[256];
     if (threshold > chunk)
-        snprintf(above, sizeof above, "a threshold above the %lu B chunk of the largest request",
-                 chunk);
+        snprintf(above, sizeof above, "a threshold above the %lu B chunk of the largest request%s",
+                 chunk, which);
     else
         snprintf(above, sizeof above,
                  "its highest threshold, 32 MiB, above the chunks of requests up to %lu B (the "
-                 "largest requests are of %.0f to %.0f B: any above %lu B still get a mapping "
+                 "largest requests%s are of %.0f to %.0f B: any above %lu B still get a mapping "
                  "each)",
-                 threshold - GLIBC_SIZE_SZ - GLIBC_ALIGN_MASK - 1, from, largest,
+                 threshold - GLIBC_SIZE_SZ - GLIBC_ALIGN_MASK - 1, which, from, largest,
                  threshold - GLIBC_SIZE_SZ - GLIBC_ALIGN_MASK - 1);
     // a fixed mmap threshold turns glibc's dynamic trim threshold off too: set both, the trim
     // threshold at twice the mmap threshold as glibc's own adjustment does

@@ -415,6 +415,51 @@ static void md006_mmap_churn_maps_and_unmaps(void **state)
     assert_string_equal(on_trace(members), "");
 }
 
+// The first finding's evidence of a trace report, for the test to read; free with cJSON_Delete.
+static cJSON *first_evidence(const char *trace_json_text, const char *id)
+{
+    cJSON *trace = entry(trace_json_text), *findings = cJSON_CreateArray(), *f, *found = NULL;
+    struct md_rule_input in = {.trace = trace};
+    md_rules_run(&in, findings);
+    cJSON_ArrayForEach(f, findings)
+    {
+        if (!found && !strcmp(cJSON_GetObjectItem(f, "id")->valuestring, id))
+            found = cJSON_Duplicate(f, 1);
+    }
+    cJSON_Delete(trace);
+    cJSON_Delete(findings);
+    assert_non_null(found);
+    return found;
+}
+
+// The length MD006 names is that of the allocator's mappings, not of the program's own.
+static void md006_names_the_allocators_mapping_length(void **state)
+{
+    (void)state;
+    const char *calls = "\"ops\":{\"total\":1000},\"syscalls\":[{\"name\":\"mmap\","
+                        "\"count\":800,\"in_allocator\":200},{\"name\":\"munmap\",\"count\":"
+                        "800,\"in_allocator\":200}],\"mmap_lengths\":[{\"from\":65536,\"to\":"
+                        "131071,\"count\":600},{\"from\":131072,\"to\":262143,\"count\":200}]";
+    char members[1024];
+    snprintf(members, sizeof members,
+             "%s,\"mmap_lengths_in_allocator\":[{\"from\":131072,\"to\":262143,\"count\":"
+             "200}]",
+             calls);
+    cJSON *f = first_evidence(trace_of(members), "MD006");
+    cJSON *ev = cJSON_GetObjectItem(f, "evidence");
+    assert_int_equal(cJSON_GetObjectItem(ev, "length_from")->valueint, 131072);
+    assert_int_equal(cJSON_GetObjectItem(ev, "length_count")->valueint, 200);
+    assert_non_null(strstr(cJSON_GetObjectItem(f, "message")->valuestring,
+                           "100% of these mappings are 131072-262143 B long"));
+    cJSON_Delete(f);
+    // a report without the allocator's lengths names none
+    f = first_evidence(trace_of(calls), "MD006");
+    ev = cJSON_GetObjectItem(f, "evidence");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(ev, "length_from")));
+    assert_null(strstr(cJSON_GetObjectItem(f, "message")->valuestring, " B long"));
+    cJSON_Delete(f);
+}
+
 static void md007_madvise_storm(void **state)
 {
     (void)state;
@@ -467,6 +512,29 @@ static void md009_faults_beyond_peak_rss(void **state)
     // the program unmapped its own buffers: the allocator gave nothing back
     snprintf(members, sizeof members, fmt, 100000, 1000, 1000, 1, 8, 7);
     assert_string_equal(on_trace(members), "");
+}
+
+// brk counts as giving memory back only inside free: inside malloc it grows the heap.
+static void md009_brk_that_grows_the_heap_gives_nothing_back(void **state)
+{
+    (void)state;
+    const char *fmt = "\"ops\":{\"total\":100000},\"run\":{\"minor_faults\":1000,"
+                      "\"max_rss_kb\":1000,\"processes\":1},\"syscalls\":[{\"name\":\"munmap\","
+                      "\"count\":2000,\"in_allocator\":0},{\"name\":\"brk\",\"count\":30,"
+                      "\"in_allocator\":%d,\"in_allocator_by_op\":{\"malloc\":%d,\"free\":%d}}]";
+    char members[512];
+    snprintf(members, sizeof members, fmt, 26, 26, 0); // the heap only grew
+    assert_string_equal(on_trace(members), "");
+    snprintf(members, sizeof members, fmt, 32, 16, 16); // free trimmed it 16 times
+    assert_string_equal(on_trace(members), "MD009/warning");
+    snprintf(members, sizeof members, fmt, 32, 17, 15);
+    assert_string_equal(on_trace(members), "");
+    // without attribution a brk cannot be told from growth: only munmap and madvise count
+    snprintf(trace_json, sizeof trace_json,
+             "{\"mode\":\"uprobes\",\"ops\":{\"total\":100000},\"run\":{\"minor_faults\":"
+             "1000,\"max_rss_kb\":1000,\"processes\":1},\"syscalls\":[{\"name\":\"brk\","
+             "\"count\":100,\"in_allocator\":null}]}");
+    assert_string_equal(run_input(NULL, trace_json, 0), "");
 }
 
 static void md010_leaks_at_the_set_size(void **state)
@@ -570,6 +638,41 @@ static void keep_memory_tunables_cover_the_largest_request(void **state)
     }
 }
 
+// The tunables keep the sizes that churned: a large block kept for the whole run (one mmap) does
+// not size them, nor put them out of glibc's reach.
+static void keep_memory_tunables_cover_the_sizes_that_churned(void **state)
+{
+    (void)state;
+    const char *requests = "\"requests\":{\"histogram\":[{\"from\":131072,\"to\":262143,"
+                           "\"count\":300},{\"from\":67108864,\"to\":134217727,\"count\":1}]}";
+#define BAND(from, to, calls) "{\"from\":" #from ",\"to\":" #to ",\"memory_syscalls\":" #calls "}"
+    struct {
+        const char *size_bands, *free_bands, *expect;
+    } cases[] = {
+        {BAND(131072, 262143, 300) "," BAND(67108864, 134217727, 1), "",
+         "above the 262160 B chunk of the largest request that churned: "
+         "`GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576:glibc.malloc.trim_threshold="
+         "2097152 prog`"},
+        // the freed blocks' bands only when no request band churned (glibc's madvise in a
+        // thread's arena is made by free alone): a freed mapped block's size is page-rounded
+        {BAND(131072, 262143, 300), BAND(2097152, 4194303, 300), "mmap_threshold=1048576:"},
+        {BAND(131072, 262143, 1), BAND(2097152, 4194303, 100), "mmap_threshold=8388608:"},
+        // no bands (no probe tied the syscalls to calls): the largest request of all
+        {"", "", "need an mmap_threshold above 32 MiB"},
+    };
+#undef BAND
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char members[1024], fix[2048];
+        snprintf(members, sizeof members, "%s,\"size_bands\":[%s],\"free_bands\":[%s]", requests,
+                 cases[i].size_bands, cases[i].free_bands);
+        cJSON *trace = entry(trace_of(members));
+        struct md_rule_input in = {.trace = trace};
+        md_rule_trace_keep_memory(&in, fix, sizeof fix);
+        assert_non_null(strstr(fix, cases[i].expect));
+        cJSON_Delete(trace);
+    }
+}
+
 static void severities_round_trip(void **state)
 {
     (void)state;
@@ -605,13 +708,16 @@ int main(void)
         cmocka_unit_test(md005_single_threaded_is_a_warning),
         cmocka_unit_test(md005_futex_wait_share_inside_the_allocator),
         cmocka_unit_test(md006_mmap_churn_maps_and_unmaps),
+        cmocka_unit_test(md006_names_the_allocators_mapping_length),
         cmocka_unit_test(md007_madvise_storm),
         cmocka_unit_test(md008_brk_churn_beyond_growth),
         cmocka_unit_test(md009_faults_beyond_peak_rss),
+        cmocka_unit_test(md009_brk_that_grows_the_heap_gives_nothing_back),
         cmocka_unit_test(md010_leaks_at_the_set_size),
         cmocka_unit_test(md010_evidence_names_the_top_site),
         cmocka_unit_test(trace_command_is_shell_quoted),
         cmocka_unit_test(keep_memory_tunables_cover_the_largest_request),
+        cmocka_unit_test(keep_memory_tunables_cover_the_sizes_that_churned),
         cmocka_unit_test(severities_round_trip),
         cmocka_unit_test(rule_ids_are_unique),
     };
