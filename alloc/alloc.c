@@ -24,10 +24,12 @@ MD_NOINLINE void *md_malloc_generic(size_t n)
             return md_enomem();
     }
     void *p;
-    if (n <= MD_LARGE_MAX)
+    if (n <= MD_LARGE_MAX) {
         p = md_page_malloc_slow(h, n);
-    else
+    } else {
+        md_heap_maintain(h); // a program that only makes huge blocks still purges its pages
         p = n > MD_MAX_REQUEST ? NULL : md_huge_alloc(n, MD_ALIGNMENT, 0, false);
+    }
     md_heap_give_back(h, borrowed);
     return p != NULL ? p : md_enomem();
 }

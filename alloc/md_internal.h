@@ -196,6 +196,7 @@ typedef struct {
 // `returned`.
 typedef struct md_heap_s {
     md_page_t *direct[MD_DIRECT_SLOTS]; // size/8 -> page to allocate from (may be md_page_empty)
+    uint32_t local_frees; // the owner's fast-path frees, for the maintenance heartbeat (md_fast.h)
     md_page_queue_t queues[MD_CLASS_COUNT];
     md_outbox_t outbox[MD_OUTBOX_SLOTS]; // remote frees not yet handed over, per owner heap
     // The only fields other threads write, on a line of their own so their pushes do not
@@ -522,6 +523,9 @@ void md_segment_fork_child(void);
 // page.c
 void *md_page_malloc_slow(md_heap_t *h, size_t n);
 void md_page_on_empty(md_heap_t *h, md_page_t *pg);
+// The owner's free fast path, after the block went back: the page emptied, or the maintenance
+// heartbeat (MD_HEARTBEAT_FREES) is due.
+void md_page_free_events(md_heap_t *h, md_page_t *pg);
 bool md_page_grow_block(md_heap_t *h, md_page_t *pg, size_t n);
 void md_page_free_slow(md_page_t *pg, md_block_t *b);
 void md_free_remote(md_heap_t *owner, void *b, size_t block_size);
@@ -536,6 +540,11 @@ void md_heap_give_back(md_heap_t *h, bool borrowed);
 bool md_heap_ready(void);
 void md_heap_thread_exit(md_heap_t *h);
 void md_heap_maintain(md_heap_t *h);
+// Every MD_HEARTBEAT_FREES frees of the owner's fast path: maintenance, for a program whose
+// mallocs and frees all take the fast paths (a steady loop after a big structure was dropped),
+// which would otherwise keep what it freed before until a slow path ran, possibly never. A power
+// of two; the check reads the clock (about 20-50 ns), a few picoseconds per free.
+#define MD_HEARTBEAT_FREES 4096u
 void md_heap_reclaim(void);
 bool md_heap_trim(void);
 void md_fork_prepare(void);

@@ -242,6 +242,14 @@ void md_page_on_empty(md_heap_t *h, md_page_t *pg)
     md_segment_page_free(h, pg);
 }
 
+MD_NOINLINE void md_page_free_events(md_heap_t *h, md_page_t *pg)
+{
+    if (pg->used == 0)
+        md_page_on_empty(h, pg);
+    if ((h->local_frees & (MD_HEARTBEAT_FREES - 1)) == 0)
+        md_heap_maintain(h);
+}
+
 // realloc growing the block of a one-block page (classes above MD_MULTI_BLOCK_MAX): the page takes
 // the class of the new size and, if that needs more slices, the free slices right after it. No
 // copy, and no second page alive during the move. Owner only (the block is live and being

@@ -4,7 +4,7 @@
 # mdalloc's musl archive linked in, and as a static glibc program with mdalloc's glibc archive. The archive is linked whole: libc.a members that
 # come later (stdio calling realloc, say) must find mdalloc's symbols already defined rather than
 # pull in musl's own malloc.
-MD_TEST_PROGS := conformance stress fork_mt churn_rss boundaries misuse purge dirty_reuse oom_reclaim fresh_purge realloc_grow realloc_shrink huge_purge limits
+MD_TEST_PROGS := conformance stress fork_mt churn_rss boundaries misuse purge dirty_reuse oom_reclaim fresh_purge realloc_grow realloc_shrink huge_purge limits steady_purge
 # Programs of glibc's extensions (malloc_trim), which musl does not have.
 MD_TEST_GLIBC_PROGS := trim
 MD_TEST_CFLAGS := -std=c11 -O2 -g $(WARN) -pthread

@@ -92,6 +92,18 @@ ends_ok() {
 @test "purge: freed huge blocks do not stay resident, realloc shrink, glibc preload" { ends_ok glibc huge_purge shrink; }
 @test "purge: freed huge blocks do not stay resident, realloc shrink, static musl" { ends_ok static huge_purge shrink; }
 
+# Memory a program dropped is given back while a steady loop runs whose calls all take the fast
+# paths or are huge blocks (tests/alloc/steady_purge.c): the purge ran only on a slow path, so it
+# stayed resident for as long as the loop ran (400 MB for 3 s and more, acceptance in session 19).
+@test "purge: a steady loop of fast-path calls after a big free gives the memory back, glibc preload" {
+    ends_ok glibc steady_purge small
+    ends_ok glibc steady_purge huge
+}
+@test "purge: a steady loop of fast-path calls after a big free gives the memory back, static musl" {
+    ends_ok static steady_purge small
+    ends_ok static steady_purge huge
+}
+
 # huge_reuse FLAVOR WHAT OP LIMIT: runs `huge_purge reuse` (a filled 32 MiB block freed and
 # allocated again 200 times, then freed) and checks WHAT (calls: madvise calls; rss: KB resident
 # after the last free) OP LIMIT, e.g. `huge_reuse glibc calls -le 12`
