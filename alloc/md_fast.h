@@ -83,11 +83,8 @@ static MD_ALWAYS_INLINE void md_free_fast(void *p, enum md_op op)
                 md_debug_block_freed(pg, b);
                 b->link = md_link_encode(b, pg->free);
                 pg->free = b;
-                // one call for both events, so that nothing is live across a call and the fast
-                // path saves no register (a push and pop cost 5% of a malloc/free pair here)
-                uint32_t frees = ++owner->local_frees;
-                if (MD_UNLIKELY(--pg->used == 0 || (frees & (MD_HEARTBEAT_FREES - 1)) == 0))
-                    md_page_free_events(owner, pg);
+                if (MD_UNLIKELY(--pg->used == 0))
+                    md_page_emptied_by_free(owner, pg);
                 return;
             }
         } else {
