@@ -45,10 +45,13 @@ static int check_phdr_extent(const struct md_elf *e, size_t phnum, struct md_err
 }
 
 // A program or library cut short: a PT_LOAD segment whose bytes in the file pass its end. Core
-// files are left alone (a dump's segments may be cut on purpose), objects have no segments.
+// files are left alone (a dump's segments may be cut on purpose), objects have no segments, and
+// so is a file with section headers: the table at its end tells a cut (check_tables), and a
+// separate debug file (objcopy --only-keep-debug) keeps the program's headers over sections it
+// emptied (SHT_NOBITS), so its segments pass its end by design.
 static int check_segments(const struct md_elf *e, struct md_error *err)
 {
-    if (e->ehdr.e_type != ET_EXEC && e->ehdr.e_type != ET_DYN)
+    if ((e->ehdr.e_type != ET_EXEC && e->ehdr.e_type != ET_DYN) || e->ehdr.e_shnum)
         return 0;
     for (size_t i = 0; i < e->phnum; i++) {
         GElf_Phdr ph;

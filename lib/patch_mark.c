@@ -129,6 +129,23 @@ void md_patch_mark_free(struct md_ar_member *m)
     *m = (struct md_ar_member){0};
 }
 
+// "N bytes, sha256 HEX" after the mark's text (the archive is untrusted: no sscanf %zu, whose
+// behaviour is undefined for a number out of range).
+static bool parse_mark(const char *s, struct md_patch_mark *mark)
+{
+    static const char middle[] = " bytes, sha256 ";
+    size_t digits = strspn(s, "0123456789");
+    if (digits == 0 || digits > 19 || strncmp(s + digits, middle, strlen(middle)))
+        return false;
+    const char *hex = s + digits + strlen(middle);
+    if (strspn(hex, "0123456789abcdef") != 64)
+        return false;
+    mark->size = (size_t)strtoull(s, NULL, 10);
+    memcpy(mark->sha256, hex, 64);
+    mark->sha256[64] = 0;
+    return true;
+}
+
 bool md_patch_mark_find(const struct md_archive *ar, struct md_patch_mark *mark)
 {
     for (size_t i = ar->count; i-- > 0;) {
@@ -138,9 +155,7 @@ bool md_patch_mark_find(const struct md_archive *ar, struct md_patch_mark *mark)
                              : memmem(m->data, m->size, MARK_TEXT, strlen(MARK_TEXT));
         // the text ends in a NUL well before the member does (the names and headers follow)
         if (at && memchr(at, 0, m->size - (size_t)(at - (const char *)m->data)) &&
-            sscanf(at + strlen(MARK_TEXT), "%zu bytes, sha256 %64[0-9a-f]", &mark->size,
-                   mark->sha256) == 2 &&
-            strlen(mark->sha256) == 64)
+            parse_mark(at + strlen(MARK_TEXT), mark))
             return true;
     }
     return false;

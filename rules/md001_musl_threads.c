@@ -7,6 +7,7 @@
 // allocate little. With a trace of the program it becomes an error when the trace shows the cost:
 // futex waits per allocator operation, the share of wall time blocked in them, or the share of
 // CPU spent in the allocator.
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -122,7 +123,7 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
         return;
     const char *family = md_rule_active_family(in->file);
     const char *kind = md_json_get_str(in->file, "kind");
-    char threads[128];
+    char threads[PATH_MAX + 128]; // "pthread_create, imported by LIBRARY"
     if (!family || strcmp(family, "musl") || !kind || !starts_threads(in, threads, sizeof threads))
         return;
     if (!strcmp(kind, "shared-object")) // a library (musl's libc.so itself): no program to fix

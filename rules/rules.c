@@ -154,12 +154,14 @@ size_t md_rule_trace_threads_in_process(const cJSON *trace)
 {
     const cJSON *threads = cJSON_GetObjectItemCaseSensitive(trace, "threads"), *t, *u;
     const cJSON *run = cJSON_GetObjectItemCaseSensitive(trace, "run");
+    if (md_json_get_num(run, "processes") == 1) // one process holds them all, pid or not
+        return (size_t)cJSON_GetArraySize(threads);
     size_t most = 0;
     cJSON_ArrayForEach(t, threads)
     {
         const cJSON *pid = cJSON_GetObjectItemCaseSensitive(t, "pid");
-        if (!cJSON_IsNumber(pid)) // no pids: one process holds them all, or it cannot be told
-            return md_json_get_num(run, "processes") == 1 ? (size_t)cJSON_GetArraySize(threads) : 0;
+        if (!cJSON_IsNumber(pid)) // a thread that made no counted call: whose, is not known
+            continue;
         size_t same = 0;
         cJSON_ArrayForEach(u, threads)
         {
@@ -398,15 +400,22 @@ static double churned_size(const cJSON *trace, double *from)
         {
             all += md_json_get_num(b, "memory_syscalls");
         }
+    const cJSON *most = NULL; // when the churn is spread so thin that no band has its share
     for (size_t i = 0; i < 2 && all > 0 && largest == 0; i++)
         cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(trace, keys[i]))
         {
-            if (md_json_get_num(b, "memory_syscalls") >= KEEP_BAND_SHARE * all &&
-                md_json_get_num(b, "to") > largest) {
+            double calls = md_json_get_num(b, "memory_syscalls");
+            if (!most || calls > md_json_get_num(most, "memory_syscalls"))
+                most = b;
+            if (calls >= KEEP_BAND_SHARE * all && md_json_get_num(b, "to") > largest) {
                 largest = md_json_get_num(b, "to");
                 *from = md_json_get_num(b, "from");
             }
         }
+    if (largest == 0 && most && md_json_get_num(most, "memory_syscalls") > 0) {
+        largest = md_json_get_num(most, "to");
+        *from = md_json_get_num(most, "from");
+    }
     return largest;
 }
 

@@ -64,8 +64,8 @@ double md_rule_trace_program_samples(const cJSON *trace);
 // cannot have waited on an allocator lock for another thread. False when it cannot be told.
 bool md_rule_trace_single_threaded(const cJSON *trace);
 // The most threads the trace saw in one process (threads that made a counted call or a recorded
-// syscall): by pid, or all of them when the run had one process and no pids are known (no probe:
-// a stripped static program). 0 when it cannot be told.
+// syscall): all of them when the run had one process, else by pid (a thread without one, which
+// made no counted call, is not counted). 0 when it cannot be told.
 size_t md_rule_trace_threads_in_process(const cJSON *trace);
 // The traced command line, shell-quoted where needed, for prescriptions; one longer than
 // MD_RULE_COMMAND_MAX bytes becomes "PROGRAM ..." (its arguments elided), so the prescriptions

@@ -222,6 +222,31 @@ static void mark_reads_back_and_defines_nothing(void **state)
     free(path), free(buf);
 }
 
+// FIPS 180-4 / NIST test vectors: the empty input, a tail of 56 bytes (the length needs a second
+// block), a million bytes (many blocks); and tails of 55, 63 and 64 bytes (sha256sum's digests).
+static void sha256_known_vectors(void **state)
+{
+    (void)state;
+    char hex[65];
+    md_sha256_hex("", 0, hex);
+    assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    md_sha256_hex(two, strlen(two), hex);
+    assert_string_equal(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    char *million = malloc(1000000);
+    assert_non_null(million);
+    memset(million, 'a', 1000000);
+    md_sha256_hex(million, 1000000, hex);
+    assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    md_sha256_hex(million, 55, hex);
+    assert_string_equal(hex, "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318");
+    md_sha256_hex(million, 63, hex);
+    assert_string_equal(hex, "7d3e74a05d7db15bce4ad9ec0658ea98e3f06eeecf16b4c6fff2da457ddc2f34");
+    md_sha256_hex(million, 64, hex);
+    assert_string_equal(hex, "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb");
+    free(million);
+}
+
 // A mark made like a 32-bit big-endian object is a valid ELF file of that kind.
 static void mark_follows_class_and_byte_order(void **state)
 {
@@ -251,6 +276,7 @@ int main(void)
         cmocka_unit_test(refuses_what_is_not_an_archive),
         cmocka_unit_test(names_the_header_of_a_truncated_copy),
         cmocka_unit_test(mark_reads_back_and_defines_nothing),
+        cmocka_unit_test(sha256_known_vectors),
         cmocka_unit_test(mark_follows_class_and_byte_order),
     };
     return cmocka_run_group_tests(tests, load_libc, free_libc);

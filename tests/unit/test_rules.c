@@ -289,6 +289,10 @@ static void md001_threads_seen_by_the_trace(void **state)
     const char *forked = "\"run\":{\"processes\":2},\"threads\":[{\"tid\":10,\"pid\":null},"
                          "{\"tid\":11,\"pid\":null}]";
     assert_string_equal(run_input(stripped, musl_trace(forked), 0), "");
+    // a thread without a pid (it made no counted call) does not hide another process's two
+    const char *mixed = "\"run\":{\"processes\":2},\"threads\":[{\"tid\":9,\"pid\":null},"
+                        "{\"tid\":10,\"pid\":10},{\"tid\":11,\"pid\":10}]";
+    assert_string_equal(run_input(stripped, musl_trace(mixed), 0), "MD001/warning");
 }
 
 // One allocating thread per process: the allocator's CPU share is its own work, not waiting.
