@@ -235,6 +235,8 @@ static bool alloc_defines(const struct plan *p, const char *name)
 }
 
 // Why a member goes: the first global it defines that the allocator replaces; NULL if it stays.
+// p NULL: the allocator is not known (--restore judging an older result), so it may have replaced
+// any malloc function.
 static const char *removal_reason(const struct plan *p, const struct md_ar_member *m)
 {
     for (size_t j = 0; j < m->nsyms; j++) {
@@ -244,7 +246,7 @@ static const char *removal_reason(const struct plan *p, const struct md_ar_membe
         // a weak internal is a stub for when the allocator is absent (fork.lo's
         // __malloc_atfork): it stays, and the added strong definition wins at link time
         if ((y->kind != MD_SYM_WEAK && is_musl_internal(y->name)) ||
-            (in_list(malloc_family, y->name) && alloc_defines(p, y->name)))
+            (in_list(malloc_family, y->name) && (!p || alloc_defines(p, y->name))))
             return y->name;
     }
     return NULL;
@@ -1327,19 +1329,6 @@ static bool restore_mismatch(const char *path, struct md_archive *ar, bool want_
     return true;
 }
 
-// A member the plan may have removed: it strongly defines part of musl's allocator, or a malloc
-// function (which one the allocator replaced is not known here).
-static bool allocator_member(const struct md_ar_member *m)
-{
-    for (size_t j = 0; j < m->nsyms; j++) {
-        const struct md_ar_symbol *y = &m->syms[j];
-        if (md_sym_is_def(y->kind) && ((y->kind != MD_SYM_WEAK && is_musl_internal(y->name)) ||
-                                       in_list(malloc_family, y->name)))
-            return true;
-    }
-    return false;
-}
-
 // A libc.a patched before the mark (lib/patch_mark.h), judged by its members: the original's, in
 // order and byte for byte, but for musl's allocator, come first. (Which of the members after them
 // the allocator added is not known, so a member appended to a newer libc.a goes unnoticed.)
@@ -1351,7 +1340,7 @@ static bool made_from_members(const struct md_archive *patched, const struct md_
         const struct md_ar_member *m = &orig->members[i];
         if (j < patched->count && same_member(m, &patched->members[j]))
             j++;
-        else if (!allocator_member(m)) {
+        else if (!removal_reason(NULL, m)) { // a member the plan may have removed
             snprintf(why, size, "the backup's member %s (#%zu) is not in it", m->name, i);
             return false;
         }

@@ -24,12 +24,18 @@ extern const struct md_rule md_rule_sanitizer;
 // one rule a line (clang-format 14 would pack the table in two columns)
 // clang-format off
 const struct md_rule *const md_rules[] = {
-    &md_rule_musl_threads,   &md_rule_not_active,
-    &md_rule_expect_missing, &md_rule_size_class_overflow,
-    &md_rule_lock_hotspot,   &md_rule_mmap_churn,
-    &md_rule_madvise_storm,  &md_rule_brk_churn,
-    &md_rule_fault_churn,    &md_rule_leaks,
-    &md_rule_sanitizer,      NULL,
+    &md_rule_musl_threads,
+    &md_rule_not_active,
+    &md_rule_expect_missing,
+    &md_rule_size_class_overflow,
+    &md_rule_lock_hotspot,
+    &md_rule_mmap_churn,
+    &md_rule_madvise_storm,
+    &md_rule_brk_churn,
+    &md_rule_fault_churn,
+    &md_rule_leaks,
+    &md_rule_sanitizer,
+    NULL,
 };
 // clang-format on
 

@@ -187,6 +187,23 @@ static void md004_narrow_band_with_most_syscalls(void **state)
     assert_string_equal(fired_on_trace(octave), "");
 }
 
+// The first finding's evidence of a trace report, for the test to read; free with cJSON_Delete.
+static cJSON *first_evidence(const char *trace_json_text, const char *id)
+{
+    cJSON *trace = entry(trace_json_text), *findings = cJSON_CreateArray(), *f, *found = NULL;
+    struct md_rule_input in = {.trace = trace};
+    md_rules_run(&in, findings);
+    cJSON_ArrayForEach(f, findings)
+    {
+        if (!found && !strcmp(cJSON_GetObjectItem(f, "id")->valuestring, id))
+            found = cJSON_Duplicate(f, 1);
+    }
+    cJSON_Delete(trace);
+    cJSON_Delete(findings);
+    assert_non_null(found);
+    return found;
+}
+
 // The boundary MD004 names is the power of two inside the band, or none.
 static const char *md004_boundary(int from, int to)
 {
@@ -197,16 +214,12 @@ static const char *md004_boundary(int from, int to)
              "\"memory_syscalls\":890,\"memory_syscall_share\":0.49,"
              "\"syscalls\":{\"mmap\":890}}],\"syscalls\":[{\"name\":\"munmap\",\"count\":880}]}",
              from, to);
-    cJSON *trace = entry(json), *findings = cJSON_CreateArray();
-    struct md_rule_input in = {.trace = trace};
-    md_rules_run(&in, findings);
-    const cJSON *f = cJSON_GetArrayItem(findings, 0);
+    cJSON *f = first_evidence(json, "MD004");
     const cJSON *b = cJSON_GetObjectItem(cJSON_GetObjectItem(f, "evidence"), "boundary");
-    snprintf(out, sizeof out, "%s", !f ? "none" : cJSON_IsNumber(b) ? "" : "null");
+    snprintf(out, sizeof out, "%s", cJSON_IsNumber(b) ? "" : "null");
     if (cJSON_IsNumber(b))
         snprintf(out, sizeof out, "%.0f", b->valuedouble);
-    cJSON_Delete(trace);
-    cJSON_Delete(findings);
+    cJSON_Delete(f);
     return out;
 }
 
@@ -417,23 +430,6 @@ static void md006_mmap_churn_maps_and_unmaps(void **state)
     // only the calls inside the allocator count when the trace could tell: 900 outside
     snprintf(members, sizeof members, fmt, 32000, 0, 0, 900);
     assert_string_equal(on_trace(members), "");
-}
-
-// The first finding's evidence of a trace report, for the test to read; free with cJSON_Delete.
-static cJSON *first_evidence(const char *trace_json_text, const char *id)
-{
-    cJSON *trace = entry(trace_json_text), *findings = cJSON_CreateArray(), *f, *found = NULL;
-    struct md_rule_input in = {.trace = trace};
-    md_rules_run(&in, findings);
-    cJSON_ArrayForEach(f, findings)
-    {
-        if (!found && !strcmp(cJSON_GetObjectItem(f, "id")->valuestring, id))
-            found = cJSON_Duplicate(f, 1);
-    }
-    cJSON_Delete(trace);
-    cJSON_Delete(findings);
-    assert_non_null(found);
-    return found;
 }
 
 // The length MD006 names is that of the allocator's mappings, not of the program's own.
