@@ -357,6 +357,8 @@ int md_elf_interpreter(struct md_elf *e, const char **interp, struct md_error *e
         GElf_Phdr ph;
         if (!gelf_getphdr(e->elf, (int)i, &ph) || ph.p_type != PT_INTERP)
             continue;
+        if (!ph.p_filesz) // a separate debug file keeps the header, not the name's bytes
+            continue;
         Elf_Data *d = elf_getdata_rawchunk(e->elf, (int64_t)ph.p_offset, ph.p_filesz, ELF_T_BYTE);
         if (!d || !d->d_size || !memchr(d->d_buf, 0, d->d_size))
             return md_fail(err, "%s: corrupt PT_INTERP segment", e->path);
@@ -568,9 +570,23 @@ int md_elf_dynamic(struct md_elf *e, struct md_dynamic *dyn, struct md_error *er
     return 0;
 }
 
+// objcopy --only-keep-debug and eu-strip -f keep a linked file's section headers but turn the
+// sections it loads into SHT_NOBITS: code that is not there is the mark of such a file.
+static bool is_separate_debug(const struct md_elf *e)
+{
+    for (Elf_Scn *scn = NULL; (scn = elf_nextscn(e->elf, scn));) {
+        GElf_Shdr sh;
+        if (gelf_getshdr(scn, &sh) && sh.sh_type == SHT_NOBITS && (sh.sh_flags & SHF_EXECINSTR))
+            return true;
+    }
+    return false;
+}
+
 enum md_elf_kind md_elf_kind_of(const struct md_elf *e, bool has_interp,
                                 const struct md_dynamic *dyn)
 {
+    if ((e->ehdr.e_type == ET_EXEC || e->ehdr.e_type == ET_DYN) && is_separate_debug(e))
+        return MD_KIND_DEBUG;
     switch (e->ehdr.e_type) {
     case ET_REL:
         return MD_KIND_RELOCATABLE;
@@ -597,6 +613,7 @@ const char *md_elf_kind_name(enum md_elf_kind kind)
         [MD_KIND_STATIC] = "static",           [MD_KIND_STATIC_PIE] = "static-pie",
         [MD_KIND_DYNAMIC] = "dynamic",         [MD_KIND_SHARED] = "shared-object",
         [MD_KIND_RELOCATABLE] = "relocatable", [MD_KIND_OTHER] = "other",
+        [MD_KIND_DEBUG] = "debug-file",
     };
     return names[kind];
 }

@@ -20,6 +20,7 @@ enum md_elf_kind {
     MD_KIND_SHARED,      // a shared library
     MD_KIND_RELOCATABLE, // .o, archive members
     MD_KIND_OTHER,       // core files and the like
+    MD_KIND_DEBUG,       // a separate debug file: a program's symbols without its code
 };
 
 struct md_elf {

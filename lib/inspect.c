@@ -350,9 +350,11 @@ static void active_dynamic(cJSON *entry, const char *path, const struct md_scope
     add_active(entry, &a, NULL, runtime_note);
 }
 
+// What runs: not an object before linking, nor a separate debug file (the program it was split
+// from is what runs, and is judged on its own).
 static bool takes_expect(const char *kind)
 {
-    return strcmp(kind, "relocatable") && strcmp(kind, "other");
+    return strcmp(kind, "relocatable") && strcmp(kind, "other") && strcmp(kind, "debug-file");
 }
 
 // Why no allocator serves the file, or NULL when one may: a library that neither defines malloc
@@ -429,7 +431,9 @@ static int describe_elf(struct md_inspector *in, struct md_elf *e, const char *p
     cJSON_AddStringToObject(entry, "status", "ok");
     add_format(entry, e);
     cJSON_AddStringToObject(entry, "kind", kind_name);
-    bool linked = kind != MD_KIND_RELOCATABLE; // libc and threads are facts of linked files
+    // libc and threads are facts of linked files; a debug file has lost the code and dynamic
+    // section that tell them
+    bool linked = kind != MD_KIND_RELOCATABLE && kind != MD_KIND_DEBUG;
     md_json_str(entry, "libc", linked ? libc : NULL);
     md_json_str(entry, "interpreter", interp);
     cJSON_AddBoolToObject(entry, "stripped", !id.has_symtab);
@@ -447,14 +451,14 @@ static int describe_elf(struct md_inspector *in, struct md_elf *e, const char *p
     struct md_active a;
     if (dynamic) {
         active_dynamic(entry, path, &scope, &id, &in->matcher);
-    } else if (kind != MD_KIND_RELOCATABLE || id.defines_malloc) {
+    } else if (linked || id.defines_malloc) {
         md_active_local(&in->matcher, &id, &a);
         add_active(entry, &a, NULL, NULL);
     }
     check_expect(in, entry, kind_name, nothing_allocates(kind, &id));
     if (takes_expect(kind_name))
         add_findings(in, entry);
-    else // no rule judges an object that is not linked yet; the key is there all the same
+    else // no rule judges an object that is not linked yet, or a debug file; the key stays
         cJSON_AddArrayToObject(entry, "findings");
     md_ident_free(&id);
     return 0;

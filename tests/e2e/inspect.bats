@@ -1108,6 +1108,36 @@ for x in f["findings"]:
     rm -rf "$dir"
 }
 
+@test "separate debug files: kind debug-file, the program's allocator by its symbols, judged by neither --expect nor the rules" {
+    dir=$(mktemp -d)
+    cp "$FX/musl-static" "$FX/mimalloc-dynamic" "$dir/"
+    # the dynamic program's debug file keeps a PT_INTERP without bytes: once refused as corrupt
+    for p in musl-static mimalloc-dynamic; do
+        objcopy --only-keep-debug "$dir/$p" "$dir/$p.debug"
+    done
+    run "$T" inspect --json "$dir/musl-static.debug" "$dir/mimalloc-dynamic.debug"
+    [ "$status" -eq 0 ] || { echo "$output"; return 1; }
+    echo "$output" | python3 -c '
+import json, sys
+s, d = json.load(sys.stdin)["files"]
+for f in (s, d):
+    assert f["status"] == "ok" and f["kind"] == "debug-file", f
+    assert f["libc"] is None and f["threads"] is None and f["interpreter"] is None, f
+    assert f["findings"] == [], f
+assert s["active"]["id"] == "musl-mallocng", s["active"]
+assert d.get("active") is None, d
+' || return 1
+    # a release tree of programs and their debug files: --expect judges the programs only
+    run "$T" inspect -r --expect mdalloc --json "$dir"
+    [ "$status" -eq 1 ] || { echo "status $status: $output"; return 1; }
+    echo "$output" | python3 -c '
+import json, sys
+judged = sorted(f["path"].rsplit("/", 1)[1] for f in json.load(sys.stdin)["files"] if "expect" in f)
+assert judged == ["mimalloc-dynamic", "musl-static"], judged
+' || return 1
+    rm -rf "$dir"
+}
+
 @test "a corrupt PT_DYNAMIC in an sstripped file: one clear line, exit 2, no crash" {
     for what in strtab:"DT_STRTAB is not in the file" \
         strsz:"DT_STRSZ runs past its segment or the end of the file" \
