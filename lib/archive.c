@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "lib/elf_file.h"
+#include "lib/sha256.h"
 
 #define AR_MAGIC "!<arch>\n"
 #define AR_HDR 60
@@ -275,15 +276,38 @@ static void quiet_bfd_end(struct quiet_bfd *q)
     bfd_set_assert_handler(q->assert_fail);
 }
 
+// The SHA-256 of the size bytes of fd, read with pread so that libbfd's offset stays where it is.
+static int digest_fd(int fd, size_t size, const char *path, char hex[65], struct md_error *err)
+{
+    unsigned char *buf = malloc(size ? size : 1);
+    if (!buf)
+        return md_fail(err, "%s: out of memory", path);
+    size_t got = 0;
+    ssize_t n = 1;
+    while (got < size && (n = pread(fd, buf + got, size - got, (off_t)got)) > 0)
+        got += (size_t)n;
+    int rc = 0;
+    if (n < 0)
+        rc = md_fail_errno(err, errno, "%s", path);
+    else if (got < size)
+        rc = md_fail(err, "%s: shrank while being read", path);
+    else
+        md_sha256_hex(buf, size, hex);
+    free(buf);
+    return rc;
+}
+
 // libbfd opens its file blocking: a FIFO would hang there, under patch's directory lock. The file
 // is opened here without blocking and handed to libbfd only when it is a regular file.
-static int read_archive(struct md_archive *ar, const char *path, struct md_error *err)
+static int read_archive(struct md_archive *ar, const char *path, bool digest, struct md_error *err)
 {
     size_t size;
     int fd = md_open_regular(path, NULL, &size, err);
     if (fd < 0)
         return -1;
-    if (check_not_thin(fd, path, err) || check_member_headers(fd, size, path, err)) {
+    ar->file_size = size;
+    if (check_not_thin(fd, path, err) || check_member_headers(fd, size, path, err) ||
+        (digest && digest_fd(fd, size, path, ar->sha256, err))) {
         close(fd);
         return -1;
     }
@@ -300,7 +324,7 @@ static int read_archive(struct md_archive *ar, const char *path, struct md_error
     return rc;
 }
 
-int md_archive_read(struct md_archive *ar, const char *path, struct md_error *err)
+static int read_quietly(struct md_archive *ar, const char *path, bool digest, struct md_error *err)
 {
     *ar = (struct md_archive){.path = strdup(path)};
     if (!ar->path)
@@ -308,9 +332,19 @@ int md_archive_read(struct md_archive *ar, const char *path, struct md_error *er
     bfd_init();
     struct quiet_bfd quiet;
     quiet_bfd_begin(&quiet);
-    int rc = read_archive(ar, path, err);
+    int rc = read_archive(ar, path, digest, err);
     quiet_bfd_end(&quiet);
     return rc;
+}
+
+int md_archive_read(struct md_archive *ar, const char *path, struct md_error *err)
+{
+    return read_quietly(ar, path, false, err);
+}
+
+int md_archive_read_digest(struct md_archive *ar, const char *path, struct md_error *err)
+{
+    return read_quietly(ar, path, true, err);
 }
 
 void md_archive_free(struct md_archive *ar)

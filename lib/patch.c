@@ -1116,15 +1116,8 @@ static int write_bytes(const struct md_patch_options *opt, const struct md_archi
 // the backup against.
 static int mark_input(const struct plan *p, struct md_ar_member *mark, struct md_error *err)
 {
-    unsigned char *bytes = NULL;
-    size_t size = 0;
     struct md_patch_mark m;
-    if (read_file(p->opt->libc, 0, &bytes, &size)) {
-        free(bytes);
-        return md_fail_errno(err, errno, "%s", p->opt->libc);
-    }
-    md_patch_mark_of(bytes, size, &m);
-    free(bytes);
+    md_patch_mark_of(&p->libc, &m);
     return md_patch_mark_member(&p->libc.members[0], &m, mark, err);
 }
 
@@ -1179,7 +1172,7 @@ static void plan_free(struct plan *p)
 
 static int load(struct plan *p, struct md_error *err)
 {
-    if (md_archive_read(&p->libc, p->opt->libc, err) ||
+    if (md_archive_read_digest(&p->libc, p->opt->libc, err) ||
         md_archive_read(&p->alloc, p->opt->allocator, err))
         return -1;
     p->removed = calloc(p->libc.count + 1, sizeof *p->removed);
@@ -1311,7 +1304,9 @@ static bool restore_mismatch(const char *path, struct md_archive *ar, bool want_
                              size_t size)
 {
     struct md_error e;
-    bool unreadable = md_archive_read(ar, path, &e) != 0;
+    // the original's digest, for made_from
+    bool unreadable =
+        (want_patched ? md_archive_read(ar, path, &e) : md_archive_read_digest(ar, path, &e)) != 0;
     enum libc_kind kind = unreadable ? LIBC_NOT_MUSL : libc_kind(ar);
     const char *flavor = unreadable ? NULL : musl_flavor(ar);
     if (unreadable)
@@ -1350,21 +1345,13 @@ static bool made_from_members(const struct md_archive *patched, const struct md_
 
 // Whether the patched libc.a was made from the backup: by the mark patch left in it (the
 // original's size and SHA-256), or by its members when an older malloc-doctor patched it.
-static bool made_from(const struct md_archive *patched, const struct md_archive *orig,
-                      const char *backup, char *why, size_t size)
+static bool made_from(const struct md_archive *patched, const struct md_archive *orig, char *why,
+                      size_t size)
 {
     struct md_patch_mark want, have;
-    unsigned char *bytes = NULL;
-    size_t n = 0;
     if (!md_patch_mark_find(patched, &want))
         return made_from_members(patched, orig, why, size);
-    if (read_file(backup, O_NOFOLLOW, &bytes, &n)) {
-        snprintf(why, size, "the backup cannot be read: %s", strerror(errno));
-        free(bytes);
-        return false;
-    }
-    md_patch_mark_of(bytes, n, &have);
-    free(bytes);
+    md_patch_mark_of(orig, &have);
     if (have.size == want.size && !strcmp(have.sha256, want.sha256))
         return true;
     snprintf(why, size, "it was made from a libc.a of %zu bytes, sha256 %s", want.size,
@@ -1389,7 +1376,7 @@ static int check_backed_up(const char *libc, const char *backup, struct md_error
     else if (restore_mismatch(backup, &orig, false, why, sizeof why))
         rc = md_fail(err, "%s: not an unpatched musl libc.a (%s); it stays, and so does %s", backup,
                      why, libc);
-    else if (have_libc && !made_from(&patched, &orig, backup, why, sizeof why))
+    else if (have_libc && !made_from(&patched, &orig, why, sizeof why))
         rc = md_fail(err,
                      "%s: not patched from %s (%s); both stay: name its backup with --backup "
                      "SUFFIX, and remove a stale one",

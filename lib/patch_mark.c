@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "lib/patch_mark.h"
 
+#include <assert.h>
 #include <elf.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,10 +13,11 @@
 // The .comment text; the size and the digest follow it.
 #define MARK_TEXT "malloc-doctor patch: made from a libc.a of "
 
-void md_patch_mark_of(const void *bytes, size_t size, struct md_patch_mark *mark)
+void md_patch_mark_of(const struct md_archive *orig, struct md_patch_mark *mark)
 {
-    mark->size = size;
-    md_sha256_hex(bytes, size, mark->sha256);
+    assert(orig->sha256[0]); // read with its digest
+    mark->size = orig->file_size;
+    memcpy(mark->sha256, orig->sha256, sizeof mark->sha256);
 }
 
 // An ELF file of like's class (ELF32 or ELF64) and byte order, written field by field.

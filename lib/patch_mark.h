@@ -19,8 +19,8 @@ struct md_patch_mark {
     char sha256[65]; // of its bytes, lowercase hex
 };
 
-// The mark of an original libc.a from its bytes.
-void md_patch_mark_of(const void *bytes, size_t size, struct md_patch_mark *mark);
+// The mark of an original libc.a, read with md_archive_read_digest.
+void md_patch_mark_of(const struct md_archive *orig, struct md_patch_mark *mark);
 
 // Makes the mark member: an ELF relocatable object of like's class, byte order and machine (like
 // is a member of the libc.a, so the mark reads as one of its objects). Fills out, whose name and

@@ -82,7 +82,11 @@ static void written_archive_reads_back_identically(void **state)
     assert_int_equal(md_archive_serialize(m, n, &buf, &size, &err), 0);
     char *path = write_temp(buf, size);
     struct md_archive back;
-    assert_int_equal(md_archive_read(&back, path, &err), 0);
+    assert_int_equal(md_archive_read_digest(&back, path, &err), 0);
+    char want[65]; // the digest of the bytes written, from the same open file the members came from
+    md_sha256_hex(buf, size, want);
+    assert_string_equal(back.sha256, want);
+    assert_int_equal(back.file_size, size);
     assert_int_equal(back.count, n);
     assert_true(back.has_map);
     for (size_t i = 0; i < n; i++) {
@@ -195,10 +199,8 @@ static void names_the_header_of_a_truncated_copy(void **state)
 static void mark_reads_back_and_defines_nothing(void **state)
 {
     (void)state;
-    struct md_patch_mark mark, found;
-    md_patch_mark_of("abc", 3, &mark);
-    assert_string_equal(mark.sha256,
-                        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    struct md_patch_mark mark = {.size = 3}, found;
+    md_sha256_hex("abc", 3, mark.sha256);
     struct md_ar_member member;
     struct md_error err;
     assert_int_equal(md_patch_mark_member(&libc.members[0], &mark, &member, &err), 0);
@@ -255,9 +257,9 @@ static void mark_follows_class_and_byte_order(void **state)
     header[17] = 1; // ET_REL, big-endian
     header[19] = 8; // EM_MIPS
     struct md_ar_member like = {.name = "mips.o", .data = header, .size = sizeof header}, member;
-    struct md_patch_mark mark, found;
+    struct md_patch_mark mark = {.size = 0}, found;
     struct md_error err;
-    md_patch_mark_of("", 0, &mark);
+    md_sha256_hex("", 0, mark.sha256);
     assert_int_equal(md_patch_mark_member(&like, &mark, &member, &err), 0);
     assert_int_equal(md_elf_check_image(member.data, member.size, "mark", &err), 0);
     assert_memory_equal(member.data, header, 20); // ident, ET_REL (0 1: big-endian), machine
