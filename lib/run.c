@@ -174,9 +174,11 @@ static bool same_variable(const char *e, const char *v)
 }
 
 // call->envp: the tool's environment with the n NAME=VALUE entries of set put in (replacing
-// the tool's own of those names), made before the fork: in the forked child, setenv may
-// allocate while the tool has threads. False when out of memory.
-static bool env_with(struct exec_call *call, const char *const *set, size_t n)
+// the tool's own of those names), and without LD_PRELOAD when strace is what runs (the user's
+// goes to the program by -E: loaded into strace, a library such as a heap profiler would run
+// there too); made before the fork: in the forked child, setenv may allocate while the tool has
+// threads. False when out of memory.
+static bool env_with(struct exec_call *call, const char *const *set, size_t n, bool for_strace)
 {
     size_t vars = 0;
     while (environ[vars])
@@ -186,7 +188,7 @@ static bool env_with(struct exec_call *call, const char *const *set, size_t n)
         return false;
     size_t out = 0;
     for (size_t i = 0; i < vars; i++) {
-        bool replaced = false;
+        bool replaced = for_strace && same_variable(environ[i], "LD_PRELOAD=");
         for (size_t k = 0; k < n && !replaced; k++)
             replaced = same_variable(environ[i], set[k]);
         if (!replaced)
@@ -214,7 +216,7 @@ static bool pin_program(struct exec_call *call, const char *program, const char 
         call->path_var = NULL;
         return false;
     }
-    if (!env_with(call, (const char *const *)&call->path_var, 1)) { // then the path as the name
+    if (!env_with(call, (const char *const *)&call->path_var, 1, true)) { // the path as the name
         free(call->path_var);
         call->path_var = NULL;
         return false;
@@ -224,6 +226,19 @@ static bool pin_program(struct exec_call *call, const char *program, const char 
         if (same_variable(environ[i], "PATH="))
             *pin_env = environ[i]; // -E PATH=VALUE: the tool's
     return true;
+}
+
+// The tool's LD_PRELOAD entry when cmd_env does not set that variable: the program gets it from
+// strace by -E (strace's own environment leaves it out). NULL otherwise.
+static const char *user_preload(const char *const *cmd_env)
+{
+    for (const char *const *e = cmd_env; e && *e; e++)
+        if (same_variable(*e, "LD_PRELOAD="))
+            return NULL;
+    for (size_t i = 0; environ[i]; i++)
+        if (same_variable(environ[i], "LD_PRELOAD="))
+            return environ[i];
+    return NULL;
 }
 
 // The command line the child executes: the program's, or strace's: the fixed head, -o FILE, -E
@@ -237,7 +252,7 @@ static int build_argv(const struct md_run_spec *spec, struct exec_call *call, st
     while (spec->argv[args])
         args++;
     size_t head = sizeof strace_head / sizeof strace_head[0];
-    const char **out = calloc(head + 5 + 2 * envs + args + 1, sizeof *out);
+    const char **out = calloc(head + 7 + 2 * envs + args + 1, sizeof *out);
     call->argv = out;
     if (!out)
         return md_fail(err, "%s: out of memory for its arguments", spec->argv[0]);
@@ -252,6 +267,11 @@ static int build_argv(const struct md_run_spec *spec, struct exec_call *call, st
             out[n++] = "-E";
             out[n++] = spec->cmd_env[i];
         }
+        const char *preload = user_preload(spec->cmd_env);
+        if (preload) {
+            out[n++] = "-E";
+            out[n++] = preload;
+        }
         if (!strchr(name, '/') && !pin_program(call, call->program, &pin_env))
             name = call->program;
         if (pin_env) {
@@ -259,7 +279,9 @@ static int build_argv(const struct md_run_spec *spec, struct exec_call *call, st
             out[n++] = pin_env;
         }
         out[n++] = "--";
-    } else if (envs && !env_with(call, spec->cmd_env, envs)) {
+        if (!call->envp && !env_with(call, NULL, 0, true))
+            return md_fail(err, "%s: out of memory for strace's environment", spec->argv[0]);
+    } else if (envs && !env_with(call, spec->cmd_env, envs, false)) {
         return md_fail(err, "%s: out of memory for its environment", spec->argv[0]);
     }
     out[n++] = name;
