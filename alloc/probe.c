@@ -378,8 +378,9 @@ struct call_times {
 // Whether the call that just returned was slow, with its times. Before the probe has attached the
 // threshold is 0 and every call counts as slow, which only the first few calls are; the clock is
 // read here, before attaching makes syscalls of its own. The end stamp's two tick reads may lie
-// at most half the threshold apart: the join allows half of it as slack (200 ns of 400 under
-// perf, 1 us of 2 under strace).
+// at most half the threshold apart (200 ns of 400 under perf, 1 us of 2 under strace), and the
+// duration runs to the later one, so a stall between them can only widen the window at its
+// start.
 static inline bool mark_end(const struct mark *m, struct call_times *t)
 {
     *t = (struct call_times){0};

@@ -66,7 +66,8 @@ struct md_perf {
     size_t sys_id_count;
     // CLOCK_MONOTONIC and CLOCK_REALTIME - CLOCK_MONOTONIC at open and at collect
     int64_t mono_open, offset_open, mono_collect, offset_collect;
-    int wake_fd; // eventfd: md_perf_collect tells the reader to finish
+    int64_t clock_gap_open; // clock_pair's gap at open
+    int wake_fd;            // eventfd: md_perf_collect tells the reader to finish
     pthread_t reader;
     bool reader_running;
     struct md_perf_log log; // written by the reader only until it is joined
@@ -612,9 +613,9 @@ static int open_syscalls(struct md_perf *p, size_t pages, struct md_error *err)
 
 // The monotonic time now and how far CLOCK_REALTIME is ahead of it: of 16 readings
 // (realtime, monotonic, realtime), the one whose two realtime reads are closest, so that a
-// preemption or a VM exit between the reads does not shift every converted time by microseconds
-// (syscalls are joined with slow calls to 200 ns).
-static void clock_pair(int64_t *mono, int64_t *offset)
+// preemption or a VM exit between the reads does not shift every converted time by microseconds.
+// Returns that gap: the offset is its middle, off by at most half of it.
+static int64_t clock_pair(int64_t *mono, int64_t *offset)
 {
     int64_t best_gap = INT64_MAX;
     for (int i = 0; i < 16; i++) {
@@ -629,6 +630,7 @@ static void clock_pair(int64_t *mono, int64_t *offset)
         *mono = (int64_t)md_timespec_ns(m);
         *offset = t0 + (t1 - t0) / 2 - *mono;
     }
+    return best_gap;
 }
 
 // A time from CLOCK_MONOTONIC to CLOCK_REALTIME, with the offset interpolated between the two
@@ -804,7 +806,7 @@ int md_perf_open(struct md_perf **out, pid_t pid, const struct md_perf_options *
     }
     if (opt->futex_waits)
         open_futex(p, pages);
-    clock_pair(&p->mono_open, &p->offset_open);
+    p->clock_gap_open = clock_pair(&p->mono_open, &p->offset_open);
     p->names.futex_ids = p->futex_ids;
     p->names.futex_id_count = p->futex_id_count;
     p->names.sys_enter_ids = p->sys_enter_ids;
@@ -887,7 +889,9 @@ int md_perf_collect(struct md_perf *p, struct md_perf_result *res, struct md_err
     res->kernel_excluded = p->kernel_excluded;
     res->system_wide = p->system_wide;
     res->cpus = (unsigned)p->ring_count;
-    clock_pair(&p->mono_collect, &p->offset_collect);
+    int64_t gap = clock_pair(&p->mono_collect, &p->offset_collect);
+    gap = gap > p->clock_gap_open ? gap : p->clock_gap_open;
+    res->clock_error_ns = gap > 0 ? (uint64_t)(gap + 1) / 2 : 0;
     if (p->log.dropped_other)
         return md_fail(err, "perf: out of memory storing %ju mapping/process records",
                        (uintmax_t)p->log.dropped_other);

@@ -145,6 +145,7 @@ struct md_perf_result {
     uint64_t samples_probe;    // in the preload probe's own code (left out of the total)
     uint64_t samples_lost;     // lost by the kernel (ring full) or over max_record_bytes
     uint64_t throttled;        // times the kernel throttled the sampling rate
+    uint64_t clock_error_ns;   // at most this far off: a time converted to CLOCK_REALTIME
     struct md_perf_func top_alloc[MD_PERF_TOP]; // hottest leaf functions of samples_alloc
     size_t top_alloc_count;
     struct md_perf_func top_all[MD_PERF_TOP]; // hottest leaf functions of samples_total

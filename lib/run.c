@@ -36,9 +36,20 @@
 // taken for a second Ctrl-C. The tool waits as long before passing a first one on.
 #define MD_SIGINT_COPY_SECONDS 0.15
 
+// Times in nanoseconds: strace stamps a syscall while the thread is stopped at its entry, after
+// the code before it and before the code after it, and the probes read the same clock
+// (CLOCK_REALTIME) at a slow call's ends; at whole microseconds (-ttt) a program's syscall just
+// after an allocator call, or one inside the call just after the previous one, could not be told
+// apart from the other side of the boundary.
 static const char *const strace_head[] = {
-    "strace", "-D", "-f", "--seccomp-bpf",
-    "-ttt",   "-T", "-e", "trace=mmap,munmap,mremap,madvise,brk,mprotect,futex",
+    "strace",
+    "-D",
+    "-f",
+    "--seccomp-bpf",
+    "--timestamps=unix,ns",
+    "--syscall-times=ns",
+    "-e",
+    "trace=mmap,munmap,mremap,madvise,brk,mprotect,futex",
 };
 
 static bool is_executable(const char *path)

@@ -37,8 +37,9 @@
 #define MD_SLOW_CALL_NS_PERF 400
 // perf stamps syscalls in ns, a little after the syscall instruction; the probes stamp a slow
 // call's end right after it returns. What is left is the error of converting perf's clock to
-// CLOCK_REALTIME: far below strace's whole microseconds.
-#define MD_JOIN_SLACK_NS_PERF 200
+// CLOCK_REALTIME (md_perf_result.clock_error_ns), and that the kernel stamps perf's records with
+// its NMI-safe copy of CLOCK_MONOTONIC, which can lag the clock user space reads by a few ns.
+#define MD_PERF_FAST_CLOCK_LAG_NS 10
 
 enum trace_mode {
     MODE_PRELOAD, // the probe interposes malloc in a dynamic program
@@ -937,6 +938,12 @@ static int run_and_collect(const struct md_trace_options *opt, struct session *s
 }
 
 // Who counted the calls: the probe, perf's uprobes, or the user's --ops.
+// How far a syscall perf recorded may lie outside a slow call and still be joined with it.
+static uint64_t join_slack_perf(const struct session *s)
+{
+    return s->perf.result.clock_error_ns + MD_PERF_FAST_CLOCK_LAG_NS;
+}
+
 static struct md_trace_input trace_input(const struct md_trace_options *opt, struct session *s,
                                          const struct md_run_result *run, const struct measured *m)
 {
@@ -946,7 +953,7 @@ static struct md_trace_input trace_input(const struct md_trace_options *opt, str
                                               : m->hooks ? "hooks"
                                                          : NULL,
                                 .wall_seconds = run->wall_seconds,
-                                .join_slack_ns = s->perf.syscalls ? MD_JOIN_SLACK_NS_PERF : 0};
+                                .join_slack_ns = s->perf.syscalls ? join_slack_perf(s) : 0};
     if (m->uprobes_counted && !m->probed) {
         memcpy(in.ops, m->perf_ops, sizeof in.ops);
         in.ops_source = "uprobes";

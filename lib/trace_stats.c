@@ -7,9 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-// strace stamps are whole microseconds: an event this close to a slow call's ends still counts
-// as inside it.
-#define MD_JOIN_SLACK_NS 1000
+// A slow call timed by ticks starts at its end minus its duration, which the ticks-per-ns rate
+// measured at attach converts; its start is moved earlier by this share of the duration (1/1024)
+// to cover that rate's error.
+#define MD_TICK_RATE_ERROR_SHIFT 10
 // Request sizes no further apart than this (bytes) make one size band.
 #define MD_BAND_GAP 8
 #define MD_MAX_BANDS 8
@@ -169,6 +170,7 @@ static struct slow_call *slow_calls(const struct md_probe_file *pf, size_t *coun
         if (!log[i].end_realtime_ns) // reserved but never written: the process died in between
             continue;
         uint64_t end = log[i].end_realtime_ns, dur = md_probe_ticks_to_ns(pf, log[i].ticks);
+        dur += dur >> MD_TICK_RATE_ERROR_SHIFT;
         uint64_t start = log[i].start_realtime_ns ? log[i].start_realtime_ns
                          : end > dur              ? end - dur
                                                   : 0;
@@ -238,7 +240,7 @@ static int join(struct stats *st, const struct md_trace_input *input, const stru
         qsort(log->event, log->count, sizeof *log->event, by_tid_ts);
     size_t j = 0;
     struct thread_row *row = NULL;
-    uint64_t slack = input->join_slack_ns ? input->join_slack_ns : MD_JOIN_SLACK_NS;
+    uint64_t slack = input->join_slack_ns;
     for (size_t i = 0; i < log->count; i++) {
         const struct md_sys_event *e = &log->event[i];
         if (!row || row->tid != e->tid) {

@@ -25,7 +25,9 @@ struct md_trace_input {
     uint64_t *futex_waits_by_stack, *futex_ns_by_stack;
     uint32_t stack_slots; // entries in those arrays
     // How far (ns) a syscall may lie outside a slow call's window and still count as inside it:
-    // the error of the two clocks. 0: MD_JOIN_SLACK_NS, strace's.
+    // the error of converting the recorder's clock to CLOCK_REALTIME (perf's). 0 for strace,
+    // which stamps in that clock while the thread is stopped at the syscall: causally between
+    // the call's two ends, or outside them.
     uint64_t join_slack_ns;
 };
 
