@@ -7,12 +7,14 @@
 #include <linux/perf_event.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -714,6 +716,13 @@ static void drain_all(struct md_perf *p)
 static void *reader_main(void *arg)
 {
     struct md_perf *p = arg;
+    // The one thread that must not wait behind the program's: a ring that fills while it waits
+    // loses records (60 threads on 2 CPUs lost 200,000 of 480,000 a run at normal priority, none
+    // at these). It only copies records out and sleeps in poll; without the privilege for either
+    // it runs as it was.
+    struct sched_param fifo = {.sched_priority = 1};
+    if (pthread_setschedparam(pthread_self(), SCHED_FIFO, &fifo))
+        setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), -20);
     struct pollfd *fds = calloc(p->ring_count + 1, sizeof *fds);
     if (!fds)
         return NULL; // collect still drains everything once; only more losses can follow
