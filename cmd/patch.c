@@ -161,9 +161,11 @@ static void print_need(const cJSON *o, const char *arrow, bool verbose)
 static void print_checks(const cJSON *report, bool verbose)
 {
     const cJSON *o;
+    // "checked": what the allocator defines of those; "missing" is a list of its own (also what
+    // the added members need and nothing defines), so not a part of the first count
     int checked = count_of(report, "checked");
     printf("symbols checked: %d that only removed members defined (needed by kept members or "
-           "public API): %d missing, %d defined twice\n",
+           "public API), defined by the allocator; %d missing, %d defined twice\n",
            checked, count_of(report, "missing"), count_of(report, "duplicates"));
     if (verbose || checked <= 24)
         cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(report, "checked"))

@@ -927,8 +927,12 @@ static int sweep_temps(const struct place *pl)
 static char *replaced_path(const char *libc, struct md_error *err)
 {
     struct stat st;
-    char *path = !lstat(libc, &st) && S_ISLNK(st.st_mode) ? realpath(libc, NULL) : strdup(libc);
-    if (!path)
+    bool link = !lstat(libc, &st) && S_ISLNK(st.st_mode);
+    char *path = link ? realpath(libc, NULL) : strdup(libc);
+    if (!path && link && errno == ENOENT) // as cp, not through a link to nothing
+        md_fail(err, "%s: a symbolic link to a file that does not exist; not written through it",
+                libc);
+    else if (!path)
         md_fail_errno(err, errno, "%s", libc);
     return path;
 }
@@ -1374,8 +1378,8 @@ static int check_backed_up(const char *libc, const char *backup, struct md_error
                      "move it away first",
                      libc, why, backup);
     else if (restore_mismatch(backup, &orig, false, why, sizeof why))
-        rc = md_fail(err, "%s: not an unpatched musl libc.a (%s); it stays, and so does %s", backup,
-                     why, libc);
+        rc = md_fail(err, "%s: not an unpatched musl libc.a (%s); it stays%s%s", backup, why,
+                     have_libc ? ", and so does " : "", have_libc ? libc : "");
     else if (have_libc && !made_from(&patched, &orig, why, sizeof why))
         rc = md_fail(err,
                      "%s: not patched from %s (%s); both stay: name its backup with --backup "
@@ -1390,9 +1394,10 @@ static int check_restorable(const char *libc, const char *backup, struct md_erro
     struct stat st;
     if (lstat(backup, &st))
         return md_fail_errno(err, errno, "%s: no backup to restore", backup);
+    bool have_libc = !access(libc, F_OK);
     if (not_a_backup(&st))
-        return md_fail(err, "%s: %s, not a backup this tool made; it stays, and so does %s", backup,
-                       not_a_backup(&st), libc);
+        return md_fail(err, "%s: %s, not a backup this tool made; it stays%s%s", backup,
+                       not_a_backup(&st), have_libc ? ", and so does " : "", have_libc ? libc : "");
     return check_backed_up(libc, backup, err);
 }
 

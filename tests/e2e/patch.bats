@@ -569,7 +569,7 @@ PY
     "$T" patch -o "$W/ok.a" "$W/libc.a" >/dev/null
 }
 
-@test "-o onto a device or a directory is refused; through a symlink it writes the target" {
+@test "-o onto a device or a directory is refused; through a symlink it writes the target, not through a dangling one" {
     # a private copy of /dev/null: renaming the result over it would make it a regular file
     mknod "$W/null" c 1 3 || skip "mknod not permitted"
     run "$T" patch -o "$W/null" "$W/libc.a"
@@ -589,6 +589,12 @@ PY
     "$T" patch -o "$W/link.a" "$W/libc.a" >/dev/null
     [ -L "$W/link.a" ]
     cmp "$W/real.a" "$REF"
+    # a link to nothing is not written through (as cp): said so, not a bare ENOENT
+    ln -s nothere.a "$W/dangling.a"
+    run "$T" patch -o "$W/dangling.a" "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [ "$output" = "malloc-doctor: patch: $W/dangling.a: a symbolic link to a file that does not exist; not written through it" ]
+    [ ! -e "$W/nothere.a" ]
 }
 
 @test "finds mdalloc from any directory: the build tree and an install layout" {
@@ -708,7 +714,14 @@ PY
     cp "$REF" "$W/libc.a.orig"
     run "$T" patch --restore "$W/libc.a"
     [ "$status" -eq 2 ]
-    [[ "$output" == *"$W/libc.a.orig: not an unpatched musl libc.a (musl's allocator is not in it)"* ]]
+    [[ "$output" == *"$W/libc.a.orig: not an unpatched musl libc.a (musl's allocator is not in it); it stays, and so does $W/libc.a" ]]
+    # with no LIBC.a there, only the backup stays
+    mv "$W/libc.a" "$W/libc.a.away"
+    run "$T" patch --restore "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [ "$output" = "malloc-doctor: patch: $W/libc.a.orig: not an unpatched musl libc.a (musl's allocator is not in it); it stays" ]
+    [ ! -e "$W/libc.a" ]
+    mv "$W/libc.a.away" "$W/libc.a"
     # the real pair restores; so does a backup whose LIBC.a is gone (nothing to lose)
     cp "$MUSL_LIBC" "$W/libc.a.orig"
     run "$T" patch --restore "$W/libc.a"
