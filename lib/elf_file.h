@@ -14,7 +14,9 @@
 #include "lib/error.h"
 
 enum md_elf_kind {
-    MD_KIND_STATIC,      // ET_EXEC without an interpreter
+    // ET_EXEC without an interpreter; inspect also gives the static kinds to a program that names
+    // one but needs no library and imports nothing (musl-gcc -static-pie with a libc.a)
+    MD_KIND_STATIC,
     MD_KIND_STATIC_PIE,  // ET_DYN, position independent, no interpreter
     MD_KIND_DYNAMIC,     // an executable with PT_INTERP (PIE or not)
     MD_KIND_SHARED,      // a shared library

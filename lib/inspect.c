@@ -412,6 +412,24 @@ static void add_findings(struct md_inspector *in, cJSON *entry)
     md_rules_run(&input, findings);
 }
 
+// The kind the headers give, corrected by what the symbols show of how the file runs.
+static enum md_elf_kind kind_of(const struct md_elf *e, const char *interp,
+                                const struct md_dynamic *dyn, const struct md_ident *id)
+{
+    enum md_elf_kind kind = md_elf_kind_of(e, interp != NULL, dyn);
+    // A static PIE exports nothing to a dynamic linker; musl's libc.so (also its dynamic linker:
+    // an entry point, no soname, no interpreter) exports malloc and is a library.
+    if (kind == MD_KIND_STATIC_PIE && id->exports_malloc && !(dyn->flags_1 & DF_1_PIE))
+        return MD_KIND_SHARED;
+    // A program that names a loader but needs no library and imports nothing (musl-gcc
+    // -static-pie links libc.a into a PIE and keeps musl's loader) is static at run time: the
+    // loader only relocates it, every call is bound at link time, LD_PRELOAD cannot reach its
+    // malloc. Stripped, its .dynsym says nothing of malloc, so the file's own code must.
+    if (kind == MD_KIND_DYNAMIC && !dyn->needed_count && !id->dynamically_linked)
+        return e->ehdr.e_type == ET_EXEC ? MD_KIND_STATIC : MD_KIND_STATIC_PIE;
+    return kind;
+}
+
 // Fills entry for one ELF object. Returns -1 with err set when the file is unreadable.
 static int describe_elf(struct md_inspector *in, struct md_elf *e, const char *path, cJSON *entry,
                         struct md_error *err)
@@ -422,11 +440,7 @@ static int describe_elf(struct md_inspector *in, struct md_elf *e, const char *p
     if (md_elf_interpreter(e, &interp, err) || md_elf_dynamic(e, &dyn, err) ||
         md_identify(&in->matcher, e, &id, err))
         return -1;
-    enum md_elf_kind kind = md_elf_kind_of(e, interp != NULL, &dyn);
-    // A static PIE exports nothing to a dynamic linker; musl's libc.so (also its dynamic linker:
-    // an entry point, no soname, no interpreter) exports malloc and is a library.
-    if (kind == MD_KIND_STATIC_PIE && id.exports_malloc && !(dyn.flags_1 & DF_1_PIE))
-        kind = MD_KIND_SHARED;
+    enum md_elf_kind kind = kind_of(e, interp, &dyn, &id);
     const char *kind_name = md_elf_kind_name(kind), *libc = libc_of(&id, interp, &dyn);
     cJSON_AddStringToObject(entry, "status", "ok");
     add_format(entry, e);

@@ -218,6 +218,17 @@ static void choose_hooks(struct target *t, const struct md_trace_options *opt)
         snprintf(t->mode_note, sizeof t->mode_note, "not hooked: %s", why.msg);
         return;
     }
+    // musl-gcc -static-pie: libc is linked in, but the loader named relocates the program. The
+    // static probe maps a program the way the kernel does, without running a loader, so it
+    // cannot start one; uprobes find its malloc in the file wherever the loader puts it.
+    const char *interp = md_json_get_str(t->inspect, "interpreter");
+    if (interp) {
+        snprintf(t->mode_note, sizeof t->mode_note,
+                 "not hooked: the program names a loader (%s) that relocates it, and the static "
+                 "probe starts programs without one",
+                 interp);
+        return;
+    }
     t->mode = MODE_HOOKS;
 }
 

@@ -272,12 +272,16 @@ void md_rule_patch_musl(const struct md_rule_input *in, const cJSON *file, char 
 {
     const char *machine =
         md_json_get_str(cJSON_GetObjectItemCaseSensitive(file, "format"), "machine");
+    const char *kind =
+        file ? md_json_get_str(file, "kind") : md_report_program_str(in->trace, "kind");
+    // relinked as it was linked: a PIE stays one (musl-gcc -static-pie)
+    const char *link = kind && !strcmp(kind, "static-pie") ? "-static-pie" : "-static";
     if (!file || (machine && !strcmp(machine, "x86-64")))
         snprintf(out, size,
                  "`mkdir -p ~/musl-mdalloc && %s patch -o ~/musl-mdalloc/libc.a "
-                 "/usr/lib/x86_64-linux-musl/libc.a`, then relink with `musl-gcc -static -L "
+                 "/usr/lib/x86_64-linux-musl/libc.a`, then relink with `musl-gcc %s -L "
                  "~/musl-mdalloc ...`",
-                 md_rule_tool(in));
+                 md_rule_tool(in), link);
     else // mdalloc's embedded build is x86-64 musl's: another target needs its own allocator
         snprintf(out, size,
                  "`%s patch --allocator ALLOCATOR.a -o COPY/libc.a LIBC.a` with the "

@@ -563,17 +563,46 @@ assert s["files"] == len(e) and s["errors"] == sum(f["status"] == "error" for f 
     [ "$shrank" -gt 0 ]
 }
 
-@test "a PIE with its libc linked in that still names a loader (musl-gcc -static-pie) is served by its own malloc" {
-    dir=$BATS_TEST_TMPDIR
-    "$T" patch -o "$dir/libc.a" /usr/lib/x86_64-linux-musl/libc.a >/dev/null
-    musl-gcc -static-pie -fPIE -L "$dir" -o "$dir/prog" tests/fixtures/src/churn.c -lpthread
-    run "$T" inspect --json --expect mdalloc "$dir/prog"
+@test "a PIE with musl's libc.a linked in that still names a loader (musl-gcc -static-pie) is judged as static, stripped or not" {
+    # it needs no library and imports nothing: the loader only relocates it, so its own malloc
+    # serves it; stripped, its .dynsym says nothing of malloc, and its bytes must (was: dynamic,
+    # "no library in the load order defines malloc", threads no, --expect failed; unstripped,
+    # MD001 said to preload mdalloc, which cannot reach a malloc bound at link time)
+    stock=$FX/musl-static-pie-loader
+    md=$FX/patch/churn-musl-static-pie-mdalloc
+    # mdalloc really serves malloc: its banner
+    MDALLOC_VERBOSE=1 run "$md-stripped" 2 100
+    [[ "$output" == *"mdalloc: version"* ]]
+    for f in "$stock" "$stock-stripped" "$md" "$md-stripped"; do
+        expect=musl
+        [[ "$f" == "$md"* ]] && expect=mdalloc
+        run "$T" inspect --json --expect "$expect" "$f"
+        [ "$status" -eq 0 ]
+        check_first "
+stripped = f['stripped']; expect = '$expect'
+assert f['kind'] == 'static-pie' and f['interpreter'] == '/lib/ld-musl-x86_64.so.1', (f['kind'], f['interpreter'])
+assert f['libc'] == 'musl' and not f['needed'] and 'load_order' not in f, f
+assert f['active']['family'] == expect and f['active']['provider'] is None, f['active']
+assert f['active']['confidence'] == ('medium' if stripped else 'high'), f['active']
+assert f['expect']['met'] is True, f['expect']
+# as for a stripped static program: pthread_create leaves no name behind
+assert f['threads'] == ('unknown' if stripped else 'yes'), f['threads']
+ids = [x['id'] for x in f['findings']]
+assert 'MD002' not in ids and 'MD003' not in ids, f['findings']
+assert ids == (['MD001'] if expect == 'musl' and not stripped else []), f['findings']
+for x in f['findings']:
+    assert 'patch -o' in x['fix'] and 'musl-gcc -static-pie -L' in x['fix'], x['fix']
+    assert 'preload' not in x['fix'], x['fix']"
+    done
+    # the stripped program's text report: a static-pie served by mdalloc
+    run "$T" inspect "$md-stripped"
     [ "$status" -eq 0 ]
-    python3 -c '
-import json,sys
-f=json.loads(sys.argv[1])["files"][0]
-assert f["interpreter"] and f["active"]["id"]=="mdalloc", (f["interpreter"], f["active"])
-assert not [x for x in f["findings"] if x["id"] in ("MD002","MD003")], f["findings"]' "$output"
+    [[ "${lines[1]}" == *"static-pie    musl   unknown mdalloc (medium)"* ]]
+    # and the other way round: a stripped stock one is no mdalloc program
+    run "$T" inspect --expect mdalloc "$stock-stripped"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"MD003"*"malloc is served by musl mallocng"* ]]
+    [[ "$output" == *"musl-gcc -static-pie -L ~/musl-mdalloc"* ]]
 }
 
 @test "a glibc program linked with mdalloc's archive is served by mdalloc, stripped or not, dynamic or static" {

@@ -725,6 +725,32 @@ PY
     done
 }
 
+@test "a PIE with musl's libc.a that names a loader (musl-gcc -static-pie): uprobes count, no preload, MD001 says patch" {
+    # static at run time: a preloaded probe never sees its calls (was: preload mode, 0 operations,
+    # for the stripped file), and the static probe cannot start it: the loader must relocate it
+    # (was: the unstripped file's trace failed once inspect called it static)
+    run "$T" trace --json -o "$OUT" -- "$FX/musl-static-pie-loader"
+    [ "$status" -eq 0 ]
+    [ "$output" = "ops 80000" ]
+    python3 -c "
+import json; r=json.load(open('$OUT'))
+assert r['target']['kind'] == 'static-pie', r['target']
+assert r['mode'] == 'uprobes' and 'names a loader (/lib/ld-musl-x86_64.so.1)' in r['mode_note'], (r['mode'], r['mode_note'])
+assert r['ops']['source'] == 'uprobes' and r['ops']['malloc'] == 40000 and r['ops']['free'] == 40000, r['ops']
+md001 = [f for f in r['findings'] if f['id'] == 'MD001']
+assert md001 and 'musl-gcc -static-pie -L ~/musl-mdalloc' in md001[0]['fix'], r['findings']
+assert 'LD_PRELOAD' not in md001[0]['fix'], md001[0]['fix']"
+    run "$T" trace --json -o "$OUT" -- "$FX/musl-static-pie-loader-stripped"
+    [ "$status" -eq 0 ]
+    python3 -c "
+import json; r=json.load(open('$OUT'))
+assert r['target']['kind'] == 'static-pie' and r['mode'] == 'none', (r['target'], r['mode'])
+assert r['run']['exit_code'] == 0, r['run']
+# inspect cannot tell its threads; the trace saw two in one process
+md001 = [f for f in r['findings'] if f['id'] == 'MD001']
+assert md001 and 'musl-gcc -static-pie -L ~/musl-mdalloc' in md001[0]['fix'], r['findings']"
+}
+
 @test "static programs, hooks and uprobes: every aligned entry point is counted once (posix_memalign, memalign, valloc, pvalloc)" {
     for fx in api-calls-static api-calls-musl-static; do
         for mode in hooks uprobes; do
