@@ -115,8 +115,10 @@ seed004() {
     [ "$(q "r['mode']")" = preload ]
     # the toy allocator is not glibc's: its block sizes are asked, not read from chunk headers
     [ "$(q "r['attribution']['free_sizes_from_chunks']")" = False ]
-    # every munmap is the allocator's own, inside free
+    # every munmap is the allocator's own, inside free, and none is tied to a malloc
     [ "$(sys_field munmap in_allocator)" = "$(own munmap)" ]
+    [ "$(q "[s['in_allocator_by_op'] for s in r['syscalls'] if s['name'] == 'munmap'][0]['malloc']")" = 0 ]
+    [ "$(q "sum(b['syscalls']['munmap'] for b in r['size_bands'])")" = 0 ]
     band=$(q "[b for b in r['size_bands'] if b['from']==1016 and b['to']==1024][0]['syscalls']['mmap']")
     mmaps=$(own mmap)
     python3 -c "import sys; b,m=int(sys.argv[1]),int(sys.argv[2]); assert b >= 0.9*m, (b,m)" "$band" "$mmaps"
