@@ -577,6 +577,15 @@ void md_cli_start_on_new_line(void)
         putchar('\n');
 }
 
+int md_cli_write_file(const struct md_command *cmd, const char *name, const char *data, size_t size)
+{
+    struct output o = {.name = name, .saved = -1};
+    if (redirect_stdout(cmd, &o))
+        return -1;
+    fwrite(data, 1, size, stdout);
+    return restore_stdout(cmd, &o);
+}
+
 int md_cli_render(const struct md_command *cmd, const cJSON *report, const char *output, bool json,
                   void (*render_text)(const cJSON *report))
 {

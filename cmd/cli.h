@@ -133,6 +133,11 @@ bool md_cli_files_distinct(const struct md_command *cmd, const struct md_cli_fil
 // (a temporary file is created and removed); prints the error when not.
 bool md_cli_output_usable(const struct md_command *cmd, const char *output);
 
+// Writes size bytes of data to the file name as -o writes a report: whole or not at all (a
+// temporary file renamed over it), the old file kept on failure; -1 after printing the error.
+int md_cli_write_file(const struct md_command *cmd, const char *name, const char *data,
+                      size_t size);
+
 // Prints the report to output (NULL: stdout) as JSON or with render_text; returns -1 after
 // printing an error when output cannot be opened.
 int md_cli_render(const struct md_command *cmd, const cJSON *report, const char *output, bool json,

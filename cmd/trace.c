@@ -69,7 +69,7 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct md
             a->opt.probe_flags |= MD_PROBE_WANT_LEAKS;
             break;
         case OPT_FOLDED:
-            a->opt.folded = arg;
+            a->folded = arg;
             break;
         case OPT_UPROBES:
             a->opt.uprobes = true;
@@ -78,7 +78,7 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct md
             return md_cli_stop(cmd, key, exit_code);
         }
     }
-    if (a->opt.folded && !(a->opt.probe_flags & MD_PROBE_WANT_STACKS)) {
+    if (a->folded && !(a->opt.probe_flags & MD_PROBE_WANT_STACKS)) {
         *exit_code = md_cli_usage_error(cmd, "--folded needs --stacks");
         return false;
     }
@@ -89,7 +89,7 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct md
     if (!md_trace_cli_operands(cmd, argc, argv, a, exit_code))
         return false;
     // a path that cannot be written fails now, not after a long run
-    if (a->opt.folded && !md_cli_output_usable(cmd, a->opt.folded)) {
+    if (a->folded && !md_cli_output_usable(cmd, a->folded)) {
         *exit_code = MD_EXIT_USAGE;
         return false;
     }

@@ -136,7 +136,7 @@ bool md_trace_cli_operands(const struct md_command *cmd, int argc, char **argv,
     // a failing run would replace the baseline it failed against with itself, and folded
     // stacks would replace the report or the baseline (doctor has no --folded: NULL)
     const struct md_cli_file files[] = {
-        {"--baseline", a->gate.baseline}, {"--folded", a->opt.folded}, {"-o", a->output}};
+        {"--baseline", a->gate.baseline}, {"--folded", a->folded}, {"-o", a->output}};
     return md_cli_files_distinct(cmd, files, sizeof files / sizeof files[0], exit_code) &&
            md_cli_gate_valid(cmd, &a->gate, exit_code);
 }
@@ -176,6 +176,15 @@ int md_trace_cli_run(const struct md_command *cmd, const struct md_trace_cli *a,
     md_run_stop_signals(&stop);
     pthread_sigmask(SIG_BLOCK, &stop, &before);
     struct md_trace_options opt = a->opt;
+    // folded stacks are collected in memory and written whole after the report, like -o
+    char *folded = NULL;
+    size_t folded_size = 0;
+    if (a->folded && !(opt.folded = open_memstream(&folded, &folded_size))) {
+        md_cli_error(cmd, "%s: %s", a->folded, strerror(errno));
+        cJSON_Delete(report), cJSON_Delete(baseline);
+        pthread_sigmask(SIG_SETMASK, &before, NULL);
+        return MD_EXIT_USAGE;
+    }
     opt.stop_signals = &stop;
     opt.closed_std_fds = md_cli_closed_standard_descriptors(); // CMD's, as the tool got them
     md_cli_guard_mappings();
@@ -199,6 +208,13 @@ int md_trace_cli_run(const struct md_command *cmd, const struct md_trace_cli *a,
         if (md_cli_render(cmd, report, a->output, a->json, render_text))
             rc = MD_EXIT_USAGE;
     }
+    if (opt.folded && fclose(opt.folded) && !failed) {
+        md_cli_error(cmd, "%s: %s", a->folded, strerror(errno));
+        rc = MD_EXIT_USAGE;
+    } else if (opt.folded && !failed && md_cli_write_file(cmd, a->folded, folded, folded_size)) {
+        rc = MD_EXIT_USAGE;
+    }
+    free(folded);
     int late = md_run_take_signal(&stop);
     int interrupted = result.interrupted_by ? result.interrupted_by : late;
     cJSON_Delete(report);

@@ -13,6 +13,7 @@ struct md_trace_cli {
     struct md_trace_options opt;
     bool json, propagate, compare;
     const char *output, *compare_with;
+    const char *folded; // --folded FILE (trace only)
     struct md_gate_args gate;
 };
 

@@ -1010,10 +1010,10 @@ static int measure(const struct md_trace_options *opt, struct session *s, cJSON 
     add_coverage_notes(opt, s, &m, report);
     if (!(opt->probe_flags & MD_PROBE_WANT_STACKS))
         return 0;
-    // after the probe's stacks: in preload mode they have created the folded file already
+    // after the probe's stacks in the folded stream
     char why[256];
     const struct md_perf_result *futex = md_trace_perf_futex(&s->perf, why, sizeof why);
-    return md_trace_futex_stacks(futex, why, &s->log, opt->folded, m.probed, report, err);
+    return md_trace_futex_stacks(futex, why, &s->log, opt->folded, report, err);
 }
 
 // Rules see the trace and the program's inspect entry, so inspect-level rules (MD001) can weigh

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "lib/report.h"
 #include "lib/run.h"
@@ -23,8 +24,10 @@ struct md_trace_options {
     uint64_t ops;            // --ops N: the operation count when it cannot be measured (0: none)
     uint32_t probe_flags;    // md_probe_flags: --stacks, --leaks
     uint64_t leak_min_bytes; // --leaks: report stacks that leaked at least this much
-    const char *folded;      // --folded FILE: allocation stacks in flame-graph format
-    unsigned sample_hz;      // CPU samples per second for the allocator's CPU share; 0: none
+    // --folded: allocation and futex-wait stacks in flame-graph form go to this stream (the
+    // caller's, which writes them to the file whole once the report is out); NULL: none
+    FILE *folded;
+    unsigned sample_hz; // CPU samples per second for the allocator's CPU share; 0: none
     // An allocator library preloaded after the probe (the probe forwards to it): --compare.
     const char *preload_allocator;
     bool compared; // a comparison run follows (--compare): the fixes need not prescribe one

@@ -93,12 +93,9 @@ static int by_time_then_waits(const void *a, const void *b)
 }
 
 // Flame-graph folded form: "[futex-wait];outermost;...;innermost WAITS".
-static int write_folded(const char *path, bool append, const struct md_perf_result *perf,
-                        const struct ranked *v, size_t n, struct md_error *err)
+static void write_folded(FILE *f, const struct md_perf_result *perf, const struct ranked *v,
+                         size_t n)
 {
-    FILE *f = fopen(path, append ? "ae" : "we");
-    if (!f)
-        return md_fail_errno(err, errno, "%s", path);
     for (size_t i = 0; i < n; i++) {
         const char *text = perf->futex_stacks[v[i].stack].frames;
         const char *frames[MD_PERF_FUTEX_FRAMES];
@@ -113,9 +110,6 @@ static int write_folded(const char *path, bool append, const struct md_perf_resu
             fprintf(f, ";%.*s", (int)lens[d], frames[d]);
         fprintf(f, " %" PRIu64 "\n", v[i].waits);
     }
-    if (fclose(f))
-        return md_fail_errno(err, errno, "%s", path);
-    return 0;
 }
 
 static void add_summary(cJSON *o, const struct md_perf_result *perf, const struct ranked *v,
@@ -149,8 +143,8 @@ static void add_stacks(cJSON *o, const struct md_perf_result *perf, const struct
 }
 
 int md_trace_futex_stacks(const struct md_perf_result *perf, const char *why,
-                          const struct md_strace_log *log, const char *folded, bool append,
-                          cJSON *report, struct md_error *err)
+                          const struct md_strace_log *log, FILE *folded, cJSON *report,
+                          struct md_error *err)
 {
     cJSON *o = cJSON_AddObjectToObject(report, "futex_wait_stacks");
     cJSON_AddBoolToObject(o, "sampled", perf != NULL);
@@ -180,8 +174,9 @@ int md_trace_futex_stacks(const struct md_perf_result *perf, const char *why,
     qsort(v, perf->futex_stack_count, sizeof *v, by_time_then_waits);
     add_summary(o, perf, v, perf->futex_stack_count, matched, matched_ns);
     add_stacks(o, perf, v, perf->futex_stack_count);
-    int rc = folded ? write_folded(folded, append, perf, v, perf->futex_stack_count, err) : 0;
+    if (folded)
+        write_folded(folded, perf, v, perf->futex_stack_count);
     free(sw);
     free(v);
-    return rc;
+    return 0;
 }

@@ -7,6 +7,7 @@
 #define MD_TRACE_FUTEX_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include <cJSON.h>
 
@@ -15,10 +16,10 @@
 #include "lib/strace.h"
 
 // Adds "futex_wait_stacks" to report: with perf NULL, only why they are missing. With folded,
-// appends one line per stack to that file (created unless append), under the root frame
-// "[futex-wait]" and counted in waits.
+// writes one line per stack to that stream, under the root frame "[futex-wait]" and counted in
+// waits.
 int md_trace_futex_stacks(const struct md_perf_result *perf, const char *why,
-                          const struct md_strace_log *log, const char *folded, bool append,
-                          cJSON *report, struct md_error *err);
+                          const struct md_strace_log *log, FILE *folded, cJSON *report,
+                          struct md_error *err);
 
 #endif

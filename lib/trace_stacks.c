@@ -312,12 +312,8 @@ static void add_top(cJSON *arr, struct named_stack *v, size_t n, stack_key key, 
 }
 
 // Flame-graph tools want "outermost;...;innermost COUNT" per line.
-static int write_folded(const char *path, const struct named_stack *v, size_t n,
-                        struct md_error *err)
+static void write_folded(FILE *f, const struct named_stack *v, size_t n)
 {
-    FILE *f = fopen(path, "we");
-    if (!f)
-        return md_fail_errno(err, errno, "%s", path);
     for (size_t i = 0; i < n; i++) {
         if (!v[i].allocations)
             continue;
@@ -332,9 +328,6 @@ static int write_folded(const char *path, const struct named_stack *v, size_t n,
             fprintf(f, "%.*s%s", (int)lens[d], frames[d], d ? ";" : "");
         fprintf(f, " %" PRIu64 "\n", v[i].allocations);
     }
-    if (fclose(f))
-        return md_fail_errno(err, errno, "%s", path);
-    return 0;
 }
 
 static void add_leak_report(cJSON *report, struct named_stack *v, size_t n,
@@ -418,14 +411,13 @@ int md_trace_stacks(struct md_probe_file *pf, const struct md_stack_options *opt
     l.count = merge(l.v, l.count);
     struct named_stack *v = l.v;
     size_t used = l.count;
-    int rc = 0;
     if (opt->stacks) {
         add_top(cJSON_AddArrayToObject(report, "stacks"), v, used, key_allocations, 1,
                 MD_TOP_STACKS);
         add_top(cJSON_AddArrayToObject(report, "futex_stacks"), v, used, key_futex, 1,
                 MD_TOP_STACKS);
         if (opt->folded)
-            rc = write_folded(opt->folded, v, used, err);
+            write_folded(opt->folded, v, used);
     }
     if (opt->leaks)
         add_leak_report(report, v, used, opt, &leaks, atomic_load(&pf->header->live_dropped));
@@ -433,5 +425,5 @@ int md_trace_stacks(struct md_probe_file *pf, const struct md_stack_options *opt
     free_list(&l);
     md_symcache_free(&s.cache);
     md_u64map_free_owned(&s.file_names);
-    return rc;
+    return 0;
 }

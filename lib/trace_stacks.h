@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <cJSON.h>
 
@@ -14,7 +15,7 @@
 struct md_stack_options {
     bool stacks, leaks;
     uint64_t leak_min_bytes; // leak groups smaller than this are counted but not listed
-    const char *folded;      // write allocation stacks in flame-graph "folded" form here
+    FILE *folded;            // write allocation stacks in flame-graph "folded" form here
     // futex waits inside allocator calls, per stack id (index + 1), from the join; may be NULL
     const uint64_t *futex_waits, *futex_ns;
     // CLOCK_REALTIME when the program started: a file changed since may not be what it loaded

@@ -1341,6 +1341,26 @@ assert f[0]['severity'] == 'error' and 'LD_PRELOAD=' in f[0]['fix'] and 'trace -
     [ "$output" = "malloc-doctor: trace: $dir/ro/f.txt: Permission denied" ]
 }
 
+@test "--folded on a full disk: the old file stays whole, the report is still written, exit 2" {
+    [ "$(id -u)" = 0 ] || skip "mounting a small tmpfs needs root"
+    dir=$(mktemp -d)
+    echo OLD >"$OUT"
+    # a 64 KiB tmpfs whose every page is taken once the old folded file has its one: creating the
+    # temporary file works (the check before the run passes), writing it does not
+    run unshare -m sh -c 'mount -t tmpfs -o size=64k none "$1" && echo "OLD FOLDED" >"$1/stacks.folded" &&
+        { head -c 1M /dev/zero >"$1/filler" 2>/dev/null; true; } &&
+        "$2" trace --stacks --folded "$1/stacks.folded" --json -o "$3" -- "$4";
+        rc=$?; echo "rc=$rc"; cat "$1/stacks.folded"; ls -A "$1"' _ "$dir" "$T" "$OUT" "$FX/leaker"
+    rmdir "$dir"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"malloc-doctor: trace: $dir/stacks.folded: No space left on device"* ]]
+    [[ "$output" == *"rc=2"* ]]
+    # the old folded file, whole; no temporary file beside it
+    [ "$(echo "$output" | sed -n '/^rc=/,$p' | tail -n +2)" = "$(printf 'OLD FOLDED\nfiller\nstacks.folded')" ]
+    # the report is there
+    [ "$(q "r['ops']['malloc'] > 0")" = True ]
+}
+
 @test "-o over an existing file keeps its mode and owner" {
     echo old >"$OUT"
     chmod 640 "$OUT"
