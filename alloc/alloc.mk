@@ -6,9 +6,11 @@
 #   $(B)/alloc/glibc/libmdalloc-debug.so  same, with internal consistency checks (MDALLOC_DEBUG)
 #   $(B)/alloc/glibc/libmdalloc.a         the glibc objects, for static glibc programs
 #   $(B)/alloc/musl/libmdalloc.so         LD_PRELOAD for programs linked with musl's libc.so
-#   $(B)/alloc/musl/libmdalloc.a          musl-gcc objects that replace malloc in musl's libc.a
-#   $(B)/alloc/musl/members.txt           which musl libc.a member each archive object replaces
+#   $(B)/alloc/musl/libmdalloc.a          one musl-gcc object, mdalloc.o, that replaces malloc in
+#                                         musl's libc.a (no debug info, internals made local)
+#   $(B)/alloc/musl/members.txt           which musl libc.a members it replaces, with their symbols
 
+OBJCOPY ?= objcopy
 MD_CORE := prim_linux sizeclass segment page heap options alloc thread_posix check
 MD_HDRS := $(wildcard alloc/*.h)
 # The -fno-builtin flags stop the compiler from turning code inside the allocator into calls to
@@ -20,10 +22,7 @@ MD_DEBUG_CFLAGS := $(filter-out -O2,$(MD_CFLAGS)) -O1 -DMDALLOC_DEBUG
 MD_GLIBC_OBJ := $(patsubst %,$(B)/alloc/obj-glibc/%.o,$(MD_CORE) api_public glue_glibc)
 MD_GLIBC_DBG_OBJ := $(patsubst %,$(B)/alloc/obj-glibc-debug/%.o,$(MD_CORE) api_public glue_glibc)
 MD_MUSL_OBJ := $(patsubst %,$(B)/alloc/obj-musl/%.o,$(MD_CORE) api_public glue_musl)
-MD_MUSL_MEMBERS := malloc lite_malloc free realloc calloc libc_calloc donate aligned_alloc \
-	memalign posix_memalign reallocarray malloc_usable_size valloc extra
-MD_MUSL_EMBED_OBJ := $(patsubst %,$(B)/alloc/obj-musl/%.o,$(MD_CORE)) \
-	$(patsubst %,$(B)/alloc/obj-musl-embed/md_musl_%.o,$(MD_MUSL_MEMBERS))
+MD_MUSL_EMBED_OBJ := $(patsubst %,$(B)/alloc/obj-musl/%.o,$(MD_CORE) glue_musl_embed)
 
 MD_ALLOC_OUT := $(B)/alloc/glibc/libmdalloc.so $(B)/alloc/glibc/libmdalloc-debug.so \
 	$(B)/alloc/glibc/libmdalloc.a \
@@ -52,9 +51,15 @@ $(B)/alloc/obj-musl/%.o: alloc/%.c $(MD_HDRS) alloc/alloc.mk
 	@mkdir -p $(@D)
 	$(MUSL_CC) $(MD_CFLAGS) -DMD_REALLOC_ZERO_FREES=0 -c $< -o $@
 
-$(B)/alloc/obj-musl-embed/md_musl_%.o: alloc/glue_musl_embed.c $(MD_HDRS) alloc/alloc.mk
+# What libc.a embeds ends up in every static program linked with it: one relocatable object whose
+# hidden names (md_options, md_print, ...) are made local, so that they cannot clash with a
+# program's own (hidden visibility does not keep names apart in a static link), and without the
+# core's debug info (the build machine's paths, ~185 KB per program; musl's libc.a has none).
+$(B)/alloc/obj-musl-embed/mdalloc.o: $(MD_MUSL_EMBED_OBJ)
 	@mkdir -p $(@D)
-	$(MUSL_CC) $(MD_CFLAGS) -DMD_MEMBER_$* -c $< -o $@
+	$(LD) -r -o $@.tmp $^
+	$(OBJCOPY) --localize-hidden --strip-debug $@.tmp $@
+	rm -f $@.tmp
 
 $(B)/alloc/glibc/libmdalloc.so: $(MD_GLIBC_OBJ)
 	@mkdir -p $(@D)
@@ -73,7 +78,7 @@ $(B)/alloc/musl/libmdalloc.so: $(MD_MUSL_OBJ)
 	@mkdir -p $(@D)
 	$(MUSL_CC) -shared -o $@ $^
 
-$(B)/alloc/musl/libmdalloc.a: $(MD_MUSL_EMBED_OBJ)
+$(B)/alloc/musl/libmdalloc.a: $(B)/alloc/obj-musl-embed/mdalloc.o
 	@mkdir -p $(@D)
 	rm -f $@
 	ar rcs $@ $^

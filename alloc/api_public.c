@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // The standard allocation API exported by the preload libraries (glibc and musl). The embedded
-// musl build exports the same functions split the way musl's libc.a is (glue_musl_embed.c).
+// musl build exports the same functions weak, beside musl's __libc_* entries (glue_musl_embed.c).
 #define _GNU_SOURCE
 #include "md_fast.h"
 

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
-// Embedded musl glue: mdalloc as the malloc of a static musl libc.a. The file is compiled once
-// per musl archive member it replaces (-DMD_MEMBER_<name>), so that each object defines exactly
-// the symbols of that member: `malloc-doctor patch` swaps members one for one, and a member left
-// in place can never clash with one of ours.
+// Embedded musl glue: mdalloc as the malloc of a static musl libc.a. The build links this file
+// and the core into one relocatable object (alloc/alloc.mk: ld -r, then objcopy
+// --localize-hidden --strip-debug), so that the only global names it adds to a program are the
+// ones below: every md_* internal is local, and a program may use such names for itself.
+//
+// It replaces these musl members (src/malloc/...), with their symbols:
 //
 //   musl member (src/malloc/...)    symbols
 //   mallocng/malloc.lo             -> __libc_malloc_impl __malloc_allzerop __malloc_atfork
@@ -19,6 +21,14 @@
 //   mallocng/malloc_usable_size.lo -> malloc_usable_size
 //   legacy/valloc.lo               -> valloc
 //   (new)                          -> pvalloc free_sized free_aligned_sized
+//
+// The public names are weak, the __libc_* and __malloc_* ones strong. A program may define its
+// own malloc, free, calloc and realloc with musl: its malloc wins over lite_malloc.lo's weak one,
+// and libc's internals (setlocale, dlerror, aio, ...) keep calling __libc_malloc and __libc_free,
+// which musl keeps in other members than the public free and realloc. Here all names share one
+// object, which such a program pulls in for __libc_malloc: the program's strong definitions must
+// win over ours, as they win over musl's. __malloc_atfork must stay strong to override fork.lo's
+// weak stub.
 #define _GNU_SOURCE
 #include "md_fast.h"
 
@@ -28,16 +38,59 @@
 // musl: realloc(p, 0) returns a minimal block and keeps nothing of p.
 #define MD_MUSL_ZERO_FREES false
 
-#if defined(MD_MEMBER_malloc)
+// A public allocator name: a program's own definition replaces it.
+#define MD_PUBLIC MD_EXPORT __attribute__((weak))
+
 const char md_glue_target[] = "musl-embedded";
 
+// What the rest of musl's libc calls.
 MD_EXPORT void *__libc_malloc_impl(size_t n);
+MD_EXPORT void *__libc_malloc(size_t n);
+MD_EXPORT void __libc_free(void *p);
+MD_EXPORT void *__libc_realloc(void *p, size_t n);
+MD_EXPORT void *__libc_calloc(size_t count, size_t size);
 MD_EXPORT int __malloc_allzerop(void *p);
 MD_EXPORT void __malloc_atfork(int who);
+MD_EXPORT void __malloc_donate(char *start, char *end);
+
+// What programs call.
+MD_PUBLIC void *malloc(size_t n);
+MD_PUBLIC void free(void *p);
+MD_PUBLIC void *realloc(void *p, size_t n);
+MD_PUBLIC void *calloc(size_t count, size_t size);
+MD_PUBLIC void *aligned_alloc(size_t align, size_t n);
+MD_PUBLIC void *memalign(size_t align, size_t n);
+MD_PUBLIC int posix_memalign(void **out, size_t align, size_t n);
+MD_PUBLIC void *reallocarray(void *p, size_t count, size_t size);
+MD_PUBLIC size_t malloc_usable_size(void *p);
+MD_PUBLIC void *valloc(size_t n);
+MD_PUBLIC void *pvalloc(size_t n);
+MD_PUBLIC void free_sized(void *p, size_t size);
+MD_PUBLIC void free_aligned_sized(void *p, size_t align, size_t size);
 
 void *__libc_malloc_impl(size_t n)
 {
     return md_malloc_fast(n);
+}
+
+void *__libc_malloc(size_t n)
+{
+    return md_malloc_fast(n);
+}
+
+void __libc_free(void *p)
+{
+    md_free_fast(p, MD_OP_FREE);
+}
+
+void *__libc_realloc(void *p, size_t n)
+{
+    return md_realloc(p, n, MD_MUSL_ZERO_FREES);
+}
+
+void *__libc_calloc(size_t count, size_t size)
+{
+    return md_calloc(count, size);
 }
 
 // musl's calloc skips its memset when this says the block is known to be zero.
@@ -56,61 +109,6 @@ void __malloc_atfork(int who)
     else
         md_fork_child();
 }
-#elif defined(MD_MEMBER_lite_malloc)
-MD_EXPORT void *__libc_malloc(size_t n);
-MD_EXPORT void *malloc(size_t n);
-
-void *__libc_malloc(size_t n)
-{
-    return md_malloc_fast(n);
-}
-
-void *malloc(size_t n)
-{
-    return md_malloc_fast(n);
-}
-#elif defined(MD_MEMBER_free)
-MD_EXPORT void __libc_free(void *p);
-MD_EXPORT void free(void *p);
-
-void __libc_free(void *p)
-{
-    md_free_fast(p, MD_OP_FREE);
-}
-
-void free(void *p)
-{
-    md_free_fast(p, MD_OP_FREE);
-}
-#elif defined(MD_MEMBER_realloc)
-MD_EXPORT void *__libc_realloc(void *p, size_t n);
-MD_EXPORT void *realloc(void *p, size_t n);
-
-void *__libc_realloc(void *p, size_t n)
-{
-    return md_realloc(p, n, MD_MUSL_ZERO_FREES);
-}
-
-void *realloc(void *p, size_t n)
-{
-    return md_realloc(p, n, MD_MUSL_ZERO_FREES);
-}
-#elif defined(MD_MEMBER_calloc)
-MD_EXPORT void *calloc(size_t count, size_t size);
-
-void *calloc(size_t count, size_t size)
-{
-    return md_calloc(count, size);
-}
-#elif defined(MD_MEMBER_libc_calloc)
-MD_EXPORT void *__libc_calloc(size_t count, size_t size);
-
-void *__libc_calloc(size_t count, size_t size)
-{
-    return md_calloc(count, size);
-}
-#elif defined(MD_MEMBER_donate)
-MD_EXPORT void __malloc_donate(char *start, char *end);
 
 // The dynamic linker offers its leftover pages; mdalloc only allocates aligned segments, so the
 // gift is declined (the memory stays mapped, as with musl's own allocator before it is used).
@@ -119,52 +117,56 @@ void __malloc_donate(char *start, char *end)
     (void)start;
     (void)end;
 }
-#elif defined(MD_MEMBER_aligned_alloc)
-MD_EXPORT void *aligned_alloc(size_t align, size_t n);
+
+void *malloc(size_t n)
+{
+    return md_malloc_fast(n);
+}
+
+void free(void *p)
+{
+    md_free_fast(p, MD_OP_FREE);
+}
+
+void *realloc(void *p, size_t n)
+{
+    return md_realloc(p, n, MD_MUSL_ZERO_FREES);
+}
+
+void *calloc(size_t count, size_t size)
+{
+    return md_calloc(count, size);
+}
 
 void *aligned_alloc(size_t align, size_t n)
 {
     return md_aligned_alloc(align, n);
 }
-#elif defined(MD_MEMBER_memalign)
-MD_EXPORT void *memalign(size_t align, size_t n);
 
 void *memalign(size_t align, size_t n)
 {
     return md_memalign(align, n);
 }
-#elif defined(MD_MEMBER_posix_memalign)
-MD_EXPORT int posix_memalign(void **out, size_t align, size_t n);
 
 int posix_memalign(void **out, size_t align, size_t n)
 {
     return md_posix_memalign(out, align, n);
 }
-#elif defined(MD_MEMBER_reallocarray)
-MD_EXPORT void *reallocarray(void *p, size_t count, size_t size);
 
 void *reallocarray(void *p, size_t count, size_t size)
 {
     return md_reallocarray(p, count, size, MD_MUSL_ZERO_FREES);
 }
-#elif defined(MD_MEMBER_malloc_usable_size)
-MD_EXPORT size_t malloc_usable_size(void *p);
 
 size_t malloc_usable_size(void *p)
 {
     return md_usable_size(p);
 }
-#elif defined(MD_MEMBER_valloc)
-MD_EXPORT void *valloc(size_t n);
 
 void *valloc(size_t n)
 {
     return md_valloc(n);
 }
-#elif defined(MD_MEMBER_extra)
-MD_EXPORT void *pvalloc(size_t n);
-MD_EXPORT void free_sized(void *p, size_t size);
-MD_EXPORT void free_aligned_sized(void *p, size_t align, size_t size);
 
 void *pvalloc(size_t n)
 {
@@ -180,6 +182,3 @@ void free_aligned_sized(void *p, size_t align, size_t size)
 {
     md_free_aligned_sized(p, align, size);
 }
-#else
-#error "compile with -DMD_MEMBER_<musl member name>"
-#endif

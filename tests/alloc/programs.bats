@@ -159,8 +159,27 @@ CXX
         __malloc_allzerop free_sized free_aligned_sized pvalloc; do
         grep -qx "$sym" <<<"$have" || { echo "missing $sym"; return 1; }
     done
-    # internal names are hidden-visibility and prefixed md_; nothing else leaks
-    ! nm --defined-only "$MDA_MUSL_A" | awk '$2 ~ /^[TDBR]$/ {print $3}' | grep -vE '^(md_|_*malloc|_*libc_|free|calloc|realloc|aligned_alloc|memalign|posix_memalign|reallocarray|valloc|pvalloc|free_sized|free_aligned_sized|malloc_usable_size|__malloc_)'
+    # the internals (md_*) are local: a static program may use their names for itself. Globally
+    # defined are only the public API and names reserved to the implementation (__x, _X)
+    nm -g --defined-only "$MDA_MUSL_A" | awk 'NF == 3 {print $3}' >"$WORK/globals"
+    grep -qx __libc_malloc "$WORK/globals"
+    run grep -vxE '__.*|_[A-Z].*|malloc|free|calloc|realloc|aligned_alloc|memalign|posix_memalign|reallocarray|valloc|pvalloc|free_sized|free_aligned_sized|malloc_usable_size' "$WORK/globals"
+    echo "$output"
+    [ "$status" -eq 1 ]
+    nm --defined-only "$MDA_MUSL_A" | grep -qE ' [tdbr] md_options$'
+}
+
+@test "musl archive: the public API is weak (a program's own malloc replaces it), libc's entry points strong, no debug info" {
+    local defs
+    defs=$(nm -g --defined-only "$MDA_MUSL_A" | awk 'NF == 3 {print $2, $3}')
+    for sym in malloc free calloc realloc aligned_alloc posix_memalign malloc_usable_size; do
+        grep -qx "W $sym" <<<"$defs" || { echo "$sym not weak"; return 1; }
+    done
+    for sym in __libc_malloc __libc_free __libc_calloc __libc_realloc __malloc_atfork; do
+        grep -qx "T $sym" <<<"$defs" || { echo "$sym not strong"; return 1; }
+    done
+    run bash -c "readelf -S -W '$MDA_MUSL_A' | grep -c '\.debug_'"
+    [ "$output" = 0 ]
 }
 
 @test "musl archive objects make no libc call that could pull musl's malloc back in" {

@@ -70,8 +70,8 @@ present_ids() {
     [ "$(grep -cE '^  #[0-9]+ +free\.lo ' <<<"$output")" -eq 2 ]
     [ "$(grep -cE '^  #[0-9]+ +realloc\.lo ' <<<"$output")" -eq 2 ]
     [[ "$output" == *"donate.lo"* && *"malloc.lo"* && *"lite_malloc.lo"* ]]
-    [[ "$output" == *"md_musl_lite_malloc.o"* ]]
-    [[ "$output" == *"__libc_malloc "*"<- md_musl_lite_malloc.o"* ]]
+    [[ "$output" == *"mdalloc.o"* ]]
+    [[ "$output" == *"__libc_malloc "*"<- mdalloc.o"* ]]
     [[ "$output" == *"0 missing, 0 defined twice"* ]]
     [[ "$output" == *"dry run"*"nothing written"* ]]
     [ "$(sha "$W/libc.a")" = "$before" ]
@@ -85,7 +85,7 @@ present_ids() {
     [ "$(jq_ "$W/r.json" 'sorted(m["member"] for m in r["remove"] if m["member"] in ("free.lo","realloc.lo"))')" = "['free.lo', 'free.lo', 'realloc.lo', 'realloc.lo']" ]
     # fork.lo keeps its weak __malloc_atfork stub: it is not part of the allocator
     [ "$(jq_ "$W/r.json" '[m for m in r["remove"] if m["member"]=="fork.lo"]')" = "[]" ]
-    [ "$(jq_ "$W/r.json" '[o["strong_in"] for o in r["overrides"] if o["symbol"]=="__malloc_atfork"]')" = "['md_musl_malloc.o']" ]
+    [ "$(jq_ "$W/r.json" '[o["strong_in"] for o in r["overrides"] if o["symbol"]=="__malloc_atfork"]')" = "['mdalloc.o']" ]
     [ "$(jq_ "$W/r.json" 'len(r["missing"]) + len(r["duplicates"])')" = 0 ]
     [ "$(jq_ "$W/r.json" 'sorted(c["symbol"] for c in r["checked"] if c["symbol"].startswith("__libc_"))')" = "['__libc_calloc', '__libc_free', '__libc_malloc']" ]
 }
@@ -186,7 +186,7 @@ PY
     ar t "$W/out.a" >"$W/members"
     run grep -qxE 'malloc\.lo|donate\.lo|lite_malloc\.lo|free\.lo|realloc\.lo' "$W/members"
     [ "$status" -eq 1 ]
-    grep -qx md_musl_malloc.o "$W/members"
+    grep -qx mdalloc.o "$W/members"
     grep -qx clone.lo "$W/members" # other duplicate names survive
     [ "$(grep -cx clone.lo "$W/members")" -eq "$(ar t "$MUSL_LIBC" | grep -cx clone.lo)" ]
     removed=$("$T" patch --dry-run --json "$W/libc.a" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(len(r["remove"]) - len(r["add"]))')
@@ -197,8 +197,8 @@ PY
     [ -z "$(nm "$W/mark.o" 2>/dev/null)" ]
     [ "$(readelf -p .comment "$W/mark.o" | grep -o 'made from a libc.a of .*')" = "made from a libc.a of $(stat -c %s "$W/libc.a") bytes, sha256 $before" ]
     nm --print-armap "$W/out.a" >"$W/armap" 2>/dev/null
-    grep -qx 'malloc in md_musl_lite_malloc.o' "$W/armap"
-    grep -qx '__libc_free in md_musl_free.o' "$W/armap"
+    grep -qx 'malloc in mdalloc.o' "$W/armap"
+    grep -qx '__libc_free in mdalloc.o' "$W/armap"
     grep -qx 'memcpy in memcpy.lo' "$W/armap"
     # the index lists exactly the global definitions of the members
     index=$(sed -n '/^Archive index:/,/^$/p' "$W/armap" | grep -c ' in ')
@@ -219,6 +219,57 @@ PY
     [ "$status" -eq 0 ]
     # the control: the same object linked against the original libc.a is musl's
     [ "$(active_id "$PX/churn-musl")" = musl-mallocng ]
+}
+
+@test "a program with its own malloc, free, calloc and realloc links against the patched libc.a as against musl's, and libc's internal allocations go to mdalloc" {
+    mkdir -p "$W/p"
+    cp "$REF" "$W/p/libc.a"
+    # the control: musl's own libc.a takes the program's allocator
+    musl-gcc -static -o "$W/own-musl" "$PX/own_malloc.o"
+    run "$W/own-musl"
+    [ "$status" -eq 0 ]
+    [[ "$output" == "ok own="* ]]
+    # the program's malloc is the public one, mdalloc serves setlocale and posix_spawn's actions
+    musl-gcc -static -L"$W/p" -o "$W/own" "$PX/own_malloc.o"
+    MDALLOC_VERBOSE=1 run "$W/own"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"ok own="* ]]
+    [[ "$output" == *"mdalloc: version "*"(musl-embedded)"* ]]
+}
+
+@test "the patched libc.a adds no global name outside the reserved ones but the malloc API: a program may define md_options" {
+    mkdir -p "$W/p"
+    cp "$REF" "$W/p/libc.a"
+    musl-gcc -static -L"$W/p" -o "$W/names" "$PX/md_names.o"
+    run "$W/names"
+    [ "$status" -eq 0 ]
+    [ "$output" = "ok 42" ]
+    [ "$(active_id "$W/names")" = mdalloc ]
+    # what the added member defines globally: the malloc API and names reserved to the
+    # implementation (__x, _X), nothing else
+    ar p "$W/p/libc.a" mdalloc.o >"$W/mdalloc.o"
+    nm -g --defined-only "$W/mdalloc.o" | awk '{print $3}' >"$W/globals"
+    grep -qx __libc_malloc "$W/globals"
+    run grep -vxE '__.*|_[A-Z].*|malloc|free|calloc|realloc|reallocarray|aligned_alloc|posix_memalign|memalign|valloc|pvalloc|malloc_usable_size|free_sized|free_aligned_sized' "$W/globals"
+    echo "$output"
+    [ "$status" -eq 1 ]
+}
+
+@test "a program linked with the patched libc.a carries no debug info of mdalloc's" {
+    mkdir -p "$W/p"
+    cp "$REF" "$W/p/libc.a"
+    # the object is built without -g; musl's crt1.o brings a little DWARF of its own
+    musl-gcc -static -o "$W/churn-musl" "$PX/churn-nodebug.o"
+    musl-gcc -static -L"$W/p" -o "$W/churn" "$PX/churn-nodebug.o"
+    [ "$(active_id "$W/churn")" = mdalloc ]
+    info_size() { readelf -S -W "$1" | sed -n 's/^ *\[ *[0-9]*\] \.debug_info  *[A-Z]*  *[0-9a-f]* [0-9a-f]* \([0-9a-f]*\) .*/\1/p'; }
+    [ -n "$(info_size "$W/churn-musl")" ]
+    [ "$(info_size "$W/churn")" = "$(info_size "$W/churn-musl")" ]
+    run bash -c "readelf --debug-dump=info '$W/churn' | grep -E 'DW_AT_name.*(alloc|options|heap|segment|glue_musl_embed)\.c'"
+    [ "$status" -eq 1 ]
+    run grep -cF "$PWD/alloc" "$W/churn"
+    [ "$output" = 0 ]
 }
 
 @test "trace: futex and mmap per allocator operation drop after the patch" {
@@ -843,8 +894,10 @@ PY
     # not patch's own result with this allocator (one member differs): the user's, kept
     mkdir "$W/c"
     cp "$REF" "$W/c/libc.a"
-    (cd "$W/c" && ar x libc.a md_musl_extra.o && objcopy --strip-debug md_musl_extra.o &&
-        ar r libc.a md_musl_extra.o && rm md_musl_extra.o)
+    (cd "$W/c" && ar x libc.a mdalloc.o && objcopy -R .comment mdalloc.o &&
+        ar r libc.a mdalloc.o && rm mdalloc.o)
+    run cmp -s "$W/c/libc.a" "$REF"
+    [ "$status" -eq 1 ]
     cp "$W/c/libc.a" "$W/custom.a"
     run "$T" patch -o "$W/c/libc.a" "$W/libc.a"
     [ "$status" -eq 0 ]
