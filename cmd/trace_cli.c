@@ -602,7 +602,8 @@ void md_render_gate(const cJSON *r)
             md_format_change(num(m, "change_pct"), change, sizeof change);
         printf(" %*s\n", MD_CHANGE_TEXT_MAX, change);
     }
-    const char *sep = "not judged (not measured in both runs, or too few waits or samples): ";
+    const char *sep = "not judged (not measured in both runs, or not alike, or too few waits or "
+                      "samples): ";
     cJSON_ArrayForEach(name, cJSON_GetObjectItemCaseSensitive(g, "not_comparable"))
     {
         printf("%s%s", sep, name->valuestring);

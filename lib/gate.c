@@ -181,6 +181,8 @@ static bool comparable(const struct md_metric *m, const cJSON *baseline, const c
 {
     if (!m->get(baseline, before) || !m->get(current, after))
         return false;
+    if (m->alike && !m->alike(baseline, current))
+        return false;
     return !m->enough_to_gate || (m->enough_to_gate(baseline) && m->enough_to_gate(current));
 }
 

@@ -33,6 +33,10 @@ struct md_metric {
     // a change (a share made of two waits); the gate then lists it as not comparable. NULL:
     // always enough. --compare still shows it: side by side, a number is not a verdict.
     bool (*enough_to_gate)(const cJSON *report);
+    // false when the two reports measured the metric under conditions that move it by
+    // themselves (peak RSS with and without --leaks' live-block table); the gate then lists it as
+    // not comparable. NULL: always alike.
+    bool (*alike)(const cJSON *baseline, const cJSON *current);
 };
 
 // Ends with an entry whose key is NULL.

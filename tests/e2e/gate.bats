@@ -68,6 +68,28 @@ teardown() {
     [ "$(qf "$DIR/reg.json" "r['gate']['passed']")" = False ]
 }
 
+@test "peak RSS of a run that tracked leaks is not gated against one that did not" {
+    # keeper keeps 200000 blocks of 32 B live: doctor's live-block table (leaks are tracked by
+    # default) doubled its peak RSS against trace's, and an unchanged program failed the gate
+    run "$T" trace --json -o "$DIR/trace.json" -- "$FX/keeper" 200000
+    [ "$status" -eq 0 ]
+    run "$T" doctor --baseline "$DIR/trace.json" --json -o "$DIR/doctor.json" -- "$FX/keeper" 200000
+    [ "$status" -eq 0 ]
+    python3 - "$DIR/doctor.json" <<'PY'
+import json, sys
+g = json.load(open(sys.argv[1]))['gate']
+assert g['passed'] and 'peak_rss_kb' in g['not_comparable'], g
+assert 'peak_rss_kb' not in [c['metric'] for c in g['compared']], g
+PY
+    # alike runs compare it
+    run "$T" trace --baseline "$DIR/trace.json" --json -o "$DIR/again.json" -- "$FX/keeper" 200000
+    python3 - "$DIR/again.json" <<'PY'
+import json, sys
+g = json.load(open(sys.argv[1]))['gate']
+assert 'peak_rss_kb' in [c['metric'] for c in g['compared']], g
+PY
+}
+
 @test "bad baselines are refused before the program runs" {
     run "$T" trace --baseline "$DIR/missing.json" -- /bin/echo ran
     [ "$status" -eq 2 ]
