@@ -36,9 +36,12 @@
 // taken for a second Ctrl-C. The tool waits as long before passing a first one on.
 #define MD_SIGINT_COPY_SECONDS 0.15
 
+// execve and execveat are no memory syscalls and never counted as such: a successful one tells
+// that an image the probe attached to was replaced, also by one that runs without a probe
+// (lib/strace.h keeps them apart).
 static const char *const strace_head[] = {
     "strace", "-D", "-f", "--seccomp-bpf",
-    "-ttt",   "-T", "-e", "trace=mmap,munmap,mremap,madvise,brk,mprotect,futex",
+    "-ttt",   "-T", "-e", "trace=mmap,munmap,mremap,madvise,brk,mprotect,futex,execve,execveat",
 };
 
 static bool is_executable(const char *path)

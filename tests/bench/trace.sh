@@ -17,7 +17,7 @@ for r in 0 1; do
     gcc -O2 -fPIC -shared -DFORWARD_RETURNS=$r -o $B/forward-$r.so tests/bench/src/forward_shim.c
 done
 # what trace's strace stops on (lib/run.c): the floor under trace's own cost
-syscalls=mmap,munmap,mremap,madvise,brk,mprotect,futex
+syscalls=mmap,munmap,mremap,madvise,brk,mprotect,futex,execve,execveat
 out=$(mktemp)
 json=$(mktemp)
 # musl's malloc is ~40x slower and every uprobe hit (--uprobes) costs microseconds: fewer
