@@ -711,7 +711,8 @@ static void learn_ids(struct md_probe_header *h)
     // once per process: an exec attaches again
     if (md_probe_count_process(h, probe.pid) && probe.pid < 0)
         atomic_fetch_add(&h->foreign_pid_processes, 1);
-    probe.image = md_probe_take_image(h, probe.pid, md_probe_start_time());
+    probe.image =
+        md_probe_take_image(h, probe.pid, md_probe_start_time(), clock_ns(CLOCK_REALTIME));
 }
 
 static void attach_shared(void)

@@ -18,7 +18,7 @@
 #include <string.h>
 
 #define MD_PROBE_MAGIC 0x3165626f7270646dull // "mdprobe1"
-#define MD_PROBE_VERSION 9
+#define MD_PROBE_VERSION 10
 #define MD_PROBE_ENV "MD_PROBE_FILE"
 // "FD DEV INO": a descriptor of the file that the tool leaves open across exec, for a process
 // that cannot open the path (it switched to another user: the file is the tool's user's, mode
@@ -217,12 +217,15 @@ struct md_probe_header {
     // attached: the live-block table names blocks by these. An image whose process (the same pid
     // and start time) has a later number exec'd: its blocks were discarded by the exec, not
     // leaked. The start time (/proc/self/stat field 22) survives exec and tells a process from a
-    // later one the kernel gave the same pid.
+    // later one the kernel gave the same pid. An exec into an image that never attaches (a
+    // static program, a process that cannot open the file) is found by its time instead: the
+    // recorded execve of that pid came after attached_ns (lib/probe_file.h).
     _Atomic uint32_t image_runs_used;
     struct md_probe_image_run {
         int32_t pid; // in the tool's namespace (negated: see foreign_pid_processes)
         uint32_t reserved;
-        uint64_t start_time; // clock ticks after boot; 0: not known (never taken for an exec)
+        uint64_t start_time;  // clock ticks after boot; 0: not known (never taken for an exec)
+        uint64_t attached_ns; // CLOCK_REALTIME (strace's clock) at the attach; 0: not known
     } image_runs[MD_PROBE_IMAGES];
 };
 
@@ -317,12 +320,13 @@ static inline uint32_t md_probe_id_token(uint64_t address)
 // The number of a new image (or forked child) of process pid that started at start_time, for the
 // live-block table: see image_runs.
 static inline int32_t md_probe_take_image(struct md_probe_header *h, int32_t pid,
-                                          uint64_t start_time)
+                                          uint64_t start_time, uint64_t attached_ns)
 {
     uint32_t at = atomic_fetch_add(&h->image_runs_used, 1);
     if (at >= MD_PROBE_IMAGES)
         return pid > 0 ? -pid : pid; // negative: never an image number; kept as leaks
-    h->image_runs[at] = (struct md_probe_image_run){.pid = pid, .start_time = start_time};
+    h->image_runs[at] = (struct md_probe_image_run){
+        .pid = pid, .start_time = start_time, .attached_ns = attached_ns};
     return (int32_t)at + 1;
 }
 

@@ -218,13 +218,23 @@ static void record_program(int32_t pid)
     md_probe_object_copy(&v->objects[at], &hooks.exe, pid);
 }
 
+static uint64_t realtime_ns(void)
+{
+    struct {
+        long sec, nsec;
+    } ts = {0, 0};
+    if (!hooks.vdso_clock_gettime || hooks.vdso_clock_gettime(CLOCK_REALTIME_, &ts))
+        SYS(SYS_clock_gettime, CLOCK_REALTIME_, &ts);
+    return (uint64_t)ts.sec * 1000000000u + (uint64_t)ts.nsec;
+}
+
 static void attach_process(struct process *pr)
 {
     pr->pid = (int32_t)SYS(SYS_getpid, 0);
     md_probe_count_process(hooks.shared, pr->pid);
     // no start time: a static program's image is never replaced by a probed one (a program it
-    // execs runs without a probe), so its blocks stay leaks
-    pr->image = md_probe_take_image(hooks.shared, pr->pid, 0);
+    // execs runs without a probe); the tool finds its exec by the time of the recorded execve
+    pr->image = md_probe_take_image(hooks.shared, pr->pid, 0, realtime_ns());
     atomic_fetch_or(&hooks.shared->method, MD_METHOD_TICKS);
     if (hooks.flags)
         record_program(pr->pid);
@@ -287,16 +297,6 @@ static inline struct thread *enter(void)
         return NULL;
     t->depth = 1;
     return t;
-}
-
-static uint64_t realtime_ns(void)
-{
-    struct {
-        long sec, nsec;
-    } ts = {0, 0};
-    if (!hooks.vdso_clock_gettime || hooks.vdso_clock_gettime(CLOCK_REALTIME_, &ts))
-        SYS(SYS_clock_gettime, CLOCK_REALTIME_, &ts);
-    return (uint64_t)ts.sec * 1000000000u + (uint64_t)ts.nsec;
 }
 
 // end: the call's end in CLOCK_REALTIME, stamped before any bookkeeping (which can fault a

@@ -655,6 +655,8 @@ static void times_to_realtime(const struct md_perf *p, struct md_perf_result *re
         res->futex_waits[i].time_ns = to_realtime(p, res->futex_waits[i].time_ns);
     for (size_t i = 0; i < res->sys_event_count; i++)
         res->sys_events[i].ts_ns = to_realtime(p, res->sys_events[i].ts_ns);
+    for (size_t i = 0; i < res->exec_count; i++)
+        res->execs[i].ts_ns = to_realtime(p, res->execs[i].ts_ns);
 }
 
 // Futex waits are an extra: when they cannot be sampled, everything else still runs, and
@@ -920,6 +922,9 @@ void md_perf_result_free(struct md_perf_result *res)
     free(res->unhooked_execs);
     res->unhooked_execs = NULL;
     res->unhooked_exec_count = 0;
+    free(res->execs);
+    res->execs = NULL;
+    res->exec_count = res->exec_cap = 0;
     res->futex_stacks = NULL;
     res->futex_waits = NULL;
     res->sys_events = NULL;

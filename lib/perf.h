@@ -170,6 +170,10 @@ struct md_perf_result {
     uint64_t sys_lost;
     uint64_t sys_probe_own; // the static probe's own syscalls, left out (its marker)
     uint64_t process_exits;
+    // every exec of the program's tree (the kernel's COMM records of an exec), times in
+    // CLOCK_REALTIME (malloc'd): how the tool learns that a probed image was replaced
+    struct md_exec_event *execs;
+    size_t exec_count, exec_cap;
     // processes the static probe hooked that then exec'd a file of the same name (a program that
     // runs itself again): their last image ran without the probe (malloc'd)
     int32_t *unhooked_execs;

@@ -366,6 +366,21 @@ static void hooked_collect(struct replay *r)
             r->res->unhooked_execs[r->res->unhooked_exec_count++] = (int32_t)r->hooked[i].pid;
 }
 
+// An exec of pid at time (the COMM record's, written once the exec could no longer fail and
+// before the new image ran): res->execs.
+static void note_exec(struct replay *r, uint32_t pid, uint64_t time)
+{
+    struct md_perf_result *res = r->res;
+    struct md_exec_event *grown =
+        grow_array(res->execs, &res->exec_cap, res->exec_count, sizeof *grown);
+    if (!grown) {
+        r->oom = true;
+        return;
+    }
+    res->execs = grown;
+    res->execs[res->exec_count++] = (struct md_exec_event){.pid = (int32_t)pid, .ts_ns = time};
+}
+
 static void on_comm(struct replay *r, const struct perf_event_header *h, const unsigned char *body)
 {
     struct rec_comm c;
@@ -389,6 +404,11 @@ static void on_comm(struct replay *r, const struct perf_event_header *h, const u
         p->count = 0;
     if ((h->misc & PERF_RECORD_MISC_COMM_EXEC) && c.pid == c.tid)
         hooked_exec(r, c.pid, t->comm);
+    if (h->misc & PERF_RECORD_MISC_COMM_EXEC) {
+        uint64_t time; // sample_id: pid/tid, time, identifier
+        memcpy(&time, body + h->size - sizeof *h - 16, sizeof time);
+        note_exec(r, c.pid, time);
+    }
 }
 
 static void on_fork(struct replay *r, const unsigned char *body)

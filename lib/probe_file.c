@@ -384,18 +384,56 @@ struct numbered_run {
     uint32_t number;
 };
 
-// By process (pid, start time), then in the order the images attached.
-static int by_process(const void *a, const void *b)
+// By pid, then by key (kx of x, ky of y), then in the order the images attached.
+static int by_pid_then(const struct numbered_run *x, const struct numbered_run *y, uint64_t kx,
+                       uint64_t ky)
 {
-    const struct numbered_run *x = a, *y = b;
     if (x->run.pid != y->run.pid)
         return x->run.pid < y->run.pid ? -1 : 1;
-    if (x->run.start_time != y->run.start_time)
-        return x->run.start_time < y->run.start_time ? -1 : 1;
+    if (kx != ky)
+        return kx < ky ? -1 : 1;
     return (x->number > y->number) - (x->number < y->number);
 }
 
-bool md_probe_file_exec_replaced(const struct md_probe_file *pf, bool *replaced, size_t n)
+// By process (pid, start time).
+static int by_process(const void *a, const void *b)
+{
+    const struct numbered_run *x = a, *y = b;
+    return by_pid_then(x, y, x->run.start_time, y->run.start_time);
+}
+
+// By pid, then by attach time.
+static int by_attach(const void *a, const void *b)
+{
+    const struct numbered_run *x = a, *y = b;
+    return by_pid_then(x, y, x->run.attached_ns, y->run.attached_ns);
+}
+
+// The image an exec replaced: the last of its pid to attach before it (runs sorted by_attach).
+// One that attached later was the exec's own or a later one's. An earlier one is not: the image
+// between them was of the same process after an exec (which the start times tell), or of a
+// process that got the pid back after the earlier one exited, which keeps its leaks.
+static const struct numbered_run *replaced_by(const struct numbered_run *runs, size_t used,
+                                              const struct md_exec_event *e)
+{
+    size_t lo = 0, hi = used; // the first run after (pid, e's time)
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const struct md_probe_image_run *r = &runs[mid].run;
+        // in microseconds, strace's: an exec's entry in the same microsecond as the attach of
+        // the image it replaced would otherwise come before it. The exec that started an image
+        // is never that close to its attach: loading the program alone takes longer.
+        if (r->pid < e->pid || (r->pid == e->pid && r->attached_ns / 1000 <= e->ts_ns / 1000))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    const struct numbered_run *last = lo ? &runs[lo - 1] : NULL;
+    return last && last->run.pid == e->pid && last->run.attached_ns ? last : NULL;
+}
+
+bool md_probe_file_exec_replaced(const struct md_probe_file *pf, const struct md_exec_event *execs,
+                                 size_t exec_count, bool *replaced, size_t n)
 {
     const struct md_probe_header *h = pf->header;
     size_t used = atomic_load(&h->image_runs_used);
@@ -412,6 +450,14 @@ bool md_probe_file_exec_replaced(const struct md_probe_file *pf, bool *replaced,
         if (runs[i].run.start_time && runs[i].run.pid == runs[i + 1].run.pid &&
             runs[i].run.start_time == runs[i + 1].run.start_time && runs[i].number < n)
             replaced[runs[i].number] = true;
+    // an exec into an image that never attached (a static program, another user's) leaves no
+    // later run: the recorder's exec tells
+    qsort(runs, used, sizeof *runs, by_attach);
+    for (size_t i = 0; i < exec_count; i++) {
+        const struct numbered_run *r = replaced_by(runs, used, &execs[i]);
+        if (r && r->number < n)
+            replaced[r->number] = true;
+    }
     free(runs);
     return true;
 }

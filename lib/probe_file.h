@@ -59,10 +59,17 @@ bool md_probe_file_data_run(const struct md_probe_file *pf, const void *table, s
 long md_probe_file_drop_own(const struct md_probe_file *pf, struct md_sys_event *events,
                             size_t *count);
 // Marks in replaced[n] (n: MD_PROBE_IMAGES + 1, by image number, alloc/probe_shared.h:
-// image_runs) the images that a later image of the same process replaced by an exec: the same pid
-// and start time (a pid the kernel reused starts later). Their live blocks were discarded with
-// their heap. False when out of memory (nothing marked).
-bool md_probe_file_exec_replaced(const struct md_probe_file *pf, bool *replaced, size_t n);
+// image_runs) the images that an exec replaced; their live blocks were discarded with their heap.
+// Two ways tell: a later image of the same process attached (the same pid and start time: a pid
+// the kernel reused starts later), or one of execs (the recorder's successful execs, in the
+// tool's pid namespace: call after md_probe_file_map_ids) came from that pid after the image
+// attached and before another image of that pid did. The second finds an exec into an image that
+// never attaches (a static program without the static probe, a process of another user that
+// cannot open the file). It cannot tell a process that got the pid of an exited probed one back
+// and exec'd without ever attaching: that needs the pid to wrap around within the run. False
+// when out of memory (nothing marked).
+bool md_probe_file_exec_replaced(const struct md_probe_file *pf, const struct md_exec_event *execs,
+                                 size_t exec_count, bool *replaced, size_t n);
 // Maps the tokens that probes in another pid namespace wrote for their pids and tids (negated;
 // alloc/probe_shared.h: foreign_pid_processes) to the ids of the tool's namespace, from their
 // marker syscalls in events, which it leaves out (*count of them, compacted in place), and

@@ -40,7 +40,9 @@
 // the code before it and before the code after it, and the probes read the same clock
 // (CLOCK_REALTIME) at a slow call's ends; at whole microseconds (-ttt) a program's syscall just
 // after an allocator call, or one inside the call just after the previous one, could not be told
-// apart from the other side of the boundary.
+// apart from the other side of the boundary. execve and execveat are no memory syscalls and never
+// counted as such: a successful one tells that an image the probe attached to was replaced, also
+// by one that runs without a probe (lib/strace.h keeps them apart).
 static const char *const strace_head[] = {
     "strace",
     "-D",
@@ -49,7 +51,7 @@ static const char *const strace_head[] = {
     "--timestamps=unix,ns",
     "--syscall-times=ns",
     "-e",
-    "trace=mmap,munmap,mremap,madvise,brk,mprotect,futex",
+    "trace=mmap,munmap,mremap,madvise,brk,mprotect,futex,execve,execveat",
 };
 
 static bool is_executable(const char *path)

@@ -201,6 +201,38 @@ static bool ends_with(const char *line, size_t len, const char *suffix)
     return len >= n && !memcmp(line + len - n, suffix, n);
 }
 
+// "execve(...) = 0" or "<... execve resumed>...) = 0" (execveat too): a successful exec. A
+// thread other than the leader that execs is resumed under its process's id, which is the one
+// wanted. Either line's time lies between the old image's run and the new one's: the entry, or
+// the moment strace saw the exec end, while the new image was still stopped.
+static bool is_exec(struct cursor c)
+{
+    if (!take(&c, "execve"))
+        return false;
+    take(&c, "at");
+    return !at_end(&c) && (*c.p == '(' || *c.p == ' ');
+}
+
+static int note_exec(struct md_strace_log *log, const struct md_sys_event *at, const char *line,
+                     size_t len)
+{
+    struct md_sys_event e = *at;
+    parse_result(line, len, &e);
+    if (!e.finished || e.failed)
+        return 0;
+    struct md_exec_event x = {.pid = at->tid, .ts_ns = at->ts_ns};
+    if (log->exec_count == log->exec_cap) {
+        size_t n = log->exec_cap ? 2 * log->exec_cap : 16;
+        struct md_exec_event *grown = realloc(log->execs, n * sizeof *grown);
+        if (!grown)
+            return -1;
+        log->execs = grown;
+        log->exec_cap = n;
+    }
+    log->execs[log->exec_count++] = x;
+    return 0;
+}
+
 static void note_process_line(struct md_strace_log *log, struct cursor c)
 {
     if (take(&c, "+++ exited with"))
@@ -243,7 +275,10 @@ int md_strace_parse_line(struct md_strace_log *log, const char *line, size_t len
         return 0;
     }
     e.tid = (int32_t)tid;
-    if (take(&c, "<... "))
+    bool resumed = take(&c, "<... ");
+    if (is_exec(c))
+        return note_exec(log, &e, line, len);
+    if (resumed)
         return resume(log, e.tid, c, line, len);
     int sys = sys_of(&c);
     if (sys < 0) {
@@ -298,5 +333,6 @@ void md_strace_log_free(struct md_strace_log *log)
     free(log->event);
     free(log->pending);
     free(log->unhooked_execs);
+    free(log->execs);
     memset(log, 0, sizeof *log);
 }

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-// Parsing `strace -f -ttt -T` output for the memory and futex syscalls trace follows.
+// Parsing `strace -f -ttt -T` output for the memory and futex syscalls trace follows, and the
+// successful execs (execve, execveat), which are kept apart from them.
 //
 // Lines look like "PID SECONDS.MICROS name(args) = RET <DURATION>"; a syscall interrupted by
 // another thread's line is split into "name(args <unfinished ...>" and "<... name resumed>...".
@@ -20,8 +21,11 @@ struct md_strace_log {
     size_t lines, unparsed; // all lines; lines that were not understood
     size_t exits, kills;    // "+++ exited" and "+++ killed by" lines
     size_t probe_own;       // the probe's own syscalls, left out
+    // successful execs, in the order of the log (perf's: of time); malloc'd
+    struct md_exec_event *execs;
+    size_t exec_count, exec_cap;
     // pids whose last image the static probe did not start: it hooked an earlier one, which then
-    // exec'd a file of the same name (perf's exec records; strace's log has no execs); malloc'd
+    // exec'd a file of the same name (perf's exec records only); malloc'd
     int32_t *unhooked_execs;
     size_t unhooked_exec_count;
     // pending "<unfinished ...>" calls, at most one per thread

@@ -33,6 +33,14 @@ struct md_sys_event {
     bool finished;   // the result was seen (false when the process died inside the call)
 };
 
+// A successful execve or execveat of a process, from the same recorder: not a memory syscall, so
+// never among the events above, but how the tool learns that an image it probed was replaced
+// when the new one runs without a probe (lib/probe_file.h).
+struct md_exec_event {
+    int32_t pid;    // the process (tgid): a thread that execs takes its process's id
+    uint64_t ts_ns; // CLOCK_REALTIME: after the old image attached, before the new one ran
+};
+
 const char *md_sys_name(enum md_sys sys);
 // Which argument (0-based) of the syscall carries the length we report; -1 for none.
 int md_sys_length_arg(enum md_sys sys);

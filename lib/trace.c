@@ -732,7 +732,9 @@ static int stats_with_stacks(const struct md_trace_options *opt, struct session 
                                       .folded = opt->folded,
                                       .futex_waits = in->futex_waits_by_stack,
                                       .futex_ns = in->futex_ns_by_stack,
-                                      .run_start_ns = s->run_start_ns};
+                                      .run_start_ns = s->run_start_ns,
+                                      .execs = s->log.execs,
+                                      .exec_count = s->log.exec_count};
         rc = md_trace_stacks(&s->probe, &so, report, err);
     }
     free(in->futex_waits_by_stack);

@@ -272,6 +272,11 @@ bool md_trace_perf_take_syscalls(struct md_trace_perf *tp, struct md_strace_log 
     log->unhooked_exec_count = r->unhooked_exec_count;
     r->unhooked_execs = NULL;
     r->unhooked_exec_count = 0;
+    free(log->execs);
+    log->execs = r->execs;
+    log->exec_count = log->exec_cap = r->exec_count;
+    r->execs = NULL;
+    r->exec_count = r->exec_cap = 0;
     *lost = r->sys_lost;
     return true;
 }

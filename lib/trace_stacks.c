@@ -230,12 +230,13 @@ struct leak_totals {
     uint64_t blocks, bytes, exec_blocks, exec_bytes;
 };
 
-static bool add_leaks(const struct md_probe_file *pf, const struct stack_list *l,
-                      struct leak_totals *t)
+static bool add_leaks(const struct md_probe_file *pf, const struct md_stack_options *opt,
+                      const struct stack_list *l, struct leak_totals *t)
 {
     const struct md_probe_live *live = pf->view.live;
     bool *replaced = calloc(MD_PROBE_IMAGES + 1, sizeof *replaced);
-    if (!replaced || !md_probe_file_exec_replaced(pf, replaced, MD_PROBE_IMAGES + 1)) {
+    if (!replaced || !md_probe_file_exec_replaced(pf, opt->execs, opt->exec_count, replaced,
+                                                  MD_PROBE_IMAGES + 1)) {
         free(replaced);
         return false;
     }
@@ -396,7 +397,7 @@ int md_trace_stacks(struct md_probe_file *pf, const struct md_stack_options *opt
     md_symcache_init(&s.cache);
     struct stack_list l = {0};
     struct leak_totals leaks = {0};
-    if (name_stacks(&s, pf, &l) || (opt->leaks && !add_leaks(pf, &l, &leaks))) {
+    if (name_stacks(&s, pf, &l) || (opt->leaks && !add_leaks(pf, opt, &l, &leaks))) {
         free_list(&l);
         md_symcache_free(&s.cache);
         md_u64map_free_owned(&s.file_names);

@@ -20,6 +20,9 @@ struct md_stack_options {
     const uint64_t *futex_waits, *futex_ns;
     // CLOCK_REALTIME when the program started: a file changed since may not be what it loaded
     uint64_t run_start_ns;
+    // the recorder's successful execs: blocks of an image one replaced are not leaks
+    const struct md_exec_event *execs;
+    size_t exec_count;
 };
 
 // Adds "stacks" and "futex_stacks" (with stacks), and "leaks" (with leaks) to report.

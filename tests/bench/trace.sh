@@ -17,7 +17,7 @@ for r in 0 1; do
     gcc -O2 -fPIC -shared -DFORWARD_RETURNS=$r -o $B/forward-$r.so tests/bench/src/forward_shim.c
 done
 # what trace's strace stops on (lib/run.c): the floor under trace's own cost
-syscalls=mmap,munmap,mremap,madvise,brk,mprotect,futex
+syscalls=mmap,munmap,mremap,madvise,brk,mprotect,futex,execve,execveat
 out=$(mktemp)
 json=$(mktemp)
 # musl's malloc is ~40x slower and every uprobe hit (--uprobes) costs microseconds: fewer
@@ -33,7 +33,7 @@ for v in glibc:2:20000000 glibc:2:100000000 musl:2:200000 musl:1:200000; do
     # static programs: the static probe's hooks by default; uprobes side by side
     set -- -n "plain" "$p" \
         -n "strace -f -c" "strace -f -c -o /dev/null $p" \
-        -n "strace as trace runs it" "strace -D -f --seccomp-bpf -ttt -T -e trace=$syscalls -o /dev/null $p" \
+        -n "strace as trace runs it" "strace -D -f --seccomp-bpf --timestamps=unix,ns --syscall-times=ns -e trace=$syscalls -o /dev/null $p" \
         -n "malloc-doctor trace" "$T trace -o /dev/null -- $p" \
         -n "malloc-doctor trace --stacks" "$T trace --stacks -o /dev/null -- $p"
     # the floor under an exact interposer (tests/bench/src/forward_shim.c)

@@ -1085,6 +1085,30 @@ assert all(s['frames'][0].startswith('0x') for s in l['by_stack']), l['by_stack'
     [ "$(q "r['leaks']['blocks'] >= 26")" = True ]
 }
 
+# The tool learnt of an exec only from the next image's probe: env exec'ing a static program
+# (which only the command gets the static probe for) never attached again, and env's blocks were
+# its leaks (138 blocks from setlocale). Now the recorded execve tells, under either recorder.
+@test "--leaks: blocks live when a program exec'd an unprobed one are not leaks (strace and perf)" {
+    for source in strace perf; do
+        run "$T" trace --syscalls "$source" --leaks --json -o "$OUT" -- env LANG=C.UTF-8 "$FX/leaker-musl-static"
+        [ "$status" -eq 0 ]
+        [ "$(q "r['run']['unprobed'][0]['reason'], r['leaks']['blocks'], r['leaks']['bytes']")" = "not-followed 0 0" ]
+        [ "$(q "r['leaks']['live_at_exec']['blocks'] > 0")" = True ]
+        # the exec is no memory syscall: none is counted for it
+        [ "$(q "sorted(s['name'] for s in r['syscalls'] if s['name'].startswith('exec'))")" = "[]" ]
+        # an image that exits without exec'ing keeps its leaks
+        run "$T" trace --syscalls "$source" --leaks --json -o "$OUT" -- sh -c "$FX/leaker; exec $FX/leaker-musl-static"
+        [ "$status" -eq 0 ]
+        [ "$(q "r['leaks']['blocks'], r['leaks']['bytes']")" = "13 16000" ]
+    done
+    # a process that switched to another user, then exec'd a program that cannot open the file
+    run "$T" trace --leaks --json -o "$OUT" -- setpriv --reuid=65534 --regid=65534 --clear-groups \
+        bash -c 'eval "exec ${MD_PROBE_FD%% *}</dev/null"; exec "$0"' "$FX/glibc-dynamic"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['run']['unprobed'][0]['reason'], r['leaks']['blocks']")" = "other-user 0" ]
+    [ "$(q "r['leaks']['live_at_exec']['blocks'] > 0")" = True ]
+}
+
 @test "a static program that never frees is hooked; leaks asked for under uprobes say why not" {
     # musl links only its bump allocator then: there is no free to hook, and none is called
     run "$T" trace --leaks --json -o "$OUT" -- "$FX/musl-nofree"

@@ -272,17 +272,50 @@ static void an_exec_replaces_an_image_and_a_reused_pid_does_not(void **state)
     struct md_error err;
     assert_int_equal(md_probe_file_create(&pf, 1000, MD_PROBE_WANT_LEAKS, &err), 0);
     struct md_probe_header *h = pf.header;
-    assert_int_equal(md_probe_take_image(h, 100, 5000), 1); // env
-    assert_int_equal(md_probe_take_image(h, 101, 5001), 2); // a child of env's
-    assert_int_equal(md_probe_take_image(h, 100, 5000), 3); // env exec'd the program
-    assert_int_equal(md_probe_take_image(h, 101, 7000), 4); // 101 again: another process
-    assert_int_equal(md_probe_take_image(h, 102, 0), 5);    // start unknown (static probe)
-    assert_int_equal(md_probe_take_image(h, 102, 0), 6);
+    assert_int_equal(md_probe_take_image(h, 100, 5000, 10000), 1); // env
+    assert_int_equal(md_probe_take_image(h, 101, 5001, 11000), 2); // a child of env's
+    assert_int_equal(md_probe_take_image(h, 100, 5000, 12000), 3); // env exec'd the program
+    assert_int_equal(md_probe_take_image(h, 101, 7000, 13000), 4); // 101 again: another process
+    assert_int_equal(md_probe_take_image(h, 102, 0, 14000), 5);    // start unknown (static probe)
+    assert_int_equal(md_probe_take_image(h, 102, 0, 15000), 6);
     bool replaced[MD_PROBE_IMAGES + 1];
-    assert_true(md_probe_file_exec_replaced(&pf, replaced, MD_PROBE_IMAGES + 1));
+    assert_true(md_probe_file_exec_replaced(&pf, NULL, 0, replaced, MD_PROBE_IMAGES + 1));
     assert_true(replaced[1]);
     for (int i = 2; i <= 6; i++)
         assert_false(replaced[i]);
+    md_probe_file_close(&pf);
+}
+
+// An exec into an image that never attaches (a static program, another user's) is known only
+// from the recorder: it replaces the image of its pid that attached last before it, never one
+// that attached after it (the exec's own), nor one before another image of that pid.
+static void a_recorded_exec_replaces_the_image_it_followed(void **state)
+{
+    (void)state;
+    struct md_probe_file pf;
+    struct md_error err;
+    assert_int_equal(md_probe_file_create(&pf, 1000, MD_PROBE_WANT_LEAKS, &err), 0);
+    struct md_probe_header *h = pf.header;
+    assert_int_equal(md_probe_take_image(h, 100, 5000, 10000000), 1); // env
+    assert_int_equal(md_probe_take_image(h, 101, 5001, 11000000), 2); // exits: leaks
+    assert_int_equal(md_probe_take_image(h, 101, 9000, 13000000), 3); // 101 again, then execs
+    assert_int_equal(md_probe_take_image(h, 102, 0, 14000000), 4);    // static probe, execs
+    assert_int_equal(md_probe_take_image(h, 103, 6000, 15000000), 5); // exec'd into: attached later
+    assert_int_equal(md_probe_take_image(h, 104, 6001, 0), 6);        // attach time unknown
+    const struct md_exec_event execs[] = {
+        {.pid = 100, .ts_ns = 10000500}, // env exec'd a static program
+        {.pid = 101, .ts_ns = 13500000},
+        {.pid = 102, .ts_ns = 14000000}, // strace's microsecond: the same as the attach's
+        {.pid = 103, .ts_ns = 14999000}, // the exec that started image 5
+        {.pid = 104, .ts_ns = 16000000},
+        {.pid = 105, .ts_ns = 16000000}, // no image of that pid
+    };
+    bool replaced[MD_PROBE_IMAGES + 1];
+    assert_true(md_probe_file_exec_replaced(&pf, execs, sizeof execs / sizeof execs[0], replaced,
+                                            MD_PROBE_IMAGES + 1));
+    bool want[] = {false, true, false, true, true, false, false};
+    for (int i = 1; i <= 6; i++)
+        assert_int_equal(replaced[i], want[i]);
     md_probe_file_close(&pf);
 }
 
@@ -333,8 +366,8 @@ static void announced_tokens_become_the_tools_ids(void **state)
     char inner[MD_PROBE_COMM] = "inner", lost[MD_PROBE_COMM] = "lost";
     md_probe_note_image(h, -1, inner);
     md_probe_note_image(h, -3, lost);
-    assert_int_equal(md_probe_take_image(h, -1, 50), 1);
-    assert_int_equal(md_probe_take_image(h, -3, 60), 2);
+    assert_int_equal(md_probe_take_image(h, -1, 50, 1), 1);
+    assert_int_equal(md_probe_take_image(h, -3, 60, 2), 2);
     struct md_sys_event ev[] = {
         {.tid = 8352, .sys = MD_SYS_MADVISE, .address = md_probe_id_mark(1)},
         {.tid = 8352, .sys = MD_SYS_MMAP, .address = 0x7f0000000000, .length = 4096},
@@ -366,6 +399,7 @@ int main(void)
         cmocka_unit_test(a_stalled_clock_reading_is_not_the_end_stamp),
         cmocka_unit_test(the_probes_own_mappings_leave_the_events),
         cmocka_unit_test(an_exec_replaces_an_image_and_a_reused_pid_does_not),
+        cmocka_unit_test(a_recorded_exec_replaces_the_image_it_followed),
         cmocka_unit_test(the_file_names_the_tools_namespace_and_a_shared_descriptor),
         cmocka_unit_test(announced_tokens_become_the_tools_ids),
     };

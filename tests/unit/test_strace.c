@@ -141,6 +141,29 @@ static void timestamps_never_wrap(void **state)
     md_strace_log_free(&log);
 }
 
+// Successful execs are kept apart from the memory syscalls: a failed one, one its process died
+// in, and one of another thread resumed under its process's id (which is the one kept).
+static void execs_are_kept_apart(void **state)
+{
+    (void)state;
+    struct md_strace_log log = {0};
+    feed(&log, (const char *const[]){
+                   "7 1.000001 execve(\"./env\", [\"env\", \"a = 0\"], 0x7ffd /* 9 vars */) = 0 "
+                   "<0.000200>",
+                   "7 1.000300 execve(\"/x\", [\"x\"], 0x7ffd /* 9 vars */) = -1 ENOENT (No such "
+                   "file or directory) <0.000010>",
+                   "8 1.000400 execveat(3, \"\", [\"p\"], 0x7ffd, AT_EMPTY_PATH <unfinished ...>",
+                   "7 1.000401 +++ superseded by execve in pid 8 +++",
+                   "7 1.000500 <... execveat resumed>) = 0 <0.000100>",
+                   "9 1.000600 execve(\"/y\", [\"y\"], 0x7ffd /* 9 vars */) = ?",
+                   "7 1.000700 brk(NULL) = 0x1 <0.000001>", NULL});
+    assert_int_equal(log.count, 1); // brk alone
+    assert_int_equal(log.exec_count, 2);
+    assert_true(log.execs[0].pid == 7 && log.execs[0].ts_ns == 1000001000u);
+    assert_true(log.execs[1].pid == 7 && log.execs[1].ts_ns == 1000500000u);
+    md_strace_log_free(&log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -150,6 +173,7 @@ int main(void)
         cmocka_unit_test(failures_kills_and_process_lines),
         cmocka_unit_test(garbage_is_counted_not_fatal),
         cmocka_unit_test(timestamps_never_wrap),
+        cmocka_unit_test(execs_are_kept_apart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
