@@ -426,6 +426,7 @@ static void uprobes_count_static_musl_calls_exactly(void **state)
     assert_int_equal(r.res.uprobe_hits[0], mallocs);
     assert_int_equal(r.res.uprobe_hits[1], frees);
     assert_false(r.res.sampled);
+    md_perf_result_free(&r.res);
 }
 
 // The same counts with sampling on at the same time. Each uprobe hit traps into the kernel and
@@ -461,6 +462,7 @@ static void uprobes_and_sampling_together(void **state)
     assert_true(r.res.samples_alloc > 0);
     for (size_t i = 0; i < r.res.top_all_count; i++)
         assert_string_not_equal(r.res.top_all[i].name, "malloc"); // a single jmp instruction
+    md_perf_result_free(&r.res);
 }
 
 static void uprobe_open_failure_is_reported(void **state)
@@ -509,6 +511,7 @@ static void toy_global_lock_allocator_dominates(void **state)
     assert_true(r.res.top_alloc_count > 0);
     assert_string_equal(r.res.top_alloc[0].name, "toy_refill");
     assert_string_equal(r.res.top_all[0].name, "toy_refill");
+    md_perf_result_free(&r.res);
 }
 
 // toy_refill is found through the callchain (malloc -> toy_refill) without naming it internal.
@@ -522,6 +525,7 @@ static void callchain_attributes_callee_to_malloc(void **state)
     print_result("toy-alloc, api only", &r.res);
     assert_true(alloc_share(&r.res) > 0.5);
     assert_string_equal(r.res.top_alloc[0].name, "toy_refill");
+    md_perf_result_free(&r.res);
 }
 
 static void compute_bound_program_has_low_share(void **state)
@@ -537,6 +541,7 @@ static void compute_bound_program_has_low_share(void **state)
     assert_true(alloc_share(&r.res) < 0.10);
     assert_string_equal(r.res.top_all[0].name, "spin_compute");
     assert_true(r.res.samples_unknown < r.res.samples_total / 10);
+    md_perf_result_free(&r.res);
 }
 
 // Whole-CPU sampling (as root) keeps the program's tree only: a busy process that is not the
@@ -564,6 +569,7 @@ static void other_processes_are_left_out(void **state)
             fail_msg("%ju samples of the other process's spin_compute",
                      (uintmax_t)r.res.top_all[i].samples);
     assert_string_equal(r.res.top_all[0].name, "toy_refill");
+    md_perf_result_free(&r.res);
 }
 
 // Samples follow a plain fork (mappings inherited without MMAP records) and leave out a child
@@ -583,6 +589,7 @@ static void fork_is_followed_and_strace_excluded(void **state)
         fail_msg("only %ju samples from the forked worker", (uintmax_t)r.res.samples_total);
     assert_string_equal(r.res.top_all[0].name, "spin_compute");
     assert_true(alloc_share(&r.res) < 0.10);
+    md_perf_result_free(&r.res);
 }
 
 int main(void)
