@@ -321,6 +321,7 @@ static void active_dynamic(cJSON *entry, const char *path, const struct md_scope
                            const struct md_ident *id, const struct md_matcher *matcher)
 {
     struct md_active a;
+    add_load_order(entry, scope); // whoever serves malloc: the libraries are facts of the file
     // exported, it interposes on the libraries' malloc too; defined but neither exported nor
     // imported (a static libc linked into a PIE that still names a loader, as musl-gcc
     // -static-pie gives), the file's own calls are bound to it at link time
@@ -329,7 +330,6 @@ static void active_dynamic(cJSON *entry, const char *path, const struct md_scope
         add_active(entry, &a, path, runtime_note);
         return;
     }
-    add_load_order(entry, scope);
     for (size_t i = 0; i < scope->count; i++) {
         const struct md_libinfo *li = scope->object[i];
         if (!li->exports_malloc)

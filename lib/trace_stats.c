@@ -284,8 +284,10 @@ static void add_ops(cJSON *report, const uint64_t *ops, const char *source,
                     const struct probe_totals *p)
 {
     cJSON *o = cJSON_AddObjectToObject(report, "ops");
-    if (!source) {
+    if (!source) { // every key all the same, null: a CI script reads ops.malloc without a KeyError
         cJSON_AddNullToObject(o, "total");
+        for (int op = 0; op < MD_OP_COUNT; op++)
+            cJSON_AddNullToObject(o, op_names[op]);
         cJSON_AddNullToObject(o, "source");
         add_cxx_ops(o, p, source);
         return;
@@ -396,8 +398,10 @@ static void add_mmap_lengths(cJSON *report, const struct stats *st, bool attribu
 static void add_requests(cJSON *report, const struct probe_totals *p, bool have)
 {
     cJSON *o = cJSON_AddObjectToObject(report, "requests");
-    if (!have) {
+    if (!have) { // the keys of a measured run, null or empty
         cJSON_AddNullToObject(o, "count");
+        cJSON_AddNullToObject(o, "bytes");
+        cJSON_AddArrayToObject(o, "histogram");
         return;
     }
     uint64_t log2[MD_HIST_LOG2];

@@ -1137,6 +1137,20 @@ for x in f["findings"]:
     rm -rf "$dir"
 }
 
+@test "every dynamic file has load_order and missing_libraries, also one that serves malloc itself" {
+    run "$T" inspect --json /usr/lib/x86_64-linux-gnu/libmimalloc.so.2 "$FX/glibc-dynamic" "$FX/musl-static"
+    [ "$status" -eq 0 ]
+    echo "$output" | python3 -c '
+import json, sys
+lib, prog, static = json.load(sys.stdin)["files"]
+assert lib["active"]["id"] == "mimalloc", lib["active"]
+for f in (lib, prog):
+    assert [e["path"].rsplit("/", 1)[1] for e in f["load_order"]][0] == "libc.so.6", f["load_order"]
+    assert f["missing_libraries"] == [], f
+assert "load_order" not in static and "missing_libraries" not in static, static
+' || return 1
+}
+
 @test "separate debug files: kind debug-file, the program's allocator by its symbols, judged by neither --expect nor the rules" {
     dir=$(mktemp -d)
     cp "$FX/musl-static" "$FX/mimalloc-dynamic" "$dir/"

@@ -862,6 +862,9 @@ assert r['cpu']['sampled'], r['cpu']"
     [ "$status" -eq 0 ]
     [ "$(q "r['mode']")" = none ]
     [ "$(q "r['ops']['total']")" = None ]
+    # every key a counted run has, null or empty: a CI script reads them without a KeyError
+    [ "$(q "[r['ops'][k] for k in ('malloc', 'free', 'calloc', 'realloc', 'aligned')]")" = "[None, None, None, None, None]" ]
+    [ "$(q "r['requests']")" = "{'count': None, 'bytes': None, 'histogram': []}" ]
     [ "$(sys_field futex per_op)" = None ]
     run "$T" trace --json --ops 80000 -o "$OUT" -- "$FX/musl-static-stripped"
     [ "$status" -eq 0 ]
