@@ -217,18 +217,20 @@ void md_heap_reclaim(void)
 
 // malloc_trim(3): what a failed mapping gives back (md_heap_reclaim), on the program's request,
 // after the blocks other threads freed to this heap, and the free pages of the segments it keeps,
-// without waiting for the purge delay; true when the process holds less memory after it. Other
-// threads' heaps are theirs: their own maintenance gives back what they freed.
+// without waiting for the purge delay; true when memory went back to the system (an munmap or
+// madvise: slices never touched since they were mapped leave the committed count without one,
+// and a process holds no less for it). Other threads' heaps are theirs: their own maintenance
+// gives back what they freed.
 bool md_heap_trim(void)
 {
-    int64_t committed = atomic_load(&md_stats.committed), mapped = atomic_load(&md_stats.mapped);
+    uint64_t released = atomic_load(&md_stats.munmap_calls) + atomic_load(&md_stats.madvise_calls);
     md_heap_t *h = md_tls_heap;
     if (h != NULL)
         md_heap_flush_remote(h);
     md_heap_reclaim();
     for (md_segment_t *seg = h != NULL ? h->segments : NULL; seg != NULL; seg = seg->next)
         md_segment_purge_free(seg);
-    return atomic_load(&md_stats.committed) < committed || atomic_load(&md_stats.mapped) < mapped;
+    return atomic_load(&md_stats.munmap_calls) + atomic_load(&md_stats.madvise_calls) > released;
 }
 
 void md_heaps_foreach(void (*fn)(md_heap_t *, void *), void *arg)
