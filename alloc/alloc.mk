@@ -4,7 +4,7 @@
 # One portable core, three thin glues:
 #   $(B)/alloc/glibc/libmdalloc.so        LD_PRELOAD for glibc programs
 #   $(B)/alloc/glibc/libmdalloc-debug.so  same, with internal consistency checks (MDALLOC_DEBUG)
-#   $(B)/alloc/glibc/libmdalloc.a         the glibc objects, for static glibc programs
+#   $(B)/alloc/glibc/libmdalloc.a         one object, mdalloc.o, for static glibc programs
 #   $(B)/alloc/musl/libmdalloc.so         LD_PRELOAD for programs linked with musl's libc.so
 #   $(B)/alloc/musl/libmdalloc.a          one musl-gcc object, mdalloc.o, that replaces malloc in
 #                                         musl's libc.a (no debug info, internals made local)
@@ -69,7 +69,15 @@ $(B)/alloc/glibc/libmdalloc-debug.so: $(MD_GLIBC_DBG_OBJ)
 	@mkdir -p $(@D)
 	$(CC) -shared -o $@ $^ -lpthread
 
-$(B)/alloc/glibc/libmdalloc.a: $(MD_GLIBC_OBJ)
+# The glibc archive is linked into static programs too (--whole-archive): the same one object,
+# with the glibc build's strong public names (they must win over glibc's own malloc.o).
+$(B)/alloc/obj-glibc-static/mdalloc.o: $(MD_GLIBC_OBJ)
+	@mkdir -p $(@D)
+	$(LD) -r -o $@.tmp $^
+	$(OBJCOPY) --localize-hidden --strip-debug $@.tmp $@
+	rm -f $@.tmp
+
+$(B)/alloc/glibc/libmdalloc.a: $(B)/alloc/obj-glibc-static/mdalloc.o
 	@mkdir -p $(@D)
 	rm -f $@
 	ar rcs $@ $^

@@ -6,6 +6,7 @@ MDA_GLIBC_SO=$MD_BUILD/alloc/glibc/libmdalloc.so
 MDA_DEBUG_SO=$MD_BUILD/alloc/glibc/libmdalloc-debug.so
 MDA_MUSL_SO=$MD_BUILD/alloc/musl/libmdalloc.so
 MDA_MUSL_A=$MD_BUILD/alloc/musl/libmdalloc.a
+MDA_GLIBC_A=$MD_BUILD/alloc/glibc/libmdalloc.a
 MDA_TESTS=$MD_BUILD/alloc-tests
 
 # run_with FLAVOR PROGRAM ARGS...: run a test program against one mdalloc build.

@@ -182,6 +182,23 @@ CXX
     [ "$output" = 0 ]
 }
 
+@test "glibc archive: only the public API and reserved names are global, no debug info; a program may name md_options" {
+    nm -g --defined-only "$MDA_GLIBC_A" | awk 'NF == 3 {print $3}' >"$WORK/globals"
+    grep -qx malloc "$WORK/globals"
+    run grep -vxE '__.*|_[A-Z].*|malloc|free|calloc|realloc|aligned_alloc|memalign|posix_memalign|reallocarray|valloc|pvalloc|free_sized|free_aligned_sized|malloc_usable_size|malloc_trim' "$WORK/globals"
+    echo "$output"
+    [ "$status" -eq 1 ]
+    run bash -c "readelf -S -W '$MDA_GLIBC_A' | grep -c '\.debug_'"
+    [ "$output" = 0 ]
+    # a static glibc program with a function of mdalloc's internal name links and runs on mdalloc
+    printf '#include <stdio.h>\n#include <stdlib.h>\nint md_options(void) { return 42; }\nint main(void) { void *p = malloc(100); printf("%%d\\n", md_options()); free(p); return 0; }\n' >"$WORK/names.c"
+    gcc -static -O2 -o "$WORK/names" "$WORK/names.c" -Wl,--whole-archive "$MDA_GLIBC_A" -Wl,--no-whole-archive
+    run env MDALLOC_VERBOSE=1 "$WORK/names"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"mdalloc: version "* ]]
+    [[ "$output" == *42 ]]
+}
+
 @test "musl archive objects make no libc call that could pull musl's malloc back in" {
     run bash -c "nm --undefined-only '$MDA_MUSL_A' | awk '{print \$2}' | sort -u"
     [ "$status" -eq 0 ]
