@@ -116,6 +116,22 @@ static int check_elf_member(const struct md_archive *ar, const struct md_ar_memb
     return md_elf_check_image(m->data, m->size, label, err);
 }
 
+// The target of the archive's objects: libbfd's name, and for a machine this libbfd was not
+// built for, where it says only "elf64-little", the machine from the ELF header (checked by
+// md_elf_check_image), so that two foreign archives of different machines do not pass for one.
+static void name_target(struct md_archive *ar, bfd *m, const struct md_ar_member *member)
+{
+    const char *bfd_name = bfd_get_target(m);
+    const unsigned char *h = member->data;
+    bool generic = strstr(bfd_name, "-little") || strstr(bfd_name, "-big");
+    if (!generic || member->size < 20) {
+        snprintf(ar->target, sizeof ar->target, "%s", bfd_name);
+        return;
+    }
+    int machine = h[EI_DATA] == ELFDATA2MSB ? h[18] << 8 | h[19] : h[19] << 8 | h[18];
+    snprintf(ar->target, sizeof ar->target, "%s (%s)", bfd_name, md_elf_machine_label(machine));
+}
+
 static int read_member(struct md_archive *ar, bfd *m, struct md_ar_member *out,
                        struct md_error *err)
 {
@@ -149,7 +165,7 @@ static int read_member(struct md_archive *ar, bfd *m, struct md_ar_member *out,
                        "without -flto",
                        ar->path, out->name);
     if (!ar->target[0])
-        snprintf(ar->target, sizeof ar->target, "%s", bfd_get_target(m));
+        name_target(ar, m, out);
     return read_symbols(ar, m, out, err);
 }
 

@@ -327,6 +327,11 @@ bool md_elf_big_endian(const struct md_elf *e)
 
 const char *md_elf_machine_name(const struct md_elf *e)
 {
+    return md_elf_machine_label(e->ehdr.e_machine);
+}
+
+const char *md_elf_machine_label(int machine)
+{
     static const struct {
         int machine;
         const char *name;
@@ -345,7 +350,7 @@ const char *md_elf_machine_name(const struct md_elf *e)
         {EM_NONE, "none"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (names[i].machine == e->ehdr.e_machine)
+        if (names[i].machine == machine)
             return names[i].name;
     return "unknown";
 }

@@ -90,6 +90,7 @@ int md_archive_next(struct md_elf *archive, struct md_elf *member, char *label, 
 
 const char *md_elf_class_name(const struct md_elf *e);   // "ELF64"
 const char *md_elf_machine_name(const struct md_elf *e); // "x86-64"
+const char *md_elf_machine_label(int machine);           // the same from an e_machine value
 bool md_elf_big_endian(const struct md_elf *e);
 
 // The PT_INTERP string, or NULL. Fails only when the header points outside the file.

@@ -561,6 +561,17 @@ PY
     [[ "$output" == *"strlen"*"DEFINED TWICE: kept strlen.lo and added patch_dup.o"* ]]
 }
 
+@test "--allocator of another machine is refused, named by its machine where libbfd has no name for it" {
+    # mdalloc's object relabelled aarch64 (e_machine 183): this libbfd calls it only elf64-little
+    mkdir "$W/arm"
+    (cd "$W/arm" && ar x "$(dirname "$T")/alloc/musl/libmdalloc.a" && python3 -c "
+d = bytearray(open('mdalloc.o', 'rb').read()); d[18:20] = (183).to_bytes(2, 'little')
+open('mdalloc.o', 'wb').write(d)" && ar rcs arm.a mdalloc.o)
+    run "$T" patch --allocator "$W/arm/arm.a" --dry-run "$W/libc.a"
+    [ "$status" -eq 2 ]
+    [ "$output" = "malloc-doctor: patch: $W/libc.a: objects are elf64-x86-64 but the allocator $W/arm/arm.a has elf64-little (aarch64) objects" ]
+}
+
 @test "refusals: glibc's libc.a, not musl, thin archive, LTO member, not an archive" {
     cp /usr/lib/x86_64-linux-gnu/libc.a "$W/glibc.a"
     run "$T" patch "$W/glibc.a"
