@@ -620,6 +620,21 @@ static bool is_root_frame(const struct scan_frame *f)
     return md_perf_name_in(f->f->name, roots);
 }
 
+// main is called only by libc's start code, through a pointer (which cannot be checked as a
+// direct call can): above it on the stack, return addresses of anything else are slots left
+// from the start code's earlier calls (musl: __init_libc -> __init_ssp -> memcpy), which the
+// held-frame rule would take for a missed frame, as each calls the next.
+static bool stale_above_main(const struct scan_frame *inner, const struct scan_frame *candidate)
+{
+    static const char *const main_callers[] = {"__libc_start_main",
+                                               "__libc_start_call_main",
+                                               "libc_start_main_stage2",
+                                               "_start_c",
+                                               "_start",
+                                               NULL};
+    return !strcmp(inner->f->name, "main") && !md_perf_name_in(candidate->f->name, main_callers);
+}
+
 // One frame of a wait's stack into its text: whether it shows the wait inside the allocator. The
 // preload probe's frames are not shown (the measurement's, as in the allocation stacks), but
 // one of its allocator wrappers on the stack (an entry point or a slow path; not its dlopen or
@@ -655,7 +670,8 @@ static bool futex_stack_text(struct replay *r, const struct proc *p, uint64_t le
     for (size_t off = 0; p && off + 8 <= bytes && frames < MD_PERF_FUTEX_FRAMES; off += 8) {
         uint64_t w;
         memcpy(&w, stack + off, sizeof w);
-        if (!return_address_frame(r, p, w, &candidate))
+        if (!return_address_frame(r, p, w, &candidate) ||
+            (known && stale_above_main(&inner, &candidate)))
             continue;
         if (known && !frame_reaches(&candidate, &inner)) {
             if (!holding || !frame_reaches(&candidate, &held)) {

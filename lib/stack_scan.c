@@ -72,6 +72,18 @@ static int32_t rel32_at(const unsigned char *p)
 
 enum reach { REACH_NO, REACH_YES };
 
+// Function f's length: its size, or for an unsized one (assembly: musl's memcpy) up to the next
+// symbol, as md_symtab_find trusts it, where the symbol table is whole; 0 when unknown.
+static uint64_t func_length(const struct md_symtab *t, const struct md_func_sym *f)
+{
+    if (f->size || t->exports_only)
+        return f->size;
+    for (const struct md_func_sym *g = f + 1; g < t->funcs + t->count; g++)
+        if (g->addr > f->addr)
+            return g->addr - f->addr;
+    return 0;
+}
+
 static enum reach callee_reaches(const struct md_symtab *t, const struct md_func_sym *f,
                                  uint64_t inner_addr, int depth);
 
@@ -82,7 +94,7 @@ static enum reach jump_reaches(const struct md_symtab *t, const struct md_func_s
                                uint64_t dest, uint64_t inner_addr, int depth)
 {
     uint64_t off;
-    if (dest >= f->addr && dest - f->addr < f->size)
+    if (dest >= f->addr && dest - f->addr < func_length(t, f))
         return REACH_NO; // inside f
     if (!md_symtab_addr_to_offset(t, dest, &off))
         return REACH_NO; // not code of this file: not a real jump
@@ -104,25 +116,25 @@ static enum reach callee_reaches(const struct md_symtab *t, const struct md_func
 {
     size_t size;
     const unsigned char *file = file_bytes(t, &size);
-    uint64_t start;
+    uint64_t start, length = func_length(t, f);
     if (f->addr == inner_addr)
         return REACH_YES;
-    if (!file || !f->size || !md_symtab_addr_to_offset(t, f->addr, &start) || start > size ||
-        f->size > size - start)
+    if (!file || !length || !md_symtab_addr_to_offset(t, f->addr, &start) || start > size ||
+        length > size - start)
         return REACH_YES; // cannot read it: cannot tell
     const unsigned char *code = file + start;
-    for (uint64_t i = 0; i + 2 <= f->size; i++) {
+    for (uint64_t i = 0; i + 2 <= length; i++) {
         uint64_t next = f->addr + i;
         if (code[i] == 0xff && (code[i + 1] & 0x38) == 0x20)
             return REACH_YES; // jmp *...: anywhere
         enum reach r = REACH_NO;
-        if (code[i] == 0xe9 && i + 5 <= f->size)
+        if (code[i] == 0xe9 && i + 5 <= length)
             r = jump_reaches(t, f, next + 5 + (uint64_t)(int64_t)rel32_at(code + i + 1), inner_addr,
                              depth);
         else if (code[i] == 0xeb)
             r = jump_reaches(t, f, next + 2 + (uint64_t)(int64_t)(int8_t)code[i + 1], inner_addr,
                              depth);
-        else if (code[i] == 0x0f && (code[i + 1] & 0xf0) == 0x80 && i + 6 <= f->size)
+        else if (code[i] == 0x0f && (code[i + 1] & 0xf0) == 0x80 && i + 6 <= length)
             r = jump_reaches(t, f, next + 6 + (uint64_t)(int64_t)rel32_at(code + i + 2), inner_addr,
                              depth);
         if (r == REACH_YES)

@@ -68,6 +68,24 @@ assert t['kind'] == 'static' and t['libc'] == 'musl' and r['mode'] != 'preload',
     [ "$output" = 0 ]
 }
 
+@test "futex wait stacks: above main comes libc's start code, not the slots its earlier calls left" {
+    # main joins its threads; musl's start code called __init_libc -> __init_ssp -> memcpy before
+    # main, and those return addresses stay on the stack above main's frame: each calls the next,
+    # so the held-frame rule kept them as frames main was called from
+    run "$T" trace --stacks --json -o "$OUT" -- build/fixtures/thread-storm-musl-static 4 3000
+    [ "$status" -eq 0 ]
+    python3 - "$OUT" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+joins = [s['frames'] for s in r['futex_wait_stacks']['stacks']
+         if any(f.startswith('main ') for f in s['frames'])]
+assert joins, r['futex_wait_stacks']['stacks']
+for f in joins:
+    names = [x.split(' ')[0] for x in f]
+    assert names[names.index('main') + 1:] == ['libc_start_main_stage2'], f
+PY
+}
+
 @test "futex wait stacks: static musl's malloc lock, tied to the allocator without the probe" {
     run "$T" trace --uprobes --stacks --json -o "$OUT" -- build/fixtures/musl-static
     [ "$status" -eq 0 ]
