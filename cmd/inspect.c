@@ -80,17 +80,36 @@ static void print_cell(const char *s, int width)
     printf("%s%*s  ", s, width > md_cli_display_width(s) ? width - md_cli_display_width(s) : 0, "");
 }
 
-static int path_width(const cJSON *files)
+// Column widths of the table: each as wide as its widest cell (the path at most 60), so that
+// "unknown" or a long allocator name ("glibc ptmalloc (high) via libc.so.6") never runs into the
+// next column.
+struct columns {
+    int path, libc, active;
+};
+
+static void widen(int *width, int len)
 {
-    int width = 4;
+    if (len > *width)
+        *width = len;
+}
+
+static struct columns column_widths(const cJSON *files)
+{
+    struct columns w = {.path = 4, .libc = 6, .active = 34};
     const cJSON *f;
     cJSON_ArrayForEach(f, files)
     {
-        int len = md_cli_display_width(str_or(f, "path", ""));
-        if (len > width)
-            width = len;
+        widen(&w.path, md_cli_display_width(str_or(f, "path", "")));
+        if (strcmp(str_or(f, "status", ""), "ok") || !strcmp(str_or(f, "kind", ""), "archive"))
+            continue;
+        char active[256];
+        active_cell(f, active, sizeof active);
+        widen(&w.libc, (int)strlen(str_or(f, "libc", "-")));
+        widen(&w.active, md_cli_display_width(active));
     }
-    return width > 60 ? 60 : width;
+    if (w.path > 60)
+        w.path = 60;
+    return w;
 }
 
 // A file name for the table: a line break or tab in it would break the rows.
@@ -121,20 +140,21 @@ static void print_archive_row(const cJSON *f, int width)
     putchar('\n');
 }
 
-static void print_row(const cJSON *f, int width)
+static void print_row(const cJSON *f, const struct columns *w)
 {
     char path[PATH_MAX];
     const char *kind = str_or(f, "kind", "-");
     if (!strcmp(kind, "archive")) {
-        print_archive_row(f, width);
+        print_archive_row(f, w->path);
         return;
     }
     char active[256], others[256];
     active_cell(f, active, sizeof active);
     others_cell(f, others, sizeof others);
-    print_cell(table_path(f, path, sizeof path), width);
-    printf("%-13s %-6s %-7s %-34s %s\n", kind, str_or(f, "libc", "-"), str_or(f, "threads", "-"),
-           active, others);
+    print_cell(table_path(f, path, sizeof path), w->path);
+    int pad = w->active - md_cli_display_width(active);
+    printf("%-13s %-*s %-7s %s%*s %s\n", kind, w->libc, str_or(f, "libc", "-"),
+           str_or(f, "threads", "-"), active, pad > 0 ? pad : 0, "", others);
 }
 
 // "  LABEL: TEXT", TEXT printable: the names of files and libraries are the file's own bytes.
@@ -200,17 +220,17 @@ static void print_findings(const cJSON *files)
 static void render_text(const cJSON *report, bool verbose)
 {
     const cJSON *files = cJSON_GetObjectItemCaseSensitive(report, "files"), *f;
-    int width = path_width(files);
+    struct columns w = column_widths(files);
     bool header = false;
     cJSON_ArrayForEach(f, files)
     {
         if (strcmp(str_or(f, "status", ""), "ok"))
             continue;
         if (!header)
-            printf("%-*s  %-13s %-6s %-7s %-34s %s\n", width, "FILE", "KIND", "LIBC", "THREADS",
-                   "ACTIVE ALLOCATOR", "ALSO PRESENT");
+            printf("%-*s  %-13s %-*s %-7s %-*s %s\n", w.path, "FILE", "KIND", w.libc, "LIBC",
+                   "THREADS", w.active, "ACTIVE ALLOCATOR", "ALSO PRESENT");
         header = true;
-        print_row(f, width);
+        print_row(f, &w);
     }
     if (verbose)
         cJSON_ArrayForEach(f, files)

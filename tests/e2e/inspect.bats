@@ -1137,6 +1137,20 @@ for x in f["findings"]:
     rm -rf "$dir"
 }
 
+@test "text table: every column starts where its header does, however wide a cell is" {
+    # "mimalloc (high) via libmimalloc.so.2" is wider than the 34 columns the table once had
+    run "$T" inspect "$FX/musl-static" "$FX/mimalloc-dynamic" "$FX/glibc-dynamic" "$FX/jemalloc-static"
+    [ "$status" -eq 0 ]
+    python3 - "$output" <<'PY'
+import sys
+lines = sys.argv[1].split("\n")[:5]
+starts = [lines[0].index(h) for h in ("KIND", "LIBC", "THREADS", "ACTIVE ALLOCATOR", "ALSO PRESENT")]
+for row in lines[1:]:
+    for at in starts:  # a column starts after a blank, with a character of its own
+        assert row[at - 1] == " " and row[at] != " ", (row, at)
+PY
+}
+
 @test "every dynamic file has load_order and missing_libraries, also one that serves malloc itself" {
     run "$T" inspect --json /usr/lib/x86_64-linux-gnu/libmimalloc.so.2 "$FX/glibc-dynamic" "$FX/musl-static"
     [ "$status" -eq 0 ]
