@@ -292,10 +292,12 @@ static void quiet_bfd_end(struct quiet_bfd *q)
     bfd_set_assert_handler(q->assert_fail);
 }
 
-// The SHA-256 of the size bytes of fd, read with pread so that libbfd's offset stays where it is.
-static int digest_fd(int fd, size_t size, const char *path, char hex[65], struct md_error *err)
+// The size bytes of fd into ar->bytes and their SHA-256, read with pread so that libbfd's offset
+// stays where it is.
+static int digest_fd(int fd, size_t size, const char *path, struct md_archive *ar,
+                     struct md_error *err)
 {
-    unsigned char *buf = malloc(size ? size : 1);
+    unsigned char *buf = ar->bytes = malloc(size ? size : 1);
     if (!buf)
         return md_fail(err, "%s: out of memory", path);
     size_t got = 0;
@@ -308,8 +310,7 @@ static int digest_fd(int fd, size_t size, const char *path, char hex[65], struct
     else if (got < size)
         rc = md_fail(err, "%s: shrank while being read", path);
     else
-        md_sha256_hex(buf, size, hex);
-    free(buf);
+        md_sha256_hex(buf, size, ar->sha256);
     return rc;
 }
 
@@ -323,7 +324,7 @@ static int read_archive(struct md_archive *ar, const char *path, bool digest, st
         return -1;
     ar->file_size = size;
     if (check_not_thin(fd, path, err) || check_member_headers(fd, size, path, err) ||
-        (digest && digest_fd(fd, size, path, ar->sha256, err))) {
+        (digest && digest_fd(fd, size, path, ar, err))) {
         close(fd);
         return -1;
     }
@@ -375,6 +376,7 @@ void md_archive_free(struct md_archive *ar)
     }
     free(ar->members);
     free(ar->path);
+    free(ar->bytes);
     *ar = (struct md_archive){0};
 }
 

@@ -40,14 +40,16 @@ struct md_archive {
     struct md_ar_member *members;
     size_t count;
     size_t file_size; // of the archive file, in bytes
-    char sha256[65];  // of those bytes, lowercase hex; only from md_archive_read_digest
+    // only from md_archive_read_digest: those bytes (owned) and their SHA-256, lowercase hex
+    unsigned char *bytes;
+    char sha256[65];
 };
 
 // Reads an archive. Refuses thin archives, LTO/bitcode members and anything not an object.
 // ar must be released with md_archive_free whether or not the read succeeded.
 int md_archive_read(struct md_archive *ar, const char *path, struct md_error *err);
-// The same, and the file's SHA-256 from the bytes of the same open file that the members come
-// from (a second open could find another file put at path in between).
+// The same, and the file's bytes and SHA-256, from the same open file that the members come from
+// (a second open could find another file put at path in between).
 int md_archive_read_digest(struct md_archive *ar, const char *path, struct md_error *err);
 void md_archive_free(struct md_archive *ar);
 

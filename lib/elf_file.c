@@ -355,6 +355,18 @@ const char *md_elf_machine_label(int machine)
     return "unknown";
 }
 
+// objcopy --only-keep-debug and eu-strip -f keep a linked file's section headers but turn the
+// sections it loads into SHT_NOBITS: code that is not there is the mark of such a file.
+static bool is_separate_debug(const struct md_elf *e)
+{
+    for (Elf_Scn *scn = NULL; (scn = elf_nextscn(e->elf, scn));) {
+        GElf_Shdr sh;
+        if (gelf_getshdr(scn, &sh) && sh.sh_type == SHT_NOBITS && (sh.sh_flags & SHF_EXECINSTR))
+            return true;
+    }
+    return false;
+}
+
 int md_elf_interpreter(struct md_elf *e, const char **interp, struct md_error *err)
 {
     *interp = NULL;
@@ -362,7 +374,7 @@ int md_elf_interpreter(struct md_elf *e, const char **interp, struct md_error *e
         GElf_Phdr ph;
         if (!gelf_getphdr(e->elf, (int)i, &ph) || ph.p_type != PT_INTERP)
             continue;
-        if (!ph.p_filesz) // a separate debug file keeps the header, not the name's bytes
+        if (!ph.p_filesz && is_separate_debug(e)) // it keeps the header, not the name's bytes
             continue;
         Elf_Data *d = elf_getdata_rawchunk(e->elf, (int64_t)ph.p_offset, ph.p_filesz, ELF_T_BYTE);
         if (!d || !d->d_size || !memchr(d->d_buf, 0, d->d_size))
@@ -573,18 +585,6 @@ int md_elf_dynamic(struct md_elf *e, struct md_dynamic *dyn, struct md_error *er
         record_dyn_entries(data, &strs, dyn);
     }
     return 0;
-}
-
-// objcopy --only-keep-debug and eu-strip -f keep a linked file's section headers but turn the
-// sections it loads into SHT_NOBITS: code that is not there is the mark of such a file.
-static bool is_separate_debug(const struct md_elf *e)
-{
-    for (Elf_Scn *scn = NULL; (scn = elf_nextscn(e->elf, scn));) {
-        GElf_Shdr sh;
-        if (gelf_getshdr(scn, &sh) && sh.sh_type == SHT_NOBITS && (sh.sh_flags & SHF_EXECINSTR))
-            return true;
-    }
-    return false;
 }
 
 enum md_elf_kind md_elf_kind_of(const struct md_elf *e, bool has_interp,

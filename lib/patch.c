@@ -1152,16 +1152,12 @@ static int write_result(struct plan *p, cJSON *report, struct md_error *err)
 }
 
 // -o from a libc.a already patched with this allocator: OUT must exist afterwards all the same
-// (a later link searches its directory), so it gets the input's bytes, written the same safe way.
+// (a later link searches its directory), so it gets the input's bytes, those its members were
+// read from, written the same safe way.
 static int write_copy(const struct plan *p, cJSON *report, struct md_error *err)
 {
-    unsigned char *buf = NULL;
-    size_t size = 0;
-    int rc = read_file(p->opt->libc, 0, &buf, &size)
-                 ? md_fail_errno(err, errno, "%s", p->opt->libc)
-                 : write_bytes(p->opt, &p->alloc, buf, size, p->libc.count, report, err);
-    free(buf);
-    return rc;
+    return write_bytes(p->opt, &p->alloc, p->libc.bytes, p->libc.file_size, p->libc.count, report,
+                       err);
 }
 
 // --- entry points ----------------------------------------------------------------------------
@@ -1363,14 +1359,17 @@ static bool made_from(const struct md_archive *patched, const struct md_archive 
     return false;
 }
 
+// A refusal's "it stays%s%s": and so does libc, when there is one.
+#define STAYS_TOO(have_libc, libc) (have_libc) ? ", and so does " : "", (have_libc) ? (libc) : ""
+
 // The rename discards what is at libc, so that must be a libc.a this tool patched (or nothing:
 // then nothing is lost), and what it puts there must be the unpatched musl libc.a that libc was
 // made from, not an older one a toolchain update left behind.
-static int check_backed_up(const char *libc, const char *backup, struct md_error *err)
+static int check_backed_up(const char *libc, bool have_libc, const char *backup,
+                           struct md_error *err)
 {
     char why[256];
     struct md_archive patched = {0}, orig = {0};
-    bool have_libc = !access(libc, F_OK);
     int rc = 0;
     if (have_libc && restore_mismatch(libc, &patched, true, why, sizeof why))
         rc = md_fail(err,
@@ -1379,7 +1378,7 @@ static int check_backed_up(const char *libc, const char *backup, struct md_error
                      libc, why, backup);
     else if (restore_mismatch(backup, &orig, false, why, sizeof why))
         rc = md_fail(err, "%s: not an unpatched musl libc.a (%s); it stays%s%s", backup, why,
-                     have_libc ? ", and so does " : "", have_libc ? libc : "");
+                     STAYS_TOO(have_libc, libc));
     else if (have_libc && !made_from(&patched, &orig, why, sizeof why))
         rc = md_fail(err,
                      "%s: not patched from %s (%s); both stay: name its backup with --backup "
@@ -1397,8 +1396,8 @@ static int check_restorable(const char *libc, const char *backup, struct md_erro
     bool have_libc = !access(libc, F_OK);
     if (not_a_backup(&st))
         return md_fail(err, "%s: %s, not a backup this tool made; it stays%s%s", backup,
-                       not_a_backup(&st), have_libc ? ", and so does " : "", have_libc ? libc : "");
-    return check_backed_up(libc, backup, err);
+                       not_a_backup(&st), STAYS_TOO(have_libc, libc));
+    return check_backed_up(libc, have_libc, backup, err);
 }
 
 // Renames the backup over libc (same bytes, mode and owner), after checking both under the

@@ -381,6 +381,16 @@ static void note_exec(struct replay *r, uint32_t pid, uint64_t time)
     res->execs[res->exec_count++] = (struct md_exec_event){.pid = (int32_t)pid, .ts_ns = time};
 }
 
+static uint64_t record_time(const struct perf_event_header *h, const unsigned char *rec)
+{
+    uint64_t t = 0;
+    if (h->type == PERF_RECORD_SAMPLE && h->size >= sizeof *h + 32)
+        memcpy(&t, rec + sizeof *h + 24, sizeof t); // after identifier, ip and pid/tid
+    else if (h->type != PERF_RECORD_SAMPLE && h->size >= sizeof *h + 24)
+        memcpy(&t, rec + h->size - 16, sizeof t); // sample_id: pid/tid, time, identifier
+    return t;
+}
+
 static void on_comm(struct replay *r, const struct perf_event_header *h, const unsigned char *body)
 {
     struct rec_comm c;
@@ -398,17 +408,15 @@ static void on_comm(struct replay *r, const struct perf_event_header *h, const u
         n = sizeof t->comm - 1;
     memcpy(t->comm, body + sizeof c, n);
     t->comm[n] = 0;
+    if (!(h->misc & PERF_RECORD_MISC_COMM_EXEC))
+        return;
     // exec replaced the address space: the old mappings are gone
-    struct proc *p = (h->misc & PERF_RECORD_MISC_COMM_EXEC) ? proc_get(r, c.pid) : NULL;
+    struct proc *p = proc_get(r, c.pid);
     if (p)
         p->count = 0;
-    if ((h->misc & PERF_RECORD_MISC_COMM_EXEC) && c.pid == c.tid)
+    if (c.pid == c.tid)
         hooked_exec(r, c.pid, t->comm);
-    if (h->misc & PERF_RECORD_MISC_COMM_EXEC) {
-        uint64_t time; // sample_id: pid/tid, time, identifier
-        memcpy(&time, body + h->size - sizeof *h - 16, sizeof time);
-        note_exec(r, c.pid, time);
-    }
+    note_exec(r, c.pid, record_time(h, body - sizeof *h));
 }
 
 static void on_fork(struct replay *r, const unsigned char *body)
@@ -1091,16 +1099,6 @@ struct rec_ref {
     uint64_t time;
     size_t offset; // into the log; also the tie-break, which keeps arrival order
 };
-
-static uint64_t record_time(const struct perf_event_header *h, const unsigned char *rec)
-{
-    uint64_t t = 0;
-    if (h->type == PERF_RECORD_SAMPLE && h->size >= sizeof *h + 32)
-        memcpy(&t, rec + sizeof *h + 24, sizeof t); // after identifier, ip and pid/tid
-    else if (h->type != PERF_RECORD_SAMPLE && h->size >= sizeof *h + 24)
-        memcpy(&t, rec + h->size - 16, sizeof t); // sample_id: pid/tid, time, identifier
-    return t;
-}
 
 static int ref_cmp(const void *a, const void *b)
 {

@@ -420,10 +420,10 @@ static const struct numbered_run *replaced_by(const struct numbered_run *runs, s
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         const struct md_probe_image_run *r = &runs[mid].run;
-        // in microseconds, strace's: an exec's entry in the same microsecond as the attach of
-        // the image it replaced would otherwise come before it. The exec that started an image
-        // is never that close to its attach: loading the program alone takes longer.
-        if (r->pid < e->pid || (r->pid == e->pid && r->attached_ns / 1000 <= e->ts_ns / 1000))
+        // in nanoseconds: the recorder stamps an exec after the image it replaced attached and
+        // before the new one runs (strace while the thread is stopped at it, perf's exec record
+        // once it can no longer fail), and both stamps are CLOCK_REALTIME's, as the attach's
+        if (r->pid < e->pid || (r->pid == e->pid && r->attached_ns <= e->ts_ns))
             lo = mid + 1;
         else
             hi = mid;

@@ -36,6 +36,14 @@ void md_json_str(cJSON *obj, const char *key, const char *value)
         cJSON_AddNullToObject(obj, key);
 }
 
+void md_json_num_or_null(cJSON *obj, const char *key, bool known, double value)
+{
+    if (known)
+        cJSON_AddNumberToObject(obj, key, value);
+    else
+        cJSON_AddNullToObject(obj, key);
+}
+
 void md_json_strs(cJSON *obj, const char *key, const char *const *values, size_t count)
 {
     cJSON *arr = cJSON_AddArrayToObject(obj, key);

@@ -20,6 +20,8 @@ void md_tool_dir(char *dir, size_t size);
 
 // Small helpers that keep builders short; all accept NULL values and store JSON null.
 void md_json_str(cJSON *obj, const char *key, const char *value);
+void md_json_num_or_null(cJSON *obj, const char *key, bool known,
+                         double value); // null unless known
 void md_json_strs(cJSON *obj, const char *key, const char *const *values, size_t count);
 const char *md_json_get_str(const cJSON *obj, const char *key); // NULL unless a string
 int md_json_get_bool(const cJSON *obj, const char *key);        // 0 unless true

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-// Parsing `strace -f -ttt -T` output for the memory and futex syscalls trace follows, and the
-// successful execs (execve, execveat), which are kept apart from them.
+// Parsing `strace -f --timestamps=unix,ns --syscall-times=ns` output (or -ttt -T's microseconds)
+// for the memory and futex syscalls trace follows, and the successful execs (execve, execveat),
+// which are kept apart from them.
 //
-// Lines look like "PID SECONDS.MICROS name(args) = RET <DURATION>"; a syscall interrupted by
+// Lines look like "PID SECONDS.NANOS name(args) = RET <DURATION>"; a syscall interrupted by
 // another thread's line is split into "name(args <unfinished ...>" and "<... name resumed>...".
 // Anything else (signals, exits, a line cut by a kill) is counted, never fatal.
 #ifndef MD_STRACE_H

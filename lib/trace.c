@@ -950,13 +950,13 @@ static int run_and_collect(const struct md_trace_options *opt, struct session *s
     return 0;
 }
 
-// Who counted the calls: the probe, perf's uprobes, or the user's --ops.
 // How far a syscall perf recorded may lie outside a slow call and still be joined with it.
 static uint64_t join_slack_perf(const struct session *s)
 {
     return s->perf.result.clock_error_ns + MD_PERF_FAST_CLOCK_LAG_NS;
 }
 
+// Who counted the calls: the probe, perf's uprobes, or the user's --ops.
 static struct md_trace_input trace_input(const struct md_trace_options *opt, struct session *s,
                                          const struct md_run_result *run, const struct measured *m)
 {

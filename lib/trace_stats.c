@@ -274,33 +274,22 @@ static uint64_t total_ops(const uint64_t *ops)
 static void add_cxx_ops(cJSON *o, const struct probe_totals *p, const char *source)
 {
     bool known = source && !strcmp(source, "probe");
-    cJSON_AddItemToObject(o, "operator_new",
-                          known ? cJSON_CreateNumber((double)p->cxx_new) : cJSON_CreateNull());
-    cJSON_AddItemToObject(o, "operator_delete",
-                          known ? cJSON_CreateNumber((double)p->cxx_delete) : cJSON_CreateNull());
+    md_json_num_or_null(o, "operator_new", known, (double)p->cxx_new);
+    md_json_num_or_null(o, "operator_delete", known, (double)p->cxx_delete);
 }
 
 static void add_ops(cJSON *report, const uint64_t *ops, const char *source,
                     const struct probe_totals *p)
 {
+    // every key in every report, null where not counted: a CI script reads ops.malloc without a
+    // KeyError; --ops N gives a total, not which calls
     cJSON *o = cJSON_AddObjectToObject(report, "ops");
-    if (!source) { // every key all the same, null: a CI script reads ops.malloc without a KeyError
-        cJSON_AddNullToObject(o, "total");
-        for (int op = 0; op < MD_OP_COUNT; op++)
-            cJSON_AddNullToObject(o, op_names[op]);
-        cJSON_AddNullToObject(o, "source");
-        add_cxx_ops(o, p, source);
-        return;
-    }
-    cJSON_AddNumberToObject(o, "total", (double)total_ops(ops));
-    bool split = strcmp(source, "--ops") != 0; // --ops N gives a total, not which calls
+    bool split = source && strcmp(source, "--ops") != 0;
+    md_json_num_or_null(o, "total", source != NULL, (double)total_ops(ops));
     for (int op = 0; op < MD_OP_COUNT; op++)
-        if (split)
-            cJSON_AddNumberToObject(o, op_names[op], (double)ops[op]);
-        else
-            cJSON_AddNullToObject(o, op_names[op]);
+        md_json_num_or_null(o, op_names[op], split, (double)ops[op]);
     add_cxx_ops(o, p, source);
-    cJSON_AddStringToObject(o, "source", source);
+    md_json_str(o, "source", source);
 }
 
 static void add_per_op(cJSON *o, const char *key, uint64_t count, uint64_t ops)

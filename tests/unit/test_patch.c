@@ -87,6 +87,7 @@ static void written_archive_reads_back_identically(void **state)
     md_sha256_hex(buf, size, want);
     assert_string_equal(back.sha256, want);
     assert_int_equal(back.file_size, size);
+    assert_memory_equal(back.bytes, buf, size); // what patch -o copies when nothing is to change
     assert_int_equal(back.count, n);
     assert_true(back.has_map);
     for (size_t i = 0; i < n; i++) {

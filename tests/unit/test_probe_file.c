@@ -305,7 +305,8 @@ static void a_recorded_exec_replaces_the_image_it_followed(void **state)
     const struct md_exec_event execs[] = {
         {.pid = 100, .ts_ns = 10000500}, // env exec'd a static program
         {.pid = 101, .ts_ns = 13500000},
-        {.pid = 102, .ts_ns = 14000000}, // strace's microsecond: the same as the attach's
+        {.pid = 102, .ts_ns = 14000001}, // a nanosecond after the attach
+        {.pid = 103, .ts_ns = 14999999}, // just before image 5's attach: not it
         {.pid = 103, .ts_ns = 14999000}, // the exec that started image 5
         {.pid = 104, .ts_ns = 16000000},
         {.pid = 105, .ts_ns = 16000000}, // no image of that pid
