@@ -561,8 +561,9 @@ void md_render_compare(const cJSON *r)
         return;
     }
     const char *with = str(c, "allocator", "?");
-    printf("\ncompare: the program's allocator vs %s (%s), two runs of the same command\n", with,
-           str(c, "library", "?"));
+    printf("\ncompare: the program's allocator vs %s (%s), the same command run traced and "
+           "untraced\n",
+           with, str(c, "library", "?"));
     // a library's file name (libtcmalloc_minimal.so.4) is named in the line above; the column
     // gets a heading that fits it
     const char *heading = strlen(with) <= MD_METRIC_TEXT_MAX ? with : "WITH";
@@ -578,7 +579,16 @@ void md_render_compare(const cJSON *r)
         else
             printf(" %8s\n", "-");
     }
-    printf("(ratio = %s / own: below 1.00 is better with %s)\n", with, with);
+    printf("(ratio = %s / own: below 1.00 is better with %s; ", with, with);
+    const char *sep = "";
+    fputs("from one more run of each without strace or the probe: ", stdout);
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(c, "metrics"))
+    {
+        const char *from = md_json_get_str(m, "from");
+        if (from && !strcmp(from, "untraced"))
+            printf("%s%s", sep, str(m, "label", "?")), sep = ", ";
+    }
+    printf("%s)\n", *sep ? "" : "none");
 }
 
 void md_render_gate(const cJSON *r)

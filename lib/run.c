@@ -459,6 +459,9 @@ static void child(const struct md_run_spec *spec, const struct exec_call *call, 
     for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++)
         if (spec->closed_std_fds & (1u << fd))
             close(fd);
+    int null = spec->discard_output ? open("/dev/null", O_WRONLY | O_CLOEXEC) : -1;
+    if (null >= 0)
+        dup2(null, STDOUT_FILENO), dup2(null, STDERR_FILENO), close(null);
     if (call->envp)
         execve(call->file, (char *const *)call->argv, call->envp);
     else

@@ -35,6 +35,8 @@ struct md_run_spec {
     // Bit N (0..2): the tool's caller had standard descriptor N closed (the tool holds it open
     // for itself); the program starts with it closed, as it would without the tool.
     unsigned closed_std_fds;
+    // The program's stdout and stderr go to /dev/null (a run made for its times alone).
+    bool discard_output;
 };
 
 struct md_run_result {

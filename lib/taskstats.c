@@ -300,6 +300,19 @@ bool md_taskstats_tree(const struct md_taskstats *ts, pid_t root, pid_t tool_pid
     return seen_root;
 }
 
+bool md_taskstats_program_tree(const struct md_taskstats *ts, pid_t program,
+                               struct md_tree_usage *tree)
+{
+    char comm[32] = "";
+    FILE *f = fopen("/proc/self/comm", "re");
+    if (f) {
+        if (fgets(comm, sizeof comm, f))
+            comm[strcspn(comm, "\n")] = 0;
+        fclose(f);
+    }
+    return md_taskstats_tree(ts, program, getpid(), comm, tree);
+}
+
 void md_taskstats_free(struct md_taskstats *ts)
 {
     free(ts->records);

@@ -51,6 +51,10 @@ struct md_tree_usage {
 // Sums up the program (root) and its descendants, including orphans this tool adopted as
 // subreaper (parent tool_pid) other than strace and the tool's own forks. False when no record
 // of root arrived or records were lost: the caller keeps wait4's numbers.
+// md_taskstats_tree for a program this process ran (by its own pid and name).
+bool md_taskstats_program_tree(const struct md_taskstats *ts, pid_t program,
+                               struct md_tree_usage *tree);
+
 bool md_taskstats_tree(const struct md_taskstats *ts, pid_t root, pid_t tool_pid,
                        const char *tool_comm, struct md_tree_usage *usage);
 

@@ -532,10 +532,8 @@ static void add_run(cJSON *report, const struct md_run_result *r, double timeout
     else
         cJSON_AddNullToObject(o, "signal_passed_on");
     cJSON_AddNumberToObject(o, "wall_seconds", r->wall_seconds);
-    cJSON_AddNumberToObject(o, "user_seconds",
-                            (double)r->usage.ru_utime.tv_sec + r->usage.ru_utime.tv_usec / 1e6);
-    cJSON_AddNumberToObject(o, "sys_seconds",
-                            (double)r->usage.ru_stime.tv_sec + r->usage.ru_stime.tv_usec / 1e6);
+    cJSON_AddNumberToObject(o, "user_seconds", md_timeval_seconds(r->usage.ru_utime));
+    cJSON_AddNumberToObject(o, "sys_seconds", md_timeval_seconds(r->usage.ru_stime));
     cJSON_AddNumberToObject(o, "max_rss_kb",
                             tree ? (double)tree->peak_rss_kb : (double)r->usage.ru_maxrss);
     cJSON_AddStringToObject(o, "max_rss_source", tree ? "taskstats" : "wait4");
@@ -743,19 +741,6 @@ static int stats_with_stacks(const struct md_trace_options *opt, struct session 
 }
 
 // The program's processes as the kernel's exit records tell them (lib/taskstats.h).
-static bool program_tree(const struct md_taskstats *exits, pid_t program,
-                         struct md_tree_usage *tree)
-{
-    char comm[32] = "";
-    FILE *f = fopen("/proc/self/comm", "r");
-    if (f) {
-        if (fgets(comm, sizeof comm, f))
-            comm[strcspn(comm, "\n")] = 0;
-        fclose(f);
-    }
-    return md_taskstats_tree(exits, program, getpid(), comm, tree);
-}
-
 // The run's before_start: the program is about to start, so the probe file is armed last thing
 // (md_probe_file_arm), then perf is attached.
 static int before_program(pid_t pid, void *ctx, struct md_error *err)
@@ -819,7 +804,7 @@ static int run_program(const struct md_trace_options *opt, struct session *s,
     md_taskstats_start(&exits);
     int failed = md_run(&spec, run, err);
     md_taskstats_stop(&exits);
-    *tree_known = !failed && program_tree(&exits, run->pid, &s->tree);
+    *tree_known = !failed && md_taskstats_program_tree(&exits, run->pid, &s->tree);
     md_taskstats_free(&exits);
     return failed ? -1 : 0;
 }
