@@ -92,6 +92,9 @@ struct md_perf_options {
     // Both lists must stay valid until md_perf_close.
     const char *const *alloc_api;
     const char *const *alloc_internal;
+    // A library all of whose code is the allocator's (canonical path, valid until md_perf_close),
+    // or NULL: a sample in it is inside the allocator whatever its function is called.
+    const char *alloc_library;
     unsigned top_n;          // entries in each top list; 0 = MD_PERF_TOP, at most MD_PERF_TOP
     size_t max_record_bytes; // memory for raw sample records; 0 = 256 MiB
     unsigned ring_pages;     // ring buffer data pages per CPU, a power of 2; 0 = 256 (1 MiB)

@@ -558,15 +558,27 @@ struct sample {
     uint64_t time, nr;
 };
 
+// Whether ip lies in the library that is all allocator (md_perf_names.alloc_library): an
+// allocator the signature table does not know names none of its functions, and one built without
+// frame pointers (as Debian builds them) leaves its entry point off the callchain of a sample in
+// its inner functions.
+static bool in_alloc_library(const struct replay *r, const struct proc *p, uint64_t ip)
+{
+    const struct mapping *m = r->names->alloc_library && p ? proc_find_map(p, ip) : NULL;
+    return m && !strcmp(m->file, r->names->alloc_library);
+}
+
 static void count_sample(struct replay *r, const struct proc *p, const uint64_t *frames, size_t n)
 {
     struct frame_name leaf;
     name_frame(r, p, frames[0], true, &leaf);
-    bool in_alloc = leaf.func && func_is_alloc(r, leaf.func, leaf.aliases);
+    bool in_alloc = (leaf.func && func_is_alloc(r, leaf.func, leaf.aliases)) ||
+                    in_alloc_library(r, p, frames[0]);
     for (size_t i = 1; i < n && !in_alloc; i++) {
         struct frame_name caller;
         name_frame(r, p, frames[i], false, &caller);
-        in_alloc = caller.func && func_is_alloc(r, caller.func, caller.aliases);
+        in_alloc = (caller.func && func_is_alloc(r, caller.func, caller.aliases)) ||
+                   in_alloc_library(r, p, frames[i] - 1);
     }
     r->res->samples_unknown += !leaf.func;
     r->res->samples_alloc += in_alloc;

@@ -52,6 +52,7 @@ void md_perf_log_add(struct md_perf_log *l, const void *rec, size_t size);
 struct md_perf_names {
     const char *const *api;      // NULL-terminated
     const char *const *internal; // NULL-terminated or NULL
+    const char *alloc_library;   // md_perf_options.alloc_library
     unsigned top_n;              // 1..MD_PERF_TOP
     // The probed (canonical path, file offset) pairs: kernel-mode samples taken while a uprobe
     // breakpoint is being handled are the probe's cost, not the program's (see on_sample).

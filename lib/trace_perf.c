@@ -67,10 +67,12 @@ static void collect_internal(struct md_trace_perf *tp, const char *active_id)
 }
 
 void md_trace_perf_prepare(struct md_trace_perf *tp, const char *path, bool want_uprobes,
-                           const char *active_id, const char *libc, unsigned sample_hz,
-                           bool futex_stacks)
+                           const char *active_id, const char *libc, const char *alloc_library,
+                           unsigned sample_hz, bool futex_stacks)
 {
     memset(tp, 0, sizeof *tp);
+    if (alloc_library && !realpath(alloc_library, tp->alloc_library)) // as the maps name it
+        tp->alloc_library[0] = 0;
     tp->sample_hz = sample_hz;
     tp->futex_stacks = futex_stacks;
     // musl's own allocator, not the libc: a static musl program may link jemalloc or mdalloc,
@@ -111,6 +113,7 @@ static int open_perf(struct md_trace_perf *tp, pid_t pid, bool extras, bool with
                                   .sample_hz = extras ? tp->sample_hz : 0,
                                   .alloc_api = alloc_api,
                                   .alloc_internal = tp->internal,
+                                  .alloc_library = tp->alloc_library[0] ? tp->alloc_library : NULL,
                                   .futex_waits = extras && tp->futex_stacks,
                                   .syscalls = tp->syscalls,
                                   .sys_marker = MD_STATIC_MARKER};

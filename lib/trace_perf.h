@@ -21,6 +21,7 @@ struct md_trace_perf {
     int uprobe_op[MD_STATIC_KINDS];
     size_t uprobe_count;
     const char *internal[64]; // the active allocator's own function names (from its signature)
+    char alloc_library[4096]; // a library that is all allocator (canonical path), or empty
     unsigned sample_hz;
     bool futex_stacks;     // sample the stack of every blocking futex call (--stacks)
     bool syscalls;         // record the memory and futex syscalls (lib/perf.h); required
@@ -35,10 +36,11 @@ struct md_trace_perf {
 
 // Prepares uprobes on the allocator entry points of path when want_uprobes; sampling at
 // sample_hz (0: none); futex wait stacks when futex_stacks. active_id names the allocator whose
-// internals count as allocator time.
+// internals count as allocator time; alloc_library (or NULL), a library whose every function
+// does (one that serves malloc and is no libc).
 void md_trace_perf_prepare(struct md_trace_perf *tp, const char *path, bool want_uprobes,
-                           const char *active_id, const char *libc, unsigned sample_hz,
-                           bool futex_stacks);
+                           const char *active_id, const char *libc, const char *alloc_library,
+                           unsigned sample_hz, bool futex_stacks);
 // md_run's before_start: opens the events on the stopped process. Fails the run only when the
 // syscalls were asked for (tp->syscalls, set after prepare) and cannot be recorded; without the
 // other events the report says why.
