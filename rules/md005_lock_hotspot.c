@@ -89,9 +89,7 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
     // one allocating thread per process: nothing waited on the lock, the allocator's own work
     // is the cost (a warning: seed 003's harm was the other threads' waiting)
     bool alone = !blocked && md_rule_trace_single_threaded(in->trace);
-    snprintf(message, sizeof message,
-             "%s%s%s: %s (seed 003: 85%% of the CPU in one refill function, 4 futex calls)",
-             cpu_part, cpu && blocked ? "; " : "", wait_part,
+    snprintf(message, sizeof message, "%s%s%s: %s", cpu_part, cpu && blocked ? "; " : "", wait_part,
              blocked ? "the allocator's lock serialises the threads"
              : alone ? "the allocator does much of this single-threaded program's work in one "
                        "function; no thread waited for its lock, but a faster allocator or fewer "

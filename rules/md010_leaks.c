@@ -30,9 +30,22 @@ static void site_text(const cJSON *site, char *out, size_t size)
         snprintf(out, size, "an unknown call stack");
 }
 
+// Whether the program reached its end: blocks still held when a signal killed it (a crash) or
+// --timeout stopped it were never meant to be freed yet, and are no leak.
+static bool ended_by_itself(const cJSON *trace)
+{
+    const cJSON *run = cJSON_GetObjectItemCaseSensitive(trace, "run");
+    return !md_json_get_str(run, "signal") && !md_json_get_bool(run, "timed_out");
+}
+
+static const char *plural_s(double count)
+{
+    return count == 1 ? "" : "s";
+}
+
 static void check(const struct md_rule *rule, const struct md_rule_input *in, cJSON *findings)
 {
-    if (!in->trace)
+    if (!in->trace || !ended_by_itself(in->trace))
         return;
     const cJSON *leaks = cJSON_GetObjectItemCaseSensitive(in->trace, "leaks");
     if (!cJSON_IsObject(leaks))
@@ -46,15 +59,15 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
     site_text(top, site, sizeof site);
     if (top)
         snprintf(message, sizeof message,
-                 "%.0f blocks, %.0f bytes were never freed (threshold %.0f B); the most from %s: "
-                 "%.0f blocks, %.0f bytes",
-                 blocks, bytes, min, site, md_json_get_num(top, "blocks"),
-                 md_json_get_num(top, "bytes"));
+                 "%.0f block%s, %.0f bytes were never freed (threshold %.0f B); the most from %s: "
+                 "%.0f block%s, %.0f bytes",
+                 blocks, plural_s(blocks), bytes, min, site, md_json_get_num(top, "blocks"),
+                 plural_s(md_json_get_num(top, "blocks")), md_json_get_num(top, "bytes"));
     else // trace lists only the stacks that leaked --leak-min or more on their own
         snprintf(message, sizeof message,
-                 "%.0f blocks, %.0f bytes were never freed (threshold %.0f B), from call stacks "
+                 "%.0f block%s, %.0f bytes were never freed (threshold %.0f B), from call stacks "
                  "that each leaked less than that",
-                 blocks, bytes, min);
+                 blocks, plural_s(blocks), bytes, min);
     md_rule_trace_command(in->trace, cmd, sizeof cmd);
     snprintf(fix, sizeof fix,
              "free the blocks allocated at the top site, or keep them on purpose and raise the "

@@ -298,6 +298,20 @@ assert f[0]['severity'] == 'warning' and 'leak_large (leaker)' in f[0]['message'
     [ "$(ids)" = "" ]
     run "$T" trace --leaks --leak-min 1000 -- "$FX/leaker"
     [[ "$output" == *"warning MD010: memory not freed at exit"* ]]
+    # one block is one block
+    run "$T" trace --leaks --leak-min 1 --json -o "$OUT" -- "$FX/api-calls"
+    [ "$status" -eq 0 ]
+    [[ "$(q "r['leaks']['blocks'], [f['message'] for f in r['findings'] if f['id'] == 'MD010']")" == "1 ['1 block, "* ]] || q "r['leaks']['blocks'], r['findings']"
+}
+
+@test "MD010: what a program held when a signal killed it is no leak" {
+    # the same blocks as above when it ends by itself; a crash is not its exit (doctor said
+    # "memory not freed at exit" of a program killed by SIGSEGV)
+    run "$T" trace --leaks --leak-min 1 --json -o "$OUT" -- sh -c 'exec "$1"' _ "$FX/leaker"
+    [ "$(ids)" = "MD010" ]
+    run "$T" trace --leaks --leak-min 1 --json -o "$OUT" -- sh -c '"$1"; kill -SEGV $$' _ "$FX/leaker"
+    [ "$(q "r['run']['signal'], r['leaks']['blocks'] > 0")" = "SEGV True" ]
+    [ "$(ids)" = "" ]
 }
 
 @test "fix commands name this tool by its path, unless PATH finds this same executable" {
