@@ -3,7 +3,11 @@
 // entry points (used by libc itself and by programs that call them directly) and fork handlers.
 #include "md_fast.h"
 
+#include <errno.h>
+#include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
+#include <stdio.h>
 
 const char md_glue_target[] = "glibc";
 
@@ -15,6 +19,11 @@ MD_EXPORT void *__libc_memalign(size_t align, size_t n);
 MD_EXPORT void *__libc_valloc(size_t n);
 MD_EXPORT void *__libc_pvalloc(size_t n);
 MD_EXPORT int malloc_trim(size_t pad);
+MD_EXPORT int mallopt(int param, int value);
+MD_EXPORT struct mallinfo mallinfo(void);
+MD_EXPORT struct mallinfo2 mallinfo2(void);
+MD_EXPORT void malloc_stats(void);
+MD_EXPORT int malloc_info(int options, FILE *fp);
 
 void *__libc_malloc(size_t n)
 {
@@ -58,6 +67,61 @@ int malloc_trim(size_t pad)
 {
     (void)pad;
     return md_heap_trim();
+}
+
+// glibc's tuning and reporting calls, which a program may make whatever its malloc is: without
+// them here a static glibc program that makes one links glibc's malloc.o for it, whose malloc
+// clashes with mdalloc's, and a preloaded mdalloc would leave them to glibc's arenas, which hold
+// nothing. mdalloc has none of ptmalloc's tunables: mallopt accepts and ignores them, as
+// tcmalloc's does. The reports give what mdalloc counts: the bytes it has mapped (arena) and of
+// those the bytes committed (uordblks) and not (fordblks); it keeps no count of the bytes in use.
+int mallopt(int param, int value)
+{
+    (void)param, (void)value;
+    return 1;
+}
+
+struct mallinfo2 mallinfo2(void)
+{
+    int64_t mapped = atomic_load(&md_stats.mapped), committed = atomic_load(&md_stats.committed);
+    mapped = mapped > 0 ? mapped : 0;
+    committed = committed > 0 && committed < mapped ? committed : mapped;
+    return (struct mallinfo2){.arena = (size_t)mapped,
+                              .uordblks = (size_t)committed,
+                              .fordblks = (size_t)(mapped - committed)};
+}
+
+// The int-sized report of old programs: each number capped at INT_MAX.
+static int md_clamp_int(size_t v)
+{
+    return v > INT_MAX ? INT_MAX : (int)v;
+}
+
+struct mallinfo mallinfo(void)
+{
+    struct mallinfo2 wide = mallinfo2();
+    return (struct mallinfo){.arena = md_clamp_int(wide.arena),
+                             .uordblks = md_clamp_int(wide.uordblks),
+                             .fordblks = md_clamp_int(wide.fordblks)};
+}
+
+void malloc_stats(void)
+{
+    md_print_stats_to(2);
+}
+
+int malloc_info(int options, FILE *fp)
+{
+    if (options != 0) { // glibc's own refuses every option, none being defined
+        errno = EINVAL;
+        return -1;
+    }
+    struct mallinfo2 mi = mallinfo2();
+    fprintf(fp,
+            "<malloc version=\"mdalloc\">\n<total type=\"mapped\" size=\"%zu\"/>\n"
+            "<total type=\"committed\" size=\"%zu\"/>\n</malloc>\n",
+            mi.arena, mi.uordblks);
+    return 0;
 }
 
 // A constructor, not the first malloc: pthread_atfork may itself allocate. The earliest one:

@@ -494,6 +494,7 @@ extern _Atomic int md_process_ready;
 uint64_t md_now_ms(void);
 void md_print(const char *s);
 void md_print_stats(void);
+void md_print_stats_to(int fd); // the same lines, to fd (malloc_stats: stderr)
 void md_stat_commit(int64_t delta);
 void md_stat_map(int64_t delta);
 

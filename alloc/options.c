@@ -253,7 +253,7 @@ static void md_sum_class_pages(md_heap_t *h, void *arg)
         sum[i] += h->class_pages[i];
 }
 
-static void md_print_counter(const char *name, uint64_t v)
+static void md_print_counter(int fd, const char *name, uint64_t v)
 {
     char buf[96];
     char *p = md_append(buf, "mdalloc: stats: ");
@@ -261,7 +261,7 @@ static void md_print_counter(const char *name, uint64_t v)
     p = md_append(p, " ");
     p = md_fmt_u64(p, v);
     p = md_append(p, "\n");
-    md_prim_write_fd(md_stats_fd, buf, (size_t)(p - buf));
+    md_prim_write_fd(fd, buf, (size_t)(p - buf));
 }
 
 // Where the statistics go at exit: the copy of stderr while it still is that file. A program may
@@ -288,18 +288,22 @@ static int md_stats_out(void)
 void md_print_stats(void)
 {
     md_stats_fd = md_stats_out();
-    if (md_stats_fd < 0)
-        return;
-    md_print_counter("mmap_calls", atomic_load(&md_stats.mmap_calls));
-    md_print_counter("munmap_calls", atomic_load(&md_stats.munmap_calls));
-    md_print_counter("madvise_calls", atomic_load(&md_stats.madvise_calls));
-    md_print_counter("peak_committed_bytes", (uint64_t)atomic_load(&md_stats.committed_peak));
-    md_print_counter("peak_mapped_bytes", (uint64_t)atomic_load(&md_stats.mapped_peak));
-    md_print_counter("huge_allocs", atomic_load(&md_stats.huge_allocs));
-    md_print_counter("segments_reused", atomic_load(&md_stats.segments_reused));
-    md_print_counter("heaps_created", atomic_load(&md_stats.heaps_created));
-    md_print_counter("calls_after_thread_exit", atomic_load(&md_stats.calls_after_thread_exit));
-    md_print_counter("remote_free_node_mappings", atomic_load(&md_stats.rnode_chunks));
+    if (md_stats_fd >= 0)
+        md_print_stats_to(md_stats_fd);
+}
+
+void md_print_stats_to(int fd)
+{
+    md_print_counter(fd, "mmap_calls", atomic_load(&md_stats.mmap_calls));
+    md_print_counter(fd, "munmap_calls", atomic_load(&md_stats.munmap_calls));
+    md_print_counter(fd, "madvise_calls", atomic_load(&md_stats.madvise_calls));
+    md_print_counter(fd, "peak_committed_bytes", (uint64_t)atomic_load(&md_stats.committed_peak));
+    md_print_counter(fd, "peak_mapped_bytes", (uint64_t)atomic_load(&md_stats.mapped_peak));
+    md_print_counter(fd, "huge_allocs", atomic_load(&md_stats.huge_allocs));
+    md_print_counter(fd, "segments_reused", atomic_load(&md_stats.segments_reused));
+    md_print_counter(fd, "heaps_created", atomic_load(&md_stats.heaps_created));
+    md_print_counter(fd, "calls_after_thread_exit", atomic_load(&md_stats.calls_after_thread_exit));
+    md_print_counter(fd, "remote_free_node_mappings", atomic_load(&md_stats.rnode_chunks));
     uint64_t pages[MD_CLASS_COUNT] = {0};
     md_heaps_foreach(md_sum_class_pages, pages);
     for (size_t i = 0; i < MD_CLASS_COUNT; i++) {
@@ -313,7 +317,7 @@ void md_print_stats(void)
         p = md_append(p, " pages_set_up ");
         p = md_fmt_u64(p, pages[i]);
         p = md_append(p, "\n");
-        md_prim_write_fd(md_stats_fd, buf, (size_t)(p - buf));
+        md_prim_write_fd(fd, buf, (size_t)(p - buf));
     }
 }
 

@@ -171,11 +171,12 @@ const struct md_signature md_signatures[] = {
         .name = "glibc ptmalloc",
         .symbols = LIST("_int_malloc", "_int_free", "_int_realloc", "_int_memalign",
                         "malloc_consolidate", "sysmalloc", "main_arena", "arena_get2",
-                        "malloc_info", "mallinfo2", "__malloc_arena_thread_freeres"),
-        // mdalloc's glibc build defines malloc_trim too (servers call it), and a program linked
-        // with its archive exports it: alone it would make glibc's malloc a second candidate.
-        // jemalloc 5.3's tcache.c has a local tcache_init of its own (rustc's .symtab shows it)
-        .supporting = LIST("malloc_trim", "tcache_init"),
+                        "__malloc_arena_thread_freeres"),
+        // mdalloc's glibc build defines malloc_trim, mallopt and the reports too (programs call
+        // them whatever their malloc), and a program linked with its archive exports them: alone
+        // they would make glibc's malloc a second candidate. jemalloc 5.3's tcache.c has a local
+        // tcache_init of its own (rustc's .symtab shows it)
+        .supporting = LIST("malloc_trim", "malloc_info", "mallinfo2", "tcache_init"),
         .entries = NONE,
         .sections = NONE,
         .bytes = glibc_malloc_bytes,

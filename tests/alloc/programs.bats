@@ -185,7 +185,7 @@ CXX
 @test "glibc archive: only the public API and reserved names are global, no debug info; a program may name md_options" {
     nm -g --defined-only "$MDA_GLIBC_A" | awk 'NF == 3 {print $3}' >"$WORK/globals"
     grep -qx malloc "$WORK/globals"
-    run grep -vxE '__.*|_[A-Z].*|malloc|free|calloc|realloc|aligned_alloc|memalign|posix_memalign|reallocarray|valloc|pvalloc|free_sized|free_aligned_sized|malloc_usable_size|malloc_trim' "$WORK/globals"
+    run grep -vxE '__.*|_[A-Z].*|malloc|free|calloc|realloc|aligned_alloc|memalign|posix_memalign|reallocarray|valloc|pvalloc|free_sized|free_aligned_sized|malloc_usable_size|malloc_trim|mallopt|mallinfo2?|malloc_stats|malloc_info' "$WORK/globals"
     echo "$output"
     [ "$status" -eq 1 ]
     run bash -c "readelf -S -W '$MDA_GLIBC_A' | grep -c '\.debug_'"
@@ -197,6 +197,35 @@ CXX
     [ "$status" -eq 0 ]
     [[ "$output" == *"mdalloc: version "* ]]
     [[ "$output" == *42 ]]
+}
+
+@test "glibc archive: a static program that calls mallopt, mallinfo, malloc_stats or malloc_info links and gets mdalloc's" {
+    # each of them pulled glibc's malloc.o into the link, whose malloc clashed with mdalloc's
+    cat >"$WORK/tune.c" <<'EOF'
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+int main(void)
+{
+    int accepted = mallopt(M_ARENA_MAX, 1);
+    void *volatile p = malloc(100000);
+    struct mallinfo2 wide = mallinfo2();
+    struct mallinfo narrow = mallinfo();
+    printf("mallopt %d, mapped %d %d\n", accepted, wide.arena > 0, narrow.arena > 0);
+    fflush(stdout);
+    malloc_stats();
+    malloc_info(0, stdout);
+    free(p);
+    return 0;
+}
+EOF
+    gcc -static -O2 -Wno-deprecated-declarations -o "$WORK/tune" "$WORK/tune.c" \
+        -Wl,--whole-archive "$MDA_GLIBC_A" -Wl,--no-whole-archive
+    run "$WORK/tune"
+    [ "$status" -eq 0 ]
+    [ "${lines[0]}" = "mallopt 1, mapped 1 1" ]
+    [[ "$output" == *"mdalloc: stats: mmap_calls "* ]]
+    [[ "$output" == *'<malloc version="mdalloc">'* ]]
 }
 
 @test "musl archive objects make no libc call that could pull musl's malloc back in" {
