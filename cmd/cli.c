@@ -261,7 +261,10 @@ const char *md_cli_active_name(const cJSON *active)
     const char *name = md_json_get_str(active, "name"), *reason = md_json_get_str(active, "reason");
     if (name)
         return name;
-    return reason && !strcmp(reason, MD_NOT_LINKED) ? "none (malloc not linked)" : "unknown";
+    if (reason && !strcmp(reason, MD_NOT_LINKED))
+        return "none (malloc not linked)";
+    return reason && !strcmp(reason, MD_DEFINED_ELSEWHERE) ? "unknown (malloc defined elsewhere)"
+                                                           : "unknown";
 }
 
 // Room for a finding's longest line: a file name, then a title; the rules build message and fix

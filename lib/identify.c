@@ -176,8 +176,10 @@ static void note_malloc(struct md_ident *id, const struct md_sym *s)
 {
     if (s->defined) {
         // prefer .symtab's view, and a dynamic export for exports_malloc
-        if (!id->defines_malloc || !s->dynamic)
+        if (!id->defines_malloc || !s->dynamic) {
             id->malloc_addr = s->value;
+            id->malloc_strong = s->bind != STB_WEAK;
+        }
         id->defines_malloc = true;
         id->exports_malloc |= s->dynamic;
     } else if (s->dynamic) {
@@ -616,6 +618,31 @@ static void resolve_wrapper(const struct md_matcher *m, const struct md_ident *i
              w->wrapper_target, md_signatures[v.sig].name, v.because);
 }
 
+// malloc's neighbours name no allocator. musl's libc.a defines malloc weak (lite_malloc.lo's
+// alias), and so does mdalloc's build that replaces it there, so that a program may define its
+// own: a strong malloc next to them is the program's own, or an allocator no signature knows,
+// which libc's own calls (through __libc_malloc) pass by.
+static void unnamed_neighbours(const struct md_ident *id, struct md_active *out)
+{
+    by_elimination(id, "malloc's neighbours name no allocator", out);
+    // musl's libc (or mdalloc in its place) is linked in: its allocator entry for libc's calls
+    GElf_Addr impl;
+    bool musl_libc = find_function(id, "__libc_malloc_impl", &impl);
+    bool weak_malloc_only = out->sig >= 0 && (!strcmp(md_signatures[out->sig].family, "musl") ||
+                                              !strcmp(md_signatures[out->sig].id, "mdalloc"));
+    if (!weak_malloc_only || !musl_libc || !id->has_symtab || !id->malloc_strong)
+        return;
+    const char *present = md_signatures[out->sig].name;
+    out->sig = -1;
+    out->confidence = "low";
+    out->reason = MD_DEFINED_ELSEWHERE;
+    snprintf(out->how, sizeof out->how,
+             "malloc is a strong symbol among functions no signature names, where %s's is weak "
+             "(the program's own malloc, or an allocator this tool does not know); %s serves "
+             "only libc's own calls",
+             present, present);
+}
+
 void md_active_local(const struct md_matcher *m, const struct md_ident *id, struct md_active *out)
 {
     memset(out, 0, sizeof *out);
@@ -632,7 +659,7 @@ void md_active_local(const struct md_matcher *m, const struct md_ident *id, stru
     }
     struct vote v = vote_at(m, id, id->malloc_addr, -1);
     if (v.sig < 0) {
-        by_elimination(id, "malloc's neighbours name no allocator", out);
+        unnamed_neighbours(id, out);
         return;
     }
     if (md_signatures[v.sig].wrapper_target) {

@@ -63,6 +63,7 @@ struct md_ident {
     bool defines_malloc; // a defined `malloc` symbol (.symtab or .dynsym)
     bool exports_malloc; // defined in .dynsym: visible to the dynamic linker
     GElf_Addr malloc_addr;
+    bool malloc_strong; // that symbol is not weak
     bool imports_malloc;
     // imports any way into the allocator (the malloc family, strdup and the like, C++'s operator
     // new and delete): something serves the file's allocations at run time
@@ -91,7 +92,8 @@ const char *md_hit_confidence(const struct md_hit *h);
 struct md_active {
     int sig;                // index into md_signatures, -1 when unknown or none
     const char *confidence; // "high", "medium", "low"
-    // why no allocator serves it: MD_NOT_LINKED when the file never links malloc, else NULL
+    // why no allocator serves it: MD_NOT_LINKED when the file never links malloc,
+    // MD_DEFINED_ELSEWHERE when its malloc lies outside the present allocators' code, else NULL
     const char *reason;
     char how[640]; // the reasoning, for people
 };

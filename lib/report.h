@@ -11,6 +11,9 @@
 
 // An inspect "active" object's reason when no allocator serves malloc: the file never links it.
 #define MD_NOT_LINKED "malloc-not-linked"
+// active.reason: malloc is defined outside the code of the allocators present (the program's own,
+// or one no signature knows)
+#define MD_DEFINED_ELSEWHERE "defined-elsewhere"
 
 // {"schema": MD_SCHEMA, "tool": {"name", "version"}, "command": command}; NULL when out of memory.
 cJSON *md_report_new(const char *command, const char *version);

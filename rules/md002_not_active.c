@@ -85,7 +85,15 @@ static void report(const struct md_rule *rule, const struct md_rule_input *in, c
     program_command(in, cmd, sizeof cmd);
     const char *kind = md_json_get_str(file, "kind");
     const char *lib = md_rule_link_name(md_json_get_str(alloc, "id"));
-    if (kind && !strcmp(kind, "dynamic") && library && !lib)
+    const char *reason = md_json_get_str(active, "reason");
+    bool own_malloc = !library && reason && !strcmp(reason, MD_DEFINED_ELSEWHERE);
+    if (own_malloc) // patching or relinking would not change who wins: the file's own malloc
+        snprintf(fix, sizeof fix,
+                 "the file defines a malloc of its own (or links an allocator this tool does not "
+                 "know), which wins over %s's: remove that definition for %s to serve malloc, or "
+                 "keep it on purpose (%s then serves only libc's own calls)",
+                 name, name, name);
+    else if (kind && !strcmp(kind, "dynamic") && library && !lib)
         snprintf(fix, sizeof fix, "preload it: `LD_PRELOAD=%s %s`", preload, cmd);
     else if (kind && !strcmp(kind, "dynamic") && library)
         snprintf(fix, sizeof fix,
@@ -119,7 +127,10 @@ static bool strings_only_in_dynamic(const cJSON *file, const cJSON *alloc)
 
 static void check(const struct md_rule *rule, const struct md_rule_input *in, cJSON *findings)
 {
-    if (!in->file)
+    // a file that does not link malloc has nothing serving it: no allocator is passed over
+    const char *reason =
+        md_json_get_str(cJSON_GetObjectItemCaseSensitive(in->file, "active"), "reason");
+    if (!in->file || (reason && !strcmp(reason, MD_NOT_LINKED)))
         return;
     const char *active_id = md_rule_active_id(in->file);
     const cJSON *a;

@@ -1137,6 +1137,23 @@ for x in f["findings"]:
     rm -rf "$dir"
 }
 
+@test "MD002 does not judge a file that never links malloc, whatever allocator names it holds" {
+    # two functions of the program's own that carry mdalloc's names: mdalloc "present", malloc
+    # not linked; MD002 said malloc was "served by an unidentified allocator"
+    dir=$(mktemp -d)
+    printf '#include <stdio.h>\nvoid md_malloc_generic(void) { puts("a"); }\nvoid md_heap_get_slow(void) { puts("b"); }\nint main(void) { md_malloc_generic(); md_heap_get_slow(); return 0; }\n' >"$dir/names.c"
+    musl-gcc -static -O2 -o "$dir/names" "$dir/names.c"
+    run "$T" inspect --json "$dir/names"
+    rm -rf "$dir"
+    [ "$status" -eq 0 ]
+    echo "$output" | python3 -c '
+import json, sys
+f = json.load(sys.stdin)["files"][0]
+assert f["active"]["reason"] == "malloc-not-linked", f["active"]
+assert [a["id"] for a in f["allocators"]] == ["mdalloc"] and f["findings"] == [], f
+' || return 1
+}
+
 @test "text table: every column starts where its header does, however wide a cell is" {
     # "mimalloc (high) via libmimalloc.so.2" is wider than the 34 columns the table once had
     run "$T" inspect "$FX/musl-static" "$FX/mimalloc-dynamic" "$FX/glibc-dynamic" "$FX/jemalloc-static"

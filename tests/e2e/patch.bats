@@ -236,6 +236,16 @@ PY
     [ "$status" -eq 0 ]
     [[ "$output" == *"ok own="* ]]
     [[ "$output" == *"mdalloc: version "*"(musl-embedded)"* ]]
+    # inspect: the program's malloc serves malloc, not mdalloc (which was "the only allocator
+    # present", high); --expect mdalloc fails, and MD002 says why instead of prescribing a patch
+    for f in "$W/own" "$W/own-musl"; do
+        run "$T" inspect --json "$f"
+        [ "$(echo "$output" | python3 -c 'import json,sys; a=json.load(sys.stdin)["files"][0]["active"]; print(a["id"], a["reason"])')" = "None defined-elsewhere" ]
+    done
+    run "$T" inspect --expect mdalloc "$W/own"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"unknown (malloc defined elsewhere)"* ]]
+    [[ "$output" == *"fix: the file defines a malloc of its own (or links an allocator this tool does not know), which wins over mdalloc's"* ]]
 }
 
 @test "the patched libc.a adds no global name outside the reserved ones but the malloc API: a program may define md_options" {
