@@ -186,7 +186,8 @@ const struct md_command md_cmd_doctor = {
         "Inspects CMD's binary (which allocator serves malloc, threads), runs it once under\n"
         "trace with leak tracking, and applies every diagnosis rule to both: a verdict, each\n"
         "finding with its evidence and the exact command that fixes it, and the key numbers.\n"
-        "--compare adds a second run with mdalloc preloaded. Exit status 1 when --fail-on or\n"
+        "--compare adds a second run with mdalloc preloaded (and one of each without the probe,\n"
+        "for time and memory). Exit status 1 when --fail-on or\n"
         "--baseline fails; with --propagate-exit, CMD's status wins when it is not 0.",
     .options = options,
     .options_end_at_operand = true,

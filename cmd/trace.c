@@ -131,9 +131,10 @@ const struct md_command md_cmd_trace = {
         "stderr are untouched; the report follows on stdout after CMD and every process it "
         "started\n"
         "(daemons included) have ended, or after --timeout stopped them all. --compare runs CMD a\n"
-        "second time with mdalloc preloaded and shows both runs side by side (a file on stdin\n"
-        "is read again from where the first run started; a pipe is refused, but for a static\n"
-        "program, which runs once). Exit status 1\n"
+        "second time with mdalloc preloaded, then once more with each allocator without strace\n"
+        "or the probe for time and memory (output discarded), and shows both side by side (a\n"
+        "file on stdin is read again from where the first run started; a pipe is refused, but\n"
+        "for a static program, which runs once). Exit status 1\n"
         "when --fail-on or --baseline fails; with --propagate-exit, CMD's status wins when it\n"
         "is not 0.",
     .options = options,
