@@ -80,9 +80,8 @@ static void print_verdict(const cJSON *r)
             count[severity]++;
     }
     printf("\nverdict: %d error%s, %d warning%s, %d note%s\n", count[MD_SEV_ERROR],
-           count[MD_SEV_ERROR] == 1 ? "" : "s", count[MD_SEV_WARNING],
-           count[MD_SEV_WARNING] == 1 ? "" : "s", count[MD_SEV_INFO],
-           count[MD_SEV_INFO] == 1 ? "" : "s");
+           md_plural_s(count[MD_SEV_ERROR]), count[MD_SEV_WARNING],
+           md_plural_s(count[MD_SEV_WARNING]), count[MD_SEV_INFO], md_plural_s(count[MD_SEV_INFO]));
     for (int severity = MD_SEV_ERROR; severity >= MD_SEV_INFO; severity--)
         cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(r, "findings"))
         {

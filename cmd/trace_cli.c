@@ -228,11 +228,6 @@ int md_trace_cli_run(const struct md_command *cmd, const struct md_trace_cli *a,
     return rc;
 }
 
-const char *md_plural_s(double count)
-{
-    return count == 1 ? "" : "s";
-}
-
 static double num(const cJSON *o, const char *key)
 {
     return md_json_get_num(o, key);

@@ -74,9 +74,6 @@ bool md_trace_cli_operands(const struct md_command *cmd, int argc, char **argv,
 int md_trace_cli_run(const struct md_command *cmd, const struct md_trace_cli *a,
                      void (*render_text)(const cJSON *report));
 
-// The plural ending of a count's noun: "" for 1 ("1 block"), "s" otherwise ("0 blocks").
-const char *md_plural_s(double count);
-
 // The whole trace report: header, operations, syscalls, CPU, size bands, stacks, findings.
 void md_render_trace(const cJSON *report);
 // The header lines alone: target, allocator, exit, wall/CPU/RSS/faults.

@@ -36,6 +36,11 @@ void md_json_str(cJSON *obj, const char *key, const char *value)
         cJSON_AddNullToObject(obj, key);
 }
 
+const char *md_plural_s(double count)
+{
+    return count == 1 ? "" : "s";
+}
+
 void md_json_num_or_null(cJSON *obj, const char *key, bool known, double value)
 {
     if (known)

@@ -18,6 +18,10 @@
 // {"schema": MD_SCHEMA, "tool": {"name", "version"}, "command": command}; NULL when out of memory.
 cJSON *md_report_new(const char *command, const char *version);
 
+// The plural ending of a count's noun: "" for 1 ("1 block"), "s" otherwise ("0 blocks"), for
+// messages the rules and the renderers build.
+const char *md_plural_s(double count);
+
 // The directory of the running tool: its probe and allocator builds are found from here.
 void md_tool_dir(char *dir, size_t size);
 

@@ -152,16 +152,24 @@ static void parse_result(const char *line, size_t len, struct md_sys_event *e)
     }
 }
 
+// Room in *arr (of elem-sized entries) for one more after count: -1 when out of memory.
+static int make_room(void **arr, size_t count, size_t *cap, size_t elem)
+{
+    if (count < *cap)
+        return 0;
+    size_t n = *cap ? *cap * 2 : 256;
+    void *grown = realloc(*arr, n * elem);
+    if (!grown)
+        return -1;
+    *arr = grown;
+    *cap = n;
+    return 0;
+}
+
 static int push(struct md_sys_event **arr, size_t *count, size_t *cap, const struct md_sys_event *e)
 {
-    if (*count == *cap) {
-        size_t n = *cap ? *cap * 2 : 256;
-        struct md_sys_event *grown = realloc(*arr, n * sizeof *grown);
-        if (!grown)
-            return -1;
-        *arr = grown;
-        *cap = n;
-    }
+    if (make_room((void **)arr, *count, cap, sizeof **arr))
+        return -1;
     (*arr)[(*count)++] = *e;
     return 0;
 }
@@ -224,16 +232,9 @@ static int note_exec(struct md_strace_log *log, const struct md_sys_event *at, c
     parse_result(line, len, &e);
     if (!e.finished || e.failed)
         return 0;
-    struct md_exec_event x = {.pid = at->tid, .ts_ns = at->ts_ns};
-    if (log->exec_count == log->exec_cap) {
-        size_t n = log->exec_cap ? 2 * log->exec_cap : 16;
-        struct md_exec_event *grown = realloc(log->execs, n * sizeof *grown);
-        if (!grown)
-            return -1;
-        log->execs = grown;
-        log->exec_cap = n;
-    }
-    log->execs[log->exec_count++] = x;
+    if (make_room((void **)&log->execs, log->exec_count, &log->exec_cap, sizeof *log->execs))
+        return -1;
+    log->execs[log->exec_count++] = (struct md_exec_event){.pid = at->tid, .ts_ns = at->ts_ns};
     return 0;
 }
 

@@ -38,11 +38,6 @@ static bool ended_by_itself(const cJSON *trace)
     return !md_json_get_str(run, "signal") && !md_json_get_bool(run, "timed_out");
 }
 
-static const char *plural_s(double count)
-{
-    return count == 1 ? "" : "s";
-}
-
 static void check(const struct md_rule *rule, const struct md_rule_input *in, cJSON *findings)
 {
     if (!in->trace || !ended_by_itself(in->trace))
@@ -61,13 +56,13 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
         snprintf(message, sizeof message,
                  "%.0f block%s, %.0f bytes were never freed (threshold %.0f B); the most from %s: "
                  "%.0f block%s, %.0f bytes",
-                 blocks, plural_s(blocks), bytes, min, site, md_json_get_num(top, "blocks"),
-                 plural_s(md_json_get_num(top, "blocks")), md_json_get_num(top, "bytes"));
+                 blocks, md_plural_s(blocks), bytes, min, site, md_json_get_num(top, "blocks"),
+                 md_plural_s(md_json_get_num(top, "blocks")), md_json_get_num(top, "bytes"));
     else // trace lists only the stacks that leaked --leak-min or more on their own
         snprintf(message, sizeof message,
                  "%.0f block%s, %.0f bytes were never freed (threshold %.0f B), from call stacks "
                  "that each leaked less than that",
-                 blocks, plural_s(blocks), bytes, min);
+                 blocks, md_plural_s(blocks), bytes, min);
     md_rule_trace_command(in->trace, cmd, sizeof cmd);
     snprintf(fix, sizeof fix,
              "free the blocks allocated at the top site, or keep them on purpose and raise the "
