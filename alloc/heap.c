@@ -21,7 +21,11 @@ static md_lock_t md_heap_lock;
 static md_heap_t *md_heap_registry;
 static md_heap_t *md_heap_abandoned;
 static uint8_t *md_meta_next, *md_meta_end;
-static _Atomic int md_abandoned_busy; // one thread at a time collects abandoned heaps
+// One thread at a time collects abandoned heaps, which are off the list meanwhile; a thread that
+// needs a heap then sleeps on this word until one is back (md_heap_take).
+enum { MD_COLLECT_IDLE, MD_COLLECT_BUSY, MD_COLLECT_WAITED_FOR };
+static _Atomic int md_abandoned_busy;
+static unsigned md_collect_round, md_collect_round_given_up; // under md_heap_lock
 
 #define MD_META_CHUNK ((size_t)256 * 1024)
 
@@ -50,19 +54,39 @@ static md_heap_t *md_heap_new(void)
 
 // Take an abandoned heap, or make a new one when there is none. While another thread collects
 // abandoned heaps they are off the list; a new heap made then would be one more heap for good
-// (each keeps its own segments), so wait for the collector to put them back: it does so one heap
-// at a time, and thread creation is rare enough for the wait. The wait is bounded: a collector
-// that cannot run (stopped by a debugger, below a SCHED_FIFO waiter, left with siglongjmp) must
-// not keep every new thread from starting; then one more heap it is.
-#define MD_ADOPT_WAIT_YIELDS 1000
+// (each keeps its own segments), so sleep until the collector puts one back: it does so one heap
+// at a time, and thread creation is rare enough for the wait. A count of 1000 yields was too
+// short where the collector's CPU was taken away (a loaded host, a virtual CPU not running): one
+// more heap about one run in a hundred. The wait is bounded in time: a collector that cannot run
+// (stopped by a debugger, left with siglongjmp) must not keep every new thread from starting; then
+// one more heap it is, and no later thread waits for that same collection again.
+#define MD_ADOPT_WAIT_MS 200
+
+// Under md_heap_lock, with no abandoned heap: should the caller wait for the collector?
+static bool md_heap_wait_announced(void)
+{
+    // The forking thread holds the lock the collector needs to put a heap back.
+    if (md_tls_holds_fork_locks || md_collect_round_given_up == md_collect_round)
+        return false;
+    int busy = MD_COLLECT_BUSY;
+    return atomic_compare_exchange_strong(&md_abandoned_busy, &busy, MD_COLLECT_WAITED_FOR) ||
+           busy == MD_COLLECT_WAITED_FOR;
+}
 
 static md_heap_t *md_heap_take(void)
 {
-    for (unsigned yields = 0;; yields++) {
+    uint64_t deadline = 0;
+    for (;;) {
         md_lock_acquire(&md_heap_lock);
         md_heap_t *h = md_heap_abandoned;
-        bool wait = h == NULL && yields < MD_ADOPT_WAIT_YIELDS &&
-                    atomic_load_explicit(&md_abandoned_busy, memory_order_acquire);
+        bool wait = h == NULL && md_heap_wait_announced();
+        uint64_t now = wait ? md_now_ms() : 0;
+        if (wait && deadline == 0)
+            deadline = now + MD_ADOPT_WAIT_MS;
+        if (wait && now >= deadline) {
+            md_collect_round_given_up = md_collect_round;
+            wait = false;
+        }
         if (h != NULL)
             md_heap_abandoned = h->abandoned_next;
         else if (!wait)
@@ -74,7 +98,7 @@ static md_heap_t *md_heap_take(void)
         md_lock_release(&md_heap_lock);
         if (!wait)
             return h;
-        md_prim_yield();
+        md_prim_wait(&md_abandoned_busy, MD_COLLECT_WAITED_FOR, (uint32_t)(deadline - now));
     }
 }
 
@@ -144,19 +168,30 @@ void md_heap_give_back(md_heap_t *h, bool borrowed)
     }
 }
 
+// Under md_heap_lock: the collector still runs (MD_COLLECT_BUSY) or is done (MD_COLLECT_IDLE);
+// true when a thread sleeps in md_heap_take and must be woken.
+static bool md_heap_collect_state(int state)
+{
+    return atomic_exchange(&md_abandoned_busy, state) == MD_COLLECT_WAITED_FOR;
+}
+
 // Collect and purge heaps whose threads exited, so memory freed into them by other threads is
 // reused or returned even if no new thread comes to adopt them. Each is taken off the list while
 // it is collected, which gives this thread exclusive access, and put back right after; a thread
 // that needs a heap meanwhile waits for it (md_heap_take).
 static void md_heap_collect_abandoned(uint64_t now)
 {
-    int expected = 0;
-    if (!atomic_compare_exchange_strong(&md_abandoned_busy, &expected, 1))
+    int expected = MD_COLLECT_IDLE;
+    if (!atomic_compare_exchange_strong(&md_abandoned_busy, &expected, MD_COLLECT_BUSY))
         return;
     md_lock_acquire(&md_heap_lock);
+    md_collect_round++;
     md_heap_t *list = md_heap_abandoned;
     md_heap_abandoned = NULL;
+    bool wake = list == NULL && md_heap_collect_state(MD_COLLECT_IDLE);
     md_lock_release(&md_heap_lock);
+    if (wake)
+        md_prim_wake_all(&md_abandoned_busy);
     while (list != NULL) {
         md_heap_t *h = list;
         list = h->abandoned_next;
@@ -165,9 +200,11 @@ static void md_heap_collect_abandoned(uint64_t now)
         md_lock_acquire(&md_heap_lock);
         h->abandoned_next = md_heap_abandoned;
         md_heap_abandoned = h;
+        wake = md_heap_collect_state(list != NULL ? MD_COLLECT_BUSY : MD_COLLECT_IDLE);
         md_lock_release(&md_heap_lock);
+        if (wake)
+            md_prim_wake_all(&md_abandoned_busy);
     }
-    atomic_store_explicit(&md_abandoned_busy, 0, memory_order_release);
 }
 
 // A slice this heap purged was needed again sooner than the longest purge delay: the madvise and
@@ -262,7 +299,7 @@ void md_fork_child(void)
     md_thread_fork_child();
     md_segment_fork_child();
     md_lock_reset(&md_heap_lock);
-    atomic_store(&md_abandoned_busy, 0);
+    atomic_store(&md_abandoned_busy, MD_COLLECT_IDLE);
     for (md_heap_t *h = md_heap_registry; h != NULL; h = h->registry_next)
         if (h != md_tls_heap && h->state == MD_HEAP_ACTIVE)
             h->state = MD_HEAP_ORPHAN;

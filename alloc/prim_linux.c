@@ -214,6 +214,23 @@ void md_prim_yield(void)
     md_syscall6(SYS_sched_yield, 0, 0, 0, 0, 0, 0);
 }
 
+// The futex operations by number: musl-gcc builds have no kernel headers. Private: the word is
+// never shared with another process.
+#define MD_FUTEX_WAIT_PRIVATE 128
+#define MD_FUTEX_WAKE_PRIVATE 129
+
+void md_prim_wait(_Atomic int *word, int expected, uint32_t timeout_ms)
+{
+    struct timespec timeout = {.tv_sec = timeout_ms / 1000,
+                               .tv_nsec = timeout_ms % 1000 * 1000000L};
+    md_syscall6(SYS_futex, (long)word, MD_FUTEX_WAIT_PRIVATE, expected, (long)&timeout, 0, 0);
+}
+
+void md_prim_wake_all(_Atomic int *word)
+{
+    md_syscall6(SYS_futex, (long)word, MD_FUTEX_WAKE_PRIVATE, 0x7fffffff, 0, 0, 0);
+}
+
 const char *md_prim_getenv(const char *name)
 {
     return getenv(name);
