@@ -76,11 +76,16 @@ static bool is_memory_sys(int sys)
     return sys != MD_SYS_FUTEX;
 }
 
-static void add_slot(struct probe_totals *t, const struct md_probe_slot *s)
+// Adds a slot's counts to the totals; returns its number of calls.
+static uint64_t add_slot(struct probe_totals *t, const struct md_probe_slot *s)
 {
-    for (int op = 0; op < MD_OP_COUNT; op++)
-        t->ops[op] += s->ops[op];
-    t->bytes += s->bytes_requested;
+    uint64_t ops[MD_OP_COUNT], bytes, calls = 0;
+    md_probe_slot_totals(s, ops, &bytes);
+    for (int op = 0; op < MD_OP_COUNT; op++) {
+        t->ops[op] += ops[op];
+        calls += ops[op];
+    }
+    t->bytes += bytes;
     t->cxx_new += s->cxx_new;
     t->cxx_delete += s->cxx_delete;
     t->slow += s->slow_calls;
@@ -89,6 +94,7 @@ static void add_slot(struct probe_totals *t, const struct md_probe_slot *s)
         t->hist_exact[i] += s->hist_exact[i];
     for (size_t i = 0; i < MD_HIST_LOG2; i++)
         t->hist_log2[i] += s->hist_log2[i];
+    return calls;
 }
 
 static struct thread_row *thread_of(struct stats *st, int32_t tid)
@@ -119,10 +125,7 @@ static int read_probe(struct stats *st, const struct md_probe_file *pf)
     for (uint32_t i = 0; i < pf->view.slot_count; i++) {
         if (i && !atomic_load(&slots[i].claimed))
             break;
-        add_slot(&st->probe, &slots[i]);
-        uint64_t ops = 0;
-        for (int op = 0; op < MD_OP_COUNT; op++)
-            ops += slots[i].ops[op];
+        uint64_t ops = add_slot(&st->probe, &slots[i]);
         if (!i || !ops)
             continue; // slot 0 pools threads that found no slot of their own
         if (slots[i].pid < 0) {

@@ -112,6 +112,7 @@ seed004() {
     own() { echo "$toy" | sed -n "s/.* $1=\([0-9]*\).*/\1/p"; }
     [ "$(q "r['ops']['malloc']")" = "$(own malloc)" ]
     [ "$(q "r['ops']['free']")" = "$(own free)" ]
+    [ "$(q "r['requests']['bytes']")" = "$(own requested)" ]
     [ "$(q "r['mode']")" = preload ]
     # the toy allocator is not glibc's: its block sizes are asked, not read from chunk headers
     [ "$(q "r['attribution']['free_sizes_from_chunks']")" = False ]

@@ -389,6 +389,45 @@ static void announced_tokens_become_the_tools_ids(void **state)
     md_probe_file_close(&pf);
 }
 
+// malloc's count and the bytes are not kept per call: they come back from the histogram exactly,
+// whatever the mix of calls and sizes (both sides of MD_HIST_EXACT, the overflow slot's atomics).
+static void a_slots_totals_are_the_calls_made(void **state)
+{
+    (void)state;
+    static struct md_probe_slot own, shared;
+    const struct {
+        enum md_probe_op op;
+        uint64_t size, times;
+    } calls[] = {
+        {MD_OP_MALLOC, 0, 3},
+        {MD_OP_MALLOC, 24, 5},
+        {MD_OP_MALLOC, MD_HIST_EXACT - 1, 2},
+        {MD_OP_MALLOC, MD_HIST_EXACT, 1},
+        {MD_OP_MALLOC, 1u << 30, 4},
+        {MD_OP_CALLOC, 24, 7},
+        {MD_OP_REALLOC, 100000, 2},
+        {MD_OP_REALLOC, 0, 1},
+        {MD_OP_ALIGNED, 64, 6},
+        {MD_OP_FREE, 4000, 9},
+    };
+    uint64_t ops[MD_OP_COUNT] = {0}, bytes = 0;
+    for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++)
+        for (uint64_t k = 0; k < calls[i].times; k++) {
+            md_probe_count(&own, calls[i].op, calls[i].size);
+            md_probe_count_atomic(&shared, calls[i].op, calls[i].size);
+            ops[calls[i].op]++;
+            bytes += calls[i].op == MD_OP_FREE ? 0 : calls[i].size;
+        }
+    const struct md_probe_slot *slots[] = {&own, &shared};
+    for (size_t i = 0; i < 2; i++) {
+        uint64_t got[MD_OP_COUNT], got_bytes;
+        md_probe_slot_totals(slots[i], got, &got_bytes);
+        for (int op = 0; op < MD_OP_COUNT; op++)
+            assert_int_equal(got[op], ops[op]);
+        assert_int_equal(got_bytes, bytes);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -403,6 +442,7 @@ int main(void)
         cmocka_unit_test(a_recorded_exec_replaces_the_image_it_followed),
         cmocka_unit_test(the_file_names_the_tools_namespace_and_a_shared_descriptor),
         cmocka_unit_test(announced_tokens_become_the_tools_ids),
+        cmocka_unit_test(a_slots_totals_are_the_calls_made),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
