@@ -268,10 +268,10 @@ static const char *not_comparable(const cJSON *own, const cJSON *other, const ch
 static int untraced_run(const struct md_trace_options *opt, const char *preload, off_t stdin_at,
                         cJSON **out, struct md_run_result *run, struct md_error *err)
 {
-    char env_preload[2 * PATH_MAX + 64];
-    const char *prev = getenv("LD_PRELOAD"), *env[] = {env_preload, NULL};
-    snprintf(env_preload, sizeof env_preload, "LD_PRELOAD=%s%s%s", preload ? preload : "",
-             prev && *prev && preload ? ":" : "", prev ? prev : "");
+    char env_preload[MD_PRELOAD_ENV_MAX];
+    const char *env[] = {env_preload, NULL};
+    if (preload && md_preload_env(env_preload, sizeof env_preload, &preload, 1, err))
+        return -1;
     if (stdin_at >= 0 && lseek(STDIN_FILENO, stdin_at, SEEK_SET) < 0)
         return md_fail_errno(err, errno, "stdin: cannot rewind it for an untraced run");
     struct md_run_spec spec = {.argv = opt->argv,

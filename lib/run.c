@@ -109,6 +109,28 @@ static bool names_own_process(const char *path)
     return false;
 }
 
+int md_preload_env(char *out, size_t size, const char *const *libs, size_t count,
+                   struct md_error *err)
+{
+    size_t len = (size_t)snprintf(out, size, "LD_PRELOAD=");
+    const char *prev = getenv("LD_PRELOAD");
+    bool any = false;
+    for (size_t i = 0; i <= count; i++) {
+        const char *lib = i < count ? libs[i] : prev;
+        if (!lib || !*lib)
+            continue;
+        len += (size_t)snprintf(out + (len < size ? len : size), len < size ? size - len : 0,
+                                "%s%s", any ? ":" : "", lib);
+        any = true;
+    }
+    if (len >= size)
+        return md_fail(err,
+                       "LD_PRELOAD (the probe's and yours) would be %zu bytes long, more than the "
+                       "%zu this tool takes",
+                       len, size - 1);
+    return 0;
+}
+
 int md_find_program(const char *prog, char *path, size_t size, struct md_error *err)
 {
     if (!*prog) // execvp says ENOENT, which names nothing

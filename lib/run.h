@@ -9,6 +9,7 @@
 #ifndef MD_RUN_H
 #define MD_RUN_H
 
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <sys/resource.h>
@@ -65,6 +66,14 @@ struct md_run_result {
 void md_run_stop_signals(sigset_t *set);
 // A pending stop signal, consumed; 0 when there is none.
 int md_run_take_signal(const sigset_t *set);
+
+// "LD_PRELOAD=" and the libraries in order, joined with ':' (NULL and empty ones left out), then
+// the tool's own LD_PRELOAD, if any, so that what the user preloaded is still loaded after ours.
+// Fails, naming the length, when it does not fit in size bytes (MD_PRELOAD_ENV_MAX is room for
+// two libraries of ours and a path of the user's).
+#define MD_PRELOAD_ENV_MAX (3 * PATH_MAX + 64)
+int md_preload_env(char *out, size_t size, const char *const *libs, size_t count,
+                   struct md_error *err);
 
 // Finds prog in PATH as execvp does (PATH unset: the default path, confstr's _CS_PATH; an empty
 // element: the current directory), or checks it when it contains a '/'; fills path. A path of

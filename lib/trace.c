@@ -551,7 +551,7 @@ struct session {
     struct md_probe_file probe;
     char strace_out[PATH_MAX];
     int strace_lock_fd; // held open and locked while strace_out exists (lib/tempfile.h)
-    char env_preload[3 * PATH_MAX + 64], env_file[PATH_MAX + 32];
+    char env_preload[MD_PRELOAD_ENV_MAX], env_file[PATH_MAX + 32];
     char **hooked_argv; // MODE_HOOKS: the static probe's command line, then the program's
     // MODE_HOOKS: the same three arguments for a re-run through /proc/self/exe (probe_static.h)
     char env_static_file[PATH_MAX + 32], env_static_exe[PATH_MAX + 32], env_static_hooks[1100];
@@ -629,12 +629,11 @@ static int prepare_probe(const struct md_trace_options *opt, struct session *s,
                        "%s: LD_PRELOAD cannot name a path with a blank or a colon; move it (or "
                        "give --probe-dir, --compare-with a path without them)",
                        strpbrk(lib, " :\t") ? lib : with);
-    if (md_probe_file_create(&s->probe, slow_ns, flags, err))
-        return -1;
     // The probe first, so it interposes; then the allocator it forwards to (--compare).
-    const char *prev = getenv("LD_PRELOAD");
-    snprintf(s->env_preload, sizeof s->env_preload, "LD_PRELOAD=%s%s%s%s%s", lib, with ? ":" : "",
-             with ? with : "", prev && *prev ? ":" : "", prev && *prev ? prev : "");
+    const char *preload[] = {lib, with};
+    if (md_preload_env(s->env_preload, sizeof s->env_preload, preload, 2, err) ||
+        md_probe_file_create(&s->probe, slow_ns, flags, err))
+        return -1;
     snprintf(s->env_file, sizeof s->env_file, "%s=%s", MD_PROBE_ENV, s->probe.path);
     return 0;
 }
