@@ -671,41 +671,77 @@ static bool add_wait_frame(struct replay *r, const struct scan_frame *f, char *t
     return func_is_alloc(r, f->f, f->aliases);
 }
 
-// The frames of one wait, innermost first, as text: the leaf (where the syscall was made), then
-// the return addresses found in the copied stack, up to MD_PERF_FUTEX_FRAMES. A candidate whose
-// call cannot lead to the frame inside it is a stale slot and is held back; if the next
-// candidate's call leads to it, a real frame was missed in between and both are kept.
-// Returns whether a frame is an allocator function.
-static bool futex_stack_text(struct replay *r, const struct proc *p, uint64_t leaf,
-                             const unsigned char *stack, size_t bytes, char *text, size_t size)
+// Where the candidate's call provably enters one of the frames kept so far, other than the
+// outermost (which it cannot reach): past frames[at], which it calls, the kept frames are stale
+// slots (a chain of return addresses left by an earlier call, such as musl's free inside
+// __pthread_exit's frame), each plausible after the other but not below the candidate. Returns at +
+// 1, or 0.
+static size_t called_frame_below(const struct scan_frame *candidate,
+                                 const struct scan_frame *frames, size_t count)
 {
-    size_t len = 0, frames = 0;
-    struct scan_frame inner, candidate, held;
-    bool known = scan_frame_at(r, p, leaf, true, &inner), holding = false, in_alloc = false;
-    text[0] = 0;
-    if (known)
-        in_alloc = add_wait_frame(r, &inner, text, size, &len, &frames);
-    else
-        md_lines_append(text, size, &len, "[unknown]"), frames++;
-    for (size_t off = 0; p && off + 8 <= bytes && frames < MD_PERF_FUTEX_FRAMES; off += 8) {
+    for (size_t at = count - 1; at-- > 0;)
+        if (md_call_surely_reaches(candidate->t, candidate->offset, frames[at].t, frames[at].f))
+            return at + 1;
+    return 0;
+}
+
+// The frames of one wait's stack, innermost first, into frames (at most max): the leaf (where the
+// syscall was made; *leaf_known false when it is in no known function), then the return
+// addresses found in the copied stack. A candidate whose call cannot lead to the frame inside it
+// is a stale slot and is held back; if the next candidate's call leads to it, a real frame was
+// missed in between and both are kept. A candidate that provably calls a frame further in cuts
+// the frames kept since then (called_frame_below). Returns the number of frames.
+static size_t futex_stack_frames(struct replay *r, const struct proc *p, uint64_t leaf,
+                                 const unsigned char *stack, size_t bytes,
+                                 struct scan_frame *frames, size_t max, bool *leaf_known)
+{
+    struct scan_frame candidate, held;
+    bool holding = false;
+    *leaf_known = scan_frame_at(r, p, leaf, true, &frames[0]);
+    size_t n = *leaf_known;
+    for (size_t off = 0; p && off + 8 <= bytes && n < max; off += 8) {
         uint64_t w;
         memcpy(&w, stack + off, sizeof w);
         if (!return_address_frame(r, p, w, &candidate) ||
-            (known && stale_above_main(&inner, &candidate)))
+            (n && stale_above_main(&frames[n - 1], &candidate)))
             continue;
-        if (known && !frame_reaches(&candidate, &inner)) {
-            if (!holding || !frame_reaches(&candidate, &held)) {
+        if (n && !frame_reaches(&candidate, &frames[n - 1])) {
+            size_t cut = called_frame_below(&candidate, frames, n);
+            if (cut) {
+                n = cut;
+            } else if (!holding || !frame_reaches(&candidate, &held)) {
                 held = candidate, holding = true;
                 continue;
+            } else {
+                frames[n++] = held;
+                if (n == max)
+                    break;
             }
-            in_alloc |= add_wait_frame(r, &held, text, size, &len, &frames);
         }
         holding = false;
-        in_alloc |= add_wait_frame(r, &candidate, text, size, &len, &frames);
-        inner = candidate, known = true;
+        frames[n++] = candidate;
         if (is_root_frame(&candidate))
             break;
     }
+    return n;
+}
+
+// One wait's stack as text, up to MD_PERF_FUTEX_FRAMES shown frames (the probe's are not shown);
+// returns whether a frame is an allocator function.
+static bool futex_stack_text(struct replay *r, const struct proc *p, uint64_t leaf,
+                             const unsigned char *stack, size_t bytes, char *text, size_t size)
+{
+    // room for the probe's frames, which are not shown, besides the shown ones
+    struct scan_frame frames[MD_PERF_FUTEX_FRAMES + 8];
+    bool leaf_known, in_alloc = false;
+    size_t n = futex_stack_frames(r, p, leaf, stack, bytes, frames,
+                                  sizeof frames / sizeof frames[0], &leaf_known);
+    size_t len = 0, shown = 0;
+    text[0] = 0;
+    if (!leaf_known)
+        md_lines_append(text, size, &len, "[unknown]"), shown++;
+    for (size_t i = 0; i < n && shown < MD_PERF_FUTEX_FRAMES; i++)
+        in_alloc |= add_wait_frame(r, &frames[i], text, size, &len, &shown);
     if (!len) // only the probe's frames
         md_lines_append(text, size, &len, "[unknown]");
     return in_alloc;

@@ -70,7 +70,8 @@ static int32_t rel32_at(const unsigned char *p)
     return v;
 }
 
-enum reach { REACH_NO, REACH_YES };
+// REACH_UNKNOWN: code that cannot be followed (an indirect jump, the PLT, unreadable bytes).
+enum reach { REACH_NO, REACH_YES, REACH_UNKNOWN };
 
 // Function f's length: its size, or for an unsized one (assembly: musl's memcpy) up to the next
 // symbol, as md_symtab_find trusts it, where the symbol table is whole; 0 when unknown.
@@ -100,7 +101,7 @@ static enum reach jump_reaches(const struct md_symtab *t, const struct md_func_s
         return REACH_NO; // not code of this file: not a real jump
     const struct md_func_sym *g = md_symtab_find(t, dest, NULL);
     if (!g)
-        return REACH_YES; // no function there: a PLT entry, cannot tell
+        return REACH_UNKNOWN; // no function there: a PLT entry
     if (g->addr != dest)
         return REACH_NO;
     if (dest == inner_addr)
@@ -121,12 +122,13 @@ static enum reach callee_reaches(const struct md_symtab *t, const struct md_func
         return REACH_YES;
     if (!file || !length || !md_symtab_addr_to_offset(t, f->addr, &start) || start > size ||
         length > size - start)
-        return REACH_YES; // cannot read it: cannot tell
+        return REACH_UNKNOWN; // cannot read it
     const unsigned char *code = file + start;
+    enum reach found = REACH_NO;
     for (uint64_t i = 0; i + 2 <= length; i++) {
         uint64_t next = f->addr + i;
         if (code[i] == 0xff && (code[i + 1] & 0x38) == 0x20)
-            return REACH_YES; // jmp *...: anywhere
+            found = REACH_UNKNOWN; // jmp *...: anywhere
         enum reach r = REACH_NO;
         if (code[i] == 0xe9 && i + 5 <= length)
             r = jump_reaches(t, f, next + 5 + (uint64_t)(int64_t)rel32_at(code + i + 1), inner_addr,
@@ -139,12 +141,14 @@ static enum reach callee_reaches(const struct md_symtab *t, const struct md_func
                              depth);
         if (r == REACH_YES)
             return REACH_YES;
+        if (r == REACH_UNKNOWN)
+            found = REACH_UNKNOWN;
     }
-    return REACH_NO;
+    return found;
 }
 
-bool md_call_can_reach(const struct md_symtab *t, uint64_t ret_offset,
-                       const struct md_symtab *inner_t, const struct md_func_sym *inner)
+static enum reach call_reaches(const struct md_symtab *t, uint64_t ret_offset,
+                               const struct md_symtab *inner_t, const struct md_func_sym *inner)
 {
 #if defined(__x86_64__)
     size_t size;
@@ -152,17 +156,29 @@ bool md_call_can_reach(const struct md_symtab *t, uint64_t ret_offset,
     uint64_t ret_addr;
     if (!inner || !file || ret_offset < 5 || ret_offset > size || file[ret_offset - 5] != 0xe8 ||
         !md_symtab_offset_to_addr(t, ret_offset, &ret_addr))
-        return true; // an indirect call (or unreadable): cannot tell
+        return REACH_UNKNOWN; // an indirect call (or unreadable)
     uint64_t target = ret_addr + (uint64_t)(int64_t)rel32_at(file + ret_offset - 4);
     const struct md_func_sym *callee = md_symtab_find(t, target, NULL);
     if (!callee || callee->addr != target)
-        return true; // the PLT, or no symbol: cannot tell
+        return REACH_UNKNOWN; // the PLT, or no symbol
     uint64_t inner_addr = inner_t == t ? inner->addr : UINT64_MAX;
-    return callee_reaches(t, callee, inner_addr, TAIL_JUMPS) == REACH_YES;
+    return callee_reaches(t, callee, inner_addr, TAIL_JUMPS);
 #else
     (void)t, (void)ret_offset, (void)inner_t, (void)inner;
-    return true;
+    return REACH_UNKNOWN;
 #endif
+}
+
+bool md_call_can_reach(const struct md_symtab *t, uint64_t ret_offset,
+                       const struct md_symtab *inner_t, const struct md_func_sym *inner)
+{
+    return call_reaches(t, ret_offset, inner_t, inner) != REACH_NO;
+}
+
+bool md_call_surely_reaches(const struct md_symtab *t, uint64_t ret_offset,
+                            const struct md_symtab *inner_t, const struct md_func_sym *inner)
+{
+    return call_reaches(t, ret_offset, inner_t, inner) == REACH_YES;
 }
 
 bool md_keeps_frame_pointer(const struct md_symtab *t, const struct md_func_sym *f)

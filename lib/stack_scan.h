@@ -26,6 +26,10 @@ bool md_follows_call(const struct md_symtab *t, uint64_t offset);
 // of file inner_t (the next inner frame); false only when that is impossible (see above).
 bool md_call_can_reach(const struct md_symtab *t, uint64_t ret_offset,
                        const struct md_symtab *inner_t, const struct md_func_sym *inner);
+// Whether that call provably enters inner: a direct call to it, or to a function that jumps to
+// it (over up to two tail jumps); false when impossible or when it cannot be told.
+bool md_call_surely_reaches(const struct md_symtab *t, uint64_t ret_offset,
+                            const struct md_symtab *inner_t, const struct md_func_sym *inner);
 
 // Whether function f of t sets up a frame pointer on entry (x86-64: push %rbp; mov %rsp,%rbp,
 // after an optional endbr64). A function that does not hides its caller from a frame-pointer

@@ -165,10 +165,10 @@ run = r['run']
 assert run['interrupted_by'] is None and run['signal_passed_on'] == 'INT', run
 assert run['exit_code'] == 0 and run['wall_seconds'] >= 1.9, run"
     # the text does not call the run cut short
-    run sigints 1 doctor -o "$DIR/text"
+    run sigints 1 doctor -o "$BATS_TEST_TMPDIR/text"
     [ "$output" = "survived 0" ]
-    grep -q "^note: SIGINT reached the program during the run (the tool passes the first one on" "$DIR/text"
-    run grep -q "INTERRUPTED" "$DIR/text"
+    grep -q "^note: SIGINT reached the program during the run (the tool passes the first one on" "$BATS_TEST_TMPDIR/text"
+    run grep -q "INTERRUPTED" "$BATS_TEST_TMPDIR/text"
     [ "$status" -ne 0 ]
     # a run that no signal reached says nothing of one
     "$T" trace --json -o "$OUT" -- true

@@ -106,6 +106,26 @@ assert sum(s['waits'] for s in fw['stacks'] if s['in_allocator']) == fw['allocat
 PY
 }
 
+# Stale return addresses of musl's free, left in a region the waiting function reserved but did
+# not write, each plausible after the other: the thread function, which calls the waiting
+# function directly, shows they are not frames (they made a thread-exit wait an allocator wait).
+@test "futex wait stacks: a wait above stale allocator slots is the program's, with its caller" {
+    for mode in --uprobes ""; do # the static probe's hooks by default
+        run "$T" trace $mode --stacks --json -o "$OUT" -- build/fixtures/wait-after-free-musl-static
+        [ "$status" -eq 0 ]
+        [ "$output" = "waits 40" ]
+        python3 - "$OUT" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+mine = [s for s in r['futex_wait_stacks']['stacks'] if s['frames'][0].startswith('wait_briefly ')]
+assert sum(s['waits'] for s in mine) == 40, r['futex_wait_stacks']
+for s in mine:
+    assert [f.split(' ')[0] for f in s['frames']] == ['wait_briefly', 'free_then_wait', 'start', '__clone'], s
+    assert not s['in_allocator'], s
+PY
+    done
+}
+
 @test "futex wait stacks: static musl under the static probe, through its hook frames" {
     run "$T" trace --stacks --json -o "$OUT" -- build/fixtures/musl-static
     [ "$status" -eq 0 ]
