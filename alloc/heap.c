@@ -54,13 +54,16 @@ static md_heap_t *md_heap_new(void)
 
 // Take an abandoned heap, or make a new one when there is none. While another thread collects
 // abandoned heaps they are off the list; a new heap made then would be one more heap for good
-// (each keeps its own segments), so sleep until the collector puts one back: it does so one heap
-// at a time, and thread creation is rare enough for the wait. A count of 1000 yields was too
-// short where the collector's CPU was taken away (a loaded host, a virtual CPU not running): one
-// more heap about one run in a hundred. The wait is bounded in time: a collector that cannot run
-// (stopped by a debugger, left with siglongjmp) must not keep every new thread from starting; then
-// one more heap it is, and no later thread waits for that same collection again.
+// (each keeps its own segments), so sleep until one is back (the collector puts them back one at
+// a time, an exiting thread adds its own): thread creation is rare enough for the wait. A count
+// of 1000 yields was too short where the collector's CPU was taken away (a loaded host, a virtual
+// CPU not running): one more heap about one run in a hundred. The wait is bounded in time, 200 ms
+// from when it began or from when a new collection began meanwhile (once), and in sleeps, should
+// the clock not advance: a collector that cannot run (stopped by a debugger, left with
+// siglongjmp) must not keep every new thread from starting; then one more heap it is, and no
+// thread waits for that same collection again.
 #define MD_ADOPT_WAIT_MS 200
+#define MD_ADOPT_SLEEPS 16
 
 // Under md_heap_lock, with no abandoned heap: should the caller wait for the collector?
 static bool md_heap_wait_announced(void)
@@ -73,20 +76,45 @@ static bool md_heap_wait_announced(void)
            busy == MD_COLLECT_WAITED_FOR;
 }
 
+// Under md_heap_lock: a heap went back on the list; true when a thread sleeps in md_heap_take and
+// must be woken (after the lock is released). The word changes, so that a waiter between its
+// unlock and its sleep does not sleep.
+static bool md_heap_waiter_to_wake(void)
+{
+    int waited_for = MD_COLLECT_WAITED_FOR;
+    return atomic_compare_exchange_strong(&md_abandoned_busy, &waited_for, MD_COLLECT_BUSY);
+}
+
+// The waiter's deadline, under md_heap_lock: set when the wait begins, moved once when another
+// collection began meanwhile. False when the wait is over (the collection is given up on).
+struct md_adopt_wait {
+    uint64_t deadline;
+    unsigned round, sleeps;
+    bool moved;
+};
+
+static bool md_adopt_wait_goes_on(struct md_adopt_wait *w, uint64_t now)
+{
+    if (w->deadline == 0 || (w->round != md_collect_round && !w->moved)) {
+        w->moved = w->deadline != 0;
+        w->deadline = now + MD_ADOPT_WAIT_MS;
+        w->round = md_collect_round;
+    }
+    if (now < w->deadline && w->sleeps < MD_ADOPT_SLEEPS)
+        return true;
+    md_collect_round_given_up = md_collect_round;
+    return false;
+}
+
 static md_heap_t *md_heap_take(void)
 {
-    uint64_t deadline = 0;
-    for (;;) {
+    struct md_adopt_wait w = {0};
+    for (;; w.sleeps++) {
         md_lock_acquire(&md_heap_lock);
         md_heap_t *h = md_heap_abandoned;
-        bool wait = h == NULL && md_heap_wait_announced();
-        uint64_t now = wait ? md_now_ms() : 0;
-        if (wait && deadline == 0)
-            deadline = now + MD_ADOPT_WAIT_MS;
-        if (wait && now >= deadline) {
-            md_collect_round_given_up = md_collect_round;
-            wait = false;
-        }
+        bool announced = h == NULL && md_heap_wait_announced();
+        uint64_t now = announced ? md_now_ms() : 0;
+        bool wait = announced && md_adopt_wait_goes_on(&w, now);
         if (h != NULL)
             md_heap_abandoned = h->abandoned_next;
         else if (!wait)
@@ -96,9 +124,11 @@ static md_heap_t *md_heap_take(void)
             h->state = MD_HEAP_ACTIVE;
         }
         md_lock_release(&md_heap_lock);
+        if (announced && !wait) // given up: the other waiters stop waiting for it too
+            md_prim_wake_all(&md_abandoned_busy);
         if (!wait)
             return h;
-        md_prim_wait(&md_abandoned_busy, MD_COLLECT_WAITED_FOR, (uint32_t)(deadline - now));
+        md_prim_wait(&md_abandoned_busy, MD_COLLECT_WAITED_FOR, (uint32_t)(w.deadline - now));
     }
 }
 
@@ -143,7 +173,10 @@ void md_heap_thread_exit(md_heap_t *h)
     h->state = MD_HEAP_ABANDONED;
     h->abandoned_next = md_heap_abandoned;
     md_heap_abandoned = h;
+    bool wake = md_heap_waiter_to_wake();
     md_lock_release(&md_heap_lock);
+    if (wake)
+        md_prim_wake_all(&md_abandoned_busy);
 }
 
 // For calls that need the process set up but no heap of their own (huge blocks): as

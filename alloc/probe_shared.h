@@ -589,7 +589,10 @@ static inline void md_probe_slot_totals(const struct md_probe_slot *s, uint64_t 
     for (size_t bin = 0; bin < MD_HIST_LOG2; bin++)
         requests += s->hist_log2[bin];
     memcpy(ops, s->ops, sizeof s->ops);
-    ops[MD_OP_MALLOC] = requests - ops[MD_OP_CALLOC] - ops[MD_OP_REALLOC] - ops[MD_OP_ALIGNED];
+    // A slot read while its thread counts (or one killed between the two increments) may have
+    // the op counted and not yet its size: never below zero.
+    uint64_t others = ops[MD_OP_CALLOC] + ops[MD_OP_REALLOC] + ops[MD_OP_ALIGNED];
+    ops[MD_OP_MALLOC] = requests > others ? requests - others : 0;
     *bytes = small_bytes + s->bytes_requested_large;
 }
 

@@ -592,9 +592,10 @@ static void count_sample(struct replay *r, const struct proc *p, const uint64_t 
 struct scan_frame {
     const struct md_symtab *t;
     const struct md_func_sym *f;
-    size_t aliases;                    // entries from f on at the same address
-    uint64_t offset;                   // of the return address (of the ip for the leaf) in t's file
-    bool in_probe;                     // in the preload probe's code: the measurement's frame
+    size_t aliases;  // entries from f on at the same address
+    uint64_t offset; // of the return address (of the ip for the leaf) in t's file
+    bool in_probe;   // in the preload probe's code: the measurement's frame
+    bool sure_link;  // its call provably enters the frame kept inside it (md_call_reach)
     char label[MD_PERF_NAME_MAX + 64]; // "function (object)"
 };
 
@@ -628,9 +629,9 @@ static bool return_address_frame(struct replay *r, const struct proc *p, uint64_
     return scan_frame_at(r, p, w, false, out) && md_follows_call(out->t, out->offset);
 }
 
-static bool frame_reaches(const struct scan_frame *outer, const struct scan_frame *inner)
+static enum md_reach frame_reach(const struct scan_frame *outer, const struct scan_frame *inner)
 {
-    return md_call_can_reach(outer->t, outer->offset, inner->t, inner->f);
+    return md_call_reach(outer->t, outer->offset, inner->t, inner->f);
 }
 
 // The outermost frame of a thread or process: what the stack copy holds beyond it is not a frame.
@@ -671,16 +672,18 @@ static bool add_wait_frame(struct replay *r, const struct scan_frame *f, char *t
     return func_is_alloc(r, f->f, f->aliases);
 }
 
-// Where the candidate's call provably enters one of the frames kept so far, other than the
-// outermost (which it cannot reach): past frames[at], which it calls, the kept frames are stale
-// slots (a chain of return addresses left by an earlier call, such as musl's free inside
-// __pthread_exit's frame), each plausible after the other but not below the candidate. Returns at +
-// 1, or 0.
+// A candidate whose call cannot enter the outermost frame kept so far, but provably enters one
+// further in, frames[at], whose link to the frame kept outside it is not proven: those frames
+// were a chain of stale return addresses left by an earlier call, each plausible after the other
+// (musl's free and its callees below a function that reserved their region and then waited), and
+// the candidate is the real caller. A proven link is never cut for one: a stale slot of a call
+// made earlier from the same caller (drain() then F(), both calling the waiting function) would
+// replace F. Returns at + 1, or 0.
 static size_t called_frame_below(const struct scan_frame *candidate,
                                  const struct scan_frame *frames, size_t count)
 {
     for (size_t at = count - 1; at-- > 0;)
-        if (md_call_surely_reaches(candidate->t, candidate->offset, frames[at].t, frames[at].f))
+        if (!frames[at + 1].sure_link && frame_reach(candidate, &frames[at]) == MD_REACH_SURELY)
             return at + 1;
     return 0;
 }
@@ -689,8 +692,8 @@ static size_t called_frame_below(const struct scan_frame *candidate,
 // syscall was made; *leaf_known false when it is in no known function), then the return
 // addresses found in the copied stack. A candidate whose call cannot lead to the frame inside it
 // is a stale slot and is held back; if the next candidate's call leads to it, a real frame was
-// missed in between and both are kept. A candidate that provably calls a frame further in cuts
-// the frames kept since then (called_frame_below). Returns the number of frames.
+// missed in between and both are kept. A candidate that provably calls a frame further in may
+// cut the frames kept since then (called_frame_below). Returns the number of frames.
 static size_t futex_stack_frames(struct replay *r, const struct proc *p, uint64_t leaf,
                                  const unsigned char *stack, size_t bytes,
                                  struct scan_frame *frames, size_t max, bool *leaf_known)
@@ -705,20 +708,23 @@ static size_t futex_stack_frames(struct replay *r, const struct proc *p, uint64_
         if (!return_address_frame(r, p, w, &candidate) ||
             (n && stale_above_main(&frames[n - 1], &candidate)))
             continue;
-        if (n && !frame_reaches(&candidate, &frames[n - 1])) {
+        enum md_reach reach = n ? frame_reach(&candidate, &frames[n - 1]) : MD_REACH_MAYBE;
+        if (reach == MD_REACH_NO) {
             size_t cut = called_frame_below(&candidate, frames, n);
             if (cut) {
-                n = cut;
-            } else if (!holding || !frame_reaches(&candidate, &held)) {
+                n = cut, reach = MD_REACH_SURELY;
+            } else if (!holding || (reach = frame_reach(&candidate, &held)) == MD_REACH_NO) {
                 held = candidate, holding = true;
                 continue;
             } else {
+                held.sure_link = false;
                 frames[n++] = held;
                 if (n == max)
                     break;
             }
         }
         holding = false;
+        candidate.sure_link = reach == MD_REACH_SURELY;
         frames[n++] = candidate;
         if (is_root_frame(&candidate))
             break;

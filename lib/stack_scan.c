@@ -71,7 +71,7 @@ static int32_t rel32_at(const unsigned char *p)
 }
 
 // REACH_UNKNOWN: code that cannot be followed (an indirect jump, the PLT, unreadable bytes).
-enum reach { REACH_NO, REACH_YES, REACH_UNKNOWN };
+enum reach { REACH_NO = MD_REACH_NO, REACH_YES = MD_REACH_SURELY, REACH_UNKNOWN = MD_REACH_MAYBE };
 
 // Function f's length: its size, or for an unsized one (assembly: musl's memcpy) up to the next
 // symbol, as md_symtab_find trusts it, where the symbol table is whole; 0 when unknown.
@@ -147,8 +147,8 @@ static enum reach callee_reaches(const struct md_symtab *t, const struct md_func
     return found;
 }
 
-static enum reach call_reaches(const struct md_symtab *t, uint64_t ret_offset,
-                               const struct md_symtab *inner_t, const struct md_func_sym *inner)
+enum md_reach md_call_reach(const struct md_symtab *t, uint64_t ret_offset,
+                            const struct md_symtab *inner_t, const struct md_func_sym *inner)
 {
 #if defined(__x86_64__)
     size_t size;
@@ -156,29 +156,23 @@ static enum reach call_reaches(const struct md_symtab *t, uint64_t ret_offset,
     uint64_t ret_addr;
     if (!inner || !file || ret_offset < 5 || ret_offset > size || file[ret_offset - 5] != 0xe8 ||
         !md_symtab_offset_to_addr(t, ret_offset, &ret_addr))
-        return REACH_UNKNOWN; // an indirect call (or unreadable)
+        return MD_REACH_MAYBE; // an indirect call (or unreadable)
     uint64_t target = ret_addr + (uint64_t)(int64_t)rel32_at(file + ret_offset - 4);
     const struct md_func_sym *callee = md_symtab_find(t, target, NULL);
     if (!callee || callee->addr != target)
-        return REACH_UNKNOWN; // the PLT, or no symbol
+        return MD_REACH_MAYBE; // the PLT, or no symbol
     uint64_t inner_addr = inner_t == t ? inner->addr : UINT64_MAX;
-    return callee_reaches(t, callee, inner_addr, TAIL_JUMPS);
+    return (enum md_reach)callee_reaches(t, callee, inner_addr, TAIL_JUMPS);
 #else
     (void)t, (void)ret_offset, (void)inner_t, (void)inner;
-    return REACH_UNKNOWN;
+    return MD_REACH_MAYBE;
 #endif
 }
 
 bool md_call_can_reach(const struct md_symtab *t, uint64_t ret_offset,
                        const struct md_symtab *inner_t, const struct md_func_sym *inner)
 {
-    return call_reaches(t, ret_offset, inner_t, inner) != REACH_NO;
-}
-
-bool md_call_surely_reaches(const struct md_symtab *t, uint64_t ret_offset,
-                            const struct md_symtab *inner_t, const struct md_func_sym *inner)
-{
-    return call_reaches(t, ret_offset, inner_t, inner) == REACH_YES;
+    return md_call_reach(t, ret_offset, inner_t, inner) != MD_REACH_NO;
 }
 
 bool md_keeps_frame_pointer(const struct md_symtab *t, const struct md_func_sym *f)

@@ -26,9 +26,11 @@ bool md_follows_call(const struct md_symtab *t, uint64_t offset);
 // of file inner_t (the next inner frame); false only when that is impossible (see above).
 bool md_call_can_reach(const struct md_symtab *t, uint64_t ret_offset,
                        const struct md_symtab *inner_t, const struct md_func_sym *inner);
-// Whether that call provably enters inner: a direct call to it, or to a function that jumps to
-// it (over up to two tail jumps); false when impossible or when it cannot be told.
-bool md_call_surely_reaches(const struct md_symtab *t, uint64_t ret_offset,
+// The same, told apart: MD_REACH_SURELY when the call provably enters inner (a direct call to it,
+// or to a function that jumps to it over up to two tail jumps), MD_REACH_MAYBE when it cannot be
+// told (an indirect call, the PLT, an indirect jump, unreadable code).
+enum md_reach { MD_REACH_NO, MD_REACH_SURELY, MD_REACH_MAYBE };
+enum md_reach md_call_reach(const struct md_symtab *t, uint64_t ret_offset,
                             const struct md_symtab *inner_t, const struct md_func_sym *inner);
 
 // Whether function f of t sets up a frame pointer on entry (x86-64: push %rbp; mov %rsp,%rbp,

@@ -40,7 +40,7 @@ check_schema() {
     run "$T" trace --json -o "$OUT" -- "$FX/alloc-contend-musl-static"
     [ "$status" -eq 0 ]
     check_schema
-    ops=${output##*ops }
+    ops=$(sed -n 's/^ops //p' <<<"$output")
     python3 -c "
 import json; r=json.load(open('$OUT'))
 f=[x for x in r['findings'] if x['id']=='MD001']

@@ -66,7 +66,7 @@ sys_field() { # syscall name, field
     # the user's LD_PRELOAD goes after the probe's: one too long for both is refused, not cut
     LD_PRELOAD=$(printf '/x%.0s' {1..7000}) run "$T" trace -- "$FX/glibc-dynamic"
     [ "$status" -eq 2 ]
-    [[ "$output" == *"trace: LD_PRELOAD (the probe's and yours) would be 14"*" bytes long, more than the "* ]]
+    [[ "$output" == *"trace: LD_PRELOAD (the libraries to preload and yours) would be 14"*" bytes long, more than the "* ]]
     run "$T" trace --uprobes --ops 5 --json -o "$OUT" -- "$FX/glibc-dynamic"
     [ "$status" -eq 0 ]
     [[ "$(q "r['mode'], r['mode_note']")" == "preload --uprobes and --ops ignored"* ]]

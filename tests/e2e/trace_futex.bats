@@ -106,22 +106,29 @@ assert sum(s['waits'] for s in fw['stacks'] if s['in_allocator']) == fw['allocat
 PY
 }
 
-# Stale return addresses of musl's free, left in a region the waiting function reserved but did
-# not write, each plausible after the other: the thread function, which calls the waiting
-# function directly, shows they are not frames (they made a thread-exit wait an allocator wait).
-@test "futex wait stacks: a wait above stale allocator slots is the program's, with its caller" {
+# Stale return addresses left in a region a function reserved and did not write
+# (tests/fixtures/src/wait_after_free.c): musl's free and its callees, each plausible after the
+# other, below a wait of the program's own (they made it an allocator wait and hid its caller);
+# and an earlier call from the same caller that also led to the wait, which must not replace the
+# frame whose call is proven.
+@test "futex wait stacks: a wait above stale return addresses is named by its real callers" {
     for mode in --uprobes ""; do # the static probe's hooks by default
         run "$T" trace $mode --stacks --json -o "$OUT" -- build/fixtures/wait-after-free-musl-static
         [ "$status" -eq 0 ]
-        [ "$output" = "waits 40" ]
+        [ "$output" = "waits 60" ]
         python3 - "$OUT" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-mine = [s for s in r['futex_wait_stacks']['stacks'] if s['frames'][0].startswith('wait_briefly ')]
-assert sum(s['waits'] for s in mine) == 40, r['futex_wait_stacks']
-for s in mine:
-    assert [f.split(' ')[0] for f in s['frames']] == ['wait_briefly', 'free_then_wait', 'start', '__clone'], s
-    assert not s['in_allocator'], s
+want = {('wait_reserving', 'after_free', 'start', '__clone'): 20,
+        ('wait_plain', 'drain', 'wait_twice', 'two_callers', 'start', '__clone'): 20,
+        ('wait_plain', 'reserve_and_wait', 'wait_twice', 'two_callers', 'start', '__clone'): 20}
+got = {}
+for s in r['futex_wait_stacks']['stacks']:
+    names = tuple(f.split(' ')[0] for f in s['frames'])
+    if names[0] in ('wait_reserving', 'wait_plain'):
+        got[names] = got.get(names, 0) + s['waits']
+        assert not s['in_allocator'], s
+assert got == want, got
 PY
     done
 }
