@@ -17,7 +17,7 @@ $(PROBE_ANY): alloc/probe.mk
 	$(Q)ln -sfn ../musl '$(@D)/$$PLATFORM'
 
 PROBE_SRC := alloc/probe.c alloc/probe_code.c alloc/probe_proc.c
-PROBE_HDRS := alloc/probe_code.h alloc/probe_proc.h alloc/probe_shared.h
+PROBE_HDRS := alloc/probe_code.h alloc/probe_proc.h alloc/probe_shared.h alloc/probe_stamp.h
 PROBE_GLIBC_OBJ := $(PROBE_SRC:alloc/%.c=$(B)/obj/probe/glibc/%.o)
 PROBE_MUSL_OBJ := $(PROBE_SRC:alloc/%.c=$(B)/obj/probe/musl/%.o)
 

@@ -3,6 +3,7 @@
 //
 // Nothing here allocates: it runs inside the program's allocator calls.
 #include "alloc/probe_code.h"
+#include "alloc/probe_stamp.h"
 
 #include <dlfcn.h>
 #include <link.h>
@@ -96,6 +97,11 @@ static void add_to_table(uint64_t bias, uint64_t start, uint64_t end, const char
     } else { // the executable itself
         ssize_t n = readlink("/proc/self/exe", o->path, sizeof o->path);
         o->path[n > 0 && (size_t)n < sizeof o->path ? n : 0] = 0;
+    }
+    struct stat st;
+    if (o->path[0] && stat(o->path, &st) == 0) {
+        md_probe_stamp_of(&o->file, &st);
+        o->stamped = 1;
     }
 }
 

@@ -112,10 +112,17 @@ struct md_probe_slow {
 // A loaded ELF object of one process (from dl_iterate_phdr), to symbolize return addresses.
 struct md_probe_object {
     int32_t pid;
-    uint32_t reserved;
+    uint32_t stamped;          // 1: `file` holds the file as it was when recorded
     uint64_t bias, start, end; // load bias; the address range of its PT_LOAD segments
     uint64_t recorded_ns;      // CLOCK_REALTIME when the probe recorded it (0: not known)
-    char path[MD_PROBE_PATH];  // empty: not known (a cut path would name another file)
+    // The file's identity and times when the probe recorded it (alloc/probe_stamp.h): a file
+    // that differs after the run changed after it was loaded. Comparing its times with
+    // recorded_ns instead missed changes made within the kernel's timestamp tick (4 ms) after
+    // the load: file times come from a coarse clock.
+    struct md_probe_file_stamp {
+        uint64_t dev, ino, size, mtime_ns, ctime_ns;
+    } file;
+    char path[MD_PROBE_PATH]; // empty: not known (a cut path would name another file)
 };
 
 // Copies an object's entry for another process, the path only as far as its end: the buffer is
@@ -128,6 +135,8 @@ static inline void md_probe_object_copy(struct md_probe_object *to,
     to->start = from->start;
     to->end = from->end;
     to->recorded_ns = from->recorded_ns;
+    to->stamped = from->stamped;
+    to->file = from->file;
     size_t k = 0;
     for (; k < MD_PROBE_PATH - 1 && from->path[k]; k++)
         to->path[k] = from->path[k];

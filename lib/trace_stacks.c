@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "alloc/probe_stamp.h"
 #include "lib/clock.h"
 #include "lib/report.h"
 #include "lib/stack_scan.h"
@@ -348,23 +349,37 @@ static void add_leak_report(cJSON *report, struct named_stack *v, size_t n,
             opt->leak_min_bytes ? opt->leak_min_bytes : 1, MD_TOP_STACKS);
 }
 
-// When the file at path was last recorded as loaded by a process (the probe's stamp), else
-// when the program started.
-static uint64_t loaded_ns(const struct md_probe_view *v, const char *path, uint64_t run_start_ns)
+// The last record of a process loading the file at path (the probe's), NULL when none.
+static const struct md_probe_object *last_load(const struct md_probe_view *v, const char *path)
 {
-    const struct md_probe_object *objects = v->objects;
+    const struct md_probe_object *objects = v->objects, *last = NULL;
     uint32_t n = atomic_load(&v->header->objects_used);
-    uint64_t latest = 0;
     for (uint32_t i = 0; i < n && i < v->object_max; i++)
-        if (objects[i].recorded_ns > latest && !strncmp(objects[i].path, path, MD_PROBE_PATH))
-            latest = objects[i].recorded_ns;
-    return latest ? latest : run_start_ns;
+        if ((!last || objects[i].recorded_ns > last->recorded_ns) &&
+            !strncmp(objects[i].path, path, MD_PROBE_PATH))
+            last = &objects[i];
+    return last;
+}
+
+// Whether the file, as it is now (st), changed after a process loaded it: it differs from the
+// probe's stamp of it; without a stamp (the static probe's program, a file it could not stat),
+// its times are not before the load (or the program's start), to the kernel's timestamp tick.
+static bool changed_after_load(const struct stat *st, const struct md_probe_object *load,
+                               uint64_t run_start_ns)
+{
+    if (load && load->stamped) {
+        struct md_probe_file_stamp now;
+        md_probe_stamp_of(&now, st);
+        return !md_probe_stamp_equal(&now, &load->file);
+    }
+    uint64_t loaded = load && load->recorded_ns ? load->recorded_ns : run_start_ns;
+    uint64_t mtime = md_timespec_ns(st->st_mtim), ctime = md_timespec_ns(st->st_ctim);
+    return (mtime > ctime ? mtime : ctime) >= loaded;
 }
 
 // Files the stacks were named from that changed after a process loaded them (a build replaced a
-// library, a test truncated one): their names may not be the code that ran. The change time
-// counts too: `cp -p` and `install -p` keep the old modification time. A file that is gone (a
-// program that deletes itself, a test's temporary library) leaves its frames as addresses.
+// library, a test truncated one): their names may not be the code that ran. A file that is gone
+// (a program that deletes itself, a test's temporary library) leaves its frames as addresses.
 static void warn_changed_files(const struct symbolizer *s, uint64_t run_start_ns, cJSON *report)
 {
     const struct md_symcache *c = &s->cache;
@@ -379,8 +394,7 @@ static void warn_changed_files(const struct symbolizer *s, uint64_t run_start_ns
             md_report_warn(report, warning);
             continue;
         }
-        uint64_t mtime = md_timespec_ns(st.st_mtim), ctime = md_timespec_ns(st.st_ctim);
-        if ((mtime > ctime ? mtime : ctime) < loaded_ns(s->v, c->paths[i], run_start_ns))
+        if (!changed_after_load(&st, last_load(s->v, c->paths[i]), run_start_ns))
             continue;
         snprintf(warning, sizeof warning,
                  "%s changed while the program ran (rebuilt or replaced?): the names of its "
