@@ -58,9 +58,9 @@ static md_heap_t *md_heap_new(void)
 // a time, an exiting thread adds its own): thread creation is rare enough for the wait. A count
 // of 1000 yields was too short where the collector's CPU was taken away (a loaded host, a virtual
 // CPU not running): one more heap about one run in a hundred. The wait is bounded in time, 200 ms
-// from when it began or from when a new collection began meanwhile (once), and in sleeps, should
-// the clock not advance: a collector that cannot run (stopped by a debugger, left with
-// siglongjmp) must not keep every new thread from starting; then one more heap it is, and no
+// from when it began or from when a new collection began meanwhile (once), and in sleeps that
+// ran out, should the clock not advance: a collector that cannot run (stopped by a debugger, left
+// with siglongjmp) must not keep every new thread from starting; then one more heap it is, and no
 // thread waits for that same collection again.
 #define MD_ADOPT_WAIT_MS 200
 #define MD_ADOPT_SLEEPS 16
@@ -109,7 +109,7 @@ static bool md_adopt_wait_goes_on(struct md_adopt_wait *w, uint64_t now)
 static md_heap_t *md_heap_take(void)
 {
     struct md_adopt_wait w = {0};
-    for (;; w.sleeps++) {
+    for (;;) {
         md_lock_acquire(&md_heap_lock);
         md_heap_t *h = md_heap_abandoned;
         bool announced = h == NULL && md_heap_wait_announced();
@@ -128,7 +128,9 @@ static md_heap_t *md_heap_take(void)
             md_prim_wake_all(&md_abandoned_busy);
         if (!wait)
             return h;
-        md_prim_wait(&md_abandoned_busy, MD_COLLECT_WAITED_FOR, (uint32_t)(w.deadline - now));
+        // only a sleep that ran out counts: waking for a heap another waiter took costs nothing
+        if (md_prim_wait(&md_abandoned_busy, MD_COLLECT_WAITED_FOR, (uint32_t)(w.deadline - now)))
+            w.sleeps++;
     }
 }
 

@@ -35,7 +35,8 @@ void md_prim_close(int fd);
 void md_prim_yield(void);
 // Sleep while *word holds `expected`, at most about timeout_ms; md_prim_wake_all(word) ends the
 // sleep early. Returns also for no reason (a signal): the caller checks its condition again.
-void md_prim_wait(_Atomic int *word, int expected, uint32_t timeout_ms);
+// True when the sleep ran out.
+bool md_prim_wait(_Atomic int *word, int expected, uint32_t timeout_ms);
 void md_prim_wake_all(_Atomic int *word);
 // The value of an environment variable, or NULL; must not allocate.
 const char *md_prim_getenv(const char *name);

@@ -153,7 +153,8 @@ void *md_prim_remap_aligned(void *addr, size_t old_size, size_t new_size, size_t
 uint64_t md_prim_clock_ms(void)
 {
     struct timespec ts;
-    // CLOCK_MONOTONIC_COARSE is served from the vDSO: no system call, ms resolution is enough.
+    // CLOCK_MONOTONIC_COARSE is served from the vDSO: no system call. It steps once per kernel
+    // tick (4 ms at HZ=250), which the purge delays (milliseconds, a policy) can live with.
     if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0)
         return 0;
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
@@ -219,11 +220,12 @@ void md_prim_yield(void)
 #define MD_FUTEX_WAIT_PRIVATE 128
 #define MD_FUTEX_WAKE_PRIVATE 129
 
-void md_prim_wait(_Atomic int *word, int expected, uint32_t timeout_ms)
+bool md_prim_wait(_Atomic int *word, int expected, uint32_t timeout_ms)
 {
     struct timespec timeout = {.tv_sec = timeout_ms / 1000,
                                .tv_nsec = timeout_ms % 1000 * 1000000L};
-    md_syscall6(SYS_futex, (long)word, MD_FUTEX_WAIT_PRIVATE, expected, (long)&timeout, 0, 0);
+    return md_syscall6(SYS_futex, (long)word, MD_FUTEX_WAIT_PRIVATE, expected, (long)&timeout, 0,
+                       0) == -ETIMEDOUT;
 }
 
 void md_prim_wake_all(_Atomic int *word)

@@ -63,7 +63,7 @@ PROBE_STATIC_CFLAGS := -std=c11 -O2 -g -I. $(WARN) -ffreestanding -fno-builtin -
 probe: $(PROBE_STATIC)
 
 $(PROBE_STATIC): alloc/probe_static.c alloc/probe_static.h alloc/hook_x86.c alloc/hook_x86.h \
-		alloc/probe_shared.h
+		alloc/probe_shared.h alloc/probe_stamp.h
 	@mkdir -p $(@D)
 	@[ "$(V)" = 1 ] || echo "  CC      $@"
 	$(Q)$(CC) $(PROBE_STATIC_CFLAGS) -static -nostdlib -no-pie -Wl,-Ttext-segment=0x7e0000000000 \

@@ -2,7 +2,7 @@
 // A loaded file's stamp (struct md_probe_file_stamp in alloc/probe_shared.h), taken by the
 // preload probe when it records the object and again by the tool after the run: any difference
 // means the file changed in between (rebuilt, replaced, copied over with `cp -p`, which keeps
-// the modification time but not the change time).
+// the modification time but not the change time). Needs _POSIX_C_SOURCE 200809L (st_mtim).
 #ifndef MD_PROBE_STAMP_H
 #define MD_PROBE_STAMP_H
 

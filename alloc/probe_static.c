@@ -21,6 +21,7 @@
 //   - brk starts after this probe's image, not the program's; libcs ask the kernel where it is.
 //   - every syscall before MD_STATIC_MARKER (mapping the program) is this probe's own: the tool
 //     drops what strace saw before the marker.
+#define _POSIX_C_SOURCE 200809L // struct stat's st_mtim and st_ctim (alloc/probe_stamp.h)
 #include <elf.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -30,11 +31,13 @@
 #include "alloc/hook_x86.h"
 #include "alloc/md_syscall.h"
 #include "alloc/probe_shared.h"
+#include "alloc/probe_stamp.h"
 #include "alloc/probe_static.h"
 
 // --- syscalls, and the few libc functions the compiler may call ------------------------------
 
 #define SYS_close 3
+#define SYS_fstat 5
 #define SYS_lseek 8
 #define SYS_mmap 9
 #define SYS_mprotect 10
@@ -547,6 +550,13 @@ static void read_headers(struct image *im)
     if (failed(fd))
         die(im->path, "cannot open");
     im->fd = (int)fd;
+    // the program as it is now, for the tool's check that it did not change while it ran (the
+    // kernel's struct stat is the libc's on x86-64)
+    struct stat st;
+    if (!failed(SYS(SYS_fstat, fd, &st))) {
+        md_probe_stamp_of(&hooks.exe.file, &st);
+        hooks.exe.stamped = 1;
+    }
     if (SYS(SYS_pread64, fd, &im->ehdr, sizeof im->ehdr, 0) != (long)sizeof im->ehdr ||
         im->ehdr.e_ident[EI_MAG0] != ELFMAG0 || im->ehdr.e_ident[EI_MAG1] != ELFMAG1 ||
         im->ehdr.e_ident[EI_MAG2] != ELFMAG2 || im->ehdr.e_ident[EI_MAG3] != ELFMAG3 ||

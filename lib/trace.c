@@ -31,10 +31,13 @@
 // Calls slower than this are logged by the probe; any syscall strace stops on takes longer.
 #define MD_SLOW_CALL_NS 2000
 // The same when perf records the syscalls: the program is not stopped, so a syscall's call is
-// only a little slower than the syscall itself, and the cheapest (a munmap of one page, a
-// madvise) take about a microsecond on a VM. Calls without syscalls that take this long (page
-// faults) are logged too, and joined with nothing.
-#define MD_SLOW_CALL_NS_PERF 400
+// only a little slower than the syscall itself. The cheapest, under perf's raw_syscalls
+// tracepoints, took 457 ns (brk(0)), 462 ns (a futex wake with no waiter) and 557 ns (madvise of
+// an untouched page) on this VM: 400 ns left a faster CPU no margin, and an allocator call whose
+// only syscall is such a one would go unlogged (its syscall counted as the program's). Calls
+// without syscalls that take this long (page faults, cache misses) are logged too, and joined
+// with nothing.
+#define MD_SLOW_CALL_NS_PERF 250
 // perf stamps syscalls in ns, a little after the syscall instruction; the probes stamp a slow
 // call's end right after it returns. What is left is the error of converting perf's clock to
 // CLOCK_REALTIME (md_perf_result.clock_error_ns), and that the kernel stamps perf's records with

@@ -349,32 +349,30 @@ static void add_leak_report(cJSON *report, struct named_stack *v, size_t n,
             opt->leak_min_bytes ? opt->leak_min_bytes : 1, MD_TOP_STACKS);
 }
 
-// The last record of a process loading the file at path (the probe's), NULL when none.
-static const struct md_probe_object *last_load(const struct md_probe_view *v, const char *path)
+// Whether the file at path, as it is now (st), changed after a process loaded it: it differs
+// from the probe's stamp of any load of it (a build that replaced a library between two
+// processes leaves the first one's frames misnamed); a load without a stamp (a file the probe
+// could not stat), or no record at all (the program itself under uprobes), has its times
+// compared instead: not before the load (or the program's start), to the kernel's timestamp tick.
+static bool changed_after_load(const struct md_probe_view *v, const char *path,
+                               const struct stat *st, uint64_t run_start_ns)
 {
-    const struct md_probe_object *objects = v->objects, *last = NULL;
-    uint32_t n = atomic_load(&v->header->objects_used);
-    for (uint32_t i = 0; i < n && i < v->object_max; i++)
-        if ((!last || objects[i].recorded_ns > last->recorded_ns) &&
-            !strncmp(objects[i].path, path, MD_PROBE_PATH))
-            last = &objects[i];
-    return last;
-}
-
-// Whether the file, as it is now (st), changed after a process loaded it: it differs from the
-// probe's stamp of it; without a stamp (the static probe's program, a file it could not stat),
-// its times are not before the load (or the program's start), to the kernel's timestamp tick.
-static bool changed_after_load(const struct stat *st, const struct md_probe_object *load,
-                               uint64_t run_start_ns)
-{
-    if (load && load->stamped) {
-        struct md_probe_file_stamp now;
-        md_probe_stamp_of(&now, st);
-        return !md_probe_stamp_equal(&now, &load->file);
+    struct md_probe_file_stamp now;
+    md_probe_stamp_of(&now, st);
+    uint64_t newest = now.mtime_ns > now.ctime_ns ? now.mtime_ns : now.ctime_ns;
+    const struct md_probe_object *objects = v ? v->objects : NULL;
+    uint32_t n = v ? atomic_load(&v->header->objects_used) : 0;
+    bool recorded = false;
+    for (uint32_t i = 0; i < n && i < v->object_max; i++) {
+        const struct md_probe_object *o = &objects[i];
+        if (strncmp(o->path, path, MD_PROBE_PATH))
+            continue;
+        recorded = true;
+        if (o->stamped ? !md_probe_stamp_equal(&now, &o->file)
+                       : newest >= (o->recorded_ns ? o->recorded_ns : run_start_ns))
+            return true;
     }
-    uint64_t loaded = load && load->recorded_ns ? load->recorded_ns : run_start_ns;
-    uint64_t mtime = md_timespec_ns(st->st_mtim), ctime = md_timespec_ns(st->st_ctim);
-    return (mtime > ctime ? mtime : ctime) >= loaded;
+    return !recorded && newest >= run_start_ns;
 }
 
 // Files the stacks were named from that changed after a process loaded them (a build replaced a
@@ -394,7 +392,7 @@ static void warn_changed_files(const struct symbolizer *s, uint64_t run_start_ns
             md_report_warn(report, warning);
             continue;
         }
-        if (!changed_after_load(&st, last_load(s->v, c->paths[i]), run_start_ns))
+        if (!changed_after_load(s->v, c->paths[i], &st, run_start_ns))
             continue;
         snprintf(warning, sizeof warning,
                  "%s changed while the program ran (rebuilt or replaced?): the names of its "

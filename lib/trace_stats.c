@@ -159,7 +159,8 @@ static int by_tid_ts(const void *a, const void *b)
 
 // The probe's slow calls in strace's clock, sorted by thread and time. A thread's calls follow
 // each other, so a call cannot start before the previous one ended: that bound narrows starts
-// known only coarsely (the rseq mark's 4 ms clock).
+// known only as a bound (the rseq mark's boundary, which may lie well before the call; a
+// tick-timed call's start, derived from its end and its duration).
 static struct slow_call *slow_calls(const struct md_probe_file *pf, size_t *count)
 {
     size_t n = atomic_load(&pf->view.header->slow_used);

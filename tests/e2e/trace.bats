@@ -1283,6 +1283,21 @@ assert 'warnings' not in r, r['warnings']"
     run "$T" trace --stacks --json -o "$OUT" -- sh -c "$FX/dlopen-user $BATS_TEST_TMPDIR/plugin.so && touch $BATS_TEST_TMPDIR/plugin.so"
     [ "$status" -eq 0 ]
     [ "$(q "r['warnings']")" = "['$BATS_TEST_TMPDIR/plugin.so changed while the program ran (rebuilt or replaced?): the names of its frames may not be the code that ran']" ]
+    # a static program (the static probe's hooks) whose own file changes while it runs, and one
+    # whose file does not
+    cp "$FX/touch-self-musl-static" "$BATS_TEST_TMPDIR/touch-self"
+    for touch in yes no; do
+        arg=$BATS_TEST_TMPDIR/touch-self
+        [ $touch = yes ] || arg=
+        run "$T" trace --stacks --json -o "$OUT" -- "$BATS_TEST_TMPDIR/touch-self" $arg
+        [ "$status" -eq 0 ]
+        [ "$(q "r['mode'], r['stacks'][0]['frames'][0].split(' ')[0]")" = "hooks main" ]
+        if [ $touch = yes ]; then
+            [ "$(q "r['warnings']")" = "['$BATS_TEST_TMPDIR/touch-self changed while the program ran (rebuilt or replaced?): the names of its frames may not be the code that ran']" ]
+        else
+            [ "$(q "'warnings' in r")" = False ]
+        fi
+    done
     # made during the run, before it was loaded (a build that runs what it built): no warning
     run "$T" trace --stacks --json -o "$OUT" -- sh -c "cp $FX/plugin/libmd-plugin.so $BATS_TEST_TMPDIR/new.so && $FX/dlopen-user $BATS_TEST_TMPDIR/new.so"
     [ "$status" -eq 0 ]
