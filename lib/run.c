@@ -126,8 +126,7 @@ int md_preload_env(char *out, size_t size, const char *const *libs, size_t count
     if (len >= size)
         return md_fail(err,
                        "LD_PRELOAD (the libraries to preload and yours) would be %zu bytes long, "
-                       "more than the "
-                       "%zu this tool takes",
+                       "more than the %zu this tool takes",
                        len, size - 1);
     return 0;
 }

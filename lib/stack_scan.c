@@ -70,9 +70,6 @@ static int32_t rel32_at(const unsigned char *p)
     return v;
 }
 
-// REACH_UNKNOWN: code that cannot be followed (an indirect jump, the PLT, unreadable bytes).
-enum reach { REACH_NO = MD_REACH_NO, REACH_YES = MD_REACH_SURELY, REACH_UNKNOWN = MD_REACH_MAYBE };
-
 // Function f's length: its size, or for an unsized one (assembly: musl's memcpy) up to the next
 // symbol, as md_symtab_find trusts it, where the symbol table is whole; 0 when unknown.
 static uint64_t func_length(const struct md_symtab *t, const struct md_func_sym *f)
@@ -85,51 +82,51 @@ static uint64_t func_length(const struct md_symtab *t, const struct md_func_sym 
     return 0;
 }
 
-static enum reach callee_reaches(const struct md_symtab *t, const struct md_func_sym *f,
-                                 uint64_t inner_addr, int depth);
+static enum md_reach callee_reaches(const struct md_symtab *t, const struct md_func_sym *f,
+                                    uint64_t inner_addr, int depth);
 
 // A direct jump from function f to dest: what it says about reaching inner_addr. Destinations
 // inside another function's body are not real jumps (bytes of other instructions decoded as
 // one); a destination in no function (the PLT) cannot be followed.
-static enum reach jump_reaches(const struct md_symtab *t, const struct md_func_sym *f,
-                               uint64_t dest, uint64_t inner_addr, int depth)
+static enum md_reach jump_reaches(const struct md_symtab *t, const struct md_func_sym *f,
+                                  uint64_t dest, uint64_t inner_addr, int depth)
 {
     uint64_t off;
     if (dest >= f->addr && dest - f->addr < func_length(t, f))
-        return REACH_NO; // inside f
+        return MD_REACH_NO; // inside f
     if (!md_symtab_addr_to_offset(t, dest, &off))
-        return REACH_NO; // not code of this file: not a real jump
+        return MD_REACH_NO; // not code of this file: not a real jump
     const struct md_func_sym *g = md_symtab_find(t, dest, NULL);
     if (!g)
-        return REACH_UNKNOWN; // no function there: a PLT entry
+        return MD_REACH_MAYBE; // no function there: a PLT entry
     if (g->addr != dest)
-        return REACH_NO;
+        return MD_REACH_NO;
     if (dest == inner_addr)
-        return REACH_YES;
-    return depth > 0 ? callee_reaches(t, g, inner_addr, depth - 1) : REACH_NO;
+        return MD_REACH_SURELY;
+    return depth > 0 ? callee_reaches(t, g, inner_addr, depth - 1) : MD_REACH_NO;
 }
 
 // Whether function f of t is, or jumps (directly, over up to depth more tail jumps, or
 // indirectly) to, the function at inner_addr (UINT64_MAX: in another file, reached through the
 // PLT only).
-static enum reach callee_reaches(const struct md_symtab *t, const struct md_func_sym *f,
-                                 uint64_t inner_addr, int depth)
+static enum md_reach callee_reaches(const struct md_symtab *t, const struct md_func_sym *f,
+                                    uint64_t inner_addr, int depth)
 {
     size_t size;
     const unsigned char *file = file_bytes(t, &size);
     uint64_t start, length = func_length(t, f);
     if (f->addr == inner_addr)
-        return REACH_YES;
+        return MD_REACH_SURELY;
     if (!file || !length || !md_symtab_addr_to_offset(t, f->addr, &start) || start > size ||
         length > size - start)
-        return REACH_UNKNOWN; // cannot read it
+        return MD_REACH_MAYBE; // cannot read it
     const unsigned char *code = file + start;
-    enum reach found = REACH_NO;
+    enum md_reach found = MD_REACH_NO;
     for (uint64_t i = 0; i + 2 <= length; i++) {
         uint64_t next = f->addr + i;
         if (code[i] == 0xff && (code[i + 1] & 0x38) == 0x20)
-            found = REACH_UNKNOWN; // jmp *...: anywhere
-        enum reach r = REACH_NO;
+            found = MD_REACH_MAYBE; // jmp *...: anywhere
+        enum md_reach r = MD_REACH_NO;
         if (code[i] == 0xe9 && i + 5 <= length)
             r = jump_reaches(t, f, next + 5 + (uint64_t)(int64_t)rel32_at(code + i + 1), inner_addr,
                              depth);
@@ -139,10 +136,10 @@ static enum reach callee_reaches(const struct md_symtab *t, const struct md_func
         else if (code[i] == 0x0f && (code[i + 1] & 0xf0) == 0x80 && i + 6 <= length)
             r = jump_reaches(t, f, next + 6 + (uint64_t)(int64_t)rel32_at(code + i + 2), inner_addr,
                              depth);
-        if (r == REACH_YES)
-            return REACH_YES;
-        if (r == REACH_UNKNOWN)
-            found = REACH_UNKNOWN;
+        if (r == MD_REACH_SURELY)
+            return MD_REACH_SURELY;
+        if (r == MD_REACH_MAYBE)
+            found = MD_REACH_MAYBE;
     }
     return found;
 }
@@ -162,7 +159,7 @@ enum md_reach md_call_reach(const struct md_symtab *t, uint64_t ret_offset,
     if (!callee || callee->addr != target)
         return MD_REACH_MAYBE; // the PLT, or no symbol
     uint64_t inner_addr = inner_t == t ? inner->addr : UINT64_MAX;
-    return (enum md_reach)callee_reaches(t, callee, inner_addr, TAIL_JUMPS);
+    return callee_reaches(t, callee, inner_addr, TAIL_JUMPS);
 #else
     (void)t, (void)ret_offset, (void)inner_t, (void)inner;
     return MD_REACH_MAYBE;
