@@ -635,8 +635,17 @@ static int64_t clock_pair(int64_t *mono, int64_t *offset)
     return best_gap;
 }
 
+int64_t md_perf_clock_step(int64_t offset_open, int64_t offset_collect, uint64_t error_ns)
+{
+    int64_t step = offset_collect - offset_open;
+    uint64_t size = step < 0 ? (uint64_t)-step : (uint64_t)step;
+    return size > 2 * error_ns + MD_PERF_CLOCK_STEP_MIN_NS ? step : 0;
+}
+
 // A time from CLOCK_MONOTONIC to CLOCK_REALTIME, with the offset interpolated between the two
-// readings so that a clock slewed by NTP during the run stays matched.
+// readings. NTP's slewing changes both clocks' rates alike: the offset moves only when
+// CLOCK_REALTIME is stepped, at a time unknown here; interpolated, no converted time is off by
+// more than the step, and the report says that it happened (md_perf_result.clock_step_ns).
 static uint64_t to_realtime(const struct md_perf *p, uint64_t mono)
 {
     // integers for the big numbers (a double's step is 256 ns at today's epoch), a double for
@@ -904,6 +913,7 @@ int md_perf_collect(struct md_perf *p, struct md_perf_result *res, struct md_err
     int64_t gap = clock_pair(&p->mono_collect, &p->offset_collect);
     gap = gap > p->clock_gap_open ? gap : p->clock_gap_open;
     res->clock_error_ns = gap > 0 ? (uint64_t)(gap + 1) / 2 : 0;
+    res->clock_step_ns = md_perf_clock_step(p->offset_open, p->offset_collect, res->clock_error_ns);
     if (p->log.dropped_other)
         return md_fail(err, "perf: out of memory storing %ju mapping/process records",
                        (uintmax_t)p->log.dropped_other);

@@ -149,6 +149,9 @@ struct md_perf_result {
     uint64_t samples_lost;     // lost by the kernel (ring full) or over max_record_bytes
     uint64_t throttled;        // times the kernel throttled the sampling rate
     uint64_t clock_error_ns;   // at most this far off: a time converted to CLOCK_REALTIME
+    // CLOCK_REALTIME was stepped during the run (settimeofday, an NTP client's step) by this
+    // much, at a time nobody knows: converted times may be off by up to it; 0 when not
+    int64_t clock_step_ns;
     struct md_perf_func top_alloc[MD_PERF_TOP]; // hottest leaf functions of samples_alloc
     size_t top_alloc_count;
     struct md_perf_func top_all[MD_PERF_TOP]; // hottest leaf functions of samples_total
@@ -217,5 +220,11 @@ bool md_perf_format_field(FILE *f, const char *field, size_t *offset);
 // Whether name is one of the NULL-terminated list, exactly or up to a ".suffix" that compilers
 // add to clones ("toy_refill.constprop.0" matches "toy_refill"). Exported for tests.
 bool md_perf_name_in(const char *name, const char *const *list);
+
+// How far CLOCK_REALTIME's offset from CLOCK_MONOTONIC moved between two readings, each off by
+// at most error_ns: a step of the clock when beyond both errors and MD_PERF_CLOCK_STEP_MIN_NS,
+// else 0 (the two clocks' rates move together under NTP's slewing).
+#define MD_PERF_CLOCK_STEP_MIN_NS 1000
+int64_t md_perf_clock_step(int64_t offset_open, int64_t offset_collect, uint64_t error_ns);
 
 #endif

@@ -793,6 +793,15 @@ static void add_syscall_source(cJSON *report, const struct session *s)
                  s->sys_lost);
         md_report_warn(report, text);
     }
+    if (s->perf.syscalls && s->perf.result.clock_step_ns) {
+        char text[256];
+        snprintf(text, sizeof text,
+                 "the system clock was stepped by %+.3f ms during the run (settimeofday, an NTP "
+                 "client's step): syscalls perf recorded may be tied to the wrong allocator "
+                 "calls; `--syscalls strace` reads one clock",
+                 (double)s->perf.result.clock_step_ns / 1e6);
+        md_report_warn(report, text);
+    }
 }
 
 // Runs the program once, under strace unless perf records the syscalls; tree_known: taskstats

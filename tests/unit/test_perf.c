@@ -592,6 +592,20 @@ static void fork_is_followed_and_strace_excluded(void **state)
     md_perf_result_free(&r.res);
 }
 
+// The offset of CLOCK_REALTIME from CLOCK_MONOTONIC moves only when the clock is stepped: a move
+// within the readings' errors (and a microsecond) is none, a larger one either way is a step.
+static void a_clock_step_is_told_from_reading_error(void **state)
+{
+    (void)state;
+    const int64_t offset = 1700000000000000000;
+    assert_int_equal(md_perf_clock_step(offset, offset, 20), 0);
+    assert_int_equal(md_perf_clock_step(offset, offset + 1040, 20), 0);
+    assert_int_equal(md_perf_clock_step(offset, offset - 1040, 20), 0);
+    assert_int_equal(md_perf_clock_step(offset, offset + 1041, 20), 1041);
+    assert_int_equal(md_perf_clock_step(offset, offset - 5000000, 20), -5000000);
+    assert_int_equal(md_perf_clock_step(offset, offset + 3000000000, 0), 3000000000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -613,6 +627,7 @@ int main(void)
         cmocka_unit_test(compute_bound_program_has_low_share),
         cmocka_unit_test(fork_is_followed_and_strace_excluded),
         cmocka_unit_test(other_processes_are_left_out),
+        cmocka_unit_test(a_clock_step_is_told_from_reading_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
