@@ -528,10 +528,12 @@ struct image {
     int fd;
     Elf64_Ehdr ehdr;
     Elf64_Phdr phdr[MD_STATIC_MAX_PHDRS];
-    uint64_t bias;        // load address minus link address (0 for ET_EXEC)
-    uint64_t lo, hi;      // page-aligned link-time span of the PT_LOAD segments
-    uint64_t trampolines; // address of the trampoline area
-    uint64_t phdr_addr;   // where the program headers are in memory (AT_PHDR)
+    uint64_t bias;                   // load address minus link address (0 for ET_EXEC)
+    uint64_t lo, hi;                 // page-aligned link-time span of the PT_LOAD segments
+    uint64_t trampolines;            // address of the trampoline area
+    uint64_t phdr_addr;              // where the program headers are in memory (AT_PHDR)
+    struct md_probe_file_stamp file; // the file when it was opened, if stamped
+    bool stamped;
 };
 
 static uint64_t page_down(uint64_t x)
@@ -554,8 +556,8 @@ static void read_headers(struct image *im)
     // kernel's struct stat is the libc's on x86-64)
     struct stat st;
     if (!failed(SYS(SYS_fstat, fd, &st))) {
-        md_probe_stamp_of(&hooks.exe.file, &st);
-        hooks.exe.stamped = 1;
+        md_probe_stamp_of(&im->file, &st);
+        im->stamped = true;
     }
     if (SYS(SYS_pread64, fd, &im->ehdr, sizeof im->ehdr, 0) != (long)sizeof im->ehdr ||
         im->ehdr.e_ident[EI_MAG0] != ELFMAG0 || im->ehdr.e_ident[EI_MAG1] != ELFMAG1 ||
@@ -818,6 +820,8 @@ static void describe_program(const struct image *im)
         n = 0;
     memcpy(hooks.exe.path, im->path, n);
     hooks.exe.path[n] = 0;
+    hooks.exe.file = im->file;
+    hooks.exe.stamped = im->stamped;
 }
 
 // This process runs the program's image with the hooks: the tool matches it to the kernel's exit
