@@ -369,6 +369,25 @@ void md_render_unprobed_note(const cJSON *r)
            first ? "programs it cannot follow" : "");
 }
 
+// Under the syscall table, when the heap was given back: which way brk moved the break.
+static void print_brk_moves(const cJSON *r)
+{
+    const cJSON *s;
+    cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(r, "syscalls"))
+    {
+        if (!strcmp(str(s, "name", ""), "brk"))
+            break;
+    }
+    if (!s || num(s, "shrinks") <= 0)
+        return;
+    char inside[64] = "";
+    if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(s, "shrinks_in_allocator")))
+        snprintf(inside, sizeof inside, " (%.0f inside allocator calls)",
+                 num(s, "shrinks_in_allocator"));
+    printf("note: brk moved the break down %.0f times%s and up %.0f times\n", num(s, "shrinks"),
+           inside, num(s, "grows"));
+}
+
 static void print_syscalls(const cJSON *r)
 {
     printf("\n%-10s %10s %14s %14s %10s\n", "SYSCALL", "COUNT", "PER 1000 OPS", "IN ALLOCATOR",
@@ -386,6 +405,7 @@ static void print_syscalls(const cJSON *r)
         printf("%-10s %10.0f %14s %14s %10.4f\n", str(s, "name", "?"), num(s, "count"), per_k,
                inside, num(s, "seconds"));
     }
+    print_brk_moves(r);
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(r, "futex");
     printf("\nfutex waits: %.0f, %.4f s blocked (%.1f%% of wall time); ", num(f, "waits"),
            num(f, "wait_seconds"), 100 * num(f, "wait_share_of_wall"));

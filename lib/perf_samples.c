@@ -907,7 +907,8 @@ static void sys_enter(struct replay *r, const struct sys_sample *s, enum md_sys 
         return;
     }
     int length_arg = md_sys_length_arg(sys);
-    struct md_sys_event e = {.tid = (int32_t)s->tid, .sys = sys, .ts_ns = s->time};
+    struct md_sys_event e = {
+        .tid = (int32_t)s->tid, .pid = (int32_t)s->pid, .sys = sys, .ts_ns = s->time};
     e.length = length_arg >= 0 ? args[length_arg] : 0;
     e.address = md_sys_address_arg(sys) ? args[0] : 0;
     e.futex_wait = sys == MD_SYS_FUTEX && md_sys_futex_op_blocks((uint32_t)args[1]); // an int
@@ -935,6 +936,8 @@ static void sys_exit(struct replay *r, const struct sys_sample *s, enum md_sys s
     e->failed = ret < 0 && ret >= -4095;
     if (sys == MD_SYS_MMAP && !e->failed)
         e->address = (uint64_t)ret;
+    if (sys == MD_SYS_BRK && !e->failed)
+        e->brk_after = (uint64_t)ret;
     e->dur_ns = s->time > e->ts_ns ? s->time - e->ts_ns : 0;
 }
 

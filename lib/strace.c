@@ -145,6 +145,8 @@ static void parse_result(const char *line, size_t len, struct md_sys_event *e)
     e->failed = take(&c, "-1 ");
     if (e->sys == MD_SYS_MMAP && !e->failed)
         parse_u64(&c, &e->address, 16);
+    if (e->sys == MD_SYS_BRK && !e->failed)
+        parse_u64(&c, &e->brk_after, 16);
     const char *lt = memchr(c.p, '<', (size_t)(c.end - c.p));
     if (lt) {
         struct cursor d = {lt + 1, c.end};

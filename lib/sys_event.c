@@ -17,7 +17,7 @@ static const int length_arg[MD_SYS_COUNT] = {
 bool md_sys_address_arg(enum md_sys sys)
 {
     return sys == MD_SYS_MUNMAP || sys == MD_SYS_MREMAP || sys == MD_SYS_MADVISE ||
-           sys == MD_SYS_MPROTECT;
+           sys == MD_SYS_MPROTECT || sys == MD_SYS_BRK;
 }
 
 const char *md_sys_name(enum md_sys sys)

@@ -21,13 +21,18 @@ enum md_sys {
 
 struct md_sys_event {
     int32_t tid;
+    int32_t pid; // the thread's process (tgid) when the recorder knows it (perf), else 0
     enum md_sys sys;
     uint64_t ts_ns;  // CLOCK_REALTIME at entry
     uint64_t dur_ns; // time inside the syscall; 0 when unknown
     uint64_t length; // bytes for mmap, munmap, madvise, mprotect; new length for mremap
     // the mapping's start: mmap's result (when it did not fail), the first argument of munmap,
-    // mremap, madvise and mprotect; 0 otherwise
+    // mremap, madvise and mprotect; brk's first argument, the break asked for (0: brk(NULL),
+    // which only reads the break); 0 otherwise
     uint64_t address;
+    // brk's result: the break after the call, moved or, when the kernel refused, unchanged (brk
+    // never fails with an error); 0 when unknown (unfinished) and for other syscalls
+    uint64_t brk_after;
     bool futex_wait; // a futex operation that blocks (WAIT, WAIT_BITSET, LOCK_PI, ...)
     bool failed;     // returned an error
     bool finished;   // the result was seen (false when the process died inside the call)
@@ -45,7 +50,7 @@ const char *md_sys_name(enum md_sys sys);
 // Which argument (0-based) of the syscall carries the length we report; -1 for none.
 int md_sys_length_arg(enum md_sys sys);
 // Whether the first argument of the syscall is the address it works on (munmap, mremap, madvise,
-// mprotect); mmap's address is its result.
+// mprotect, brk); mmap's address is its result.
 bool md_sys_address_arg(enum md_sys sys);
 // Whether a futex operation word (FUTEX_PRIVATE_FLAG and FUTEX_CLOCK_REALTIME included) blocks:
 // WAIT, LOCK_PI, WAIT_BITSET, WAIT_REQUEUE_PI, LOCK_PI2. strace's names for these all start

@@ -32,6 +32,23 @@ struct slow_call {
 struct sys_totals {
     uint64_t count, failed, dur_ns, in_alloc, unfinished;
     uint64_t by_op[MD_OP_COUNT];
+    // brk only: calls that moved the break down and up, and the downs inside allocator calls
+    uint64_t shrinks, grows, shrinks_in_alloc;
+};
+
+// Which way a brk call moved its process's break.
+enum brk_move {
+    BRK_UNKNOWN, // no earlier break of its process to compare with, or its result is not known
+    BRK_STILL,   // brk(NULL), or a call the kernel refused
+    BRK_DOWN,
+    BRK_UP,
+};
+
+// A brk call of a process, for ordering them by process and time.
+struct brk_call {
+    int32_t pid;
+    uint64_t ts_ns;
+    size_t at; // its index in the sorted log
 };
 
 // Syscalls attributed to calls of each size: exact below MD_HIST_EXACT, per power of two above.
@@ -235,6 +252,93 @@ static void count_event(struct stats *st, const struct md_sys_event *e, const st
     }
 }
 
+// The process of a thread: the recorder's pid (perf's), else the one the probe's slot gave the
+// thread (strace names threads alone), else the thread itself (a thread that made no counted
+// call, or a run without the probe: its other threads' brk calls then look like another
+// process's).
+static int32_t process_of(const struct stats *st, const struct md_sys_event *e)
+{
+    if (e->pid > 0)
+        return e->pid;
+    for (size_t i = 0; i < st->thread_count; i++)
+        if (st->threads[i].tid == e->tid && st->threads[i].pid > 0)
+            return st->threads[i].pid;
+    return e->tid;
+}
+
+static int by_pid_ts(const void *a, const void *b)
+{
+    const struct brk_call *x = a, *y = b;
+    if (x->pid != y->pid)
+        return x->pid < y->pid ? -1 : 1;
+    if (x->ts_ns != y->ts_ns)
+        return x->ts_ns < y->ts_ns ? -1 : 1;
+    return (x->at > y->at) - (x->at < y->at);
+}
+
+// The brk calls of the log (sorted by thread), by process and time.
+static struct brk_call *brk_calls(const struct stats *st, const struct md_strace_log *log,
+                                  size_t *count)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < log->count; i++)
+        n += log->event[i].sys == MD_SYS_BRK;
+    struct brk_call *calls = calloc(n ? n : 1, sizeof *calls);
+    if (!calls)
+        return NULL;
+    n = 0;
+    int32_t tid = 0, pid = 0; // the thread of the last call looked up, whose process is pid
+    for (size_t i = 0; i < log->count; i++) {
+        const struct md_sys_event *e = &log->event[i];
+        if (e->sys != MD_SYS_BRK)
+            continue;
+        if (!n || e->tid != tid || e->pid > 0)
+            pid = process_of(st, e), tid = e->tid;
+        calls[n++] = (struct brk_call){.pid = pid, .ts_ns = e->ts_ns, .at = i};
+    }
+    if (n)
+        qsort(calls, n, sizeof *calls, by_pid_ts);
+    *count = n;
+    return calls;
+}
+
+// Which way each brk call of log (sorted by thread) moved its process's break, into moves (one
+// per event of log): each call's resulting break against the previous result in its process.
+// The break belongs to the address space, so the reference is per process (its threads' calls
+// change one break), in the order of the calls' entries: glibc makes them under its main
+// arena's lock, so they do not overlap. brk(NULL) moves nothing but reads the break, which makes
+// it the reference: a new image after an exec starts with one (the loader, or libc's first
+// sbrk), so its break is not compared with the old image's. A call with no reference, such as a
+// forked child's first, is unknown.
+static int brk_moves(const struct stats *st, const struct md_strace_log *log, uint8_t *moves)
+{
+    size_t n;
+    struct brk_call *calls = brk_calls(st, log, &n);
+    if (!calls)
+        return -1;
+    uint64_t ref = 0; // the last known break of calls[i - 1]'s process; 0: none
+    for (size_t i = 0; i < n; i++) {
+        const struct md_sys_event *e = &log->event[calls[i].at];
+        if (i && calls[i].pid != calls[i - 1].pid)
+            ref = 0;
+        uint64_t after = e->finished ? e->brk_after : 0;
+        moves[calls[i].at] = !after || (!ref && e->address) ? BRK_UNKNOWN
+                             : !e->address || after == ref  ? BRK_STILL
+                             : after < ref                  ? BRK_DOWN
+                                                            : BRK_UP;
+        ref = after;
+    }
+    free(calls);
+    return 0;
+}
+
+static void count_brk(struct sys_totals *t, enum brk_move move, bool inside)
+{
+    t->shrinks += move == BRK_DOWN;
+    t->grows += move == BRK_UP;
+    t->shrinks_in_alloc += move == BRK_DOWN && inside;
+}
+
 // Walks events and slow calls, both sorted by (thread, time), in one merge.
 static int join(struct stats *st, const struct md_trace_input *input, const struct slow_call *slow,
                 size_t slow_count)
@@ -242,14 +346,19 @@ static int join(struct stats *st, const struct md_trace_input *input, const stru
     struct md_strace_log *log = input->log;
     if (log->count) // qsort(NULL, 0) is undefined
         qsort(log->event, log->count, sizeof *log->event, by_tid_ts);
+    uint8_t *moves = calloc(log->count ? log->count : 1, 1);
+    if (!moves || brk_moves(st, log, moves)) {
+        free(moves);
+        return -1;
+    }
     size_t j = 0;
     struct thread_row *row = NULL;
     uint64_t slack = input->join_slack_ns;
     for (size_t i = 0; i < log->count; i++) {
         const struct md_sys_event *e = &log->event[i];
-        if (!row || row->tid != e->tid) {
-            if (!(row = thread_of(st, e->tid)))
-                return -1;
+        if ((!row || row->tid != e->tid) && !(row = thread_of(st, e->tid))) {
+            free(moves);
+            return -1;
         }
         row->sys[e->sys]++;
         while (j < slow_count &&
@@ -257,9 +366,12 @@ static int join(struct stats *st, const struct md_trace_input *input, const stru
             j++;
         bool inside = j < slow_count && slow[j].tid == e->tid && slow[j].start <= e->ts_ns + slack;
         count_event(st, e, inside ? &slow[j] : NULL);
+        if (e->sys == MD_SYS_BRK)
+            count_brk(&st->sys[MD_SYS_BRK], (enum brk_move)moves[i], inside);
         if (e->sys == MD_SYS_FUTEX && e->futex_wait)
             count_futex_stack(input, e, inside ? &slow[j] : NULL);
     }
+    free(moves);
     return 0;
 }
 
@@ -304,6 +416,30 @@ static void add_per_op(cJSON *o, const char *key, uint64_t count, uint64_t ops)
         cJSON_AddNullToObject(o, key);
 }
 
+// Which way brk moved the break (only calls whose direction is known count); of the shrinks,
+// those inside allocator calls (which trimmed the heap) when attributed, else null.
+static void add_brk_moves(cJSON *o, const struct sys_totals *t, bool attributed)
+{
+    cJSON_AddNumberToObject(o, "shrinks", (double)t->shrinks);
+    cJSON_AddNumberToObject(o, "grows", (double)t->grows);
+    md_json_num_or_null(o, "shrinks_in_allocator", attributed, (double)t->shrinks_in_alloc);
+}
+
+static void add_in_allocator(cJSON *o, const struct sys_totals *t, uint64_t ops, bool attributed)
+{
+    if (!attributed) {
+        cJSON_AddNullToObject(o, "in_allocator");
+        cJSON_AddNullToObject(o, "in_allocator_per_op");
+        cJSON_AddNullToObject(o, "in_allocator_by_op");
+        return;
+    }
+    cJSON_AddNumberToObject(o, "in_allocator", (double)t->in_alloc);
+    add_per_op(o, "in_allocator_per_op", t->in_alloc, ops);
+    cJSON *by = cJSON_AddObjectToObject(o, "in_allocator_by_op");
+    for (int op = 0; op < MD_OP_COUNT; op++)
+        cJSON_AddNumberToObject(by, op_names[op], (double)t->by_op[op]);
+}
+
 // attributed: whether the probe's windows say which calls were inside the allocator.
 static void add_syscalls(cJSON *report, const struct stats *st, uint64_t ops, bool attributed)
 {
@@ -317,18 +453,10 @@ static void add_syscalls(cJSON *report, const struct stats *st, uint64_t ops, bo
         cJSON_AddNumberToObject(o, "unfinished", (double)t->unfinished);
         cJSON_AddNumberToObject(o, "seconds", (double)t->dur_ns / 1e9);
         add_per_op(o, "per_op", t->count, ops);
+        add_in_allocator(o, t, ops, attributed);
+        if (s == MD_SYS_BRK)
+            add_brk_moves(o, t, attributed);
         cJSON_AddItemToArray(arr, o);
-        if (!attributed) {
-            cJSON_AddNullToObject(o, "in_allocator");
-            cJSON_AddNullToObject(o, "in_allocator_per_op");
-            cJSON_AddNullToObject(o, "in_allocator_by_op");
-            continue;
-        }
-        cJSON_AddNumberToObject(o, "in_allocator", (double)t->in_alloc);
-        add_per_op(o, "in_allocator_per_op", t->in_alloc, ops);
-        cJSON *by = cJSON_AddObjectToObject(o, "in_allocator_by_op");
-        for (int op = 0; op < MD_OP_COUNT; op++)
-            cJSON_AddNumberToObject(by, op_names[op], (double)t->by_op[op]);
     }
 }
 

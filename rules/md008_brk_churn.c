@@ -16,11 +16,31 @@
 #define MD008_MIN_BRK_PER_OP 0.002
 // Fewer calls than this are start-up and growth.
 #define MD008_MIN_BRK 64
-// Each brk moves the break by at least a page. A heap that only grows cannot move it by more
-// pages than it ends up using, so brk calls times the page size above twice the peak RSS per
-// process mean the heap shrank and grew again.
+// The break went down at least this often (inside allocator calls when the run tells them
+// apart): a churning heap goes down once and up once per round, so MD008_MIN_BRK calls of churn
+// are this many shrinks. A heap that only grows goes down never, and one that is trimmed now and
+// then (glibc's default threshold, 128 KiB free at the top) a few times in a run: the fixture
+// with trim_threshold=0 goes down 4000 times in 4000 rounds.
+#define MD008_MIN_SHRINKS (MD008_MIN_BRK / 2)
+// Without the break's moves (a report from before the tool recorded them): each brk moves the
+// break by at least a page. A heap that only grows cannot move it by more pages than it ends up
+// using, so brk calls times the page size above twice the peak RSS per process mean the heap
+// shrank and grew again.
 #define MD008_MIN_MOVED_PER_RSS 2.0
 #define MD008_PAGE_SIZE 4096.0
+
+// Whether the heap shrank and grew again, as the report says (moves) or, in an older report,
+// as the calls' count against the peak RSS suggests.
+static bool churned(const struct md_rule_input *in, double calls,
+                    const struct md_rule_brk_moves *moves, bool known)
+{
+    if (known)
+        return moves->trims >= MD008_MIN_SHRINKS;
+    const cJSON *run = cJSON_GetObjectItemCaseSensitive(in->trace, "run");
+    double processes = md_json_get_num(run, "processes");
+    double rss = md_json_get_num(run, "max_rss_kb") * 1024 * (processes > 1 ? processes : 1);
+    return calls * MD008_PAGE_SIZE >= MD008_MIN_MOVED_PER_RSS * rss;
+}
 
 static void check(const struct md_rule *rule, const struct md_rule_input *in, cJSON *findings)
 {
@@ -29,19 +49,25 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
     bool attributed;
     double ops = md_rule_trace_ops(in->trace);
     double calls = md_rule_trace_syscalls(in->trace, "brk", &attributed);
-    const cJSON *run = cJSON_GetObjectItemCaseSensitive(in->trace, "run");
-    double processes = md_json_get_num(run, "processes");
-    double rss = md_json_get_num(run, "max_rss_kb") * 1024 * (processes > 1 ? processes : 1);
+    struct md_rule_brk_moves moves = {0};
+    bool known = md_rule_trace_brk_moves(in->trace, &moves);
     if (ops <= 0 || calls < MD008_MIN_BRK || calls / ops < MD008_MIN_BRK_PER_OP ||
-        calls * MD008_PAGE_SIZE < MD008_MIN_MOVED_PER_RSS * rss)
+        !churned(in, calls, &moves, known))
         return;
-    char message[512], fix[2048];
+    const cJSON *run = cJSON_GetObjectItemCaseSensitive(in->trace, "run");
+    char message[512], moved[160], fix[2048];
+    if (known)
+        snprintf(moved, sizeof moved, "the break went down %.0f times%s and up %.0f times",
+                 moves.trims, moves.shrinks_in_allocator >= 0 ? " inside allocator calls" : "",
+                 moves.grows);
+    else
+        snprintf(moved, sizeof moved,
+                 "far more than a heap growing to a peak RSS of %.0f KiB needs",
+                 md_json_get_num(run, "max_rss_kb"));
     snprintf(message, sizeof message,
-             "%.0f brk calls%s for %.0f allocator operations (%.2f per 1000), far more than a "
-             "heap growing to a peak RSS of %.0f KiB needs: the heap top is trimmed on free and "
-             "grown again on malloc",
-             calls, attributed ? " inside allocator calls" : "", ops, 1000 * calls / ops,
-             md_json_get_num(run, "max_rss_kb"));
+             "%.0f brk calls%s for %.0f allocator operations (%.2f per 1000), %s: the heap top is "
+             "trimmed on free and grown again on malloc",
+             calls, attributed ? " inside allocator calls" : "", ops, 1000 * calls / ops, moved);
     md_rule_trace_keep_memory(in, fix, sizeof fix);
     cJSON *ev = md_finding_add(findings, rule, MD_SEV_WARNING, message, fix);
     cJSON_AddNumberToObject(ev, "brk", calls);
@@ -49,6 +75,11 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
     cJSON_AddNumberToObject(ev, "ops", ops);
     cJSON_AddNumberToObject(ev, "brk_per_op", calls / ops);
     cJSON_AddNumberToObject(ev, "max_rss_kb", md_json_get_num(run, "max_rss_kb"));
+    // null in a report that does not say which way the break moved
+    md_json_num_or_null(ev, "shrinks", known, moves.shrinks);
+    md_json_num_or_null(ev, "shrinks_in_allocator", known && moves.shrinks_in_allocator >= 0,
+                        moves.shrinks_in_allocator);
+    md_json_num_or_null(ev, "grows", known, moves.grows);
 }
 
 const struct md_rule md_rule_brk_churn = {

@@ -21,17 +21,21 @@
 // Fewer faults than this (4 MiB) are not worth a finding.
 #define MD009_MIN_FAULTS 1000
 #define MD009_PAGE_SIZE 4096.0
-// The allocator gave memory back at least this often (munmap, madvise, and brk inside free):
+// The allocator gave memory back at least this often (munmap, madvise, brk that lowered the break):
 // without that the faults are the program's own (its own mappings, files it maps, its stacks),
 // which no allocator setting changes. A churning allocator makes one per round (thousands).
 #define MD009_MIN_RETURNS 16
 
-// The brk calls that gave memory back. The report does not say which way a brk moved the break;
-// one made inside free can only have shrunk the heap (glibc trims its top there), while those
-// inside malloc grow it, and inside realloc either. Without attribution none can be told, and
-// growth alone must not count: 0 then.
+// The brk calls that gave memory back: those that moved the break down, inside allocator calls
+// when the run tells them apart (a trim inside realloc counts too), else all of them. A report
+// written before the tool recorded which way a brk moved has only the calls inside free, where
+// glibc trims its top (inside malloc brk grows the heap, inside realloc either); without
+// attribution it tells none, and growth alone must not count: 0 then.
 static double brk_returns(const cJSON *trace)
 {
+    struct md_rule_brk_moves moves;
+    if (md_rule_trace_brk_moves(trace, &moves))
+        return moves.trims;
     bool attributed;
     if (md_rule_trace_syscalls(trace, "brk", &attributed) <= 0 || !attributed)
         return 0;
@@ -47,7 +51,7 @@ static double brk_returns(const cJSON *trace)
 }
 
 // The munmap and madvise calls that may have given memory back, inside allocator calls when the
-// run tells them apart (*attributed), else all of them; and the brk calls inside free.
+// run tells them apart (*attributed), else all of them; and the brk calls that trimmed the heap.
 static double memory_returns(const cJSON *trace, bool *attributed)
 {
     static const char *const names[] = {"munmap", "madvise"};

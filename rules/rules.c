@@ -97,24 +97,51 @@ double md_rule_trace_ops(const cJSON *trace)
     return cJSON_IsNumber(total) ? total->valuedouble : 0;
 }
 
-double md_rule_trace_syscalls(const cJSON *trace, const char *name, bool *attributed)
+// The entry of "syscalls" for name, or NULL.
+static const cJSON *syscall_entry(const cJSON *trace, const char *name)
 {
-    *attributed = false;
     const cJSON *s;
     cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(trace, "syscalls"))
     {
         const char *n = md_json_get_str(s, "name");
-        if (!n || strcmp(n, name))
-            continue;
-        const cJSON *inside = cJSON_GetObjectItemCaseSensitive(s, "in_allocator");
-        const cJSON *attribution = cJSON_GetObjectItemCaseSensitive(trace, "attribution");
-        if (cJSON_IsNumber(inside) && md_json_get_bool(attribution, "available")) {
-            *attributed = true;
-            return inside->valuedouble;
-        }
-        return md_json_get_num(s, "count");
+        if (n && !strcmp(n, name))
+            return s;
     }
-    return -1;
+    return NULL;
+}
+
+double md_rule_trace_syscalls(const cJSON *trace, const char *name, bool *attributed)
+{
+    *attributed = false;
+    const cJSON *s = syscall_entry(trace, name);
+    if (!s)
+        return -1;
+    const cJSON *inside = cJSON_GetObjectItemCaseSensitive(s, "in_allocator");
+    const cJSON *attribution = cJSON_GetObjectItemCaseSensitive(trace, "attribution");
+    if (cJSON_IsNumber(inside) && md_json_get_bool(attribution, "available")) {
+        *attributed = true;
+        return inside->valuedouble;
+    }
+    return md_json_get_num(s, "count");
+}
+
+bool md_rule_trace_brk_moves(const cJSON *trace, struct md_rule_brk_moves *out)
+{
+    const cJSON *s = syscall_entry(trace, "brk");
+    const cJSON *shrinks = cJSON_GetObjectItemCaseSensitive(s, "shrinks");
+    if (!cJSON_IsNumber(shrinks))
+        return false;
+    bool attributed;
+    md_rule_trace_syscalls(trace, "brk", &attributed);
+    const cJSON *inside = cJSON_GetObjectItemCaseSensitive(s, "shrinks_in_allocator");
+    bool told = attributed && cJSON_IsNumber(inside);
+    *out = (struct md_rule_brk_moves){
+        .shrinks = shrinks->valuedouble,
+        .grows = md_json_get_num(s, "grows"),
+        .shrinks_in_allocator = told ? inside->valuedouble : -1,
+        .trims = told ? inside->valuedouble : shrinks->valuedouble,
+    };
+    return true;
 }
 
 double md_rule_trace_program_samples(const cJSON *trace)

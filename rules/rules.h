@@ -57,6 +57,14 @@ double md_rule_trace_ops(const cJSON *trace); // allocator operations; 0 when no
 // A syscall's count inside allocator calls when the trace could tell (a probe ran), else its
 // count in the whole run; *attributed says which. -1 when the report has no such syscall.
 double md_rule_trace_syscalls(const cJSON *trace, const char *name, bool *attributed);
+// Which way the run's brk calls moved the break, from the brk entry of "syscalls": shrinks and
+// grows of the whole run, and shrinks_in_allocator, -1 when the run could not tell calls apart.
+// trims: the shrinks the rules count, those inside allocator calls when told apart, else all.
+// False when the report does not say (written before the tool recorded brk's result).
+struct md_rule_brk_moves {
+    double shrinks, grows, shrinks_in_allocator, trims;
+};
+bool md_rule_trace_brk_moves(const cJSON *trace, struct md_rule_brk_moves *out);
 // CPU samples of the program itself: all samples less those in the tracer's own uprobe traps
 // (uprobes mode), which the program would not spend without malloc-doctor. 0 when not sampled.
 double md_rule_trace_program_samples(const cJSON *trace);

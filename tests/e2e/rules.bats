@@ -266,6 +266,7 @@ assert e['in_allocator'] and e['madvise'] >= 1000 and e['madvise_per_op'] >= 0.4
 import json; r=json.load(open('$OUT'))
 b=[x for x in r['findings'] if x['id']=='MD008'][0]['evidence']
 assert b['in_allocator'] and b['brk'] >= 8000 and b['brk_per_op'] >= 0.9, b
+assert b['shrinks_in_allocator'] == 4000 and b['grows'] >= 4000, b
 p=[x for x in r['findings'] if x['id']=='MD009'][0]['evidence']
 # 16 pages of the 64 KiB block are faulted in again every round
 assert p['minor_faults'] >= 16 * 4000 and p['faulted_per_rss'] >= 4, p"
@@ -275,6 +276,23 @@ assert p['minor_faults'] >= 16 * 4000 and p['faulted_per_rss'] >= 4, p"
     [ "$(ids)" = "" ]
     run "$T" trace -- "$RFX/cycle" 65536 4000
     [[ "$output" != *MD00* ]]
+}
+
+@test "MD008 and MD009 without attribution (uprobes): the brk calls that lowered the break count" {
+    # uprobes count the calls but tie no syscall to one: the shrinks of the whole run are the
+    # memory given back (before the report said which way a brk moved, MD009 counted none here)
+    GLIBC_TUNABLES=glibc.malloc.trim_threshold=0:glibc.malloc.top_pad=0 run "$T" trace --uprobes \
+        --json -o "$OUT" -- "$RFX/cycle-static" 65536 2000
+    [ "$status" -eq 0 ]
+    check_schema
+    [ "$(q "r['mode']")" = uprobes ]
+    [ "$(q "sorted(f['id'] for f in r['findings'])")" = "['MD008', 'MD009']" ]
+    python3 -c "
+import json; r=json.load(open('$OUT'))
+b=[x for x in r['findings'] if x['id']=='MD008'][0]['evidence']
+assert not b['in_allocator'] and b['shrinks'] == 2000 and b['shrinks_in_allocator'] is None, b
+p=[x for x in r['findings'] if x['id']=='MD009'][0]['evidence']
+assert not p['in_allocator'] and p['memory_returns'] >= 2000, p"
 }
 
 @test "MD010: leaks at or above --leak-min, with blocks, bytes and the top site" {

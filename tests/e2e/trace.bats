@@ -407,6 +407,41 @@ assert [(b['from'], b['to']) for b in bands] == [(32768, 65535)], bands
 assert bands[0]['syscalls']['brk'] == 2000, bands
 PY
 }
+@test "brk's moves: a trimmed heap top goes down and up every round, a growing heap only up" {
+    # trim_threshold=0: each free gives the 64 KiB block back (the break goes down), each malloc
+    # takes it again (up)
+    GLIBC_TUNABLES=glibc.malloc.trim_threshold=0:glibc.malloc.top_pad=0 \
+        "$T" trace --json -o "$OUT" -- build/fixtures/rules/cycle 65536 500
+    [ "$(q "[(s['shrinks'], s['shrinks_in_allocator'], s['grows'] >= 500)
+             for s in r['syscalls'] if s['name'] == 'brk']")" = "[(500, 500, True)]" ]
+    [ "$(q "[len(s) for s in r['syscalls'] if s['name'] == 'mmap' and 'shrinks' in s]")" = "[]" ]
+    GLIBC_TUNABLES=glibc.malloc.trim_threshold=0:glibc.malloc.top_pad=0 \
+        run "$T" trace -- build/fixtures/rules/cycle 65536 500
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"note: brk moved the break down 500 times (500 inside allocator calls) and up 50"* ]]
+    # a heap that only grows, by tens of brk calls
+    "$T" trace --json -o "$OUT" -- build/fixtures/rules/grow
+    [ "$(q "[(s['shrinks'], s['shrinks_in_allocator'], s['grows'] >= 32)
+             for s in r['syscalls'] if s['name'] == 'brk']")" = "[(0, 0, True)]" ]
+    run "$T" trace -- build/fixtures/rules/grow
+    [ "$status" -eq 0 ]
+    [[ "$output" != *"note: brk moved"* ]]
+}
+
+@test "brk's moves in a static program, from perf's records: with the hooks and with uprobes" {
+    GLIBC_TUNABLES=glibc.malloc.trim_threshold=0:glibc.malloc.top_pad=0 \
+        "$T" trace --json -o "$OUT" -- build/fixtures/rules/cycle-static 65536 300
+    [ "$(q "r['mode'], r['syscall_recording']['source']")" = "hooks perf" ]
+    [ "$(q "[(s['shrinks'], s['shrinks_in_allocator'], s['grows'] >= 300)
+             for s in r['syscalls'] if s['name'] == 'brk']")" = "[(300, 300, True)]" ]
+    # uprobes tie no syscall to a call: the shrinks inside allocator calls are not known
+    GLIBC_TUNABLES=glibc.malloc.trim_threshold=0:glibc.malloc.top_pad=0 \
+        "$T" trace --uprobes --json -o "$OUT" -- build/fixtures/rules/cycle-static 65536 300
+    [ "$(q "r['mode'], r['syscall_recording']['source']")" = "uprobes perf" ]
+    [ "$(q "[(s['shrinks'], s['shrinks_in_allocator'], s['grows'] >= 300)
+             for s in r['syscalls'] if s['name'] == 'brk']")" = "[(300, None, True)]" ]
+}
+
 @test "an allocator preloaded by the user is what the report and the rules name" {
     # (the normal build: the sanitizer build refuses a library preloaded ahead of ASan's runtime)
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 run "${T%-san}" trace --json -o "$OUT" -- "$FX/glibc-dynamic"

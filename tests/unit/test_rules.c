@@ -490,6 +490,44 @@ static void md008_brk_churn_beyond_growth(void **state)
     assert_string_equal(on_trace(members), "");
 }
 
+// A report that says which way brk moved the break: the heap must have gone down at least 32
+// times inside allocator calls (all of the run's without attribution), whatever the peak RSS.
+static void md008_brk_churn_told_by_the_breaks_moves(void **state)
+{
+    (void)state;
+    const char *fmt = "\"ops\":{\"total\":32000},\"run\":{\"max_rss_kb\":100000,\"processes\":1},"
+                      "\"syscalls\":[{\"name\":\"brk\",\"count\":70,\"in_allocator\":64,"
+                      "\"shrinks\":%d,\"grows\":%d,\"shrinks_in_allocator\":%d}]";
+    char members[512];
+    // the calls-against-RSS guess would say growth (64 pages are far below 100 MB)
+    snprintf(members, sizeof members, fmt, 32, 32, 32);
+    cJSON *f = first_evidence(trace_of(members), "MD008");
+    cJSON *ev = cJSON_GetObjectItem(f, "evidence");
+    assert_int_equal(cJSON_GetObjectItem(ev, "shrinks")->valueint, 32);
+    assert_int_equal(cJSON_GetObjectItem(ev, "shrinks_in_allocator")->valueint, 32);
+    assert_int_equal(cJSON_GetObjectItem(ev, "grows")->valueint, 32);
+    assert_non_null(strstr(cJSON_GetObjectItem(f, "message")->valuestring,
+                           "the break went down 32 times inside allocator calls and up 32 times"));
+    cJSON_Delete(f);
+    snprintf(members, sizeof members, fmt, 40, 32, 31); // the program's own shrinks do not count
+    assert_string_equal(on_trace(members), "");
+    snprintf(members, sizeof members, fmt, 0, 64, 0); // a heap that only grows
+    assert_string_equal(on_trace(members), "");
+    // a growing heap with a tiny peak RSS, which the guess took for churn
+    const char *grown = "\"ops\":{\"total\":32000},\"run\":{\"max_rss_kb\":1,\"processes\":1},"
+                        "\"syscalls\":[{\"name\":\"brk\",\"count\":64,\"in_allocator\":64,"
+                        "\"shrinks\":0,\"grows\":63,\"shrinks_in_allocator\":0}]";
+    assert_string_equal(on_trace(grown), "");
+    // without attribution all of the run's shrinks count
+    const char *uprobes = "{\"mode\":\"uprobes\",\"ops\":{\"total\":32000},\"syscalls\":[{"
+                          "\"name\":\"brk\",\"count\":64,\"in_allocator\":null,\"shrinks\":%d,"
+                          "\"grows\":32,\"shrinks_in_allocator\":null}]}";
+    snprintf(trace_json, sizeof trace_json, uprobes, 32);
+    assert_string_equal(run_input(NULL, trace_json, 0), "MD008/warning");
+    snprintf(trace_json, sizeof trace_json, uprobes, 31);
+    assert_string_equal(run_input(NULL, trace_json, 0), "");
+}
+
 static void md009_faults_beyond_peak_rss(void **state)
 {
     (void)state;
@@ -534,6 +572,32 @@ static void md009_brk_that_grows_the_heap_gives_nothing_back(void **state)
              "{\"mode\":\"uprobes\",\"ops\":{\"total\":100000},\"run\":{\"minor_faults\":"
              "1000,\"max_rss_kb\":1000,\"processes\":1},\"syscalls\":[{\"name\":\"brk\","
              "\"count\":100,\"in_allocator\":null}]}");
+    assert_string_equal(run_input(NULL, trace_json, 0), "");
+}
+
+// A report that says which way brk moved the break counts the calls that lowered it: inside
+// allocator calls (realloc's trims too) when attributed, else all of them.
+static void md009_brk_that_lowered_the_break_gave_memory_back(void **state)
+{
+    (void)state;
+    const char *fmt = "\"ops\":{\"total\":100000},\"run\":{\"minor_faults\":1000,"
+                      "\"max_rss_kb\":1000,\"processes\":1},\"syscalls\":[{\"name\":\"brk\","
+                      "\"count\":40,\"in_allocator\":32,\"in_allocator_by_op\":{\"malloc\":16,"
+                      "\"realloc\":16,\"free\":0},\"shrinks\":%d,\"grows\":16,"
+                      "\"shrinks_in_allocator\":%d}]";
+    char members[512];
+    snprintf(members, sizeof members, fmt, 16, 16); // realloc trimmed the heap 16 times
+    assert_string_equal(on_trace(members), "MD009/warning");
+    snprintf(members, sizeof members, fmt, 20, 15); // 5 of them the program's own
+    assert_string_equal(on_trace(members), "");
+    // without attribution (uprobes mode) every shrink counts
+    const char *uprobes = "{\"mode\":\"uprobes\",\"ops\":{\"total\":100000},\"run\":{"
+                          "\"minor_faults\":1000,\"max_rss_kb\":1000,\"processes\":1},"
+                          "\"syscalls\":[{\"name\":\"brk\",\"count\":100,\"in_allocator\":null,"
+                          "\"shrinks\":%d,\"grows\":50,\"shrinks_in_allocator\":null}]}";
+    snprintf(trace_json, sizeof trace_json, uprobes, 16);
+    assert_string_equal(run_input(NULL, trace_json, 0), "MD009/warning");
+    snprintf(trace_json, sizeof trace_json, uprobes, 15);
     assert_string_equal(run_input(NULL, trace_json, 0), "");
 }
 
@@ -711,8 +775,10 @@ int main(void)
         cmocka_unit_test(md006_names_the_allocators_mapping_length),
         cmocka_unit_test(md007_madvise_storm),
         cmocka_unit_test(md008_brk_churn_beyond_growth),
+        cmocka_unit_test(md008_brk_churn_told_by_the_breaks_moves),
         cmocka_unit_test(md009_faults_beyond_peak_rss),
         cmocka_unit_test(md009_brk_that_grows_the_heap_gives_nothing_back),
+        cmocka_unit_test(md009_brk_that_lowered_the_break_gave_memory_back),
         cmocka_unit_test(md010_leaks_at_the_set_size),
         cmocka_unit_test(md010_evidence_names_the_top_site),
         cmocka_unit_test(trace_command_is_shell_quoted),

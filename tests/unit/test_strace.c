@@ -170,6 +170,37 @@ static void execs_are_kept_apart(void **state)
     md_strace_log_free(&log);
 }
 
+// brk's argument is the break asked for (0: brk(NULL) only reads it) and its result the break
+// after the call, moved or not: on a whole line and on a resumed one.
+static void brk_keeps_the_break_asked_for_and_the_one_it_got(void **state)
+{
+    (void)state;
+    struct md_strace_log log = {0};
+    feed(&log, (const char *const[]){"40 1.000001 brk(NULL) = 0x55d0c2a4e000 <0.000002>",
+                                     "40 1.000002 brk(0x55d0c2a6f000) = 0x55d0c2a6f000 <0.000003>",
+                                     "41 1.000003 brk(0x55d0c2a4e000 <unfinished ...>",
+                                     "40 1.000004 munmap(0x7f00, 4096) = 0 <0.000001>",
+                                     "41 1.000005 <... brk resumed>) = 0x55d0c2a4e000 <0.000002>",
+                                     // refused: the kernel returns the unchanged break
+                                     "40 1.000006 brk(0x7fffffffffff) = 0x55d0c2a4e000 <0.000001>",
+                                     "42 1.000007 brk(0x55d0c2a90000) = ?", NULL});
+    assert_int_equal(log.count, 6);
+    const struct md_sys_event *query = &log.event[0], *grow = &log.event[1];
+    const struct md_sys_event *resumed = &log.event[3], *refused = &log.event[4];
+    assert_true(query->address == 0 && query->brk_after == 0x55d0c2a4e000ull);
+    assert_true(grow->address == 0x55d0c2a6f000ull && grow->brk_after == 0x55d0c2a6f000ull);
+    assert_int_equal(resumed->tid, 41);
+    assert_true(resumed->address == 0x55d0c2a4e000ull);
+    assert_true(resumed->brk_after == 0x55d0c2a4e000ull && resumed->dur_ns == 2000);
+    assert_true(refused->address == 0x7fffffffffffull);
+    assert_true(refused->brk_after == 0x55d0c2a4e000ull && !refused->failed);
+    assert_int_equal(log.event[2].sys, MD_SYS_MUNMAP);
+    assert_int_equal(log.event[2].brk_after, 0); // brk's alone
+    assert_false(log.event[5].finished);         // the process died inside the call: no break known
+    assert_int_equal(log.event[5].brk_after, 0);
+    md_strace_log_free(&log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -180,6 +211,7 @@ int main(void)
         cmocka_unit_test(garbage_is_counted_not_fatal),
         cmocka_unit_test(timestamps_never_wrap),
         cmocka_unit_test(execs_are_kept_apart),
+        cmocka_unit_test(brk_keeps_the_break_asked_for_and_the_one_it_got),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

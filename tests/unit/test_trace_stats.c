@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// trace's statistics on syscall logs parsed from strace lines: which way each brk moved its
+// process's break (the brk entry's shrinks and grows).
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "lib/trace_stats.h"
+
+struct moves {
+    double shrinks, grows;
+    bool in_allocator_null;
+};
+
+// The brk entry's moves for a log parsed from lines; pids, when given, are set on the events in
+// the log's order as perf's recorder would (strace knows threads only).
+static struct moves moves_of(const char *const *lines, const int32_t *pids)
+{
+    struct md_strace_log log = {0};
+    for (; *lines; lines++)
+        assert_int_equal(md_strace_parse_line(&log, *lines, strlen(*lines)), 0);
+    for (size_t i = 0; pids && i < log.count; i++)
+        log.event[i].pid = pids[i];
+    struct md_trace_input in = {.log = &log};
+    cJSON *report = cJSON_CreateObject();
+    struct md_error err = {0};
+    assert_int_equal(md_trace_stats(&in, report, &err), 0);
+    struct moves m = {-1, -1, false};
+    const cJSON *s;
+    cJSON_ArrayForEach(s, cJSON_GetObjectItem(report, "syscalls"))
+    {
+        if (strcmp(cJSON_GetObjectItem(s, "name")->valuestring, "brk"))
+            continue;
+        m.shrinks = cJSON_GetObjectItem(s, "shrinks")->valuedouble;
+        m.grows = cJSON_GetObjectItem(s, "grows")->valuedouble;
+        m.in_allocator_null = cJSON_IsNull(cJSON_GetObjectItem(s, "shrinks_in_allocator"));
+    }
+    cJSON_Delete(report);
+    md_strace_log_free(&log);
+    return m;
+}
+
+// Each process's calls are compared with its own previous break, whatever the other process did
+// in between; a forked child's first call has nothing to compare with; a refused call (the
+// unchanged break) moves nothing.
+static void each_process_moves_its_own_break(void **state)
+{
+    (void)state;
+    struct moves m = moves_of(
+        (const char *const[]){"100 1.000001 brk(NULL) = 0x1000000 <0.000001>",
+                              "200 1.000002 brk(NULL) = 0x2000000 <0.000001>",
+                              "100 1.000003 brk(0x1021000) = 0x1021000 <0.000001>", // up
+                              "200 1.000004 brk(0x2021000) = 0x2021000 <0.000001>", // up
+                              "100 1.000005 brk(0x1000000) = 0x1000000 <0.000001>", // down
+                              "200 1.000006 brk(0x2042000) = 0x2042000 <0.000001>", // up
+                              // 100's child, whose break was 100's at the fork: not known
+                              "300 1.000007 brk(0x1042000) = 0x1042000 <0.000001>",
+                              "300 1.000008 brk(0x1021000) = 0x1021000 <0.000001>", // down
+                              "200 1.000009 brk(0x2000000) = 0x2000000 <0.000001>", // down
+                              "100 1.000010 brk(0x7fffffff0000) = 0x1000000 <0.000001>", NULL},
+        NULL);
+    assert_true(m.shrinks == 3 && m.grows == 3);
+    assert_true(m.in_allocator_null); // no probe: which calls were the allocator's is unknown
+}
+
+// brk(NULL) reads the break without moving it: after an exec the new image's lower break is no
+// shrink. A call whose result is unknown (its process died in it) leaves no reference.
+static void brk_null_only_reads_the_break(void **state)
+{
+    (void)state;
+    struct moves m = moves_of(
+        (const char *const[]){"100 1.000001 brk(NULL) = 0x5000000 <0.000001>",
+                              "100 1.000002 brk(0x5021000) = 0x5021000 <0.000001>", // up
+                              "100 1.000003 brk(NULL) = 0x1000000 <0.000001>",      // a new image
+                              "100 1.000004 brk(0x1021000) = 0x1021000 <0.000001>", // up
+                              "100 1.000005 brk(0x1000000) = ?",
+                              "100 1.000006 brk(0x1042000) = 0x1042000 <0.000001>", NULL},
+        NULL);
+    assert_true(m.shrinks == 0 && m.grows == 2);
+}
+
+// The threads of one process change one break: the recorder's pid (perf's) ties them together;
+// without it each thread is taken for a process of its own, and its first call is not known.
+static void the_threads_of_a_process_share_its_break(void **state)
+{
+    (void)state;
+    const char *const lines[] = {"400 1.000001 brk(NULL) = 0x1000000 <0.000001>",
+                                 "401 1.000002 brk(0x1021000) = 0x1021000 <0.000001>",
+                                 "400 1.000003 brk(0x1000000) = 0x1000000 <0.000001>", NULL};
+    struct moves m = moves_of(lines, (const int32_t[]){400, 400, 400});
+    assert_true(m.shrinks == 1 && m.grows == 1);
+    m = moves_of(lines, NULL);
+    assert_true(m.shrinks == 0 && m.grows == 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(each_process_moves_its_own_break),
+        cmocka_unit_test(brk_null_only_reads_the_break),
+        cmocka_unit_test(the_threads_of_a_process_share_its_break),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
