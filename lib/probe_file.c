@@ -18,6 +18,12 @@
 // How long to watch the tick counter against the clock to set the slow-call threshold; the final
 // conversion uses the whole run as its baseline.
 #define MD_CALIBRATION_NS 2000000
+// What the rate's error bound adds for a change of the counter's rate against the clock during
+// the run, which two pairs cannot see: NTP steers CLOCK_MONOTONIC's rate within 500 ppm, in
+// steps of a few ppm at most between its polls, seconds apart. 10 ppm: 40 ns over a 4 ms call
+// (one that was preempted), where the guess this replaced (1/1024 of every duration) gave 4 us
+// and so took the program's own syscalls just before such a call for the call's.
+#define MD_TICK_RATE_DRIFT 1e-5
 
 // Tick rates are measured against the monotonic clock: a step of the wall clock (NTP, an
 // administrator) between two readings would make the rate, and the slow-call threshold, absurd.
@@ -30,7 +36,8 @@ static uint64_t monotonic_ns(void)
 // ticks), the one whose two tick reads are closest. A stall between separate reads (an
 // interrupt, a VM exit: microseconds here) would skew the rate by that much over the
 // calibration interval, and a slow call's start (its end minus its duration) with it.
-static void tick_pair(uint64_t *ticks, uint64_t *mono)
+// Returns the two tick reads' gap: the pair's uncertainty, in ticks.
+static uint64_t tick_pair(uint64_t *ticks, uint64_t *mono)
 {
     uint64_t best_gap = UINT64_MAX;
     for (int i = 0; i < 8; i++) {
@@ -44,7 +51,16 @@ static void tick_pair(uint64_t *ticks, uint64_t *mono)
     if (best_gap == UINT64_MAX) { // the counter never moved forward within a reading
         *ticks = md_probe_ticks();
         *mono = monotonic_ns();
+        return 0;
     }
+    return best_gap;
+}
+
+// The rate's relative error measured between two pairs: each pair's ticks are off by at most
+// half its gap, and the clock's nanoseconds by its own resolution (1 ns), over dn.
+static double rate_error(uint64_t gap_a, uint64_t gap_b, double rate, uint64_t dn)
+{
+    return ((double)(gap_a + gap_b) / 2 / rate + 2) / (double)dn + MD_TICK_RATE_DRIFT;
 }
 
 #define MD_PROBE_FILE_PREFIX "malloc-doctor-probe"
@@ -140,7 +156,7 @@ int md_probe_file_create(struct md_probe_file *pf, uint64_t slow_threshold_ns, u
     assert(fits); // the maxima it checks are the sizes above
     (void)fits;
     pf->slow_threshold_ns = slow_threshold_ns;
-    tick_pair(&pf->open_ticks, &pf->open_monotonic_ns);
+    pf->open_gap = tick_pair(&pf->open_ticks, &pf->open_monotonic_ns);
     return 0;
 }
 
@@ -152,11 +168,12 @@ void md_probe_file_arm(struct md_probe_file *pf)
     struct md_probe_header *h = pf->header;
     while (monotonic_ns() - pf->open_monotonic_ns < MD_CALIBRATION_NS)
         ;
-    tick_pair(&pf->cal_ticks, &pf->cal_monotonic_ns);
-    double rate = (double)(pf->cal_ticks - pf->open_ticks) /
-                  (double)(pf->cal_monotonic_ns - pf->open_monotonic_ns);
+    pf->cal_gap = tick_pair(&pf->cal_ticks, &pf->cal_monotonic_ns);
+    uint64_t dn = pf->cal_monotonic_ns - pf->open_monotonic_ns;
+    double rate = (double)(pf->cal_ticks - pf->open_ticks) / (double)dn;
     h->slow_threshold_ticks = (uint64_t)((double)pf->slow_threshold_ns * rate);
     pf->ticks_per_ns = rate;
+    pf->ticks_rate_error = rate_error(pf->open_gap, pf->cal_gap, rate, dn);
     atomic_thread_fence(memory_order_release);
     h->magic = MD_PROBE_MAGIC; // last: a probe that sees the magic sees everything else
 }
@@ -164,10 +181,12 @@ void md_probe_file_arm(struct md_probe_file *pf)
 void md_probe_file_finish(struct md_probe_file *pf)
 {
     uint64_t ticks, mono;
-    tick_pair(&ticks, &mono);
+    uint64_t gap = tick_pair(&ticks, &mono);
     uint64_t dt = ticks - pf->cal_ticks, dn = mono - pf->cal_monotonic_ns;
-    if (dn > MD_CALIBRATION_NS && ticks > pf->cal_ticks)
+    if (dn > MD_CALIBRATION_NS && ticks > pf->cal_ticks) {
         pf->ticks_per_ns = (double)dt / (double)dn;
+        pf->ticks_rate_error = rate_error(pf->cal_gap, gap, pf->ticks_per_ns, dn);
+    }
 }
 
 bool md_probe_file_intact(const struct md_probe_file *pf)
@@ -179,11 +198,11 @@ bool md_probe_file_intact(const struct md_probe_file *pf)
            pf->header->version == MD_PROBE_VERSION && md_probe_view_current(&pf->view);
 }
 
-uint64_t md_probe_ticks_to_ns(const struct md_probe_file *pf, uint64_t ticks)
+uint64_t md_probe_ticks_to_ns_bound(const struct md_probe_file *pf, uint64_t ticks)
 {
     // a call that moved to a CPU whose counter lags shows as huge: cap it, it is slow anyway
-    double ns = (double)ticks / pf->ticks_per_ns;
-    return ns < 1e9 ? (uint64_t)ns : 1000000000u;
+    double ns = (double)ticks / pf->ticks_per_ns * (1 + pf->ticks_rate_error);
+    return ns < 1e9 ? (uint64_t)ns + 1 : 1000000000u;
 }
 
 bool md_probe_file_data_run(const struct md_probe_file *pf, const void *table, size_t entry_size,

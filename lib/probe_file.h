@@ -24,9 +24,12 @@ struct md_probe_file {
     struct md_probe_view view;      // its tables, as the tool made them
     size_t size;
     double ticks_per_ns; // measured by _arm, refined over the whole run by _finish
+    // How far off ticks_per_ns may be, relative: the uncertainty of its two clock pairs over the
+    // interval between them, plus MD_TICK_RATE_DRIFT (md_probe_ticks_to_ns_bound)
+    double ticks_rate_error;
     uint64_t slow_threshold_ns;
-    uint64_t open_ticks, open_monotonic_ns; // the clock pair taken at creation
-    uint64_t cal_ticks, cal_monotonic_ns;   // the pair taken by _arm, as the program starts
+    uint64_t open_ticks, open_monotonic_ns, open_gap; // the clock pair taken at creation
+    uint64_t cal_ticks, cal_monotonic_ns, cal_gap; // the pair taken by _arm, as the program starts
 };
 
 // Creates and maps the file (in /dev/shm when possible); slow calls are those longer than
@@ -41,8 +44,9 @@ void md_probe_file_finish(struct md_probe_file *pf);
 // False when the file lost what the probe wrote: the program can truncate or rewrite it (its path
 // is in the program's environment). Call after the run, before reading the file.
 bool md_probe_file_intact(const struct md_probe_file *pf);
-// Nanoseconds of a tick duration.
-uint64_t md_probe_ticks_to_ns(const struct md_probe_file *pf, uint64_t ticks);
+// The most nanoseconds a tick duration can be, given the rate's error (ticks_rate_error): a slow
+// call's start is its end minus this, so that no syscall of the call falls before it.
+uint64_t md_probe_ticks_to_ns_bound(const struct md_probe_file *pf, uint64_t ticks);
 // The probe's tables are sparse: pages it never wrote are holes in the file, and reading them
 // through the mapping would allocate them (the live-block table alone is 100 MB). This gives the
 // entries of a table (count entries of entry_size bytes at table, inside the mapping) that start

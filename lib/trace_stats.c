@@ -7,10 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-// A slow call timed by ticks starts at its end minus its duration, which the ticks-per-ns rate
-// measured at attach converts; its start is moved earlier by this share of the duration (1/1024)
-// to cover that rate's error.
-#define MD_TICK_RATE_ERROR_SHIFT 10
 // Request sizes no further apart than this (bytes) make one size band.
 #define MD_BAND_GAP 8
 #define MD_MAX_BANDS 8
@@ -190,8 +186,7 @@ static struct slow_call *slow_calls(const struct md_probe_file *pf, size_t *coun
     for (size_t i = 0; i < n; i++) {
         if (!log[i].end_realtime_ns) // reserved but never written: the process died in between
             continue;
-        uint64_t end = log[i].end_realtime_ns, dur = md_probe_ticks_to_ns(pf, log[i].ticks);
-        dur += dur >> MD_TICK_RATE_ERROR_SHIFT;
+        uint64_t end = log[i].end_realtime_ns, dur = md_probe_ticks_to_ns_bound(pf, log[i].ticks);
         uint64_t start = log[i].start_realtime_ns ? log[i].start_realtime_ns
                          : end > dur              ? end - dur
                                                   : 0;

@@ -389,6 +389,43 @@ static void announced_tokens_become_the_tools_ids(void **state)
     md_probe_file_close(&pf);
 }
 
+static uint64_t monotonic_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+// A tick-timed slow call starts at its end minus its duration's upper bound. A call preempted for
+// a time slice (4 ms) must not reach microseconds before its real start, where the program's own
+// syscalls just before it lie (1/1024 of the duration did: 4 us), nor fall short of it.
+static void a_tick_durations_bound_is_tight(void **state)
+{
+    (void)state;
+    struct md_probe_file pf;
+    struct md_error err;
+    assert_int_equal(md_probe_file_create(&pf, 1000, 0, &err), 0);
+    md_probe_file_arm(&pf);
+    assert_true(pf.ticks_rate_error > 0 && pf.ticks_rate_error < 1e-3); // over 2 ms
+    struct timespec pause = {0, 50000000};
+    nanosleep(&pause, NULL);
+    md_probe_file_finish(&pf);
+    assert_true(pf.ticks_rate_error < 2e-5); // 10 ppm of drift and the pairs over 50 ms
+    // The clock's reads bracket the ticks' closely unless the loop was preempted between them:
+    // one of 5 tries must agree within 1 us either way (the bound was 4 us over before)
+    bool agreed = false;
+    for (int try = 0; try < 5 && !agreed; try++) {
+        uint64_t t0 = md_probe_ticks(), m0 = monotonic_now();
+        while (monotonic_now() - m0 < 4000000)
+            ;
+        uint64_t t1 = md_probe_ticks(), m1 = monotonic_now();
+        uint64_t bound = md_probe_ticks_to_ns_bound(&pf, t1 - t0), measured = m1 - m0;
+        agreed = bound + 1000 >= measured && bound <= measured + 1000;
+    }
+    assert_true(agreed);
+    md_probe_file_close(&pf);
+}
+
 // malloc's count and the bytes are not kept per call: they come back from the histogram exactly,
 // whatever the mix of calls and sizes (both sides of MD_HIST_EXACT, the overflow slot's atomics).
 static void a_slots_totals_are_the_calls_made(void **state)
@@ -443,6 +480,7 @@ int main(void)
         cmocka_unit_test(the_file_names_the_tools_namespace_and_a_shared_descriptor),
         cmocka_unit_test(announced_tokens_become_the_tools_ids),
         cmocka_unit_test(a_slots_totals_are_the_calls_made),
+        cmocka_unit_test(a_tick_durations_bound_is_tight),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
