@@ -21,6 +21,7 @@ int md_inspector_init(struct md_inspector *in, const struct md_inspect_options *
     memset(in, 0, sizeof *in);
     in->opt = *opt;
     in->files = files;
+    in->file_entries = (size_t)cJSON_GetArraySize(files);
     md_tool_dir(in->alloc_dir, sizeof in->alloc_dir - 8);
     strcat(in->alloc_dir, "/alloc");
     md_tool_command(in->tool, sizeof in->tool);
@@ -61,11 +62,17 @@ void md_inspect_allocator_names(char *out, size_t size)
     }
 }
 
+static void append_entry(struct md_inspector *in, cJSON *entry)
+{
+    cJSON_AddItemToArray(in->files, entry);
+    in->file_entries++;
+}
+
 static cJSON *new_entry(struct md_inspector *in, const char *path)
 {
     cJSON *entry = cJSON_CreateObject();
     cJSON_AddStringToObject(entry, "path", path);
-    cJSON_AddItemToArray(in->files, entry);
+    append_entry(in, entry);
     return entry;
 }
 
@@ -74,7 +81,7 @@ static void add_error_to(struct md_inspector *in, cJSON *entry, const struct md_
 {
     cJSON_AddStringToObject(entry, "status", "error");
     cJSON_AddStringToObject(entry, "error", err->msg);
-    cJSON_AddItemToArray(in->files, entry);
+    append_entry(in, entry);
     in->errors++;
 }
 
@@ -518,7 +525,7 @@ static void inspect_member(struct md_inspector *in, struct md_elf *m, const char
         add_error_to(in, entry, err);
     } else if (has_allocator_evidence(entry)) {
         n->matched++;
-        cJSON_AddItemToArray(in->files, entry);
+        append_entry(in, entry);
     } else {
         cJSON_Delete(entry);
     }
@@ -581,7 +588,7 @@ static void inspect_file_now(struct md_inspector *in, const char *path)
             cJSON_Delete(entry);
             add_error(in, path, &err);
         } else {
-            cJSON_AddItemToArray(in->files, entry);
+            append_entry(in, entry);
         }
     }
     md_elf_close(&e);
@@ -593,13 +600,13 @@ static void inspect_file(struct md_inspector *in, const char *path)
 {
     const volatile sig_atomic_t *faults = in->opt.mapping_faults;
     sig_atomic_t faults_before = faults ? *faults : 0;
-    int entries = cJSON_GetArraySize(in->files);
+    size_t entries = in->file_entries;
     size_t errors = in->errors, expect_failed = in->expect_failed, checked = in->expect_checked;
     inspect_file_now(in, path);
     if (!faults || *faults == faults_before)
         return;
-    while (cJSON_GetArraySize(in->files) > entries)
-        cJSON_DeleteItemFromArray(in->files, entries);
+    for (; in->file_entries > entries; in->file_entries--)
+        cJSON_DeleteItemFromArray(in->files, (int)entries);
     in->errors = errors;
     in->expect_failed = expect_failed;
     in->expect_checked = checked;

@@ -23,7 +23,8 @@ struct md_inspector {
     struct md_inspect_options opt;
     struct md_matcher matcher;
     struct md_loader loader;
-    cJSON *files; // the report's "files" array
+    cJSON *files;        // the report's "files" array
+    size_t file_entries; // its length (cJSON counts an array by walking it)
     size_t inspected, errors, expect_failed, skipped;
     size_t expect_checked;    // programs and shared libraries --expect applied to
     char alloc_dir[PATH_MAX]; // this tool's mdalloc builds, for the rules' prescriptions

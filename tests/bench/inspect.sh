@@ -29,4 +29,21 @@ fi
 hyperfine -i --runs 5 --export-json "$out" "$T inspect -r /usr/bin" >/dev/null 2>&1
 secs=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["mean"])' "$out")
 python3 -c "print('inspect: %.0f files/s on /usr/bin (goal >= 200)' % ($elves / $secs))"
+# scaling with the number of files: hard links of one dynamic program, 10,000 and 30,000 of them
+# (until session 22 every file counted the report's entries again: 30,000 files took 17.6 s)
+links=$(mktemp -d)
+cp /usr/bin/true "$links/t1"
+for i in $(seq 2 30000); do ln "$links/t1" "$links/t$i"; done
+mkdir "$links/10k"
+for i in $(seq 1 10000); do ln "$links/t$i" "$links/10k/t$i"; done
+hyperfine -i --runs 3 --export-json "$out" "$T inspect -r $links/10k" "$T inspect $links/t*" \
+    >/dev/null 2>&1
+python3 - "$out" <<'PY'
+import json, sys
+r = [x["mean"] for x in json.load(open(sys.argv[1]))["results"]]
+print("inspect of 10,000 files: %.2f s (%.0f files/s); 30,000: %.2f s (%.0f files/s); "
+      "time per file 30k/10k: %.2f (1.00 is linear)" % (r[0], 1e4 / r[0], r[1], 3e4 / r[1],
+                                                         (r[1] / 3e4) / (r[0] / 1e4)))
+PY
+rm -rf "$links"
 rm -f "$out"
