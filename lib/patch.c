@@ -732,29 +732,30 @@ static void warn_dir_not_synced(cJSON *report, const char *path, int e)
                          cJSON_CreateString(why));
 }
 
-// Mode always; owner when patching in place (a root-owned toolchain file stays root's).
-static int copy_attributes(int fd, const struct stat *like, bool owner, const char *tmp,
+// Mode always; owner when patching in place (a root-owned toolchain file stays root's). Errors
+// here and in write_temp name the file the user asked for (its temporary file is removed).
+static int copy_attributes(int fd, const struct stat *like, bool owner, const char *name,
                            struct md_error *err)
 {
     if (fchmod(fd, like->st_mode & 07777))
-        return md_fail_errno(err, errno, "%s: chmod", tmp);
+        return md_fail_errno(err, errno, "%s: chmod", name);
     if (owner && fchown(fd, like->st_uid, like->st_gid) && errno != EPERM)
-        return md_fail_errno(err, errno, "%s: chown", tmp);
+        return md_fail_errno(err, errno, "%s: chown", name);
     return 0;
 }
 
-static int write_temp(const struct md_patch_options *opt, int fd, const char *tmp,
+static int write_temp(const struct md_patch_options *opt, int fd, const char *name,
                       const unsigned char *buf, size_t size, struct md_error *err)
 {
     step(opt, MD_STEP_TEMP_CREATED);
     if (write_all(fd, buf, size / 2))
-        return md_fail_errno(err, errno, "%s: write", tmp);
+        return md_fail_errno(err, errno, "%s: write", name);
     step(opt, MD_STEP_HALF_WRITTEN);
     if (write_all(fd, buf + size / 2, size - size / 2))
-        return md_fail_errno(err, errno, "%s: write", tmp);
+        return md_fail_errno(err, errno, "%s: write", name);
     step(opt, MD_STEP_WRITTEN);
     if (fsync(fd))
-        return md_fail_errno(err, errno, "%s: fsync", tmp);
+        return md_fail_errno(err, errno, "%s: fsync", name);
     step(opt, MD_STEP_SYNCED);
     return 0;
 }
@@ -955,9 +956,9 @@ static int commit(const struct md_patch_options *opt, const struct target *t,
     int fd = md_temp_create(t->place.dir, t->place.prefix, tmp, sizeof tmp, err);
     if (fd < 0)
         return -1;
-    int rc = copy_attributes(fd, &t->like, t->owner, tmp, err);
+    int rc = copy_attributes(fd, &t->like, t->owner, t->path, err);
     if (!rc)
-        rc = write_temp(opt, fd, tmp, buf, size, err);
+        rc = write_temp(opt, fd, t->path, buf, size, err);
     if (!rc && !(rc = verify_written(tmp, members, err)))
         step(opt, MD_STEP_VERIFIED);
     if (!rc && t->backup && !(rc = backup_original(t->path, t->backup, err)))

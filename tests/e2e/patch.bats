@@ -960,3 +960,15 @@ open('mdalloc.o', 'wb').write(d)" && ar rcs arm.a mdalloc.o)
     "$T" patch --json -o "$W/out.a" "$W/libc.a" > "$W/r.json"
     [ "$(jq_ "$W/r.json" 'r["warnings"]')" = "[]" ]
 }
+
+@test "-o on a full disk: the error names the file asked for, nothing is left beside it, exit 2" {
+    [ "$(id -u)" = 0 ] || skip "mounting a small tmpfs needs root"
+    dir=$(mktemp -d)
+    # room for the temporary file's creation, not for its contents
+    run unshare -m sh -c 'mount -t tmpfs -o size=64k none "$1" &&
+        { head -c 1M /dev/zero >"$1/filler" 2>/dev/null; true; } &&
+        "$2" patch -o "$1/libc.a" "$3"; echo "rc=$?"; ls -A "$1"' _ "$dir" "$T" "$W/libc.a"
+    rmdir "$dir"
+    [ "$status" -eq 0 ]
+    [ "$output" = "$(printf 'malloc-doctor: patch: %s/libc.a: write: No space left on device\nrc=2\nfiller' "$dir")" ]
+}
