@@ -828,33 +828,68 @@ static void exited_name(pid_t pid, char *name)
         fclose(f);
 }
 
+static void add_timeval(struct timeval *to, struct timeval t)
+{
+    to->tv_sec += t.tv_sec;
+    to->tv_usec += t.tv_usec;
+    if (to->tv_usec >= 1000000)
+        to->tv_sec++, to->tv_usec -= 1000000;
+}
+
+// An orphan's use of the machine added to the program's: the orphans were the program's
+// processes, but one that outlived its parent (a daemon, or a child left when the timeout ended
+// the tree) is reaped here, so the program's own wait4 never counted it.
+static void add_usage(struct rusage *to, const struct rusage *ru)
+{
+    add_timeval(&to->ru_utime, ru->ru_utime);
+    add_timeval(&to->ru_stime, ru->ru_stime);
+    to->ru_maxrss = ru->ru_maxrss > to->ru_maxrss ? ru->ru_maxrss : to->ru_maxrss;
+    to->ru_minflt += ru->ru_minflt;
+    to->ru_majflt += ru->ru_majflt;
+    to->ru_inblock += ru->ru_inblock;
+    to->ru_oublock += ru->ru_oublock;
+    to->ru_nvcsw += ru->ru_nvcsw;
+    to->ru_nivcsw += ru->ru_nivcsw;
+}
+
 // Reaps every child (the program, the detached tracer, orphans) until none is left. waitid with
 // WNOWAIT finds an exited child without reaping it; it is then reaped under the lock. The
-// program's status and rusage go into res, the name it had when it exited into name[16].
-static void wait_all(pid_t pid, struct md_run_result *res, struct watchdog *w, char *name)
+// program's status goes into res, and its rusage with every orphan's but the tracer's (strace -D
+// runs as the program's child, named strace, and is left behind when the program ends: as in
+// taskstats.c, a process of that name is taken for the tracer); the name the program had when it
+// exited into name[16].
+static void wait_all(pid_t pid, bool tracer, struct md_run_result *res, struct watchdog *w,
+                     char *name)
 {
+    struct rusage orphans = {0};
     for (;;) {
         siginfo_t info;
         memset(&info, 0, sizeof info);
         if (waitid(P_ALL, 0, &info, WEXITED | WNOWAIT | __WALL)) {
             if (errno == EINTR)
                 continue;
-            return; // ECHILD: no process left
+            break; // ECHILD: no process left
         }
         int status;
         struct rusage ru;
-        if (info.si_pid == pid)
-            exited_name(pid, name);
+        char orphan[16] = "";
+        exited_name(info.si_pid, info.si_pid == pid ? name : orphan);
         pthread_mutex_lock(&w->lock);
         pid_t got = wait4(info.si_pid, &status, __WALL, &ru);
         pthread_mutex_unlock(&w->lock);
-        if (got != pid || WIFSTOPPED(status) || WIFCONTINUED(status))
+        if (WIFSTOPPED(status) || WIFCONTINUED(status))
             continue;
+        if (got != pid) {
+            if (got > 0 && !(tracer && !strcmp(orphan, "strace")))
+                add_usage(&orphans, &ru);
+            continue;
+        }
         res->usage = ru;
         res->exited = WIFEXITED(status);
         res->exit_code = res->exited ? WEXITSTATUS(status) : 0;
         res->signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     }
+    add_usage(&res->usage, &orphans);
 }
 
 void md_run_stop_signals(sigset_t *set)
@@ -911,7 +946,7 @@ static int run_argv(const struct md_run_spec *spec, const struct exec_call *call
     struct watchdog w;
     watchdog_start(&w, spec->timeout_seconds, spec->stop_signals);
     char name[16] = "";
-    wait_all(pid, res, &w, name);
+    wait_all(pid, spec->strace_out != NULL, res, &w, name);
     res->wall_seconds = now_seconds() - start;
     watchdog_stop(&w);
     res->timed_out = w.timed_out;

@@ -45,7 +45,7 @@ struct md_run_result {
     bool exited; // exited normally: exit_code is valid
     int exit_code;
     int signal;          // killed by this signal, else 0
-    struct rusage usage; // the program and the children it waited for
+    struct rusage usage; // the program, the children it waited for, and its orphans
     double wall_seconds;
     bool timed_out; // the timeout ended the run: every process left was signalled
     // A stop signal that cut the run short, else 0: the tool ended the tree on it, or the
