@@ -262,9 +262,12 @@ void md_render_trace_header(const cJSON *r)
                has_arg ? " " : "", md_cli_printable(str(script, "argument", ""), arg, sizeof arg));
     }
     const char *image = md_json_get_str(cJSON_GetObjectItemCaseSensitive(t, "exec_image"), "path");
-    if (image)
-        printf("note: the command exec'd %s, which the numbers and rules are about\n",
-               md_cli_printable(image, path, sizeof path));
+    if (image) {
+        double processes = num(cJSON_GetObjectItemCaseSensitive(r, "run"), "processes");
+        printf("note: the command exec'd %s, which the rules judge; the counts cover the whole "
+               "run (%.0f process%s)\n",
+               md_cli_printable(image, path, sizeof path), processes, processes == 1 ? "" : "es");
+    }
     const cJSON *ran = cJSON_GetObjectItemCaseSensitive(t, "malloc_at_run_time");
     if (ran && cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(ran, "same_as_file")))
         printf("note: at run time malloc came from %s (%s), not from what %s links: "

@@ -469,7 +469,7 @@ PY
     [ "$status" -eq 0 ]
     [ "$(q "[f['id'] for f in r['findings']], r['target']['malloc_at_run_time']['same_as_file']")" = "['MD001'] True" ]
     run "$T" doctor -- env "$FX/musl-dynamic-loop" 20000
-    [[ "$output" == *"note: the command exec'd $(realpath "$FX/musl-dynamic-loop"), which the numbers and rules are about"* ]]
+    [[ "$output" == *"note: the command exec'd $(realpath "$FX/musl-dynamic-loop"), which the rules judge; the counts cover the whole run (1 process)"* ]]
     [[ "$output" == *"threads: yes; malloc served by: musl mallocng"* ]]
     [[ "$output" != *"LD_PRELOAD, /etc/ld.so.preload"* ]]
     # the comparison preloads the musl mdalloc into the musl program (it said "did not serve
