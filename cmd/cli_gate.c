@@ -98,14 +98,34 @@ bool md_cli_gate_load(const struct md_command *cmd, const struct md_gate_args *g
 static void print_regression(const struct md_command *cmd, const cJSON *r, double limit)
 {
     const char *key = md_json_get_str(r, "metric");
-    char change[48] = "new", before[48], after[48], pct[64];
-    if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(r, "change_pct")))
-        md_format_change(md_json_get_num(r, "change_pct"), change, sizeof change);
+    char change[48], before[48], after[48], pct[64];
+    md_format_row_change(r, change, sizeof change);
     md_format_metric(key, md_json_get_num(r, "baseline"), before, sizeof before);
     md_format_metric(key, md_json_get_num(r, "current"), after, sizeof after);
     md_format_decimal(limit, pct, sizeof pct); // as --max-regression took it
     md_cli_error(cmd, "regression: %s %s -> %s (%s, limit %s%%)", md_json_get_str(r, "label"),
                  before, after, change, pct);
+}
+
+// A gate that compared no metric judged nothing: exit 2, as for a baseline refused before the
+// run, since what needs fixing is the gate's setup (a baseline of another command, a run whose
+// operations were not counted), not the program.
+static int nothing_compared(const struct md_command *cmd, const struct md_gate_args *g,
+                            const cJSON *gate)
+{
+    char names[512] = "";
+    size_t len = 0;
+    const cJSON *name;
+    cJSON_ArrayForEach(name, cJSON_GetObjectItemCaseSensitive(gate, "not_comparable"))
+    {
+        md_append_text(names, sizeof names, &len, len ? ", " : "");
+        md_append_text(names, sizeof names, &len, name->valuestring);
+    }
+    md_cli_error(cmd,
+                 "gate: nothing compared with %s: no metric was measured alike in both runs (%s); "
+                 "make the baseline with the gated run's command",
+                 g->baseline, names);
+    return MD_EXIT_USAGE;
 }
 
 int md_cli_gate_apply(const struct md_command *cmd, const struct md_gate_args *g,
@@ -114,14 +134,12 @@ int md_cli_gate_apply(const struct md_command *cmd, const struct md_gate_args *g
     int rc = MD_EXIT_OK;
     int regressions =
         baseline ? md_gate_check(baseline, g->baseline, g->max_regression, report) : 0;
-    const cJSON *gate = cJSON_GetObjectItemCaseSensitive(report, "gate");
-    if (gate && cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(gate, "same_program")))
-        md_cli_error(cmd, "warning: %s is a report of %s, another program than this run's",
-                     g->baseline, md_json_get_str(gate, "baseline_program"));
+    const cJSON *gate = cJSON_GetObjectItemCaseSensitive(report, "gate"), *w;
+    cJSON_ArrayForEach(w, cJSON_GetObjectItemCaseSensitive(gate, "warnings"))
+        md_cli_error(cmd, "warning: %s", w->valuestring);
     if (regressions > 0) {
         const cJSON *r;
-        cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(
-                                  cJSON_GetObjectItemCaseSensitive(report, "gate"), "regressions"))
+        cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(gate, "regressions"))
             print_regression(cmd, r, g->max_regression);
         rc = MD_EXIT_CHECK;
     }
@@ -131,5 +149,5 @@ int md_cli_gate_apply(const struct md_command *cmd, const struct md_gate_args *g
                      failing == 1 ? "" : "s", md_severity_name(g->fail_on));
         rc = MD_EXIT_CHECK;
     }
-    return rc;
+    return regressions < 0 ? nothing_compared(cmd, g, gate) : rc;
 }

@@ -609,6 +609,15 @@ void md_render_compare(const cJSON *r)
     printf("%s)\n", *sep ? "" : "none");
 }
 
+// After the CHANGE of a row past the limit that passed all the same, why: "+900.0%" alone on a
+// passing gate reads as a regression missed.
+static const char *noise_note(const char *result)
+{
+    if (!strcmp(result, "below-noise-floor"))
+        return " (below noise floor)";
+    return strcmp(result, "within-sampling-error") ? "" : " (within sampling error)";
+}
+
 void md_render_gate(const cJSON *r)
 {
     const cJSON *g = cJSON_GetObjectItemCaseSensitive(r, "gate"), *m, *name;
@@ -625,10 +634,9 @@ void md_render_gate(const cJSON *r)
         printf("%-32s", str(m, "label", "?"));
         print_metric_value(m, "baseline");
         print_metric_value(m, "current");
-        char change[32] = "-";
-        if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m, "change_pct")))
-            md_format_change(num(m, "change_pct"), change, sizeof change);
-        printf(" %*s\n", MD_CHANGE_TEXT_MAX, change);
+        char change[32];
+        md_format_row_change(m, change, sizeof change);
+        printf(" %*s%s\n", MD_CHANGE_TEXT_MAX, change, noise_note(str(m, "result", "")));
     }
     const char *sep = "not judged (not measured in both runs, or not alike, or too few waits or "
                       "samples): ";

@@ -15,6 +15,7 @@
 #include "lib/report.h"
 #include "lib/path.h"
 #include "rules/rules.h"
+#include "rules/verdict.h"
 
 static int count_in(const cJSON *findings, int min_severity)
 {
@@ -86,16 +87,18 @@ int md_baseline_parse(const char *text, size_t len, const char *name, cJSON **ou
         cJSON_Delete(r);
         return -1;
     }
+    // edited by hand: "2048" for 2048 (its metric then missing), inf in the table, a column
+    // overrun; checked first, so that the error names the field rather than "no metric"
+    if (md_metrics_check(r, name, err)) {
+        cJSON_Delete(r);
+        return -1;
+    }
     if (!gated_metrics_in(r)) { // a gate that compares nothing would always pass
         cJSON_Delete(r);
         return md_fail(err,
                        "%s: a report without any metric the gate compares (peak RSS, "
                        "memory syscalls or futex waits per operation...)",
                        name);
-    }
-    if (md_metrics_check(r, name, err)) { // edited by hand: inf in the table, or a column overrun
-        cJSON_Delete(r);
-        return -1;
     }
     *out = r;
     return 0;
@@ -152,17 +155,29 @@ int md_baseline_load(const char *path, cJSON **out, struct md_error *err)
     return rc;
 }
 
-static bool regressed(const struct md_metric *m, const cJSON *baseline, const cJSON *current,
-                      double before, double after, double max_pct)
+// How a compared metric fared; the order is that of the checks in judge().
+enum judgement { MD_WITHIN_LIMIT, MD_BELOW_FLOOR, MD_WITHIN_SAMPLING, MD_REGRESSED };
+
+// "result" of a compared row: a change past the limit that is noise says which noise, so that a
+// table showing +900% on a passing gate says why it passed.
+static const char *const judgement_names[] = {"within-limit", "below-noise-floor",
+                                              "within-sampling-error", "regression"};
+
+static enum judgement judge(const struct md_metric *m, const cJSON *baseline, const cJSON *current,
+                            double before, double after, double max_pct)
 {
     double growth = after - before;
-    if (growth <= m->noise_floor ||
-        (m->sampling_noise && growth <= m->sampling_noise(baseline, current)))
-        return false;
-    return before <= 0 || 100 * growth / before > max_pct;
+    if (before > 0 ? 100 * growth / before <= max_pct : growth <= 0)
+        return MD_WITHIN_LIMIT;
+    if (growth <= m->noise_floor)
+        return MD_BELOW_FLOOR;
+    if (m->sampling_noise && growth <= m->sampling_noise(baseline, current))
+        return MD_WITHIN_SAMPLING;
+    return MD_REGRESSED;
 }
 
-static cJSON *comparison(const struct md_metric *m, double before, double after)
+static cJSON *comparison(const struct md_metric *m, double before, double after,
+                         enum judgement judged)
 {
     cJSON *c = md_metric_row(m);
     cJSON_AddNumberToObject(c, "baseline", before);
@@ -172,6 +187,7 @@ static cJSON *comparison(const struct md_metric *m, double before, double after)
         cJSON_AddNumberToObject(c, "change_pct", pct);
     else
         cJSON_AddNullToObject(c, "change_pct");
+    cJSON_AddStringToObject(c, "result", judgement_names[judged]);
     return c;
 }
 
@@ -184,6 +200,34 @@ static bool comparable(const struct md_metric *m, const cJSON *baseline, const c
     if (m->alike && !m->alike(baseline, current))
         return false;
     return !m->enough_to_gate || (m->enough_to_gate(baseline) && m->enough_to_gate(current));
+}
+
+// What the user should know about the comparison, as "warnings": a baseline of another
+// program, or of a run that stopped short.
+static void add_warnings(cJSON *gate, const cJSON *baseline, const char *baseline_name,
+                         const cJSON *current)
+{
+    char text[512], what[96];
+    cJSON *warnings = cJSON_AddArrayToObject(gate, "warnings");
+    // a baseline of another program compares two different things: said, not refused (a
+    // renamed or moved build is the same program)
+    const char *was = md_json_get_str(cJSON_GetObjectItemCaseSensitive(baseline, "target"), "path");
+    const char *now = md_json_get_str(cJSON_GetObjectItemCaseSensitive(current, "target"), "path");
+    bool same = !was || !now || !strcmp(md_path_base_name(was), md_path_base_name(now));
+    md_json_str(gate, "baseline_program", was);
+    cJSON_AddBoolToObject(gate, "same_program", same);
+    if (!same) {
+        snprintf(text, sizeof text, "%s is a report of %s, another program than this run's",
+                 baseline_name, was);
+        cJSON_AddItemToArray(warnings, cJSON_CreateString(text));
+    }
+    // said, not refused: a server gated under --timeout stops short in every run, its baseline too
+    if (md_run_stopped_short(baseline, what, sizeof what)) {
+        snprintf(text, sizeof text,
+                 "%s covers only part of a run (%s): this run is compared with that part",
+                 baseline_name, what);
+        cJSON_AddItemToArray(warnings, cJSON_CreateString(text));
+    }
 }
 
 int md_gate_check(const cJSON *baseline, const char *baseline_name, double max_regression_pct,
@@ -204,19 +248,16 @@ int md_gate_check(const cJSON *baseline, const char *baseline_name, double max_r
             cJSON_AddItemToArray(skipped, cJSON_CreateString(m->key));
             continue;
         }
-        cJSON_AddItemToArray(compared, comparison(m, before, after));
-        if (regressed(m, baseline, current, before, after, max_regression_pct)) {
-            cJSON_AddItemToArray(regressions, comparison(m, before, after));
+        enum judgement judged = judge(m, baseline, current, before, after, max_regression_pct);
+        cJSON_AddItemToArray(compared, comparison(m, before, after, judged));
+        if (judged == MD_REGRESSED) {
+            cJSON_AddItemToArray(regressions, comparison(m, before, after, judged));
             count++;
         }
     }
-    cJSON_AddBoolToObject(gate, "passed", count == 0);
-    // a baseline of another program compares two different things: said, not refused (a
-    // renamed or moved build is the same program)
-    const char *was = md_json_get_str(cJSON_GetObjectItemCaseSensitive(baseline, "target"), "path");
-    const char *now = md_json_get_str(cJSON_GetObjectItemCaseSensitive(current, "target"), "path");
-    md_json_str(gate, "baseline_program", was);
-    cJSON_AddBoolToObject(gate, "same_program",
-                          !was || !now || !strcmp(md_path_base_name(was), md_path_base_name(now)));
-    return count;
+    // nothing compared is not a pass: a gate that judged nothing would pass every change
+    bool nothing = cJSON_GetArraySize(compared) == 0;
+    cJSON_AddBoolToObject(gate, "passed", count == 0 && !nothing);
+    add_warnings(gate, baseline, baseline_name, current);
+    return nothing ? -1 : count;
 }

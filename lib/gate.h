@@ -23,9 +23,12 @@ int md_baseline_parse(const char *text, size_t len, const char *name, cJSON **ou
 int md_baseline_load(const char *path, cJSON **out, struct md_error *err);
 
 // Compares current with baseline on every gated metric (lib/metrics.h) and adds
-// "gate": {"baseline", "max_regression_pct", "compared", "regressions", "not_comparable", "passed"}
-// to current. A metric regresses when it grew by more than max_regression_pct percent and by
-// more than its noise floor. Returns the number of regressions.
+// "gate": {"baseline", "max_regression_pct", "compared", "regressions", "not_comparable", "passed",
+// "warnings", "baseline_program", "same_program"} to current; each compared row has its "result"
+// (within-limit, below-noise-floor, within-sampling-error, regression). A metric regresses when
+// it grew by more than max_regression_pct percent and by more than its noise floor. Returns the
+// number of regressions, or -1 when no metric could be compared ("passed" false): a gate that
+// judged nothing has not passed.
 int md_gate_check(const cJSON *baseline, const char *baseline_name, double max_regression_pct,
                   cJSON *current);
 

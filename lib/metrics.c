@@ -286,15 +286,47 @@ void md_format_change(double pct, char *buf, size_t size)
         snprintf(buf, size, ">%+.0f%%", MD_CHANGE_SHOWN_MAX);
 }
 
-// The numbers the metrics are made of, as {object, key} of the report (an entry of "syscalls"
-// has its "count" too). A count, a time or a share is never negative.
+void md_format_row_change(const cJSON *row, char *buf, size_t size)
+{
+    const cJSON *pct = cJSON_GetObjectItemCaseSensitive(row, "change_pct");
+    double before = md_json_get_num(row, "baseline"), after = md_json_get_num(row, "current");
+    if (cJSON_IsNumber(pct))
+        md_format_change(pct->valuedouble, buf, size);
+    else if (after > before && before > 0) // change_pct is null past the largest number
+        md_format_change(INFINITY, buf, size);
+    else
+        snprintf(buf, size, after > before ? "new" : "-");
+}
+
+// The fields the metrics are read from, as {object, key} of the report (an entry of "syscalls"
+// has its "name" and "count" too), and what each must be: a field of another type (a number
+// edited into a string) would make its metric silently missing, and the gate compare less.
+enum input_type { MD_INPUT_NUMBER, MD_INPUT_FLAG, MD_INPUT_NAME };
+
 static const struct {
     const char *object, *key;
+    enum input_type type;
 } inputs[] = {
-    {"run", "wall_seconds"}, {"run", "user_seconds"},    {"run", "sys_seconds"},
-    {"run", "max_rss_kb"},   {"run", "minor_faults"},    {"ops", "total"},
-    {"futex", "waits"},      {"futex", "wait_seconds"},  {"futex", "wait_share_of_wall"},
-    {"cpu", "samples"},      {"cpu", "allocator_share"},
+    {"run", "wall_seconds", MD_INPUT_NUMBER},
+    {"run", "user_seconds", MD_INPUT_NUMBER},
+    {"run", "sys_seconds", MD_INPUT_NUMBER},
+    {"run", "max_rss_kb", MD_INPUT_NUMBER},
+    {"run", "minor_faults", MD_INPUT_NUMBER},
+    {"ops", "total", MD_INPUT_NUMBER},
+    {"ops", "source", MD_INPUT_NAME},
+    {"futex", "waits", MD_INPUT_NUMBER},
+    {"futex", "wait_seconds", MD_INPUT_NUMBER},
+    {"futex", "wait_share_of_wall", MD_INPUT_NUMBER},
+    {"futex", "allocator_waits", MD_INPUT_NUMBER},
+    {"futex", "allocator_wait_seconds", MD_INPUT_NUMBER},
+    {"futex_wait_stacks", "sampled", MD_INPUT_FLAG},
+    {"futex_wait_stacks", "allocator_waits", MD_INPUT_NUMBER},
+    {"futex_wait_stacks", "allocator_wait_seconds", MD_INPUT_NUMBER},
+    {"cpu", "sampled", MD_INPUT_FLAG},
+    {"cpu", "samples", MD_INPUT_NUMBER},
+    {"cpu", "allocator_share", MD_INPUT_NUMBER},
+    {"leaks", "tracked", MD_INPUT_FLAG},
+    {"attribution", "available", MD_INPUT_FLAG},
 };
 
 // -1 with err when v, the report's number at field, is not one a run measures.
@@ -306,21 +338,75 @@ static int check_input(double v, const char *name, const char *field, struct md_
     return 0;
 }
 
+// What a JSON value is, for an error naming a field of the wrong type.
+static const char *json_type_name(const cJSON *v)
+{
+    if (cJSON_IsString(v))
+        return "a string";
+    if (cJSON_IsBool(v))
+        return "true or false";
+    if (cJSON_IsNumber(v))
+        return "a number";
+    if (cJSON_IsArray(v))
+        return "a list";
+    return cJSON_IsObject(v) ? "an object" : "not a JSON value";
+}
+
+// -1 with err when v, present at field, is of another type than the field's (null is the
+// report's own "not measured", as an absent field).
+static int check_type(const cJSON *v, enum input_type type, const char *name, const char *field,
+                      struct md_error *err)
+{
+    static const char *const wanted[] = {"a number", "true or false", "a string"};
+    bool fits = !v || cJSON_IsNull(v) || (type == MD_INPUT_NUMBER && cJSON_IsNumber(v)) ||
+                (type == MD_INPUT_FLAG && cJSON_IsBool(v)) ||
+                (type == MD_INPUT_NAME && cJSON_IsString(v));
+    if (fits)
+        return type == MD_INPUT_NUMBER && cJSON_IsNumber(v)
+                   ? check_input(v->valuedouble, name, field, err)
+                   : 0;
+    if (cJSON_IsString(v))
+        return md_fail(err, "%s: %s is the string \"%.32s\": not %s", name, field, v->valuestring,
+                       wanted[type]);
+    return md_fail(err, "%s: %s is %s: not %s", name, field, json_type_name(v), wanted[type]);
+}
+
+// The objects the fields are in, and "syscalls", must be what the report writes (or null).
+static int check_containers(const cJSON *report, const char *name, struct md_error *err)
+{
+    const cJSON *s = obj(report, "syscalls");
+    for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
+        const cJSON *o = obj(report, inputs[i].object);
+        if (o && !cJSON_IsNull(o) && !cJSON_IsObject(o))
+            return md_fail(err, "%s: %s is %s: not an object", name, inputs[i].object,
+                           json_type_name(o));
+    }
+    if (s && !cJSON_IsNull(s) && !cJSON_IsArray(s))
+        return md_fail(err, "%s: syscalls is %s: not a list", name, json_type_name(s));
+    return 0;
+}
+
 static int check_inputs(const cJSON *report, const char *name, struct md_error *err)
 {
     char field[64];
     const cJSON *s;
+    if (check_containers(report, name, err))
+        return -1;
     for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
         const cJSON *v =
             cJSON_GetObjectItemCaseSensitive(obj(report, inputs[i].object), inputs[i].key);
         snprintf(field, sizeof field, "%s.%s", inputs[i].object, inputs[i].key);
-        if (cJSON_IsNumber(v) && check_input(v->valuedouble, name, field, err))
+        if (check_type(v, inputs[i].type, name, field, err))
             return -1;
     }
     cJSON_ArrayForEach(s, obj(report, "syscalls"))
     {
-        const cJSON *count = cJSON_GetObjectItemCaseSensitive(s, "count");
-        if (cJSON_IsNumber(count) && check_input(count->valuedouble, name, "syscalls[].count", err))
+        if (!cJSON_IsObject(s))
+            return md_fail(err, "%s: syscalls[] holds %s: not an object", name, json_type_name(s));
+        if (check_type(cJSON_GetObjectItemCaseSensitive(s, "name"), MD_INPUT_NAME, name,
+                       "syscalls[].name", err) ||
+            check_type(cJSON_GetObjectItemCaseSensitive(s, "count"), MD_INPUT_NUMBER, name,
+                       "syscalls[].count", err))
             return -1;
     }
     return 0;

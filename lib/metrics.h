@@ -67,12 +67,18 @@ void md_format_decimal(double value, char *buf, size_t size);
 void md_format_change(double pct, char *buf, size_t size);
 #define MD_CHANGE_TEXT_MAX 9
 
+// The change of a gate's compared row ({baseline, current, change_pct}) as text shows it:
+// md_format_change's; "new" from a baseline of 0; ">+99999%" past the largest number (a baseline
+// near 0); "-" when there is no change to show (0 -> 0).
+void md_format_row_change(const cJSON *row, char *buf, size_t size);
+
 // The widest text md_format_metric gives for a measured value: the width of a table's columns.
 #define MD_METRIC_TEXT_MAX 14
 
-// Checks the numbers of a report read back (a baseline, maybe edited by hand): each number the
-// metrics are made of is finite and not negative, and each gated metric's value fits
-// MD_METRIC_TEXT_MAX. -1 with err "NAME: FIELD is VALUE: why" naming the first that is not.
+// Checks the numbers of a report read back (a baseline, maybe edited by hand): each field the
+// metrics are made of is of its type (a number, not "2048"; true or false; a name) or null, each
+// number is finite and not negative, and each gated metric's value fits MD_METRIC_TEXT_MAX.
+// -1 with err "NAME: FIELD is VALUE: why" naming the first that is not.
 int md_metrics_check(const cJSON *report, const char *name, struct md_error *err);
 
 #endif

@@ -12,20 +12,27 @@ static const cJSON *run_of(const cJSON *r)
     return cJSON_GetObjectItemCaseSensitive(r, "run");
 }
 
+bool md_run_stopped_short(const cJSON *report, char *what, size_t size)
+{
+    const cJSON *run = run_of(report);
+    const char *signal = md_json_get_str(run, "signal");
+    const char *interrupted = md_json_get_str(run, "interrupted_by");
+    if (md_json_get_bool(run, "timed_out"))
+        snprintf(what, size, "the program timed out (--timeout)");
+    else if (signal)
+        snprintf(what, size, "the program was killed by SIG%s", signal);
+    else if (interrupted)
+        snprintf(what, size, "the run was interrupted by SIG%s", interrupted);
+    else
+        return false;
+    return true;
+}
+
 // Why a run that stopped short cannot be called healthy, or false when it ran to its end.
 static bool cut_short(const cJSON *r, char *why, size_t size)
 {
-    const cJSON *run = run_of(r);
-    const char *signal = md_json_get_str(run, "signal");
-    const char *interrupted = md_json_get_str(run, "interrupted_by");
     char what[96];
-    if (md_json_get_bool(run, "timed_out"))
-        snprintf(what, sizeof what, "the program timed out (--timeout)");
-    else if (signal)
-        snprintf(what, sizeof what, "the program was killed by SIG%s", signal);
-    else if (interrupted)
-        snprintf(what, sizeof what, "the run was interrupted by SIG%s", interrupted);
-    else
+    if (!md_run_stopped_short(r, what, sizeof what))
         return false;
     snprintf(why, size,
              "%s, so the numbers cover part of a run and that no rule fired does not mean healthy",

@@ -5,6 +5,7 @@
 #define MD_VERDICT_H
 
 #include <cJSON.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 enum md_verdict {
@@ -17,6 +18,11 @@ enum md_verdict {
 // SIGSEGV, so ...").
 enum md_verdict md_verdict_of(const cJSON *report, char *why, size_t size);
 const char *md_verdict_name(enum md_verdict verdict); // "findings", "healthy", "not-judged"
+
+// Whether the report's run stopped before the program's end (timed out, killed by a signal,
+// interrupted), and what stopped it in what ("the program timed out (--timeout)"): its numbers
+// cover part of a run.
+bool md_run_stopped_short(const cJSON *report, char *what, size_t size);
 
 // Adds {"status": name, "reason": why or null} to the report as "verdict".
 void md_verdict_add(cJSON *report);

@@ -251,3 +251,70 @@ PY
     [ "${#row}" -eq "${#header}" ]
     [[ "$output" == *"regression: peak RSS (KiB) 1e-300 -> "*" (>+99999%, limit 10%)"* ]]
 }
+
+@test "a baseline number edited into a string is refused before the run, naming the field" {
+    # a doctor report edited by hand: its metrics went missing, and the gate compared nothing
+    run "$T" doctor --json -o "$DIR/base.json" -- "$FX/toy-driver-fixed"
+    [ "$status" -eq 0 ]
+    for edit in "d['ops']['total'] = str(d['ops']['total'])" \
+        "d['run']['max_rss_kb'] = str(d['run']['max_rss_kb'])" \
+        "d['futex']['waits'] = {'n': 1}"; do
+        python3 -c "import json; d = json.load(open('$DIR/base.json')); $edit
+json.dump(d, open('$DIR/edited.json', 'w'))"
+        run "$T" doctor --baseline "$DIR/edited.json" --json -o "$DIR/sn.json" -- /bin/echo ran
+        echo "$edit: $output"
+        [ "$status" -eq 2 ]
+        [[ "$output" == "malloc-doctor: doctor: $DIR/edited.json: "*": not a number" ]]
+        [[ "$output" != *ran* ]]
+        [ ! -e "$DIR/sn.json" ]
+    done
+    [[ "$output" == *"futex.waits is an object: not a number" ]]
+}
+
+@test "a gate that compares no metric fails with exit 2 instead of passing" {
+    # peak RSS alone, of a run that tracked leaks (doctor's), against a trace run: not alike
+    echo '{"schema": "malloc-doctor/1", "command": "doctor", "run": {"max_rss_kb": 2048},
+           "leaks": {"tracked": true}}' >"$DIR/base.json"
+    run "$T" trace --baseline "$DIR/base.json" --json -o "$DIR/r.json" -- /bin/echo ran
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"gate: nothing compared with $DIR/base.json: no metric was measured alike in both runs (peak_rss_kb, "* ]]
+    [ "$(qf "$DIR/r.json" "(r['gate']['passed'], r['gate']['compared'])")" = "(False, [])" ]
+}
+
+@test "a baseline of a run that stopped short is compared with a warning" {
+    run "$T" trace --timeout 0.2 --json -o "$DIR/base.json" -- sleep 5
+    [ "$(qf "$DIR/base.json" "r['run']['timed_out']")" = True ]
+    run "$T" trace --baseline "$DIR/base.json" --max-regression 1000000 --json -o "$DIR/r.json" \
+        -- "$FX/toy-driver-fixed"
+    [ "$status" -le 1 ]
+    [[ "$output" == *"warning: $DIR/base.json covers only part of a run (the program timed out (--timeout)): this run is compared with that part"* ]]
+    [ "$(qf "$DIR/r.json" "[w for w in r['gate']['warnings'] if 'covers only part' in w] != []")" = True ]
+}
+
+@test "the gate's table says new for a change from 0, and why a change past the limit passed" {
+    run "$T" trace --json -o "$DIR/base.json" -- "$FX/toy-driver-fixed"
+    [ "$status" -eq 0 ]
+    # one memory syscall per 100000 ops: toy-driver-fixed's 0.1 or so per 1000 is +900% or more,
+    # but under the floor of 1 per 1000; none: the header bug's 9 per 1000 is new
+    python3 - "$DIR" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1] + '/base.json'))
+d['syscalls'] = [{'name': 'mmap', 'count': d['ops']['total'] / 100000}]
+json.dump(d, open(sys.argv[1] + '/one.json', 'w'))
+d['syscalls'] = []
+json.dump(d, open(sys.argv[1] + '/none.json', 'w'))
+PY
+    run "$T" trace --baseline "$DIR/one.json" -o "$DIR/floor.txt" -- "$FX/toy-driver-fixed"
+    [ "$status" -le 1 ] # peak RSS is the noise's
+    row=$(grep '^memory syscalls per 1000 ops ' "$DIR/floor.txt")
+    echo "$row"
+    [[ "$row" =~ ^memory\ syscalls\ per\ 1000\ ops\ +0\.010\ +[0-9.]+\ +\+[0-9.]+%\ \(below\ noise\ floor\)$ ]]
+    run "$T" trace --baseline "$DIR/none.json" -o "$DIR/new.txt" -- "$FX/toy-driver"
+    [ "$status" -eq 1 ]
+    header=$(grep '^METRIC .*CHANGE$' "$DIR/new.txt")
+    row=$(grep '^memory syscalls per 1000 ops ' "$DIR/new.txt")
+    echo "$header"$'\n'"$row"
+    [[ "$row" =~ ^memory\ syscalls\ per\ 1000\ ops\ +0\.000\ +[0-9.]+\ +new$ ]]
+    [ "${#row}" -eq "${#header}" ]
+    [[ "$output" == *"regression: memory syscalls per 1000 ops 0.000 -> "*" (new, limit 10%)"* ]]
+}

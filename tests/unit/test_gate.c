@@ -12,6 +12,7 @@
 
 #include "lib/gate.h"
 #include "lib/metrics.h"
+#include "lib/report.h"
 #include "rules/rules.h"
 
 // A trace report with the gated numbers: RSS, memory syscalls and futex waits over 100000 ops,
@@ -246,6 +247,143 @@ static void reader_refuses_what_is_not_a_trace_report(void **state)
     assert_int_equal(md_baseline_parse(unterminated, 2, "u.json", &r, &err), -1);
 }
 
+// The error md_baseline_parse gives for a report with the given members, or "" when it reads it.
+static const char *refusal(const char *members)
+{
+    static char msg[512];
+    char json[1024];
+    struct md_error err;
+    cJSON *r = NULL;
+    snprintf(json, sizeof json, "{\"schema\":\"malloc-doctor/1\",\"command\":\"doctor\",%s}",
+             members);
+    int rc = md_baseline_parse(json, strlen(json), "b.json", &r, &err);
+    cJSON_Delete(r);
+    snprintf(msg, sizeof msg, "%s", rc ? err.msg : "");
+    return msg;
+}
+
+static void reader_refuses_fields_of_another_type(void **state)
+{
+    (void)state;
+    // a number edited into a string made its metric missing: the gate compared less, or nothing
+    assert_string_equal(refusal("\"run\":{\"max_rss_kb\":\"2384\"}"),
+                        "b.json: run.max_rss_kb is the string \"2384\": not a number");
+    assert_string_equal(refusal("\"run\":{\"max_rss_kb\":2048},"
+                                "\"ops\":{\"total\":\"10001\",\"source\":\"probe\"}"),
+                        "b.json: ops.total is the string \"10001\": not a number");
+    assert_string_equal(refusal("\"run\":{\"max_rss_kb\":2048},\"futex\":{\"waits\":true}"),
+                        "b.json: futex.waits is true or false: not a number");
+    assert_string_equal(refusal("\"run\":{\"max_rss_kb\":{\"kb\":2048}}"),
+                        "b.json: run.max_rss_kb is an object: not a number");
+    assert_string_equal(refusal("\"run\":{\"max_rss_kb\":2048},"
+                                "\"syscalls\":[{\"name\":\"mmap\",\"count\":\"7\"}]"),
+                        "b.json: syscalls[].count is the string \"7\": not a number");
+    assert_string_equal(refusal("\"run\":{\"max_rss_kb\":2048},\"leaks\":{\"tracked\":\"yes\"}"),
+                        "b.json: leaks.tracked is the string \"yes\": not true or false");
+    assert_string_equal(refusal("\"run\":\"fast\""), "b.json: run is a string: not an object");
+    assert_string_equal(refusal("\"run\":{\"max_rss_kb\":2048},\"syscalls\":{}"),
+                        "b.json: syscalls is an object: not a list");
+    // null is the report's own "not measured" (ops.total of a run that counted none)
+    assert_string_equal(
+        refusal("\"run\":{\"max_rss_kb\":2048},"
+                "\"ops\":{\"total\":null,\"source\":null},\"futex_wait_stacks\":null"),
+        "");
+}
+
+static void a_gate_that_compares_nothing_does_not_pass(void **state)
+{
+    (void)state;
+    // a doctor baseline (leaks tracked) with peak RSS alone, against a trace run: not alike
+    cJSON *before = cJSON_Parse("{\"run\":{\"max_rss_kb\":2048},\"leaks\":{\"tracked\":true}}");
+    cJSON *after = report(2048, 500, 10, 0.1, 0.2);
+    assert_int_equal(md_gate_check(before, "base.json", 10, after), -1);
+    cJSON *gate = cJSON_GetObjectItem(after, "gate");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(gate, "compared")), 0);
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(gate, "passed")));
+    cJSON_Delete(before);
+    cJSON_Delete(after);
+}
+
+// The gate's "warnings" of a run against before, joined by " | ".
+static const char *warnings(cJSON *before, cJSON *after)
+{
+    static char text[1024];
+    size_t len = 0;
+    const cJSON *w;
+    md_gate_check(before, "base.json", 10, after);
+    text[0] = 0;
+    cJSON_ArrayForEach(w, cJSON_GetObjectItem(cJSON_GetObjectItem(after, "gate"), "warnings"))
+    {
+        md_append_text(text, sizeof text, &len, len ? " | " : "");
+        md_append_text(text, sizeof text, &len, w->valuestring);
+    }
+    cJSON_Delete(before);
+    cJSON_Delete(after);
+    return text;
+}
+
+static cJSON *stopped(cJSON *r, const char *key, cJSON *value)
+{
+    cJSON_AddItemToObject(cJSON_GetObjectItem(r, "run"), key, value);
+    return r;
+}
+
+static void a_baseline_of_part_of_a_run_is_said(void **state)
+{
+    (void)state;
+    assert_string_equal(warnings(report(4096, 500, 10, 0.1, 0.2), report(4096, 500, 10, 0.1, 0.2)),
+                        "");
+    assert_string_equal(
+        warnings(stopped(report(4096, 500, 10, 0.1, 0.2), "timed_out", cJSON_CreateTrue()),
+                 report(4096, 500, 10, 0.1, 0.2)),
+        "base.json covers only part of a run (the program timed out (--timeout)): this run is "
+        "compared with that part");
+    assert_string_equal(
+        warnings(
+            stopped(report(4096, 500, 10, 0.1, 0.2), "interrupted_by", cJSON_CreateString("INT")),
+            report(4096, 500, 10, 0.1, 0.2)),
+        "base.json covers only part of a run (the run was interrupted by SIGINT): this run is "
+        "compared with that part");
+}
+
+static void each_compared_row_says_why_it_passed(void **state)
+{
+    (void)state;
+    char text[32];
+    // 0.075 -> 0.750 memory syscalls per 1000 ops: +900%, under the floor of 1 per 1000
+    cJSON *before = report(4096, 7.5, 10, 0.1, 0.2), *after = report(4096, 75, 10, 0.1, 0.2);
+    assert_int_equal(md_gate_check(before, "base.json", 10, after), 0);
+    const cJSON *row, *gate = cJSON_GetObjectItem(after, "gate");
+    cJSON_ArrayForEach(row, cJSON_GetObjectItem(gate, "compared"))
+    {
+        const char *key = cJSON_GetObjectItem(row, "metric")->valuestring;
+        const char *result = cJSON_GetObjectItem(row, "result")->valuestring;
+        assert_string_equal(result, strcmp(key, "memory_syscalls_per_op") ? "within-limit"
+                                                                          : "below-noise-floor");
+        if (!strcmp(key, "futex_waits_per_op")) { // 0.1 -> 0.1 per 1000
+            md_format_row_change(row, text, sizeof text);
+            assert_string_equal(text, "+0.0%");
+        }
+    }
+    cJSON_Delete(before);
+    cJSON_Delete(after);
+    // 0 -> 126720 KiB fails as "new"; 0 -> 0 is no change
+    before = report(0, 500, 0, 0.1, 0.2), after = report(126720, 500, 0, 0.1, 0.2);
+    assert_int_equal(md_gate_check(before, "base.json", 10, after), 1);
+    row = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(after, "gate"), "regressions"),
+                             0);
+    assert_string_equal(cJSON_GetObjectItem(row, "result")->valuestring, "regression");
+    md_format_row_change(row, text, sizeof text);
+    assert_string_equal(text, "new");
+    row =
+        cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(after, "gate"), "compared"), 2);
+    assert_string_equal(cJSON_GetObjectItem(row, "metric")->valuestring, "futex_waits_per_op");
+    md_format_row_change(row, text, sizeof text);
+    assert_string_equal(text, "-");
+    cJSON_Delete(before);
+    cJSON_Delete(after);
+}
+
 static void numbers_are_shown_in_plain_decimals(void **state)
 {
     (void)state;
@@ -296,6 +434,10 @@ int main(void)
         cmocka_unit_test(cpu_share_changes_within_sampling_error_pass),
         cmocka_unit_test(metrics_missing_in_one_report_are_not_compared),
         cmocka_unit_test(reader_refuses_what_is_not_a_trace_report),
+        cmocka_unit_test(reader_refuses_fields_of_another_type),
+        cmocka_unit_test(a_gate_that_compares_nothing_does_not_pass),
+        cmocka_unit_test(a_baseline_of_part_of_a_run_is_said),
+        cmocka_unit_test(each_compared_row_says_why_it_passed),
         cmocka_unit_test(numbers_are_shown_in_plain_decimals),
         cmocka_unit_test(findings_are_counted_by_severity_in_files_and_top_level),
     };
