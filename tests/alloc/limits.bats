@@ -63,7 +63,7 @@ ulimit_run() {
     done
 }
 
-@test "MDALLOC_STATS: a program's dup2 onto fd 100 or onto mdalloc's copy gets none of the statistics" {
+@test "MDALLOC_STATS: a program's dup2 onto fd 100 or 1000 gets none of the statistics" {
     local fds="100"
     [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -gt 1001 ] && fds="100 1000"
     for flavor in $FLAVORS; do
@@ -81,4 +81,22 @@ ulimit_run() {
     [ "$status" -eq 0 ]
     [[ "$output" == *"mdalloc: stats: mmap_calls"* ]]
     [ "$(cat out100)" = data ]
+}
+
+# bash takes an open close-on-exec descriptor for one of its own: `exec N>file` on it leaves it
+# in place and moves the file away, so while mdalloc kept its copy of stderr at fd 1000 (100 where
+# RLIMIT_NOFILE is 1000 or less) a script's `echo >&1000` went to stderr. No descriptor is held now.
+@test "MDALLOC_STATS: a bash script can use fd 1000, and fd 100 under ulimit -n 1000" {
+    cd "$BATS_TEST_TMPDIR"
+    printf 'exec 1000>out1000\necho via-exec >&1000\n' >s.sh
+    MDALLOC_STATS=1 LD_PRELOAD=$MDA_GLIBC_SO bash s.sh 2>err
+    cat err
+    [ "$(cat out1000)" = via-exec ]
+    grep -q '^mdalloc: stats: mmap_calls' err
+    ! grep -q via-exec err
+    printf 'exec 100>out100\necho to100 >&100\n' >s100.sh
+    (ulimit -n 1000 && MDALLOC_STATS=1 LD_PRELOAD=$MDA_GLIBC_SO bash s100.sh 2>err)
+    cat err
+    [ "$(cat out100)" = to100 ]
+    grep -q '^mdalloc: stats: mmap_calls' err
 }

@@ -94,8 +94,9 @@ static int keys(int n)
 
 static int fds(int argc, char **argv)
 {
-    // The program allocates before it sets up its descriptors, so mdalloc has made its copy of
-    // stderr by then (volatile: a malloc whose block is only freed may be optimised away).
+    // The program allocates before it sets up its descriptors, so mdalloc has read its options by
+    // then (before, it took its copy of stderr at fd 100 or 1000 there; volatile: a malloc whose
+    // block is only freed may be optimised away).
     void *volatile p = malloc(100);
     free(p);
     int fd = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644);
