@@ -51,6 +51,38 @@ ulimit_run() {
     done
 }
 
+# Between about 9 and 14 MB (by build) a 4 MiB segment no longer fits but a page still does: a
+# small block then gets a mapping of its own. Before, malloc(10) failed there while
+# malloc(1000000), aligned_alloc and calloc then succeeded; with the preloads even the page failed,
+# as the one aligned address tried below the kernel's place held a library.
+@test "under a tight ulimit -v malloc(10) never fails where malloc(1000000) succeeds" {
+    for flavor in $FLAVORS; do
+        for kib in $(seq 11000 1000 18000); do
+            ulimit_run $flavor $kib small_big
+            echo "$flavor $kib: $status $output"
+            [[ "$output" != *"small failed big ok"* ]]
+            [[ "$output" != *"small failed"*"aligned ok"* ]]
+        done
+        ulimit_run $flavor 18000 small_big
+        [[ "$output" == *"small ok big ok aligned ok calloc ok"* ]]
+    done
+}
+
+# The over-mapping for a 32 GiB alignment is refused by heuristic overcommit on a machine with
+# less memory: the block is mapped at its size at an aligned address below the kernel's place.
+# Only the first such address was tried, which the first block holds: the second failed (ENOMEM).
+@test "two live blocks aligned to 32 GiB (the over-mapping refused by overcommit)" {
+    local kib
+    kib=$(awk '/MemTotal|SwapTotal/ {kib += $2} END {print kib}' /proc/meminfo)
+    [ "$(cat /proc/sys/vm/overcommit_memory)" = 0 ] && [ "$kib" -lt 33554432 ] ||
+        skip "overcommit grants the 32 GiB over-mapping here"
+    for flavor in $FLAVORS; do
+        run_with $flavor limits align35
+        echo "$flavor: $output"
+        [ "$status" -eq 0 ]
+    done
+}
+
 @test "threads' heaps are reused when a constructor took every pthread key before the first malloc" {
     for flavor in $FLAVORS; do
         MDA_EAT_KEYS=1 MDALLOC_STATS=1 run_with $flavor limits keys 300
