@@ -232,6 +232,31 @@ EOF
     [[ "$output" == *'<malloc version="mdalloc">'* ]]
 }
 
+# glibc's malloc_info refuses any option by returning EINVAL and leaves errno alone; mdalloc's
+# returned -1 with errno EINVAL.
+@test "malloc_info with an option returns EINVAL and leaves errno, as glibc's (preload and archive)" {
+    cat >"$WORK/info.c" <<'EOF'
+#include <errno.h>
+#include <malloc.h>
+#include <stdio.h>
+int main(void)
+{
+    errno = 0;
+    int ret = malloc_info(1, stdout);
+    printf("ret %d errno %d\n", ret, errno);
+    return 0;
+}
+EOF
+    gcc -O2 -o "$WORK/info" "$WORK/info.c"
+    gcc -static -O2 -o "$WORK/info-static" "$WORK/info.c" \
+        -Wl,--whole-archive "$MDA_GLIBC_A" -Wl,--no-whole-archive
+    [ "$("$WORK/info")" = "ret 22 errno 0" ] # glibc's own
+    run env LD_PRELOAD="$MDA_GLIBC_SO" "$WORK/info"
+    [ "$output" = "ret 22 errno 0" ]
+    run "$WORK/info-static"
+    [ "$output" = "ret 22 errno 0" ]
+}
+
 @test "musl archive objects make no libc call that could pull musl's malloc back in" {
     run bash -c "nm --undefined-only '$MDA_MUSL_A' | awk '{print \$2}' | sort -u"
     [ "$status" -eq 0 ]
