@@ -26,6 +26,11 @@ MD_NOINLINE void *md_malloc_generic(size_t n)
     void *p;
     if (n <= MD_LARGE_MAX) {
         p = md_page_malloc_slow(h, n);
+        // No segment fits in the address space left (`ulimit -v`): a block of its own, which
+        // needs a page or a few instead of 4 MiB (before, malloc(10) failed there while
+        // malloc(1000000) then succeeded).
+        if (p == NULL)
+            p = md_huge_alloc(n, MD_ALIGNMENT, 0, false);
     } else {
         md_heap_maintain(h); // a program that only makes huge blocks still purges its pages
         p = n > MD_MAX_REQUEST ? NULL : md_huge_alloc(n, MD_ALIGNMENT, 0, false);
@@ -135,11 +140,16 @@ static void *md_alloc_aligned(size_t align, size_t n)
         if (p == NULL)
             return NULL;
         uint8_t *q = (uint8_t *)md_align_up((uintptr_t)p, align);
-        if (q != p) {
-            md_page_t *pg = md_page_head(md_page_of(md_segment_of(p), p));
+        md_page_t *pg = md_page_head(md_page_of(md_segment_of(p), p));
+        if (q == p)
+            return q;
+        if (!(pg->flags & MD_PAGE_HUGE)) {
             pg->flags |= MD_PAGE_HAS_ALIGNED;
+            return q;
         }
-        return q;
+        // malloc's fallback under `ulimit -v` gave a huge block, whose only valid address is its
+        // start: one placed at the alignment instead
+        md_free_generic(p, MD_OP_FREE);
     }
     if (md_tls_heap == NULL && !md_heap_ready())
         return md_enomem();

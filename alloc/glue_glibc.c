@@ -112,10 +112,11 @@ void malloc_stats(void)
 
 int malloc_info(int options, FILE *fp)
 {
-    if (options != 0) { // glibc's own refuses every option, none being defined
-        errno = EINVAL;
-        return -1;
-    }
+    // glibc's own refuses every option, none being defined. The man page says -1 with errno
+    // EINVAL (what this returned before), but glibc 2.36 returns EINVAL itself and leaves errno
+    // alone; a drop-in replacement does what the library does.
+    if (options != 0)
+        return EINVAL;
     struct mallinfo2 mi = mallinfo2();
     fprintf(fp,
             "<malloc version=\"mdalloc\">\n<total type=\"mapped\" size=\"%zu\"/>\n"

@@ -16,13 +16,19 @@ md_options_t md_options = {
     .cache_max = 128,
 };
 md_stats_t md_stats;
-// Where the statistics go: a duplicate of stderr taken at initialisation, since many programs
-// close fd 2 before exit (coreutils' close_stdout does, in sort and ls), and the counters are
-// printed after that, from a destructor. Only with MDALLOC_STATS: otherwise the process keeps no
-// descriptor of ours.
-static int md_stats_fd = 2;
-static uint64_t md_stats_dev, md_stats_ino; // the file of the copy (stderr when it was made)
-_Atomic int md_process_ready;               // 0: not yet, 1: someone initialising, 2: done
+// Where the statistics go. They are printed at exit, from a destructor, after many programs have
+// closed fd 2 (coreutils' close_stdout does, in sort and ls) or made it another file. Before,
+// mdalloc kept a close-on-exec duplicate of stderr for them (at fd 1000, earlier at 100), but any
+// descriptor the allocator holds is one the program can see and collide with: bash takes a
+// close-on-exec descriptor for one of its own, so `exec 1000>file` left mdalloc's copy there and
+// `echo x >&1000` went to stderr. Now none is held: the file of fd 2 is recorded at initialisation
+// (device and inode, and the path of a regular file or terminal), and at exit the counters go to
+// fd 2 if it is still that file, else to that file opened again by its path, else nowhere
+// (writing into a file of the program's would change its output).
+static bool md_stats_known; // fd 2 was open when the options were read
+static uint64_t md_stats_dev, md_stats_ino;
+static char md_stats_path[4096]; // empty: stderr cannot be opened again (a pipe, a socket)
+_Atomic int md_process_ready;    // 0: not yet, 1: someone initialising, 2: done
 
 // The string that identifies mdalloc inside a (possibly stripped) binary.
 __attribute__((used)) static const char md_ident[] = "mdalloc: version " MD_VERSION;
@@ -192,14 +198,9 @@ void md_process_init(void)
     md_options.verbose = md_env_bool("MDALLOC_VERBOSE");
     md_options.stats = md_env_bool("MDALLOC_STATS");
     if (md_options.stats) {
-        int fd = md_prim_dup_stderr();
-        if (fd >= 0 && md_prim_fd_identity(fd, &md_stats_dev, &md_stats_ino)) {
-            md_stats_fd = fd;
-        } else { // a copy whose file is unknown cannot be checked: none is kept
-            if (fd >= 0)
-                md_prim_close(fd);
-            md_stats_fd = fd >= 0 ? -1 : 2;
-        }
+        md_stats_known = md_prim_fd_identity(2, &md_stats_dev, &md_stats_ino);
+        if (md_stats_known && !md_prim_fd_path(2, md_stats_path, sizeof md_stats_path))
+            md_stats_path[0] = 0;
     }
     md_options.purge_delay_ms =
         md_env_u32("MDALLOC_PURGE_DELAY", md_options.purge_delay_ms, 0xffffffffu);
@@ -264,32 +265,25 @@ static void md_print_counter(int fd, const char *name, uint64_t v)
     md_prim_write_fd(fd, buf, (size_t)(p - buf));
 }
 
-// Where the statistics go at exit: the copy of stderr while it still is that file. A program may
-// have closed it and opened or dup2'd something else onto that number (the copy is only
-// close-on-exec); then fd 2 if it is still the original stderr, else nowhere: writing into a
-// file of the program's would change its output.
 static bool md_stats_file_at(int fd)
 {
     uint64_t dev, ino;
     return md_prim_fd_identity(fd, &dev, &ino) && dev == md_stats_dev && ino == md_stats_ino;
 }
 
-static int md_stats_out(void)
-{
-    if (md_stats_fd < 0)
-        return -1;
-    if (md_stats_fd == 2)
-        return 2;
-    if (md_stats_file_at(md_stats_fd))
-        return md_stats_fd;
-    return md_stats_file_at(2) ? 2 : -1;
-}
-
 void md_print_stats(void)
 {
-    md_stats_fd = md_stats_out();
-    if (md_stats_fd >= 0)
-        md_print_stats_to(md_stats_fd);
+    if (!md_stats_known)
+        return;
+    if (md_stats_file_at(2)) {
+        md_print_stats_to(2);
+        return;
+    }
+    int fd = md_stats_path[0] ? md_prim_open_append(md_stats_path) : -1;
+    if (fd >= 0 && md_stats_file_at(fd)) // the path may name another file by now
+        md_print_stats_to(fd);
+    if (fd >= 0)
+        md_prim_close(fd);
 }
 
 void md_print_stats_to(int fd)

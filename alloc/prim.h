@@ -27,8 +27,11 @@ void *md_prim_remap_aligned(void *addr, size_t old_size, size_t new_size, size_t
 uint64_t md_prim_clock_ms(void);
 void md_prim_write_stderr(const char *s, size_t len);
 void md_prim_write_fd(int fd, const char *s, size_t len);
-// A close-on-exec duplicate of fd 2 at a high number, or -1.
-int md_prim_dup_stderr(void);
+// The path of the file open at fd (at most size - 1 bytes) if it is a regular file or a terminal,
+// which can be opened again by that path; false otherwise.
+bool md_prim_fd_path(int fd, char *buf, size_t size);
+// Open path for appending (close-on-exec, never as a controlling terminal); -1 on failure.
+int md_prim_open_append(const char *path);
 // The device and inode of the file open at fd; false if fd is not open.
 bool md_prim_fd_identity(int fd, uint64_t *dev, uint64_t *ino);
 void md_prim_close(int fd);

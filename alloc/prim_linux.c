@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -176,18 +177,44 @@ void md_prim_write_fd(int fd, const char *s, size_t len)
     }
 }
 
-// The duplicate goes at or above this number, far from the ones that programs and shells pick for
-// themselves (`exec 3>file`, bash's `exec 100>file`, a dup2 onto 100: with the copy at 100, bash
-// could not use that descriptor and a dup2 onto it got mdalloc's statistics in the program's file).
-// Where RLIMIT_NOFILE is 1000 or less, the next choice is 100.
-#define MD_PRIM_DUP_FD_MIN 1000
-#define MD_PRIM_DUP_FD_LOW 100
-
-int md_prim_dup_stderr(void)
+// Only files that can be opened again by their path without side effects qualify: a regular file
+// or a terminal. A pipe or socket has no path, opening a FIFO for writing blocks, and opening some
+// devices acts on them (a tape rewinds when closed).
+static bool md_prim_reopenable(int fd, const struct stat *st)
 {
-    long ret = md_syscall6(SYS_fcntl, 2, F_DUPFD_CLOEXEC, MD_PRIM_DUP_FD_MIN, 0, 0, 0);
-    if (md_syscall_failed(ret))
-        ret = md_syscall6(SYS_fcntl, 2, F_DUPFD_CLOEXEC, MD_PRIM_DUP_FD_LOW, 0, 0, 0);
+    if (S_ISREG(st->st_mode))
+        return true;
+    char termios[64] __attribute__((aligned(8))); // the kernel's struct termios is 36 bytes
+    return S_ISCHR(st->st_mode) &&
+           !md_syscall_failed(md_syscall6(SYS_ioctl, fd, TCGETS, (long)termios, 0, 0, 0));
+}
+
+bool md_prim_fd_path(int fd, char *buf, size_t size)
+{
+    struct stat st;
+    if (md_syscall_failed(md_syscall6(SYS_fstat, fd, (long)&st, 0, 0, 0, 0)) ||
+        !md_prim_reopenable(fd, &st))
+        return false;
+    char link[32] = "/proc/self/fd/", digits[12];
+    size_t nd = 0;
+    for (unsigned v = (unsigned)fd; nd == 0 || v > 0; v /= 10)
+        digits[nd++] = (char)('0' + v % 10);
+    char *p = link + strlen(link);
+    while (nd > 0)
+        *p++ = digits[--nd];
+    *p = 0;
+    long n = md_syscall6(SYS_readlinkat, AT_FDCWD, (long)link, (long)buf, (long)size - 1, 0, 0);
+    if (md_syscall_failed(n) || n == 0 || (size_t)n >= size - 1 || buf[0] != '/')
+        return false; // not there (no /proc), or maybe cut short
+    buf[n] = 0;
+    return true;
+}
+
+int md_prim_open_append(const char *path)
+{
+    // O_NONBLOCK: should the path have become a FIFO since, the open does not wait for a reader.
+    long flags = O_WRONLY | O_APPEND | O_NOCTTY | O_CLOEXEC | O_NONBLOCK;
+    long ret = md_syscall6(SYS_openat, AT_FDCWD, (long)path, flags, 0, 0, 0);
     return md_syscall_failed(ret) ? -1 : (int)ret;
 }
 

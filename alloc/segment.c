@@ -51,27 +51,34 @@ static void *md_os_mapped(uintptr_t base, size_t lead)
     return (void *)base;
 }
 
+// Aligned addresses tried below the kernel's place when over-mapping does not fit.
+#define MD_OS_EXACT_TRIES 32
+
 // When the address space is too short to over-map (`ulimit -v`: the first 4 MiB segment needed 8
-// MiB, so malloc(10) failed where malloc(1000000), a smaller over-mapping, succeeded): map exactly
-// the size, and if the kernel's place is not aligned, try the aligned address just below it, which
-// is usually free since the kernel places mappings top-down. Never needs more than `size` bytes.
+// MiB, so malloc(10) failed where malloc(1000000), a smaller over-mapping, succeeded), or the
+// over-mapping is bigger than overcommit grants (an alignment of 32 GiB): map exactly the size,
+// and if the kernel's place is not aligned, try the aligned addresses below it, which are usually
+// free since the kernel places mappings top-down. Only the first one was tried before, but it may
+// hold a library (a preloaded mdalloc under `ulimit -v`: a one-page block for malloc(10) failed)
+// or the previous such block (a second live block aligned to 32 GiB failed). Never needs more
+// than `size` bytes.
 static void *md_os_map_exact(size_t size, size_t align, size_t lead)
 {
     uint8_t *raw = md_prim_mmap(NULL, size);
     if (raw == NULL)
         return NULL;
     uintptr_t base = (((uintptr_t)raw + lead) & ~(uintptr_t)(align - 1)) - lead;
-    if (base != (uintptr_t)raw) {
-        md_prim_munmap(raw, size);
-        raw = base >= align ? md_prim_mmap((void *)base, size) : NULL;
-        if (raw != NULL && (uintptr_t)raw != base) {
+    if (base == (uintptr_t)raw)
+        return md_os_mapped(base, lead);
+    md_prim_munmap(raw, size);
+    for (int i = 0; i < MD_OS_EXACT_TRIES && base >= align; i++, base -= align) {
+        raw = md_prim_mmap((void *)base, size);
+        if (raw == (uint8_t *)base)
+            return md_os_mapped(base, lead);
+        if (raw != NULL) // the kernel put it elsewhere: that address is taken
             md_prim_munmap(raw, size);
-            raw = NULL;
-        }
-        if (raw == NULL)
-            return NULL;
     }
-    return md_os_mapped(base, lead);
+    return NULL;
 }
 
 // Map `size` bytes aligned to `align` (a multiple of MD_SEGMENT_SIZE), `lead` bytes before an

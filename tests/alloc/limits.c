@@ -3,6 +3,9 @@
 //   big GIB        malloc and calloc of GIB GiB fail with ENOMEM (the memory is never touched)
 //   grow A B       a block of A MiB, filled, grows by realloc to B MiB with its contents
 //   small          malloc(10) (under a tight `ulimit -v` the first segment must still fit)
+//   small_big      malloc(10), then malloc(1000000), aligned_alloc(64, 100) and calloc(1, 100):
+//                  "small ok|failed big ok|failed aligned ok|failed calloc ok|failed"
+//   align35        two live blocks aligned to 32 GiB (posix_memalign, then aligned_alloc)
 //   keys N         N threads one after the other, each allocating; with MDA_EAT_KEYS=1 a
 //                  constructor first takes every pthread key, as a program may before it allocates
 //   fds FILE FD... after a first malloc, FILE opened and dup2'd onto each FD, "data" written to
@@ -11,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,8 +98,9 @@ static int keys(int n)
 
 static int fds(int argc, char **argv)
 {
-    // The program allocates before it sets up its descriptors, so mdalloc has made its copy of
-    // stderr by then (volatile: a malloc whose block is only freed may be optimised away).
+    // The program allocates before it sets up its descriptors, so mdalloc has read its options by
+    // then (before, it took its copy of stderr at fd 100 or 1000 there; volatile: a malloc whose
+    // block is only freed may be optimised away).
     void *volatile p = malloc(100);
     free(p);
     int fd = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -109,6 +114,41 @@ static int fds(int argc, char **argv)
     return 0;
 }
 
+static const char *ok(const void *p)
+{
+    return p != NULL ? "ok" : "failed";
+}
+
+static int small_big(void)
+{
+    void *volatile small = malloc(10);
+    void *volatile big = malloc(1000000);
+    unsigned char *aligned = aligned_alloc(64, 100);
+    unsigned char *zeroed = calloc(1, 100);
+    if ((aligned != NULL && (uintptr_t)aligned % 64 != 0) || (zeroed != NULL && zeroed[99] != 0))
+        return 1;
+    printf("small %s big %s aligned %s calloc %s\n", ok(small), ok(big), ok(aligned), ok(zeroed));
+    free(small);
+    free(big);
+    free(aligned);
+    free(zeroed);
+    return 0;
+}
+
+static int align35(void)
+{
+    size_t align = (size_t)1 << 35;
+    void *a = NULL;
+    int err = posix_memalign(&a, align, 100);
+    void *b = aligned_alloc(align, 100);
+    printf("first %s (%d) second %s (%s)\n", ok(a), err, ok(b), b ? "" : strerror(errno));
+    if (((uintptr_t)a | (uintptr_t)b) % align != 0)
+        return 1;
+    free(a);
+    free(b);
+    return a == NULL || b == NULL;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 3 && strcmp(argv[1], "big") == 0)
@@ -120,10 +160,15 @@ int main(int argc, char **argv)
         printf("malloc(10)=%p\n", p);
         return p == NULL;
     }
+    if (argc >= 2 && strcmp(argv[1], "small_big") == 0)
+        return small_big();
+    if (argc >= 2 && strcmp(argv[1], "align35") == 0)
+        return align35();
     if (argc >= 3 && strcmp(argv[1], "keys") == 0)
         return keys(atoi(argv[2]));
     if (argc >= 3 && strcmp(argv[1], "fds") == 0)
         return fds(argc, argv);
-    fprintf(stderr, "usage: limits big GIB | grow A B | small | keys N | fds FILE FD...\n");
+    fprintf(stderr, "usage: limits big GIB | grow A B | small | small_big | align35 | keys N | fds "
+                    "FILE FD...\n");
     return 2;
 }
