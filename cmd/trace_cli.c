@@ -12,6 +12,7 @@
 #include "lib/compare.h"
 #include "lib/metrics.h"
 #include "lib/report.h"
+#include "rules/rules.h"
 
 // A year: anything longer is a typo, and the deadline arithmetic stays far from overflow.
 #define MD_MAX_TIMEOUT_SECONDS 31536000.0
@@ -239,6 +240,26 @@ static const char *str(const cJSON *o, const char *key, const char *fallback)
     return s ? s : fallback;
 }
 
+// The probe file's pages count in the peak RSS (with --leaks, up to twice the live heap): when
+// the rules take a tenth of it or more out, the peak RSS without them (one process), or how much
+// they were (several processes, which shared them in proportions the tool cannot know). Below
+// that, or where the rules keep the peak RSS whole (a small program, whose exit records read
+// low), they change no figure much.
+#define MD_PROBE_RSS_NOTE_SHARE 0.1
+static void probe_rss_note(const cJSON *r, char *out, size_t size)
+{
+    const cJSON *run = cJSON_GetObjectItemCaseSensitive(r, "run");
+    double probe = num(run, "probe_file_kb"), processes, rss = num(run, "max_rss_kb");
+    double own = md_rule_trace_program_rss_kb(r, &processes);
+    if (probe <= 0 || rss - own < MD_PROBE_RSS_NOTE_SHARE * rss)
+        *out = 0;
+    else if (processes <= 1)
+        snprintf(out, size, " (%.1f MB without the probe's file)", own / 1024);
+    else
+        snprintf(out, size, " (the probe's file counts in it: %.1f MB over the %.0f processes)",
+                 probe / 1024, processes);
+}
+
 void md_render_trace_header(const cJSON *r)
 {
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(r, "target");
@@ -284,10 +305,13 @@ void md_render_trace_header(const cJSON *r)
         printf("exit: killed by SIG%s", sig);
     else
         printf("exit: %d", (int)num(run, "exit_code"));
-    printf("   wall %.3f s   user %.3f s   sys %.3f s   peak RSS %.1f MB   faults %.0f minor, "
+    char probe[96];
+    probe_rss_note(r, probe, sizeof probe);
+    printf("   wall %.3f s   user %.3f s   sys %.3f s   peak RSS %.1f MB%s   faults %.0f minor, "
            "%.0f major\n",
            num(run, "wall_seconds"), num(run, "user_seconds"), num(run, "sys_seconds"),
-           num(run, "max_rss_kb") / 1024, num(run, "minor_faults"), num(run, "major_faults"));
+           num(run, "max_rss_kb") / 1024, probe, num(run, "minor_faults"),
+           num(run, "major_faults"));
     if (md_json_get_str(run, "interrupted_by"))
         printf("INTERRUPTED by SIG%s: the run ended early; the counts cover it until then\n",
                md_json_get_str(run, "interrupted_by"));

@@ -198,6 +198,15 @@ bool md_probe_file_intact(const struct md_probe_file *pf)
            pf->header->version == MD_PROBE_VERSION && md_probe_view_current(&pf->view);
 }
 
+bool md_probe_file_resident_kb(const struct md_probe_file *pf, uint64_t *kb)
+{
+    struct stat st;
+    if (fstat(pf->lock_fd, &st) || st.st_blocks < 0)
+        return false;
+    *kb = (uint64_t)st.st_blocks / 2; // in 512-byte units, whatever the file system's block
+    return true;
+}
+
 uint64_t md_probe_ticks_to_ns_bound(const struct md_probe_file *pf, uint64_t ticks)
 {
     // a call that moved to a CPU whose counter lags shows as huge: cap it, it is slow anyway

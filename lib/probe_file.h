@@ -44,6 +44,11 @@ void md_probe_file_finish(struct md_probe_file *pf);
 // False when the file lost what the probe wrote: the program can truncate or rewrite it (its path
 // is in the program's environment). Call after the run, before reading the file.
 bool md_probe_file_intact(const struct md_probe_file *pf);
+// The KiB of the file that hold pages (its holes left out): those the probes wrote or read in
+// the program's processes, whose mappings count them in their RSS, and the header the tool
+// wrote. Call after the run, before the tool reads the tables (reading a hole may allocate it).
+// False when the file cannot be measured.
+bool md_probe_file_resident_kb(const struct md_probe_file *pf, uint64_t *kb);
 // The most nanoseconds a tick duration can be, given the rate's error (ticks_rate_error): a slow
 // call's start is its end minus this, so that no syscall of the call falls before it.
 uint64_t md_probe_ticks_to_ns_bound(const struct md_probe_file *pf, uint64_t ticks);

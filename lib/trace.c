@@ -506,10 +506,11 @@ static void add_probe_coverage(cJSON *o, const struct md_tree_usage *tree,
     cJSON_AddNullToObject(o, "unprobed");
 }
 
-// tree: the program's processes from taskstats, or NULL when the kernel did not tell
+// tree: the program's processes from taskstats, or NULL when the kernel did not tell;
+// probe_kb: the probe file's pages (md_probe_file_resident_kb), negative when there was none
 static void add_run(cJSON *report, const struct md_run_result *r, double timeout,
                     const struct md_tree_usage *tree, const struct md_strace_log *log,
-                    const struct md_probe_file *pf)
+                    const struct md_probe_file *pf, double probe_kb)
 {
     cJSON *o = cJSON_AddObjectToObject(report, "run");
     cJSON_AddBoolToObject(o, "timed_out", r->timed_out);
@@ -540,6 +541,8 @@ static void add_run(cJSON *report, const struct md_run_result *r, double timeout
     cJSON_AddNumberToObject(o, "max_rss_kb",
                             tree ? (double)tree->peak_rss_kb : (double)r->usage.ru_maxrss);
     cJSON_AddStringToObject(o, "max_rss_source", tree ? "taskstats" : "wait4");
+    // in max_rss_kb too, as far as the processes touched them: the rules take it out
+    md_json_num_or_null(o, "probe_file_kb", probe_kb >= 0, probe_kb);
     cJSON_AddNumberToObject(o, "minor_faults", (double)r->usage.ru_minflt);
     cJSON_AddNumberToObject(o, "major_faults", (double)r->usage.ru_majflt);
     // strace's exit lines count threads too; taskstats knows processes
@@ -904,6 +907,7 @@ struct measured {
     bool preload, hooks, probed; // the probe's file can be read (probed: either mode)
     bool lost;                   // the probe ran, but its file was lost during the run
     bool uprobes_counted;        // perf's uprobes gave perf_ops
+    double probe_kb;             // the probe file's pages as the run left them, or -1
     uint64_t perf_ops[MD_OP_COUNT];
 };
 
@@ -913,7 +917,8 @@ static int run_and_collect(const struct md_trace_options *opt, struct session *s
                            struct md_run_result *run, struct measured *m, struct md_error *err)
 {
     *m = (struct measured){.preload = s->target.mode == MODE_PRELOAD,
-                           .hooks = s->target.mode == MODE_HOOKS};
+                           .hooks = s->target.mode == MODE_HOOKS,
+                           .probe_kb = -1};
     m->probed = m->preload || m->hooks; // counts, sizes and slow calls in the probe file
     bool tree_known = false;
     s->run_start_ns = md_clock_ns(CLOCK_REALTIME);
@@ -924,6 +929,10 @@ static int run_and_collect(const struct md_trace_options *opt, struct session *s
     m->lost = m->probed && probe_file_lost(s, report);
     if (m->lost) // nothing of the probe's can be read: as if none had run
         m->preload = m->hooks = m->probed = false;
+    uint64_t probe_kb;
+    // before the tool reads the tables, which can allocate a page of a hole per run of entries
+    if (m->probed && md_probe_file_resident_kb(&s->probe, &probe_kb))
+        m->probe_kb = (double)probe_kb;
     // the static probe attaches after it has mapped and hooked the program; before, it can only
     // fail, with its reason on stderr
     if (m->hooks && !run->timed_out && !run->interrupted_by &&
@@ -953,7 +962,7 @@ static int run_and_collect(const struct md_trace_options *opt, struct session *s
     s->log.probe_own += (size_t)(own + marks);
     add_syscall_source(report, s);
     add_run(report, run, opt->timeout_seconds, tree_known ? &s->tree : NULL, &s->log,
-            m->probed ? &s->probe : NULL);
+            m->probed ? &s->probe : NULL, m->probe_kb);
     if (m->probed)
         warn_other_pid_namespace(report, s->probe.header);
     return 0;

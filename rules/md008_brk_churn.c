@@ -36,9 +36,8 @@ static bool churned(const struct md_rule_input *in, double calls,
 {
     if (known)
         return moves->trims >= MD008_MIN_SHRINKS;
-    const cJSON *run = cJSON_GetObjectItemCaseSensitive(in->trace, "run");
-    double processes = md_json_get_num(run, "processes");
-    double rss = md_json_get_num(run, "max_rss_kb") * 1024 * (processes > 1 ? processes : 1);
+    double processes;
+    double rss = md_rule_trace_program_rss_kb(in->trace, &processes) * 1024 * processes;
     return calls * MD008_PAGE_SIZE >= MD008_MIN_MOVED_PER_RSS * rss;
 }
 
@@ -55,6 +54,7 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
         !churned(in, calls, &moves, known))
         return;
     const cJSON *run = cJSON_GetObjectItemCaseSensitive(in->trace, "run");
+    double processes, program_rss = md_rule_trace_program_rss_kb(in->trace, &processes);
     char message[512], moved[160], fix[2048];
     if (known)
         snprintf(moved, sizeof moved, "the break went down %.0f times%s and up %.0f times",
@@ -62,8 +62,7 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
                  moves.grows);
     else
         snprintf(moved, sizeof moved,
-                 "far more than a heap growing to a peak RSS of %.0f KiB needs",
-                 md_json_get_num(run, "max_rss_kb"));
+                 "far more than a heap growing to a peak RSS of %.0f KiB needs", program_rss);
     snprintf(message, sizeof message,
              "%.0f brk calls%s for %.0f allocator operations (%.2f per 1000), %s: the heap top is "
              "trimmed on free and grown again on malloc",
@@ -75,6 +74,7 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
     cJSON_AddNumberToObject(ev, "ops", ops);
     cJSON_AddNumberToObject(ev, "brk_per_op", calls / ops);
     cJSON_AddNumberToObject(ev, "max_rss_kb", md_json_get_num(run, "max_rss_kb"));
+    cJSON_AddNumberToObject(ev, "program_rss_kb", program_rss); // without the probe file's pages
     // null in a report that does not say which way the break moved
     md_json_num_or_null(ev, "shrinks", known, moves.shrinks);
     md_json_num_or_null(ev, "shrinks_in_allocator", known && moves.shrinks_in_allocator >= 0,

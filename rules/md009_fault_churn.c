@@ -68,16 +68,29 @@ static double memory_returns(const cJSON *trace, bool *attributed)
     return sum;
 }
 
+// What the message adds to the peak RSS it weighed the faults against.
+static void rss_note(const cJSON *run, double processes, char *out, size_t size)
+{
+    double probe_kb = md_json_get_num(run, "probe_file_kb");
+    char probe[96] = "";
+    if (probe_kb > 0)
+        snprintf(probe, sizeof probe, " (the probe file's %.0f KiB%s and their faults left out)",
+                 probe_kb, processes > 1 ? " among them" : "");
+    snprintf(out, size, "%s%s", processes > 1 ? " per process or thread" : "", probe);
+}
+
 static void check(const struct md_rule *rule, const struct md_rule_input *in, cJSON *findings)
 {
     if (!in->trace)
         return;
     const cJSON *run = cJSON_GetObjectItemCaseSensitive(in->trace, "run");
     double ops = md_rule_trace_ops(in->trace);
-    double faults = md_json_get_num(run, "minor_faults");
-    double processes = md_json_get_num(run, "processes");
-    double rss_kb = md_json_get_num(run, "max_rss_kb");
-    double rss = rss_kb * 1024 * (processes > 1 ? processes : 1);
+    double processes;
+    // the probe file's pages left out of both: with --leaks they can double the peak RSS (doctor)
+    // and add a fault per page
+    double faults = md_rule_trace_program_faults(in->trace);
+    double rss_kb = md_rule_trace_program_rss_kb(in->trace, &processes);
+    double rss = rss_kb * 1024 * processes;
     bool attributed;
     double returns = memory_returns(in->trace, &attributed);
     if (ops <= 0 || rss <= 0 || faults < MD009_MIN_FAULTS ||
@@ -85,20 +98,26 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
         faults * MD009_PAGE_SIZE < MD009_MIN_FAULTED_PER_RSS * rss || returns < MD009_MIN_RETURNS)
         return;
     double ratio = faults * MD009_PAGE_SIZE / rss;
-    char message[512], fix[2048];
+    char message[640], fix[2048], note[160];
+    rss_note(run, processes, note, sizeof note);
     snprintf(message, sizeof message,
              "%.0f minor page faults for %.0f allocator operations (%.2f per op): %.0f MiB "
              "faulted in, %.0f times the peak RSS of %.0f KiB%s; with %.0f munmap, madvise and "
              "heap-trimming brk calls%s, freed memory went back to the OS and was faulted in again",
-             faults, ops, faults / ops, faults * MD009_PAGE_SIZE / (1 << 20), ratio, rss_kb,
-             processes > 1 ? " per process or thread" : "", returns,
+             faults, ops, faults / ops, faults * MD009_PAGE_SIZE / (1 << 20), ratio, rss_kb, note,
+             returns,
              attributed ? " inside allocator calls" : " (not told apart from the program's own)");
     md_rule_trace_keep_memory(in, fix, sizeof fix);
     cJSON *ev = md_finding_add(findings, rule, MD_SEV_WARNING, message, fix);
-    cJSON_AddNumberToObject(ev, "minor_faults", faults);
+    cJSON_AddNumberToObject(ev, "minor_faults", md_json_get_num(run, "minor_faults"));
+    cJSON_AddNumberToObject(ev, "program_faults", faults);
     cJSON_AddNumberToObject(ev, "ops", ops);
     cJSON_AddNumberToObject(ev, "faults_per_op", faults / ops);
-    cJSON_AddNumberToObject(ev, "max_rss_kb", rss_kb);
+    cJSON_AddNumberToObject(ev, "max_rss_kb", md_json_get_num(run, "max_rss_kb"));
+    cJSON_AddNumberToObject(ev, "program_rss_kb", rss_kb);
+    md_json_num_or_null(ev, "probe_file_kb",
+                        cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(run, "probe_file_kb")),
+                        md_json_get_num(run, "probe_file_kb"));
     cJSON_AddNumberToObject(ev, "faulted_per_rss", ratio);
     cJSON_AddNumberToObject(ev, "memory_returns", returns);
     cJSON_AddBoolToObject(ev, "in_allocator", attributed);

@@ -144,6 +144,44 @@ bool md_rule_trace_brk_moves(const cJSON *trace, struct md_rule_brk_moves *out)
     return true;
 }
 
+// The least a program's own peak RSS is taken to be, in KiB: a quarter of max_rss_kb and 1 MiB
+// (a dynamic program's libc and loader alone map more), never above max_rss_kb. The probe file's
+// pages may have been touched after a process's peak, when they were not in it, and then taking
+// them out reads the program's RSS low and makes the rules that use it fire more easily: at a
+// quarter, MD009's four times the RSS is at worst the whole measured peak RSS faulted in, which
+// healthy runs stay under (see MD009_MIN_FAULTED_PER_RSS).
+#define MD_RULE_PROGRAM_RSS_MIN_SHARE 0.25
+#define MD_RULE_PROGRAM_RSS_MIN_KB 1024.0
+
+// The rules multiply the per-process figure by the process count: an upper bound of the RSS the
+// processes had together. max_rss_kb is the largest process's, probe_file_kb all of theirs, and
+// each of its pages was written or read by at least one process, so a 1/processes share of it
+// per process takes it out of that total once and keeps the total an upper bound. With one
+// process it is all of the file (less the header the tool wrote, which the probe reads too).
+double md_rule_trace_program_rss_kb(const cJSON *trace, double *processes)
+{
+    const cJSON *run = cJSON_GetObjectItemCaseSensitive(trace, "run");
+    double n = md_json_get_num(run, "processes");
+    *processes = n > 1 ? n : 1;
+    double rss = md_json_get_num(run, "max_rss_kb");
+    double probe = md_json_get_num(run, "probe_file_kb"); // 0 when null (no probe file)
+    double own = rss - (probe > 0 ? probe : 0) / *processes;
+    double least = rss * MD_RULE_PROGRAM_RSS_MIN_SHARE;
+    if (least < MD_RULE_PROGRAM_RSS_MIN_KB)
+        least = MD_RULE_PROGRAM_RSS_MIN_KB;
+    if (least > rss)
+        least = rss;
+    return own > least ? own : least;
+}
+
+double md_rule_trace_program_faults(const cJSON *trace)
+{
+    const cJSON *run = cJSON_GetObjectItemCaseSensitive(trace, "run");
+    double probe_pages = md_json_get_num(run, "probe_file_kb") / 4; // 4 KiB pages
+    double faults = md_json_get_num(run, "minor_faults") - (probe_pages > 0 ? probe_pages : 0);
+    return faults > 0 ? faults : 0;
+}
+
 double md_rule_trace_program_samples(const cJSON *trace)
 {
     const cJSON *cpu = cJSON_GetObjectItemCaseSensitive(trace, "cpu");

@@ -65,6 +65,14 @@ struct md_rule_brk_moves {
     double shrinks, grows, shrinks_in_allocator, trims;
 };
 bool md_rule_trace_brk_moves(const cJSON *trace, struct md_rule_brk_moves *out);
+// The program's own peak RSS per process, in KiB, for the rules that weigh memory against it:
+// run.max_rss_kb less the probe file's pages (run.probe_file_kb), which the program's processes
+// map and count in their RSS (with --leaks, up to twice the heap the program keeps live).
+// *processes: the run's process count, at least 1. 0 when the report has no peak RSS.
+double md_rule_trace_program_rss_kb(const cJSON *trace, double *processes);
+// The run's minor faults less one per page of the probe file (run.probe_file_kb), which some
+// process of the program faulted in at least once; at least 0.
+double md_rule_trace_program_faults(const cJSON *trace);
 // CPU samples of the program itself: all samples less those in the tracer's own uprobe traps
 // (uprobes mode), which the program would not spend without malloc-doctor. 0 when not sampled.
 double md_rule_trace_program_samples(const cJSON *trace);

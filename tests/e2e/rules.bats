@@ -295,6 +295,33 @@ p=[x for x in r['findings'] if x['id']=='MD009'][0]['evidence']
 assert not p['in_allocator'] and p['memory_returns'] >= 2000, p"
 }
 
+@test "MD009 under doctor (leaks tracked) as under trace: the probe file's pages are not the program's" {
+    # --leaks' live-block table is in the probe file, which the program maps: its pages (23 MB
+    # here, against 13 MB of the program's own) counted in the peak RSS and as faults, and
+    # doctor, which tracks leaks by default, did not find the churn that trace finds
+    run "$T" trace --json -o "$OUT" -- "$RFX/scatter" 300000
+    [ "$status" -eq 0 ]
+    traced=$(ids)
+    [[ "$traced" == *MD009* ]]
+    [ "$(q "r['run']['probe_file_kb'] > 0")" = True ]
+    run "$T" doctor --json -o "$OUT" -- "$RFX/scatter" 300000
+    [ "$status" -eq 0 ]
+    check_schema
+    [ "$(q "r['leaks']['tracked']")" = True ]
+    [ "$(ids)" = "$traced" ]
+    python3 -c "
+import json; r=json.load(open('$OUT'))
+p=[x for x in r['findings'] if x['id']=='MD009'][0]['evidence']
+assert p['probe_file_kb'] == r['run']['probe_file_kb'] > 10000, p
+assert p['program_rss_kb'] == p['max_rss_kb'] - p['probe_file_kb'], p
+assert p['program_faults'] == p['minor_faults'] - p['probe_file_kb'] / 4, p
+assert p['faulted_per_rss'] >= 4, p"
+    run "$T" trace --leaks -- "$RFX/scatter" 300000
+    [ "$status" -eq 0 ]
+    [[ "$output" =~ "peak RSS "[0-9.]+" MB ("[0-9.]+" MB without the probe's file)" ]]
+    [[ "$output" == *"warning MD009"* ]]
+}
+
 @test "MD010: leaks at or above --leak-min, with blocks, bytes and the top site" {
     run "$T" trace --leaks --leak-min 15000 --json -o "$OUT" -- "$FX/leaker"
     [ "$status" -eq 0 ]

@@ -62,6 +62,25 @@ static void runs_cover_written_entries_only(void **state)
     md_probe_file_close(&pf);
 }
 
+// What the probe wrote is what the file holds: a page per entry written far apart (the pages
+// count in the program's RSS), not the 100 MB the live-block table spans.
+static void the_resident_size_is_the_pages_written(void **state)
+{
+    (void)state;
+    struct md_probe_file pf;
+    struct md_error err;
+    assert_int_equal(md_probe_file_create(&pf, 1000, MD_PROBE_WANT_LEAKS, &err), 0);
+    uint64_t before, after;
+    assert_true(md_probe_file_resident_kb(&pf, &before));
+    assert_true(before < 1024 && before * 1024 == allocated_bytes(&pf));
+    struct md_probe_live *live = pf.view.live;
+    for (uint64_t i = 0; i < 8; i++)
+        live[i * (pf.header->live_max / 8)].address = 0x1000 + i;
+    assert_true(md_probe_file_resident_kb(&pf, &after));
+    assert_true(after - before >= 8 * 4 && after - before <= 8 * 2048); // 4 KiB or 2 MiB pages
+    md_probe_file_close(&pf);
+}
+
 // A stack entry (96 bytes) whose key is on a written page and whose tail crosses into a hole is
 // in the run that ends at that hole.
 // The program can truncate its probe file (MD_PROBE_FILE): a shortened file, or one grown back to
@@ -469,6 +488,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(runs_cover_written_entries_only),
+        cmocka_unit_test(the_resident_size_is_the_pages_written),
         cmocka_unit_test(a_truncated_file_is_not_intact),
         cmocka_unit_test(a_rewritten_geometry_is_not_intact),
         cmocka_unit_test(a_probe_reads_only_a_geometry_that_fits),

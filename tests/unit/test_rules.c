@@ -488,6 +488,13 @@ static void md008_brk_churn_beyond_growth(void **state)
     assert_string_equal(on_trace(members), "");
     snprintf(members, sizeof members, fmt, syscalls("brk", 64, 64, 32001), 1);
     assert_string_equal(on_trace(members), "");
+    // the probe file's pages are not the heap's: 1000 calls, 4000 KiB, twice 2000 KiB of the
+    // program's own (8000 less the probe's 6000)
+    const char *probed = "%s,\"run\":{\"max_rss_kb\":8000,\"probe_file_kb\":%d,\"processes\":1}";
+    snprintf(members, sizeof members, probed, syscalls("brk", 1000, 1000, 100000), 6000);
+    assert_string_equal(on_trace(members), "MD008/warning");
+    snprintf(members, sizeof members, probed, syscalls("brk", 1000, 1000, 100000), 5999);
+    assert_string_equal(on_trace(members), "");
 }
 
 // A report that says which way brk moved the break: the heap must have gone down at least 32
@@ -550,6 +557,55 @@ static void md009_faults_beyond_peak_rss(void **state)
     // the program unmapped its own buffers: the allocator gave nothing back
     snprintf(members, sizeof members, fmt, 100000, 1000, 1000, 1, 8, 7);
     assert_string_equal(on_trace(members), "");
+}
+
+// MD009 fires at faults minor faults of a run with these numbers (fmt: faults, max_rss_kb,
+// probe_file_kb, processes), not at one fewer.
+static void md009_fires_from(const char *fmt, int faults, int rss_kb, const char *probe_kb,
+                             int processes)
+{
+    char members[512];
+    snprintf(members, sizeof members, fmt, faults, rss_kb, probe_kb, processes);
+    assert_string_equal(on_trace(members), "MD009/warning");
+    snprintf(members, sizeof members, fmt, faults - 1, rss_kb, probe_kb, processes);
+    assert_string_equal(on_trace(members), "");
+}
+
+// The probe file's pages (run.probe_file_kb: --leaks' live-block table) count in max_rss_kb and
+// each in minor_faults: the program's own faults are weighed against its own peak RSS, never
+// below a quarter of max_rss_kb nor 1 MiB; with several processes the file's pages are shared.
+static void md009_leaves_the_probe_file_out_of_the_peak_rss(void **state)
+{
+    (void)state;
+    const char *fmt = "\"ops\":{\"total\":100000},\"run\":{\"minor_faults\":%d,"
+                      "\"max_rss_kb\":%d,\"probe_file_kb\":%s,\"processes\":%d},\"attribution\":"
+                      "{\"available\":true},\"syscalls\":[{\"name\":\"munmap\",\"count\":"
+                      "100,\"in_allocator\":100}]";
+    char members[512];
+    // 12000 KiB less the probe's 8000 is 4000; 6000 faults less the probe's 2000 pages are 16000
+    // KiB, four times that
+    snprintf(members, sizeof members, fmt, 6000, 12000, "8000", 1);
+    cJSON *f = first_evidence(trace_of(members), "MD009");
+    cJSON *ev = cJSON_GetObjectItem(f, "evidence");
+    assert_int_equal(cJSON_GetObjectItem(ev, "max_rss_kb")->valueint, 12000);
+    assert_int_equal(cJSON_GetObjectItem(ev, "program_rss_kb")->valueint, 4000);
+    assert_int_equal(cJSON_GetObjectItem(ev, "minor_faults")->valueint, 6000);
+    assert_int_equal(cJSON_GetObjectItem(ev, "program_faults")->valueint, 4000);
+    assert_int_equal(cJSON_GetObjectItem(ev, "probe_file_kb")->valueint, 8000);
+    assert_non_null(strstr(cJSON_GetObjectItem(f, "message")->valuestring,
+                           "4000 minor page faults for 100000 allocator operations (0.04 per op): "
+                           "16 MiB faulted in, 4 times the peak RSS of 4000 KiB (the probe file's "
+                           "8000 KiB and their faults left out)"));
+    cJSON_Delete(f);
+    md009_fires_from(fmt, 6000, 12000, "8000", 1);
+    snprintf(members, sizeof members, fmt, 6000, 12000, "null", 1); // no probe file: all counts
+    assert_string_equal(on_trace(members), "");
+    // at most down to a quarter of max_rss_kb: 3000 KiB, 3000 faults of the program's
+    md009_fires_from(fmt, 6000, 12000, "12000", 1);
+    md009_fires_from(fmt, 1524, 2000, "2000", 1); // and to 1 MiB
+    // two processes of at most 12000 KiB with 16000 KiB of the file between them: together at
+    // most 8000 KiB of their own, so 8000 faults of theirs (and 4000 of the file's) are four times
+    md009_fires_from(fmt, 12000, 12000, "16000", 2);
 }
 
 // brk counts as giving memory back only inside free: inside malloc it grows the heap.
@@ -777,6 +833,7 @@ int main(void)
         cmocka_unit_test(md008_brk_churn_beyond_growth),
         cmocka_unit_test(md008_brk_churn_told_by_the_breaks_moves),
         cmocka_unit_test(md009_faults_beyond_peak_rss),
+        cmocka_unit_test(md009_leaves_the_probe_file_out_of_the_peak_rss),
         cmocka_unit_test(md009_brk_that_grows_the_heap_gives_nothing_back),
         cmocka_unit_test(md009_brk_that_lowered_the_break_gave_memory_back),
         cmocka_unit_test(md010_leaks_at_the_set_size),
