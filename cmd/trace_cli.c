@@ -11,6 +11,7 @@
 #include "cmd/trace_cli.h"
 #include "lib/compare.h"
 #include "lib/metrics.h"
+#include "lib/path.h"
 #include "lib/report.h"
 #include "rules/rules.h"
 
@@ -557,8 +558,16 @@ static void print_cpu(const cJSON *r)
                num(cpu, "samples"));
         return;
     }
-    printf("\nCPU share inside the allocator: %.1f%% of %.0f samples",
-           100 * num(cpu, "allocator_share"), num(cpu, "samples"));
+    // samples in the libc's code that has no symbol may be its allocator's: the share is a floor
+    double unnamed = num(cpu, "unnamed_allocator_library_samples");
+    printf("\nCPU share inside the allocator: %s%.1f%% of %.0f samples",
+           unnamed > 0 ? "at least " : "", 100 * num(cpu, "allocator_share"), num(cpu, "samples"));
+    if (unnamed > 0) {
+        const cJSON *active = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(r, "target"), "active");
+        printf(" (%.0f more in %s code without symbols)", unnamed,
+               md_path_base_name(str(active, "provider", "the libc")));
+    }
     int shown = 0;
     cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(cpu, "top_allocator_functions"))
     {

@@ -795,6 +795,7 @@ static struct md_perf *perf_new(pid_t pid, const struct md_perf_options *opt)
         .api = opt->alloc_api,
         .internal = opt->alloc_internal,
         .alloc_library = opt->alloc_library,
+        .libc_library = opt->libc_library,
         .top_n = top < MD_PERF_TOP ? top : MD_PERF_TOP,
         .probe_paths = (const char *const *)p->probe_paths,
         .probe_offsets = p->probe_offsets,

@@ -95,6 +95,11 @@ struct md_perf_options {
     // A library all of whose code is the allocator's (canonical path, valid until md_perf_close),
     // or NULL: a sample in it is inside the allocator whatever its function is called.
     const char *alloc_library;
+    // The libc whose own allocator serves malloc (canonical path, valid until md_perf_close), or
+    // NULL: its allocator's internal functions may have no symbol (musl's libc.so exports only
+    // the entry points), so a sample whose leaf lies in it under no name may be the allocator's.
+    // Such samples, not already inside the allocator, are counted apart (samples_unnamed_libc).
+    const char *libc_library;
     unsigned top_n;          // entries in each top list; 0 = MD_PERF_TOP, at most MD_PERF_TOP
     size_t max_record_bytes; // memory for raw sample records; 0 = 256 MiB
     unsigned ring_pages;     // ring buffer data pages per CPU, a power of 2; 0 = 256 (1 MiB)
@@ -152,6 +157,9 @@ struct md_perf_result {
     // CLOCK_REALTIME was stepped during the run (settimeofday, an NTP client's step) by this
     // much, at a time nobody knows: converted times may be off by up to it; 0 when not
     int64_t clock_step_ns;
+    // of samples_total and samples_unknown, not inside the allocator, whose leaf lies in
+    // libc_library: perhaps the allocator's, perhaps the rest of the libc's
+    uint64_t samples_unnamed_libc;
     struct md_perf_func top_alloc[MD_PERF_TOP]; // hottest leaf functions of samples_alloc
     size_t top_alloc_count;
     struct md_perf_func top_all[MD_PERF_TOP]; // hottest leaf functions of samples_total

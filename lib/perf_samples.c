@@ -568,6 +568,13 @@ static bool in_alloc_library(const struct replay *r, const struct proc *p, uint6
     return m && !strcmp(m->file, r->names->alloc_library);
 }
 
+// Whether ip lies in the libc whose own allocator serves malloc (md_perf_names.libc_library).
+static bool in_libc_library(const struct replay *r, const struct proc *p, uint64_t ip)
+{
+    const struct mapping *m = r->names->libc_library && p ? proc_find_map(p, ip) : NULL;
+    return m && !strcmp(m->file, r->names->libc_library);
+}
+
 static void count_sample(struct replay *r, const struct proc *p, const uint64_t *frames, size_t n)
 {
     struct frame_name leaf;
@@ -581,6 +588,9 @@ static void count_sample(struct replay *r, const struct proc *p, const uint64_t 
                    in_alloc_library(r, p, frames[i] - 1);
     }
     r->res->samples_unknown += !leaf.func;
+    // musl's libc.so names only its exported functions: mallocng's inner ones (which keep no
+    // frame pointer, so malloc is not on their callchain) show as unnamed libc code
+    r->res->samples_unnamed_libc += !leaf.func && !in_alloc && in_libc_library(r, p, frames[0]);
     r->res->samples_alloc += in_alloc;
     if (!counter_add(&r->all, leaf.label) || (in_alloc && !counter_add(&r->alloc, leaf.label)))
         r->oom = true;

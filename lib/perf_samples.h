@@ -53,6 +53,7 @@ struct md_perf_names {
     const char *const *api;      // NULL-terminated
     const char *const *internal; // NULL-terminated or NULL
     const char *alloc_library;   // md_perf_options.alloc_library
+    const char *libc_library;    // md_perf_options.libc_library
     unsigned top_n;              // 1..MD_PERF_TOP
     // The probed (canonical path, file offset) pairs: kernel-mode samples taken while a uprobe
     // breakpoint is being handled are the probe's cost, not the program's (see on_sample).

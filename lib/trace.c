@@ -681,16 +681,15 @@ static int choose_syscall_source(const struct md_trace_options *opt, struct sess
     return s->perf.syscalls ? 0 : strace_file(s, err);
 }
 
-// The library that serves the program's malloc when it is an allocator's own (jemalloc's, one
-// the signature table does not know): all of its code is the allocator. Not a libc, whose
-// allocator is a part of it, nor the program itself; NULL then.
-static const char *allocator_library(const cJSON *inspect, const char *program)
+// The shared library that serves the program's malloc: an allocator's own (jemalloc's, one the
+// signature table does not know), all of whose code is the allocator, or a libc, whose
+// allocator is a part of it (md_trace_perf_prepare tells them apart). NULL when the program
+// itself serves it.
+static const char *provider_library(const cJSON *inspect, const char *program)
 {
-    const cJSON *active = cJSON_GetObjectItemCaseSensitive(inspect, "active");
-    const char *provider = md_json_get_str(active, "provider");
-    const char *family = md_json_get_str(active, "family");
-    bool libc = family && (!strcmp(family, "glibc") || !strcmp(family, "musl"));
-    return provider && !libc && !md_same_file(provider, program) ? provider : NULL;
+    const char *provider =
+        md_json_get_str(cJSON_GetObjectItemCaseSensitive(inspect, "active"), "provider");
+    return provider && !md_same_file(provider, program) ? provider : NULL;
 }
 
 static int prepare(const struct md_trace_options *opt, struct session *s, struct md_error *err)
@@ -705,7 +704,7 @@ static int prepare(const struct md_trace_options *opt, struct session *s, struct
         md_json_get_str(cJSON_GetObjectItemCaseSensitive(s->target.inspect, "active"), "id");
     bool uprobes = s->target.mode == MODE_UPROBES;
     md_trace_perf_prepare(&s->perf, s->target.plan.path, uprobes, active_id, s->target.libc,
-                          allocator_library(s->target.inspect, s->target.plan.path), opt->sample_hz,
+                          provider_library(s->target.inspect, s->target.plan.path), opt->sample_hz,
                           opt->probe_flags & MD_PROBE_WANT_STACKS);
     if (uprobes && !s->perf.uprobe_count)
         s->target.mode = MODE_NONE;

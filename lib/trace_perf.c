@@ -66,18 +66,25 @@ static void collect_internal(struct md_trace_perf *tp, const char *active_id)
     tp->internal[n] = NULL;
 }
 
+// Whether the allocator is the libc's own: its library holds the rest of the libc too.
+static bool libc_family(const struct md_signature *active)
+{
+    return active && (!strcmp(active->family, "glibc") || !strcmp(active->family, "musl"));
+}
+
 void md_trace_perf_prepare(struct md_trace_perf *tp, const char *path, bool want_uprobes,
-                           const char *active_id, const char *libc, const char *alloc_library,
+                           const char *active_id, const char *libc, const char *provider,
                            unsigned sample_hz, bool futex_stacks)
 {
     memset(tp, 0, sizeof *tp);
-    if (alloc_library && !realpath(alloc_library, tp->alloc_library)) // as the maps name it
-        tp->alloc_library[0] = 0;
+    const struct md_signature *active = active_id ? md_signature_find(active_id) : NULL;
+    char *library = libc_family(active) ? tp->libc_library : tp->alloc_library;
+    if (provider && !realpath(provider, library)) // as the maps name it
+        library[0] = 0;
     tp->sample_hz = sample_hz;
     tp->futex_stacks = futex_stacks;
     // musl's own allocator, not the libc: a static musl program may link jemalloc or mdalloc,
     // whose aligned functions and calloc are their own (an unknown allocator: the libc's guess)
-    const struct md_signature *active = active_id ? md_signature_find(active_id) : NULL;
     bool musl = active ? !strcmp(active->family, "musl") : libc && !strcmp(libc, "musl");
     tp->calloc_calls_malloc = musl;
     collect_internal(tp, active_id);
@@ -114,6 +121,7 @@ static int open_perf(struct md_trace_perf *tp, pid_t pid, bool extras, bool with
                                   .alloc_api = alloc_api,
                                   .alloc_internal = tp->internal,
                                   .alloc_library = tp->alloc_library[0] ? tp->alloc_library : NULL,
+                                  .libc_library = tp->libc_library[0] ? tp->libc_library : NULL,
                                   .futex_waits = extras && tp->futex_stacks,
                                   .syscalls = tp->syscalls,
                                   .sys_marker = MD_STATIC_MARKER};
@@ -178,7 +186,7 @@ static cJSON *functions_json(const struct md_perf_func *f, size_t n, uint64_t to
 }
 
 static void add_cpu(cJSON *report, const struct md_perf_result *r, const char *error,
-                    bool allocator_unknown)
+                    bool allocator_unknown, bool libc_library)
 {
     cJSON *o = cJSON_AddObjectToObject(report, "cpu");
     cJSON_AddBoolToObject(o, "sampled", r && r->sampled);
@@ -188,6 +196,7 @@ static void add_cpu(cJSON *report, const struct md_perf_result *r, const char *e
                                            "samples",
                                            "allocator_samples",
                                            "allocator_share",
+                                           "unnamed_allocator_library_samples",
                                            "kernel_samples",
                                            "lost",
                                            "top_allocator_functions",
@@ -209,6 +218,9 @@ static void add_cpu(cJSON *report, const struct md_perf_result *r, const char *e
             o, "allocator_share",
             r->samples_total ? (double)r->samples_alloc / (double)r->samples_total : 0);
     }
+    // what allocator_share may have missed: the libc's code that has no symbol to name it
+    md_json_num_or_null(o, "unnamed_allocator_library_samples", libc_library,
+                        (double)r->samples_unnamed_libc);
     cJSON_AddNumberToObject(o, "kernel_samples", (double)r->samples_kernel);
     cJSON_AddNumberToObject(o, "lost", (double)r->samples_lost);
     // left out of samples: in the probe's own code, or in the kernel handling our uprobes
@@ -228,7 +240,7 @@ bool md_trace_perf_finish(struct md_trace_perf *tp, uint64_t *ops, cJSON *report
     if (tp->perf && md_perf_collect(tp->perf, r, &err)) {
         md_perf_result_free(r);
         snprintf(tp->error, sizeof tp->error, "%s", err.msg);
-        add_cpu(report, NULL, tp->error, tp->allocator_unknown);
+        add_cpu(report, NULL, tp->error, tp->allocator_unknown, false);
         return false;
     }
     tp->collected = tp->perf != NULL;
@@ -239,7 +251,8 @@ bool md_trace_perf_finish(struct md_trace_perf *tp, uint64_t *ops, cJSON *report
             ops[MD_OP_MALLOC] -= ops[MD_OP_CALLOC] < ops[MD_OP_MALLOC] ? ops[MD_OP_CALLOC] : 0;
         counted = true;
     }
-    add_cpu(report, tp->perf ? r : NULL, tp->error, tp->allocator_unknown);
+    add_cpu(report, tp->perf ? r : NULL, tp->error, tp->allocator_unknown,
+            tp->libc_library[0] != 0);
     return counted;
 }
 

@@ -22,6 +22,7 @@ struct md_trace_perf {
     size_t uprobe_count;
     const char *internal[64]; // the active allocator's own function names (from its signature)
     char alloc_library[4096]; // a library that is all allocator (canonical path), or empty
+    char libc_library[4096];  // else the libc whose own allocator serves malloc, or empty
     unsigned sample_hz;
     bool futex_stacks;     // sample the stack of every blocking futex call (--stacks)
     bool syscalls;         // record the memory and futex syscalls (lib/perf.h); required
@@ -36,10 +37,11 @@ struct md_trace_perf {
 
 // Prepares uprobes on the allocator entry points of path when want_uprobes; sampling at
 // sample_hz (0: none); futex wait stacks when futex_stacks. active_id names the allocator whose
-// internals count as allocator time; alloc_library (or NULL), a library whose every function
-// does (one that serves malloc and is no libc).
+// internals count as allocator time; provider (or NULL), the shared library that serves malloc:
+// every function of it does unless it is a libc (glibc's or musl's allocator active), whose
+// unnamed code is counted apart (cpu.unnamed_allocator_library_samples).
 void md_trace_perf_prepare(struct md_trace_perf *tp, const char *path, bool want_uprobes,
-                           const char *active_id, const char *libc, const char *alloc_library,
+                           const char *active_id, const char *libc, const char *provider,
                            unsigned sample_hz, bool futex_stacks);
 // md_run's before_start: opens the events on the stopped process. Fails the run only when the
 // syscalls were asked for (tp->syscalls, set after prepare) and cannot be recorded; without the

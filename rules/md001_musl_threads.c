@@ -35,6 +35,9 @@
 
 struct contention {
     double ops, waits, waits_per_op, wait_share, samples, cpu_share;
+    // samples in musl's libc.so code that has no symbol (a dynamic program): perhaps the
+    // allocator's, so cpu_share is a floor
+    double unnamed_samples;
     bool attributed; // waits are those inside allocator calls, not the whole run's
     bool scanned;    // ... known from the waits' call stacks (--stacks), not from the probe
 };
@@ -68,6 +71,7 @@ static struct contention measure(const cJSON *trace)
     c.samples = md_rule_trace_program_samples(trace);
     if (c.samples > 0)
         c.cpu_share = md_json_get_num(cpu, "allocator_samples") / c.samples;
+    c.unnamed_samples = md_json_get_num(cpu, "unnamed_allocator_library_samples");
     return c;
 }
 
@@ -115,6 +119,7 @@ static void add_evidence(cJSON *ev, const struct contention *c)
         cJSON_AddNumberToObject(ev, "allocator_wait_share_of_wall", c->wait_share);
     cJSON_AddNumberToObject(ev, "cpu_samples", c->samples);
     cJSON_AddNumberToObject(ev, "allocator_cpu_share", c->cpu_share);
+    cJSON_AddNumberToObject(ev, "unnamed_allocator_library_samples", c->unnamed_samples);
 }
 
 static void check(const struct md_rule *rule, const struct md_rule_input *in, cJSON *findings)
@@ -138,19 +143,21 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
         escalate = contended(&c, alone);
     }
     char shown[320] = "";
+    // the samples in libc code without symbols may be the allocator's: the share is a floor then
+    const char *floor = c.unnamed_samples > 0 ? "at least " : "";
     if (escalate && c.attributed)
         snprintf(shown, sizeof shown,
                  "; the trace shows it: %.0f futex waits %s (%.2f per 1000 "
-                 "allocator operations), blocked for %.0f%% of the wall time, %.0f%% of %.0f CPU "
+                 "allocator operations), blocked for %.0f%% of the wall time, %s%.0f%% of %.0f CPU "
                  "samples in the allocator",
                  c.waits,
                  c.scanned ? "with the allocator on their stack" : "inside allocator calls",
-                 1000 * c.waits_per_op, 100 * c.wait_share, 100 * c.cpu_share, c.samples);
+                 1000 * c.waits_per_op, 100 * c.wait_share, floor, 100 * c.cpu_share, c.samples);
     else if (escalate)
         snprintf(shown, sizeof shown,
                  "; the trace shows it: %.0f futex waits (%.2f per 1000 allocator operations), "
-                 "%.0f%% of %.0f CPU samples in the allocator",
-                 c.waits, 1000 * c.waits_per_op, 100 * c.cpu_share, c.samples);
+                 "%s%.0f%% of %.0f CPU samples in the allocator",
+                 c.waits, 1000 * c.waits_per_op, floor, 100 * c.cpu_share, c.samples);
     char message[768];
     snprintf(message, sizeof message,
              "%s serves malloc in a program that starts threads (%s): musl's allocator takes a "

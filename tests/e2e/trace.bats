@@ -962,7 +962,40 @@ assert c['samples'] > 50 and c['allocator_share'] < 0.1, c"
     run "$T" trace --sample-hz 0 --json -o "$OUT" -- "$FX/lifecycle" exit 10
     [ "$(q "r['cpu']['sampled']")" = False ]
     # not sampled: the same keys, null
-    [ "$(q "sorted(k for k, v in r['cpu'].items() if v is None)")" = "['allocator_samples', 'allocator_share', 'error', 'kernel_samples', 'lost', 'measurement_samples', 'samples', 'scope', 'top_allocator_functions', 'top_functions']" ]
+    [ "$(q "sorted(k for k, v in r['cpu'].items() if v is None)")" = "['allocator_samples', 'allocator_share', 'error', 'kernel_samples', 'lost', 'measurement_samples', 'samples', 'scope', 'top_allocator_functions', 'top_functions', 'unnamed_allocator_library_samples']" ]
+}
+
+# Traces FIXTURE (a loop of ARG malloc/free pairs per thread) twice: the JSON report into $OUT,
+# the text into $output.
+trace_loop() {
+    run "$T" trace --json -o "$OUT" -- "$FX/$1" "$2"
+    [ "$status" -eq 0 ]
+    run "$T" trace -- "$FX/$1" "$2"
+    [ "$status" -eq 0 ]
+}
+
+# Asserts a python expression over the report's cpu object c, which a failure shows.
+cpu_holds() {
+    python3 -c "import json, sys; c = json.load(open(sys.argv[1]))['cpu']; assert $1, c" "$OUT"
+}
+
+@test "CPU share: a dynamic musl program's samples in libc.so code without symbols are counted apart, the share is a floor" {
+    [ "$(id -u)" = 0 ] || skip "whole-CPU sampling needs root"
+    # musl's libc.so names only its exported functions: mallocng's inner ones are unnamed libc.so
+    # code, without frame pointers, so malloc is not on their callchain (0% was read as a measure)
+    trace_loop musl-dynamic-loop 1000000
+    cpu_holds "c['samples'] >= 20"
+    cpu_holds "0 < c['unnamed_allocator_library_samples'] <= c['samples'] - c['allocator_samples']"
+    [[ "$output" =~ "CPU share inside the allocator: at least "[0-9.]+"% of "[0-9]+" samples ("[0-9]+" more in libc.so code without symbols)" ]]
+}
+
+@test "CPU share: glibc's libc.so.6 names its allocator, few samples are left unnamed" {
+    [ "$(id -u)" = 0 ] || skip "whole-CPU sampling needs root"
+    trace_loop glibc-dynamic-loop 10000000
+    cpu_holds "c['samples'] >= 50 and c['allocator_share'] > 0.3"
+    cpu_holds "0 <= c['unnamed_allocator_library_samples'] <= c['samples'] / 10"
+    [[ "$output" == *"CPU share inside the allocator: "[0-9]* ]]
+    [[ "$output" != *"without symbols"* ]]
 }
 
 @test "strace missing: a clear error naming the package" {

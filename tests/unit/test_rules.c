@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -343,6 +344,58 @@ static void md001_wait_share_only_when_attributed(void **state)
     assert_string_equal(run_input(file, members, 0), "MD001/error");
     snprintf(members, sizeof members, fmt, 900, 3, "0.5");
     assert_string_equal(run_input(file, members, 0), "MD001/warning");
+}
+
+// The message of the MD001 finding on an inspect entry and a trace (malloc'd).
+static char *md001_message(const char *file_json, const char *trace_json_text)
+{
+    cJSON *file = entry(file_json), *trace = entry(trace_json_text);
+    cJSON *findings = cJSON_CreateArray(), *f;
+    struct md_rule_input in = {.file = file, .trace = trace};
+    md_rules_run(&in, findings);
+    char *message = NULL;
+    cJSON_ArrayForEach(f, findings)
+    {
+        if (!message && !strcmp(cJSON_GetObjectItem(f, "id")->valuestring, "MD001"))
+            message = strdup(cJSON_GetObjectItem(f, "message")->valuestring);
+    }
+    cJSON_Delete(file);
+    cJSON_Delete(trace);
+    cJSON_Delete(findings);
+    assert_non_null(message);
+    return message;
+}
+
+// A dynamic musl program's samples in libc.so code without symbols may be its allocator's:
+// the share MD001 quotes is then a floor, and says so (it read "0% of 104 CPU samples").
+static void md001_cpu_share_is_a_floor_with_unnamed_libc_samples(void **state)
+{
+    (void)state;
+    const char *file = "{\"kind\":\"dynamic\",\"threads\":\"yes\",\"threads_evidence\":"
+                       "\"pthread_create\"," MUSL_ACTIVE "}";
+    const char *fmt =
+        "{\"mode\":\"preload\",\"attribution\":{\"available\":true},\"target\":"
+        "{\"argv\":[\"p\"],\"kind\":\"dynamic\",\"libc\":\"musl\",\"active\":{\"id\":"
+        "\"musl-mallocng\",\"family\":\"musl\"}},\"ops\":{\"total\":1000000},"
+        "\"run\":{\"wall_seconds\":1.0},\"futex\":{\"waits\":900,\"wait_seconds\":5,"
+        "\"allocator_waits\":32,\"allocator_wait_seconds\":0.25},\"cpu\":{\"sampled\":"
+        "true,\"samples\":104,\"allocator_samples\":0,"
+        "\"unnamed_allocator_library_samples\":%s}}";
+    char trace[1024];
+    snprintf(trace, sizeof trace, fmt, "53");
+    char *message = md001_message(file, trace);
+    assert_non_null(strstr(message, "blocked for 25% of the wall time, at least 0% of 104 CPU "
+                                    "samples in the allocator"));
+    free(message);
+    // every sample named (glibc's debug file, a static program), or none in the libc: a measure
+    const char *counts[] = {"0", "null"};
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+        snprintf(trace, sizeof trace, fmt, counts[i]);
+        message = md001_message(file, trace);
+        assert_non_null(
+            strstr(message, "blocked for 25% of the wall time, 0% of 104 CPU samples in the"));
+        free(message);
+    }
 }
 
 static void md005_one_allocator_function_with_most_cpu(void **state)
@@ -824,6 +877,7 @@ int main(void)
         cmocka_unit_test(md001_escalates_on_futex_waits_per_op),
         cmocka_unit_test(md001_escalates_on_allocator_cpu_share),
         cmocka_unit_test(md001_wait_share_only_when_attributed),
+        cmocka_unit_test(md001_cpu_share_is_a_floor_with_unnamed_libc_samples),
         cmocka_unit_test(md005_one_allocator_function_with_most_cpu),
         cmocka_unit_test(md005_single_threaded_is_a_warning),
         cmocka_unit_test(md005_futex_wait_share_inside_the_allocator),
