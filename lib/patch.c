@@ -733,7 +733,8 @@ static void warn_dir_not_synced(cJSON *report, const char *path, int e)
 }
 
 // Mode always; owner when patching in place (a root-owned toolchain file stays root's). Errors
-// here and in write_temp name the file the user asked for (its temporary file is removed).
+// here and in write_temp name the file being replaced (a symlink's target), not its temporary
+// file, which is removed.
 static int copy_attributes(int fd, const struct stat *like, bool owner, const char *name,
                            struct md_error *err)
 {

@@ -855,9 +855,9 @@ static void add_usage(struct rusage *to, const struct rusage *ru)
 // Reaps every child (the program, the detached tracer, orphans) until none is left. waitid with
 // WNOWAIT finds an exited child without reaping it; it is then reaped under the lock. The
 // program's status goes into res, and its rusage with every orphan's but the tracer's (strace -D
-// runs as the program's child, named strace, and is left behind when the program ends: as in
-// taskstats.c, a process of that name is taken for the tracer); the name the program had when it
-// exited into name[16].
+// detaches into a grandchild of this process, named strace, which is reparented here as to the
+// subreaper: as in taskstats.c, a process of that name is taken for the tracer); the name the
+// program had when it exited into name[16].
 static void wait_all(pid_t pid, bool tracer, struct md_run_result *res, struct watchdog *w,
                      char *name)
 {
@@ -877,10 +877,10 @@ static void wait_all(pid_t pid, bool tracer, struct md_run_result *res, struct w
         pthread_mutex_lock(&w->lock);
         pid_t got = wait4(info.si_pid, &status, __WALL, &ru);
         pthread_mutex_unlock(&w->lock);
-        if (WIFSTOPPED(status) || WIFCONTINUED(status))
+        if (got <= 0 || WIFSTOPPED(status) || WIFCONTINUED(status))
             continue;
         if (got != pid) {
-            if (got > 0 && !(tracer && !strcmp(orphan, "strace")))
+            if (!(tracer && !strcmp(orphan, "strace")))
                 add_usage(&orphans, &ru);
             continue;
         }
