@@ -114,8 +114,7 @@ int malloc_info(int options, FILE *fp)
 {
     // glibc's own refuses every option, none being defined. The man page says -1 with errno
     // EINVAL (what this returned before), but glibc returns EINVAL itself (it always has: 2.36 is
-    // Debian 12's) and leaves errno
-    // alone; a drop-in replacement does what the library does.
+    // Debian 12's) and leaves errno alone; a drop-in replacement does what the library does.
     if (options != 0)
         return EINVAL;
     struct mallinfo2 mi = mallinfo2();
