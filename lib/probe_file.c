@@ -4,11 +4,13 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/timex.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,11 +21,17 @@
 // conversion uses the whole run as its baseline.
 #define MD_CALIBRATION_NS 2000000
 // What the rate's error bound adds for a change of the counter's rate against the clock during
-// the run, which two pairs cannot see: NTP steers CLOCK_MONOTONIC's rate within 500 ppm, in
-// steps of a few ppm at most between its polls, seconds apart. 10 ppm: 40 ns over a 4 ms call
-// (one that was preempted), where the guess this replaced (1/1024 of every duration) gave 4 us
-// and so took the program's own syscalls just before such a call for the call's.
+// the run, which two clock pairs cannot see. The kernel steers CLOCK_MONOTONIC's rate: NTP's
+// frequency trim moves by a few ppm between polls, seconds apart (10 ppm: 40 ns over a 4 ms call,
+// one that was preempted, where the guess this replaced, 1/1024 of every duration, gave 4 us and
+// took the program's own syscalls just before such a call for the call's); an offset being
+// slewed in (the kernel's PLL, adjtime()) moves it by up to 500 ppm; and a daemon that slews
+// through the frequency or the tick length (chrony, up to 83,333 ppm) shows as a change of
+// those between the run's start and end (md_clock_rate_error).
 #define MD_TICK_RATE_DRIFT 1e-5
+#define MD_TICK_RATE_SLEW 500e-6
+// The bound when the clock pairs or the kernel's discipline cannot be read: the old guess.
+#define MD_TICK_RATE_UNKNOWN (1.0 / 1024)
 
 // Tick rates are measured against the monotonic clock: a step of the wall clock (NTP, an
 // administrator) between two readings would make the rate, and the slow-call threshold, absurd.
@@ -51,16 +59,38 @@ static uint64_t tick_pair(uint64_t *ticks, uint64_t *mono)
     if (best_gap == UINT64_MAX) { // the counter never moved forward within a reading
         *ticks = md_probe_ticks();
         *mono = monotonic_ns();
-        return 0;
     }
-    return best_gap;
+    return best_gap; // UINT64_MAX: not known
+}
+
+void md_clock_discipline_read(struct md_clock_discipline *d)
+{
+    struct timex now = {.modes = 0}, single = {.modes = ADJ_OFFSET_SS_READ}; // read only
+    d->known = adjtimex(&now) >= 0 && adjtimex(&single) >= 0;
+    d->freq = now.freq;
+    d->tick = now.tick;
+    // the PLL pulls an offset in, or adjtime()'s single-shot offset is left to slew
+    d->slewing = ((now.status & STA_PLL) && now.offset != 0) || single.offset != 0;
+}
+
+double md_clock_rate_error(const struct md_clock_discipline *a, const struct md_clock_discipline *b)
+{
+    if (!a->known || !b->known || a->tick <= 0)
+        return MD_TICK_RATE_UNKNOWN;
+    double freq = fabs((double)(b->freq - a->freq)) / 65536 / 1e6; // ppm with 16 fraction bits
+    double tick = fabs((double)(b->tick - a->tick)) / (double)a->tick;
+    return MD_TICK_RATE_DRIFT + freq + tick + (a->slewing || b->slewing ? MD_TICK_RATE_SLEW : 0);
 }
 
 // The rate's relative error measured between two pairs: each pair's ticks are off by at most
-// half its gap, and the clock's nanoseconds by its own resolution (1 ns), over dn.
-static double rate_error(uint64_t gap_a, uint64_t gap_b, double rate, uint64_t dn)
+// half its gap, and the clock's nanoseconds by its own resolution (1 ns), over dn; plus what the
+// kernel's clock discipline may have changed in between.
+static double rate_error(uint64_t gap_a, uint64_t gap_b, double rate, uint64_t dn,
+                         const struct md_clock_discipline *a, const struct md_clock_discipline *b)
 {
-    return ((double)(gap_a + gap_b) / 2 / rate + 2) / (double)dn + MD_TICK_RATE_DRIFT;
+    if (gap_a == UINT64_MAX || gap_b == UINT64_MAX)
+        return MD_TICK_RATE_UNKNOWN;
+    return ((double)(gap_a + gap_b) / 2 / rate + 2) / (double)dn + md_clock_rate_error(a, b);
 }
 
 #define MD_PROBE_FILE_PREFIX "malloc-doctor-probe"
@@ -157,6 +187,7 @@ int md_probe_file_create(struct md_probe_file *pf, uint64_t slow_threshold_ns, u
     (void)fits;
     pf->slow_threshold_ns = slow_threshold_ns;
     pf->open_gap = tick_pair(&pf->open_ticks, &pf->open_monotonic_ns);
+    md_clock_discipline_read(&pf->open_clock);
     return 0;
 }
 
@@ -173,7 +204,9 @@ void md_probe_file_arm(struct md_probe_file *pf)
     double rate = (double)(pf->cal_ticks - pf->open_ticks) / (double)dn;
     h->slow_threshold_ticks = (uint64_t)((double)pf->slow_threshold_ns * rate);
     pf->ticks_per_ns = rate;
-    pf->ticks_rate_error = rate_error(pf->open_gap, pf->cal_gap, rate, dn);
+    md_clock_discipline_read(&pf->cal_clock);
+    pf->ticks_rate_error =
+        rate_error(pf->open_gap, pf->cal_gap, rate, dn, &pf->open_clock, &pf->cal_clock);
     atomic_thread_fence(memory_order_release);
     h->magic = MD_PROBE_MAGIC; // last: a probe that sees the magic sees everything else
 }
@@ -185,7 +218,10 @@ void md_probe_file_finish(struct md_probe_file *pf)
     uint64_t dt = ticks - pf->cal_ticks, dn = mono - pf->cal_monotonic_ns;
     if (dn > MD_CALIBRATION_NS && ticks > pf->cal_ticks) {
         pf->ticks_per_ns = (double)dt / (double)dn;
-        pf->ticks_rate_error = rate_error(pf->cal_gap, gap, pf->ticks_per_ns, dn);
+        struct md_clock_discipline end;
+        md_clock_discipline_read(&end);
+        pf->ticks_rate_error =
+            rate_error(pf->cal_gap, gap, pf->ticks_per_ns, dn, &pf->cal_clock, &end);
     }
 }
 

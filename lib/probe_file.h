@@ -12,6 +12,22 @@
 #include "lib/error.h"
 #include "lib/sys_event.h"
 
+// The kernel's clock discipline at one instant (adjtimex, read only): a change of the frequency
+// or the tick length between two readings, or an offset being slewed in, changes
+// CLOCK_MONOTONIC's rate against the tick counter.
+struct md_clock_discipline {
+    bool known;   // adjtimex answered
+    long freq;    // ppm with 16 fraction bits
+    long tick;    // microseconds per tick
+    bool slewing; // an offset is being slewed in (the PLL, adjtime)
+};
+void md_clock_discipline_read(struct md_clock_discipline *d);
+// The tick rate's relative error from the discipline at the two ends of its measurement: 10 ppm,
+// plus any change of frequency or tick length, plus 500 ppm when an offset was being slewed;
+// 1/1024 when either reading is unknown.
+double md_clock_rate_error(const struct md_clock_discipline *a,
+                           const struct md_clock_discipline *b);
+
 struct md_probe_file {
     char path[256];
     int lock_fd; // held open and locked while path exists (lib/tempfile.h)
@@ -25,11 +41,13 @@ struct md_probe_file {
     size_t size;
     double ticks_per_ns; // measured by _arm, refined over the whole run by _finish
     // How far off ticks_per_ns may be, relative: the uncertainty of its two clock pairs over the
-    // interval between them, plus MD_TICK_RATE_DRIFT (md_probe_ticks_to_ns_bound)
+    // interval between them, plus what the kernel's clock discipline may have changed
+    // (md_clock_rate_error); 1/1024 when a pair or the discipline could not be read
     double ticks_rate_error;
     uint64_t slow_threshold_ns;
     uint64_t open_ticks, open_monotonic_ns, open_gap; // the clock pair taken at creation
     uint64_t cal_ticks, cal_monotonic_ns, cal_gap; // the pair taken by _arm, as the program starts
+    struct md_clock_discipline open_clock, cal_clock; // the kernel's discipline at those pairs
 };
 
 // Creates and maps the file (in /dev/shm when possible); slow calls are those longer than
