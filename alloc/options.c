@@ -279,8 +279,14 @@ void md_print_stats(void)
         md_print_stats_to(2);
         return;
     }
-    int fd = md_stats_path[0] ? md_prim_open_append(md_stats_path) : -1;
-    if (fd >= 0 && md_stats_file_at(fd)) // the path may name another file by now
+    // The path may name another file by now, and opening one can act on it (a tape device
+    // rewinds, a read lease breaks): it is checked before the open, and again on what was opened
+    // (it can change in between).
+    uint64_t dev, ino;
+    bool same = md_stats_path[0] && md_prim_path_identity(md_stats_path, &dev, &ino) &&
+                dev == md_stats_dev && ino == md_stats_ino;
+    int fd = same ? md_prim_open_append(md_stats_path) : -1;
+    if (fd >= 0 && md_stats_file_at(fd))
         md_print_stats_to(fd);
     if (fd >= 0)
         md_prim_close(fd);

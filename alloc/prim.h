@@ -30,7 +30,11 @@ void md_prim_write_fd(int fd, const char *s, size_t len);
 // The path of the file open at fd (at most size - 1 bytes) if it is a regular file or a terminal,
 // which can be opened again by that path; false otherwise.
 bool md_prim_fd_path(int fd, char *buf, size_t size);
-// Open path for appending (close-on-exec, never as a controlling terminal); -1 on failure.
+// The device and inode of the regular file or character device path names, not following a
+// symbolic link; false if it is none of those (a link, a FIFO, missing).
+bool md_prim_path_identity(const char *path, uint64_t *dev, uint64_t *ino);
+// Open path for appending (close-on-exec, never as a controlling terminal, never through a
+// symbolic link); -1 on failure.
 int md_prim_open_append(const char *path);
 // The device and inode of the file open at fd; false if fd is not open.
 bool md_prim_fd_identity(int fd, uint64_t *dev, uint64_t *ino);

@@ -210,10 +210,25 @@ bool md_prim_fd_path(int fd, char *buf, size_t size)
     return true;
 }
 
+bool md_prim_path_identity(const char *path, uint64_t *dev, uint64_t *ino)
+{
+    // The link itself, not its target (newfstatat, as libc's lstat does): a path that became a
+    // symbolic link names another file than the one recorded.
+    struct stat st;
+    if (md_syscall_failed(md_syscall6(SYS_newfstatat, AT_FDCWD, (long)path, (long)&st,
+                                      AT_SYMLINK_NOFOLLOW, 0, 0)) ||
+        !(S_ISREG(st.st_mode) || S_ISCHR(st.st_mode)))
+        return false;
+    *dev = (uint64_t)st.st_dev;
+    *ino = (uint64_t)st.st_ino;
+    return true;
+}
+
 int md_prim_open_append(const char *path)
 {
     // O_NONBLOCK: should the path have become a FIFO since, the open does not wait for a reader.
-    long flags = O_WRONLY | O_APPEND | O_NOCTTY | O_CLOEXEC | O_NONBLOCK;
+    // O_NOFOLLOW: nor does it open what a symbolic link put there since names.
+    long flags = O_WRONLY | O_APPEND | O_NOCTTY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW;
     long ret = md_syscall6(SYS_openat, AT_FDCWD, (long)path, flags, 0, 0, 0);
     return md_syscall_failed(ret) ? -1 : (int)ret;
 }

@@ -251,11 +251,13 @@ static void probe_rss_note(const cJSON *r, char *out, size_t size)
 {
     const cJSON *run = cJSON_GetObjectItemCaseSensitive(r, "run");
     double probe = num(run, "probe_file_kb"), processes, rss = num(run, "max_rss_kb");
-    double own = md_rule_trace_program_rss_kb(r, &processes);
+    bool clamped; // the rules keep a floor: the file's pages were more than they took out
+    double own = md_rule_trace_program_rss_kb(r, &processes, &clamped);
     if (probe <= 0 || rss - own < MD_PROBE_RSS_NOTE_SHARE * rss)
         *out = 0;
     else if (processes <= 1)
-        snprintf(out, size, " (%.1f MB without the probe's file)", own / 1024);
+        snprintf(out, size, " (%s%.1f MB without the probe's file)", clamped ? "at least " : "",
+                 own / 1024);
     else
         snprintf(out, size, " (the probe's file counts in it: %.1f MB over the %.0f processes)",
                  probe / 1024, processes);
@@ -285,10 +287,15 @@ void md_render_trace_header(const cJSON *r)
     }
     const char *image = md_json_get_str(cJSON_GetObjectItemCaseSensitive(t, "exec_image"), "path");
     if (image) {
-        double processes = num(cJSON_GetObjectItemCaseSensitive(r, "run"), "processes");
+        // without the kernel's exit records strace's exits count threads too (see lib/trace.c)
+        char count[48] = "";
+        double processes = num(run, "processes");
+        if (!strcmp(str(run, "max_rss_source", ""), "taskstats"))
+            snprintf(count, sizeof count, " (%.0f process%s)", processes,
+                     processes == 1 ? "" : "es");
         printf("note: the command exec'd %s, which the rules judge; the counts cover the whole "
-               "run (%.0f process%s)\n",
-               md_cli_printable(image, path, sizeof path), processes, processes == 1 ? "" : "es");
+               "run%s\n",
+               md_cli_printable(image, path, sizeof path), count);
     }
     const cJSON *ran = cJSON_GetObjectItemCaseSensitive(t, "malloc_at_run_time");
     if (ran && cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(ran, "same_as_file")))
@@ -408,12 +415,14 @@ static void print_brk_moves(const cJSON *r)
     }
     if (!s || num(s, "shrinks") <= 0)
         return;
-    char inside[64] = "";
+    char down[64] = "", up[64] = "";
     if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(s, "shrinks_in_allocator")))
-        snprintf(inside, sizeof inside, " (%.0f inside allocator calls)",
+        snprintf(down, sizeof down, " (%.0f inside allocator calls)",
                  num(s, "shrinks_in_allocator"));
-    printf("note: brk moved the break down %.0f times%s and up %.0f times\n", num(s, "shrinks"),
-           inside, num(s, "grows"));
+    if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(s, "grows_in_allocator")))
+        snprintf(up, sizeof up, " (%.0f inside allocator calls)", num(s, "grows_in_allocator"));
+    printf("note: brk moved the break down %.0f times%s and up %.0f times%s\n", num(s, "shrinks"),
+           down, num(s, "grows"), up);
 }
 
 static void print_syscalls(const cJSON *r)

@@ -28,8 +28,8 @@ struct slow_call {
 struct sys_totals {
     uint64_t count, failed, dur_ns, in_alloc, unfinished;
     uint64_t by_op[MD_OP_COUNT];
-    // brk only: calls that moved the break down and up, and the downs inside allocator calls
-    uint64_t shrinks, grows, shrinks_in_alloc;
+    // brk only: calls that moved the break down and up, and those of each inside allocator calls
+    uint64_t shrinks, grows, shrinks_in_alloc, grows_in_alloc;
 };
 
 // Which way a brk call moved its process's break.
@@ -332,6 +332,7 @@ static void count_brk(struct sys_totals *t, enum brk_move move, bool inside)
     t->shrinks += move == BRK_DOWN;
     t->grows += move == BRK_UP;
     t->shrinks_in_alloc += move == BRK_DOWN && inside;
+    t->grows_in_alloc += move == BRK_UP && inside;
 }
 
 // Walks events and slow calls, both sorted by (thread, time), in one merge.
@@ -411,13 +412,15 @@ static void add_per_op(cJSON *o, const char *key, uint64_t count, uint64_t ops)
         cJSON_AddNullToObject(o, key);
 }
 
-// Which way brk moved the break (only calls whose direction is known count); of the shrinks,
-// those inside allocator calls (which trimmed the heap) when attributed, else null.
+// Which way brk moved the break (only calls whose direction is known count); of the shrinks and
+// grows, those inside allocator calls (which trimmed and grew the heap) when attributed, else
+// null.
 static void add_brk_moves(cJSON *o, const struct sys_totals *t, bool attributed)
 {
     cJSON_AddNumberToObject(o, "shrinks", (double)t->shrinks);
     cJSON_AddNumberToObject(o, "grows", (double)t->grows);
     md_json_num_or_null(o, "shrinks_in_allocator", attributed, (double)t->shrinks_in_alloc);
+    md_json_num_or_null(o, "grows_in_allocator", attributed, (double)t->grows_in_alloc);
 }
 
 static void add_in_allocator(cJSON *o, const struct sys_totals *t, uint64_t ops, bool attributed)

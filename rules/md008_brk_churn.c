@@ -37,8 +37,27 @@ static bool churned(const struct md_rule_input *in, double calls,
     if (known)
         return moves->trims >= MD008_MIN_SHRINKS;
     double processes;
-    double rss = md_rule_trace_program_rss_kb(in->trace, &processes) * 1024 * processes;
+    double rss = md_rule_trace_program_rss_kb(in->trace, &processes, NULL) * 1024 * processes;
     return calls * MD008_PAGE_SIZE >= MD008_MIN_MOVED_PER_RSS * rss;
+}
+
+// Which way the break went: inside allocator calls when the run tells them apart. A report
+// from before grows_in_allocator was counted has only the whole run's grows, which can exceed
+// the brk calls inside allocator calls: the message says whose they are.
+static void brk_moved(const struct md_rule_brk_moves *moves, char *out, size_t size)
+{
+    if (moves->shrinks_in_allocator < 0)
+        snprintf(out, size, "the break went down %.0f times and up %.0f times", moves->trims,
+                 moves->grows);
+    else if (moves->grows_in_allocator < 0)
+        snprintf(out, size,
+                 "the break went down %.0f times inside allocator calls and up %.0f times in "
+                 "the whole run",
+                 moves->trims, moves->grows);
+    else
+        snprintf(out, size,
+                 "the break went down %.0f times and up %.0f times inside allocator calls",
+                 moves->trims, moves->grows_in_allocator);
 }
 
 static void check(const struct md_rule *rule, const struct md_rule_input *in, cJSON *findings)
@@ -54,12 +73,10 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
         !churned(in, calls, &moves, known))
         return;
     const cJSON *run = cJSON_GetObjectItemCaseSensitive(in->trace, "run");
-    double processes, program_rss = md_rule_trace_program_rss_kb(in->trace, &processes);
+    double processes, program_rss = md_rule_trace_program_rss_kb(in->trace, &processes, NULL);
     char message[512], moved[160], fix[2048];
     if (known)
-        snprintf(moved, sizeof moved, "the break went down %.0f times%s and up %.0f times",
-                 moves.trims, moves.shrinks_in_allocator >= 0 ? " inside allocator calls" : "",
-                 moves.grows);
+        brk_moved(&moves, moved, sizeof moved);
     else
         snprintf(moved, sizeof moved,
                  "far more than a heap growing to a peak RSS of %.0f KiB needs", program_rss);
@@ -80,6 +97,8 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
     md_json_num_or_null(ev, "shrinks_in_allocator", known && moves.shrinks_in_allocator >= 0,
                         moves.shrinks_in_allocator);
     md_json_num_or_null(ev, "grows", known, moves.grows);
+    md_json_num_or_null(ev, "grows_in_allocator", known && moves.grows_in_allocator >= 0,
+                        moves.grows_in_allocator);
 }
 
 const struct md_rule md_rule_brk_churn = {

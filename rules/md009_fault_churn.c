@@ -68,14 +68,16 @@ static double memory_returns(const cJSON *trace, bool *attributed)
     return sum;
 }
 
-// What the message adds to the peak RSS it weighed the faults against.
-static void rss_note(const cJSON *run, double processes, char *out, size_t size)
+// What the message adds to the peak RSS it weighed the faults against. clamped: the RSS is the
+// floor md_rule_trace_program_rss_kb keeps, so only part of the file's pages was left out of it.
+static void rss_note(const cJSON *run, double processes, bool clamped, char *out, size_t size)
 {
     double probe_kb = md_json_get_num(run, "probe_file_kb");
-    char probe[96] = "";
+    char probe[112] = "";
     if (probe_kb > 0)
-        snprintf(probe, sizeof probe, " (the probe file's %.0f KiB%s and their faults left out)",
-                 probe_kb, processes > 1 ? " among them" : "");
+        snprintf(probe, sizeof probe, " (the probe file's %.0f KiB%s %s)", probe_kb,
+                 processes > 1 ? " among them" : "",
+                 clamped ? "partly left out, their faults wholly" : "and their faults left out");
     snprintf(out, size, "%s%s", processes > 1 ? " per process or thread" : "", probe);
 }
 
@@ -86,10 +88,11 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
     const cJSON *run = cJSON_GetObjectItemCaseSensitive(in->trace, "run");
     double ops = md_rule_trace_ops(in->trace);
     double processes;
+    bool clamped;
     // the probe file's pages left out of both: with --leaks they can double the peak RSS (doctor)
     // and add a fault per page
     double faults = md_rule_trace_program_faults(in->trace);
-    double rss_kb = md_rule_trace_program_rss_kb(in->trace, &processes);
+    double rss_kb = md_rule_trace_program_rss_kb(in->trace, &processes, &clamped);
     double rss = rss_kb * 1024 * processes;
     bool attributed;
     double returns = memory_returns(in->trace, &attributed);
@@ -99,7 +102,7 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
         return;
     double ratio = faults * MD009_PAGE_SIZE / rss;
     char message[640], fix[2048], note[160];
-    rss_note(run, processes, note, sizeof note);
+    rss_note(run, processes, clamped, note, sizeof note);
     snprintf(message, sizeof message,
              "%.0f minor page faults for %.0f allocator operations (%.2f per op): %.0f MiB "
              "faulted in, %.0f times the peak RSS of %.0f KiB%s; with %.0f munmap, madvise and "

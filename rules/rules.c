@@ -134,11 +134,13 @@ bool md_rule_trace_brk_moves(const cJSON *trace, struct md_rule_brk_moves *out)
     bool attributed;
     md_rule_trace_syscalls(trace, "brk", &attributed);
     const cJSON *inside = cJSON_GetObjectItemCaseSensitive(s, "shrinks_in_allocator");
+    const cJSON *grown = cJSON_GetObjectItemCaseSensitive(s, "grows_in_allocator");
     bool told = attributed && cJSON_IsNumber(inside);
     *out = (struct md_rule_brk_moves){
         .shrinks = shrinks->valuedouble,
         .grows = md_json_get_num(s, "grows"),
         .shrinks_in_allocator = told ? inside->valuedouble : -1,
+        .grows_in_allocator = told && cJSON_IsNumber(grown) ? grown->valuedouble : -1,
         .trims = told ? inside->valuedouble : shrinks->valuedouble,
     };
     return true;
@@ -158,7 +160,7 @@ bool md_rule_trace_brk_moves(const cJSON *trace, struct md_rule_brk_moves *out)
 // each of its pages was written or read by at least one process, so a 1/processes share of it
 // per process takes it out of that total once and keeps the total an upper bound. With one
 // process it is all of the file (less the header the tool wrote, which the probe reads too).
-double md_rule_trace_program_rss_kb(const cJSON *trace, double *processes)
+double md_rule_trace_program_rss_kb(const cJSON *trace, double *processes, bool *clamped)
 {
     const cJSON *run = cJSON_GetObjectItemCaseSensitive(trace, "run");
     double n = md_json_get_num(run, "processes");
@@ -171,6 +173,8 @@ double md_rule_trace_program_rss_kb(const cJSON *trace, double *processes)
         least = MD_RULE_PROGRAM_RSS_MIN_KB;
     if (least > rss)
         least = rss;
+    if (clamped)
+        *clamped = own < least;
     return own > least ? own : least;
 }
 

@@ -58,18 +58,21 @@ double md_rule_trace_ops(const cJSON *trace); // allocator operations; 0 when no
 // count in the whole run; *attributed says which. -1 when the report has no such syscall.
 double md_rule_trace_syscalls(const cJSON *trace, const char *name, bool *attributed);
 // Which way the run's brk calls moved the break, from the brk entry of "syscalls": shrinks and
-// grows of the whole run, and shrinks_in_allocator, -1 when the run could not tell calls apart.
+// grows of the whole run, and shrinks_in_allocator and grows_in_allocator, -1 when the run could
+// not tell calls apart (grows_in_allocator also in a report from before the tool counted it).
 // trims: the shrinks the rules count, those inside allocator calls when told apart, else all.
 // False when the report does not say (written before the tool recorded brk's result).
 struct md_rule_brk_moves {
-    double shrinks, grows, shrinks_in_allocator, trims;
+    double shrinks, grows, shrinks_in_allocator, grows_in_allocator, trims;
 };
 bool md_rule_trace_brk_moves(const cJSON *trace, struct md_rule_brk_moves *out);
 // The program's own peak RSS per process, in KiB, for the rules that weigh memory against it:
 // run.max_rss_kb less the probe file's pages (run.probe_file_kb), which the program's processes
 // map and count in their RSS (with --leaks, up to twice the heap the program keeps live).
 // *processes: the run's process count, at least 1. 0 when the report has no peak RSS.
-double md_rule_trace_program_rss_kb(const cJSON *trace, double *processes);
+// *clamped (unless NULL): whether the figure is the floor below which it is not taken (see
+// rules.c), above max_rss_kb less the file's pages: only part of them was left out.
+double md_rule_trace_program_rss_kb(const cJSON *trace, double *processes, bool *clamped);
 // The run's minor faults less one per page of the probe file (run.probe_file_kb), which some
 // process of the program faulted in at least once; at least 0.
 double md_rule_trace_program_faults(const cJSON *trace);

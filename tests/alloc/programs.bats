@@ -130,6 +130,25 @@ CXX
     grep -q '^mdalloc: stats: mmap_calls [0-9]' "$WORK/stats"
 }
 
+# Opening a file can act on it (a tape device rewinds, a read lease breaks): stderr's path is
+# opened again only if it still names the recorded file itself, checked before the open. Here the
+# program replaced it by a symbolic link to another file and closed stderr; before, mdalloc opened
+# the link's target and only then saw that it was another file.
+@test "MDALLOC_STATS=1: stderr's path replaced by a symbolic link is not opened at exit" {
+    cd "$WORK"
+    echo other >other
+    strace -qq -o trace.log -e trace=openat -E LD_PRELOAD="$MDA_GLIBC_SO" -E MDALLOC_STATS=1 \
+        bash -c 'rm err && ln -s other err && exec 2>&-' 2>err
+    cat trace.log
+    [ -L err ] && [ "$(cat other)" = other ]
+    [ "$(grep -cF "\"$WORK/err\"" trace.log)" = 0 ]
+    # the check does not stop the file itself from getting them
+    strace -qq -o trace.log -e trace=openat -E LD_PRELOAD="$MDA_GLIBC_SO" -E MDALLOC_STATS=1 \
+        bash -c 'exec 2>&-' 2>stats
+    grep -F "\"$WORK/stats\"" trace.log
+    grep -q '^mdalloc: stats: mmap_calls [0-9]' stats
+}
+
 @test "MDALLOC_STATS set or not: no descriptor of mdalloc's stays open" {
     for stats in 0 1; do
         MDALLOC_STATS=$stats LD_PRELOAD="$MDA_GLIBC_SO" ls /proc/self/fd >"$WORK/fds" 2>/dev/null

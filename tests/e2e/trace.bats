@@ -442,6 +442,15 @@ PY
              for s in r['syscalls'] if s['name'] == 'brk']")" = "[(300, None, True)]" ]
 }
 
+@test "the exec note counts processes only from the kernel's exit records" {
+    [ "$(id -u)" = 0 ] || skip "needs root to drop privileges"
+    # as another user there are no taskstats: strace's exits count the program's threads too
+    run setpriv --reuid=65534 --regid=65534 --clear-groups "$T" trace \
+        -- env "$FX/musl-dynamic-loop" 20000
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"note: the command exec'd $(realpath "$FX/musl-dynamic-loop"), which the rules judge; the counts cover the whole run"$'\n'* ]]
+}
+
 @test "an allocator preloaded by the user is what the report and the rules name" {
     # (the normal build: the sanitizer build refuses a library preloaded ahead of ASan's runtime)
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 run "${T%-san}" trace --json -o "$OUT" -- "$FX/glibc-dynamic"

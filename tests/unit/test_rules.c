@@ -566,8 +566,25 @@ static void md008_brk_churn_told_by_the_breaks_moves(void **state)
     assert_int_equal(cJSON_GetObjectItem(ev, "shrinks")->valueint, 32);
     assert_int_equal(cJSON_GetObjectItem(ev, "shrinks_in_allocator")->valueint, 32);
     assert_int_equal(cJSON_GetObjectItem(ev, "grows")->valueint, 32);
+    // a report without grows_in_allocator (an older version's): its grows are the whole run's
     assert_non_null(strstr(cJSON_GetObjectItem(f, "message")->valuestring,
-                           "the break went down 32 times inside allocator calls and up 32 times"));
+                           "the break went down 32 times inside allocator calls and up 32 times in "
+                           "the whole run"));
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(ev, "grows_in_allocator")));
+    cJSON_Delete(f);
+    // the run's grows (100, the program's own among them) exceed the 64 brk calls inside
+    // allocator calls: the message counts those of the allocator
+    f = first_evidence(trace_of("\"ops\":{\"total\":32000},\"run\":{\"max_rss_kb\":100000},"
+                                "\"syscalls\":[{\"name\":\"brk\",\"count\":140,"
+                                "\"in_allocator\":64,\"shrinks\":32,\"grows\":100,"
+                                "\"shrinks_in_allocator\":32,\"grows_in_allocator\":32}]"),
+                       "MD008");
+    ev = cJSON_GetObjectItem(f, "evidence");
+    assert_int_equal(cJSON_GetObjectItem(ev, "grows_in_allocator")->valueint, 32);
+    assert_non_null(strstr(cJSON_GetObjectItem(f, "message")->valuestring,
+                           "64 brk calls inside allocator calls for 32000 allocator operations "
+                           "(2.00 per 1000), the break went down 32 times and up 32 times inside "
+                           "allocator calls:"));
     cJSON_Delete(f);
     snprintf(members, sizeof members, fmt, 40, 32, 31); // the program's own shrinks do not count
     assert_string_equal(on_trace(members), "");
@@ -655,6 +672,24 @@ static void md009_leaves_the_probe_file_out_of_the_peak_rss(void **state)
     assert_string_equal(on_trace(members), "");
     // at most down to a quarter of max_rss_kb: 3000 KiB, 3000 faults of the program's
     md009_fires_from(fmt, 6000, 12000, "12000", 1);
+    // then only part of the file's 12000 KiB was left out of the peak RSS, which says so
+    snprintf(members, sizeof members, fmt, 6000, 12000, "12000", 1);
+    f = first_evidence(trace_of(members), "MD009");
+    assert_int_equal(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(f, "evidence"), "program_rss_kb")->valueint, 3000);
+    assert_non_null(strstr(cJSON_GetObjectItem(f, "message")->valuestring,
+                           "4 times the peak RSS of 3000 KiB (the probe file's 12000 KiB partly "
+                           "left out, their faults wholly)"));
+    cJSON_Delete(f);
+    double processes;
+    bool clamped;
+    cJSON *trace = entry(trace_of(members));
+    assert_true(md_rule_trace_program_rss_kb(trace, &processes, &clamped) == 3000 && clamped);
+    cJSON_Delete(trace);
+    snprintf(members, sizeof members, fmt, 6000, 12000, "8000", 1);
+    trace = entry(trace_of(members));
+    assert_true(md_rule_trace_program_rss_kb(trace, &processes, &clamped) == 4000 && !clamped);
+    cJSON_Delete(trace);
     md009_fires_from(fmt, 1524, 2000, "2000", 1); // and to 1 MiB
     // two processes of at most 12000 KiB with 16000 KiB of the file between them: together at
     // most 8000 KiB of their own, so 8000 faults of theirs (and 4000 of the file's) are four times

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // trace's statistics on syscall logs parsed from strace lines: which way each brk moved its
-// process's break (the brk entry's shrinks and grows).
+// process's break (the brk entry's shrinks and grows), with the probe's file naming each
+// thread's process as it does under strace.
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -96,12 +98,91 @@ static void the_threads_of_a_process_share_its_break(void **state)
     assert_true(m.shrinks == 0 && m.grows == 0);
 }
 
+// The brk entry's figures for a log parsed from strace lines (no pids) and a probe file.
+static cJSON *brk_entry(const char *const *lines, struct md_probe_file *pf, cJSON *report)
+{
+    struct md_strace_log log = {0};
+    for (; *lines; lines++)
+        assert_int_equal(md_strace_parse_line(&log, *lines, strlen(*lines)), 0);
+    struct md_trace_input in = {.log = &log, .probe = pf, .ops_source = pf ? "probe" : NULL};
+    struct md_error err = {0};
+    assert_int_equal(md_trace_stats(&in, report, &err), 0);
+    md_strace_log_free(&log);
+    const cJSON *s;
+    cJSON_ArrayForEach(s, cJSON_GetObjectItem(report, "syscalls"))
+    {
+        if (!strcmp(cJSON_GetObjectItem(s, "name")->valuestring, "brk"))
+            return (cJSON *)s;
+    }
+    fail();
+    return NULL;
+}
+
+static double brk_num(const cJSON *brk, const char *key)
+{
+    return cJSON_GetObjectItem(brk, key)->valuedouble;
+}
+
+static void claim_slot(struct md_probe_file *pf, uint32_t i, int32_t pid, int32_t tid)
+{
+    struct md_probe_slot *slot = &pf->view.slots[i];
+    atomic_store(&slot->claimed, 1);
+    slot->pid = pid;
+    slot->tid = tid;
+    slot->ops[MD_OP_FREE] = 1; // a slot without calls names no thread
+}
+
+static void slow_call(struct md_probe_file *pf, int32_t tid, uint16_t op, uint64_t start_ns,
+                      uint64_t end_ns)
+{
+    uint64_t i = atomic_fetch_add(&pf->view.header->slow_used, 1);
+    pf->view.slow_log[i] = (struct md_probe_slow){
+        .start_realtime_ns = start_ns, .end_realtime_ns = end_ns, .tid = tid, .op = op};
+}
+
+// glibc's free of a main-arena chunk from a thread other than the main one trims the heap with
+// brk (systrim): a second thread moves the main thread's break. strace names threads only; the
+// probe's slots (one per thread, with its process) tie them to one break, so the second
+// thread's call is a shrink and the main thread's next one a grow, each inside its allocator
+// call. Without the probe they are two processes: neither is known.
+static void a_thread_moves_its_process_break_under_strace(void **state)
+{
+    (void)state;
+    const char *const lines[] = {"500 1.000001 brk(NULL) = 0x1000000 <0.000001>",
+                                 "500 1.000002 brk(0x1042000) = 0x1042000 <0.000001>", // up
+                                 "501 1.000004 brk(0x1021000) = 0x1021000 <0.000001>", // down
+                                 "500 1.000006 brk(0x1042000) = 0x1042000 <0.000001>", // up
+                                 NULL};
+    struct md_probe_file pf;
+    struct md_error err;
+    assert_int_equal(md_probe_file_create(&pf, 1000, 0, &err), 0);
+    claim_slot(&pf, 1, 500, 500);
+    claim_slot(&pf, 2, 500, 501);
+    slow_call(&pf, 501, MD_OP_FREE, 1000003000, 1000005000);   // the trim
+    slow_call(&pf, 500, MD_OP_MALLOC, 1000005500, 1000007000); // grows the heap again
+    cJSON *report = cJSON_CreateObject();
+    const cJSON *brk = brk_entry(lines, &pf, report);
+    assert_true(brk_num(brk, "shrinks") == 1 && brk_num(brk, "grows") == 2);
+    assert_true(brk_num(brk, "shrinks_in_allocator") == 1 &&
+                brk_num(brk, "grows_in_allocator") == 1);
+    cJSON_Delete(report);
+    md_probe_file_close(&pf);
+
+    report = cJSON_CreateObject();
+    brk = brk_entry(lines, NULL, report);
+    // 501's call has no earlier break of "its process"; 500's last one finds its own unchanged
+    assert_true(brk_num(brk, "shrinks") == 0 && brk_num(brk, "grows") == 1);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(brk, "grows_in_allocator")));
+    cJSON_Delete(report);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(each_process_moves_its_own_break),
         cmocka_unit_test(brk_null_only_reads_the_break),
         cmocka_unit_test(the_threads_of_a_process_share_its_break),
+        cmocka_unit_test(a_thread_moves_its_process_break_under_strace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
