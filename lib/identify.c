@@ -618,29 +618,62 @@ static void resolve_wrapper(const struct md_matcher *m, const struct md_ident *i
              w->wrapper_target, md_signatures[v.sig].name, v.because);
 }
 
-// malloc's neighbours name no allocator. musl's libc.a defines malloc weak (lite_malloc.lo's
-// alias), and so does mdalloc's build that replaces it there, so that a program may define its
-// own: a strong malloc next to them is the program's own, or an allocator no signature knows,
-// which libc's own calls (through __libc_malloc) pass by.
+static bool any_allocator(const struct md_ident *id)
+{
+    for (size_t s = 0; s < md_signature_count; s++)
+        if (is_present(id, (int)s))
+            return true;
+    return false;
+}
+
+// musl's libc.a defines malloc weak (lite_malloc.lo's alias), and so does mdalloc's build that
+// replaces it there, so that a program may define its own: a strong malloc next to them is the
+// program's own, or an allocator no signature knows, which libc's own calls (through
+// __libc_malloc) pass by.
+static bool passes_by_musl(const struct md_ident *id, const struct md_active *out)
+{
+    bool weak_malloc_only = out->sig >= 0 && (!strcmp(md_signatures[out->sig].family, "musl") ||
+                                              !strcmp(md_signatures[out->sig].id, "mdalloc"));
+    // musl's libc (or mdalloc in its place) is linked in: its allocator entry for libc's calls
+    GElf_Addr impl;
+    return weak_malloc_only && find_function(id, "__libc_malloc_impl", &impl);
+}
+
+// A static file whose symbol table shows no allocator at all: its strong malloc is all there is.
+// Nothing of libc's allocator was linked (no libc call needed one: musl's malloc is weak, and
+// glibc's malloc.o comes only for a name the program leaves undefined), so it is the program's
+// own malloc, or an allocator no signature knows. One whose malloc is exported is left to the
+// loader's view of it.
+static bool alone_in_static(const struct md_ident *id, const struct md_active *out)
+{
+    return out->sig < 0 && !id->dynamically_linked && !id->exports_malloc && !any_allocator(id);
+}
+
+// malloc's neighbours name no allocator: by elimination, unless malloc is a strong symbol that
+// no allocator present can have defined.
 static void unnamed_neighbours(const struct md_ident *id, struct md_active *out)
 {
     by_elimination(id, "malloc's neighbours name no allocator", out);
-    // musl's libc (or mdalloc in its place) is linked in: its allocator entry for libc's calls
-    GElf_Addr impl;
-    bool musl_libc = find_function(id, "__libc_malloc_impl", &impl);
-    bool weak_malloc_only = out->sig >= 0 && (!strcmp(md_signatures[out->sig].family, "musl") ||
-                                              !strcmp(md_signatures[out->sig].id, "mdalloc"));
-    if (!weak_malloc_only || !musl_libc || !id->has_symtab || !id->malloc_strong)
+    if (!id->has_symtab || !id->malloc_strong)
         return;
-    const char *present = md_signatures[out->sig].name;
+    if (passes_by_musl(id, out)) {
+        const char *present = md_signatures[out->sig].name;
+        snprintf(out->how, sizeof out->how,
+                 "malloc is a strong symbol among functions no signature names, where %s's is "
+                 "weak (the program's own malloc, or an allocator this tool does not know); %s "
+                 "serves only libc's own calls",
+                 present, present);
+    } else if (alone_in_static(id, out)) {
+        snprintf(out->how, sizeof out->how,
+                 "malloc is a strong symbol among functions no signature names, and no allocator "
+                 "is linked, not even libc's: the program's own malloc, or an allocator this tool "
+                 "does not know");
+    } else {
+        return;
+    }
     out->sig = -1;
     out->confidence = "low";
     out->reason = MD_DEFINED_ELSEWHERE;
-    snprintf(out->how, sizeof out->how,
-             "malloc is a strong symbol among functions no signature names, where %s's is weak "
-             "(the program's own malloc, or an allocator this tool does not know); %s serves "
-             "only libc's own calls",
-             present, present);
 }
 
 void md_active_local(const struct md_matcher *m, const struct md_ident *id, struct md_active *out)

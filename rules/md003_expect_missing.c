@@ -84,6 +84,23 @@ static void prescribe(const struct md_rule_input *in, char *fix, size_t size)
                  in->expect);
 }
 
+// The file's own malloc (or one no signature knows) wins over any allocator linked after it:
+// linking or patching one in changes nothing until that definition is gone. Its own libc's then
+// serves malloc without more ado.
+static void prescribe_own_malloc(const struct md_rule_input *in, char *fix, size_t size)
+{
+    const char *libc = md_json_get_str(in->file, "libc");
+    bool own_libc = libc && is_libc_family(in->expect) &&
+                    !strncmp(in->expect, libc, strlen(libc)); // musl-mallocng is musl's
+    char then[512] = "";
+    if (!own_libc)
+        prescribe(in, then, sizeof then);
+    snprintf(fix, size,
+             "the file defines a malloc of its own (or links an allocator this tool does not "
+             "know), which wins over %s's: remove that definition%s%s",
+             in->expect, then[0] ? ", then " : "", then);
+}
+
 static void check(const struct md_rule *rule, const struct md_rule_input *in, cJSON *findings)
 {
     if (!in->file)
@@ -93,10 +110,15 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
     if (!in->expect || !expect || !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(expect, "met")))
         return;
     const cJSON *active = cJSON_GetObjectItemCaseSensitive(in->file, "active");
+    const char *reason = md_json_get_str(active, "reason");
+    bool own_malloc = reason && !strcmp(reason, MD_DEFINED_ELSEWHERE);
     const char *active_name = md_json_get_str(active, "name");
+    if (!active_name)
+        active_name = own_malloc ? "the file's own malloc (or an allocator this tool does not know)"
+                                 : "an unidentified allocator";
     const char *version = md_json_get_str(in->file, "malloc_import_version");
     const cJSON *missing = cJSON_GetObjectItemCaseSensitive(in->file, "missing_libraries");
-    char message[512], fix[512];
+    char message[512], fix[1024];
     if (!md_json_get_str(active, "id") && cJSON_GetArraySize(missing) > 0) {
         int others = cJSON_GetArraySize(missing) - 1;
         snprintf(message, sizeof message,
@@ -108,20 +130,22 @@ static void check(const struct md_rule *rule, const struct md_rule_input *in, cJ
                  "--root DIR");
     } else if (present_anywhere(in->file, in->expect)) {
         snprintf(message, sizeof message, "expected %s to serve malloc, but %s does", in->expect,
-                 active_name ? active_name : "an unidentified allocator");
+                 active_name);
         snprintf(fix, sizeof fix, "see MD002: make %s override malloc", in->expect);
     } else {
         // a -l flag that --as-needed dropped explains it, for an allocator linked with one
         bool dropped = version && md_rule_link_name(in->expect);
         snprintf(message, sizeof message,
                  "expected %s, but it is not linked at all; malloc is served by %s%s%s%s",
-                 in->expect, active_name ? active_name : "an unidentified allocator",
-                 dropped ? " (the import is bound to malloc@" : "", dropped ? version : "",
-                 dropped ? ": -l" : "");
+                 in->expect, active_name, dropped ? " (the import is bound to malloc@" : "",
+                 dropped ? version : "", dropped ? ": -l" : "");
         if (dropped)
             snprintf(message + strlen(message), sizeof message - strlen(message),
                      "%s was dropped by --as-needed or link order)", md_rule_link_name(in->expect));
-        prescribe(in, fix, sizeof fix);
+        if (own_malloc)
+            prescribe_own_malloc(in, fix, sizeof fix);
+        else
+            prescribe(in, fix, sizeof fix);
     }
     cJSON *ev = md_finding_add(findings, rule, MD_SEV_ERROR, message, fix);
     cJSON_AddStringToObject(ev, "expected", in->expect);

@@ -248,6 +248,34 @@ PY
     [[ "$output" == *"fix: the file defines a malloc of its own (or links an allocator this tool does not know), which wins over mdalloc's"* ]]
 }
 
+@test "a program whose own malloc is the only one linked (no libc allocator, musl's or mdalloc's libc.a, or glibc's) is defined-elsewhere, and MD003 says to remove that malloc before any patch or archive; stripped, nothing is known" {
+    for f in own-only-musl own-only-mdalloc own-only-glibc; do
+        run "$T" inspect --json "$PX/$f"
+        [ "$(echo "$output" | python3 -c 'import json,sys; f=json.load(sys.stdin)["files"][0]; a=f["active"]; print(a["id"], a["reason"], len(f["allocators"]))')" = "None defined-elsewhere 0" ]
+        run "$T" inspect "$PX/$f"
+        [[ "$output" == *"unknown (malloc defined elsewhere)"* ]]
+        run "$T" inspect --expect mdalloc "$PX/$f"
+        echo "$output"
+        [ "$status" -eq 1 ]
+        [[ "$output" == *"MD003"*"malloc is served by the file's own malloc (or an allocator this tool does not know)"* ]]
+        [[ "$output" == *"fix: the file defines a malloc of its own (or links an allocator this tool does not know), which wins over mdalloc's: remove that definition, then "* ]]
+        # what follows "then" is MD003's usual prescription, after the definition is gone
+        [[ "$output" == *"then "*"patch -o"* || "$output" == *"then link all of mdalloc's archive"* ]]
+        [[ "$output" != *"MD002"* ]] # no allocator is linked to be passed over
+    done
+    # the file's own libc's malloc: removing the definition is all it takes
+    run "$T" inspect --expect musl "$PX/own-only-musl"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"which wins over musl's: remove that definition"* ]]
+    [[ "$output" != *"rebuild with that libc"* ]]
+    # without symbols there is no malloc to find: unknown, and MD003's usual fix
+    run "$T" inspect --json "$PX/own-only-musl-stripped"
+    [ "$(echo "$output" | python3 -c 'import json,sys; a=json.load(sys.stdin)["files"][0]["active"]; print(a["id"], a["reason"])')" = "None None" ]
+    run "$T" inspect --expect mdalloc "$PX/own-only-musl-stripped"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"fix: "*"patch -o"* ]]
+}
+
 @test "the patched libc.a adds no global name outside the reserved ones but the malloc API: a program may define md_options" {
     mkdir -p "$W/p"
     cp "$REF" "$W/p/libc.a"
