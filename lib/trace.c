@@ -692,6 +692,53 @@ static const char *provider_library(const cJSON *inspect, const char *program)
     return provider && !md_same_file(provider, program) ? provider : NULL;
 }
 
+// Adds a note about the mode after those already there.
+static void add_mode_note(struct target *t, const char *text)
+{
+    char note[sizeof t->mode_note];
+    snprintf(note, sizeof note, "%s%s%s", t->mode_note, t->mode_note[0] ? "; " : "", text);
+    snprintf(t->mode_note, sizeof t->mode_note, "%s", note);
+}
+
+// The hooks and uprobes count at the malloc family's entries. libstdc++'s new and delete call
+// malloc and free, so they are counted; an allocator linked in with its own (static tcmalloc or
+// jemalloc) serves them without, and the counts lack them: the report must say so, or a CI gate
+// trusts a tenth of the calls.
+static void note_cxx_bypass(struct target *t)
+{
+    char names[160], note[sizeof t->mode_note];
+    struct md_error ignored;
+    if (md_cxx_bypassing(t->plan.path, names, sizeof names, &ignored) <= 0)
+        return;
+    // a libc's allocator has no operators of its own: then they are the program's (a pool)
+    const cJSON *active = cJSON_GetObjectItemCaseSensitive(t->inspect, "active");
+    const char *allocator = md_json_get_str(active, "name");
+    const char *family = md_json_get_str(active, "family");
+    bool libc = !family || !strcmp(family, "glibc") || !strcmp(family, "musl");
+    char owner[128] = "";
+    if (allocator && !libc)
+        snprintf(owner, sizeof owner, " are %s's own and", allocator);
+    snprintf(note, sizeof note,
+             "C++ new and delete not counted: the program's operators (%s)%s do not call malloc "
+             "and free, where the %s count",
+             names, owner, t->mode == MODE_HOOKS ? "hooks" : "uprobes");
+    add_mode_note(t, note);
+}
+
+// With no malloc family symbol to place uprobes on (stripped), nothing counts the calls: said
+// once, as the hooks' planner may have said it already.
+static void note_nothing_to_probe(struct target *t)
+{
+    char note[PATH_MAX + 128];
+    if (strstr(t->mode_note, "no malloc symbol"))
+        return;
+    snprintf(note, sizeof note,
+             "no uprobes: %s has no malloc symbol to place them on (stripped, or the program "
+             "never calls it)",
+             t->plan.path);
+    add_mode_note(t, note);
+}
+
 static int prepare(const struct md_trace_options *opt, struct session *s, struct md_error *err)
 {
     char program[PATH_MAX];
@@ -706,8 +753,12 @@ static int prepare(const struct md_trace_options *opt, struct session *s, struct
     md_trace_perf_prepare(&s->perf, s->target.plan.path, uprobes, active_id, s->target.libc,
                           provider_library(s->target.inspect, s->target.plan.path), opt->sample_hz,
                           opt->probe_flags & MD_PROBE_WANT_STACKS);
-    if (uprobes && !s->perf.uprobe_count)
+    if (uprobes && !s->perf.uprobe_count) {
         s->target.mode = MODE_NONE;
+        note_nothing_to_probe(&s->target);
+    }
+    if (s->target.mode == MODE_HOOKS || s->target.mode == MODE_UPROBES)
+        note_cxx_bypass(&s->target);
     if (opt->input_not_repeatable && s->target.mode == MODE_PRELOAD)
         return md_fail(err, "%s", opt->input_not_repeatable);
     if (choose_syscall_source(opt, s, err))
@@ -874,10 +925,7 @@ static bool probe_file_lost(const struct session *s, cJSON *report)
 // share that failed with them.
 static void uprobes_unavailable(struct target *t, const char *why, cJSON *report)
 {
-    char note[sizeof t->mode_note];
-    snprintf(note, sizeof note, "%s%s%s", t->mode_note, t->mode_note[0] ? "; " : "",
-             why && *why ? why : "uprobes unavailable: perf could not place them");
-    snprintf(t->mode_note, sizeof t->mode_note, "%s", note);
+    add_mode_note(t, why && *why ? why : "uprobes unavailable: perf could not place them");
     t->mode = MODE_NONE;
     cJSON_ReplaceItemInObjectCaseSensitive(report, "mode", cJSON_CreateString(mode_names[t->mode]));
     cJSON_ReplaceItemInObjectCaseSensitive(report, "mode_note", cJSON_CreateString(t->mode_note));

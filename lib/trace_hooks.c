@@ -244,3 +244,132 @@ int md_hooks_plan(const char *path, struct md_hooks_plan *plan, struct md_error 
     md_symtab_free(&t);
     return rc;
 }
+
+// The replaceable C++ allocation functions a program can define (as the preload probe's list).
+static const char *const cxx_operators[] = {"_Znwm",
+                                            "_Znam",
+                                            "_ZnwmRKSt9nothrow_t",
+                                            "_ZnamRKSt9nothrow_t",
+                                            "_ZnwmSt11align_val_t",
+                                            "_ZnamSt11align_val_t",
+                                            "_ZnwmSt11align_val_tRKSt9nothrow_t",
+                                            "_ZnamSt11align_val_tRKSt9nothrow_t",
+                                            "_ZdlPv",
+                                            "_ZdaPv",
+                                            "_ZdlPvm",
+                                            "_ZdaPvm",
+                                            "_ZdlPvSt11align_val_t",
+                                            "_ZdaPvSt11align_val_t",
+                                            "_ZdlPvmSt11align_val_t",
+                                            "_ZdaPvmSt11align_val_t",
+                                            "_ZdlPvRKSt9nothrow_t",
+                                            "_ZdaPvRKSt9nothrow_t",
+                                            "_ZdlPvSt11align_val_tRKSt9nothrow_t",
+                                            "_ZdaPvSt11align_val_tRKSt9nothrow_t",
+                                            NULL};
+
+// libstdc++'s operators lead to malloc within three steps: new[] jumps to new, nothrow new
+// calls new, which calls malloc.
+#define CXX_FOLLOW_DEPTH 3
+
+struct cxx_scan {
+    const struct md_symtab *t;
+    int fd;
+    uint64_t entries[MD_STATIC_KINDS]; // the malloc family's entries: what is counted
+    size_t entry_count;
+};
+
+static bool is_entry(const struct cxx_scan *s, uint64_t addr)
+{
+    return already_hooked(s->entries, s->entry_count, addr);
+}
+
+// The function that starts at addr when it is one to follow: another C++ operator (nothrow new
+// calls new), or any function when the branch is a thunk's only jump (new[] jumps to new).
+static const struct md_func_sym *follow_target(const struct cxx_scan *s, uint64_t addr, bool thunk)
+{
+    size_t aliases;
+    const struct md_func_sym *f = md_symtab_find(s->t, addr, &aliases);
+    if (!f || f->addr != addr)
+        return NULL;
+    for (size_t i = 0; !thunk && i < aliases; i++)
+        for (const char *const *name = cxx_operators; *name; name++)
+            thunk = thunk || !strcmp(f[i].name, *name);
+    return thunk ? f : NULL;
+}
+
+// Whether a call to f reaches an entry of the malloc family: f is one, or branches to one, or
+// to a C++ operator that does. A function that cannot be read or decoded is taken to reach one:
+// the report claims a gap in the counts only on evidence.
+static bool reaches_allocator(const struct cxx_scan *s, const struct md_func_sym *f, int depth)
+{
+    static const uint8_t endbr64[] = {0xf3, 0x0f, 0x1e, 0xfa};
+    uint64_t offset;
+    if (is_entry(s, f->addr))
+        return true;
+    if (!f->size || f->size > MAX_FUNCTION_BYTES ||
+        !md_symtab_addr_to_offset(s->t, f->addr, &offset))
+        return true;
+    uint8_t *code = malloc(f->size);
+    bool reaches = !code || pread(s->fd, code, f->size, (off_t)offset) != (ssize_t)f->size;
+    uint64_t first = code && f->size >= 4 && !memcmp(code, endbr64, 4) ? 4 : 0;
+    for (uint64_t at = 0; !reaches && at < f->size;) {
+        struct md_insn in;
+        if (md_insn_decode(code + at, f->size - at, &in)) {
+            reaches = true;
+            break;
+        }
+        uint64_t target = in.branch_size ? branch_target(code + at, f->addr + at, &in) : 0;
+        const struct md_func_sym *next =
+            in.branch_size && depth ? follow_target(s, target, at == first && in.ends_flow) : NULL;
+        reaches = (in.branch_size && is_entry(s, target)) ||
+                  (next && reaches_allocator(s, next, depth - 1));
+        at += in.len;
+    }
+    free(code);
+    return reaches;
+}
+
+// Names the operators that bypass the malloc family: the first three, then how many more.
+static int list_bypassing(const struct cxx_scan *s, char *out, size_t size)
+{
+    int count = 0;
+    size_t used = 0;
+    for (const char *const *name = cxx_operators; *name; name++) {
+        const struct md_func_sym *f = find_function(s->t, *name);
+        if (!f || f->bind == STB_LOCAL || reaches_allocator(s, f, CXX_FOLLOW_DEPTH))
+            continue;
+        if (++count > 3)
+            continue;
+        int n = snprintf(out + used, size - used, "%s%s", used ? ", " : "", *name);
+        used = n < 0 || (size_t)n >= size - used ? size - 1 : used + (size_t)n;
+    }
+    if (count > 3)
+        snprintf(out + used, size - used, " and %d more", count - 3);
+    return count;
+}
+
+int md_cxx_bypassing(const char *path, char *out, size_t size, struct md_error *err)
+{
+    static const char *const names[MD_STATIC_KINDS] = MD_STATIC_KIND_NAMES;
+    out[0] = 0;
+    struct md_symtab t;
+    if (md_symtab_load(&t, path, err))
+        return -1;
+    struct cxx_scan s = {.t = &t, .fd = open(path, O_RDONLY | O_CLOEXEC)};
+    for (int k = 0; k < MD_STATIC_KINDS; k++) {
+        const struct md_func_sym *f =
+            k == MD_STATIC_USABLE_SIZE ? NULL : find_function(&t, names[k]);
+        if (f)
+            s.entries[s.entry_count++] = f->addr;
+    }
+    int count = 0;
+    if (s.fd < 0)
+        count = md_fail_errno(err, errno, "%s", path);
+    else if (s.entry_count) // no malloc to count at all: nothing to compare with
+        count = list_bypassing(&s, out, size);
+    if (s.fd >= 0)
+        close(s.fd);
+    md_symtab_free(&t);
+    return count;
+}

@@ -22,4 +22,11 @@ struct md_hooks_plan {
 // not x86-64, malloc or free is missing, or an entry cannot be moved (alloc/hook_x86.h).
 int md_hooks_plan(const char *path, struct md_hooks_plan *plan, struct md_error *err);
 
+// The C++ operator new and delete of the program at path that do not lead to its malloc family,
+// as libstdc++'s do (its new calls malloc, its delete free): an allocator linked in with
+// operators of its own (static tcmalloc or jemalloc) serves them itself, so the hooks and the
+// uprobes, which count at malloc's and free's entries, never see those calls. Writes their
+// names to out ("_Znwm, _Znam, _ZdlPvm and 9 more"; "" for none); returns how many, or -1.
+int md_cxx_bypassing(const char *path, char *out, size_t size, struct md_error *err);
+
 #endif

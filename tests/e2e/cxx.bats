@@ -72,6 +72,52 @@ PY
     [ "$status" -eq 0 ]
 }
 
+@test "C++, static: libstdc++'s new and delete are counted through malloc and free, with no note (hooks and uprobes)" {
+    # the static probe and uprobes count at the malloc family's entries, where libstdc++'s
+    # operators lead: exact counts, and nothing to warn about
+    for mode in "" --uprobes; do
+        run "$T" trace $mode --json -o "$OUT" -- "$FX/cxx-ops-static"
+        [ "$status" -eq 0 ]
+        python3 - "$OUT" "$mode" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r['mode'] == ('uprobes' if sys.argv[2] else 'hooks') and r['mode_note'] is None, (r['mode'], r['mode_note'])
+ops = r['ops']
+# 607 unaligned news as malloc (and start-up's), 603 aligned, 1200 deletes and bad_alloc's object
+assert ops['malloc'] >= 607 and ops['aligned'] == 603 and ops['free'] >= 1201, ops
+PY
+    done
+    run "$T" trace -- "$FX/cxx-ops-static"
+    [ "$status" -eq 0 ]
+    [[ "$output" != *"not counted"* ]]
+}
+
+@test "C++, static: tcmalloc's and jemalloc's own new and delete bypass malloc, and the report says they are not counted" {
+    # before, the report gave the few mallocs left (tcmalloc: 10 of 1217) as the program's counts,
+    # with no note
+    for fx in cxx-ops-tcmalloc-static cxx-ops-jemalloc-static; do
+        for mode in "" --uprobes; do
+            run "$T" trace $mode --json -o "$OUT" -- "$FX/$fx"
+            [ "$status" -eq 0 ]
+            python3 - "$OUT" "$mode" "$fx" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+counter = 'uprobes' if sys.argv[2] else 'hooks'
+allocator = 'tcmalloc (gperftools)' if 'tcmalloc' in sys.argv[3] else 'jemalloc'
+assert r['mode'] == counter, r['mode']
+note = r['mode_note'] or ''
+assert note.startswith('C++ new and delete not counted: the program\'s operators (_Znwm, _Znam, '), note
+assert f"are {allocator}'s own and do not call malloc and free, where the {counter} count" in note, note
+# what the note says: most of the 607 unaligned news are missing
+assert r['ops']['malloc'] < 100, r['ops']
+PY
+        done
+    done
+    run "$T" trace -- "$FX/cxx-ops-tcmalloc-static"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"note: C++ new and delete not counted: the program's operators (_Znwm, _Znam, _ZnwmRKSt9nothrow_t and 15 more) are tcmalloc (gperftools)'s own"* ]]
+}
+
 @test "C++: a memory syscall inside tcmalloc's operator new is tied to its request size; stacks name the caller" {
     # with an argument, cxx-ops news and deletes one block of 48 MiB last; tcmalloc grows its heap
     run "$T" trace --stacks --json -o "$OUT" -- "$FX/cxx-ops-tcmalloc" big

@@ -918,6 +918,15 @@ assert r['cpu']['sampled'], r['cpu']"
     [ "$(q "[r['ops'][k] for k in ('malloc', 'free', 'calloc', 'realloc', 'aligned')]")" = "[None, None, None, None, None]" ]
     [ "$(q "r['requests']")" = "{'count': None, 'bytes': None, 'histogram': []}" ]
     [ "$(sys_field futex per_op)" = None ]
+    # the note says why, once: the hooks' planner found no malloc, and so uprobes find none
+    [ "$(q "r['mode_note'].count('no malloc symbol')")" = 1 ]
+    # --uprobes skips the hooks: the note says why uprobes could not count either (was: null)
+    run "$T" trace --uprobes --json -o "$OUT" -- "$FX/musl-static-stripped"
+    [ "$status" -eq 0 ]
+    [ "$(q "r['mode'], r['ops']['total']")" = "none None" ]
+    [ "$(q "r['mode_note']")" = "no uprobes: $FX/musl-static-stripped has no malloc symbol to place them on (stripped, or the program never calls it)" ]
+    run "$T" trace --uprobes -- "$FX/musl-static-stripped"
+    [[ "$output" == *"note: no uprobes: $FX/musl-static-stripped has no malloc symbol to place them on"* ]]
     run "$T" trace --json --ops 80000 -o "$OUT" -- "$FX/musl-static-stripped"
     [ "$status" -eq 0 ]
     [ "$(q "r['ops']['source'], r['ops']['total'], r['ops']['malloc']")" = "--ops 80000 None" ]
