@@ -428,6 +428,20 @@ PY
     [[ "$output" != *"note: brk moved"* ]]
 }
 
+@test "brk's moves across threads: a second thread's free trims the break the main thread grew" {
+    # glibc frees a main-arena block into the main arena from any thread: the other thread's brk
+    # calls move the same break, which only the probe's slots tie to the main thread's process
+    # under strace (its lines name threads alone); perf names the process itself
+    sources=strace
+    [ "$(id -u)" != 0 ] || sources="strace perf"
+    for source in $sources; do
+        GLIBC_TUNABLES=glibc.malloc.trim_threshold=0:glibc.malloc.top_pad=0 \
+            "$T" trace --syscalls "$source" --json -o "$OUT" -- build/fixtures/rules/cycle 65536 50 handoff
+        [ "$(q "[(s['shrinks'], s['shrinks_in_allocator'], s['grows'] >= 50, s['in_allocator_by_op']['free'])
+                 for s in r['syscalls'] if s['name'] == 'brk']")" = "[(50, 50, True, 50)]" ]
+    done
+}
+
 @test "brk's moves in a static program, from perf's records: with the hooks and with uprobes" {
     GLIBC_TUNABLES=glibc.malloc.trim_threshold=0:glibc.malloc.top_pad=0 \
         "$T" trace --json -o "$OUT" -- build/fixtures/rules/cycle-static 65536 300
