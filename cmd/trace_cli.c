@@ -586,6 +586,9 @@ static void print_cpu(const cJSON *r)
                100 * num(f, "share"));
     }
     putchar('\n');
+    if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(cpu, "kernel_samples")))
+        printf("note: user mode only: the kernel's time (syscalls, page faults) was not sampled "
+               "(it needs root or CAP_PERFMON, or kernel.perf_event_paranoid 1 or lower)\n");
 }
 
 void md_render_trace(const cJSON *r)

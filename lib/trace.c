@@ -678,6 +678,12 @@ static int choose_syscall_source(const struct md_trace_options *opt, struct sess
     // s->perf.syscalls: perf records them, not strace (strace_out stays empty)
     s->perf.syscalls =
         opt->syscalls == MD_SYSCALLS_PERF || (permitted && s->target.mode != MODE_PRELOAD);
+    // perf is the default for programs without the preload probe: say why strace had to record
+    // (it stops the program at each syscall and serialises its threads: contention changes)
+    if (!s->perf.syscalls && opt->syscalls == MD_SYSCALLS_AUTO && s->target.mode != MODE_PRELOAD &&
+        why[0])
+        snprintf(s->sys_note, sizeof s->sys_note, "perf could not record them (%s): strace did",
+                 why);
     return s->perf.syscalls ? 0 : strace_file(s, err);
 }
 

@@ -221,7 +221,9 @@ static void add_cpu(cJSON *report, const struct md_perf_result *r, const char *e
     // what allocator_share may have missed: the libc's code that has no symbol to name it
     md_json_num_or_null(o, "unnamed_allocator_library_samples", libc_library,
                         (double)r->samples_unnamed_libc);
-    cJSON_AddNumberToObject(o, "kernel_samples", (double)r->samples_kernel);
+    // null: without root (perf_event_paranoid 2) only user mode was sampled, so the kernel's time
+    // (the allocator's syscalls and page faults) is in no sample, not 0 of them
+    md_json_num_or_null(o, "kernel_samples", !r->kernel_excluded, (double)r->samples_kernel);
     cJSON_AddNumberToObject(o, "lost", (double)r->samples_lost);
     // left out of samples: in the probe's own code, or in the kernel handling our uprobes
     cJSON_AddNumberToObject(o, "measurement_samples",

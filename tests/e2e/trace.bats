@@ -380,6 +380,8 @@ PY
     rm -rf "$dir"
     [ "$(q "r['syscall_recording']['source'], r['mode']")" = "strace hooks" ]
     [ "$(q "[s['count'] for s in r['syscalls'] if s['name']=='madvise'][0]")" = 5 ]
+    # and the report says why strace recorded, not perf, the default for static programs
+    [[ "$(q "r['syscall_recording']['note']")" == "perf could not record them ("*"needs root"*"): strace did" ]]
 }
 
 @test "text report: summary table first, the size band named" {
@@ -454,6 +456,26 @@ PY
     [ "$(q "r['mode'], r['syscall_recording']['source']")" = "uprobes perf" ]
     [ "$(q "[(s['shrinks'], s['shrinks_in_allocator'], s['grows'] >= 300)
              for s in r['syscalls'] if s['name'] == 'brk']")" = "[(300, None, True)]" ]
+}
+
+@test "CPU sampling without root: user mode only, kernel_samples null, and the text says so" {
+    [ "$(id -u)" = 0 ] || skip "needs root to drop privileges"
+    [ "$(cat /proc/sys/kernel/perf_event_paranoid)" -ge 2 ] || skip "a user may sample the kernel here"
+    dir=$(mktemp -d)
+    chmod 777 "$dir" # the other user writes the report there
+    run setpriv --reuid=65534 --regid=65534 --clear-groups "$T" trace --json -o "$dir/r.json" \
+        -- "$FX/glibc-dynamic-loop" 200000
+    [ "$status" -eq 0 ]
+    cp "$dir/r.json" "$OUT"
+    run setpriv --reuid=65534 --regid=65534 --clear-groups "$T" trace -- "$FX/glibc-dynamic-loop" 200000
+    rm -rf "$dir"
+    [ "$(q "r['cpu']['sampled'], r['cpu']['kernel_samples']")" = "True None" ]
+    [[ "$output" == *"note: user mode only: the kernel's time (syscalls, page faults) was not sampled"* ]]
+    # as root the kernel is sampled: a count, and no note
+    run "$T" trace -- "$FX/glibc-dynamic-loop" 200000
+    [[ "$output" != *"note: user mode only"* ]]
+    "$T" trace --json -o "$OUT" -- "$FX/glibc-dynamic-loop" 200000
+    [ "$(q "isinstance(r['cpu']['kernel_samples'], (int, float))")" = True ]
 }
 
 @test "the exec note counts processes only from the kernel's exit records" {
