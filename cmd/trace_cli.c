@@ -258,9 +258,11 @@ static void probe_rss_note(const cJSON *r, char *out, size_t size)
     else if (processes <= 1)
         snprintf(out, size, " (%s%.1f MB without the probe's file)", clamped ? "at least " : "",
                  own / 1024);
-    else
-        snprintf(out, size, " (the probe's file counts in it: %.1f MB over the %.0f processes)",
-                 probe / 1024, processes);
+    else // without the kernel's exit records the count holds the threads too
+        snprintf(out, size, " (the probe's file counts in it: %.1f MB over the %.0f %s)",
+                 probe / 1024, processes,
+                 strcmp(str(run, "max_rss_source", ""), "taskstats") ? "processes or threads"
+                                                                     : "processes");
 }
 
 void md_render_trace_header(const cJSON *r)
@@ -488,11 +490,13 @@ static void print_stack_list(const cJSON *list, const char *title, const char *c
                              const char *bytes_key, const char *bytes_label, int decimals)
 {
     const cJSON *st;
-    int shown = 0;
+    int shown = 0, listed = cJSON_GetArraySize(list);
     cJSON_ArrayForEach(st, list)
     {
-        if (shown++ == 5)
+        if (shown++ == 5) {
+            printf("  (%d more in the JSON report, --json)\n", listed - 5);
             break;
+        }
         if (shown == 1)
             printf("\n%s:\n", title);
         double count = num(st, count_key); // the key is the plural: "1 block"

@@ -1665,3 +1665,12 @@ assert f[0]['severity'] == 'error' and 'LD_PRELOAD=' in f[0]['fix'] and 'trace -
     [ "$(q "type(r['cpu']['measurement_samples']).__name__")" = int ]
     [ "$(q "all(f['name'] not in ('stack_top', 'flush_stack_counts', 'cached_stack_id', 'record_slow') for f in r['cpu']['top_functions'])")" = True ]
 }
+
+@test "--stacks text: five stacks of each list, and how many more the JSON report has" {
+    "$T" trace --stacks --json -o "$OUT" -- /usr/bin/python3 -c pass
+    more=$(q "len(r['stacks']) - 5")
+    [ "$more" -gt 0 ]
+    run "$T" trace --stacks -- /usr/bin/python3 -c pass
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"top allocating call stacks:"*" more in the JSON report, --json)"* ]]
+}
