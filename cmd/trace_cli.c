@@ -409,12 +409,7 @@ void md_render_unprobed_note(const cJSON *r)
 // Under the syscall table, when the heap was given back: which way brk moved the break.
 static void print_brk_moves(const cJSON *r)
 {
-    const cJSON *s;
-    cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(r, "syscalls"))
-    {
-        if (!strcmp(str(s, "name", ""), "brk"))
-            break;
-    }
+    const cJSON *s = md_rule_trace_syscall(r, "brk");
     if (!s || num(s, "shrinks") <= 0)
         return;
     char down[64] = "", up[64] = "";

@@ -39,15 +39,8 @@ static double brk_returns(const cJSON *trace)
     bool attributed;
     if (md_rule_trace_syscalls(trace, "brk", &attributed) <= 0 || !attributed)
         return 0;
-    const cJSON *s;
-    cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(trace, "syscalls"))
-    {
-        const char *name = md_json_get_str(s, "name");
-        if (name && !strcmp(name, "brk"))
-            return md_json_get_num(cJSON_GetObjectItemCaseSensitive(s, "in_allocator_by_op"),
-                                   "free");
-    }
-    return 0;
+    const cJSON *brk = md_rule_trace_syscall(trace, "brk");
+    return md_json_get_num(cJSON_GetObjectItemCaseSensitive(brk, "in_allocator_by_op"), "free");
 }
 
 // The munmap and madvise calls that may have given memory back, inside allocator calls when the

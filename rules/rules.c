@@ -97,8 +97,7 @@ double md_rule_trace_ops(const cJSON *trace)
     return cJSON_IsNumber(total) ? total->valuedouble : 0;
 }
 
-// The entry of "syscalls" for name, or NULL.
-static const cJSON *syscall_entry(const cJSON *trace, const char *name)
+const cJSON *md_rule_trace_syscall(const cJSON *trace, const char *name)
 {
     const cJSON *s;
     cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(trace, "syscalls"))
@@ -113,7 +112,7 @@ static const cJSON *syscall_entry(const cJSON *trace, const char *name)
 double md_rule_trace_syscalls(const cJSON *trace, const char *name, bool *attributed)
 {
     *attributed = false;
-    const cJSON *s = syscall_entry(trace, name);
+    const cJSON *s = md_rule_trace_syscall(trace, name);
     if (!s)
         return -1;
     const cJSON *inside = cJSON_GetObjectItemCaseSensitive(s, "in_allocator");
@@ -127,7 +126,7 @@ double md_rule_trace_syscalls(const cJSON *trace, const char *name, bool *attrib
 
 bool md_rule_trace_brk_moves(const cJSON *trace, struct md_rule_brk_moves *out)
 {
-    const cJSON *s = syscall_entry(trace, "brk");
+    const cJSON *s = md_rule_trace_syscall(trace, "brk");
     const cJSON *shrinks = cJSON_GetObjectItemCaseSensitive(s, "shrinks");
     if (!cJSON_IsNumber(shrinks))
         return false;

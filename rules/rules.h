@@ -54,6 +54,8 @@ const char *md_rule_active_id(const cJSON *file);
 
 // Shared reads of a trace report.
 double md_rule_trace_ops(const cJSON *trace); // allocator operations; 0 when not known
+// The entry of "syscalls" for name, or NULL.
+const cJSON *md_rule_trace_syscall(const cJSON *trace, const char *name);
 // A syscall's count inside allocator calls when the trace could tell (a probe ran), else its
 // count in the whole run; *attributed says which. -1 when the report has no such syscall.
 double md_rule_trace_syscalls(const cJSON *trace, const char *name, bool *attributed);
