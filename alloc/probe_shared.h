@@ -18,7 +18,7 @@
 #include <string.h>
 
 #define MD_PROBE_MAGIC 0x3165626f7270646dull // "mdprobe1"
-#define MD_PROBE_VERSION 11
+#define MD_PROBE_VERSION 12
 #define MD_PROBE_ENV "MD_PROBE_FILE"
 // "FD DEV INO": a descriptor of the file that the tool leaves open across exec, for a process
 // that cannot open the path (it switched to another user: the file is the tool's user's, mode
@@ -47,6 +47,19 @@ enum md_probe_flags {
     MD_PROBE_WANT_STACKS = 1, // allocation call stacks, counted per stack
     MD_PROBE_WANT_LEAKS = 2,  // every live block, with its stack
     MD_PROBE_PRECISE = 4,     // time every call with ticks, never the rseq switch mark
+    // With the rseq mark, a thread whose calls have made no syscall for a while forwards malloc
+    // and free with a tail call (alloc/probe.c, "tail mode"): a syscall then ends a window that
+    // may run past the call's return (MD_SLOW_AFTER_RETURN)
+    MD_PROBE_TAIL_CALLS = 8,
+};
+
+// md_probe_slow.kind
+enum md_probe_slow_kind {
+    MD_SLOW_CALL = 0, // the syscalls in the window happened inside the call
+    // A thread in tail mode was switched out voluntarily (a syscall strace stopped, a wait) between
+    // one call's entry and the next call's: the window's syscalls were made inside that call or by
+    // the program after it returned, which the probe cannot tell apart. Its op and size are 0.
+    MD_SLOW_AFTER_RETURN = 1,
 };
 
 // How slow calls were found (header.method, written by each process's probe).
@@ -89,6 +102,7 @@ struct md_probe_slot {
     // cache line of padding: the next slot's first line, another thread's counters, would
     // otherwise share their line (the ping-pong between CPUs cost 20 ns per new).
     uint64_t cxx_new, cxx_delete;
+    uint64_t tail_entries; // times the thread entered tail mode (alloc/probe.c)
     uint64_t cxx_pad[8];
 };
 
@@ -104,7 +118,7 @@ struct md_probe_slow {
     uint64_t size; // request size (for free: the block's usable size)
     int32_t tid;
     uint16_t op;
-    uint16_t reserved;
+    uint16_t kind;  // enum md_probe_slow_kind
     uint32_t stack; // index into the stack table + 1, 0 when not captured
     uint32_t reserved2;
 };

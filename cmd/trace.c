@@ -16,6 +16,7 @@ enum {
     OPT_LEAKS,
     OPT_FOLDED,
     OPT_UPROBES,
+    OPT_NO_TAIL_CALLS,
 };
 
 static const struct md_opt options[] = {
@@ -26,7 +27,10 @@ static const struct md_opt options[] = {
     {"leak-min", MD_TOPT_LEAK_MIN, "BYTES", "with --leaks: list only stacks that leaked this much"},
     {"sample-hz", OPT_SAMPLE_HZ, "N",
      "CPU samples per second for the allocator's CPU share (0: off)"},
-    {"precise", OPT_PRECISE, NULL, "time every allocator call (exact windows, more overhead)"},
+    {"precise", OPT_PRECISE, NULL,
+     "time every allocator call: exact windows, every syscall tied (more overhead)"},
+    {"no-tail-calls", OPT_NO_TAIL_CALLS, NULL,
+     "regain control after every call, even after quiet ones: every syscall tied (slower)"},
     {"uprobes", OPT_UPROBES, NULL,
      "static programs: count calls with uprobes instead of the static probe's hooks"},
     MD_TRACE_CLI_OPTIONS,
@@ -74,6 +78,9 @@ static bool parse(const struct md_command *cmd, int argc, char **argv, struct md
         case OPT_UPROBES:
             a->opt.uprobes = true;
             break;
+        case OPT_NO_TAIL_CALLS:
+            a->opt.no_tail_calls = true;
+            break;
         default:
             return md_cli_stop(cmd, key, exit_code);
         }
@@ -116,7 +123,8 @@ const struct md_command md_cmd_trace = {
     .name = "trace",
     .summary = "run a program and measure what its allocator costs (syscalls per operation)",
     .synopsis = "[--json] [-o FILE] [--stacks [--folded FILE]] [--leaks [--leak-min BYTES]]\n"
-                "       [--sample-hz N] [--precise] [--uprobes] [--compare | --compare-with LIB]\n"
+                "       [--sample-hz N] [--precise] [--no-tail-calls] [--uprobes]\n"
+                "       [--compare | --compare-with LIB]\n"
                 "       [--fail-on LEVEL] [--baseline FILE [--max-regression PCT]] [--ops N]\n"
                 "       [--timeout SECONDS] [--syscalls auto|strace|perf] [--propagate-exit]\n"
                 "       [--probe-dir DIR] [--] CMD [ARGS...]",

@@ -456,6 +456,12 @@ static void print_syscalls(const cJSON *r)
     else
         printf("%.0f inside allocator calls (%.4f s)\n", num(f, "allocator_waits"),
                num(f, "allocator_wait_seconds"));
+    double after = num(cJSON_GetObjectItemCaseSensitive(r, "attribution"), "events_after_return");
+    if (after > 0)
+        printf("note: %.0f syscall(s) came after quiet allocator calls the probe forwarded without "
+               "regaining control (tail mode): made inside a call or by the program right after "
+               "it, they are not in the IN ALLOCATOR column; --no-tail-calls ties every one\n",
+               after);
 }
 
 static void print_bands(const cJSON *r, const char *key, const char *title)

@@ -623,6 +623,9 @@ static int prepare_probe(const struct md_trace_options *opt, struct session *s,
     // the rseq mark finds calls that were switched out; without strace's stops a syscall is not
     if (s->perf.syscalls)
         flags |= MD_PROBE_PRECISE;
+    // tail mode where the probe can use it (the rseq mark, no --stacks or --leaks): the default
+    if (!opt->no_tail_calls)
+        flags |= MD_PROBE_TAIL_CALLS;
     const char *libc = s->target.libc;
     if (probe_build(opt, libc && !strcmp(libc, "musl") ? "musl" : "glibc", lib, sizeof lib, err))
         return -1;

@@ -23,6 +23,7 @@ struct md_trace_options {
     const char *probe_dir;   // directory holding glibc/ and musl/ builds of libmdprobe.so
     uint64_t ops;            // --ops N: the operation count when it cannot be measured (0: none)
     uint32_t probe_flags;    // md_probe_flags: --stacks, --leaks
+    bool no_tail_calls;      // --no-tail-calls: the preload probe regains control after every call
     uint64_t leak_min_bytes; // --leaks: report stacks that leaked at least this much
     // --folded: allocation and futex-wait stacks in flame-graph form go to this stream (the
     // caller's, which writes them to the file whole once the report is out); NULL: none

@@ -15,6 +15,7 @@ static const char *const op_names[MD_OP_COUNT] = MD_OP_NAMES;
 
 struct probe_totals {
     uint64_t ops[MD_OP_COUNT], bytes, slow, dropped;
+    uint64_t tail_entries;        // threads' entries into the probe's tail mode
     uint64_t cxx_new, cxx_delete; // of ops[], the C++ operator new and delete calls
     uint64_t hist_exact[MD_HIST_EXACT], hist_log2[MD_HIST_LOG2];
 };
@@ -23,6 +24,7 @@ struct slow_call {
     uint64_t start, end, size;
     int32_t tid;
     uint32_t op, stack;
+    bool after_return; // MD_SLOW_AFTER_RETURN: inside a call or after it, not known which
 };
 
 struct sys_totals {
@@ -79,6 +81,7 @@ struct stats {
     struct thread_row *threads;
     size_t thread_count, thread_cap;
     uint64_t joined, outside;
+    uint64_t after_return; // in a window that may run past a call's return: neither of the two
     // calls counted in processes of another pid namespace whose ids the probe could not
     // translate (negated in the file): their syscalls cannot be told apart by thread
     uint64_t foreign_ops;
@@ -103,6 +106,7 @@ static uint64_t add_slot(struct probe_totals *t, const struct md_probe_slot *s)
     t->cxx_delete += s->cxx_delete;
     t->slow += s->slow_calls;
     t->dropped += s->slow_dropped;
+    t->tail_entries += s->tail_entries;
     for (size_t i = 0; i < MD_HIST_EXACT; i++)
         t->hist_exact[i] += s->hist_exact[i];
     for (size_t i = 0; i < MD_HIST_LOG2; i++)
@@ -195,7 +199,8 @@ static struct slow_call *slow_calls(const struct md_probe_file *pf, size_t *coun
                                          .size = log[i].size,
                                          .tid = log[i].tid,
                                          .op = log[i].op,
-                                         .stack = log[i].stack};
+                                         .stack = log[i].stack,
+                                         .after_return = log[i].kind == MD_SLOW_AFTER_RETURN};
     }
     qsort(out, kept, sizeof *out, by_tid_end);
     for (size_t i = 1; i < kept; i++)
@@ -230,7 +235,7 @@ static void count_event(struct stats *st, const struct md_sys_event *e, const st
         st->futex_alloc_wait_ns += in ? e->dur_ns : 0;
     }
     if (!in) {
-        st->outside++;
+        st->outside++; // after_return counts those of them that may have been inside
         return;
     }
     st->joined++;
@@ -360,7 +365,10 @@ static int join(struct stats *st, const struct md_trace_input *input, const stru
         while (j < slow_count &&
                (slow[j].tid < e->tid || (slow[j].tid == e->tid && slow[j].end + slack < e->ts_ns)))
             j++;
-        bool inside = j < slow_count && slow[j].tid == e->tid && slow[j].start <= e->ts_ns + slack;
+        bool in_window =
+            j < slow_count && slow[j].tid == e->tid && slow[j].start <= e->ts_ns + slack;
+        bool inside = in_window && !slow[j].after_return;
+        st->after_return += in_window && slow[j].after_return;
         count_event(st, e, inside ? &slow[j] : NULL);
         if (e->sys == MD_SYS_BRK)
             count_brk(&st->sys[MD_SYS_BRK], (enum brk_move)moves[i], inside);
@@ -659,8 +667,10 @@ static void add_attribution(cJSON *report, const struct stats *st, const struct 
     cJSON_AddBoolToObject(o, "free_sizes_from_chunks", method & MD_METHOD_CHUNK_SIZES);
     cJSON_AddNumberToObject(o, "slow_calls", (double)st->probe.slow);
     cJSON_AddNumberToObject(o, "slow_calls_dropped", (double)st->probe.dropped);
+    cJSON_AddNumberToObject(o, "tail_mode_entries", (double)st->probe.tail_entries);
     cJSON_AddNumberToObject(o, "events_in_allocator", (double)st->joined);
     cJSON_AddNumberToObject(o, "events_outside", (double)st->outside);
+    cJSON_AddNumberToObject(o, "events_after_return", (double)st->after_return);
     cJSON_AddNumberToObject(o, "strace_lines", (double)log->lines);
     cJSON_AddNumberToObject(o, "strace_lines_unparsed", (double)log->unparsed);
 }

@@ -302,6 +302,45 @@ PY
     done
 }
 
+@test "tail mode: after quiet calls the probe forwards without regaining control, and the first syscalls after it are set apart, never tied to a call" {
+    # tail-quiet: 3M malloc/free pairs that make no syscall (6M calls, past the probe's 4M), then
+    # 5 rounds of malloc(1 MiB) (an mmap), a page the program maps and unmaps, and the free (a
+    # munmap). The first round's mmap and the program's two syscalls after it fall in one window
+    # that runs past malloc's return: after_return, not in the allocator; then the thread
+    # regains control after every call again and ties the other 4 mmaps and all 5 munmaps to
+    # their calls. --precise times every call, and --no-tail-calls keeps the rseq mark but
+    # regains control after every call: all 5 mmaps are malloc's, no window is set apart.
+    for mode in "" --precise --no-tail-calls; do
+        rm -f "$OUT"
+        "$T" trace $mode --json -o "$OUT" -- "$FX/tail-quiet" 3000000 5 2>/dev/null ||
+            { echo "trace failed: $mode"; return 1; }
+        python3 - "$OUT" "$mode" <<'PY' || return 1
+import json, sys
+r = json.load(open(sys.argv[1]))
+precise = sys.argv[2] != ''
+a, ops = r['attribution'], r['ops']
+by_op = {s['name']: s['in_allocator_by_op'] for s in r['syscalls']}
+assert ops['malloc'] == ops['free'] == 3000005, ops  # counted exactly in either mode
+assert by_op['munmap']['free'] == 5, by_op['munmap']
+assert a['tail_mode_entries'] == (0 if precise else 1), a
+assert a['method'] == ('ticks' if sys.argv[2] == '--precise' else 'rseq'), a
+if precise:
+    assert by_op['mmap']['malloc'] == 5 and a['events_after_return'] == 0, (by_op['mmap'], a)
+else:
+    assert by_op['mmap']['malloc'] == 4, by_op['mmap']
+    assert a['events_after_return'] == 3, a  # malloc's mmap, the program's mmap and munmap
+PY
+    done
+    run "$T" trace -- "$FX/tail-quiet" 3000000 5
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"note: 3 syscall(s) came after quiet allocator calls"*"--no-tail-calls ties every one"* ]]
+    # a block mapped first and freed last, after 3M more quiet pairs: its munmap is the last
+    # syscall of a call in tail mode, which only the probe's exit can set apart
+    "$T" trace --json -o "$OUT" -- "$FX/tail-quiet" 3000000 5 unmap-at-exit 2>/dev/null
+    [ "$(q "r['attribution']['tail_mode_entries'], r['attribution']['events_after_return']")" = "2 4" ]
+    [ "$(q "[s['in_allocator_by_op']['free'] for s in r['syscalls'] if s['name'] == 'munmap'][0]")" = 5 ]
+}
+
 @test "perf keeps up with 60 threads churning a static musl program: no syscall record lost" {
     [ "$(id -u)" = 0 ] || skip "perf's tracepoints need root"
     # about 40,000 madvise and 200,000 futex calls in 0.3 s from 60 threads on this machine's two
