@@ -18,7 +18,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -90,7 +89,6 @@ struct fast_path {
     volatile uint64_t *rseq_cs;
     struct md_probe_slot *tail;
     uint64_t exact_left; // UINT64_MAX: this thread never enters tail mode
-    uint64_t voluntary;  // the thread's voluntary switches when tail mode began or last checked
 };
 static __thread struct fast_path tls_fast __attribute__((tls_model("initial-exec")));
 static __thread uintptr_t tls_stack_top __attribute__((tls_model("initial-exec")));
@@ -315,7 +313,16 @@ struct rseq_descriptor {
     uint64_t start_ip, post_commit_offset, abort_ip;
 } __attribute__((aligned(32)));
 
-static struct rseq_descriptor never_descriptor;
+// used: fast_was_slow names it in assembly
+static struct rseq_descriptor never_descriptor __attribute__((used));
+
+// Armed: rseq_cs still points at the probe's descriptor. The kernel clears it at a switch; code
+// with rseq critical sections of its own (librseq) writes its own descriptor there, which must
+// not pass for the probe's, or a switch before it would go unseen.
+static inline bool mark_armed(uint64_t rseq_cs)
+{
+    return rseq_cs == (uint64_t)&never_descriptor;
+}
 static __thread uint64_t tls_boundary_ns __attribute__((tls_model("initial-exec")));
 
 struct mark {
@@ -363,78 +370,59 @@ static bool rseq_mark_works(void)
 // --- tail mode ------------------------------------------------------------------------------
 //
 // Regaining control after a call costs about as much as the rest of the probe (one more call
-// level: 1.24x against 1.13x with a tail call on the overhead benchmark's glibc loop). So a thread
-// whose calls made no syscall for MD_EXACT_CALLS calls forwards malloc and free with a tail call
-// (tail mode): only the entry is seen, and a switch is found at the next call's entry instead of
-// at the return. A switch that was a preemption says nothing and the thread stays; a voluntary one
-// (a syscall strace stopped, a wait: getrusage's nvcsw moved) may have come from inside the last
-// call or from the program after it, so the window is logged as MD_SLOW_AFTER_RETURN, which the
-// tool reports apart and never ties to a request, and the thread regains control after its calls
-// again (exact mode), so that the syscalls that follow are tied to their calls. Programs whose
-// allocator makes syscalls stay in exact mode; one that makes none pays for a tail call.
-#define MD_EXACT_CALLS (1u << 22)
-
-// UINT64_MAX when it cannot be read (a seccomp filter of the program's that refuses getrusage):
-// such a value never matches, and the process leaves tail mode for good.
-static uint64_t voluntary_switches(void)
-{
-    struct rusage ru;
-    if (!getrusage(RUSAGE_THREAD, &ru))
-        return (uint64_t)ru.ru_nvcsw;
-    __atomic_store_n(&probe.tail_calls, false, __ATOMIC_RELAXED);
-    return UINT64_MAX;
-}
+// level: 1.24x against 1.10x with a tail call on the overhead benchmark's glibc loop). So after
+// MD_EXACT_CALLS calls that regained control (exact mode), a thread forwards malloc and free with
+// a tail call (tail mode): each call is still counted on entry, and a switch is found at the next
+// call's entry instead of at the return. The syscalls of that window may have come from inside
+// the last call or from the program after it, so it is logged as MD_SLOW_AFTER_RETURN, which the
+// tool reports apart and never ties to a call, and the thread goes back to exact mode, so that
+// the syscalls that follow are tied to their calls. A preemption ends tail mode too: telling it
+// from a syscall would take a syscall (getrusage's nvcsw), which a program's seccomp filter may
+// punish with SIGSYS, and at which strace stops a new thread until its first traced syscall. So
+// a thread loses at most one window's attribution per MD_EXACT_CALLS calls, and a program whose
+// allocator makes no syscalls pays for a tail call.
+#define MD_EXACT_CALLS (1u << 18)
 
 static void log_slow(struct md_probe_slot *s, enum md_probe_op op, uint64_t size, uint64_t ticks,
                      uint64_t start_realtime_ns, uint64_t end_realtime_ns, uint32_t stack,
                      enum md_probe_slow_kind kind);
 
-// Whether the thread was switched out voluntarily (a syscall, a wait; not a preemption, which a
-// busy machine brings at any time) since tls_fast.voluntary was read; it is read again.
-static bool switched_voluntarily(void)
-{
-    uint64_t voluntary = voluntary_switches();
-    if (voluntary == tls_fast.voluntary && voluntary != UINT64_MAX)
-        return false;
-    tls_fast.voluntary = voluntary;
-    return true;
-}
-
-// MD_EXACT_CALLS more calls regain control (and in tail mode, the thread leaves it).
+// The thread leaves tail mode: its next MD_EXACT_CALLS calls regain control (slow ones among
+// them do not prolong that: a preemption, which a busy machine brings at any time, would look the
+// same as a syscall).
 static void exact_again(void)
 {
     tls_fast.exact_left = MD_EXACT_CALLS;
     tls_fast.tail = NULL;
 }
 
-// After a slow call: when it followed a voluntary switch, the countdown starts again. In tail
-// mode, the slow call was a calloc's or realloc's, which always regain control.
-static void stay_exact(void)
-{
-    if (tls_fast.slot && tls_fast.exact_left != UINT64_MAX && switched_voluntarily())
-        exact_again();
-}
-
 // The countdown of an exact-mode malloc or free reached 0.
 __attribute__((noinline)) static void enter_tail_mode(void)
 {
-    if (__atomic_load_n(&probe.tail_calls, __ATOMIC_RELAXED) && tls_fast.slot) {
-        switched_voluntarily(); // the count from here on
-        if (tls_fast.voluntary != UINT64_MAX) {
-            tls_fast.tail = tls_fast.slot;
-            tls_fast.slot->tail_entries++;
-            return;
-        }
+    if (!probe.tail_calls || !tls_fast.slot) {
+        tls_fast.exact_left = UINT64_MAX; // this thread stays in exact mode
+        return;
     }
-    tls_fast.exact_left = UINT64_MAX; // this thread stays in exact mode
+    tls_fast.tail = tls_fast.slot;
+    tls_fast.slot->tail_entries++;
 }
 
-// Found cleared on entry in tail mode, at now: whether the window since the boundary held a
-// voluntary switch, which may have been the last call's.
-static void check_tail_window(uint64_t now)
+// The kind of a slow call's window. A slow call found while the thread is in tail mode may hold the
+// syscalls of tail calls nested in it (a signal handler's, an allocator's own calls through the
+// public functions, which never move the boundary): it is not tied to the call either, and the
+// thread leaves tail mode.
+static enum md_probe_slow_kind slow_call_kind(void)
 {
-    if (!switched_voluntarily())
-        return; // preempted only: no syscall stop, no wait
+    if (!tls_fast.tail)
+        return MD_SLOW_CALL;
+    exact_again();
+    return MD_SLOW_AFTER_RETURN;
+}
+
+// Found cleared on entry in tail mode, at now: the window since the boundary may hold a syscall
+// of the last call's, or of the program's after it.
+static void close_tail_window(uint64_t now)
+{
     struct md_probe_slot *s = tls_fast.tail;
     exact_again();
     log_slow(s, MD_OP_MALLOC, 0, 0, tls_boundary_ns, now, 0, MD_SLOW_AFTER_RETURN);
@@ -446,7 +434,7 @@ __attribute__((noinline)) static void rearm_after_switch(volatile uint64_t *rseq
 {
     uint64_t now = clock_ns(CLOCK_REALTIME);
     if (tls_fast.tail)
-        check_tail_window(now);
+        close_tail_window(now);
     tls_boundary_ns = now;
     *rseq_cs = (uint64_t)&never_descriptor;
 }
@@ -461,10 +449,8 @@ static inline void mark_begin(struct mark *m)
         return;
     }
     volatile uint64_t *cs = rseq_cs_field();
-    if (__builtin_expect(*cs == 0, 0)) // switched out since the last call: a new boundary
+    if (__builtin_expect(!mark_armed(*cs), 0)) // switched out since the last call: a new boundary
         rearm_after_switch(cs);
-    else
-        *cs = (uint64_t)&never_descriptor;
 }
 
 // A slow call's times. call_ticks: the call's own duration (tick timing), which decides whether
@@ -484,7 +470,7 @@ static inline bool mark_end(const struct mark *m, struct call_times *t)
     *t = (struct call_times){0};
     if (m->rseq) {
         volatile uint64_t *cs = rseq_cs_field();
-        if (*cs != 0)
+        if (mark_armed(*cs))
             return false;
         t->start_realtime = tls_boundary_ns;
         t->end_realtime = tls_boundary_ns = clock_ns(CLOCK_REALTIME);
@@ -871,7 +857,7 @@ static void forget_slot_in_child(void)
 // the window after its last call (a free's munmap before exit) is closed as at a next call.
 __attribute__((destructor)) static void probe_fini(void)
 {
-    if (tls_fast.tail && *tls_fast.rseq_cs == 0)
+    if (tls_fast.tail && !mark_armed(*tls_fast.rseq_cs))
         rearm_after_switch(tls_fast.rseq_cs);
     if (probe.shared && probe.flags)
         flush_stack_counts(&tls_stacks);
@@ -917,11 +903,9 @@ static inline struct md_probe_slot *my_slot(void)
     tls_slot = claim_slot();
     if (atomic_load_explicit(&probe.fast_path_allowed, memory_order_acquire) &&
         tls_slot != probe.overflow_slot && !(probe.flags & MD_PROBE_WANT_LEAKS))
-        tls_fast = (struct fast_path){
-            .slot = tls_slot,
-            .rseq_cs = rseq_cs_field(),
-            .exact_left =
-                __atomic_load_n(&probe.tail_calls, __ATOMIC_RELAXED) ? MD_EXACT_CALLS : UINT64_MAX};
+        tls_fast = (struct fast_path){.slot = tls_slot,
+                                      .rseq_cs = rseq_cs_field(),
+                                      .exact_left = probe.tail_calls ? MD_EXACT_CALLS : UINT64_MAX};
     return tls_slot;
 }
 
@@ -944,6 +928,16 @@ static void log_slow(struct md_probe_slot *s, enum md_probe_op op, uint64_t size
                                              .op = (uint16_t)op,
                                              .kind = (uint16_t)kind,
                                              .stack = stack};
+}
+
+// A call found slow when it returned: counted and logged, unless it was in tail mode.
+static void log_slow_call(struct md_probe_slot *s, enum md_probe_op op, uint64_t size,
+                          const struct call_times *t, uint32_t stack)
+{
+    enum md_probe_slow_kind kind = slow_call_kind();
+    if (kind == MD_SLOW_CALL)
+        __atomic_fetch_add(&s->slow_calls, 1, __ATOMIC_RELAXED);
+    log_slow(s, op, size, t->window_ticks, t->start_realtime, t->end_realtime, stack, kind);
 }
 
 // result: the block returned (a block released left the live-block table before the call:
@@ -971,19 +965,15 @@ __attribute__((noinline)) static void record_slow(enum md_probe_op op, uint64_t 
         if (slow && !stack) // a slow free: its stack names who waited or unmapped
             stack = stack_id(c, &guess_slot);
     }
-    if (slow) {
-        __atomic_fetch_add(&s->slow_calls, 1, __ATOMIC_RELAXED);
-        log_slow(s, op, size, t.window_ticks, t.start_realtime, t.end_realtime, stack,
-                 MD_SLOW_CALL);
-        stay_exact();
-    }
+    if (slow)
+        log_slow_call(s, op, size, &t, stack);
 }
 
 // True when the call was fast: rseq_cs is still armed, or few ticks passed.
 static inline bool mark_fast(const struct mark *m)
 {
     if (m->rseq)
-        return *rseq_cs_field() != 0;
+        return mark_armed(*rseq_cs_field());
     return md_probe_ticks() - m->t0 <= probe.threshold && probe.threshold;
 }
 
@@ -1129,14 +1119,12 @@ __attribute__((noinline)) static void fast_log_slow(struct md_probe_slot *s, enu
     if (!mark_end(&m, &t))
         return;
     uint32_t stack = probe.flags & MD_PROBE_WANT_STACKS ? cached_stack_id(c) : 0;
-    __atomic_fetch_add(&s->slow_calls, 1, __ATOMIC_RELAXED);
-    log_slow(s, op, size, t.window_ticks, t.start_realtime, t.end_realtime, stack, MD_SLOW_CALL);
-    stay_exact();
+    log_slow_call(s, op, size, &t, stack);
 }
 
 static inline void fast_begin(volatile uint64_t *rseq_cs)
 {
-    if (__builtin_expect(*rseq_cs == 0, 0))
+    if (__builtin_expect(!mark_armed(*rseq_cs), 0))
         rearm_after_switch(rseq_cs);
 }
 
@@ -1149,7 +1137,7 @@ __attribute__((noinline)) static void *fast_after_call(enum md_probe_op op, void
     struct md_probe_slot *s = tls_fast.slot;
     if (!s) // a child forked during the call (by a signal handler): the slot was its parent's
         return result;
-    if (*tls_fast.rseq_cs == 0)
+    if (!mark_armed(*tls_fast.rseq_cs))
         fast_log_slow(s, op, size, CALLER);
     if (op != MD_OP_FREE && result && (probe.flags & MD_PROBE_WANT_STACKS))
         count_allocation_stack(size, CALLER);
@@ -1157,21 +1145,23 @@ __attribute__((noinline)) static void *fast_after_call(enum md_probe_op op, void
 }
 
 // After the forwarded call, whether it was switched out. rseq_cs is read again through the
-// thread pointer in one volatile asm, so that the compiler keeps no address in a callee-saved
-// register across the call (the fast path only runs where the rseq mark works: x86-64).
+// thread pointer, and compared with the descriptor's address, in one volatile asm, so that the
+// compiler keeps no address in a callee-saved register across the call (the fast path only runs
+// where the rseq mark works: x86-64).
 static inline bool fast_was_slow(void)
 {
 #if MD_HAVE_RSEQ_MARK
-    uint64_t cs;
+    uint64_t cs, armed;
     __asm__ volatile("movq __rseq_offset@GOTPCREL(%%rip), %0\n\t"
                      "movq (%0), %0\n\t"
-                     "movq %%fs:8(%0), %0"
-                     : "=r"(cs)
+                     "movq %%fs:8(%0), %0\n\t"
+                     "leaq never_descriptor(%%rip), %1"
+                     : "=r"(cs), "=r"(armed)
                      :
                      : "memory"); // the kernel writes the field behind the compiler's back
-    return __builtin_expect(cs == 0, 0);
+    return __builtin_expect(cs != armed, 0);
 #else
-    return *rseq_cs_field() == 0;
+    return !mark_armed(*rseq_cs_field());
 #endif
 }
 
@@ -1179,7 +1169,7 @@ static inline bool fast_was_slow(void)
 // --stacks the allocation's stack counts one more allocation of its size.
 #define FAST_END_ALLOCATION(f, result, op, size)                                                   \
     do {                                                                                           \
-        if (__builtin_expect(*(f).rseq_cs == 0, 0))                                                \
+        if (__builtin_expect(!mark_armed(*(f).rseq_cs), 0))                                        \
             fast_log_slow((f).slot, op, size, CALLER);                                             \
         md_probe_count((f).slot, op, size);                                                        \
         if (__builtin_expect((probe.flags & MD_PROBE_WANT_STACKS) && (result), 0))                 \
@@ -1191,7 +1181,7 @@ static inline bool fast_was_slow(void)
 static inline struct md_probe_slot *fast_slot_armed(void)
 {
     struct md_probe_slot *s = tls_fast.slot;
-    return s && *tls_fast.rseq_cs ? s : NULL;
+    return s && mark_armed(*tls_fast.rseq_cs) ? s : NULL;
 }
 
 // An exact-mode malloc or free whose countdown reached 0 (see "tail mode"): it takes the full
@@ -1238,7 +1228,7 @@ __attribute__((noinline)) static void free_exact(void *p)
 EXPORT void *malloc(size_t n)
 {
     struct md_probe_slot *s = tls_fast.tail;
-    if (__builtin_expect(s && *tls_fast.rseq_cs, 1)) {
+    if (__builtin_expect(s && mark_armed(*tls_fast.rseq_cs), 1)) {
         md_probe_count(s, MD_OP_MALLOC, n);
         return probe.real.malloc(n);
     }
@@ -1248,7 +1238,7 @@ EXPORT void *malloc(size_t n)
 EXPORT void free(void *p)
 {
     struct md_probe_slot *s = tls_fast.tail;
-    if (__builtin_expect(s && *tls_fast.rseq_cs && p && !is_boot(p), 1)) {
+    if (__builtin_expect(s && mark_armed(*tls_fast.rseq_cs) && p && !is_boot(p), 1)) {
         md_probe_count(s, MD_OP_FREE, 0);
         probe.real.free(p);
         return;

@@ -47,18 +47,19 @@ enum md_probe_flags {
     MD_PROBE_WANT_STACKS = 1, // allocation call stacks, counted per stack
     MD_PROBE_WANT_LEAKS = 2,  // every live block, with its stack
     MD_PROBE_PRECISE = 4,     // time every call with ticks, never the rseq switch mark
-    // With the rseq mark, a thread whose calls have made no syscall for a while forwards malloc
-    // and free with a tail call (alloc/probe.c, "tail mode"): a syscall then ends a window that
-    // may run past the call's return (MD_SLOW_AFTER_RETURN)
+    // With the rseq mark, a thread forwards malloc and free with a tail call after a stretch of
+    // calls that regained control (alloc/probe.c, "tail mode"): a switch then ends a window that
+    // may run past a call's return (MD_SLOW_AFTER_RETURN)
     MD_PROBE_TAIL_CALLS = 8,
 };
 
 // md_probe_slow.kind
 enum md_probe_slow_kind {
     MD_SLOW_CALL = 0, // the syscalls in the window happened inside the call
-    // A thread in tail mode was switched out voluntarily (a syscall strace stopped, a wait) between
-    // one call's entry and the next call's: the window's syscalls were made inside that call or by
-    // the program after it returned, which the probe cannot tell apart. Its op and size are 0.
+    // A thread in tail mode was switched out between one call's entry and the next call's, or
+    // during a call that regained control (where a tail call nested in it may have made the
+    // syscall): the window's syscalls were made inside a call or by the program after it, which
+    // the probe cannot tell apart. Its op and size say nothing.
     MD_SLOW_AFTER_RETURN = 1,
 };
 

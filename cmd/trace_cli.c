@@ -460,7 +460,8 @@ static void print_syscalls(const cJSON *r)
     if (after > 0)
         printf("note: %.0f syscall(s) came after quiet allocator calls the probe forwarded without "
                "regaining control (tail mode): made inside a call or by the program right after "
-               "it, they are not in the IN ALLOCATOR column; --no-tail-calls ties every one\n",
+               "it, they are not in the IN ALLOCATOR column; --no-tail-calls ties those made "
+               "inside a call\n",
                after);
 }
 

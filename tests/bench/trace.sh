@@ -36,10 +36,12 @@ for v in glibc:2:20000000 glibc:2:100000000 musl:2:200000 musl:1:200000; do
         -n "strace as trace runs it" "strace -D -f --seccomp-bpf --timestamps=unix,ns --syscall-times=ns -e trace=$syscalls -o /dev/null $p" \
         -n "malloc-doctor trace" "$T trace -o /dev/null -- $p" \
         -n "malloc-doctor trace --stacks" "$T trace --stacks -o /dev/null -- $p"
-    # the floor under an exact interposer (tests/bench/src/forward_shim.c)
+    # the floor under an exact interposer (tests/bench/src/forward_shim.c), and the probe without
+    # its tail mode (alloc/probe.c), which regains control after every call
     if [ "$lib" = glibc ]; then
         set -- "$@" -n "preloaded wrapper, tail call" "env LD_PRELOAD=$B/forward-0.so $p" \
-            -n "preloaded wrapper that regains control" "env LD_PRELOAD=$B/forward-1.so $p"
+            -n "preloaded wrapper that regains control" "env LD_PRELOAD=$B/forward-1.so $p" \
+            -n "malloc-doctor trace --no-tail-calls" "$T trace --no-tail-calls -o /dev/null -- $p"
     fi
     # the other syscall recorder side by side: static programs default to perf, dynamic to strace
     if [ "$lib" = glibc ] && [ "$n" -le 20000000 ]; then
@@ -68,7 +70,8 @@ data = json.load(open(sys.argv[1]))  # hyperfine's export, or interleave.py's me
 runs = {r["command"]: r["mean"] for r in data["results"]} if "results" in data else data
 calls = 2 * int(sys.argv[2])
 for name in ("preloaded wrapper, tail call", "preloaded wrapper that regains control",
-             "malloc-doctor trace", "malloc-doctor trace --stacks", "malloc-doctor trace --uprobes"):
+             "malloc-doctor trace", "malloc-doctor trace --no-tail-calls",
+             "malloc-doctor trace --stacks", "malloc-doctor trace --uprobes"):
     if name not in runs:
         continue
     added = (runs[name] - runs["plain"]) / calls * 1e9
