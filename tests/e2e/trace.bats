@@ -341,6 +341,22 @@ PY
     run "$T" trace -- "$FX/tail-quiet" $pairs 5
     [ "$status" -eq 0 ]
     [[ "$output" == *"note: 3 syscall(s) came after quiet allocator calls"*"--no-tail-calls ties those made inside a call"* ]]
+    # two threads at once, each in its own arena (its first malloc maps it: 2 mmaps, and munmaps
+    # that trim them, in exact mode): each thread's first round falls in a window after return
+    # unless a preemption ended its tail mode before (then it is tied); the program's own pages
+    # are never tied, and every call is counted
+    "$T" trace --json -o "$OUT" -- "$FX/tail-quiet" $pairs 5 threads 2>/dev/null
+    python3 - "$OUT" $pairs <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+a, ops, pairs = r['attribution'], r['ops'], int(sys.argv[2])
+by_op = {s['name']: s['in_allocator_by_op'] for s in r['syscalls']}
+assert ops['malloc'] == ops['free'] == 2 * (pairs + 5), ops
+assert a['tail_mode_entries'] >= 2 and a['events_after_return'] in (0, 3, 6), a
+assert by_op['mmap']['malloc'] == 12 - a['events_after_return'] // 3, (by_op['mmap'], a)
+assert by_op['munmap']['free'] == 10, by_op['munmap']
+assert all(b['from'] > 4096 for b in r['mmap_lengths_in_allocator']), r['mmap_lengths_in_allocator']
+PY
     # a block mapped first and freed last, after as many quiet pairs again: its munmap is the last
     # syscall of a call in tail mode, which only the probe's exit can set apart
     "$T" trace --json -o "$OUT" -- "$FX/tail-quiet" $pairs 5 unmap-at-exit 2>/dev/null
@@ -367,6 +383,15 @@ assert by_op['mmap']['malloc'] == 1, by_op['mmap']  # the block's, in exact mode
 PY
     "$T" trace --no-tail-calls --json -o "$OUT" -- "$FX/tail-nest" 300000 2>/dev/null
     [ "$(q "[s['in_allocator_by_op']['free'] for s in r['syscalls'] if s['name'] == 'munmap'][0], r['attribution']['events_after_return']")" = "1 0" ]
+}
+
+@test "a program's own rseq descriptor where the probe keeps its mark does not pass for the mark: its syscalls are not tied to the next call" {
+    # own-rseq: after a counted malloc the program maps and unmaps a page itself, then writes its
+    # own rseq descriptor into rseq_cs (as librseq users do), then mallocs 1 MiB (an mmap) and
+    # frees it (a munmap). The field is not 0 at that malloc's entry, yet the thread was switched
+    # out: taken as armed, the page's mmap and munmap were tied to the malloc.
+    "$T" trace --json -o "$OUT" -- "$FX/own-rseq" 2>/dev/null
+    [ "$(q "[(s['name'], s['in_allocator_by_op']['malloc'], s['in_allocator_by_op']['free']) for s in r['syscalls'] if s['name'] in ('mmap', 'munmap')]")" = "[('mmap', 1, 0), ('munmap', 0, 1)]" ]
 }
 
 @test "perf keeps up with 60 threads churning a static musl program: no syscall record lost" {
