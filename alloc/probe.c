@@ -439,6 +439,13 @@ __attribute__((noinline)) static void rearm_after_switch(volatile uint64_t *rseq
     *rseq_cs = (uint64_t)&never_descriptor;
 }
 
+// On entry: a new boundary when the thread was switched out since the mark was last checked.
+static inline void fast_begin(volatile uint64_t *rseq_cs)
+{
+    if (__builtin_expect(!mark_armed(*rseq_cs), 0))
+        rearm_after_switch(rseq_cs);
+}
+
 static inline void mark_begin(struct mark *m)
 {
     m->rseq = probe.rseq;
@@ -448,9 +455,7 @@ static inline void mark_begin(struct mark *m)
         m->t0 = md_probe_ticks();
         return;
     }
-    volatile uint64_t *cs = rseq_cs_field();
-    if (__builtin_expect(!mark_armed(*cs), 0)) // switched out since the last call: a new boundary
-        rearm_after_switch(cs);
+    fast_begin(rseq_cs_field());
 }
 
 // A slow call's times. call_ticks: the call's own duration (tick timing), which decides whether
@@ -857,8 +862,8 @@ static void forget_slot_in_child(void)
 // the window after its last call (a free's munmap before exit) is closed as at a next call.
 __attribute__((destructor)) static void probe_fini(void)
 {
-    if (tls_fast.tail && !mark_armed(*tls_fast.rseq_cs))
-        rearm_after_switch(tls_fast.rseq_cs);
+    if (tls_fast.tail)
+        fast_begin(tls_fast.rseq_cs);
     if (probe.shared && probe.flags)
         flush_stack_counts(&tls_stacks);
 }
@@ -930,7 +935,8 @@ static void log_slow(struct md_probe_slot *s, enum md_probe_op op, uint64_t size
                                              .stack = stack};
 }
 
-// A call found slow when it returned: counted and logged, unless it was in tail mode.
+// A call found slow when it returned: counted as one and logged; in tail mode only logged, as a
+// window set apart (slow_call_kind).
 static void log_slow_call(struct md_probe_slot *s, enum md_probe_op op, uint64_t size,
                           const struct call_times *t, uint32_t stack)
 {
@@ -1093,9 +1099,11 @@ __attribute__((noinline)) static void *realloc_full(void *old, size_t n)
 
 // --- the fast path ---------------------------------------------------------------------------
 //
-// Nearly every call takes only this path: one TLS load says whether it applies, a load of rseq_cs
-// before and after the call says whether the thread was switched out (it is re-armed only when it
-// was), then plain increments in the thread's own slot. Everything else (a thread's first call,
+// Nearly every call takes only this path. In tail mode (above) malloc and free load the tail slot
+// and rseq_cs, count, and forward with a tail call. In exact mode one TLS load says whether the
+// path applies, a load of rseq_cs before and after the call says whether the thread was switched
+// out (it is re-armed only when it was), then plain increments in the thread's own slot.
+// Everything else (a thread's first call,
 // live blocks, tick timing, the boot buffer, and in malloc and free a call that must re-arm) is a
 // tail call into the full path above, so that path still sees the program's frame as its
 // caller's.
@@ -1120,12 +1128,6 @@ __attribute__((noinline)) static void fast_log_slow(struct md_probe_slot *s, enu
         return;
     uint32_t stack = probe.flags & MD_PROBE_WANT_STACKS ? cached_stack_id(c) : 0;
     log_slow_call(s, op, size, &t, stack);
-}
-
-static inline void fast_begin(volatile uint64_t *rseq_cs)
-{
-    if (__builtin_expect(!mark_armed(*rseq_cs), 0))
-        rearm_after_switch(rseq_cs);
 }
 
 // After malloc's or free's forwarded call, when it was slow or --stacks wants the allocation's
@@ -1212,9 +1214,8 @@ __attribute__((noinline)) static void free_exact(void *p)
     struct md_probe_slot *s = fast_slot_armed();
     // the block's size tells which size band a munmap or madvise inside free belongs to
     uint64_t block;
-    if (__builtin_expect(!s || !p || is_boot(p) || !chunk_size_inline(p, &block), 0))
-        return free_full(p);
-    if (__builtin_expect(exact_mode_ends(), 0))
+    if (__builtin_expect(
+            !s || !p || is_boot(p) || !chunk_size_inline(p, &block) || exact_mode_ends(), 0))
         return free_full(p);
     md_probe_count(s, MD_OP_FREE, block);
     volatile uint64_t size = block; // on the stack, not in a saved register
